@@ -1,0 +1,26 @@
+{
+  "variables": { "helper_cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"] },
+  "targets": [
+    {
+      "target_name": "enclave_addon",
+      "sources": ["src/addon.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"]
+    },
+    {
+      "target_name": "enclave-init",
+      "type": "executable",
+      "sources": ["src/init.c", "src/common.c"],
+      "cflags": ["<@(helper_cflags)"],
+      "ldflags": ["-Wl,-z,relro,-z,now", "-pie"]
+    },
+    {
+      "target_name": "enclave-enter",
+      "type": "executable",
+      "sources": ["src/enter.c", "src/common.c"],
+      "cflags": ["<@(helper_cflags)"],
+      "ldflags": ["-Wl,-z,relro,-z,now", "-pie"]
+    }
+  ]
+}

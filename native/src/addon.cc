@@ -1,0 +1,207 @@
+// The in-process half of Enclave's native code: what Node lacks and what
+// must not cost a process spawn.
+//   peerCred(fd)             SO_PEERCRED of a connected Unix socket
+//   setChildSubreaper()      session inits re-parent to the daemon, not PID 1
+//   ProcessWatch(pid, start, cb)
+//                            pins a process with a pidfd (refusing a reused
+//                            PID), signals it race-free, and calls cb once
+//                            when it exits, reaping it if it is our child
+//   reapChild(pid)           waitpid(pid, WNOHANG) for adopted children
+#include <napi.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace {
+
+Napi::Value ThrowErrno(Napi::Env env, const char* what, int err) {
+  Napi::Error e = Napi::Error::New(env, std::string(what) + ": " + strerror(err));
+  e.Set("errno", Napi::Number::New(env, err));
+  e.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+bool ReadStartTime(int pid, unsigned long long* out) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  char* p = strrchr(buf, ')');
+  if (!p) return false;
+  p++;
+  for (int field = 3; field < 22; field++) {
+    p = strchr(p + 1, ' ');
+    if (!p) return false;
+  }
+  *out = strtoull(p + 1, nullptr, 10);
+  return true;
+}
+
+Napi::Value PeerCred(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "peerCred(fd: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return ThrowErrno(env, "SO_PEERCRED", errno);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pid", Napi::Number::New(env, cred.pid));
+  o.Set("uid", Napi::Number::New(env, cred.uid));
+  o.Set("gid", Napi::Number::New(env, cred.gid));
+  return o;
+}
+
+Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) return ThrowErrno(info.Env(), "PR_SET_CHILD_SUBREAPER", errno);
+  return info.Env().Undefined();
+}
+
+Napi::Value ReapChild(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "reapChild(pid: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  pid_t pid = info[0].As<Napi::Number>().Int32Value();
+  int status = 0;
+  pid_t r = waitpid(pid, &status, WNOHANG);
+  return Napi::Boolean::New(env, r == pid);
+}
+
+class ProcessWatch : public Napi::ObjectWrap<ProcessWatch> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ProcessWatch",
+                       {InstanceMethod("kill", &ProcessWatch::Kill), InstanceMethod("close", &ProcessWatch::Close)});
+  }
+
+  // new ProcessWatch(pid, startTime, onExit(status | null))
+  explicit ProcessWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProcessWatch>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsString() || !info[2].IsFunction()) {
+      Napi::TypeError::New(env, "new ProcessWatch(pid: number, startTime: string, onExit: function)")
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    pid_ = info[0].As<Napi::Number>().Int32Value();
+    std::string startStr = info[1].As<Napi::String>().Utf8Value();
+    unsigned long long want = strtoull(startStr.c_str(), nullptr, 10);
+    fd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
+    if (fd_ < 0) {
+      ThrowErrno(env, "pidfd_open", errno);
+      return;
+    }
+    unsigned long long actual = 0;
+    // After pidfd_open the fd pins whatever holds the PID now; only keep it
+    // if that is the process we recorded.
+    if (!ReadStartTime(pid_, &actual) || actual != want) {
+      close(fd_);
+      fd_ = -1;
+      ThrowErrno(env, "process identity", ESRCH);
+      return;
+    }
+    callback_ = Napi::Persistent(info[2].As<Napi::Function>());
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    poll_->data = this;
+    uv_poll_init(loop, poll_, fd_);
+    uv_poll_start(poll_, UV_READABLE, OnReadable);
+    Ref();  // alive while the poll is active, even if JS drops the object
+  }
+
+  ~ProcessWatch() override { Stop(); }
+
+ private:
+  static void OnReadable(uv_poll_t* handle, int, int) {
+    auto* self = static_cast<ProcessWatch*>(handle->data);
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    Napi::Value result = env.Null();
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    // Reap it if it is our child (subreaper); otherwise its parent will.
+    if (syscall(SYS_waitid, P_PIDFD, self->fd_, &si, WEXITED | WNOHANG, nullptr) == 0 && si.si_pid != 0) {
+      Napi::Object st = Napi::Object::New(env);
+      bool signaled = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
+      st.Set("code", signaled ? env.Null() : Napi::Number::New(env, si.si_status));
+      st.Set("signal", signaled ? Napi::Number::New(env, si.si_status) : env.Null());
+      result = st;
+    }
+    Napi::FunctionReference cb = std::move(self->callback_);
+    self->Stop();
+    self->Unref();
+    if (!cb.IsEmpty()) cb.MakeCallback(env.Global(), {result});
+  }
+
+  void Stop() {
+    if (poll_) {
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+    }
+    if (fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+
+  Napi::Value Kill(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int sig = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : SIGTERM;
+    if (fd_ < 0) return Napi::Boolean::New(env, false);
+    if (syscall(SYS_pidfd_send_signal, fd_, sig, nullptr, 0) < 0) {
+      if (errno == ESRCH) return Napi::Boolean::New(env, false);
+      return ThrowErrno(env, "pidfd_send_signal", errno);
+    }
+    return Napi::Boolean::New(env, true);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (poll_) {
+      Stop();
+      callback_.Reset();
+      Unref();
+    }
+    return info.Env().Undefined();
+  }
+
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference callback_;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("peerCred", Napi::Function::New(env, PeerCred));
+  exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
+  exports.Set("reapChild", Napi::Function::New(env, ReapChild));
+  exports.Set("ProcessWatch", ProcessWatch::Define(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(enclave_addon, Init)

@@ -1,0 +1,102 @@
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ENCLAVE_STEP_NAME(name, str) str,
+static const char *const step_names[] = {ENCLAVE_STEPS(ENCLAVE_STEP_NAME)};
+#undef ENCLAVE_STEP_NAME
+
+const char *step_name(enum step s) {
+  return (s >= 0 && s < STEP_COUNT) ? step_names[s] : "unknown";
+}
+
+int write_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+void (*fail_cleanup)(void);
+
+void fail_step(int fd, enum step s, int err, const char *fmt, ...) {
+  if (fail_cleanup) {
+    void (*cleanup)(void) = fail_cleanup;
+    fail_cleanup = NULL;
+    cleanup();
+  }
+  char detail[512];
+  char line[700];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(detail, sizeof detail, fmt, ap);
+  va_end(ap);
+  /* One line, tab-separated, so the daemon can parse it without guessing. */
+  for (char *c = detail; *c; c++)
+    if (*c == '\n' || *c == '\t') *c = ' ';
+  int n = snprintf(line, sizeof line, "error\t%s\t%d\t%s\n", step_name(s), err, detail);
+  if (fd >= 0 && n > 0) (void)write_all(fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+  _exit(STEP_EXIT_BASE + (int)s);
+}
+
+int write_file(const char *path, const char *data) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return -1;
+  size_t len = strlen(data);
+  ssize_t n = write(fd, data, len);
+  int saved = errno;
+  close(fd);
+  if (n != (ssize_t)len) {
+    errno = n < 0 ? saved : EIO;
+    return -1;
+  }
+  return 0;
+}
+
+int read_start_time(int pid, unsigned long long *out) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  /* comm may hold spaces and ')': fields restart after the last ')'. */
+  char *p = strrchr(buf, ')');
+  if (!p) return -1;
+  p++;
+  /* After ')' come fields 3..; start time is field 22, i.e. the 20th here. */
+  for (int field = 3; field < 22; field++) {
+    p = strchr(p + 1, ' ');
+    if (!p) return -1;
+  }
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(p + 1, &end, 10);
+  if (errno || end == p + 1) return -1;
+  *out = v;
+  return 0;
+}
+
+long long parse_u64(const char *s) {
+  if (!s || !*s) return -1;
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end || v < 0) return -1;
+  return v;
+}

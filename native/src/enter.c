@@ -1,0 +1,137 @@
+/*
+ * enclave-enter: runs one command inside a running session.
+ *
+ *   enclave-enter --pid PID --start TICKS [--cgroup PROCS_FILE]... [--cwd DIR]
+ *                 [--uid N] [--gid N] -- CMD [ARG...]
+ *
+ * The command's environment is this process's environment, set by the daemon.
+ * Steps: pin the session init with a pidfd and check its start time (a reused
+ * PID is refused) -> non-dumpable -> join the session's cgroups -> drop
+ * supplementary groups -> setns into all of the init's namespaces at once ->
+ * session IDs -> fork into the PID namespace -> chdir, close stray fds, exec.
+ * The parent stays outside the session's PID namespace, forwards signals and
+ * exits as the command did (re-raising a fatal signal), so the daemon sees the
+ * command's own status. Errors before exec: "enclave-enter: ..." on stderr and
+ * exit 64 + step; exec failures exit 127 (not found) or 126 (not executable).
+ */
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_CGROUPS 16
+#define ALL_NS (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP)
+
+static volatile pid_t child = -1;
+
+static void forward(int sig) {
+  if (child > 0) kill(child, sig);
+}
+
+static __attribute__((noreturn)) void die(enum step s, int err, const char *what) {
+  /* stderr is the command's stderr: one readable line, then the step code. */
+  dprintf(2, "enclave-enter: %s: %s\n", what, strerror(err));
+  fail_step(-1, s, err, "%s", what);
+}
+
+int main(int argc, char **argv) {
+  long long pid = -1, start = -1, uid = 0, gid = 0;
+  const char *cwd = "/";
+  const char *cgroups[MAX_CGROUPS];
+  int ncg = 0, i = 1;
+  for (; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--")) {
+      i++;
+      break;
+    }
+    if (i + 1 >= argc) die(STEP_USAGE, EINVAL, "option without a value");
+    const char *v = argv[++i];
+    if (!strcmp(a, "--pid")) pid = parse_u64(v);
+    else if (!strcmp(a, "--start")) start = parse_u64(v);
+    else if (!strcmp(a, "--uid")) uid = parse_u64(v);
+    else if (!strcmp(a, "--gid")) gid = parse_u64(v);
+    else if (!strcmp(a, "--cwd")) cwd = v;
+    else if (!strcmp(a, "--cgroup") && ncg < MAX_CGROUPS) cgroups[ncg++] = v;
+    else die(STEP_USAGE, EINVAL, "unknown option");
+  }
+  if (pid <= 0 || start < 0 || uid < 0 || gid < 0 || i >= argc || cwd[0] != '/') die(STEP_USAGE, EINVAL, "usage");
+
+  int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+  if (pidfd < 0) die(STEP_IDENTITY, errno, "session init is gone");
+  unsigned long long actual;
+  /* Checked after pidfd_open: the fd now pins the process we verified. */
+  if (read_start_time((int)pid, &actual) < 0 || actual != (unsigned long long)start)
+    die(STEP_IDENTITY, ESRCH, "session init is gone (pid reused)");
+
+  /* Nothing in the session may ptrace or read us before we exec. */
+  if (prctl(PR_SET_DUMPABLE, 0) < 0) die(STEP_SETNS, errno, "PR_SET_DUMPABLE");
+  char self[32];
+  snprintf(self, sizeof self, "%d", getpid());
+  for (int c = 0; c < ncg; c++)
+    if (write_file(cgroups[c], self) < 0) die(STEP_CGROUP, errno, cgroups[c]);
+  if (setgroups(0, NULL) < 0) die(STEP_SETID, errno, "setgroups");
+  if (setns(pidfd, ALL_NS) < 0) die(STEP_SETNS, errno, "setns into the session");
+  close(pidfd);
+  if (setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0) die(STEP_SETID, errno, "setresgid");
+  if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0) die(STEP_SETID, errno, "setresuid");
+
+  /* Block forwarded signals until the child exists, so none is lost. */
+  static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
+  sigset_t set, old;
+  sigemptyset(&set);
+  for (size_t s = 0; s < sizeof fwd / sizeof fwd[0]; s++) sigaddset(&set, fwd[s]);
+  sigprocmask(SIG_BLOCK, &set, &old);
+  /* The child cannot see us across the PID namespace (getppid() is 0), so a
+   * pipe whose write end only we hold tells it whether we are still alive. */
+  int alive[2];
+  if (pipe2(alive, O_CLOEXEC) < 0) die(STEP_FORK, errno, "pipe2");
+  pid_t p = fork();
+  if (p < 0) die(STEP_FORK, errno, "fork");
+  if (p == 0) {
+    close(alive[1]);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    struct pollfd pfd = {.fd = alive[0], .events = POLLIN};
+    if (poll(&pfd, 1, 0) != 0) _exit(STEP_EXIT_BASE + STEP_FORK); /* EOF: parent gone */
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (chdir(cwd) < 0) die(STEP_CWD, errno, cwd);
+    if (syscall(SYS_close_range, 3, ~0U, 0) < 0) die(STEP_FDS, errno, "close_range");
+    execvp(argv[i], &argv[i]);
+    int err = errno;
+    dprintf(2, "enclave: %s: %s\n", argv[i], strerror(err));
+    _exit(err == ENOENT || err == ENOTDIR ? 127 : 126);
+  }
+  child = p;
+  close(alive[0]);
+  struct sigaction sa = {.sa_handler = forward, .sa_flags = SA_RESTART};
+  for (size_t s = 0; s < sizeof fwd / sizeof fwd[0]; s++) sigaction(fwd[s], &sa, NULL);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+
+  int status;
+  while (waitpid(p, &status, 0) < 0)
+    if (errno != EINTR) die(STEP_FORK, errno, "waitpid");
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  /* Die of the same signal, without a core file, so the status is exact. */
+  int sig = WTERMSIG(status);
+  struct rlimit none = {0, 0};
+  setrlimit(RLIMIT_CORE, &none);
+  signal(sig, SIG_DFL);
+  sigset_t only;
+  sigemptyset(&only);
+  sigaddset(&only, sig);
+  sigprocmask(SIG_UNBLOCK, &only, NULL);
+  raise(sig);
+  return 128 + sig;
+}

@@ -1,0 +1,92 @@
+// Request and response shapes of the HTTP API, shared by daemon and CLI.
+import { z } from 'zod';
+
+export const SESSION_ID = /^s-[0-9a-f]{10}$/;
+export const SESSION_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+export const sessionName = z
+  .string()
+  .regex(SESSION_NAME, 'must match ^[a-z0-9][a-z0-9_-]{0,62}$ (lowercase letters, digits, _ and -, max 63)')
+  .refine((n) => !SESSION_ID.test(n), 'must not look like a session id (s- and 10 hex digits)');
+
+export const sessionRef = z.string().refine((s) => SESSION_ID.test(s) || SESSION_NAME.test(s), 'must be a session id (s-xxxxxxxxxx) or a session name');
+
+export const sessionStates = ['creating', 'running', 'stopping', 'stopped', 'failed'] as const;
+export type SessionState = (typeof sessionStates)[number];
+
+export const limitsSchema = z
+  .object({
+    memory_mb: z.number().int().min(16).max(1024 * 1024),
+    pids: z.number().int().min(8).max(4_194_304),
+    cpu_percent: z.number().int().min(1).max(100 * 1024),
+    tmp_mb: z.number().int().min(1).max(1024 * 1024),
+    home_mb: z.number().int().min(1).max(1024 * 1024),
+  })
+  .strict();
+export type Limits = z.infer<typeof limitsSchema>;
+
+export const createSessionRequest = z
+  .object({
+    name: sessionName.optional(),
+    memory_mb: limitsSchema.shape.memory_mb.optional(),
+    pids: limitsSchema.shape.pids.optional(),
+    cpu_percent: limitsSchema.shape.cpu_percent.optional(),
+    tmp_mb: limitsSchema.shape.tmp_mb.optional(),
+    home_mb: limitsSchema.shape.home_mb.optional(),
+  })
+  .strict();
+export type CreateSessionRequest = z.infer<typeof createSessionRequest>;
+
+export const sessionSchema = z.object({
+  id: z.string().regex(SESSION_ID),
+  name: z.string().nullable(),
+  state: z.enum(sessionStates),
+  hostname: z.string(),
+  init_pid: z.number().int().nullable(),
+  id_range: z.object({ host_base: z.number().int(), size: z.number().int() }).nullable(),
+  limits: limitsSchema,
+  created_at: z.string(),
+  updated_at: z.string(),
+  last_error: z.string().nullable(),
+});
+export type Session = z.infer<typeof sessionSchema>;
+
+export const sessionListSchema = z.object({ sessions: z.array(sessionSchema) });
+
+export const errorBodySchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
+});
+
+export const healthSchema = z.object({ status: z.literal('ok'), version: z.string(), sessions: z.number().int() });
+
+const flag = z
+  .enum(['1', '0', 'true', 'false'])
+  .transform((v) => v === '1' || v === 'true');
+
+const envEntry = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*=[^\0]*$/, 'must be NAME=VALUE with NAME of [A-Za-z_][A-Za-z0-9_]*');
+
+/** Query of GET /v1/sessions/{id}/exec (Kubernetes names plus env and cwd). */
+export const execQuery = z
+  .object({
+    command: z.array(z.string().min(1).max(65536).refine((s) => !s.includes('\0'), 'must not contain NUL')).min(1, 'is required (repeat command= for each argument)').max(4096),
+    stdin: flag.default(false),
+    stdout: flag.default(true),
+    stderr: flag.default(true),
+    tty: flag.default(false),
+    env: z.array(envEntry).max(1024).default([]),
+    cwd: z.string().regex(/^\/[^\0]*$/, 'must be an absolute path').max(4096).default('/'),
+  })
+  .strict();
+export type ExecQuery = z.infer<typeof execQuery>;
+
+export const execStatusSchema = z.object({
+  status: z.enum(['Success', 'Failure']),
+  message: z.string().optional(),
+  reason: z.string().optional(),
+  details: z
+    .object({ causes: z.array(z.object({ reason: z.string(), message: z.string() })).optional() })
+    .optional(),
+});
+export type ExecStatus = z.infer<typeof execStatusSchema>;

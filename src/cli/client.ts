@@ -1,0 +1,77 @@
+// HTTP client for the daemon's Unix socket; every response is checked with zod.
+import { request } from 'node:http';
+import type { z } from 'zod';
+import { errorBodySchema } from '../api/schemas.js';
+
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+export const DEFAULT_SOCKET = '/run/enclave/enclave.sock';
+
+export function socketPath(flag: string | undefined): string {
+  return flag ?? process.env.ENCLAVE_SOCKET ?? DEFAULT_SOCKET;
+}
+
+export interface Reply {
+  status: number;
+  body: unknown;
+}
+
+export function call(socket: string, method: string, path: string, body?: unknown): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = request(
+      {
+        socketPath: socket,
+        method,
+        path,
+        headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown = undefined;
+          if (text) {
+            try {
+              parsed = JSON.parse(text);
+            } catch {
+              parsed = text;
+            }
+          }
+          resolve({ status: res.statusCode ?? 0, body: parsed });
+        });
+      },
+    );
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      const why =
+        e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
+          ? `the daemon is not running at ${socket} (start it with "enclave daemon", or set --socket / ENCLAVE_SOCKET)`
+          : e.code === 'EACCES'
+            ? `permission denied on ${socket} (run as root or as a member of the socket's group)`
+            : `cannot reach the daemon at ${socket}: ${e.message}`;
+      reject(new CliError(why));
+    });
+    req.end(payload);
+  });
+}
+
+/** Turn an error reply into its message, a success into the parsed body. */
+export function expect<T extends z.ZodType>(reply: Reply, ok: number, schema: T): z.infer<T> {
+  if (reply.status !== ok) throw new CliError(errorMessage(reply));
+  const parsed = schema.safeParse(reply.body);
+  if (!parsed.success) throw new CliError(`unexpected reply from the daemon (HTTP ${reply.status})`);
+  return parsed.data;
+}
+
+export function errorMessage(reply: Reply): string {
+  const e = errorBodySchema.safeParse(reply.body);
+  return e.success ? e.data.error.message : `the daemon answered HTTP ${reply.status}`;
+}

@@ -1,0 +1,87 @@
+// `enclave doctor`: can sessions be confined on this host? Every check is a
+// real probe, not a guess from version strings alone.
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { release } from 'node:os';
+import { detectCgroupLayout } from '../isolation/cgroups.js';
+import { helperPaths } from '../native/addon.js';
+import { call } from './client.js';
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  /** A failed required check means sessions cannot be confined here. */
+  required: boolean;
+  detail: string;
+}
+
+function kernelAtLeast(major: number, minor: number): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release());
+  if (!m) return false;
+  const [a, b] = [Number(m[1]), Number(m[2])];
+  return a > major || (a === major && b >= minor);
+}
+
+function helperCheck(name: string, path: string): Check {
+  if (!existsSync(path)) return { name, ok: false, required: true, detail: `${path} is missing: run "npm ci" (builds native/)` };
+  const st = statSync(path);
+  if (st.uid !== 0 || (st.mode & 0o022) !== 0) {
+    return { name, ok: false, required: true, detail: `${path} must be owned by root and not group/world-writable (mode ${(st.mode & 0o7777).toString(8)}, uid ${st.uid})` };
+  }
+  try {
+    accessSync(path, constants.X_OK);
+  } catch {
+    return { name, ok: false, required: true, detail: `${path} is not executable` };
+  }
+  return { name, ok: true, required: true, detail: path };
+}
+
+export async function runDoctor(socket: string): Promise<Check[]> {
+  const checks: Check[] = [];
+  const root = process.getuid?.() === 0;
+  checks.push({ name: 'root', ok: root, required: true, detail: root ? 'running as root' : 'the daemon and this probe need root' });
+  checks.push({
+    name: 'kernel',
+    ok: kernelAtLeast(5, 9),
+    required: true,
+    detail: `${release()} (needs 5.9+: pidfd setns, openat2, close_range)`,
+  });
+  const init = helperCheck('helper enclave-init', helperPaths.init);
+  checks.push(init, helperCheck('helper enclave-enter', helperPaths.enter));
+
+  if (init.ok && root) {
+    // The real probe: clone with every namespace flag a session uses.
+    const p = spawnSync(helperPaths.init, ['--probe'], { encoding: 'utf8', timeout: 5000 });
+    const ok = p.status === 0 && p.stdout.trim() === 'ok';
+    checks.push({
+      name: 'namespaces',
+      ok,
+      required: true,
+      detail: ok ? 'user, pid, mount, net, uts, ipc and cgroup namespaces can be created' : `cannot create session namespaces: ${(p.stdout || p.stderr || String(p.error ?? '')).trim().replace(/\t/g, ' ')}`,
+    });
+  }
+  try {
+    const layout = detectCgroupLayout();
+    const v1 = [...layout.v1.keys()].sort().join(',');
+    const ok = layout.mode === 'unified' ? layout.v2 !== null : layout.v1.has('pids') && layout.v1.has('memory');
+    checks.push({
+      name: 'cgroups',
+      ok,
+      required: true,
+      detail: `${layout.mode}${v1 ? ` (v1: ${v1})` : ''}${layout.v2 ? ` (v2: ${layout.v2})` : ''}${ok ? '' : ': the pids and memory controllers are needed'}`,
+    });
+  } catch (e) {
+    checks.push({ name: 'cgroups', ok: false, required: true, detail: `cannot read the cgroup layout: ${(e as Error).message}` });
+  }
+  try {
+    const r = await call(socket, 'GET', '/v1/health');
+    checks.push({ name: 'daemon', ok: r.status === 200, required: false, detail: r.status === 200 ? `reachable at ${socket}` : `HTTP ${r.status} at ${socket}` });
+  } catch (e) {
+    checks.push({ name: 'daemon', ok: false, required: false, detail: (e as Error).message });
+  }
+  return checks;
+}
+
+export function confinable(checks: Check[]): boolean {
+  return checks.every((c) => c.ok || !c.required);
+}

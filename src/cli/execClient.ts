@@ -1,0 +1,92 @@
+// `enclave session exec`: stream a command's stdio over the exec WebSocket
+// and exit with its code.
+import WebSocket from 'ws';
+import { execStatusSchema } from '../api/schemas.js';
+import { Channel, K8S_V5_PROTOCOL, decodeFrame, encodeFrame, exitCodeOf } from '../terminal/channels.js';
+import { CliError, errorMessage } from './client.js';
+
+export interface ExecArgs {
+  socket: string;
+  session: string;
+  command: string[];
+  env: string[];
+  cwd?: string | undefined;
+}
+
+export function execPath(a: Omit<ExecArgs, 'socket'>): string {
+  const q = new URLSearchParams();
+  for (const c of a.command) q.append('command', c);
+  for (const e of a.env) q.append('env', e);
+  if (a.cwd) q.set('cwd', a.cwd);
+  q.set('stdin', '1');
+  return `/v1/sessions/${encodeURIComponent(a.session)}/exec?${q.toString()}`;
+}
+
+export function runExecClient(a: ExecArgs): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws+unix://${a.socket}:${execPath(a)}`, [K8S_V5_PROTOCOL], { perMessageDeflate: false });
+    let code: number | undefined;
+    ws.on('unexpected-response', (_req, res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        let body: unknown;
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          body = undefined;
+        }
+        reject(new CliError(errorMessage({ status: res.statusCode ?? 0, body })));
+      });
+    });
+    ws.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') reject(new CliError(`the daemon is not running at ${a.socket}`));
+      else reject(new CliError(`exec connection failed: ${e.message}`));
+    });
+    ws.on('open', () => {
+      process.stdin.on('data', (chunk: Buffer) => {
+        ws.send(encodeFrame(Channel.stdin, chunk));
+        // Do not read faster than the socket drains.
+        if (ws.bufferedAmount > 1024 * 1024) {
+          process.stdin.pause();
+          const wait = setInterval(() => {
+            if (ws.bufferedAmount < 256 * 1024 || ws.readyState !== ws.OPEN) {
+              clearInterval(wait);
+              process.stdin.resume();
+            }
+          }, 5);
+        }
+      });
+      process.stdin.on('end', () => {
+        if (ws.readyState === ws.OPEN) ws.send(Buffer.from([Channel.close, Channel.stdin]));
+      });
+      process.stdin.on('error', () => undefined);
+    });
+    ws.on('message', (data: Buffer) => {
+      const f = decodeFrame(data);
+      if (!f) return;
+      const out = f.channel === Channel.stdout ? process.stdout : f.channel === Channel.stderr ? process.stderr : undefined;
+      if (out) {
+        if (!out.write(f.payload)) {
+          ws.pause();
+          out.once('drain', () => ws.resume());
+        }
+      } else if (f.channel === Channel.status) {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(f.payload.toString('utf8'));
+        } catch {
+          parsed = undefined;
+        }
+        const st = execStatusSchema.safeParse(parsed);
+        code = st.success ? exitCodeOf(st.data) : undefined;
+      }
+    });
+    ws.on('close', () => {
+      process.stdin.pause();
+      process.stdin.unref?.();
+      if (code === undefined) reject(new CliError('the exec stream ended without an exit status'));
+      else resolve(code);
+    });
+  });
+}

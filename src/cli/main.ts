@@ -1,0 +1,194 @@
+#!/usr/bin/env node
+// The `enclave` command. Exit 0 ok, 1 error (one line on stderr), 2 usage;
+// `session exec` exits with the remote command's code.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { z } from 'zod';
+import { formatZodError } from '../api/errors.js';
+import { createSessionRequest, sessionListSchema, sessionRef, sessionSchema } from '../api/schemas.js';
+import { call, CliError, expect, socketPath } from './client.js';
+import { confinable, runDoctor } from './doctor.js';
+import { runExecClient } from './execClient.js';
+import { json, sessionDetails, sessionTable, table } from './output.js';
+
+const USAGE = `usage: enclave [--socket PATH] COMMAND
+
+  enclave daemon [--config FILE] [--state-dir DIR] [--socket PATH]
+  enclave session create [--name N] [--memory MB] [--pids N] [--cpu PERCENT]
+                         [--tmp-size MB] [--home-size MB] [--json]
+  enclave session list [--all] [--json]
+  enclave session show ID|NAME [--json]
+  enclave session exec ID|NAME [--env K=V]... [--cwd DIR] -- CMD [ARG...]
+  enclave session destroy ID|NAME
+  enclave doctor [--json]
+
+The socket defaults to $ENCLAVE_SOCKET, else /run/enclave/enclave.sock.
+`;
+
+class UsageError extends CliError {
+  constructor(message: string) {
+    super(message, 2);
+  }
+}
+
+function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals = true) {
+  try {
+    return parseArgs({ args, options: { socket: { type: 'string' }, ...options }, allowPositionals: positionals, strict: true });
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message.split('\n')[0]}\n\n${USAGE}`);
+  }
+}
+
+function ref(value: string | undefined, cmd: string): string {
+  if (!value) throw new UsageError(`enclave session ${cmd}: missing session ID or NAME`);
+  const r = sessionRef.safeParse(value);
+  if (!r.success) throw new UsageError(`enclave session ${cmd}: '${value}' is neither a session id (s-xxxxxxxxxx) nor a valid name`);
+  return value;
+}
+
+function intFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = z.coerce.number().int().safeParse(value);
+  if (!n.success || !/^\d+$/.test(value)) throw new UsageError(`--${flag}: '${value}' is not a whole number`);
+  return n.data;
+}
+
+const FLAG_OF: Record<string, string> = { memory_mb: '--memory', pids: '--pids', cpu_percent: '--cpu', tmp_mb: '--tmp-size', home_mb: '--home-size', name: '--name' };
+
+async function session(sub: string | undefined, rest: string[]): Promise<number> {
+  switch (sub) {
+    case 'create': {
+      const { values } = parse(
+        rest,
+        {
+          name: { type: 'string' },
+          memory: { type: 'string' },
+          pids: { type: 'string' },
+          cpu: { type: 'string' },
+          'tmp-size': { type: 'string' },
+          'home-size': { type: 'string' },
+          json: { type: 'boolean' },
+        },
+        false,
+      );
+      const body = Object.fromEntries(
+        Object.entries({
+          name: values.name,
+          memory_mb: intFlag(values.memory, 'memory'),
+          pids: intFlag(values.pids, 'pids'),
+          cpu_percent: intFlag(values.cpu, 'cpu'),
+          tmp_mb: intFlag(values['tmp-size'], 'tmp-size'),
+          home_mb: intFlag(values['home-size'], 'home-size'),
+        }).filter(([, v]) => v !== undefined),
+      );
+      const checked = createSessionRequest.safeParse(body);
+      if (!checked.success) {
+        const msg = formatZodError(checked.error).replace(/'(\w+)'/g, (m: string, f: string) => (FLAG_OF[f] ? FLAG_OF[f] : m));
+        throw new UsageError(`enclave session create: ${msg}`);
+      }
+      const s = expect(await call(socketPath(values.socket), 'POST', '/v1/sessions', checked.data), 201, sessionSchema);
+      process.stdout.write(values.json ? json(s) : `${s.id}\n`);
+      return 0;
+    }
+    case 'list': {
+      const { values } = parse(rest, { all: { type: 'boolean' }, json: { type: 'boolean' } }, false);
+      const r = expect(await call(socketPath(values.socket), 'GET', `/v1/sessions${values.all ? '?all=1' : ''}`), 200, sessionListSchema);
+      process.stdout.write(values.json ? json(r.sessions) : sessionTable(r.sessions));
+      return 0;
+    }
+    case 'show': {
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
+      const id = ref(positionals[0], 'show');
+      const s = expect(await call(socketPath(values.socket), 'GET', `/v1/sessions/${encodeURIComponent(id)}`), 200, sessionSchema);
+      process.stdout.write(values.json ? json(s) : sessionDetails(s));
+      return 0;
+    }
+    case 'destroy': {
+      const { values, positionals } = parse(rest, {});
+      const id = ref(positionals[0], 'destroy');
+      const r = await call(socketPath(values.socket), 'DELETE', `/v1/sessions/${encodeURIComponent(id)}`);
+      expect(r, 204, z.unknown());
+      return 0;
+    }
+    case 'exec': {
+      const dash = rest.indexOf('--');
+      if (dash < 0) throw new UsageError('enclave session exec: put the command after "--", e.g. enclave session exec S -- ls -la');
+      const { values, positionals } = parse(rest.slice(0, dash), { env: { type: 'string', multiple: true }, cwd: { type: 'string' } });
+      const id = ref(positionals[0], 'exec');
+      if (positionals.length > 1) throw new UsageError(`enclave session exec: unexpected '${positionals[1]}' before "--"`);
+      const command = rest.slice(dash + 1);
+      if (command.length === 0) throw new UsageError('enclave session exec: no command after "--"');
+      for (const e of values.env ?? []) if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e)) throw new UsageError(`--env: '${e}' is not NAME=VALUE`);
+      return runExecClient({ socket: socketPath(values.socket), session: id, command, env: values.env ?? [], cwd: values.cwd });
+    }
+    default:
+      throw new UsageError(sub ? `unknown session command '${sub}'\n\n${USAGE}` : USAGE);
+  }
+}
+
+async function daemon(rest: string[]): Promise<number> {
+  const { values } = parse(rest, { config: { type: 'string' }, 'state-dir': { type: 'string' } }, false);
+  const { loadConfig } = await import('../config/load.js');
+  const { startDaemon } = await import('../daemon/main.js');
+  const config = loadConfig(values.config, { state_dir: values['state-dir'], socket: values.socket });
+  const d = await startDaemon(config);
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals) => {
+      d.log.info({ signal: sig }, 'signal received');
+      resolve();
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+  await d.stop();
+  return 0;
+}
+
+async function doctor(rest: string[]): Promise<number> {
+  const { values } = parse(rest, { json: { type: 'boolean' } }, false);
+  const checks = await runDoctor(socketPath(values.socket));
+  const ok = confinable(checks);
+  if (values.json) process.stdout.write(json({ confinable: ok, checks }));
+  else {
+    process.stdout.write(table(['CHECK', 'RESULT', 'DETAIL'], checks.map((c) => [c.name, c.ok ? 'ok' : c.required ? 'FAIL' : 'warn', c.detail])));
+    process.stdout.write(ok ? 'sessions can be confined on this host\n' : 'sessions CANNOT be confined on this host\n');
+  }
+  return ok ? 0 : 1;
+}
+
+async function main(argv: string[]): Promise<number> {
+  // --socket may also come before the command.
+  const args = [...argv];
+  const globalSocket = args[0] === '--socket' ? (args.splice(0, 2)[1] ?? '') : undefined;
+  if (globalSocket !== undefined) process.env.ENCLAVE_SOCKET = globalSocket;
+  const [cmd, ...rest] = args;
+  switch (cmd) {
+    case 'session':
+      return session(rest[0], rest.slice(1));
+    case 'daemon':
+      return daemon(rest);
+    case 'doctor':
+      return doctor(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return cmd === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command '${cmd}'\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.stdin.destroy();
+    process.exitCode = code;
+    // Let stdout drain, then leave even if a handle (stdin on a tty) lingers.
+    process.stdout.write('', () => process.exit(code));
+  },
+  (e: unknown) => {
+    const message = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`enclave: ${message.trimEnd()}\n`);
+    process.exit(e instanceof CliError ? e.exitCode : 1);
+  },
+);

@@ -1,0 +1,56 @@
+// Human tables and --json output.
+import type { Session } from '../api/schemas.js';
+
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+function age(iso: string): string {
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172800) return `${Math.round(s / 3600)}h`;
+  return `${Math.round(s / 86400)}d`;
+}
+
+export function sessionTable(sessions: Session[]): string {
+  return table(
+    ['ID', 'NAME', 'STATE', 'HOSTNAME', 'PID', 'HOST IDS', 'AGE'],
+    sessions.map((s) => [
+      s.id,
+      s.name ?? '-',
+      s.state,
+      s.hostname,
+      s.init_pid === null ? '-' : String(s.init_pid),
+      s.id_range ? `${s.id_range.host_base}+${s.id_range.size}` : '-',
+      age(s.created_at),
+    ]),
+  );
+}
+
+export function sessionDetails(s: Session): string {
+  const rows: [string, string][] = [
+    ['id', s.id],
+    ['name', s.name ?? '-'],
+    ['state', s.state],
+    ['hostname', s.hostname],
+    ['init pid', s.init_pid === null ? '-' : String(s.init_pid)],
+    ['host ids', s.id_range ? `${s.id_range.host_base}..${s.id_range.host_base + s.id_range.size - 1}` : '-'],
+    ['memory', `${s.limits.memory_mb} MiB`],
+    ['pids', String(s.limits.pids)],
+    ['cpu', `${s.limits.cpu_percent}%`],
+    ['/tmp', `${s.limits.tmp_mb} MiB`],
+    ['/home', `${s.limits.home_mb} MiB`],
+    ['created', s.created_at],
+    ['updated', s.updated_at],
+  ];
+  if (s.last_error) rows.push(['last error', s.last_error]);
+  const w = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';
+}
+
+export function json(value: unknown): string {
+  return JSON.stringify(value, null, 2) + '\n';
+}

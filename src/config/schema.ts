@@ -1,0 +1,83 @@
+// The daemon's configuration: every key, its type and its default. The TOML
+// file (config.example.toml documents the same keys) may set any subset.
+import { z } from 'zod';
+
+const absolutePath = z.string().regex(/^\/[^\0\n\t]*$/, 'must be an absolute path');
+const cgroupName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be a single path component of [A-Za-z0-9_.-]');
+const ifName = z.string().regex(/^[a-z][a-z0-9_-]{0,14}$/, 'must be a valid interface name (max 15 chars)');
+const cidr = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/(\d|[12]\d|3[0-2])$/, 'must be an IPv4 CIDR like 10.200.0.0/16');
+
+export const MIB = 1024 * 1024;
+
+export const configSchema = z
+  .object({
+    state_dir: absolutePath.default('/var/lib/enclave'),
+    socket: absolutePath.default('/run/enclave/enclave.sock'),
+    /** Group (numeric gid) allowed to use the socket besides root; 0 = root only. */
+    socket_gid: z.number().int().min(0).max(4294967294).default(0),
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+    sessions: z
+      .object({
+        rootfs: absolutePath.default('/'),
+        /** Host paths masked (empty, read-only) in every session, besides the state dir and socket dir. */
+        hide: z.array(absolutePath).default(['/root', '/etc/enclave', '/var/lib/enclave', '/run/enclave']),
+        /** SIGTERM-to-SIGKILL grace on destroy, in milliseconds. */
+        stop_grace_ms: z.number().int().min(0).max(600_000).default(5000),
+        max_sessions: z.number().int().min(1).max(100_000).default(1000),
+      })
+      .strict()
+      .prefault({}),
+    ids: z
+      .object({
+        /** First host uid/gid of slot 0; slot n maps 0..size-1 to base + n*size. */
+        base: z.number().int().min(65536).max(4294967294).default(100000),
+        size: z.number().int().min(1).max(65536 * 16).default(65536),
+        slots: z.number().int().min(1).max(65536).default(1000),
+      })
+      .strict()
+      .prefault({}),
+    limits: z
+      .object({
+        memory_mb: z.number().int().min(16).max(1024 * 1024).default(1024),
+        pids: z.number().int().min(8).max(4_194_304).default(1024),
+        cpu_percent: z.number().int().min(1).max(100 * 1024).default(100),
+      })
+      .strict()
+      .prefault({}),
+    tmpfs: z
+      .object({
+        home_mb: z.number().int().min(1).max(1024 * 1024).default(512),
+        home_inodes: z.number().int().min(16).max(100_000_000).default(65536),
+        tmp_mb: z.number().int().min(1).max(1024 * 1024).default(512),
+        tmp_inodes: z.number().int().min(16).max(100_000_000).default(65536),
+        secrets_mb: z.number().int().min(1).max(64).default(1),
+        secrets_inodes: z.number().int().min(16).max(65536).default(256),
+      })
+      .strict()
+      .prefault({}),
+    cgroups: z
+      .object({
+        /** Name of the directory holding session cgroups in every hierarchy. */
+        parent: cgroupName.default('enclave'),
+        root: absolutePath.default('/sys/fs/cgroup'),
+      })
+      .strict()
+      .prefault({}),
+    network: z
+      .object({
+        bridge: ifName.default('enclave0'),
+        subnet: cidr.default('10.200.0.0/16'),
+        egress: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const last = c.ids.base + c.ids.size * c.ids.slots - 1;
+    if (last > 4294967294) {
+      ctx.addIssue({ code: 'custom', path: ['ids', 'slots'], message: `ID ranges end at ${last}, past the largest host ID 4294967294` });
+    }
+  });
+
+export type Config = z.infer<typeof configSchema>;

@@ -1,0 +1,75 @@
+// `enclave daemon`: open state, reconcile sessions, serve the API until SIGTERM.
+import { chmodSync, chownSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname } from 'node:path';
+import pino, { type Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { detectCgroupLayout } from '../isolation/cgroups.js';
+import { addon } from '../native/addon.js';
+import { SessionManager } from '../sessions/manager.js';
+import { openDatabase } from '../store/db.js';
+import { SessionStore } from '../store/sessionStore.js';
+import { createApiServer } from './server.js';
+
+export class StartupError extends Error {}
+
+function socketInUse(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export interface RunningDaemon {
+  stop(): Promise<void>;
+  log: Logger;
+}
+
+export async function startDaemon(config: Config): Promise<RunningDaemon> {
+  const log = pino({ level: config.log_level, base: { pid: process.pid }, redact: ['*.token', '*.secret', '*.authorization'] });
+  if (process.getuid?.() !== 0) throw new StartupError('the daemon must run as root (it creates namespaces, cgroups and ID mappings)');
+  process.umask(0o077);
+  // Session inits re-parent to us when their helper exits, so we reap them.
+  addon().setChildSubreaper();
+
+  if (existsSync(config.socket)) {
+    if (await socketInUse(config.socket)) throw new StartupError(`another daemon is already serving ${config.socket}`);
+    unlinkSync(config.socket);
+  }
+  const db = openDatabase(config.state_dir);
+  const layout = detectCgroupLayout(config.cgroups.root);
+  log.info({ cgroups: layout.mode, state_dir: config.state_dir }, 'starting');
+  const sessions = new SessionManager({ config, store: new SessionStore(db), layout, log });
+  await sessions.start();
+
+  const { server, closeClients } = createApiServer({ config, sessions, log });
+  const sockDir = dirname(config.socket);
+  mkdirSync(sockDir, { recursive: true, mode: 0o755 });
+  chmodSync(sockDir, 0o755);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.socket, () => resolve());
+  });
+  chownSync(config.socket, 0, config.socket_gid);
+  chmodSync(config.socket, 0o660);
+  log.info({ socket: config.socket }, 'listening');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      log.info('stopping; sessions keep running');
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections();
+      closeClients();
+      await closed;
+      await sessions.shutdown();
+      db.close();
+      if (existsSync(config.socket)) unlinkSync(config.socket);
+      log.info('stopped');
+    })());
+  return { stop, log };
+}

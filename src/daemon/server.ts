@@ -1,0 +1,149 @@
+// The HTTP + WebSocket API of DESIGN.md on a Unix socket.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { WebSocketServer } from 'ws';
+import { ApiError, REASON, zodToApiError } from '../api/errors.js';
+import { createSessionRequest, execQuery, sessionRef } from '../api/schemas.js';
+import type { Config } from '../config/schema.js';
+import type { SessionManager } from '../sessions/manager.js';
+import { enterCommand } from '../sessions/enter.js';
+import { K8S_V5_PROTOCOL } from '../terminal/channels.js';
+import { runExec } from './exec.js';
+import { readJsonBody, sendError, sendJson } from './http.js';
+import { authorize, callerOf } from './identity.js';
+import { renderMetrics } from './metrics.js';
+
+export const VERSION = '0.1.0';
+
+interface Context {
+  config: Config;
+  sessions: SessionManager;
+  log: Logger;
+}
+
+const SESSION_PATH = /^\/v1\/sessions\/([^/]+)(\/exec)?$/;
+
+function parseRef(raw: string): string {
+  let ref: string;
+  try {
+    ref = decodeURIComponent(raw);
+  } catch {
+    throw new ApiError('invalid_request', 'session reference is not valid URL encoding', 'id');
+  }
+  const parsed = sessionRef.safeParse(ref);
+  if (!parsed.success) throw new ApiError('invalid_request', `invalid session reference '${ref.slice(0, 80)}': must be a session id (s-xxxxxxxxxx) or a session name`, 'id');
+  return parsed.data;
+}
+
+async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const caller = callerOf(req.socket as Socket);
+  authorize(caller, ctx.config.socket_gid);
+  const url = new URL(req.url ?? '/', 'http://enclave');
+  const path = url.pathname;
+  const method = req.method ?? 'GET';
+
+  if (path === '/v1/health' && method === 'GET') {
+    return sendJson(res, 200, { status: 'ok', version: VERSION, sessions: ctx.sessions.list(false).length });
+  }
+  if (path === '/metrics' && method === 'GET') {
+    const body = renderMetrics(ctx.sessions);
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+    return void res.end(body);
+  }
+  if (path === '/v1/sessions') {
+    if (method === 'GET') {
+      const all = url.searchParams.get('all');
+      return sendJson(res, 200, { sessions: ctx.sessions.list(all === '1' || all === 'true') });
+    }
+    if (method === 'POST') {
+      const body = await readJsonBody(req);
+      const parsed = createSessionRequest.safeParse(body);
+      if (!parsed.success) throw zodToApiError(parsed.error, 'session create request');
+      ctx.log.info({ caller: caller.uid, name: parsed.data.name }, 'create session');
+      const session = await ctx.sessions.create(parsed.data);
+      return sendJson(res, 201, session);
+    }
+    throw new ApiError('invalid_request', `method ${method} not allowed on /v1/sessions (GET, POST)`);
+  }
+  const m = SESSION_PATH.exec(path);
+  if (m && !m[2]) {
+    const row = ctx.sessions.resolve(parseRef(m[1]!));
+    if (method === 'GET') return sendJson(res, 200, ctx.sessions.toApi(row));
+    if (method === 'DELETE') {
+      ctx.log.info({ caller: caller.uid, session: row.id }, 'destroy session');
+      await ctx.sessions.destroy(row.id);
+      res.writeHead(204).end();
+      return;
+    }
+    throw new ApiError('invalid_request', `method ${method} not allowed on a session (GET, DELETE)`);
+  }
+  if (m && m[2]) throw new ApiError('invalid_request', 'exec is a WebSocket endpoint: send an Upgrade request');
+  throw new ApiError('not_found', `no such endpoint: ${method} ${path}`);
+}
+
+function rejectUpgrade(socket: Duplex, err: ApiError): void {
+  const body = JSON.stringify(err.toJSON());
+  const reason = REASON[err.status] ?? 'Error';
+  socket.end(
+    `HTTP/1.1 ${err.status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+function toApiError(e: unknown, log: Logger): ApiError {
+  if (e instanceof ApiError) return e;
+  log.error({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e) }, 'internal error');
+  return new ApiError('internal', 'internal error; see the daemon log');
+}
+
+export interface ApiServer {
+  server: Server;
+  /** End every WebSocket client (their commands get SIGTERM). */
+  closeClients(): void;
+}
+
+export function createApiServer(ctx: Context): ApiServer {
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 1024 * 1024,
+    perMessageDeflate: false,
+    handleProtocols: (offered) => (offered.has(K8S_V5_PROTOCOL) ? K8S_V5_PROTOCOL : false),
+  });
+  const server = createServer((req, res) => {
+    handle(ctx, req, res).catch((e) => sendError(res, toApiError(e, ctx.log)));
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    try {
+      authorize(callerOf(req.socket as Socket), ctx.config.socket_gid);
+      const url = new URL(req.url ?? '/', 'http://enclave');
+      const m = SESSION_PATH.exec(url.pathname);
+      if (!m || m[2] !== '/exec') throw new ApiError('not_found', `no WebSocket endpoint at ${url.pathname}`);
+      const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+      if (!protocols.includes(K8S_V5_PROTOCOL)) throw new ApiError('invalid_request', `subprotocol ${K8S_V5_PROTOCOL} is required`, 'Sec-WebSocket-Protocol');
+      const row = ctx.sessions.resolve(parseRef(m[1]!));
+      const q = execQuery.safeParse({
+        command: url.searchParams.getAll('command'),
+        env: url.searchParams.getAll('env'),
+        ...Object.fromEntries([...url.searchParams.entries()].filter(([k]) => k !== 'command' && k !== 'env')),
+      });
+      if (!q.success) throw zodToApiError(q.error, 'exec query');
+      if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
+      if (q.data.tty) throw new ApiError('invalid_request', 'tty exec is not supported yet', 'tty');
+      const command = enterCommand(row, ctx.sessions.cgroupProcsFiles(row.id), q.data);
+      const log = ctx.log.child({ session: row.id });
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        log.info({ argv0: q.data.command[0] }, 'exec');
+        runExec({ ws, command, stdin: q.data.stdin, stdout: q.data.stdout, stderr: q.data.stderr, log });
+      });
+    } catch (e) {
+      rejectUpgrade(socket, toApiError(e, ctx.log));
+    }
+  });
+  return {
+    server,
+    closeClients: () => {
+      for (const ws of wss.clients) ws.terminate();
+    },
+  };
+}

@@ -1,0 +1,148 @@
+// Session cgroups: detect the host's cgroup mode the way runc does, then one
+// interface over two backends. Limits are written here, by the daemon as host
+// root; nothing is delegated into a session.
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Limits } from '../api/schemas.js';
+
+export type CgroupMode = 'unified' | 'hybrid' | 'legacy';
+
+export interface CgroupLayout {
+  mode: CgroupMode;
+  /** v1 controller -> mount point of its hierarchy (co-mounted ones share one). */
+  v1: Map<string, string>;
+  /** Mount point of the cgroup2 hierarchy, if any. */
+  v2: string | null;
+}
+
+const LIMIT_CONTROLLERS = ['memory', 'pids', 'cpu'] as const;
+
+/**
+ * Pure: derive the layout from /proc/self/mountinfo text. unified: cgroup2 at
+ * the root; hybrid: v1 controllers plus a cgroup2 tree (as at
+ * /sys/fs/cgroup/unified); legacy: v1 only.
+ */
+export function parseCgroupLayout(mountinfo: string, root = '/sys/fs/cgroup'): CgroupLayout {
+  const v1 = new Map<string, string>();
+  let v2: string | null = null;
+  for (const line of mountinfo.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const left = line.slice(0, sep).split(' ');
+    const right = line.slice(sep + 3).split(' ');
+    const mountPoint = left[4];
+    const fstype = right[0];
+    if (!mountPoint || !mountPoint.startsWith(root)) continue;
+    if (fstype === 'cgroup2') {
+      v2 = mountPoint;
+    } else if (fstype === 'cgroup') {
+      for (const opt of (right[2] ?? '').split(',')) {
+        if ((LIMIT_CONTROLLERS as readonly string[]).includes(opt)) v1.set(opt, mountPoint);
+      }
+    }
+  }
+  const mode: CgroupMode = v2 === root ? 'unified' : v1.size > 0 ? (v2 ? 'hybrid' : 'legacy') : 'unified';
+  return { mode, v1: mode === 'unified' ? new Map() : v1, v2 };
+}
+
+export function detectCgroupLayout(root = '/sys/fs/cgroup'): CgroupLayout {
+  return parseCgroupLayout(readFileSync('/proc/self/mountinfo', 'utf8'), root);
+}
+
+export interface CgroupDir {
+  path: string;
+  /** Controllers whose limits are written in this directory. */
+  controllers: string[];
+  version: 1 | 2;
+}
+
+/** The session's directories in every hierarchy Enclave uses. */
+export function sessionCgroupDirs(layout: CgroupLayout, parent: string, sessionId: string): CgroupDir[] {
+  const dirs: CgroupDir[] = [];
+  if (layout.mode === 'unified' && layout.v2) {
+    return [{ path: join(layout.v2, parent, sessionId), controllers: [...LIMIT_CONTROLLERS], version: 2 }];
+  }
+  const byMount = new Map<string, string[]>();
+  for (const [ctrl, mount] of layout.v1) byMount.set(mount, [...(byMount.get(mount) ?? []), ctrl]);
+  for (const [mount, ctrls] of byMount) dirs.push({ path: join(mount, parent, sessionId), controllers: ctrls.sort(), version: 1 });
+  // Hybrid: the controller-less v2 tree tracks the session (and gives cgroup.kill).
+  if (layout.v2) dirs.push({ path: join(layout.v2, parent, sessionId), controllers: [], version: 2 });
+  return dirs;
+}
+
+export function parentDirs(layout: CgroupLayout, parent: string): string[] {
+  const mounts = new Set<string>(layout.v1.values());
+  if (layout.v2) mounts.add(layout.v2);
+  return [...mounts].map((m) => join(m, parent));
+}
+
+/** Pure: the files and values that express the limits in one directory. */
+export function limitFiles(dir: CgroupDir, limits: Pick<Limits, 'memory_mb' | 'pids' | 'cpu_percent'>): [string, string][] {
+  const files: [string, string][] = [];
+  const bytes = limits.memory_mb * 1024 * 1024;
+  const period = 100_000;
+  const quota = Math.round((limits.cpu_percent / 100) * period);
+  for (const c of dir.controllers) {
+    if (c === 'memory') files.push(dir.version === 1 ? ['memory.limit_in_bytes', String(bytes)] : ['memory.max', String(bytes)]);
+    if (c === 'pids') files.push(['pids.max', String(limits.pids)]);
+    if (c === 'cpu') {
+      if (dir.version === 1) files.push(['cpu.cfs_period_us', String(period)], ['cpu.cfs_quota_us', String(quota)]);
+      else files.push(['cpu.max', `${quota} ${period}`]);
+    }
+  }
+  return files;
+}
+
+export function ensureParents(layout: CgroupLayout, parent: string): void {
+  for (const dir of parentDirs(layout, parent)) mkdirSync(dir, { recursive: true });
+  if (layout.mode === 'unified' && layout.v2) {
+    // Controllers must be enabled top-down before children can use them.
+    for (const dir of [layout.v2, join(layout.v2, parent)]) writeFileSync(join(dir, 'cgroup.subtree_control'), '+memory +pids +cpu');
+  }
+}
+
+export function createSessionCgroup(dir: CgroupDir, limits: Limits): void {
+  mkdirSync(dir.path);
+  for (const [file, value] of limitFiles(dir, limits)) writeFileSync(join(dir.path, file), value);
+}
+
+export function cgroupPids(dirPath: string): number[] {
+  try {
+    return readFileSync(join(dirPath, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+}
+
+/** SIGKILL everything in the cgroup: cgroup.kill on v2 (atomic), a sweep on v1. */
+export function killCgroup(dir: string, version: 1 | 2): void {
+  if (version === 2) {
+    try {
+      writeFileSync(join(dir, 'cgroup.kill'), '1');
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    }
+  }
+  for (const pid of cgroupPids(dir)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+/** rmdir; true when the directory is gone. EBUSY means tasks remain. */
+export function removeCgroup(dir: string): boolean {
+  try {
+    rmdirSync(dir);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return true;
+    if (code === 'EBUSY') return false;
+    throw e;
+  }
+}

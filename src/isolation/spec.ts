@@ -1,0 +1,110 @@
+// The session spec: every mount, mode, size and ID of a session, decided here
+// and handed to native/src/init.c, which executes it line by line and stops at
+// the first failure. One directive per line, fields separated by tabs.
+import { posix } from 'node:path';
+import type { IdRange } from './idRange.js';
+
+export interface TmpfsSize {
+  bytes: number;
+  inodes: number;
+}
+
+export interface SessionPlan {
+  hostname: string;
+  ids: IdRange;
+  /** cgroup.procs files the init is written into before it is released. */
+  cgroupProcs: string[];
+  /** Empty directory (host) on which the parent binds the rootfs. */
+  newroot: string;
+  rootfs: string;
+  /** Absolute host paths to hide under an empty read-only mount. */
+  masks: string[];
+  home: TmpfsSize;
+  tmp: TmpfsSize;
+  secrets: TmpfsSize;
+}
+
+export type Directive = readonly [string, ...string[]];
+
+/** Device nodes bound from the host: the minimal set runc and bubblewrap give. */
+export const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'] as const;
+
+export class SpecError extends Error {}
+
+function tmpfsData(mode: string, size: TmpfsSize): string {
+  // uid/gid are resolved in the session's user namespace: its root owns them.
+  return `mode=${mode},size=${size.bytes},nr_inodes=${size.inodes},uid=0,gid=0`;
+}
+
+/** Host absolute path -> path relative to the new root ("" for "/"). */
+export function relativeToRoot(path: string): string {
+  const norm = posix.normalize(path);
+  if (!norm.startsWith('/')) throw new SpecError(`not an absolute path: ${path}`);
+  return norm.replace(/^\/+/, '').replace(/\/+$/, '');
+}
+
+export function buildSpec(plan: SessionPlan): Directive[] {
+  const d: Directive[] = [['enclave-spec', '1'], ['hostname', plan.hostname]];
+  d.push(['uid_map', '0', String(plan.ids.hostBase), String(plan.ids.size)]);
+  d.push(['gid_map', '0', String(plan.ids.hostBase), String(plan.ids.size)]);
+  for (const procs of plan.cgroupProcs) d.push(['cgroup', procs]);
+  d.push(['newroot', plan.newroot], ['rootfs', plan.rootfs]);
+  const masks = [...new Set(plan.masks.map(relativeToRoot))].filter((m) => m !== '').sort();
+  for (const m of masks) d.push(['mask', m]);
+
+  const secret = 'nosuid,nodev,noexec';
+  d.push(
+    ['tmpfs', 'home', 'nosuid,nodev', tmpfsData('0755', plan.home)],
+    ['tmpfs', 'tmp', 'nosuid,nodev', tmpfsData('1777', plan.tmp)],
+    // A fresh /run: the host's (and the daemon's socket in it) stays outside.
+    ['tmpfs', 'run', 'nosuid,nodev', tmpfsData('0755', { bytes: 4 * 1024 * 1024, inodes: 1024 })],
+    ['mkdir', 'run/enclave', '0755'],
+    ['mkdir', 'run/enclave/auth', '0700'],
+    ['mkdir', 'run/enclave/env', '0700'],
+    ['tmpfs', 'run/enclave/auth', secret, tmpfsData('0700', plan.secrets)],
+    ['tmpfs', 'run/enclave/env', secret, tmpfsData('0700', plan.secrets)],
+    ['proc', 'proc'],
+    ['sysfs', 'sys'],
+    ['tmpfs', 'dev', 'nosuid,noexec', tmpfsData('0755', { bytes: 64 * 1024, inodes: 64 })],
+  );
+  for (const dev of DEVICES) d.push(['bind_dev', `dev/${dev}`, `/dev/${dev}`]);
+  d.push(
+    ['mkdir', 'dev/pts', '0755'],
+    ['devpts', 'dev/pts', 'newinstance,ptmxmode=0666,mode=0620'],
+    ['symlink', 'pts/ptmx', 'dev/ptmx'],
+    ['mkdir', 'dev/shm', '1777'],
+    ['tmpfs', 'dev/shm', 'nosuid,nodev,noexec', tmpfsData('1777', plan.tmp)],
+    ['mkdir', 'dev/mqueue', '0755'],
+    ['mqueue', 'dev/mqueue'],
+    ['symlink', '/proc/self/fd', 'dev/fd'],
+    ['symlink', '/proc/self/fd/0', 'dev/stdin'],
+    ['symlink', '/proc/self/fd/1', 'dev/stdout'],
+    ['symlink', '/proc/self/fd/2', 'dev/stderr'],
+  );
+  validateSpec(d);
+  return d;
+}
+
+const TARGET_OPS = new Set(['mask', 'tmpfs', 'mkdir', 'proc', 'sysfs', 'devpts', 'mqueue', 'bind_dev']);
+
+export function validateSpec(directives: Directive[]): void {
+  for (const dir of directives) {
+    for (const field of dir) {
+      if (field === '' || /[\t\n\0]/.test(field)) throw new SpecError(`directive ${dir[0]}: empty field or tab/newline/NUL in ${JSON.stringify(field)}`);
+    }
+    const [op] = dir;
+    const target = op === 'symlink' ? dir[2] : dir[1];
+    if (TARGET_OPS.has(op) || op === 'symlink') {
+      if (!target || target.startsWith('/') || target.split('/').some((c) => c === '..' || c === '.' || c === '')) {
+        throw new SpecError(`directive ${op}: target must be a clean relative path, got ${JSON.stringify(target)}`);
+      }
+    }
+  }
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(directives.find((x) => x[0] === 'hostname')?.[1] ?? '')) {
+    throw new SpecError('hostname must be a valid DNS label');
+  }
+}
+
+export function serializeSpec(directives: Directive[]): string {
+  return directives.map((d) => d.join('\t')).join('\n') + '\n';
+}

@@ -1,0 +1,60 @@
+// Typed loader for the native addon and the paths of the helper executables.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface PeerCred {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export interface ExitStatus {
+  code: number | null;
+  signal: number | null;
+}
+
+export interface ProcessWatch {
+  /** Signal the pinned process via its pidfd; false if it is already gone. */
+  kill(signal: number): boolean;
+  /** Stop watching without waiting for the exit. */
+  close(): void;
+}
+
+interface Addon {
+  peerCred(fd: number): PeerCred;
+  setChildSubreaper(): void;
+  reapChild(pid: number): boolean;
+  ProcessWatch: new (pid: number, startTime: string, onExit: (status: ExitStatus | null) => void) => ProcessWatch;
+}
+
+function findRepoRoot(): string {
+  // Works from src/native (vitest) and from dist/src/native (compiled).
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    if (existsSync(join(dir, 'native', 'binding.gyp'))) return dir;
+    dir = resolve(dir, '..');
+  }
+  throw new Error('cannot locate the Enclave installation (native/binding.gyp not found above ' + import.meta.url + ')');
+}
+
+export const repoRoot = findRepoRoot();
+export const nativeBuildDir = join(repoRoot, 'native', 'build', 'Release');
+
+export const helperPaths = {
+  init: join(nativeBuildDir, 'enclave-init'),
+  enter: join(nativeBuildDir, 'enclave-enter'),
+} as const;
+
+let loaded: Addon | undefined;
+
+export function addon(): Addon {
+  if (!loaded) {
+    const require = createRequire(import.meta.url);
+    const path = join(nativeBuildDir, 'enclave_addon.node');
+    if (!existsSync(path)) throw new Error(`native addon missing at ${path}: run "npm ci" (it builds native/)`);
+    loaded = require(path) as Addon;
+  }
+  return loaded;
+}

@@ -1,0 +1,35 @@
+// Builds the enclave-enter invocation for one command in a session.
+import type { ExecQuery } from '../api/schemas.js';
+import { helperPaths } from '../native/addon.js';
+import type { SessionRow } from '../store/sessionStore.js';
+
+export const SESSION_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export interface EnterCommand {
+  file: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+/** Pure: argv and environment for enclave-enter. */
+export function enterCommand(row: SessionRow, cgroupProcs: string[], q: Pick<ExecQuery, 'command' | 'env' | 'cwd' | 'tty'>): EnterCommand {
+  if (row.init_pid === null || row.init_start_time === null) throw new Error(`session ${row.id} has no init`);
+  const args = ['--pid', String(row.init_pid), '--start', row.init_start_time, '--uid', '0', '--gid', '0', '--cwd', q.cwd];
+  for (const p of cgroupProcs) args.push('--cgroup', p);
+  args.push('--', ...q.command);
+  // The command sees only this environment, never the daemon's.
+  const env: Record<string, string> = {
+    PATH: SESSION_PATH,
+    HOME: '/home',
+    USER: 'root',
+    LOGNAME: 'root',
+    HOSTNAME: row.hostname,
+    LANG: 'C.UTF-8',
+    ...(q.tty ? { TERM: 'xterm-256color' } : {}),
+  };
+  for (const kv of q.env) {
+    const i = kv.indexOf('=');
+    env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return { file: helperPaths.enter, args, env };
+}

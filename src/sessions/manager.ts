@@ -1,0 +1,324 @@
+// The session manager: create, destroy, list, and reconcile with the kernel
+// at start-up. State machine: creating -> running -> stopping -> stopped, or
+// failed (with the helper's step and errno in last_error).
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import { ApiError } from '../api/errors.js';
+import { SESSION_ID, type CreateSessionRequest, type Limits, type Session } from '../api/schemas.js';
+import type { Config } from '../config/schema.js';
+import {
+  cgroupPids,
+  createSessionCgroup,
+  ensureParents,
+  killCgroup,
+  parentDirs,
+  removeCgroup,
+  sessionCgroupDirs,
+  type CgroupDir,
+  type CgroupLayout,
+} from '../isolation/cgroups.js';
+import { rangeForSlot } from '../isolation/idRange.js';
+import { buildSpec } from '../isolation/spec.js';
+import { addon, type ExitStatus, type ProcessWatch } from '../native/addon.js';
+import { SessionStore, SlotsExhaustedError, type SessionRow } from '../store/sessionStore.js';
+import { hostnameFor, newSessionId } from './identity.js';
+import { describeFailure, launchInit } from './launch.js';
+
+const MIB = 1024 * 1024;
+
+interface Watched {
+  watch: ProcessWatch;
+  exited: Promise<ExitStatus | null>;
+}
+
+export interface ManagerOptions {
+  config: Config;
+  store: SessionStore;
+  layout: CgroupLayout;
+  log: Logger;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class SessionManager {
+  private readonly config: Config;
+  private readonly store: SessionStore;
+  private readonly layout: CgroupLayout;
+  private readonly log: Logger;
+  private readonly watches = new Map<string, Watched>();
+  private readonly creating = new Map<string, Promise<unknown>>();
+  private readonly destroying = new Map<string, Promise<void>>();
+  readonly counters = { creates: 0, createFailures: 0, destroys: 0 };
+
+  constructor(opts: ManagerOptions) {
+    this.config = opts.config;
+    this.store = opts.store;
+    this.layout = opts.layout;
+    this.log = opts.log;
+  }
+
+  /** Directory the helpers bind each session's root onto (in their own mount ns). */
+  get newrootDir(): string {
+    return join(this.config.state_dir, 'newroot');
+  }
+
+  // ---- start-up ---------------------------------------------------------
+
+  /** Re-adopt running sessions, finish interrupted work, sweep leftovers. */
+  async start(): Promise<void> {
+    mkdirSync(this.newrootDir, { recursive: true, mode: 0o700 });
+    ensureParents(this.layout, this.config.cgroups.parent);
+    const pending: Promise<void>[] = [];
+    for (const row of this.store.listInStates(['creating', 'running', 'stopping'])) {
+      const log = this.log.child({ session: row.id });
+      if (row.state === 'creating') {
+        log.warn('daemon stopped while this session was being created; cleaning up');
+        pending.push(this.release(row, 'failed', 'the daemon stopped while the session was being created'));
+        continue;
+      }
+      if (this.adopt(row)) {
+        log.info({ pid: row.init_pid }, 're-adopted running session');
+        if (row.state === 'stopping') pending.push(this.destroy(row.id).then(() => undefined));
+      } else {
+        log.warn({ pid: row.init_pid }, 'session init exited while the daemon was not running');
+        pending.push(this.release(row, 'failed', 'the session init exited while the daemon was not running'));
+      }
+    }
+    await Promise.all(pending);
+    this.sweepOrphanCgroups();
+  }
+
+  /** Session cgroups with no live session are leftovers of a crash: remove them. */
+  private sweepOrphanCgroups(): void {
+    for (const parent of parentDirs(this.layout, this.config.cgroups.parent)) {
+      if (!existsSync(parent)) continue;
+      for (const entry of readdirSync(parent, { withFileTypes: true })) {
+        if (!entry.isDirectory() || !SESSION_ID.test(entry.name)) continue;
+        const row = this.store.get(entry.name);
+        if (row && ['creating', 'running', 'stopping'].includes(row.state)) continue;
+        const dir = join(parent, entry.name);
+        killCgroup(dir, parent.startsWith(this.layout.v2 ?? '\0') ? 2 : 1);
+        if (removeCgroup(dir)) this.log.warn({ cgroup: dir }, 'removed leftover session cgroup');
+      }
+    }
+  }
+
+  private adopt(row: SessionRow): boolean {
+    if (row.init_pid === null || row.init_start_time === null) return false;
+    try {
+      this.watch(row.id, row.init_pid, row.init_start_time);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private watch(id: string, pid: number, startTime: string): void {
+    let onExit!: (s: ExitStatus | null) => void;
+    const exited = new Promise<ExitStatus | null>((r) => (onExit = r));
+    const Watch = addon().ProcessWatch;
+    const watch = new Watch(pid, startTime, (status) => {
+      this.watches.delete(id);
+      onExit(status);
+      if (!this.destroying.has(id)) void this.onUnexpectedExit(id, status);
+    });
+    this.watches.set(id, { watch, exited });
+  }
+
+  private async onUnexpectedExit(id: string, status: ExitStatus | null): Promise<void> {
+    const row = this.store.get(id);
+    if (!row || row.state !== 'running') return;
+    const how = status === null ? 'exited' : status.signal !== null ? `was killed by signal ${status.signal}` : `exited with code ${status.code}`;
+    this.log.child({ session: id }).warn({ status }, 'session init exited unexpectedly');
+    await this.release(row, 'failed', `the session init ${how}`);
+  }
+
+  // ---- create -------------------------------------------------------------
+
+  limitsFor(req: CreateSessionRequest): Limits {
+    const c = this.config;
+    return {
+      memory_mb: req.memory_mb ?? c.limits.memory_mb,
+      pids: req.pids ?? c.limits.pids,
+      cpu_percent: req.cpu_percent ?? c.limits.cpu_percent,
+      tmp_mb: req.tmp_mb ?? c.tmpfs.tmp_mb,
+      home_mb: req.home_mb ?? c.tmpfs.home_mb,
+    };
+  }
+
+  async create(req: CreateSessionRequest): Promise<Session> {
+    if (this.store.countLive() >= this.config.sessions.max_sessions) {
+      throw new ApiError('exhausted', `the daemon already runs ${this.config.sessions.max_sessions} sessions (sessions.max_sessions)`);
+    }
+    const name = req.name ?? null;
+    if (name && this.store.getLiveByName(name)) throw new ApiError('conflict', `a live session is already named '${name}'`, 'name');
+    const id = newSessionId();
+    const limits = this.limitsFor(req);
+    const dirs = sessionCgroupDirs(this.layout, this.config.cgroups.parent, id);
+    let row: SessionRow;
+    try {
+      row = this.store.insertCreating({
+        id,
+        name,
+        hostname: hostnameFor(id, name),
+        limits,
+        slots: this.config.ids.slots,
+        objects: dirs.map((d) => ({ kind: 'cgroup' as const, ref: d.path })),
+      });
+    } catch (e) {
+      if (e instanceof SlotsExhaustedError) throw new ApiError('exhausted', e.message);
+      if (e instanceof Error && /UNIQUE constraint failed: sessions\.name/.test(e.message)) {
+        throw new ApiError('conflict', `a live session is already named '${name}'`, 'name');
+      }
+      throw e;
+    }
+    const work = this.bringUp(row, dirs, limits);
+    this.creating.set(id, work);
+    try {
+      return await work;
+    } finally {
+      this.creating.delete(id);
+    }
+  }
+
+  private async bringUp(row: SessionRow, dirs: CgroupDir[], limits: Limits): Promise<Session> {
+    const log = this.log.child({ session: row.id });
+    const t0 = process.hrtime.bigint();
+    try {
+      for (const dir of dirs) createSessionCgroup(dir, limits);
+      const c = this.config;
+      const spec = buildSpec({
+        hostname: row.hostname,
+        ids: rangeForSlot(c.ids, row.id_slot!),
+        cgroupProcs: dirs.map((d) => join(d.path, 'cgroup.procs')),
+        newroot: this.newrootDir,
+        rootfs: c.sessions.rootfs,
+        masks: [c.state_dir, dirname(c.socket), ...c.sessions.hide],
+        home: { bytes: limits.home_mb * MIB, inodes: c.tmpfs.home_inodes },
+        tmp: { bytes: limits.tmp_mb * MIB, inodes: c.tmpfs.tmp_inodes },
+        secrets: { bytes: c.tmpfs.secrets_mb * MIB, inodes: c.tmpfs.secrets_inodes },
+      });
+      const result = await launchInit(spec);
+      if (!result.ok) throw new ApiError('confinement_failed', `session ${row.id} could not be confined: ${describeFailure(result)}`);
+      this.store.markRunning(row.id, result.pid, result.startTime);
+      this.watch(row.id, result.pid, result.startTime);
+      this.counters.creates++;
+      log.info({ pid: result.pid, ms: Number(process.hrtime.bigint() - t0) / 1e6 }, 'session running');
+      return this.toApi(this.store.get(row.id)!);
+    } catch (e) {
+      this.counters.createFailures++;
+      const message = e instanceof ApiError ? e.message : `session ${row.id} could not be created: ${(e as Error).message}`;
+      log.error({ err: message }, 'session create failed');
+      await this.release(this.store.get(row.id)!, 'failed', message);
+      throw e instanceof ApiError ? e : new ApiError('confinement_failed', message);
+    }
+  }
+
+  // ---- destroy ------------------------------------------------------------
+
+  async destroy(id: string): Promise<void> {
+    const inflight = this.creating.get(id);
+    if (inflight) await inflight.catch(() => undefined);
+    const existing = this.destroying.get(id);
+    if (existing) return existing;
+    const row = this.store.get(id);
+    if (!row) throw new ApiError('not_found', `no session ${id}`);
+    const work = (async () => {
+      if (row.state === 'stopped' || row.state === 'failed') {
+        await this.release(row, row.state); // harmless again; frees anything left
+        return;
+      }
+      this.store.setState(id, 'stopping');
+      await this.stopInit(id);
+      await this.release(this.store.get(id)!, 'stopped');
+      this.counters.destroys++;
+      this.log.child({ session: id }).info('session destroyed');
+    })();
+    this.destroying.set(id, work);
+    try {
+      await work;
+    } finally {
+      this.destroying.delete(id);
+    }
+  }
+
+  /** SIGTERM the init (it passes it on), wait the grace period, then SIGKILL. */
+  private async stopInit(id: string): Promise<void> {
+    const w = this.watches.get(id);
+    if (!w) return;
+    w.watch.kill(15);
+    const grace = this.config.sessions.stop_grace_ms;
+    const done = await Promise.race([w.exited.then(() => true), sleep(grace).then(() => false)]);
+    if (!done) {
+      this.log.child({ session: id }).warn({ grace_ms: grace }, 'session did not stop in time; killing it');
+      w.watch.kill(9); // the kernel kills the whole PID namespace with its init
+      await w.exited;
+    }
+  }
+
+  /**
+   * Kill whatever is left in the session's cgroups, remove them, give the ID
+   * slot back and record the final state. Idempotent.
+   */
+  private async release(row: SessionRow, state: 'stopped' | 'failed', lastError?: string): Promise<void> {
+    const w = this.watches.get(row.id);
+    if (w) {
+      w.watch.kill(9);
+      await w.exited;
+    }
+    const objects = this.store.kernelObjects(row.id);
+    const deadline = Date.now() + 10_000;
+    for (const obj of objects) {
+      const version = this.layout.v2 && obj.ref.startsWith(this.layout.v2 + '/') ? 2 : 1;
+      for (;;) {
+        killCgroup(obj.ref, version);
+        if (cgroupPids(obj.ref).length === 0 && removeCgroup(obj.ref)) break;
+        if (Date.now() > deadline) throw new ApiError('internal', `cgroup ${obj.ref} of session ${row.id} still has processes`);
+        await sleep(5);
+      }
+      this.store.forgetKernelObject(obj.kind, obj.ref);
+    }
+    this.store.finish(row.id, state, lastError);
+  }
+
+  // ---- queries ------------------------------------------------------------
+
+  resolve(ref: string): SessionRow {
+    const row = SESSION_ID.test(ref) ? this.store.get(ref) : this.store.getLiveByName(ref) ?? this.store.getLatestByName(ref);
+    if (!row) throw new ApiError('not_found', `no session '${ref}'`);
+    return row;
+  }
+
+  list(includeStopped: boolean): Session[] {
+    return this.store.list(includeStopped).map((r) => this.toApi(r));
+  }
+
+  cgroupProcsFiles(id: string): string[] {
+    return this.store.kernelObjects(id).filter((o) => o.kind === 'cgroup').map((o) => join(o.ref, 'cgroup.procs'));
+  }
+
+  toApi(row: SessionRow): Session {
+    const live = row.state === 'creating' || row.state === 'running' || row.state === 'stopping';
+    return {
+      id: row.id,
+      name: row.name,
+      state: row.state,
+      hostname: row.hostname,
+      init_pid: live ? row.init_pid : null,
+      id_range: row.id_slot !== null && live ? (({ hostBase, size }) => ({ host_base: hostBase, size }))(rangeForSlot(this.config.ids, row.id_slot)) : null,
+      limits: row.limits,
+      created_at: row.created_at,
+      updated_at: row.updated_at,
+      last_error: row.last_error,
+    };
+  }
+
+  /** Stop watching (daemon shutdown): sessions keep running. */
+  async shutdown(): Promise<void> {
+    await Promise.all([...this.creating.values()].map((p) => p.catch(() => undefined)));
+    await Promise.all([...this.destroying.values()].map((p) => p.catch(() => undefined)));
+    for (const w of this.watches.values()) w.watch.close();
+    this.watches.clear();
+  }
+}

@@ -1,0 +1,145 @@
+// Typed queries over sessions, ID slots and recorded kernel objects.
+import type Database from 'better-sqlite3';
+import { z } from 'zod';
+import { limitsSchema, sessionStates, type Limits, type SessionState } from '../api/schemas.js';
+
+const rowSchema = z.object({
+  id: z.string(),
+  name: z.string().nullable(),
+  state: z.enum(sessionStates),
+  hostname: z.string(),
+  init_pid: z.number().int().nullable(),
+  init_start_time: z.string().nullable(),
+  id_slot: z.number().int().nullable(),
+  limits: z.string().transform((s, ctx) => {
+    const parsed = limitsSchema.safeParse(JSON.parse(s));
+    if (!parsed.success) {
+      ctx.addIssue({ code: 'custom', message: 'stored limits do not match the schema' });
+      return z.NEVER;
+    }
+    return parsed.data;
+  }),
+  created_at: z.string(),
+  updated_at: z.string(),
+  last_error: z.string().nullable(),
+});
+export type SessionRow = z.infer<typeof rowSchema>;
+
+export const LIVE_STATES: readonly SessionState[] = ['creating', 'running', 'stopping'];
+
+export interface KernelObject {
+  kind: 'cgroup';
+  ref: string;
+}
+
+export class SlotsExhaustedError extends Error {}
+
+export class SessionStore {
+  constructor(private readonly db: Database.Database) {}
+
+  private parse(row: unknown): SessionRow {
+    return rowSchema.parse(row);
+  }
+
+  get(id: string): SessionRow | undefined {
+    const row = this.db.prepare('SELECT * FROM sessions WHERE id = ?').get(id);
+    return row ? this.parse(row) : undefined;
+  }
+
+  getLiveByName(name: string): SessionRow | undefined {
+    const row = this.db
+      .prepare(`SELECT * FROM sessions WHERE name = ? AND state IN ('creating','running','stopping')`)
+      .get(name);
+    return row ? this.parse(row) : undefined;
+  }
+
+  /** Most recent session with that name, live or not. */
+  getLatestByName(name: string): SessionRow | undefined {
+    const row = this.db.prepare('SELECT * FROM sessions WHERE name = ? ORDER BY created_at DESC, rowid DESC LIMIT 1').get(name);
+    return row ? this.parse(row) : undefined;
+  }
+
+  list(includeStopped: boolean): SessionRow[] {
+    const sql = includeStopped
+      ? 'SELECT * FROM sessions ORDER BY created_at, rowid'
+      : `SELECT * FROM sessions WHERE state != 'stopped' ORDER BY created_at, rowid`;
+    return this.db.prepare(sql).all().map((r) => this.parse(r));
+  }
+
+  listInStates(states: readonly SessionState[]): SessionRow[] {
+    const marks = states.map(() => '?').join(',');
+    return this.db.prepare(`SELECT * FROM sessions WHERE state IN (${marks}) ORDER BY created_at, rowid`).all(...states).map((r) => this.parse(r));
+  }
+
+  countLive(): number {
+    const r = this.db.prepare(`SELECT count(*) AS n FROM sessions WHERE state IN ('creating','running','stopping')`).get() as { n: number };
+    return r.n;
+  }
+
+  /**
+   * Insert a session in state 'creating' with the lowest free ID slot and its
+   * kernel objects, all in one transaction, before anything is created.
+   */
+  insertCreating(args: { id: string; name: string | null; hostname: string; limits: Limits; slots: number; objects: KernelObject[] }): SessionRow {
+    const now = new Date().toISOString();
+    this.db
+      .transaction(() => {
+        const free = this.db
+          .prepare(
+            `SELECT s.slot + 1 AS slot FROM (SELECT -1 AS slot UNION ALL SELECT slot FROM id_slots) s
+             WHERE s.slot + 1 < ? AND NOT EXISTS (SELECT 1 FROM id_slots t WHERE t.slot = s.slot + 1)
+             ORDER BY s.slot LIMIT 1`,
+          )
+          .get(args.slots) as { slot: number } | undefined;
+        if (!free) throw new SlotsExhaustedError(`all ${args.slots} ID-range slots are in use`);
+        this.db
+          .prepare(
+            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at)
+             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?)`,
+          )
+          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now);
+        this.db.prepare('INSERT INTO id_slots (slot, session_id) VALUES (?, ?)').run(free.slot, args.id);
+        const obj = this.db.prepare('INSERT INTO kernel_objects (session_id, kind, ref) VALUES (?, ?, ?)');
+        for (const o of args.objects) obj.run(args.id, o.kind, o.ref);
+      })
+      .immediate();
+    return this.get(args.id)!;
+  }
+
+  markRunning(id: string, pid: number, startTime: string): void {
+    this.db
+      .prepare(`UPDATE sessions SET state = 'running', init_pid = ?, init_start_time = ?, updated_at = ? WHERE id = ? AND state = 'creating'`)
+      .run(pid, startTime, new Date().toISOString(), id);
+  }
+
+  setState(id: string, state: SessionState, lastError?: string): void {
+    this.db
+      .prepare('UPDATE sessions SET state = ?, last_error = coalesce(?, last_error), updated_at = ? WHERE id = ?')
+      .run(state, lastError ?? null, new Date().toISOString(), id);
+  }
+
+  kernelObjects(id: string): KernelObject[] {
+    return this.db.prepare('SELECT kind, ref FROM kernel_objects WHERE session_id = ? ORDER BY ref').all(id) as KernelObject[];
+  }
+
+  forgetKernelObject(kind: KernelObject['kind'], ref: string): void {
+    this.db.prepare('DELETE FROM kernel_objects WHERE kind = ? AND ref = ?').run(kind, ref);
+  }
+
+  /** Final state, with the slot given back, in one transaction. */
+  finish(id: string, state: 'stopped' | 'failed', lastError?: string): void {
+    this.db
+      .transaction(() => {
+        this.db.prepare('DELETE FROM id_slots WHERE session_id = ?').run(id);
+        this.db
+          .prepare(`UPDATE sessions SET state = ?, last_error = coalesce(?, last_error), updated_at = ? WHERE id = ?`)
+          .run(state, lastError ?? null, new Date().toISOString(), id);
+      })
+      .immediate();
+  }
+
+  slotOf(id: string): number | undefined {
+    const r = this.db.prepare('SELECT slot FROM id_slots WHERE session_id = ?').get(id) as { slot: number } | undefined;
+    return r?.slot;
+  }
+}
