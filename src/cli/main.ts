@@ -83,7 +83,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       const checked = createSessionRequest.safeParse(body);
       if (!checked.success) {
         const msg = formatZodError(checked.error).replace(/'(\w+)'/g, (m: string, f: string) => (FLAG_OF[f] ? FLAG_OF[f] : m));
-        throw new UsageError(`enclave session create: ${msg}`);
+        throw new UsageError(`session create: ${msg}`);
       }
       const s = expect(await call(socketPath(values.socket), 'POST', '/v1/sessions', checked.data), 201, sessionSchema);
       process.stdout.write(values.json ? json(s) : `${s.id}\n`);

@@ -1,0 +1,259 @@
+// Root integration harness: a real daemon on a private state dir, socket,
+// cgroup parent and host ID range per run, so runs never collide, and a sweep
+// of whatever an earlier (killed) run left behind.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { call, type Reply } from '../../src/cli/client.js';
+import { addon, repoRoot } from '../../src/native/addon.js';
+import { sessionSchema, type Session } from '../../src/api/schemas.js';
+
+export const isRoot = process.getuid?.() === 0;
+export const RUNS_DIR = '/var/tmp/enclave-it';
+export const CLI = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+const CGROUP_ROOT = '/sys/fs/cgroup';
+
+if (!isRoot) {
+  // Loud, not silent: the root suite proves the isolation claims.
+  console.warn('\n*** NOT ROOT: the root integration suite is SKIPPED. Run it as root (CI does). ***\n');
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function cgroupHierarchies(): string[] {
+  if (!existsSync(CGROUP_ROOT)) return [];
+  return readdirSync(CGROUP_ROOT, { withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .map((d) => join(CGROUP_ROOT, d.name));
+}
+
+/** Kill every process under a cgroup directory and remove it, depth first. */
+function removeCgroupTree(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroupTree(join(dir, e.name));
+  for (let i = 0; i < 200; i++) {
+    try {
+      writeFileSync(join(dir, 'cgroup.kill'), '1');
+    } catch {
+      const procs = existsSync(join(dir, 'cgroup.procs')) ? readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean) : [];
+      for (const p of procs) {
+        try {
+          process.kill(Number(p), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      spawnSync('sleep', ['0.01']);
+    }
+  }
+}
+
+/** Remove leftovers of earlier runs whose test process is gone. */
+export function sweepEarlierRuns(): void {
+  const runOwner = (runId: string) => Number(runId.split('x')[0]);
+  for (const h of cgroupHierarchies()) {
+    for (const e of readdirSync(h, { withFileTypes: true })) {
+      const m = /^enclave-test-(\d+x[0-9a-f]+)$/.exec(e.name);
+      if (m && e.isDirectory() && !alive(runOwner(m[1]!))) removeCgroupTree(join(h, e.name));
+    }
+  }
+  if (!existsSync(RUNS_DIR)) return;
+  for (const e of readdirSync(RUNS_DIR)) {
+    if (!/^\d+x[0-9a-f]+$/.test(e) || alive(runOwner(e))) continue;
+    const pidFile = join(RUNS_DIR, e, 'daemon.pid');
+    if (existsSync(pidFile)) {
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      if (pid > 0 && alive(pid)) process.kill(pid, 'SIGKILL');
+    }
+    rmSync(join(RUNS_DIR, e), { recursive: true, force: true });
+  }
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  stdoutBytes: Buffer;
+}
+
+export class TestDaemon {
+  readonly runId = `${process.pid}x${randomBytes(3).toString('hex')}`;
+  readonly dir = join(RUNS_DIR, this.runId);
+  readonly stateDir = join(this.dir, 'state');
+  readonly socket = join(this.dir, 'sock', 'enclave.sock');
+  readonly configPath = join(this.dir, 'config.toml');
+  readonly cgroupParent = `enclave-test-${this.runId}`;
+  /** A high, run-specific range, far from a production daemon's. */
+  readonly idBase = 1_000_000_000 + (process.pid % 2000) * 16 * 65536;
+  readonly logPath = join(this.dir, 'daemon.log');
+  private proc: ChildProcess | undefined;
+  /** Init PIDs of every session seen, to reap those re-parented to us. */
+  private readonly inits = new Set<number>();
+
+  constructor(private readonly extraConfig = '') {}
+
+  async start(): Promise<void> {
+    if (!this.proc) {
+      sweepEarlierRuns();
+      // Sessions that outlive a daemon re-parent to us: we reap them.
+      addon().setChildSubreaper();
+      mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+      writeFileSync(
+        this.configPath,
+        `state_dir = "${this.stateDir}"\nsocket = "${this.socket}"\nlog_level = "debug"\n` +
+          `[ids]\nbase = ${this.idBase}\nslots = 16\n[cgroups]\nparent = "${this.cgroupParent}"\n` +
+          `[sessions]\nstop_grace_ms = 1000\n${this.extraConfig}`,
+      );
+    }
+    const log = await import('node:fs').then((fs) => fs.openSync(this.logPath, 'a'));
+    this.proc = spawn(process.execPath, [CLI, 'daemon', '--config', this.configPath], { stdio: ['ignore', log, log] });
+    writeFileSync(join(this.dir, 'daemon.pid'), String(this.proc.pid));
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (this.proc.exitCode !== null) throw new Error(`daemon exited ${this.proc.exitCode}: ${this.log().slice(-2000)}`);
+      try {
+        const r = await this.api('GET', '/v1/health');
+        if (r.status === 200) return;
+      } catch {
+        /* not up yet */
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`daemon did not come up: ${this.log().slice(-2000)}`);
+  }
+
+  get pid(): number {
+    return this.proc?.pid ?? -1;
+  }
+
+  log(): string {
+    return existsSync(this.logPath) ? readFileSync(this.logPath, 'utf8') : '';
+  }
+
+  /** SIGTERM (or another signal) and wait for the daemon to exit. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+    p.kill(signal);
+    return exited;
+  }
+
+  api(method: string, path: string, body?: unknown): Promise<Reply> {
+    return call(this.socket, method, path, body);
+  }
+
+  async rawRequest(method: string, path: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<Reply> {
+    const { request } = await import('node:http');
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.socket, method, path, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          let parsed: unknown = text;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            /* keep text */
+          }
+          resolve({ status: res.statusCode ?? 0, body: parsed });
+        });
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  cli(args: string[], input?: string | Buffer): Promise<CliResult> {
+    return new Promise((resolve) => {
+      const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ENCLAVE_SOCKET: this.socket } });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      p.stdout.on('data', (c: Buffer) => out.push(c));
+      p.stderr.on('data', (c: Buffer) => err.push(c));
+      p.stdin.on('error', () => undefined);
+      p.stdin.end(input ?? '');
+      p.on('close', (code) => {
+        const stdoutBytes = Buffer.concat(out);
+        resolve({ code, stdout: stdoutBytes.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes });
+      });
+    });
+  }
+
+  /** `enclave session exec S -- sh -c SCRIPT`, asserting nothing. */
+  sh(session: string, script: string, input?: string | Buffer): Promise<CliResult> {
+    return this.cli(['session', 'exec', session, '--', 'sh', '-c', script], input);
+  }
+
+  async create(body: Record<string, unknown> = {}): Promise<Session> {
+    const r = await this.api('POST', '/v1/sessions', body);
+    if (r.status !== 201) throw new Error(`create failed: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+    const s = sessionSchema.parse(r.body);
+    if (s.init_pid) this.inits.add(s.init_pid);
+    return s;
+  }
+
+  async show(ref: string): Promise<Session> {
+    const r = await this.api('GET', `/v1/sessions/${ref}`);
+    if (r.status !== 200) throw new Error(`show failed: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+    return sessionSchema.parse(r.body);
+  }
+
+  async destroy(ref: string): Promise<void> {
+    const r = await this.api('DELETE', `/v1/sessions/${ref}`);
+    if (r.status !== 204) throw new Error(`destroy failed: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  }
+
+  cgroupDirs(sessionId?: string): string[] {
+    return cgroupHierarchies()
+      .map((h) => join(h, this.cgroupParent, ...(sessionId ? [sessionId] : [])))
+      .filter((d) => existsSync(d));
+  }
+
+  /** Reap inits that re-parented to this process (their daemon was gone). */
+  async reapAdopted(): Promise<void> {
+    for (const pid of this.inits) {
+      for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) {
+        if (addon().reapChild(pid)) break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+
+  /** Destroy every session, stop the daemon, remove everything of this run. */
+  async cleanup(): Promise<void> {
+    try {
+      if (this.proc && this.proc.exitCode === null) {
+        const r = await this.api('GET', '/v1/sessions');
+        const list = (r.body as { sessions?: { id: string }[] }).sessions ?? [];
+        for (const s of list) await this.api('DELETE', `/v1/sessions/${s.id}`);
+      }
+    } catch {
+      /* the daemon may be dead; the cgroup sweep below still kills everything */
+    }
+    await this.stop('SIGTERM');
+    for (const h of cgroupHierarchies()) removeCgroupTree(join(h, this.cgroupParent));
+    await this.reapAdopted();
+    rmSync(this.dir, { recursive: true, force: true });
+    try {
+      rmdirSync(RUNS_DIR);
+    } catch {
+      /* other runs still there */
+    }
+  }
+}

@@ -1,0 +1,136 @@
+// Destroy leaves nothing behind; sessions survive a daemon restart.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { isRoot, TestDaemon } from './harness.js';
+
+/** Host PIDs whose real uid lies in [base, base+size). */
+function processesInRange(base: number, size: number): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const m = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${e}/status`, 'utf8'));
+      const uid = Number(m?.[1]);
+      if (uid >= base && uid < base + size) out.push(Number(e));
+    } catch {
+      /* exited while we looked */
+    }
+  }
+  return out;
+}
+
+describe.skipIf(!isRoot)('session lifecycle (root)', () => {
+  const d = new TestDaemon();
+  beforeAll(async () => {
+    await d.start();
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  const db = () => new Database(join(d.stateDir, 'enclave.db'), { readonly: true, fileMustExist: true });
+
+  it('destroy leaves no process, mount, cgroup, ID slot or live row', async () => {
+    const s = await d.create({ name: 'doomed' });
+    const range = s.id_range!;
+    // Leave work running in the session: a background process and a busy exec.
+    await d.sh('doomed', 'sleep 1000 > /dev/null 2>&1 &');
+    const busy = d.sh('doomed', 'sleep 1000');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(processesInRange(range.host_base, range.size).length).toBeGreaterThanOrEqual(3);
+    expect(d.cgroupDirs(s.id).length).toBeGreaterThan(0);
+
+    await d.destroy(s.id);
+    const ended = await busy;
+    expect(ended.code).not.toBe(0);
+
+    expect(processesInRange(range.host_base, range.size)).toEqual([]);
+    expect(existsSync(`/proc/${s.init_pid}`)).toBe(false);
+    expect(d.cgroupDirs(s.id)).toEqual([]);
+    const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
+    expect(mounts).not.toContain(d.stateDir);
+    const conn = db();
+    try {
+      expect(conn.prepare('SELECT count(*) AS n FROM id_slots WHERE session_id = ?').get(s.id)).toEqual({ n: 0 });
+      expect(conn.prepare('SELECT count(*) AS n FROM kernel_objects WHERE session_id = ?').get(s.id)).toEqual({ n: 0 });
+      expect(conn.prepare('SELECT state FROM sessions WHERE id = ?').get(s.id)).toEqual({ state: 'stopped' });
+    } finally {
+      conn.close();
+    }
+    const shown = await d.show(s.id);
+    expect(shown.state).toBe('stopped');
+    expect(shown.init_pid).toBeNull();
+  });
+
+  it('destroying twice is harmless', async () => {
+    const s = await d.create();
+    await d.destroy(s.id);
+    await d.destroy(s.id);
+    expect((await d.show(s.id)).state).toBe('stopped');
+  });
+
+  it('destroying during create is safe and leaves nothing', async () => {
+    const before = readdirSync(d.cgroupDirs()[0]!).filter((n) => n.startsWith('s-'));
+    const creating = d.api('POST', '/v1/sessions', { name: 'racer' });
+    // Destroy by name as soon as the row exists.
+    let destroyed = false;
+    for (let i = 0; i < 200 && !destroyed; i++) {
+      const r = await d.api('DELETE', '/v1/sessions/racer');
+      destroyed = r.status === 204;
+      if (!destroyed) await new Promise((res) => setTimeout(res, 1));
+    }
+    const created = await creating;
+    expect(created.status).toBe(201);
+    expect(destroyed).toBe(true);
+    const id = (created.body as { id: string }).id;
+    expect((await d.show(id)).state).toBe('stopped');
+    expect(d.cgroupDirs(id)).toEqual([]);
+    const after = readdirSync(d.cgroupDirs()[0]!).filter((n) => n.startsWith('s-'));
+    expect(after).toEqual(before);
+  });
+
+  it('frees the name and the ID slot for the next session', async () => {
+    const s1 = await d.create({ name: 'reuse' });
+    await d.destroy('reuse');
+    const s2 = await d.create({ name: 'reuse' });
+    expect(s2.id).not.toBe(s1.id);
+    expect(s2.id_range!.host_base).toBe(s1.id_range!.host_base);
+    await d.destroy(s2.id);
+  });
+
+  it('keeps sessions running across a daemon SIGTERM and re-adopts them', async () => {
+    const s = await d.create({ name: 'survivor' });
+    await d.sh('survivor', 'echo kept > /home/state.txt');
+    const code = await d.stop('SIGTERM');
+    expect(code).toBe(0);
+    expect(existsSync(d.socket)).toBe(false);
+    // Still alive with no daemon at all.
+    expect(readFileSync(`/proc/${s.init_pid}/status`, 'utf8')).toMatch(/^State:\s+S/m);
+    await d.start();
+    const shown = await d.show('survivor');
+    expect(shown.state).toBe('running');
+    expect(shown.init_pid).toBe(s.init_pid);
+    const r = await d.sh('survivor', 'cat /home/state.txt; hostname');
+    expect(r.stdout).toBe('kept\nsurvivor\n');
+    await d.destroy('survivor');
+    await d.reapAdopted();
+    expect(existsSync(`/proc/${s.init_pid}`)).toBe(false);
+    expect(d.cgroupDirs(s.id)).toEqual([]);
+  });
+
+  it('marks a session failed when its init dies behind the daemon, and cleans up', async () => {
+    const s = await d.create({ name: 'victim' });
+    process.kill(s.init_pid!, 'SIGKILL');
+    let state = 'running';
+    for (let i = 0; i < 200 && state === 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      state = (await d.show(s.id)).state;
+    }
+    const shown = await d.show(s.id);
+    expect(shown.state).toBe('failed');
+    expect(shown.last_error).toMatch(/killed by signal 9/);
+    expect(d.cgroupDirs(s.id)).toEqual([]);
+  });
+});

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { configSchema } from '../../src/config/schema.js';
+import { repoRoot } from '../../src/native/addon.js';
+
+describe('config', () => {
+  it('documents every key with its default in config.example.toml', () => {
+    const example = parseConfig(readFileSync(join(repoRoot, 'config.example.toml'), 'utf8'), 'config.example.toml');
+    expect(example).toEqual(configSchema.parse({}));
+  });
+
+  it('applies defaults for a partial file and overrides from the command line', () => {
+    const c = parseConfig('log_level = "debug"\n[limits]\npids = 64\n', 'x.toml', { state_dir: '/srv/enclave' });
+    expect(c.log_level).toBe('debug');
+    expect(c.limits).toEqual({ memory_mb: 1024, pids: 64, cpu_percent: 100 });
+    expect(c.state_dir).toBe('/srv/enclave');
+    expect(c.socket).toBe('/run/enclave/enclave.sock');
+  });
+
+  it('names the file and the unknown key', () => {
+    expect(() => parseConfig('[limits]\nmemroy_mb = 5\n', '/etc/enclave/config.toml')).toThrow(
+      "/etc/enclave/config.toml: unknown field 'limits.memroy_mb'",
+    );
+    expect(() => parseConfig('colour = "red"\n', 'c.toml')).toThrow("c.toml: unknown field 'colour'");
+  });
+
+  it('names the key and the reason for a wrong type or value', () => {
+    expect(() => parseConfig('[limits]\npids = "many"\n', 'c.toml')).toThrow(/c\.toml: 'limits\.pids': .*number/);
+    expect(() => parseConfig('state_dir = "relative"\n', 'c.toml')).toThrow("c.toml: 'state_dir': must be an absolute path");
+    expect(() => parseConfig('[network]\nsubnet = "10.0.0.0"\n', 'c.toml')).toThrow(/'network\.subnet': must be an IPv4 CIDR/);
+    expect(() => parseConfig('log_level = "loud"\n', 'c.toml')).toThrow(/'log_level'/);
+  });
+
+  it('refuses ID ranges past the largest host ID', () => {
+    expect(() => parseConfig('[ids]\nbase = 4000000000\nsize = 65536\nslots = 10000\n', 'c.toml')).toThrow(/'ids\.slots': ID ranges end at/);
+  });
+
+  it('reports TOML syntax errors with the file name', () => {
+    expect(() => parseConfig('state_dir = \n', 'broken.toml')).toThrow(ConfigError);
+    expect(() => parseConfig('state_dir = \n', 'broken.toml')).toThrow(/^broken\.toml: not valid TOML/);
+  });
+});

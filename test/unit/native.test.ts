@@ -1,0 +1,40 @@
+// The TS side's view of the native helpers: step names and the verdict line.
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { HELPER_STEPS, STEP_EXIT_BASE, stepForExitCode } from '../../src/native/steps.js';
+import { repoRoot } from '../../src/native/addon.js';
+import { describeFailure, parseLaunchOutput } from '../../src/sessions/launch.js';
+
+describe('helper steps', () => {
+  it('match native/src/common.h name for name, in order', () => {
+    const header = readFileSync(join(repoRoot, 'native', 'src', 'common.h'), 'utf8');
+    const names = [...header.matchAll(/^\s*X\(\w+, "([a-z-]+)"\)/gm)].map((m) => m[1]);
+    expect(names).toEqual([...HELPER_STEPS]);
+    expect(header).toContain(`#define STEP_EXIT_BASE ${STEP_EXIT_BASE}`);
+  });
+  it('map exit codes to steps', () => {
+    expect(stepForExitCode(STEP_EXIT_BASE)).toBe('spec');
+    expect(stepForExitCode(STEP_EXIT_BASE + HELPER_STEPS.indexOf('pivot-root'))).toBe('pivot-root');
+    expect(stepForExitCode(1)).toBeUndefined();
+  });
+});
+
+describe('enclave-init verdict', () => {
+  it('parses success', () => {
+    expect(parseLaunchOutput('ok\t4242\t987654\n', 0, null)).toEqual({ ok: true, pid: 4242, startTime: '987654' });
+  });
+  it('parses a failed step with errno and detail', () => {
+    const r = parseLaunchOutput('error\tpivot-root\t22\tpivot_root\n', 87, null);
+    expect(r).toEqual({ ok: false, step: 'pivot-root', errno: 22, detail: 'pivot_root' });
+    expect(describeFailure(r as Extract<typeof r, { ok: false }>)).toBe('step pivot-root failed: EINVAL (pivot_root)');
+  });
+  it('falls back to the exit code when the helper said nothing', () => {
+    const r = parseLaunchOutput('', STEP_EXIT_BASE + HELPER_STEPS.indexOf('clone'), null, 'oops');
+    expect(r).toMatchObject({ ok: false, step: 'clone' });
+    expect(parseLaunchOutput('', null, 'SIGKILL')).toMatchObject({ ok: false, step: 'unknown', detail: 'enclave-init killed by SIGKILL' });
+  });
+  it('does not accept "ok" with a failing exit code', () => {
+    expect(parseLaunchOutput('ok\t1\t2\n', 1, null).ok).toBe(false);
+  });
+});
