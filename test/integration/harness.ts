@@ -97,14 +97,16 @@ export class TestDaemon {
   readonly socket = join(this.dir, 'sock', 'enclave.sock');
   readonly configPath = join(this.dir, 'config.toml');
   readonly cgroupParent = `enclave-test-${this.runId}`;
-  /** A high, run-specific range, far from a production daemon's. */
-  readonly idBase = 1_000_000_000 + (process.pid % 2000) * 16 * 65536;
+  /** A high, run-specific range (up to 64 slots), far from a production daemon's. */
+  readonly idBase = 1_000_000_000 + (process.pid % 700) * 64 * 65536;
   readonly logPath = join(this.dir, 'daemon.log');
   private proc: ChildProcess | undefined;
   /** Init PIDs of every session seen, to reap those re-parented to us. */
   private readonly inits = new Set<number>();
 
-  constructor(private readonly extraConfig = '') {}
+  constructor(private readonly opts: { slots?: number; extraConfig?: string } = {}) {
+    if ((opts.slots ?? 16) > 64) throw new RangeError('at most 64 ID slots per test daemon');
+  }
 
   async start(): Promise<void> {
     if (!this.proc) {
@@ -115,8 +117,8 @@ export class TestDaemon {
       writeFileSync(
         this.configPath,
         `state_dir = "${this.stateDir}"\nsocket = "${this.socket}"\nlog_level = "debug"\n` +
-          `[ids]\nbase = ${this.idBase}\nslots = 16\n[cgroups]\nparent = "${this.cgroupParent}"\n` +
-          `[sessions]\nstop_grace_ms = 1000\n${this.extraConfig}`,
+          `[ids]\nbase = ${this.idBase}\nslots = ${this.opts.slots ?? 16}\n[cgroups]\nparent = "${this.cgroupParent}"\n` +
+          `[sessions]\nstop_grace_ms = 1000\n${this.opts.extraConfig ?? ''}`,
       );
     }
     const log = await import('node:fs').then((fs) => fs.openSync(this.logPath, 'a'));
