@@ -44,6 +44,9 @@ export function runExec({ ws, command, stdin, stdout, stderr, log }: ExecOptions
     for (const s of outputs) s.destroy();
     const status = exitStatusFor(exit.code, exit.signal);
     log.debug({ exit }, 'exec finished');
+    // Paused for stdin backpressure, the socket would never read the client's
+    // close reply; the close handshake would then hang until its timeout.
+    ws.resume();
     if (ws.readyState === ws.OPEN) {
       ws.send(encodeFrame(Channel.status, Buffer.from(JSON.stringify(status))));
       ws.close(1000);
@@ -98,18 +101,25 @@ export function runExec({ ws, command, stdin, stdout, stderr, log }: ExecOptions
   });
 
   const input = child.stdin;
-  if (input) input.on('error', () => undefined); // the command may close stdin early
+  if (input) {
+    input.on('error', () => undefined); // the command may close stdin early
+    // A closed pipe never emits 'drain': stop holding the socket for it.
+    input.on('close', () => ws.resume());
+  }
 
   ws.on('message', (data: Buffer, isBinary: boolean) => {
     if (!isBinary) return; // protocol is binary only
     const frame = decodeFrame(data);
-    if (!frame) return;
-    if (frame.channel === Channel.stdin && input && !input.writableEnded) {
+    if (!frame || !input) return;
+    // Once the command is gone (or closed stdin) its input is dropped: a dead
+    // pipe never drains, and pausing for it would stall the socket.
+    if (finished || !input.writable) return;
+    if (frame.channel === Channel.stdin) {
       if (!input.write(frame.payload)) {
         ws.pause();
         input.once('drain', () => ws.resume());
       }
-    } else if (frame.channel === Channel.close && frame.payload[0] === Channel.stdin && input) {
+    } else if (frame.channel === Channel.close && frame.payload[0] === Channel.stdin) {
       input.end();
     }
   });
