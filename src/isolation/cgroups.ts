@@ -93,6 +93,11 @@ export function limitFiles(dir: CgroupDir, limits: Pick<Limits, 'memory_mb' | 'p
   return files;
 }
 
+/** Which hierarchy version a session cgroup path belongs to. */
+export function versionOf(layout: CgroupLayout, path: string): 1 | 2 {
+  return layout.v2 !== null && (path === layout.v2 || path.startsWith(layout.v2 + '/')) ? 2 : 1;
+}
+
 export function ensureParents(layout: CgroupLayout, parent: string): void {
   for (const dir of parentDirs(layout, parent)) mkdirSync(dir, { recursive: true });
   if (layout.mode === 'unified' && layout.v2) {

@@ -31,6 +31,9 @@ export const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'] as c
 
 export class SpecError extends Error {}
 
+/** A hostname is one DNS label. */
+export const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
 function tmpfsData(mode: string, size: TmpfsSize): string {
   // uid/gid are resolved in the session's user namespace: its root owns them.
   return `mode=${mode},size=${size.bytes},nr_inodes=${size.inodes},uid=0,gid=0`;
@@ -100,7 +103,7 @@ export function validateSpec(directives: Directive[]): void {
       }
     }
   }
-  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(directives.find((x) => x[0] === 'hostname')?.[1] ?? '')) {
+  if (!DNS_LABEL.test(directives.find((x) => x[0] === 'hostname')?.[1] ?? '')) {
     throw new SpecError('hostname must be a valid DNS label');
   }
 }

@@ -1,5 +1,6 @@
 // Session ids and host names.
 import { randomBytes } from 'node:crypto';
+import { DNS_LABEL } from '../isolation/spec.js';
 
 export function newSessionId(): string {
   return 's-' + randomBytes(5).toString('hex');
@@ -8,5 +9,5 @@ export function newSessionId(): string {
 /** A DNS label for the session: its name with '_' as '-', else its id. */
 export function hostnameFor(id: string, name: string | null): string {
   const h = (name ?? '').replace(/_/g, '-').replace(/-+$/, '');
-  return /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(h) ? h : id;
+  return DNS_LABEL.test(h) ? h : id;
 }

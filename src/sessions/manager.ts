@@ -16,12 +16,13 @@ import {
   removeCgroup,
   sessionCgroupDirs,
   type CgroupDir,
+  versionOf,
   type CgroupLayout,
 } from '../isolation/cgroups.js';
 import { rangeForSlot } from '../isolation/idRange.js';
 import { buildSpec } from '../isolation/spec.js';
 import { addon, type ExitStatus, type ProcessWatch } from '../native/addon.js';
-import { SessionStore, SlotsExhaustedError, type SessionRow } from '../store/sessionStore.js';
+import { LIVE_STATES, SessionStore, SlotsExhaustedError, type SessionRow } from '../store/sessionStore.js';
 import { hostnameFor, newSessionId } from './identity.js';
 import { describeFailure, launchInit } from './launch.js';
 
@@ -70,7 +71,7 @@ export class SessionManager {
     mkdirSync(this.newrootDir, { recursive: true, mode: 0o700 });
     ensureParents(this.layout, this.config.cgroups.parent);
     const pending: Promise<void>[] = [];
-    for (const row of this.store.listInStates(['creating', 'running', 'stopping'])) {
+    for (const row of this.store.listInStates(LIVE_STATES)) {
       const log = this.log.child({ session: row.id });
       if (row.state === 'creating') {
         log.warn('daemon stopped while this session was being created; cleaning up');
@@ -96,9 +97,9 @@ export class SessionManager {
       for (const entry of readdirSync(parent, { withFileTypes: true })) {
         if (!entry.isDirectory() || !SESSION_ID.test(entry.name)) continue;
         const row = this.store.get(entry.name);
-        if (row && ['creating', 'running', 'stopping'].includes(row.state)) continue;
+        if (row && LIVE_STATES.includes(row.state)) continue;
         const dir = join(parent, entry.name);
-        killCgroup(dir, parent.startsWith(this.layout.v2 ?? '\0') ? 2 : 1);
+        killCgroup(dir, versionOf(this.layout, dir));
         if (removeCgroup(dir)) this.log.warn({ cgroup: dir }, 'removed leftover session cgroup');
       }
     }
@@ -270,9 +271,8 @@ export class SessionManager {
     const objects = this.store.kernelObjects(row.id);
     const deadline = Date.now() + 10_000;
     for (const obj of objects) {
-      const version = this.layout.v2 && obj.ref.startsWith(this.layout.v2 + '/') ? 2 : 1;
       for (;;) {
-        killCgroup(obj.ref, version);
+        killCgroup(obj.ref, versionOf(this.layout, obj.ref));
         if (cgroupPids(obj.ref).length === 0 && removeCgroup(obj.ref)) break;
         if (Date.now() > deadline) throw new ApiError('internal', `cgroup ${obj.ref} of session ${row.id} still has processes`);
         await sleep(5);
@@ -299,14 +299,15 @@ export class SessionManager {
   }
 
   toApi(row: SessionRow): Session {
-    const live = row.state === 'creating' || row.state === 'running' || row.state === 'stopping';
+    const live = LIVE_STATES.includes(row.state);
+    const range = row.id_slot !== null && live ? rangeForSlot(this.config.ids, row.id_slot) : null;
     return {
       id: row.id,
       name: row.name,
       state: row.state,
       hostname: row.hostname,
       init_pid: live ? row.init_pid : null,
-      id_range: row.id_slot !== null && live ? (({ hostBase, size }) => ({ host_base: hostBase, size }))(rangeForSlot(this.config.ids, row.id_slot)) : null,
+      id_range: range && { host_base: range.hostBase, size: range.size },
       limits: row.limits,
       created_at: row.created_at,
       updated_at: row.updated_at,

@@ -1,12 +1,13 @@
 // Root integration harness: a real daemon on a private state dir, socket,
 // cgroup parent and host ID range per run, so runs never collide, and a sweep
 // of whatever an earlier (killed) run left behind.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { call, type Reply } from '../../src/cli/client.js';
 import { addon, repoRoot } from '../../src/native/addon.js';
+import { detectCgroupLayout, killCgroup, removeCgroup, versionOf } from '../../src/isolation/cgroups.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
 
 export const isRoot = process.getuid?.() === 0;
@@ -35,31 +36,19 @@ function cgroupHierarchies(): string[] {
     .map((d) => join(CGROUP_ROOT, d.name));
 }
 
+const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
 /** Kill every process under a cgroup directory and remove it, depth first. */
 function removeCgroupTree(dir: string): void {
   if (!existsSync(dir)) return;
   for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroupTree(join(dir, e.name));
-  for (let i = 0; i < 200; i++) {
-    try {
-      writeFileSync(join(dir, 'cgroup.kill'), '1');
-    } catch {
-      const procs = existsSync(join(dir, 'cgroup.procs')) ? readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean) : [];
-      for (const p of procs) {
-        try {
-          process.kill(Number(p), 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-    }
-    try {
-      rmdirSync(dir);
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      spawnSync('sleep', ['0.01']);
-    }
+  const version = versionOf(detectCgroupLayout(CGROUP_ROOT), dir);
+  for (let i = 0; i < 500; i++) {
+    killCgroup(dir, version);
+    if (removeCgroup(dir)) return;
+    pause(10);
   }
+  throw new Error(`cannot remove cgroup ${dir}`);
 }
 
 /** Remove leftovers of earlier runs whose test process is gone. */
@@ -121,8 +110,9 @@ export class TestDaemon {
           `[sessions]\nstop_grace_ms = 1000\n${this.opts.extraConfig ?? ''}`,
       );
     }
-    const log = await import('node:fs').then((fs) => fs.openSync(this.logPath, 'a'));
+    const log = openSync(this.logPath, 'a');
     this.proc = spawn(process.execPath, [CLI, 'daemon', '--config', this.configPath], { stdio: ['ignore', log, log] });
+    closeSync(log); // the daemon holds its own copy
     writeFileSync(join(this.dir, 'daemon.pid'), String(this.proc.pid));
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {

@@ -122,16 +122,22 @@ describe.skipIf(!isRoot)('session isolation (root)', () => {
     expect(status).toMatch(new RegExp(`^Uid:\\s+${a.id_range!.host_base}\\s+${a.id_range!.host_base}\\s`, 'm'));
     expect(status).toMatch(new RegExp(`^Gid:\\s+${a.id_range!.host_base}\\s`, 'm'));
     // A command started by exec: find it through the session's cgroup.
-    const running = d.sh('iso-b', 'sleep 1.5');
-    await new Promise((r) => setTimeout(r, 500));
-    const procs = d.cgroupDirs(b.id).flatMap((dir) => readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean));
-    const sleeper = [...new Set(procs)].find((p) => {
-      try {
-        return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'sleep';
-      } catch {
-        return false;
-      }
-    });
+    const running = d.sh('iso-b', 'sleep 3');
+    const findSleeper = () => {
+      const procs = d.cgroupDirs(b.id).flatMap((dir) => readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean));
+      return [...new Set(procs)].find((p) => {
+        try {
+          return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'sleep';
+        } catch {
+          return false;
+        }
+      });
+    };
+    let sleeper = findSleeper();
+    for (let i = 0; i < 500 && !sleeper; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      sleeper = findSleeper();
+    }
     expect(sleeper).toBeDefined();
     expect(readFileSync(`/proc/${sleeper}/status`, 'utf8')).toMatch(new RegExp(`^Uid:\\s+${b.id_range!.host_base}\\s`, 'm'));
     await running;

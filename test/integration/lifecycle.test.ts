@@ -21,6 +21,11 @@ function processesInRange(base: number, size: number): number[] {
   return out;
 }
 
+async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}
+
 describe.skipIf(!isRoot)('session lifecycle (root)', () => {
   const d = new TestDaemon();
   beforeAll(async () => {
@@ -38,8 +43,9 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     // Leave work running in the session: a background process and a busy exec.
     await d.sh('doomed', 'sleep 1000 > /dev/null 2>&1 &');
     const busy = d.sh('doomed', 'sleep 1000');
-    await new Promise((r) => setTimeout(r, 300));
-    expect(processesInRange(range.host_base, range.size).length).toBeGreaterThanOrEqual(3);
+    // init + background sleep + exec'd sleep (+ its enter helper), once the CLI is up.
+    await waitFor(() => processesInRange(range.host_base, range.size).length >= 4);
+    expect(processesInRange(range.host_base, range.size).length).toBeGreaterThanOrEqual(4);
     expect(d.cgroupDirs(s.id).length).toBeGreaterThan(0);
 
     await d.destroy(s.id);
@@ -123,11 +129,8 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
   it('marks a session failed when its init dies behind the daemon, and cleans up', async () => {
     const s = await d.create({ name: 'victim' });
     process.kill(s.init_pid!, 'SIGKILL');
-    let state = 'running';
-    for (let i = 0; i < 200 && state === 'running'; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-      state = (await d.show(s.id)).state;
-    }
+    const deadline = Date.now() + 10_000;
+    while ((await d.show(s.id)).state === 'running' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     const shown = await d.show(s.id);
     expect(shown.state).toBe('failed');
     expect(shown.last_error).toMatch(/killed by signal 9/);
