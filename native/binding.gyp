@@ -11,14 +11,14 @@
     {
       "target_name": "enclave-init",
       "type": "executable",
-      "sources": ["src/init.c", "src/common.c"],
+      "sources": ["src/init.c", "src/common.c", "src/harden.c"],
       "cflags": ["<@(helper_cflags)"],
       "ldflags": ["-Wl,-z,relro,-z,now", "-pie"]
     },
     {
       "target_name": "enclave-enter",
       "type": "executable",
-      "sources": ["src/enter.c", "src/common.c"],
+      "sources": ["src/enter.c", "src/common.c", "src/harden.c"],
       "cflags": ["<@(helper_cflags)"],
       "ldflags": ["-Wl,-z,relro,-z,now", "-pie"]
     }

@@ -46,7 +46,12 @@
   X(SETNS, "setns")                \
   X(FORK, "fork")                  \
   X(CWD, "cwd")                    \
-  X(USAGE, "usage")
+  X(USAGE, "usage")                \
+  X(RLIMIT, "rlimit")              \
+  X(CAPS, "capabilities")          \
+  X(SECCOMP, "seccomp")            \
+  X(READONLY, "readonly")          \
+  X(PROC_MASK, "proc-mask")
 
 #define ENCLAVE_STEP_ENUM(name, str) STEP_##name,
 enum step { ENCLAVE_STEPS(ENCLAVE_STEP_ENUM) STEP_COUNT };

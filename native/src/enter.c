@@ -15,10 +15,12 @@
  * exit 64 + step; exec failures exit 127 (not found) or 126 (not executable).
  */
 #include "common.h"
+#include "harden.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -32,6 +34,7 @@
 #include <unistd.h>
 
 #define MAX_CGROUPS 16
+#define MAX_RLIMITS 8
 #define ALL_NS (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP)
 
 static volatile pid_t child = -1;
@@ -48,9 +51,10 @@ static __attribute__((noreturn)) void die(enum step s, int err, const char *what
 
 int main(int argc, char **argv) {
   long long pid = -1, start = -1, uid = 0, gid = 0;
-  const char *cwd = "/";
+  const char *cwd = "/", *seccomp_path = NULL;
   const char *cgroups[MAX_CGROUPS];
-  int ncg = 0, i = 1;
+  char *rlimits[MAX_RLIMITS];
+  int ncg = 0, nrl = 0, i = 1;
   for (; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--")) {
@@ -65,9 +69,15 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--gid")) gid = parse_u64(v);
     else if (!strcmp(a, "--cwd")) cwd = v;
     else if (!strcmp(a, "--cgroup") && ncg < MAX_CGROUPS) cgroups[ncg++] = v;
+    else if (!strcmp(a, "--rlimit") && nrl < MAX_RLIMITS) rlimits[nrl++] = argv[i];
+    else if (!strcmp(a, "--seccomp")) seccomp_path = v;
     else die(STEP_USAGE, EINVAL, "unknown option");
   }
   if (pid <= 0 || start < 0 || uid < 0 || gid < 0 || i >= argc || cwd[0] != '/') die(STEP_USAGE, EINVAL, "usage");
+  /* Fail closed: no command runs in a session without the session's filter. */
+  struct bpf_blob filter;
+  if (!seccomp_path) die(STEP_SECCOMP, EINVAL, "no --seccomp program");
+  if (read_bpf(seccomp_path, &filter) < 0) die(STEP_SECCOMP, errno, seccomp_path);
 
   int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
   if (pidfd < 0) die(STEP_IDENTITY, errno, "session init is gone");
@@ -106,8 +116,22 @@ int main(int argc, char **argv) {
     struct pollfd pfd = {.fd = alive[0], .events = POLLIN};
     if (poll(&pfd, 1, 0) != 0) _exit(STEP_EXIT_BASE + STEP_FORK); /* EOF: parent gone */
     sigprocmask(SIG_SETMASK, &old, NULL);
+    /* Exactly what the session's init has: its rlimits, no capabilities,
+     * no_new_privs, no inherited fds, the seccomp filter last. */
+    for (int r = 0; r < nrl; r++) {
+      char *eq = strchr(rlimits[r], '='), *colon = eq ? strchr(eq, ':') : NULL;
+      if (!eq || !colon) die(STEP_RLIMIT, EINVAL, "--rlimit NAME=SOFT:HARD");
+      *eq = *colon = '\0';
+      if (apply_rlimit(rlimits[r], eq + 1, colon + 1) < 0) die(STEP_RLIMIT, errno, rlimits[r]);
+    }
+    const char *what = NULL;
+    if (drop_privileges(&what) < 0) die(STEP_CAPS, errno, what);
     if (chdir(cwd) < 0) die(STEP_CWD, errno, cwd);
+    /* setns put our root at the session's; a cwd outside it reads "(unreachable)". */
+    char here[PATH_MAX];
+    if (!getcwd(here, sizeof here) || here[0] != '/') die(STEP_CWD, EPERM, "working directory outside the session root");
     if (syscall(SYS_close_range, 3, ~0U, 0) < 0) die(STEP_FDS, errno, "close_range");
+    if (load_seccomp(&filter) < 0) die(STEP_SECCOMP, errno, "seccomp(SECCOMP_SET_MODE_FILTER)");
     execvp(argv[i], &argv[i]);
     int err = errno;
     dprintf(2, "enclave: %s: %s\n", argv[i], strerror(err));

@@ -22,6 +22,7 @@
  * the masks and the read-only flag arrive locked: the session cannot undo them.
  */
 #include "common.h"
+#include "harden.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +53,7 @@ struct directive {
 };
 
 static struct directive spec[MAX_LINES];
+static struct bpf_blob filter; /* read by the parent as host root, inherited */
 static int nspec;
 static int status_fd = -1; /* child -> parent report pipe (child side) */
 
@@ -273,11 +275,41 @@ static void apply_child_directive(int rootfd, const struct directive *d) {
   } else if (!strcmp(op, "devpts")) {
     want_fields(d, 3);
     mount_on(rootfd, d->f[1], "devpts", "devpts", MS_NOSUID | MS_NOEXEC, d->f[2], STEP_DEVPTS);
+  } else if (!strcmp(op, "proc_mask")) {
+    /* Inside the fresh /proc or /sys: a file becomes /dev/null, a directory
+     * an empty read-only tmpfs. Absent paths are fine (nothing to hide). */
+    want_fields(d, 2);
+    int fd = open_beneath(rootfd, d->f[1], 0);
+    if (fd < 0 && errno == ENOENT) return;
+    if (fd < 0) fail_step(status_fd, STEP_PROC_MASK, errno, "open %s", d->f[1]);
+    struct stat st;
+    if (fstat(fd, &st) < 0) fail_step(status_fd, STEP_PROC_MASK, errno, "stat %s", d->f[1]);
+    fd_path(target, sizeof target, fd);
+    int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,nr_inodes=1,mode=0555")
+                                 : mount("/dev/null", target, NULL, MS_BIND, NULL);
+    if (rc < 0) fail_step(status_fd, STEP_PROC_MASK, errno, "mask %s", d->f[1]);
+    close(fd);
+  } else if (!strcmp(op, "readonly")) {
+    want_fields(d, 2);
+    int fd = open_beneath(rootfd, d->f[1], 0);
+    if (fd < 0 && errno == ENOENT) return;
+    if (fd < 0) fail_step(status_fd, STEP_READONLY, errno, "open %s", d->f[1]);
+    fd_path(target, sizeof target, fd);
+    if (mount(target, target, NULL, MS_BIND | MS_REC, NULL) < 0) fail_step(status_fd, STEP_READONLY, errno, "bind %s", d->f[1]);
+    close(fd);
+    /* Re-resolve: the new bind now sits on top of the old fd's mount. */
+    fd = open_beneath(rootfd, d->f[1], 0);
+    if (fd < 0) fail_step(status_fd, STEP_READONLY, errno, "reopen %s", d->f[1]);
+    fd_path(target, sizeof target, fd);
+    if (mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+      fail_step(status_fd, STEP_READONLY, errno, "remount %s read-only", d->f[1]);
+    close(fd);
   } else if (!strcmp(op, "mqueue")) {
     want_fields(d, 2);
     mount_on(rootfd, d->f[1], "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, STEP_MQUEUE);
   } else if (strcmp(op, "enclave-spec") && strcmp(op, "hostname") && strcmp(op, "uid_map") && strcmp(op, "gid_map") &&
-             strcmp(op, "cgroup") && strcmp(op, "newroot") && strcmp(op, "rootfs") && strcmp(op, "mask")) {
+             strcmp(op, "cgroup") && strcmp(op, "newroot") && strcmp(op, "rootfs") && strcmp(op, "mask") &&
+             strcmp(op, "rlimit") && strcmp(op, "seccomp")) {
     fail_step(status_fd, STEP_SPEC, EINVAL, "unknown directive '%s'", op);
   }
 }
@@ -358,10 +390,24 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd, pid_t
 
   int null = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0) fail_step(status_fd, STEP_FDS, errno, "stdio to /dev/null");
+  close(null);
+
+  for (int i = 0; i < nspec; i++) {
+    if (strcmp(spec[i].f[0], "rlimit")) continue;
+    want_fields(&spec[i], 4);
+    if (apply_rlimit(spec[i].f[1], spec[i].f[2], spec[i].f[3]) < 0)
+      fail_step(status_fd, STEP_RLIMIT, errno, "RLIMIT_%s %s:%s", spec[i].f[1], spec[i].f[2], spec[i].f[3]);
+  }
+  const char *what = NULL;
+  if (drop_privileges(&what) < 0) fail_step(status_fd, STEP_CAPS, errno, "%s", what);
   if (prctl(PR_SET_PDEATHSIG, 0) < 0) fail_step(status_fd, STEP_PARENT_DEATH, errno, "clear PR_SET_PDEATHSIG");
+  /* Nothing of the daemon's may stay open in the session; keep only the
+   * report pipe until the end. */
+  if (status_fd > 3 && syscall(SYS_close_range, 3, status_fd - 1, 0) < 0) fail_step(status_fd, STEP_FDS, errno, "close_range");
+  if (syscall(SYS_close_range, status_fd + 1, ~0U, 0) < 0) fail_step(status_fd, STEP_FDS, errno, "close_range");
+  if (load_seccomp(&filter) < 0) fail_step(status_fd, STEP_SECCOMP, errno, "seccomp(SECCOMP_SET_MODE_FILTER)");
   if (write_all(status_fd, "ready\n", 6) < 0) _exit(STEP_EXIT_BASE + STEP_READY);
-  /* Nothing of the daemon's may stay open in the session. */
-  if (syscall(SYS_close_range, 3, ~0U, 0) < 0) _exit(STEP_EXIT_BASE + STEP_FDS);
+  close(status_fd);
   reaper();
 }
 
@@ -397,6 +443,10 @@ int main(int argc, char **argv) {
   parse_spec();
   int go[2], report[2];
   if (pipe2(go, O_CLOEXEC) < 0 || pipe2(report, O_CLOEXEC) < 0) fail_step(1, STEP_SYNC, errno, "pipe2");
+  /* No session without its filter: fail closed before anything is created. */
+  const char *seccomp_path = spec_value("seccomp");
+  if (!seccomp_path) fail_step(1, STEP_SECCOMP, EINVAL, "spec has no seccomp program");
+  if (read_bpf(seccomp_path, &filter) < 0) fail_step(1, STEP_SECCOMP, errno, "read %s (root-owned, not group/world-writable)", seccomp_path);
   prepare_root();
 
   pid_t parent = getpid();

@@ -25,8 +25,9 @@ function kernelAtLeast(major: number, minor: number): boolean {
 function helperCheck(name: string, path: string): Check {
   if (!existsSync(path)) return { name, ok: false, required: true, detail: `${path} is missing: run "npm ci" (builds native/)` };
   const st = statSync(path);
-  if (st.uid !== 0 || (st.mode & 0o022) !== 0) {
-    return { name, ok: false, required: true, detail: `${path} must be owned by root and not group/world-writable (mode ${(st.mode & 0o7777).toString(8)}, uid ${st.uid})` };
+  // Root-owned and read-only: never writable or replaceable (CVE-2019-5736 class).
+  if (st.uid !== 0 || (st.mode & 0o222) !== 0) {
+    return { name, ok: false, required: true, detail: `${path} must be owned by root and read-only (mode ${(st.mode & 0o7777).toString(8)}, uid ${st.uid}); run "npm run build"` };
   }
   try {
     accessSync(path, constants.X_OK);

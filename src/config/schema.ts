@@ -44,6 +44,17 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    rlimits: z
+      .object({
+        /** Open files per process (soft = hard). */
+        nofile: z.number().int().min(64).max(1_048_576).default(4096),
+        /** Tasks of the session's range; 0 = the session's pids limit + 1 (the cgroup bites first). */
+        nproc: z.number().int().min(0).max(4_194_304).default(0),
+        /** Largest file a process may write, MiB; 0 = unlimited. */
+        fsize_mb: z.number().int().min(0).max(1024 * 1024 * 1024).default(0),
+      })
+      .strict()
+      .prefault({}),
     tmpfs: z
       .object({
         home_mb: z.number().int().min(1).max(1024 * 1024).default(512),

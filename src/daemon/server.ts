@@ -130,7 +130,7 @@ export function createApiServer(ctx: Context): ApiServer {
       if (!q.success) throw zodToApiError(q.error, 'exec query');
       if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
       if (q.data.tty) throw new ApiError('invalid_request', 'tty exec is not supported yet', 'tty');
-      const command = enterCommand(row, ctx.sessions.cgroupProcsFiles(row.id), q.data);
+      const command = enterCommand(row, ctx.sessions.enterConfinement(row), q.data);
       const log = ctx.log.child({ session: row.id });
       wss.handleUpgrade(req, socket, head, (ws) => {
         log.info({ argv0: q.data.command[0] }, 'exec');

@@ -22,9 +22,29 @@ export interface SessionPlan {
   home: TmpfsSize;
   tmp: TmpfsSize;
   secrets: TmpfsSize;
+  rlimits: Rlimit[];
+  /** Root-owned file holding the compiled seccomp program. */
+  seccomp: string;
+  /** Extra paths under /sys to mask (found on the host, e.g. thermal_throttle). */
+  sysMasks: string[];
 }
 
+/** runc/Docker masked paths: a file reads empty (/dev/null), a directory is empty. */
+export const MASKED_PATHS = [
+  '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats',
+  '/proc/sched_debug', '/proc/scsi', '/proc/interrupts', '/sys/firmware', '/sys/devices/virtual/powercap',
+];
+
+/** runc/Docker read-only paths. */
+export const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
 export type Directive = readonly [string, ...string[]];
+
+export interface Rlimit {
+  name: 'NOFILE' | 'NPROC' | 'CORE' | 'FSIZE';
+  soft: number | 'unlimited';
+  hard: number | 'unlimited';
+}
 
 /** Device nodes bound from the host: the minimal set runc and bubblewrap give. */
 export const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'] as const;
@@ -68,6 +88,8 @@ export function buildSpec(plan: SessionPlan): Directive[] {
     ['tmpfs', 'run/enclave/env', secret, tmpfsData('0700', plan.secrets)],
     ['proc', 'proc'],
     ['sysfs', 'sys'],
+    ...[...MASKED_PATHS, ...plan.sysMasks].map((p): Directive => ['proc_mask', relativeToRoot(p)]),
+    ...READONLY_PATHS.map((p): Directive => ['readonly', relativeToRoot(p)]),
     ['tmpfs', 'dev', 'nosuid,noexec', tmpfsData('0755', { bytes: 64 * 1024, inodes: 64 })],
   );
   for (const dev of DEVICES) d.push(['bind_dev', `dev/${dev}`, `/dev/${dev}`]);
@@ -84,11 +106,13 @@ export function buildSpec(plan: SessionPlan): Directive[] {
     ['symlink', '/proc/self/fd/1', 'dev/stdout'],
     ['symlink', '/proc/self/fd/2', 'dev/stderr'],
   );
+  for (const r of plan.rlimits) d.push(['rlimit', r.name, String(r.soft), String(r.hard)]);
+  d.push(['seccomp', plan.seccomp]);
   validateSpec(d);
   return d;
 }
 
-const TARGET_OPS = new Set(['mask', 'tmpfs', 'mkdir', 'proc', 'sysfs', 'devpts', 'mqueue', 'bind_dev']);
+const TARGET_OPS = new Set(['mask', 'tmpfs', 'mkdir', 'proc', 'sysfs', 'devpts', 'mqueue', 'bind_dev', 'proc_mask', 'readonly']);
 
 export function validateSpec(directives: Directive[]): void {
   for (const dir of directives) {

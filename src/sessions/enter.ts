@@ -2,6 +2,14 @@
 import type { ExecQuery } from '../api/schemas.js';
 import { helperPaths } from '../native/addon.js';
 import type { SessionRow } from '../store/sessionStore.js';
+import { rlimitArgs } from '../isolation/hardening.js';
+import type { Rlimit } from '../isolation/spec.js';
+
+export interface EnterConfinement {
+  cgroupProcs: string[];
+  rlimits: Rlimit[];
+  seccomp: string;
+}
 
 export const SESSION_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -12,10 +20,11 @@ export interface EnterCommand {
 }
 
 /** Pure: argv and environment for enclave-enter. */
-export function enterCommand(row: SessionRow, cgroupProcs: string[], q: Pick<ExecQuery, 'command' | 'env' | 'cwd' | 'tty'>): EnterCommand {
+export function enterCommand(row: SessionRow, confine: EnterConfinement, q: Pick<ExecQuery, 'command' | 'env' | 'cwd' | 'tty'>): EnterCommand {
   if (row.init_pid === null || row.init_start_time === null) throw new Error(`session ${row.id} has no init`);
   const args = ['--pid', String(row.init_pid), '--start', row.init_start_time, '--uid', '0', '--gid', '0', '--cwd', q.cwd];
-  for (const p of cgroupProcs) args.push('--cgroup', p);
+  for (const p of confine.cgroupProcs) args.push('--cgroup', p);
+  args.push(...rlimitArgs(confine.rlimits), '--seccomp', confine.seccomp);
   args.push('--', ...q.command);
   // The command sees only this environment, never the daemon's.
   const env: Record<string, string> = {

@@ -24,6 +24,8 @@ import { buildSpec } from '../isolation/spec.js';
 import { addon, type ExitStatus, type ProcessWatch } from '../native/addon.js';
 import { LIVE_STATES, SessionStore, SlotsExhaustedError, type SessionRow } from '../store/sessionStore.js';
 import { hostnameFor, newSessionId } from './identity.js';
+import type { EnterConfinement } from './enter.js';
+import { installSeccomp, rlimitsFor, thermalThrottleMasks } from '../isolation/hardening.js';
 import { describeFailure, launchInit } from './launch.js';
 
 const MIB = 1024 * 1024;
@@ -50,6 +52,8 @@ export class SessionManager {
   private readonly watches = new Map<string, Watched>();
   private readonly creating = new Map<string, Promise<unknown>>();
   private readonly destroying = new Map<string, Promise<void>>();
+  private seccompPath = '';
+  private sysMasks: string[] = [];
   readonly counters = { creates: 0, createFailures: 0, destroys: 0 };
 
   constructor(opts: ManagerOptions) {
@@ -70,6 +74,8 @@ export class SessionManager {
   async start(): Promise<void> {
     mkdirSync(this.newrootDir, { recursive: true, mode: 0o700 });
     ensureParents(this.layout, this.config.cgroups.parent);
+    this.seccompPath = installSeccomp(this.config.state_dir);
+    this.sysMasks = thermalThrottleMasks();
     const pending: Promise<void>[] = [];
     for (const row of this.store.listInStates(LIVE_STATES)) {
       const log = this.log.child({ session: row.id });
@@ -79,10 +85,10 @@ export class SessionManager {
         continue;
       }
       if (this.adopt(row)) {
-        log.info({ pid: row.init_pid }, 're-adopted running session');
+        log.info({ init_pid: row.init_pid }, 're-adopted running session');
         if (row.state === 'stopping') pending.push(this.destroy(row.id).then(() => undefined));
       } else {
-        log.warn({ pid: row.init_pid }, 'session init exited while the daemon was not running');
+        log.warn({ init_pid: row.init_pid }, 'session init exited while the daemon was not running');
         pending.push(this.release(row, 'failed', 'the session init exited while the daemon was not running'));
       }
     }
@@ -199,13 +205,16 @@ export class SessionManager {
         home: { bytes: limits.home_mb * MIB, inodes: c.tmpfs.home_inodes },
         tmp: { bytes: limits.tmp_mb * MIB, inodes: c.tmpfs.tmp_inodes },
         secrets: { bytes: c.tmpfs.secrets_mb * MIB, inodes: c.tmpfs.secrets_inodes },
+        rlimits: rlimitsFor(c, limits),
+        seccomp: this.seccompPath,
+        sysMasks: this.sysMasks,
       });
       const result = await launchInit(spec);
       if (!result.ok) throw new ApiError('confinement_failed', `session ${row.id} could not be confined: ${describeFailure(result)}`);
       this.store.markRunning(row.id, result.pid, result.startTime);
       this.watch(row.id, result.pid, result.startTime);
       this.counters.creates++;
-      log.info({ pid: result.pid, ms: Number(process.hrtime.bigint() - t0) / 1e6 }, 'session running');
+      log.info({ init_pid: result.pid, ms: Number(process.hrtime.bigint() - t0) / 1e6 }, 'session running');
       return this.toApi(this.store.get(row.id)!);
     } catch (e) {
       this.counters.createFailures++;
@@ -294,8 +303,13 @@ export class SessionManager {
     return this.store.list(includeStopped).map((r) => this.toApi(r));
   }
 
-  cgroupProcsFiles(id: string): string[] {
-    return this.store.kernelObjects(id).filter((o) => o.kind === 'cgroup').map((o) => join(o.ref, 'cgroup.procs'));
+  /** What enclave-enter needs to put a command under the session's confinement. */
+  enterConfinement(row: SessionRow): EnterConfinement {
+    return {
+      cgroupProcs: this.store.kernelObjects(row.id).filter((o) => o.kind === 'cgroup').map((o) => join(o.ref, 'cgroup.procs')),
+      rlimits: rlimitsFor(this.config, row.limits),
+      seccomp: this.seccompPath,
+    };
   }
 
   toApi(row: SessionRow): Session {

@@ -12,6 +12,13 @@ const plan: SessionPlan = {
   home: { bytes: 512 * 1024 * 1024, inodes: 65536 },
   tmp: { bytes: 256 * 1024 * 1024, inodes: 1000 },
   secrets: { bytes: 1024 * 1024, inodes: 256 },
+  rlimits: [
+    { name: 'NOFILE', soft: 4096, hard: 4096 },
+    { name: 'CORE', soft: 0, hard: 0 },
+    { name: 'FSIZE', soft: 'unlimited', hard: 'unlimited' },
+  ],
+  seccomp: '/var/lib/enclave/seccomp.bpf',
+  sysMasks: ['/sys/devices/system/cpu/cpu0/thermal_throttle'],
 };
 
 const find = (spec: readonly (readonly string[])[], op: string, target?: string) => spec.filter((d) => d[0] === op && (target === undefined || d[1] === target));
@@ -48,6 +55,24 @@ describe('session spec', () => {
     expect(find(spec, 'devpts')).toEqual([['devpts', 'dev/pts', 'newinstance,ptmxmode=0666,mode=0620']]);
     expect(find(spec, 'symlink', 'pts/ptmx')).toEqual([['symlink', 'pts/ptmx', 'dev/ptmx']]);
     expect(find(spec, 'proc')).toEqual([['proc', 'proc']]);
+  });
+
+  it('masks the runc/Docker path lists after /proc and /sys are mounted, and makes the read-only list read-only', () => {
+    const ops = spec.map((d) => `${d[0]} ${d[1]}`);
+    const masked = find(spec, 'proc_mask').map((d) => d[1]);
+    expect(masked).toEqual(expect.arrayContaining(['proc/kcore', 'proc/keys', 'proc/timer_list', 'proc/sched_debug', 'proc/interrupts', 'sys/firmware', 'sys/devices/virtual/powercap', 'sys/devices/system/cpu/cpu0/thermal_throttle']));
+    expect(find(spec, 'readonly').map((d) => d[1])).toEqual(['proc/bus', 'proc/fs', 'proc/irq', 'proc/sys', 'proc/sysrq-trigger']);
+    const first = Math.min(...spec.flatMap((d, i) => (d[0] === 'proc_mask' || d[0] === 'readonly' ? [i] : [])));
+    expect(first).toBeGreaterThan(ops.indexOf('sysfs sys'));
+  });
+
+  it('ends with the rlimits and the seccomp program', () => {
+    expect(find(spec, 'rlimit')).toEqual([
+      ['rlimit', 'NOFILE', '4096', '4096'],
+      ['rlimit', 'CORE', '0', '0'],
+      ['rlimit', 'FSIZE', 'unlimited', 'unlimited'],
+    ]);
+    expect(spec[spec.length - 1]).toEqual(['seccomp', '/var/lib/enclave/seccomp.bpf']);
   });
 
   it('serializes one tab-separated directive per line', () => {

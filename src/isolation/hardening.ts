@@ -1,0 +1,47 @@
+// Per-session hardening inputs the helpers apply: rlimits, the compiled
+// seccomp program (written once at daemon start), extra /sys masks.
+import { existsSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Limits } from '../api/schemas.js';
+import type { Config } from '../config/schema.js';
+import { archForNode, compileSeccomp, serializeBpf } from './bpf.js';
+import type { Rlimit } from './spec.js';
+
+const MIB = 1024 * 1024;
+
+export function rlimitsFor(config: Config, limits: Pick<Limits, 'pids'>): Rlimit[] {
+  const r = config.rlimits;
+  const fsize = r.fsize_mb === 0 ? 'unlimited' : r.fsize_mb * MIB;
+  // Both count the same tasks; one above pids.max lets the cgroup be the limit
+  // that bites (and shows in pids.events), with the rlimit as a backstop.
+  const nproc = r.nproc === 0 ? limits.pids + 1 : r.nproc;
+  return [
+    { name: 'NOFILE', soft: r.nofile, hard: r.nofile },
+    { name: 'NPROC', soft: nproc, hard: nproc },
+    { name: 'CORE', soft: 0, hard: 0 },
+    { name: 'FSIZE', soft: fsize, hard: fsize },
+  ];
+}
+
+/** enclave-enter's form: NAME=SOFT:HARD. */
+export function rlimitArgs(rlimits: Rlimit[]): string[] {
+  return rlimits.flatMap((r) => ['--rlimit', `${r.name}=${r.soft}:${r.hard}`]);
+}
+
+/** Compile the policy for this machine and write it where only root can. */
+export function installSeccomp(stateDir: string): string {
+  const path = join(stateDir, 'seccomp.bpf');
+  const tmp = `${path}.${process.pid}`;
+  writeFileSync(tmp, serializeBpf(compileSeccomp(archForNode())), { mode: 0o600 });
+  renameSync(tmp, path);
+  return path;
+}
+
+/** Docker also masks each CPU's thermal_throttle directory. */
+export function thermalThrottleMasks(sys = '/sys/devices/system/cpu'): string[] {
+  if (!existsSync(sys)) return [];
+  return readdirSync(sys)
+    .filter((n) => /^cpu\d+$/.test(n))
+    .map((n) => join(sys, n, 'thermal_throttle'))
+    .filter((p) => existsSync(p));
+}

@@ -1,0 +1,225 @@
+// The escape suite: inside a real session, every hardening claim with the
+// exact errno or outcome. A probe (probe.c) is compiled per run.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { helperPaths } from '../../src/native/addon.js';
+import { MASKED_PATHS } from '../../src/isolation/spec.js';
+import type { Session } from '../../src/api/schemas.js';
+import { isRoot, TestDaemon } from './harness.js';
+
+const MIB = 1024 * 1024;
+
+/** Raw-syscall cases and the exact result each must give inside a session. */
+const SYSCALL_CASES: [string, string][] = [
+  ['mount-tmpfs', 'EPERM'],
+  ['umount-proc', 'EPERM'],
+  ['unshare-user', 'EPERM'],
+  ['unshare-mnt', 'EPERM'],
+  ['unshare-cgroup', 'EPERM'],
+  ['chroot', 'EPERM'],
+  ['pivot-root', 'EPERM'],
+  ['clone-newuser', 'EPERM'],
+  ['clone3', 'ENOSYS'],
+  ['tiocsti', 'EPERM'],
+  ['tiocsti-high', 'EPERM'],
+  ['tioclinux', 'EPERM'],
+  ['keyctl', 'EPERM'],
+  ['add-key', 'EPERM'],
+  ['bpf', 'EPERM'],
+  ['perf-event-open', 'EPERM'],
+  ['userfaultfd', 'EPERM'],
+  ['io-uring-setup', 'EPERM'],
+  ['kexec-load', 'EPERM'],
+  ['init-module', 'EPERM'],
+  ['personality', 'EPERM'],
+  ['socket-packet', 'EAFNOSUPPORT'],
+  ['socket-vsock', 'EAFNOSUPPORT'],
+  ['socket-alg', 'EAFNOSUPPORT'],
+  ['socket-inet', 'ok'], // control: ordinary sockets still work
+  ['mknod', 'EPERM'],
+];
+
+describe.skipIf(!isRoot)('escape suite (root)', () => {
+  const d = new TestDaemon({ extraConfig: '[tmpfs]\ntmp_inodes = 200\n' });
+  let probe: string;
+  let jail: Session;
+  const results = new Map<string, string>();
+
+  const cgroupFile = (s: Session, controller: string, file: string) =>
+    readFileSync(join('/sys/fs/cgroup', controller, d.cgroupParent, s.id, file), 'utf8').trim();
+
+  beforeAll(async () => {
+    await d.start();
+    probe = join(d.dir, 'probe');
+    execFileSync('gcc', ['-O2', '-o', probe, join(__dirname, 'probe.c')]);
+    jail = await d.create({ name: 'jail' });
+    // One exec runs every syscall case; each prints "<case> <result>".
+    const script = SYSCALL_CASES.map(([c]) => `printf '%s ' ${c}; ${probe} ${c}`).join('; ');
+    const r = await d.sh('jail', script);
+    for (const line of r.stdout.trim().split('\n')) {
+      const [c, res] = line.split(' ');
+      results.set(c!, res ?? '');
+    }
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  it('runs every process with no capabilities, NoNewPrivs and a seccomp filter', async () => {
+    const r = await d.sh('jail', 'grep -E "^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):" /proc/self/status /proc/1/status');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(14); // 7 fields, for the command and for the init
+    for (const l of lines) {
+      if (/Cap/.test(l)) expect(l).toMatch(/:\s*0000000000000000$/);
+      if (/NoNewPrivs/.test(l)) expect(l).toMatch(/:\s*1$/);
+      if (/Seccomp:/.test(l)) expect(l).toMatch(/:\s*2$/);
+    }
+  });
+
+  it('gains nothing from a setuid-root copy of a shell', async () => {
+    const r = await d.sh('jail', 'cp /bin/sh /tmp/sush && chmod 4755 /tmp/sush && /tmp/sush -c \'grep -E "^Cap(Prm|Eff):" /proc/self/status; id -u\'');
+    expect(r.stdout).toBe('CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n0\n');
+  });
+
+  it.each(SYSCALL_CASES)('%s gives %s', (c, want) => {
+    expect(results.get(c)).toBe(want);
+  });
+
+  it('kills the caller of an x32 syscall', async () => {
+    const r = await d.cli(['session', 'exec', 'jail', '--', probe, 'x32']);
+    expect(r.stdout).toBe('');
+    expect(r.code).toBe(128 + 31); // SIGSYS
+  });
+
+  it('refuses writes to /proc/sys and /proc/sysrq-trigger', async () => {
+    const r = await d.sh('jail', 'echo x > /proc/sys/kernel/core_pattern && echo WROTE; echo h > /proc/sysrq-trigger && echo WROTE; cat /proc/sys/kernel/core_pattern');
+    expect(r.stdout).not.toContain('WROTE');
+    expect(r.stderr).toMatch(/core_pattern: Read-only file system/);
+    expect(r.stdout.trim()).toBe(readFileSync('/proc/sys/kernel/core_pattern', 'utf8').trim());
+  });
+
+  it('shows the masked /proc and /sys paths empty', async () => {
+    const present = MASKED_PATHS.filter((p) => existsSync(p));
+    expect(present.length).toBeGreaterThan(2);
+    const script = present.map((p) => `if [ -d ${p} ]; then printf '%s %s\\n' ${p} $(ls -A ${p} | wc -l); else printf '%s %s\\n' ${p} $(wc -c < ${p}); fi`).join('; ');
+    const r = await d.sh('jail', script);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(present.map((p) => `${p} 0`).sort());
+    // ... while the host's are not empty.
+    expect(readFileSync('/proc/interrupts', 'utf8').length).toBeGreaterThan(0);
+  });
+
+  it('has a minimal /dev and no way to make device nodes', async () => {
+    const r = await d.sh('jail', 'ls -A /dev | tr "\\n" " "');
+    expect(r.stdout.trim().split(' ').sort()).toEqual(
+      ['fd', 'full', 'mqueue', 'null', 'ptmx', 'pts', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'tty', 'urandom', 'zero'].sort(),
+    );
+    expect(results.get('mknod')).toBe('EPERM');
+  });
+
+  it('starts a command with only fds 0-2 open', async () => {
+    const r = await d.cli(['session', 'exec', 'jail', '--', probe, 'fds']);
+    expect(r.stdout.trim()).toBe('0 1 2');
+  });
+
+  it('never mounts cgroupfs in a session', async () => {
+    const r = await d.sh('jail', 'grep -c cgroup /proc/self/mounts || true');
+    expect(r.stdout.trim()).toBe('0');
+  });
+
+  it('cannot see, signal or ptrace host processes or the daemon', async () => {
+    const r = await d.sh('jail', `${probe} kill ${d.pid}; ${probe} ptrace ${d.pid}; ${probe} kill ${process.pid}; test -e /proc/${d.pid} && echo VISIBLE; echo end`);
+    expect(r.stdout).toBe('ESRCH\nESRCH\nESRCH\nend\n');
+  });
+
+  it('keeps the helper binaries root-owned and read-only, out of reach of a session', async () => {
+    for (const p of [helperPaths.init, helperPaths.enter]) {
+      const st = statSync(p);
+      expect(st.uid).toBe(0);
+      expect(st.mode & 0o222).toBe(0);
+    }
+    const r = await d.sh('jail', `echo x > ${helperPaths.enter} && echo OVERWROTE; cp /bin/true ${helperPaths.init} 2>/dev/null && echo REPLACED; echo end`);
+    expect(r.stdout).toBe('end\n');
+    expect(r.stderr).toMatch(/Read-only file system|Permission denied/);
+  });
+
+  it('gives exec\'d commands the session\'s rlimits and cgroups, like the init', async () => {
+    const s = await d.create({ name: 'limited', pids: 48 });
+    const r = await d.sh('limited', 'ulimit -n; grep -E "^Max (processes|core file size)" /proc/self/limits | tr -s " "; sleep 0.5 & echo $!; wait');
+    const [nofile, core, procs] = r.stdout.trim().split('\n');
+    expect(nofile).toBe('4096');
+    expect(core).toMatch(/^Max core file size 0 0 bytes/);
+    expect(procs).toMatch(/^Max processes 49 49 processes/); // pids + 1: the cgroup bites first
+    // An exec'd process is in the session's cgroup in every hierarchy.
+    const running = d.sh('limited', 'sleep 2');
+    let found = false;
+    for (let i = 0; i < 300 && !found; i++) {
+      found = d.cgroupDirs(s.id).every((dir) =>
+        readFileSync(join(dir, 'cgroup.procs'), 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .some((p) => existsSync(`/proc/${p}/comm`) && readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'sleep'),
+      );
+      if (!found) await new Promise((res) => setTimeout(res, 10));
+    }
+    expect(found).toBe(true);
+    await running;
+    await d.destroy(s.id);
+  });
+
+  it('writes the session limits into its cgroup files, and destroy removes them everywhere', async () => {
+    const s = await d.create({ name: 'caps', memory_mb: 96, pids: 40, cpu_percent: 50 });
+    expect(cgroupFile(s, 'memory', 'memory.limit_in_bytes')).toBe(String(96 * MIB));
+    expect(cgroupFile(s, 'pids', 'pids.max')).toBe('40');
+    expect(cgroupFile(s, 'cpu', 'cpu.cfs_quota_us')).toBe('50000');
+    expect(cgroupFile(s, 'cpu', 'cpu.cfs_period_us')).toBe('100000');
+    expect(d.cgroupDirs(s.id).length).toBe(4); // cpu, memory, pids + the v2 tracking tree
+    await d.destroy(s.id);
+    expect(d.cgroupDirs(s.id)).toEqual([]);
+  });
+
+  it('stops a fork bomb at the pids limit while the daemon keeps answering', async () => {
+    const s = await d.create({ name: 'bomb', pids: 32 });
+    const bomb = d.sh('bomb', 'b() { b | b & }; b; sleep 30');
+    let refused = 0;
+    for (let i = 0; i < 500 && refused === 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      refused = Number(/max (\d+)/.exec(cgroupFile(s, 'pids', 'pids.events'))?.[1] ?? 0);
+    }
+    expect(refused).toBeGreaterThan(0);
+    expect(Number(cgroupFile(s, 'pids', 'pids.current'))).toBeLessThanOrEqual(32);
+    const t0 = process.hrtime.bigint();
+    const health = await d.api('GET', '/v1/sessions');
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    expect(health.status).toBe(200);
+    console.log(`API call during the fork bomb: ${ms.toFixed(1)} ms`);
+    expect(spawnSync('true').status).toBe(0);
+    await d.destroy(s.id);
+    await bomb;
+    expect(d.cgroupDirs(s.id)).toEqual([]);
+  });
+
+  it('kills a memory hog inside its session only', async () => {
+    const s = await d.create({ name: 'hog', memory_mb: 64 });
+    const r = await d.cli(['session', 'exec', 'hog', '--', probe, 'hog']);
+    expect(r.code).toBe(137);
+    expect(cgroupFile(s, 'memory', 'memory.oom_control')).toMatch(/^oom_kill [1-9]/m);
+    // The session and its init survive; the daemon too.
+    expect((await d.show('hog')).state).toBe('running');
+    expect((await d.sh('hog', 'echo alive')).stdout).toBe('alive\n');
+    await d.destroy(s.id);
+  });
+
+  it('ends writes to /tmp and /home in ENOSPC at the configured size', async () => {
+    await d.create({ name: 'small', tmp_mb: 8, home_mb: 8 });
+    const r = await d.sh('small', 'for m in /tmp /home; do dd if=/dev/zero of=$m/fill bs=1M count=16 2>&1 | grep -o "No space left on device"; du -m $m/fill | cut -f1; done');
+    expect(r.stdout).toBe('No space left on device\n8\nNo space left on device\n8\n');
+  });
+
+  it('ends file creation in ENOSPC at the inode cap', async () => {
+    const r = await d.cli(['session', 'exec', 'small', '--', probe, 'files', '1000']);
+    expect(r.stdout).toMatch(/^ENOSPC after (\d+)\n$/);
+    expect(Number(/after (\d+)/.exec(r.stdout)![1])).toBeLessThan(200);
+  });
+});
