@@ -7,6 +7,7 @@
 //                            PID), signals it race-free, and calls cb once
 //                            when it exits, reaping it if it is our child
 //   reapChild(pid)           waitpid(pid, WNOHANG) for adopted children
+//   OomWatch(dir, cb)        OOM events of a v1 memory cgroup (eventfd)
 #include <napi.h>
 #include <uv.h>
 
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <string>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -194,7 +196,98 @@ class ProcessWatch : public Napi::ObjectWrap<ProcessWatch> {
   Napi::FunctionReference callback_;
 };
 
+// v1 memory cgroups have no group OOM kill; an eventfd registered through
+// cgroup.event_control tells us when the kernel OOM-killed inside the
+// cgroup (and when the cgroup is removed), so the daemon can end the session.
+class OomWatch : public Napi::ObjectWrap<OomWatch> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "OomWatch", {InstanceMethod("close", &OomWatch::Close)});
+  }
+
+  // new OomWatch(memoryCgroupDir, onEvent())
+  explicit OomWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OomWatch>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsFunction()) {
+      Napi::TypeError::New(env, "new OomWatch(dir: string, onEvent: function)").ThrowAsJavaScriptException();
+      return;
+    }
+    std::string dir = info[0].As<Napi::String>().Utf8Value();
+    efd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd_ < 0) {
+      ThrowErrno(env, "eventfd", errno);
+      return;
+    }
+    int cfd = open((dir + "/memory.oom_control").c_str(), O_RDONLY | O_CLOEXEC);
+    if (cfd < 0) {
+      int err = errno;
+      close(efd_);
+      efd_ = -1;
+      ThrowErrno(env, "open memory.oom_control", err);
+      return;
+    }
+    std::string reg = std::to_string(efd_) + " " + std::to_string(cfd);
+    int ctl = open((dir + "/cgroup.event_control").c_str(), O_WRONLY | O_CLOEXEC);
+    ssize_t n = ctl < 0 ? -1 : write(ctl, reg.c_str(), reg.size());
+    int err = errno;
+    if (ctl >= 0) close(ctl);
+    close(cfd);  // the kernel holds its own reference now
+    if (n != static_cast<ssize_t>(reg.size())) {
+      close(efd_);
+      efd_ = -1;
+      ThrowErrno(env, "register OOM eventfd", err);
+      return;
+    }
+    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    poll_->data = this;
+    uv_poll_init(loop, poll_, efd_);
+    uv_poll_start(poll_, UV_READABLE, OnReadable);
+    Ref();
+  }
+
+  ~OomWatch() override { Stop(); }
+
+ private:
+  static void OnReadable(uv_poll_t* handle, int, int) {
+    auto* self = static_cast<OomWatch*>(handle->data);
+    uint64_t count = 0;
+    if (read(self->efd_, &count, sizeof count) != sizeof count) return;
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    if (!self->callback_.IsEmpty()) self->callback_.MakeCallback(env.Global(), {});
+  }
+
+  void Stop() {
+    if (poll_) {
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+    }
+    if (efd_ >= 0) {
+      close(efd_);
+      efd_ = -1;
+    }
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (poll_) {
+      Stop();
+      callback_.Reset();
+      Unref();
+    }
+    return info.Env().Undefined();
+  }
+
+  int efd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference callback_;
+};
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("OomWatch", OomWatch::Define(env));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   exports.Set("reapChild", Napi::Function::New(env, ReapChild));

@@ -422,15 +422,26 @@ static void kill_child(void) {
   child_pid = 0;
 }
 
-/* `enclave-init --probe`: can this host create every namespace a session needs? */
+/* `enclave-init --probe`: can this host create every namespace a session needs,
+ * and drop privileges and load a seccomp filter inside them? */
 static int probe(void) {
   long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | SIGCHLD;
   pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
   if (pid < 0) fail_step(1, STEP_CLONE, errno, "clone with all session namespaces");
-  if (pid == 0) _exit(0);
+  if (pid == 0) {
+    /* In the new namespaces: can we drop everything and load a filter? */
+    unsigned char allow[8] = {0x06, 0, 0, 0, 0x00, 0x00, 0xff, 0x7f}; /* BPF_RET|BPF_K, SECCOMP_RET_ALLOW */
+    struct bpf_blob prog = {allow, sizeof allow};
+    const char *what = NULL;
+    if (drop_privileges(&what) < 0) _exit(STEP_EXIT_BASE + STEP_CAPS);
+    if (load_seccomp(&prog) < 0) _exit(STEP_EXIT_BASE + STEP_SECCOMP);
+    _exit(0);
+  }
   int st = 0;
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
+  if (WIFEXITED(st) && WEXITSTATUS(st) == STEP_EXIT_BASE + STEP_CAPS) fail_step(1, STEP_CAPS, EPERM, "cannot drop capabilities / set no_new_privs");
+  if (WIFEXITED(st) && WEXITSTATUS(st) == STEP_EXIT_BASE + STEP_SECCOMP) fail_step(1, STEP_SECCOMP, ENOSYS, "cannot load a seccomp filter (CONFIG_SECCOMP_FILTER?)");
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail_step(1, STEP_CLONE, ECHILD, "probe child failed (status %d)", st);
   return write_all(1, "ok\n", 3) < 0;
 }

@@ -58,7 +58,7 @@ export async function runDoctor(socket: string): Promise<Check[]> {
       name: 'namespaces',
       ok,
       required: true,
-      detail: ok ? 'user, pid, mount, net, uts, ipc and cgroup namespaces can be created' : `cannot create session namespaces: ${(p.stdout || p.stderr || String(p.error ?? '')).trim().replace(/\t/g, ' ')}`,
+      detail: ok ? 'user, pid, mount, net, uts, ipc, cgroup namespaces; capability drop; seccomp filter' : `cannot confine a session: ${(p.stdout || p.stderr || String(p.error ?? '')).trim().replace(/\t/g, ' ')}`,
     });
   }
   try {

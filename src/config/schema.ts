@@ -41,6 +41,8 @@ export const configSchema = z
         memory_mb: z.number().int().min(16).max(1024 * 1024).default(1024),
         pids: z.number().int().min(8).max(4_194_304).default(1024),
         cpu_percent: z.number().int().min(1).max(100 * 1024).default(100),
+        /** On out-of-memory: the kernel kills the offending process, or the whole session ends. */
+        oom: z.enum(['process', 'session']).default('process'),
       })
       .strict()
       .prefault({}),

@@ -77,13 +77,15 @@ export function parentDirs(layout: CgroupLayout, parent: string): string[] {
 }
 
 /** Pure: the files and values that express the limits in one directory. */
-export function limitFiles(dir: CgroupDir, limits: Pick<Limits, 'memory_mb' | 'pids' | 'cpu_percent'>): [string, string][] {
+export function limitFiles(dir: CgroupDir, limits: Pick<Limits, 'memory_mb' | 'pids' | 'cpu_percent'>, oom: 'process' | 'session' = 'process'): [string, string][] {
   const files: [string, string][] = [];
   const bytes = limits.memory_mb * 1024 * 1024;
   const period = 100_000;
   const quota = Math.round((limits.cpu_percent / 100) * period);
   for (const c of dir.controllers) {
     if (c === 'memory') files.push(dir.version === 1 ? ['memory.limit_in_bytes', String(bytes)] : ['memory.max', String(bytes)]);
+    // v2 kills the whole cgroup itself; v1 has no such file (the daemon watches instead).
+    if (c === 'memory' && dir.version === 2 && oom === 'session') files.push(['memory.oom.group', '1']);
     if (c === 'pids') files.push(['pids.max', String(limits.pids)]);
     if (c === 'cpu') {
       if (dir.version === 1) files.push(['cpu.cfs_period_us', String(period)], ['cpu.cfs_quota_us', String(quota)]);
@@ -106,9 +108,14 @@ export function ensureParents(layout: CgroupLayout, parent: string): void {
   }
 }
 
-export function createSessionCgroup(dir: CgroupDir, limits: Limits): void {
+export function createSessionCgroup(dir: CgroupDir, limits: Limits, oom: 'process' | 'session'): void {
   mkdirSync(dir.path);
-  for (const [file, value] of limitFiles(dir, limits)) writeFileSync(join(dir.path, file), value);
+  for (const [file, value] of limitFiles(dir, limits, oom)) writeFileSync(join(dir.path, file), value);
+}
+
+/** The v1 memory directory whose OOM events the daemon must watch, if any. */
+export function v1MemoryDir(dirs: CgroupDir[]): string | undefined {
+  return dirs.find((d) => d.version === 1 && d.controllers.includes('memory'))?.path;
 }
 
 export function cgroupPids(dirPath: string): number[] {

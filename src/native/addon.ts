@@ -22,7 +22,12 @@ export interface ProcessWatch {
   close(): void;
 }
 
+export interface OomWatch {
+  close(): void;
+}
+
 interface Addon {
+  OomWatch: new (memoryCgroupDir: string, onEvent: () => void) => OomWatch;
   peerCred(fd: number): PeerCred;
   setChildSubreaper(): void;
   reapChild(pid: number): boolean;

@@ -1,7 +1,7 @@
 // The session manager: create, destroy, list, and reconcile with the kernel
 // at start-up. State machine: creating -> running -> stopping -> stopped, or
 // failed (with the helper's step and errno in last_error).
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiError } from '../api/errors.js';
@@ -16,12 +16,13 @@ import {
   removeCgroup,
   sessionCgroupDirs,
   type CgroupDir,
+  v1MemoryDir,
   versionOf,
   type CgroupLayout,
 } from '../isolation/cgroups.js';
 import { rangeForSlot } from '../isolation/idRange.js';
 import { buildSpec } from '../isolation/spec.js';
-import { addon, type ExitStatus, type ProcessWatch } from '../native/addon.js';
+import { addon, type ExitStatus, type OomWatch, type ProcessWatch } from '../native/addon.js';
 import { LIVE_STATES, SessionStore, SlotsExhaustedError, type SessionRow } from '../store/sessionStore.js';
 import { hostnameFor, newSessionId } from './identity.js';
 import type { EnterConfinement } from './enter.js';
@@ -52,6 +53,7 @@ export class SessionManager {
   private readonly watches = new Map<string, Watched>();
   private readonly creating = new Map<string, Promise<unknown>>();
   private readonly destroying = new Map<string, Promise<void>>();
+  private readonly oomWatches = new Map<string, OomWatch>();
   private seccompPath = '';
   private sysMasks: string[] = [];
   readonly counters = { creates: 0, createFailures: 0, destroys: 0 };
@@ -115,6 +117,7 @@ export class SessionManager {
     if (row.init_pid === null || row.init_start_time === null) return false;
     try {
       this.watch(row.id, row.init_pid, row.init_start_time);
+      this.watchOom(row.id);
       return true;
     } catch {
       return false;
@@ -131,6 +134,28 @@ export class SessionManager {
       if (!this.destroying.has(id)) void this.onUnexpectedExit(id, status);
     });
     this.watches.set(id, { watch, exited });
+  }
+
+  /** limits.oom = "session" on a v1 host: end the session on its first OOM kill. */
+  private watchOom(id: string): void {
+    if (this.config.limits.oom !== 'session') return;
+    const dir = v1MemoryDir(sessionCgroupDirs(this.layout, this.config.cgroups.parent, id));
+    if (!dir) return; // v2: memory.oom.group does it in the kernel
+    const Watch = addon().OomWatch;
+    this.oomWatches.set(id, new Watch(dir, () => void this.onOom(id, dir)));
+  }
+
+  private async onOom(id: string, dir: string): Promise<void> {
+    let kills = 0;
+    try {
+      kills = Number(/^oom_kill (\d+)/m.exec(readFileSync(join(dir, 'memory.oom_control'), 'utf8'))?.[1] ?? 0);
+    } catch {
+      return; // the cgroup is gone: the session is already ending
+    }
+    const row = this.store.get(id);
+    if (kills === 0 || row?.state !== 'running' || this.destroying.has(id)) return;
+    this.log.child({ session: id }).warn({ oom_kills: kills }, 'session ran out of memory; ending it (limits.oom = "session")');
+    await this.destroy(id, 'the session ran out of memory (limits.oom = "session")');
   }
 
   private async onUnexpectedExit(id: string, status: ExitStatus | null): Promise<void> {
@@ -193,7 +218,7 @@ export class SessionManager {
     const log = this.log.child({ session: row.id });
     const t0 = process.hrtime.bigint();
     try {
-      for (const dir of dirs) createSessionCgroup(dir, limits);
+      for (const dir of dirs) createSessionCgroup(dir, limits, this.config.limits.oom);
       const c = this.config;
       const spec = buildSpec({
         hostname: row.hostname,
@@ -213,6 +238,7 @@ export class SessionManager {
       if (!result.ok) throw new ApiError('confinement_failed', `session ${row.id} could not be confined: ${describeFailure(result)}`);
       this.store.markRunning(row.id, result.pid, result.startTime);
       this.watch(row.id, result.pid, result.startTime);
+      this.watchOom(row.id);
       this.counters.creates++;
       log.info({ init_pid: result.pid, ms: Number(process.hrtime.bigint() - t0) / 1e6 }, 'session running');
       return this.toApi(this.store.get(row.id)!);
@@ -227,7 +253,8 @@ export class SessionManager {
 
   // ---- destroy ------------------------------------------------------------
 
-  async destroy(id: string): Promise<void> {
+  /** Stop the session; with a failure reason it ends 'failed' instead of 'stopped'. */
+  async destroy(id: string, failure?: string): Promise<void> {
     const inflight = this.creating.get(id);
     if (inflight) await inflight.catch(() => undefined);
     const existing = this.destroying.get(id);
@@ -241,7 +268,7 @@ export class SessionManager {
       }
       this.store.setState(id, 'stopping');
       await this.stopInit(id);
-      await this.release(this.store.get(id)!, 'stopped');
+      await this.release(this.store.get(id)!, failure ? 'failed' : 'stopped', failure);
       this.counters.destroys++;
       this.log.child({ session: id }).info('session destroyed');
     })();
@@ -272,6 +299,8 @@ export class SessionManager {
    * slot back and record the final state. Idempotent.
    */
   private async release(row: SessionRow, state: 'stopped' | 'failed', lastError?: string): Promise<void> {
+    this.oomWatches.get(row.id)?.close();
+    this.oomWatches.delete(row.id);
     const w = this.watches.get(row.id);
     if (w) {
       w.watch.kill(9);
@@ -335,5 +364,7 @@ export class SessionManager {
     await Promise.all([...this.destroying.values()].map((p) => p.catch(() => undefined)));
     for (const w of this.watches.values()) w.watch.close();
     this.watches.clear();
+    for (const w of this.oomWatches.values()) w.close();
+    this.oomWatches.clear();
   }
 }

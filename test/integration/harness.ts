@@ -93,7 +93,7 @@ export class TestDaemon {
   /** Init PIDs of every session seen, to reap those re-parented to us. */
   private readonly inits = new Set<number>();
 
-  constructor(private readonly opts: { slots?: number; extraConfig?: string } = {}) {
+  constructor(private opts: { slots?: number; extraConfig?: string } = {}) {
     if ((opts.slots ?? 16) > 64) throw new RangeError('at most 64 ID slots per test daemon');
   }
 
@@ -126,6 +126,11 @@ export class TestDaemon {
       await new Promise((r) => setTimeout(r, 25));
     }
     throw new Error(`daemon did not come up: ${this.log().slice(-2000)}`);
+  }
+
+  /** Extra TOML for the [sessions] table, set before start(). */
+  set sessionsConfig(extra: string) {
+    this.opts = { ...this.opts, extraConfig: extra };
   }
 
   get pid(): number {

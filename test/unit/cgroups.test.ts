@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { limitFiles, parseCgroupLayout, sessionCgroupDirs } from '../../src/isolation/cgroups.js';
+import { limitFiles, parseCgroupLayout, sessionCgroupDirs, v1MemoryDir } from '../../src/isolation/cgroups.js';
 
 const line = (id: number, mp: string, fstype: string, opts: string) => `${id} 30 0:${id} / ${mp} rw,relatime - ${fstype} cgroup ${opts}`;
 
@@ -53,5 +53,17 @@ describe('cgroup layout', () => {
       ['cpu.max', '50000 100000'],
     ]);
     expect(limitFiles({ path: '/x', controllers: [], version: 2 }, limits)).toEqual([]);
+  });
+
+  it('asks v2 to kill the whole cgroup on OOM when the policy is "session", and v1 for nothing', () => {
+    const limits = { memory_mb: 64, pids: 10, cpu_percent: 100 };
+    expect(limitFiles({ path: '/x', controllers: ['memory'], version: 2 }, limits, 'session')).toContainEqual(['memory.oom.group', '1']);
+    expect(limitFiles({ path: '/x', controllers: ['memory'], version: 2 }, limits, 'process')).not.toContainEqual(['memory.oom.group', '1']);
+    expect(limitFiles({ path: '/x', controllers: ['memory'], version: 1 }, limits, 'session').map(([f]) => f)).toEqual(['memory.limit_in_bytes']);
+  });
+
+  it('names the v1 memory directory to watch for OOM events', () => {
+    expect(v1MemoryDir(sessionCgroupDirs(parseCgroupLayout(hybrid), 'enclave', 's-0000000001'))).toBe('/sys/fs/cgroup/memory/enclave/s-0000000001');
+    expect(v1MemoryDir(sessionCgroupDirs(parseCgroupLayout(unified), 'enclave', 's-0000000001'))).toBeUndefined();
   });
 });

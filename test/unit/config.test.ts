@@ -14,7 +14,7 @@ describe('config', () => {
   it('applies defaults for a partial file and overrides from the command line', () => {
     const c = parseConfig('log_level = "debug"\n[limits]\npids = 64\n', 'x.toml', { state_dir: '/srv/enclave' });
     expect(c.log_level).toBe('debug');
-    expect(c.limits).toEqual({ memory_mb: 1024, pids: 64, cpu_percent: 100 });
+    expect(c.limits).toEqual({ memory_mb: 1024, pids: 64, cpu_percent: 100, oom: 'process' });
     expect(c.state_dir).toBe('/srv/enclave');
     expect(c.socket).toBe('/run/enclave/enclave.sock');
   });
