@@ -3,7 +3,7 @@
   "targets": [
     {
       "target_name": "enclave_addon",
-      "sources": ["src/addon.cc"],
+      "sources": ["src/addon.cc", "src/netlink.c"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"]
@@ -11,7 +11,7 @@
     {
       "target_name": "enclave-init",
       "type": "executable",
-      "sources": ["src/init.c", "src/common.c", "src/harden.c"],
+      "sources": ["src/init.c", "src/common.c", "src/harden.c", "src/netlink.c"],
       "cflags": ["<@(helper_cflags)"],
       "ldflags": ["-Wl,-z,relro,-z,now", "-pie"]
     },

@@ -9,6 +9,10 @@
 //   reapChild(pid)           waitpid(pid, WNOHANG) for adopted children
 //   OomWatch(dir, cb)        OOM events of a v1 memory cgroup (eventfd)
 #include <napi.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+
+#include "netlink.h"
 #include <uv.h>
 
 #include <cerrno>
@@ -286,7 +290,60 @@ class OomWatch : public Napi::ObjectWrap<OomWatch> {
   Napi::FunctionReference callback_;
 };
 
+// ensureBridge(name, gatewayAddress, prefix): create (or adopt) the bridge,
+// give it the gateway address, IPv6 off, up. Idempotent.
+Napi::Value EnsureBridge(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsNumber()) {
+    Napi::TypeError::New(env, "ensureBridge(name: string, gateway: string, prefix: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string name = info[0].As<Napi::String>().Utf8Value(), gw = info[1].As<Napi::String>().Utf8Value();
+  int prefix = info[2].As<Napi::Number>().Int32Value();
+  struct in_addr addr;
+  if (inet_pton(AF_INET, gw.c_str(), &addr) != 1) return ThrowErrno(env, "gateway address", EINVAL);
+  int fd = nl_open();
+  if (fd < 0) return ThrowErrno(env, "netlink socket", -fd);
+  int rc = nl_create_bridge(fd, name.c_str());
+  if (rc < 0 && rc != -EEXIST) {
+    close(fd);
+    return ThrowErrno(env, "create bridge", -rc);
+  }
+  int idx = static_cast<int>(if_nametoindex(name.c_str()));
+  if (!idx) {
+    close(fd);
+    return ThrowErrno(env, "find bridge", ENODEV);
+  }
+  if ((rc = disable_ipv6(name.c_str())) < 0 || ((rc = nl_addr_add(fd, idx, addr.s_addr, prefix)) < 0 && rc != -EEXIST) ||
+      (rc = nl_link_up(fd, idx, 0)) < 0) {
+    close(fd);
+    return ThrowErrno(env, "configure bridge", -rc);
+  }
+  close(fd);
+  return env.Undefined();
+}
+
+// deleteLink(name): true if deleted, false if there was no such link.
+Napi::Value DeleteLink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "deleteLink(name: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int idx = static_cast<int>(if_nametoindex(info[0].As<Napi::String>().Utf8Value().c_str()));
+  if (!idx) return Napi::Boolean::New(env, false);
+  int fd = nl_open();
+  if (fd < 0) return ThrowErrno(env, "netlink socket", -fd);
+  int rc = nl_link_del(fd, idx);
+  close(fd);
+  if (rc == -ENODEV) return Napi::Boolean::New(env, false);
+  if (rc < 0) return ThrowErrno(env, "delete link", -rc);
+  return Napi::Boolean::New(env, true);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("ensureBridge", Napi::Function::New(env, EnsureBridge));
+  exports.Set("deleteLink", Napi::Function::New(env, DeleteLink));
   exports.Set("OomWatch", OomWatch::Define(env));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));

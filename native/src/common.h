@@ -51,7 +51,10 @@
   X(CAPS, "capabilities")          \
   X(SECCOMP, "seccomp")            \
   X(READONLY, "readonly")          \
-  X(PROC_MASK, "proc-mask")
+  X(PROC_MASK, "proc-mask")        \
+  X(VETH, "veth")                  \
+  X(NETWORK, "network")            \
+  X(BIND_FILE, "bind-file")
 
 #define ENCLAVE_STEP_ENUM(name, str) STEP_##name,
 enum step { ENCLAVE_STEPS(ENCLAVE_STEP_ENUM) STEP_COUNT };

@@ -23,11 +23,13 @@
  */
 #include "common.h"
 #include "harden.h"
+#include "netlink.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <arpa/inet.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -205,6 +207,24 @@ static void prepare_root(void) {
     if (rc < 0) fail_step(1, STEP_MASK, errno, "mask %s", rel);
     close(fd);
   }
+  /* Per-session files (resolv.conf, hosts) over the rootfs's, read-only. */
+  for (int i = 0; i < nspec; i++) {
+    if (strcmp(spec[i].f[0], "bind_file")) continue;
+    want_fields(&spec[i], 3);
+    int fd = open_beneath(rootfd, spec[i].f[2], 0);
+    if (fd < 0 && errno == ENOENT) continue; /* the rootfs has no such file to replace */
+    if (fd < 0) fail_step(1, STEP_BIND_FILE, errno, "open %s", spec[i].f[2]);
+    char target[64];
+    fd_path(target, sizeof target, fd);
+    if (mount(spec[i].f[1], target, NULL, MS_BIND, NULL) < 0) fail_step(1, STEP_BIND_FILE, errno, "bind %s", spec[i].f[1]);
+    close(fd);
+    fd = open_beneath(rootfd, spec[i].f[2], 0);
+    if (fd < 0) fail_step(1, STEP_BIND_FILE, errno, "reopen %s", spec[i].f[2]);
+    fd_path(target, sizeof target, fd);
+    if (mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+      fail_step(1, STEP_BIND_FILE, errno, "remount %s read-only", spec[i].f[2]);
+    close(fd);
+  }
   close(rootfd);
   /* The child starts with its cwd on the prepared root. */
   if (chdir(newroot) < 0) fail_step(1, STEP_ROOTFS, errno, "chdir %s", newroot);
@@ -309,10 +329,12 @@ static void apply_child_directive(int rootfd, const struct directive *d) {
     mount_on(rootfd, d->f[1], "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, STEP_MQUEUE);
   } else if (strcmp(op, "enclave-spec") && strcmp(op, "hostname") && strcmp(op, "uid_map") && strcmp(op, "gid_map") &&
              strcmp(op, "cgroup") && strcmp(op, "newroot") && strcmp(op, "rootfs") && strcmp(op, "mask") &&
-             strcmp(op, "rlimit") && strcmp(op, "seccomp")) {
+             strcmp(op, "rlimit") && strcmp(op, "seccomp") && strcmp(op, "veth") && strcmp(op, "ipv4") && strcmp(op, "bind_file")) {
     fail_step(status_fd, STEP_SPEC, EINVAL, "unknown directive '%s'", op);
   }
 }
+
+static void configure_ipv4(const struct directive *d);
 
 static void noop_handler(int sig) { (void)sig; }
 
@@ -374,6 +396,9 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd, pid_t
   if (setresuid(0, 0, 0) < 0) fail_step(status_fd, STEP_SETID, errno, "setresuid(0)");
   if (unshare(CLONE_NEWCGROUP) < 0) fail_step(status_fd, STEP_CGROUPNS, errno, "unshare(CLONE_NEWCGROUP)");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail_step(status_fd, STEP_PROPAGATION, errno, "make / rprivate");
+  /* Network first: its sysctl needs a writable /proc, which ends below. */
+  for (int i = 0; i < nspec; i++)
+    if (!strcmp(spec[i].f[0], "ipv4")) configure_ipv4(&spec[i]);
 
   for (int i = 1; i < nspec; i++) apply_child_directive(rootfd, &spec[i]);
 
@@ -409,6 +434,54 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd, pid_t
   if (write_all(status_fd, "ready\n", 6) < 0) _exit(STEP_EXIT_BASE + STEP_READY);
   close(status_fd);
   reaper();
+}
+
+static int parse_mac(const char *s, unsigned char mac[6]) {
+  unsigned v[6];
+  if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return -1;
+  for (int i = 0; i < 6; i++) mac[i] = (unsigned char)v[i];
+  return 0;
+}
+
+/* veth HOSTIF PEERIF MAC MTU BRIDGE: the peer is born in the child's netns. */
+static void create_veth(const struct directive *d, pid_t pid) {
+  want_fields(d, 6);
+  unsigned char mac[6];
+  long long mtu = parse_u64(d->f[4]);
+  if (parse_mac(d->f[3], mac) < 0 || mtu < 68) fail_step(1, STEP_SPEC, EINVAL, "veth: bad MAC or MTU");
+  int nl = nl_open();
+  if (nl < 0) fail_step(1, STEP_VETH, -nl, "netlink socket");
+  int rc = nl_create_veth(nl, d->f[1], d->f[2], pid, mac, (int)mtu);
+  if (rc < 0) fail_step(1, STEP_VETH, -rc, "create veth %s", d->f[1]);
+  int idx = (int)if_nametoindex(d->f[1]), br = (int)if_nametoindex(d->f[5]);
+  if (!idx || !br) fail_step(1, STEP_VETH, ENODEV, "find %s / bridge %s", d->f[1], d->f[5]);
+  if ((rc = disable_ipv6(d->f[1])) < 0) fail_step(1, STEP_VETH, -rc, "disable IPv6 on %s", d->f[1]);
+  if ((rc = nl_link_up(nl, idx, br)) < 0) fail_step(1, STEP_VETH, -rc, "attach %s to %s", d->f[1], d->f[5]);
+  if ((rc = nl_brport_isolate(nl, idx)) < 0) fail_step(1, STEP_VETH, -rc, "isolate bridge port %s", d->f[1]);
+  close(nl);
+}
+
+/* ipv4 IFNAME ADDR PREFIX GATEWAY, in the session's own netns. */
+static void configure_ipv4(const struct directive *d) {
+  want_fields(d, 5);
+  struct in_addr addr, gw;
+  long long prefix = parse_u64(d->f[3]);
+  if (!inet_pton(AF_INET, d->f[2], &addr) || !inet_pton(AF_INET, d->f[4], &gw) || prefix < 1 || prefix > 32)
+    fail_step(status_fd, STEP_SPEC, EINVAL, "ipv4: bad address, prefix or gateway");
+  int rc;
+  /* IPv6 off before the link comes up, so it never gets an address. */
+  if ((rc = disable_ipv6("default")) < 0 || (rc = disable_ipv6(d->f[1])) < 0) fail_step(status_fd, STEP_NETWORK, -rc, "disable IPv6");
+  int nl = nl_open();
+  if (nl < 0) fail_step(status_fd, STEP_NETWORK, -nl, "netlink socket");
+  int idx = (int)if_nametoindex(d->f[1]);
+  if (!idx) fail_step(status_fd, STEP_NETWORK, ENODEV, "no %s in the session", d->f[1]);
+  if ((rc = nl_addr_add(nl, idx, addr.s_addr, (int)prefix)) < 0) fail_step(status_fd, STEP_NETWORK, -rc, "address %s/%lld", d->f[2], prefix);
+  if ((rc = nl_link_up(nl, idx, 0)) < 0) fail_step(status_fd, STEP_NETWORK, -rc, "set %s up", d->f[1]);
+  /* A /32 address reaches everything, other sessions included, through the
+   * gateway, where the firewall answers at once; nothing is on-link but it. */
+  if ((rc = nl_route_link(nl, gw.s_addr, idx)) < 0 && rc != -EEXIST) fail_step(status_fd, STEP_NETWORK, -rc, "route to gateway %s", d->f[4]);
+  if ((rc = nl_route_default(nl, gw.s_addr, idx)) < 0) fail_step(status_fd, STEP_NETWORK, -rc, "default route via %s", d->f[4]);
+  close(nl);
 }
 
 static pid_t child_pid;
@@ -486,6 +559,8 @@ int main(int argc, char **argv) {
   snprintf(path, sizeof path, "/proc/%d/setgroups", pid);
   if (write_file(path, "deny") < 0) fail_step(1, STEP_SETGROUPS, errno, "write %s", path);
   write_id_map(pid, "gid_map", "gid_map", STEP_GID_MAP);
+  for (int i = 0; i < nspec; i++)
+    if (!strcmp(spec[i].f[0], "veth")) create_veth(&spec[i], pid);
   if (write_all(go[1], "g", 1) < 0) fail_step(1, STEP_SYNC, errno, "release child");
   close(go[1]);
 

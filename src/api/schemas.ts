@@ -25,9 +25,28 @@ export const limitsSchema = z
   .strict();
 export type Limits = z.infer<typeof limitsSchema>;
 
+const port = z.number().int().min(1).max(65535);
+
+export const publishSchema = z
+  .object({
+    host_ip: z
+      .string()
+      .regex(/^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/, 'must be a loopback address (127.x.y.z): ports are published to the host only'),
+    host_port: port,
+    session_port: port,
+  })
+  .strict();
+export type Publish = z.infer<typeof publishSchema>;
+
 export const createSessionRequest = z
   .object({
     name: sessionName.optional(),
+    network: z.enum(['bridge', 'none']).optional(),
+    publish: z
+      .array(publishSchema)
+      .max(64)
+      .refine((ps) => new Set(ps.map((p) => `${p.host_ip}:${p.host_port}`)).size === ps.length, 'publishes the same host address and port twice')
+      .optional(),
     memory_mb: limitsSchema.shape.memory_mb.optional(),
     pids: limitsSchema.shape.pids.optional(),
     cpu_percent: limitsSchema.shape.cpu_percent.optional(),
@@ -45,6 +64,12 @@ export const sessionSchema = z.object({
   init_pid: z.number().int().nullable(),
   id_range: z.object({ host_base: z.number().int(), size: z.number().int() }).nullable(),
   limits: limitsSchema,
+  network: z.object({
+    mode: z.enum(['bridge', 'none']),
+    address: z.string().nullable(),
+    gateway: z.string().nullable(),
+    published: z.array(publishSchema),
+  }),
   created_at: z.string(),
   updated_at: z.string(),
   last_error: z.string().nullable(),

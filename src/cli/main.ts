@@ -13,8 +13,10 @@ import { json, sessionDetails, sessionTable, table } from './output.js';
 const USAGE = `usage: enclave [--socket PATH] COMMAND
 
   enclave daemon [--config FILE] [--state-dir DIR] [--socket PATH]
+  enclave daemon --cleanup [--config FILE]   remove the bridge and nftables table (no live sessions)
   enclave session create [--name N] [--memory MB] [--pids N] [--cpu PERCENT]
-                         [--tmp-size MB] [--home-size MB] [--json]
+                         [--tmp-size MB] [--home-size MB] [--network bridge|none]
+                         [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--json]
   enclave session list [--all] [--json]
   enclave session show ID|NAME [--json]
   enclave session exec ID|NAME [--env K=V]... [--cwd DIR] -- CMD [ARG...]
@@ -52,7 +54,14 @@ function intFlag(value: string | undefined, flag: string): number | undefined {
   return n.data;
 }
 
-const FLAG_OF: Record<string, string> = { memory_mb: '--memory', pids: '--pids', cpu_percent: '--cpu', tmp_mb: '--tmp-size', home_mb: '--home-size', name: '--name' };
+/** 127.0.0.1:8080:80 (or 8080:80, on 127.0.0.1). */
+function parsePublish(spec: string): { host_ip: string; host_port: number; session_port: number } {
+  const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5}):(\d{1,5})$/.exec(spec);
+  if (!m) throw new UsageError(`--publish: '${spec}' is not [127.0.0.1:]HOSTPORT:SESSIONPORT`);
+  return { host_ip: m[1] ?? '127.0.0.1', host_port: Number(m[2]), session_port: Number(m[3]) };
+}
+
+const FLAG_OF: Record<string, string> = { publish: '--publish', network: '--network', memory_mb: '--memory', pids: '--pids', cpu_percent: '--cpu', tmp_mb: '--tmp-size', home_mb: '--home-size', name: '--name' };
 
 async function session(sub: string | undefined, rest: string[]): Promise<number> {
   switch (sub) {
@@ -66,10 +75,16 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
           cpu: { type: 'string' },
           'tmp-size': { type: 'string' },
           'home-size': { type: 'string' },
+          network: { type: 'string' },
+          publish: { type: 'string', multiple: true },
           json: { type: 'boolean' },
         },
         false,
       );
+      if (values.network !== undefined && values.network !== 'bridge' && values.network !== 'none') {
+        throw new UsageError(`--network: '${values.network}' is not one of bridge, none`);
+      }
+      const publish = (values.publish ?? []).map(parsePublish);
       const body = Object.fromEntries(
         Object.entries({
           name: values.name,
@@ -78,6 +93,8 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
           cpu_percent: intFlag(values.cpu, 'cpu'),
           tmp_mb: intFlag(values['tmp-size'], 'tmp-size'),
           home_mb: intFlag(values['home-size'], 'home-size'),
+          network: values.network,
+          publish: publish.length ? publish : undefined,
         }).filter(([, v]) => v !== undefined),
       );
       const checked = createSessionRequest.safeParse(body);
@@ -126,10 +143,15 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
 }
 
 async function daemon(rest: string[]): Promise<number> {
-  const { values } = parse(rest, { config: { type: 'string' }, 'state-dir': { type: 'string' } }, false);
+  const { values } = parse(rest, { config: { type: 'string' }, 'state-dir': { type: 'string' }, cleanup: { type: 'boolean' } }, false);
   const { loadConfig } = await import('../config/load.js');
-  const { startDaemon } = await import('../daemon/main.js');
+  const { startDaemon, cleanupHost } = await import('../daemon/main.js');
   const config = loadConfig(values.config, { state_dir: values['state-dir'], socket: values.socket });
+  if (values.cleanup) {
+    await cleanupHost(config);
+    process.stdout.write(`removed bridge ${config.network.bridge} and nftables table inet ${config.network.table}\n`);
+    return 0;
+  }
   const d = await startDaemon(config);
   await new Promise<void>((resolve) => {
     const onSignal = (sig: NodeJS.Signals) => {

@@ -17,12 +17,13 @@ function age(iso: string): string {
 
 export function sessionTable(sessions: Session[]): string {
   return table(
-    ['ID', 'NAME', 'STATE', 'HOSTNAME', 'PID', 'HOST IDS', 'AGE'],
+    ['ID', 'NAME', 'STATE', 'HOSTNAME', 'ADDRESS', 'PID', 'HOST IDS', 'AGE'],
     sessions.map((s) => [
       s.id,
       s.name ?? '-',
       s.state,
       s.hostname,
+      s.network.address ?? (s.network.mode === 'none' ? 'none' : '-'),
       s.init_pid === null ? '-' : String(s.init_pid),
       s.id_range ? `${s.id_range.host_base}+${s.id_range.size}` : '-',
       age(s.created_at),
@@ -46,6 +47,8 @@ export function sessionDetails(s: Session): string {
     ['created', s.created_at],
     ['updated', s.updated_at],
   ];
+  rows.push(['network', s.network.mode === 'bridge' ? `bridge ${s.network.address ?? '-'} via ${s.network.gateway ?? '-'}` : 'none (lo only)']);
+  for (const p of s.network.published) rows.push(['published', `${p.host_ip}:${p.host_port} -> ${p.session_port}/tcp`]);
   if (s.last_error) rows.push(['last error', s.last_error]);
   const w = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';

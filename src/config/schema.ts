@@ -79,6 +79,8 @@ export const configSchema = z
     network: z
       .object({
         bridge: ifName.default('enclave0'),
+        /** nftables table (family inet) holding every Enclave rule. */
+        table: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,31}$/, 'must be a table name of letters, digits and _').default('enclave'),
         subnet: cidr.default('10.200.0.0/16'),
         egress: z.boolean().default(true),
       })

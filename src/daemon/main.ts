@@ -1,12 +1,14 @@
 // `enclave daemon`: open state, reconcile sessions, serve the API until SIGTERM.
 import { chmodSync, chownSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
+import { removeHostNetwork } from '../network/hostNetwork.js';
 import pino, { type Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { detectCgroupLayout } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
 import { SessionManager } from '../sessions/manager.js';
+import { PortPublisher } from '../network/publish.js';
 import { openDatabase } from '../store/db.js';
 import { SessionStore } from '../store/sessionStore.js';
 import { createApiServer } from './server.js';
@@ -29,6 +31,19 @@ export interface RunningDaemon {
   log: Logger;
 }
 
+/** `enclave daemon --cleanup`: remove host networking when no session is live. */
+export async function cleanupHost(config: Config): Promise<void> {
+  if (process.getuid?.() !== 0) throw new StartupError('--cleanup must run as root');
+  if (existsSync(config.socket) && (await socketInUse(config.socket))) throw new StartupError(`a daemon is serving ${config.socket}: stop it first`);
+  if (existsSync(join(config.state_dir, 'enclave.db'))) {
+    const db = openDatabase(config.state_dir);
+    const live = new SessionStore(db).countLive();
+    db.close();
+    if (live > 0) throw new StartupError(`${live} session(s) are still live: destroy them first (their links are on the bridge)`);
+  }
+  await removeHostNetwork(config);
+}
+
 export async function startDaemon(config: Config): Promise<RunningDaemon> {
   const log = pino({ level: config.log_level, base: { pid: process.pid }, redact: ['*.token', '*.secret', '*.authorization'] });
   if (process.getuid?.() !== 0) throw new StartupError('the daemon must run as root (it creates namespaces, cgroups and ID mappings)');
@@ -43,7 +58,7 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   const db = openDatabase(config.state_dir);
   const layout = detectCgroupLayout(config.cgroups.root);
   log.info({ cgroups: layout.mode, state_dir: config.state_dir }, 'starting');
-  const sessions = new SessionManager({ config, store: new SessionStore(db), layout, log });
+  const sessions = new SessionManager({ config, store: new SessionStore(db), layout, log, publisher: new PortPublisher(log) });
   await sessions.start();
 
   const { server, closeClients } = createApiServer({ config, sessions, log });

@@ -27,6 +27,20 @@ export interface SessionPlan {
   seccomp: string;
   /** Extra paths under /sys to mask (found on the host, e.g. thermal_throttle). */
   sysMasks: string[];
+  /** Host files bound read-only over rootfs files (resolv.conf, hosts). */
+  files: { source: string; target: string }[];
+  /** Bridge networking; absent for a session with only lo. */
+  network?: NetworkPlan | undefined;
+}
+
+export interface NetworkPlan {
+  hostIf: string;
+  mac: string;
+  mtu: number;
+  bridge: string;
+  address: string;
+  prefix: number;
+  gateway: string;
 }
 
 /** runc/Docker masked paths: a file reads empty (/dev/null), a directory is empty. */
@@ -74,6 +88,12 @@ export function buildSpec(plan: SessionPlan): Directive[] {
   d.push(['newroot', plan.newroot], ['rootfs', plan.rootfs]);
   const masks = [...new Set(plan.masks.map(relativeToRoot))].filter((m) => m !== '').sort();
   for (const m of masks) d.push(['mask', m]);
+  for (const f of plan.files) d.push(['bind_file', f.source, relativeToRoot(f.target)]);
+  const n = plan.network;
+  if (n) {
+    d.push(['veth', n.hostIf, 'eth0', n.mac, String(n.mtu), n.bridge]);
+    d.push(['ipv4', 'eth0', n.address, String(n.prefix), n.gateway]);
+  }
 
   const secret = 'nosuid,nodev,noexec';
   d.push(
@@ -113,6 +133,7 @@ export function buildSpec(plan: SessionPlan): Directive[] {
 }
 
 const TARGET_OPS = new Set(['mask', 'tmpfs', 'mkdir', 'proc', 'sysfs', 'devpts', 'mqueue', 'bind_dev', 'proc_mask', 'readonly']);
+const IFNAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/;
 
 export function validateSpec(directives: Directive[]): void {
   for (const dir of directives) {
@@ -120,8 +141,10 @@ export function validateSpec(directives: Directive[]): void {
       if (field === '' || /[\t\n\0]/.test(field)) throw new SpecError(`directive ${dir[0]}: empty field or tab/newline/NUL in ${JSON.stringify(field)}`);
     }
     const [op] = dir;
-    const target = op === 'symlink' ? dir[2] : dir[1];
-    if (TARGET_OPS.has(op) || op === 'symlink') {
+    if (op === 'veth' && (!IFNAME.test(dir[1] ?? '') || !IFNAME.test(dir[5] ?? ''))) throw new SpecError(`veth: interface names must fit IFNAMSIZ: ${dir[1]}, ${dir[5]}`);
+    if (op === 'bind_file' && !(dir[1] ?? '').startsWith('/')) throw new SpecError(`bind_file: source must be absolute: ${dir[1]}`);
+    const target = op === 'symlink' ? dir[2] : op === 'bind_file' ? dir[2] : dir[1];
+    if (TARGET_OPS.has(op) || op === 'symlink' || op === 'bind_file') {
       if (!target || target.startsWith('/') || target.split('/').some((c) => c === '..' || c === '.' || c === '')) {
         throw new SpecError(`directive ${op}: target must be a clean relative path, got ${JSON.stringify(target)}`);
       }

@@ -27,6 +27,10 @@ export interface OomWatch {
 }
 
 interface Addon {
+  /** Create or adopt a bridge with this gateway address; IPv6 off; up. */
+  ensureBridge(name: string, gateway: string, prefix: number): void;
+  /** Delete a link; false when there was none. */
+  deleteLink(name: string): boolean;
   OomWatch: new (memoryCgroupDir: string, onEvent: () => void) => OomWatch;
   peerCred(fd: number): PeerCred;
   setChildSubreaper(): void;

@@ -4,7 +4,7 @@ export const HELPER_STEPS = [
   'spec', 'unshare-mnt', 'rootfs', 'mask', 'clone', 'cgroup', 'uid-map', 'setgroups', 'gid-map', 'sync',
   'parent-death', 'newroot', 'setid', 'cgroupns', 'propagation', 'tmpfs', 'mkdir', 'symlink', 'bind-dev', 'proc',
   'sysfs', 'devpts', 'mqueue', 'pivot-root', 'hostname', 'loopback', 'fds', 'ready', 'identity', 'setns', 'fork',
-  'cwd', 'usage', 'rlimit', 'capabilities', 'seccomp', 'readonly', 'proc-mask',
+  'cwd', 'usage', 'rlimit', 'capabilities', 'seccomp', 'readonly', 'proc-mask', 'veth', 'network', 'bind-file',
 ] as const;
 
 export type HelperStep = (typeof HELPER_STEPS)[number];

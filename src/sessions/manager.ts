@@ -1,7 +1,7 @@
 // The session manager: create, destroy, list, and reconcile with the kernel
 // at start-up. State machine: creating -> running -> stopping -> stopped, or
 // failed (with the helper's step and errno in last_error).
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiError } from '../api/errors.js';
@@ -23,7 +23,10 @@ import {
 import { rangeForSlot } from '../isolation/idRange.js';
 import { buildSpec } from '../isolation/spec.js';
 import { addon, type ExitStatus, type OomWatch, type ProcessWatch } from '../native/addon.js';
-import { LIVE_STATES, SessionStore, SlotsExhaustedError, type SessionRow } from '../store/sessionStore.js';
+import { AddressesExhaustedError, LIVE_STATES, PortTakenError, SessionStore, SlotsExhaustedError, type SessionRow } from '../store/sessionStore.js';
+import { hostIfName, intToIp, macFor } from '../network/addressing.js';
+import { bridgePorts, ensureHostNetwork, hostsFile, resolvConf, type HostNetwork } from '../network/hostNetwork.js';
+import type { PortPublisher } from '../network/publish.js';
 import { hostnameFor, newSessionId } from './identity.js';
 import type { EnterConfinement } from './enter.js';
 import { installSeccomp, rlimitsFor, thermalThrottleMasks } from '../isolation/hardening.js';
@@ -41,6 +44,7 @@ export interface ManagerOptions {
   store: SessionStore;
   layout: CgroupLayout;
   log: Logger;
+  publisher: PortPublisher;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -50,6 +54,8 @@ export class SessionManager {
   private readonly store: SessionStore;
   private readonly layout: CgroupLayout;
   private readonly log: Logger;
+  private readonly publisher: PortPublisher;
+  private hostNet: HostNetwork | undefined;
   private readonly watches = new Map<string, Watched>();
   private readonly creating = new Map<string, Promise<unknown>>();
   private readonly destroying = new Map<string, Promise<void>>();
@@ -63,6 +69,11 @@ export class SessionManager {
     this.store = opts.store;
     this.layout = opts.layout;
     this.log = opts.log;
+    this.publisher = opts.publisher;
+  }
+
+  private sessionDir(id: string): string {
+    return join(this.config.state_dir, 'sessions', id);
   }
 
   /** Directory the helpers bind each session's root onto (in their own mount ns). */
@@ -78,6 +89,7 @@ export class SessionManager {
     ensureParents(this.layout, this.config.cgroups.parent);
     this.seccompPath = installSeccomp(this.config.state_dir);
     this.sysMasks = thermalThrottleMasks();
+    this.hostNet = await ensureHostNetwork(this.config);
     const pending: Promise<void>[] = [];
     for (const row of this.store.listInStates(LIVE_STATES)) {
       const log = this.log.child({ session: row.id });
@@ -88,6 +100,7 @@ export class SessionManager {
       }
       if (this.adopt(row)) {
         log.info({ init_pid: row.init_pid }, 're-adopted running session');
+        if (row.state === 'running') pending.push(this.publishPorts(row).catch((e: Error) => log.error({ err: e.message }, 'cannot re-publish ports')));
         if (row.state === 'stopping') pending.push(this.destroy(row.id).then(() => undefined));
       } else {
         log.warn({ init_pid: row.init_pid }, 'session init exited while the daemon was not running');
@@ -96,6 +109,24 @@ export class SessionManager {
     }
     await Promise.all(pending);
     this.sweepOrphanCgroups();
+    this.sweepOrphanLinks();
+  }
+
+  /** Bridge ports of ours whose session is not live: a crash left them. */
+  private sweepOrphanLinks(): void {
+    for (const port of bridgePorts(this.config.network.bridge)) {
+      if (!port.startsWith('ve-')) continue;
+      const row = this.store.get(`s-${port.slice(3)}`);
+      if (row && LIVE_STATES.includes(row.state)) continue;
+      if (addon().deleteLink(port)) this.log.warn({ link: port }, 'removed leftover session link');
+    }
+  }
+
+  private async publishPorts(row: SessionRow): Promise<void> {
+    const lease = this.store.leaseOf(row.id);
+    const ports = this.store.portsOf(row.id);
+    if (lease === undefined || ports.length === 0) return;
+    await this.publisher.publish(row.id, intToIp(lease), ports);
   }
 
   /** Session cgroups with no live session are leftovers of a crash: remove them. */
@@ -185,9 +216,12 @@ export class SessionManager {
     }
     const name = req.name ?? null;
     if (name && this.store.getLiveByName(name)) throw new ApiError('conflict', `a live session is already named '${name}'`, 'name');
+    const network = req.network ?? 'bridge';
+    if (network === 'none' && req.publish?.length) throw new ApiError('invalid_request', 'publish needs network "bridge"', 'publish');
     const id = newSessionId();
     const limits = this.limitsFor(req);
     const dirs = sessionCgroupDirs(this.layout, this.config.cgroups.parent, id);
+    const subnet = this.hostNet!.subnet;
     let row: SessionRow;
     try {
       row = this.store.insertCreating({
@@ -196,10 +230,16 @@ export class SessionManager {
         hostname: hostnameFor(id, name),
         limits,
         slots: this.config.ids.slots,
-        objects: dirs.map((d) => ({ kind: 'cgroup' as const, ref: d.path })),
+        objects: [
+          ...dirs.map((d) => ({ kind: 'cgroup' as const, ref: d.path })),
+          ...(network === 'bridge' ? [{ kind: 'veth' as const, ref: hostIfName(id) }] : []),
+        ],
+        addresses: network === 'bridge' ? { first: subnet.first, last: subnet.last } : undefined,
+        publish: req.publish ?? [],
       });
     } catch (e) {
-      if (e instanceof SlotsExhaustedError) throw new ApiError('exhausted', e.message);
+      if (e instanceof SlotsExhaustedError || e instanceof AddressesExhaustedError) throw new ApiError('exhausted', e.message);
+      if (e instanceof PortTakenError) throw new ApiError('conflict', e.message, 'publish');
       if (e instanceof Error && /UNIQUE constraint failed: sessions\.name/.test(e.message)) {
         throw new ApiError('conflict', `a live session is already named '${name}'`, 'name');
       }
@@ -220,6 +260,9 @@ export class SessionManager {
     try {
       for (const dir of dirs) createSessionCgroup(dir, limits, this.config.limits.oom);
       const c = this.config;
+      const lease = this.store.leaseOf(row.id);
+      const net = this.hostNet!;
+      const files = this.writeSessionFiles(row, lease);
       const spec = buildSpec({
         hostname: row.hostname,
         ids: rangeForSlot(c.ids, row.id_slot!),
@@ -233,17 +276,30 @@ export class SessionManager {
         rlimits: rlimitsFor(c, limits),
         seccomp: this.seccompPath,
         sysMasks: this.sysMasks,
+        files,
+        network:
+          lease === undefined
+            ? undefined
+            : { hostIf: hostIfName(row.id), mac: macFor(lease), mtu: net.mtu, bridge: net.bridge, address: intToIp(lease), prefix: 32, gateway: intToIp(net.subnet.gateway) },
       });
       const result = await launchInit(spec);
       if (!result.ok) throw new ApiError('confinement_failed', `session ${row.id} could not be confined: ${describeFailure(result)}`);
       this.store.markRunning(row.id, result.pid, result.startTime);
       this.watch(row.id, result.pid, result.startTime);
       this.watchOom(row.id);
+      try {
+        await this.publishPorts(row);
+      } catch (e) {
+        const why = `cannot publish ports: ${(e as NodeJS.ErrnoException).code === 'EADDRINUSE' ? 'a host port is already in use' : (e as Error).message}`;
+        await this.destroy(row.id, why);
+        throw new ApiError('conflict', `session ${row.id} not started: ${why}`, 'publish');
+      }
       this.counters.creates++;
       log.info({ init_pid: result.pid, ms: Number(process.hrtime.bigint() - t0) / 1e6 }, 'session running');
       return this.toApi(this.store.get(row.id)!);
     } catch (e) {
       this.counters.createFailures++;
+      if (e instanceof ApiError && e.code === 'conflict') throw e; // already destroyed
       const message = e instanceof ApiError ? e.message : `session ${row.id} could not be created: ${(e as Error).message}`;
       log.error({ err: message }, 'session create failed');
       await this.release(this.store.get(row.id)!, 'failed', message);
@@ -299,6 +355,7 @@ export class SessionManager {
    * slot back and record the final state. Idempotent.
    */
   private async release(row: SessionRow, state: 'stopped' | 'failed', lastError?: string): Promise<void> {
+    this.publisher.unpublish(row.id);
     this.oomWatches.get(row.id)?.close();
     this.oomWatches.delete(row.id);
     const w = this.watches.get(row.id);
@@ -309,6 +366,12 @@ export class SessionManager {
     const objects = this.store.kernelObjects(row.id);
     const deadline = Date.now() + 10_000;
     for (const obj of objects) {
+      if (obj.kind === 'veth') {
+        // Usually gone with the session's netns; the kernel may still be tearing it down.
+        addon().deleteLink(obj.ref);
+        this.store.forgetKernelObject(obj.kind, obj.ref);
+        continue;
+      }
       for (;;) {
         killCgroup(obj.ref, versionOf(this.layout, obj.ref));
         if (cgroupPids(obj.ref).length === 0 && removeCgroup(obj.ref)) break;
@@ -317,7 +380,30 @@ export class SessionManager {
       }
       this.store.forgetKernelObject(obj.kind, obj.ref);
     }
+    rmSync(this.sessionDir(row.id), { recursive: true, force: true });
     this.store.finish(row.id, state, lastError);
+  }
+
+  /** resolv.conf and hosts for the session, bound read-only over the rootfs's. */
+  private writeSessionFiles(row: SessionRow, lease: number | undefined): { source: string; target: string }[] {
+    const dir = this.sessionDir(row.id);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const hosts = join(dir, 'hosts');
+    const resolv = join(dir, 'resolv.conf');
+    writeFileSync(hosts, hostsFile(row.hostname, lease === undefined ? null : intToIp(lease)));
+    let hostResolv = '';
+    try {
+      hostResolv = readFileSync('/etc/resolv.conf', 'utf8');
+    } catch {
+      /* no resolver on the host: sessions get none either */
+    }
+    writeFileSync(resolv, lease === undefined ? '# generated by Enclave: no network\n' : resolvConf(hostResolv));
+    // World-readable whatever the daemon's umask: the session reads them.
+    for (const f of [hosts, resolv]) chmodSync(f, 0o644);
+    return [
+      { source: hosts, target: '/etc/hosts' },
+      { source: resolv, target: '/etc/resolv.conf' },
+    ];
   }
 
   // ---- queries ------------------------------------------------------------
@@ -344,6 +430,8 @@ export class SessionManager {
   toApi(row: SessionRow): Session {
     const live = LIVE_STATES.includes(row.state);
     const range = row.id_slot !== null && live ? rangeForSlot(this.config.ids, row.id_slot) : null;
+    const lease = live ? this.store.leaseOf(row.id) : undefined;
+    const gateway = this.hostNet ? intToIp(this.hostNet.subnet.gateway) : null;
     return {
       id: row.id,
       name: row.name,
@@ -352,6 +440,12 @@ export class SessionManager {
       init_pid: live ? row.init_pid : null,
       id_range: range && { host_base: range.hostBase, size: range.size },
       limits: row.limits,
+      network: {
+        mode: row.network,
+        address: lease === undefined ? null : intToIp(lease),
+        gateway: row.network === 'bridge' ? gateway : null,
+        published: live ? this.store.portsOf(row.id) : [],
+      },
       created_at: row.created_at,
       updated_at: row.updated_at,
       last_error: row.last_error,
@@ -366,5 +460,6 @@ export class SessionManager {
     this.watches.clear();
     for (const w of this.oomWatches.values()) w.close();
     this.oomWatches.clear();
+    this.publisher.closeAll();
   }
 }

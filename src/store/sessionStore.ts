@@ -22,17 +22,26 @@ const rowSchema = z.object({
   created_at: z.string(),
   updated_at: z.string(),
   last_error: z.string().nullable(),
+  network: z.enum(['bridge', 'none']),
 });
 export type SessionRow = z.infer<typeof rowSchema>;
 
 export const LIVE_STATES: readonly SessionState[] = ['creating', 'running', 'stopping'];
 
 export interface KernelObject {
-  kind: 'cgroup';
+  kind: 'cgroup' | 'veth';
   ref: string;
 }
 
+export interface PublishedPort {
+  host_ip: string;
+  host_port: number;
+  session_port: number;
+}
+
 export class SlotsExhaustedError extends Error {}
+export class AddressesExhaustedError extends Error {}
+export class PortTakenError extends Error {}
 
 export class SessionStore {
   constructor(private readonly db: Database.Database) {}
@@ -80,7 +89,17 @@ export class SessionStore {
    * Insert a session in state 'creating' with the lowest free ID slot and its
    * kernel objects, all in one transaction, before anything is created.
    */
-  insertCreating(args: { id: string; name: string | null; hostname: string; limits: Limits; slots: number; objects: KernelObject[] }): SessionRow {
+  insertCreating(args: {
+    id: string;
+    name: string | null;
+    hostname: string;
+    limits: Limits;
+    slots: number;
+    objects: KernelObject[];
+    /** Lease an address from [first, last] (bridge networking), or none. */
+    addresses?: { first: number; last: number } | undefined;
+    publish?: PublishedPort[];
+  }): SessionRow {
     const now = new Date().toISOString();
     this.db
       .transaction(() => {
@@ -94,11 +113,31 @@ export class SessionStore {
         if (!free) throw new SlotsExhaustedError(`all ${args.slots} ID-range slots are in use`);
         this.db
           .prepare(
-            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at)
-             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?)`,
+            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network)
+             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?)`,
           )
-          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now);
+          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none');
         this.db.prepare('INSERT INTO id_slots (slot, session_id) VALUES (?, ?)').run(free.slot, args.id);
+        if (args.addresses) {
+          const { first, last } = args.addresses;
+          const lease = this.db
+            .prepare(
+              `SELECT s.address + 1 AS address FROM (SELECT ? AS address UNION ALL SELECT address FROM ip_leases) s
+               WHERE s.address + 1 BETWEEN ? AND ? AND NOT EXISTS (SELECT 1 FROM ip_leases t WHERE t.address = s.address + 1)
+               ORDER BY s.address LIMIT 1`,
+            )
+            .get(first - 1, first, last) as { address: number } | undefined;
+          if (!lease) throw new AddressesExhaustedError(`all ${last - first + 1} session addresses of the subnet are leased`);
+          this.db.prepare('INSERT INTO ip_leases (address, session_id) VALUES (?, ?)').run(lease.address, args.id);
+        }
+        const port = this.db.prepare('INSERT INTO published_ports (host_ip, host_port, session_id, session_port) VALUES (?, ?, ?, ?)');
+        for (const p of args.publish ?? []) {
+          const taken = this.db.prepare('SELECT session_id FROM published_ports WHERE host_ip = ? AND host_port = ?').get(p.host_ip, p.host_port) as
+            | { session_id: string }
+            | undefined;
+          if (taken) throw new PortTakenError(`${p.host_ip}:${p.host_port} is already published by session ${taken.session_id}`);
+          port.run(p.host_ip, p.host_port, args.id, p.session_port);
+        }
         const obj = this.db.prepare('INSERT INTO kernel_objects (session_id, kind, ref) VALUES (?, ?, ?)');
         for (const o of args.objects) obj.run(args.id, o.kind, o.ref);
       })
@@ -126,11 +165,22 @@ export class SessionStore {
     this.db.prepare('DELETE FROM kernel_objects WHERE kind = ? AND ref = ?').run(kind, ref);
   }
 
-  /** Final state, with the slot given back, in one transaction. */
+  leaseOf(id: string): number | undefined {
+    const r = this.db.prepare('SELECT address FROM ip_leases WHERE session_id = ?').get(id) as { address: number } | undefined;
+    return r?.address;
+  }
+
+  portsOf(id: string): PublishedPort[] {
+    return this.db.prepare('SELECT host_ip, host_port, session_port FROM published_ports WHERE session_id = ? ORDER BY host_ip, host_port').all(id) as PublishedPort[];
+  }
+
+  /** Final state, with the slot, lease and ports given back, in one transaction. */
   finish(id: string, state: 'stopped' | 'failed', lastError?: string): void {
     this.db
       .transaction(() => {
         this.db.prepare('DELETE FROM id_slots WHERE session_id = ?').run(id);
+        this.db.prepare('DELETE FROM ip_leases WHERE session_id = ?').run(id);
+        this.db.prepare('DELETE FROM published_ports WHERE session_id = ?').run(id);
         this.db
           .prepare(`UPDATE sessions SET state = ?, last_error = coalesce(?, last_error), updated_at = ? WHERE id = ?`)
           .run(state, lastError ?? null, new Date().toISOString(), id);

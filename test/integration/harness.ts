@@ -1,7 +1,7 @@
 // Root integration harness: a real daemon on a private state dir, socket,
 // cgroup parent and host ID range per run, so runs never collide, and a sweep
 // of whatever an earlier (killed) run left behind.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -51,9 +51,25 @@ function removeCgroupTree(dir: string): void {
   throw new Error(`cannot remove cgroup ${dir}`);
 }
 
+function nft(script: string): void {
+  spawnSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'ignore'] });
+}
+
 /** Remove leftovers of earlier runs whose test process is gone. */
 export function sweepEarlierRuns(): void {
   const runOwner = (runId: string) => Number(runId.split('x')[0]);
+  // Network objects carry the run's tag (the hex part of the run id).
+  const liveTags = new Set(
+    (existsSync(RUNS_DIR) ? readdirSync(RUNS_DIR) : []).filter((e) => /^\d+x[0-9a-f]+$/.test(e) && alive(runOwner(e))).map((e) => e.split('x')[1]!),
+  );
+  for (const link of existsSync('/sys/class/net') ? readdirSync('/sys/class/net') : []) {
+    const m = /^(?:et|eoh)([0-9a-f]{6})$/.exec(link);
+    if (m && !liveTags.has(m[1]!)) spawnSync('ip', ['link', 'del', link], { stdio: 'ignore' });
+  }
+  const tables = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' }).stdout ?? '';
+  for (const m of tables.matchAll(/^table inet (enclave_t_([0-9a-f]{6}))$/gm)) if (!liveTags.has(m[2]!)) nft(`delete table inet ${m[1]}\n`);
+  const netns = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
+  for (const m of netns.matchAll(/^(eo-([0-9a-f]{6}))\b/gm)) if (!liveTags.has(m[2]!)) spawnSync('ip', ['netns', 'del', m[1]!], { stdio: 'ignore' });
   for (const h of cgroupHierarchies()) {
     for (const e of readdirSync(h, { withFileTypes: true })) {
       const m = /^enclave-test-(\d+x[0-9a-f]+)$/.exec(e.name);
@@ -80,7 +96,12 @@ export interface CliResult {
 }
 
 export class TestDaemon {
-  readonly runId = `${process.pid}x${randomBytes(3).toString('hex')}`;
+  readonly tag = randomBytes(3).toString('hex');
+  readonly runId = `${process.pid}x${this.tag}`;
+  /** Per-run network: bridge, /24 subnet and nftables table. */
+  readonly bridge = `et${this.tag}`;
+  readonly subnetPrefix = `172.31.${parseInt(this.tag.slice(0, 2), 16)}`;
+  readonly nftTable = `enclave_t_${this.tag}`;
   readonly dir = join(RUNS_DIR, this.runId);
   readonly stateDir = join(this.dir, 'state');
   readonly socket = join(this.dir, 'sock', 'enclave.sock');
@@ -107,6 +128,7 @@ export class TestDaemon {
         this.configPath,
         `state_dir = "${this.stateDir}"\nsocket = "${this.socket}"\nlog_level = "debug"\n` +
           `[ids]\nbase = ${this.idBase}\nslots = ${this.opts.slots ?? 16}\n[cgroups]\nparent = "${this.cgroupParent}"\n` +
+          `[network]\nbridge = "${this.bridge}"\nsubnet = "${this.subnetPrefix}.0/24"\ntable = "${this.nftTable}"\n` +
           `[sessions]\nstop_grace_ms = 1000\n${this.opts.extraConfig ?? ''}`,
       );
     }
@@ -232,6 +254,20 @@ export class TestDaemon {
     }
   }
 
+  /** Reap helper processes re-parented to us (a daemon killed mid-create). */
+  reapOrphanHelpers(): void {
+    for (const e of readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      try {
+        const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+        const m = /^\d+ \((enclave-[a-z]+)\) (\S) (\d+)/.exec(stat);
+        if (m && m[2] === 'Z' && Number(m[3]) === process.pid) addon().reapChild(Number(e));
+      } catch {
+        /* gone */
+      }
+    }
+  }
+
   /** Destroy every session, stop the daemon, remove everything of this run. */
   async cleanup(): Promise<void> {
     try {
@@ -246,6 +282,10 @@ export class TestDaemon {
     await this.stop('SIGTERM');
     for (const h of cgroupHierarchies()) removeCgroupTree(join(h, this.cgroupParent));
     await this.reapAdopted();
+    this.reapOrphanHelpers();
+    spawnSync(process.execPath, [CLI, 'daemon', '--cleanup', '--config', this.configPath], { stdio: 'ignore' });
+    spawnSync('ip', ['link', 'del', this.bridge], { stdio: 'ignore' });
+    nft(`table inet ${this.nftTable}\ndelete table inet ${this.nftTable}\n`);
     rmSync(this.dir, { recursive: true, force: true });
     try {
       rmdirSync(RUNS_DIR);

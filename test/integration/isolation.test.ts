@@ -143,9 +143,16 @@ describe.skipIf(!isRoot)('session isolation (root)', () => {
     await running;
   });
 
-  it('gives each session only a loopback interface', async () => {
-    const r = await d.sh('iso-a', 'ls /sys/class/net; cat /sys/class/net/lo/operstate');
-    expect(r.stdout.trim().split('\n')[0]).toBe('lo');
-    expect(r.stdout.trim().split('\n')).toHaveLength(2);
+  it('gives each session its own network namespace', async () => {
+    const na = await d.sh('iso-a', 'readlink /proc/self/ns/net');
+    const nb = await d.sh('iso-b', 'readlink /proc/self/ns/net');
+    const host = readFileSync('/proc/self/net/dev', 'utf8'); // the host's interfaces
+    expect(na.stdout).toMatch(/^net:\[\d+\]$/m);
+    expect(na.stdout).not.toBe(nb.stdout);
+    const { readlinkSync } = await import('node:fs');
+    expect(na.stdout.trim()).not.toBe(readlinkSync('/proc/self/ns/net'));
+    const links = await d.sh('iso-a', 'ls /sys/class/net | tr "\\n" " "');
+    expect(links.stdout.trim().split(' ').sort()).toEqual(['eth0', 'lo']);
+    expect(host).toContain(d.bridge); // the host side has the bridge; the session does not
   });
 });

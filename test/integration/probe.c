@@ -21,6 +21,8 @@
 #include <sys/personality.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -42,6 +44,10 @@ static const char *name(int e) {
     case EBADF: return "EBADF";
     case ENOTTY: return "ENOTTY";
     case EFBIG: return "EFBIG";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case ENETUNREACH: return "ENETUNREACH";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
+    case ECONNREFUSED: return "ECONNREFUSED";
     default: return "EOTHER";
   }
 }
@@ -146,6 +152,21 @@ int main(int argc, char **argv) {
     }
     puts("ok");
     return 0;
+  }
+  if (!strcmp(c, "udp-from")) {
+    /* udp-from freebind|transparent SRC DST PORT PAYLOAD: one datagram that
+     * claims source SRC. freebind needs no privilege; transparent needs
+     * CAP_NET_ADMIN (what a session that escaped its drop would have). */
+    if (argc < 7) return 2;
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    int one = 1;
+    int opt = !strcmp(arg, "transparent") ? IP_TRANSPARENT : IP_FREEBIND;
+    if (s < 0 || setsockopt(s, IPPROTO_IP, opt, &one, sizeof one) < 0) return report(-1);
+    struct sockaddr_in src = {.sin_family = AF_INET}, dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[5]))};
+    inet_pton(AF_INET, argv[3], &src.sin_addr);
+    inet_pton(AF_INET, argv[4], &dst.sin_addr);
+    if (bind(s, (struct sockaddr *)&src, sizeof src) < 0) return report(-1);
+    return report(sendto(s, argv[6], strlen(argv[6]), 0, (struct sockaddr *)&dst, sizeof dst));
   }
   fprintf(stderr, "probe: unknown case %s\n", c);
   return 2;

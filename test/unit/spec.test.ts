@@ -19,6 +19,8 @@ const plan: SessionPlan = {
   ],
   seccomp: '/var/lib/enclave/seccomp.bpf',
   sysMasks: ['/sys/devices/system/cpu/cpu0/thermal_throttle'],
+  files: [{ source: '/var/lib/enclave/sessions/s-0000000001/resolv.conf', target: '/etc/resolv.conf' }],
+  network: { hostIf: 've-0000000001', mac: '02:00:0a:c8:00:05', mtu: 1500, bridge: 'enclave0', address: '10.200.0.5', prefix: 32, gateway: '10.200.0.1' },
 };
 
 const find = (spec: readonly (readonly string[])[], op: string, target?: string) => spec.filter((d) => d[0] === op && (target === undefined || d[1] === target));
@@ -73,6 +75,16 @@ describe('session spec', () => {
       ['rlimit', 'FSIZE', 'unlimited', 'unlimited'],
     ]);
     expect(spec[spec.length - 1]).toEqual(['seccomp', '/var/lib/enclave/seccomp.bpf']);
+  });
+
+  it('plans the veth (parent side) and eth0 (session side), and binds the generated files', () => {
+    expect(find(spec, 'veth')).toEqual([['veth', 've-0000000001', 'eth0', '02:00:0a:c8:00:05', '1500', 'enclave0']]);
+    expect(find(spec, 'ipv4')).toEqual([['ipv4', 'eth0', '10.200.0.5', '32', '10.200.0.1']]);
+    expect(find(spec, 'bind_file')).toEqual([['bind_file', '/var/lib/enclave/sessions/s-0000000001/resolv.conf', 'etc/resolv.conf']]);
+    const none = buildSpec({ ...plan, network: undefined });
+    expect(find(none, 'veth')).toEqual([]);
+    expect(find(none, 'ipv4')).toEqual([]);
+    expect(() => buildSpec({ ...plan, network: { ...plan.network!, hostIf: 'a-name-longer-than-ifnamsiz' } })).toThrow(/IFNAMSIZ/);
   });
 
   it('serializes one tab-separated directive per line', () => {

@@ -1,0 +1,248 @@
+// Per-session networking on a real kernel: veth on a per-run bridge, the
+// firewall's isolation claims, egress through masquerade to a test-owned
+// "outside" namespace, anti-spoofing, port publishing, and teardown.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Session } from '../../src/api/schemas.js';
+import { isRoot, TestDaemon } from './harness.js';
+
+/** Node one-liners run inside sessions (the rootfs is the host's, node included). */
+const serve = (port: number, reply: string) =>
+  `node -e 'require("net").createServer(s=>s.end("${reply}")).listen(${port},"0.0.0.0")' >/dev/null 2>&1 &`;
+const tryConnect = (host: string, port: number) =>
+  `node -e 'const s=require("net").connect(${port},"${host}");s.setTimeout(3000,()=>{console.log("TIMEOUT");process.exit()});s.on("data",d=>{console.log("DATA "+d);process.exit()});s.on("error",e=>{console.log("ERR "+e.code);process.exit()})'`;
+
+function sh(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8' });
+}
+
+function hostTcp(host: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect(port, host);
+    s.setTimeout(3000, () => resolve('TIMEOUT'));
+    s.on('data', (d) => resolve(`DATA ${d}`));
+    s.on('error', (e: NodeJS.ErrnoException) => resolve(`ERR ${e.code}`));
+    s.on('close', () => resolve('CLOSED'));
+  });
+}
+
+async function waitFor<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 5000): Promise<T> {
+  const deadline = Date.now() + ms;
+  let v = await f();
+  while (!ok(v) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    v = await f();
+  }
+  return v;
+}
+
+describe.skipIf(!isRoot)('session networking (root)', () => {
+  const d = new TestDaemon();
+  // The test's own "outside" host: a netns behind a veth from the host.
+  const ns = `eo-${d.tag}`;
+  const hostEnd = `eoh${d.tag}`;
+  const outsideNet = `198.18.${parseInt(d.tag.slice(0, 2), 16)}`;
+  const outsideIp = `${outsideNet}.2`;
+  const hostSideIp = `${outsideNet}.1`;
+  let outside: ChildProcess;
+  const seen: string[] = [];
+  let probe: string;
+  let hostServer: Server;
+  let hostPort: number;
+  let a: Session;
+  let b: Session;
+
+  beforeAll(async () => {
+    await d.start();
+    probe = join(d.dir, 'probe');
+    execFileSync('gcc', ['-O2', '-o', probe, join(__dirname, 'probe.c')]);
+    sh('ip', ['netns', 'add', ns]);
+    sh('ip', ['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    sh('ip', ['addr', 'add', `${hostSideIp}/30`, 'dev', hostEnd]);
+    sh('ip', ['link', 'set', hostEnd, 'up']);
+    sh('ip', ['-n', ns, 'addr', 'add', `${outsideIp}/30`, 'dev', 'eth0']);
+    sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+    sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    // TCP 7000 answers with the peer's address; UDP 7001 logs each datagram's source.
+    outside = spawn('ip', [
+      'netns', 'exec', ns, process.execPath, '-e',
+      `require("net").createServer(s=>s.end("from "+s.remoteAddress)).listen(7000,"0.0.0.0",()=>console.log("ready"));` +
+        `require("dgram").createSocket("udp4").on("message",(m,r)=>console.log("udp "+m+" "+r.address)).bind(7001,"0.0.0.0")`,
+    ]);
+    outside.stdout!.on('data', (c: Buffer) => seen.push(...c.toString().trim().split('\n')));
+    await waitFor(async () => seen.includes('ready'), (v) => v);
+    hostServer = createServer((s) => s.end('host-service'));
+    await new Promise<void>((r) => hostServer.listen(0, '0.0.0.0', () => r()));
+    hostPort = (hostServer.address() as { port: number }).port;
+    a = await d.create({ name: 'net-a' });
+    b = await d.create({ name: 'net-b' });
+  });
+
+  afterAll(async () => {
+    hostServer?.close();
+    outside?.kill('SIGKILL');
+    spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    spawnSync('ip', ['link', 'del', hostEnd], { stdio: 'ignore' });
+    await d.cleanup();
+    expect(existsSync(`/sys/class/net/${d.bridge}`)).toBe(false);
+    expect(spawnSync('nft', ['list', 'table', 'inet', d.nftTable]).status).not.toBe(0);
+  });
+
+  it('gives each session eth0 with its leased address, a default route and its own names', async () => {
+    expect(a.network.mode).toBe('bridge');
+    expect(a.network.address).toMatch(new RegExp(`^${d.subnetPrefix.replace(/\./g, '\\.')}\\.\\d+$`));
+    expect(a.network.address).not.toBe(b.network.address);
+    const r = await d.sh('net-a', 'cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk "{print \\$4}"; ip route show default; ls /sys/class/net | tr "\\n" " "; echo; getent hosts net-a; cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6');
+    const [mac, addr, route, links, hosts, v6off] = r.stdout.trim().split('\n');
+    const bytes = a.network.address!.split('.').map((x) => Number(x).toString(16).padStart(2, '0'));
+    expect(mac).toBe(`02:00:${bytes.join(':')}`);
+    expect(addr).toBe(`${a.network.address}/32`);
+    expect(route!.trim()).toBe(`default via ${a.network.gateway} dev eth0`);
+    expect(links!.trim().split(' ').sort()).toEqual(['eth0', 'lo']);
+    expect(hosts).toMatch(new RegExp(`^${a.network.address!.replace(/\./g, '\\.')}\\s+net-a$`));
+    expect(v6off).toBe('1');
+    // Host side: the veth is a port of the run's bridge, isolated, MTU of the bridge.
+    const port = `ve-${a.id.slice(2)}`;
+    expect(readdirSync(`/sys/class/net/${d.bridge}/brif`)).toContain(port);
+    expect(sh('bridge', ['-d', 'link', 'show', 'dev', port])).toMatch(/isolated on/);
+  });
+
+  it('lets two sessions bind 0.0.0.0:4000 and each reach its own through eth0', async () => {
+    await d.sh('net-a', serve(4000, 'A'));
+    await d.sh('net-b', serve(4000, 'B'));
+    const ra = await waitFor(() => d.sh('net-a', tryConnect(a.network.address!, 4000)), (r) => r.stdout.startsWith('DATA'));
+    const rb = await waitFor(() => d.sh('net-b', tryConnect(b.network.address!, 4000)), (r) => r.stdout.startsWith('DATA'));
+    expect(ra.stdout.trim()).toBe('DATA A');
+    expect(rb.stdout.trim()).toBe('DATA B');
+  });
+
+  it("cannot reach another session's address", async () => {
+    // B listens on 4000 (previous test); A is refused at once.
+    const r = await d.sh('net-a', tryConnect(b.network.address!, 4000));
+    expect(r.stdout.trim()).toBe('ERR ECONNREFUSED');
+  });
+
+  it('cannot reach host services on the gateway or on another host address, nor the metadata address', async () => {
+    expect(await hostTcp('127.0.0.1', hostPort)).toBe('DATA host-service'); // the service is up
+    const other = Object.values(networkInterfaces())
+      .flat()
+      .find((i) => i && i.family === 'IPv4' && !i.internal && !i.address.startsWith(d.subnetPrefix + '.'))!.address;
+    for (const target of [a.network.gateway!, other, hostSideIp]) {
+      const r = await d.sh('net-a', tryConnect(target, hostPort));
+      expect(r.stdout.trim(), target).toBe('ERR ECONNREFUSED');
+    }
+    const meta = await d.sh('net-a', tryConnect('169.254.169.254', 80));
+    expect(meta.stdout.trim()).toBe('ERR ECONNREFUSED');
+    // Not TCP: ICMP admin-prohibited.
+    const udp = await d.cli(['session', 'exec', 'net-a', '--', probe, 'udp-from', 'freebind', a.network.address!, a.network.gateway!, String(hostPort), 'x']);
+    expect(udp.stdout.trim()).toBe('ok');
+  });
+
+  it('reaches the outside through masquerade: the server sees the host, not the session', async () => {
+    const r = await d.sh('net-a', tryConnect(outsideIp, 7000));
+    expect(r.stdout.trim()).toBe(`DATA from ${hostSideIp}`);
+  });
+
+  it('drops a datagram with a spoofed source address, passes a genuine one', async () => {
+    // The session itself cannot even emit one: no CAP_NET_ADMIN, so the kernel
+    // refuses a non-local source.
+    const inside = await d.cli(['session', 'exec', 'net-a', '--', probe, 'udp-from', 'freebind', b.network.address!, outsideIp, '7001', 'inside']);
+    expect(inside.stdout.trim()).not.toBe('ok');
+    // A sender with CAP_NET_ADMIN in the session's network namespace (what an
+    // escaped session would have) gets the packet out, and the firewall drops it.
+    const netns = `--net=/proc/${a.init_pid}/ns/net`;
+    const spoofed = sh('nsenter', [netns, probe, 'udp-from', 'transparent', b.network.address!, outsideIp, '7001', 'spoofed']);
+    const genuine = sh('nsenter', [netns, probe, 'udp-from', 'transparent', a.network.address!, outsideIp, '7001', 'genuine']);
+    expect(spoofed.trim()).toBe('ok');
+    expect(genuine.trim()).toBe('ok');
+    await waitFor(async () => seen.some((l) => l.startsWith('udp genuine')), (v) => v);
+    expect(seen).toContain(`udp genuine ${hostSideIp}`);
+    expect(seen.filter((l) => /^udp (spoofed|inside)/.test(l))).toEqual([]);
+  });
+
+  it('publishes a session port on the host loopback while the session runs', async () => {
+    const port = 20000 + (parseInt(d.tag.slice(2, 5), 16) % 20000);
+    const s = await d.create({ name: 'pub', publish: [{ host_ip: '127.0.0.1', host_port: port, session_port: 4000 }] });
+    expect(s.network.published).toEqual([{ host_ip: '127.0.0.1', host_port: port, session_port: 4000 }]);
+    await d.sh('pub', serve(4000, 'published'));
+    expect(await waitFor(() => hostTcp('127.0.0.1', port), (v) => v.startsWith('DATA'))).toBe('DATA published');
+    const clash = await d.api('POST', '/v1/sessions', { publish: [{ host_ip: '127.0.0.1', host_port: port, session_port: 80 }] });
+    expect(clash.status).toBe(409);
+    expect(clash.body).toMatchObject({ error: { code: 'conflict', field: 'publish' } });
+    await d.destroy(s.id);
+    expect(await hostTcp('127.0.0.1', port)).toBe('ERR ECONNREFUSED');
+  });
+
+  it('gives a --network none session only lo', async () => {
+    const r = await d.cli(['session', 'create', '--name', 'offline', '--network', 'none', '--json']);
+    expect(r.code).toBe(0);
+    const s = JSON.parse(r.stdout) as Session;
+    expect(s.network).toEqual({ mode: 'none', address: null, gateway: null, published: [] });
+    const links = await d.sh('offline', 'ls /sys/class/net');
+    expect(links.stdout.trim()).toBe('lo');
+    await d.destroy(s.id);
+  });
+
+  it('leaves no link, lease or port behind after destroying sessions', async () => {
+    const made = await Promise.all([1, 2, 3].map(() => d.create()));
+    for (const s of made) await d.destroy(s.id);
+    for (const s of made) expect(existsSync(`/sys/class/net/ve-${s.id.slice(2)}`)).toBe(false);
+    const db = new Database(join(d.stateDir, 'enclave.db'), { readonly: true });
+    try {
+      const ids = made.map((s) => s.id);
+      const leases = db.prepare(`SELECT count(*) AS n FROM ip_leases WHERE session_id IN (${ids.map(() => '?').join(',')})`).get(...ids);
+      expect(leases).toEqual({ n: 0 });
+      expect(db.prepare(`SELECT count(*) AS n FROM kernel_objects WHERE kind = 'veth'`).get()).toEqual({ n: 2 }); // net-a, net-b
+    } finally {
+      db.close();
+    }
+  });
+
+  it('cleans up after a daemon SIGKILLed in the middle of a create', async () => {
+    const before = new Set(readdirSync('/sys/class/net'));
+    const pending = d.api('POST', '/v1/sessions', { name: 'interrupted' }).catch(() => undefined);
+    // Kill the daemon exactly while the row says 'creating'.
+    const watch = new Database(join(d.stateDir, 'enclave.db'), { readonly: true });
+    const q = watch.prepare(`SELECT state FROM sessions WHERE name = 'interrupted'`);
+    let caught = false;
+    for (const deadline = Date.now() + 5000; Date.now() < deadline && !caught; ) {
+      const row = q.get() as { state: string } | undefined;
+      if (row?.state === 'creating') {
+        process.kill(d.pid, 'SIGKILL');
+        caught = true;
+      } else if (row) break;
+      await new Promise((r) => setImmediate(r)); // let the request go out
+    }
+    watch.close();
+    expect(caught).toBe(true);
+    await d.stop('SIGKILL');
+    await pending;
+    await new Promise((r) => setTimeout(r, 200)); // let an orphaned helper finish or fail
+    await d.start();
+    const list = ((await d.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] }).sessions;
+    const victim = list.find((s) => s.name === 'interrupted')!;
+    expect(victim.state).toBe('failed');
+    expect(victim.last_error).toMatch(/daemon stopped while the session was being created/);
+    expect(d.cgroupDirs(victim.id)).toEqual([]);
+    const after = readdirSync('/sys/class/net').filter((l) => !before.has(l) && l.startsWith('ve-'));
+    expect(after).toEqual([]);
+    for (const port of readdirSync(`/sys/class/net/${d.bridge}/brif`)) {
+      expect([`ve-${a.id.slice(2)}`, `ve-${b.id.slice(2)}`]).toContain(port);
+    }
+    const db = new Database(join(d.stateDir, 'enclave.db'), { readonly: true });
+    try {
+      const live = db.prepare(`SELECT count(*) AS n FROM ip_leases l JOIN sessions s ON s.id = l.session_id WHERE s.state NOT IN ('running')`).get();
+      expect(live).toEqual({ n: 0 });
+    } finally {
+      db.close();
+    }
+    d.reapOrphanHelpers();
+    // The earlier sessions were re-adopted and still work.
+    expect((await d.sh('net-a', 'echo alive')).stdout).toBe('alive\n');
+  });
+});

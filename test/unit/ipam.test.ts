@@ -1,0 +1,96 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import { openDatabase } from '../../src/store/db.js';
+import { AddressesExhaustedError, PortTakenError, SessionStore } from '../../src/store/sessionStore.js';
+import { hostIfName, intToIp, ipToInt, macFor, parseSubnet } from '../../src/network/addressing.js';
+
+const limits = { memory_mb: 64, pids: 64, cpu_percent: 100, tmp_mb: 8, home_mb: 8 };
+
+describe('addressing', () => {
+  it('splits a subnet into gateway and leasable range', () => {
+    const s = parseSubnet('10.200.0.0/16');
+    expect(intToIp(s.network)).toBe('10.200.0.0');
+    expect(intToIp(s.gateway)).toBe('10.200.0.1');
+    expect(intToIp(s.first)).toBe('10.200.0.2');
+    expect(intToIp(s.last)).toBe('10.200.255.254');
+    expect(intToIp(parseSubnet('172.31.5.77/24').network)).toBe('172.31.5.0');
+    expect(() => parseSubnet('10.0.0.0/30')).toThrow(/prefix/);
+  });
+  it('derives the MAC from the address and the link name from the id', () => {
+    expect(macFor(ipToInt('10.200.1.254'))).toBe('02:00:0a:c8:01:fe');
+    expect(hostIfName('s-0123456789')).toBe('ve-0123456789');
+    expect(hostIfName('s-0123456789').length).toBeLessThanOrEqual(15);
+    expect(() => ipToInt('10.0.0.256')).toThrow(RangeError);
+  });
+});
+
+describe('IPAM in SQLite', () => {
+  let dir: string;
+  let db: Database.Database;
+  let store: SessionStore;
+  const range = { first: ipToInt('10.9.0.2'), last: ipToInt('10.9.0.5') }; // four addresses
+  let n = 0;
+  const create = (extra: Partial<Parameters<SessionStore['insertCreating']>[0]> = {}) =>
+    store.insertCreating({ id: `s-${(++n).toString(16).padStart(10, '0')}`, name: null, hostname: 'h', limits, slots: 100, objects: [], addresses: range, ...extra });
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'enclave-ipam-'));
+    db = openDatabase(dir);
+    store = new SessionStore(db);
+  });
+  afterEach(() => {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('leases the lowest free address, one per session', () => {
+    const a = create();
+    const b = create();
+    expect(intToIp(store.leaseOf(a.id)!)).toBe('10.9.0.2');
+    expect(intToIp(store.leaseOf(b.id)!)).toBe('10.9.0.3');
+    expect(a.network).toBe('bridge');
+  });
+
+  it('gives an address back on finish and reuses it', () => {
+    const a = create();
+    create();
+    store.finish(a.id, 'stopped');
+    expect(store.leaseOf(a.id)).toBeUndefined();
+    const c = create();
+    expect(intToIp(store.leaseOf(c.id)!)).toBe('10.9.0.2');
+  });
+
+  it('fails cleanly when the pool is exhausted, leaving nothing half-made', () => {
+    for (let i = 0; i < 4; i++) create();
+    const before = store.list(true).length;
+    expect(() => create()).toThrow(AddressesExhaustedError);
+    expect(store.list(true).length).toBe(before); // the transaction rolled back
+  });
+
+  it('keeps leases across a reopen of the database', () => {
+    const a = create();
+    db.close();
+    db = openDatabase(dir);
+    store = new SessionStore(db);
+    expect(intToIp(store.leaseOf(a.id)!)).toBe('10.9.0.2');
+    expect(intToIp(store.leaseOf(create().id)!)).toBe('10.9.0.3');
+  });
+
+  it('leases nothing for a session without network', () => {
+    const s = create({ addresses: undefined });
+    expect(s.network).toBe('none');
+    expect(store.leaseOf(s.id)).toBeUndefined();
+  });
+
+  it('refuses a host port another live session publishes, and frees it on finish', () => {
+    const port = { host_ip: '127.0.0.1', host_port: 8080, session_port: 80 };
+    const a = create({ publish: [port] });
+    expect(() => create({ publish: [port] })).toThrow(PortTakenError);
+    store.finish(a.id, 'stopped');
+    const b = create({ publish: [port] });
+    expect(store.portsOf(b.id)).toEqual([port]);
+  });
+});
