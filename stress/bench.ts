@@ -11,7 +11,7 @@ import WebSocket from 'ws';
 import { K8S_V5_PROTOCOL } from '../src/terminal/channels.js';
 import { TestDaemon } from '../test/integration/harness.js';
 
-const { values } = parseArgs({ options: { sessions: { type: 'string', default: '30' }, execs: { type: 'string', default: '100' } } });
+const { values } = parseArgs({ options: { sessions: { type: 'string', default: '40' }, execs: { type: 'string', default: '100' } } });
 const N = Number(values.sessions);
 const E = Number(values.execs);
 
@@ -58,13 +58,16 @@ async function main(): Promise<void> {
   await d.start();
   try {
     const daemonBefore = rssKiB(d.pid);
-    const create: number[] = [];
+    // Alternate the modes so drift in the machine hits both equally.
+    const createNet: number[] = [];
+    const createNone: number[] = [];
     const ids: string[] = [];
     const inits: number[] = [];
     for (let i = 0; i < N; i++) {
+      const network = i % 2 === 0 ? 'bridge' : 'none';
       const t0 = process.hrtime.bigint();
-      const s = await d.create();
-      create.push(ms(t0));
+      const s = await d.create({ network });
+      (network === 'bridge' ? createNet : createNone).push(ms(t0));
       ids.push(s.id);
       inits.push(s.init_pid!);
     }
@@ -94,7 +97,8 @@ async function main(): Promise<void> {
     const lines = [
       `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, kernel ${release()}, node ${process.version}`,
       `${'operation (ms)'.padEnd(44)} ${'p50'.padStart(8)} ${'p99'.padStart(8)}`,
-      row('session create (API, no network)', create),
+      row('session create (API, --network none)', createNone),
+      row('session create (API, bridge: veth + address)', createNet),
       row('exec `true` (WebSocket round trip)', exec),
       row('session destroy (API)', destroy),
       ...base.map(([n, xs]) => row(n, xs)),

@@ -242,7 +242,8 @@ describe.skipIf(!isRoot)('session networking (root)', () => {
       db.close();
     }
     d.reapOrphanHelpers();
-    // The earlier sessions were re-adopted and still work.
+    // The earlier sessions were re-adopted and their network still works.
     expect((await d.sh('net-a', 'echo alive')).stdout).toBe('alive\n');
+    expect((await d.sh('net-a', tryConnect(outsideIp, 7000))).stdout.trim()).toBe(`DATA from ${hostSideIp}`);
   });
 });
