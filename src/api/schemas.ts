@@ -106,6 +106,16 @@ export const execQuery = z
   .strict();
 export type ExecQuery = z.infer<typeof execQuery>;
 
+/** Query of GET /v1/sessions/{id}/attach. */
+export const attachQuery = z
+  .object({
+    role: z.enum(['rw', 'ro']).default('rw'),
+    resume: z.coerce.number().int().min(0).optional(),
+    cols: z.coerce.number().int().min(1).max(1000).optional(),
+    rows: z.coerce.number().int().min(1).max(500).optional(),
+  })
+  .strict();
+
 export const execStatusSchema = z.object({
   status: z.enum(['Success', 'Failure']),
   message: z.string().optional(),

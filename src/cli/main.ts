@@ -8,6 +8,7 @@ import { createSessionRequest, sessionListSchema, sessionRef, sessionSchema } fr
 import { call, CliError, expect, socketPath } from './client.js';
 import { confinable, runDoctor } from './doctor.js';
 import { runExecClient } from './execClient.js';
+import { runAttachClient } from './attachClient.js';
 import { json, sessionDetails, sessionTable, table } from './output.js';
 
 const USAGE = `usage: enclave [--socket PATH] COMMAND
@@ -20,6 +21,7 @@ const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave session list [--all] [--json]
   enclave session show ID|NAME [--json]
   enclave session exec ID|NAME [--env K=V]... [--cwd DIR] -- CMD [ARG...]
+  enclave session attach ID|NAME [--ro] [--detach-keys ctrl-p,ctrl-q]
   enclave session destroy ID|NAME
   enclave doctor [--json]
 
@@ -125,6 +127,11 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       const r = await call(socketPath(values.socket), 'DELETE', `/v1/sessions/${encodeURIComponent(id)}`);
       expect(r, 204, z.unknown());
       return 0;
+    }
+    case 'attach': {
+      const { values, positionals } = parse(rest, { ro: { type: 'boolean' }, 'detach-keys': { type: 'string' } });
+      const id = ref(positionals[0], 'attach');
+      return runAttachClient({ socket: socketPath(values.socket), session: id, readOnly: values.ro ?? false, detachKeys: values['detach-keys'] ?? 'ctrl-p,ctrl-q' });
     }
     case 'exec': {
       const dash = rest.indexOf('--');

@@ -76,6 +76,15 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    terminal: z
+      .object({
+        /** Replay ring per console, bytes. */
+        ring_bytes: z.number().int().min(64 * 1024).max(256 * 1024 * 1024).default(2 * 1024 * 1024),
+        /** Console size policy: the latest resizing writer, or the smallest writer. */
+        resize: z.enum(['latest', 'smallest']).default('latest'),
+      })
+      .strict()
+      .prefault({}),
     network: z
       .object({
         bridge: ifName.default('enclave0'),

@@ -12,6 +12,7 @@ import { PortPublisher } from '../network/publish.js';
 import { openDatabase } from '../store/db.js';
 import { SessionStore } from '../store/sessionStore.js';
 import { createApiServer } from './server.js';
+import { Consoles } from './attach.js';
 
 export class StartupError extends Error {}
 
@@ -61,7 +62,8 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   const sessions = new SessionManager({ config, store: new SessionStore(db), layout, log, publisher: new PortPublisher(log) });
   await sessions.start();
 
-  const { server, closeClients } = createApiServer({ config, sessions, log });
+  const consoles = new Consoles(config, sessions, log);
+  const { server, closeClients } = createApiServer({ config, sessions, consoles, log });
   const sockDir = dirname(config.socket);
   mkdirSync(sockDir, { recursive: true, mode: 0o755 });
   chmodSync(sockDir, 0o755);
@@ -80,6 +82,7 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       closeClients();
+      consoles.closeAll();
       await closed;
       await sessions.shutdown();
       db.close();

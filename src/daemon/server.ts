@@ -5,7 +5,9 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { ApiError, REASON, zodToApiError } from '../api/errors.js';
-import { createSessionRequest, execQuery, sessionRef } from '../api/schemas.js';
+import { attachQuery, createSessionRequest, execQuery, sessionRef } from '../api/schemas.js';
+import { ATTACH_PROTOCOL } from '../terminal/console.js';
+import type { Consoles } from './attach.js';
 import type { Config } from '../config/schema.js';
 import type { SessionManager } from '../sessions/manager.js';
 import { enterCommand } from '../sessions/enter.js';
@@ -20,10 +22,11 @@ export const VERSION = '0.1.0';
 interface Context {
   config: Config;
   sessions: SessionManager;
+  consoles: Consoles;
   log: Logger;
 }
 
-const SESSION_PATH = /^\/v1\/sessions\/([^/]+)(\/exec)?$/;
+const SESSION_PATH = /^\/v1\/sessions\/([^/]+)(\/exec|\/attach)?$/;
 
 function parseRef(raw: string): string {
   let ref: string;
@@ -79,7 +82,7 @@ async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): 
     }
     throw new ApiError('invalid_request', `method ${method} not allowed on a session (GET, DELETE)`);
   }
-  if (m && m[2]) throw new ApiError('invalid_request', 'exec is a WebSocket endpoint: send an Upgrade request');
+  if (m && m[2]) throw new ApiError('invalid_request', `${m[2].slice(1)} is a WebSocket endpoint: send an Upgrade request`);
   throw new ApiError('not_found', `no such endpoint: ${method} ${path}`);
 }
 
@@ -108,7 +111,8 @@ export function createApiServer(ctx: Context): ApiServer {
     noServer: true,
     maxPayload: 1024 * 1024,
     perMessageDeflate: false,
-    handleProtocols: (offered) => (offered.has(K8S_V5_PROTOCOL) ? K8S_V5_PROTOCOL : false),
+    // Ours first: it is k8s framing plus events and acks.
+    handleProtocols: (offered) => (offered.has(ATTACH_PROTOCOL) ? ATTACH_PROTOCOL : offered.has(K8S_V5_PROTOCOL) ? K8S_V5_PROTOCOL : false),
   });
   const server = createServer((req, res) => {
     handle(ctx, req, res).catch((e) => sendError(res, toApiError(e, ctx.log)));
@@ -118,10 +122,25 @@ export function createApiServer(ctx: Context): ApiServer {
       authorize(callerOf(req.socket as Socket), ctx.config.socket_gid);
       const url = new URL(req.url ?? '/', 'http://enclave');
       const m = SESSION_PATH.exec(url.pathname);
-      if (!m || m[2] !== '/exec') throw new ApiError('not_found', `no WebSocket endpoint at ${url.pathname}`);
+      if (!m || !m[2]) throw new ApiError('not_found', `no WebSocket endpoint at ${url.pathname}`);
       const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-      if (!protocols.includes(K8S_V5_PROTOCOL)) throw new ApiError('invalid_request', `subprotocol ${K8S_V5_PROTOCOL} is required`, 'Sec-WebSocket-Protocol');
       const row = ctx.sessions.resolve(parseRef(m[1]!));
+      const log = ctx.log.child({ session: row.id });
+      if (m[2] === '/attach') {
+        if (!protocols.includes(K8S_V5_PROTOCOL) && !protocols.includes(ATTACH_PROTOCOL)) {
+          throw new ApiError('invalid_request', `subprotocol ${ATTACH_PROTOCOL} or ${K8S_V5_PROTOCOL} is required`, 'Sec-WebSocket-Protocol');
+        }
+        const q = attachQuery.safeParse(Object.fromEntries(url.searchParams.entries()));
+        if (!q.success) throw zodToApiError(q.error, 'attach query');
+        if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
+        const { role, resume, cols, rows } = q.data;
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          log.info({ role, protocol: ws.protocol }, 'attach');
+          ctx.consoles.attach(row, ws, { role, enclave: ws.protocol === ATTACH_PROTOCOL, resume, size: cols && rows ? { cols, rows } : undefined });
+        });
+        return;
+      }
+      if (!protocols.includes(K8S_V5_PROTOCOL)) throw new ApiError('invalid_request', `subprotocol ${K8S_V5_PROTOCOL} is required`, 'Sec-WebSocket-Protocol');
       const q = execQuery.safeParse({
         command: url.searchParams.getAll('command'),
         env: url.searchParams.getAll('env'),
@@ -129,9 +148,8 @@ export function createApiServer(ctx: Context): ApiServer {
       });
       if (!q.success) throw zodToApiError(q.error, 'exec query');
       if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
-      if (q.data.tty) throw new ApiError('invalid_request', 'tty exec is not supported yet', 'tty');
+      if (q.data.tty) throw new ApiError('invalid_request', 'tty exec is not supported yet: use attach', 'tty');
       const command = enterCommand(row, ctx.sessions.enterConfinement(row), q.data);
-      const log = ctx.log.child({ session: row.id });
       wss.handleUpgrade(req, socket, head, (ws) => {
         log.info({ argv0: q.data.command[0] }, 'exec');
         runExec({ ws, command, stdin: q.data.stdin, stdout: q.data.stdout, stderr: q.data.stderr, log });

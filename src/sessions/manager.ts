@@ -63,6 +63,12 @@ export class SessionManager {
   private seccompPath = '';
   private sysMasks: string[] = [];
   readonly counters = { creates: 0, createFailures: 0, destroys: 0 };
+  private readonly endedListeners: ((id: string) => void)[] = [];
+
+  /** Called when a session stops or fails (consoles end with it). */
+  onEnded(listener: (id: string) => void): void {
+    this.endedListeners.push(listener);
+  }
 
   constructor(opts: ManagerOptions) {
     this.config = opts.config;
@@ -355,6 +361,7 @@ export class SessionManager {
    * slot back and record the final state. Idempotent.
    */
   private async release(row: SessionRow, state: 'stopped' | 'failed', lastError?: string): Promise<void> {
+    for (const l of this.endedListeners) l(row.id);
     this.publisher.unpublish(row.id);
     this.oomWatches.get(row.id)?.close();
     this.oomWatches.delete(row.id);

@@ -205,35 +205,46 @@ describe.skipIf(!isRoot)('session networking (root)', () => {
 
   it('cleans up after a daemon SIGKILLed in the middle of a create', async () => {
     const before = new Set(readdirSync('/sys/class/net'));
-    const pending = d.api('POST', '/v1/sessions', { name: 'interrupted' }).catch(() => undefined);
-    // Kill the daemon exactly while the row says 'creating'.
-    const watch = new Database(join(d.stateDir, 'enclave.db'), { readonly: true });
-    const q = watch.prepare(`SELECT state FROM sessions WHERE name = 'interrupted'`);
+    // Kill the daemon exactly while the row says 'creating'. Under load the
+    // create may finish between two looks: then destroy it and try again.
     let caught = false;
-    for (const deadline = Date.now() + 5000; Date.now() < deadline && !caught; ) {
-      const row = q.get() as { state: string } | undefined;
-      if (row?.state === 'creating') {
-        process.kill(d.pid, 'SIGKILL');
-        caught = true;
-      } else if (row) break;
-      await new Promise((r) => setImmediate(r)); // let the request go out
+    for (let attempt = 0; attempt < 5 && !caught; attempt++) {
+      const pending = d.api('POST', '/v1/sessions', { name: 'interrupted' }).catch(() => undefined);
+      const watch = new Database(join(d.stateDir, 'enclave.db'), { readonly: true });
+      const q = watch.prepare(`SELECT state FROM sessions WHERE name = 'interrupted' ORDER BY created_at DESC LIMIT 1`);
+      let row: { state: string } | undefined;
+      for (const deadline = Date.now() + 5000; Date.now() < deadline; ) {
+        row = q.get() as { state: string } | undefined;
+        if (row?.state === 'creating') {
+          process.kill(d.pid, 'SIGKILL');
+          caught = true;
+          break;
+        }
+        if (row) break;
+        await new Promise((r) => setImmediate(r)); // let the request go out
+      }
+      watch.close();
+      if (!caught) {
+        await pending;
+        if (row) await d.destroy('interrupted');
+      } else await pending;
     }
-    watch.close();
     expect(caught).toBe(true);
     await d.stop('SIGKILL');
-    await pending;
     await new Promise((r) => setTimeout(r, 200)); // let an orphaned helper finish or fail
     await d.start();
     const list = ((await d.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] }).sessions;
-    const victim = list.find((s) => s.name === 'interrupted')!;
+    const victim = list.filter((s) => s.name === 'interrupted').pop()!;
     expect(victim.state).toBe('failed');
     expect(victim.last_error).toMatch(/daemon stopped while the session was being created/);
     expect(d.cgroupDirs(victim.id)).toEqual([]);
-    const after = readdirSync('/sys/class/net').filter((l) => !before.has(l) && l.startsWith('ve-'));
-    expect(after).toEqual([]);
-    for (const port of readdirSync(`/sys/class/net/${d.bridge}/brif`)) {
-      expect([`ve-${a.id.slice(2)}`, `ve-${b.id.slice(2)}`]).toContain(port);
-    }
+    // The kernel tears a dead netns (and its veth) down asynchronously: wait for it.
+    const leftovers = () => [
+      ...readdirSync('/sys/class/net').filter((l) => !before.has(l) && l.startsWith('ve-')),
+      ...readdirSync(`/sys/class/net/${d.bridge}/brif`).filter((p) => ![`ve-${a.id.slice(2)}`, `ve-${b.id.slice(2)}`].includes(p)),
+    ];
+    for (const deadline = Date.now() + 5000; leftovers().length > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
+    expect(leftovers()).toEqual([]);
     const db = new Database(join(d.stateDir, 'enclave.db'), { readonly: true });
     try {
       const live = db.prepare(`SELECT count(*) AS n FROM ip_leases l JOIN sessions s ON s.id = l.session_id WHERE s.state NOT IN ('running')`).get();

@@ -1,0 +1,158 @@
+// `enclave session attach`: the session console in this terminal. Raw mode,
+// SIGWINCH resizes, detach keys leave the shell running, the shell's exit
+// code becomes ours; the terminal is restored on every way out.
+import WebSocket from 'ws';
+import { execStatusSchema } from '../api/schemas.js';
+import { ACK_CHANNEL, ATTACH_PROTOCOL, EVENTS_CHANNEL } from '../terminal/console.js';
+import { Channel, decodeFrame, encodeFrame, exitCodeOf } from '../terminal/channels.js';
+import { CliError, errorMessage } from './client.js';
+
+/** "ctrl-p,ctrl-q" -> [0x10, 0x11]; single characters stand for themselves. */
+export function parseDetachKeys(spec: string): number[] {
+  const keys = spec.split(',').map((k) => k.trim().toLowerCase());
+  if (keys.length === 0 || keys.some((k) => k === '')) throw new CliError('--detach-keys: give keys like ctrl-p,ctrl-q', 2);
+  return keys.map((k) => {
+    const m = /^ctrl-([a-z@\[\\\]^_])$/.exec(k);
+    if (m) return m[1]!.toUpperCase().charCodeAt(0) & 0x1f;
+    if (k.length === 1) return k.charCodeAt(0);
+    throw new CliError(`--detach-keys: '${k}' is not ctrl-<letter> or a single character`, 2);
+  });
+}
+
+/** Feeds input through a detach-sequence matcher: passes bytes on, holding a partial match. */
+export class DetachMatcher {
+  private held: number[] = [];
+  constructor(private readonly seq: number[]) {}
+
+  /** Returns the bytes to send, and whether the full sequence was typed. */
+  feed(chunk: Uint8Array): { send: Buffer; detach: boolean } {
+    const out: number[] = [];
+    for (const b of chunk) {
+      if (b === this.seq[this.held.length]) {
+        this.held.push(b);
+        if (this.held.length === this.seq.length) return { send: Buffer.from(out), detach: true };
+      } else {
+        out.push(...this.held);
+        this.held = [];
+        if (b === this.seq[0]) this.held.push(b);
+        else out.push(b);
+      }
+    }
+    return { send: Buffer.from(out), detach: false };
+  }
+}
+
+export interface AttachArgs {
+  socket: string;
+  session: string;
+  readOnly: boolean;
+  detachKeys: string;
+}
+
+export function runAttachClient(a: AttachArgs): Promise<number> {
+  const matcher = new DetachMatcher(parseDetachKeys(a.detachKeys));
+  const stdin = process.stdin;
+  const stdout = process.stdout;
+  const tty = stdin.isTTY === true;
+  const restore = () => {
+    if (tty && stdin.isRaw) stdin.setRawMode(false);
+  };
+  process.once('exit', restore);
+
+  return new Promise((resolve, reject) => {
+    const size = () => ({ cols: stdout.columns ?? 80, rows: stdout.rows ?? 24 });
+    const q = new URLSearchParams({ role: a.readOnly ? 'ro' : 'rw' });
+    if (stdout.isTTY) {
+      q.set('cols', String(size().cols));
+      q.set('rows', String(size().rows));
+    }
+    const ws = new WebSocket(`ws+unix://${a.socket}:/v1/sessions/${encodeURIComponent(a.session)}/attach?${q}`, [ATTACH_PROTOCOL], {
+      perMessageDeflate: false,
+    });
+    let code: number | undefined;
+    let detached = false;
+    let offset = 0;
+    let acked = 0;
+    const done = (fn: () => void) => {
+      restore();
+      process.removeListener('SIGWINCH', onResize);
+      stdin.pause();
+      fn();
+    };
+    const onResize = () => {
+      if (ws.readyState === ws.OPEN) ws.send(encodeFrame(Channel.resize, Buffer.from(JSON.stringify({ Width: size().cols, Height: size().rows }))));
+    };
+
+    ws.on('unexpected-response', (_req, res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        let body: unknown;
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          body = undefined;
+        }
+        done(() => reject(new CliError(errorMessage({ status: res.statusCode ?? 0, body }))));
+      });
+    });
+    ws.on('error', (e: NodeJS.ErrnoException) =>
+      done(() => reject(new CliError(e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? `the daemon is not running at ${a.socket}` : `attach failed: ${e.message}`))),
+    );
+    ws.on('open', () => {
+      if (tty) stdin.setRawMode(true);
+      process.on('SIGWINCH', onResize);
+      stdin.on('data', (chunk: Buffer) => {
+        const { send, detach } = matcher.feed(chunk);
+        if (send.length && !a.readOnly) ws.send(encodeFrame(Channel.stdin, send));
+        if (detach) {
+          detached = true;
+          ws.close(1000, 'detached');
+        }
+      });
+      stdin.resume();
+    });
+    ws.on('message', (data: Buffer) => {
+      const f = decodeFrame(data);
+      if (!f) return;
+      if (f.channel === Channel.stdout) {
+        const n = f.payload.length;
+        const ok = stdout.write(f.payload, () => {
+          offset += n;
+          // Acknowledge what reached the terminal, in batches.
+          if (offset - acked >= 256 * 1024 && ws.readyState === ws.OPEN) {
+            acked = offset;
+            ws.send(encodeFrame(ACK_CHANNEL, Buffer.from(String(offset))));
+          }
+        });
+        if (!ok) {
+          ws.pause();
+          stdout.once('drain', () => ws.resume());
+        }
+      } else if (f.channel === EVENTS_CHANNEL) {
+        try {
+          const e = JSON.parse(f.payload.toString('utf8')) as { type?: string; offset?: number };
+          if (e.type === 'hello' && typeof e.offset === 'number') offset = acked = e.offset;
+        } catch {
+          /* an event we do not understand */
+        }
+      } else if (f.channel === Channel.status) {
+        try {
+          const st = execStatusSchema.safeParse(JSON.parse(f.payload.toString('utf8')));
+          code = st.success ? exitCodeOf(st.data) : undefined;
+        } catch {
+          code = undefined;
+        }
+      }
+    });
+    ws.on('close', (closeCode: number, reason: Buffer) => {
+      done(() => {
+        if (detached) {
+          stdout.write('\r\n[detached: the shell keeps running; attach again to return]\r\n');
+          resolve(0);
+        } else if (code !== undefined) resolve(code);
+        else reject(new CliError(`the console connection closed (${closeCode}${reason.length ? `: ${reason.toString()}` : ''})`));
+      });
+    });
+  });
+}

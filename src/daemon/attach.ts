@@ -1,0 +1,54 @@
+// Session consoles for the attach endpoint: created on first attach, one per
+// session, ended with the shell or the session.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawn as spawnPty } from 'node-pty';
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import type { Config } from '../config/schema.js';
+import { enterCommand } from '../sessions/enter.js';
+import type { SessionManager } from '../sessions/manager.js';
+import type { SessionRow } from '../store/sessionStore.js';
+import { SessionConsole, type Role, type Size } from '../terminal/console.js';
+
+export class Consoles {
+  private readonly consoles = new Map<string, SessionConsole>();
+
+  constructor(
+    private readonly config: Config,
+    private readonly sessions: SessionManager,
+    private readonly log: Logger,
+  ) {
+    sessions.onEnded((id) => this.consoles.get(id)?.kill());
+  }
+
+  private loginShell(): string[] {
+    return existsSync(join(this.config.sessions.rootfs, 'bin', 'bash')) ? ['/bin/bash', '-l'] : ['/bin/sh', '-l'];
+  }
+
+  private open(row: SessionRow, size: Size): SessionConsole {
+    const cmd = enterCommand(row, this.sessions.enterConfinement(row), { command: this.loginShell(), env: [], cwd: '/home', tty: true });
+    const pty = spawnPty(cmd.file, cmd.args, { name: 'xterm-256color', cols: size.cols, rows: size.rows, cwd: '/', env: cmd.env, encoding: null });
+    const console = new SessionConsole({
+      sessionId: row.id,
+      pty,
+      ringBytes: this.config.terminal.ring_bytes,
+      size,
+      policy: this.config.terminal.resize,
+      log: this.log,
+      onEnd: () => this.consoles.delete(row.id),
+    });
+    this.consoles.set(row.id, console);
+    this.log.info({ session: row.id }, 'console started');
+    return console;
+  }
+
+  attach(row: SessionRow, ws: WebSocket, opts: { role: Role; enclave: boolean; resume: number | undefined; size: Size | undefined }): void {
+    const console = this.consoles.get(row.id) ?? this.open(row, opts.size ?? { cols: 80, rows: 24 });
+    console.attach(ws, opts.role, opts.enclave, opts.resume, opts.size);
+  }
+
+  closeAll(): void {
+    for (const c of this.consoles.values()) c.kill();
+  }
+}

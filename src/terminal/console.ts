@@ -1,0 +1,276 @@
+// A session's console: one pty (a login shell through enclave-enter), a
+// replay ring, and any number of attached WebSocket clients. Output is never
+// decoded: pty bytes go to the ring and to each client's bounded queue. A
+// client that cannot keep up is cut off (it can resume from its offset); it
+// never slows the pty or anyone else.
+import type { IPty } from 'node-pty';
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import { ByteRing } from './ring.js';
+import { Channel, encodeFrame, exitStatusFor } from './channels.js';
+
+/** Our subprotocol: k8s v5 framing plus server events and client acks. */
+export const ATTACH_PROTOCOL = 'v1.attach.enclave.dev';
+export const EVENTS_CHANNEL = 5;
+export const ACK_CHANNEL = 6;
+
+/** Socket backlog above which output is queued (and coalesced) instead of sent. */
+const SOCKET_HIGH = 256 * 1024;
+/** Unacknowledged bytes an ack-speaking client may have outstanding. */
+const ACK_WINDOW = 4 * 1024 * 1024;
+/** Queued bytes at which a client is cut off as too slow. */
+const MAX_QUEUE = 8 * 1024 * 1024;
+const RESIZE_DEBOUNCE_MS = 25;
+/** After the shell exits, the pty is drained until it has been quiet this long. */
+const EXIT_QUIET_MS = 30;
+const EXIT_DRAIN_MAX_MS = 2000;
+
+export type Role = 'rw' | 'ro';
+export type ResizePolicy = 'latest' | 'smallest';
+
+export interface Size {
+  cols: number;
+  rows: number;
+}
+
+export function clampSize(s: Size): Size {
+  const clamp = (v: number, max: number) => Math.min(max, Math.max(1, Math.floor(Number.isFinite(v) ? v : 1)));
+  return { cols: clamp(s.cols, 1000), rows: clamp(s.rows, 500) };
+}
+
+class Client {
+  queue: Buffer[] = [];
+  queued = 0;
+  sent = 0; // running offset of the next byte this client gets
+  acked = 0;
+  size: Size | undefined;
+  lastResize = 0;
+  closed = false;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly role: Role,
+    readonly enclave: boolean,
+    start: number,
+  ) {
+    this.sent = start;
+    this.acked = start;
+  }
+
+  event(e: Record<string, unknown>): void {
+    if (this.enclave && !this.closed) this.ws.send(encodeFrame(EVENTS_CHANNEL, Buffer.from(JSON.stringify(e))));
+  }
+}
+
+export interface ConsoleOptions {
+  sessionId: string;
+  pty: IPty;
+  ringBytes: number;
+  size: Size;
+  policy: ResizePolicy;
+  log: Logger;
+  onEnd: () => void;
+}
+
+export class SessionConsole {
+  readonly ring: ByteRing;
+  private readonly clients = new Set<Client>();
+  private size: Size;
+  private exit: { code: number | null; signal: number | null } | undefined;
+  private finished = false;
+  private resizeTimer: NodeJS.Timeout | undefined;
+  private drainTimer: NodeJS.Timeout | undefined;
+  private exitedAt = 0;
+
+  constructor(private readonly o: ConsoleOptions) {
+    this.ring = new ByteRing(o.ringBytes);
+    this.size = clampSize(o.size);
+    o.pty.onData((data: string | Buffer) => this.output(typeof data === 'string' ? Buffer.from(data) : data));
+    o.pty.onExit(({ exitCode, signal }) => {
+      this.exit = signal ? { code: null, signal } : { code: exitCode, signal: null };
+      this.exitedAt = Date.now();
+      this.armDrain();
+    });
+  }
+
+  get viewers(): number {
+    return this.clients.size;
+  }
+
+  private output(data: Buffer): void {
+    this.ring.write(data);
+    for (const c of this.clients) this.push(c, data);
+    if (this.exit) this.armDrain();
+  }
+
+  // ---- flow control per client ------------------------------------------
+
+  private push(c: Client, data: Buffer): void {
+    if (c.closed || data.length === 0) return;
+    c.queue.push(data);
+    c.queued += data.length;
+    if (c.queued > MAX_QUEUE) {
+      this.o.log.warn({ session: this.o.sessionId, queued: c.queued }, 'attach client too slow; disconnecting it');
+      this.drop(c, 4008, `too slow: reconnect with resume=${c.sent}`);
+      return;
+    }
+    this.flush(c);
+  }
+
+  private flush(c: Client): void {
+    if (c.closed || c.queue.length === 0) return;
+    // Idle socket: send now. Backed up: leave it queued; the next send
+    // callback sends everything queued by then as one frame.
+    if (c.ws.bufferedAmount > SOCKET_HIGH || (c.enclave && c.sent - c.acked > ACK_WINDOW)) return;
+    const data = c.queue.length === 1 ? c.queue[0]! : Buffer.concat(c.queue, c.queued);
+    c.queue = [];
+    c.queued = 0;
+    c.sent += data.length;
+    c.ws.send(encodeFrame(Channel.stdout, data), () => this.flush(c));
+  }
+
+  private drop(c: Client, code: number, reason: string): void {
+    if (c.closed) return;
+    c.closed = true;
+    this.clients.delete(c);
+    c.ws.close(code, reason);
+    this.broadcastViewers();
+    this.applyPolicy();
+  }
+
+  // ---- clients --------------------------------------------------------------
+
+  /** Attach a client; it gets the bytes since `resume` (or the whole ring) first. */
+  attach(ws: WebSocket, role: Role, enclave: boolean, resume: number | undefined, size: Size | undefined): void {
+    const replayFrom = resume !== undefined && this.ring.since(resume) ? resume : this.ring.start;
+    const c = new Client(ws, role, enclave, replayFrom);
+    this.clients.add(c);
+    c.event({
+      type: 'hello',
+      session: this.o.sessionId,
+      role,
+      cols: this.size.cols,
+      rows: this.size.rows,
+      offset: replayFrom,
+      resumed: resume !== undefined && replayFrom === resume,
+      viewers: this.clients.size,
+    });
+    this.push(c, this.ring.since(replayFrom)!);
+    this.broadcastViewers();
+    if (size && role === 'rw') this.requestResize(c, size);
+
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (!isBinary || data.length === 0) return;
+      const ch = data[0]!;
+      const payload = data.subarray(1);
+      if (ch === Channel.stdin) {
+        // Read-only viewers never reach the shell's input.
+        if (c.role === 'rw' && !this.exit) this.o.pty.write(payload as unknown as string);
+      } else if (ch === Channel.resize) {
+        const parsed = parseResize(payload);
+        if (parsed && c.role === 'rw') this.requestResize(c, parsed);
+      } else if (ch === ACK_CHANNEL && c.enclave) {
+        const n = Number(payload.toString('ascii'));
+        if (Number.isSafeInteger(n) && n > c.acked && n <= c.sent) {
+          c.acked = n;
+          this.flush(c);
+        }
+      }
+    });
+    ws.on('close', () => {
+      if (c.closed) return;
+      c.closed = true;
+      this.clients.delete(c);
+      this.broadcastViewers();
+      this.applyPolicy();
+    });
+    if (this.finished) this.sendStatus(c);
+  }
+
+  private broadcastViewers(): void {
+    for (const c of this.clients) c.event({ type: 'viewers', viewers: this.clients.size });
+  }
+
+  // ---- size -------------------------------------------------------------------
+
+  private requestResize(c: Client, s: Size): void {
+    c.size = clampSize(s);
+    c.lastResize = Date.now();
+    this.applyPolicy();
+  }
+
+  /** latest: the last rw client that resized; smallest: fits every rw client. */
+  private applyPolicy(): void {
+    const writers = [...this.clients].filter((c) => c.role === 'rw' && c.size);
+    if (writers.length === 0) return;
+    let want: Size;
+    if (this.o.policy === 'smallest') {
+      want = { cols: Math.min(...writers.map((c) => c.size!.cols)), rows: Math.min(...writers.map((c) => c.size!.rows)) };
+    } else {
+      want = writers.reduce((a, b) => (b.lastResize >= a.lastResize ? b : a)).size!;
+    }
+    if (want.cols === this.size.cols && want.rows === this.size.rows) return;
+    clearTimeout(this.resizeTimer);
+    this.resizeTimer = setTimeout(() => {
+      if (this.exit) return;
+      this.size = want;
+      this.o.pty.resize(want.cols, want.rows);
+      for (const c of this.clients) c.event({ type: 'resize', cols: want.cols, rows: want.rows });
+    }, RESIZE_DEBOUNCE_MS);
+  }
+
+  // ---- exit ---------------------------------------------------------------------
+
+  /** After exit, finish once the pty has been quiet a moment: no tail is lost. */
+  private armDrain(): void {
+    if (!this.exit || this.finished) return;
+    clearTimeout(this.drainTimer);
+    const late = Date.now() - this.exitedAt > EXIT_DRAIN_MAX_MS;
+    this.drainTimer = setTimeout(() => this.finish(), late ? 0 : EXIT_QUIET_MS);
+  }
+
+  private sendStatus(c: Client): void {
+    const status = exitStatusFor(this.exit!.code, this.exit!.signal);
+    const close = () => {
+      if (c.closed) return;
+      c.ws.send(encodeFrame(Channel.status, Buffer.from(JSON.stringify(status))));
+      c.closed = true;
+      c.ws.close(1000);
+    };
+    // Everything queued for it goes out before the status; a client stuck
+    // for long is cut off instead.
+    const since = Date.now();
+    const wait = () => {
+      if (c.closed) return;
+      if (c.queue.length === 0) return close();
+      if (Date.now() - since > EXIT_DRAIN_MAX_MS) return this.drop(c, 4008, `too slow: reconnect with resume=${c.sent}`);
+      this.flush(c);
+      setTimeout(wait, 5);
+    };
+    wait();
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.resizeTimer);
+    this.o.log.info({ session: this.o.sessionId, exit: this.exit }, 'console ended');
+    for (const c of [...this.clients]) this.sendStatus(c);
+    this.o.onEnd();
+  }
+
+  /** The session is going away: end the shell (its exit status follows). */
+  kill(): void {
+    if (!this.exit) this.o.pty.kill('SIGHUP');
+  }
+}
+
+export function parseResize(payload: Buffer): Size | undefined {
+  try {
+    const v = JSON.parse(payload.toString('utf8')) as { Width?: unknown; Height?: unknown };
+    if (typeof v.Width !== 'number' || typeof v.Height !== 'number') return undefined;
+    return clampSize({ cols: v.Width, rows: v.Height });
+  } catch {
+    return undefined;
+  }
+}

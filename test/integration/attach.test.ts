@@ -1,0 +1,298 @@
+// Session console attach: byte-exact fan-out, replay and resume, roles,
+// resize, a stuck viewer that slows nobody, exit delivery, and the CLI.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { spawn as spawnPty } from 'node-pty';
+import WebSocket from 'ws';
+import { ACK_CHANNEL, ATTACH_PROTOCOL, EVENTS_CHANNEL } from '../../src/terminal/console.js';
+import { Channel, K8S_V5_PROTOCOL, encodeFrame } from '../../src/terminal/channels.js';
+import { CLI, isRoot, TestDaemon } from './harness.js';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+class Viewer {
+  readonly ws: WebSocket;
+  private chunks: Buffer[] = [];
+  bytes = 0;
+  events: { type: string; [k: string]: unknown }[] = [];
+  status: { status: string; details?: { causes?: { reason: string; message: string }[] } } | undefined;
+  closed: Promise<{ code: number; reason: string }>;
+  /** Open, and for our protocol the hello received. */
+  opened: Promise<void>;
+
+  constructor(d: TestDaemon, session: string, q: Record<string, string> = {}, protocol = ATTACH_PROTOCOL, private readonly ack = true) {
+    this.ws = new WebSocket(`ws+unix://${d.socket}:/v1/sessions/${session}/attach?${new URLSearchParams(q)}`, [protocol]);
+    let hello!: () => void;
+    const helloSeen = new Promise<void>((r) => (hello = r));
+    this.opened = new Promise((r, j) => {
+      this.ws.once('open', () => (protocol === ATTACH_PROTOCOL ? helloSeen.then(r) : r()));
+      this.ws.once('error', j);
+    });
+    this.closed = new Promise((r) => this.ws.once('close', (code, reason) => r({ code, reason: reason.toString() })));
+    this.ws.on('message', (m: Buffer) => {
+      const ch = m[0]!;
+      const p = m.subarray(1);
+      if (ch === Channel.stdout) {
+        this.chunks.push(Buffer.from(p));
+        this.bytes += p.length;
+        if (this.ack) this.ws.send(encodeFrame(ACK_CHANNEL, Buffer.from(String(this.offset))));
+      } else if (ch === EVENTS_CHANNEL) {
+        const e = JSON.parse(p.toString()) as { type: string };
+        this.events.push(e);
+        if (e.type === 'hello') hello();
+      } else if (ch === Channel.status) this.status = JSON.parse(p.toString());
+    });
+  }
+
+  get hello(): { offset: number; resumed?: boolean } {
+    return this.events.find((e) => e.type === 'hello') as unknown as { offset: number; resumed?: boolean };
+  }
+
+  get offset(): number {
+    return (this.hello?.offset ?? 0) + this.bytes;
+  }
+
+  output(): Buffer {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0] ?? Buffer.alloc(0);
+  }
+
+  type(text: string): void {
+    this.ws.send(encodeFrame(Channel.stdin, Buffer.from(text)));
+  }
+
+  resize(cols: number, rows: number): void {
+    this.ws.send(encodeFrame(Channel.resize, Buffer.from(JSON.stringify({ Width: cols, Height: rows }))));
+  }
+
+  /** Wait until `needle` appears: one pass over the chunks, then each new one. */
+  async waitFor(needle: string | Buffer, ms = 20_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    const n = typeof needle === 'string' ? Buffer.from(needle) : needle;
+    let index = 0;
+    let carry = Buffer.alloc(0);
+    for (;;) {
+      // Chunks are only ever merged by output(), which keeps their order.
+      const chunks = this.chunks;
+      for (; index < chunks.length; index++) {
+        const window = Buffer.concat([carry, chunks[index]!]);
+        if (window.includes(n)) return;
+        carry = window.subarray(Math.max(0, window.length - n.length + 1));
+      }
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${JSON.stringify(n.toString())}; got ${JSON.stringify(carry.toString())}`);
+      await new Promise((r) => setTimeout(r, 20));
+      if (this.chunks !== chunks) index = 0; // output() merged them: rescan
+    }
+  }
+}
+
+/** A marker the shell prints but whose typed form (with backslashes) differs. */
+let markers = 0;
+function marker(): { typed: string; printed: string } {
+  const id = `M${++markers}x${Date.now() % 100000}`;
+  return { typed: `printf '\\101%s\\101' ${id}`, printed: `A${id}A` };
+}
+
+describe.skipIf(!isRoot)('console attach (root)', () => {
+  const d = new TestDaemon();
+
+  beforeAll(async () => {
+    await d.start();
+    await d.create({ name: 'con', tmp_mb: 256 });
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  it('carries 64 MiB of output byte-exact', { timeout: 120_000 }, async () => {
+    const prep = await d.sh('con', 'head -c 50331648 /dev/urandom | base64 -w0 > /tmp/big && sha256sum < /tmp/big | cut -d" " -f1 && stat -c %s /tmp/big');
+    const [hash, size] = prep.stdout.trim().split('\n');
+    expect(Number(size)).toBe(64 * 1024 * 1024);
+    const v = new Viewer(d, 'con');
+    await v.opened;
+    const t0 = Date.now();
+    v.type(`printf '\\001BEGIN\\001'; cat /tmp/big; printf '\\001END\\001'\r`);
+    await v.waitFor('\x01END\x01', 110_000);
+    const secs = (Date.now() - t0) / 1000;
+    const out = v.output();
+    const begin = out.indexOf('\x01BEGIN\x01') + 7;
+    const body = out.subarray(begin, out.indexOf('\x01END\x01', begin));
+    expect(body.length).toBe(64 * 1024 * 1024);
+    expect(sha(body)).toBe(hash);
+    console.log(`attach throughput: ${(64 / secs).toFixed(1)} MiB/s`);
+    v.ws.close();
+    await v.closed;
+  });
+
+  it('keeps a 4-byte UTF-8 character split across writes intact', async () => {
+    const v = new Viewer(d, 'con');
+    await v.opened;
+    // Octal in the command, so its echo cannot satisfy the wait.
+    v.type(`printf '\\360\\237'; sleep 0.3; printf '\\230\\200\\163plit-done\\n'\r`);
+    await v.waitFor('split-done');
+    expect(v.output().includes(Buffer.from([0xf0, 0x9f, 0x98, 0x80, ...Buffer.from('split-done')]))).toBe(true);
+    v.ws.close();
+  });
+
+  it('shows two writers and a reader the same output; the reader cannot type', async () => {
+    const w1 = new Viewer(d, 'con', { role: 'rw' });
+    const w2 = new Viewer(d, 'con', { role: 'rw' });
+    const r = new Viewer(d, 'con', { role: 'ro' });
+    await Promise.all([w1.opened, w2.opened, r.opened]);
+    const start = Math.max(w1.hello.offset, w2.hello.offset, r.hello.offset);
+    r.type('echo FROM-READER-$((2+2))\r');
+    const m = marker();
+    w2.type(`${m.typed}\r`);
+    for (const v of [w1, w2, r]) await v.waitFor(m.printed);
+    const from = (v: Viewer) => v.output().subarray(start - v.hello.offset);
+    expect(from(w1).equals(from(w2))).toBe(true);
+    expect(from(r).subarray(0, from(w1).length).equals(from(w1).subarray(0, from(r).length))).toBe(true);
+    for (const v of [w1, w2, r]) expect(v.output().includes('FROM-READER-4')).toBe(false);
+    for (const v of [w1, w2, r]) v.ws.close();
+  });
+
+  it('resumes from an offset with no byte missing and none twice', async () => {
+    const observer = new Viewer(d, 'con');
+    const a = new Viewer(d, 'con');
+    await Promise.all([observer.opened, a.opened]);
+    const m1 = marker();
+    a.type(`${m1.typed}\r`);
+    await a.waitFor(m1.printed);
+    const aStart = a.hello.offset;
+    const firstPart = Buffer.from(a.output());
+    const resumeAt = a.offset;
+    a.ws.close();
+    await a.closed;
+    const m2 = marker();
+    observer.type(`${m2.typed}\r`);
+    await observer.waitFor(m2.printed);
+    const again = new Viewer(d, 'con', { resume: String(resumeAt) });
+    await again.opened;
+    await again.waitFor(m2.printed);
+    expect(again.hello.offset).toBe(resumeAt);
+    expect(again.hello.resumed).toBe(true);
+    const stitched = Buffer.concat([firstPart, again.output()]);
+    const truth = observer.output().subarray(aStart - observer.hello.offset);
+    expect(stitched.subarray(0, truth.length).equals(truth)).toBe(true);
+    observer.ws.close();
+    again.ws.close();
+  });
+
+  it('replays the ring to a fresh attach, and says so when a resume offset is gone', async () => {
+    const v = new Viewer(d, 'con', { resume: '0' });
+    await v.opened;
+    await new Promise((r) => setTimeout(r, 100));
+    // 64 MiB went through a 2 MiB ring: offset 0 is long gone.
+    expect(v.hello.resumed).toBe(false);
+    expect(v.hello.offset).toBeGreaterThan(0);
+    expect(v.bytes).toBeGreaterThan(0);
+    v.ws.close();
+  });
+
+  it('lets a writer resize the terminal, and ignores a reader', async () => {
+    const w = new Viewer(d, 'con', { role: 'rw' });
+    const r = new Viewer(d, 'con', { role: 'ro' });
+    await Promise.all([w.opened, r.opened]);
+    w.resize(123, 45);
+    await new Promise((res) => setTimeout(res, 150));
+    r.resize(20, 5);
+    await new Promise((res) => setTimeout(res, 150));
+    const m = marker();
+    w.type(`stty size; ${m.typed}\r`);
+    await w.waitFor(m.printed);
+    expect(w.output().toString()).toContain('45 123');
+    expect(w.events).toContainEqual({ type: 'resize', cols: 123, rows: 45 });
+    expect(r.events.filter((e) => e.type === 'resize' && e.cols === 20)).toEqual([]);
+    w.ws.close();
+    r.ws.close();
+  });
+
+  it('does not let a stuck viewer slow the others (and cuts the stuck one off)', { timeout: 120_000 }, async () => {
+    const run = async (withStuck: boolean): Promise<number> => {
+      let stuck: Viewer | undefined;
+      if (withStuck) {
+        stuck = new Viewer(d, 'con', {}, ATTACH_PROTOCOL, false);
+        await stuck.opened;
+        stuck.ws.pause(); // never reads again
+      }
+      const fast = new Viewer(d, 'con');
+      await fast.opened;
+      const m = marker();
+      const t0 = Date.now();
+      fast.type(`head -c 12582912 /tmp/big; ${m.typed}\r`);
+      await fast.waitFor(m.printed, 100_000);
+      const ms = Date.now() - t0;
+      fast.ws.close();
+      if (stuck) {
+        stuck.ws.resume();
+        const closed = await stuck.closed;
+        expect(closed.code).toBe(4008);
+        expect(closed.reason).toMatch(/too slow: reconnect with resume=\d+/);
+      }
+      return ms;
+    };
+    const alone = await run(false);
+    const beside = await run(true);
+    console.log(`16 MiB to a fast viewer: ${alone} ms alone, ${beside} ms beside a stuck viewer`);
+    expect(beside).toBeLessThan(alone * 3 + 1000);
+  });
+
+  it('works for plain Kubernetes v5 clients', async () => {
+    const k = new Viewer(d, 'con', {}, K8S_V5_PROTOCOL, false);
+    await k.opened;
+    expect(k.ws.protocol).toBe(K8S_V5_PROTOCOL);
+    const m = marker();
+    k.type(`${m.typed}\r`);
+    await k.waitFor(m.printed);
+    expect(k.events).toEqual([]); // no events channel for them
+    k.ws.close();
+  });
+
+  it('drains the tail before the exit, then gives every viewer the exit code', async () => {
+    await d.create({ name: 'short' });
+    const a = new Viewer(d, 'short');
+    const b = new Viewer(d, 'short', { role: 'ro' });
+    await Promise.all([a.opened, b.opened]);
+    a.type(`yes tail-line | head -n 2000; printf 'last-words'; exit 7\r`);
+    const [ca, cb] = await Promise.all([a.closed, b.closed]);
+    for (const [v, c] of [[a, ca], [b, cb]] as const) {
+      expect(c.code).toBe(1000);
+      expect(v.output().toString()).toContain('last-words');
+      expect(v.output().toString().split('tail-line').length - 1).toBeGreaterThanOrEqual(2000);
+      expect(v.status?.details?.causes).toContainEqual({ reason: 'ExitCode', message: '7' });
+    }
+  });
+
+  it('attaches from the CLI in a real terminal, detaches with the keys, and re-attaches to the same screen', async () => {
+    const cli = (args: string[]) => {
+      const p = spawnPty(process.execPath, [CLI, 'session', 'attach', 'con', ...args], {
+        name: 'xterm-256color',
+        cols: 100,
+        rows: 30,
+        env: { ...process.env, ENCLAVE_SOCKET: d.socket },
+      });
+      let out = '';
+      p.onData((s) => (out += s));
+      const exited = new Promise<number>((r) => p.onExit(({ exitCode }) => r(exitCode)));
+      const waitFor = async (s: string) => {
+        for (const deadline = Date.now() + 15_000; !out.includes(s); ) {
+          if (Date.now() > deadline) throw new Error(`CLI never showed ${s}: ${out.slice(-300)}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      return { p, waitFor, exited, out: () => out };
+    };
+    const first = cli([]);
+    const m = marker();
+    await new Promise((r) => setTimeout(r, 500));
+    first.p.write(`${m.typed}\r`);
+    await first.waitFor(m.printed);
+    first.p.write('\x10\x11'); // ctrl-p, ctrl-q
+    expect(await first.exited).toBe(0);
+    expect(first.out()).toContain('[detached');
+    const second = cli(['--detach-keys', 'ctrl-a,d']);
+    await second.waitFor(m.printed); // the earlier screen, replayed
+    second.p.write('\x01d');
+    expect(await second.exited).toBe(0);
+  });
+});
