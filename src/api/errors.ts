@@ -4,6 +4,9 @@ import type { z } from 'zod';
 
 export type ErrorCode =
   | 'invalid_request'
+  | 'unauthorized'
+  | 'misdirected'
+  | 'too_many'
   | 'not_found'
   | 'conflict'
   | 'payload_too_large'
@@ -15,7 +18,10 @@ export type ErrorCode =
 
 const STATUS: Record<ErrorCode, number> = {
   invalid_request: 400,
+  unauthorized: 401,
   forbidden: 403,
+  misdirected: 421,
+  too_many: 429,
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,
@@ -32,6 +38,9 @@ export const REASON: Record<number, string> = {
   409: 'Conflict',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
+  401: 'Unauthorized',
+  421: 'Misdirected Request',
+  429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };

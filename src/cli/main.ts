@@ -13,7 +13,7 @@ import { json, sessionDetails, sessionTable, table } from './output.js';
 
 const USAGE = `usage: enclave [--socket PATH] COMMAND
 
-  enclave daemon [--config FILE] [--state-dir DIR] [--socket PATH]
+  enclave daemon [--config FILE] [--state-dir DIR] [--socket PATH] [--listen 127.0.0.1:PORT]
   enclave daemon --cleanup [--config FILE]   remove the bridge and nftables table (no live sessions)
   enclave session create [--name N] [--memory MB] [--pids N] [--cpu PERCENT]
                          [--tmp-size MB] [--home-size MB] [--network bridge|none]
@@ -150,10 +150,10 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
 }
 
 async function daemon(rest: string[]): Promise<number> {
-  const { values } = parse(rest, { config: { type: 'string' }, 'state-dir': { type: 'string' }, cleanup: { type: 'boolean' } }, false);
+  const { values } = parse(rest, { config: { type: 'string' }, 'state-dir': { type: 'string' }, listen: { type: 'string' }, cleanup: { type: 'boolean' } }, false);
   const { loadConfig } = await import('../config/load.js');
   const { startDaemon, cleanupHost } = await import('../daemon/main.js');
-  const config = loadConfig(values.config, { state_dir: values['state-dir'], socket: values.socket });
+  const config = loadConfig(values.config, { state_dir: values['state-dir'], socket: values.socket, listen: values.listen });
   if (values.cleanup) {
     await cleanupHost(config);
     process.stdout.write(`removed bridge ${config.network.bridge} and nftables table inet ${config.network.table}\n`);

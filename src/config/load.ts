@@ -9,6 +9,7 @@ export class ConfigError extends Error {}
 export interface ConfigOverrides {
   state_dir?: string | undefined;
   socket?: string | undefined;
+  listen?: string | undefined;
 }
 
 export function parseConfig(text: string, source: string, overrides: ConfigOverrides = {}): Config {

@@ -16,6 +16,11 @@ export const configSchema = z
     /** Group (numeric gid) allowed to use the socket besides root; 0 = root only. */
     socket_gid: z.number().int().min(0).max(4294967294).default(0),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+    /** Optional TCP listener for the browser page: a loopback HOST:PORT. */
+    listen: z
+      .string()
+      .regex(/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}:\d{1,5}$/, 'must be a loopback address and port, like 127.0.0.1:7777')
+      .optional(),
     sessions: z
       .object({
         rootfs: absolutePath.default('/'),
@@ -82,6 +87,11 @@ export const configSchema = z
         ring_bytes: z.number().int().min(64 * 1024).max(256 * 1024 * 1024).default(2 * 1024 * 1024),
         /** Console size policy: the latest resizing writer, or the smallest writer. */
         resize: z.enum(['latest', 'smallest']).default('latest'),
+        /** Attached clients per session, and in all. More are refused with 429. */
+        max_viewers_per_session: z.number().int().min(1).max(10_000).default(16),
+        max_viewers: z.number().int().min(1).max(100_000).default(256),
+        /** WebSocket ping interval; a client that misses a pong is closed. */
+        ping_ms: z.number().int().min(100).max(600_000).default(30_000),
       })
       .strict()
       .prefault({}),

@@ -6,6 +6,7 @@ import { spawn as spawnPty } from 'node-pty';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { Config } from '../config/schema.js';
+import { ApiError } from '../api/errors.js';
 import { enterCommand } from '../sessions/enter.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { SessionRow } from '../store/sessionStore.js';
@@ -41,6 +42,15 @@ export class Consoles {
     this.consoles.set(row.id, console);
     this.log.info({ session: row.id }, 'console started');
     return console;
+  }
+
+  /** 429 before upgrading when a session, or the daemon, has enough viewers. */
+  admit(sessionId: string): void {
+    const t = this.config.terminal;
+    const here = this.consoles.get(sessionId)?.viewers ?? 0;
+    const total = [...this.consoles.values()].reduce((n, c) => n + c.viewers, 0);
+    if (here >= t.max_viewers_per_session) throw new ApiError('too_many', `session ${sessionId} already has ${here} viewers (terminal.max_viewers_per_session)`);
+    if (total >= t.max_viewers) throw new ApiError('too_many', `the daemon already serves ${total} viewers (terminal.max_viewers)`);
   }
 
   attach(row: SessionRow, ws: WebSocket, opts: { role: Role; enclave: boolean; resume: number | undefined; size: Size | undefined }): void {

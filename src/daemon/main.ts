@@ -13,6 +13,7 @@ import { openDatabase } from '../store/db.js';
 import { SessionStore } from '../store/sessionStore.js';
 import { createApiServer } from './server.js';
 import { Consoles } from './attach.js';
+import { ListenAuth } from './listenAuth.js';
 
 export class StartupError extends Error {}
 
@@ -75,6 +76,20 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   chmodSync(config.socket, 0o660);
   log.info({ socket: config.socket }, 'listening');
 
+  // The browser page's listener: loopback only, token or ticket, Host/Origin checked.
+  let tcp: ReturnType<typeof createApiServer> | undefined;
+  if (config.listen) {
+    const [host, port] = [config.listen.slice(0, config.listen.lastIndexOf(':')), Number(config.listen.slice(config.listen.lastIndexOf(':') + 1))];
+    const tokenFile = join(config.state_dir, 'listen-token');
+    const auth = new ListenAuth(ListenAuth.createToken(tokenFile), host, port);
+    tcp = createApiServer({ config, sessions, consoles, log, auth });
+    await new Promise<void>((resolve, reject) => {
+      tcp!.server.once('error', (e) => reject(new StartupError(`cannot listen on ${config.listen}: ${e.message}`)));
+      tcp!.server.listen(port, host, () => resolve());
+    });
+    log.info({ listen: config.listen, token_file: tokenFile }, 'browser page listening');
+  }
+
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
@@ -82,6 +97,11 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       closeClients();
+      if (tcp) {
+        tcp.server.close();
+        tcp.server.closeAllConnections();
+        tcp.closeClients();
+      }
       consoles.closeAll();
       await closed;
       await sessions.shutdown();

@@ -1,13 +1,17 @@
-// The HTTP + WebSocket API of DESIGN.md on a Unix socket.
+// The HTTP + WebSocket API of DESIGN.md: on the Unix socket (callers known by
+// SO_PEERCRED) and, optionally, on a loopback TCP port for the browser page
+// (bearer token or single-use ticket, Host and Origin allowlist).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { ApiError, REASON, zodToApiError } from '../api/errors.js';
 import { attachQuery, createSessionRequest, execQuery, sessionRef } from '../api/schemas.js';
 import { ATTACH_PROTOCOL } from '../terminal/console.js';
 import type { Consoles } from './attach.js';
+import type { ListenAuth } from './listenAuth.js';
+import { servePage } from './page.js';
 import type { Config } from '../config/schema.js';
 import type { SessionManager } from '../sessions/manager.js';
 import { enterCommand } from '../sessions/enter.js';
@@ -24,6 +28,20 @@ interface Context {
   sessions: SessionManager;
   consoles: Consoles;
   log: Logger;
+  /** Present on the TCP listener only. */
+  auth?: ListenAuth;
+}
+
+/** Who may call: SO_PEERCRED on the socket, the bearer token on TCP. */
+function admit(ctx: Context, req: IncomingMessage): { uid: number | 'token' } {
+  if (ctx.auth) {
+    ctx.auth.checkOrigin(req);
+    ctx.auth.checkBearer(req);
+    return { uid: 'token' };
+  }
+  const cred = callerOf(req.socket as Socket);
+  authorize(cred, ctx.config.socket_gid);
+  return { uid: cred.uid };
 }
 
 const SESSION_PATH = /^\/v1\/sessions\/([^/]+)(\/exec|\/attach)?$/;
@@ -41,12 +59,15 @@ function parseRef(raw: string): string {
 }
 
 async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const caller = callerOf(req.socket as Socket);
-  authorize(caller, ctx.config.socket_gid);
   const url = new URL(req.url ?? '/', 'http://enclave');
   const path = url.pathname;
   const method = req.method ?? 'GET';
+  if (ctx.auth && method === 'GET' && servePage(path, res, ctx.auth, req)) return;
+  const caller = admit(ctx, req);
 
+  if (path === '/v1/tickets' && method === 'POST' && ctx.auth) {
+    return sendJson(res, 201, ctx.auth.issueTicket());
+  }
   if (path === '/v1/health' && method === 'GET') {
     return sendJson(res, 200, { status: 'ok', version: VERSION, sessions: ctx.sessions.list(false).length });
   }
@@ -114,13 +135,34 @@ export function createApiServer(ctx: Context): ApiServer {
     // Ours first: it is k8s framing plus events and acks.
     handleProtocols: (offered) => (offered.has(ATTACH_PROTOCOL) ? ATTACH_PROTOCOL : offered.has(K8S_V5_PROTOCOL) ? K8S_V5_PROTOCOL : false),
   });
+  // Server pings: a client that misses a pong within an interval is closed.
+  const alive = new WeakSet<WebSocket>();
+  wss.on('connection', (ws) => {
+    alive.add(ws);
+    ws.on('pong', () => alive.add(ws));
+  });
+  const pinger = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (!alive.has(ws)) {
+        ws.terminate();
+        continue;
+      }
+      alive.delete(ws);
+      ws.ping();
+    }
+  }, ctx.config.terminal.ping_ms);
+  pinger.unref();
+
   const server = createServer((req, res) => {
     handle(ctx, req, res).catch((e) => sendError(res, toApiError(e, ctx.log)));
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     try {
-      authorize(callerOf(req.socket as Socket), ctx.config.socket_gid);
       const url = new URL(req.url ?? '/', 'http://enclave');
+      if (ctx.auth) {
+        ctx.auth.checkOrigin(req);
+        ctx.auth.checkUpgrade(req, url);
+      } else authorize(callerOf(req.socket as Socket), ctx.config.socket_gid);
       const m = SESSION_PATH.exec(url.pathname);
       if (!m || !m[2]) throw new ApiError('not_found', `no WebSocket endpoint at ${url.pathname}`);
       const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
@@ -130,11 +172,13 @@ export function createApiServer(ctx: Context): ApiServer {
         if (!protocols.includes(K8S_V5_PROTOCOL) && !protocols.includes(ATTACH_PROTOCOL)) {
           throw new ApiError('invalid_request', `subprotocol ${ATTACH_PROTOCOL} or ${K8S_V5_PROTOCOL} is required`, 'Sec-WebSocket-Protocol');
         }
-        const q = attachQuery.safeParse(Object.fromEntries(url.searchParams.entries()));
+        const q = attachQuery.safeParse(Object.fromEntries([...url.searchParams.entries()].filter(([k]) => k !== 'ticket')));
         if (!q.success) throw zodToApiError(q.error, 'attach query');
         if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
+        ctx.consoles.admit(row.id);
         const { role, resume, cols, rows } = q.data;
         wss.handleUpgrade(req, socket, head, (ws) => {
+          wss.emit('connection', ws, req);
           log.info({ role, protocol: ws.protocol }, 'attach');
           ctx.consoles.attach(row, ws, { role, enclave: ws.protocol === ATTACH_PROTOCOL, resume, size: cols && rows ? { cols, rows } : undefined });
         });
@@ -144,13 +188,14 @@ export function createApiServer(ctx: Context): ApiServer {
       const q = execQuery.safeParse({
         command: url.searchParams.getAll('command'),
         env: url.searchParams.getAll('env'),
-        ...Object.fromEntries([...url.searchParams.entries()].filter(([k]) => k !== 'command' && k !== 'env')),
+        ...Object.fromEntries([...url.searchParams.entries()].filter(([k]) => k !== 'command' && k !== 'env' && k !== 'ticket')),
       });
       if (!q.success) throw zodToApiError(q.error, 'exec query');
       if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
       if (q.data.tty) throw new ApiError('invalid_request', 'tty exec is not supported yet: use attach', 'tty');
       const command = enterCommand(row, ctx.sessions.enterConfinement(row), q.data);
       wss.handleUpgrade(req, socket, head, (ws) => {
+        wss.emit('connection', ws, req);
         log.info({ argv0: q.data.command[0] }, 'exec');
         runExec({ ws, command, stdin: q.data.stdin, stdout: q.data.stdout, stderr: q.data.stderr, log });
       });
@@ -158,6 +203,7 @@ export function createApiServer(ctx: Context): ApiServer {
       rejectUpgrade(socket, toApiError(e, ctx.log));
     }
   });
+  server.on('close', () => clearInterval(pinger));
   return {
     server,
     closeClients: () => {
