@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { K8S_V5_PROTOCOL } from '../src/terminal/channels.js';
 import { TestDaemon } from '../test/integration/harness.js';
+import { benchAttach } from './attachBench.js';
 
 const { values } = parseArgs({ options: { sessions: { type: 'string', default: '40' }, execs: { type: 'string', default: '100' } } });
 const N = Number(values.sessions);
@@ -53,7 +54,7 @@ function execTrue(d: TestDaemon, session: string): Promise<number> {
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root');
-  if (N > 64) throw new Error('--sessions: at most 64');
+  if (N > 63) throw new Error('--sessions: at most 63');
   const d = new TestDaemon({ slots: 64 });
   await d.start();
   try {
@@ -85,6 +86,7 @@ async function main(): Promise<void> {
       destroy.push(ms(t0));
     }
 
+    const att = await benchAttach(d);
     const base: [string, number[]][] = [];
     base.push(['baseline: node spawn /bin/true', await timeSpawnAsync(E)]);
     const ns = ['--user', '--map-root-user', '--pid', '--fork', '--mount', '--net', '--uts', '--ipc', '--cgroup'];
@@ -102,6 +104,9 @@ async function main(): Promise<void> {
       row('exec `true` (WebSocket round trip)', exec),
       row('session destroy (API)', destroy),
       ...base.map(([n, xs]) => row(n, xs)),
+      row('keystroke echo through attach (WebSocket)', att.attachEcho),
+      row('baseline: keystroke echo on a raw node-pty', att.rawEcho),
+      `attach throughput (32 MiB cat): ${att.attachMiBs.toFixed(1)} MiB/s through the WebSocket; raw node-pty ${att.rawMiBs.toFixed(1)} MiB/s`,
       `memory per session: init RSS p50 ${pct(initRss, 50)} KiB; daemon RSS +${((daemonAfter - daemonBefore) / N).toFixed(0)} KiB/session (${daemonBefore} -> ${daemonAfter} KiB for ${N})`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
