@@ -31,6 +31,8 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_CGROUPS 16
@@ -146,6 +148,16 @@ int main(int argc, char **argv) {
   int status;
   while (waitpid(p, &status, 0) < 0)
     if (errno != EINTR) die(STEP_FORK, errno, "waitpid");
+  /* Terminal mode: we are the pty's last holder. Closing it while the master
+   * has not yet read the command's last output can lose that output (seen
+   * on 6.x kernels under load), so give the reader a moment first. Exit path
+   * only; never on the keystroke path. */
+  if (isatty(1)) {
+    tcdrain(1);
+    struct timespec settle = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
+    while (nanosleep(&settle, &settle) < 0 && errno == EINTR) {
+    }
+  }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   /* Die of the same signal, without a core file, so the status is exact. */
   int sig = WTERMSIG(status);

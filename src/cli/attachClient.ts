@@ -47,6 +47,8 @@ export interface AttachArgs {
   session: string;
   readOnly: boolean;
   detachKeys: string;
+  /** exec --tty: run this in a one-off terminal instead of attaching to the console. */
+  exec?: { command: string[]; env: string[]; cwd?: string | undefined };
 }
 
 export function runAttachClient(a: AttachArgs): Promise<number> {
@@ -66,7 +68,17 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
       q.set('cols', String(size().cols));
       q.set('rows', String(size().rows));
     }
-    const ws = new WebSocket(`ws+unix://${a.socket}:/v1/sessions/${encodeURIComponent(a.session)}/attach?${q}`, [ATTACH_PROTOCOL], {
+    let endpoint = 'attach';
+    if (a.exec) {
+      endpoint = 'exec';
+      q.delete('role');
+      q.set('tty', '1');
+      q.set('stdin', '1');
+      for (const c of a.exec.command) q.append('command', c);
+      for (const e of a.exec.env) q.append('env', e);
+      if (a.exec.cwd) q.set('cwd', a.exec.cwd);
+    }
+    const ws = new WebSocket(`ws+unix://${a.socket}:/v1/sessions/${encodeURIComponent(a.session)}/${endpoint}?${q}`, [ATTACH_PROTOCOL], {
       perMessageDeflate: false,
     });
     let code: number | undefined;

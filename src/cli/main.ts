@@ -20,7 +20,7 @@ const USAGE = `usage: enclave [--socket PATH] COMMAND
                          [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--json]
   enclave session list [--all] [--json]
   enclave session show ID|NAME [--json]
-  enclave session exec ID|NAME [--env K=V]... [--cwd DIR] -- CMD [ARG...]
+  enclave session exec ID|NAME [--tty] [--env K=V]... [--cwd DIR] -- CMD [ARG...]
   enclave session attach ID|NAME [--ro] [--detach-keys ctrl-p,ctrl-q]
   enclave session destroy ID|NAME
   enclave doctor [--json]
@@ -136,12 +136,15 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
     case 'exec': {
       const dash = rest.indexOf('--');
       if (dash < 0) throw new UsageError('enclave session exec: put the command after "--", e.g. enclave session exec S -- ls -la');
-      const { values, positionals } = parse(rest.slice(0, dash), { env: { type: 'string', multiple: true }, cwd: { type: 'string' } });
+      const { values, positionals } = parse(rest.slice(0, dash), { env: { type: 'string', multiple: true }, cwd: { type: 'string' }, tty: { type: 'boolean' } });
       const id = ref(positionals[0], 'exec');
       if (positionals.length > 1) throw new UsageError(`enclave session exec: unexpected '${positionals[1]}' before "--"`);
       const command = rest.slice(dash + 1);
       if (command.length === 0) throw new UsageError('enclave session exec: no command after "--"');
       for (const e of values.env ?? []) if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e)) throw new UsageError(`--env: '${e}' is not NAME=VALUE`);
+      if (values.tty) {
+        return runAttachClient({ socket: socketPath(values.socket), session: id, readOnly: false, detachKeys: 'ctrl-p,ctrl-q', exec: { command, env: values.env ?? [], cwd: values.cwd } });
+      }
       return runExecClient({ socket: socketPath(values.socket), session: id, command, env: values.env ?? [], cwd: values.cwd });
     }
     default:

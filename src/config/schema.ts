@@ -87,6 +87,10 @@ export const configSchema = z
         ring_bytes: z.number().int().min(64 * 1024).max(256 * 1024 * 1024).default(2 * 1024 * 1024),
         /** Console size policy: the latest resizing writer, or the smallest writer. */
         resize: z.enum(['latest', 'smallest']).default('latest'),
+        /** A viewer behind by more than this is disconnected (memory bound per viewer). */
+        max_lag_bytes: z.number().int().min(1024 * 1024).max(1024 * 1024 * 1024).default(64 * 1024 * 1024),
+        /** A viewer with output waiting and no progress for this long is disconnected. */
+        stall_ms: z.number().int().min(100).max(600_000).default(5000),
         /** Attached clients per session, and in all. More are refused with 429. */
         max_viewers_per_session: z.number().int().min(1).max(10_000).default(16),
         max_viewers: z.number().int().min(1).max(100_000).default(256),

@@ -14,6 +14,7 @@ import { SessionConsole, type Role, type Size } from '../terminal/console.js';
 
 export class Consoles {
   private readonly consoles = new Map<string, SessionConsole>();
+  private readonly oneOffs = new Set<SessionConsole>();
 
   constructor(
     private readonly config: Config,
@@ -36,6 +37,8 @@ export class Consoles {
       ringBytes: this.config.terminal.ring_bytes,
       size,
       policy: this.config.terminal.resize,
+      maxLagBytes: this.config.terminal.max_lag_bytes,
+      stallMs: this.config.terminal.stall_ms,
       log: this.log,
       onEnd: () => this.consoles.delete(row.id),
     });
@@ -58,7 +61,29 @@ export class Consoles {
     console.attach(ws, opts.role, opts.enclave, opts.resume, opts.size);
   }
 
+  /** exec --tty: a one-off terminal running `command`, alive while its client is. */
+  execTty(row: SessionRow, ws: WebSocket, q: { command: string[]; env: string[]; cwd: string }, enclave: boolean, size: Size | undefined): void {
+    const cmd = enterCommand(row, this.sessions.enterConfinement(row), { ...q, tty: true });
+    const s = size ?? { cols: 80, rows: 24 };
+    const pty = spawnPty(cmd.file, cmd.args, { name: 'xterm-256color', cols: s.cols, rows: s.rows, cwd: '/', env: cmd.env, encoding: null });
+    const one = new SessionConsole({
+      sessionId: row.id,
+      pty,
+      ringBytes: 64 * 1024,
+      size: s,
+      policy: 'latest',
+      maxLagBytes: this.config.terminal.max_lag_bytes,
+      stallMs: this.config.terminal.stall_ms,
+      log: this.log,
+      onEnd: () => this.oneOffs.delete(one),
+      endWhenAlone: true,
+    });
+    this.oneOffs.add(one);
+    one.attach(ws, 'rw', enclave, undefined, size);
+  }
+
   closeAll(): void {
+    for (const c of this.oneOffs) c.kill();
     for (const c of this.consoles.values()) c.kill();
   }
 }

@@ -184,15 +184,26 @@ export function createApiServer(ctx: Context): ApiServer {
         });
         return;
       }
-      if (!protocols.includes(K8S_V5_PROTOCOL)) throw new ApiError('invalid_request', `subprotocol ${K8S_V5_PROTOCOL} is required`, 'Sec-WebSocket-Protocol');
+      if (!protocols.includes(K8S_V5_PROTOCOL) && !protocols.includes(ATTACH_PROTOCOL)) {
+        throw new ApiError('invalid_request', `subprotocol ${K8S_V5_PROTOCOL} is required`, 'Sec-WebSocket-Protocol');
+      }
       const q = execQuery.safeParse({
         command: url.searchParams.getAll('command'),
         env: url.searchParams.getAll('env'),
-        ...Object.fromEntries([...url.searchParams.entries()].filter(([k]) => k !== 'command' && k !== 'env' && k !== 'ticket')),
+        ...Object.fromEntries([...url.searchParams.entries()].filter(([k]) => !['command', 'env', 'ticket', 'cols', 'rows'].includes(k))),
       });
       if (!q.success) throw zodToApiError(q.error, 'exec query');
       if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
-      if (q.data.tty) throw new ApiError('invalid_request', 'tty exec is not supported yet: use attach', 'tty');
+      if (q.data.tty) {
+        const cols = Number(url.searchParams.get('cols') ?? 0);
+        const rows = Number(url.searchParams.get('rows') ?? 0);
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          wss.emit('connection', ws, req);
+          log.info({ argv0: q.data.command[0] }, 'exec --tty');
+          ctx.consoles.execTty(row, ws, q.data, ws.protocol === ATTACH_PROTOCOL, cols > 0 && rows > 0 ? { cols, rows } : undefined);
+        });
+        return;
+      }
       const command = enterCommand(row, ctx.sessions.enterConfinement(row), q.data);
       wss.handleUpgrade(req, socket, head, (ws) => {
         wss.emit('connection', ws, req);

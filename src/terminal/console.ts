@@ -18,8 +18,7 @@ export const ACK_CHANNEL = 6;
 const SOCKET_HIGH = 256 * 1024;
 /** Unacknowledged bytes an ack-speaking client may have outstanding. */
 const ACK_WINDOW = 4 * 1024 * 1024;
-/** Queued bytes at which a client is cut off as too slow. */
-const MAX_QUEUE = 8 * 1024 * 1024;
+
 const RESIZE_DEBOUNCE_MS = 25;
 /** After the shell exits, the pty is drained until it has been quiet this long. */
 const EXIT_QUIET_MS = 30;
@@ -46,6 +45,8 @@ class Client {
   size: Size | undefined;
   lastResize = 0;
   closed = false;
+  /** Last time its socket took data or it acknowledged some. */
+  progress = Date.now();
 
   constructor(
     readonly ws: WebSocket,
@@ -68,8 +69,14 @@ export interface ConsoleOptions {
   ringBytes: number;
   size: Size;
   policy: ResizePolicy;
+  /** A client this far behind is cut off whatever it does (memory bound). */
+  maxLagBytes: number;
+  /** A client with output waiting and no progress for this long is cut off. */
+  stallMs: number;
   log: Logger;
   onEnd: () => void;
+  /** One-off terminals (exec --tty): the command ends when its last client leaves. */
+  endWhenAlone?: boolean;
 }
 
 export class SessionConsole {
@@ -81,6 +88,7 @@ export class SessionConsole {
   private resizeTimer: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
   private exitedAt = 0;
+  private lastDataAt = 0;
 
   constructor(private readonly o: ConsoleOptions) {
     this.ring = new ByteRing(o.ringBytes);
@@ -89,6 +97,7 @@ export class SessionConsole {
     o.pty.onExit(({ exitCode, signal }) => {
       this.exit = signal ? { code: null, signal } : { code: exitCode, signal: null };
       this.exitedAt = Date.now();
+      this.o.log.debug({ session: this.o.sessionId, bytes: this.ring.end, ms_after_last_data: this.exitedAt - this.lastDataAt }, 'pty exited');
       this.armDrain();
     });
   }
@@ -98,6 +107,7 @@ export class SessionConsole {
   }
 
   private output(data: Buffer): void {
+    this.lastDataAt = Date.now();
     this.ring.write(data);
     for (const c of this.clients) this.push(c, data);
     if (this.exit) this.armDrain();
@@ -107,10 +117,15 @@ export class SessionConsole {
 
   private push(c: Client, data: Buffer): void {
     if (c.closed || data.length === 0) return;
+    // Nothing owed until now (ours or the socket's): the stall clock starts here.
+    if (c.queue.length === 0 && c.ws.bufferedAmount === 0) c.progress = Date.now();
     c.queue.push(data);
     c.queued += data.length;
-    if (c.queued > MAX_QUEUE) {
-      this.o.log.warn({ session: this.o.sessionId, queued: c.queued }, 'attach client too slow; disconnecting it');
+    // Slower than the pty is fine while it makes progress; stuck, or behind by
+    // more than the memory bound, it is cut off (it may resume from its offset).
+    const stalled = Date.now() - c.progress > this.o.stallMs;
+    if (c.queued + c.ws.bufferedAmount > this.o.maxLagBytes || stalled) {
+      this.o.log.warn({ session: this.o.sessionId, queued: c.queued, stalled }, 'attach client too slow; disconnecting it');
       this.drop(c, 4008, `too slow: reconnect with resume=${c.sent}`);
       return;
     }
@@ -126,7 +141,10 @@ export class SessionConsole {
     c.queue = [];
     c.queued = 0;
     c.sent += data.length;
-    c.ws.send(encodeFrame(Channel.stdout, data), () => this.flush(c));
+    c.ws.send(encodeFrame(Channel.stdout, data), () => {
+      c.progress = Date.now();
+      this.flush(c);
+    });
   }
 
   private drop(c: Client, code: number, reason: string): void {
@@ -173,6 +191,7 @@ export class SessionConsole {
         const n = Number(payload.toString('ascii'));
         if (Number.isSafeInteger(n) && n > c.acked && n <= c.sent) {
           c.acked = n;
+          c.progress = Date.now();
           this.flush(c);
         }
       }
@@ -183,6 +202,7 @@ export class SessionConsole {
       this.clients.delete(c);
       this.broadcastViewers();
       this.applyPolicy();
+      if (this.o.endWhenAlone && this.clients.size === 0) this.kill();
     });
     if (this.finished) this.sendStatus(c);
   }

@@ -17,6 +17,7 @@ class Viewer {
   events: { type: string; [k: string]: unknown }[] = [];
   status: { status: string; details?: { causes?: { reason: string; message: string }[] } } | undefined;
   closed: Promise<{ code: number; reason: string }>;
+  closeInfo: { code: number; reason: string } | undefined;
   /** Open, and for our protocol the hello received. */
   opened: Promise<void>;
 
@@ -28,7 +29,12 @@ class Viewer {
       this.ws.once('open', () => (protocol === ATTACH_PROTOCOL ? helloSeen.then(r) : r()));
       this.ws.once('error', j);
     });
-    this.closed = new Promise((r) => this.ws.once('close', (code, reason) => r({ code, reason: reason.toString() })));
+    this.closed = new Promise((r) =>
+      this.ws.once('close', (code, reason) => {
+        this.closeInfo = { code, reason: reason.toString() };
+        r(this.closeInfo);
+      }),
+    );
     this.ws.on('message', (m: Buffer) => {
       const ch = m[0]!;
       const p = m.subarray(1);
@@ -79,7 +85,9 @@ class Viewer {
         if (window.includes(n)) return;
         carry = window.subarray(Math.max(0, window.length - n.length + 1));
       }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${JSON.stringify(n.toString())}; got ${JSON.stringify(carry.toString())}`);
+      if (Date.now() > deadline || this.closeInfo) {
+        throw new Error(`no ${JSON.stringify(n.toString())} after ${this.bytes} bytes; ${this.closeInfo ? `closed ${this.closeInfo.code} ${this.closeInfo.reason}` : 'still open'}; tail ${JSON.stringify(carry.toString())}`);
+      }
       await new Promise((r) => setTimeout(r, 20));
       if (this.chunks !== chunks) index = 0; // output() merged them: rescan
     }
@@ -94,7 +102,8 @@ function marker(): { typed: string; printed: string } {
 }
 
 describe.skipIf(!isRoot)('console attach (root)', () => {
-  const d = new TestDaemon();
+  // A short stall limit, so the stuck-viewer test ends quickly.
+  const d = new TestDaemon({ extraConfig: '[terminal]\nstall_ms = 1000\n' });
 
   beforeAll(async () => {
     await d.start();
@@ -222,13 +231,16 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
       fast.type(`head -c 12582912 /tmp/big; ${m.typed}\r`);
       await fast.waitFor(m.printed, 100_000);
       const ms = Date.now() - t0;
-      fast.ws.close();
       if (stuck) {
-        stuck.ws.resume();
+        // Output keeps coming past the stall limit (1 s): the stuck one is cut off.
+        fast.type(`for i in $(seq 40); do echo tick; sleep 0.05; done\r`);
+        await new Promise((r) => setTimeout(r, 1500));
+        stuck.ws.resume(); // read again, to see the close the daemon sent
         const closed = await stuck.closed;
         expect(closed.code).toBe(4008);
         expect(closed.reason).toMatch(/too slow: reconnect with resume=\d+/);
       }
+      fast.ws.close();
       return ms;
     };
     const alone = await run(false);
@@ -253,14 +265,33 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
     const a = new Viewer(d, 'short');
     const b = new Viewer(d, 'short', { role: 'ro' });
     await Promise.all([a.opened, b.opened]);
-    a.type(`yes tail-line | head -n 2000; printf 'last-words'; exit 7\r`);
+    // Octal in the command: its echo cannot pass for the output.
+    a.type(`yes tail-line | head -n 2000; printf '\\154ast-words'; exit 7\r`);
     const [ca, cb] = await Promise.all([a.closed, b.closed]);
     for (const [v, c] of [[a, ca], [b, cb]] as const) {
       expect(c.code).toBe(1000);
       expect(v.output().toString()).toContain('last-words');
-      expect(v.output().toString().split('tail-line').length - 1).toBeGreaterThanOrEqual(2000);
+      // Exactly the 2000 lines, counted after the (once or twice) echoed command.
+      const text = v.output().toString();
+      const after = text.slice(text.lastIndexOf('head -n 2000'));
+      expect(after.split('tail-line').length - 1).toBe(2000);
       expect(v.status?.details?.causes).toContainEqual({ reason: 'ExitCode', message: '7' });
     }
+  });
+
+  it('runs a one-off command in a terminal with exec --tty, with its size and exit code', async () => {
+    const p = spawnPty(process.execPath, [CLI, 'session', 'exec', '--tty', 'con', '--', 'sh', '-c', 'test -t 0 && test -t 1 && echo is-a-tty; stty size; exit 3'], {
+      name: 'xterm-256color',
+      cols: 90,
+      rows: 25,
+      env: { ...process.env, ENCLAVE_SOCKET: d.socket },
+    });
+    let out = '';
+    p.onData((s) => (out += s));
+    const code = await new Promise<number>((r) => p.onExit(({ exitCode }) => r(exitCode)));
+    expect(out).toContain('is-a-tty');
+    expect(out).toContain('25 90');
+    expect(code).toBe(3);
   });
 
   it('attaches from the CLI in a real terminal, detaches with the keys, and re-attaches to the same screen', async () => {
