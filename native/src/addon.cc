@@ -314,6 +314,15 @@ Napi::Value EnsureBridge(const Napi::CallbackInfo& info) {
     close(fd);
     return ThrowErrno(env, "find bridge", ENODEV);
   }
+  // A bridge without a set MAC takes the lowest of its ports' and changes as
+  // sessions come and go, leaving sessions with a stale gateway in their ARP
+  // cache. Pin it: 02:00 + the gateway address (never a session's).
+  const unsigned char* gwb = reinterpret_cast<const unsigned char*>(&addr.s_addr);
+  const unsigned char mac[6] = {0x02, 0x00, gwb[0], gwb[1], gwb[2], gwb[3]};
+  if ((rc = nl_link_set_mac(fd, idx, mac)) < 0) {
+    close(fd);
+    return ThrowErrno(env, "set bridge MAC", -rc);
+  }
   if ((rc = disable_ipv6(name.c_str())) < 0 || ((rc = nl_addr_add(fd, idx, addr.s_addr, prefix)) < 0 && rc != -EEXIST) ||
       (rc = nl_link_up(fd, idx, 0)) < 0) {
     close(fd);

@@ -109,6 +109,14 @@ int nl_create_bridge(int fd, const char *name) {
   return talk(fd, &m);
 }
 
+int nl_link_set_mac(int fd, int ifindex, const unsigned char mac[6]) {
+  struct msg m;
+  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = ifindex};
+  start(&m, RTM_NEWLINK, 0, &ifi, sizeof ifi);
+  attr(&m, IFLA_ADDRESS, mac, 6);
+  return talk(fd, &m);
+}
+
 int nl_link_up(int fd, int ifindex, int master_ifindex) {
   struct msg m;
   struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = ifindex, .ifi_flags = IFF_UP, .ifi_change = IFF_UP};

@@ -19,6 +19,9 @@ int nl_create_veth(int fd, const char *host, const char *peer, int peer_pid, con
 /* Bridge with this name (EEXIST if it exists). */
 int nl_create_bridge(int fd, const char *name);
 
+/* Set a link's MAC address. */
+int nl_link_set_mac(int fd, int ifindex, const unsigned char mac[6]);
+
 /* Up, optionally enslaved to master_ifindex (0: leave as is). */
 int nl_link_up(int fd, int ifindex, int master_ifindex);
 

@@ -3,7 +3,7 @@
 // "outside" namespace, anti-spoofing, port publishing, and teardown.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -109,6 +109,10 @@ describe.skipIf(!isRoot)('session networking (root)', () => {
     // Host side: the veth is a port of the run's bridge, isolated, MTU of the bridge.
     const port = `ve-${a.id.slice(2)}`;
     expect(readdirSync(`/sys/class/net/${d.bridge}/brif`)).toContain(port);
+    // The bridge's MAC is pinned (02:00 + gateway): it must not follow its ports.
+    const gw = a.network.gateway!.split('.').map((x) => Number(x).toString(16).padStart(2, '0'));
+    expect(readFileSync(`/sys/class/net/${d.bridge}/address`, 'utf8').trim()).toBe(`02:00:${gw.join(':')}`);
+    expect(readFileSync(`/sys/class/net/${d.bridge}/addr_assign_type`, 'utf8').trim()).toBe('3'); // set by us
     expect(sh('bridge', ['-d', 'link', 'show', 'dev', port])).toMatch(/isolated on/);
   });
 
@@ -191,6 +195,9 @@ describe.skipIf(!isRoot)('session networking (root)', () => {
   it('leaves no link, lease or port behind after destroying sessions', async () => {
     const made = await Promise.all([1, 2, 3].map(() => d.create()));
     for (const s of made) await d.destroy(s.id);
+    // Sessions coming and going did not cut the others off (a bridge whose MAC
+    // followed its ports did: the survivors kept a stale gateway MAC).
+    expect((await d.sh('net-a', tryConnect(outsideIp, 7000))).stdout.trim()).toBe(`DATA from ${hostSideIp}`);
     for (const s of made) expect(existsSync(`/sys/class/net/ve-${s.id.slice(2)}`)).toBe(false);
     const db = new Database(join(d.stateDir, 'enclave.db'), { readonly: true });
     try {
