@@ -3,7 +3,7 @@
 // code becomes ours; the terminal is restored on every way out.
 import WebSocket from 'ws';
 import { execStatusSchema } from '../api/schemas.js';
-import { ACK_CHANNEL, ATTACH_PROTOCOL, EVENTS_CHANNEL } from '../terminal/console.js';
+import { ACK_CHANNEL, ATTACH_PROTOCOL, EVENTS_CHANNEL, SNAPSHOT_CHANNEL } from '../terminal/console.js';
 import { Channel, decodeFrame, encodeFrame, exitCodeOf } from '../terminal/channels.js';
 import { CliError, errorMessage } from './client.js';
 
@@ -141,6 +141,9 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
           ws.pause();
           stdout.once('drain', () => ws.resume());
         }
+      } else if (f.channel === SNAPSHOT_CHANNEL) {
+        // The screen as it is now, drawn on a cleared terminal; not part of the offset.
+        stdout.write(Buffer.concat([Buffer.from('\x1b[0m\x1b[H\x1b[2J'), f.payload]));
       } else if (f.channel === EVENTS_CHANNEL) {
         try {
           const e = JSON.parse(f.payload.toString('utf8')) as { type?: string; offset?: number };

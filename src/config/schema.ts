@@ -87,6 +87,8 @@ export const configSchema = z
         ring_bytes: z.number().int().min(64 * 1024).max(256 * 1024 * 1024).default(2 * 1024 * 1024),
         /** Console size policy: the latest resizing writer, or the smallest writer. */
         resize: z.enum(['latest', 'smallest']).default('latest'),
+        /** Scrollback lines in the screen snapshot a client gets when it cannot resume from the ring. */
+        snapshot_scrollback: z.number().int().min(0).max(100_000).default(1000),
         /** A viewer behind by more than this is disconnected (memory bound per viewer). */
         max_lag_bytes: z.number().int().min(1024 * 1024).max(1024 * 1024 * 1024).default(64 * 1024 * 1024),
         /** A viewer with output waiting and no progress for this long is disconnected. */

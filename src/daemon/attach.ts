@@ -11,16 +11,22 @@ import { enterCommand } from '../sessions/enter.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import { SessionConsole, type Role, type Size } from '../terminal/console.js';
+import { MirrorHost } from '../terminal/mirror.js';
+
+/** A screen mirror this far behind the pty stops being fed and restarts from the ring. */
+const MIRROR_MAX_LAG = 8 * 1024 * 1024;
 
 export class Consoles {
   private readonly consoles = new Map<string, SessionConsole>();
   private readonly oneOffs = new Set<SessionConsole>();
+  private readonly mirrors: MirrorHost;
 
   constructor(
     private readonly config: Config,
     private readonly sessions: SessionManager,
     private readonly log: Logger,
   ) {
+    this.mirrors = new MirrorHost(log);
     sessions.onEnded((id) => this.consoles.get(id)?.kill());
   }
 
@@ -35,6 +41,7 @@ export class Consoles {
       sessionId: row.id,
       pty,
       ringBytes: this.config.terminal.ring_bytes,
+      mirror: (ring, s) => this.mirrors.create(ring, s, this.config.terminal.snapshot_scrollback, MIRROR_MAX_LAG),
       size,
       policy: this.config.terminal.resize,
       maxLagBytes: this.config.terminal.max_lag_bytes,
@@ -85,5 +92,6 @@ export class Consoles {
   closeAll(): void {
     for (const c of this.oneOffs) c.kill();
     for (const c of this.consoles.values()) c.kill();
+    void this.mirrors.close();
   }
 }

@@ -1,18 +1,24 @@
 // A session's console: one pty (a login shell through enclave-enter), a
-// replay ring, and any number of attached WebSocket clients. Output is never
-// decoded: pty bytes go to the ring and to each client's bounded queue. A
-// client that cannot keep up is cut off (it can resume from its offset); it
-// never slows the pty or anyone else.
+// replay ring, a screen mirror, and any number of attached WebSocket clients.
+// Output is never decoded here: pty bytes go to the ring, to the mirror's
+// worker and to each client's bounded queue. A client that cannot keep up is
+// cut off (it can resume from its offset); it never slows the pty or anyone
+// else. A client without a resumable offset gets a snapshot of the screen.
 import type { IPty } from 'node-pty';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { ByteRing } from './ring.js';
 import { Channel, encodeFrame, exitStatusFor } from './channels.js';
+import type { ScreenMirror, Snapshot } from './mirror.js';
 
 /** Our subprotocol: k8s v5 framing plus server events and client acks. */
 export const ATTACH_PROTOCOL = 'v1.attach.enclave.dev';
 export const EVENTS_CHANNEL = 5;
 export const ACK_CHANNEL = 6;
+/** Server to client: a screen snapshot to draw on a reset terminal before live output. */
+export const SNAPSHOT_CHANNEL = 7;
+/** What a plain k8s client gets before a snapshot: it has no snapshot channel. */
+const CLEAR_SCREEN = Buffer.from('\x1b[0m\x1b[H\x1b[2J\x1b[3J');
 
 /** Socket backlog above which output is queued (and coalesced) instead of sent. */
 const SOCKET_HIGH = 256 * 1024;
@@ -45,6 +51,8 @@ class Client {
   size: Size | undefined;
   lastResize = 0;
   closed = false;
+  /** Waiting for its snapshot: output is not queued for it meanwhile. */
+  pending = false;
   /** Last time its socket took data or it acknowledged some. */
   progress = Date.now();
 
@@ -59,7 +67,7 @@ class Client {
   }
 
   event(e: Record<string, unknown>): void {
-    if (this.enclave && !this.closed) this.ws.send(encodeFrame(EVENTS_CHANNEL, Buffer.from(JSON.stringify(e))));
+    if (this.enclave && !this.closed && !this.pending) this.ws.send(encodeFrame(EVENTS_CHANNEL, Buffer.from(JSON.stringify(e))));
   }
 }
 
@@ -77,6 +85,8 @@ export interface ConsoleOptions {
   onEnd: () => void;
   /** One-off terminals (exec --tty): the command ends when its last client leaves. */
   endWhenAlone?: boolean;
+  /** Makes the headless copy of the screen, for clients that cannot resume from the ring. */
+  mirror?: (ring: ByteRing, size: Size) => ScreenMirror;
 }
 
 export class SessionConsole {
@@ -89,10 +99,12 @@ export class SessionConsole {
   private drainTimer: NodeJS.Timeout | undefined;
   private exitedAt = 0;
   private lastDataAt = 0;
+  private readonly mirror: ScreenMirror | undefined;
 
   constructor(private readonly o: ConsoleOptions) {
     this.ring = new ByteRing(o.ringBytes);
     this.size = clampSize(o.size);
+    this.mirror = o.mirror?.(this.ring, this.size);
     o.pty.onData((data: string | Buffer) => this.output(typeof data === 'string' ? Buffer.from(data) : data));
     o.pty.onExit(({ exitCode, signal }) => {
       this.exit = signal ? { code: null, signal } : { code: exitCode, signal: null };
@@ -109,6 +121,7 @@ export class SessionConsole {
   private output(data: Buffer): void {
     this.lastDataAt = Date.now();
     this.ring.write(data);
+    this.mirror?.write(data);
     for (const c of this.clients) this.push(c, data);
     if (this.exit) this.armDrain();
   }
@@ -116,7 +129,7 @@ export class SessionConsole {
   // ---- flow control per client ------------------------------------------
 
   private push(c: Client, data: Buffer): void {
-    if (c.closed || data.length === 0) return;
+    if (c.closed || c.pending || data.length === 0) return;
     // Nothing owed until now (ours or the socket's): the stall clock starts here.
     if (c.queue.length === 0 && c.ws.bufferedAmount === 0) c.progress = Date.now();
     c.queue.push(data);
@@ -158,22 +171,20 @@ export class SessionConsole {
 
   // ---- clients --------------------------------------------------------------
 
-  /** Attach a client; it gets the bytes since `resume` (or the whole ring) first. */
+  /**
+   * Attach a client. With `resume` inside the ring it gets exactly the bytes
+   * since then; otherwise a snapshot of the screen (or, with no mirror, the
+   * whole ring), then live output.
+   */
   attach(ws: WebSocket, role: Role, enclave: boolean, resume: number | undefined, size: Size | undefined): void {
-    const replayFrom = resume !== undefined && this.ring.since(resume) ? resume : this.ring.start;
-    const c = new Client(ws, role, enclave, replayFrom);
+    const resumable = resume !== undefined && this.ring.since(resume) !== undefined;
+    const c = new Client(ws, role, enclave, resumable ? resume : this.ring.start);
     this.clients.add(c);
-    c.event({
-      type: 'hello',
-      session: this.o.sessionId,
-      role,
-      cols: this.size.cols,
-      rows: this.size.rows,
-      offset: replayFrom,
-      resumed: resume !== undefined && replayFrom === resume,
-      viewers: this.clients.size,
-    });
-    this.push(c, this.ring.since(replayFrom)!);
+    if (resumable || !this.mirror) this.start(c, resumable, undefined);
+    else {
+      c.pending = true;
+      void this.startFromSnapshot(c, this.mirror, 3);
+    }
     this.broadcastViewers();
     if (size && role === 'rw') this.requestResize(c, size);
 
@@ -204,7 +215,47 @@ export class SessionConsole {
       this.applyPolicy();
       if (this.o.endWhenAlone && this.clients.size === 0) this.kill();
     });
+  }
+
+  /** Hello, then the snapshot if any, then the ring from the client's offset on. */
+  private start(c: Client, resumed: boolean, snap: Snapshot | undefined): void {
+    c.pending = false;
+    c.sent = c.acked = snap ? snap.offset : c.sent;
+    c.event({
+      type: 'hello',
+      session: this.o.sessionId,
+      role: c.role,
+      cols: this.size.cols,
+      rows: this.size.rows,
+      offset: c.sent,
+      resumed,
+      snapshot: snap !== undefined,
+      viewers: this.clients.size,
+    });
+    if (snap) {
+      // Not part of the byte stream: it does not move the client's offset.
+      if (c.enclave) c.ws.send(encodeFrame(SNAPSHOT_CHANNEL, snap.data));
+      else c.ws.send(encodeFrame(Channel.stdout, Buffer.concat([CLEAR_SCREEN, snap.data])));
+    }
+    this.push(c, this.ring.since(c.sent)!);
     if (this.finished) this.sendStatus(c);
+  }
+
+  private async startFromSnapshot(c: Client, mirror: ScreenMirror, tries: number): Promise<void> {
+    let snap: Snapshot | undefined;
+    try {
+      snap = await mirror.snapshot();
+    } catch (e) {
+      this.o.log.warn({ session: this.o.sessionId, err: (e as Error).message }, 'no screen snapshot; replaying the ring instead');
+    }
+    if (c.closed) return;
+    // Output that went past the ring while the snapshot was made: take a newer one.
+    if (snap && this.ring.since(snap.offset) === undefined) {
+      if (tries > 1) return this.startFromSnapshot(c, mirror, tries - 1);
+      snap = undefined;
+    }
+    if (!snap) c.sent = this.ring.start;
+    this.start(c, false, snap);
   }
 
   private broadcastViewers(): void {
@@ -235,6 +286,7 @@ export class SessionConsole {
       if (this.exit) return;
       this.size = want;
       this.o.pty.resize(want.cols, want.rows);
+      this.mirror?.resize(want);
       for (const c of this.clients) c.event({ type: 'resize', cols: want.cols, rows: want.rows });
     }, RESIZE_DEBOUNCE_MS);
   }
@@ -250,6 +302,8 @@ export class SessionConsole {
   }
 
   private sendStatus(c: Client): void {
+    // A client still waiting for its snapshot gets the status from start().
+    if (c.pending) return;
     const status = exitStatusFor(this.exit!.code, this.exit!.signal);
     const close = () => {
       if (c.closed) return;
@@ -276,6 +330,7 @@ export class SessionConsole {
     clearTimeout(this.resizeTimer);
     this.o.log.info({ session: this.o.sessionId, exit: this.exit }, 'console ended');
     for (const c of [...this.clients]) this.sendStatus(c);
+    this.mirror?.close();
     this.o.onEnd();
   }
 

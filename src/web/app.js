@@ -3,7 +3,7 @@
 // its offset after a network blip. The token lives in sessionStorage and only
 // ever travels in an Authorization header; WebSockets use one-time tickets.
 'use strict';
-const CH = { stdin: 0, stdout: 1, status: 3, resize: 4, events: 5, ack: 6 };
+const CH = { stdin: 0, stdout: 1, status: 3, resize: 4, events: 5, ack: 6, snapshot: 7 };
 const PROTOCOL = 'v1.attach.enclave.dev';
 const $ = (id) => document.getElementById(id);
 const enc = new TextEncoder();
@@ -74,6 +74,9 @@ async function connect(c, resume) {
         c.offset += payload.length;
         if (ws.readyState === WebSocket.OPEN) ws.send(frame(CH.ack, enc.encode(String(c.offset))));
       });
+    } else if (ch === CH.snapshot) {
+      // The screen as the server's mirror has it (after hello reset ours); not part of the offset.
+      term.write(payload);
     } else if (ch === CH.events) {
       const e = JSON.parse(new TextDecoder().decode(payload));
       if (e.type === 'hello') {

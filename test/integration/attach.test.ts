@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { spawn as spawnPty } from 'node-pty';
 import WebSocket from 'ws';
-import { ACK_CHANNEL, ATTACH_PROTOCOL, EVENTS_CHANNEL } from '../../src/terminal/console.js';
+import xtermHeadless from '@xterm/headless';
+import { ACK_CHANNEL, ATTACH_PROTOCOL, EVENTS_CHANNEL, SNAPSHOT_CHANNEL } from '../../src/terminal/console.js';
 import { Channel, K8S_V5_PROTOCOL, encodeFrame } from '../../src/terminal/channels.js';
 import { CLI, isRoot, TestDaemon } from './harness.js';
 
@@ -15,6 +16,8 @@ class Viewer {
   private chunks: Buffer[] = [];
   bytes = 0;
   events: { type: string; [k: string]: unknown }[] = [];
+  /** The screen snapshot, when the server sent one instead of replaying bytes. */
+  snapshot: Buffer | undefined;
   status: { status: string; details?: { causes?: { reason: string; message: string }[] } } | undefined;
   closed: Promise<{ code: number; reason: string }>;
   closeInfo: { code: number; reason: string } | undefined;
@@ -46,12 +49,20 @@ class Viewer {
         const e = JSON.parse(p.toString()) as { type: string };
         this.events.push(e);
         if (e.type === 'hello') hello();
-      } else if (ch === Channel.status) this.status = JSON.parse(p.toString());
+      } else if (ch === SNAPSHOT_CHANNEL) this.snapshot = Buffer.from(p);
+      else if (ch === Channel.status) this.status = JSON.parse(p.toString());
     });
   }
 
-  get hello(): { offset: number; resumed?: boolean } {
-    return this.events.find((e) => e.type === 'hello') as unknown as { offset: number; resumed?: boolean };
+  get hello(): { offset: number; resumed?: boolean; snapshot?: boolean; cols: number; rows: number } {
+    return this.events.find((e) => e.type === 'hello') as unknown as { offset: number; resumed?: boolean; snapshot?: boolean; cols: number; rows: number };
+  }
+
+  /** The snapshot frame follows the hello. */
+  async snapshotSeen(): Promise<Buffer> {
+    for (let i = 0; i < 200 && !this.snapshot; i++) await new Promise((r) => setTimeout(r, 10));
+    if (!this.snapshot) throw new Error('no snapshot frame after the hello');
+    return this.snapshot;
   }
 
   get offset(): number {
@@ -92,6 +103,17 @@ class Viewer {
       if (this.chunks !== chunks) index = 0; // output() merged them: rescan
     }
   }
+}
+
+/** The lines a terminal shows (scrollback and screen) after drawing `bytes`. */
+async function rendered(bytes: Buffer, cols: number, rows: number): Promise<string[]> {
+  const t = new xtermHeadless.Terminal({ cols, rows, scrollback: 5000, allowProposedApi: true });
+  await new Promise<void>((r) => t.write(bytes, r));
+  const b = t.buffer.active;
+  const lines: string[] = [];
+  for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)!.translateToString(true));
+  t.dispose();
+  return lines;
 }
 
 /** A marker the shell prints but whose typed form (with backslashes) differs. */
@@ -187,15 +209,49 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
     again.ws.close();
   });
 
-  it('replays the ring to a fresh attach, and says so when a resume offset is gone', async () => {
+  it('gives a screen snapshot, not replayed bytes, when the resume offset has left the ring', async () => {
+    const w = new Viewer(d, 'con');
+    await w.opened;
+    const m = marker();
+    w.type(`clear; printf 'SNAP\\055TOP\\n'; seq 101 105; ${m.typed}\r`);
+    await w.waitFor(m.printed);
+    w.ws.close();
+
+    // 64 MiB went through a 2 MiB ring: offset 0 is long gone.
     const v = new Viewer(d, 'con', { resume: '0' });
     await v.opened;
-    await new Promise((r) => setTimeout(r, 100));
-    // 64 MiB went through a 2 MiB ring: offset 0 is long gone.
     expect(v.hello.resumed).toBe(false);
-    expect(v.hello.offset).toBeGreaterThan(0);
-    expect(v.bytes).toBeGreaterThan(0);
-    v.ws.close();
+    expect(v.hello.snapshot).toBe(true);
+    const snap = await v.snapshotSeen();
+    // A screen and bounded scrollback, not the ring's megabytes.
+    expect(snap.length).toBeLessThan(512 * 1024);
+    const lines = await rendered(snap, v.hello.cols, v.hello.rows);
+    const top = lines.indexOf('SNAP-TOP');
+    expect(top).toBeGreaterThanOrEqual(0);
+    expect(lines.slice(top + 1, top + 6)).toEqual(['101', '102', '103', '104', '105']);
+    expect(lines[top + 6]).toContain(m.printed);
+
+    // Live output follows at hello.offset; the snapshot is not counted in it,
+    // so the offset the client computes resumes exactly.
+    const m2 = marker();
+    v.type(`${m2.typed}\r`);
+    await v.waitFor(m2.printed);
+    await new Promise((r) => setTimeout(r, 200));
+    const again = new Viewer(d, 'con', { resume: String(v.offset) });
+    await again.opened;
+    expect(again.hello.resumed).toBe(true);
+    expect(again.hello.snapshot).toBe(false);
+    expect(again.snapshot).toBeUndefined();
+
+    // A fresh attach gets the snapshot too; a plain k8s client gets it on stdout after a clear.
+    const fresh = new Viewer(d, 'con');
+    const k8s = new Viewer(d, 'con', {}, K8S_V5_PROTOCOL, false);
+    await Promise.all([fresh.opened, k8s.opened]);
+    expect(fresh.hello.snapshot).toBe(true);
+    expect((await rendered(await fresh.snapshotSeen(), fresh.hello.cols, fresh.hello.rows)).join('\n')).toContain(m2.printed);
+    await k8s.waitFor(m2.printed);
+    expect(k8s.output().subarray(0, 4).toString()).toBe('\x1b[0m');
+    for (const x of [v, again, fresh, k8s]) x.ws.close();
   });
 
   it('lets a writer resize the terminal, and ignores a reader', async () => {
