@@ -52,6 +52,8 @@ export const createSessionRequest = z
     cpu_percent: limitsSchema.shape.cpu_percent.optional(),
     tmp_mb: limitsSchema.shape.tmp_mb.optional(),
     home_mb: limitsSchema.shape.home_mb.optional(),
+    /** Start the console now (and at every daemon start), not on first attach. */
+    console: z.boolean().optional(),
   })
   .strict();
 export type CreateSessionRequest = z.infer<typeof createSessionRequest>;
@@ -69,6 +71,12 @@ export const sessionSchema = z.object({
     address: z.string().nullable(),
     gateway: z.string().nullable(),
     published: z.array(publishSchema),
+  }),
+  console: z.object({
+    /** Created with --console: started at create and at daemon start. */
+    keep: z.boolean(),
+    running: z.boolean(),
+    viewers: z.number().int(),
   }),
   created_at: z.string(),
   updated_at: z.string(),

@@ -17,7 +17,7 @@ const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave daemon --cleanup [--config FILE]   remove the bridge and nftables table (no live sessions)
   enclave session create [--name N] [--memory MB] [--pids N] [--cpu PERCENT]
                          [--tmp-size MB] [--home-size MB] [--network bridge|none]
-                         [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--json]
+                         [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--console] [--json]
   enclave session list [--all] [--json]
   enclave session show ID|NAME [--json]
   enclave session exec ID|NAME [--tty] [--env K=V]... [--cwd DIR] -- CMD [ARG...]
@@ -79,6 +79,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
           'home-size': { type: 'string' },
           network: { type: 'string' },
           publish: { type: 'string', multiple: true },
+          console: { type: 'boolean' },
           json: { type: 'boolean' },
         },
         false,
@@ -97,6 +98,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
           home_mb: intFlag(values['home-size'], 'home-size'),
           network: values.network,
           publish: publish.length ? publish : undefined,
+          console: values.console,
         }).filter(([, v]) => v !== undefined),
       );
       const checked = createSessionRequest.safeParse(body);

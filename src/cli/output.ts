@@ -49,6 +49,8 @@ export function sessionDetails(s: Session): string {
   ];
   rows.push(['network', s.network.mode === 'bridge' ? `bridge ${s.network.address ?? '-'} via ${s.network.gateway ?? '-'}` : 'none (lo only)']);
   for (const p of s.network.published) rows.push(['published', `${p.host_ip}:${p.host_port} -> ${p.session_port}/tcp`]);
+  const con = s.console.running ? `running, ${s.console.viewers} viewer(s)` : 'not running (starts on attach)';
+  rows.push(['console', s.console.keep ? `${con}; kept (--console)` : con]);
   if (s.last_error) rows.push(['last error', s.last_error]);
   const w = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';

@@ -28,6 +28,10 @@ export class Consoles {
   ) {
     this.mirrors = new MirrorHost(log);
     sessions.onEnded((id) => this.consoles.get(id)?.kill());
+    sessions.describeConsolesWith((id) => {
+      const c = this.consoles.get(id);
+      return { running: c !== undefined, viewers: c?.viewers ?? 0 };
+    });
   }
 
   private loginShell(): string[] {
@@ -54,6 +58,11 @@ export class Consoles {
     return console;
   }
 
+  /** The session's console, started if it is not running (create --console, daemon start). */
+  ensure(row: SessionRow, size: Size = { cols: 80, rows: 24 }): SessionConsole {
+    return this.consoles.get(row.id) ?? this.open(row, size);
+  }
+
   /** 429 before upgrading when a session, or the daemon, has enough viewers. */
   admit(sessionId: string): void {
     const t = this.config.terminal;
@@ -64,7 +73,7 @@ export class Consoles {
   }
 
   attach(row: SessionRow, ws: WebSocket, opts: { role: Role; enclave: boolean; resume: number | undefined; size: Size | undefined }): void {
-    const console = this.consoles.get(row.id) ?? this.open(row, opts.size ?? { cols: 80, rows: 24 });
+    const console = this.ensure(row, opts.size);
     console.attach(ws, opts.role, opts.enclave, opts.resume, opts.size);
   }
 

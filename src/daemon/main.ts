@@ -64,6 +64,7 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   await sessions.start();
 
   const consoles = new Consoles(config, sessions, log);
+  for (const row of sessions.keptConsoles()) consoles.ensure(row);
   const { server, closeClients } = createApiServer({ config, sessions, consoles, log });
   const sockDir = dirname(config.socket);
   mkdirSync(sockDir, { recursive: true, mode: 0o755 });

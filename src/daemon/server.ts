@@ -86,7 +86,12 @@ async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): 
       const parsed = createSessionRequest.safeParse(body);
       if (!parsed.success) throw zodToApiError(parsed.error, 'session create request');
       ctx.log.info({ caller: caller.uid, name: parsed.data.name }, 'create session');
-      const session = await ctx.sessions.create(parsed.data);
+      let session = await ctx.sessions.create(parsed.data);
+      if (parsed.data.console) {
+        const row = ctx.sessions.resolve(session.id);
+        ctx.consoles.ensure(row);
+        session = ctx.sessions.toApi(row);
+      }
       return sendJson(res, 201, session);
     }
     throw new ApiError('invalid_request', `method ${method} not allowed on /v1/sessions (GET, POST)`);

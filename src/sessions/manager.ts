@@ -70,6 +70,18 @@ export class SessionManager {
     this.endedListeners.push(listener);
   }
 
+  private consoleInfo: (id: string) => { running: boolean; viewers: number } = () => ({ running: false, viewers: 0 });
+
+  /** The console hub tells session views whether a console runs and who watches. */
+  describeConsolesWith(info: (id: string) => { running: boolean; viewers: number }): void {
+    this.consoleInfo = info;
+  }
+
+  /** Running sessions created with --console. */
+  keptConsoles(): SessionRow[] {
+    return this.store.listInStates(['running']).filter((r) => r.keep_console);
+  }
+
   constructor(opts: ManagerOptions) {
     this.config = opts.config;
     this.store = opts.store;
@@ -242,6 +254,7 @@ export class SessionManager {
         ],
         addresses: network === 'bridge' ? { first: subnet.first, last: subnet.last } : undefined,
         publish: req.publish ?? [],
+        keepConsole: req.console ?? false,
       });
     } catch (e) {
       if (e instanceof SlotsExhaustedError || e instanceof AddressesExhaustedError) throw new ApiError('exhausted', e.message);
@@ -453,6 +466,7 @@ export class SessionManager {
         gateway: row.network === 'bridge' ? gateway : null,
         published: live ? this.store.portsOf(row.id) : [],
       },
+      console: { keep: row.keep_console, ...(live ? this.consoleInfo(row.id) : { running: false, viewers: 0 }) },
       created_at: row.created_at,
       updated_at: row.updated_at,
       last_error: row.last_error,

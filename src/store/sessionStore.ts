@@ -23,6 +23,7 @@ const rowSchema = z.object({
   updated_at: z.string(),
   last_error: z.string().nullable(),
   network: z.enum(['bridge', 'none']),
+  keep_console: z.union([z.literal(0), z.literal(1)]).transform((v) => v === 1),
 });
 export type SessionRow = z.infer<typeof rowSchema>;
 
@@ -99,6 +100,7 @@ export class SessionStore {
     /** Lease an address from [first, last] (bridge networking), or none. */
     addresses?: { first: number; last: number } | undefined;
     publish?: PublishedPort[];
+    keepConsole?: boolean;
   }): SessionRow {
     const now = new Date().toISOString();
     this.db
@@ -113,10 +115,10 @@ export class SessionStore {
         if (!free) throw new SlotsExhaustedError(`all ${args.slots} ID-range slots are in use`);
         this.db
           .prepare(
-            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network)
-             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?)`,
+            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console)
+             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?)`,
           )
-          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none');
+          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0);
         this.db.prepare('INSERT INTO id_slots (slot, session_id) VALUES (?, ?)').run(free.slot, args.id);
         if (args.addresses) {
           const { first, last } = args.addresses;

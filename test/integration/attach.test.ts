@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import xtermHeadless from '@xterm/headless';
 import { ACK_CHANNEL, ATTACH_PROTOCOL, EVENTS_CHANNEL, SNAPSHOT_CHANNEL } from '../../src/terminal/console.js';
 import { Channel, K8S_V5_PROTOCOL, encodeFrame } from '../../src/terminal/channels.js';
+import { sessionSchema } from '../../src/api/schemas.js';
 import { CLI, isRoot, TestDaemon } from './harness.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -381,5 +382,43 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
     await second.waitFor(m.printed); // the earlier screen, replayed
     second.p.write('\x01d');
     expect(await second.exited).toBe(0);
+  });
+
+  // Last in the file: it restarts the daemon, which ends the other consoles.
+  it('starts the console at create with --console, and again when the daemon restarts', async () => {
+    const shells = async (ref: string) => (await d.sh(ref, 'ps -eo args')).stdout.split('\n').filter((l) => /^\/bin\/(ba)?sh -l$/.test(l)).length;
+    const until = async (what: string, ok: () => Promise<boolean>) => {
+      for (const deadline = Date.now() + 10_000; !(await ok()); ) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const made = await d.cli(['session', 'create', '--name', 'kept', '--console', '--json']);
+    expect(made.code).toBe(0);
+    const kept = sessionSchema.parse(JSON.parse(made.stdout));
+    expect(kept.console).toEqual({ keep: true, running: true, viewers: 0 });
+    // Its login shell runs before anyone attaches; a plain session has none.
+    const plain = await d.create({ name: 'plain' });
+    expect(plain.console).toEqual({ keep: false, running: false, viewers: 0 });
+    await until('the kept console shell', async () => (await shells('kept')) === 1);
+    expect(await shells('plain')).toBe(0);
+    expect((await d.cli(['session', 'show', 'kept'])).stdout).toMatch(/console\s+running, 0 viewer\(s\); kept \(--console\)/);
+
+    // A daemon restart ends consoles (the daemon holds their ptys); kept ones come back.
+    expect(await d.stop('SIGTERM')).toBe(0);
+    await d.start();
+    expect((await d.show('kept')).console).toEqual({ keep: true, running: true, viewers: 0 });
+    expect((await d.show('plain')).console.running).toBe(false);
+    await until('one shell after the restart', async () => (await shells('kept')) === 1);
+
+    const v = new Viewer(d, 'kept');
+    await v.opened;
+    expect((await d.show('kept')).console.viewers).toBe(1);
+    v.type('echo $((6*7))-kept\r');
+    await v.waitFor('42-kept');
+    v.ws.close();
+    await d.destroy('kept');
+    await d.destroy('plain');
+    await d.reapAdopted();
   });
 });
