@@ -18,7 +18,7 @@
     {
       "target_name": "enclave-enter",
       "type": "executable",
-      "sources": ["src/enter.c", "src/common.c", "src/harden.c"],
+      "sources": ["src/enter.c", "src/common.c", "src/harden.c", "src/ttyrelay.c"],
       "cflags": ["<@(helper_cflags)"],
       "ldflags": ["-Wl,-z,relro,-z,now", "-pie"]
     }

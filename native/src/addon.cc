@@ -332,6 +332,20 @@ Napi::Value EnsureBridge(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// setCloexec(fd): node-pty's forkpty leaves the pty master inheritable, so
+// every helper the daemon spawns later would hold every console's master.
+Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "setCloexec(fd: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) return ThrowErrno(env, "fcntl(FD_CLOEXEC)", errno);
+  return env.Undefined();
+}
+
 // deleteLink(name): true if deleted, false if there was no such link.
 Napi::Value DeleteLink(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -353,6 +367,7 @@ Napi::Value DeleteLink(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ensureBridge", Napi::Function::New(env, EnsureBridge));
   exports.Set("deleteLink", Napi::Function::New(env, DeleteLink));
+  exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
   exports.Set("OomWatch", OomWatch::Define(env));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));

@@ -54,7 +54,8 @@
   X(PROC_MASK, "proc-mask")        \
   X(VETH, "veth")                  \
   X(NETWORK, "network")            \
-  X(BIND_FILE, "bind-file")
+  X(BIND_FILE, "bind-file")        \
+  X(TTY, "tty")
 
 #define ENCLAVE_STEP_ENUM(name, str) STEP_##name,
 enum step { ENCLAVE_STEPS(ENCLAVE_STEP_ENUM) STEP_COUNT };

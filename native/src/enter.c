@@ -2,7 +2,7 @@
  * enclave-enter: runs one command inside a running session.
  *
  *   enclave-enter --pid PID --start TICKS [--cgroup PROCS_FILE]... [--cwd DIR]
- *                 [--uid N] [--gid N] -- CMD [ARG...]
+ *                 [--uid N] [--gid N] [--tty] -- CMD [ARG...]
  *
  * The command's environment is this process's environment, set by the daemon.
  * Steps: pin the session init with a pidfd and check its start time (a reused
@@ -13,9 +13,12 @@
  * exits as the command did (re-raising a fatal signal), so the daemon sees the
  * command's own status. Errors before exec: "enclave-enter: ..." on stderr and
  * exit 64 + step; exec failures exit 127 (not found) or 126 (not executable).
+ * --tty (stdin is the daemon's pty): the command gets a pty of the session's
+ * own devpts as its controlling terminal, and enter relays (ttyrelay.c).
  */
 #include "common.h"
 #include "harden.h"
+#include "ttyrelay.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,11 +60,16 @@ int main(int argc, char **argv) {
   const char *cgroups[MAX_CGROUPS];
   char *rlimits[MAX_RLIMITS];
   int ncg = 0, nrl = 0, i = 1;
+  int tty_mode = 0;
   for (; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--")) {
       i++;
       break;
+    }
+    if (!strcmp(a, "--tty")) {
+      tty_mode = 1;
+      continue;
     }
     if (i + 1 >= argc) die(STEP_USAGE, EINVAL, "option without a value");
     const char *v = argv[++i];
@@ -99,6 +107,11 @@ int main(int argc, char **argv) {
   close(pidfd);
   if (setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0) die(STEP_SETID, errno, "setresgid");
   if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0) die(STEP_SETID, errno, "setresuid");
+  /* Opened as the session's root, in its mount namespace: the pty belongs
+   * to the session's devpts, not the host's. */
+  struct session_tty tty = {.master = -1, .slave = -1};
+  const char *tty_what = NULL;
+  if (tty_mode && session_tty_open(&tty, &tty_what) < 0) die(STEP_TTY, errno, tty_what);
 
   /* Block forwarded signals until the child exists, so none is lost. */
   static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
@@ -127,6 +140,7 @@ int main(int argc, char **argv) {
       if (apply_rlimit(rlimits[r], eq + 1, colon + 1) < 0) die(STEP_RLIMIT, errno, rlimits[r]);
     }
     const char *what = NULL;
+    if (tty_mode && session_tty_adopt(&tty, &what) < 0) die(STEP_TTY, errno, what);
     if (drop_privileges(&what) < 0) die(STEP_CAPS, errno, what);
     if (chdir(cwd) < 0) die(STEP_CWD, errno, cwd);
     /* setns put our root at the session's; a cwd outside it reads "(unreachable)". */
@@ -146,14 +160,18 @@ int main(int argc, char **argv) {
   sigprocmask(SIG_SETMASK, &old, NULL);
 
   int status;
-  while (waitpid(p, &status, 0) < 0)
-    if (errno != EINTR) die(STEP_FORK, errno, "waitpid");
-  /* Terminal mode: we are the pty's last holder. Closing it while the master
-   * has not yet read the command's last output can lose that output (seen
-   * on 6.x kernels under load), so give the reader a moment first. Exit path
-   * only; never on the keystroke path. */
-  if (isatty(1)) {
-    tcdrain(1);
+  if (tty_mode) {
+    status = session_tty_relay(&tty, p);
+  } else {
+    while (waitpid(p, &status, 0) < 0)
+      if (errno != EINTR) die(STEP_FORK, errno, "waitpid");
+  }
+  /* Terminal mode: we are the last holder of the daemon's pty. libuv (1.46,
+   * bundled with Node 20) takes POLLHUP plus a short read as end of stream,
+   * but a pty master hands out at most 4095 bytes per read, so output still
+   * buffered when we close is dropped (libuv issue #4992, fixed upstream in
+   * 2026). Give the daemon a moment to read it first. Exit path only. */
+  if (tty_mode) {
     struct timespec settle = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
     while (nanosleep(&settle, &settle) < 0 && errno == EINTR) {
     }

@@ -2,12 +2,13 @@
 // session, ended with the shell or the session.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn as spawnPty } from 'node-pty';
+import { spawn as spawnPty, type IPty } from 'node-pty';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { Config } from '../config/schema.js';
 import { ApiError } from '../api/errors.js';
-import { enterCommand } from '../sessions/enter.js';
+import { addon } from '../native/addon.js';
+import { enterCommand, type EnterCommand } from '../sessions/enter.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import { SessionConsole, type Role, type Size } from '../terminal/console.js';
@@ -34,13 +35,26 @@ export class Consoles {
     });
   }
 
+  /** A pty running enclave-enter; its master is not inherited by later children. */
+  private spawn(cmd: EnterCommand, size: Size): IPty {
+    const pty = spawnPty(cmd.file, cmd.args, { name: 'xterm-256color', cols: size.cols, rows: size.rows, cwd: '/', env: cmd.env, encoding: null });
+    // node-pty keeps the master fd private and opens it without O_CLOEXEC.
+    const fd = (pty as unknown as { _fd?: unknown })._fd;
+    if (typeof fd !== 'number') {
+      pty.kill('SIGKILL');
+      throw new Error('node-pty no longer exposes the pty master fd; cannot make it close-on-exec');
+    }
+    addon().setCloexec(fd);
+    return pty;
+  }
+
   private loginShell(): string[] {
     return existsSync(join(this.config.sessions.rootfs, 'bin', 'bash')) ? ['/bin/bash', '-l'] : ['/bin/sh', '-l'];
   }
 
   private open(row: SessionRow, size: Size): SessionConsole {
     const cmd = enterCommand(row, this.sessions.enterConfinement(row), { command: this.loginShell(), env: [], cwd: '/home', tty: true });
-    const pty = spawnPty(cmd.file, cmd.args, { name: 'xterm-256color', cols: size.cols, rows: size.rows, cwd: '/', env: cmd.env, encoding: null });
+    const pty = this.spawn(cmd, size);
     const console = new SessionConsole({
       sessionId: row.id,
       pty,
@@ -81,7 +95,7 @@ export class Consoles {
   execTty(row: SessionRow, ws: WebSocket, q: { command: string[]; env: string[]; cwd: string }, enclave: boolean, size: Size | undefined): void {
     const cmd = enterCommand(row, this.sessions.enterConfinement(row), { ...q, tty: true });
     const s = size ?? { cols: 80, rows: 24 };
-    const pty = spawnPty(cmd.file, cmd.args, { name: 'xterm-256color', cols: s.cols, rows: s.rows, cwd: '/', env: cmd.env, encoding: null });
+    const pty = this.spawn(cmd, s);
     const one = new SessionConsole({
       sessionId: row.id,
       pty,

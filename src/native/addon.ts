@@ -31,6 +31,8 @@ interface Addon {
   ensureBridge(name: string, gateway: string, prefix: number): void;
   /** Delete a link; false when there was none. */
   deleteLink(name: string): boolean;
+  /** Mark an fd close-on-exec. */
+  setCloexec(fd: number): void;
   OomWatch: new (memoryCgroupDir: string, onEvent: () => void) => OomWatch;
   peerCred(fd: number): PeerCred;
   setChildSubreaper(): void;

@@ -5,6 +5,7 @@ export const HELPER_STEPS = [
   'parent-death', 'newroot', 'setid', 'cgroupns', 'propagation', 'tmpfs', 'mkdir', 'symlink', 'bind-dev', 'proc',
   'sysfs', 'devpts', 'mqueue', 'pivot-root', 'hostname', 'loopback', 'fds', 'ready', 'identity', 'setns', 'fork',
   'cwd', 'usage', 'rlimit', 'capabilities', 'seccomp', 'readonly', 'proc-mask', 'veth', 'network', 'bind-file',
+  'tty',
 ] as const;
 
 export type HelperStep = (typeof HELPER_STEPS)[number];

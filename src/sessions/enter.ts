@@ -25,6 +25,8 @@ export function enterCommand(row: SessionRow, confine: EnterConfinement, q: Pick
   const args = ['--pid', String(row.init_pid), '--start', row.init_start_time, '--uid', '0', '--gid', '0', '--cwd', q.cwd];
   for (const p of confine.cgroupProcs) args.push('--cgroup', p);
   args.push(...rlimitArgs(confine.rlimits), '--seccomp', confine.seccomp);
+  // A pty of the session's own devpts, relayed to the daemon's (see ttyrelay.c).
+  if (q.tty) args.push('--tty');
   args.push('--', ...q.command);
   // The command sees only this environment, never the daemon's.
   const env: Record<string, string> = {

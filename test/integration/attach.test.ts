@@ -2,6 +2,7 @@
 // resize, a stuck viewer that slows nobody, exit delivery, and the CLI.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { spawn as spawnPty } from 'node-pty';
 import WebSocket from 'ws';
 import xtermHeadless from '@xterm/headless';
@@ -273,6 +274,19 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
     r.ws.close();
   });
 
+  it('delivers ctrl-c to the foreground job through the session pty', async () => {
+    const w = new Viewer(d, 'con');
+    await w.opened;
+    w.type(`sleep 60; printf '\\156ot-interrupted'\r`);
+    await new Promise((r) => setTimeout(r, 300));
+    w.type('\x03');
+    const m = marker();
+    w.type(`${m.typed}\r`);
+    await w.waitFor(m.printed, 10_000);
+    expect(w.output().toString()).not.toContain('not-interrupted');
+    w.ws.close();
+  });
+
   it('does not let a stuck viewer slow the others (and cuts the stuck one off)', { timeout: 120_000 }, async () => {
     const run = async (withStuck: boolean): Promise<number> => {
       let stuck: Viewer | undefined;
@@ -337,7 +351,9 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
   });
 
   it('runs a one-off command in a terminal with exec --tty, with its size and exit code', async () => {
-    const p = spawnPty(process.execPath, [CLI, 'session', 'exec', '--tty', 'con', '--', 'sh', '-c', 'test -t 0 && test -t 1 && echo is-a-tty; stty size; exit 3'], {
+    // The terminal is the session's own: a pty of its devpts, named the same by tty(1) and /proc.
+    const script = 'test -t 0 && test -t 1 && echo is-a-tty; stty size; t=$(tty) && [ "$t" = "$(readlink /proc/self/fd/0)" ] && [ -e "$t" ] && echo "own-tty:$t"; exit 3';
+    const p = spawnPty(process.execPath, [CLI, 'session', 'exec', '--tty', 'con', '--', 'sh', '-c', script], {
       name: 'xterm-256color',
       cols: 90,
       rows: 25,
@@ -348,6 +364,7 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
     const code = await new Promise<number>((r) => p.onExit(({ exitCode }) => r(exitCode)));
     expect(out).toContain('is-a-tty');
     expect(out).toContain('25 90');
+    expect(out).toMatch(/own-tty:\/dev\/pts\/\d+/);
     expect(code).toBe(3);
   });
 
@@ -416,6 +433,31 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
     expect((await d.show('kept')).console.viewers).toBe(1);
     v.type('echo $((6*7))-kept\r');
     await v.waitFor('42-kept');
+
+    // A second console: its helper must not inherit the first console's pty
+    // master (node-pty opens it without O_CLOEXEC; the daemon fixes that).
+    const second = new Viewer(d, 'plain');
+    await second.opened;
+    const helpers = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('enclave-enter') && readFileSync(`/proc/${p}/status`, 'utf8').includes(`\nPPid:\t${d.pid}\n`);
+      } catch {
+        return false;
+      }
+    });
+    expect(helpers.length).toBe(2);
+    for (const h of helpers) {
+      const targets = readdirSync(`/proc/${h}/fd`).map((fd) => {
+        try {
+          return readlinkSync(`/proc/${h}/fd/${fd}`);
+        } catch {
+          return '';
+        }
+      });
+      // Its own terminal (fds 0-2) and its session's pty master; no host pty master.
+      expect(targets.filter((t) => t === '/dev/ptmx')).toEqual([]);
+    }
+    second.ws.close();
     v.ws.close();
     await d.destroy('kept');
     await d.destroy('plain');
