@@ -136,7 +136,8 @@ export class ScreenMirror {
     this.restart();
   }
 
-  /** Bytes the worker has been given but not parsed yet. */
+  /** Bytes the worker has been given but not parsed yet (over-estimated by
+   * at most the worker's reporting step). */
   get lag(): number {
     return this.posted - this.processed;
   }
@@ -150,6 +151,8 @@ export class ScreenMirror {
     if (this.state !== 'sync' || this.closed || data.length === 0) return;
     if (this.lag + data.length > this.maxLagBytes) {
       this.state = 'behind';
+      // Progress is reported in steps; ask for the exact figure once caught up.
+      this.host.postIfRunning({ op: 'progress', id: this.id });
       return;
     }
     this.feed(data);

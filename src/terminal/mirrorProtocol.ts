@@ -6,6 +6,8 @@ export type MirrorRequest =
   | { op: 'resize'; id: number; cols: number; rows: number }
   | { op: 'reset'; id: number }
   | { op: 'snapshot'; id: number; req: number }
+  /** Report progress once everything posted so far is parsed. */
+  | { op: 'progress'; id: number }
   | { op: 'close'; id: number };
 
 export type MirrorReply =

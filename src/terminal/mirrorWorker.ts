@@ -14,6 +14,8 @@ const { SerializeAddon } = serializeAddon;
 
 /** Report progress at least this often while a terminal is busy. */
 const PROGRESS_EVERY = 256 * 1024;
+/** ...and when it goes idle with at least this much unreported. */
+const PROGRESS_IDLE = 16 * 1024;
 
 interface Mirror {
   term: InstanceType<typeof Terminal>;
@@ -69,11 +71,20 @@ port.on('message', (m: MirrorRequest) => {
         if (t.epoch !== epoch) return;
         t.pending--;
         t.processed += n;
-        // Idle, or a good chunk further along: tell the daemon how far we are.
-        if (t.pending === 0 || t.processed - t.reported >= PROGRESS_EVERY) {
+        // A good chunk further along, or idle after a fair amount: tell the
+        // daemon how far we are (not per keystroke: that would wake it each time).
+        if (t.processed - t.reported >= PROGRESS_EVERY || (t.pending === 0 && t.processed - t.reported >= PROGRESS_IDLE)) {
           t.reported = t.processed;
           reply({ op: 'progress', id: m.id, epoch, processed: t.processed });
         }
+      });
+      return;
+    }
+    case 'progress': {
+      // The daemon waits to restart a mirror that fell behind: answer once parsed.
+      const epoch = t.epoch;
+      t.term.write(new Uint8Array(0), () => {
+        if (t.epoch === epoch) reply({ op: 'progress', id: m.id, epoch, processed: t.processed });
       });
       return;
     }
