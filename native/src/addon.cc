@@ -96,6 +96,34 @@ Napi::Value ReapChild(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, r == pid);
 }
 
+// An fd watched for readability on the Node event loop. Stop() ends the
+// watch and closes the fd; the poll handle is freed once libuv lets go of it.
+struct FdPoll {
+  int fd = -1;
+  uv_poll_t* poll = nullptr;
+
+  void Start(Napi::Env env, void* owner, uv_poll_cb onReadable) {
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll = new uv_poll_t;
+    poll->data = owner;
+    uv_poll_init(loop, poll, fd);
+    uv_poll_start(poll, UV_READABLE, onReadable);
+  }
+
+  void Stop() {
+    if (poll) {
+      uv_poll_stop(poll);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll = nullptr;
+    }
+    if (fd >= 0) {
+      close(fd);
+      fd = -1;
+    }
+  }
+};
+
 class ProcessWatch : public Napi::ObjectWrap<ProcessWatch> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -114,8 +142,8 @@ class ProcessWatch : public Napi::ObjectWrap<ProcessWatch> {
     pid_ = info[0].As<Napi::Number>().Int32Value();
     std::string startStr = info[1].As<Napi::String>().Utf8Value();
     unsigned long long want = strtoull(startStr.c_str(), nullptr, 10);
-    fd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
-    if (fd_ < 0) {
+    watch_.fd = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
+    if (watch_.fd < 0) {
       ThrowErrno(env, "pidfd_open", errno);
       return;
     }
@@ -123,22 +151,16 @@ class ProcessWatch : public Napi::ObjectWrap<ProcessWatch> {
     // After pidfd_open the fd pins whatever holds the PID now; only keep it
     // if that is the process we recorded.
     if (!ReadStartTime(pid_, &actual) || actual != want) {
-      close(fd_);
-      fd_ = -1;
+      watch_.Stop();
       ThrowErrno(env, "process identity", ESRCH);
       return;
     }
     callback_ = Napi::Persistent(info[2].As<Napi::Function>());
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    poll_ = new uv_poll_t;
-    poll_->data = this;
-    uv_poll_init(loop, poll_, fd_);
-    uv_poll_start(poll_, UV_READABLE, OnReadable);
+    watch_.Start(env, this, OnReadable);
     Ref();  // alive while the poll is active, even if JS drops the object
   }
 
-  ~ProcessWatch() override { Stop(); }
+  ~ProcessWatch() override { watch_.Stop(); }
 
  private:
   static void OnReadable(uv_poll_t* handle, int, int) {
@@ -149,7 +171,7 @@ class ProcessWatch : public Napi::ObjectWrap<ProcessWatch> {
     siginfo_t si;
     memset(&si, 0, sizeof si);
     // Reap it if it is our child (subreaper); otherwise its parent will.
-    if (syscall(SYS_waitid, P_PIDFD, self->fd_, &si, WEXITED | WNOHANG, nullptr) == 0 && si.si_pid != 0) {
+    if (syscall(SYS_waitid, P_PIDFD, self->watch_.fd, &si, WEXITED | WNOHANG, nullptr) == 0 && si.si_pid != 0) {
       Napi::Object st = Napi::Object::New(env);
       bool signaled = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
       st.Set("code", signaled ? env.Null() : Napi::Number::New(env, si.si_status));
@@ -157,28 +179,16 @@ class ProcessWatch : public Napi::ObjectWrap<ProcessWatch> {
       result = st;
     }
     Napi::FunctionReference cb = std::move(self->callback_);
-    self->Stop();
+    self->watch_.Stop();
     self->Unref();
     if (!cb.IsEmpty()) cb.MakeCallback(env.Global(), {result});
-  }
-
-  void Stop() {
-    if (poll_) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-    }
-    if (fd_ >= 0) {
-      close(fd_);
-      fd_ = -1;
-    }
   }
 
   Napi::Value Kill(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     int sig = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : SIGTERM;
-    if (fd_ < 0) return Napi::Boolean::New(env, false);
-    if (syscall(SYS_pidfd_send_signal, fd_, sig, nullptr, 0) < 0) {
+    if (watch_.fd < 0) return Napi::Boolean::New(env, false);
+    if (syscall(SYS_pidfd_send_signal, watch_.fd, sig, nullptr, 0) < 0) {
       if (errno == ESRCH) return Napi::Boolean::New(env, false);
       return ThrowErrno(env, "pidfd_send_signal", errno);
     }
@@ -186,8 +196,8 @@ class ProcessWatch : public Napi::ObjectWrap<ProcessWatch> {
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    if (poll_) {
-      Stop();
+    if (watch_.poll) {
+      watch_.Stop();
       callback_.Reset();
       Unref();
     }
@@ -195,8 +205,7 @@ class ProcessWatch : public Napi::ObjectWrap<ProcessWatch> {
   }
 
   pid_t pid_ = -1;
-  int fd_ = -1;
-  uv_poll_t* poll_ = nullptr;
+  FdPoll watch_;
   Napi::FunctionReference callback_;
 };
 
@@ -217,76 +226,56 @@ class OomWatch : public Napi::ObjectWrap<OomWatch> {
       return;
     }
     std::string dir = info[0].As<Napi::String>().Utf8Value();
-    efd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (efd_ < 0) {
+    watch_.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (watch_.fd < 0) {
       ThrowErrno(env, "eventfd", errno);
       return;
     }
     int cfd = open((dir + "/memory.oom_control").c_str(), O_RDONLY | O_CLOEXEC);
     if (cfd < 0) {
       int err = errno;
-      close(efd_);
-      efd_ = -1;
+      watch_.Stop();
       ThrowErrno(env, "open memory.oom_control", err);
       return;
     }
-    std::string reg = std::to_string(efd_) + " " + std::to_string(cfd);
+    std::string reg = std::to_string(watch_.fd) + " " + std::to_string(cfd);
     int ctl = open((dir + "/cgroup.event_control").c_str(), O_WRONLY | O_CLOEXEC);
     ssize_t n = ctl < 0 ? -1 : write(ctl, reg.c_str(), reg.size());
     int err = errno;
     if (ctl >= 0) close(ctl);
     close(cfd);  // the kernel holds its own reference now
     if (n != static_cast<ssize_t>(reg.size())) {
-      close(efd_);
-      efd_ = -1;
+      watch_.Stop();
       ThrowErrno(env, "register OOM eventfd", err);
       return;
     }
     callback_ = Napi::Persistent(info[1].As<Napi::Function>());
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    poll_ = new uv_poll_t;
-    poll_->data = this;
-    uv_poll_init(loop, poll_, efd_);
-    uv_poll_start(poll_, UV_READABLE, OnReadable);
+    watch_.Start(env, this, OnReadable);
     Ref();
   }
 
-  ~OomWatch() override { Stop(); }
+  ~OomWatch() override { watch_.Stop(); }
 
  private:
   static void OnReadable(uv_poll_t* handle, int, int) {
     auto* self = static_cast<OomWatch*>(handle->data);
     uint64_t count = 0;
-    if (read(self->efd_, &count, sizeof count) != sizeof count) return;
+    if (read(self->watch_.fd, &count, sizeof count) != sizeof count) return;
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
     if (!self->callback_.IsEmpty()) self->callback_.MakeCallback(env.Global(), {});
   }
 
-  void Stop() {
-    if (poll_) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-    }
-    if (efd_ >= 0) {
-      close(efd_);
-      efd_ = -1;
-    }
-  }
-
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    if (poll_) {
-      Stop();
+    if (watch_.poll) {
+      watch_.Stop();
       callback_.Reset();
       Unref();
     }
     return info.Env().Undefined();
   }
 
-  int efd_ = -1;
-  uv_poll_t* poll_ = nullptr;
+  FdPoll watch_;
   Napi::FunctionReference callback_;
 };
 
