@@ -5,7 +5,8 @@ import WebSocket from 'ws';
 import { execStatusSchema } from '../api/schemas.js';
 import { ACK_CHANNEL, ATTACH_PROTOCOL, EVENTS_CHANNEL, SNAPSHOT_CHANNEL } from '../terminal/console.js';
 import { Channel, decodeFrame, encodeFrame, exitCodeOf } from '../terminal/channels.js';
-import { CliError, errorMessage } from './client.js';
+import { CliError, onUpgradeFailure } from './client.js';
+import { execPath } from './execClient.js';
 
 /** "ctrl-p,ctrl-q" -> [0x10, 0x11]; single characters stand for themselves. */
 export function parseDetachKeys(spec: string): number[] {
@@ -63,22 +64,10 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
 
   return new Promise((resolve, reject) => {
     const size = () => ({ cols: stdout.columns ?? 80, rows: stdout.rows ?? 24 });
-    const q = new URLSearchParams({ role: a.readOnly ? 'ro' : 'rw' });
-    if (stdout.isTTY) {
-      q.set('cols', String(size().cols));
-      q.set('rows', String(size().rows));
-    }
-    let endpoint = 'attach';
-    if (a.exec) {
-      endpoint = 'exec';
-      q.delete('role');
-      q.set('tty', '1');
-      q.set('stdin', '1');
-      for (const c of a.exec.command) q.append('command', c);
-      for (const e of a.exec.env) q.append('env', e);
-      if (a.exec.cwd) q.set('cwd', a.exec.cwd);
-    }
-    const ws = new WebSocket(`ws+unix://${a.socket}:/v1/sessions/${encodeURIComponent(a.session)}/${endpoint}?${q}`, [ATTACH_PROTOCOL], {
+    // exec --tty: the exec endpoint with tty=1; otherwise the session console.
+    const path = a.exec ? `${execPath({ session: a.session, ...a.exec })}&tty=1` : `/v1/sessions/${encodeURIComponent(a.session)}/attach?role=${a.readOnly ? 'ro' : 'rw'}`;
+    const sizeQuery = stdout.isTTY ? `&cols=${size().cols}&rows=${size().rows}` : '';
+    const ws = new WebSocket(`ws+unix://${a.socket}:${path}${sizeQuery}`, [ATTACH_PROTOCOL], {
       perMessageDeflate: false,
     });
     let code: number | undefined;
@@ -95,22 +84,7 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
       if (ws.readyState === ws.OPEN) ws.send(encodeFrame(Channel.resize, Buffer.from(JSON.stringify({ Width: size().cols, Height: size().rows }))));
     };
 
-    ws.on('unexpected-response', (_req, res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let body: unknown;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          body = undefined;
-        }
-        done(() => reject(new CliError(errorMessage({ status: res.statusCode ?? 0, body }))));
-      });
-    });
-    ws.on('error', (e: NodeJS.ErrnoException) =>
-      done(() => reject(new CliError(e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? `the daemon is not running at ${a.socket}` : `attach failed: ${e.message}`))),
-    );
+    onUpgradeFailure(ws, a.socket, 'attach', (e) => done(() => reject(e)));
     ws.on('open', () => {
       if (tty) stdin.setRawMode(true);
       process.on('SIGWINCH', onResize);

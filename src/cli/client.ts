@@ -1,5 +1,6 @@
 // HTTP client for the daemon's Unix socket; every response is checked with zod.
 import { request } from 'node:http';
+import type WebSocket from 'ws';
 import type { z } from 'zod';
 import { errorBodySchema } from '../api/schemas.js';
 
@@ -69,6 +70,26 @@ export function expect<T extends z.ZodType>(reply: Reply, ok: number, schema: T)
   const parsed = schema.safeParse(reply.body);
   if (!parsed.success) throw new CliError(`unexpected reply from the daemon (HTTP ${reply.status})`);
   return parsed.data;
+}
+
+/** A refused upgrade (the daemon's JSON error) or a failed connection, as one CLI error. */
+export function onUpgradeFailure(ws: WebSocket, socket: string, what: string, fail: (e: CliError) => void): void {
+  ws.on('unexpected-response', (_req, res) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => {
+      let body: unknown;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        body = undefined;
+      }
+      fail(new CliError(errorMessage({ status: res.statusCode ?? 0, body })));
+    });
+  });
+  ws.on('error', (e: NodeJS.ErrnoException) =>
+    fail(new CliError(e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? `the daemon is not running at ${socket}` : `${what} failed: ${e.message}`)),
+  );
 }
 
 export function errorMessage(reply: Reply): string {

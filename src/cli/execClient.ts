@@ -3,7 +3,7 @@
 import WebSocket from 'ws';
 import { execStatusSchema } from '../api/schemas.js';
 import { Channel, K8S_V5_PROTOCOL, decodeFrame, encodeFrame, exitCodeOf } from '../terminal/channels.js';
-import { CliError, errorMessage } from './client.js';
+import { CliError, onUpgradeFailure } from './client.js';
 
 export interface ExecArgs {
   socket: string;
@@ -26,23 +26,7 @@ export function runExecClient(a: ExecArgs): Promise<number> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`ws+unix://${a.socket}:${execPath(a)}`, [K8S_V5_PROTOCOL], { perMessageDeflate: false });
     let code: number | undefined;
-    ws.on('unexpected-response', (_req, res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let body: unknown;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          body = undefined;
-        }
-        reject(new CliError(errorMessage({ status: res.statusCode ?? 0, body })));
-      });
-    });
-    ws.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') reject(new CliError(`the daemon is not running at ${a.socket}`));
-      else reject(new CliError(`exec connection failed: ${e.message}`));
-    });
+    onUpgradeFailure(ws, a.socket, 'exec connection', reject);
     ws.on('open', () => {
       process.stdin.on('data', (chunk: Buffer) => {
         ws.send(encodeFrame(Channel.stdin, chunk));
