@@ -11,11 +11,12 @@ import { addon } from '../native/addon.js';
 import { enterCommand, type EnterCommand } from '../sessions/enter.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { SessionRow } from '../store/sessionStore.js';
-import { SessionConsole, type Role, type Size } from '../terminal/console.js';
+import { SessionConsole, type ConsoleOptions, type Role, type Size } from '../terminal/console.js';
 import { MirrorHost } from '../terminal/mirror.js';
 
 /** A screen mirror this far behind the pty stops being fed and restarts from the ring. */
 const MIRROR_MAX_LAG = 8 * 1024 * 1024;
+const DEFAULT_SIZE: Size = { cols: 80, rows: 24 };
 
 export class Consoles {
   private readonly consoles = new Map<string, SessionConsole>();
@@ -52,19 +53,24 @@ export class Consoles {
     return existsSync(join(this.config.sessions.rootfs, 'bin', 'bash')) ? ['/bin/bash', '-l'] : ['/bin/sh', '-l'];
   }
 
+  /** A terminal running `q` in the session; the console and exec --tty differ only in `own`. */
+  private startTerminal(
+    row: SessionRow,
+    q: { command: string[]; env: string[]; cwd: string },
+    size: Size,
+    own: Pick<ConsoleOptions, 'ringBytes' | 'policy' | 'mirror' | 'onEnd' | 'endWhenAlone'>,
+  ): SessionConsole {
+    const cmd = enterCommand(row, this.sessions.enterConfinement(row), { ...q, tty: true });
+    const t = this.config.terminal;
+    return new SessionConsole({ sessionId: row.id, pty: this.spawn(cmd, size), size, maxLagBytes: t.max_lag_bytes, stallMs: t.stall_ms, log: this.log, ...own });
+  }
+
   private open(row: SessionRow, size: Size): SessionConsole {
-    const cmd = enterCommand(row, this.sessions.enterConfinement(row), { command: this.loginShell(), env: [], cwd: '/home', tty: true });
-    const pty = this.spawn(cmd, size);
-    const console = new SessionConsole({
-      sessionId: row.id,
-      pty,
-      ringBytes: this.config.terminal.ring_bytes,
-      mirror: (ring, s) => this.mirrors.create(ring, s, this.config.terminal.snapshot_scrollback, MIRROR_MAX_LAG),
-      size,
-      policy: this.config.terminal.resize,
-      maxLagBytes: this.config.terminal.max_lag_bytes,
-      stallMs: this.config.terminal.stall_ms,
-      log: this.log,
+    const t = this.config.terminal;
+    const console = this.startTerminal(row, { command: this.loginShell(), env: [], cwd: '/home' }, size, {
+      ringBytes: t.ring_bytes,
+      policy: t.resize,
+      mirror: (ring, s) => this.mirrors.create(ring, s, t.snapshot_scrollback, MIRROR_MAX_LAG),
       onEnd: () => this.consoles.delete(row.id),
     });
     this.consoles.set(row.id, console);
@@ -73,7 +79,7 @@ export class Consoles {
   }
 
   /** The session's console, started if it is not running (create --console, daemon start). */
-  ensure(row: SessionRow, size: Size = { cols: 80, rows: 24 }): SessionConsole {
+  ensure(row: SessionRow, size: Size = DEFAULT_SIZE): SessionConsole {
     return this.consoles.get(row.id) ?? this.open(row, size);
   }
 
@@ -93,18 +99,9 @@ export class Consoles {
 
   /** exec --tty: a one-off terminal running `command`, alive while its client is. */
   execTty(row: SessionRow, ws: WebSocket, q: { command: string[]; env: string[]; cwd: string }, enclave: boolean, size: Size | undefined): void {
-    const cmd = enterCommand(row, this.sessions.enterConfinement(row), { ...q, tty: true });
-    const s = size ?? { cols: 80, rows: 24 };
-    const pty = this.spawn(cmd, s);
-    const one = new SessionConsole({
-      sessionId: row.id,
-      pty,
+    const one = this.startTerminal(row, q, size ?? DEFAULT_SIZE, {
       ringBytes: 64 * 1024,
-      size: s,
       policy: 'latest',
-      maxLagBytes: this.config.terminal.max_lag_bytes,
-      stallMs: this.config.terminal.stall_ms,
-      log: this.log,
       onEnd: () => this.oneOffs.delete(one),
       endWhenAlone: true,
     });
