@@ -118,6 +118,21 @@ async function rendered(bytes: Buffer, cols: number, rows: number): Promise<stri
   return lines;
 }
 
+/** The enclave CLI in a real terminal of the given size. */
+function cliInPty(d: TestDaemon, args: string[], cols: number, rows: number) {
+  const p = spawnPty(process.execPath, [CLI, ...args], { name: 'xterm-256color', cols, rows, env: { ...process.env, ENCLAVE_SOCKET: d.socket } });
+  let out = '';
+  p.onData((s) => (out += s));
+  const exited = new Promise<number>((r) => p.onExit(({ exitCode }) => r(exitCode)));
+  const waitFor = async (s: string) => {
+    for (const deadline = Date.now() + 15_000; !out.includes(s); ) {
+      if (Date.now() > deadline) throw new Error(`CLI never showed ${s}: ${out.slice(-300)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  return { p, waitFor, exited, out: () => out };
+}
+
 /** A marker the shell prints but whose typed form (with backslashes) differs. */
 let markers = 0;
 function marker(): { typed: string; printed: string } {
@@ -353,15 +368,9 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
   it('runs a one-off command in a terminal with exec --tty, with its size and exit code', async () => {
     // The terminal is the session's own: a pty of its devpts, named the same by tty(1) and /proc.
     const script = 'test -t 0 && test -t 1 && echo is-a-tty; stty size; t=$(tty) && [ "$t" = "$(readlink /proc/self/fd/0)" ] && [ -e "$t" ] && echo "own-tty:$t"; exit 3';
-    const p = spawnPty(process.execPath, [CLI, 'session', 'exec', '--tty', 'con', '--', 'sh', '-c', script], {
-      name: 'xterm-256color',
-      cols: 90,
-      rows: 25,
-      env: { ...process.env, ENCLAVE_SOCKET: d.socket },
-    });
-    let out = '';
-    p.onData((s) => (out += s));
-    const code = await new Promise<number>((r) => p.onExit(({ exitCode }) => r(exitCode)));
+    const run = cliInPty(d, ['session', 'exec', '--tty', 'con', '--', 'sh', '-c', script], 90, 25);
+    const code = await run.exited;
+    const out = run.out();
     expect(out).toContain('is-a-tty');
     expect(out).toContain('25 90');
     expect(out).toMatch(/own-tty:\/dev\/pts\/\d+/);
@@ -369,24 +378,7 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
   });
 
   it('attaches from the CLI in a real terminal, detaches with the keys, and re-attaches to the same screen', async () => {
-    const cli = (args: string[]) => {
-      const p = spawnPty(process.execPath, [CLI, 'session', 'attach', 'con', ...args], {
-        name: 'xterm-256color',
-        cols: 100,
-        rows: 30,
-        env: { ...process.env, ENCLAVE_SOCKET: d.socket },
-      });
-      let out = '';
-      p.onData((s) => (out += s));
-      const exited = new Promise<number>((r) => p.onExit(({ exitCode }) => r(exitCode)));
-      const waitFor = async (s: string) => {
-        for (const deadline = Date.now() + 15_000; !out.includes(s); ) {
-          if (Date.now() > deadline) throw new Error(`CLI never showed ${s}: ${out.slice(-300)}`);
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      };
-      return { p, waitFor, exited, out: () => out };
-    };
+    const cli = (args: string[]) => cliInPty(d, ['session', 'attach', 'con', ...args], 100, 30);
     const first = cli([]);
     const m = marker();
     await new Promise((r) => setTimeout(r, 500));
