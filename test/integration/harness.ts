@@ -16,7 +16,9 @@ export const CLI = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
 const CGROUP_ROOT = '/sys/fs/cgroup';
 
 if (!isRoot) {
-  // Loud, not silent: the root suite proves the isolation claims.
+  // CI must prove the isolation claims: there, not being root is a failure.
+  if (process.env.CI) throw new Error('CI runs the root integration suite: run it as root');
+  // Elsewhere loud, not silent.
   console.warn('\n*** NOT ROOT: the root integration suite is SKIPPED. Run it as root (CI does). ***\n');
 }
 
