@@ -2,9 +2,12 @@
  * enclave-enter: runs one command inside a running session.
  *
  *   enclave-enter --pid PID --start TICKS [--cgroup PROCS_FILE]... [--cwd DIR]
- *                 [--uid N] [--gid N] [--tty] -- CMD [ARG...]
+ *                 [--uid N] [--gid N] [--env NAME=VALUE]... [--tty] -- CMD [ARG...]
  *
- * The command's environment is this process's environment, set by the daemon.
+ * This process runs as host root with an empty environment: the dynamic
+ * loader of a host-root process must never see LD_PRELOAD and the like from
+ * a caller. The command's environment is data (--env), installed only in the
+ * child, inside the session, right before execve.
  * Steps: pin the session init with a pidfd and check its start time (a reused
  * PID is refused) -> non-dumpable -> join the session's cgroups -> drop
  * supplementary groups -> setns into all of the init's namespaces at once ->
@@ -40,6 +43,7 @@
 
 #define MAX_CGROUPS 16
 #define MAX_RLIMITS 8
+#define MAX_ENV 1024
 #define ALL_NS (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP)
 
 static volatile pid_t child = -1;
@@ -59,7 +63,8 @@ int main(int argc, char **argv) {
   const char *cwd = "/", *seccomp_path = NULL;
   const char *cgroups[MAX_CGROUPS];
   char *rlimits[MAX_RLIMITS];
-  int ncg = 0, nrl = 0, i = 1;
+  static char *envp[MAX_ENV + 1];
+  int ncg = 0, nrl = 0, nenv = 0, i = 1;
   int tty_mode = 0;
   for (; i < argc; i++) {
     const char *a = argv[i];
@@ -81,6 +86,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--cgroup") && ncg < MAX_CGROUPS) cgroups[ncg++] = v;
     else if (!strcmp(a, "--rlimit") && nrl < MAX_RLIMITS) rlimits[nrl++] = argv[i];
     else if (!strcmp(a, "--seccomp")) seccomp_path = v;
+    else if (!strcmp(a, "--env") && nenv < MAX_ENV && strchr(v, '=')) envp[nenv++] = argv[i];
     else die(STEP_USAGE, EINVAL, "unknown option");
   }
   if (pid <= 0 || start < 0 || uid < 0 || gid < 0 || i >= argc || cwd[0] != '/') die(STEP_USAGE, EINVAL, "usage");
@@ -148,6 +154,8 @@ int main(int argc, char **argv) {
     if (!getcwd(here, sizeof here) || here[0] != '/') die(STEP_CWD, EPERM, "working directory outside the session root");
     if (syscall(SYS_close_range, 3, ~0U, 0) < 0) die(STEP_FDS, errno, "close_range");
     if (load_seccomp(&filter) < 0) die(STEP_SECCOMP, errno, "seccomp(SECCOMP_SET_MODE_FILTER)");
+    /* Inside the session now: the command's environment, PATH lookup included. */
+    environ = envp;
     execvp(argv[i], &argv[i]);
     int err = errno;
     dprintf(2, "enclave: %s: %s\n", argv[i], strerror(err));

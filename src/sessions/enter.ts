@@ -16,10 +16,12 @@ export const SESSION_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 export interface EnterCommand {
   file: string;
   args: string[];
+  /** enclave-enter's own environment: always empty (it runs as host root). */
   env: Record<string, string>;
 }
 
-/** Pure: argv and environment for enclave-enter. */
+/** Pure: argv for enclave-enter. The command's environment is data in argv,
+ * applied inside the session; the helper itself gets no environment at all. */
 export function enterCommand(row: SessionRow, confine: EnterConfinement, q: Pick<ExecQuery, 'command' | 'env' | 'cwd' | 'tty'>): EnterCommand {
   if (row.init_pid === null || row.init_start_time === null) throw new Error(`session ${row.id} has no init`);
   const args = ['--pid', String(row.init_pid), '--start', row.init_start_time, '--uid', '0', '--gid', '0', '--cwd', q.cwd];
@@ -27,7 +29,6 @@ export function enterCommand(row: SessionRow, confine: EnterConfinement, q: Pick
   args.push(...rlimitArgs(confine.rlimits), '--seccomp', confine.seccomp);
   // A pty of the session's own devpts, relayed to the daemon's (see ttyrelay.c).
   if (q.tty) args.push('--tty');
-  args.push('--', ...q.command);
   // The command sees only this environment, never the daemon's.
   const env: Record<string, string> = {
     PATH: SESSION_PATH,
@@ -42,5 +43,7 @@ export function enterCommand(row: SessionRow, confine: EnterConfinement, q: Pick
     const i = kv.indexOf('=');
     env[kv.slice(0, i)] = kv.slice(i + 1);
   }
-  return { file: helperPaths.enter, args, env };
+  for (const [k, v] of Object.entries(env)) args.push('--env', `${k}=${v}`);
+  args.push('--', ...q.command);
+  return { file: helperPaths.enter, args, env: {} };
 }
