@@ -146,7 +146,10 @@ int main(int argc, char **argv) {
       if (apply_rlimit(rlimits[r], eq + 1, colon + 1) < 0) die(STEP_RLIMIT, errno, rlimits[r]);
     }
     const char *what = NULL;
+    /* A session of its own: no controlling terminal (the daemon's, if it has
+     * one, must never reach the session), or with --tty the session's pty. */
     if (tty_mode && session_tty_adopt(&tty, &what) < 0) die(STEP_TTY, errno, what);
+    if (!tty_mode && setsid() < 0) die(STEP_TTY, errno, "setsid");
     if (drop_privileges(&what) < 0) die(STEP_CAPS, errno, what);
     if (chdir(cwd) < 0) die(STEP_CWD, errno, cwd);
     /* setns put our root at the session's; a cwd outside it reads "(unreachable)". */

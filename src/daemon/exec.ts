@@ -26,6 +26,8 @@ export interface ExecOptions {
 
 export function runExec({ ws, command, stdin, stdout, stderr, log }: ExecOptions): void {
   const child = spawn(command.file, command.args, {
+    // Its own session: the daemon's controlling terminal stays with the daemon.
+    detached: true,
     env: command.env,
     stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });

@@ -2,7 +2,8 @@
 // cgroup parent and host ID range per run, so runs never collide, and a sweep
 // of whatever an earlier (killed) run left behind.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { spawn as spawnPty, type IPty } from 'node-pty';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { call, type Reply } from '../../src/cli/client.js';
@@ -90,6 +91,42 @@ export function sweepEarlierRuns(): void {
   }
 }
 
+/** A daemon process, however it was started. */
+interface DaemonProcess {
+  pid: number;
+  /** undefined while it runs; its exit code (null: killed by a signal) after. */
+  exitCode: number | null | undefined;
+  exited: Promise<number | null>;
+  kill(signal: NodeJS.Signals): void;
+}
+
+/** Output to a log file, no terminal. */
+function detached(args: string[], logPath: string): DaemonProcess {
+  const log = openSync(logPath, 'a');
+  const p: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', log, log] });
+  closeSync(log); // the daemon holds its own copy
+  const d: DaemonProcess = {
+    pid: p.pid ?? -1,
+    exitCode: undefined,
+    exited: new Promise((r) => p.once('exit', (code) => r((d.exitCode = code)))),
+    kill: (sig) => p.kill(sig),
+  };
+  return d;
+}
+
+/** As an administrator starts it by hand: a session leader with a terminal. */
+function onTerminal(args: string[], logPath: string): DaemonProcess {
+  const pty: IPty = spawnPty(process.execPath, args, { cols: 80, rows: 24, env: process.env as Record<string, string> });
+  pty.onData((s) => appendFileSync(logPath, s));
+  const d: DaemonProcess = {
+    pid: pty.pid,
+    exitCode: undefined,
+    exited: new Promise((r) => pty.onExit(({ exitCode, signal }) => r((d.exitCode = signal ? null : exitCode)))),
+    kill: (sig) => process.kill(pty.pid, sig),
+  };
+  return d;
+}
+
 export interface CliResult {
   code: number | null;
   stdout: string;
@@ -112,16 +149,16 @@ export class TestDaemon {
   /** A high, run-specific range (up to 64 slots), far from a production daemon's. */
   readonly idBase = 1_000_000_000 + (process.pid % 700) * 64 * 65536;
   readonly logPath = join(this.dir, 'daemon.log');
-  private proc: ChildProcess | undefined;
+  private proc: DaemonProcess | undefined;
   /** Init PIDs of every session seen, to reap those re-parented to us. */
   private readonly inits = new Set<number>();
 
-  constructor(private opts: { slots?: number; extraConfig?: string; topConfig?: string } = {}) {
+  constructor(private opts: { slots?: number; extraConfig?: string; topConfig?: string; terminal?: boolean } = {}) {
     if ((opts.slots ?? 16) > 64) throw new RangeError('at most 64 ID slots per test daemon');
   }
 
   async start(): Promise<void> {
-    if (!this.proc) {
+    if (!existsSync(this.configPath)) {
       sweepEarlierRuns();
       // Sessions that outlive a daemon re-parent to us: we reap them.
       addon().setChildSubreaper();
@@ -134,13 +171,12 @@ export class TestDaemon {
           `[sessions]\nstop_grace_ms = 1000\n${this.opts.extraConfig ?? ''}`,
       );
     }
-    const log = openSync(this.logPath, 'a');
-    this.proc = spawn(process.execPath, [CLI, 'daemon', '--config', this.configPath], { stdio: ['ignore', log, log] });
-    closeSync(log); // the daemon holds its own copy
-    writeFileSync(join(this.dir, 'daemon.pid'), String(this.proc.pid));
+    const args = [CLI, 'daemon', '--config', this.configPath];
+    this.proc = this.opts.terminal ? onTerminal(args, this.logPath) : detached(args, this.logPath);
+    writeFileSync(join(this.dir, 'daemon.pid'), String(this.pid));
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
-      if (this.proc.exitCode !== null) throw new Error(`daemon exited ${this.proc.exitCode}: ${this.log().slice(-2000)}`);
+      if (this.proc.exitCode !== undefined) throw new Error(`daemon exited ${this.proc.exitCode}: ${this.log().slice(-2000)}`);
       try {
         const r = await this.api('GET', '/v1/health');
         if (r.status === 200) return;
@@ -168,10 +204,9 @@ export class TestDaemon {
   /** SIGTERM (or another signal) and wait for the daemon to exit. */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     const p = this.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode ?? null;
-    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+    if (!p || p.exitCode !== undefined) return p?.exitCode ?? null;
     p.kill(signal);
-    return exited;
+    return p.exited;
   }
 
   api(method: string, path: string, body?: unknown): Promise<Reply> {
@@ -273,7 +308,7 @@ export class TestDaemon {
   /** Destroy every session, stop the daemon, remove everything of this run. */
   async cleanup(): Promise<void> {
     try {
-      if (this.proc && this.proc.exitCode === null) {
+      if (this.proc && this.proc.exitCode === undefined) {
         const r = await this.api('GET', '/v1/sessions');
         const list = (r.body as { sessions?: { id: string }[] }).sessions ?? [];
         for (const s of list) await this.api('DELETE', `/v1/sessions/${s.id}`);

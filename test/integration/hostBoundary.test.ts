@@ -129,3 +129,33 @@ describe.skipIf(!isRoot)('caller environment never reaches the host (root)', () 
     expect(onHost).toEqual([]);
   });
 });
+
+describe.skipIf(!isRoot)("the daemon's controlling terminal never reaches a session (root)", () => {
+  // Started by hand in a terminal, as an administrator would.
+  const d = new TestDaemon({ terminal: true });
+  beforeAll(async () => {
+    await d.start();
+    await d.create({ name: 'notty', network: 'none' });
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  it('the daemon does run with a controlling terminal', () => {
+    // Field 7 of /proc/PID/stat: the controlling terminal's device number.
+    const fields = readFileSync(`/proc/${d.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    expect(Number(fields[4])).not.toBe(0);
+  });
+
+  it('an exec\'d command has no controlling terminal: /dev/tty fails with ENXIO', async () => {
+    const r = await d.sh('notty', 'awk \'{print $7}\' /proc/self/stat; exec 3<>/dev/tty && echo OPENED');
+    expect(r.stdout).toBe('0\n');
+    expect(r.stderr).toMatch(/\/dev\/tty: No such device or address/);
+    expect(r.code).not.toBe(0);
+  });
+
+  it('with --tty its controlling terminal is the session\'s own pty', async () => {
+    const r = await d.cli(['session', 'exec', '--tty', 'notty', '--', 'sh', '-c', 'tty; exec 3<>/dev/tty && echo OPENED']);
+    expect(r.stdout).toMatch(/^\/dev\/pts\/\d+\r?\nOPENED\r?\n$/);
+  });
+});
