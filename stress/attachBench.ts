@@ -1,121 +1,156 @@
 // Attach figures: throughput of a large cat through the console WebSocket and
 // keystroke echo latency, next to the same measurements on a raw node-pty
-// (no daemon, no session) taken in the same run.
+// (no daemon, no session), interleaved in one shuffled order in the same run.
 import { writeFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { spawn as spawnPty, type IPty } from 'node-pty';
 import WebSocket from 'ws';
-import { ACK_CHANNEL, ATTACH_PROTOCOL } from '../src/terminal/console.js';
+import { ACK_CHANNEL, ATTACH_PROTOCOL, EVENTS_CHANNEL, SNAPSHOT_CHANNEL } from '../src/terminal/console.js';
 import { Channel, encodeFrame } from '../src/terminal/channels.js';
 import type { TestDaemon } from '../test/integration/harness.js';
+import { msSince, runShuffled, type Samples } from './schedule.js';
 
 /** Something that takes keystrokes and reports output bytes. */
 interface Terminalish {
   type(s: string): void;
-  onOutput(f: (b: Buffer) => void): void;
+  onOutput(f: (b: Buffer) => void): () => void;
   close(): void;
+}
+
+function listeners(): { add: (f: (b: Buffer) => void) => () => void; emit: (b: Buffer) => void } {
+  const ls = new Set<(b: Buffer) => void>();
+  return {
+    add: (f) => {
+      ls.add(f);
+      return () => ls.delete(f);
+    },
+    emit: (b) => {
+      for (const l of ls) l(b);
+    },
+  };
 }
 
 function rawPty(cmd: string, args: string[]): Terminalish {
   const p: IPty = spawnPty(cmd, args, { name: 'xterm-256color', cols: 120, rows: 40, encoding: null });
-  return {
-    type: (s) => p.write(s),
-    onOutput: (f) => p.onData((d: string | Buffer) => f(typeof d === 'string' ? Buffer.from(d) : d)),
-    close: () => p.kill(),
-  };
+  const out = listeners();
+  p.onData((d: string | Buffer) => out.emit(typeof d === 'string' ? Buffer.from(d) : d));
+  return { type: (s) => p.write(s), onOutput: out.add, close: () => p.kill() };
 }
 
+/** Attached, and past the hello (and the snapshot, when one is announced): typing before that races the console's start. */
 async function attach(d: TestDaemon, session: string): Promise<Terminalish> {
   const ws = new WebSocket(`ws+unix://${d.socket}:/v1/sessions/${session}/attach?cols=120&rows=40`, [ATTACH_PROTOCOL]);
-  const listeners: ((b: Buffer) => void)[] = [];
+  const out = listeners();
   let offset = -1;
+  let ready!: () => void;
+  const started = new Promise<void>((r) => (ready = r));
   ws.on('message', (m: Buffer) => {
-    if (m[0] === 5 && offset < 0) offset = (JSON.parse(m.subarray(1).toString()) as { offset: number }).offset;
+    if (m[0] === EVENTS_CHANNEL && offset < 0) {
+      const hello = JSON.parse(m.subarray(1).toString()) as { offset: number; snapshot?: boolean };
+      offset = hello.offset;
+      if (!hello.snapshot) ready();
+    }
+    if (m[0] === SNAPSHOT_CHANNEL) ready();
     if (m[0] !== Channel.stdout) return;
     offset += m.length - 1;
     ws.send(encodeFrame(ACK_CHANNEL, Buffer.from(String(offset))));
-    for (const l of listeners) l(m.subarray(1));
+    out.emit(m.subarray(1));
   });
-  await new Promise((r) => ws.once('open', r));
-  return {
-    type: (s) => ws.send(encodeFrame(Channel.stdin, Buffer.from(s))),
-    onOutput: (f) => listeners.push(f),
-    close: () => ws.close(),
-  };
+  await started;
+  return { type: (s) => ws.send(encodeFrame(Channel.stdin, Buffer.from(s))), onOutput: out.add, close: () => ws.close() };
 }
 
 function waitFor(t: Terminalish, needle: string, ms = 120_000): Promise<void> {
   return new Promise((resolve, reject) => {
     let tail = '';
-    const timer = setTimeout(() => reject(new Error(`no ${JSON.stringify(needle)} within ${ms} ms`)), ms);
-    t.onOutput((b) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`no ${JSON.stringify(needle)} within ${ms} ms`));
+    }, ms);
+    const off = t.onOutput((b) => {
       tail = (tail + b.toString('latin1')).slice(-needle.length - 64);
       if (tail.includes(needle)) {
         clearTimeout(timer);
+        off();
         resolve();
       }
     });
   });
 }
 
+let marks = 0;
+
 /** MiB/s for `cat FILE` of `bytes`, timed from the keystroke to the end marker. */
 async function throughput(t: Terminalish, file: string, bytes: number): Promise<number> {
-  const done = waitFor(t, 'A-done-A');
+  const tag = `A-done${++marks}-A`;
+  const done = waitFor(t, tag);
   const t0 = process.hrtime.bigint();
-  t.type(`cat ${file}; printf '\\101-done-\\101'\r`);
+  t.type(`cat ${file}; printf '\\101-done${marks}-\\101'\r`);
   await done;
-  return bytes / (1024 * 1024) / (Number(process.hrtime.bigint() - t0) / 1e9);
+  return bytes / (1024 * 1024) / (msSince(t0) / 1e3);
 }
 
-/** Echo latency of single keystrokes into `cat` (the tty echoes them). */
-async function echoLatency(t: Terminalish, n: number): Promise<number[]> {
-  const out: number[] = [];
-  let resolveEcho: (() => void) | undefined;
-  let expect = '';
-  t.onOutput((b) => {
-    if (resolveEcho && b.toString('latin1').includes(expect)) resolveEcho();
-  });
+/** Put `cat > /dev/null` in the foreground: the tty then echoes each keystroke. */
+async function catMode(t: Terminalish): Promise<void> {
   const ready = waitFor(t, 'A-cat-A');
   t.type(`printf '\\101-cat-\\101'; cat > /dev/null\r`);
   await ready;
-  for (let i = 0; i < n; i++) {
-    expect = String.fromCharCode(97 + (i % 26));
-    const echoed = new Promise<void>((r) => (resolveEcho = r));
-    const t0 = process.hrtime.bigint();
-    t.type(expect);
-    await echoed;
-    out.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    resolveEcho = undefined;
-  }
-  t.type('\x03'); // ctrl-c out of cat
-  await new Promise((r) => setTimeout(r, 50)); // let it land before the pty goes
-  return out;
 }
 
-export interface AttachFigures {
-  attachMiBs: number;
-  rawMiBs: number;
-  attachEcho: number[];
-  rawEcho: number[];
+let keys = 0;
+
+async function echoOnce(t: Terminalish): Promise<number> {
+  const key = String.fromCharCode(97 + (keys++ % 26));
+  let off!: () => void;
+  const echoed = new Promise<void>((r) => (off = t.onOutput((b) => b.includes(key) && r())));
+  const t0 = process.hrtime.bigint();
+  t.type(key);
+  await echoed;
+  off();
+  return msSince(t0);
 }
 
-export async function benchAttach(d: TestDaemon, mib = 32): Promise<AttachFigures> {
-  const bytes = mib * 1024 * 1024;
-  await d.create({ name: 'bench-console', tmp_mb: mib * 2 });
+export interface AttachOptions {
+  mib: number;
+  rounds: number;
+  keystrokes: number;
+  random: () => number;
+}
+
+/** Samples: attach-MiBs / raw-MiBs (one per round), attach-echo / raw-echo (ms). */
+export async function benchAttach(d: TestDaemon, s: Samples, o: AttachOptions): Promise<void> {
+  const bytes = o.mib * 1024 * 1024;
+  await d.create({ name: 'bench-console', tmp_mb: o.mib * 2, network: 'none' });
   // Printable data: a terminal stream, not binary noise.
   await d.sh('bench-console', `head -c ${(bytes * 3) / 4} /dev/urandom | base64 -w0 > /tmp/big`);
   const hostFile = `${d.dir}/big`;
   writeFileSync(hostFile, randomBytes((bytes * 3) / 4).toString('base64'));
-
   const a = await attach(d, 'bench-console');
-  const attachMiBs = await throughput(a, '/tmp/big', bytes);
-  const attachEcho = await echoLatency(a, 200);
-  a.close();
-
   const r = rawPty('/bin/sh', []);
-  const rawMiBs = await throughput(r, hostFile, bytes);
-  const rawEcho = await echoLatency(r, 200);
-  r.close();
-  rmSync(hostFile, { force: true });
-  return { attachMiBs, rawMiBs, attachEcho, rawEcho };
+  try {
+    await runShuffled(
+      { 'attach-MiBs': o.rounds, 'raw-MiBs': o.rounds },
+      async (name) => {
+        s.add(name, name === 'attach-MiBs' ? await throughput(a, '/tmp/big', bytes) : await throughput(r, hostFile, bytes));
+        return true;
+      },
+      o.random,
+    );
+    await catMode(a);
+    await catMode(r);
+    await runShuffled(
+      { 'attach-echo': o.keystrokes, 'raw-echo': o.keystrokes },
+      async (name) => {
+        s.add(name, await echoOnce(name === 'attach-echo' ? a : r));
+        return true;
+      },
+      o.random,
+    );
+  } finally {
+    for (const t of [a, r]) t.type('\x03'); // ctrl-c out of cat
+    await new Promise((res) => setTimeout(res, 50)); // let it land before the pty goes
+    a.close();
+    r.close();
+    rmSync(hostFile, { force: true });
+  }
 }
