@@ -3,7 +3,7 @@
   "targets": [
     {
       "target_name": "enclave_addon",
-      "sources": ["src/addon.cc", "src/netlink.c"],
+      "sources": ["src/addon.cc", "src/netlink.c", "src/procstat.c"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"]
@@ -11,14 +11,7 @@
     {
       "target_name": "enclave-init",
       "type": "executable",
-      "sources": ["src/init.c", "src/common.c", "src/harden.c", "src/netlink.c"],
-      "cflags": ["<@(helper_cflags)"],
-      "ldflags": ["-Wl,-z,relro,-z,now", "-pie"]
-    },
-    {
-      "target_name": "enclave-enter",
-      "type": "executable",
-      "sources": ["src/enter.c", "src/common.c", "src/harden.c", "src/ttyrelay.c"],
+      "sources": ["src/init.c", "src/agent.c", "src/plan.c", "src/common.c", "src/harden.c", "src/netlink.c", "src/procstat.c"],
       "cflags": ["<@(helper_cflags)"],
       "ldflags": ["-Wl,-z,relro,-z,now", "-pie"]
     }

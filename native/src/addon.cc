@@ -8,11 +8,16 @@
 //                            when it exits, reaping it if it is our child
 //   reapChild(pid)           waitpid(pid, WNOHANG) for adopted children
 //   OomWatch(dir, cb)        OOM events of a v1 memory cgroup (eventfd)
+//   ControlChannel(path, onMessage, onClose)
+//                            the daemon's end of a session init's control
+//                            socket: SEQPACKET datagrams with SCM_RIGHTS
+//   pipe(), closeFd(fd), isPtyMaster(fd), setWinsize(fd, cols, rows)
 #include <napi.h>
 #include <arpa/inet.h>
 #include <net/if.h>
 
 #include "netlink.h"
+#include "procstat.h"
 #include <uv.h>
 
 #include <cerrno>
@@ -23,6 +28,12 @@
 #include <fcntl.h>
 #include <string>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <vector>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -40,26 +51,6 @@ Napi::Value ThrowErrno(Napi::Env env, const char* what, int err) {
   e.Set("errno", Napi::Number::New(env, err));
   e.ThrowAsJavaScriptException();
   return env.Undefined();
-}
-
-bool ReadStartTime(int pid, unsigned long long* out) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return false;
-  buf[n] = '\0';
-  char* p = strrchr(buf, ')');
-  if (!p) return false;
-  p++;
-  for (int field = 3; field < 22; field++) {
-    p = strchr(p + 1, ' ');
-    if (!p) return false;
-  }
-  *out = strtoull(p + 1, nullptr, 10);
-  return true;
 }
 
 Napi::Value PeerCred(const Napi::CallbackInfo& info) {
@@ -150,7 +141,7 @@ class ProcessWatch : public Napi::ObjectWrap<ProcessWatch> {
     unsigned long long actual = 0;
     // After pidfd_open the fd pins whatever holds the PID now; only keep it
     // if that is the process we recorded.
-    if (!ReadStartTime(pid_, &actual) || actual != want) {
+    if (read_start_time(pid_, &actual) < 0 || actual != want) {
       watch_.Stop();
       ThrowErrno(env, "process identity", ESRCH);
       return;
@@ -279,6 +270,229 @@ class OomWatch : public Napi::ObjectWrap<OomWatch> {
   Napi::FunctionReference callback_;
 };
 
+
+// The daemon's end of a session's control channel (native/src/agent.h).
+// What arrives is untrusted: at most MAX_IN bytes and one fd per message, a
+// bounded number of messages per wakeup, and anything malformed closes the
+// channel (the session loses exec, the daemon loses nothing).
+class ControlChannel : public Napi::ObjectWrap<ControlChannel> {
+ public:
+  static constexpr size_t MAX_IN = 4096;
+  static constexpr int MAX_FIELDS = 8;
+  static constexpr int BATCH = 64;
+
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ControlChannel",
+                       {InstanceMethod("send", &ControlChannel::Send), InstanceMethod("close", &ControlChannel::Close)});
+  }
+
+  // new ControlChannel(path, onMessage(fields, fd | null), onClose(reason))
+  explicit ControlChannel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ControlChannel>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsString() || !info[1].IsFunction() || !info[2].IsFunction()) {
+      Napi::TypeError::New(env, "new ControlChannel(path: string, onMessage: function, onClose: function)").ThrowAsJavaScriptException();
+      return;
+    }
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (path.size() >= sizeof sa.sun_path) {
+      ThrowErrno(env, "control socket path", ENAMETOOLONG);
+      return;
+    }
+    memcpy(sa.sun_path, path.c_str(), path.size());
+    io_.fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (io_.fd < 0) {
+      ThrowErrno(env, "socket", errno);
+      return;
+    }
+    if (connect(io_.fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
+      int err = errno;
+      io_.Stop();
+      ThrowErrno(env, "connect to the session's control socket", err);
+      return;
+    }
+    onMessage_ = Napi::Persistent(info[1].As<Napi::Function>());
+    onClose_ = Napi::Persistent(info[2].As<Napi::Function>());
+    io_.Start(env, this, OnReadable);
+    Ref();
+  }
+
+  ~ControlChannel() override { io_.Stop(); }
+
+ private:
+  static void OnReadable(uv_poll_t* handle, int status, int) {
+    auto* self = static_cast<ControlChannel*>(handle->data);
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    if (status < 0) return self->Shut("poll error");
+    for (int i = 0; i < BATCH && self->io_.fd >= 0; i++) {
+      char buf[MAX_IN];
+      union {
+        char space[CMSG_SPACE(sizeof(int) * 4)];
+        struct cmsghdr align;
+      } ctl;
+      struct iovec iov = {buf, sizeof buf};
+      struct msghdr mh;
+      memset(&mh, 0, sizeof mh);
+      mh.msg_iov = &iov;
+      mh.msg_iovlen = 1;
+      mh.msg_control = ctl.space;
+      mh.msg_controllen = sizeof ctl.space;
+      ssize_t n = recvmsg(self->io_.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+      std::vector<int> fds;
+      for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t j = 0; j < k; j++) {
+          int fd;
+          memcpy(&fd, CMSG_DATA(c) + j * sizeof(int), sizeof fd);
+          fds.push_back(fd);
+        }
+      }
+      const char* why = nullptr;
+      if (n < 0) why = "read error";
+      else if (n == 0) why = "closed by the session";
+      else if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) why = "oversized message";
+      else if (buf[n - 1] != '\0') why = "unterminated message";
+      else if (fds.size() > 1) why = "more than one fd in a message";
+      Napi::Array fields = Napi::Array::New(env);
+      if (!why) {
+        uint32_t nf = 0;
+        for (char* p = buf; p < buf + n; p += strlen(p) + 1) {
+          if (nf == MAX_FIELDS) {
+            why = "too many fields";
+            break;
+          }
+          fields.Set(nf++, Napi::String::New(env, p));
+        }
+      }
+      if (why) {
+        for (int fd : fds) close(fd);
+        return self->Shut(why);
+      }
+      Napi::Value fd = fds.empty() ? env.Null() : Napi::Number::New(env, fds[0]);
+      self->onMessage_.MakeCallback(env.Global(), {fields, fd});
+    }
+  }
+
+  void Shut(const char* why) {
+    if (!io_.poll) return;
+    Napi::Env env = Env();
+    io_.Stop();
+    Napi::FunctionReference cb = std::move(onClose_);
+    onMessage_.Reset();
+    Unref();
+    if (!cb.IsEmpty()) cb.MakeCallback(env.Global(), {Napi::String::New(env, why)});
+  }
+
+  // send(fields: string[], fds: number[]): the message is sent whole or not
+  // at all; a full socket (a session that stopped reading) throws EAGAIN.
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsArray()) {
+      Napi::TypeError::New(env, "send(fields: string[], fds: number[])").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (io_.fd < 0) return ThrowErrno(env, "control channel", ENOTCONN);
+    Napi::Array fields = info[0].As<Napi::Array>(), fdArr = info[1].As<Napi::Array>();
+    std::string buf;
+    for (uint32_t i = 0; i < fields.Length(); i++) {
+      std::string f = fields.Get(i).ToString().Utf8Value();
+      if (f.find('\0') != std::string::npos) return ThrowErrno(env, "control message field", EINVAL);
+      buf += f;
+      buf.push_back('\0');
+    }
+    if (fdArr.Length() > 3) return ThrowErrno(env, "control message fds", EINVAL);
+    int fds[3];
+    for (uint32_t i = 0; i < fdArr.Length(); i++) fds[i] = fdArr.Get(i).ToNumber().Int32Value();
+    union {
+      char space[CMSG_SPACE(sizeof(int) * 3)];
+      struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {&buf[0], buf.size()};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (fdArr.Length() > 0) {
+      mh.msg_control = ctl.space;
+      mh.msg_controllen = CMSG_SPACE(sizeof(int) * fdArr.Length());
+      struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * fdArr.Length());
+      memcpy(CMSG_DATA(c), fds, sizeof(int) * fdArr.Length());
+    }
+    ssize_t r;
+    do r = sendmsg(io_.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) return ThrowErrno(env, "send to the session's control socket", errno);
+    return env.Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (io_.poll) {
+      io_.Stop();
+      onMessage_.Reset();
+      onClose_.Reset();
+      Unref();
+    }
+    return info.Env().Undefined();
+  }
+
+  FdPoll io_;
+  Napi::FunctionReference onMessage_, onClose_;
+};
+
+// pipe(): [readEnd, writeEnd], both close-on-exec.
+Napi::Value Pipe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return ThrowErrno(env, "pipe2", errno);
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, Napi::Number::New(env, p[0]));
+  a.Set(1u, Napi::Number::New(env, p[1]));
+  return a;
+}
+
+int FdArg(const Napi::CallbackInfo& info, uint32_t i) {
+  return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Int32Value() : -1;
+}
+
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0);
+  if (fd > 2) close(fd);
+  return info.Env().Undefined();
+}
+
+// isPtyMaster(fd): a session hands us this fd; only a pty master (the ptmx
+// character device, with a pty number) is accepted.
+Napi::Value IsPtyMaster(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0);
+  struct stat st;
+  unsigned int ptn = 0;
+  bool ok = fd > 2 && fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) == 5 && minor(st.st_rdev) == 2 &&
+            ioctl(fd, TIOCGPTN, &ptn) == 0;
+  return Napi::Boolean::New(info.Env(), ok);
+}
+
+// setWinsize(fd, cols, rows) on a pty master; the kernel signals SIGWINCH.
+Napi::Value SetWinsize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0), cols = FdArg(info, 1), rows = FdArg(info, 2);
+  if (fd < 0 || cols < 1 || cols > 1000 || rows < 1 || rows > 500) return ThrowErrno(env, "setWinsize", EINVAL);
+  struct winsize ws;
+  memset(&ws, 0, sizeof ws);
+  ws.ws_col = static_cast<unsigned short>(cols);
+  ws.ws_row = static_cast<unsigned short>(rows);
+  if (ioctl(fd, TIOCSWINSZ, &ws) < 0) return ThrowErrno(env, "TIOCSWINSZ", errno);
+  return env.Undefined();
+}
+
 // ensureBridge(name, gatewayAddress, prefix): create (or adopt) the bridge,
 // give it the gateway address, IPv6 off, up. Idempotent.
 Napi::Value EnsureBridge(const Napi::CallbackInfo& info) {
@@ -321,20 +535,6 @@ Napi::Value EnsureBridge(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// setCloexec(fd): node-pty's forkpty leaves the pty master inheritable, so
-// every helper the daemon spawns later would hold every console's master.
-Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) {
-    Napi::TypeError::New(env, "setCloexec(fd: number)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  int flags = fcntl(fd, F_GETFD);
-  if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) return ThrowErrno(env, "fcntl(FD_CLOEXEC)", errno);
-  return env.Undefined();
-}
-
 // deleteLink(name): true if deleted, false if there was no such link.
 Napi::Value DeleteLink(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -356,12 +556,16 @@ Napi::Value DeleteLink(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ensureBridge", Napi::Function::New(env, EnsureBridge));
   exports.Set("deleteLink", Napi::Function::New(env, DeleteLink));
-  exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
   exports.Set("OomWatch", OomWatch::Define(env));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   exports.Set("reapChild", Napi::Function::New(env, ReapChild));
   exports.Set("ProcessWatch", ProcessWatch::Define(env));
+  exports.Set("ControlChannel", ControlChannel::Define(env));
+  exports.Set("pipe", Napi::Function::New(env, Pipe));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("isPtyMaster", Napi::Function::New(env, IsPtyMaster));
+  exports.Set("setWinsize", Napi::Function::New(env, SetWinsize));
   return exports;
 }
 

@@ -9,26 +9,34 @@
 #include <stddef.h>
 
 /*
- * Failure steps. A helper that fails exits with STEP_EXIT_BASE + step, and
- * reports "error <step-name> <errno> <detail>" on its status channel.
- * Keep in sync with src/native/steps.ts (a unit test checks the names).
+ * Failure steps. A helper that fails reports "error <step> <errno> <detail>"
+ * on its status channel and exits with STEP_EXIT_BASE + step; the session
+ * agent reports the steps of a failed exec on its control channel. Each op of
+ * the plan names its step in the op table (ops.h); the others are the fixed
+ * steps around it. The daemon reads this list from `enclave-init --ops`.
  */
-#define ENCLAVE_STEPS(X) \
-  X(SPEC, "spec")                  \
+#define ENCLAVE_STEPS(X)           \
+  X(PLAN, "plan")                  \
+  X(USAGE, "usage")                \
   X(UNSHARE_MNT, "unshare-mnt")    \
   X(ROOTFS, "rootfs")              \
-  X(MASK, "mask")                  \
+  X(HIDE, "hide")                  \
+  X(BIND_FILE, "bind-file")        \
+  X(CONTROL, "control")            \
   X(CLONE, "clone")                \
   X(CGROUP, "cgroup")              \
   X(UID_MAP, "uid-map")            \
   X(SETGROUPS, "setgroups")        \
   X(GID_MAP, "gid-map")            \
+  X(VETH, "veth")                  \
   X(SYNC, "sync")                  \
   X(PARENT_DEATH, "parent-death")  \
   X(NEWROOT, "newroot")            \
   X(SETID, "setid")                \
   X(CGROUPNS, "cgroupns")          \
   X(PROPAGATION, "propagation")    \
+  X(LOOPBACK, "loopback")          \
+  X(NETWORK, "network")            \
   X(TMPFS, "tmpfs")                \
   X(MKDIR, "mkdir")                \
   X(SYMLINK, "symlink")            \
@@ -37,25 +45,24 @@
   X(SYSFS, "sysfs")                \
   X(DEVPTS, "devpts")              \
   X(MQUEUE, "mqueue")              \
+  X(MASK, "mask")                  \
+  X(READONLY, "readonly")          \
+  X(FILE, "file")                  \
   X(PIVOT_ROOT, "pivot-root")      \
   X(HOSTNAME, "hostname")          \
-  X(LOOPBACK, "loopback")          \
   X(FDS, "fds")                    \
-  X(READY, "ready")                \
-  X(IDENTITY, "identity")          \
-  X(SETNS, "setns")                \
-  X(FORK, "fork")                  \
-  X(CWD, "cwd")                    \
-  X(USAGE, "usage")                \
   X(RLIMIT, "rlimit")              \
   X(CAPS, "capabilities")          \
+  X(DUMPABLE, "dumpable")          \
   X(SECCOMP, "seccomp")            \
-  X(READONLY, "readonly")          \
-  X(PROC_MASK, "proc-mask")        \
-  X(VETH, "veth")                  \
-  X(NETWORK, "network")            \
-  X(BIND_FILE, "bind-file")        \
-  X(TTY, "tty")
+  X(READY, "ready")                \
+  X(PROTOCOL, "protocol")          \
+  X(FORK, "fork")                  \
+  X(TTY, "tty")                    \
+  X(STDIO, "stdio")                \
+  X(CWD, "cwd")                    \
+  X(EXEC, "exec")                  \
+  X(STOPPING, "stopping")
 
 #define ENCLAVE_STEP_ENUM(name, str) STEP_##name,
 enum step { ENCLAVE_STEPS(ENCLAVE_STEP_ENUM) STEP_COUNT };
@@ -76,9 +83,6 @@ int write_all(int fd, const void *buf, size_t len);
 
 /* Write a short string to a file (cgroup.procs, uid_map, ...). */
 int write_file(const char *path, const char *data);
-
-/* Field 22 of /proc/<pid>/stat: start time in clock ticks after boot. */
-int read_start_time(int pid, unsigned long long *out);
 
 /* Parse a non-negative decimal; -1 on error. */
 long long parse_u64(const char *s);

@@ -14,7 +14,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define MAX_BPF_INSNS 4096
 
 static const struct {
   const char *name;
@@ -51,34 +50,6 @@ int apply_rlimit(const char *name, const char *soft, const char *hard) {
     return -1;
   }
   return setrlimit(res, &rl);
-}
-
-int read_bpf(const char *path, struct bpf_blob *out) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return -1;
-  struct stat st;
-  /* Only a root-owned file nobody else can write may hold the filter. */
-  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) || st.st_size <= 0 ||
-      st.st_size % (off_t)sizeof(struct sock_filter) || st.st_size > (off_t)(MAX_BPF_INSNS * sizeof(struct sock_filter))) {
-    close(fd);
-    errno = EINVAL;
-    return -1;
-  }
-  out->len = (size_t)st.st_size;
-  out->data = malloc(out->len);
-  size_t got = 0;
-  while (out->data && got < out->len) {
-    ssize_t n = read(fd, out->data + got, out->len - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += (size_t)n;
-  }
-  close(fd);
-  if (!out->data || got != out->len) {
-    errno = EIO;
-    return -1;
-  }
-  return 0;
 }
 
 int drop_privileges(const char **failed) {

@@ -2,12 +2,15 @@
  * The last steps before a session process runs untrusted code: rlimits, an
  * empty capability set in every sense (bounding, ambient, inheritable,
  * permitted, effective) locked by securebits, no_new_privs, and the seccomp
- * filter the daemon built. Shared by enclave-init and enclave-enter.
+ * filter the daemon built, which the session plan carries.
  */
 #ifndef ENCLAVE_HARDEN_H
 #define ENCLAVE_HARDEN_H
 
 #include <stddef.h>
+
+/* A seccomp program larger than this is refused. */
+#define MAX_BPF_INSNS 4096
 
 struct bpf_blob {
   unsigned char *data;
@@ -19,9 +22,6 @@ int rlimit_resource(const char *name);
 
 /* setrlimit from the three strings; -1 with errno on failure. */
 int apply_rlimit(const char *name, const char *soft, const char *hard);
-
-/* Read a seccomp program (struct sock_filter array) from a file. */
-int read_bpf(const char *path, struct bpf_blob *out);
 
 /* Drop every capability and lock it that way; set no_new_privs. */
 int drop_privileges(const char **failed);

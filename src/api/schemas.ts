@@ -110,6 +110,9 @@ export const execQuery = z
     tty: flag.default(false),
     env: z.array(envEntry).max(1024).default([]),
     cwd: z.string().regex(/^\/[^\0]*$/, 'must be an absolute path').max(4096).default('/'),
+    // With tty: the terminal's size, bounded like attach's.
+    cols: z.coerce.number().int().min(1).max(1000).optional(),
+    rows: z.coerce.number().int().min(1).max(500).optional(),
   })
   .strict();
 export type ExecQuery = z.infer<typeof execQuery>;

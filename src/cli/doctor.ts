@@ -43,12 +43,12 @@ export async function runDoctor(socket: string): Promise<Check[]> {
   checks.push({ name: 'root', ok: root, required: true, detail: root ? 'running as root' : 'the daemon and this probe need root' });
   checks.push({
     name: 'kernel',
-    ok: kernelAtLeast(5, 9),
+    ok: kernelAtLeast(5, 11),
     required: true,
-    detail: `${release()} (needs 5.9+: pidfd setns, openat2, close_range)`,
+    detail: `${release()} (needs 5.11+: openat2, pidfd, close_range CLOEXEC, TIOCGPTPEER)`,
   });
   const init = helperCheck('helper enclave-init', helperPaths.init);
-  checks.push(init, helperCheck('helper enclave-enter', helperPaths.enter));
+  checks.push(init);
 
   if (init.ok && root) {
     // The real probe: clone with every namespace flag a session uses.

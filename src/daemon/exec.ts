@@ -1,12 +1,14 @@
-// Exec over WebSocket: one enclave-enter process per connection, its stdio
-// carried on Kubernetes v5 channels, its exit status on channel 3.
-import { spawn } from 'node:child_process';
-import type { Readable } from 'node:stream';
+// Exec over WebSocket: the session's init forks the command inside the
+// session with our pipes as its stdio; the pipes are carried on Kubernetes
+// v5 channels and the exit status on channel 3.
+import { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
-import type { EnterCommand } from '../sessions/enter.js';
+import type { ExecQuery } from '../api/schemas.js';
+import { addon } from '../native/addon.js';
+import { startFailureError, type ExitReport, type SessionAgent, type StartFailure } from '../sessions/agent.js';
+import { commandEnv } from '../sessions/command.js';
 import { Channel, decodeFrame, encodeFrame, exitStatusFor } from '../terminal/channels.js';
-import { constants } from 'node:os';
 
 /** Output queued in the socket beyond this pauses the command's pipes. */
 const HIGH_WATER = 1024 * 1024;
@@ -15,26 +17,66 @@ const LOW_WATER = 256 * 1024;
 const DRAIN_IDLE_MS = 300;
 const KILL_GRACE_MS = 2000;
 
+export type PipedExec =
+  | { ok: true; agent: SessionAgent; id: string; stdin: Socket | undefined; stdout: Socket; stderr: Socket; exited: Promise<ExitReport | null> }
+  | { ok: false; exitCode: number; message: string };
+
+/**
+ * Start the command before the WebSocket upgrade, so a bad cwd or a session
+ * that cannot fork is an HTTP error, not a half-open stream.
+ */
+export async function startPipedExec(agent: SessionAgent, hostname: string, q: ExecQuery): Promise<PipedExec> {
+  const a = addon();
+  const pipes = { stdin: q.stdin ? a.pipe() : undefined, stdout: a.pipe(), stderr: a.pipe() };
+  const theirs = [...(pipes.stdin ? [pipes.stdin[0]] : []), pipes.stdout[1], pipes.stderr[1]];
+  const ours = [...(pipes.stdin ? [pipes.stdin[1]] : []), pipes.stdout[0], pipes.stderr[0]];
+  let onExit!: (e: ExitReport | null) => void;
+  const exited = new Promise<ExitReport | null>((r) => (onExit = r));
+  try {
+    const { id } = await agent
+      .start({ tty: false, argv: q.command, env: commandEnv(hostname, q), cwd: q.cwd, cols: 0, rows: 0, fds: theirs, stdin: q.stdin }, onExit)
+      .finally(() => theirs.forEach((fd) => a.closeFd(fd)));
+    return {
+      ok: true,
+      agent,
+      id,
+      stdin: pipes.stdin ? new Socket({ fd: pipes.stdin[1], readable: false, writable: true }) : undefined,
+      stdout: new Socket({ fd: pipes.stdout[0], readable: true, writable: false }),
+      stderr: new Socket({ fd: pipes.stderr[0], readable: true, writable: false }),
+      exited,
+    };
+  } catch (e) {
+    ours.forEach((fd) => a.closeFd(fd));
+    if (!isStartFailure(e)) throw e;
+    const mapped = startFailureError(e);
+    if ('exitCode' in mapped) return { ok: false, exitCode: mapped.exitCode, message: `enclave: cannot run '${q.command[0]}': ${mapped.message}\n` };
+    throw mapped;
+  }
+}
+
+export function isStartFailure(e: unknown): e is StartFailure {
+  return typeof e === 'object' && e !== null && 'step' in e && 'errno' in e && !(e instanceof Error);
+}
+
 export interface ExecOptions {
   ws: WebSocket;
-  command: EnterCommand;
-  stdin: boolean;
+  exec: PipedExec;
   stdout: boolean;
   stderr: boolean;
   log: Logger;
 }
 
-export function runExec({ ws, command, stdin, stdout, stderr, log }: ExecOptions): void {
-  const child = spawn(command.file, command.args, {
-    // Its own session: the daemon's controlling terminal stays with the daemon.
-    detached: true,
-    env: command.env,
-    stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-  });
-  const outputs: Readable[] = [child.stdout!, child.stderr!];
+export function runExec({ ws, exec, stdout, stderr, log }: ExecOptions): void {
+  if (!exec.ok) {
+    ws.send(encodeFrame(Channel.stderr, Buffer.from(exec.message)));
+    ws.send(encodeFrame(Channel.status, Buffer.from(JSON.stringify(exitStatusFor(exec.exitCode, null)))));
+    ws.close(1000);
+    return;
+  }
+  const outputs = [exec.stdout, exec.stderr];
   let queued = 0;
   let paused = false;
-  let exit: { code: number | null; signal: number | null } | undefined;
+  let exit: ExitReport | undefined;
   let open = 0;
   let drainTimer: NodeJS.Timeout | undefined;
   let finished = false;
@@ -44,6 +86,7 @@ export function runExec({ ws, command, stdin, stdout, stderr, log }: ExecOptions
     finished = true;
     clearTimeout(drainTimer);
     for (const s of outputs) s.destroy();
+    exec.stdin?.destroy();
     const status = exitStatusFor(exit.code, exit.signal);
     log.debug({ exit }, 'exec finished');
     // Paused for stdin backpressure, the socket would never read the client's
@@ -64,7 +107,7 @@ export function runExec({ ws, command, stdin, stdout, stderr, log }: ExecOptions
     drainTimer = setTimeout(() => (paused ? armDrain() : finish()), DRAIN_IDLE_MS);
   };
 
-  const forward = (stream: Readable, channel: number, wanted: boolean) => {
+  const forward = (stream: Socket, channel: number, wanted: boolean) => {
     open++;
     stream.on('data', (chunk: Buffer) => {
       if (!wanted || ws.readyState !== ws.OPEN) return;
@@ -89,20 +132,16 @@ export function runExec({ ws, command, stdin, stdout, stderr, log }: ExecOptions
     });
     stream.on('error', () => undefined);
   };
-  forward(child.stdout!, Channel.stdout, stdout);
-  forward(child.stderr!, Channel.stderr, stderr);
+  forward(exec.stdout, Channel.stdout, stdout);
+  forward(exec.stderr, Channel.stderr, stderr);
 
-  child.on('exit', (code, signal) => {
-    exit = { code, signal: signal ? constants.signals[signal] : null };
-    armDrain();
-  });
-  child.on('error', (e) => {
-    log.error({ err: e.message }, 'cannot start enclave-enter');
-    exit = { code: 126, signal: null };
+  void exec.exited.then((e) => {
+    // null: the session ended under the command; report it as killed.
+    exit = e ?? { code: null, signal: 9 };
     armDrain();
   });
 
-  const input = child.stdin;
+  const input = exec.stdin;
   if (input) {
     input.on('error', () => undefined); // the command may close stdin early
     // A closed pipe never emits 'drain': stop holding the socket for it.
@@ -128,10 +167,11 @@ export function runExec({ ws, command, stdin, stdout, stderr, log }: ExecOptions
 
   ws.on('close', () => {
     if (exit) return;
-    // The client went away: end the command (SIGTERM, then SIGKILL).
-    child.kill('SIGTERM');
+    // The client went away: end the command's process group (SIGTERM, then
+    // SIGKILL). The init reaps it, whatever it ignores.
+    exec.agent.signal(exec.id, 15);
     setTimeout(() => {
-      if (!exit) child.kill('SIGKILL');
+      if (!exit) exec.agent.signal(exec.id, 9);
     }, KILL_GRACE_MS).unref();
   });
 }

@@ -14,9 +14,8 @@ import type { ListenAuth } from './listenAuth.js';
 import { servePage } from './page.js';
 import type { Config } from '../config/schema.js';
 import type { SessionManager } from '../sessions/manager.js';
-import { enterCommand } from '../sessions/enter.js';
 import { K8S_V5_PROTOCOL } from '../terminal/channels.js';
-import { runExec } from './exec.js';
+import { runExec, startPipedExec } from './exec.js';
 import { readJsonBody, sendError, sendJson } from './http.js';
 import { authorize, callerOf } from './identity.js';
 import { renderMetrics } from './metrics.js';
@@ -79,7 +78,7 @@ async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): 
   if (path === '/v1/sessions') {
     if (method === 'GET') {
       const all = url.searchParams.get('all');
-      return sendJson(res, 200, { sessions: ctx.sessions.list(all === '1' || all === 'true') });
+      return sendJson(res, 200, { sessions: ctx.sessions.list(all === '1' || all === 'true', (id) => ctx.consoles.info(id)) });
     }
     if (method === 'POST') {
       const body = await readJsonBody(req);
@@ -89,8 +88,8 @@ async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): 
       let session = await ctx.sessions.create(parsed.data);
       if (parsed.data.console) {
         const row = ctx.sessions.resolve(session.id);
-        ctx.consoles.ensure(row);
-        session = ctx.sessions.toApi(row);
+        await ctx.consoles.ensure(row);
+        session = ctx.sessions.toApi(row, (id) => ctx.consoles.info(id));
       }
       return sendJson(res, 201, session);
     }
@@ -99,7 +98,7 @@ async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): 
   const m = SESSION_PATH.exec(path);
   if (m && !m[2]) {
     const row = ctx.sessions.resolve(parseRef(m[1]!));
-    if (method === 'GET') return sendJson(res, 200, ctx.sessions.toApi(row));
+    if (method === 'GET') return sendJson(res, 200, ctx.sessions.toApi(row, (id) => ctx.consoles.info(id)));
     if (method === 'DELETE') {
       ctx.log.info({ caller: caller.uid, session: row.id }, 'destroy session');
       await ctx.sessions.destroy(row.id);
@@ -162,7 +161,10 @@ export function createApiServer(ctx: Context): ApiServer {
     handle(ctx, req, res).catch((e) => sendError(res, toApiError(e, ctx.log)));
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    try {
+    upgrade(req, socket, head).catch((e) => rejectUpgrade(socket, toApiError(e, ctx.log)));
+  });
+  const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+    {
       const url = new URL(req.url ?? '/', 'http://enclave');
       if (ctx.auth) {
         ctx.auth.checkOrigin(req);
@@ -182,10 +184,12 @@ export function createApiServer(ctx: Context): ApiServer {
         if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
         ctx.consoles.admit(row.id);
         const { role, resume, cols, rows } = q.data;
+        const size = cols && rows ? { cols, rows } : undefined;
+        const console = await ctx.consoles.ensure(row, size);
         wss.handleUpgrade(req, socket, head, (ws) => {
           wss.emit('connection', ws, req);
           log.info({ role, protocol: ws.protocol }, 'attach');
-          ctx.consoles.attach(row, ws, { role, enclave: ws.protocol === ATTACH_PROTOCOL, resume, size: cols && rows ? { cols, rows } : undefined });
+          ctx.consoles.attach(console, ws, { role, enclave: ws.protocol === ATTACH_PROTOCOL, resume, size });
         });
         return;
       }
@@ -195,30 +199,30 @@ export function createApiServer(ctx: Context): ApiServer {
       const q = execQuery.safeParse({
         command: url.searchParams.getAll('command'),
         env: url.searchParams.getAll('env'),
-        ...Object.fromEntries([...url.searchParams.entries()].filter(([k]) => !['command', 'env', 'ticket', 'cols', 'rows'].includes(k))),
+        ...Object.fromEntries([...url.searchParams.entries()].filter(([k]) => !['command', 'env', 'ticket'].includes(k))),
       });
       if (!q.success) throw zodToApiError(q.error, 'exec query');
       if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
+      const agent = ctx.sessions.agentFor(row);
       if (q.data.tty) {
-        const cols = Number(url.searchParams.get('cols') ?? 0);
-        const rows = Number(url.searchParams.get('rows') ?? 0);
+        const { cols, rows } = q.data;
+        const size = cols && rows ? { cols, rows } : undefined;
+        const one = await ctx.consoles.startOneOff(row, q.data, size);
         wss.handleUpgrade(req, socket, head, (ws) => {
           wss.emit('connection', ws, req);
           log.info({ argv0: q.data.command[0] }, 'exec --tty');
-          ctx.consoles.execTty(row, ws, q.data, ws.protocol === ATTACH_PROTOCOL, cols > 0 && rows > 0 ? { cols, rows } : undefined);
+          one.attach(ws, 'rw', ws.protocol === ATTACH_PROTOCOL, undefined, size);
         });
         return;
       }
-      const command = enterCommand(row, ctx.sessions.enterConfinement(row), q.data);
+      const exec = await startPipedExec(agent, row.hostname, q.data);
       wss.handleUpgrade(req, socket, head, (ws) => {
         wss.emit('connection', ws, req);
         log.info({ argv0: q.data.command[0] }, 'exec');
-        runExec({ ws, command, stdin: q.data.stdin, stdout: q.data.stdout, stderr: q.data.stderr, log });
+        runExec({ ws, exec, stdout: q.data.stdout, stderr: q.data.stderr, log });
       });
-    } catch (e) {
-      rejectUpgrade(socket, toApiError(e, ctx.log));
     }
-  });
+  };
   server.on('close', () => clearInterval(pinger));
   return {
     server,

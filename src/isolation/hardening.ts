@@ -1,11 +1,11 @@
-// Per-session hardening inputs the helpers apply: rlimits, the compiled
-// seccomp program (written once at daemon start), extra /sys masks.
-import { existsSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+// Per-session hardening inputs of the plan: rlimits, the compiled seccomp
+// program, extra /sys masks.
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Limits } from '../api/schemas.js';
 import type { Config } from '../config/schema.js';
 import { archForNode, compileSeccomp, serializeBpf } from './bpf.js';
-import type { Rlimit } from './spec.js';
+import type { Rlimit } from './plan.js';
 
 const MIB = 1024 * 1024;
 
@@ -23,18 +23,10 @@ export function rlimitsFor(config: Config, limits: Pick<Limits, 'pids'>): Rlimit
   ];
 }
 
-/** enclave-enter's form: NAME=SOFT:HARD. */
-export function rlimitArgs(rlimits: Rlimit[]): string[] {
-  return rlimits.flatMap((r) => ['--rlimit', `${r.name}=${r.soft}:${r.hard}`]);
-}
-
-/** Compile the policy for this machine and write it where only root can. */
-export function installSeccomp(stateDir: string): string {
-  const path = join(stateDir, 'seccomp.bpf');
-  const tmp = `${path}.${process.pid}`;
-  writeFileSync(tmp, serializeBpf(compileSeccomp(archForNode())), { mode: 0o600 });
-  renameSync(tmp, path);
-  return path;
+/** The seccomp program for this machine, compiled once per daemon start
+ * and copied into each new session's plan. */
+export function seccompProgram(): Buffer {
+  return serializeBpf(compileSeccomp(archForNode()));
 }
 
 /** Docker also masks each CPU's thermal_throttle directory. */

@@ -22,6 +22,12 @@ export interface ProcessWatch {
   close(): void;
 }
 
+export interface ControlChannel {
+  /** Whole message or an exception (EAGAIN: the session stopped reading). */
+  send(fields: string[], fds: number[]): void;
+  close(): void;
+}
+
 export interface OomWatch {
   close(): void;
 }
@@ -31,8 +37,14 @@ interface Addon {
   ensureBridge(name: string, gateway: string, prefix: number): void;
   /** Delete a link; false when there was none. */
   deleteLink(name: string): boolean;
-  /** Mark an fd close-on-exec. */
-  setCloexec(fd: number): void;
+  /** The daemon's end of a session init's control socket (native/src/agent.h). */
+  ControlChannel: new (path: string, onMessage: (fields: string[], fd: number | null) => void, onClose: (reason: string) => void) => ControlChannel;
+  /** [read end, write end], both close-on-exec. */
+  pipe(): [number, number];
+  closeFd(fd: number): void;
+  /** Is this fd a pty master (ptmx with a pty number)? */
+  isPtyMaster(fd: number): boolean;
+  setWinsize(fd: number, cols: number, rows: number): void;
   OomWatch: new (memoryCgroupDir: string, onEvent: () => void) => OomWatch;
   peerCred(fd: number): PeerCred;
   setChildSubreaper(): void;
@@ -55,7 +67,6 @@ export const nativeBuildDir = join(repoRoot, 'native', 'build', 'Release');
 
 export const helperPaths = {
   init: join(nativeBuildDir, 'enclave-init'),
-  enter: join(nativeBuildDir, 'enclave-enter'),
 } as const;
 
 let loaded: Addon | undefined;

@@ -1,17 +1,46 @@
-// Failure steps of the native helpers, in the order of native/src/common.h
-// (ENCLAVE_STEPS). A helper that fails exits with STEP_EXIT_BASE + index.
-export const HELPER_STEPS = [
-  'spec', 'unshare-mnt', 'rootfs', 'mask', 'clone', 'cgroup', 'uid-map', 'setgroups', 'gid-map', 'sync',
-  'parent-death', 'newroot', 'setid', 'cgroupns', 'propagation', 'tmpfs', 'mkdir', 'symlink', 'bind-dev', 'proc',
-  'sysfs', 'devpts', 'mqueue', 'pivot-root', 'hostname', 'loopback', 'fds', 'ready', 'identity', 'setns', 'fork',
-  'cwd', 'usage', 'rlimit', 'capabilities', 'seccomp', 'readonly', 'proc-mask', 'veth', 'network', 'bind-file',
-  'tty',
-] as const;
+// The helper's failure steps and op table, read from the helper itself
+// (`enclave-init --ops` prints native/src/ops.h and common.h), so the names
+// here can never drift from the C. Read once, on first use.
+import { execFileSync } from 'node:child_process';
+import { helperPaths } from './addon.js';
 
-export type HelperStep = (typeof HELPER_STEPS)[number];
+export interface OpDef {
+  name: string;
+  /** One kind letter per argument (see native/src/ops.h). */
+  args: string;
+  phase: string;
+  step: string;
+  flags: string[];
+}
 
-export const STEP_EXIT_BASE = 64;
+export interface HelperTable {
+  phases: string[];
+  /** Step name -> the helper's exit code for it. */
+  steps: Map<string, number>;
+  ops: OpDef[];
+}
 
-export function stepForExitCode(code: number): HelperStep | undefined {
-  return HELPER_STEPS[code - STEP_EXIT_BASE];
+let table: HelperTable | undefined;
+
+export function parseHelperTable(text: string): HelperTable {
+  const t: HelperTable = { phases: [], steps: new Map(), ops: [] };
+  for (const line of text.split('\n')) {
+    const f = line.split('\t');
+    if (f[0] === 'phase' && f[1]) t.phases.push(f[1]);
+    else if (f[0] === 'step' && f[1] && /^\d+$/.test(f[2] ?? '')) t.steps.set(f[1], Number(f[2]));
+    else if (f[0] === 'op' && f.length === 6) {
+      t.ops.push({ name: f[1]!, args: f[2] === '-' ? '' : f[2]!, phase: f[3]!, step: f[4]!, flags: f[5]!.split(',').filter(Boolean) });
+    }
+  }
+  return t;
+}
+
+export function helperTable(): HelperTable {
+  table ??= parseHelperTable(execFileSync(helperPaths.init, ['--ops'], { encoding: 'utf8', env: {} }));
+  return table;
+}
+
+export function stepForExitCode(code: number): string | undefined {
+  for (const [name, c] of helperTable().steps) if (c === code) return name;
+  return undefined;
 }

@@ -1,6 +1,6 @@
 // Session ids and host names.
 import { randomBytes } from 'node:crypto';
-import { DNS_LABEL } from '../isolation/spec.js';
+import { DNS_LABEL } from '../isolation/plan.js';
 
 export function newSessionId(): string {
   return 's-' + randomBytes(5).toString('hex');

@@ -1,8 +1,8 @@
-// Runs native enclave-init with a spec and reads its one-line verdict.
+// Runs native enclave-init with a session plan and reads its one-line verdict.
 import { spawn } from 'node:child_process';
 import { getSystemErrorName } from 'node:util';
 import { helperPaths } from '../native/addon.js';
-import { serializeSpec, type Directive } from '../isolation/spec.js';
+import { serializePlan, type Blob, type SessionPlan } from '../isolation/plan.js';
 import { stepForExitCode } from '../native/steps.js';
 
 export type LaunchResult =
@@ -36,7 +36,7 @@ export function parseLaunchOutput(stdout: string, exitCode: number | null, signa
   return { ok: false, step, errno: 0, detail: `enclave-init ${how}${stderr ? `: ${stderr.trim().slice(0, 300)}` : ''}` };
 }
 
-export function launchInit(spec: Directive[]): Promise<LaunchResult> {
+export function launchInit(plan: SessionPlan, blobs: Blob[] = []): Promise<LaunchResult> {
   return new Promise((resolve) => {
     // detached: its own session, so terminal signals aimed at the daemon
     // never reach the sessions.
@@ -48,8 +48,8 @@ export function launchInit(spec: Directive[]): Promise<LaunchResult> {
     child.on('error', (e) => resolve({ ok: false, step: 'spawn', errno: 0, detail: `${helperPaths.init}: ${e.message}` }));
     child.on('close', (code, signal) => resolve(parseLaunchOutput(Buffer.concat(out).toString(), code, signal, Buffer.concat(err).toString())));
     child.stdin.on('error', () => {
-      /* the helper failed before reading the spec; its verdict says why */
+      /* the helper failed before reading the plan; its verdict says why */
     });
-    child.stdin.end(serializeSpec(spec));
+    child.stdin.end(serializePlan(plan, blobs));
   });
 }

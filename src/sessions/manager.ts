@@ -21,15 +21,15 @@ import {
   type CgroupLayout,
 } from '../isolation/cgroups.js';
 import { rangeForSlot } from '../isolation/idRange.js';
-import { buildSpec } from '../isolation/spec.js';
+import { buildPlan, controlPath, parseStoredPlan, PlanError, type SessionPlan } from '../isolation/plan.js';
 import { addon, type ExitStatus, type OomWatch, type ProcessWatch } from '../native/addon.js';
 import { AddressesExhaustedError, LIVE_STATES, PortTakenError, SessionStore, SlotsExhaustedError, type SessionRow } from '../store/sessionStore.js';
 import { hostIfName, intToIp, macFor } from '../network/addressing.js';
 import { bridgePorts, ensureHostNetwork, hostsFile, resolvConf, type HostNetwork } from '../network/hostNetwork.js';
 import type { PortPublisher } from '../network/publish.js';
 import { hostnameFor, newSessionId } from './identity.js';
-import type { EnterConfinement } from './enter.js';
-import { installSeccomp, rlimitsFor, thermalThrottleMasks } from '../isolation/hardening.js';
+import { rlimitsFor, seccompProgram, thermalThrottleMasks } from '../isolation/hardening.js';
+import { Agents, type SessionAgent } from './agent.js';
 import { describeFailure, launchInit } from './launch.js';
 
 const MIB = 1024 * 1024;
@@ -47,6 +47,10 @@ export interface ManagerOptions {
   publisher: PortPublisher;
 }
 
+/** Whether a session's console runs and who watches it (the console hub knows). */
+export type ConsoleInfo = (id: string) => { running: boolean; viewers: number };
+const NO_CONSOLE: ConsoleInfo = () => ({ running: false, viewers: 0 });
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class SessionManager {
@@ -60,22 +64,10 @@ export class SessionManager {
   private readonly creating = new Map<string, Promise<unknown>>();
   private readonly destroying = new Map<string, Promise<void>>();
   private readonly oomWatches = new Map<string, OomWatch>();
-  private seccompPath = '';
+  private seccomp: Buffer = Buffer.alloc(0);
   private sysMasks: string[] = [];
+  private readonly agents: Agents;
   readonly counters = { creates: 0, createFailures: 0, destroys: 0 };
-  private readonly endedListeners: ((id: string) => void)[] = [];
-
-  /** Called when a session stops or fails (consoles end with it). */
-  onEnded(listener: (id: string) => void): void {
-    this.endedListeners.push(listener);
-  }
-
-  private consoleInfo: (id: string) => { running: boolean; viewers: number } = () => ({ running: false, viewers: 0 });
-
-  /** The console hub tells session views whether a console runs and who watches. */
-  describeConsolesWith(info: (id: string) => { running: boolean; viewers: number }): void {
-    this.consoleInfo = info;
-  }
 
   /** Running sessions created with --console. */
   keptConsoles(): SessionRow[] {
@@ -88,10 +80,15 @@ export class SessionManager {
     this.layout = opts.layout;
     this.log = opts.log;
     this.publisher = opts.publisher;
+    this.agents = new Agents(opts.log);
   }
 
   private sessionDir(id: string): string {
     return join(this.config.state_dir, 'sessions', id);
+  }
+
+  private controlPathFor(id: string): string {
+    return join(this.sessionDir(id), 'control');
   }
 
   /** Directory the helpers bind each session's root onto (in their own mount ns). */
@@ -105,7 +102,10 @@ export class SessionManager {
   async start(): Promise<void> {
     mkdirSync(this.newrootDir, { recursive: true, mode: 0o700 });
     ensureParents(this.layout, this.config.cgroups.parent);
-    this.seccompPath = installSeccomp(this.config.state_dir);
+    // sun_path holds 108 bytes: refuse a state dir whose control sockets cannot be named.
+    const probe = this.controlPathFor('s-0000000000');
+    if (Buffer.byteLength(probe) > 107) throw new Error(`state_dir ${this.config.state_dir} is too long: control socket paths like ${probe} exceed 107 bytes`);
+    this.seccomp = seccompProgram();
     this.sysMasks = thermalThrottleMasks();
     this.hostNet = await ensureHostNetwork(this.config);
     const pending: Promise<void>[] = [];
@@ -195,11 +195,16 @@ export class SessionManager {
   }
 
   private async onOom(id: string, dir: string): Promise<void> {
+    // The kernel signals the eventfd before its OOM killer picks a victim, so
+    // the kill count may lag the event by a moment: look again briefly.
     let kills = 0;
-    try {
-      kills = Number(/^oom_kill (\d+)/m.exec(readFileSync(join(dir, 'memory.oom_control'), 'utf8'))?.[1] ?? 0);
-    } catch {
-      return; // the cgroup is gone: the session is already ending
+    for (let i = 0; i < 50 && kills === 0; i++) {
+      if (i > 0) await sleep(10);
+      try {
+        kills = Number(/^oom_kill (\d+)/m.exec(readFileSync(join(dir, 'memory.oom_control'), 'utf8'))?.[1] ?? 0);
+      } catch {
+        return; // the cgroup is gone: the session is already ending
+      }
     }
     const row = this.store.get(id);
     if (kills === 0 || row?.state !== 'running' || this.destroying.has(id)) return;
@@ -282,18 +287,19 @@ export class SessionManager {
       const lease = this.store.leaseOf(row.id);
       const net = this.hostNet!;
       const files = this.writeSessionFiles(row, lease);
-      const spec = buildSpec({
+      const plan = buildPlan({
         hostname: row.hostname,
         ids: rangeForSlot(c.ids, row.id_slot!),
-        cgroupProcs: dirs.map((d) => join(d.path, 'cgroup.procs')),
+        cgroups: dirs.map((d) => d.path),
         newroot: this.newrootDir,
         rootfs: c.sessions.rootfs,
+        control: this.controlPathFor(row.id),
         masks: [c.state_dir, dirname(c.socket), ...c.sessions.hide],
         home: { bytes: limits.home_mb * MIB, inodes: c.tmpfs.home_inodes },
         tmp: { bytes: limits.tmp_mb * MIB, inodes: c.tmpfs.tmp_inodes },
         secrets: { bytes: c.tmpfs.secrets_mb * MIB, inodes: c.tmpfs.secrets_inodes },
         rlimits: rlimitsFor(c, limits),
-        seccomp: this.seccompPath,
+        seccomp: this.seccomp,
         sysMasks: this.sysMasks,
         files,
         network:
@@ -301,7 +307,9 @@ export class SessionManager {
             ? undefined
             : { hostIf: hostIfName(row.id), mac: macFor(lease), mtu: net.mtu, bridge: net.bridge, address: intToIp(lease), prefix: 32, gateway: intToIp(net.subnet.gateway) },
       });
-      const result = await launchInit(spec);
+      // Stored before anything executes it: what the session is made of, for good.
+      this.store.setPlan(row.id, JSON.stringify(plan));
+      const result = await launchInit(plan);
       if (!result.ok) throw new ApiError('confinement_failed', `session ${row.id} could not be confined: ${describeFailure(result)}`);
       this.store.markRunning(row.id, result.pid, result.startTime);
       this.watch(row.id, result.pid, result.startTime);
@@ -374,7 +382,7 @@ export class SessionManager {
    * slot back and record the final state. Idempotent.
    */
   private async release(row: SessionRow, state: 'stopped' | 'failed', lastError?: string): Promise<void> {
-    for (const l of this.endedListeners) l(row.id);
+    this.agents.drop(row.id);
     this.publisher.unpublish(row.id);
     this.oomWatches.get(row.id)?.close();
     this.oomWatches.delete(row.id);
@@ -434,20 +442,34 @@ export class SessionManager {
     return row;
   }
 
-  list(includeStopped: boolean): Session[] {
-    return this.store.list(includeStopped).map((r) => this.toApi(r));
+  list(includeStopped: boolean, consoles: ConsoleInfo = NO_CONSOLE): Session[] {
+    return this.store.list(includeStopped).map((r) => this.toApi(r, consoles));
   }
 
-  /** What enclave-enter needs to put a command under the session's confinement. */
-  enterConfinement(row: SessionRow): EnterConfinement {
-    return {
-      cgroupProcs: this.store.kernelObjects(row.id).filter((o) => o.kind === 'cgroup').map((o) => join(o.ref, 'cgroup.procs')),
-      rlimits: rlimitsFor(this.config, row.limits),
-      seccomp: this.seccompPath,
-    };
+  private planOf(row: SessionRow): SessionPlan {
+    if (row.plan === null) {
+      throw new ApiError('conflict', `session ${row.id} was created by an older daemon and has no stored plan; exec into it is not possible: destroy and recreate it`);
+    }
+    try {
+      return parseStoredPlan(row.plan, `session ${row.id}`);
+    } catch (e) {
+      throw new ApiError('internal', e instanceof PlanError ? e.message : String(e));
+    }
   }
 
-  toApi(row: SessionRow): Session {
+  /** Where commands of this running session are started: its own init. */
+  agentFor(row: SessionRow): SessionAgent {
+    if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
+    return this.agents.for(row.id, controlPath(this.planOf(row)));
+  }
+
+  /** The root the session was created with (not today's config). */
+  rootfsOf(row: SessionRow): string {
+    const rootfs = row.plan === null ? undefined : this.planOf(row).ops.find((o) => o.op === 'rootfs')?.args[1];
+    return rootfs ?? this.config.sessions.rootfs;
+  }
+
+  toApi(row: SessionRow, consoles: ConsoleInfo = NO_CONSOLE): Session {
     const live = LIVE_STATES.includes(row.state);
     const range = row.id_slot !== null && live ? rangeForSlot(this.config.ids, row.id_slot) : null;
     const lease = live ? this.store.leaseOf(row.id) : undefined;
@@ -466,7 +488,7 @@ export class SessionManager {
         gateway: row.network === 'bridge' ? gateway : null,
         published: live ? this.store.portsOf(row.id) : [],
       },
-      console: { keep: row.keep_console, ...(live ? this.consoleInfo(row.id) : { running: false, viewers: 0 }) },
+      console: { keep: row.keep_console, ...(live ? consoles(row.id) : { running: false, viewers: 0 }) },
       created_at: row.created_at,
       updated_at: row.updated_at,
       last_error: row.last_error,
@@ -477,6 +499,7 @@ export class SessionManager {
   async shutdown(): Promise<void> {
     await Promise.all([...this.creating.values()].map((p) => p.catch(() => undefined)));
     await Promise.all([...this.destroying.values()].map((p) => p.catch(() => undefined)));
+    this.agents.closeAll();
     for (const w of this.watches.values()) w.watch.close();
     this.watches.clear();
     for (const w of this.oomWatches.values()) w.close();

@@ -24,6 +24,8 @@ const rowSchema = z.object({
   last_error: z.string().nullable(),
   network: z.enum(['bridge', 'none']),
   keep_console: z.union([z.literal(0), z.literal(1)]).transform((v) => v === 1),
+  /** The stored SessionPlan as JSON (parsed where it is used: it is large). */
+  plan: z.string().nullable(),
 });
 export type SessionRow = z.infer<typeof rowSchema>;
 
@@ -145,6 +147,11 @@ export class SessionStore {
       })
       .immediate();
     return this.get(args.id)!;
+  }
+
+  /** Store the plan before anything executes it. */
+  setPlan(id: string, planJson: string): void {
+    this.db.prepare(`UPDATE sessions SET plan = ? WHERE id = ? AND state = 'creating'`).run(planJson, id);
   }
 
   markRunning(id: string, pid: number, startTime: string): void {

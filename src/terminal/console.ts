@@ -1,15 +1,15 @@
-// A session's console: one pty (a login shell through enclave-enter), a
+// A session's console: one pty (a login shell the session's init started), a
 // replay ring, a screen mirror, and any number of attached WebSocket clients.
 // Output is never decoded here: pty bytes go to the ring, to the mirror's
 // worker and to each client's bounded queue. A client that cannot keep up is
 // cut off (it can resume from its offset); it never slows the pty or anyone
 // else. A client without a resumable offset gets a snapshot of the screen.
-import type { IPty } from 'node-pty';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { ByteRing } from './ring.js';
 import { Channel, encodeFrame, exitStatusFor } from './channels.js';
 import type { ScreenMirror, Snapshot } from './mirror.js';
+import type { TerminalProcess } from './sessionPty.js';
 
 /** Our subprotocol: k8s v5 framing plus server events and client acks. */
 export const ATTACH_PROTOCOL = 'v1.attach.enclave.dev';
@@ -73,7 +73,7 @@ class Client {
 
 export interface ConsoleOptions {
   sessionId: string;
-  pty: IPty;
+  pty: TerminalProcess & { close?: () => void };
   ringBytes: number;
   size: Size;
   policy: ResizePolicy;
@@ -194,7 +194,7 @@ export class SessionConsole {
       const payload = data.subarray(1);
       if (ch === Channel.stdin) {
         // Read-only viewers never reach the shell's input.
-        if (c.role === 'rw' && !this.exit) this.o.pty.write(payload as unknown as string);
+        if (c.role === 'rw' && !this.exit) this.o.pty.write(payload);
       } else if (ch === Channel.resize) {
         const parsed = parseResize(payload);
         if (parsed && c.role === 'rw') this.requestResize(c, parsed);
@@ -331,12 +331,18 @@ export class SessionConsole {
     this.o.log.info({ session: this.o.sessionId, exit: this.exit }, 'console ended');
     for (const c of [...this.clients]) this.sendStatus(c);
     this.mirror?.close();
+    this.o.pty.close?.();
     this.o.onEnd();
   }
 
   /** The session is going away: end the shell (its exit status follows). */
   kill(): void {
-    if (!this.exit) this.o.pty.kill('SIGHUP');
+    if (this.exit) return;
+    this.o.pty.kill('SIGHUP');
+    // A shell that ignores SIGHUP does not keep its terminal (or the session) alive.
+    setTimeout(() => {
+      if (!this.exit) this.o.pty.kill('SIGKILL');
+    }, 2000).unref();
   }
 }
 

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { spawn as spawnPty } from 'node-pty';
 import WebSocket from 'ws';
+import { join } from 'node:path';
 import xtermHeadless from '@xterm/headless';
 import { ACK_CHANNEL, ATTACH_PROTOCOL, EVENTS_CHANNEL, SNAPSHOT_CHANNEL } from '../../src/terminal/console.js';
 import { Channel, K8S_V5_PROTOCOL, encodeFrame } from '../../src/terminal/channels.js';
@@ -426,28 +427,30 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
     v.type('echo $((6*7))-kept\r');
     await v.waitFor('42-kept');
 
-    // A second console: its helper must not inherit the first console's pty
-    // master (node-pty opens it without O_CLOEXEC; the daemon fixes that).
+    // A second console: the daemon holds each console's pty master; no
+    // process of either session holds any pty master (it could read another
+    // terminal's output), only its own terminal's slave end.
     const second = new Viewer(d, 'plain');
     await second.opened;
-    const helpers = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('enclave-enter') && readFileSync(`/proc/${p}/status`, 'utf8').includes(`\nPPid:\t${d.pid}\n`);
-      } catch {
-        return false;
-      }
-    });
-    expect(helpers.length).toBe(2);
-    for (const h of helpers) {
-      const targets = readdirSync(`/proc/${h}/fd`).map((fd) => {
+    const sessionPids = [kept.id, plain.id].flatMap((id) =>
+      d.cgroupDirs(id).flatMap((dir) => {
         try {
-          return readlinkSync(`/proc/${h}/fd/${fd}`);
+          return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+        } catch {
+          return [];
+        }
+      }),
+    );
+    expect(sessionPids.length).toBeGreaterThanOrEqual(4); // two inits, two shells
+    for (const pid of new Set(sessionPids)) {
+      const targets = readdirSync(`/proc/${pid}/fd`).map((fd) => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${fd}`);
         } catch {
           return '';
         }
       });
-      // Its own terminal (fds 0-2) and its session's pty master; no host pty master.
-      expect(targets.filter((t) => t === '/dev/ptmx')).toEqual([]);
+      expect(targets.filter((t) => t.endsWith('ptmx')), `pid ${pid}`).toEqual([]);
     }
     second.ws.close();
     v.ws.close();

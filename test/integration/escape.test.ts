@@ -5,7 +5,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { helperPaths } from '../../src/native/addon.js';
-import { MASKED_PATHS } from '../../src/isolation/spec.js';
+import { MASKED_PATHS } from '../../src/isolation/plan.js';
 import type { Session } from '../../src/api/schemas.js';
 import { isRoot, TestDaemon } from './harness.js';
 
@@ -134,12 +134,12 @@ describe.skipIf(!isRoot)('escape suite (root)', () => {
   });
 
   it('keeps the helper binaries root-owned and read-only, out of reach of a session', async () => {
-    for (const p of [helperPaths.init, helperPaths.enter]) {
+    for (const p of [helperPaths.init]) {
       const st = statSync(p);
       expect(st.uid).toBe(0);
       expect(st.mode & 0o222).toBe(0);
     }
-    const r = await d.sh('jail', `echo x > ${helperPaths.enter} && echo OVERWROTE; cp /bin/true ${helperPaths.init} 2>/dev/null && echo REPLACED; echo end`);
+    const r = await d.sh('jail', `echo x > ${helperPaths.init} && echo OVERWROTE; cp /bin/true ${helperPaths.init} 2>/dev/null && echo REPLACED; echo end`);
     expect(r.stdout).toBe('end\n');
     // Read-only where the rootfs shows them; invisible where a session tmpfs
     // covers them (a checkout under /tmp).

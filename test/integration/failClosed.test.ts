@@ -1,7 +1,7 @@
 // Fail closed: when a confinement step cannot be done, nothing runs, the
 // error names the step, and nothing is left behind.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmodSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { isRoot, TestDaemon } from './harness.js';
@@ -42,22 +42,23 @@ describe.skipIf(!isRoot)('fail closed (root)', () => {
     }
   });
 
-  it('refuses to create or enter a session when the seccomp program could be tampered with', async () => {
-    const s = await good.create({ name: 'victim' });
-    const bpf = join(good.stateDir, 'seccomp.bpf');
-    chmodSync(bpf, 0o666);
+
+  // The filter used to be a file in the state dir that enclave-enter re-read
+  // on every exec (a tamper point). Now it is part of the stored plan, loaded
+  // once by the session init, and every command inherits it from there.
+  it('keeps the seccomp program only in the stored plan, and every exec runs under it', async () => {
+    const s = await good.create({ name: 'filtered' });
+    expect(existsSync(join(good.stateDir, 'seccomp.bpf'))).toBe(false);
+    const db = new Database(join(good.stateDir, 'enclave.db'), { readonly: true });
     try {
-      const c = await good.api('POST', '/v1/sessions', {});
-      expect(c.status).toBe(500);
-      expect((c.body as { error: { message: string } }).error.message).toMatch(/step seccomp failed: EINVAL/);
-      const e = await good.cli(['session', 'exec', 'victim', '--', 'sh', '-c', 'echo RAN']);
-      expect(e.stdout).toBe('');
-      expect(e.code).not.toBe(0);
-      expect(e.stderr).toMatch(/enclave-enter: .*seccomp\.bpf: Invalid argument/);
+      const row = db.prepare('SELECT plan FROM sessions WHERE id = ?').get(s.id) as { plan: string };
+      const ops = (JSON.parse(row.plan) as { ops: { op: string; args: string[] }[] }).ops;
+      expect(ops[ops.length - 1]!.op).toBe('seccomp');
+      expect(ops[ops.length - 1]!.args[0]).toMatch(/^([0-9a-f]{16})+$/);
     } finally {
-      chmodSync(bpf, 0o600);
+      db.close();
     }
-    expect((await good.sh('victim', 'echo RAN')).stdout).toBe('RAN\n');
+    expect((await good.sh('filtered', 'grep ^Seccomp: /proc/self/status')).stdout).toBe('Seccomp:\t2\n');
     await good.destroy(s.id);
   });
 });

@@ -150,6 +150,7 @@ export class TestDaemon {
   readonly idBase = 1_000_000_000 + (process.pid % 700) * 64 * 65536;
   readonly logPath = join(this.dir, 'daemon.log');
   private proc: DaemonProcess | undefined;
+  private started = false;
   /** Init PIDs of every session seen, to reap those re-parented to us. */
   private readonly inits = new Set<number>();
 
@@ -159,7 +160,8 @@ export class TestDaemon {
 
   async start(): Promise<void> {
     if (!existsSync(this.configPath)) {
-      sweepEarlierRuns();
+      if (!this.started) sweepEarlierRuns();
+      this.started = true;
       // Sessions that outlive a daemon re-parent to us: we reap them.
       addon().setChildSubreaper();
       mkdirSync(this.dir, { recursive: true, mode: 0o755 });
@@ -186,6 +188,12 @@ export class TestDaemon {
       await new Promise((r) => setTimeout(r, 25));
     }
     throw new Error(`daemon did not come up: ${this.log().slice(-2000)}`);
+  }
+
+  /** New config for the next start(): the file is written again from these. */
+  reconfigure(opts: { extraConfig?: string; topConfig?: string }): void {
+    this.opts = { ...this.opts, ...opts };
+    rmSync(this.configPath, { force: true });
   }
 
   /** Extra TOML for the [sessions] table, set before start(). */

@@ -118,6 +118,31 @@ int main(int argc, char **argv) {
   if (!strcmp(c, "mknod")) return report(mknod("/tmp/null-copy", S_IFCHR | 0666, makedev(1, 3)));
   if (!strcmp(c, "kill")) return report(kill(atoi(arg), 0));
   if (!strcmp(c, "ptrace")) return report(ptrace(PTRACE_ATTACH, atoi(arg), NULL, NULL));
+  if (!strcmp(c, "forkbomb")) {
+    /* Take every task slot the session has, and keep them: a child that
+     * exits is replaced at once. Never returns. */
+    for (;;) {
+      pid_t p = fork();
+      if (p == 0) {
+        for (;;) pause();
+      }
+      if (p < 0) usleep(1000);
+    }
+  }
+  if (!strcmp(c, "getfd")) {
+    /* Take any of the first 64 fds of a process (the init's control socket). */
+    int pidfd = (int)syscall(SYS_pidfd_open, atoi(arg), 0);
+    if (pidfd < 0) return report(-1);
+    long rc = -1;
+    for (int fd = 0; fd < 64; fd++) {
+      rc = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+      if (rc >= 0) {
+        printf("GOT %d\n", fd);
+        return 0;
+      }
+    }
+    return report(rc);
+  }
   if (!strcmp(c, "fds")) {
     /* Open fds other than the one listing them. */
     DIR *d = opendir("/proc/self/fd");

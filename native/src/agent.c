@@ -1,0 +1,356 @@
+#include "agent.h"
+
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
+#define MAX_FDS 3
+#define MAX_FIELDS 8200
+#define ID_MAX 64
+
+extern char **environ;
+
+struct exec_rec {
+  char id[ID_MAX + 1];
+  pid_t pid;      /* 0: free slot */
+  int status_fd;  /* exec-error pipe until the command starts or fails */
+  int master_fd;  /* pty master until it is handed to the daemon */
+  int failed;     /* reported as failed: no exit report follows */
+};
+
+/* What the child writes on its status pipe when it cannot start. */
+struct start_error {
+  int step;
+  int err;
+};
+
+static struct exec_rec recs[AGENT_MAX_EXECS];
+static int conn = -1;
+static int stopping;
+static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+static const int handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+static void drop_conn(void) {
+  if (conn >= 0) close(conn);
+  conn = -1;
+}
+
+/* One datagram of NUL-terminated fields, optionally carrying one fd. A
+ * daemon that does not read within a second loses the connection, not us. */
+static void send_fields(int fd, int n, ...) {
+  if (conn < 0) return;
+  static char buf[1024];
+  size_t used = 0;
+  va_list ap;
+  va_start(ap, n);
+  for (int i = 0; i < n; i++) {
+    const char *f = va_arg(ap, const char *);
+    size_t len = strnlen(f, 400);
+    if (used + len + 1 > sizeof buf) break;
+    memcpy(buf + used, f, len);
+    used += len;
+    buf[used++] = '\0';
+  }
+  va_end(ap);
+  struct iovec iov = {buf, used};
+  union {
+    char space[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl;
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (fd >= 0) {
+    memset(&ctl, 0, sizeof ctl);
+    mh.msg_control = ctl.space;
+    mh.msg_controllen = sizeof ctl.space;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  ssize_t r;
+  do r = sendmsg(conn, &mh, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) drop_conn();
+}
+
+static void send_failed(const char *id, enum step step, int err, const char *detail) {
+  char e[16];
+  snprintf(e, sizeof e, "%d", err);
+  send_fields(-1, 5, "failed", id, step_name(step), e, detail);
+}
+
+static struct exec_rec *find_rec(const char *id) {
+  for (int i = 0; i < AGENT_MAX_EXECS; i++)
+    if (recs[i].pid > 0 && !strcmp(recs[i].id, id)) return &recs[i];
+  return NULL;
+}
+
+/* The status pipe is readable: an error report, or EOF at a successful exec. */
+static void resolve_start(struct exec_rec *r) {
+  struct start_error se;
+  ssize_t n;
+  do n = read(r->status_fd, &se, sizeof se);
+  while (n < 0 && errno == EINTR);
+  close(r->status_fd);
+  r->status_fd = -1;
+  if (n == (ssize_t)sizeof se) {
+    r->failed = 1;
+    send_failed(r->id, (enum step)se.step, se.err, se.step == STEP_CWD ? "chdir" : "execve");
+  } else {
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", r->pid);
+    send_fields(r->master_fd, 3, "started", r->id, pid);
+  }
+  if (r->master_fd >= 0) close(r->master_fd);
+  r->master_fd = -1;
+}
+
+static void reap(void) {
+  for (;;) {
+    int st = 0;
+    pid_t p = waitpid(-1, &st, WNOHANG);
+    if (p < 0 && errno == EINTR) continue;
+    if (p < 0 && errno == ECHILD && stopping) _exit(0);
+    if (p <= 0) return;
+    for (int i = 0; i < AGENT_MAX_EXECS; i++) {
+      struct exec_rec *r = &recs[i];
+      if (r->pid != p) continue;
+      if (r->status_fd >= 0) resolve_start(r); /* died before we polled it */
+      if (!r->failed) {
+        char code[16], sig[16];
+        snprintf(code, sizeof code, "%d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        snprintf(sig, sizeof sig, "%d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+        send_fields(-1, 4, "exited", r->id, code, sig);
+      }
+      r->pid = 0;
+    }
+  }
+}
+
+static __attribute__((noreturn)) void child_fail(int status_fd, enum step step, int code) {
+  struct start_error se = {step, errno};
+  (void)write_all(status_fd, &se, sizeof se);
+  _exit(code);
+}
+
+static __attribute__((noreturn)) void exec_child(int status_fd, int tty_slave, const int *fds, int nfds, int with_stdin,
+                                                 const char *cwd, char **argv, char **envp) {
+  sigset_t none;
+  sigemptyset(&none);
+  for (size_t i = 0; i < sizeof handled / sizeof handled[0]; i++) signal(handled[i], SIG_DFL);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  /* Its own session: no controlling terminal but its own pty, if any. */
+  if (setsid() < 0) child_fail(status_fd, STEP_STDIO, 126);
+  if (tty_slave >= 0) {
+    if (ioctl(tty_slave, TIOCSCTTY, 0) < 0) child_fail(status_fd, STEP_TTY, 126);
+    for (int i = 0; i < 3; i++)
+      if (dup2(tty_slave, i) < 0) child_fail(status_fd, STEP_STDIO, 126);
+  } else {
+    int in = with_stdin ? fds[0] : open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (in < 0 || dup2(in, 0) < 0 || dup2(fds[nfds - 2], 1) < 0 || dup2(fds[nfds - 1], 2) < 0) child_fail(status_fd, STEP_STDIO, 126);
+  }
+  /* Everything of ours closes at exec; a failure report still gets out. */
+  if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) child_fail(status_fd, STEP_FDS, 126);
+  if (chdir(cwd) < 0) child_fail(status_fd, STEP_CWD, 126);
+  environ = envp;
+  execvp(argv[0], argv);
+  child_fail(status_fd, STEP_EXEC, errno == ENOENT || errno == ENOTDIR ? 127 : 126);
+}
+
+static int parse_num(const char *s, long long max) {
+  long long v = parse_u64(s);
+  return v < 0 || v > max ? -1 : (int)v;
+}
+
+static void handle_exec(char **f, int nf, int *fds, int nfds) {
+  /* exec ID TTY STDIN COLS ROWS CWD ARGC ARGV... ENVC ENV... */
+  static char *argv[MAX_FIELDS], *envp[MAX_FIELDS];
+  const char *id = nf > 1 ? f[1] : "";
+  if (nf < 9 || strlen(id) == 0 || strlen(id) > ID_MAX) return send_failed(id, STEP_PROTOCOL, EINVAL, "malformed exec");
+  int tty = parse_num(f[2], 1), with_stdin = parse_num(f[3], 1), cols = parse_num(f[4], 1000), rows = parse_num(f[5], 500);
+  int argc = parse_num(f[7], nf);
+  if (tty < 0 || with_stdin < 0 || cols < 0 || rows < 0 || argc < 1 || 8 + argc >= nf || f[6][0] != '/')
+    return send_failed(id, STEP_PROTOCOL, EINVAL, "malformed exec");
+  int envc = parse_num(f[8 + argc], nf);
+  if (envc < 0 || 9 + argc + envc != nf) return send_failed(id, STEP_PROTOCOL, EINVAL, "malformed exec");
+  if (nfds != (tty ? 0 : 2 + with_stdin)) return send_failed(id, STEP_PROTOCOL, EBADF, "wrong number of fds");
+  if (find_rec(id)) return send_failed(id, STEP_PROTOCOL, EEXIST, "duplicate exec id");
+  if (stopping) return send_failed(id, STEP_STOPPING, ESHUTDOWN, "the session is stopping");
+  struct exec_rec *r = NULL;
+  for (int i = 0; i < AGENT_MAX_EXECS && !r; i++)
+    if (recs[i].pid == 0) r = &recs[i];
+  if (!r) return send_failed(id, STEP_FORK, EAGAIN, "too many commands running through the daemon");
+  for (int i = 0; i < argc; i++) argv[i] = f[8 + i];
+  argv[argc] = NULL;
+  for (int i = 0; i < envc; i++) envp[i] = f[9 + argc + i];
+  envp[envc] = NULL;
+
+  int master = -1, slave = -1;
+  if (tty) {
+    /* A pty of the session's own devpts: the session owns both ends. */
+    int unlock = 0;
+    struct winsize ws = {.ws_row = (unsigned short)(rows ? rows : 24), .ws_col = (unsigned short)(cols ? cols : 80)};
+    master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) return send_failed(id, STEP_TTY, errno, "open /dev/pts/ptmx");
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCSWINSZ, &ws) < 0 ||
+        (slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
+      int e = errno;
+      close(master);
+      return send_failed(id, STEP_TTY, e, "set up the pty");
+    }
+  }
+  int sp[2];
+  if (pipe2(sp, O_CLOEXEC) < 0) {
+    int e = errno;
+    if (tty) close(master), close(slave);
+    return send_failed(id, STEP_FORK, e, "pipe2");
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(sp[0]);
+    exec_child(sp[1], slave, fds, nfds, with_stdin, f[6], argv, envp);
+  }
+  int e = errno;
+  close(sp[1]);
+  if (slave >= 0) close(slave);
+  if (pid < 0) {
+    close(sp[0]);
+    if (master >= 0) close(master);
+    return send_failed(id, STEP_FORK, e, "fork");
+  }
+  snprintf(r->id, sizeof r->id, "%s", id);
+  r->pid = pid;
+  r->status_fd = sp[0];
+  r->master_fd = master;
+  r->failed = 0;
+}
+
+static void handle_signal(char **f, int nf) {
+  /* signal ID SIGNO: the command's process group, then the command. */
+  if (nf != 3) return;
+  int sig = parse_num(f[2], 64);
+  struct exec_rec *r = find_rec(f[1]);
+  if (!r || sig < 1 || r->status_fd >= 0 || r->failed) return;
+  kill(-r->pid, sig);
+  kill(r->pid, sig);
+}
+
+static void read_conn(void) {
+  static char buf[AGENT_MAX_MSG];
+  static char *f[MAX_FIELDS];
+  union {
+    char space[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+    struct cmsghdr align;
+  } ctl;
+  struct iovec iov = {buf, sizeof buf};
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space, .msg_controllen = sizeof ctl.space};
+  ssize_t n = recvmsg(conn, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  int fds[MAX_FDS], nfds = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < k; i++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      if (nfds < MAX_FDS) fds[nfds++] = fd;
+      else close(fd);
+    }
+  }
+  if (n <= 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || buf[n - 1] != '\0') {
+    for (int i = 0; i < nfds; i++) close(fds[i]);
+    if (n <= 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) drop_conn();
+    return;
+  }
+  int nf = 0;
+  for (char *p = buf; p < buf + n && nf < MAX_FIELDS; p += strlen(p) + 1) f[nf++] = p;
+  if (!strcmp(f[0], "exec")) handle_exec(f, nf, fds, nfds);
+  else if (!strcmp(f[0], "signal")) handle_signal(f, nf);
+  for (int i = 0; i < nfds; i++) close(fds[i]);
+}
+
+static void on_signal(int sigfd) {
+  struct signalfd_siginfo si;
+  while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+    for (size_t i = 0; i < sizeof stop_signals / sizeof stop_signals[0]; i++) {
+      if ((int)si.ssi_signo != stop_signals[i]) continue;
+      stopping = 1;
+      kill(-1, SIGTERM); /* every process of the session but us */
+      kill(-1, SIGCONT);
+    }
+  }
+  reap();
+}
+
+static void noop_handler(int sig) { (void)sig; }
+
+void agent_run(int listen_fd) {
+  sigset_t set;
+  sigemptyset(&set);
+  struct sigaction sa = {.sa_handler = noop_handler};
+  /* A PID-ns init drops signals whose disposition is SIG_DFL, so install one. */
+  for (size_t i = 0; i < sizeof handled / sizeof handled[0]; i++) {
+    sigaction(handled[i], &sa, NULL);
+    sigaddset(&set, handled[i]);
+  }
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  int sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sigfd < 0) _exit(STEP_EXIT_BASE + STEP_READY);
+  reap(); /* anything that exited before the signalfd existed */
+  static struct pollfd pfd[3 + AGENT_MAX_EXECS];
+  static struct exec_rec *pending[AGENT_MAX_EXECS];
+  for (;;) {
+    int n = 0, np = 0;
+    pfd[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
+    pfd[n++] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+    int conn_at = -1;
+    if (conn >= 0) conn_at = n, pfd[n++] = (struct pollfd){.fd = conn, .events = POLLIN};
+    for (int i = 0; i < AGENT_MAX_EXECS; i++) {
+      if (recs[i].pid <= 0 || recs[i].status_fd < 0) continue;
+      pending[np++] = &recs[i];
+      pfd[n++] = (struct pollfd){.fd = recs[i].status_fd, .events = POLLIN};
+    }
+    if (poll(pfd, (nfds_t)n, -1) < 0) continue;
+    if (pfd[0].revents) on_signal(sigfd);
+    int base = conn_at >= 0 ? conn_at + 1 : 2;
+    for (int i = 0; i < np; i++)
+      if (pfd[base + i].revents && pending[i]->status_fd == pfd[base + i].fd) resolve_start(pending[i]);
+    if (conn_at >= 0 && pfd[conn_at].revents && conn == pfd[conn_at].fd) {
+      if (pfd[conn_at].revents & POLLIN) read_conn();
+      else drop_conn();
+    }
+    if (pfd[1].revents & POLLIN) {
+      /* A restarted daemon reconnects: the newest connection wins. */
+      int c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+      if (c >= 0) {
+        struct timeval tv = {.tv_sec = 1};
+        setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        drop_conn();
+        conn = c;
+      }
+    }
+  }
+}

@@ -1,0 +1,27 @@
+/*
+ * The session's PID 1 once it is set up. It reaps every process of the
+ * session, stops the session on a signal from outside it, and starts
+ * commands for the daemon: each one is forked here, inside the session, so
+ * it inherits the namespaces, cgroups, rlimits, dropped capabilities and
+ * seccomp filter the session was created with, and nothing else.
+ *
+ * The daemon asks over the control socket that the helper's parent bound on
+ * the host (host netns, a path under the 0700 state dir that the session
+ * has masked), so no session process can name it. Messages are SEQPACKET
+ * datagrams of NUL-terminated fields:
+ *   daemon -> init  exec ID TTY STDIN COLS ROWS CWD ARGC ARGV... ENVC ENV...
+ *                   (with the stdin?, stdout, stderr fds unless TTY)
+ *                   signal ID SIGNO
+ *   init -> daemon  started ID PID (with the pty master if TTY)
+ *                   failed ID STEP ERRNO DETAIL
+ *                   exited ID CODE SIGNAL
+ */
+#ifndef ENCLAVE_AGENT_H
+#define ENCLAVE_AGENT_H
+
+#define AGENT_MAX_MSG (128 * 1024)
+#define AGENT_MAX_EXECS 256
+
+__attribute__((noreturn)) void agent_run(int listen_fd);
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * The op table: every operation a session plan may hold, once. Like
+ * bubblewrap's SetupOp list and systemd-nspawn's mount_table, each op has a
+ * name, an argument signature (one kind letter per argument, so the arity is
+ * its length), the phase it runs in, the step it reports when it fails, and
+ * flags. The plan parser (plan.c) validates a plan against this table before
+ * anything is executed, `enclave-init --check` runs only that validation, and
+ * `enclave-init --ops` prints the table, which is where the daemon's
+ * TypeScript takes its step names from.
+ *
+ * Argument kinds:
+ *   A absolute path         R clean relative path (below the new root)
+ *   T text (link target)    N decimal number        M octal mode (<= 07777)
+ *   F mount flags (nosuid,nodev,noexec,ro or -)     D mount data
+ *   I interface name        E MAC address           P IPv4 address
+ *   G allow|deny            H hostname (DNS label)  L rlimit name
+ *   V rlimit value (number or unlimited)
+ *   K capabilities kept (hex mask; this build keeps none, so only 0)
+ *   X seccomp program (hex of struct sock_filter)   B blob index
+ */
+#ifndef ENCLAVE_OPS_H
+#define ENCLAVE_OPS_H
+
+#include "common.h"
+
+/* Phases, in the order they run. */
+#define ENCLAVE_PHASES(X)                                                            \
+  X(HOST, "host")     /* helper parent, host root, own mount ns, before clone */   \
+  X(PARENT, "parent") /* helper parent, after clone, child still held */           \
+  X(NET, "net")       /* child, in its namespaces, before the mounts */            \
+  X(MOUNT, "mount")   /* child, building the new root (relative to it) */          \
+  X(FINAL, "final")   /* child, after pivot_root: identity, limits, drops */
+
+#define ENCLAVE_PHASE_ENUM(id, name) PHASE_##id,
+enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
+#undef ENCLAVE_PHASE_ENUM
+
+/* Flags. */
+#define OP_ONCE 0x1           /* at most once per plan */
+#define OP_REQUIRED 0x2       /* at least once per plan */
+#define OP_ALLOW_NOTEXIST 0x4 /* a missing target is skipped, not an error */
+#define OP_LAST 0x8           /* must be the plan's last op */
+#define OP_FIRST 0x10         /* must be the plan's first op */
+
+#define ENCLAVE_OPS(X)                                                                            \
+  /* id          name            args      phase         step            flags */                 \
+  X(ROOTFS,      "rootfs",       "AA",     PHASE_HOST,   STEP_ROOTFS,    OP_ONCE | OP_REQUIRED | OP_FIRST)   \
+  X(HIDE,        "hide",         "R",      PHASE_HOST,   STEP_HIDE,      OP_ALLOW_NOTEXIST)       \
+  X(BIND_FILE,   "bind-file",    "AR",     PHASE_HOST,   STEP_BIND_FILE, OP_ALLOW_NOTEXIST)       \
+  X(CONTROL,     "control",      "A",      PHASE_HOST,   STEP_CONTROL,   OP_ONCE | OP_REQUIRED)   \
+  X(CGROUP,      "cgroup",       "A",      PHASE_PARENT, STEP_CGROUP,    0)                       \
+  X(UID_MAP,     "uid-map",      "NNN",    PHASE_PARENT, STEP_UID_MAP,   OP_ONCE | OP_REQUIRED)   \
+  X(SETGROUPS,   "setgroups",    "G",      PHASE_PARENT, STEP_SETGROUPS, OP_ONCE | OP_REQUIRED)   \
+  X(GID_MAP,     "gid-map",      "NNN",    PHASE_PARENT, STEP_GID_MAP,   OP_ONCE | OP_REQUIRED)   \
+  X(VETH,        "veth",         "IIENI",  PHASE_PARENT, STEP_VETH,      OP_ONCE)                 \
+  X(LOOPBACK,    "loopback",     "",       PHASE_NET,    STEP_LOOPBACK,  OP_ONCE | OP_REQUIRED)   \
+  X(IPV4,        "ipv4",         "IPNP",   PHASE_NET,    STEP_NETWORK,   OP_ONCE)                 \
+  X(TMPFS,       "tmpfs",        "RFD",    PHASE_MOUNT,  STEP_TMPFS,     0)                       \
+  X(MKDIR,       "mkdir",        "RM",     PHASE_MOUNT,  STEP_MKDIR,     0)                       \
+  X(SYMLINK,     "symlink",      "TR",     PHASE_MOUNT,  STEP_SYMLINK,   0)                       \
+  X(BIND_DEV,    "bind-dev",     "RA",     PHASE_MOUNT,  STEP_BIND_DEV,  0)                       \
+  X(PROC,        "proc",         "R",      PHASE_MOUNT,  STEP_PROC,      OP_ONCE | OP_REQUIRED)   \
+  X(SYSFS,       "sysfs",        "R",      PHASE_MOUNT,  STEP_SYSFS,     OP_ONCE)                 \
+  X(DEVPTS,      "devpts",       "RD",     PHASE_MOUNT,  STEP_DEVPTS,    OP_ONCE | OP_REQUIRED)   \
+  X(MQUEUE,      "mqueue",       "R",      PHASE_MOUNT,  STEP_MQUEUE,    OP_ONCE)                 \
+  X(MASK,        "mask",         "R",      PHASE_MOUNT,  STEP_MASK,      OP_ALLOW_NOTEXIST)       \
+  X(READONLY,    "readonly",     "R",      PHASE_MOUNT,  STEP_READONLY,  OP_ALLOW_NOTEXIST)       \
+  X(FILE,        "file",         "RMNNB",  PHASE_MOUNT,  STEP_FILE,      0)                       \
+  X(HOSTNAME,    "hostname",     "H",      PHASE_FINAL,  STEP_HOSTNAME,  OP_ONCE | OP_REQUIRED)   \
+  X(RLIMIT,      "rlimit",       "LVV",    PHASE_FINAL,  STEP_RLIMIT,    0)                       \
+  X(CAPS,        "capabilities", "K",      PHASE_FINAL,  STEP_CAPS,      OP_ONCE | OP_REQUIRED)   \
+  X(SECCOMP,     "seccomp",      "X",      PHASE_FINAL,  STEP_SECCOMP,   OP_ONCE | OP_REQUIRED | OP_LAST)
+
+#define ENCLAVE_OP_ENUM(id, name, args, phase, step, flags) OP_##id,
+enum op_id { ENCLAVE_OPS(ENCLAVE_OP_ENUM) OP_COUNT };
+#undef ENCLAVE_OP_ENUM
+
+struct op_def {
+  const char *name;
+  const char *args;
+  enum phase phase;
+  enum step step;
+  int flags;
+};
+
+extern const struct op_def op_defs[OP_COUNT];
+extern const char *const phase_names[PHASE_COUNT];
+
+#endif

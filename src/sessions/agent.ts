@@ -1,0 +1,202 @@
+// The daemon's side of exec: a session's init forks every command inside the
+// session (native/src/agent.c); we ask over its control socket. One channel
+// per session, connected on first use, so it works the same for sessions
+// re-adopted after a restart. Everything the init sends is untrusted: the
+// addon bounds it, the schemas below validate it, and an init that answers
+// nothing costs one timer.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { ApiError } from '../api/errors.js';
+import { addon, type ControlChannel } from '../native/addon.js';
+import { errnoName } from './launch.js';
+
+/** Matches AGENT_MAX_MSG in native/src/agent.h, less room for the framing. */
+export const MAX_EXEC_MESSAGE = 120 * 1024;
+const START_TIMEOUT_MS = 5000;
+
+export interface ExecSpec {
+  tty: boolean;
+  argv: string[];
+  env: string[];
+  cwd: string;
+  cols: number;
+  rows: number;
+  /** Without tty: [stdin?] stdout stderr, the session's ends of our pipes. */
+  fds: number[];
+  stdin: boolean;
+}
+
+export type StartFailure = { step: string; errno: number; detail: string };
+export type Started = { pid: number; master: number | null };
+export interface ExitReport {
+  code: number | null;
+  signal: number | null;
+}
+
+const num = z.string().regex(/^-?\d{1,10}$/).transform(Number);
+const message = z.union([
+  z.tuple([z.literal('started'), z.string(), num.pipe(z.number().int().min(2))]),
+  z.tuple([z.literal('failed'), z.string(), z.string().max(32), num, z.string().max(400)]),
+  z.tuple([z.literal('exited'), z.string(), num.pipe(z.number().int().min(-1).max(255)), num.pipe(z.number().int().min(0).max(64))]),
+]);
+
+interface Pending {
+  tty: boolean;
+  onStart?: (r: { ok: true; started: Started } | { ok: false; failure: StartFailure }) => void;
+  onExit?: (e: ExitReport | null) => void;
+  timer?: NodeJS.Timeout;
+}
+
+const prefix = randomBytes(4).toString('hex');
+let counter = 0;
+
+export class SessionAgent {
+  private channel: ControlChannel | undefined;
+  private readonly pending = new Map<string, Pending>();
+
+  constructor(
+    private readonly path: string,
+    private readonly log: Logger,
+  ) {}
+
+  private connect(): ControlChannel {
+    if (this.channel) return this.channel;
+    const Channel = addon().ControlChannel;
+    try {
+      this.channel = new Channel(
+        this.path,
+        (fields, fd) => this.onMessage(fields, fd),
+        (reason) => this.onClose(reason),
+      );
+    } catch (e) {
+      const errno = (e as { errno?: number }).errno ?? 0;
+      throw new ApiError('exhausted', `cannot reach the session's init: ${errnoName(errno)} (${this.path})`);
+    }
+    return this.channel;
+  }
+
+  /** Ask the init for a process; resolves once it runs (or could not). */
+  start(spec: ExecSpec, onExit: (e: ExitReport | null) => void): Promise<{ id: string; started: Started }> {
+    const id = `${prefix}-${++counter}`;
+    const fields = ['exec', id, spec.tty ? '1' : '0', spec.stdin ? '1' : '0', String(spec.cols), String(spec.rows), spec.cwd];
+    fields.push(String(spec.argv.length), ...spec.argv, String(spec.env.length), ...spec.env);
+    const size = fields.reduce((n, f) => n + Buffer.byteLength(f) + 1, 0);
+    if (size > MAX_EXEC_MESSAGE) throw new ApiError('invalid_request', `command, environment and cwd take ${size} bytes; at most ${MAX_EXEC_MESSAGE} are allowed`, 'command');
+    const channel = this.connect();
+    return new Promise((resolve, reject) => {
+      const p: Pending = { tty: spec.tty, onExit };
+      p.onStart = (r) => {
+        clearTimeout(p.timer);
+        p.onStart = undefined;
+        if (r.ok) return resolve({ id, started: r.started });
+        this.pending.delete(id);
+        reject(r.failure);
+      };
+      p.timer = setTimeout(() => {
+        p.onStart?.({ ok: false, failure: { step: 'protocol', errno: 110, detail: 'the session init did not answer' } });
+        this.signal(id, 9);
+      }, START_TIMEOUT_MS);
+      this.pending.set(id, p);
+      try {
+        channel.send(fields, spec.fds);
+      } catch (e) {
+        clearTimeout(p.timer);
+        this.pending.delete(id);
+        const errno = (e as { errno?: number }).errno ?? 0;
+        reject({ step: 'protocol', errno, detail: `send to the session init: ${errnoName(errno)}` } satisfies StartFailure);
+      }
+    });
+  }
+
+  /** Signal a started command's process group (best effort). */
+  signal(id: string, signo: number): void {
+    if (!this.pending.has(id) || !this.channel) return;
+    try {
+      this.channel.send(['signal', id, String(signo)], []);
+    } catch {
+      /* the channel is gone or full: the session is ending or wedged */
+    }
+  }
+
+  private onMessage(fields: string[], fd: number | null): void {
+    const m = message.safeParse(fields);
+    const p = m.success ? this.pending.get(m.data[1]) : undefined;
+    // An fd is only ever expected with the start of a tty command.
+    const wantFd = m.success && m.data[0] === 'started' && p?.tty === true && p.onStart !== undefined;
+    if (fd !== null && (!wantFd || !addon().isPtyMaster(fd))) {
+      addon().closeFd(fd);
+      if (wantFd) return p!.onStart!({ ok: false, failure: { step: 'tty', errno: 22, detail: 'the session sent something that is not a pty master' } });
+      this.log.warn({ fields: fields.length }, 'ignored an fd from the session init');
+      return;
+    }
+    if (!m.success) {
+      this.log.warn({ kind: fields[0]?.slice(0, 16) }, 'ignored a malformed message from the session init');
+      return;
+    }
+    if (!p) return; // a command of an earlier daemon, or already given up on
+    const d = m.data;
+    if (d[0] === 'started') {
+      if (!p.onStart) return;
+      if (p.tty && fd === null) return p.onStart({ ok: false, failure: { step: 'tty', errno: 22, detail: 'no pty from the session init' } });
+      p.onStart({ ok: true, started: { pid: d[2], master: fd } });
+    } else if (d[0] === 'failed') {
+      p.onStart?.({ ok: false, failure: { step: d[2], errno: d[3], detail: d[4] } });
+      this.pending.delete(d[1]);
+    } else {
+      this.pending.delete(d[1]);
+      if (p.onStart) p.onStart({ ok: false, failure: { step: 'exec', errno: 0, detail: 'exited before it was reported started' } });
+      else p.onExit?.({ code: d[2] >= 0 ? d[2] : null, signal: d[3] > 0 ? d[3] : null });
+    }
+  }
+
+  private onClose(reason: string): void {
+    this.channel = undefined;
+    this.log.debug({ reason }, 'control channel closed');
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      if (p.onStart) p.onStart({ ok: false, failure: { step: 'protocol', errno: 104, detail: `the session init closed the control channel (${reason})` } });
+      else p.onExit?.(null);
+    }
+  }
+
+  close(): void {
+    this.channel?.close();
+    this.onClose('the daemon closed it');
+  }
+}
+
+/** One agent per running session. */
+export class Agents {
+  private readonly agents = new Map<string, SessionAgent>();
+
+  constructor(private readonly log: Logger) {}
+
+  for(sessionId: string, controlPath: string): SessionAgent {
+    let a = this.agents.get(sessionId);
+    if (!a) {
+      a = new SessionAgent(controlPath, this.log.child({ session: sessionId }));
+      this.agents.set(sessionId, a);
+    }
+    return a;
+  }
+
+  drop(sessionId: string): void {
+    this.agents.get(sessionId)?.close();
+    this.agents.delete(sessionId);
+  }
+
+  closeAll(): void {
+    for (const id of [...this.agents.keys()]) this.drop(id);
+  }
+}
+
+/** How a failed start reaches the caller: 4xx/5xx before the upgrade, or a command exit status. */
+export function startFailureError(f: StartFailure): ApiError | { exitCode: number; message: string } {
+  const why = `${f.errno ? errnoName(f.errno) : 'error'} (${f.detail})`;
+  if (f.step === 'exec') return { exitCode: f.errno === 2 || f.errno === 20 ? 127 : 126, message: why };
+  if (f.step === 'cwd') return new ApiError('invalid_request', `cwd: ${why}`, 'cwd');
+  if (f.step === 'fork' || f.step === 'stopping' || f.step === 'protocol') return new ApiError('exhausted', `the session cannot start a command: step ${f.step} failed: ${why}`);
+  return new ApiError('internal', `the session cannot start a command: step ${f.step} failed: ${why}`);
+}

@@ -1,0 +1,155 @@
+// Exec through the session's own init: a dropped client cannot wedge a
+// session, exec'd commands get exactly the session's confinement even after
+// the config changed, the control channel is out of the session's reach, and
+// a session that cannot fork costs the daemon nothing.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { K8S_V5_PROTOCOL } from '../../src/terminal/channels.js';
+import { CLI, isRoot, TestDaemon } from './harness.js';
+
+/** PIDs whose parent is `ppid` (processes, not threads). */
+function childrenOf(ppid: number): { pid: number; comm: string; state: string }[] {
+  const out = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const m = /^\d+ \((.*)\) (\S) (\d+)/.exec(readFileSync(`/proc/${e}/stat`, 'utf8'));
+      if (m && Number(m[3]) === ppid) out.push({ pid: Number(e), comm: m[1]!, state: m[2]! });
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+const CONFINEMENT = /^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters|Uid|Gid|Groups):/;
+
+function upgradeStatus(socket: string, path: string): Promise<number> {
+  const ws = new WebSocket(`ws+unix://${socket}:${path}`, [K8S_V5_PROTOCOL]);
+  return new Promise<number>((resolve) => {
+    ws.on('unexpected-response', (_q, res) => resolve(res.statusCode ?? 0));
+    ws.on('open', () => {
+      ws.close();
+      resolve(101);
+    });
+    ws.on('error', () => undefined);
+  });
+}
+
+describe.skipIf(!isRoot)('exec through the session init (root)', () => {
+  const d = new TestDaemon({ topConfig: '[rlimits]\nnofile = 1111\n' });
+  let probe: string;
+  beforeAll(async () => {
+    await d.start();
+    probe = join(d.dir, 'probe');
+    execFileSync('gcc', ['-O2', '-o', probe, join(__dirname, 'probe.c')]);
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  it('a client killed mid-exec, with a command that ignores HUP and TERM, cannot wedge destroy', { timeout: 30_000 }, async () => {
+    const s = await d.create({ name: 'hang' });
+    const client = spawn(process.execPath, [CLI, 'session', 'exec', 'hang', '--socket', d.socket, '--', 'sh', '-c', 'trap "" HUP TERM; sleep 4; echo done'], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 1000));
+    client.kill('SIGKILL');
+    await new Promise((r) => client.once('exit', r));
+    // The command was the init's child inside the session: nothing of it is the daemon's.
+    expect(childrenOf(d.pid).filter((c) => c.pid !== s.init_pid)).toEqual([]);
+    await d.destroy(s.id); // before the fix this never returned
+    expect((await d.show(s.id)).state).toBe('stopped');
+    expect(childrenOf(d.pid)).toEqual([]);
+  });
+
+  it('after rlimits.nofile changes and a restart, exec in an old session gets exactly the init\'s limits, filter and capabilities', { timeout: 30_000 }, async () => {
+    const old = await d.create({ name: 'old' });
+    await d.stop('SIGTERM');
+    d.reconfigure({ topConfig: '[rlimits]\nnofile = 2222\n' });
+    await d.start();
+    const r = await d.sh('old', 'cat /proc/1/limits; echo ===; cat /proc/self/limits; echo ===; cat /proc/1/status; echo ===; cat /proc/self/status');
+    expect(r.code).toBe(0);
+    const [initLimits, selfLimits, initStatus, selfStatus] = r.stdout.split('===\n');
+    expect(selfLimits).toBe(initLimits);
+    expect(selfLimits).toMatch(/^Max open files\s+1111\s+1111/m);
+    const confinement = (status: string) => status.split('\n').filter((l) => CONFINEMENT.test(l));
+    expect(confinement(selfStatus!)).toHaveLength(11);
+    expect(confinement(selfStatus!)).toEqual(confinement(initStatus!));
+    expect(confinement(selfStatus!)).toContain('CapBnd:\t0000000000000000');
+    expect(confinement(selfStatus!).find((l) => l.startsWith('Seccomp:'))).toBe('Seccomp:\t2');
+    // A new session is made with the new config.
+    await d.create({ name: 'new' });
+    expect((await d.sh('new', 'cat /proc/self/limits')).stdout).toMatch(/^Max open files\s+2222\s+2222/m);
+    await d.destroy('new');
+    await d.destroy(old.id);
+  });
+
+  it('a session process cannot find or use the control channel', async () => {
+    const s = await d.create({ name: 'nosy' });
+    const control = join(d.stateDir, 'sessions', s.id, 'control');
+    const st = statSync(control);
+    expect(st.isSocket()).toBe(true);
+    expect(st.uid).toBe(0);
+    expect(st.mode & 0o777).toBe(0o600);
+    const script = [
+      'ls /proc/1/fd >/dev/null 2>&1 && echo FD-LISTED',
+      'for f in 0 1 2 3 4 5 6 7 8 9; do readlink /proc/1/fd/$f 2>/dev/null && echo FD-READ; done',
+      'ls /proc/1/root >/dev/null 2>&1 && echo ROOT-LISTED',
+      `test -e ${control} && echo PATH-VISIBLE`,
+      'find /run /tmp /home /proc/1 -type s 2>/dev/null | grep . && echo SOCKET-FOUND',
+      "grep -v '^Num' /proc/net/unix | grep . && echo UNIX-SOCKETS",
+      `${probe} getfd 1`,
+      `${probe} ptrace 1`,
+      'echo end',
+    ].join('; ');
+    const r = await d.sh('nosy', script);
+    expect(r.stdout).toBe('EPERM\nEPERM\nend\n');
+    // The daemon still reaches it.
+    expect((await d.sh('nosy', 'echo still')).stdout).toBe('still\n');
+    await d.destroy(s.id);
+  });
+
+  it('exec during a fork bomb in the same session fails with a clear error and leaves the daemon healthy', { timeout: 30_000 }, async () => {
+    const bomb = await d.create({ name: 'bomb', pids: 64 });
+    const calm = await d.create({ name: 'calm' });
+    await d.sh('bomb', `${probe} forkbomb >/dev/null 2>&1 </dev/null &`);
+    const pidsFile = d.cgroupDirs(bomb.id).map((c) => join(c, 'pids.current')).find((f) => { try { return statSync(f).isFile(); } catch { return false; } })!;
+    for (let i = 0; i < 200 && Number(readFileSync(pidsFile, 'utf8')) < 64; i++) await new Promise((r) => setTimeout(r, 25));
+    const r = await d.cli(['session', 'exec', 'bomb', '--', 'true']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/cannot start a command: step fork failed: EAGAIN/);
+    expect((await d.api('GET', '/v1/health')).status).toBe(200);
+    expect((await d.sh('calm', 'echo ok')).stdout).toBe('ok\n');
+    await d.destroy(bomb.id);
+    await d.destroy(calm.id);
+  });
+
+  it('validates exec --tty sizes like attach (1..1000 x 1..500), before upgrading', async () => {
+    const s = await d.create({ name: 'sizes' });
+    for (const q of ['cols=100000&rows=24', 'cols=1e400&rows=24', 'cols=-5&rows=24', 'cols=80&rows=501', 'cols=abc&rows=2']) {
+      expect(await upgradeStatus(d.socket, `/v1/sessions/sizes/exec?command=true&tty=1&${q}`), q).toBe(400);
+    }
+    expect(await upgradeStatus(d.socket, '/v1/sessions/sizes/exec?command=true&tty=1&cols=1000&rows=500')).toBe(101);
+    await d.destroy(s.id);
+  });
+
+  it('an OOM kill in a session hits only that session\'s processes, and destroy then completes', { timeout: 30_000 }, async () => {
+    const s = await d.create({ name: 'oom', memory_mb: 64 });
+    const marker = `enclave-test-oom-${d.runId}`;
+    writeFileSync('/dev/kmsg', `${marker}\n`);
+    const r = await d.cli(['session', 'exec', 'oom', '--', probe, 'hog']);
+    expect(r.code).not.toBe(0);
+    const log = execFileSync('dmesg', { encoding: 'utf8' });
+    const after = log.slice(log.lastIndexOf(marker));
+    const kills = [...after.matchAll(/oom-kill:.*?oom_memcg=(\S+?),.*?task=(\S+?),pid=(\d+)/g)];
+    expect(kills.length).toBeGreaterThan(0);
+    for (const [, memcg, task] of kills) {
+      expect(memcg).toContain(s.id);
+      expect(task).toBe('probe');
+    }
+    await d.destroy(s.id);
+    expect((await d.show(s.id)).state).toBe('stopped');
+  });
+});

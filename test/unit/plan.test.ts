@@ -1,0 +1,181 @@
+// The session plan: what buildPlan decides, and that the C side (the op
+// table in native/src/ops.h, through `enclave-init --check`) agrees with it
+// op for op. No root needed: --check validates without executing.
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { buildPlan, parseStoredPlan, PlanError, relativeToRoot, serializePlan, type PlanInputs, type SessionPlan } from '../../src/isolation/plan.js';
+import { rangeForSlot, rangesOverlap } from '../../src/isolation/idRange.js';
+import { helperPaths } from '../../src/native/addon.js';
+import { helperTable } from '../../src/native/steps.js';
+import { archForNode, compileSeccomp, serializeBpf } from '../../src/isolation/bpf.js';
+
+const inputs: PlanInputs = {
+  hostname: 'web-1',
+  ids: { hostBase: 165536, size: 65536 },
+  cgroups: ['/sys/fs/cgroup/pids/enclave/s-0000000001'],
+  newroot: '/var/lib/enclave/newroot',
+  rootfs: '/',
+  control: '/var/lib/enclave/sessions/s-0000000001/control',
+  masks: ['/var/lib/enclave', '/run/enclave', '/root', '/root/'],
+  home: { bytes: 512 * 1024 * 1024, inodes: 65536 },
+  tmp: { bytes: 256 * 1024 * 1024, inodes: 1000 },
+  secrets: { bytes: 1024 * 1024, inodes: 256 },
+  rlimits: [
+    { name: 'NOFILE', soft: 4096, hard: 4096 },
+    { name: 'CORE', soft: 0, hard: 0 },
+    { name: 'FSIZE', soft: 'unlimited', hard: 'unlimited' },
+  ],
+  seccomp: serializeBpf(compileSeccomp(archForNode())),
+  sysMasks: ['/sys/devices/system/cpu/cpu0/thermal_throttle'],
+  files: [{ source: '/var/lib/enclave/sessions/s-0000000001/resolv.conf', target: '/etc/resolv.conf' }],
+  network: { hostIf: 've-0000000001', mac: '02:00:0a:c8:00:05', mtu: 1500, bridge: 'enclave0', address: '10.200.0.5', prefix: 32, gateway: '10.200.0.1' },
+};
+
+const find = (plan: SessionPlan, op: string, first?: string) => plan.ops.filter((o) => o.op === op && (first === undefined || o.args[0] === first)).map((o) => o.args);
+const at = (plan: SessionPlan, op: string, first?: string) => plan.ops.findIndex((o) => o.op === op && (first === undefined || o.args[0] === first));
+
+function check(input: Buffer | string): { ok: boolean; out: string } {
+  const r = spawnSync(helperPaths.init, ['--check'], { input, encoding: 'utf8', env: {} });
+  return { ok: r.status === 0 && r.stdout === 'ok\n', out: r.stdout };
+}
+
+describe('session plan', () => {
+  const plan = buildPlan(inputs);
+
+  it('is accepted whole by enclave-init --check, with and without networking', () => {
+    expect(check(serializePlan(plan))).toEqual({ ok: true, out: 'ok\n' });
+    expect(check(serializePlan(buildPlan({ ...inputs, network: undefined })))).toEqual({ ok: true, out: 'ok\n' });
+  });
+
+  it('uses only ops of the C op table, each in its phase and with its arity', () => {
+    const table = new Map(helperTable().ops.map((o) => [o.name, o]));
+    expect(helperTable().phases).toEqual(['host', 'parent', 'net', 'mount', 'final']);
+    for (const o of plan.ops) {
+      const def = table.get(o.op);
+      expect(def, o.op).toBeDefined();
+      expect(o.phase).toBe(def!.phase);
+      expect(o.args).toHaveLength(def!.args.length);
+    }
+    for (const def of table.values()) if (def.flags.includes('required')) expect(at(plan, def.name), def.name).toBeGreaterThanOrEqual(0);
+  });
+
+  it('maps the exclusive range for uid and gid, with setgroups denied between them', () => {
+    expect(find(plan, 'uid-map')).toEqual([['0', '165536', '65536']]);
+    expect(find(plan, 'gid-map')).toEqual([['0', '165536', '65536']]);
+    expect(at(plan, 'setgroups')).toBeGreaterThan(at(plan, 'uid-map'));
+    expect(at(plan, 'gid-map')).toBeGreaterThan(at(plan, 'setgroups'));
+  });
+
+  it('hides each host path once, relative to the new root, and binds the control socket on the host', () => {
+    expect(find(plan, 'hide').map((a) => a[0])).toEqual(['root', 'run/enclave', 'var/lib/enclave']);
+    expect(find(plan, 'control')).toEqual([[inputs.control]]);
+  });
+
+  it('mounts /home 0755 and /tmp 1777 nosuid,nodev with size and inode caps owned by session root', () => {
+    expect(find(plan, 'tmpfs', 'home')).toEqual([['home', 'nosuid,nodev', 'mode=0755,size=536870912,nr_inodes=65536,uid=0,gid=0']]);
+    expect(find(plan, 'tmpfs', 'tmp')).toEqual([['tmp', 'nosuid,nodev', 'mode=1777,size=268435456,nr_inodes=1000,uid=0,gid=0']]);
+  });
+
+  it('mounts the secret tmpfs 0700 noexec, after creating their mount points in a fresh /run', () => {
+    for (const m of ['run/enclave/auth', 'run/enclave/env']) {
+      expect(find(plan, 'tmpfs', m)).toEqual([[m, 'nosuid,nodev,noexec', 'mode=0700,size=1048576,nr_inodes=256,uid=0,gid=0']]);
+      expect(at(plan, 'mkdir', m)).toBeGreaterThan(at(plan, 'tmpfs', 'run'));
+      expect(at(plan, 'tmpfs', m)).toBeGreaterThan(at(plan, 'mkdir', m));
+    }
+  });
+
+  it('gives a minimal /dev: the usual nodes, a private devpts, shm, mqueue', () => {
+    expect(find(plan, 'bind-dev').map((a) => a[0])).toEqual(['dev/null', 'dev/zero', 'dev/full', 'dev/random', 'dev/urandom', 'dev/tty']);
+    expect(find(plan, 'devpts')).toEqual([['dev/pts', 'newinstance,ptmxmode=0666,mode=0620']]);
+    expect(find(plan, 'symlink', 'pts/ptmx')).toEqual([['pts/ptmx', 'dev/ptmx']]);
+    expect(find(plan, 'proc')).toEqual([['proc']]);
+  });
+
+  it('masks the runc/Docker path lists after /proc and /sys are mounted, and makes the read-only list read-only', () => {
+    expect(find(plan, 'mask').map((a) => a[0])).toEqual(expect.arrayContaining(['proc/kcore', 'proc/keys', 'sys/firmware', 'sys/devices/system/cpu/cpu0/thermal_throttle']));
+    expect(find(plan, 'readonly').map((a) => a[0])).toEqual(['proc/bus', 'proc/fs', 'proc/irq', 'proc/sys', 'proc/sysrq-trigger']);
+    expect(at(plan, 'mask')).toBeGreaterThan(at(plan, 'sysfs'));
+  });
+
+  it('ends with hostname, rlimits, no capabilities and the seccomp program itself', () => {
+    expect(find(plan, 'rlimit')).toEqual([['NOFILE', '4096', '4096'], ['CORE', '0', '0'], ['FSIZE', 'unlimited', 'unlimited']]);
+    expect(find(plan, 'capabilities')).toEqual([['0']]);
+    const last = plan.ops[plan.ops.length - 1]!;
+    expect(last.op).toBe('seccomp');
+    expect(Buffer.from(last.args[0]!, 'hex')).toEqual(inputs.seccomp);
+  });
+
+  it('plans the veth (parent side) and eth0 (session side), and binds the generated files', () => {
+    expect(find(plan, 'veth')).toEqual([['ve-0000000001', 'eth0', '02:00:0a:c8:00:05', '1500', 'enclave0']]);
+    expect(find(plan, 'ipv4')).toEqual([['eth0', '10.200.0.5', '32', '10.200.0.1']]);
+    expect(find(plan, 'bind-file')).toEqual([['/var/lib/enclave/sessions/s-0000000001/resolv.conf', 'etc/resolv.conf']]);
+    const none = buildPlan({ ...inputs, network: undefined });
+    expect(find(none, 'veth')).toEqual([]);
+    expect(find(none, 'ipv4')).toEqual([]);
+  });
+
+  it('round-trips through the stored form, and refuses a corrupt one by name', () => {
+    expect(parseStoredPlan(JSON.stringify(plan), 'session s-1')).toEqual(plan);
+    expect(() => parseStoredPlan('{"version":2,"ops":[]}', 'session s-1')).toThrow(/session s-1: stored plan is malformed/);
+    expect(() => parseStoredPlan('nope', 'session s-1')).toThrow(/not JSON/);
+  });
+
+  it('refuses bad hostnames, relative host paths and field separators before the helper sees them', () => {
+    expect(() => buildPlan({ ...inputs, hostname: 'Bad_Host' })).toThrow(/hostname/);
+    expect(() => buildPlan({ ...inputs, masks: ['relative'] })).toThrow(/absolute/);
+    expect(() => buildPlan({ ...inputs, files: [{ source: '/a\tb', target: '/etc/x' }] })).toThrow(PlanError);
+  });
+
+  it('normalizes host paths', () => {
+    expect(relativeToRoot('/var//lib/../lib/enclave/')).toBe('var/lib/enclave');
+    expect(relativeToRoot('/')).toBe('');
+  });
+});
+
+describe('enclave-init --check refuses what the op table does not allow', () => {
+  const good = serializePlan(buildPlan(inputs)).toString();
+  const lines = good.trimEnd().split('\n');
+  const withLines = (edit: (l: string[]) => string[]) => edit([...lines]).join('\n') + '\n';
+  const cases: [string, string][] = [
+    ['no header', withLines((l) => l.slice(1))],
+    ['an unknown op', withLines((l) => [...l.slice(0, 2), 'host\tchroot\t/', ...l.slice(2)])],
+    ['an op in the wrong phase', withLines((l) => l.map((x) => x.replace(/^mount\tproc\t/, 'final\tproc\t')))],
+    ['phases out of order', withLines((l) => [...l.slice(0, -2), 'host\thide\tetc', ...l.slice(-2)])],
+    ['a wrong arity', withLines((l) => l.map((x) => (x.startsWith('parent\tuid-map') ? 'parent\tuid-map\t0\t1' : x)))],
+    ['a target that climbs out', withLines((l) => l.map((x) => x.replace('mount\ttmpfs\thome\t', 'mount\ttmpfs\t../home\t')))],
+    ['an absolute target', withLines((l) => l.map((x) => x.replace('mount\tmkdir\tdev/pts\t', 'mount\tmkdir\t/dev/pts\t')))],
+    ['an interface name longer than IFNAMSIZ', withLines((l) => l.map((x) => x.replace('ve-0000000001', 'a-name-longer-than-ifnamsiz')))],
+    ['a second uid map', withLines((l) => l.flatMap((x) => (x.startsWith('parent\tuid-map') ? [x, x] : [x])))],
+    ['no seccomp program', withLines((l) => [...l.slice(0, -2), l[l.length - 1]!])],
+    ['a malformed seccomp program', withLines((l) => l.map((x) => (x.startsWith('final\tseccomp') ? 'final\tseccomp\tabc' : x)))],
+    ['an op after seccomp', withLines((l) => [...l.slice(0, -1), 'final\thostname\tx', l[l.length - 1]!])],
+    ['kept capabilities (this build keeps none)', withLines((l) => l.map((x) => (x.startsWith('final\tcapabilities') ? 'final\tcapabilities\t1' : x)))],
+    ['a file op naming a blob that is not there', withLines((l) => [...l.slice(0, -2), 'mount\tfile\trun/enclave/env/X\t0400\t0\t0\t0', ...l.slice(-2)])],
+    ['blob lengths that do not match', good.replace(/\nend\n$/, '\nend\t5\n') + 'abc'],
+    ['no end line', withLines((l) => l.slice(0, -1))],
+  ];
+  it.each(cases)('refuses %s', (_, text) => {
+    const r = spawnSync(helperPaths.init, ['--check'], { input: text, encoding: 'utf8', env: {} });
+    expect(r.stdout).toMatch(/^error\tplan\t22\t/);
+    expect(r.status).toBe(helperTable().steps.get('plan'));
+  });
+
+  it('accepts a file op with its content as a blob', () => {
+    const plan = buildPlan(inputs);
+    plan.ops.splice(plan.ops.findIndex((o) => o.phase === 'final'), 0, { phase: 'mount', op: 'file', args: ['run/enclave/env/FOO', '0400', '0', '0', '0'] });
+    expect(check(serializePlan(plan, [Buffer.from('secret value\n')])).ok).toBe(true);
+  });
+});
+
+describe('ID ranges', () => {
+  const pool = { base: 100000, size: 65536, slots: 4 };
+  it('gives each slot an exclusive range', () => {
+    const ranges = [0, 1, 2, 3].map((s) => rangeForSlot(pool, s));
+    expect(ranges[1]).toEqual({ hostBase: 165536, size: 65536 });
+    for (const a of ranges) for (const b of ranges) if (a !== b) expect(rangesOverlap(a, b)).toBe(false);
+  });
+  it('refuses slots outside the pool', () => {
+    expect(() => rangeForSlot(pool, 4)).toThrow(RangeError);
+    expect(() => rangeForSlot(pool, -1)).toThrow(RangeError);
+  });
+});
