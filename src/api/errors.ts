@@ -45,19 +45,33 @@ export const REASON: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
+/** The helper step that failed, as fields a client can act on without parsing the message. */
+export interface FailedStep {
+  step: string;
+  errno: number;
+}
+
 export class ApiError extends Error {
   readonly status: number;
   constructor(
     readonly code: ErrorCode,
     message: string,
     readonly field?: string,
+    readonly failed?: FailedStep,
   ) {
     super(message);
     this.status = STATUS[code];
   }
 
-  toJSON(): { error: { code: ErrorCode; message: string; field?: string } } {
-    return { error: { code: this.code, message: this.message, ...(this.field ? { field: this.field } : {}) } };
+  toJSON(): { error: { code: ErrorCode; message: string; field?: string; step?: string; errno?: number } } {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(this.field ? { field: this.field } : {}),
+        ...(this.failed ? { step: this.failed.step, errno: this.failed.errno } : {}),
+      },
+    };
   }
 }
 

@@ -87,7 +87,7 @@ export type Session = z.infer<typeof sessionSchema>;
 export const sessionListSchema = z.object({ sessions: z.array(sessionSchema) });
 
 export const errorBodySchema = z.object({
-  error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
+  error: z.object({ code: z.string(), message: z.string(), field: z.string().optional(), step: z.string().optional(), errno: z.number().int().optional() }),
 });
 
 export const healthSchema = z.object({ status: z.literal('ok'), version: z.string(), sessions: z.number().int() });

@@ -196,7 +196,8 @@ export class Agents {
 export function startFailureError(f: StartFailure): ApiError | { exitCode: number; message: string } {
   const why = `${f.errno ? errnoName(f.errno) : 'error'} (${f.detail})`;
   if (f.step === 'exec') return { exitCode: f.errno === 2 || f.errno === 20 ? 127 : 126, message: why };
-  if (f.step === 'cwd') return new ApiError('invalid_request', `cwd: ${why}`, 'cwd');
-  if (f.step === 'fork' || f.step === 'stopping' || f.step === 'protocol') return new ApiError('exhausted', `the session cannot start a command: step ${f.step} failed: ${why}`);
-  return new ApiError('internal', `the session cannot start a command: step ${f.step} failed: ${why}`);
+  const failed = { step: f.step, errno: f.errno };
+  if (f.step === 'cwd') return new ApiError('invalid_request', `cwd: ${why}`, 'cwd', failed);
+  const message = `the session cannot start a command: step ${f.step} failed: ${why}`;
+  return new ApiError(f.step === 'fork' || f.step === 'stopping' || f.step === 'protocol' ? 'exhausted' : 'internal', message, undefined, failed);
 }

@@ -310,7 +310,7 @@ export class SessionManager {
       // Stored before anything executes it: what the session is made of, for good.
       this.store.setPlan(row.id, JSON.stringify(plan));
       const result = await launchInit(plan);
-      if (!result.ok) throw new ApiError('confinement_failed', `session ${row.id} could not be confined: ${describeFailure(result)}`);
+      if (!result.ok) throw new ApiError('confinement_failed', `session ${row.id} could not be confined: ${describeFailure(result)}`, undefined, { step: result.step, errno: result.errno });
       this.store.markRunning(row.id, result.pid, result.startTime);
       this.watch(row.id, result.pid, result.startTime);
       this.watchOom(row.id);

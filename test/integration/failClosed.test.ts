@@ -25,8 +25,9 @@ describe.skipIf(!isRoot)('fail closed (root)', () => {
   it('refuses a session whose mounts cannot be built, naming the step, and leaves nothing', async () => {
     const r = await bad.api('POST', '/v1/sessions', { name: 'nohome' });
     expect(r.status).toBe(500);
-    const message = (r.body as { error: { code: string; message: string } }).error;
+    const message = (r.body as { error: { code: string; message: string; step?: string; errno?: number } }).error;
     expect(message.code).toBe('confinement_failed');
+    expect(message).toMatchObject({ step: 'tmpfs', errno: 2 });
     expect(message.message).toMatch(/could not be confined: step tmpfs failed: ENOENT \(open mount target home\)/);
     const list = (await bad.api('GET', '/v1/sessions?all=1')).body as { sessions: { state: string; last_error: string }[] };
     expect(list.sessions).toHaveLength(1);
