@@ -3,8 +3,8 @@
 // code becomes ours; the terminal is restored on every way out.
 import WebSocket from 'ws';
 import { execStatusSchema } from '../api/schemas.js';
-import { ACK_CHANNEL, ATTACH_PROTOCOL, EVENTS_CHANNEL, SNAPSHOT_CHANNEL } from '../terminal/console.js';
-import { Channel, decodeFrame, encodeFrame, exitCodeOf } from '../terminal/channels.js';
+import { ATTACH_PROTOCOL, Channel } from '../api/protocol.js';
+import { decodeFrame, encodeFrame, exitCodeOf } from '../terminal/channels.js';
 import { CliError, onUpgradeFailure } from './client.js';
 import { execPath } from './execClient.js';
 
@@ -108,17 +108,17 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
           // Acknowledge what reached the terminal, in batches.
           if (offset - acked >= 256 * 1024 && ws.readyState === ws.OPEN) {
             acked = offset;
-            ws.send(encodeFrame(ACK_CHANNEL, Buffer.from(String(offset))));
+            ws.send(encodeFrame(Channel.ack, Buffer.from(String(offset))));
           }
         });
         if (!ok) {
           ws.pause();
           stdout.once('drain', () => ws.resume());
         }
-      } else if (f.channel === SNAPSHOT_CHANNEL) {
+      } else if (f.channel === Channel.snapshot) {
         // The screen as it is now, drawn on a cleared terminal; not part of the offset.
         stdout.write(Buffer.concat([Buffer.from('\x1b[0m\x1b[H\x1b[2J'), f.payload]));
-      } else if (f.channel === EVENTS_CHANNEL) {
+      } else if (f.channel === Channel.events) {
         try {
           const e = JSON.parse(f.payload.toString('utf8')) as { type?: string; offset?: number };
           if (e.type === 'hello' && typeof e.offset === 'number') offset = acked = e.offset;

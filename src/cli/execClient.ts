@@ -2,7 +2,8 @@
 // and exit with its code.
 import WebSocket from 'ws';
 import { execStatusSchema } from '../api/schemas.js';
-import { Channel, K8S_V5_PROTOCOL, decodeFrame, encodeFrame, exitCodeOf } from '../terminal/channels.js';
+import { Channel, K8S_V5_PROTOCOL } from '../api/protocol.js';
+import { decodeFrame, encodeFrame, exitCodeOf } from '../terminal/channels.js';
 import { CliError, onUpgradeFailure } from './client.js';
 
 export interface ExecArgs {

@@ -8,7 +8,7 @@ import type { Config } from '../config/schema.js';
 import { ApiError } from '../api/errors.js';
 import { startFailureError, type ExitReport } from '../sessions/agent.js';
 import { commandEnv } from '../sessions/command.js';
-import type { SessionManager } from '../sessions/manager.js';
+import type { SessionManager } from '../sessions/lifecycle.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import { SessionConsole, type ConsoleOptions, type Role, type Size } from '../terminal/console.js';
 import { MirrorHost } from '../terminal/mirror.js';

@@ -7,7 +7,7 @@ import pino, { type Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { detectCgroupLayout } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
-import { SessionManager } from '../sessions/manager.js';
+import { SessionManager } from '../sessions/lifecycle.js';
 import { PortPublisher } from '../network/publish.js';
 import { openDatabase } from '../store/db.js';
 import { SessionStore } from '../store/sessionStore.js';

@@ -9,6 +9,8 @@ import type { ListenAuth } from './listenAuth.js';
 const ASSETS: Record<string, [string, string]> = {
   '/': [join(repoRoot, 'src', 'web', 'index.html'), 'text/html; charset=utf-8'],
   '/app.js': [join(repoRoot, 'src', 'web', 'app.js'), 'text/javascript; charset=utf-8'],
+  // The compiled wire constants (src/api/protocol.ts), shared with the daemon and the CLI.
+  '/protocol.js': [join(repoRoot, 'dist', 'src', 'api', 'protocol.js'), 'text/javascript; charset=utf-8'],
   '/assets/xterm.js': [join(repoRoot, 'node_modules', '@xterm', 'xterm', 'lib', 'xterm.js'), 'text/javascript; charset=utf-8'],
   '/assets/xterm.css': [join(repoRoot, 'node_modules', '@xterm', 'xterm', 'css', 'xterm.css'), 'text/css; charset=utf-8'],
   '/assets/addon-fit.js': [join(repoRoot, 'node_modules', '@xterm', 'addon-fit', 'lib', 'addon-fit.js'), 'text/javascript; charset=utf-8'],

@@ -8,13 +8,12 @@ import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ApiError, REASON, zodToApiError } from '../api/errors.js';
 import { attachQuery, createSessionRequest, execQuery, sessionRef } from '../api/schemas.js';
-import { ATTACH_PROTOCOL } from '../terminal/console.js';
 import type { Consoles } from './attach.js';
 import type { ListenAuth } from './listenAuth.js';
 import { servePage } from './page.js';
 import type { Config } from '../config/schema.js';
-import type { SessionManager } from '../sessions/manager.js';
-import { K8S_V5_PROTOCOL } from '../terminal/channels.js';
+import type { SessionManager } from '../sessions/lifecycle.js';
+import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from '../api/protocol.js';
 import { runExec, startPipedExec } from './exec.js';
 import { readJsonBody, sendError, sendJson } from './http.js';
 import { authorize, callerOf } from './identity.js';
@@ -31,19 +30,24 @@ interface Context {
   auth?: ListenAuth;
 }
 
-/** Who may call: SO_PEERCRED on the socket, the bearer token on TCP. */
-function admit(ctx: Context, req: IncomingMessage): { uid: number | 'token' } {
+type Caller = { uid: number | 'token' };
+
+/**
+ * Who may call, for every route and every upgrade alike: SO_PEERCRED and the
+ * socket group on the Unix socket; on TCP, the Origin allowlist plus the
+ * bearer token (HTTP) or a single-use ticket (WebSocket upgrades).
+ */
+function admit(ctx: Context, req: IncomingMessage, url: URL, upgrade: boolean): Caller {
   if (ctx.auth) {
     ctx.auth.checkOrigin(req);
-    ctx.auth.checkBearer(req);
+    if (upgrade) ctx.auth.checkUpgrade(req, url);
+    else ctx.auth.checkBearer(req);
     return { uid: 'token' };
   }
   const cred = callerOf(req.socket as Socket);
   authorize(cred, ctx.config.socket_gid);
   return { uid: cred.uid };
 }
-
-const SESSION_PATH = /^\/v1\/sessions\/([^/]+)(\/exec|\/attach)?$/;
 
 function parseRef(raw: string): string {
   let ref: string;
@@ -57,57 +61,97 @@ function parseRef(raw: string): string {
   return parsed.data;
 }
 
-async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://enclave');
-  const path = url.pathname;
-  const method = req.method ?? 'GET';
-  if (ctx.auth && method === 'GET' && servePage(path, res, ctx.auth, req)) return;
-  const caller = admit(ctx, req);
+interface Request {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  caller: Caller;
+  /** Capture groups of the route's path. */
+  params: string[];
+}
 
-  if (path === '/v1/tickets' && method === 'POST' && ctx.auth) {
-    return sendJson(res, 201, ctx.auth.issueTicket());
-  }
-  if (path === '/v1/health' && method === 'GET') {
-    return sendJson(res, 200, { status: 'ok', version: VERSION, sessions: ctx.sessions.list(false).length });
-  }
-  if (path === '/metrics' && method === 'GET') {
-    const body = renderMetrics(ctx.sessions);
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-    return void res.end(body);
-  }
-  if (path === '/v1/sessions') {
-    if (method === 'GET') {
+interface Route {
+  method: 'GET' | 'POST' | 'DELETE';
+  path: RegExp;
+  /** Only on the TCP listener (the browser's ticket endpoint). */
+  tcpOnly?: boolean;
+  handle(ctx: Context, r: Request): Promise<void> | void;
+}
+
+const consoleInfo = (ctx: Context) => (id: string) => ctx.consoles.info(id);
+
+/** Every HTTP route of the API. WebSocket endpoints are in UPGRADES. */
+const ROUTES: Route[] = [
+  { method: 'POST', path: /^\/v1\/tickets$/, tcpOnly: true, handle: (ctx, { res }) => sendJson(res, 201, ctx.auth!.issueTicket()) },
+  {
+    method: 'GET',
+    path: /^\/v1\/health$/,
+    handle: (ctx, { res }) => sendJson(res, 200, { status: 'ok', version: VERSION, sessions: ctx.sessions.list(false).length }),
+  },
+  {
+    method: 'GET',
+    path: /^\/metrics$/,
+    handle: (ctx, { res }) => {
+      const body = renderMetrics(ctx.sessions);
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      res.end(body);
+    },
+  },
+  {
+    method: 'GET',
+    path: /^\/v1\/sessions$/,
+    handle: (ctx, { res, url }) => {
       const all = url.searchParams.get('all');
-      return sendJson(res, 200, { sessions: ctx.sessions.list(all === '1' || all === 'true', (id) => ctx.consoles.info(id)) });
-    }
-    if (method === 'POST') {
-      const body = await readJsonBody(req);
-      const parsed = createSessionRequest.safeParse(body);
+      sendJson(res, 200, { sessions: ctx.sessions.list(all === '1' || all === 'true', consoleInfo(ctx)) });
+    },
+  },
+  {
+    method: 'POST',
+    path: /^\/v1\/sessions$/,
+    handle: async (ctx, { req, res, caller }) => {
+      const parsed = createSessionRequest.safeParse(await readJsonBody(req));
       if (!parsed.success) throw zodToApiError(parsed.error, 'session create request');
       ctx.log.info({ caller: caller.uid, name: parsed.data.name }, 'create session');
       let session = await ctx.sessions.create(parsed.data);
       if (parsed.data.console) {
         const row = ctx.sessions.resolve(session.id);
         await ctx.consoles.ensure(row);
-        session = ctx.sessions.toApi(row, (id) => ctx.consoles.info(id));
+        session = ctx.sessions.toApi(row, consoleInfo(ctx));
       }
-      return sendJson(res, 201, session);
-    }
-    throw new ApiError('invalid_request', `method ${method} not allowed on /v1/sessions (GET, POST)`);
-  }
-  const m = SESSION_PATH.exec(path);
-  if (m && !m[2]) {
-    const row = ctx.sessions.resolve(parseRef(m[1]!));
-    if (method === 'GET') return sendJson(res, 200, ctx.sessions.toApi(row, (id) => ctx.consoles.info(id)));
-    if (method === 'DELETE') {
+      sendJson(res, 201, session);
+    },
+  },
+  {
+    method: 'GET',
+    path: /^\/v1\/sessions\/([^/]+)$/,
+    handle: (ctx, { res, params }) => sendJson(res, 200, ctx.sessions.toApi(ctx.sessions.resolve(parseRef(params[0]!)), consoleInfo(ctx))),
+  },
+  {
+    method: 'DELETE',
+    path: /^\/v1\/sessions\/([^/]+)$/,
+    handle: async (ctx, { res, params, caller }) => {
+      const row = ctx.sessions.resolve(parseRef(params[0]!));
       ctx.log.info({ caller: caller.uid, session: row.id }, 'destroy session');
       await ctx.sessions.destroy(row.id);
       res.writeHead(204).end();
-      return;
-    }
-    throw new ApiError('invalid_request', `method ${method} not allowed on a session (GET, DELETE)`);
-  }
-  if (m && m[2]) throw new ApiError('invalid_request', `${m[2].slice(1)} is a WebSocket endpoint: send an Upgrade request`);
+    },
+  },
+];
+
+const UPGRADE_PATH = /^\/v1\/sessions\/([^/]+)\/(exec|attach)$/;
+
+async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://enclave');
+  const path = url.pathname;
+  const method = req.method ?? 'GET';
+  if (ctx.auth && method === 'GET' && servePage(path, res, ctx.auth, req)) return;
+  const caller = admit(ctx, req, url, false);
+  const routes = ROUTES.filter((r) => (!r.tcpOnly || ctx.auth) && r.path.test(path));
+  const route = routes.find((r) => r.method === method);
+  if (route) return route.handle(ctx, { req, res, url, caller, params: route.path.exec(path)!.slice(1) });
+  if (routes.length > 0) throw new ApiError('invalid_request', `method ${method} not allowed on ${path} (${routes.map((r) => r.method).join(', ')})`);
+  const ws = UPGRADE_PATH.exec(path);
+  if (ws) throw new ApiError('invalid_request', `${ws[2]} is a WebSocket endpoint: send an Upgrade request`);
   throw new ApiError('not_found', `no such endpoint: ${method} ${path}`);
 }
 
@@ -163,65 +207,67 @@ export function createApiServer(ctx: Context): ApiServer {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     upgrade(req, socket, head).catch((e) => rejectUpgrade(socket, toApiError(e, ctx.log)));
   });
+  /** The socket may have gone while the command was being started: then it ends at once. */
+  const accept = (req: IncomingMessage, socket: Duplex, head: Buffer, onGone: () => void, onWs: (ws: WebSocket) => void) => {
+    if (socket.destroyed) return onGone();
+    socket.once('close', () => !upgraded && onGone());
+    let upgraded = false;
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      upgraded = true;
+      wss.emit('connection', ws, req);
+      onWs(ws);
+    });
+  };
+
   const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
-    {
-      const url = new URL(req.url ?? '/', 'http://enclave');
-      if (ctx.auth) {
-        ctx.auth.checkOrigin(req);
-        ctx.auth.checkUpgrade(req, url);
-      } else authorize(callerOf(req.socket as Socket), ctx.config.socket_gid);
-      const m = SESSION_PATH.exec(url.pathname);
-      if (!m || !m[2]) throw new ApiError('not_found', `no WebSocket endpoint at ${url.pathname}`);
-      const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-      const row = ctx.sessions.resolve(parseRef(m[1]!));
-      const log = ctx.log.child({ session: row.id });
-      if (m[2] === '/attach') {
-        if (!protocols.includes(K8S_V5_PROTOCOL) && !protocols.includes(ATTACH_PROTOCOL)) {
-          throw new ApiError('invalid_request', `subprotocol ${ATTACH_PROTOCOL} or ${K8S_V5_PROTOCOL} is required`, 'Sec-WebSocket-Protocol');
-        }
-        const q = attachQuery.safeParse(Object.fromEntries([...url.searchParams.entries()].filter(([k]) => k !== 'ticket')));
-        if (!q.success) throw zodToApiError(q.error, 'attach query');
-        if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
-        ctx.consoles.admit(row.id);
-        const { role, resume, cols, rows } = q.data;
-        const size = cols && rows ? { cols, rows } : undefined;
-        const console = await ctx.consoles.ensure(row, size);
-        wss.handleUpgrade(req, socket, head, (ws) => {
-          wss.emit('connection', ws, req);
-          log.info({ role, protocol: ws.protocol }, 'attach');
-          ctx.consoles.attach(console, ws, { role, enclave: ws.protocol === ATTACH_PROTOCOL, resume, size });
-        });
-        return;
-      }
+    const url = new URL(req.url ?? '/', 'http://enclave');
+    admit(ctx, req, url, true);
+    const m = UPGRADE_PATH.exec(url.pathname);
+    if (!m) throw new ApiError('not_found', `no WebSocket endpoint at ${url.pathname}`);
+    const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    const row = ctx.sessions.resolve(parseRef(m[1]!));
+    const log = ctx.log.child({ session: row.id });
+    if (m[2] === 'attach') {
       if (!protocols.includes(K8S_V5_PROTOCOL) && !protocols.includes(ATTACH_PROTOCOL)) {
-        throw new ApiError('invalid_request', `subprotocol ${K8S_V5_PROTOCOL} is required`, 'Sec-WebSocket-Protocol');
+        throw new ApiError('invalid_request', `subprotocol ${ATTACH_PROTOCOL} or ${K8S_V5_PROTOCOL} is required`, 'Sec-WebSocket-Protocol');
       }
-      const q = execQuery.safeParse({
-        command: url.searchParams.getAll('command'),
-        env: url.searchParams.getAll('env'),
-        ...Object.fromEntries([...url.searchParams.entries()].filter(([k]) => !['command', 'env', 'ticket'].includes(k))),
-      });
-      if (!q.success) throw zodToApiError(q.error, 'exec query');
+      const q = attachQuery.safeParse(Object.fromEntries([...url.searchParams.entries()].filter(([k]) => k !== 'ticket')));
+      if (!q.success) throw zodToApiError(q.error, 'attach query');
       if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
-      const agent = ctx.sessions.agentFor(row);
-      if (q.data.tty) {
-        const { cols, rows } = q.data;
-        const size = cols && rows ? { cols, rows } : undefined;
-        const one = await ctx.consoles.startOneOff(row, q.data, size);
-        wss.handleUpgrade(req, socket, head, (ws) => {
-          wss.emit('connection', ws, req);
-          log.info({ argv0: q.data.command[0] }, 'exec --tty');
-          one.attach(ws, 'rw', ws.protocol === ATTACH_PROTOCOL, undefined, size);
-        });
-        return;
-      }
-      const exec = await startPipedExec(agent, row.hostname, q.data);
-      wss.handleUpgrade(req, socket, head, (ws) => {
-        wss.emit('connection', ws, req);
-        log.info({ argv0: q.data.command[0] }, 'exec');
-        runExec({ ws, exec, stdout: q.data.stdout, stderr: q.data.stderr, log });
+      ctx.consoles.admit(row.id);
+      const { role, resume, cols, rows } = q.data;
+      const size = cols && rows ? { cols, rows } : undefined;
+      const console = await ctx.consoles.ensure(row, size);
+      // A console outlives its viewers: nothing to end if this one went away.
+      return accept(req, socket, head, () => undefined, (ws) => {
+        log.info({ role, protocol: ws.protocol }, 'attach');
+        ctx.consoles.attach(console, ws, { role, enclave: ws.protocol === ATTACH_PROTOCOL, resume, size });
       });
     }
+    if (!protocols.includes(K8S_V5_PROTOCOL) && !protocols.includes(ATTACH_PROTOCOL)) {
+      throw new ApiError('invalid_request', `subprotocol ${K8S_V5_PROTOCOL} is required`, 'Sec-WebSocket-Protocol');
+    }
+    const q = execQuery.safeParse({
+      command: url.searchParams.getAll('command'),
+      env: url.searchParams.getAll('env'),
+      ...Object.fromEntries([...url.searchParams.entries()].filter(([k]) => !['command', 'env', 'ticket'].includes(k))),
+    });
+    if (!q.success) throw zodToApiError(q.error, 'exec query');
+    const agent = ctx.sessions.agentFor(row);
+    if (q.data.tty) {
+      const { cols, rows } = q.data;
+      const size = cols && rows ? { cols, rows } : undefined;
+      const one = await ctx.consoles.startOneOff(row, q.data, size);
+      return accept(req, socket, head, () => one.kill(), (ws) => {
+        log.info({ argv0: q.data.command[0] }, 'exec --tty');
+        one.attach(ws, 'rw', ws.protocol === ATTACH_PROTOCOL, undefined, size);
+      });
+    }
+    const exec = await startPipedExec(agent, row.hostname, q.data);
+    accept(req, socket, head, () => exec.ok && exec.agent.signal(exec.id, 9), (ws) => {
+      log.info({ argv0: q.data.command[0] }, 'exec');
+      runExec({ ws, exec, stdout: q.data.stdout, stderr: q.data.stderr, log });
+    });
   };
   server.on('close', () => clearInterval(pinger));
   return {

@@ -2,17 +2,7 @@
 // channel byte followed by the payload. Used by exec now and attach later.
 import type { ExecStatus } from '../api/schemas.js';
 
-export const K8S_V5_PROTOCOL = 'v5.channel.k8s.io';
-
-export const Channel = {
-  stdin: 0,
-  stdout: 1,
-  stderr: 2,
-  status: 3,
-  resize: 4,
-  close: 255,
-} as const;
-export type ChannelId = (typeof Channel)[keyof typeof Channel];
+export { Channel, K8S_V5_PROTOCOL, type ChannelId } from '../api/protocol.js';
 
 export function encodeFrame(channel: number, payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(payload.length + 1);

@@ -11,12 +11,10 @@ import { Channel, encodeFrame, exitStatusFor } from './channels.js';
 import type { ScreenMirror, Snapshot } from './mirror.js';
 import type { TerminalProcess } from './sessionPty.js';
 
-/** Our subprotocol: k8s v5 framing plus server events and client acks. */
-export const ATTACH_PROTOCOL = 'v1.attach.enclave.dev';
-export const EVENTS_CHANNEL = 5;
-export const ACK_CHANNEL = 6;
-/** Server to client: a screen snapshot to draw on a reset terminal before live output. */
-export const SNAPSHOT_CHANNEL = 7;
+export { ATTACH_PROTOCOL } from '../api/protocol.js';
+export const EVENTS_CHANNEL = Channel.events;
+export const ACK_CHANNEL = Channel.ack;
+export const SNAPSHOT_CHANNEL = Channel.snapshot;
 /** What a plain k8s client gets before a snapshot: it has no snapshot channel. */
 const CLEAR_SCREEN = Buffer.from('\x1b[0m\x1b[H\x1b[2J\x1b[3J');
 

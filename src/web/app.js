@@ -2,9 +2,9 @@
 // channel byte first; acks output once xterm has rendered it; resumes from
 // its offset after a network blip. The token lives in sessionStorage and only
 // ever travels in an Authorization header; WebSockets use one-time tickets.
-'use strict';
-const CH = { stdin: 0, stdout: 1, status: 3, resize: 4, events: 5, ack: 6, snapshot: 7 };
-const PROTOCOL = 'v1.attach.enclave.dev';
+// An ES module: the wire constants come from the daemon's own module.
+import { ATTACH_PROTOCOL as PROTOCOL, Channel as CH } from '/protocol.js';
+
 const $ = (id) => document.getElementById(id);
 const enc = new TextEncoder();
 

@@ -95,4 +95,20 @@ describe.skipIf(!isRoot)('bad input (root)', () => {
     expect(n.code).toBe(2);
     expect(n.stderr).toMatch(/^enclave: session create: --name: must match/);
   });
+
+  it('routes from one table: wrong method, unknown path and a WebSocket endpoint over plain HTTP each get a clear 4xx', async () => {
+    const wrong = await d.api('PUT', '/v1/sessions');
+    expect(wrong.status).toBe(400);
+    expect((wrong.body as { error: { message: string } }).error.message).toBe('method PUT not allowed on /v1/sessions (GET, POST)');
+    const wrongOne = await d.api('POST', '/v1/sessions/s-0000000000');
+    expect((wrongOne.body as { error: { message: string } }).error.message).toBe('method POST not allowed on /v1/sessions/s-0000000000 (GET, DELETE)');
+    const unknown = await d.api('GET', '/v1/nothing');
+    expect(unknown.status).toBe(404);
+    expect((unknown.body as { error: { message: string } }).error.message).toBe('no such endpoint: GET /v1/nothing');
+    const plain = await d.api('GET', '/v1/sessions/x/exec');
+    expect(plain.status).toBe(400);
+    expect((plain.body as { error: { message: string } }).error.message).toBe('exec is a WebSocket endpoint: send an Upgrade request');
+    // Tickets exist only on the TCP listener.
+    expect((await d.api('POST', '/v1/tickets')).status).toBe(404);
+  });
 });

@@ -1,8 +1,9 @@
-// The session manager: create, destroy, list, and reconcile with the kernel
-// at start-up. State machine: creating -> running -> stopping -> stopped, or
-// failed (with the helper's step and errno in last_error).
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// The session lifecycle, the state machine: creating -> running -> stopping
+// -> stopped, or failed (with the helper's step and errno in last_error).
+// Planning (planning.ts), exit watches (watches.ts), start-up sweeps
+// (reconcile.ts) and the API view (view.ts) live beside it.
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiError } from '../api/errors.js';
 import { SESSION_ID, type CreateSessionRequest, type Limits, type Session } from '../api/schemas.js';
@@ -12,7 +13,6 @@ import {
   createSessionCgroup,
   ensureParents,
   killCgroup,
-  parentDirs,
   removeCgroup,
   sessionCgroupDirs,
   type CgroupDir,
@@ -20,24 +20,20 @@ import {
   versionOf,
   type CgroupLayout,
 } from '../isolation/cgroups.js';
-import { rangeForSlot } from '../isolation/idRange.js';
-import { buildPlan, controlPath, parseStoredPlan, PlanError, type SessionPlan } from '../isolation/plan.js';
-import { addon, type ExitStatus, type OomWatch, type ProcessWatch } from '../native/addon.js';
+import { controlPath, parseStoredPlan, PlanError, type SessionPlan } from '../isolation/plan.js';
+import { addon, type ExitStatus } from '../native/addon.js';
 import { AddressesExhaustedError, LIVE_STATES, PortTakenError, SessionStore, SlotsExhaustedError, type SessionRow } from '../store/sessionStore.js';
-import { hostIfName, intToIp, macFor } from '../network/addressing.js';
-import { bridgePorts, ensureHostNetwork, hostsFile, resolvConf, type HostNetwork } from '../network/hostNetwork.js';
+import { hostIfName, intToIp } from '../network/addressing.js';
+import { ensureHostNetwork, hostsFile, resolvConf, type HostNetwork } from '../network/hostNetwork.js';
 import type { PortPublisher } from '../network/publish.js';
 import { hostnameFor, newSessionId } from './identity.js';
-import { rlimitsFor, seccompProgram, thermalThrottleMasks } from '../isolation/hardening.js';
+import { seccompProgram, thermalThrottleMasks } from '../isolation/hardening.js';
 import { Agents, type SessionAgent } from './agent.js';
+import { controlPathFor, newrootDir, planFor, sessionDir, type HostFacts } from './planning.js';
+import { sweepOrphanCgroups, sweepOrphanLinks } from './reconcile.js';
+import { NO_CONSOLE, toApi, type ConsoleInfo } from './view.js';
+import { ExitWatches } from './watches.js';
 import { describeFailure, launchInit } from './launch.js';
-
-const MIB = 1024 * 1024;
-
-interface Watched {
-  watch: ProcessWatch;
-  exited: Promise<ExitStatus | null>;
-}
 
 export interface ManagerOptions {
   config: Config;
@@ -46,10 +42,6 @@ export interface ManagerOptions {
   log: Logger;
   publisher: PortPublisher;
 }
-
-/** Whether a session's console runs and who watches it (the console hub knows). */
-export type ConsoleInfo = (id: string) => { running: boolean; viewers: number };
-const NO_CONSOLE: ConsoleInfo = () => ({ running: false, viewers: 0 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -60,10 +52,9 @@ export class SessionManager {
   private readonly log: Logger;
   private readonly publisher: PortPublisher;
   private hostNet: HostNetwork | undefined;
-  private readonly watches = new Map<string, Watched>();
+  private readonly watches = new ExitWatches();
   private readonly creating = new Map<string, Promise<unknown>>();
   private readonly destroying = new Map<string, Promise<void>>();
-  private readonly oomWatches = new Map<string, OomWatch>();
   private seccomp: Buffer = Buffer.alloc(0);
   private sysMasks: string[] = [];
   private readonly agents: Agents;
@@ -84,16 +75,12 @@ export class SessionManager {
   }
 
   private sessionDir(id: string): string {
-    return join(this.config.state_dir, 'sessions', id);
-  }
-
-  private controlPathFor(id: string): string {
-    return join(this.sessionDir(id), 'control');
+    return sessionDir(this.config, id);
   }
 
   /** Directory the helpers bind each session's root onto (in their own mount ns). */
   get newrootDir(): string {
-    return join(this.config.state_dir, 'newroot');
+    return newrootDir(this.config);
   }
 
   // ---- start-up ---------------------------------------------------------
@@ -103,7 +90,7 @@ export class SessionManager {
     mkdirSync(this.newrootDir, { recursive: true, mode: 0o700 });
     ensureParents(this.layout, this.config.cgroups.parent);
     // sun_path holds 108 bytes: refuse a state dir whose control sockets cannot be named.
-    const probe = this.controlPathFor('s-0000000000');
+    const probe = controlPathFor(this.config, 's-0000000000');
     if (Buffer.byteLength(probe) > 107) throw new Error(`state_dir ${this.config.state_dir} is too long: control socket paths like ${probe} exceed 107 bytes`);
     this.seccomp = seccompProgram();
     this.sysMasks = thermalThrottleMasks();
@@ -126,18 +113,13 @@ export class SessionManager {
       }
     }
     await Promise.all(pending);
-    this.sweepOrphanCgroups();
-    this.sweepOrphanLinks();
+    sweepOrphanCgroups(this.layout, this.config.cgroups.parent, this.store, this.log);
+    sweepOrphanLinks(this.config.network.bridge, this.store, this.log);
   }
 
-  /** Bridge ports of ours whose session is not live: a crash left them. */
-  private sweepOrphanLinks(): void {
-    for (const port of bridgePorts(this.config.network.bridge)) {
-      if (!port.startsWith('ve-')) continue;
-      const row = this.store.get(`s-${port.slice(3)}`);
-      if (row && LIVE_STATES.includes(row.state)) continue;
-      if (addon().deleteLink(port)) this.log.warn({ link: port }, 'removed leftover session link');
-    }
+  private hostFacts(): HostFacts {
+    const net = this.hostNet!;
+    return { seccomp: this.seccomp, sysMasks: this.sysMasks, bridge: net.bridge, mtu: net.mtu, gateway: net.subnet.gateway };
   }
 
   private async publishPorts(row: SessionRow): Promise<void> {
@@ -145,21 +127,6 @@ export class SessionManager {
     const ports = this.store.portsOf(row.id);
     if (lease === undefined || ports.length === 0) return;
     await this.publisher.publish(row.id, intToIp(lease), ports);
-  }
-
-  /** Session cgroups with no live session are leftovers of a crash: remove them. */
-  private sweepOrphanCgroups(): void {
-    for (const parent of parentDirs(this.layout, this.config.cgroups.parent)) {
-      if (!existsSync(parent)) continue;
-      for (const entry of readdirSync(parent, { withFileTypes: true })) {
-        if (!entry.isDirectory() || !SESSION_ID.test(entry.name)) continue;
-        const row = this.store.get(entry.name);
-        if (row && LIVE_STATES.includes(row.state)) continue;
-        const dir = join(parent, entry.name);
-        killCgroup(dir, versionOf(this.layout, dir));
-        if (removeCgroup(dir)) this.log.warn({ cgroup: dir }, 'removed leftover session cgroup');
-      }
-    }
   }
 
   private adopt(row: SessionRow): boolean {
@@ -174,15 +141,9 @@ export class SessionManager {
   }
 
   private watch(id: string, pid: number, startTime: string): void {
-    let onExit!: (s: ExitStatus | null) => void;
-    const exited = new Promise<ExitStatus | null>((r) => (onExit = r));
-    const Watch = addon().ProcessWatch;
-    const watch = new Watch(pid, startTime, (status) => {
-      this.watches.delete(id);
-      onExit(status);
+    this.watches.watchInit(id, pid, startTime, (status) => {
       if (!this.destroying.has(id)) void this.onUnexpectedExit(id, status);
     });
-    this.watches.set(id, { watch, exited });
   }
 
   /** limits.oom = "session" on a v1 host: end the session on its first OOM kill. */
@@ -190,8 +151,7 @@ export class SessionManager {
     if (this.config.limits.oom !== 'session') return;
     const dir = v1MemoryDir(sessionCgroupDirs(this.layout, this.config.cgroups.parent, id));
     if (!dir) return; // v2: memory.oom.group does it in the kernel
-    const Watch = addon().OomWatch;
-    this.oomWatches.set(id, new Watch(dir, () => void this.onOom(id, dir)));
+    this.watches.watchOom(id, dir, () => void this.onOom(id, dir));
   }
 
   private async onOom(id: string, dir: string): Promise<void> {
@@ -285,28 +245,8 @@ export class SessionManager {
       for (const dir of dirs) createSessionCgroup(dir, limits, this.config.limits.oom);
       const c = this.config;
       const lease = this.store.leaseOf(row.id);
-      const net = this.hostNet!;
       const files = this.writeSessionFiles(row, lease);
-      const plan = buildPlan({
-        hostname: row.hostname,
-        ids: rangeForSlot(c.ids, row.id_slot!),
-        cgroups: dirs.map((d) => d.path),
-        newroot: this.newrootDir,
-        rootfs: c.sessions.rootfs,
-        control: this.controlPathFor(row.id),
-        masks: [c.state_dir, dirname(c.socket), ...c.sessions.hide],
-        home: { bytes: limits.home_mb * MIB, inodes: c.tmpfs.home_inodes },
-        tmp: { bytes: limits.tmp_mb * MIB, inodes: c.tmpfs.tmp_inodes },
-        secrets: { bytes: c.tmpfs.secrets_mb * MIB, inodes: c.tmpfs.secrets_inodes },
-        rlimits: rlimitsFor(c, limits),
-        seccomp: this.seccomp,
-        sysMasks: this.sysMasks,
-        files,
-        network:
-          lease === undefined
-            ? undefined
-            : { hostIf: hostIfName(row.id), mac: macFor(lease), mtu: net.mtu, bridge: net.bridge, address: intToIp(lease), prefix: 32, gateway: intToIp(net.subnet.gateway) },
-      });
+      const plan = planFor(row, limits, c, this.hostFacts(), { cgroups: dirs.map((d) => d.path), lease, files });
       // Stored before anything executes it: what the session is made of, for good.
       this.store.setPlan(row.id, JSON.stringify(plan));
       const result = await launchInit(plan);
@@ -365,15 +305,15 @@ export class SessionManager {
 
   /** SIGTERM the init (it passes it on), wait the grace period, then SIGKILL. */
   private async stopInit(id: string): Promise<void> {
-    const w = this.watches.get(id);
-    if (!w) return;
-    w.watch.kill(15);
+    if (!this.watches.watching(id)) return;
+    this.watches.signal(id, 15);
     const grace = this.config.sessions.stop_grace_ms;
-    const done = await Promise.race([w.exited.then(() => true), sleep(grace).then(() => false)]);
+    const exited = this.watches.exited(id);
+    const done = await Promise.race([exited.then(() => true), sleep(grace).then(() => false)]);
     if (!done) {
       this.log.child({ session: id }).warn({ grace_ms: grace }, 'session did not stop in time; killing it');
-      w.watch.kill(9); // the kernel kills the whole PID namespace with its init
-      await w.exited;
+      this.watches.signal(id, 9); // the kernel kills the whole PID namespace with its init
+      await exited;
     }
   }
 
@@ -384,13 +324,8 @@ export class SessionManager {
   private async release(row: SessionRow, state: 'stopped' | 'failed', lastError?: string): Promise<void> {
     this.agents.drop(row.id);
     this.publisher.unpublish(row.id);
-    this.oomWatches.get(row.id)?.close();
-    this.oomWatches.delete(row.id);
-    const w = this.watches.get(row.id);
-    if (w) {
-      w.watch.kill(9);
-      await w.exited;
-    }
+    this.watches.closeOom(row.id);
+    if (this.watches.signal(row.id, 9) || this.watches.watching(row.id)) await this.watches.exited(row.id);
     const objects = this.store.kernelObjects(row.id);
     const deadline = Date.now() + 10_000;
     for (const obj of objects) {
@@ -470,29 +405,7 @@ export class SessionManager {
   }
 
   toApi(row: SessionRow, consoles: ConsoleInfo = NO_CONSOLE): Session {
-    const live = LIVE_STATES.includes(row.state);
-    const range = row.id_slot !== null && live ? rangeForSlot(this.config.ids, row.id_slot) : null;
-    const lease = live ? this.store.leaseOf(row.id) : undefined;
-    const gateway = this.hostNet ? intToIp(this.hostNet.subnet.gateway) : null;
-    return {
-      id: row.id,
-      name: row.name,
-      state: row.state,
-      hostname: row.hostname,
-      init_pid: live ? row.init_pid : null,
-      id_range: range && { host_base: range.hostBase, size: range.size },
-      limits: row.limits,
-      network: {
-        mode: row.network,
-        address: lease === undefined ? null : intToIp(lease),
-        gateway: row.network === 'bridge' ? gateway : null,
-        published: live ? this.store.portsOf(row.id) : [],
-      },
-      console: { keep: row.keep_console, ...(live ? consoles(row.id) : { running: false, viewers: 0 }) },
-      created_at: row.created_at,
-      updated_at: row.updated_at,
-      last_error: row.last_error,
-    };
+    return toApi(row, { store: this.store, ids: this.config.ids, gateway: this.hostNet?.subnet.gateway }, consoles);
   }
 
   /** Stop watching (daemon shutdown): sessions keep running. */
@@ -500,10 +413,7 @@ export class SessionManager {
     await Promise.all([...this.creating.values()].map((p) => p.catch(() => undefined)));
     await Promise.all([...this.destroying.values()].map((p) => p.catch(() => undefined)));
     this.agents.closeAll();
-    for (const w of this.watches.values()) w.watch.close();
-    this.watches.clear();
-    for (const w of this.oomWatches.values()) w.close();
-    this.oomWatches.clear();
+    this.watches.closeAll();
     this.publisher.closeAll();
   }
 }

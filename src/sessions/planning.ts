@@ -1,0 +1,64 @@
+// Pure planning: from a session row (its slot, lease, hostname), its limits,
+// the config and a few host facts to the session's plan. No I/O; the same
+// inputs give the same plan. The lifecycle stores what this returns.
+import { dirname, join } from 'node:path';
+import type { Limits } from '../api/schemas.js';
+import type { Config } from '../config/schema.js';
+import { rlimitsFor } from '../isolation/hardening.js';
+import { rangeForSlot } from '../isolation/idRange.js';
+import { buildPlan, type SessionPlan } from '../isolation/plan.js';
+import { hostIfName, intToIp, macFor } from '../network/addressing.js';
+import type { SessionRow } from '../store/sessionStore.js';
+
+const MIB = 1024 * 1024;
+
+/** What the daemon found on the host at start, the same for every session. */
+export interface HostFacts {
+  seccomp: Buffer;
+  sysMasks: string[];
+  bridge: string;
+  mtu: number;
+  gateway: number;
+}
+
+export function sessionDir(config: Config, id: string): string {
+  return join(config.state_dir, 'sessions', id);
+}
+
+export function controlPathFor(config: Config, id: string): string {
+  return join(sessionDir(config, id), 'control');
+}
+
+export function newrootDir(config: Config): string {
+  return join(config.state_dir, 'newroot');
+}
+
+export function planFor(
+  row: Pick<SessionRow, 'id' | 'hostname' | 'id_slot'>,
+  limits: Limits,
+  config: Config,
+  host: HostFacts,
+  s: { cgroups: string[]; lease: number | undefined; files: { source: string; target: string }[] },
+): SessionPlan {
+  const c = config;
+  return buildPlan({
+    hostname: row.hostname,
+    ids: rangeForSlot(c.ids, row.id_slot!),
+    cgroups: s.cgroups,
+    newroot: newrootDir(c),
+    rootfs: c.sessions.rootfs,
+    control: controlPathFor(c, row.id),
+    masks: [c.state_dir, dirname(c.socket), ...c.sessions.hide],
+    home: { bytes: limits.home_mb * MIB, inodes: c.tmpfs.home_inodes },
+    tmp: { bytes: limits.tmp_mb * MIB, inodes: c.tmpfs.tmp_inodes },
+    secrets: { bytes: c.tmpfs.secrets_mb * MIB, inodes: c.tmpfs.secrets_inodes },
+    rlimits: rlimitsFor(c, limits),
+    seccomp: host.seccomp,
+    sysMasks: host.sysMasks,
+    files: s.files,
+    network:
+      s.lease === undefined
+        ? undefined
+        : { hostIf: hostIfName(row.id), mac: macFor(s.lease), mtu: host.mtu, bridge: host.bridge, address: intToIp(s.lease), prefix: 32, gateway: intToIp(host.gateway) },
+  });
+}
