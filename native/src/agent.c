@@ -37,8 +37,20 @@ struct exec_rec {
   pid_t pid;      /* 0: free slot */
   int status_fd;  /* exec-error pipe until the command starts or fails */
   int master_fd;  /* pty master until it is handed to the daemon */
+  int slave_fd;   /* our copy of the pty slave: see held[] */
   int failed;     /* reported as failed: no exit report follows */
 };
+
+/*
+ * A pty slave we keep open after its command exited, until the daemon says
+ * it has drained the master ("release ID"): with no slave open a master
+ * reads EIO, and libuv (libuv#4992) then drops what was still buffered.
+ */
+struct held_slave {
+  char id[ID_MAX + 1];
+  int fd; /* -1: free */
+};
+static struct held_slave held[AGENT_MAX_EXECS];
 
 /* What the child writes on its status pipe when it cannot start. */
 struct start_error {
@@ -55,6 +67,22 @@ static const int handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1
 static void drop_conn(void) {
   if (conn >= 0) close(conn);
   conn = -1;
+  /* Nobody is left to drain those terminals. */
+  for (int i = 0; i < AGENT_MAX_EXECS; i++)
+    if (held[i].fd >= 0) close(held[i].fd), held[i].fd = -1;
+}
+
+static void hold_slave(struct exec_rec *r) {
+  if (r->slave_fd < 0) return;
+  for (int i = 0; i < AGENT_MAX_EXECS; i++) {
+    if (held[i].fd >= 0) continue;
+    memcpy(held[i].id, r->id, sizeof held[i].id);
+    held[i].fd = r->slave_fd;
+    r->slave_fd = -1;
+    return;
+  }
+  close(r->slave_fd); /* all slots held: this terminal just ends now */
+  r->slave_fd = -1;
 }
 
 /* One datagram of NUL-terminated fields, optionally carrying one fd. A
@@ -145,6 +173,8 @@ static void reap(void) {
         snprintf(sig, sizeof sig, "%d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
         send_fields(-1, 4, "exited", r->id, code, sig);
       }
+      if (r->failed && r->slave_fd >= 0) close(r->slave_fd), r->slave_fd = -1;
+      hold_slave(r);
       r->pid = 0;
     }
   }
@@ -235,16 +265,16 @@ static void handle_exec(char **f, int nf, int *fds, int nfds) {
   }
   int e = errno;
   close(sp[1]);
-  if (slave >= 0) close(slave);
   if (pid < 0) {
     close(sp[0]);
-    if (master >= 0) close(master);
+    if (master >= 0) close(master), close(slave);
     return send_failed(id, STEP_FORK, e, "fork");
   }
   snprintf(r->id, sizeof r->id, "%s", id);
   r->pid = pid;
   r->status_fd = sp[0];
   r->master_fd = master;
+  r->slave_fd = slave;
   r->failed = 0;
 }
 
@@ -256,6 +286,13 @@ static void handle_signal(char **f, int nf) {
   if (!r || sig < 1 || r->status_fd >= 0 || r->failed) return;
   kill(-r->pid, sig);
   kill(r->pid, sig);
+}
+
+static void handle_release(char **f, int nf) {
+  /* release ID: the daemon drained this terminal's master. */
+  if (nf != 2) return;
+  for (int i = 0; i < AGENT_MAX_EXECS; i++)
+    if (held[i].fd >= 0 && !strcmp(held[i].id, f[1])) close(held[i].fd), held[i].fd = -1;
 }
 
 static void read_conn(void) {
@@ -289,6 +326,7 @@ static void read_conn(void) {
   for (char *p = buf; p < buf + n && nf < MAX_FIELDS; p += strlen(p) + 1) f[nf++] = p;
   if (!strcmp(f[0], "exec")) handle_exec(f, nf, fds, nfds);
   else if (!strcmp(f[0], "signal")) handle_signal(f, nf);
+  else if (!strcmp(f[0], "release")) handle_release(f, nf);
   for (int i = 0; i < nfds; i++) close(fds[i]);
 }
 
@@ -319,6 +357,7 @@ void agent_run(int listen_fd) {
   sigprocmask(SIG_BLOCK, &set, NULL);
   int sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sigfd < 0) _exit(STEP_EXIT_BASE + STEP_READY);
+  for (int i = 0; i < AGENT_MAX_EXECS; i++) held[i].fd = -1;
   reap(); /* anything that exited before the signalfd existed */
   static struct pollfd pfd[3 + AGENT_MAX_EXECS];
   static struct exec_rec *pending[AGENT_MAX_EXECS];

@@ -12,6 +12,7 @@
  *   daemon -> init  exec ID TTY STDIN COLS ROWS CWD ARGC ARGV... ENVC ENV...
  *                   (with the stdin?, stdout, stderr fds unless TTY)
  *                   signal ID SIGNO
+ *                   release ID   (a tty command's master is drained)
  *   init -> daemon  started ID PID (with the pty master if TTY)
  *                   failed ID STEP ERRNO DETAIL
  *                   exited ID CODE SIGNAL

@@ -119,6 +119,15 @@ export class SessionAgent {
     }
   }
 
+  /** A tty command's master is drained: the init may close its slave copy. */
+  release(id: string): void {
+    try {
+      this.channel?.send(['release', id], []);
+    } catch {
+      /* gone or full: the init closes held slaves when the channel drops */
+    }
+  }
+
   private onMessage(fields: string[], fd: number | null): void {
     const m = message.safeParse(fields);
     const p = m.success ? this.pending.get(m.data[1]) : undefined;

@@ -75,6 +75,7 @@ export class SessionPty implements TerminalProcess {
 
   /** Close our end (after the command's exit was reported and drained). */
   close(): void {
+    this.agent.release(this.execId);
     this.end();
   }
 }
