@@ -52,6 +52,12 @@ export interface AttachArgs {
   exec?: { command: string[]; env: string[]; cwd?: string | undefined };
 }
 
+/** The size to ask for: a terminal that reports 0x0 (script(1) without a size, serial lines) gets 80x24; at most what the API allows. */
+export function terminalSize(columns: number | undefined, rows: number | undefined): { cols: number; rows: number } {
+  const pick = (v: number | undefined, fallback: number, max: number) => Math.min(max, v && v > 0 ? Math.floor(v) : fallback);
+  return { cols: pick(columns, 80, 1000), rows: pick(rows, 24, 500) };
+}
+
 export function runAttachClient(a: AttachArgs): Promise<number> {
   const matcher = new DetachMatcher(parseDetachKeys(a.detachKeys));
   const stdin = process.stdin;
@@ -63,7 +69,7 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
   process.once('exit', restore);
 
   return new Promise((resolve, reject) => {
-    const size = () => ({ cols: stdout.columns ?? 80, rows: stdout.rows ?? 24 });
+    const size = () => terminalSize(stdout.columns, stdout.rows);
     // exec --tty: the exec endpoint with tty=1; otherwise the session console.
     const path = a.exec ? `${execPath({ session: a.session, ...a.exec })}&tty=1` : `/v1/sessions/${encodeURIComponent(a.session)}/attach?role=${a.readOnly ? 'ro' : 'rw'}`;
     const sizeQuery = stdout.isTTY ? `&cols=${size().cols}&rows=${size().rows}` : '';
