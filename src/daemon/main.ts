@@ -64,7 +64,10 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   await sessions.start();
 
   const consoles = new Consoles(config, sessions, log);
-  for (const row of sessions.keptConsoles()) consoles.ensure(row);
+  for (const row of sessions.keptConsoles()) {
+    // A console that cannot start (e.g. a session of an older daemon, without a plan) is logged, not fatal.
+    consoles.ensure(row).catch((e: Error) => log.child({ session: row.id }).error({ err: e.message }, 'cannot start the kept console'));
+  }
   const { server, closeClients } = createApiServer({ config, sessions, consoles, log });
   const sockDir = dirname(config.socket);
   mkdirSync(sockDir, { recursive: true, mode: 0o755 });

@@ -142,7 +142,7 @@ export class SessionManager {
 
   private watch(id: string, pid: number, startTime: string): void {
     this.watches.watchInit(id, pid, startTime, (status) => {
-      if (!this.destroying.has(id)) void this.onUnexpectedExit(id, status);
+      if (!this.destroying.has(id)) this.onUnexpectedExit(id, status).catch((e: Error) => this.logFailure(id, 'cannot release a session whose init exited', e));
     });
   }
 
@@ -151,7 +151,12 @@ export class SessionManager {
     if (this.config.limits.oom !== 'session') return;
     const dir = v1MemoryDir(sessionCgroupDirs(this.layout, this.config.cgroups.parent, id));
     if (!dir) return; // v2: memory.oom.group does it in the kernel
-    this.watches.watchOom(id, dir, () => void this.onOom(id, dir));
+    this.watches.watchOom(id, dir, () => this.onOom(id, dir).catch((e: Error) => this.logFailure(id, 'cannot end a session after its OOM kill', e)));
+  }
+
+  /** Work started by a kernel event has no caller to answer: it is logged, never left unhandled. */
+  private logFailure(id: string, what: string, e: Error): void {
+    this.log.child({ session: id }).error({ err: e.message }, what);
   }
 
   private async onOom(id: string, dir: string): Promise<void> {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { Channel, K8S_V5_PROTOCOL, exitCodeOf } from '../../src/terminal/channels.js';
 import { execStatusSchema } from '../../src/api/schemas.js';
+import Database from 'better-sqlite3';
 import { CLI, isRoot, TestDaemon } from './harness.js';
 
 /** PIDs whose parent is `ppid` (processes, not threads). */
@@ -155,6 +156,24 @@ describe.skipIf(!isRoot)('exec through the session init (root)', () => {
       expect(r.output.toString().split('').filter((c) => c === 'x').length, `run ${i}`).toBe(65536);
     }
     await d.destroy(s.id);
+  });
+
+  it('a session of an older daemon (no stored plan) is refused for exec with a clear message, and its kept console does not take the daemon down', { timeout: 30_000 }, async () => {
+    const s = await d.create({ name: 'legacy', console: true });
+    await d.stop('SIGTERM');
+    const db = new Database(join(d.stateDir, 'enclave.db'));
+    try {
+      db.prepare('UPDATE sessions SET plan = NULL WHERE id = ?').run(s.id);
+    } finally {
+      db.close();
+    }
+    await d.start();
+    expect((await d.api('GET', '/v1/health')).status).toBe(200);
+    const r = await d.cli(['session', 'exec', 'legacy', '--', 'true']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/created by an older daemon and has no stored plan/);
+    await d.destroy(s.id);
+    expect((await d.show(s.id)).state).toBe('stopped');
   });
 
   it('validates exec --tty sizes like attach (1..1000 x 1..500), before upgrading', async () => {
