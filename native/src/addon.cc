@@ -1,6 +1,7 @@
 // The in-process half of Enclave's native code: what Node lacks and what
 // must not cost a process spawn.
 //   peerCred(fd)             SO_PEERCRED of a connected Unix socket
+//   peerGroups(fd)           SO_PEERGROUPS: its supplementary groups
 //   setChildSubreaper()      session inits re-parent to the daemon, not PID 1
 //   ProcessWatch(pid, start, cb)
 //                            pins a process with a pidfd (refusing a reused
@@ -68,6 +69,29 @@ Napi::Value PeerCred(const Napi::CallbackInfo& info) {
   o.Set("uid", Napi::Number::New(env, cred.uid));
   o.Set("gid", Napi::Number::New(env, cred.gid));
   return o;
+}
+
+// peerGroups(fd): the supplementary groups of a connected Unix socket's
+// peer, as they were at connect time (SO_PEERGROUPS), so `usermod -aG`
+// membership counts and a reused PID cannot lend its groups.
+Napi::Value PeerGroups(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "peerGroups(fd: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  std::vector<gid_t> groups(64);
+  socklen_t len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+  while (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) < 0) {
+    if (errno != ERANGE || len > 65536 * sizeof(gid_t)) return ThrowErrno(env, "SO_PEERGROUPS", errno);
+    groups.resize(len / sizeof(gid_t) + 1);
+    len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+  }
+  size_t n = len / sizeof(gid_t);
+  Napi::Array out = Napi::Array::New(env, n);
+  for (size_t i = 0; i < n; i++) out.Set(static_cast<uint32_t>(i), Napi::Number::New(env, groups[i]));
+  return out;
 }
 
 Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {
@@ -558,6 +582,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("deleteLink", Napi::Function::New(env, DeleteLink));
   exports.Set("OomWatch", OomWatch::Define(env));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
+  exports.Set("peerGroups", Napi::Function::New(env, PeerGroups));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   exports.Set("reapChild", Napi::Function::New(env, ReapChild));
   exports.Set("ProcessWatch", ProcessWatch::Define(env));

@@ -16,7 +16,8 @@ function socketFd(socket: Socket): number {
 export function callerOf(socket: Socket): PeerCred {
   let cred = cache.get(socket);
   if (!cred) {
-    cred = addon().peerCred(socketFd(socket));
+    const fd = socketFd(socket);
+    cred = { ...addon().peerCred(fd), groups: addon().peerGroups(fd) };
     cache.set(socket, cred);
   }
   return cred;
@@ -24,6 +25,8 @@ export function callerOf(socket: Socket): PeerCred {
 
 /** Root, or a member of the configured socket group. */
 export function authorize(cred: PeerCred, socketGid: number): void {
-  if (cred.uid === 0 || (socketGid !== 0 && cred.gid === socketGid)) return;
+  if (cred.uid === 0) return;
+  // Primary or supplementary membership: `usermod -aG` is how people join a group.
+  if (socketGid !== 0 && (cred.gid === socketGid || (cred.groups ?? []).includes(socketGid))) return;
   throw new ApiError('forbidden', `uid ${cred.uid} may not use the Enclave API`);
 }

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { removeHostNetwork } from '../network/hostNetwork.js';
 import pino, { type Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { detectCgroupLayout } from '../isolation/cgroups.js';
+import { detectCgroupLayout, removeParents } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
 import { SessionManager } from '../sessions/lifecycle.js';
 import { PortPublisher } from '../network/publish.js';
@@ -44,6 +44,7 @@ export async function cleanupHost(config: Config): Promise<void> {
     if (live > 0) throw new StartupError(`${live} session(s) are still live: destroy them first (their links are on the bridge)`);
   }
   await removeHostNetwork(config);
+  removeParents(detectCgroupLayout(config.cgroups.root), config.cgroups.parent);
 }
 
 export async function startDaemon(config: Config): Promise<RunningDaemon> {
@@ -70,8 +71,8 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   }
   const { server, closeClients } = createApiServer({ config, sessions, consoles, log });
   const sockDir = dirname(config.socket);
-  mkdirSync(sockDir, { recursive: true, mode: 0o755 });
-  chmodSync(sockDir, 0o755);
+  // Created if missing, never re-moded: on /tmp a chmod would strip the sticky bit.
+  if (!existsSync(sockDir)) mkdirSync(sockDir, { recursive: true, mode: 0o755 });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.socket, () => resolve());

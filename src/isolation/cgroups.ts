@@ -1,7 +1,7 @@
 // Session cgroups: detect the host's cgroup mode the way runc does, then one
 // interface over two backends. Limits are written here, by the daemon as host
 // root; nothing is delegated into a session.
-import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Limits } from '../api/schemas.js';
 
@@ -144,6 +144,29 @@ export function killCgroup(dir: string, version: 1 | 2): void {
       /* already gone */
     }
   }
+}
+
+/**
+ * `daemon --cleanup`: the daemon's parent cgroups, deepest first, in every
+ * hierarchy, as long as they are empty (a child cgroup or a task keeps them).
+ * Returns the directories removed.
+ */
+export function removeParents(layout: CgroupLayout, parent: string): string[] {
+  const removed: string[] = [];
+  const parts = parent.split('/').filter(Boolean);
+  for (const mount of new Set<string>([...layout.v1.values(), ...(layout.v2 ? [layout.v2] : [])])) {
+    for (let depth = parts.length; depth > 0; depth--) {
+      const dir = join(mount, ...parts.slice(0, depth));
+      if (!existsSync(dir)) continue;
+      try {
+        if (!removeCgroup(dir)) break;
+      } catch {
+        break; // not empty, or not ours to remove
+      }
+      removed.push(dir);
+    }
+  }
+  return removed;
 }
 
 /** rmdir; true when the directory is gone. EBUSY means tasks remain. */

@@ -8,6 +8,8 @@ export interface PeerCred {
   pid: number;
   uid: number;
   gid: number;
+  /** Supplementary groups (filled in by the daemon from SO_PEERGROUPS). */
+  groups?: number[];
 }
 
 export interface ExitStatus {
@@ -47,6 +49,8 @@ interface Addon {
   setWinsize(fd: number, cols: number, rows: number): void;
   OomWatch: new (memoryCgroupDir: string, onEvent: () => void) => OomWatch;
   peerCred(fd: number): PeerCred;
+  /** Supplementary groups of the peer at connect time (SO_PEERGROUPS). */
+  peerGroups(fd: number): number[];
   setChildSubreaper(): void;
   reapChild(pid: number): boolean;
   ProcessWatch: new (pid: number, startTime: string, onExit: (status: ExitStatus | null) => void) => ProcessWatch;

@@ -1,0 +1,87 @@
+// State on disk and the socket are not trusted blindly, and the daemon does
+// not damage what it finds around it (issue 13's smaller defects).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { CLI, isRoot, TestDaemon } from './harness.js';
+
+const GID = 48213; // a group nobody on the machine has
+
+/** GET /v1/health over the daemon socket as uid 65534, with the given supplementary groups. */
+function healthAsNobody(socket: string, groups: number[]): number {
+  const py = `import socket,sys
+s=socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except PermissionError:
+    print("0 EACCES"); sys.exit()
+s.sendall(b"GET /v1/health HTTP/1.1\\r\\nHost: enclave\\r\\nConnection: close\\r\\n\\r\\n")
+print(s.recv(64).split(b" ")[1].decode())`;
+  // 0: the kernel refused the connect (the socket is 0660 root:socket_gid).
+  const groupArgs = groups.length ? [`--groups=${groups.join(',')}`] : ['--clear-groups'];
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', ...groupArgs, '/usr/bin/python3', '-c', py, socket], { encoding: 'utf8' });
+  return Number(r.stdout.trim().split(' ')[0]);
+}
+
+describe.skipIf(!isRoot)('state and socket trust (root)', () => {
+  const d = new TestDaemon({ topConfig: `socket_gid = ${GID}\n` });
+  const db = () => join(d.stateDir, 'enclave.db');
+  beforeAll(async () => {
+    // A shared socket directory with the sticky bit, as /tmp has.
+    mkdirSync(dirname(d.socket), { recursive: true });
+    chmodSync(dirname(d.socket), 0o1777);
+    await d.start();
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  it('leaves an existing socket directory as it is (the sticky bit survives)', () => {
+    expect(statSync(dirname(d.socket)).mode & 0o7777).toBe(0o1777);
+  });
+
+  it('admits a caller whose membership in socket_gid is supplementary (usermod -aG), and not one without it', () => {
+    expect(statSync(d.socket).gid).toBe(GID);
+    expect(healthAsNobody(d.socket, [GID])).toBe(200); // was 403: only a primary gid counted
+    expect(healthAsNobody(d.socket, [])).toBe(0);
+  });
+
+  it('refuses a database owned by another user, or writable by others, naming the file, and never re-modes it', async () => {
+    await d.stop('SIGTERM');
+    chownSync(db(), 65534, 0);
+    await expect(d.start()).rejects.toThrow(new RegExp(`${db()}: owned by uid 65534, not root`));
+    expect(statSync(db()).uid).toBe(65534); // not "fixed" behind the operator's back
+    chownSync(db(), 0, 0);
+    chmodSync(db(), 0o666);
+    await expect(d.start()).rejects.toThrow(/enclave\.db: writable by group or others \(mode 666\)/);
+    expect(statSync(db()).mode & 0o777).toBe(0o666);
+    chmodSync(db(), 0o600);
+    chmodSync(d.stateDir, 0o777);
+    await expect(d.start()).rejects.toThrow(/state: writable by group or others \(mode 777\)/);
+    chmodSync(d.stateDir, 0o700);
+    await d.start();
+    expect((await d.api('GET', '/v1/health')).status).toBe(200);
+  });
+
+  it('refuses a corrupt database at start, naming the file and what SQLite said', async () => {
+    await d.stop('SIGTERM');
+    const backup = `${db()}.good`;
+    copyFileSync(db(), backup);
+    writeFileSync(db(), Buffer.alloc(8192, 0x5a), { mode: 0o600 });
+    await expect(d.start()).rejects.toThrow(new RegExp(`${db()}: file is not a database\\. The daemon will not start on it`));
+    copyFileSync(backup, db());
+    await d.start();
+    expect((await d.api('GET', '/v1/health')).status).toBe(200);
+  });
+
+  it('daemon --cleanup also removes its empty parent cgroups', async () => {
+    expect(d.cgroupDirs().length).toBeGreaterThan(0);
+    await d.stop('SIGTERM');
+    const r = spawnSync(process.execPath, [CLI, 'daemon', '--cleanup', '--config', d.configPath], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(d.cgroupDirs()).toEqual([]);
+    await d.start(); // for the harness's own cleanup
+    expect(existsSync(d.socket)).toBe(true);
+  });
+});
