@@ -333,11 +333,20 @@ export class SessionManager {
     if (this.watches.signal(row.id, 9) || this.watches.watching(row.id)) await this.watches.exited(row.id);
     const objects = this.store.kernelObjects(row.id);
     const deadline = Date.now() + 10_000;
+    // Only what this daemon would have made for this session is acted on: a
+    // row naming any other cgroup or link (a crafted or foreign database) is
+    // logged and forgotten, never killed or removed.
+    const ours = new Set([...sessionCgroupDirs(this.layout, this.config.cgroups.parent, row.id).map((d) => `cgroup ${d.path}`), `veth ${hostIfName(row.id)}`]);
     for (const obj of objects) {
+      if (!ours.has(`${obj.kind} ${obj.ref}`)) {
+        this.log.child({ session: row.id }).warn({ kind: obj.kind, ref: obj.ref }, 'ignored a kernel object this daemon does not own');
+        this.store.forgetKernelObject(row.id, obj.kind, obj.ref);
+        continue;
+      }
       if (obj.kind === 'veth') {
         // Usually gone with the session's netns; the kernel may still be tearing it down.
         addon().deleteLink(obj.ref);
-        this.store.forgetKernelObject(obj.kind, obj.ref);
+        this.store.forgetKernelObject(row.id, obj.kind, obj.ref);
         continue;
       }
       for (;;) {
@@ -346,7 +355,7 @@ export class SessionManager {
         if (Date.now() > deadline) throw new ApiError('internal', `cgroup ${obj.ref} of session ${row.id} still has processes`);
         await sleep(5);
       }
-      this.store.forgetKernelObject(obj.kind, obj.ref);
+      this.store.forgetKernelObject(row.id, obj.kind, obj.ref);
     }
     rmSync(this.sessionDir(row.id), { recursive: true, force: true });
     this.store.finish(row.id, state, lastError);

@@ -170,8 +170,8 @@ export class SessionStore {
     return this.db.prepare('SELECT kind, ref FROM kernel_objects WHERE session_id = ? ORDER BY ref').all(id) as KernelObject[];
   }
 
-  forgetKernelObject(kind: KernelObject['kind'], ref: string): void {
-    this.db.prepare('DELETE FROM kernel_objects WHERE kind = ? AND ref = ?').run(kind, ref);
+  forgetKernelObject(sessionId: string, kind: KernelObject['kind'], ref: string): void {
+    this.db.prepare('DELETE FROM kernel_objects WHERE session_id = ? AND kind = ? AND ref = ?').run(sessionId, kind, ref);
   }
 
   leaseOf(id: string): number | undefined {

@@ -1,7 +1,9 @@
 // State on disk and the socket are not trusted blindly, and the daemon does
 // not damage what it finds around it (issue 13's smaller defects).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { rmdirSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { chmodSync, chownSync, existsSync, mkdirSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CLI, isRoot, TestDaemon } from './harness.js';
@@ -73,6 +75,39 @@ describe.skipIf(!isRoot)('state and socket trust (root)', () => {
     copyFileSync(backup, db());
     await d.start();
     expect((await d.api('GET', '/v1/health')).status).toBe(200);
+  });
+
+  it('acts only on kernel objects it would have made for a session: crafted rows naming another cgroup or link are ignored', { timeout: 30_000 }, async () => {
+    const s = await d.create({ name: 'crafted' });
+    const victimDir = `/sys/fs/cgroup/pids/enclave-victim-${d.runId}`;
+    const link = `ev${d.tag}`;
+    mkdirSync(victimDir);
+    const victim = spawn('sleep', ['1000'], { detached: true, stdio: 'ignore' });
+    try {
+      writeFileSync(join(victimDir, 'cgroup.procs'), String(victim.pid));
+      expect(spawnSync('ip', ['link', 'add', link, 'type', 'bridge']).status).toBe(0);
+      await d.stop('SIGTERM');
+      const conn = new Database(db());
+      try {
+        // As if the daemon had died mid-create: at start it releases the row's objects.
+        conn.prepare(`UPDATE sessions SET state = 'creating' WHERE id = ?`).run(s.id);
+        conn.prepare(`INSERT INTO kernel_objects (session_id, kind, ref) VALUES (?, 'cgroup', ?), (?, 'veth', ?)`).run(s.id, victimDir, s.id, link);
+      } finally {
+        conn.close();
+      }
+      await d.start();
+      expect((await d.show(s.id)).state).toBe('failed');
+      expect(() => process.kill(victim.pid!, 0)).not.toThrow(); // alive
+      expect(existsSync(victimDir)).toBe(true);
+      expect(existsSync(`/sys/class/net/${link}`)).toBe(true);
+      expect(d.cgroupDirs(s.id)).toEqual([]); // its own cgroups were released
+      expect(d.log()).toMatch(/ignored a kernel object this daemon does not own/);
+    } finally {
+      victim.kill('SIGKILL');
+      await new Promise((r) => victim.once('exit', r));
+      rmdirSync(victimDir);
+      spawnSync('ip', ['link', 'del', link]);
+    }
   });
 
   it('daemon --cleanup also removes its empty parent cgroups', async () => {
