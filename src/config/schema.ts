@@ -29,6 +29,8 @@ export const configSchema = z
         /** SIGTERM-to-SIGKILL grace on destroy, in milliseconds. */
         stop_grace_ms: z.number().int().min(0).max(600_000).default(5000),
         max_sessions: z.number().int().min(1).max(100_000).default(1000),
+        /** Ended (stopped or failed) sessions kept for list --all and show; older ones are pruned. */
+        keep_history: z.number().int().min(0).max(1_000_000).default(1000),
       })
       .strict()
       .prefault({}),

@@ -3,8 +3,8 @@ import { sessionStates } from '../api/schemas.js';
 import type { SessionManager } from '../sessions/lifecycle.js';
 
 export function renderMetrics(sessions: SessionManager): string {
-  const counts = new Map<string, number>(sessionStates.map((s) => [s, 0]));
-  for (const s of sessions.list(true)) counts.set(s.state, (counts.get(s.state) ?? 0) + 1);
+  const byState = sessions.countByState();
+  const counts = new Map<string, number>(sessionStates.map((s) => [s, byState.get(s) ?? 0]));
   const lines = ['# HELP enclave_sessions Sessions by state.', '# TYPE enclave_sessions gauge'];
   for (const [state, n] of counts) lines.push(`enclave_sessions{state="${state}"} ${n}`);
   const c = sessions.counters;

@@ -86,7 +86,7 @@ const ROUTES: Route[] = [
   {
     method: 'GET',
     path: /^\/v1\/health$/,
-    handle: (ctx, { res }) => sendJson(res, 200, { status: 'ok', version: VERSION, sessions: ctx.sessions.list(false).length }),
+    handle: (ctx, { res }) => sendJson(res, 200, { status: 'ok', version: VERSION, sessions: ctx.sessions.countLive() }),
   },
   {
     method: 'GET',

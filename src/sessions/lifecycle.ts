@@ -113,6 +113,7 @@ export class SessionManager {
       }
     }
     await Promise.all(pending);
+    this.pruneHistory();
     sweepOrphanCgroups(this.layout, this.config.cgroups.parent, this.store, this.log);
     sweepOrphanLinks(this.config.network.bridge, this.store, this.log);
   }
@@ -359,6 +360,21 @@ export class SessionManager {
     }
     rmSync(this.sessionDir(row.id), { recursive: true, force: true });
     this.store.finish(row.id, state, lastError);
+    this.pruneHistory();
+  }
+
+  private pruneHistory(): void {
+    const pruned = this.store.pruneHistory(this.config.sessions.keep_history);
+    if (pruned > 0) this.log.debug({ pruned, keep: this.config.sessions.keep_history }, 'pruned ended sessions (sessions.keep_history)');
+  }
+
+  /** Live sessions (creating, running, stopping): what health reports. */
+  countLive(): number {
+    return this.store.countLive();
+  }
+
+  countByState(): Map<string, number> {
+    return this.store.countByState();
   }
 
   /** resolv.conf and hosts for the session, bound read-only over the rootfs's. */

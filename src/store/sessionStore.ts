@@ -149,6 +149,23 @@ export class SessionStore {
     return this.get(args.id)!;
   }
 
+  /** Sessions per state, from the state index (no scan of history rows). */
+  countByState(): Map<string, number> {
+    const rows = this.db.prepare('SELECT state, count(*) AS n FROM sessions INDEXED BY sessions_state GROUP BY state').all() as { state: string; n: number }[];
+    return new Map(rows.map((r) => [r.state, r.n]));
+  }
+
+  /** Keep the newest `keep` ended sessions; delete the rest. Returns how many went. */
+  pruneHistory(keep: number): number {
+    return this.db
+      .transaction(() => {
+        const old = `SELECT id FROM sessions WHERE state IN ('stopped','failed') ORDER BY updated_at DESC, rowid DESC LIMIT -1 OFFSET ?`;
+        this.db.prepare(`DELETE FROM kernel_objects WHERE session_id IN (${old})`).run(keep);
+        return this.db.prepare(`DELETE FROM sessions WHERE id IN (${old})`).run(keep).changes;
+      })
+      .immediate();
+  }
+
   /** Store the plan before anything executes it. */
   setPlan(id: string, planJson: string): void {
     this.db.prepare(`UPDATE sessions SET plan = ? WHERE id = ? AND state = 'creating'`).run(planJson, id);

@@ -120,3 +120,30 @@ describe.skipIf(!isRoot)('state and socket trust (root)', () => {
     expect(existsSync(d.socket)).toBe(true);
   });
 });
+
+describe.skipIf(!isRoot)('history retention (root)', () => {
+  const d = new TestDaemon({ extraConfig: 'keep_history = 2\n' });
+  beforeAll(async () => {
+    await d.start();
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  it('keeps the newest keep_history ended sessions; health counts live sessions only; metrics count by state', async () => {
+    const live = await d.create({ name: 'stays' });
+    const ended: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const s = await d.create({ name: `gone-${i}` });
+      await d.destroy(s.id);
+      ended.push(s.id);
+    }
+    const all = ((await d.api('GET', '/v1/sessions?all=1')).body as { sessions: { id: string; state: string }[] }).sessions;
+    expect(all.map((s) => s.id).sort()).toEqual([live.id, ended[2]!, ended[3]!].sort());
+    expect((await d.api('GET', `/v1/sessions/${ended[0]}`)).status).toBe(404);
+    expect((await d.api('GET', '/v1/health')).body).toMatchObject({ sessions: 1 });
+    const text = String((await d.rawRequest('GET', '/metrics', '')).body);
+    expect(text).toContain('enclave_sessions{state="running"} 1');
+    expect(text).toContain('enclave_sessions{state="stopped"} 2');
+  });
+});
