@@ -81,6 +81,8 @@ export const sessionSchema = z.object({
   created_at: z.string(),
   updated_at: z.string(),
   last_error: z.string().nullable(),
+  /** How the session's init ended, once it has: an exit code or a signal. */
+  exit: z.object({ code: z.number().int().nullable(), signal: z.number().int().nullable() }).nullable(),
 });
 export type Session = z.infer<typeof sessionSchema>;
 

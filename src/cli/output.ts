@@ -52,6 +52,7 @@ export function sessionDetails(s: Session): string {
   const con = s.console.running ? `running, ${s.console.viewers} viewer(s)` : 'not running (starts on attach)';
   rows.push(['console', s.console.keep ? `${con}; kept (--console)` : con]);
   if (s.last_error) rows.push(['last error', s.last_error]);
+  if (s.exit) rows.push(['init exit', s.exit.signal !== null ? `signal ${s.exit.signal}` : `code ${s.exit.code}`]);
   const w = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';
 }

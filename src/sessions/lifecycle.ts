@@ -106,7 +106,11 @@ export class SessionManager {
       if (this.adopt(row)) {
         log.info({ init_pid: row.init_pid }, 're-adopted running session');
         if (row.state === 'running') pending.push(this.publishPorts(row).catch((e: Error) => log.error({ err: e.message }, 'cannot re-publish ports')));
-        if (row.state === 'stopping') pending.push(this.destroy(row.id).then(() => undefined));
+        if (row.state === 'stopping') pending.push(this.destroy(row.id, row.stop_reason ?? undefined).then(() => undefined));
+      } else if (row.state === 'stopping') {
+        // A destroy was under way when the daemon died: finish it as asked.
+        log.info('the daemon stopped during a destroy; finishing it');
+        pending.push(this.release(row, row.stop_reason ? 'failed' : 'stopped', row.stop_reason ?? undefined));
       } else {
         log.warn({ init_pid: row.init_pid }, 'session init exited while the daemon was not running');
         pending.push(this.release(row, 'failed', 'the session init exited while the daemon was not running'));
@@ -183,6 +187,7 @@ export class SessionManager {
     if (!row || row.state !== 'running') return;
     const how = status === null ? 'exited' : status.signal !== null ? `was killed by signal ${status.signal}` : `exited with code ${status.code}`;
     this.log.child({ session: id }).warn({ status }, 'session init exited unexpectedly');
+    if (status) this.store.recordExit(id, status.code, status.signal);
     await this.release(row, 'failed', `the session init ${how}`);
   }
 
@@ -295,7 +300,7 @@ export class SessionManager {
         await this.release(row, row.state); // harmless again; frees anything left
         return;
       }
-      this.store.setState(id, 'stopping');
+      this.store.markStopping(id, failure);
       await this.stopInit(id);
       await this.release(this.store.get(id)!, failure ? 'failed' : 'stopped', failure);
       this.counters.destroys++;
@@ -319,8 +324,9 @@ export class SessionManager {
     if (!done) {
       this.log.child({ session: id }).warn({ grace_ms: grace }, 'session did not stop in time; killing it');
       this.watches.signal(id, 9); // the kernel kills the whole PID namespace with its init
-      await exited;
     }
+    const status = await exited;
+    if (status) this.store.recordExit(id, status.code, status.signal);
   }
 
   /**

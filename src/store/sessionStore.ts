@@ -26,6 +26,10 @@ const rowSchema = z.object({
   keep_console: z.union([z.literal(0), z.literal(1)]).transform((v) => v === 1),
   /** The stored SessionPlan as JSON (parsed where it is used: it is large). */
   plan: z.string().nullable(),
+  exit_code: z.number().int().nullable(),
+  exit_signal: z.number().int().nullable(),
+  /** Set with state 'stopping' when the daemon itself ends the session (OOM, failed publish): it ends 'failed'. */
+  stop_reason: z.string().nullable(),
 });
 export type SessionRow = z.infer<typeof rowSchema>;
 
@@ -181,6 +185,18 @@ export class SessionStore {
     this.db
       .prepare('UPDATE sessions SET state = ?, last_error = coalesce(?, last_error), updated_at = ? WHERE id = ?')
       .run(state, lastError ?? null, new Date().toISOString(), id);
+  }
+
+  /** The intent to stop, recorded before acting: survives a daemon crash mid-destroy. */
+  markStopping(id: string, reason: string | undefined): void {
+    this.db
+      .prepare(`UPDATE sessions SET state = 'stopping', stop_reason = ?, updated_at = ? WHERE id = ?`)
+      .run(reason ?? null, new Date().toISOString(), id);
+  }
+
+  /** How the init ended, when the daemon saw it. */
+  recordExit(id: string, code: number | null, signal: number | null): void {
+    this.db.prepare('UPDATE sessions SET exit_code = ?, exit_signal = ? WHERE id = ?').run(code, signal, id);
   }
 
   kernelObjects(id: string): KernelObject[] {

@@ -137,3 +137,50 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     expect(d.cgroupDirs(s.id)).toEqual([]);
   });
 });
+
+describe.skipIf(!isRoot)('destroy intent and exit reasons (root)', () => {
+  const d = new TestDaemon();
+  beforeAll(async () => {
+    await d.start();
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  it('a destroy interrupted by a daemon crash ends "stopped", as asked, not "failed"', { timeout: 30_000 }, async () => {
+    const s = await d.create({ name: 'interrupted-destroy' });
+    // The daemon dies right after recording the intent; the init dies with it.
+    await d.stop('SIGKILL');
+    const conn = new Database(join(d.stateDir, 'enclave.db'));
+    try {
+      conn.prepare(`UPDATE sessions SET state = 'stopping' WHERE id = ?`).run(s.id);
+    } finally {
+      conn.close();
+    }
+    process.kill(s.init_pid!, 'SIGKILL');
+    await d.reapAdopted();
+    await d.start();
+    const shown = await d.show(s.id);
+    expect(shown.state).toBe('stopped');
+    expect(shown.last_error).toBeNull();
+    expect(d.cgroupDirs(s.id)).toEqual([]);
+  });
+
+  it('records how the init ended: a signal from outside is "failed" with the signal; a destroy is "stopped" with the init\'s exit', { timeout: 30_000 }, async () => {
+    const killed = await d.create({ name: 'killed' });
+    process.kill(killed.init_pid!, 'SIGKILL');
+    let shown = await d.show(killed.id);
+    for (let i = 0; i < 200 && shown.state === 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      shown = await d.show(killed.id);
+    }
+    expect(shown.state).toBe('failed');
+    expect(shown.exit).toEqual({ code: null, signal: 9 });
+    expect((await d.cli(['session', 'show', 'killed'])).stdout).toMatch(/init exit\s+signal 9/);
+    const asked = await d.create({ name: 'asked' });
+    await d.destroy(asked.id);
+    const done = await d.show(asked.id);
+    expect(done.state).toBe('stopped');
+    expect(done.exit).toEqual({ code: 0, signal: null }); // the init passed SIGTERM on and exited
+  });
+});
