@@ -180,10 +180,12 @@ static void reap(void) {
   }
 }
 
-static __attribute__((noreturn)) void child_fail(int status_fd, enum step step, int code) {
+/* The status pipe carries the failure; the daemon maps it (126/127 and the
+ * rest). The child's own exit status is never reported. */
+static __attribute__((noreturn)) void child_fail(int status_fd, enum step step) {
   struct start_error se = {step, errno};
   (void)write_all(status_fd, &se, sizeof se);
-  _exit(code);
+  _exit(127);
 }
 
 static __attribute__((noreturn)) void exec_child(int status_fd, int tty_slave, const int *fds, int nfds, int with_stdin,
@@ -193,21 +195,21 @@ static __attribute__((noreturn)) void exec_child(int status_fd, int tty_slave, c
   for (size_t i = 0; i < sizeof handled / sizeof handled[0]; i++) signal(handled[i], SIG_DFL);
   sigprocmask(SIG_SETMASK, &none, NULL);
   /* Its own session: no controlling terminal but its own pty, if any. */
-  if (setsid() < 0) child_fail(status_fd, STEP_STDIO, 126);
+  if (setsid() < 0) child_fail(status_fd, STEP_STDIO);
   if (tty_slave >= 0) {
-    if (ioctl(tty_slave, TIOCSCTTY, 0) < 0) child_fail(status_fd, STEP_TTY, 126);
+    if (ioctl(tty_slave, TIOCSCTTY, 0) < 0) child_fail(status_fd, STEP_TTY);
     for (int i = 0; i < 3; i++)
-      if (dup2(tty_slave, i) < 0) child_fail(status_fd, STEP_STDIO, 126);
+      if (dup2(tty_slave, i) < 0) child_fail(status_fd, STEP_STDIO);
   } else {
     int in = with_stdin ? fds[0] : open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (in < 0 || dup2(in, 0) < 0 || dup2(fds[nfds - 2], 1) < 0 || dup2(fds[nfds - 1], 2) < 0) child_fail(status_fd, STEP_STDIO, 126);
+    if (in < 0 || dup2(in, 0) < 0 || dup2(fds[nfds - 2], 1) < 0 || dup2(fds[nfds - 1], 2) < 0) child_fail(status_fd, STEP_STDIO);
   }
   /* Everything of ours closes at exec; a failure report still gets out. */
-  if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) child_fail(status_fd, STEP_FDS, 126);
-  if (chdir(cwd) < 0) child_fail(status_fd, STEP_CWD, 126);
+  if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) child_fail(status_fd, STEP_FDS);
+  if (chdir(cwd) < 0) child_fail(status_fd, STEP_CWD);
   environ = envp;
   execvp(argv[0], argv);
-  child_fail(status_fd, STEP_EXEC, errno == ENOENT || errno == ENOTDIR ? 127 : 126);
+  child_fail(status_fd, STEP_EXEC);
 }
 
 static int parse_num(const char *s, long long max) {

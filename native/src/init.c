@@ -105,11 +105,16 @@ static int open_parent(int dirfd, const char *rel, char *leaf, size_t leaflen) {
 static unsigned long mount_flags(const char *list) {
   unsigned long flags = 0;
   if (!strcmp(list, "-")) return 0;
-  if (strstr(list, "nosuid")) flags |= MS_NOSUID;
-  if (strstr(list, "nodev")) flags |= MS_NODEV;
-  if (strstr(list, "noexec")) flags |= MS_NOEXEC;
-  if (strstr(list, "ro")) flags |= MS_RDONLY;
-  return flags; /* the plan parser allowed only these four words */
+  char copy[64]; /* the plan parser bounded it and allowed only these four words */
+  snprintf(copy, sizeof copy, "%s", list);
+  char *save = NULL;
+  for (char *f = strtok_r(copy, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+    if (!strcmp(f, "nosuid")) flags |= MS_NOSUID;
+    else if (!strcmp(f, "nodev")) flags |= MS_NODEV;
+    else if (!strcmp(f, "noexec")) flags |= MS_NOEXEC;
+    else if (!strcmp(f, "ro")) flags |= MS_RDONLY;
+  }
+  return flags;
 }
 
 static void mount_on(const struct plan_op *op, const char *rel, const char *fstype, unsigned long flags, const char *data) {

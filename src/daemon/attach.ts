@@ -3,17 +3,15 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { WebSocket } from 'ws';
 import type { Config } from '../config/schema.js';
 import { ApiError } from '../api/errors.js';
-import { startFailureError, type ExitReport } from '../sessions/agent.js';
+import { startFailureError, type StartedCommand } from '../sessions/agent.js';
 import { commandEnv } from '../sessions/command.js';
 import type { SessionManager } from '../sessions/lifecycle.js';
 import type { SessionRow } from '../store/sessionStore.js';
-import { SessionConsole, type ConsoleOptions, type Role, type Size } from '../terminal/console.js';
+import { SessionConsole, type ConsoleOptions, type Size } from '../terminal/console.js';
 import { MirrorHost } from '../terminal/mirror.js';
 import { SessionPty } from '../terminal/sessionPty.js';
-import { isStartFailure } from './exec.js';
 
 /** A screen mirror this far behind the pty stops being fed and restarts from the ring. */
 const MIRROR_MAX_LAG = 8 * 1024 * 1024;
@@ -45,20 +43,15 @@ export class Consoles {
     own: Pick<ConsoleOptions, 'ringBytes' | 'policy' | 'mirror' | 'onEnd' | 'endWhenAlone'>,
   ): Promise<SessionConsole> {
     const agent = this.sessions.agentFor(row);
-    let onExit!: (e: ExitReport | null) => void;
-    const exited = new Promise<ExitReport | null>((r) => (onExit = r));
-    let started;
+    let started: StartedCommand;
     try {
-      started = await agent.start(
-        { tty: true, argv: q.command, env: commandEnv(row.hostname, { env: q.env, tty: true }), cwd: q.cwd, cols: size.cols, rows: size.rows, fds: [], stdin: false },
-        onExit,
-      );
+      const env = commandEnv(row.hostname, { env: q.env, tty: true });
+      started = await agent.start({ tty: true, argv: q.command, env, cwd: q.cwd, cols: size.cols, rows: size.rows, fds: [], stdin: false });
     } catch (e) {
-      if (!isStartFailure(e)) throw e;
       const mapped = startFailureError(e);
       throw 'exitCode' in mapped ? new ApiError('invalid_request', `cannot run '${q.command[0]}': ${mapped.message}`, 'command') : mapped;
     }
-    const pty = new SessionPty(started.started.master!, agent, started.id, exited);
+    const pty = new SessionPty(started.master!, agent, started.id, started.exited);
     const t = this.config.terminal;
     return new SessionConsole({ sessionId: row.id, pty, size, maxLagBytes: t.max_lag_bytes, stallMs: t.stall_ms, log: this.log, ...own });
   }
@@ -94,11 +87,6 @@ export class Consoles {
     return { running: c !== undefined, viewers: c?.viewers ?? 0 };
   }
 
-  /** The session is ending: so does its console. */
-  end(id: string): void {
-    this.consoles.get(id)?.kill();
-  }
-
   /** 429 before upgrading when a session, or the daemon, has enough viewers. */
   admit(sessionId: string): void {
     const t = this.config.terminal;
@@ -106,10 +94,6 @@ export class Consoles {
     const total = [...this.consoles.values()].reduce((n, c) => n + c.viewers, 0);
     if (here >= t.max_viewers_per_session) throw new ApiError('too_many', `session ${sessionId} already has ${here} viewers (terminal.max_viewers_per_session)`);
     if (total >= t.max_viewers) throw new ApiError('too_many', `the daemon already serves ${total} viewers (terminal.max_viewers)`);
-  }
-
-  attach(console: SessionConsole, ws: WebSocket, opts: { role: Role; enclave: boolean; resume: number | undefined; size: Size | undefined }): void {
-    console.attach(ws, opts.role, opts.enclave, opts.resume, opts.size);
   }
 
   /** exec --tty: a one-off terminal running `command`, alive while its client is. Started before the upgrade. */

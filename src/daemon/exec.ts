@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { ExecQuery } from '../api/schemas.js';
 import { addon } from '../native/addon.js';
-import { startFailureError, type ExitReport, type SessionAgent, type StartFailure } from '../sessions/agent.js';
+import { startFailureError, type ExitReport, type SessionAgent } from '../sessions/agent.js';
 import { commandEnv } from '../sessions/command.js';
 import { Channel, decodeFrame, encodeFrame, exitStatusFor } from '../terminal/channels.js';
 
@@ -30,11 +30,9 @@ export async function startPipedExec(agent: SessionAgent, hostname: string, q: E
   const pipes = { stdin: q.stdin ? a.pipe() : undefined, stdout: a.pipe(), stderr: a.pipe() };
   const theirs = [...(pipes.stdin ? [pipes.stdin[0]] : []), pipes.stdout[1], pipes.stderr[1]];
   const ours = [...(pipes.stdin ? [pipes.stdin[1]] : []), pipes.stdout[0], pipes.stderr[0]];
-  let onExit!: (e: ExitReport | null) => void;
-  const exited = new Promise<ExitReport | null>((r) => (onExit = r));
   try {
-    const { id } = await agent
-      .start({ tty: false, argv: q.command, env: commandEnv(hostname, q), cwd: q.cwd, cols: 0, rows: 0, fds: theirs, stdin: q.stdin }, onExit)
+    const { id, exited } = await agent
+      .start({ tty: false, argv: q.command, env: commandEnv(hostname, q), cwd: q.cwd, cols: 0, rows: 0, fds: theirs, stdin: q.stdin })
       .finally(() => theirs.forEach((fd) => a.closeFd(fd)));
     return {
       ok: true,
@@ -47,15 +45,10 @@ export async function startPipedExec(agent: SessionAgent, hostname: string, q: E
     };
   } catch (e) {
     ours.forEach((fd) => a.closeFd(fd));
-    if (!isStartFailure(e)) throw e;
     const mapped = startFailureError(e);
     if ('exitCode' in mapped) return { ok: false, exitCode: mapped.exitCode, message: `enclave: cannot run '${q.command[0]}': ${mapped.message}\n` };
     throw mapped;
   }
-}
-
-export function isStartFailure(e: unknown): e is StartFailure {
-  return typeof e === 'object' && e !== null && 'step' in e && 'errno' in e && !(e instanceof Error);
 }
 
 export interface ExecOptions {

@@ -210,8 +210,8 @@ export function createApiServer(ctx: Context): ApiServer {
   /** The socket may have gone while the command was being started: then it ends at once. */
   const accept = (req: IncomingMessage, socket: Duplex, head: Buffer, onGone: () => void, onWs: (ws: WebSocket) => void) => {
     if (socket.destroyed) return onGone();
-    socket.once('close', () => !upgraded && onGone());
     let upgraded = false;
+    socket.once('close', () => !upgraded && onGone());
     wss.handleUpgrade(req, socket, head, (ws) => {
       upgraded = true;
       wss.emit('connection', ws, req);
@@ -241,7 +241,7 @@ export function createApiServer(ctx: Context): ApiServer {
       // A console outlives its viewers: nothing to end if this one went away.
       return accept(req, socket, head, () => undefined, (ws) => {
         log.info({ role, protocol: ws.protocol }, 'attach');
-        ctx.consoles.attach(console, ws, { role, enclave: ws.protocol === ATTACH_PROTOCOL, resume, size });
+        console.attach(ws, role, ws.protocol === ATTACH_PROTOCOL, resume, size);
       });
     }
     if (!protocols.includes(K8S_V5_PROTOCOL) && !protocols.includes(ATTACH_PROTOCOL)) {

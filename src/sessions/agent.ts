@@ -27,11 +27,28 @@ export interface ExecSpec {
   stdin: boolean;
 }
 
-export type StartFailure = { step: string; errno: number; detail: string };
-export type Started = { pid: number; master: number | null };
+/** Why the init could not start a command: its step, errno and detail. */
+export class StartFailure extends Error {
+  constructor(
+    readonly step: string,
+    readonly errno: number,
+    readonly detail: string,
+  ) {
+    super(`step ${step} failed: ${detail}`);
+  }
+}
+
 export interface ExitReport {
   code: number | null;
   signal: number | null;
+}
+
+/** A command the init runs: its pty master (with tty) and its exit, null if the session ended under it. */
+export interface StartedCommand {
+  id: string;
+  pid: number;
+  master: number | null;
+  exited: Promise<ExitReport | null>;
 }
 
 const num = z.string().regex(/^-?\d{1,10}$/).transform(Number);
@@ -43,8 +60,9 @@ const message = z.union([
 
 interface Pending {
   tty: boolean;
-  onStart?: (r: { ok: true; started: Started } | { ok: false; failure: StartFailure }) => void;
-  onExit?: (e: ExitReport | null) => void;
+  /** Until the start is answered. */
+  onStart?: (r: { ok: true; pid: number; master: number | null } | { ok: false; failure: StartFailure }) => void;
+  onExit: (e: ExitReport | null) => void;
   timer?: NodeJS.Timeout;
 }
 
@@ -76,25 +94,27 @@ export class SessionAgent {
     return this.channel;
   }
 
-  /** Ask the init for a process; resolves once it runs (or could not). */
-  start(spec: ExecSpec, onExit: (e: ExitReport | null) => void): Promise<{ id: string; started: Started }> {
+  /** Ask the init for a process; resolves once it runs, rejects with a StartFailure if it could not. */
+  start(spec: ExecSpec): Promise<StartedCommand> {
     const id = `${prefix}-${++counter}`;
     const fields = ['exec', id, spec.tty ? '1' : '0', spec.stdin ? '1' : '0', String(spec.cols), String(spec.rows), spec.cwd];
     fields.push(String(spec.argv.length), ...spec.argv, String(spec.env.length), ...spec.env);
     const size = fields.reduce((n, f) => n + Buffer.byteLength(f) + 1, 0);
     if (size > MAX_EXEC_MESSAGE) throw new ApiError('invalid_request', `command, environment and cwd take ${size} bytes; at most ${MAX_EXEC_MESSAGE} are allowed`, 'command');
     const channel = this.connect();
+    let onExit!: (e: ExitReport | null) => void;
+    const exited = new Promise<ExitReport | null>((r) => (onExit = r));
     return new Promise((resolve, reject) => {
       const p: Pending = { tty: spec.tty, onExit };
       p.onStart = (r) => {
         clearTimeout(p.timer);
         p.onStart = undefined;
-        if (r.ok) return resolve({ id, started: r.started });
+        if (r.ok) return resolve({ id, pid: r.pid, master: r.master, exited });
         this.pending.delete(id);
         reject(r.failure);
       };
       p.timer = setTimeout(() => {
-        p.onStart?.({ ok: false, failure: { step: 'protocol', errno: 110, detail: 'the session init did not answer' } });
+        p.onStart?.({ ok: false, failure: new StartFailure('protocol', 110, 'the session init did not answer') });
         this.signal(id, 9);
       }, START_TIMEOUT_MS);
       this.pending.set(id, p);
@@ -104,7 +124,7 @@ export class SessionAgent {
         clearTimeout(p.timer);
         this.pending.delete(id);
         const errno = (e as { errno?: number }).errno ?? 0;
-        reject({ step: 'protocol', errno, detail: `send to the session init: ${errnoName(errno)}` } satisfies StartFailure);
+        reject(new StartFailure('protocol', errno, `send to the session init: ${errnoName(errno)}`));
       }
     });
   }
@@ -135,7 +155,7 @@ export class SessionAgent {
     const wantFd = m.success && m.data[0] === 'started' && p?.tty === true && p.onStart !== undefined;
     if (fd !== null && (!wantFd || !addon().isPtyMaster(fd))) {
       addon().closeFd(fd);
-      if (wantFd) return p!.onStart!({ ok: false, failure: { step: 'tty', errno: 22, detail: 'the session sent something that is not a pty master' } });
+      if (wantFd) return p!.onStart!({ ok: false, failure: new StartFailure('tty', 22, 'the session sent something that is not a pty master') });
       this.log.warn({ fields: fields.length }, 'ignored an fd from the session init');
       return;
     }
@@ -147,15 +167,15 @@ export class SessionAgent {
     const d = m.data;
     if (d[0] === 'started') {
       if (!p.onStart) return;
-      if (p.tty && fd === null) return p.onStart({ ok: false, failure: { step: 'tty', errno: 22, detail: 'no pty from the session init' } });
-      p.onStart({ ok: true, started: { pid: d[2], master: fd } });
+      if (p.tty && fd === null) return p.onStart({ ok: false, failure: new StartFailure('tty', 22, 'no pty from the session init') });
+      p.onStart({ ok: true, pid: d[2], master: fd });
     } else if (d[0] === 'failed') {
-      p.onStart?.({ ok: false, failure: { step: d[2], errno: d[3], detail: d[4] } });
+      p.onStart?.({ ok: false, failure: new StartFailure(d[2], d[3], d[4]) });
       this.pending.delete(d[1]);
     } else {
       this.pending.delete(d[1]);
-      if (p.onStart) p.onStart({ ok: false, failure: { step: 'exec', errno: 0, detail: 'exited before it was reported started' } });
-      else p.onExit?.({ code: d[2] >= 0 ? d[2] : null, signal: d[3] > 0 ? d[3] : null });
+      if (p.onStart) p.onStart({ ok: false, failure: new StartFailure('exec', 0, 'exited before it was reported started') });
+      else p.onExit({ code: d[2] >= 0 ? d[2] : null, signal: d[3] > 0 ? d[3] : null });
     }
   }
 
@@ -165,8 +185,8 @@ export class SessionAgent {
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
       clearTimeout(p.timer);
-      if (p.onStart) p.onStart({ ok: false, failure: { step: 'protocol', errno: 104, detail: `the session init closed the control channel (${reason})` } });
-      else p.onExit?.(null);
+      if (p.onStart) p.onStart({ ok: false, failure: new StartFailure('protocol', 104, `the session init closed the control channel (${reason})`) });
+      else p.onExit(null);
     }
   }
 
@@ -182,10 +202,11 @@ export class Agents {
 
   constructor(private readonly log: Logger) {}
 
-  for(sessionId: string, controlPath: string): SessionAgent {
+  /** The session's agent; `controlPath` is only asked for when there is none yet. */
+  for(sessionId: string, controlPath: () => string): SessionAgent {
     let a = this.agents.get(sessionId);
     if (!a) {
-      a = new SessionAgent(controlPath, this.log.child({ session: sessionId }));
+      a = new SessionAgent(controlPath(), this.log.child({ session: sessionId }));
       this.agents.set(sessionId, a);
     }
     return a;
@@ -201,8 +222,14 @@ export class Agents {
   }
 }
 
-/** How a failed start reaches the caller: 4xx/5xx before the upgrade, or a command exit status. */
-export function startFailureError(f: StartFailure): ApiError | { exitCode: number; message: string } {
+/**
+ * How a failed start reaches the caller: 4xx/5xx before the upgrade, or, for
+ * a command that cannot be executed, its shell-style exit status (127 not
+ * found, 126 otherwise). Anything that is not a StartFailure is rethrown.
+ */
+export function startFailureError(e: unknown): ApiError | { exitCode: number; message: string } {
+  if (!(e instanceof StartFailure)) throw e;
+  const f = e;
   const why = `${f.errno ? errnoName(f.errno) : 'error'} (${f.detail})`;
   if (f.step === 'exec') return { exitCode: f.errno === 2 || f.errno === 20 ? 127 : 126, message: why };
   const failed = { step: f.step, errno: f.errno };

@@ -55,8 +55,8 @@ export class SessionManager {
   private readonly watches = new ExitWatches();
   private readonly creating = new Map<string, Promise<unknown>>();
   private readonly destroying = new Map<string, Promise<void>>();
-  private seccomp: Buffer = Buffer.alloc(0);
-  private sysMasks: string[] = [];
+  /** Found on the host at start, the same for every session's plan. */
+  private host: HostFacts | undefined;
   private readonly agents: Agents;
   readonly counters = { creates: 0, createFailures: 0, destroys: 0 };
 
@@ -92,9 +92,8 @@ export class SessionManager {
     // sun_path holds 108 bytes: refuse a state dir whose control sockets cannot be named.
     const probe = controlPathFor(this.config, 's-0000000000');
     if (Buffer.byteLength(probe) > 107) throw new Error(`state_dir ${this.config.state_dir} is too long: control socket paths like ${probe} exceed 107 bytes`);
-    this.seccomp = seccompProgram();
-    this.sysMasks = thermalThrottleMasks();
-    this.hostNet = await ensureHostNetwork(this.config);
+    const net = (this.hostNet = await ensureHostNetwork(this.config));
+    this.host = { seccomp: seccompProgram(), sysMasks: thermalThrottleMasks(), bridge: net.bridge, mtu: net.mtu, gateway: net.subnet.gateway };
     const pending: Promise<void>[] = [];
     for (const row of this.store.listInStates(LIVE_STATES)) {
       const log = this.log.child({ session: row.id });
@@ -120,11 +119,6 @@ export class SessionManager {
     this.pruneHistory();
     sweepOrphanCgroups(this.layout, this.config.cgroups.parent, this.store, this.log);
     sweepOrphanLinks(this.config.network.bridge, this.store, this.log);
-  }
-
-  private hostFacts(): HostFacts {
-    const net = this.hostNet!;
-    return { seccomp: this.seccomp, sysMasks: this.sysMasks, bridge: net.bridge, mtu: net.mtu, gateway: net.subnet.gateway };
   }
 
   private async publishPorts(row: SessionRow): Promise<void> {
@@ -257,7 +251,7 @@ export class SessionManager {
       const c = this.config;
       const lease = this.store.leaseOf(row.id);
       const files = this.writeSessionFiles(row, lease);
-      const plan = planFor(row, limits, c, this.hostFacts(), { cgroups: dirs.map((d) => d.path), lease, files });
+      const plan = planFor(row, limits, c, this.host!, { cgroups: dirs.map((d) => d.path), lease, files });
       // Stored before anything executes it: what the session is made of, for good.
       this.store.setPlan(row.id, JSON.stringify(plan));
       const result = await launchInit(plan);
@@ -431,7 +425,7 @@ export class SessionManager {
   /** Where commands of this running session are started: its own init. */
   agentFor(row: SessionRow): SessionAgent {
     if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
-    return this.agents.for(row.id, controlPath(this.planOf(row)));
+    return this.agents.for(row.id, () => controlPath(this.planOf(row)));
   }
 
   /** The root the session was created with (not today's config). */
@@ -441,7 +435,7 @@ export class SessionManager {
   }
 
   toApi(row: SessionRow, consoles: ConsoleInfo = NO_CONSOLE): Session {
-    return toApi(row, { store: this.store, ids: this.config.ids, gateway: this.hostNet?.subnet.gateway }, consoles);
+    return toApi(row, { store: this.store, ids: this.config.ids, gateway: this.host?.gateway }, consoles);
   }
 
   /** Stop watching (daemon shutdown): sessions keep running. */

@@ -181,12 +181,6 @@ export class SessionStore {
       .run(pid, startTime, new Date().toISOString(), id);
   }
 
-  setState(id: string, state: SessionState, lastError?: string): void {
-    this.db
-      .prepare('UPDATE sessions SET state = ?, last_error = coalesce(?, last_error), updated_at = ? WHERE id = ?')
-      .run(state, lastError ?? null, new Date().toISOString(), id);
-  }
-
   /** The intent to stop, recorded before acting: survives a daemon crash mid-destroy. */
   markStopping(id: string, reason: string | undefined): void {
     this.db

@@ -1,7 +1,7 @@
 // The escape suite: inside a real session, every hardening claim with the
 // exact errno or outcome. A probe (probe.c) is compiled per run.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { helperPaths } from '../../src/native/addon.js';
@@ -52,8 +52,7 @@ describe.skipIf(!isRoot)('escape suite (root)', () => {
 
   beforeAll(async () => {
     await d.start();
-    probe = join(d.dir, 'probe');
-    execFileSync('gcc', ['-O2', '-o', probe, join(__dirname, 'probe.c')]);
+    probe = d.buildProbe();
     jail = await d.create({ name: 'jail' });
     // One exec runs every syscall case; each prints "<case> <result>".
     const script = SYSCALL_CASES.map(([c]) => `printf '%s ' ${c}; ${probe} ${c}`).join('; ');

@@ -62,8 +62,7 @@ describe.skipIf(!isRoot)('exec through the session init (root)', () => {
   let probe: string;
   beforeAll(async () => {
     await d.start();
-    probe = join(d.dir, 'probe');
-    execFileSync('gcc', ['-O2', '-o', probe, join(__dirname, 'probe.c')]);
+    probe = d.buildProbe();
   });
   afterAll(async () => {
     await d.cleanup();

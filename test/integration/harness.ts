@@ -1,7 +1,7 @@
 // Root integration harness: a real daemon on a private state dir, socket,
 // cgroup parent and host ID range per run, so runs never collide, and a sweep
 // of whatever an earlier (killed) run left behind.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { spawn as spawnPty, type IPty } from 'node-pty';
 import { join } from 'node:path';
@@ -188,6 +188,13 @@ export class TestDaemon {
       await new Promise((r) => setTimeout(r, 25));
     }
     throw new Error(`daemon did not come up: ${this.log().slice(-2000)}`);
+  }
+
+  /** test/integration/probe.c, compiled into this run's directory (after start()). */
+  buildProbe(): string {
+    const probe = join(this.dir, 'probe');
+    execFileSync('gcc', ['-O2', '-o', probe, join(__dirname, 'probe.c')]);
+    return probe;
   }
 
   /** New config for the next start(): the file is written again from these. */

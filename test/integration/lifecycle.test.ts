@@ -136,17 +136,8 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     expect(shown.last_error).toMatch(/killed by signal 9/);
     expect(d.cgroupDirs(s.id)).toEqual([]);
   });
-});
 
-describe.skipIf(!isRoot)('destroy intent and exit reasons (root)', () => {
-  const d = new TestDaemon();
-  beforeAll(async () => {
-    await d.start();
-  });
-  afterAll(async () => {
-    await d.cleanup();
-  });
-
+  // Destroy intent and exit reasons.
   it('a destroy interrupted by a daemon crash ends "stopped", as asked, not "failed"', { timeout: 30_000 }, async () => {
     const s = await d.create({ name: 'interrupted-destroy' });
     // The daemon dies right after recording the intent; the init dies with it.

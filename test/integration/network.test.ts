@@ -59,8 +59,7 @@ describe.skipIf(!isRoot)('session networking (root)', () => {
 
   beforeAll(async () => {
     await d.start();
-    probe = join(d.dir, 'probe');
-    execFileSync('gcc', ['-O2', '-o', probe, join(__dirname, 'probe.c')]);
+    probe = d.buildProbe();
     sh('ip', ['netns', 'add', ns]);
     sh('ip', ['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
     sh('ip', ['addr', 'add', `${hostSideIp}/30`, 'dev', hostEnd]);

@@ -1,7 +1,5 @@
 // limits.oom = "session": an out-of-memory kill ends the whole session.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { isRoot, TestDaemon } from './harness.js';
 
 describe.skipIf(!isRoot)('OOM policy "session" (root)', () => {
@@ -9,8 +7,7 @@ describe.skipIf(!isRoot)('OOM policy "session" (root)', () => {
   let probe: string;
   beforeAll(async () => {
     await d.start();
-    probe = join(d.dir, 'probe');
-    execFileSync('gcc', ['-O2', '-o', probe, join(__dirname, 'probe.c')]);
+    probe = d.buildProbe();
   });
   afterAll(async () => {
     await d.cleanup();
