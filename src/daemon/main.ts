@@ -14,6 +14,9 @@ import { SessionStore } from '../store/sessionStore.js';
 import { createApiServer } from './server.js';
 import { Consoles } from './attach.js';
 import { ListenAuth } from './listenAuth.js';
+import { SecretStore } from '../secrets/store.js';
+import { SessionSecrets } from '../secrets/sessionSecrets.js';
+import { providerTable } from '../secrets/providers.js';
 
 export class StartupError extends Error {}
 
@@ -61,7 +64,8 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   const db = openDatabase(config.state_dir);
   const layout = detectCgroupLayout(config.cgroups.root);
   log.info({ cgroups: layout.mode, state_dir: config.state_dir }, 'starting');
-  const sessions = new SessionManager({ config, store: new SessionStore(db), layout, log, publisher: new PortPublisher(log) });
+  const secrets = new SessionSecrets(SecretStore.open(db, config.state_dir), providerTable(config.auth.providers));
+  const sessions = new SessionManager({ config, secrets, store: new SessionStore(db), layout, log, publisher: new PortPublisher(log) });
   await sessions.start();
 
   const consoles = new Consoles(config, sessions, log);
@@ -72,7 +76,11 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   const { server, closeClients } = createApiServer({ config, sessions, consoles, log });
   const sockDir = dirname(config.socket);
   // Created if missing, never re-moded: on /tmp a chmod would strip the sticky bit.
-  if (!existsSync(sockDir)) mkdirSync(sockDir, { recursive: true, mode: 0o755 });
+  // One we create is 0755 whatever our umask (0077 would lock socket_gid members out).
+  if (!existsSync(sockDir)) {
+    mkdirSync(sockDir, { recursive: true, mode: 0o755 });
+    chmodSync(sockDir, 0o755);
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.socket, () => resolve());
