@@ -2,13 +2,14 @@
 // firewall's isolation claims, egress through masquerade to a test-owned
 // "outside" namespace, anti-spoofing, port publishing, and teardown.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Session } from '../../src/api/schemas.js';
+import { OutsideHost } from './outside.js';
 import { isRoot, TestDaemon } from './harness.js';
 
 /** Node one-liners run inside sessions (the rootfs is the host's, node included). */
@@ -44,12 +45,8 @@ async function waitFor<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 5000)
 describe.skipIf(!isRoot)('session networking (root)', () => {
   const d = new TestDaemon();
   // The test's own "outside" host: a netns behind a veth from the host.
-  const ns = `eo-${d.tag}`;
-  const hostEnd = `eoh${d.tag}`;
-  const outsideNet = `198.18.${parseInt(d.tag.slice(0, 2), 16)}`;
-  const outsideIp = `${outsideNet}.2`;
-  const hostSideIp = `${outsideNet}.1`;
-  let outside: ChildProcess;
+  const outsideHost = new OutsideHost(d.tag);
+  const { ip: outsideIp, hostSideIp } = outsideHost;
   const seen: string[] = [];
   let probe: string;
   let hostServer: Server;
@@ -60,19 +57,12 @@ describe.skipIf(!isRoot)('session networking (root)', () => {
   beforeAll(async () => {
     await d.start();
     probe = d.buildProbe();
-    sh('ip', ['netns', 'add', ns]);
-    sh('ip', ['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-    sh('ip', ['addr', 'add', `${hostSideIp}/30`, 'dev', hostEnd]);
-    sh('ip', ['link', 'set', hostEnd, 'up']);
-    sh('ip', ['-n', ns, 'addr', 'add', `${outsideIp}/30`, 'dev', 'eth0']);
-    sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
-    sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    outsideHost.up();
     // TCP 7000 answers with the peer's address; UDP 7001 logs each datagram's source.
-    outside = spawn('ip', [
-      'netns', 'exec', ns, process.execPath, '-e',
+    const outside = outsideHost.node(
       `require("net").createServer(s=>s.end("from "+s.remoteAddress)).listen(7000,"0.0.0.0",()=>console.log("ready"));` +
         `require("dgram").createSocket("udp4").on("message",(m,r)=>console.log("udp "+m+" "+r.address)).bind(7001,"0.0.0.0")`,
-    ]);
+    );
     outside.stdout!.on('data', (c: Buffer) => seen.push(...c.toString().trim().split('\n')));
     await waitFor(async () => seen.includes('ready'), (v) => v);
     hostServer = createServer((s) => s.end('host-service'));
@@ -84,9 +74,7 @@ describe.skipIf(!isRoot)('session networking (root)', () => {
 
   afterAll(async () => {
     hostServer?.close();
-    outside?.kill('SIGKILL');
-    spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-    spawnSync('ip', ['link', 'del', hostEnd], { stdio: 'ignore' });
+    outsideHost.down();
     await d.cleanup();
     expect(existsSync(`/sys/class/net/${d.bridge}`)).toBe(false);
     expect(spawnSync('nft', ['list', 'table', 'inet', d.nftTable]).status).not.toBe(0);
