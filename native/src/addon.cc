@@ -412,8 +412,9 @@ class ControlChannel : public Napi::ObjectWrap<ControlChannel> {
     if (!cb.IsEmpty()) cb.MakeCallback(env.Global(), {Napi::String::New(env, why)});
   }
 
-  // send(fields: string[], fds: number[]): the message is sent whole or not
-  // at all; a full socket (a session that stopped reading) throws EAGAIN.
+  // send(fields: (string | Buffer)[], fds: number[]): the message is sent
+  // whole or not at all; a full socket (a session that stopped reading)
+  // throws EAGAIN. A Buffer field goes byte for byte (a secret's value).
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsArray()) {
@@ -424,7 +425,8 @@ class ControlChannel : public Napi::ObjectWrap<ControlChannel> {
     Napi::Array fields = info[0].As<Napi::Array>(), fdArr = info[1].As<Napi::Array>();
     std::string buf;
     for (uint32_t i = 0; i < fields.Length(); i++) {
-      std::string f = fields.Get(i).ToString().Utf8Value();
+      Napi::Value v = fields.Get(i);
+      std::string f = v.IsBuffer() ? std::string(v.As<Napi::Buffer<char>>().Data(), v.As<Napi::Buffer<char>>().Length()) : v.ToString().Utf8Value();
       if (f.find('\0') != std::string::npos) return ThrowErrno(env, "control message field", EINVAL);
       buf += f;
       buf.push_back('\0');

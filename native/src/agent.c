@@ -1,9 +1,11 @@
 #include "agent.h"
 
 #include "common.h"
+#include "plan.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -13,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -59,6 +62,7 @@ struct start_error {
 };
 
 static struct exec_rec recs[AGENT_MAX_EXECS];
+static const struct plan *session_plan; /* its exec-phase ops: the environment */
 static int conn = -1;
 static int stopping;
 static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
@@ -146,7 +150,8 @@ static void resolve_start(struct exec_rec *r) {
   r->status_fd = -1;
   if (n == (ssize_t)sizeof se) {
     r->failed = 1;
-    send_failed(r->id, (enum step)se.step, se.err, se.step == STEP_CWD ? "chdir" : "execve");
+    const char *what = se.step == STEP_CWD ? "chdir" : se.step == STEP_ENV ? "read a file exported to the environment" : "execve";
+    send_failed(r->id, (enum step)se.step, se.err, what);
   } else {
     char pid[16];
     snprintf(pid, sizeof pid, "%d", r->pid);
@@ -188,6 +193,51 @@ static __attribute__((noreturn)) void child_fail(int status_fd, enum step step) 
   _exit(127);
 }
 
+/* NAME=VALUE into env (n entries, room for one more), replacing NAME. */
+static void env_set(char **env, int *n, const char *name, const char *value, size_t vlen) {
+  size_t nlen = strlen(name);
+  char *kv = malloc(nlen + 1 + vlen + 1);
+  if (!kv) return;
+  memcpy(kv, name, nlen);
+  kv[nlen] = '=';
+  memcpy(kv + nlen + 1, value, vlen);
+  kv[nlen + 1 + vlen] = '\0';
+  for (int i = 0; i < *n; i++)
+    if (!strncmp(env[i], name, nlen) && env[i][nlen] == '=') return (void)(env[i] = kv);
+  env[(*n)++] = kv;
+  env[*n] = NULL;
+}
+
+/* A file the session owns, exported as a variable: a regular file only (a
+ * FIFO would block, a symlink could point anywhere), bounded, no NUL. */
+static int read_export(const char *path, char *buf, size_t cap, size_t *len) {
+  struct open_how how = {.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW, .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+  int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+  if (fd < 0) return -1;
+  struct stat st;
+  ssize_t n = -1;
+  if (fstat(fd, &st) < 0) goto out;
+  if (!S_ISREG(st.st_mode)) {
+    errno = EINVAL;
+    goto out;
+  }
+  if ((size_t)st.st_size > cap) {
+    errno = E2BIG;
+    goto out;
+  }
+  n = read(fd, buf, cap);
+  if (n >= 0 && memchr(buf, '\0', (size_t)n)) errno = EINVAL, n = -1;
+out:
+  close(fd);
+  if (n < 0) return -1;
+  *len = (size_t)n;
+  return 0;
+}
+
+/* The daemon's environment, then the plan's: what the session declared at
+ * create (its variables, its exported secrets) wins. Runs in the child. */
+static char **command_env(char **envp, int envc, int status_fd);
+
 static __attribute__((noreturn)) void exec_child(int status_fd, int tty_slave, const int *fds, int nfds, int with_stdin,
                                                  const char *cwd, char **argv, char **envp) {
   sigset_t none;
@@ -207,9 +257,28 @@ static __attribute__((noreturn)) void exec_child(int status_fd, int tty_slave, c
   /* Everything of ours closes at exec; a failure report still gets out. */
   if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) child_fail(status_fd, STEP_FDS);
   if (chdir(cwd) < 0) child_fail(status_fd, STEP_CWD);
-  environ = envp;
+  int envc = 0;
+  while (envp[envc]) envc++;
+  environ = command_env(envp, envc, status_fd);
   execvp(argv[0], argv);
   child_fail(status_fd, STEP_EXEC);
+}
+
+static char **command_env(char **envp, int envc, int status_fd) {
+  int n = envc, room = envc + (session_plan ? session_plan->nops : 0) + 1;
+  char **env = calloc((size_t)room, sizeof *env);
+  if (!env) child_fail(status_fd, STEP_ENV);
+  memcpy(env, envp, (size_t)envc * sizeof *env);
+  static char value[AGENT_MAX_EXPORT];
+  for (int i = 0; session_plan && i < session_plan->nops; i++) {
+    const struct plan_op *op = &session_plan->op[i];
+    if (op->id == OP_ENV) env_set(env, &n, op->arg[0], op->arg[1], strlen(op->arg[1]));
+    if (op->id != OP_ENV_FILE) continue;
+    size_t len = 0;
+    if (read_export(op->arg[1], value, sizeof value, &len) == 0) env_set(env, &n, op->arg[0], value, len);
+    else if (errno != ENOENT) child_fail(status_fd, STEP_ENV); /* removed by the session: not exported */
+  }
+  return env;
 }
 
 static int parse_num(const char *s, long long max) {
@@ -297,6 +366,27 @@ static void handle_release(char **f, int nf) {
     if (held[i].fd >= 0 && !strcmp(held[i].id, f[1])) close(held[i].fd), held[i].fd = -1;
 }
 
+/* write ID DIR LEAF MODE CONTENT: replace a secret file of the session (the
+ * daemon's refresh-auth), atomically, as the session's root. Only the two
+ * secret mounts, only a plain leaf name. */
+static void handle_write(char **f, int nf) {
+  if (nf != 6) return send_failed(nf > 1 ? f[1] : "", STEP_PROTOCOL, EINVAL, "malformed write");
+  const char *id = f[1], *dir = f[2], *leaf = f[3];
+  int mode = (int)strtol(f[4], NULL, 8);
+  if (strcmp(dir, "/run/enclave/auth") && strcmp(dir, "/run/enclave/env")) return send_failed(id, STEP_WRITE, EPERM, "not a secret directory");
+  if (!leaf[0] || leaf[0] == '.' || strlen(leaf) > 128 || strspn(leaf, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != strlen(leaf))
+    return send_failed(id, STEP_WRITE, EINVAL, "not a plain file name");
+  if (strspn(f[4], "01234567") != strlen(f[4]) || mode > 0777) return send_failed(id, STEP_WRITE, EINVAL, "bad mode");
+  struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC, .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+  int dfd = (int)syscall(SYS_openat2, AT_FDCWD, dir, &how, sizeof how);
+  if (dfd < 0) return send_failed(id, STEP_WRITE, errno, "open the secret directory");
+  int rc = replace_file_at(dfd, leaf, (unsigned)mode, 0, 0, f[5], strlen(f[5]));
+  int e = errno;
+  close(dfd);
+  if (rc < 0) return send_failed(id, STEP_WRITE, e, "replace the file");
+  send_fields(-1, 2, "written", id);
+}
+
 static void read_conn(void) {
   static char buf[AGENT_MAX_MSG];
   static char *f[MAX_FIELDS];
@@ -329,6 +419,7 @@ static void read_conn(void) {
   if (!strcmp(f[0], "exec")) handle_exec(f, nf, fds, nfds);
   else if (!strcmp(f[0], "signal")) handle_signal(f, nf);
   else if (!strcmp(f[0], "release")) handle_release(f, nf);
+  else if (!strcmp(f[0], "write")) handle_write(f, nf);
   for (int i = 0; i < nfds; i++) close(fds[i]);
 }
 
@@ -347,7 +438,8 @@ static void on_signal(int sigfd) {
 
 static void noop_handler(int sig) { (void)sig; }
 
-void agent_run(int listen_fd) {
+void agent_run(int listen_fd, const struct plan *plan) {
+  session_plan = plan;
   sigset_t set;
   sigemptyset(&set);
   struct sigaction sa = {.sa_handler = noop_handler};

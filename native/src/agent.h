@@ -13,16 +13,26 @@
  *                   (with the stdin?, stdout, stderr fds unless TTY)
  *                   signal ID SIGNO
  *                   release ID   (a tty command's master is drained)
+ *                   write ID DIR LEAF MODE CONTENT   (refresh a secret file)
  *   init -> daemon  started ID PID (with the pty master if TTY)
  *                   failed ID STEP ERRNO DETAIL
  *                   exited ID CODE SIGNAL
+ *                   written ID
+ *
+ * Every command's environment is the daemon's ENV entries, then the plan's
+ * exec-phase ops: env NAME VALUE, and env-file NAME PATH (a secret file the
+ * session holds, read right before execve, so a refreshed file is what the
+ * next command sees).
  */
 #ifndef ENCLAVE_AGENT_H
 #define ENCLAVE_AGENT_H
 
 #define AGENT_MAX_MSG (128 * 1024)
 #define AGENT_MAX_EXECS 256
+/* Largest file an env-file op exports (a token, a key). */
+#define AGENT_MAX_EXPORT (64 * 1024)
 
-__attribute__((noreturn)) void agent_run(int listen_fd);
+struct plan;
+__attribute__((noreturn)) void agent_run(int listen_fd, const struct plan *plan);
 
 #endif

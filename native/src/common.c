@@ -2,10 +2,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define ENCLAVE_STEP_NAME(name, str) str,
@@ -73,4 +75,22 @@ long long parse_u64(const char *s) {
   long long v = strtoll(s, &end, 10);
   if (errno || *end || v < 0) return -1;
   return v;
+}
+
+int replace_file_at(int dirfd, const char *leaf, unsigned mode, unsigned uid, unsigned gid, const void *data, size_t len) {
+  char tmp[NAME_MAX + 1];
+  if (snprintf(tmp, sizeof tmp, ".%s.new", leaf) >= (int)sizeof tmp) return errno = ENAMETOOLONG, -1;
+  /* A leftover (or something planted) under the temporary name goes first;
+   * O_EXCL | O_NOFOLLOW then guarantee the file we fill is our own. */
+  if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT) return -1;
+  int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return -1;
+  if (write_all(fd, data, len) < 0 || fchown(fd, uid, gid) < 0 || fchmod(fd, mode) < 0 || renameat(dirfd, tmp, dirfd, leaf) < 0) {
+    int e = errno;
+    close(fd);
+    unlinkat(dirfd, tmp, 0);
+    return errno = e, -1;
+  }
+  close(fd);
+  return 0;
 }

@@ -62,7 +62,9 @@
   X(STDIO, "stdio")                \
   X(CWD, "cwd")                    \
   X(EXEC, "exec")                  \
-  X(STOPPING, "stopping")
+  X(STOPPING, "stopping")          \
+  X(ENV, "env")                    \
+  X(WRITE, "write")
 
 #define ENCLAVE_STEP_ENUM(name, str) STEP_##name,
 enum step { ENCLAVE_STEPS(ENCLAVE_STEP_ENUM) STEP_COUNT };
@@ -83,6 +85,11 @@ int write_all(int fd, const void *buf, size_t len);
 
 /* Write a short string to a file (cgroup.procs, uid_map, ...). */
 int write_file(const char *path, const char *data);
+
+/* Replace dirfd/leaf with a file of exactly these bytes, mode and owner:
+ * written to a temporary name beside it, then renamed over it, so a reader
+ * sees the old file or the new one, never a part. 0, or -1 with errno. */
+int replace_file_at(int dirfd, const char *leaf, unsigned mode, unsigned uid, unsigned gid, const void *data, size_t len);
 
 /* Parse a non-negative decimal; -1 on error. */
 long long parse_u64(const char *s);

@@ -343,25 +343,26 @@ static void op_bind_dev(const struct plan_op *op) {
 }
 
 /* file PATH MODE UID GID BLOB: content from the plan's blobs (never argv,
- * never the host disk), written through an fd opened beneath the root into
- * a tmpfs of the session, then given its mode and owner. */
+ * never the host disk), written beneath the root into a tmpfs of the
+ * session, with its mode and owner set before it gets its name. */
 static void op_file(const struct plan_op *op) {
   char leaf[NAME_MAX + 1];
   const char *rel = ARG(op, 0);
   int blob = atoi(ARG(op, 4));
-  mode_t mode = (mode_t)strtol(ARG(op, 1), NULL, 8);
+  unsigned mode = (unsigned)strtol(ARG(op, 1), NULL, 8);
   long long uid = parse_u64(ARG(op, 2)), gid = parse_u64(ARG(op, 3));
   int dfd = open_parent(rootfd, rel, leaf, sizeof leaf);
   if (dfd < 0) FAIL(op, errno, "open parent of %s", rel);
   int rdfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (rdfd < 0) FAIL(op, errno, "open parent of %s", rel);
-  int fd = openat(rdfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) FAIL(op, errno, "create %s", rel);
-  if (write_all(fd, plan.blob[blob], plan.blob_len[blob]) < 0) FAIL(op, errno, "write %s", rel);
-  if (fchown(fd, (uid_t)uid, (gid_t)gid) < 0 || fchmod(fd, mode) < 0) FAIL(op, errno, "chown/chmod %s", rel);
-  close(fd);
+  if (replace_file_at(rdfd, leaf, mode, (unsigned)uid, (unsigned)gid, plan.blob[blob], plan.blob_len[blob]) < 0) FAIL(op, errno, "write %s", rel);
   close(rdfd);
   close(dfd);
+}
+
+/* The blobs (secrets) are on disk in the session now: not kept in memory. */
+static void forget_blobs(void) {
+  for (int i = 0; i < plan.nblobs; i++) explicit_bzero((void *)plan.blob[i], plan.blob_len[i]);
 }
 
 static void run_child_phase(enum phase phase) {
@@ -434,6 +435,7 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
   /* Network first: its sysctl needs a writable /proc, which ends below. */
   run_child_phase(PHASE_NET);
   run_child_phase(PHASE_MOUNT);
+  forget_blobs();
 
   /* pivot_root(".", ".") stacks the old root on the new one; detach it. */
   if (fchdir(rootfd) < 0) fail_step(status_fd, STEP_PIVOT_ROOT, errno, "fchdir new root");
@@ -459,7 +461,7 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
   if (load_seccomp(&filter) < 0) fail_step(status_fd, STEP_SECCOMP, errno, "seccomp(SECCOMP_SET_MODE_FILTER)");
   if (write_all(status_fd, "ready\n", 6) < 0) _exit(STEP_EXIT_BASE + STEP_READY);
   close(status_fd);
-  agent_run(listen_fd);
+  agent_run(listen_fd, &plan);
 }
 
 static pid_t child_pid;
@@ -527,6 +529,7 @@ int main(int argc, char **argv) {
   }
   child_pid = pid;
   fail_cleanup = kill_child;
+  forget_blobs(); /* the child has its own copy */
   close(go[0]);
   close(report[1]);
   close(listen_fd); /* the session init holds it now */

@@ -17,6 +17,8 @@
  *   V rlimit value (number or unlimited)
  *   K capabilities kept (hex mask; this build keeps none, so only 0)
  *   X seccomp program (hex of struct sock_filter)   B blob index
+ *   S environment variable name ([A-Za-z_][A-Za-z0-9_]*)
+ *   W environment variable value (any text, may be empty)
  */
 #ifndef ENCLAVE_OPS_H
 #define ENCLAVE_OPS_H
@@ -29,7 +31,8 @@
   X(PARENT, "parent") /* helper parent, after clone, child still held */           \
   X(NET, "net")       /* child, in its namespaces, before the mounts */            \
   X(MOUNT, "mount")   /* child, building the new root (relative to it) */          \
-  X(FINAL, "final")   /* child, after pivot_root: identity, limits, drops */
+  X(FINAL, "final")   /* child, after pivot_root: identity, limits, drops */ \
+  X(EXEC, "exec")     /* the init, for every command it starts: environment */
 
 #define ENCLAVE_PHASE_ENUM(id, name) PHASE_##id,
 enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
@@ -39,7 +42,7 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
 #define OP_ONCE 0x1           /* at most once per plan */
 #define OP_REQUIRED 0x2       /* at least once per plan */
 #define OP_ALLOW_NOTEXIST 0x4 /* a missing target is skipped, not an error */
-#define OP_LAST 0x8           /* must be the plan's last op */
+#define OP_LAST 0x8           /* the last op of set-up: only exec-phase ops follow */
 #define OP_FIRST 0x10         /* must be the plan's first op */
 
 #define ENCLAVE_OPS(X)                                                                            \
@@ -69,7 +72,9 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
   X(HOSTNAME,    "hostname",     "H",      PHASE_FINAL,  STEP_HOSTNAME,  OP_ONCE | OP_REQUIRED)   \
   X(RLIMIT,      "rlimit",       "LVV",    PHASE_FINAL,  STEP_RLIMIT,    0)                       \
   X(CAPS,        "capabilities", "K",      PHASE_FINAL,  STEP_CAPS,      OP_ONCE | OP_REQUIRED)   \
-  X(SECCOMP,     "seccomp",      "X",      PHASE_FINAL,  STEP_SECCOMP,   OP_ONCE | OP_REQUIRED | OP_LAST)
+  X(SECCOMP,     "seccomp",      "X",      PHASE_FINAL,  STEP_SECCOMP,   OP_ONCE | OP_REQUIRED | OP_LAST) \
+  X(ENV,         "env",          "SW",     PHASE_EXEC,   STEP_ENV,       0)                       \
+  X(ENV_FILE,    "env-file",     "SA",     PHASE_EXEC,   STEP_ENV,       OP_ALLOW_NOTEXIST)
 
 #define ENCLAVE_OP_ENUM(id, name, args, phase, step, flags) OP_##id,
 enum op_id { ENCLAVE_OPS(ENCLAVE_OP_ENUM) OP_COUNT };

@@ -90,6 +90,8 @@ static int check_arg(char kind, const char *a, int nblobs) {
       return all_of(a, HEX) && n % 16 == 0 && n / 16 <= MAX_BPF_INSNS;
     }
     case 'B': return all_of(a, DIGITS) && strlen(a) <= 3 && atoi(a) < nblobs;
+    case 'W': return strlen(a) < 32768;
+    case 'S': return strlen(a) <= 128 && !(a[0] >= '0' && a[0] <= '9') && all_of(a, DIGITS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_");
     default: return 0;
   }
 }
@@ -99,7 +101,7 @@ static const char *const kind_names[128] = {
     ['M'] = "an octal mode", ['F'] = "mount flags (nosuid,nodev,noexec,ro or -)", ['D'] = "mount data",
     ['I'] = "an interface name", ['E'] = "a MAC address", ['P'] = "an IPv4 address", ['G'] = "allow or deny",
     ['H'] = "a DNS label", ['L'] = "an rlimit name", ['V'] = "a number or unlimited", ['K'] = "capability mask 0",
-    ['X'] = "a hex seccomp program", ['B'] = "a blob index",
+    ['X'] = "a hex seccomp program", ['B'] = "a blob index", ['S'] = "an environment variable name", ['W'] = "a variable value",
 };
 
 static int find_op(const char *name) {
@@ -170,7 +172,7 @@ int plan_parse(char *buf, size_t len, struct plan *out, char *err, size_t errlen
     if (nf - 2 != arity) return failf(err, errlen, "line %d: %s takes %d arguments, got %d", line_no, d->name, arity, nf - 2);
     if (out->nops == PLAN_MAX_OPS) return failf(err, errlen, "more than %d ops", PLAN_MAX_OPS);
     if ((d->flags & OP_FIRST) && out->nops != 0) return failf(err, errlen, "line %d: %s must be the first op", line_no, d->name);
-    if (out->nops > 0 && (op_defs[out->op[out->nops - 1].id].flags & OP_LAST)) return failf(err, errlen, "line %d: nothing may follow %s", line_no, op_defs[out->op[out->nops - 1].id].name);
+    if (out->nops > 0 && ph != PHASE_EXEC && (op_defs[out->op[out->nops - 1].id].flags & OP_LAST)) return failf(err, errlen, "line %d: nothing may follow %s", line_no, op_defs[out->op[out->nops - 1].id].name);
     struct plan_op *op = &out->op[out->nops++];
     op->id = (enum op_id)id;
     for (int i = 0; i < arity; i++) op->arg[i] = f[i + 2];

@@ -8,7 +8,7 @@ import { posix } from 'node:path';
 import { z } from 'zod';
 import type { IdRange } from './idRange.js';
 
-export const PHASES = ['host', 'parent', 'net', 'mount', 'final'] as const;
+export const PHASES = ['host', 'parent', 'net', 'mount', 'final', 'exec'] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface PlanOp {
@@ -47,6 +47,16 @@ export interface NetworkPlan {
   gateway: string;
 }
 
+/** What the session's secret mounts hold and what every command's environment gets. */
+export interface Injected {
+  /** Files in /run/enclave/auth or /run/enclave/env; file i's content is blob i. */
+  files: { path: string; mode: number }[];
+  /** Plain variables, in order. */
+  env: { name: string; value: string }[];
+  /** Variables the init reads from a session file before each execve; they win. */
+  envFiles: { name: string; path: string }[];
+}
+
 /** Everything buildPlan needs, decided by the manager from request + config. */
 export interface PlanInputs {
   hostname: string;
@@ -72,6 +82,7 @@ export interface PlanInputs {
   files: { source: string; target: string }[];
   /** Bridge networking; absent for a session with only lo. */
   network?: NetworkPlan | undefined;
+  injected?: Injected | undefined;
 }
 
 /** runc/Docker masked paths: a file reads empty (/dev/null), a directory is empty. */
@@ -134,6 +145,11 @@ export function buildPlan(p: PlanInputs): SessionPlan {
     op('mount', 'mkdir', dir, '0700');
     op('mount', 'tmpfs', dir, secret, tmpfsData('0700', p.secrets));
   }
+  const inj = p.injected;
+  inj?.files.forEach((f, i) => {
+    if (!/^\/run\/enclave\/(auth|env)\/[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(f.path)) throw new PlanError(`secret file ${f.path} is not a file directly in /run/enclave/auth or /run/enclave/env`);
+    op('mount', 'file', relativeToRoot(f.path), f.mode.toString(8).padStart(4, '0'), 0, 0, i);
+  });
   op('mount', 'proc', 'proc');
   op('mount', 'sysfs', 'sys');
   for (const m of [...MASKED_PATHS, ...p.sysMasks]) op('mount', 'mask', relativeToRoot(m));
@@ -154,6 +170,8 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   for (const r of p.rlimits) op('final', 'rlimit', r.name, r.soft, r.hard);
   op('final', 'capabilities', '0');
   op('final', 'seccomp', p.seccomp.toString('hex'));
+  for (const e of inj?.env ?? []) op('exec', 'env', e.name, e.value);
+  for (const e of inj?.envFiles ?? []) op('exec', 'env-file', e.name, e.path);
   const plan: SessionPlan = { version: 1, ops };
   checkFields(plan);
   return plan;
@@ -162,8 +180,9 @@ export function buildPlan(p: PlanInputs): SessionPlan {
 /** The wire format's separators may not appear in a field (the C parser re-checks every kind). */
 function checkFields(plan: SessionPlan): void {
   for (const o of plan.ops) {
-    for (const a of o.args) {
-      if (a === '' || /[\t\n\0]/.test(a)) throw new PlanError(`op ${o.op}: empty argument or tab/newline/NUL in ${JSON.stringify(a)}`);
+    for (const [i, a] of o.args.entries()) {
+      const mayBeEmpty = o.op === 'env' && i === 1; // FOO= is a variable too
+      if ((a === '' && !mayBeEmpty) || /[\t\n\0]/.test(a)) throw new PlanError(`op ${o.op}: empty argument or tab/newline/NUL in ${JSON.stringify(a)}`);
     }
   }
 }

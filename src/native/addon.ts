@@ -26,7 +26,7 @@ export interface ProcessWatch {
 
 export interface ControlChannel {
   /** Whole message or an exception (EAGAIN: the session stopped reading). */
-  send(fields: string[], fds: number[]): void;
+  send(fields: (string | Buffer)[], fds: number[]): void;
   close(): void;
 }
 

@@ -56,6 +56,7 @@ const message = z.union([
   z.tuple([z.literal('started'), z.string(), num.pipe(z.number().int().min(2))]),
   z.tuple([z.literal('failed'), z.string(), z.string().max(32), num, z.string().max(400)]),
   z.tuple([z.literal('exited'), z.string(), num.pipe(z.number().int().min(-1).max(255)), num.pipe(z.number().int().min(0).max(64))]),
+  z.tuple([z.literal('written'), z.string()]),
 ]);
 
 interface Pending {
@@ -69,9 +70,15 @@ interface Pending {
 const prefix = randomBytes(4).toString('hex');
 let counter = 0;
 
+interface PendingWrite {
+  done: (failure?: StartFailure) => void;
+  timer: NodeJS.Timeout;
+}
+
 export class SessionAgent {
   private channel: ControlChannel | undefined;
   private readonly pending = new Map<string, Pending>();
+  private readonly writes = new Map<string, PendingWrite>();
 
   constructor(
     private readonly path: string,
@@ -129,6 +136,34 @@ export class SessionAgent {
     });
   }
 
+  /**
+   * Replace a file in one of the session's secret mounts (dir is
+   * /run/enclave/auth or /run/enclave/env): the init writes a new file and
+   * renames it over the old one. Rejects with a StartFailure (step write).
+   */
+  writeFile(dir: string, leaf: string, mode: number, content: Buffer): Promise<void> {
+    const id = `${prefix}-${++counter}`;
+    const channel = this.connect();
+    return new Promise((resolve, reject) => {
+      const w: PendingWrite = {
+        done: (failure) => {
+          clearTimeout(w.timer);
+          this.writes.delete(id);
+          if (failure) reject(failure);
+          else resolve();
+        },
+        timer: setTimeout(() => w.done(new StartFailure('protocol', 110, 'the session init did not answer')), START_TIMEOUT_MS),
+      };
+      this.writes.set(id, w);
+      try {
+        channel.send(['write', id, dir, leaf, mode.toString(8), content], []);
+      } catch (e) {
+        const errno = (e as { errno?: number }).errno ?? 0;
+        w.done(new StartFailure('protocol', errno, `send to the session init: ${errnoName(errno)}`));
+      }
+    });
+  }
+
   /** Signal a started command's process group (best effort). */
   signal(id: string, signo: number): void {
     if (!this.pending.has(id) || !this.channel) return;
@@ -163,8 +198,14 @@ export class SessionAgent {
       this.log.warn({ kind: fields[0]?.slice(0, 16) }, 'ignored a malformed message from the session init');
       return;
     }
-    if (!p) return; // a command of an earlier daemon, or already given up on
     const d = m.data;
+    const w = this.writes.get(d[1]);
+    if (w) {
+      if (d[0] === 'written') w.done();
+      else if (d[0] === 'failed') w.done(new StartFailure(d[2], d[3], d[4]));
+      return;
+    }
+    if (!p || d[0] === 'written') return; // a command of an earlier daemon, or already given up on
     if (d[0] === 'started') {
       if (!p.onStart) return;
       if (p.tty && fd === null) return p.onStart({ ok: false, failure: new StartFailure('tty', 22, 'no pty from the session init') });
@@ -181,6 +222,7 @@ export class SessionAgent {
 
   private onClose(reason: string): void {
     this.channel = undefined;
+    for (const w of [...this.writes.values()]) w.done(new StartFailure('protocol', 104, `the session init closed the control channel (${reason})`));
     this.log.debug({ reason }, 'control channel closed');
     for (const [id, p] of this.pending) {
       this.pending.delete(id);

@@ -49,7 +49,7 @@ describe('session plan', () => {
 
   it('uses only ops of the C op table, each in its phase and with its arity', () => {
     const table = new Map(helperTable().ops.map((o) => [o.name, o]));
-    expect(helperTable().phases).toEqual(['host', 'parent', 'net', 'mount', 'final']);
+    expect(helperTable().phases).toEqual(['host', 'parent', 'net', 'mount', 'final', 'exec']);
     for (const o of plan.ops) {
       const def = table.get(o.op);
       expect(def, o.op).toBeDefined();
@@ -126,6 +126,38 @@ describe('session plan', () => {
     expect(() => buildPlan({ ...inputs, files: [{ source: '/a\tb', target: '/etc/x' }] })).toThrow(PlanError);
   });
 
+  const injected = {
+    files: [
+      { path: '/run/enclave/auth/github.token', mode: 0o400 },
+      { path: '/run/enclave/env/OPENAI_API_KEY', mode: 0o400 },
+    ],
+    env: [{ name: 'GIT_TERMINAL_PROMPT', value: '0' }, { name: 'EMPTY', value: '' }, { name: 'GIT_CONFIG_VALUE_0', value: `!f() { printf 'a=%s\\n' "$(cat '/x')"; }; f` }],
+    envFiles: [{ name: 'GITHUB_TOKEN', path: '/run/enclave/auth/github.token' }],
+  };
+
+  it('writes secret files into the secret mounts as blobs, and sets the environment after seccomp', () => {
+    const p = buildPlan({ ...inputs, injected });
+    expect(find(p, 'file')).toEqual([
+      ['run/enclave/auth/github.token', '0400', '0', '0', '0'],
+      ['run/enclave/env/OPENAI_API_KEY', '0400', '0', '0', '1'],
+    ]);
+    expect(at(p, 'file')).toBeGreaterThan(at(p, 'tmpfs', 'run/enclave/env'));
+    expect(p.ops.slice(at(p, 'seccomp') + 1).map((o) => [o.phase, o.op, ...o.args])).toEqual([
+      ['exec', 'env', 'GIT_TERMINAL_PROMPT', '0'],
+      ['exec', 'env', 'EMPTY', ''],
+      ['exec', 'env', 'GIT_CONFIG_VALUE_0', injected.env[2]!.value],
+      ['exec', 'env-file', 'GITHUB_TOKEN', '/run/enclave/auth/github.token'],
+    ]);
+    // The values are not in the plan: only in the blobs beside it.
+    expect(JSON.stringify(p)).not.toContain('ghp_');
+    expect(check(serializePlan(p, [Buffer.from('ghp_x'), Buffer.from('sk\tline\n')]))).toEqual({ ok: true, out: 'ok\n' });
+  });
+
+  it('refuses a secret file outside the secret mounts', () => {
+    expect(() => buildPlan({ ...inputs, injected: { ...injected, files: [{ path: '/etc/passwd', mode: 0o400 }] } })).toThrow(/not a file directly in/);
+    expect(() => buildPlan({ ...inputs, injected: { ...injected, files: [{ path: '/run/enclave/auth/../x', mode: 0o400 }] } })).toThrow(PlanError);
+  });
+
   it('normalizes host paths', () => {
     expect(relativeToRoot('/var//lib/../lib/enclave/')).toBe('var/lib/enclave');
     expect(relativeToRoot('/')).toBe('');
@@ -151,6 +183,10 @@ describe('enclave-init --check refuses what the op table does not allow', () => 
     ['an op after seccomp', withLines((l) => [...l.slice(0, -1), 'final\thostname\tx', l[l.length - 1]!])],
     ['kept capabilities (this build keeps none)', withLines((l) => l.map((x) => (x.startsWith('final\tcapabilities') ? 'final\tcapabilities\t1' : x)))],
     ['a file op naming a blob that is not there', withLines((l) => [...l.slice(0, -2), 'mount\tfile\trun/enclave/env/X\t0400\t0\t0\t0', ...l.slice(-2)])],
+    ['an exec-phase op before the set-up ends', withLines((l) => [...l.slice(0, -2), 'exec\tenv\tA\tb', ...l.slice(-2)])],
+    ['a set-up op after an exec-phase op', withLines((l) => [...l.slice(0, -1), 'exec\tenv\tA\tb', 'final\thostname\tx', l[l.length - 1]!])],
+    ['an env op with a bad variable name', withLines((l) => [...l.slice(0, -1), 'exec\tenv\t1A\tb', l[l.length - 1]!])],
+    ['an env-file op with a relative path', withLines((l) => [...l.slice(0, -1), 'exec\tenv-file\tA\trun/enclave/env/A', l[l.length - 1]!])],
     ['blob lengths that do not match', good.replace(/\nend\n$/, '\nend\t5\n') + 'abc'],
     ['no end line', withLines((l) => l.slice(0, -1))],
   ];
