@@ -1,5 +1,6 @@
 // Request and response shapes of the HTTP API, shared by daemon and CLI.
 import { z } from 'zod';
+import { envTokenName, looksSecret, MAX_SECRET_BYTES, providerName, secretName, SECRET_ENV_HINT } from '../secrets/names.js';
 
 export const SESSION_ID = /^s-[0-9a-f]{10}$/;
 export const SESSION_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -38,6 +39,19 @@ export const publishSchema = z
   .strict();
 export type Publish = z.infer<typeof publishSchema>;
 
+const envName = (kv: string) => kv.slice(0, Math.max(0, kv.indexOf('=')));
+
+const envEntry = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*=[^\0]*$/, 'must be NAME=VALUE with NAME of [A-Za-z_][A-Za-z0-9_]*')
+  .refine((kv) => !looksSecret(envName(kv)), { error: (iss) => `${envName(String(iss.input)).slice(0, 128)} ${SECRET_ENV_HINT}` });
+
+const distinct = <T extends z.ZodType<string>>(item: T, max: number, what: string) =>
+  z
+    .array(item)
+    .max(max)
+    .refine((xs) => new Set(xs).size === xs.length, `names the same ${what} twice`);
+
 export const createSessionRequest = z
   .object({
     name: sessionName.optional(),
@@ -54,6 +68,16 @@ export const createSessionRequest = z
     home_mb: limitsSchema.shape.home_mb.optional(),
     /** Start the console now (and at every daemon start), not on first attach. */
     console: z.boolean().optional(),
+    /** Variables every command and console of the session gets (stored in its plan: never secrets). */
+    env: z
+      .array(envEntry.refine((kv) => !/[\t\n]/.test(kv), 'must not contain a tab or newline'))
+      .max(256)
+      .refine((kvs) => new Set(kvs.map((kv) => kv.slice(0, kv.indexOf('=')))).size === kvs.length, 'sets the same variable twice')
+      .optional(),
+    /** Providers whose tokens the session gets (enclave auth set PROVIDER). */
+    auth: distinct(providerName, 16, 'provider').optional(),
+    /** Env tokens the session gets as files and variables (enclave auth set NAME). */
+    env_tokens: distinct(envTokenName, 64, 'env token').optional(),
   })
   .strict();
 export type CreateSessionRequest = z.infer<typeof createSessionRequest>;
@@ -81,6 +105,8 @@ export const sessionSchema = z.object({
   created_at: z.string(),
   updated_at: z.string(),
   last_error: z.string().nullable(),
+  /** The secrets it declared (names only; values never leave the store but into the session). */
+  secrets: z.object({ auth: z.array(z.string()), env_tokens: z.array(z.string()) }),
   /** How the session's init ended, once it has: an exit code or a signal. */
   exit: z.object({ code: z.number().int().nullable(), signal: z.number().int().nullable() }).nullable(),
 });
@@ -98,9 +124,6 @@ const flag = z
   .enum(['1', '0', 'true', 'false'])
   .transform((v) => v === '1' || v === 'true');
 
-const envEntry = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_]*=[^\0]*$/, 'must be NAME=VALUE with NAME of [A-Za-z_][A-Za-z0-9_]*');
 
 /** Query of GET /v1/sessions/{id}/exec (Kubernetes names plus env and cwd). */
 export const execQuery = z
@@ -138,3 +161,48 @@ export const execStatusSchema = z.object({
     .optional(),
 });
 export type ExecStatus = z.infer<typeof execStatusSchema>;
+
+// ---- the secret store (enclave auth) ------------------------------------
+
+export { secretName };
+
+/** PUT /v1/auth/{name}: the value as base64, so any bytes arrive exactly. */
+export const putSecretRequest = z
+  .object({
+    value_base64: z
+      .string()
+      .max(Math.ceil(MAX_SECRET_BYTES / 3) * 4 + 4, `must encode at most ${MAX_SECRET_BYTES} bytes`)
+      .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64'),
+  })
+  .strict();
+
+const sessionRefs = z.array(z.object({ id: z.string(), name: z.string().nullable() }));
+
+export const secretInfoSchema = z.object({
+  name: z.string(),
+  kind: z.enum(['provider', 'env']),
+  version: z.number().int(),
+  set_at: z.string(),
+  /** When the value last changed, null if it never has. */
+  rotated_at: z.string().nullable(),
+  /** Live sessions that declared it. */
+  used_by: z.number().int(),
+});
+export type SecretInfoView = z.infer<typeof secretInfoSchema>;
+
+export const secretListSchema = z.object({ secrets: z.array(secretInfoSchema) });
+
+export const putSecretReply = secretInfoSchema.extend({
+  created: z.boolean(),
+  /** Live sessions still holding the previous value (refresh-auth them). */
+  stale_sessions: sessionRefs,
+});
+
+export const removeSecretReply = z.object({ name: z.string(), still_held_by: sessionRefs });
+
+export const refreshAuthReply = z.object({
+  id: z.string(),
+  refreshed: z.array(z.string()),
+  /** Declared, but no longer in the store: the session keeps what it has. */
+  missing: z.array(z.string()),
+});

@@ -4,7 +4,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { z } from 'zod';
 import { formatZodError } from '../api/errors.js';
-import { createSessionRequest, sessionListSchema, sessionRef, sessionSchema } from '../api/schemas.js';
+import { createSessionRequest, refreshAuthReply, sessionListSchema, sessionRef, sessionSchema } from '../api/schemas.js';
+import { looksSecret, SECRET_ENV_HINT } from '../secrets/names.js';
+import { authCommand } from './auth.js';
 import { call, CliError, expect, socketPath } from './client.js';
 import { confinable, runDoctor } from './doctor.js';
 import { runExecClient } from './execClient.js';
@@ -17,12 +19,17 @@ const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave daemon --cleanup [--config FILE]   remove the bridge and nftables table (no live sessions)
   enclave session create [--name N] [--memory MB] [--pids N] [--cpu PERCENT]
                          [--tmp-size MB] [--home-size MB] [--network bridge|none]
-                         [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--console] [--json]
+                         [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--console]
+                         [--env K=V]... [--auth PROVIDER]... [--env-token NAME]... [--json]
   enclave session list [--all] [--json]
   enclave session show ID|NAME [--json]
   enclave session exec ID|NAME [--tty] [--env K=V]... [--cwd DIR] -- CMD [ARG...]
   enclave session attach ID|NAME [--ro] [--detach-keys ctrl-p,ctrl-q]
   enclave session destroy ID|NAME
+  enclave session refresh-auth ID|NAME       rewrite its secret files from the store
+  enclave auth set NAME                      value from stdin (a hidden prompt on a terminal)
+  enclave auth list [--json]
+  enclave auth remove NAME
   enclave doctor [--json]
 
 The socket defaults to $ENCLAVE_SOCKET, else /run/enclave/enclave.sock.
@@ -63,7 +70,17 @@ function parsePublish(spec: string): { host_ip: string; host_port: number; sessi
   return { host_ip: m[1] ?? '127.0.0.1', host_port: Number(m[2]), session_port: Number(m[3]) };
 }
 
-const FLAG_OF: Record<string, string> = { publish: '--publish', network: '--network', memory_mb: '--memory', pids: '--pids', cpu_percent: '--cpu', tmp_mb: '--tmp-size', home_mb: '--home-size', name: '--name' };
+/** --env K=V values, checked before they are sent: secrets have their own path. */
+function envFlags(values: string[] | undefined): string[] {
+  for (const e of values ?? []) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e)) throw new UsageError(`--env: '${e}' is not NAME=VALUE`);
+    const name = e.slice(0, e.indexOf('='));
+    if (looksSecret(name)) throw new UsageError(`--env: ${name} ${SECRET_ENV_HINT}`);
+  }
+  return values ?? [];
+}
+
+const FLAG_OF: Record<string, string> = { env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', memory_mb: '--memory', pids: '--pids', cpu_percent: '--cpu', tmp_mb: '--tmp-size', home_mb: '--home-size', name: '--name' };
 
 async function session(sub: string | undefined, rest: string[]): Promise<number> {
   switch (sub) {
@@ -80,10 +97,14 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
           network: { type: 'string' },
           publish: { type: 'string', multiple: true },
           console: { type: 'boolean' },
+          env: { type: 'string', multiple: true },
+          auth: { type: 'string', multiple: true },
+          'env-token': { type: 'string', multiple: true },
           json: { type: 'boolean' },
         },
         false,
       );
+      const env = envFlags(values.env);
       if (values.network !== undefined && values.network !== 'bridge' && values.network !== 'none') {
         throw new UsageError(`--network: '${values.network}' is not one of bridge, none`);
       }
@@ -99,6 +120,9 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
           network: values.network,
           publish: publish.length ? publish : undefined,
           console: values.console,
+          env: env.length ? env : undefined,
+          auth: values.auth,
+          env_tokens: values['env-token'],
         }).filter(([, v]) => v !== undefined),
       );
       const checked = createSessionRequest.safeParse(body);
@@ -130,6 +154,20 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       expect(r, 204, z.unknown());
       return 0;
     }
+    case 'refresh-auth': {
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
+      const id = ref(positionals[0], 'refresh-auth');
+      const r = expect(await call(socketPath(values.socket), 'POST', `/v1/sessions/${encodeURIComponent(id)}/refresh-auth`), 200, refreshAuthReply);
+      if (values.json) process.stdout.write(json(r));
+      else {
+        process.stdout.write(r.refreshed.length ? `refreshed ${r.refreshed.join(', ')} in ${r.id}
+` : `${r.id} declared no secrets the store still has
+`);
+        if (r.missing.length) process.stdout.write(`no longer in the store (the session keeps its copy): ${r.missing.join(', ')}
+`);
+      }
+      return 0;
+    }
     case 'attach': {
       const { values, positionals } = parse(rest, { ro: { type: 'boolean' }, 'detach-keys': { type: 'string' } });
       const id = ref(positionals[0], 'attach');
@@ -143,7 +181,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       if (positionals.length > 1) throw new UsageError(`enclave session exec: unexpected '${positionals[1]}' before "--"`);
       const command = rest.slice(dash + 1);
       if (command.length === 0) throw new UsageError('enclave session exec: no command after "--"');
-      for (const e of values.env ?? []) if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e)) throw new UsageError(`--env: '${e}' is not NAME=VALUE`);
+      envFlags(values.env);
       if (values.tty) {
         return runAttachClient({ socket: socketPath(values.socket), session: id, readOnly: false, detachKeys: 'ctrl-p,ctrl-q', exec: { command, env: values.env ?? [], cwd: values.cwd } });
       }
@@ -202,6 +240,10 @@ async function main(argv: string[]): Promise<number> {
       return daemon(rest);
     case 'doctor':
       return doctor(rest);
+    case 'auth': {
+      const { values, positionals } = parse(rest.slice(1), { json: { type: 'boolean' } });
+      return authCommand(rest[0], positionals, { socket: socketPath(values.socket), json: values.json ?? false });
+    }
     case undefined:
     case 'help':
     case '--help':

@@ -51,6 +51,8 @@ export function sessionDetails(s: Session): string {
   for (const p of s.network.published) rows.push(['published', `${p.host_ip}:${p.host_port} -> ${p.session_port}/tcp`]);
   const con = s.console.running ? `running, ${s.console.viewers} viewer(s)` : 'not running (starts on attach)';
   rows.push(['console', s.console.keep ? `${con}; kept (--console)` : con]);
+  if (s.secrets.auth.length) rows.push(['auth', s.secrets.auth.join(', ')]);
+  if (s.secrets.env_tokens.length) rows.push(['env tokens', s.secrets.env_tokens.join(', ')]);
   if (s.last_error) rows.push(['last error', s.last_error]);
   if (s.exit) rows.push(['init exit', s.exit.signal !== null ? `signal ${s.exit.signal}` : `code ${s.exit.code}`]);
   const w = Math.max(...rows.map(([k]) => k.length));

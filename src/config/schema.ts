@@ -1,6 +1,7 @@
 // The daemon's configuration: every key, its type and its default. The TOML
 // file (config.example.toml documents the same keys) may set any subset.
 import { z } from 'zod';
+import { providersConfig } from '../secrets/providers.js';
 
 const absolutePath = z.string().regex(/^\/[^\0\n\t]*$/, 'must be an absolute path');
 const cgroupName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be a single path component of [A-Za-z0-9_.-]');
@@ -100,6 +101,13 @@ export const configSchema = z
         max_viewers: z.number().int().min(1).max(100_000).default(256),
         /** WebSocket ping interval; a client that misses a pong is closed. */
         ping_ms: z.number().int().min(100).max(600_000).default(30_000),
+      })
+      .strict()
+      .prefault({}),
+    auth: z
+      .object({
+        /** Auth providers besides (or over) the built-in github, gitlab, npm and pypi. */
+        providers: providersConfig.default({}),
       })
       .strict()
       .prefault({}),

@@ -7,7 +7,9 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ApiError, REASON, zodToApiError } from '../api/errors.js';
-import { attachQuery, createSessionRequest, execQuery, sessionRef } from '../api/schemas.js';
+import { attachQuery, createSessionRequest, execQuery } from '../api/schemas.js';
+import { AUTH_ROUTES, requireRootForSecrets } from './authRoutes.js';
+import { parseRef } from './params.js';
 import type { Consoles } from './attach.js';
 import type { ListenAuth } from './listenAuth.js';
 import { servePage } from './page.js';
@@ -21,7 +23,7 @@ import { renderMetrics } from './metrics.js';
 
 export const VERSION = '0.1.0';
 
-interface Context {
+export interface Context {
   config: Config;
   sessions: SessionManager;
   consoles: Consoles;
@@ -30,7 +32,7 @@ interface Context {
   auth?: ListenAuth;
 }
 
-type Caller = { uid: number | 'token' };
+export type Caller = { uid: number | 'token' };
 
 /**
  * Who may call, for every route and every upgrade alike: SO_PEERCRED and the
@@ -49,19 +51,8 @@ function admit(ctx: Context, req: IncomingMessage, url: URL, upgrade: boolean): 
   return { uid: cred.uid };
 }
 
-function parseRef(raw: string): string {
-  let ref: string;
-  try {
-    ref = decodeURIComponent(raw);
-  } catch {
-    throw new ApiError('invalid_request', 'session reference is not valid URL encoding', 'id');
-  }
-  const parsed = sessionRef.safeParse(ref);
-  if (!parsed.success) throw new ApiError('invalid_request', `invalid session reference '${ref.slice(0, 80)}': must be a session id (s-xxxxxxxxxx) or a session name`, 'id');
-  return parsed.data;
-}
 
-interface Request {
+export interface Request {
   req: IncomingMessage;
   res: ServerResponse;
   url: URL;
@@ -70,8 +61,8 @@ interface Request {
   params: string[];
 }
 
-interface Route {
-  method: 'GET' | 'POST' | 'DELETE';
+export interface Route {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   path: RegExp;
   /** Only on the TCP listener (the browser's ticket endpoint). */
   tcpOnly?: boolean;
@@ -111,7 +102,8 @@ const ROUTES: Route[] = [
     handle: async (ctx, { req, res, caller }) => {
       const parsed = createSessionRequest.safeParse(await readJsonBody(req));
       if (!parsed.success) throw zodToApiError(parsed.error, 'session create request');
-      ctx.log.info({ caller: caller.uid, name: parsed.data.name }, 'create session');
+      if (parsed.data.auth?.length || parsed.data.env_tokens?.length) requireRootForSecrets(caller, 'create a session with secrets');
+      ctx.log.info({ caller: caller.uid, name: parsed.data.name, auth: parsed.data.auth, env_tokens: parsed.data.env_tokens }, 'create session');
       let session = await ctx.sessions.create(parsed.data);
       if (parsed.data.console) {
         const row = ctx.sessions.resolve(session.id);
@@ -136,6 +128,7 @@ const ROUTES: Route[] = [
       res.writeHead(204).end();
     },
   },
+  ...AUTH_ROUTES,
 ];
 
 const UPGRADE_PATH = /^\/v1\/sessions\/([^/]+)\/(exec|attach)$/;
@@ -146,6 +139,8 @@ async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): 
   const method = req.method ?? 'GET';
   if (ctx.auth && method === 'GET' && servePage(path, res, ctx.auth, req)) return;
   const caller = admit(ctx, req, url, false);
+  // Method, path and caller only: bodies (secret values among them) are never logged.
+  ctx.log.trace({ method, path, caller: caller.uid }, 'request');
   const routes = ROUTES.filter((r) => (!r.tcpOnly || ctx.auth) && r.path.test(path));
   const route = routes.find((r) => r.method === method);
   if (route) return route.handle(ctx, { req, res, url, caller, params: route.path.exec(path)!.slice(1) });

@@ -28,15 +28,17 @@ import { ensureHostNetwork, hostsFile, resolvConf, type HostNetwork } from '../n
 import type { PortPublisher } from '../network/publish.js';
 import { hostnameFor, newSessionId } from './identity.js';
 import { seccompProgram, thermalThrottleMasks } from '../isolation/hardening.js';
-import { Agents, type SessionAgent } from './agent.js';
+import { Agents, StartFailure, type SessionAgent } from './agent.js';
 import { controlPathFor, newrootDir, planFor, sessionDir, type HostFacts } from './planning.js';
 import { sweepOrphanCgroups, sweepOrphanLinks } from './reconcile.js';
 import { NO_CONSOLE, toApi, type ConsoleInfo } from './view.js';
 import { ExitWatches } from './watches.js';
-import { describeFailure, launchInit } from './launch.js';
+import { describeFailure, errnoName, launchInit } from './launch.js';
+import type { CreateSecrets, SessionSecrets } from '../secrets/sessionSecrets.js';
 
 export interface ManagerOptions {
   config: Config;
+  secrets: SessionSecrets;
   store: SessionStore;
   layout: CgroupLayout;
   log: Logger;
@@ -51,6 +53,7 @@ export class SessionManager {
   private readonly layout: CgroupLayout;
   private readonly log: Logger;
   private readonly publisher: PortPublisher;
+  readonly secrets: SessionSecrets;
   private hostNet: HostNetwork | undefined;
   private readonly watches = new ExitWatches();
   private readonly creating = new Map<string, Promise<unknown>>();
@@ -71,6 +74,7 @@ export class SessionManager {
     this.layout = opts.layout;
     this.log = opts.log;
     this.publisher = opts.publisher;
+    this.secrets = opts.secrets;
     this.agents = new Agents(opts.log);
   }
 
@@ -206,6 +210,8 @@ export class SessionManager {
     if (name && this.store.getLiveByName(name)) throw new ApiError('conflict', `a live session is already named '${name}'`, 'name');
     const network = req.network ?? 'bridge';
     if (network === 'none' && req.publish?.length) throw new ApiError('invalid_request', 'publish needs network "bridge"', 'publish');
+    // Read before anything exists: a missing secret creates nothing.
+    const secrets = this.secrets.forCreate(req);
     const id = newSessionId();
     const limits = this.limitsFor(req);
     const dirs = sessionCgroupDirs(this.layout, this.config.cgroups.parent, id);
@@ -234,7 +240,8 @@ export class SessionManager {
       }
       throw e;
     }
-    const work = this.bringUp(row, dirs, limits);
+    this.secrets.store.recordHeld(id, secrets.held);
+    const work = this.bringUp(row, dirs, limits, secrets);
     this.creating.set(id, work);
     try {
       return await work;
@@ -243,7 +250,7 @@ export class SessionManager {
     }
   }
 
-  private async bringUp(row: SessionRow, dirs: CgroupDir[], limits: Limits): Promise<Session> {
+  private async bringUp(row: SessionRow, dirs: CgroupDir[], limits: Limits, secrets: CreateSecrets): Promise<Session> {
     const log = this.log.child({ session: row.id });
     const t0 = process.hrtime.bigint();
     try {
@@ -251,10 +258,13 @@ export class SessionManager {
       const c = this.config;
       const lease = this.store.leaseOf(row.id);
       const files = this.writeSessionFiles(row, lease);
-      const plan = planFor(row, limits, c, this.host!, { cgroups: dirs.map((d) => d.path), lease, files });
+      const { files: secretFiles, env, envFiles } = secrets.delivery;
+      const injected = { files: secretFiles.map((f) => ({ path: f.path, mode: f.mode })), env, envFiles };
+      const plan = planFor(row, limits, c, this.host!, { cgroups: dirs.map((d) => d.path), lease, files, injected });
       // Stored before anything executes it: what the session is made of, for good.
+      // Secret values are not in it: they travel as blobs on the helper's stdin.
       this.store.setPlan(row.id, JSON.stringify(plan));
-      const result = await launchInit(plan);
+      const result = await launchInit(plan, secretFiles.map((f) => f.content));
       if (!result.ok) throw new ApiError('confinement_failed', `session ${row.id} could not be confined: ${describeFailure(result)}`, undefined, { step: result.step, errno: result.errno });
       this.store.markRunning(row.id, result.pid, result.startTime);
       this.watch(row.id, result.pid, result.startTime);
@@ -426,6 +436,18 @@ export class SessionManager {
   agentFor(row: SessionRow): SessionAgent {
     if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
     return this.agents.for(row.id, () => controlPath(this.planOf(row)));
+  }
+
+  /** Rewrite a running session's secret files from the store (refresh-auth). */
+  async refreshAuth(row: SessionRow): Promise<{ refreshed: string[]; missing: string[] }> {
+    const agent = this.agentFor(row);
+    try {
+      return await this.secrets.refresh(row.id, agent);
+    } catch (e) {
+      if (!(e instanceof StartFailure)) throw e;
+      const why = `step ${e.step} failed: ${e.errno ? errnoName(e.errno) : 'error'} (${e.detail})`;
+      throw new ApiError(e.step === 'protocol' ? 'exhausted' : 'internal', `cannot refresh the secrets of session ${row.id}: ${why}`, undefined, { step: e.step, errno: e.errno });
+    }
   }
 
   /** The root the session was created with (not today's config). */

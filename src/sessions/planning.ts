@@ -6,7 +6,7 @@ import type { Limits } from '../api/schemas.js';
 import type { Config } from '../config/schema.js';
 import { rlimitsFor } from '../isolation/hardening.js';
 import { rangeForSlot } from '../isolation/idRange.js';
-import { buildPlan, type SessionPlan } from '../isolation/plan.js';
+import { buildPlan, type Injected, type SessionPlan } from '../isolation/plan.js';
 import { hostIfName, intToIp, macFor } from '../network/addressing.js';
 import type { SessionRow } from '../store/sessionStore.js';
 
@@ -38,7 +38,7 @@ export function planFor(
   limits: Limits,
   config: Config,
   host: HostFacts,
-  s: { cgroups: string[]; lease: number | undefined; files: { source: string; target: string }[] },
+  s: { cgroups: string[]; lease: number | undefined; files: { source: string; target: string }[]; injected?: Injected | undefined },
 ): SessionPlan {
   const c = config;
   return buildPlan({
@@ -56,6 +56,7 @@ export function planFor(
     seccomp: host.seccomp,
     sysMasks: host.sysMasks,
     files: s.files,
+    injected: s.injected,
     network:
       s.lease === undefined
         ? undefined

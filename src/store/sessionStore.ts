@@ -224,6 +224,15 @@ export class SessionStore {
       .immediate();
   }
 
+  /** The secrets a session declared, by kind (names only: values are not in this database). */
+  secretNamesOf(id: string): { auth: string[]; env_tokens: string[] } {
+    this.secretNames ??= this.db.prepare('SELECT name, kind FROM session_secrets WHERE session_id = ? ORDER BY rowid');
+    const rows = this.secretNames.all(id) as { name: string; kind: string }[];
+    return { auth: rows.filter((r) => r.kind === 'provider').map((r) => r.name), env_tokens: rows.filter((r) => r.kind === 'env').map((r) => r.name) };
+  }
+
+  private secretNames: Database.Statement | undefined;
+
   slotOf(id: string): number | undefined {
     const r = this.db.prepare('SELECT slot FROM id_slots WHERE session_id = ?').get(id) as { slot: number } | undefined;
     return r?.slot;

@@ -154,7 +154,7 @@ export class TestDaemon {
   /** Init PIDs of every session seen, to reap those re-parented to us. */
   private readonly inits = new Set<number>();
 
-  constructor(private opts: { slots?: number; extraConfig?: string; topConfig?: string; terminal?: boolean } = {}) {
+  constructor(private opts: { slots?: number; extraConfig?: string; topConfig?: string; terminal?: boolean; logLevel?: string } = {}) {
     if ((opts.slots ?? 16) > 64) throw new RangeError('at most 64 ID slots per test daemon');
   }
 
@@ -167,7 +167,7 @@ export class TestDaemon {
       mkdirSync(this.dir, { recursive: true, mode: 0o755 });
       writeFileSync(
         this.configPath,
-        `state_dir = "${this.stateDir}"\nsocket = "${this.socket}"\nlog_level = "debug"\n${this.opts.topConfig ?? ''}` +
+        `state_dir = "${this.stateDir}"\nsocket = "${this.socket}"\nlog_level = "${this.opts.logLevel ?? 'debug'}"\n${this.opts.topConfig ?? ''}` +
           `[ids]\nbase = ${this.idBase}\nslots = ${this.opts.slots ?? 16}\n[cgroups]\nparent = "${this.cgroupParent}"\n` +
           `[network]\nbridge = "${this.bridge}"\nsubnet = "${this.subnetPrefix}.0/24"\ntable = "${this.nftTable}"\n` +
           `[sessions]\nstop_grace_ms = 1000\n${this.opts.extraConfig ?? ''}`,

@@ -1,0 +1,25 @@
+// Path parameters of the API, validated before anything is looked up.
+import { ApiError, zodToApiError } from '../api/errors.js';
+import { secretName, sessionRef } from '../api/schemas.js';
+
+function decoded(raw: string, what: string, field: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new ApiError('invalid_request', `${what} is not valid URL encoding`, field);
+  }
+}
+
+export function parseRef(raw: string): string {
+  const ref = decoded(raw, 'session reference', 'id');
+  const parsed = sessionRef.safeParse(ref);
+  if (!parsed.success) throw new ApiError('invalid_request', `invalid session reference '${ref.slice(0, 80)}': must be a session id (s-xxxxxxxxxx) or a session name`, 'id');
+  return parsed.data;
+}
+
+export function parseSecretName(raw: string): string {
+  const name = decoded(raw, 'secret name', 'name');
+  const r = secretName.safeParse(name);
+  if (!r.success) throw zodToApiError(r.error, `secret name '${name.slice(0, 130)}'`);
+  return r.data;
+}
