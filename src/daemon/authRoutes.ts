@@ -8,7 +8,7 @@ import { valueProblem } from '../secrets/names.js';
 import type { SecretInfo, SecretStore } from '../secrets/store.js';
 import { readJsonBody, sendJson } from './http.js';
 import { parseRef, parseSecretName } from './params.js';
-import type { Caller, Context, Route } from './server.js';
+import type { Caller, Context, Route } from './route.js';
 
 export function requireRootForSecrets(caller: Caller, what: string): void {
   if (caller.uid !== 0) throw new ApiError('forbidden', `only root may ${what} (secrets are root's until an access policy exists)`);

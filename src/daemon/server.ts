@@ -10,11 +10,8 @@ import { ApiError, REASON, zodToApiError } from '../api/errors.js';
 import { attachQuery, createSessionRequest, execQuery } from '../api/schemas.js';
 import { AUTH_ROUTES, requireRootForSecrets } from './authRoutes.js';
 import { parseRef } from './params.js';
-import type { Consoles } from './attach.js';
-import type { ListenAuth } from './listenAuth.js';
+import type { Caller, Context, Route } from './route.js';
 import { servePage } from './page.js';
-import type { Config } from '../config/schema.js';
-import type { SessionManager } from '../sessions/lifecycle.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from '../api/protocol.js';
 import { runExec, startPipedExec } from './exec.js';
 import { readJsonBody, sendError, sendJson } from './http.js';
@@ -22,17 +19,6 @@ import { authorize, callerOf } from './identity.js';
 import { renderMetrics } from './metrics.js';
 
 export const VERSION = '0.1.0';
-
-export interface Context {
-  config: Config;
-  sessions: SessionManager;
-  consoles: Consoles;
-  log: Logger;
-  /** Present on the TCP listener only. */
-  auth?: ListenAuth;
-}
-
-export type Caller = { uid: number | 'token' };
 
 /**
  * Who may call, for every route and every upgrade alike: SO_PEERCRED and the
@@ -51,23 +37,6 @@ function admit(ctx: Context, req: IncomingMessage, url: URL, upgrade: boolean): 
   return { uid: cred.uid };
 }
 
-
-export interface Request {
-  req: IncomingMessage;
-  res: ServerResponse;
-  url: URL;
-  caller: Caller;
-  /** Capture groups of the route's path. */
-  params: string[];
-}
-
-export interface Route {
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
-  path: RegExp;
-  /** Only on the TCP listener (the browser's ticket endpoint). */
-  tcpOnly?: boolean;
-  handle(ctx: Context, r: Request): Promise<void> | void;
-}
 
 const consoleInfo = (ctx: Context) => (id: string) => ctx.consoles.info(id);
 

@@ -1,0 +1,37 @@
+// What every API route is handed: the daemon's parts, the admitted caller,
+// the request and its path parameters.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { SessionManager } from '../sessions/lifecycle.js';
+import type { Consoles } from './attach.js';
+import type { ListenAuth } from './listenAuth.js';
+
+export interface Context {
+  config: Config;
+  sessions: SessionManager;
+  consoles: Consoles;
+  log: Logger;
+  /** Present on the TCP listener only. */
+  auth?: ListenAuth;
+}
+
+export type Caller = { uid: number | 'token' };
+
+export interface Request {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  caller: Caller;
+  /** Capture groups of the route's path. */
+  params: string[];
+}
+
+export interface Route {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  path: RegExp;
+  /** Only on the TCP listener (the browser's ticket endpoint). */
+  tcpOnly?: boolean;
+  handle(ctx: Context, r: Request): Promise<void> | void;
+}
+
