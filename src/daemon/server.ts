@@ -152,6 +152,10 @@ export function createApiServer(ctx: Context): ApiServer {
   wss.on('connection', (ws) => {
     alive.add(ws);
     ws.on('pong', () => alive.add(ws));
+    // A frame over maxPayload, a reserved bit, a bad opcode or length: ws
+    // closes that connection (1009, 1002) and reports it here. Without a
+    // listener it would be an uncaught error, and one caller could stop the daemon.
+    ws.on('error', (e) => ctx.log.debug({ err: e.message }, 'WebSocket closed on a protocol error'));
   });
   const pinger = setInterval(() => {
     for (const ws of wss.clients) {
@@ -169,6 +173,8 @@ export function createApiServer(ctx: Context): ApiServer {
     handle(ctx, req, res).catch((e) => sendError(res, toApiError(e, ctx.log)));
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // A reset while the command is being started must not be an uncaught error either.
+    socket.on('error', (e) => ctx.log.debug({ err: e.message }, 'upgrade socket error'));
     upgrade(req, socket, head).catch((e) => rejectUpgrade(socket, toApiError(e, ctx.log)));
   });
   /** The socket may have gone while the command was being started: then it ends at once. */
