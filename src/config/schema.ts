@@ -10,6 +10,9 @@ const cidr = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/(\d|[12]\d|3[0-2])$/, 'mu
 
 export const MIB = 1024 * 1024;
 
+/** Commands the session's init runs at once (AGENT_MAX_EXECS in native/src/agent.h). */
+const AGENT_MAX_EXECS = 256;
+
 export const configSchema = z
   .object({
     state_dir: absolutePath.default('/var/lib/enclave'),
@@ -101,6 +104,14 @@ export const configSchema = z
         max_viewers: z.number().int().min(1).max(100_000).default(256),
         /** WebSocket ping interval; a client that misses a pong is closed. */
         ping_ms: z.number().int().min(100).max(600_000).default(30_000),
+      })
+      .strict()
+      .prefault({}),
+    api: z
+      .object({
+        /** Concurrent exec streams (piped or --tty) into one session, and from one caller (uid, or the TCP token). More get 429. */
+        max_exec_streams_per_session: z.number().int().min(1).max(AGENT_MAX_EXECS).default(64),
+        max_exec_streams_per_caller: z.number().int().min(1).max(100_000).default(256),
       })
       .strict()
       .prefault({}),

@@ -14,6 +14,7 @@ import { SessionStore } from '../store/sessionStore.js';
 import { createApiServer } from './server.js';
 import { Consoles } from './attach.js';
 import { ListenAuth } from './listenAuth.js';
+import { StreamLimits } from './streams.js';
 import { SecretStore } from '../secrets/store.js';
 import { SessionSecrets } from '../secrets/sessionSecrets.js';
 import { providerTable } from '../secrets/providers.js';
@@ -73,7 +74,8 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
     // A console that cannot start (e.g. a session of an older daemon, without a plan) is logged, not fatal.
     consoles.ensure(row).catch((e: Error) => log.child({ session: row.id }).error({ err: e.message }, 'cannot start the kept console'));
   }
-  const { server, closeClients } = createApiServer({ config, sessions, consoles, log });
+  const streams = new StreamLimits(config.api);
+  const { server, closeClients } = createApiServer({ config, sessions, consoles, log, streams });
   const sockDir = dirname(config.socket);
   // Created if missing, never re-moded: on /tmp a chmod would strip the sticky bit.
   // One we create is 0755 whatever our umask (0077 would lock socket_gid members out).
@@ -95,7 +97,7 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
     const [host, port] = [config.listen.slice(0, config.listen.lastIndexOf(':')), Number(config.listen.slice(config.listen.lastIndexOf(':') + 1))];
     const tokenFile = join(config.state_dir, 'listen-token');
     const auth = new ListenAuth(ListenAuth.createToken(tokenFile), host, port);
-    tcp = createApiServer({ config, sessions, consoles, log, auth });
+    tcp = createApiServer({ config, sessions, consoles, log, streams, auth });
     await new Promise<void>((resolve, reject) => {
       tcp!.server.once('error', (e) => reject(new StartupError(`cannot listen on ${config.listen}: ${e.message}`)));
       tcp!.server.listen(port, host, () => resolve());

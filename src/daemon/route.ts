@@ -6,12 +6,15 @@ import type { Config } from '../config/schema.js';
 import type { SessionManager } from '../sessions/lifecycle.js';
 import type { Consoles } from './attach.js';
 import type { ListenAuth } from './listenAuth.js';
+import type { StreamLimits } from './streams.js';
 
 export interface Context {
   config: Config;
   sessions: SessionManager;
   consoles: Consoles;
   log: Logger;
+  /** Shared by every listener. */
+  streams: StreamLimits;
   /** Present on the TCP listener only. */
   auth?: ListenAuth;
 }

@@ -191,7 +191,7 @@ export function createApiServer(ctx: Context): ApiServer {
 
   const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://enclave');
-    admit(ctx, req, url, true);
+    const caller = admit(ctx, req, url, true);
     const m = UPGRADE_PATH.exec(url.pathname);
     if (!m) throw new ApiError('not_found', `no WebSocket endpoint at ${url.pathname}`);
     const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
@@ -224,6 +224,7 @@ export function createApiServer(ctx: Context): ApiServer {
     });
     if (!q.success) throw zodToApiError(q.error, 'exec query');
     const agent = ctx.sessions.agentFor(row);
+    ctx.streams.hold(row.id, caller.uid === 'token' ? 'token' : `uid ${caller.uid}`, socket);
     if (q.data.tty) {
       const { cols, rows } = q.data;
       const size = cols && rows ? { cols, rows } : undefined;

@@ -1,0 +1,47 @@
+// Concurrent exec streams, per session and per caller. Each one holds pipes
+// or a pty, a command slot in the session's init and event-loop time, so a
+// caller opening a thousand of them could starve everyone else: past either
+// cap a request is refused with 429 before anything is started.
+import type { Duplex } from 'node:stream';
+import { ApiError } from '../api/errors.js';
+
+export interface StreamCaps {
+  max_exec_streams_per_session: number;
+  max_exec_streams_per_caller: number;
+}
+
+export class StreamLimits {
+  private readonly bySession = new Map<string, number>();
+  private readonly byCaller = new Map<string, number>();
+
+  constructor(private readonly caps: StreamCaps) {}
+
+  /** Take a slot for this session and caller, or throw 429; it is given back when `socket` closes. */
+  hold(sessionId: string, caller: string, socket: Duplex): void {
+    const s = this.bySession.get(sessionId) ?? 0;
+    const c = this.byCaller.get(caller) ?? 0;
+    if (s >= this.caps.max_exec_streams_per_session) {
+      throw new ApiError('too_many', `session ${sessionId} already has ${s} exec streams (api.max_exec_streams_per_session)`);
+    }
+    if (c >= this.caps.max_exec_streams_per_caller) {
+      throw new ApiError('too_many', `caller ${caller} already has ${c} exec streams open (api.max_exec_streams_per_caller)`);
+    }
+    this.bySession.set(sessionId, s + 1);
+    this.byCaller.set(caller, c + 1);
+    socket.once('close', () => {
+      this.drop(this.bySession, sessionId);
+      this.drop(this.byCaller, caller);
+    });
+  }
+
+  private drop(m: Map<string, number>, key: string): void {
+    const n = (m.get(key) ?? 1) - 1;
+    if (n <= 0) m.delete(key);
+    else m.set(key, n);
+  }
+
+  /** Open streams of a session (for show and tests). */
+  of(sessionId: string): number {
+    return this.bySession.get(sessionId) ?? 0;
+  }
+}
