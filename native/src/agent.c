@@ -64,7 +64,7 @@ struct start_error {
 static struct exec_rec recs[AGENT_MAX_EXECS];
 static const struct plan *session_plan; /* its exec-phase ops: the environment */
 static int conn = -1;
-static int stopping;
+static int stopping; /* the signal that told the session to stop, or 0 */
 static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
 static const int handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
@@ -166,7 +166,8 @@ static void reap(void) {
     int st = 0;
     pid_t p = waitpid(-1, &st, WNOHANG);
     if (p < 0 && errno == EINTR) continue;
-    if (p < 0 && errno == ECHILD && stopping) _exit(0);
+    /* Like a shell: a session stopped by signal N ends with 128 + N. */
+    if (p < 0 && errno == ECHILD && stopping) _exit(128 + stopping);
     if (p <= 0) return;
     for (int i = 0; i < AGENT_MAX_EXECS; i++) {
       struct exec_rec *r = &recs[i];
@@ -428,7 +429,7 @@ static void on_signal(int sigfd) {
   while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
     for (size_t i = 0; i < sizeof stop_signals / sizeof stop_signals[0]; i++) {
       if ((int)si.ssi_signo != stop_signals[i]) continue;
-      stopping = 1;
+      if (!stopping) stopping = (int)si.ssi_signo;
       kill(-1, SIGTERM); /* every process of the session but us */
       kill(-1, SIGCONT);
     }

@@ -119,8 +119,8 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
       }
       consoles.closeAll();
       await closed;
-      await sessions.shutdown();
-      db.close();
+      // A destroy still under way past the deadline may yet touch the database: leave it open, the exit closes it.
+      if (await sessions.shutdown(config.sessions.shutdown_deadline_ms)) db.close();
       if (existsSync(config.socket)) unlinkSync(config.socket);
       log.info('stopped');
     })());

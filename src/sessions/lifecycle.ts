@@ -183,7 +183,16 @@ export class SessionManager {
   private async onUnexpectedExit(id: string, status: ExitStatus | null): Promise<void> {
     const row = this.store.get(id);
     if (!row || row.state !== 'running') return;
-    const how = status === null ? 'exited' : status.signal !== null ? `was killed by signal ${status.signal}` : `exited with code ${status.code}`;
+    // The init ends with 128 + N when signal N from outside the daemon told it to stop the session.
+    const told = status && status.code !== null && status.code > 128 && status.code <= 128 + 64 ? status.code - 128 : undefined;
+    const how =
+      status === null
+        ? 'exited'
+        : status.signal !== null
+          ? `was killed by signal ${status.signal}`
+          : told !== undefined
+            ? `was told to stop by signal ${told} from outside the daemon`
+            : `exited with code ${status.code}`;
     this.log.child({ session: id }).warn({ status }, 'session init exited unexpectedly');
     if (status) this.store.recordExit(id, status.code, status.signal);
     await this.release(row, 'failed', `the session init ${how}`);
@@ -460,12 +469,21 @@ export class SessionManager {
     return toApi(row, { store: this.store, ids: this.config.ids, gateway: this.host?.gateway }, consoles);
   }
 
-  /** Stop watching (daemon shutdown): sessions keep running. */
-  async shutdown(): Promise<void> {
-    await Promise.all([...this.creating.values()].map((p) => p.catch(() => undefined)));
-    await Promise.all([...this.destroying.values()].map((p) => p.catch(() => undefined)));
+  /**
+   * Stop watching (daemon shutdown): sessions keep running. Work under way
+   * gets until the deadline; false if some was still running then (a destroy
+   * stuck on a process that cannot die: its intent is in the database).
+   */
+  async shutdown(deadlineMs: number): Promise<boolean> {
+    const pending = [...this.creating.values(), ...this.destroying.values()].map((p) => p.catch(() => undefined));
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([Promise.all(pending).then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), deadlineMs)))]);
+    clearTimeout(timer);
+    if (!finished) this.log.warn({ pending: pending.length, deadline_ms: deadlineMs }, 'shutdown deadline passed with work under way; exiting anyway (the next start finishes it)');
     this.agents.closeAll();
     this.watches.closeAll();
     this.publisher.closeAll();
+    return finished;
   }
+
 }

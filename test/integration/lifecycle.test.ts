@@ -1,6 +1,6 @@
 // Destroy leaves nothing behind; sessions survive a daemon restart.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { isRoot, TestDaemon } from './harness.js';
@@ -27,7 +27,7 @@ async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
 }
 
 describe.skipIf(!isRoot)('session lifecycle (root)', () => {
-  const d = new TestDaemon();
+  const d = new TestDaemon({ extraConfig: 'shutdown_deadline_ms = 2000\n' });
   beforeAll(async () => {
     await d.start();
   });
@@ -172,6 +172,47 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     await d.destroy(asked.id);
     const done = await d.show(asked.id);
     expect(done.state).toBe('stopped');
-    expect(done.exit).toEqual({ code: 0, signal: null }); // the init passed SIGTERM on and exited
+    expect(done.exit).toEqual({ code: 143, signal: null }); // the init passed SIGTERM on and ended with 128 + 15
+    // SIGTERM from outside the daemon: the session stops, not asked for through Enclave, and says so.
+    const told = await d.create({ name: 'told' });
+    process.kill(told.init_pid!, 'SIGTERM');
+    let t = await d.show(told.id);
+    for (let i = 0; i < 300 && t.state === 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      t = await d.show(told.id);
+    }
+    expect(t.state).toBe('failed');
+    expect(t.exit).toEqual({ code: 143, signal: null });
+    expect(t.last_error).toBe('the session init was told to stop by signal 15 from outside the daemon');
+  });
+
+  it('ends on SIGTERM by its shutdown deadline while a destroy is stuck; the session keeps running and the next start finishes the destroy', { timeout: 40_000 }, async () => {
+    const s = await d.create({ name: 'stuck' });
+    // A v1 freezer cgroup of the test's own: frozen tasks cannot die, not even of SIGKILL, until thawed.
+    const frz = join('/sys/fs/cgroup/freezer', d.cgroupParent, 'test-freeze');
+    mkdirSync(frz, { recursive: true });
+    try {
+      for (const pid of processesInRange(s.id_range!.host_base, s.id_range!.size)) writeFileSync(join(frz, 'cgroup.procs'), String(pid));
+      writeFileSync(join(frz, 'freezer.state'), 'FROZEN');
+      await waitFor(() => readFileSync(join(frz, 'freezer.state'), 'utf8').trim() === 'FROZEN');
+      const destroy = d.api('DELETE', `/v1/sessions/${s.id}`).catch(() => undefined);
+      await waitFor(() => d.log().includes('"msg":"session did not stop in time; killing it"'));
+      const t0 = Date.now();
+      expect(await d.stop('SIGTERM')).toBe(0);
+      // shutdown_deadline_ms = 2000 here: it exits by then, not when the destroy ends.
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      expect(d.log()).toContain('shutdown deadline passed with work under way');
+      await destroy;
+      expect(existsSync(`/proc/${s.init_pid}`)).toBe(true);
+    } finally {
+      writeFileSync(join(frz, 'freezer.state'), 'THAWED');
+    }
+    await d.start();
+    const done = await d.show(s.id);
+    expect(done.state).toBe('stopped');
+    await d.reapAdopted(); // it re-parented to this test process when the first daemon exited
+    expect(existsSync(`/proc/${s.init_pid}`)).toBe(false);
+    expect(d.cgroupDirs(s.id)).toEqual([]);
+    rmdirSync(frz);
   });
 });
