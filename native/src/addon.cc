@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <string>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -489,6 +490,57 @@ int FdArg(const Napi::CallbackInfo& info, uint32_t i) {
   return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Int32Value() : -1;
 }
 
+// lockFile(path, content): an exclusive flock(2) on path, held as long as the
+// returned fd is open (the kernel drops it when the process dies, however it
+// dies); the file then says who holds it. -1 if another process holds it.
+// The holder unlinks the file before it lets go (unlockFile), so a lock taken
+// on a file that was unlinked meanwhile is retried on the new one.
+Napi::Value LockFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+    Napi::TypeError::New(env, "lockFile(path: string, content: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value(), content = info[1].As<Napi::String>().Utf8Value();
+  for (int attempt = 0; attempt < 100; attempt++) {
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return ThrowErrno(env, path.c_str(), errno);
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+      int e = errno;
+      close(fd);
+      if (e == EWOULDBLOCK) return Napi::Number::New(env, -1);
+      return ThrowErrno(env, path.c_str(), e);
+    }
+    struct stat held, named;
+    if (fstat(fd, &held) < 0 || stat(path.c_str(), &named) < 0 || held.st_ino != named.st_ino || held.st_dev != named.st_dev) {
+      close(fd); // its holder unlinked it as we opened it: take the new one
+      continue;
+    }
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, content.data(), content.size(), 0) != static_cast<ssize_t>(content.size())) {
+      int e = errno;
+      close(fd);
+      return ThrowErrno(env, path.c_str(), e);
+    }
+    return Napi::Number::New(env, fd);
+  }
+  return ThrowErrno(env, path.c_str(), EAGAIN);
+}
+
+// unlockFile(path, fd): unlink while still holding the lock, then let go.
+Napi::Value UnlockFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "unlockFile(path: string, fd: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = info[1].As<Napi::Number>().Int32Value();
+  struct stat held, named;
+  if (fstat(fd, &held) == 0 && stat(path.c_str(), &named) == 0 && held.st_ino == named.st_ino && held.st_dev == named.st_dev) unlink(path.c_str());
+  if (fd > 2) close(fd);
+  return env.Undefined();
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0);
   if (fd > 2) close(fd);
@@ -591,6 +643,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ControlChannel", ControlChannel::Define(env));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("lockFile", Napi::Function::New(env, LockFile));
+  exports.Set("unlockFile", Napi::Function::New(env, UnlockFile));
   exports.Set("isPtyMaster", Napi::Function::New(env, IsPtyMaster));
   exports.Set("setWinsize", Napi::Function::New(env, SetWinsize));
   return exports;

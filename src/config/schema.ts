@@ -17,6 +17,8 @@ export const configSchema = z
   .object({
     state_dir: absolutePath.default('/var/lib/enclave'),
     socket: absolutePath.default('/run/enclave/enclave.sock'),
+    /** Where daemons lock what they own (state dir, cgroup parent, bridge, table, IDs): the same for every daemon of a host. */
+    locks_dir: absolutePath.default('/run/enclave/locks'),
     /** Group (numeric gid) allowed to use the socket besides root; 0 = root only. */
     socket_gid: z.number().int().min(0).max(4294967294).default(0),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),

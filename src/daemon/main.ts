@@ -15,6 +15,7 @@ import { createApiServer } from './server.js';
 import { Consoles } from './attach.js';
 import { ListenAuth } from './listenAuth.js';
 import { StreamLimits } from './streams.js';
+import { DaemonLocks, LockError } from './locks.js';
 import { SecretStore } from '../secrets/store.js';
 import { SessionSecrets } from '../secrets/sessionSecrets.js';
 import { providerTable } from '../secrets/providers.js';
@@ -41,6 +42,7 @@ export interface RunningDaemon {
 export async function cleanupHost(config: Config): Promise<void> {
   if (process.getuid?.() !== 0) throw new StartupError('--cleanup must run as root');
   if (existsSync(config.socket) && (await socketInUse(config.socket))) throw new StartupError(`a daemon is serving ${config.socket}: stop it first`);
+  const locks = takeLocks(config);
   if (existsSync(join(config.state_dir, 'enclave.db'))) {
     const db = openDatabase(config.state_dir);
     const live = new SessionStore(db).countLive();
@@ -49,6 +51,15 @@ export async function cleanupHost(config: Config): Promise<void> {
   }
   await removeHostNetwork(config);
   removeParents(detectCgroupLayout(config.cgroups.root), config.cgroups.parent);
+  locks.release();
+}
+
+function takeLocks(config: Config): DaemonLocks {
+  try {
+    return DaemonLocks.acquire(config);
+  } catch (e) {
+    throw e instanceof LockError ? new StartupError(e.message) : e;
+  }
 }
 
 export async function startDaemon(config: Config): Promise<RunningDaemon> {
@@ -62,6 +73,8 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
     if (await socketInUse(config.socket)) throw new StartupError(`another daemon is already serving ${config.socket}`);
     unlinkSync(config.socket);
   }
+  // Before anything is read or touched: a second daemon on any of our resources stops here.
+  const locks = takeLocks(config);
   const db = openDatabase(config.state_dir);
   const layout = detectCgroupLayout(config.cgroups.root);
   log.info({ cgroups: layout.mode, state_dir: config.state_dir }, 'starting');
@@ -122,6 +135,7 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
       // A destroy still under way past the deadline may yet touch the database: leave it open, the exit closes it.
       if (await sessions.shutdown(config.sessions.shutdown_deadline_ms)) db.close();
       if (existsSync(config.socket)) unlinkSync(config.socket);
+      locks.release();
       log.info('stopped');
     })());
   return { stop, log };

@@ -44,6 +44,10 @@ interface Addon {
   /** [read end, write end], both close-on-exec. */
   pipe(): [number, number];
   closeFd(fd: number): void;
+  /** An exclusive flock on path, with content written into the file: its fd, or -1 if another process holds it. */
+  lockFile(path: string, content: string): number;
+  /** Unlink a held lock file, then let go of the lock. */
+  unlockFile(path: string, fd: number): void;
   /** Is this fd a pty master (ptmx with a pty number)? */
   isPtyMaster(fd: number): boolean;
   setWinsize(fd: number, cols: number, rows: number): void;

@@ -1,6 +1,8 @@
-// Start-up reconciliation with the kernel: what a crash can leave behind and
-// the database no longer accounts for. Adoption of live sessions is the
-// lifecycle's (it owns their state); these sweeps remove leftovers.
+// Start-up reconciliation with the kernel: what a crash can leave behind.
+// Adoption of live sessions is the lifecycle's (it owns their state); these
+// sweeps remove leftovers of sessions this daemon's database knows and that
+// are no longer live. Anything else (a name no row of ours has) was not made
+// by this daemon: it is logged and left alone.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -10,28 +12,35 @@ import { addon } from '../native/addon.js';
 import { bridgePorts } from '../network/hostNetwork.js';
 import { LIVE_STATES, type SessionStore } from '../store/sessionStore.js';
 
-const isLive = (store: SessionStore, id: string) => {
+/** 'ended': ours and over (remove it); 'live': keep; 'unknown': not ours to touch. */
+function standing(store: SessionStore, id: string): 'ended' | 'live' | 'unknown' {
   const row = store.get(id);
-  return row !== undefined && LIVE_STATES.includes(row.state);
-};
+  return row === undefined ? 'unknown' : LIVE_STATES.includes(row.state) ? 'live' : 'ended';
+}
 
-/** Session cgroups with no live session are leftovers of a crash: remove them. */
+/** Cgroups of sessions that have ended are leftovers of a crash: remove them. */
 export function sweepOrphanCgroups(layout: CgroupLayout, parent: string, store: SessionStore, log: Logger): void {
   for (const dir of parentDirs(layout, parent)) {
     if (!existsSync(dir)) continue;
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      if (!entry.isDirectory() || !SESSION_ID.test(entry.name) || isLive(store, entry.name)) continue;
+      if (!entry.isDirectory() || !SESSION_ID.test(entry.name)) continue;
       const cg = join(dir, entry.name);
+      const s = standing(store, entry.name);
+      if (s === 'unknown') log.warn({ cgroup: cg }, 'a session cgroup no row of this daemon records: left alone');
+      if (s !== 'ended') continue;
       killCgroup(cg, versionOf(layout, cg));
       if (removeCgroup(cg)) log.warn({ cgroup: cg }, 'removed leftover session cgroup');
     }
   }
 }
 
-/** Bridge ports of ours whose session is not live: a crash left them. */
+/** Bridge ports of sessions that have ended: a crash left them. */
 export function sweepOrphanLinks(bridge: string, store: SessionStore, log: Logger): void {
   for (const port of bridgePorts(bridge)) {
-    if (!port.startsWith('ve-') || isLive(store, `s-${port.slice(3)}`)) continue;
+    if (!port.startsWith('ve-')) continue;
+    const s = standing(store, `s-${port.slice(3)}`);
+    if (s === 'unknown') log.warn({ link: port }, 'a session link no row of this daemon records: left alone');
+    if (s !== 'ended') continue;
     if (addon().deleteLink(port)) log.warn({ link: port }, 'removed leftover session link');
   }
 }

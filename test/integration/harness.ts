@@ -13,6 +13,8 @@ import { sessionSchema, type Session } from '../../src/api/schemas.js';
 
 export const isRoot = process.getuid?.() === 0;
 export const RUNS_DIR = '/var/tmp/enclave-it';
+/** Shared by every test daemon, so overlapping ones see each other's locks. */
+export const LOCKS_DIR = join(RUNS_DIR, 'locks');
 export const CLI = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
 const CGROUP_ROOT = '/sys/fs/cgroup';
 
@@ -80,6 +82,7 @@ export function sweepEarlierRuns(): void {
     }
   }
   if (!existsSync(RUNS_DIR)) return;
+  sweepStaleLocks();
   for (const e of readdirSync(RUNS_DIR)) {
     if (!/^\d+x[0-9a-f]+$/.test(e) || alive(runOwner(e))) continue;
     const pidFile = join(RUNS_DIR, e, 'daemon.pid');
@@ -88,6 +91,21 @@ export function sweepEarlierRuns(): void {
       if (pid > 0 && alive(pid)) process.kill(pid, 'SIGKILL');
     }
     rmSync(join(RUNS_DIR, e), { recursive: true, force: true });
+  }
+}
+
+/** Lock files nobody holds (their daemon was killed): removed, and the directory if it is empty. */
+function sweepStaleLocks(): void {
+  if (!existsSync(LOCKS_DIR)) return;
+  for (const f of readdirSync(LOCKS_DIR)) {
+    const path = join(LOCKS_DIR, f);
+    const fd = addon().lockFile(path, '{}');
+    if (fd >= 0) addon().unlockFile(path, fd);
+  }
+  try {
+    rmdirSync(LOCKS_DIR);
+  } catch {
+    /* a live daemon still holds some */
   }
 }
 
@@ -134,6 +152,8 @@ export interface CliResult {
   stdoutBytes: Buffer;
 }
 
+let daemonsMade = 0;
+
 export class TestDaemon {
   readonly tag = randomBytes(3).toString('hex');
   readonly runId = `${process.pid}x${this.tag}`;
@@ -146,8 +166,8 @@ export class TestDaemon {
   readonly socket = join(this.dir, 'sock', 'enclave.sock');
   readonly configPath = join(this.dir, 'config.toml');
   readonly cgroupParent = `enclave-test-${this.runId}`;
-  /** A high, run-specific range (up to 64 slots), far from a production daemon's. */
-  readonly idBase = 1_000_000_000 + (process.pid % 700) * 64 * 65536;
+  /** A high range of up to 64 slots, its own per daemon of this run, far from a production daemon's. */
+  readonly idBase = 1_000_000_000 + ((process.pid * 7 + daemonsMade++) % 700) * 64 * 65536;
   readonly logPath = join(this.dir, 'daemon.log');
   private proc: DaemonProcess | undefined;
   private started = false;
@@ -167,7 +187,7 @@ export class TestDaemon {
       mkdirSync(this.dir, { recursive: true, mode: 0o755 });
       writeFileSync(
         this.configPath,
-        `state_dir = "${this.stateDir}"\nsocket = "${this.socket}"\nlog_level = "${this.opts.logLevel ?? 'debug'}"\n${this.opts.topConfig ?? ''}` +
+        `state_dir = "${this.stateDir}"\nsocket = "${this.socket}"\nlocks_dir = "${LOCKS_DIR}"\nlog_level = "${this.opts.logLevel ?? 'debug'}"\n${this.opts.topConfig ?? ''}` +
           `[ids]\nbase = ${this.idBase}\nslots = ${this.opts.slots ?? 16}\n[cgroups]\nparent = "${this.cgroupParent}"\n` +
           `[network]\nbridge = "${this.bridge}"\nsubnet = "${this.subnetPrefix}.0/24"\ntable = "${this.nftTable}"\n` +
           `[sessions]\nstop_grace_ms = 1000\n${this.opts.extraConfig ?? ''}`,
@@ -339,6 +359,7 @@ export class TestDaemon {
     spawnSync('ip', ['link', 'del', this.bridge], { stdio: 'ignore' });
     nft(`table inet ${this.nftTable}\ndelete table inet ${this.nftTable}\n`);
     rmSync(this.dir, { recursive: true, force: true });
+    sweepStaleLocks();
     try {
       rmdirSync(RUNS_DIR);
     } catch {

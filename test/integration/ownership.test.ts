@@ -1,0 +1,100 @@
+// One owner per resource (issue 13, defect 1): a second daemon that overlaps
+// any resource the first one owns (its state dir, cgroup parent, bridge,
+// nftables table or host ID range) refuses to start and names the holder,
+// and the first daemon's session keeps running with its process and link.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Session } from '../../src/api/schemas.js';
+import { CLI, isRoot, LOCKS_DIR, TestDaemon } from './harness.js';
+
+describe.skipIf(!isRoot)('one owner per resource (root)', () => {
+  const a = new TestDaemon();
+  const other = join(a.dir, 'second');
+  let s: Session;
+  let sleeper: Promise<unknown>;
+
+  beforeAll(async () => {
+    await a.start();
+    s = await a.create({ name: 'owned' });
+    sleeper = a.sh('owned', 'sleep 300');
+    mkdirSync(other, { recursive: true });
+  });
+  afterAll(async () => {
+    await a.cleanup();
+    await sleeper;
+  });
+
+  /** A second daemon's config: everything its own, but what `shared` overrides. */
+  function secondConfig(shared: { state_dir?: string; parent?: string; bridge?: string; table?: string; base?: number }): string {
+    const t = a.tag;
+    return (
+      `state_dir = "${shared.state_dir ?? join(other, 'state')}"\nsocket = "${join(other, 'enclave.sock')}"\nlocks_dir = "${LOCKS_DIR}"\n` +
+      `[ids]\nbase = ${shared.base ?? a.idBase + 32 * 65536 * 64}\nslots = 16\n[cgroups]\nparent = "${shared.parent ?? `${a.cgroupParent}-2nd`}"\n` +
+      `[network]\nbridge = "${shared.bridge ?? `eu${t}`}"\nsubnet = "172.30.${parseInt(t.slice(0, 2), 16)}.0/24"\ntable = "${shared.table ?? `enclave_u_${t}`}"\n`
+    );
+  }
+
+  const cases: [string, Parameters<typeof secondConfig>[0], string][] = [
+    ['the state dir', { state_dir: a.stateDir }, `state dir ${a.stateDir}`],
+    ['the cgroup parent', { parent: a.cgroupParent }, `cgroup parent ${a.cgroupParent}`],
+    ['the bridge', { bridge: a.bridge }, `bridge ${a.bridge}`],
+    ['the nftables table', { table: a.nftTable }, `nftables table inet ${a.nftTable}`],
+    // Not the same base: a range that starts inside the first one's.
+    ['an overlapping ID range', { base: a.idBase + 3 * 65536 }, `overlap IDs ${a.idBase}-${a.idBase + 16 * 65536 - 1}`],
+  ];
+
+  it.each(cases)('refuses a second daemon on %s, naming the first one', (_, shared, what) => {
+    const config = join(other, 'config.toml');
+    writeFileSync(config, secondConfig(shared));
+    const r = spawnSync(process.execPath, [CLI, 'daemon', '--config', config], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(what);
+    expect(r.stderr).toContain(`in use by the daemon with PID ${a.pid} (state dir ${a.stateDir})`);
+    // It stopped before it made anything of its own.
+    expect(existsSync(join(other, 'state'))).toBe(false);
+    expect(existsSync(`/sys/class/net/eu${a.tag}`)).toBe(false);
+    expect(spawnSync('nft', ['list', 'table', 'inet', `enclave_u_${a.tag}`]).status).not.toBe(0);
+  });
+
+  it('leaves the first daemon and its session untouched', async () => {
+    const shown = await a.show('owned');
+    expect(shown.state).toBe('running');
+    expect(existsSync(`/proc/${s.init_pid}`)).toBe(true);
+    expect(existsSync(`/sys/class/net/ve-${s.id.slice(2)}`)).toBe(true);
+    expect((await a.sh('owned', 'pgrep -x sleep >/dev/null && echo sleeping')).stdout).toBe('sleeping\n');
+    expect(a.cgroupDirs(s.id).length).toBeGreaterThan(0);
+  });
+
+  it('starts a second daemon that overlaps nothing, and both serve', async () => {
+    rmSync(join(other, 'state'), { recursive: true, force: true });
+    const b = new TestDaemon();
+    try {
+      await b.start();
+      expect((await b.api('GET', '/v1/health')).status).toBe(200);
+      expect((await a.api('GET', '/v1/health')).status).toBe(200);
+      // Each holds its own lock files; a clean stop removes them.
+      const mine = readdirSync(LOCKS_DIR).filter((f) => f.includes(b.cgroupParent) || f.includes(b.bridge));
+      expect(mine.sort()).toEqual([`bridge-${b.bridge}.lock`, `cgroup-${b.cgroupParent}.lock`]);
+    } finally {
+      await b.cleanup();
+    }
+    expect(readdirSync(LOCKS_DIR).filter((f) => f.includes(b.cgroupParent) || f.includes(b.bridge))).toEqual([]);
+  });
+
+  it('restarts on its own resources after a SIGKILL (a dead holder\'s locks are free), and its sweep leaves alone what no row of its records', async () => {
+    // A session-like cgroup under its parent that this daemon never made.
+    const foreign = join(a.cgroupDirs()[0]!, 's-00000f0e1d');
+    mkdirSync(foreign);
+    try {
+      await a.stop('SIGKILL');
+      await a.start();
+      expect((await a.show('owned')).state).toBe('running');
+      expect(existsSync(foreign)).toBe(true);
+      expect(a.log()).toContain('a session cgroup no row of this daemon records: left alone');
+    } finally {
+      rmdirSync(foreign);
+    }
+  });
+});
