@@ -8,6 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import xtermHeadless from '@xterm/headless';
 import serializeAddon from '@xterm/addon-serialize';
 import type { MirrorReply, MirrorRequest } from './mirrorProtocol.js';
+import { CsiClamp } from './csiClamp.js';
 
 const { Terminal } = xtermHeadless;
 const { SerializeAddon } = serializeAddon;
@@ -27,6 +28,8 @@ interface Mirror {
   pending: number;
   /** Bumped by reset, so callbacks of writes from before it are ignored. */
   epoch: number;
+  /** Counts that loop (scrolls, repeats) clamped to the screen: work per byte stays bounded. */
+  clamp: CsiClamp;
 }
 
 const port = parentPort;
@@ -57,7 +60,7 @@ function fresh(cols: number, rows: number, scrollback: number): Pick<Mirror, 'te
 
 port.on('message', (m: MirrorRequest) => {
   if (m.op === 'open') {
-    mirrors.set(m.id, { ...fresh(m.cols, m.rows, m.scrollback), scrollback: m.scrollback, processed: 0, reported: 0, pending: 0, epoch: 0 });
+    mirrors.set(m.id, { ...fresh(m.cols, m.rows, m.scrollback), scrollback: m.scrollback, processed: 0, reported: 0, pending: 0, epoch: 0, clamp: new CsiClamp() });
     return;
   }
   const t = mirrors.get(m.id);
@@ -67,7 +70,7 @@ port.on('message', (m: MirrorRequest) => {
       const epoch = t.epoch;
       const n = m.bytes.length;
       t.pending++;
-      t.term.write(m.bytes, () => {
+      t.term.write(t.clamp.filter(m.bytes, t.term.cols, t.term.rows), () => {
         if (t.epoch !== epoch) return;
         t.pending--;
         t.processed += n;
@@ -95,7 +98,7 @@ port.on('message', (m: MirrorRequest) => {
       // A new terminal, not term.reset(): queued writes of the old one are dropped.
       const { cols, rows } = t.term;
       t.term.dispose();
-      Object.assign(t, fresh(cols, rows, t.scrollback), { processed: 0, reported: 0, pending: 0, epoch: t.epoch + 1 });
+      Object.assign(t, fresh(cols, rows, t.scrollback), { processed: 0, reported: 0, pending: 0, epoch: t.epoch + 1, clamp: new CsiClamp() });
       return;
     }
     case 'snapshot': {

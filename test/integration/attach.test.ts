@@ -458,4 +458,30 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
     await d.destroy('plain');
     await d.reapAdopted();
   });
+
+  it('bounds what an amplifying output costs the screen mirror: another session still gets its snapshot', async () => {
+    await d.create({ name: 'amp' });
+    await d.create({ name: 'calm' });
+    const calm = new Viewer(d, 'calm');
+    await calm.opened;
+    const m = marker();
+    calm.type(`printf 'CALM\\055SCREEN\\n'; ${m.typed}\r`);
+    await calm.waitFor(m.printed);
+    calm.ws.close();
+    // 12 bytes that, unclamped, keep a headless terminal busy for minutes, in a loop.
+    const amp = new Viewer(d, 'amp');
+    await amp.opened;
+    amp.type("while :; do printf 'x\\033[30000000b\\033[30000000S\\033[30000000L\\033[30000000M'; done\r");
+    await new Promise((r) => setTimeout(r, 1500));
+    // The mirrors share one worker: calm's fresh attach waits for whatever is queued before it.
+    const fresh = new Viewer(d, 'calm');
+    await fresh.opened;
+    expect(fresh.hello.snapshot).toBe(true);
+    expect(await rendered(await fresh.snapshotSeen(), fresh.hello.cols, fresh.hello.rows)).toContain('CALM-SCREEN');
+    amp.type('\x03');
+    fresh.ws.close();
+    amp.ws.close();
+    await d.destroy('amp');
+    await d.destroy('calm');
+  });
 });
