@@ -35,6 +35,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <linux/securebits.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -419,12 +420,16 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
   if (n != 1 || go != 'g') fail_step(status_fd, STEP_SYNC, n < 0 ? errno : EPIPE, "parent did not release the child");
   close(go_fd);
 
-  /* Still the host's uid 0 here, so the 0700 state dir holding newroot can be
-   * walked. A recursive self-bind gives a mount of our own for pivot_root,
-   * which refuses a locked one; what the host phase hid comes along, locked. */
-  const char *newroot = ARG(plan_find(&plan, OP_ROOTFS), 0);
-  if (mount(newroot, newroot, NULL, MS_BIND | MS_REC, NULL) < 0) fail_step(status_fd, STEP_NEWROOT, errno, "self-bind %s", newroot);
-  if (chdir(newroot) < 0) fail_step(status_fd, STEP_NEWROOT, errno, "chdir %s", newroot);
+  /* We start where the parent left us: in the new root (our copy of its
+   * mount), the only way in for the session's uid, which cannot walk the 0700
+   * state dir holding it. A recursive copy of that tree, attached on top of
+   * it, is a mount of our own for pivot_root, which refuses a locked one;
+   * what the host phase hid comes along, locked. */
+  int tree = open_tree(AT_FDCWD, ".", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+  if (tree < 0) fail_step(status_fd, STEP_NEWROOT, errno, "open_tree of the new root");
+  if (move_mount(tree, "", AT_FDCWD, ".", MOVE_MOUNT_F_EMPTY_PATH) < 0) fail_step(status_fd, STEP_NEWROOT, errno, "attach the new root");
+  if (fchdir(tree) < 0) fail_step(status_fd, STEP_NEWROOT, errno, "enter the new root");
+  close(tree);
   if ((rootfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) fail_step(status_fd, STEP_NEWROOT, errno, "open new root");
 
   /* Become the session's root (host IDs of the range) before creating files. */
@@ -462,6 +467,28 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
   if (write_all(status_fd, "ready\n", 6) < 0) _exit(STEP_EXIT_BASE + STEP_READY);
   close(status_fd);
   agent_run(listen_fd, &plan);
+}
+
+/*
+ * The session's namespaces are created with the session's own host uid and
+ * gid (the first of its range) as effective IDs, so its user namespace is
+ * owned by that uid, not by host root. The kernel charges per-user counters
+ * (inotify instances and watches, among others) up the namespace chain to
+ * the owner: with root as the owner, every session drew on host root's
+ * budget, and one of them could exhaust it for the host and all the others.
+ * Host root keeps every capability over the namespace (it is an ancestor's),
+ * and no host process runs with that uid, which belongs to the session alone.
+ * SECBIT_NO_SETUID_FIXUP keeps our capabilities while the euid is not 0.
+ */
+static void become_owner(int owner) {
+  if (owner) {
+    uid_t uid = (uid_t)parse_u64(ARG(plan_find(&plan, OP_UID_MAP), 1));
+    gid_t gid = (gid_t)parse_u64(ARG(plan_find(&plan, OP_GID_MAP), 1));
+    if (prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) < 0 || setresgid(-1, gid, -1) < 0 || setresuid(-1, uid, -1) < 0)
+      fail_step(1, STEP_CLONE, errno, "take the session's host uid %u to create its namespaces", uid);
+  } else if (setresuid(-1, 0, -1) < 0 || setresgid(-1, 0, -1) < 0) {
+    fail_step(1, STEP_CLONE, errno, "return to host root after clone");
+  }
 }
 
 static pid_t child_pid;
@@ -518,10 +545,15 @@ int main(int argc, char **argv) {
   if (pipe2(go, O_CLOEXEC) < 0 || pipe2(report, O_CLOEXEC) < 0) fail_step(1, STEP_SYNC, errno, "pipe2");
   run_host_phase();
 
+  /* The child starts in the new root: clone gives it our cwd, in its copy of our mount ns. */
+  const char *newroot = ARG(plan_find(&plan, OP_ROOTFS), 0);
+  if (chdir(newroot) < 0) fail_step(1, STEP_NEWROOT, errno, "chdir %s", newroot);
+  become_owner(1);
   long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
   /* A NULL stack makes clone behave like fork: copy-on-write, same stack. */
   pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
   if (pid < 0) fail_step(1, STEP_CLONE, errno, "clone");
+  if (pid != 0) become_owner(0);
   if (pid == 0) {
     close(go[1]);
     close(report[0]);

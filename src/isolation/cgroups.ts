@@ -84,6 +84,10 @@ export function limitFiles(dir: CgroupDir, limits: Pick<Limits, 'memory_mb' | 'p
   const quota = Math.round((limits.cpu_percent / 100) * period);
   for (const c of dir.controllers) {
     if (c === 'memory') files.push(dir.version === 1 ? ['memory.limit_in_bytes', String(bytes)] : ['memory.max', String(bytes)]);
+    // v1 charges socket buffers to a cgroup only once this is set (v2 always
+    // charges them to memory.max): without it a session pins host TCP memory
+    // that every other tenant shares. Written before any task joins.
+    if (c === 'memory' && dir.version === 1) files.push(['memory.kmem.tcp.limit_in_bytes', String(bytes)]);
     // v2 kills the whole cgroup itself; v1 has no such file (the daemon watches instead).
     if (c === 'memory' && dir.version === 2 && oom === 'session') files.push(['memory.oom.group', '1']);
     if (c === 'pids') files.push(['pids.max', String(limits.pids)]);

@@ -62,6 +62,11 @@ export const SECCOMP_POLICY: readonly Rule[] = [
     ],
     errno: EPERM,
   },
+  {
+    why: 'AIO contexts draw on one host-wide counter (fs.aio-max-nr) that no cgroup accounts, and seccomp can bound one call, not their sum: ENOSYS, so libaio users fall back to threads',
+    syscalls: ['io_setup'],
+    errno: ENOSYS,
+  },
   { why: 'NUMA placement affects the whole host', syscalls: ['mbind', 'set_mempolicy', 'set_mempolicy_home_node', 'migrate_pages', 'move_pages'], errno: EPERM },
   { why: 'no typing into a terminal the session does not own', syscalls: ['ioctl'], errno: EPERM, when: { arg: 1, oneOf: [TIOCSTI, TIOCLINUX] } },
   { why: 'no personality flags beyond the harmless ones (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, ...)', syscalls: ['personality'], errno: EPERM, when: { arg: 0, noneOf: HARMLESS_PERSONALITIES } },

@@ -7,6 +7,8 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
@@ -33,6 +35,7 @@ static const char *name(int e) {
   switch (e) {
     case EPERM: return "EPERM";
     case ENOSYS: return "ENOSYS";
+    case EMFILE: return "EMFILE";
     case EAFNOSUPPORT: return "EAFNOSUPPORT";
     case EACCES: return "EACCES";
     case ESRCH: return "ESRCH";
@@ -151,6 +154,47 @@ int main(int argc, char **argv) {
     while ((e = readdir(d)))
       if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d)) printf("%s ", e->d_name);
     puts("");
+    return 0;
+  }
+  if (!strcmp(c, "io-setup")) {
+    unsigned long ctx = 0;
+    return report(syscall(SYS_io_setup, arg[0] ? atoi(arg) : 128, &ctx));
+  }
+  if (!strcmp(c, "inotify-many")) {
+    /* Create ARG inotify instances (or until it fails), report how many, then hold them. */
+    int n = 0, want = atoi(arg);
+    while (n < want && inotify_init1(IN_CLOEXEC) >= 0) n++;
+    printf("%d %s\n", n, n == want ? "ok" : name(errno));
+    fflush(stdout);
+    pause();
+    return 0;
+  }
+  if (!strcmp(c, "inotify-one")) return report(inotify_init1(IN_CLOEXEC));
+  if (!strcmp(c, "tcp-hog")) {
+    /* ARG connections over lo whose peer never reads; fill them; print the bytes queued; hold them. */
+    int n = atoi(arg), l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 4096) < 0 || getsockname(l, (struct sockaddr *)&a, &len) < 0) return report(-1);
+    static char buf[1 << 16];
+    long long queued = 0;
+    for (int i = 0; i < n; i++) {
+      int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      if (s < 0) break;
+      connect(s, (struct sockaddr *)&a, sizeof a);
+      struct pollfd p = {.fd = s, .events = POLLOUT};
+      poll(&p, 1, 1000);
+      int peer = accept(l, NULL, NULL);
+      (void)peer; /* accepted, never read */
+      for (int k = 0; k < 4096; k++) {
+        ssize_t w = send(s, buf, sizeof buf, MSG_DONTWAIT);
+        if (w <= 0) break;
+        queued += w;
+      }
+    }
+    printf("%lld\n", queued);
+    fflush(stdout);
+    pause();
     return 0;
   }
   if (!strcmp(c, "hog")) {

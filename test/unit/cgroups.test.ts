@@ -43,6 +43,7 @@ describe('cgroup layout', () => {
     const limits = { memory_mb: 256, pids: 100, cpu_percent: 50 };
     expect(limitFiles({ path: '/x', controllers: ['memory', 'pids', 'cpu'], version: 1 }, limits)).toEqual([
       ['memory.limit_in_bytes', String(256 * 1024 * 1024)],
+      ['memory.kmem.tcp.limit_in_bytes', String(256 * 1024 * 1024)],
       ['pids.max', '100'],
       ['cpu.cfs_period_us', '100000'],
       ['cpu.cfs_quota_us', '50000'],
@@ -59,7 +60,7 @@ describe('cgroup layout', () => {
     const limits = { memory_mb: 64, pids: 10, cpu_percent: 100 };
     expect(limitFiles({ path: '/x', controllers: ['memory'], version: 2 }, limits, 'session')).toContainEqual(['memory.oom.group', '1']);
     expect(limitFiles({ path: '/x', controllers: ['memory'], version: 2 }, limits, 'process')).not.toContainEqual(['memory.oom.group', '1']);
-    expect(limitFiles({ path: '/x', controllers: ['memory'], version: 1 }, limits, 'session').map(([f]) => f)).toEqual(['memory.limit_in_bytes']);
+    expect(limitFiles({ path: '/x', controllers: ['memory'], version: 1 }, limits, 'session').map(([f]) => f)).toEqual(['memory.limit_in_bytes', 'memory.kmem.tcp.limit_in_bytes']);
   });
 
   it('names the v1 memory directory to watch for OOM events', () => {
