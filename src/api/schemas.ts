@@ -105,6 +105,8 @@ export const sessionSchema = z.object({
   created_at: z.string(),
   updated_at: z.string(),
   last_error: z.string().nullable(),
+  /** The uid that created it (null: created before sessions had owners). */
+  owner_uid: z.number().int().nullable(),
   /** The secrets it declared (names only; values never leave the store but into the session). */
   secrets: z.object({ auth: z.array(z.string()), env_tokens: z.array(z.string()) }),
   /** How the session's init ended, once it has: an exit code or a signal. */
@@ -206,3 +208,23 @@ export const refreshAuthReply = z.object({
   /** Declared, but no longer in the store: the session keeps what it has. */
   missing: z.array(z.string()),
 });
+
+// ---- the audit trail (enclave events) -----------------------------------
+
+export const auditEventSchema = z.object({
+  id: z.number().int(),
+  time: z.string(),
+  caller_uid: z.number().int(),
+  caller_gid: z.number().int().nullable(),
+  caller_pid: z.number().int().nullable(),
+  via: z.enum(['socket', 'tcp']),
+  action: z.string(),
+  session_id: z.string().nullable(),
+  decision: z.enum(['allow', 'deny']),
+  rule: z.string(),
+  /** Exec: the command; attach: the role; create: the name; the secret store: the name. */
+  detail: z.string().nullable(),
+});
+export type AuditEvent = z.infer<typeof auditEventSchema>;
+
+export const eventListSchema = z.object({ events: z.array(auditEventSchema) });

@@ -4,7 +4,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { z } from 'zod';
 import { formatZodError } from '../api/errors.js';
-import { createSessionRequest, refreshAuthReply, sessionListSchema, sessionRef, sessionSchema } from '../api/schemas.js';
+import { createSessionRequest, eventListSchema, refreshAuthReply, sessionListSchema, sessionRef, sessionSchema } from '../api/schemas.js';
 import { looksSecret, SECRET_ENV_HINT } from '../secrets/names.js';
 import { authCommand } from './auth.js';
 import { call, CliError, expect, socketPath } from './client.js';
@@ -30,6 +30,8 @@ const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave auth set NAME                      value from stdin (a hidden prompt on a terminal)
   enclave auth list [--json]
   enclave auth remove NAME
+  enclave events [--session ID|NAME] [--since TIME] [--limit N] [--json]
+                                             the audit trail; TIME is ISO 8601 or 30s, 10m, 2h, 7d ago
   enclave doctor [--json]
 
 The socket defaults to $ENCLAVE_SOCKET, else /run/enclave/enclave.sock.
@@ -68,6 +70,14 @@ function parsePublish(spec: string): { host_ip: string; host_port: number; sessi
   const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5}):(\d{1,5})$/.exec(spec);
   if (!m) throw new UsageError(`--publish: '${spec}' is not [127.0.0.1:]HOSTPORT:SESSIONPORT`);
   return { host_ip: m[1] ?? '127.0.0.1', host_port: Number(m[2]), session_port: Number(m[3]) };
+}
+
+/** --since: an ISO 8601 time, or a duration ago (30s, 10m, 2h, 7d). */
+function sinceTime(v: string): string {
+  const m = /^(\d+)([smhd])$/.exec(v);
+  if (m) return new Date(Date.now() - Number(m[1]) * { s: 1e3, m: 6e4, h: 36e5, d: 864e5 }[m[2] as 's' | 'm' | 'h' | 'd']).toISOString();
+  if (!Number.isNaN(Date.parse(v)) && /^\d{4}-\d{2}-\d{2}T/.test(v)) return new Date(v).toISOString();
+  throw new UsageError(`--since: '${v}' is neither an ISO 8601 time (2026-12-02T10:00:00Z) nor a duration like 30s, 10m, 2h, 7d`);
 }
 
 /** --env K=V values, checked before they are sent: secrets have their own path. */
@@ -240,6 +250,23 @@ async function main(argv: string[]): Promise<number> {
       return daemon(rest);
     case 'doctor':
       return doctor(rest);
+    case 'events': {
+      const { values } = parse(rest, { session: { type: 'string' }, since: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } }, false);
+      const q = new URLSearchParams();
+      if (values.session) q.set('session', ref(values.session, 'events'));
+      if (values.since) q.set('since', sinceTime(values.since));
+      if (values.limit) q.set('limit', String(intFlag(values.limit, 'limit')));
+      const r = expect(await call(socketPath(values.socket), 'GET', `/v1/events${q.size ? `?${q}` : ''}`), 200, eventListSchema);
+      process.stdout.write(
+        values.json
+          ? json(r.events)
+          : table(
+              ['TIME', 'UID', 'VIA', 'ACTION', 'SESSION', 'DECISION', 'RULE', 'DETAIL'],
+              r.events.map((e) => [e.time, String(e.caller_uid), e.via, e.action, e.session_id ?? '-', e.decision, e.rule, e.detail ?? '']),
+            ),
+      );
+      return 0;
+    }
     case 'auth': {
       const { values, positionals } = parse(rest.slice(1), { json: { type: 'boolean' } });
       return authCommand(rest[0], positionals, { socket: socketPath(values.socket), json: values.json ?? false });

@@ -2,6 +2,7 @@
 // file (config.example.toml documents the same keys) may set any subset.
 import { z } from 'zod';
 import { providersConfig } from '../secrets/providers.js';
+import { ruleSchema } from '../access/policy.js';
 
 const absolutePath = z.string().regex(/^\/[^\0\n\t]*$/, 'must be an absolute path');
 const cgroupName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be a single path component of [A-Za-z0-9_.-]');
@@ -116,6 +117,21 @@ export const configSchema = z
         /** Concurrent exec streams (piped or --tty) into one session, and from one caller (uid, or the TCP token). More get 429. */
         max_exec_streams_per_session: z.number().int().min(1).max(AGENT_MAX_EXECS).default(64),
         max_exec_streams_per_caller: z.number().int().min(1).max(100_000).default(256),
+      })
+      .strict()
+      .prefault({}),
+    access: z
+      .object({
+        /** Who may do what besides root (see the README): deny wins; no rule, no access. */
+        rules: z.array(ruleSchema).max(1024).default([]),
+        /** The uid a TCP (browser page) caller acts as: its bearer token stands for this user. */
+        tcp_uid: z.number().int().min(0).max(4294967294).default(0),
+        /** Audit events kept (newest); older ones are pruned. */
+        keep_events: z.number().int().min(100).max(100_000_000).default(100_000),
+        /** State-changing calls (create, destroy, refresh-auth, auth set/remove) per minute per non-root uid. */
+        rate_per_minute: z.number().int().min(1).max(1_000_000).default(120),
+        /** Live sessions one non-root uid may own. */
+        max_sessions_per_uid: z.number().int().min(0).max(100_000).default(16),
       })
       .strict()
       .prefault({}),

@@ -16,6 +16,8 @@ import { Consoles } from './attach.js';
 import { ListenAuth } from './listenAuth.js';
 import { StreamLimits } from './streams.js';
 import { DaemonLocks, LockError } from './locks.js';
+import { AuditLog } from '../access/audit.js';
+import { AccessGuard } from '../access/guard.js';
 import { SecretStore } from '../secrets/store.js';
 import { SessionSecrets } from '../secrets/sessionSecrets.js';
 import { providerTable } from '../secrets/providers.js';
@@ -88,7 +90,9 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
     consoles.ensure(row).catch((e: Error) => log.child({ session: row.id }).error({ err: e.message }, 'cannot start the kept console'));
   }
   const streams = new StreamLimits(config.api);
-  const { server, closeClients } = createApiServer({ config, sessions, consoles, log, streams });
+  const audit = new AuditLog(db, config.access.keep_events);
+  const access = new AccessGuard(config.access, audit, log);
+  const { server, closeClients } = createApiServer({ config, sessions, consoles, log, streams, access, audit });
   const sockDir = dirname(config.socket);
   // Created if missing, never re-moded: on /tmp a chmod would strip the sticky bit.
   // One we create is 0755 whatever our umask (0077 would lock socket_gid members out).
@@ -110,7 +114,7 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
     const [host, port] = [config.listen.slice(0, config.listen.lastIndexOf(':')), Number(config.listen.slice(config.listen.lastIndexOf(':') + 1))];
     const tokenFile = join(config.state_dir, 'listen-token');
     const auth = new ListenAuth(ListenAuth.createToken(tokenFile), host, port);
-    tcp = createApiServer({ config, sessions, consoles, log, streams, auth });
+    tcp = createApiServer({ config, sessions, consoles, log, streams, access, audit, auth });
     await new Promise<void>((resolve, reject) => {
       tcp!.server.once('error', (e) => reject(new StartupError(`cannot listen on ${config.listen}: ${e.message}`)));
       tcp!.server.listen(port, host, () => resolve());

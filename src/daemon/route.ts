@@ -7,6 +7,10 @@ import type { SessionManager } from '../sessions/lifecycle.js';
 import type { Consoles } from './attach.js';
 import type { ListenAuth } from './listenAuth.js';
 import type { StreamLimits } from './streams.js';
+import type { AccessGuard, Caller } from '../access/guard.js';
+import type { AuditLog } from '../access/audit.js';
+
+export type { Caller };
 
 export interface Context {
   config: Config;
@@ -15,11 +19,11 @@ export interface Context {
   log: Logger;
   /** Shared by every listener. */
   streams: StreamLimits;
+  access: AccessGuard;
+  audit: AuditLog;
   /** Present on the TCP listener only. */
   auth?: ListenAuth;
 }
-
-export type Caller = { uid: number | 'token' };
 
 export interface Request {
   req: IncomingMessage;

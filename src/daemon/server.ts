@@ -8,7 +8,8 @@ import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ApiError, REASON, zodToApiError } from '../api/errors.js';
 import { attachQuery, createSessionRequest, execQuery } from '../api/schemas.js';
-import { AUTH_ROUTES, requireRootForSecrets } from './authRoutes.js';
+import { AUTH_ROUTES } from './authRoutes.js';
+import { EVENT_ROUTES } from './eventRoutes.js';
 import { parseRef } from './params.js';
 import type { Caller, Context, Route } from './route.js';
 import { servePage } from './page.js';
@@ -30,13 +31,17 @@ function admit(ctx: Context, req: IncomingMessage, url: URL, upgrade: boolean): 
     ctx.auth.checkOrigin(req);
     if (upgrade) ctx.auth.checkUpgrade(req, url);
     else ctx.auth.checkBearer(req);
-    return { uid: 'token' };
+    // The bearer token stands for a configured user; the policy applies to it.
+    return { uid: ctx.config.access.tcp_uid, gids: [], pid: null, via: 'tcp' };
   }
   const cred = callerOf(req.socket as Socket);
   authorize(cred, ctx.config.socket_gid);
-  return { uid: cred.uid };
+  return { uid: cred.uid, gids: [cred.gid, ...(cred.groups ?? [])], pid: cred.pid, via: 'socket' };
 }
 
+
+/** Whose exec and attach streams these are, for the per-caller cap. */
+const streamKey = (c: Caller) => (c.via === 'tcp' ? 'token' : `uid ${c.uid}`);
 
 const consoleInfo = (ctx: Context) => (id: string) => ctx.consoles.info(id);
 
@@ -60,9 +65,11 @@ const ROUTES: Route[] = [
   {
     method: 'GET',
     path: /^\/v1\/sessions$/,
-    handle: (ctx, { res, url }) => {
+    handle: (ctx, { res, url, caller }) => {
+      ctx.access.check(caller, 'session.list');
       const all = url.searchParams.get('all');
-      sendJson(res, 200, { sessions: ctx.sessions.list(all === '1' || all === 'true', consoleInfo(ctx)) });
+      const mine = ctx.sessions.list(all === '1' || all === 'true', consoleInfo(ctx)).filter((s) => ctx.access.visible(caller, s));
+      sendJson(res, 200, { sessions: mine });
     },
   },
   {
@@ -71,9 +78,13 @@ const ROUTES: Route[] = [
     handle: async (ctx, { req, res, caller }) => {
       const parsed = createSessionRequest.safeParse(await readJsonBody(req));
       if (!parsed.success) throw zodToApiError(parsed.error, 'session create request');
-      if (parsed.data.auth?.length || parsed.data.env_tokens?.length) requireRootForSecrets(caller, 'create a session with secrets');
+      ctx.access.check(caller, 'session.create', undefined, parsed.data.name ?? null);
+      if (parsed.data.auth?.length || parsed.data.env_tokens?.length) {
+        ctx.access.check(caller, 'auth.use', undefined, [...(parsed.data.auth ?? []), ...(parsed.data.env_tokens ?? [])].join(','));
+      }
+      ctx.access.checkSessionCap(caller, ctx.sessions.countOwnedBy(caller.uid));
       ctx.log.info({ caller: caller.uid, name: parsed.data.name, auth: parsed.data.auth, env_tokens: parsed.data.env_tokens }, 'create session');
-      let session = await ctx.sessions.create(parsed.data);
+      let session = await ctx.sessions.create(parsed.data, caller.uid);
       if (parsed.data.console) {
         const row = ctx.sessions.resolve(session.id);
         await ctx.consoles.ensure(row);
@@ -85,19 +96,25 @@ const ROUTES: Route[] = [
   {
     method: 'GET',
     path: /^\/v1\/sessions\/([^/]+)$/,
-    handle: (ctx, { res, params }) => sendJson(res, 200, ctx.sessions.toApi(ctx.sessions.resolve(parseRef(params[0]!)), consoleInfo(ctx))),
+    handle: (ctx, { res, params, caller }) => {
+      const row = ctx.sessions.resolve(parseRef(params[0]!));
+      ctx.access.check(caller, 'session.show', row);
+      sendJson(res, 200, ctx.sessions.toApi(row, consoleInfo(ctx)));
+    },
   },
   {
     method: 'DELETE',
     path: /^\/v1\/sessions\/([^/]+)$/,
     handle: async (ctx, { res, params, caller }) => {
       const row = ctx.sessions.resolve(parseRef(params[0]!));
+      ctx.access.check(caller, 'session.destroy', row);
       ctx.log.info({ caller: caller.uid, session: row.id }, 'destroy session');
       await ctx.sessions.destroy(row.id);
       res.writeHead(204).end();
     },
   },
   ...AUTH_ROUTES,
+  ...EVENT_ROUTES,
 ];
 
 const UPGRADE_PATH = /^\/v1\/sessions\/([^/]+)\/(exec|attach)$/;
@@ -203,9 +220,11 @@ export function createApiServer(ctx: Context): ApiServer {
       }
       const q = attachQuery.safeParse(Object.fromEntries([...url.searchParams.entries()].filter(([k]) => k !== 'ticket')));
       if (!q.success) throw zodToApiError(q.error, 'attach query');
+      const { role, resume, cols, rows } = q.data;
+      ctx.access.check(caller, 'session.attach', row, `role ${role}`);
       if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
       ctx.consoles.admit(row.id);
-      const { role, resume, cols, rows } = q.data;
+      ctx.streams.holdCaller(streamKey(caller), socket);
       const size = cols && rows ? { cols, rows } : undefined;
       const console = await ctx.consoles.ensure(row, size);
       // A console outlives its viewers: nothing to end if this one went away.
@@ -223,8 +242,9 @@ export function createApiServer(ctx: Context): ApiServer {
       ...Object.fromEntries([...url.searchParams.entries()].filter(([k]) => !['command', 'env', 'ticket'].includes(k))),
     });
     if (!q.success) throw zodToApiError(q.error, 'exec query');
+    ctx.access.check(caller, 'session.exec', row, `${q.data.tty ? 'tty ' : ''}${q.data.command.join(' ')}`);
     const agent = ctx.sessions.agentFor(row);
-    ctx.streams.hold(row.id, caller.uid === 'token' ? 'token' : `uid ${caller.uid}`, socket);
+    ctx.streams.hold(row.id, streamKey(caller), socket);
     if (q.data.tty) {
       const { cols, rows } = q.data;
       const size = cols && rows ? { cols, rows } : undefined;

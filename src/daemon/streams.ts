@@ -1,4 +1,4 @@
-// Concurrent exec streams, per session and per caller. Each one holds pipes
+// Concurrent exec streams per session, and exec and attach streams per caller. Each one holds pipes
 // or a pty, a command slot in the session's init and event-loop time, so a
 // caller opening a thousand of them could starve everyone else: past either
 // cap a request is refused with 429 before anything is started.
@@ -18,18 +18,27 @@ export class StreamLimits {
 
   /** Take a slot for this session and caller, or throw 429; it is given back when `socket` closes. */
   hold(sessionId: string, caller: string, socket: Duplex): void {
-    const s = this.bySession.get(sessionId) ?? 0;
+    this.take(sessionId, caller, socket);
+  }
+
+  /** A stream that counts against its caller only (an attach: sessions cap their viewers themselves). */
+  holdCaller(caller: string, socket: Duplex): void {
+    this.take(null, caller, socket);
+  }
+
+  private take(sessionId: string | null, caller: string, socket: Duplex): void {
+    const s = sessionId === null ? 0 : (this.bySession.get(sessionId) ?? 0);
     const c = this.byCaller.get(caller) ?? 0;
-    if (s >= this.caps.max_exec_streams_per_session) {
+    if (sessionId !== null && s >= this.caps.max_exec_streams_per_session) {
       throw new ApiError('too_many', `session ${sessionId} already has ${s} exec streams (api.max_exec_streams_per_session)`);
     }
     if (c >= this.caps.max_exec_streams_per_caller) {
-      throw new ApiError('too_many', `caller ${caller} already has ${c} exec streams open (api.max_exec_streams_per_caller)`);
+      throw new ApiError('too_many', `caller ${caller} already has ${c} exec and attach streams open (api.max_exec_streams_per_caller)`);
     }
-    this.bySession.set(sessionId, s + 1);
+    if (sessionId !== null) this.bySession.set(sessionId, s + 1);
     this.byCaller.set(caller, c + 1);
     socket.once('close', () => {
-      this.drop(this.bySession, sessionId);
+      if (sessionId !== null) this.drop(this.bySession, sessionId);
       this.drop(this.byCaller, caller);
     });
   }

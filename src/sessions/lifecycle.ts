@@ -211,7 +211,12 @@ export class SessionManager {
     };
   }
 
-  async create(req: CreateSessionRequest): Promise<Session> {
+  /** Live sessions a uid owns (the per-uid cap). */
+  countOwnedBy(uid: number): number {
+    return this.store.countLiveOwnedBy(uid);
+  }
+
+  async create(req: CreateSessionRequest, ownerUid = 0): Promise<Session> {
     if (this.store.countLive() >= this.config.sessions.max_sessions) {
       throw new ApiError('exhausted', `the daemon already runs ${this.config.sessions.max_sessions} sessions (sessions.max_sessions)`);
     }
@@ -240,6 +245,7 @@ export class SessionManager {
         addresses: network === 'bridge' ? { first: subnet.first, last: subnet.last } : undefined,
         publish: req.publish ?? [],
         keepConsole: req.console ?? false,
+        ownerUid,
       });
     } catch (e) {
       if (e instanceof SlotsExhaustedError || e instanceof AddressesExhaustedError) throw new ApiError('exhausted', e.message);

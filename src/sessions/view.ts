@@ -39,6 +39,7 @@ export function toApi(row: SessionRow, deps: ViewDeps, consoles: ConsoleInfo = N
     created_at: row.created_at,
     updated_at: row.updated_at,
     last_error: row.last_error,
+    owner_uid: row.owner_uid,
     secrets: deps.store.secretNamesOf(row.id),
     exit: row.exit_code === null && row.exit_signal === null ? null : { code: row.exit_code, signal: row.exit_signal },
   };

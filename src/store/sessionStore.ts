@@ -30,6 +30,8 @@ const rowSchema = z.object({
   exit_signal: z.number().int().nullable(),
   /** Set with state 'stopping' when the daemon itself ends the session (OOM, failed publish): it ends 'failed'. */
   stop_reason: z.string().nullable(),
+  /** The uid that created it (null: a session of a daemon before access control). */
+  owner_uid: z.number().int().nullable(),
 });
 export type SessionRow = z.infer<typeof rowSchema>;
 
@@ -87,6 +89,11 @@ export class SessionStore {
     return this.db.prepare(`SELECT * FROM sessions WHERE state IN (${marks}) ORDER BY created_at, rowid`).all(...states).map((r) => this.parse(r));
   }
 
+  countLiveOwnedBy(uid: number): number {
+    const r = this.db.prepare(`SELECT count(*) AS n FROM sessions WHERE owner_uid = ? AND state IN ('creating','running','stopping')`).get(uid) as { n: number };
+    return r.n;
+  }
+
   countLive(): number {
     const r = this.db.prepare(`SELECT count(*) AS n FROM sessions WHERE state IN ('creating','running','stopping')`).get() as { n: number };
     return r.n;
@@ -107,6 +114,7 @@ export class SessionStore {
     addresses?: { first: number; last: number } | undefined;
     publish?: PublishedPort[];
     keepConsole?: boolean;
+    ownerUid: number;
   }): SessionRow {
     const now = new Date().toISOString();
     this.db
@@ -121,10 +129,10 @@ export class SessionStore {
         if (!free) throw new SlotsExhaustedError(`all ${args.slots} ID-range slots are in use`);
         this.db
           .prepare(
-            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console)
-             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?)`,
+            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid)
+             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
-          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0);
+          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.ownerUid);
         this.db.prepare('INSERT INTO id_slots (slot, session_id) VALUES (?, ?)').run(free.slot, args.id);
         if (args.addresses) {
           const { first, last } = args.addresses;

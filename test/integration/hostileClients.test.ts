@@ -193,7 +193,7 @@ describe.skipIf(!isRoot)('hostile clients (root)', () => {
     held.push(...four.map((r) => r.ws));
     const caller = await openExec('other');
     expect(caller.status).toBe(429);
-    expect(caller.message).toMatch(/caller uid 0 already has 12 exec streams open \(api.max_exec_streams_per_caller\)/);
+    expect(caller.message).toMatch(/caller uid 0 already has 12 exec and attach streams open \(api.max_exec_streams_per_caller\)/);
 
     // A burst of refused requests: health keeps answering while it lasts.
     const burst = Promise.all(Array.from({ length: 300 }, () => openExec('target')));

@@ -1,0 +1,42 @@
+// The audit trail: one row per access decision, in SQLite, under its own
+// retention limit (access.keep_events). Statements are prepared once; old
+// rows go in batches, never by a scan.
+import type Database from 'better-sqlite3';
+import type { AuditEvent } from '../api/schemas.js';
+
+const PRUNE_EVERY = 1000;
+
+export class AuditLog {
+  private readonly insert: Database.Statement;
+  private readonly prune: Database.Statement;
+  private sincePrune = 0;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly keep: number,
+  ) {
+    this.insert = db.prepare(
+      `INSERT INTO events (time, caller_uid, caller_gid, caller_pid, via, action, session_id, decision, rule, detail)
+       VALUES (@time, @caller_uid, @caller_gid, @caller_pid, @via, @action, @session_id, @decision, @rule, @detail)`,
+    );
+    this.prune = db.prepare('DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?');
+    this.prune.run(keep);
+  }
+
+  record(e: Omit<AuditEvent, 'id' | 'time'>): void {
+    this.insert.run({ ...e, time: new Date().toISOString(), detail: e.detail === null ? null : e.detail.slice(0, 1024) });
+    if (++this.sincePrune >= PRUNE_EVERY) {
+      this.sincePrune = 0;
+      this.prune.run(this.keep);
+    }
+  }
+
+  list(filter: { session?: string | undefined; since?: string | undefined; limit: number }): AuditEvent[] {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (filter.session) where.push('session_id = ?'), args.push(filter.session);
+    if (filter.since) where.push('time >= ?'), args.push(filter.since);
+    const sql = `SELECT * FROM (SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?) ORDER BY id`;
+    return this.db.prepare(sql).all(...args, filter.limit) as AuditEvent[];
+  }
+}

@@ -1,0 +1,79 @@
+// The access policy applied: every decision on an API action is made here,
+// recorded in the audit trail, and a refusal is a 403 (policy) or a 429
+// (abuse limits) naming what refused it. Root is never rate limited.
+import type { Logger } from 'pino';
+import { ApiError } from '../api/errors.js';
+import type { AuditLog } from './audit.js';
+import { decide, type Action, type Rule } from './policy.js';
+
+export interface Caller {
+  uid: number;
+  /** Primary and supplementary gids (empty over TCP). */
+  gids: number[];
+  pid: number | null;
+  via: 'socket' | 'tcp';
+}
+
+export interface AccessConfig {
+  rules: Rule[];
+  rate_per_minute: number;
+  max_sessions_per_uid: number;
+}
+
+/** Calls that change state: the ones the per-uid rate limit counts. */
+const MUTATING: ReadonlySet<Action> = new Set(['session.create', 'session.destroy', 'session.refresh-auth', 'auth.set', 'auth.remove']);
+
+export class AccessGuard {
+  /** Per uid: tokens left and when they were last topped up. */
+  private readonly buckets = new Map<number, { tokens: number; at: number }>();
+
+  constructor(
+    private readonly config: AccessConfig,
+    private readonly audit: AuditLog,
+    private readonly log: Logger,
+  ) {}
+
+  private record(caller: Caller, action: Action, sessionId: string | null, allow: boolean, rule: string, detail: string | null): void {
+    this.audit.record({ caller_uid: caller.uid, caller_gid: caller.gids[0] ?? null, caller_pid: caller.pid, via: caller.via, action, session_id: sessionId, decision: allow ? 'allow' : 'deny', rule, detail });
+  }
+
+  /** Decide, record, and throw unless allowed. `session` is the target, if any. */
+  check(caller: Caller, action: Action, session?: { id: string; owner_uid: number | null }, detail: string | null = null): void {
+    const d = decide(this.config.rules, caller, action, session ? session.owner_uid : undefined);
+    if (d.allow && MUTATING.has(action) && caller.uid !== 0 && !this.take(caller.uid)) {
+      this.record(caller, action, session?.id ?? null, false, 'access.rate_per_minute', detail);
+      throw new ApiError('too_many', `uid ${caller.uid} made more than ${this.config.rate_per_minute} state-changing calls in a minute (access.rate_per_minute)`);
+    }
+    this.record(caller, action, session?.id ?? null, d.allow, d.rule, detail);
+    if (!d.allow) {
+      this.log.info({ uid: caller.uid, action, session: session?.id, rule: d.rule }, 'access denied');
+      const why = d.rule === 'default' ? 'no access rule allows it (non-root callers are denied by default)' : `access rule ${d.rule} denies it`;
+      throw new ApiError('forbidden', `uid ${caller.uid} may not ${action}${session ? ` on session ${session.id}` : ''}: ${why}`);
+    }
+  }
+
+  /** Whether a listed session is one the caller may see (the list call itself is checked and recorded once). */
+  visible(caller: Caller, session: { owner_uid: number | null }): boolean {
+    return decide(this.config.rules, caller, 'session.list', session.owner_uid).allow;
+  }
+
+  /** The per-uid cap on live sessions, at create (root has none). */
+  checkSessionCap(caller: Caller, owned: number): void {
+    if (caller.uid === 0 || owned < this.config.max_sessions_per_uid) return;
+    this.record(caller, 'session.create', null, false, 'access.max_sessions_per_uid', null);
+    throw new ApiError('too_many', `uid ${caller.uid} already owns ${owned} live sessions (access.max_sessions_per_uid)`);
+  }
+
+  /** A token bucket per uid: rate_per_minute calls, refilled continuously. */
+  private take(uid: number): boolean {
+    const now = Date.now();
+    const cap = this.config.rate_per_minute;
+    const b = this.buckets.get(uid) ?? { tokens: cap, at: now };
+    b.tokens = Math.min(cap, b.tokens + ((now - b.at) / 60_000) * cap);
+    b.at = now;
+    this.buckets.set(uid, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+}

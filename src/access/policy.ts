@@ -1,0 +1,76 @@
+// Who may do what: rules per uid and per gid, per action, with a `self`
+// scope for a caller's own sessions. Root is always allowed; deny wins over
+// allow; a non-root caller no rule allows is denied. Pure: the decision and
+// the rule that made it, for the audit trail.
+import { z } from 'zod';
+
+export const ACTIONS = [
+  'session.create',
+  'session.list',
+  'session.show',
+  'session.exec',
+  'session.attach',
+  'session.destroy',
+  'session.refresh-auth',
+  'auth.set',
+  'auth.list',
+  'auth.remove',
+  /** Declaring secrets (--auth, --env-token) at create. */
+  'auth.use',
+  'events.list',
+] as const;
+export type Action = (typeof ACTIONS)[number];
+
+const actionPattern = z
+  .string()
+  .refine((a) => a === '*' || (ACTIONS as readonly string[]).includes(a) || (a.endsWith('.*') && ACTIONS.some((x) => x.startsWith(a.slice(0, -1)))), {
+    message: `must be an action (${ACTIONS.join(', ')}), a family like session.* or auth.*, or *`,
+  });
+
+const id = z.number().int().min(0).max(4294967294);
+
+export const ruleSchema = z
+  .object({
+    /** A label for the audit trail; rules[i] if absent. */
+    name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 of [A-Za-z0-9_.-]').optional(),
+    uids: z.array(id).max(1024).default([]),
+    gids: z.array(id).max(1024).default([]),
+    actions: z.array(actionPattern).min(1).max(64),
+    /** self: only sessions the caller owns (create and list: its own). */
+    scope: z.enum(['self', 'all']).default('all'),
+    effect: z.enum(['allow', 'deny']).default('allow'),
+  })
+  .strict()
+  .refine((r) => r.uids.length + r.gids.length > 0, 'names no uid and no gid: it would match nobody');
+export type Rule = z.infer<typeof ruleSchema>;
+
+export interface Principal {
+  uid: number;
+  gids: number[];
+}
+
+export interface Decision {
+  allow: boolean;
+  /** What decided: "root", the rule's name or rules[i], or "default". */
+  rule: string;
+}
+
+const matches = (pattern: string, action: Action) => pattern === '*' || pattern === action || (pattern.endsWith('.*') && action.startsWith(pattern.slice(0, -1)));
+
+/**
+ * `owner` is the target session's owner uid; undefined when there is no
+ * target session (create, list, the secret store, events).
+ */
+export function decide(rules: readonly Rule[], who: Principal, action: Action, owner?: number | null): Decision {
+  if (who.uid === 0) return { allow: true, rule: 'root' };
+  const label = (r: Rule, i: number) => r.name ?? `rules[${i}]`;
+  const applicable = rules
+    .map((r, i) => ({ r, i }))
+    .filter(({ r }) => (r.uids.includes(who.uid) || r.gids.some((g) => who.gids.includes(g))) && r.actions.some((a) => matches(a, action)));
+  const inScope = (r: Rule) => r.scope === 'all' || owner === undefined || owner === who.uid;
+  const deny = applicable.find(({ r }) => r.effect === 'deny' && inScope(r));
+  if (deny) return { allow: false, rule: label(deny.r, deny.i) };
+  const allow = applicable.find(({ r }) => r.effect === 'allow' && inScope(r));
+  if (allow) return { allow: true, rule: label(allow.r, allow.i) };
+  return { allow: false, rule: 'default' };
+}

@@ -1,0 +1,155 @@
+// Access control, ownership, audit and abuse limits (issue 13): a non-root
+// caller is denied by default; a rule lets it act on its own sessions only;
+// deny wins; root can do anything; every decision is an audit event listed
+// by `enclave events`; per-uid caps and rate limits answer 429.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { CLI, isRoot, TestDaemon } from './harness.js';
+
+const GID = 48215; // a group nobody on the machine has
+const NOBODY = 65534;
+
+/** The enclave CLI as uid 65534 with the socket group. */
+function cliAsNobody(socket: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${GID}`, process.execPath, CLI, '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Raw requests as uid 65534, one connection each, from one process: [status, body] per request. */
+function requestsAsNobody(socket: string, reqs: { method: string; path: string; body?: unknown; upgrade?: boolean }[]): [number, string][] {
+  const py = `import socket,sys,json
+out=[]
+for r in json.loads(sys.stdin.read()):
+    s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+    b=(json.dumps(r["body"]) if "body" in r else "").encode()
+    h="%s %s HTTP/1.1\\r\\nHost: enclave\\r\\nConnection: %s\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\n" % (r["method"], r["path"], "Upgrade" if r.get("upgrade") else "close", len(b))
+    if r.get("upgrade"): h+="Upgrade: websocket\\r\\nSec-WebSocket-Version: 13\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Protocol: v5.channel.k8s.io\\r\\n"
+    s.sendall((h+"\\r\\n").encode()+b)
+    data=b""
+    while b"\\r\\n\\r\\n" not in data:
+        c=s.recv(65536)
+        if not c: break
+        data+=c
+    head,_,body=data.partition(b"\\r\\n\\r\\n")
+    s.settimeout(0.5)
+    try:
+        while True:
+            c=s.recv(65536)
+            if not c: break
+            body+=c
+    except Exception: pass
+    out.append([int(head.split(b" ")[1]), body.decode(errors="replace")])
+    s.close()
+print(json.dumps(out))`;
+  const r = spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${GID}`, '/usr/bin/python3', '-c', py, socket], { input: JSON.stringify(reqs), encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`requests as uid ${NOBODY} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as [number, string][];
+}
+
+describe.skipIf(!isRoot)('access control and audit (root)', () => {
+  const d = new TestDaemon({ topConfig: `socket_gid = ${GID}\n` });
+  beforeAll(async () => {
+    await d.start();
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  const events = async (args: string[] = []) =>
+    JSON.parse((await d.cli(['events', '--json', ...args])).stdout) as { caller_uid: number; action: string; session_id: string | null; decision: string; rule: string; detail: string | null }[];
+
+  it('denies a non-root caller by default, and says why', async () => {
+    const list = await cliAsNobody(d.socket, ['session', 'list']);
+    expect(list.code).toBe(1);
+    expect(list.stderr).toContain(`uid ${NOBODY} may not session.list: no access rule allows it (non-root callers are denied by default)`);
+    const create = await cliAsNobody(d.socket, ['session', 'create', '--name', 'sneaky']);
+    expect(create.code).toBe(1);
+    expect(create.stderr).toMatch(/may not session.create/);
+    const denied = (await events()).filter((e) => e.caller_uid === NOBODY);
+    expect(denied.map((e) => [e.action, e.decision, e.rule])).toEqual([
+      ['session.list', 'deny', 'default'],
+      ['session.create', 'deny', 'default'],
+    ]);
+  });
+
+  it('with a rule, lets it create and use its own sessions only; deny wins; root can do anything', async () => {
+    await d.stop();
+    d.reconfigure({
+      topConfig: `socket_gid = ${GID}\n`,
+      extraConfig:
+        `[access]\nmax_sessions_per_uid = 2\nrate_per_minute = 20\n` +
+        `[[access.rules]]\nname = "nobody-own"\nuids = [${NOBODY}]\nactions = ["session.*"]\nscope = "self"\n` +
+        `[[access.rules]]\nname = "no-destroy"\ngids = [${GID}]\nactions = ["session.destroy"]\neffect = "deny"\n`,
+    });
+    await d.start();
+    const root = await d.create({ name: 'roots' });
+    const made = await cliAsNobody(d.socket, ['session', 'create', '--name', 'mine', '--json']);
+    expect(made.code).toBe(0);
+    const mine = JSON.parse(made.stdout) as { id: string; owner_uid: number };
+    expect(mine.owner_uid).toBe(NOBODY);
+    expect(root.owner_uid).toBe(0);
+
+    const own = await cliAsNobody(d.socket, ['session', 'exec', 'mine', '--', 'sh', '-c', 'echo inside $(hostname)']);
+    expect(own.stdout).toBe('inside mine\n');
+    const listed = JSON.parse((await cliAsNobody(d.socket, ['session', 'list', '--json'])).stdout) as { name: string }[];
+    expect(listed.map((s) => s.name)).toEqual(['mine']);
+
+    // Not its own: show, exec, attach and destroy are refused before anything happens.
+    const [show, exec, attach, destroy] = requestsAsNobody(d.socket, [
+      { method: 'GET', path: '/v1/sessions/roots' },
+      { method: 'GET', path: '/v1/sessions/roots/exec?command=id', upgrade: true },
+      { method: 'GET', path: '/v1/sessions/roots/attach', upgrade: true },
+      { method: 'DELETE', path: '/v1/sessions/roots' },
+    ]);
+    for (const [status, body] of [show!, exec!, attach!]) {
+      expect(status).toBe(403);
+      expect(body).toContain(`on session ${root.id}: no access rule allows it`);
+    }
+    // Deny wins: the group rule refuses destroy even of its own session.
+    expect(destroy![0]).toBe(403);
+    const ownDestroy = await cliAsNobody(d.socket, ['session', 'destroy', 'mine']);
+    expect(ownDestroy.stderr).toContain(`may not session.destroy on session ${mine.id}: access rule no-destroy denies it`);
+    expect((await d.show('roots')).state).toBe('running');
+    // Root: anything, including the other user's session.
+    expect((await d.sh('mine', 'echo root-in')).stdout).toBe('root-in\n');
+
+    // Each decision is an audit event, with the command or role.
+    const trail = await events();
+    const ofNobody = trail.filter((e) => e.caller_uid === NOBODY);
+    expect(ofNobody).toContainEqual(expect.objectContaining({ action: 'session.exec', session_id: mine.id, decision: 'allow', rule: 'nobody-own', detail: 'sh -c echo inside $(hostname)' }));
+    expect(ofNobody).toContainEqual(expect.objectContaining({ action: 'session.attach', session_id: root.id, decision: 'deny', rule: 'default', detail: 'role rw' }));
+    expect(ofNobody).toContainEqual(expect.objectContaining({ action: 'session.destroy', session_id: mine.id, decision: 'deny', rule: 'no-destroy' }));
+    expect(trail).toContainEqual(expect.objectContaining({ caller_uid: 0, action: 'session.exec', session_id: mine.id, decision: 'allow', rule: 'root' }));
+    // Filtered by session, and the human table.
+    expect((await events(['--session', 'roots'])).every((e) => e.session_id === root.id)).toBe(true);
+    const table = await d.cli(['events', '--since', '10m']);
+    expect(table.stdout.split('\n')[0]).toMatch(/^TIME\s+UID\s+VIA\s+ACTION\s+SESSION\s+DECISION\s+RULE\s+DETAIL/);
+    expect(table.stdout).toContain('no-destroy');
+    // The audit trail itself is root's.
+    expect((await cliAsNobody(d.socket, ['events'])).stderr).toMatch(/may not events.list/);
+  });
+
+  it('caps live sessions per uid and rate-limits state-changing calls with 429, while health answers', async () => {
+    // It owns one; the cap is two.
+    const [second] = requestsAsNobody(d.socket, [{ method: 'POST', path: '/v1/sessions', body: { name: 'mine2' } }]);
+    expect(second![0]).toBe(201);
+    const burst = requestsAsNobody(
+      d.socket,
+      Array.from({ length: 25 }, () => ({ method: 'POST', path: '/v1/sessions', body: {} })),
+    );
+    const health = await d.api('GET', '/v1/health');
+    expect(health.status).toBe(200);
+    const statuses = burst.map(([s]) => s);
+    expect(new Set(statuses)).toEqual(new Set([429]));
+    expect(burst[0]![1]).toContain(`uid ${NOBODY} already owns 2 live sessions (access.max_sessions_per_uid)`);
+    expect(burst[burst.length - 1]![1]).toContain('state-changing calls in a minute (access.rate_per_minute)');
+    // Root is neither capped nor rate limited.
+    expect((await d.api('POST', '/v1/sessions', { name: 'root2' })).status).toBe(201);
+  });
+});

@@ -1,0 +1,47 @@
+// The access policy, as a pure function: root, deny wins, self scope, gid
+// matches, families of actions, and rules the config refuses.
+import { describe, expect, it } from 'vitest';
+import { decide, ruleSchema, type Rule } from '../../src/access/policy.js';
+
+const rule = (r: Record<string, unknown>): Rule => ruleSchema.parse(r);
+
+describe('access policy', () => {
+  const rules = [
+    rule({ name: 'devs-own', gids: [2000], actions: ['session.*'], scope: 'self' }),
+    rule({ name: 'ops', uids: [1001], actions: ['*'] }),
+    rule({ name: 'no-destroy', uids: [1002], actions: ['session.destroy'], effect: 'deny' }),
+    rule({ uids: [1002], actions: ['session.destroy', 'session.show'] }),
+  ];
+  const dev = { uid: 1002, gids: [2000] };
+
+  it('always allows root, and denies anyone no rule allows', () => {
+    expect(decide([], { uid: 0, gids: [] }, 'session.destroy', 5)).toEqual({ allow: true, rule: 'root' });
+    expect(decide(rules, { uid: 4242, gids: [4242] }, 'session.list')).toEqual({ allow: false, rule: 'default' });
+  });
+
+  it('limits a self rule to the caller’s own sessions (create and list have no target)', () => {
+    expect(decide(rules, dev, 'session.exec', 1002)).toEqual({ allow: true, rule: 'devs-own' });
+    expect(decide(rules, dev, 'session.exec', 7)).toEqual({ allow: false, rule: 'default' });
+    expect(decide(rules, dev, 'session.exec', null)).toEqual({ allow: false, rule: 'default' });
+    expect(decide(rules, dev, 'session.create')).toEqual({ allow: true, rule: 'devs-own' });
+    expect(decide(rules, dev, 'auth.set')).toEqual({ allow: false, rule: 'default' });
+  });
+
+  it('lets a deny win over any allow', () => {
+    expect(decide(rules, dev, 'session.destroy', 1002)).toEqual({ allow: false, rule: 'no-destroy' });
+    expect(decide(rules, dev, 'session.show', 7)).toEqual({ allow: true, rule: 'rules[3]' });
+  });
+
+  it('matches * and families', () => {
+    expect(decide(rules, { uid: 1001, gids: [] }, 'events.list')).toEqual({ allow: true, rule: 'ops' });
+    expect(decide(rules, { uid: 1001, gids: [] }, 'auth.remove')).toEqual({ allow: true, rule: 'ops' });
+  });
+
+  it('refuses rules that match nobody or name no action', () => {
+    expect(ruleSchema.safeParse({ actions: ['session.list'] }).success).toBe(false);
+    expect(ruleSchema.safeParse({ uids: [1], actions: ['session.nuke'] }).success).toBe(false);
+    expect(ruleSchema.safeParse({ uids: [1], actions: ['box.*'] }).success).toBe(false);
+    expect(ruleSchema.safeParse({ uids: [1], actions: ['auth.*'], scope: 'mine' }).success).toBe(false);
+    expect(ruleSchema.safeParse({ uids: [1], actions: [] }).success).toBe(false);
+  });
+});
