@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'forbidden'
   | 'exhausted'
+  | 'insufficient_storage'
   | 'confinement_failed'
   | 'internal';
 
@@ -29,6 +30,7 @@ const STATUS: Record<ErrorCode, number> = {
   internal: 500,
   confinement_failed: 500,
   exhausted: 503,
+  insufficient_storage: 507,
 };
 
 export const REASON: Record<number, string> = {
@@ -43,6 +45,7 @@ export const REASON: Record<number, string> = {
   429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
+  507: 'Insufficient Storage',
 };
 
 /** The helper step that failed, as fields a client can act on without parsing the message. */

@@ -91,7 +91,7 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   }
   const streams = new StreamLimits(config.api);
   const audit = new AuditLog(db, config.access.keep_events);
-  const access = new AccessGuard(config.access, audit, log);
+  const access = new AccessGuard(config.access, audit, log, config.state_dir);
   const { server, closeClients } = createApiServer({ config, sessions, consoles, log, streams, access, audit });
   const sockDir = dirname(config.socket);
   // Created if missing, never re-moded: on /tmp a chmod would strip the sticky bit.

@@ -34,6 +34,7 @@ import { sweepOrphanCgroups, sweepOrphanLinks } from './reconcile.js';
 import { NO_CONSOLE, toApi, type ConsoleInfo } from './view.js';
 import { ExitWatches } from './watches.js';
 import { describeFailure, errnoName, launchInit } from './launch.js';
+import { diskFullMessage, isDiskFull } from '../store/diskFull.js';
 import type { CreateSecrets, SessionSecrets } from '../secrets/sessionSecrets.js';
 
 export interface ManagerOptions {
@@ -194,7 +195,7 @@ export class SessionManager {
             ? `was told to stop by signal ${told} from outside the daemon`
             : `exited with code ${status.code}`;
     this.log.child({ session: id }).warn({ status }, 'session init exited unexpectedly');
-    if (status) this.store.recordExit(id, status.code, status.signal);
+    if (status) this.bestEffort(id, () => this.store.recordExit(id, status.code, status.signal));
     await this.release(row, 'failed', `the session init ${how}`);
   }
 
@@ -248,6 +249,7 @@ export class SessionManager {
         ownerUid,
       });
     } catch (e) {
+      if (isDiskFull(e, this.config.state_dir)) throw new ApiError('insufficient_storage', `session not created: ${diskFullMessage(this.config.state_dir)}`);
       if (e instanceof SlotsExhaustedError || e instanceof AddressesExhaustedError) throw new ApiError('exhausted', e.message);
       if (e instanceof PortTakenError) throw new ApiError('conflict', e.message, 'publish');
       if (e instanceof Error && /UNIQUE constraint failed: sessions\.name/.test(e.message)) {
@@ -297,9 +299,11 @@ export class SessionManager {
     } catch (e) {
       this.counters.createFailures++;
       if (e instanceof ApiError && e.code === 'conflict') throw e; // already destroyed
-      const message = e instanceof ApiError ? e.message : `session ${row.id} could not be created: ${(e as Error).message}`;
+      const full = isDiskFull(e, this.config.state_dir);
+      const message = e instanceof ApiError ? e.message : `session ${row.id} could not be created: ${full ? diskFullMessage(this.config.state_dir) : (e as Error).message}`;
       log.error({ err: message }, 'session create failed');
-      await this.release(this.store.get(row.id)!, 'failed', message);
+      await this.release(row, 'failed', message);
+      if (full) throw new ApiError('insufficient_storage', message);
       throw e instanceof ApiError ? e : new ApiError('confinement_failed', message);
     }
   }
@@ -319,7 +323,8 @@ export class SessionManager {
         await this.release(row, row.state); // harmless again; frees anything left
         return;
       }
-      this.store.markStopping(id, failure);
+      // On a full disk the intent cannot be recorded: the destroy goes ahead anyway.
+      this.bestEffort(id, () => this.store.markStopping(id, failure));
       await this.stopInit(id);
       await this.release(this.store.get(id)!, failure ? 'failed' : 'stopped', failure);
       this.counters.destroys++;
@@ -345,12 +350,15 @@ export class SessionManager {
       this.watches.signal(id, 9); // the kernel kills the whole PID namespace with its init
     }
     const status = await exited;
-    if (status) this.store.recordExit(id, status.code, status.signal);
+    if (status) this.bestEffort(id, () => this.store.recordExit(id, status.code, status.signal));
   }
 
   /**
    * Kill whatever is left in the session's cgroups, remove them, give the ID
-   * slot back and record the final state. Idempotent.
+   * slot back and record the final state. Idempotent. The kernel comes first
+   * and needs no write to the state dir, so a full disk never leaves a
+   * session's processes, cgroups or link behind; a final state that cannot be
+   * written yet is retried until it can (see settleLater).
    */
   private async release(row: SessionRow, state: 'stopped' | 'failed', lastError?: string): Promise<void> {
     this.agents.drop(row.id);
@@ -366,13 +374,11 @@ export class SessionManager {
     for (const obj of objects) {
       if (!ours.has(`${obj.kind} ${obj.ref}`)) {
         this.log.child({ session: row.id }).warn({ kind: obj.kind, ref: obj.ref }, 'ignored a kernel object this daemon does not own');
-        this.store.forgetKernelObject(row.id, obj.kind, obj.ref);
         continue;
       }
       if (obj.kind === 'veth') {
         // Usually gone with the session's netns; the kernel may still be tearing it down.
         addon().deleteLink(obj.ref);
-        this.store.forgetKernelObject(row.id, obj.kind, obj.ref);
         continue;
       }
       for (;;) {
@@ -381,11 +387,50 @@ export class SessionManager {
         if (Date.now() > deadline) throw new ApiError('internal', `cgroup ${obj.ref} of session ${row.id} still has processes`);
         await sleep(5);
       }
-      this.store.forgetKernelObject(row.id, obj.kind, obj.ref);
     }
     rmSync(this.sessionDir(row.id), { recursive: true, force: true });
-    this.store.finish(row.id, state, lastError);
+    try {
+      this.store.settle(row.id, state, lastError);
+    } catch (e) {
+      if (!isDiskFull(e, this.config.state_dir)) throw e;
+      this.settleLater(row.id, state, lastError);
+      return;
+    }
     this.pruneHistory();
+  }
+
+  /** A write that a full disk may refuse without stopping what is under way (it is logged). */
+  private bestEffort(id: string, write: () => void): void {
+    try {
+      write();
+    } catch (e) {
+      if (!isDiskFull(e, this.config.state_dir)) throw e;
+      this.log.child({ session: id }).warn({ state_dir: this.config.state_dir }, 'the state dir is full: a state change was not recorded');
+    }
+  }
+
+  /** Final states the full disk would not take, retried every few seconds until it does. */
+  private readonly unsettled = new Map<string, { state: 'stopped' | 'failed'; lastError: string | undefined }>();
+  private settleTimer: NodeJS.Timeout | undefined;
+
+  private settleLater(id: string, state: 'stopped' | 'failed', lastError: string | undefined): void {
+    this.unsettled.set(id, { state, lastError });
+    this.log.child({ session: id }).error({ state_dir: this.config.state_dir }, 'the state dir is full: the session is gone from the kernel, its final state is written once there is space');
+    this.settleTimer ??= setInterval(() => {
+      for (const [sid, u] of this.unsettled) {
+        try {
+          this.store.settle(sid, u.state, u.lastError);
+          this.unsettled.delete(sid);
+          this.log.child({ session: sid }).info({ state: u.state }, 'final state written');
+        } catch (e) {
+          if (!isDiskFull(e, this.config.state_dir)) this.logFailure(sid, 'cannot write the final state', e as Error);
+          return;
+        }
+      }
+      clearInterval(this.settleTimer);
+      this.settleTimer = undefined;
+    }, 2000);
+    this.settleTimer.unref();
   }
 
   private pruneHistory(): void {

@@ -8,6 +8,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../native/addon.js';
 import { migrate, readMigrations } from './migrations.js';
+import { diskFullMessage, isDiskFull } from './diskFull.js';
 
 export const migrationsDir = join(repoRoot, 'migrations');
 
@@ -43,11 +44,17 @@ export function openDatabase(stateDir: string): Database.Database {
   } catch (e) {
     db?.close();
     const message = (e as Error).message;
-    const full = /disk is full|SQLITE_FULL/i.test(message) ? `the disk holding ${stateDir} is full` : message;
+    const full = isDiskFull(e, stateDir) ? diskFullMessage(stateDir) : message;
     throw new StateError(`${path}: ${full}. The daemon will not start on it: move it aside to start with empty state (its sessions are then not re-adopted), or restore a backup`);
   }
   // New files (the database, its WAL and shared memory) are created by us: root's only.
   for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
-  migrate(db, readMigrations(migrationsDir));
+  try {
+    migrate(db, readMigrations(migrationsDir));
+  } catch (e) {
+    db.close();
+    if (isDiskFull(e, stateDir)) throw new StateError(`${path}: ${diskFullMessage(stateDir)}. The daemon will not start until it can write its state`);
+    throw e;
+  }
   return db;
 }

@@ -205,10 +205,6 @@ export class SessionStore {
     return this.db.prepare('SELECT kind, ref FROM kernel_objects WHERE session_id = ? ORDER BY ref').all(id) as KernelObject[];
   }
 
-  forgetKernelObject(sessionId: string, kind: KernelObject['kind'], ref: string): void {
-    this.db.prepare('DELETE FROM kernel_objects WHERE session_id = ? AND kind = ? AND ref = ?').run(sessionId, kind, ref);
-  }
-
   leaseOf(id: string): number | undefined {
     const r = this.db.prepare('SELECT address FROM ip_leases WHERE session_id = ?').get(id) as { address: number } | undefined;
     return r?.address;
@@ -218,10 +214,11 @@ export class SessionStore {
     return this.db.prepare('SELECT host_ip, host_port, session_port FROM published_ports WHERE session_id = ? ORDER BY host_ip, host_port').all(id) as PublishedPort[];
   }
 
-  /** Final state, with the slot, lease and ports given back, in one transaction. */
-  finish(id: string, state: 'stopped' | 'failed', lastError?: string): void {
+  /** Final state, with the slot, lease, ports and kernel-object records given back, in one transaction. */
+  settle(id: string, state: 'stopped' | 'failed', lastError?: string): void {
     this.db
       .transaction(() => {
+        this.db.prepare('DELETE FROM kernel_objects WHERE session_id = ?').run(id);
         this.db.prepare('DELETE FROM id_slots WHERE session_id = ?').run(id);
         this.db.prepare('DELETE FROM ip_leases WHERE session_id = ?').run(id);
         this.db.prepare('DELETE FROM published_ports WHERE session_id = ?').run(id);

@@ -85,6 +85,8 @@ export function sweepEarlierRuns(): void {
   sweepStaleLocks();
   for (const e of readdirSync(RUNS_DIR)) {
     if (!/^\d+x[0-9a-f]+$/.test(e) || alive(runOwner(e))) continue;
+    // A test that mounted something in its run dir (a small tmpfs as a full disk) and was killed.
+    for (const m of mountsUnder(join(RUNS_DIR, e)).reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
     const pidFile = join(RUNS_DIR, e, 'daemon.pid');
     if (existsSync(pidFile)) {
       const pid = Number(readFileSync(pidFile, 'utf8'));
@@ -92,6 +94,14 @@ export function sweepEarlierRuns(): void {
     }
     rmSync(join(RUNS_DIR, e), { recursive: true, force: true });
   }
+}
+
+/** Mount points at or below dir, outermost first. */
+export function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m === dir || m.startsWith(`${dir}/`));
 }
 
 /** Lock files nobody holds (their daemon was killed): removed, and the directory if it is empty. */
@@ -358,6 +368,7 @@ export class TestDaemon {
     spawnSync(process.execPath, [CLI, 'daemon', '--cleanup', '--config', this.configPath], { stdio: 'ignore' });
     spawnSync('ip', ['link', 'del', this.bridge], { stdio: 'ignore' });
     nft(`table inet ${this.nftTable}\ndelete table inet ${this.nftTable}\n`);
+    for (const m of mountsUnder(this.dir).reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
     rmSync(this.dir, { recursive: true, force: true });
     sweepStaleLocks();
     try {
