@@ -506,8 +506,13 @@ static void kill_child(void) {
  * and drop privileges and load a seccomp filter inside them? */
 static int probe(void) {
   long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | SIGCHLD;
+  /* As sessions are made: by an unprivileged effective uid (see become_owner). */
+  const uid_t probe_uid = 100000;
+  if (prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) < 0 || setresgid(-1, probe_uid, -1) < 0 || setresuid(-1, probe_uid, -1) < 0)
+    fail_step(1, STEP_CLONE, errno, "take an unprivileged effective uid to create namespaces");
   pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
-  if (pid < 0) fail_step(1, STEP_CLONE, errno, "clone with all session namespaces");
+  if (pid < 0) fail_step(1, STEP_CLONE, errno, "clone with all session namespaces as an unprivileged owner uid");
+  if (pid != 0 && (setresuid(-1, 0, -1) < 0 || setresgid(-1, 0, -1) < 0)) fail_step(1, STEP_CLONE, errno, "return to host root");
   if (pid == 0) {
     unsigned char allow[8] = {0x06, 0, 0, 0, 0x00, 0x00, 0xff, 0x7f}; /* BPF_RET|BPF_K, SECCOMP_RET_ALLOW */
     struct bpf_blob prog = {allow, sizeof allow};

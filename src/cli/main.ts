@@ -32,7 +32,9 @@ const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave auth remove NAME
   enclave events [--session ID|NAME] [--since TIME] [--limit N] [--json]
                                              the audit trail; TIME is ISO 8601 or 30s, 10m, 2h, 7d ago
-  enclave doctor [--json]
+  enclave doctor [--config FILE] [--repair] [--json]
+                                             host checks, database integrity, orphans, lock holders;
+                                             --repair removes the orphans it lists, nothing else
 
 The socket defaults to $ENCLAVE_SOCKET, else /run/enclave/enclave.sock.
 `;
@@ -226,15 +228,27 @@ async function daemon(rest: string[]): Promise<number> {
 }
 
 async function doctor(rest: string[]): Promise<number> {
-  const { values } = parse(rest, { json: { type: 'boolean' } }, false);
-  const checks = await runDoctor(socketPath(values.socket));
+  const { values } = parse(rest, { json: { type: 'boolean' }, config: { type: 'string' }, 'state-dir': { type: 'string' }, repair: { type: 'boolean' } }, false);
+  const { loadConfig } = await import('../config/load.js');
+  const { stateChecks, repair } = await import('./doctorState.js');
+  const config = loadConfig(values.config, { state_dir: values['state-dir'], socket: values.socket });
+  const checks = await runDoctor(socketPath(values.socket ?? config.socket));
+  const state = stateChecks(config);
+  checks.push(...state.checks);
   const ok = confinable(checks);
-  if (values.json) process.stdout.write(json({ confinable: ok, checks }));
+  let left: string[] = [];
+  if (values.repair) left = repair(config, state.orphans);
+  if (values.json) process.stdout.write(json({ confinable: ok, checks, ...(values.repair ? { repaired: state.orphans.length - left.length, left } : {}) }));
   else {
     process.stdout.write(table(['CHECK', 'RESULT', 'DETAIL'], checks.map((c) => [c.name, c.ok ? 'ok' : c.required ? 'FAIL' : 'warn', c.detail])));
     process.stdout.write(ok ? 'sessions can be confined on this host\n' : 'sessions CANNOT be confined on this host\n');
+    if (values.repair) {
+      for (const o of state.orphans) if (!left.includes(`${o.kind} ${o.ref}`)) process.stdout.write(`removed orphan ${o.kind} ${o.ref}\n`);
+      for (const l of left) process.stdout.write(`could not remove ${l}\n`);
+      if (state.orphans.length === 0) process.stdout.write('nothing to repair\n');
+    }
   }
-  return ok ? 0 : 1;
+  return ok && left.length === 0 ? 0 : 1;
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -97,4 +97,32 @@ describe.skipIf(!isRoot)('one owner per resource (root)', () => {
       rmdirSync(foreign);
     }
   });
+
+  it('doctor reports database integrity, orphans and lock holders; --repair removes the orphans and nothing else', async () => {
+    const orphanDirs = a.cgroupDirs().map((p) => join(p, 's-00000abcde'));
+    for (const dir of orphanDirs) mkdirSync(dir);
+    try {
+      const doctor = await a.cli(['doctor', '--config', a.configPath, '--json']);
+      const report = JSON.parse(doctor.stdout) as { checks: { name: string; ok: boolean; detail: string }[] };
+      const check = (name: string) => report.checks.find((c) => c.name === name)!;
+      expect(check('database')).toMatchObject({ ok: true });
+      expect(check('database').detail).toMatch(/integrity ok, schema \d+, 1 live of \d+ sessions/);
+      expect(check('orphans').ok).toBe(false);
+      for (const dir of orphanDirs) expect(check('orphans').detail).toContain(`cgroup ${dir}`);
+      expect(check('locks').detail).toContain(`cgroup parent ${a.cgroupParent}: PID ${a.pid} (state dir ${a.stateDir})`);
+      expect(check('sessions')).toMatchObject({ ok: true });
+
+      const repaired = await a.cli(['doctor', '--config', a.configPath, '--repair']);
+      expect(repaired.code).toBe(0);
+      for (const dir of orphanDirs) {
+        expect(repaired.stdout).toContain(`removed orphan cgroup ${dir}`);
+        expect(existsSync(dir)).toBe(false);
+      }
+      // The live session is untouched.
+      expect(a.cgroupDirs(s.id).length).toBeGreaterThan(0);
+      expect((await a.sh('owned', 'echo still')).stdout).toBe('still\n');
+    } finally {
+      for (const dir of orphanDirs) if (existsSync(dir)) rmdirSync(dir);
+    }
+  });
 });

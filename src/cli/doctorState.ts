@@ -1,0 +1,124 @@
+// `enclave doctor`'s view of the daemon's state, read without the daemon:
+// the database's integrity, kernel objects no row owns (orphans) and rows
+// whose kernel objects are gone, and who holds the resource locks.
+// `--repair` removes the orphans listed, and nothing else.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { SESSION_ID } from '../api/schemas.js';
+import type { Config } from '../config/schema.js';
+import { detectCgroupLayout, killCgroup, parentDirs, removeCgroup, versionOf } from '../isolation/cgroups.js';
+import { addon } from '../native/addon.js';
+import { bridgePorts } from '../network/hostNetwork.js';
+import type { Check } from './doctor.js';
+
+export interface Orphan {
+  kind: 'cgroup' | 'link';
+  ref: string;
+}
+
+interface Row {
+  id: string;
+  state: string;
+  init_pid: number | null;
+}
+
+const LIVE = new Set(['creating', 'running', 'stopping']);
+
+function readRows(path: string): { rows: Row[]; problem?: string; version?: number } {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+    const check = (db.pragma('quick_check', { simple: false }) as { quick_check: string }[]).map((r) => r.quick_check).filter((m) => m !== 'ok');
+    if (check.length) return { rows: [], problem: check.slice(0, 3).join('; ') };
+    const version = (db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number } | undefined)?.v;
+    return { rows: db.prepare('SELECT id, state, init_pid FROM sessions').all() as Row[], version };
+  } catch (e) {
+    return { rows: [], problem: (e as Error).message };
+  } finally {
+    db?.close();
+  }
+}
+
+const alive = (pid: number) => existsSync(`/proc/${pid}`);
+
+/** The checks, and the orphans found (for --repair). */
+export function stateChecks(config: Config): { checks: Check[]; orphans: Orphan[] } {
+  const checks: Check[] = [];
+  const dbPath = join(config.state_dir, 'enclave.db');
+  const { rows, problem, version } = existsSync(dbPath) ? readRows(dbPath) : { rows: [], problem: undefined, version: undefined };
+  if (!existsSync(dbPath)) checks.push({ name: 'database', ok: true, required: false, detail: `${dbPath} does not exist yet (no daemon has run with this state dir)` });
+  else if (problem) checks.push({ name: 'database', ok: false, required: false, detail: `${dbPath}: ${problem}` });
+  else checks.push({ name: 'database', ok: true, required: false, detail: `${dbPath}: integrity ok, schema ${version}, ${rows.filter((r) => LIVE.has(r.state)).length} live of ${rows.length} sessions` });
+
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  const orphans: Orphan[] = [];
+  if (!problem) {
+    const layout = detectCgroupLayout(config.cgroups.root);
+    for (const dir of parentDirs(layout, config.cgroups.parent)) {
+      if (!existsSync(dir)) continue;
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        if (e.isDirectory() && SESSION_ID.test(e.name) && !LIVE.has(byId.get(e.name)?.state ?? '')) orphans.push({ kind: 'cgroup', ref: join(dir, e.name) });
+      }
+    }
+    for (const port of bridgePorts(config.network.bridge)) {
+      if (port.startsWith('ve-') && !LIVE.has(byId.get(`s-${port.slice(3)}`)?.state ?? '')) orphans.push({ kind: 'link', ref: port });
+    }
+    checks.push({
+      name: 'orphans',
+      ok: orphans.length === 0,
+      required: false,
+      detail: orphans.length === 0 ? 'no cgroup or link without a live session' : `${orphans.map((o) => `${o.kind} ${o.ref}`).join(', ')} (enclave doctor --repair removes them)`,
+    });
+    const gone = rows.filter((r) => r.state === 'running' && (r.init_pid === null || !alive(r.init_pid)));
+    checks.push({
+      name: 'sessions',
+      ok: gone.length === 0,
+      required: false,
+      detail: gone.length === 0 ? 'every running session has its init' : `running in the database but their init is gone: ${gone.map((r) => r.id).join(', ')} (the daemon marks them failed at its next start)`,
+    });
+  }
+
+  const holders: string[] = [];
+  if (existsSync(config.locks_dir)) {
+    for (const f of readdirSync(config.locks_dir).sort()) {
+      const path = join(config.locks_dir, f);
+      const probe = addon().lockFile(path, '{}');
+      if (probe >= 0) {
+        addon().unlockFile(path, probe); // nobody held it: a stale file, now gone
+        continue;
+      }
+      try {
+        const h = JSON.parse(readFileSync(path, 'utf8')) as { pid: number; state_dir: string; resource: string };
+        holders.push(`${h.resource}: PID ${h.pid} (state dir ${h.state_dir})`);
+      } catch {
+        holders.push(`${f}: held`);
+      }
+    }
+  }
+  checks.push({ name: 'locks', ok: true, required: false, detail: holders.length ? holders.join('; ') : `nothing is locked under ${config.locks_dir} (no daemon runs)` });
+  if (config.sessions.rootfs === '/') {
+    checks.push({ name: 'rootfs', ok: false, required: false, detail: 'sessions.rootfs is the host\'s whole "/": sessions can read every world-readable host file; hide what they must not see with sessions.hide' });
+  }
+  return { checks, orphans };
+}
+
+/** Remove exactly these orphans; what could not be removed is returned. */
+export function repair(config: Config, orphans: Orphan[]): string[] {
+  const layout = detectCgroupLayout(config.cgroups.root);
+  const left: string[] = [];
+  for (const o of orphans) {
+    if (o.kind === 'link') {
+      if (!addon().deleteLink(o.ref) && existsSync(`/sys/class/net/${o.ref}`)) left.push(`link ${o.ref}`);
+      continue;
+    }
+    let removed = false;
+    for (let i = 0; i < 100 && !removed; i++) {
+      killCgroup(o.ref, versionOf(layout, o.ref));
+      removed = removeCgroup(o.ref);
+      if (!removed) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+    if (!removed) left.push(`cgroup ${o.ref}`);
+  }
+  return left;
+}
