@@ -120,7 +120,7 @@ export const errorBodySchema = z.object({
   error: z.object({ code: z.string(), message: z.string(), field: z.string().optional(), step: z.string().optional(), errno: z.number().int().optional() }),
 });
 
-export const healthSchema = z.object({ status: z.literal('ok'), version: z.string(), sessions: z.number().int() });
+export const healthSchema = z.object({ status: z.literal('ok'), version: z.string(), sessions: z.number().int(), pid: z.number().int() });
 
 const flag = z
   .enum(['1', '0', 'true', 'false'])

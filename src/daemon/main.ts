@@ -18,6 +18,7 @@ import { StreamLimits } from './streams.js';
 import { DaemonLocks, LockError } from './locks.js';
 import { AuditLog } from '../access/audit.js';
 import { AccessGuard } from '../access/guard.js';
+import { ServiceManager } from './serviceManager.js';
 import { SecretStore } from '../secrets/store.js';
 import { SessionSecrets } from '../secrets/sessionSecrets.js';
 import { providerTable } from '../secrets/providers.js';
@@ -68,6 +69,7 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   const log = pino({ level: config.log_level, base: { pid: process.pid }, redact: ['*.token', '*.secret', '*.authorization'] });
   if (process.getuid?.() !== 0) throw new StartupError('the daemon must run as root (it creates namespaces, cgroups and ID mappings)');
   process.umask(0o077);
+  const manager = new ServiceManager(log);
   // Session inits re-parent to us when their helper exits, so we reap them.
   addon().setChildSubreaper();
 
@@ -121,11 +123,14 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
     });
     log.info({ listen: config.listen, token_file: tokenFile }, 'browser page listening');
   }
+  // Only now: the database was checked, sessions re-adopted, every listener is up.
+  manager.ready();
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       log.info('stopping; sessions keep running');
+      manager.stopping();
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       closeClients();

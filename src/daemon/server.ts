@@ -51,7 +51,7 @@ const ROUTES: Route[] = [
   {
     method: 'GET',
     path: /^\/v1\/health$/,
-    handle: (ctx, { res }) => sendJson(res, 200, { status: 'ok', version: VERSION, sessions: ctx.sessions.countLive() }),
+    handle: (ctx, { res }) => sendJson(res, 200, { status: 'ok', version: VERSION, sessions: ctx.sessions.countLive(), pid: process.pid }),
   },
   {
     method: 'GET',

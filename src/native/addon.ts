@@ -46,6 +46,8 @@ interface Addon {
   closeFd(fd: number): void;
   /** An exclusive flock on path, with content written into the file: its fd, or -1 if another process holds it. */
   lockFile(path: string, content: string): number;
+  /** One datagram to a service manager's notification socket ("@name": abstract). */
+  notify(socketPath: string, message: string): void;
   /** Unlink a held lock file, then let go of the lock. */
   unlockFile(path: string, fd: number): void;
   /** Is this fd a pty master (ptmx with a pty number)? */
