@@ -45,7 +45,7 @@ export function openDatabase(stateDir: string): Database.Database {
     db?.close();
     const message = (e as Error).message;
     const full = isDiskFull(e, stateDir) ? diskFullMessage(stateDir) : message;
-    throw new StateError(`${path}: ${full}. The daemon will not start on it: move it aside to start with empty state (its sessions are then not re-adopted), or restore a backup`);
+    throw new StateError(`${path}: ${full}. The daemon will not start on it: restore a backup, or move it aside to start with empty state (its sessions are then not re-adopted; \`enclave doctor --repair\` removes their cgroups and links, which nothing owns any more)`);
   }
   // New files (the database, its WAL and shared memory) are created by us: root's only.
   for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);

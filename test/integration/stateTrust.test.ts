@@ -72,6 +72,8 @@ describe.skipIf(!isRoot)('state and socket trust (root)', () => {
     copyFileSync(db(), backup);
     writeFileSync(db(), Buffer.alloc(8192, 0x5a), { mode: 0o600 });
     await expect(d.start()).rejects.toThrow(new RegExp(`${db()}: file is not a database\\. The daemon will not start on it`));
+    // It points to what cleans up after a database that is moved aside.
+    await expect(d.start()).rejects.toThrow(/`enclave doctor --repair` removes their cgroups and links/);
     copyFileSync(backup, db());
     await d.start();
     expect((await d.api('GET', '/v1/health')).status).toBe(200);
