@@ -137,4 +137,16 @@ describe.skipIf(!isRoot)('TCP listener (root)', () => {
   it('never logs the token', () => {
     expect(d.log()).not.toContain(token);
   });
+
+  it('acts for access.tcp_uid: the policy applies to the token, and the audit trail says tcp', async () => {
+    await d.stop();
+    d.reconfigure({ topConfig: `listen = "${base}"\n`, extraConfig: '[terminal]\nmax_viewers_per_session = 2\nping_ms = 200\n[access]\ntcp_uid = 4242\n' });
+    await d.start();
+    token = readFileSync(join(d.stateDir, 'listen-token'), 'utf8').trim();
+    const r = await http('GET', '/v1/sessions', { ...bearer(), host: base });
+    expect(r.status).toBe(403);
+    expect(r.body).toContain('uid 4242 may not session.list');
+    const events = JSON.parse((await d.cli(['events', '--json'])).stdout) as { caller_uid: number; via: string; decision: string }[];
+    expect(events).toContainEqual(expect.objectContaining({ caller_uid: 4242, via: 'tcp', decision: 'deny' }));
+  });
 });
