@@ -167,7 +167,14 @@ static void reap(void) {
     pid_t p = waitpid(-1, &st, WNOHANG);
     if (p < 0 && errno == EINTR) continue;
     /* Like a shell: a session stopped by signal N ends with 128 + N. */
-    if (p < 0 && errno == ECHILD && stopping) _exit(128 + stopping);
+    if (p < 0 && errno == ECHILD && stopping) {
+      /* A daemon that is not our parent (it restarted and re-adopted us)
+       * cannot wait for us: it hears how we end from us. */
+      char code[16];
+      snprintf(code, sizeof code, "%d", 128 + stopping);
+      send_fields(-1, 2, "ending", code);
+      _exit(128 + stopping);
+    }
     if (p <= 0) return;
     for (int i = 0; i < AGENT_MAX_EXECS; i++) {
       struct exec_rec *r = &recs[i];

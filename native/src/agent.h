@@ -18,6 +18,7 @@
  *                   failed ID STEP ERRNO DETAIL
  *                   exited ID CODE SIGNAL
  *                   written ID
+ *                   ending CODE   (the session is stopping; the init exits with CODE)
  *
  * Every command's environment is the daemon's ENV entries, then the plan's
  * exec-phase ops: env NAME VALUE, and env-file NAME PATH (a secret file the

@@ -57,6 +57,7 @@ const message = z.union([
   z.tuple([z.literal('failed'), z.string(), z.string().max(32), num, z.string().max(400)]),
   z.tuple([z.literal('exited'), z.string(), num.pipe(z.number().int().min(-1).max(255)), num.pipe(z.number().int().min(0).max(64))]),
   z.tuple([z.literal('written'), z.string()]),
+  z.tuple([z.literal('ending'), num.pipe(z.number().int().min(129).max(192))]),
 ]);
 
 interface Pending {
@@ -83,7 +84,14 @@ export class SessionAgent {
   constructor(
     private readonly path: string,
     private readonly log: Logger,
+    /** The init said how it is about to end (a daemon that is not its parent learns it no other way). */
+    private readonly onEnding: (code: number) => void = () => undefined,
   ) {}
+
+  /** Connect now, not on the first exec: to hear an adopted init's end. */
+  listen(): void {
+    this.connect();
+  }
 
   private connect(): ControlChannel {
     if (this.channel) return this.channel;
@@ -185,7 +193,7 @@ export class SessionAgent {
 
   private onMessage(fields: string[], fd: number | null): void {
     const m = message.safeParse(fields);
-    const p = m.success ? this.pending.get(m.data[1]) : undefined;
+    const p = m.success && m.data[0] !== 'ending' ? this.pending.get(m.data[1]) : undefined;
     // An fd is only ever expected with the start of a tty command.
     const wantFd = m.success && m.data[0] === 'started' && p?.tty === true && p.onStart !== undefined;
     if (fd !== null && (!wantFd || !addon().isPtyMaster(fd))) {
@@ -199,6 +207,7 @@ export class SessionAgent {
       return;
     }
     const d = m.data;
+    if (d[0] === 'ending') return this.onEnding(d[1]);
     const w = this.writes.get(d[1]);
     if (w) {
       if (d[0] === 'written') w.done();
@@ -242,13 +251,16 @@ export class SessionAgent {
 export class Agents {
   private readonly agents = new Map<string, SessionAgent>();
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly onEnding: (sessionId: string, code: number) => void = () => undefined,
+  ) {}
 
   /** The session's agent; `controlPath` is only asked for when there is none yet. */
   for(sessionId: string, controlPath: () => string): SessionAgent {
     let a = this.agents.get(sessionId);
     if (!a) {
-      a = new SessionAgent(controlPath(), this.log.child({ session: sessionId }));
+      a = new SessionAgent(controlPath(), this.log.child({ session: sessionId }), (code) => this.onEnding(sessionId, code));
       this.agents.set(sessionId, a);
     }
     return a;

@@ -62,6 +62,8 @@ export class SessionManager {
   /** Found on the host at start, the same for every session's plan. */
   private host: HostFacts | undefined;
   private readonly agents: Agents;
+  /** Exit codes inits announced before ending (for the ones this daemon cannot wait for). */
+  private readonly ending = new Map<string, number>();
   readonly counters = { creates: 0, createFailures: 0, destroys: 0 };
 
   /** Running sessions created with --console. */
@@ -76,7 +78,7 @@ export class SessionManager {
     this.log = opts.log;
     this.publisher = opts.publisher;
     this.secrets = opts.secrets;
-    this.agents = new Agents(opts.log);
+    this.agents = new Agents(opts.log, (id, code) => this.ending.set(id, code));
   }
 
   private sessionDir(id: string): string {
@@ -138,6 +140,14 @@ export class SessionManager {
     try {
       this.watch(row.id, row.init_pid, row.init_start_time);
       this.watchOom(row.id);
+      // Not our child: its exit status would be lost, so hear it from the init itself.
+      if (row.plan !== null && row.state === 'running') {
+        try {
+          this.agentFor(row).listen();
+        } catch (e) {
+          this.log.child({ session: row.id }).warn({ err: (e as Error).message }, 'cannot connect to the re-adopted init');
+        }
+      }
       return true;
     } catch {
       return false;
@@ -181,7 +191,12 @@ export class SessionManager {
     await this.destroy(id, 'the session ran out of memory (limits.oom = "session")');
   }
 
-  private async onUnexpectedExit(id: string, status: ExitStatus | null): Promise<void> {
+  private async onUnexpectedExit(id: string, exit: ExitStatus | null): Promise<void> {
+    // An adopted init's announcement may be dispatched just after its exit.
+    if (exit === null && !this.ending.has(id)) await sleep(50);
+    const announced = this.ending.get(id);
+    this.ending.delete(id);
+    const status = exit ?? (announced === undefined ? null : { code: announced, signal: null });
     const row = this.store.get(id);
     if (!row || row.state !== 'running') return;
     // The init ends with 128 + N when signal N from outside the daemon told it to stop the session.

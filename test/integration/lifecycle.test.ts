@@ -186,6 +186,22 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     expect(t.last_error).toBe('the session init was told to stop by signal 15 from outside the daemon');
   });
 
+  it('keeps an adopted session\'s exit reason: the daemon is not its parent, the init tells it', { timeout: 30_000 }, async () => {
+    const s = await d.create({ name: 'adopted-told' });
+    await d.stop();
+    await d.start(); // re-adopted: its init is no child of this daemon
+    process.kill(s.init_pid!, 'SIGTERM');
+    let t = await d.show(s.id);
+    for (let i = 0; i < 300 && t.state === 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      t = await d.show(s.id);
+    }
+    expect(t.state).toBe('failed');
+    expect(t.exit).toEqual({ code: 143, signal: null });
+    expect(t.last_error).toBe('the session init was told to stop by signal 15 from outside the daemon');
+    await d.reapAdopted();
+  });
+
   it('ends on SIGTERM by its shutdown deadline while a destroy is stuck; the session keeps running and the next start finishes the destroy', { timeout: 40_000 }, async () => {
     const s = await d.create({ name: 'stuck' });
     // A v1 freezer cgroup of the test's own: frozen tasks cannot die, not even of SIGKILL, until thawed.
