@@ -16,11 +16,21 @@ describe.skipIf(!isRoot)('service manager notifications (root)', () => {
   beforeAll(async () => {
     await d.start();
     listener = spawn('/usr/bin/python3', ['-u', '-c', 'import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint("bound")\nwhile True:\n    print(s.recv(4096).decode().replace("\\n","|"))', notify]);
-    await new Promise<void>((r) => listener.stdout!.once('data', () => r()));
+    // Whole lines only: a chunk may end mid-line.
+    let pending = '';
+    let bound!: () => void;
+    const isBound = new Promise<void>((r) => (bound = r));
     listener.stdout!.on('data', (c: Buffer) => {
-      for (const line of c.toString().trim().split('\n')) received.push({ message: line, logThen: d.log() });
+      pending += c.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop()!;
+      for (const line of lines) {
+        if (line === 'bound') bound();
+        else if (line !== '') received.push({ message: line, logThen: d.log() });
+      }
       arrived();
     });
+    await isBound;
   });
   afterAll(async () => {
     listener?.kill('SIGKILL');
