@@ -377,6 +377,7 @@ export class SessionManager {
    */
   private async release(row: SessionRow, state: 'stopped' | 'failed', lastError?: string): Promise<void> {
     this.agents.drop(row.id);
+    this.ending.delete(row.id);
     this.publisher.unpublish(row.id);
     this.watches.closeOom(row.id);
     if (this.watches.signal(row.id, 9) || this.watches.watching(row.id)) await this.watches.exited(row.id);
