@@ -478,17 +478,17 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
  * budget, and one of them could exhaust it for the host and all the others.
  * Host root keeps every capability over the namespace (it is an ancestor's),
  * and no host process runs with that uid, which belongs to the session alone.
- * SECBIT_NO_SETUID_FIXUP keeps our capabilities while the euid is not 0.
+ * SECBIT_NO_SETUID_FIXUP keeps our capabilities while the euid is not 0;
+ * the parent is host root again as soon as clone returns.
  */
-static void become_owner(int owner) {
-  if (owner) {
-    uid_t uid = (uid_t)parse_u64(ARG(plan_find(&plan, OP_UID_MAP), 1));
-    gid_t gid = (gid_t)parse_u64(ARG(plan_find(&plan, OP_GID_MAP), 1));
-    if (prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) < 0 || setresgid(-1, gid, -1) < 0 || setresuid(-1, uid, -1) < 0)
-      fail_step(1, STEP_CLONE, errno, "take the session's host uid %u to create its namespaces", uid);
-  } else if (setresuid(-1, 0, -1) < 0 || setresgid(-1, 0, -1) < 0) {
-    fail_step(1, STEP_CLONE, errno, "return to host root after clone");
-  }
+static pid_t clone_as_owner(long flags, uid_t uid, gid_t gid) {
+  if (prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) < 0 || setresgid(-1, gid, -1) < 0 || setresuid(-1, uid, -1) < 0)
+    fail_step(1, STEP_CLONE, errno, "take host uid %u to create the namespaces", uid);
+  /* A NULL stack makes clone behave like fork: copy-on-write, same stack. */
+  pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+  if (pid < 0) fail_step(1, STEP_CLONE, errno, "clone as host uid %u", uid);
+  if (pid > 0 && (setresuid(-1, 0, -1) < 0 || setresgid(-1, 0, -1) < 0)) fail_step(1, STEP_CLONE, errno, "return to host root after clone");
+  return pid;
 }
 
 static pid_t child_pid;
@@ -506,13 +506,8 @@ static void kill_child(void) {
  * and drop privileges and load a seccomp filter inside them? */
 static int probe(void) {
   long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | SIGCHLD;
-  /* As sessions are made: by an unprivileged effective uid (see become_owner). */
-  const uid_t probe_uid = 100000;
-  if (prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) < 0 || setresgid(-1, probe_uid, -1) < 0 || setresuid(-1, probe_uid, -1) < 0)
-    fail_step(1, STEP_CLONE, errno, "take an unprivileged effective uid to create namespaces");
-  pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
-  if (pid < 0) fail_step(1, STEP_CLONE, errno, "clone with all session namespaces as an unprivileged owner uid");
-  if (pid != 0 && (setresuid(-1, 0, -1) < 0 || setresgid(-1, 0, -1) < 0)) fail_step(1, STEP_CLONE, errno, "return to host root");
+  /* As sessions are made: by an unprivileged owner uid (any unused one will do). */
+  pid_t pid = clone_as_owner(flags, 100000, 100000);
   if (pid == 0) {
     unsigned char allow[8] = {0x06, 0, 0, 0, 0x00, 0x00, 0xff, 0x7f}; /* BPF_RET|BPF_K, SECCOMP_RET_ALLOW */
     struct bpf_blob prog = {allow, sizeof allow};
@@ -553,12 +548,8 @@ int main(int argc, char **argv) {
   /* The child starts in the new root: clone gives it our cwd, in its copy of our mount ns. */
   const char *newroot = ARG(plan_find(&plan, OP_ROOTFS), 0);
   if (chdir(newroot) < 0) fail_step(1, STEP_NEWROOT, errno, "chdir %s", newroot);
-  become_owner(1);
   long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
-  /* A NULL stack makes clone behave like fork: copy-on-write, same stack. */
-  pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
-  if (pid < 0) fail_step(1, STEP_CLONE, errno, "clone");
-  if (pid != 0) become_owner(0);
+  pid_t pid = clone_as_owner(flags, (uid_t)parse_u64(ARG(plan_find(&plan, OP_UID_MAP), 1)), (gid_t)parse_u64(ARG(plan_find(&plan, OP_GID_MAP), 1)));
   if (pid == 0) {
     close(go[1]);
     close(report[0]);
