@@ -10,6 +10,7 @@ import type { Config } from '../config/schema.js';
 import { detectCgroupLayout, killCgroup, parentDirs, removeCgroup, versionOf } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
 import { bridgePorts } from '../network/hostNetwork.js';
+import { lockHeld } from '../daemon/locks.js';
 import type { Check } from './doctor.js';
 
 export interface Orphan {
@@ -83,11 +84,7 @@ export function stateChecks(config: Config): { checks: Check[]; orphans: Orphan[
   if (existsSync(config.locks_dir)) {
     for (const f of readdirSync(config.locks_dir).sort()) {
       const path = join(config.locks_dir, f);
-      const probe = addon().lockFile(path, '{}');
-      if (probe >= 0) {
-        addon().unlockFile(path, probe); // nobody held it: a stale file, now gone
-        continue;
-      }
+      if (!lockHeld(path)) continue; // a stale file, now gone
       try {
         const h = JSON.parse(readFileSync(path, 'utf8')) as { pid: number; state_dir: string; resource: string };
         holders.push(`${h.resource}: PID ${h.pid} (state dir ${h.state_dir})`);

@@ -31,6 +31,17 @@ function holderOf(path: string): string {
   }
 }
 
+/**
+ * Whether a live process holds the lock at path. One that nobody holds is a
+ * stale file of a dead holder: probing takes it, and it goes.
+ */
+export function lockHeld(path: string): boolean {
+  const fd = addon().lockFile(path, '{}');
+  if (fd < 0) return true;
+  addon().unlockFile(path, fd);
+  return false;
+}
+
 /** The ID range a config hands out: [first, last]. */
 export function idSpan(config: Config): [number, number] {
   return [config.ids.base, config.ids.base + config.ids.size * config.ids.slots - 1];
@@ -84,12 +95,7 @@ export class DaemonLocks {
         const m = /^ids-(\d+)-(\d+)\.lock$/.exec(f);
         if (!m || Number(m[2]) < first || Number(m[1]) > last) continue;
         const path = join(this.dir, f);
-        // Free means its daemon is gone: a stale file, not an owner.
-        const probe = addon().lockFile(path, JSON.stringify({ ...this.me, resource: 'probe' }));
-        if (probe >= 0) {
-          addon().unlockFile(path, probe);
-          continue;
-        }
+        if (!lockHeld(path)) continue; // its daemon is gone: not an owner
         throw new LockError(`host IDs ${first}-${last} overlap IDs ${m[1]}-${m[2]}, in use by ${holderOf(path)}; refusing to start (configure another ids.base)`);
       }
       this.take(`ids-${first}-${last}.lock`, `host IDs ${first}-${last}`);

@@ -10,6 +10,7 @@ import { call, type Reply } from '../../src/cli/client.js';
 import { addon, repoRoot } from '../../src/native/addon.js';
 import { detectCgroupLayout, killCgroup, removeCgroup, versionOf } from '../../src/isolation/cgroups.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
+import { lockHeld } from '../../src/daemon/locks.js';
 
 export const isRoot = process.getuid?.() === 0;
 export const RUNS_DIR = '/var/tmp/enclave-it';
@@ -107,11 +108,7 @@ export function mountsUnder(dir: string): string[] {
 /** Lock files nobody holds (their daemon was killed): removed, and the directory if it is empty. */
 function sweepStaleLocks(): void {
   if (!existsSync(LOCKS_DIR)) return;
-  for (const f of readdirSync(LOCKS_DIR)) {
-    const path = join(LOCKS_DIR, f);
-    const fd = addon().lockFile(path, '{}');
-    if (fd >= 0) addon().unlockFile(path, fd);
-  }
+  for (const f of readdirSync(LOCKS_DIR)) lockHeld(join(LOCKS_DIR, f));
   try {
     rmdirSync(LOCKS_DIR);
   } catch {
@@ -378,4 +375,54 @@ export class TestDaemon {
       /* other runs still there */
     }
   }
+}
+
+export interface RawRequest {
+  method: string;
+  path: string;
+  body?: unknown;
+  /** Send WebSocket upgrade headers (k8s subprotocol). */
+  upgrade?: boolean;
+}
+
+/**
+ * Raw requests on the daemon's socket as another user, one connection each,
+ * from one process: [status, body] per request; status 0 when the kernel
+ * refused the connect (the socket is 0660 root:socket_gid). A Python client,
+ * so that nothing of this process's identity comes along.
+ */
+export function requestsAs(socket: string, who: { uid: number; groups: number[] }, reqs: RawRequest[]): [number, string][] {
+  const py = `import socket,sys,json
+out=[]
+for r in json.loads(sys.stdin.read()):
+    s=socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(sys.argv[1])
+    except PermissionError:
+        out.append([0, "EACCES"]); continue
+    b=(json.dumps(r["body"]) if "body" in r else "").encode()
+    h="%s %s HTTP/1.1\\r\\nHost: enclave\\r\\nConnection: %s\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\n" % (r["method"], r["path"], "Upgrade" if r.get("upgrade") else "close", len(b))
+    if r.get("upgrade"): h+="Upgrade: websocket\\r\\nSec-WebSocket-Version: 13\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Protocol: v5.channel.k8s.io\\r\\n"
+    s.sendall((h+"\\r\\n").encode()+b)
+    data=b""
+    while b"\\r\\n\\r\\n" not in data:
+        c=s.recv(65536)
+        if not c: break
+        data+=c
+    head,_,body=data.partition(b"\\r\\n\\r\\n")
+    s.settimeout(0.5)
+    try:
+        while True:
+            c=s.recv(65536)
+            if not c: break
+            body+=c
+    except Exception: pass
+    out.append([int(head.split(b" ")[1]), body.decode(errors="replace")])
+    s.close()
+print(json.dumps(out))`;
+  const groups = who.groups.length ? [`--groups=${who.groups.join(',')}`] : ['--clear-groups'];
+  // /usr/bin/python3: the python3 on root's PATH may be a shim other users cannot run.
+  const r = spawnSync('setpriv', [`--reuid=${who.uid}`, `--regid=${who.uid}`, ...groups, '/usr/bin/python3', '-c', py, socket], { input: JSON.stringify(reqs), encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`requests as uid ${who.uid} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as [number, string][];
 }
