@@ -38,16 +38,12 @@ export class AccessGuard {
   /** Fail closed: a decision that cannot be recorded (the state dir's disk is full) is a refusal. */
   private record(caller: Caller, action: Action, sessionId: string | null, allow: boolean, rule: string, detail: string | null): void {
     try {
-      this.write(caller, action, sessionId, allow, rule, detail);
+      this.audit.record({ caller_uid: caller.uid, caller_gid: caller.gids[0] ?? null, caller_pid: caller.pid, via: caller.via, action, session_id: sessionId, decision: allow ? 'allow' : 'deny', rule, detail });
     } catch (e) {
       if (!isDiskFull(e, this.stateDir)) throw e;
       this.log.error({ uid: caller.uid, action, session: sessionId }, 'cannot record an audit event: refusing the call');
       throw new ApiError('insufficient_storage', `cannot record the audit event for ${action}, so it is refused: ${diskFullMessage(this.stateDir)}`);
     }
-  }
-
-  private write(caller: Caller, action: Action, sessionId: string | null, allow: boolean, rule: string, detail: string | null): void {
-    this.audit.record({ caller_uid: caller.uid, caller_gid: caller.gids[0] ?? null, caller_pid: caller.pid, via: caller.via, action, session_id: sessionId, decision: allow ? 'allow' : 'deny', rule, detail });
   }
 
   /** Decide, record, and throw unless allowed. `session` is the target, if any. */

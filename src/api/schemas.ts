@@ -1,6 +1,6 @@
 // Request and response shapes of the HTTP API, shared by daemon and CLI.
 import { z } from 'zod';
-import { envTokenName, looksSecret, MAX_SECRET_BYTES, providerName, secretName, SECRET_ENV_HINT } from '../secrets/names.js';
+import { envTokenName, looksSecret, MAX_SECRET_BYTES, providerName, SECRET_ENV_HINT } from '../secrets/names.js';
 
 export const SESSION_ID = /^s-[0-9a-f]{10}$/;
 export const SESSION_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -165,8 +165,6 @@ export const execStatusSchema = z.object({
 export type ExecStatus = z.infer<typeof execStatusSchema>;
 
 // ---- the secret store (enclave auth) ------------------------------------
-
-export { secretName };
 
 /** PUT /v1/auth/{name}: the value as base64, so any bytes arrive exactly. */
 export const putSecretRequest = z

@@ -2,8 +2,8 @@
 // stdin only (never argv or the environment, which other users can see in
 // /proc): on a terminal, a prompt that does not echo; from a pipe, the bytes
 // as given, less one trailing newline (so `echo "$T" | enclave auth set X` works).
-import { putSecretReply, removeSecretReply, secretListSchema, secretName } from '../api/schemas.js';
-import { valueProblem } from '../secrets/names.js';
+import { putSecretReply, removeSecretReply, secretListSchema } from '../api/schemas.js';
+import { secretName, valueProblem } from '../secrets/names.js';
 import { call, CliError, expect } from './client.js';
 import { json, table } from './output.js';
 

@@ -1,6 +1,7 @@
 // Path parameters of the API, validated before anything is looked up.
 import { ApiError, zodToApiError } from '../api/errors.js';
-import { secretName, sessionRef } from '../api/schemas.js';
+import { sessionRef } from '../api/schemas.js';
+import { secretName } from '../secrets/names.js';
 
 function decoded(raw: string, what: string, field: string): string {
   try {

@@ -224,7 +224,7 @@ export function createApiServer(ctx: Context): ApiServer {
       ctx.access.check(caller, 'session.attach', row, `role ${role}`);
       if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
       ctx.consoles.admit(row.id);
-      ctx.streams.holdCaller(streamKey(caller), socket);
+      ctx.streams.hold(null, streamKey(caller), socket);
       const size = cols && rows ? { cols, rows } : undefined;
       const console = await ctx.consoles.ensure(row, size);
       // A console outlives its viewers: nothing to end if this one went away.

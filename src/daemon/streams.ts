@@ -16,17 +16,12 @@ export class StreamLimits {
 
   constructor(private readonly caps: StreamCaps) {}
 
-  /** Take a slot for this session and caller, or throw 429; it is given back when `socket` closes. */
-  hold(sessionId: string, caller: string, socket: Duplex): void {
-    this.take(sessionId, caller, socket);
-  }
-
-  /** A stream that counts against its caller only (an attach: sessions cap their viewers themselves). */
-  holdCaller(caller: string, socket: Duplex): void {
-    this.take(null, caller, socket);
-  }
-
-  private take(sessionId: string | null, caller: string, socket: Duplex): void {
+  /**
+   * Take a slot for this caller, and for this session unless it is null (an
+   * attach: sessions cap their viewers themselves), or throw 429. The slot is
+   * given back when `socket` closes.
+   */
+  hold(sessionId: string | null, caller: string, socket: Duplex): void {
     const s = sessionId === null ? 0 : (this.bySession.get(sessionId) ?? 0);
     const c = this.byCaller.get(caller) ?? 0;
     if (sessionId !== null && s >= this.caps.max_exec_streams_per_session) {

@@ -286,8 +286,14 @@ export function startFailureError(e: unknown): ApiError | { exitCode: number; me
   const f = e;
   const why = `${f.errno ? errnoName(f.errno) : 'error'} (${f.detail})`;
   if (f.step === 'exec') return { exitCode: f.errno === 2 || f.errno === 20 ? 127 : 126, message: why };
+  if (f.step === 'cwd') return new ApiError('invalid_request', `cwd: ${why}`, 'cwd', { step: f.step, errno: f.errno });
+  return agentError(f, 'start a command');
+}
+
+/** Anything the session's init could not do for us, as the API's error. */
+export function agentError(f: StartFailure, doing: string): ApiError {
+  const why = `${f.errno ? errnoName(f.errno) : 'error'} (${f.detail})`;
   const failed = { step: f.step, errno: f.errno };
-  if (f.step === 'cwd') return new ApiError('invalid_request', `cwd: ${why}`, 'cwd', failed);
-  const message = `the session cannot start a command: step ${f.step} failed: ${why}`;
+  const message = `the session cannot ${doing}: step ${f.step} failed: ${why}`;
   return new ApiError(f.step === 'fork' || f.step === 'stopping' || f.step === 'protocol' ? 'exhausted' : 'internal', message, undefined, failed);
 }

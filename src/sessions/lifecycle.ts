@@ -28,12 +28,12 @@ import { ensureHostNetwork, hostsFile, resolvConf, type HostNetwork } from '../n
 import type { PortPublisher } from '../network/publish.js';
 import { hostnameFor, newSessionId } from './identity.js';
 import { seccompProgram, thermalThrottleMasks } from '../isolation/hardening.js';
-import { Agents, StartFailure, type SessionAgent } from './agent.js';
+import { agentError, Agents, StartFailure, type SessionAgent } from './agent.js';
 import { controlPathFor, newrootDir, planFor, sessionDir, type HostFacts } from './planning.js';
 import { sweepOrphanCgroups, sweepOrphanLinks } from './reconcile.js';
 import { NO_CONSOLE, toApi, type ConsoleInfo } from './view.js';
 import { ExitWatches } from './watches.js';
-import { describeFailure, errnoName, launchInit } from './launch.js';
+import { describeFailure, launchInit } from './launch.js';
 import { diskFullMessage, isDiskFull } from '../store/diskFull.js';
 import type { CreateSecrets, SessionSecrets } from '../secrets/sessionSecrets.js';
 
@@ -520,9 +520,7 @@ export class SessionManager {
     try {
       return await this.secrets.refresh(row.id, agent);
     } catch (e) {
-      if (!(e instanceof StartFailure)) throw e;
-      const why = `step ${e.step} failed: ${e.errno ? errnoName(e.errno) : 'error'} (${e.detail})`;
-      throw new ApiError(e.step === 'protocol' ? 'exhausted' : 'internal', `cannot refresh the secrets of session ${row.id}: ${why}`, undefined, { step: e.step, errno: e.errno });
+      throw e instanceof StartFailure ? agentError(e, 'refresh its secrets') : e;
     }
   }
 
