@@ -3,8 +3,8 @@
 // deny wins; root can do anything; every decision is an audit event listed
 // by `enclave events`; per-uid caps and rate limits answer 429.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync } from 'node:child_process';
-import { CLI, isRoot, TestDaemon } from './harness.js';
+import { spawn } from 'node:child_process';
+import { CLI, isRoot, requestsAs, TestDaemon } from './harness.js';
 
 const GID = 48215; // a group nobody on the machine has
 const NOBODY = 65534;
@@ -19,37 +19,6 @@ function cliAsNobody(socket: string, args: string[]): Promise<{ code: number | n
     p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     p.on('close', (code) => resolve({ code, stdout, stderr }));
   });
-}
-
-/** Raw requests as uid 65534, one connection each, from one process: [status, body] per request. */
-function requestsAsNobody(socket: string, reqs: { method: string; path: string; body?: unknown; upgrade?: boolean }[]): [number, string][] {
-  const py = `import socket,sys,json
-out=[]
-for r in json.loads(sys.stdin.read()):
-    s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-    b=(json.dumps(r["body"]) if "body" in r else "").encode()
-    h="%s %s HTTP/1.1\\r\\nHost: enclave\\r\\nConnection: %s\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\n" % (r["method"], r["path"], "Upgrade" if r.get("upgrade") else "close", len(b))
-    if r.get("upgrade"): h+="Upgrade: websocket\\r\\nSec-WebSocket-Version: 13\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Protocol: v5.channel.k8s.io\\r\\n"
-    s.sendall((h+"\\r\\n").encode()+b)
-    data=b""
-    while b"\\r\\n\\r\\n" not in data:
-        c=s.recv(65536)
-        if not c: break
-        data+=c
-    head,_,body=data.partition(b"\\r\\n\\r\\n")
-    s.settimeout(0.5)
-    try:
-        while True:
-            c=s.recv(65536)
-            if not c: break
-            body+=c
-    except Exception: pass
-    out.append([int(head.split(b" ")[1]), body.decode(errors="replace")])
-    s.close()
-print(json.dumps(out))`;
-  const r = spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${GID}`, '/usr/bin/python3', '-c', py, socket], { input: JSON.stringify(reqs), encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`requests as uid ${NOBODY} failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as [number, string][];
 }
 
 describe.skipIf(!isRoot)('access control and audit (root)', () => {
@@ -101,7 +70,7 @@ describe.skipIf(!isRoot)('access control and audit (root)', () => {
     expect(listed.map((s) => s.name)).toEqual(['mine']);
 
     // Not its own: show, exec, attach and destroy are refused before anything happens.
-    const [show, exec, attach, destroy] = requestsAsNobody(d.socket, [
+    const [show, exec, attach, destroy] = requestsAs(d.socket, { uid: NOBODY, groups: [GID] }, [
       { method: 'GET', path: '/v1/sessions/roots' },
       { method: 'GET', path: '/v1/sessions/roots/exec?command=id', upgrade: true },
       { method: 'GET', path: '/v1/sessions/roots/attach', upgrade: true },
@@ -137,10 +106,11 @@ describe.skipIf(!isRoot)('access control and audit (root)', () => {
 
   it('caps live sessions per uid and rate-limits state-changing calls with 429, while health answers', async () => {
     // It owns one; the cap is two.
-    const [second] = requestsAsNobody(d.socket, [{ method: 'POST', path: '/v1/sessions', body: { name: 'mine2' } }]);
+    const [second] = requestsAs(d.socket, { uid: NOBODY, groups: [GID] }, [{ method: 'POST', path: '/v1/sessions', body: { name: 'mine2' } }]);
     expect(second![0]).toBe(201);
-    const burst = requestsAsNobody(
+    const burst = requestsAs(
       d.socket,
+      { uid: NOBODY, groups: [GID] },
       Array.from({ length: 25 }, () => ({ method: 'POST', path: '/v1/sessions', body: {} })),
     );
     const health = await d.api('GET', '/v1/health');

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import type { Session } from '../../src/api/schemas.js';
 import { isRoot, TestDaemon } from './harness.js';
 
 /** Host PIDs whose real uid lies in [base, base+size). */
@@ -36,6 +37,16 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
   });
 
   const db = () => new Database(join(d.stateDir, 'enclave.db'), { readonly: true, fileMustExist: true });
+
+  /** The session as shown once it is no longer running (or after 10 s). */
+  async function afterRunning(id: string): Promise<Session> {
+    let shown = await d.show(id);
+    for (const deadline = Date.now() + 10_000; shown.state === 'running' && Date.now() < deadline; ) {
+      await new Promise((r) => setTimeout(r, 10));
+      shown = await d.show(id);
+    }
+    return shown;
+  }
 
   it('destroy leaves no process, mount, cgroup, ID slot or live row', async () => {
     const s = await d.create({ name: 'doomed' });
@@ -129,9 +140,7 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
   it('marks a session failed when its init dies behind the daemon, and cleans up', async () => {
     const s = await d.create({ name: 'victim' });
     process.kill(s.init_pid!, 'SIGKILL');
-    const deadline = Date.now() + 10_000;
-    while ((await d.show(s.id)).state === 'running' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    const shown = await d.show(s.id);
+    const shown = await afterRunning(s.id);
     expect(shown.state).toBe('failed');
     expect(shown.last_error).toMatch(/killed by signal 9/);
     expect(d.cgroupDirs(s.id)).toEqual([]);
@@ -160,11 +169,7 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
   it('records how the init ended: a signal from outside is "failed" with the signal; a destroy is "stopped" with the init\'s exit', { timeout: 30_000 }, async () => {
     const killed = await d.create({ name: 'killed' });
     process.kill(killed.init_pid!, 'SIGKILL');
-    let shown = await d.show(killed.id);
-    for (let i = 0; i < 200 && shown.state === 'running'; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-      shown = await d.show(killed.id);
-    }
+    const shown = await afterRunning(killed.id);
     expect(shown.state).toBe('failed');
     expect(shown.exit).toEqual({ code: null, signal: 9 });
     expect((await d.cli(['session', 'show', 'killed'])).stdout).toMatch(/init exit\s+signal 9/);
@@ -176,11 +181,7 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     // SIGTERM from outside the daemon: the session stops, not asked for through Enclave, and says so.
     const told = await d.create({ name: 'told' });
     process.kill(told.init_pid!, 'SIGTERM');
-    let t = await d.show(told.id);
-    for (let i = 0; i < 300 && t.state === 'running'; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-      t = await d.show(told.id);
-    }
+    const t = await afterRunning(told.id);
     expect(t.state).toBe('failed');
     expect(t.exit).toEqual({ code: 143, signal: null });
     expect(t.last_error).toBe('the session init was told to stop by signal 15 from outside the daemon');
@@ -191,11 +192,7 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     await d.stop();
     await d.start(); // re-adopted: its init is no child of this daemon
     process.kill(s.init_pid!, 'SIGTERM');
-    let t = await d.show(s.id);
-    for (let i = 0; i < 300 && t.state === 'running'; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-      t = await d.show(s.id);
-    }
+    const t = await afterRunning(s.id);
     expect(t.state).toBe('failed');
     expect(t.exit).toEqual({ code: 143, signal: null });
     expect(t.last_error).toBe('the session init was told to stop by signal 15 from outside the daemon');

@@ -6,25 +6,12 @@ import { rmdirSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { chmodSync, chownSync, existsSync, mkdirSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { CLI, isRoot, TestDaemon } from './harness.js';
+import { CLI, isRoot, requestsAs, TestDaemon } from './harness.js';
 
 const GID = 48213; // a group nobody on the machine has
 
-/** GET /v1/health over the daemon socket as uid 65534, with the given supplementary groups. */
-function healthAsNobody(socket: string, groups: number[]): number {
-  const py = `import socket,sys
-s=socket.socket(socket.AF_UNIX)
-try:
-    s.connect(sys.argv[1])
-except PermissionError:
-    print("0 EACCES"); sys.exit()
-s.sendall(b"GET /v1/health HTTP/1.1\\r\\nHost: enclave\\r\\nConnection: close\\r\\n\\r\\n")
-print(s.recv(64).split(b" ")[1].decode())`;
-  // 0: the kernel refused the connect (the socket is 0660 root:socket_gid).
-  const groupArgs = groups.length ? [`--groups=${groups.join(',')}`] : ['--clear-groups'];
-  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', ...groupArgs, '/usr/bin/python3', '-c', py, socket], { encoding: 'utf8' });
-  return Number(r.stdout.trim().split(' ')[0]);
-}
+/** GET /v1/health as uid 65534 with these supplementary groups; 0: the kernel refused the connect. */
+const healthAsNobody = (socket: string, groups: number[]) => requestsAs(socket, { uid: 65534, groups }, [{ method: 'GET', path: '/v1/health' }])[0]![0];
 
 describe.skipIf(!isRoot)('state and socket trust (root)', () => {
   const d = new TestDaemon({ topConfig: `socket_gid = ${GID}\n` });
