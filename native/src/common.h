@@ -64,7 +64,12 @@
   X(EXEC, "exec")                  \
   X(STOPPING, "stopping")          \
   X(ENV, "env")                    \
-  X(WRITE, "write")
+  X(WRITE, "write")                \
+  X(LAYER, "layer")                \
+  X(UPPER, "upper")                \
+  X(ROOT, "root")                  \
+  X(OVERLAY, "overlay")            \
+  X(VOLUME, "volume")
 
 #define ENCLAVE_STEP_ENUM(name, str) STEP_##name,
 enum step { ENCLAVE_STEPS(ENCLAVE_STEP_ENUM) STEP_COUNT };

@@ -52,13 +52,17 @@ int apply_rlimit(const char *name, const char *soft, const char *hard) {
   return setrlimit(res, &rl);
 }
 
-int drop_privileges(const char **failed) {
-  /* Securebits first (needs CAP_SETPCAP): uid 0 gains nothing from exec or
-   * setuid, and nobody can change that later. */
-  unsigned long bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |
-                       SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+int drop_privileges(unsigned long long keep, const char **failed) {
+  /* Securebits first (needs CAP_SETPCAP). Strict: uid 0 gains nothing from
+   * exec or setuid. Keeping: ordinary root semantics (root's exec gets the
+   * bounding set; a setuid away from 0 clears every capability), and the
+   * session cannot change either. Both lock what they chose. */
+  unsigned long bits = keep ? SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED
+                            : SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |
+                                  SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
   if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0) return *failed = "PR_SET_SECUREBITS", -1;
   for (int cap = 0; cap < 64; cap++) {
+    if ((keep & (1ULL << cap))) continue;
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
       if (errno == EINVAL) break; /* past the kernel's last capability */
       return *failed = "PR_CAPBSET_DROP", -1;
@@ -68,8 +72,12 @@ int drop_privileges(const char **failed) {
   struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
   struct __user_cap_data_struct data[2];
   memset(data, 0, sizeof data);
+  for (int i = 0; i < 2; i++) data[i].permitted = data[i].effective = (unsigned)(keep >> (32 * i));
   if (syscall(SYS_capset, &hdr, data) < 0) return *failed = "capset", -1;
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return *failed = "PR_SET_NO_NEW_PRIVS", -1;
+  /* Keeping capabilities goes with setuid programs (su, sudo) working, as in
+   * Docker's default: no no_new_privs, and the filter was loaded before this,
+   * with CAP_SYS_ADMIN of the session's namespace. */
+  if (!keep && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return *failed = "PR_SET_NO_NEW_PRIVS", -1;
   return 0;
 }
 

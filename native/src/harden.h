@@ -23,8 +23,11 @@ int rlimit_resource(const char *name);
 /* setrlimit from the three strings; -1 with errno on failure. */
 int apply_rlimit(const char *name, const char *soft, const char *hard);
 
-/* Drop every capability and lock it that way; set no_new_privs. */
-int drop_privileges(const char **failed);
+/* keep == 0: drop every capability, lock it that way, set no_new_privs.
+ * Otherwise keep exactly those (bounding, permitted, effective) with ordinary
+ * root semantics, locked, and no no_new_privs: the seccomp filter must
+ * already be loaded. */
+int drop_privileges(unsigned long long keep, const char **failed);
 
 /* Install the filter. Must be last: after it, the rules apply to us too. */
 int load_seccomp(const struct bpf_blob *prog);

@@ -8,11 +8,13 @@
  *
  * The plan's phases run in this order:
  *  host   (helper parent, host root) private mount ns, read-only rootfs
- *         bind, hidden host paths, per-session files, the control socket ->
- *         clone(user, pid, mnt, net, uts, ipc) with the child held on a pipe
- *  parent cgroups, uid_map, setgroups, gid_map, veth -> release the child
+ *         bind, hidden host paths, copies of per-session files, the control
+ *         socket -> clone(user, pid, mnt, net, uts, ipc), the child held
+ *  parent cgroups, uid_map, setgroups, gid_map, veth, idmapped layers ->
+ *         release the child, the layers passed with the go message
  *  net    (child) session root IDs, cgroup ns, lo and eth0 up
- *  mount  tmpfs, /proc, /sys, /dev, masks and read-only paths -> pivot_root
+ *  mount  the root (from layers, with an upper), per-session files, tmpfs,
+ *         /proc, /sys, /dev, masks and read-only paths -> pivot_root
  *  final  hostname, rlimits, capabilities, non-dumpable, seccomp (last)
  * then the child reports ready and runs the session agent (agent.c).
  *
@@ -33,6 +35,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <linux/openat2.h>
 #include <linux/securebits.h>
@@ -59,6 +62,16 @@ static struct bpf_blob filter;     /* decoded by the parent, inherited */
 static int status_fd = 1;          /* where failures are reported */
 static int listen_fd = -1;         /* the control socket, from the host phase */
 static int rootfd = -1;            /* the new root, during the mount phase */
+static int layer_fd[MAX_LAYERS];   /* idmapped read-only layers, from the parent */
+static int nlayers;
+static int volume_fd[MAX_VOLUMES]; /* idmapped volumes, from the parent */
+static int nvolumes;
+static int upper_fd = -1;          /* the session's writable layer (a tmpfs), if any */
+static int bind_fd[PLAN_MAX_OPS];  /* bind-file sources, opened by the host phase */
+static unsigned long long keep_caps; /* capabilities kept (a profile that keeps some) */
+
+static int send_go(int fd);
+static ssize_t recv_go(int fd, char *go);
 
 #define ARG(op, i) ((op)->arg[i])
 #define FAIL(op, err, ...) fail_step(status_fd, op_defs[(op)->id].step, err, __VA_ARGS__)
@@ -193,13 +206,25 @@ static void op_control(const struct plan_op *op) {
   listen_fd = s;
 }
 
+/* bind-file SRC TARGET: host root takes a read-only copy of the host file
+ * now; the child attaches it once its root is built (mount phase), since the
+ * session's uid cannot walk to SRC. */
+static int open_bind_source(const struct plan_op *op) {
+  int fd = open_tree(AT_FDCWD, ARG(op, 0), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return -1;
+  if (fd < 0) FAIL(op, errno, "open_tree %s", ARG(op, 0));
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
+  if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) FAIL(op, errno, "make %s read-only", ARG(op, 0));
+  return fd;
+}
+
 static void run_host_phase(void) {
   for (int i = 0; i < plan.nops; i++) {
     const struct plan_op *op = &plan.op[i];
     switch (op->id) {
       case OP_ROOTFS: op_rootfs(op); break;
       case OP_HIDE: cover(op, ARG(op, 0), COVER_EMPTY, NULL); break;
-      case OP_BIND_FILE: cover(op, ARG(op, 1), COVER_SOURCE, ARG(op, 0)); break;
+      case OP_BIND_FILE: bind_fd[i] = open_bind_source(op); break;
       case OP_CONTROL: op_control(op); break;
       default: break;
     }
@@ -211,6 +236,35 @@ static void run_host_phase(void) {
 }
 
 /* ---- parent phase: the child exists, still held ----------------------- */
+
+/* layer SRC: a read-only copy of SRC's mount, idmapped into the session's
+ * user namespace (host 0..N-1 shown as the session's 0..N-1), so the
+ * session's root owns the layer's root-owned files without a chown of
+ * anything. Only host root can make it; the child attaches it (build_root). */
+static int idmapped_copy(const struct plan_op *op, int userns, uint64_t set, uint64_t clr) {
+  int fd = open_tree(AT_FDCWD, ARG(op, 0), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (fd < 0) FAIL(op, errno, "open_tree %s", ARG(op, 0));
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | set, .attr_clr = clr, .userns_fd = (unsigned)userns};
+  if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+    FAIL(op, errno, "idmap %s into the session (needs a filesystem with idmapped mounts)", ARG(op, 0));
+  return fd;
+}
+
+static void op_layer(const struct plan_op *op, int userns) {
+  if (nlayers == MAX_LAYERS) FAIL(op, E2BIG, "more than %d layers", MAX_LAYERS);
+  layer_fd[nlayers++] = idmapped_copy(op, userns, MOUNT_ATTR_RDONLY, 0);
+}
+
+/* volume SRC ro|-: the volume's host mount (a loop-mounted ext4 the daemon
+ * keeps, nosuid,nodev,noexec on the host) idmapped like a layer, so the
+ * same on-disk owners show in every session whatever its host range; exec
+ * is allowed in the copy, suid and devices never; "ro" holds even for the
+ * session's root, which cannot remount (seccomp denies every mount call). */
+static void op_volume(const struct plan_op *op, int userns) {
+  if (nvolumes == MAX_VOLUMES) FAIL(op, E2BIG, "more than %d volumes", MAX_VOLUMES);
+  int ro = strstr(ARG(op, 1), "ro") != NULL;
+  volume_fd[nvolumes++] = idmapped_copy(op, userns, ro ? MOUNT_ATTR_RDONLY : 0, MOUNT_ATTR_NOEXEC | (ro ? 0 : MOUNT_ATTR_RDONLY));
+}
 
 static void write_proc(const struct plan_op *op, pid_t pid, const char *file, const char *data) {
   char path[64];
@@ -259,6 +313,18 @@ static void run_parent_phase(pid_t pid) {
       }
       case OP_SETGROUPS: write_proc(op, pid, "setgroups", ARG(op, 0)); break;
       case OP_VETH: op_veth(op, pid); break;
+      case OP_LAYER:
+      case OP_VOLUME: {
+        /* After the ID maps: an idmapped mount takes the namespace's maps. */
+        char ns[64];
+        snprintf(ns, sizeof ns, "/proc/%d/ns/user", pid);
+        int userns = open(ns, O_RDONLY | O_CLOEXEC);
+        if (userns < 0) FAIL(op, errno, "open %s", ns);
+        if (op->id == OP_LAYER) op_layer(op, userns);
+        else op_volume(op, userns);
+        close(userns);
+        break;
+      }
       default: break;
     }
   }
@@ -361,6 +427,147 @@ static void op_file(const struct plan_op *op) {
   close(dfd);
 }
 
+/* ---- the layered root: idmapped read-only layers, an optional upper ----- */
+
+/* A detached tmpfs from "k=v,k=v" data (the plan parser allowed [a-z0-9_=,.]). */
+static int fsmount_tmpfs(const char *data, unsigned attrs) {
+  int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+  if (fs < 0) return -1;
+  char copy[256], *save = NULL;
+  snprintf(copy, sizeof copy, "%s", data);
+  for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+    char *eq = strchr(kv, '=');
+    if (eq) *eq = '\0';
+    if (fsconfig(fs, eq ? FSCONFIG_SET_STRING : FSCONFIG_SET_FLAG, kv, eq ? eq + 1 : NULL, 0) < 0) goto fail;
+  }
+  if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) goto fail;
+  int m = fsmount(fs, FSMOUNT_CLOEXEC, attrs);
+  int saved = errno;
+  close(fs);
+  errno = saved;
+  return m;
+fail:
+  saved = errno;
+  close(fs);
+  errno = saved;
+  return -1;
+}
+
+/* The mount for one part of the root: with an upper layer, an overlay of
+ * layer n with upper/NAME (charged to the session's memory cgroup, capped by
+ * the tmpfs size); without, a read-only copy of the layer itself. */
+static int layer_mount(const struct plan_op *op, int n, const char *name) {
+  if (upper_fd < 0) {
+    int m = open_tree(layer_fd[n], "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+    if (m < 0) FAIL(op, errno, "copy layer %d", n);
+    return m;
+  }
+  char work[NAME_MAX + 1];
+  snprintf(work, sizeof work, "%s.work", name);
+  /* The upper directory's mode is the merged root's: exactly 0755. */
+  if ((mkdirat(upper_fd, name, 0755) < 0 && errno != EEXIST) || fchmodat(upper_fd, name, 0755, 0) < 0 || (mkdirat(upper_fd, work, 0700) < 0 && errno != EEXIST))
+    FAIL(op, errno, "make the upper directories of %s", name);
+  int up = openat(upper_fd, name, O_PATH | O_DIRECTORY | O_CLOEXEC), wk = openat(upper_fd, work, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (up < 0 || wk < 0) FAIL(op, errno, "open the upper directories of %s", name);
+  int fs = fsopen("overlay", FSOPEN_CLOEXEC);
+  if (fs < 0) FAIL(op, errno, "fsopen overlay");
+  /* userxattr: overlay's own xattrs go to user.overlay.*, the only ones a
+   * mount in a user namespace may write. */
+  if (fsconfig(fs, FSCONFIG_SET_FD, "lowerdir+", NULL, layer_fd[n]) < 0 || fsconfig(fs, FSCONFIG_SET_FD, "upperdir", NULL, up) < 0 ||
+      fsconfig(fs, FSCONFIG_SET_FD, "workdir", NULL, wk) < 0 || fsconfig(fs, FSCONFIG_SET_FLAG, "userxattr", NULL, 0) < 0 ||
+      fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+    int saved = errno;
+    char log[256] = "";
+    ssize_t k = read(fs, log, sizeof log - 1);
+    log[k > 0 ? k - (log[k - 1] == '\n') : 0] = '\0';
+    FAIL(op, saved, "overlay for %s: %s", name, log);
+  }
+  int m = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NODEV);
+  if (m < 0) FAIL(op, errno, "fsmount overlay for %s", name);
+  close(fs);
+  close(up);
+  close(wk);
+  return m;
+}
+
+/*
+ * Builds the root from the parent's layers: a private staging tmpfs on top
+ * of the new-root directory holds each layer attached (overlay clones its
+ * layers, and only from mounts of our own namespace), and the root mount,
+ * which pivot_root then makes "/". The staging tmpfs goes with the old root.
+ */
+static void build_root(void) {
+  const struct plan_op *root = plan_find(&plan, OP_ROOT), *upper = plan_find(&plan, OP_UPPER);
+  int staging = fsmount_tmpfs("size=16k,nr_inodes=32,mode=0700", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+  if (staging < 0) FAIL(root, errno, "staging tmpfs");
+  if (move_mount(staging, "", AT_FDCWD, ".", MOVE_MOUNT_F_EMPTY_PATH) < 0) FAIL(root, errno, "attach the staging tmpfs");
+  for (int i = 0; i < nlayers; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "l%d", i);
+    if (mkdirat(staging, name, 0700) < 0) FAIL(root, errno, "staging directory %s", name);
+    if (move_mount(layer_fd[i], "", staging, name, MOVE_MOUNT_F_EMPTY_PATH) < 0) FAIL(root, errno, "attach layer %d", i);
+  }
+  if (upper && (upper_fd = fsmount_tmpfs(ARG(upper, 0), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)) < 0)
+    FAIL(upper, errno, "the writable layer's tmpfs (%s)", ARG(upper, 0));
+  int m = layer_mount(root, (int)parse_u64(ARG(root, 0)), "root");
+  if (mkdirat(staging, "root", 0755) < 0) FAIL(root, errno, "staging directory root");
+  if (move_mount(m, "", staging, "root", MOVE_MOUNT_F_EMPTY_PATH) < 0) FAIL(root, errno, "attach the root");
+  if (fchdir(m) < 0) FAIL(root, errno, "enter the root");
+  close(m);
+  close(staging);
+}
+
+/* overlay PATH N: a layer (overlaid when there is an upper) mounted on PATH. */
+static void op_overlay(const struct plan_op *op) {
+  char name[NAME_MAX + 1];
+  snprintf(name, sizeof name, "%s", ARG(op, 0));
+  for (char *c = name; *c; c++)
+    if (*c == '/') *c = '_';
+  int m = layer_mount(op, (int)parse_u64(ARG(op, 1)), name);
+  int target = open_beneath(rootfd, ARG(op, 0), O_DIRECTORY);
+  if (target < 0) FAIL(op, errno, "open %s", ARG(op, 0));
+  if (move_mount(m, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) FAIL(op, errno, "mount on %s", ARG(op, 0));
+  close(target);
+  close(m);
+}
+
+/* volume-at PATH N: volume N on PATH, whose missing directories are made
+ * (0755, in the writable root or a volume; a read-only root refuses). */
+static void op_volume_at(const struct plan_op *op) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s", ARG(op, 0));
+  for (char *c = path;; c++) {
+    if (*c != '/' && *c != '\0') continue;
+    char saved = *c;
+    *c = '\0';
+    char leaf[NAME_MAX + 1];
+    int dfd = open_parent(rootfd, path, leaf, sizeof leaf);
+    if (dfd < 0) FAIL(op, errno, "open the parent of %s", path);
+    if (mkdirat(dfd, leaf, 0755) < 0 && errno != EEXIST) FAIL(op, errno, "make the mount point %s", path);
+    close(dfd);
+    *c = saved;
+    if (saved == '\0') break;
+  }
+  int target = open_beneath(rootfd, ARG(op, 0), O_DIRECTORY);
+  if (target < 0) FAIL(op, errno, "open %s", ARG(op, 0));
+  long long n = parse_u64(ARG(op, 1));
+  if (move_mount(volume_fd[n], "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) FAIL(op, errno, "mount volume %lld on %s", n, ARG(op, 0));
+  close(target);
+  close(volume_fd[n]);
+  volume_fd[n] = -1;
+}
+
+/* bind-file: the host phase's read-only copy, on a file of the built root. */
+static void op_bind_file(const struct plan_op *op, int fd) {
+  if (fd < 0) return; /* the host has no such file */
+  int target = open_beneath(rootfd, ARG(op, 1), 0);
+  if (target < 0 && errno == ENOENT) return;
+  if (target < 0) FAIL(op, errno, "open %s", ARG(op, 1));
+  if (move_mount(fd, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) FAIL(op, errno, "bind %s on %s", ARG(op, 0), ARG(op, 1));
+  close(target);
+  close(fd);
+}
+
 /* The blobs (secrets) are on disk in the session now: not kept in memory. */
 static void forget_blobs(void) {
   for (int i = 0; i < plan.nblobs; i++) explicit_bzero((void *)plan.blob[i], plan.blob_len[i]);
@@ -384,6 +591,9 @@ static void run_child_phase(enum phase phase) {
       case OP_MASK: cover(op, ARG(op, 0), COVER_EMPTY, NULL); break;
       case OP_READONLY: cover(op, ARG(op, 0), COVER_SELF, NULL); break;
       case OP_FILE: op_file(op); break;
+      case OP_OVERLAY: op_overlay(op); break;
+      case OP_VOLUME_AT: op_volume_at(op); break;
+      case OP_BIND_FILE: op_bind_file(op, bind_fd[i]); break;
       case OP_HOSTNAME:
         if (sethostname(ARG(op, 0), strlen(ARG(op, 0))) < 0) FAIL(op, errno, "sethostname");
         break;
@@ -391,8 +601,10 @@ static void run_child_phase(enum phase phase) {
         if (apply_rlimit(ARG(op, 0), ARG(op, 1), ARG(op, 2)) < 0) FAIL(op, errno, "RLIMIT_%s %s:%s", ARG(op, 0), ARG(op, 1), ARG(op, 2));
         break;
       case OP_CAPS: {
+        /* Keeping some: dropped after the filter is in (child_main). */
+        keep_caps = strtoull(ARG(op, 0), NULL, 16);
         const char *what = NULL;
-        if (drop_privileges(&what) < 0) FAIL(op, errno, "%s", what);
+        if (!keep_caps && drop_privileges(0, &what) < 0) FAIL(op, errno, "%s", what);
         break;
       }
       case OP_SECCOMP: break; /* last of all, in child_main */
@@ -414,9 +626,7 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
    * before PDEATHSIG: a parent that died leaves EOF there, not 'g'. */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail_step(status_fd, STEP_PARENT_DEATH, errno, "PR_SET_PDEATHSIG");
   char go = 0;
-  ssize_t n;
-  do n = read(go_fd, &go, 1);
-  while (n < 0 && errno == EINTR);
+  ssize_t n = recv_go(go_fd, &go);
   if (n != 1 || go != 'g') fail_step(status_fd, STEP_SYNC, n < 0 ? errno : EPIPE, "parent did not release the child");
   close(go_fd);
 
@@ -425,16 +635,22 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
    * state dir holding it. A recursive copy of that tree, attached on top of
    * it, is a mount of our own for pivot_root, which refuses a locked one;
    * what the host phase hid comes along, locked. */
-  int tree = open_tree(AT_FDCWD, ".", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-  if (tree < 0) fail_step(status_fd, STEP_NEWROOT, errno, "open_tree of the new root");
-  if (move_mount(tree, "", AT_FDCWD, ".", MOVE_MOUNT_F_EMPTY_PATH) < 0) fail_step(status_fd, STEP_NEWROOT, errno, "attach the new root");
-  if (fchdir(tree) < 0) fail_step(status_fd, STEP_NEWROOT, errno, "enter the new root");
-  close(tree);
+  if (plan_find(&plan, OP_ROOT)) {
+    build_root();
+  } else {
+    int tree = open_tree(AT_FDCWD, ".", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0) fail_step(status_fd, STEP_NEWROOT, errno, "open_tree of the new root");
+    if (move_mount(tree, "", AT_FDCWD, ".", MOVE_MOUNT_F_EMPTY_PATH) < 0) fail_step(status_fd, STEP_NEWROOT, errno, "attach the new root");
+    if (fchdir(tree) < 0) fail_step(status_fd, STEP_NEWROOT, errno, "enter the new root");
+    close(tree);
+  }
   if ((rootfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) fail_step(status_fd, STEP_NEWROOT, errno, "open new root");
 
   /* Become the session's root (host IDs of the range) before creating files. */
   if (setresgid(0, 0, 0) < 0) fail_step(status_fd, STEP_SETID, errno, "setresgid(0)");
   if (setresuid(0, 0, 0) < 0) fail_step(status_fd, STEP_SETID, errno, "setresuid(0)");
+  /* The session's processes start with the usual umask, not the daemon's. */
+  umask(022);
   if (unshare(CLONE_NEWCGROUP) < 0) fail_step(status_fd, STEP_CGROUPNS, errno, "unshare(CLONE_NEWCGROUP)");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail_step(status_fd, STEP_PROPAGATION, errno, "make / rprivate");
   /* Network first: its sysctl needs a writable /proc, which ends below. */
@@ -463,7 +679,15 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
    * socket and, until the end, the report pipe. */
   int a = listen_fd < status_fd ? listen_fd : status_fd, b = listen_fd < status_fd ? status_fd : listen_fd;
   if (close_except(a, b) < 0) fail_step(status_fd, STEP_FDS, errno, "close_range");
+  /* Without no_new_privs (a profile that keeps capabilities) the kernel
+   * takes the filter only from a holder of CAP_SYS_ADMIN in the namespace:
+   * load it while we have it, then drop to the kept set. */
   if (load_seccomp(&filter) < 0) fail_step(status_fd, STEP_SECCOMP, errno, "seccomp(SECCOMP_SET_MODE_FILTER)");
+  if (keep_caps) {
+    const char *what = NULL;
+    if (drop_privileges(keep_caps, &what) < 0) fail_step(status_fd, STEP_CAPS, errno, "%s", what);
+    if (prctl(PR_SET_DUMPABLE, 0) < 0) fail_step(status_fd, STEP_DUMPABLE, errno, "PR_SET_DUMPABLE");
+  }
   if (write_all(status_fd, "ready\n", 6) < 0) _exit(STEP_EXIT_BASE + STEP_READY);
   close(status_fd);
   agent_run(listen_fd, &plan);
@@ -491,6 +715,63 @@ static pid_t clone_as_owner(long flags, uid_t uid, gid_t gid) {
   return pid;
 }
 
+/* 'g' releases the child, with the idmapped layers, then volumes, attached (SCM_RIGHTS). */
+static int send_go(int fd) {
+  char g = 'g';
+  struct iovec io = {&g, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * (MAX_LAYERS + MAX_VOLUMES))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1};
+  size_t k = (size_t)(nlayers + nvolumes);
+  if (k > 0) {
+    memset(&u, 0, sizeof u);
+    m.msg_control = u.buf;
+    m.msg_controllen = CMSG_SPACE(sizeof(int) * k);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * k);
+    memcpy(CMSG_DATA(c), layer_fd, sizeof(int) * (size_t)nlayers);
+    memcpy(CMSG_DATA(c) + sizeof(int) * (size_t)nlayers, volume_fd, sizeof(int) * (size_t)nvolumes);
+  }
+  ssize_t n;
+  do n = sendmsg(fd, &m, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return n == 1 ? 0 : -1;
+}
+
+/* The child knows from the plan how many layers and volumes come. */
+static ssize_t recv_go(int fd, char *go) {
+  struct iovec io = {go, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * (MAX_LAYERS + MAX_VOLUMES))];
+    struct cmsghdr align;
+  } u;
+  int want_layers = 0, want_volumes = 0;
+  for (int i = 0; i < plan.nops; i++) {
+    want_layers += plan.op[i].id == OP_LAYER;
+    want_volumes += plan.op[i].id == OP_VOLUME;
+  }
+  struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t n;
+  do n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n != 1 || (m.msg_flags & MSG_CTRUNC)) return n < 0 ? -1 : 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    if (k != (size_t)(want_layers + want_volumes)) return 0;
+    memcpy(layer_fd, CMSG_DATA(c), (size_t)want_layers * sizeof(int));
+    memcpy(volume_fd, CMSG_DATA(c) + (size_t)want_layers * sizeof(int), (size_t)want_volumes * sizeof(int));
+    nlayers = want_layers;
+    nvolumes = want_volumes;
+  }
+  if (nlayers != want_layers || nvolumes != want_volumes) return 0;
+  return n;
+}
+
 static pid_t child_pid;
 
 /* A half-built session never outlives a failed set-up, nor stays a zombie. */
@@ -512,7 +793,7 @@ static int probe(void) {
     unsigned char allow[8] = {0x06, 0, 0, 0, 0x00, 0x00, 0xff, 0x7f}; /* BPF_RET|BPF_K, SECCOMP_RET_ALLOW */
     struct bpf_blob prog = {allow, sizeof allow};
     const char *what = NULL;
-    if (drop_privileges(&what) < 0) _exit(STEP_EXIT_BASE + STEP_CAPS);
+    if (drop_privileges(0, &what) < 0) _exit(STEP_EXIT_BASE + STEP_CAPS);
     if (load_seccomp(&prog) < 0) _exit(STEP_EXIT_BASE + STEP_SECCOMP);
     _exit(0);
   }
@@ -525,14 +806,48 @@ static int probe(void) {
   return write_all(1, "ok\n", 3) < 0;
 }
 
+/* `enclave-init --probe-idmap PATH`: can PATH's filesystem be idmapped into a
+ * session's user namespace (what a layered root needs)? */
+static int probe_idmap(const char *path) {
+  int hold[2];
+  if (pipe2(hold, O_CLOEXEC) < 0) fail_step(1, STEP_SYNC, errno, "pipe2");
+  pid_t pid = clone_as_owner(CLONE_NEWUSER | SIGCHLD, 100000, 100000);
+  if (pid == 0) {
+    char c;
+    close(hold[1]);
+    (void)!read(hold[0], &c, 1);
+    _exit(0);
+  }
+  child_pid = pid;
+  fail_cleanup = kill_child;
+  close(hold[0]);
+  char file[64], ns[64];
+  const char *maps[3][2] = {{"uid_map", "0 100000 65536\n"}, {"setgroups", "deny"}, {"gid_map", "0 100000 65536\n"}};
+  for (int i = 0; i < 3; i++) {
+    snprintf(file, sizeof file, "/proc/%d/%s", pid, maps[i][0]);
+    if (write_file(file, maps[i][1]) < 0) fail_step(1, STEP_UID_MAP, errno, "write %s", file);
+  }
+  snprintf(ns, sizeof ns, "/proc/%d/ns/user", pid);
+  int userns = open(ns, O_RDONLY | O_CLOEXEC);
+  if (userns < 0) fail_step(1, STEP_LAYER, errno, "open %s", ns);
+  int fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (fd < 0) fail_step(1, STEP_LAYER, errno, "open_tree %s", path);
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY, .userns_fd = (unsigned)userns};
+  if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) fail_step(1, STEP_LAYER, errno, "idmapped mount of %s", path);
+  close(fd);
+  kill_child();
+  return write_all(1, "ok\n", 3) < 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 2 && !strcmp(argv[1], "--probe")) return probe();
+  if (argc == 3 && !strcmp(argv[1], "--probe-idmap")) return probe_idmap(argv[2]);
   if (argc == 2 && !strcmp(argv[1], "--ops")) return plan_print_table(1) < 0;
   if (argc == 2 && !strcmp(argv[1], "--check")) {
     read_plan();
     return write_all(1, "ok\n", 3) < 0;
   }
-  if (argc != 1) fail_step(1, STEP_USAGE, EINVAL, "usage: enclave-init < plan | enclave-init --check < plan | enclave-init --ops | enclave-init --probe");
+  if (argc != 1) fail_step(1, STEP_USAGE, EINVAL, "usage: enclave-init < plan | enclave-init --check < plan | enclave-init --ops | enclave-init --probe | enclave-init --probe-idmap PATH");
   /* A daemon that died mid-create must not make us die of SIGPIPE mid-report. */
   signal(SIGPIPE, SIG_IGN);
   read_plan();
@@ -542,7 +857,11 @@ int main(int argc, char **argv) {
   filter.data = prog;
   filter.len = plan_hex_decode(hex, prog, sizeof prog);
   int go[2], report[2];
-  if (pipe2(go, O_CLOEXEC) < 0 || pipe2(report, O_CLOEXEC) < 0) fail_step(1, STEP_SYNC, errno, "pipe2");
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, go) < 0 || pipe2(report, O_CLOEXEC) < 0) fail_step(1, STEP_SYNC, errno, "socketpair/pipe2");
+  for (int i = 0; i < PLAN_MAX_OPS; i++) bind_fd[i] = -1;
+  /* No host supplementary group goes into the session: with setgroups
+   * allowed there, dropping one could pass a group-denied permission. */
+  if (setgroups(0, NULL) < 0) fail_step(1, STEP_SETID, errno, "setgroups(0)");
   run_host_phase();
 
   /* The child starts in the new root: clone gives it our cwd, in its copy of our mount ns. */
@@ -563,7 +882,9 @@ int main(int argc, char **argv) {
   close(listen_fd); /* the session init holds it now */
 
   run_parent_phase(pid);
-  if (write_all(go[1], "g", 1) < 0) fail_step(1, STEP_SYNC, errno, "release child");
+  if (send_go(go[1]) < 0) fail_step(1, STEP_SYNC, errno, "release child");
+  for (int i = 0; i < nlayers; i++) close(layer_fd[i]);
+  for (int i = 0; i < nvolumes; i++) close(volume_fd[i]);
   close(go[1]);
 
   /* The child reports "ready" or its failed step, then closes the pipe. */

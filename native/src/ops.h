@@ -15,7 +15,7 @@
  *   I interface name        E MAC address           P IPv4 address
  *   G allow|deny            H hostname (DNS label)  L rlimit name
  *   V rlimit value (number or unlimited)
- *   K capabilities kept (hex mask; this build keeps none, so only 0)
+ *   K capabilities kept (hex mask, a subset of CAPS_KEEP_MAX below)
  *   X seccomp program (hex of struct sock_filter)   B blob index
  *   S environment variable name ([A-Za-z_][A-Za-z0-9_]*)
  *   W environment variable value (any text, may be empty)
@@ -49,15 +49,21 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
   /* id          name            args      phase         step            flags */                 \
   X(ROOTFS,      "rootfs",       "AA",     PHASE_HOST,   STEP_ROOTFS,    OP_ONCE | OP_REQUIRED | OP_FIRST)   \
   X(HIDE,        "hide",         "R",      PHASE_HOST,   STEP_HIDE,      OP_ALLOW_NOTEXIST)       \
-  X(BIND_FILE,   "bind-file",    "AR",     PHASE_HOST,   STEP_BIND_FILE, OP_ALLOW_NOTEXIST)       \
+  X(BIND_FILE,   "bind-file",    "AR",     PHASE_MOUNT,  STEP_BIND_FILE, OP_ALLOW_NOTEXIST) /* source opened by the host phase */ \
   X(CONTROL,     "control",      "A",      PHASE_HOST,   STEP_CONTROL,   OP_ONCE | OP_REQUIRED)   \
   X(CGROUP,      "cgroup",       "A",      PHASE_PARENT, STEP_CGROUP,    0)                       \
   X(UID_MAP,     "uid-map",      "NNN",    PHASE_PARENT, STEP_UID_MAP,   OP_ONCE | OP_REQUIRED)   \
   X(SETGROUPS,   "setgroups",    "G",      PHASE_PARENT, STEP_SETGROUPS, OP_ONCE | OP_REQUIRED)   \
   X(GID_MAP,     "gid-map",      "NNN",    PHASE_PARENT, STEP_GID_MAP,   OP_ONCE | OP_REQUIRED)   \
   X(VETH,        "veth",         "IIENI",  PHASE_PARENT, STEP_VETH,      OP_ONCE)                 \
+  X(LAYER,       "layer",        "A",      PHASE_PARENT, STEP_LAYER,     0)                       \
+  X(VOLUME,      "volume",       "AF",     PHASE_PARENT, STEP_VOLUME,    0) /* idmapped; F is ro or - */ \
   X(LOOPBACK,    "loopback",     "",       PHASE_NET,    STEP_LOOPBACK,  OP_ONCE | OP_REQUIRED)   \
   X(IPV4,        "ipv4",         "IPNP",   PHASE_NET,    STEP_NETWORK,   OP_ONCE)                 \
+  X(UPPER,       "upper",        "D",      PHASE_MOUNT,  STEP_UPPER,     OP_ONCE)                 \
+  X(ROOT,        "root",         "N",      PHASE_MOUNT,  STEP_ROOT,      OP_ONCE)                 \
+  X(OVERLAY,     "overlay",      "RN",     PHASE_MOUNT,  STEP_OVERLAY,   0)                       \
+  X(VOLUME_AT,   "volume-at",    "RN",     PHASE_MOUNT,  STEP_VOLUME,    0) /* volume N on R (made if missing) */ \
   X(TMPFS,       "tmpfs",        "RFD",    PHASE_MOUNT,  STEP_TMPFS,     0)                       \
   X(MKDIR,       "mkdir",        "RM",     PHASE_MOUNT,  STEP_MKDIR,     0)                       \
   X(SYMLINK,     "symlink",      "TR",     PHASE_MOUNT,  STEP_SYMLINK,   0)                       \
@@ -75,6 +81,18 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
   X(SECCOMP,     "seccomp",      "X",      PHASE_FINAL,  STEP_SECCOMP,   OP_ONCE | OP_REQUIRED | OP_LAST) \
   X(ENV,         "env",          "SW",     PHASE_EXEC,   STEP_ENV,       0)                       \
   X(ENV_FILE,    "env-file",     "SA",     PHASE_EXEC,   STEP_ENV,       OP_ALLOW_NOTEXIST)
+
+/*
+ * The most a plan may keep (the workspace profile's set): CHOWN, DAC_OVERRIDE,
+ * FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SETFCAP.
+ * The daemon chooses; this is the mechanism's own ceiling, so a plan can never
+ * ask for SYS_ADMIN, NET_ADMIN, NET_RAW, MKNOD or the like.
+ */
+#define CAPS_KEEP_MAX ((1ULL << 0) | (1ULL << 1) | (1ULL << 3) | (1ULL << 4) | (1ULL << 5) | (1ULL << 6) | (1ULL << 7) | (1ULL << 8) | (1ULL << 10) | (1ULL << 31))
+
+/* Idmapped layers a plan may stack (parent phase "layer" ops). */
+#define MAX_LAYERS 8
+#define MAX_VOLUMES 8
 
 #define ENCLAVE_OP_ENUM(id, name, args, phase, step, flags) OP_##id,
 enum op_id { ENCLAVE_OPS(ENCLAVE_OP_ENUM) OP_COUNT };

@@ -84,7 +84,7 @@ static int check_arg(char kind, const char *a, int nblobs) {
     }
     case 'L': return rlimit_resource(a) >= 0;
     case 'V': return !strcmp(a, "unlimited") || (all_of(a, DIGITS) && strlen(a) <= 19);
-    case 'K': return all_of(a, HEX) && strlen(a) <= 16 && strtoull(a, NULL, 16) == 0;
+    case 'K': return all_of(a, HEX) && strlen(a) <= 16 && (strtoull(a, NULL, 16) & ~CAPS_KEEP_MAX) == 0;
     case 'X': {
       size_t n = strlen(a);
       return all_of(a, HEX) && n % 16 == 0 && n / 16 <= MAX_BPF_INSNS;
@@ -100,7 +100,7 @@ static const char *const kind_names[128] = {
     ['A'] = "an absolute clean path", ['R'] = "a clean relative path", ['T'] = "text", ['N'] = "a decimal number",
     ['M'] = "an octal mode", ['F'] = "mount flags (nosuid,nodev,noexec,ro or -)", ['D'] = "mount data",
     ['I'] = "an interface name", ['E'] = "a MAC address", ['P'] = "an IPv4 address", ['G'] = "allow or deny",
-    ['H'] = "a DNS label", ['L'] = "an rlimit name", ['V'] = "a number or unlimited", ['K'] = "capability mask 0",
+    ['H'] = "a DNS label", ['L'] = "an rlimit name", ['V'] = "a number or unlimited", ['K'] = "a capability mask within CAPS_KEEP_MAX",
     ['X'] = "a hex seccomp program", ['B'] = "a blob index", ['S'] = "an environment variable name", ['W'] = "a variable value",
 };
 
@@ -190,6 +190,27 @@ int plan_parse(char *buf, size_t len, struct plan *out, char *err, size_t errlen
   }
   for (int id = 0; id < OP_COUNT; id++)
     if ((op_defs[id].flags & OP_REQUIRED) && count[id] == 0) return failf(err, errlen, "the plan has no %s op", op_defs[id].name);
+  /* A layered root: layers exist for every index used, the root is built
+   * before anything is mounted on it, and an upper layer needs a root. */
+  if (count[OP_LAYER] > MAX_LAYERS) return failf(err, errlen, "more than %d layers", MAX_LAYERS);
+  if (count[OP_VOLUME] > MAX_VOLUMES) return failf(err, errlen, "more than %d volumes", MAX_VOLUMES);
+  if ((count[OP_OVERLAY] || count[OP_UPPER]) && !count[OP_ROOT]) return failf(err, errlen, "overlay and upper need a root op");
+  if (count[OP_ROOT] && count[OP_HIDE]) return failf(err, errlen, "a layered root has nothing of the host to hide");
+  int root_seen = 0;
+  for (int i = 0; i < out->nops; i++) {
+    const struct plan_op *o = &out->op[i];
+    if (o->id == OP_ROOT || o->id == OP_OVERLAY) {
+      long long n = parse_u64(o->arg[o->id == OP_ROOT ? 0 : 1]);
+      if (n < 0 || n >= count[OP_LAYER]) return failf(err, errlen, "op %d (%s): no layer %lld", i + 1, op_defs[o->id].name, n);
+    }
+    if (o->id == OP_VOLUME_AT) {
+      long long n = parse_u64(o->arg[1]);
+      if (n < 0 || n >= count[OP_VOLUME]) return failf(err, errlen, "op %d (volume-at): no volume %lld", i + 1, n);
+    }
+    if (o->id == OP_ROOT) root_seen = 1;
+    else if (count[OP_ROOT] && !root_seen && op_defs[o->id].phase == PHASE_MOUNT && o->id != OP_UPPER)
+      return failf(err, errlen, "op %d (%s): before the root is built", i + 1, op_defs[o->id].name);
+  }
   return 0;
 }
 

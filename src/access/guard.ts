@@ -22,7 +22,7 @@ export interface AccessConfig {
 }
 
 /** Calls that change state: the ones the per-uid rate limit counts. */
-const MUTATING: ReadonlySet<Action> = new Set(['session.create', 'session.destroy', 'session.refresh-auth', 'auth.set', 'auth.remove']);
+const MUTATING: ReadonlySet<Action> = new Set(['session.create', 'session.destroy', 'session.refresh-auth', 'auth.set', 'auth.remove', 'volume.create', 'volume.remove']);
 
 export class AccessGuard {
   /** Per uid: tokens left and when they were last topped up. */
@@ -46,9 +46,12 @@ export class AccessGuard {
     }
   }
 
-  /** Decide, record, and throw unless allowed. `session` is the target, if any. */
-  check(caller: Caller, action: Action, session?: { id: string; owner_uid: number | null }, detail: string | null = null): void {
-    const d = decide(this.config.rules, caller, action, session ? session.owner_uid : undefined);
+  /** Decide, record, and throw unless allowed. `session` is the target, if any: a session, or a volume (kind 'volume', its name as id). */
+  check(caller: Caller, action: Action, target?: { id: string; owner_uid: number | null; kind?: 'volume' }, detail: string | null = null): void {
+    const d = decide(this.config.rules, caller, action, target ? target.owner_uid : undefined);
+    // The audit trail's session column holds sessions only; a volume goes in the detail.
+    const session = target?.kind === 'volume' ? undefined : target;
+    if (target?.kind === 'volume') detail = `volume ${target.id}${detail ? ` ${detail}` : ''}`;
     if (d.allow && MUTATING.has(action) && caller.uid !== 0 && !this.take(caller.uid)) {
       this.record(caller, action, session?.id ?? null, false, 'access.rate_per_minute', detail);
       throw new ApiError('too_many', `uid ${caller.uid} made more than ${this.config.rate_per_minute} state-changing calls in a minute (access.rate_per_minute)`);
@@ -57,13 +60,14 @@ export class AccessGuard {
     if (!d.allow) {
       this.log.info({ uid: caller.uid, action, session: session?.id, rule: d.rule }, 'access denied');
       const why = d.rule === 'default' ? 'no access rule allows it (non-root callers are denied by default)' : `access rule ${d.rule} denies it`;
-      throw new ApiError('forbidden', `uid ${caller.uid} may not ${action}${session ? ` on session ${session.id}` : ''}: ${why}`);
+      const on = target ? ` on ${target.kind === 'volume' ? 'volume' : 'session'} ${target.id}` : '';
+      throw new ApiError('forbidden', `uid ${caller.uid} may not ${action}${on}: ${why}`);
     }
   }
 
   /** Whether a listed session is one the caller may see (the list call itself is checked and recorded once). */
-  visible(caller: Caller, session: { owner_uid: number | null }): boolean {
-    return decide(this.config.rules, caller, 'session.list', session.owner_uid).allow;
+  visible(caller: Caller, target: { owner_uid: number | null }, action: 'session.list' | 'volume.list' = 'session.list'): boolean {
+    return decide(this.config.rules, caller, action, target.owner_uid).allow;
   }
 
   /** The per-uid cap on live sessions, at create (root has none). */

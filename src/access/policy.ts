@@ -18,6 +18,11 @@ export const ACTIONS = [
   /** Declaring secrets (--auth, --env-token) at create. */
   'auth.use',
   'events.list',
+  'volume.create',
+  'volume.list',
+  'volume.remove',
+  /** Mounting a volume in a session at create (scope self: one's own volumes). */
+  'volume.use',
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 

@@ -1,5 +1,6 @@
 // Request and response shapes of the HTTP API, shared by daemon and CLI.
 import { z } from 'zod';
+import { PROFILES } from '../isolation/profiles.js';
 import { envTokenName, looksSecret, MAX_SECRET_BYTES, providerName, SECRET_ENV_HINT } from '../secrets/names.js';
 
 export const SESSION_ID = /^s-[0-9a-f]{10}$/;
@@ -22,6 +23,8 @@ export const limitsSchema = z
     cpu_percent: z.number().int().min(1).max(100 * 1024),
     tmp_mb: z.number().int().min(1).max(1024 * 1024),
     home_mb: z.number().int().min(1).max(1024 * 1024),
+    /** The writable root layer's size; absent for a read-only root. */
+    root_mb: z.number().int().min(1).max(1024 * 1024).optional(),
   })
   .strict();
 export type Limits = z.infer<typeof limitsSchema>;
@@ -38,6 +41,43 @@ export const publishSchema = z
   })
   .strict();
 export type Publish = z.infer<typeof publishSchema>;
+
+// ---- volumes ---------------------------------------------------------------
+
+export const VOLUME_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+export const volumeName = z.string().regex(VOLUME_NAME, 'must match ^[a-z0-9][a-z0-9_.-]{0,62}$ (lowercase letters, digits, _ . and -, max 63)');
+
+/** Where a volume may not go: the OS, the kernel's filesystems and the session's own mounts. */
+export const VOLUME_FORBIDDEN = ['/proc', '/sys', '/dev', '/run', '/tmp', '/usr', '/etc', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/boot'];
+
+export const volumeTarget = z
+  .string()
+  .max(256)
+  .regex(/^(\/[A-Za-z0-9_.+@-]+)+$/, 'must be an absolute path of [A-Za-z0-9_.+@-] components, without a trailing slash')
+  .refine((t) => !t.split('/').some((c) => c === '.' || c === '..'), 'must not contain . or .. components')
+  .refine((t) => !VOLUME_FORBIDDEN.some((f) => t === f || t.startsWith(`${f}/`)), `must not be in ${VOLUME_FORBIDDEN.join(', ')} (the OS and the session's own mounts)`);
+
+export const volumeMountSchema = z.object({ name: volumeName, target: volumeTarget, readonly: z.boolean().default(false) }).strict();
+export type VolumeMount = z.infer<typeof volumeMountSchema>;
+
+export const createVolumeRequest = z
+  .object({
+    name: volumeName,
+    /** The quota: the size of the volume's ext4 image (config default: volumes.default_size_mb). */
+    size_mb: z.number().int().min(16).max(1024 * 1024).optional(),
+  })
+  .strict();
+
+export const volumeSchema = z.object({
+  name: z.string(),
+  size_mb: z.number().int(),
+  owner_uid: z.number().int(),
+  created_at: z.string(),
+  /** Live sessions that mount it. */
+  used_by: z.array(z.object({ id: z.string(), name: z.string().nullable(), target: z.string(), readonly: z.boolean() })),
+});
+export type Volume = z.infer<typeof volumeSchema>;
+export const volumeListSchema = z.object({ volumes: z.array(volumeSchema) });
 
 const envName = (kv: string) => kv.slice(0, Math.max(0, kv.indexOf('=')));
 
@@ -66,6 +106,16 @@ export const createSessionRequest = z
     cpu_percent: limitsSchema.shape.cpu_percent.optional(),
     tmp_mb: limitsSchema.shape.tmp_mb.optional(),
     home_mb: limitsSchema.shape.home_mb.optional(),
+    /** Capability profile (config default: sessions.profile). */
+    profile: z.enum(PROFILES).optional(),
+    /** Size of the writable root layer, MiB (workspace only). */
+    root_mb: z.number().int().min(1).max(1024 * 1024).optional(),
+    /** Volumes to mount (enclave volume create NAME first). */
+    volumes: z
+      .array(volumeMountSchema)
+      .max(8)
+      .refine((vs) => new Set(vs.map((v) => v.target)).size === vs.length, 'mounts two volumes on the same target')
+      .optional(),
     /** Start the console now (and at every daemon start), not on first attach. */
     console: z.boolean().optional(),
     /** Variables every command and console of the session gets (stored in its plan: never secrets). */
@@ -90,6 +140,8 @@ export const sessionSchema = z.object({
   init_pid: z.number().int().nullable(),
   id_range: z.object({ host_base: z.number().int(), size: z.number().int() }).nullable(),
   limits: limitsSchema,
+  /** Capability profile; sessions of daemons before profiles were strict. */
+  profile: z.enum(PROFILES),
   network: z.object({
     mode: z.enum(['bridge', 'none']),
     address: z.string().nullable(),
@@ -109,6 +161,7 @@ export const sessionSchema = z.object({
   owner_uid: z.number().int().nullable(),
   /** The secrets it declared (names only; values never leave the store but into the session). */
   secrets: z.object({ auth: z.array(z.string()), env_tokens: z.array(z.string()) }),
+  volumes: z.array(z.object({ name: z.string(), target: z.string(), readonly: z.boolean() })),
   /** How the session's init ended, once it has: an exit code or a signal. */
   exit: z.object({ code: z.number().int().nullable(), signal: z.number().int().nullable() }).nullable(),
 });

@@ -3,6 +3,8 @@
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { release } from 'node:os';
+import { dirname } from 'node:path';
+import type { Config } from '../config/schema.js';
 import { detectCgroupLayout } from '../isolation/cgroups.js';
 import { helperPaths } from '../native/addon.js';
 import { call } from './client.js';
@@ -81,6 +83,29 @@ export async function runDoctor(socket: string): Promise<Check[]> {
     checks.push({ name: 'daemon', ok: false, required: false, detail: (e as Error).message });
   }
   return checks;
+}
+
+/** Nearest existing directory of a path (the state dir may not exist yet). */
+function existingAncestor(path: string): string {
+  let p = path;
+  while (!existsSync(p) && p !== '/') p = dirname(p);
+  return p;
+}
+
+/** The session root: a warning for the host's whole "/", a real idmap probe of each layer's filesystem. */
+export function rootChecks(config: Config): Check[] {
+  const rootfs = config.sessions.rootfs;
+  if (rootfs === '/') {
+    return [{ name: 'rootfs', ok: false, required: false, detail: 'sessions.rootfs is the host\'s whole "/": sessions read every world-readable host file and reach every world-writable UNIX socket; use "minimal" (the default) or a root directory' }];
+  }
+  const layers = rootfs === 'minimal' ? ['/usr', existingAncestor(config.state_dir)] : [rootfs];
+  return layers.map((path) => {
+    if (!existsSync(helperPaths.init) || process.getuid?.() !== 0) return { name: `idmap ${path}`, ok: false, required: true, detail: 'not probed: needs root and the helper' };
+    const p = spawnSync(helperPaths.init, ['--probe-idmap', path], { encoding: 'utf8', timeout: 5000 });
+    const ok = p.status === 0 && p.stdout.trim() === 'ok';
+    const detail = ok ? `idmapped mounts work on ${path} (layers of the session root)` : `cannot idmap ${path} into a session (kernel 5.12+, and a filesystem that supports it: ext4, xfs, btrfs, tmpfs 6.3+): ${(p.stdout || p.stderr).trim().replace(/\t/g, ' ')}`;
+    return { name: `idmap ${path}`, ok, required: true, detail };
+  });
 }
 
 export function confinable(checks: Check[]): boolean {

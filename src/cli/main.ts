@@ -8,10 +8,11 @@ import { createSessionRequest, eventListSchema, refreshAuthReply, sessionListSch
 import { looksSecret, SECRET_ENV_HINT } from '../secrets/names.js';
 import { authCommand } from './auth.js';
 import { call, CliError, expect, socketPath } from './client.js';
-import { confinable, runDoctor } from './doctor.js';
+import { confinable, rootChecks, runDoctor } from './doctor.js';
 import { runExecClient } from './execClient.js';
 import { runAttachClient } from './attachClient.js';
 import { json, sessionDetails, sessionTable, table } from './output.js';
+import { parseVolumeFlag, VOLUME_USAGE, volumeCommand } from './volume.js';
 
 const USAGE = `usage: enclave [--socket PATH] COMMAND
 
@@ -19,7 +20,9 @@ const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave daemon --cleanup [--config FILE]   remove the bridge and nftables table (no live sessions)
   enclave session create [--name N] [--memory MB] [--pids N] [--cpu PERCENT]
                          [--tmp-size MB] [--home-size MB] [--network bridge|none]
+                         [--profile workspace|strict] [--root-size MB]
                          [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--console]
+                         [--volume NAME:/PATH[:ro]]...
                          [--env K=V]... [--auth PROVIDER]... [--env-token NAME]... [--json]
   enclave session list [--all] [--json]
   enclave session show ID|NAME [--json]
@@ -27,6 +30,7 @@ const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave session attach ID|NAME [--ro] [--detach-keys ctrl-p,ctrl-q]
   enclave session destroy ID|NAME
   enclave session refresh-auth ID|NAME       rewrite its secret files from the store
+${VOLUME_USAGE}
   enclave auth set NAME                      value from stdin (a hidden prompt on a terminal)
   enclave auth list [--json]
   enclave auth remove NAME
@@ -92,7 +96,7 @@ function envFlags(values: string[] | undefined): string[] {
   return values ?? [];
 }
 
-const FLAG_OF: Record<string, string> = { env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', memory_mb: '--memory', pids: '--pids', cpu_percent: '--cpu', tmp_mb: '--tmp-size', home_mb: '--home-size', name: '--name' };
+const FLAG_OF: Record<string, string> = { env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', memory_mb: '--memory', pids: '--pids', cpu_percent: '--cpu', tmp_mb: '--tmp-size', home_mb: '--home-size', name: '--name', profile: '--profile', root_mb: '--root-size', volumes: '--volume' };
 
 async function session(sub: string | undefined, rest: string[]): Promise<number> {
   switch (sub) {
@@ -106,12 +110,15 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
           cpu: { type: 'string' },
           'tmp-size': { type: 'string' },
           'home-size': { type: 'string' },
+          profile: { type: 'string' },
+          'root-size': { type: 'string' },
           network: { type: 'string' },
           publish: { type: 'string', multiple: true },
           console: { type: 'boolean' },
           env: { type: 'string', multiple: true },
           auth: { type: 'string', multiple: true },
           'env-token': { type: 'string', multiple: true },
+          volume: { type: 'string', multiple: true },
           json: { type: 'boolean' },
         },
         false,
@@ -121,6 +128,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
         throw new UsageError(`--network: '${values.network}' is not one of bridge, none`);
       }
       const publish = (values.publish ?? []).map(parsePublish);
+      const volumes = (values.volume ?? []).map(parseVolumeFlag);
       const body = Object.fromEntries(
         Object.entries({
           name: values.name,
@@ -129,12 +137,15 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
           cpu_percent: intFlag(values.cpu, 'cpu'),
           tmp_mb: intFlag(values['tmp-size'], 'tmp-size'),
           home_mb: intFlag(values['home-size'], 'home-size'),
+          profile: values.profile,
+          root_mb: intFlag(values['root-size'], 'root-size'),
           network: values.network,
           publish: publish.length ? publish : undefined,
           console: values.console,
           env: env.length ? env : undefined,
           auth: values.auth,
           env_tokens: values['env-token'],
+          volumes: volumes.length ? volumes : undefined,
         }).filter(([, v]) => v !== undefined),
       );
       const checked = createSessionRequest.safeParse(body);
@@ -233,6 +244,7 @@ async function doctor(rest: string[]): Promise<number> {
   const { stateChecks, repair } = await import('./doctorState.js');
   const config = loadConfig(values.config, { state_dir: values['state-dir'], socket: values.socket });
   const checks = await runDoctor(socketPath(values.socket ?? config.socket));
+  checks.push(...rootChecks(config));
   const state = stateChecks(config);
   checks.push(...state.checks);
   const ok = confinable(checks);
@@ -280,6 +292,10 @@ async function main(argv: string[]): Promise<number> {
             ),
       );
       return 0;
+    }
+    case 'volume': {
+      const { values, positionals } = parse(rest.slice(1), { json: { type: 'boolean' }, size: { type: 'string' } });
+      return volumeCommand(rest[0], positionals, { socket: socketPath(values.socket), json: values.json ?? false, size: intFlag(values.size, 'size') });
     }
     case 'auth': {
       const { values, positionals } = parse(rest.slice(1), { json: { type: 'boolean' } });

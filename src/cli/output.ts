@@ -44,10 +44,13 @@ export function sessionDetails(s: Session): string {
     ['cpu', `${s.limits.cpu_percent}%`],
     ['/tmp', `${s.limits.tmp_mb} MiB`],
     ['/home', `${s.limits.home_mb} MiB`],
+    ['profile', s.profile],
+    ['root', s.limits.root_mb === undefined ? 'read-only' : `writable, ${s.limits.root_mb} MiB`],
     ['created', s.created_at],
     ['updated', s.updated_at],
   ];
   rows.push(['network', s.network.mode === 'bridge' ? `bridge ${s.network.address ?? '-'} via ${s.network.gateway ?? '-'}` : 'none (lo only)']);
+  for (const v of s.volumes) rows.push(['volume', `${v.name} on ${v.target}${v.readonly ? ' (read-only)' : ''}`]);
   for (const p of s.network.published) rows.push(['published', `${p.host_ip}:${p.host_port} -> ${p.session_port}/tcp`]);
   const con = s.console.running ? `running, ${s.console.viewers} viewer(s)` : 'not running (starts on attach)';
   rows.push(['console', s.console.keep ? `${con}; kept (--console)` : con]);

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { providersConfig } from '../secrets/providers.js';
 import { ruleSchema } from '../access/policy.js';
+import { PROFILES } from '../isolation/profiles.js';
 
 const absolutePath = z.string().regex(/^\/[^\0\n\t]*$/, 'must be an absolute path');
 const cgroupName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be a single path component of [A-Za-z0-9_.-]');
@@ -30,7 +31,17 @@ export const configSchema = z
       .optional(),
     sessions: z
       .object({
-        rootfs: absolutePath.default('/'),
+        /**
+         * "minimal": the host's /usr plus a generated /etc and an empty /var (see
+         * src/isolation/baseLayer.ts), nothing of the host's data. Or a root
+         * directory (a debootstrap, say), idmapped into each session; "/" is the
+         * host's whole root, unmapped and read-only (doctor warns).
+         */
+        rootfs: z.union([z.literal('minimal'), absolutePath]).default('minimal'),
+        /** Capability profile of sessions created without --profile. */
+        profile: z.enum(PROFILES).default('workspace'),
+        /** Writable root layer (workspace) of sessions created without --root-size, MiB; it is tmpfs, counted in the session's memory. */
+        root_size_mb: z.number().int().min(1).max(1024 * 1024).default(512),
         /** Host paths masked (empty, read-only) in every session, besides the state dir and socket dir. */
         hide: z.array(absolutePath).default(['/root', '/etc/enclave', '/var/lib/enclave', '/run/enclave']),
         /** SIGTERM-to-SIGKILL grace on destroy, in milliseconds. */
@@ -40,6 +51,13 @@ export const configSchema = z
         max_sessions: z.number().int().min(1).max(100_000).default(1000),
         /** Ended (stopped or failed) sessions kept for list --all and show; older ones are pruned. */
         keep_history: z.number().int().min(0).max(1_000_000).default(1000),
+      })
+      .strict()
+      .prefault({}),
+    volumes: z
+      .object({
+        /** Size (the quota) of a volume created without --size, MiB: a sparse ext4 image, so only what is written takes host disk. */
+        default_size_mb: z.number().int().min(16).max(1024 * 1024).default(1024),
       })
       .strict()
       .prefault({}),
@@ -77,6 +95,8 @@ export const configSchema = z
       .object({
         home_mb: z.number().int().min(1).max(1024 * 1024).default(512),
         home_inodes: z.number().int().min(16).max(100_000_000).default(65536),
+        /** Inodes of the writable root layer. */
+        root_inodes: z.number().int().min(64).max(100_000_000).default(262144),
         tmp_mb: z.number().int().min(1).max(1024 * 1024).default(512),
         tmp_inodes: z.number().int().min(16).max(100_000_000).default(65536),
         secrets_mb: z.number().int().min(1).max(64).default(1),

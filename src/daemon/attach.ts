@@ -1,7 +1,6 @@
 // Session consoles for the attach endpoint: created on first attach, one per
 // session, ended with the shell or the session.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { ApiError } from '../api/errors.js';
@@ -32,7 +31,12 @@ export class Consoles {
   }
 
   private loginShell(row: SessionRow): string[] {
-    return existsSync(join(this.sessions.rootfsOf(row), 'bin', 'bash')) ? ['/bin/bash', '-l'] : ['/bin/sh', '-l'];
+    // /usr/bin first: in a merged-/usr root, /bin is a link the host would resolve against its own /.
+    for (const shell of ['/usr/bin/bash', '/bin/bash']) {
+      const onHost = this.sessions.hostPathInRoot(row, shell);
+      if (onHost && existsSync(onHost)) return [shell, '-l'];
+    }
+    return ['/bin/sh', '-l'];
   }
 
   /** A terminal running `q` in the session; the console and exec --tty differ only in `own`. */

@@ -8,6 +8,8 @@ import type { Config } from '../config/schema.js';
 import { detectCgroupLayout, removeParents } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
 import { SessionManager } from '../sessions/lifecycle.js';
+import { Volumes } from '../volumes/volumes.js';
+import { VolumeStore } from '../store/volumeStore.js';
 import { PortPublisher } from '../network/publish.js';
 import { openDatabase } from '../store/db.js';
 import { SessionStore } from '../store/sessionStore.js';
@@ -83,7 +85,8 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   const layout = detectCgroupLayout(config.cgroups.root);
   log.info({ cgroups: layout.mode, state_dir: config.state_dir }, 'starting');
   const secrets = new SessionSecrets(SecretStore.open(db, config.state_dir), providerTable(config.auth.providers));
-  const sessions = new SessionManager({ config, secrets, store: new SessionStore(db), layout, log, publisher: new PortPublisher(log) });
+  const volumes = new Volumes(new VolumeStore(db), config.state_dir, config.volumes.default_size_mb, log);
+  const sessions = new SessionManager({ config, secrets, store: new SessionStore(db), layout, log, publisher: new PortPublisher(log), volumes });
   await sessions.start();
 
   const consoles = new Consoles(config, sessions, log);

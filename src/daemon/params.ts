@@ -1,6 +1,6 @@
 // Path parameters of the API, validated before anything is looked up.
 import { ApiError, zodToApiError } from '../api/errors.js';
-import { sessionRef } from '../api/schemas.js';
+import { sessionRef, volumeName } from '../api/schemas.js';
 import { secretName } from '../secrets/names.js';
 
 function decoded(raw: string, what: string, field: string): string {
@@ -16,6 +16,13 @@ export function parseRef(raw: string): string {
   const parsed = sessionRef.safeParse(ref);
   if (!parsed.success) throw new ApiError('invalid_request', `invalid session reference '${ref.slice(0, 80)}': must be a session id (s-xxxxxxxxxx) or a session name`, 'id');
   return parsed.data;
+}
+
+export function parseVolumeName(raw: string): string {
+  const name = decoded(raw, 'volume name', 'name');
+  const r = volumeName.safeParse(name);
+  if (!r.success) throw zodToApiError(r.error, `volume name '${name.slice(0, 80)}'`);
+  return r.data;
 }
 
 export function parseSecretName(raw: string): string {

@@ -10,6 +10,7 @@ import { ApiError, REASON, zodToApiError } from '../api/errors.js';
 import { attachQuery, createSessionRequest, execQuery } from '../api/schemas.js';
 import { AUTH_ROUTES } from './authRoutes.js';
 import { EVENT_ROUTES } from './eventRoutes.js';
+import { VOLUME_ROUTES, volumeAccessTarget } from './volumeRoutes.js';
 import { parseRef } from './params.js';
 import type { Caller, Context, Route } from './route.js';
 import { servePage } from './page.js';
@@ -82,6 +83,7 @@ const ROUTES: Route[] = [
       if (parsed.data.auth?.length || parsed.data.env_tokens?.length) {
         ctx.access.check(caller, 'auth.use', undefined, [...(parsed.data.auth ?? []), ...(parsed.data.env_tokens ?? [])].join(','));
       }
+      for (const v of parsed.data.volumes ?? []) ctx.access.check(caller, 'volume.use', volumeAccessTarget(ctx.sessions.volumes.get(v.name)), `at ${v.target}${v.readonly ? ' ro' : ''}`);
       ctx.access.checkSessionCap(caller, ctx.sessions.countOwnedBy(caller.uid));
       ctx.log.info({ caller: caller.uid, name: parsed.data.name, auth: parsed.data.auth, env_tokens: parsed.data.env_tokens }, 'create session');
       let session = await ctx.sessions.create(parsed.data, caller.uid);
@@ -115,6 +117,7 @@ const ROUTES: Route[] = [
   },
   ...AUTH_ROUTES,
   ...EVENT_ROUTES,
+  ...VOLUME_ROUTES,
 ];
 
 const UPGRADE_PATH = /^\/v1\/sessions\/([^/]+)\/(exec|attach)$/;

@@ -57,6 +57,26 @@ export interface Injected {
   envFiles: { name: string; path: string }[];
 }
 
+/** The host's own root (or any directory), bound read-only and unmapped: host paths in it are hidden by masks. */
+export interface HostRoot {
+  kind: 'host';
+  rootfs: string;
+  /** Absolute host paths to hide under an empty read-only mount. */
+  masks: string[];
+}
+
+/**
+ * A root made of idmapped read-only layers: layer 0 is "/", the others are
+ * mounted at their paths (the minimal root: base, then the host's /usr at
+ * /usr). With an upper, each is an overlay whose writes land in one
+ * size-capped tmpfs of the session's; without, the root is read-only.
+ */
+export interface LayeredRoot {
+  kind: 'layers';
+  layers: { source: string; at: string }[];
+  upper?: TmpfsSize | undefined;
+}
+
 /** Everything buildPlan needs, decided by the manager from request + config. */
 export interface PlanInputs {
   hostname: string;
@@ -65,11 +85,12 @@ export interface PlanInputs {
   cgroups: string[];
   /** Empty directory (host) on which the parent binds the rootfs. */
   newroot: string;
-  rootfs: string;
+  root: HostRoot | LayeredRoot;
+  /** Capabilities kept (hex mask; "0" for none) and whether setgroups is allowed: the profile. */
+  capabilities: string;
+  setgroups: 'allow' | 'deny';
   /** Host path of the control socket the daemon execs through. */
   control: string;
-  /** Absolute host paths to hide under an empty read-only mount. */
-  masks: string[];
   home: TmpfsSize;
   tmp: TmpfsSize;
   secrets: TmpfsSize;
@@ -80,6 +101,8 @@ export interface PlanInputs {
   sysMasks: string[];
   /** Host files bound read-only over rootfs files (resolv.conf, hosts). */
   files: { source: string; target: string }[];
+  /** Volumes: host mounts idmapped into the session at their targets (a parent before what is under it). */
+  volumes?: { source: string; target: string; readonly: boolean }[] | undefined;
   /** Bridge networking; absent for a session with only lo. */
   network?: NetworkPlan | undefined;
   injected?: Injected | undefined;
@@ -120,24 +143,42 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   const ops: PlanOp[] = [];
   const op = (phase: Phase, name: string, ...args: (string | number)[]) => ops.push({ phase, op: name, args: args.map(String) });
 
-  op('host', 'rootfs', p.newroot, p.rootfs);
-  for (const m of [...new Set(p.masks.map(relativeToRoot))].filter((m) => m !== '').sort()) op('host', 'hide', m);
-  for (const f of p.files) op('host', 'bind-file', f.source, relativeToRoot(f.target));
+  const root = p.root;
+  if (root.kind === 'host') {
+    op('host', 'rootfs', p.newroot, root.rootfs);
+    for (const m of [...new Set(root.masks.map(relativeToRoot))].filter((m) => m !== '').sort()) op('host', 'hide', m);
+  } else {
+    if (root.layers[0]?.at !== '/') throw new PlanError('the first layer of a layered root must be "/"');
+    // Bound only as the child's starting directory: the root is the layers.
+    op('host', 'rootfs', p.newroot, root.layers[0].source);
+  }
   op('host', 'control', p.control);
 
   for (const dir of p.cgroups) op('parent', 'cgroup', dir);
   op('parent', 'uid-map', 0, p.ids.hostBase, p.ids.size);
-  op('parent', 'setgroups', 'deny');
+  op('parent', 'setgroups', p.setgroups);
   op('parent', 'gid-map', 0, p.ids.hostBase, p.ids.size);
   const n = p.network;
   if (n) op('parent', 'veth', n.hostIf, 'eth0', n.mac, n.mtu, n.bridge);
+  if (root.kind === 'layers') for (const l of root.layers) op('parent', 'layer', l.source);
+  const volumes = [...(p.volumes ?? [])].sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0));
+  if (new Set(volumes.map((v) => v.target)).size !== volumes.length) throw new PlanError('two volumes on the same target');
+  for (const v of volumes) op('parent', 'volume', v.source, v.readonly ? 'ro' : '-');
 
   op('net', 'loopback');
   if (n) op('net', 'ipv4', 'eth0', n.address, n.prefix, n.gateway);
 
+  if (root.kind === 'layers') {
+    if (root.upper) op('mount', 'upper', tmpfsData('0755', root.upper));
+    op('mount', 'root', 0);
+    root.layers.forEach((l, i) => i > 0 && op('mount', 'overlay', relativeToRoot(l.at), i));
+  }
+  for (const f of p.files) op('mount', 'bind-file', f.source, relativeToRoot(f.target));
   const secret = 'nosuid,nodev,noexec';
-  op('mount', 'tmpfs', 'home', 'nosuid,nodev', tmpfsData('0755', p.home));
+  // A volume on /home is the session's home instead of the tmpfs.
+  if (!volumes.some((v) => v.target === '/home')) op('mount', 'tmpfs', 'home', 'nosuid,nodev', tmpfsData('0755', p.home));
   op('mount', 'tmpfs', 'tmp', 'nosuid,nodev', tmpfsData('1777', p.tmp));
+  volumes.forEach((v, i) => op('mount', 'volume-at', relativeToRoot(v.target), i));
   // A fresh /run: the host's (and the daemon's socket in it) stays outside.
   op('mount', 'tmpfs', 'run', 'nosuid,nodev', tmpfsData('0755', { bytes: 4 * 1024 * 1024, inodes: 1024 }));
   op('mount', 'mkdir', 'run/enclave', '0755');
@@ -168,7 +209,7 @@ export function buildPlan(p: PlanInputs): SessionPlan {
 
   op('final', 'hostname', p.hostname);
   for (const r of p.rlimits) op('final', 'rlimit', r.name, r.soft, r.hard);
-  op('final', 'capabilities', '0');
+  op('final', 'capabilities', p.capabilities);
   op('final', 'seccomp', p.seccomp.toString('hex'));
   for (const e of inj?.env ?? []) op('exec', 'env', e.name, e.value);
   for (const e of inj?.envFiles ?? []) op('exec', 'env-file', e.name, e.path);

@@ -2,7 +2,7 @@
 // -> stopped, or failed (with the helper's step and errno in last_error).
 // Planning (planning.ts), exit watches (watches.ts), start-up sweeps
 // (reconcile.ts) and the API view (view.ts) live beside it.
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiError } from '../api/errors.js';
@@ -20,9 +20,11 @@ import {
   versionOf,
   type CgroupLayout,
 } from '../isolation/cgroups.js';
-import { controlPath, parseStoredPlan, PlanError, type SessionPlan } from '../isolation/plan.js';
+import { controlPath, opsNamed, parseStoredPlan, PlanError, type SessionPlan } from '../isolation/plan.js';
+import { prepareBaseLayer, sweepBaseLayers } from '../isolation/baseLayer.js';
+import { writableRoot, type Profile } from '../isolation/profiles.js';
 import { addon, type ExitStatus } from '../native/addon.js';
-import { AddressesExhaustedError, LIVE_STATES, PortTakenError, SessionStore, SlotsExhaustedError, type SessionRow } from '../store/sessionStore.js';
+import { AddressesExhaustedError, LIVE_STATES, PortTakenError, SessionStore, SlotsExhaustedError, VolumeUnavailableError, type SessionRow } from '../store/sessionStore.js';
 import { hostIfName, intToIp } from '../network/addressing.js';
 import { ensureHostNetwork, hostsFile, resolvConf, type HostNetwork } from '../network/hostNetwork.js';
 import type { PortPublisher } from '../network/publish.js';
@@ -36,6 +38,7 @@ import { ExitWatches } from './watches.js';
 import { describeFailure, launchInit } from './launch.js';
 import { diskFullMessage, isDiskFull } from '../store/diskFull.js';
 import type { CreateSecrets, SessionSecrets } from '../secrets/sessionSecrets.js';
+import type { Volumes } from '../volumes/volumes.js';
 
 export interface ManagerOptions {
   config: Config;
@@ -44,6 +47,7 @@ export interface ManagerOptions {
   layout: CgroupLayout;
   log: Logger;
   publisher: PortPublisher;
+  volumes: Volumes;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -55,6 +59,7 @@ export class SessionManager {
   private readonly log: Logger;
   private readonly publisher: PortPublisher;
   readonly secrets: SessionSecrets;
+  readonly volumes: Volumes;
   private hostNet: HostNetwork | undefined;
   private readonly watches = new ExitWatches();
   private readonly creating = new Map<string, Promise<unknown>>();
@@ -78,6 +83,7 @@ export class SessionManager {
     this.log = opts.log;
     this.publisher = opts.publisher;
     this.secrets = opts.secrets;
+    this.volumes = opts.volumes;
     this.agents = new Agents(opts.log, (id, code) => this.ending.set(id, code));
   }
 
@@ -90,6 +96,25 @@ export class SessionManager {
     return newrootDir(this.config);
   }
 
+  /** Where the minimal root's base layers live. */
+  get rootfsDir(): string {
+    return join(this.config.state_dir, 'rootfs');
+  }
+
+  /** Base layers that neither this start nor a live session's plan uses (an overlay's lower must not change under it). */
+  private sweepBaseLayers(): void {
+    const inUse = new Set<string>(this.host?.baseLayer ? [this.host.baseLayer] : []);
+    for (const row of this.store.listInStates(LIVE_STATES)) {
+      if (!row.plan) continue;
+      try {
+        for (const [source] of opsNamed(parseStoredPlan(row.plan, `session ${row.id}`), 'layer')) if (source) inUse.add(source);
+      } catch {
+        return; // a plan we cannot read: keep every base rather than guess
+      }
+    }
+    for (const p of sweepBaseLayers(this.rootfsDir, inUse)) this.log.info({ path: p }, 'removed an unused session base layer');
+  }
+
   // ---- start-up ---------------------------------------------------------
 
   /** Re-adopt running sessions, finish interrupted work, sweep leftovers. */
@@ -99,8 +124,11 @@ export class SessionManager {
     // sun_path holds 108 bytes: refuse a state dir whose control sockets cannot be named.
     const probe = controlPathFor(this.config, 's-0000000000');
     if (Buffer.byteLength(probe) > 107) throw new Error(`state_dir ${this.config.state_dir} is too long: control socket paths like ${probe} exceed 107 bytes`);
+    await this.volumes.recover();
     const net = (this.hostNet = await ensureHostNetwork(this.config));
-    this.host = { seccomp: seccompProgram(), sysMasks: thermalThrottleMasks(), bridge: net.bridge, mtu: net.mtu, gateway: net.subnet.gateway };
+    const base = this.config.sessions.rootfs === 'minimal' ? prepareBaseLayer(this.rootfsDir, this.config.ids.size) : undefined;
+    if (base?.built) this.log.info({ path: base.path }, 'built the session base layer');
+    this.host = { seccomp: seccompProgram(), sysMasks: thermalThrottleMasks(), bridge: net.bridge, mtu: net.mtu, gateway: net.subnet.gateway, baseLayer: base?.path };
     const pending: Promise<void>[] = [];
     for (const row of this.store.listInStates(LIVE_STATES)) {
       const log = this.log.child({ session: row.id });
@@ -123,6 +151,7 @@ export class SessionManager {
       }
     }
     await Promise.all(pending);
+    this.sweepBaseLayers();
     this.pruneHistory();
     sweepOrphanCgroups(this.layout, this.config.cgroups.parent, this.store, this.log);
     sweepOrphanLinks(this.config.network.bridge, this.store, this.log);
@@ -216,15 +245,42 @@ export class SessionManager {
 
   // ---- create -------------------------------------------------------------
 
-  limitsFor(req: CreateSessionRequest): Limits {
+  limitsFor(req: CreateSessionRequest, profile: Profile): Limits {
     const c = this.config;
+    // A writable root needs layers: the host's own "/" stays read-only.
+    const writable = writableRoot(profile) && c.sessions.rootfs !== '/';
+    if (req.root_mb !== undefined && !writable) {
+      throw new ApiError('invalid_request', `root_mb needs a writable root: profile "workspace" and a sessions.rootfs other than "/" (this session: profile "${profile}", rootfs "${c.sessions.rootfs}")`, 'root_mb');
+    }
     return {
       memory_mb: req.memory_mb ?? c.limits.memory_mb,
       pids: req.pids ?? c.limits.pids,
       cpu_percent: req.cpu_percent ?? c.limits.cpu_percent,
       tmp_mb: req.tmp_mb ?? c.tmpfs.tmp_mb,
       home_mb: req.home_mb ?? c.tmpfs.home_mb,
+      ...(writable ? { root_mb: req.root_mb ?? c.sessions.root_size_mb } : {}),
     };
+  }
+
+  /**
+   * A read-only root cannot grow mount points: there a volume goes on /home
+   * (instead of its tmpfs), under another volume, or on a directory the root
+   * already has (/srv, /opt, /mnt in the minimal root). A writable root makes
+   * any missing directory in its layer.
+   */
+  private checkVolumeTargets(volumes: { name: string; target: string }[], limits: Limits): void {
+    if (limits.root_mb !== undefined) return;
+    const rootfs = this.config.sessions.rootfs === 'minimal' ? this.host!.baseLayer! : this.config.sessions.rootfs;
+    for (const v of volumes) {
+      if (v.target === '/home' || volumes.some((o) => v.target.startsWith(`${o.target}/`))) continue;
+      let dir = false;
+      try {
+        dir = lstatSync(join(rootfs, v.target)).isDirectory();
+      } catch {
+        /* missing */
+      }
+      if (!dir) throw new ApiError('invalid_request', `volume ${v.name}: ${v.target} is not a directory of this session's read-only root (a strict session, or sessions.rootfs "/"): use /home, /srv, /opt or /mnt, or a workspace session`, 'volumes');
+    }
   }
 
   /** Live sessions a uid owns (the per-uid cap). */
@@ -243,7 +299,10 @@ export class SessionManager {
     // Read before anything exists: a missing secret creates nothing.
     const secrets = this.secrets.forCreate(req);
     const id = newSessionId();
-    const limits = this.limitsFor(req);
+    const profile = req.profile ?? this.config.sessions.profile;
+    const limits = this.limitsFor(req, profile);
+    const volumes = req.volumes ?? [];
+    this.checkVolumeTargets(volumes, limits);
     const dirs = sessionCgroupDirs(this.layout, this.config.cgroups.parent, id);
     const subnet = this.hostNet!.subnet;
     let row: SessionRow;
@@ -262,11 +321,14 @@ export class SessionManager {
         publish: req.publish ?? [],
         keepConsole: req.console ?? false,
         ownerUid,
+        profile,
+        volumes,
       });
     } catch (e) {
       if (isDiskFull(e, this.config.state_dir)) throw new ApiError('insufficient_storage', `session not created: ${diskFullMessage(this.config.state_dir)}`);
       if (e instanceof SlotsExhaustedError || e instanceof AddressesExhaustedError) throw new ApiError('exhausted', e.message);
       if (e instanceof PortTakenError) throw new ApiError('conflict', e.message, 'publish');
+      if (e instanceof VolumeUnavailableError) throw new ApiError('conflict', e.message, 'volumes');
       if (e instanceof Error && /UNIQUE constraint failed: sessions\.name/.test(e.message)) {
         throw new ApiError('conflict', `a live session is already named '${name}'`, 'name');
       }
@@ -292,7 +354,9 @@ export class SessionManager {
       const files = this.writeSessionFiles(row, lease);
       const { files: secretFiles, env, envFiles } = secrets.delivery;
       const injected = { files: secretFiles.map((f) => ({ path: f.path, mode: f.mode })), env, envFiles };
-      const plan = planFor(row, limits, c, this.host!, { cgroups: dirs.map((d) => d.path), lease, files, injected });
+      const volumes = [];
+      for (const v of this.store.volumesOf(row.id)) volumes.push({ source: await this.volumes.hostMount(v.name), target: v.target, readonly: v.readonly });
+      const plan = planFor(row, limits, c, this.host!, { cgroups: dirs.map((d) => d.path), lease, files, injected, profile: row.profile, volumes });
       // Stored before anything executes it: what the session is made of, for good.
       // Secret values are not in it: they travel as blobs on the helper's stdin.
       this.store.setPlan(row.id, JSON.stringify(plan));
@@ -525,9 +589,19 @@ export class SessionManager {
   }
 
   /** The root the session was created with (not today's config). */
-  rootfsOf(row: SessionRow): string {
-    const rootfs = row.plan === null ? undefined : this.planOf(row).ops.find((o) => o.op === 'rootfs')?.args[1];
-    return rootfs ?? this.config.sessions.rootfs;
+  /**
+   * The host path where a session's read-only root (its layers, as created)
+   * holds `path`, for choosing a login shell; what the session wrote in its
+   * own layer is not looked at.
+   */
+  hostPathInRoot(row: SessionRow, path: string): string | undefined {
+    if (row.plan === null) return undefined;
+    const plan = this.planOf(row);
+    const layers = opsNamed(plan, 'layer').map((a) => a[0]!);
+    if (layers.length === 0) return join(opsNamed(plan, 'rootfs')[0]?.[1] ?? '/', path);
+    const mounts: [string, string][] = [['/', layers[0]!], ...opsNamed(plan, 'overlay').map(([at, n]) => [`/${at}`, layers[Number(n)]!] as [string, string])];
+    const [at, source] = mounts.filter(([m]) => m === '/' || path === m || path.startsWith(`${m}/`)).sort((x, y) => y[0].length - x[0].length)[0]!;
+    return join(source, path.slice(at.length));
   }
 
   toApi(row: SessionRow, consoles: ConsoleInfo = NO_CONSOLE): Session {

@@ -6,7 +6,8 @@ import type { Limits } from '../api/schemas.js';
 import type { Config } from '../config/schema.js';
 import { rlimitsFor } from '../isolation/hardening.js';
 import { rangeForSlot } from '../isolation/idRange.js';
-import { buildPlan, type Injected, type SessionPlan } from '../isolation/plan.js';
+import { buildPlan, type HostRoot, type Injected, type LayeredRoot, type SessionPlan } from '../isolation/plan.js';
+import { capabilityMask, setgroupsFor, writableRoot, type Profile } from '../isolation/profiles.js';
 import { hostIfName, intToIp, macFor } from '../network/addressing.js';
 import type { SessionRow } from '../store/sessionStore.js';
 
@@ -19,6 +20,8 @@ export interface HostFacts {
   bridge: string;
   mtu: number;
   gateway: number;
+  /** The minimal root's base layer (sessions.rootfs = "minimal"). */
+  baseLayer?: string | undefined;
 }
 
 export function sessionDir(config: Config, id: string): string {
@@ -33,12 +36,28 @@ export function newrootDir(config: Config): string {
   return join(config.state_dir, 'newroot');
 }
 
+/** The session's root: layers (minimal or a root directory), or the host's own "/" as it was. */
+function rootFor(c: Config, host: HostFacts, profile: Profile, limits: Limits): HostRoot | LayeredRoot {
+  const rootfs = c.sessions.rootfs;
+  if (rootfs === '/') return { kind: 'host', rootfs, masks: [c.state_dir, dirname(c.socket), ...c.sessions.hide] };
+  const layers = rootfs === 'minimal' ? [{ source: host.baseLayer!, at: '/' }, { source: '/usr', at: '/usr' }] : [{ source: rootfs, at: '/' }];
+  const upper = writableRoot(profile) ? { bytes: (limits.root_mb ?? c.sessions.root_size_mb) * MIB, inodes: c.tmpfs.root_inodes } : undefined;
+  return { kind: 'layers', layers, upper };
+}
+
 export function planFor(
   row: Pick<SessionRow, 'id' | 'hostname' | 'id_slot'>,
   limits: Limits,
   config: Config,
   host: HostFacts,
-  s: { cgroups: string[]; lease: number | undefined; files: { source: string; target: string }[]; injected?: Injected | undefined },
+  s: {
+    cgroups: string[];
+    lease: number | undefined;
+    files: { source: string; target: string }[];
+    injected?: Injected | undefined;
+    profile: Profile;
+    volumes?: { source: string; target: string; readonly: boolean }[];
+  },
 ): SessionPlan {
   const c = config;
   return buildPlan({
@@ -46,9 +65,10 @@ export function planFor(
     ids: rangeForSlot(c.ids, row.id_slot!),
     cgroups: s.cgroups,
     newroot: newrootDir(c),
-    rootfs: c.sessions.rootfs,
+    root: rootFor(c, host, s.profile, limits),
+    capabilities: capabilityMask(s.profile),
+    setgroups: setgroupsFor(s.profile),
     control: controlPathFor(c, row.id),
-    masks: [c.state_dir, dirname(c.socket), ...c.sessions.hide],
     home: { bytes: limits.home_mb * MIB, inodes: c.tmpfs.home_inodes },
     tmp: { bytes: limits.tmp_mb * MIB, inodes: c.tmpfs.tmp_inodes },
     secrets: { bytes: c.tmpfs.secrets_mb * MIB, inodes: c.tmpfs.secrets_inodes },
@@ -57,6 +77,7 @@ export function planFor(
     sysMasks: host.sysMasks,
     files: s.files,
     injected: s.injected,
+    volumes: s.volumes,
     network:
       s.lease === undefined
         ? undefined

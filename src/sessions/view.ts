@@ -29,6 +29,7 @@ export function toApi(row: SessionRow, deps: ViewDeps, consoles: ConsoleInfo = N
     init_pid: live ? row.init_pid : null,
     id_range: range && { host_base: range.hostBase, size: range.size },
     limits: row.limits,
+    profile: row.profile,
     network: {
       mode: row.network,
       address: lease === undefined ? null : intToIp(lease),
@@ -41,6 +42,7 @@ export function toApi(row: SessionRow, deps: ViewDeps, consoles: ConsoleInfo = N
     last_error: row.last_error,
     owner_uid: row.owner_uid,
     secrets: deps.store.secretNamesOf(row.id),
+    volumes: deps.store.volumesOf(row.id),
     exit: row.exit_code === null && row.exit_signal === null ? null : { code: row.exit_code, signal: row.exit_signal },
   };
 }

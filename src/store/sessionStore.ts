@@ -2,6 +2,7 @@
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { limitsSchema, sessionStates, type Limits, type SessionState } from '../api/schemas.js';
+import { PROFILES, type Profile } from '../isolation/profiles.js';
 
 const rowSchema = z.object({
   id: z.string(),
@@ -32,6 +33,7 @@ const rowSchema = z.object({
   stop_reason: z.string().nullable(),
   /** The uid that created it (null: a session of a daemon before access control). */
   owner_uid: z.number().int().nullable(),
+  profile: z.enum(PROFILES),
 });
 export type SessionRow = z.infer<typeof rowSchema>;
 
@@ -51,6 +53,7 @@ export interface PublishedPort {
 export class SlotsExhaustedError extends Error {}
 export class AddressesExhaustedError extends Error {}
 export class PortTakenError extends Error {}
+export class VolumeUnavailableError extends Error {}
 
 export class SessionStore {
   constructor(private readonly db: Database.Database) {}
@@ -115,6 +118,9 @@ export class SessionStore {
     publish?: PublishedPort[];
     keepConsole?: boolean;
     ownerUid: number;
+    profile: Profile;
+    /** Volumes to mount: each must exist and be ready, checked in the same transaction as the row. */
+    volumes?: { name: string; target: string; readonly: boolean }[];
   }): SessionRow {
     const now = new Date().toISOString();
     this.db
@@ -129,10 +135,10 @@ export class SessionStore {
         if (!free) throw new SlotsExhaustedError(`all ${args.slots} ID-range slots are in use`);
         this.db
           .prepare(
-            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid)
-             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?)`,
+            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid, profile)
+             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
-          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.ownerUid);
+          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.ownerUid, args.profile);
         this.db.prepare('INSERT INTO id_slots (slot, session_id) VALUES (?, ?)').run(free.slot, args.id);
         if (args.addresses) {
           const { first, last } = args.addresses;
@@ -156,6 +162,11 @@ export class SessionStore {
         }
         const obj = this.db.prepare('INSERT INTO kernel_objects (session_id, kind, ref) VALUES (?, ?, ?)');
         for (const o of args.objects) obj.run(args.id, o.kind, o.ref);
+        for (const v of args.volumes ?? []) {
+          const vol = this.db.prepare('SELECT state FROM volumes WHERE name = ?').get(v.name) as { state: string } | undefined;
+          if (vol?.state !== 'ready') throw new VolumeUnavailableError(vol ? `volume ${v.name} is ${vol.state}` : `no volume named ${v.name} (enclave volume create ${v.name})`);
+          this.db.prepare('INSERT INTO session_volumes (session_id, volume, target, readonly) VALUES (?, ?, ?, ?)').run(args.id, v.name, v.target, v.readonly ? 1 : 0);
+        }
       })
       .immediate();
     return this.get(args.id)!;
@@ -173,6 +184,7 @@ export class SessionStore {
       .transaction(() => {
         const old = `SELECT id FROM sessions WHERE state IN ('stopped','failed') ORDER BY updated_at DESC, rowid DESC LIMIT -1 OFFSET ?`;
         this.db.prepare(`DELETE FROM kernel_objects WHERE session_id IN (${old})`).run(keep);
+        this.db.prepare(`DELETE FROM session_volumes WHERE session_id IN (${old})`).run(keep);
         return this.db.prepare(`DELETE FROM sessions WHERE id IN (${old})`).run(keep).changes;
       })
       .immediate();
@@ -237,6 +249,12 @@ export class SessionStore {
   }
 
   private secretNames: Database.Statement | undefined;
+
+  /** The volumes a session mounts, by target. */
+  volumesOf(id: string): { name: string; target: string; readonly: boolean }[] {
+    const rows = this.db.prepare('SELECT volume, target, readonly FROM session_volumes WHERE session_id = ? ORDER BY target').all(id) as { volume: string; target: string; readonly: number }[];
+    return rows.map((r) => ({ name: r.volume, target: r.target, readonly: r.readonly === 1 }));
+  }
 
   slotOf(id: string): number | undefined {
     const r = this.db.prepare('SELECT slot FROM id_slots WHERE session_id = ?').get(id) as { slot: number } | undefined;

@@ -396,7 +396,7 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
 
   // Last in the file: it restarts the daemon, which ends the other consoles.
   it('starts the console at create with --console, and again when the daemon restarts', async () => {
-    const shells = async (ref: string) => (await d.sh(ref, 'ps -eo args')).stdout.split('\n').filter((l) => /^\/bin\/(ba)?sh -l$/.test(l)).length;
+    const shells = async (ref: string) => (await d.sh(ref, 'ps -eo args')).stdout.split('\n').filter((l) => /^(\/usr)?\/bin\/(ba)?sh -l$/.test(l)).length;
     const until = async (what: string, ok: () => Promise<boolean>) => {
       for (const deadline = Date.now() + 10_000; !(await ok()); ) {
         if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

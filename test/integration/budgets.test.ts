@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Session } from '../../src/api/schemas.js';
-import { CLI, isRoot, TestDaemon } from './harness.js';
+import { CLI, isRoot, TestDaemon, SESSION_PROBE } from './harness.js';
 
 /** The host's TCP buffer memory, bytes (tcp_memory_allocated is one counter for every netns). */
 function hostTcpMemory(): number {
@@ -22,7 +22,7 @@ describe.skipIf(!isRoot)('kernel budgets per session (root)', () => {
 
   /** `probe CASE ARG` in a session, kept running; resolves with its first line. */
   function hold(session: string, args: string[]): Promise<string> {
-    const p = spawn(process.execPath, [CLI, 'session', 'exec', session, '--', probe, ...args], { env: { ...process.env, ENCLAVE_SOCKET: d.socket } });
+    const p = spawn(process.execPath, [CLI, 'session', 'exec', session, '--', SESSION_PROBE, ...args], { env: { ...process.env, ENCLAVE_SOCKET: d.socket } });
     held.push(p);
     return new Promise((resolve, reject) => {
       let out = '';
@@ -50,7 +50,7 @@ describe.skipIf(!isRoot)('kernel budgets per session (root)', () => {
     // instances are counted against that uid, not against host root's.
     const limit = Number(readFileSync('/proc/sys/user/max_inotify_instances', 'utf8'));
     expect(await hold('greedy', ['inotify-many', String(limit + 50)])).toBe(`${limit} EMFILE`);
-    expect((await d.cli(['session', 'exec', 'neighbour', '--', probe, 'inotify-one'])).stdout).toBe('ok\n');
+    expect((await d.cli(['session', 'exec', 'neighbour', '--', SESSION_PROBE, 'inotify-one'])).stdout).toBe('ok\n');
     expect(spawnSync(probe, ['inotify-one'], { encoding: 'utf8' }).stdout).toBe('ok\n');
     // NS_GET_OWNER_UID: the namespace's owner is the first host uid of the session's range.
     const py = 'import fcntl,os,struct,sys\nfd=os.open(sys.argv[1],os.O_RDONLY)\nprint(struct.unpack("I",fcntl.ioctl(fd,0xb704,bytes(4)))[0])';
@@ -78,8 +78,8 @@ describe.skipIf(!isRoot)('kernel budgets per session (root)', () => {
   });
 
   it('refuses AIO contexts in sessions (fs.aio-max-nr is host-wide); the host keeps them', async () => {
-    expect((await d.cli(['session', 'exec', 'greedy', '--', probe, 'io-setup'])).stdout).toBe('ENOSYS\n');
-    expect((await d.cli(['session', 'exec', 'neighbour', '--', probe, 'io-setup'])).stdout).toBe('ENOSYS\n');
+    expect((await d.cli(['session', 'exec', 'greedy', '--', SESSION_PROBE, 'io-setup'])).stdout).toBe('ENOSYS\n');
+    expect((await d.cli(['session', 'exec', 'neighbour', '--', SESSION_PROBE, 'io-setup'])).stdout).toBe('ENOSYS\n');
     expect(spawnSync(probe, ['io-setup'], { encoding: 'utf8' }).stdout).toBe('ok\n');
   });
 });

@@ -36,7 +36,7 @@ describe.skipIf(!isRoot)('a full disk under the state dir (root)', () => {
   beforeAll(async () => {
     // The state dir on a small tmpfs of the test's own: a disk that fills in a moment.
     mkdirSync(d.stateDir, { recursive: true, mode: 0o700 });
-    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,mode=0700', 'tmpfs', d.stateDir], { encoding: 'utf8' });
+    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64m,mode=0700', 'tmpfs', d.stateDir], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`mount: ${r.stderr}`);
     await d.start();
     // Some history first, as any daemon has: its WAL has grown to hold a few creates.

@@ -10,7 +10,8 @@ import WebSocket from 'ws';
 import { Channel, K8S_V5_PROTOCOL, exitCodeOf } from '../../src/terminal/channels.js';
 import { execStatusSchema } from '../../src/api/schemas.js';
 import Database from 'better-sqlite3';
-import { CLI, isRoot, TestDaemon } from './harness.js';
+import { CLI, isRoot, TestDaemon, SESSION_PROBE } from './harness.js';
+import { capabilityMask } from '../../src/isolation/profiles.js';
 
 /** PIDs whose parent is `ppid` (processes, not threads). */
 function childrenOf(ppid: number): { pid: number; comm: string; state: string }[] {
@@ -62,7 +63,8 @@ describe.skipIf(!isRoot)('exec through the session init (root)', () => {
   let probe: string;
   beforeAll(async () => {
     await d.start();
-    probe = d.buildProbe();
+    d.buildProbe();
+    probe = SESSION_PROBE;
   });
   afterAll(async () => {
     await d.cleanup();
@@ -94,7 +96,7 @@ describe.skipIf(!isRoot)('exec through the session init (root)', () => {
     const confinement = (status: string) => status.split('\n').filter((l) => CONFINEMENT.test(l));
     expect(confinement(selfStatus!)).toHaveLength(11);
     expect(confinement(selfStatus!)).toEqual(confinement(initStatus!));
-    expect(confinement(selfStatus!)).toContain('CapBnd:\t0000000000000000');
+    expect(confinement(selfStatus!)).toContain(`CapBnd:\t${capabilityMask('workspace').padStart(16, '0')}`); // the default profile's
     expect(confinement(selfStatus!).find((l) => l.startsWith('Seccomp:'))).toBe('Seccomp:\t2');
     // A new session is made with the new config.
     await d.create({ name: 'new' });

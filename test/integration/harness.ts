@@ -161,6 +161,9 @@ export interface CliResult {
 
 let daemonsMade = 0;
 
+/** Where sessions find the probe (a tmpfs of theirs that allows exec). */
+export const SESSION_PROBE = '/run/probe';
+
 export class TestDaemon {
   readonly tag = randomBytes(3).toString('hex');
   readonly runId = `${process.pid}x${this.tag}`;
@@ -217,11 +220,25 @@ export class TestDaemon {
     throw new Error(`daemon did not come up: ${this.log().slice(-2000)}`);
   }
 
-  /** test/integration/probe.c, compiled into this run's directory (after start()). */
+  /** The host path of the probe, once built: every session created after is given a copy. */
+  private probeBuilt: string | undefined;
+
+  /**
+   * test/integration/probe.c, compiled into this run's directory (after
+   * start()). Returns its host path; sessions created from now on get a copy
+   * at SESSION_PROBE (the default root shows nothing of the host's /var/tmp).
+   */
   buildProbe(): string {
     const probe = join(this.dir, 'probe');
     execFileSync('gcc', ['-O2', '-o', probe, join(__dirname, 'probe.c')]);
+    this.probeBuilt = probe;
     return probe;
+  }
+
+  /** Copy a host file into a session (through exec's stdin), executable. */
+  async copyIn(session: string, hostPath: string, inside: string): Promise<void> {
+    const r = await this.sh(session, `cat > ${inside} && chmod 755 ${inside}`, readFileSync(hostPath));
+    if (r.code !== 0) throw new Error(`copy of ${hostPath} into ${session}:${inside} failed: ${r.stderr}`);
   }
 
   /** New config for the next start(): the file is written again from these. */
@@ -303,6 +320,7 @@ export class TestDaemon {
     if (r.status !== 201) throw new Error(`create failed: HTTP ${r.status} ${JSON.stringify(r.body)}`);
     const s = sessionSchema.parse(r.body);
     if (s.init_pid) this.inits.add(s.init_pid);
+    if (this.probeBuilt && s.state === 'running') await this.copyIn(s.id, this.probeBuilt, SESSION_PROBE);
     return s;
   }
 

@@ -16,6 +16,7 @@ describe.skipIf(!isRoot)('session isolation (root)', () => {
     await d.start();
     a = await d.create({ name: 'iso-a' });
     b = await d.create({ name: 'iso-b' });
+    await d.create({ name: 'iso-strict', profile: 'strict' });
   });
   afterAll(async () => {
     await d.cleanup();
@@ -87,8 +88,8 @@ describe.skipIf(!isRoot)('session isolation (root)', () => {
     for (const l of lines.slice(2)) expect(l).toMatch(/nosuid,nodev/);
   });
 
-  it('keeps the root read-only', async () => {
-    const r = await d.sh('iso-a', 'touch /usr/enclave-probe 2>&1; echo rc=$?; mount 2>/dev/null | awk \'$3=="/" {print $6}\'; awk \'$2=="/" {print $4}\' /proc/self/mounts');
+  it('keeps the root read-only under the strict profile', async () => {
+    const r = await d.sh('iso-strict', 'touch /usr/enclave-probe 2>&1; echo rc=$?; mount 2>/dev/null | awk \'$3=="/" {print $6}\'; awk \'$2=="/" {print $4}\' /proc/self/mounts');
     expect(r.stdout).toMatch(/Read-only file system/);
     expect(r.stdout).toContain('rc=1');
     expect(r.stdout).toMatch(/^ro,/m);
@@ -112,9 +113,9 @@ describe.skipIf(!isRoot)('session isolation (root)', () => {
     const [, baseA, sizeA] = ua!;
     const [, baseB, sizeB] = ub!;
     expect(baseA! + sizeA! <= baseB! || baseB! + sizeB! <= baseA!).toBe(true);
-    // setgroups is denied inside the session.
-    const sg = await d.sh('iso-a', 'cat /proc/self/setgroups');
-    expect(sg.stdout.trim()).toBe('deny');
+    // setgroups: allowed under workspace (the default), denied under strict.
+    expect((await d.sh('iso-a', 'cat /proc/self/setgroups')).stdout.trim()).toBe('allow');
+    expect((await d.sh('iso-strict', 'cat /proc/self/setgroups')).stdout.trim()).toBe('deny');
   });
 
   it("runs the session's processes as its range's IDs on the host", async () => {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Session } from '../../src/api/schemas.js';
 import { OutsideHost } from './outside.js';
-import { isRoot, TestDaemon } from './harness.js';
+import { isRoot, TestDaemon, SESSION_PROBE } from './harness.js';
 
 /** Node one-liners run inside sessions (the rootfs is the host's, node included). */
 const serve = (port: number, reply: string) =>
@@ -130,7 +130,7 @@ describe.skipIf(!isRoot)('session networking (root)', () => {
     const meta = await d.sh('net-a', tryConnect('169.254.169.254', 80));
     expect(meta.stdout.trim()).toBe('ERR ECONNREFUSED');
     // Not TCP: ICMP admin-prohibited.
-    const udp = await d.cli(['session', 'exec', 'net-a', '--', probe, 'udp-from', 'freebind', a.network.address!, a.network.gateway!, String(hostPort), 'x']);
+    const udp = await d.cli(['session', 'exec', 'net-a', '--', SESSION_PROBE, 'udp-from', 'freebind', a.network.address!, a.network.gateway!, String(hostPort), 'x']);
     expect(udp.stdout.trim()).toBe('ok');
   });
 
@@ -142,7 +142,7 @@ describe.skipIf(!isRoot)('session networking (root)', () => {
   it('drops a datagram with a spoofed source address, passes a genuine one', async () => {
     // The session itself cannot even emit one: no CAP_NET_ADMIN, so the kernel
     // refuses a non-local source.
-    const inside = await d.cli(['session', 'exec', 'net-a', '--', probe, 'udp-from', 'freebind', b.network.address!, outsideIp, '7001', 'inside']);
+    const inside = await d.cli(['session', 'exec', 'net-a', '--', SESSION_PROBE, 'udp-from', 'freebind', b.network.address!, outsideIp, '7001', 'inside']);
     expect(inside.stdout.trim()).not.toBe('ok');
     // A sender with CAP_NET_ADMIN in the session's network namespace (what an
     // escaped session would have) gets the packet out, and the firewall drops it.

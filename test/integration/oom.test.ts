@@ -1,13 +1,14 @@
 // limits.oom = "session": an out-of-memory kill ends the whole session.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isRoot, TestDaemon } from './harness.js';
+import { isRoot, TestDaemon, SESSION_PROBE } from './harness.js';
 
 describe.skipIf(!isRoot)('OOM policy "session" (root)', () => {
   const d = new TestDaemon({ extraConfig: '[limits]\noom = "session"\n' });
   let probe: string;
   beforeAll(async () => {
     await d.start();
-    probe = d.buildProbe();
+    d.buildProbe();
+    probe = SESSION_PROBE;
   });
   afterAll(async () => {
     await d.cleanup();

@@ -119,6 +119,17 @@ int main(int argc, char **argv) {
     return report(rc);
   }
   if (!strcmp(c, "mknod")) return report(mknod("/tmp/null-copy", S_IFCHR | 0666, makedev(1, 3)));
+  if (!strcmp(c, "socket-raw")) return report(socket(AF_INET, SOCK_RAW, IPPROTO_RAW));
+  if (!strcmp(c, "open-by-handle")) {
+    /* A handle made up: the call must be refused before it is looked at. */
+    struct { unsigned int bytes; int type; unsigned char h[8]; } fh = {8, 1, {0}};
+    return report(syscall(SYS_open_by_handle_at, AT_FDCWD, &fh, O_RDONLY));
+  }
+  if (!strcmp(c, "setns")) {
+    int fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    return report(fd < 0 ? -1 : setns(fd, 0));
+  }
+  if (!strcmp(c, "hostname")) return report(sethostname("changed", 7)); /* its own UTS namespace */
   if (!strcmp(c, "kill")) return report(kill(atoi(arg), 0));
   if (!strcmp(c, "ptrace")) return report(ptrace(PTRACE_ATTACH, atoi(arg), NULL, NULL));
   if (!strcmp(c, "forkbomb")) {

@@ -34,7 +34,7 @@ describe('IPAM in SQLite', () => {
   const range = { first: ipToInt('10.9.0.2'), last: ipToInt('10.9.0.5') }; // four addresses
   let n = 0;
   const create = (extra: Partial<Parameters<SessionStore['insertCreating']>[0]> = {}) =>
-    store.insertCreating({ id: `s-${(++n).toString(16).padStart(10, '0')}`, name: null, hostname: 'h', limits, slots: 100, objects: [], addresses: range, ownerUid: 0, ...extra });
+    store.insertCreating({ id: `s-${(++n).toString(16).padStart(10, '0')}`, name: null, hostname: 'h', limits, slots: 100, objects: [], addresses: range, ownerUid: 0, profile: 'strict', ...extra });
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'enclave-ipam-'));

@@ -8,15 +8,17 @@ import { rangeForSlot, rangesOverlap } from '../../src/isolation/idRange.js';
 import { helperPaths } from '../../src/native/addon.js';
 import { helperTable } from '../../src/native/steps.js';
 import { archForNode, compileSeccomp, serializeBpf } from '../../src/isolation/bpf.js';
+import { capabilityMask, DROPPED_CAPS, setgroupsFor, WORKSPACE_CAPS } from '../../src/isolation/profiles.js';
 
 const inputs: PlanInputs = {
   hostname: 'web-1',
   ids: { hostBase: 165536, size: 65536 },
   cgroups: ['/sys/fs/cgroup/pids/enclave/s-0000000001'],
   newroot: '/var/lib/enclave/newroot',
-  rootfs: '/',
+  root: { kind: 'host', rootfs: '/', masks: ['/var/lib/enclave', '/run/enclave', '/root', '/root/'] },
+  capabilities: '0',
+  setgroups: 'deny',
   control: '/var/lib/enclave/sessions/s-0000000001/control',
-  masks: ['/var/lib/enclave', '/run/enclave', '/root', '/root/'],
   home: { bytes: 512 * 1024 * 1024, inodes: 65536 },
   tmp: { bytes: 256 * 1024 * 1024, inodes: 1000 },
   secrets: { bytes: 1024 * 1024, inodes: 256 },
@@ -122,7 +124,7 @@ describe('session plan', () => {
 
   it('refuses bad hostnames, relative host paths and field separators before the helper sees them', () => {
     expect(() => buildPlan({ ...inputs, hostname: 'Bad_Host' })).toThrow(/hostname/);
-    expect(() => buildPlan({ ...inputs, masks: ['relative'] })).toThrow(/absolute/);
+    expect(() => buildPlan({ ...inputs, root: { kind: 'host', rootfs: '/', masks: ['relative'] } })).toThrow(/absolute/);
     expect(() => buildPlan({ ...inputs, files: [{ source: '/a\tb', target: '/etc/x' }] })).toThrow(PlanError);
   });
 
@@ -181,7 +183,9 @@ describe('enclave-init --check refuses what the op table does not allow', () => 
     ['no seccomp program', withLines((l) => [...l.slice(0, -2), l[l.length - 1]!])],
     ['a malformed seccomp program', withLines((l) => l.map((x) => (x.startsWith('final\tseccomp') ? 'final\tseccomp\tabc' : x)))],
     ['an op after seccomp', withLines((l) => [...l.slice(0, -1), 'final\thostname\tx', l[l.length - 1]!])],
-    ['kept capabilities (this build keeps none)', withLines((l) => l.map((x) => (x.startsWith('final\tcapabilities') ? 'final\tcapabilities\t1' : x)))],
+    ['a capability past the ceiling (CAP_SYS_ADMIN)', withLines((l) => l.map((x) => (x.startsWith('final\tcapabilities') ? 'final\tcapabilities\t200000' : x)))],
+    ['a capability past the ceiling (CAP_NET_RAW)', withLines((l) => l.map((x) => (x.startsWith('final\tcapabilities') ? 'final\tcapabilities\t2000' : x)))],
+    ['an overlay without a layered root', withLines((l) => [...l.slice(0, 2), ...l.slice(2).flatMap((x) => (x.startsWith('mount\ttmpfs\thome') ? ['mount\toverlay\tusr\t0', x] : [x]))])],
     ['a file op naming a blob that is not there', withLines((l) => [...l.slice(0, -2), 'mount\tfile\trun/enclave/env/X\t0400\t0\t0\t0', ...l.slice(-2)])],
     ['an exec-phase op before the set-up ends', withLines((l) => [...l.slice(0, -2), 'exec\tenv\tA\tb', ...l.slice(-2)])],
     ['a set-up op after an exec-phase op', withLines((l) => [...l.slice(0, -1), 'exec\tenv\tA\tb', 'final\thostname\tx', l[l.length - 1]!])],
@@ -200,6 +204,73 @@ describe('enclave-init --check refuses what the op table does not allow', () => 
     const plan = buildPlan(inputs);
     plan.ops.splice(plan.ops.findIndex((o) => o.phase === 'final'), 0, { phase: 'mount', op: 'file', args: ['run/enclave/env/FOO', '0400', '0', '0', '0'] });
     expect(check(serializePlan(plan, [Buffer.from('secret value\n')])).ok).toBe(true);
+  });
+});
+
+describe('a layered workspace root', () => {
+  const layered: PlanInputs = {
+    ...inputs,
+    root: { kind: 'layers', layers: [{ source: '/var/lib/enclave/rootfs/base-1', at: '/' }, { source: '/usr', at: '/usr' }], upper: { bytes: 64 * 1024 * 1024, inodes: 4096 } },
+    capabilities: capabilityMask('workspace'),
+    setgroups: setgroupsFor('workspace'),
+  };
+  const plan = buildPlan(layered);
+
+  it('idmaps each layer in the parent phase, then builds root, upper and overlays before any other mount', () => {
+    expect(find(plan, 'layer')).toEqual([['/var/lib/enclave/rootfs/base-1'], ['/usr']]);
+    expect(find(plan, 'upper')).toEqual([['mode=0755,size=67108864,nr_inodes=4096,uid=0,gid=0']]);
+    expect(find(plan, 'root')).toEqual([['0']]);
+    expect(find(plan, 'overlay')).toEqual([['usr', '1']]);
+    expect(find(plan, 'hide')).toEqual([]);
+    const firstMount = plan.ops.findIndex((o) => o.phase === 'mount');
+    expect(plan.ops.slice(firstMount, firstMount + 3).map((o) => o.op)).toEqual(['upper', 'root', 'overlay']);
+    expect(at(plan, 'bind-file')).toBeGreaterThan(at(plan, 'overlay'));
+    expect(check(serializePlan(plan)).ok).toBe(true);
+  });
+
+  it('keeps the documented workspace set, allows setgroups, and strict keeps nothing', () => {
+    const mask = BigInt('0x' + find(plan, 'capabilities')[0]![0]);
+    const names = WORKSPACE_CAPS.filter((c) => (mask >> BigInt(c.bit)) & 1n).map((c) => c.name);
+    expect(names).toEqual(['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP', 'NET_BIND_SERVICE', 'SETFCAP']);
+    for (const c of DROPPED_CAPS) expect((mask >> BigInt(c.bit)) & 1n, c.name).toBe(0n);
+    expect(find(plan, 'setgroups')).toEqual([['allow']]);
+    expect(capabilityMask('strict')).toBe('0');
+    expect(setgroupsFor('strict')).toBe('deny');
+  });
+
+  it('refuses a layer index that is not there, and a first layer that is not "/"', () => {
+    const text = serializePlan(plan).toString().replace('mount\toverlay\tusr\t1', 'mount\toverlay\tusr\t2');
+    expect(check(text).out).toMatch(/^error\tplan\t22\t.*no layer 2/);
+    expect(() => buildPlan({ ...layered, root: { kind: 'layers', layers: [{ source: '/usr', at: '/usr' }] } })).toThrow(/first layer/);
+  });
+});
+
+describe('volumes in a plan', () => {
+  const withVolumes = buildPlan({
+    ...inputs,
+    volumes: [
+      { source: '/state/volumes/mnt/code', target: '/home/me/code', readonly: false },
+      { source: '/state/volumes/mnt/home', target: '/home', readonly: false },
+      { source: '/state/volumes/mnt/docs', target: '/srv/docs', readonly: true },
+    ],
+  });
+
+  it('idmaps each in the parent phase and mounts it on its target, a parent before what is under it', () => {
+    expect(find(withVolumes, 'volume')).toEqual([['/state/volumes/mnt/home', '-'], ['/state/volumes/mnt/code', '-'], ['/state/volumes/mnt/docs', 'ro']]);
+    expect(find(withVolumes, 'volume-at')).toEqual([['home', '0'], ['home/me/code', '1'], ['srv/docs', '2']]);
+    expect(check(serializePlan(withVolumes)).ok).toBe(true);
+  });
+
+  it('puts a volume on /home instead of the home tmpfs', () => {
+    expect(find(withVolumes, 'tmpfs').map((a) => a[0])).not.toContain('home');
+    expect(find(buildPlan(inputs), 'tmpfs').map((a) => a[0])).toContain('home');
+  });
+
+  it('refuses two volumes on one target, and a volume index that is not there', () => {
+    const twice = { source: '/v', target: '/w', readonly: false };
+    expect(() => buildPlan({ ...inputs, volumes: [twice, twice] })).toThrow(/same target/);
+    const text = serializePlan(withVolumes).toString().replace('mount\tvolume-at\tsrv/docs\t2', 'mount\tvolume-at\tsrv/docs\t3');
+    expect(check(text).out).toMatch(/^error\tplan\t22\t.*no volume 3/);
   });
 });
 

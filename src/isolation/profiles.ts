@@ -1,0 +1,62 @@
+// Capability profiles: what a session's processes may do inside their own
+// namespaces. Policy lives here; native/src/harden.c applies the mask, and
+// native/src/ops.h caps it (CAPS_KEEP_MAX), so no plan can ask for more.
+//
+// Every capability below is checked by the kernel against the session's own
+// user namespace (ns_capable), and over files only where the owner is one of
+// the session's IDs (capable_wrt_inode_uidgid): they reach the session's
+// tmpfs, its writable layer, its volumes and its own processes, and nothing
+// of the host. Seccomp stays on in both profiles.
+
+export const PROFILES = ['workspace', 'strict'] as const;
+export type Profile = (typeof PROFILES)[number];
+
+interface Cap {
+  name: string;
+  bit: number;
+  why: string;
+}
+
+/** Docker's default set, less what the second list drops. */
+export const WORKSPACE_CAPS: readonly Cap[] = [
+  { name: 'CHOWN', bit: 0, why: 'chown in the session (package managers, tar -p); only to and from the session\'s own IDs' },
+  { name: 'DAC_OVERRIDE', bit: 1, why: 'root reads and writes its own files whatever their mode; host files are not the session\'s IDs, so not covered' },
+  { name: 'FOWNER', bit: 3, why: 'chmod, utime and xattrs on files of other session users (dpkg, tar)' },
+  { name: 'FSETID', bit: 4, why: 'keeps setuid/setgid bits across chown and writes, as package installs expect' },
+  { name: 'KILL', bit: 5, why: 'signals to other users\' processes, which are all in the session\'s PID namespace' },
+  { name: 'SETGID', bit: 6, why: 'setgid/setgroups to the session\'s own gids: su, sudo, apt\'s _apt sandbox' },
+  { name: 'SETUID', bit: 7, why: 'setuid to the session\'s own uids: su, sudo, apt\'s _apt sandbox, daemons dropping root' },
+  { name: 'SETPCAP', bit: 8, why: 'lets a process drop capabilities from its bounding set (setpriv, capsh); it can never add one' },
+  { name: 'NET_BIND_SERVICE', bit: 10, why: 'ports below 1024 in the session\'s own network namespace (a web server on :80)' },
+  { name: 'SETFCAP', bit: 31, why: 'file capabilities on the session\'s files (packages that setcap their binaries); bounded by this set at exec' },
+];
+
+/** Docker defaults that workspace leaves out, and why. */
+export const DROPPED_CAPS: readonly Cap[] = [
+  { name: 'MKNOD', bit: 27, why: 'device nodes: a user namespace cannot open them anyway, and /dev is fixed' },
+  { name: 'NET_RAW', bit: 13, why: 'raw and packet sockets: spoofing attempts and a long CVE history; seccomp refuses AF_PACKET too' },
+  { name: 'SYS_CHROOT', bit: 18, why: 'seccomp refuses chroot in both profiles (a view change, like mount), so it would grant nothing' },
+  { name: 'AUDIT_WRITE', bit: 29, why: 'the kernel takes audit messages only from the initial user namespace: it would grant nothing' },
+];
+
+/** The capability mask a profile keeps, as the plan's hex argument. */
+export function capabilityMask(profile: Profile): string {
+  if (profile === 'strict') return '0';
+  return WORKSPACE_CAPS.reduce((m, c) => m | (1n << BigInt(c.bit)), 0n).toString(16);
+}
+
+/**
+ * setgroups(2) in the session: allowed under workspace. The classic risk
+ * (dropping a group to pass a group-denied mode, CVE-2014-8989) needs a
+ * group worth dropping: the helper clears the host's supplementary groups
+ * before clone, and the session can only take gids of its own range, which
+ * no other session or host user has.
+ */
+export function setgroupsFor(profile: Profile): 'allow' | 'deny' {
+  return profile === 'workspace' ? 'allow' : 'deny';
+}
+
+/** Whether the profile gets a writable root (an overlay with a per-session upper). */
+export function writableRoot(profile: Profile): boolean {
+  return profile === 'workspace';
+}
