@@ -41,6 +41,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #ifndef P_PIDFD
@@ -584,6 +585,18 @@ Napi::Value IsPtyMaster(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), ok);
 }
 
+// isOpaqueDir(path): an overlay upper directory marked opaque (it hides the
+// lower layers' entries). Unprivileged overlays keep the mark in user.overlay.
+Napi::Value IsOpaqueDir(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) return ThrowErrno(env, "isOpaqueDir", EINVAL);
+  std::string path = info[0].As<Napi::String>();
+  char v[2] = {0, 0};
+  ssize_t n = lgetxattr(path.c_str(), "user.overlay.opaque", v, sizeof v);
+  if (n < 0 && errno != ENODATA && errno != ENOTSUP && errno != ERANGE) return ThrowErrno(env, "lgetxattr", errno);
+  return Napi::Boolean::New(env, n == 1 && v[0] == 'y');
+}
+
 // setWinsize(fd, cols, rows) on a pty master; the kernel signals SIGWINCH.
 Napi::Value SetWinsize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -674,6 +687,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unlockFile", Napi::Function::New(env, UnlockFile));
   exports.Set("isPtyMaster", Napi::Function::New(env, IsPtyMaster));
   exports.Set("setWinsize", Napi::Function::New(env, SetWinsize));
+  exports.Set("isOpaqueDir", Napi::Function::New(env, IsOpaqueDir));
   return exports;
 }
 

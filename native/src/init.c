@@ -613,11 +613,15 @@ static void run_child_phase(enum phase phase) {
   }
 }
 
-/* Close every fd but a and b (a < b). */
-static int close_except(int a, int b) {
-  if (a > 3 && syscall(SYS_close_range, 3, a - 1, 0) < 0) return -1;
-  if (b > a + 1 && syscall(SYS_close_range, a + 1, b - 1, 0) < 0) return -1;
-  return (int)syscall(SYS_close_range, b + 1, ~0U, 0);
+/* Close every fd from 3 up but the n in keep (ascending, distinct). */
+static int close_except(const int *keep, int n) {
+  unsigned from = 3;
+  for (int i = 0; i < n; i++) {
+    if (keep[i] < 0 || (unsigned)keep[i] < from) continue;
+    if ((unsigned)keep[i] > from && syscall(SYS_close_range, from, (unsigned)keep[i] - 1, 0) < 0) return -1;
+    from = (unsigned)keep[i] + 1;
+  }
+  return (int)syscall(SYS_close_range, from, ~0U, 0);
 }
 
 static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
@@ -677,8 +681,22 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
   if (prctl(PR_SET_DUMPABLE, 0) < 0) fail_step(status_fd, STEP_DUMPABLE, errno, "PR_SET_DUMPABLE");
   /* Nothing of the daemon's stays open in the session: keep the control
    * socket and, until the end, the report pipe. */
-  int a = listen_fd < status_fd ? listen_fd : status_fd, b = listen_fd < status_fd ? status_fd : listen_fd;
-  if (close_except(a, b) < 0) fail_step(status_fd, STEP_FDS, errno, "close_range");
+  int keep[3] = {listen_fd < status_fd ? listen_fd : status_fd, listen_fd < status_fd ? status_fd : listen_fd, -1};
+  /* The writable layer's root stays open at a known fd: the daemon (host
+   * root) reads it through /proc/PID/fd while the session is frozen
+   * (snapshots). Non-dumpable and close-on-exec: no session process gets it. */
+  if (upper_fd >= 0) {
+    if (listen_fd == UPPER_KEEP_FD || status_fd == UPPER_KEEP_FD || dup3(upper_fd, UPPER_KEEP_FD, O_CLOEXEC) < 0)
+      fail_step(status_fd, STEP_FDS, errno ? errno : EBUSY, "keep the writable layer at fd %d", UPPER_KEEP_FD);
+    keep[2] = UPPER_KEEP_FD;
+  }
+  for (int i = 1; i < 3; i++) /* ascending, for close_except */
+    for (int j = i; j > 0 && keep[j] < keep[j - 1]; j--) {
+      int t = keep[j];
+      keep[j] = keep[j - 1];
+      keep[j - 1] = t;
+    }
+  if (close_except(keep, 3) < 0) fail_step(status_fd, STEP_FDS, errno, "close_range");
   /* Without no_new_privs (a profile that keeps capabilities) the kernel
    * takes the filter only from a holder of CAP_SYS_ADMIN in the namespace:
    * load it while we have it, then drop to the kept set. */

@@ -93,6 +93,8 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
 /* Idmapped layers a plan may stack (parent phase "layer" ops). */
 #define MAX_LAYERS 8
 #define MAX_VOLUMES 8
+/* Where the init keeps the writable layer's root (below the smallest RLIMIT_NOFILE a plan may set). */
+#define UPPER_KEEP_FD 63
 
 #define ENCLAVE_OP_ENUM(id, name, args, phase, step, flags) OP_##id,
 enum op_id { ENCLAVE_OPS(ENCLAVE_OP_ENUM) OP_COUNT };

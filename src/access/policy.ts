@@ -12,6 +12,10 @@ export const ACTIONS = [
   'session.attach',
   'session.destroy',
   'session.refresh-auth',
+  /** Publishing and unpublishing ports of a running session. */
+  'session.publish',
+  /** Reading a running session's writable layer and /home (enclave session snapshot). */
+  'session.snapshot',
   'auth.set',
   'auth.list',
   'auth.remove',

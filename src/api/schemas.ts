@@ -197,6 +197,9 @@ export const execQuery = z
   .strict();
 export type ExecQuery = z.infer<typeof execQuery>;
 
+/** Query of GET /v1/sessions/{id}/snapshot. */
+export const snapshotQuery = z.object({ compression: z.enum(['zstd', 'none']).optional() }).strict();
+
 /** Query of GET /v1/sessions/{id}/attach. */
 export const attachQuery = z
   .object({

@@ -1,5 +1,6 @@
 // `enclave session exec`: stream a command's stdio over the exec WebSocket
 // and exit with its code.
+import type { Readable } from 'node:stream';
 import WebSocket from 'ws';
 import { execStatusSchema } from '../api/schemas.js';
 import { Channel, K8S_V5_PROTOCOL } from '../api/protocol.js';
@@ -12,6 +13,8 @@ export interface ExecArgs {
   command: string[];
   env: string[];
   cwd?: string | undefined;
+  /** Where stdin comes from (default: this process's). */
+  stdin?: Readable;
 }
 
 export function execPath(a: Omit<ExecArgs, 'socket'>): string {
@@ -24,28 +27,29 @@ export function execPath(a: Omit<ExecArgs, 'socket'>): string {
 }
 
 export function runExecClient(a: ExecArgs): Promise<number> {
+  const stdin = a.stdin ?? process.stdin;
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`ws+unix://${a.socket}:${execPath(a)}`, [K8S_V5_PROTOCOL], { perMessageDeflate: false });
     let code: number | undefined;
     onUpgradeFailure(ws, a.socket, 'exec connection', reject);
     ws.on('open', () => {
-      process.stdin.on('data', (chunk: Buffer) => {
+      stdin.on('data', (chunk: Buffer) => {
         ws.send(encodeFrame(Channel.stdin, chunk));
         // Do not read faster than the socket drains.
         if (ws.bufferedAmount > 1024 * 1024) {
-          process.stdin.pause();
+          stdin.pause();
           const wait = setInterval(() => {
             if (ws.bufferedAmount < 256 * 1024 || ws.readyState !== ws.OPEN) {
               clearInterval(wait);
-              process.stdin.resume();
+              stdin.resume();
             }
           }, 5);
         }
       });
-      process.stdin.on('end', () => {
+      stdin.on('end', () => {
         if (ws.readyState === ws.OPEN) ws.send(Buffer.from([Channel.close, Channel.stdin]));
       });
-      process.stdin.on('error', () => undefined);
+      stdin.on('error', () => undefined);
     });
     ws.on('message', (data: Buffer) => {
       const f = decodeFrame(data);
@@ -68,8 +72,8 @@ export function runExecClient(a: ExecArgs): Promise<number> {
       }
     });
     ws.on('close', () => {
-      process.stdin.pause();
-      process.stdin.unref?.();
+      stdin.pause();
+      if (stdin === process.stdin) process.stdin.unref?.();
       if (code === undefined) reject(new CliError('the exec stream ended without an exit status'));
       else resolve(code);
     });

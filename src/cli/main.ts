@@ -13,6 +13,7 @@ import { runExecClient } from './execClient.js';
 import { runAttachClient } from './attachClient.js';
 import { json, sessionDetails, sessionTable, table } from './output.js';
 import { parseVolumeFlag, VOLUME_USAGE, volumeCommand } from './volume.js';
+import { restoreSnapshot, snapshotKind, takeSnapshot } from './snapshot.js';
 
 const USAGE = `usage: enclave [--socket PATH] COMMAND
 
@@ -22,7 +23,7 @@ const USAGE = `usage: enclave [--socket PATH] COMMAND
                          [--tmp-size MB] [--home-size MB] [--network bridge|none]
                          [--profile workspace|strict] [--root-size MB]
                          [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--console]
-                         [--volume NAME:/PATH[:ro]]...
+                         [--volume NAME:/PATH[:ro]]... [--from SNAPSHOT]
                          [--env K=V]... [--auth PROVIDER]... [--env-token NAME]... [--json]
   enclave session list [--all] [--json]
   enclave session show ID|NAME [--json]
@@ -30,6 +31,10 @@ const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave session attach ID|NAME [--ro] [--detach-keys ctrl-p,ctrl-q]
   enclave session destroy ID|NAME
   enclave session refresh-auth ID|NAME       rewrite its secret files from the store
+  enclave session snapshot ID|NAME -o FILE [--compression zstd|none]
+                                             its writable root layer and /home, while it runs (frozen)
+  enclave session publish ID|NAME [127.0.0.1:]HOSTPORT:SESSIONPORT    while it runs
+  enclave session unpublish ID|NAME [127.0.0.1:]HOSTPORT
 ${VOLUME_USAGE}
   enclave auth set NAME                      value from stdin (a hidden prompt on a terminal)
   enclave auth list [--json]
@@ -119,6 +124,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
           auth: { type: 'string', multiple: true },
           'env-token': { type: 'string', multiple: true },
           volume: { type: 'string', multiple: true },
+          from: { type: 'string' },
           json: { type: 'boolean' },
         },
         false,
@@ -153,7 +159,17 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
         const msg = formatZodError(checked.error).replace(/'(\w+)'/g, (m: string, f: string) => (FLAG_OF[f] ? FLAG_OF[f] : m));
         throw new UsageError(`session create: ${msg}`);
       }
+      const kind = values.from === undefined ? undefined : snapshotKind(values.from);
       const s = expect(await call(socketPath(values.socket), 'POST', '/v1/sessions', checked.data), 201, sessionSchema);
+      if (values.from !== undefined && kind) {
+        try {
+          await restoreSnapshot(socketPath(values.socket), s.id, values.from, kind);
+        } catch (e) {
+          // A half-restored session is not what was asked for.
+          await call(socketPath(values.socket), 'DELETE', `/v1/sessions/${s.id}`).catch(() => undefined);
+          throw e;
+        }
+      }
       process.stdout.write(values.json ? json(s) : `${s.id}\n`);
       return 0;
     }
@@ -189,6 +205,32 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
         if (r.missing.length) process.stdout.write(`no longer in the store (the session keeps its copy): ${r.missing.join(', ')}
 `);
       }
+      return 0;
+    }
+    case 'snapshot': {
+      const { values, positionals } = parse(rest, { output: { type: 'string', short: 'o' }, compression: { type: 'string' } });
+      const id = ref(positionals[0], 'snapshot');
+      if (!values.output) throw new UsageError('enclave session snapshot: -o FILE is required');
+      const c = values.compression;
+      if (c !== undefined && c !== 'zstd' && c !== 'none') throw new UsageError(`--compression: '${c}' is not one of zstd, none`);
+      await takeSnapshot(socketPath(values.socket), id, values.output, c);
+      return 0;
+    }
+    case 'publish': {
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
+      const id = ref(positionals[0], 'publish');
+      if (!positionals[1]) throw new UsageError('enclave session publish: missing [127.0.0.1:]HOSTPORT:SESSIONPORT');
+      const s = expect(await call(socketPath(values.socket), 'POST', `/v1/sessions/${encodeURIComponent(id)}/ports`, parsePublish(positionals[1])), 201, sessionSchema);
+      process.stdout.write(values.json ? json(s) : s.network.published.map((p) => `${p.host_ip}:${p.host_port} -> ${p.session_port}/tcp\n`).join(''));
+      return 0;
+    }
+    case 'unpublish': {
+      const { values, positionals } = parse(rest, {});
+      const id = ref(positionals[0], 'unpublish');
+      const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5})$/.exec(positionals[1] ?? '');
+      if (!m) throw new UsageError(`enclave session unpublish: '${positionals[1] ?? ''}' is not [127.0.0.1:]HOSTPORT`);
+      const addr = `${m[1] ?? '127.0.0.1'}:${m[2]}`;
+      expect(await call(socketPath(values.socket), 'DELETE', `/v1/sessions/${encodeURIComponent(id)}/ports/${encodeURIComponent(addr)}`), 204, z.unknown());
       return 0;
     }
     case 'attach': {

@@ -1,6 +1,6 @@
 // Path parameters of the API, validated before anything is looked up.
 import { ApiError, zodToApiError } from '../api/errors.js';
-import { sessionRef, volumeName } from '../api/schemas.js';
+import { publishSchema, sessionRef, volumeName } from '../api/schemas.js';
 import { secretName } from '../secrets/names.js';
 
 function decoded(raw: string, what: string, field: string): string {
@@ -29,5 +29,14 @@ export function parseSecretName(raw: string): string {
   const name = decoded(raw, 'secret name', 'name');
   const r = secretName.safeParse(name);
   if (!r.success) throw zodToApiError(r.error, `secret name '${name.slice(0, 130)}'`);
+  return r.data;
+}
+
+/** A published host address and port in a path: 127.0.0.1:8080. */
+export function parseHostPort(raw: string): { host_ip: string; host_port: number } {
+  const text = decoded(raw, 'host address and port', 'port');
+  const m = /^([0-9.]{7,15}):(\d{1,5})$/.exec(text);
+  const r = publishSchema.pick({ host_ip: true, host_port: true }).safeParse(m ? { host_ip: m[1], host_port: Number(m[2]) } : {});
+  if (!m || !r.success) throw new ApiError('invalid_request', `'${text.slice(0, 40)}' is not a published loopback address and port like 127.0.0.1:8080`, 'port');
   return r.data;
 }

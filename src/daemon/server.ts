@@ -7,11 +7,13 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ApiError, REASON, zodToApiError } from '../api/errors.js';
-import { attachQuery, createSessionRequest, execQuery } from '../api/schemas.js';
+import { attachQuery, createSessionRequest, execQuery, publishSchema, snapshotQuery } from '../api/schemas.js';
+import { hasZstd } from '../snapshots/snapshot.js';
+import { ResponseStream, SNAPSHOT_TRAILER } from './responseStream.js';
 import { AUTH_ROUTES } from './authRoutes.js';
 import { EVENT_ROUTES } from './eventRoutes.js';
 import { VOLUME_ROUTES, volumeAccessTarget } from './volumeRoutes.js';
-import { parseRef } from './params.js';
+import { parseHostPort, parseRef } from './params.js';
 import type { Caller, Context, Route } from './route.js';
 import { servePage } from './page.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from '../api/protocol.js';
@@ -113,6 +115,52 @@ const ROUTES: Route[] = [
       ctx.log.info({ caller: caller.uid, session: row.id }, 'destroy session');
       await ctx.sessions.destroy(row.id);
       res.writeHead(204).end();
+    },
+  },
+  {
+    method: 'POST',
+    path: /^\/v1\/sessions\/([^/]+)\/ports$/,
+    handle: async (ctx, { req, res, params, caller }) => {
+      const row = ctx.sessions.resolve(parseRef(params[0]!));
+      const body = publishSchema.safeParse(await readJsonBody(req));
+      if (!body.success) throw zodToApiError(body.error, 'publish request');
+      ctx.access.check(caller, 'session.publish', row, `${body.data.host_ip}:${body.data.host_port}:${body.data.session_port}`);
+      await ctx.sessions.publish(row.id, body.data);
+      sendJson(res, 201, ctx.sessions.toApi(ctx.sessions.resolve(row.id), consoleInfo(ctx)));
+    },
+  },
+  {
+    method: 'DELETE',
+    path: /^\/v1\/sessions\/([^/]+)\/ports\/([^/]+)$/,
+    handle: (ctx, { res, params, caller }) => {
+      const row = ctx.sessions.resolve(parseRef(params[0]!));
+      const addr = parseHostPort(params[1]!);
+      ctx.access.check(caller, 'session.publish', row, `unpublish ${addr.host_ip}:${addr.host_port}`);
+      ctx.sessions.unpublish(row.id, addr.host_ip, addr.host_port);
+      res.writeHead(204).end();
+    },
+  },
+  {
+    method: 'GET',
+    path: /^\/v1\/sessions\/([^/]+)\/snapshot$/,
+    handle: async (ctx, { res, url, params, caller }) => {
+      const row = ctx.sessions.resolve(parseRef(params[0]!));
+      const q = snapshotQuery.safeParse(Object.fromEntries(url.searchParams.entries()));
+      if (!q.success) throw zodToApiError(q.error, 'snapshot query');
+      ctx.access.check(caller, 'session.snapshot', row);
+      const compress = (q.data.compression ?? (hasZstd() ? 'zstd' : 'none')) === 'zstd';
+      if (compress && !hasZstd()) throw new ApiError('invalid_request', 'compression zstd: the daemon host has no zstd (apt-get install zstd), ask for compression=none', 'compression');
+      const out = new ResponseStream(res, { 'content-type': compress ? 'application/zstd' : 'application/x-tar', trailer: SNAPSHOT_TRAILER });
+      try {
+        const bytes = await ctx.sessions.snapshot(row.id, out, compress);
+        await new Promise<void>((r) => out.end(r));
+        res.addTrailers({ [SNAPSHOT_TRAILER]: `complete ${bytes}` });
+        res.end();
+      } catch (e) {
+        // Once bytes went out, a failure can only cut the stream: the client sees no trailer.
+        if (out.started) res.destroy();
+        else throw e;
+      }
     },
   },
   ...AUTH_ROUTES,

@@ -53,6 +53,8 @@ interface Addon {
   /** Is this fd a pty master (ptmx with a pty number)? */
   isPtyMaster(fd: number): boolean;
   setWinsize(fd: number, cols: number, rows: number): void;
+  /** An overlay upper directory marked opaque (user.overlay.opaque = y). */
+  isOpaqueDir(path: string): boolean;
   OomWatch: new (memoryCgroupDir: string, onEvent: () => void) => OomWatch;
   peerCred(fd: number): PeerCred;
   /** Supplementary groups of the peer at connect time (SO_PEERGROUPS). */

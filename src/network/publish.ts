@@ -10,42 +10,57 @@ export interface PortMapping {
   session_port: number;
 }
 
+const key = (m: { host_ip: string; host_port: number }) => `${m.host_ip}:${m.host_port}`;
+
 export class PortPublisher {
-  private readonly servers = new Map<string, Server[]>();
+  /** Per session, its listeners by host address:port. */
+  private readonly servers = new Map<string, Map<string, Server>>();
 
   constructor(private readonly log: Logger) {}
 
-  /** Listen on every mapping; on any failure close what was opened and throw. */
+  private async listen(sessionIp: string, m: PortMapping): Promise<Server> {
+    const server = createServer((client) => {
+      const upstream = connect({ host: sessionIp, port: m.session_port });
+      client.pipe(upstream).pipe(client);
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('error', end);
+      upstream.on('error', end);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: m.host_ip, port: m.host_port, exclusive: true }, () => resolve());
+    });
+    return server;
+  }
+
+  /** Listen on every mapping; on any failure close what this call opened and throw. */
   async publish(sessionId: string, sessionIp: string, mappings: PortMapping[]): Promise<void> {
-    const opened: Server[] = [];
+    const opened: [string, Server][] = [];
     try {
-      for (const m of mappings) {
-        const server = createServer((client) => {
-          const upstream = connect({ host: sessionIp, port: m.session_port });
-          client.pipe(upstream).pipe(client);
-          const end = () => {
-            client.destroy();
-            upstream.destroy();
-          };
-          client.on('error', end);
-          upstream.on('error', end);
-        });
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen({ host: m.host_ip, port: m.host_port, exclusive: true }, () => resolve());
-        });
-        opened.push(server);
-      }
+      for (const m of mappings) opened.push([key(m), await this.listen(sessionIp, m)]);
     } catch (e) {
-      for (const s of opened) s.close();
+      for (const [, s] of opened) s.close();
       throw e;
     }
-    this.servers.set(sessionId, opened);
+    const mine = this.servers.get(sessionId) ?? new Map<string, Server>();
+    for (const [k, s] of opened) mine.set(k, s);
+    this.servers.set(sessionId, mine);
     if (mappings.length) this.log.info({ session: sessionId, ports: mappings }, 'ports published');
   }
 
+  /** Stop one mapping; existing connections through it are left to end. */
+  unpublishOne(sessionId: string, m: { host_ip: string; host_port: number }): void {
+    const mine = this.servers.get(sessionId);
+    mine?.get(key(m))?.close();
+    mine?.delete(key(m));
+    this.log.info({ session: sessionId, port: key(m) }, 'port unpublished');
+  }
+
   unpublish(sessionId: string): void {
-    for (const s of this.servers.get(sessionId) ?? []) s.close();
+    for (const s of this.servers.get(sessionId)?.values() ?? []) s.close();
     this.servers.delete(sessionId);
   }
 

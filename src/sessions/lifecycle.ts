@@ -24,7 +24,7 @@ import { controlPath, opsNamed, parseStoredPlan, PlanError, type SessionPlan } f
 import { prepareBaseLayer, sweepBaseLayers } from '../isolation/baseLayer.js';
 import { writableRoot, type Profile } from '../isolation/profiles.js';
 import { addon, type ExitStatus } from '../native/addon.js';
-import { AddressesExhaustedError, LIVE_STATES, PortTakenError, SessionStore, SlotsExhaustedError, VolumeUnavailableError, type SessionRow } from '../store/sessionStore.js';
+import { AddressesExhaustedError, LIVE_STATES, PortTakenError, SessionStore, SlotsExhaustedError, VolumeUnavailableError, type PublishedPort, type SessionRow } from '../store/sessionStore.js';
 import { hostIfName, intToIp } from '../network/addressing.js';
 import { ensureHostNetwork, hostsFile, resolvConf, type HostNetwork } from '../network/hostNetwork.js';
 import type { PortPublisher } from '../network/publish.js';
@@ -39,6 +39,9 @@ import { describeFailure, launchInit } from './launch.js';
 import { diskFullMessage, isDiskFull } from '../store/diskFull.js';
 import type { CreateSecrets, SessionSecrets } from '../secrets/sessionSecrets.js';
 import type { Volumes } from '../volumes/volumes.js';
+import { SnapshotError, writeSnapshot } from '../snapshots/snapshot.js';
+import { rangeForSlot } from '../isolation/idRange.js';
+import type { Writable } from 'node:stream';
 
 export interface ManagerOptions {
   config: Config;
@@ -162,6 +165,90 @@ export class SessionManager {
     const ports = this.store.portsOf(row.id);
     if (lease === undefined || ports.length === 0) return;
     await this.publisher.publish(row.id, intToIp(lease), ports);
+  }
+
+  /** Publish one more port of a running session: recorded first, then listened on; the record goes if the listen fails. */
+  async publish(id: string, p: PublishedPort): Promise<void> {
+    const row = this.running(id);
+    const lease = this.store.leaseOf(id);
+    if (row.network !== 'bridge' || lease === undefined) throw new ApiError('invalid_request', `session ${id} has no network (created with --network none): nothing to publish to`, 'publish');
+    try {
+      this.store.addPort(id, p);
+    } catch (e) {
+      if (e instanceof PortTakenError) throw new ApiError('conflict', e.message, 'publish');
+      throw e;
+    }
+    try {
+      await this.publisher.publish(id, intToIp(lease), [p]);
+    } catch (e) {
+      this.store.removePort(id, p.host_ip, p.host_port);
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new ApiError('conflict', `cannot publish ${p.host_ip}:${p.host_port}: ${code === 'EADDRINUSE' ? 'the host port is already in use' : (e as Error).message}`, 'publish');
+    }
+    // Released while we listened: its ports went with it, so this one goes too.
+    if (this.store.get(id)?.state !== 'running') {
+      this.publisher.unpublishOne(id, p);
+      throw new ApiError('conflict', `session ${id} ended while the port was being published`);
+    }
+  }
+
+  /** Stop publishing one host address and port of a session. */
+  unpublish(id: string, hostIp: string, hostPort: number): void {
+    this.running(id);
+    if (!this.store.portsOf(id).some((p) => p.host_ip === hostIp && p.host_port === hostPort)) {
+      throw new ApiError('not_found', `session ${id} does not publish ${hostIp}:${hostPort}`);
+    }
+    this.publisher.unpublishOne(id, { host_ip: hostIp, host_port: hostPort });
+    this.store.removePort(id, hostIp, hostPort);
+  }
+
+  /**
+   * Stream a snapshot of a running session's writable layer and /home into
+   * out (snapshots/snapshot.ts): the bytes written. One at a time per
+   * session: each freezes it.
+   */
+  async snapshot(id: string, out: Writable, compress: boolean): Promise<number> {
+    const row = this.running(id);
+    if (this.snapshotting.has(id)) throw new ApiError('conflict', `session ${id} is already being snapshotted`);
+    const v2 = sessionCgroupDirs(this.layout, this.config.cgroups.parent, id).find((d) => d.version === 2);
+    if (!v2 || row.init_pid === null || row.plan === null || row.id_slot === null) throw new ApiError('conflict', `session ${id} cannot be snapshotted on this host (it needs cgroup v2 for the freeze)`);
+    const range = rangeForSlot(this.config.ids, row.id_slot);
+    const tmp = join(this.config.state_dir, 'tmp');
+    mkdirSync(tmp, { recursive: true, mode: 0o700 });
+    this.snapshotting.add(id);
+    const t0 = process.hrtime.bigint();
+    try {
+      const bytes = await writeSnapshot(
+        {
+          id,
+          initPid: row.init_pid,
+          plan: parseStoredPlan(row.plan, `session ${id}`),
+          hostBase: range.hostBase,
+          idSize: range.size,
+          cgroupV2: v2.path,
+          maxEntries: this.config.tmpfs.root_inodes + this.config.tmpfs.home_inodes,
+          tmpDir: tmp,
+        },
+        out,
+        compress,
+      );
+      this.log.child({ session: id }).info({ bytes, compress, ms: Number(process.hrtime.bigint() - t0) / 1e6 }, 'snapshot written');
+      return bytes;
+    } catch (e) {
+      if (e instanceof SnapshotError) throw new ApiError('conflict', `snapshot of ${id}: ${e.message}`);
+      throw e;
+    } finally {
+      this.snapshotting.delete(id);
+    }
+  }
+
+  private readonly snapshotting = new Set<string>();
+
+  private running(id: string): SessionRow {
+    const row = this.store.get(id);
+    if (!row) throw new ApiError('not_found', `no session ${id}`);
+    if (row.state !== 'running') throw new ApiError('conflict', `session ${id} is ${row.state}, not running`);
+    return row;
   }
 
   private adopt(row: SessionRow): boolean {

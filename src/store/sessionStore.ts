@@ -226,6 +226,22 @@ export class SessionStore {
     return this.db.prepare('SELECT host_ip, host_port, session_port FROM published_ports WHERE session_id = ? ORDER BY host_ip, host_port').all(id) as PublishedPort[];
   }
 
+  /** One more published port of a live session, refused if another session has that host address and port. */
+  addPort(id: string, p: PublishedPort): void {
+    this.db
+      .transaction(() => {
+        const taken = this.db.prepare('SELECT session_id FROM published_ports WHERE host_ip = ? AND host_port = ?').get(p.host_ip, p.host_port) as { session_id: string } | undefined;
+        if (taken) throw new PortTakenError(`${p.host_ip}:${p.host_port} is already published by session ${taken.session_id}`);
+        this.db.prepare('INSERT INTO published_ports (host_ip, host_port, session_id, session_port) VALUES (?, ?, ?, ?)').run(p.host_ip, p.host_port, id, p.session_port);
+      })
+      .immediate();
+  }
+
+  /** Whether that port was this session's (and is no longer). */
+  removePort(id: string, hostIp: string, hostPort: number): boolean {
+    return this.db.prepare('DELETE FROM published_ports WHERE session_id = ? AND host_ip = ? AND host_port = ?').run(id, hostIp, hostPort).changes === 1;
+  }
+
   /** Final state, with the slot, lease, ports and kernel-object records given back, in one transaction. */
   settle(id: string, state: 'stopped' | 'failed', lastError?: string): void {
     this.db

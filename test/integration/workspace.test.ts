@@ -98,15 +98,40 @@ describe.skipIf(!isRoot)('workspace sessions and the minimal root (root)', () =>
   });
 
   it('workspace: binds :80, and the published port reaches it from the host; strict: EACCES', async () => {
-    await d.sh('ws', 'cd /tmp && python3 -m http.server 80 --bind 0.0.0.0 >/dev/null 2>&1 &');
+    await d.sh('ws', 'cd /tmp && setsid python3 -m http.server 80 --bind 0.0.0.0 </dev/null >/dev/null 2>&1 &');
     let body = '';
     for (let i = 0; i < 50 && !body; i++) {
-      body = await fetch(`http://127.0.0.1:${port}/`).then((r) => (r.ok ? r.text() : ''), () => '');
+      // Each try bounded: one that meets the server half-started is retried, not waited on.
+      body = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(3000) }).then((r) => (r.ok ? r.text() : ''), () => '');
       if (!body) await new Promise((r) => setTimeout(r, 100));
     }
     expect(body).toMatch(/Directory listing/);
     const st = await d.sh('st', 'python3 -c "import socket; socket.socket().bind((\\"0.0.0.0\\", 80))" 2>&1 | tail -1');
     expect(st.stdout).toMatch(/PermissionError: \[Errno 13\]/);
+  });
+
+  it('publishes and unpublishes a port while the session runs, with the conflict rules of create', async () => {
+    const more = port + 1;
+    const fetchBody = () => fetch(`http://127.0.0.1:${more}/`, { signal: AbortSignal.timeout(3000) }).then((r) => r.text(), () => '');
+    expect(await fetchBody()).toBe('');
+    const pub = await d.cli(['session', 'publish', 'ws', `${more}:80`]);
+    expect([pub.code, pub.stdout]).toEqual([0, `127.0.0.1:${port} -> 80/tcp\n127.0.0.1:${more} -> 80/tcp\n`]);
+    expect(await fetchBody()).toMatch(/Directory listing/); // the server of the test above
+    const again = await d.cli(['session', 'publish', 'st', `127.0.0.1:${more}:80`]);
+    expect([again.code, again.stderr]).toEqual([1, expect.stringMatching(`127.0.0.1:${more} is already published by session`)]);
+    const wide = await d.cli(['session', 'publish', 'ws', `0.0.0.0:${more + 1}:80`]);
+    expect(wide.stderr).toMatch(/must be a loopback address/);
+    // A host port something else listens on: refused, and nothing recorded.
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(more + 2, '127.0.0.1', r));
+    const taken = await d.cli(['session', 'publish', 'ws', `${more + 2}:80`]);
+    busy.close();
+    expect(taken.stderr).toMatch(/the host port is already in use/);
+    expect((await d.show('ws')).network.published.map((p) => p.host_port)).toEqual([port, more]);
+    const un = await d.cli(['session', 'unpublish', 'ws', String(more)]);
+    expect([un.code, un.stderr]).toEqual([0, '']);
+    expect(await fetchBody()).toBe('');
+    expect((await d.cli(['session', 'unpublish', 'ws', String(more)])).stderr).toMatch(/does not publish 127.0.0.1:/);
   });
 
   it('workspace: chown, su to nobody and dpkg -i work; strict refuses each', async () => {

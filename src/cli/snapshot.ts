@@ -1,0 +1,124 @@
+// `enclave session snapshot S -o FILE` and `session create --from FILE`.
+// The snapshot streams from the daemon into FILE.partial, renamed only once
+// the daemon's trailer says the stream is whole. A restore replays the file
+// inside the new session, as its root and under its confinement: nothing of
+// the file is parsed on the host.
+import { closeSync, createReadStream, createWriteStream, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
+import { request } from 'node:http';
+import { Transform } from 'node:stream';
+import { CliError, errorMessage } from './client.js';
+import { runExecClient } from './execClient.js';
+
+const MIB = 1024 * 1024;
+const TRAILER = 'x-enclave-snapshot';
+
+/** A progress line on a terminal (stderr), at most 4 times a second; a summary at the end. */
+export function progress(what: string, total?: number): { add(n: number): void; done(): void } {
+  const t0 = Date.now();
+  let bytes = 0;
+  let last = 0;
+  const tty = process.stderr.isTTY;
+  const line = () => {
+    const s = Math.max((Date.now() - t0) / 1000, 0.001);
+    const of = total ? ` of ${(total / MIB).toFixed(1)} MiB` : '';
+    return `${what}: ${(bytes / MIB).toFixed(1)} MiB${of} in ${s.toFixed(1)} s (${(bytes / MIB / s).toFixed(1)} MiB/s)`;
+  };
+  return {
+    add(n) {
+      bytes += n;
+      if (tty && Date.now() - last > 250) {
+        last = Date.now();
+        process.stderr.write(`\r\x1b[K${line()}`);
+      }
+    },
+    done() {
+      if (tty) process.stderr.write(`\r\x1b[K${line()}\n`);
+    },
+  };
+}
+
+export function takeSnapshot(socket: string, session: string, file: string, compression: 'zstd' | 'none' | undefined): Promise<void> {
+  const partial = `${file}.partial`;
+  const q = compression ? `?compression=${compression}` : '';
+  return new Promise((resolve, reject) => {
+    const fail = (e: CliError) => {
+      rmSync(partial, { force: true });
+      reject(e);
+    };
+    const req = request({ socketPath: socket, method: 'GET', path: `/v1/sessions/${encodeURIComponent(session)}/snapshot${q}` }, (res) => {
+      if (res.statusCode !== 200) {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          let body: unknown;
+          try {
+            body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          } catch {
+            body = undefined;
+          }
+          fail(new CliError(errorMessage({ status: res.statusCode ?? 0, body })));
+        });
+        return;
+      }
+      const out = createWriteStream(partial, { mode: 0o600 });
+      const p = progress(`snapshot ${session}`);
+      res.on('data', (c: Buffer) => p.add(c.length));
+      res.pipe(out);
+      res.on('aborted', () => fail(new CliError('the snapshot stream was cut: the daemon log says why')));
+      res.on('error', () => fail(new CliError('the snapshot stream was cut: the daemon log says why')));
+      out.on('finish', () => {
+        p.done();
+        if (!String(res.trailers[TRAILER] ?? '').startsWith('complete')) return fail(new CliError('the snapshot stream ended incomplete: the daemon log says why'));
+        renameSync(partial, file);
+        resolve();
+      });
+      out.on('error', (e) => fail(new CliError(`cannot write ${file}: ${e.message}`)));
+    });
+    req.on('error', (e) => fail(new CliError(`cannot reach the daemon at ${socket}: ${e.message}`)));
+    req.end();
+  });
+}
+
+/** What the file holds: zstd or a plain tar (checked locally, before any session exists). */
+export function snapshotKind(file: string): 'zstd' | 'none' {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    throw new CliError(`--from ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 2);
+  }
+  const head = Buffer.alloc(512);
+  const n = readSync(fd, head, 0, 512, 0);
+  closeSync(fd);
+  if (n >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  if (n === 512 && head.toString('latin1', 257, 262) === 'ustar') return 'none';
+  throw new CliError(`--from ${file}: not a snapshot (neither zstd nor tar)`, 2);
+}
+
+/**
+ * Run inside the new session as its root: unpack over "/" (the writable
+ * layer takes it), check the manifest, delete what the snapshot's layer
+ * deleted, and drop the metadata.
+ */
+const RESTORE = `set -eu
+cd /
+if [ "$1" = zstd ]; then zstd -dcq; else cat; fi | tar -x -f - -p --numeric-owner --same-owner
+grep -q '"format":"enclave-snapshot","version":1,' /.enclave/manifest.json || { echo "not an enclave snapshot" >&2; exit 3; }
+xargs -0 -r rm -rf -- < /.enclave/deleted
+rm -rf /.enclave`;
+
+export async function restoreSnapshot(socket: string, session: string, file: string, kind: 'zstd' | 'none'): Promise<void> {
+  const p = progress(`restore into ${session}`, statSync(file).size);
+  // Counted as the exec stream takes it: nothing flows before its socket is open.
+  const counted = createReadStream(file).pipe(
+    new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        p.add(chunk.length);
+        done(null, chunk);
+      },
+    }),
+  );
+  const code = await runExecClient({ socket, session, command: ['sh', '-c', RESTORE, 'restore', kind], env: [], stdin: counted });
+  p.done();
+  if (code !== 0) throw new CliError(`restoring ${file} into ${session} failed (exit ${code})`);
+}
