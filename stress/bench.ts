@@ -6,10 +6,16 @@
 //  - exec `true` through the API vs `nsenter -t INIT -a true` into the same
 //    session, and vs a bare spawn of /bin/true from Node;
 //  - attach throughput and keystroke echo vs a raw node-pty;
-//  - memory per session.
+//  - memory per session;
+//  - create of today's default (workspace profile, minimal root with a
+//    writable layer) vs the confinement of before (strict, the host's "/"
+//    read-only), on a second daemon in the same shuffled order;
+//  - snapshot and restore of a 100 MiB layer (MiB/s), vs plain tar of the
+//    same bytes on the host.
 //   npm run bench [-- --sessions N --execs N --seed S --attach-mib M --rounds R --json FILE]
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { cpus, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
@@ -66,12 +72,14 @@ async function main(): Promise<void> {
   const random = rng(seed);
   const s = new Samples();
   const d = new TestDaemon({ slots: 64 });
+  const before = new TestDaemon({ slots: 64, extraConfig: 'rootfs = "/"\nprofile = "strict"\n' });
   await d.start();
+  await before.start();
   try {
     // Exec targets live through the whole run; one with a network, one without.
     const targets = [await d.create({ name: 'bench-a' }), await d.create({ name: 'bench-b', network: 'none' })];
     const daemonBefore = rssKiB(d.pid);
-    const live: string[] = [];
+    const live: [TestDaemon, string][] = [];
     const inits: number[] = [];
     let turn = 0;
     const bwrap = ['--unshare-all', '--ro-bind', '/', '/', '--tmpfs', '/tmp', '--tmpfs', '/home', '--proc', '/proc', '--dev', '/dev', 'true'];
@@ -79,7 +87,8 @@ async function main(): Promise<void> {
     const counts: Record<string, number> = {
       'create-bridge': N,
       'create-none': N,
-      destroy: 2 * N,
+      'create-strict-hostroot': N,
+      destroy: 3 * N,
       exec: E,
       nsenter: E,
       'spawn-true': E,
@@ -96,17 +105,19 @@ async function main(): Promise<void> {
         const target = targets[turn++ % targets.length]!;
         switch (name) {
           case 'create-bridge':
-          case 'create-none': {
-            const c = await d.create({ network: name === 'create-bridge' ? 'bridge' : 'none' });
+          case 'create-none':
+          case 'create-strict-hostroot': {
+            const on = name === 'create-strict-hostroot' ? before : d;
+            const c = await on.create({ network: name === 'create-none' ? 'none' : 'bridge' });
             s.add(name, msSince(t0));
-            live.push(c.id);
+            live.push([on, c.id]);
             inits.push(rssKiB(c.init_pid!));
             return true;
           }
           case 'destroy': {
             if (live.length === 0) return false;
-            const id = live.splice(Math.floor(random() * live.length), 1)[0]!;
-            await d.destroy(id);
+            const [on, id] = live.splice(Math.floor(random() * live.length), 1)[0]!;
+            await on.destroy(id);
             s.add(name, msSince(t0));
             return true;
           }
@@ -132,6 +143,7 @@ async function main(): Promise<void> {
     );
     const daemonAfter = rssKiB(d.pid);
 
+    await benchSnapshots(d, s, Number(values.rounds), random);
     await benchAttach(d, s, { mib: Number(values['attach-mib']), rounds: Number(values.rounds), keystrokes: Number(values.keystrokes), random });
 
     const mibs = (n: string) => s.get(n).map((x) => x.toFixed(1)).join(', ');
@@ -140,6 +152,7 @@ async function main(): Promise<void> {
       `${'operation (ms)'.padEnd(52)} ${'p50'.padStart(8)} ${'p99'.padStart(8)}`,
       s.row('create-none', 'session create, --network none (API)'),
       s.row('create-bridge', 'session create, bridge: veth + address (API)'),
+      s.row('create-strict-hostroot', 'create, bridge, strict + host "/" (before profiles)'),
       s.row('destroy', 'session destroy (API)'),
       s.row('exec', 'exec `true` (API: WebSocket connect to status)'),
       s.row('attach-echo', 'keystroke echo through attach (WebSocket)'),
@@ -151,7 +164,9 @@ async function main(): Promise<void> {
       `${'ratio (p50 and p99 over the baseline p50)'.padEnd(52)} ${'p50'.padStart(8)} ${'p99'.padStart(8)}`,
       s.ratio('exec', 'nsenter', 'exec / nsenter -a'),
       ...(counts.bwrap ? [s.ratio('create-none', 'bwrap', 'create none / bwrap'), s.ratio('create-bridge', 'bwrap', 'create bridge / bwrap')] : []),
+      s.ratio('create-bridge', 'create-strict-hostroot', 'create workspace+layer / strict host root'),
       s.ratio('attach-echo', 'raw-echo', 'keystroke echo / raw pty'),
+      `snapshot of a 100 MiB layer (MiB/s, p50 of ${values.rounds}): zstd ${mibs('snap-zstd-MiBs')}; plain ${mibs('snap-none-MiBs')}; restore zstd ${mibs('restore-zstd-MiBs')}; restore plain ${mibs('restore-none-MiBs')}; host tar of the same bytes ${mibs('tar-MiBs')}`,
       `attach throughput (${values['attach-mib']} MiB cat, MiB/s): attach ${mibs('attach-MiBs')}; raw node-pty ${mibs('raw-MiBs')}; ratio of medians ${(pct(s.get('attach-MiBs'), 50) / pct(s.get('raw-MiBs'), 50)).toFixed(2)}`,
       `memory per session: init RSS p50 ${pct(inits, 50)} KiB; daemon RSS ${daemonBefore} -> ${daemonAfter} KiB over the run`,
     ];
@@ -159,7 +174,41 @@ async function main(): Promise<void> {
     if (values.json) writeFileSync(values.json, JSON.stringify({ seed, kernel: release(), samples: s.toJSON() }, null, 2) + '\n');
   } finally {
     await d.cleanup();
+    await before.cleanup();
   }
+}
+
+/** Rounds of: snapshot (zstd, plain) and restore of a session with 100 MiB in its layer, in shuffled order, and host tar of the same bytes. */
+async function benchSnapshots(d: TestDaemon, s: Samples, rounds: number, random: () => number): Promise<void> {
+  const src = await d.create({ name: 'bench-snap', root_mb: 256, memory_mb: 1024 });
+  const fill = await d.sh('bench-snap', 'head -c 104857600 /dev/urandom > /usr/local/blob && echo ok');
+  if (fill.stdout !== 'ok\n') throw new Error(`cannot fill the layer: ${fill.stderr}`);
+  const host = join(d.dir, 'tar-baseline');
+  mkdirSync(host);
+  execFileSync('head', ['-c', '104857600', '/dev/urandom'], { stdio: ['ignore', openSync(join(host, 'blob'), 'w'), 'inherit'] });
+  const MIB = 100;
+  const steps = ['zstd', 'none', 'tar'];
+  for (let r = 0; r < rounds; r++) {
+    for (const kind of [...steps].sort(() => random() - 0.5)) {
+      const file = join(d.dir, `bench.${kind}`);
+      let t0 = process.hrtime.bigint();
+      if (kind === 'tar') {
+        execFileSync('tar', ['-c', '-f', file, '-C', host, 'blob']);
+        s.add('tar-MiBs', MIB / (msSince(t0) / 1000));
+      } else {
+        const snap = await d.cli(['session', 'snapshot', src.id, '-o', file, '--compression', kind]);
+        if (snap.code !== 0) throw new Error(`snapshot: ${snap.stderr}`);
+        s.add(`snap-${kind}-MiBs`, MIB / (msSince(t0) / 1000));
+        t0 = process.hrtime.bigint();
+        const made = await d.cli(['session', 'create', '--from', file, '--root-size', '256']);
+        if (made.code !== 0) throw new Error(`restore: ${made.stderr}`);
+        s.add(`restore-${kind}-MiBs`, MIB / (msSince(t0) / 1000));
+        await d.destroy(made.stdout.trim());
+      }
+      rmSync(file, { force: true });
+    }
+  }
+  await d.destroy(src.id);
 }
 
 main().catch((e: unknown) => {
