@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { ByteRing } from './ring.js';
 import { Channel, encodeFrame, exitStatusFor } from './channels.js';
-import type { ScreenMirror, Snapshot } from './mirror.js';
+import type { Snapshot } from './mirror.js';
 import type { TerminalProcess } from './sessionPty.js';
 
 export { ATTACH_PROTOCOL } from '../api/protocol.js';
@@ -49,8 +49,13 @@ class Client {
   size: Size | undefined;
   lastResize = 0;
   closed = false;
-  /** Waiting for its snapshot: output is not queued for it meanwhile. */
+  /** Waiting for its snapshot: output from `heldFrom` on is held for it
+   * (bounded by max_lag_bytes), so none produced after the snapshot's offset
+   * is lost however long the snapshot takes. */
   pending = false;
+  held: Buffer[] = [];
+  heldBytes = 0;
+  heldFrom = 0;
   /** Last time its socket took data or it acknowledged some. */
   progress = Date.now();
 
@@ -84,7 +89,16 @@ export interface ConsoleOptions {
   /** One-off terminals (exec --tty): the command ends when its last client leaves. */
   endWhenAlone?: boolean;
   /** Makes the headless copy of the screen, for clients that cannot resume from the ring. */
-  mirror?: (ring: ByteRing, size: Size) => ScreenMirror;
+  mirror?: (ring: ByteRing, size: Size) => ScreenSource;
+}
+
+/** What a console needs of a screen mirror (ScreenMirror; a fake in tests). */
+export interface ScreenSource {
+  write(data: Buffer): void;
+  resize(size: Size): void;
+  /** The screen as of an offset at or after the ring's end when asked. */
+  snapshot(): Promise<Snapshot>;
+  close(): void;
 }
 
 export class SessionConsole {
@@ -97,7 +111,7 @@ export class SessionConsole {
   private drainTimer: NodeJS.Timeout | undefined;
   private exitedAt = 0;
   private lastDataAt = 0;
-  private readonly mirror: ScreenMirror | undefined;
+  private readonly mirror: ScreenSource | undefined;
 
   constructor(private readonly o: ConsoleOptions) {
     this.ring = new ByteRing(o.ringBytes);
@@ -127,7 +141,8 @@ export class SessionConsole {
   // ---- flow control per client ------------------------------------------
 
   private push(c: Client, data: Buffer): void {
-    if (c.closed || c.pending || data.length === 0) return;
+    if (c.closed || data.length === 0) return;
+    if (c.pending) return this.hold(c, data);
     // Nothing owed until now (ours or the socket's): the stall clock starts here.
     if (c.queue.length === 0 && c.ws.bufferedAmount === 0) c.progress = Date.now();
     c.queue.push(data);
@@ -141,6 +156,16 @@ export class SessionConsole {
       return;
     }
     this.flush(c);
+  }
+
+  /** Output while a client waits for its snapshot: kept for it, not sent. */
+  private hold(c: Client, data: Buffer): void {
+    c.held.push(data);
+    c.heldBytes += data.length;
+    if (c.heldBytes > this.o.maxLagBytes) {
+      this.o.log.warn({ session: this.o.sessionId, held: c.heldBytes }, 'attach client fell max_lag_bytes behind while its snapshot was made; disconnecting it');
+      this.drop(c, 4008, 'too slow: output outran the screen snapshot; reconnect');
+    }
   }
 
   private flush(c: Client): void {
@@ -181,7 +206,8 @@ export class SessionConsole {
     if (resumable || !this.mirror) this.start(c, resumable, undefined);
     else {
       c.pending = true;
-      void this.startFromSnapshot(c, this.mirror, 3);
+      c.heldFrom = this.ring.end;
+      void this.startFromSnapshot(c, this.mirror);
     }
     this.broadcastViewers();
     if (size && role === 'rw') this.requestResize(c, size);
@@ -215,9 +241,11 @@ export class SessionConsole {
     });
   }
 
-  /** Hello, then the snapshot if any, then the ring from the client's offset on. */
-  private start(c: Client, resumed: boolean, snap: Snapshot | undefined): void {
+  /** Hello, then the snapshot if any, then the output from the client's offset on. */
+  private start(c: Client, resumed: boolean, snap: Snapshot | undefined, backlog?: Buffer): void {
     c.pending = false;
+    c.held = [];
+    c.heldBytes = 0;
     c.sent = c.acked = snap ? snap.offset : c.sent;
     c.event({
       type: 'hello',
@@ -235,11 +263,11 @@ export class SessionConsole {
       if (c.enclave) c.ws.send(encodeFrame(SNAPSHOT_CHANNEL, snap.data));
       else c.ws.send(encodeFrame(Channel.stdout, Buffer.concat([CLEAR_SCREEN, snap.data])));
     }
-    this.push(c, this.ring.since(c.sent)!);
+    this.push(c, backlog ?? this.ring.since(c.sent)!);
     if (this.finished) this.sendStatus(c);
   }
 
-  private async startFromSnapshot(c: Client, mirror: ScreenMirror, tries: number): Promise<void> {
+  private async startFromSnapshot(c: Client, mirror: ScreenSource): Promise<void> {
     let snap: Snapshot | undefined;
     try {
       snap = await mirror.snapshot();
@@ -247,13 +275,17 @@ export class SessionConsole {
       this.o.log.warn({ session: this.o.sessionId, err: (e as Error).message }, 'no screen snapshot; replaying the ring instead');
     }
     if (c.closed) return;
-    // Output that went past the ring while the snapshot was made: take a newer one.
-    if (snap && this.ring.since(snap.offset) === undefined) {
-      if (tries > 1) return this.startFromSnapshot(c, mirror, tries - 1);
-      snap = undefined;
+    // The snapshot covers output up to snap.offset (at or after the attach);
+    // what came after it is in the client's held output, even if the ring
+    // has moved past it meanwhile.
+    const heldEnd = c.heldFrom + c.heldBytes;
+    if (snap && snap.offset >= c.heldFrom && snap.offset <= heldEnd) {
+      const held = Buffer.concat(c.held, c.heldBytes);
+      return this.start(c, false, snap, held.subarray(snap.offset - c.heldFrom));
     }
-    if (!snap) c.sent = this.ring.start;
-    this.start(c, false, snap);
+    if (snap && this.ring.since(snap.offset) !== undefined) return this.start(c, false, snap);
+    c.sent = this.ring.start;
+    this.start(c, false, undefined);
   }
 
   private broadcastViewers(): void {
