@@ -11,7 +11,7 @@ import type { TestDaemon } from '../test/integration/harness.js';
 import { msSince, runShuffled, type Samples } from './schedule.js';
 
 /** Something that takes keystrokes and reports output bytes. */
-interface Terminalish {
+export interface Terminalish {
   type(s: string): void;
   onOutput(f: (b: Buffer) => void): () => void;
   close(): void;
@@ -38,7 +38,7 @@ function rawPty(cmd: string, args: string[]): Terminalish {
 }
 
 /** Attached, and past the hello (and the snapshot, when one is announced): typing before that races the console's start. */
-async function attach(d: TestDaemon, session: string): Promise<Terminalish> {
+export async function attach(d: TestDaemon, session: string): Promise<Terminalish> {
   const ws = new WebSocket(`ws+unix://${d.socket}:/v1/sessions/${session}/attach?cols=120&rows=40`, [ATTACH_PROTOCOL]);
   const out = listeners();
   let offset = -1;
@@ -60,7 +60,7 @@ async function attach(d: TestDaemon, session: string): Promise<Terminalish> {
   return { type: (s) => ws.send(encodeFrame(Channel.stdin, Buffer.from(s))), onOutput: out.add, close: () => ws.close() };
 }
 
-function waitFor(t: Terminalish, needle: string, ms = 120_000): Promise<void> {
+export function waitFor(t: Terminalish, needle: string, ms = 120_000): Promise<void> {
   return new Promise((resolve, reject) => {
     let tail = '';
     const timer = setTimeout(() => {

@@ -14,14 +14,13 @@
 //    same bytes on the host.
 //   npm run bench [-- --sessions N --execs N --seed S --attach-mib M --rounds R --json FILE]
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus, release } from 'node:os';
 import { parseArgs } from 'node:util';
-import WebSocket from 'ws';
-import { K8S_V5_PROTOCOL } from '../src/terminal/channels.js';
 import { TestDaemon } from '../test/integration/harness.js';
 import { benchAttach } from './attachBench.js';
+import { execTrue, rssKiB } from './probes.js';
 import { msSince, pct, rng, runShuffled, Samples } from './schedule.js';
 
 const { values } = parseArgs({
@@ -39,11 +38,6 @@ const N = Number(values.sessions);
 const E = Number(values.execs);
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
 
-function rssKiB(pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1] ?? NaN);
-}
-
 /** Spawned from this process, as the daemon would spawn a helper. */
 function timeSpawn(cmd: string, args: string[]): Promise<number> {
   const t0 = process.hrtime.bigint();
@@ -51,18 +45,6 @@ function timeSpawn(cmd: string, args: string[]): Promise<number> {
     const p = spawn(cmd, args, { stdio: 'ignore' });
     p.on('error', reject);
     p.on('close', (code) => (code === 0 ? resolve(msSince(t0)) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`))));
-  });
-}
-
-/** WebSocket connect to exit status. */
-function execTrue(d: TestDaemon, session: string): Promise<number> {
-  const t0 = process.hrtime.bigint();
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws+unix://${d.socket}:/v1/sessions/${session}/exec?command=true`, [K8S_V5_PROTOCOL]);
-    let status = '';
-    ws.on('message', (m: Buffer) => m[0] === 3 && (status = m.subarray(1).toString()));
-    ws.on('close', () => (status.includes('Success') ? resolve(msSince(t0)) : reject(new Error(`exec true: ${status || 'no status'}`))));
-    ws.on('error', reject);
   });
 }
 

@@ -176,16 +176,21 @@ export class TestDaemon {
   readonly socket = join(this.dir, 'sock', 'enclave.sock');
   readonly configPath = join(this.dir, 'config.toml');
   readonly cgroupParent = `enclave-test-${this.runId}`;
-  /** A high range of up to 64 slots, its own per daemon of this run, far from a production daemon's. */
-  readonly idBase = 1_000_000_000 + ((process.pid * 7 + daemonsMade++) % 700) * 64 * 65536;
+  /**
+   * A high range of up to 64 slots, its own per daemon of this run, far from a
+   * production daemon's; or, for the stress suite (`wideIds`), up to 256 slots
+   * above every test daemon's range (4.1e9 on; test ranges end below 4.07e9).
+   */
+  readonly idBase: number;
   readonly logPath = join(this.dir, 'daemon.log');
   private proc: DaemonProcess | undefined;
   private started = false;
   /** Init PIDs of every session seen, to reap those re-parented to us. */
   private readonly inits = new Set<number>();
 
-  constructor(private opts: { slots?: number; extraConfig?: string; topConfig?: string; terminal?: boolean; logLevel?: string } = {}) {
-    if ((opts.slots ?? 16) > 64) throw new RangeError('at most 64 ID slots per test daemon');
+  constructor(private opts: { slots?: number; wideIds?: boolean; extraConfig?: string; topConfig?: string; terminal?: boolean; logLevel?: string } = {}) {
+    if ((opts.slots ?? 16) > (opts.wideIds ? 256 : 64)) throw new RangeError(`at most ${opts.wideIds ? 256 : 64} ID slots per test daemon`);
+    this.idBase = opts.wideIds ? 4_100_000_000 : 1_000_000_000 + ((process.pid * 7 + daemonsMade++) % 700) * 64 * 65536;
   }
 
   async start(): Promise<void> {

@@ -1,0 +1,111 @@
+// What a daemon leaves in the kernel, read from the kernel (sysfs, procfs,
+// cgroupfs, nftables), not from the daemon's own database: taken once as a
+// baseline with no session live, and again at the end of the stress run.
+// Everything is scoped to one test daemon's own objects (its bridge, table,
+// cgroup parent, ID range, state directory, pid), so other tests running on
+// the same host do not show up as its leaks.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { mountsUnder, type TestDaemon } from '../test/integration/harness.js';
+import { fdCount } from './probes.js';
+
+export interface KernelState {
+  bridgePorts: string[];
+  cgroups: string[];
+  mounts: string[];
+  nftElements: number;
+  idRangeProcesses: string[];
+  daemonZombies: number[];
+  daemonFds: number;
+  unfinishedRows: string[];
+}
+
+const FINAL_STATES = new Set(['stopped', 'failed']);
+
+function bridgePorts(bridge: string): string[] {
+  const dir = `/sys/class/net/${bridge}/brif`;
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+/** Every cgroup directory below the daemon's parent, in every hierarchy. */
+function cgroupsUnder(d: TestDaemon): string[] {
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (!e.isDirectory()) continue;
+      out.push(join(dir, e.name));
+      walk(join(dir, e.name));
+    }
+  };
+  for (const parent of d.cgroupDirs()) walk(parent);
+  return out;
+}
+
+const nftJson = z.object({ nftables: z.array(z.record(z.string(), z.unknown())) });
+const nftSet = z.object({ elem: z.array(z.unknown()).optional() });
+
+/** Elements in every set and map of the daemon's table. */
+function nftElements(table: string): number {
+  const r = spawnSync('nft', ['-j', 'list', 'table', 'inet', table], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+  if (r.status !== 0) return 0;
+  let n = 0;
+  for (const o of nftJson.parse(JSON.parse(r.stdout)).nftables) {
+    const set = o.set ?? o.map;
+    if (set) n += nftSet.parse(set).elem?.length ?? 0;
+  }
+  return n;
+}
+
+function procs(): { pid: number; ppid: number; state: string; uid: number; comm: string }[] {
+  const out = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const m = /^\d+ \((.*)\) (\S) (\d+)/s.exec(stat);
+      const uid = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${e}/status`, 'utf8'));
+      if (m && uid) out.push({ pid: Number(e), comm: m[1]!, state: m[2]!, ppid: Number(m[3]), uid: Number(uid[1]) });
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return out;
+}
+
+const listReply = z.object({ sessions: z.array(z.object({ id: z.string(), state: z.string() })) });
+
+export async function kernelState(d: TestDaemon, idSpan: number): Promise<KernelState> {
+  const all = procs();
+  const list = await d.api('GET', '/v1/sessions');
+  return {
+    bridgePorts: bridgePorts(d.bridge),
+    cgroups: cgroupsUnder(d),
+    mounts: mountsUnder(d.dir),
+    nftElements: nftElements(d.nftTable),
+    idRangeProcesses: all.filter((p) => p.uid >= d.idBase && p.uid < d.idBase + idSpan).map((p) => `${p.pid} (${p.comm}) uid ${p.uid} state ${p.state}`),
+    daemonZombies: all.filter((p) => p.ppid === d.pid && p.state === 'Z').map((p) => p.pid),
+    daemonFds: fdCount(d.pid),
+    unfinishedRows: listReply
+      .parse(list.body)
+      .sessions.filter((s) => !FINAL_STATES.has(s.state))
+      .map((s) => `${s.id} ${s.state}`),
+  };
+}
+
+/** Leaks: what the end state holds that the baseline did not. */
+export function leaks(base: KernelState, end: KernelState): string[] {
+  const extra = (a: string[], b: string[]) => b.filter((x) => !a.includes(x));
+  const out: string[] = [];
+  const named = (what: string, xs: string[]) => xs.length && out.push(`${what}: ${xs.slice(0, 10).join(', ')}${xs.length > 10 ? ` (+${xs.length - 10} more)` : ''}`);
+  named('links on the bridge', extra(base.bridgePorts, end.bridgePorts));
+  named('cgroups under the parent', extra(base.cgroups, end.cgroups));
+  named('mounts', extra(base.mounts, end.mounts));
+  if (end.nftElements !== base.nftElements) out.push(`nftables elements: ${base.nftElements} at the start, ${end.nftElements} now`);
+  named('processes in the session ID ranges', end.idRangeProcesses);
+  named('zombies parented to the daemon', end.daemonZombies.map(String));
+  if (end.daemonFds > base.daemonFds) out.push(`daemon fds: ${base.daemonFds} at the baseline, ${end.daemonFds} now`);
+  named('rows not in a final state', end.unfinishedRows);
+  return out;
+}

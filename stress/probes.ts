@@ -1,0 +1,28 @@
+// Measurements the benchmark and the stress suite share: a process's RSS and
+// fd count, and one exec `true` through the API, timed.
+import { readdirSync, readFileSync } from 'node:fs';
+import WebSocket from 'ws';
+import { K8S_V5_PROTOCOL } from '../src/terminal/channels.js';
+import type { TestDaemon } from '../test/integration/harness.js';
+import { msSince } from './schedule.js';
+
+export function rssKiB(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? NaN);
+}
+
+export function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** WebSocket connect to exit status, in ms; rejects unless the status is Success. */
+export function execTrue(d: TestDaemon, session: string): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws+unix://${d.socket}:/v1/sessions/${session}/exec?command=true`, [K8S_V5_PROTOCOL]);
+    let status = '';
+    ws.on('message', (m: Buffer) => m[0] === 3 && (status = m.subarray(1).toString()));
+    ws.on('close', () => (status.includes('Success') ? resolve(msSince(t0)) : reject(new Error(`exec true in ${session}: ${status || 'no status'}`))));
+    ws.on('error', reject);
+  });
+}
