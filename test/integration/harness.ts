@@ -69,7 +69,7 @@ export function sweepEarlierRuns(): void {
     (existsSync(RUNS_DIR) ? readdirSync(RUNS_DIR) : []).filter((e) => /^\d+x[0-9a-f]+$/.test(e) && alive(runOwner(e))).map((e) => e.split('x')[1]!),
   );
   for (const link of existsSync('/sys/class/net') ? readdirSync('/sys/class/net') : []) {
-    const m = /^(?:et|eoh)([0-9a-f]{6})$/.exec(link);
+    const m = /^(?:et|eoh|eqp?)([0-9a-f]{6})$/.exec(link);
     if (m && !liveTags.has(m[1]!)) spawnSync('ip', ['link', 'del', link], { stdio: 'ignore' });
   }
   const tables = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' }).stdout ?? '';
