@@ -85,12 +85,13 @@ async function main(): Promise<void> {
   const random = rng(seed);
   // The test daemon's /24 holds 253 addresses: live sessions alternate networking on and off.
   const d = new TestDaemon({ slots: SLOTS, wideIds: true, logLevel: 'info' });
-  const report: string[] = [`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, kernel ${release()}, node ${process.version}; seed ${seed}`];
+  const report: string[] = [];
   const windows: Window[] = [];
   const say = (s: string) => {
     report.push(s);
     process.stdout.write(s + '\n');
   };
+  say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, kernel ${release()}, node ${process.version}; seed ${seed}`);
   let base: KernelState | undefined;
   let failures: string[] = [];
   await d.start();
