@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path';
 import { cpus, release } from 'node:os';
 import { parseArgs } from 'node:util';
-import { TestDaemon } from '../test/integration/harness.js';
+import { CLI, TestDaemon } from '../test/integration/harness.js';
 import { benchAttach } from './attachBench.js';
 import { execTrue, rssKiB } from './probes.js';
 import { msSince, pct, rng, runShuffled, Samples } from './schedule.js';
@@ -75,6 +75,9 @@ async function main(): Promise<void> {
       nsenter: E,
       'spawn-true': E,
       unshare: N,
+      'cli-help': 40,
+      'cli-show': 40,
+      'node-e0': 40,
       ...(existsSync('/usr/bin/bwrap') ? { bwrap: N } : {}),
     };
     // Warm up the paths once, unmeasured.
@@ -115,6 +118,15 @@ async function main(): Promise<void> {
           case 'unshare':
             s.add(name, await timeSpawn('unshare', unshare));
             return true;
+          case 'cli-help':
+            s.add(name, await timeSpawn(process.execPath, [CLI, '--help']));
+            return true;
+          case 'cli-show':
+            s.add(name, await timeSpawn(process.execPath, [CLI, '--socket', d.socket, 'session', 'show', target.id]));
+            return true;
+          case 'node-e0':
+            s.add(name, await timeSpawn(process.execPath, ['-e', '0']));
+            return true;
           case 'bwrap':
             s.add(name, await timeSpawn('bwrap', bwrap));
             return true;
@@ -143,11 +155,16 @@ async function main(): Promise<void> {
       s.row('unshare', 'baseline: unshare (all ns) true'),
       ...(counts.bwrap ? [s.row('bwrap', 'baseline: bwrap (no net, ro /, tmpfs, proc, dev)')] : []),
       s.row('raw-echo', 'baseline: keystroke echo on a raw node-pty'),
+      s.row('cli-help', 'enclave --help (whole CLI process)'),
+      s.row('cli-show', 'enclave session show (whole CLI process)'),
+      s.row('node-e0', 'baseline: node -e 0'),
       `${'ratio (p50 and p99 over the baseline p50)'.padEnd(52)} ${'p50'.padStart(8)} ${'p99'.padStart(8)}`,
       s.ratio('exec', 'nsenter', 'exec / nsenter -a'),
       ...(counts.bwrap ? [s.ratio('create-none', 'bwrap', 'create none / bwrap'), s.ratio('create-bridge', 'bwrap', 'create bridge / bwrap')] : []),
       s.ratio('create-bridge', 'create-strict-hostroot', 'create workspace+layer / strict host root'),
       s.ratio('attach-echo', 'raw-echo', 'keystroke echo / raw pty'),
+      s.ratio('cli-help', 'node-e0', 'enclave --help / node -e 0'),
+      s.ratio('cli-show', 'node-e0', 'enclave session show / node -e 0'),
       `snapshot of a 100 MiB layer (MiB/s, p50 of ${values.rounds}): zstd ${mibs('snap-zstd-MiBs')}; plain ${mibs('snap-none-MiBs')}; restore zstd ${mibs('restore-zstd-MiBs')}; restore plain ${mibs('restore-none-MiBs')}; host tar of the same bytes ${mibs('tar-MiBs')}`,
       `attach throughput (${values['attach-mib']} MiB cat, MiB/s): attach ${mibs('attach-MiBs')}; raw node-pty ${mibs('raw-MiBs')}; ratio of medians ${(pct(s.get('attach-MiBs'), 50) / pct(s.get('raw-MiBs'), 50)).toFixed(2)}`,
       `memory per session: init RSS p50 ${pct(inits, 50)} KiB; daemon RSS ${daemonBefore} -> ${daemonAfter} KiB over the run`,

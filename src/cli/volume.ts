@@ -4,11 +4,7 @@ import { createVolumeRequest, volumeListSchema, volumeMountSchema, volumeSchema,
 import { formatZodError } from '../api/errors.js';
 import { call, CliError, expect } from './client.js';
 import { json, table } from './output.js';
-
-export const VOLUME_USAGE = `  enclave volume create NAME [--size MB]       an ext4 image of MB (the quota), loop-mounted on the host
-  enclave volume list [--json]
-  enclave volume show NAME [--json]
-  enclave volume remove NAME                  refused while a live session mounts it`;
+import { VOLUME_USAGE } from './usage.js';
 
 /** NAME:/path or NAME:/path:ro. */
 export function parseVolumeFlag(spec: string): VolumeMount {

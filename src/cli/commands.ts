@@ -1,0 +1,342 @@
+// Every `enclave` command (loaded by main.ts once the command is known).
+// Exit 0 ok, 1 error (one line on stderr), 2 usage; `session exec` exits
+// with the remote command's code.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { z } from 'zod';
+import { formatZodError } from '../api/errors.js';
+import { createSessionRequest, eventListSchema, refreshAuthReply, sessionListSchema, sessionRef, sessionSchema } from '../api/schemas.js';
+import { looksSecret, SECRET_ENV_HINT } from '../secrets/names.js';
+import { authCommand } from './auth.js';
+import { call, CliError, expect, socketPath } from './client.js';
+import { confinable, rootChecks, runDoctor } from './doctor.js';
+import { runExecClient } from './execClient.js';
+import { runAttachClient } from './attachClient.js';
+import { json, sessionDetails, sessionTable, table } from './output.js';
+import { parseVolumeFlag, volumeCommand } from './volume.js';
+import { USAGE } from './usage.js';
+import { restoreSnapshot, snapshotKind, takeSnapshot } from './snapshot.js';
+
+
+
+class UsageError extends CliError {
+  constructor(message: string) {
+    super(message, 2);
+  }
+}
+
+function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals = true) {
+  try {
+    return parseArgs({ args, options: { socket: { type: 'string' }, ...options }, allowPositionals: positionals, strict: true });
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message.split('\n')[0]}\n\n${USAGE}`);
+  }
+}
+
+function ref(value: string | undefined, cmd: string): string {
+  if (!value) throw new UsageError(`enclave session ${cmd}: missing session ID or NAME`);
+  const r = sessionRef.safeParse(value);
+  if (!r.success) throw new UsageError(`enclave session ${cmd}: '${value}' is neither a session id (s-xxxxxxxxxx) nor a valid name`);
+  return value;
+}
+
+function intFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = z.coerce.number().int().safeParse(value);
+  if (!n.success || !/^\d+$/.test(value)) throw new UsageError(`--${flag}: '${value}' is not a whole number`);
+  return n.data;
+}
+
+/** 127.0.0.1:8080:80 (or 8080:80, on 127.0.0.1). */
+function parsePublish(spec: string): { host_ip: string; host_port: number; session_port: number } {
+  const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5}):(\d{1,5})$/.exec(spec);
+  if (!m) throw new UsageError(`--publish: '${spec}' is not [127.0.0.1:]HOSTPORT:SESSIONPORT`);
+  return { host_ip: m[1] ?? '127.0.0.1', host_port: Number(m[2]), session_port: Number(m[3]) };
+}
+
+/** --since: an ISO 8601 time, or a duration ago (30s, 10m, 2h, 7d). */
+function sinceTime(v: string): string {
+  const m = /^(\d+)([smhd])$/.exec(v);
+  if (m) return new Date(Date.now() - Number(m[1]) * { s: 1e3, m: 6e4, h: 36e5, d: 864e5 }[m[2] as 's' | 'm' | 'h' | 'd']).toISOString();
+  if (!Number.isNaN(Date.parse(v)) && /^\d{4}-\d{2}-\d{2}T/.test(v)) return new Date(v).toISOString();
+  throw new UsageError(`--since: '${v}' is neither an ISO 8601 time (2026-12-02T10:00:00Z) nor a duration like 30s, 10m, 2h, 7d`);
+}
+
+/** --env K=V values, checked before they are sent: secrets have their own path. */
+function envFlags(values: string[] | undefined): string[] {
+  for (const e of values ?? []) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e)) throw new UsageError(`--env: '${e}' is not NAME=VALUE`);
+    const name = e.slice(0, e.indexOf('='));
+    if (looksSecret(name)) throw new UsageError(`--env: ${name} ${SECRET_ENV_HINT}`);
+  }
+  return values ?? [];
+}
+
+const FLAG_OF: Record<string, string> = { env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', memory_mb: '--memory', pids: '--pids', cpu_percent: '--cpu', tmp_mb: '--tmp-size', home_mb: '--home-size', name: '--name', profile: '--profile', root_mb: '--root-size', volumes: '--volume' };
+
+async function session(sub: string | undefined, rest: string[]): Promise<number> {
+  switch (sub) {
+    case 'create': {
+      const { values } = parse(
+        rest,
+        {
+          name: { type: 'string' },
+          memory: { type: 'string' },
+          pids: { type: 'string' },
+          cpu: { type: 'string' },
+          'tmp-size': { type: 'string' },
+          'home-size': { type: 'string' },
+          profile: { type: 'string' },
+          'root-size': { type: 'string' },
+          network: { type: 'string' },
+          publish: { type: 'string', multiple: true },
+          console: { type: 'boolean' },
+          env: { type: 'string', multiple: true },
+          auth: { type: 'string', multiple: true },
+          'env-token': { type: 'string', multiple: true },
+          volume: { type: 'string', multiple: true },
+          from: { type: 'string' },
+          json: { type: 'boolean' },
+        },
+        false,
+      );
+      const env = envFlags(values.env);
+      if (values.network !== undefined && values.network !== 'bridge' && values.network !== 'none') {
+        throw new UsageError(`--network: '${values.network}' is not one of bridge, none`);
+      }
+      const publish = (values.publish ?? []).map(parsePublish);
+      const volumes = (values.volume ?? []).map(parseVolumeFlag);
+      const body = Object.fromEntries(
+        Object.entries({
+          name: values.name,
+          memory_mb: intFlag(values.memory, 'memory'),
+          pids: intFlag(values.pids, 'pids'),
+          cpu_percent: intFlag(values.cpu, 'cpu'),
+          tmp_mb: intFlag(values['tmp-size'], 'tmp-size'),
+          home_mb: intFlag(values['home-size'], 'home-size'),
+          profile: values.profile,
+          root_mb: intFlag(values['root-size'], 'root-size'),
+          network: values.network,
+          publish: publish.length ? publish : undefined,
+          console: values.console,
+          env: env.length ? env : undefined,
+          auth: values.auth,
+          env_tokens: values['env-token'],
+          volumes: volumes.length ? volumes : undefined,
+        }).filter(([, v]) => v !== undefined),
+      );
+      const checked = createSessionRequest.safeParse(body);
+      if (!checked.success) {
+        const msg = formatZodError(checked.error).replace(/'(\w+)'/g, (m: string, f: string) => (FLAG_OF[f] ? FLAG_OF[f] : m));
+        throw new UsageError(`session create: ${msg}`);
+      }
+      const kind = values.from === undefined ? undefined : snapshotKind(values.from);
+      const s = expect(await call(socketPath(values.socket), 'POST', '/v1/sessions', checked.data), 201, sessionSchema);
+      if (values.from !== undefined && kind) {
+        try {
+          await restoreSnapshot(socketPath(values.socket), s.id, values.from, kind);
+        } catch (e) {
+          // A half-restored session is not what was asked for.
+          await call(socketPath(values.socket), 'DELETE', `/v1/sessions/${s.id}`).catch(() => undefined);
+          throw e;
+        }
+      }
+      process.stdout.write(values.json ? json(s) : `${s.id}\n`);
+      return 0;
+    }
+    case 'list': {
+      const { values } = parse(rest, { all: { type: 'boolean' }, json: { type: 'boolean' } }, false);
+      const r = expect(await call(socketPath(values.socket), 'GET', `/v1/sessions${values.all ? '?all=1' : ''}`), 200, sessionListSchema);
+      process.stdout.write(values.json ? json(r.sessions) : sessionTable(r.sessions));
+      return 0;
+    }
+    case 'show': {
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
+      const id = ref(positionals[0], 'show');
+      const s = expect(await call(socketPath(values.socket), 'GET', `/v1/sessions/${encodeURIComponent(id)}`), 200, sessionSchema);
+      process.stdout.write(values.json ? json(s) : sessionDetails(s));
+      return 0;
+    }
+    case 'destroy': {
+      const { values, positionals } = parse(rest, {});
+      const id = ref(positionals[0], 'destroy');
+      const r = await call(socketPath(values.socket), 'DELETE', `/v1/sessions/${encodeURIComponent(id)}`);
+      expect(r, 204, z.unknown());
+      return 0;
+    }
+    case 'refresh-auth': {
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
+      const id = ref(positionals[0], 'refresh-auth');
+      const r = expect(await call(socketPath(values.socket), 'POST', `/v1/sessions/${encodeURIComponent(id)}/refresh-auth`), 200, refreshAuthReply);
+      if (values.json) process.stdout.write(json(r));
+      else {
+        process.stdout.write(r.refreshed.length ? `refreshed ${r.refreshed.join(', ')} in ${r.id}
+` : `${r.id} declared no secrets the store still has
+`);
+        if (r.missing.length) process.stdout.write(`no longer in the store (the session keeps its copy): ${r.missing.join(', ')}
+`);
+      }
+      return 0;
+    }
+    case 'snapshot': {
+      const { values, positionals } = parse(rest, { output: { type: 'string', short: 'o' }, compression: { type: 'string' } });
+      const id = ref(positionals[0], 'snapshot');
+      if (!values.output) throw new UsageError('enclave session snapshot: -o FILE is required');
+      const c = values.compression;
+      if (c !== undefined && c !== 'zstd' && c !== 'none') throw new UsageError(`--compression: '${c}' is not one of zstd, none`);
+      await takeSnapshot(socketPath(values.socket), id, values.output, c);
+      return 0;
+    }
+    case 'publish': {
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
+      const id = ref(positionals[0], 'publish');
+      if (!positionals[1]) throw new UsageError('enclave session publish: missing [127.0.0.1:]HOSTPORT:SESSIONPORT');
+      const s = expect(await call(socketPath(values.socket), 'POST', `/v1/sessions/${encodeURIComponent(id)}/ports`, parsePublish(positionals[1])), 201, sessionSchema);
+      process.stdout.write(values.json ? json(s) : s.network.published.map((p) => `${p.host_ip}:${p.host_port} -> ${p.session_port}/tcp\n`).join(''));
+      return 0;
+    }
+    case 'unpublish': {
+      const { values, positionals } = parse(rest, {});
+      const id = ref(positionals[0], 'unpublish');
+      const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5})$/.exec(positionals[1] ?? '');
+      if (!m) throw new UsageError(`enclave session unpublish: '${positionals[1] ?? ''}' is not [127.0.0.1:]HOSTPORT`);
+      const addr = `${m[1] ?? '127.0.0.1'}:${m[2]}`;
+      expect(await call(socketPath(values.socket), 'DELETE', `/v1/sessions/${encodeURIComponent(id)}/ports/${encodeURIComponent(addr)}`), 204, z.unknown());
+      return 0;
+    }
+    case 'attach': {
+      const { values, positionals } = parse(rest, { ro: { type: 'boolean' }, 'detach-keys': { type: 'string' } });
+      const id = ref(positionals[0], 'attach');
+      return runAttachClient({ socket: socketPath(values.socket), session: id, readOnly: values.ro ?? false, detachKeys: values['detach-keys'] ?? 'ctrl-p,ctrl-q' });
+    }
+    case 'exec': {
+      const dash = rest.indexOf('--');
+      if (dash < 0) throw new UsageError('enclave session exec: put the command after "--", e.g. enclave session exec S -- ls -la');
+      const { values, positionals } = parse(rest.slice(0, dash), { env: { type: 'string', multiple: true }, cwd: { type: 'string' }, tty: { type: 'boolean' } });
+      const id = ref(positionals[0], 'exec');
+      if (positionals.length > 1) throw new UsageError(`enclave session exec: unexpected '${positionals[1]}' before "--"`);
+      const command = rest.slice(dash + 1);
+      if (command.length === 0) throw new UsageError('enclave session exec: no command after "--"');
+      envFlags(values.env);
+      if (values.tty) {
+        return runAttachClient({ socket: socketPath(values.socket), session: id, readOnly: false, detachKeys: 'ctrl-p,ctrl-q', exec: { command, env: values.env ?? [], cwd: values.cwd } });
+      }
+      return runExecClient({ socket: socketPath(values.socket), session: id, command, env: values.env ?? [], cwd: values.cwd });
+    }
+    default:
+      throw new UsageError(sub ? `unknown session command '${sub}'\n\n${USAGE}` : USAGE);
+  }
+}
+
+async function daemon(rest: string[]): Promise<number> {
+  const { values } = parse(rest, { config: { type: 'string' }, 'state-dir': { type: 'string' }, listen: { type: 'string' }, cleanup: { type: 'boolean' } }, false);
+  const { loadConfig } = await import('../config/load.js');
+  const { startDaemon, cleanupHost } = await import('../daemon/main.js');
+  const config = loadConfig(values.config, { state_dir: values['state-dir'], socket: values.socket, listen: values.listen });
+  if (values.cleanup) {
+    await cleanupHost(config);
+    process.stdout.write(`removed bridge ${config.network.bridge} and nftables table inet ${config.network.table}\n`);
+    return 0;
+  }
+  const d = await startDaemon(config);
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals) => {
+      d.log.info({ signal: sig }, 'signal received');
+      resolve();
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+  await d.stop();
+  return 0;
+}
+
+async function doctor(rest: string[]): Promise<number> {
+  const { values } = parse(rest, { json: { type: 'boolean' }, config: { type: 'string' }, 'state-dir': { type: 'string' }, repair: { type: 'boolean' } }, false);
+  const { loadConfig } = await import('../config/load.js');
+  const { stateChecks, repair } = await import('./doctorState.js');
+  const config = loadConfig(values.config, { state_dir: values['state-dir'], socket: values.socket });
+  const checks = await runDoctor(socketPath(values.socket ?? config.socket));
+  checks.push(...rootChecks(config));
+  const state = stateChecks(config);
+  checks.push(...state.checks);
+  const ok = confinable(checks);
+  let left: string[] = [];
+  if (values.repair) left = repair(config, state.orphans);
+  if (values.json) process.stdout.write(json({ confinable: ok, checks, ...(values.repair ? { repaired: state.orphans.length - left.length, left } : {}) }));
+  else {
+    process.stdout.write(table(['CHECK', 'RESULT', 'DETAIL'], checks.map((c) => [c.name, c.ok ? 'ok' : c.required ? 'FAIL' : 'warn', c.detail])));
+    process.stdout.write(ok ? 'sessions can be confined on this host\n' : 'sessions CANNOT be confined on this host\n');
+    if (values.repair) {
+      for (const o of state.orphans) if (!left.includes(`${o.kind} ${o.ref}`)) process.stdout.write(`removed orphan ${o.kind} ${o.ref}\n`);
+      for (const l of left) process.stdout.write(`could not remove ${l}\n`);
+      if (state.orphans.length === 0) process.stdout.write('nothing to repair\n');
+    }
+  }
+  return ok && left.length === 0 ? 0 : 1;
+}
+
+async function main(argv: string[]): Promise<number> {
+  // --socket may also come before the command.
+  const args = [...argv];
+  const globalSocket = args[0] === '--socket' ? (args.splice(0, 2)[1] ?? '') : undefined;
+  if (globalSocket !== undefined) process.env.ENCLAVE_SOCKET = globalSocket;
+  const [cmd, ...rest] = args;
+  switch (cmd) {
+    case 'session':
+      return session(rest[0], rest.slice(1));
+    case 'daemon':
+      return daemon(rest);
+    case 'doctor':
+      return doctor(rest);
+    case 'events': {
+      const { values } = parse(rest, { session: { type: 'string' }, since: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } }, false);
+      const q = new URLSearchParams();
+      if (values.session) q.set('session', ref(values.session, 'events'));
+      if (values.since) q.set('since', sinceTime(values.since));
+      if (values.limit) q.set('limit', String(intFlag(values.limit, 'limit')));
+      const r = expect(await call(socketPath(values.socket), 'GET', `/v1/events${q.size ? `?${q}` : ''}`), 200, eventListSchema);
+      process.stdout.write(
+        values.json
+          ? json(r.events)
+          : table(
+              ['TIME', 'UID', 'VIA', 'ACTION', 'SESSION', 'DECISION', 'RULE', 'DETAIL'],
+              r.events.map((e) => [e.time, String(e.caller_uid), e.via, e.action, e.session_id ?? '-', e.decision, e.rule, e.detail ?? '']),
+            ),
+      );
+      return 0;
+    }
+    case 'volume': {
+      const { values, positionals } = parse(rest.slice(1), { json: { type: 'boolean' }, size: { type: 'string' } });
+      return volumeCommand(rest[0], positionals, { socket: socketPath(values.socket), json: values.json ?? false, size: intFlag(values.size, 'size') });
+    }
+    case 'auth': {
+      const { values, positionals } = parse(rest.slice(1), { json: { type: 'boolean' } });
+      return authCommand(rest[0], positionals, { socket: socketPath(values.socket), json: values.json ?? false });
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return cmd === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command '${cmd}'\n\n${USAGE}`);
+  }
+}
+
+/** Run the command line and exit with its code. */
+export function runCli(argv: string[]): void {
+  main(argv).then(
+    (code) => {
+      process.stdin.destroy();
+      process.exitCode = code;
+      // Let stdout drain, then leave even if a handle (stdin on a tty) lingers.
+      process.stdout.write('', () => process.exit(code));
+    },
+    (e: unknown) => {
+      const message = e instanceof Error ? e.message : String(e);
+      process.stderr.write(`enclave: ${message.trimEnd()}\n`);
+      process.exit(e instanceof CliError ? e.exitCode : 1);
+    },
+  );
+}

@@ -1,0 +1,39 @@
+// The CLI's usage text, apart from everything else: `enclave --help` and an
+// unknown command print it without loading the commands (zod, clients).
+export const VOLUME_USAGE = `  enclave volume create NAME [--size MB]       an ext4 image of MB (the quota), loop-mounted on the host
+  enclave volume list [--json]
+  enclave volume show NAME [--json]
+  enclave volume remove NAME                  refused while a live session mounts it`;
+
+export const USAGE = `usage: enclave [--socket PATH] COMMAND
+
+  enclave daemon [--config FILE] [--state-dir DIR] [--socket PATH] [--listen 127.0.0.1:PORT]
+  enclave daemon --cleanup [--config FILE]   remove the bridge and nftables table (no live sessions)
+  enclave session create [--name N] [--memory MB] [--pids N] [--cpu PERCENT]
+                         [--tmp-size MB] [--home-size MB] [--network bridge|none]
+                         [--profile workspace|strict] [--root-size MB]
+                         [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--console]
+                         [--volume NAME:/PATH[:ro]]... [--from SNAPSHOT]
+                         [--env K=V]... [--auth PROVIDER]... [--env-token NAME]... [--json]
+  enclave session list [--all] [--json]
+  enclave session show ID|NAME [--json]
+  enclave session exec ID|NAME [--tty] [--env K=V]... [--cwd DIR] -- CMD [ARG...]
+  enclave session attach ID|NAME [--ro] [--detach-keys ctrl-p,ctrl-q]
+  enclave session destroy ID|NAME
+  enclave session refresh-auth ID|NAME       rewrite its secret files from the store
+  enclave session snapshot ID|NAME -o FILE [--compression zstd|none]
+                                             its writable root layer and /home, while it runs (frozen)
+  enclave session publish ID|NAME [127.0.0.1:]HOSTPORT:SESSIONPORT    while it runs
+  enclave session unpublish ID|NAME [127.0.0.1:]HOSTPORT
+${VOLUME_USAGE}
+  enclave auth set NAME                      value from stdin (a hidden prompt on a terminal)
+  enclave auth list [--json]
+  enclave auth remove NAME
+  enclave events [--session ID|NAME] [--since TIME] [--limit N] [--json]
+                                             the audit trail; TIME is ISO 8601 or 30s, 10m, 2h, 7d ago
+  enclave doctor [--config FILE] [--repair] [--json]
+                                             host checks, database integrity, orphans, lock holders;
+                                             --repair removes the orphans it lists, nothing else
+
+The socket defaults to $ENCLAVE_SOCKET, else /run/enclave/enclave.sock.
+`;
