@@ -5,9 +5,10 @@
 // cgroup parent, ID range, state directory, pid), so other tests running on
 // the same host do not show up as its leaks.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { bridgePorts } from '../src/network/hostNetwork.js';
 import { mountsUnder, type TestDaemon } from '../test/integration/harness.js';
 import { fdCount } from './probes.js';
 
@@ -23,11 +24,6 @@ export interface KernelState {
 }
 
 const FINAL_STATES = new Set(['stopped', 'failed']);
-
-function bridgePorts(bridge: string): string[] {
-  const dir = `/sys/class/net/${bridge}/brif`;
-  return existsSync(dir) ? readdirSync(dir) : [];
-}
 
 /** Every cgroup directory below the daemon's parent, in every hierarchy. */
 function cgroupsUnder(d: TestDaemon): string[] {
@@ -76,9 +72,14 @@ function procs(): { pid: number; ppid: number; state: string; uid: number; comm:
 
 const listReply = z.object({ sessions: z.array(z.object({ id: z.string(), state: z.string() })) });
 
+/** Every session row the daemon lists, with its state. */
+export async function sessionRows(d: TestDaemon): Promise<{ id: string; state: string }[]> {
+  return listReply.parse((await d.api('GET', '/v1/sessions')).body).sessions;
+}
+
 export async function kernelState(d: TestDaemon, idSpan: number): Promise<KernelState> {
   const all = procs();
-  const list = await d.api('GET', '/v1/sessions');
+  const rows = await sessionRows(d);
   return {
     bridgePorts: bridgePorts(d.bridge),
     cgroups: cgroupsUnder(d),
@@ -87,10 +88,7 @@ export async function kernelState(d: TestDaemon, idSpan: number): Promise<Kernel
     idRangeProcesses: all.filter((p) => p.uid >= d.idBase && p.uid < d.idBase + idSpan).map((p) => `${p.pid} (${p.comm}) uid ${p.uid} state ${p.state}`),
     daemonZombies: all.filter((p) => p.ppid === d.pid && p.state === 'Z').map((p) => p.pid),
     daemonFds: fdCount(d.pid),
-    unfinishedRows: listReply
-      .parse(list.body)
-      .sessions.filter((s) => !FINAL_STATES.has(s.state))
-      .map((s) => `${s.id} ${s.state}`),
+    unfinishedRows: rows.filter((s) => !FINAL_STATES.has(s.state)).map((s) => `${s.id} ${s.state}`),
   };
 }
 

@@ -13,7 +13,7 @@ import { cpus, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { TestDaemon } from '../test/integration/harness.js';
 import { attach, waitFor } from './attachBench.js';
-import { kernelState, leaks, type KernelState } from './leaks.js';
+import { kernelState, leaks, sessionRows, type KernelState } from './leaks.js';
 import { execTrue, fdCount, rssKiB } from './probes.js';
 import { msSince, pct, rng } from './schedule.js';
 
@@ -141,7 +141,9 @@ async function main(): Promise<void> {
     // ---- concurrency ------------------------------------------------------------
     let t1 = process.hrtime.bigint();
     const burst = await Promise.all(Array.from({ length: PARALLEL }, (_, i) => d.create({ network: i % 2 ? 'none' : 'bridge' })));
-    say(`${PARALLEL} parallel creates: ${msSince(t1).toFixed(0)} ms; all running: ${burst.every((s) => s.state === 'running')}`);
+    const notRunning = burst.filter((s) => s.state !== 'running');
+    if (notRunning.length > 0) throw new Error(`of ${PARALLEL} parallel creates, ${notRunning.map((s) => `${s.id} ${s.state}`).join(', ')} did not come up running`);
+    say(`${PARALLEL} parallel creates, all running: ${msSince(t1).toFixed(0)} ms`);
     t1 = process.hrtime.bigint();
     await Promise.all(burst.map((s) => d.destroy(s.id)));
     say(`${PARALLEL} parallel destroys: ${msSince(t1).toFixed(0)} ms`);
@@ -234,10 +236,10 @@ async function killInTheMiddle(d: TestDaemon, say: (s: string) => void): Promise
     if (now.state !== 'running') throw new Error(`session ${s.id} was ${now.state} after the daemon's kill -9 and restart, not running`);
     await execTrue(d, s.id);
   }
-  const list = (await d.api('GET', '/v1/sessions')).body as { sessions: { id: string; state: string }[] };
-  const unsettled = list.sessions.filter((s) => s.state === 'creating' || s.state === 'stopping');
+  const rows = await sessionRows(d);
+  const unsettled = rows.filter((s) => s.state === 'creating' || s.state === 'stopping');
   if (unsettled.length > 0) throw new Error(`after the restart, sessions still ${unsettled.map((s) => `${s.id} ${s.state}`).join(', ')}`);
-  for (const s of list.sessions) if (s.state === 'running') await d.destroy(s.id);
+  for (const s of rows) if (s.state === 'running') await d.destroy(s.id);
   await d.reapAdopted();
   const finished = outcomes.filter((o) => !(o instanceof Error)).length;
   say(`kill -9 mid-churn: ${finished}/4 in-flight creates had answered; restart to serving ${restartMs.toFixed(0)} ms; ${keep.length} live sessions adopted and exec'd`);

@@ -13,10 +13,8 @@ import { runExecClient } from './execClient.js';
 import { runAttachClient } from './attachClient.js';
 import { json, sessionDetails, sessionTable, table } from './output.js';
 import { parseVolumeFlag, volumeCommand } from './volume.js';
-import { USAGE } from './usage.js';
 import { restoreSnapshot, snapshotKind, takeSnapshot } from './snapshot.js';
-
-
+import { USAGE } from './usage.js';
 
 class UsageError extends CliError {
   constructor(message: string) {
@@ -313,12 +311,6 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parse(rest.slice(1), { json: { type: 'boolean' } });
       return authCommand(rest[0], positionals, { socket: socketPath(values.socket), json: values.json ?? false });
     }
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE);
-      return cmd === undefined ? 2 : 0;
     default:
       throw new UsageError(`unknown command '${cmd}'\n\n${USAGE}`);
   }

@@ -4,6 +4,7 @@
 // clients) first. Keeps `enclave --help` at the cost of Node's own start.
 import { USAGE } from './usage.js';
 
+/** The top-level commands that commands.ts dispatches (its switch). */
 const COMMANDS = new Set(['session', 'daemon', 'doctor', 'events', 'volume', 'auth']);
 
 const argv = process.argv.slice(2);

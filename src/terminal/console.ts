@@ -275,15 +275,13 @@ export class SessionConsole {
       this.o.log.warn({ session: this.o.sessionId, err: (e as Error).message }, 'no screen snapshot; replaying the ring instead');
     }
     if (c.closed) return;
-    // The snapshot covers output up to snap.offset (at or after the attach);
-    // what came after it is in the client's held output, even if the ring
-    // has moved past it meanwhile.
-    const heldEnd = c.heldFrom + c.heldBytes;
-    if (snap && snap.offset >= c.heldFrom && snap.offset <= heldEnd) {
+    // The snapshot covers output up to snap.offset (at or after the attach:
+    // the mirror is fed everything the ring is); what came after it is in the
+    // client's held output, even if the ring has moved past it meanwhile.
+    if (snap && snap.offset >= c.heldFrom && snap.offset <= c.heldFrom + c.heldBytes) {
       const held = Buffer.concat(c.held, c.heldBytes);
       return this.start(c, false, snap, held.subarray(snap.offset - c.heldFrom));
     }
-    if (snap && this.ring.since(snap.offset) !== undefined) return this.start(c, false, snap);
     c.sent = this.ring.start;
     this.start(c, false, undefined);
   }
