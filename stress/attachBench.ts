@@ -8,6 +8,7 @@ import WebSocket from 'ws';
 import { ACK_CHANNEL, ATTACH_PROTOCOL, EVENTS_CHANNEL, SNAPSHOT_CHANNEL } from '../src/terminal/console.js';
 import { Channel, encodeFrame } from '../src/terminal/channels.js';
 import type { TestDaemon } from '../test/integration/harness.js';
+import { execTrue } from './probes.js';
 import { msSince, runShuffled, type Samples } from './schedule.js';
 
 /** Something that takes keystrokes and reports output bytes. */
@@ -153,4 +154,13 @@ export async function benchAttach(d: TestDaemon, s: Samples, o: AttachOptions): 
     r.close();
     rmSync(hostFile, { force: true });
   }
+}
+
+/** Every path once (the first exec, the first console: the screen mirror's worker), so the baseline holds what a used daemon keeps open. */
+export async function warmUp(d: TestDaemon): Promise<void> {
+  const warm = await d.create({});
+  await execTrue(d, warm.id);
+  const t = await attach(d, warm.id);
+  t.close();
+  await d.destroy(warm.id);
 }

@@ -107,3 +107,24 @@ export function leaks(base: KernelState, end: KernelState): string[] {
   named('rows not in a final state', end.unfinishedRows);
   return out;
 }
+
+/**
+ * The leak check at the end of a run. Destroy returns once the session is
+ * gone; the kernel's own asynchronous cleanup (netns teardown) gets a bounded
+ * 10 s to finish. Prints what it saw; returns the leaks left.
+ */
+export async function settledLeaks(d: TestDaemon, base: KernelState, idSpan: number, say: (s: string) => void): Promise<string[]> {
+  const t0 = Date.now();
+  let end = await kernelState(d, idSpan);
+  const atFirst = leaks(base, end);
+  while (leaks(base, end).length > 0 && Date.now() - t0 < 10_000) {
+    await new Promise((r) => setTimeout(r, 200));
+    d.reapOrphanHelpers();
+    end = await kernelState(d, idSpan);
+  }
+  const failures = leaks(base, end);
+  say(`leak check (${Date.now() - t0} ms to settle): ${failures.length === 0 ? 'nothing left' : 'LEAKS'}`);
+  if (atFirst.length > 0) say(`  still settling right after the last destroy: ${atFirst.join('; ')}`);
+  for (const f of failures) say(`  ${f}`);
+  return failures;
+}

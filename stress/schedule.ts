@@ -86,3 +86,15 @@ export async function runShuffled(counts: Record<string, number>, step: (name: s
     if (++deferred > queue.length) throw new Error(`schedule stuck: ${queue.join(', ')} cannot run`);
   }
 }
+
+/** Run `f` over `items`, at most `width` at a time. */
+export async function pool<T>(items: T[], width: number, f: (x: T, i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      await f(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+}

@@ -12,10 +12,10 @@ import { writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { TestDaemon } from '../test/integration/harness.js';
-import { attach, waitFor } from './attachBench.js';
-import { kernelState, leaks, sessionRows, type KernelState } from './leaks.js';
+import { attach, waitFor, warmUp } from './attachBench.js';
+import { kernelState, sessionRows, settledLeaks, type KernelState } from './leaks.js';
 import { execTrue, fdCount, rssKiB } from './probes.js';
-import { msSince, pct, rng } from './schedule.js';
+import { msSince, pct, pool, rng } from './schedule.js';
 
 const { values } = parseArgs({
   options: {
@@ -55,18 +55,6 @@ const started = Date.now();
 
 function checkDeadline(where: string): void {
   if (Date.now() - started > DEADLINE_MS) throw new Error(`stress: past the ${DEADLINE_MS / 1000} s deadline during ${where}`);
-}
-
-/** Run `f` over `items`, at most `width` at a time. */
-async function pool<T>(items: T[], width: number, f: (x: T, i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      await f(items[i]!, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
 }
 
 interface Window {
@@ -183,20 +171,7 @@ async function main(): Promise<void> {
     say(`${LIVE} destroys (16 at a time): ${msSince(t1).toFixed(0)} ms`);
 
     // ---- the check --------------------------------------------------------------
-    // Destroy returns once the session is gone; give the kernel's own
-    // asynchronous cleanup (netns teardown) a bounded moment to finish.
-    const t2 = Date.now();
-    let end = await kernelState(d, ID_SPAN);
-    const atFirst = leaks(base, end);
-    while (leaks(base, end).length > 0 && Date.now() - t2 < 10_000) {
-      await new Promise((r) => setTimeout(r, 200));
-      d.reapOrphanHelpers();
-      end = await kernelState(d, ID_SPAN);
-    }
-    failures = leaks(base, end);
-    say(`leak check (${Date.now() - t2} ms to settle): ${failures.length === 0 ? 'nothing left' : 'LEAKS'}`);
-    if (atFirst.length > 0) say(`  still settling right after the last destroy: ${atFirst.join('; ')}`);
-    for (const f of failures) say(`  ${f}`);
+    failures = await settledLeaks(d, base, ID_SPAN, say);
   } finally {
     printWindows(windows, say);
     const elapsed = ((Date.now() - started) / 1000).toFixed(1);
@@ -205,15 +180,6 @@ async function main(): Promise<void> {
     await d.cleanup();
   }
   if (failures.length > 0) process.exit(1);
-}
-
-/** Every path once (the first exec, the first console: the screen mirror's worker), so the baseline holds what a used daemon keeps open. */
-async function warmUp(d: TestDaemon): Promise<void> {
-  const warm = await d.create({});
-  await execTrue(d, warm.id);
-  const t = await attach(d, warm.id);
-  t.close();
-  await d.destroy(warm.id);
 }
 
 /**

@@ -178,8 +178,9 @@ export class TestDaemon {
   readonly cgroupParent = `enclave-test-${this.runId}`;
   /**
    * A high range of up to 64 slots, its own per daemon of this run, far from a
-   * production daemon's; or, for the stress suite (`wideIds`), up to 256 slots
-   * above every test daemon's range (4.1e9 on; test ranges end below 4.07e9).
+   * production daemon's; or, for the stress suite and the scale bench
+   * (`wideIds`), up to 1024 slots above every test daemon's range (4.1e9 on;
+   * test ranges end below 4.07e9).
    */
   readonly idBase: number;
   readonly logPath = join(this.dir, 'daemon.log');
@@ -188,8 +189,9 @@ export class TestDaemon {
   /** Init PIDs of every session seen, to reap those re-parented to us. */
   private readonly inits = new Set<number>();
 
-  constructor(private opts: { slots?: number; wideIds?: boolean; extraConfig?: string; topConfig?: string; terminal?: boolean; logLevel?: string } = {}) {
-    if ((opts.slots ?? 16) > (opts.wideIds ? 256 : 64)) throw new RangeError(`at most ${opts.wideIds ? 256 : 64} ID slots per test daemon`);
+  /** `subnet`: a CIDR instead of the run's own /24 (the scale bench's /16). */
+  constructor(private opts: { slots?: number; wideIds?: boolean; subnet?: string; extraConfig?: string; topConfig?: string; terminal?: boolean; logLevel?: string } = {}) {
+    if ((opts.slots ?? 16) > (opts.wideIds ? 1024 : 64)) throw new RangeError(`at most ${opts.wideIds ? 1024 : 64} ID slots per test daemon`);
     this.idBase = opts.wideIds ? 4_100_000_000 : 1_000_000_000 + ((process.pid * 7 + daemonsMade++) % 700) * 64 * 65536;
   }
 
@@ -204,7 +206,7 @@ export class TestDaemon {
         this.configPath,
         `state_dir = "${this.stateDir}"\nsocket = "${this.socket}"\nlocks_dir = "${LOCKS_DIR}"\nlog_level = "${this.opts.logLevel ?? 'debug'}"\n${this.opts.topConfig ?? ''}` +
           `[ids]\nbase = ${this.idBase}\nslots = ${this.opts.slots ?? 16}\n[cgroups]\nparent = "${this.cgroupParent}"\n` +
-          `[network]\nbridge = "${this.bridge}"\nsubnet = "${this.subnetPrefix}.0/24"\ntable = "${this.nftTable}"\n` +
+          `[network]\nbridge = "${this.bridge}"\nsubnet = "${this.opts.subnet ?? `${this.subnetPrefix}.0/24`}"\ntable = "${this.nftTable}"\n` +
           `[sessions]\nstop_grace_ms = 1000\n${this.opts.extraConfig ?? ''}`,
       );
     }
@@ -220,7 +222,7 @@ export class TestDaemon {
       } catch {
         /* not up yet */
       }
-      await new Promise((r) => setTimeout(r, 25));
+      await new Promise((r) => setTimeout(r, 5));
     }
     throw new Error(`daemon did not come up: ${this.log().slice(-2000)}`);
   }
