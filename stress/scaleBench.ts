@@ -8,7 +8,7 @@
 //              the daemon's RSS idle; restart (SIGTERM, start) to serving,
 //              every session adopted and still running.
 // Then everything is destroyed and the leak check of the stress suite runs.
-//   npm run bench:scale [-- --live L --rounds R --seed S --json FILE]
+//   npm run bench:scale [-- --live L --rounds R --batch B --seed S --json FILE --daemon-log FILE]
 import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -26,6 +26,7 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '26' },
     seed: { type: 'string' },
     json: { type: 'string' },
+    'daemon-log': { type: 'string' },
   },
 });
 
@@ -168,6 +169,7 @@ async function main(): Promise<void> {
     say(`total ${((Date.now() - started) / 1000).toFixed(1)} s; restart p50 ${pct(s.get('restart'), 50).toFixed(0)} ms`);
   } finally {
     if (values.json) writeFileSync(values.json, JSON.stringify({ seed, samples: s.toJSON(), report }, null, 2) + '\n');
+    if (values['daemon-log']) writeFileSync(values['daemon-log'], d.log());
     await d.cleanup();
   }
   if (failures.length > 0) process.exit(1);

@@ -2,7 +2,7 @@
 // -> stopped, or failed (with the helper's step and errno in last_error).
 // Planning (planning.ts), exit watches (watches.ts), start-up sweeps
 // (reconcile.ts) and the API view (view.ts) live beside it.
-import { chmodSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiError } from '../api/errors.js';
@@ -27,6 +27,7 @@ import { addon, type ExitStatus } from '../native/addon.js';
 import { AddressesExhaustedError, LIVE_STATES, PortTakenError, SessionStore, SlotsExhaustedError, VolumeUnavailableError, type PublishedPort, type SessionRow } from '../store/sessionStore.js';
 import { hostIfName, intToIp } from '../network/addressing.js';
 import { ensureHostNetwork, hostsFile, resolvConf, type HostNetwork } from '../network/hostNetwork.js';
+import { LinkReaper } from '../network/linkReaper.js';
 import type { PortPublisher } from '../network/publish.js';
 import { hostnameFor, newSessionId } from './identity.js';
 import { seccompProgram, thermalThrottleMasks } from '../isolation/hardening.js';
@@ -73,6 +74,8 @@ export class SessionManager {
   /** Exit codes inits announced before ending (for the ones this daemon cannot wait for). */
   private readonly ending = new Map<string, number>();
   readonly counters = { creates: 0, createFailures: 0, destroys: 0 };
+  /** Links of ended sessions the kernel is still removing; their leases are held until then. */
+  private readonly links: LinkReaper;
 
   /** Running sessions created with --console. */
   keptConsoles(): SessionRow[] {
@@ -88,6 +91,18 @@ export class SessionManager {
     this.secrets = opts.secrets;
     this.volumes = opts.volumes;
     this.agents = new Agents(opts.log, (id, code) => this.ending.set(id, code));
+    this.links = new LinkReaper({ log: opts.log, gone: (id) => this.linkGone(id) });
+  }
+
+  /** The link is gone: its address is free. False (tried again) while a full disk refuses the write. */
+  private linkGone(id: string): boolean {
+    try {
+      this.store.linkGone(id);
+      return true;
+    } catch (e) {
+      if (!isDiskFull(e, this.config.state_dir)) this.logFailure(id, 'cannot release the address of a session whose link is gone', e as Error);
+      return false;
+    }
   }
 
   private sessionDir(id: string): string {
@@ -158,6 +173,14 @@ export class SessionManager {
     this.pruneHistory();
     sweepOrphanCgroups(this.layout, this.config.cgroups.parent, this.store, this.log);
     sweepOrphanLinks(this.config.network.bridge, this.store, this.log);
+    // Links a previous daemon was still waiting for (it died first).
+    for (const { id, ref } of this.store.endedWithLinks()) {
+      if (ref === hostIfName(id)) this.links.retire(id, ref);
+      else {
+        this.log.child({ session: id }).warn({ kind: 'veth', ref }, 'ignored a kernel object this daemon does not own');
+        this.linkGone(id);
+      }
+    }
   }
 
   private async publishPorts(row: SessionRow): Promise<void> {
@@ -538,14 +561,17 @@ export class SessionManager {
     // row naming any other cgroup or link (a crafted or foreign database) is
     // logged and forgotten, never killed or removed.
     const ours = new Set([...sessionCgroupDirs(this.layout, this.config.cgroups.parent, row.id).map((d) => `cgroup ${d.path}`), `veth ${hostIfName(row.id)}`]);
+    let linkPending: string | undefined;
     for (const obj of objects) {
       if (!ours.has(`${obj.kind} ${obj.ref}`)) {
         this.log.child({ session: row.id }).warn({ kind: obj.kind, ref: obj.ref }, 'ignored a kernel object this daemon does not own');
         continue;
       }
       if (obj.kind === 'veth') {
-        // Usually gone with the session's netns; the kernel may still be tearing it down.
-        addon().deleteLink(obj.ref);
+        // A session that ran: its link goes with its netns, off this path
+        // (linkReaper.ts). A create that failed may have left it in ours.
+        if (row.state === 'creating') addon().deleteLink(obj.ref);
+        else if (existsSync(`/sys/class/net/${obj.ref}`)) linkPending = obj.ref;
         continue;
       }
       for (;;) {
@@ -557,11 +583,13 @@ export class SessionManager {
     }
     rmSync(this.sessionDir(row.id), { recursive: true, force: true });
     try {
-      this.store.settle(row.id, state, lastError);
+      this.store.settle(row.id, state, lastError, linkPending !== undefined);
     } catch (e) {
       if (!isDiskFull(e, this.config.state_dir)) throw e;
-      this.settleLater(row.id, state, lastError);
+      this.settleLater(row.id, state, lastError, linkPending !== undefined);
       return;
+    } finally {
+      if (linkPending) this.links.retire(row.id, linkPending);
     }
     this.pruneHistory();
   }
@@ -577,16 +605,16 @@ export class SessionManager {
   }
 
   /** Final states the full disk would not take, retried every few seconds until it does. */
-  private readonly unsettled = new Map<string, { state: 'stopped' | 'failed'; lastError: string | undefined }>();
+  private readonly unsettled = new Map<string, { state: 'stopped' | 'failed'; lastError: string | undefined; linkPending: boolean }>();
   private settleTimer: NodeJS.Timeout | undefined;
 
-  private settleLater(id: string, state: 'stopped' | 'failed', lastError: string | undefined): void {
-    this.unsettled.set(id, { state, lastError });
+  private settleLater(id: string, state: 'stopped' | 'failed', lastError: string | undefined, linkPending: boolean): void {
+    this.unsettled.set(id, { state, lastError, linkPending });
     this.log.child({ session: id }).error({ state_dir: this.config.state_dir }, 'the state dir is full: the session is gone from the kernel, its final state is written once there is space');
     this.settleTimer ??= setInterval(() => {
       for (const [sid, u] of this.unsettled) {
         try {
-          this.store.settle(sid, u.state, u.lastError);
+          this.store.settle(sid, u.state, u.lastError, u.linkPending);
           this.unsettled.delete(sid);
           this.log.child({ session: sid }).info({ state: u.state }, 'final state written');
         } catch (e) {
@@ -709,6 +737,7 @@ export class SessionManager {
     this.agents.closeAll();
     this.watches.closeAll();
     this.publisher.closeAll();
+    this.links.close(); // links still going are in the database: the next start waits for them
     return finished;
   }
 

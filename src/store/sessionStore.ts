@@ -182,7 +182,8 @@ export class SessionStore {
   pruneHistory(keep: number): number {
     return this.db
       .transaction(() => {
-        const old = `SELECT id FROM sessions WHERE state IN ('stopped','failed') ORDER BY updated_at DESC, rowid DESC LIMIT -1 OFFSET ?`;
+        // A session whose link is still going keeps its row (its lease refers to it).
+        const old = `SELECT id FROM sessions WHERE state IN ('stopped','failed') AND id NOT IN (SELECT session_id FROM ip_leases) ORDER BY updated_at DESC, rowid DESC LIMIT -1 OFFSET ?`;
         this.db.prepare(`DELETE FROM kernel_objects WHERE session_id IN (${old})`).run(keep);
         this.db.prepare(`DELETE FROM session_volumes WHERE session_id IN (${old})`).run(keep);
         return this.db.prepare(`DELETE FROM sessions WHERE id IN (${old})`).run(keep).changes;
@@ -242,19 +243,40 @@ export class SessionStore {
     return this.db.prepare('DELETE FROM published_ports WHERE session_id = ? AND host_ip = ? AND host_port = ?').run(id, hostIp, hostPort).changes === 1;
   }
 
-  /** Final state, with the slot, lease, ports and kernel-object records given back, in one transaction. */
-  settle(id: string, state: 'stopped' | 'failed', lastError?: string): void {
+  /**
+   * Final state, with the slot, lease, ports and kernel-object records given
+   * back, in one transaction. With `linkPending` the veth record and the
+   * lease stay until linkGone(): the kernel is still removing the link.
+   */
+  settle(id: string, state: 'stopped' | 'failed', lastError?: string, linkPending = false): void {
     this.db
       .transaction(() => {
-        this.db.prepare('DELETE FROM kernel_objects WHERE session_id = ?').run(id);
+        this.db.prepare(linkPending ? `DELETE FROM kernel_objects WHERE session_id = ? AND kind != 'veth'` : 'DELETE FROM kernel_objects WHERE session_id = ?').run(id);
         this.db.prepare('DELETE FROM id_slots WHERE session_id = ?').run(id);
-        this.db.prepare('DELETE FROM ip_leases WHERE session_id = ?').run(id);
+        if (!linkPending) this.db.prepare('DELETE FROM ip_leases WHERE session_id = ?').run(id);
         this.db.prepare('DELETE FROM published_ports WHERE session_id = ?').run(id);
         this.db
           .prepare(`UPDATE sessions SET state = ?, last_error = coalesce(?, last_error), updated_at = ? WHERE id = ?`)
           .run(state, lastError ?? null, new Date().toISOString(), id);
       })
       .immediate();
+  }
+
+  /** An ended session's link is gone: its record and its address go too. */
+  linkGone(id: string): void {
+    this.db
+      .transaction(() => {
+        this.db.prepare(`DELETE FROM kernel_objects WHERE session_id = ? AND kind = 'veth'`).run(id);
+        this.db.prepare('DELETE FROM ip_leases WHERE session_id = ?').run(id);
+      })
+      .immediate();
+  }
+
+  /** Ended sessions whose link was not yet seen gone (a daemon that died while the kernel removed it). */
+  endedWithLinks(): { id: string; ref: string }[] {
+    return this.db
+      .prepare(`SELECT k.session_id AS id, k.ref FROM kernel_objects k JOIN sessions s ON s.id = k.session_id WHERE k.kind = 'veth' AND s.state IN ('stopped', 'failed')`)
+      .all() as { id: string; ref: string }[];
   }
 
   /** The secrets a session declared, by kind (names only: values are not in this database). */

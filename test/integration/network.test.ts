@@ -2,7 +2,7 @@
 // firewall's isolation claims, egress through masquerade to a test-owned
 // "outside" namespace, anti-spoofing, port publishing, and teardown.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
@@ -185,15 +185,67 @@ describe.skipIf(!isRoot)('session networking (root)', () => {
     // Sessions coming and going did not cut the others off (a bridge whose MAC
     // followed its ports did: the survivors kept a stale gateway MAC).
     expect((await d.sh('net-a', tryConnect(outsideIp, 7000))).stdout.trim()).toBe(`DATA from ${hostSideIp}`);
-    for (const s of made) expect(existsSync(`/sys/class/net/ve-${s.id.slice(2)}`)).toBe(false);
+    // The links go with the sessions' netns, a moment after the destroy returned; their leases with them.
+    const ids = made.map((s) => s.id);
+    const left = () => Promise.resolve(ids.filter((id) => existsSync(`/sys/class/net/ve-${id.slice(2)}`)));
+    expect(await waitFor(left, (l) => l.length === 0)).toEqual([]);
     const db = new Database(join(d.stateDir, 'enclave.db'), { readonly: true });
     try {
-      const ids = made.map((s) => s.id);
-      const leases = db.prepare(`SELECT count(*) AS n FROM ip_leases WHERE session_id IN (${ids.map(() => '?').join(',')})`).get(...ids);
-      expect(leases).toEqual({ n: 0 });
+      const leases = () => Promise.resolve(db.prepare(`SELECT count(*) AS n FROM ip_leases WHERE session_id IN (${ids.map(() => '?').join(',')})`).get(...ids));
+      expect(await waitFor(leases, (n) => JSON.stringify(n) === '{"n":0}', 2000)).toEqual({ n: 0 });
       expect(db.prepare(`SELECT count(*) AS n FROM kernel_objects WHERE kind = 'veth'`).get()).toEqual({ n: 2 }); // net-a, net-b
     } finally {
       db.close();
+    }
+  });
+
+  it("holds a destroyed session's address until its link is gone, and deletes a link its netns outlives", async () => {
+    // A host process outside the session keeps its netns, and with it the veth pair, alive past the destroy.
+    const held = async () => {
+      const s = await d.create();
+      const holder = spawn('nsenter', [`--net=/proc/${s.init_pid}/ns/net`, 'sleep', '60'], { stdio: 'ignore' });
+      await waitFor(() => Promise.resolve(readFileSync(`/proc/${holder.pid}/cmdline`, 'utf8')), (cmd) => cmd.startsWith('sleep'));
+      await d.destroy(s.id);
+      return { s, link: `ve-${s.id.slice(2)}`, holder };
+    };
+    const leased = (id: string) => {
+      const db = new Database(join(d.stateDir, 'enclave.db'), { readonly: true });
+      try {
+        return (db.prepare('SELECT count(*) AS n FROM ip_leases WHERE session_id = ?').get(id) as { n: number }).n === 1;
+      } finally {
+        db.close();
+      }
+    };
+    const { s: c, link, holder } = await held();
+    const later: string[] = [];
+    try {
+      expect(existsSync(`/sys/class/net/${link}`)).toBe(true);
+      // Its address is still leased: the lowest free one is not handed out again while the old port is on the bridge.
+      const next = await d.create();
+      later.push(next.id);
+      expect(next.network.address).not.toBe(c.network.address);
+      // Past the grace the daemon deletes the link itself, then frees the address.
+      expect(await waitFor(() => Promise.resolve(existsSync(`/sys/class/net/${link}`)), (x) => !x, 8000)).toBe(false);
+      expect(await waitFor(() => Promise.resolve(leased(c.id)), (x) => !x, 2000)).toBe(false);
+      expect(d.log()).toMatch(/outlived its netns teardown; deleted it/);
+      const reused = await d.create();
+      later.push(reused.id);
+      expect(reused.network.address).toBe(c.network.address);
+    } finally {
+      holder.kill('SIGKILL');
+      for (const id of later) await d.destroy(id);
+    }
+    // A daemon that stops while a link is still going: the next start removes it and frees its address.
+    const second = await held();
+    try {
+      expect(leased(second.s.id)).toBe(true);
+      await d.stop();
+      expect(existsSync(`/sys/class/net/${second.link}`)).toBe(true);
+      await d.start();
+      expect(existsSync(`/sys/class/net/${second.link}`)).toBe(false);
+      expect(await waitFor(() => Promise.resolve(leased(second.s.id)), (x) => !x, 2000)).toBe(false);
+    } finally {
+      second.holder.kill('SIGKILL');
     }
   });
 
@@ -241,8 +293,9 @@ describe.skipIf(!isRoot)('session networking (root)', () => {
     expect(leftovers()).toEqual([]);
     const db = new Database(join(d.stateDir, 'enclave.db'), { readonly: true });
     try {
-      const live = db.prepare(`SELECT count(*) AS n FROM ip_leases l JOIN sessions s ON s.id = l.session_id WHERE s.state NOT IN ('running')`).get();
-      expect(live).toEqual({ n: 0 });
+      // A lease goes right after its link (linkReaper.ts polls every 25 ms).
+      const q = db.prepare(`SELECT count(*) AS n FROM ip_leases l JOIN sessions s ON s.id = l.session_id WHERE s.state NOT IN ('running')`);
+      expect(await waitFor(() => Promise.resolve(q.get()), (n) => JSON.stringify(n) === '{"n":0}', 2000)).toEqual({ n: 0 });
     } finally {
       db.close();
     }
