@@ -3,7 +3,8 @@
   "targets": [
     {
       "target_name": "enclave_addon",
-      "sources": ["src/addon.cc", "src/netlink.c", "src/procstat.c"],
+      "sources": ["src/addon.cc", "src/netlink.c", "src/nft.c", "src/procstat.c"],
+      "libraries": ["-ldl"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"]

@@ -13,11 +13,14 @@
 //                            the daemon's end of a session init's control
 //                            socket: SEQPACKET datagrams with SCM_RIGHTS
 //   pipe(), closeFd(fd), isPtyMaster(fd), setWinsize(fd, cols, rows)
+//   nftApply(script)         an nftables script through libnftables, on the
+//                            thread pool (a commit can wait on the kernel)
 #include <napi.h>
 #include <arpa/inet.h>
 #include <net/if.h>
 
 #include "netlink.h"
+#include "nft.h"
 #include "procstat.h"
 #include <uv.h>
 
@@ -652,6 +655,38 @@ Napi::Value EnsureBridge(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// nftApply(script): a Promise, settled from the thread pool.
+class NftApply : public Napi::AsyncWorker {
+ public:
+  NftApply(Napi::Env env, std::string script) : Napi::AsyncWorker(env), script_(std::move(script)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    char err[1024];
+    if (nft_apply(script_.c_str(), err, sizeof err)) error_ = err;
+  }
+  void OnOK() override {
+    if (error_.empty()) deferred_.Resolve(Env().Undefined());
+    else deferred_.Reject(Napi::Error::New(Env(), error_).Value());
+  }
+
+ private:
+  std::string script_;
+  std::string error_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value NftApplyFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "nftApply(script: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* w = new NftApply(env, info[0].As<Napi::String>().Utf8Value());
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 // deleteLink(name): true if deleted, false if there was no such link.
 Napi::Value DeleteLink(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -673,6 +708,7 @@ Napi::Value DeleteLink(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ensureBridge", Napi::Function::New(env, EnsureBridge));
   exports.Set("deleteLink", Napi::Function::New(env, DeleteLink));
+  exports.Set("nftApply", Napi::Function::New(env, NftApplyFn));
   exports.Set("OomWatch", OomWatch::Define(env));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("peerGroups", Napi::Function::New(env, PeerGroups));

@@ -6,7 +6,7 @@ import { release } from 'node:os';
 import { dirname } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { detectCgroupLayout } from '../isolation/cgroups.js';
-import { helperPaths } from '../native/addon.js';
+import { addon, helperPaths } from '../native/addon.js';
 import { call } from './client.js';
 
 export interface Check {
@@ -62,6 +62,13 @@ export async function runDoctor(socket: string): Promise<Check[]> {
       required: true,
       detail: ok ? 'user, pid, mount, net, uts, ipc, cgroup namespaces; capability drop; seccomp filter' : `cannot confine a session: ${(p.stdout || p.stderr || String(p.error ?? '')).trim().replace(/\t/g, ' ')}`,
     });
+  }
+  if (root) {
+    // Bridge networking's firewall goes through libnftables in the daemon: a read-only command proves it loads and answers.
+    const nft = await addon()
+      .nftApply('list tables\n')
+      .then(() => undefined, (e: Error) => e.message.trim());
+    checks.push({ name: 'nftables', ok: nft === undefined, required: false, detail: nft ?? 'libnftables answers (bridge networking can be firewalled)' });
   }
   try {
     const layout = detectCgroupLayout();

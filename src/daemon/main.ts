@@ -83,7 +83,8 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   const locks = takeLocks(config);
   const db = openDatabase(config.state_dir);
   const layout = detectCgroupLayout(config.cgroups.root);
-  log.info({ cgroups: layout.mode, state_dir: config.state_dir }, 'starting');
+  // since_spawn_ms: how much of a restart is Node's start and module loading, before any of ours.
+  log.info({ cgroups: layout.mode, state_dir: config.state_dir, since_spawn_ms: Math.round(performance.now()) }, 'starting');
   const secrets = new SessionSecrets(SecretStore.open(db, config.state_dir), providerTable(config.auth.providers));
   const volumes = new Volumes(new VolumeStore(db), config.state_dir, config.volumes.default_size_mb, log);
   const sessions = new SessionManager({ config, secrets, store: new SessionStore(db), layout, log, publisher: new PortPublisher(log), volumes });
@@ -111,7 +112,7 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   });
   chownSync(config.socket, 0, config.socket_gid);
   chmodSync(config.socket, 0o660);
-  log.info({ socket: config.socket }, 'listening');
+  log.info({ socket: config.socket, since_spawn_ms: Math.round(performance.now()) }, 'listening');
 
   // The browser page's listener: loopback only, token or ticket, Host/Origin checked.
   let tcp: ReturnType<typeof createApiServer> | undefined;

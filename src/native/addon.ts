@@ -39,6 +39,8 @@ interface Addon {
   ensureBridge(name: string, gateway: string, prefix: number): void;
   /** Delete a link; false when there was none. */
   deleteLink(name: string): boolean;
+  /** Apply an nftables script atomically through libnftables, off the event loop; rejects with nft's message. */
+  nftApply(script: string): Promise<void>;
   /** The daemon's end of a session init's control socket (native/src/agent.h). */
   ControlChannel: new (path: string, onMessage: (fields: string[], fd: number | null) => void, onClose: (reason: string) => void) => ControlChannel;
   /** [read end, write end], both close-on-exec. */

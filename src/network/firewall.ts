@@ -1,8 +1,11 @@
 // The one nftables table Enclave owns, rendered from config and applied
-// atomically with `nft -f` (once, at daemon start). No rule changes per
-// session: anti-spoofing binds each address to the MAC derived from it, and a
-// session cannot change its MAC (no CAP_NET_ADMIN, no packet sockets).
-import { spawn } from 'node:child_process';
+// atomically through libnftables (native/src/nft.c) at daemon start. No rule
+// changes per session: anti-spoofing binds each leased address to the MAC
+// derived from it (a session cannot change its MAC: no CAP_NET_ADMIN, no
+// packet sockets), one set element per lease, added before the session's
+// link exists and removed when the lease is given back. A packet from an
+// address no session holds matches no element and is dropped.
+import { addon } from '../native/addon.js';
 import { intToIp, macFor, type Subnet } from './addressing.js';
 
 export interface FirewallPlan {
@@ -16,12 +19,13 @@ export function subnetCidr(s: Subnet): string {
   return `${intToIp(s.network)}/${s.prefix}`;
 }
 
-/** Pure: the complete ruleset, replacing any earlier version of the table. */
-export function renderRuleset(p: FirewallPlan): string {
+const binding = (ip: number) => `${macFor(ip)} . ${intToIp(ip)}`;
+
+/** Pure: the complete ruleset, replacing any earlier version of the table, with the bindings of the addresses leased now. */
+export function renderRuleset(p: FirewallPlan, leased: readonly number[]): string {
   const br = JSON.stringify(p.bridge);
   const cidr = subnetCidr(p.subnet);
-  const bindings: string[] = [];
-  for (let ip = p.subnet.first; ip <= p.subnet.last; ip++) bindings.push(`${macFor(ip)} . ${intToIp(ip)}`);
+  const bindings = leased.map(binding);
   // TCP gets a reset: ICMP errors are rate-limited per destination
   // (icmp_ratelimit), so a second refusal within a second would be a timeout.
   const reject = 'goto refuse';
@@ -32,7 +36,7 @@ export function renderRuleset(p: FirewallPlan): string {
     `table inet ${p.table} {`,
     `  set bindings {`,
     `    type ether_addr . ipv4_addr`,
-    `    elements = { ${bindings.join(', ')} }`,
+    bindings.length ? `    elements = { ${bindings.join(', ')} }` : '',
     `  }`,
     `  chain refuse {`,
     `    meta l4proto tcp reject with tcp reset`,
@@ -69,21 +73,37 @@ export function renderRuleset(p: FirewallPlan): string {
     .join('\n');
 }
 
-function nft(input: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
-    const err: Buffer[] = [];
-    p.stderr.on('data', (b: Buffer) => err.push(b));
-    p.on('error', (e) => reject(new Error(`cannot run nft (install nftables): ${e.message}`)));
-    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`nft failed: ${Buffer.concat(err).toString().trim().slice(0, 500)}`))));
-    p.stdin.end(input);
-  });
-}
-
-export function applyRuleset(p: FirewallPlan): Promise<void> {
-  return nft(renderRuleset(p));
+export function applyRuleset(p: FirewallPlan, leased: readonly number[]): Promise<void> {
+  return addon().nftApply(renderRuleset(p, leased));
 }
 
 export function removeRuleset(table: string): Promise<void> {
-  return nft(`table inet ${table}\ndelete table inet ${table}\n`);
+  return addon().nftApply(`table inet ${table}\ndelete table inet ${table}\n`);
+}
+
+/**
+ * The anti-spoofing element of each lease. Changes are applied one at a time
+ * in the order they were asked for: an address given back and leased again
+ * is unbound before it is bound anew, never after.
+ */
+export class AddressBindings {
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(private readonly table: string) {}
+
+  private queue(script: string): Promise<void> {
+    const next = this.tail.then(() => addon().nftApply(script));
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Before the session's link exists: until then its packets are dropped anyway. */
+  bind(ip: number): Promise<void> {
+    return this.queue(`add element inet ${this.table} bindings { ${binding(ip)} }\n`);
+  }
+
+  /** Once the address is no longer the session's. Rejects if there was no such element. */
+  unbind(ip: number): Promise<void> {
+    return this.queue(`delete element inet ${this.table} bindings { ${binding(ip)} }\n`);
+  }
 }

@@ -12,13 +12,14 @@ export interface HostNetwork {
   mtu: number;
 }
 
-export async function ensureHostNetwork(config: Config): Promise<HostNetwork> {
+/** `leased`: the addresses sessions hold now (their anti-spoofing elements are part of the one atomic load). */
+export async function ensureHostNetwork(config: Config, leased: readonly number[]): Promise<HostNetwork> {
   const n = config.network;
   const subnet = parseSubnet(n.subnet);
   addon().ensureBridge(n.bridge, intToIp(subnet.gateway), subnet.prefix);
   // Sessions route through the host; Docker and every router do the same.
   writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
-  await applyRuleset({ table: n.table, bridge: n.bridge, subnet, egress: n.egress });
+  await applyRuleset({ table: n.table, bridge: n.bridge, subnet, egress: n.egress }, leased);
   const mtu = Number(readFileSync(`/sys/class/net/${n.bridge}/mtu`, 'utf8'));
   return { bridge: n.bridge, subnet, mtu };
 }

@@ -27,6 +27,7 @@ import { addon, type ExitStatus } from '../native/addon.js';
 import { AddressesExhaustedError, LIVE_STATES, PortTakenError, SessionStore, SlotsExhaustedError, VolumeUnavailableError, type PublishedPort, type SessionRow } from '../store/sessionStore.js';
 import { hostIfName, intToIp } from '../network/addressing.js';
 import { ensureHostNetwork, hostsFile, resolvConf, type HostNetwork } from '../network/hostNetwork.js';
+import { AddressBindings } from '../network/firewall.js';
 import { LinkReaper } from '../network/linkReaper.js';
 import type { PortPublisher } from '../network/publish.js';
 import { hostnameFor, newSessionId } from './identity.js';
@@ -34,7 +35,7 @@ import { seccompProgram, thermalThrottleMasks } from '../isolation/hardening.js'
 import { agentError, Agents, StartFailure, type SessionAgent } from './agent.js';
 import { controlPathFor, newrootDir, planFor, sessionDir, type HostFacts } from './planning.js';
 import { sweepOrphanCgroups, sweepOrphanLinks } from './reconcile.js';
-import { NO_CONSOLE, toApi, type ConsoleInfo } from './view.js';
+import { NO_CONSOLE, toApi, type ConsoleInfo, type ViewDeps } from './view.js';
 import { ExitWatches } from './watches.js';
 import { describeFailure, launchInit } from './launch.js';
 import { diskFullMessage, isDiskFull } from '../store/diskFull.js';
@@ -76,6 +77,8 @@ export class SessionManager {
   readonly counters = { creates: 0, createFailures: 0, destroys: 0 };
   /** Links of ended sessions the kernel is still removing; their leases are held until then. */
   private readonly links: LinkReaper;
+  /** The anti-spoofing element of each lease. */
+  private readonly bindings: AddressBindings;
 
   /** Running sessions created with --console. */
   keptConsoles(): SessionRow[] {
@@ -92,12 +95,24 @@ export class SessionManager {
     this.volumes = opts.volumes;
     this.agents = new Agents(opts.log, (id, code) => this.ending.set(id, code));
     this.links = new LinkReaper({ log: opts.log, gone: (id) => this.linkGone(id) });
+    this.bindings = new AddressBindings(opts.config.network.table);
+  }
+
+  /** The lease is being given back: its firewall element goes first (queued, see AddressBindings). */
+  private unbind(id: string, lease: number): void {
+    this.bindings.unbind(lease).catch((e: Error) => {
+      // Never bound (a create that failed before): nothing to remove.
+      if (!/No such file or directory/.test(e.message)) this.log.child({ session: id }).warn({ address: intToIp(lease), err: e.message }, 'cannot remove the anti-spoofing element of a released address');
+    });
   }
 
   /** The link is gone: its address is free. False (tried again) while a full disk refuses the write. */
   private linkGone(id: string): boolean {
     try {
+      const lease = this.store.leaseOf(id);
+      if (lease !== undefined) this.unbind(id, lease);
       this.store.linkGone(id);
+      this.pruneHistory(); // a row whose link was still going was kept past keep_history
       return true;
     } catch (e) {
       if (!isDiskFull(e, this.config.state_dir)) this.logFailure(id, 'cannot release the address of a session whose link is gone', e as Error);
@@ -120,12 +135,12 @@ export class SessionManager {
   }
 
   /** Base layers that neither this start nor a live session's plan uses (an overlay's lower must not change under it). */
-  private sweepBaseLayers(): void {
+  private sweepBaseLayers(live: SessionRow[]): void {
     const inUse = new Set<string>(this.host?.baseLayer ? [this.host.baseLayer] : []);
-    for (const row of this.store.listInStates(LIVE_STATES)) {
+    for (const row of live) {
       if (!row.plan) continue;
       try {
-        for (const [source] of opsNamed(parseStoredPlan(row.plan, `session ${row.id}`), 'layer')) if (source) inUse.add(source);
+        for (const source of this.planFacts(row).layers) inUse.add(source);
       } catch {
         return; // a plan we cannot read: keep every base rather than guess
       }
@@ -143,12 +158,14 @@ export class SessionManager {
     const probe = controlPathFor(this.config, 's-0000000000');
     if (Buffer.byteLength(probe) > 107) throw new Error(`state_dir ${this.config.state_dir} is too long: control socket paths like ${probe} exceed 107 bytes`);
     await this.volumes.recover();
-    const net = (this.hostNet = await ensureHostNetwork(this.config));
+    const net = (this.hostNet = await ensureHostNetwork(this.config, this.store.leasedAddresses()));
     const base = this.config.sessions.rootfs === 'minimal' ? prepareBaseLayer(this.rootfsDir, this.config.ids.size) : undefined;
     if (base?.built) this.log.info({ path: base.path }, 'built the session base layer');
     this.host = { seccomp: seccompProgram(), sysMasks: thermalThrottleMasks(), bridge: net.bridge, mtu: net.mtu, gateway: net.subnet.gateway, baseLayer: base?.path };
     const pending: Promise<void>[] = [];
-    for (const row of this.store.listInStates(LIVE_STATES)) {
+    const adopted: SessionRow[] = [];
+    const live = this.store.listInStates(LIVE_STATES);
+    for (const row of live) {
       const log = this.log.child({ session: row.id });
       if (row.state === 'creating') {
         log.warn('daemon stopped while this session was being created; cleaning up');
@@ -157,6 +174,7 @@ export class SessionManager {
       }
       if (this.adopt(row)) {
         log.info({ init_pid: row.init_pid }, 're-adopted running session');
+        if (row.state === 'running') adopted.push(row);
         if (row.state === 'running') pending.push(this.publishPorts(row).catch((e: Error) => log.error({ err: e.message }, 'cannot re-publish ports')));
         if (row.state === 'stopping') pending.push(this.destroy(row.id, row.stop_reason ?? undefined).then(() => undefined));
       } else if (row.state === 'stopping') {
@@ -169,10 +187,11 @@ export class SessionManager {
       }
     }
     await Promise.all(pending);
-    this.sweepBaseLayers();
+    this.sweepBaseLayers(live); // as read at the start: a layer a session used then is kept
     this.pruneHistory();
     sweepOrphanCgroups(this.layout, this.config.cgroups.parent, this.store, this.log);
     sweepOrphanLinks(this.config.network.bridge, this.store, this.log);
+    this.reconnect(adopted);
     // Links a previous daemon was still waiting for (it died first).
     for (const { id, ref } of this.store.endedWithLinks()) {
       if (ref === hostIfName(id)) this.links.retire(id, ref);
@@ -279,18 +298,31 @@ export class SessionManager {
     try {
       this.watch(row.id, row.init_pid, row.init_start_time);
       this.watchOom(row.id);
-      // Not our child: its exit status would be lost, so hear it from the init itself.
-      if (row.plan !== null && row.state === 'running') {
-        try {
-          this.agentFor(row).listen();
-        } catch (e) {
-          this.log.child({ session: row.id }).warn({ err: (e as Error).message }, 'cannot connect to the re-adopted init');
-        }
-      }
+      // Not our child: its exit status would be lost, so hear it from the init itself (reconnect()).
       return true;
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Connect to the control sockets of re-adopted inits, 25 at a time between
+   * turns of the event loop: with hundreds of sessions this is a plan parse
+   * and a connect each, and the API serves meanwhile (an exec that comes
+   * first connects its own session's at once).
+   */
+  private reconnect(rows: SessionRow[]): void {
+    const batch = rows.splice(0, 25);
+    for (const row of batch) {
+      if (row.plan === null || this.store.stateOf(row.id) !== 'running' || !this.watches.watching(row.id)) continue;
+      try {
+        this.agentFor(row).listen();
+      } catch (e) {
+        this.log.child({ session: row.id }).warn({ err: (e as Error).message }, 'cannot connect to the re-adopted init');
+      }
+    }
+    if (rows.length > 0) setImmediate(() => this.reconnect(rows));
+    else this.log.debug('control channels of re-adopted sessions connected');
   }
 
   private watch(id: string, pid: number, startTime: string): void {
@@ -461,6 +493,12 @@ export class SessionManager {
       for (const dir of dirs) createSessionCgroup(dir, limits, this.config.limits.oom);
       const c = this.config;
       const lease = this.store.leaseOf(row.id);
+      if (lease !== undefined) {
+        // Before the link exists: a session without its element could send nothing at all.
+        await this.bindings.bind(lease).catch((e: Error) => {
+          throw new ApiError('confinement_failed', `session ${row.id} could not be confined: cannot bind its address ${intToIp(lease)} in the firewall: ${e.message.trim()}`);
+        });
+      }
       const files = this.writeSessionFiles(row, lease);
       const { files: secretFiles, env, envFiles } = secrets.delivery;
       const injected = { files: secretFiles.map((f) => ({ path: f.path, mode: f.mode })), env, envFiles };
@@ -551,6 +589,7 @@ export class SessionManager {
    */
   private async release(row: SessionRow, state: 'stopped' | 'failed', lastError?: string): Promise<void> {
     this.agents.drop(row.id);
+    this.facts.delete(row.id);
     this.ending.delete(row.id);
     this.publisher.unpublish(row.id);
     this.watches.closeOom(row.id);
@@ -582,6 +621,8 @@ export class SessionManager {
       }
     }
     rmSync(this.sessionDir(row.id), { recursive: true, force: true });
+    const lease = this.store.leaseOf(row.id);
+    if (lease !== undefined && linkPending === undefined) this.unbind(row.id, lease);
     try {
       this.store.settle(row.id, state, lastError, linkPending !== undefined);
     } catch (e) {
@@ -673,8 +714,27 @@ export class SessionManager {
   }
 
   list(includeStopped: boolean, consoles: ConsoleInfo = NO_CONSOLE): Session[] {
-    return this.store.list(includeStopped).map((r) => this.toApi(r, consoles));
+    const details = this.store.detailsOfAll();
+    const deps = this.viewDeps();
+    return this.store.list(includeStopped).map((r) => toApi(r, details(r.id), deps, consoles));
   }
+
+  /**
+   * What the daemon keeps asking of a live session's stored plan (its control
+   * socket, its layers), parsed once: a plan never changes once stored, and a
+   * restart with many sessions would otherwise parse each one several times.
+   */
+  private planFacts(row: SessionRow): { control: string; layers: string[] } {
+    let f = this.facts.get(row.id);
+    if (!f) {
+      const plan = this.planOf(row);
+      f = { control: controlPath(plan), layers: opsNamed(plan, 'layer').map((a) => a[0]!).filter((s) => s !== '') };
+      this.facts.set(row.id, f);
+    }
+    return f;
+  }
+
+  private readonly facts = new Map<string, { control: string; layers: string[] }>();
 
   private planOf(row: SessionRow): SessionPlan {
     if (row.plan === null) {
@@ -690,7 +750,7 @@ export class SessionManager {
   /** Where commands of this running session are started: its own init. */
   agentFor(row: SessionRow): SessionAgent {
     if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
-    return this.agents.for(row.id, () => controlPath(this.planOf(row)));
+    return this.agents.for(row.id, () => this.planFacts(row).control);
   }
 
   /** Rewrite a running session's secret files from the store (refresh-auth). */
@@ -720,7 +780,11 @@ export class SessionManager {
   }
 
   toApi(row: SessionRow, consoles: ConsoleInfo = NO_CONSOLE): Session {
-    return toApi(row, { store: this.store, ids: this.config.ids, gateway: this.host?.gateway }, consoles);
+    return toApi(row, this.store.detailsOf(row.id), this.viewDeps(), consoles);
+  }
+
+  private viewDeps(): ViewDeps {
+    return { ids: this.config.ids, gateway: this.host?.gateway };
   }
 
   /**

@@ -14,8 +14,8 @@ import { LIVE_STATES, type SessionStore } from '../store/sessionStore.js';
 
 /** 'ended': ours and over (remove it); 'live': keep; 'unknown': not ours to touch. */
 function standing(store: SessionStore, id: string): 'ended' | 'live' | 'unknown' {
-  const row = store.get(id);
-  return row === undefined ? 'unknown' : LIVE_STATES.includes(row.state) ? 'live' : 'ended';
+  const state = store.stateOf(id);
+  return state === undefined ? 'unknown' : LIVE_STATES.includes(state) ? 'live' : 'ended';
 }
 
 /** Cgroups of sessions that have ended are leftovers of a crash: remove them. */

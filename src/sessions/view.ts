@@ -3,23 +3,22 @@
 import type { Session } from '../api/schemas.js';
 import { rangeForSlot, type IdPool } from '../isolation/idRange.js';
 import { intToIp } from '../network/addressing.js';
-import { LIVE_STATES, type SessionRow, type SessionStore } from '../store/sessionStore.js';
+import { LIVE_STATES, type SessionDetails, type SessionSummary } from '../store/sessionStore.js';
 
 /** Whether a session's console runs and who watches it (the console hub knows). */
 export type ConsoleInfo = (id: string) => { running: boolean; viewers: number };
 export const NO_CONSOLE: ConsoleInfo = () => ({ running: false, viewers: 0 });
 
 export interface ViewDeps {
-  store: SessionStore;
   ids: IdPool;
   /** The bridge's gateway address, once the host network is up. */
   gateway: number | undefined;
 }
 
-export function toApi(row: SessionRow, deps: ViewDeps, consoles: ConsoleInfo = NO_CONSOLE): Session {
+export function toApi(row: SessionSummary, details: SessionDetails, deps: ViewDeps, consoles: ConsoleInfo = NO_CONSOLE): Session {
   const live = LIVE_STATES.includes(row.state);
   const range = row.id_slot !== null && live ? rangeForSlot(deps.ids, row.id_slot) : null;
-  const lease = live ? deps.store.leaseOf(row.id) : undefined;
+  const lease = live ? details.lease : undefined;
   const gateway = deps.gateway === undefined ? null : intToIp(deps.gateway);
   return {
     id: row.id,
@@ -34,15 +33,15 @@ export function toApi(row: SessionRow, deps: ViewDeps, consoles: ConsoleInfo = N
       mode: row.network,
       address: lease === undefined ? null : intToIp(lease),
       gateway: row.network === 'bridge' ? gateway : null,
-      published: live ? deps.store.portsOf(row.id) : [],
+      published: live ? details.ports : [],
     },
     console: { keep: row.keep_console, ...(live ? consoles(row.id) : { running: false, viewers: 0 }) },
     created_at: row.created_at,
     updated_at: row.updated_at,
     last_error: row.last_error,
     owner_uid: row.owner_uid,
-    secrets: deps.store.secretNamesOf(row.id),
-    volumes: deps.store.volumesOf(row.id),
+    secrets: details.secrets,
+    volumes: details.volumes,
     exit: row.exit_code === null && row.exit_signal === null ? null : { code: row.exit_code, signal: row.exit_signal },
   };
 }

@@ -25,7 +25,7 @@ const rowSchema = z.object({
   last_error: z.string().nullable(),
   network: z.enum(['bridge', 'none']),
   keep_console: z.union([z.literal(0), z.literal(1)]).transform((v) => v === 1),
-  /** The stored SessionPlan as JSON (parsed where it is used: it is large). */
+  /** The stored SessionPlan as JSON, from session_plans (parsed where it is used: it is large). */
   plan: z.string().nullable(),
   exit_code: z.number().int().nullable(),
   exit_signal: z.number().int().nullable(),
@@ -36,6 +36,19 @@ const rowSchema = z.object({
   profile: z.enum(PROFILES),
 });
 export type SessionRow = z.infer<typeof rowSchema>;
+
+/** A row without its plan: what a listing shows (plans are large and a listing never needs one). */
+const summarySchema = rowSchema.omit({ plan: true });
+export type SessionSummary = z.infer<typeof summarySchema>;
+const SUMMARY_COLUMNS = Object.keys(summarySchema.shape).join(', ');
+
+/** What the API view of a session adds to its row, from the other tables. */
+export interface SessionDetails {
+  lease: number | undefined;
+  ports: PublishedPort[];
+  secrets: { auth: string[]; env_tokens: string[] };
+  volumes: { name: string; target: string; readonly: boolean }[];
+}
 
 export const LIVE_STATES: readonly SessionState[] = ['creating', 'running', 'stopping'];
 
@@ -55,50 +68,100 @@ export class AddressesExhaustedError extends Error {}
 export class PortTakenError extends Error {}
 export class VolumeUnavailableError extends Error {}
 
+function secretNames(rows: { name: string; kind: string }[]): SessionDetails['secrets'] {
+  return { auth: rows.filter((r) => r.kind === 'provider').map((r) => r.name), env_tokens: rows.filter((r) => r.kind === 'env').map((r) => r.name) };
+}
+
 export class SessionStore {
   constructor(private readonly db: Database.Database) {}
+
+  /** Statements compiled once per SQL text (the texts are this file's constants, so the cache is bounded). */
+  private readonly statements = new Map<string, Database.Statement>();
+
+  private q(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
+  }
 
   private parse(row: unknown): SessionRow {
     return rowSchema.parse(row);
   }
 
+  /** Just the state (no row parse): for sweeps that ask of every cgroup and link. */
+  stateOf(id: string): SessionState | undefined {
+    const r = this.q('SELECT state FROM sessions WHERE id = ?').get(id) as { state: string } | undefined;
+    return r === undefined ? undefined : rowSchema.shape.state.parse(r.state);
+  }
+
   get(id: string): SessionRow | undefined {
-    const row = this.db.prepare('SELECT * FROM sessions WHERE id = ?').get(id);
+    const row = this.q('SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.id = ?').get(id);
     return row ? this.parse(row) : undefined;
   }
 
   getLiveByName(name: string): SessionRow | undefined {
-    const row = this.db
-      .prepare(`SELECT * FROM sessions WHERE name = ? AND state IN ('creating','running','stopping')`)
+    const row = this.q(`SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.name = ? AND s.state IN ('creating','running','stopping')`)
       .get(name);
     return row ? this.parse(row) : undefined;
   }
 
   /** Most recent session with that name, live or not. */
   getLatestByName(name: string): SessionRow | undefined {
-    const row = this.db.prepare('SELECT * FROM sessions WHERE name = ? ORDER BY created_at DESC, rowid DESC LIMIT 1').get(name);
+    const row = this.q('SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.name = ? ORDER BY s.created_at DESC, s.rowid DESC LIMIT 1').get(name);
     return row ? this.parse(row) : undefined;
   }
 
-  list(includeStopped: boolean): SessionRow[] {
+  list(includeStopped: boolean): SessionSummary[] {
     const sql = includeStopped
-      ? 'SELECT * FROM sessions ORDER BY created_at, rowid'
-      : `SELECT * FROM sessions WHERE state != 'stopped' ORDER BY created_at, rowid`;
-    return this.db.prepare(sql).all().map((r) => this.parse(r));
+      ? `SELECT ${SUMMARY_COLUMNS} FROM sessions ORDER BY created_at, rowid`
+      : `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE state != 'stopped' ORDER BY created_at, rowid`;
+    return this.q(sql)
+      .all()
+      .map((r) => summarySchema.parse(r));
   }
+
+  detailsOf(id: string): SessionDetails {
+    return { lease: this.leaseOf(id), ports: this.portsOf(id), secrets: this.secretNamesOf(id), volumes: this.volumesOf(id) };
+  }
+
+  /** detailsOf() for every session at once: four queries for a whole listing, not four per row. */
+  detailsOfAll(): (id: string) => SessionDetails {
+    const leases = new Map<string, number>();
+    for (const r of this.q('SELECT session_id, address FROM ip_leases').all() as { session_id: string; address: number }[]) leases.set(r.session_id, r.address);
+    const group = <R extends { session_id: string }, T>(rows: R[], f: (r: R) => T) => {
+      const m = new Map<string, T[]>();
+      for (const r of rows) {
+        let xs = m.get(r.session_id);
+        if (!xs) m.set(r.session_id, (xs = []));
+        xs.push(f(r));
+      }
+      return m;
+    };
+    const ports = group(
+      this.q('SELECT session_id, host_ip, host_port, session_port FROM published_ports ORDER BY session_id, host_ip, host_port').all() as (PublishedPort & { session_id: string })[],
+      (r) => ({ host_ip: r.host_ip, host_port: r.host_port, session_port: r.session_port }),
+    );
+    const secrets = group(this.q('SELECT session_id, name, kind FROM session_secrets ORDER BY rowid').all() as { session_id: string; name: string; kind: string }[], (r) => r);
+    const volumes = group(
+      this.q('SELECT session_id, volume, target, readonly FROM session_volumes ORDER BY session_id, target').all() as { session_id: string; volume: string; target: string; readonly: number }[],
+      (r) => ({ name: r.volume, target: r.target, readonly: r.readonly === 1 }),
+    );
+    return (id) => ({ lease: leases.get(id), ports: ports.get(id) ?? [], secrets: secretNames(secrets.get(id) ?? []), volumes: volumes.get(id) ?? [] });
+  }
+
 
   listInStates(states: readonly SessionState[]): SessionRow[] {
     const marks = states.map(() => '?').join(',');
-    return this.db.prepare(`SELECT * FROM sessions WHERE state IN (${marks}) ORDER BY created_at, rowid`).all(...states).map((r) => this.parse(r));
+    return this.q(`SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.state IN (${marks}) ORDER BY s.created_at, s.rowid`).all(...states).map((r) => this.parse(r));
   }
 
   countLiveOwnedBy(uid: number): number {
-    const r = this.db.prepare(`SELECT count(*) AS n FROM sessions WHERE owner_uid = ? AND state IN ('creating','running','stopping')`).get(uid) as { n: number };
+    const r = this.q(`SELECT count(*) AS n FROM sessions WHERE owner_uid = ? AND state IN ('creating','running','stopping')`).get(uid) as { n: number };
     return r.n;
   }
 
   countLive(): number {
-    const r = this.db.prepare(`SELECT count(*) AS n FROM sessions WHERE state IN ('creating','running','stopping')`).get() as { n: number };
+    const r = this.q(`SELECT count(*) AS n FROM sessions WHERE state IN ('creating','running','stopping')`).get() as { n: number };
     return r.n;
   }
 
@@ -125,47 +188,44 @@ export class SessionStore {
     const now = new Date().toISOString();
     this.db
       .transaction(() => {
-        const free = this.db
-          .prepare(
+        const free = this.q(
             `SELECT s.slot + 1 AS slot FROM (SELECT -1 AS slot UNION ALL SELECT slot FROM id_slots) s
              WHERE s.slot + 1 < ? AND NOT EXISTS (SELECT 1 FROM id_slots t WHERE t.slot = s.slot + 1)
              ORDER BY s.slot LIMIT 1`,
           )
           .get(args.slots) as { slot: number } | undefined;
         if (!free) throw new SlotsExhaustedError(`all ${args.slots} ID-range slots are in use`);
-        this.db
-          .prepare(
+        this.q(
             `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid, profile)
              VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
           .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.ownerUid, args.profile);
-        this.db.prepare('INSERT INTO id_slots (slot, session_id) VALUES (?, ?)').run(free.slot, args.id);
+        this.q('INSERT INTO id_slots (slot, session_id) VALUES (?, ?)').run(free.slot, args.id);
         if (args.addresses) {
           const { first, last } = args.addresses;
-          const lease = this.db
-            .prepare(
+          const lease = this.q(
               `SELECT s.address + 1 AS address FROM (SELECT ? AS address UNION ALL SELECT address FROM ip_leases) s
                WHERE s.address + 1 BETWEEN ? AND ? AND NOT EXISTS (SELECT 1 FROM ip_leases t WHERE t.address = s.address + 1)
                ORDER BY s.address LIMIT 1`,
             )
             .get(first - 1, first, last) as { address: number } | undefined;
           if (!lease) throw new AddressesExhaustedError(`all ${last - first + 1} session addresses of the subnet are leased`);
-          this.db.prepare('INSERT INTO ip_leases (address, session_id) VALUES (?, ?)').run(lease.address, args.id);
+          this.q('INSERT INTO ip_leases (address, session_id) VALUES (?, ?)').run(lease.address, args.id);
         }
-        const port = this.db.prepare('INSERT INTO published_ports (host_ip, host_port, session_id, session_port) VALUES (?, ?, ?, ?)');
+        const port = this.q('INSERT INTO published_ports (host_ip, host_port, session_id, session_port) VALUES (?, ?, ?, ?)');
         for (const p of args.publish ?? []) {
-          const taken = this.db.prepare('SELECT session_id FROM published_ports WHERE host_ip = ? AND host_port = ?').get(p.host_ip, p.host_port) as
+          const taken = this.q('SELECT session_id FROM published_ports WHERE host_ip = ? AND host_port = ?').get(p.host_ip, p.host_port) as
             | { session_id: string }
             | undefined;
           if (taken) throw new PortTakenError(`${p.host_ip}:${p.host_port} is already published by session ${taken.session_id}`);
           port.run(p.host_ip, p.host_port, args.id, p.session_port);
         }
-        const obj = this.db.prepare('INSERT INTO kernel_objects (session_id, kind, ref) VALUES (?, ?, ?)');
+        const obj = this.q('INSERT INTO kernel_objects (session_id, kind, ref) VALUES (?, ?, ?)');
         for (const o of args.objects) obj.run(args.id, o.kind, o.ref);
         for (const v of args.volumes ?? []) {
-          const vol = this.db.prepare('SELECT state FROM volumes WHERE name = ?').get(v.name) as { state: string } | undefined;
+          const vol = this.q('SELECT state FROM volumes WHERE name = ?').get(v.name) as { state: string } | undefined;
           if (vol?.state !== 'ready') throw new VolumeUnavailableError(vol ? `volume ${v.name} is ${vol.state}` : `no volume named ${v.name} (enclave volume create ${v.name})`);
-          this.db.prepare('INSERT INTO session_volumes (session_id, volume, target, readonly) VALUES (?, ?, ?, ?)').run(args.id, v.name, v.target, v.readonly ? 1 : 0);
+          this.q('INSERT INTO session_volumes (session_id, volume, target, readonly) VALUES (?, ?, ?, ?)').run(args.id, v.name, v.target, v.readonly ? 1 : 0);
         }
       })
       .immediate();
@@ -174,7 +234,7 @@ export class SessionStore {
 
   /** Sessions per state, from the state index (no scan of history rows). */
   countByState(): Map<string, number> {
-    const rows = this.db.prepare('SELECT state, count(*) AS n FROM sessions INDEXED BY sessions_state GROUP BY state').all() as { state: string; n: number }[];
+    const rows = this.q('SELECT state, count(*) AS n FROM sessions INDEXED BY sessions_state GROUP BY state').all() as { state: string; n: number }[];
     return new Map(rows.map((r) => [r.state, r.n]));
   }
 
@@ -184,63 +244,67 @@ export class SessionStore {
       .transaction(() => {
         // A session whose link is still going keeps its row (its lease refers to it).
         const old = `SELECT id FROM sessions WHERE state IN ('stopped','failed') AND id NOT IN (SELECT session_id FROM ip_leases) ORDER BY updated_at DESC, rowid DESC LIMIT -1 OFFSET ?`;
-        this.db.prepare(`DELETE FROM kernel_objects WHERE session_id IN (${old})`).run(keep);
-        this.db.prepare(`DELETE FROM session_volumes WHERE session_id IN (${old})`).run(keep);
-        return this.db.prepare(`DELETE FROM sessions WHERE id IN (${old})`).run(keep).changes;
+        this.q(`DELETE FROM kernel_objects WHERE session_id IN (${old})`).run(keep);
+        this.q(`DELETE FROM session_volumes WHERE session_id IN (${old})`).run(keep);
+        this.q(`DELETE FROM session_plans WHERE session_id IN (${old})`).run(keep);
+        return this.q(`DELETE FROM sessions WHERE id IN (${old})`).run(keep).changes;
       })
       .immediate();
   }
 
   /** Store the plan before anything executes it. */
   setPlan(id: string, planJson: string): void {
-    this.db.prepare(`UPDATE sessions SET plan = ? WHERE id = ? AND state = 'creating'`).run(planJson, id);
+    this.q(`INSERT INTO session_plans (session_id, plan) SELECT id, ? FROM sessions WHERE id = ? AND state = 'creating'`).run(planJson, id);
   }
 
   markRunning(id: string, pid: number, startTime: string): void {
-    this.db
-      .prepare(`UPDATE sessions SET state = 'running', init_pid = ?, init_start_time = ?, updated_at = ? WHERE id = ? AND state = 'creating'`)
+    this.q(`UPDATE sessions SET state = 'running', init_pid = ?, init_start_time = ?, updated_at = ? WHERE id = ? AND state = 'creating'`)
       .run(pid, startTime, new Date().toISOString(), id);
   }
 
   /** The intent to stop, recorded before acting: survives a daemon crash mid-destroy. */
   markStopping(id: string, reason: string | undefined): void {
-    this.db
-      .prepare(`UPDATE sessions SET state = 'stopping', stop_reason = ?, updated_at = ? WHERE id = ?`)
+    this.q(`UPDATE sessions SET state = 'stopping', stop_reason = ?, updated_at = ? WHERE id = ?`)
       .run(reason ?? null, new Date().toISOString(), id);
   }
 
   /** How the init ended, when the daemon saw it. */
   recordExit(id: string, code: number | null, signal: number | null): void {
-    this.db.prepare('UPDATE sessions SET exit_code = ?, exit_signal = ? WHERE id = ?').run(code, signal, id);
+    this.q('UPDATE sessions SET exit_code = ?, exit_signal = ? WHERE id = ?').run(code, signal, id);
   }
 
   kernelObjects(id: string): KernelObject[] {
-    return this.db.prepare('SELECT kind, ref FROM kernel_objects WHERE session_id = ? ORDER BY ref').all(id) as KernelObject[];
+    return this.q('SELECT kind, ref FROM kernel_objects WHERE session_id = ? ORDER BY ref').all(id) as KernelObject[];
+  }
+
+  /** Every address leased now: live sessions' and those of ended ones whose link is still going. */
+  leasedAddresses(): number[] {
+    return (this.q('SELECT address FROM ip_leases ORDER BY address').all() as { address: number }[]).map((r) => r.address);
   }
 
   leaseOf(id: string): number | undefined {
-    const r = this.db.prepare('SELECT address FROM ip_leases WHERE session_id = ?').get(id) as { address: number } | undefined;
+    const r = this.q('SELECT address FROM ip_leases WHERE session_id = ?').get(id) as { address: number } | undefined;
     return r?.address;
   }
 
   portsOf(id: string): PublishedPort[] {
-    return this.db.prepare('SELECT host_ip, host_port, session_port FROM published_ports WHERE session_id = ? ORDER BY host_ip, host_port').all(id) as PublishedPort[];
+    return this.q('SELECT host_ip, host_port, session_port FROM published_ports WHERE session_id = ? ORDER BY host_ip, host_port').all(id) as PublishedPort[];
   }
 
   /** One more published port of a live session, refused if another session has that host address and port. */
   addPort(id: string, p: PublishedPort): void {
     this.db
       .transaction(() => {
-        const taken = this.db.prepare('SELECT session_id FROM published_ports WHERE host_ip = ? AND host_port = ?').get(p.host_ip, p.host_port) as { session_id: string } | undefined;
+        const taken = this.q('SELECT session_id FROM published_ports WHERE host_ip = ? AND host_port = ?').get(p.host_ip, p.host_port) as { session_id: string } | undefined;
         if (taken) throw new PortTakenError(`${p.host_ip}:${p.host_port} is already published by session ${taken.session_id}`);
-        this.db.prepare('INSERT INTO published_ports (host_ip, host_port, session_id, session_port) VALUES (?, ?, ?, ?)').run(p.host_ip, p.host_port, id, p.session_port);
+        this.q('INSERT INTO published_ports (host_ip, host_port, session_id, session_port) VALUES (?, ?, ?, ?)').run(p.host_ip, p.host_port, id, p.session_port);
       })
       .immediate();
   }
 
   /** Whether that port was this session's (and is no longer). */
   removePort(id: string, hostIp: string, hostPort: number): boolean {
-    return this.db.prepare('DELETE FROM published_ports WHERE session_id = ? AND host_ip = ? AND host_port = ?').run(id, hostIp, hostPort).changes === 1;
+    return this.q('DELETE FROM published_ports WHERE session_id = ? AND host_ip = ? AND host_port = ?').run(id, hostIp, hostPort).changes === 1;
   }
 
   /**
@@ -251,12 +315,11 @@ export class SessionStore {
   settle(id: string, state: 'stopped' | 'failed', lastError?: string, linkPending = false): void {
     this.db
       .transaction(() => {
-        this.db.prepare(linkPending ? `DELETE FROM kernel_objects WHERE session_id = ? AND kind != 'veth'` : 'DELETE FROM kernel_objects WHERE session_id = ?').run(id);
-        this.db.prepare('DELETE FROM id_slots WHERE session_id = ?').run(id);
-        if (!linkPending) this.db.prepare('DELETE FROM ip_leases WHERE session_id = ?').run(id);
-        this.db.prepare('DELETE FROM published_ports WHERE session_id = ?').run(id);
-        this.db
-          .prepare(`UPDATE sessions SET state = ?, last_error = coalesce(?, last_error), updated_at = ? WHERE id = ?`)
+        this.q(linkPending ? `DELETE FROM kernel_objects WHERE session_id = ? AND kind != 'veth'` : 'DELETE FROM kernel_objects WHERE session_id = ?').run(id);
+        this.q('DELETE FROM id_slots WHERE session_id = ?').run(id);
+        if (!linkPending) this.q('DELETE FROM ip_leases WHERE session_id = ?').run(id);
+        this.q('DELETE FROM published_ports WHERE session_id = ?').run(id);
+        this.q(`UPDATE sessions SET state = ?, last_error = coalesce(?, last_error), updated_at = ? WHERE id = ?`)
           .run(state, lastError ?? null, new Date().toISOString(), id);
       })
       .immediate();
@@ -266,36 +329,31 @@ export class SessionStore {
   linkGone(id: string): void {
     this.db
       .transaction(() => {
-        this.db.prepare(`DELETE FROM kernel_objects WHERE session_id = ? AND kind = 'veth'`).run(id);
-        this.db.prepare('DELETE FROM ip_leases WHERE session_id = ?').run(id);
+        this.q(`DELETE FROM kernel_objects WHERE session_id = ? AND kind = 'veth'`).run(id);
+        this.q('DELETE FROM ip_leases WHERE session_id = ?').run(id);
       })
       .immediate();
   }
 
   /** Ended sessions whose link was not yet seen gone (a daemon that died while the kernel removed it). */
   endedWithLinks(): { id: string; ref: string }[] {
-    return this.db
-      .prepare(`SELECT k.session_id AS id, k.ref FROM kernel_objects k JOIN sessions s ON s.id = k.session_id WHERE k.kind = 'veth' AND s.state IN ('stopped', 'failed')`)
+    return this.q(`SELECT k.session_id AS id, k.ref FROM kernel_objects k JOIN sessions s ON s.id = k.session_id WHERE k.kind = 'veth' AND s.state IN ('stopped', 'failed')`)
       .all() as { id: string; ref: string }[];
   }
 
   /** The secrets a session declared, by kind (names only: values are not in this database). */
   secretNamesOf(id: string): { auth: string[]; env_tokens: string[] } {
-    this.secretNames ??= this.db.prepare('SELECT name, kind FROM session_secrets WHERE session_id = ? ORDER BY rowid');
-    const rows = this.secretNames.all(id) as { name: string; kind: string }[];
-    return { auth: rows.filter((r) => r.kind === 'provider').map((r) => r.name), env_tokens: rows.filter((r) => r.kind === 'env').map((r) => r.name) };
+    return secretNames(this.q('SELECT name, kind FROM session_secrets WHERE session_id = ? ORDER BY rowid').all(id) as { name: string; kind: string }[]);
   }
-
-  private secretNames: Database.Statement | undefined;
 
   /** The volumes a session mounts, by target. */
   volumesOf(id: string): { name: string; target: string; readonly: boolean }[] {
-    const rows = this.db.prepare('SELECT volume, target, readonly FROM session_volumes WHERE session_id = ? ORDER BY target').all(id) as { volume: string; target: string; readonly: number }[];
+    const rows = this.q('SELECT volume, target, readonly FROM session_volumes WHERE session_id = ? ORDER BY target').all(id) as { volume: string; target: string; readonly: number }[];
     return rows.map((r) => ({ name: r.volume, target: r.target, readonly: r.readonly === 1 }));
   }
 
   slotOf(id: string): number | undefined {
-    const r = this.db.prepare('SELECT slot FROM id_slots WHERE session_id = ?').get(id) as { slot: number } | undefined;
+    const r = this.q('SELECT slot FROM id_slots WHERE session_id = ?').get(id) as { slot: number } | undefined;
     return r?.slot;
   }
 }

@@ -164,7 +164,7 @@ describe.skipIf(!isRoot)('exec through the session init (root)', () => {
     await d.stop('SIGTERM');
     const db = new Database(join(d.stateDir, 'enclave.db'));
     try {
-      db.prepare('UPDATE sessions SET plan = NULL WHERE id = ?').run(s.id);
+      db.prepare('DELETE FROM session_plans WHERE session_id = ?').run(s.id);
     } finally {
       db.close();
     }

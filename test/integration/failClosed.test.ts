@@ -52,7 +52,7 @@ describe.skipIf(!isRoot)('fail closed (root)', () => {
     expect(existsSync(join(good.stateDir, 'seccomp.bpf'))).toBe(false);
     const db = new Database(join(good.stateDir, 'enclave.db'), { readonly: true });
     try {
-      const row = db.prepare('SELECT plan FROM sessions WHERE id = ?').get(s.id) as { plan: string };
+      const row = db.prepare('SELECT plan FROM session_plans WHERE session_id = ?').get(s.id) as { plan: string };
       const ops = (JSON.parse(row.plan) as { ops: { op: string; args: string[] }[] }).ops;
       expect(ops[ops.length - 1]!.op).toBe('seccomp');
       expect(ops[ops.length - 1]!.args[0]).toMatch(/^([0-9a-f]{16})+$/);

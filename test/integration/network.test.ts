@@ -32,6 +32,14 @@ function hostTcp(host: string, port: number): Promise<string> {
   });
 }
 
+/** The anti-spoofing set of the table: "MAC IP" per element, sorted. */
+function bindings(table: string): string[] {
+  const out = JSON.parse(sh('nft', ['-j', 'list', 'set', 'inet', table, 'bindings'])) as { nftables: { set?: { elem?: { concat: [string, string] }[] } }[] };
+  return out.nftables.flatMap((o) => o.set?.elem ?? []).map((e) => e.concat.join(' ')).sort();
+}
+
+const macOf = (ip: string) => `02:00:${ip.split('.').map((x) => Number(x).toString(16).padStart(2, '0')).join(':')}`;
+
 async function waitFor<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 5000): Promise<T> {
   const deadline = Date.now() + ms;
   let v = await f();
@@ -197,6 +205,26 @@ describe.skipIf(!isRoot)('session networking (root)', () => {
     } finally {
       db.close();
     }
+    // Each lease had its anti-spoofing element; the released ones went with them.
+    const expected = [a, b].map((s) => `${macOf(s.network.address!)} ${s.network.address}`).sort();
+    expect(await waitFor(() => Promise.resolve(bindings(d.nftTable)), (x) => JSON.stringify(x) === JSON.stringify(expected), 2000)).toEqual(expected);
+  });
+
+  it('binds a leased address in the firewall before the session runs, and a restart rebuilds exactly the leased ones', async () => {
+    const c = await d.create();
+    const mine = `${macOf(c.network.address!)} ${c.network.address}`;
+    expect(bindings(d.nftTable)).toContain(mine);
+    await d.stop();
+    // A stale element the last daemon left (a crash between a release and its removal) does not survive a start.
+    const stale = '02:00:ac:1f:00:fa . 172.31.0.250';
+    sh('nft', ['add', 'element', 'inet', d.nftTable, 'bindings', `{ ${stale} }`]);
+    await d.start();
+    const after = bindings(d.nftTable);
+    expect(after).toContain(mine);
+    expect(after).not.toContain(stale.replace(' . ', ' '));
+    expect(after).toHaveLength(3); // net-a, net-b, c
+    await d.destroy(c.id);
+    expect(await waitFor(() => Promise.resolve(bindings(d.nftTable)), (x) => !x.includes(mine), 4000)).not.toContain(mine);
   });
 
   it("holds a destroyed session's address until its link is gone, and deletes a link its netns outlives", async () => {
