@@ -8,12 +8,8 @@ import { createSessionRequest, eventListSchema, refreshAuthReply, sessionListSch
 import { looksSecret, SECRET_ENV_HINT } from '../secrets/names.js';
 import { authCommand } from './auth.js';
 import { call, CliError, expect, socketPath } from './client.js';
-import { confinable, rootChecks, runDoctor } from './doctor.js';
-import { runExecClient } from './execClient.js';
-import { runAttachClient } from './attachClient.js';
 import { json, sessionDetails, sessionTable, table } from './output.js';
 import { parseVolumeFlag, volumeCommand } from './volume.js';
-import { restoreSnapshot, snapshotKind, takeSnapshot } from './snapshot.js';
 import { USAGE } from './usage.js';
 
 class UsageError extends CliError {
@@ -127,6 +123,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
         const msg = formatZodError(checked.error).replace(/'(\w+)'/g, (m: string, f: string) => (FLAG_OF[f] ? FLAG_OF[f] : m));
         throw new UsageError(`session create: ${msg}`);
       }
+      const { restoreSnapshot, snapshotKind } = await import('./snapshot.js');
       const kind = values.from === undefined ? undefined : snapshotKind(values.from);
       const s = expect(await call(socketPath(values.socket), 'POST', '/v1/sessions', checked.data), 201, sessionSchema);
       if (values.from !== undefined && kind) {
@@ -181,6 +178,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       if (!values.output) throw new UsageError('enclave session snapshot: -o FILE is required');
       const c = values.compression;
       if (c !== undefined && c !== 'zstd' && c !== 'none') throw new UsageError(`--compression: '${c}' is not one of zstd, none`);
+      const { takeSnapshot } = await import('./snapshot.js');
       await takeSnapshot(socketPath(values.socket), id, values.output, c);
       return 0;
     }
@@ -204,6 +202,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
     case 'attach': {
       const { values, positionals } = parse(rest, { ro: { type: 'boolean' }, 'detach-keys': { type: 'string' } });
       const id = ref(positionals[0], 'attach');
+      const { runAttachClient } = await import('./attachClient.js');
       return runAttachClient({ socket: socketPath(values.socket), session: id, readOnly: values.ro ?? false, detachKeys: values['detach-keys'] ?? 'ctrl-p,ctrl-q' });
     }
     case 'exec': {
@@ -216,8 +215,10 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       if (command.length === 0) throw new UsageError('enclave session exec: no command after "--"');
       envFlags(values.env);
       if (values.tty) {
+        const { runAttachClient } = await import('./attachClient.js');
         return runAttachClient({ socket: socketPath(values.socket), session: id, readOnly: false, detachKeys: 'ctrl-p,ctrl-q', exec: { command, env: values.env ?? [], cwd: values.cwd } });
       }
+      const { runExecClient } = await import('./execClient.js');
       return runExecClient({ socket: socketPath(values.socket), session: id, command, env: values.env ?? [], cwd: values.cwd });
     }
     default:
@@ -253,6 +254,7 @@ async function doctor(rest: string[]): Promise<number> {
   const { loadConfig } = await import('../config/load.js');
   const { stateChecks, repair } = await import('./doctorState.js');
   const config = loadConfig(values.config, { state_dir: values['state-dir'], socket: values.socket });
+  const { confinable, rootChecks, runDoctor } = await import('./doctor.js');
   const checks = await runDoctor(socketPath(values.socket ?? config.socket));
   checks.push(...rootChecks(config));
   const state = stateChecks(config);

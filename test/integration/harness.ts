@@ -16,7 +16,8 @@ export const isRoot = process.getuid?.() === 0;
 export const RUNS_DIR = '/var/tmp/enclave-it';
 /** Shared by every test daemon, so overlapping ones see each other's locks. */
 export const LOCKS_DIR = join(RUNS_DIR, 'locks');
-export const CLI = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+/** The shipped CLI: the bundle (npm run bundle), what `enclave` runs. */
+export const CLI = join(repoRoot, 'dist', 'bundle', 'main.js');
 const CGROUP_ROOT = '/sys/fs/cgroup';
 
 if (!isRoot) {

@@ -25,7 +25,7 @@ describe('contrib/enclave.service', () => {
     try {
       // Verify wants ExecStart to exist: point it at the build's CLI.
       const path = join(dir, 'enclave.service');
-      writeFileSync(path, unit.replace('/usr/local/bin/enclave', join(repoRoot, 'dist', 'src', 'cli', 'main.js')));
+      writeFileSync(path, unit.replace('/usr/local/bin/enclave', join(repoRoot, 'dist', 'bundle', 'main.js')));
       const r = spawnSync(analyze, ['verify', path], { encoding: 'utf8' });
       expect(r.stderr + r.stdout).toBe('');
       expect(r.status).toBe(0);
