@@ -66,7 +66,8 @@ describe.skipIf(!isRoot)('a full disk under the state dir (root)', () => {
       // Nothing of it in the kernel: no session cgroup, no link.
       const dirs = d.cgroupDirs().flatMap((p) => readdirSync(p).filter((e) => /^s-[0-9a-f]{10}$/.test(e)));
       expect(dirs).toEqual([]);
-      expect(liveLinks()).toEqual(linksBefore);
+      // No link the failed create made is left (the warm-up sessions' links may still be going).
+      expect(liveLinks().filter((l) => !linksBefore.includes(l))).toEqual([]);
       expect((await d.api('GET', '/v1/health')).status).toBe(200);
     } finally {
       rmSync(filler);

@@ -71,7 +71,12 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     const conn = db();
     try {
       expect(conn.prepare('SELECT count(*) AS n FROM id_slots WHERE session_id = ?').get(s.id)).toEqual({ n: 0 });
-      expect(conn.prepare('SELECT count(*) AS n FROM kernel_objects WHERE session_id = ?').get(s.id)).toEqual({ n: 0 });
+      // The cgroups' records go with the destroy; the veth's once the kernel's netns cleanup has removed the link (linkReaper.ts).
+      expect(conn.prepare(`SELECT count(*) AS n FROM kernel_objects WHERE session_id = ? AND kind = 'cgroup'`).get(s.id)).toEqual({ n: 0 });
+      const objects = conn.prepare('SELECT count(*) AS n FROM kernel_objects WHERE session_id = ?');
+      for (const deadline = Date.now() + 3000; (objects.get(s.id) as { n: number }).n > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 25));
+      expect(objects.get(s.id)).toEqual({ n: 0 });
+      expect(existsSync(`/sys/class/net/ve-${s.id.slice(2)}`)).toBe(false);
       expect(conn.prepare('SELECT state FROM sessions WHERE id = ?').get(s.id)).toEqual({ state: 'stopped' });
     } finally {
       conn.close();
