@@ -1,4 +1,4 @@
-// CI's short smoke of the stress suite and of the benchmark (they measure;
+// CI's short smoke of the stress suite and of the benchmarks (they measure;
 // nothing here asserts a timing), and proof that the stress suite's leak
 // check sees each kind of leak it claims to: one of each is planted in the
 // kernel and must be reported.
@@ -86,5 +86,12 @@ describe.skipIf(!isRoot)('stress suite and benchmark (root)', () => {
     for (const line of ['create none / bwrap', 'exec / nsenter -a', 'create workspace+layer / strict host root', 'keystroke echo / raw pty', 'snapshot of a 100 MiB layer', 'attach throughput']) {
       expect(r.out).toContain(line);
     }
+  });
+
+  it('npm run bench:scale: a short run restarts with its sessions adopted and ends with nothing left in the kernel', { timeout: 300_000 }, async () => {
+    const r = await run('scaleBench.js', ['--live', '20', '--rounds', '1', '--batch', '3', '--seed', '5'], 280_000);
+    expect(r.code, r.out).toBe(0);
+    for (const line of ['3 up / 3 bwrap', 'list / show at 20 live', 'daemon restart to serving, 20 live', '3 down, sequential']) expect(r.out).toContain(line);
+    expect(r.out).toContain('nothing left');
   });
 });
