@@ -13,6 +13,9 @@
 //                            the daemon's end of a session init's control
 //                            socket: SEQPACKET datagrams with SCM_RIGHTS
 //   pipe(), closeFd(fd), isPtyMaster(fd), setWinsize(fd, cols, rows)
+//   spawnHelper(path)        posix_spawn (vfork: no copy of the daemon's page
+//                            tables, which libuv's fork makes) with three
+//                            pipes, in a new session, with an empty env
 //   nftApply(script)         an nftables script through libnftables, on the
 //                            thread pool (a commit can wait on the kernel)
 #include <napi.h>
@@ -41,6 +44,8 @@
 #include <termios.h>
 #include <vector>
 #include <sys/prctl.h>
+#include <spawn.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -655,6 +660,67 @@ Napi::Value EnsureBridge(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+extern char** environ;
+
+// spawnHelper(path): { pid, startTime, stdin, stdout, stderr } (parent ends
+// of pipes, close-on-exec). The child gets its own session (terminal
+// signals aimed at the daemon never reach it), default signal dispositions
+// and mask, no environment. The caller watches the pid (ProcessWatch) and
+// owns the fds.
+Napi::Value SpawnHelper(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "spawnHelper(path: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) < 0) return ThrowErrno(env, "pipe2", errno);
+  if (pipe2(out, O_CLOEXEC) < 0) {
+    int e = errno;
+    close(in[0]), close(in[1]);
+    return ThrowErrno(env, "pipe2", e);
+  }
+  if (pipe2(err, O_CLOEXEC) < 0) {
+    int e = errno;
+    close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+    return ThrowErrno(env, "pipe2", e);
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in[0], 0);  // dup2 clears close-on-exec on the target
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);  // Node ignores SIGPIPE; the helper must not inherit that
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  char* argv[] = {const_cast<char*>(path.c_str()), nullptr};
+  char* envp[] = {nullptr};
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, path.c_str(), &fa, &attr, argv, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(in[0]), close(out[1]), close(err[1]);
+  if (rc != 0) {
+    close(in[1]), close(out[0]), close(err[0]);
+    return ThrowErrno(env, "posix_spawn", rc);
+  }
+  unsigned long long start = 0;
+  read_start_time(pid, &start);  // our unreaped child: its pid cannot be reused meanwhile
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("pid", Napi::Number::New(env, pid));
+  r.Set("startTime", Napi::String::New(env, std::to_string(start)));
+  r.Set("stdin", Napi::Number::New(env, in[1]));
+  r.Set("stdout", Napi::Number::New(env, out[0]));
+  r.Set("stderr", Napi::Number::New(env, err[0]));
+  return r;
+}
+
 // nftApply(script): a Promise, settled from the thread pool.
 class NftApply : public Napi::AsyncWorker {
  public:
@@ -709,6 +775,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ensureBridge", Napi::Function::New(env, EnsureBridge));
   exports.Set("deleteLink", Napi::Function::New(env, DeleteLink));
   exports.Set("nftApply", Napi::Function::New(env, NftApplyFn));
+  exports.Set("spawnHelper", Napi::Function::New(env, SpawnHelper));
   exports.Set("OomWatch", OomWatch::Define(env));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("peerGroups", Napi::Function::New(env, PeerGroups));
