@@ -89,10 +89,14 @@ export function removeRuleset(table: string): Promise<void> {
 export class AddressBindings {
   private tail: Promise<void> = Promise.resolve();
 
-  constructor(private readonly table: string) {}
+  /** `apply`: how a script reaches the kernel (libnftables; a test passes its own). */
+  constructor(
+    private readonly table: string,
+    private readonly apply: (script: string) => Promise<void> = (script) => addon().nftApply(script),
+  ) {}
 
   private queue(script: string): Promise<void> {
-    const next = this.tail.then(() => addon().nftApply(script));
+    const next = this.tail.then(() => this.apply(script));
     this.tail = next.catch(() => undefined);
     return next;
   }

@@ -20,6 +20,9 @@ export interface LinkReaperOptions {
   log: Logger;
   graceMs?: number;
   pollMs?: number;
+  /** The kernel, replaceable in a test: does the link exist; delete it. */
+  exists?: (link: string) => boolean;
+  remove?: (link: string) => void;
 }
 
 export class LinkReaper {
@@ -27,10 +30,14 @@ export class LinkReaper {
   private timer: NodeJS.Timeout | undefined;
   private readonly graceMs: number;
   private readonly pollMs: number;
+  private readonly exists: (link: string) => boolean;
+  private readonly remove: (link: string) => void;
 
   constructor(private readonly opts: LinkReaperOptions) {
     this.graceMs = opts.graceMs ?? 2000;
     this.pollMs = opts.pollMs ?? 25;
+    this.exists = opts.exists ?? ((link) => existsSync(`/sys/class/net/${link}`));
+    this.remove = opts.remove ?? ((link) => void addon().deleteLink(link));
   }
 
   /** Watch `link` of an ended `session` until it is gone (idempotent). */
@@ -48,12 +55,12 @@ export class LinkReaper {
   private sweep(): void {
     const now = Date.now();
     for (const [session, p] of this.pending) {
-      if (existsSync(`/sys/class/net/${p.link}`)) {
+      if (this.exists(p.link)) {
         if (now < p.deadline) continue;
         // The netns is held from outside the session (an fd, a bind mount): the session is over, its link goes.
-        addon().deleteLink(p.link);
+        this.remove(p.link);
         this.opts.log.warn({ session, link: p.link, grace_ms: this.graceMs }, 'a destroyed session\'s link outlived its netns teardown; deleted it');
-        if (existsSync(`/sys/class/net/${p.link}`)) {
+        if (this.exists(p.link)) {
           p.deadline = now + this.graceMs; // tried again after another grace, not on every pass
           continue;
         }
