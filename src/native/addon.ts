@@ -39,8 +39,8 @@ interface Addon {
   ensureBridge(name: string, gateway: string, prefix: number): void;
   /** Delete a link; false when there was none. */
   deleteLink(name: string): boolean;
-  /** posix_spawn of a helper in a new session, no env, with pipes (parent ends, close-on-exec): watch pid, own the fds. */
-  spawnHelper(path: string): { pid: number; startTime: string; stdin: number; stdout: number; stderr: number };
+  /** posix_spawn (on the thread pool) of a helper in a new session, no env, with pipes (parent ends, close-on-exec): watch pid, own the fds. */
+  spawnHelper(path: string): Promise<{ pid: number; startTime: string; stdin: number; stdout: number; stderr: number }>;
   /** Apply an nftables script atomically through libnftables, off the event loop; rejects with nft's message. */
   nftApply(script: string): Promise<void>;
   /** The daemon's end of a session init's control socket (native/src/agent.h). */

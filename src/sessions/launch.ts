@@ -44,20 +44,19 @@ function pipeEnd(fd: number, readable: boolean): Socket {
 
 const signalName = (n: number) => Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `signal ${n}`;
 
-export function launchInit(plan: SessionPlan, blobs: Blob[] = []): Promise<LaunchResult> {
+export async function launchInit(plan: SessionPlan, blobs: Blob[] = []): Promise<LaunchResult> {
+  // posix_spawn from the addon rather than child_process: libuv forks the
+  // daemon (a copy of 100+ MB of page tables: 2.5 ms of blocked event loop
+  // per create, profiled); a vfork-style spawn on the thread pool blocks
+  // nothing. The helper gets its own session (terminal signals aimed at the
+  // daemon never reach the sessions) and no environment.
+  let child: Awaited<ReturnType<ReturnType<typeof addon>['spawnHelper']>>;
+  try {
+    child = await addon().spawnHelper(helperPaths.init);
+  } catch (e) {
+    return { ok: false, step: 'spawn', errno: 0, detail: `${helperPaths.init}: ${(e as Error).message}` };
+  }
   return new Promise((resolve) => {
-    // posix_spawn from the addon rather than child_process: libuv forks the
-    // daemon (a copy of 100+ MB of page tables: 2.5 ms of blocked event loop
-    // per create, profiled); a vfork-style spawn does not. The helper gets its
-    // own session (terminal signals aimed at the daemon never reach the
-    // sessions) and no environment.
-    let child: ReturnType<ReturnType<typeof addon>['spawnHelper']>;
-    try {
-      child = addon().spawnHelper(helperPaths.init);
-    } catch (e) {
-      resolve({ ok: false, step: 'spawn', errno: 0, detail: `${helperPaths.init}: ${(e as Error).message}` });
-      return;
-    }
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     const stdout = pipeEnd(child.stdout, true);
@@ -72,8 +71,11 @@ export function launchInit(plan: SessionPlan, blobs: Blob[] = []): Promise<Launc
       /* the helper failed before reading the plan; its verdict says why */
     });
     const exited = new Promise<ExitStatus | null>((r) => {
-      const Watch = addon().ProcessWatch;
-      new Watch(child.pid, child.startTime, r); // reaps it: it is our child
+      try {
+        new (addon().ProcessWatch)(child.pid, child.startTime, r); // reaps it: it is our child
+      } catch {
+        r(null); // no pidfd (fd limit): the verdict on stdout still tells; the status is unknown
+      }
     });
     void Promise.all([exited, ended(stdout), ended(stderr)]).then(([status]) => {
       const signal = status?.signal != null ? signalName(status.signal) : null;
