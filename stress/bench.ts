@@ -13,14 +13,14 @@
 //  - snapshot and restore of a 100 MiB layer (MiB/s), vs plain tar of the
 //    same bytes on the host.
 //   npm run bench [-- --sessions N --execs N --seed S --attach-mib M --rounds R --json FILE]
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { CLI, TestDaemon } from '../test/integration/harness.js';
 import { benchAttach } from './attachBench.js';
-import { execTrue, rssKiB } from './probes.js';
+import { execTrue, rssKiB, timeSpawn } from './probes.js';
 import { msSince, pct, rng, runShuffled, Samples } from './schedule.js';
 
 const { values } = parseArgs({
@@ -37,16 +37,6 @@ const { values } = parseArgs({
 const N = Number(values.sessions);
 const E = Number(values.execs);
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
-
-/** Spawned from this process, as the daemon would spawn a helper. */
-function timeSpawn(cmd: string, args: string[]): Promise<number> {
-  const t0 = process.hrtime.bigint();
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: 'ignore' });
-    p.on('error', reject);
-    p.on('close', (code) => (code === 0 ? resolve(msSince(t0)) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`))));
-  });
-}
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root');

@@ -1,5 +1,6 @@
-// Measurements the benchmark and the stress suite share: a process's RSS and
-// fd count, and one exec `true` through the API, timed.
+// Measurements the benchmarks and the stress suite share: a process's RSS and
+// fd count, one exec `true` through the API, and a whole process, timed.
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { K8S_V5_PROTOCOL } from '../src/terminal/channels.js';
@@ -24,5 +25,14 @@ export function execTrue(d: TestDaemon, session: string): Promise<number> {
     ws.on('message', (m: Buffer) => m[0] === 3 && (status = m.subarray(1).toString()));
     ws.on('close', () => (status.includes('Success') ? resolve(msSince(t0)) : reject(new Error(`exec true in ${session}: ${status || 'no status'}`))));
     ws.on('error', reject);
+  });
+}
+/** Spawned from this process, as the daemon would spawn a helper. */
+export function timeSpawn(cmd: string, args: string[]): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: 'ignore' });
+    p.on('error', reject);
+    p.on('close', (code) => (code === 0 ? resolve(msSince(t0)) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`))));
   });
 }

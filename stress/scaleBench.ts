@@ -9,15 +9,14 @@
 //              every session adopted and still running.
 // Then everything is destroyed and the leak check of the stress suite runs.
 //   npm run bench:scale [-- --live L --rounds R --batch B --seed S --json FILE --daemon-log FILE]
-import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { TestDaemon } from '../test/integration/harness.js';
 import { warmUp } from './attachBench.js';
 import { kernelState, sessionRows, settledLeaks } from './leaks.js';
-import { execTrue, fdCount, rssKiB } from './probes.js';
-import { msSince, pct, pool, rng, runShuffled, Samples } from './schedule.js';
+import { execTrue, fdCount, rssKiB, timeSpawn } from './probes.js';
+import { intOption, msSince, pct, pool, rng, runShuffled, Samples } from './schedule.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,15 +29,7 @@ const { values } = parseArgs({
   },
 });
 
-function count(name: 'live' | 'rounds' | 'batch', min: number, max: number): number {
-  const raw = values[name];
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    process.stderr.write(`bench:scale: --${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(raw)})\n`);
-    process.exit(2);
-  }
-  return n;
-}
+const count = (name: 'live' | 'rounds' | 'batch', min: number, max: number) => intOption('bench:scale', name, values[name] as string | undefined, min, max);
 
 const LIVE = count('live', 1, 1000);
 const ROUNDS = count('rounds', 1, 10);
@@ -48,14 +39,6 @@ const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : N
 const SLOTS = Math.min(1024, Math.max(LIVE, 2 * ROUNDS * BATCH) + 8);
 const ID_SPAN = SLOTS * 65536;
 const BWRAP = ['--unshare-all', '--ro-bind', '/', '/', '--tmpfs', '/tmp', '--tmpfs', '/home', '--proc', '/proc', '--dev', '/dev', 'true'];
-
-function run(cmd: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: 'ignore' });
-    p.on('error', reject);
-    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}`))));
-  });
-}
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the scale bench needs root');
@@ -91,7 +74,7 @@ async function main(): Promise<void> {
             return true;
           }
           case 'bwrap':
-            for (let i = 0; i < BATCH; i++) await run('bwrap', BWRAP);
+            for (let i = 0; i < BATCH; i++) await timeSpawn('bwrap', BWRAP);
             s.add(name, msSince(t0));
             return true;
           case 'down':

@@ -98,3 +98,13 @@ export async function pool<T>(items: T[], width: number, f: (x: T, i: number) =>
   };
   await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
 }
+
+/** An integer command-line option within [min, max]; otherwise a one-line message and exit 2. */
+export function intOption(tool: string, name: string, raw: string | undefined, min: number, max: number): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    process.stderr.write(`${tool}: --${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(raw)})\n`);
+    process.exit(2);
+  }
+  return n;
+}

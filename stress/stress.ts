@@ -15,7 +15,7 @@ import { TestDaemon } from '../test/integration/harness.js';
 import { attach, waitFor, warmUp } from './attachBench.js';
 import { kernelState, sessionRows, settledLeaks, type KernelState } from './leaks.js';
 import { execTrue, fdCount, rssKiB } from './probes.js';
-import { msSince, pct, pool, rng } from './schedule.js';
+import { intOption, msSince, pct, pool, rng } from './schedule.js';
 
 const { values } = parseArgs({
   options: {
@@ -29,15 +29,7 @@ const { values } = parseArgs({
   },
 });
 
-function count(name: string, min: number, max: number): number {
-  const raw = values[name as keyof typeof values];
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    process.stderr.write(`stress: --${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(raw)})\n`);
-    process.exit(2);
-  }
-  return n;
-}
+const count = (name: keyof typeof values, min: number, max: number) => intOption('stress', name, values[name] as string | undefined, min, max);
 
 const CYCLES = count('cycles', 2, 100_000);
 const PARALLEL = count('parallel', 1, 250);

@@ -13,9 +13,9 @@
 //                            the daemon's end of a session init's control
 //                            socket: SEQPACKET datagrams with SCM_RIGHTS
 //   pipe(), closeFd(fd), isPtyMaster(fd), setWinsize(fd, cols, rows)
-//   spawnHelper(path)        posix_spawn (vfork: no copy of the daemon's page
-//                            tables, which libuv's fork makes) with three
-//                            pipes, in a new session, with an empty env
+//   spawnHelper(path)        posix_spawn on the thread pool (vfork: no copy of
+//                            the daemon's page tables, which libuv's fork
+//                            makes), three pipes, a new session, no env
 //   nftApply(script)         an nftables script through libnftables, on the
 //                            thread pool (a commit can wait on the kernel)
 #include <napi.h>
@@ -45,7 +45,6 @@
 #include <vector>
 #include <sys/prctl.h>
 #include <spawn.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -660,6 +659,30 @@ Napi::Value EnsureBridge(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// An AsyncWorker that settles a Promise; Execute() runs on the thread pool.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  explicit PromiseWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise::Deferred& deferred() { return deferred_; }
+
+ protected:
+  Napi::Promise::Deferred deferred_;
+};
+
+// fn(arg: string): the Promise of a W queued with that string.
+template <typename W>
+Napi::Value QueueWithString(const Napi::CallbackInfo& info, const char* usage) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* w = new W(env, info[0].As<Napi::String>().Utf8Value());
+  Napi::Promise p = w->deferred().Promise();
+  w->Queue();
+  return p;
+}
+
 // spawnHelper(path): a Promise of { pid, startTime, stdin, stdout, stderr }
 // (parent ends of pipes, close-on-exec). The child gets its own session
 // (terminal signals aimed at the daemon never reach it), default signal
@@ -667,11 +690,10 @@ Napi::Value EnsureBridge(const Napi::CallbackInfo& info) {
 // pool: the calling thread waits until the child has exec'd (~1.5 ms
 // measured), which must not be the event loop. The caller watches the pid
 // (ProcessWatch) and owns the fds.
-class SpawnHelperWorker : public Napi::AsyncWorker {
+class SpawnHelperWorker : public PromiseWorker {
  public:
-  SpawnHelperWorker(Napi::Env env, std::string path)
-      : Napi::AsyncWorker(env), path_(std::move(path)), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
+  SpawnHelperWorker(Napi::Env env, std::string path) : PromiseWorker(env), path_(std::move(path)) {}
+
 
   void Execute() override {
     int in[2], out[2], err[2];
@@ -736,7 +758,6 @@ class SpawnHelperWorker : public Napi::AsyncWorker {
     errno_ = e;
   }
   std::string path_;
-  Napi::Promise::Deferred deferred_;
   pid_t pid_ = -1;
   unsigned long long start_ = 0;
   int fds_[3] = {-1, -1, -1};
@@ -744,23 +765,13 @@ class SpawnHelperWorker : public Napi::AsyncWorker {
   int errno_ = 0;
 };
 
-Napi::Value SpawnHelper(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) {
-    Napi::TypeError::New(env, "spawnHelper(path: string)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto* w = new SpawnHelperWorker(env, info[0].As<Napi::String>().Utf8Value());
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
-}
+Napi::Value SpawnHelper(const Napi::CallbackInfo& info) { return QueueWithString<SpawnHelperWorker>(info, "spawnHelper(path: string)"); }
 
 // nftApply(script): a Promise, settled from the thread pool.
-class NftApply : public Napi::AsyncWorker {
+class NftApply : public PromiseWorker {
  public:
-  NftApply(Napi::Env env, std::string script) : Napi::AsyncWorker(env), script_(std::move(script)), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
+  NftApply(Napi::Env env, std::string script) : PromiseWorker(env), script_(std::move(script)) {}
+
   void Execute() override {
     char err[1024];
     if (nft_apply(script_.c_str(), err, sizeof err)) error_ = err;
@@ -773,20 +784,9 @@ class NftApply : public Napi::AsyncWorker {
  private:
   std::string script_;
   std::string error_;
-  Napi::Promise::Deferred deferred_;
 };
 
-Napi::Value NftApplyFn(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) {
-    Napi::TypeError::New(env, "nftApply(script: string)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto* w = new NftApply(env, info[0].As<Napi::String>().Utf8Value());
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
-}
+Napi::Value NftApplyFn(const Napi::CallbackInfo& info) { return QueueWithString<NftApply>(info, "nftApply(script: string)"); }
 
 // deleteLink(name): true if deleted, false if there was no such link.
 Napi::Value DeleteLink(const Napi::CallbackInfo& info) {

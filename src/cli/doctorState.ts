@@ -9,7 +9,7 @@ import { SESSION_ID } from '../api/schemas.js';
 import type { Config } from '../config/schema.js';
 import { detectCgroupLayout, killCgroup, parentDirs, removeCgroup, versionOf } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
-import { bridgePorts } from '../network/hostNetwork.js';
+import { bridgePorts, linkExists } from '../network/hostNetwork.js';
 import { lockHeld } from '../daemon/locks.js';
 import type { Check } from './doctor.js';
 
@@ -106,7 +106,7 @@ export function repair(config: Config, orphans: Orphan[]): string[] {
   const left: string[] = [];
   for (const o of orphans) {
     if (o.kind === 'link') {
-      if (!addon().deleteLink(o.ref) && existsSync(`/sys/class/net/${o.ref}`)) left.push(`link ${o.ref}`);
+      if (!addon().deleteLink(o.ref) && linkExists(o.ref)) left.push(`link ${o.ref}`);
       continue;
     }
     let removed = false;

@@ -30,6 +30,15 @@ export interface ControlChannel {
   close(): void;
 }
 
+/** A helper started by spawnHelper: watch its pid, own its pipes' parent ends. */
+export interface HelperProcess {
+  pid: number;
+  startTime: string;
+  stdin: number;
+  stdout: number;
+  stderr: number;
+}
+
 export interface OomWatch {
   close(): void;
 }
@@ -40,7 +49,7 @@ interface Addon {
   /** Delete a link; false when there was none. */
   deleteLink(name: string): boolean;
   /** posix_spawn (on the thread pool) of a helper in a new session, no env, with pipes (parent ends, close-on-exec): watch pid, own the fds. */
-  spawnHelper(path: string): Promise<{ pid: number; startTime: string; stdin: number; stdout: number; stderr: number }>;
+  spawnHelper(path: string): Promise<HelperProcess>;
   /** Apply an nftables script atomically through libnftables, off the event loop; rejects with nft's message. */
   nftApply(script: string): Promise<void>;
   /** The daemon's end of a session init's control socket (native/src/agent.h). */

@@ -24,6 +24,11 @@ export async function ensureHostNetwork(config: Config, leased: readonly number[
   return { bridge: n.bridge, subnet, mtu };
 }
 
+/** Whether a link of this name exists in the host's network namespace. */
+export function linkExists(name: string): boolean {
+  return existsSync(`/sys/class/net/${name}`);
+}
+
 /** Ports currently enslaved to the bridge (host ends of session veths). */
 export function bridgePorts(bridge: string): string[] {
   const dir = `/sys/class/net/${bridge}/brif`;

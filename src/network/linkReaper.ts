@@ -10,9 +10,9 @@
 // that outlives the grace (something outside still holds the netns) is
 // deleted. A daemon that dies first leaves the records; start-up hands them
 // back here (see SessionManager.start).
-import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { addon } from '../native/addon.js';
+import { linkExists } from './hostNetwork.js';
 
 export interface LinkReaperOptions {
   /** Called once the link is gone; false means "not recorded yet, call again". */
@@ -36,7 +36,7 @@ export class LinkReaper {
   constructor(private readonly opts: LinkReaperOptions) {
     this.graceMs = opts.graceMs ?? 2000;
     this.pollMs = opts.pollMs ?? 25;
-    this.exists = opts.exists ?? ((link) => existsSync(`/sys/class/net/${link}`));
+    this.exists = opts.exists ?? linkExists;
     this.remove = opts.remove ?? ((link) => void addon().deleteLink(link));
   }
 

@@ -2,7 +2,7 @@
 import { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { addon, helperPaths, type ExitStatus } from '../native/addon.js';
+import { addon, helperPaths, type ExitStatus, type HelperProcess } from '../native/addon.js';
 import { serializePlan, type Blob, type SessionPlan } from '../isolation/plan.js';
 import { stepForExitCode } from '../native/steps.js';
 
@@ -50,7 +50,7 @@ export async function launchInit(plan: SessionPlan, blobs: Blob[] = []): Promise
   // per create, profiled); a vfork-style spawn on the thread pool blocks
   // nothing. The helper gets its own session (terminal signals aimed at the
   // daemon never reach the sessions) and no environment.
-  let child: Awaited<ReturnType<ReturnType<typeof addon>['spawnHelper']>>;
+  let child: HelperProcess;
   try {
     child = await addon().spawnHelper(helperPaths.init);
   } catch (e) {

@@ -2,7 +2,7 @@
 // -> stopped, or failed (with the helper's step and errno in last_error).
 // Planning (planning.ts), exit watches (watches.ts), start-up sweeps
 // (reconcile.ts) and the API view (view.ts) live beside it.
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiError } from '../api/errors.js';
@@ -26,7 +26,7 @@ import { writableRoot, type Profile } from '../isolation/profiles.js';
 import { addon, type ExitStatus } from '../native/addon.js';
 import { AddressesExhaustedError, LIVE_STATES, PortTakenError, SessionStore, SlotsExhaustedError, VolumeUnavailableError, type PublishedPort, type SessionRow } from '../store/sessionStore.js';
 import { hostIfName, intToIp } from '../network/addressing.js';
-import { ensureHostNetwork, hostsFile, resolvConf, type HostNetwork } from '../network/hostNetwork.js';
+import { ensureHostNetwork, hostsFile, linkExists, resolvConf, type HostNetwork } from '../network/hostNetwork.js';
 import { AddressBindings } from '../network/firewall.js';
 import { LinkReaper } from '../network/linkReaper.js';
 import type { PortPublisher } from '../network/publish.js';
@@ -174,8 +174,10 @@ export class SessionManager {
       }
       if (this.adopt(row)) {
         log.info({ init_pid: row.init_pid }, 're-adopted running session');
-        if (row.state === 'running') adopted.push(row);
-        if (row.state === 'running') pending.push(this.publishPorts(row).catch((e: Error) => log.error({ err: e.message }, 'cannot re-publish ports')));
+        if (row.state === 'running') {
+          adopted.push(row);
+          pending.push(this.publishPorts(row).catch((e: Error) => log.error({ err: e.message }, 'cannot re-publish ports')));
+        }
         if (row.state === 'stopping') pending.push(this.destroy(row.id, row.stop_reason ?? undefined).then(() => undefined));
       } else if (row.state === 'stopping') {
         // A destroy was under way when the daemon died: finish it as asked.
@@ -610,7 +612,7 @@ export class SessionManager {
         // A session that ran: its link goes with its netns, off this path
         // (linkReaper.ts). A create that failed may have left it in ours.
         if (row.state === 'creating') addon().deleteLink(obj.ref);
-        else if (existsSync(`/sys/class/net/${obj.ref}`)) linkPending = obj.ref;
+        else if (linkExists(obj.ref)) linkPending = obj.ref;
         continue;
       }
       for (;;) {
