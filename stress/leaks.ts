@@ -92,6 +92,24 @@ export async function kernelState(d: TestDaemon, idSpan: number): Promise<Kernel
   };
 }
 
+/**
+ * The baseline, taken with no session live: a warm-up session's link (and
+ * with it its address's firewall element) goes a moment after its destroy
+ * returned, so wait, bounded, until no port is on the bridge and two reads
+ * 100 ms apart agree.
+ */
+export async function baselineState(d: TestDaemon, idSpan: number): Promise<KernelState> {
+  const deadline = Date.now() + 10_000;
+  let last = await kernelState(d, idSpan);
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = await kernelState(d, idSpan);
+    const settled = now.bridgePorts.length === 0 && now.nftElements === last.nftElements && now.cgroups.length === last.cgroups.length;
+    if (settled || Date.now() > deadline) return now;
+    last = now;
+  }
+}
+
 /** Leaks: what the end state holds that the baseline did not. */
 export function leaks(base: KernelState, end: KernelState): string[] {
   const extra = (a: string[], b: string[]) => b.filter((x) => !a.includes(x));

@@ -14,7 +14,7 @@ import { cpus, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { TestDaemon } from '../test/integration/harness.js';
 import { warmUp } from './attachBench.js';
-import { kernelState, sessionRows, settledLeaks } from './leaks.js';
+import { baselineState, sessionRows, settledLeaks } from './leaks.js';
 import { execTrue, fdCount, rssKiB, timeSpawn } from './probes.js';
 import { intOption, msSince, pct, pool, rng, runShuffled, Samples } from './schedule.js';
 
@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   await d.start();
   try {
     await warmUp(d);
-    const base = await kernelState(d, ID_SPAN);
+    const base = await baselineState(d, ID_SPAN);
 
     // ---- 26 up, 26 down -----------------------------------------------------------
     const batches: string[][] = [];

@@ -13,7 +13,7 @@ import { cpus, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { TestDaemon } from '../test/integration/harness.js';
 import { attach, waitFor, warmUp } from './attachBench.js';
-import { kernelState, sessionRows, settledLeaks, type KernelState } from './leaks.js';
+import { baselineState, kernelState, sessionRows, settledLeaks, type KernelState } from './leaks.js';
 import { execTrue, fdCount, rssKiB } from './probes.js';
 import { intOption, msSince, pct, pool, rng } from './schedule.js';
 
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
   await d.start();
   try {
     await warmUp(d);
-    base = await kernelState(d, ID_SPAN);
+    base = await baselineState(d, ID_SPAN);
     const fdsAtStart = base.daemonFds;
     say(`baseline: daemon pid ${d.pid}, ${base.daemonFds} fds, RSS ${rssKiB(d.pid)} KiB, ${base.nftElements} nftables elements`);
 
