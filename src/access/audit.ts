@@ -16,8 +16,8 @@ export class AuditLog {
     private readonly keep: number,
   ) {
     this.insert = db.prepare(
-      `INSERT INTO events (time, caller_uid, caller_gid, caller_pid, via, action, session_id, decision, rule, detail)
-       VALUES (@time, @caller_uid, @caller_gid, @caller_pid, @via, @action, @session_id, @decision, @rule, @detail)`,
+      `INSERT INTO events (time, caller_uid, caller_gid, caller_pid, via, action, session_id, object_owner, decision, rule, detail)
+       VALUES (@time, @caller_uid, @caller_gid, @caller_pid, @via, @action, @session_id, @object_owner, @decision, @rule, @detail)`,
     );
     this.prune = db.prepare('DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?');
     this.prune.run(keep);
@@ -31,9 +31,11 @@ export class AuditLog {
     }
   }
 
-  list(filter: { session?: string | undefined; since?: string | undefined; limit: number }): AuditEvent[] {
+  /** `of`: only this uid's calls and calls on its objects (a self-scoped caller's view). */
+  list(filter: { session?: string | undefined; since?: string | undefined; limit: number; of?: number | undefined }): AuditEvent[] {
     const where: string[] = [];
     const args: (string | number)[] = [];
+    if (filter.of !== undefined) where.push('id IN (SELECT id FROM events WHERE caller_uid = ? UNION SELECT id FROM events WHERE object_owner = ?)'), args.push(filter.of, filter.of);
     if (filter.session) where.push('session_id = ?'), args.push(filter.session);
     if (filter.since) where.push('time >= ?'), args.push(filter.since);
     const sql = `SELECT * FROM (SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?) ORDER BY id`;

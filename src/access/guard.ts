@@ -1,6 +1,7 @@
 // The access policy applied: every decision on an API action is made here,
-// recorded in the audit trail, and a refusal is a 403 (policy) or a 429
-// (abuse limits) naming what refused it. Root is never rate limited.
+// recorded in the audit trail with the owner of the object it acts on, and a
+// refusal is a 403 (policy) or a 429 (abuse limits, budgets) naming what
+// refused it. Root is never rate limited.
 import type { Logger } from 'pino';
 import { ApiError } from '../api/errors.js';
 import type { AuditLog } from './audit.js';
@@ -18,7 +19,14 @@ export interface Caller {
 export interface AccessConfig {
   rules: Rule[];
   rate_per_minute: number;
-  max_sessions_per_uid: number;
+}
+
+/** What a call acts on: every object has an owner. */
+export interface Target {
+  kind: 'session' | 'volume' | 'secret';
+  /** A session's id; a volume's or secret's name (as the caller wrote it). */
+  id: string;
+  owner_uid: number | null;
 }
 
 /** Calls that change state: the ones the per-uid rate limit counts. */
@@ -36,45 +44,63 @@ export class AccessGuard {
   ) {}
 
   /** Fail closed: a decision that cannot be recorded (the state dir's disk is full) is a refusal. */
-  private record(caller: Caller, action: Action, sessionId: string | null, allow: boolean, rule: string, detail: string | null): void {
+  private record(caller: Caller, action: Action, target: Target | undefined, allow: boolean, rule: string, detail: string | null): void {
+    // The audit trail's session column holds sessions; a volume or secret is named in the detail.
+    const session = target?.kind === 'session' ? target.id : null;
+    const about = target && target.kind !== 'session' ? `${target.kind} ${target.id}${detail ? ` ${detail}` : ''}` : detail;
     try {
-      this.audit.record({ caller_uid: caller.uid, caller_gid: caller.gids[0] ?? null, caller_pid: caller.pid, via: caller.via, action, session_id: sessionId, decision: allow ? 'allow' : 'deny', rule, detail });
+      this.audit.record({
+        caller_uid: caller.uid,
+        caller_gid: caller.gids[0] ?? null,
+        caller_pid: caller.pid,
+        via: caller.via,
+        action,
+        session_id: session,
+        object_owner: target?.owner_uid ?? null,
+        decision: allow ? 'allow' : 'deny',
+        rule,
+        detail: about,
+      });
     } catch (e) {
       if (!isDiskFull(e, this.stateDir)) throw e;
-      this.log.error({ uid: caller.uid, action, session: sessionId }, 'cannot record an audit event: refusing the call');
+      this.log.error({ uid: caller.uid, action, session }, 'cannot record an audit event: refusing the call');
       throw new ApiError('insufficient_storage', `cannot record the audit event for ${action}, so it is refused: ${diskFullMessage(this.stateDir)}`);
     }
   }
 
-  /** Decide, record, and throw unless allowed. `session` is the target, if any: a session, or a volume (kind 'volume', its name as id). */
-  check(caller: Caller, action: Action, target?: { id: string; owner_uid: number | null; kind?: 'volume' }, detail: string | null = null): void {
+  /**
+   * Decide, record, and throw unless allowed. `hidden`: what to answer
+   * instead of the 403 when the caller named the object by name and may not
+   * act on it (a name it cannot see must read as one that does not exist).
+   * Returns the scope of the rule that allowed it.
+   */
+  check(caller: Caller, action: Action, target?: Target, detail: string | null = null, hidden?: ApiError): 'self' | 'all' {
     const d = decide(this.config.rules, caller, action, target ? target.owner_uid : undefined);
-    // The audit trail's session column holds sessions only; a volume goes in the detail.
-    const session = target?.kind === 'volume' ? undefined : target;
-    if (target?.kind === 'volume') detail = `volume ${target.id}${detail ? ` ${detail}` : ''}`;
     if (d.allow && MUTATING.has(action) && caller.uid !== 0 && !this.take(caller.uid)) {
-      this.record(caller, action, session?.id ?? null, false, 'access.rate_per_minute', detail);
+      this.record(caller, action, target, false, 'access.rate_per_minute', detail);
       throw new ApiError('too_many', `uid ${caller.uid} made more than ${this.config.rate_per_minute} state-changing calls in a minute (access.rate_per_minute)`);
     }
-    this.record(caller, action, session?.id ?? null, d.allow, d.rule, detail);
+    this.record(caller, action, target, d.allow, d.rule, detail);
     if (!d.allow) {
-      this.log.info({ uid: caller.uid, action, session: session?.id, rule: d.rule }, 'access denied');
+      this.log.info({ uid: caller.uid, action, target: target && `${target.kind} ${target.id}`, rule: d.rule }, 'access denied');
+      if (hidden && target && target.owner_uid !== caller.uid) throw hidden;
       const why = d.rule === 'default' ? 'no access rule allows it (non-root callers are denied by default)' : `access rule ${d.rule} denies it`;
-      const on = target ? ` on ${target.kind === 'volume' ? 'volume' : 'session'} ${target.id}` : '';
+      const on = target ? ` on ${target.kind} ${target.id}` : '';
       throw new ApiError('forbidden', `uid ${caller.uid} may not ${action}${on}: ${why}`);
     }
+    return d.scope;
   }
 
-  /** Whether a listed session is one the caller may see (the list call itself is checked and recorded once). */
-  visible(caller: Caller, target: { owner_uid: number | null }, action: 'session.list' | 'volume.list' = 'session.list'): boolean {
+  /** Whether a listed object is one the caller may see (the list call itself is checked and recorded once). */
+  visible(caller: Caller, target: { owner_uid: number | null }, action: Action = 'session.list'): boolean {
     return decide(this.config.rules, caller, action, target.owner_uid).allow;
   }
 
-  /** The per-uid cap on live sessions, at create (root has none). */
-  checkSessionCap(caller: Caller, owned: number): void {
-    if (caller.uid === 0 || owned < this.config.max_sessions_per_uid) return;
-    this.record(caller, 'session.create', null, false, 'access.max_sessions_per_uid', null);
-    throw new ApiError('too_many', `uid ${caller.uid} already owns ${owned} live sessions (access.max_sessions_per_uid)`);
+  /** A refusal decided outside the policy (a budget, a cap): recorded, then thrown. */
+  refuse(caller: Caller, action: Action, target: Target | undefined, rule: string, error: ApiError, detail: string | null = null): never {
+    this.record(caller, action, target, false, rule, detail);
+    this.log.info({ uid: caller.uid, action, rule }, 'refused by a budget');
+    throw error;
   }
 
   /** A token bucket per uid: rate_per_minute calls, refilled continuously. */

@@ -4,31 +4,9 @@
 // the rule that made it, for the audit trail.
 import { z } from 'zod';
 
-export const ACTIONS = [
-  'session.create',
-  'session.list',
-  'session.show',
-  'session.exec',
-  'session.attach',
-  'session.destroy',
-  'session.refresh-auth',
-  /** Publishing and unpublishing ports of a running session. */
-  'session.publish',
-  /** Reading a running session's writable layer and /home (enclave session snapshot). */
-  'session.snapshot',
-  'auth.set',
-  'auth.list',
-  'auth.remove',
-  /** Declaring secrets (--auth, --env-token) at create. */
-  'auth.use',
-  'events.list',
-  'volume.create',
-  'volume.list',
-  'volume.remove',
-  /** Mounting a volume in a session at create (scope self: one's own volumes). */
-  'volume.use',
-] as const;
-export type Action = (typeof ACTIONS)[number];
+import { ACTIONS, type Action } from '../vocab/actions.js';
+
+export { ACTIONS, type Action };
 
 const actionPattern = z
   .string()
@@ -62,24 +40,29 @@ export interface Decision {
   allow: boolean;
   /** What decided: "root", the rule's name or rules[i], or "default". */
   rule: string;
+  /** For an allow: whether the caller may act on anyone's objects ("all") or only its own ("self"). */
+  scope: 'self' | 'all';
 }
 
 const matches = (pattern: string, action: Action) => pattern === '*' || pattern === action || (pattern.endsWith('.*') && action.startsWith(pattern.slice(0, -1)));
 
 /**
- * `owner` is the target session's owner uid; undefined when there is no
- * target session (create, list, the secret store, events).
+ * `owner` is the owner uid of the target object (a session, volume or
+ * secret); undefined when there is none (create, list, events): then a
+ * `self` rule applies, and the decision's scope says how far a listing goes.
  */
 export function decide(rules: readonly Rule[], who: Principal, action: Action, owner?: number | null): Decision {
-  if (who.uid === 0) return { allow: true, rule: 'root' };
+  if (who.uid === 0) return { allow: true, rule: 'root', scope: 'all' };
   const label = (r: Rule, i: number) => r.name ?? `rules[${i}]`;
   const applicable = rules
     .map((r, i) => ({ r, i }))
     .filter(({ r }) => (r.uids.includes(who.uid) || r.gids.some((g) => who.gids.includes(g))) && r.actions.some((a) => matches(a, action)));
   const inScope = (r: Rule) => r.scope === 'all' || owner === undefined || owner === who.uid;
   const deny = applicable.find(({ r }) => r.effect === 'deny' && inScope(r));
-  if (deny) return { allow: false, rule: label(deny.r, deny.i) };
-  const allow = applicable.find(({ r }) => r.effect === 'allow' && inScope(r));
-  if (allow) return { allow: true, rule: label(allow.r, allow.i) };
-  return { allow: false, rule: 'default' };
+  if (deny) return { allow: false, rule: label(deny.r, deny.i), scope: 'self' };
+  // An "all" rule first: a listing may then show everyone's objects.
+  const allows = applicable.filter(({ r }) => r.effect === 'allow' && inScope(r));
+  const allow = allows.find(({ r }) => r.scope === 'all') ?? allows[0];
+  if (allow) return { allow: true, rule: label(allow.r, allow.i), scope: allow.r.scope };
+  return { allow: false, rule: 'default', scope: 'self' };
 }

@@ -1,33 +1,16 @@
 // Request and response shapes of the HTTP API, shared by daemon and CLI.
 import { z } from 'zod';
 import { PROFILES } from '../isolation/profiles.js';
-import { envTokenName, looksSecret, MAX_SECRET_BYTES, providerName, SECRET_ENV_HINT } from '../secrets/names.js';
+import { looksSecret, MAX_SECRET_BYTES, SECRET_ENV_HINT } from '../secrets/names.js';
+import { envTokenRef, providerRef, sessionName, sessionRef, SESSION_ID, volumeName, volumeRef } from '../vocab/names.js';
+import { limitRequestShape, limitsSchema } from '../vocab/limits.js';
 
-export const SESSION_ID = /^s-[0-9a-f]{10}$/;
-export const SESSION_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
-
-export const sessionName = z
-  .string()
-  .regex(SESSION_NAME, 'must match ^[a-z0-9][a-z0-9_-]{0,62}$ (lowercase letters, digits, _ and -, max 63)')
-  .refine((n) => !SESSION_ID.test(n), 'must not look like a session id (s- and 10 hex digits)');
-
-export const sessionRef = z.string().refine((s) => SESSION_ID.test(s) || SESSION_NAME.test(s), 'must be a session id (s-xxxxxxxxxx) or a session name');
+export { SESSION_ID, SESSION_NAME, sessionName, sessionRef, VOLUME_NAME, volumeName } from '../vocab/names.js';
+export { limitsSchema, type Limits } from '../vocab/limits.js';
 
 export const sessionStates = ['creating', 'running', 'stopping', 'stopped', 'failed'] as const;
 export type SessionState = (typeof sessionStates)[number];
 
-export const limitsSchema = z
-  .object({
-    memory_mb: z.number().int().min(16).max(1024 * 1024),
-    pids: z.number().int().min(8).max(4_194_304),
-    cpu_percent: z.number().int().min(1).max(100 * 1024),
-    tmp_mb: z.number().int().min(1).max(1024 * 1024),
-    home_mb: z.number().int().min(1).max(1024 * 1024),
-    /** The writable root layer's size; absent for a read-only root. */
-    root_mb: z.number().int().min(1).max(1024 * 1024).optional(),
-  })
-  .strict();
-export type Limits = z.infer<typeof limitsSchema>;
 
 const port = z.number().int().min(1).max(65535);
 
@@ -44,9 +27,6 @@ export type Publish = z.infer<typeof publishSchema>;
 
 // ---- volumes ---------------------------------------------------------------
 
-export const VOLUME_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
-export const volumeName = z.string().regex(VOLUME_NAME, 'must match ^[a-z0-9][a-z0-9_.-]{0,62}$ (lowercase letters, digits, _ . and -, max 63)');
-
 /** Where a volume may not go: the OS, the kernel's filesystems and the session's own mounts. */
 export const VOLUME_FORBIDDEN = ['/proc', '/sys', '/dev', '/run', '/tmp', '/usr', '/etc', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/boot'];
 
@@ -57,7 +37,8 @@ export const volumeTarget = z
   .refine((t) => !t.split('/').some((c) => c === '.' || c === '..'), 'must not contain . or .. components')
   .refine((t) => !VOLUME_FORBIDDEN.some((f) => t === f || t.startsWith(`${f}/`)), `must not be in ${VOLUME_FORBIDDEN.join(', ')} (the OS and the session's own mounts)`);
 
-export const volumeMountSchema = z.object({ name: volumeName, target: volumeTarget, readonly: z.boolean().default(false) }).strict();
+/** A volume to mount: the caller's own by name, or UID:NAME (another owner's, if the policy lets it use that one). */
+export const volumeMountSchema = z.object({ name: volumeRef, target: volumeTarget, readonly: z.boolean().default(false) }).strict();
 export type VolumeMount = z.infer<typeof volumeMountSchema>;
 
 export const createVolumeRequest = z
@@ -70,6 +51,7 @@ export const createVolumeRequest = z
 
 export const volumeSchema = z.object({
   name: z.string(),
+  id: z.string(),
   size_mb: z.number().int(),
   owner_uid: z.number().int(),
   created_at: z.string(),
@@ -101,15 +83,10 @@ export const createSessionRequest = z
       .max(64)
       .refine((ps) => new Set(ps.map((p) => `${p.host_ip}:${p.host_port}`)).size === ps.length, 'publishes the same host address and port twice')
       .optional(),
-    memory_mb: limitsSchema.shape.memory_mb.optional(),
-    pids: limitsSchema.shape.pids.optional(),
-    cpu_percent: limitsSchema.shape.cpu_percent.optional(),
-    tmp_mb: limitsSchema.shape.tmp_mb.optional(),
-    home_mb: limitsSchema.shape.home_mb.optional(),
+    /** Limits (src/vocab/limits.ts); root_mb only with a writable root. */
+    ...limitRequestShape,
     /** Capability profile (config default: sessions.profile). */
     profile: z.enum(PROFILES).optional(),
-    /** Size of the writable root layer, MiB (workspace only). */
-    root_mb: z.number().int().min(1).max(1024 * 1024).optional(),
     /** Volumes to mount (enclave volume create NAME first). */
     volumes: z
       .array(volumeMountSchema)
@@ -124,10 +101,10 @@ export const createSessionRequest = z
       .max(256)
       .refine((kvs) => new Set(kvs.map((kv) => kv.slice(0, kv.indexOf('=')))).size === kvs.length, 'sets the same variable twice')
       .optional(),
-    /** Providers whose tokens the session gets (enclave auth set PROVIDER). */
-    auth: distinct(providerName, 16, 'provider').optional(),
-    /** Env tokens the session gets as files and variables (enclave auth set NAME). */
-    env_tokens: distinct(envTokenName, 64, 'env token').optional(),
+    /** Providers whose tokens the session gets: the caller's own (enclave auth set PROVIDER), or UID:PROVIDER shared by its owner. */
+    auth: distinct(providerRef, 16, 'provider').optional(),
+    /** Env tokens the session gets as files and variables (own, or UID:NAME shared). */
+    env_tokens: distinct(envTokenRef, 64, 'env token').optional(),
   })
   .strict();
 export type CreateSessionRequest = z.infer<typeof createSessionRequest>;
@@ -157,9 +134,9 @@ export const sessionSchema = z.object({
   created_at: z.string(),
   updated_at: z.string(),
   last_error: z.string().nullable(),
-  /** The uid that created it (null: created before sessions had owners). */
+  /** The uid that created it, and owns it. */
   owner_uid: z.number().int().nullable(),
-  /** The secrets it declared (names only; values never leave the store but into the session). */
+  /** The secrets it declared (names only; values never leave the store but into the session); another owner's shared one as UID:NAME. */
   secrets: z.object({ auth: z.array(z.string()), env_tokens: z.array(z.string()) }),
   volumes: z.array(z.object({ name: z.string(), target: z.string(), readonly: z.boolean() })),
   /** How the session's init ended, once it has: an exit code or a signal. */
@@ -175,9 +152,24 @@ export const errorBodySchema = z.object({
 
 export const healthSchema = z.object({ status: z.literal('ok'), version: z.string(), sessions: z.number().int(), pid: z.number().int() });
 
-const flag = z
+export const flag = z
   .enum(['1', '0', 'true', 'false'])
   .transform((v) => v === '1' || v === 'true');
+
+/** ?all=1 on a listing: every owner's (a caller allowed to see all), else the caller's own. */
+export const listQuery = z.object({ all: flag.optional() }).strict();
+
+/** GET /v1/events. */
+export const eventsQuery = z
+  .object({
+    session: sessionRef.optional(),
+    /** ISO 8601 time: events at or after it. */
+    since: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 time like 2026-12-02T10:00:00Z' }).optional(),
+    limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+  })
+  .strict();
+
+export const ticketSchema = z.object({ ticket: z.string(), expires_in_ms: z.number().int() });
 
 
 /** Query of GET /v1/sessions/{id}/exec (Kubernetes names plus env and cwd). */
@@ -225,6 +217,8 @@ export type ExecStatus = z.infer<typeof execStatusSchema>;
 /** PUT /v1/auth/{name}: the value as base64, so any bytes arrive exactly. */
 export const putSecretRequest = z
   .object({
+    /** Root only: others may use it (auth.use), never read, list, replace or remove it. */
+    shared: z.boolean().optional(),
     value_base64: z
       .string()
       .max(Math.ceil(MAX_SECRET_BYTES / 3) * 4 + 4, `must encode at most ${MAX_SECRET_BYTES} bytes`)
@@ -236,6 +230,9 @@ const sessionRefs = z.array(z.object({ id: z.string(), name: z.string().nullable
 
 export const secretInfoSchema = z.object({
   name: z.string(),
+  owner_uid: z.number().int(),
+  /** Shared by root: usable by others as UID:NAME. */
+  shared: z.boolean(),
   kind: z.enum(['provider', 'env']),
   version: z.number().int(),
   set_at: z.string(),
@@ -274,6 +271,8 @@ export const auditEventSchema = z.object({
   via: z.enum(['socket', 'tcp']),
   action: z.string(),
   session_id: z.string().nullable(),
+  /** The owner of the object acted on (a session, volume or secret), if any. */
+  object_owner: z.number().int().nullable(),
   decision: z.enum(['allow', 'deny']),
   rule: z.string(),
   /** Exec: the command; attach: the role; create: the name; the secret store: the name. */

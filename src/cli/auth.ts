@@ -2,9 +2,10 @@
 // stdin only (never argv or the environment, which other users can see in
 // /proc): on a terminal, a prompt that does not echo; from a pipe, the bytes
 // as given, less one trailing newline (so `echo "$T" | enclave auth set X` works).
-import { putSecretReply, removeSecretReply, secretListSchema } from '../api/schemas.js';
-import { secretName, valueProblem } from '../secrets/names.js';
-import { call, CliError, expect } from './client.js';
+import { ROUTES } from '../api/routes.js';
+import { valueProblem } from '../secrets/names.js';
+import { secretRef } from '../vocab/names.js';
+import { callRoute, CliError } from './client.js';
 import { json, table } from './output.js';
 
 const refs = (ss: { id: string; name: string | null }[]) => ss.map((s) => (s.name ? `${s.name} (${s.id})` : s.id)).join(', ');
@@ -47,23 +48,22 @@ async function readValue(name: string): Promise<Buffer> {
 
 function checkedName(raw: string | undefined, cmd: string): string {
   if (!raw) throw new CliError(`enclave auth ${cmd}: missing NAME (a provider like github, or an env token like OPENAI_API_KEY)`, 2);
-  const r = secretName.safeParse(raw);
+  const r = secretRef.safeParse(raw);
   if (!r.success) throw new CliError(`enclave auth ${cmd}: '${raw.slice(0, 130)}' ${r.error.issues[0]?.message ?? 'is not a secret name'}`, 2);
   return r.data;
 }
 
-export async function authCommand(sub: string | undefined, positionals: string[], opts: { socket: string; json: boolean }): Promise<number> {
+export async function authCommand(sub: string | undefined, positionals: string[], opts: { socket: string; json: boolean; shared?: boolean | undefined; all: boolean }): Promise<number> {
   switch (sub) {
     case 'set': {
       const name = checkedName(positionals[0], 'set');
       const value = await readValue(name);
       const problem = valueProblem(value);
       if (problem) throw new CliError(`enclave auth set ${name}: ${problem}`);
-      const r = await call(opts.socket, 'PUT', `/v1/auth/${name}`, { value_base64: value.toString('base64') });
-      const s = expect(r, r.status === 201 ? 201 : 200, putSecretReply);
+      const s = await callRoute(opts.socket, ROUTES.authSet, { params: { secret: name }, body: { value_base64: value.toString('base64'), ...(opts.shared ? { shared: true } : {}) } });
       if (opts.json) process.stdout.write(json(s));
       else {
-        process.stdout.write(`${s.created ? 'set' : 'rotated'} ${s.name} (${s.kind === 'provider' ? 'provider token' : 'env token'}, version ${s.version})\n`);
+        process.stdout.write(`${s.created ? 'set' : 'rotated'} ${s.name} (${s.kind === 'provider' ? 'provider token' : 'env token'}, version ${s.version}${s.shared ? ', shared: others use it as ' + `${s.owner_uid}:${s.name}` : ''})\n`);
         if (s.stale_sessions.length > 0) {
           process.stdout.write(`still holding the old value: ${refs(s.stale_sessions)}\n  update them with: enclave session refresh-auth SESSION\n`);
         }
@@ -71,17 +71,20 @@ export async function authCommand(sub: string | undefined, positionals: string[]
       return 0;
     }
     case 'list': {
-      const r = expect(await call(opts.socket, 'GET', '/v1/auth'), 200, secretListSchema);
+      const r = await callRoute(opts.socket, ROUTES.authList, { query: opts.all ? { all: '1' } : {} });
       if (opts.json) process.stdout.write(json(r.secrets));
       else
         process.stdout.write(
-          table(['NAME', 'KIND', 'VERSION', 'SET', 'ROTATED', 'USED BY'], r.secrets.map((s) => [s.name, s.kind, String(s.version), s.set_at, s.rotated_at ?? '-', String(s.used_by)])),
+          table(
+            ['NAME', 'OWNER', 'KIND', 'SHARED', 'VERSION', 'SET', 'ROTATED', 'USED BY'],
+            r.secrets.map((s) => [s.name, `uid ${s.owner_uid}`, s.kind, s.shared ? 'yes' : 'no', String(s.version), s.set_at, s.rotated_at ?? '-', String(s.used_by)]),
+          ),
         );
       return 0;
     }
     case 'remove': {
       const name = checkedName(positionals[0], 'remove');
-      const s = expect(await call(opts.socket, 'DELETE', `/v1/auth/${name}`), 200, removeSecretReply);
+      const s = await callRoute(opts.socket, ROUTES.authRemove, { params: { secret: name } });
       if (opts.json) process.stdout.write(json(s));
       else {
         process.stdout.write(`removed ${s.name}\n`);
@@ -90,7 +93,7 @@ export async function authCommand(sub: string | undefined, positionals: string[]
       return 0;
     }
     default:
-      throw new CliError(sub ? `unknown auth command '${sub}' (set, list, remove)` : 'usage: enclave auth set NAME | list | remove NAME', 2);
+      throw new CliError(sub ? `unknown auth command '${sub}' (set, list, remove)` : 'usage: enclave auth set NAME [--shared] | list [--all] | remove NAME', 2);
   }
 }
 

@@ -3,6 +3,7 @@ import { request } from 'node:http';
 import type WebSocket from 'ws';
 import type { z } from 'zod';
 import { errorBodySchema } from '../api/schemas.js';
+import type { RouteSpec } from '../api/routes.js';
 
 export class CliError extends Error {
   constructor(
@@ -95,4 +96,41 @@ export function onUpgradeFailure(ws: WebSocket, socket: string, what: string, fa
 export function errorMessage(reply: Reply): string {
   const e = errorBodySchema.safeParse(reply.body);
   return e.success ? e.data.error.message : `the daemon answered HTTP ${reply.status}`;
+}
+
+type In<S> = S extends z.ZodType ? z.input<S> : undefined;
+type ReplyOf<R extends RouteSpec> = R['reply'] extends { kind: 'json'; schema: infer S extends z.ZodType } ? z.output<S> : undefined;
+
+/** What a route's path names ({session}, {port}, ...), its query and its body. */
+export interface CallInput<R extends RouteSpec> {
+  params?: Record<string, string>;
+  query?: In<R['query']>;
+  body?: In<R['body']>;
+}
+
+/** The request line of a route: its path with the params filled in and the query, as the daemon parses them. */
+export function routePath<R extends RouteSpec>(route: R, input: CallInput<R> = {}): string {
+  const path = route.path.replace(/\{(\w+)\}/g, (_m, p: string) => {
+    const v = input.params?.[p];
+    if (v === undefined) throw new Error(`route ${route.path}: no value for {${p}}`);
+    return encodeURIComponent(v);
+  });
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries((input.query ?? {}) as Record<string, unknown>)) {
+    if (v === undefined) continue;
+    for (const x of Array.isArray(v) ? v : [v]) q.append(k, typeof x === 'boolean' ? (x ? '1' : '0') : String(x));
+  }
+  return q.size ? `${path}?${q}` : path;
+}
+
+/** Call a route of the table: the reply is checked against the route's status and schema. */
+export async function callRoute<R extends RouteSpec>(socket: string, route: R, input: CallInput<R> = {}): Promise<ReplyOf<R>> {
+  const reply = await call(socket, route.method, routePath(route, input), input.body);
+  const r = route.reply;
+  const statuses = r.kind === 'json' ? (typeof r.status === 'number' ? [r.status] : [...r.status]) : [204];
+  if (!statuses.includes(reply.status)) throw new CliError(errorMessage(reply));
+  if (r.kind !== 'json') return undefined as ReplyOf<R>;
+  const parsed = r.schema.safeParse(reply.body);
+  if (!parsed.success) throw new CliError(`unexpected reply from the daemon (HTTP ${reply.status})`);
+  return parsed.data as ReplyOf<R>;
 }

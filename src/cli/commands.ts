@@ -4,10 +4,12 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { z } from 'zod';
 import { formatZodError } from '../api/errors.js';
-import { createSessionRequest, eventListSchema, refreshAuthReply, sessionListSchema, sessionRef, sessionSchema } from '../api/schemas.js';
+import { createSessionRequest, sessionRef } from '../api/schemas.js';
+import { ROUTES } from '../api/routes.js';
 import { looksSecret, SECRET_ENV_HINT } from '../secrets/names.js';
+import { FLAG_OF as LIMIT_FLAG_OF, LIMITS } from '../vocab/limits.js';
 import { authCommand } from './auth.js';
-import { call, CliError, expect, socketPath } from './client.js';
+import { callRoute, CliError, socketPath } from './client.js';
 import { json, sessionDetails, sessionTable, table } from './output.js';
 import { parseVolumeFlag, volumeCommand } from './volume.js';
 import { USAGE } from './usage.js';
@@ -29,9 +31,11 @@ function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[]
 function ref(value: string | undefined, cmd: string): string {
   if (!value) throw new UsageError(`enclave session ${cmd}: missing session ID or NAME`);
   const r = sessionRef.safeParse(value);
-  if (!r.success) throw new UsageError(`enclave session ${cmd}: '${value}' is neither a session id (s-xxxxxxxxxx) nor a valid name`);
+  if (!r.success) throw new UsageError(`enclave session ${cmd}: '${value}' is neither a session id (s-xxxxxxxxxx), a valid name, nor UID:NAME`);
   return value;
 }
+
+const session$ = (id: string) => ({ params: { session: id } });
 
 function intFlag(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
@@ -65,7 +69,10 @@ function envFlags(values: string[] | undefined): string[] {
   return values ?? [];
 }
 
-const FLAG_OF: Record<string, string> = { env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', memory_mb: '--memory', pids: '--pids', cpu_percent: '--cpu', tmp_mb: '--tmp-size', home_mb: '--home-size', name: '--name', profile: '--profile', root_mb: '--root-size', volumes: '--volume' };
+const FLAG_OF: Record<string, string> = { ...LIMIT_FLAG_OF, env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', name: '--name', profile: '--profile', volumes: '--volume' };
+
+/** Every limit of the table is a string flag of session create. */
+const LIMIT_OPTIONS = Object.fromEntries(LIMITS.map((r) => [r.flag, { type: 'string' as const }]));
 
 async function session(sub: string | undefined, rest: string[]): Promise<number> {
   switch (sub) {
@@ -74,13 +81,8 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
         rest,
         {
           name: { type: 'string' },
-          memory: { type: 'string' },
-          pids: { type: 'string' },
-          cpu: { type: 'string' },
-          'tmp-size': { type: 'string' },
-          'home-size': { type: 'string' },
+          ...LIMIT_OPTIONS,
           profile: { type: 'string' },
-          'root-size': { type: 'string' },
           network: { type: 'string' },
           publish: { type: 'string', multiple: true },
           console: { type: 'boolean' },
@@ -102,13 +104,8 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       const body = Object.fromEntries(
         Object.entries({
           name: values.name,
-          memory_mb: intFlag(values.memory, 'memory'),
-          pids: intFlag(values.pids, 'pids'),
-          cpu_percent: intFlag(values.cpu, 'cpu'),
-          tmp_mb: intFlag(values['tmp-size'], 'tmp-size'),
-          home_mb: intFlag(values['home-size'], 'home-size'),
+          ...Object.fromEntries(LIMITS.map((r) => [r.key, intFlag((values as Record<string, string | undefined>)[r.flag], r.flag)])),
           profile: values.profile,
-          root_mb: intFlag(values['root-size'], 'root-size'),
           network: values.network,
           publish: publish.length ? publish : undefined,
           console: values.console,
@@ -125,13 +122,13 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       }
       const { restoreSnapshot, snapshotKind } = await import('./snapshot.js');
       const kind = values.from === undefined ? undefined : snapshotKind(values.from);
-      const s = expect(await call(socketPath(values.socket), 'POST', '/v1/sessions', checked.data), 201, sessionSchema);
+      const s = await callRoute(socketPath(values.socket), ROUTES.sessionCreate, { body: checked.data });
       if (values.from !== undefined && kind) {
         try {
           await restoreSnapshot(socketPath(values.socket), s.id, values.from, kind);
         } catch (e) {
           // A half-restored session is not what was asked for.
-          await call(socketPath(values.socket), 'DELETE', `/v1/sessions/${s.id}`).catch(() => undefined);
+          await callRoute(socketPath(values.socket), ROUTES.sessionDestroy, session$(s.id)).catch(() => undefined);
           throw e;
         }
       }
@@ -140,28 +137,27 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
     }
     case 'list': {
       const { values } = parse(rest, { all: { type: 'boolean' }, json: { type: 'boolean' } }, false);
-      const r = expect(await call(socketPath(values.socket), 'GET', `/v1/sessions${values.all ? '?all=1' : ''}`), 200, sessionListSchema);
+      const r = await callRoute(socketPath(values.socket), ROUTES.sessionList, { query: values.all ? { all: '1' } : {} });
       process.stdout.write(values.json ? json(r.sessions) : sessionTable(r.sessions));
       return 0;
     }
     case 'show': {
       const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
       const id = ref(positionals[0], 'show');
-      const s = expect(await call(socketPath(values.socket), 'GET', `/v1/sessions/${encodeURIComponent(id)}`), 200, sessionSchema);
+      const s = await callRoute(socketPath(values.socket), ROUTES.sessionShow, session$(id));
       process.stdout.write(values.json ? json(s) : sessionDetails(s));
       return 0;
     }
     case 'destroy': {
       const { values, positionals } = parse(rest, {});
       const id = ref(positionals[0], 'destroy');
-      const r = await call(socketPath(values.socket), 'DELETE', `/v1/sessions/${encodeURIComponent(id)}`);
-      expect(r, 204, z.unknown());
+      await callRoute(socketPath(values.socket), ROUTES.sessionDestroy, session$(id));
       return 0;
     }
     case 'refresh-auth': {
       const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
       const id = ref(positionals[0], 'refresh-auth');
-      const r = expect(await call(socketPath(values.socket), 'POST', `/v1/sessions/${encodeURIComponent(id)}/refresh-auth`), 200, refreshAuthReply);
+      const r = await callRoute(socketPath(values.socket), ROUTES.refreshAuth, session$(id));
       if (values.json) process.stdout.write(json(r));
       else {
         process.stdout.write(r.refreshed.length ? `refreshed ${r.refreshed.join(', ')} in ${r.id}
@@ -186,7 +182,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
       const id = ref(positionals[0], 'publish');
       if (!positionals[1]) throw new UsageError('enclave session publish: missing [127.0.0.1:]HOSTPORT:SESSIONPORT');
-      const s = expect(await call(socketPath(values.socket), 'POST', `/v1/sessions/${encodeURIComponent(id)}/ports`, parsePublish(positionals[1])), 201, sessionSchema);
+      const s = await callRoute(socketPath(values.socket), ROUTES.portPublish, { ...session$(id), body: parsePublish(positionals[1]) });
       process.stdout.write(values.json ? json(s) : s.network.published.map((p) => `${p.host_ip}:${p.host_port} -> ${p.session_port}/tcp\n`).join(''));
       return 0;
     }
@@ -196,7 +192,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5})$/.exec(positionals[1] ?? '');
       if (!m) throw new UsageError(`enclave session unpublish: '${positionals[1] ?? ''}' is not [127.0.0.1:]HOSTPORT`);
       const addr = `${m[1] ?? '127.0.0.1'}:${m[2]}`;
-      expect(await call(socketPath(values.socket), 'DELETE', `/v1/sessions/${encodeURIComponent(id)}/ports/${encodeURIComponent(addr)}`), 204, z.unknown());
+      await callRoute(socketPath(values.socket), ROUTES.portUnpublish, { params: { session: id, port: addr } });
       return 0;
     }
     case 'attach': {
@@ -290,11 +286,13 @@ async function main(argv: string[]): Promise<number> {
       return doctor(rest);
     case 'events': {
       const { values } = parse(rest, { session: { type: 'string' }, since: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } }, false);
-      const q = new URLSearchParams();
-      if (values.session) q.set('session', ref(values.session, 'events'));
-      if (values.since) q.set('since', sinceTime(values.since));
-      if (values.limit) q.set('limit', String(intFlag(values.limit, 'limit')));
-      const r = expect(await call(socketPath(values.socket), 'GET', `/v1/events${q.size ? `?${q}` : ''}`), 200, eventListSchema);
+      const r = await callRoute(socketPath(values.socket), ROUTES.eventList, {
+        query: {
+          session: values.session ? ref(values.session, 'events') : undefined,
+          since: values.since ? sinceTime(values.since) : undefined,
+          limit: values.limit ? intFlag(values.limit, 'limit') : undefined,
+        },
+      });
       process.stdout.write(
         values.json
           ? json(r.events)
@@ -310,8 +308,8 @@ async function main(argv: string[]): Promise<number> {
       return volumeCommand(rest[0], positionals, { socket: socketPath(values.socket), json: values.json ?? false, size: intFlag(values.size, 'size') });
     }
     case 'auth': {
-      const { values, positionals } = parse(rest.slice(1), { json: { type: 'boolean' } });
-      return authCommand(rest[0], positionals, { socket: socketPath(values.socket), json: values.json ?? false });
+      const { values, positionals } = parse(rest.slice(1), { json: { type: 'boolean' }, shared: { type: 'boolean' }, all: { type: 'boolean' } });
+      return authCommand(rest[0], positionals, { socket: socketPath(values.socket), json: values.json ?? false, shared: values.shared, all: values.all ?? false });
     }
     default:
       throw new UsageError(`unknown command '${cmd}'\n\n${USAGE}`);

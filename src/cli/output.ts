@@ -1,5 +1,6 @@
 // Human tables and --json output.
 import type { Session } from '../api/schemas.js';
+import { LIMITS } from '../vocab/limitTable.js';
 
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -15,12 +16,18 @@ function age(iso: string): string {
   return `${Math.round(s / 86400)}d`;
 }
 
-export function sessionTable(sessions: Session[]): string {
+/** Whose it is, when not the caller's own. */
+const owner = (s: Session) => (s.owner_uid === null ? 'uid 0' : `uid ${s.owner_uid}`);
+
+export function sessionTable(sessions: Session[], me = process.getuid?.() ?? 0): string {
+  // Another owner's session shows its owner, so two sessions called "web" are told apart.
+  const others = sessions.some((s) => (s.owner_uid ?? 0) !== me);
   return table(
-    ['ID', 'NAME', 'STATE', 'HOSTNAME', 'ADDRESS', 'PID', 'HOST IDS', 'AGE'],
+    ['ID', 'NAME', ...(others ? ['OWNER'] : []), 'STATE', 'HOSTNAME', 'ADDRESS', 'PID', 'HOST IDS', 'AGE'],
     sessions.map((s) => [
       s.id,
       s.name ?? '-',
+      ...(others ? [owner(s)] : []),
       s.state,
       s.hostname,
       s.network.address ?? (s.network.mode === 'none' ? 'none' : '-'),
@@ -35,17 +42,16 @@ export function sessionDetails(s: Session): string {
   const rows: [string, string][] = [
     ['id', s.id],
     ['name', s.name ?? '-'],
+    ['owner', owner(s)],
     ['state', s.state],
     ['hostname', s.hostname],
     ['init pid', s.init_pid === null ? '-' : String(s.init_pid)],
     ['host ids', s.id_range ? `${s.id_range.host_base}..${s.id_range.host_base + s.id_range.size - 1}` : '-'],
-    ['memory', `${s.limits.memory_mb} MiB`],
-    ['pids', String(s.limits.pids)],
-    ['cpu', `${s.limits.cpu_percent}%`],
-    ['/tmp', `${s.limits.tmp_mb} MiB`],
-    ['/home', `${s.limits.home_mb} MiB`],
+    ...LIMITS.map((r): [string, string] => {
+      const v = s.limits[r.key];
+      return [r.label, v === undefined ? 'read-only' : r.show(v)];
+    }),
     ['profile', s.profile],
-    ['root', s.limits.root_mb === undefined ? 'read-only' : `writable, ${s.limits.root_mb} MiB`],
     ['created', s.created_at],
     ['updated', s.updated_at],
   ];

@@ -1,5 +1,6 @@
 // The CLI's usage text, apart from everything else: `enclave --help` and an
 // unknown command print it without loading the commands (zod, clients).
+import { LIMIT_FLAGS_USAGE } from '../vocab/limitTable.js';
 export const VOLUME_USAGE = `  enclave volume create NAME [--size MB]       an ext4 image of MB (the quota), loop-mounted on the host
   enclave volume list [--json]
   enclave volume show NAME [--json]
@@ -9,12 +10,11 @@ export const USAGE = `usage: enclave [--socket PATH] COMMAND
 
   enclave daemon [--config FILE] [--state-dir DIR] [--socket PATH] [--listen 127.0.0.1:PORT]
   enclave daemon --cleanup [--config FILE]   remove the bridge and nftables table (no live sessions)
-  enclave session create [--name N] [--memory MB] [--pids N] [--cpu PERCENT]
-                         [--tmp-size MB] [--home-size MB] [--network bridge|none]
-                         [--profile workspace|strict] [--root-size MB]
+  enclave session create [--name N] [--network bridge|none] [--profile workspace|strict]
+                         ${LIMIT_FLAGS_USAGE}
                          [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--console]
                          [--volume NAME:/PATH[:ro]]... [--from SNAPSHOT]
-                         [--env K=V]... [--auth PROVIDER]... [--env-token NAME]... [--json]
+                         [--env K=V]... [--auth PROVIDER|UID:PROVIDER]... [--env-token NAME|UID:NAME]... [--json]
   enclave session list [--all] [--json]
   enclave session show ID|NAME [--json]
   enclave session exec ID|NAME [--tty] [--env K=V]... [--cwd DIR] -- CMD [ARG...]
@@ -26,8 +26,9 @@ export const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave session publish ID|NAME [127.0.0.1:]HOSTPORT:SESSIONPORT    while it runs
   enclave session unpublish ID|NAME [127.0.0.1:]HOSTPORT
 ${VOLUME_USAGE}
-  enclave auth set NAME                      value from stdin (a hidden prompt on a terminal)
-  enclave auth list [--json]
+  enclave auth set NAME [--shared]           value from stdin (a hidden prompt on a terminal);
+                                             --shared (root): others may use it as 0:NAME
+  enclave auth list [--all] [--json]         your secrets (--all: everyone's, if you may see all)
   enclave auth remove NAME
   enclave events [--session ID|NAME] [--since TIME] [--limit N] [--json]
                                              the audit trail; TIME is ISO 8601 or 30s, 10m, 2h, 7d ago
@@ -35,5 +36,6 @@ ${VOLUME_USAGE}
                                              host checks, database integrity, orphans, lock holders;
                                              --repair removes the orphans it lists, nothing else
 
+NAME is one of yours; another owner's session, volume or secret is UID:NAME (a session also by its id).
 The socket defaults to $ENCLAVE_SOCKET, else /run/enclave/enclave.sock.
 `;

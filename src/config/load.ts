@@ -12,6 +12,21 @@ export interface ConfigOverrides {
   listen?: string | undefined;
 }
 
+/** Keys of earlier versions that now live elsewhere: [old, new]. */
+const MOVED: [string, string, string][] = [
+  ['tmpfs', 'tmp_mb', 'limits.tmp_mb'],
+  ['tmpfs', 'home_mb', 'limits.home_mb'],
+  ['sessions', 'root_size_mb', 'limits.root_mb'],
+];
+
+function movedKey(raw: Record<string, unknown>): [string, string] | undefined {
+  for (const [table, key, now] of MOVED) {
+    const t = raw[table];
+    if (t !== null && typeof t === 'object' && key in t) return [`${table}.${key}`, now];
+  }
+  return undefined;
+}
+
 export function parseConfig(text: string, source: string, overrides: ConfigOverrides = {}): Config {
   let raw: unknown;
   try {
@@ -20,6 +35,8 @@ export function parseConfig(text: string, source: string, overrides: ConfigOverr
     throw new ConfigError(`${source}: not valid TOML: ${(e as Error).message.split('\n')[0]}`);
   }
   const merged = { ...(raw as Record<string, unknown>) };
+  const moved = movedKey(merged);
+  if (moved) throw new ConfigError(`${source}: '${moved[0]}' moved to '${moved[1]}' (every session limit's default is in [limits])`);
   for (const [k, v] of Object.entries(overrides)) if (v !== undefined) merged[k] = v;
   const result = configSchema.safeParse(merged);
   if (!result.success) throw new ConfigError(`${source}: ${formatZodError(result.error)}`);

@@ -3,7 +3,9 @@
 import { z } from 'zod';
 import { providersConfig } from '../secrets/providers.js';
 import { ruleSchema } from '../access/policy.js';
+import { budgetRuleSchema, budgetSchema } from '../access/budgets.js';
 import { PROFILES } from '../isolation/profiles.js';
+import { LIMITS, limitValue, type LimitKey } from '../vocab/limits.js';
 
 const absolutePath = z.string().regex(/^\/[^\0\n\t]*$/, 'must be an absolute path');
 const cgroupName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be a single path component of [A-Za-z0-9_.-]');
@@ -40,8 +42,6 @@ export const configSchema = z
         rootfs: z.union([z.literal('minimal'), absolutePath]).default('minimal'),
         /** Capability profile of sessions created without --profile. */
         profile: z.enum(PROFILES).default('workspace'),
-        /** Writable root layer (workspace) of sessions created without --root-size, MiB; it is tmpfs, counted in the session's memory. */
-        root_size_mb: z.number().int().min(1).max(1024 * 1024).default(512),
         /** Host paths masked (empty, read-only) in every session, besides the state dir and socket dir. */
         hide: z.array(absolutePath).default(['/root', '/etc/enclave', '/var/lib/enclave', '/run/enclave']),
         /** SIGTERM-to-SIGKILL grace on destroy, in milliseconds. */
@@ -58,6 +58,8 @@ export const configSchema = z
       .object({
         /** Size (the quota) of a volume created without --size, MiB: a sparse ext4 image, so only what is written takes host disk. */
         default_size_mb: z.number().int().min(16).max(1024 * 1024).default(1024),
+        /** A volume is created only if the state dir's disk keeps this much free (MiB) after its whole size. */
+        reserve_mb: z.number().int().min(0).max(1024 * 1024 * 1024).default(1024),
       })
       .strict()
       .prefault({}),
@@ -72,9 +74,8 @@ export const configSchema = z
       .prefault({}),
     limits: z
       .object({
-        memory_mb: z.number().int().min(16).max(1024 * 1024).default(1024),
-        pids: z.number().int().min(8).max(4_194_304).default(1024),
-        cpu_percent: z.number().int().min(1).max(100 * 1024).default(100),
+        /** Defaults of sessions created without the flag, one per row of the limits table (src/vocab/limits.ts). */
+        ...(Object.fromEntries(LIMITS.map((r) => [r.key, limitValue(r).default(r.default)])) as { [K in LimitKey]: z.ZodDefault<z.ZodNumber> }),
         /** On out-of-memory: the kernel kills the offending process, or the whole session ends. */
         oom: z.enum(['process', 'session']).default('process'),
       })
@@ -93,11 +94,9 @@ export const configSchema = z
       .prefault({}),
     tmpfs: z
       .object({
-        home_mb: z.number().int().min(1).max(1024 * 1024).default(512),
         home_inodes: z.number().int().min(16).max(100_000_000).default(65536),
         /** Inodes of the writable root layer. */
         root_inodes: z.number().int().min(64).max(100_000_000).default(262144),
-        tmp_mb: z.number().int().min(1).max(1024 * 1024).default(512),
         tmp_inodes: z.number().int().min(16).max(100_000_000).default(65536),
         secrets_mb: z.number().int().min(1).max(64).default(1),
         secrets_inodes: z.number().int().min(16).max(65536).default(256),
@@ -150,8 +149,12 @@ export const configSchema = z
         keep_events: z.number().int().min(100).max(100_000_000).default(100_000),
         /** State-changing calls (create, destroy, refresh-auth, auth set/remove) per minute per non-root uid. */
         rate_per_minute: z.number().int().min(1).max(1_000_000).default(120),
-        /** Live sessions one non-root uid may own. */
+        /** Live sessions one non-root uid may own (the budget's sessions.total unless it sets one). */
         max_sessions_per_uid: z.number().int().min(0).max(100_000).default(16),
+        /** Every non-root user's budget (src/access/budgets.ts). */
+        budget: budgetSchema.prefault({}),
+        /** Budgets for the uids and gids they name, over access.budget (the first that matches). */
+        budgets: z.array(budgetRuleSchema).max(1024).default([]),
       })
       .strict()
       .prefault({}),
@@ -159,6 +162,20 @@ export const configSchema = z
       .object({
         /** Auth providers besides (or over) the built-in github, gitlab, npm and pypi. */
         providers: providersConfig.default({}),
+      })
+      .strict()
+      .prefault({}),
+    capacity: z
+      .object({
+        /** What all sessions together may use (the daemon's parent cgroup), MiB; 0: the host's memory less reserve_memory_mb. */
+        memory_mb: z.number().int().min(0).max(1024 * 1024 * 1024).default(0),
+        reserve_memory_mb: z.number().int().min(0).max(1024 * 1024 * 1024).default(1024),
+        /** CPU all sessions together may use, 100 = one CPU; 0: the host's CPUs less reserve_cpu_percent. */
+        cpu_percent: z.number().int().min(0).max(100 * 1024).default(0),
+        reserve_cpu_percent: z.number().int().min(0).max(100 * 1024).default(50),
+        /** Tasks all sessions together may have; 0: the kernel's pid_max (or threads-max, if lower) less reserve_pids. */
+        pids: z.number().int().min(0).max(4_194_304).default(0),
+        reserve_pids: z.number().int().min(0).max(4_194_304).default(4096),
       })
       .strict()
       .prefault({}),

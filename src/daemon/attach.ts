@@ -1,6 +1,9 @@
 // Session consoles for the attach endpoint: created on first attach, one per
 // session, ended with the shell or the session.
 import { existsSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
+import type { AccessGuard, Caller } from '../access/guard.js';
+import type { Budgets } from '../access/budgets.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { ApiError } from '../api/errors.js';
@@ -26,6 +29,8 @@ export class Consoles {
     private readonly config: Config,
     private readonly sessions: SessionManager,
     private readonly log: Logger,
+    private readonly budgets: Budgets,
+    private readonly access: AccessGuard,
   ) {
     this.mirrors = new MirrorHost(log);
   }
@@ -91,14 +96,38 @@ export class Consoles {
     return { running: c !== undefined, viewers: c?.viewers ?? 0 };
   }
 
-  /** 429 before upgrading when a session, or the daemon, has enough viewers. */
-  admit(sessionId: string): void {
+  /**
+   * Reserve a viewer slot before upgrading, or 429: per session, in all, and
+   * per user (its budget). The slot is taken now, not when the console has
+   * started, so concurrent upgrades cannot all pass the check; it is given
+   * back when `socket` closes (refused, or the viewer gone).
+   */
+  admit(sessionId: string, caller: Caller, socket: Duplex): void {
     const t = this.config.terminal;
-    const here = this.consoles.get(sessionId)?.viewers ?? 0;
-    const total = [...this.consoles.values()].reduce((n, c) => n + c.viewers, 0);
+    const here = this.held.bySession.get(sessionId) ?? 0;
+    const mine = this.held.byUser.get(caller.uid) ?? 0;
     if (here >= t.max_viewers_per_session) throw new ApiError('too_many', `session ${sessionId} already has ${here} viewers (terminal.max_viewers_per_session)`);
-    if (total >= t.max_viewers) throw new ApiError('too_many', `the daemon already serves ${total} viewers (terminal.max_viewers)`);
+    if (this.held.total >= t.max_viewers) throw new ApiError('too_many', `the daemon already serves ${this.held.total} viewers (terminal.max_viewers)`);
+    const budget = this.budgets.viewers(caller);
+    if (budget && mine >= budget.max) {
+      this.access.refuse(caller, 'session.attach', undefined, budget.rule, new ApiError('too_many', `uid ${caller.uid} already holds ${mine} viewers (${budget.rule})`));
+    }
+    const add = <K>(m: Map<K, number>, k: K, n: number) => {
+      const v = (m.get(k) ?? 0) + n;
+      if (v > 0) m.set(k, v);
+      else m.delete(k);
+    };
+    const take = (n: number) => {
+      this.held.total += n;
+      add(this.held.bySession, sessionId, n);
+      add(this.held.byUser, caller.uid, n);
+    };
+    take(1);
+    socket.once('close', () => take(-1));
   }
+
+  /** Viewer slots held: by session, by user, in all. */
+  private readonly held = { total: 0, bySession: new Map<string, number>(), byUser: new Map<number, number>() };
 
   /** exec --tty: a one-off terminal running `command`, alive while its client is. Started before the upgrade. */
   async startOneOff(row: SessionRow, q: { command: string[]; env: string[]; cwd: string }, size: Size | undefined): Promise<SessionConsole> {

@@ -20,6 +20,8 @@ import { StreamLimits } from './streams.js';
 import { DaemonLocks, LockError } from './locks.js';
 import { AuditLog } from '../access/audit.js';
 import { AccessGuard } from '../access/guard.js';
+import { Budgets } from '../access/budgets.js';
+import { Objects } from './objects.js';
 import { ServiceManager } from './serviceManager.js';
 import { SecretStore } from '../secrets/store.js';
 import { SessionSecrets } from '../secrets/sessionSecrets.js';
@@ -86,19 +88,22 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   // since_spawn_ms: how much of a restart is Node's start and module loading, before any of ours.
   log.info({ cgroups: layout.mode, state_dir: config.state_dir, since_spawn_ms: Math.round(performance.now()) }, 'starting');
   const secrets = new SessionSecrets(SecretStore.open(db, config.state_dir), providerTable(config.auth.providers));
-  const volumes = new Volumes(new VolumeStore(db), config.state_dir, config.volumes.default_size_mb, log);
+  const volumes = new Volumes(new VolumeStore(db), config.state_dir, config.volumes, log);
   const sessions = new SessionManager({ config, secrets, store: new SessionStore(db), layout, log, publisher: new PortPublisher(log), volumes });
   await sessions.start();
 
-  const consoles = new Consoles(config, sessions, log);
+  const audit = new AuditLog(db, config.access.keep_events);
+  const access = new AccessGuard(config.access, audit, log, config.state_dir);
+  const budgets = new Budgets({ ...config.access, max_exec_streams_per_caller: config.api.max_exec_streams_per_caller });
+  const consoles = new Consoles(config, sessions, log, budgets, access);
   for (const row of sessions.keptConsoles()) {
     // A console that cannot start (e.g. a session of an older daemon, without a plan) is logged, not fatal.
     consoles.ensure(row).catch((e: Error) => log.child({ session: row.id }).error({ err: e.message }, 'cannot start the kept console'));
   }
   const streams = new StreamLimits(config.api);
-  const audit = new AuditLog(db, config.access.keep_events);
-  const access = new AccessGuard(config.access, audit, log, config.state_dir);
-  const { server, closeClients } = createApiServer({ config, sessions, consoles, log, streams, access, audit });
+  const objects = new Objects(sessions, volumes);
+  const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects };
+  const { server, closeClients } = createApiServer(parts);
   const sockDir = dirname(config.socket);
   // Created if missing, never re-moded: on /tmp a chmod would strip the sticky bit.
   // One we create is 0755 whatever our umask (0077 would lock socket_gid members out).
@@ -120,7 +125,7 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
     const [host, port] = [config.listen.slice(0, config.listen.lastIndexOf(':')), Number(config.listen.slice(config.listen.lastIndexOf(':') + 1))];
     const tokenFile = join(config.state_dir, 'listen-token');
     const auth = new ListenAuth(ListenAuth.createToken(tokenFile), host, port);
-    tcp = createApiServer({ config, sessions, consoles, log, streams, access, audit, auth });
+    tcp = createApiServer({ ...parts, auth });
     await new Promise<void>((resolve, reject) => {
       tcp!.server.once('error', (e) => reject(new StartupError(`cannot listen on ${config.listen}: ${e.message}`)));
       tcp!.server.listen(port, host, () => resolve());

@@ -1,6 +1,4 @@
-// What every API route is handed: the daemon's parts, the admitted caller,
-// the request and its path parameters.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+// What every API handler is handed: the daemon's parts and the admitted caller.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { SessionManager } from '../sessions/lifecycle.js';
@@ -9,10 +7,14 @@ import type { ListenAuth } from './listenAuth.js';
 import type { StreamLimits } from './streams.js';
 import type { AccessGuard, Caller } from '../access/guard.js';
 import type { AuditLog } from '../access/audit.js';
+import type { Budgets } from '../access/budgets.js';
+import type { Objects } from './objects.js';
+import type { Accept } from './handlers/terminal.js';
 
 export type { Caller };
 
-export interface Context {
+/** The daemon's parts, shared by every listener. */
+export interface Parts {
   config: Config;
   sessions: SessionManager;
   consoles: Consoles;
@@ -21,24 +23,13 @@ export interface Context {
   streams: StreamLimits;
   access: AccessGuard;
   audit: AuditLog;
+  budgets: Budgets;
+  objects: Objects;
   /** Present on the TCP listener only. */
   auth?: ListenAuth;
 }
 
-export interface Request {
-  req: IncomingMessage;
-  res: ServerResponse;
-  url: URL;
-  caller: Caller;
-  /** Capture groups of the route's path. */
-  params: string[];
+export interface Context extends Parts {
+  /** Completes a WebSocket upgrade on this listener. */
+  accept: Accept;
 }
-
-export interface Route {
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
-  path: RegExp;
-  /** Only on the TCP listener (the browser's ticket endpoint). */
-  tcpOnly?: boolean;
-  handle(ctx: Context, r: Request): Promise<void> | void;
-}
-

@@ -21,14 +21,16 @@ export class StreamLimits {
    * attach: sessions cap their viewers themselves), or throw 429. The slot is
    * given back when `socket` closes.
    */
-  hold(sessionId: string | null, caller: string, socket: Duplex): void {
+  hold(sessionId: string | null, caller: string, socket: Duplex, budget?: { max: number; rule: string }): void {
     const s = sessionId === null ? 0 : (this.bySession.get(sessionId) ?? 0);
     const c = this.byCaller.get(caller) ?? 0;
     if (sessionId !== null && s >= this.caps.max_exec_streams_per_session) {
       throw new ApiError('too_many', `session ${sessionId} already has ${s} exec streams (api.max_exec_streams_per_session)`);
     }
-    if (c >= this.caps.max_exec_streams_per_caller) {
-      throw new ApiError('too_many', `caller ${caller} already has ${c} exec and attach streams open (api.max_exec_streams_per_caller)`);
+    // A non-root user's budget may lower the per-caller cap, never raise it.
+    const cap = budget && budget.max < this.caps.max_exec_streams_per_caller ? budget : { max: this.caps.max_exec_streams_per_caller, rule: 'api.max_exec_streams_per_caller' };
+    if (c >= cap.max) {
+      throw new ApiError('too_many', `caller ${caller} already has ${c} exec and attach streams open (${cap.rule})`);
     }
     if (sessionId !== null) this.bySession.set(sessionId, s + 1);
     this.byCaller.set(caller, c + 1);

@@ -3,7 +3,7 @@
 // root; nothing is delegated into a session.
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Limits } from '../api/schemas.js';
+import { LIMITS, type LimitRow, type Limits } from '../vocab/limitTable.js';
 
 export type CgroupMode = 'unified' | 'hybrid' | 'legacy';
 
@@ -76,24 +76,32 @@ export function parentDirs(layout: CgroupLayout, parent: string): string[] {
   return [...mounts].map((m) => join(m, parent));
 }
 
-/** Pure: the files and values that express the limits in one directory. */
-export function limitFiles(dir: CgroupDir, limits: Pick<Limits, 'memory_mb' | 'pids' | 'cpu_percent'>, oom: 'process' | 'session' = 'process'): [string, string][] {
-  const files: [string, string][] = [];
-  const bytes = limits.memory_mb * 1024 * 1024;
-  const period = 100_000;
-  const quota = Math.round((limits.cpu_percent / 100) * period);
-  for (const c of dir.controllers) {
-    if (c === 'memory') files.push(dir.version === 1 ? ['memory.limit_in_bytes', String(bytes)] : ['memory.max', String(bytes)]);
+/** How each controller's limit is written, per hierarchy version: one writer per `cgroup` of the limits table. */
+const WRITERS: Record<NonNullable<LimitRow['cgroup']>, (value: number, version: 1 | 2, oom: 'process' | 'session') => [string, string][]> = {
+  memory: (mb, version, oom) => {
+    const bytes = String(mb * 1024 * 1024);
+    if (version === 2) return [['memory.max', bytes], ...(oom === 'session' ? ([['memory.oom.group', '1']] as [string, string][]) : [])];
     // v1 charges socket buffers to a cgroup only once this is set (v2 always
     // charges them to memory.max): without it a session pins host TCP memory
-    // that every other tenant shares. Written before any task joins.
-    if (c === 'memory' && dir.version === 1) files.push(['memory.kmem.tcp.limit_in_bytes', String(bytes)]);
-    // v2 kills the whole cgroup itself; v1 has no such file (the daemon watches instead).
-    if (c === 'memory' && dir.version === 2 && oom === 'session') files.push(['memory.oom.group', '1']);
-    if (c === 'pids') files.push(['pids.max', String(limits.pids)]);
-    if (c === 'cpu') {
-      if (dir.version === 1) files.push(['cpu.cfs_period_us', String(period)], ['cpu.cfs_quota_us', String(quota)]);
-      else files.push(['cpu.max', `${quota} ${period}`]);
+    // that every other tenant shares. Written before any task joins. v1 has no
+    // oom.group: the daemon watches instead.
+    return [['memory.limit_in_bytes', bytes], ['memory.kmem.tcp.limit_in_bytes', bytes]];
+  },
+  pids: (n) => [['pids.max', String(n)]],
+  cpu: (percent, version) => {
+    const period = 100_000;
+    const quota = Math.round((percent / 100) * period);
+    return version === 1 ? [['cpu.cfs_period_us', String(period)], ['cpu.cfs_quota_us', String(quota)]] : [['cpu.max', `${quota} ${period}`]];
+  },
+};
+
+/** Pure: the files and values that express the limits in one directory (the limits table's rows with a cgroup). */
+export function limitFiles(dir: CgroupDir, limits: Partial<Limits>, oom: 'process' | 'session' = 'process'): [string, string][] {
+  const files: [string, string][] = [];
+  for (const c of dir.controllers) {
+    for (const row of LIMITS) {
+      const value = limits[row.key];
+      if ('cgroup' in row && row.cgroup === c && value !== undefined) files.push(...WRITERS[row.cgroup](value, dir.version, oom));
     }
   }
   return files;

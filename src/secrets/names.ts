@@ -1,26 +1,7 @@
 // What a secret may be called, which kind a name is, and which variable
 // names look like secrets (and so may not be passed as plain --env).
-import { z } from 'zod';
 
-/** Provider tokens (github, npm, ...): lowercase, like session names. */
-export const PROVIDER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
-/** Env tokens (OPENAI_API_KEY, ...): an environment variable name. */
-export const ENV_TOKEN_NAME = /^[A-Z_][A-Z0-9_]{0,127}$/;
-
-export type SecretKind = 'provider' | 'env';
-
-/** The two patterns are disjoint (lower- vs uppercase), so a name says its kind. */
-export function kindOf(name: string): SecretKind | undefined {
-  if (PROVIDER_NAME.test(name)) return 'provider';
-  if (ENV_TOKEN_NAME.test(name)) return 'env';
-  return undefined;
-}
-
-export const providerName = z.string().regex(PROVIDER_NAME, 'must be a provider name matching ^[a-z0-9][a-z0-9_-]{0,62}$ (github, npm, ...)');
-export const envTokenName = z.string().regex(ENV_TOKEN_NAME, 'must be an env token name matching ^[A-Z_][A-Z0-9_]{0,127}$ (OPENAI_API_KEY, ...)');
-export const secretName = z
-  .string()
-  .refine((n) => kindOf(n) !== undefined, 'must be a provider name (^[a-z0-9][a-z0-9_-]{0,62}$) or an env token name (^[A-Z_][A-Z0-9_]{0,127}$)');
+export { PROVIDER_NAME, ENV_TOKEN_NAME, kindOf, providerName, envTokenName, secretName, type SecretKind } from '../vocab/names.js';
 
 /** Largest secret value, bytes: a token or a key, with room to spare. */
 export const MAX_SECRET_BYTES = 32 * 1024;

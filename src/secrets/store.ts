@@ -1,10 +1,12 @@
-// The daemon's secret store. Values are files under <state_dir>/secrets, one
-// per name, root-owned and 0600 from the moment they exist (created 0600
-// with O_EXCL, then renamed into place); their index (kind, version, when)
-// is in SQLite. Not encrypted at rest: the key would have to sit beside the
-// values, readable by the same root, so it would protect nothing the file
-// modes and the state dir's checks do not; use disk encryption for that.
-// A store that someone else owns or can read is refused, naming the file.
+// The daemon's secret store. A secret belongs to the uid that set it: its
+// value is a file under <state_dir>/secrets/UID/NAME, root-owned and 0600 from
+// the moment it exists (created 0600 with O_EXCL, then renamed into place);
+// its index (kind, version, shared, when) is in SQLite. Root may share one
+// of its own: others may then have it delivered into their sessions, and
+// never read, list, replace or remove it. Not encrypted at rest: the key
+// would have to sit beside the values, readable by the same root, so it would
+// protect nothing the file modes and the state dir's checks do not; use disk
+// encryption for that. A store someone else owns or can read is refused.
 import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
@@ -12,27 +14,40 @@ import { StateError } from '../store/db.js';
 import { kindOf, type SecretKind } from './names.js';
 
 export interface SecretInfo {
+  owner_uid: number;
   name: string;
   kind: SecretKind;
   version: number;
+  shared: boolean;
   created_at: string;
   updated_at: string;
 }
 
-/** A session's declared secret and the version of its value that it holds. */
+/** A session's declared secret, whose it is, and the version of its value that it holds. */
 export interface HeldSecret {
   session_id: string;
+  owner_uid: number;
   name: string;
   kind: SecretKind;
   version: number;
+}
+
+export interface SessionRef {
+  id: string;
+  name: string | null;
+  owner_uid: number | null;
 }
 
 function checkPrivate(path: string, kind: 'directory' | 'file'): void {
   const st = lstatSync(path);
   if (kind === 'directory' ? !st.isDirectory() : !st.isFile()) throw new StateError(`${path}: expected a ${kind} in the secret store, found something else`);
   if (st.uid !== 0) throw new StateError(`${path}: owned by uid ${st.uid}, not root; the secret store must be root's alone`);
-  if (st.mode & 0o077) throw new StateError(`${path}: mode ${(st.mode & 0o7777).toString(8)} lets group or others in; the secret store must be 0700 (directory) and 0600 (files)`);
+  if (st.mode & 0o077) throw new StateError(`${path}: mode ${(st.mode & 0o7777).toString(8)} lets group or others in; the secret store must be 0700 (directories) and 0600 (files)`);
 }
+
+const INFO = 'SELECT owner_uid, name, kind, version, shared = 1 AS shared, created_at, updated_at FROM secrets';
+const toInfo = (r: unknown): SecretInfo => ({ ...(r as SecretInfo), shared: (r as { shared: number }).shared === 1 });
+const LIVE = `('creating','running','stopping')`;
 
 export class SecretStore {
   readonly dir: string;
@@ -44,49 +59,75 @@ export class SecretStore {
     this.dir = join(stateDir, 'secrets');
   }
 
-  /** Open (creating if missing) and check every file; a leftover temporary is removed. */
+  /**
+   * Open (creating if missing) and check every file; a leftover temporary is
+   * removed, and a value of an earlier daemon (secrets/NAME, root's then)
+   * moves into secrets/0/.
+   */
   static open(db: Database.Database, stateDir: string): SecretStore {
     const s = new SecretStore(db, stateDir);
     if (!existsSync(s.dir)) mkdirSync(s.dir, { mode: 0o700 });
     checkPrivate(s.dir, 'directory');
     for (const e of readdirSync(s.dir)) {
       const path = join(s.dir, e);
+      if (/^\d+$/.test(e) && lstatSync(path).isDirectory()) {
+        checkPrivate(path, 'directory');
+        for (const f of readdirSync(path)) {
+          checkPrivate(join(path, f), 'file');
+          if (f.startsWith('.')) rmSync(join(path, f), { force: true });
+        }
+        continue;
+      }
       checkPrivate(path, 'file');
-      if (e.startsWith('.')) rmSync(path, { force: true });
+      if (e.startsWith('.') || !kindOf(e)) rmSync(path, { force: true });
+      else renameSync(path, join(s.ownerDir(0), e));
     }
     return s;
   }
 
-  private file(name: string): string {
-    if (!kindOf(name)) throw new Error(`not a secret name: ${name}`); // names are validated before they get here
-    return join(this.dir, name);
+  private ownerDir(owner: number): string {
+    const d = join(this.dir, String(owner));
+    if (!existsSync(d)) mkdirSync(d, { mode: 0o700 });
+    return d;
   }
 
-  list(): SecretInfo[] {
-    return this.db.prepare('SELECT name, kind, version, created_at, updated_at FROM secrets ORDER BY name').all() as SecretInfo[];
+  private file(owner: number, name: string): string {
+    if (!kindOf(name) || !Number.isInteger(owner) || owner < 0) throw new Error(`not a secret: ${owner}:${name}`); // validated before they get here
+    return join(this.ownerDir(owner), name);
   }
 
-  info(name: string): SecretInfo | undefined {
-    return this.db.prepare('SELECT name, kind, version, created_at, updated_at FROM secrets WHERE name = ?').get(name) as SecretInfo | undefined;
+  /** One owner's secrets. */
+  listOf(owner: number): SecretInfo[] {
+    return this.db.prepare(`${INFO} WHERE owner_uid = ? ORDER BY name`).all(owner).map(toInfo);
   }
 
-  /** The value, or undefined when the name is not in the store. */
-  get(name: string): { value: Buffer; version: number } | undefined {
-    const info = this.info(name);
+  /** Every owner's (root, or a caller allowed to see all). */
+  listAll(): SecretInfo[] {
+    return this.db.prepare(`${INFO} ORDER BY owner_uid, name`).all().map(toInfo);
+  }
+
+  info(owner: number, name: string): SecretInfo | undefined {
+    const r = this.db.prepare(`${INFO} WHERE owner_uid = ? AND name = ?`).get(owner, name);
+    return r === undefined ? undefined : toInfo(r);
+  }
+
+  /** The value, or undefined when the owner has no such secret. */
+  get(owner: number, name: string): { value: Buffer; version: number; shared: boolean } | undefined {
+    const info = this.info(owner, name);
     if (!info) return undefined;
     try {
-      return { value: readFileSync(this.file(name)), version: info.version };
+      return { value: readFileSync(this.file(owner, name)), version: info.version, shared: info.shared };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
     }
   }
 
-  /** Store a value (new, or a rotation: its version goes up). */
-  set(name: string, value: Buffer): SecretInfo {
+  /** Store a value (new, or a rotation: its version goes up); `shared` is root's to set (undefined: as it was, else not shared). */
+  set(owner: number, name: string, value: Buffer, shared: boolean | undefined): SecretInfo {
     const kind = kindOf(name)!;
-    const path = this.file(name);
-    const tmp = join(this.dir, `.${name}.new`);
+    const path = this.file(owner, name);
+    const tmp = join(this.ownerDir(owner), `.${name}.new`);
     rmSync(tmp, { force: true });
     const fd = openSync(tmp, 'wx', 0o600);
     try {
@@ -96,7 +137,7 @@ export class SecretStore {
       closeSync(fd);
     }
     renameSync(tmp, path);
-    const dfd = openSync(this.dir, 'r');
+    const dfd = openSync(this.ownerDir(owner), 'r');
     try {
       fsyncSync(dfd);
     } finally {
@@ -105,49 +146,49 @@ export class SecretStore {
     const now = new Date().toISOString();
     this.db
       .prepare(
-        `INSERT INTO secrets (name, kind, version, created_at, updated_at) VALUES (?, ?, 1, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET version = version + 1, updated_at = excluded.updated_at`,
+        `INSERT INTO secrets (owner_uid, name, kind, version, shared, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?)
+         ON CONFLICT (owner_uid, name) DO UPDATE SET version = version + 1, shared = coalesce(?, shared), updated_at = excluded.updated_at`,
       )
-      .run(name, kind, now, now);
-    return this.info(name)!;
+      .run(owner, name, kind, shared ? 1 : 0, now, now, shared === undefined ? null : shared ? 1 : 0);
+    return this.info(owner, name)!;
   }
 
-  remove(name: string): boolean {
-    const gone = this.db.prepare('DELETE FROM secrets WHERE name = ?').run(name).changes > 0;
-    rmSync(this.file(name), { force: true });
+  remove(owner: number, name: string): boolean {
+    const gone = this.db.prepare('DELETE FROM secrets WHERE owner_uid = ? AND name = ?').run(owner, name).changes > 0;
+    rmSync(this.file(owner, name), { force: true });
     return gone;
   }
 
-  /** Record what a session declared and holds, before its files are written. */
-  recordHeld(sessionId: string, held: { name: string; version: number }[]): void {
+  /** Record what a session declared and holds (whose, which version), before its files are written. */
+  recordHeld(sessionId: string, held: { owner: number; name: string; version: number }[]): void {
     const ins = this.db.prepare(
-      `INSERT INTO session_secrets (session_id, name, kind, version) VALUES (?, ?, ?, ?)
+      `INSERT INTO session_secrets (session_id, owner_uid, name, kind, version) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (session_id, name) DO UPDATE SET version = excluded.version`,
     );
-    this.db.transaction(() => held.forEach((h) => ins.run(sessionId, h.name, kindOf(h.name)!, h.version)))();
+    this.db.transaction(() => held.forEach((h) => ins.run(sessionId, h.owner, h.name, kindOf(h.name)!, h.version)))();
   }
 
   heldBy(sessionId: string): HeldSecret[] {
-    return this.db.prepare('SELECT session_id, name, kind, version FROM session_secrets WHERE session_id = ? ORDER BY rowid').all(sessionId) as HeldSecret[];
+    return this.db.prepare('SELECT session_id, owner_uid, name, kind, version FROM session_secrets WHERE session_id = ? ORDER BY rowid').all(sessionId) as HeldSecret[];
   }
 
-  /** Live sessions holding an older version of `name` than the store's. */
-  staleHolders(name: string): { id: string; name: string | null }[] {
+  /** Live sessions holding an older version of the owner's `name` than the store's. */
+  staleHolders(owner: number, name: string): SessionRef[] {
     return this.db
       .prepare(
-        `SELECT s.id, s.name FROM session_secrets h JOIN sessions s ON s.id = h.session_id JOIN secrets k ON k.name = h.name
-         WHERE h.name = ? AND h.version < k.version AND s.state IN ('creating','running','stopping') ORDER BY s.created_at`,
+        `SELECT s.id, s.name, s.owner_uid FROM session_secrets h JOIN sessions s ON s.id = h.session_id JOIN secrets k ON k.owner_uid = h.owner_uid AND k.name = h.name
+         WHERE h.owner_uid = ? AND h.name = ? AND h.version < k.version AND s.state IN ${LIVE} ORDER BY s.created_at`,
       )
-      .all(name) as { id: string; name: string | null }[];
+      .all(owner, name) as SessionRef[];
   }
 
-  /** Live sessions that declared `name`. */
-  liveHolders(name: string): { id: string; name: string | null }[] {
+  /** Live sessions that declared the owner's `name`. */
+  liveHolders(owner: number, name: string): SessionRef[] {
     return this.db
       .prepare(
-        `SELECT s.id, s.name FROM session_secrets h JOIN sessions s ON s.id = h.session_id
-         WHERE h.name = ? AND s.state IN ('creating','running','stopping') ORDER BY s.created_at`,
+        `SELECT s.id, s.name, s.owner_uid FROM session_secrets h JOIN sessions s ON s.id = h.session_id
+         WHERE h.owner_uid = ? AND h.name = ? AND s.state IN ${LIVE} ORDER BY s.created_at`,
       )
-      .all(name) as { id: string; name: string | null }[];
+      .all(owner, name) as SessionRef[];
   }
 }

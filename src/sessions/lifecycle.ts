@@ -43,6 +43,16 @@ import type { CreateSecrets, SessionSecrets } from '../secrets/sessionSecrets.js
 import type { Volumes } from '../volumes/volumes.js';
 import { SnapshotError, writeSnapshot } from '../snapshots/snapshot.js';
 import { rangeForSlot } from '../isolation/idRange.js';
+import { LIMITS, type Usage } from '../vocab/limits.js';
+import { applyCapacity, capacityFor, hostSize, type Capacity } from '../isolation/capacity.js';
+
+/** A volume a create mounts, resolved to its id by the caller (which checked its owner). */
+export interface ResolvedVolume {
+  id: string;
+  name: string;
+  target: string;
+  readonly: boolean;
+}
 import type { Writable } from 'node:stream';
 
 export interface ManagerOptions {
@@ -71,6 +81,8 @@ export class SessionManager {
   private readonly destroying = new Map<string, Promise<void>>();
   /** Found on the host at start, the same for every session's plan. */
   private host: HostFacts | undefined;
+  /** What all sessions together may use (set on the parent cgroup at start). */
+  private capacity: Capacity | undefined;
   private readonly agents: Agents;
   /** Exit codes inits announced before ending (for the ones this daemon cannot wait for). */
   private readonly ending = new Map<string, number>();
@@ -154,6 +166,9 @@ export class SessionManager {
   async start(): Promise<void> {
     mkdirSync(this.newrootDir, { recursive: true, mode: 0o700 });
     ensureParents(this.layout, this.config.cgroups.parent);
+    this.capacity = capacityFor(this.config.capacity, hostSize());
+    applyCapacity(this.layout, this.config.cgroups.parent, this.capacity);
+    this.log.info({ capacity: this.capacity }, 'what all sessions together may use (the parent cgroup)');
     // sun_path holds 108 bytes: refuse a state dir whose control sockets cannot be named.
     const probe = controlPathFor(this.config, 's-0000000000');
     if (Buffer.byteLength(probe) > 107) throw new Error(`state_dir ${this.config.state_dir} is too long: control socket paths like ${probe} exceed 107 bytes`);
@@ -396,14 +411,9 @@ export class SessionManager {
     if (req.root_mb !== undefined && !writable) {
       throw new ApiError('invalid_request', `root_mb needs a writable root: profile "workspace" and a sessions.rootfs other than "/" (this session: profile "${profile}", rootfs "${c.sessions.rootfs}")`, 'root_mb');
     }
-    return {
-      memory_mb: req.memory_mb ?? c.limits.memory_mb,
-      pids: req.pids ?? c.limits.pids,
-      cpu_percent: req.cpu_percent ?? c.limits.cpu_percent,
-      tmp_mb: req.tmp_mb ?? c.tmpfs.tmp_mb,
-      home_mb: req.home_mb ?? c.tmpfs.home_mb,
-      ...(writable ? { root_mb: req.root_mb ?? c.sessions.root_size_mb } : {}),
-    };
+    const limits: Record<string, number> = {};
+    for (const row of LIMITS) if (!('optional' in row) || writable) limits[row.key] = req[row.key] ?? c.limits[row.key];
+    return limits as Limits;
   }
 
   /**
@@ -427,25 +437,30 @@ export class SessionManager {
     }
   }
 
-  /** Live sessions a uid owns (the per-uid cap). */
-  countOwnedBy(uid: number): number {
-    return this.store.countLiveOwnedBy(uid);
-  }
-
-  async create(req: CreateSessionRequest, ownerUid = 0): Promise<Session> {
+  /**
+   * `volumes`: the request's, resolved to the volumes they name (the caller
+   * checked each one's owner); `admit`: the owner's budget, checked against
+   * its live sessions in the transaction that records this one.
+   */
+  async create(req: CreateSessionRequest, ownerUid = 0, extra: { volumes?: ResolvedVolume[]; admit?: (usage: Usage) => void } = {}): Promise<Session> {
     if (this.store.countLive() >= this.config.sessions.max_sessions) {
       throw new ApiError('exhausted', `the daemon already runs ${this.config.sessions.max_sessions} sessions (sessions.max_sessions)`);
     }
     const name = req.name ?? null;
-    if (name && this.store.getLiveByName(name)) throw new ApiError('conflict', `a live session is already named '${name}'`, 'name');
+    if (name && this.store.getLiveByName(ownerUid, name)) throw new ApiError('conflict', `you already have a live session named '${name}'`, 'name');
     const network = req.network ?? 'bridge';
     if (network === 'none' && req.publish?.length) throw new ApiError('invalid_request', 'publish needs network "bridge"', 'publish');
     // Read before anything exists: a missing secret creates nothing.
-    const secrets = this.secrets.forCreate(req);
+    const secrets = this.secrets.forCreate(req, ownerUid);
     const id = newSessionId();
     const profile = req.profile ?? this.config.sessions.profile;
     const limits = this.limitsFor(req, profile);
-    const volumes = req.volumes ?? [];
+    // A v1 kernel refuses a session CPU quota above its parent's (EINVAL): say so before anything exists.
+    const most = this.capacity?.cpuPercent;
+    if (most !== undefined && limits.cpu_percent > most) {
+      throw new ApiError('invalid_request', `cpu_percent ${limits.cpu_percent} is more than all sessions together may use (${most}, capacity.cpu_percent)`, 'cpu_percent');
+    }
+    const volumes = extra.volumes ?? [];
     this.checkVolumeTargets(volumes, limits);
     const dirs = sessionCgroupDirs(this.layout, this.config.cgroups.parent, id);
     const subnet = this.hostNet!.subnet;
@@ -467,14 +482,15 @@ export class SessionManager {
         ownerUid,
         profile,
         volumes,
+        admit: extra.admit,
       });
     } catch (e) {
       if (isDiskFull(e, this.config.state_dir)) throw new ApiError('insufficient_storage', `session not created: ${diskFullMessage(this.config.state_dir)}`);
       if (e instanceof SlotsExhaustedError || e instanceof AddressesExhaustedError) throw new ApiError('exhausted', e.message);
       if (e instanceof PortTakenError) throw new ApiError('conflict', e.message, 'publish');
       if (e instanceof VolumeUnavailableError) throw new ApiError('conflict', e.message, 'volumes');
-      if (e instanceof Error && /UNIQUE constraint failed: sessions\.name/.test(e.message)) {
-        throw new ApiError('conflict', `a live session is already named '${name}'`, 'name');
+      if (e instanceof Error && /UNIQUE constraint failed: sessions\.owner_uid, sessions\.name/.test(e.message)) {
+        throw new ApiError('conflict', `you already have a live session named '${name}'`, 'name');
       }
       throw e;
     }
@@ -505,7 +521,7 @@ export class SessionManager {
       const { files: secretFiles, env, envFiles } = secrets.delivery;
       const injected = { files: secretFiles.map((f) => ({ path: f.path, mode: f.mode })), env, envFiles };
       const volumes = [];
-      for (const v of this.store.volumesOf(row.id)) volumes.push({ source: await this.volumes.hostMount(v.name), target: v.target, readonly: v.readonly });
+      for (const v of this.store.volumeIdsOf(row.id)) volumes.push({ source: await this.volumes.hostMount(v.id), target: v.target, readonly: v.readonly });
       const plan = planFor(row, limits, c, this.host!, { cgroups: dirs.map((d) => d.path), lease, files, injected, profile: row.profile, volumes });
       // Stored before anything executes it: what the session is made of, for good.
       // Secret values are not in it: they travel as blobs on the helper's stdin.
@@ -709,10 +725,14 @@ export class SessionManager {
 
   // ---- queries ------------------------------------------------------------
 
-  resolve(ref: string): SessionRow {
-    const row = SESSION_ID.test(ref) ? this.store.get(ref) : this.store.getLiveByName(ref) ?? this.store.getLatestByName(ref);
-    if (!row) throw new ApiError('not_found', `no session '${ref}'`);
-    return row;
+  /** A session by id; callers that hold a name resolve it through src/daemon/objects.ts. */
+  find(id: string): SessionRow | undefined {
+    return this.store.get(id);
+  }
+
+  /** An owner's live session of that name, else its most recent one. */
+  byName(owner: number, name: string): SessionRow | undefined {
+    return this.store.getLiveByName(owner, name) ?? this.store.getLatestByName(owner, name);
   }
 
   list(includeStopped: boolean, consoles: ConsoleInfo = NO_CONSOLE): Session[] {
@@ -759,7 +779,7 @@ export class SessionManager {
   async refreshAuth(row: SessionRow): Promise<{ refreshed: string[]; missing: string[] }> {
     const agent = this.agentFor(row);
     try {
-      return await this.secrets.refresh(row.id, agent);
+      return await this.secrets.refresh(row.id, row.owner_uid ?? 0, agent);
     } catch (e) {
       throw e instanceof StartFailure ? agentError(e, 'refresh its secrets') : e;
     }

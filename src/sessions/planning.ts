@@ -41,7 +41,7 @@ function rootFor(c: Config, host: HostFacts, profile: Profile, limits: Limits): 
   const rootfs = c.sessions.rootfs;
   if (rootfs === '/') return { kind: 'host', rootfs, masks: [c.state_dir, dirname(c.socket), ...c.sessions.hide] };
   const layers = rootfs === 'minimal' ? [{ source: host.baseLayer!, at: '/' }, { source: '/usr', at: '/usr' }] : [{ source: rootfs, at: '/' }];
-  const upper = writableRoot(profile) ? { bytes: (limits.root_mb ?? c.sessions.root_size_mb) * MIB, inodes: c.tmpfs.root_inodes } : undefined;
+  const upper = writableRoot(profile) ? { bytes: (limits.root_mb ?? c.limits.root_mb) * MIB, inodes: c.tmpfs.root_inodes } : undefined;
   return { kind: 'layers', layers, upper };
 }
 

@@ -3,6 +3,7 @@ import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { limitsSchema, sessionStates, type Limits, type SessionState } from '../api/schemas.js';
 import { PROFILES, type Profile } from '../isolation/profiles.js';
+import { LIMITS, type Usage } from '../vocab/limits.js';
 
 const rowSchema = z.object({
   id: z.string(),
@@ -68,6 +69,18 @@ export class AddressesExhaustedError extends Error {}
 export class PortTakenError extends Error {}
 export class VolumeUnavailableError extends Error {}
 
+/** A held secret's name as the session's owner writes it: bare if it is the owner's own, else UID:NAME. */
+const HELD_NAME = `CASE WHEN h.owner_uid = coalesce(s.owner_uid, 0) THEN h.name ELSE h.owner_uid || ':' || h.name END`;
+const VOLUMES_OF = 'FROM session_volumes v JOIN sessions s ON s.id = v.session_id JOIN volumes o ON o.id = v.volume';
+const VOLUME_NAME_AS_SEEN = `CASE WHEN o.owner_uid = coalesce(s.owner_uid, 0) THEN o.name ELSE o.owner_uid || ':' || o.name END`;
+interface VolumeUseRow {
+  session_id: string;
+  name: string;
+  target: string;
+  readonly: number;
+}
+const volumeUse = (r: VolumeUseRow) => ({ name: r.name, target: r.target, readonly: r.readonly === 1 });
+
 function secretNames(rows: { name: string; kind: string }[]): SessionDetails['secrets'] {
   return { auth: rows.filter((r) => r.kind === 'provider').map((r) => r.name), env_tokens: rows.filter((r) => r.kind === 'env').map((r) => r.name) };
 }
@@ -99,16 +112,23 @@ export class SessionStore {
     return row ? this.parse(row) : undefined;
   }
 
-  getLiveByName(name: string): SessionRow | undefined {
-    const row = this.q(`SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.name = ? AND s.state IN ('creating','running','stopping')`)
-      .get(name);
+  /** An owner's live session of that name (names are per owner). */
+  getLiveByName(owner: number, name: string): SessionRow | undefined {
+    const row = this.q(`SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.owner_uid = ? AND s.name = ? AND s.state IN ('creating','running','stopping')`)
+      .get(owner, name);
     return row ? this.parse(row) : undefined;
   }
 
-  /** Most recent session with that name, live or not. */
-  getLatestByName(name: string): SessionRow | undefined {
-    const row = this.q('SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.name = ? ORDER BY s.created_at DESC, s.rowid DESC LIMIT 1').get(name);
+  /** An owner's most recent session with that name, live or not. */
+  getLatestByName(owner: number, name: string): SessionRow | undefined {
+    const row = this.q('SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.owner_uid = ? AND s.name = ? ORDER BY s.created_at DESC, s.rowid DESC LIMIT 1').get(owner, name);
     return row ? this.parse(row) : undefined;
+  }
+
+  /** What an owner's live sessions hold, summed over every limit of the table (budgets). */
+  usageOf(owner: number): Usage {
+    const sums = LIMITS.map((r) => `coalesce(sum(json_extract(limits, '$.${r.key}')), 0) AS ${r.key}`).join(', ');
+    return this.q(`SELECT count(*) AS sessions, ${sums} FROM sessions WHERE owner_uid = ? AND state IN ('creating','running','stopping')`).get(owner) as Usage;
   }
 
   list(includeStopped: boolean): SessionSummary[] {
@@ -141,11 +161,8 @@ export class SessionStore {
       this.q('SELECT session_id, host_ip, host_port, session_port FROM published_ports ORDER BY session_id, host_ip, host_port').all() as (PublishedPort & { session_id: string })[],
       (r) => ({ host_ip: r.host_ip, host_port: r.host_port, session_port: r.session_port }),
     );
-    const secrets = group(this.q('SELECT session_id, name, kind FROM session_secrets ORDER BY rowid').all() as { session_id: string; name: string; kind: string }[], (r) => r);
-    const volumes = group(
-      this.q('SELECT session_id, volume, target, readonly FROM session_volumes ORDER BY session_id, target').all() as { session_id: string; volume: string; target: string; readonly: number }[],
-      (r) => ({ name: r.volume, target: r.target, readonly: r.readonly === 1 }),
-    );
+    const secrets = group(this.q(`SELECT h.session_id, ${HELD_NAME} AS name, h.kind FROM session_secrets h JOIN sessions s ON s.id = h.session_id ORDER BY h.rowid`).all() as { session_id: string; name: string; kind: string }[], (r) => r);
+    const volumes = group(this.q(`SELECT v.session_id, ${VOLUME_NAME_AS_SEEN} AS name, v.target, v.readonly ${VOLUMES_OF} ORDER BY v.session_id, v.target`).all() as VolumeUseRow[], volumeUse);
     return (id) => ({ lease: leases.get(id), ports: ports.get(id) ?? [], secrets: secretNames(secrets.get(id) ?? []), volumes: volumes.get(id) ?? [] });
   }
 
@@ -153,11 +170,6 @@ export class SessionStore {
   listInStates(states: readonly SessionState[]): SessionRow[] {
     const marks = states.map(() => '?').join(',');
     return this.q(`SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.state IN (${marks}) ORDER BY s.created_at, s.rowid`).all(...states).map((r) => this.parse(r));
-  }
-
-  countLiveOwnedBy(uid: number): number {
-    const r = this.q(`SELECT count(*) AS n FROM sessions WHERE owner_uid = ? AND state IN ('creating','running','stopping')`).get(uid) as { n: number };
-    return r.n;
   }
 
   countLive(): number {
@@ -182,8 +194,10 @@ export class SessionStore {
     keepConsole?: boolean;
     ownerUid: number;
     profile: Profile;
-    /** Volumes to mount: each must exist and be ready, checked in the same transaction as the row. */
-    volumes?: { name: string; target: string; readonly: boolean }[];
+    /** Volumes to mount, by id: each must exist and be ready, checked in the same transaction as the row. */
+    volumes?: { id: string; name: string; target: string; readonly: boolean }[];
+    /** The owner's budget, checked against its live sessions in the same transaction (throws to refuse). */
+    admit?: ((usage: Usage) => void) | undefined;
   }): SessionRow {
     const now = new Date().toISOString();
     this.db
@@ -194,6 +208,7 @@ export class SessionStore {
              ORDER BY s.slot LIMIT 1`,
           )
           .get(args.slots) as { slot: number } | undefined;
+        args.admit?.(this.usageOf(args.ownerUid));
         if (!free) throw new SlotsExhaustedError(`all ${args.slots} ID-range slots are in use`);
         this.q(
             `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid, profile)
@@ -223,9 +238,9 @@ export class SessionStore {
         const obj = this.q('INSERT INTO kernel_objects (session_id, kind, ref) VALUES (?, ?, ?)');
         for (const o of args.objects) obj.run(args.id, o.kind, o.ref);
         for (const v of args.volumes ?? []) {
-          const vol = this.q('SELECT state FROM volumes WHERE name = ?').get(v.name) as { state: string } | undefined;
+          const vol = this.q('SELECT state FROM volumes WHERE id = ?').get(v.id) as { state: string } | undefined;
           if (vol?.state !== 'ready') throw new VolumeUnavailableError(vol ? `volume ${v.name} is ${vol.state}` : `no volume named ${v.name} (enclave volume create ${v.name})`);
-          this.q('INSERT INTO session_volumes (session_id, volume, target, readonly) VALUES (?, ?, ?, ?)').run(args.id, v.name, v.target, v.readonly ? 1 : 0);
+          this.q('INSERT INTO session_volumes (session_id, volume, target, readonly) VALUES (?, ?, ?, ?)').run(args.id, v.id, v.target, v.readonly ? 1 : 0);
         }
       })
       .immediate();
@@ -341,15 +356,19 @@ export class SessionStore {
       .all() as { id: string; ref: string }[];
   }
 
-  /** The secrets a session declared, by kind (names only: values are not in this database). */
+  /** The secrets a session declared, by kind (names only: values are not in this database); another owner's as UID:NAME. */
   secretNamesOf(id: string): { auth: string[]; env_tokens: string[] } {
-    return secretNames(this.q('SELECT name, kind FROM session_secrets WHERE session_id = ? ORDER BY rowid').all(id) as { name: string; kind: string }[]);
+    return secretNames(this.q(`SELECT ${HELD_NAME} AS name, h.kind FROM session_secrets h JOIN sessions s ON s.id = h.session_id WHERE h.session_id = ? ORDER BY h.rowid`).all(id) as { name: string; kind: string }[]);
   }
 
-  /** The volumes a session mounts, by target. */
+  /** The volumes a session mounts, by target: their names as the session's owner calls them. */
   volumesOf(id: string): { name: string; target: string; readonly: boolean }[] {
-    const rows = this.q('SELECT volume, target, readonly FROM session_volumes WHERE session_id = ? ORDER BY target').all(id) as { volume: string; target: string; readonly: number }[];
-    return rows.map((r) => ({ name: r.volume, target: r.target, readonly: r.readonly === 1 }));
+    return (this.q(`SELECT v.session_id, ${VOLUME_NAME_AS_SEEN} AS name, v.target, v.readonly ${VOLUMES_OF} WHERE v.session_id = ? ORDER BY v.target`).all(id) as VolumeUseRow[]).map(volumeUse);
+  }
+
+  /** The volume ids a session mounts, by target (for its plan). */
+  volumeIdsOf(id: string): { id: string; target: string; readonly: boolean }[] {
+    return (this.q('SELECT volume AS id, target, readonly FROM session_volumes WHERE session_id = ? ORDER BY target').all(id) as { id: string; target: string; readonly: number }[]).map((r) => ({ ...r, readonly: r.readonly === 1 }));
   }
 
   slotOf(id: string): number | undefined {

@@ -1,8 +1,10 @@
-// Typed queries over volumes and the sessions that mount them.
+// Typed queries over volumes and the sessions that mount them. A volume has
+// an id (its image and mount are named by it) and a name unique per owner.
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
 
 const volumeRow = z.object({
+  id: z.string(),
   name: z.string(),
   state: z.enum(['creating', 'ready', 'removing']),
   size_mb: z.number().int(),
@@ -27,57 +29,69 @@ export class VolumeExistsError extends Error {}
 export class VolumeStore {
   constructor(private readonly db: Database.Database) {}
 
-  get(name: string): VolumeRow | undefined {
-    const r = this.db.prepare('SELECT * FROM volumes WHERE name = ?').get(name);
+  get(id: string): VolumeRow | undefined {
+    const r = this.db.prepare('SELECT * FROM volumes WHERE id = ?').get(id);
+    return r ? volumeRow.parse(r) : undefined;
+  }
+
+  /** An owner's volume of that name (names are per owner). */
+  byName(owner: number, name: string): VolumeRow | undefined {
+    const r = this.db.prepare('SELECT * FROM volumes WHERE owner_uid = ? AND name = ?').get(owner, name);
     return r ? volumeRow.parse(r) : undefined;
   }
 
   list(): VolumeRow[] {
-    return this.db.prepare('SELECT * FROM volumes ORDER BY name').all().map((r) => volumeRow.parse(r));
+    return this.db.prepare('SELECT * FROM volumes ORDER BY owner_uid, name').all().map((r) => volumeRow.parse(r));
   }
 
-  /** The intent, recorded before the image exists. */
-  insertCreating(name: string, sizeMb: number, ownerUid: number): void {
-    try {
-      this.db.prepare(`INSERT INTO volumes (name, state, size_mb, owner_uid, created_at) VALUES (?, 'creating', ?, ?, ?)`).run(name, sizeMb, ownerUid, new Date().toISOString());
-    } catch (e) {
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new VolumeExistsError(`volume ${name} already exists`);
-      throw e;
-    }
-  }
-
-  markReady(name: string): void {
-    this.db.prepare(`UPDATE volumes SET state = 'ready' WHERE name = ?`).run(name);
-  }
-
-  /** Marks it 'removing' unless a live session mounts it: one transaction, so no create slips in between. */
-  markRemoving(name: string): void {
+  /**
+   * The intent, recorded before the image exists. `admit` sees the MiB the
+   * owner's volumes hold now (every state: a half-made one takes disk too)
+   * and throws to refuse, in the same transaction as the insert.
+   */
+  insertCreating(id: string, name: string, sizeMb: number, ownerUid: number, admit?: (usedMb: number) => void): void {
     this.db
       .transaction(() => {
-        const users = this.usersOf(name);
-        if (users.length > 0) throw new VolumeInUseError(`volume ${name} is mounted by ${users.map((u) => u.session_name ?? u.session_id).join(', ')}: destroy those sessions first`);
-        this.db.prepare(`UPDATE volumes SET state = 'removing' WHERE name = ?`).run(name);
+        if (this.byName(ownerUid, name)) throw new VolumeExistsError(`you already have a volume named ${name}`);
+        const used = (this.db.prepare('SELECT coalesce(sum(size_mb), 0) AS mb FROM volumes WHERE owner_uid = ?').get(ownerUid) as { mb: number }).mb;
+        admit?.(used);
+        this.db.prepare(`INSERT INTO volumes (id, name, state, size_mb, owner_uid, created_at) VALUES (?, ?, 'creating', ?, ?, ?)`).run(id, name, sizeMb, ownerUid, new Date().toISOString());
       })
       .immediate();
   }
 
-  delete(name: string): void {
+  markReady(id: string): void {
+    this.db.prepare(`UPDATE volumes SET state = 'ready' WHERE id = ?`).run(id);
+  }
+
+  /** Marks it 'removing' unless a live session mounts it: one transaction, so no create slips in between. */
+  markRemoving(id: string, label: string): void {
     this.db
       .transaction(() => {
-        this.db.prepare('DELETE FROM session_volumes WHERE volume = ?').run(name);
-        this.db.prepare('DELETE FROM volumes WHERE name = ?').run(name);
+        const users = this.usersOf(id);
+        if (users.length > 0) throw new VolumeInUseError(`volume ${label} is mounted by ${users.map((u) => u.session_name ?? u.session_id).join(', ')}: destroy those sessions first`);
+        this.db.prepare(`UPDATE volumes SET state = 'removing' WHERE id = ?`).run(id);
+      })
+      .immediate();
+  }
+
+  delete(id: string): void {
+    this.db
+      .transaction(() => {
+        this.db.prepare('DELETE FROM session_volumes WHERE volume = ?').run(id);
+        this.db.prepare('DELETE FROM volumes WHERE id = ?').run(id);
       })
       .immediate();
   }
 
   /** Live sessions that mount it. */
-  usersOf(name: string): VolumeUse[] {
+  usersOf(id: string): VolumeUse[] {
     return this.db
       .prepare(
         `SELECT v.session_id, s.name AS session_name, v.volume, v.target, v.readonly FROM session_volumes v JOIN sessions s ON s.id = v.session_id
          WHERE v.volume = ? AND s.state IN ${LIVE} ORDER BY s.created_at`,
       )
-      .all(name)
+      .all(id)
       .map((r) => ({ ...(r as Omit<VolumeUse, 'readonly'>), readonly: (r as { readonly: number }).readonly === 1 }));
   }
 }

@@ -69,12 +69,13 @@ describe.skipIf(!isRoot)('access control and audit (root)', () => {
     const listed = JSON.parse((await cliAsNobody(d.socket, ['session', 'list', '--json'])).stdout) as { name: string }[];
     expect(listed.map((s) => s.name)).toEqual(['mine']);
 
-    // Not its own: show, exec, attach and destroy are refused before anything happens.
+    // Not its own: show, exec, attach and destroy are refused before anything happens. By id:
+    // a bare name is looked up among the caller's own sessions (tenants.test.ts).
     const [show, exec, attach, destroy] = requestsAs(d.socket, { uid: NOBODY, groups: [GID] }, [
-      { method: 'GET', path: '/v1/sessions/roots' },
-      { method: 'GET', path: '/v1/sessions/roots/exec?command=id', upgrade: true },
-      { method: 'GET', path: '/v1/sessions/roots/attach', upgrade: true },
-      { method: 'DELETE', path: '/v1/sessions/roots' },
+      { method: 'GET', path: `/v1/sessions/${root.id}` },
+      { method: 'GET', path: `/v1/sessions/${root.id}/exec?command=id`, upgrade: true },
+      { method: 'GET', path: `/v1/sessions/${root.id}/attach`, upgrade: true },
+      { method: 'DELETE', path: `/v1/sessions/${root.id}` },
     ]);
     for (const [status, body] of [show!, exec!, attach!]) {
       expect(status).toBe(403);
@@ -85,8 +86,8 @@ describe.skipIf(!isRoot)('access control and audit (root)', () => {
     const ownDestroy = await cliAsNobody(d.socket, ['session', 'destroy', 'mine']);
     expect(ownDestroy.stderr).toContain(`may not session.destroy on session ${mine.id}: access rule no-destroy denies it`);
     expect((await d.show('roots')).state).toBe('running');
-    // Root: anything, including the other user's session.
-    expect((await d.sh('mine', 'echo root-in')).stdout).toBe('root-in\n');
+    // Root: anything, including the other user's session (named as UID:NAME: a bare name is root's own).
+    expect((await d.sh(`${NOBODY}:mine`, 'echo root-in')).stdout).toBe('root-in\n');
 
     // Each decision is an audit event, with the command or role.
     const trail = await events();

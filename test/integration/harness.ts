@@ -412,6 +412,54 @@ export interface RawRequest {
 }
 
 /**
+ * `n` WebSocket upgrades of `path` as another user, all sent before any
+ * answer is read and all held open until every status is in (so none gives
+ * its slot back early): the HTTP status of each, in order.
+ */
+export function concurrentUpgradesAs(socket: string, who: { uid: number; groups: number[] }, path: string, n: number, protocol = 'v1.attach.enclave.dev'): number[] {
+  const py = `import socket,sys,json
+n=int(sys.argv[3]); ss=[]
+for i in range(n):
+    s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); ss.append(s)
+for s in ss:
+    s.sendall(("GET %s HTTP/1.1\\r\\nHost: enclave\\r\\nConnection: Upgrade\\r\\nUpgrade: websocket\\r\\nSec-WebSocket-Version: 13\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Protocol: %s\\r\\n\\r\\n" % (sys.argv[2], sys.argv[4])).encode())
+out=[]
+for s in ss:
+    data=b""
+    while b"\\r\\n" not in data:
+        c=s.recv(4096)
+        if not c: break
+        data+=c
+    out.append(int(data.split(b" ")[1]) if data else 0)
+print(json.dumps(out))
+for s in ss: s.close()`;
+  const groups = who.groups.length ? [`--groups=${who.groups.join(',')}`] : ['--clear-groups'];
+  const r = spawnSync('setpriv', [`--reuid=${who.uid}`, `--regid=${who.uid}`, ...groups, '/usr/bin/python3', '-c', py, socket, path, String(n), protocol], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`upgrades as uid ${who.uid} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as number[];
+}
+
+/** The enclave CLI as another user (setpriv), with the socket group. */
+export function cliAs(socket: string, who: { uid: number; groups: number[] }, args: string[], input?: string | Buffer): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const groups = who.groups.length ? [`--groups=${who.groups.join(',')}`] : ['--clear-groups'];
+    const p = spawn('setpriv', [`--reuid=${who.uid}`, `--regid=${who.uid}`, ...groups, process.execPath, CLI, '--socket', socket, ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    p.stdout.on('data', (c: Buffer) => out.push(c));
+    p.stderr.on('data', (c: Buffer) => err.push(c));
+    p.stdin.on('error', () => undefined);
+    p.stdin.end(input ?? '');
+    p.on('close', (code) => {
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code, stdout: stdoutBytes.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes });
+    });
+  });
+}
+
+/**
  * Raw requests on the daemon's socket as another user, one connection each,
  * from one process: [status, body] per request; status 0 when the kernel
  * refused the connect (the socket is 0660 root:socket_gid). A Python client,

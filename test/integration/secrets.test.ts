@@ -167,10 +167,14 @@ describe.skipIf(!isRoot)('secrets (root)', () => {
       ['github', 'provider', null],
     ]);
     expect(list.stdout).not.toContain(canary);
-    // Files of the store: root's, 0600, in a 0700 directory.
+    // Files of the store: root's, 0600, in 0700 directories (one per owner: these are root's).
     const store = join(d.stateDir, 'secrets');
     expect(statSync(store).mode & 0o777).toBe(0o700);
-    for (const f of readdirSync(store)) expect([statSync(join(store, f)).mode & 0o777, statSync(join(store, f)).uid]).toEqual([0o600, 0]);
+    expect(readdirSync(store)).toEqual(['0']);
+    expect(statSync(join(store, '0')).mode & 0o777).toBe(0o700);
+    const files = readdirSync(join(store, '0'));
+    expect(files.sort()).toEqual(['FOO', 'github']);
+    for (const f of files) expect([statSync(join(store, '0', f)).mode & 0o777, statSync(join(store, '0', f)).uid]).toEqual([0o600, 0]);
   });
 
   it('refuses a create that declares a secret the store does not have, and creates nothing', async () => {
@@ -263,14 +267,16 @@ describe.skipIf(!isRoot)('secrets (root)', () => {
     expect((await d.sh('with', `cd /tmp && rm -rf repo && git clone -q ${gitUrl}/repo.git && echo cloned`)).stdout).toBe('cloned\n');
   });
 
-  it('keeps secrets root’s: a member of the socket group can neither set, list nor use them', () => {
+  it('keeps secrets root’s: a member of the socket group can neither set, list nor use them', async () => {
+    const withId = (await d.show('with')).id;
     const statuses = requestsAs(d.socket, { uid: 65534, groups: [GID] }, [
       { method: 'GET', path: '/v1/health' },
       { method: 'GET', path: '/v1/auth' },
       { method: 'PUT', path: '/v1/auth/github', body: { value_base64: 'eA==' } },
       { method: 'DELETE', path: '/v1/auth/github' },
       { method: 'POST', path: '/v1/sessions', body: { auth: ['github'] } },
-      { method: 'POST', path: '/v1/sessions/with/refresh-auth' },
+      // By id: a bare name would be the caller's own namespace (404), not root's session.
+      { method: 'POST', path: `/v1/sessions/${withId}/refresh-auth` },
     ]).map(([status]) => status);
     expect(statuses).toEqual([200, 403, 403, 403, 403, 403]);
   });
@@ -319,7 +325,7 @@ describe.skipIf(!isRoot)('secrets (root)', () => {
 
   it('refuses to start on a store another user owns or others can read, naming the file', async () => {
     const store = join(d.stateDir, 'secrets');
-    const file = join(store, 'github');
+    const file = join(store, '0', 'github');
     const startError = async () => {
       try {
         await d.start();

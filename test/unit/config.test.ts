@@ -14,7 +14,7 @@ describe('config', () => {
   it('applies defaults for a partial file and overrides from the command line', () => {
     const c = parseConfig('log_level = "debug"\n[limits]\npids = 64\n', 'x.toml', { state_dir: '/srv/enclave' });
     expect(c.log_level).toBe('debug');
-    expect(c.limits).toEqual({ memory_mb: 1024, pids: 64, cpu_percent: 100, oom: 'process' });
+    expect(c.limits).toEqual({ memory_mb: 1024, pids: 64, cpu_percent: 100, tmp_mb: 512, home_mb: 512, root_mb: 512, oom: 'process' });
     expect(c.state_dir).toBe('/srv/enclave');
     expect(c.socket).toBe('/run/enclave/enclave.sock');
   });
@@ -31,6 +31,11 @@ describe('config', () => {
     expect(() => parseConfig('state_dir = "relative"\n', 'c.toml')).toThrow("c.toml: 'state_dir': must be an absolute path");
     expect(() => parseConfig('[network]\nsubnet = "10.0.0.0"\n', 'c.toml')).toThrow(/'network\.subnet': must be an IPv4 CIDR/);
     expect(() => parseConfig('log_level = "loud"\n', 'c.toml')).toThrow(/'log_level'/);
+  });
+
+  it('names where a moved key lives now', () => {
+    expect(() => parseConfig('[tmpfs]\nhome_mb = 64\n', 'c.toml')).toThrow("c.toml: 'tmpfs.home_mb' moved to 'limits.home_mb'");
+    expect(() => parseConfig('[sessions]\nroot_size_mb = 64\n', 'c.toml')).toThrow("'sessions.root_size_mb' moved to 'limits.root_mb'");
   });
 
   it('refuses ID ranges past the largest host ID', () => {

@@ -54,6 +54,33 @@ describe('migration runner', () => {
     expect(migrate(db, all)).toEqual(all.map((x) => x.version));
   });
 
+  it('011 gives every object an owner and per-owner names, keeping what was there', () => {
+    db.pragma('foreign_keys = ON');
+    const all = readMigrations(migrationsDir);
+    const upTo = (v: number) => all.filter((x) => x.version <= v);
+    migrate(db, upTo(10));
+    const now = '2026-12-01T00:00:00Z';
+    db.exec(`INSERT INTO sessions (id, name, state, hostname, limits, created_at, updated_at) VALUES ('s-0000000001', 'web', 'running', 'web', '{}', '${now}', '${now}')`);
+    db.exec(`INSERT INTO volumes (name, state, size_mb, owner_uid, created_at) VALUES ('code', 'ready', 64, 1000, '${now}')`);
+    db.exec(`INSERT INTO session_volumes (session_id, volume, target, readonly) VALUES ('s-0000000001', 'code', '/code', 0)`);
+    db.exec(`INSERT INTO secrets (name, kind, version, created_at, updated_at) VALUES ('github', 'provider', 2, '${now}', '${now}')`);
+    db.exec(`INSERT INTO session_secrets (session_id, name, kind, version) VALUES ('s-0000000001', 'github', 'provider', 2)`);
+    db.exec(`INSERT INTO events (time, caller_uid, via, action, session_id, decision, rule) VALUES ('${now}', 0, 'socket', 'session.exec', 's-0000000001', 'allow', 'root')`);
+    expect(migrate(db, all)).toEqual(all.filter((x) => x.version > 10).map((x) => x.version));
+    expect(db.prepare('SELECT owner_uid FROM sessions').get()).toEqual({ owner_uid: 0 });
+    expect(db.prepare('SELECT id, name, owner_uid FROM volumes').get()).toEqual({ id: 'code', name: 'code', owner_uid: 1000 });
+    expect(db.prepare('SELECT volume FROM session_volumes').get()).toEqual({ volume: 'code' });
+    expect(db.prepare('SELECT owner_uid, name, version, shared FROM secrets').get()).toEqual({ owner_uid: 0, name: 'github', version: 2, shared: 0 });
+    expect(db.prepare('SELECT owner_uid FROM session_secrets').get()).toEqual({ owner_uid: 0 });
+    expect(db.prepare('SELECT object_owner FROM events').get()).toEqual({ object_owner: 0 });
+    expect(db.pragma('foreign_key_check')).toEqual([]);
+    // Names are per owner now: another owner's live "web" and "code" are fine, a second one of the same owner's is not.
+    db.exec(`INSERT INTO sessions (id, name, state, hostname, limits, created_at, updated_at, owner_uid) VALUES ('s-0000000002', 'web', 'running', 'web', '{}', '${now}', '${now}', 1000)`);
+    expect(() => db.exec(`INSERT INTO sessions (id, name, state, hostname, limits, created_at, updated_at, owner_uid) VALUES ('s-0000000003', 'web', 'running', 'web', '{}', '${now}', '${now}', 1000)`)).toThrow(/UNIQUE/);
+    db.exec(`INSERT INTO volumes (id, name, state, size_mb, owner_uid, created_at) VALUES ('v-0123456789', 'code', 'ready', 64, 0, '${now}')`);
+    expect(() => db.exec(`INSERT INTO session_volumes (session_id, volume, target, readonly) VALUES ('s-0000000001', 'nope', '/x', 0)`)).toThrow(/FOREIGN KEY/);
+  });
+
   it('opens the state dir 0700 and the database 0600 in WAL mode', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'enclave-db-')), 'state');
     const conn = openDatabase(dir);

@@ -15,26 +15,32 @@ describe('access policy', () => {
   const dev = { uid: 1002, gids: [2000] };
 
   it('always allows root, and denies anyone no rule allows', () => {
-    expect(decide([], { uid: 0, gids: [] }, 'session.destroy', 5)).toEqual({ allow: true, rule: 'root' });
-    expect(decide(rules, { uid: 4242, gids: [4242] }, 'session.list')).toEqual({ allow: false, rule: 'default' });
+    expect(decide([], { uid: 0, gids: [] }, 'session.destroy', 5)).toEqual({ allow: true, rule: 'root', scope: 'all' });
+    expect(decide(rules, { uid: 4242, gids: [4242] }, 'session.list')).toEqual({ allow: false, rule: 'default', scope: 'self' });
   });
 
   it('limits a self rule to the caller’s own sessions (create and list have no target)', () => {
-    expect(decide(rules, dev, 'session.exec', 1002)).toEqual({ allow: true, rule: 'devs-own' });
-    expect(decide(rules, dev, 'session.exec', 7)).toEqual({ allow: false, rule: 'default' });
-    expect(decide(rules, dev, 'session.exec', null)).toEqual({ allow: false, rule: 'default' });
-    expect(decide(rules, dev, 'session.create')).toEqual({ allow: true, rule: 'devs-own' });
-    expect(decide(rules, dev, 'auth.set')).toEqual({ allow: false, rule: 'default' });
+    expect(decide(rules, dev, 'session.exec', 1002)).toEqual({ allow: true, rule: 'devs-own', scope: 'self' });
+    expect(decide(rules, dev, 'session.exec', 7)).toEqual({ allow: false, rule: 'default', scope: 'self' });
+    expect(decide(rules, dev, 'session.exec', null)).toEqual({ allow: false, rule: 'default', scope: 'self' });
+    expect(decide(rules, dev, 'session.create')).toEqual({ allow: true, rule: 'devs-own', scope: 'self' });
+    expect(decide(rules, dev, 'auth.set')).toEqual({ allow: false, rule: 'default', scope: 'self' });
   });
 
   it('lets a deny win over any allow', () => {
-    expect(decide(rules, dev, 'session.destroy', 1002)).toEqual({ allow: false, rule: 'no-destroy' });
-    expect(decide(rules, dev, 'session.show', 7)).toEqual({ allow: true, rule: 'rules[3]' });
+    expect(decide(rules, dev, 'session.destroy', 1002)).toEqual({ allow: false, rule: 'no-destroy', scope: 'self' });
+    expect(decide(rules, dev, 'session.show', 7)).toEqual({ allow: true, rule: 'rules[3]', scope: 'all' });
   });
 
   it('matches * and families', () => {
-    expect(decide(rules, { uid: 1001, gids: [] }, 'events.list')).toEqual({ allow: true, rule: 'ops' });
-    expect(decide(rules, { uid: 1001, gids: [] }, 'auth.remove')).toEqual({ allow: true, rule: 'ops' });
+    expect(decide(rules, { uid: 1001, gids: [] }, 'events.list')).toEqual({ allow: true, rule: 'ops', scope: 'all' });
+    expect(decide(rules, { uid: 1001, gids: [] }, 'auth.remove')).toEqual({ allow: true, rule: 'ops', scope: 'all' });
+  });
+
+  it('says how far a listing reaches: an "all" rule wins over a "self" one for the same action', () => {
+    const both = [rule({ name: 'own', gids: [2000], actions: ['events.list'], scope: 'self' }), rule({ name: 'auditors', uids: [1002], actions: ['events.list'] })];
+    expect(decide(both, dev, 'events.list')).toEqual({ allow: true, rule: 'auditors', scope: 'all' });
+    expect(decide(both, { uid: 1003, gids: [2000] }, 'events.list')).toEqual({ allow: true, rule: 'own', scope: 'self' });
   });
 
   it('refuses rules that match nobody or name no action', () => {

@@ -1,0 +1,140 @@
+// The route table: every endpoint of the API, declared once. Each route
+// says its method and path, its query, body and reply schemas, the access
+// action, and whose object it acts on (its owner rule). The daemon
+// dispatches from this table (src/daemon/dispatch.ts), resolving the object
+// and checking the action against its owner before any handler runs; the
+// CLI calls through it (src/cli/client.ts). A route without an owner rule,
+// or whose owner rule names an object its path does not carry, does not
+// compile.
+import { z } from 'zod';
+import type { Action } from '../vocab/actions.js';
+import {
+  attachQuery,
+  createSessionRequest,
+  createVolumeRequest,
+  eventListSchema,
+  eventsQuery,
+  execQuery,
+  flag,
+  healthSchema,
+  listQuery,
+  publishSchema,
+  putSecretReply,
+  putSecretRequest,
+  refreshAuthReply,
+  removeSecretReply,
+  secretListSchema,
+  sessionListSchema,
+  sessionSchema,
+  snapshotQuery,
+  ticketSchema,
+  volumeListSchema,
+  volumeSchema,
+} from './schemas.js';
+import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from './protocol.js';
+
+/**
+ * Whose object a route acts on:
+ *  - public: no object, and nothing of anyone's (health, metrics: counts only);
+ *  - caller: the caller's own namespace (create, and listings filtered by what it may see);
+ *  - session | volume | secret: the object its path names ({session}, {volume}, {secret}),
+ *    resolved for the caller (a bare name is its own) and checked against its owner.
+ */
+export type Owner = { kind: 'public'; why: string } | { kind: 'caller' } | { kind: 'session' } | { kind: 'volume' } | { kind: 'secret' };
+
+export type Reply =
+  | { kind: 'json'; status: number | readonly [number, ...number[]]; schema: z.ZodType }
+  | { kind: 'empty' }
+  | { kind: 'stream'; types: readonly string[] }
+  | { kind: 'text' }
+  | { kind: 'websocket'; protocols: readonly string[] };
+
+export interface RouteSpec {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** With {session}, {volume}, {secret} for the owned object, and {port} for a published address. */
+  path: string;
+  owner: Owner;
+  /** What the access policy decides; null only for public routes. */
+  action: Action | null;
+  query?: z.ZodType;
+  /** Query keys that repeat (command=ls&command=-l). */
+  repeated?: readonly string[];
+  body?: z.ZodType;
+  reply: Reply;
+  /** Only on the TCP listener (the browser page's ticket endpoint). */
+  tcpOnly?: true;
+}
+
+/** The object param an owner rule needs in the path. */
+type NeedsParam<O extends Owner> = O extends { kind: 'session' | 'volume' | 'secret' } ? `{${O['kind']}}` : never;
+
+/** Compile-time checks: a public route has no action and says why; an owned object is in the path. */
+type Checked<R extends RouteSpec> = R['owner'] extends { kind: 'public' }
+  ? R & { action: null }
+  : R['action'] extends Action
+    ? NeedsParam<R['owner']> extends never
+      ? R
+      : R['path'] extends `${string}${NeedsParam<R['owner']>}${string}`
+        ? R
+        : { error: `path ${R['path']} does not carry ${NeedsParam<R['owner']>}` }
+    : { error: 'a route with an owner needs an action' };
+
+export const route = <const R extends RouteSpec>(r: R & Checked<R>): R => r;
+
+const json = <S extends z.ZodType>(schema: S, status: number | readonly [number, ...number[]] = 200) => ({ kind: 'json' as const, status, schema });
+const EMPTY = { kind: 'empty' } as const;
+/** DELETE /v1/sessions/{s}/ports/{port}: a published host address and port, 127.0.0.1:8080. */
+export const hostPortParam = /^([0-9.]{7,15}):(\d{1,5})$/;
+
+export const ROUTES = {
+  tickets: route({ method: 'POST', path: '/v1/tickets', owner: { kind: 'public', why: 'a single-use ticket for the token holder\'s next upgrade, which is itself checked' }, action: null, reply: json(ticketSchema, 201), tcpOnly: true }),
+  health: route({ method: 'GET', path: '/v1/health', owner: { kind: 'public', why: 'counts only' }, action: null, reply: json(healthSchema) }),
+  metrics: route({ method: 'GET', path: '/metrics', owner: { kind: 'public', why: 'counts only' }, action: null, reply: { kind: 'text' } }),
+
+  sessionList: route({ method: 'GET', path: '/v1/sessions', owner: { kind: 'caller' }, action: 'session.list', query: z.object({ all: flag.optional() }).strict(), reply: json(sessionListSchema) }),
+  sessionCreate: route({ method: 'POST', path: '/v1/sessions', owner: { kind: 'caller' }, action: 'session.create', body: createSessionRequest, reply: json(sessionSchema, 201) }),
+  sessionShow: route({ method: 'GET', path: '/v1/sessions/{session}', owner: { kind: 'session' }, action: 'session.show', reply: json(sessionSchema) }),
+  sessionDestroy: route({ method: 'DELETE', path: '/v1/sessions/{session}', owner: { kind: 'session' }, action: 'session.destroy', reply: EMPTY }),
+  portPublish: route({ method: 'POST', path: '/v1/sessions/{session}/ports', owner: { kind: 'session' }, action: 'session.publish', body: publishSchema, reply: json(sessionSchema, 201) }),
+  portUnpublish: route({ method: 'DELETE', path: '/v1/sessions/{session}/ports/{port}', owner: { kind: 'session' }, action: 'session.publish', reply: EMPTY }),
+  snapshot: route({
+    method: 'GET',
+    path: '/v1/sessions/{session}/snapshot',
+    owner: { kind: 'session' },
+    action: 'session.snapshot',
+    query: snapshotQuery,
+    reply: { kind: 'stream', types: ['application/zstd', 'application/x-tar'] },
+  }),
+  refreshAuth: route({ method: 'POST', path: '/v1/sessions/{session}/refresh-auth', owner: { kind: 'session' }, action: 'session.refresh-auth', reply: json(refreshAuthReply) }),
+  exec: route({
+    method: 'GET',
+    path: '/v1/sessions/{session}/exec',
+    owner: { kind: 'session' },
+    action: 'session.exec',
+    query: execQuery,
+    repeated: ['command', 'env'],
+    reply: { kind: 'websocket', protocols: [K8S_V5_PROTOCOL, ATTACH_PROTOCOL] },
+  }),
+  attach: route({
+    method: 'GET',
+    path: '/v1/sessions/{session}/attach',
+    owner: { kind: 'session' },
+    action: 'session.attach',
+    query: attachQuery,
+    reply: { kind: 'websocket', protocols: [ATTACH_PROTOCOL, K8S_V5_PROTOCOL] },
+  }),
+
+  authList: route({ method: 'GET', path: '/v1/auth', owner: { kind: 'caller' }, action: 'auth.list', query: listQuery, reply: json(secretListSchema) }),
+  authSet: route({ method: 'PUT', path: '/v1/auth/{secret}', owner: { kind: 'secret' }, action: 'auth.set', body: putSecretRequest, reply: json(putSecretReply, [201, 200]) }),
+  authRemove: route({ method: 'DELETE', path: '/v1/auth/{secret}', owner: { kind: 'secret' }, action: 'auth.remove', reply: json(removeSecretReply) }),
+
+  eventList: route({ method: 'GET', path: '/v1/events', owner: { kind: 'caller' }, action: 'events.list', query: eventsQuery, reply: json(eventListSchema) }),
+
+  volumeList: route({ method: 'GET', path: '/v1/volumes', owner: { kind: 'caller' }, action: 'volume.list', reply: json(volumeListSchema) }),
+  volumeCreate: route({ method: 'POST', path: '/v1/volumes', owner: { kind: 'caller' }, action: 'volume.create', body: createVolumeRequest, reply: json(volumeSchema, 201) }),
+  volumeShow: route({ method: 'GET', path: '/v1/volumes/{volume}', owner: { kind: 'volume' }, action: 'volume.list', reply: json(volumeSchema) }),
+  volumeRemove: route({ method: 'DELETE', path: '/v1/volumes/{volume}', owner: { kind: 'volume' }, action: 'volume.remove', reply: EMPTY }),
+} as const;
+
+export type Routes = typeof ROUTES;
+export type RouteName = keyof Routes;

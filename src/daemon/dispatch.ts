@@ -1,0 +1,220 @@
+// Dispatch from the route table (src/api/routes.ts). For every request, in
+// this order: match method and path; validate the path parameters, the
+// query and the body against the route's schemas (400 naming the field);
+// find the object the route acts on for this caller (404); check the
+// route's action against that object's owner (403, audited; a refused
+// lookup by name reads as 404, so names of others' objects never leak);
+// then run the handler with everything typed. No handler can skip a step.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { ApiError, zodToApiError } from '../api/errors.js';
+import { hostPortParam, ROUTES, type RouteName, type Routes, type RouteSpec } from '../api/routes.js';
+import { publishSchema } from '../api/schemas.js';
+import type { Caller, Target } from '../access/guard.js';
+import type { SessionRow } from '../store/sessionStore.js';
+import type { VolumeRow } from '../store/volumeStore.js';
+import { parseOwned, secretRefOf, sessionRefOf, VOLUME_NAME, type Ref } from '../vocab/names.js';
+import { readJsonBody, sendJson } from './http.js';
+import { notFound, type SecretTarget } from './objects.js';
+import type { Context } from './route.js';
+
+type TargetOf<R extends RouteSpec> = R['owner'] extends { kind: 'session' }
+  ? SessionRow
+  : R['owner'] extends { kind: 'volume' }
+    ? VolumeRow
+    : R['owner'] extends { kind: 'secret' }
+      ? SecretTarget
+      : undefined;
+type Out<S> = S extends z.ZodType ? z.output<S> : undefined;
+
+export interface Input<R extends RouteSpec> {
+  caller: Caller;
+  /** The object the route acts on, found for this caller and checked against its owner. */
+  target: TargetOf<R>;
+  /** How far the rule that allowed the call reaches: the caller's own objects, or everyone's. */
+  scope: 'self' | 'all';
+  query: Out<R['query']>;
+  body: Out<R['body']>;
+  /** The published address of a .../ports/{port} path. */
+  port: R['path'] extends `${string}{port}` ? { host_ip: string; host_port: number } : undefined;
+  req: IncomingMessage;
+  url: URL;
+  /** A child logger naming the session, for session routes. */
+  log: Logger;
+}
+
+/** A JSON reply with a status other than the route's first. */
+export class Replied<T> {
+  constructor(
+    readonly status: number,
+    readonly body: T,
+  ) {}
+}
+
+export interface Upgrade {
+  socket: Duplex;
+  head: Buffer;
+}
+
+type Result<R extends RouteSpec> = R['reply'] extends { kind: 'json'; schema: infer S extends z.ZodType } ? z.input<S> | Replied<z.input<S>> : void;
+type Run<R extends RouteSpec> = R['reply'] extends { kind: 'websocket' }
+  ? (ctx: Context, i: Input<R>, up: Upgrade) => Promise<void>
+  : R['reply'] extends { kind: 'stream' | 'text' }
+    ? (ctx: Context, i: Input<R>, res: ServerResponse) => Promise<void> | void
+    : (ctx: Context, i: Input<R>) => Promise<Result<R>> | Result<R>;
+
+/** A route's handler, with what its audit event says of the call (exec: the command). */
+export type Handler<R extends RouteSpec> = Run<R> | { detail(i: Input<R>): string | null; run: Run<R> };
+export type Handlers = { [K in RouteName]: Handler<Routes[K]> };
+
+interface Compiled {
+  name: RouteName;
+  spec: RouteSpec;
+  re: RegExp;
+  params: string[];
+}
+
+function compile(): Compiled[] {
+  return (Object.entries(ROUTES) as [RouteName, RouteSpec][]).map(([name, spec]) => {
+    const params: string[] = [];
+    const re = new RegExp(`^${spec.path.replace(/\{(\w+)\}/g, (_m, p: string) => (params.push(p), '([^/]+)'))}$`);
+    return { name, spec, re, params };
+  });
+}
+
+function decoded(raw: string, what: string, field: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new ApiError('invalid_request', `${what} is not valid URL encoding`, field);
+  }
+}
+
+/** The path's object reference, validated before anything is looked up. */
+function refParam(kind: string, raw: string): Ref {
+  const text = decoded(raw, `${kind} reference`, kind === 'session' ? 'id' : 'name');
+  const short = text.slice(0, 140);
+  if (kind === 'session') {
+    const r = sessionRefOf(text);
+    if (!r) throw new ApiError('invalid_request', `invalid session reference '${short}': must be a session id (s-xxxxxxxxxx), a session name, or UID:NAME`, 'id');
+    return r;
+  }
+  const o = kind === 'volume' ? parseOwned(text, VOLUME_NAME) : secretRefOf(text);
+  if (!o) {
+    const what = kind === 'volume' ? 'a volume name matching ^[a-z0-9][a-z0-9_.-]{0,62}$' : 'a provider name (^[a-z0-9][a-z0-9_-]{0,62}$) or an env token name (^[A-Z_][A-Z0-9_]{0,127}$)';
+    throw new ApiError('invalid_request', `invalid ${kind} '${short}': must be ${what}, or UID:NAME`, 'name');
+  }
+  return { kind: 'name', ...o };
+}
+
+function portParam(raw: string): { host_ip: string; host_port: number } {
+  const text = decoded(raw, 'host address and port', 'port');
+  const m = hostPortParam.exec(text);
+  const r = publishSchema.pick({ host_ip: true, host_port: true }).safeParse(m ? { host_ip: m[1], host_port: Number(m[2]) } : {});
+  if (!m || !r.success) throw new ApiError('invalid_request', `'${text.slice(0, 40)}' is not a published loopback address and port like 127.0.0.1:8080`, 'port');
+  return r.data;
+}
+
+function queryOf(spec: RouteSpec, url: URL): unknown {
+  const q: Record<string, string | string[]> = {};
+  for (const [k, v] of url.searchParams) {
+    if (k === 'ticket') continue; // the TCP listener's, checked at admission
+    if (spec.repeated?.includes(k)) ((q[k] ??= []) as string[]).push(v);
+    else q[k] = v;
+  }
+  for (const k of spec.repeated ?? []) q[k] ??= [];
+  return q;
+}
+
+function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw zodToApiError(r.error, what);
+  return r.data;
+}
+
+const label = (name: RouteName) => name.replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`);
+
+export class Dispatcher {
+  private readonly routes = compile();
+
+  constructor(private readonly handlers: Handlers) {}
+
+  /** The route for a request, or the error that says why there is none. */
+  private match(method: string, path: string, ctx: Context, upgrade: boolean): { c: Compiled; raw: string[] } {
+    const here = this.routes.filter((r) => (!r.spec.tcpOnly || ctx.auth) && r.re.test(path));
+    const c = here.find((r) => r.spec.method === method && (r.spec.reply.kind === 'websocket') === upgrade);
+    if (c) return { c, raw: c.re.exec(path)!.slice(1) };
+    if (upgrade) throw new ApiError('not_found', `no WebSocket endpoint at ${path}`);
+    const ws = here.find((r) => r.spec.reply.kind === 'websocket');
+    if (ws) throw new ApiError('invalid_request', `${path.split('/').pop()} is a WebSocket endpoint: send an Upgrade request`);
+    if (here.length > 0) throw new ApiError('invalid_request', `method ${method} not allowed on ${path} (${here.map((r) => r.spec.method).join(', ')})`);
+    throw new ApiError('not_found', `no such endpoint: ${method} ${path}`);
+  }
+
+  private async input(ctx: Context, c: Compiled, raw: string[], req: IncomingMessage, url: URL, caller: Caller): Promise<{ input: Input<RouteSpec>; handler: Handler<RouteSpec> }> {
+    const { spec } = c;
+    let ref: Ref | undefined;
+    let port: { host_ip: string; host_port: number } | undefined;
+    c.params.forEach((p, i) => {
+      if (p === 'port') port = portParam(raw[i]!);
+      else ref = refParam(p, raw[i]!);
+    });
+    const what = label(c.name);
+    const query = spec.query ? parse(spec.query, queryOf(spec, url), `${what} query`) : undefined;
+    const body = spec.body ? parse(spec.body, await readJsonBody(req), `${what} request`) : undefined;
+    const kind = spec.owner.kind;
+    let target: SessionRow | VolumeRow | SecretTarget | undefined;
+    let audited: Target | undefined;
+    if (ref && kind === 'session') {
+      const row = ctx.objects.session(ref, caller);
+      target = row;
+      audited = { kind: 'session', id: row.id, owner_uid: row.owner_uid };
+    } else if (ref && kind === 'volume') {
+      const v = ctx.objects.volume(ref, caller);
+      target = v;
+      audited = { kind: 'volume', id: ref.kind === 'name' && ref.owner === undefined ? v.name : `${v.owner_uid}:${v.name}`, owner_uid: v.owner_uid };
+    } else if (ref && kind === 'secret') {
+      const s = ctx.objects.secret(ref, caller);
+      target = s;
+      audited = { kind: 'secret', id: s.ref, owner_uid: s.owner };
+    }
+    const handler = this.handlers[c.name] as Handler<RouteSpec>;
+    const log = target && kind === 'session' ? ctx.log.child({ session: (target as SessionRow).id }) : ctx.log;
+    const input = { caller, target, scope: 'all', query, body, port, req, url, log } as Input<RouteSpec>;
+    if (spec.action) {
+      const detail = typeof handler === 'function' ? null : handler.detail(input);
+      // A name the caller may not act on reads as a name that does not exist.
+      const hidden = ref && ref.kind === 'name' ? notFound(kind as 'session' | 'volume' | 'secret', ref) : undefined;
+      input.scope = ctx.access.check(caller, spec.action, audited, detail, hidden);
+    }
+    return { input, handler };
+  }
+
+  async http(ctx: Context, req: IncomingMessage, res: ServerResponse, url: URL, caller: Caller): Promise<void> {
+    const { c, raw } = this.match(req.method ?? 'GET', url.pathname, ctx, false);
+    const { input, handler } = await this.input(ctx, c, raw, req, url, caller);
+    const run = (typeof handler === 'function' ? handler : handler.run) as (ctx: Context, i: Input<RouteSpec>, res?: ServerResponse) => unknown;
+    const reply = c.spec.reply;
+    if (reply.kind === 'stream' || reply.kind === 'text') return void (await run(ctx, input, res));
+    const out = await run(ctx, input);
+    if (reply.kind === 'empty') return void res.writeHead(204).end();
+    if (reply.kind !== 'json') return;
+    if (out instanceof Replied) return sendJson(res, out.status, out.body);
+    sendJson(res, typeof reply.status === 'number' ? reply.status : reply.status[0], out);
+  }
+
+  async upgrade(ctx: Context, req: IncomingMessage, up: Upgrade, url: URL, caller: Caller): Promise<void> {
+    const { c, raw } = this.match(req.method ?? 'GET', url.pathname, ctx, true);
+    const reply = c.spec.reply;
+    if (reply.kind !== 'websocket') throw new ApiError('not_found', `no WebSocket endpoint at ${url.pathname}`);
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    if (!reply.protocols.some((p) => offered.includes(p))) {
+      throw new ApiError('invalid_request', `subprotocol ${reply.protocols.join(' or ')} is required`, 'Sec-WebSocket-Protocol');
+    }
+    const { input, handler } = await this.input(ctx, c, raw, req, url, caller);
+    const run = (typeof handler === 'function' ? handler : handler.run) as (ctx: Context, i: Input<RouteSpec>, up: Upgrade) => Promise<void>;
+    await run(ctx, input, up);
+  }
+}

@@ -1,0 +1,22 @@
+// The audit trail. A caller whose rule reaches only its own objects sees its
+// own calls and the calls on its objects, nothing of anyone else's.
+import { ApiError } from '../../api/errors.js';
+import { sessionRefOf } from '../../vocab/names.js';
+import type { Handlers } from '../dispatch.js';
+import { notFound } from '../objects.js';
+
+export const eventHandlers: Pick<Handlers, 'eventList'> = {
+  eventList: (ctx, { caller, query, scope }) => {
+    const of = scope === 'self' ? caller.uid : undefined;
+    let session: string | undefined;
+    if (query.session !== undefined) {
+      const ref = sessionRefOf(query.session);
+      if (!ref) throw new ApiError('invalid_request', `invalid session reference '${query.session}'`, 'session');
+      const row = ctx.objects.session(ref, caller);
+      if (of !== undefined && row.owner_uid !== of && ref.kind === 'name') throw notFound('session', ref);
+      session = row.id;
+    }
+    const since = query.since === undefined ? undefined : new Date(query.since).toISOString();
+    return { events: ctx.audit.list({ session, since, limit: query.limit, of }) };
+  },
+};

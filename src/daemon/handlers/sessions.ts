@@ -1,0 +1,78 @@
+// Session routes: list, create, show, destroy, refresh-auth. The dispatcher
+// has found the session and checked the action against its owner; create
+// checks what the request declares (secrets, volumes) and the caller's
+// budget, the totals inside the transaction that records the session.
+import { BudgetRefusal } from '../../access/budgets.js';
+import type { Caller } from '../../access/guard.js';
+import type { CreateSessionRequest } from '../../api/schemas.js';
+import type { ResolvedVolume } from '../../sessions/lifecycle.js';
+import { parseOwned, VOLUME_NAME } from '../../vocab/names.js';
+import type { Handlers } from '../dispatch.js';
+import { notFound } from '../objects.js';
+import type { Context } from '../route.js';
+
+const consoleInfo = (ctx: Context) => (id: string) => ctx.consoles.info(id);
+
+/** The volumes a create mounts, each found for the caller and checked (volume.use) against its owner. */
+function volumesFor(ctx: Context, caller: Caller, req: CreateSessionRequest): ResolvedVolume[] {
+  return (req.volumes ?? []).map((m) => {
+    const ref = { kind: 'name' as const, ...parseOwned(m.name, VOLUME_NAME)! };
+    const v = ctx.objects.volume(ref, caller);
+    const id = ref.owner === undefined ? v.name : `${v.owner_uid}:${v.name}`;
+    ctx.access.check(caller, 'volume.use', { kind: 'volume', id, owner_uid: v.owner_uid }, `at ${m.target}${m.readonly ? ' ro' : ''}`, notFound('volume', ref));
+    return { id: v.id, name: v.name, target: m.target, readonly: m.readonly };
+  });
+}
+
+export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | 'sessionShow' | 'sessionDestroy' | 'refreshAuth'> = {
+  sessionList: (ctx, { caller, query }) => {
+    const all = ctx.sessions.list(query.all ?? false, consoleInfo(ctx));
+    return { sessions: all.filter((s) => ctx.access.visible(caller, s)) };
+  },
+
+  sessionCreate: {
+    detail: ({ body }) => body.name ?? null,
+    run: async (ctx, { caller, body: req, log }) => {
+      const secrets = [...(req.auth ?? []), ...(req.env_tokens ?? [])];
+      if (secrets.length) ctx.access.check(caller, 'auth.use', undefined, secrets.join(','));
+      const volumes = volumesFor(ctx, caller, req);
+      const limits = ctx.sessions.limitsFor(req, req.profile ?? ctx.config.sessions.profile);
+      const asked = ctx.budgets.requestProblem(caller, limits, req.publish ?? []);
+      if (asked) ctx.access.refuse(caller, 'session.create', undefined, asked.rule, asked.error, req.name ?? null);
+      log.info({ caller: caller.uid, name: req.name, auth: req.auth, env_tokens: req.env_tokens }, 'create session');
+      let session;
+      try {
+        session = await ctx.sessions.create(req, caller.uid, {
+          volumes,
+          admit: (usage) => {
+            const over = ctx.budgets.totalsProblem(caller, limits, usage);
+            if (over) throw over;
+          },
+        });
+      } catch (e) {
+        // Thrown inside the insert's transaction, recorded once it rolled back.
+        if (e instanceof BudgetRefusal) ctx.access.refuse(caller, 'session.create', undefined, e.rule, e.error, req.name ?? null);
+        throw e;
+      }
+      if (req.console) {
+        const row = ctx.sessions.find(session.id)!;
+        await ctx.consoles.ensure(row);
+        session = ctx.sessions.toApi(row, consoleInfo(ctx));
+      }
+      return session;
+    },
+  },
+
+  sessionShow: (ctx, { target }) => ctx.sessions.toApi(target, consoleInfo(ctx)),
+
+  sessionDestroy: async (ctx, { caller, target, log }) => {
+    log.info({ caller: caller.uid }, 'destroy session');
+    await ctx.sessions.destroy(target.id);
+  },
+
+  refreshAuth: async (ctx, { caller, target, log }) => {
+    const r = await ctx.sessions.refreshAuth(target);
+    log.info({ caller: caller.uid, refreshed: r.refreshed, missing: r.missing }, 'secrets refreshed');
+    return { id: target.id, ...r };
+  },
+};

@@ -1,0 +1,24 @@
+// GET /v1/sessions/{s}/snapshot: the session's writable layer and /home as a
+// stream; the trailer says it is complete.
+import { ApiError } from '../../api/errors.js';
+import { hasZstd } from '../../snapshots/snapshot.js';
+import type { Handlers } from '../dispatch.js';
+import { ResponseStream, SNAPSHOT_TRAILER } from '../responseStream.js';
+
+export const snapshotHandlers: Pick<Handlers, 'snapshot'> = {
+  snapshot: async (ctx, { target: row, query }, res) => {
+    const compress = (query.compression ?? (hasZstd() ? 'zstd' : 'none')) === 'zstd';
+    if (compress && !hasZstd()) throw new ApiError('invalid_request', 'compression zstd: the daemon host has no zstd (apt-get install zstd), ask for compression=none', 'compression');
+    const out = new ResponseStream(res, { 'content-type': compress ? 'application/zstd' : 'application/x-tar', trailer: SNAPSHOT_TRAILER });
+    try {
+      const bytes = await ctx.sessions.snapshot(row.id, out, compress);
+      await new Promise<void>((r) => out.end(r));
+      res.addTrailers({ [SNAPSHOT_TRAILER]: `complete ${bytes}` });
+      res.end();
+    } catch (e) {
+      // Once bytes went out, a failure can only cut the stream: the client sees no trailer.
+      if (out.started) res.destroy();
+      else throw e;
+    }
+  },
+};

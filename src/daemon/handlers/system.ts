@@ -1,0 +1,18 @@
+// Health, metrics and the browser page's tickets: public routes, counts only.
+import { ApiError } from '../../api/errors.js';
+import type { Handlers } from '../dispatch.js';
+import { renderMetrics } from '../metrics.js';
+
+export const VERSION = '0.1.0';
+
+export const systemHandlers: Pick<Handlers, 'health' | 'metrics' | 'tickets'> = {
+  health: (ctx) => ({ status: 'ok', version: VERSION, sessions: ctx.sessions.countLive(), pid: process.pid }),
+  metrics: (ctx, _i, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+    res.end(renderMetrics(ctx.sessions));
+  },
+  tickets: (ctx) => {
+    if (!ctx.auth) throw new ApiError('not_found', 'no such endpoint: POST /v1/tickets');
+    return ctx.auth.issueTicket();
+  },
+};

@@ -1,0 +1,66 @@
+// exec and attach: WebSocket upgrades into a running session. Both hold a
+// stream slot of the caller's (its budget, or api.max_exec_streams_per_caller);
+// attach also holds a viewer slot, reserved before the console starts, so
+// concurrent upgrades cannot race past a cap.
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { WebSocket } from 'ws';
+import type { Caller } from '../../access/guard.js';
+import { ApiError } from '../../api/errors.js';
+import { ATTACH_PROTOCOL } from '../../api/protocol.js';
+import { runExec, startPipedExec } from '../exec.js';
+import type { Handlers, Upgrade } from '../dispatch.js';
+import type { Context } from '../route.js';
+
+/** Whose exec and attach streams these are, for the per-caller cap. */
+const streamKey = (c: Caller) => (c.via === 'tcp' ? 'token' : `uid ${c.uid}`);
+
+function holdStream(ctx: Context, sessionId: string | null, caller: Caller, socket: Duplex): void {
+  ctx.streams.hold(sessionId, streamKey(caller), socket, ctx.budgets.streams(caller));
+}
+
+function running(state: string, id: string): void {
+  if (state !== 'running') throw new ApiError('conflict', `session ${id} is ${state}, not running`);
+}
+
+export const terminalHandlers: Pick<Handlers, 'exec' | 'attach'> = {
+  attach: {
+    detail: ({ query }) => `role ${query.role}`,
+    run: async (ctx, { caller, target: row, query, req, log }, up) => {
+      running(row.state, row.id);
+      ctx.consoles.admit(row.id, caller, up.socket);
+      holdStream(ctx, null, caller, up.socket);
+      const { role, resume, cols, rows } = query;
+      const size = cols && rows ? { cols, rows } : undefined;
+      const console = await ctx.consoles.ensure(row, size);
+      // A console outlives its viewers: nothing to end if this one went away.
+      ctx.accept(req, up, () => undefined, (ws) => {
+        log.info({ role, protocol: ws.protocol }, 'attach');
+        console.attach(ws, role, ws.protocol === ATTACH_PROTOCOL, resume, size);
+      });
+    },
+  },
+  exec: {
+    detail: ({ query }) => `${query.tty ? 'tty ' : ''}${query.command.join(' ')}`,
+    run: async (ctx, { caller, target: row, query: q, req, log }, up) => {
+      const agent = ctx.sessions.agentFor(row);
+      holdStream(ctx, row.id, caller, up.socket);
+      if (q.tty) {
+        const size = q.cols && q.rows ? { cols: q.cols, rows: q.rows } : undefined;
+        const one = await ctx.consoles.startOneOff(row, q, size);
+        return ctx.accept(req, up, () => one.kill(), (ws) => {
+          log.info({ argv0: q.command[0] }, 'exec --tty');
+          one.attach(ws, 'rw', ws.protocol === ATTACH_PROTOCOL, undefined, size);
+        });
+      }
+      const exec = await startPipedExec(agent, row.hostname, q);
+      ctx.accept(req, up, () => exec.ok && exec.agent.signal(exec.id, 9), (ws) => {
+        log.info({ argv0: q.command[0] }, 'exec');
+        runExec({ ws, exec, stdout: q.stdout, stderr: q.stderr, log });
+      });
+    },
+  },
+};
+
+/** Completes an upgrade the handler accepted; the socket may be gone by then (onGone). */
+export type Accept = (req: IncomingMessage, up: Upgrade, onGone: () => void, onWs: (ws: WebSocket) => void) => void;

@@ -1,0 +1,27 @@
+// Every action of the API the access policy decides on. A leaf.
+
+export const ACTIONS = [
+  'session.create',
+  'session.list',
+  'session.show',
+  'session.exec',
+  'session.attach',
+  'session.destroy',
+  'session.refresh-auth',
+  /** Publishing and unpublishing ports of a running session. */
+  'session.publish',
+  /** Reading a running session's writable layer and /home (enclave session snapshot). */
+  'session.snapshot',
+  'auth.set',
+  'auth.list',
+  'auth.remove',
+  /** Declaring secrets (--auth, --env-token) at create. */
+  'auth.use',
+  'events.list',
+  'volume.create',
+  'volume.list',
+  'volume.remove',
+  /** Mounting a volume in a session at create (scope self: one's own volumes). */
+  'volume.use',
+] as const;
+export type Action = (typeof ACTIONS)[number];
