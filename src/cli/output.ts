@@ -49,7 +49,7 @@ export function sessionDetails(s: Session): string {
     ['host ids', s.id_range ? `${s.id_range.host_base}..${s.id_range.host_base + s.id_range.size - 1}` : '-'],
     ...LIMITS.map((r): [string, string] => {
       const v = s.limits[r.key];
-      return [r.label, v === undefined ? 'read-only' : r.show(v)];
+      return [r.label, v !== undefined ? r.show(v) : 'writableRootOnly' in r ? 'read-only' : '-'];
     }),
     ['profile', s.profile],
     ['created', s.created_at],

@@ -3,7 +3,7 @@
 // root; nothing is delegated into a session.
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LIMITS, type LimitRow, type Limits } from '../vocab/limitTable.js';
+import { LIMITS, type Limits } from '../vocab/limitTable.js';
 
 export type CgroupMode = 'unified' | 'hybrid' | 'legacy';
 
@@ -76,9 +76,12 @@ export function parentDirs(layout: CgroupLayout, parent: string): string[] {
   return [...mounts].map((m) => join(m, parent));
 }
 
-/** How each controller's limit is written, per hierarchy version: one writer per `cgroup` of the limits table. */
-const WRITERS: Record<NonNullable<LimitRow['cgroup']>, (value: number, version: 1 | 2, oom: 'process' | 'session') => [string, string][]> = {
-  memory: (mb, version, oom) => {
+type CgroupLimit = Extract<(typeof LIMITS)[number], { cgroup: string }>;
+type Writer = (value: number, version: 1 | 2, oom: 'process' | 'session') => [string, string][];
+
+/** How each limit of the table that a cgroup enforces is written, per hierarchy version. */
+const WRITERS: Record<CgroupLimit['key'], Writer> = {
+  memory_mb: (mb, version, oom) => {
     const bytes = String(mb * 1024 * 1024);
     if (version === 2) return [['memory.max', bytes], ...(oom === 'session' ? ([['memory.oom.group', '1']] as [string, string][]) : [])];
     // v1 charges socket buffers to a cgroup only once this is set (v2 always
@@ -88,20 +91,20 @@ const WRITERS: Record<NonNullable<LimitRow['cgroup']>, (value: number, version: 
     return [['memory.limit_in_bytes', bytes], ['memory.kmem.tcp.limit_in_bytes', bytes]];
   },
   pids: (n) => [['pids.max', String(n)]],
-  cpu: (percent, version) => {
+  cpu_percent: (percent, version) => {
     const period = 100_000;
     const quota = Math.round((percent / 100) * period);
     return version === 1 ? [['cpu.cfs_period_us', String(period)], ['cpu.cfs_quota_us', String(quota)]] : [['cpu.max', `${quota} ${period}`]];
   },
 };
 
-/** Pure: the files and values that express the limits in one directory (the limits table's rows with a cgroup). */
+/** Pure: the files and values that express the limits in one directory (the table's rows its controllers enforce). */
 export function limitFiles(dir: CgroupDir, limits: Partial<Limits>, oom: 'process' | 'session' = 'process'): [string, string][] {
   const files: [string, string][] = [];
   for (const c of dir.controllers) {
     for (const row of LIMITS) {
       const value = limits[row.key];
-      if ('cgroup' in row && row.cgroup === c && value !== undefined) files.push(...WRITERS[row.cgroup](value, dir.version, oom));
+      if ('cgroup' in row && row.cgroup === c && value !== undefined) files.push(...WRITERS[row.key](value, dir.version, oom));
     }
   }
   return files;

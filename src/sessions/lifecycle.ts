@@ -412,7 +412,7 @@ export class SessionManager {
       throw new ApiError('invalid_request', `root_mb needs a writable root: profile "workspace" and a sessions.rootfs other than "/" (this session: profile "${profile}", rootfs "${c.sessions.rootfs}")`, 'root_mb');
     }
     const limits: Record<string, number> = {};
-    for (const row of LIMITS) if (!('optional' in row) || writable) limits[row.key] = req[row.key] ?? c.limits[row.key];
+    for (const row of LIMITS) if (!('writableRootOnly' in row) || writable) limits[row.key] = req[row.key] ?? c.limits[row.key];
     return limits as Limits;
   }
 

@@ -5,7 +5,8 @@
 // (src/vocab/limits.ts), the CLI flags and usage, `session show`, the
 // budgets and the cgroup writers (src/isolation/cgroups.ts, by `cgroup`) all
 // derive from it: a new limit is one row, plus a writer if the kernel needs
-// one. Plain data, no imports: the CLI's usage text loads it without zod.
+// one (a row added later is `optional`: sessions stored before it lack it).
+// Plain data, no imports: the CLI's usage text loads it without zod.
 
 export interface LimitRow {
   /** API field and config key (in [limits]). */
@@ -26,6 +27,11 @@ export interface LimitRow {
   /** The cgroup controller that enforces it, if one does (else a mount size). */
   cgroup?: 'memory' | 'cpu' | 'pids';
   /** Only sessions with a writable root have it. */
+  writableRootOnly?: true;
+  /**
+   * A session may lack it: rows added after sessions were stored must say so
+   * (those sessions were made without it), as must writableRootOnly ones.
+   */
   optional?: true;
   /** `session show`: label and value. */
   label: string;
@@ -40,14 +46,14 @@ export const LIMITS = [
   { key: 'cpu_percent', flag: 'cpu', meta: 'PERCENT', what: 'CPU time, 100 = one CPU (cgroup)', unit: '%', min: 1, max: 100 * 1024, default: 100, budget: { session: 200, total: 400 }, cgroup: 'cpu', label: 'cpu', show: (v) => `${v}%` },
   { key: 'tmp_mb', flag: 'tmp-size', meta: 'MB', what: 'the /tmp tmpfs', unit: 'MiB', min: 1, max: MIB_MAX, default: 512, budget: { session: 4096, total: 16384 }, label: '/tmp', show: (v) => `${v} MiB` },
   { key: 'home_mb', flag: 'home-size', meta: 'MB', what: 'the /home tmpfs', unit: 'MiB', min: 1, max: MIB_MAX, default: 512, budget: { session: 4096, total: 16384 }, label: '/home', show: (v) => `${v} MiB` },
-  { key: 'root_mb', flag: 'root-size', meta: 'MB', what: 'the writable root layer (workspace)', unit: 'MiB', min: 1, max: MIB_MAX, default: 512, budget: { session: 4096, total: 16384 }, optional: true, label: 'root', show: (v) => `writable, ${v} MiB` },
+  { key: 'root_mb', flag: 'root-size', meta: 'MB', what: 'the writable root layer (workspace)', unit: 'MiB', min: 1, max: MIB_MAX, default: 512, budget: { session: 4096, total: 16384 }, writableRootOnly: true, optional: true, label: 'root', show: (v) => `writable, ${v} MiB` },
 ] as const satisfies readonly LimitRow[];
 
 export type LimitKey = (typeof LIMITS)[number]['key'];
 type Required = Exclude<(typeof LIMITS)[number], { optional: true }>['key'];
 
 /** The limits of one session: every row, the optional ones only where they apply. */
-export type Limits = { [K in Required]: number } & { root_mb?: number | undefined };
+export type Limits = { [K in Required]: number } & { [K in Exclude<LimitKey, Required>]?: number | undefined };
 
 /** What one owner's live sessions hold now, summed over the table (budgets). */
 export type Usage = { sessions: number } & Record<LimitKey, number>;

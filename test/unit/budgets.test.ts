@@ -9,7 +9,7 @@ const budgets = (over: Record<string, unknown>[] = [], budget: Record<string, un
   new Budgets({ budget: budgetSchema.parse(budget), budgets: over.map((o) => budgetRuleSchema.parse(o)), max_sessions_per_uid: 16, max_exec_streams_per_caller: 256 });
 const tenant = { uid: 1000, gids: [1000, 2000] };
 const small: Limits = { memory_mb: 256, pids: 64, cpu_percent: 50, tmp_mb: 64, home_mb: 64, root_mb: 64 };
-const none: Usage = { sessions: 0, memory_mb: 0, pids: 0, cpu_percent: 0, tmp_mb: 0, home_mb: 0, root_mb: 0 };
+const none = { sessions: 0, ...Object.fromEntries(LIMITS.map((r) => [r.key, 0])) } as Usage;
 
 describe('budgets', () => {
   it('gives root none, and every other user the default from the limits table', () => {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 import { configSchema } from '../../src/config/schema.js';
 import { repoRoot } from '../../src/native/addon.js';
+import { LIMITS } from '../../src/vocab/limits.js';
 
 describe('config', () => {
   it('documents every key with its default in config.example.toml', () => {
@@ -14,7 +15,8 @@ describe('config', () => {
   it('applies defaults for a partial file and overrides from the command line', () => {
     const c = parseConfig('log_level = "debug"\n[limits]\npids = 64\n', 'x.toml', { state_dir: '/srv/enclave' });
     expect(c.log_level).toBe('debug');
-    expect(c.limits).toEqual({ memory_mb: 1024, pids: 64, cpu_percent: 100, tmp_mb: 512, home_mb: 512, root_mb: 512, oom: 'process' });
+    expect(c.limits).toEqual({ ...Object.fromEntries(LIMITS.map((r) => [r.key, r.default])), pids: 64, oom: 'process' });
+    expect(c.limits.memory_mb).toBe(1024);
     expect(c.state_dir).toBe('/srv/enclave');
     expect(c.socket).toBe('/run/enclave/enclave.sock');
   });
