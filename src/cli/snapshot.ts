@@ -1,10 +1,13 @@
 // `enclave session snapshot S -o FILE` and `session create --from FILE`.
-// The snapshot streams from the daemon into FILE.partial, renamed only once
-// the daemon's trailer says the stream is whole. A restore replays the file
+// The snapshot streams from the daemon into a new file of an unpredictable
+// name next to FILE (created O_EXCL, so no planted symlink is followed),
+// renamed over FILE only once the daemon's trailer says the stream is whole. A restore replays the file
 // inside the new session, as its root and under its confinement: nothing of
 // the file is parsed on the host.
-import { closeSync, createReadStream, createWriteStream, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, createReadStream, createWriteStream, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Transform } from 'node:stream';
 import { CliError, errorMessage } from './client.js';
 import { runExecClient } from './execClient.js';
@@ -37,14 +40,48 @@ export function progress(what: string, total?: number): { add(n: number): void; 
   };
 }
 
+/**
+ * A new file next to FILE for the stream: O_CREAT|O_EXCL (never follows a
+ * symlink, never opens what exists) under an unpredictable name, mode 0600.
+ * A planted FILE.partial (or any guessed name) is never written through.
+ */
+function openPartial(file: string): { path: string; fd: number } {
+  const dir = dirname(resolve(file));
+  for (let i = 0; ; i++) {
+    const path = join(dir, `${basename(file)}.${randomBytes(8).toString('hex')}.partial`);
+    try {
+      return { path, fd: openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600) };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || i >= 3) throw new CliError(`cannot write ${file}: ${(e as Error).message}`);
+    }
+  }
+}
+
 export function takeSnapshot(socket: string, session: string, file: string, compression: 'zstd' | 'none' | undefined): Promise<void> {
-  const partial = `${file}.partial`;
   const q = compression ? `?compression=${compression}` : '';
-  return new Promise((resolve, reject) => {
+  const partial = openPartial(file);
+  // Ctrl-C or a kill: the partial file goes too.
+  const onSignal = (sig: NodeJS.Signals) => {
+    rmSync(partial.path, { force: true });
+    process.exit(128 + (sig === 'SIGINT' ? 2 : 15));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const settle = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  return new Promise<void>((done, reject) => {
+    let over = false;
     const fail = (e: CliError) => {
-      rmSync(partial, { force: true });
+      if (over) return;
+      over = true;
+      out.destroy();
+      rmSync(partial.path, { force: true });
       reject(e);
     };
+    const out = createWriteStream('', { fd: partial.fd });
+    out.on('error', (e) => fail(new CliError(`cannot write ${file}: ${e.message}`)));
     const req = request({ socketPath: socket, method: 'GET', path: `/v1/sessions/${encodeURIComponent(session)}/snapshot${q}` }, (res) => {
       if (res.statusCode !== 200) {
         const chunks: Buffer[] = [];
@@ -60,7 +97,6 @@ export function takeSnapshot(socket: string, session: string, file: string, comp
         });
         return;
       }
-      const out = createWriteStream(partial, { mode: 0o600 });
       const p = progress(`snapshot ${session}`);
       res.on('data', (c: Buffer) => p.add(c.length));
       res.pipe(out);
@@ -69,14 +105,20 @@ export function takeSnapshot(socket: string, session: string, file: string, comp
       out.on('finish', () => {
         p.done();
         if (!String(res.trailers[TRAILER] ?? '').startsWith('complete')) return fail(new CliError('the snapshot stream ended incomplete: the daemon log says why'));
-        renameSync(partial, file);
-        resolve();
+        if (over) return;
+        // rename() replaces FILE itself, even a symlink there: it never writes through one.
+        try {
+          renameSync(partial.path, file);
+        } catch (e) {
+          return fail(new CliError(`cannot write ${file}: ${(e as Error).message}`));
+        }
+        over = true;
+        done();
       });
-      out.on('error', (e) => fail(new CliError(`cannot write ${file}: ${e.message}`)));
     });
     req.on('error', (e) => fail(new CliError(`cannot reach the daemon at ${socket}: ${e.message}`)));
     req.end();
-  });
+  }).finally(settle);
 }
 
 /** What the file holds: zstd or a plain tar (checked locally, before any session exists). */
