@@ -49,6 +49,8 @@ export const configSchema = z
         /** On SIGTERM, how long the daemon waits for creates and destroys under way before it exits anyway (sessions keep running; the next start finishes what was asked). */
         shutdown_deadline_ms: z.number().int().min(0).max(600_000).default(10_000),
         max_sessions: z.number().int().min(1).max(100_000).default(1000),
+        /** The longest a snapshot may keep a session frozen, ms: past it the stream is cut and the session thawed. */
+        snapshot_timeout_ms: z.number().int().min(100).max(86_400_000).default(600_000),
         /** Ended (stopped or failed) sessions kept for list --all and show; older ones are pruned. */
         keep_history: z.number().int().min(0).max(1_000_000).default(1000),
       })

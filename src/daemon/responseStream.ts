@@ -1,5 +1,8 @@
 // A Writable onto an HTTP response whose status goes out with the first
-// byte: until then a failure can still be a JSON error reply.
+// byte: until then a failure can still be a JSON error reply. When the
+// client goes away it is destroyed ('close'), never left waiting for a
+// 'drain' that will not come, and it never throws an 'error' at a daemon
+// that has no listener for it.
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
 
@@ -15,9 +18,13 @@ export class ResponseStream extends Writable {
   ) {
     super({ highWaterMark: 1024 * 1024 });
     res.on('close', () => this.destroy());
+    res.on('error', () => this.destroy());
+    // Writers learn of a lost client from 'close'; an error here is never fatal.
+    this.on('error', () => undefined);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (e?: Error | null) => void): void {
+    if (this.res.destroyed) return done(new Error('the client went away'));
     if (!this.started) {
       this.res.writeHead(200, this.headers);
       this.started = true;

@@ -42,6 +42,7 @@ import { diskFullMessage, isDiskFull } from '../store/diskFull.js';
 import type { CreateSecrets, SessionSecrets } from '../secrets/sessionSecrets.js';
 import type { Volumes } from '../volumes/volumes.js';
 import { SnapshotError, writeSnapshot } from '../snapshots/snapshot.js';
+import { recoverFromSnapshot } from '../snapshots/recover.js';
 import { rangeForSlot } from '../isolation/idRange.js';
 import { LIMITS, type Usage } from '../vocab/limits.js';
 import { applyCapacity, capacityFor, hostSize, type Capacity } from '../isolation/capacity.js';
@@ -191,6 +192,7 @@ export class SessionManager {
         log.info({ init_pid: row.init_pid }, 're-adopted running session');
         if (row.state === 'running') {
           adopted.push(row);
+          pending.push(recoverFromSnapshot(this.layout, this.config.cgroups.parent, row.id, log));
           pending.push(this.publishPorts(row).catch((e: Error) => log.error({ err: e.message }, 'cannot re-publish ports')));
         }
         if (row.state === 'stopping') pending.push(this.destroy(row.id, row.stop_reason ?? undefined).then(() => undefined));
@@ -269,8 +271,10 @@ export class SessionManager {
   async snapshot(id: string, out: Writable, compress: boolean): Promise<number> {
     const row = this.running(id);
     if (this.snapshotting.has(id)) throw new ApiError('conflict', `session ${id} is already being snapshotted`);
-    const v2 = sessionCgroupDirs(this.layout, this.config.cgroups.parent, id).find((d) => d.version === 2);
+    const parent = this.config.cgroups.parent;
+    const v2 = sessionCgroupDirs(this.layout, parent, id).find((d) => d.version === 2);
     if (!v2 || row.init_pid === null || row.plan === null || row.id_slot === null) throw new ApiError('conflict', `session ${id} cannot be snapshotted on this host (it needs cgroup v2 for the freeze)`);
+    const log = this.log.child({ session: id });
     const range = rangeForSlot(this.config.ids, row.id_slot);
     const tmp = join(this.config.state_dir, 'tmp');
     mkdirSync(tmp, { recursive: true, mode: 0o700 });
@@ -286,16 +290,19 @@ export class SessionManager {
           idSize: range.size,
           cgroupV2: v2.path,
           maxEntries: this.config.tmpfs.root_inodes + this.config.tmpfs.home_inodes,
+          timeoutMs: this.config.sessions.snapshot_timeout_ms,
           tmpDir: tmp,
+          log,
         },
         out,
         compress,
       );
-      this.log.child({ session: id }).info({ bytes, compress, ms: Number(process.hrtime.bigint() - t0) / 1e6 }, 'snapshot written');
+      log.info({ bytes, compress, ms: Number(process.hrtime.bigint() - t0) / 1e6 }, 'snapshot written');
       return bytes;
     } catch (e) {
-      if (e instanceof SnapshotError) throw new ApiError('conflict', `snapshot of ${id}: ${e.message}`);
-      throw e;
+      if (!(e instanceof SnapshotError)) throw e;
+      log.warn({ err: e.message, ms: Number(process.hrtime.bigint() - t0) / 1e6 }, 'snapshot failed');
+      throw new ApiError('conflict', `snapshot of ${id}: ${e.message}`);
     } finally {
       this.snapshotting.delete(id);
     }

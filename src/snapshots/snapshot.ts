@@ -10,10 +10,11 @@
 // the session cannot redirect (a mount point cannot be renamed). tar never
 // follows a symlink when it archives; owners are written as the session's
 // own IDs (host base + k -> k), so they land the same in any session.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
+import type { Logger } from 'pino';
 import { addon } from '../native/addon.js';
 import { opsNamed, type SessionPlan } from '../isolation/plan.js';
 
@@ -107,7 +108,10 @@ export interface SnapshotSource {
   cgroupV2: string;
   /** Upper bound on entries (the layer's and /home's inode caps). */
   maxEntries: number;
+  /** The longest the session may stay frozen (sessions.snapshot_timeout_ms). */
+  timeoutMs: number;
   tmpDir: string;
+  log: Logger;
 }
 
 async function setFrozen(dir: string, frozen: boolean): Promise<void> {
@@ -124,7 +128,8 @@ export const hasZstd = () => ['/usr/bin/zstd', '/bin/zstd'].some((p) => existsSy
 
 /**
  * Write the snapshot to `out`; resolves with the bytes written once the
- * stream is complete. The session is thawed whatever happens.
+ * stream is complete. Whatever happens (an error, the client gone, the
+ * timeout) the session is thawed.
  */
 export async function writeSnapshot(src: SnapshotSource, out: Writable, compress: boolean): Promise<number> {
   const sections = sectionsOf(src.plan);
@@ -133,79 +138,147 @@ export async function writeSnapshot(src: SnapshotSource, out: Writable, compress
   if (nested) throw new SnapshotError(`overlay ${nested.at}: snapshots take overlays on top-level directories only`);
   if (!existsSync(join(src.cgroupV2, 'cgroup.freeze'))) throw new SnapshotError('this host has no cgroup v2 freezer for the session: cannot take a consistent snapshot');
   const work = mkdtempSync(join(src.tmpDir, 'snapshot-'));
-  await setFrozen(src.cgroupV2, true);
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), src.timeoutMs);
   try {
-    const layer = `/proc/${src.initPid}/fd/${UPPER_FD}`;
-    const lists: string[] = [];
-    const found = { entries: [] as string[], deleted: [] as string[] };
-    for (const [i, s] of sections.entries()) {
-      const before = found.entries.length;
-      if (existsSync(join(layer, s.upper))) walk(join(layer, s.upper), s, found, src.maxEntries);
-      const mine = found.entries.slice(before).map((p) => (s.at ? `${s.upper}/${p}` : p));
-      writeFileSync(join(work, `list${i}`), mine.map((p) => `${p}\0`).join(''));
-      lists.push(join(work, `list${i}`));
-    }
-    const manifest: Manifest = {
-      format: SNAPSHOT_FORMAT,
-      version: 1,
-      session: src.id,
-      created_at: new Date().toISOString(),
-      parts: [...sections.map((s) => `/${s.at}`), '/home'],
-      entries: found.entries.length,
-      deleted: found.deleted.length,
-    };
-    const meta = join(work, 'meta');
-    writeFileSync(join(work, 'ids'), idMap(src.hostBase, src.idSize));
-    mkdirSync(join(meta, '.enclave'), { recursive: true, mode: 0o755 });
-    writeFileSync(join(meta, '.enclave', 'manifest.json'), JSON.stringify(manifest) + '\n');
-    writeFileSync(join(meta, '.enclave', 'deleted'), found.deleted.map((p) => `${p}\0`).join(''));
-    const ids = join(work, 'ids');
-    // The metadata is host root's, which no map entry names: it lands as the session's root.
-    const args = ['-c', '-f', '-', '--numeric-owner', `--owner-map=${ids}`, `--group-map=${ids}`, '--sparse', '-C', meta, '.enclave'];
-    for (const [i, s] of sections.entries()) {
-      // The root layer's entries are relative to upper/root; the others carry their directory ("usr/...").
-      args.push('-C', s.at ? layer : join(layer, s.upper), '--no-recursion', '--null', '--verbatim-files-from', '-T', lists[i]!);
-    }
-    args.push('--recursion', '--one-file-system', '-C', `/proc/${src.initPid}/root`, 'home');
-    return await run(args, out, compress);
+    // Inside the try: a freeze that does not complete is undone too.
+    await setFrozen(src.cgroupV2, true);
+    const args = archiveArgs(src, sections, work);
+    if (deadline.signal.aborted) throw timedOut(src.timeoutMs);
+    return await run({ tarArgs: args, compress, signal: deadline.signal, timeoutMs: src.timeoutMs }, out);
   } finally {
-    await setFrozen(src.cgroupV2, false).catch(() => undefined);
+    clearTimeout(timer);
+    thaw(src);
     rmSync(work, { recursive: true, force: true });
   }
 }
 
-/** tar (| zstd) into out; the byte count, or an error with tar's last words. */
-function run(tarArgs: string[], out: Writable, compress: boolean): Promise<number> {
+function thaw(src: SnapshotSource): void {
+  try {
+    writeFileSync(join(src.cgroupV2, 'cgroup.freeze'), '0');
+  } catch (e) {
+    // Gone: the session was destroyed meanwhile. Anything else is logged: start-up thaws it at the latest.
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') src.log.error({ err: (e as Error).message }, 'cannot thaw the session after its snapshot');
+  }
+}
+
+const timedOut = (ms: number) => new SnapshotError(`the snapshot took longer than sessions.snapshot_timeout_ms (${ms} ms): cut`);
+
+/** Walk the frozen layer, write the lists and the metadata: tar's arguments. */
+function archiveArgs(src: SnapshotSource, sections: Section[], work: string): string[] {
+  const layer = `/proc/${src.initPid}/fd/${UPPER_FD}`;
+  const lists: string[] = [];
+  const found = { entries: [] as string[], deleted: [] as string[] };
+  for (const [i, s] of sections.entries()) {
+    const before = found.entries.length;
+    if (existsSync(join(layer, s.upper))) walk(join(layer, s.upper), s, found, src.maxEntries);
+    const mine = found.entries.slice(before).map((p) => (s.at ? `${s.upper}/${p}` : p));
+    writeFileSync(join(work, `list${i}`), mine.map((p) => `${p}\0`).join(''));
+    lists.push(join(work, `list${i}`));
+  }
+  const manifest: Manifest = {
+    format: SNAPSHOT_FORMAT,
+    version: 1,
+    session: src.id,
+    created_at: new Date().toISOString(),
+    parts: [...sections.map((s) => `/${s.at}`), '/home'],
+    entries: found.entries.length,
+    deleted: found.deleted.length,
+  };
+  const meta = join(work, 'meta');
+  writeFileSync(join(work, 'ids'), idMap(src.hostBase, src.idSize));
+  mkdirSync(join(meta, '.enclave'), { recursive: true, mode: 0o755 });
+  writeFileSync(join(meta, '.enclave', 'manifest.json'), JSON.stringify(manifest) + '\n');
+  writeFileSync(join(meta, '.enclave', 'deleted'), found.deleted.map((p) => `${p}\0`).join(''));
+  const ids = join(work, 'ids');
+  // The metadata is host root's, which no map entry names: it lands as the session's root.
+  const args = ['-c', '-f', '-', '--numeric-owner', `--owner-map=${ids}`, `--group-map=${ids}`, '--sparse', '-C', meta, '.enclave'];
+  for (const [i, s] of sections.entries()) {
+    // The root layer's entries are relative to upper/root; the others carry their directory ("usr/...").
+    args.push('-C', s.at ? layer : join(layer, s.upper), '--no-recursion', '--null', '--verbatim-files-from', '-T', lists[i]!);
+  }
+  args.push('--recursion', '--one-file-system', '-C', `/proc/${src.initPid}/root`, 'home');
+  return args;
+}
+
+interface RunOptions {
+  tarArgs: string[];
+  compress: boolean;
+  /** Aborted at sessions.snapshot_timeout_ms. */
+  signal: AbortSignal;
+  timeoutMs: number;
+}
+
+/**
+ * tar (| zstd) into out: the byte count, or an error with tar's last words.
+ * tar writes straight into zstd's stdin (a pipe the daemon holds no end
+ * of), so nothing in the daemon can hit EPIPE between them. Settles on the
+ * processes' exits plus the end of the output, or at once when out closes
+ * (the client went away), a stream or child fails, or the deadline passes:
+ * then the children are SIGKILLed and every stream destroyed.
+ */
+function run(o: RunOptions, out: Writable): Promise<number> {
   return new Promise((resolve, reject) => {
-    const tar = spawn('tar', tarArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const z = compress ? spawn('zstd', ['-q', '-c', '-3', '-T0'], { stdio: ['pipe', 'pipe', 'pipe'] }) : undefined;
+    const children: ChildProcess[] = [];
+    const streams: (Readable | Writable)[] = [];
+    let settled = false;
     let err = '';
     let bytes = 0;
+    const finish = (e?: SnapshotError) => {
+      if (settled) return;
+      settled = true;
+      o.signal.removeEventListener('abort', onAbort);
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      for (const s of streams) s.destroy();
+      if (e) reject(e);
+      else resolve(bytes);
+    };
+    const onAbort = () => finish(timedOut(o.timeoutMs));
+    o.signal.addEventListener('abort', onAbort);
+    out.on('error', () => finish(new SnapshotError('the client went away')));
+    out.on('close', () => finish(new SnapshotError('the client went away')));
+    if (out.destroyed) return finish(new SnapshotError('the client went away'));
+
     const keep = (b: Buffer) => (err = (err + b.toString()).slice(-2000));
-    tar.stderr.on('data', keep);
-    z?.stderr?.on('data', keep);
-    const src = z ? z.stdout! : tar.stdout;
-    if (z) tar.stdout.pipe(z.stdin!);
+    const exits = new Map<ChildProcess, string>();
+    let ended = false;
+    const check = () => {
+      if (ended && exits.size === children.length) finish();
+    };
+    const watch = (what: string, c: ChildProcess) => {
+      children.push(c);
+      c.on('error', (e) => finish(new SnapshotError(`${what}: ${e.message}`)));
+      c.on('exit', (code, signal) => {
+        exits.set(c, what);
+        if (code === 0) return check();
+        // tar exits 1 when a file changed as it was read: the session is frozen, so that is a real failure too.
+        const report = () => finish(new SnapshotError(`${what} exited with ${code ?? signal}: ${err.trim().split('\n').slice(-3).join(' ')}`));
+        // Its last words may still be in the pipe: a moment for them, no more.
+        c.stderr?.once('close', report);
+        setTimeout(report, 200).unref();
+      });
+      for (const s of [c.stdin, c.stdout, c.stderr]) {
+        if (!s) continue;
+        streams.push(s);
+        s.on('error', () => undefined); // an exit status or a destroy reports it
+      }
+      c.stderr?.on('data', keep);
+    };
+    const z = o.compress ? spawn('zstd', ['-q', '-c', '-3', '-T0'], { stdio: ['pipe', 'pipe', 'pipe'] }) : undefined;
+    if (z) watch('zstd', z);
+    const tar = spawn('tar', o.tarArgs, { stdio: ['ignore', z ? z.stdin! : 'pipe', 'pipe'] });
+    watch('tar', tar);
+    // tar has its own copy of zstd's stdin: ours goes, so zstd sees EOF when tar is done.
+    z?.stdin!.destroy();
+    const src = (z ?? tar).stdout!;
     src.on('data', (b: Buffer) => {
       bytes += b.length;
-      if (!out.write(b)) {
-        src.pause();
-        out.once('drain', () => src.resume());
-      }
+      if (!settled && !out.write(b)) src.pause();
     });
-    let pending = z ? 2 : 1;
-    let failed: string | undefined;
-    const done = (what: string) => (code: number | null) => {
-      // tar exits 1 when a file changed as it was read: the session is frozen, so that is a real failure too.
-      if (code !== 0) failed ??= `${what} exited with ${code}: ${err.trim().split('\n').slice(-3).join(' ')}`;
-      if (--pending === 0) (failed ? reject(new SnapshotError(failed)) : resolve(bytes));
-    };
-    tar.on('close', done('tar'));
-    z?.on('close', done('zstd'));
-    tar.on('error', (e) => reject(new SnapshotError(`tar: ${e.message}`)));
-    out.on('close', () => {
-      tar.kill('SIGKILL');
-      z?.kill('SIGKILL');
+    out.on('drain', () => src.resume());
+    src.on('end', () => {
+      ended = true;
+      check();
     });
   });
 }

@@ -40,6 +40,13 @@ describe('config', () => {
     expect(() => parseConfig('[sessions]\nroot_size_mb = 64\n', 'c.toml')).toThrow("'sessions.root_size_mb' moved to 'limits.root_mb'");
   });
 
+  it('takes sessions.snapshot_timeout_ms, 10 minutes by default, and refuses nonsense', () => {
+    expect(parseConfig('', 'c.toml').sessions.snapshot_timeout_ms).toBe(600_000);
+    expect(parseConfig('[sessions]\nsnapshot_timeout_ms = 1500\n', 'c.toml').sessions.snapshot_timeout_ms).toBe(1500);
+    expect(() => parseConfig('[sessions]\nsnapshot_timeout_ms = 0\n', 'c.toml')).toThrow(/'sessions\.snapshot_timeout_ms'/);
+    expect(() => parseConfig('[sessions]\nsnapshot_timeout_ms = "10m"\n', 'c.toml')).toThrow(/'sessions\.snapshot_timeout_ms'/);
+  });
+
   it('refuses ID ranges past the largest host ID', () => {
     expect(() => parseConfig('[ids]\nbase = 4000000000\nsize = 65536\nslots = 10000\n', 'c.toml')).toThrow(/'ids\.slots': ID ranges end at/);
   });

@@ -1,5 +1,6 @@
 // GET /v1/sessions/{s}/snapshot: the session's writable layer and /home as a
 // stream; the trailer says it is complete.
+import { finished } from 'node:stream/promises';
 import { ApiError } from '../../api/errors.js';
 import { hasZstd } from '../../snapshots/snapshot.js';
 import type { Handlers } from '../dispatch.js';
@@ -12,7 +13,14 @@ export const snapshotHandlers: Pick<Handlers, 'snapshot'> = {
     const out = new ResponseStream(res, { 'content-type': compress ? 'application/zstd' : 'application/x-tar', trailer: SNAPSHOT_TRAILER });
     try {
       const bytes = await ctx.sessions.snapshot(row.id, out, compress);
-      await new Promise<void>((r) => out.end(r));
+      out.end();
+      // Settles however out ends (end()'s own callback never comes for a destroyed stream).
+      const flushed = await finished(out).then(
+        () => out.writableFinished,
+        () => false,
+      );
+      // The client went away while the last bytes went out: nothing to complete.
+      if (!flushed || res.destroyed) return;
       res.addTrailers({ [SNAPSHOT_TRAILER]: `complete ${bytes}` });
       res.end();
     } catch (e) {
