@@ -5,12 +5,12 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { SESSION_ID } from '../api/schemas.js';
 import type { Config } from '../config/schema.js';
 import { detectCgroupLayout, killCgroup, parentDirs, removeCgroup, versionOf } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
 import { bridgePorts, linkExists } from '../network/hostNetwork.js';
 import { lockHeld } from '../daemon/locks.js';
+import { dropSnapshotCgroups, sessionOfCgroup } from '../snapshots/snapshotCgroups.js';
 import type { Check } from './doctor.js';
 
 export interface Orphan {
@@ -59,7 +59,8 @@ export function stateChecks(config: Config): { checks: Check[]; orphans: Orphan[
     for (const dir of parentDirs(layout, config.cgroups.parent)) {
       if (!existsSync(dir)) continue;
       for (const e of readdirSync(dir, { withFileTypes: true })) {
-        if (e.isDirectory() && SESSION_ID.test(e.name) && !LIVE.has(byId.get(e.name)?.state ?? '')) orphans.push({ kind: 'cgroup', ref: join(dir, e.name) });
+        const id = sessionOfCgroup(e.name);
+        if (e.isDirectory() && id !== undefined && !LIVE.has(byId.get(id)?.state ?? '')) orphans.push({ kind: 'cgroup', ref: join(dir, e.name) });
       }
     }
     for (const port of bridgePorts(config.network.bridge)) {
@@ -111,6 +112,8 @@ export function repair(config: Config, orphans: Orphan[]): string[] {
     }
     let removed = false;
     for (let i = 0; i < 100 && !removed; i++) {
+      // A snapshot's cgroups first: an rmdir of a cgroup with a child fails.
+      dropSnapshotCgroups(o.ref, versionOf(layout, o.ref));
       killCgroup(o.ref, versionOf(layout, o.ref));
       removed = removeCgroup(o.ref);
       if (!removed) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);

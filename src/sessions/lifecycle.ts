@@ -42,6 +42,7 @@ import { diskFullMessage, isDiskFull } from '../store/diskFull.js';
 import type { CreateSecrets, SessionSecrets } from '../secrets/sessionSecrets.js';
 import type { Volumes } from '../volumes/volumes.js';
 import { SnapshotError, writeSnapshot } from '../snapshots/snapshot.js';
+import { dropSnapshotCgroups, snapshotCgroupsFor } from '../snapshots/snapshotCgroups.js';
 import { recoverFromSnapshot } from '../snapshots/recover.js';
 import { rangeForSlot } from '../isolation/idRange.js';
 import { LIMITS, type Usage } from '../vocab/limits.js';
@@ -289,6 +290,7 @@ export class SessionManager {
           hostBase: range.hostBase,
           idSize: range.size,
           cgroupV2: v2.path,
+          cgroups: snapshotCgroupsFor(this.layout, parent, id),
           maxEntries: this.config.tmpfs.root_inodes + this.config.tmpfs.home_inodes,
           timeoutMs: this.config.sessions.snapshot_timeout_ms,
           tmpDir: tmp,
@@ -639,6 +641,8 @@ export class SessionManager {
         continue;
       }
       for (;;) {
+        // A snapshot's cgroups first: an rmdir of a cgroup with a child fails.
+        dropSnapshotCgroups(obj.ref, versionOf(this.layout, obj.ref));
         killCgroup(obj.ref, versionOf(this.layout, obj.ref));
         if (cgroupPids(obj.ref).length === 0 && removeCgroup(obj.ref)) break;
         if (Date.now() > deadline) throw new ApiError('internal', `cgroup ${obj.ref} of session ${row.id} still has processes`);

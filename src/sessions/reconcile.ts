@@ -6,9 +6,9 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { SESSION_ID } from '../api/schemas.js';
 import { killCgroup, parentDirs, removeCgroup, versionOf, type CgroupLayout } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
+import { dropSnapshotCgroups, sessionOfCgroup } from '../snapshots/snapshotCgroups.js';
 import { bridgePorts } from '../network/hostNetwork.js';
 import { LIVE_STATES, type SessionStore } from '../store/sessionStore.js';
 
@@ -18,21 +18,27 @@ function standing(store: SessionStore, id: string): 'ended' | 'live' | 'unknown'
   return state === undefined ? 'unknown' : LIVE_STATES.includes(state) ? 'live' : 'ended';
 }
 
-/** Cgroups of sessions that have ended are leftovers of a crash: remove them. */
+/** Cgroups of sessions that have ended are leftovers of a crash: remove them (their snapshot cgroups first). */
 export function sweepOrphanCgroups(layout: CgroupLayout, parent: string, store: SessionStore, log: Logger): void {
   for (const dir of parentDirs(layout, parent)) {
     if (!existsSync(dir)) continue;
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      if (!entry.isDirectory() || !SESSION_ID.test(entry.name)) continue;
+      const id = sessionOfCgroup(entry.name);
+      if (!entry.isDirectory() || id === undefined) continue;
       const cg = join(dir, entry.name);
-      const s = standing(store, entry.name);
+      const s = standing(store, id);
       if (s === 'unknown') log.warn({ cgroup: cg }, 'a session cgroup no row of this daemon records: left alone');
       if (s !== 'ended') continue;
-      killCgroup(cg, versionOf(layout, cg));
+      const version = versionOf(layout, cg);
+      // Killed tar and zstd take a moment to exit; the next start retries what is still busy.
+      for (let i = 0; i < 50 && !dropSnapshotCgroups(cg, version); i++) pause(10);
+      killCgroup(cg, version);
       if (removeCgroup(cg)) log.warn({ cgroup: cg }, 'removed leftover session cgroup');
     }
   }
 }
+
+const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
 /** Bridge ports of sessions that have ended: a crash left them. */
 export function sweepOrphanLinks(bridge: string, store: SessionStore, log: Logger): void {

@@ -9,14 +9,16 @@
 // (/proc/PID/fd/63, native/src/init.c), /home through /proc/PID/root: paths
 // the session cannot redirect (a mount point cannot be renamed). tar never
 // follows a symlink when it archives; owners are written as the session's
-// own IDs (host base + k -> k), so they land the same in any session.
-import { spawn, type ChildProcess } from 'node:child_process';
+// own IDs (host base + k -> k), so they land the same in any session. tar
+// and zstd run charged to the session (snapshotCgroups.ts).
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { addon } from '../native/addon.js';
 import { opsNamed, type SessionPlan } from '../isolation/plan.js';
+import { createSnapshotCgroups, JOIN_FAILED, removeSnapshotCgroups, spawnIn, type SnapshotCgroup } from './snapshotCgroups.js';
 
 export const SNAPSHOT_FORMAT = 'enclave-snapshot';
 /** The fd the init keeps the writable layer on (UPPER_KEEP_FD in native/src/ops.h). */
@@ -106,6 +108,8 @@ export interface SnapshotSource {
   idSize: number;
   /** The session's cgroup v2 directory (cgroup.freeze). */
   cgroupV2: string;
+  /** Where tar and zstd run (snapshotCgroups.ts). */
+  cgroups: SnapshotCgroup[];
   /** Upper bound on entries (the layer's and /home's inode caps). */
   maxEntries: number;
   /** The longest the session may stay frozen (sessions.snapshot_timeout_ms). */
@@ -129,7 +133,8 @@ export const hasZstd = () => ['/usr/bin/zstd', '/bin/zstd'].some((p) => existsSy
 /**
  * Write the snapshot to `out`; resolves with the bytes written once the
  * stream is complete. Whatever happens (an error, the client gone, the
- * timeout) the session is thawed.
+ * timeout) the session is thawed and the snapshot's cgroups are removed,
+ * with anything left in them.
  */
 export async function writeSnapshot(src: SnapshotSource, out: Writable, compress: boolean): Promise<number> {
   const sections = sectionsOf(src.plan);
@@ -141,14 +146,18 @@ export async function writeSnapshot(src: SnapshotSource, out: Writable, compress
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), src.timeoutMs);
   try {
+    const procs = await createSnapshotCgroups(src.cgroups).catch((e: Error) => {
+      throw new SnapshotError(`cannot make the snapshot's cgroups: ${e.message}`);
+    });
     // Inside the try: a freeze that does not complete is undone too.
     await setFrozen(src.cgroupV2, true);
     const args = archiveArgs(src, sections, work);
     if (deadline.signal.aborted) throw timedOut(src.timeoutMs);
-    return await run({ tarArgs: args, compress, signal: deadline.signal, timeoutMs: src.timeoutMs }, out);
+    return await run({ tarArgs: args, procs, compress, signal: deadline.signal, timeoutMs: src.timeoutMs }, out);
   } finally {
     clearTimeout(timer);
     thaw(src);
+    await removeSnapshotCgroups(src.cgroups).catch((e: Error) => src.log.error({ err: e.message }, 'cannot remove the snapshot cgroups'));
     rmSync(work, { recursive: true, force: true });
   }
 }
@@ -203,6 +212,8 @@ function archiveArgs(src: SnapshotSource, sections: Section[], work: string): st
 
 interface RunOptions {
   tarArgs: string[];
+  /** cgroup.procs files tar and zstd join before they exec. */
+  procs: string[];
   compress: boolean;
   /** Aborted at sessions.snapshot_timeout_ms. */
   signal: AbortSignal;
@@ -252,7 +263,7 @@ function run(o: RunOptions, out: Writable): Promise<number> {
         exits.set(c, what);
         if (code === 0) return check();
         // tar exits 1 when a file changed as it was read: the session is frozen, so that is a real failure too.
-        const report = () => finish(new SnapshotError(`${what} exited with ${code ?? signal}: ${err.trim().split('\n').slice(-3).join(' ')}`));
+        const report = () => finish(new SnapshotError(code === JOIN_FAILED ? `${what} could not join the snapshot cgroups` : `${what} exited with ${code ?? signal}: ${err.trim().split('\n').slice(-3).join(' ')}`));
         // Its last words may still be in the pipe: a moment for them, no more.
         c.stderr?.once('close', report);
         setTimeout(report, 200).unref();
@@ -264,9 +275,9 @@ function run(o: RunOptions, out: Writable): Promise<number> {
       }
       c.stderr?.on('data', keep);
     };
-    const z = o.compress ? spawn('zstd', ['-q', '-c', '-3', '-T0'], { stdio: ['pipe', 'pipe', 'pipe'] }) : undefined;
+    const z = o.compress ? spawnIn(o.procs, 'zstd', ['-q', '-c', '-3', '-T1'], { stdio: ['pipe', 'pipe', 'pipe'] }) : undefined;
     if (z) watch('zstd', z);
-    const tar = spawn('tar', o.tarArgs, { stdio: ['ignore', z ? z.stdin! : 'pipe', 'pipe'] });
+    const tar = spawnIn(o.procs, 'tar', o.tarArgs, { stdio: ['ignore', z ? z.stdin! : 'pipe', 'pipe'] });
     watch('tar', tar);
     // tar has its own copy of zstd's stdin: ours goes, so zstd sees EOF when tar is done.
     z?.stdin!.destroy();
