@@ -5,7 +5,8 @@ import WebSocket from 'ws';
 import { execStatusSchema } from '../api/schemas.js';
 import { ATTACH_PROTOCOL, Channel } from '../api/protocol.js';
 import { decodeFrame, encodeFrame, exitCodeOf } from '../terminal/channels.js';
-import { CliError, onUpgradeFailure } from './client.js';
+import { ROUTES } from '../api/routes.js';
+import { CliError, onUpgradeFailure, routePath } from './client.js';
 import { execPath } from './execClient.js';
 
 /** "ctrl-p,ctrl-q" -> [0x10, 0x11]; single characters stand for themselves. */
@@ -71,9 +72,11 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
   return new Promise((resolve, reject) => {
     const size = () => terminalSize(stdout.columns, stdout.rows);
     // exec --tty: the exec endpoint with tty=1; otherwise the session console.
-    const path = a.exec ? `${execPath({ session: a.session, ...a.exec })}&tty=1` : `/v1/sessions/${encodeURIComponent(a.session)}/attach?role=${a.readOnly ? 'ro' : 'rw'}`;
-    const sizeQuery = stdout.isTTY ? `&cols=${size().cols}&rows=${size().rows}` : '';
-    const ws = new WebSocket(`ws+unix://${a.socket}:${path}${sizeQuery}`, [ATTACH_PROTOCOL], {
+    const sized = stdout.isTTY ? size() : {};
+    const path = a.exec
+      ? execPath({ session: a.session, ...a.exec }, { tty: '1', ...sized })
+      : routePath(ROUTES.attach, { params: { session: a.session }, query: { role: a.readOnly ? 'ro' : 'rw', ...sized } });
+    const ws = new WebSocket(`ws+unix://${a.socket}:${path}`, [ATTACH_PROTOCOL], {
       perMessageDeflate: false,
     });
     let code: number | undefined;

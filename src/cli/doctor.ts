@@ -7,7 +7,8 @@ import { dirname } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { detectCgroupLayout } from '../isolation/cgroups.js';
 import { addon, helperPaths } from '../native/addon.js';
-import { call } from './client.js';
+import { ROUTES } from '../api/routes.js';
+import { callRoute } from './client.js';
 
 export interface Check {
   name: string;
@@ -84,8 +85,8 @@ export async function runDoctor(socket: string): Promise<Check[]> {
     checks.push({ name: 'cgroups', ok: false, required: true, detail: `cannot read the cgroup layout: ${(e as Error).message}` });
   }
   try {
-    const r = await call(socket, 'GET', '/v1/health');
-    checks.push({ name: 'daemon', ok: r.status === 200, required: false, detail: r.status === 200 ? `reachable at ${socket}` : `HTTP ${r.status} at ${socket}` });
+    const h = await callRoute(socket, ROUTES.health);
+    checks.push({ name: 'daemon', ok: true, required: false, detail: `reachable at ${socket} (pid ${h.pid}, ${h.sessions} live sessions)` });
   } catch (e) {
     checks.push({ name: 'daemon', ok: false, required: false, detail: (e as Error).message });
   }

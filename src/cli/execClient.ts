@@ -5,7 +5,8 @@ import WebSocket from 'ws';
 import { execStatusSchema } from '../api/schemas.js';
 import { Channel, K8S_V5_PROTOCOL } from '../api/protocol.js';
 import { decodeFrame, encodeFrame, exitCodeOf } from '../terminal/channels.js';
-import { CliError, onUpgradeFailure } from './client.js';
+import { ROUTES } from '../api/routes.js';
+import { CliError, onUpgradeFailure, routePath } from './client.js';
 
 export interface ExecArgs {
   socket: string;
@@ -17,13 +18,8 @@ export interface ExecArgs {
   stdin?: Readable;
 }
 
-export function execPath(a: Omit<ExecArgs, 'socket'>): string {
-  const q = new URLSearchParams();
-  for (const c of a.command) q.append('command', c);
-  for (const e of a.env) q.append('env', e);
-  if (a.cwd) q.set('cwd', a.cwd);
-  q.set('stdin', '1');
-  return `/v1/sessions/${encodeURIComponent(a.session)}/exec?${q.toString()}`;
+export function execPath(a: Omit<ExecArgs, 'socket'>, extra: { tty?: '1'; cols?: number; rows?: number } = {}): string {
+  return routePath(ROUTES.exec, { params: { session: a.session }, query: { command: a.command, env: a.env, cwd: a.cwd, stdin: '1', ...extra } });
 }
 
 export function runExecClient(a: ExecArgs): Promise<number> {

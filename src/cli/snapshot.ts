@@ -9,7 +9,8 @@ import { closeSync, constants, createReadStream, createWriteStream, openSync, re
 import { request } from 'node:http';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Transform } from 'node:stream';
-import { CliError, errorMessage } from './client.js';
+import { ROUTES } from '../api/routes.js';
+import { CliError, errorMessage, routePath } from './client.js';
 import { runExecClient } from './execClient.js';
 
 const MIB = 1024 * 1024;
@@ -58,7 +59,6 @@ function openPartial(file: string): { path: string; fd: number } {
 }
 
 export function takeSnapshot(socket: string, session: string, file: string, compression: 'zstd' | 'none' | undefined): Promise<void> {
-  const q = compression ? `?compression=${compression}` : '';
   const partial = openPartial(file);
   // Ctrl-C or a kill: the partial file goes too.
   const onSignal = (sig: NodeJS.Signals) => {
@@ -82,7 +82,7 @@ export function takeSnapshot(socket: string, session: string, file: string, comp
     };
     const out = createWriteStream('', { fd: partial.fd });
     out.on('error', (e) => fail(new CliError(`cannot write ${file}: ${e.message}`)));
-    const req = request({ socketPath: socket, method: 'GET', path: `/v1/sessions/${encodeURIComponent(session)}/snapshot${q}` }, (res) => {
+    const req = request({ socketPath: socket, method: 'GET', path: routePath(ROUTES.snapshot, { params: { session }, query: compression ? { compression } : {} }) }, (res) => {
       if (res.statusCode !== 200) {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
