@@ -134,6 +134,7 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   }
   // Only now: the database was checked, sessions re-adopted, every listener is up.
   manager.ready();
+  sessions.scanUsrInBackground();
 
   let stopping: Promise<void> | undefined;
   const stop = () =>

@@ -75,6 +75,8 @@ export interface LayeredRoot {
   kind: 'layers';
   layers: { source: string; at: string }[];
   upper?: TmpfsSize | undefined;
+  /** Paths in the session covered with an empty read-only mount once the layers are up (usrMasks.ts). */
+  masks?: readonly string[] | undefined;
 }
 
 /** Everything buildPlan needs, decided by the manager from request + config. */
@@ -172,6 +174,11 @@ export function buildPlan(p: PlanInputs): SessionPlan {
     if (root.upper) op('mount', 'upper', tmpfsData('0755', root.upper));
     op('mount', 'root', 0);
     root.layers.forEach((l, i) => i > 0 && op('mount', 'overlay', relativeToRoot(l.at), i));
+    // On top of the overlays, so neither the layer nor the session's writes show there.
+    for (const m of [...new Set((root.masks ?? []).map(relativeToRoot))].sort()) {
+      if (m === '') throw new PlanError('a layered root cannot mask "/"');
+      op('mount', 'mask', m);
+    }
   }
   for (const f of p.files) op('mount', 'bind-file', f.source, relativeToRoot(f.target));
   const secret = 'nosuid,nodev,noexec';

@@ -22,6 +22,7 @@ import {
 } from '../isolation/cgroups.js';
 import { controlPath, opsNamed, parseStoredPlan, PlanError, type SessionPlan } from '../isolation/plan.js';
 import { prepareBaseLayer, sweepBaseLayers } from '../isolation/baseLayer.js';
+import { scanForMasks, UsrMasks } from '../isolation/usrMasks.js';
 import { writableRoot, type Profile } from '../isolation/profiles.js';
 import { addon, type ExitStatus } from '../native/addon.js';
 import { AddressesExhaustedError, LIVE_STATES, PortTakenError, SessionStore, SlotsExhaustedError, VolumeUnavailableError, type PublishedPort, type SessionRow } from '../store/sessionStore.js';
@@ -85,6 +86,8 @@ export class SessionManager {
   private host: HostFacts | undefined;
   /** What all sessions together may use (set on the parent cgroup at start). */
   private capacity: Capacity | undefined;
+  /** The scan of the host's /usr the minimal root's masks come from (sessions.rootfs = "minimal"): awaited by creates. */
+  private readonly usrMasks: UsrMasks | undefined;
   private readonly agents: Agents;
   /** Exit codes inits announced before ending (for the ones this daemon cannot wait for). */
   private readonly ending = new Map<string, number>();
@@ -110,6 +113,25 @@ export class SessionManager {
     this.agents = new Agents(opts.log, (id, code) => this.ending.set(id, code));
     this.links = new LinkReaper({ log: opts.log, gone: (id) => this.linkGone(id) });
     this.bindings = new AddressBindings(opts.config.network.table);
+    if (opts.config.sessions.rootfs === 'minimal') {
+      this.usrMasks = new UsrMasks(scanForMasks, {
+        found: (masks, widened, ms) => {
+          this.log.info({ masks, ms: Math.round(ms) }, 'found what sessions must not see of the host\'s /usr');
+          if (widened.length > 0) this.log.warn({ widened }, 'masked whole directories of the host\'s /usr for names a session plan cannot carry');
+        },
+        failed: (e) => this.log.error({ err: e.message }, 'cannot list what sessions must not see of the host\'s /usr: creates fail until a scan succeeds (each create tries again)'),
+      });
+    }
+  }
+
+  /**
+   * Start the scan of the host's /usr (the minimal root's masks) in the
+   * background. The daemon calls it once it serves, so that the scan's
+   * second or so of CPU and I/O never delays start-up or a restart; a
+   * create that comes first starts it itself, and every create waits for it.
+   */
+  scanUsrInBackground(): void {
+    this.usrMasks?.start();
   }
 
   /** The lease is being given back: its firewall element goes first (queued, see AddressBindings). */
@@ -446,12 +468,26 @@ export class SessionManager {
     }
   }
 
+  /** The minimal root's masks in the host facts before any plan is made: a create never proceeds without them. */
+  private async usrMasksReady(): Promise<void> {
+    if (!this.usrMasks || this.host?.usrMasks) return;
+    let masks: readonly string[];
+    try {
+      masks = await this.usrMasks.list();
+    } catch (e) {
+      throw new ApiError('confinement_failed', `session not created: the daemon could not list what sessions must not see of the host's /usr (${(e as Error).message}); the next create tries again`);
+    }
+    this.host = { ...this.host!, usrMasks: masks };
+  }
+
   /**
    * `volumes`: the request's, resolved to the volumes they name (the caller
    * checked each one's owner); `admit`: the owner's budget, checked against
    * its live sessions in the transaction that records this one.
    */
   async create(req: CreateSessionRequest, ownerUid = 0, extra: { volumes?: ResolvedVolume[]; admit?: (usage: Usage) => void } = {}): Promise<Session> {
+    // Before anything is checked or reserved, so that what follows runs without a break, as before.
+    await this.usrMasksReady();
     if (this.store.countLive() >= this.config.sessions.max_sessions) {
       throw new ApiError('exhausted', `the daemon already runs ${this.config.sessions.max_sessions} sessions (sessions.max_sessions)`);
     }

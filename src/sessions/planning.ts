@@ -6,7 +6,8 @@ import type { Limits } from '../api/schemas.js';
 import type { Config } from '../config/schema.js';
 import { rlimitsFor } from '../isolation/hardening.js';
 import { rangeForSlot } from '../isolation/idRange.js';
-import { buildPlan, type HostRoot, type Injected, type LayeredRoot, type SessionPlan } from '../isolation/plan.js';
+import { buildPlan, PlanError, type HostRoot, type Injected, type LayeredRoot, type SessionPlan } from '../isolation/plan.js';
+import { HOST_USR } from '../isolation/usrMasks.js';
 import { capabilityMask, setgroupsFor, writableRoot, type Profile } from '../isolation/profiles.js';
 import { hostIfName, intToIp, macFor } from '../network/addressing.js';
 import type { SessionRow } from '../store/sessionStore.js';
@@ -22,6 +23,8 @@ export interface HostFacts {
   gateway: number;
   /** The minimal root's base layer (sessions.rootfs = "minimal"). */
   baseLayer?: string | undefined;
+  /** Entries of the host's /usr other users cannot read, masked in the minimal root (usrMasks.ts); set once the start's scan is done. */
+  usrMasks?: readonly string[] | undefined;
 }
 
 export function sessionDir(config: Config, id: string): string {
@@ -36,13 +39,27 @@ export function newrootDir(config: Config): string {
   return join(config.state_dir, 'newroot');
 }
 
-/** The session's root: layers (minimal or a root directory), or the host's own "/" as it was. */
+/**
+ * The session's root: layers (minimal or a root directory), or the host's own "/" as it was.
+ *
+ * Only the minimal root masks what other host users cannot read, because
+ * only there is host data idmapped: its /usr layer shows host uid 0 as the
+ * session's root. The host's "/" is bound unmapped: host root's files are
+ * no ID of the session's, so its root (capabilities or not) gets what any
+ * host user gets, the "other" bits, and sessions.hide covers the rest. A
+ * root directory is the administrator's own content, made for sessions:
+ * its root-only files are the session OS's own (its shadow, say), not the
+ * host's.
+ */
 function rootFor(c: Config, host: HostFacts, profile: Profile, limits: Limits): HostRoot | LayeredRoot {
   const rootfs = c.sessions.rootfs;
   if (rootfs === '/') return { kind: 'host', rootfs, masks: [c.state_dir, dirname(c.socket), ...c.sessions.hide] };
-  const layers = rootfs === 'minimal' ? [{ source: host.baseLayer!, at: '/' }, { source: '/usr', at: '/usr' }] : [{ source: rootfs, at: '/' }];
   const upper = writableRoot(profile) ? { bytes: (limits.root_mb ?? c.limits.root_mb) * MIB, inodes: c.tmpfs.root_inodes } : undefined;
-  return { kind: 'layers', layers, upper };
+  if (rootfs !== 'minimal') return { kind: 'layers', layers: [{ source: rootfs, at: '/' }], upper };
+  // Fail closed: no minimal root without the list of what it must hide.
+  if (!host.baseLayer || !host.usrMasks) throw new PlanError('the minimal root is not ready: its base layer or the scan of the host\'s /usr is missing');
+  // HOST_USR is mounted at /usr, so its host paths are the session's.
+  return { kind: 'layers', layers: [{ source: host.baseLayer, at: '/' }, { source: HOST_USR, at: '/usr' }], upper, masks: host.usrMasks };
 }
 
 export function planFor(

@@ -3,7 +3,7 @@
 // op for op. No root needed: --check validates without executing.
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { buildPlan, parseStoredPlan, PlanError, relativeToRoot, serializePlan, type PlanInputs, type SessionPlan } from '../../src/isolation/plan.js';
+import { buildPlan, parseStoredPlan, PlanError, relativeToRoot, serializePlan, type LayeredRoot, type PlanInputs, type SessionPlan } from '../../src/isolation/plan.js';
 import { rangeForSlot, rangesOverlap } from '../../src/isolation/idRange.js';
 import { helperPaths } from '../../src/native/addon.js';
 import { helperTable } from '../../src/native/steps.js';
@@ -236,6 +236,17 @@ describe('a layered workspace root', () => {
     expect(find(plan, 'setgroups')).toEqual([['allow']]);
     expect(capabilityMask('strict')).toBe('0');
     expect(setgroupsFor('strict')).toBe('deny');
+  });
+
+  it('masks what it is given once the overlays are up: relative, once each, sorted; never "/"', () => {
+    const masked = buildPlan({ ...layered, root: { ...(layered.root as LayeredRoot), masks: ['/usr/share/polkit-1/rules.d', '/usr/lib/dbus-1.0/helper', '/usr/share/polkit-1/rules.d/'] } });
+    const masks = masked.ops.filter((o) => o.op === 'mask' && o.args[0]!.startsWith('usr/'));
+    expect(masks.map((o) => [o.phase, ...o.args])).toEqual([['mount', 'usr/lib/dbus-1.0/helper'], ['mount', 'usr/share/polkit-1/rules.d']]);
+    expect(masked.ops.indexOf(masks[0]!)).toBe(at(masked, 'overlay') + 1);
+    expect(check(serializePlan(masked)).ok).toBe(true);
+    expect(find(plan, 'mask').filter(([m]) => m!.startsWith('usr/'))).toEqual([]);
+    expect(() => buildPlan({ ...layered, root: { ...(layered.root as LayeredRoot), masks: ['/'] } })).toThrow(/cannot mask "\/"/);
+    expect(() => buildPlan({ ...layered, root: { ...(layered.root as LayeredRoot), masks: ['/usr/a\tb'] } })).toThrow(PlanError);
   });
 
   it('refuses a layer index that is not there, and a first layer that is not "/"', () => {
