@@ -1,7 +1,7 @@
 // Fail closed: when a confinement step cannot be done, nothing runs, the
 // error names the step, and nothing is left behind.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { isRoot, TestDaemon } from './harness.js';
@@ -61,5 +61,47 @@ describe.skipIf(!isRoot)('fail closed (root)', () => {
     }
     expect((await good.sh('filtered', 'grep ^Seccomp: /proc/self/status')).stdout).toBe('Seccomp:\t2\n');
     await good.destroy(s.id);
+  });
+});
+
+// The minimal root is made only with the list of what it hides of the host's
+// /usr: a daemon whose scan fails creates nothing, says why, and a later
+// create scans again. The daemon finds `find` on its PATH; this one's first
+// PATH entry is a find that fails while a flag file exists.
+describe.skipIf(!isRoot)('fail closed: no minimal root without the scan of /usr (root)', () => {
+  const d = new TestDaemon();
+  const bin = join(d.dir, 'bin');
+  const flag = join(d.dir, 'find-fails');
+
+  beforeAll(async () => {
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(join(bin, 'find'), `#!/bin/sh\nif [ -e ${flag} ]; then echo "find: simulated failure" >&2; exit 1; fi\nexec /usr/bin/find "$@"\n`, { mode: 0o755 });
+    writeFileSync(flag, '');
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path ?? '/usr/bin:/bin'}`;
+    try {
+      await d.start(); // the daemon takes this environment
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  it('refuses creates while the scan fails, naming it, with nothing made; the next create after a fix proceeds, masked', async () => {
+    for (let i = 0; i < 2; i++) {
+      const r = await d.api('POST', '/v1/sessions', { name: `try${i}` });
+      expect(r.status).toBe(500);
+      const error = (r.body as { error: { code: string; message: string } }).error;
+      expect(error.code).toBe('confinement_failed');
+      expect(error.message).toMatch(/session not created: the daemon could not list what sessions must not see of the host's \/usr \(find over \/usr exited with 1: find: simulated failure\)/);
+    }
+    expect(((await d.api('GET', '/v1/sessions?all=1')).body as { sessions: unknown[] }).sessions).toEqual([]);
+    expect(d.cgroupDirs().flatMap((c) => readdirSync(c).filter((n) => n.startsWith('s-')))).toEqual([]);
+    rmSync(flag);
+    await d.create({ name: 'after' });
+    const r = await d.sh('after', 'ls -A /usr/share/polkit-1/rules.d 2>/dev/null | wc -l; head -c 10 /usr/lib/os-release');
+    expect(r.stdout).toBe(`0\n${readFileSync('/usr/lib/os-release', 'utf8').slice(0, 10)}`);
   });
 });

@@ -5,9 +5,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
 import { isRoot, TestDaemon } from './harness.js';
 
 const hash = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
@@ -15,6 +16,47 @@ const hash = (p: string) => createHash('sha256').update(readFileSync(p)).digest(
 /** Host places outside the minimal root, where the test leaves a sentinel file and a 0777 UNIX socket. */
 const OUTSIDE = ['/var/tmp', '/srv', '/opt', '/home'];
 const SENTINEL_PREFIX = 'enclave-it-sentinel-';
+
+/**
+ * What a host user outside an entry's owner and group cannot read under
+ * `root`, topmost only: a directory without both o+r and o+x, or a file
+ * (not a link) without o+r. Walked here with lstat, on root's own
+ * filesystem (the session's layer is that mount alone), independently of
+ * how the daemon finds them.
+ */
+function unreadableByOthers(root: string): string[] {
+  const dev = lstatSync(root).dev;
+  const out: string[] = [];
+  const visit = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const p = join(dir, name);
+      const st = lstatSync(p, { throwIfNoEntry: false });
+      if (!st || st.isSymbolicLink()) continue;
+      if (st.isDirectory()) {
+        if ((st.mode & 0o005) !== 0o005) out.push(p);
+        else if (st.dev === dev) visit(p);
+      } else if ((st.mode & 0o004) === 0) out.push(p);
+    }
+  };
+  visit(root);
+  return out;
+}
+
+/** A non-empty world-readable file near `hidden` (below its parent, not under a hidden entry): the control that /usr still reads. */
+function readableNeighbour(hidden: string, all: string[]): string | undefined {
+  const queue = [dirname(hidden)];
+  while (queue.length > 0) {
+    const dir = queue.shift()!;
+    for (const name of readdirSync(dir).sort()) {
+      const p = join(dir, name);
+      if (all.some((h) => p === h || p.startsWith(`${h}/`))) continue;
+      const st = lstatSync(p);
+      if (st.isFile() && (st.mode & 0o004) !== 0 && st.size > 0) return p;
+      if (st.isDirectory() && (st.mode & 0o005) === 0o005) queue.push(p);
+    }
+  }
+  return undefined;
+}
 
 describe.skipIf(!isRoot)('workspace sessions and the minimal root (root)', () => {
   const d = new TestDaemon();
@@ -87,6 +129,41 @@ describe.skipIf(!isRoot)('workspace sessions and the minimal root (root)', () =>
       c.on('error', reject);
     });
     expect(answer).toBe('reached');
+  });
+
+  let hiddenOnHost: string[] | undefined;
+  it.each(['ws', 'st'])('%s: shows nothing of the host\'s /usr that other host users cannot read; the rest of /usr reads', async (s) => {
+    const hidden = (hiddenOnHost ??= unreadableByOthers('/usr'));
+    if (hidden.length === 0) {
+      // This image has /usr/share/polkit-1/rules.d 0700: CI must find it.
+      if (process.env.CI) throw new Error('no entry under /usr is unreadable by other users on this CI host: the image changed, and this test proves nothing');
+      console.warn('\n*** this host has no entry under /usr that other users cannot read: the /usr hiding test is SKIPPED ***\n');
+      return;
+    }
+    if (process.env.CI) expect(hidden).toContain('/usr/share/polkit-1/rules.d');
+    // Masked in the stored plan, which the session keeps whatever the daemon finds later.
+    const db = new Database(join(d.stateDir, 'enclave.db'), { readonly: true });
+    try {
+      const row = db.prepare('SELECT plan FROM session_plans WHERE session_id = ?').get((await d.show(s)).id) as { plan: string };
+      const masks = (JSON.parse(row.plan) as { ops: { op: string; args: string[] }[] }).ops.filter((o) => o.op === 'mask').map((o) => `/${o.args[0]}`);
+      for (const p of hidden) expect(masks).toContain(p);
+    } finally {
+      db.close();
+    }
+    for (const p of hidden) {
+      const st = lstatSync(p);
+      // A directory: its names, what is in it, and no way to write there; a file: its bytes (an empty mask reads as nothing).
+      const inside = st.isDirectory() ? readdirSync(p).slice(0, 20) : [];
+      const probe = st.isDirectory()
+        ? `ls -A '${p}' 2>/dev/null; ${inside.map((n) => `head -c 64 '${p}/${n}' 2>/dev/null; `).join('')}touch '${p}/enclave-it-probe' 2>/dev/null && echo wrote`
+        : `head -c 64 '${p}' 2>/dev/null`;
+      const r = await d.sh(s, probe);
+      expect([p, r.stdout]).toEqual([p, '']);
+      const near = readableNeighbour(p, hidden);
+      expect(near, `a readable file near ${p}`).toBeDefined();
+      const control = await d.sh(s, `sha256sum '${near}'`);
+      expect(control.stdout.split(' ')[0]).toBe(hash(near!));
+    }
   });
 
   it('has an /etc of system accounts only, with every password locked', async () => {
