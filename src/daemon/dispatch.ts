@@ -6,7 +6,6 @@
 // lookup by name reads as 404, so names of others' objects never leak);
 // then run the handler with everything typed. No handler can skip a step.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ApiError, zodToApiError } from '../api/errors.js';
@@ -18,7 +17,7 @@ import type { VolumeRow } from '../store/volumeStore.js';
 import { parseOwned, secretRefOf, sessionRefOf, VOLUME_NAME, type Ref } from '../vocab/names.js';
 import { readJsonBody, sendJson } from './http.js';
 import { notFound, type SecretTarget } from './objects.js';
-import type { Context } from './route.js';
+import type { Context, Upgrade } from './route.js';
 
 type TargetOf<R extends RouteSpec> = R['owner'] extends { kind: 'session' }
   ? SessionRow
@@ -51,11 +50,6 @@ export class Replied<T> {
     readonly status: number,
     readonly body: T,
   ) {}
-}
-
-export interface Upgrade {
-  socket: Duplex;
-  head: Buffer;
 }
 
 type Result<R extends RouteSpec> = R['reply'] extends { kind: 'json'; schema: infer S extends z.ZodType } ? z.input<S> | Replied<z.input<S>> : void;

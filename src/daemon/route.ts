@@ -9,9 +9,20 @@ import type { AccessGuard, Caller } from '../access/guard.js';
 import type { AuditLog } from '../access/audit.js';
 import type { Budgets } from '../access/budgets.js';
 import type { Objects } from './objects.js';
-import type { Accept } from './handlers/terminal.js';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { WebSocket } from 'ws';
 
 export type { Caller };
+
+/** A WebSocket upgrade's socket and the bytes read past its headers. */
+export interface Upgrade {
+  socket: Duplex;
+  head: Buffer;
+}
+
+/** Completes an upgrade a handler accepted; the socket may be gone by then (onGone). */
+export type Accept = (req: IncomingMessage, up: Upgrade, onGone: () => void, onWs: (ws: WebSocket) => void) => void;
 
 /** The daemon's parts, shared by every listener. */
 export interface Parts {

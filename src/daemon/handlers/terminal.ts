@@ -2,14 +2,12 @@
 // stream slot of the caller's (its budget, or api.max_exec_streams_per_caller);
 // attach also holds a viewer slot, reserved before the console starts, so
 // concurrent upgrades cannot race past a cap.
-import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { WebSocket } from 'ws';
 import type { Caller } from '../../access/guard.js';
 import { ApiError } from '../../api/errors.js';
 import { ATTACH_PROTOCOL } from '../../api/protocol.js';
 import { runExec, startPipedExec } from '../exec.js';
-import type { Handlers, Upgrade } from '../dispatch.js';
+import type { Handlers } from '../dispatch.js';
 import type { Context } from '../route.js';
 
 /** Whose exec and attach streams these are, for the per-caller cap. */
@@ -61,6 +59,3 @@ export const terminalHandlers: Pick<Handlers, 'exec' | 'attach'> = {
     },
   },
 };
-
-/** Completes an upgrade the handler accepted; the socket may be gone by then (onGone). */
-export type Accept = (req: IncomingMessage, up: Upgrade, onGone: () => void, onWs: (ws: WebSocket) => void) => void;
