@@ -7,7 +7,7 @@
 // (the first that matches). Root has no budget. Pure: the callers hold the
 // counts and the transaction that makes a check and its effect one step.
 import { z } from 'zod';
-import { ApiError } from '../api/errors.js';
+import { ApiError } from '../vocab/errors.js';
 import { LIMITS, limitValue, type LimitKey, type Limits, type Usage } from '../vocab/limits.js';
 import type { Principal } from './policy.js';
 

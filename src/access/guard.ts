@@ -3,7 +3,7 @@
 // refusal is a 403 (policy) or a 429 (abuse limits, budgets) naming what
 // refused it. Root is never rate limited.
 import type { Logger } from 'pino';
-import { ApiError } from '../api/errors.js';
+import { ApiError } from '../vocab/errors.js';
 import type { AuditLog } from './audit.js';
 import { diskFullMessage, isDiskFull } from '../store/diskFull.js';
 import { decide, type Action, type Rule } from './policy.js';

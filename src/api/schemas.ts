@@ -1,7 +1,7 @@
 // Request and response shapes of the HTTP API, shared by daemon and CLI.
 import { z } from 'zod';
-import { PROFILES } from '../isolation/profiles.js';
-import { looksSecret, MAX_SECRET_BYTES, SECRET_ENV_HINT } from '../secrets/names.js';
+import { PROFILES } from '../vocab/profiles.js';
+import { looksSecret, MAX_SECRET_BYTES, SECRET_ENV_HINT } from '../vocab/names.js';
 import { envTokenRef, providerRef, sessionName, sessionRef, SESSION_ID, volumeName, volumeRef } from '../vocab/names.js';
 import { limitRequestShape, limitsSchema } from '../vocab/limits.js';
 

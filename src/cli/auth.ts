@@ -3,7 +3,7 @@
 // /proc): on a terminal, a prompt that does not echo; from a pipe, the bytes
 // as given, less one trailing newline (so `echo "$T" | enclave auth set X` works).
 import { ROUTES } from '../api/routes.js';
-import { valueProblem } from '../secrets/names.js';
+import { valueProblem } from '../vocab/names.js';
 import { secretRef } from '../vocab/names.js';
 import { callRoute, CliError } from './client.js';
 import { json, table } from './output.js';

@@ -3,10 +3,10 @@
 // with the remote command's code.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { z } from 'zod';
-import { formatZodError } from '../api/errors.js';
+import { formatZodError } from '../vocab/errors.js';
 import { createSessionRequest, sessionRef } from '../api/schemas.js';
 import { ROUTES } from '../api/routes.js';
-import { looksSecret, SECRET_ENV_HINT } from '../secrets/names.js';
+import { looksSecret, SECRET_ENV_HINT } from '../vocab/names.js';
 import { FLAG_OF as LIMIT_FLAG_OF, LIMITS } from '../vocab/limits.js';
 import { authCommand } from './auth.js';
 import { callRoute, CliError, socketPath } from './client.js';

@@ -1,7 +1,7 @@
 // `enclave volume create|list|show|remove`, and the --volume flag of session create.
 import { createVolumeRequest, volumeMountSchema, type Volume, type VolumeMount } from '../api/schemas.js';
 import { ROUTES } from '../api/routes.js';
-import { formatZodError } from '../api/errors.js';
+import { formatZodError } from '../vocab/errors.js';
 import { callRoute, CliError } from './client.js';
 import { json, table } from './output.js';
 import { VOLUME_USAGE } from './usage.js';

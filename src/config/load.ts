@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { configSchema, type Config } from './schema.js';
-import { formatZodError } from '../api/errors.js';
+import { formatZodError } from '../vocab/errors.js';
 
 export class ConfigError extends Error {}
 

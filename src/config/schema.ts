@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { providersConfig } from '../secrets/providers.js';
 import { ruleSchema } from '../access/policy.js';
 import { budgetRuleSchema, budgetSchema } from '../access/budgets.js';
-import { PROFILES } from '../isolation/profiles.js';
+import { PROFILES } from '../vocab/profiles.js';
 import { LIMITS, limitValue, type LimitKey } from '../vocab/limits.js';
 
 const absolutePath = z.string().regex(/^\/[^\0\n\t]*$/, 'must be an absolute path');

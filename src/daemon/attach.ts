@@ -6,7 +6,7 @@ import type { AccessGuard, Caller } from '../access/guard.js';
 import type { Budgets } from '../access/budgets.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { ApiError } from '../api/errors.js';
+import { ApiError } from '../vocab/errors.js';
 import { startFailureError, type StartedCommand } from '../sessions/agent.js';
 import { commandEnv } from '../sessions/command.js';
 import type { SessionManager } from '../sessions/lifecycle.js';

@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { ApiError, zodToApiError } from '../api/errors.js';
+import { ApiError, zodToApiError } from '../vocab/errors.js';
 import { hostPortParam, ROUTES, type RouteName, type Routes, type RouteSpec } from '../api/routes.js';
 import { publishSchema } from '../api/schemas.js';
 import type { Caller, Target } from '../access/guard.js';

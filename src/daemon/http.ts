@@ -1,6 +1,6 @@
 // Small HTTP helpers: bounded JSON bodies, JSON replies, JSON errors.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApiError } from '../api/errors.js';
+import { ApiError } from '../vocab/errors.js';
 
 export const MAX_BODY_BYTES = 64 * 1024;
 

@@ -1,7 +1,7 @@
 // Who is calling: SO_PEERCRED of the Unix socket connection, via the addon.
 import type { Socket } from 'node:net';
 import { addon, type PeerCred } from '../native/addon.js';
-import { ApiError } from '../api/errors.js';
+import { ApiError } from '../vocab/errors.js';
 
 const cache = new WeakMap<Socket, PeerCred>();
 

@@ -8,7 +8,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
-import { ApiError } from '../api/errors.js';
+import { ApiError } from '../vocab/errors.js';
 
 const TICKET_TTL_MS = 30_000;
 

@@ -56,7 +56,7 @@ export async function cleanupHost(config: Config): Promise<void> {
     db.close();
     if (live > 0) throw new StartupError(`${live} session(s) are still live: destroy them first (their links are on the bridge)`);
   }
-  await removeHostNetwork(config);
+  await removeHostNetwork(config.network);
   removeParents(detectCgroupLayout(config.cgroups.root), config.cgroups.parent);
   locks.release();
 }

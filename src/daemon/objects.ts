@@ -4,7 +4,7 @@
 // else's objects; whether the caller may act on what it found is the access
 // check's (the dispatcher's), and a refused lookup by name reads as this
 // same "not found".
-import { ApiError } from '../api/errors.js';
+import { ApiError } from '../vocab/errors.js';
 import type { SessionManager } from '../sessions/lifecycle.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import type { VolumeRow } from '../store/volumeStore.js';

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { ApiError, REASON } from '../api/errors.js';
+import { ApiError, REASON } from '../vocab/errors.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from '../api/protocol.js';
 import { Dispatcher, type Handlers } from './dispatch.js';
 import { authHandlers } from './handlers/auth.js';

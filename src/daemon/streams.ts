@@ -3,7 +3,7 @@
 // caller opening a thousand of them could starve everyone else: past either
 // cap a request is refused with 429 before anything is started.
 import type { Duplex } from 'node:stream';
-import { ApiError } from '../api/errors.js';
+import { ApiError } from '../vocab/errors.js';
 
 export interface StreamCaps {
   max_exec_streams_per_session: number;

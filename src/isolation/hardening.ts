@@ -2,15 +2,20 @@
 // program, extra /sys masks.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Limits } from '../api/schemas.js';
-import type { Config } from '../config/schema.js';
+import type { Limits } from '../vocab/limitTable.js';
 import { archForNode, compileSeccomp, serializeBpf } from './bpf.js';
 import type { Rlimit } from './plan.js';
 
 const MIB = 1024 * 1024;
 
-export function rlimitsFor(config: Config, limits: Pick<Limits, 'pids'>): Rlimit[] {
-  const r = config.rlimits;
+/** The rlimits config (rlimits.*): open files, tasks (0: pids + 1), largest file (0: unlimited). */
+export interface RlimitConfig {
+  nofile: number;
+  nproc: number;
+  fsize_mb: number;
+}
+
+export function rlimitsFor(r: RlimitConfig, limits: Pick<Limits, 'pids'>): Rlimit[] {
   const fsize = r.fsize_mb === 0 ? 'unlimited' : r.fsize_mb * MIB;
   // Both count the same tasks; one above pids.max lets the cgroup be the limit
   // that bites (and shows in pids.events), with the rlimit as a backstop.

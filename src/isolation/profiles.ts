@@ -8,8 +8,9 @@
 // tmpfs, its writable layer, its volumes and its own processes, and nothing
 // of the host. Seccomp stays on in both profiles.
 
-export const PROFILES = ['workspace', 'strict'] as const;
-export type Profile = (typeof PROFILES)[number];
+import { PROFILES, type Profile } from '../vocab/profiles.js';
+
+export { PROFILES, type Profile };
 
 interface Cap {
   name: string;

@@ -1,7 +1,6 @@
 // Host side of session networking, set up once at daemon start: the bridge
 // with the gateway address, IPv4 forwarding, and Enclave's nftables table.
 import { readdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
-import type { Config } from '../config/schema.js';
 import { addon } from '../native/addon.js';
 import { intToIp, parseSubnet, type Subnet } from './addressing.js';
 import { applyRuleset, removeRuleset } from './firewall.js';
@@ -12,9 +11,16 @@ export interface HostNetwork {
   mtu: number;
 }
 
+/** The network config (network.*). */
+export interface NetworkConfig {
+  bridge: string;
+  table: string;
+  subnet: string;
+  egress: boolean;
+}
+
 /** `leased`: the addresses sessions hold now (their anti-spoofing elements are part of the one atomic load). */
-export async function ensureHostNetwork(config: Config, leased: readonly number[]): Promise<HostNetwork> {
-  const n = config.network;
+export async function ensureHostNetwork(n: NetworkConfig, leased: readonly number[]): Promise<HostNetwork> {
   const subnet = parseSubnet(n.subnet);
   addon().ensureBridge(n.bridge, intToIp(subnet.gateway), subnet.prefix);
   // Sessions route through the host; Docker and every router do the same.
@@ -36,10 +42,10 @@ export function bridgePorts(bridge: string): string[] {
 }
 
 /** `enclave daemon --cleanup`: remove the bridge and the table. */
-export async function removeHostNetwork(config: Config): Promise<void> {
-  for (const port of bridgePorts(config.network.bridge)) addon().deleteLink(port);
-  addon().deleteLink(config.network.bridge);
-  await removeRuleset(config.network.table);
+export async function removeHostNetwork(n: Pick<NetworkConfig, 'bridge' | 'table'>): Promise<void> {
+  for (const port of bridgePorts(n.bridge)) addon().deleteLink(port);
+  addon().deleteLink(n.bridge);
+  await removeRuleset(n.table);
 }
 
 /** resolv.conf for sessions: the host's non-loopback nameservers. */

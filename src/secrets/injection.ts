@@ -5,7 +5,7 @@
 // command sees); and the plain settings that make Git and npm use them.
 // Values appear only in `files[].content`, which travels as plan blobs.
 import type { Provider } from './providers.js';
-import type { SecretKind } from './names.js';
+import type { SecretKind } from '../vocab/names.js';
 
 export const AUTH_DIR = '/run/enclave/auth';
 export const ENV_DIR = '/run/enclave/env';

@@ -3,7 +3,7 @@
 // the Git remotes and npm registries it authenticates. Built in for the
 // common hosts; `[auth.providers.NAME]` in the config adds or overrides.
 import { z } from 'zod';
-import { PROVIDER_NAME } from './names.js';
+import { PROVIDER_NAME } from '../vocab/names.js';
 
 export interface Provider {
   /** Variables that carry the token. */

@@ -4,13 +4,16 @@
 // owner's own secret; UID:NAME is another owner's, usable only if that owner
 // shared it. Values pass through memory and the helper's stdin or the
 // control socket only; never a log, a row or argv.
-import { ApiError } from '../api/errors.js';
-import type { SessionAgent } from '../sessions/agent.js';
-import { parseOwned } from '../vocab/names.js';
+import { ApiError } from '../vocab/errors.js';
 import { deliveryFor, secretPath, SECRET_FILE_MODE, type Delivery } from './injection.js';
-import { ENV_TOKEN_NAME, kindOf, PROVIDER_NAME } from './names.js';
+import { ENV_TOKEN_NAME, kindOf, parseOwned, PROVIDER_NAME } from '../vocab/names.js';
 import type { Provider } from './providers.js';
 import type { SecretStore } from './store.js';
+
+/** Writes a file into a running session through its init (src/sessions/agent.ts). */
+export interface SessionFileWriter {
+  writeFile(dir: string, leaf: string, mode: number, content: Buffer): Promise<void>;
+}
 
 export interface CreateSecrets {
   held: { owner: number; name: string; version: number }[];
@@ -51,7 +54,7 @@ export class SessionSecrets {
   }
 
   /** Rewrite every declared secret of a running session from the store (another owner's while it is still shared). */
-  async refresh(sessionId: string, sessionOwner: number, agent: SessionAgent): Promise<{ refreshed: string[]; missing: string[] }> {
+  async refresh(sessionId: string, sessionOwner: number, agent: SessionFileWriter): Promise<{ refreshed: string[]; missing: string[] }> {
     const refreshed: string[] = [];
     const missing: string[] = [];
     for (const h of this.store.heldBy(sessionId)) {

@@ -11,7 +11,7 @@ import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readd
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { StateError } from '../store/db.js';
-import { kindOf, type SecretKind } from './names.js';
+import { kindOf, type SecretKind } from '../vocab/names.js';
 
 export interface SecretInfo {
   owner_uid: number;

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { ApiError } from '../api/errors.js';
+import { ApiError } from '../vocab/errors.js';
 import { addon, type ControlChannel } from '../native/addon.js';
 import { errnoName } from './launch.js';
 

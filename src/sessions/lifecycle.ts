@@ -5,7 +5,7 @@
 import { chmodSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { ApiError } from '../api/errors.js';
+import { ApiError } from '../vocab/errors.js';
 import { SESSION_ID, type CreateSessionRequest, type Limits, type Session } from '../api/schemas.js';
 import type { Config } from '../config/schema.js';
 import {
@@ -197,7 +197,7 @@ export class SessionManager {
     const probe = controlPathFor(this.config, 's-0000000000');
     if (Buffer.byteLength(probe) > 107) throw new Error(`state_dir ${this.config.state_dir} is too long: control socket paths like ${probe} exceed 107 bytes`);
     await this.volumes.recover();
-    const net = (this.hostNet = await ensureHostNetwork(this.config, this.store.leasedAddresses()));
+    const net = (this.hostNet = await ensureHostNetwork(this.config.network, this.store.leasedAddresses()));
     const base = this.config.sessions.rootfs === 'minimal' ? prepareBaseLayer(this.rootfsDir, this.config.ids.size) : undefined;
     if (base?.built) this.log.info({ path: base.path }, 'built the session base layer');
     this.host = { seccomp: seccompProgram(), sysMasks: thermalThrottleMasks(), bridge: net.bridge, mtu: net.mtu, gateway: net.subnet.gateway, baseLayer: base?.path };

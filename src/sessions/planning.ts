@@ -89,7 +89,7 @@ export function planFor(
     home: { bytes: limits.home_mb * MIB, inodes: c.tmpfs.home_inodes },
     tmp: { bytes: limits.tmp_mb * MIB, inodes: c.tmpfs.tmp_inodes },
     secrets: { bytes: c.tmpfs.secrets_mb * MIB, inodes: c.tmpfs.secrets_inodes },
-    rlimits: rlimitsFor(c, limits),
+    rlimits: rlimitsFor(c.rlimits, limits),
     seccomp: host.seccomp,
     sysMasks: host.sysMasks,
     files: s.files,

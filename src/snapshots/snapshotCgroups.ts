@@ -15,7 +15,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SESSION_ID } from '../api/schemas.js';
+import { SESSION_ID } from '../vocab/names.js';
 import { killCgroup, removeCgroup, sessionCgroupDirs, type CgroupLayout } from '../isolation/cgroups.js';
 
 export const SNAPSHOT_CHILD = 'snapshot';

@@ -2,7 +2,7 @@
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { limitsSchema, sessionStates, type Limits, type SessionState } from '../api/schemas.js';
-import { PROFILES, type Profile } from '../isolation/profiles.js';
+import { PROFILES, type Profile } from '../vocab/profiles.js';
 import { LIMITS, type Usage } from '../vocab/limits.js';
 
 const rowSchema = z.object({

@@ -3,7 +3,11 @@
 // is the init's child, not ours; its exit comes over the control channel.
 import tty from 'node:tty';
 import { addon } from '../native/addon.js';
-import type { SessionAgent } from '../sessions/agent.js';
+/** What a pty needs of the session's init: signal its command, and let it go (src/sessions/agent.ts). */
+export interface CommandControl {
+  signal(execId: string, signo: number): void;
+  release(execId: string): void;
+}
 
 /** Input queued for a terminal that does not read it is dropped past this. */
 const MAX_INPUT_QUEUE = 1024 * 1024;
@@ -26,7 +30,7 @@ export class SessionPty implements TerminalProcess {
 
   constructor(
     private readonly master: number,
-    private readonly agent: SessionAgent,
+    private readonly agent: CommandControl,
     private readonly execId: string,
     exited: Promise<{ code: number | null; signal: number | null } | null>,
   ) {

@@ -70,3 +70,23 @@ const ownedSecret = (re: RegExp, what: string) => z.string().refine((s) => parse
 export const providerRef = ownedSecret(PROVIDER_NAME, 'a provider name matching ^[a-z0-9][a-z0-9_-]{0,62}$ (github, npm, ...)');
 export const envTokenRef = ownedSecret(ENV_TOKEN_NAME, 'an env token name matching ^[A-Z_][A-Z0-9_]{0,127}$ (OPENAI_API_KEY, ...)');
 export const secretRef = z.string().refine((s) => secretRefOf(s) !== undefined, 'must be a secret name (a provider like github, or an env token like OPENAI_API_KEY), or UID:NAME');
+
+/** Largest secret value, bytes: a token or a key, with room to spare. */
+export const MAX_SECRET_BYTES = 32 * 1024;
+
+/** Why a value cannot be a secret, or undefined. */
+export function valueProblem(value: Buffer): string | undefined {
+  if (value.length === 0) return 'the value is empty';
+  if (value.length > MAX_SECRET_BYTES) return `the value is ${value.length} bytes; at most ${MAX_SECRET_BYTES} are allowed`;
+  if (value.includes(0)) return 'the value contains a NUL byte: secrets are exported as environment variables, which end at NUL';
+  return undefined;
+}
+
+const SECRET_LOOKING = [/_TOKEN$/i, /_KEY$/i, /SECRET/i, /PASSWORD/i, /_PAT$/i];
+
+/** *_TOKEN, *_KEY, *SECRET*, *PASSWORD*, *_PAT: names that belong in the secret store. */
+export function looksSecret(name: string): boolean {
+  return SECRET_LOOKING.some((r) => r.test(name));
+}
+
+export const SECRET_ENV_HINT = 'looks like a secret: store it with `enclave auth set NAME` and pass it with --env-token NAME (or --auth PROVIDER), so it never travels in a request, a log or a process list';

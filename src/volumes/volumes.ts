@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { statfsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { ApiError } from '../api/errors.js';
+import { ApiError } from '../vocab/errors.js';
 import type { Volume } from '../api/schemas.js';
 import { VolumeExistsError, VolumeInUseError, type VolumeRow, type VolumeStore } from '../store/volumeStore.js';
 import { createImage, destroyImage, mountImage, mountPath, prepareVolumesDir, volumesDir, VolumeDiskError } from './volumeDisk.js';

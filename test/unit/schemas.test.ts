@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createSessionRequest, execQuery, sessionName, sessionRef } from '../../src/api/schemas.js';
-import { zodToApiError } from '../../src/api/errors.js';
+import { zodToApiError } from '../../src/vocab/errors.js';
 import { hostnameFor, newSessionId } from '../../src/sessions/identity.js';
 
 describe('session names', () => {

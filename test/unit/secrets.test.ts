@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { deliveryFor, gitCredentialHelper } from '../../src/secrets/injection.js';
-import { kindOf, looksSecret, MAX_SECRET_BYTES, valueProblem } from '../../src/secrets/names.js';
+import { kindOf, looksSecret, MAX_SECRET_BYTES, valueProblem } from '../../src/vocab/names.js';
 import { BUILTIN_PROVIDERS, providersConfig, providerTable } from '../../src/secrets/providers.js';
 import { createSessionRequest, execQuery } from '../../src/api/schemas.js';
 

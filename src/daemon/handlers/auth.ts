@@ -5,9 +5,9 @@
 // a request body and go nowhere but the store; replies and logs carry names,
 // kinds and versions only.
 import type { Caller } from '../../access/guard.js';
-import { ApiError } from '../../api/errors.js';
+import { ApiError } from '../../vocab/errors.js';
 import type { SecretInfoView } from '../../api/schemas.js';
-import { valueProblem } from '../../secrets/names.js';
+import { valueProblem } from '../../vocab/names.js';
 import type { SecretInfo, SecretStore, SessionRef } from '../../secrets/store.js';
 import { Replied, type Handlers } from '../dispatch.js';
 import { notFound } from '../objects.js';

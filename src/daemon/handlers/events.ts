@@ -1,6 +1,6 @@
 // The audit trail. A caller whose rule reaches only its own objects sees its
 // own calls and the calls on its objects, nothing of anyone else's.
-import { ApiError } from '../../api/errors.js';
+import { ApiError } from '../../vocab/errors.js';
 import { sessionRefOf } from '../../vocab/names.js';
 import type { Handlers } from '../dispatch.js';
 import { notFound } from '../objects.js';

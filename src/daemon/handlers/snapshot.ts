@@ -1,7 +1,7 @@
 // GET /v1/sessions/{s}/snapshot: the session's writable layer and /home as a
 // stream; the trailer says it is complete.
 import { finished } from 'node:stream/promises';
-import { ApiError } from '../../api/errors.js';
+import { ApiError } from '../../vocab/errors.js';
 import { hasZstd } from '../../snapshots/snapshot.js';
 import type { Handlers } from '../dispatch.js';
 import { ResponseStream, SNAPSHOT_TRAILER } from '../responseStream.js';

@@ -1,5 +1,5 @@
 // Health, metrics and the browser page's tickets: public routes, counts only.
-import { ApiError } from '../../api/errors.js';
+import { ApiError } from '../../vocab/errors.js';
 import type { Handlers } from '../dispatch.js';
 import { renderMetrics } from '../metrics.js';
 

@@ -4,7 +4,7 @@
 // concurrent upgrades cannot race past a cap.
 import type { Duplex } from 'node:stream';
 import type { Caller } from '../../access/guard.js';
-import { ApiError } from '../../api/errors.js';
+import { ApiError } from '../../vocab/errors.js';
 import { ATTACH_PROTOCOL } from '../../api/protocol.js';
 import { runExec, startPipedExec } from '../exec.js';
 import type { Handlers } from '../dispatch.js';
