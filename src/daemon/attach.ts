@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.js';
 import { ApiError } from '../vocab/errors.js';
 import { startFailureError, type StartedCommand } from '../sessions/agent.js';
 import { commandEnv } from '../sessions/command.js';
-import type { SessionManager } from '../sessions/lifecycle.js';
+import type { SessionManager } from '../sessions/manager.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import { SessionConsole, type ConsoleOptions, type Size } from '../terminal/console.js';
 import { MirrorHost } from '../terminal/mirror.js';

@@ -7,7 +7,7 @@ import pino, { type Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { detectCgroupLayout, removeParents } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
-import { SessionManager } from '../sessions/lifecycle.js';
+import { SessionManager } from '../sessions/manager.js';
 import { Volumes } from '../volumes/volumes.js';
 import { VolumeStore } from '../store/volumeStore.js';
 import { PortPublisher } from '../network/publish.js';

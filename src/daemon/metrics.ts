@@ -1,6 +1,6 @@
 // GET /metrics in the Prometheus text format.
 import { sessionStates } from '../api/schemas.js';
-import type { SessionManager } from '../sessions/lifecycle.js';
+import type { SessionManager } from '../sessions/manager.js';
 
 export function renderMetrics(sessions: SessionManager): string {
   const byState = sessions.countByState();

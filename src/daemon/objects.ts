@@ -5,7 +5,7 @@
 // check's (the dispatcher's), and a refused lookup by name reads as this
 // same "not found".
 import { ApiError } from '../vocab/errors.js';
-import type { SessionManager } from '../sessions/lifecycle.js';
+import type { SessionManager } from '../sessions/manager.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import type { VolumeRow } from '../store/volumeStore.js';
 import type { Volumes } from '../volumes/volumes.js';

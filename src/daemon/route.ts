@@ -1,7 +1,7 @@
 // What every API handler is handed: the daemon's parts and the admitted caller.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import type { SessionManager } from '../sessions/lifecycle.js';
+import type { SessionManager } from '../sessions/manager.js';
 import type { Consoles } from './attach.js';
 import type { ListenAuth } from './listenAuth.js';
 import type { StreamLimits } from './streams.js';

@@ -1,14 +1,18 @@
-// Pure planning: from a session row (its slot, lease, hostname), its limits,
-// the config and a few host facts to the session's plan. No I/O; the same
-// inputs give the same plan. The lifecycle stores what this returns.
+// Pure planning: from a create request to the session's limits and checked
+// volume targets, and from a session row (its slot, lease, hostname), its
+// limits, the config and a few host facts to the session's plan. No I/O; the
+// same inputs give the same plan. The create pipeline stores what this returns.
 import { dirname, join } from 'node:path';
-import type { Limits } from '../api/schemas.js';
+import { ApiError } from '../vocab/errors.js';
+import { LIMITS, type LimitKey, type Limits } from '../vocab/limitTable.js';
 import type { Config } from '../config/schema.js';
 import { rlimitsFor } from '../isolation/hardening.js';
 import { rangeForSlot } from '../isolation/idRange.js';
-import { buildPlan, PlanError, type HostRoot, type Injected, type LayeredRoot, type SessionPlan } from '../isolation/plan.js';
+import { buildPlan, opsNamed, PlanError, type HostRoot, type Injected, type LayeredRoot, type SessionPlan } from '../isolation/plan.js';
 import { HOST_USR } from '../isolation/usrMasks.js';
 import { capabilityMask, setgroupsFor, writableRoot, type Profile } from '../isolation/profiles.js';
+
+export type { Profile };
 import { hostIfName, intToIp, macFor } from '../network/addressing.js';
 import type { SessionRow } from '../store/sessionStore.js';
 
@@ -100,4 +104,43 @@ export function planFor(
         ? undefined
         : { hostIf: hostIfName(row.id), mac: macFor(s.lease), mtu: host.mtu, bridge: host.bridge, address: intToIp(s.lease), prefix: 32, gateway: intToIp(host.gateway) },
   });
+}
+
+/** The limits of a new session: the request's, else the config's defaults; root_mb only with a writable root. */
+export function limitsFor(c: Config, req: Partial<Record<LimitKey, number | undefined>>, profile: Profile): Limits {
+  // A writable root needs layers: the host's own "/" stays read-only.
+  const writable = writableRoot(profile) && c.sessions.rootfs !== '/';
+  if (req.root_mb !== undefined && !writable) {
+    throw new ApiError('invalid_request', `root_mb needs a writable root: profile "workspace" and a sessions.rootfs other than "/" (this session: profile "${profile}", rootfs "${c.sessions.rootfs}")`, 'root_mb');
+  }
+  const limits: Record<string, number> = {};
+  for (const row of LIMITS) if (!('writableRootOnly' in row) || writable) limits[row.key] = req[row.key] ?? c.limits[row.key];
+  return limits as Limits;
+}
+
+/**
+ * A read-only root cannot grow mount points: there a volume goes on /home
+ * (instead of its tmpfs), under another volume, or on a directory the root
+ * already has (/srv, /opt, /mnt in the minimal root). A writable root makes
+ * any missing directory in its layer. `isDir` asks the root (a host path).
+ */
+export function checkVolumeTargets(volumes: { name: string; target: string }[], limits: Limits, isDir: (target: string) => boolean): void {
+  if (limits.root_mb !== undefined) return;
+  for (const v of volumes) {
+    if (v.target === '/home' || volumes.some((o) => v.target.startsWith(`${o.target}/`))) continue;
+    if (!isDir(v.target)) throw new ApiError('invalid_request', `volume ${v.name}: ${v.target} is not a directory of this session's read-only root (a strict session, or sessions.rootfs "/"): use /home, /srv, /opt or /mnt, or a workspace session`, 'volumes');
+  }
+}
+
+/**
+ * The host path where a session's read-only root (its layers, as created)
+ * holds `path`, for choosing a login shell; what the session wrote in its
+ * own layer is not looked at.
+ */
+export function hostPathInRoot(plan: SessionPlan, path: string): string {
+  const layers = opsNamed(plan, 'layer').map((a) => a[0]!);
+  if (layers.length === 0) return join(opsNamed(plan, 'rootfs')[0]?.[1] ?? '/', path);
+  const mounts: [string, string][] = [['/', layers[0]!], ...opsNamed(plan, 'overlay').map(([at, n]) => [`/${at}`, layers[Number(n)]!] as [string, string])];
+  const [at, source] = mounts.filter(([m]) => m === '/' || path === m || path.startsWith(`${m}/`)).sort((x, y) => y[0].length - x[0].length)[0]!;
+  return join(source, path.slice(at.length));
 }

@@ -5,7 +5,7 @@
 import { BudgetRefusal } from '../../access/budgets.js';
 import type { Caller } from '../../access/guard.js';
 import type { CreateSessionRequest } from '../../api/schemas.js';
-import type { ResolvedVolume } from '../../sessions/lifecycle.js';
+import type { ResolvedVolume } from '../../sessions/manager.js';
 import { parseOwned, VOLUME_NAME } from '../../vocab/names.js';
 import type { Handlers } from '../dispatch.js';
 import { notFound } from '../objects.js';

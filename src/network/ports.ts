@@ -1,0 +1,54 @@
+// Ports of a running session, published and unpublished while it runs:
+// recorded first, then listened on; the record goes if the listen fails.
+// (Create publishes through the session's "publish" step.)
+import { ApiError } from '../vocab/errors.js';
+import { PortTakenError, type PublishedPort, type SessionStore } from '../store/sessionStore.js';
+import { intToIp } from './addressing.js';
+import type { PortPublisher } from './publish.js';
+
+export class RunningPorts {
+  constructor(
+    private readonly store: SessionStore,
+    private readonly publisher: PortPublisher,
+  ) {}
+
+  private running(id: string): { network: string } {
+    const row = this.store.get(id);
+    if (!row) throw new ApiError('not_found', `no session ${id}`);
+    if (row.state !== 'running') throw new ApiError('conflict', `session ${id} is ${row.state}, not running`);
+    return row;
+  }
+
+  async publish(id: string, p: PublishedPort): Promise<void> {
+    const row = this.running(id);
+    const lease = this.store.leaseOf(id);
+    if (row.network !== 'bridge' || lease === undefined) throw new ApiError('invalid_request', `session ${id} has no network (created with --network none): nothing to publish to`, 'publish');
+    try {
+      this.store.addPort(id, p);
+    } catch (e) {
+      if (e instanceof PortTakenError) throw new ApiError('conflict', e.message, 'publish');
+      throw e;
+    }
+    try {
+      await this.publisher.publish(id, intToIp(lease), [p]);
+    } catch (e) {
+      this.store.removePort(id, p.host_ip, p.host_port);
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new ApiError('conflict', `cannot publish ${p.host_ip}:${p.host_port}: ${code === 'EADDRINUSE' ? 'the host port is already in use' : (e as Error).message}`, 'publish');
+    }
+    // Released while we listened: its ports went with it, so this one goes too.
+    if (this.store.get(id)?.state !== 'running') {
+      this.publisher.unpublishOne(id, p);
+      throw new ApiError('conflict', `session ${id} ended while the port was being published`);
+    }
+  }
+
+  unpublish(id: string, hostIp: string, hostPort: number): void {
+    this.running(id);
+    if (!this.store.portsOf(id).some((p) => p.host_ip === hostIp && p.host_port === hostPort)) {
+      throw new ApiError('not_found', `session ${id} does not publish ${hostIp}:${hostPort}`);
+    }
+    this.publisher.unpublishOne(id, { host_ip: hostIp, host_port: hostPort });
+    this.store.removePort(id, hostIp, hostPort);
+  }
+}

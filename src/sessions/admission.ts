@@ -1,0 +1,126 @@
+// Admitting a create: everything checked before anything exists (capacity,
+// the owner's name, its secrets, volume targets), then the session's
+// reservation, the first of its steps: one transaction that takes an ID slot,
+// an address, its ports and volumes, records its kernel objects and checks
+// the owner's budget.
+import { lstatSync } from 'node:fs';
+import { join } from 'node:path';
+import { ApiError } from '../vocab/errors.js';
+import type { Usage } from '../vocab/limitTable.js';
+import type { CreateSessionRequest } from '../api/schemas.js';
+import type { Capacity } from '../isolation/capacity.js';
+import { sessionCgroupDirs } from '../isolation/cgroups.js';
+import { hostIfName } from '../network/addressing.js';
+import { AddressesExhaustedError, PortTakenError, SlotsExhaustedError, VolumeUnavailableError } from '../store/sessionStore.js';
+import { fullDisk, fullDiskMessage, type Kit } from './kit.js';
+import { checkVolumeTargets, limitsFor } from './planning.js';
+import { hostnameFor, newSessionId } from './identity.js';
+import { StepFailed } from './pipeline.js';
+import type { Session } from './session.js';
+import type { Bring } from './steps.js';
+
+/** A volume a create mounts, resolved to its id by the caller (which checked its owner). */
+export interface ResolvedVolume {
+  id: string;
+  name: string;
+  target: string;
+  readonly: boolean;
+}
+
+export interface CreateExtra {
+  volumes?: ResolvedVolume[];
+  /** The owner's budget, checked against its live sessions in the reservation's transaction (throws to refuse). */
+  admit?: (usage: Usage) => void;
+}
+
+/** A create's id and what its steps start from, or the 4xx that says why not. */
+export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessionRequest, owner: number, extra: CreateExtra): { id: string; init: Omit<Bring, 'kit' | 'session'> } {
+  const c = kit.config;
+  if (kit.store.countLive() >= c.sessions.max_sessions) throw new ApiError('exhausted', `the daemon already runs ${c.sessions.max_sessions} sessions (sessions.max_sessions)`);
+  const name = req.name ?? null;
+  if (name && kit.store.getLiveByName(owner, name)) throw new ApiError('conflict', `you already have a live session named '${name}'`, 'name');
+  const network = req.network ?? 'bridge';
+  if (network === 'none' && req.publish?.length) throw new ApiError('invalid_request', 'publish needs network "bridge"', 'publish');
+  // Read before anything exists: a missing secret creates nothing.
+  const secrets = kit.secrets.forCreate(req, owner);
+  const id = newSessionId();
+  const profile = req.profile ?? c.sessions.profile;
+  const limits = limitsFor(c, req, profile);
+  // A v1 kernel refuses a session CPU quota above its parent's (EINVAL): say so before anything exists.
+  if (capacity && limits.cpu_percent > capacity.cpuPercent) {
+    throw new ApiError('invalid_request', `cpu_percent ${limits.cpu_percent} is more than all sessions together may use (${capacity.cpuPercent}, capacity.cpu_percent)`, 'cpu_percent');
+  }
+  const volumes = extra.volumes ?? [];
+  const rootfs = c.sessions.rootfs === 'minimal' ? kit.host!.baseLayer! : c.sessions.rootfs;
+  checkVolumeTargets(volumes, limits, (target) => {
+    try {
+      return lstatSync(join(rootfs, target)).isDirectory();
+    } catch {
+      return false;
+    }
+  });
+  const dirs = sessionCgroupDirs(kit.layout, c.cgroups.parent, id);
+  const subnet = kit.hostNet!.subnet;
+  const reserve = () => {
+    try {
+      return kit.store.insertCreating({
+        id,
+        name,
+        hostname: hostnameFor(id, name),
+        limits,
+        slots: c.ids.slots,
+        objects: [...dirs.map((d) => ({ kind: 'cgroup' as const, ref: d.path })), ...(network === 'bridge' ? [{ kind: 'veth' as const, ref: hostIfName(id) }] : [])],
+        addresses: network === 'bridge' ? { first: subnet.first, last: subnet.last } : undefined,
+        publish: req.publish ?? [],
+        keepConsole: req.console ?? false,
+        ownerUid: owner,
+        profile,
+        volumes,
+        admit: extra.admit,
+      });
+    } catch (e) {
+      throw reserveError(kit, e, name);
+    }
+  };
+  return { id, init: { reserve, secrets, dirs, limits, end: { state: 'failed' } } };
+}
+
+/** What a failed reservation tells the caller. */
+function reserveError(kit: Kit, e: unknown, name: string | null): unknown {
+  if (fullDisk(kit, e)) return new ApiError('insufficient_storage', `session not created: ${fullDiskMessage(kit)}`);
+  if (e instanceof SlotsExhaustedError || e instanceof AddressesExhaustedError) return new ApiError('exhausted', e.message);
+  if (e instanceof PortTakenError) return new ApiError('conflict', e.message, 'publish');
+  if (e instanceof VolumeUnavailableError) return new ApiError('conflict', e.message, 'volumes');
+  if (e instanceof Error && /UNIQUE constraint failed: sessions\.owner_uid, sessions\.name/.test(e.message)) return new ApiError('conflict', `you already have a live session named '${name}'`, 'name');
+  return e;
+}
+
+/** Run a create's steps; a failure has undone them, ended the session failed, and names its step. */
+export async function build(kit: Kit, s: Session, init: Omit<Bring, 'kit' | 'session'>): Promise<void> {
+  const c = s.newBring(init);
+  const t0 = process.hrtime.bigint();
+  let why = '';
+  try {
+    await s.create(c, (step, e) => {
+      if (step === 'reserve') return;
+      kit.counters.createFailures++;
+      why = failure(kit, s.id, step, e);
+      c.end = { state: 'failed', error: why };
+    });
+  } catch (e) {
+    if (!(e instanceof StepFailed)) throw e;
+    if (e.step === 'reserve') throw e.error;
+    if (e.step === 'publish') throw new ApiError('conflict', `session ${s.id} not started: ${why}`, 'publish');
+    if (fullDisk(kit, e.error)) throw new ApiError('insufficient_storage', why);
+    throw e.error instanceof ApiError ? new ApiError(e.error.code, why, e.error.field, e.error.failed) : new ApiError('confinement_failed', why);
+  }
+  kit.counters.creates++;
+  s.log.info({ init_pid: c.launched?.pid, ms: Number(process.hrtime.bigint() - t0) / 1e6 }, 'session running');
+}
+
+/** What a create's failure says (the session's last error, and the caller's): the step it failed in. */
+function failure(kit: Kit, id: string, step: string, e: unknown): string {
+  if (step === 'publish') return `cannot publish ports: ${(e as NodeJS.ErrnoException).code === 'EADDRINUSE' ? 'a host port is already in use' : (e as Error).message}`;
+  const what = e instanceof ApiError ? e.message : `session ${id} could not be created: ${fullDisk(kit, e) ? fullDiskMessage(kit) : (e as Error).message}`;
+  return `${what} [create step ${step}]`;
+}

@@ -1,0 +1,197 @@
+// The registry of sessions: finds them, admits work, and hands it to the
+// session it is for (src/sessions/session.ts), whose steps do it. What a
+// create checks first is src/sessions/admission.ts; start-up, startup.ts.
+import type { Writable } from 'node:stream';
+import type { CreateSessionRequest, Session as SessionView } from '../api/schemas.js';
+import { RunningPorts } from '../network/ports.js';
+import type { PublishedPort, SessionRow } from '../store/sessionStore.js';
+import { ApiError } from '../vocab/errors.js';
+import { admit, build, type CreateExtra } from './admission.js';
+import { createKit, type Kit, type ManagerOptions } from './kit.js';
+import { hostPathInRoot, limitsFor, type Profile } from './planning.js';
+import { Session } from './session.js';
+import { adoptAll, prepareHost, usrMasksFor, usrMasksReady, type Startup } from './startup.js';
+import { NO_CONSOLE, toApi, type ConsoleInfo } from './view.js';
+
+export type { ManagerOptions };
+export type { ResolvedVolume } from './admission.js';
+
+export class SessionManager {
+  private readonly kit: Kit;
+  /** Live sessions the daemon holds: created or re-adopted, until released. */
+  private readonly live = new Map<string, Session>();
+  private readonly ports: RunningPorts;
+  private readonly startup: Startup = { capacity: undefined, usr: undefined };
+
+  constructor(opts: ManagerOptions) {
+    this.kit = createKit(opts, (id, code) => {
+      const s = this.live.get(id);
+      if (s) s.ending = code;
+    });
+    this.ports = new RunningPorts(opts.store, opts.publisher);
+    this.startup.usr = usrMasksFor(this.kit);
+  }
+
+  get secrets(): Kit['secrets'] {
+    return this.kit.secrets;
+  }
+
+  get volumes(): Kit['volumes'] {
+    return this.kit.volumes;
+  }
+
+  get counters(): Kit['counters'] {
+    return this.kit.counters;
+  }
+
+  /** The session object of an id, made on first need (a live row, or an ended one a destroy frees again). */
+  private session(id: string): Session {
+    let s = this.live.get(id);
+    if (!s) this.live.set(id, (s = new Session(id, this.kit, (gone) => this.live.delete(gone))));
+    return s;
+  }
+
+  /** Re-adopt running sessions, finish interrupted work, sweep leftovers. */
+  async start(): Promise<void> {
+    this.startup.capacity = await prepareHost(this.kit);
+    const adopted = await adoptAll(this.kit, (id) => this.session(id));
+    this.reconnect(adopted);
+  }
+
+  /**
+   * Start the scan of the host's /usr (the minimal root's masks) in the
+   * background. The daemon calls it once it serves, so that the scan's
+   * second or so of CPU and I/O never delays start-up or a restart; a
+   * create that comes first starts it itself, and every create waits for it.
+   */
+  scanUsrInBackground(): void {
+    this.startup.usr?.start();
+  }
+
+  /**
+   * Connect to the control sockets of re-adopted inits, 25 at a time between
+   * turns of the event loop: with hundreds of sessions this is a plan parse
+   * and a connect each, and the API serves meanwhile (an exec that comes
+   * first connects its own session's at once).
+   */
+  private reconnect(rows: SessionRow[]): void {
+    for (const row of rows.splice(0, 25)) {
+      const s = this.live.get(row.id);
+      if (row.plan === null || !s || this.kit.store.stateOf(row.id) !== 'running') continue;
+      try {
+        s.agent(row).listen();
+      } catch (e) {
+        s.log.warn({ err: (e as Error).message }, 'cannot connect to the re-adopted init');
+      }
+    }
+    if (rows.length > 0) setImmediate(() => this.reconnect(rows));
+    else this.kit.log.debug('control channels of re-adopted sessions connected');
+  }
+
+  limitsFor(req: CreateSessionRequest, profile: Profile): ReturnType<typeof limitsFor> {
+    return limitsFor(this.kit.config, req, profile);
+  }
+
+  /** Admit, reserve and build a session (its steps); a failed step has undone the ones before it and names itself. */
+  async create(req: CreateSessionRequest, ownerUid = 0, extra: CreateExtra = {}): Promise<SessionView> {
+    // Before anything is checked or reserved, so that what follows runs without a break.
+    await usrMasksReady(this.kit, this.startup.usr);
+    const { id, init } = admit(this.kit, this.startup.capacity, req, ownerUid, extra);
+    await build(this.kit, this.session(id), init);
+    return this.toApi(this.kit.store.get(id)!);
+  }
+
+  /** Stop the session; with a failure reason it ends 'failed' instead of 'stopped'. */
+  async destroy(id: string, failure?: string): Promise<void> {
+    if (!this.live.has(id) && !this.kit.store.get(id)) throw new ApiError('not_found', `no session ${id}`);
+    await this.session(id).destroy(failure);
+  }
+
+  async publish(id: string, p: PublishedPort): Promise<void> {
+    await this.ports.publish(id, p);
+  }
+
+  unpublish(id: string, hostIp: string, hostPort: number): void {
+    this.ports.unpublish(id, hostIp, hostPort);
+  }
+
+  /** Stream a snapshot of a running session: one at a time per session (each freezes it). */
+  async snapshot(id: string, out: Writable, compress: boolean): Promise<number> {
+    const s = this.live.get(id);
+    const row = this.kit.store.get(id);
+    if (!row || !s) throw new ApiError(row ? 'conflict' : 'not_found', row ? `session ${id} is ${row.state}, not running` : `no session ${id}`);
+    return s.snapshot(row, out, compress);
+  }
+
+  // ---- queries ----------------------------------------------------------------
+
+  /** Running sessions created with --console. */
+  keptConsoles(): SessionRow[] {
+    return this.kit.store.listInStates(['running']).filter((r) => r.keep_console);
+  }
+
+  /** A session by id; callers that hold a name resolve it through src/daemon/objects.ts. */
+  find(id: string): SessionRow | undefined {
+    return this.kit.store.get(id);
+  }
+
+  /** An owner's live session of that name, else its most recent one. */
+  byName(owner: number, name: string): SessionRow | undefined {
+    return this.kit.store.getLiveByName(owner, name) ?? this.kit.store.getLatestByName(owner, name);
+  }
+
+  /** Live sessions (creating, running, stopping): what health reports. */
+  countLive(): number {
+    return this.kit.store.countLive();
+  }
+
+  countByState(): Map<string, number> {
+    return this.kit.store.countByState();
+  }
+
+  list(includeStopped: boolean, consoles: ConsoleInfo = NO_CONSOLE): SessionView[] {
+    const details = this.kit.store.detailsOfAll();
+    return this.kit.store.list(includeStopped).map((r) => toApi(r, details(r.id), this.viewDeps(), consoles));
+  }
+
+  toApi(row: SessionRow, consoles: ConsoleInfo = NO_CONSOLE): SessionView {
+    return toApi(row, this.kit.store.detailsOf(row.id), this.viewDeps(), consoles);
+  }
+
+  private viewDeps() {
+    return { ids: this.kit.config.ids, gateway: this.kit.host?.gateway };
+  }
+
+  /** Where commands of this running session are started: its own init. */
+  agentFor(row: SessionRow): ReturnType<Session['agent']> {
+    return this.session(row.id).agent(row);
+  }
+
+  /** Rewrite a running session's secret files from the store (refresh-auth). */
+  refreshAuth(row: SessionRow): ReturnType<Session['refreshAuth']> {
+    return this.session(row.id).refreshAuth(row);
+  }
+
+  /** The host path where the session's root as created holds `path` (for its login shell). */
+  hostPathInRoot(row: SessionRow, path: string): string | undefined {
+    return row.plan === null ? undefined : hostPathInRoot(this.session(row.id).plan(row), path);
+  }
+
+  /**
+   * Stop watching (daemon shutdown): sessions keep running. Work under way
+   * gets until the deadline; false if some was still running then (a destroy
+   * stuck on a process that cannot die: its intent is in the database).
+   */
+  async shutdown(deadlineMs: number): Promise<boolean> {
+    const pending = [...this.live.values()].flatMap((s) => s.busy()).map((p) => p.catch(() => undefined));
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([Promise.all(pending).then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), deadlineMs)))]);
+    clearTimeout(timer);
+    if (!finished) this.kit.log.warn({ pending: pending.length, deadline_ms: deadlineMs }, 'shutdown deadline passed with work under way; exiting anyway (the next start finishes it)');
+    this.kit.agents.closeAll();
+    for (const s of this.live.values()) s.close();
+    this.kit.publisher.closeAll();
+    this.kit.links.close(); // links still going are in the database: the next start waits for them
+    return finished;
+  }
+}

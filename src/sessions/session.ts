@@ -1,0 +1,304 @@
+// One session, as the daemon holds it while it is live: its state changes
+// (each checked against the transition table, src/sessions/states.ts), the
+// watches on its init, its create or destroy under way, and what it keeps
+// asking of its stored plan. Create, destroy and re-adoption run the
+// session's steps (src/sessions/steps.ts) through one runner.
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { ApiError } from '../vocab/errors.js';
+import type { SessionState } from '../api/schemas.js';
+import { sessionCgroupDirs, v1MemoryDir } from '../isolation/cgroups.js';
+import { controlPath, opsNamed, parseStoredPlan, PlanError, type SessionPlan } from '../isolation/plan.js';
+import { addon, type ExitStatus, type OomWatch, type ProcessWatch } from '../native/addon.js';
+import { intToIp } from '../network/addressing.js';
+import type { SessionRow } from '../store/sessionStore.js';
+import { bestEffort, type Kit } from './kit.js';
+import { runDown, runUp } from './pipeline.js';
+import { checkTransition } from './states.js';
+import { STEPS, type Bring } from './steps.js';
+import { agentError, StartFailure, type SessionAgent } from './agent.js';
+import { snapshotSession } from '../snapshots/sessionSnapshot.js';
+import type { Writable } from 'node:stream';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What the daemon keeps asking of a live session's stored plan, parsed once (a stored plan never changes). */
+export interface PlanFacts {
+  control: string;
+  layers: string[];
+}
+
+export class Session {
+  readonly log: Logger;
+  private creating: Promise<unknown> | undefined;
+  private destroying: Promise<void> | undefined;
+  private exit: { watch: ProcessWatch; exited: Promise<ExitStatus | null> } | undefined;
+  private oom: OomWatch | undefined;
+  /** The exit code an adopted init announced before ending (the daemon is not its parent). */
+  ending: number | undefined;
+  private facts: PlanFacts | undefined;
+  /** A snapshot freezes it: one at a time. */
+  private snapshotting = false;
+
+  constructor(
+    readonly id: string,
+    private readonly kit: Kit,
+    /** Called once the session is released: the registry forgets it. */
+    private readonly released: (id: string) => void,
+  ) {
+    this.log = kit.log.child({ session: id });
+  }
+
+  // ---- state ---------------------------------------------------------------
+
+  private to(to: SessionState, write: () => void): void {
+    const from = this.kit.store.stateOf(this.id);
+    if (from !== undefined) checkTransition(this.id, from, to);
+    write();
+  }
+
+  running(pid: number, startTime: string): void {
+    this.to('running', () => this.kit.store.markRunning(this.id, pid, startTime));
+  }
+
+  settle(state: 'stopped' | 'failed', lastError: string | undefined, linkPending: boolean): void {
+    this.to(state, () => this.kit.store.settle(this.id, state, lastError, linkPending));
+  }
+
+  // ---- watches ---------------------------------------------------------------
+
+  /** Watch the init (a pidfd: a reused PID is refused, and this throws); on a v1 host with limits.oom = "session", its OOM kills too. */
+  watchInit(pid: number, startTime: string): void {
+    let resolve!: (s: ExitStatus | null) => void;
+    const exited = new Promise<ExitStatus | null>((r) => (resolve = r));
+    const Watch = addon().ProcessWatch;
+    const watch = new Watch(pid, startTime, (status) => {
+      this.exit = undefined;
+      resolve(status);
+      if (this.destroying) return; // expected
+      const unexpected = () => this.onUnexpectedExit(status).catch((e: Error) => this.log.error({ err: e.message }, 'cannot release a session whose init exited'));
+      // During a create, its own undo ends the session if it fails; if it succeeded, the exit is handled after.
+      if (this.creating) this.creating.then(unexpected, () => undefined);
+      else void unexpected();
+    });
+    this.exit = { watch, exited };
+    if (this.kit.config.limits.oom !== 'session') return;
+    const dir = v1MemoryDir(sessionCgroupDirs(this.kit.layout, this.kit.config.cgroups.parent, this.id));
+    if (!dir) return; // v2: memory.oom.group does it in the kernel
+    const Oom = addon().OomWatch;
+    this.oom = new Oom(dir, () => this.onOom(dir).catch((e: Error) => this.log.error({ err: e.message }, 'cannot end a session after its OOM kill')));
+  }
+
+  /** Stop talking to and watching for the init's OOM kills (its exit watch ends with it). */
+  unwatch(): void {
+    this.kit.agents.drop(this.id);
+    this.facts = undefined;
+    this.ending = undefined;
+    this.oom?.close();
+    this.oom = undefined;
+  }
+
+  /** SIGKILL the init (the kernel kills its whole PID namespace) and wait for it. */
+  async killInit(): Promise<void> {
+    if (this.signal(9) || this.exit) await this.exited();
+  }
+
+  signal(signo: number): boolean {
+    return this.exit?.watch.kill(signo) ?? false;
+  }
+
+  exited(): Promise<ExitStatus | null> {
+    return this.exit?.exited ?? Promise.resolve(null);
+  }
+
+  /** Daemon shutdown: stop watching; the session keeps running. */
+  close(): void {
+    this.exit?.watch.close();
+    this.exit = undefined;
+    this.oom?.close();
+    this.oom = undefined;
+  }
+
+  /** The lease is being given back: its firewall element goes first (queued). */
+  unbind(lease: number): void {
+    this.kit.bindings.unbind(lease).catch((e: Error) => {
+      // Never bound (a create that failed before): nothing to remove.
+      if (!/No such file or directory/.test(e.message)) this.log.warn({ address: intToIp(lease), err: e.message }, 'cannot remove the anti-spoofing element of a released address');
+    });
+  }
+
+  // ---- the stored plan -------------------------------------------------------
+
+  /** The stored plan, parsed. */
+  plan(row: SessionRow): SessionPlan {
+    if (row.plan === null) {
+      throw new ApiError('conflict', `session ${row.id} was created by an older daemon and has no stored plan; exec into it is not possible: destroy and recreate it`);
+    }
+    try {
+      return parseStoredPlan(row.plan, `session ${row.id}`);
+    } catch (e) {
+      throw new ApiError('internal', e instanceof PlanError ? e.message : String(e));
+    }
+  }
+
+  planFacts(row: SessionRow): PlanFacts {
+    if (!this.facts) {
+      const plan = this.plan(row);
+      this.facts = { control: controlPath(plan), layers: opsNamed(plan, 'layer').map((a) => a[0]!).filter((s) => s !== '') };
+    }
+    return this.facts;
+  }
+
+  /** Where commands of this running session are started: its own init. */
+  agent(row: SessionRow): SessionAgent {
+    if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state}, not running`);
+    return this.kit.agents.for(row.id, () => this.planFacts(row).control);
+  }
+
+  /** Rewrite the running session's secret files from the store (refresh-auth). */
+  async refreshAuth(row: SessionRow): Promise<{ refreshed: string[]; missing: string[] }> {
+    const agent = this.agent(row);
+    try {
+      return await this.kit.secrets.refresh(row.id, row.owner_uid ?? 0, agent);
+    } catch (e) {
+      throw e instanceof StartFailure ? agentError(e, 'refresh its secrets') : e;
+    }
+  }
+
+  /** Stream a snapshot of the running session: one at a time (each freezes it). */
+  async snapshot(row: SessionRow, out: Writable, compress: boolean): Promise<number> {
+    if (this.snapshotting) throw new ApiError('conflict', `session ${this.id} is already being snapshotted`);
+    const c = this.kit.config;
+    this.snapshotting = true;
+    try {
+      const where = { layout: this.kit.layout, cgroupParent: c.cgroups.parent, ids: c.ids, stateDir: c.state_dir, maxEntries: c.tmpfs.root_inodes + c.tmpfs.home_inodes, timeoutMs: c.sessions.snapshot_timeout_ms };
+      return await snapshotSession(where, row, out, compress, this.log);
+    } finally {
+      this.snapshotting = false;
+    }
+  }
+
+  // ---- work: create, adopt, destroy -----------------------------------------
+
+  private bring(row: SessionRow, end: Bring['end'], adopting = false): Bring {
+    return { kit: this.kit, session: this, row, dirs: sessionCgroupDirs(this.kit.layout, this.kit.config.cgroups.parent, this.id), limits: row.limits, end, adopting };
+  }
+
+  /** Every step up; a failure has undone them (the session ends as `failed` decides) and names its step. */
+  create(c: Bring, failed: (step: string, e: unknown) => void): Promise<void> {
+    const work = runUp(STEPS, c, this.log, 'create', undefined, failed);
+    this.creating = work;
+    const forget = () => {
+      this.creating = undefined;
+      if (!this.exit) this.released(this.id);
+    };
+    work.then(forget, forget);
+    return work;
+  }
+
+  newBring(init: Omit<Bring, 'kit' | 'session'>): Bring {
+    return { ...init, kit: this.kit, session: this };
+  }
+
+  /** Re-adopt after a restart: the create pipeline from "watch"; false (and released, ending as `end` says) when the init is gone. */
+  async adopt(row: SessionRow, end: Bring['end']): Promise<boolean> {
+    try {
+      await runUp(STEPS, this.bring(row, end, true), this.log, 're-adoption', 'watch');
+      return true;
+    } catch {
+      this.released(this.id);
+      return false;
+    }
+  }
+
+  /** Undo every step of a session that is not (any more) running, ending it as given. */
+  async release(row: SessionRow, end: Bring['end']): Promise<void> {
+    await runDown(STEPS, this.bring(row, end), this.log, 'release');
+    this.released(this.id);
+  }
+
+  /** Stop the session; with a failure reason it ends 'failed' instead of 'stopped'. */
+  async destroy(failure?: string): Promise<void> {
+    if (this.creating) await this.creating.catch(() => undefined);
+    if (this.destroying) return this.destroying;
+    const row = this.kit.store.get(this.id);
+    if (!row) throw new ApiError('not_found', `no session ${this.id}`);
+    const work = (async () => {
+      if (row.state === 'stopped' || row.state === 'failed') return this.release(row, { state: row.state }); // harmless again; frees anything left
+      // On a full disk the intent cannot be recorded: the destroy goes ahead anyway.
+      if (row.state !== 'stopping') bestEffort(this.kit, this.id, () => this.to('stopping', () => this.kit.store.markStopping(this.id, failure)));
+      await this.stopInit();
+      await this.release(this.kit.store.get(this.id)!, failure ? { state: 'failed', error: failure } : { state: 'stopped' });
+      this.kit.counters.destroys++;
+      this.log.info('session destroyed');
+    })();
+    this.destroying = work;
+    try {
+      await work;
+    } finally {
+      this.destroying = undefined;
+    }
+  }
+
+  /** SIGTERM the init (it passes it on), wait the grace period, then SIGKILL. */
+  private async stopInit(): Promise<void> {
+    if (!this.exit) return;
+    this.signal(15);
+    const grace = this.kit.config.sessions.stop_grace_ms;
+    const exited = this.exited();
+    const done = await Promise.race([exited.then(() => true), sleep(grace).then(() => false)]);
+    if (!done) {
+      this.log.warn({ grace_ms: grace }, 'session did not stop in time; killing it');
+      this.signal(9); // the kernel kills the whole PID namespace with its init
+    }
+    const status = await exited;
+    if (status) bestEffort(this.kit, this.id, () => this.kit.store.recordExit(this.id, status.code, status.signal));
+  }
+
+  /** Work under way (daemon shutdown waits for it). */
+  busy(): Promise<unknown>[] {
+    return [this.creating, this.destroying].filter((p): p is Promise<unknown> => p !== undefined);
+  }
+
+  // ---- events from the kernel -------------------------------------------------
+
+  private async onUnexpectedExit(exit: ExitStatus | null): Promise<void> {
+    // An adopted init's announcement may be dispatched just after its exit.
+    if (exit === null && this.ending === undefined) await sleep(50);
+    const announced = this.ending;
+    const status = exit ?? (announced === undefined ? null : { code: announced, signal: null });
+    const row = this.kit.store.get(this.id);
+    if (!row || row.state !== 'running') return;
+    // The init ends with 128 + N when signal N from outside the daemon told it to stop the session.
+    const told = status && status.code !== null && status.code > 128 && status.code <= 128 + 64 ? status.code - 128 : undefined;
+    const how =
+      status === null
+        ? 'exited'
+        : status.signal !== null
+          ? `was killed by signal ${status.signal}`
+          : told !== undefined
+            ? `was told to stop by signal ${told} from outside the daemon`
+            : `exited with code ${status.code}`;
+    this.log.warn({ status }, 'session init exited unexpectedly');
+    if (status) bestEffort(this.kit, this.id, () => this.kit.store.recordExit(this.id, status.code, status.signal));
+    await this.release(row, { state: 'failed', error: `the session init ${how}` });
+  }
+
+  private async onOom(dir: string): Promise<void> {
+    // The kernel signals the eventfd before its OOM killer picks a victim, so
+    // the kill count may lag the event by a moment: look again briefly.
+    let kills = 0;
+    for (let i = 0; i < 50 && kills === 0; i++) {
+      if (i > 0) await sleep(10);
+      try {
+        kills = Number(/^oom_kill (\d+)/m.exec(readFileSync(`${dir}/memory.oom_control`, 'utf8'))?.[1] ?? 0);
+      } catch {
+        return; // the cgroup is gone: the session is already ending
+      }
+    }
+    const row = this.kit.store.get(this.id);
+    if (kills === 0 || row?.state !== 'running' || this.destroying) return;
+    this.log.warn({ oom_kills: kills }, 'session ran out of memory; ending it (limits.oom = "session")');
+    await this.destroy('the session ran out of memory (limits.oom = "session")');
+  }
+}

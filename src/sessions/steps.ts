@@ -1,0 +1,202 @@
+// The steps a session is made of, in order, each with its undo:
+//   reserve -> cgroups -> firewall -> files -> plan -> launch -> watch -> publish
+// Create runs them up (src/sessions/pipeline.ts); a failed step undoes it and
+// every step before it; destroy undoes them all; a re-adopted session enters
+// at "watch". Undos come from what is recorded (the row, its kernel objects),
+// so they work the same after a crash, and the kernel comes before the
+// database: a full disk never leaves a session's processes, cgroups or link.
+import { rmSync } from 'node:fs';
+import { ApiError } from '../vocab/errors.js';
+import type { Limits } from '../vocab/limitTable.js';
+import { cgroupPids, createSessionCgroup, killCgroup, removeCgroup, sessionCgroupDirs, versionOf, type CgroupDir } from '../isolation/cgroups.js';
+import type { SessionPlan } from '../isolation/plan.js';
+import { addon } from '../native/addon.js';
+import { hostIfName, intToIp } from '../network/addressing.js';
+import { linkExists } from '../network/hostNetwork.js';
+import { writeSessionFiles } from '../network/sessionFiles.js';
+import type { CreateSecrets } from '../secrets/sessionSecrets.js';
+import { dropSnapshotCgroups } from '../snapshots/snapshotCgroups.js';
+import type { SessionRow } from '../store/sessionStore.js';
+import { fullDisk, pruneHistory, type Kit } from './kit.js';
+import { describeFailure, launchInit } from './launch.js';
+import type { Step } from './pipeline.js';
+import { planFor, sessionDir } from './planning.js';
+import type { Session } from './session.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What the steps of one session pass along. */
+export interface Bring {
+  kit: Kit;
+  session: Session;
+  /** Set by reserve (create), or the recorded row (adoption, destroy). */
+  row?: SessionRow;
+  /** Reserves the row: the store's insert, with the owner's budget in its transaction (create only). */
+  reserve?: () => SessionRow;
+  secrets?: CreateSecrets;
+  dirs: CgroupDir[];
+  limits: Limits;
+  /** The session's own hosts and resolv.conf, bound over the root's. */
+  files?: { source: string; target: string }[];
+  plan?: SessionPlan;
+  launched?: { pid: number; startTime: string };
+  /** A link the kernel is still removing: its lease is held until it is gone. */
+  linkPending?: string;
+  /** How the session ends when its steps are undone. */
+  end: { state: 'stopped' | 'failed'; error?: string | undefined };
+  /** Re-adoption after a restart: a port that cannot be published again is logged, not fatal. */
+  adopting?: boolean;
+}
+
+const row = (c: Bring): SessionRow => {
+  if (!c.row) throw new Error(`session ${c.session.id}: no row`);
+  return c.row;
+};
+
+const reserve: Step<Bring> = {
+  name: 'reserve',
+  up: (c) => {
+    c.row = c.reserve!();
+    if (c.secrets) c.kit.secrets.store.recordHeld(c.row.id, c.secrets.held);
+  },
+  // The final state, with the slot, lease, ports and records given back.
+  down: (c) => {
+    if (!c.row) return;
+    const { kit, session, end } = c;
+    try {
+      session.settle(end.state, end.error, c.linkPending !== undefined);
+    } catch (e) {
+      if (!fullDisk(kit, e)) throw e;
+      kit.settler.later(session.id, { state: end.state, lastError: end.error, linkPending: c.linkPending !== undefined });
+      return;
+    } finally {
+      if (c.linkPending) kit.links.retire(session.id, c.linkPending);
+    }
+    pruneHistory(kit);
+  },
+};
+
+/** The recorded kernel objects of a kind that this daemon would have made for the session; any other is logged and forgotten. */
+function ours(c: Bring, kind: 'cgroup' | 'veth'): string[] {
+  const { kit, session } = c;
+  const mine = new Set([...sessionCgroupDirs(kit.layout, kit.config.cgroups.parent, session.id).map((d) => `cgroup ${d.path}`), `veth ${hostIfName(session.id)}`]);
+  const refs: string[] = [];
+  for (const o of kit.store.kernelObjects(session.id)) {
+    if (o.kind !== kind) continue;
+    if (mine.has(`${o.kind} ${o.ref}`)) refs.push(o.ref);
+    else session.log.warn({ kind: o.kind, ref: o.ref }, 'ignored a kernel object this daemon does not own');
+  }
+  return refs;
+}
+
+const cgroups: Step<Bring> = {
+  name: 'cgroups',
+  up: (c) => {
+    for (const dir of c.dirs) createSessionCgroup(dir, c.limits, c.kit.config.limits.oom);
+  },
+  down: async (c) => {
+    const deadline = Date.now() + 10_000;
+    for (const ref of ours(c, 'cgroup')) {
+      const version = versionOf(c.kit.layout, ref);
+      for (;;) {
+        // A snapshot's cgroups first: an rmdir of a cgroup with a child fails.
+        dropSnapshotCgroups(ref, version);
+        killCgroup(ref, version);
+        if (cgroupPids(ref).length === 0 && removeCgroup(ref)) break;
+        if (Date.now() > deadline) throw new ApiError('internal', `cgroup ${ref} of session ${c.session.id} still has processes`);
+        await sleep(5);
+      }
+    }
+  },
+};
+
+const firewall: Step<Bring> = {
+  name: 'firewall',
+  up: async (c) => {
+    const lease = c.kit.store.leaseOf(row(c).id);
+    if (lease === undefined) return;
+    // Before the link exists: a session without its element could send nothing at all.
+    await c.kit.bindings.bind(lease).catch((e: Error) => {
+      throw new ApiError('confinement_failed', `session ${c.session.id} could not be confined: cannot bind its address ${intToIp(lease)} in the firewall: ${e.message.trim()}`);
+    });
+  },
+  // Not while the link is still on the bridge: its address is held until it is gone.
+  down: (c) => {
+    const lease = c.kit.store.leaseOf(c.session.id);
+    if (lease !== undefined && c.linkPending === undefined) c.session.unbind(lease);
+  },
+};
+
+const files: Step<Bring> = {
+  name: 'files',
+  up: (c) => {
+    c.files = writeSessionFiles(sessionDir(c.kit.config, c.session.id), row(c).hostname, c.kit.store.leaseOf(c.session.id));
+  },
+  down: (c) => rmSync(sessionDir(c.kit.config, c.session.id), { recursive: true, force: true }),
+};
+
+const plan: Step<Bring> = {
+  name: 'plan',
+  up: async (c) => {
+    const { kit } = c;
+    const r = row(c);
+    const lease = kit.store.leaseOf(r.id);
+    const delivery = c.secrets!.delivery;
+    const injected = { files: delivery.files.map((f) => ({ path: f.path, mode: f.mode })), env: delivery.env, envFiles: delivery.envFiles };
+    const volumes = [];
+    for (const v of kit.store.volumeIdsOf(r.id)) volumes.push({ source: await kit.volumes.hostMount(v.id), target: v.target, readonly: v.readonly });
+    c.plan = planFor(r, c.limits, kit.config, kit.host!, { cgroups: c.dirs.map((d) => d.path), lease, files: c.files!, injected, profile: r.profile, volumes });
+    // Stored before anything executes it: what the session is made of, for good.
+    // Secret values are not in it: they travel as blobs on the helper's stdin.
+    kit.store.setPlan(r.id, JSON.stringify(c.plan));
+  },
+  down: () => undefined, // the stored plan goes with the row
+};
+
+const launch: Step<Bring> = {
+  name: 'launch',
+  up: async (c) => {
+    const result = await launchInit(c.plan!, c.secrets!.delivery.files.map((f) => f.content));
+    if (!result.ok) throw new ApiError('confinement_failed', `session ${c.session.id} could not be confined: ${describeFailure(result)}`, undefined, { step: result.step, errno: result.errno });
+    c.launched = { pid: result.pid, startTime: result.startTime };
+  },
+  down: async (c) => {
+    await c.session.killInit();
+    for (const link of ours(c, 'veth')) {
+      // A session that ran: its link goes with its netns, off this path
+      // (linkReaper.ts). A create that failed may have left it in ours.
+      if (c.row?.state === 'creating') addon().deleteLink(link);
+      else if (linkExists(link)) c.linkPending = link;
+    }
+  },
+};
+
+const watch: Step<Bring> = {
+  name: 'watch',
+  up: (c) => {
+    const r = row(c);
+    if (c.launched) c.session.running(c.launched.pid, c.launched.startTime);
+    else if (r.init_pid === null || r.init_start_time === null) throw new Error('no init recorded');
+    const { pid, startTime } = c.launched ?? { pid: r.init_pid!, startTime: r.init_start_time! };
+    // Throws when the PID is no longer the recorded process: the session cannot be re-adopted.
+    c.session.watchInit(pid, startTime);
+  },
+  down: (c) => c.session.unwatch(),
+};
+
+const publish: Step<Bring> = {
+  name: 'publish',
+  up: async (c) => {
+    const { kit } = c;
+    if (c.adopting && c.row?.state !== 'running') return;
+    const lease = kit.store.leaseOf(c.session.id);
+    const ports = kit.store.portsOf(c.session.id);
+    if (lease === undefined || ports.length === 0) return;
+    const done = kit.publisher.publish(c.session.id, intToIp(lease), ports);
+    if (!c.adopting) return done;
+    await done.catch((e: Error) => c.session.log.error({ err: e.message }, 'cannot re-publish ports'));
+  },
+  down: (c) => c.kit.publisher.unpublish(c.session.id),
+};
+
+export const STEPS: readonly Step<Bring>[] = [reserve, cgroups, firewall, files, plan, launch, watch, publish];

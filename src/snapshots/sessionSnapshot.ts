@@ -1,0 +1,60 @@
+// A snapshot of one running session, from its row: where its layer, IDs and
+// freezer are, and the errors a caller gets.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import { ApiError } from '../vocab/errors.js';
+import { sessionCgroupDirs, type CgroupLayout } from '../isolation/cgroups.js';
+import { rangeForSlot, type IdPool } from '../isolation/idRange.js';
+import { parseStoredPlan } from '../isolation/plan.js';
+import type { SessionRow } from '../store/sessionStore.js';
+import { SnapshotError, writeSnapshot } from './snapshot.js';
+import { snapshotCgroupsFor } from './snapshotCgroups.js';
+
+export interface SnapshotConfig {
+  layout: CgroupLayout;
+  cgroupParent: string;
+  ids: IdPool;
+  stateDir: string;
+  /** Entries a layer and /home may hold (their inode caps). */
+  maxEntries: number;
+  timeoutMs: number;
+}
+
+/** Stream a running session's writable layer and /home into out: the bytes written. */
+export async function snapshotSession(c: SnapshotConfig, row: SessionRow, out: Writable, compress: boolean, log: Logger): Promise<number> {
+  const id = row.id;
+  if (row.state !== 'running') throw new ApiError('conflict', `session ${id} is ${row.state}, not running`);
+  const v2 = sessionCgroupDirs(c.layout, c.cgroupParent, id).find((d) => d.version === 2);
+  if (!v2 || row.init_pid === null || row.plan === null || row.id_slot === null) throw new ApiError('conflict', `session ${id} cannot be snapshotted on this host (it needs cgroup v2 for the freeze)`);
+  const range = rangeForSlot(c.ids, row.id_slot);
+  const tmp = join(c.stateDir, 'tmp');
+  mkdirSync(tmp, { recursive: true, mode: 0o700 });
+  const t0 = process.hrtime.bigint();
+  try {
+    const bytes = await writeSnapshot(
+      {
+        id,
+        initPid: row.init_pid,
+        plan: parseStoredPlan(row.plan, `session ${id}`),
+        hostBase: range.hostBase,
+        idSize: range.size,
+        cgroupV2: v2.path,
+        cgroups: snapshotCgroupsFor(c.layout, c.cgroupParent, id),
+        maxEntries: c.maxEntries,
+        timeoutMs: c.timeoutMs,
+        tmpDir: tmp,
+        log,
+      },
+      out,
+      compress,
+    );
+    log.info({ bytes, compress, ms: Number(process.hrtime.bigint() - t0) / 1e6 }, 'snapshot written');
+    return bytes;
+  } catch (e) {
+    if (!(e instanceof SnapshotError)) throw e;
+    log.warn({ err: e.message, ms: Number(process.hrtime.bigint() - t0) / 1e6 }, 'snapshot failed');
+    throw new ApiError('conflict', `snapshot of ${id}: ${e.message}`);
+  }
+}
