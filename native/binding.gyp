@@ -3,7 +3,24 @@
   "targets": [
     {
       "target_name": "enclave_addon",
-      "sources": ["src/addon.cc", "src/netlink.c", "src/nft.c", "src/procstat.c"],
+      "sources": [
+        "src/addon.cc",
+        "src/addon/shared.cc",
+        "src/addon/credentials.cc",
+        "src/addon/pidfd.cc",
+        "src/addon/oom.cc",
+        "src/addon/control.cc",
+        "src/addon/fds.cc",
+        "src/addon/locks.cc",
+        "src/addon/notify.cc",
+        "src/addon/overlay.cc",
+        "src/addon/netlink.cc",
+        "src/addon/nft.cc",
+        "src/addon/spawn.cc",
+        "src/netlink.c",
+        "src/nft.c",
+        "src/procstat.c"
+      ],
       "libraries": ["-ldl"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
