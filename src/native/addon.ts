@@ -43,39 +43,91 @@ export interface OomWatch {
   close(): void;
 }
 
-interface Addon {
-  /** Create or adopt a bridge with this gateway address; IPv6 off; up. */
-  ensureBridge(name: string, gateway: string, prefix: number): void;
-  /** Delete a link; false when there was none. */
-  deleteLink(name: string): boolean;
-  /** posix_spawn (on the thread pool) of a helper in a new session, no env, with pipes (parent ends, close-on-exec): watch pid, own the fds. */
-  spawnHelper(path: string): Promise<HelperProcess>;
-  /** Apply an nftables script atomically through libnftables, off the event loop; rejects with nft's message. */
-  nftApply(script: string): Promise<void>;
+/**
+ * The addon's exports, by name, grouped by the native/src/addon/ file whose
+ * export table registers them. The Addon type is built from this list (a
+ * name without a signature below, or a signature without a name here, does
+ * not compile), and test/unit/native.test.ts checks it against what the
+ * built addon exports, both ways.
+ */
+export const addonExports = [
+  // credentials.cc
+  'peerCred',
+  'peerGroups',
+  // pidfd.cc
+  'ProcessWatch',
+  'setChildSubreaper',
+  'reapChild',
+  // oom.cc
+  'OomWatch',
+  // control.cc
+  'ControlChannel',
+  // fds.cc
+  'pipe',
+  'closeFd',
+  'isPtyMaster',
+  'setWinsize',
+  // locks.cc
+  'lockFile',
+  'unlockFile',
+  // notify.cc
+  'notify',
+  // overlay.cc
+  'isOpaqueDir',
+  // netlink.cc
+  'ensureBridge',
+  'deleteLink',
+  // nft.cc
+  'nftApply',
+  // spawn.cc
+  'spawnHelper',
+] as const;
+
+export type AddonExport = (typeof addonExports)[number];
+
+/** What each export is. */
+interface Signatures {
+  peerCred(fd: number): PeerCred;
+  /** Supplementary groups of the peer at connect time (SO_PEERGROUPS). */
+  peerGroups(fd: number): number[];
+  ProcessWatch: new (pid: number, startTime: string, onExit: (status: ExitStatus | null) => void) => ProcessWatch;
+  setChildSubreaper(): void;
+  reapChild(pid: number): boolean;
+  OomWatch: new (memoryCgroupDir: string, onEvent: () => void) => OomWatch;
   /** The daemon's end of a session init's control socket (native/src/agent.h). */
   ControlChannel: new (path: string, onMessage: (fields: string[], fd: number | null) => void, onClose: (reason: string) => void) => ControlChannel;
   /** [read end, write end], both close-on-exec. */
   pipe(): [number, number];
   closeFd(fd: number): void;
-  /** An exclusive flock on path, with content written into the file: its fd, or -1 if another process holds it. */
-  lockFile(path: string, content: string): number;
-  /** One datagram to a service manager's notification socket ("@name": abstract). */
-  notify(socketPath: string, message: string): void;
-  /** Unlink a held lock file, then let go of the lock. */
-  unlockFile(path: string, fd: number): void;
   /** Is this fd a pty master (ptmx with a pty number)? */
   isPtyMaster(fd: number): boolean;
   setWinsize(fd: number, cols: number, rows: number): void;
+  /** An exclusive flock on path, with content written into the file: its fd, or -1 if another process holds it. */
+  lockFile(path: string, content: string): number;
+  /** Unlink a held lock file, then let go of the lock. */
+  unlockFile(path: string, fd: number): void;
+  /** One datagram to a service manager's notification socket ("@name": abstract). */
+  notify(socketPath: string, message: string): void;
   /** An overlay upper directory marked opaque (user.overlay.opaque = y). */
   isOpaqueDir(path: string): boolean;
-  OomWatch: new (memoryCgroupDir: string, onEvent: () => void) => OomWatch;
-  peerCred(fd: number): PeerCred;
-  /** Supplementary groups of the peer at connect time (SO_PEERGROUPS). */
-  peerGroups(fd: number): number[];
-  setChildSubreaper(): void;
-  reapChild(pid: number): boolean;
-  ProcessWatch: new (pid: number, startTime: string, onExit: (status: ExitStatus | null) => void) => ProcessWatch;
+  /** Create or adopt a bridge with this gateway address; IPv6 off; up. */
+  ensureBridge(name: string, gateway: string, prefix: number): void;
+  /** Delete a link; false when there was none. */
+  deleteLink(name: string): boolean;
+  /** Apply an nftables script atomically through libnftables, off the event loop; rejects with nft's message. */
+  nftApply(script: string): Promise<void>;
+  /** posix_spawn (on the thread pool) of a helper in a new session, no env, with pipes (parent ends, close-on-exec): watch pid, own the fds. */
+  spawnHelper(path: string): Promise<HelperProcess>;
 }
+
+// Names and signatures match one for one, or these fail to compile, naming
+// the odd one out.
+type NoneLeftOut<T extends never> = T;
+type ExportsWithoutSignature = NoneLeftOut<Exclude<AddonExport, keyof Signatures>>;
+type SignaturesWithoutExport = NoneLeftOut<Exclude<keyof Signatures, AddonExport>>;
+
+/** The loaded addon: exactly the names in addonExports. */
+export type Addon = Pick<Signatures, AddonExport & keyof Signatures>;
 
 function findRepoRoot(): string {
   // Works from src/native (vitest) and from dist/src/native (compiled).

@@ -1,10 +1,28 @@
-// The TS side's view of the native helpers: step names and the verdict line.
+// The TS side's view of the native code: the addon's exports, the helper's
+// step names and its verdict line.
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { helperTable, stepForExitCode } from '../../src/native/steps.js';
-import { repoRoot } from '../../src/native/addon.js';
+import { addon, addonExports, repoRoot } from '../../src/native/addon.js';
 import { describeFailure, parseLaunchOutput } from '../../src/sessions/launch.js';
+
+describe('native addon exports', () => {
+  // The export tables of native/src/addon/*.cc against the names
+  // src/native/addon.ts builds the Addon type from: an export TypeScript does
+  // not know, or a declared name the addon does not export, fails here.
+  it('are exactly the names src/native/addon.ts declares', () => {
+    const loaded = addon() as unknown as Record<string, unknown>;
+    const exported = Object.keys(loaded);
+    const declared: readonly string[] = addonExports;
+    expect(new Set(declared).size, 'a name declared twice').toBe(declared.length);
+    expect({
+      exportedButNotDeclared: exported.filter((n) => !declared.includes(n)),
+      declaredButNotExported: declared.filter((n) => !exported.includes(n)),
+    }).toEqual({ exportedButNotDeclared: [], declaredButNotExported: [] });
+    for (const n of declared) expect(typeof loaded[n], n).toBe('function');
+  });
+});
 
 describe('helper steps', () => {
   it('come from the helper itself, named as in native/src/common.h', () => {
