@@ -38,6 +38,9 @@ CREATE INDEX session_volumes_volume ON session_volumes (volume);
 -- Secrets belong to the uid that set them; root may share one of its own
 -- (others may then use it, never read, list, replace or remove it). Values
 -- move from secrets/NAME to secrets/UID/NAME (the daemon moves the files).
+-- Before, one store served every caller a rule let set secrets: each goes to
+-- whoever set it last, as the audit trail says (root's if the trail no longer
+-- has it), so a value a user chose is not silently root's now.
 CREATE TABLE secrets_new (
   owner_uid  INTEGER NOT NULL,
   name       TEXT NOT NULL,
@@ -48,11 +51,15 @@ CREATE TABLE secrets_new (
   updated_at TEXT NOT NULL,
   PRIMARY KEY (owner_uid, name)
 ) STRICT;
-INSERT INTO secrets_new (owner_uid, name, kind, version, created_at, updated_at) SELECT 0, name, kind, version, created_at, updated_at FROM secrets;
+INSERT INTO secrets_new (owner_uid, name, kind, version, created_at, updated_at)
+  SELECT coalesce((SELECT e.caller_uid FROM events e WHERE e.action = 'auth.set' AND e.decision = 'allow' AND e.detail = secrets.name ORDER BY e.id DESC LIMIT 1), 0),
+         name, kind, version, created_at, updated_at
+  FROM secrets;
 DROP TABLE secrets;
 ALTER TABLE secrets_new RENAME TO secrets;
 -- Whose secret a session holds (its name inside the session is the bare name).
 ALTER TABLE session_secrets ADD COLUMN owner_uid INTEGER NOT NULL DEFAULT 0;
+UPDATE session_secrets SET owner_uid = coalesce((SELECT owner_uid FROM secrets WHERE secrets.name = session_secrets.name), 0);
 CREATE INDEX session_secrets_owner_name ON session_secrets (owner_uid, name);
 
 -- Events name the owner of the object they act on, so an owner sees the

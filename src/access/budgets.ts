@@ -29,6 +29,8 @@ const extras = {
   exec_streams: z.object({ total: count.optional() }).strict().prefault({}),
   /** Live sessions (default: access.max_sessions_per_uid). */
   sessions: z.object({ total: count.optional() }).strict().prefault({}),
+  /** Secrets in the store: how many, and their values' bytes together. */
+  secrets: z.object({ count: count.default(64), bytes: count.default(1024 * 1024) }).strict().prefault({}),
   /** Host addresses and the lowest host port it may publish on. */
   publish: z.object({ addresses: z.array(loopback).max(64).default(['127.0.0.1']), min_port: z.number().int().min(1).max(65535).default(1024) }).strict().prefault({}),
 };
@@ -49,6 +51,7 @@ export const budgetRuleSchema = z
     viewers: z.object({ total: count.optional() }).strict().optional(),
     exec_streams: z.object({ total: count.optional() }).strict().optional(),
     sessions: z.object({ total: count.optional() }).strict().optional(),
+    secrets: z.object({ count: count.optional(), bytes: count.optional() }).strict().optional(),
     publish: z.object({ addresses: z.array(loopback).max(64).optional(), min_port: z.number().int().min(1).max(65535).optional() }).strict().optional(),
   })
   .strict()
@@ -168,6 +171,22 @@ export class Budgets {
     if (used + sizeMb > total) {
       const rule = `${e.source}.volume_mb.total`;
       return new BudgetRefusal(rule, new ApiError('too_many', `uid ${who.uid}'s volumes already hold ${used} MiB; ${sizeMb} MiB more would pass the total of ${total} MiB (${rule})`, 'size_mb'));
+    }
+    return undefined;
+  }
+
+  /** One more secret, or a new value of one (`replacing`: the bytes of the value it replaces), against the store's share. */
+  secretProblem(who: Principal, now: { count: number; bytes: number }, adding: boolean, bytes: number, replacing: number): BudgetRefusal | undefined {
+    const e = this.of(who);
+    if (!e) return undefined;
+    const { count: most, bytes: room } = e.budget.secrets;
+    if (adding && now.count + 1 > most) {
+      const rule = `${e.source}.secrets.count`;
+      return new BudgetRefusal(rule, new ApiError('too_many', `uid ${who.uid} already has ${now.count} secrets (${rule})`));
+    }
+    if (now.bytes - replacing + bytes > room) {
+      const rule = `${e.source}.secrets.bytes`;
+      return new BudgetRefusal(rule, new ApiError('too_many', `uid ${who.uid}'s secrets would hold ${now.bytes - replacing + bytes} bytes, past ${room} (${rule})`, 'value_base64'));
     }
     return undefined;
   }

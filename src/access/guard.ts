@@ -27,6 +27,8 @@ export interface Target {
   /** A session's id; a volume's or secret's name (as the caller wrote it). */
   id: string;
   owner_uid: number | null;
+  /** Named by the caller but not found (or not for it to see): `id` is the name as written. */
+  unresolved?: true;
 }
 
 /** Calls that change state: the ones the per-uid rate limit counts. */
@@ -45,9 +47,9 @@ export class AccessGuard {
 
   /** Fail closed: a decision that cannot be recorded (the state dir's disk is full) is a refusal. */
   private record(caller: Caller, action: Action, target: Target | undefined, allow: boolean, rule: string, detail: string | null): void {
-    // The audit trail's session column holds sessions; a volume or secret is named in the detail.
-    const session = target?.kind === 'session' ? target.id : null;
-    const about = target && target.kind !== 'session' ? `${target.kind} ${target.id}${detail ? ` ${detail}` : ''}` : detail;
+    // The audit trail's session column holds sessions found; a volume, a secret or a name not found is in the detail.
+    const session = target?.kind === 'session' && !target.unresolved ? target.id : null;
+    const about = target && (target.kind !== 'session' || target.unresolved) ? `${target.kind} ${target.id}${detail ? ` ${detail}` : ''}` : detail;
     try {
       this.audit.record({
         caller_uid: caller.uid,
@@ -69,21 +71,26 @@ export class AccessGuard {
   }
 
   /**
-   * Decide, record, and throw unless allowed. `hidden`: what to answer
-   * instead of the 403 when the caller named the object by name and may not
-   * act on it (a name it cannot see must read as one that does not exist).
-   * Returns the scope of the rule that allowed it.
+   * Decide, record, and throw unless allowed. `hidden`: the caller named the
+   * object by name; if it may not act on another owner's object, the answer
+   * is the "not found" it gets for a name nobody has, and the event is
+   * recorded just as that one is (see notFound), so neither the reply nor
+   * the caller's own trail tells the two apart. Returns the scope of the rule
+   * that allowed it.
    */
-  check(caller: Caller, action: Action, target?: Target, detail: string | null = null, hidden?: ApiError): 'self' | 'all' {
+  check(caller: Caller, action: Action, target?: Target, detail: string | null = null, hidden?: { error: ApiError; ref: string }): 'self' | 'all' {
     const d = decide(this.config.rules, caller, action, target ? target.owner_uid : undefined);
     if (d.allow && MUTATING.has(action) && caller.uid !== 0 && !this.take(caller.uid)) {
       this.record(caller, action, target, false, 'access.rate_per_minute', detail);
       throw new ApiError('too_many', `uid ${caller.uid} made more than ${this.config.rate_per_minute} state-changing calls in a minute (access.rate_per_minute)`);
     }
+    if (!d.allow && hidden && target && target.owner_uid !== caller.uid) {
+      this.log.info({ uid: caller.uid, action, target: `${target.kind} ${target.id}`, rule: d.rule }, 'access denied (answered as not found)');
+      this.notFound(caller, action, target.kind, hidden.ref, detail, hidden.error);
+    }
     this.record(caller, action, target, d.allow, d.rule, detail);
     if (!d.allow) {
       this.log.info({ uid: caller.uid, action, target: target && `${target.kind} ${target.id}`, rule: d.rule }, 'access denied');
-      if (hidden && target && target.owner_uid !== caller.uid) throw hidden;
       const why = d.rule === 'default' ? 'no access rule allows it (non-root callers are denied by default)' : `access rule ${d.rule} denies it`;
       const on = target ? ` on ${target.kind} ${target.id}` : '';
       throw new ApiError('forbidden', `uid ${caller.uid} may not ${action}${on}: ${why}`);
@@ -94,6 +101,12 @@ export class AccessGuard {
   /** Whether a listed object is one the caller may see (the list call itself is checked and recorded once). */
   visible(caller: Caller, target: { owner_uid: number | null }, action: Action = 'session.list'): boolean {
     return decide(this.config.rules, caller, action, target.owner_uid).allow;
+  }
+
+  /** A lookup by name that found nothing the caller may see: recorded with the name as written, no id, no owner; then thrown. */
+  notFound(caller: Caller, action: Action, kind: Target['kind'], ref: string, detail: string | null, error: ApiError): never {
+    this.record(caller, action, { kind, id: ref, owner_uid: null, unresolved: true }, false, 'not found', detail);
+    throw error;
   }
 
   /** A refusal decided outside the policy (a budget, a cap): recorded, then thrown. */

@@ -147,7 +147,7 @@ export const configSchema = z
         rules: z.array(ruleSchema).max(1024).default([]),
         /** The uid a TCP (browser page) caller acts as: its bearer token stands for this user. */
         tcp_uid: z.number().int().min(0).max(4294967294).default(0),
-        /** Audit events kept (newest); older ones are pruned. */
+        /** Audit events kept per caller uid (the newest of each), so no caller can push another's out. */
         keep_events: z.number().int().min(100).max(100_000_000).default(100_000),
         /** State-changing calls (create, destroy, refresh-auth, auth set/remove) per minute per non-root uid. */
         rate_per_minute: z.number().int().min(1).max(1_000_000).default(120),
@@ -188,6 +188,11 @@ export const configSchema = z
         table: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,31}$/, 'must be a table name of letters, digits and _').default('enclave'),
         subnet: cidr.default('10.200.0.0/16'),
         egress: z.boolean().default(true),
+        /** Connections relayed at once through published ports: per port, per owner of the sessions, in all (each holds two fds). */
+        relay: z
+          .object({ per_port: z.number().int().min(1).max(65536).default(256), per_owner: z.number().int().min(1).max(1_000_000).default(1024), total: z.number().int().min(1).max(1_000_000).default(4096) })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

@@ -102,16 +102,16 @@ export class Consoles {
    * started, so concurrent upgrades cannot all pass the check; it is given
    * back when `socket` closes (refused, or the viewer gone).
    */
-  admit(sessionId: string, caller: Caller, socket: Duplex): void {
+  admit(sessionId: string, owner: number | null, caller: Caller, socket: Duplex): void {
     const t = this.config.terminal;
     const here = this.held.bySession.get(sessionId) ?? 0;
     const mine = this.held.byUser.get(caller.uid) ?? 0;
-    if (here >= t.max_viewers_per_session) throw new ApiError('too_many', `session ${sessionId} already has ${here} viewers (terminal.max_viewers_per_session)`);
-    if (this.held.total >= t.max_viewers) throw new ApiError('too_many', `the daemon already serves ${this.held.total} viewers (terminal.max_viewers)`);
+    const target = { kind: 'session' as const, id: sessionId, owner_uid: owner };
+    const refuse = (rule: string, message: string) => this.access.refuse(caller, 'session.attach', target, rule, new ApiError('too_many', message));
+    if (here >= t.max_viewers_per_session) refuse('terminal.max_viewers_per_session', `session ${sessionId} already has ${here} viewers (terminal.max_viewers_per_session)`);
+    if (this.held.total >= t.max_viewers) refuse('terminal.max_viewers', `the daemon already serves ${this.held.total} viewers (terminal.max_viewers)`);
     const budget = this.budgets.viewers(caller);
-    if (budget && mine >= budget.max) {
-      this.access.refuse(caller, 'session.attach', undefined, budget.rule, new ApiError('too_many', `uid ${caller.uid} already holds ${mine} viewers (${budget.rule})`));
-    }
+    if (budget && mine >= budget.max) refuse(budget.rule, `uid ${caller.uid} already holds ${mine} viewers (${budget.rule})`);
     const add = <K>(m: Map<K, number>, k: K, n: number) => {
       const v = (m.get(k) ?? 0) + n;
       if (v > 0) m.set(k, v);

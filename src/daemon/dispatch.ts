@@ -14,7 +14,7 @@ import { publishSchema } from '../api/schemas.js';
 import type { Caller, Target } from '../access/guard.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import type { VolumeRow } from '../store/volumeStore.js';
-import { parseOwned, secretRefOf, sessionRefOf, VOLUME_NAME, type Ref } from '../vocab/names.js';
+import { parseOwned, refText, secretRefOf, sessionRefOf, VOLUME_NAME, type Ref } from '../vocab/names.js';
 import { readJsonBody, sendJson } from './http.js';
 import { notFound, type SecretTarget } from './objects.js';
 import type { Context, Upgrade } from './route.js';
@@ -161,6 +161,30 @@ export class Dispatcher {
     const kind = spec.owner.kind;
     let target: SessionRow | VolumeRow | SecretTarget | undefined;
     let audited: Target | undefined;
+    const handler = this.handlers[c.name] as Handler<RouteSpec>;
+    const log0 = ctx.log;
+    const detailOf = (i: Input<RouteSpec>) => (typeof handler === 'function' ? null : handler.detail(i));
+    try {
+      ({ target, audited } = this.find(ctx, kind, ref, caller));
+    } catch (e) {
+      // A name that finds nothing is recorded as a name found but not the caller's is (guard.check): alike.
+      if (!(e instanceof ApiError) || e.code !== 'not_found' || !ref || ref.kind !== 'name' || !spec.action) throw e;
+      const partial = { caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>;
+      ctx.access.notFound(caller, spec.action, kind as Target['kind'], refText(ref), detailOf(partial), e);
+    }
+    const log = target && kind === 'session' ? ctx.log.child({ session: (target as SessionRow).id }) : ctx.log;
+    const input = { caller, target, scope: 'all', query, body, port, req, url, log } as Input<RouteSpec>;
+    if (spec.action) {
+      const hidden = ref && ref.kind === 'name' ? { error: notFound(kind as 'session' | 'volume' | 'secret', ref), ref: refText(ref) } : undefined;
+      input.scope = ctx.access.check(caller, spec.action, audited, detailOf(input), hidden);
+    }
+    return { input, handler };
+  }
+
+  /** The object a route acts on, found for the caller, and how the audit trail names it. */
+  private find(ctx: Context, kind: RouteSpec['owner']['kind'], ref: Ref | undefined, caller: Caller): { target: SessionRow | VolumeRow | SecretTarget | undefined; audited: Target | undefined } {
+    let target: SessionRow | VolumeRow | SecretTarget | undefined;
+    let audited: Target | undefined;
     if (ref && kind === 'session') {
       const row = ctx.objects.session(ref, caller);
       target = row;
@@ -174,16 +198,7 @@ export class Dispatcher {
       target = s;
       audited = { kind: 'secret', id: s.ref, owner_uid: s.owner };
     }
-    const handler = this.handlers[c.name] as Handler<RouteSpec>;
-    const log = target && kind === 'session' ? ctx.log.child({ session: (target as SessionRow).id }) : ctx.log;
-    const input = { caller, target, scope: 'all', query, body, port, req, url, log } as Input<RouteSpec>;
-    if (spec.action) {
-      const detail = typeof handler === 'function' ? null : handler.detail(input);
-      // A name the caller may not act on reads as a name that does not exist.
-      const hidden = ref && ref.kind === 'name' ? notFound(kind as 'session' | 'volume' | 'secret', ref) : undefined;
-      input.scope = ctx.access.check(caller, spec.action, audited, detail, hidden);
-    }
-    return { input, handler };
+    return { target, audited };
   }
 
   async http(ctx: Context, req: IncomingMessage, res: ServerResponse, url: URL, caller: Caller): Promise<void> {

@@ -5,6 +5,16 @@
 import type { Duplex } from 'node:stream';
 import { ApiError } from '../vocab/errors.js';
 
+/** A 429 of a cap, with the key that set it (for the audit trail). */
+export class CapReached extends ApiError {
+  constructor(
+    readonly rule: string,
+    message: string,
+  ) {
+    super('too_many', message);
+  }
+}
+
 export interface StreamCaps {
   max_exec_streams_per_session: number;
   max_exec_streams_per_caller: number;
@@ -25,12 +35,12 @@ export class StreamLimits {
     const s = sessionId === null ? 0 : (this.bySession.get(sessionId) ?? 0);
     const c = this.byCaller.get(caller) ?? 0;
     if (sessionId !== null && s >= this.caps.max_exec_streams_per_session) {
-      throw new ApiError('too_many', `session ${sessionId} already has ${s} exec streams (api.max_exec_streams_per_session)`);
+      throw new CapReached('api.max_exec_streams_per_session', `session ${sessionId} already has ${s} exec streams (api.max_exec_streams_per_session)`);
     }
     // A non-root user's budget may lower the per-caller cap, never raise it.
     const cap = budget && budget.max < this.caps.max_exec_streams_per_caller ? budget : { max: this.caps.max_exec_streams_per_caller, rule: 'api.max_exec_streams_per_caller' };
     if (c >= cap.max) {
-      throw new ApiError('too_many', `caller ${caller} already has ${c} exec and attach streams open (${cap.rule})`);
+      throw new CapReached(cap.rule, `caller ${caller} already has ${c} exec and attach streams open (${cap.rule})`);
     }
     if (sessionId !== null) this.bySession.set(sessionId, s + 1);
     this.byCaller.set(caller, c + 1);

@@ -12,7 +12,7 @@ export class RunningPorts {
     private readonly publisher: PortPublisher,
   ) {}
 
-  private running(id: string): { network: string } {
+  private running(id: string): { network: string; owner_uid: number | null } {
     const row = this.store.get(id);
     if (!row) throw new ApiError('not_found', `no session ${id}`);
     if (row.state !== 'running') throw new ApiError('conflict', `session ${id} is ${row.state}, not running`);
@@ -26,11 +26,11 @@ export class RunningPorts {
     try {
       this.store.addPort(id, p);
     } catch (e) {
-      if (e instanceof PortTakenError) throw new ApiError('conflict', e.message, 'publish');
+      if (e instanceof PortTakenError) throw new ApiError('conflict', e.for(row.owner_uid), 'publish');
       throw e;
     }
     try {
-      await this.publisher.publish(id, intToIp(lease), [p]);
+      await this.publisher.publish(id, row.owner_uid ?? 0, intToIp(lease), [p]);
     } catch (e) {
       this.store.removePort(id, p.host_ip, p.host_port);
       const code = (e as NodeJS.ErrnoException).code;

@@ -7,7 +7,7 @@
 // would have to sit beside the values, readable by the same root, so it would
 // protect nothing the file modes and the state dir's checks do not; use disk
 // encryption for that. A store someone else owns or can read is refused.
-import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { StateError } from '../store/db.js';
@@ -48,6 +48,8 @@ function checkPrivate(path: string, kind: 'directory' | 'file'): void {
 const INFO = 'SELECT owner_uid, name, kind, version, shared = 1 AS shared, created_at, updated_at FROM secrets';
 const toInfo = (r: unknown): SecretInfo => ({ ...(r as SecretInfo), shared: (r as { shared: number }).shared === 1 });
 const LIVE = `('creating','running','stopping')`;
+/** A value of an earlier daemon on its way into its owner's directory. */
+const LEGACY = '.legacy.';
 
 export class SecretStore {
   readonly dir: string;
@@ -61,13 +63,15 @@ export class SecretStore {
 
   /**
    * Open (creating if missing) and check every file; a leftover temporary is
-   * removed, and a value of an earlier daemon (secrets/NAME, root's then)
-   * moves into secrets/0/.
+   * removed, and a value of an earlier daemon (secrets/NAME) moves to its
+   * owner's directory, as the database says (migration 011), through a
+   * temporary name: a secret called "0" is a file where root's directory goes.
    */
   static open(db: Database.Database, stateDir: string): SecretStore {
     const s = new SecretStore(db, stateDir);
     if (!existsSync(s.dir)) mkdirSync(s.dir, { mode: 0o700 });
     checkPrivate(s.dir, 'directory');
+    const legacy: string[] = [];
     for (const e of readdirSync(s.dir)) {
       const path = join(s.dir, e);
       if (/^\d+$/.test(e) && lstatSync(path).isDirectory()) {
@@ -79,8 +83,17 @@ export class SecretStore {
         continue;
       }
       checkPrivate(path, 'file');
-      if (e.startsWith('.') || !kindOf(e)) rmSync(path, { force: true });
-      else renameSync(path, join(s.ownerDir(0), e));
+      const name = e.startsWith(LEGACY) ? e.slice(LEGACY.length) : e;
+      if (e.startsWith('.') && !e.startsWith(LEGACY)) rmSync(path, { force: true });
+      else if (!kindOf(name)) rmSync(path, { force: true });
+      else {
+        if (e === name) renameSync(path, join(s.dir, `${LEGACY}${name}`));
+        legacy.push(name);
+      }
+    }
+    for (const name of legacy) {
+      const owner = (db.prepare('SELECT owner_uid FROM secrets WHERE name = ? ORDER BY owner_uid LIMIT 1').get(name) as { owner_uid: number } | undefined)?.owner_uid ?? 0;
+      renameSync(join(s.dir, `${LEGACY}${name}`), join(s.ownerDir(owner), name));
     }
     return s;
   }
@@ -104,6 +117,29 @@ export class SecretStore {
   /** Every owner's (root, or a caller allowed to see all). */
   listAll(): SecretInfo[] {
     return this.db.prepare(`${INFO} ORDER BY owner_uid, name`).all().map(toInfo);
+  }
+
+  /** How many secrets an owner has, and their values' bytes (its budget). */
+  usageOf(owner: number): { count: number; bytes: number } {
+    let bytes = 0;
+    const names = this.listOf(owner).map((s) => s.name);
+    for (const n of names) {
+      try {
+        bytes += statSync(this.file(owner, n)).size;
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+    return { count: names.length, bytes };
+  }
+
+  /** The size of one value, 0 if there is none. */
+  sizeOf(owner: number, name: string): number {
+    try {
+      return statSync(this.file(owner, name)).size;
+    } catch {
+      return 0;
+    }
   }
 
   info(owner: number, name: string): SecretInfo | undefined {

@@ -79,17 +79,17 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
         admit: extra.admit,
       });
     } catch (e) {
-      throw reserveError(kit, e, name);
+      throw reserveError(kit, e, name, owner);
     }
   };
   return { id, init: { reserve, secrets, dirs, limits, end: { state: 'failed' } } };
 }
 
 /** What a failed reservation tells the caller. */
-function reserveError(kit: Kit, e: unknown, name: string | null): unknown {
+function reserveError(kit: Kit, e: unknown, name: string | null, owner: number): unknown {
   if (fullDisk(kit, e)) return new ApiError('insufficient_storage', `session not created: ${fullDiskMessage(kit)}`);
   if (e instanceof SlotsExhaustedError || e instanceof AddressesExhaustedError) return new ApiError('exhausted', e.message);
-  if (e instanceof PortTakenError) return new ApiError('conflict', e.message, 'publish');
+  if (e instanceof PortTakenError) return new ApiError('conflict', e.for(owner), 'publish');
   if (e instanceof VolumeUnavailableError) return new ApiError('conflict', e.message, 'volumes');
   if (e instanceof Error && /UNIQUE constraint failed: sessions\.owner_uid, sessions\.name/.test(e.message)) return new ApiError('conflict', `you already have a live session named '${name}'`, 'name');
   return e;

@@ -192,7 +192,7 @@ const publish: Step<Bring> = {
     const lease = kit.store.leaseOf(c.session.id);
     const ports = kit.store.portsOf(c.session.id);
     if (lease === undefined || ports.length === 0) return;
-    const done = kit.publisher.publish(c.session.id, intToIp(lease), ports);
+    const done = kit.publisher.publish(c.session.id, row(c).owner_uid ?? 0, intToIp(lease), ports);
     if (!c.adopting) return done;
     await done.catch((e: Error) => c.session.log.error({ err: e.message }, 'cannot re-publish ports'));
   },

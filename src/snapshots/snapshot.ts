@@ -39,7 +39,7 @@ export interface Manifest {
   deleted: number;
 }
 
-interface Section {
+export interface Section {
   /** Directory of the upper layer, relative to its root ("root", "usr"). */
   upper: string;
   /** The read-only layer it sits on (host path), for what an opaque directory hides. */
@@ -58,18 +58,24 @@ export function sectionsOf(plan: SessionPlan): Section[] {
   return sections;
 }
 
+/** Entries walked between turns of the event loop: a layer of any size never holds up another caller. */
+const WALK_SLICE = 256;
+
 /**
  * Walk one upper directory (frozen): every entry to archive, and what the
  * layer deletes: whiteouts (0/0 character devices) and, under an opaque
- * directory, the lower layer's entries it hides. Bounded by `limit` entries.
+ * directory, the lower layer's entries it hides. Bounded by `limit` entries;
+ * it yields to the event loop every WALK_SLICE entries.
  */
-function walk(base: string, s: Section, out: { entries: string[]; deleted: string[] }, limit: number): void {
+export async function walk(base: string, s: Section, out: { entries: string[]; deleted: string[] }, limit: number): Promise<void> {
   const rel = (p: string) => (s.at ? `${s.at}/${p}` : p);
-  const visit = (dir: string) => {
+  let slice = 0;
+  const visit = async (dir: string): Promise<void> => {
     for (const e of readdirSync(join(base, dir), { withFileTypes: true })) {
       const p = dir ? `${dir}/${e.name}` : e.name;
       if (!dir && !s.at && MOUNT_POINTS.has(e.name)) continue;
       if (out.entries.length + out.deleted.length >= limit) throw new SnapshotError(`the layer has more than ${limit} entries`);
+      if (++slice % WALK_SLICE === 0) await new Promise((r) => setImmediate(r));
       if (e.isCharacterDevice() && lstatSync(join(base, p)).rdev === 0) {
         out.deleted.push(rel(p));
         continue;
@@ -87,10 +93,10 @@ function walk(base: string, s: Section, out: { entries: string[]; deleted: strin
         }
         for (const n of lower) if (!upperNames.has(n)) out.deleted.push(rel(`${p}/${n}`));
       }
-      visit(p);
+      await visit(p);
     }
   };
-  visit('');
+  await visit('');
 }
 
 /** GNU tar owner and group maps: host base + k -> k, for the session's range. */
@@ -151,7 +157,7 @@ export async function writeSnapshot(src: SnapshotSource, out: Writable, compress
     });
     // Inside the try: a freeze that does not complete is undone too.
     await setFrozen(src.cgroupV2, true);
-    const args = archiveArgs(src, sections, work);
+    const args = await archiveArgs(src, sections, work);
     if (deadline.signal.aborted) throw timedOut(src.timeoutMs);
     return await run({ tarArgs: args, procs, compress, signal: deadline.signal, timeoutMs: src.timeoutMs }, out);
   } finally {
@@ -174,13 +180,13 @@ function thaw(src: SnapshotSource): void {
 const timedOut = (ms: number) => new SnapshotError(`the snapshot took longer than sessions.snapshot_timeout_ms (${ms} ms): cut`);
 
 /** Walk the frozen layer, write the lists and the metadata: tar's arguments. */
-function archiveArgs(src: SnapshotSource, sections: Section[], work: string): string[] {
+async function archiveArgs(src: SnapshotSource, sections: Section[], work: string): Promise<string[]> {
   const layer = `/proc/${src.initPid}/fd/${UPPER_FD}`;
   const lists: string[] = [];
   const found = { entries: [] as string[], deleted: [] as string[] };
   for (const [i, s] of sections.entries()) {
     const before = found.entries.length;
-    if (existsSync(join(layer, s.upper))) walk(join(layer, s.upper), s, found, src.maxEntries);
+    if (existsSync(join(layer, s.upper))) await walk(join(layer, s.upper), s, found, src.maxEntries);
     const mine = found.entries.slice(before).map((p) => (s.at ? `${s.upper}/${p}` : p));
     writeFileSync(join(work, `list${i}`), mine.map((p) => `${p}\0`).join(''));
     lists.push(join(work, `list${i}`));

@@ -66,7 +66,21 @@ export interface PublishedPort {
 
 export class SlotsExhaustedError extends Error {}
 export class AddressesExhaustedError extends Error {}
-export class PortTakenError extends Error {}
+/** A host address and port another live session publishes: the message names it only to its own owner. */
+export class PortTakenError extends Error {
+  constructor(
+    readonly port: string,
+    readonly session: string,
+    readonly owner: number | null,
+  ) {
+    super(`${port} is already published by session ${session}`);
+  }
+
+  /** The words for a caller that owns `asking`'s sessions: another owner's session is not named. */
+  for(asking: number | null): string {
+    return (this.owner ?? 0) === (asking ?? 0) ? this.message : `${this.port} is already published by another user's session`;
+  }
+}
 export class VolumeUnavailableError extends Error {}
 
 /** A held secret's name as the session's owner writes it: bare if it is the owner's own, else UID:NAME. */
@@ -229,10 +243,8 @@ export class SessionStore {
         }
         const port = this.q('INSERT INTO published_ports (host_ip, host_port, session_id, session_port) VALUES (?, ?, ?, ?)');
         for (const p of args.publish ?? []) {
-          const taken = this.q('SELECT session_id FROM published_ports WHERE host_ip = ? AND host_port = ?').get(p.host_ip, p.host_port) as
-            | { session_id: string }
-            | undefined;
-          if (taken) throw new PortTakenError(`${p.host_ip}:${p.host_port} is already published by session ${taken.session_id}`);
+          const taken = this.portHolder(p);
+          if (taken) throw new PortTakenError(`${p.host_ip}:${p.host_port}`, taken.session_id, taken.owner_uid);
           port.run(p.host_ip, p.host_port, args.id, p.session_port);
         }
         const obj = this.q('INSERT INTO kernel_objects (session_id, kind, ref) VALUES (?, ?, ?)');
@@ -306,12 +318,18 @@ export class SessionStore {
     return this.q('SELECT host_ip, host_port, session_port FROM published_ports WHERE session_id = ? ORDER BY host_ip, host_port').all(id) as PublishedPort[];
   }
 
+  private portHolder(p: { host_ip: string; host_port: number }): { session_id: string; owner_uid: number | null } | undefined {
+    return this.q('SELECT p.session_id, s.owner_uid FROM published_ports p JOIN sessions s ON s.id = p.session_id WHERE p.host_ip = ? AND p.host_port = ?').get(p.host_ip, p.host_port) as
+      | { session_id: string; owner_uid: number | null }
+      | undefined;
+  }
+
   /** One more published port of a live session, refused if another session has that host address and port. */
   addPort(id: string, p: PublishedPort): void {
     this.db
       .transaction(() => {
-        const taken = this.q('SELECT session_id FROM published_ports WHERE host_ip = ? AND host_port = ?').get(p.host_ip, p.host_port) as { session_id: string } | undefined;
-        if (taken) throw new PortTakenError(`${p.host_ip}:${p.host_port} is already published by session ${taken.session_id}`);
+        const taken = this.portHolder(p);
+        if (taken) throw new PortTakenError(`${p.host_ip}:${p.host_port}`, taken.session_id, taken.owner_uid);
         this.q('INSERT INTO published_ports (host_ip, host_port, session_id, session_port) VALUES (?, ?, ?, ?)').run(p.host_ip, p.host_port, id, p.session_port);
       })
       .immediate();

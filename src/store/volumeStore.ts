@@ -16,6 +16,7 @@ export type VolumeRow = z.infer<typeof volumeRow>;
 export interface VolumeUse {
   session_id: string;
   session_name: string | null;
+  session_owner: number | null;
   volume: string;
   target: string;
   readonly: boolean;
@@ -64,12 +65,17 @@ export class VolumeStore {
     this.db.prepare(`UPDATE volumes SET state = 'ready' WHERE id = ?`).run(id);
   }
 
-  /** Marks it 'removing' unless a live session mounts it: one transaction, so no create slips in between. */
-  markRemoving(id: string, label: string): void {
+  /** Marks it 'removing' unless a live session mounts it: one transaction, so no create slips in between. `seen`: the sessions the message may name. */
+  markRemoving(id: string, label: string, seen: (u: VolumeUse) => boolean): void {
     this.db
       .transaction(() => {
         const users = this.usersOf(id);
-        if (users.length > 0) throw new VolumeInUseError(`volume ${label} is mounted by ${users.map((u) => u.session_name ?? u.session_id).join(', ')}: destroy those sessions first`);
+        if (users.length > 0) {
+          const named = users.filter(seen).map((u) => u.session_name ?? u.session_id);
+          const others = users.length - named.length;
+          const by = [...named, ...(others ? [`${others} session${others > 1 ? 's' : ''} of another user`] : [])].join(', ');
+          throw new VolumeInUseError(`volume ${label} is mounted by ${by}: destroy those sessions first`);
+        }
         this.db.prepare(`UPDATE volumes SET state = 'removing' WHERE id = ?`).run(id);
       })
       .immediate();
@@ -88,7 +94,7 @@ export class VolumeStore {
   usersOf(id: string): VolumeUse[] {
     return this.db
       .prepare(
-        `SELECT v.session_id, s.name AS session_name, v.volume, v.target, v.readonly FROM session_volumes v JOIN sessions s ON s.id = v.session_id
+        `SELECT v.session_id, s.name AS session_name, s.owner_uid AS session_owner, v.volume, v.target, v.readonly FROM session_volumes v JOIN sessions s ON s.id = v.session_id
          WHERE v.volume = ? AND s.state IN ${LIVE} ORDER BY s.created_at`,
       )
       .all(id)

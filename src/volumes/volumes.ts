@@ -4,12 +4,12 @@
 // interrupted. A volume belongs to the uid that created it; its name is
 // unique per owner, its image and mount are named by its id.
 import { randomBytes } from 'node:crypto';
-import { statfsSync } from 'node:fs';
+import { statfsSync, statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { ApiError } from '../vocab/errors.js';
 import type { Volume } from '../api/schemas.js';
-import { VolumeExistsError, VolumeInUseError, type VolumeRow, type VolumeStore } from '../store/volumeStore.js';
-import { createImage, destroyImage, mountImage, mountPath, prepareVolumesDir, volumesDir, VolumeDiskError } from './volumeDisk.js';
+import { VolumeExistsError, VolumeInUseError, type VolumeRow, type VolumeStore, type VolumeUse } from '../store/volumeStore.js';
+import { createImage, destroyImage, imagePath, mountImage, mountPath, prepareVolumesDir, volumesDir, VolumeDiskError } from './volumeDisk.js';
 
 const MIB = 1024 * 1024;
 
@@ -41,14 +41,15 @@ export class Volumes {
     return this.store.byName(owner, name);
   }
 
-  view(v: VolumeRow): Volume {
+  /** `seen`: which mounting sessions the reader may be told of (the others are left out). */
+  view(v: VolumeRow, seen: (u: VolumeUse) => boolean = () => true): Volume {
     return {
       name: v.name,
       id: v.id,
       size_mb: v.size_mb,
       owner_uid: v.owner_uid,
       created_at: v.created_at,
-      used_by: this.store.usersOf(v.id).map((u) => ({ id: u.session_id, name: u.session_name, target: u.target, readonly: u.readonly })),
+      used_by: this.store.usersOf(v.id).filter(seen).map((u) => ({ id: u.session_id, name: u.session_name, target: u.target, readonly: u.readonly })),
     };
   }
 
@@ -56,14 +57,28 @@ export class Volumes {
     return this.store.list().filter((v) => v.state === 'ready');
   }
 
-  /** The volume's whole size must fit on the disk with volumes.reserve_mb to spare: a sparse image can grow to it. */
+  /**
+   * The volume's whole size must fit on the disk with volumes.reserve_mb to
+   * spare, beside what every existing volume may still grow by: images are
+   * sparse, so free space alone overstates what is left.
+   */
   private checkSpace(sizeMb: number): void {
     const st = statfsSync(volumesDir(this.stateDir));
     const freeMb = Math.floor((st.bavail * st.bsize) / MIB);
-    if (freeMb - sizeMb < this.config.reserve_mb) {
+    let promisedMb = 0;
+    for (const v of this.store.list()) {
+      let written = 0;
+      try {
+        written = statSync(imagePath(this.stateDir, v.id)).blocks * 512;
+      } catch {
+        /* not made yet: all of it is promised */
+      }
+      promisedMb += Math.max(0, v.size_mb - Math.floor(written / MIB));
+    }
+    if (freeMb - promisedMb - sizeMb < this.config.reserve_mb) {
       throw new ApiError(
         'insufficient_storage',
-        `not enough disk for a volume of ${sizeMb} MiB: ${volumesDir(this.stateDir)} has ${freeMb} MiB free, and ${this.config.reserve_mb} MiB must stay free (volumes.reserve_mb)`,
+        `not enough disk for a volume of ${sizeMb} MiB: ${volumesDir(this.stateDir)} has ${freeMb} MiB free, existing volumes may still grow by ${promisedMb} MiB, and ${this.config.reserve_mb} MiB must stay free (volumes.reserve_mb)`,
         'size_mb',
       );
     }
@@ -96,9 +111,9 @@ export class Volumes {
     return this.view(this.store.get(id)!);
   }
 
-  async remove(v: VolumeRow): Promise<void> {
+  async remove(v: VolumeRow, seen: (u: VolumeUse) => boolean = () => true): Promise<void> {
     try {
-      this.store.markRemoving(v.id, v.name);
+      this.store.markRemoving(v.id, v.name, seen);
     } catch (e) {
       if (e instanceof VolumeInUseError) throw new ApiError('conflict', e.message);
       throw e;

@@ -47,6 +47,8 @@ export const authHandlers: Pick<Handlers, 'authList' | 'authSet' | 'authRemove'>
     if (problem) throw new ApiError('invalid_request', `secret '${target.ref}': ${problem}`, 'value_base64');
     const s = store(ctx);
     const created = s.info(target.owner, target.name) === undefined;
+    const over = ctx.budgets.secretProblem(caller, s.usageOf(target.owner), created, value.length, s.sizeOf(target.owner, target.name));
+    if (over) ctx.access.refuse(caller, 'auth.set', { kind: 'secret', id: target.ref, owner_uid: target.owner }, over.rule, over.error);
     const info = s.set(target.owner, target.name, value, body.shared);
     const stale = seen(ctx, caller, s.staleHolders(target.owner, target.name));
     log.info({ caller: caller.uid, owner: target.owner, secret: target.name, shared: info.shared, version: info.version, stale_sessions: stale.length }, created ? 'secret set' : 'secret rotated');

@@ -6,7 +6,8 @@ import { BudgetRefusal } from '../../access/budgets.js';
 import type { Caller } from '../../access/guard.js';
 import type { CreateSessionRequest } from '../../api/schemas.js';
 import type { ResolvedVolume } from '../../sessions/manager.js';
-import { parseOwned, VOLUME_NAME } from '../../vocab/names.js';
+import { ApiError } from '../../vocab/errors.js';
+import { parseOwned, refText, VOLUME_NAME } from '../../vocab/names.js';
 import type { Handlers } from '../dispatch.js';
 import { notFound } from '../objects.js';
 import type { Context } from '../route.js';
@@ -17,9 +18,16 @@ const consoleInfo = (ctx: Context) => (id: string) => ctx.consoles.info(id);
 function volumesFor(ctx: Context, caller: Caller, req: CreateSessionRequest): ResolvedVolume[] {
   return (req.volumes ?? []).map((m) => {
     const ref = { kind: 'name' as const, ...parseOwned(m.name, VOLUME_NAME)! };
-    const v = ctx.objects.volume(ref, caller);
+    const detail = `at ${m.target}${m.readonly ? ' ro' : ''}`;
+    let v;
+    try {
+      v = ctx.objects.volume(ref, caller);
+    } catch (e) {
+      if (e instanceof ApiError && e.code === 'not_found') ctx.access.notFound(caller, 'volume.use', 'volume', refText(ref), detail, e);
+      throw e;
+    }
     const id = ref.owner === undefined ? v.name : `${v.owner_uid}:${v.name}`;
-    ctx.access.check(caller, 'volume.use', { kind: 'volume', id, owner_uid: v.owner_uid }, `at ${m.target}${m.readonly ? ' ro' : ''}`, notFound('volume', ref));
+    ctx.access.check(caller, 'volume.use', { kind: 'volume', id, owner_uid: v.owner_uid }, detail, { error: notFound('volume', ref), ref: refText(ref) });
     return { id: v.id, name: v.name, target: m.target, readonly: m.readonly };
   });
 }

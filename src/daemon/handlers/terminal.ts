@@ -7,14 +7,21 @@ import type { Caller } from '../../access/guard.js';
 import { ApiError } from '../../vocab/errors.js';
 import { ATTACH_PROTOCOL } from '../../api/protocol.js';
 import { runExec, startPipedExec } from '../exec.js';
+import { CapReached } from '../streams.js';
 import type { Handlers } from '../dispatch.js';
 import type { Context } from '../route.js';
 
-/** Whose exec and attach streams these are, for the per-caller cap. */
-const streamKey = (c: Caller) => (c.via === 'tcp' ? 'token' : `uid ${c.uid}`);
+/** Whose exec and attach streams these are, for the per-caller cap: the user, however it came (socket or TCP). */
+const streamKey = (c: Caller) => `uid ${c.uid}`;
 
-function holdStream(ctx: Context, sessionId: string | null, caller: Caller, socket: Duplex): void {
-  ctx.streams.hold(sessionId, streamKey(caller), socket, ctx.budgets.streams(caller));
+/** A stream slot of the caller's, or a 429 recorded in the audit trail with the cap that refused it. */
+function holdStream(ctx: Context, action: 'session.exec' | 'session.attach', row: { id: string; owner_uid: number | null }, perSession: boolean, caller: Caller, socket: Duplex): void {
+  try {
+    ctx.streams.hold(perSession ? row.id : null, streamKey(caller), socket, ctx.budgets.streams(caller));
+  } catch (e) {
+    if (e instanceof CapReached) ctx.access.refuse(caller, action, { kind: 'session', id: row.id, owner_uid: row.owner_uid }, e.rule, e);
+    throw e;
+  }
 }
 
 function running(state: string, id: string): void {
@@ -26,8 +33,8 @@ export const terminalHandlers: Pick<Handlers, 'exec' | 'attach'> = {
     detail: ({ query }) => `role ${query.role}`,
     run: async (ctx, { caller, target: row, query, req, log }, up) => {
       running(row.state, row.id);
-      ctx.consoles.admit(row.id, caller, up.socket);
-      holdStream(ctx, null, caller, up.socket);
+      ctx.consoles.admit(row.id, row.owner_uid, caller, up.socket);
+      holdStream(ctx, 'session.attach', row, false, caller, up.socket);
       const { role, resume, cols, rows } = query;
       const size = cols && rows ? { cols, rows } : undefined;
       const console = await ctx.consoles.ensure(row, size);
@@ -42,7 +49,7 @@ export const terminalHandlers: Pick<Handlers, 'exec' | 'attach'> = {
     detail: ({ query }) => `${query.tty ? 'tty ' : ''}${query.command.join(' ')}`,
     run: async (ctx, { caller, target: row, query: q, req, log }, up) => {
       const agent = ctx.sessions.agentFor(row);
-      holdStream(ctx, row.id, caller, up.socket);
+      holdStream(ctx, 'session.exec', row, true, caller, up.socket);
       if (q.tty) {
         const size = q.cols && q.rows ? { cols: q.cols, rows: q.rows } : undefined;
         const one = await ctx.consoles.startOneOff(row, q, size);

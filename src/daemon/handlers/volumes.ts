@@ -2,12 +2,17 @@
 // charged to that user's budget, and it is created only if the disk keeps
 // its reserve.
 import { BudgetRefusal } from '../../access/budgets.js';
+import type { Caller } from '../../access/guard.js';
 import type { Handlers } from '../dispatch.js';
+import type { Context } from '../route.js';
+
+/** The sessions mounting a volume that the caller may be told of. */
+const seen = (ctx: Context, caller: Caller) => (u: { session_owner: number | null }) => ctx.access.visible(caller, { owner_uid: u.session_owner }, 'session.show');
 
 export const volumeHandlers: Pick<Handlers, 'volumeList' | 'volumeCreate' | 'volumeShow' | 'volumeRemove'> = {
   volumeList: (ctx, { caller }) => {
     const volumes = ctx.sessions.volumes.list().filter((v) => ctx.access.visible(caller, v, 'volume.list'));
-    return { volumes: volumes.map((v) => ctx.sessions.volumes.view(v)) };
+    return { volumes: volumes.map((v) => ctx.sessions.volumes.view(v, seen(ctx, caller))) };
   },
   volumeCreate: {
     detail: ({ body }) => `volume ${body.name}`,
@@ -23,6 +28,6 @@ export const volumeHandlers: Pick<Handlers, 'volumeList' | 'volumeCreate' | 'vol
       }
     },
   },
-  volumeShow: (ctx, { target }) => ctx.sessions.volumes.view(target),
-  volumeRemove: async (ctx, { target }) => ctx.sessions.volumes.remove(target),
+  volumeShow: (ctx, { caller, target }) => ctx.sessions.volumes.view(target, seen(ctx, caller)),
+  volumeRemove: async (ctx, { caller, target }) => ctx.sessions.volumes.remove(target, seen(ctx, caller)),
 };
