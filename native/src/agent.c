@@ -8,7 +8,6 @@
 #include <linux/openat2.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,14 +28,33 @@
 #define TIOCGPTPEER _IO('T', 0x41)
 #endif
 
-#define MAX_FDS 3
-#define MAX_FIELDS 8200
-#define ID_MAX 64
-
 extern char **environ;
 
+/* The verb table (agent.h), as data: each verb's fields with their kinds and bounds. */
+struct agent_field {
+  const char *name;
+  enum agent_kind kind;
+  long long lo, hi;
+};
+
+struct agent_verb_def {
+  const char *name;
+  enum agent_direction dir;
+  const struct agent_field *field;
+  int nfields;
+};
+
+#define F(name, kind, lo, hi) {name, FIELD_##kind, lo, hi},
+#define AGENT_VERB_FIELDS(id, name, dir, fds, fields) static const struct agent_field fields_##id[] = {fields};
+AGENT_VERBS(AGENT_VERB_FIELDS)
+#undef AGENT_VERB_FIELDS
+#define AGENT_VERB_DEF(id, name, dir, fds, fields) {name, dir, fields_##id, (int)(sizeof fields_##id / sizeof fields_##id[0])},
+static const struct agent_verb_def verbs[VERB_COUNT] = {AGENT_VERBS(AGENT_VERB_DEF)};
+#undef AGENT_VERB_DEF
+#undef F
+
 struct exec_rec {
-  char id[ID_MAX + 1];
+  char id[AGENT_MAX_ID + 1];
   pid_t pid;      /* 0: free slot */
   int status_fd;  /* exec-error pipe until the command starts or fails */
   int master_fd;  /* pty master until it is handed to the daemon */
@@ -50,7 +68,7 @@ struct exec_rec {
  * reads EIO, and libuv (libuv#4992) then drops what was still buffered.
  */
 struct held_slave {
-  char id[ID_MAX + 1];
+  char id[AGENT_MAX_ID + 1];
   int fd; /* -1: free */
 };
 static struct held_slave held[AGENT_MAX_EXECS];
@@ -89,23 +107,25 @@ static void hold_slave(struct exec_rec *r) {
   r->slave_fd = -1;
 }
 
-/* One datagram of NUL-terminated fields, optionally carrying one fd. A
- * daemon that does not read within a second loses the connection, not us. */
-static void send_fields(int fd, int n, ...) {
+/* One datagram: the verb and its fields, NUL-terminated, optionally
+ * carrying one fd. A daemon that does not read within a second loses the
+ * connection, not us. */
+#define SEND(verb, fd, ...) send_msg(verb, fd, (const char *[]){__VA_ARGS__}, (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)))
+static void send_msg(enum agent_verb verb, int fd, const char *const *field, int n) {
   if (conn < 0) return;
+  /* A message the table does not describe is never sent. */
+  if (verbs[verb].dir != TO_DAEMON || n != verbs[verb].nfields) return;
   static char buf[1024];
-  size_t used = 0;
-  va_list ap;
-  va_start(ap, n);
+  size_t used = strlen(verbs[verb].name) + 1;
+  memcpy(buf, verbs[verb].name, used);
   for (int i = 0; i < n; i++) {
-    const char *f = va_arg(ap, const char *);
-    size_t len = strnlen(f, 400);
+    size_t len = 0;
+    while (len < AGENT_MAX_FIELD && field[i][len]) len++;
     if (used + len + 1 > sizeof buf) break;
-    memcpy(buf + used, f, len);
+    memcpy(buf + used, field[i], len);
     used += len;
     buf[used++] = '\0';
   }
-  va_end(ap);
   struct iovec iov = {buf, used};
   union {
     char space[CMSG_SPACE(sizeof(int))];
@@ -131,7 +151,42 @@ static void send_fields(int fd, int n, ...) {
 static void send_failed(const char *id, enum step step, int err, const char *detail) {
   char e[16];
   snprintf(e, sizeof e, "%d", err);
-  send_fields(-1, 5, "failed", id, step_name(step), e, detail);
+  SEND(VERB_FAILED, -1, id, step_name(step), e, detail);
+}
+
+/* The fields after the verb against the verb's row: 0 when they fit it. */
+static int fields_fit(enum agent_verb verb, char **f, int nf) {
+  const struct agent_verb_def *v = &verbs[verb];
+  int i = 1;
+  for (int k = 0; k < v->nfields; k++, i++) {
+    const struct agent_field *d = &v->field[k];
+    if (i >= nf) return -1;
+    const char *s = f[i];
+    long long n;
+    switch (d->kind) {
+      case FIELD_ID:
+        if (!*s || strlen(s) > AGENT_MAX_ID) return -1;
+        break;
+      case FIELD_FLAG:
+      case FIELD_NUM:
+        if ((n = parse_u64(s)) < 0 || n < d->lo || n > d->hi) return -1;
+        break;
+      case FIELD_PATH:
+        if (s[0] != '/') return -1;
+        break;
+      case FIELD_TEXT:
+        if (strlen(s) > (size_t)d->hi) return -1;
+        break;
+      case FIELD_LIST: /* a count, then that many fields */
+        if ((n = parse_u64(s)) < 0 || n < d->lo || n > nf - 1 - i) return -1;
+        i += (int)n;
+        break;
+      case FIELD_MODE:  /* the handler checks it, with its own answer */
+      case FIELD_BYTES: /* anything the framing can carry */
+        break;
+    }
+  }
+  return i == nf ? 0 : -1;
 }
 
 static struct exec_rec *find_rec(const char *id) {
@@ -155,7 +210,7 @@ static void resolve_start(struct exec_rec *r) {
   } else {
     char pid[16];
     snprintf(pid, sizeof pid, "%d", r->pid);
-    send_fields(r->master_fd, 3, "started", r->id, pid);
+    SEND(VERB_STARTED, r->master_fd, r->id, pid);
   }
   if (r->master_fd >= 0) close(r->master_fd);
   r->master_fd = -1;
@@ -172,7 +227,7 @@ static void reap(void) {
        * cannot wait for us: it hears how we end from us. */
       char code[16];
       snprintf(code, sizeof code, "%d", 128 + stopping);
-      send_fields(-1, 2, "ending", code);
+      SEND(VERB_ENDING, -1, code);
       _exit(128 + stopping);
     }
     if (p <= 0) return;
@@ -184,7 +239,7 @@ static void reap(void) {
         char code[16], sig[16];
         snprintf(code, sizeof code, "%d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
         snprintf(sig, sizeof sig, "%d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-        send_fields(-1, 4, "exited", r->id, code, sig);
+        SEND(VERB_EXITED, -1, r->id, code, sig);
       }
       if (r->failed && r->slave_fd >= 0) close(r->slave_fd), r->slave_fd = -1;
       hold_slave(r);
@@ -289,22 +344,13 @@ static char **command_env(char **envp, int envc, int status_fd) {
   return env;
 }
 
-static int parse_num(const char *s, long long max) {
-  long long v = parse_u64(s);
-  return v < 0 || v > max ? -1 : (int)v;
-}
-
 static void handle_exec(char **f, int nf, int *fds, int nfds) {
   /* exec ID TTY STDIN COLS ROWS CWD ARGC ARGV... ENVC ENV... */
-  static char *argv[MAX_FIELDS], *envp[MAX_FIELDS];
+  static char *argv[AGENT_MAX_FIELDS], *envp[AGENT_MAX_FIELDS];
   const char *id = nf > 1 ? f[1] : "";
-  if (nf < 9 || strlen(id) == 0 || strlen(id) > ID_MAX) return send_failed(id, STEP_PROTOCOL, EINVAL, "malformed exec");
-  int tty = parse_num(f[2], 1), with_stdin = parse_num(f[3], 1), cols = parse_num(f[4], 1000), rows = parse_num(f[5], 500);
-  int argc = parse_num(f[7], nf);
-  if (tty < 0 || with_stdin < 0 || cols < 0 || rows < 0 || argc < 1 || 8 + argc >= nf || f[6][0] != '/')
-    return send_failed(id, STEP_PROTOCOL, EINVAL, "malformed exec");
-  int envc = parse_num(f[8 + argc], nf);
-  if (envc < 0 || 9 + argc + envc != nf) return send_failed(id, STEP_PROTOCOL, EINVAL, "malformed exec");
+  if (fields_fit(VERB_EXEC, f, nf) < 0) return send_failed(id, STEP_PROTOCOL, EINVAL, "malformed exec");
+  int tty = (int)parse_u64(f[2]), with_stdin = (int)parse_u64(f[3]), cols = (int)parse_u64(f[4]), rows = (int)parse_u64(f[5]);
+  int argc = (int)parse_u64(f[7]), envc = (int)parse_u64(f[8 + argc]);
   if (nfds != (tty ? 0 : 2 + with_stdin)) return send_failed(id, STEP_PROTOCOL, EBADF, "wrong number of fds");
   if (find_rec(id)) return send_failed(id, STEP_PROTOCOL, EEXIST, "duplicate exec id");
   if (stopping) return send_failed(id, STEP_STOPPING, ESHUTDOWN, "the session is stopping");
@@ -359,17 +405,17 @@ static void handle_exec(char **f, int nf, int *fds, int nfds) {
 
 static void handle_signal(char **f, int nf) {
   /* signal ID SIGNO: the command's process group, then the command. */
-  if (nf != 3) return;
-  int sig = parse_num(f[2], 64);
+  if (fields_fit(VERB_SIGNAL, f, nf) < 0) return;
+  int sig = (int)parse_u64(f[2]);
   struct exec_rec *r = find_rec(f[1]);
-  if (!r || sig < 1 || r->status_fd >= 0 || r->failed) return;
+  if (!r || r->status_fd >= 0 || r->failed) return;
   kill(-r->pid, sig);
   kill(r->pid, sig);
 }
 
 static void handle_release(char **f, int nf) {
   /* release ID: the daemon drained this terminal's master. */
-  if (nf != 2) return;
+  if (fields_fit(VERB_RELEASE, f, nf) < 0) return;
   for (int i = 0; i < AGENT_MAX_EXECS; i++)
     if (held[i].fd >= 0 && !strcmp(held[i].id, f[1])) close(held[i].fd), held[i].fd = -1;
 }
@@ -378,7 +424,7 @@ static void handle_release(char **f, int nf) {
  * daemon's refresh-auth), atomically, as the session's root. Only the two
  * secret mounts, only a plain leaf name. */
 static void handle_write(char **f, int nf) {
-  if (nf != 6) return send_failed(nf > 1 ? f[1] : "", STEP_PROTOCOL, EINVAL, "malformed write");
+  if (fields_fit(VERB_WRITE, f, nf) < 0) return send_failed(nf > 1 ? f[1] : "", STEP_PROTOCOL, EINVAL, "malformed write");
   const char *id = f[1], *dir = f[2], *leaf = f[3];
   int mode = (int)strtol(f[4], NULL, 8);
   if (strcmp(dir, "/run/enclave/auth") && strcmp(dir, "/run/enclave/env")) return send_failed(id, STEP_WRITE, EPERM, "not a secret directory");
@@ -392,28 +438,28 @@ static void handle_write(char **f, int nf) {
   int e = errno;
   close(dfd);
   if (rc < 0) return send_failed(id, STEP_WRITE, e, "replace the file");
-  send_fields(-1, 2, "written", id);
+  SEND(VERB_WRITTEN, -1, id);
 }
 
 static void read_conn(void) {
   static char buf[AGENT_MAX_MSG];
-  static char *f[MAX_FIELDS];
+  static char *f[AGENT_MAX_FIELDS];
   union {
-    char space[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+    char space[CMSG_SPACE(sizeof(int) * AGENT_MAX_FDS)];
     struct cmsghdr align;
   } ctl;
   struct iovec iov = {buf, sizeof buf};
   struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space, .msg_controllen = sizeof ctl.space};
   ssize_t n = recvmsg(conn, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  int fds[MAX_FDS], nfds = 0;
+  int fds[AGENT_MAX_FDS], nfds = 0;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     for (size_t i = 0; i < k; i++) {
       int fd;
       memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      if (nfds < MAX_FDS) fds[nfds++] = fd;
+      if (nfds < AGENT_MAX_FDS) fds[nfds++] = fd;
       else close(fd);
     }
   }
@@ -423,11 +469,17 @@ static void read_conn(void) {
     return;
   }
   int nf = 0;
-  for (char *p = buf; p < buf + n && nf < MAX_FIELDS; p += strlen(p) + 1) f[nf++] = p;
-  if (!strcmp(f[0], "exec")) handle_exec(f, nf, fds, nfds);
-  else if (!strcmp(f[0], "signal")) handle_signal(f, nf);
-  else if (!strcmp(f[0], "release")) handle_release(f, nf);
-  else if (!strcmp(f[0], "write")) handle_write(f, nf);
+  for (char *p = buf; p < buf + n && nf < AGENT_MAX_FIELDS; p += strlen(p) + 1) f[nf++] = p;
+  int verb = VERB_COUNT;
+  for (int v = 0; v < VERB_COUNT && verb == VERB_COUNT; v++)
+    if (verbs[v].dir == TO_INIT && !strcmp(f[0], verbs[v].name)) verb = v;
+  switch (verb) {
+    case VERB_EXEC: handle_exec(f, nf, fds, nfds); break;
+    case VERB_SIGNAL: handle_signal(f, nf); break;
+    case VERB_RELEASE: handle_release(f, nf); break;
+    case VERB_WRITE: handle_write(f, nf); break;
+    default: break; /* not a verb the init answers */
+  }
   for (int i = 0; i < nfds; i++) close(fds[i]);
 }
 

@@ -8,17 +8,11 @@
  * The daemon asks over the control socket that the helper's parent bound on
  * the host (host netns, a path under the 0700 state dir that the session
  * has masked), so no session process can name it. Messages are SEQPACKET
- * datagrams of NUL-terminated fields:
- *   daemon -> init  exec ID TTY STDIN COLS ROWS CWD ARGC ARGV... ENVC ENV...
- *                   (with the stdin?, stdout, stderr fds unless TTY)
- *                   signal ID SIGNO
- *                   release ID   (a tty command's master is drained)
- *                   write ID DIR LEAF MODE CONTENT   (refresh a secret file)
- *   init -> daemon  started ID PID (with the pty master if TTY)
- *                   failed ID STEP ERRNO DETAIL
- *                   exited ID CODE SIGNAL
- *                   written ID
- *                   ending CODE   (the session is stopping; the init exits with CODE)
+ * datagrams of NUL-terminated fields: the verb, then the verb's fields as
+ * AGENT_VERBS below lists them (both directions). agent.c checks what the
+ * daemon sends against that table before it acts, and
+ * native/tools/gen-contract.mjs turns the same table into the daemon's
+ * encoder and validating decoder (src/native/contract.gen.ts).
  *
  * Every command's environment is the daemon's ENV entries, then the plan's
  * exec-phase ops: env NAME VALUE, and env-file NAME PATH (a secret file the
@@ -28,10 +22,61 @@
 #ifndef ENCLAVE_AGENT_H
 #define ENCLAVE_AGENT_H
 
-#define AGENT_MAX_MSG (128 * 1024)
-#define AGENT_MAX_EXECS 256
-/* Largest file an env-file op exports (a token, a key). */
-#define AGENT_MAX_EXPORT (64 * 1024)
+/* Limits of the channel. */
+#define AGENT_MAX_MSG (128 * 1024)   /* the largest message the init reads (an exec: its argv, env, cwd and framing) */
+#define AGENT_MAX_FIELDS 8200        /* the most fields of one message the init reads */
+#define AGENT_MAX_FDS 3              /* the most fds one message to the init carries */
+#define AGENT_MAX_ID 64              /* the longest exec id */
+#define AGENT_MAX_FIELD 400          /* the longest field the init sends (a longer one is cut) */
+#define AGENT_MAX_EXECS 256          /* commands running through the daemon at once */
+#define AGENT_MAX_EXPORT (64 * 1024) /* the largest file an env-file op exports (a token, a key) */
+#define AGENT_NUM_MAX 9999999999LL   /* numbers on the wire have at most ten digits */
+
+/*
+ * Field kinds, and what the reader of a field requires of it. lo and hi are
+ * the field's bounds in its verb's row. The init reads no negative number.
+ */
+#define AGENT_FIELD_KINDS(X)                                                              \
+  X(ID, "an exec id: 1 to AGENT_MAX_ID bytes")                                            \
+  X(FLAG, "0 or 1")                                                                       \
+  X(NUM, "a decimal number (optionally negative) of at most ten digits, within [lo, hi]") \
+  X(PATH, "an absolute path")                                                             \
+  X(TEXT, "text of at most hi characters")                                                \
+  X(LIST, "a count within [lo, what the message holds], then that many text fields")      \
+  X(MODE, "octal permission bits, checked by the verb's handler")                         \
+  X(BYTES, "any bytes but NUL (a file's content)")
+
+/* Who sends a verb. */
+enum agent_direction { TO_INIT, TO_DAEMON };
+
+/*
+ * The verbs, both directions: name, direction, the fds a message carries,
+ * and its fields F(name, kind, lo, hi) in order.
+ */
+#define AGENT_VERBS(X)                                                                                    \
+  X(EXEC, "exec", TO_INIT, "stdin (if stdin), stdout and stderr; none with tty",                          \
+    F("id", ID, 0, 0) F("tty", FLAG, 0, 1) F("stdin", FLAG, 0, 1) F("cols", NUM, 0, 1000)                 \
+    F("rows", NUM, 0, 500) F("cwd", PATH, 0, 0) F("argv", LIST, 1, 0) F("env", LIST, 0, 0))              \
+  X(SIGNAL, "signal", TO_INIT, "", F("id", ID, 0, 0) F("signo", NUM, 1, 64))                              \
+  X(RELEASE, "release", TO_INIT, "", F("id", ID, 0, 0)) /* a tty command's master is drained */           \
+  X(WRITE, "write", TO_INIT, "", /* refresh a secret file */                                               \
+    F("id", ID, 0, 0) F("dir", TEXT, 0, AGENT_MAX_MSG) F("leaf", TEXT, 0, AGENT_MAX_MSG)                   \
+    F("mode", MODE, 0, 0777) F("content", BYTES, 0, 0))                                                   \
+  X(STARTED, "started", TO_DAEMON, "the pty master, with tty", F("id", ID, 0, 0) F("pid", NUM, 2, AGENT_NUM_MAX)) \
+  X(FAILED, "failed", TO_DAEMON, "",                                                                      \
+    F("id", ID, 0, 0) F("step", TEXT, 0, 32) F("errno", NUM, -AGENT_NUM_MAX, AGENT_NUM_MAX)              \
+    F("detail", TEXT, 0, AGENT_MAX_FIELD))                                                                \
+  X(EXITED, "exited", TO_DAEMON, "", F("id", ID, 0, 0) F("code", NUM, -1, 255) F("signal", NUM, 0, 64))   \
+  X(WRITTEN, "written", TO_DAEMON, "", F("id", ID, 0, 0))                                                 \
+  X(ENDING, "ending", TO_DAEMON, "", F("code", NUM, 129, 192)) /* the session is stopping; the init exits with CODE */
+
+#define AGENT_KIND_ENUM(id, what) FIELD_##id,
+enum agent_kind { AGENT_FIELD_KINDS(AGENT_KIND_ENUM) };
+#undef AGENT_KIND_ENUM
+
+#define AGENT_VERB_ENUM(id, name, dir, fds, fields) VERB_##id,
+enum agent_verb { AGENT_VERBS(AGENT_VERB_ENUM) VERB_COUNT };
+#undef AGENT_VERB_ENUM
 
 struct plan;
 __attribute__((noreturn)) void agent_run(int listen_fd, const struct plan *plan);

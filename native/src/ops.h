@@ -8,22 +8,37 @@
  * `enclave-init --ops` prints the table, which is where the daemon's
  * TypeScript takes its step names from.
  *
- * Argument kinds:
- *   A absolute path         R clean relative path (below the new root)
- *   T text (link target)    N decimal number        M octal mode (<= 07777)
- *   F mount flags (nosuid,nodev,noexec,ro or -)     D mount data
- *   I interface name        E MAC address           P IPv4 address
- *   G allow|deny            H hostname (DNS label)  L rlimit name
- *   V rlimit value (number or unlimited)
- *   K capabilities kept (hex mask, a subset of CAPS_KEEP_MAX below)
- *   X seccomp program (hex of struct sock_filter)   B blob index
- *   S environment variable name ([A-Za-z_][A-Za-z0-9_]*)
- *   W environment variable value (any text, may be empty)
+ * Each op also names its arguments (space-separated, one per kind letter):
+ * native/tools/gen-contract.mjs turns this table into the daemon's typed op
+ * constructors and readers (src/native/contract.gen.ts), so TypeScript
+ * neither copies it nor reads a plan's arguments by position.
  */
 #ifndef ENCLAVE_OPS_H
 #define ENCLAVE_OPS_H
 
 #include "common.h"
+
+/* Argument kinds: the letter, and what plan.c requires of such an argument. */
+#define ENCLAVE_ARG_KINDS(X)                                                          \
+  X('A', "an absolute clean path")                                                    \
+  X('R', "a clean relative path")            /* below the new root */                 \
+  X('T', "text")                             /* a link target */                      \
+  X('N', "a decimal number")                                                          \
+  X('M', "an octal mode")                    /* <= 07777 */                           \
+  X('F', "mount flags (nosuid,nodev,noexec,ro or -)")                                 \
+  X('D', "mount data")                       /* [a-z0-9_=,.], e.g. size=4k,mode=0555 */ \
+  X('I', "an interface name")                                                         \
+  X('E', "a MAC address")                                                             \
+  X('P', "an IPv4 address")                                                           \
+  X('G', "allow or deny")                                                             \
+  X('H', "a DNS label")                      /* the hostname */                       \
+  X('L', "an rlimit name")                                                            \
+  X('V', "a number or unlimited")            /* an rlimit value */                    \
+  X('K', "a capability mask within CAPS_KEEP_MAX") /* hex, capabilities kept */       \
+  X('X', "a hex seccomp program")            /* struct sock_filter, hex */            \
+  X('B', "a blob index")                                                              \
+  X('S', "an environment variable name")     /* [A-Za-z_][A-Za-z0-9_]* */             \
+  X('W', "a variable value")                 /* any text, may be empty */
 
 /* Phases, in the order they run. */
 #define ENCLAVE_PHASES(X)                                                            \
@@ -45,42 +60,42 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
 #define OP_LAST 0x8           /* the last op of set-up: only exec-phase ops follow */
 #define OP_FIRST 0x10         /* must be the plan's first op */
 
-#define ENCLAVE_OPS(X)                                                                            \
-  /* id          name            args      phase         step            flags */                 \
-  X(ROOTFS,      "rootfs",       "AA",     PHASE_HOST,   STEP_ROOTFS,    OP_ONCE | OP_REQUIRED | OP_FIRST)   \
-  X(HIDE,        "hide",         "R",      PHASE_HOST,   STEP_HIDE,      OP_ALLOW_NOTEXIST)       \
-  X(BIND_FILE,   "bind-file",    "AR",     PHASE_MOUNT,  STEP_BIND_FILE, OP_ALLOW_NOTEXIST) /* source opened by the host phase */ \
-  X(CONTROL,     "control",      "A",      PHASE_HOST,   STEP_CONTROL,   OP_ONCE | OP_REQUIRED)   \
-  X(CGROUP,      "cgroup",       "A",      PHASE_PARENT, STEP_CGROUP,    0)                       \
-  X(UID_MAP,     "uid-map",      "NNN",    PHASE_PARENT, STEP_UID_MAP,   OP_ONCE | OP_REQUIRED)   \
-  X(SETGROUPS,   "setgroups",    "G",      PHASE_PARENT, STEP_SETGROUPS, OP_ONCE | OP_REQUIRED)   \
-  X(GID_MAP,     "gid-map",      "NNN",    PHASE_PARENT, STEP_GID_MAP,   OP_ONCE | OP_REQUIRED)   \
-  X(VETH,        "veth",         "IIENI",  PHASE_PARENT, STEP_VETH,      OP_ONCE)                 \
-  X(LAYER,       "layer",        "A",      PHASE_PARENT, STEP_LAYER,     0)                       \
-  X(VOLUME,      "volume",       "AF",     PHASE_PARENT, STEP_VOLUME,    0) /* idmapped; F is ro or - */ \
-  X(LOOPBACK,    "loopback",     "",       PHASE_NET,    STEP_LOOPBACK,  OP_ONCE | OP_REQUIRED)   \
-  X(IPV4,        "ipv4",         "IPNP",   PHASE_NET,    STEP_NETWORK,   OP_ONCE)                 \
-  X(UPPER,       "upper",        "D",      PHASE_MOUNT,  STEP_UPPER,     OP_ONCE)                 \
-  X(ROOT,        "root",         "N",      PHASE_MOUNT,  STEP_ROOT,      OP_ONCE)                 \
-  X(OVERLAY,     "overlay",      "RN",     PHASE_MOUNT,  STEP_OVERLAY,   0)                       \
-  X(VOLUME_AT,   "volume-at",    "RN",     PHASE_MOUNT,  STEP_VOLUME,    0) /* volume N on R (made if missing) */ \
-  X(TMPFS,       "tmpfs",        "RFD",    PHASE_MOUNT,  STEP_TMPFS,     0)                       \
-  X(MKDIR,       "mkdir",        "RM",     PHASE_MOUNT,  STEP_MKDIR,     0)                       \
-  X(SYMLINK,     "symlink",      "TR",     PHASE_MOUNT,  STEP_SYMLINK,   0)                       \
-  X(BIND_DEV,    "bind-dev",     "RA",     PHASE_MOUNT,  STEP_BIND_DEV,  0)                       \
-  X(PROC,        "proc",         "R",      PHASE_MOUNT,  STEP_PROC,      OP_ONCE | OP_REQUIRED)   \
-  X(SYSFS,       "sysfs",        "R",      PHASE_MOUNT,  STEP_SYSFS,     OP_ONCE)                 \
-  X(DEVPTS,      "devpts",       "RD",     PHASE_MOUNT,  STEP_DEVPTS,    OP_ONCE | OP_REQUIRED)   \
-  X(MQUEUE,      "mqueue",       "R",      PHASE_MOUNT,  STEP_MQUEUE,    OP_ONCE)                 \
-  X(MASK,        "mask",         "R",      PHASE_MOUNT,  STEP_MASK,      OP_ALLOW_NOTEXIST)       \
-  X(READONLY,    "readonly",     "R",      PHASE_MOUNT,  STEP_READONLY,  OP_ALLOW_NOTEXIST)       \
-  X(FILE,        "file",         "RMNNB",  PHASE_MOUNT,  STEP_FILE,      0)                       \
-  X(HOSTNAME,    "hostname",     "H",      PHASE_FINAL,  STEP_HOSTNAME,  OP_ONCE | OP_REQUIRED)   \
-  X(RLIMIT,      "rlimit",       "LVV",    PHASE_FINAL,  STEP_RLIMIT,    0)                       \
-  X(CAPS,        "capabilities", "K",      PHASE_FINAL,  STEP_CAPS,      OP_ONCE | OP_REQUIRED)   \
-  X(SECCOMP,     "seccomp",      "X",      PHASE_FINAL,  STEP_SECCOMP,   OP_ONCE | OP_REQUIRED | OP_LAST) \
-  X(ENV,         "env",          "SW",     PHASE_EXEC,   STEP_ENV,       0)                       \
-  X(ENV_FILE,    "env-file",     "SA",     PHASE_EXEC,   STEP_ENV,       OP_ALLOW_NOTEXIST)
+#define ENCLAVE_OPS(X)                                                                                                               \
+  /* id          name            args      argument names                         phase         step            flags */              \
+  X(ROOTFS,      "rootfs",       "AA",     "newroot source",                      PHASE_HOST,   STEP_ROOTFS,    OP_ONCE | OP_REQUIRED | OP_FIRST) \
+  X(HIDE,        "hide",         "R",      "path",                                PHASE_HOST,   STEP_HIDE,      OP_ALLOW_NOTEXIST)     \
+  X(BIND_FILE,   "bind-file",    "AR",     "source target",                       PHASE_MOUNT,  STEP_BIND_FILE, OP_ALLOW_NOTEXIST) /* source opened by the host phase */ \
+  X(CONTROL,     "control",      "A",      "path",                                PHASE_HOST,   STEP_CONTROL,   OP_ONCE | OP_REQUIRED) \
+  X(CGROUP,      "cgroup",       "A",      "dir",                                 PHASE_PARENT, STEP_CGROUP,    0)                     \
+  X(UID_MAP,     "uid-map",      "NNN",    "inside host count",                   PHASE_PARENT, STEP_UID_MAP,   OP_ONCE | OP_REQUIRED) \
+  X(SETGROUPS,   "setgroups",    "G",      "mode",                                PHASE_PARENT, STEP_SETGROUPS, OP_ONCE | OP_REQUIRED) \
+  X(GID_MAP,     "gid-map",      "NNN",    "inside host count",                   PHASE_PARENT, STEP_GID_MAP,   OP_ONCE | OP_REQUIRED) \
+  X(VETH,        "veth",         "IIENI",  "hostIf peerIf mac mtu bridge",        PHASE_PARENT, STEP_VETH,      OP_ONCE)               \
+  X(LAYER,       "layer",        "A",      "source",                              PHASE_PARENT, STEP_LAYER,     0)                     \
+  X(VOLUME,      "volume",       "AF",     "source flags",                        PHASE_PARENT, STEP_VOLUME,    0) /* idmapped; F is ro or - */ \
+  X(LOOPBACK,    "loopback",     "",       "",                                    PHASE_NET,    STEP_LOOPBACK,  OP_ONCE | OP_REQUIRED) \
+  X(IPV4,        "ipv4",         "IPNP",   "ifname address prefix gateway",       PHASE_NET,    STEP_NETWORK,   OP_ONCE)               \
+  X(UPPER,       "upper",        "D",      "data",                                PHASE_MOUNT,  STEP_UPPER,     OP_ONCE)               \
+  X(ROOT,        "root",         "N",      "layer",                               PHASE_MOUNT,  STEP_ROOT,      OP_ONCE)               \
+  X(OVERLAY,     "overlay",      "RN",     "at layer",                            PHASE_MOUNT,  STEP_OVERLAY,   0)                     \
+  X(VOLUME_AT,   "volume-at",    "RN",     "at volume",                           PHASE_MOUNT,  STEP_VOLUME,    0) /* volume N on R (made if missing) */ \
+  X(TMPFS,       "tmpfs",        "RFD",    "at flags data",                       PHASE_MOUNT,  STEP_TMPFS,     0)                     \
+  X(MKDIR,       "mkdir",        "RM",     "path mode",                           PHASE_MOUNT,  STEP_MKDIR,     0)                     \
+  X(SYMLINK,     "symlink",      "TR",     "target path",                         PHASE_MOUNT,  STEP_SYMLINK,   0)                     \
+  X(BIND_DEV,    "bind-dev",     "RA",     "path source",                         PHASE_MOUNT,  STEP_BIND_DEV,  0)                     \
+  X(PROC,        "proc",         "R",      "at",                                  PHASE_MOUNT,  STEP_PROC,      OP_ONCE | OP_REQUIRED) \
+  X(SYSFS,       "sysfs",        "R",      "at",                                  PHASE_MOUNT,  STEP_SYSFS,     OP_ONCE)               \
+  X(DEVPTS,      "devpts",       "RD",     "at data",                             PHASE_MOUNT,  STEP_DEVPTS,    OP_ONCE | OP_REQUIRED) \
+  X(MQUEUE,      "mqueue",       "R",      "at",                                  PHASE_MOUNT,  STEP_MQUEUE,    OP_ONCE)               \
+  X(MASK,        "mask",         "R",      "path",                                PHASE_MOUNT,  STEP_MASK,      OP_ALLOW_NOTEXIST)     \
+  X(READONLY,    "readonly",     "R",      "path",                                PHASE_MOUNT,  STEP_READONLY,  OP_ALLOW_NOTEXIST)     \
+  X(FILE,        "file",         "RMNNB",  "path mode uid gid blob",              PHASE_MOUNT,  STEP_FILE,      0)                     \
+  X(HOSTNAME,    "hostname",     "H",      "name",                                PHASE_FINAL,  STEP_HOSTNAME,  OP_ONCE | OP_REQUIRED) \
+  X(RLIMIT,      "rlimit",       "LVV",    "resource soft hard",                  PHASE_FINAL,  STEP_RLIMIT,    0)                     \
+  X(CAPS,        "capabilities", "K",      "keep",                                PHASE_FINAL,  STEP_CAPS,      OP_ONCE | OP_REQUIRED) \
+  X(SECCOMP,     "seccomp",      "X",      "program",                             PHASE_FINAL,  STEP_SECCOMP,   OP_ONCE | OP_REQUIRED | OP_LAST) \
+  X(ENV,         "env",          "SW",     "name value",                          PHASE_EXEC,   STEP_ENV,       0)                     \
+  X(ENV_FILE,    "env-file",     "SA",     "name path",                           PHASE_EXEC,   STEP_ENV,       OP_ALLOW_NOTEXIST)
 
 /*
  * The most a plan may keep (the workspace profile's set): CHOWN, DAC_OVERRIDE,
@@ -96,7 +111,7 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
 /* Where the init keeps the writable layer's root (below the smallest RLIMIT_NOFILE a plan may set). */
 #define UPPER_KEEP_FD 63
 
-#define ENCLAVE_OP_ENUM(id, name, args, phase, step, flags) OP_##id,
+#define ENCLAVE_OP_ENUM(id, name, args, argnames, phase, step, flags) OP_##id,
 enum op_id { ENCLAVE_OPS(ENCLAVE_OP_ENUM) OP_COUNT };
 #undef ENCLAVE_OP_ENUM
 

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ENCLAVE_OP_DEF(id, name, args, phase, step, flags) {name, args, phase, step, flags},
+#define ENCLAVE_OP_DEF(id, name, args, argnames, phase, step, flags) {name, args, phase, step, flags},
 const struct op_def op_defs[OP_COUNT] = {ENCLAVE_OPS(ENCLAVE_OP_DEF)};
 #undef ENCLAVE_OP_DEF
 
@@ -96,13 +96,9 @@ static int check_arg(char kind, const char *a, int nblobs) {
   }
 }
 
-static const char *const kind_names[128] = {
-    ['A'] = "an absolute clean path", ['R'] = "a clean relative path", ['T'] = "text", ['N'] = "a decimal number",
-    ['M'] = "an octal mode", ['F'] = "mount flags (nosuid,nodev,noexec,ro or -)", ['D'] = "mount data",
-    ['I'] = "an interface name", ['E'] = "a MAC address", ['P'] = "an IPv4 address", ['G'] = "allow or deny",
-    ['H'] = "a DNS label", ['L'] = "an rlimit name", ['V'] = "a number or unlimited", ['K'] = "a capability mask within CAPS_KEEP_MAX",
-    ['X'] = "a hex seccomp program", ['B'] = "a blob index", ['S'] = "an environment variable name", ['W'] = "a variable value",
-};
+#define ENCLAVE_KIND_NAME(letter, what) [letter] = what,
+static const char *const kind_names[128] = {ENCLAVE_ARG_KINDS(ENCLAVE_KIND_NAME)};
+#undef ENCLAVE_KIND_NAME
 
 static int find_op(const char *name) {
   for (int i = 0; i < OP_COUNT; i++)
