@@ -6,6 +6,7 @@ import { ruleSchema } from '../access/policy.js';
 import { budgetRuleSchema, budgetSchema } from '../access/budgets.js';
 import { PROFILES } from '../vocab/profiles.js';
 import { LIMITS, limitValue, type LimitKey } from '../vocab/limits.js';
+import { AGENT_MAX_EXECS } from '../native/contract.gen.js';
 
 const absolutePath = z.string().regex(/^\/[^\0\n\t]*$/, 'must be an absolute path');
 const cgroupName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be a single path component of [A-Za-z0-9_.-]');
@@ -13,9 +14,6 @@ const ifName = z.string().regex(/^[a-z][a-z0-9_-]{0,14}$/, 'must be a valid inte
 const cidr = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/(\d|[12]\d|3[0-2])$/, 'must be an IPv4 CIDR like 10.200.0.0/16');
 
 export const MIB = 1024 * 1024;
-
-/** Commands the session's init runs at once (AGENT_MAX_EXECS in native/src/agent.h). */
-const AGENT_MAX_EXECS = 256;
 
 export const configSchema = z
   .object({

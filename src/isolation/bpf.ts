@@ -7,6 +7,7 @@
 // compile.
 import { AARCH64_SYSCALLS, X86_64_SYSCALLS } from './syscallTable.js';
 import { ENOSYS, SECCOMP_POLICY, type ArgTest, type Rule } from './seccompPolicy.js';
+import { MAX_BPF_INSNS } from '../native/contract.gen.js';
 
 export interface Insn {
   code: number;
@@ -52,7 +53,8 @@ export function archForNode(nodeArch: string = process.arch): Arch {
   throw new Error(`no seccomp policy for architecture ${nodeArch}: sessions cannot be confined here`);
 }
 
-const MAX_INSNS = 4096;
+/** What enclave-init takes (native/src/harden.h): the kernel's own BPF_MAXINSNS. */
+const MAX_INSNS = MAX_BPF_INSNS;
 
 const stmt = (code: number, k: number): Insn => ({ code, jt: 0, jf: 0, k: k >>> 0 });
 const jump = (code: number, k: number, jt: number, jf: number): Insn => {

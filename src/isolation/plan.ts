@@ -3,19 +3,16 @@
 // Built once at create by buildPlan (pure), stored with the session, and the
 // only thing native/src/init.c executes; exec'd commands are forked by the
 // session's init and inherit it. The op table itself lives in
-// native/src/ops.h; `enclave-init --check` validates a plan against it.
+// native/src/ops.h; every op here is made by its generated constructor
+// (src/native/contract.gen.ts), and `enclave-init --check` validates a plan
+// against the table.
 import { posix } from 'node:path';
 import { z } from 'zod';
+import { op, PHASES, type Phase, type PlanOp } from '../native/contract.gen.js';
+import type { MountFlag } from '../native/contractKinds.js';
 import type { IdRange } from './idRange.js';
 
-export const PHASES = ['host', 'parent', 'net', 'mount', 'final', 'exec'] as const;
-export type Phase = (typeof PHASES)[number];
-
-export interface PlanOp {
-  phase: Phase;
-  op: string;
-  args: string[];
-}
+export { PHASES, type Phase, type PlanOp };
 
 /** What a session is made of; stored as JSON in sessions.plan. */
 export interface SessionPlan {
@@ -143,83 +140,81 @@ export function relativeToRoot(path: string): string {
 export function buildPlan(p: PlanInputs): SessionPlan {
   if (!DNS_LABEL.test(p.hostname)) throw new PlanError(`hostname must be a valid DNS label: ${JSON.stringify(p.hostname)}`);
   const ops: PlanOp[] = [];
-  const op = (phase: Phase, name: string, ...args: (string | number)[]) => ops.push({ phase, op: name, args: args.map(String) });
+  const add = (...o: PlanOp[]) => ops.push(...o);
 
   const root = p.root;
   if (root.kind === 'host') {
-    op('host', 'rootfs', p.newroot, root.rootfs);
-    for (const m of [...new Set(root.masks.map(relativeToRoot))].filter((m) => m !== '').sort()) op('host', 'hide', m);
+    add(op.rootfs(p.newroot, root.rootfs));
+    for (const m of [...new Set(root.masks.map(relativeToRoot))].filter((m) => m !== '').sort()) add(op.hide(m));
   } else {
     if (root.layers[0]?.at !== '/') throw new PlanError('the first layer of a layered root must be "/"');
     // Bound only as the child's starting directory: the root is the layers.
-    op('host', 'rootfs', p.newroot, root.layers[0].source);
+    add(op.rootfs(p.newroot, root.layers[0].source));
   }
-  op('host', 'control', p.control);
+  add(op.control(p.control));
 
-  for (const dir of p.cgroups) op('parent', 'cgroup', dir);
-  op('parent', 'uid-map', 0, p.ids.hostBase, p.ids.size);
-  op('parent', 'setgroups', p.setgroups);
-  op('parent', 'gid-map', 0, p.ids.hostBase, p.ids.size);
+  for (const dir of p.cgroups) add(op.cgroup(dir));
+  add(op.uidMap(0, p.ids.hostBase, p.ids.size));
+  add(op.setgroups(p.setgroups));
+  add(op.gidMap(0, p.ids.hostBase, p.ids.size));
   const n = p.network;
-  if (n) op('parent', 'veth', n.hostIf, 'eth0', n.mac, n.mtu, n.bridge);
-  if (root.kind === 'layers') for (const l of root.layers) op('parent', 'layer', l.source);
+  if (n) add(op.veth(n.hostIf, 'eth0', n.mac, n.mtu, n.bridge));
+  if (root.kind === 'layers') for (const l of root.layers) add(op.layer(l.source));
   const volumes = [...(p.volumes ?? [])].sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0));
   if (new Set(volumes.map((v) => v.target)).size !== volumes.length) throw new PlanError('two volumes on the same target');
-  for (const v of volumes) op('parent', 'volume', v.source, v.readonly ? 'ro' : '-');
+  for (const v of volumes) add(op.volume(v.source, v.readonly ? ['ro'] : []));
 
-  op('net', 'loopback');
-  if (n) op('net', 'ipv4', 'eth0', n.address, n.prefix, n.gateway);
+  add(op.loopback());
+  if (n) add(op.ipv4('eth0', n.address, n.prefix, n.gateway));
 
   if (root.kind === 'layers') {
-    if (root.upper) op('mount', 'upper', tmpfsData('0755', root.upper));
-    op('mount', 'root', 0);
-    root.layers.forEach((l, i) => i > 0 && op('mount', 'overlay', relativeToRoot(l.at), i));
+    if (root.upper) add(op.upper(tmpfsData('0755', root.upper)));
+    add(op.root(0));
+    root.layers.forEach((l, i) => i > 0 && add(op.overlay(relativeToRoot(l.at), i)));
     // On top of the overlays, so neither the layer nor the session's writes show there.
     for (const m of [...new Set((root.masks ?? []).map(relativeToRoot))].sort()) {
       if (m === '') throw new PlanError('a layered root cannot mask "/"');
-      op('mount', 'mask', m);
+      add(op.mask(m));
     }
   }
-  for (const f of p.files) op('mount', 'bind-file', f.source, relativeToRoot(f.target));
-  const secret = 'nosuid,nodev,noexec';
+  for (const f of p.files) add(op.bindFile(f.source, relativeToRoot(f.target)));
+  const plain: MountFlag[] = ['nosuid', 'nodev'];
+  const secret: MountFlag[] = ['nosuid', 'nodev', 'noexec'];
   // A volume on /home is the session's home instead of the tmpfs.
-  if (!volumes.some((v) => v.target === '/home')) op('mount', 'tmpfs', 'home', 'nosuid,nodev', tmpfsData('0755', p.home));
-  op('mount', 'tmpfs', 'tmp', 'nosuid,nodev', tmpfsData('1777', p.tmp));
-  volumes.forEach((v, i) => op('mount', 'volume-at', relativeToRoot(v.target), i));
+  if (!volumes.some((v) => v.target === '/home')) add(op.tmpfs('home', plain, tmpfsData('0755', p.home)));
+  add(op.tmpfs('tmp', plain, tmpfsData('1777', p.tmp)));
+  volumes.forEach((v, i) => add(op.volumeAt(relativeToRoot(v.target), i)));
   // A fresh /run: the host's (and the daemon's socket in it) stays outside.
-  op('mount', 'tmpfs', 'run', 'nosuid,nodev', tmpfsData('0755', { bytes: 4 * 1024 * 1024, inodes: 1024 }));
-  op('mount', 'mkdir', 'run/enclave', '0755');
-  for (const dir of ['run/enclave/auth', 'run/enclave/env']) {
-    op('mount', 'mkdir', dir, '0700');
-    op('mount', 'tmpfs', dir, secret, tmpfsData('0700', p.secrets));
-  }
+  add(op.tmpfs('run', plain, tmpfsData('0755', { bytes: 4 * 1024 * 1024, inodes: 1024 })));
+  add(op.mkdir('run/enclave', 0o755));
+  for (const dir of ['run/enclave/auth', 'run/enclave/env']) add(op.mkdir(dir, 0o700), op.tmpfs(dir, secret, tmpfsData('0700', p.secrets)));
   const inj = p.injected;
   inj?.files.forEach((f, i) => {
     if (!/^\/run\/enclave\/(auth|env)\/[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(f.path)) throw new PlanError(`secret file ${f.path} is not a file directly in /run/enclave/auth or /run/enclave/env`);
-    op('mount', 'file', relativeToRoot(f.path), f.mode.toString(8).padStart(4, '0'), 0, 0, i);
+    add(op.file(relativeToRoot(f.path), f.mode, 0, 0, i));
   });
-  op('mount', 'proc', 'proc');
-  op('mount', 'sysfs', 'sys');
-  for (const m of [...MASKED_PATHS, ...p.sysMasks]) op('mount', 'mask', relativeToRoot(m));
-  for (const r of READONLY_PATHS) op('mount', 'readonly', relativeToRoot(r));
-  op('mount', 'tmpfs', 'dev', 'nosuid,noexec', tmpfsData('0755', { bytes: 64 * 1024, inodes: 64 }));
-  for (const dev of DEVICES) op('mount', 'bind-dev', `dev/${dev}`, `/dev/${dev}`);
-  op('mount', 'mkdir', 'dev/pts', '0755');
-  op('mount', 'devpts', 'dev/pts', 'newinstance,ptmxmode=0666,mode=0620');
-  op('mount', 'symlink', 'pts/ptmx', 'dev/ptmx');
-  op('mount', 'mkdir', 'dev/shm', '1777');
-  op('mount', 'tmpfs', 'dev/shm', 'nosuid,nodev,noexec', tmpfsData('1777', p.tmp));
-  op('mount', 'mkdir', 'dev/mqueue', '0755');
-  op('mount', 'mqueue', 'dev/mqueue');
-  op('mount', 'symlink', '/proc/self/fd', 'dev/fd');
-  for (const [i, name] of ['stdin', 'stdout', 'stderr'].entries()) op('mount', 'symlink', `/proc/self/fd/${i}`, `dev/${name}`);
+  add(op.proc('proc'));
+  add(op.sysfs('sys'));
+  for (const m of [...MASKED_PATHS, ...p.sysMasks]) add(op.mask(relativeToRoot(m)));
+  for (const r of READONLY_PATHS) add(op.readonly(relativeToRoot(r)));
+  add(op.tmpfs('dev', ['nosuid', 'noexec'], tmpfsData('0755', { bytes: 64 * 1024, inodes: 64 })));
+  for (const dev of DEVICES) add(op.bindDev(`dev/${dev}`, `/dev/${dev}`));
+  add(op.mkdir('dev/pts', 0o755));
+  add(op.devpts('dev/pts', 'newinstance,ptmxmode=0666,mode=0620'));
+  add(op.symlink('pts/ptmx', 'dev/ptmx'));
+  add(op.mkdir('dev/shm', 0o1777));
+  add(op.tmpfs('dev/shm', secret, tmpfsData('1777', p.tmp)));
+  add(op.mkdir('dev/mqueue', 0o755));
+  add(op.mqueue('dev/mqueue'));
+  add(op.symlink('/proc/self/fd', 'dev/fd'));
+  for (const [i, name] of ['stdin', 'stdout', 'stderr'].entries()) add(op.symlink(`/proc/self/fd/${i}`, `dev/${name}`));
 
-  op('final', 'hostname', p.hostname);
-  for (const r of p.rlimits) op('final', 'rlimit', r.name, r.soft, r.hard);
-  op('final', 'capabilities', p.capabilities);
-  op('final', 'seccomp', p.seccomp.toString('hex'));
-  for (const e of inj?.env ?? []) op('exec', 'env', e.name, e.value);
-  for (const e of inj?.envFiles ?? []) op('exec', 'env-file', e.name, e.path);
+  add(op.hostname(p.hostname));
+  for (const r of p.rlimits) add(op.rlimit(r.name, r.soft, r.hard));
+  add(op.capabilities(p.capabilities));
+  add(op.seccomp(p.seccomp));
+  for (const e of inj?.env ?? []) add(op.env(e.name, e.value));
+  for (const e of inj?.envFiles ?? []) add(op.envFile(e.name, e.path));
   const plan: SessionPlan = { version: 1, ops };
   checkFields(plan);
   return plan;

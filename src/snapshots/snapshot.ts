@@ -6,7 +6,7 @@
 // from the walk of the layer to the end of the stream, so the tree is one
 // moment's, and nothing in the session can swap a directory for a symlink
 // while host tar reads it. The layer is read through the init's fd of it
-// (/proc/PID/fd/63, native/src/init.c), /home through /proc/PID/root: paths
+// (/proc/PID/fd/UPPER_KEEP_FD, native/src/init.c), /home through /proc/PID/root: paths
 // the session cannot redirect (a mount point cannot be renamed). tar never
 // follows a symlink when it archives; owners are written as the session's
 // own IDs (host base + k -> k), so they land the same in any session. tar
@@ -18,11 +18,10 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { addon } from '../native/addon.js';
 import { opsNamed, type SessionPlan } from '../isolation/plan.js';
+import { UPPER_KEEP_FD } from '../native/contract.gen.js';
 import { createSnapshotCgroups, JOIN_FAILED, removeSnapshotCgroups, spawnIn, type SnapshotCgroup } from './snapshotCgroups.js';
 
 export const SNAPSHOT_FORMAT = 'enclave-snapshot';
-/** The fd the init keeps the writable layer on (UPPER_KEEP_FD in native/src/ops.h). */
-const UPPER_FD = 63;
 /** Top-level names of the root layer that are mount points of other filesystems. */
 const MOUNT_POINTS = new Set(['usr', 'home', 'tmp', 'run', 'proc', 'sys', 'dev']);
 
@@ -181,7 +180,7 @@ const timedOut = (ms: number) => new SnapshotError(`the snapshot took longer tha
 
 /** Walk the frozen layer, write the lists and the metadata: tar's arguments. */
 async function archiveArgs(src: SnapshotSource, sections: Section[], work: string): Promise<string[]> {
-  const layer = `/proc/${src.initPid}/fd/${UPPER_FD}`;
+  const layer = `/proc/${src.initPid}/fd/${UPPER_KEEP_FD}`;
   const lists: string[] = [];
   const found = { entries: [] as string[], deleted: [] as string[] };
   for (const [i, s] of sections.entries()) {
