@@ -1,18 +1,26 @@
 // The daemon's side of exec: a session's init forks every command inside the
 // session (native/src/agent.c); we ask over its control socket. One channel
 // per session, connected on first use, so it works the same for sessions
-// re-adopted after a restart. Everything the init sends is untrusted: the
-// addon bounds it, the schemas below validate it, and an init that answers
-// nothing costs one timer.
+// re-adopted after a restart. Messages are built and read through the verb
+// table of native/src/agent.h (src/native/control.ts). Everything the init
+// sends is untrusted: the addon bounds it, the table's kinds and bounds
+// validate it, and an init that answers nothing costs one timer.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import { ApiError } from '../vocab/errors.js';
 import { addon, type ControlChannel } from '../native/addon.js';
+import { AGENT_MAX_MSG, type MessageToInit } from '../native/contract.gen.js';
+import { decodeToDaemon, encodeMessage, framingRoom, payloadSize } from '../native/control.js';
 import { errnoName } from './launch.js';
 
-/** Matches AGENT_MAX_MSG in native/src/agent.h, less room for the framing. */
-export const MAX_EXEC_MESSAGE = 120 * 1024;
+/**
+ * The most bytes an exec's cwd, argv and env may take (each with its NUL).
+ * The init reads at most AGENT_MAX_MSG bytes of one message, and drops the
+ * channel (every command in flight with it) on a longer one; the rest of an
+ * exec message is framing: the verb, the id, the tty and stdin flags, the
+ * terminal size and the two list counts, at most framingRoom('exec') bytes.
+ */
+export const MAX_EXEC_MESSAGE = AGENT_MAX_MSG - framingRoom('exec');
 const START_TIMEOUT_MS = 5000;
 
 export interface ExecSpec {
@@ -50,15 +58,6 @@ export interface StartedCommand {
   master: number | null;
   exited: Promise<ExitReport | null>;
 }
-
-const num = z.string().regex(/^-?\d{1,10}$/).transform(Number);
-const message = z.union([
-  z.tuple([z.literal('started'), z.string(), num.pipe(z.number().int().min(2))]),
-  z.tuple([z.literal('failed'), z.string(), z.string().max(32), num, z.string().max(400)]),
-  z.tuple([z.literal('exited'), z.string(), num.pipe(z.number().int().min(-1).max(255)), num.pipe(z.number().int().min(0).max(64))]),
-  z.tuple([z.literal('written'), z.string()]),
-  z.tuple([z.literal('ending'), num.pipe(z.number().int().min(129).max(192))]),
-]);
 
 interface Pending {
   tty: boolean;
@@ -112,9 +111,8 @@ export class SessionAgent {
   /** Ask the init for a process; resolves once it runs, rejects with a StartFailure if it could not. */
   start(spec: ExecSpec): Promise<StartedCommand> {
     const id = `${prefix}-${++counter}`;
-    const fields = ['exec', id, spec.tty ? '1' : '0', spec.stdin ? '1' : '0', String(spec.cols), String(spec.rows), spec.cwd];
-    fields.push(String(spec.argv.length), ...spec.argv, String(spec.env.length), ...spec.env);
-    const size = fields.reduce((n, f) => n + Buffer.byteLength(f) + 1, 0);
+    const message: MessageToInit = { verb: 'exec', id, tty: spec.tty, stdin: spec.stdin, cols: spec.cols, rows: spec.rows, cwd: spec.cwd, argv: spec.argv, env: spec.env };
+    const size = payloadSize(message);
     if (size > MAX_EXEC_MESSAGE) throw new ApiError('invalid_request', `command, environment and cwd take ${size} bytes; at most ${MAX_EXEC_MESSAGE} are allowed`, 'command');
     const channel = this.connect();
     let onExit!: (e: ExitReport | null) => void;
@@ -134,7 +132,7 @@ export class SessionAgent {
       }, START_TIMEOUT_MS);
       this.pending.set(id, p);
       try {
-        channel.send(fields, spec.fds);
+        channel.send(encodeMessage(message), spec.fds);
       } catch (e) {
         clearTimeout(p.timer);
         this.pending.delete(id);
@@ -164,7 +162,7 @@ export class SessionAgent {
       };
       this.writes.set(id, w);
       try {
-        channel.send(['write', id, dir, leaf, mode.toString(8), content], []);
+        channel.send(encodeMessage({ verb: 'write', id, dir, leaf, mode, content }), []);
       } catch (e) {
         const errno = (e as { errno?: number }).errno ?? 0;
         w.done(new StartFailure('protocol', errno, `send to the session init: ${errnoName(errno)}`));
@@ -176,7 +174,7 @@ export class SessionAgent {
   signal(id: string, signo: number): void {
     if (!this.pending.has(id) || !this.channel) return;
     try {
-      this.channel.send(['signal', id, String(signo)], []);
+      this.channel.send(encodeMessage({ verb: 'signal', id, signo }), []);
     } catch {
       /* the channel is gone or full: the session is ending or wedged */
     }
@@ -185,47 +183,46 @@ export class SessionAgent {
   /** A tty command's master is drained: the init may close its slave copy. */
   release(id: string): void {
     try {
-      this.channel?.send(['release', id], []);
+      this.channel?.send(encodeMessage({ verb: 'release', id }), []);
     } catch {
       /* gone or full: the init closes held slaves when the channel drops */
     }
   }
 
   private onMessage(fields: string[], fd: number | null): void {
-    const m = message.safeParse(fields);
-    const p = m.success && m.data[0] !== 'ending' ? this.pending.get(m.data[1]) : undefined;
+    const m = decodeToDaemon(fields);
+    const p = m && m.verb !== 'ending' ? this.pending.get(m.id) : undefined;
     // An fd is only ever expected with the start of a tty command.
-    const wantFd = m.success && m.data[0] === 'started' && p?.tty === true && p.onStart !== undefined;
+    const wantFd = m?.verb === 'started' && p?.tty === true && p.onStart !== undefined;
     if (fd !== null && (!wantFd || !addon().isPtyMaster(fd))) {
       addon().closeFd(fd);
       if (wantFd) return p!.onStart!({ ok: false, failure: new StartFailure('tty', 22, 'the session sent something that is not a pty master') });
       this.log.warn({ fields: fields.length }, 'ignored an fd from the session init');
       return;
     }
-    if (!m.success) {
+    if (!m) {
       this.log.warn({ kind: fields[0]?.slice(0, 16) }, 'ignored a malformed message from the session init');
       return;
     }
-    const d = m.data;
-    if (d[0] === 'ending') return this.onEnding(d[1]);
-    const w = this.writes.get(d[1]);
+    if (m.verb === 'ending') return this.onEnding(m.code);
+    const w = this.writes.get(m.id);
     if (w) {
-      if (d[0] === 'written') w.done();
-      else if (d[0] === 'failed') w.done(new StartFailure(d[2], d[3], d[4]));
+      if (m.verb === 'written') w.done();
+      else if (m.verb === 'failed') w.done(new StartFailure(m.step, m.errno, m.detail));
       return;
     }
-    if (!p || d[0] === 'written') return; // a command of an earlier daemon, or already given up on
-    if (d[0] === 'started') {
+    if (!p || m.verb === 'written') return; // a command of an earlier daemon, or already given up on
+    if (m.verb === 'started') {
       if (!p.onStart) return;
       if (p.tty && fd === null) return p.onStart({ ok: false, failure: new StartFailure('tty', 22, 'no pty from the session init') });
-      p.onStart({ ok: true, pid: d[2], master: fd });
-    } else if (d[0] === 'failed') {
-      p.onStart?.({ ok: false, failure: new StartFailure(d[2], d[3], d[4]) });
-      this.pending.delete(d[1]);
+      p.onStart({ ok: true, pid: m.pid, master: fd });
+    } else if (m.verb === 'failed') {
+      p.onStart?.({ ok: false, failure: new StartFailure(m.step, m.errno, m.detail) });
+      this.pending.delete(m.id);
     } else {
-      this.pending.delete(d[1]);
+      this.pending.delete(m.id);
       if (p.onStart) p.onStart({ ok: false, failure: new StartFailure('exec', 0, 'exited before it was reported started') });
-      else p.onExit({ code: d[2] >= 0 ? d[2] : null, signal: d[3] > 0 ? d[3] : null });
+      else p.onExit({ code: m.code >= 0 ? m.code : null, signal: m.signal > 0 ? m.signal : null });
     }
   }
 

@@ -10,17 +10,21 @@ import { helperPaths, repoRoot } from '../../src/native/addon.js';
 import { parseHelperTable } from '../../src/native/steps.js';
 import {
   AGENT_MAX_ID,
+  AGENT_MAX_MSG,
   CAPS_KEEP_MAX,
   OPS,
   PHASES,
   STEP_EXIT_BASE,
   STEPS,
+  VERBS,
   op,
   readOp,
   type MessageToDaemon,
   type OpName,
 } from '../../src/native/contract.gen.js';
-import { decodeToDaemon, decodeToInit, encodeMessage } from '../../src/native/control.js';
+import { decodeToDaemon, decodeToInit, encodeMessage, framingRoom, payloadSize } from '../../src/native/control.js';
+import pino from 'pino';
+import { MAX_EXEC_MESSAGE, SessionAgent } from '../../src/sessions/agent.js';
 import { WORKSPACE_CAPS } from '../../src/isolation/profiles.js';
 
 describe('the generated contract', () => {
@@ -99,5 +103,20 @@ describe('control messages through the verb table', () => {
     ]) {
       expect(decodeToDaemon(bad), JSON.stringify(bad)).toBeUndefined();
     }
+  });
+
+  it('bound an exec so that the widest framing and the largest payload still fit AGENT_MAX_MSG', () => {
+    expect(framingRoom('exec')).toBe(5 + (AGENT_MAX_ID + 1) + 2 + 2 + 5 + 4 + 7 + 7);
+    expect(MAX_EXEC_MESSAGE).toBe(AGENT_MAX_MSG - framingRoom('exec'));
+    const cwd = '/' + 'c'.repeat(100);
+    const m = { verb: 'exec' as const, id: 'i'.repeat(AGENT_MAX_ID), tty: true, stdin: true, cols: 1000, rows: 500, cwd, argv: ['x'.repeat(MAX_EXEC_MESSAGE - (cwd.length + 1) - 1)], env: [] };
+    expect(payloadSize(m)).toBe(MAX_EXEC_MESSAGE);
+    const bytes = encodeMessage(m).reduce((n, f) => n + Buffer.byteLength(f) + 1, 0);
+    expect(bytes).toBeLessThanOrEqual(AGENT_MAX_MSG);
+    // One byte more is the caller's error, before anything is sent.
+    const agent = new SessionAgent('/nonexistent/control', pino({ level: 'silent' }));
+    const spec = { tty: true, stdin: true, cols: 1000, rows: 500, cwd, argv: [m.argv[0]!, ''], env: [], fds: [] };
+    expect(() => agent.start(spec)).toThrow(`command, environment and cwd take ${MAX_EXEC_MESSAGE + 1} bytes; at most ${MAX_EXEC_MESSAGE} are allowed`);
+    expect(Object.keys(VERBS)).toEqual(['exec', 'signal', 'release', 'write', 'started', 'failed', 'exited', 'written', 'ending']);
   });
 });
