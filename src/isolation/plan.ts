@@ -8,7 +8,7 @@
 // against the table.
 import { posix } from 'node:path';
 import { z } from 'zod';
-import { op, PHASES, type Phase, type PlanOp } from '../native/contract.gen.js';
+import { op, PHASES, readOp, type Phase, type PlanOp } from '../native/contract.gen.js';
 import type { MountFlag } from '../native/contractKinds.js';
 import type { IdRange } from './idRange.js';
 
@@ -256,14 +256,18 @@ export function parseStoredPlan(json: string, where: string): SessionPlan {
   return r.data;
 }
 
-/** The control socket a stored plan's init listens on. */
+/** The control socket a stored plan's init listens on (planView.ts reads the rest of a stored plan). */
 export function controlPath(plan: SessionPlan): string {
   const c = plan.ops.find((o) => o.op === 'control');
-  if (!c || c.args.length !== 1) throw new PlanError('the plan has no control op');
-  return c.args[0]!;
+  const args = c && readOp(c, 'control');
+  if (!args) throw new PlanError('the plan has no control op');
+  return args.path;
 }
 
-/** The ops of one kind, e.g. the rlimits a session was created with. */
+/**
+ * The raw arguments of the ops of one kind, by position. Kept for callers not
+ * yet on PlanView (planView.ts) or readOp, which read them by name.
+ */
 export function opsNamed(plan: SessionPlan, name: string): string[][] {
   return plan.ops.filter((o) => o.op === name).map((o) => o.args);
 }

@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { addon } from '../native/addon.js';
-import { opsNamed, type SessionPlan } from '../isolation/plan.js';
+import type { SessionPlan } from '../isolation/plan.js';
+import { planView } from '../isolation/planView.js';
 import { UPPER_KEEP_FD } from '../native/contract.gen.js';
 import { createSnapshotCgroups, JOIN_FAILED, removeSnapshotCgroups, spawnIn, type SnapshotCgroup } from './snapshotCgroups.js';
 
@@ -49,11 +50,10 @@ export interface Section {
 
 /** The overlays of a stored plan: upper directory name, lower layer, mount point. */
 export function sectionsOf(plan: SessionPlan): Section[] {
-  const layers = opsNamed(plan, 'layer').map((a) => a[0]!);
-  const root = opsNamed(plan, 'root')[0];
-  if (!root || opsNamed(plan, 'upper').length === 0) return [];
-  const sections: Section[] = [{ upper: 'root', lower: layers[Number(root[0])]!, at: '' }];
-  for (const [rel, n] of opsNamed(plan, 'overlay')) sections.push({ upper: rel!.replaceAll('/', '_'), lower: layers[Number(n)]!, at: rel! });
+  const v = planView(plan);
+  if (v.rootLayer === undefined || v.upper === undefined) return [];
+  const sections: Section[] = [{ upper: 'root', lower: v.layers[v.rootLayer]!, at: '' }];
+  for (const o of v.overlays) sections.push({ upper: o.at.replaceAll('/', '_'), lower: o.source, at: o.at });
   return sections;
 }
 
