@@ -144,12 +144,15 @@ enum cover { COVER_EMPTY, COVER_SELF, COVER_SOURCE };
 
 /*
  * The one open -> mount -> reopen -> remount idiom: cover rel with an empty
- * read-only thing (a directory gets an empty tmpfs, a file /dev/null), with
- * a read-only bind of itself, or with a read-only bind of a host file. The
- * fd pins exactly what was resolved beneath the root; after the bind, the
- * path is resolved again, because the new mount sits on top of the old fd.
+ * read-only thing (a directory gets an empty tmpfs of the plan's data, a
+ * file /dev/null), with a read-only bind of itself, or with a read-only bind
+ * of a host file (source). The fd pins exactly what was resolved beneath the
+ * root; after the bind, the path is resolved again, because the new mount
+ * sits on top of the old fd. Read-only, nosuid, nodev and noexec are what
+ * the three ops mean, not a choice of the plan's.
  */
-static void cover(const struct plan_op *op, const char *rel, enum cover how, const char *source) {
+static void cover(const struct plan_op *op, const char *rel, enum cover how, const char *arg) {
+  const char *source = how == COVER_SOURCE ? arg : NULL, *empty_data = how == COVER_EMPTY ? arg : NULL;
   int fd = open_beneath(rootfd, rel, 0);
   if (fd < 0 && errno == ENOENT && (op_defs[op->id].flags & OP_ALLOW_NOTEXIST)) return;
   if (fd < 0) FAIL(op, errno, "open %s", rel);
@@ -158,7 +161,7 @@ static void cover(const struct plan_op *op, const char *rel, enum cover how, con
   if (how == COVER_EMPTY) {
     struct stat st;
     if (fstat(fd, &st) < 0) FAIL(op, errno, "stat %s", rel);
-    int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,nr_inodes=1,mode=0555")
+    int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, empty_data)
                                  : mount("/dev/null", target, NULL, MS_BIND, NULL);
     if (rc < 0) FAIL(op, errno, "cover %s", rel);
     close(fd);
@@ -223,7 +226,7 @@ static void run_host_phase(void) {
     const struct plan_op *op = &plan.op[i];
     switch (op->id) {
       case OP_ROOTFS: op_rootfs(op); break;
-      case OP_HIDE: cover(op, ARG(op, 0), COVER_EMPTY, NULL); break;
+      case OP_HIDE: cover(op, ARG(op, 0), COVER_EMPTY, ARG(op, 1)); break;
       case OP_BIND_FILE: bind_fd[i] = open_bind_source(op); break;
       case OP_CONTROL: op_control(op); break;
       default: break;
@@ -584,11 +587,11 @@ static void run_child_phase(enum phase phase) {
       case OP_MKDIR: op_mkdir(op); break;
       case OP_SYMLINK: op_symlink(op); break;
       case OP_BIND_DEV: op_bind_dev(op); break;
-      case OP_PROC: mount_on(op, ARG(op, 0), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL); break;
-      case OP_SYSFS: mount_on(op, ARG(op, 0), "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL); break;
-      case OP_DEVPTS: mount_on(op, ARG(op, 0), "devpts", MS_NOSUID | MS_NOEXEC, ARG(op, 1)); break;
-      case OP_MQUEUE: mount_on(op, ARG(op, 0), "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL); break;
-      case OP_MASK: cover(op, ARG(op, 0), COVER_EMPTY, NULL); break;
+      case OP_PROC: mount_on(op, ARG(op, 0), "proc", mount_flags(ARG(op, 1)), NULL); break;
+      case OP_SYSFS: mount_on(op, ARG(op, 0), "sysfs", mount_flags(ARG(op, 1)), NULL); break;
+      case OP_DEVPTS: mount_on(op, ARG(op, 0), "devpts", mount_flags(ARG(op, 1)), ARG(op, 2)); break;
+      case OP_MQUEUE: mount_on(op, ARG(op, 0), "mqueue", mount_flags(ARG(op, 1)), NULL); break;
+      case OP_MASK: cover(op, ARG(op, 0), COVER_EMPTY, ARG(op, 1)); break;
       case OP_READONLY: cover(op, ARG(op, 0), COVER_SELF, NULL); break;
       case OP_FILE: op_file(op); break;
       case OP_OVERLAY: op_overlay(op); break;

@@ -63,7 +63,7 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
 #define ENCLAVE_OPS(X)                                                                                                               \
   /* id          name            args      argument names                         phase         step            flags */              \
   X(ROOTFS,      "rootfs",       "AA",     "newroot source",                      PHASE_HOST,   STEP_ROOTFS,    OP_ONCE | OP_REQUIRED | OP_FIRST) \
-  X(HIDE,        "hide",         "R",      "path",                                PHASE_HOST,   STEP_HIDE,      OP_ALLOW_NOTEXIST)     \
+  X(HIDE,        "hide",         "RD",     "path data",                           PHASE_HOST,   STEP_HIDE,      OP_ALLOW_NOTEXIST) /* D: a directory's empty tmpfs */ \
   X(BIND_FILE,   "bind-file",    "AR",     "source target",                       PHASE_MOUNT,  STEP_BIND_FILE, OP_ALLOW_NOTEXIST) /* source opened by the host phase */ \
   X(CONTROL,     "control",      "A",      "path",                                PHASE_HOST,   STEP_CONTROL,   OP_ONCE | OP_REQUIRED) \
   X(CGROUP,      "cgroup",       "A",      "dir",                                 PHASE_PARENT, STEP_CGROUP,    0)                     \
@@ -83,11 +83,11 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
   X(MKDIR,       "mkdir",        "RM",     "path mode",                           PHASE_MOUNT,  STEP_MKDIR,     0)                     \
   X(SYMLINK,     "symlink",      "TR",     "target path",                         PHASE_MOUNT,  STEP_SYMLINK,   0)                     \
   X(BIND_DEV,    "bind-dev",     "RA",     "path source",                         PHASE_MOUNT,  STEP_BIND_DEV,  0)                     \
-  X(PROC,        "proc",         "R",      "at",                                  PHASE_MOUNT,  STEP_PROC,      OP_ONCE | OP_REQUIRED) \
-  X(SYSFS,       "sysfs",        "R",      "at",                                  PHASE_MOUNT,  STEP_SYSFS,     OP_ONCE)               \
-  X(DEVPTS,      "devpts",       "RD",     "at data",                             PHASE_MOUNT,  STEP_DEVPTS,    OP_ONCE | OP_REQUIRED) \
-  X(MQUEUE,      "mqueue",       "R",      "at",                                  PHASE_MOUNT,  STEP_MQUEUE,    OP_ONCE)               \
-  X(MASK,        "mask",         "R",      "path",                                PHASE_MOUNT,  STEP_MASK,      OP_ALLOW_NOTEXIST)     \
+  X(PROC,        "proc",         "RF",     "at flags",                            PHASE_MOUNT,  STEP_PROC,      OP_ONCE | OP_REQUIRED) \
+  X(SYSFS,       "sysfs",        "RF",     "at flags",                            PHASE_MOUNT,  STEP_SYSFS,     OP_ONCE)               \
+  X(DEVPTS,      "devpts",       "RFD",    "at flags data",                       PHASE_MOUNT,  STEP_DEVPTS,    OP_ONCE | OP_REQUIRED) \
+  X(MQUEUE,      "mqueue",       "RF",     "at flags",                            PHASE_MOUNT,  STEP_MQUEUE,    OP_ONCE)               \
+  X(MASK,        "mask",         "RD",     "path data",                           PHASE_MOUNT,  STEP_MASK,      OP_ALLOW_NOTEXIST) /* D: a directory's empty tmpfs */ \
   X(READONLY,    "readonly",     "R",      "path",                                PHASE_MOUNT,  STEP_READONLY,  OP_ALLOW_NOTEXIST)     \
   X(FILE,        "file",         "RMNNB",  "path mode uid gid blob",              PHASE_MOUNT,  STEP_FILE,      0)                     \
   X(HOSTNAME,    "hostname",     "H",      "name",                                PHASE_FINAL,  STEP_HOSTNAME,  OP_ONCE | OP_REQUIRED) \

@@ -116,6 +116,13 @@ export const MASKED_PATHS = [
 /** runc/Docker read-only paths. */
 export const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
+/**
+ * What a mask (or a hidden host path) puts on a directory: an empty tmpfs,
+ * mounted read-only, nosuid, nodev and noexec (what the op means). A file
+ * gets /dev/null.
+ */
+export const MASK_DATA = 'size=4k,nr_inodes=1,mode=0555';
+
 /** Device nodes bound from the host: the minimal set runc and bubblewrap give. */
 export const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'] as const;
 
@@ -145,7 +152,7 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   const root = p.root;
   if (root.kind === 'host') {
     add(op.rootfs(p.newroot, root.rootfs));
-    for (const m of [...new Set(root.masks.map(relativeToRoot))].filter((m) => m !== '').sort()) add(op.hide(m));
+    for (const m of [...new Set(root.masks.map(relativeToRoot))].filter((m) => m !== '').sort()) add(op.hide(m, MASK_DATA));
   } else {
     if (root.layers[0]?.at !== '/') throw new PlanError('the first layer of a layered root must be "/"');
     // Bound only as the child's starting directory: the root is the layers.
@@ -174,7 +181,7 @@ export function buildPlan(p: PlanInputs): SessionPlan {
     // On top of the overlays, so neither the layer nor the session's writes show there.
     for (const m of [...new Set((root.masks ?? []).map(relativeToRoot))].sort()) {
       if (m === '') throw new PlanError('a layered root cannot mask "/"');
-      add(op.mask(m));
+      add(op.mask(m, MASK_DATA));
     }
   }
   for (const f of p.files) add(op.bindFile(f.source, relativeToRoot(f.target)));
@@ -193,19 +200,19 @@ export function buildPlan(p: PlanInputs): SessionPlan {
     if (!/^\/run\/enclave\/(auth|env)\/[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(f.path)) throw new PlanError(`secret file ${f.path} is not a file directly in /run/enclave/auth or /run/enclave/env`);
     add(op.file(relativeToRoot(f.path), f.mode, 0, 0, i));
   });
-  add(op.proc('proc'));
-  add(op.sysfs('sys'));
-  for (const m of [...MASKED_PATHS, ...p.sysMasks]) add(op.mask(relativeToRoot(m)));
+  add(op.proc('proc', ['nosuid', 'nodev', 'noexec']));
+  add(op.sysfs('sys', ['ro', 'nosuid', 'nodev', 'noexec']));
+  for (const m of [...MASKED_PATHS, ...p.sysMasks]) add(op.mask(relativeToRoot(m), MASK_DATA));
   for (const r of READONLY_PATHS) add(op.readonly(relativeToRoot(r)));
   add(op.tmpfs('dev', ['nosuid', 'noexec'], tmpfsData('0755', { bytes: 64 * 1024, inodes: 64 })));
   for (const dev of DEVICES) add(op.bindDev(`dev/${dev}`, `/dev/${dev}`));
   add(op.mkdir('dev/pts', 0o755));
-  add(op.devpts('dev/pts', 'newinstance,ptmxmode=0666,mode=0620'));
+  add(op.devpts('dev/pts', ['nosuid', 'noexec'], 'newinstance,ptmxmode=0666,mode=0620'));
   add(op.symlink('pts/ptmx', 'dev/ptmx'));
   add(op.mkdir('dev/shm', 0o1777));
   add(op.tmpfs('dev/shm', secret, tmpfsData('1777', p.tmp)));
   add(op.mkdir('dev/mqueue', 0o755));
-  add(op.mqueue('dev/mqueue'));
+  add(op.mqueue('dev/mqueue', ['nosuid', 'nodev', 'noexec']));
   add(op.symlink('/proc/self/fd', 'dev/fd'));
   for (const [i, name] of ['stdin', 'stdout', 'stderr'].entries()) add(op.symlink(`/proc/self/fd/${i}`, `dev/${name}`));
 

@@ -93,7 +93,7 @@ export interface OpDef {
 /** Every op a plan may hold. */
 export const OPS = {
   rootfs: { args: 'AA', names: ['newroot', 'source'], phase: 'host', step: 'rootfs', flags: ['once', 'required', 'first'] },
-  hide: { args: 'R', names: ['path'], phase: 'host', step: 'hide', flags: ['allow-notexist'] },
+  hide: { args: 'RD', names: ['path', 'data'], phase: 'host', step: 'hide', flags: ['allow-notexist'] },
   'bind-file': { args: 'AR', names: ['source', 'target'], phase: 'mount', step: 'bind-file', flags: ['allow-notexist'] },
   control: { args: 'A', names: ['path'], phase: 'host', step: 'control', flags: ['once', 'required'] },
   cgroup: { args: 'A', names: ['dir'], phase: 'parent', step: 'cgroup', flags: [] },
@@ -113,11 +113,11 @@ export const OPS = {
   mkdir: { args: 'RM', names: ['path', 'mode'], phase: 'mount', step: 'mkdir', flags: [] },
   symlink: { args: 'TR', names: ['target', 'path'], phase: 'mount', step: 'symlink', flags: [] },
   'bind-dev': { args: 'RA', names: ['path', 'source'], phase: 'mount', step: 'bind-dev', flags: [] },
-  proc: { args: 'R', names: ['at'], phase: 'mount', step: 'proc', flags: ['once', 'required'] },
-  sysfs: { args: 'R', names: ['at'], phase: 'mount', step: 'sysfs', flags: ['once'] },
-  devpts: { args: 'RD', names: ['at', 'data'], phase: 'mount', step: 'devpts', flags: ['once', 'required'] },
-  mqueue: { args: 'R', names: ['at'], phase: 'mount', step: 'mqueue', flags: ['once'] },
-  mask: { args: 'R', names: ['path'], phase: 'mount', step: 'mask', flags: ['allow-notexist'] },
+  proc: { args: 'RF', names: ['at', 'flags'], phase: 'mount', step: 'proc', flags: ['once', 'required'] },
+  sysfs: { args: 'RF', names: ['at', 'flags'], phase: 'mount', step: 'sysfs', flags: ['once'] },
+  devpts: { args: 'RFD', names: ['at', 'flags', 'data'], phase: 'mount', step: 'devpts', flags: ['once', 'required'] },
+  mqueue: { args: 'RF', names: ['at', 'flags'], phase: 'mount', step: 'mqueue', flags: ['once'] },
+  mask: { args: 'RD', names: ['path', 'data'], phase: 'mount', step: 'mask', flags: ['allow-notexist'] },
   readonly: { args: 'R', names: ['path'], phase: 'mount', step: 'readonly', flags: ['allow-notexist'] },
   file: { args: 'RMNNB', names: ['path', 'mode', 'uid', 'gid', 'blob'], phase: 'mount', step: 'file', flags: [] },
   hostname: { args: 'H', names: ['name'], phase: 'final', step: 'hostname', flags: ['once', 'required'] },
@@ -139,7 +139,7 @@ export interface PlanOp {
 /** Each op's arguments by name, typed by their kinds. */
 export interface OpArgs {
   rootfs: { newroot: Arg['A']; source: Arg['A'] };
-  hide: { path: Arg['R'] };
+  hide: { path: Arg['R']; data: Arg['D'] };
   'bind-file': { source: Arg['A']; target: Arg['R'] };
   control: { path: Arg['A'] };
   cgroup: { dir: Arg['A'] };
@@ -159,11 +159,11 @@ export interface OpArgs {
   mkdir: { path: Arg['R']; mode: Arg['M'] };
   symlink: { target: Arg['T']; path: Arg['R'] };
   'bind-dev': { path: Arg['R']; source: Arg['A'] };
-  proc: { at: Arg['R'] };
-  sysfs: { at: Arg['R'] };
-  devpts: { at: Arg['R']; data: Arg['D'] };
-  mqueue: { at: Arg['R'] };
-  mask: { path: Arg['R'] };
+  proc: { at: Arg['R']; flags: Arg['F'] };
+  sysfs: { at: Arg['R']; flags: Arg['F'] };
+  devpts: { at: Arg['R']; flags: Arg['F']; data: Arg['D'] };
+  mqueue: { at: Arg['R']; flags: Arg['F'] };
+  mask: { path: Arg['R']; data: Arg['D'] };
   readonly: { path: Arg['R'] };
   file: { path: Arg['R']; mode: Arg['M']; uid: Arg['N']; gid: Arg['N']; blob: Arg['B'] };
   hostname: { name: Arg['H'] };
@@ -177,7 +177,7 @@ export interface OpArgs {
 /** One constructor per op: its arguments typed by kind, encoded, tagged with its phase. */
 export const op = {
   rootfs: (newroot: Arg['A'], source: Arg['A']): PlanOp => ({ phase: 'host', op: 'rootfs', args: [kindCodecs.A.encode(newroot), kindCodecs.A.encode(source)] }),
-  hide: (path: Arg['R']): PlanOp => ({ phase: 'host', op: 'hide', args: [kindCodecs.R.encode(path)] }),
+  hide: (path: Arg['R'], data: Arg['D']): PlanOp => ({ phase: 'host', op: 'hide', args: [kindCodecs.R.encode(path), kindCodecs.D.encode(data)] }),
   bindFile: (source: Arg['A'], target: Arg['R']): PlanOp => ({ phase: 'mount', op: 'bind-file', args: [kindCodecs.A.encode(source), kindCodecs.R.encode(target)] }),
   control: (path: Arg['A']): PlanOp => ({ phase: 'host', op: 'control', args: [kindCodecs.A.encode(path)] }),
   cgroup: (dir: Arg['A']): PlanOp => ({ phase: 'parent', op: 'cgroup', args: [kindCodecs.A.encode(dir)] }),
@@ -197,11 +197,11 @@ export const op = {
   mkdir: (path: Arg['R'], mode: Arg['M']): PlanOp => ({ phase: 'mount', op: 'mkdir', args: [kindCodecs.R.encode(path), kindCodecs.M.encode(mode)] }),
   symlink: (target: Arg['T'], path: Arg['R']): PlanOp => ({ phase: 'mount', op: 'symlink', args: [kindCodecs.T.encode(target), kindCodecs.R.encode(path)] }),
   bindDev: (path: Arg['R'], source: Arg['A']): PlanOp => ({ phase: 'mount', op: 'bind-dev', args: [kindCodecs.R.encode(path), kindCodecs.A.encode(source)] }),
-  proc: (at: Arg['R']): PlanOp => ({ phase: 'mount', op: 'proc', args: [kindCodecs.R.encode(at)] }),
-  sysfs: (at: Arg['R']): PlanOp => ({ phase: 'mount', op: 'sysfs', args: [kindCodecs.R.encode(at)] }),
-  devpts: (at: Arg['R'], data: Arg['D']): PlanOp => ({ phase: 'mount', op: 'devpts', args: [kindCodecs.R.encode(at), kindCodecs.D.encode(data)] }),
-  mqueue: (at: Arg['R']): PlanOp => ({ phase: 'mount', op: 'mqueue', args: [kindCodecs.R.encode(at)] }),
-  mask: (path: Arg['R']): PlanOp => ({ phase: 'mount', op: 'mask', args: [kindCodecs.R.encode(path)] }),
+  proc: (at: Arg['R'], flags: Arg['F']): PlanOp => ({ phase: 'mount', op: 'proc', args: [kindCodecs.R.encode(at), kindCodecs.F.encode(flags)] }),
+  sysfs: (at: Arg['R'], flags: Arg['F']): PlanOp => ({ phase: 'mount', op: 'sysfs', args: [kindCodecs.R.encode(at), kindCodecs.F.encode(flags)] }),
+  devpts: (at: Arg['R'], flags: Arg['F'], data: Arg['D']): PlanOp => ({ phase: 'mount', op: 'devpts', args: [kindCodecs.R.encode(at), kindCodecs.F.encode(flags), kindCodecs.D.encode(data)] }),
+  mqueue: (at: Arg['R'], flags: Arg['F']): PlanOp => ({ phase: 'mount', op: 'mqueue', args: [kindCodecs.R.encode(at), kindCodecs.F.encode(flags)] }),
+  mask: (path: Arg['R'], data: Arg['D']): PlanOp => ({ phase: 'mount', op: 'mask', args: [kindCodecs.R.encode(path), kindCodecs.D.encode(data)] }),
   readonly: (path: Arg['R']): PlanOp => ({ phase: 'mount', op: 'readonly', args: [kindCodecs.R.encode(path)] }),
   file: (path: Arg['R'], mode: Arg['M'], uid: Arg['N'], gid: Arg['N'], blob: Arg['B']): PlanOp => ({ phase: 'mount', op: 'file', args: [kindCodecs.R.encode(path), kindCodecs.M.encode(mode), kindCodecs.N.encode(uid), kindCodecs.N.encode(gid), kindCodecs.B.encode(blob)] }),
   hostname: (name: Arg['H']): PlanOp => ({ phase: 'final', op: 'hostname', args: [kindCodecs.H.encode(name)] }),

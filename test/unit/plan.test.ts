@@ -3,7 +3,7 @@
 // op for op. No root needed: --check validates without executing.
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { buildPlan, parseStoredPlan, PlanError, relativeToRoot, serializePlan, type LayeredRoot, type PlanInputs, type SessionPlan } from '../../src/isolation/plan.js';
+import { buildPlan, MASK_DATA, parseStoredPlan, PlanError, relativeToRoot, serializePlan, type LayeredRoot, type PlanInputs, type SessionPlan } from '../../src/isolation/plan.js';
 import { rangeForSlot, rangesOverlap } from '../../src/isolation/idRange.js';
 import { helperPaths } from '../../src/native/addon.js';
 import { helperTable } from '../../src/native/steps.js';
@@ -88,9 +88,17 @@ describe('session plan', () => {
 
   it('gives a minimal /dev: the usual nodes, a private devpts, shm, mqueue', () => {
     expect(find(plan, 'bind-dev').map((a) => a[0])).toEqual(['dev/null', 'dev/zero', 'dev/full', 'dev/random', 'dev/urandom', 'dev/tty']);
-    expect(find(plan, 'devpts')).toEqual([['dev/pts', 'newinstance,ptmxmode=0666,mode=0620']]);
+    expect(find(plan, 'devpts')).toEqual([['dev/pts', 'nosuid,noexec', 'newinstance,ptmxmode=0666,mode=0620']]);
     expect(find(plan, 'symlink', 'pts/ptmx')).toEqual([['pts/ptmx', 'dev/ptmx']]);
-    expect(find(plan, 'proc')).toEqual([['proc']]);
+    expect(find(plan, 'proc')).toEqual([['proc', 'nosuid,nodev,noexec']]);
+  });
+
+  it('says every mount\'s flags and every mask\'s tmpfs: /proc nosuid,nodev,noexec, /sys read-only too, mqueue, masks and hidden paths an empty 0555 tmpfs', () => {
+    expect(find(plan, 'sysfs')).toEqual([['sys', 'ro,nosuid,nodev,noexec']]);
+    expect(find(plan, 'mqueue')).toEqual([['dev/mqueue', 'nosuid,nodev,noexec']]);
+    expect(MASK_DATA).toBe('size=4k,nr_inodes=1,mode=0555');
+    for (const o of [...find(plan, 'mask'), ...find(plan, 'hide')]) expect(o[1], o[0]).toBe(MASK_DATA);
+    expect(find(plan, 'mask').length).toBeGreaterThan(0);
   });
 
   it('masks the runc/Docker path lists after /proc and /sys are mounted, and makes the read-only list read-only', () => {
@@ -241,7 +249,7 @@ describe('a layered workspace root', () => {
   it('masks what it is given once the overlays are up: relative, once each, sorted; never "/"', () => {
     const masked = buildPlan({ ...layered, root: { ...(layered.root as LayeredRoot), masks: ['/usr/share/polkit-1/rules.d', '/usr/lib/dbus-1.0/helper', '/usr/share/polkit-1/rules.d/'] } });
     const masks = masked.ops.filter((o) => o.op === 'mask' && o.args[0]!.startsWith('usr/'));
-    expect(masks.map((o) => [o.phase, ...o.args])).toEqual([['mount', 'usr/lib/dbus-1.0/helper'], ['mount', 'usr/share/polkit-1/rules.d']]);
+    expect(masks.map((o) => [o.phase, ...o.args])).toEqual([['mount', 'usr/lib/dbus-1.0/helper', MASK_DATA], ['mount', 'usr/share/polkit-1/rules.d', MASK_DATA]]);
     expect(masked.ops.indexOf(masks[0]!)).toBe(at(masked, 'overlay') + 1);
     expect(check(serializePlan(masked)).ok).toBe(true);
     expect(find(plan, 'mask').filter(([m]) => m!.startsWith('usr/'))).toEqual([]);

@@ -1,7 +1,11 @@
 // PlanView: what a stored plan says about its session's root and control
 // socket, read by name; and the snapshot sections that rest on it.
 import { describe, expect, it } from 'vitest';
-import { buildPlan, parseStoredPlan, PlanError, type PlanInputs, type SessionPlan } from '../../src/isolation/plan.js';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { helperPaths } from '../../src/native/addon.js';
+import { buildPlan, serializePlan, parseStoredPlan, PlanError, type PlanInputs, type SessionPlan } from '../../src/isolation/plan.js';
 import { planView } from '../../src/isolation/planView.js';
 import { sectionsOf } from '../../src/snapshots/snapshot.js';
 
@@ -95,5 +99,33 @@ describe('snapshot sections of a stored plan', () => {
     ]);
     expect(sectionsOf(buildPlan({ ...layered, root: { ...(layered.root as Extract<PlanInputs['root'], { kind: 'layers' }>), upper: undefined } }))).toEqual([]);
     expect(sectionsOf(buildPlan(host))).toEqual([]);
+  });
+});
+
+// Running sessions keep the plan their daemon stored. Nothing gives a stored
+// plan to enclave-init again (the init of a running session parsed its plan
+// when it started, and exec goes to that init); the daemon only reads it:
+// control socket, layers, overlays, upper (PlanView), which are the same.
+describe('a plan stored before mount flags and mask data were in the plan', () => {
+  const stored = JSON.parse(readFileSync(join(__dirname, 'fixtures', 'storedPlans-before-flags.json'), 'utf8')) as Record<'host' | 'layered', unknown>;
+  const old = (k: 'host' | 'layered') => parseStoredPlan(JSON.stringify(stored[k]), `stored ${k}`);
+
+  it('reads as it did: control socket, rootfs, layers, upper, overlays, snapshot sections', () => {
+    const h = planView(old('host'));
+    expect([h.control, h.rootfs, h.layers, h.upper, h.overlays]).toEqual(['/var/lib/enclave/sessions/s-1/control', { newroot: '/var/lib/enclave/newroot', source: '/' }, [], undefined, []]);
+    const l = planView(old('layered'));
+    expect(l.layers).toEqual(['/base', '/usr']);
+    expect(l.upper).toBe('mode=0755,size=64,nr_inodes=8,uid=0,gid=0');
+    expect(l.overlays).toEqual([{ at: 'usr', layer: 1, source: '/usr' }]);
+    expect(l.hostPath('/usr/bin/sh')).toBe('/usr/bin/sh');
+    expect(sectionsOf(old('layered'))).toEqual([
+      { upper: 'root', lower: '/base', at: '' },
+      { upper: 'usr', lower: '/usr', at: 'usr' },
+    ]);
+  });
+
+  it('is refused by this enclave-init (its proc op has no flags), which is why none is ever sent to it', () => {
+    const r = spawnSync(helperPaths.init, ['--check'], { input: serializePlan(old('host'), [Buffer.from('x')]), encoding: 'utf8', env: {} });
+    expect(r.stdout).toMatch(/^error\tplan\t22\t.*: hide takes 2 arguments, got 1/);
   });
 });

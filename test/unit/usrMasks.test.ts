@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { masksFrom, MAX_USR_MASKS, scanForMasks, UsrMasks, UsrScanError } from '../../src/isolation/usrMasks.js';
 import { parseConfig } from '../../src/config/load.js';
 import { planFor, type HostFacts } from '../../src/sessions/planning.js';
-import { PlanError } from '../../src/isolation/plan.js';
+import { MASK_DATA, PlanError } from '../../src/isolation/plan.js';
 
 const nul = (...paths: (string | Buffer)[]) => Buffer.concat(paths.flatMap((p) => [Buffer.isBuffer(p) ? p : Buffer.from(p), Buffer.from([0])]));
 
@@ -121,7 +121,7 @@ describe('planning a minimal root', () => {
     const plan = planFor(row, limits, config, { ...host, usrMasks: ['/usr/share/polkit-1/rules.d', '/usr/lib/x/helper'] }, s);
     const ops = plan.ops.map((o) => `${o.op} ${o.args.join(' ')}`);
     const masks = ops.filter((o) => o.startsWith('mask usr/'));
-    expect(masks).toEqual(['mask usr/lib/x/helper', 'mask usr/share/polkit-1/rules.d']);
+    expect(masks).toEqual([`mask usr/lib/x/helper ${MASK_DATA}`, `mask usr/share/polkit-1/rules.d ${MASK_DATA}`]);
     expect(ops.indexOf(masks[0]!)).toBeGreaterThan(ops.indexOf('overlay usr 1'));
     for (const rootfs of ['/srv/rootfs', '/']) {
       const other = parseConfig(`[sessions]\nrootfs = "${rootfs}"\n`, 'test');
