@@ -4,14 +4,57 @@
 // a session that cannot fork costs the daemon nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import pino from 'pino';
 import WebSocket from 'ws';
 import { Channel, K8S_V5_PROTOCOL, exitCodeOf } from '../../src/terminal/channels.js';
 import { execStatusSchema } from '../../src/api/schemas.js';
 import Database from 'better-sqlite3';
 import { CLI, isRoot, TestDaemon, SESSION_PROBE } from './harness.js';
 import { capabilityMask } from '../../src/isolation/profiles.js';
+import { addon } from '../../src/native/addon.js';
+import { SessionAgent, StartFailure, type ExitReport } from '../../src/sessions/agent.js';
+
+/** All a pipe's read end holds, to EOF (every write end closed). */
+function drain(fd: number): string {
+  const chunks: Buffer[] = [];
+  const buf = Buffer.alloc(65536);
+  for (let n; (n = readSync(fd, buf)) > 0; ) chunks.push(Buffer.from(buf.subarray(0, n)));
+  return Buffer.concat(chunks).toString();
+}
+
+/** A command through a session's init, straight over its control channel: stdout, stderr, how it ended. */
+async function run(agent: SessionAgent, argv: string[], o: { env?: string[]; cwd?: string; input?: string } = {}): Promise<{ pid: number; stdout: string; stderr: string; exit: ExitReport | null }> {
+  const [outR, outW] = addon().pipe();
+  const [errR, errW] = addon().pipe();
+  const stdin = o.input === undefined ? undefined : addon().pipe();
+  const held = new Set([outR, outW, errR, errW, ...(stdin ?? [])]);
+  const close = (fd: number) => held.delete(fd) && closeSync(fd);
+  try {
+    const c = await agent.start({ tty: false, stdin: stdin !== undefined, argv, env: o.env ?? [], cwd: o.cwd ?? '/', cols: 0, rows: 0, fds: stdin ? [stdin[0], outW, errW] : [outW, errW] });
+    // The command has its own copies now.
+    for (const fd of [outW, errW, ...(stdin ? [stdin[0]] : [])]) close(fd);
+    if (stdin) {
+      writeSync(stdin[1], o.input!);
+      close(stdin[1]);
+    }
+    const exit = await c.exited;
+    return { pid: c.pid, stdout: drain(outR), stderr: drain(errR), exit };
+  } finally {
+    for (const fd of [...held]) close(fd);
+  }
+}
+
+async function startFailure(p: Promise<unknown>): Promise<StartFailure> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof StartFailure) return e;
+    throw e;
+  }
+  throw new Error('it started');
+}
 
 /** PIDs whose parent is `ppid` (processes, not threads). */
 function childrenOf(ppid: number): { pid: number; comm: string; state: string }[] {
@@ -103,6 +146,56 @@ describe.skipIf(!isRoot)('exec through the session init (root)', () => {
     expect((await d.sh('new', 'cat /proc/self/limits')).stdout).toMatch(/^Max open files\s+2222\s+2222/m);
     await d.destroy('new');
     await d.destroy(old.id);
+  });
+
+  // Every verb, both ways, between the daemon's codec (the verb table of
+  // native/src/agent.h) and the real init; the unit tests' stand-in plays
+  // only a hostile init.
+  it('speaks the whole control protocol with the real init: exec, stdin, env, failures, tty, signal, release, write, ending', { timeout: 30_000 }, async () => {
+    const s = await d.create({ name: 'protocol' });
+    let ending: (code: number) => void;
+    const ended = new Promise<number>((r) => (ending = r));
+    // The newest connection wins: this one takes the channel from the daemon until the session ends.
+    const agent = new SessionAgent(join(d.stateDir, 'sessions', s.id, 'control'), pino({ level: 'silent' }), (code) => ending(code));
+    try {
+      agent.listen();
+      // exec -> started, exited: argv, env, cwd, stdin, stdout, stderr, exit code.
+      const r = await run(agent, ['sh', '-c', 'read line; echo "$line $A $(pwd)"; echo err >&2; exit 3'], { env: ['A=from-env'], cwd: '/tmp', input: 'hello\n' });
+      expect(r).toMatchObject({ stdout: 'hello from-env /tmp\n', stderr: 'err\n', exit: { code: 3, signal: null } });
+      expect(r.pid).toBeGreaterThan(1);
+      // exec -> failed: a missing cwd, a missing command, and what the init's table refuses.
+      expect(await startFailure(run(agent, ['true'], { cwd: '/nonexistent' }))).toMatchObject({ step: 'cwd', errno: 2 });
+      expect(await startFailure(run(agent, ['/nonexistent-command']))).toMatchObject({ step: 'exec', errno: 2 });
+      expect(await startFailure(agent.start({ tty: true, stdin: false, argv: ['true'], env: [], cwd: '/', cols: 1001, rows: 24, fds: [] }))).toMatchObject({ step: 'protocol', errno: 22, detail: 'malformed exec' });
+      // exec with a tty -> started with the pty master; release once drained.
+      const t = await agent.start({ tty: true, stdin: false, argv: ['sh', '-c', 'tty; stty size; exit 7'], env: [], cwd: '/', cols: 100, rows: 30, fds: [] });
+      expect(t.master !== null && addon().isPtyMaster(t.master)).toBe(true);
+      let screen = '';
+      const buf = Buffer.alloc(4096);
+      while (!/30 100\r\n/.test(screen)) screen += buf.subarray(0, readSync(t.master!, buf)).toString();
+      expect(screen).toMatch(/^\/dev\/pts\/\d+\r\n30 100\r\n$/);
+      expect(await t.exited).toEqual({ code: 7, signal: null });
+      agent.release(t.id);
+      closeSync(t.master!);
+      // signal -> the command's process group.
+      const [outR, outW] = addon().pipe();
+      const sleeper = await agent.start({ tty: false, stdin: false, argv: ['sleep', '30'], env: [], cwd: '/', cols: 0, rows: 0, fds: [outW, outW] });
+      closeSync(outW);
+      agent.signal(sleeper.id, 15);
+      expect(await sleeper.exited).toEqual({ code: null, signal: 15 });
+      closeSync(outR);
+      // write -> written (a secret file, atomically, its mode), and refused outside the secret mounts.
+      await agent.writeFile('/run/enclave/auth', 'protocol-test', 0o400, Buffer.from('s3cret\n'));
+      expect((await run(agent, ['sh', '-c', 'stat -c %a /run/enclave/auth/protocol-test; cat /run/enclave/auth/protocol-test'])).stdout).toBe('400\ns3cret\n');
+      expect(await startFailure(agent.writeFile('/etc', 'x', 0o400, Buffer.from('x')))).toMatchObject({ step: 'write', errno: 1, detail: 'not a secret directory' });
+      expect(await startFailure(agent.writeFile('/run/enclave/auth', 'x', 0o4755, Buffer.from('x')))).toMatchObject({ step: 'write', errno: 22, detail: 'bad mode' });
+      // ending: the init says how it ends before it exits.
+      await d.destroy(s.id);
+      expect(await ended).toBe(143);
+    } finally {
+      agent.close();
+    }
+    expect((await d.show(s.id)).state).toBe('stopped');
   });
 
   it('a session process cannot find or use the control channel', async () => {

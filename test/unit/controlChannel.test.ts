@@ -2,7 +2,10 @@
 // hostile: oversized, unterminated or malformed messages, extra fds and fds
 // that are not pty masters fail the one exec (or close the channel) and cost
 // the daemon nothing: no crash, no leaked fd, no stall. A Python stand-in
-// plays the init (Node cannot open SEQPACKET sockets).
+// plays the init (Node cannot listen on SEQPACKET sockets): it knows no verb
+// and sends what each case scripts, the well-formed parts made by the
+// contract's encoder. The well-formed protocol runs against the real
+// enclave-init (test/integration/execViaInit.test.ts).
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -11,6 +14,40 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { addon } from '../../src/native/addon.js';
 import { SessionAgent, type StartFailure } from '../../src/sessions/agent.js';
+import { encodeMessage } from '../../src/native/control.js';
+import type { MessageToDaemon } from '../../src/native/contract.gen.js';
+
+/** A scripted datagram: fields, their last one NUL-terminated or not, pipe ends riding along. */
+interface Datagram {
+  fields: string[];
+  terminated?: boolean;
+  fds?: number;
+}
+/** Field 1 of the daemon's request: its exec id. */
+const ID = '$1';
+const msg = (m: MessageToDaemon, more: Partial<Datagram> = {}): Datagram => ({ fields: encodeMessage(m) as string[], ...more });
+const started = msg({ verb: 'started', id: ID, pid: 123 });
+
+const SCRIPTS: Record<string, Datagram[]> = {
+  oversized: [{ fields: [...started.fields.slice(0, 2), '9'.repeat(8000)] }],
+  unterminated: [msg({ verb: 'started', id: ID, pid: 123 }, { terminated: false })],
+  twofds: [msg({ verb: 'started', id: ID, pid: 123 }, { fds: 2 })],
+  notpty: [msg({ verb: 'started', id: ID, pid: 123 }, { fds: 1 })],
+  garbage: [
+    ...Array.from({ length: 200 }, (_, i) => ({ fields: [...msg({ verb: 'exited', id: ID, code: 0, signal: 0 }).fields.slice(0, 2), 'notanumber', String(i)] })),
+    { fields: ['nonsense', 'a', 'b'] },
+    msg({ verb: 'failed', id: ID, step: 'fork', errno: 11, detail: 'resource temporarily unavailable' }),
+  ],
+  // Well-formed messages that lie: another command's start, an exit code no
+  // process has, a pid that is not a session process's, a write never asked for.
+  lies: [
+    msg({ verb: 'started', id: 'someone-else', pid: 77 }),
+    { fields: [...msg({ verb: 'exited', id: ID, code: 0, signal: 0 }).fields.slice(0, 2), '300', '0'] },
+    { fields: [...started.fields.slice(0, 2), '1'] },
+    msg({ verb: 'written', id: ID }),
+    msg({ verb: 'failed', id: ID, step: 'fork', errno: 11, detail: 'resource temporarily unavailable' }),
+  ],
+};
 
 const fake = join(__dirname, 'fixtures', 'fakeInit.py');
 const openFds = () => readdirSync('/proc/self/fd').length;
@@ -25,7 +62,7 @@ afterEach(() => {
 async function against(scenario: string, tty: boolean): Promise<StartFailure> {
   dir = mkdtempSync(join(tmpdir(), 'enclave-ctl-'));
   const path = join(dir, 'control');
-  py = spawn('python3', [fake, path, scenario], { stdio: ['ignore', 'pipe', 'inherit'] });
+  py = spawn('python3', [fake, path, JSON.stringify(SCRIPTS[scenario])], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve) => py!.stdout!.once('data', () => resolve()));
   const agent = new SessionAgent(path, pino({ level: 'silent' }));
   const [r, w] = addon().pipe();
@@ -50,6 +87,7 @@ describe.skipIf(!process.env.CI && noPython())('control channel against a hostil
     ['twofds', false, 'protocol', /more than one fd/],
     ['notpty', true, 'tty', /not a pty master/],
     ['garbage', false, 'fork', /resource temporarily unavailable/],
+    ['lies', false, 'fork', /resource temporarily unavailable/],
   ])('%s: the exec fails cleanly and no fd leaks', async (scenario, tty, step, detail) => {
     const before = openFds();
     const f = await against(scenario, tty);
