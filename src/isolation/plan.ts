@@ -270,11 +270,3 @@ export function controlPath(plan: SessionPlan): string {
   if (!args) throw new PlanError('the plan has no control op');
   return args.path;
 }
-
-/**
- * The raw arguments of the ops of one kind, by position. Kept for callers not
- * yet on PlanView (planView.ts) or readOp, which read them by name.
- */
-export function opsNamed(plan: SessionPlan, name: string): string[][] {
-  return plan.ops.filter((o) => o.op === name).map((o) => o.args);
-}

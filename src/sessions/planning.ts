@@ -8,8 +8,9 @@ import { LIMITS, type LimitKey, type Limits } from '../vocab/limitTable.js';
 import type { Config } from '../config/schema.js';
 import { rlimitsFor } from '../isolation/hardening.js';
 import { rangeForSlot } from '../isolation/idRange.js';
-import { buildPlan, opsNamed, PlanError, type HostRoot, type Injected, type LayeredRoot, type SessionPlan } from '../isolation/plan.js';
+import { buildPlan, PlanError, type HostRoot, type Injected, type LayeredRoot, type SessionPlan } from '../isolation/plan.js';
 import { HOST_USR } from '../isolation/usrMasks.js';
+import { planView } from '../isolation/planView.js';
 import { capabilityMask, setgroupsFor, writableRoot, type Profile } from '../isolation/profiles.js';
 
 export type { Profile };
@@ -138,9 +139,5 @@ export function checkVolumeTargets(volumes: { name: string; target: string }[], 
  * own layer is not looked at.
  */
 export function hostPathInRoot(plan: SessionPlan, path: string): string {
-  const layers = opsNamed(plan, 'layer').map((a) => a[0]!);
-  if (layers.length === 0) return join(opsNamed(plan, 'rootfs')[0]?.[1] ?? '/', path);
-  const mounts: [string, string][] = [['/', layers[0]!], ...opsNamed(plan, 'overlay').map(([at, n]) => [`/${at}`, layers[Number(n)]!] as [string, string])];
-  const [at, source] = mounts.filter(([m]) => m === '/' || path === m || path.startsWith(`${m}/`)).sort((x, y) => y[0].length - x[0].length)[0]!;
-  return join(source, path.slice(at.length));
+  return planView(plan).hostPath(path);
 }

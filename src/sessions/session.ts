@@ -8,7 +8,8 @@ import type { Logger } from 'pino';
 import { ApiError } from '../vocab/errors.js';
 import type { SessionState } from '../api/schemas.js';
 import { sessionCgroupDirs, v1MemoryDir } from '../isolation/cgroups.js';
-import { controlPath, opsNamed, parseStoredPlan, PlanError, type SessionPlan } from '../isolation/plan.js';
+import { parseStoredPlan, PlanError, type SessionPlan } from '../isolation/plan.js';
+import { planView } from '../isolation/planView.js';
 import { addon, type ExitStatus, type OomWatch, type ProcessWatch } from '../native/addon.js';
 import { intToIp } from '../network/addressing.js';
 import type { SessionRow } from '../store/sessionStore.js';
@@ -143,8 +144,8 @@ export class Session {
 
   planFacts(row: SessionRow): PlanFacts {
     if (!this.facts) {
-      const plan = this.plan(row);
-      this.facts = { control: controlPath(plan), layers: opsNamed(plan, 'layer').map((a) => a[0]!).filter((s) => s !== '') };
+      const v = planView(this.plan(row));
+      this.facts = { control: v.control, layers: [...v.layers] };
     }
     return this.facts;
   }
