@@ -2,7 +2,8 @@
 // holds a total with a host reserve, so the sum of sessions can never take
 // the host, whatever each session's own limit says.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { isRoot, TestDaemon, SESSION_PROBE } from './harness.js';
@@ -66,6 +67,25 @@ describe.skipIf(!isRoot)('capacity: the parent cgroup bounds every session toget
       await expect(greedy.start()).rejects.toThrow(/capacity\.memory_mb = \d+ MiB is more than the host's \d+ less the reserve of 1024/);
     } finally {
       await greedy.cleanup();
+    }
+  });
+
+  it('counts what existing volumes may still grow by against the disk\'s reserve: sparse images cannot promise more disk than there is', async () => {
+    const small = new TestDaemon({ extraConfig: '[volumes]\nreserve_mb = 64\n' });
+    try {
+      // The state dir on a 400 MiB tmpfs of the test's own.
+      mkdirSync(small.stateDir, { recursive: true, mode: 0o700 });
+      const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=400m,mode=0700', 'tmpfs', small.stateDir], { encoding: 'utf8' });
+      if (m.status !== 0) throw new Error(`mount: ${m.stderr}`);
+      await small.start();
+      expect((await small.api('POST', '/v1/volumes', { name: 'first', size_mb: 200 })).status).toBe(201);
+      // Free space alone would take a second 200 MiB volume: the first may still grow by ~200.
+      const second = await small.api('POST', '/v1/volumes', { name: 'second', size_mb: 200 });
+      expect(second.status).toBe(507);
+      expect(JSON.stringify(second.body)).toMatch(/existing volumes may still grow by \d+ MiB/);
+      expect((await small.api('POST', '/v1/volumes', { name: 'third', size_mb: 64 })).status).toBe(201);
+    } finally {
+      await small.cleanup(); // unmounts the tmpfs too
     }
   });
 });

@@ -15,6 +15,7 @@ const B = { uid: 48302, groups: [GID] };
 
 interface Event {
   caller_uid: number;
+  rule: string;
   action: string;
   session_id: string | null;
   object_owner: number | null;
@@ -32,11 +33,12 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
     slots: 24,
     topConfig: `socket_gid = ${GID}\n`,
     extraConfig:
-      `[access]\nrate_per_minute = 1000\nmax_sessions_per_uid = 8\n` +
+      `[access]\nrate_per_minute = 1000\nmax_sessions_per_uid = 8\nkeep_events = 100\n` +
       `[[access.rules]]\nname = "tenants"\ngids = [${GID}]\nactions = ["session.*", "auth.*", "volume.*", "events.list"]\nscope = "self"\n` +
       `[access.budget]\nmemory_mb = { session = 512, total = 768 }\ncpu_percent = { session = 100, total = 150 }\npids = { session = 512, total = 2048 }\n` +
       `tmp_mb = { session = 128, total = 1024 }\nhome_mb = { session = 128, total = 1024 }\nroot_mb = { session = 256, total = 2048 }\n` +
-      `volume_mb = { volume = 64, total = 96 }\nviewers = { total = 3 }\n[terminal]\nmax_viewers_per_session = 5\n`,
+      `volume_mb = { volume = 64, total = 96 }\nviewers = { total = 3 }\nexec_streams = { total = 4 }\nsecrets = { count = 3, bytes = 65536 }\n` +
+      `[terminal]\nmax_viewers_per_session = 5\n`,
   });
   const as = (who: typeof A, args: string[], input?: string) => cliAs(d.socket, who, args, input);
   const small = ['--memory', '256', '--tmp-size', '64', '--home-size', '64', '--root-size', '64', '--pids', '256', '--cpu', '50'];
@@ -255,5 +257,73 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
     const statuses = concurrentUpgradesAs(d.socket, { uid: 0, groups: [] }, '/v1/sessions/prod/attach', 12);
     expect(statuses.filter((s) => s === 101)).toHaveLength(5);
     expect(statuses.filter((s) => s === 429)).toHaveLength(7);
+  });
+
+  it('a port another user publishes is refused without naming that user\'s session', async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const root = await d.show('root-events');
+    ok(await d.cli(['session', 'publish', 'root-events', `127.0.0.1:${port}:80`]), 'root publish');
+    const r = await as(B, ['session', 'publish', 'b-events', `127.0.0.1:${port}:80`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`127.0.0.1:${port} is already published by another user's session`);
+    expect(r.stderr).not.toContain(root.id);
+    const c = await as(B, ['session', 'create', ...small, '--memory', '16', '--publish', `127.0.0.1:${port}:80`]);
+    expect(c.stderr).not.toContain(root.id);
+  });
+
+  it('a name another user has and a name nobody has read alike, in the reply and in the caller\'s own trail', async () => {
+    const root = await d.show('root-events');
+    for (const ref of ['0:root-events', '0:no-such-session']) {
+      const r = await as(B, ['session', 'show', ref]);
+      expect(r.stderr, ref).toBe(`enclave: no session '${ref}'\n`);
+    }
+    const mine = JSON.parse(ok(await as(B, ['events', '--json', '--limit', '10000']), 'B events').stdout) as Event[];
+    const rows = mine.filter((e) => e.detail === 'session 0:root-events' || e.detail === 'session 0:no-such-session');
+    expect(rows).toHaveLength(2);
+    for (const e of rows) expect(e).toEqual(expect.objectContaining({ action: 'session.show', decision: 'deny', session_id: null, object_owner: null }));
+    expect(rows[0]!.rule).toBe(rows[1]!.rule);
+    expect(JSON.stringify(mine)).not.toContain(root.id);
+  });
+
+  it('a volume of a tenant that root mounts tells the tenant nothing of root\'s session', async () => {
+    const rootSession = await d.create({ name: 'root-mounts-a', volumes: [{ name: `${A.uid}:data`, target: '/mnt/a' }] });
+    const shown = JSON.parse(ok(await as(A, ['volume', 'show', 'data', '--json']), 'A volume show').stdout) as { used_by: unknown[] };
+    expect(shown.used_by).toEqual([]);
+    const rm = await as(A, ['volume', 'remove', 'data']);
+    expect(rm.code).toBe(1);
+    expect(rm.stderr).toContain('1 session of another user');
+    expect(rm.stderr).not.toMatch(new RegExp(`root-mounts-a|${rootSession.id}`));
+    await d.destroy(rootSession.id);
+  });
+
+  it('an exec-stream budget refuses past its total, and the refusal is in the trail', async () => {
+    const statuses = concurrentUpgradesAs(d.socket, A, '/v1/sessions/prod/exec?command=sleep&command=20', 7, 'v5.channel.k8s.io');
+    expect(statuses.filter((x) => x === 101)).toHaveLength(4);
+    expect(statuses.filter((x) => x === 429)).toHaveLength(3);
+    const trail = JSON.parse(ok(await as(A, ['events', '--json', '--limit', '10000']), 'A events').stdout) as Event[];
+    expect(trail.filter((e) => e.action === 'session.exec' && e.decision === 'deny' && e.rule === 'access.budget.exec_streams.total').length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('a secrets budget: a tenant past its count is refused with 429 naming it', async () => {
+    // B holds github; the count is 3.
+    ok(await as(B, ['auth', 'set', 'B_ONE'], 'x'), 'B second');
+    ok(await as(B, ['auth', 'set', 'B_TWO'], 'x'), 'B third');
+    const over = await as(B, ['auth', 'set', 'B_THREE'], 'x');
+    expect(over.code).toBe(1);
+    expect(over.stderr).toContain('access.budget.secrets.count');
+    // A rotation is no new secret.
+    ok(await as(B, ['auth', 'set', 'B_TWO'], 'y'), 'B rotate');
+  });
+
+  it('a tenant flooding the trail prunes only its own rows: root\'s stay (retention is per caller)', async () => {
+    const root = await d.show('root-events');
+    ok(await d.sh(root.id, 'echo CANARY-KEPT-9912'), 'root exec');
+    const flood = requestsAs(d.socket, B, Array.from({ length: 1100 }, () => ({ method: 'DELETE', path: `/v1/sessions/${root.id}` })));
+    expect(new Set(flood.map(([st]) => st))).toEqual(new Set([403]));
+    const rootTrail = JSON.stringify(JSON.parse((await d.cli(['events', '--json', '--limit', '10000'])).stdout));
+    expect(rootTrail).toContain('CANARY-KEPT-9912');
+    // B's own rows were pruned to keep_events (100) at its 1000th since the start, then grew again.
+    const bRows = (JSON.parse(rootTrail) as Event[]).filter((e) => e.caller_uid === B.uid);
+    expect(bRows.length).toBeLessThan(1100);
   });
 });
