@@ -8,8 +8,8 @@ import { limitRequestShape, limitsSchema } from '../vocab/limits.js';
 export { SESSION_ID, SESSION_NAME, sessionName, sessionRef, VOLUME_NAME, volumeName } from '../vocab/names.js';
 export { limitsSchema, type Limits } from '../vocab/limits.js';
 
-export const sessionStates = ['creating', 'running', 'stopping', 'stopped', 'failed'] as const;
-export type SessionState = (typeof sessionStates)[number];
+export { SESSION_STATES as sessionStates, type SessionState } from '../vocab/states.js';
+import { SESSION_STATES as sessionStates } from '../vocab/states.js';
 
 
 const port = z.number().int().min(1).max(65535);

@@ -2,6 +2,7 @@
 // the database's integrity, kernel objects no row owns (orphans) and rows
 // whose kernel objects are gone, and who holds the resource locks.
 // `--repair` removes the orphans listed, and nothing else.
+import { LIVE_STATES } from '../vocab/states.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -24,7 +25,7 @@ interface Row {
   init_pid: number | null;
 }
 
-const LIVE = new Set(['creating', 'running', 'stopping']);
+const LIVE = new Set<string>(LIVE_STATES);
 
 function readRows(path: string): { rows: Row[]; problem?: string; version?: number } {
   let db: Database.Database | undefined;

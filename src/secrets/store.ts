@@ -11,6 +11,7 @@ import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readd
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { StateError } from '../store/db.js';
+import { LIVE_SQL } from '../vocab/states.js';
 import { kindOf, type SecretKind } from '../vocab/names.js';
 
 export interface SecretInfo {
@@ -47,7 +48,7 @@ function checkPrivate(path: string, kind: 'directory' | 'file'): void {
 
 const INFO = 'SELECT owner_uid, name, kind, version, shared = 1 AS shared, created_at, updated_at FROM secrets';
 const toInfo = (r: unknown): SecretInfo => ({ ...(r as SecretInfo), shared: (r as { shared: number }).shared === 1 });
-const LIVE = `('creating','running','stopping')`;
+const LIVE = LIVE_SQL;
 /** A value of an earlier daemon on its way into its owner's directory. */
 const LEGACY = '.legacy.';
 

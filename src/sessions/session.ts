@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { ApiError } from '../vocab/errors.js';
-import type { SessionState } from '../api/schemas.js';
+import { checkTransition, type SessionState } from '../vocab/states.js';
 import { sessionCgroupDirs, v1MemoryDir } from '../isolation/cgroups.js';
 import { parseStoredPlan, PlanError, type SessionPlan } from '../isolation/plan.js';
 import { planView } from '../isolation/planView.js';
@@ -15,7 +15,6 @@ import { intToIp } from '../network/addressing.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import { bestEffort, type Kit } from './kit.js';
 import { runDown, runUp } from './pipeline.js';
-import { checkTransition } from './states.js';
 import { STEPS, type Bring } from './steps.js';
 import { agentError, StartFailure, type SessionAgent } from './agent.js';
 import { snapshotSession } from '../snapshots/sessionSnapshot.js';

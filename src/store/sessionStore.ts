@@ -2,6 +2,7 @@
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { limitsSchema, sessionStates, type Limits, type SessionState } from '../api/schemas.js';
+import { LIVE_SQL, LIVE_STATES } from '../vocab/states.js';
 import { PROFILES, type Profile } from '../vocab/profiles.js';
 import { LIMITS, type Usage } from '../vocab/limits.js';
 
@@ -51,7 +52,7 @@ export interface SessionDetails {
   volumes: { name: string; target: string; readonly: boolean }[];
 }
 
-export const LIVE_STATES: readonly SessionState[] = ['creating', 'running', 'stopping'];
+export { LIVE_STATES };
 
 export interface KernelObject {
   kind: 'cgroup' | 'veth';
@@ -128,7 +129,7 @@ export class SessionStore {
 
   /** An owner's live session of that name (names are per owner). */
   getLiveByName(owner: number, name: string): SessionRow | undefined {
-    const row = this.q(`SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.owner_uid = ? AND s.name = ? AND s.state IN ('creating','running','stopping')`)
+    const row = this.q(`SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.owner_uid = ? AND s.name = ? AND s.state IN ${LIVE_SQL}`)
       .get(owner, name);
     return row ? this.parse(row) : undefined;
   }
@@ -142,7 +143,7 @@ export class SessionStore {
   /** What an owner's live sessions hold, summed over every limit of the table (budgets). */
   usageOf(owner: number): Usage {
     const sums = LIMITS.map((r) => `coalesce(sum(json_extract(limits, '$.${r.key}')), 0) AS ${r.key}`).join(', ');
-    return this.q(`SELECT count(*) AS sessions, ${sums} FROM sessions WHERE owner_uid = ? AND state IN ('creating','running','stopping')`).get(owner) as Usage;
+    return this.q(`SELECT count(*) AS sessions, ${sums} FROM sessions WHERE owner_uid = ? AND state IN ${LIVE_SQL}`).get(owner) as Usage;
   }
 
   list(includeStopped: boolean): SessionSummary[] {
@@ -187,7 +188,7 @@ export class SessionStore {
   }
 
   countLive(): number {
-    const r = this.q(`SELECT count(*) AS n FROM sessions WHERE state IN ('creating','running','stopping')`).get() as { n: number };
+    const r = this.q(`SELECT count(*) AS n FROM sessions WHERE state IN ${LIVE_SQL}`).get() as { n: number };
     return r.n;
   }
 

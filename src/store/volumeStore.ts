@@ -2,6 +2,7 @@
 // an id (its image and mount are named by it) and a name unique per owner.
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
+import { LIVE_SQL } from '../vocab/states.js';
 
 const volumeRow = z.object({
   id: z.string(),
@@ -22,7 +23,7 @@ export interface VolumeUse {
   readonly: boolean;
 }
 
-const LIVE = `('creating','running','stopping')`;
+const LIVE = LIVE_SQL;
 
 export class VolumeInUseError extends Error {}
 export class VolumeExistsError extends Error {}

@@ -1,15 +1,16 @@
 // A session's states and the transitions between them: the only table that
-// says where a session may go next, and what takes it there. Every state
-// change the daemon makes goes through checkTransition (src/sessions/session.ts).
+// says which states there are, where a session may go next, and what takes
+// it there. The API's and the store's state lists derive from it; every
+// state change the daemon makes goes through checkTransition
+// (src/sessions/session.ts). A new state is a row here, plus the migration
+// that lets the sessions table hold it. A leaf.
 //
 //   creating --launched--> running --destroy--> stopping --released--> stopped
 //      |                      |                    |
 //      +--a step failed--+    +--init exited--+    +--ended with a reason--> failed
 //                        v                    v
 //                      failed               failed
-import type { SessionState } from '../api/schemas.js';
-
-export const TRANSITIONS: Readonly<Record<SessionState, Partial<Record<SessionState, string>>>> = {
+const table = {
   creating: {
     running: 'its init is up and watched',
     failed: 'a create step failed (the steps before it are undone), or the daemon stopped mid-create',
@@ -25,7 +26,17 @@ export const TRANSITIONS: Readonly<Record<SessionState, Partial<Record<SessionSt
   // Released again (a destroy of an ended session frees anything a crash left).
   stopped: { stopped: 'released again' },
   failed: { failed: 'released again' },
-};
+} as const;
+
+export type SessionState = keyof typeof table;
+export const TRANSITIONS: Readonly<Record<SessionState, Partial<Record<SessionState, string>>>> = table;
+/** Every state, in the table's order. */
+export const SESSION_STATES = Object.keys(table) as [SessionState, ...SessionState[]];
+
+/** The states of a session that holds kernel objects: it counts against every cap, and its name is taken. */
+export const LIVE_STATES: readonly SessionState[] = ['creating', 'running', 'stopping'];
+/** The same, as an SQL list: ('creating','running','stopping'). */
+export const LIVE_SQL = `(${LIVE_STATES.map((s) => `'${s}'`).join(',')})`;
 
 export class TransitionError extends Error {}
 
