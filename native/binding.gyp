@@ -10,6 +10,7 @@
         "src/addon/pidfd.cc",
         "src/addon/oom.cc",
         "src/addon/control.cc",
+        "src/addon/ring.cc",
         "src/addon/fds.cc",
         "src/addon/locks.cc",
         "src/addon/notify.cc",

@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   enclave::RegisterNetlink(env, exports);      // bridge and links (rtnetlink)
   enclave::RegisterNft(env, exports);          // nftables through libnftables
   enclave::RegisterSpawn(env, exports);        // posix_spawn of enclave-init
+  enclave::RegisterRing(env, exports);         // consoles' output rings in shared memory
   return exports;
 }
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -53,23 +54,41 @@ static const struct agent_verb_def verbs[VERB_COUNT] = {AGENT_VERBS(AGENT_VERB_D
 #undef AGENT_VERB_DEF
 #undef F
 
+/*
+ * A tty command's terminal as the init holds it: its own copy of the pty
+ * master, so the pty lives on when the daemon's copy goes (a daemon that
+ * dies would otherwise hang its consoles up), and for a console the daemon
+ * asked to keep ("keep ID"), the output ring it gave us (agent.h).
+ */
+struct term {
+  int master;          /* -1: none */
+  int kept;            /* a console: it outlives the daemon */
+  int ring_fd;         /* -1: none */
+  unsigned char *ring; /* mapped, or NULL */
+  uint64_t cap;        /* the ring's data bytes */
+  uint64_t since;      /* its `written` when the daemon left */
+  int hup;             /* no slave open (read would spin): not read until a daemon comes */
+};
+
 struct exec_rec {
   char id[AGENT_MAX_ID + 1];
   pid_t pid;      /* 0: free slot */
   int status_fd;  /* exec-error pipe until the command starts or fails */
-  int master_fd;  /* pty master until it is handed to the daemon */
   int slave_fd;   /* our copy of the pty slave: see held[] */
   int failed;     /* reported as failed: no exit report follows */
+  struct term t;
 };
 
 /*
  * A pty slave we keep open after its command exited, until the daemon says
  * it has drained the master ("release ID"): with no slave open a master
- * reads EIO, and libuv (libuv#4992) then drops what was still buffered.
+ * reads EIO, and libuv (libuv#4992) then drops what was still buffered. Its
+ * terminal (our master copy, a console's ring) goes with it.
  */
 struct held_slave {
   char id[AGENT_MAX_ID + 1];
   int fd; /* -1: free */
+  struct term t;
 };
 static struct held_slave held[AGENT_MAX_EXECS];
 
@@ -86,25 +105,70 @@ static int stopping; /* the signal that told the session to stop, or 0 */
 static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
 static const int handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
+static const struct term no_term = {.master = -1, .ring_fd = -1};
+
+static void term_close(struct term *t) {
+  if (t->master >= 0) close(t->master);
+  if (t->ring) munmap(t->ring, RING_HEADER + t->cap);
+  if (t->ring_fd >= 0) close(t->ring_fd);
+  *t = no_term;
+}
+
+static uint64_t ring_written(const struct term *t) {
+  return __atomic_load_n((const uint64_t *)(t->ring + RING_WRITTEN_AT), __ATOMIC_ACQUIRE);
+}
+
+/* Bytes the init may still take from a kept console while no daemon reads it. */
+static size_t ring_room(const struct term *t) {
+  uint64_t used = ring_written(t) - t->since;
+  return used >= t->cap ? 0 : (size_t)(t->cap - used);
+}
+
+/* Append to the ring, then publish the new end (a reader maps the same pages). */
+static void ring_put(struct term *t, const unsigned char *b, size_t n) {
+  uint64_t w = ring_written(t);
+  for (size_t i = 0; i < n;) {
+    size_t pos = (size_t)((w + i) % t->cap), k = n - i;
+    if (k > t->cap - pos) k = (size_t)(t->cap - pos);
+    memcpy(t->ring + RING_HEADER + pos, b + i, k);
+    i += k;
+  }
+  __atomic_store_n((uint64_t *)(t->ring + RING_WRITTEN_AT), w + n, __ATOMIC_RELEASE);
+}
+
 static void drop_conn(void) {
   if (conn >= 0) close(conn);
   conn = -1;
   /* Nobody is left to drain those terminals. */
-  for (int i = 0; i < AGENT_MAX_EXECS; i++)
+  for (int i = 0; i < AGENT_MAX_EXECS; i++) {
     if (held[i].fd >= 0) close(held[i].fd), held[i].fd = -1;
+    term_close(&held[i].t);
+  }
+  for (int i = 0; i < AGENT_MAX_EXECS; i++) {
+    struct term *t = &recs[i].t;
+    if (recs[i].pid <= 0 || t->master < 0) continue;
+    /* An exec --tty ends with its client, as its pty hangs up; a console is
+     * kept, and read into its ring until the next daemon comes. */
+    if (!t->kept) term_close(t);
+    else t->since = ring_written(t), t->hup = 0;
+  }
 }
 
 static void hold_slave(struct exec_rec *r) {
-  if (r->slave_fd < 0) return;
-  for (int i = 0; i < AGENT_MAX_EXECS; i++) {
-    if (held[i].fd >= 0) continue;
+  if (r->slave_fd < 0 && r->t.master < 0) return;
+  for (int i = 0; i < AGENT_MAX_EXECS && conn >= 0; i++) {
+    if (held[i].fd >= 0 || held[i].t.master >= 0) continue;
     memcpy(held[i].id, r->id, sizeof held[i].id);
     held[i].fd = r->slave_fd;
+    held[i].t = r->t;
     r->slave_fd = -1;
+    r->t = no_term;
     return;
   }
-  close(r->slave_fd); /* all slots held: this terminal just ends now */
+  /* No daemon to drain it, or all slots held: this terminal just ends now. */
+  if (r->slave_fd >= 0) close(r->slave_fd);
   r->slave_fd = -1;
+  term_close(&r->t);
 }
 
 /* One datagram: the verb and its fields, NUL-terminated, optionally
@@ -210,10 +274,11 @@ static void resolve_start(struct exec_rec *r) {
   } else {
     char pid[16];
     snprintf(pid, sizeof pid, "%d", r->pid);
-    SEND(VERB_STARTED, r->master_fd, r->id, pid);
+    /* The daemon gets a copy; ours keeps the pty alive (struct term). */
+    SEND(VERB_STARTED, r->t.master, r->id, pid);
+    return;
   }
-  if (r->master_fd >= 0) close(r->master_fd);
-  r->master_fd = -1;
+  term_close(&r->t);
 }
 
 static void reap(void) {
@@ -242,6 +307,7 @@ static void reap(void) {
         SEND(VERB_EXITED, -1, r->id, code, sig);
       }
       if (r->failed && r->slave_fd >= 0) close(r->slave_fd), r->slave_fd = -1;
+      if (r->failed) term_close(&r->t);
       hold_slave(r);
       r->pid = 0;
     }
@@ -398,7 +464,8 @@ static void handle_exec(char **f, int nf, int *fds, int nfds) {
   snprintf(r->id, sizeof r->id, "%s", id);
   r->pid = pid;
   r->status_fd = sp[0];
-  r->master_fd = master;
+  r->t = no_term;
+  r->t.master = master;
   r->slave_fd = slave;
   r->failed = 0;
 }
@@ -416,8 +483,59 @@ static void handle_signal(char **f, int nf) {
 static void handle_release(char **f, int nf) {
   /* release ID: the daemon drained this terminal's master. */
   if (fields_fit(VERB_RELEASE, f, nf) < 0) return;
-  for (int i = 0; i < AGENT_MAX_EXECS; i++)
-    if (held[i].fd >= 0 && !strcmp(held[i].id, f[1])) close(held[i].fd), held[i].fd = -1;
+  for (int i = 0; i < AGENT_MAX_EXECS; i++) {
+    if ((held[i].fd < 0 && held[i].t.master < 0) || strcmp(held[i].id, f[1])) continue;
+    if (held[i].fd >= 0) close(held[i].fd), held[i].fd = -1;
+    term_close(&held[i].t);
+  }
+}
+
+/* keep ID + a memfd: the console's output ring. From now on the console
+ * outlives the daemon (drop_conn keeps it, agent_run reads it while no
+ * daemon does, and a new connection gets it back). The ring is the daemon's
+ * memory, untrusted as anything it sends: its size and header are checked. */
+static void handle_keep(char **f, int nf, int *fds, int nfds) {
+  if (fields_fit(VERB_KEEP, f, nf) < 0 || nfds != 1) return;
+  struct exec_rec *r = find_rec(f[1]);
+  struct stat st;
+  if (!r || r->failed || r->status_fd >= 0 || r->t.master < 0 || r->t.ring) return;
+  if (fstat(fds[0], &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= RING_HEADER || st.st_size > RING_HEADER + RING_MAX) return;
+  unsigned char *ring = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+  if (ring == MAP_FAILED) return;
+  uint32_t magic;
+  uint64_t cap;
+  memcpy(&magic, ring, sizeof magic);
+  memcpy(&cap, ring + RING_CAPACITY_AT, sizeof cap);
+  if (magic != RING_MAGIC || cap != (uint64_t)st.st_size - RING_HEADER) {
+    munmap(ring, (size_t)st.st_size);
+    return;
+  }
+  r->t.kept = 1;
+  r->t.ring = ring;
+  r->t.cap = cap;
+  r->t.ring_fd = fds[0];
+  fds[0] = -1; /* ours now */
+}
+
+/* To a new daemon: every kept console (its master and its ring), then how many. */
+static void announce_kept(void) {
+  int count = 0;
+  for (int i = 0; i < AGENT_MAX_EXECS; i++) {
+    struct exec_rec *r = &recs[i];
+    if (r->pid <= 0 || !r->t.kept || r->t.master < 0) continue;
+    struct winsize ws = {0};
+    char pid[16], cols[8], rows[8];
+    if (ioctl(r->t.master, TIOCGWINSZ, &ws) < 0 || !ws.ws_col || !ws.ws_row) ws.ws_col = 80, ws.ws_row = 24;
+    snprintf(pid, sizeof pid, "%d", r->pid);
+    snprintf(cols, sizeof cols, "%u", ws.ws_col > 1000 ? 1000u : ws.ws_col);
+    snprintf(rows, sizeof rows, "%u", ws.ws_row > 500 ? 500u : ws.ws_row);
+    SEND(VERB_KEPT, r->t.master, r->id, pid, cols, rows);
+    SEND(VERB_RING, r->t.ring_fd, r->id);
+    count++;
+  }
+  char n[16];
+  snprintf(n, sizeof n, "%d", count);
+  SEND(VERB_KEPT_DONE, -1, n);
 }
 
 /* write ID DIR LEAF MODE CONTENT: replace a secret file of the session (the
@@ -478,9 +596,11 @@ static void read_conn(void) {
     case VERB_SIGNAL: handle_signal(f, nf); break;
     case VERB_RELEASE: handle_release(f, nf); break;
     case VERB_WRITE: handle_write(f, nf); break;
+    case VERB_KEEP: handle_keep(f, nf, fds, nfds); break;
     default: break; /* not a verb the init answers */
   }
-  for (int i = 0; i < nfds; i++) close(fds[i]);
+  for (int i = 0; i < nfds; i++)
+    if (fds[i] >= 0) close(fds[i]);
 }
 
 static void on_signal(int sigfd) {
@@ -511,12 +631,12 @@ void agent_run(int listen_fd, const struct plan *plan) {
   sigprocmask(SIG_BLOCK, &set, NULL);
   int sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sigfd < 0) _exit(STEP_EXIT_BASE + STEP_READY);
-  for (int i = 0; i < AGENT_MAX_EXECS; i++) held[i].fd = -1;
+  for (int i = 0; i < AGENT_MAX_EXECS; i++) held[i].fd = -1, held[i].t = no_term, recs[i].t = no_term;
   reap(); /* anything that exited before the signalfd existed */
-  static struct pollfd pfd[3 + AGENT_MAX_EXECS];
-  static struct exec_rec *pending[AGENT_MAX_EXECS];
+  static struct pollfd pfd[3 + 2 * AGENT_MAX_EXECS];
+  static struct exec_rec *pending[AGENT_MAX_EXECS], *reading[AGENT_MAX_EXECS];
   for (;;) {
-    int n = 0, np = 0;
+    int n = 0, np = 0, nr = 0;
     pfd[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
     pfd[n++] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
     int conn_at = -1;
@@ -526,11 +646,31 @@ void agent_run(int listen_fd, const struct plan *plan) {
       pending[np++] = &recs[i];
       pfd[n++] = (struct pollfd){.fd = recs[i].status_fd, .events = POLLIN};
     }
+    /* No daemon: the kept consoles' output goes into their rings, up to a ring's capacity since the daemon left. */
+    int kept_at = n;
+    for (int i = 0; i < AGENT_MAX_EXECS && conn < 0; i++) {
+      struct term *t = &recs[i].t;
+      if (recs[i].pid <= 0 || !t->kept || t->master < 0 || t->hup || ring_room(t) == 0) continue;
+      reading[nr++] = &recs[i];
+      pfd[n++] = (struct pollfd){.fd = t->master, .events = POLLIN};
+    }
     if (poll(pfd, (nfds_t)n, -1) < 0) continue;
     if (pfd[0].revents) on_signal(sigfd);
     int base = conn_at >= 0 ? conn_at + 1 : 2;
     for (int i = 0; i < np; i++)
       if (pfd[base + i].revents && pending[i]->status_fd == pfd[base + i].fd) resolve_start(pending[i]);
+    for (int i = 0; i < nr; i++) {
+      struct term *t = &reading[i]->t;
+      if (t->master != pfd[kept_at + i].fd) continue;
+      if (!(pfd[kept_at + i].revents & POLLIN)) {
+        if (pfd[kept_at + i].revents) t->hup = 1;
+        continue;
+      }
+      static unsigned char chunk[4096];
+      size_t want = ring_room(t) < sizeof chunk ? ring_room(t) : sizeof chunk;
+      ssize_t got = read(t->master, chunk, want);
+      if (got > 0) ring_put(t, chunk, (size_t)got);
+    }
     if (conn_at >= 0 && pfd[conn_at].revents && conn == pfd[conn_at].fd) {
       if (pfd[conn_at].revents & POLLIN) read_conn();
       else drop_conn();
@@ -543,6 +683,7 @@ void agent_run(int listen_fd, const struct plan *plan) {
         setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         drop_conn();
         conn = c;
+        announce_kept();
       }
     }
   }

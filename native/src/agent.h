@@ -33,6 +33,22 @@
 #define AGENT_NUM_MAX 9999999999LL   /* numbers on the wire have at most ten digits */
 
 /*
+ * A console's output ring: a memfd the daemon makes and maps, and hands the
+ * init with "keep". The init keeps it, with its own copy of the console's
+ * pty master, so the console outlives the daemon: while no daemon is
+ * connected the init reads the master into the ring (at most its capacity
+ * since the daemon left, then it stops reading and the shell's writes
+ * block), and the next daemon gets both back ("kept", "ring") and maps the
+ * ring to show the screen. Layout: a header, then the bytes; `written` is
+ * the running offset of the next byte (data at written % capacity).
+ */
+#define RING_MAGIC 0x52434e45       /* "ENCR", little-endian, at offset 0 (u32) */
+#define RING_HEADER 64              /* bytes before the data */
+#define RING_CAPACITY_AT 8          /* u64: the data's size */
+#define RING_WRITTEN_AT 16          /* u64: bytes ever written */
+#define RING_MAX (256 * 1024 * 1024) /* the largest ring the init maps */
+
+/*
  * Field kinds, and what the reader of a field requires of it. lo and hi are
  * the field's bounds in its verb's row. The init reads no negative number.
  */
@@ -59,6 +75,7 @@ enum agent_direction { TO_INIT, TO_DAEMON };
     F("rows", NUM, 0, 500) F("cwd", PATH, 0, 0) F("argv", LIST, 1, 0) F("env", LIST, 0, 0))              \
   X(SIGNAL, "signal", TO_INIT, "", F("id", ID, 0, 0) F("signo", NUM, 1, 64))                              \
   X(RELEASE, "release", TO_INIT, "", F("id", ID, 0, 0)) /* a tty command's master is drained */           \
+  X(KEEP, "keep", TO_INIT, "the console's output ring (a memfd)", F("id", ID, 0, 0)) /* outlive the daemon */ \
   X(WRITE, "write", TO_INIT, "", /* refresh a secret file */                                               \
     F("id", ID, 0, 0) F("dir", TEXT, 0, AGENT_MAX_MSG) F("leaf", TEXT, 0, AGENT_MAX_MSG)                   \
     F("mode", MODE, 0, 0777) F("content", BYTES, 0, 0))                                                   \
@@ -68,7 +85,11 @@ enum agent_direction { TO_INIT, TO_DAEMON };
     F("detail", TEXT, 0, AGENT_MAX_FIELD))                                                                \
   X(EXITED, "exited", TO_DAEMON, "", F("id", ID, 0, 0) F("code", NUM, -1, 255) F("signal", NUM, 0, 64))   \
   X(WRITTEN, "written", TO_DAEMON, "", F("id", ID, 0, 0))                                                 \
-  X(ENDING, "ending", TO_DAEMON, "", F("code", NUM, 129, 192)) /* the session is stopping; the init exits with CODE */
+  X(ENDING, "ending", TO_DAEMON, "", F("code", NUM, 129, 192)) /* the session is stopping; the init exits with CODE */ \
+  X(KEPT, "kept", TO_DAEMON, "the console's pty master", /* to a new connection, per kept console */       \
+    F("id", ID, 0, 0) F("pid", NUM, 2, AGENT_NUM_MAX) F("cols", NUM, 1, 1000) F("rows", NUM, 1, 500))         \
+  X(RING, "ring", TO_DAEMON, "the console's output ring", F("id", ID, 0, 0))                              \
+  X(KEPT_DONE, "kept-done", TO_DAEMON, "", F("count", NUM, 0, AGENT_MAX_EXECS)) /* every kept console sent */
 
 #define AGENT_KIND_ENUM(id, what) FIELD_##id,
 enum agent_kind { AGENT_FIELD_KINDS(AGENT_KIND_ENUM) };

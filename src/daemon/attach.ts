@@ -14,6 +14,8 @@ import type { SessionRow } from '../store/sessionStore.js';
 import { SessionConsole, type ConsoleOptions, type Size } from '../terminal/console.js';
 import { MirrorHost } from '../terminal/mirror.js';
 import { SessionPty } from '../terminal/sessionPty.js';
+import { ByteRing } from '../terminal/ring.js';
+import { addon } from '../native/addon.js';
 
 /** A screen mirror this far behind the pty stops being fed and restarts from the ring. */
 const MIRROR_MAX_LAG = 8 * 1024 * 1024;
@@ -49,7 +51,8 @@ export class Consoles {
     row: SessionRow,
     q: { command: string[]; env: string[]; cwd: string },
     size: Size,
-    own: Pick<ConsoleOptions, 'ringBytes' | 'policy' | 'mirror' | 'onEnd' | 'endWhenAlone'>,
+    own: Pick<ConsoleOptions, 'ringBytes' | 'ring' | 'policy' | 'mirror' | 'onEnd' | 'endWhenAlone'>,
+    onStarted?: (id: string) => void,
   ): Promise<SessionConsole> {
     const agent = this.sessions.agentFor(row);
     let started: StartedCommand;
@@ -62,26 +65,105 @@ export class Consoles {
     }
     const pty = new SessionPty(started.master!, agent, started.id, started.exited);
     const t = this.config.terminal;
-    return new SessionConsole({ sessionId: row.id, pty, size, maxLagBytes: t.max_lag_bytes, stallMs: t.stall_ms, log: this.log, ...own });
+    const console = new SessionConsole({ sessionId: row.id, pty, size, maxLagBytes: t.max_lag_bytes, stallMs: t.stall_ms, log: this.log, ...own });
+    onStarted?.(started.id);
+    return console;
   }
 
-  private async open(row: SessionRow, size: Size): Promise<SessionConsole> {
+  /** A session's console options (its ring aside). */
+  private consoleOptions(row: SessionRow): Pick<ConsoleOptions, 'ringBytes' | 'policy' | 'mirror' | 'onEnd'> {
     const t = this.config.terminal;
-    const console = await this.startTerminal(row, { command: this.loginShell(row), env: [], cwd: '/home' }, size, {
+    return {
       ringBytes: t.ring_bytes,
       policy: t.resize,
       mirror: (ring, s) => this.mirrors.create(ring, s, t.snapshot_scrollback, MIRROR_MAX_LAG),
       onEnd: () => this.consoles.delete(row.id),
-    });
+    };
+  }
+
+  /**
+   * A new console: its ring in shared memory, handed with the console to the
+   * session's init to keep, so the shell and its screen outlive the daemon.
+   */
+  private async open(row: SessionRow, size: Size): Promise<SessionConsole> {
+    const { ring, fd } = ByteRing.shared(this.config.terminal.ring_bytes);
+    let console: SessionConsole;
+    try {
+      console = await this.startTerminal(row, { command: this.loginShell(row), env: [], cwd: '/home' }, size, { ...this.consoleOptions(row), ring }, (id) =>
+        this.sessions.agentFor(row).keep(id, fd),
+      );
+    } finally {
+      addon().closeFd(fd);
+    }
     this.consoles.set(row.id, console);
     this.log.info({ session: row.id }, 'console started');
     return console;
   }
 
+  /**
+   * After a daemon restart: the consoles the session's init kept, with their
+   * shells, their pty and their screen (the shared ring), as they were.
+   */
+  adopt(row: SessionRow): Promise<void> {
+    let p = this.adopting.get(row.id);
+    if (!p) {
+      p = this.adoptKept(row).finally(() => this.adopting.delete(row.id));
+      this.adopting.set(row.id, p);
+    }
+    return p;
+  }
+
+  /**
+   * Every running session's kept console, 25 sessions at a time between turns
+   * of the event loop (the API serves meanwhile; an attach waits for its own
+   * session's). A session whose init keeps none (an older one) costs a timeout.
+   */
+  async adoptAll(rows: SessionRow[]): Promise<void> {
+    for (let i = 0; i < rows.length; i += 25) {
+      for (const row of rows.slice(i, i + 25)) this.adopting.set(row.id, this.adoptKept(row).catch((e: Error) => this.log.warn({ session: row.id, err: e.message }, 'cannot adopt the kept console')).finally(() => this.adopting.delete(row.id)));
+      await Promise.all(rows.slice(i, i + 25).map((r) => this.adopting.get(r.id)));
+    }
+  }
+
+  /** Adoptions under way: a console asked for meanwhile waits for its session's. */
+  private readonly adopting = new Map<string, Promise<void>>();
+
+  private async adoptKept(row: SessionRow): Promise<void> {
+    if (this.consoles.has(row.id) || row.plan === null) return;
+    const agent = this.sessions.agentFor(row);
+    const kept = await agent.keptConsoles();
+    for (const [i, k] of kept.entries()) {
+      let ring: ByteRing;
+      try {
+        ring = ByteRing.mapped(k.ring, this.config.terminal.ring_bytes);
+      } catch (e) {
+        this.log.warn({ session: row.id, err: (e as Error).message }, 'a kept console\'s ring cannot be mapped: its shell goes');
+        addon().closeFd(k.master);
+        agent.signal(k.id, 1);
+        continue;
+      } finally {
+        addon().closeFd(k.ring);
+      }
+      const pty = new SessionPty(k.master, agent, k.id, k.exited);
+      // One console per session; a second kept one (none is made) would have no way in: it ends.
+      if (i > 0 || this.consoles.has(row.id)) {
+        pty.kill('SIGHUP');
+        continue;
+      }
+      const t = this.config.terminal;
+      const size = { cols: k.cols, rows: k.rows };
+      const console = new SessionConsole({ sessionId: row.id, pty, size, maxLagBytes: t.max_lag_bytes, stallMs: t.stall_ms, log: this.log, ...this.consoleOptions(row), ring });
+      this.consoles.set(row.id, console);
+      this.log.info({ session: row.id, bytes: ring.end }, 're-adopted the console its init kept');
+    }
+  }
+
   /** The session's console, started if it is not running (create --console, daemon start, attach). */
-  ensure(row: SessionRow, size: Size = DEFAULT_SIZE): Promise<SessionConsole> {
+  async ensure(row: SessionRow, size: Size = DEFAULT_SIZE): Promise<SessionConsole> {
+    // After a restart, the one its init kept, if it kept one: never a second shell beside it.
+    await this.adopting.get(row.id);
     const running = this.consoles.get(row.id);
-    if (running) return Promise.resolve(running);
+    if (running) return running;
     let starting = this.starting.get(row.id);
     if (!starting) {
       starting = this.open(row, size).finally(() => this.starting.delete(row.id));
@@ -141,9 +223,11 @@ export class Consoles {
     return one;
   }
 
+  /** Daemon shutdown: exec --tty commands end with their clients; consoles are left to their inits, for the next daemon. */
   closeAll(): void {
     for (const c of this.oneOffs) c.kill();
-    for (const c of this.consoles.values()) c.kill();
+    for (const c of this.consoles.values()) c.detach();
+    this.consoles.clear();
     void this.mirrors.close();
   }
 }

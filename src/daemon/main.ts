@@ -96,10 +96,11 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   const access = new AccessGuard(config.access, audit, log, config.state_dir);
   const budgets = new Budgets({ ...config.access, max_exec_streams_per_caller: config.api.max_exec_streams_per_caller });
   const consoles = new Consoles(config, sessions, log, budgets, access);
-  for (const row of sessions.keptConsoles()) {
-    // A console that cannot start (e.g. a session of an older daemon, without a plan) is logged, not fatal.
-    consoles.ensure(row).catch((e: Error) => log.child({ session: row.id }).error({ err: e.message }, 'cannot start the kept console'));
-  }
+  // The consoles their inits kept through the restart, then a new one where --console asks and none was kept.
+  // A console that cannot start (e.g. a session of an older daemon, without a plan) is logged, not fatal.
+  void consoles.adoptAll(sessions.running()).then(() => {
+    for (const row of sessions.keptConsoles()) consoles.ensure(row).catch((e: Error) => log.child({ session: row.id }).error({ err: e.message }, 'cannot start the kept console'));
+  });
   const streams = new StreamLimits(config.api);
   const objects = new Objects(sessions, volumes);
   const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects };

@@ -81,6 +81,9 @@ export const addonExports = [
   'nftApply',
   // spawn.cc
   'spawnHelper',
+  // ring.cc
+  'ringCreate',
+  'ringMap',
 ] as const;
 
 export type AddonExport = (typeof addonExports)[number];
@@ -118,6 +121,10 @@ interface Signatures {
   nftApply(script: string): Promise<void>;
   /** posix_spawn (on the thread pool) of a helper in a new session, no env, with pipes (parent ends, close-on-exec): watch pid, own the fds. */
   spawnHelper(path: string): Promise<HelperProcess>;
+  /** A console's output ring: a memfd (close-on-exec) of RING_HEADER + capacity bytes, mapped shared, header written. */
+  ringCreate(capacity: number): { fd: number; buffer: Buffer };
+  /** Map a ring a session's init kept (its size and header checked); the fd stays the caller's. */
+  ringMap(fd: number): Buffer;
 }
 
 // Names and signatures match one for one, or these fail to compile, naming

@@ -39,6 +39,16 @@ export const AGENT_MAX_EXECS = 256;
 export const AGENT_MAX_EXPORT = 65536;
 /** numbers on the wire have at most ten digits (agent.h) */
 export const AGENT_NUM_MAX = 9999999999;
+/** "ENCR", little-endian, at offset 0 (u32) (agent.h) */
+export const RING_MAGIC = 1380142661;
+/** bytes before the data (agent.h) */
+export const RING_HEADER = 64;
+/** u64: the data's size (agent.h) */
+export const RING_CAPACITY_AT = 8;
+/** u64: bytes ever written (agent.h) */
+export const RING_WRITTEN_AT = 16;
+/** the largest ring the init maps (agent.h) */
+export const RING_MAX = 268435456;
 
 // ---- phases and steps -----------------------------------------------------
 /** The phases of a plan, in the order they run. */
@@ -284,6 +294,13 @@ export const VERBS = {
       { name: 'id', kind: 'ID', lo: 0, hi: 0 },
     ],
   },
+  keep: {
+    dir: 'to-init',
+    fds: 'the console\'s output ring (a memfd)',
+    fields: [
+      { name: 'id', kind: 'ID', lo: 0, hi: 0 },
+    ],
+  },
   write: {
     dir: 'to-init',
     fds: '',
@@ -336,6 +353,30 @@ export const VERBS = {
       { name: 'code', kind: 'NUM', lo: 129, hi: 192 },
     ],
   },
+  kept: {
+    dir: 'to-daemon',
+    fds: 'the console\'s pty master',
+    fields: [
+      { name: 'id', kind: 'ID', lo: 0, hi: 0 },
+      { name: 'pid', kind: 'NUM', lo: 2, hi: 9999999999 },
+      { name: 'cols', kind: 'NUM', lo: 1, hi: 1000 },
+      { name: 'rows', kind: 'NUM', lo: 1, hi: 500 },
+    ],
+  },
+  ring: {
+    dir: 'to-daemon',
+    fds: 'the console\'s output ring',
+    fields: [
+      { name: 'id', kind: 'ID', lo: 0, hi: 0 },
+    ],
+  },
+  'kept-done': {
+    dir: 'to-daemon',
+    fds: '',
+    fields: [
+      { name: 'count', kind: 'NUM', lo: 0, hi: 256 },
+    ],
+  },
 } as const satisfies Record<string, VerbDef>;
 export type Verb = keyof typeof VERBS;
 
@@ -344,6 +385,7 @@ export interface ToInit {
   exec: { id: Field['ID']; tty: Field['FLAG']; stdin: Field['FLAG']; cols: Field['NUM']; rows: Field['NUM']; cwd: Field['PATH']; argv: Field['LIST']; env: Field['LIST'] };
   signal: { id: Field['ID']; signo: Field['NUM'] };
   release: { id: Field['ID'] };
+  keep: { id: Field['ID'] };
   write: { id: Field['ID']; dir: Field['TEXT']; leaf: Field['TEXT']; mode: Field['MODE']; content: Field['BYTES'] };
 }
 export type MessageToInit = { [V in keyof ToInit]: { verb: V } & ToInit[V] }[keyof ToInit];
@@ -355,5 +397,8 @@ export interface ToDaemon {
   exited: { id: Field['ID']; code: Field['NUM']; signal: Field['NUM'] };
   written: { id: Field['ID'] };
   ending: { code: Field['NUM'] };
+  kept: { id: Field['ID']; pid: Field['NUM']; cols: Field['NUM']; rows: Field['NUM'] };
+  ring: { id: Field['ID'] };
+  'kept-done': { count: Field['NUM'] };
 }
 export type MessageToDaemon = { [V in keyof ToDaemon]: { verb: V } & ToDaemon[V] }[keyof ToDaemon];

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ApiError } from '../vocab/errors.js';
 import { addon, type ControlChannel } from '../native/addon.js';
-import { AGENT_MAX_MSG, type MessageToInit } from '../native/contract.gen.js';
+import { AGENT_MAX_MSG, type MessageToDaemon, type MessageToInit } from '../native/contract.gen.js';
 import { decodeToDaemon, encodeMessage, framingRoom, payloadSize } from '../native/control.js';
 import { errnoName } from './launch.js';
 
@@ -51,6 +51,27 @@ export interface ExitReport {
   signal: number | null;
 }
 
+/**
+ * A console the init kept through a daemon restart (native/src/agent.h,
+ * "keep"): its command, its pty master and output ring (fds now ours), its
+ * size, and its exit.
+ */
+export interface KeptConsole {
+  id: string;
+  pid: number;
+  cols: number;
+  rows: number;
+  master: number;
+  ring: number;
+  exited: Promise<ExitReport | null>;
+}
+
+/** Kept consoles one connection may announce: we make one per session; more is a hostile init's fd flood. */
+const MAX_KEPT = 2;
+
+/** How long an init that keeps nothing (one of an older daemon) may take to say so. */
+const KEPT_TIMEOUT_MS = 2000;
+
 /** A command the init runs: its pty master (with tty) and its exit, null if the session ended under it. */
 export interface StartedCommand {
   id: string;
@@ -79,6 +100,10 @@ export class SessionAgent {
   private channel: ControlChannel | undefined;
   private readonly pending = new Map<string, Pending>();
   private readonly writes = new Map<string, PendingWrite>();
+  /** Kept consoles the init announced on this connection, and whether it said that was all. */
+  private readonly kept = new Map<string, Partial<KeptConsole>>();
+  private keptDone = false;
+  private keptWaiters: (() => void)[] = [];
 
   constructor(
     private readonly path: string,
@@ -180,6 +205,72 @@ export class SessionAgent {
     }
   }
 
+  /** Keep a console through daemon restarts: the init takes its output ring (a memfd) and keeps its master. */
+  keep(id: string, ringFd: number): void {
+    try {
+      this.channel?.send(encodeMessage({ verb: 'keep', id }), [ringFd]);
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'cannot hand the console to the session init: it will not outlive the daemon');
+    }
+  }
+
+  /**
+   * The consoles the init kept for an earlier daemon, with their fds (the
+   * caller's to close). An init of an older version keeps none and says
+   * nothing: after KEPT_TIMEOUT_MS that reads as none.
+   */
+  async keptConsoles(): Promise<KeptConsole[]> {
+    this.connect();
+    if (!this.keptDone) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, KEPT_TIMEOUT_MS);
+        this.keptWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    const out: KeptConsole[] = [];
+    for (const k of this.kept.values()) {
+      if (k.master !== undefined && k.ring !== undefined && k.exited) out.push(k as KeptConsole);
+      else for (const fd of [k.master, k.ring]) if (fd !== undefined) addon().closeFd(fd);
+    }
+    this.kept.clear();
+    return out;
+  }
+
+  private onKept(m: Extract<MessageToDaemon, { verb: 'kept' | 'ring' | 'kept-done' }>, fd: number | null): void {
+    if (m.verb === 'kept-done') {
+      this.keptDone = true;
+      for (const w of this.keptWaiters.splice(0)) w();
+      return;
+    }
+    let k = this.kept.get(m.id);
+    if (!k) {
+      if (this.kept.size >= MAX_KEPT || this.keptDone) {
+        if (fd !== null) addon().closeFd(fd);
+        this.log.warn({ id: m.id }, 'the session init announced more kept consoles than were made: ignored');
+        return;
+      }
+      k = { id: m.id };
+      this.kept.set(m.id, k);
+    }
+    // Each fd once: a repeat would otherwise leak the first.
+    if ((m.verb === 'ring' ? k.ring : k.master) !== undefined) {
+      if (fd !== null) addon().closeFd(fd);
+      return;
+    }
+    if (m.verb === 'ring') {
+      if (fd !== null) k.ring = fd;
+      return;
+    }
+    Object.assign(k, { pid: m.pid, cols: m.cols, rows: m.rows }, fd !== null ? { master: fd } : {});
+    // Its exit comes as any command's.
+    let onExit!: (e: ExitReport | null) => void;
+    k.exited = new Promise<ExitReport | null>((r) => (onExit = r));
+    this.pending.set(m.id, { tty: true, onExit });
+  }
+
   /** A tty command's master is drained: the init may close its slave copy. */
   release(id: string): void {
     try {
@@ -191,12 +282,13 @@ export class SessionAgent {
 
   private onMessage(fields: string[], fd: number | null): void {
     const m = decodeToDaemon(fields);
-    const p = m && m.verb !== 'ending' ? this.pending.get(m.id) : undefined;
-    // An fd is only ever expected with the start of a tty command.
-    const wantFd = m?.verb === 'started' && p?.tty === true && p.onStart !== undefined;
-    if (fd !== null && (!wantFd || !addon().isPtyMaster(fd))) {
+    const p = m && 'id' in m ? this.pending.get(m.id) : undefined;
+    // An fd comes with the start of a tty command and with a kept console
+    // (a pty master), and with a kept console's ring (checked when mapped).
+    const wantPty = (m?.verb === 'started' && p?.tty === true && p.onStart !== undefined) || m?.verb === 'kept';
+    if (fd !== null && !(m?.verb === 'ring' || (wantPty && addon().isPtyMaster(fd)))) {
       addon().closeFd(fd);
-      if (wantFd) return p!.onStart!({ ok: false, failure: new StartFailure('tty', 22, 'the session sent something that is not a pty master') });
+      if (wantPty && m?.verb === 'started') return p!.onStart!({ ok: false, failure: new StartFailure('tty', 22, 'the session sent something that is not a pty master') });
       this.log.warn({ fields: fields.length }, 'ignored an fd from the session init');
       return;
     }
@@ -205,6 +297,7 @@ export class SessionAgent {
       return;
     }
     if (m.verb === 'ending') return this.onEnding(m.code);
+    if (m.verb === 'kept' || m.verb === 'ring' || m.verb === 'kept-done') return this.onKept(m, fd);
     const w = this.writes.get(m.id);
     if (w) {
       if (m.verb === 'written') w.done();
@@ -228,6 +321,10 @@ export class SessionAgent {
 
   private onClose(reason: string): void {
     this.channel = undefined;
+    // A new connection hears the kept consoles again.
+    this.keptDone = false;
+    for (const k of this.kept.values()) for (const fd of [k.master, k.ring]) if (fd !== undefined) addon().closeFd(fd);
+    this.kept.clear();
     for (const w of [...this.writes.values()]) w.done(new StartFailure('protocol', 104, `the session init closed the control channel (${reason})`));
     this.log.debug({ reason }, 'control channel closed');
     for (const [id, p] of this.pending) {

@@ -127,7 +127,11 @@ export class SessionManager {
 
   /** Running sessions created with --console. */
   keptConsoles(): SessionRow[] {
-    return this.kit.store.listInStates(['running']).filter((r) => r.keep_console);
+    return this.running().filter((r) => r.keep_console);
+  }
+
+  running(): SessionRow[] {
+    return this.kit.store.listInStates(['running']);
   }
 
   /** A session by id; callers that hold a name resolve it through src/daemon/objects.ts. */

@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { ByteRing } from './ring.js';
+import { clampSize, parseResize, type Size } from './size.js';
 import { Channel, encodeFrame, exitStatusFor } from './channels.js';
 import type { Snapshot } from './mirror.js';
 import type { TerminalProcess } from './sessionPty.js';
@@ -15,6 +16,7 @@ export { ATTACH_PROTOCOL } from '../api/protocol.js';
 export const EVENTS_CHANNEL = Channel.events;
 export const ACK_CHANNEL = Channel.ack;
 export const SNAPSHOT_CHANNEL = Channel.snapshot;
+export type { Size } from './size.js';
 /** What a plain k8s client gets before a snapshot: it has no snapshot channel. */
 const CLEAR_SCREEN = Buffer.from('\x1b[0m\x1b[H\x1b[2J\x1b[3J');
 
@@ -30,16 +32,6 @@ const EXIT_DRAIN_MAX_MS = 2000;
 
 export type Role = 'rw' | 'ro';
 export type ResizePolicy = 'latest' | 'smallest';
-
-export interface Size {
-  cols: number;
-  rows: number;
-}
-
-export function clampSize(s: Size): Size {
-  const clamp = (v: number, max: number) => Math.min(max, Math.max(1, Math.floor(Number.isFinite(v) ? v : 1)));
-  return { cols: clamp(s.cols, 1000), rows: clamp(s.rows, 500) };
-}
 
 class Client {
   queue: Buffer[] = [];
@@ -76,8 +68,10 @@ class Client {
 
 export interface ConsoleOptions {
   sessionId: string;
-  pty: TerminalProcess & { close?: () => void };
+  pty: TerminalProcess & { close?: () => void; detach?: () => void };
   ringBytes: number;
+  /** Its output ring, when it is not a new one in this process's memory (a console's, shared with its session's init). */
+  ring?: ByteRing;
   size: Size;
   policy: ResizePolicy;
   /** A client this far behind is cut off whatever it does (memory bound). */
@@ -114,7 +108,7 @@ export class SessionConsole {
   private readonly mirror: ScreenSource | undefined;
 
   constructor(private readonly o: ConsoleOptions) {
-    this.ring = new ByteRing(o.ringBytes);
+    this.ring = o.ring ?? new ByteRing(o.ringBytes);
     this.size = clampSize(o.size);
     this.mirror = o.mirror?.(this.ring, this.size);
     o.pty.onData((data: string | Buffer) => this.output(typeof data === 'string' ? Buffer.from(data) : data));
@@ -363,6 +357,25 @@ export class SessionConsole {
     this.o.onEnd();
   }
 
+  /**
+   * The daemon is going away, the session is not: let go of the terminal
+   * without ending its command (its init keeps the pty and the ring for the
+   * next daemon). Viewers are told to come back (1012, service restart).
+   */
+  detach(): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.resizeTimer);
+    clearTimeout(this.drainTimer);
+    for (const c of [...this.clients]) {
+      c.closed = true;
+      c.ws.close(1012, 'the daemon is restarting: attach again');
+    }
+    this.clients.clear();
+    this.mirror?.close();
+    this.o.pty.detach?.();
+  }
+
   /** The session is going away: end the shell (its exit status follows). */
   kill(): void {
     if (this.exit) return;
@@ -371,15 +384,5 @@ export class SessionConsole {
     setTimeout(() => {
       if (!this.exit) this.o.pty.kill('SIGKILL');
     }, 2000).unref();
-  }
-}
-
-export function parseResize(payload: Buffer): Size | undefined {
-  try {
-    const v = JSON.parse(payload.toString('utf8')) as { Width?: unknown; Height?: unknown };
-    if (typeof v.Width !== 'number' || typeof v.Height !== 'number') return undefined;
-    return clampSize({ cols: v.Width, rows: v.Height });
-  } catch {
-    return undefined;
   }
 }

@@ -77,6 +77,11 @@ export class SessionPty implements TerminalProcess {
     this.agent.signal(this.execId, SIGNALS[signal] ?? 1);
   }
 
+  /** Let go of our end without a word to the init, which keeps its own (a console outliving the daemon). */
+  detach(): void {
+    this.end();
+  }
+
   /** Close our end (after the command's exit was reported and drained). */
   close(): void {
     this.agent.release(this.execId);

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { addon } from '../../src/native/addon.js';
 import { SessionAgent, type StartFailure } from '../../src/sessions/agent.js';
+import { ByteRing } from '../../src/terminal/ring.js';
 import { encodeMessage } from '../../src/native/control.js';
 import type { MessageToDaemon } from '../../src/native/contract.gen.js';
 
@@ -22,6 +23,7 @@ interface Datagram {
   fields: string[];
   terminated?: boolean;
   fds?: number;
+  fd?: 'pty' | { ring: number; sealed: boolean };
 }
 /** Field 1 of the daemon's request: its exec id. */
 const ID = '$1';
@@ -95,6 +97,46 @@ describe.skipIf(!process.env.CI && noPython())('control channel against a hostil
     expect(f.detail).toMatch(detail);
     // libuv closes the poll handle on a later tick, and other test files share
     // this process's fd table (threads): a leak stays, a transient fd goes.
+    for (let i = 0; i < 50 && openFds() > before; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(openFds()).toBeLessThanOrEqual(before);
+  });
+});
+
+// A new daemon hears the consoles an init kept, with their fds: the init may
+// be hostile, so they are counted, checked and closed like any other fd.
+describe.skipIf(!process.env.CI && noPython())('kept consoles from a hostile init', () => {
+  it('takes at most two, each fd once; a ring unsealed or larger than ours does not map; nothing leaks', async () => {
+    const kept = (id: string): Datagram => msg({ verb: 'kept', id, pid: 50, cols: 80, rows: 24 }, { fd: 'pty' });
+    const ring = (id: string, capacity: number, sealed: boolean): Datagram => msg({ verb: 'ring', id }, { fd: { ring: capacity, sealed } });
+    const script = [
+      kept('k1'),
+      ring('k1', 4096, false), // unsealed: the init could shrink it under our mapping
+      kept('k2'),
+      ring('k2', 8192, true),
+      ring('k2', 4096, true), // a repeat: its fd is closed, the first stays
+      ...['k3', 'k4', 'k5', 'k6'].flatMap((id) => [kept(id), ring(id, 4096, true)]), // more than were made
+      msg({ verb: 'kept', id: 'k7', pid: 50, cols: 80, rows: 24 }, { fds: 1 }), // not a pty
+      msg({ verb: 'kept-done', count: 7 }),
+    ];
+    const before = openFds();
+    dir = mkdtempSync(join(tmpdir(), 'enclave-ctl-'));
+    const path = join(dir, 'control');
+    py = spawn('python3', [fake, path, JSON.stringify(script), 'unasked'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => py!.stdout!.once('data', () => resolve()));
+    const agent = new SessionAgent(path, pino({ level: 'silent' }));
+    try {
+      const got = await agent.keptConsoles();
+      expect(got.map((k) => k.id)).toEqual(['k1', 'k2']);
+      for (const k of got) expect(addon().isPtyMaster(k.master)).toBe(true);
+      const [k1, k2] = got;
+      expect(() => ByteRing.mapped(k1!.ring, 1 << 20)).toThrow(/EPERM|not permitted/);
+      expect(() => ByteRing.mapped(k2!.ring, 4096)).toThrow(/more than terminal.ring_bytes/);
+      // The first k2 ring is the one kept, and a sealed ring within our size maps.
+      expect(ByteRing.mapped(k2!.ring, 8192).capacity).toBe(8192);
+      for (const k of got) for (const fd of [k.master, k.ring]) addon().closeFd(fd);
+    } finally {
+      agent.close();
+    }
     for (let i = 0; i < 50 && openFds() > before; i++) await new Promise((r) => setTimeout(r, 20));
     expect(openFds()).toBeLessThanOrEqual(before);
   });

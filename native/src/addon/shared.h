@@ -84,6 +84,7 @@ void RegisterControl(Napi::Env env, Napi::Object exports);
 void RegisterFds(Napi::Env env, Napi::Object exports);
 void RegisterLocks(Napi::Env env, Napi::Object exports);
 void RegisterNotify(Napi::Env env, Napi::Object exports);
+void RegisterRing(Napi::Env env, Napi::Object exports);
 void RegisterOverlay(Napi::Env env, Napi::Object exports);
 void RegisterNetlink(Napi::Env env, Napi::Object exports);
 void RegisterNft(Napi::Env env, Napi::Object exports);
