@@ -102,6 +102,7 @@ static struct exec_rec recs[AGENT_MAX_EXECS];
 static const struct plan *session_plan; /* its exec-phase ops: the environment */
 static int conn = -1;
 static int stopping; /* the signal that told the session to stop, or 0 */
+static int quiescing; /* the signal a "quiesce" sent, until no process but us is left; or 0 */
 static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
 static const int handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
@@ -295,6 +296,13 @@ static void reap(void) {
       SEND(VERB_ENDING, -1, code);
       _exit(128 + stopping);
     }
+    /* Asked to quiesce (a stop stores the files of a session at rest): say when it is. */
+    if (p < 0 && errno == ECHILD && quiescing) {
+      char sig[16];
+      snprintf(sig, sizeof sig, "%d", quiescing);
+      SEND(VERB_QUIET, -1, sig);
+      quiescing = 0;
+    }
     if (p <= 0) return;
     for (int i = 0; i < AGENT_MAX_EXECS; i++) {
       struct exec_rec *r = &recs[i];
@@ -480,6 +488,17 @@ static void handle_signal(char **f, int nf) {
   kill(r->pid, sig);
 }
 
+/* quiesce SIGNO: every process of the session but us gets it (and a
+ * SIGCONT, for a stopped one); "quiet" follows once none is left, at once if
+ * none is. The session stays; a stop then stores its files and ends it. */
+static void handle_quiesce(char **f, int nf) {
+  if (fields_fit(VERB_QUIESCE, f, nf) < 0) return;
+  quiescing = (int)parse_u64(f[1]);
+  kill(-1, quiescing);
+  kill(-1, SIGCONT);
+  reap();
+}
+
 static void handle_release(char **f, int nf) {
   /* release ID: the daemon drained this terminal's master. */
   if (fields_fit(VERB_RELEASE, f, nf) < 0) return;
@@ -597,6 +616,7 @@ static void read_conn(void) {
     case VERB_RELEASE: handle_release(f, nf); break;
     case VERB_WRITE: handle_write(f, nf); break;
     case VERB_KEEP: handle_keep(f, nf, fds, nfds); break;
+    case VERB_QUIESCE: handle_quiesce(f, nf); break;
     default: break; /* not a verb the init answers */
   }
   for (int i = 0; i < nfds; i++)

@@ -76,6 +76,7 @@ enum agent_direction { TO_INIT, TO_DAEMON };
   X(SIGNAL, "signal", TO_INIT, "", F("id", ID, 0, 0) F("signo", NUM, 1, 64))                              \
   X(RELEASE, "release", TO_INIT, "", F("id", ID, 0, 0)) /* a tty command's master is drained */           \
   X(KEEP, "keep", TO_INIT, "the console's output ring (a memfd)", F("id", ID, 0, 0)) /* outlive the daemon */ \
+  X(QUIESCE, "quiesce", TO_INIT, "", F("signo", NUM, 1, 64)) /* signal every process but the init; "quiet" when none is left */ \
   X(WRITE, "write", TO_INIT, "", /* refresh a secret file */                                               \
     F("id", ID, 0, 0) F("dir", TEXT, 0, AGENT_MAX_MSG) F("leaf", TEXT, 0, AGENT_MAX_MSG)                   \
     F("mode", MODE, 0, 0777) F("content", BYTES, 0, 0))                                                   \
@@ -89,7 +90,8 @@ enum agent_direction { TO_INIT, TO_DAEMON };
   X(KEPT, "kept", TO_DAEMON, "the console's pty master", /* to a new connection, per kept console */       \
     F("id", ID, 0, 0) F("pid", NUM, 2, AGENT_NUM_MAX) F("cols", NUM, 1, 1000) F("rows", NUM, 1, 500))         \
   X(RING, "ring", TO_DAEMON, "the console's output ring", F("id", ID, 0, 0))                              \
-  X(KEPT_DONE, "kept-done", TO_DAEMON, "", F("count", NUM, 0, AGENT_MAX_EXECS)) /* every kept console sent */
+  X(KEPT_DONE, "kept-done", TO_DAEMON, "", F("count", NUM, 0, AGENT_MAX_EXECS)) /* every kept console sent */ \
+  X(QUIET, "quiet", TO_DAEMON, "", F("signo", NUM, 1, 64)) /* no process but the init is left (after quiesce SIGNO) */
 
 #define AGENT_KIND_ENUM(id, what) FIELD_##id,
 enum agent_kind { AGENT_FIELD_KINDS(AGENT_KIND_ENUM) };

@@ -140,11 +140,15 @@ export class Budgets {
     return new BudgetRefusal(rule, new ApiError('forbidden', `uid ${who.uid} may not publish ${p.host_ip}:${p.host_port}: it may publish on ${addresses.join(', ')} from port ${min_port} (${rule})`, 'publish'));
   }
 
-  /** The user's totals with one more session: checked inside the transaction that inserts it. */
-  totalsProblem(who: Principal, limits: Limits, usage: Usage): BudgetRefusal | undefined {
+  /**
+   * The user's totals with one more session running: checked inside the
+   * transaction that records it. `adding`: a new session (a start's is
+   * counted already: a stopped session is the owner's).
+   */
+  totalsProblem(who: Principal, limits: Limits, usage: Usage, adding = true): BudgetRefusal | undefined {
     const e = this.of(who);
     if (!e) return undefined;
-    if (usage.sessions + 1 > e.sessions) {
+    if (adding && usage.sessions + 1 > e.sessions) {
       const rule = e.budget.sessions.total === undefined ? 'access.max_sessions_per_uid' : `${e.source}.sessions.total`;
       return new BudgetRefusal(rule, new ApiError('too_many', `uid ${who.uid} already owns ${usage.sessions} live sessions (${rule})`));
     }

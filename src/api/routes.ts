@@ -95,6 +95,8 @@ export const ROUTES = {
   sessionCreate: route({ method: 'POST', path: '/v1/sessions', owner: { kind: 'caller' }, action: 'session.create', body: createSessionRequest, reply: json(sessionSchema, 201) }),
   sessionShow: route({ method: 'GET', path: '/v1/sessions/{session}', owner: { kind: 'session' }, action: 'session.show', reply: json(sessionSchema) }),
   sessionDestroy: route({ method: 'DELETE', path: '/v1/sessions/{session}', owner: { kind: 'session' }, action: 'session.destroy', reply: EMPTY }),
+  sessionStop: route({ method: 'POST', path: '/v1/sessions/{session}/stop', owner: { kind: 'session' }, action: 'session.stop', reply: json(sessionSchema) }),
+  sessionStart: route({ method: 'POST', path: '/v1/sessions/{session}/start', owner: { kind: 'session' }, action: 'session.start', reply: json(sessionSchema) }),
   portPublish: route({ method: 'POST', path: '/v1/sessions/{session}/ports', owner: { kind: 'session' }, action: 'session.publish', body: publishSchema, reply: json(sessionSchema, 201) }),
   portUnpublish: route({ method: 'DELETE', path: '/v1/sessions/{session}/ports/{port}', owner: { kind: 'session' }, action: 'session.publish', reply: EMPTY }),
   snapshot: route({

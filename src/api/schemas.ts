@@ -74,6 +74,9 @@ const distinct = <T extends z.ZodType<string>>(item: T, max: number, what: strin
     .max(max)
     .refine((xs) => new Set(xs).size === xs.length, `names the same ${what} twice`);
 
+/** An idle timeout, seconds: 0 (never) up to 30 days. */
+export const IDLE_TIMEOUT = z.number().int().min(0).max(30 * 86400);
+
 export const createSessionRequest = z
   .object({
     name: sessionName.optional(),
@@ -105,6 +108,8 @@ export const createSessionRequest = z
     auth: distinct(providerRef, 16, 'provider').optional(),
     /** Env tokens the session gets as files and variables (own, or UID:NAME shared). */
     env_tokens: distinct(envTokenRef, 64, 'env token').optional(),
+    /** Stop it after this many seconds with no viewer, no exec and next to no CPU use; 0: never (config default: sessions.idle_timeout_s). */
+    idle_timeout_s: IDLE_TIMEOUT.optional(),
   })
   .strict();
 export type CreateSessionRequest = z.infer<typeof createSessionRequest>;
@@ -141,6 +146,12 @@ export const sessionSchema = z.object({
   volumes: z.array(z.object({ name: z.string(), target: z.string(), readonly: z.boolean() })),
   /** How the session's init ended, once it has: an exit code or a signal. */
   exit: z.object({ code: z.number().int().nullable(), signal: z.number().int().nullable() }).nullable(),
+  /** Stopped after this many seconds idle (null: never). */
+  idle_timeout_s: z.number().int().nullable(),
+  /** Why it last stopped: "asked by uid N", or "idle for ...". */
+  stopped_because: z.string().nullable(),
+  /** While stopped: the bytes of its stored files. */
+  stored_bytes: z.number().int().nullable(),
 });
 export type Session = z.infer<typeof sessionSchema>;
 

@@ -51,6 +51,16 @@ function parsePublish(spec: string): { host_ip: string; host_port: number; sessi
   return { host_ip: m[1] ?? '127.0.0.1', host_port: Number(m[2]), session_port: Number(m[3]) };
 }
 
+const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86400 } as const;
+
+/** A duration flag: 30s, 10m, 2h, 1d, or 0 (never). */
+function durationSeconds(v: string, flag: string): number {
+  if (v === '0') return 0;
+  const m = /^(\d{1,7})([smhd])$/.exec(v);
+  if (!m) throw new UsageError(`${flag}: '${v.slice(0, 40)}' is not a duration like 30s, 10m, 2h, 1d (or 0 for never)`);
+  return Number(m[1]) * UNIT_SECONDS[m[2] as keyof typeof UNIT_SECONDS];
+}
+
 /** --since: an ISO 8601 time, or a duration ago (30s, 10m, 2h, 7d). */
 function sinceTime(v: string): string {
   const m = /^(\d+)([smhd])$/.exec(v);
@@ -69,7 +79,7 @@ function envFlags(values: string[] | undefined): string[] {
   return values ?? [];
 }
 
-const FLAG_OF: Record<string, string> = { ...LIMIT_FLAG_OF, env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', name: '--name', profile: '--profile', volumes: '--volume' };
+const FLAG_OF: Record<string, string> = { ...LIMIT_FLAG_OF, env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', name: '--name', profile: '--profile', volumes: '--volume', idle_timeout_s: '--idle-timeout' };
 
 /** Every limit of the table is a string flag of session create. */
 const LIMIT_OPTIONS = Object.fromEntries(LIMITS.map((r) => [r.flag, { type: 'string' as const }]));
@@ -91,6 +101,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
           'env-token': { type: 'string', multiple: true },
           volume: { type: 'string', multiple: true },
           from: { type: 'string' },
+          'idle-timeout': { type: 'string' },
           json: { type: 'boolean' },
         },
         false,
@@ -113,6 +124,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
           auth: values.auth,
           env_tokens: values['env-token'],
           volumes: volumes.length ? volumes : undefined,
+          idle_timeout_s: values['idle-timeout'] === undefined ? undefined : durationSeconds(values['idle-timeout'], '--idle-timeout'),
         }).filter(([, v]) => v !== undefined),
       );
       const checked = createSessionRequest.safeParse(body);
@@ -146,6 +158,14 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       const id = ref(positionals[0], 'show');
       const s = await callRoute(socketPath(values.socket), ROUTES.sessionShow, session$(id));
       process.stdout.write(values.json ? json(s) : sessionDetails(s));
+      return 0;
+    }
+    case 'stop':
+    case 'start': {
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
+      const id = ref(positionals[0], sub);
+      const s = await callRoute(socketPath(values.socket), sub === 'stop' ? ROUTES.sessionStop : ROUTES.sessionStart, session$(id));
+      process.stdout.write(values.json ? json(s) : `${s.id} ${s.state}\n`);
       return 0;
     }
     case 'destroy': {

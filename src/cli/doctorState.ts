@@ -2,7 +2,7 @@
 // the database's integrity, kernel objects no row owns (orphans) and rows
 // whose kernel objects are gone, and who holds the resource locks.
 // `--repair` removes the orphans listed, and nothing else.
-import { LIVE_STATES } from '../vocab/states.js';
+import { ACTIVE_STATES } from '../vocab/states.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -25,7 +25,8 @@ interface Row {
   init_pid: number | null;
 }
 
-const LIVE = new Set<string>(LIVE_STATES);
+/** Sessions with processes: their cgroups and links are theirs; any other's are orphans. */
+const LIVE = new Set<string>(ACTIVE_STATES);
 
 function readRows(path: string): { rows: Row[]; problem?: string; version?: number } {
   let db: Database.Database | undefined;
@@ -51,7 +52,7 @@ export function stateChecks(config: Config): { checks: Check[]; orphans: Orphan[
   const { rows, problem, version } = existsSync(dbPath) ? readRows(dbPath) : { rows: [], problem: undefined, version: undefined };
   if (!existsSync(dbPath)) checks.push({ name: 'database', ok: true, required: false, detail: `${dbPath} does not exist yet (no daemon has run with this state dir)` });
   else if (problem) checks.push({ name: 'database', ok: false, required: false, detail: `${dbPath}: ${problem}` });
-  else checks.push({ name: 'database', ok: true, required: false, detail: `${dbPath}: integrity ok, schema ${version}, ${rows.filter((r) => LIVE.has(r.state)).length} live of ${rows.length} sessions` });
+  else checks.push({ name: 'database', ok: true, required: false, detail: `${dbPath}: integrity ok, schema ${version}, ${rows.filter((r) => LIVE.has(r.state)).length} with processes of ${rows.length} sessions` });
 
   const byId = new Map(rows.map((r) => [r.id, r]));
   const orphans: Orphan[] = [];

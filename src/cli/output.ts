@@ -62,10 +62,23 @@ export function sessionDetails(s: Session): string {
   rows.push(['console', s.console.keep ? `${con}; kept (--console)` : con]);
   if (s.secrets.auth.length) rows.push(['auth', s.secrets.auth.join(', ')]);
   if (s.secrets.env_tokens.length) rows.push(['env tokens', s.secrets.env_tokens.join(', ')]);
+  if (s.idle_timeout_s !== null) rows.push(['idle stop', `after ${duration(s.idle_timeout_s)} idle`]);
+  if (s.stopped_because && (s.state === 'stopped' || s.state === 'stopping')) rows.push(['stopped', s.stopped_because]);
+  if (s.stored_bytes !== null) rows.push(['stored', `${(s.stored_bytes / 1048576).toFixed(1)} MiB (root layer and /home, compressed)`]);
   if (s.last_error) rows.push(['last error', s.last_error]);
   if (s.exit) rows.push(['init exit', s.exit.signal !== null ? `signal ${s.exit.signal}` : `code ${s.exit.code}`]);
   const w = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';
+}
+
+/** Seconds as the CLI takes them: 90 -> 1m30s. */
+export function duration(secs: number): string {
+  const parts: string[] = [];
+  for (const [unit, n] of [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+    if (secs >= n || (unit === 's' && parts.length === 0)) parts.push(`${Math.floor(secs / n)}${unit}`);
+    secs %= n;
+  }
+  return parts.join('');
 }
 
 export function json(value: unknown): string {

@@ -12,6 +12,7 @@ import { Transform } from 'node:stream';
 import { ROUTES } from '../api/routes.js';
 import { CliError, errorMessage, routePath } from './client.js';
 import { runExecClient } from './execClient.js';
+import { RESTORE_SCRIPT as RESTORE } from '../snapshots/restoreScript.js';
 
 const MIB = 1024 * 1024;
 const TRAILER = 'x-enclave-snapshot';
@@ -136,18 +137,6 @@ export function snapshotKind(file: string): 'zstd' | 'none' {
   if (n === 512 && head.toString('latin1', 257, 262) === 'ustar') return 'none';
   throw new CliError(`--from ${file}: not a snapshot (neither zstd nor tar)`, 2);
 }
-
-/**
- * Run inside the new session as its root: unpack over "/" (the writable
- * layer takes it), check the manifest, delete what the snapshot's layer
- * deleted, and drop the metadata.
- */
-const RESTORE = `set -eu
-cd /
-if [ "$1" = zstd ]; then zstd -dcq; else cat; fi | tar -x -f - -p --numeric-owner --same-owner
-grep -q '"format":"enclave-snapshot","version":1,' /.enclave/manifest.json || { echo "not an enclave snapshot" >&2; exit 3; }
-xargs -0 -r rm -rf -- < /.enclave/deleted
-rm -rf /.enclave`;
 
 export async function restoreSnapshot(socket: string, session: string, file: string, kind: 'zstd' | 'none'): Promise<void> {
   const p = progress(`restore into ${session}`, statSync(file).size);

@@ -14,12 +14,16 @@ export const USAGE = `usage: enclave [--socket PATH] COMMAND
                          ${LIMIT_FLAGS_USAGE}
                          [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--console]
                          [--volume NAME:/PATH[:ro]]... [--from SNAPSHOT]
-                         [--env K=V]... [--auth PROVIDER|UID:PROVIDER]... [--env-token NAME|UID:NAME]... [--json]
+                         [--env K=V]... [--auth PROVIDER|UID:PROVIDER]... [--env-token NAME|UID:NAME]...
+                         [--idle-timeout DURATION] [--json]   DURATION: 30s, 10m, 2h, 1d; 0 never
   enclave session list [--all] [--json]
   enclave session show ID|NAME [--json]
   enclave session exec ID|NAME [--tty] [--env K=V]... [--cwd DIR] -- CMD [ARG...]
   enclave session attach ID|NAME [--ro] [--detach-keys ctrl-p,ctrl-q]
-  enclave session destroy ID|NAME
+  enclave session stop ID|NAME [--json]     end its processes, store its root layer and /home (compressed);
+                                             name, address, ports, volumes and secrets stay
+  enclave session start ID|NAME [--json]    run it again from what stop stored
+  enclave session destroy ID|NAME           running or stopped: gone, with its stored files
   enclave session refresh-auth ID|NAME       rewrite its secret files from the store
   enclave session snapshot ID|NAME -o FILE [--compression zstd|none]
                                              its writable root layer and /home, while it runs (frozen)

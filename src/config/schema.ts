@@ -44,6 +44,8 @@ export const configSchema = z
         hide: z.array(absolutePath).default(['/root', '/etc/enclave', '/var/lib/enclave', '/run/enclave']),
         /** SIGTERM-to-SIGKILL grace on destroy, in milliseconds. */
         stop_grace_ms: z.number().int().min(0).max(600_000).default(5000),
+        /** Stop a session after this many seconds with no viewer, no exec and next to no CPU (0: never); --idle-timeout overrides it. */
+        idle_timeout_s: z.number().int().min(0).max(30 * 86400).default(0),
         /** On SIGTERM, how long the daemon waits for creates and destroys under way before it exits anyway (sessions keep running; the next start finishes what was asked). */
         shutdown_deadline_ms: z.number().int().min(0).max(600_000).default(10_000),
         max_sessions: z.number().int().min(1).max(100_000).default(1000),

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { removeHostNetwork } from '../network/hostNetwork.js';
 import pino, { type Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { detectCgroupLayout, removeParents } from '../isolation/cgroups.js';
+import { cpuUsageNs, detectCgroupLayout, removeParents, sessionCgroupDirs } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
 import { SessionManager } from '../sessions/manager.js';
 import { Volumes } from '../volumes/volumes.js';
@@ -16,6 +16,7 @@ import { SessionStore } from '../store/sessionStore.js';
 import { createApiServer } from './server.js';
 import { Consoles } from './attach.js';
 import { ListenAuth } from './listenAuth.js';
+import { IdleStop } from '../sessions/idle.js';
 import { StreamLimits } from './streams.js';
 import { DaemonLocks, LockError } from './locks.js';
 import { AuditLog } from '../access/audit.js';
@@ -52,9 +53,9 @@ export async function cleanupHost(config: Config): Promise<void> {
   const locks = takeLocks(config);
   if (existsSync(join(config.state_dir, 'enclave.db'))) {
     const db = openDatabase(config.state_dir);
-    const live = new SessionStore(db).countLive();
+    const live = new SessionStore(db).countActive();
     db.close();
-    if (live > 0) throw new StartupError(`${live} session(s) are still live: destroy them first (their links are on the bridge)`);
+    if (live > 0) throw new StartupError(`${live} session(s) still have processes: stop or destroy them first (their links are on the bridge)`);
   }
   await removeHostNetwork(config.network);
   removeParents(detectCgroupLayout(config.cgroups.root), config.cgroups.parent);
@@ -102,6 +103,13 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
     for (const row of sessions.keptConsoles()) consoles.ensure(row).catch((e: Error) => log.child({ session: row.id }).error({ err: e.message }, 'cannot start the kept console'));
   });
   const streams = new StreamLimits(config.api);
+  const idle = new IdleStop({
+    candidates: () => sessions.running().filter((r) => r.idle_timeout_s !== null),
+    inUse: (id) => consoles.info(id).viewers > 0 || streams.of(id) > 0,
+    cpuNs: (id) => cpuUsageNs(sessionCgroupDirs(layout, config.cgroups.parent, id)),
+    stop: (id, because) => sessions.stopSession(id, because),
+    log,
+  });
   const objects = new Objects(sessions, volumes);
   const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects };
   const { server, closeClients } = createApiServer(parts);
@@ -136,12 +144,14 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   // Only now: the database was checked, sessions re-adopted, every listener is up.
   manager.ready();
   sessions.scanUsrInBackground();
+  idle.start();
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       log.info('stopping; sessions keep running');
       manager.stopping();
+      idle.close();
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       closeClients();

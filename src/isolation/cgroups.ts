@@ -196,3 +196,23 @@ export function removeCgroup(dir: string): boolean {
     throw e;
   }
 }
+
+/**
+ * CPU time the session's processes used, in nanoseconds: v1 cpuacct.usage,
+ * else cgroup2's cpu.stat usage_usec (kept even without the cpu controller);
+ * undefined when neither can be read (the cgroup is gone).
+ */
+export function cpuUsageNs(dirs: CgroupDir[]): number | undefined {
+  for (const d of dirs) {
+    try {
+      if (d.version === 1 && d.controllers.includes('cpuacct')) return Number(readFileSync(join(d.path, 'cpuacct.usage'), 'utf8'));
+      if (d.version === 2) {
+        const m = /^usage_usec (\d+)$/m.exec(readFileSync(join(d.path, 'cpu.stat'), 'utf8'));
+        if (m) return Number(m[1]) * 1000;
+      }
+    } catch {
+      /* this hierarchy cannot say: the next may */
+    }
+  }
+  return undefined;
+}

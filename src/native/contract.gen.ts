@@ -301,6 +301,13 @@ export const VERBS = {
       { name: 'id', kind: 'ID', lo: 0, hi: 0 },
     ],
   },
+  quiesce: {
+    dir: 'to-init',
+    fds: '',
+    fields: [
+      { name: 'signo', kind: 'NUM', lo: 1, hi: 64 },
+    ],
+  },
   write: {
     dir: 'to-init',
     fds: '',
@@ -377,6 +384,13 @@ export const VERBS = {
       { name: 'count', kind: 'NUM', lo: 0, hi: 256 },
     ],
   },
+  quiet: {
+    dir: 'to-daemon',
+    fds: '',
+    fields: [
+      { name: 'signo', kind: 'NUM', lo: 1, hi: 64 },
+    ],
+  },
 } as const satisfies Record<string, VerbDef>;
 export type Verb = keyof typeof VERBS;
 
@@ -386,6 +400,7 @@ export interface ToInit {
   signal: { id: Field['ID']; signo: Field['NUM'] };
   release: { id: Field['ID'] };
   keep: { id: Field['ID'] };
+  quiesce: { signo: Field['NUM'] };
   write: { id: Field['ID']; dir: Field['TEXT']; leaf: Field['TEXT']; mode: Field['MODE']; content: Field['BYTES'] };
 }
 export type MessageToInit = { [V in keyof ToInit]: { verb: V } & ToInit[V] }[keyof ToInit];
@@ -400,5 +415,6 @@ export interface ToDaemon {
   kept: { id: Field['ID']; pid: Field['NUM']; cols: Field['NUM']; rows: Field['NUM'] };
   ring: { id: Field['ID'] };
   'kept-done': { count: Field['NUM'] };
+  quiet: { signo: Field['NUM'] };
 }
 export type MessageToDaemon = { [V in keyof ToDaemon]: { verb: V } & ToDaemon[V] }[keyof ToDaemon];

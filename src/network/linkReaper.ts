@@ -46,6 +46,18 @@ export class LinkReaper {
     this.timer ??= setInterval(() => this.sweep(), this.pollMs).unref();
   }
 
+  /**
+   * Done waiting for a session's link now: deleted if it is still there (a
+   * start of the same session makes one of that name). Blocks on the
+   * kernel's netns cleanup, which a start may: it is not a destroy's path.
+   */
+  finish(session: string): void {
+    const p = this.pending.get(session);
+    if (!p) return;
+    if (this.exists(p.link)) this.remove(p.link);
+    if (this.opts.gone(session, p.link)) this.pending.delete(session);
+  }
+
   /** Sessions whose link is still being waited for. */
   get size(): number {
     return this.pending.size;

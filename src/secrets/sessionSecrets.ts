@@ -53,6 +53,17 @@ export class SessionSecrets {
     return { held, delivery: deliveryFor({ auth: names.auth, envTokens: names.env_tokens }, values, this.providers, plainEnv) };
   }
 
+  /**
+   * What a stopped session's start delivers: the secrets it declared, at
+   * their values now (another owner's while it is still shared), or a 400
+   * naming the first it can no longer have; and its plain environment.
+   */
+  forStart(sessionId: string, owner: number, env: string[]): CreateSecrets {
+    const held = this.store.heldBy(sessionId);
+    const refs = (kind: string) => held.filter((h) => h.kind === kind).map((h) => (h.owner_uid === owner ? h.name : `${h.owner_uid}:${h.name}`));
+    return this.forCreate({ auth: refs('provider'), env_tokens: refs('env'), env }, owner);
+  }
+
   /** Rewrite every declared secret of a running session from the store (another owner's while it is still shared). */
   async refresh(sessionId: string, sessionOwner: number, agent: SessionFileWriter): Promise<{ refreshed: string[]; missing: string[] }> {
     const refreshed: string[] = [];

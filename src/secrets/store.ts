@@ -11,7 +11,7 @@ import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readd
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { StateError } from '../store/db.js';
-import { LIVE_SQL } from '../vocab/states.js';
+import { ACTIVE_SQL, LIVE_SQL } from '../vocab/states.js';
 import { kindOf, type SecretKind } from '../vocab/names.js';
 
 export interface SecretInfo {
@@ -209,17 +209,17 @@ export class SecretStore {
     return this.db.prepare('SELECT session_id, owner_uid, name, kind, version FROM session_secrets WHERE session_id = ? ORDER BY rowid').all(sessionId) as HeldSecret[];
   }
 
-  /** Live sessions holding an older version of the owner's `name` than the store's. */
+  /** Sessions with processes holding an older version of the owner's `name` than the store's (a stopped one gets the new one when it starts). */
   staleHolders(owner: number, name: string): SessionRef[] {
     return this.db
       .prepare(
         `SELECT s.id, s.name, s.owner_uid FROM session_secrets h JOIN sessions s ON s.id = h.session_id JOIN secrets k ON k.owner_uid = h.owner_uid AND k.name = h.name
-         WHERE h.owner_uid = ? AND h.name = ? AND h.version < k.version AND s.state IN ${LIVE} ORDER BY s.created_at`,
+         WHERE h.owner_uid = ? AND h.name = ? AND h.version < k.version AND s.state IN ${ACTIVE_SQL} ORDER BY s.created_at`,
       )
       .all(owner, name) as SessionRef[];
   }
 
-  /** Live sessions that declared the owner's `name`. */
+  /** Live sessions (stopped ones too) that declared the owner's `name`. */
   liveHolders(owner: number, name: string): SessionRef[] {
     return this.db
       .prepare(

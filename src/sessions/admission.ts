@@ -36,7 +36,7 @@ export interface CreateExtra {
 /** A create's id and what its steps start from, or the 4xx that says why not. */
 export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessionRequest, owner: number, extra: CreateExtra): { id: string; init: Omit<Bring, 'kit' | 'session'> } {
   const c = kit.config;
-  if (kit.store.countLive() >= c.sessions.max_sessions) throw new ApiError('exhausted', `the daemon already runs ${c.sessions.max_sessions} sessions (sessions.max_sessions)`);
+  if (kit.store.countActive() >= c.sessions.max_sessions) throw new ApiError('exhausted', `the daemon already runs ${c.sessions.max_sessions} sessions (sessions.max_sessions)`);
   const name = req.name ?? null;
   if (name && kit.store.getLiveByName(owner, name)) throw new ApiError('conflict', `you already have a live session named '${name}'`, 'name');
   const network = req.network ?? 'bridge';
@@ -77,6 +77,8 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
         profile,
         volumes,
         admit: extra.admit,
+        idleTimeoutS: (req.idle_timeout_s ?? c.sessions.idle_timeout_s) || undefined,
+        env: req.env,
       });
     } catch (e) {
       throw reserveError(kit, e, name, owner);

@@ -12,6 +12,9 @@ import { addon, type ControlChannel } from '../native/addon.js';
 import { AGENT_MAX_MSG, type MessageToDaemon, type MessageToInit } from '../native/contract.gen.js';
 import { decodeToDaemon, encodeMessage, framingRoom, payloadSize } from '../native/control.js';
 import { errnoName } from './launch.js';
+import { StartFailure } from './agentErrors.js';
+
+export { agentError, startFailureError, StartFailure } from './agentErrors.js';
 
 /**
  * The most bytes an exec's cwd, argv and env may take (each with its NUL).
@@ -33,17 +36,6 @@ export interface ExecSpec {
   /** Without tty: [stdin?] stdout stderr, the session's ends of our pipes. */
   fds: number[];
   stdin: boolean;
-}
-
-/** Why the init could not start a command: its step, errno and detail. */
-export class StartFailure extends Error {
-  constructor(
-    readonly step: string,
-    readonly errno: number,
-    readonly detail: string,
-  ) {
-    super(`step ${step} failed: ${detail}`);
-  }
 }
 
 export interface ExitReport {
@@ -271,6 +263,33 @@ export class SessionAgent {
     this.pending.set(m.id, { tty: true, onExit });
   }
 
+  /**
+   * Send `signo` to every process of the session but its init; resolves
+   * once none is left ("quiet"), false if `timeoutMs` passed first or the
+   * channel is gone.
+   */
+  quiesce(signo: number, timeoutMs: number): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const done = (quiet: boolean) => {
+        clearTimeout(timer);
+        this.quietWaiters = this.quietWaiters.filter((w) => w !== onQuiet);
+        resolve(quiet);
+      };
+      const onQuiet = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.quietWaiters.push(onQuiet);
+      try {
+        this.connect();
+        this.channel!.send(encodeMessage({ verb: 'quiesce', signo }), []);
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'cannot ask the session init to quiesce');
+        done(false);
+      }
+    });
+  }
+
+  private quietWaiters: (() => void)[] = [];
+
   /** A tty command's master is drained: the init may close its slave copy. */
   release(id: string): void {
     try {
@@ -297,6 +316,10 @@ export class SessionAgent {
       return;
     }
     if (m.verb === 'ending') return this.onEnding(m.code);
+    if (m.verb === 'quiet') {
+      for (const w of [...this.quietWaiters]) w();
+      return;
+    }
     if (m.verb === 'kept' || m.verb === 'ring' || m.verb === 'kept-done') return this.onKept(m, fd);
     const w = this.writes.get(m.id);
     if (w) {
@@ -368,26 +391,4 @@ export class Agents {
   closeAll(): void {
     for (const id of [...this.agents.keys()]) this.drop(id);
   }
-}
-
-/**
- * How a failed start reaches the caller: 4xx/5xx before the upgrade, or, for
- * a command that cannot be executed, its shell-style exit status (127 not
- * found, 126 otherwise). Anything that is not a StartFailure is rethrown.
- */
-export function startFailureError(e: unknown): ApiError | { exitCode: number; message: string } {
-  if (!(e instanceof StartFailure)) throw e;
-  const f = e;
-  const why = `${f.errno ? errnoName(f.errno) : 'error'} (${f.detail})`;
-  if (f.step === 'exec') return { exitCode: f.errno === 2 || f.errno === 20 ? 127 : 126, message: why };
-  if (f.step === 'cwd') return new ApiError('invalid_request', `cwd: ${why}`, 'cwd', { step: f.step, errno: f.errno });
-  return agentError(f, 'start a command');
-}
-
-/** Anything the session's init could not do for us, as the API's error. */
-export function agentError(f: StartFailure, doing: string): ApiError {
-  const why = `${f.errno ? errnoName(f.errno) : 'error'} (${f.detail})`;
-  const failed = { step: f.step, errno: f.errno };
-  const message = `the session cannot ${doing}: step ${f.step} failed: ${why}`;
-  return new ApiError(f.step === 'fork' || f.step === 'stopping' || f.step === 'protocol' ? 'exhausted' : 'internal', message, undefined, failed);
 }

@@ -42,7 +42,7 @@ export interface Kit {
   settler: Settler;
   /** An ended session's link is gone: its address is free (false: not recorded yet, ask again). */
   linkGone: (id: string) => boolean;
-  counters: { creates: number; createFailures: number; destroys: number };
+  counters: { creates: number; createFailures: number; destroys: number; stops: number; starts: number };
   /** Found on the host at start, the same for every session's plan. */
   host: HostFacts | undefined;
   hostNet: HostNetwork | undefined;
@@ -80,7 +80,7 @@ export function createKit(o: ManagerOptions, ending: (id: string, code: number) 
     links,
     bindings: new AddressBindings(o.config.network.table),
     settler: new Settler(o.store, o.config.state_dir, o.log),
-    counters: { creates: 0, createFailures: 0, destroys: 0 },
+    counters: { creates: 0, createFailures: 0, destroys: 0, stops: 0, starts: 0 },
     host: undefined,
     hostNet: undefined,
     linkGone: (id) => linkGone(kit, id),

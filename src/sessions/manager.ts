@@ -101,10 +101,25 @@ export class SessionManager {
     return this.toApi(this.kit.store.get(id)!);
   }
 
-  /** Stop the session; with a failure reason it ends 'failed' instead of 'stopped'. */
+  /** Destroy the session; with a failure reason it ends 'failed' instead of 'destroyed'. */
   async destroy(id: string, failure?: string): Promise<void> {
     if (!this.live.has(id) && !this.kit.store.get(id)) throw new ApiError('not_found', `no session ${id}`);
     await this.session(id).destroy(failure);
+  }
+
+  /** Stop a running session, keeping what a start needs; `because`: who asked, or idleness. */
+  async stopSession(id: string, because: string): Promise<SessionView> {
+    if (!this.kit.store.get(id)) throw new ApiError('not_found', `no session ${id}`);
+    await this.session(id).stop(because);
+    return this.toApi(this.kit.store.get(id)!);
+  }
+
+  /** Start a stopped session from its stored files; `admit` checks the owner's budget in the reservation. */
+  async startSession(id: string, admit?: CreateExtra['admit']): Promise<SessionView> {
+    if (!this.kit.store.get(id)) throw new ApiError('not_found', `no session ${id}`);
+    await usrMasksReady(this.kit, this.startup.usr);
+    await this.session(id).start(admit);
+    return this.toApi(this.kit.store.get(id)!);
   }
 
   async publish(id: string, p: PublishedPort): Promise<void> {
@@ -144,9 +159,9 @@ export class SessionManager {
     return this.kit.store.getLiveByName(owner, name) ?? this.kit.store.getLatestByName(owner, name);
   }
 
-  /** Live sessions (creating, running, stopping): what health reports. */
-  countLive(): number {
-    return this.kit.store.countLive();
+  /** Sessions with processes (not stopped, not ended): what health reports. */
+  countActive(): number {
+    return this.kit.store.countActive();
   }
 
   countByState(): Map<string, number> {

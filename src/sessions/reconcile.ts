@@ -10,12 +10,13 @@ import { killCgroup, parentDirs, removeCgroup, versionOf, type CgroupLayout } fr
 import { addon } from '../native/addon.js';
 import { dropSnapshotCgroups, sessionOfCgroup } from '../snapshots/snapshotCgroups.js';
 import { bridgePorts } from '../network/hostNetwork.js';
-import { LIVE_STATES, type SessionStore } from '../store/sessionStore.js';
+import type { SessionStore } from '../store/sessionStore.js';
+import { ACTIVE_STATES } from '../vocab/states.js';
 
-/** 'ended': ours and over (remove it); 'live': keep; 'unknown': not ours to touch. */
+/** 'ended': ours and without processes (stopped, or over: remove it); 'live': keep; 'unknown': not ours to touch. */
 function standing(store: SessionStore, id: string): 'ended' | 'live' | 'unknown' {
   const state = store.stateOf(id);
-  return state === undefined ? 'unknown' : LIVE_STATES.includes(state) ? 'live' : 'ended';
+  return state === undefined ? 'unknown' : ACTIVE_STATES.includes(state) ? 'live' : 'ended';
 }
 
 /** Cgroups of sessions that have ended are leftovers of a crash: remove them (their snapshot cgroups first). */

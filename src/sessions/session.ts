@@ -14,10 +14,13 @@ import { addon, type ExitStatus, type OomWatch, type ProcessWatch } from '../nat
 import { intToIp } from '../network/addressing.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import { bestEffort, type Kit } from './kit.js';
-import { runDown, runUp } from './pipeline.js';
+import { runDown, runUp, StepFailed } from './pipeline.js';
+import { startBring, stopFlow } from './stopStart.js';
+import { removeStored } from './stored.js';
+import type { Usage } from '../vocab/limitTable.js';
 import { STEPS, type Bring } from './steps.js';
 import { agentError, StartFailure, type SessionAgent } from './agent.js';
-import { snapshotSession } from '../snapshots/sessionSnapshot.js';
+import { snapshotSession, type SnapshotConfig } from '../snapshots/sessionSnapshot.js';
 import type { Writable } from 'node:stream';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -32,6 +35,7 @@ export class Session {
   readonly log: Logger;
   private creating: Promise<unknown> | undefined;
   private destroying: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
   private exit: { watch: ProcessWatch; exited: Promise<ExitStatus | null> } | undefined;
   private oom: OomWatch | undefined;
   /** The exit code an adopted init announced before ending (the daemon is not its parent). */
@@ -61,8 +65,21 @@ export class Session {
     this.to('running', () => this.kit.store.markRunning(this.id, pid, startTime));
   }
 
-  settle(state: 'stopped' | 'failed', lastError: string | undefined, linkPending: boolean): void {
+  settle(state: 'destroyed' | 'failed', lastError: string | undefined, linkPending: boolean): void {
     this.to(state, () => this.kit.store.settle(this.id, state, lastError, linkPending));
+  }
+
+  settleStopped(s: { linkPending: boolean; storedBytes?: number | undefined; lastError?: string | undefined }): void {
+    this.to('stopped', () => this.kit.store.settleStopped(this.id, s));
+  }
+
+  markStopping(because: string): void {
+    this.to('stopping', () => this.kit.store.markStopping(this.id, because));
+  }
+
+  /** A stop that could not store the files: running again, saying why. */
+  stopAbandoned(error: string): void {
+    this.to('running', () => this.kit.store.stopAbandoned(this.id, error));
   }
 
   // ---- watches ---------------------------------------------------------------
@@ -167,15 +184,23 @@ export class Session {
 
   /** Stream a snapshot of the running session: one at a time (each freezes it). */
   async snapshot(row: SessionRow, out: Writable, compress: boolean): Promise<number> {
+    return this.snapshotOnce(() => snapshotSession(this.snapshotWhere(), row, out, compress, this.log));
+  }
+
+  /** One snapshot at a time (each freezes the session): a stop's too. */
+  async snapshotOnce<T>(take: () => Promise<T>): Promise<T> {
     if (this.snapshotting) throw new ApiError('conflict', `session ${this.id} is already being snapshotted`);
-    const c = this.kit.config;
     this.snapshotting = true;
     try {
-      const where = { layout: this.kit.layout, cgroupParent: c.cgroups.parent, ids: c.ids, stateDir: c.state_dir, maxEntries: c.tmpfs.root_inodes + c.tmpfs.home_inodes, timeoutMs: c.sessions.snapshot_timeout_ms };
-      return await snapshotSession(where, row, out, compress, this.log);
+      return await take();
     } finally {
       this.snapshotting = false;
     }
+  }
+
+  snapshotWhere(): SnapshotConfig {
+    const c = this.kit.config;
+    return { layout: this.kit.layout, cgroupParent: c.cgroups.parent, ids: c.ids, stateDir: c.state_dir, maxEntries: c.tmpfs.root_inodes + c.tmpfs.home_inodes, timeoutMs: c.sessions.snapshot_timeout_ms };
   }
 
   // ---- work: create, adopt, destroy -----------------------------------------
@@ -184,9 +209,9 @@ export class Session {
     return { kit: this.kit, session: this, row, dirs: sessionCgroupDirs(this.kit.layout, this.kit.config.cgroups.parent, this.id), limits: row.limits, end, adopting };
   }
 
-  /** Every step up; a failure has undone them (the session ends as `failed` decides) and names its step. */
-  create(c: Bring, failed: (step: string, e: unknown) => void): Promise<void> {
-    const work = runUp(STEPS, c, this.log, 'create', undefined, failed);
+  /** Every step up (a create, or a start); a failure has undone them (the session ends as `failed` decides) and names its step. */
+  create(c: Bring, failed: (step: string, e: unknown) => void, what = 'create'): Promise<void> {
+    const work = runUp(STEPS, c, this.log, what, undefined, failed);
     this.creating = work;
     const forget = () => {
       this.creating = undefined;
@@ -217,18 +242,19 @@ export class Session {
     this.released(this.id);
   }
 
-  /** Stop the session; with a failure reason it ends 'failed' instead of 'stopped'. */
+  /** Destroy the session; with a failure reason it ends 'failed' instead of 'destroyed'. */
   async destroy(failure?: string): Promise<void> {
     if (this.creating) await this.creating.catch(() => undefined);
+    if (this.stopping) await this.stopping.catch(() => undefined);
     if (this.destroying) return this.destroying;
     const row = this.kit.store.get(this.id);
     if (!row) throw new ApiError('not_found', `no session ${this.id}`);
     const work = (async () => {
-      if (row.state === 'stopped' || row.state === 'failed') return this.release(row, { state: row.state }); // harmless again; frees anything left
+      if (row.state === 'destroyed' || row.state === 'failed') return this.release(row, { state: row.state }); // harmless again; frees anything left
       // On a full disk the intent cannot be recorded: the destroy goes ahead anyway.
-      if (row.state !== 'stopping') bestEffort(this.kit, this.id, () => this.to('stopping', () => this.kit.store.markStopping(this.id, failure)));
+      if (row.state !== 'destroying') bestEffort(this.kit, this.id, () => this.to('destroying', () => this.kit.store.markDestroying(this.id, failure)));
       await this.stopInit();
-      await this.release(this.kit.store.get(this.id)!, failure ? { state: 'failed', error: failure } : { state: 'stopped' });
+      await this.release(this.kit.store.get(this.id)!, failure ? { state: 'failed', error: failure } : { state: 'destroyed' });
       this.kit.counters.destroys++;
       this.log.info('session destroyed');
     })();
@@ -238,6 +264,60 @@ export class Session {
     } finally {
       this.destroying = undefined;
     }
+  }
+
+  /** Stop a running session (stopStart.ts); nothing to do if it is stopped. `because`: who asked, or idleness. */
+  async stop(because: string): Promise<void> {
+    if (this.creating) await this.creating.catch(() => undefined);
+    if (this.stopping) return this.stopping;
+    if (this.destroying) throw new ApiError('conflict', `session ${this.id} is being destroyed`);
+    const row = this.kit.store.get(this.id);
+    if (!row) throw new ApiError('not_found', `no session ${this.id}`);
+    if (row.state === 'stopped') return;
+    if (row.state !== 'running') throw new ApiError('conflict', `session ${this.id} is ${row.state}: only a running session stops`);
+    const work = stopFlow(this, this.kit, row, because);
+    this.stopping = work;
+    try {
+      await work;
+    } finally {
+      this.stopping = undefined;
+    }
+  }
+
+  /** Start a stopped session from its stored files (stopStart.ts); nothing to do if it runs. */
+  async start(admit?: (usage: Usage) => void): Promise<void> {
+    if (this.creating) await this.creating.catch(() => undefined);
+    if (this.stopping) await this.stopping.catch(() => undefined);
+    if (this.destroying) throw new ApiError('conflict', `session ${this.id} is being destroyed`);
+    const row = this.kit.store.get(this.id);
+    if (!row) throw new ApiError('not_found', `no session ${this.id}`);
+    if (row.state === 'running') return;
+    if (row.state !== 'stopped') throw new ApiError('conflict', `session ${this.id} is ${row.state}: only a stopped session starts`);
+    const c = this.newBring(startBring(this.kit, row, admit));
+    const t0 = process.hrtime.bigint();
+    try {
+      await this.create(
+        c,
+        (step, e) => {
+          if (step !== 'reserve') c.end = { state: 'stopped', error: `start failed: ${e instanceof Error ? e.message : String(e)} [start step ${step}]` };
+        },
+        'start',
+      );
+    } catch (e) {
+      if (!(e instanceof StepFailed)) throw e;
+      if (e.step === 'reserve') throw e.error;
+      throw new ApiError(e.error instanceof ApiError ? e.error.code : 'internal', `session ${this.id} not started (it is stopped, its files kept): ${c.end.error ?? ''}`);
+    }
+    this.running(c.launched!.pid, c.launched!.startTime);
+    removeStored(this.kit.config, this.id);
+    bestEffort(this.kit, this.id, () => this.kit.store.clearStored(this.id));
+    this.kit.counters.starts++;
+    this.log.info({ init_pid: c.launched!.pid, ms: Number(process.hrtime.bigint() - t0) / 1e6 }, 'session started');
+  }
+
+  /** Whether its init is (still) watched: it runs. */
+  initWatched(): boolean {
+    return this.exit !== undefined;
   }
 
   /** SIGTERM the init (it passes it on), wait the grace period, then SIGKILL. */
@@ -257,7 +337,7 @@ export class Session {
 
   /** Work under way (daemon shutdown waits for it). */
   busy(): Promise<unknown>[] {
-    return [this.creating, this.destroying].filter((p): p is Promise<unknown> => p !== undefined);
+    return [this.creating, this.destroying, this.stopping].filter((p): p is Promise<unknown> => p !== undefined);
   }
 
   // ---- events from the kernel -------------------------------------------------

@@ -6,9 +6,10 @@ import { isDiskFull } from '../store/diskFull.js';
 import type { SessionStore } from '../store/sessionStore.js';
 
 interface Unsettled {
-  state: 'stopped' | 'failed';
+  state: 'stopped' | 'destroyed' | 'failed';
   lastError: string | undefined;
   linkPending: boolean;
+  storedBytes?: number | undefined;
 }
 
 export class Settler {
@@ -31,7 +32,8 @@ export class Settler {
   private retry(): void {
     for (const [id, u] of this.unsettled) {
       try {
-        this.store.settle(id, u.state, u.lastError, u.linkPending);
+        if (u.state === 'stopped') this.store.settleStopped(id, { linkPending: u.linkPending, storedBytes: u.storedBytes, lastError: u.lastError });
+        else this.store.settle(id, u.state, u.lastError, u.linkPending);
         this.unsettled.delete(id);
         this.log.child({ session: id }).info({ state: u.state }, 'final state written');
       } catch (e) {

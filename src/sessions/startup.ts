@@ -1,7 +1,7 @@
 // Daemon start: the host made ready for sessions (parent cgroups and what all
 // sessions may use, the bridge and firewall, the minimal root's base layer),
 // then every live row re-adopted or finished, then the leftovers swept.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { ApiError } from '../vocab/errors.js';
 import { join } from 'node:path';
 import { prepareBaseLayer, sweepBaseLayers } from '../isolation/baseLayer.js';
@@ -12,7 +12,9 @@ import { scanForMasks, UsrMasks } from '../isolation/usrMasks.js';
 import { hostIfName } from '../network/addressing.js';
 import { ensureHostNetwork } from '../network/hostNetwork.js';
 import { recoverFromSnapshot } from '../snapshots/recover.js';
-import { LIVE_STATES, type SessionRow } from '../store/sessionStore.js';
+import type { SessionRow } from '../store/sessionStore.js';
+import { ACTIVE_STATES } from '../vocab/states.js';
+import { storedFile, sweepStored } from './stored.js';
 import { pruneHistory, type Kit } from './kit.js';
 import { controlPathFor, newrootDir } from './planning.js';
 import { sweepOrphanCgroups, sweepOrphanLinks } from './reconcile.js';
@@ -46,15 +48,17 @@ export async function prepareHost(kit: Kit): Promise<Capacity> {
 }
 
 /**
- * Every live row: a running or stopping session whose init is still the
+ * Every row with processes: a running session whose init is still the
  * recorded process is re-adopted (create's pipeline from "watch"); a
- * destroy under way is finished; anything else is released. Returns the
- * running sessions re-adopted (their control channels connect later).
+ * destroy under way is finished; a stop under way is finished if its files
+ * were stored, else the session runs on; a start under way is undone back
+ * to stopped; anything else is released. Returns the running sessions
+ * re-adopted (their control channels connect later).
  */
 export async function adoptAll(kit: Kit, session: (id: string) => Session): Promise<SessionRow[]> {
   const pending: Promise<unknown>[] = [];
   const adopted: SessionRow[] = [];
-  const live = kit.store.listInStates(LIVE_STATES);
+  const live = kit.store.listInStates(ACTIVE_STATES);
   for (const row of live) {
     const s = session(row.id);
     if (row.state === 'creating') {
@@ -62,15 +66,21 @@ export async function adoptAll(kit: Kit, session: (id: string) => Session): Prom
       pending.push(s.release(row, { state: 'failed', error: 'the daemon stopped while the session was being created' }));
       continue;
     }
+    if (row.state === 'starting') {
+      s.log.warn('daemon stopped while this session was being started; back to stopped, its files kept');
+      pending.push(s.release(row, { state: 'stopped', error: 'the daemon stopped while the session was being started' }));
+      continue;
+    }
     pending.push(
       (async () => {
-        if (row.state === 'stopping') {
+        if (row.state === 'destroying') {
           // A destroy was under way when the daemon died: finish it as asked (its init may be gone already).
           s.log.info('the daemon stopped during a destroy; finishing it');
-          const asked = row.stop_reason ? { state: 'failed' as const, error: row.stop_reason } : { state: 'stopped' as const };
+          const asked = row.stop_reason ? { state: 'failed' as const, error: row.stop_reason } : { state: 'destroyed' as const };
           if (await s.adopt(row, asked)) await s.destroy(row.stop_reason ?? undefined);
           return;
         }
+        if (row.state === 'stopping') return finishStop(kit, s, row);
         if (!(await s.adopt(row, { state: 'failed', error: 'the session init exited while the daemon was not running' }))) {
           return s.log.warn({ init_pid: row.init_pid }, 'session init exited while the daemon was not running');
         }
@@ -85,6 +95,7 @@ export async function adoptAll(kit: Kit, session: (id: string) => Session): Prom
   pruneHistory(kit);
   sweepOrphanCgroups(kit.layout, kit.config.cgroups.parent, kit.store, kit.log);
   sweepOrphanLinks(kit.config.network.bridge, kit.store, kit.log);
+  sweepStored(kit.config, (id) => kit.store.stateOf(id), kit.log);
   // Links a previous daemon was still waiting for (it died first).
   for (const { id, ref } of kit.store.endedWithLinks()) {
     if (ref === hostIfName(id)) kit.links.retire(id, ref);
@@ -94,6 +105,23 @@ export async function adoptAll(kit: Kit, session: (id: string) => Session): Prom
     }
   }
   return adopted;
+}
+
+/**
+ * A stop the daemon did not see through: its files stored means the rest is
+ * undoing (the init ends with its cgroups); else the session runs on if its
+ * init does, or has failed.
+ */
+async function finishStop(kit: Kit, s: Session, row: SessionRow): Promise<void> {
+  const stored = storedFile(kit.config, row.id);
+  if (stored) {
+    s.log.info('the daemon stopped during a stop, after the files were stored; finishing it');
+    return s.release(row, { state: 'stopped', storedBytes: statSync(stored.path).size });
+  }
+  if (await s.adopt(row, { state: 'failed', error: 'the session init exited while the daemon was not running, during a stop' })) {
+    s.stopAbandoned('not stopped: the daemon stopped before its files were stored; it runs on');
+    s.log.warn('the daemon stopped during a stop, before the files were stored; the session runs on');
+  }
 }
 
 /** Base layers that neither this start nor a live session's plan uses (an overlay's lower must not change under it). */

@@ -1,8 +1,9 @@
 // The steps a session is made of, in order, each with its undo:
-//   reserve -> cgroups -> firewall -> files -> plan -> launch -> watch -> publish
-// Create runs them up (src/sessions/pipeline.ts); a failed step undoes it and
-// every step before it; destroy undoes them all; a re-adopted session enters
-// at "watch". Undos come from what is recorded (the row, its kernel objects),
+//   reserve -> cgroups -> firewall -> files -> plan -> launch -> watch -> restore -> publish
+// Create and start run them up (src/sessions/pipeline.ts); a failed step
+// undoes it and every step before it; stop and destroy undo them all (a
+// stop's reserve undo keeps the name, address, ports, volumes and secrets);
+// a re-adopted session enters at "watch". Undos come from what is recorded (the row, its kernel objects),
 // so they work the same after a crash, and the kernel comes before the
 // database: a full disk never leaves a session's processes, cgroups or link.
 import { rmSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { ApiError } from '../vocab/errors.js';
 import type { Limits } from '../vocab/limitTable.js';
 import { cgroupPids, createSessionCgroup, killCgroup, removeCgroup, sessionCgroupDirs, versionOf, type CgroupDir } from '../isolation/cgroups.js';
 import type { SessionPlan } from '../isolation/plan.js';
+import { planView } from '../isolation/planView.js';
 import { addon } from '../native/addon.js';
 import { hostIfName, intToIp } from '../network/addressing.js';
 import { linkExists } from '../network/hostNetwork.js';
@@ -22,6 +24,7 @@ import { describeFailure, launchInit } from './launch.js';
 import type { Step } from './pipeline.js';
 import { planFor, sessionDir } from './planning.js';
 import type { Session } from './session.js';
+import { removeStored, restoreFiles } from './stored.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -42,8 +45,10 @@ export interface Bring {
   launched?: { pid: number; startTime: string };
   /** A link the kernel is still removing: its lease is held until it is gone. */
   linkPending?: string;
-  /** How the session ends when its steps are undone. */
-  end: { state: 'stopped' | 'failed'; error?: string | undefined };
+  /** How the session ends when its steps are undone: stopped keeps what a start needs (and its stored files). */
+  end: { state: 'stopped' | 'destroyed' | 'failed'; error?: string | undefined; storedBytes?: number | undefined };
+  /** A start: the stored files to replay once its init runs. */
+  restoreFrom?: { path: string; zstd: boolean };
   /** Re-adoption after a restart: a port that cannot be published again is logged, not fatal. */
   adopting?: boolean;
 }
@@ -59,19 +64,23 @@ const reserve: Step<Bring> = {
     c.row = c.reserve!();
     if (c.secrets) c.kit.secrets.store.recordHeld(c.row.id, c.secrets.held);
   },
-  // The final state, with the slot, lease, ports and records given back.
+  // The final state, with the slot and records given back; ended, the lease,
+  // ports and stored files too. Stopped, the rest stays for its start.
   down: (c) => {
     if (!c.row) return;
     const { kit, session, end } = c;
+    const linkPending = c.linkPending !== undefined;
     try {
-      session.settle(end.state, end.error, c.linkPending !== undefined);
+      if (end.state === 'stopped') session.settleStopped({ linkPending, storedBytes: end.storedBytes, lastError: end.error });
+      else session.settle(end.state, end.error, linkPending);
     } catch (e) {
       if (!fullDisk(kit, e)) throw e;
-      kit.settler.later(session.id, { state: end.state, lastError: end.error, linkPending: c.linkPending !== undefined });
+      kit.settler.later(session.id, { state: end.state, lastError: end.error, linkPending, storedBytes: end.storedBytes });
       return;
     } finally {
       if (c.linkPending) kit.links.retire(session.id, c.linkPending);
     }
+    if (end.state !== 'stopped') removeStored(kit.config, session.id);
     pruneHistory(kit);
   },
 };
@@ -175,20 +184,35 @@ const watch: Step<Bring> = {
   name: 'watch',
   up: (c) => {
     const r = row(c);
-    if (c.launched) c.session.running(c.launched.pid, c.launched.startTime);
-    else if (r.init_pid === null || r.init_start_time === null) throw new Error('no init recorded');
-    const { pid, startTime } = c.launched ?? { pid: r.init_pid!, startTime: r.init_start_time! };
+    const init = c.launched ?? (r.init_pid !== null && r.init_start_time !== null ? { pid: r.init_pid, startTime: r.init_start_time } : undefined);
+    if (!init) throw new Error('no init recorded');
+    // A create is running from here; a start once its files are back and its ports published (Session.start).
+    if (c.launched && r.state === 'creating') c.session.running(init.pid, init.startTime);
     // Throws when the PID is no longer the recorded process: the session cannot be re-adopted.
-    c.session.watchInit(pid, startTime);
+    c.session.watchInit(init.pid, init.startTime);
   },
   down: (c) => c.session.unwatch(),
+};
+
+/** A start's files, replayed inside it; nothing to undo (the session's layer goes with it). */
+const restore: Step<Bring> = {
+  name: 'restore',
+  up: async (c) => {
+    if (!c.restoreFrom) return;
+    const r = row(c);
+    // Its init, before the session is 'running' (Session.agent() waits for that).
+    const agent = c.kit.agents.for(r.id, () => planView(c.plan!).control);
+    await restoreFiles(agent, r.hostname, c.restoreFrom, c.kit.config.sessions.snapshot_timeout_ms);
+  },
+  down: () => undefined,
 };
 
 const publish: Step<Bring> = {
   name: 'publish',
   up: async (c) => {
     const { kit } = c;
-    if (c.adopting && c.row?.state !== 'running') return;
+    // Re-adopted: a running session's ports, and a stopping one's (a stop the daemon did not finish may leave it running).
+    if (c.adopting && c.row?.state !== 'running' && c.row?.state !== 'stopping') return;
     const lease = kit.store.leaseOf(c.session.id);
     const ports = kit.store.portsOf(c.session.id);
     if (lease === undefined || ports.length === 0) return;
@@ -199,4 +223,4 @@ const publish: Step<Bring> = {
   down: (c) => c.kit.publisher.unpublish(c.session.id),
 };
 
-export const STEPS: readonly Step<Bring>[] = [reserve, cgroups, firewall, files, plan, launch, watch, publish];
+export const STEPS: readonly Step<Bring>[] = [reserve, cgroups, firewall, files, plan, launch, watch, restore, publish];

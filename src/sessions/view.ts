@@ -3,7 +3,8 @@
 import type { Session } from '../api/schemas.js';
 import { rangeForSlot, type IdPool } from '../isolation/idRange.js';
 import { intToIp } from '../network/addressing.js';
-import { LIVE_STATES, type SessionDetails, type SessionSummary } from '../store/sessionStore.js';
+import { ACTIVE_STATES, LIVE_STATES } from '../vocab/states.js';
+import type { SessionDetails, SessionSummary } from '../store/sessionStore.js';
 
 /** Whether a session's console runs and who watches it (the console hub knows). */
 export type ConsoleInfo = (id: string) => { running: boolean; viewers: number };
@@ -16,8 +17,10 @@ export interface ViewDeps {
 }
 
 export function toApi(row: SessionSummary, details: SessionDetails, deps: ViewDeps, consoles: ConsoleInfo = NO_CONSOLE): Session {
+  // A stopped session keeps its address and ports; only one with processes has an init, an ID range and a console.
   const live = LIVE_STATES.includes(row.state);
-  const range = row.id_slot !== null && live ? rangeForSlot(deps.ids, row.id_slot) : null;
+  const active = ACTIVE_STATES.includes(row.state);
+  const range = row.id_slot !== null && active ? rangeForSlot(deps.ids, row.id_slot) : null;
   const lease = live ? details.lease : undefined;
   const gateway = deps.gateway === undefined ? null : intToIp(deps.gateway);
   return {
@@ -25,7 +28,7 @@ export function toApi(row: SessionSummary, details: SessionDetails, deps: ViewDe
     name: row.name,
     state: row.state,
     hostname: row.hostname,
-    init_pid: live ? row.init_pid : null,
+    init_pid: active ? row.init_pid : null,
     id_range: range && { host_base: range.hostBase, size: range.size },
     limits: row.limits,
     profile: row.profile,
@@ -35,7 +38,7 @@ export function toApi(row: SessionSummary, details: SessionDetails, deps: ViewDe
       gateway: row.network === 'bridge' ? gateway : null,
       published: live ? details.ports : [],
     },
-    console: { keep: row.keep_console, ...(live ? consoles(row.id) : { running: false, viewers: 0 }) },
+    console: { keep: row.keep_console, ...(active ? consoles(row.id) : { running: false, viewers: 0 }) },
     created_at: row.created_at,
     updated_at: row.updated_at,
     last_error: row.last_error,
@@ -43,5 +46,8 @@ export function toApi(row: SessionSummary, details: SessionDetails, deps: ViewDe
     secrets: details.secrets,
     volumes: details.volumes,
     exit: row.exit_code === null && row.exit_signal === null ? null : { code: row.exit_code, signal: row.exit_signal },
+    idle_timeout_s: row.idle_timeout_s,
+    stopped_because: row.stopped_because,
+    stored_bytes: row.state === 'stopped' ? row.stored_bytes : null,
   };
 }

@@ -25,7 +25,8 @@ export interface SnapshotConfig {
 /** Stream a running session's writable layer and /home into out: the bytes written. */
 export async function snapshotSession(c: SnapshotConfig, row: SessionRow, out: Writable, compress: boolean, log: Logger): Promise<number> {
   const id = row.id;
-  if (row.state !== 'running') throw new ApiError('conflict', `session ${id} is ${row.state}, not running`);
+  // A stop stores its files the same way, while it is 'stopping'.
+  if (row.state !== 'running' && row.state !== 'stopping') throw new ApiError('conflict', `session ${id} is ${row.state}, not running`);
   const v2 = sessionCgroupDirs(c.layout, c.cgroupParent, id).find((d) => d.version === 2);
   if (!v2 || row.init_pid === null || row.plan === null || row.id_slot === null) throw new ApiError('conflict', `session ${id} cannot be snapshotted on this host (it needs cgroup v2 for the freeze)`);
   const range = rangeForSlot(c.ids, row.id_slot);

@@ -1,5 +1,7 @@
 // Applies migrations/NNN_name.sql in order, each exactly once, each inside a
-// transaction, and refuses a database written by a newer Enclave.
+// transaction, and refuses a database written by a newer Enclave. Foreign
+// keys are off while a migration runs (SQLite's way to rebuild a table that
+// others refer to) and checked before it commits.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
@@ -45,12 +47,26 @@ export function migrate(db: Database.Database, migrations: Migration[]): number[
   }
   const applied: number[] = [];
   const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
-  for (const mig of migrations.slice(current)) {
-    db.transaction(() => {
-      db.exec(mig.sql);
-      record.run(mig.version, mig.name, new Date().toISOString());
-    }).immediate();
-    applied.push(mig.version);
+  const pending = migrations.slice(current);
+  if (pending.length === 0) return applied;
+  // Not settable inside a transaction: around them all, restored after.
+  const keys = db.pragma('foreign_keys', { simple: true }) as number;
+  db.pragma('foreign_keys = OFF');
+  try {
+    for (const mig of pending) {
+      db.transaction(() => {
+        db.exec(mig.sql);
+        const broken = db.pragma('foreign_key_check') as { table: string; parent: string }[];
+        if (broken.length > 0) {
+          const first = broken[0]!;
+          throw new MigrationError(`migration ${mig.version}_${mig.name} leaves ${broken.length} rows of ${first.table} without their ${first.parent} row`);
+        }
+        record.run(mig.version, mig.name, new Date().toISOString());
+      }).immediate();
+      applied.push(mig.version);
+    }
+  } finally {
+    db.pragma(`foreign_keys = ${keys ? 'ON' : 'OFF'}`);
   }
   return applied;
 }

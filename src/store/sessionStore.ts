@@ -1,104 +1,32 @@
 // Typed queries over sessions, ID slots and recorded kernel objects.
 import type Database from 'better-sqlite3';
-import { z } from 'zod';
-import { limitsSchema, sessionStates, type Limits, type SessionState } from '../api/schemas.js';
-import { LIVE_SQL, LIVE_STATES } from '../vocab/states.js';
-import { PROFILES, type Profile } from '../vocab/profiles.js';
+import type { Limits, SessionState } from '../api/schemas.js';
+import { ACTIVE_SQL, ENDED_SQL, LIVE_SQL, LIVE_STATES } from '../vocab/states.js';
+import type { Profile } from '../vocab/profiles.js';
 import { LIMITS, type Usage } from '../vocab/limits.js';
+import {
+  AddressesExhaustedError,
+  HELD_NAME,
+  PortTakenError,
+  rowSchema,
+  secretNames,
+  SlotsExhaustedError,
+  SUMMARY_COLUMNS,
+  summarySchema,
+  VOLUME_NAME_AS_SEEN,
+  volumeUse,
+  VolumeUnavailableError,
+  VOLUMES_OF,
+  type KernelObject,
+  type PublishedPort,
+  type SessionDetails,
+  type SessionRow,
+  type SessionSummary,
+  type VolumeUseRow,
+} from './sessionRows.js';
 
-const rowSchema = z.object({
-  id: z.string(),
-  name: z.string().nullable(),
-  state: z.enum(sessionStates),
-  hostname: z.string(),
-  init_pid: z.number().int().nullable(),
-  init_start_time: z.string().nullable(),
-  id_slot: z.number().int().nullable(),
-  limits: z.string().transform((s, ctx) => {
-    const parsed = limitsSchema.safeParse(JSON.parse(s));
-    if (!parsed.success) {
-      ctx.addIssue({ code: 'custom', message: 'stored limits do not match the schema' });
-      return z.NEVER;
-    }
-    return parsed.data;
-  }),
-  created_at: z.string(),
-  updated_at: z.string(),
-  last_error: z.string().nullable(),
-  network: z.enum(['bridge', 'none']),
-  keep_console: z.union([z.literal(0), z.literal(1)]).transform((v) => v === 1),
-  /** The stored SessionPlan as JSON, from session_plans (parsed where it is used: it is large). */
-  plan: z.string().nullable(),
-  exit_code: z.number().int().nullable(),
-  exit_signal: z.number().int().nullable(),
-  /** Set with state 'stopping' when the daemon itself ends the session (OOM, failed publish): it ends 'failed'. */
-  stop_reason: z.string().nullable(),
-  /** The uid that created it (null: a session of a daemon before access control). */
-  owner_uid: z.number().int().nullable(),
-  profile: z.enum(PROFILES),
-});
-export type SessionRow = z.infer<typeof rowSchema>;
-
-/** A row without its plan: what a listing shows (plans are large and a listing never needs one). */
-const summarySchema = rowSchema.omit({ plan: true });
-export type SessionSummary = z.infer<typeof summarySchema>;
-const SUMMARY_COLUMNS = Object.keys(summarySchema.shape).join(', ');
-
-/** What the API view of a session adds to its row, from the other tables. */
-export interface SessionDetails {
-  lease: number | undefined;
-  ports: PublishedPort[];
-  secrets: { auth: string[]; env_tokens: string[] };
-  volumes: { name: string; target: string; readonly: boolean }[];
-}
-
+export * from './sessionRows.js';
 export { LIVE_STATES };
-
-export interface KernelObject {
-  kind: 'cgroup' | 'veth';
-  ref: string;
-}
-
-export interface PublishedPort {
-  host_ip: string;
-  host_port: number;
-  session_port: number;
-}
-
-export class SlotsExhaustedError extends Error {}
-export class AddressesExhaustedError extends Error {}
-/** A host address and port another live session publishes: the message names it only to its own owner. */
-export class PortTakenError extends Error {
-  constructor(
-    readonly port: string,
-    readonly session: string,
-    readonly owner: number | null,
-  ) {
-    super(`${port} is already published by session ${session}`);
-  }
-
-  /** The words for a caller that owns `asking`'s sessions: another owner's session is not named. */
-  for(asking: number | null): string {
-    return (this.owner ?? 0) === (asking ?? 0) ? this.message : `${this.port} is already published by another user's session`;
-  }
-}
-export class VolumeUnavailableError extends Error {}
-
-/** A held secret's name as the session's owner writes it: bare if it is the owner's own, else UID:NAME. */
-const HELD_NAME = `CASE WHEN h.owner_uid = coalesce(s.owner_uid, 0) THEN h.name ELSE h.owner_uid || ':' || h.name END`;
-const VOLUMES_OF = 'FROM session_volumes v JOIN sessions s ON s.id = v.session_id JOIN volumes o ON o.id = v.volume';
-const VOLUME_NAME_AS_SEEN = `CASE WHEN o.owner_uid = coalesce(s.owner_uid, 0) THEN o.name ELSE o.owner_uid || ':' || o.name END`;
-interface VolumeUseRow {
-  session_id: string;
-  name: string;
-  target: string;
-  readonly: number;
-}
-const volumeUse = (r: VolumeUseRow) => ({ name: r.name, target: r.target, readonly: r.readonly === 1 });
-
-function secretNames(rows: { name: string; kind: string }[]): SessionDetails['secrets'] {
-  return { auth: rows.filter((r) => r.kind === 'provider').map((r) => r.name), env_tokens: rows.filter((r) => r.kind === 'env').map((r) => r.name) };
-}
 
 export class SessionStore {
   constructor(private readonly db: Database.Database) {}
@@ -140,16 +68,20 @@ export class SessionStore {
     return row ? this.parse(row) : undefined;
   }
 
-  /** What an owner's live sessions hold, summed over every limit of the table (budgets). */
+  /**
+   * What an owner's sessions hold (budgets): every session it has, stopped
+   * ones too (each keeps a name, an address and its stored files); the
+   * limits summed over those with processes (a stopped one uses none).
+   */
   usageOf(owner: number): Usage {
-    const sums = LIMITS.map((r) => `coalesce(sum(json_extract(limits, '$.${r.key}')), 0) AS ${r.key}`).join(', ');
+    const sums = LIMITS.map((r) => `coalesce(sum(CASE WHEN state IN ${ACTIVE_SQL} THEN json_extract(limits, '$.${r.key}') END), 0) AS ${r.key}`).join(', ');
     return this.q(`SELECT count(*) AS sessions, ${sums} FROM sessions WHERE owner_uid = ? AND state IN ${LIVE_SQL}`).get(owner) as Usage;
   }
 
   list(includeStopped: boolean): SessionSummary[] {
     const sql = includeStopped
       ? `SELECT ${SUMMARY_COLUMNS} FROM sessions ORDER BY created_at, rowid`
-      : `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE state != 'stopped' ORDER BY created_at, rowid`;
+      : `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE state != 'destroyed' ORDER BY created_at, rowid`;
     return this.q(sql)
       .all()
       .map((r) => summarySchema.parse(r));
@@ -187,8 +119,9 @@ export class SessionStore {
     return this.q(`SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.state IN (${marks}) ORDER BY s.created_at, s.rowid`).all(...states).map((r) => this.parse(r));
   }
 
-  countLive(): number {
-    const r = this.q(`SELECT count(*) AS n FROM sessions WHERE state IN ${LIVE_SQL}`).get() as { n: number };
+  /** Sessions with processes and kernel objects: what the host carries (sessions.max_sessions). */
+  countActive(): number {
+    const r = this.q(`SELECT count(*) AS n FROM sessions WHERE state IN ${ACTIVE_SQL}`).get() as { n: number };
     return r.n;
   }
 
@@ -213,23 +146,20 @@ export class SessionStore {
     volumes?: { id: string; name: string; target: string; readonly: boolean }[];
     /** The owner's budget, checked against its live sessions in the same transaction (throws to refuse). */
     admit?: ((usage: Usage) => void) | undefined;
+    idleTimeoutS?: number | undefined;
+    env?: string[] | undefined;
   }): SessionRow {
     const now = new Date().toISOString();
     this.db
       .transaction(() => {
-        const free = this.q(
-            `SELECT s.slot + 1 AS slot FROM (SELECT -1 AS slot UNION ALL SELECT slot FROM id_slots) s
-             WHERE s.slot + 1 < ? AND NOT EXISTS (SELECT 1 FROM id_slots t WHERE t.slot = s.slot + 1)
-             ORDER BY s.slot LIMIT 1`,
-          )
-          .get(args.slots) as { slot: number } | undefined;
+        const free = this.freeSlot(args.slots);
         args.admit?.(this.usageOf(args.ownerUid));
         if (!free) throw new SlotsExhaustedError(`all ${args.slots} ID-range slots are in use`);
         this.q(
-            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid, profile)
-             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid, profile, idle_timeout_s, env)
+             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
-          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.ownerUid, args.profile);
+          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.ownerUid, args.profile, args.idleTimeoutS ?? null, args.env?.length ? JSON.stringify(args.env) : null);
         this.q('INSERT INTO id_slots (slot, session_id) VALUES (?, ?)').run(free.slot, args.id);
         if (args.addresses) {
           const { first, last } = args.addresses;
@@ -248,8 +178,7 @@ export class SessionStore {
           if (taken) throw new PortTakenError(`${p.host_ip}:${p.host_port}`, taken.session_id, taken.owner_uid);
           port.run(p.host_ip, p.host_port, args.id, p.session_port);
         }
-        const obj = this.q('INSERT INTO kernel_objects (session_id, kind, ref) VALUES (?, ?, ?)');
-        for (const o of args.objects) obj.run(args.id, o.kind, o.ref);
+        this.recordObjects(args.id, args.objects);
         for (const v of args.volumes ?? []) {
           const vol = this.q('SELECT state FROM volumes WHERE id = ?').get(v.id) as { state: string } | undefined;
           if (vol?.state !== 'ready') throw new VolumeUnavailableError(vol ? `volume ${v.name} is ${vol.state}` : `no volume named ${v.name} (enclave volume create ${v.name})`);
@@ -258,6 +187,41 @@ export class SessionStore {
       })
       .immediate();
     return this.get(args.id)!;
+  }
+
+  /** The lowest free ID slot below `slots`. */
+  private freeSlot(slots: number): { slot: number } | undefined {
+    return this.q(
+      `SELECT s.slot + 1 AS slot FROM (SELECT -1 AS slot UNION ALL SELECT slot FROM id_slots) s
+       WHERE s.slot + 1 < ? AND NOT EXISTS (SELECT 1 FROM id_slots t WHERE t.slot = s.slot + 1)
+       ORDER BY s.slot LIMIT 1`,
+    ).get(slots) as { slot: number } | undefined;
+  }
+
+  private recordObjects(id: string, objects: KernelObject[]): void {
+    const obj = this.q('INSERT INTO kernel_objects (session_id, kind, ref) VALUES (?, ?, ?)');
+    for (const o of objects) obj.run(id, o.kind, o.ref);
+  }
+
+  /**
+   * A stopped session starts: an ID slot and its kernel objects recorded
+   * before any exists, and the owner's budget checked, in one transaction;
+   * false if it is not stopped (any more).
+   */
+  reserveStart(id: string, args: { slots: number; objects: KernelObject[]; admit?: ((usage: Usage) => void) | undefined }): boolean {
+    return this.db
+      .transaction(() => {
+        const row = this.q('SELECT state, owner_uid FROM sessions WHERE id = ?').get(id) as { state: string; owner_uid: number | null } | undefined;
+        if (row?.state !== 'stopped') return false;
+        args.admit?.(this.usageOf(row.owner_uid ?? 0));
+        const free = this.freeSlot(args.slots);
+        if (!free) throw new SlotsExhaustedError(`all ${args.slots} ID-range slots are in use`);
+        this.q('INSERT INTO id_slots (slot, session_id) VALUES (?, ?)').run(free.slot, id);
+        this.recordObjects(id, args.objects);
+        this.q(`UPDATE sessions SET state = 'starting', id_slot = ?, last_error = NULL, exit_code = NULL, exit_signal = NULL, updated_at = ? WHERE id = ?`).run(free.slot, new Date().toISOString(), id);
+        return true;
+      })
+      .immediate();
   }
 
   /** Sessions per state, from the state index (no scan of history rows). */
@@ -271,7 +235,7 @@ export class SessionStore {
     return this.db
       .transaction(() => {
         // A session whose link is still going keeps its row (its lease refers to it).
-        const old = `SELECT id FROM sessions WHERE state IN ('stopped','failed') AND id NOT IN (SELECT session_id FROM ip_leases) ORDER BY updated_at DESC, rowid DESC LIMIT -1 OFFSET ?`;
+        const old = `SELECT id FROM sessions WHERE state IN ${ENDED_SQL} AND id NOT IN (SELECT session_id FROM ip_leases) ORDER BY updated_at DESC, rowid DESC LIMIT -1 OFFSET ?`;
         this.q(`DELETE FROM kernel_objects WHERE session_id IN (${old})`).run(keep);
         this.q(`DELETE FROM session_volumes WHERE session_id IN (${old})`).run(keep);
         this.q(`DELETE FROM session_plans WHERE session_id IN (${old})`).run(keep);
@@ -282,18 +246,28 @@ export class SessionStore {
 
   /** Store the plan before anything executes it. */
   setPlan(id: string, planJson: string): void {
-    this.q(`INSERT INTO session_plans (session_id, plan) SELECT id, ? FROM sessions WHERE id = ? AND state = 'creating'`).run(planJson, id);
+    this.q(`INSERT OR REPLACE INTO session_plans (session_id, plan) SELECT id, ? FROM sessions WHERE id = ? AND state IN ('creating', 'starting')`).run(planJson, id);
   }
 
   markRunning(id: string, pid: number, startTime: string): void {
-    this.q(`UPDATE sessions SET state = 'running', init_pid = ?, init_start_time = ?, updated_at = ? WHERE id = ? AND state = 'creating'`)
+    this.q(`UPDATE sessions SET state = 'running', init_pid = ?, init_start_time = ?, updated_at = ? WHERE id = ? AND state IN ('creating', 'starting')`)
       .run(pid, startTime, new Date().toISOString(), id);
   }
 
-  /** The intent to stop, recorded before acting: survives a daemon crash mid-destroy. */
-  markStopping(id: string, reason: string | undefined): void {
-    this.q(`UPDATE sessions SET state = 'stopping', stop_reason = ?, updated_at = ? WHERE id = ?`)
+  /** The intent to destroy, recorded before acting: survives a daemon crash mid-destroy. */
+  markDestroying(id: string, reason: string | undefined): void {
+    this.q(`UPDATE sessions SET state = 'destroying', stop_reason = ?, updated_at = ? WHERE id = ?`)
       .run(reason ?? null, new Date().toISOString(), id);
+  }
+
+  /** The intent to stop, and why (a caller, or idleness). */
+  markStopping(id: string, because: string): void {
+    this.q(`UPDATE sessions SET state = 'stopping', stopped_because = ?, updated_at = ? WHERE id = ?`).run(because, new Date().toISOString(), id);
+  }
+
+  /** A stop that could not store the files: the session runs on, saying why. */
+  stopAbandoned(id: string, error: string): void {
+    this.q(`UPDATE sessions SET state = 'running', last_error = ?, updated_at = ? WHERE id = ? AND state = 'stopping'`).run(error, new Date().toISOString(), id);
   }
 
   /** How the init ended, when the daemon saw it. */
@@ -346,7 +320,7 @@ export class SessionStore {
    * back, in one transaction. With `linkPending` the veth record and the
    * lease stay until linkGone(): the kernel is still removing the link.
    */
-  settle(id: string, state: 'stopped' | 'failed', lastError?: string, linkPending = false): void {
+  settle(id: string, state: 'destroyed' | 'failed', lastError?: string, linkPending = false): void {
     this.db
       .transaction(() => {
         this.q(linkPending ? `DELETE FROM kernel_objects WHERE session_id = ? AND kind != 'veth'` : 'DELETE FROM kernel_objects WHERE session_id = ?').run(id);
@@ -359,19 +333,42 @@ export class SessionStore {
       .immediate();
   }
 
-  /** An ended session's link is gone: its record and its address go too. */
-  linkGone(id: string): void {
+  /**
+   * Stopped (or back to stopped after a failed start): the ID slot and the
+   * kernel-object records go; the name, address, ports, volumes and secrets
+   * stay. With `linkPending` the veth record stays until linkGone().
+   */
+  settleStopped(id: string, s: { linkPending: boolean; storedBytes?: number | undefined; lastError?: string | undefined }): void {
     this.db
       .transaction(() => {
-        this.q(`DELETE FROM kernel_objects WHERE session_id = ? AND kind = 'veth'`).run(id);
-        this.q('DELETE FROM ip_leases WHERE session_id = ?').run(id);
+        this.q(s.linkPending ? `DELETE FROM kernel_objects WHERE session_id = ? AND kind != 'veth'` : 'DELETE FROM kernel_objects WHERE session_id = ?').run(id);
+        this.q('DELETE FROM id_slots WHERE session_id = ?').run(id);
+        this.q(
+          `UPDATE sessions SET state = 'stopped', id_slot = NULL, init_pid = NULL, init_start_time = NULL,
+             stored_bytes = coalesce(?, stored_bytes), last_error = coalesce(?, last_error), updated_at = ? WHERE id = ?`,
+        ).run(s.storedBytes ?? null, s.lastError ?? null, new Date().toISOString(), id);
       })
       .immediate();
   }
 
-  /** Ended sessions whose link was not yet seen gone (a daemon that died while the kernel removed it). */
+  /** A started session's stored files are gone (it runs from them now). */
+  clearStored(id: string): void {
+    this.q('UPDATE sessions SET stored_bytes = NULL WHERE id = ?').run(id);
+  }
+
+  /** A session's link is gone: its record goes, and the address of an ended one (a stopped one keeps its own). */
+  linkGone(id: string): void {
+    this.db
+      .transaction(() => {
+        this.q(`DELETE FROM kernel_objects WHERE session_id = ? AND kind = 'veth'`).run(id);
+        this.q(`DELETE FROM ip_leases WHERE session_id = ? AND session_id IN (SELECT id FROM sessions WHERE state IN ${ENDED_SQL})`).run(id);
+      })
+      .immediate();
+  }
+
+  /** Ended or stopped sessions whose link was not yet seen gone (a daemon that died while the kernel removed it). */
   endedWithLinks(): { id: string; ref: string }[] {
-    return this.q(`SELECT k.session_id AS id, k.ref FROM kernel_objects k JOIN sessions s ON s.id = k.session_id WHERE k.kind = 'veth' AND s.state IN ('stopped', 'failed')`)
+    return this.q(`SELECT k.session_id AS id, k.ref FROM kernel_objects k JOIN sessions s ON s.id = k.session_id WHERE k.kind = 'veth' AND s.state NOT IN ${ACTIVE_SQL}`)
       .all() as { id: string; ref: string }[];
   }
 

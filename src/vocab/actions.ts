@@ -7,6 +7,9 @@ export const ACTIONS = [
   'session.exec',
   'session.attach',
   'session.destroy',
+  /** Stopping a running session (its files stored) and starting it again. */
+  'session.stop',
+  'session.start',
   'session.refresh-auth',
   /** Publishing and unpublishing ports of a running session. */
   'session.publish',

@@ -122,7 +122,7 @@ describe.skipIf(!isRoot)('exec through the session init (root)', () => {
     // The command was the init's child inside the session: nothing of it is the daemon's.
     expect(childrenOf(d.pid).filter((c) => c.pid !== s.init_pid)).toEqual([]);
     await d.destroy(s.id); // before the fix this never returned
-    expect((await d.show(s.id)).state).toBe('stopped');
+    expect((await d.show(s.id)).state).toBe('destroyed');
     expect(childrenOf(d.pid)).toEqual([]);
   });
 
@@ -195,7 +195,7 @@ describe.skipIf(!isRoot)('exec through the session init (root)', () => {
     } finally {
       agent.close();
     }
-    expect((await d.show(s.id)).state).toBe('stopped');
+    expect((await d.show(s.id)).state).toBe('destroyed');
   });
 
   it('a session process cannot find or use the control channel', async () => {
@@ -267,7 +267,7 @@ describe.skipIf(!isRoot)('exec through the session init (root)', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/created by an older daemon and has no stored plan/);
     await d.destroy(s.id);
-    expect((await d.show(s.id)).state).toBe('stopped');
+    expect((await d.show(s.id)).state).toBe('destroyed');
   });
 
   it('validates exec --tty sizes like attach (1..1000 x 1..500), before upgrading', async () => {
@@ -294,6 +294,6 @@ describe.skipIf(!isRoot)('exec through the session init (root)', () => {
       expect(task).toBe('probe');
     }
     await d.destroy(s.id);
-    expect((await d.show(s.id)).state).toBe('stopped');
+    expect((await d.show(s.id)).state).toBe('destroyed');
   });
 });

@@ -380,7 +380,7 @@ export class TestDaemon {
         const r = await this.api('GET', '/v1/sessions');
         const list = (r.body as { sessions?: { id: string; state: string }[] }).sessions ?? [];
         // Live ones only: an ended session has nothing left to destroy.
-        for (const s of list) if (['creating', 'running', 'stopping'].includes(s.state)) await this.api('DELETE', `/v1/sessions/${s.id}`);
+        for (const s of list) if (['creating', 'running', 'stopping', 'stopped', 'starting', 'destroying'].includes(s.state)) await this.api('DELETE', `/v1/sessions/${s.id}`);
       }
     } catch {
       /* the daemon may be dead; the cgroup sweep below still kills everything */

@@ -77,12 +77,12 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
       for (const deadline = Date.now() + 3000; (objects.get(s.id) as { n: number }).n > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 25));
       expect(objects.get(s.id)).toEqual({ n: 0 });
       expect(existsSync(`/sys/class/net/ve-${s.id.slice(2)}`)).toBe(false);
-      expect(conn.prepare('SELECT state FROM sessions WHERE id = ?').get(s.id)).toEqual({ state: 'stopped' });
+      expect(conn.prepare('SELECT state FROM sessions WHERE id = ?').get(s.id)).toEqual({ state: 'destroyed' });
     } finally {
       conn.close();
     }
     const shown = await d.show(s.id);
-    expect(shown.state).toBe('stopped');
+    expect(shown.state).toBe('destroyed');
     expect(shown.init_pid).toBeNull();
   });
 
@@ -90,7 +90,7 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     const s = await d.create();
     await d.destroy(s.id);
     await d.destroy(s.id);
-    expect((await d.show(s.id)).state).toBe('stopped');
+    expect((await d.show(s.id)).state).toBe('destroyed');
   });
 
   it('destroying during create is safe and leaves nothing', async () => {
@@ -107,7 +107,7 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     expect(created.status).toBe(201);
     expect(destroyed).toBe(true);
     const id = (created.body as { id: string }).id;
-    expect((await d.show(id)).state).toBe('stopped');
+    expect((await d.show(id)).state).toBe('destroyed');
     expect(d.cgroupDirs(id)).toEqual([]);
     const after = readdirSync(d.cgroupDirs()[0]!).filter((n) => n.startsWith('s-'));
     expect(after).toEqual(before);
@@ -152,13 +152,13 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
   });
 
   // Destroy intent and exit reasons.
-  it('a destroy interrupted by a daemon crash ends "stopped", as asked, not "failed"', { timeout: 30_000 }, async () => {
+  it('a destroy interrupted by a daemon crash ends "destroyed", as asked, not "failed"', { timeout: 30_000 }, async () => {
     const s = await d.create({ name: 'interrupted-destroy' });
     // The daemon dies right after recording the intent; the init dies with it.
     await d.stop('SIGKILL');
     const conn = new Database(join(d.stateDir, 'enclave.db'));
     try {
-      conn.prepare(`UPDATE sessions SET state = 'stopping' WHERE id = ?`).run(s.id);
+      conn.prepare(`UPDATE sessions SET state = 'destroying' WHERE id = ?`).run(s.id);
     } finally {
       conn.close();
     }
@@ -166,12 +166,12 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     await d.reapAdopted();
     await d.start();
     const shown = await d.show(s.id);
-    expect(shown.state).toBe('stopped');
+    expect(shown.state).toBe('destroyed');
     expect(shown.last_error).toBeNull();
     expect(d.cgroupDirs(s.id)).toEqual([]);
   });
 
-  it('records how the init ended: a signal from outside is "failed" with the signal; a destroy is "stopped" with the init\'s exit', { timeout: 30_000 }, async () => {
+  it('records how the init ended: a signal from outside is "failed" with the signal; a destroy is "destroyed" with the init\'s exit', { timeout: 30_000 }, async () => {
     const killed = await d.create({ name: 'killed' });
     process.kill(killed.init_pid!, 'SIGKILL');
     const shown = await afterRunning(killed.id);
@@ -181,7 +181,7 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     const asked = await d.create({ name: 'asked' });
     await d.destroy(asked.id);
     const done = await d.show(asked.id);
-    expect(done.state).toBe('stopped');
+    expect(done.state).toBe('destroyed');
     expect(done.exit).toEqual({ code: 143, signal: null }); // the init passed SIGTERM on and ended with 128 + 15
     // SIGTERM from outside the daemon: the session stops, not asked for through Enclave, and says so.
     const told = await d.create({ name: 'told' });
@@ -227,7 +227,7 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     }
     await d.start();
     const done = await d.show(s.id);
-    expect(done.state).toBe('stopped');
+    expect(done.state).toBe('destroyed');
     await d.reapAdopted(); // it re-parented to this test process when the first daemon exited
     expect(existsSync(`/proc/${s.init_pid}`)).toBe(false);
     expect(d.cgroupDirs(s.id)).toEqual([]);

@@ -230,7 +230,7 @@ describe.skipIf(!isRoot)('snapshots that go wrong (root)', () => {
       await until('the snapshot to start', () => frozen(d, s.id));
       await d.destroy(s.id);
       expect(d.cgroupDirs(s.id)).toEqual([]);
-      expect((await d.show(s.id)).state).toBe('stopped');
+      expect((await d.show(s.id)).state).toBe('destroyed');
     } finally {
       req.destroy();
       res.destroy();

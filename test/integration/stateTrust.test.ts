@@ -137,6 +137,6 @@ describe.skipIf(!isRoot)('history retention (root)', () => {
     expect((await d.api('GET', '/v1/health')).body).toMatchObject({ sessions: 1 });
     const text = String((await d.rawRequest('GET', '/metrics', '')).body);
     expect(text).toContain('enclave_sessions{state="running"} 1');
-    expect(text).toContain('enclave_sessions{state="stopped"} 2');
+    expect(text).toContain('enclave_sessions{state="destroyed"} 2');
   });
 });

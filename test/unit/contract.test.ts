@@ -117,6 +117,6 @@ describe('control messages through the verb table', () => {
     const agent = new SessionAgent('/nonexistent/control', pino({ level: 'silent' }));
     const spec = { tty: true, stdin: true, cols: 1000, rows: 500, cwd, argv: [m.argv[0]!, ''], env: [], fds: [] };
     expect(() => agent.start(spec)).toThrow(`command, environment and cwd take ${MAX_EXEC_MESSAGE + 1} bytes; at most ${MAX_EXEC_MESSAGE} are allowed`);
-    expect(Object.keys(VERBS)).toEqual(['exec', 'signal', 'release', 'keep', 'write', 'started', 'failed', 'exited', 'written', 'ending', 'kept', 'ring', 'kept-done']);
+    expect(Object.keys(VERBS)).toEqual(['exec', 'signal', 'release', 'keep', 'quiesce', 'write', 'started', 'failed', 'exited', 'written', 'ending', 'kept', 'ring', 'kept-done', 'quiet']);
   });
 });

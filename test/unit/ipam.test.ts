@@ -57,7 +57,7 @@ describe('IPAM in SQLite', () => {
   it('gives an address back on finish and reuses it', () => {
     const a = create();
     create();
-    store.settle(a.id, 'stopped');
+    store.settle(a.id, 'destroyed');
     expect(store.leaseOf(a.id)).toBeUndefined();
     const c = create();
     expect(intToIp(store.leaseOf(c.id)!)).toBe('10.9.0.2');
@@ -89,7 +89,7 @@ describe('IPAM in SQLite', () => {
     const port = { host_ip: '127.0.0.1', host_port: 8080, session_port: 80 };
     const a = create({ publish: [port] });
     expect(() => create({ publish: [port] })).toThrow(PortTakenError);
-    store.settle(a.id, 'stopped');
+    store.settle(a.id, 'destroyed');
     const b = create({ publish: [port] });
     expect(store.portsOf(b.id)).toEqual([port]);
   });

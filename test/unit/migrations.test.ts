@@ -81,6 +81,42 @@ describe('migration runner', () => {
     expect(() => db.exec(`INSERT INTO session_volumes (session_id, volume, target, readonly) VALUES ('s-0000000001', 'nope', '/x', 0)`)).toThrow(/FOREIGN KEY/);
   });
 
+  it('012 rebuilds sessions for stop and start: destroyed rows say so, the rows that refer to a session keep it, foreign keys hold', () => {
+    db.pragma('foreign_keys = ON');
+    const all = readMigrations(migrationsDir);
+    migrate(db, all.filter((x) => x.version <= 11));
+    const now = '2026-12-01T00:00:00Z';
+    const add = (id: string, state: string, name: string | null) =>
+      db.exec(`INSERT INTO sessions (id, name, state, hostname, limits, created_at, updated_at, owner_uid) VALUES ('${id}', ${name ? `'${name}'` : 'NULL'}, '${state}', 'h', '{}', '${now}', '${now}', 0)`);
+    add('s-0000000001', 'running', 'web');
+    add('s-0000000002', 'stopped', 'web');
+    add('s-0000000003', 'stopping', null);
+    db.exec(`INSERT INTO ip_leases (address, session_id) VALUES (1, 's-0000000001')`);
+    db.exec(`INSERT INTO session_plans (session_id, plan) VALUES ('s-0000000002', '{}')`);
+    expect(migrate(db, all)).toEqual(all.filter((x) => x.version > 11).map((x) => x.version));
+    expect(db.prepare('SELECT id, state FROM sessions ORDER BY id').all()).toEqual([
+      { id: 's-0000000001', state: 'running' },
+      { id: 's-0000000002', state: 'destroyed' },
+      { id: 's-0000000003', state: 'destroying' },
+    ]);
+    expect(db.pragma('foreign_key_check')).toEqual([]);
+    expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
+    expect(db.prepare('SELECT session_id FROM ip_leases').get()).toEqual({ session_id: 's-0000000001' });
+    // A stopped session keeps its name; a destroyed one's is free.
+    expect(() => add('s-0000000004', 'stopped', 'web')).toThrow(/UNIQUE/);
+    db.exec(`UPDATE sessions SET state = 'destroyed' WHERE id = 's-0000000001'`);
+    add('s-0000000004', 'stopped', 'web');
+    expect(() => db.exec(`INSERT INTO ip_leases (address, session_id) VALUES (2, 's-0000000099')`)).toThrow(/FOREIGN KEY/);
+  });
+
+  it('a migration that leaves a row without its parent is refused whole', () => {
+    db.pragma('foreign_keys = ON');
+    migrate(db, [m(1, 'CREATE TABLE p (id INTEGER PRIMARY KEY); CREATE TABLE c (p INTEGER REFERENCES p (id)); INSERT INTO p VALUES (1); INSERT INTO c VALUES (1)')]);
+    expect(() => migrate(db, [m(1, ''), m(2, 'DELETE FROM p')])).toThrow(/leaves 1 rows of c without their p row/);
+    expect(db.prepare('SELECT count(*) AS n FROM p').get()).toEqual({ n: 1 });
+    expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
+  });
+
   it('opens the state dir 0700 and the database 0600 in WAL mode', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'enclave-db-')), 'state');
     const conn = openDatabase(dir);

@@ -32,7 +32,7 @@ function volumesFor(ctx: Context, caller: Caller, req: CreateSessionRequest): Re
   });
 }
 
-export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | 'sessionShow' | 'sessionDestroy' | 'refreshAuth'> = {
+export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | 'sessionShow' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
   sessionList: (ctx, { caller, query }) => {
     const all = ctx.sessions.list(query.all ?? false, consoleInfo(ctx));
     return { sessions: all.filter((s) => ctx.access.visible(caller, s)) };
@@ -76,6 +76,32 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
   sessionDestroy: async (ctx, { caller, target, log }) => {
     log.info({ caller: caller.uid }, 'destroy session');
     await ctx.sessions.destroy(target.id);
+  },
+
+  sessionStop: async (ctx, { caller, target, log }) => {
+    log.info({ caller: caller.uid }, 'stop session');
+    return ctx.sessions.stopSession(target.id, `asked by uid ${caller.uid}`);
+  },
+
+  sessionStart: async (ctx, { caller, target, log }) => {
+    log.info({ caller: caller.uid }, 'start session');
+    let session;
+    try {
+      session = await ctx.sessions.startSession(target.id, (usage) => {
+        const over = ctx.budgets.totalsProblem(caller, target.limits, usage, false);
+        if (over) throw over;
+      });
+    } catch (e) {
+      // Thrown inside the reservation's transaction, recorded once it rolled back.
+      if (e instanceof BudgetRefusal) ctx.access.refuse(caller, 'session.start', undefined, e.rule, e.error, target.name);
+      throw e;
+    }
+    if (target.keep_console) {
+      const row = ctx.sessions.find(target.id)!;
+      await ctx.consoles.ensure(row);
+      session = ctx.sessions.toApi(row, consoleInfo(ctx));
+    }
+    return session;
   },
 
   refreshAuth: async (ctx, { caller, target, log }) => {

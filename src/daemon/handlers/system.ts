@@ -6,7 +6,7 @@ import { renderMetrics } from '../metrics.js';
 export const VERSION = '0.1.0';
 
 export const systemHandlers: Pick<Handlers, 'health' | 'metrics' | 'tickets'> = {
-  health: (ctx) => ({ status: 'ok', version: VERSION, sessions: ctx.sessions.countLive(), pid: process.pid }),
+  health: (ctx) => ({ status: 'ok', version: VERSION, sessions: ctx.sessions.countActive(), pid: process.pid }),
   metrics: (ctx, _i, res) => {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
     res.end(renderMetrics(ctx.sessions));
