@@ -17,6 +17,7 @@
         "src/addon/overlay.cc",
         "src/addon/netlink.cc",
         "src/addon/nft.cc",
+        "src/addon/ports.cc",
         "src/addon/spawn.cc",
         "src/netlink.c",
         "src/nft.c",

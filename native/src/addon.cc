@@ -19,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   enclave::RegisterOverlay(env, exports);      // opaque overlay directories
   enclave::RegisterNetlink(env, exports);      // bridge and links (rtnetlink)
   enclave::RegisterNft(env, exports);          // nftables through libnftables
+  enclave::RegisterPorts(env, exports);        // host ports held for published ports
   enclave::RegisterSpawn(env, exports);        // posix_spawn of enclave-init
   enclave::RegisterRing(env, exports);         // consoles' output rings in shared memory
   return exports;

@@ -79,6 +79,8 @@ export const addonExports = [
   'deleteLink',
   // nft.cc
   'nftApply',
+  // ports.cc
+  'holdPort',
   // spawn.cc
   'spawnHelper',
   // ring.cc
@@ -119,6 +121,8 @@ interface Signatures {
   deleteLink(name: string): boolean;
   /** Apply an nftables script atomically through libnftables, off the event loop; rejects with nft's message. */
   nftApply(script: string): Promise<void>;
+  /** A TCP socket bound to ip:port, not listening, close-on-exec: its fd (closeFd lets go). Throws with .errno (EADDRINUSE: taken). */
+  holdPort(ip: string, port: number): number;
   /** posix_spawn (on the thread pool) of a helper in a new session, no env, with pipes (parent ends, close-on-exec): watch pid, own the fds. */
   spawnHelper(path: string): Promise<HelperProcess>;
   /** A console's output ring: a memfd (close-on-exec) of RING_HEADER + capacity bytes, mapped shared, header written. */

@@ -88,6 +88,7 @@ void RegisterRing(Napi::Env env, Napi::Object exports);
 void RegisterOverlay(Napi::Env env, Napi::Object exports);
 void RegisterNetlink(Napi::Env env, Napi::Object exports);
 void RegisterNft(Napi::Env env, Napi::Object exports);
+void RegisterPorts(Napi::Env env, Napi::Object exports);
 void RegisterSpawn(Napi::Env env, Napi::Object exports);
 
 }  // namespace enclave
