@@ -188,11 +188,6 @@ export const configSchema = z
         table: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,31}$/, 'must be a table name of letters, digits and _').default('enclave'),
         subnet: cidr.default('10.200.0.0/16'),
         egress: z.boolean().default(true),
-        /** Connections relayed at once through published ports: per port, per owner of the sessions, in all (each holds two fds). */
-        relay: z
-          .object({ per_port: z.number().int().min(1).max(65536).default(256), per_owner: z.number().int().min(1).max(1_000_000).default(1024), total: z.number().int().min(1).max(1_000_000).default(4096) })
-          .strict()
-          .prefault({}),
       })
       .strict()
       .prefault({}),

@@ -10,7 +10,6 @@ import { addon } from '../native/addon.js';
 import { SessionManager } from '../sessions/manager.js';
 import { Volumes } from '../volumes/volumes.js';
 import { VolumeStore } from '../store/volumeStore.js';
-import { PortPublisher } from '../network/publish.js';
 import { openDatabase } from '../store/db.js';
 import { SessionStore } from '../store/sessionStore.js';
 import { createApiServer } from './server.js';
@@ -90,7 +89,7 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
   log.info({ cgroups: layout.mode, state_dir: config.state_dir, since_spawn_ms: Math.round(performance.now()) }, 'starting');
   const secrets = new SessionSecrets(SecretStore.open(db, config.state_dir), providerTable(config.auth.providers));
   const volumes = new Volumes(new VolumeStore(db), config.state_dir, config.volumes, log);
-  const sessions = new SessionManager({ config, secrets, store: new SessionStore(db), layout, log, publisher: new PortPublisher(log, { perPort: config.network.relay.per_port, perOwner: config.network.relay.per_owner, total: config.network.relay.total }), volumes });
+  const sessions = new SessionManager({ config, secrets, store: new SessionStore(db), layout, log, volumes });
   await sessions.start();
 
   const audit = new AuditLog(db, config.access.keep_events);

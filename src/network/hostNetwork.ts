@@ -1,9 +1,10 @@
 // Host side of session networking, set up once at daemon start: the bridge
-// with the gateway address, IPv4 forwarding, and Enclave's nftables table.
+// with the gateway address, IPv4 forwarding, and Enclave's nftables table
+// with what sessions hold now (leases, published ports).
 import { readdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { addon } from '../native/addon.js';
 import { intToIp, parseSubnet, type Subnet } from './addressing.js';
-import { applyRuleset, removeRuleset } from './firewall.js';
+import { applyRuleset, removeRuleset, type PortForward } from './firewall.js';
 
 export interface HostNetwork {
   bridge: string;
@@ -19,13 +20,28 @@ export interface NetworkConfig {
   egress: boolean;
 }
 
-/** `leased`: the addresses sessions hold now (their anti-spoofing elements are part of the one atomic load). */
-export async function ensureHostNetwork(n: NetworkConfig, leased: readonly number[]): Promise<HostNetwork> {
+/**
+ * `leased`: the addresses sessions hold now; `published`: the ports they
+ * publish now. Their elements are part of the one atomic load, which
+ * replaces the table's earlier version in one commit: an element of a live
+ * session is never missing, not even for a moment, and one no session holds
+ * any more is gone.
+ */
+export async function ensureHostNetwork(n: NetworkConfig, leased: readonly number[], published: readonly PortForward[] = []): Promise<HostNetwork> {
   const subnet = parseSubnet(n.subnet);
   addon().ensureBridge(n.bridge, intToIp(subnet.gateway), subnet.prefix);
   // Sessions route through the host; Docker and every router do the same.
   writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
-  await applyRuleset({ table: n.table, bridge: n.bridge, subnet, egress: n.egress }, leased);
+  // Published ports: a connection to 127.x.y.z is DNAT'd to a session in the
+  // output hook, and its packets keep their 127/8 source until postrouting
+  // SNATs them. The kernel refuses to route a locally generated packet with
+  // a 127/8 source out of a device other than lo (and treats a 127/8
+  // destination arriving on one as martian: the session's replies, once
+  // un-NAT'd) unless that device has route_localnet. On the bridge only; the
+  // table drops what a session itself sends to 127/8 (prerouting), and its
+  // input chain refuses any new connection from the bridge anyway.
+  writeFileSync(`/proc/sys/net/ipv4/conf/${n.bridge}/route_localnet`, '1');
+  await applyRuleset({ table: n.table, bridge: n.bridge, subnet, egress: n.egress }, leased, published);
   const mtu = Number(readFileSync(`/sys/class/net/${n.bridge}/mtu`, 'utf8'));
   return { bridge: n.bridge, subnet, mtu };
 }

@@ -1,10 +1,10 @@
 // Ports of a running session, published and unpublished while it runs:
-// recorded first, then listened on; the record goes if the listen fails.
+// recorded first, then held and forwarded (publish.ts); the record goes if
+// that fails. Unpublished: the element goes first, then the record.
 // (Create publishes through the session's "publish" step.)
 import { ApiError } from '../vocab/errors.js';
 import { PortTakenError, type PublishedPort, type SessionStore } from '../store/sessionStore.js';
-import { intToIp } from './addressing.js';
-import type { PortPublisher } from './publish.js';
+import { HostPortInUseError, type PortPublisher } from './publish.js';
 
 export class RunningPorts {
   constructor(
@@ -30,25 +30,24 @@ export class RunningPorts {
       throw e;
     }
     try {
-      await this.publisher.publish(id, row.owner_uid ?? 0, intToIp(lease), [p]);
+      await this.publisher.publish(id, lease, [p]);
     } catch (e) {
       this.store.removePort(id, p.host_ip, p.host_port);
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new ApiError('conflict', `cannot publish ${p.host_ip}:${p.host_port}: ${code === 'EADDRINUSE' ? 'the host port is already in use' : (e as Error).message}`, 'publish');
+      throw new ApiError('conflict', `cannot publish ${p.host_ip}:${p.host_port}: ${e instanceof HostPortInUseError ? 'the host port is already in use' : (e as Error).message}`, 'publish');
     }
-    // Released while we listened: its ports went with it, so this one goes too.
+    // Released while it was being forwarded: its ports went with it, so this one goes too.
     if (this.store.get(id)?.state !== 'running') {
-      this.publisher.unpublishOne(id, p);
+      await this.publisher.unpublishOne(id, p).catch(() => undefined);
       throw new ApiError('conflict', `session ${id} ended while the port was being published`);
     }
   }
 
-  unpublish(id: string, hostIp: string, hostPort: number): void {
+  async unpublish(id: string, hostIp: string, hostPort: number): Promise<void> {
     this.running(id);
     if (!this.store.portsOf(id).some((p) => p.host_ip === hostIp && p.host_port === hostPort)) {
       throw new ApiError('not_found', `session ${id} does not publish ${hostIp}:${hostPort}`);
     }
-    this.publisher.unpublishOne(id, { host_ip: hostIp, host_port: hostPort });
+    await this.publisher.unpublishOne(id, { host_ip: hostIp, host_port: hostPort });
     this.store.removePort(id, hostIp, hostPort);
   }
 }

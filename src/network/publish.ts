@@ -1,23 +1,25 @@
-// Published ports: the daemon listens on the host address and relays each TCP
-// connection to the session's address (a userland proxy, as Docker's
-// docker-proxy does for loopback), for as long as the session runs. Every
-// relayed connection holds two of the daemon's fds, and anyone on the host
-// may connect to a published port: so connections are capped per port, per
-// owner of the session and in all, an upstream that does not connect in
-// time is dropped, and both ends go when either closes.
-import { createServer, connect, type Server } from 'node:net';
+// Published ports: kernel NAT in the daemon's own nftables table (see
+// firewall.ts), one element of the map `published` per port, added when it
+// is published and removed when it is unpublished or its session ends. The
+// daemon's process is on no connection's path: it holds no fd per
+// connection, and the ports keep answering while it is down (a stop leaves
+// the elements; only `enclave daemon --cleanup` removes the table, and each
+// start reloads them from the database in the table's one atomic load).
+//
+// One session per host address and port is SQLite's (published_ports).
+// Against every other program of the host, the daemon holds each published
+// host address and port with a bound socket that does not listen
+// (native/src/addon/ports.cc): taken before the element is added, so a port
+// another program uses is refused before anything forwards it, and kept for
+// as long as it is published. DNAT in the output hook comes before socket
+// lookup, so this socket never gets a connection. A daemon that is down
+// holds nothing: another program may bind the port meanwhile, gets no
+// connection through it (the element still sends them to the session), and
+// the next start logs that it cannot hold the port again.
+import { constants } from 'node:os';
 import type { Logger } from 'pino';
-
-export interface RelayCaps {
-  /** Connections at once through one published port. */
-  perPort: number;
-  /** Through all the ports of one owner's sessions. */
-  perOwner: number;
-  /** Through every published port of the daemon. */
-  total: number;
-  /** An upstream that has not connected by then is dropped. */
-  connectTimeoutMs?: number;
-}
+import { addon } from '../native/addon.js';
+import type { PortForward, PortForwards } from './firewall.js';
 
 export interface PortMapping {
   host_ip: string;
@@ -25,98 +27,150 @@ export interface PortMapping {
   session_port: number;
 }
 
+/** Another program of the host holds that address and port. */
+export class HostPortInUseError extends Error {
+  readonly code = 'EADDRINUSE';
+}
+
+/** How a host port is held and let go (native; a test passes its own). */
+export interface PortHolder {
+  /** The fd of a socket bound to ip:port; throws with .errno. */
+  hold(ip: string, port: number): number;
+  release(fd: number): void;
+}
+
+const nativeHolder: PortHolder = {
+  hold: (ip, port) => addon().holdPort(ip, port),
+  release: (fd) => addon().closeFd(fd),
+};
+
+interface Published {
+  forward: PortForward;
+  /** Its element is in the map. */
+  mapped: boolean;
+  /** The socket holding the host port, while this daemon holds it. */
+  fd: number | undefined;
+}
+
 const key = (m: { host_ip: string; host_port: number }) => `${m.host_ip}:${m.host_port}`;
+const absent = (e: unknown) => /No such file or directory/.test((e as Error).message);
 
 export class PortPublisher {
-  /** Per session, its listeners by host address:port. */
-  private readonly servers = new Map<string, Map<string, Server>>();
-
-  private relayed = 0;
-  private readonly byOwner = new Map<number, number>();
+  /** Per session, its published ports by host address:port. */
+  private readonly sessions = new Map<string, Map<string, Published>>();
 
   constructor(
     private readonly log: Logger,
-    private readonly caps: RelayCaps = { perPort: 256, perOwner: 1024, total: 4096 },
+    private readonly forwards: PortForwards,
+    private readonly holder: PortHolder = nativeHolder,
   ) {}
 
-  /** A relay slot of the owner's, or false (the connection is closed at once). */
-  private take(owner: number): boolean {
-    const mine = this.byOwner.get(owner) ?? 0;
-    if (this.relayed >= this.caps.total || mine >= this.caps.perOwner) return false;
-    this.relayed++;
-    this.byOwner.set(owner, mine + 1);
-    return true;
+  private of(sessionId: string): Map<string, Published> {
+    let mine = this.sessions.get(sessionId);
+    if (!mine) this.sessions.set(sessionId, (mine = new Map()));
+    return mine;
   }
 
-  private give(owner: number): void {
-    this.relayed--;
-    const mine = (this.byOwner.get(owner) ?? 1) - 1;
-    if (mine > 0) this.byOwner.set(owner, mine);
-    else this.byOwner.delete(owner);
+  /** Start-up: the elements the table was just loaded with, by session. Nothing is held yet (`holdAgain`). */
+  loaded(forwards: readonly (PortForward & { session_id: string })[]): void {
+    for (const { session_id, ...f } of forwards) this.of(session_id).set(key(f), { forward: f, mapped: true, fd: undefined });
   }
 
-  private async listen(owner: number, sessionIp: string, m: PortMapping): Promise<Server> {
-    const server = createServer((client) => {
-      if (!this.take(owner)) {
-        client.destroy();
-        return;
-      }
-      const upstream = connect({ host: sessionIp, port: m.session_port });
-      // A plain timer: a socket's own idle timeout cannot be set and cleared around its connect.
-      const connecting = setTimeout(() => upstream.destroy(), this.caps.connectTimeoutMs ?? 5000);
-      upstream.once('connect', () => clearTimeout(connecting));
-      client.pipe(upstream).pipe(client);
-      let ended = false;
-      const end = () => {
-        if (ended) return;
-        ended = true;
-        clearTimeout(connecting);
-        client.destroy();
-        upstream.destroy();
-        this.give(owner);
-      };
-      for (const side of [client, upstream]) {
-        side.on('error', end);
-        side.on('close', end);
-      }
-    });
-    server.maxConnections = this.caps.perPort;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: m.host_ip, port: m.host_port, exclusive: true }, () => resolve());
-    });
-    return server;
-  }
-
-  /** Listen on every mapping; on any failure close what this call opened and throw. `owner`: the session's, whose relay share it uses. */
-  async publish(sessionId: string, owner: number, sessionIp: string, mappings: PortMapping[]): Promise<void> {
-    const opened: [string, Server][] = [];
+  private hold(m: { host_ip: string; host_port: number }): number {
     try {
-      for (const m of mappings) opened.push([key(m), await this.listen(owner, sessionIp, m)]);
+      return this.holder.hold(m.host_ip, m.host_port);
     } catch (e) {
-      for (const [, s] of opened) s.close();
+      if ((e as { errno?: number }).errno === constants.errno.EADDRINUSE) throw new HostPortInUseError(`${key(m)}: the host port is already in use`);
       throw e;
     }
-    const mine = this.servers.get(sessionId) ?? new Map<string, Server>();
-    for (const [k, s] of opened) mine.set(k, s);
-    this.servers.set(sessionId, mine);
-    if (mappings.length) this.log.info({ session: sessionId, ports: mappings }, 'ports published');
   }
 
-  /** Stop one mapping; existing connections through it are left to end. */
-  unpublishOne(sessionId: string, m: { host_ip: string; host_port: number }): void {
-    const mine = this.servers.get(sessionId);
-    mine?.get(key(m))?.close();
+  /**
+   * Hold each host port, then add its element. On a failure what this call
+   * did is undone and it throws (HostPortInUseError: another program has
+   * one of the ports).
+   */
+  async publish(sessionId: string, address: number, mappings: readonly PortMapping[]): Promise<void> {
+    const done: Published[] = [];
+    try {
+      for (const m of mappings) {
+        const p: Published = { forward: { host_ip: m.host_ip, host_port: m.host_port, address, session_port: m.session_port }, mapped: false, fd: this.hold(m) };
+        done.push(p);
+        await this.forwards.add(p.forward);
+        p.mapped = true;
+      }
+    } catch (e) {
+      for (const p of done.reverse()) await this.drop(sessionId, p);
+      throw e;
+    }
+    const mine = this.of(sessionId);
+    for (const p of done) mine.set(key(p.forward), p);
+    if (done.length) this.log.info({ session: sessionId, ports: mappings }, 'ports published');
+  }
+
+  /**
+   * A re-adopted session: its elements are in the table (start-up loaded
+   * them); its host ports are held again. One another program took while
+   * the daemon was down is logged: the session keeps it (the element sends
+   * every connection to it), that program gets none.
+   */
+  holdAgain(sessionId: string): void {
+    for (const p of this.sessions.get(sessionId)?.values() ?? []) {
+      if (p.fd !== undefined) continue;
+      try {
+        p.fd = this.hold(p.forward);
+      } catch (e) {
+        this.log.warn(
+          { session: sessionId, port: key(p.forward), err: (e as Error).message },
+          'cannot hold a published host port again (another program bound it while the daemon was down): connections to it still reach the session',
+        );
+      }
+    }
+  }
+
+  /** The element removed, then the host port let go. Throws (keeping both) if the element cannot be removed. */
+  private async drop(sessionId: string, p: Published, strict = false): Promise<void> {
+    if (p.mapped) {
+      try {
+        await this.forwards.remove(p.forward);
+      } catch (e) {
+        if (!absent(e)) {
+          if (strict) throw e;
+          this.log.error({ session: sessionId, port: key(p.forward), err: (e as Error).message }, 'cannot remove the element of a published port (the next start drops it)');
+        }
+      }
+      p.mapped = false;
+    }
+    if (p.fd !== undefined) this.holder.release(p.fd);
+    p.fd = undefined;
+  }
+
+  /** One port no longer published: new connections to it are refused at once; those open carry on. */
+  async unpublishOne(sessionId: string, m: { host_ip: string; host_port: number }): Promise<void> {
+    const mine = this.sessions.get(sessionId);
+    // Not known here: its element may still be in the kernel all the same.
+    const p = mine?.get(key(m)) ?? { forward: { host_ip: m.host_ip, host_port: m.host_port, address: 0, session_port: 0 }, mapped: true, fd: undefined };
+    await this.drop(sessionId, p, true);
     mine?.delete(key(m));
     this.log.info({ session: sessionId, port: key(m) }, 'port unpublished');
   }
 
-  unpublish(sessionId: string): void {
-    for (const s of this.servers.get(sessionId)?.values() ?? []) s.close();
-    this.servers.delete(sessionId);
+  /** Every port of the session (it ends). Never throws: an element that cannot be removed is logged, and the next start drops it. */
+  async unpublish(sessionId: string): Promise<void> {
+    const mine = this.sessions.get(sessionId);
+    if (!mine) return;
+    this.sessions.delete(sessionId);
+    for (const p of mine.values()) await this.drop(sessionId, p);
   }
 
+  /** Daemon stop: the host ports are let go; the elements stay, and the ports keep answering. */
   closeAll(): void {
-    for (const id of [...this.servers.keys()]) this.unpublish(id);
+    for (const mine of this.sessions.values()) {
+      for (const p of mine.values()) {
+        if (p.fd !== undefined) this.holder.release(p.fd);
+        p.fd = undefined;
+      }
+    }
+    this.sessions.clear();
   }
 }

@@ -11,6 +11,7 @@ import type { CreateSessionRequest } from '../api/schemas.js';
 import type { Capacity } from '../isolation/capacity.js';
 import { sessionCgroupDirs } from '../isolation/cgroups.js';
 import { hostIfName } from '../network/addressing.js';
+import { HostPortInUseError } from '../network/publish.js';
 import { AddressesExhaustedError, PortTakenError, SlotsExhaustedError, VolumeUnavailableError } from '../store/sessionStore.js';
 import { fullDisk, fullDiskMessage, type Kit } from './kit.js';
 import { checkVolumeTargets, limitsFor } from './planning.js';
@@ -122,7 +123,7 @@ export async function build(kit: Kit, s: Session, init: Omit<Bring, 'kit' | 'ses
 
 /** What a create's failure says (the session's last error, and the caller's): the step it failed in. */
 function failure(kit: Kit, id: string, step: string, e: unknown): string {
-  if (step === 'publish') return `cannot publish ports: ${(e as NodeJS.ErrnoException).code === 'EADDRINUSE' ? 'a host port is already in use' : (e as Error).message}`;
+  if (step === 'publish') return `cannot publish ports: ${e instanceof HostPortInUseError ? 'a host port is already in use' : (e as Error).message}`;
   const what = e instanceof ApiError ? e.message : `session ${id} could not be created: ${fullDisk(kit, e) ? fullDiskMessage(kit) : (e as Error).message}`;
   return `${what} [create step ${step}]`;
 }

@@ -4,10 +4,10 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { CgroupLayout } from '../isolation/cgroups.js';
-import { AddressBindings } from '../network/firewall.js';
+import { AddressBindings, PortForwards } from '../network/firewall.js';
 import type { HostNetwork } from '../network/hostNetwork.js';
 import { LinkReaper } from '../network/linkReaper.js';
-import type { PortPublisher } from '../network/publish.js';
+import { PortPublisher } from '../network/publish.js';
 import type { SessionSecrets } from '../secrets/sessionSecrets.js';
 import { diskFullMessage, isDiskFull } from '../store/diskFull.js';
 import type { SessionStore } from '../store/sessionStore.js';
@@ -22,7 +22,6 @@ export interface ManagerOptions {
   store: SessionStore;
   layout: CgroupLayout;
   log: Logger;
-  publisher: PortPublisher;
   volumes: Volumes;
 }
 
@@ -31,6 +30,7 @@ export interface Kit {
   store: SessionStore;
   layout: CgroupLayout;
   log: Logger;
+  /** The published ports: their elements in the firewall, their host ports held. */
   publisher: PortPublisher;
   volumes: Volumes;
   secrets: SessionSecrets;
@@ -79,6 +79,7 @@ export function createKit(o: ManagerOptions, ending: (id: string, code: number) 
     agents: new Agents(o.log, ending),
     links,
     bindings: new AddressBindings(o.config.network.table),
+    publisher: new PortPublisher(o.log, new PortForwards(o.config.network.table)),
     settler: new Settler(o.store, o.config.state_dir, o.log),
     counters: { creates: 0, createFailures: 0, destroys: 0, stops: 0, starts: 0 },
     host: undefined,

@@ -28,7 +28,7 @@ export class SessionManager {
       const s = this.live.get(id);
       if (s) s.ending = code;
     });
-    this.ports = new RunningPorts(opts.store, opts.publisher);
+    this.ports = new RunningPorts(opts.store, this.kit.publisher);
     this.startup.usr = usrMasksFor(this.kit);
   }
 
@@ -126,8 +126,8 @@ export class SessionManager {
     await this.ports.publish(id, p);
   }
 
-  unpublish(id: string, hostIp: string, hostPort: number): void {
-    this.ports.unpublish(id, hostIp, hostPort);
+  unpublish(id: string, hostIp: string, hostPort: number): Promise<void> {
+    return this.ports.unpublish(id, hostIp, hostPort);
   }
 
   /** Stream a snapshot of a running session: one at a time per session (each freezes it). */
@@ -209,7 +209,7 @@ export class SessionManager {
     if (!finished) this.kit.log.warn({ pending: pending.length, deadline_ms: deadlineMs }, 'shutdown deadline passed with work under way; exiting anyway (the next start finishes it)');
     this.kit.agents.closeAll();
     for (const s of this.live.values()) s.close();
-    this.kit.publisher.closeAll();
+    this.kit.publisher.closeAll(); // the host ports; their elements stay, and keep forwarding
     this.kit.links.close(); // links still going are in the database: the next start waits for them
     return finished;
   }

@@ -40,7 +40,10 @@ export async function prepareHost(kit: Kit): Promise<Capacity> {
   const probe = controlPathFor(config, 's-0000000000');
   if (Buffer.byteLength(probe) > 107) throw new Error(`state_dir ${config.state_dir} is too long: control socket paths like ${probe} exceed 107 bytes`);
   await kit.volumes.recover();
-  const net = (kit.hostNet = await ensureHostNetwork(config.network, kit.store.leasedAddresses()));
+  // The leases' anti-spoofing elements and the published ports' map elements, from the database, in one atomic load.
+  const { leased, published } = kit.store.firewallElements();
+  const net = (kit.hostNet = await ensureHostNetwork(config.network, leased, published));
+  kit.publisher.loaded(published);
   const base = config.sessions.rootfs === 'minimal' ? prepareBaseLayer(rootfsDir(kit), config.ids.size) : undefined;
   if (base?.built) kit.log.info({ path: base.path }, 'built the session base layer');
   kit.host = { seccomp: seccompProgram(), sysMasks: thermalThrottleMasks(), bridge: net.bridge, mtu: net.mtu, gateway: net.subnet.gateway, baseLayer: base?.path };

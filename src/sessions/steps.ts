@@ -49,7 +49,7 @@ export interface Bring {
   end: { state: 'stopped' | 'destroyed' | 'failed'; error?: string | undefined; storedBytes?: number | undefined };
   /** A start: the stored files to replay once its init runs. */
   restoreFrom?: { path: string; zstd: boolean };
-  /** Re-adoption after a restart: a port that cannot be published again is logged, not fatal. */
+  /** Re-adoption after a restart: the ports' elements are in the table already; a host port that cannot be held again is logged, not fatal. */
   adopting?: boolean;
 }
 
@@ -66,10 +66,14 @@ const reserve: Step<Bring> = {
   },
   // The final state, with the slot and records given back; ended, the lease,
   // ports and stored files too. Stopped, the rest stays for its start.
-  down: (c) => {
+  down: async (c) => {
     if (!c.row) return;
     const { kit, session, end } = c;
     const linkPending = c.linkPending !== undefined;
+    // Kernel before database: the elements of its published ports, which
+    // start-up loaded for a session whose re-adoption then failed (it never
+    // reached the publish step; for any other, that step's undo did it).
+    await kit.publisher.unpublish(session.id);
     try {
       if (end.state === 'stopped') session.settleStopped({ linkPending, storedBytes: end.storedBytes, lastError: end.error });
       else session.settle(end.state, end.error, linkPending);
@@ -211,14 +215,16 @@ const publish: Step<Bring> = {
   name: 'publish',
   up: async (c) => {
     const { kit } = c;
-    // Re-adopted: a running session's ports, and a stopping one's (a stop the daemon did not finish may leave it running).
-    if (c.adopting && c.row?.state !== 'running' && c.row?.state !== 'stopping') return;
+    if (c.adopting) {
+      // Start-up loaded the elements with the table: the ports never stopped answering
+      // (a stopping one's too: a stop the daemon did not finish may leave it running).
+      if (c.row?.state === 'running' || c.row?.state === 'stopping') kit.publisher.holdAgain(c.session.id);
+      return;
+    }
     const lease = kit.store.leaseOf(c.session.id);
     const ports = kit.store.portsOf(c.session.id);
     if (lease === undefined || ports.length === 0) return;
-    const done = kit.publisher.publish(c.session.id, row(c).owner_uid ?? 0, intToIp(lease), ports);
-    if (!c.adopting) return done;
-    await done.catch((e: Error) => c.session.log.error({ err: e.message }, 'cannot re-publish ports'));
+    await kit.publisher.publish(c.session.id, lease, ports);
   },
   down: (c) => c.kit.publisher.unpublish(c.session.id),
 };

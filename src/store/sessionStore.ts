@@ -113,7 +113,6 @@ export class SessionStore {
     return (id) => ({ lease: leases.get(id), ports: ports.get(id) ?? [], secrets: secretNames(secrets.get(id) ?? []), volumes: volumes.get(id) ?? [] });
   }
 
-
   listInStates(states: readonly SessionState[]): SessionRow[] {
     const marks = states.map(() => '?').join(',');
     return this.q(`SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.state IN (${marks}) ORDER BY s.created_at, s.rowid`).all(...states).map((r) => this.parse(r));
@@ -279,9 +278,15 @@ export class SessionStore {
     return this.q('SELECT kind, ref FROM kernel_objects WHERE session_id = ? ORDER BY ref').all(id) as KernelObject[];
   }
 
-  /** Every address leased now: live sessions' and those of ended ones whose link is still going. */
-  leasedAddresses(): number[] {
-    return (this.q('SELECT address FROM ip_leases ORDER BY address').all() as { address: number }[]).map((r) => r.address);
+  /** The firewall's elements: every address leased now (live sessions' and ended ones' whose link is still going), every port published by a session with processes, with its address. */
+  firewallElements(): { leased: number[]; published: (PublishedPort & { session_id: string; address: number })[] } {
+    const leased = (this.q('SELECT address FROM ip_leases ORDER BY address').all() as { address: number }[]).map((r) => r.address);
+    // A stopped session keeps its ports in the database, not in the table: nothing answers for it.
+    const published = this.q(
+      `SELECT p.session_id, p.host_ip, p.host_port, p.session_port, l.address FROM published_ports p JOIN ip_leases l USING (session_id) JOIN sessions s ON s.id = p.session_id
+       WHERE s.state IN ${ACTIVE_SQL} ORDER BY p.host_ip, p.host_port`,
+    ).all();
+    return { leased, published: published as (PublishedPort & { session_id: string; address: number })[] };
   }
 
   leaseOf(id: string): number | undefined {
