@@ -16,7 +16,8 @@ export interface KernelState {
   bridgePorts: string[];
   cgroups: string[];
   mounts: string[];
-  nftElements: number;
+  /** Elements of each set and map of the daemon's table, by name (bindings: one per lease; published: one per published port). */
+  nftElements: Record<string, number>;
   idRangeProcesses: string[];
   daemonZombies: number[];
   daemonFds: number;
@@ -40,19 +41,24 @@ function cgroupsUnder(d: TestDaemon): string[] {
 }
 
 const nftJson = z.object({ nftables: z.array(z.record(z.string(), z.unknown())) });
-const nftSet = z.object({ elem: z.array(z.unknown()).optional() });
+const nftSet = z.object({ name: z.string(), elem: z.array(z.unknown()).optional() });
 
-/** Elements in every set and map of the daemon's table. */
-function nftElements(table: string): number {
+/** Elements in each set and map of the daemon's table, by name. */
+function nftElements(table: string): Record<string, number> {
   const r = spawnSync('nft', ['-j', 'list', 'table', 'inet', table], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
-  if (r.status !== 0) return 0;
-  let n = 0;
+  const n: Record<string, number> = {};
+  if (r.status !== 0) return n;
   for (const o of nftJson.parse(JSON.parse(r.stdout)).nftables) {
     const set = o.set ?? o.map;
-    if (set) n += nftSet.parse(set).elem?.length ?? 0;
+    if (!set) continue;
+    const { name, elem } = nftSet.parse(set);
+    n[name] = elem?.length ?? 0;
   }
   return n;
 }
+
+/** Elements of every set and map in all. */
+export const totalElements = (s: KernelState) => Object.values(s.nftElements).reduce((a, b) => a + b, 0);
 
 function procs(): { pid: number; ppid: number; state: string; uid: number; comm: string }[] {
   const out = [];
@@ -104,7 +110,7 @@ export async function baselineState(d: TestDaemon, idSpan: number): Promise<Kern
   for (;;) {
     await new Promise((r) => setTimeout(r, 100));
     const now = await kernelState(d, idSpan);
-    const settled = now.bridgePorts.length === 0 && now.nftElements === last.nftElements && now.cgroups.length === last.cgroups.length;
+    const settled = now.bridgePorts.length === 0 && JSON.stringify(now.nftElements) === JSON.stringify(last.nftElements) && now.cgroups.length === last.cgroups.length;
     if (settled || Date.now() > deadline) return now;
     last = now;
   }
@@ -118,7 +124,10 @@ export function leaks(base: KernelState, end: KernelState): string[] {
   named('links on the bridge', extra(base.bridgePorts, end.bridgePorts));
   named('cgroups under the parent', extra(base.cgroups, end.cgroups));
   named('mounts', extra(base.mounts, end.mounts));
-  if (end.nftElements !== base.nftElements) out.push(`nftables elements: ${base.nftElements} at the start, ${end.nftElements} now`);
+  for (const name of new Set([...Object.keys(base.nftElements), ...Object.keys(end.nftElements)])) {
+    const [was, now] = [base.nftElements[name] ?? 0, end.nftElements[name] ?? 0];
+    if (was !== now) out.push(`nftables elements of ${name}: ${was} at the start, ${now} now`);
+  }
   named('processes in the session ID ranges', end.idRangeProcesses);
   named('zombies parented to the daemon', end.daemonZombies.map(String));
   if (end.daemonFds > base.daemonFds) out.push(`daemon fds: ${base.daemonFds} at the baseline, ${end.daemonFds} now`);

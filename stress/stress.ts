@@ -1,6 +1,7 @@
 // The stress suite: bounded in count and time, every part stops by itself,
 // and the end is checked against the kernel, not only the database.
 //   churn         N create -> exec -> destroy cycles, networking on and off
+//                 (on: the session publishes a port)
 //   kill -9       the daemon, in the middle of the churn, with creates in
 //                 flight and sessions live; restarted, it must adopt or settle them
 //   concurrency   P parallel creates; then L live sessions with execs spread across them
@@ -13,7 +14,7 @@ import { cpus, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { TestDaemon } from '../test/integration/harness.js';
 import { attach, waitFor, warmUp } from './attachBench.js';
-import { baselineState, kernelState, sessionRows, settledLeaks, type KernelState } from './leaks.js';
+import { baselineState, kernelState, sessionRows, settledLeaks, totalElements, type KernelState } from './leaks.js';
 import { execTrue, fdCount, rssKiB } from './probes.js';
 import { intOption, msSince, pct, pool, rng } from './schedule.js';
 
@@ -49,6 +50,10 @@ function checkDeadline(where: string): void {
   if (Date.now() - started > DEADLINE_MS) throw new Error(`stress: past the ${DEADLINE_MS / 1000} s deadline during ${where}`);
 }
 
+/** The n-th host port the run publishes: below the ephemeral range, its own per run. */
+let portBase = 0;
+const published = (n: number) => ({ host_ip: '127.0.0.1', host_port: portBase + n, session_port: 80 });
+
 interface Window {
   first: number;
   last: number;
@@ -65,6 +70,7 @@ async function main(): Promise<void> {
   const random = rng(seed);
   // The test daemon's /24 holds 253 addresses: live sessions alternate networking on and off.
   const d = new TestDaemon({ slots: SLOTS, wideIds: true, logLevel: 'info' });
+  portBase = 20000 + (parseInt(d.tag, 16) % 1200) * 10;
   const report: string[] = [];
   const windows: Window[] = [];
   const say = (s: string) => {
@@ -79,7 +85,7 @@ async function main(): Promise<void> {
     await warmUp(d);
     base = await baselineState(d, ID_SPAN);
     const fdsAtStart = base.daemonFds;
-    say(`baseline: daemon pid ${d.pid}, ${base.daemonFds} fds, RSS ${rssKiB(d.pid)} KiB, ${base.nftElements} nftables elements`);
+    say(`baseline: daemon pid ${d.pid}, ${base.daemonFds} fds, RSS ${rssKiB(d.pid)} KiB, ${totalElements(base)} nftables elements`);
 
     // ---- churn, with a kill -9 in the middle ---------------------------------
     let w: Window | undefined;
@@ -87,7 +93,7 @@ async function main(): Promise<void> {
     const cycle = async (i: number) => {
       if (!w) w = { first: i, last: i, ms: 0, rssKiB: 0, fds: 0, create: [], exec: [], destroy: [] };
       let t = process.hrtime.bigint();
-      const s = await d.create({ network: random() < 0.5 ? 'none' : 'bridge' });
+      const s = await d.create(random() < 0.5 ? { network: 'none' } : { network: 'bridge', publish: [published(0)] });
       w.create.push(msSince(t));
       w.exec.push(await execTrue(d, s.id));
       t = process.hrtime.bigint();
@@ -180,8 +186,8 @@ async function main(): Promise<void> {
  * finished (running) or settles to a final state, and nothing is lost.
  */
 async function killInTheMiddle(d: TestDaemon, say: (s: string) => void): Promise<void> {
-  const keep = [await d.create({ network: 'bridge' }), await d.create({ network: 'none' })];
-  const inFlight = Array.from({ length: 4 }, (_, i) => d.create({ network: i % 2 ? 'none' : 'bridge' }).catch((e: Error) => e));
+  const keep = [await d.create({ network: 'bridge', publish: [published(1)] }), await d.create({ network: 'none' })];
+  const inFlight = Array.from({ length: 4 }, (_, i) => d.create(i % 2 ? { network: 'none' } : { network: 'bridge', publish: [published(2 + i)] }).catch((e: Error) => e));
   await new Promise((r) => setTimeout(r, 5));
   await d.stop('SIGKILL');
   const outcomes = await Promise.all(inFlight);

@@ -72,6 +72,20 @@ describe.skipIf(!isRoot)('stress suite and benchmark (root)', () => {
     }
   });
 
+  it('the leak check counts the elements of the map of published ports and of the anti-spoofing set, each by name', async () => {
+    const span = 16 * 65536;
+    const base = await kernelState(d, span);
+    const element = `{ 127.0.0.9 . 9 : ${d.subnetPrefix}.250 . 80 }`;
+    const plant = spawnSync('nft', ['add', 'element', 'inet', d.nftTable, 'published', element], { encoding: 'utf8' });
+    try {
+      expect(plant.stderr).toBe('');
+      expect(leaks(base, await kernelState(d, span))).toContain(`nftables elements of published: ${base.nftElements.published ?? 0} at the start, ${(base.nftElements.published ?? 0) + 1} now`);
+    } finally {
+      spawnSync('nft', ['delete', 'element', 'inet', d.nftTable, 'published', `{ 127.0.0.9 . 9 }`]);
+    }
+    expect(leaks(base, await kernelState(d, span))).toEqual([]);
+  });
+
   it('npm run stress: a short run of every part ends with nothing left in the kernel', { timeout: 300_000 }, async () => {
     const r = await run('stress.js', ['--cycles', '40', '--parallel', '12', '--live', '16', '--consoles', '6', '--seed', '5', '--deadline-s', '240'], 280_000);
     expect(r.out).toContain('leak check');
