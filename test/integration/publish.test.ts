@@ -38,6 +38,25 @@ function hostTcp(port: number, host = '127.0.0.1'): Promise<{ got: string; ms: n
 
 const got = async (port: number) => (await hostTcp(port)).got;
 
+/** A connection that stays open (an echo through a published port): what came back so far. */
+async function openConnection(port: number, host = '127.0.0.1'): Promise<{ socket: Socket; echoed: () => string }> {
+  const socket = connect(port, host);
+  let echoed = '';
+  socket.on('data', (b) => (echoed += b.toString()));
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
+    socket.once('error', reject);
+  });
+  socket.on('error', (e: NodeJS.ErrnoException) => (echoed += `ERR ${e.code}`));
+  return { socket, echoed: () => echoed };
+}
+
+/** Round trips on an open connection: write, and wait until it came back. */
+async function roundTrip(c: { socket: Socket; echoed: () => string }, text: string): Promise<string> {
+  c.socket.write(text);
+  return waitFor(() => Promise.resolve(c.echoed()), (v) => v.includes(text));
+}
+
 async function waitFor<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 5000): Promise<T> {
   const deadline = Date.now() + ms;
   let v = await f();
@@ -91,6 +110,14 @@ describe.skipIf(!isRoot)('published ports: kernel NAT in the daemon table (root)
     });
     await d.sh('up', `${serve(4000, 'up')} ${echo(4001)}`);
     expect(await waitFor(() => got(ports.up), (v) => v.startsWith('DATA'))).toBe('DATA up');
+    // The echo server is up once a connection to it echoes.
+    const ready = async () => {
+      const c = await openConnection(ports.echo).catch(() => undefined);
+      const ok = c !== undefined && (await roundTrip(c, 'ready;')) === 'ready;';
+      c?.socket.destroy();
+      return ok;
+    };
+    expect(await waitFor(ready, (v) => v)).toBe(true);
   });
 
   afterAll(async () => {
@@ -105,12 +132,8 @@ describe.skipIf(!isRoot)('published ports: kernel NAT in the daemon table (root)
 
   for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     it(`answers while the daemon is down (${signal}) and after it is back; a connection open across the restart carries on`, async () => {
-      const open: Socket = connect(ports.echo, '127.0.0.1');
-      let echoed = '';
-      open.on('data', (b) => (echoed += b.toString()));
-      open.on('error', (e: NodeJS.ErrnoException) => (echoed += `ERR ${e.code}`));
-      await new Promise((r) => open.once('connect', r));
-      open.write('before;');
+      const open = await openConnection(ports.echo);
+      expect(await roundTrip(open, 'before;')).toBe('before;');
       await d.stop(signal);
       try {
         expect(await got(ports.up)).toBe('DATA up');
@@ -120,9 +143,8 @@ describe.skipIf(!isRoot)('published ports: kernel NAT in the daemon table (root)
         await d.start();
       }
       expect(await got(ports.up)).toBe('DATA up');
-      open.write('after;');
-      expect(await waitFor(() => Promise.resolve(echoed), (v) => v.includes('after;'))).toBe('before;after;');
-      open.destroy();
+      expect(await roundTrip(open, 'after;')).toBe('before;after;');
+      open.socket.destroy();
       // Held again by the new daemon: another host program cannot take it.
       expect(await hostListen(ports.up)).toBe('EADDRINUSE');
     });
@@ -134,17 +156,18 @@ describe.skipIf(!isRoot)('published ports: kernel NAT in the daemon table (root)
     expect(r.ms).toBeLessThan(1000);
   });
 
-  it('unpublish and destroy take the element away, and the port stops answering', async () => {
+  it('unpublish and destroy take the element away, and the port stops answering; a connection open at unpublish carries on', async () => {
     const s = await d.create({
       name: 'gone',
       publish: [
-        { host_ip: '127.0.0.1', host_port: ports.gone, session_port: 4000 },
+        { host_ip: '127.0.0.1', host_port: ports.gone, session_port: 4001 },
         { host_ip: '127.0.0.2', host_port: ports.gone, session_port: 4000 },
       ],
     });
-    await d.sh('gone', serve(4000, 'gone'));
-    expect(await waitFor(() => got(ports.gone), (v) => v.startsWith('DATA'))).toBe('DATA gone');
-    expect((await hostTcp(ports.gone, '127.0.0.2')).got).toBe('DATA gone');
+    await d.sh('gone', `${serve(4000, 'gone')} ${echo(4001)}`);
+    expect(await waitFor(() => hostTcp(ports.gone, '127.0.0.2').then((r) => r.got), (v) => v.startsWith('DATA'))).toBe('DATA gone');
+    const open = await waitFor(() => openConnection(ports.gone).catch(() => undefined), (c) => c !== undefined);
+    expect(await roundTrip(open!, 'before;')).toBe('before;');
     const mine = () => published(d.nftTable).filter((e) => e.includes(` -> ${s.network.address}:`));
     expect(mine()).toHaveLength(2);
     const un = await d.cli(['session', 'unpublish', 'gone', `127.0.0.1:${ports.gone}`]);
@@ -152,6 +175,8 @@ describe.skipIf(!isRoot)('published ports: kernel NAT in the daemon table (root)
     expect(mine()).toEqual([`127.0.0.2:${ports.gone} -> ${s.network.address}:4000`]);
     expect(await got(ports.gone)).toBe('ERR ECONNREFUSED');
     expect(await hostListen(ports.gone)).toBe('OK'); // no longer held
+    expect(await roundTrip(open!, 'after;')).toBe('before;after;');
+    open!.socket.destroy();
     await d.destroy(s.id);
     expect(mine()).toEqual([]);
     expect((await hostTcp(ports.gone, '127.0.0.2')).got).toBe('ERR ECONNREFUSED');
