@@ -52,7 +52,7 @@ export function stateChecks(config: Config): { checks: Check[]; orphans: Orphan[
   const { rows, problem, version } = existsSync(dbPath) ? readRows(dbPath) : { rows: [], problem: undefined, version: undefined };
   if (!existsSync(dbPath)) checks.push({ name: 'database', ok: true, required: false, detail: `${dbPath} does not exist yet (no daemon has run with this state dir)` });
   else if (problem) checks.push({ name: 'database', ok: false, required: false, detail: `${dbPath}: ${problem}` });
-  else checks.push({ name: 'database', ok: true, required: false, detail: `${dbPath}: integrity ok, schema ${version}, ${rows.filter((r) => LIVE.has(r.state)).length} with processes of ${rows.length} sessions` });
+  else checks.push({ name: 'database', ok: true, required: false, detail: `${dbPath}: integrity ok, schema ${version}, ${rows.filter((r) => LIVE.has(r.state)).length} running, ${rows.filter((r) => r.state === 'stopped').length} stopped of ${rows.length} sessions` });
 
   const byId = new Map(rows.map((r) => [r.id, r]));
   const orphans: Orphan[] = [];

@@ -106,7 +106,7 @@ describe.skipIf(!isRoot)('one owner per resource (root)', () => {
       const report = JSON.parse(doctor.stdout) as { checks: { name: string; ok: boolean; detail: string }[] };
       const check = (name: string) => report.checks.find((c) => c.name === name)!;
       expect(check('database')).toMatchObject({ ok: true });
-      expect(check('database').detail).toMatch(/integrity ok, schema \d+, 1 live of \d+ sessions/);
+      expect(check('database').detail).toMatch(/integrity ok, schema \d+, 1 running, 0 stopped of \d+ sessions/);
       expect(check('orphans').ok).toBe(false);
       for (const dir of orphanDirs) expect(check('orphans').detail).toContain(`cgroup ${dir}`);
       expect(check('locks').detail).toContain(`cgroup parent ${a.cgroupParent}: PID ${a.pid} (state dir ${a.stateDir})`);

@@ -118,12 +118,14 @@ describe.skipIf(!isRoot)('stop and start (root)', () => {
   });
 
   it('a stopped session survives a daemon restart; destroy then removes its files and frees its name and address', async () => {
-    const s = await d.create({ name: 'later' });
+    const s = await d.create({ name: 'later', publish: [{ host_ip: '127.0.0.1', host_port: port + 1, session_port: 80 }] });
     await d.sh('later', 'echo still > /home/still');
     expect((await d.cli(['session', 'stop', 'later'])).code).toBe(0);
     await d.stop('SIGKILL');
     await d.start();
     expect((await d.show('later')).state).toBe('stopped');
+    // Its port is not forwarded to an address nothing answers on (that would hang a client): refused.
+    expect(await tryConnect(port + 1)).toBe('ECONNREFUSED');
     expect((await d.cli(['session', 'start', 'later'])).code).toBe(0);
     expect((await d.sh('later', 'cat /home/still')).stdout).toBe('still\n');
     expect((await d.cli(['session', 'stop', 'later'])).code).toBe(0);
