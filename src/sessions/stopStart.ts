@@ -10,7 +10,9 @@
 import { ApiError } from '../vocab/errors.js';
 import type { Usage } from '../vocab/limitTable.js';
 import { sessionCgroupDirs } from '../isolation/cgroups.js';
+import { parseStoredPlan } from '../isolation/plan.js';
 import { hostIfName } from '../network/addressing.js';
+import { unsnapshottable } from '../snapshots/snapshot.js';
 import { SlotsExhaustedError, type SessionRow } from '../store/sessionStore.js';
 import { fullDisk, fullDiskMessage, type Kit } from './kit.js';
 import type { Session } from './session.js';
@@ -26,6 +28,9 @@ const KILL_WAIT_MS = 5000;
 /** Stop a running session (its state is 'running'; the caller holds the session's stop). */
 export async function stopFlow(s: Session, kit: Kit, row: SessionRow, because: string): Promise<void> {
   const t0 = process.hrtime.bigint();
+  // Checked before anything ends: a stop that cannot store the files must not end the processes first.
+  const problem = row.plan === null ? `session ${row.id} has no stored plan` : unsnapshottable(row.id, parseStoredPlan(row.plan, `session ${row.id}`));
+  if (problem) throw new ApiError('conflict', `session ${row.id} cannot be stopped: ${problem}; destroy it instead, or snapshot its /home first`);
   try {
     s.markStopping(because);
   } catch (e) {

@@ -57,6 +57,15 @@ export function sectionsOf(plan: SessionPlan): Section[] {
   return sections;
 }
 
+/** Why a session of this plan cannot be snapshotted (nor stopped, which stores a snapshot), if it cannot. */
+export function unsnapshottable(id: string, plan: SessionPlan): string | undefined {
+  const sections = sectionsOf(plan);
+  if (sections.length === 0) return `session ${id} has no writable root layer (a strict session, or sessions.rootfs "/"): nothing to snapshot but /home`;
+  const nested = sections.find((s) => s.at && s.upper !== s.at);
+  if (nested) return `overlay ${nested.at}: snapshots take overlays on top-level directories only`;
+  return undefined;
+}
+
 /** Entries walked between turns of the event loop: a layer of any size never holds up another caller. */
 const WALK_SLICE = 256;
 
@@ -142,10 +151,9 @@ export const hasZstd = () => ['/usr/bin/zstd', '/bin/zstd'].some((p) => existsSy
  * with anything left in them.
  */
 export async function writeSnapshot(src: SnapshotSource, out: Writable, compress: boolean): Promise<number> {
+  const problem = unsnapshottable(src.id, src.plan);
+  if (problem) throw new SnapshotError(problem);
   const sections = sectionsOf(src.plan);
-  if (sections.length === 0) throw new SnapshotError(`session ${src.id} has no writable root layer (a strict session, or sessions.rootfs "/"): nothing to snapshot but /home`);
-  const nested = sections.find((s) => s.at && s.upper !== s.at);
-  if (nested) throw new SnapshotError(`overlay ${nested.at}: snapshots take overlays on top-level directories only`);
   if (!existsSync(join(src.cgroupV2, 'cgroup.freeze'))) throw new SnapshotError('this host has no cgroup v2 freezer for the session: cannot take a consistent snapshot');
   const work = mkdtempSync(join(src.tmpDir, 'snapshot-'));
   const deadline = new AbortController();

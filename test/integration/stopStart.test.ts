@@ -40,7 +40,7 @@ function processesInRange(base: number, size: number): number[] {
 describe.skipIf(!isRoot)('stop and start (root)', () => {
   const d = new TestDaemon();
   const port = 21000 + Math.floor(Math.random() * 20000);
-  const stored = (id: string) => readdirSync(join(d.stateDir, 'stopped')).filter((f) => f.startsWith(id));
+  const stored = (id: string) => (existsSync(join(d.stateDir, 'stopped')) ? readdirSync(join(d.stateDir, 'stopped')).filter((f) => f.startsWith(id)) : []);
 
   beforeAll(async () => {
     await d.start();
@@ -115,6 +115,17 @@ describe.skipIf(!isRoot)('stop and start (root)', () => {
     writeFileSync(file, good);
     expect((await d.cli(['session', 'start', 'broken'])).code).toBe(0);
     expect((await d.sh('broken', 'cat /home/mine')).stdout).toBe('mine\n');
+  });
+
+  it('refuses to stop a strict session (no layer to store) before ending anything: it runs on, its processes untouched', async () => {
+    const s = await d.create({ name: 'tight', profile: 'strict' });
+    await d.sh('tight', 'sleep 1000 >/dev/null 2>&1 &');
+    const stop = await d.cli(['session', 'stop', 'tight']);
+    expect(stop.code).toBe(1);
+    expect(stop.stderr).toMatch(/cannot be stopped: .*no writable root layer.*destroy it instead/);
+    expect((await d.show('tight')).state).toBe('running');
+    expect(stored(s.id)).toEqual([]);
+    expect((await d.sh('tight', 'pgrep -x sleep >/dev/null && echo alive')).stdout).toBe('alive\n');
   });
 
   it('a stopped session survives a daemon restart; destroy then removes its files and frees its name and address', async () => {
