@@ -25,7 +25,7 @@ function seedHistory(stateDir: string, rows: number): void {
   db.transaction(() => {
     for (let i = 0; i < rows; i++) {
       const t = new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString();
-      insert.run(`s-${i.toString(16).padStart(10, '0')}`, `old-${i}`, i % 10 ? 'stopped' : 'failed', `old-${i}`, limits, t, t);
+      insert.run(`s-${i.toString(16).padStart(10, '0')}`, `old-${i}`, i % 10 ? 'destroyed' : 'failed', `old-${i}`, limits, t, t);
     }
   })();
   db.close();

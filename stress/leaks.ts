@@ -9,6 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { bridgePorts } from '../src/network/hostNetwork.js';
+import { ENDED_STATES } from '../src/vocab/states.js';
 import { mountsUnder, type TestDaemon } from '../test/integration/harness.js';
 import { fdCount } from './probes.js';
 
@@ -24,7 +25,7 @@ export interface KernelState {
   unfinishedRows: string[];
 }
 
-const FINAL_STATES = new Set(['stopped', 'failed']);
+const FINAL_STATES = new Set<string>(ENDED_STATES);
 
 /** Every cgroup directory below the daemon's parent, in every hierarchy. */
 function cgroupsUnder(d: TestDaemon): string[] {

@@ -168,9 +168,9 @@ export class SessionManager {
     return this.kit.store.countByState();
   }
 
-  list(includeStopped: boolean, consoles: ConsoleInfo = NO_CONSOLE): SessionView[] {
+  list(includeDestroyed: boolean, consoles: ConsoleInfo = NO_CONSOLE): SessionView[] {
     const details = this.kit.store.detailsOfAll();
-    return this.kit.store.list(includeStopped).map((r) => toApi(r, details(r.id), this.viewDeps(), consoles));
+    return this.kit.store.list(includeDestroyed).map((r) => toApi(r, details(r.id), this.viewDeps(), consoles));
   }
 
   toApi(row: SessionRow, consoles: ConsoleInfo = NO_CONSOLE): SessionView {

@@ -78,8 +78,8 @@ export class SessionStore {
     return this.q(`SELECT count(*) AS sessions, ${sums} FROM sessions WHERE owner_uid = ? AND state IN ${LIVE_SQL}`).get(owner) as Usage;
   }
 
-  list(includeStopped: boolean): SessionSummary[] {
-    const sql = includeStopped
+  list(includeDestroyed: boolean): SessionSummary[] {
+    const sql = includeDestroyed
       ? `SELECT ${SUMMARY_COLUMNS} FROM sessions ORDER BY created_at, rowid`
       : `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE state != 'destroyed' ORDER BY created_at, rowid`;
     return this.q(sql)
