@@ -11,8 +11,10 @@
 //    writable layer) vs the confinement of before (strict, the host's "/"
 //    read-only), on a second daemon in the same shuffled order;
 //  - snapshot and restore of a 100 MiB layer (MiB/s), vs plain tar of the
-//    same bytes on the host.
-//   npm run bench [-- --sessions N --execs N --seed S --attach-mib M --rounds R --json FILE]
+//    same bytes on the host;
+//  - stop and start vs snapshot + destroy and create --from of the same data,
+//    and vs a bare create (lifecycleBench.ts).
+//   npm run bench [-- --sessions N --execs N --seed S --attach-mib M --rounds R --lifecycle-rounds L --json FILE]
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +22,7 @@ import { cpus, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { CLI, TestDaemon } from '../test/integration/harness.js';
 import { benchAttach } from './attachBench.js';
+import { benchLifecycle, lifecycleRatios, lifecycleRows } from './lifecycleBench.js';
 import { execTrue, rssKiB, timeSpawn } from './probes.js';
 import { msSince, pct, rng, runShuffled, Samples } from './schedule.js';
 
@@ -30,6 +33,7 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     'attach-mib': { type: 'string', default: '32' },
     rounds: { type: 'string', default: '3' },
+    'lifecycle-rounds': { type: 'string', default: '8' },
     keystrokes: { type: 'string', default: '300' },
     json: { type: 'string' },
   },
@@ -128,6 +132,7 @@ async function main(): Promise<void> {
     const daemonAfter = rssKiB(d.pid);
 
     await benchSnapshots(d, s, Number(values.rounds), random);
+    await benchLifecycle(d, s, Number(values['lifecycle-rounds']), random);
     await benchAttach(d, s, { mib: Number(values['attach-mib']), rounds: Number(values.rounds), keystrokes: Number(values.keystrokes), random });
 
     const mibs = (n: string) => s.get(n).map((x) => x.toFixed(1)).join(', ');
@@ -148,6 +153,7 @@ async function main(): Promise<void> {
       s.row('cli-help', 'enclave --help (whole CLI process)'),
       s.row('cli-show', 'enclave session show (whole CLI process)'),
       s.row('node-e0', 'baseline: node -e 0'),
+      ...lifecycleRows(s),
       `${'ratio (p50 and p99 over the baseline p50)'.padEnd(52)} ${'p50'.padStart(8)} ${'p99'.padStart(8)}`,
       s.ratio('exec', 'nsenter', 'exec / nsenter -a'),
       ...(counts.bwrap ? [s.ratio('create-none', 'bwrap', 'create none / bwrap'), s.ratio('create-bridge', 'bwrap', 'create bridge / bwrap')] : []),
@@ -155,6 +161,7 @@ async function main(): Promise<void> {
       s.ratio('attach-echo', 'raw-echo', 'keystroke echo / raw pty'),
       s.ratio('cli-help', 'node-e0', 'enclave --help / node -e 0'),
       s.ratio('cli-show', 'node-e0', 'enclave session show / node -e 0'),
+      ...lifecycleRatios(s),
       `snapshot of a 100 MiB layer (MiB/s, p50 of ${values.rounds}): zstd ${mibs('snap-zstd-MiBs')}; plain ${mibs('snap-none-MiBs')}; restore zstd ${mibs('restore-zstd-MiBs')}; restore plain ${mibs('restore-none-MiBs')}; host tar of the same bytes ${mibs('tar-MiBs')}`,
       `attach throughput (${values['attach-mib']} MiB cat, MiB/s): attach ${mibs('attach-MiBs')}; raw node-pty ${mibs('raw-MiBs')}; ratio of medians ${(pct(s.get('attach-MiBs'), 50) / pct(s.get('raw-MiBs'), 50)).toFixed(2)}`,
       `memory per session: init RSS p50 ${pct(inits, 50)} KiB; daemon RSS ${daemonBefore} -> ${daemonAfter} KiB over the run`,
