@@ -17,6 +17,7 @@ import {
   execQuery,
   flag,
   healthSchema,
+  reloadReplySchema,
   listQuery,
   publishSchema,
   putSecretReply,
@@ -88,6 +89,7 @@ export const hostPortParam = /^([0-9.]{7,15}):(\d{1,5})$/;
 
 export const ROUTES = {
   tickets: route({ method: 'POST', path: '/v1/tickets', owner: { kind: 'public', why: 'a single-use ticket for the token holder\'s next upgrade, which is itself checked' }, action: null, reply: json(ticketSchema, 201), tcpOnly: true }),
+  daemonReload: route({ method: 'POST', path: '/v1/daemon/reload', owner: { kind: 'caller' }, action: 'daemon.reload', reply: json(reloadReplySchema) }),
   health: route({ method: 'GET', path: '/v1/health', owner: { kind: 'public', why: 'counts only' }, action: null, reply: json(healthSchema) }),
   metrics: route({ method: 'GET', path: '/metrics', owner: { kind: 'public', why: 'counts only' }, action: null, reply: { kind: 'text' } }),
 

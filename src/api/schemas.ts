@@ -163,6 +163,10 @@ export const errorBodySchema = z.object({
 
 export const healthSchema = z.object({ status: z.literal('ok'), version: z.string(), sessions: z.number().int(), pid: z.number().int() });
 
+/** POST /v1/daemon/reload: the changed keys the daemon applied, and those that wait for a restart. */
+export const reloadReplySchema = z.object({ applied: z.array(z.string()), restart_needed: z.array(z.string()) });
+export type ReloadReply = z.infer<typeof reloadReplySchema>;
+
 export const flag = z
   .enum(['1', '0', 'true', 'false'])
   .transform((v) => v === '1' || v === 'true');

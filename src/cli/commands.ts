@@ -243,16 +243,31 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
 }
 
 async function daemon(rest: string[]): Promise<number> {
+  if (rest[0] === 'reload') {
+    const { values } = parse(rest.slice(1), {}, false);
+    const r = await callRoute(socketPath(values.socket), ROUTES.daemonReload, {});
+    const list = (keys: string[]) => (keys.length ? keys.join(', ') : 'none');
+    process.stdout.write(`applied: ${list(r.applied)}\nneeds a restart: ${list(r.restart_needed)}\n`);
+    return 0;
+  }
   const { values } = parse(rest, { config: { type: 'string' }, 'state-dir': { type: 'string' }, listen: { type: 'string' }, cleanup: { type: 'boolean' } }, false);
   const { loadConfig } = await import('../config/load.js');
   const { startDaemon, cleanupHost } = await import('../daemon/main.js');
-  const config = loadConfig(values.config, { state_dir: values['state-dir'], socket: values.socket, listen: values.listen });
+  const overrides = { state_dir: values['state-dir'], socket: values.socket, listen: values.listen };
+  const config = loadConfig(values.config, overrides);
   if (values.cleanup) {
     await cleanupHost(config);
     process.stdout.write(`removed bridge ${config.network.bridge} and nftables table inet ${config.network.table}\n`);
     return 0;
   }
-  const d = await startDaemon(config);
+  const d = await startDaemon(config, () => loadConfig(values.config, overrides));
+  process.on('SIGHUP', () => {
+    try {
+      d.reload();
+    } catch (e) {
+      d.log.error({ err: (e as Error).message }, 'SIGHUP: config not reloaded');
+    }
+  });
   await new Promise<void>((resolve) => {
     const onSignal = (sig: NodeJS.Signals) => {
       d.log.info({ signal: sig }, 'signal received');

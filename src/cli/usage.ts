@@ -10,6 +10,8 @@ export const USAGE = `usage: enclave [--socket PATH] COMMAND
 
   enclave daemon [--config FILE] [--state-dir DIR] [--socket PATH] [--listen 127.0.0.1:PORT]
   enclave daemon --cleanup [--config FILE]   remove the bridge and nftables table (no live sessions)
+  enclave daemon reload                      the daemon reads its config file again (also SIGHUP): prints
+                                             the keys applied and those that need a restart
   enclave session create [--name N] [--network bridge|none] [--profile workspace|strict]
                          ${LIMIT_FLAGS_USAGE}
                          [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--console]

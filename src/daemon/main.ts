@@ -5,6 +5,9 @@ import { dirname, join } from 'node:path';
 import { removeHostNetwork } from '../network/hostNetwork.js';
 import pino, { type Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import { applyReload, planReload } from '../config/reload.js';
+import { ApiError } from '../vocab/errors.js';
+import type { ReloadReply } from '../api/schemas.js';
 import { cpuUsageNs, detectCgroupLayout, removeParents, sessionCgroupDirs } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
 import { SessionManager } from '../sessions/manager.js';
@@ -42,6 +45,8 @@ function socketInUse(path: string): Promise<boolean> {
 
 export interface RunningDaemon {
   stop(): Promise<void>;
+  /** Read the config again and apply its live keys (SIGHUP, POST /v1/daemon/reload). */
+  reload(): ReloadReply;
   log: Logger;
 }
 
@@ -69,7 +74,8 @@ function takeLocks(config: Config): DaemonLocks {
   }
 }
 
-export async function startDaemon(config: Config): Promise<RunningDaemon> {
+/** `reread`: the config as the daemon would load it now (its file, with the same command-line overrides). */
+export async function startDaemon(config: Config, reread: () => Config = () => config): Promise<RunningDaemon> {
   const log = pino({ level: config.log_level, base: { pid: process.pid }, redact: ['*.token', '*.secret', '*.authorization'] });
   if (process.getuid?.() !== 0) throw new StartupError('the daemon must run as root (it creates namespaces, cgroups and ID mappings)');
   process.umask(0o077);
@@ -94,7 +100,19 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
 
   const audit = new AuditLog(db, config.access.keep_events);
   const access = new AccessGuard(config.access, audit, log, config.state_dir);
-  const budgets = new Budgets({ ...config.access, max_exec_streams_per_caller: config.api.max_exec_streams_per_caller });
+  // Read through at each use: a reload replaces these keys of config.access (src/config/reload.ts).
+  const budgets = new Budgets({
+    get budget() {
+      return config.access.budget;
+    },
+    get budgets() {
+      return config.access.budgets;
+    },
+    get max_sessions_per_uid() {
+      return config.access.max_sessions_per_uid;
+    },
+    max_exec_streams_per_caller: config.api.max_exec_streams_per_caller,
+  });
   const consoles = new Consoles(config, sessions, log, budgets, access);
   // The consoles their inits kept through the restart, then a new one where --console asks and none was kept.
   // A console that cannot start (e.g. a session of an older daemon, without a plan) is logged, not fatal.
@@ -110,7 +128,19 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
     log,
   });
   const objects = new Objects(sessions, volumes);
-  const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects };
+  const reload = (): ReloadReply => {
+    let next: Config;
+    try {
+      next = reread();
+    } catch (e) {
+      throw new ApiError('invalid_request', `config not reloaded, nothing changed: ${(e as Error).message}`);
+    }
+    const plan = planReload(config, next);
+    applyReload(config, next, plan);
+    log.info({ applied: plan.applied, restart_needed: plan.restartNeeded }, 'config reloaded');
+    return { applied: plan.applied, restart_needed: plan.restartNeeded };
+  };
+  const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects, reload };
   const { server, closeClients } = createApiServer(parts);
   const sockDir = dirname(config.socket);
   // Created if missing, never re-moded: on /tmp a chmod would strip the sticky bit.
@@ -167,5 +197,5 @@ export async function startDaemon(config: Config): Promise<RunningDaemon> {
       locks.release();
       log.info('stopped');
     })());
-  return { stop, log };
+  return { stop, reload, log };
 }

@@ -9,6 +9,7 @@ import type { AccessGuard, Caller } from '../access/guard.js';
 import type { AuditLog } from '../access/audit.js';
 import type { Budgets } from '../access/budgets.js';
 import type { Objects } from './objects.js';
+import type { ReloadReply } from '../api/schemas.js';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
@@ -36,6 +37,8 @@ export interface Parts {
   audit: AuditLog;
   budgets: Budgets;
   objects: Objects;
+  /** Read the config file again; apply what can change live (src/config/reload.ts). */
+  reload: () => ReloadReply;
   /** Present on the TCP listener only. */
   auth?: ListenAuth;
 }

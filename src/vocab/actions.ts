@@ -26,5 +26,7 @@ export const ACTIONS = [
   'volume.remove',
   /** Mounting a volume in a session at create (scope self: one's own volumes). */
   'volume.use',
+  /** Reading the daemon's config file again (enclave daemon reload): only the file's keys, never a caller's. */
+  'daemon.reload',
 ] as const;
 export type Action = (typeof ACTIONS)[number];

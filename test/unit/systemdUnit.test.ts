@@ -18,6 +18,10 @@ describe('contrib/enclave.service', () => {
     expect(key('ExecStart')).toEqual(['/usr/local/bin/enclave daemon']);
   });
 
+  it('reloads through the daemon, so a broken config fails the reload and nothing changes', () => {
+    expect(key('ExecReload')).toEqual(['/usr/local/bin/enclave daemon reload']);
+  });
+
   const analyze = '/usr/bin/systemd-analyze';
   // CI installs systemd (.ci/setup): there the check runs, never skips.
   it.skipIf(!existsSync(analyze) && !process.env.CI)('passes systemd-analyze verify without a warning', () => {
@@ -25,7 +29,7 @@ describe('contrib/enclave.service', () => {
     try {
       // Verify wants ExecStart to exist: point it at the build's CLI.
       const path = join(dir, 'enclave.service');
-      writeFileSync(path, unit.replace('/usr/local/bin/enclave', join(repoRoot, 'dist', 'bundle', 'main.js')));
+      writeFileSync(path, unit.replaceAll('/usr/local/bin/enclave', join(repoRoot, 'dist', 'bundle', 'main.js')));
       const r = spawnSync(analyze, ['verify', path], { encoding: 'utf8' });
       expect(r.stderr + r.stdout).toBe('');
       expect(r.status).toBe(0);

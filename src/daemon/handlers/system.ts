@@ -5,12 +5,13 @@ import { renderMetrics } from '../metrics.js';
 
 export const VERSION = '0.1.0';
 
-export const systemHandlers: Pick<Handlers, 'health' | 'metrics' | 'tickets'> = {
+export const systemHandlers: Pick<Handlers, 'health' | 'metrics' | 'tickets' | 'daemonReload'> = {
   health: (ctx) => ({ status: 'ok', version: VERSION, sessions: ctx.sessions.countActive(), pid: process.pid }),
   metrics: (ctx, _i, res) => {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
     res.end(renderMetrics(ctx.sessions));
   },
+  daemonReload: (ctx) => ctx.reload(),
   tickets: (ctx) => {
     if (!ctx.auth) throw new ApiError('not_found', 'no such endpoint: POST /v1/tickets');
     return ctx.auth.issueTicket();
