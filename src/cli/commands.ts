@@ -286,7 +286,8 @@ async function doctor(rest: string[]): Promise<number> {
   const { stateChecks, repair } = await import('./doctorState.js');
   const config = loadConfig(values.config, { state_dir: values['state-dir'], socket: values.socket });
   const { confinable, rootChecks, runDoctor } = await import('./doctor.js');
-  const checks = await runDoctor(socketPath(values.socket ?? config.socket));
+  // --socket, else the socket of the --config given, else ENCLAVE_SOCKET, else the default.
+  const checks = await runDoctor(socketPath(values.socket ?? (values.config ? config.socket : undefined)));
   checks.push(...rootChecks(config));
   const state = stateChecks(config);
   checks.push(...state.checks);

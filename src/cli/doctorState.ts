@@ -3,7 +3,7 @@
 // whose kernel objects are gone, and who holds the resource locks.
 // `--repair` removes the orphans listed, and nothing else.
 import { ACTIVE_STATES } from '../vocab/states.js';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Config } from '../config/schema.js';
@@ -45,6 +45,23 @@ function readRows(path: string): { rows: Row[]; problem?: string; version?: numb
 
 const alive = (pid: number) => existsSync(`/proc/${pid}`);
 
+/**
+ * The daemon of another installation that holds this lock (a parent or a
+ * bridge of the same name under another state dir), if one does: what is
+ * under it is that daemon's, never an orphan of ours.
+ */
+function otherHolder(config: Config, file: string): string | undefined {
+  const path = join(config.locks_dir, file);
+  if (!existsSync(path) || !lockHeld(path)) return undefined;
+  const ours = existsSync(config.state_dir) ? realpathSync(config.state_dir) : config.state_dir;
+  try {
+    const h = JSON.parse(readFileSync(path, 'utf8')) as { pid?: unknown; state_dir?: unknown };
+    return h.state_dir === ours ? undefined : `PID ${String(h.pid)} with state dir ${String(h.state_dir)}`;
+  } catch {
+    return 'a daemon whose lock cannot be read';
+  }
+}
+
 /** The checks, and the orphans found (for --repair). */
 export function stateChecks(config: Config): { checks: Check[]; orphans: Orphan[] } {
   const checks: Check[] = [];
@@ -58,21 +75,32 @@ export function stateChecks(config: Config): { checks: Check[]; orphans: Orphan[
   const orphans: Orphan[] = [];
   if (!problem) {
     const layout = detectCgroupLayout(config.cgroups.root);
-    for (const dir of parentDirs(layout, config.cgroups.parent)) {
+    // Only what this installation owns can be its orphan: its database must exist, and its parent and bridge must not be another daemon's.
+    const notJudged: string[] = [];
+    const cgroupOwner = otherHolder(config, `cgroup-${config.cgroups.parent}.lock`);
+    const bridgeOwner = otherHolder(config, `bridge-${config.network.bridge}.lock`);
+    if (!existsSync(dbPath)) notJudged.push(`no database at ${dbPath}, so nothing under cgroup parent ${config.cgroups.parent} or bridge ${config.network.bridge} is known to be this installation's`);
+    if (cgroupOwner) notJudged.push(`cgroup parent ${config.cgroups.parent} belongs to another installation (${cgroupOwner})`);
+    if (bridgeOwner) notJudged.push(`bridge ${config.network.bridge} belongs to another installation (${bridgeOwner})`);
+    const judgeCgroups = existsSync(dbPath) && !cgroupOwner;
+    const judgeLinks = existsSync(dbPath) && !bridgeOwner;
+    for (const dir of judgeCgroups ? parentDirs(layout, config.cgroups.parent) : []) {
       if (!existsSync(dir)) continue;
       for (const e of readdirSync(dir, { withFileTypes: true })) {
         const id = sessionOfCgroup(e.name);
         if (e.isDirectory() && id !== undefined && !LIVE.has(byId.get(id)?.state ?? '')) orphans.push({ kind: 'cgroup', ref: join(dir, e.name) });
       }
     }
-    for (const port of bridgePorts(config.network.bridge)) {
+    for (const port of judgeLinks ? bridgePorts(config.network.bridge) : []) {
       if (port.startsWith('ve-') && !LIVE.has(byId.get(`s-${port.slice(3)}`)?.state ?? '')) orphans.push({ kind: 'link', ref: port });
     }
     checks.push({
       name: 'orphans',
       ok: orphans.length === 0,
       required: false,
-      detail: orphans.length === 0 ? 'no cgroup or link without a live session' : `${orphans.map((o) => `${o.kind} ${o.ref}`).join(', ')} (enclave doctor --repair removes them)`,
+      detail:
+        (orphans.length === 0 ? 'no cgroup or link without a live session' : `${orphans.map((o) => `${o.kind} ${o.ref}`).join(', ')} (enclave doctor --repair removes them)`) +
+        (notJudged.length ? `; not judged: ${notJudged.join('; ')} (run doctor with that installation's --config)` : ''),
     });
     const gone = rows.filter((r) => r.state === 'running' && (r.init_pid === null || !alive(r.init_pid)));
     checks.push({

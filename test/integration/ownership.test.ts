@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import type { Session } from '../../src/api/schemas.js';
 import { CLI, isRoot, LOCKS_DIR, TestDaemon } from './harness.js';
 
@@ -124,5 +125,44 @@ describe.skipIf(!isRoot)('one owner per resource (root)', () => {
     } finally {
       for (const dir of orphanDirs) if (existsSync(dir)) rmdirSync(dir);
     }
+  });
+  it("doctor under another installation's config judges nothing of this daemon's: its parent and bridge are held by it, so --repair removes nothing", async () => {
+    // A second installation that names the same cgroup parent and bridge, with a database in which no session is live.
+    const dir = join(other, 'doctor');
+    mkdirSync(join(dir, 'state'), { recursive: true, mode: 0o700 });
+    const src = new Database(join(a.stateDir, 'enclave.db'), { readonly: true });
+    await src.backup(join(dir, 'state', 'enclave.db'));
+    src.close();
+    const copy = new Database(join(dir, 'state', 'enclave.db'));
+    copy.prepare("UPDATE sessions SET state = 'destroyed'").run();
+    copy.close();
+    const config = join(dir, 'config.toml');
+    writeFileSync(config, secondConfig({ state_dir: join(dir, 'state'), parent: a.cgroupParent, bridge: a.bridge }));
+    const doctor = await a.cli(['doctor', '--config', config, '--json']);
+    const report = JSON.parse(doctor.stdout) as { checks: { name: string; ok: boolean; detail: string }[] };
+    const orphans = report.checks.find((c) => c.name === 'orphans')!;
+    expect(orphans.ok).toBe(true);
+    expect(orphans.detail).toContain(`cgroup parent ${a.cgroupParent} belongs to another installation (PID ${a.pid}`);
+    expect(orphans.detail).toContain(`bridge ${a.bridge} belongs to another installation`);
+    expect(orphans.detail).not.toContain(s.id.slice(2));
+    const repaired = await a.cli(['doctor', '--config', config, '--repair']);
+    expect(repaired.stdout).toContain('nothing to repair');
+    expect(a.cgroupDirs(s.id).length).toBeGreaterThan(0);
+    expect((await a.sh('owned', 'echo still')).stdout).toBe('still\n');
+    // Without a database of its own, nothing is judged either.
+    writeFileSync(config, secondConfig({ state_dir: join(dir, 'none'), parent: a.cgroupParent, bridge: a.bridge }));
+    const bare = JSON.parse((await a.cli(['doctor', '--config', config, '--json'])).stdout) as { checks: { name: string; ok: boolean; detail: string }[] };
+    const bareOrphans = bare.checks.find((c) => c.name === 'orphans')!;
+    expect(bareOrphans.ok).toBe(true);
+    expect(bareOrphans.detail).toContain('no database at');
+    expect(bareOrphans.detail).not.toContain(s.id.slice(2));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('doctor finds the daemon through ENCLAVE_SOCKET when no --socket or --config names one', async () => {
+    const r = await a.cli(['doctor', '--json']);
+    const daemon = (JSON.parse(r.stdout) as { checks: { name: string; ok: boolean; detail: string }[] }).checks.find((c) => c.name === 'daemon')!;
+    expect(daemon).toMatchObject({ ok: true });
+    expect(daemon.detail).toContain(`reachable at ${a.socket} (pid ${a.pid}`);
   });
 });
