@@ -7,7 +7,9 @@ import { ATTACH_PROTOCOL, Channel } from '../api/protocol.js';
 import { decodeFrame, encodeFrame, exitCodeOf } from '../terminal/channels.js';
 import { ROUTES } from '../api/routes.js';
 import { CliError, onUpgradeFailure, routePath } from './client.js';
+import { writeSync } from 'node:fs';
 import { execPath } from './execClient.js';
+import { TerminalModes } from './terminalModes.js';
 
 /** "ctrl-p,ctrl-q" -> [0x10, 0x11]; single characters stand for themselves. */
 export function parseDetachKeys(spec: string): number[] {
@@ -64,8 +66,19 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
   const stdin = process.stdin;
   const stdout = process.stdout;
   const tty = stdin.isTTY === true;
+  const modes = new TerminalModes();
   const restore = () => {
     if (tty && stdin.isRaw) stdin.setRawMode(false);
+    // What the program left switched on (alternate screen, hidden cursor, mouse...), switched off; written at once, also on 'exit'.
+    const undo = stdout.isTTY ? modes.restoreSequence() : '';
+    if (undo) {
+      modes.feed(Buffer.from(undo, 'latin1'));
+      try {
+        writeSync(stdout.fd, undo);
+      } catch {
+        /* the terminal is gone */
+      }
+    }
   };
   process.once('exit', restore);
 
@@ -111,6 +124,7 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
       const f = decodeFrame(data);
       if (!f) return;
       if (f.channel === Channel.stdout) {
+        modes.feed(f.payload);
         const n = f.payload.length;
         const ok = stdout.write(f.payload, () => {
           offset += n;
@@ -126,6 +140,7 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
         }
       } else if (f.channel === Channel.snapshot) {
         // The screen as it is now, drawn on a cleared terminal; not part of the offset.
+        modes.feed(f.payload);
         stdout.write(Buffer.concat([Buffer.from('\x1b[0m\x1b[H\x1b[2J'), f.payload]));
       } else if (f.channel === Channel.events) {
         try {

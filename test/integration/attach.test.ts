@@ -300,6 +300,36 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
     expect(await second.exited).toBe(0);
   });
 
+  it('puts the terminal back on every way out: a program that exits in the alternate screen (exec --tty), and a detach from one (attach)', async () => {
+    // What vim or less switch on, printed by a program that never switches them off.
+    const on = "printf '\\033[?1049h\\033[?1h\\033=\\033[?25l\\033[?1000;1006h\\033[?2004h\\111NSIDE'";
+    const check = async (out: string) => {
+      const t = new xtermHeadless.Terminal({ cols: 100, rows: 30, allowProposedApi: true });
+      await new Promise<void>((r) => t.write(out, r));
+      expect(out).toContain('INSIDE');
+      expect(t.buffer.active.type).toBe('normal');
+      expect(t.modes.applicationCursorKeysMode).toBe(false);
+      expect(t.modes.applicationKeypadMode).toBe(false);
+      expect(t.modes.mouseTrackingMode).toBe('none');
+      expect(t.modes.bracketedPasteMode).toBe(false);
+      // The cursor shown again after it was hidden.
+      expect(out.lastIndexOf('\x1b[?25h')).toBeGreaterThan(out.lastIndexOf('\x1b[?25l'));
+    };
+    const run = cliInPty(d, ['session', 'exec', '--tty', 'con', '--', 'sh', '-c', `${on}; exit 4`], 100, 30);
+    expect(await run.exited).toBe(4);
+    await check(run.out());
+
+    await d.create({ name: 'modes' });
+    const attached = cliInPty(d, ['session', 'attach', 'modes'], 100, 30);
+    await new Promise((r) => setTimeout(r, 500));
+    attached.p.write(`${on}\r`);
+    await attached.waitFor('INSIDE');
+    attached.p.write('\x10\x11'); // ctrl-p, ctrl-q
+    expect(await attached.exited).toBe(0);
+    await check(attached.out());
+    await d.destroy('modes');
+  });
+
   // Last in the file: it restarts the daemon, which ends the other consoles.
   it('starts the console at create with --console, and again when the daemon restarts', async () => {
     const shells = async (ref: string) => (await d.sh(ref, 'ps -eo args')).stdout.split('\n').filter((l) => /^(\/usr)?\/bin\/(ba)?sh -l$/.test(l)).length;
