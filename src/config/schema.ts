@@ -24,6 +24,8 @@ export const configSchema = z
     /** Group (numeric gid) allowed to use the socket besides root; 0 = root only. */
     socket_gid: z.number().int().min(0).max(4294967294).default(0),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+    /** json: one JSON object per line (pino); pretty: one readable line per event (pino-pretty); auto: pretty when stdout is a terminal. */
+    log_format: z.enum(['auto', 'json', 'pretty']).default('auto'),
     /** Optional TCP listener for the browser page: a loopback HOST:PORT. */
     listen: z
       .string()

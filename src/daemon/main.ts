@@ -3,7 +3,8 @@ import { chmodSync, chownSync, existsSync, mkdirSync, unlinkSync } from 'node:fs
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { removeHostNetwork } from '../network/hostNetwork.js';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { daemonLogger } from './logger.js';
 import type { Config } from '../config/schema.js';
 import { applyReload, planReload } from '../config/reload.js';
 import { ApiError } from '../vocab/errors.js';
@@ -76,7 +77,7 @@ function takeLocks(config: Config): DaemonLocks {
 
 /** `reread`: the config as the daemon would load it now (its file, with the same command-line overrides). */
 export async function startDaemon(config: Config, reread: () => Config = () => config): Promise<RunningDaemon> {
-  const log = pino({ level: config.log_level, base: { pid: process.pid }, redact: ['*.token', '*.secret', '*.authorization'] });
+  const log = daemonLogger(config);
   if (process.getuid?.() !== 0) throw new StartupError('the daemon must run as root (it creates namespaces, cgroups and ID mappings)');
   process.umask(0o077);
   const manager = new ServiceManager(log);

@@ -147,6 +147,12 @@ describe.skipIf(!isRoot)("the daemon's controlling terminal never reaches a sess
     expect(Number(fields[4])).not.toBe(0);
   });
 
+  it('logs one readable line per event on its terminal (pino-pretty), not JSON', () => {
+    const log = d.log();
+    expect(log).toMatch(/^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] \S*INFO\S*: \S*listening/m);
+    expect(log).not.toMatch(/^\{"level":/m);
+  });
+
   it('an exec\'d command has no controlling terminal: /dev/tty fails with ENXIO', async () => {
     const r = await d.sh('notty', 'awk \'{print $7}\' /proc/self/stat; exec 3<>/dev/tty && echo OPENED');
     expect(r.stdout).toBe('0\n');
