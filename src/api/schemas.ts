@@ -204,6 +204,18 @@ export const execQuery = z
   .strict();
 export type ExecQuery = z.infer<typeof execQuery>;
 
+/** Query of DELETE /v1/sessions/{id}: how long the session's processes get after SIGTERM. */
+export const destroyQuery = z
+  .object({
+    /** SIGKILL at once: no SIGTERM, no grace. */
+    force: flag.optional(),
+    /** Seconds between SIGTERM and SIGKILL, instead of sessions.stop_grace_ms. */
+    timeout: z.coerce.number().int('must be a whole number of seconds').min(0).max(3600).optional(),
+  })
+  .strict()
+  .refine((q) => !(q.force && q.timeout !== undefined), { message: 'force and timeout exclude each other', path: ['timeout'] });
+export type DestroyQuery = z.infer<typeof destroyQuery>;
+
 /** Query of GET /v1/sessions/{id}/snapshot. */
 export const snapshotQuery = z.object({ compression: z.enum(['zstd', 'none']).optional() }).strict();
 

@@ -169,9 +169,12 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       return 0;
     }
     case 'destroy': {
-      const { values, positionals } = parse(rest, {});
+      const { values, positionals } = parse(rest, { force: { type: 'boolean' }, timeout: { type: 'string' } });
       const id = ref(positionals[0], 'destroy');
-      await callRoute(socketPath(values.socket), ROUTES.sessionDestroy, session$(id));
+      const timeout = intFlag(values.timeout, 'timeout');
+      if (values.force && timeout !== undefined) throw new UsageError('enclave session destroy: --force (SIGKILL at once) and --timeout exclude each other');
+      if (timeout !== undefined && timeout > 3600) throw new UsageError(`--timeout: ${timeout} is more than 3600 seconds`);
+      await callRoute(socketPath(values.socket), ROUTES.sessionDestroy, { ...session$(id), query: { force: values.force ? '1' : undefined, timeout } });
       return 0;
     }
     case 'refresh-auth': {

@@ -25,7 +25,10 @@ export const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave session stop ID|NAME [--json]     end its processes, store its root layer and /home (compressed);
                                              name, address, ports, volumes and secrets stay
   enclave session start ID|NAME [--json]    run it again from what stop stored
-  enclave session destroy ID|NAME           running or stopped: gone, with its stored files
+  enclave session destroy ID|NAME [--force | --timeout SECONDS]
+                                             running or stopped: gone, with its stored files;
+                                             SIGTERM (and SIGHUP to its terminals), SIGKILL after
+                                             sessions.stop_grace_ms or SECONDS; --force: SIGKILL at once
   enclave session refresh-auth ID|NAME       rewrite its secret files from the store
   enclave session snapshot ID|NAME -o FILE [--compression zstd|none]
                                              its writable root layer and /home, while it runs (frozen)

@@ -290,6 +290,11 @@ export class SessionAgent {
 
   private quietWaiters: (() => void)[] = [];
 
+  /** Hang up every terminal command (console shells, exec --tty): SIGHUP to each one's process group, as a terminal that goes away does. */
+  hangUp(): void {
+    for (const [id, p] of this.pending) if (p.tty && !p.onStart) this.signal(id, 1);
+  }
+
   /** A tty command's master is drained: the init may close its slave copy. */
   release(id: string): void {
     try {

@@ -101,10 +101,14 @@ export class SessionManager {
     return this.toApi(this.kit.store.get(id)!);
   }
 
-  /** Destroy the session; with a failure reason it ends 'failed' instead of 'destroyed'. */
-  async destroy(id: string, failure?: string): Promise<void> {
+  /**
+   * Destroy the session; with a failure reason it ends 'failed' instead of
+   * 'destroyed'. `graceMs`: SIGTERM to SIGKILL (0: SIGKILL at once); default
+   * sessions.stop_grace_ms.
+   */
+  async destroy(id: string, failure?: string, graceMs?: number): Promise<void> {
     if (!this.live.has(id) && !this.kit.store.get(id)) throw new ApiError('not_found', `no session ${id}`);
-    await this.session(id).destroy(failure);
+    await this.session(id).destroy(failure, graceMs);
   }
 
   /** Stop a running session, keeping what a start needs; `because`: who asked, or idleness. */

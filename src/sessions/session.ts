@@ -19,6 +19,7 @@ import { startBring, stopFlow } from './stopStart.js';
 import { removeStored } from './stored.js';
 import type { Usage } from '../vocab/limitTable.js';
 import { STEPS, type Bring } from './steps.js';
+import { Grace } from './grace.js';
 import { agentError, StartFailure, type SessionAgent } from './agent.js';
 import { snapshotSession, type SnapshotConfig } from '../snapshots/sessionSnapshot.js';
 import type { Writable } from 'node:stream';
@@ -38,6 +39,8 @@ export class Session {
   private stopping: Promise<void> | undefined;
   private exit: { watch: ProcessWatch; exited: Promise<ExitStatus | null> } | undefined;
   private oom: OomWatch | undefined;
+  /** A destroy's SIGTERM to SIGKILL (a later, hastier destroy shortens it). */
+  private readonly grace = new Grace();
   /** The exit code an adopted init announced before ending (the daemon is not its parent). */
   ending: number | undefined;
   private facts: PlanFacts | undefined;
@@ -242,18 +245,26 @@ export class Session {
     this.released(this.id);
   }
 
-  /** Destroy the session; with a failure reason it ends 'failed' instead of 'destroyed'. */
-  async destroy(failure?: string): Promise<void> {
+  /**
+   * Destroy the session; with a failure reason it ends 'failed' instead of
+   * 'destroyed'. `graceMs`: how long after SIGTERM until SIGKILL (0: SIGKILL
+   * at once), by default sessions.stop_grace_ms. A destroy under way is
+   * joined, and a hastier one moves its SIGKILL earlier.
+   */
+  async destroy(failure?: string, graceMs?: number): Promise<void> {
     if (this.creating) await this.creating.catch(() => undefined);
     if (this.stopping) await this.stopping.catch(() => undefined);
-    if (this.destroying) return this.destroying;
+    if (this.destroying) {
+      if (graceMs !== undefined) this.grace.hurry(graceMs);
+      return this.destroying;
+    }
     const row = this.kit.store.get(this.id);
     if (!row) throw new ApiError('not_found', `no session ${this.id}`);
     const work = (async () => {
       if (row.state === 'destroyed' || row.state === 'failed') return this.release(row, { state: row.state }); // harmless again; frees anything left
       // On a full disk the intent cannot be recorded: the destroy goes ahead anyway.
       if (row.state !== 'destroying') bestEffort(this.kit, this.id, () => this.to('destroying', () => this.kit.store.markDestroying(this.id, failure)));
-      await this.stopInit();
+      await this.stopInit(row, graceMs ?? this.kit.config.sessions.stop_grace_ms);
       await this.release(this.kit.store.get(this.id)!, failure ? { state: 'failed', error: failure } : { state: 'destroyed' });
       this.kit.counters.destroys++;
       this.log.info('session destroyed');
@@ -320,18 +331,10 @@ export class Session {
     return this.exit !== undefined;
   }
 
-  /** SIGTERM the init (it passes it on), wait the grace period, then SIGKILL. */
-  private async stopInit(): Promise<void> {
+  /** Hang up its terminals, SIGTERM the init and SIGKILL it after `graceMs` (grace.ts); record how it ended. */
+  private async stopInit(row: SessionRow, graceMs: number): Promise<void> {
     if (!this.exit) return;
-    this.signal(15);
-    const grace = this.kit.config.sessions.stop_grace_ms;
-    const exited = this.exited();
-    const done = await Promise.race([exited.then(() => true), sleep(grace).then(() => false)]);
-    if (!done) {
-      this.log.warn({ grace_ms: grace }, 'session did not stop in time; killing it');
-      this.signal(9); // the kernel kills the whole PID namespace with its init
-    }
-    const status = await exited;
+    const status = await this.grace.end(this, graceMs, () => this.kit.agents.for(this.id, () => this.planFacts(row).control).hangUp());
     if (status) bestEffort(this.kit, this.id, () => this.kit.store.recordExit(this.id, status.code, status.signal));
   }
 

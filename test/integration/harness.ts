@@ -208,7 +208,7 @@ export class TestDaemon {
         `state_dir = "${this.stateDir}"\nsocket = "${this.socket}"\nlocks_dir = "${LOCKS_DIR}"\nlog_level = "${this.opts.logLevel ?? 'debug'}"\n${this.opts.topConfig ?? ''}` +
           `[ids]\nbase = ${this.idBase}\nslots = ${this.opts.slots ?? 16}\n[cgroups]\nparent = "${this.cgroupParent}"\n` +
           `[network]\nbridge = "${this.bridge}"\nsubnet = "${this.opts.subnet ?? `${this.subnetPrefix}.0/24`}"\ntable = "${this.nftTable}"\n` +
-          `[sessions]\nstop_grace_ms = 1000\n${this.opts.extraConfig ?? ''}`,
+          `[sessions]\n${/^stop_grace_ms\s*=/m.test(this.opts.extraConfig ?? '') ? '' : 'stop_grace_ms = 1000\n'}${this.opts.extraConfig ?? ''}`,
       );
     }
     const args = [CLI, 'daemon', '--config', this.configPath];

@@ -1,10 +1,12 @@
-// Destroy leaves nothing behind; sessions survive a daemon restart.
+// Destroy leaves nothing behind, hangs up terminals, and can be forced or
+// timed; sessions survive a daemon restart.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { spawn as spawnPty } from 'node-pty';
 import type { Session } from '../../src/api/schemas.js';
-import { isRoot, TestDaemon } from './harness.js';
+import { CLI, isRoot, TestDaemon } from './harness.js';
 
 /** Host PIDs whose real uid lies in [base, base+size). */
 function processesInRange(base: number, size: number): number[] {
@@ -232,5 +234,81 @@ describe.skipIf(!isRoot)('session lifecycle (root)', () => {
     expect(existsSync(`/proc/${s.init_pid}`)).toBe(false);
     expect(d.cgroupDirs(s.id)).toEqual([]);
     rmdirSync(frz);
+  });
+});
+
+describe.skipIf(!isRoot)('destroy: terminals hang up, --force, --timeout (root, a 10 s grace)', () => {
+  const GRACE_MS = 10_000;
+  const d = new TestDaemon({ extraConfig: `stop_grace_ms = ${GRACE_MS}\n` });
+  beforeAll(async () => {
+    await d.start();
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  /** `enclave session destroy ...` through the CLI, timed. */
+  async function timedDestroy(args: string[]): Promise<{ ms: number; code: number | null; stderr: string }> {
+    const t0 = Date.now();
+    const r = await d.cli(['session', 'destroy', ...args]);
+    return { ms: Date.now() - t0, code: r.code, stderr: r.stderr };
+  }
+
+  /** A process that ignores SIGTERM (and SIGHUP), detached from the exec's pipes. */
+  const stubborn = `sh -c 'trap "" TERM HUP; while :; do sleep 1; done' > /dev/null 2>&1 &`;
+
+  it('hangs up the console shell (bash, which ignores SIGTERM): a session whose console was attached once ends well within the grace', async () => {
+    const s = await d.create({ name: 'with-console' });
+    // Attach once from the CLI in a real terminal, run something, detach (ctrl-p ctrl-q): the shell keeps running.
+    const p = spawnPty(process.execPath, [CLI, 'session', 'attach', 'with-console'], { name: 'xterm-256color', cols: 80, rows: 24, env: { ...process.env, ENCLAVE_SOCKET: d.socket } });
+    let out = '';
+    p.onData((x) => (out += x));
+    const exited = new Promise<number>((r) => p.onExit(({ exitCode }) => r(exitCode)));
+    p.write("printf '\\101%s\\101\\n' ready\r");
+    await waitFor(() => out.includes('AreadyA'));
+    expect(out).toContain('AreadyA');
+    p.write('\x10\x11');
+    expect(await exited).toBe(0);
+    const shells = (await d.sh('with-console', 'ps -eo args')).stdout.split('\n').filter((l) => /^(\/usr)?\/bin\/bash -l$/.test(l));
+    expect(shells).toHaveLength(1);
+    expect((await d.show(s.id)).console.running).toBe(true);
+
+    const r = await timedDestroy(['with-console']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.ms).toBeLessThan(3000);
+    expect(d.log()).not.toContain('"msg":"session did not stop in time; killing it"');
+    const shown = await d.show(s.id);
+    expect(shown.state).toBe('destroyed');
+    expect(d.cgroupDirs(s.id)).toEqual([]);
+  });
+
+  it('--force kills at once, whatever ignores SIGTERM', async () => {
+    const s = await d.create({ name: 'stubborn' });
+    expect((await d.sh('stubborn', stubborn)).code).toBe(0);
+    const r = await timedDestroy(['stubborn', '--force']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.ms).toBeLessThan(3000);
+    const shown = await d.show(s.id);
+    expect(shown.state).toBe('destroyed');
+    expect(shown.exit).toEqual({ code: null, signal: 9 });
+    expect(d.cgroupDirs(s.id)).toEqual([]);
+  });
+
+  it('--timeout SECONDS waits that long instead of sessions.stop_grace_ms', async () => {
+    const s = await d.create({ name: 'stubborn-2' });
+    expect((await d.sh('stubborn-2', stubborn)).code).toBe(0);
+    const r = await timedDestroy(['stubborn-2', '--timeout', '1']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.ms).toBeGreaterThanOrEqual(900);
+    expect(r.ms).toBeLessThan(4000);
+    expect((await d.show(s.id)).exit).toEqual({ code: null, signal: 9 });
+    // The two together make no sense: a usage error, and nothing is destroyed.
+    await d.create({ name: 'bystander' });
+    const both = await d.cli(['session', 'destroy', 'bystander', '--force', '--timeout', '3']);
+    expect(both.code).toBe(2);
+    expect((await d.show('bystander')).state).toBe('running');
+    const bad = await d.api('DELETE', '/v1/sessions/bystander?timeout=-1');
+    expect(bad.status).toBe(400);
+    expect((await d.show('bystander')).state).toBe('running');
   });
 });

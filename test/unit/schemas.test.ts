@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createSessionRequest, execQuery, sessionName, sessionRef } from '../../src/api/schemas.js';
+import { createSessionRequest, destroyQuery, execQuery, sessionName, sessionRef } from '../../src/api/schemas.js';
 import { zodToApiError } from '../../src/vocab/errors.js';
 import { hostnameFor, newSessionId } from '../../src/sessions/identity.js';
 
@@ -51,5 +51,15 @@ describe('exec query', () => {
     expect(execQuery.safeParse({ command: ['x'], env: ['1A=b'] }).success).toBe(false);
     expect(execQuery.safeParse({ command: ['x'], env: [], cwd: 'tmp' }).success).toBe(false);
     expect(execQuery.safeParse({ command: ['x'], env: [], follow: '1' }).success).toBe(false);
+  });
+});
+
+describe('destroy query', () => {
+  it('takes force, or a timeout in whole seconds', () => {
+    expect(destroyQuery.parse({ force: '1' })).toEqual({ force: true });
+    expect(destroyQuery.parse({ timeout: '5' })).toEqual({ timeout: 5 });
+  });
+  it.each([{ timeout: '-1' }, { timeout: '1.5' }, { timeout: '3601' }, { force: '1', timeout: '3' }, { why: 'x' }])('refuses %j', (q) => {
+    expect(destroyQuery.safeParse(q).success).toBe(false);
   });
 });

@@ -73,9 +73,13 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
 
   sessionShow: (ctx, { target }) => ctx.sessions.toApi(target, consoleInfo(ctx)),
 
-  sessionDestroy: async (ctx, { caller, target, log }) => {
-    log.info({ caller: caller.uid }, 'destroy session');
-    await ctx.sessions.destroy(target.id);
+  sessionDestroy: {
+    detail: ({ query }) => [query.force ? 'force' : undefined, query.timeout !== undefined ? `timeout ${query.timeout}s` : undefined].filter(Boolean).join(', ') || null,
+    run: async (ctx, { caller, target, query, log }) => {
+      const graceMs = query.force ? 0 : query.timeout === undefined ? undefined : query.timeout * 1000;
+      log.info({ caller: caller.uid, grace_ms: graceMs }, 'destroy session');
+      await ctx.sessions.destroy(target.id, undefined, graceMs);
+    },
   },
 
   sessionStop: async (ctx, { caller, target, log }) => {
