@@ -92,7 +92,7 @@ export const ROUTES = {
   tickets: route({ method: 'POST', path: '/v1/tickets', owner: { kind: 'public', why: 'a single-use ticket for the token holder\'s next upgrade, which is itself checked' }, action: null, reply: json(ticketSchema, 201), tcpOnly: true }),
   daemonReload: route({ method: 'POST', path: '/v1/daemon/reload', owner: { kind: 'caller' }, action: 'daemon.reload', reply: json(reloadReplySchema) }),
   health: route({ method: 'GET', path: '/v1/health', owner: { kind: 'public', why: 'counts only' }, action: null, reply: json(healthSchema) }),
-  metrics: route({ method: 'GET', path: '/metrics', owner: { kind: 'public', why: 'counts only' }, action: null, reply: { kind: 'text' } }),
+  metrics: route({ method: 'GET', path: '/metrics', owner: { kind: 'public', why: 'counts, and per-session series only of the sessions the caller may see (session.show)' }, action: null, reply: { kind: 'text' } }),
 
   sessionList: route({ method: 'GET', path: '/v1/sessions', owner: { kind: 'caller' }, action: 'session.list', query: z.object({ all: flag.optional() }).strict(), reply: json(sessionListSchema) }),
   sessionCreate: route({ method: 'POST', path: '/v1/sessions', owner: { kind: 'caller' }, action: 'session.create', body: createSessionRequest, reply: json(sessionSchema, 201) }),

@@ -114,6 +114,13 @@ export const createSessionRequest = z
   .strict();
 export type CreateSessionRequest = z.infer<typeof createSessionRequest>;
 
+/** A session's OOM kills: the kernel's count, and the last victim its log named (command and host PID; null when the log no longer had it). */
+export const oomSchema = z.object({
+  kills: z.number().int(),
+  last_victim: z.object({ command: z.string().nullable(), pid: z.number().int().nullable(), at: z.string() }).nullable(),
+});
+export type OomView = z.infer<typeof oomSchema>;
+
 export const sessionSchema = z.object({
   id: z.string().regex(SESSION_ID),
   name: z.string().nullable(),
@@ -152,6 +159,8 @@ export const sessionSchema = z.object({
   stopped_because: z.string().nullable(),
   /** While stopped: the bytes of its stored files. */
   stored_bytes: z.number().int().nullable(),
+  /** Out-of-memory kills in the session, as the kernel counted them, and the last victim (from the kernel log; its host PID). */
+  oom: oomSchema,
 });
 export type Session = z.infer<typeof sessionSchema>;
 
@@ -204,13 +213,20 @@ export const execQuery = z
   .strict();
 export type ExecQuery = z.infer<typeof execQuery>;
 
-/** Query of DELETE /v1/sessions/{id}: how long the session's processes get after SIGTERM. */
+/** Query of DELETE /v1/sessions/{id}: how long the session's processes get after SIGTERM, and why it ends, if it failed. */
 export const destroyQuery = z
   .object({
     /** SIGKILL at once: no SIGTERM, no grace. */
     force: flag.optional(),
     /** Seconds between SIGTERM and SIGKILL, instead of sessions.stop_grace_ms. */
     timeout: z.coerce.number().int('must be a whole number of seconds').min(0).max(3600).optional(),
+    /** The session ends `failed` with this as its last error (the CLI's failed restore), not `destroyed`. */
+    failure: z
+      .string()
+      .min(1)
+      .max(1024)
+      .regex(/^[^\x00-\x1f\x7f]*$/, 'must be one line of text')
+      .optional(),
   })
   .strict()
   .refine((q) => !(q.force && q.timeout !== undefined), { message: 'force and timeout exclude each other', path: ['timeout'] });
@@ -295,12 +311,14 @@ export const auditEventSchema = z.object({
   caller_uid: z.number().int(),
   caller_gid: z.number().int().nullable(),
   caller_pid: z.number().int().nullable(),
-  via: z.enum(['socket', 'tcp']),
+  /** kernel: what the kernel did in a session (an OOM kill), no caller. */
+  via: z.enum(['socket', 'tcp', 'kernel']),
   action: z.string(),
   session_id: z.string().nullable(),
   /** The owner of the object acted on (a session, volume or secret), if any. */
   object_owner: z.number().int().nullable(),
-  decision: z.enum(['allow', 'deny']),
+  /** none: an event of the kernel's, which no access rule decided. */
+  decision: z.enum(['allow', 'deny', 'none']),
   rule: z.string(),
   /** Exec: the command; attach: the role; create: the name; the secret store: the name. */
   detail: z.string().nullable(),

@@ -139,9 +139,10 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
         try {
           await restoreSnapshot(socketPath(values.socket), s.id, values.from, kind);
         } catch (e) {
-          // A half-restored session is not what was asked for.
-          await callRoute(socketPath(values.socket), ROUTES.sessionDestroy, session$(s.id)).catch(() => undefined);
-          throw e;
+          // A half-restored session is not what was asked for: it ends failed, saying why (session show).
+          const why = (e instanceof Error ? e.message : String(e)).replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
+          await callRoute(socketPath(values.socket), ROUTES.sessionDestroy, { ...session$(s.id), query: { failure: why.slice(0, 1024) } }).catch(() => undefined);
+          throw new CliError(`${why}; session ${s.id} is failed (enclave session show ${s.id})`);
         }
       }
       process.stdout.write(values.json ? json(s) : `${s.id}\n`);

@@ -1,6 +1,6 @@
 // `enclave session exec`: stream a command's stdio over the exec WebSocket
 // and exit with its code.
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import WebSocket from 'ws';
 import { execStatusSchema } from '../api/schemas.js';
 import { Channel, K8S_V5_PROTOCOL } from '../api/protocol.js';
@@ -16,6 +16,15 @@ export interface ExecArgs {
   cwd?: string | undefined;
   /** Where stdin comes from (default: this process's). */
   stdin?: Readable;
+  /** Where the command's stderr and the reason it failed go (default: this process's stderr). */
+  stderr?: Writable;
+  /** Told why the command failed, when its status says more than its code (it was killed out of memory). */
+  onReason?: (reason: string) => void;
+}
+
+/** The reason a failure status carries besides its exit code (the daemon's OOMKilled cause). */
+export function reasonOf(status: { details?: { causes?: { reason: string; message: string }[] | undefined } | undefined }): string | undefined {
+  return status.details?.causes?.find((c) => c.reason === 'OOMKilled')?.message;
 }
 
 export function execPath(a: Omit<ExecArgs, 'socket'>, extra: { tty?: '1'; cols?: number; rows?: number } = {}): string {
@@ -24,6 +33,7 @@ export function execPath(a: Omit<ExecArgs, 'socket'>, extra: { tty?: '1'; cols?:
 
 export function runExecClient(a: ExecArgs): Promise<number> {
   const stdin = a.stdin ?? process.stdin;
+  const errors = a.stderr ?? process.stderr;
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`ws+unix://${a.socket}:${execPath(a)}`, [K8S_V5_PROTOCOL], { perMessageDeflate: false });
     let code: number | undefined;
@@ -50,7 +60,7 @@ export function runExecClient(a: ExecArgs): Promise<number> {
     ws.on('message', (data: Buffer) => {
       const f = decodeFrame(data);
       if (!f) return;
-      const out = f.channel === Channel.stdout ? process.stdout : f.channel === Channel.stderr ? process.stderr : undefined;
+      const out = f.channel === Channel.stdout ? process.stdout : f.channel === Channel.stderr ? errors : undefined;
       if (out) {
         if (!out.write(f.payload)) {
           ws.pause();
@@ -65,6 +75,11 @@ export function runExecClient(a: ExecArgs): Promise<number> {
         }
         const st = execStatusSchema.safeParse(parsed);
         code = st.success ? exitCodeOf(st.data) : undefined;
+        const reason = st.success ? reasonOf(st.data) : undefined;
+        if (reason) {
+          if (a.onReason) a.onReason(reason);
+          else errors.write(`enclave: ${reason}\n`);
+        }
       }
     });
     ws.on('close', () => {

@@ -67,6 +67,7 @@ export function sessionDetails(s: Session): string {
   if (s.stored_bytes !== null) rows.push(['stored', `${(s.stored_bytes / 1048576).toFixed(1)} MiB (root layer and /home, compressed)`]);
   if (s.last_error) rows.push(['last error', s.last_error]);
   if (s.exit) rows.push(['init exit', s.exit.signal !== null ? `signal ${s.exit.signal}` : `code ${s.exit.code}`]);
+  rows.push(['oom kills', oomText(s.oom)]);
   const w = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';
 }
@@ -83,4 +84,13 @@ export function duration(secs: number): string {
 
 export function json(value: unknown): string {
   return JSON.stringify(value, null, 2) + '\n';
+}
+
+/** The kill count, and the last victim the kernel log named (its command and host PID), and when. */
+function oomText(o: Session['oom']): string {
+  if (o.kills === 0) return '0';
+  const v = o.last_victim;
+  if (!v) return String(o.kills);
+  const who = v.command === null ? 'not in the kernel log any more' : `${v.command}${v.pid === null ? '' : ` (host pid ${v.pid})`}`;
+  return `${o.kills}; last: ${who} at ${v.at}`;
 }

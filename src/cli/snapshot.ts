@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, createReadStream, createWriteStream, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Transform } from 'node:stream';
+import { Transform, Writable } from 'node:stream';
 import { ROUTES } from '../api/routes.js';
 import { CliError, errorMessage, routePath } from './client.js';
 import { runExecClient } from './execClient.js';
@@ -138,6 +138,33 @@ export function snapshotKind(file: string): 'zstd' | 'none' {
   throw new CliError(`--from ${file}: not a snapshot (neither zstd nor tar)`, 2);
 }
 
+/** The last `max` bytes written to it: a failed restore's stderr, for its message (tar and zstd say much, mostly noise). */
+class Tail extends Writable {
+  private buf = Buffer.alloc(0);
+  constructor(private readonly max = 4096) {
+    super();
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
+    this.buf = Buffer.concat([this.buf, chunk]);
+    if (this.buf.length > this.max) this.buf = this.buf.subarray(this.buf.length - this.max);
+    done();
+  }
+  /** The last line that says something. */
+  lastLine(): string | undefined {
+    return this.buf
+      .toString('utf8')
+      .split('\n')
+      .map((l) => l.replace(/[\x00-\x1f\x7f]+/g, ' ').trim())
+      .filter(Boolean)
+      .at(-1);
+  }
+}
+
+/**
+ * Replay a snapshot in the new session. A failure says why in one line: the
+ * session ran out of memory (the exec's status says so), else the last line
+ * the restore wrote on stderr and its exit code.
+ */
 export async function restoreSnapshot(socket: string, session: string, file: string, kind: 'zstd' | 'none'): Promise<void> {
   const p = progress(`restore into ${session}`, statSync(file).size);
   // Counted as the exec stream takes it: nothing flows before its socket is open.
@@ -149,7 +176,11 @@ export async function restoreSnapshot(socket: string, session: string, file: str
       },
     }),
   );
-  const code = await runExecClient({ socket, session, command: ['sh', '-c', RESTORE, 'restore', kind], env: [], stdin: counted });
+  const errors = new Tail();
+  let reason: string | undefined;
+  const code = await runExecClient({ socket, session, command: ['sh', '-c', RESTORE, 'restore', kind], env: [], stdin: counted, stderr: errors, onReason: (r) => (reason = r) });
   p.done();
-  if (code !== 0) throw new CliError(`restoring ${file} into ${session} failed (exit ${code})`);
+  if (code === 0) return;
+  const said = errors.lastLine();
+  throw new CliError(`restoring ${file} into ${session} failed: ${reason ?? `exit ${code}${said ? `: ${said}` : ''}`}`);
 }

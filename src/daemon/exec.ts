@@ -4,7 +4,7 @@
 import { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
-import type { ExecQuery } from '../api/schemas.js';
+import type { ExecQuery, ExecStatus } from '../api/schemas.js';
 import { addon } from '../native/addon.js';
 import { startFailureError, type ExitReport, type SessionAgent } from '../sessions/agent.js';
 import { commandEnv } from '../sessions/command.js';
@@ -57,9 +57,37 @@ export interface ExecOptions {
   stdout: boolean;
   stderr: boolean;
   log: Logger;
+  /** Why a command that failed did, when it was not only its code: the session ran out of memory meanwhile. */
+  reason?: (exit: ExitReport) => string | undefined;
 }
 
-export function runExec({ ws, exec, stdout, stderr, log }: ExecOptions): void {
+/** OOM kills in the session while a command ran, as the manager reports them (src/sessions/manager.ts oomSince). */
+export interface OomSince {
+  added: number;
+  victim: { command: string | null; pid: number | null } | null;
+  limitMb: number;
+}
+
+/**
+ * The reason a failed command gets when the kernel OOM-killed in its session
+ * while it ran: `killed: out of memory` when SIGKILL ended the command itself,
+ * else the victim its failure followed from (a pipeline's other end, say).
+ */
+export function oomReason(oom: OomSince | undefined, exit: ExitReport): string | undefined {
+  if (!oom) return undefined;
+  const victim = oom.victim?.command ? `${oom.victim.command}${oom.victim.pid !== null ? `, host pid ${oom.victim.pid}` : ''}` : undefined;
+  const limit = `the session's memory limit is ${oom.limitMb} MiB`;
+  if (exit.signal === 9) return `killed: out of memory (${limit}${victim ? `; the kernel's last victim: ${victim}` : ''})`;
+  return `out of memory: the kernel killed ${victim ? `${victim}` : `${oom.added} process${oom.added === 1 ? '' : 'es'}`} in the session while the command ran (${limit})`;
+}
+
+/** A failure status with a reason besides its code: in the message and as a cause, so Kubernetes clients keep the exit code. */
+export function withReason(status: ExecStatus, reason: string | undefined): ExecStatus {
+  if (!reason || status.status !== 'Failure') return status;
+  return { ...status, message: `${status.message}: ${reason}`, details: { ...status.details, causes: [...(status.details?.causes ?? []), { reason: 'OOMKilled', message: reason }] } };
+}
+
+export function runExec({ ws, exec, stdout, stderr, log, reason }: ExecOptions): void {
   if (!exec.ok) {
     ws.send(encodeFrame(Channel.stderr, Buffer.from(exec.message)));
     ws.send(encodeFrame(Channel.status, Buffer.from(JSON.stringify(exitStatusFor(exec.exitCode, null)))));
@@ -80,7 +108,13 @@ export function runExec({ ws, exec, stdout, stderr, log }: ExecOptions): void {
     clearTimeout(drainTimer);
     for (const s of outputs) s.destroy();
     exec.stdin?.destroy();
-    const status = exitStatusFor(exit.code, exit.signal);
+    let why: string | undefined;
+    try {
+      why = reason?.(exit);
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'cannot tell why the command failed');
+    }
+    const status = withReason(exitStatusFor(exit.code, exit.signal), why);
     log.debug({ exit }, 'exec finished');
     // Paused for stdin backpressure, the socket would never read the client's
     // close reply; the close handshake would then hang until its timeout.

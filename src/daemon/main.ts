@@ -12,10 +12,12 @@ import type { ReloadReply } from '../api/schemas.js';
 import { cpuUsageNs, detectCgroupLayout, removeParents, sessionCgroupDirs } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
 import { SessionManager } from '../sessions/manager.js';
+import type { OomEvent } from '../sessions/kit.js';
 import { Volumes } from '../volumes/volumes.js';
 import { VolumeStore } from '../store/volumeStore.js';
 import { openDatabase } from '../store/db.js';
 import { SessionStore } from '../store/sessionStore.js';
+import { OomStore } from '../store/oomStore.js';
 import { createApiServer } from './server.js';
 import { Consoles } from './attach.js';
 import { ListenAuth } from './listenAuth.js';
@@ -75,6 +77,34 @@ function takeLocks(config: Config): DaemonLocks {
   }
 }
 
+/**
+ * An OOM kill as an audit event: via "kernel", no caller process, decision
+ * "none", the session's memory limit as what decided. It is the session
+ * owner's (caller_uid and object_owner), so a session that keeps running out
+ * of memory prunes only its owner's rows (access.keep_events is per caller).
+ */
+function recordOom(audit: AuditLog, sessions: SessionManager, log: Logger, e: OomEvent): void {
+  const owner = sessions.find(e.session)?.owner_uid ?? 0;
+  const victim = e.victim ? `${e.victim.command} (host pid ${e.victim.pid})` : 'a process the kernel log no longer names';
+  const more = e.added > 1 ? ` (and ${e.added - 1} more)` : '';
+  try {
+    audit.record({
+      caller_uid: owner,
+      caller_gid: null,
+      caller_pid: null,
+      via: 'kernel',
+      action: 'session.oom',
+      session_id: e.session,
+      object_owner: owner,
+      decision: 'none',
+      rule: 'limits.memory_mb',
+      detail: `out of memory: the kernel killed ${victim}${more}; ${e.kills} OOM kill${e.kills === 1 ? '' : 's'} in the session so far`,
+    });
+  } catch (err) {
+    log.child({ session: e.session }).error({ err: (err as Error).message }, 'cannot record an OOM kill in the audit trail');
+  }
+}
+
 /** `reread`: the config as the daemon would load it now (its file, with the same command-line overrides). */
 export async function startDaemon(config: Config, reread: () => Config = () => config): Promise<RunningDaemon> {
   const log = daemonLogger(config);
@@ -96,10 +126,12 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
   log.info({ cgroups: layout.mode, state_dir: config.state_dir, since_spawn_ms: Math.round(performance.now()) }, 'starting');
   const secrets = new SessionSecrets(SecretStore.open(db, config.state_dir), providerTable(config.auth.providers));
   const volumes = new Volumes(new VolumeStore(db), config.state_dir, config.volumes, log);
-  const sessions = new SessionManager({ config, secrets, store: new SessionStore(db), layout, log, volumes });
+  const sessions = new SessionManager({ config, secrets, store: new SessionStore(db), oom: new OomStore(db), layout, log, volumes });
+  const audit = new AuditLog(db, config.access.keep_events);
+  // What the kernel did in a session is in the audit trail too (before start: kills found at re-adoption count).
+  sessions.onKernelEvents({ oom: (e) => recordOom(audit, sessions, log, e) });
   await sessions.start();
 
-  const audit = new AuditLog(db, config.access.keep_events);
   const access = new AccessGuard(config.access, audit, log, config.state_dir);
   // Read through at each use: a reload replaces these keys of config.access (src/config/reload.ts).
   const budgets = new Budgets({

@@ -216,3 +216,43 @@ export function cpuUsageNs(dirs: CgroupDir[]): number | undefined {
   }
   return undefined;
 }
+
+// ---- what the kernel counted, read back ---------------------------------------
+
+/** The session's cgroup as the kernel names it (relative to its hierarchy's root), as in the kernel log's oom-kill lines. */
+export function cgroupName(parent: string, sessionId: string): string {
+  return `/${[...parent.split('/').filter(Boolean), sessionId].join('/')}`;
+}
+
+/** A counter file's value, or undefined when it cannot be read (the cgroup is gone). */
+function readCounter(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+const keyed = (text: string | undefined, key: string): number | undefined => {
+  const m = text === undefined ? null : new RegExp(`^${key} (\\d+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : undefined;
+};
+
+const memoryDir = (dirs: CgroupDir[]) => dirs.find((d) => d.controllers.includes('memory'));
+
+/**
+ * OOM kills the kernel counted in the session's memory cgroup (v1
+ * memory.oom_control, v2 memory.events: `oom_kill`); undefined when it cannot
+ * be read (the cgroup is gone).
+ */
+export function oomKillCount(dirs: CgroupDir[]): number | undefined {
+  const d = memoryDir(dirs);
+  if (!d) return undefined;
+  return keyed(readCounter(join(d.path, d.version === 1 ? 'memory.oom_control' : 'memory.events')), 'oom_kill');
+}
+
+/** The file whose changes announce an OOM kill on a unified host (inotify on cgroup2 event files). */
+export function v2MemoryEvents(dirs: CgroupDir[]): string | undefined {
+  const d = memoryDir(dirs);
+  return d && d.version === 2 ? join(d.path, 'memory.events') : undefined;
+}

@@ -4,22 +4,27 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { CgroupLayout } from '../isolation/cgroups.js';
+import { KernelLog } from '../isolation/kernelLog.js';
 import { AddressBindings, PortForwards } from '../network/firewall.js';
 import type { HostNetwork } from '../network/hostNetwork.js';
 import { LinkReaper } from '../network/linkReaper.js';
 import { PortPublisher } from '../network/publish.js';
 import type { SessionSecrets } from '../secrets/sessionSecrets.js';
 import { diskFullMessage, isDiskFull } from '../store/diskFull.js';
+import type { OomStore } from '../store/oomStore.js';
 import type { SessionStore } from '../store/sessionStore.js';
 import type { Volumes } from '../volumes/volumes.js';
 import { Agents } from './agent.js';
 import type { HostFacts } from './planning.js';
 import { Settler } from './settle.js';
+import { SessionReports } from './stats.js';
 
 export interface ManagerOptions {
   config: Config;
   secrets: SessionSecrets;
   store: SessionStore;
+  /** The OOM kills in the session rows. */
+  oom: OomStore;
   layout: CgroupLayout;
   log: Logger;
   volumes: Volumes;
@@ -28,6 +33,7 @@ export interface ManagerOptions {
 export interface Kit {
   config: Config;
   store: SessionStore;
+  oom: OomStore;
   layout: CgroupLayout;
   log: Logger;
   /** The published ports: their elements in the firewall, their host ports held. */
@@ -43,9 +49,28 @@ export interface Kit {
   /** An ended session's link is gone: its address is free (false: not recorded yet, ask again). */
   linkGone: (id: string) => boolean;
   counters: { creates: number; createFailures: number; destroys: number; stops: number; starts: number };
+  /** Who the kernel's OOM killer killed (its log). */
+  kernelLog: KernelLog;
+  /** Who hears of what the kernel did in a session (the daemon: the audit trail). */
+  listeners: KernelListeners;
+  /** What sessions use and their OOM kills, read from the kernel. */
+  reports: SessionReports;
   /** Found on the host at start, the same for every session's plan. */
   host: HostFacts | undefined;
   hostNet: HostNetwork | undefined;
+}
+
+/** An OOM kill the kernel counted in a session: its count now, how many are new, and the last victim its log named. */
+export interface OomEvent {
+  session: string;
+  kills: number;
+  added: number;
+  victim: { command: string; pid: number } | undefined;
+  at: string;
+}
+
+export interface KernelListeners {
+  oom?: (e: OomEvent) => void;
 }
 
 /** A write that a full disk may refuse without stopping what is under way (it is logged). */
@@ -69,11 +94,12 @@ export function pruneHistory(kit: Kit): void {
 
 /**
  * The kit of a daemon. `ending` hears an adopted init announce its exit
- * code; `linkGone` frees the address of an ended session once its link is
+ * code; `live` finds a session the daemon holds; `linkGone` frees the address of an ended session once its link is
  * gone (false: the disk is full, ask again).
  */
-export function createKit(o: ManagerOptions, ending: (id: string, code: number) => void): Kit {
+export function createKit(o: ManagerOptions, ending: (id: string, code: number) => void, live: (id: string) => { checkOom(): { kills: number } | undefined } | undefined): Kit {
   const links = new LinkReaper({ log: o.log, gone: (id) => linkGone(kit, id) });
+  let reports: SessionReports | undefined;
   const kit: Kit = {
     ...o,
     agents: new Agents(o.log, ending),
@@ -82,9 +108,14 @@ export function createKit(o: ManagerOptions, ending: (id: string, code: number) 
     publisher: new PortPublisher(o.log, new PortForwards(o.config.network.table)),
     settler: new Settler(o.store, o.config.state_dir, o.log),
     counters: { creates: 0, createFailures: 0, destroys: 0, stops: 0, starts: 0 },
+    kernelLog: new KernelLog(),
+    listeners: {},
     host: undefined,
     hostNet: undefined,
     linkGone: (id) => linkGone(kit, id),
+    get reports() {
+      return (reports ??= new SessionReports(kit, live));
+    },
   };
   return kit;
 }

@@ -7,7 +7,7 @@ import { RunningPorts } from '../network/ports.js';
 import type { PublishedPort, SessionRow } from '../store/sessionStore.js';
 import { ApiError } from '../vocab/errors.js';
 import { admit, build, type CreateExtra } from './admission.js';
-import { createKit, type Kit, type ManagerOptions } from './kit.js';
+import { createKit, type Kit, type KernelListeners, type ManagerOptions } from './kit.js';
 import { hostPathInRoot, limitsFor, type Profile } from './planning.js';
 import { Session } from './session.js';
 import { adoptAll, prepareHost, usrMasksFor, usrMasksReady, type Startup } from './startup.js';
@@ -24,10 +24,14 @@ export class SessionManager {
   private readonly startup: Startup = { capacity: undefined, usr: undefined };
 
   constructor(opts: ManagerOptions) {
-    this.kit = createKit(opts, (id, code) => {
-      const s = this.live.get(id);
-      if (s) s.ending = code;
-    });
+    this.kit = createKit(
+      opts,
+      (id, code) => {
+        const s = this.live.get(id);
+        if (s) s.ending = code;
+      },
+      (id) => this.live.get(id),
+    );
     this.ports = new RunningPorts(opts.store, this.kit.publisher);
     this.startup.usr = usrMasksFor(this.kit);
   }
@@ -40,6 +44,11 @@ export class SessionManager {
     return this.kit.volumes;
   }
 
+  /** What sessions use and their OOM kills, from the kernel (src/sessions/stats.ts). */
+  get reports(): Kit['reports'] {
+    return this.kit.reports;
+  }
+
   get counters(): Kit['counters'] {
     return this.kit.counters;
   }
@@ -47,7 +56,13 @@ export class SessionManager {
   /** The session object of an id, made on first need (a live row, or an ended one a destroy frees again). */
   private session(id: string): Session {
     let s = this.live.get(id);
-    if (!s) this.live.set(id, (s = new Session(id, this.kit, (gone) => this.live.delete(gone))));
+    if (!s) {
+      const released = (gone: string) => {
+        this.live.delete(gone);
+        this.reports.forget(gone);
+      };
+      this.live.set(id, (s = new Session(id, this.kit, released)));
+    }
     return s;
   }
 
@@ -124,6 +139,11 @@ export class SessionManager {
     await usrMasksReady(this.kit, this.startup.usr);
     await this.session(id).start(admit);
     return this.toApi(this.kit.store.get(id)!);
+  }
+
+  /** Who hears of what the kernel did in a session (the daemon: its audit trail). */
+  onKernelEvents(listeners: KernelListeners): void {
+    Object.assign(this.kit.listeners, listeners);
   }
 
   async publish(id: string, p: PublishedPort): Promise<void> {

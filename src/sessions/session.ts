@@ -3,14 +3,13 @@
 // watches on its init, its create or destroy under way, and what it keeps
 // asking of its stored plan. Create, destroy and re-adoption run the
 // session's steps (src/sessions/steps.ts) through one runner.
-import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { ApiError } from '../vocab/errors.js';
 import { checkTransition, type SessionState } from '../vocab/states.js';
-import { sessionCgroupDirs, v1MemoryDir } from '../isolation/cgroups.js';
+import { sessionCgroupDirs } from '../isolation/cgroups.js';
 import { parseStoredPlan, PlanError, type SessionPlan } from '../isolation/plan.js';
 import { planView } from '../isolation/planView.js';
-import { addon, type ExitStatus, type OomWatch, type ProcessWatch } from '../native/addon.js';
+import { addon, type ExitStatus, type ProcessWatch } from '../native/addon.js';
 import { intToIp } from '../network/addressing.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import { bestEffort, type Kit } from './kit.js';
@@ -21,6 +20,7 @@ import type { Usage } from '../vocab/limitTable.js';
 import { STEPS, type Bring } from './steps.js';
 import { Grace } from './grace.js';
 import { agentError, StartFailure, type SessionAgent } from './agent.js';
+import { SessionOom } from './oom.js';
 import { snapshotSession, type SnapshotConfig } from '../snapshots/sessionSnapshot.js';
 import type { Writable } from 'node:stream';
 
@@ -38,7 +38,8 @@ export class Session {
   private destroying: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
   private exit: { watch: ProcessWatch; exited: Promise<ExitStatus | null> } | undefined;
-  private oom: OomWatch | undefined;
+  /** Its OOM kills: watched, counted, recorded (src/sessions/oom.ts). */
+  private readonly oom: SessionOom;
   /** A destroy's SIGTERM to SIGKILL (a later, hastier destroy shortens it). */
   private readonly grace = new Grace();
   /** The exit code an adopted init announced before ending (the daemon is not its parent). */
@@ -54,6 +55,7 @@ export class Session {
     private readonly released: (id: string) => void,
   ) {
     this.log = kit.log.child({ session: id });
+    this.oom = new SessionOom(kit, id, this.log, () => this.endOutOfMemory());
   }
 
   // ---- state ---------------------------------------------------------------
@@ -87,8 +89,8 @@ export class Session {
 
   // ---- watches ---------------------------------------------------------------
 
-  /** Watch the init (a pidfd: a reused PID is refused, and this throws); on a v1 host with limits.oom = "session", its OOM kills too. */
-  watchInit(pid: number, startTime: string): void {
+  /** Watch the init (a pidfd: a reused PID is refused, and this throws), and the session's OOM kills (`fresh`: a new cgroup, counting from 0). */
+  watchInit(pid: number, startTime: string, fresh: boolean): void {
     let resolve!: (s: ExitStatus | null) => void;
     const exited = new Promise<ExitStatus | null>((r) => (resolve = r));
     const Watch = addon().ProcessWatch;
@@ -102,11 +104,7 @@ export class Session {
       else void unexpected();
     });
     this.exit = { watch, exited };
-    if (this.kit.config.limits.oom !== 'session') return;
-    const dir = v1MemoryDir(sessionCgroupDirs(this.kit.layout, this.kit.config.cgroups.parent, this.id));
-    if (!dir) return; // v2: memory.oom.group does it in the kernel
-    const Oom = addon().OomWatch;
-    this.oom = new Oom(dir, () => this.onOom(dir).catch((e: Error) => this.log.error({ err: e.message }, 'cannot end a session after its OOM kill')));
+    this.oom.start(fresh);
   }
 
   /** Stop talking to and watching for the init's OOM kills (its exit watch ends with it). */
@@ -114,8 +112,12 @@ export class Session {
     this.kit.agents.drop(this.id);
     this.facts = undefined;
     this.ending = undefined;
-    this.oom?.close();
-    this.oom = undefined;
+    this.oom.stop();
+  }
+
+  /** Count the session's OOM kills now, recording new ones; undefined once its cgroup is gone. */
+  checkOom(): { kills: number; rose: boolean } | undefined {
+    return this.oom.check();
   }
 
   /** SIGKILL the init (the kernel kills its whole PID namespace) and wait for it. */
@@ -135,8 +137,7 @@ export class Session {
   close(): void {
     this.exit?.watch.close();
     this.exit = undefined;
-    this.oom?.close();
-    this.oom = undefined;
+    this.oom.close();
   }
 
   /** The lease is being given back: its firewall element goes first (queued). */
@@ -354,10 +355,15 @@ export class Session {
     if (!row || row.state !== 'running') return;
     // The init ends with 128 + N when signal N from outside the daemon told it to stop the session.
     const told = status && status.code !== null && status.code > 128 && status.code <= 128 + 64 ? status.code - 128 : undefined;
+    // Killed by the OOM killer: the kernel log names its PID.
+    this.oom.check();
+    const oomKilled = status?.signal === 9 && row.init_pid !== null && this.oom.lastVictimPid() === row.init_pid;
     const how =
       status === null
         ? 'exited'
-        : status.signal !== null
+        : oomKilled
+          ? 'was killed: out of memory (the kernel\'s OOM killer chose it)'
+          : status.signal !== null
           ? `was killed by signal ${status.signal}`
           : told !== undefined
             ? `was told to stop by signal ${told} from outside the daemon`
@@ -367,21 +373,11 @@ export class Session {
     await this.release(row, { state: 'failed', error: `the session init ${how}` });
   }
 
-  private async onOom(dir: string): Promise<void> {
-    // The kernel signals the eventfd before its OOM killer picks a victim, so
-    // the kill count may lag the event by a moment: look again briefly.
-    let kills = 0;
-    for (let i = 0; i < 50 && kills === 0; i++) {
-      if (i > 0) await sleep(10);
-      try {
-        kills = Number(/^oom_kill (\d+)/m.exec(readFileSync(`${dir}/memory.oom_control`, 'utf8'))?.[1] ?? 0);
-      } catch {
-        return; // the cgroup is gone: the session is already ending
-      }
-    }
+  /** limits.oom = "session": a kill ends the session, if it still runs. */
+  private async endOutOfMemory(): Promise<void> {
     const row = this.kit.store.get(this.id);
-    if (kills === 0 || row?.state !== 'running' || this.destroying) return;
-    this.log.warn({ oom_kills: kills }, 'session ran out of memory; ending it (limits.oom = "session")');
+    if (row?.state !== 'running' || this.destroying) return;
+    this.log.warn('session ran out of memory; ending it (limits.oom = "session")');
     await this.destroy('the session ran out of memory (limits.oom = "session")');
   }
 }

@@ -193,7 +193,7 @@ const watch: Step<Bring> = {
     // A create is running from here; a start once its files are back and its ports published (Session.start).
     if (c.launched && r.state === 'creating') c.session.running(init.pid, init.startTime);
     // Throws when the PID is no longer the recorded process: the session cannot be re-adopted.
-    c.session.watchInit(init.pid, init.startTime);
+    c.session.watchInit(init.pid, init.startTime, c.launched !== undefined);
   },
   down: (c) => c.session.unwatch(),
 };

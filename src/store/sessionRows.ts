@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { limitsSchema, sessionStates } from '../api/schemas.js';
 import { PROFILES } from '../vocab/profiles.js';
+import { oomColumns } from './oomStore.js';
 
 export const rowSchema = z.object({
   id: z.string(),
@@ -51,6 +52,7 @@ export const rowSchema = z.object({
       ctx.addIssue({ code: 'custom', message: 'stored env is not a list of strings' });
       return z.NEVER;
     }),
+  ...oomColumns,
 });
 export type SessionRow = z.infer<typeof rowSchema>;
 

@@ -117,6 +117,27 @@ describe('migration runner', () => {
     expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
   });
 
+  it('013 records OOM kills, and lets the audit trail hold what the kernel did, keeping every event and its id', () => {
+    const all = readMigrations(migrationsDir);
+    migrate(db, all.filter((x) => x.version <= 12));
+    const now = '2026-12-01T00:00:00Z';
+    db.exec(`INSERT INTO sessions (id, name, state, hostname, limits, created_at, updated_at, owner_uid) VALUES ('s-0000000001', 'web', 'running', 'web', '{}', '${now}', '${now}', 1000)`);
+    db.exec(`INSERT INTO events (id, time, caller_uid, via, action, session_id, decision, rule, object_owner) VALUES (7, '${now}', 1000, 'socket', 'session.exec', 's-0000000001', 'allow', 'devs', 1000)`);
+    expect(() => db.exec(`INSERT INTO events (time, caller_uid, via, action, decision, rule) VALUES ('${now}', 0, 'kernel', 'session.oom', 'none', 'x')`)).toThrow(/CHECK/);
+    expect(migrate(db, all)).toEqual(all.filter((x) => x.version > 12).map((x) => x.version));
+    expect(db.prepare('SELECT oom_kills, oom_kills_before, oom_victim, oom_victim_pid, oom_at FROM sessions').get()).toEqual({ oom_kills: 0, oom_kills_before: 0, oom_victim: null, oom_victim_pid: null, oom_at: null });
+    expect(db.prepare('SELECT id, caller_uid, via, action, decision, rule, object_owner FROM events').get()).toEqual({ id: 7, caller_uid: 1000, via: 'socket', action: 'session.exec', decision: 'allow', rule: 'devs', object_owner: 1000 });
+    db.exec(`INSERT INTO events (time, caller_uid, via, action, session_id, decision, rule, object_owner) VALUES ('${now}', 1000, 'kernel', 'session.oom', 's-0000000001', 'none', 'limits.memory_mb', 1000)`);
+    expect(db.prepare(`SELECT id FROM events WHERE via = 'kernel'`).get()).toEqual({ id: 8 });
+    expect(() => db.exec(`INSERT INTO events (time, caller_uid, via, action, decision, rule) VALUES ('${now}', 0, 'pipe', 'x', 'allow', 'x')`)).toThrow(/CHECK/);
+    expect((db.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name`).all() as { name: string }[]).map((r) => r.name)).toEqual([
+      'events_caller',
+      'events_object_owner',
+      'events_session',
+      'events_time',
+    ]);
+  });
+
   it('opens the state dir 0700 and the database 0600 in WAL mode', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'enclave-db-')), 'state');
     const conn = openDatabase(dir);

@@ -55,11 +55,12 @@ describe('exec query', () => {
 });
 
 describe('destroy query', () => {
-  it('takes force, or a timeout in whole seconds', () => {
+  it('takes force, a timeout in whole seconds, and a one-line failure reason', () => {
     expect(destroyQuery.parse({ force: '1' })).toEqual({ force: true });
     expect(destroyQuery.parse({ timeout: '5' })).toEqual({ timeout: 5 });
+    expect(destroyQuery.parse({ failure: 'restore of x failed: out of memory' })).toEqual({ failure: 'restore of x failed: out of memory' });
   });
-  it.each([{ timeout: '-1' }, { timeout: '1.5' }, { timeout: '3601' }, { force: '1', timeout: '3' }, { why: 'x' }])('refuses %j', (q) => {
+  it.each([{ timeout: '-1' }, { timeout: '1.5' }, { timeout: '3601' }, { force: '1', timeout: '3' }, { failure: 'two\nlines' }, { failure: '' }, { why: 'x' }])('refuses %j', (q) => {
     expect(destroyQuery.safeParse(q).success).toBe(false);
   });
 });

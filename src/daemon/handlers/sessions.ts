@@ -74,11 +74,11 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
   sessionShow: (ctx, { target }) => ctx.sessions.toApi(target, consoleInfo(ctx)),
 
   sessionDestroy: {
-    detail: ({ query }) => [query.force ? 'force' : undefined, query.timeout !== undefined ? `timeout ${query.timeout}s` : undefined].filter(Boolean).join(', ') || null,
+    detail: ({ query }) => [query.force ? 'force' : undefined, query.timeout !== undefined ? `timeout ${query.timeout}s` : undefined, query.failure !== undefined ? `failure: ${query.failure}` : undefined].filter(Boolean).join(', ') || null,
     run: async (ctx, { caller, target, query, log }) => {
       const graceMs = query.force ? 0 : query.timeout === undefined ? undefined : query.timeout * 1000;
-      log.info({ caller: caller.uid, grace_ms: graceMs }, 'destroy session');
-      await ctx.sessions.destroy(target.id, undefined, graceMs);
+      log.info({ caller: caller.uid, grace_ms: graceMs, failure: query.failure }, 'destroy session');
+      await ctx.sessions.destroy(target.id, query.failure, graceMs);
     },
   },
 

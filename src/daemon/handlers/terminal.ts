@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Caller } from '../../access/guard.js';
 import { ApiError } from '../../vocab/errors.js';
 import { ATTACH_PROTOCOL } from '../../api/protocol.js';
-import { runExec, startPipedExec } from '../exec.js';
+import { oomReason, runExec, startPipedExec } from '../exec.js';
 import { CapReached } from '../streams.js';
 import type { Handlers } from '../dispatch.js';
 import type { Context } from '../route.js';
@@ -58,10 +58,13 @@ export const terminalHandlers: Pick<Handlers, 'exec' | 'attach'> = {
           one.attach(ws, 'rw', ws.protocol === ATTACH_PROTOCOL, undefined, size);
         });
       }
+      // The session's OOM kills so far: more by the time the command fails, and it says so.
+      const oomBase = ctx.sessions.reports.oomKillsNow(row.id);
       const exec = await startPipedExec(agent, row.hostname, q);
+      const reason = (exit: { code: number | null; signal: number | null }) => (exit.code === 0 ? undefined : oomReason(ctx.sessions.reports.oomSince(row.id, oomBase), exit));
       ctx.accept(req, up, () => exec.ok && exec.agent.signal(exec.id, 9), (ws) => {
         log.info({ argv0: q.command[0] }, 'exec');
-        runExec({ ws, exec, stdout: q.stdout, stderr: q.stderr, log });
+        runExec({ ws, exec, stdout: q.stdout, stderr: q.stderr, log, reason });
       });
     },
   },
