@@ -29,6 +29,7 @@ import {
   sessionListSchema,
   sessionSchema,
   snapshotQuery,
+  statsSchema,
   ticketSchema,
   volumeListSchema,
   volumeSchema,
@@ -100,6 +101,8 @@ export const ROUTES = {
   sessionDestroy: route({ method: 'DELETE', path: '/v1/sessions/{session}', owner: { kind: 'session' }, action: 'session.destroy', query: destroyQuery, reply: EMPTY }),
   sessionStop: route({ method: 'POST', path: '/v1/sessions/{session}/stop', owner: { kind: 'session' }, action: 'session.stop', reply: json(sessionSchema) }),
   sessionStart: route({ method: 'POST', path: '/v1/sessions/{session}/start', owner: { kind: 'session' }, action: 'session.start', reply: json(sessionSchema) }),
+  // What it uses is part of looking at it: whoever may show a session may see its stats (no rule grows).
+  sessionStats: route({ method: 'GET', path: '/v1/sessions/{session}/stats', owner: { kind: 'session' }, action: 'session.show', reply: json(statsSchema) }),
   portPublish: route({ method: 'POST', path: '/v1/sessions/{session}/ports', owner: { kind: 'session' }, action: 'session.publish', body: publishSchema, reply: json(sessionSchema, 201) }),
   portUnpublish: route({ method: 'DELETE', path: '/v1/sessions/{session}/ports/{port}', owner: { kind: 'session' }, action: 'session.publish', reply: EMPTY }),
   snapshot: route({

@@ -232,6 +232,35 @@ export const destroyQuery = z
   .refine((q) => !(q.force && q.timeout !== undefined), { message: 'force and timeout exclude each other', path: ['timeout'] });
 export type DestroyQuery = z.infer<typeof destroyQuery>;
 
+/** GET /v1/sessions/{id}/stats: what a running session uses now, read from the kernel. */
+export const statsSchema = z.object({
+  id: z.string(),
+  name: z.string().nullable(),
+  /** When the counters were read. */
+  sampled_at: z.string(),
+  cpu: z.object({
+    /** CPU time used since the session started (cgroup v2 cpu.stat usage_usec). */
+    usage_usec: z.number().nullable(),
+    /** Over the last moment (at least 250 ms), 100 = one CPU; its limit is limits.cpu_percent. */
+    percent: z.number().nullable(),
+  }),
+  memory: z.object({ used_bytes: z.number().nullable(), limit_bytes: z.number().nullable() }),
+  pids: z.object({ current: z.number().nullable(), limit: z.number().nullable() }),
+  /** The session's own view: rx is what it received (the host end of its veth sent), tx what it sent. null without a network. */
+  network: z.object({ rx_bytes: z.number(), tx_bytes: z.number() }).nullable(),
+  disk: z.object({
+    /** The writable root layer's tmpfs (null: a read-only root). */
+    layer_bytes: z.number().nullable(),
+    /** The /home tmpfs (null: /home is a volume). */
+    home_bytes: z.number().nullable(),
+    tmp_bytes: z.number().nullable(),
+    /** Each volume's image: the blocks allocated on the host. */
+    volumes: z.array(z.object({ name: z.string(), target: z.string(), bytes: z.number() })),
+  }),
+  oom: z.object({ kills: z.number().int() }),
+});
+export type SessionStats = z.infer<typeof statsSchema>;
+
 /** Query of GET /v1/sessions/{id}/snapshot. */
 export const snapshotQuery = z.object({ compression: z.enum(['zstd', 'none']).optional() }).strict();
 

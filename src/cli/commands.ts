@@ -178,6 +178,12 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       await callRoute(socketPath(values.socket), ROUTES.sessionDestroy, { ...session$(id), query: { force: values.force ? '1' : undefined, timeout } });
       return 0;
     }
+    case 'stats': {
+      const { values, positionals } = parse(rest, { watch: { type: 'boolean' }, json: { type: 'boolean' } });
+      const id = positionals[0] === undefined ? undefined : ref(positionals[0], 'stats');
+      const { statsCommand } = await import('./reports.js');
+      return statsCommand(socketPath(values.socket), id, { watch: values.watch ?? false, json: values.json ?? false });
+    }
     case 'refresh-auth': {
       const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
       const id = ref(positionals[0], 'refresh-auth');

@@ -1,5 +1,5 @@
 // Human tables and --json output.
-import type { Session } from '../api/schemas.js';
+import type { Session, SessionStats } from '../api/schemas.js';
 import { LIMITS } from '../vocab/limitTable.js';
 
 export function table(headers: string[], rows: string[][]): string {
@@ -93,4 +93,36 @@ function oomText(o: Session['oom']): string {
   if (!v) return String(o.kills);
   const who = v.command === null ? 'not in the kernel log any more' : `${v.command}${v.pid === null ? '' : ` (host pid ${v.pid})`}`;
   return `${o.kills}; last: ${who} at ${v.at}`;
+}
+
+/** 1536 -> 1.5 KiB. */
+export function bytes(n: number | null | undefined): string {
+  if (n === null || n === undefined) return '-';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+export function statsTable(stats: SessionStats[]): string {
+  return table(
+    ['ID', 'NAME', 'CPU%', 'MEM USED / LIMIT', 'PIDS', 'NET RX / TX', 'LAYER', 'HOME', 'TMP', 'VOLUMES', 'OOM KILLS'],
+    stats.map((s) => [
+      s.id,
+      s.name ?? '-',
+      s.cpu.percent === null ? '-' : s.cpu.percent.toFixed(1),
+      `${bytes(s.memory.used_bytes)} / ${s.memory.limit_bytes === null ? 'none' : bytes(s.memory.limit_bytes)}`,
+      `${s.pids.current ?? '-'} / ${s.pids.limit ?? 'none'}`,
+      s.network ? `${bytes(s.network.rx_bytes)} / ${bytes(s.network.tx_bytes)}` : 'none',
+      bytes(s.disk.layer_bytes),
+      bytes(s.disk.home_bytes),
+      bytes(s.disk.tmp_bytes),
+      s.disk.volumes.length ? bytes(s.disk.volumes.reduce((n, v) => n + v.bytes, 0)) : '-',
+      String(s.oom.kills),
+    ]),
+  );
 }

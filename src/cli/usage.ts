@@ -29,6 +29,10 @@ export const USAGE = `usage: enclave [--socket PATH] COMMAND
                                              running or stopped: gone, with its stored files;
                                              SIGTERM (and SIGHUP to its terminals), SIGKILL after
                                              sessions.stop_grace_ms or SECONDS; --force: SIGKILL at once
+  enclave session stats [ID|NAME] [--watch] [--json]
+                                             CPU, memory, tasks, network, layer, /home, /tmp and volume
+                                             bytes, from the kernel; without ID every running session
+                                             you may see; --watch redraws every second until Ctrl-C
   enclave session refresh-auth ID|NAME       rewrite its secret files from the store
   enclave session snapshot ID|NAME -o FILE [--compression zstd|none]
                                              its writable root layer and /home, while it runs (frozen)

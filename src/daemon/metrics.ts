@@ -1,8 +1,28 @@
-// GET /metrics in the Prometheus text format: counts for anyone on the
-// socket, per-session series for the sessions the caller may see.
+// GET /metrics in the Prometheus text format: sessions by state and the
+// daemon's counters for anyone on the socket (counts only), and per running
+// session what it uses, read from the kernel at each scrape, for the
+// sessions the caller may see (session.show): labelled by the session id
+// only, so the label set is bounded by the live sessions.
 import { sessionStates } from '../api/schemas.js';
 import type { SessionManager } from '../sessions/manager.js';
+import type { Usage } from '../sessions/stats.js';
 import type { SessionRow } from '../store/sessionStore.js';
+
+/** Per-session series: name, type, help, and the value of one session's usage (null: not measured, no sample). */
+const PER_SESSION: [string, 'gauge' | 'counter', string, (u: Usage) => number | null][] = [
+  ['enclave_session_cpu_seconds_total', 'counter', 'CPU time the session used (cgroup cpu.stat usage_usec).', (u) => (u.cpuUsec === null ? null : u.cpuUsec / 1e6)],
+  ['enclave_session_memory_bytes', 'gauge', 'Memory the session uses, tmpfs included (its memory cgroup).', (u) => u.memory.used_bytes],
+  ['enclave_session_memory_limit_bytes', 'gauge', 'The session\'s memory limit.', (u) => u.memory.limit_bytes],
+  ['enclave_session_pids', 'gauge', 'Tasks in the session.', (u) => u.pids.current],
+  ['enclave_session_pids_limit', 'gauge', 'The session\'s tasks limit.', (u) => u.pids.limit],
+  ['enclave_session_network_receive_bytes_total', 'counter', 'Bytes the session received on its eth0 (its veth\'s host end sent them).', (u) => u.network?.rx_bytes ?? null],
+  ['enclave_session_network_transmit_bytes_total', 'counter', 'Bytes the session sent on its eth0.', (u) => u.network?.tx_bytes ?? null],
+  ['enclave_session_layer_bytes', 'gauge', 'Bytes in the session\'s writable root layer (a tmpfs).', (u) => u.disk.layer_bytes],
+  ['enclave_session_home_bytes', 'gauge', 'Bytes in the session\'s /home tmpfs.', (u) => u.disk.home_bytes],
+  ['enclave_session_tmp_bytes', 'gauge', 'Bytes in the session\'s /tmp tmpfs.', (u) => u.disk.tmp_bytes],
+  ['enclave_session_volume_bytes', 'gauge', 'Bytes the images of the session\'s volumes hold on the host (a volume two sessions mount counts in both).', (u) => u.disk.volumes.reduce((n, v) => n + v.bytes, 0)],
+  ['enclave_session_oom_kills_total', 'counter', 'Processes of the session the kernel killed out of memory.', (u) => u.oom.kills],
+];
 
 export function renderMetrics(sessions: SessionManager, visible: (row: SessionRow) => boolean): string {
   const byState = sessions.countByState();
@@ -20,10 +40,14 @@ export function renderMetrics(sessions: SessionManager, visible: (row: SessionRo
     '# HELP enclave_session_destroys_total Sessions destroyed since the daemon started.',
     '# TYPE enclave_session_destroys_total counter',
     `enclave_session_destroys_total ${c.destroys}`,
-    '# HELP enclave_session_oom_kills_total Processes of the session the kernel killed out of memory.',
-    '# TYPE enclave_session_oom_kills_total counter',
   );
-  // Per running session the caller may see, labelled by the session id only.
-  for (const o of sessions.reports.oomOfRunning(visible)) lines.push(`enclave_session_oom_kills_total{session="${o.id}"} ${o.kills}`);
+  const usage = sessions.reports.usageOfRunning(visible);
+  for (const [name, type, help, value] of PER_SESSION) {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const u of usage) {
+      const v = value(u);
+      if (v !== null) lines.push(`${name}{session="${u.id}"} ${v}`);
+    }
+  }
   return lines.join('\n') + '\n';
 }

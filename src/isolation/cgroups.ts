@@ -217,7 +217,7 @@ export function cpuUsageNs(dirs: CgroupDir[]): number | undefined {
   return undefined;
 }
 
-// ---- what the kernel counted, read back ---------------------------------------
+// ---- what a session uses, read back ------------------------------------------
 
 /** The session's cgroup as the kernel names it (relative to its hierarchy's root), as in the kernel log's oom-kill lines. */
 export function cgroupName(parent: string, sessionId: string): string {
@@ -231,6 +231,15 @@ function readCounter(path: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A number, or null for "max" and for v1's "unlimited" (page-rounded 2^63). */
+function limitValue(text: string | undefined): number | null | undefined {
+  if (text === undefined) return undefined;
+  const t = text.trim();
+  if (t === 'max') return null;
+  const n = Number(t);
+  return Number.isFinite(n) && n < 2 ** 60 ? n : null;
 }
 
 const keyed = (text: string | undefined, key: string): number | undefined => {
@@ -255,4 +264,29 @@ export function oomKillCount(dirs: CgroupDir[]): number | undefined {
 export function v2MemoryEvents(dirs: CgroupDir[]): string | undefined {
   const d = memoryDir(dirs);
   return d && d.version === 2 ? join(d.path, 'memory.events') : undefined;
+}
+
+export interface CgroupUsage {
+  /** CPU time since the cgroup was made (cgroup v2 cpu.stat, present in the controller-less tree of hybrid hosts). */
+  cpuUsec: number | null;
+  memoryBytes: number | null;
+  memoryLimit: number | null;
+  pids: number | null;
+  pidsLimit: number | null;
+}
+
+/** What the session's cgroups count now; null where a hierarchy lacks it (or the cgroup is gone). */
+export function cgroupUsage(dirs: CgroupDir[]): CgroupUsage {
+  const v2 = dirs.find((d) => d.version === 2);
+  const mem = memoryDir(dirs);
+  const pids = dirs.find((d) => d.controllers.includes('pids'));
+  const at = (d: CgroupDir | undefined, file: string) => (d ? readCounter(join(d.path, file)) : undefined);
+  const v1mem = mem?.version === 1;
+  return {
+    cpuUsec: keyed(at(v2, 'cpu.stat'), 'usage_usec') ?? null,
+    memoryBytes: limitValue(at(mem, v1mem ? 'memory.usage_in_bytes' : 'memory.current')) ?? null,
+    memoryLimit: limitValue(at(mem, v1mem ? 'memory.limit_in_bytes' : 'memory.max')) ?? null,
+    pids: limitValue(at(pids, 'pids.current')) ?? null,
+    pidsLimit: limitValue(at(pids, 'pids.max')) ?? null,
+  };
 }

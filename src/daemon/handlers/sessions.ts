@@ -1,4 +1,4 @@
-// Session routes: list, create, show, destroy, refresh-auth. The dispatcher
+// Session routes: list, create, show, stats, destroy, refresh-auth. The dispatcher
 // has found the session and checked the action against its owner; create
 // checks what the request declares (secrets, volumes) and the caller's
 // budget, the totals inside the transaction that records the session.
@@ -32,7 +32,7 @@ function volumesFor(ctx: Context, caller: Caller, req: CreateSessionRequest): Re
   });
 }
 
-export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | 'sessionShow' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
+export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | 'sessionShow' | 'sessionStats' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
   sessionList: (ctx, { caller, query }) => {
     const all = ctx.sessions.list(query.all ?? false, consoleInfo(ctx));
     return { sessions: all.filter((s) => ctx.access.visible(caller, s)) };
@@ -72,6 +72,8 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
   },
 
   sessionShow: (ctx, { target }) => ctx.sessions.toApi(target, consoleInfo(ctx)),
+
+  sessionStats: (ctx, { target }) => ctx.sessions.reports.stats(target),
 
   sessionDestroy: {
     detail: ({ query }) => [query.force ? 'force' : undefined, query.timeout !== undefined ? `timeout ${query.timeout}s` : undefined, query.failure !== undefined ? `failure: ${query.failure}` : undefined].filter(Boolean).join(', ') || null,
