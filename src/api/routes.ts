@@ -20,6 +20,7 @@ import {
   healthSchema,
   reloadReplySchema,
   listQuery,
+  logsQuery,
   publishSchema,
   putSecretReply,
   putSecretRequest,
@@ -103,6 +104,8 @@ export const ROUTES = {
   sessionStart: route({ method: 'POST', path: '/v1/sessions/{session}/start', owner: { kind: 'session' }, action: 'session.start', reply: json(sessionSchema) }),
   // What it uses is part of looking at it: whoever may show a session may see its stats (no rule grows).
   sessionStats: route({ method: 'GET', path: '/v1/sessions/{session}/stats', owner: { kind: 'session' }, action: 'session.show', reply: json(statsSchema) }),
+  // Its console's output as text: what an `attach --ro` shows, so the same action decides.
+  sessionLogs: route({ method: 'GET', path: '/v1/sessions/{session}/logs', owner: { kind: 'session' }, action: 'session.attach', query: logsQuery, reply: { kind: 'stream', types: ['text/plain'] } }),
   portPublish: route({ method: 'POST', path: '/v1/sessions/{session}/ports', owner: { kind: 'session' }, action: 'session.publish', body: publishSchema, reply: json(sessionSchema, 201) }),
   portUnpublish: route({ method: 'DELETE', path: '/v1/sessions/{session}/ports/{port}', owner: { kind: 'session' }, action: 'session.publish', reply: EMPTY }),
   snapshot: route({

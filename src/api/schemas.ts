@@ -232,6 +232,9 @@ export const destroyQuery = z
   .refine((q) => !(q.force && q.timeout !== undefined), { message: 'force and timeout exclude each other', path: ['timeout'] });
 export type DestroyQuery = z.infer<typeof destroyQuery>;
 
+/** Query of GET /v1/sessions/{id}/logs. */
+export const logsQuery = z.object({ follow: flag.optional() }).strict();
+
 /** GET /v1/sessions/{id}/stats: what a running session uses now, read from the kernel. */
 export const statsSchema = z.object({
   id: z.string(),

@@ -184,6 +184,12 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       const { statsCommand } = await import('./reports.js');
       return statsCommand(socketPath(values.socket), id, { watch: values.watch ?? false, json: values.json ?? false });
     }
+    case 'logs': {
+      const { values, positionals } = parse(rest, { follow: { type: 'boolean', short: 'f' } });
+      const id = ref(positionals[0], 'logs');
+      const { logsCommand } = await import('./reports.js');
+      return logsCommand(socketPath(values.socket), id, values.follow ?? false);
+    }
     case 'refresh-auth': {
       const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
       const id = ref(positionals[0], 'refresh-auth');

@@ -1,9 +1,11 @@
 // `enclave session stats [S] [--watch] [--json]`: what sessions use, from
 // the kernel (without S, every running session the caller may see); --watch
-// redraws every second until Ctrl-C.
+// redraws every second until Ctrl-C. `enclave session logs S [--follow]`:
+// the console's output as text; --follow streams it until Ctrl-C.
+import { request } from 'node:http';
 import { ROUTES } from '../api/routes.js';
 import type { SessionStats } from '../api/schemas.js';
-import { callRoute } from './client.js';
+import { callRoute, CliError, errorMessage, routePath } from './client.js';
 import { json, statsTable } from './output.js';
 
 /** One reading: of S, or of every running session the caller may list and see (one that ends meanwhile is left out). */
@@ -40,4 +42,44 @@ export async function statsCommand(socket: string, id: string | undefined, o: { 
     await Promise.race([new Promise((r) => setTimeout(r, Math.max(0, 1000 - (Date.now() - t0)))), stopped]);
   }
   return 0;
+}
+
+export function logsCommand(socket: string, id: string, follow: boolean): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const path = routePath(ROUTES.sessionLogs, { params: { session: id }, query: follow ? { follow: '1' } : {} });
+    const req = request({ socketPath: socket, method: 'GET', path }, (res) => {
+      if (res.statusCode !== 200) {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          let body: unknown;
+          try {
+            body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          } catch {
+            body = undefined;
+          }
+          reject(new CliError(errorMessage({ status: res.statusCode ?? 0, body })));
+        });
+        return;
+      }
+      res.on('data', (c: Buffer) => {
+        if (!process.stdout.write(c)) {
+          res.pause();
+          process.stdout.once('drain', () => res.resume());
+        }
+      });
+      res.on('end', () => resolve(0));
+      res.on('aborted', () => reject(new CliError('the log stream was cut: the daemon log says why')));
+    });
+    req.on('error', (e: NodeJS.ErrnoException) =>
+      reject(new CliError(e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? `the daemon is not running at ${socket}` : `cannot reach the daemon at ${socket}: ${e.message}`)),
+    );
+    req.end();
+    // Following ends with Ctrl-C, as asked: exit 0.
+    if (follow)
+      process.once('SIGINT', () => {
+        resolve(0);
+        req.destroy();
+      });
+  });
 }

@@ -172,6 +172,11 @@ export class Consoles {
     return starting;
   }
 
+  /** The session's console if it runs (never started for this): `session logs` reads its ring. */
+  running(id: string): SessionConsole | undefined {
+    return this.consoles.get(id);
+  }
+
   /** Whether a session's console runs and how many watch it (for the session view). */
   info(id: string): { running: boolean; viewers: number } {
     const c = this.consoles.get(id);

@@ -1,12 +1,14 @@
-// What a session uses, end to end through the CLI: `session stats` against
-// the kernel's own counters (cgroup files, the veth's counters, statfs of the
-// session's mounts, the volume image's blocks), and the same as Prometheus
-// series.
+// What a session uses and what its console printed, end to end through the
+// CLI: `session stats` against the kernel's own counters (cgroup files, the
+// veth's counters, statfs of the session's mounts, the volume image's
+// blocks), the same as Prometheus series, and `session logs` (the console's
+// replay ring as text, and --follow).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { spawn as spawnPty } from 'node-pty';
 import { CLI, isRoot, TestDaemon } from './harness.js';
 
 const MIB = 1024 * 1024;
@@ -47,7 +49,7 @@ const used = (path: string) => {
   return (f.blocks - f.bfree) * f.bsize;
 };
 
-describe.skipIf(!isRoot)('session stats (root)', () => {
+describe.skipIf(!isRoot)('session stats and logs (root)', () => {
   const d = new TestDaemon();
   const port = 20000 + Math.floor(Math.random() * 20000);
   beforeAll(async () => {
@@ -161,5 +163,45 @@ c, _ = s.accept(); c.sendall(b"x" * ${4 * MIB}); c.close()`;
     p.kill('SIGINT');
     expect(await closed).toBe(0);
     expect(out.split(other.id).length - 1).toBeGreaterThanOrEqual(3);
+  });
+
+  /** The CLI attached in a real terminal: type, wait for output, detach. */
+  async function typeInConsole(session: string, line: string, expected: string): Promise<void> {
+    const p = spawnPty(process.execPath, [CLI, 'session', 'attach', session], { name: 'xterm-256color', cols: 100, rows: 30, env: { ...process.env, ENCLAVE_SOCKET: d.socket } });
+    let out = '';
+    p.onData((x) => (out += x));
+    const exited = new Promise<number>((r) => p.onExit(({ exitCode }) => r(exitCode)));
+    p.write(`${line}\r`);
+    await waitFor(() => out.includes(expected), () => out.slice(-300));
+    p.write('\x10\x11');
+    expect(await exited).toBe(0);
+  }
+
+  it('logs print what the console printed, as text; --follow streams new output; a session with no console says so', async () => {
+    await d.create({ name: 'talky', console: true });
+    // Colours and a title: what the console sends is full of escape sequences.
+    await typeInConsole('talky', `printf '\\033]0;%s\\007\\033[1;31mred\\033[0m-%s\\n' "ti""tle-x" one`, 'm-one');
+    const r = await d.cli(['session', 'logs', 'talky']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^red-one$/m);
+    expect(r.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+    expect(r.stdout).not.toContain('title-x'); // the window title (OSC) is not text
+
+    const p = spawn(process.execPath, [CLI, 'session', 'logs', 'talky', '--follow'], { env: { ...process.env, ENCLAVE_SOCKET: d.socket } });
+    let out = '';
+    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const closed = new Promise<number | null>((res) => p.on('close', (code) => res(code)));
+    await waitFor(() => out.includes('red-one'), () => out);
+    // The typed line echoes as two-$((40+2)); only the shell's output says two-42.
+    await typeInConsole('talky', `printf '%s\\n' two-$((40+2))`, 'two-42');
+    await waitFor(() => /^two-42$/m.test(out), () => out.slice(-300));
+    expect(out).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+    p.kill('SIGINT');
+    expect(await closed).toBe(0);
+
+    await d.create({ name: 'quiet' });
+    const none = await d.cli(['session', 'logs', 'quiet']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/has no console/);
   });
 });

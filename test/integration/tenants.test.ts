@@ -326,4 +326,36 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
     const bRows = (JSON.parse(rootTrail) as Event[]).filter((e) => e.caller_uid === B.uid);
     expect(bRows.length).toBeLessThan(1100);
   });
+
+  it('stats and logs: a tenant sees its own sessions\' only, and /metrics shows it no one else\'s', async () => {
+    const prod = JSON.parse(ok(await as(A, ['session', 'show', 'prod', '--json']), 'A show').stdout) as { id: string; console: { running: boolean } };
+    const bEvents = JSON.parse(ok(await as(B, ['session', 'show', 'b-events', '--json']), 'B show').stdout) as { id: string };
+    // A, of its own: the session's stats and, since its console runs (attached above), its logs.
+    expect((JSON.parse(ok(await as(A, ['session', 'stats', 'prod', '--json']), 'A stats').stdout) as { id: string }).id).toBe(prod.id);
+    expect(prod.console.running).toBe(true);
+    ok(await as(A, ['session', 'logs', 'prod']), 'A logs');
+    const mine = (JSON.parse(ok(await as(A, ['session', 'list', '--json']), 'A list').stdout) as { id: string; state: string }[]).filter((s) => s.state === 'running').map((s) => s.id);
+    const aAll = (JSON.parse(ok(await as(A, ['session', 'stats', '--json']), 'A stats all').stdout) as { id: string }[]).map((s) => s.id);
+    expect(aAll.sort()).toEqual(mine.sort());
+    // B: A's session by name reads as one nobody has; by id it is refused; neither names it.
+    for (const cmd of ['stats', 'logs']) {
+      const byName = await as(B, ['session', cmd, `${A.uid}:prod`]);
+      expect(byName.code, cmd).toBe(1);
+      expect(byName.stderr, cmd).toBe(`enclave: no session '${A.uid}:prod'\n`);
+      const byId = await as(B, ['session', cmd, prod.id]);
+      expect(byId.code, cmd).toBe(1);
+      expect(byId.stderr, cmd).toMatch(/may not session\.(show|attach)/);
+    }
+    const bAll = (JSON.parse(ok(await as(B, ['session', 'stats', '--json']), 'B stats all').stdout) as { id: string }[]).map((s) => s.id);
+    expect(bAll).toContain(bEvents.id);
+    expect(bAll).not.toContain(prod.id);
+    // Per-session series are the caller's to see: B's, never A's or root's.
+    const [metrics] = requestsAs(d.socket, B, [{ method: 'GET', path: '/metrics' }]);
+    expect(metrics![0]).toBe(200);
+    expect(metrics![1]).toContain(`enclave_session_memory_bytes{session="${bEvents.id}"}`);
+    expect(metrics![1]).not.toContain(prod.id);
+    expect(metrics![1]).not.toContain((await d.show('root-events')).id);
+    // Root sees every session's.
+    expect(String((await d.api('GET', '/metrics')).body)).toContain(`enclave_session_memory_bytes{session="${prod.id}"}`);
+  });
 });
