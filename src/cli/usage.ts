@@ -33,6 +33,7 @@ export const USAGE = `usage: enclave [--socket PATH] COMMAND
                                              CPU, memory, tasks, network, layer, /home, /tmp and volume
                                              bytes, from the kernel; without ID every running session
                                              you may see; --watch redraws every second until Ctrl-C
+                                             (with --json: one line of JSON per reading)
   enclave session logs ID|NAME [--follow]    the console's output as text (escape sequences stripped);
                                              --follow streams new output until Ctrl-C
   enclave session refresh-auth ID|NAME       rewrite its secret files from the store
