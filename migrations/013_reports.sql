@@ -10,7 +10,8 @@ ALTER TABLE sessions ADD COLUMN oom_at TEXT;
 ALTER TABLE sessions ADD COLUMN oom_kills_before INTEGER NOT NULL DEFAULT 0 CHECK (oom_kills_before >= 0);
 
 -- The audit trail also records what the kernel did in a session (an OOM
--- kill): via 'kernel', no caller process, decision 'none'. SQLite cannot
+-- kill: via 'kernel') and what the daemon did of itself (an idle stop: via
+-- 'daemon'): no caller process, decision 'none'. SQLite cannot
 -- change a CHECK in place: the table is copied, ids kept.
 CREATE TABLE events_new (
   id           INTEGER PRIMARY KEY,
@@ -18,7 +19,7 @@ CREATE TABLE events_new (
   caller_uid   INTEGER NOT NULL,
   caller_gid   INTEGER,
   caller_pid   INTEGER,
-  via          TEXT NOT NULL CHECK (via IN ('socket', 'tcp', 'kernel')),
+  via          TEXT NOT NULL CHECK (via IN ('socket', 'tcp', 'kernel', 'daemon')),
   action       TEXT NOT NULL,
   session_id   TEXT,
   decision     TEXT NOT NULL CHECK (decision IN ('allow', 'deny', 'none')),

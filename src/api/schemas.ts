@@ -343,13 +343,13 @@ export const auditEventSchema = z.object({
   caller_uid: z.number().int(),
   caller_gid: z.number().int().nullable(),
   caller_pid: z.number().int().nullable(),
-  /** kernel: what the kernel did in a session (an OOM kill), no caller. */
-  via: z.enum(['socket', 'tcp', 'kernel']),
+  /** kernel: what the kernel did in a session (an OOM kill); daemon: what the daemon did of itself (an idle stop). No caller. */
+  via: z.enum(['socket', 'tcp', 'kernel', 'daemon']),
   action: z.string(),
   session_id: z.string().nullable(),
   /** The owner of the object acted on (a session, volume or secret), if any. */
   object_owner: z.number().int().nullable(),
-  /** none: an event of the kernel's, which no access rule decided. */
+  /** none: an event of the kernel's or the daemon's, which no access rule decided. */
   decision: z.enum(['allow', 'deny', 'none']),
   rule: z.string(),
   /** Exec: the command; attach: the role; create: the name; the secret store: the name. */

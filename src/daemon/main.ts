@@ -12,7 +12,6 @@ import type { ReloadReply } from '../api/schemas.js';
 import { cpuUsageNs, detectCgroupLayout, removeParents, sessionCgroupDirs } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
 import { SessionManager } from '../sessions/manager.js';
-import type { OomEvent } from '../sessions/kit.js';
 import { Volumes } from '../volumes/volumes.js';
 import { VolumeStore } from '../store/volumeStore.js';
 import { openDatabase } from '../store/db.js';
@@ -25,6 +24,7 @@ import { IdleStop } from '../sessions/idle.js';
 import { StreamLimits } from './streams.js';
 import { DaemonLocks, LockError } from './locks.js';
 import { AuditLog } from '../access/audit.js';
+import { recordIdleStop, recordOom } from './sessionEvents.js';
 import { AccessGuard } from '../access/guard.js';
 import { Budgets } from '../access/budgets.js';
 import { Objects } from './objects.js';
@@ -74,34 +74,6 @@ function takeLocks(config: Config): DaemonLocks {
     return DaemonLocks.acquire(config);
   } catch (e) {
     throw e instanceof LockError ? new StartupError(e.message) : e;
-  }
-}
-
-/**
- * An OOM kill as an audit event: via "kernel", no caller process, decision
- * "none", the session's memory limit as what decided. It is the session
- * owner's (caller_uid and object_owner), so a session that keeps running out
- * of memory prunes only its owner's rows (access.keep_events is per caller).
- */
-function recordOom(audit: AuditLog, sessions: SessionManager, log: Logger, e: OomEvent): void {
-  const owner = sessions.find(e.session)?.owner_uid ?? 0;
-  const victim = e.victim ? `${e.victim.command} (host pid ${e.victim.pid})` : 'a process the kernel log no longer names';
-  const more = e.added > 1 ? ` (and ${e.added - 1} more)` : '';
-  try {
-    audit.record({
-      caller_uid: owner,
-      caller_gid: null,
-      caller_pid: null,
-      via: 'kernel',
-      action: 'session.oom',
-      session_id: e.session,
-      object_owner: owner,
-      decision: 'none',
-      rule: 'limits.memory_mb',
-      detail: `out of memory: the kernel killed ${victim}${more}; ${e.kills} OOM kill${e.kills === 1 ? '' : 's'} in the session so far`,
-    });
-  } catch (err) {
-    log.child({ session: e.session }).error({ err: (err as Error).message }, 'cannot record an OOM kill in the audit trail');
   }
 }
 
@@ -157,7 +129,11 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
     candidates: () => sessions.running().filter((r) => r.idle_timeout_s !== null),
     inUse: (id) => consoles.info(id).viewers > 0 || streams.of(id) > 0,
     cpuNs: (id) => cpuUsageNs(sessionCgroupDirs(layout, config.cgroups.parent, id)),
-    stop: (id, because) => sessions.stopSession(id, because),
+    // In the audit trail once it is stopped: `enclave events` says why, as show's stopped_because does.
+    stop: async (id, because) => {
+      await sessions.stopSession(id, because);
+      recordIdleStop(audit, sessions, log, id, because);
+    },
     log,
   });
   const objects = new Objects(sessions, volumes);

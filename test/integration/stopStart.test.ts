@@ -2,7 +2,7 @@
 // stores its writable root and /home; it keeps its name, address, published
 // ports, volumes and secrets, and holds no memory, no process and no cgroup.
 // Start brings it back from those files. Idle stop stops a session nobody
-// uses, not one with a viewer; show says why it stopped.
+// uses, not one with a viewer; show and events say why it stopped.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -164,6 +164,17 @@ describe.skipIf(!isRoot)('stop and start (root)', () => {
     expect(shown.state).toBe('stopped');
     expect(shown.stopped_because).toMatch(/^idle for \d+s \(its idle timeout is 2s\)/);
     expect((await d.cli(['session', 'show', 'idle'])).stdout).toMatch(/^stopped\s+idle for/m);
+    // The audit trail says so too, as the daemon's act on the owner's session (recorded just after the stop).
+    type Ev = { via: string; action: string; session_id: string | null; decision: string; rule: string; detail: string | null; object_owner: number | null };
+    let idleStops: Ev[] = [];
+    for (const deadline = Date.now() + 5000; idleStops.length === 0 && Date.now() < deadline; await sleep(100)) {
+      const events = JSON.parse((await d.cli(['events', '--session', 'idle', '--json'])).stdout) as Ev[];
+      idleStops = events.filter((e) => e.via === 'daemon' && e.action === 'session.stop');
+    }
+    expect(idleStops).toHaveLength(1);
+    expect(idleStops[0]).toMatchObject({ session_id: s.id, decision: 'none', rule: 'idle_timeout_s', object_owner: 0 });
+    expect(idleStops[0]!.detail).toMatch(/^stopped: idle for \d+s \(its idle timeout is 2s\)/);
+    expect((await d.cli(['events', '--session', 'idle'])).stdout).toMatch(/daemon\s+session\.stop/);
     expect(existsSync(join(d.stateDir, 'stopped'))).toBe(true);
     expect(s.id).toBe(shown.id);
   });

@@ -117,7 +117,7 @@ describe('migration runner', () => {
     expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
   });
 
-  it('013 records OOM kills, and lets the audit trail hold what the kernel did, keeping every event and its id', () => {
+  it('013 records OOM kills, and lets the audit trail hold what the kernel or the daemon did, keeping every event and its id', () => {
     const all = readMigrations(migrationsDir);
     migrate(db, all.filter((x) => x.version <= 12));
     const now = '2026-12-01T00:00:00Z';
@@ -129,6 +129,7 @@ describe('migration runner', () => {
     expect(db.prepare('SELECT id, caller_uid, via, action, decision, rule, object_owner FROM events').get()).toEqual({ id: 7, caller_uid: 1000, via: 'socket', action: 'session.exec', decision: 'allow', rule: 'devs', object_owner: 1000 });
     db.exec(`INSERT INTO events (time, caller_uid, via, action, session_id, decision, rule, object_owner) VALUES ('${now}', 1000, 'kernel', 'session.oom', 's-0000000001', 'none', 'limits.memory_mb', 1000)`);
     expect(db.prepare(`SELECT id FROM events WHERE via = 'kernel'`).get()).toEqual({ id: 8 });
+    db.exec(`INSERT INTO events (time, caller_uid, via, action, session_id, decision, rule, object_owner) VALUES ('${now}', 1000, 'daemon', 'session.stop', 's-0000000001', 'none', 'idle_timeout_s', 1000)`);
     expect(() => db.exec(`INSERT INTO events (time, caller_uid, via, action, decision, rule) VALUES ('${now}', 0, 'pipe', 'x', 'allow', 'x')`)).toThrow(/CHECK/);
     expect((db.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name`).all() as { name: string }[]).map((r) => r.name)).toEqual([
       'events_caller',
