@@ -100,6 +100,24 @@ describe.skipIf(!isRoot)('OOM kills are reported (limits.oom = "process", the de
     expect(fine.stderr).not.toContain('out of memory');
   });
 
+  it('the count goes on across stop and start (each start is a new cgroup, whose kernel count starts at 0)', async () => {
+    const s = await d.create({ name: 'oomy-again', memory_mb: 64 });
+    expect((await d.cli(['session', 'exec', 'oomy-again', '--', probe, 'hog'])).code).toBe(137);
+    const before = (JSON.parse((await d.cli(['session', 'show', 'oomy-again', '--json'])).stdout) as { oom: Oom }).oom.kills;
+    expect(before).toBeGreaterThanOrEqual(1);
+    expect((await d.cli(['session', 'stop', 'oomy-again'])).code).toBe(0);
+    expect((await d.cli(['session', 'start', 'oomy-again'])).code).toBe(0);
+    expect(oomKillsOf(d, s.id)).toBe(0);
+    // The probe was put in /run at create; after a start the session's own tail is the hog (it buffers a line that never ends).
+    const r = await d.cli(['session', 'exec', 'oomy-again', '--', 'tail', '/dev/zero']);
+    expect(r.code).toBe(137);
+    expect(r.stderr).toMatch(/^enclave: killed: out of memory/m);
+    const shown = JSON.parse((await d.cli(['session', 'show', 'oomy-again', '--json'])).stdout) as { oom: Oom };
+    expect(shown.oom.kills).toBe(before + oomKillsOf(d, s.id));
+    expect(shown.oom.kills).toBeGreaterThan(before);
+    await d.destroy(s.id);
+  });
+
   it('a restore into a too-small session fails saying it ran out of memory; the session is failed with that reason', { timeout: 180_000 }, async () => {
     const big = await d.create({ name: 'roomy', memory_mb: 1024, root_mb: 1024 });
     expect((await d.sh('roomy', 'head -c 300M /dev/zero > /var/big && echo ok')).stdout).toBe('ok\n');
