@@ -335,7 +335,14 @@ export class Session {
   /** Hang up its terminals, SIGTERM the init and SIGKILL it after `graceMs` (grace.ts); record how it ended. */
   private async stopInit(row: SessionRow, graceMs: number): Promise<void> {
     if (!this.exit) return;
-    const status = await this.grace.end(this, graceMs, () => this.kit.agents.for(this.id, () => this.planFacts(row).control).hangUp());
+    const hangUp = () => {
+      try {
+        this.kit.agents.for(this.id, () => this.planFacts(row).control).hangUp();
+      } catch {
+        /* no stored plan (a session of an older daemon): no channel, no terminals of ours */
+      }
+    };
+    const status = await this.grace.end(this, graceMs, hangUp);
     if (status) bestEffort(this.kit, this.id, () => this.kit.store.recordExit(this.id, status.code, status.signal));
   }
 
