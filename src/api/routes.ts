@@ -11,6 +11,7 @@ import type { Action } from '../vocab/actions.js';
 import {
   attachQuery,
   createSessionRequest,
+  cpQuery,
   createVolumeRequest,
   destroyQuery,
   eventListSchema,
@@ -125,6 +126,14 @@ export const ROUTES = {
     query: execQuery,
     repeated: ['command', 'env'],
     reply: { kind: 'websocket', protocols: [K8S_V5_PROTOCOL, ATTACH_PROTOCOL] },
+  }),
+  cp: route({
+    method: 'GET',
+    path: '/v1/sessions/{session}/cp',
+    owner: { kind: 'session' },
+    action: 'session.cp',
+    query: cpQuery,
+    reply: { kind: 'websocket', protocols: [K8S_V5_PROTOCOL] },
   }),
   attach: route({
     method: 'GET',

@@ -4,6 +4,7 @@ import { PROFILES } from '../vocab/profiles.js';
 import { looksSecret, MAX_SECRET_BYTES, SECRET_ENV_HINT } from '../vocab/names.js';
 import { envTokenRef, providerRef, sessionName, sessionRef, SESSION_ID, volumeName, volumeRef } from '../vocab/names.js';
 import { limitRequestShape, limitsSchema } from '../vocab/limits.js';
+import { copyPathProblem } from '../vocab/copyPath.js';
 
 export { SESSION_ID, SESSION_NAME, sessionName, sessionRef, VOLUME_NAME, volumeName } from '../vocab/names.js';
 export { limitsSchema, type Limits } from '../vocab/limits.js';
@@ -263,6 +264,24 @@ export const statsSchema = z.object({
   oom: z.object({ kills: z.number().int() }),
 });
 export type SessionStats = z.infer<typeof statsSchema>;
+
+/**
+ * Query of GET /v1/sessions/{id}/cp: a tar streamed out of the session
+ * (direction=out, path the source) or into it (direction=in, path the
+ * destination), read as docker cp reads paths (src/vocab/copyPath.ts).
+ */
+export const cpQuery = z
+  .object({
+    direction: z.enum(['in', 'out']),
+    path: z.string().superRefine((p, ctx) => {
+      const problem = copyPathProblem(p);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+    /** Keep owners: the host's numeric uid/gid into the session (in); out, the CLI keeps the session's. */
+    archive: flag.default(false),
+  })
+  .strict();
+export type CpQuery = z.infer<typeof cpQuery>;
 
 /** Query of GET /v1/sessions/{id}/snapshot. */
 export const snapshotQuery = z.object({ compression: z.enum(['zstd', 'none']).optional() }).strict();

@@ -140,6 +140,8 @@ export const configSchema = z
         /** Concurrent exec streams (piped or --tty) into one session, and from one caller (uid, or the TCP token). More get 429. */
         max_exec_streams_per_session: z.number().int().min(1).max(AGENT_MAX_EXECS).default(64),
         max_exec_streams_per_caller: z.number().int().min(1).max(100_000).default(256),
+        /** The most one `session cp` streams either way (tar and the session's messages), in MiB: a session can send an endless tar. */
+        max_copy_mb: z.number().int().min(1).max(1_048_576).default(16384),
       })
       .strict()
       .prefault({}),

@@ -59,6 +59,11 @@ export interface ExecOptions {
   log: Logger;
   /** Why a command that failed did, when it was not only its code: the session ran out of memory meanwhile. */
   reason?: (exit: ExitReport) => string | undefined;
+  /**
+   * At most this many bytes either way (output sent plus input taken): past
+   * it the command is killed and the client told which key set the cap.
+   */
+  cap?: { bytes: number; key: string };
 }
 
 /** OOM kills in the session while a command ran, as the manager reports them (src/sessions/manager.ts oomSince). */
@@ -87,7 +92,7 @@ export function withReason(status: ExecStatus, reason: string | undefined): Exec
   return { ...status, message: `${status.message}: ${reason}`, details: { ...status.details, causes: [...(status.details?.causes ?? []), { reason: 'OOMKilled', message: reason }] } };
 }
 
-export function runExec({ ws, exec, stdout, stderr, log, reason }: ExecOptions): void {
+export function runExec({ ws, exec, stdout, stderr, log, reason, cap }: ExecOptions): void {
   if (!exec.ok) {
     ws.send(encodeFrame(Channel.stderr, Buffer.from(exec.message)));
     ws.send(encodeFrame(Channel.status, Buffer.from(JSON.stringify(exitStatusFor(exec.exitCode, null)))));
@@ -101,6 +106,22 @@ export function runExec({ ws, exec, stdout, stderr, log, reason }: ExecOptions):
   let open = 0;
   let drainTimer: NodeJS.Timeout | undefined;
   let finished = false;
+  let moved = 0;
+  let capped = false;
+
+  /** Count bytes against the cap; false once it is passed (the command is then killed). */
+  const within = (n: number): boolean => {
+    if (!cap || capped) return !capped;
+    moved += n;
+    if (moved <= cap.bytes) return true;
+    capped = true;
+    log.warn({ bytes: moved, key: cap.key }, 'stream stopped at its cap');
+    for (const s of outputs) s.pause();
+    exec.stdin?.destroy();
+    if (ws.readyState === ws.OPEN) ws.send(encodeFrame(Channel.stderr, Buffer.from(`enclave: the stream passed ${(cap.bytes / 1048576).toFixed(0)} MiB (${cap.key}): stopped\n`)));
+    exec.agent.signal(exec.id, 9);
+    return false;
+  };
 
   const finish = () => {
     if (finished || !exit) return;
@@ -137,13 +158,14 @@ export function runExec({ ws, exec, stdout, stderr, log, reason }: ExecOptions):
   const forward = (stream: Socket, channel: number, wanted: boolean) => {
     open++;
     stream.on('data', (chunk: Buffer) => {
-      if (!wanted || ws.readyState !== ws.OPEN) return;
+      if (!wanted || ws.readyState !== ws.OPEN || !within(chunk.length)) return;
       queued += chunk.length;
       ws.send(encodeFrame(channel, chunk), { binary: true }, () => {
         queued -= chunk.length;
         if (paused && queued < LOW_WATER) {
           paused = false;
-          for (const s of outputs) s.resume();
+          // Past the cap the pipes stay paused until the command is gone.
+          if (!capped) for (const s of outputs) s.resume();
           armDrain();
         }
       });
@@ -183,6 +205,7 @@ export function runExec({ ws, exec, stdout, stderr, log, reason }: ExecOptions):
     // pipe never drains, and pausing for it would stall the socket.
     if (finished || !input.writable) return;
     if (frame.channel === Channel.stdin) {
+      if (!within(frame.payload.length)) return;
       if (!input.write(frame.payload)) {
         ws.pause();
         input.once('drain', () => ws.resume());

@@ -10,6 +10,7 @@ import { ApiError, REASON } from '../vocab/errors.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from '../api/protocol.js';
 import { Dispatcher, type Handlers } from './dispatch.js';
 import { authHandlers } from './handlers/auth.js';
+import { copyHandlers } from './handlers/copy.js';
 import { eventHandlers } from './handlers/events.js';
 import { logHandlers } from './handlers/logs.js';
 import { portHandlers } from './handlers/ports.js';
@@ -26,7 +27,7 @@ import { authorize, callerOf } from './identity.js';
 export { VERSION } from './handlers/system.js';
 
 /** Every route of the table has its handler: one missing does not compile. */
-const HANDLERS: Handlers = { ...systemHandlers, ...sessionHandlers, ...portHandlers, ...snapshotHandlers, ...terminalHandlers, ...logHandlers, ...authHandlers, ...eventHandlers, ...volumeHandlers };
+const HANDLERS: Handlers = { ...systemHandlers, ...sessionHandlers, ...portHandlers, ...snapshotHandlers, ...terminalHandlers, ...logHandlers, ...copyHandlers, ...authHandlers, ...eventHandlers, ...volumeHandlers };
 const dispatcher = new Dispatcher(HANDLERS);
 
 /**

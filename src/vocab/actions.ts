@@ -15,6 +15,8 @@ export const ACTIONS = [
   'session.publish',
   /** Reading a running session's writable layer and /home (enclave session snapshot). */
   'session.snapshot',
+  /** Copying files into or out of a running session (enclave session cp): as strong as exec inside it. */
+  'session.cp',
   'auth.set',
   'auth.list',
   'auth.remove',

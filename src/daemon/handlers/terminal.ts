@@ -15,7 +15,7 @@ import type { Context } from '../route.js';
 const streamKey = (c: Caller) => `uid ${c.uid}`;
 
 /** A stream slot of the caller's, or a 429 recorded in the audit trail with the cap that refused it. */
-function holdStream(ctx: Context, action: 'session.exec' | 'session.attach', row: { id: string; owner_uid: number | null }, perSession: boolean, caller: Caller, socket: Duplex): void {
+export function holdStream(ctx: Context, action: 'session.exec' | 'session.attach' | 'session.cp', row: { id: string; owner_uid: number | null }, perSession: boolean, caller: Caller, socket: Duplex): void {
   try {
     ctx.streams.hold(perSession ? row.id : null, streamKey(caller), socket, ctx.budgets.streams(caller));
   } catch (e) {
