@@ -237,6 +237,17 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       const { runAttachClient } = await import('./attachClient.js');
       return runAttachClient({ socket: socketPath(values.socket), session: id, readOnly: values.ro ?? false, detachKeys: values['detach-keys'] ?? 'ctrl-p,ctrl-q' });
     }
+    case 'cp': {
+      const { values, positionals } = parse(rest, { archive: { type: 'boolean', short: 'a' } });
+      if (positionals.length !== 2) throw new UsageError('enclave session cp: give SRC and DST, one of them SESSION:/PATH, e.g. enclave session cp web:/etc/hosts ./hosts');
+      const { parseSide, runCopy } = await import('./copy.js');
+      const [src, dst] = positionals.map((p) => {
+        const side = parseSide(p);
+        if (typeof side === 'string') throw new UsageError(`enclave session cp: ${side}`);
+        return side;
+      });
+      return runCopy({ socket: socketPath(values.socket), src: src!, dst: dst!, archive: values.archive ?? false });
+    }
     case 'exec': {
       const dash = rest.indexOf('--');
       if (dash < 0) throw new UsageError('enclave session exec: put the command after "--", e.g. enclave session exec S -- ls -la');

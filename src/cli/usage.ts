@@ -21,6 +21,10 @@ export const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave session list [--all] [--json]
   enclave session show ID|NAME [--json]
   enclave session exec ID|NAME [--tty] [--env K=V]... [--cwd DIR] -- CMD [ARG...]
+  enclave session cp [-a|--archive] SESSION:/PATH HOSTPATH|-   and   enclave session cp [-a] HOSTPATH|- SESSION:/PATH
+                                             copy files (directories recursively, symlinks as symlinks) as docker cp does;
+                                             SESSION is an ID, NAME or UID:NAME; - is a tar on stdout or stdin;
+                                             -a keeps owners (the host's into the session, the session's onto the host: root)
   enclave session attach ID|NAME [--ro] [--detach-keys ctrl-p,ctrl-q]
   enclave session stop ID|NAME [--json]     end its processes, store its root layer and /home (compressed);
                                              name, address, ports, volumes and secrets stay
