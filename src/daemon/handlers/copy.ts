@@ -4,6 +4,7 @@
 // api.max_copy_mb either way, on an exec stream slot of the caller's. The
 // CLI, running as the caller, reads and writes the host side.
 import { copyArgv } from '../../sessions/copyCommand.js';
+import { ApiError } from '../../vocab/errors.js';
 import { runExec, startPipedExec } from '../exec.js';
 import type { Handlers } from '../dispatch.js';
 import { holdStream } from './terminal.js';
@@ -12,6 +13,8 @@ export const copyHandlers: Pick<Handlers, 'cp'> = {
   cp: {
     detail: ({ query: q }) => `${q.direction} ${q.path}${q.archive ? ' (archive)' : ''}`,
     run: async (ctx, { caller, target: row, query: q, req, log }, up) => {
+      // A stopped session's files are stored away: nothing to run a tar in.
+      if (row.state === 'stopped') throw new ApiError('conflict', `session ${row.name ?? row.id} is stopped; start it first (enclave session start ${row.id})`);
       const agent = ctx.sessions.agentFor(row);
       holdStream(ctx, 'session.cp', row, true, caller, up.socket);
       const command = copyArgv(q);
