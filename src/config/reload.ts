@@ -2,9 +2,10 @@
 // SIGHUP, systemd's ExecReload): which keys it takes at once, and which
 // only a restart can change. A key is live only where every reader looks it
 // up at each use (the access guard, the budgets, a stop's grace, a create's
-// idle default, the history pruning); everything built from the config at
-// start (the network, cgroups, listeners, the secret store, logging) is
-// named for a restart instead. A leaf: pure over two parsed configs.
+// idle default, the history pruning, a copy's cap); everything built from
+// the config at start (the network, cgroups, listeners, the secret store,
+// logging) is named for a restart instead. A leaf: pure over two parsed
+// configs.
 import type { Config } from './schema.js';
 
 /** The keys a reload applies, each replaced whole (its readers see the new value at their next use). */
@@ -17,6 +18,7 @@ export const LIVE_KEYS = [
   'sessions.stop_grace_ms',
   'sessions.idle_timeout_s',
   'sessions.keep_history',
+  'api.max_copy_mb',
 ] as const;
 
 export interface ReloadPlan {

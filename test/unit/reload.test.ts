@@ -30,6 +30,15 @@ describe('config reload', () => {
     expect(planReload(running, parse('[access.budget]\nmemory_mb = { session = 512 }\n'))).toEqual({ applied: [], restartNeeded: [] });
   });
 
+  it('a copy\'s cap is live: each cp reads it when it starts', () => {
+    const running = parse('[api]\nmax_copy_mb = 16\nmax_exec_streams_per_session = 8\n');
+    const next = parse('[api]\nmax_copy_mb = 32\nmax_exec_streams_per_session = 9\n');
+    const plan = planReload(running, next);
+    expect(plan).toEqual({ applied: ['api.max_copy_mb'], restartNeeded: ['api.max_exec_streams_per_session'] });
+    applyReload(running, next, plan);
+    expect(running.api.max_copy_mb).toBe(32);
+  });
+
   it('every live key is a path of the config', () => {
     const c = parse('') as unknown as Record<string, Record<string, unknown>>;
     for (const key of LIVE_KEYS) {
