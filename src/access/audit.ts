@@ -6,6 +6,8 @@ import type Database from 'better-sqlite3';
 import type { AuditEvent } from '../api/schemas.js';
 
 const PRUNE_EVERY = 1000;
+/** Actions that only read: an allowed one is left out of a listing unless asked for (a denied one never is). */
+const READS = ['session.list', 'session.show', 'volume.list', 'auth.list', 'events.list'];
 
 export class AuditLog {
   private readonly insert: Database.Statement;
@@ -25,21 +27,40 @@ export class AuditLog {
     for (const { uid } of db.prepare('SELECT DISTINCT caller_uid AS uid FROM events').all() as { uid: number }[]) this.prune.run(uid, uid, keep);
   }
 
-  record(e: Omit<AuditEvent, 'id' | 'time'>): void {
-    this.insert.run({ ...e, time: new Date().toISOString(), detail: e.detail === null ? null : e.detail.slice(0, 1024) });
+  /** The id of the event recorded last (read right after a decision, it is that decision's). */
+  lastId = 0;
+
+  record(e: Omit<AuditEvent, 'id' | 'time' | 'session_name'>): void {
+    this.lastId = Number(this.insert.run({ ...e, time: new Date().toISOString(), detail: e.detail === null ? null : e.detail.slice(0, 1024) }).lastInsertRowid);
     const n = (this.sincePrune.get(e.caller_uid) ?? 0) + 1;
     this.sincePrune.set(e.caller_uid, n < PRUNE_EVERY ? n : 0);
     if (n >= PRUNE_EVERY) this.prune.run(e.caller_uid, e.caller_uid, this.keep);
   }
 
-  /** `of`: only this uid's calls and calls on its objects (a self-scoped caller's view). */
-  list(filter: { session?: string | undefined; since?: string | undefined; limit: number; of?: number | undefined }): AuditEvent[] {
+  /** A create's event names the session it made, once it exists. */
+  setSession(eventId: number, session: string): void {
+    this.db.prepare('UPDATE events SET session_id = ? WHERE id = ? AND session_id IS NULL').run(session, eventId);
+  }
+
+  /**
+   * `of`: only this uid's calls and calls on its objects (a self-scoped
+   * caller's view); `uid` the same for a filter; `action` one action or a
+   * family (`session.*`); allowed reads only with `reads`.
+   */
+  list(filter: { session?: string | undefined; since?: string | undefined; limit: number; of?: number | undefined; uid?: number | undefined; action?: string | undefined; reads?: boolean | undefined }): AuditEvent[] {
     const where: string[] = [];
     const args: (string | number)[] = [];
-    if (filter.of !== undefined) where.push('id IN (SELECT id FROM events WHERE caller_uid = ? UNION SELECT id FROM events WHERE object_owner = ?)'), args.push(filter.of, filter.of);
-    if (filter.session) where.push('session_id = ?'), args.push(filter.session);
-    if (filter.since) where.push('time >= ?'), args.push(filter.since);
-    const sql = `SELECT * FROM (SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?) ORDER BY id`;
+    for (const who of [filter.of, filter.uid]) {
+      if (who !== undefined) where.push('e.id IN (SELECT id FROM events WHERE caller_uid = ? UNION SELECT id FROM events WHERE object_owner = ?)'), args.push(who, who);
+    }
+    if (filter.session) where.push('e.session_id = ?'), args.push(filter.session);
+    if (filter.since) where.push('e.time >= ?'), args.push(filter.since);
+    if (filter.action?.endsWith('.*')) where.push('e.action LIKE ?'), args.push(`${filter.action.slice(0, -1)}%`);
+    else if (filter.action) where.push('e.action = ?'), args.push(filter.action);
+    if (!filter.reads) where.push(`NOT (e.decision = 'allow' AND e.action IN (${READS.map(() => '?').join(',')}))`), args.push(...READS);
+    const sql =
+      `SELECT * FROM (SELECT e.*, s.name AS session_name FROM events e LEFT JOIN sessions s ON s.id = e.session_id ` +
+      `${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY e.id DESC LIMIT ?) ORDER BY id`;
     return this.db.prepare(sql).all(...args, filter.limit) as AuditEvent[];
   }
 }

@@ -191,6 +191,15 @@ export const eventsQuery = z
     /** ISO 8601 time: events at or after it. */
     since: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 time like 2026-12-02T10:00:00Z' }).optional(),
     limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+    /** An action (session.exec) or a family (session.*). */
+    action: z
+      .string()
+      .regex(/^[a-z-]+(\.([a-z-]+|\*))?$/, 'must be an action like session.exec or a family like session.*')
+      .optional(),
+    /** Calls by this uid, and events on its objects. */
+    uid: z.coerce.number().int().min(0).max(4294967294).optional(),
+    /** Include reads that were allowed (list, show, events): left out unless asked for, as they are most of the trail. */
+    reads: flag.optional(),
   })
   .strict();
 
@@ -366,6 +375,8 @@ export const auditEventSchema = z.object({
   via: z.enum(['socket', 'tcp', 'kernel', 'daemon']),
   action: z.string(),
   session_id: z.string().nullable(),
+  /** That session's name, if it has one (it may have ended since). */
+  session_name: z.string().nullable(),
   /** The owner of the object acted on (a session, volume or secret), if any. */
   object_owner: z.number().int().nullable(),
   /** none: an event of the kernel's or the daemon's, which no access rule decided. */

@@ -9,6 +9,7 @@ import { ROUTES } from '../api/routes.js';
 import { looksSecret, SECRET_ENV_HINT } from '../vocab/names.js';
 import { FLAG_OF as LIMIT_FLAG_OF, LIMITS } from '../vocab/limits.js';
 import { authCommand } from './auth.js';
+import { eventsCommand, uidOf } from './events.js';
 import { callRoute, CliError, socketPath } from './client.js';
 import { json, sessionDetails, sessionTable, table } from './output.js';
 import { parseVolumeFlag, volumeCommand } from './volume.js';
@@ -348,23 +349,19 @@ async function main(argv: string[]): Promise<number> {
     case 'doctor':
       return doctor(rest);
     case 'events': {
-      const { values } = parse(rest, { session: { type: 'string' }, since: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } }, false);
-      const r = await callRoute(socketPath(values.socket), ROUTES.eventList, {
-        query: {
-          session: values.session ? ref(values.session, 'events') : undefined,
-          since: values.since ? sinceTime(values.since) : undefined,
-          limit: values.limit ? intFlag(values.limit, 'limit') : undefined,
-        },
+      const { values } = parse(rest, { session: { type: 'string' }, since: { type: 'string' }, limit: { type: 'string' }, action: { type: 'string' }, user: { type: 'string' }, reads: { type: 'boolean' }, json: { type: 'boolean' } }, false);
+      const uid = values.user === undefined ? undefined : uidOf(values.user);
+      if (values.user !== undefined && uid === undefined) throw new UsageError(`--user: '${values.user}' is neither a uid nor a user of this host`);
+      return eventsCommand({
+        socket: socketPath(values.socket),
+        session: values.session ? ref(values.session, 'events') : undefined,
+        since: values.since ? sinceTime(values.since) : undefined,
+        limit: intFlag(values.limit, 'limit'),
+        action: values.action,
+        uid,
+        reads: values.reads ?? false,
+        json: values.json ?? false,
       });
-      process.stdout.write(
-        values.json
-          ? json(r.events)
-          : table(
-              ['TIME', 'UID', 'VIA', 'ACTION', 'SESSION', 'DECISION', 'RULE', 'DETAIL'],
-              r.events.map((e) => [e.time, String(e.caller_uid), e.via, e.action, e.session_id ?? '-', e.decision, e.rule, e.detail ?? '']),
-            ),
-      );
-      return 0;
     }
     case 'volume': {
       const { values, positionals } = parse(rest.slice(1), { json: { type: 'boolean' }, size: { type: 'string' } });

@@ -50,8 +50,10 @@ ${VOLUME_USAGE}
                                              --shared (root): others may use it as 0:NAME
   enclave auth list [--all] [--json]         your secrets (--all: everyone's, if you may see all)
   enclave auth remove NAME
-  enclave events [--session ID|NAME] [--since TIME] [--limit N] [--json]
-                                             the audit trail; TIME is ISO 8601 or 30s, 10m, 2h, 7d ago
+  enclave events [--session ID|NAME] [--since TIME] [--limit N] [--action A] [--user U] [--reads] [--json]
+                                             the audit trail, one line per event; TIME is ISO 8601 or
+                                             30s, 10m, 2h, 7d ago; A an action or a family (session.*);
+                                             U a uid or user name; allowed reads only with --reads
   enclave doctor [--config FILE] [--repair] [--json]
                                              host checks, database integrity, orphans, lock holders;
                                              --repair removes the orphans it lists, nothing else

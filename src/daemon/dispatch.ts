@@ -42,6 +42,8 @@ export interface Input<R extends RouteSpec> {
   url: URL;
   /** A child logger naming the session, for session routes. */
   log: Logger;
+  /** The audit event of this call's decision (a create names its session in it once made). */
+  auditId?: number;
 }
 
 /** A JSON reply with a status other than the route's first. */
@@ -177,6 +179,7 @@ export class Dispatcher {
     if (spec.action) {
       const hidden = ref && ref.kind === 'name' ? { error: notFound(kind as 'session' | 'volume' | 'secret', ref), ref: refText(ref) } : undefined;
       input.scope = ctx.access.check(caller, spec.action, audited, detailOf(input), hidden);
+      input.auditId = ctx.audit.lastId;
     }
     return { input, handler };
   }

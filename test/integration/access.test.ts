@@ -99,10 +99,39 @@ describe.skipIf(!isRoot)('access control and audit (root)', () => {
     // Filtered by session, and the human table.
     expect((await events(['--session', 'roots'])).every((e) => e.session_id === root.id)).toBe(true);
     const table = await d.cli(['events', '--since', '10m']);
-    expect(table.stdout.split('\n')[0]).toMatch(/^TIME\s+UID\s+VIA\s+ACTION\s+SESSION\s+DECISION\s+RULE\s+DETAIL/);
+    expect(table.stdout.split('\n')[0]).toMatch(/^TIME\s+USER\s+VIA\s+ACTION\s+SESSION\s+DECISION\s+RULE\s+DETAIL/);
     expect(table.stdout).toContain('no-destroy');
     // The audit trail itself is root's.
     expect((await cliAsNobody(d.socket, ['events'])).stderr).toMatch(/may not events.list/);
+  });
+
+  it('events: allowed reads only with --reads (a denied one always), filters by action family and user, a create names its session, one line per event', async () => {
+    const made = await d.cli(['session', 'create', '--name', 'evented', '--json']);
+    const id = (JSON.parse(made.stdout) as { id: string }).id;
+    expect((await d.cli(['session', 'show', 'evented'])).code).toBe(0);
+    expect((await cliAsNobody(d.socket, ['session', 'show', 'evented'])).code).toBe(1);
+    expect((await d.sh('evented', 'echo one\necho two')).code).toBe(0);
+    type Ev = { caller_uid: number; action: string; session_id: string | null; session_name: string | null; decision: string; detail: string | null };
+    const list = async (args: string[]) => JSON.parse((await d.cli(['events', '--json', '--limit', '10000', ...args])).stdout) as Ev[];
+    const plain = await list([]);
+    expect(plain.some((e) => e.action === 'session.show' && e.decision === 'allow')).toBe(false);
+    expect(plain).toContainEqual(expect.objectContaining({ caller_uid: NOBODY, action: 'session.show', decision: 'deny' }));
+    expect(await list(['--reads'])).toContainEqual(expect.objectContaining({ caller_uid: 0, action: 'session.show', decision: 'allow', session_id: id }));
+    // The create's own event names the session it made, by id and name.
+    expect(plain).toContainEqual(expect.objectContaining({ action: 'session.create', session_id: id, session_name: 'evented', detail: 'evented' }));
+    const execs = await list(['--action', 'session.exec', '--session', 'evented']);
+    expect(execs.length).toBeGreaterThan(0);
+    expect(execs.every((e) => e.action === 'session.exec')).toBe(true);
+    expect((await list(['--action', 'session.*'])).every((e) => e.action.startsWith('session.'))).toBe(true);
+    expect((await list(['--user', String(NOBODY)])).every((e) => e.caller_uid === NOBODY || e.session_id !== null)).toBe(true);
+    expect((await list(['--user', 'nobody'])).length).toBe((await list(['--user', String(NOBODY)])).length);
+    // The table: names, and a two-line command on one line, escaped.
+    const table = (await d.cli(['events', '--session', 'evented', '--action', 'session.exec'])).stdout;
+    const line = table.split('\n').find((l) => l.includes('echo one'))!;
+    expect(line).toContain('sh -c echo one\\necho two');
+    expect(line).toMatch(/\broot\s+socket\s+session\.exec\s+evented \(s-[0-9a-f]{10}\)/);
+    expect((await d.cli(['events', '--action', 'nonsense!'])).stderr).toMatch(/action.*must be an action like session\.exec/);
+    await d.destroy(id);
   });
 
   it('caps live sessions per uid and rate-limits state-changing calls with 429, while health answers', async () => {

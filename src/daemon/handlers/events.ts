@@ -17,7 +17,7 @@ export const eventHandlers: Pick<Handlers, 'eventList'> = {
       session = row.id;
     }
     const since = query.since === undefined ? undefined : new Date(query.since).toISOString();
-    const events = ctx.audit.list({ session, since, limit: query.limit, of });
+    const events = ctx.audit.list({ session, since, limit: query.limit, of, uid: query.uid, action: query.action, reads: query.reads });
     // A self-scoped caller's own calls on others' objects: whose they were is not for it to learn.
     return { events: of === undefined ? events : events.map((e) => (e.object_owner !== null && e.object_owner !== of ? { ...e, object_owner: null } : e)) };
   },

@@ -40,7 +40,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
 
   sessionCreate: {
     detail: ({ body }) => body.name ?? null,
-    run: async (ctx, { caller, body: req, log }) => {
+    run: async (ctx, { caller, body: req, log, auditId }) => {
       const secrets = [...(req.auth ?? []), ...(req.env_tokens ?? [])];
       if (secrets.length) ctx.access.check(caller, 'auth.use', undefined, secrets.join(','));
       const volumes = volumesFor(ctx, caller, req);
@@ -62,6 +62,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
         if (e instanceof BudgetRefusal) ctx.access.refuse(caller, 'session.create', undefined, e.rule, e.error, req.name ?? null);
         throw e;
       }
+      if (auditId !== undefined) ctx.audit.setSession(auditId, session.id);
       if (req.console) {
         const row = ctx.sessions.find(session.id)!;
         await ctx.consoles.ensure(row);
