@@ -163,18 +163,24 @@ export class Budgets {
     return undefined;
   }
 
-  /** A new volume against the per-volume ceiling and the user's total (`used`: its volumes' sizes now). */
-  volumeProblem(who: Principal, sizeMb: number, used: number): BudgetRefusal | undefined {
+  /**
+   * A volume of sizeMb against the per-volume ceiling and the user's total
+   * (`used`: its volumes' sizes now). A new one adds sizeMb; a grow (`grow`:
+   * its name and size now) adds what it grows by.
+   */
+  volumeProblem(who: Principal, sizeMb: number, used: number, grow?: { name: string; fromMb: number }): BudgetRefusal | undefined {
     const e = this.of(who);
     if (!e) return undefined;
     const { volume, total } = e.budget.volume_mb;
+    const doing = grow ? `grow volume ${grow.name} to ${sizeMb} MiB` : `create a volume of ${sizeMb} MiB`;
     if (sizeMb > volume) {
       const rule = `${e.source}.volume_mb.volume`;
-      return new BudgetRefusal(rule, new ApiError('forbidden', `uid ${who.uid} may not create a volume of ${sizeMb} MiB: the largest is ${volume} MiB (${rule})`, 'size_mb'));
+      return new BudgetRefusal(rule, new ApiError('forbidden', `uid ${who.uid} may not ${doing}: the largest is ${volume} MiB (${rule})`, 'size_mb'));
     }
-    if (used + sizeMb > total) {
+    const more = sizeMb - (grow?.fromMb ?? 0);
+    if (used + more > total) {
       const rule = `${e.source}.volume_mb.total`;
-      return new BudgetRefusal(rule, new ApiError('too_many', `uid ${who.uid}'s volumes already hold ${used} MiB; ${sizeMb} MiB more would pass the total of ${total} MiB (${rule})`, 'size_mb'));
+      return new BudgetRefusal(rule, new ApiError('too_many', `uid ${who.uid}'s volumes already hold ${used} MiB; ${more} MiB more would pass the total of ${total} MiB (${rule})`, 'size_mb'));
     }
     return undefined;
   }

@@ -32,7 +32,7 @@ export interface Target {
 }
 
 /** Calls that change state: the ones the per-uid rate limit counts. */
-const MUTATING: ReadonlySet<Action> = new Set(['session.create', 'session.destroy', 'session.stop', 'session.start', 'session.refresh-auth', 'session.publish', 'session.snapshot', 'auth.set', 'auth.remove', 'volume.create', 'volume.remove']);
+const MUTATING: ReadonlySet<Action> = new Set(['session.create', 'session.destroy', 'session.stop', 'session.start', 'session.refresh-auth', 'session.publish', 'session.snapshot', 'auth.set', 'auth.remove', 'volume.create', 'volume.remove', 'volume.resize', 'volume.export']);
 
 export class AccessGuard {
   /** Per uid: tokens left and when they were last topped up. */

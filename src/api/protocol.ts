@@ -25,3 +25,7 @@ export const Channel = {
   close: 255,
 } as const;
 export type ChannelId = (typeof Channel)[keyof typeof Channel];
+
+/** Trailers of the stream routes: "complete BYTES", set only when the stream is whole. */
+export const SNAPSHOT_TRAILER = 'x-enclave-snapshot';
+export const EXPORT_TRAILER = 'x-enclave-export';

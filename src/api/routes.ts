@@ -17,6 +17,7 @@ import {
   eventListSchema,
   eventsQuery,
   execQuery,
+  exportQuery,
   flag,
   healthSchema,
   reloadReplySchema,
@@ -27,6 +28,7 @@ import {
   putSecretRequest,
   refreshAuthReply,
   removeSecretReply,
+  resizeVolumeRequest,
   secretListSchema,
   sessionListSchema,
   sessionSchema,
@@ -154,6 +156,15 @@ export const ROUTES = {
   volumeCreate: route({ method: 'POST', path: '/v1/volumes', owner: { kind: 'caller' }, action: 'volume.create', body: createVolumeRequest, reply: json(volumeSchema, 201) }),
   volumeShow: route({ method: 'GET', path: '/v1/volumes/{volume}', owner: { kind: 'volume' }, action: 'volume.list', reply: json(volumeSchema) }),
   volumeRemove: route({ method: 'DELETE', path: '/v1/volumes/{volume}', owner: { kind: 'volume' }, action: 'volume.remove', reply: EMPTY }),
+  volumeResize: route({ method: 'POST', path: '/v1/volumes/{volume}/resize', owner: { kind: 'volume' }, action: 'volume.resize', body: resizeVolumeRequest, reply: json(volumeSchema) }),
+  volumeExport: route({
+    method: 'GET',
+    path: '/v1/volumes/{volume}/export',
+    owner: { kind: 'volume' },
+    action: 'volume.export',
+    query: exportQuery,
+    reply: { kind: 'stream', types: ['application/zstd', 'application/x-tar'] },
+  }),
 } as const;
 
 export type Routes = typeof ROUTES;

@@ -42,13 +42,22 @@ export const volumeTarget = z
 export const volumeMountSchema = z.object({ name: volumeRef, target: volumeTarget, readonly: z.boolean().default(false) }).strict();
 export type VolumeMount = z.infer<typeof volumeMountSchema>;
 
+/** A volume's size, MiB: the size of its ext4 image, which is its quota. */
+export const volumeSizeMb = z.number().int().min(16).max(1024 * 1024);
+
 export const createVolumeRequest = z
   .object({
     name: volumeName,
     /** The quota: the size of the volume's ext4 image (config default: volumes.default_size_mb). */
-    size_mb: z.number().int().min(16).max(1024 * 1024).optional(),
+    size_mb: volumeSizeMb.optional(),
   })
   .strict();
+
+/** POST /v1/volumes/{volume}/resize: the new size; volumes only grow. */
+export const resizeVolumeRequest = z.object({ size_mb: volumeSizeMb }).strict();
+
+/** Query of GET /v1/volumes/{volume}/export. */
+export const exportQuery = z.object({ compression: z.enum(['zstd', 'none']).optional() }).strict();
 
 export const volumeSchema = z.object({
   name: z.string(),
@@ -56,6 +65,8 @@ export const volumeSchema = z.object({
   size_mb: z.number().int(),
   owner_uid: z.number().int(),
   created_at: z.string(),
+  /** What its filesystem uses now, as df inside a session shows it; null when its image is not mounted on the host. */
+  used_bytes: z.number().int().nullable(),
   /** Live sessions that mount it. */
   used_by: z.array(z.object({ id: z.string(), name: z.string().nullable(), target: z.string(), readonly: z.boolean() })),
 });

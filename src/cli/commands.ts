@@ -12,7 +12,7 @@ import { authCommand } from './auth.js';
 import { eventsCommand, uidOf } from './events.js';
 import { callRoute, CliError, socketPath } from './client.js';
 import { json, sessionDetails, sessionTable, table } from './output.js';
-import { parseVolumeFlag, volumeCommand } from './volume.js';
+import { compressionFlag, parseVolumeFlag, volumeCommand } from './volume.js';
 import { USAGE } from './usage.js';
 
 class UsageError extends CliError {
@@ -364,8 +364,15 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case 'volume': {
-      const { values, positionals } = parse(rest.slice(1), { json: { type: 'boolean' }, size: { type: 'string' } });
-      return volumeCommand(rest[0], positionals, { socket: socketPath(values.socket), json: values.json ?? false, size: intFlag(values.size, 'size') });
+      const { values, positionals } = parse(rest.slice(1), { json: { type: 'boolean' }, size: { type: 'string' }, output: { type: 'string', short: 'o' }, input: { type: 'string', short: 'i' }, compression: { type: 'string' } });
+      return volumeCommand(rest[0], positionals, {
+        socket: socketPath(values.socket),
+        json: values.json ?? false,
+        size: intFlag(values.size, 'size'),
+        output: values.output,
+        input: values.input,
+        compression: compressionFlag(values.compression),
+      });
     }
     case 'auth': {
       const { values, positionals } = parse(rest.slice(1), { json: { type: 'boolean' }, shared: { type: 'boolean' }, all: { type: 'boolean' } });

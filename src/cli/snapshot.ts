@@ -122,20 +122,20 @@ export function takeSnapshot(socket: string, session: string, file: string, comp
   }).finally(settle);
 }
 
-/** What the file holds: zstd or a plain tar (checked locally, before any session exists). */
-export function snapshotKind(file: string): 'zstd' | 'none' {
+/** What the file holds: zstd or a plain tar (checked locally, before anything is created). `flag` names it in errors. */
+export function snapshotKind(file: string, flag = '--from', what = 'a snapshot'): 'zstd' | 'none' {
   let fd: number;
   try {
     fd = openSync(file, 'r');
   } catch (e) {
-    throw new CliError(`--from ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 2);
+    throw new CliError(`${flag} ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 2);
   }
   const head = Buffer.alloc(512);
   const n = readSync(fd, head, 0, 512, 0);
   closeSync(fd);
   if (n >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
   if (n === 512 && head.toString('latin1', 257, 262) === 'ustar') return 'none';
-  throw new CliError(`--from ${file}: not a snapshot (neither zstd nor tar)`, 2);
+  throw new CliError(`${flag} ${file}: not ${what} (neither zstd nor tar)`, 2);
 }
 
 /** The last `max` bytes written to it: a failed restore's stderr, for its message (tar and zstd say much, mostly noise). */

@@ -2,9 +2,14 @@
 // unknown command print it without loading the commands (zod, clients).
 import { LIMIT_FLAGS_USAGE } from '../vocab/limitTable.js';
 export const VOLUME_USAGE = `  enclave volume create NAME [--size MB]       an ext4 image of MB (the quota), loop-mounted on the host
-  enclave volume list [--json]
+  enclave volume list [--json]                 sizes and used bytes (df's "Used")
   enclave volume show NAME [--json]
-  enclave volume remove NAME                  refused while a live session mounts it`;
+  enclave volume remove NAME                  refused while a live session mounts it
+  enclave volume resize NAME --size MB        grow it, online (sessions see the new size); never shrinks
+  enclave volume export NAME -o FILE [--compression zstd|none]
+                                             its contents as a tar (zstd); refused while a session may write it
+  enclave volume import NAME FILE [--size MB]  a new volume from such an archive (FILE read as you),
+                                             unpacked in a helper session; --size within your budget`;
 
 export const USAGE = `usage: enclave [--socket PATH] COMMAND
 

@@ -5,9 +5,9 @@
 // that has no listener for it.
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 
-/** Set, with the byte count, only when a snapshot stream is complete. */
-export const SNAPSHOT_TRAILER = 'x-enclave-snapshot';
+export { EXPORT_TRAILER, SNAPSHOT_TRAILER } from '../api/protocol.js';
 
 export class ResponseStream extends Writable {
   started = false;
@@ -31,5 +31,30 @@ export class ResponseStream extends Writable {
     }
     if (this.res.write(chunk)) done();
     else this.res.once('drain', () => done());
+  }
+}
+
+/**
+ * Stream what `produce` writes as the reply, with `trailer: complete BYTES`
+ * only when it is whole. Before the first byte a failure is a JSON error
+ * reply (thrown); after it, the stream is cut and the client sees no trailer.
+ */
+export async function streamWithTrailer(res: ServerResponse, contentType: string, trailer: string, produce: (out: Writable) => Promise<number>): Promise<void> {
+  const out = new ResponseStream(res, { 'content-type': contentType, trailer });
+  try {
+    const bytes = await produce(out);
+    out.end();
+    // Settles however out ends (end()'s own callback never comes for a destroyed stream).
+    const flushed = await finished(out).then(
+      () => out.writableFinished,
+      () => false,
+    );
+    // The client went away while the last bytes went out: nothing to complete.
+    if (!flushed || res.destroyed) return;
+    res.addTrailers({ [trailer]: `complete ${bytes}` });
+    res.end();
+  } catch (e) {
+    if (out.started) res.destroy();
+    else throw e;
   }
 }

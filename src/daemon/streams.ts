@@ -2,7 +2,6 @@
 // or a pty, a command slot in the session's init and event-loop time, so a
 // caller opening a thousand of them could starve everyone else: past either
 // cap a request is refused with 429 before anything is started.
-import type { Duplex } from 'node:stream';
 import { ApiError } from '../vocab/errors.js';
 
 /** A 429 of a cap, with the key that set it (for the audit trail). */
@@ -31,7 +30,7 @@ export class StreamLimits {
    * attach: sessions cap their viewers themselves), or throw 429. The slot is
    * given back when `socket` closes.
    */
-  hold(sessionId: string | null, caller: string, socket: Duplex, budget?: { max: number; rule: string }): void {
+  hold(sessionId: string | null, caller: string, socket: { once(event: 'close', listener: () => void): unknown }, budget?: { max: number; rule: string }): void {
     const s = sessionId === null ? 0 : (this.bySession.get(sessionId) ?? 0);
     const c = this.byCaller.get(caller) ?? 0;
     if (sessionId !== null && s >= this.caps.max_exec_streams_per_session) {

@@ -2,6 +2,9 @@
 // (every session's cgroup is below it), so the sum of sessions can never
 // take the host from its own services, the daemon, or its administrator.
 // Each total is the host's less a reserve unless the config names it.
+// Disk for volumes is held back the same way (volumeRoom): a volume is
+// created or grown only if the state dir's disk keeps its reserve after
+// every volume's whole size.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -90,4 +93,19 @@ export function applyCapacity(layout: CgroupLayout, parent: string, cap: Capacit
       throw new CapacityError(`cannot set ${file} to ${value} (capacity): ${why}`);
     }
   }
+}
+
+/** The disk under the state dir as volumes see it, MiB. */
+export interface VolumeDisk {
+  /** Free for root (statfs bavail). */
+  freeMb: number;
+  /** What existing volumes may still grow by: their sizes less what their sparse images hold. */
+  promisedMb: number;
+  /** volumes.reserve_mb: what must stay free whatever volumes do. */
+  reserveMb: number;
+}
+
+/** Pure: whether askMb more of volume size fits beside every promise and the reserve. */
+export function volumeRoom(disk: VolumeDisk, askMb: number): boolean {
+  return disk.freeMb - disk.promisedMb - askMb >= disk.reserveMb;
 }

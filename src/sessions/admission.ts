@@ -12,7 +12,7 @@ import type { Capacity } from '../isolation/capacity.js';
 import { sessionCgroupDirs } from '../isolation/cgroups.js';
 import { hostIfName } from '../network/addressing.js';
 import { HostPortInUseError } from '../network/publish.js';
-import { AddressesExhaustedError, PortTakenError, SlotsExhaustedError, VolumeUnavailableError } from '../store/sessionStore.js';
+import { AddressesExhaustedError, PortTakenError, SlotsExhaustedError, volumeUnavailable, VolumeUnavailableError } from '../store/sessionStore.js';
 import { fullDisk, fullDiskMessage, type Kit } from './kit.js';
 import { checkVolumeTargets, limitsFor } from './planning.js';
 import { hostnameFor, newSessionId } from './identity.js';
@@ -76,7 +76,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
         keepConsole: req.console ?? false,
         ownerUid: owner,
         profile,
-        volumes,
+        volumes: volumes.map((v) => ({ ...v, unavailable: (state) => volumeUnavailable(state, v.name, () => kit.volumes.mountRefusal(v.id, v.name, v.readonly)) })),
         admit: extra.admit,
         idleTimeoutS: (req.idle_timeout_s ?? c.sessions.idle_timeout_s) || undefined,
         env: req.env,

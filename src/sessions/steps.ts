@@ -157,7 +157,7 @@ const plan: Step<Bring> = {
     const delivery = c.secrets!.delivery;
     const injected = { files: delivery.files.map((f) => ({ path: f.path, mode: f.mode })), env: delivery.env, envFiles: delivery.envFiles };
     const volumes = [];
-    for (const v of kit.store.volumeIdsOf(r.id)) volumes.push({ source: await kit.volumes.hostMount(v.id), target: v.target, readonly: v.readonly });
+    for (const v of kit.store.volumeIdsOf(r.id)) volumes.push({ source: await kit.volumes.mountFor(v.id, v.readonly), target: v.target, readonly: v.readonly });
     c.plan = planFor(r, c.limits, kit.config, kit.host!, { cgroups: c.dirs.map((d) => d.path), lease, files: c.files!, injected, profile: r.profile, volumes });
     // Stored before anything executes it: what the session is made of, for good.
     // Secret values are not in it: they travel as blobs on the helper's stdin.

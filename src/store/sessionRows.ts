@@ -99,6 +99,12 @@ export class PortTakenError extends Error {
 }
 export class VolumeUnavailableError extends Error {}
 
+/** Why a volume cannot be mounted at a create: it is not there, not ready, or `refusal` (work on it under way) says why. */
+export function volumeUnavailable(state: string | undefined, name: string, refusal?: () => string | undefined): string | undefined {
+  if (state === undefined) return `no volume named ${name} (enclave volume create ${name})`;
+  return state !== 'ready' ? `volume ${name} is ${state}` : refusal?.();
+}
+
 /** A held secret's name as the session's owner writes it: bare if it is the owner's own, else UID:NAME. */
 export const HELD_NAME = `CASE WHEN h.owner_uid = coalesce(s.owner_uid, 0) THEN h.name ELSE h.owner_uid || ':' || h.name END`;
 export const VOLUMES_OF = 'FROM session_volumes v JOIN sessions s ON s.id = v.session_id JOIN volumes o ON o.id = v.volume';

@@ -141,8 +141,8 @@ export class SessionStore {
     keepConsole?: boolean;
     ownerUid: number;
     profile: Profile;
-    /** Volumes to mount, by id: each must exist and be ready, checked in the same transaction as the row. */
-    volumes?: { id: string; name: string; target: string; readonly: boolean }[];
+    /** Volumes to mount, by id: `unavailable` (sessionRows.ts's volumeUnavailable) says why one cannot be from its state (undefined: no row), in the same transaction as the row. */
+    volumes?: { id: string; target: string; readonly: boolean; unavailable: (state: string | undefined) => string | undefined }[];
     /** The owner's budget, checked against its live sessions in the same transaction (throws to refuse). */
     admit?: ((usage: Usage) => void) | undefined;
     idleTimeoutS?: number | undefined;
@@ -179,8 +179,8 @@ export class SessionStore {
         }
         this.recordObjects(args.id, args.objects);
         for (const v of args.volumes ?? []) {
-          const vol = this.q('SELECT state FROM volumes WHERE id = ?').get(v.id) as { state: string } | undefined;
-          if (vol?.state !== 'ready') throw new VolumeUnavailableError(vol ? `volume ${v.name} is ${vol.state}` : `no volume named ${v.name} (enclave volume create ${v.name})`);
+          const why = v.unavailable((this.q('SELECT state FROM volumes WHERE id = ?').get(v.id) as { state: string } | undefined)?.state);
+          if (why) throw new VolumeUnavailableError(why);
           this.q('INSERT INTO session_volumes (session_id, volume, target, readonly) VALUES (?, ?, ?, ?)').run(args.id, v.id, v.target, v.readonly ? 1 : 0);
         }
       })

@@ -18,6 +18,8 @@ export interface VolumeUse {
   session_id: string;
   session_name: string | null;
   session_owner: number | null;
+  /** A stopped session mounts it by reference only: no process of its can touch it until it starts. */
+  session_state: string;
   volume: string;
   target: string;
   readonly: boolean;
@@ -27,6 +29,7 @@ const LIVE = LIVE_SQL;
 
 export class VolumeInUseError extends Error {}
 export class VolumeExistsError extends Error {}
+export class VolumeBusyError extends Error {}
 
 export class VolumeStore {
   constructor(private readonly db: Database.Database) {}
@@ -62,6 +65,27 @@ export class VolumeStore {
       .immediate();
   }
 
+  /**
+   * A grow, recorded before the image grows (a start finishes one a crash cut
+   * short): only from `fromMb`, of a ready volume. `admit` sees the MiB the
+   * owner's volumes hold now and throws to refuse, in the same transaction.
+   */
+  recordSize(id: string, fromMb: number, toMb: number, ownerUid: number, admit?: (usedMb: number) => void): void {
+    this.db
+      .transaction(() => {
+        const used = (this.db.prepare('SELECT coalesce(sum(size_mb), 0) AS mb FROM volumes WHERE owner_uid = ?').get(ownerUid) as { mb: number }).mb;
+        admit?.(used);
+        const r = this.db.prepare(`UPDATE volumes SET size_mb = ? WHERE id = ? AND state = 'ready' AND size_mb = ?`).run(toMb, id, fromMb);
+        if (r.changes !== 1) throw new VolumeBusyError(`volume ${id} changed meanwhile: try again`);
+      })
+      .immediate();
+  }
+
+  /** Undo a recorded grow whose filesystem did not grow. */
+  setSize(id: string, sizeMb: number): void {
+    this.db.prepare('UPDATE volumes SET size_mb = ? WHERE id = ?').run(sizeMb, id);
+  }
+
   markReady(id: string): void {
     this.db.prepare(`UPDATE volumes SET state = 'ready' WHERE id = ?`).run(id);
   }
@@ -91,11 +115,11 @@ export class VolumeStore {
       .immediate();
   }
 
-  /** Live sessions that mount it. */
+  /** Live sessions that mount it (stopped ones too: a volume they mount is not removed). */
   usersOf(id: string): VolumeUse[] {
     return this.db
       .prepare(
-        `SELECT v.session_id, s.name AS session_name, s.owner_uid AS session_owner, v.volume, v.target, v.readonly FROM session_volumes v JOIN sessions s ON s.id = v.session_id
+        `SELECT v.session_id, s.name AS session_name, s.owner_uid AS session_owner, s.state AS session_state, v.volume, v.target, v.readonly FROM session_volumes v JOIN sessions s ON s.id = v.session_id
          WHERE v.volume = ? AND s.state IN ${LIVE} ORDER BY s.created_at`,
       )
       .all(id)

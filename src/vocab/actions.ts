@@ -26,6 +26,10 @@ export const ACTIONS = [
   'volume.create',
   'volume.list',
   'volume.remove',
+  /** Growing a volume (enclave volume resize). */
+  'volume.resize',
+  /** Reading a volume's contents as an archive (enclave volume export). */
+  'volume.export',
   /** Mounting a volume in a session at create (scope self: one's own volumes). */
   'volume.use',
   /** Reading the daemon's config file again (enclave daemon reload): only the file's keys, never a caller's. */

@@ -28,11 +28,13 @@ export function prepareVolumesDir(stateDir: string): void {
   }
 }
 
-async function tool(cmd: string, args: string[], what: string): Promise<void> {
+/** Run a host tool; `ok`: the exit codes that are success. */
+export async function tool(cmd: string, args: string[], what: string, ok: number[] = [0]): Promise<void> {
   try {
     await run(cmd, args, { timeout: 120_000 });
   } catch (e) {
     const err = e as { stderr?: string; code?: string | number; message: string };
+    if (typeof err.code === 'number' && ok.includes(err.code)) return;
     const why = err.code === 'ENOENT' ? `${cmd} is not installed` : (err.stderr || err.message).trim().split('\n').slice(-2).join(' ');
     throw new VolumeDiskError(`${what}: ${why}`);
   }
