@@ -304,7 +304,7 @@ export const cpQuery = z
 export type CpQuery = z.infer<typeof cpQuery>;
 
 /** Query of GET /v1/sessions/{id}/snapshot. */
-export const snapshotQuery = z.object({ compression: z.enum(['zstd', 'none']).optional() }).strict();
+export const snapshotQuery = z.object({ compression: z.enum(['zstd', 'none']).optional(), volumes: flag.optional() }).strict();
 
 /** Query of GET /v1/sessions/{id}/attach. */
 export const attachQuery = z

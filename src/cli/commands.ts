@@ -103,10 +103,12 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
           volume: { type: 'string', multiple: true },
           from: { type: 'string' },
           'idle-timeout': { type: 'string' },
+          'no-settings': { type: 'boolean' },
           json: { type: 'boolean' },
         },
         false,
       );
+      if (values['no-settings'] && values.from === undefined) throw new UsageError('session create: --no-settings goes with --from');
       const env = envFlags(values.env);
       if (values.network !== undefined && values.network !== 'bridge' && values.network !== 'none') {
         throw new UsageError(`--network: '${values.network}' is not one of bridge, none`);
@@ -133,18 +135,12 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
         const msg = formatZodError(checked.error).replace(/'(\w+)'/g, (m: string, f: string) => (FLAG_OF[f] ? FLAG_OF[f] : m));
         throw new UsageError(`session create: ${msg}`);
       }
-      const { restoreSnapshot, snapshotKind } = await import('./snapshot.js');
-      const kind = values.from === undefined ? undefined : snapshotKind(values.from);
-      const s = await callRoute(socketPath(values.socket), ROUTES.sessionCreate, { body: checked.data });
-      if (values.from !== undefined && kind) {
-        try {
-          await restoreSnapshot(socketPath(values.socket), s.id, values.from, kind);
-        } catch (e) {
-          // A half-restored session is not what was asked for: it ends failed, saying why (session show).
-          const why = (e instanceof Error ? e.message : String(e)).replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
-          await callRoute(socketPath(values.socket), ROUTES.sessionDestroy, { ...session$(s.id), query: { failure: why.slice(0, 1024) } }).catch(() => undefined);
-          throw new CliError(`${why}; session ${s.id} is failed (enclave session show ${s.id})`);
-        }
+      let s;
+      if (values.from === undefined) s = await callRoute(socketPath(values.socket), ROUTES.sessionCreate, { body: checked.data });
+      else {
+        // The snapshot's settings, volumes and files; the flags win over its settings.
+        const { createFrom } = await import('./restore.js');
+        s = await createFrom(socketPath(values.socket), values.from, checked.data, !values['no-settings']);
       }
       process.stdout.write(values.json ? json(s) : `${s.id}\n`);
       return 0;
@@ -206,13 +202,11 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
       return 0;
     }
     case 'snapshot': {
-      const { values, positionals } = parse(rest, { output: { type: 'string', short: 'o' }, compression: { type: 'string' } });
+      const { values, positionals } = parse(rest, { output: { type: 'string', short: 'o' }, compression: { type: 'string' }, 'with-volumes': { type: 'boolean' } });
       const id = ref(positionals[0], 'snapshot');
       if (!values.output) throw new UsageError('enclave session snapshot: -o FILE is required');
-      const c = values.compression;
-      if (c !== undefined && c !== 'zstd' && c !== 'none') throw new UsageError(`--compression: '${c}' is not one of zstd, none`);
       const { takeSnapshot } = await import('./snapshot.js');
-      await takeSnapshot(socketPath(values.socket), id, values.output, c);
+      await takeSnapshot(socketPath(values.socket), id, values.output, compressionFlag(values.compression), values['with-volumes'] ?? false);
       return 0;
     }
     case 'publish': {

@@ -20,7 +20,7 @@ export const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave session create [--name N] [--network bridge|none] [--profile workspace|strict]
                          ${LIMIT_FLAGS_USAGE}
                          [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--console]
-                         [--volume NAME:/PATH[:ro]]... [--from SNAPSHOT]
+                         [--volume NAME:/PATH[:ro]]... [--from SNAPSHOT [--no-settings]]
                          [--env K=V]... [--auth PROVIDER|UID:PROVIDER]... [--env-token NAME|UID:NAME]...
                          [--idle-timeout DURATION] [--json]   DURATION: 30s, 10m, 2h, 1d; 0 never
   enclave session list [--all] [--json]
@@ -46,8 +46,10 @@ export const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave session logs ID|NAME [--follow]    the console's output as text (escape sequences stripped);
                                              --follow streams new output until Ctrl-C
   enclave session refresh-auth ID|NAME       rewrite its secret files from the store
-  enclave session snapshot ID|NAME -o FILE [--compression zstd|none]
-                                             its writable root layer and /home, while it runs (frozen)
+  enclave session snapshot ID|NAME -o FILE [--compression zstd|none] [--with-volumes]
+                                             its writable root layer, /home and settings, while it runs
+                                             (frozen); --with-volumes: its volumes' contents too
+                                             --from takes its settings (a flag wins), --no-settings files only
   enclave session publish ID|NAME [127.0.0.1:]HOSTPORT:SESSIONPORT    while it runs
   enclave session unpublish ID|NAME [127.0.0.1:]HOSTPORT
 ${VOLUME_USAGE}

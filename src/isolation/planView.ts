@@ -40,7 +40,7 @@ export class PlanView {
   /** The overlays on the root, in plan order. */
   readonly overlays: readonly PlanOverlay[];
 
-  constructor(plan: SessionPlan) {
+  constructor(private readonly plan: SessionPlan) {
     this.control = controlPath(plan);
     const rootfs = one(plan, 'rootfs');
     if (!rootfs) throw new PlanError('the plan has no rootfs op');
@@ -56,6 +56,11 @@ export class PlanView {
     const source = this.layers[n];
     if (source === undefined) throw new PlanError(`the plan's ${what} op names layer ${n}; it has ${this.layers.length}`);
     return source;
+  }
+
+  /** Where volumes are mounted, relative to the session's "/" ("srv/data"): their mount points in the layer are not the layer's files. */
+  volumeTargets(): string[] {
+    return all(this.plan, 'volume-at').map((v) => v.at);
   }
 
   /** The read-only root's mounts: "/" first, then each overlay. A host root is one mount, its rootfs. */

@@ -155,11 +155,11 @@ export class SessionManager {
   }
 
   /** Stream a snapshot of a running session: one at a time per session (each freezes it). */
-  async snapshot(id: string, out: Writable, compress: boolean): Promise<number> {
+  async snapshot(id: string, out: Writable, compress: boolean, o: { volumes: boolean } = { volumes: false }): Promise<number> {
     const s = this.live.get(id);
     const row = this.kit.store.get(id);
     if (!row || !s) throw new ApiError(row ? 'conflict' : 'not_found', row ? `session ${id} is ${row.state}, not running` : `no session ${id}`);
-    return s.snapshot(row, out, compress);
+    return s.snapshot(row, out, compress, o.volumes);
   }
 
   // ---- queries ----------------------------------------------------------------

@@ -22,6 +22,7 @@ import { Grace } from './grace.js';
 import { agentError, StartFailure, type SessionAgent } from './agent.js';
 import { SessionOom } from './oom.js';
 import { snapshotSession, type SnapshotConfig } from '../snapshots/sessionSnapshot.js';
+import { snapshotExtras } from './snapshotExtras.js';
 import type { Writable } from 'node:stream';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -187,8 +188,15 @@ export class Session {
   }
 
   /** Stream a snapshot of the running session: one at a time (each freezes it). */
-  async snapshot(row: SessionRow, out: Writable, compress: boolean): Promise<number> {
-    return this.snapshotOnce(() => snapshotSession(this.snapshotWhere(), row, out, compress, this.log));
+  async snapshot(row: SessionRow, out: Writable, compress: boolean, withVolumes: boolean): Promise<number> {
+    return this.snapshotOnce(async () => {
+      const held = await snapshotExtras(this.kit, row, withVolumes);
+      try {
+        return await snapshotSession(this.snapshotWhere(), row, out, compress, this.log, held.extras);
+      } finally {
+        held.release();
+      }
+    });
   }
 
   /** One snapshot at a time (each freezes the session): a stop's too. */

@@ -11,32 +11,29 @@
 // follows a symlink when it archives; owners are written as the session's
 // own IDs (host base + k -> k), so they land the same in any session. tar
 // and zstd run charged to the session (snapshotCgroups.ts).
-import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { addon } from '../native/addon.js';
 import type { SessionPlan } from '../isolation/plan.js';
 import { planView } from '../isolation/planView.js';
 import { UPPER_KEEP_FD } from '../native/contract.gen.js';
-import { createSnapshotCgroups, JOIN_FAILED, removeSnapshotCgroups, spawnIn, type SnapshotCgroup } from './snapshotCgroups.js';
+import { MANIFEST_FRAME_END, MANIFEST_FRAME_MAGIC, MANIFEST_FRAME_TAG, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, volumeDir, type ArchivedVolume, type Manifest, type SnapshotSettings } from '../api/manifest.js';
+import { ArchiveError, runArchive, timedOut } from './archive.js';
+import { createSnapshotCgroups, removeSnapshotCgroups, type SnapshotCgroup } from './snapshotCgroups.js';
 
-export const SNAPSHOT_FORMAT = 'enclave-snapshot';
 /** Top-level names of the root layer that are mount points of other filesystems. */
 const MOUNT_POINTS = new Set(['usr', 'home', 'tmp', 'run', 'proc', 'sys', 'dev']);
 
-export class SnapshotError extends Error {}
+export class SnapshotError extends ArchiveError {}
 
-export interface Manifest {
-  format: typeof SNAPSHOT_FORMAT;
-  version: 1;
-  session: string;
-  created_at: string;
-  /** Paths (relative to /) the snapshot holds: the layer's parts, then home. */
-  parts: string[];
-  entries: number;
-  deleted: number;
+/** What a snapshot records beside its files: the session's settings, and the volumes whose contents it holds. */
+export interface SnapshotExtras {
+  settings?: SnapshotSettings | undefined;
+  /** Each with its host mount (read as the layer is: frozen, never followed). */
+  volumes: { archived: ArchivedVolume; mount: string }[];
 }
 
 export interface Section {
@@ -130,6 +127,7 @@ export interface SnapshotSource {
   timeoutMs: number;
   tmpDir: string;
   log: Logger;
+  extras: SnapshotExtras;
 }
 
 async function setFrozen(dir: string, frozen: boolean): Promise<void> {
@@ -164,9 +162,11 @@ export async function writeSnapshot(src: SnapshotSource, out: Writable, compress
     });
     // Inside the try: a freeze that does not complete is undone too.
     await setFrozen(src.cgroupV2, true);
-    const args = await archiveArgs(src, sections, work);
+    const { args, manifest } = await archiveArgs(src, sections, work);
     if (deadline.signal.aborted) throw timedOut(src.timeoutMs);
-    return await run({ tarArgs: args, procs, compress, signal: deadline.signal, timeoutMs: src.timeoutMs }, out);
+    // Compressed, the manifest also ends the file as a skippable frame: a reader gets it without a decompressor.
+    const suffix = compress ? manifestFrame(manifest) : undefined;
+    return await runArchive({ tarArgs: args, procs, compress, signal: deadline.signal, timeoutError: timedOut(src.timeoutMs), suffix }, out);
   } finally {
     clearTimeout(timer);
     thaw(src);
@@ -184,28 +184,53 @@ function thaw(src: SnapshotSource): void {
   }
 }
 
-const timedOut = (ms: number) => new SnapshotError(`the snapshot took longer than sessions.snapshot_timeout_ms (${ms} ms): cut`);
 
-/** Walk the frozen layer, write the lists and the metadata: tar's arguments. */
-async function archiveArgs(src: SnapshotSource, sections: Section[], work: string): Promise<string[]> {
+/** Pure: the zstd skippable frame a compressed snapshot ends with, holding the manifest (zstd -d skips it). */
+export function manifestFrame(m: Manifest): Buffer {
+  const body = Buffer.from(MANIFEST_FRAME_TAG + JSON.stringify(m));
+  const foot = Buffer.alloc(12);
+  foot.writeUInt32LE(body.length + 12, 0);
+  foot.write(MANIFEST_FRAME_END, 4, 'latin1');
+  const head = Buffer.alloc(8);
+  head.writeUInt32LE(MANIFEST_FRAME_MAGIC, 0);
+  head.writeUInt32LE(body.length + 12, 4);
+  return Buffer.concat([head, body, foot]);
+}
+
+/** A sed expression of GNU tar's --transform: the absolute path (and only it, whole) becomes `to`; symlink targets untouched. */
+function renamed(path: string, to: string): string {
+  const quoted = path.replace(/[\\.*[\]^$,]/g, (c) => `\\${c}`);
+  return `--transform=s,^${quoted}\\(/\\|$\\),${to}\\1,S`;
+}
+
+/** Walk the frozen layer, write the lists and the metadata: tar's arguments, and the manifest. */
+async function archiveArgs(src: SnapshotSource, sections: Section[], work: string): Promise<{ args: string[]; manifest: Manifest }> {
   const layer = `/proc/${src.initPid}/fd/${UPPER_KEEP_FD}`;
   const lists: string[] = [];
   const found = { entries: [] as string[], deleted: [] as string[] };
+  // A volume's mount point (and what the mount hides under it) is not the layer's: a restore mounts volumes of its own there, maybe read-only.
+  const targets = planView(src.plan).volumeTargets();
+  const underMount = (p: string) => targets.some((t) => p === t || p.startsWith(`${t}/`));
   for (const [i, s] of sections.entries()) {
     const before = found.entries.length;
     if (existsSync(join(layer, s.upper))) await walk(join(layer, s.upper), s, found, src.maxEntries);
+    found.entries.splice(before, Infinity, ...found.entries.slice(before).filter((p) => !underMount(s.at ? `${s.at}/${p}` : p)));
     const mine = found.entries.slice(before).map((p) => (s.at ? `${s.upper}/${p}` : p));
     writeFileSync(join(work, `list${i}`), mine.map((p) => `${p}\0`).join(''));
     lists.push(join(work, `list${i}`));
   }
+  const vols = src.extras.volumes;
   const manifest: Manifest = {
     format: SNAPSHOT_FORMAT,
-    version: 1,
+    version: SNAPSHOT_VERSION,
     session: src.id,
     created_at: new Date().toISOString(),
-    parts: [...sections.map((s) => `/${s.at}`), '/home'],
+    parts: [...sections.map((s) => `/${s.at}`), '/home', ...vols.map((v) => `/${volumeDir(v.archived.index)}`)],
     entries: found.entries.length,
     deleted: found.deleted.length,
+    snapshot_id: randomBytes(6).toString('hex'),
+    ...(src.extras.settings ? { settings: src.extras.settings } : {}),
+    ...(vols.length ? { volumes: vols.map((v) => v.archived) } : {}),
   };
   const meta = join(work, 'meta');
   writeFileSync(join(work, 'ids'), idMap(src.hostBase, src.idSize));
@@ -214,95 +239,17 @@ async function archiveArgs(src: SnapshotSource, sections: Section[], work: strin
   writeFileSync(join(meta, '.enclave', 'deleted'), found.deleted.map((p) => `${p}\0`).join(''));
   const ids = join(work, 'ids');
   // The metadata is host root's, which no map entry names: it lands as the session's root.
-  const args = ['-c', '-f', '-', '--numeric-owner', `--owner-map=${ids}`, `--group-map=${ids}`, '--sparse', '-C', meta, '.enclave'];
+  // Volumes are named by their absolute host mounts (-P keeps them so): no name of the layer or /home is absolute, so only theirs are renamed.
+  const moved = vols.length ? ['-P', ...vols.map((v) => renamed(v.mount, volumeDir(v.archived.index)))] : [];
+  // The manifest first, after its directory: a plain tar's reader finds it in the first entries.
+  const args = ['-c', '-f', '-', '--numeric-owner', `--owner-map=${ids}`, `--group-map=${ids}`, '--sparse', ...moved, '--no-recursion', '-C', meta, '.enclave', '.enclave/manifest.json', '.enclave/deleted'];
   for (const [i, s] of sections.entries()) {
     // The root layer's entries are relative to upper/root; the others carry their directory ("usr/...").
     args.push('-C', s.at ? layer : join(layer, s.upper), '--no-recursion', '--null', '--verbatim-files-from', '-T', lists[i]!);
   }
-  args.push('--recursion', '--one-file-system', '-C', `/proc/${src.initPid}/root`, 'home');
-  return args;
-}
-
-interface RunOptions {
-  tarArgs: string[];
-  /** cgroup.procs files tar and zstd join before they exec. */
-  procs: string[];
-  compress: boolean;
-  /** Aborted at sessions.snapshot_timeout_ms. */
-  signal: AbortSignal;
-  timeoutMs: number;
-}
-
-/**
- * tar (| zstd) into out: the byte count, or an error with tar's last words.
- * tar writes straight into zstd's stdin (a pipe the daemon holds no end
- * of), so nothing in the daemon can hit EPIPE between them. Settles on the
- * processes' exits plus the end of the output, or at once when out closes
- * (the client went away), a stream or child fails, or the deadline passes:
- * then the children are SIGKILLed and every stream destroyed.
- */
-function run(o: RunOptions, out: Writable): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const children: ChildProcess[] = [];
-    const streams: (Readable | Writable)[] = [];
-    let settled = false;
-    let err = '';
-    let bytes = 0;
-    const finish = (e?: SnapshotError) => {
-      if (settled) return;
-      settled = true;
-      o.signal.removeEventListener('abort', onAbort);
-      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-      for (const s of streams) s.destroy();
-      if (e) reject(e);
-      else resolve(bytes);
-    };
-    const onAbort = () => finish(timedOut(o.timeoutMs));
-    o.signal.addEventListener('abort', onAbort);
-    out.on('error', () => finish(new SnapshotError('the client went away')));
-    out.on('close', () => finish(new SnapshotError('the client went away')));
-    if (out.destroyed) return finish(new SnapshotError('the client went away'));
-
-    const keep = (b: Buffer) => (err = (err + b.toString()).slice(-2000));
-    const exits = new Map<ChildProcess, string>();
-    let ended = false;
-    const check = () => {
-      if (ended && exits.size === children.length) finish();
-    };
-    const watch = (what: string, c: ChildProcess) => {
-      children.push(c);
-      c.on('error', (e) => finish(new SnapshotError(`${what}: ${e.message}`)));
-      c.on('exit', (code, signal) => {
-        exits.set(c, what);
-        if (code === 0) return check();
-        // tar exits 1 when a file changed as it was read: the session is frozen, so that is a real failure too.
-        const report = () => finish(new SnapshotError(code === JOIN_FAILED ? `${what} could not join the snapshot cgroups` : `${what} exited with ${code ?? signal}: ${err.trim().split('\n').slice(-3).join(' ')}`));
-        // Its last words may still be in the pipe: a moment for them, no more.
-        c.stderr?.once('close', report);
-        setTimeout(report, 200).unref();
-      });
-      for (const s of [c.stdin, c.stdout, c.stderr]) {
-        if (!s) continue;
-        streams.push(s);
-        s.on('error', () => undefined); // an exit status or a destroy reports it
-      }
-      c.stderr?.on('data', keep);
-    };
-    const z = o.compress ? spawnIn(o.procs, 'zstd', ['-q', '-c', '-3', '-T1'], { stdio: ['pipe', 'pipe', 'pipe'] }) : undefined;
-    if (z) watch('zstd', z);
-    const tar = spawnIn(o.procs, 'tar', o.tarArgs, { stdio: ['ignore', z ? z.stdin! : 'pipe', 'pipe'] });
-    watch('tar', tar);
-    // tar has its own copy of zstd's stdin: ours goes, so zstd sees EOF when tar is done.
-    z?.stdin!.destroy();
-    const src = (z ?? tar).stdout!;
-    src.on('data', (b: Buffer) => {
-      bytes += b.length;
-      if (!settled && !out.write(b)) src.pause();
-    });
-    out.on('drain', () => src.resume());
-    src.on('end', () => {
-      ended = true;
-      check();
-    });
-  });
+  const inHome = targets.filter((t) => t === 'home' || t.startsWith('home/')).map((t) => `--exclude=${t}`);
+  args.push('--recursion', '--one-file-system', ...(inHome.length ? ['--anchored', '--no-wildcards', ...inHome] : []), '-C', `/proc/${src.initPid}/root`, 'home');
+  // A volume's files are stored in its own ID space already (0..size-1): the maps above name none of them.
+  for (const v of vols) args.push('-C', '/', v.mount);
+  return { args, manifest };
 }
