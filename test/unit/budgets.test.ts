@@ -64,6 +64,10 @@ describe('budgets', () => {
     expect(b.volumeProblem(tenant, 64, 32)).toBeUndefined();
     expect(b.volumeProblem(tenant, 65, 0)!.rule).toBe('access.budget.volume_mb.volume');
     expect(b.volumeProblem(tenant, 64, 33)!.rule).toBe('access.budget.volume_mb.total');
+    // A grow adds what it grows by; the ceiling is on the new size.
+    expect(b.volumeProblem(tenant, 64, 64, { name: 'v', fromMb: 32 })).toBeUndefined();
+    expect(b.volumeProblem(tenant, 64, 65, { name: 'v', fromMb: 32 })!.error.message).toMatch(/32 MiB more would pass the total/);
+    expect(b.volumeProblem(tenant, 65, 0, { name: 'v', fromMb: 32 })!.error.message).toMatch(/may not grow volume v to 65 MiB/);
   });
 
   it('lets a tenant publish on its addresses from its lowest port only', () => {
