@@ -3,7 +3,7 @@
 // the trail with calls prunes only its own rows, never another's. Statements
 // are prepared once; old rows go in batches, by the (caller_uid, id) index.
 import type Database from 'better-sqlite3';
-import type { AuditEvent } from '../api/schemas.js';
+import type { AuditEvent } from '../api/eventSchemas.js';
 
 const PRUNE_EVERY = 1000;
 /** Actions that only read: an allowed one is left out of a listing unless asked for (a denied one never is). */

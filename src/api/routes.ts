@@ -14,8 +14,6 @@ import {
   cpQuery,
   createVolumeRequest,
   destroyQuery,
-  eventListSchema,
-  eventsQuery,
   execQuery,
   exportQuery,
   flag,
@@ -39,6 +37,7 @@ import {
   volumeSchema,
 } from './schemas.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from './protocol.js';
+import { eventListSchema, eventsQuery } from './eventSchemas.js';
 
 /**
  * Whose object a route acts on:

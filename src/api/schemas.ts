@@ -195,25 +195,6 @@ export const flag = z
 /** ?all=1 on a listing: every owner's (a caller allowed to see all), else the caller's own. */
 export const listQuery = z.object({ all: flag.optional() }).strict();
 
-/** GET /v1/events. */
-export const eventsQuery = z
-  .object({
-    session: sessionRef.optional(),
-    /** ISO 8601 time: events at or after it. */
-    since: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 time like 2026-12-02T10:00:00Z' }).optional(),
-    limit: z.coerce.number().int().min(1).max(10_000).default(1000),
-    /** An action (session.exec) or a family (session.*). */
-    action: z
-      .string()
-      .regex(/^[a-z-]+(\.([a-z-]+|\*))?$/, 'must be an action like session.exec or a family like session.*')
-      .optional(),
-    /** Calls by this uid, and events on its objects. */
-    uid: z.coerce.number().int().min(0).max(4294967294).optional(),
-    /** Include reads that were allowed (list, show, events): left out unless asked for, as they are most of the trail. */
-    reads: flag.optional(),
-  })
-  .strict();
-
 export const ticketSchema = z.object({ ticket: z.string(), expires_in_ms: z.number().int() });
 
 
@@ -373,29 +354,3 @@ export const refreshAuthReply = z.object({
   /** Declared, but no longer in the store: the session keeps what it has. */
   missing: z.array(z.string()),
 });
-
-// ---- the audit trail (enclave events) -----------------------------------
-
-export const auditEventSchema = z.object({
-  id: z.number().int(),
-  time: z.string(),
-  caller_uid: z.number().int(),
-  caller_gid: z.number().int().nullable(),
-  caller_pid: z.number().int().nullable(),
-  /** kernel: what the kernel did in a session (an OOM kill); daemon: what the daemon did of itself (an idle stop). No caller. */
-  via: z.enum(['socket', 'tcp', 'kernel', 'daemon']),
-  action: z.string(),
-  session_id: z.string().nullable(),
-  /** That session's name, if it has one (it may have ended since). */
-  session_name: z.string().nullable(),
-  /** The owner of the object acted on (a session, volume or secret), if any. */
-  object_owner: z.number().int().nullable(),
-  /** none: an event of the kernel's or the daemon's, which no access rule decided. */
-  decision: z.enum(['allow', 'deny', 'none']),
-  rule: z.string(),
-  /** Exec: the command; attach: the role; create: the name; the secret store: the name. */
-  detail: z.string().nullable(),
-});
-export type AuditEvent = z.infer<typeof auditEventSchema>;
-
-export const eventListSchema = z.object({ events: z.array(auditEventSchema) });

@@ -3,7 +3,7 @@
 // one, and every control character of a detail escaped, so a multi-line
 // command or a hostile one cannot break the table or write to the terminal.
 import { readFileSync } from 'node:fs';
-import type { AuditEvent } from '../api/schemas.js';
+import type { AuditEvent } from '../api/eventSchemas.js';
 import { ROUTES } from '../api/routes.js';
 import { callRoute } from './client.js';
 import { json, table } from './output.js';
