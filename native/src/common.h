@@ -69,7 +69,9 @@
   X(UPPER, "upper")                \
   X(ROOT, "root")                  \
   X(OVERLAY, "overlay")            \
-  X(VOLUME, "volume")
+  X(VOLUME, "volume")              \
+  X(LXCFS, "lxcfs")                \
+  X(CGROUPFS, "cgroupfs")
 
 #define ENCLAVE_STEP_ENUM(name, str) STEP_##name,
 enum step { ENCLAVE_STEPS(ENCLAVE_STEP_ENUM) STEP_COUNT };

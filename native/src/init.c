@@ -8,13 +8,15 @@
  *
  * The plan's phases run in this order:
  *  host   (helper parent, host root) private mount ns, read-only rootfs
- *         bind, hidden host paths, copies of per-session files, the control
- *         socket -> clone(user, pid, mnt, net, uts, ipc), the child held
+ *         bind, hidden host paths, copies of per-session files and of
+ *         lxcfs's files, the control socket -> clone(user, pid, mnt, net,
+ *         uts, ipc), the child held
  *  parent cgroups, uid_map, setgroups, gid_map, veth, idmapped layers ->
  *         release the child, the layers passed with the go message
  *  net    (child) session root IDs, cgroup ns, lo and eth0 up
  *  mount  the root (from layers, with an upper), per-session files, tmpfs,
- *         /proc, /sys, /dev, masks and read-only paths -> pivot_root
+ *         /proc and /sys (lxcfs's files over some), the session's own
+ *         cgroups, /dev, masks and read-only paths -> pivot_root
  *  final  hostname, rlimits, capabilities, non-dumpable, seccomp (last)
  * then the child reports ready and runs the session agent (agent.c).
  *
@@ -37,6 +39,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <linux/securebits.h>
 #include <net/if.h>
@@ -50,6 +53,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -167,11 +171,18 @@ static void cover(const struct plan_op *op, const char *rel, enum cover how, con
     close(fd);
     return;
   }
-  if (mount(how == COVER_SELF ? target : source, target, NULL, MS_BIND | (how == COVER_SELF ? MS_REC : 0), NULL) < 0)
-    FAIL(op, errno, "bind %s", how == COVER_SELF ? rel : source);
-  close(fd);
-  if ((fd = open_beneath(rootfd, rel, 0)) < 0) FAIL(op, errno, "reopen %s", rel);
-  fd_path(target, sizeof target, fd);
+  /* A mount of the session's own (its /sys/fs/cgroup tmpfs) is made
+   * read-only in place; anything else is first bound onto itself. */
+  struct statx sx;
+  int own_mount = how == COVER_SELF && statx(fd, "", AT_EMPTY_PATH, 0, &sx) == 0 && (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+                  (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+  if (!own_mount) {
+    if (mount(how == COVER_SELF ? target : source, target, NULL, MS_BIND | (how == COVER_SELF ? MS_REC : 0), NULL) < 0)
+      FAIL(op, errno, "bind %s", how == COVER_SELF ? rel : source);
+    close(fd);
+    if ((fd = open_beneath(rootfd, rel, 0)) < 0) FAIL(op, errno, "reopen %s", rel);
+    fd_path(target, sizeof target, fd);
+  }
   if (mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     FAIL(op, errno, "remount %s read-only", rel);
   close(fd);
@@ -221,6 +232,23 @@ static int open_bind_source(const struct plan_op *op) {
   return fd;
 }
 
+/* lxcfs-file SRC TARGET: as bind-file, host root takes a read-only copy of
+ * one file of the daemon's lxcfs mount now, and the child binds it over a
+ * file of its /proc or /sys once they are mounted. Nothing here is optional:
+ * a missing source, or one that is not on a FUSE filesystem (lxcfs is not
+ * mounted there), fails the session, so it never starts with the host's
+ * numbers while the plan says it has its own. */
+static int open_lxcfs_source(const struct plan_op *op) {
+  int fd = open_tree(AT_FDCWD, ARG(op, 0), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (fd < 0) FAIL(op, errno, "open_tree %s (is lxcfs serving there?)", ARG(op, 0));
+  struct statfs sf;
+  if (fstatfs(fd, &sf) < 0) FAIL(op, errno, "statfs %s", ARG(op, 0));
+  if (sf.f_type != FUSE_SUPER_MAGIC) FAIL(op, EINVAL, "%s is not on a FUSE filesystem: lxcfs is not mounted there", ARG(op, 0));
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
+  if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) FAIL(op, errno, "make %s read-only", ARG(op, 0));
+  return fd;
+}
+
 static void run_host_phase(void) {
   for (int i = 0; i < plan.nops; i++) {
     const struct plan_op *op = &plan.op[i];
@@ -228,6 +256,7 @@ static void run_host_phase(void) {
       case OP_ROOTFS: op_rootfs(op); break;
       case OP_HIDE: cover(op, ARG(op, 0), COVER_EMPTY, ARG(op, 1)); break;
       case OP_BIND_FILE: bind_fd[i] = open_bind_source(op); break;
+      case OP_LXCFS_FILE: bind_fd[i] = open_lxcfs_source(op); break;
       case OP_CONTROL: op_control(op); break;
       default: break;
     }
@@ -571,6 +600,23 @@ static void op_bind_file(const struct plan_op *op, int fd) {
   close(fd);
 }
 
+/* lxcfs-file: the host phase's copy over a file of /proc or /sys, which
+ * must be there (no file, no session). */
+static void op_lxcfs_file(const struct plan_op *op, int fd) {
+  int target = open_beneath(rootfd, ARG(op, 1), 0);
+  if (target < 0) FAIL(op, errno, "open %s", ARG(op, 1));
+  if (move_mount(fd, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) FAIL(op, errno, "bind %s on %s", ARG(op, 0), ARG(op, 1));
+  close(target);
+  close(fd);
+}
+
+/* cgroupfs / cgroup2fs: mounted after unshare(CLONE_NEWCGROUP), so the
+ * kernel roots the view at the session's own cgroup of that hierarchy and
+ * nothing above or beside it is reachable. Read-only (and nosuid, nodev,
+ * noexec) is what the op means: a session reads its limits, never writes
+ * them (the files are host root's, unmapped in the session, besides). */
+#define CGROUP_VIEW_FLAGS (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
 /* The blobs (secrets) are on disk in the session now: not kept in memory. */
 static void forget_blobs(void) {
   for (int i = 0; i < plan.nblobs; i++) explicit_bzero((void *)plan.blob[i], plan.blob_len[i]);
@@ -597,6 +643,9 @@ static void run_child_phase(enum phase phase) {
       case OP_OVERLAY: op_overlay(op); break;
       case OP_VOLUME_AT: op_volume_at(op); break;
       case OP_BIND_FILE: op_bind_file(op, bind_fd[i]); break;
+      case OP_LXCFS_FILE: op_lxcfs_file(op, bind_fd[i]); break;
+      case OP_CGROUPFS: mount_on(op, ARG(op, 0), "cgroup", CGROUP_VIEW_FLAGS, ARG(op, 1)); break;
+      case OP_CGROUP2FS: mount_on(op, ARG(op, 0), "cgroup2", CGROUP_VIEW_FLAGS, NULL); break;
       case OP_HOSTNAME:
         if (sethostname(ARG(op, 0), strlen(ARG(op, 0))) < 0) FAIL(op, errno, "sethostname");
         break;

@@ -87,6 +87,9 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
   X(SYSFS,       "sysfs",        "RF",     "at flags",                            PHASE_MOUNT,  STEP_SYSFS,     OP_ONCE)               \
   X(DEVPTS,      "devpts",       "RFD",    "at flags data",                       PHASE_MOUNT,  STEP_DEVPTS,    OP_ONCE | OP_REQUIRED) \
   X(MQUEUE,      "mqueue",       "RF",     "at flags",                            PHASE_MOUNT,  STEP_MQUEUE,    OP_ONCE)               \
+  X(LXCFS_FILE,  "lxcfs-file",   "AR",     "source target",                       PHASE_MOUNT,  STEP_LXCFS,     0) /* lxcfs's view of a /proc or /sys file, opened by the host phase */ \
+  X(CGROUPFS,    "cgroupfs",     "RD",     "at controllers",                      PHASE_MOUNT,  STEP_CGROUPFS,  0) /* a v1 hierarchy from the session's cgroup ns: its own cgroup, read-only */ \
+  X(CGROUP2FS,   "cgroup2fs",    "R",      "at",                                  PHASE_MOUNT,  STEP_CGROUPFS,  OP_ONCE) /* the same, of the v2 tree */ \
   X(MASK,        "mask",         "RD",     "path data",                           PHASE_MOUNT,  STEP_MASK,      OP_ALLOW_NOTEXIST) /* D: a directory's empty tmpfs */ \
   X(READONLY,    "readonly",     "R",      "path",                                PHASE_MOUNT,  STEP_READONLY,  OP_ALLOW_NOTEXIST)     \
   X(FILE,        "file",         "RMNNB",  "path mode uid gid blob",              PHASE_MOUNT,  STEP_FILE,      0)                     \

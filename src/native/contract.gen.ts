@@ -56,7 +56,7 @@ export const PHASES = ['host', 'parent', 'net', 'mount', 'final', 'exec'] as con
 export type Phase = (typeof PHASES)[number];
 
 /** Failure steps; a helper failing at step i exits with STEP_EXIT_BASE + i. */
-export const STEPS = ['plan', 'usage', 'unshare-mnt', 'rootfs', 'hide', 'bind-file', 'control', 'clone', 'cgroup', 'uid-map', 'setgroups', 'gid-map', 'veth', 'sync', 'parent-death', 'newroot', 'setid', 'cgroupns', 'propagation', 'loopback', 'network', 'tmpfs', 'mkdir', 'symlink', 'bind-dev', 'proc', 'sysfs', 'devpts', 'mqueue', 'mask', 'readonly', 'file', 'pivot-root', 'hostname', 'fds', 'rlimit', 'capabilities', 'dumpable', 'seccomp', 'ready', 'protocol', 'fork', 'tty', 'stdio', 'cwd', 'exec', 'stopping', 'env', 'write', 'layer', 'upper', 'root', 'overlay', 'volume'] as const;
+export const STEPS = ['plan', 'usage', 'unshare-mnt', 'rootfs', 'hide', 'bind-file', 'control', 'clone', 'cgroup', 'uid-map', 'setgroups', 'gid-map', 'veth', 'sync', 'parent-death', 'newroot', 'setid', 'cgroupns', 'propagation', 'loopback', 'network', 'tmpfs', 'mkdir', 'symlink', 'bind-dev', 'proc', 'sysfs', 'devpts', 'mqueue', 'mask', 'readonly', 'file', 'pivot-root', 'hostname', 'fds', 'rlimit', 'capabilities', 'dumpable', 'seccomp', 'ready', 'protocol', 'fork', 'tty', 'stdio', 'cwd', 'exec', 'stopping', 'env', 'write', 'layer', 'upper', 'root', 'overlay', 'volume', 'lxcfs', 'cgroupfs'] as const;
 export type Step = (typeof STEPS)[number];
 
 // ---- the op table -----------------------------------------------------------
@@ -127,6 +127,9 @@ export const OPS = {
   sysfs: { args: 'RF', names: ['at', 'flags'], phase: 'mount', step: 'sysfs', flags: ['once'] },
   devpts: { args: 'RFD', names: ['at', 'flags', 'data'], phase: 'mount', step: 'devpts', flags: ['once', 'required'] },
   mqueue: { args: 'RF', names: ['at', 'flags'], phase: 'mount', step: 'mqueue', flags: ['once'] },
+  'lxcfs-file': { args: 'AR', names: ['source', 'target'], phase: 'mount', step: 'lxcfs', flags: [] },
+  cgroupfs: { args: 'RD', names: ['at', 'controllers'], phase: 'mount', step: 'cgroupfs', flags: [] },
+  cgroup2fs: { args: 'R', names: ['at'], phase: 'mount', step: 'cgroupfs', flags: ['once'] },
   mask: { args: 'RD', names: ['path', 'data'], phase: 'mount', step: 'mask', flags: ['allow-notexist'] },
   readonly: { args: 'R', names: ['path'], phase: 'mount', step: 'readonly', flags: ['allow-notexist'] },
   file: { args: 'RMNNB', names: ['path', 'mode', 'uid', 'gid', 'blob'], phase: 'mount', step: 'file', flags: [] },
@@ -173,6 +176,9 @@ export interface OpArgs {
   sysfs: { at: Arg['R']; flags: Arg['F'] };
   devpts: { at: Arg['R']; flags: Arg['F']; data: Arg['D'] };
   mqueue: { at: Arg['R']; flags: Arg['F'] };
+  'lxcfs-file': { source: Arg['A']; target: Arg['R'] };
+  cgroupfs: { at: Arg['R']; controllers: Arg['D'] };
+  cgroup2fs: { at: Arg['R'] };
   mask: { path: Arg['R']; data: Arg['D'] };
   readonly: { path: Arg['R'] };
   file: { path: Arg['R']; mode: Arg['M']; uid: Arg['N']; gid: Arg['N']; blob: Arg['B'] };
@@ -211,6 +217,9 @@ export const op = {
   sysfs: (at: Arg['R'], flags: Arg['F']): PlanOp => ({ phase: 'mount', op: 'sysfs', args: [kindCodecs.R.encode(at), kindCodecs.F.encode(flags)] }),
   devpts: (at: Arg['R'], flags: Arg['F'], data: Arg['D']): PlanOp => ({ phase: 'mount', op: 'devpts', args: [kindCodecs.R.encode(at), kindCodecs.F.encode(flags), kindCodecs.D.encode(data)] }),
   mqueue: (at: Arg['R'], flags: Arg['F']): PlanOp => ({ phase: 'mount', op: 'mqueue', args: [kindCodecs.R.encode(at), kindCodecs.F.encode(flags)] }),
+  lxcfsFile: (source: Arg['A'], target: Arg['R']): PlanOp => ({ phase: 'mount', op: 'lxcfs-file', args: [kindCodecs.A.encode(source), kindCodecs.R.encode(target)] }),
+  cgroupfs: (at: Arg['R'], controllers: Arg['D']): PlanOp => ({ phase: 'mount', op: 'cgroupfs', args: [kindCodecs.R.encode(at), kindCodecs.D.encode(controllers)] }),
+  cgroup2fs: (at: Arg['R']): PlanOp => ({ phase: 'mount', op: 'cgroup2fs', args: [kindCodecs.R.encode(at)] }),
   mask: (path: Arg['R'], data: Arg['D']): PlanOp => ({ phase: 'mount', op: 'mask', args: [kindCodecs.R.encode(path), kindCodecs.D.encode(data)] }),
   readonly: (path: Arg['R']): PlanOp => ({ phase: 'mount', op: 'readonly', args: [kindCodecs.R.encode(path)] }),
   file: (path: Arg['R'], mode: Arg['M'], uid: Arg['N'], gid: Arg['N'], blob: Arg['B']): PlanOp => ({ phase: 'mount', op: 'file', args: [kindCodecs.R.encode(path), kindCodecs.M.encode(mode), kindCodecs.N.encode(uid), kindCodecs.N.encode(gid), kindCodecs.B.encode(blob)] }),
