@@ -1,8 +1,8 @@
 // Session cgroups: detect the host's cgroup mode the way runc does, then one
 // interface over two backends. Limits are written here, by the daemon as host
 // root; nothing is delegated into a session.
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { LIMITS, type Limits } from '../vocab/limitTable.js';
 
 export type CgroupMode = 'unified' | 'hybrid' | 'legacy';
@@ -11,11 +11,25 @@ export interface CgroupLayout {
   mode: CgroupMode;
   /** v1 controller -> mount point of its hierarchy (co-mounted ones share one). */
   v1: Map<string, string>;
+  /** v1 mount point -> every controller of its hierarchy, as mount takes them ("cpu,cpuacct"). */
+  v1Controllers: Map<string, string>;
   /** Mount point of the cgroup2 hierarchy, if any. */
   v2: string | null;
 }
 
-const LIMIT_CONTROLLERS = ['memory', 'pids', 'cpu'] as const;
+/** Controllers whose limits the daemon writes (the limits table's). */
+export const LIMIT_CONTROLLERS = ['memory', 'pids', 'cpu'] as const;
+/**
+ * Controllers a session is placed in for what it is shown, not for a
+ * limit: cpuset holds the CPUs its CPU limit is a count of (nproc, lxcfs's
+ * cpuinfo), cpuacct its CPU time (lxcfs's stat and uptime). v2 has no
+ * cpuacct (cpu.stat is always there).
+ */
+export const VIEW_CONTROLLERS = ['cpuset', 'cpuacct'] as const;
+const SESSION_CONTROLLERS: readonly string[] = [...LIMIT_CONTROLLERS, ...VIEW_CONTROLLERS];
+const V2_CONTROLLERS = [...LIMIT_CONTROLLERS, 'cpuset'];
+/** Options of a v1 mount that are not controllers. */
+const V1_NOT_CONTROLLERS = /^(rw|ro|xattr|noprefix|clone_children|cpuset_v2_mode|favordynmods|nofavordynmods|release_agent=.*|name=.*)$/;
 
 /**
  * Pure: derive the layout from /proc/self/mountinfo text. unified: cgroup2 at
@@ -24,6 +38,7 @@ const LIMIT_CONTROLLERS = ['memory', 'pids', 'cpu'] as const;
  */
 export function parseCgroupLayout(mountinfo: string, root = '/sys/fs/cgroup'): CgroupLayout {
   const v1 = new Map<string, string>();
+  const v1Controllers = new Map<string, string>();
   let v2: string | null = null;
   for (const line of mountinfo.split('\n')) {
     const sep = line.indexOf(' - ');
@@ -36,13 +51,14 @@ export function parseCgroupLayout(mountinfo: string, root = '/sys/fs/cgroup'): C
     if (fstype === 'cgroup2') {
       v2 = mountPoint;
     } else if (fstype === 'cgroup') {
-      for (const opt of (right[2] ?? '').split(',')) {
-        if ((LIMIT_CONTROLLERS as readonly string[]).includes(opt)) v1.set(opt, mountPoint);
-      }
+      const opts = (right[2] ?? '').split(',');
+      const ours = opts.filter((o) => SESSION_CONTROLLERS.includes(o));
+      for (const opt of ours) v1.set(opt, mountPoint);
+      if (ours.length > 0) v1Controllers.set(mountPoint, opts.filter((o) => o && !V1_NOT_CONTROLLERS.test(o)).join(','));
     }
   }
   const mode: CgroupMode = v2 === root ? 'unified' : v1.size > 0 ? (v2 ? 'hybrid' : 'legacy') : 'unified';
-  return { mode, v1: mode === 'unified' ? new Map() : v1, v2 };
+  return mode === 'unified' ? { mode, v1: new Map(), v1Controllers: new Map(), v2 } : { mode, v1, v1Controllers, v2 };
 }
 
 export function detectCgroupLayout(root = '/sys/fs/cgroup'): CgroupLayout {
@@ -51,16 +67,19 @@ export function detectCgroupLayout(root = '/sys/fs/cgroup'): CgroupLayout {
 
 export interface CgroupDir {
   path: string;
-  /** Controllers whose limits are written in this directory. */
+  /** The controllers of ours in this directory: limits written here, or the view (VIEW_CONTROLLERS). */
   controllers: string[];
   version: 1 | 2;
 }
+
+/** Does the directory hold a limit (not only what the session is shown)? */
+export const holdsLimits = (d: CgroupDir): boolean => d.controllers.some((c) => (LIMIT_CONTROLLERS as readonly string[]).includes(c));
 
 /** The session's directories in every hierarchy Enclave uses. */
 export function sessionCgroupDirs(layout: CgroupLayout, parent: string, sessionId: string): CgroupDir[] {
   const dirs: CgroupDir[] = [];
   if (layout.mode === 'unified' && layout.v2) {
-    return [{ path: join(layout.v2, parent, sessionId), controllers: [...LIMIT_CONTROLLERS], version: 2 }];
+    return [{ path: join(layout.v2, parent, sessionId), controllers: [...V2_CONTROLLERS], version: 2 }];
   }
   const byMount = new Map<string, string[]>();
   for (const [ctrl, mount] of layout.v1) byMount.set(mount, [...(byMount.get(mount) ?? []), ctrl]);
@@ -119,13 +138,53 @@ export function ensureParents(layout: CgroupLayout, parent: string): void {
   for (const dir of parentDirs(layout, parent)) mkdirSync(dir, { recursive: true });
   if (layout.mode === 'unified' && layout.v2) {
     // Controllers must be enabled top-down before children can use them.
-    for (const dir of [layout.v2, join(layout.v2, parent)]) writeFileSync(join(dir, 'cgroup.subtree_control'), '+memory +pids +cpu');
+    for (const dir of [layout.v2, join(layout.v2, parent)]) writeFileSync(join(dir, 'cgroup.subtree_control'), V2_CONTROLLERS.map((c) => `+${c}`).join(' '));
+  }
+  const cpuset = layout.v1.get('cpuset');
+  if (cpuset) {
+    // A v1 cpuset takes no task until it has CPUs and memory nodes: the
+    // parent gets the hierarchy's, and clone_children hands a parent's to
+    // each new child (the session's directory, and its snapshot child).
+    const dir = join(cpuset, parent);
+    for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+      if (readFileSync(join(dir, f), 'utf8').trim() === '') writeFileSync(join(dir, f), readFileSync(join(cpuset, f)));
+    }
+    writeFileSync(join(dir, 'cgroup.clone_children'), '1');
   }
 }
 
-export function createSessionCgroup(dir: CgroupDir, limits: Limits, oom: 'process' | 'session'): void {
+/** Make one of the session's directories with its limits; `cpus` (a cpuset list) goes where the cpuset controller is. */
+export function createSessionCgroup(dir: CgroupDir, limits: Limits, oom: 'process' | 'session', cpus?: string): void {
   mkdirSync(dir.path);
+  // The session reads it from inside (its /sys/fs/cgroup view): the daemon's umask would make it 0700. Its files stay host root's.
+  chmodSync(dir.path, 0o755);
   for (const [file, value] of limitFiles(dir, limits, oom)) writeFileSync(join(dir.path, file), value);
+  if (cpus !== undefined && dir.controllers.includes('cpuset')) writeFileSync(join(dir.path, 'cpuset.cpus'), cpus);
+}
+
+/** Where the session's own cgroups are mounted in its /sys/fs/cgroup: "" is /sys/fs/cgroup itself (a unified host). */
+export interface CgroupView {
+  at: string;
+  version: 1 | 2;
+  /** v1: every controller of the hierarchy, as mount(2) wants them. */
+  controllers?: string;
+}
+
+/**
+ * Pure: the hierarchies the session is in, as they are laid out on the
+ * host, for its read-only view. Only those: one it did not join would be
+ * rooted at the daemon's cgroup there, not at the session's.
+ */
+export function sessionCgroupView(layout: CgroupLayout, dirs: CgroupDir[]): CgroupView[] {
+  if (layout.mode === 'unified') return dirs.some((d) => d.version === 2) ? [{ at: '', version: 2 }] : [];
+  const view: CgroupView[] = [];
+  for (const d of dirs) {
+    const mount = d.version === 2 ? layout.v2 : layout.v1.get(d.controllers[0] ?? '');
+    if (!mount) continue;
+    const at = basename(mount);
+    view.push(d.version === 2 ? { at, version: 2 } : { at, version: 1, controllers: layout.v1Controllers.get(mount) ?? d.controllers.join(',') });
+  }
+  return view;
 }
 
 /** The v1 memory directory whose OOM events the daemon must watch, if any. */

@@ -3,7 +3,8 @@
 //
 // Hybrid and legacy hosts: a `snapshot` child of the session's directory in
 // each v1 hierarchy that holds limits (children are charged to their parent,
-// memory.use_hierarchy is 1). Not in the v2 tree: the session's directory
+// memory.use_hierarchy is 1); not in cpuset or cpuacct alone, which hold
+// what the session is shown, not what it may use. Not in the v2 tree: the session's directory
 // there is the one frozen, and a frozen parent freezes its children.
 // Unified hosts: the session's v2 directory is both, so a sibling
 // `<id>.snapshot` with the session's own limits copied: bounded like the
@@ -16,12 +17,12 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SESSION_ID } from '../vocab/names.js';
-import { killCgroup, removeCgroup, sessionCgroupDirs, type CgroupLayout } from '../isolation/cgroups.js';
+import { holdsLimits, killCgroup, removeCgroup, sessionCgroupDirs, type CgroupLayout } from '../isolation/cgroups.js';
 
 export const SNAPSHOT_CHILD = 'snapshot';
 export const SNAPSHOT_SIBLING_SUFFIX = '.snapshot';
 /** What a unified host's sibling copies from the session's directory. */
-const COPIED_LIMITS = ['memory.max', 'cpu.max', 'pids.max'];
+const COPIED_LIMITS = ['memory.max', 'cpu.max', 'pids.max', 'cpuset.cpus'];
 
 export interface SnapshotCgroup {
   path: string;
@@ -34,7 +35,7 @@ export interface SnapshotCgroup {
 export function snapshotCgroupsFor(layout: CgroupLayout, parent: string, sessionId: string): SnapshotCgroup[] {
   const dirs = sessionCgroupDirs(layout, parent, sessionId);
   if (layout.mode === 'unified') return dirs.map((d) => ({ path: `${d.path}${SNAPSHOT_SIBLING_SUFFIX}`, version: 2, limitsFrom: d.path }));
-  return dirs.filter((d) => d.version === 1 && d.controllers.length > 0).map((d) => ({ path: join(d.path, SNAPSHOT_CHILD), version: 1 }));
+  return dirs.filter((d) => d.version === 1 && holdsLimits(d)).map((d) => ({ path: join(d.path, SNAPSHOT_CHILD), version: 1 }));
 }
 
 /** Pure: the session a cgroup directory name belongs to: its own, or its snapshot sibling (unified hosts). */
