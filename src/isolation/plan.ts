@@ -10,6 +10,7 @@ import { posix } from 'node:path';
 import { z } from 'zod';
 import { op, PHASES, readOp, type Phase, type PlanOp } from '../native/contract.gen.js';
 import type { MountFlag } from '../native/contractKinds.js';
+import type { CgroupView } from './cgroups.js';
 import type { IdRange } from './idRange.js';
 
 export { PHASES, type Phase, type PlanOp };
@@ -105,6 +106,10 @@ export interface PlanInputs {
   /** Bridge networking; absent for a session with only lo. */
   network?: NetworkPlan | undefined;
   injected?: Injected | undefined;
+  /** The daemon's lxcfs mount (host path): its LXCFS_FILES go over the session's; absent with sessions.lxcfs = "off". */
+  lxcfs?: string | undefined;
+  /** The session's own cgroups (cgroups.ts, sessionCgroupView), shown read-only at /sys/fs/cgroup. */
+  cgroupView?: CgroupView[] | undefined;
 }
 
 /** runc/Docker masked paths: a file reads empty (/dev/null), a directory is empty. */
@@ -122,6 +127,15 @@ export const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys'
  * gets /dev/null.
  */
 export const MASK_DATA = 'size=4k,nr_inodes=1,mode=0555';
+
+/**
+ * lxcfs's files bound over the kernel's, as LXD and Incus bind them: memory,
+ * CPUs, CPU time, uptime, load and swap of the session's cgroups and PID
+ * namespace, and the CPUs online (glibc's get_nprocs). Not diskstats: lxcfs
+ * answers it from blkio statistics kernels without CFQ/BFQ no longer keep,
+ * and then passes the host's through, which the session reads already.
+ */
+export const LXCFS_FILES = ['proc/cpuinfo', 'proc/meminfo', 'proc/stat', 'proc/uptime', 'proc/loadavg', 'proc/swaps', 'sys/devices/system/cpu/online'] as const;
 
 /** Device nodes bound from the host: the minimal set runc and bubblewrap give. */
 export const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'] as const;
@@ -202,6 +216,9 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   });
   add(op.proc('proc', ['nosuid', 'nodev', 'noexec']));
   add(op.sysfs('sys', ['ro', 'nosuid', 'nodev', 'noexec']));
+  // The session's own numbers, not the host's: `free`, `top`, `uptime` tell the truth.
+  if (p.lxcfs) for (const f of LXCFS_FILES) add(op.lxcfsFile(posix.join(p.lxcfs, f), f));
+  add(...cgroupViewOps(p.cgroupView ?? []));
   for (const m of [...MASKED_PATHS, ...p.sysMasks]) add(op.mask(relativeToRoot(m), MASK_DATA));
   for (const r of READONLY_PATHS) add(op.readonly(relativeToRoot(r)));
   add(op.tmpfs('dev', ['nosuid', 'noexec'], tmpfsData('0755', { bytes: 64 * 1024, inodes: 64 })));
@@ -225,6 +242,29 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   const plan: SessionPlan = { version: 1, ops };
   checkFields(plan);
   return plan;
+}
+
+/**
+ * The session's own cgroups at /sys/fs/cgroup, as the host lays them out:
+ * on a unified host the v2 tree there; else a tmpfs with one directory per
+ * hierarchy the session is in, each hierarchy mounted from its cgroup
+ * namespace (so rooted at its own cgroup), the tmpfs read-only once they
+ * are. The mounts are read-only by what the op means.
+ */
+function cgroupViewOps(view: CgroupView[]): PlanOp[] {
+  if (view.length === 0) return [];
+  if (view.some((v) => v.at === '')) {
+    if (view.length > 1 || view[0]!.version !== 2) throw new PlanError('a cgroup view at /sys/fs/cgroup itself is the v2 tree alone');
+    return [op.cgroup2fs('sys/fs/cgroup')];
+  }
+  const ops = [op.tmpfs('sys/fs/cgroup', ['nosuid', 'nodev', 'noexec'], tmpfsData('0755', { bytes: 16 * 1024, inodes: 32 }))];
+  for (const v of view) {
+    if (!/^[a-z0-9_,]+$/.test(v.at)) throw new PlanError(`cgroup view: ${JSON.stringify(v.at)} is not a hierarchy's directory name`);
+    const at = `sys/fs/cgroup/${v.at}`;
+    ops.push(op.mkdir(at, 0o555), v.version === 2 ? op.cgroup2fs(at) : op.cgroupfs(at, v.controllers ?? ''));
+  }
+  ops.push(op.readonly('sys/fs/cgroup'));
+  return ops;
 }
 
 /** The wire format's separators may not appear in a field (the C parser re-checks every kind). */

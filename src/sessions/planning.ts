@@ -11,6 +11,7 @@ import { rangeForSlot } from '../isolation/idRange.js';
 import { buildPlan, PlanError, type HostRoot, type Injected, type LayeredRoot, type SessionPlan } from '../isolation/plan.js';
 import { HOST_USR } from '../isolation/usrMasks.js';
 import { planView } from '../isolation/planView.js';
+import type { CgroupView } from '../isolation/cgroups.js';
 import { capabilityMask, setgroupsFor, writableRoot, type Profile } from '../isolation/profiles.js';
 
 export type { Profile };
@@ -30,6 +31,8 @@ export interface HostFacts {
   baseLayer?: string | undefined;
   /** Entries of the host's /usr other users cannot read, masked in the minimal root (usrMasks.ts); set once the start's scan is done. */
   usrMasks?: readonly string[] | undefined;
+  /** The mount point of the daemon's lxcfs, set while it serves (sessions.lxcfs = "on"). */
+  lxcfs?: string | undefined;
 }
 
 export function sessionDir(config: Config, id: string): string {
@@ -79,15 +82,19 @@ export function planFor(
     injected?: Injected | undefined;
     profile: Profile;
     volumes?: { source: string; target: string; readonly: boolean }[];
+    cgroupView?: CgroupView[];
   },
 ): SessionPlan {
   const c = config;
+  const root = rootFor(c, host, s.profile, limits);
+  // Fail closed: with lxcfs on, no session sees the host's numbers by accident.
+  if (c.sessions.lxcfs === 'on' && !host.lxcfs) throw new PlanError('lxcfs is not serving (sessions.lxcfs = "on")');
   return buildPlan({
     hostname: row.hostname,
     ids: rangeForSlot(c.ids, row.id_slot!),
     cgroups: s.cgroups,
     newroot: newrootDir(c),
-    root: rootFor(c, host, s.profile, limits),
+    root,
     capabilities: capabilityMask(s.profile),
     setgroups: setgroupsFor(s.profile),
     control: controlPathFor(c, row.id),
@@ -100,6 +107,8 @@ export function planFor(
     files: s.files,
     injected: s.injected,
     volumes: s.volumes,
+    lxcfs: c.sessions.lxcfs === 'on' ? host.lxcfs : undefined,
+    cgroupView: s.cgroupView,
     network:
       s.lease === undefined
         ? undefined

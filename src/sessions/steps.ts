@@ -9,7 +9,8 @@
 import { rmSync } from 'node:fs';
 import { ApiError } from '../vocab/errors.js';
 import type { Limits } from '../vocab/limitTable.js';
-import { cgroupPids, createSessionCgroup, killCgroup, removeCgroup, sessionCgroupDirs, versionOf, type CgroupDir } from '../isolation/cgroups.js';
+import { cgroupPids, createSessionCgroup, killCgroup, removeCgroup, sessionCgroupDirs, sessionCgroupView, versionOf, type CgroupDir } from '../isolation/cgroups.js';
+import { placeSession } from '../isolation/cpuPlacement.js';
 import type { SessionPlan } from '../isolation/plan.js';
 import { planView } from '../isolation/planView.js';
 import { addon } from '../native/addon.js';
@@ -105,7 +106,8 @@ function ours(c: Bring, kind: 'cgroup' | 'veth'): string[] {
 const cgroups: Step<Bring> = {
   name: 'cgroups',
   up: (c) => {
-    for (const dir of c.dirs) createSessionCgroup(dir, c.limits, c.kit.config.limits.oom);
+    const cpus = placeSession(c.kit.layout, c.kit.config.cgroups.parent, c.limits.cpu_percent);
+    for (const dir of c.dirs) createSessionCgroup(dir, c.limits, c.kit.config.limits.oom, cpus);
   },
   down: async (c) => {
     const deadline = Date.now() + 10_000;
@@ -158,7 +160,8 @@ const plan: Step<Bring> = {
     const injected = { files: delivery.files.map((f) => ({ path: f.path, mode: f.mode })), env: delivery.env, envFiles: delivery.envFiles };
     const volumes = [];
     for (const v of kit.store.volumeIdsOf(r.id)) volumes.push({ source: await kit.volumes.mountFor(v.id, v.readonly), target: v.target, readonly: v.readonly });
-    c.plan = planFor(r, c.limits, kit.config, kit.host!, { cgroups: c.dirs.map((d) => d.path), lease, files: c.files!, injected, profile: r.profile, volumes });
+    const cgroups = c.dirs.map((d) => d.path);
+    c.plan = planFor(r, c.limits, kit.config, kit.host!, { cgroups, cgroupView: sessionCgroupView(kit.layout, c.dirs), lease, files: c.files!, injected, profile: r.profile, volumes });
     // Stored before anything executes it: what the session is made of, for good.
     // Secret values are not in it: they travel as blobs on the helper's stdin.
     kit.store.setPlan(r.id, JSON.stringify(c.plan));

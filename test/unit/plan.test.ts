@@ -3,7 +3,9 @@
 // op for op. No root needed: --check validates without executing.
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { buildPlan, MASK_DATA, parseStoredPlan, PlanError, relativeToRoot, serializePlan, type LayeredRoot, type PlanInputs, type SessionPlan } from '../../src/isolation/plan.js';
+import { parseConfig } from '../../src/config/load.js';
+import { planFor, type HostFacts } from '../../src/sessions/planning.js';
+import { buildPlan, LXCFS_FILES, MASK_DATA, parseStoredPlan, PlanError, relativeToRoot, serializePlan, type LayeredRoot, type PlanInputs, type SessionPlan } from '../../src/isolation/plan.js';
 import { rangeForSlot, rangesOverlap } from '../../src/isolation/idRange.js';
 import { helperPaths } from '../../src/native/addon.js';
 import { helperTable } from '../../src/native/steps.js';
@@ -212,6 +214,70 @@ describe('enclave-init --check refuses what the op table does not allow', () => 
     const plan = buildPlan(inputs);
     plan.ops.splice(plan.ops.findIndex((o) => o.phase === 'final'), 0, { phase: 'mount', op: 'file', args: ['run/enclave/env/FOO', '0400', '0', '0', '0'] });
     expect(check(serializePlan(plan, [Buffer.from('secret value\n')])).ok).toBe(true);
+  });
+});
+
+describe('what a session is shown of itself: lxcfs\'s files and its own cgroups', () => {
+  const view: PlanInputs = {
+    ...inputs,
+    lxcfs: '/var/lib/enclave/lxcfs/mnt',
+    cgroupView: [
+      { at: 'cpu,cpuacct', version: 1, controllers: 'cpu,cpuacct' },
+      { at: 'memory', version: 1, controllers: 'memory' },
+      { at: 'unified', version: 2 },
+    ],
+  };
+  const plan = buildPlan(view);
+
+  it('binds each lxcfs file over its kernel file once /proc and /sys are mounted, before the masks', () => {
+    expect(find(plan, 'lxcfs-file')).toEqual(LXCFS_FILES.map((f) => [`/var/lib/enclave/lxcfs/mnt/${f}`, f]));
+    expect(LXCFS_FILES).toEqual(expect.arrayContaining(['proc/meminfo', 'proc/cpuinfo', 'proc/stat', 'proc/uptime', 'proc/loadavg', 'sys/devices/system/cpu/online']));
+    expect(at(plan, 'lxcfs-file')).toBeGreaterThan(at(plan, 'sysfs'));
+    expect(at(plan, 'mask')).toBeGreaterThan(at(plan, 'lxcfs-file'));
+    // Without lxcfs (sessions.lxcfs = "off") the kernel's files stay.
+    expect(find(buildPlan(inputs), 'lxcfs-file')).toEqual([]);
+  });
+
+  it('shows the hierarchies it is in on a tmpfs at /sys/fs/cgroup, made read-only once they are mounted', () => {
+    const ops = plan.ops.filter((o) => o.args[0]?.startsWith('sys/fs/cgroup')).map((o) => [o.op, ...o.args].join(' '));
+    expect(ops).toEqual([
+      'tmpfs sys/fs/cgroup nosuid,nodev,noexec mode=0755,size=16384,nr_inodes=32,uid=0,gid=0',
+      'mkdir sys/fs/cgroup/cpu,cpuacct 0555',
+      'cgroupfs sys/fs/cgroup/cpu,cpuacct cpu,cpuacct',
+      'mkdir sys/fs/cgroup/memory 0555',
+      'cgroupfs sys/fs/cgroup/memory memory',
+      'mkdir sys/fs/cgroup/unified 0555',
+      'cgroup2fs sys/fs/cgroup/unified',
+      'readonly sys/fs/cgroup',
+    ]);
+    expect(at(plan, 'tmpfs', 'sys/fs/cgroup')).toBeGreaterThan(at(plan, 'sysfs'));
+    // A unified host: the v2 tree itself; no view, no mount.
+    expect(find(buildPlan({ ...view, cgroupView: [{ at: '', version: 2 }] }), 'cgroup2fs')).toEqual([['sys/fs/cgroup']]);
+    expect(find(buildPlan({ ...view, cgroupView: [{ at: '', version: 2 }] }), 'tmpfs', 'sys/fs/cgroup')).toEqual([]);
+    expect(buildPlan(inputs).ops.filter((o) => o.op.startsWith('cgroup') && o.op !== 'cgroup')).toEqual([]);
+  });
+
+  it('is accepted whole by enclave-init --check', () => {
+    expect(check(serializePlan(plan))).toEqual({ ok: true, out: 'ok\n' });
+    expect(check(serializePlan(buildPlan({ ...view, cgroupView: [{ at: '', version: 2 }] })))).toEqual({ ok: true, out: 'ok\n' });
+  });
+
+  it('refuses a view that is not a hierarchy\'s directory, or mixes /sys/fs/cgroup itself with others', () => {
+    expect(() => buildPlan({ ...view, cgroupView: [{ at: '../memory', version: 1, controllers: 'memory' }] })).toThrow(PlanError);
+    expect(() => buildPlan({ ...view, cgroupView: [{ at: '', version: 2 }, { at: 'memory', version: 1, controllers: 'memory' }] })).toThrow(PlanError);
+    expect(() => buildPlan({ ...view, cgroupView: [{ at: 'memory', version: 1 }] })).toThrow(PlanError);
+  });
+
+  it('refuses to plan a session while lxcfs does not serve, when it is on (fail closed)', () => {
+    const host: HostFacts = { seccomp: Buffer.alloc(8), sysMasks: [], bridge: 'enclave0', mtu: 1500, gateway: 0x0ac80001 };
+    const row = { id: 's-0000000001', hostname: 's-0000000001', id_slot: 0 };
+    const limits = { memory_mb: 512, pids: 512, cpu_percent: 100, tmp_mb: 64, home_mb: 64 };
+    const s = { cgroups: [], lease: undefined, files: [], profile: 'strict' as const };
+    const on = parseConfig('[sessions]\nrootfs = "/"\n', 'test');
+    expect(() => planFor(row, limits, on, host, s)).toThrow(/lxcfs is not serving/);
+    expect(find(planFor(row, limits, on, { ...host, lxcfs: '/x/lxcfs/mnt' }, s), 'lxcfs-file')).toHaveLength(LXCFS_FILES.length);
+    const off = parseConfig('[sessions]\nrootfs = "/"\nlxcfs = "off"\n', 'test');
+    expect(find(planFor(row, limits, off, { ...host, lxcfs: '/x/lxcfs/mnt' }, s), 'lxcfs-file')).toEqual([]);
   });
 });
 
