@@ -278,8 +278,9 @@ async function daemon(rest: string[]): Promise<number> {
   const overrides = { state_dir: values['state-dir'], socket: values.socket, listen: values.listen };
   const config = loadConfig(values.config, overrides);
   if (values.cleanup) {
-    await cleanupHost(config);
+    const lxcfs = await cleanupHost(config);
     process.stdout.write(`removed bridge ${config.network.bridge} and nftables table inet ${config.network.table}\n`);
+    for (const line of lxcfs) process.stdout.write(`${line}\n`);
     return 0;
   }
   const d = await startDaemon(config, () => loadConfig(values.config, overrides));
@@ -307,10 +308,10 @@ async function doctor(rest: string[]): Promise<number> {
   const { loadConfig } = await import('../config/load.js');
   const { stateChecks, repair } = await import('./doctorState.js');
   const config = loadConfig(values.config, { state_dir: values['state-dir'], socket: values.socket });
-  const { confinable, rootChecks, runDoctor } = await import('./doctor.js');
+  const { confinable, rootChecks, runDoctor, viewChecks } = await import('./doctor.js');
   // --socket, else the socket of the --config given, else ENCLAVE_SOCKET, else the default.
   const checks = await runDoctor(socketPath(values.socket ?? (values.config ? config.socket : undefined)));
-  checks.push(...rootChecks(config));
+  checks.push(...rootChecks(config), ...viewChecks(config));
   const state = stateChecks(config);
   checks.push(...state.checks);
   const ok = confinable(checks);

@@ -6,6 +6,7 @@ import { release } from 'node:os';
 import { dirname } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { detectCgroupLayout } from '../isolation/cgroups.js';
+import { findLxcfs, LXCFS_BINARY, lxcfsMounted, lxcfsPaths, notServing } from '../isolation/lxcfs.js';
 import { addon, helperPaths } from '../native/addon.js';
 import { ROUTES } from '../api/routes.js';
 import { callRoute } from './client.js';
@@ -118,4 +119,38 @@ export function rootChecks(config: Config): Check[] {
 
 export function confinable(checks: Check[]): boolean {
   return checks.every((c) => c.ok || !c.required);
+}
+
+/**
+ * What sessions are shown of themselves: lxcfs (required when
+ * sessions.lxcfs is "on": creates are refused without it) and its state,
+ * and the cpuset that makes a CPU limit a CPU count.
+ */
+export function viewChecks(config: Config): Check[] {
+  const checks: Check[] = [];
+  if (config.sessions.lxcfs === 'off') {
+    checks.push({ name: 'lxcfs', ok: true, required: false, detail: 'sessions.lxcfs = "off": sessions read the kernel\'s /proc, with the host\'s memory, CPUs, uptime and load' });
+  } else {
+    const missing = [LXCFS_BINARY, '/dev/fuse'].filter((p) => !existsSync(p));
+    const paths = lxcfsPaths(config.state_dir);
+    const found = findLxcfs(paths);
+    const why = found ? notServing(paths.mount) : undefined;
+    const state = found
+      ? why === undefined ? `serving on ${paths.mount} (pid ${found.pid})` : `pid ${found.pid} runs but does not serve: ${why} (the daemon replaces it at its next start)`
+      : lxcfsMounted(paths.mount) ? `a dead lxcfs is still mounted on ${paths.mount} (the daemon replaces it at its next start)` : 'not running (the daemon starts it)';
+    checks.push({
+      name: 'lxcfs',
+      ok: missing.length === 0,
+      required: true,
+      detail: missing.length ? `${missing.join(' and ')} missing: sessions cannot get their own /proc numbers; install the Debian package lxcfs (.ci/setup does), or set sessions.lxcfs = "off"` : state,
+    });
+  }
+  try {
+    const layout = detectCgroupLayout(config.cgroups.root);
+    const ok = layout.mode === 'unified' ? layout.v2 !== null : layout.v1.has('cpuset');
+    checks.push({ name: 'cpu count', ok, required: false, detail: ok ? 'a session runs on ceil(cpu_percent / 100) CPUs of its own cpuset (nproc tells its limit)' : 'no cpuset controller: nproc in a session counts the host\'s CPUs' });
+  } catch (e) {
+    checks.push({ name: 'cpu count', ok: false, required: false, detail: (e as Error).message });
+  }
+  return checks;
 }

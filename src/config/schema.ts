@@ -55,6 +55,12 @@ export const configSchema = z
         snapshot_timeout_ms: z.number().int().min(100).max(86_400_000).default(600_000),
         /** Ended (stopped or failed) sessions kept for list --all and show; older ones are pruned. */
         keep_history: z.number().int().min(0).max(1_000_000).default(1000),
+        /**
+         * "on": sessions read their own memory, CPUs, uptime and load in /proc
+         * (the daemon runs lxcfs); a create is refused while lxcfs does not
+         * serve. "off": the kernel's /proc, whose numbers are the host's.
+         */
+        lxcfs: z.enum(['on', 'off']).default('on'),
       })
       .strict()
       .prefault({}),

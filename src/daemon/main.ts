@@ -10,6 +10,7 @@ import { applyReload, planReload } from '../config/reload.js';
 import { ApiError } from '../vocab/errors.js';
 import type { ReloadReply } from '../api/schemas.js';
 import { cpuUsageNs, detectCgroupLayout, removeParents, sessionCgroupDirs } from '../isolation/cgroups.js';
+import { lxcfsPaths, removeLxcfs } from '../isolation/lxcfs.js';
 import { addon } from '../native/addon.js';
 import { SessionManager } from '../sessions/manager.js';
 import { Volumes } from '../volumes/volumes.js';
@@ -53,8 +54,8 @@ export interface RunningDaemon {
   log: Logger;
 }
 
-/** `enclave daemon --cleanup`: remove host networking when no session is live. */
-export async function cleanupHost(config: Config): Promise<void> {
+/** `enclave daemon --cleanup`: remove host networking, the parent cgroups and the daemon's lxcfs when no session is live. Returns what lxcfs's removal did. */
+export async function cleanupHost(config: Config): Promise<string[]> {
   if (process.getuid?.() !== 0) throw new StartupError('--cleanup must run as root');
   if (existsSync(config.socket) && (await socketInUse(config.socket))) throw new StartupError(`a daemon is serving ${config.socket}: stop it first`);
   const locks = takeLocks(config);
@@ -66,7 +67,10 @@ export async function cleanupHost(config: Config): Promise<void> {
   }
   await removeHostNetwork(config.network);
   removeParents(detectCgroupLayout(config.cgroups.root), config.cgroups.parent);
+  // Whatever sessions.lxcfs says now: an instance an earlier configuration started goes too.
+  const lxcfs = await removeLxcfs(lxcfsPaths(config.state_dir));
   locks.release();
+  return lxcfs;
 }
 
 function takeLocks(config: Config): DaemonLocks {

@@ -10,7 +10,7 @@ import { admit, build, type CreateExtra } from './admission.js';
 import { createKit, type Kit, type KernelListeners, type ManagerOptions } from './kit.js';
 import { hostPathInRoot, limitsFor, type Profile } from './planning.js';
 import { Session } from './session.js';
-import { adoptAll, prepareHost, usrMasksFor, usrMasksReady, type Startup } from './startup.js';
+import { adoptAll, lxcfsFor, lxcfsReady, prepareHost, usrMasksFor, usrMasksReady, type Startup } from './startup.js';
 import { NO_CONSOLE, toApi, type ConsoleInfo } from './view.js';
 
 export type { ManagerOptions };
@@ -21,7 +21,7 @@ export class SessionManager {
   /** Live sessions the daemon holds: created or re-adopted, until released. */
   private readonly live = new Map<string, Session>();
   private readonly ports: RunningPorts;
-  private readonly startup: Startup = { capacity: undefined, usr: undefined };
+  private readonly startup: Startup = { capacity: undefined, usr: undefined, lxcfs: undefined };
 
   constructor(opts: ManagerOptions) {
     this.kit = createKit(
@@ -34,6 +34,7 @@ export class SessionManager {
     );
     this.ports = new RunningPorts(opts.store, this.kit.publisher);
     this.startup.usr = usrMasksFor(this.kit);
+    this.startup.lxcfs = lxcfsFor(this.kit);
   }
 
   get secrets(): Kit['secrets'] {
@@ -69,6 +70,8 @@ export class SessionManager {
   /** Re-adopt running sessions, finish interrupted work, sweep leftovers. */
   async start(): Promise<void> {
     this.startup.capacity = await prepareHost(this.kit);
+    // Adopted (a restart) or started in the background; creates wait for it.
+    void this.startup.lxcfs?.start();
     const adopted = await adoptAll(this.kit, (id) => this.session(id));
     this.reconnect(adopted);
   }
@@ -111,6 +114,7 @@ export class SessionManager {
   async create(req: CreateSessionRequest, ownerUid = 0, extra: CreateExtra = {}): Promise<SessionView> {
     // Before anything is checked or reserved, so that what follows runs without a break.
     await usrMasksReady(this.kit, this.startup.usr);
+    await lxcfsReady(this.kit, this.startup.lxcfs);
     const { id, init } = admit(this.kit, this.startup.capacity, req, ownerUid, extra);
     await build(this.kit, this.session(id), init);
     return this.toApi(this.kit.store.get(id)!);
@@ -235,6 +239,7 @@ export class SessionManager {
     for (const s of this.live.values()) s.close();
     this.kit.publisher.closeAll(); // the host ports; their elements stay, and keep forwarding
     this.kit.links.close(); // links still going are in the database: the next start waits for them
+    this.startup.lxcfs?.close(); // it keeps serving the sessions; the next start adopts it
     return finished;
   }
 }

@@ -9,6 +9,7 @@ import { applyCapacity, capacityFor, hostSize, type Capacity } from '../isolatio
 import { ensureParents } from '../isolation/cgroups.js';
 import { seccompProgram, thermalThrottleMasks } from '../isolation/hardening.js';
 import { scanForMasks, UsrMasks } from '../isolation/usrMasks.js';
+import { Lxcfs, lxcfsPaths } from '../isolation/lxcfs.js';
 import { hostIfName } from '../network/addressing.js';
 import { ensureHostNetwork } from '../network/hostNetwork.js';
 import { recoverFromSnapshot } from '../snapshots/recover.js';
@@ -22,10 +23,11 @@ import type { Session } from './session.js';
 
 export const rootfsDir = (kit: Kit) => join(kit.config.state_dir, 'rootfs');
 
-/** What start-up found that creates need: what all sessions may use, and the scan of /usr under way. */
+/** What start-up found that creates need: what all sessions may use, the scan of /usr under way, the daemon's lxcfs. */
 export interface Startup {
   capacity: Capacity | undefined;
   usr: UsrMasks | undefined;
+  lxcfs: Lxcfs | undefined;
 }
 
 /** Parent cgroups with their totals, the host network, the base layer: the kit's host facts. Returns what all sessions may use. */
@@ -163,4 +165,22 @@ export async function usrMasksReady(kit: Kit, usr: UsrMasks | undefined): Promis
     throw new ApiError('confinement_failed', `session not created: the daemon could not list what sessions must not see of the host's /usr (${(e as Error).message}); the next create tries again`);
   }
   kit.host = { ...kit.host!, usrMasks: masks };
+}
+
+/** The daemon's lxcfs (sessions.lxcfs = "on"): adopted or started by start(), asked by every create. */
+export function lxcfsFor(kit: Kit): Lxcfs | undefined {
+  if (kit.config.sessions.lxcfs === 'off') return undefined;
+  return new Lxcfs(lxcfsPaths(kit.config.state_dir), kit.log.child({ part: 'lxcfs' }));
+}
+
+/** lxcfs's mount in the host facts before any plan is made: with it on, no create proceeds without it. */
+export async function lxcfsReady(kit: Kit, lxcfs: Lxcfs | undefined): Promise<void> {
+  if (!lxcfs) return;
+  let mount: string;
+  try {
+    mount = await lxcfs.ready();
+  } catch (e) {
+    throw new ApiError('confinement_failed', `session not created: sessions.lxcfs is "on" and lxcfs does not serve (${(e as Error).message}); the next create tries again`);
+  }
+  kit.host = { ...kit.host!, lxcfs: mount };
 }

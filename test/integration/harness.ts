@@ -62,6 +62,34 @@ function nft(script: string): void {
   spawnSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'ignore'] });
 }
 
+/** lxcfs processes serving a mount point at or below dir (a daemon's, under its state dir). */
+export function lxcfsUnder(dir: string): number[] {
+  const pids: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      const mount = argv[argv.length - 1] ?? '';
+      if (/(^|\/)lxcfs$/.test(argv[0] ?? '') && mount.startsWith(`${dir}/`)) pids.push(Number(e));
+    } catch {
+      /* gone */
+    }
+  }
+  return pids;
+}
+
+/** SIGKILL the lxcfs processes under dir and reap those re-parented to us; their mounts are left to the umount sweep. */
+function killLxcfsUnder(dir: string): void {
+  for (const pid of lxcfsUnder(dir)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+    for (let i = 0; i < 100 && existsSync(`/proc/${pid}`) && !addon().reapChild(pid); i++) pause(5);
+  }
+}
+
 /** Remove leftovers of earlier runs whose test process is gone. */
 export function sweepEarlierRuns(): void {
   const runOwner = (runId: string) => Number(runId.split('x')[0]);
@@ -87,7 +115,9 @@ export function sweepEarlierRuns(): void {
   sweepStaleLocks();
   for (const e of readdirSync(RUNS_DIR)) {
     if (!/^\d+x[0-9a-f]+$/.test(e) || alive(runOwner(e))) continue;
-    // A test that mounted something in its run dir (a small tmpfs as a full disk) and was killed.
+    // The daemon's lxcfs outlives its daemon by design: a killed run leaves it serving its state dir.
+    killLxcfsUnder(join(RUNS_DIR, e));
+    // A test that mounted something in its run dir (a small tmpfs as a full disk, lxcfs) and was killed.
     for (const m of mountsUnder(join(RUNS_DIR, e)).reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
     const pidFile = join(RUNS_DIR, e, 'daemon.pid');
     if (existsSync(pidFile)) {
@@ -389,7 +419,11 @@ export class TestDaemon {
     for (const h of cgroupHierarchies()) removeCgroupTree(join(h, this.cgroupParent));
     await this.reapAdopted();
     this.reapOrphanHelpers();
+    // Stops the daemon's lxcfs (it outlives the daemon, for its sessions); it re-parented to us: reaped below.
+    const lxcfs = lxcfsUnder(this.dir);
     spawnSync(process.execPath, [CLI, 'daemon', '--cleanup', '--config', this.configPath], { stdio: 'ignore' });
+    for (const pid of lxcfs) for (let i = 0; i < 100 && existsSync(`/proc/${pid}`) && !addon().reapChild(pid); i++) pause(5);
+    killLxcfsUnder(this.dir); // what --cleanup could not stop
     spawnSync('ip', ['link', 'del', this.bridge], { stdio: 'ignore' });
     nft(`table inet ${this.nftTable}\ndelete table inet ${this.nftTable}\n`);
     for (const m of mountsUnder(this.dir).reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
