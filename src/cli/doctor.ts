@@ -123,7 +123,8 @@ export function confinable(checks: Check[]): boolean {
 
 /**
  * What sessions are shown of themselves: lxcfs (required when
- * sessions.lxcfs is "on": creates are refused without it) and its state,
+ * sessions.lxcfs is "required": creates are refused without it; with "on"
+ * sessions are made with the host's numbers instead) and its state,
  * and the cpuset that makes a CPU limit a CPU count.
  */
 export function viewChecks(config: Config): Check[] {
@@ -141,8 +142,10 @@ export function viewChecks(config: Config): Check[] {
     checks.push({
       name: 'lxcfs',
       ok: missing.length === 0,
-      required: true,
-      detail: missing.length ? `${missing.join(' and ')} missing: sessions cannot get their own /proc numbers; install the Debian package lxcfs (.ci/setup does), or set sessions.lxcfs = "off"` : state,
+      required: config.sessions.lxcfs === 'required',
+      detail: missing.length
+        ? `${missing.join(' and ')} missing: sessions ${config.sessions.lxcfs === 'required' ? 'cannot be made' : 'read the host\'s numbers in /proc'}; install the Debian package lxcfs (.ci/setup does), or set sessions.lxcfs = "off"`
+        : state,
     });
   }
   try {

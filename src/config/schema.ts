@@ -57,10 +57,12 @@ export const configSchema = z
         keep_history: z.number().int().min(0).max(1_000_000).default(1000),
         /**
          * "on": sessions read their own memory, CPUs, uptime and load in /proc
-         * (the daemon runs lxcfs); a create is refused while lxcfs does not
-         * serve. "off": the kernel's /proc, whose numbers are the host's.
+         * (the daemon runs lxcfs); while lxcfs does not serve, a session is
+         * made with the kernel's files and the daemon logs why (as LXD does).
+         * "required": such a create or start is refused instead. "off": the
+         * kernel's /proc, whose numbers are the host's.
          */
-        lxcfs: z.enum(['on', 'off']).default('on'),
+        lxcfs: z.enum(['on', 'required', 'off']).default('on'),
       })
       .strict()
       .prefault({}),

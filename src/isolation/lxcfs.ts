@@ -9,7 +9,8 @@
 // outlive a daemon restart, and the next daemon adopts it (its pid file,
 // command line and mount). If it dies anyway, the daemon starts another for
 // new sessions; sessions made before read ENOTCONN from those files until
-// they are re-created (their binds hold the dead connection). `enclave
+// they are stopped and started (or re-created): their binds hold the dead
+// FUSE connection, and a new lxcfs cannot take it over. `enclave
 // daemon --cleanup` stops it once no session is live.
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -119,7 +120,7 @@ export class Lxcfs {
       (s) => void (this.state = s),
       (e: Error) => {
         this.state = { kind: 'down', why: e.message };
-        this.log.error({ err: e.message }, 'lxcfs is not serving: creates fail until it does (each create tries again)');
+        this.log.error({ err: e.message }, 'lxcfs is not serving: sessions made meanwhile read the kernel\'s /proc files (sessions.lxcfs = "required": they are refused); each create and start tries again');
       },
     );
     this.state = { kind: 'starting', done };
@@ -182,7 +183,7 @@ export class Lxcfs {
     const watch = new (addon().ProcessWatch)(pid, startTime, (status) => {
       if (this.closed) return;
       const why = `lxcfs (pid ${pid}) exited${status ? ` (${status.signal ? `signal ${status.signal}` : `code ${status.code}`})` : ''}`;
-      this.log.error({ pid, status }, `${why}: sessions created since it started read ENOTCONN from their /proc views until re-created; starting another for new sessions`);
+      this.log.error({ pid, status }, `${why}: sessions created since it started read ENOTCONN from their /proc views until stopped and started; starting another for new sessions`);
       this.state = { kind: 'down', why };
       this.timer = setTimeout(() => void this.start(), Math.max(0, this.lastStart + RESTART_MS - Date.now()));
     });

@@ -10,7 +10,7 @@ import { admit, build, type CreateExtra } from './admission.js';
 import { createKit, type Kit, type KernelListeners, type ManagerOptions } from './kit.js';
 import { hostPathInRoot, limitsFor, type Profile } from './planning.js';
 import { Session } from './session.js';
-import { adoptAll, lxcfsFor, lxcfsReady, prepareHost, usrMasksFor, usrMasksReady, type Startup } from './startup.js';
+import { adoptAll, hostReady, lxcfsFor, prepareHost, usrMasksFor, type Startup } from './startup.js';
 import { NO_CONSOLE, toApi, type ConsoleInfo } from './view.js';
 
 export type { ManagerOptions };
@@ -113,8 +113,7 @@ export class SessionManager {
   /** Admit, reserve and build a session (its steps); a failed step has undone the ones before it and names itself. */
   async create(req: CreateSessionRequest, ownerUid = 0, extra: CreateExtra = {}): Promise<SessionView> {
     // Before anything is checked or reserved, so that what follows runs without a break.
-    await usrMasksReady(this.kit, this.startup.usr);
-    await lxcfsReady(this.kit, this.startup.lxcfs);
+    await hostReady(this.kit, this.startup);
     const { id, init } = admit(this.kit, this.startup.capacity, req, ownerUid, extra);
     await build(this.kit, this.session(id), init);
     return this.toApi(this.kit.store.get(id)!);
@@ -140,7 +139,7 @@ export class SessionManager {
   /** Start a stopped session from its stored files; `admit` checks the owner's budget in the reservation. */
   async startSession(id: string, admit?: CreateExtra['admit']): Promise<SessionView> {
     if (!this.kit.store.get(id)) throw new ApiError('not_found', `no session ${id}`);
-    await usrMasksReady(this.kit, this.startup.usr);
+    await hostReady(this.kit, this.startup);
     await this.session(id).start(admit);
     return this.toApi(this.kit.store.get(id)!);
   }

@@ -31,8 +31,10 @@ export interface HostFacts {
   baseLayer?: string | undefined;
   /** Entries of the host's /usr other users cannot read, masked in the minimal root (usrMasks.ts); set once the start's scan is done. */
   usrMasks?: readonly string[] | undefined;
-  /** The mount point of the daemon's lxcfs, set while it serves (sessions.lxcfs = "on"). */
+  /** The mount point of the daemon's lxcfs, set while it serves (sessions.lxcfs "on" or "required"). */
   lxcfs?: string | undefined;
+  /** Why lxcfs does not serve, when it is wanted and does not: sessions planned meanwhile get the kernel's files (sessions.lxcfs = "on"). */
+  lxcfsDown?: string | undefined;
 }
 
 export function sessionDir(config: Config, id: string): string {
@@ -87,8 +89,8 @@ export function planFor(
 ): SessionPlan {
   const c = config;
   const root = rootFor(c, host, s.profile, limits);
-  // Fail closed: with lxcfs on, no session sees the host's numbers by accident.
-  if (c.sessions.lxcfs === 'on' && !host.lxcfs) throw new PlanError('lxcfs is not serving (sessions.lxcfs = "on")');
+  // "required" fails closed: no session sees the host's numbers by accident.
+  if (c.sessions.lxcfs === 'required' && !host.lxcfs) throw new PlanError(`lxcfs is not serving (sessions.lxcfs = "required")${host.lxcfsDown ? `: ${host.lxcfsDown}` : ''}`);
   return buildPlan({
     hostname: row.hostname,
     ids: rangeForSlot(c.ids, row.id_slot!),
@@ -107,7 +109,7 @@ export function planFor(
     files: s.files,
     injected: s.injected,
     volumes: s.volumes,
-    lxcfs: c.sessions.lxcfs === 'on' ? host.lxcfs : undefined,
+    lxcfs: c.sessions.lxcfs === 'off' ? undefined : host.lxcfs,
     cgroupView: s.cgroupView,
     network:
       s.lease === undefined

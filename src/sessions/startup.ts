@@ -167,20 +167,32 @@ export async function usrMasksReady(kit: Kit, usr: UsrMasks | undefined): Promis
   kit.host = { ...kit.host!, usrMasks: masks };
 }
 
-/** The daemon's lxcfs (sessions.lxcfs = "on"): adopted or started by start(), asked by every create. */
+/** The daemon's lxcfs (sessions.lxcfs "on" or "required"): adopted or started by start(), asked by every create and start. */
 export function lxcfsFor(kit: Kit): Lxcfs | undefined {
   if (kit.config.sessions.lxcfs === 'off') return undefined;
   return new Lxcfs(lxcfsPaths(kit.config.state_dir), kit.log.child({ part: 'lxcfs' }));
 }
 
-/** lxcfs's mount in the host facts before any plan is made: with it on, no create proceeds without it. */
+/**
+ * lxcfs's mount in the host facts before any plan is made. While it does not
+ * serve: "required" refuses; "on" plans without it (the kernel's files) and
+ * keeps why, which the plan step logs with the session.
+ */
 export async function lxcfsReady(kit: Kit, lxcfs: Lxcfs | undefined): Promise<void> {
   if (!lxcfs) return;
-  let mount: string;
   try {
-    mount = await lxcfs.ready();
+    kit.host = { ...kit.host!, lxcfs: await lxcfs.ready(), lxcfsDown: undefined };
   } catch (e) {
-    throw new ApiError('confinement_failed', `session not created: sessions.lxcfs is "on" and lxcfs does not serve (${(e as Error).message}); the next create tries again`);
+    const why = (e as Error).message;
+    if (kit.config.sessions.lxcfs === 'required') {
+      throw new ApiError('confinement_failed', `session not created: sessions.lxcfs is "required" and lxcfs does not serve (${why}); the next create tries again`);
+    }
+    kit.host = { ...kit.host!, lxcfs: undefined, lxcfsDown: why };
   }
-  kit.host = { ...kit.host!, lxcfs: mount };
+}
+
+/** What a create or a start waits for before it plans: the /usr scan, lxcfs. */
+export async function hostReady(kit: Kit, startup: Startup): Promise<void> {
+  await usrMasksReady(kit, startup.usr);
+  await lxcfsReady(kit, startup.lxcfs);
 }

@@ -165,6 +165,9 @@ const plan: Step<Bring> = {
     // Stored before anything executes it: what the session is made of, for good.
     // Secret values are not in it: they travel as blobs on the helper's stdin.
     kit.store.setPlan(r.id, JSON.stringify(c.plan));
+    if (kit.host!.lxcfsDown !== undefined && kit.config.sessions.lxcfs === 'on') {
+      c.session.log.warn({ why: kit.host!.lxcfsDown }, 'lxcfs does not serve: this session reads the kernel\'s /proc/meminfo, cpuinfo, stat, uptime, loadavg, swaps (the host\'s numbers) until it is stopped and started again with lxcfs serving');
+    }
   },
   down: () => undefined, // the stored plan goes with the row
 };

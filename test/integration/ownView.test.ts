@@ -1,6 +1,9 @@
 // A session sees its own limits: lxcfs's /proc files (memory, CPUs, CPU
 // time, uptime, load) and its own cgroups at /sys/fs/cgroup, read-only; the
-// daemon's lxcfs outlives the daemon, and a run leaves no lxcfs or mount.
+// daemon's lxcfs outlives the daemon, a dead one is replaced (a stop and a
+// start give a session made before the new one's files), a started session
+// has the same view, one that cannot serve degrades ("on") or refuses
+// ("required"), and a run leaves no lxcfs or mount.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { availableParallelism } from 'node:os';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -108,7 +111,7 @@ describe.skipIf(!isRoot)('a session sees its own limits (root)', () => {
     expect((await d.sh('after', 'free -m')).stdout).toMatch(/^Mem:\s+256\s/m);
   });
 
-  it('starts another lxcfs if it dies; sessions made before read ENOTCONN there until re-created (the documented limit)', async () => {
+  it('starts another lxcfs if it dies; sessions made before read ENOTCONN there until stopped and started (the documented limit)', async () => {
     const old = findLxcfs(paths())!;
     process.kill(old.pid, 'SIGKILL');
     let now = findLxcfs(paths());
@@ -125,6 +128,13 @@ describe.skipIf(!isRoot)('a session sees its own limits (root)', () => {
     expect(stale.stderr).toMatch(/Transport endpoint is not connected/);
     expect(d.log()).toMatch(/lxcfs \(pid \d+\) exited/);
     await d.destroy(fresh.id);
+    // The session runs on (exec, its files), only those files fail; a stop and a start bind the new lxcfs's.
+    expect((await d.sh('five', 'echo alive')).stdout).toBe('alive\n');
+    expect((await d.cli(['session', 'stop', 'five'])).code).toBe(0);
+    expect((await d.cli(['session', 'start', 'five'])).code).toBe(0);
+    const r = await d.sh('five', 'free -m; nproc; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null');
+    expect(r.stdout).toMatch(/^Mem:\s+512\s/m);
+    expect(r.stdout).toMatch(new RegExp(`^1\n${512 * MIB}\n`, 'm'));
   });
 
   it('leaves no lxcfs process and no mount once the daemon is cleaned up', async () => {
@@ -139,27 +149,39 @@ describe.skipIf(!isRoot)('a session sees its own limits (root)', () => {
   });
 });
 
-describe.skipIf(!isRoot)('lxcfs fails closed (root)', () => {
+describe.skipIf(!isRoot)('lxcfs that cannot serve (root)', () => {
   const d = new TestDaemon();
+  const hostMemTotal = () => readFileSync('/proc/meminfo', 'utf8').split('\n').find((l) => l.startsWith('MemTotal'))! + '\n';
   afterAll(async () => {
     await d.cleanup();
   });
 
-  it('refuses a create, naming lxcfs, when it cannot serve; nothing of the session is made', async () => {
+  it('"on" (the default): the session is made with the kernel\'s files and the log says why, as LXD does; "required" refuses, naming lxcfs', async () => {
     await d.start();
     await d.stop();
     const p = lxcfsPaths(d.stateDir);
     await removeLxcfs(p);
     writeFileSync(p.dir, 'not a directory\n'); // where its mount point must go: no lxcfs can be started there
     await d.start();
+    const s = await d.create({ name: 'plain', memory_mb: 512 });
+    expect((await d.sh('plain', 'grep MemTotal /proc/meminfo')).stdout).toBe(hostMemTotal());
+    // Its own cgroups are still shown: that view is the kernel's, not lxcfs's.
+    expect((await d.sh('plain', 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max')).stdout.trim()).toBe(String(512 * MIB));
+    expect(d.log()).toMatch(/lxcfs is not serving/);
+    expect(d.log()).toMatch(new RegExp(`"session":"${s.id}".*lxcfs does not serve: this session reads the kernel's /proc`));
+    expect(lxcfsUnder(d.dir)).toEqual([]);
+    await d.destroy(s.id);
+
+    await d.stop();
+    d.reconfigure({ extraConfig: 'lxcfs = "required"\n' });
+    await d.start();
     const r = await d.api('POST', '/v1/sessions', { name: 'nope' });
     expect(r.status).toBe(500);
     const body = JSON.stringify(r.body);
     expect(body).toMatch(/confinement_failed/);
-    expect(body).toMatch(/sessions.lxcfs is \\"on\\" and lxcfs does not serve/);
+    expect(body).toMatch(/sessions.lxcfs is \\"required\\" and lxcfs does not serve/);
     expect(d.cgroupDirs().flatMap((c) => readdirSync(c).filter((n) => n.startsWith('s-')))).toEqual([]);
     expect(lxcfsUnder(d.dir)).toEqual([]);
-    expect(d.log()).toMatch(/lxcfs is not serving/);
   });
 });
 
@@ -178,6 +200,6 @@ describe.skipIf(!isRoot)('sessions.lxcfs = "off" (root)', () => {
     expect(inside).toBe(readFileSync('/proc/meminfo', 'utf8').split('\n').find((l) => l.startsWith('MemTotal'))! + '\n');
     expect(lxcfsUnder(d.dir)).toEqual([]);
     // Its own cgroups are still there to read: that view is the kernel's, not lxcfs's.
-    expect((await d.sh('plain', 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes')).stdout.trim()).toBe(String(512 * MIB));
+    expect((await d.sh('plain', 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max')).stdout.trim()).toBe(String(512 * MIB));
   });
 });

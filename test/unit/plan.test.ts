@@ -268,14 +268,18 @@ describe('what a session is shown of itself: lxcfs\'s files and its own cgroups'
     expect(() => buildPlan({ ...view, cgroupView: [{ at: 'memory', version: 1 }] })).toThrow(PlanError);
   });
 
-  it('refuses to plan a session while lxcfs does not serve, when it is on (fail closed)', () => {
-    const host: HostFacts = { seccomp: Buffer.alloc(8), sysMasks: [], bridge: 'enclave0', mtu: 1500, gateway: 0x0ac80001 };
+  it('plans without lxcfs while it does not serve when it is "on" (LXD degrades), refuses when it is "required" (fail closed)', () => {
+    const host: HostFacts = { seccomp: Buffer.alloc(8), sysMasks: [], bridge: 'enclave0', mtu: 1500, gateway: 0x0ac80001, lxcfsDown: 'lxcfs exited (code 1) while starting' };
     const row = { id: 's-0000000001', hostname: 's-0000000001', id_slot: 0 };
     const limits = { memory_mb: 512, pids: 512, cpu_percent: 100, tmp_mb: 64, home_mb: 64 };
     const s = { cgroups: [], lease: undefined, files: [], profile: 'strict' as const };
     const on = parseConfig('[sessions]\nrootfs = "/"\n', 'test');
-    expect(() => planFor(row, limits, on, host, s)).toThrow(/lxcfs is not serving/);
+    expect(on.sessions.lxcfs).toBe('on');
+    expect(find(planFor(row, limits, on, host, s), 'lxcfs-file')).toEqual([]);
     expect(find(planFor(row, limits, on, { ...host, lxcfs: '/x/lxcfs/mnt' }, s), 'lxcfs-file')).toHaveLength(LXCFS_FILES.length);
+    const required = parseConfig('[sessions]\nrootfs = "/"\nlxcfs = "required"\n', 'test');
+    expect(() => planFor(row, limits, required, host, s)).toThrow(/lxcfs is not serving \(sessions.lxcfs = "required"\): lxcfs exited/);
+    expect(find(planFor(row, limits, required, { ...host, lxcfs: '/x/lxcfs/mnt' }, s), 'lxcfs-file')).toHaveLength(LXCFS_FILES.length);
     const off = parseConfig('[sessions]\nrootfs = "/"\nlxcfs = "off"\n', 'test');
     expect(find(planFor(row, limits, off, { ...host, lxcfs: '/x/lxcfs/mnt' }, s), 'lxcfs-file')).toEqual([]);
   });
