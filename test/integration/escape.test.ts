@@ -160,9 +160,15 @@ describe.skipIf(!isRoot).each(PROFILES)('escape suite, profile %s (root)', (prof
     expect(r.stdout.trim()).toBe('0 1 2');
   });
 
-  it('never mounts cgroupfs in a session', async () => {
-    const r = await d.sh('jail', 'grep -c cgroup /proc/self/mounts || true');
-    expect(r.stdout.trim()).toBe('0');
+  it('shows a session only its own cgroups, read-only, rooted at itself', async () => {
+    // Every cgroup mount is under /sys/fs/cgroup and read-only; its root is the session's own cgroup (its cgroup namespace).
+    const mounts = (await d.sh('jail', 'grep cgroup /proc/self/mounts')).stdout.trim().split('\n');
+    expect(mounts.length).toBeGreaterThan(0);
+    for (const m of mounts) expect(m).toMatch(/^\S+ \/sys\/fs\/cgroup(\/\S+)? (cgroup2?|tmpfs) ro,/);
+    const roots = (await d.sh('jail', "awk '$9 ~ /^cgroup/ {print $4}' /proc/self/mountinfo | sort -u")).stdout.trim();
+    expect(roots).toBe('/');
+    const w = await d.sh('jail', 'for f in /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max; do (echo max > $f) 2>/dev/null && echo WROTE $f; done; mkdir /sys/fs/cgroup/escape 2>/dev/null && echo MADE; echo end');
+    expect(w.stdout).toBe('end\n');
   });
 
   it('cannot see, signal or ptrace host processes or the daemon', async () => {
@@ -213,7 +219,7 @@ describe.skipIf(!isRoot).each(PROFILES)('escape suite, profile %s (root)', (prof
     expect(cgroupFile(s, 'pids', 'pids.max')).toBe('40');
     expect(cgroupFile(s, 'cpu', 'cpu.cfs_quota_us')).toBe('50000');
     expect(cgroupFile(s, 'cpu', 'cpu.cfs_period_us')).toBe('100000');
-    expect(d.cgroupDirs(s.id).length).toBe(4); // cpu, memory, pids + the v2 tracking tree
+    expect(d.cgroupDirs(s.id).length).toBe(6); // cpu, cpuacct, cpuset, memory, pids + the v2 tracking tree (this host's separate hierarchies)
     await d.destroy(s.id);
     expect(d.cgroupDirs(s.id)).toEqual([]);
   });
