@@ -138,7 +138,10 @@ export function ensureParents(layout: CgroupLayout, parent: string): void {
   for (const dir of parentDirs(layout, parent)) mkdirSync(dir, { recursive: true });
   if (layout.mode === 'unified' && layout.v2) {
     // Controllers must be enabled top-down before children can use them.
-    for (const dir of [layout.v2, join(layout.v2, parent)]) writeFileSync(join(dir, 'cgroup.subtree_control'), V2_CONTROLLERS.map((c) => `+${c}`).join(' '));
+    // cpuset only where the kernel offers it (it is for the view, not a limit): without it nproc counts the host's CPUs.
+    const offered = readFileSync(join(layout.v2, 'cgroup.controllers'), 'utf8').trim().split(/\s+/);
+    const enable = V2_CONTROLLERS.filter((c) => (LIMIT_CONTROLLERS as readonly string[]).includes(c) || offered.includes(c));
+    for (const dir of [layout.v2, join(layout.v2, parent)]) writeFileSync(join(dir, 'cgroup.subtree_control'), enable.map((c) => `+${c}`).join(' '));
   }
   const cpuset = layout.v1.get('cpuset');
   if (cpuset) {
@@ -159,7 +162,7 @@ export function createSessionCgroup(dir: CgroupDir, limits: Limits, oom: 'proces
   // The session reads it from inside (its /sys/fs/cgroup view): the daemon's umask would make it 0700. Its files stay host root's.
   chmodSync(dir.path, 0o755);
   for (const [file, value] of limitFiles(dir, limits, oom)) writeFileSync(join(dir.path, file), value);
-  if (cpus !== undefined && dir.controllers.includes('cpuset')) writeFileSync(join(dir.path, 'cpuset.cpus'), cpus);
+  if (cpus !== undefined && dir.controllers.includes('cpuset') && existsSync(join(dir.path, 'cpuset.cpus'))) writeFileSync(join(dir.path, 'cpuset.cpus'), cpus);
 }
 
 /** Where the session's own cgroups are mounted in its /sys/fs/cgroup: "" is /sys/fs/cgroup itself (a unified host). */

@@ -59,6 +59,7 @@ export function placeSession(layout: CgroupLayout, parent: string, percent: numb
   const [mount, version] = layout.mode === 'unified' ? [layout.v2, 2 as const] : [layout.v1.get('cpuset'), 1 as const];
   if (!mount) return undefined;
   const dir = join(mount, parent);
+  if (!existsSync(join(dir, FILES[version].effective))) return undefined; // v2 without the cpuset controller enabled
   const allowed = parseCpuList(readFileSync(join(dir, FILES[version].effective), 'utf8'));
   const n = cpuCount(percent, allowed.length);
   if (n >= allowed.length) return formatCpuList(allowed);

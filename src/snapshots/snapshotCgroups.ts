@@ -88,7 +88,8 @@ export async function createSnapshotCgroups(cgroups: SnapshotCgroup[]): Promise<
   await removeSnapshotCgroups(cgroups.filter((c) => existsSync(c.path)), 2000);
   for (const cg of cgroups) {
     mkdirSync(cg.path);
-    for (const f of cg.limitsFrom ? COPIED_LIMITS : []) writeFileSync(join(cg.path, f), readFileSync(join(cg.limitsFrom!, f)));
+    // cpuset.cpus is there only where the cpuset controller is enabled.
+    for (const f of cg.limitsFrom ? COPIED_LIMITS : []) if (existsSync(join(cg.limitsFrom!, f))) writeFileSync(join(cg.path, f), readFileSync(join(cg.limitsFrom!, f)));
   }
   return cgroups.map((c) => join(c.path, 'cgroup.procs'));
 }

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { holdsLimits, limitFiles, parseCgroupLayout, sessionCgroupDirs, sessionCgroupView, v1MemoryDir } from '../../src/isolation/cgroups.js';
-import { cpuCount, formatCpuList, parseCpuList, pickCpus } from '../../src/isolation/cpuPlacement.js';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cpuCount, formatCpuList, parseCpuList, pickCpus, placeSession } from '../../src/isolation/cpuPlacement.js';
 
 const line = (id: number, mp: string, fstype: string, opts: string) => `${id} 30 0:${id} / ${mp} rw,relatime - ${fstype} cgroup ${opts}`;
 
@@ -112,5 +115,24 @@ describe('a CPU limit is a CPU count', () => {
     expect(pickCpus([0, 1], new Map(), 1)).toEqual([0]);
     // Only CPUs the parent allows.
     expect(pickCpus([2, 3], load, 1)).toEqual([2]);
+  });
+
+  it('places a session from the cgroups themselves (a unified tree), and not at all without the cpuset controller', () => {
+    const v2 = mkdtempSync(join(tmpdir(), 'enclave-cpuset-'));
+    try {
+      const layout = { mode: 'unified' as const, v1: new Map<string, string>(), v1Controllers: new Map<string, string>(), v2 };
+      mkdirSync(join(v2, 'enclave'));
+      expect(placeSession(layout, 'enclave', 100)).toBeUndefined(); // no cpuset.cpus.effective: not enabled
+      writeFileSync(join(v2, 'enclave', 'cpuset.cpus.effective'), '0-3\n');
+      for (const [id, cpus] of [['s-0000000001', '0'], ['s-0000000002', '0-1'], ['not-a-session', '2']] as const) {
+        mkdirSync(join(v2, 'enclave', id));
+        writeFileSync(join(v2, 'enclave', id, 'cpuset.cpus'), `${cpus}\n`);
+      }
+      expect(placeSession(layout, 'enclave', 100)).toBe('2');
+      expect(placeSession(layout, 'enclave', 150)).toBe('2-3');
+      expect(placeSession(layout, 'enclave', 400)).toBe('0-3');
+    } finally {
+      rmSync(v2, { recursive: true, force: true });
+    }
   });
 });
