@@ -1,12 +1,12 @@
 // `enclave session attach`: the session console in this terminal. Raw mode,
 // SIGWINCH resizes, detach keys leave the shell running, the shell's exit
 // code becomes ours; the terminal is restored on every way out.
-import WebSocket from 'ws';
-import { execStatusSchema } from '../api/schemas.js';
 import { ATTACH_PROTOCOL, Channel } from '../api/protocol.js';
-import { decodeFrame, encodeFrame, exitCodeOf } from '../terminal/channels.js';
+import { decodeFrame, encodeFrame, exitCodeOf } from '../api/frames.js';
 import { ROUTES } from '../api/routes.js';
-import { CliError, onUpgradeFailure, routePath } from './client.js';
+import { parseStatus } from '../client/exec.js';
+import { openWebSocket } from '../client/transport.js';
+import { CliError, connection, onUpgradeFailure, routePath } from './client.js';
 import { writeSync } from 'node:fs';
 import { execPath } from './execClient.js';
 import { TerminalModes } from './terminalModes.js';
@@ -89,9 +89,7 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
     const path = a.exec
       ? execPath({ session: a.session, ...a.exec }, { tty: '1', ...sized })
       : routePath(ROUTES.attach, { params: { session: a.session }, query: { role: a.readOnly ? 'ro' : 'rw', ...sized } });
-    const ws = new WebSocket(`ws+unix://${a.socket}:${path}`, [ATTACH_PROTOCOL], {
-      perMessageDeflate: false,
-    });
+    const ws = openWebSocket(connection(a.socket), path, [ATTACH_PROTOCOL]);
     let code: number | undefined;
     let detached = false;
     let offset = 0;
@@ -150,12 +148,8 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
           /* an event we do not understand */
         }
       } else if (f.channel === Channel.status) {
-        try {
-          const st = execStatusSchema.safeParse(JSON.parse(f.payload.toString('utf8')));
-          code = st.success ? exitCodeOf(st.data) : undefined;
-        } catch {
-          code = undefined;
-        }
+        const st = parseStatus(f.payload);
+        code = st ? exitCodeOf(st) : undefined;
       }
     });
     ws.on('close', (closeCode: number, reason: Buffer) => {
