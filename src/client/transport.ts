@@ -24,8 +24,14 @@ export interface Reply {
   body: unknown;
 }
 
-/** A keep-alive agent: one idle connection kept per endpoint for the next call. */
-export const keepAliveAgent = (): Agent => new Agent({ keepAlive: true, maxFreeSockets: 4 });
+/**
+ * A keep-alive agent: idle connections kept for the next call, closed after
+ * 4 s idle, before the daemon closes them (Node's server does at 5 s).
+ */
+export const keepAliveAgent = (): Agent => new Agent({ keepAlive: true, maxFreeSockets: 4, timeout: 4000 });
+
+/** A kept-alive connection the server closed as the request went out: safe to send again on a new one. */
+const closedUnderUs = (e: NodeJS.ErrnoException) => e.code === 'ECONNRESET' || e.code === 'EPIPE';
 
 /** The endpoint as a person names it in a message. */
 export function endpointName(e: Endpoint): string {
@@ -74,7 +80,7 @@ function send(conn: Connection, method: string, path: string, payload: string | 
     const headers = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
     const req = request(requestOptions(conn, method, path, headers), resolve);
     req.on('error', (e: NodeJS.ErrnoException) => {
-      if (req.reusedSocket && e.code === 'ECONNRESET' && !retried) send(conn, method, path, payload, true).then(resolve, reject);
+      if (req.reusedSocket && closedUnderUs(e) && !retried) send(conn, method, path, payload, true).then(resolve, reject);
       else reject(unreachable(conn, e));
     });
     req.end(payload);
