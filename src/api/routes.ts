@@ -3,9 +3,10 @@
 // action, and whose object it acts on (its owner rule). The daemon
 // dispatches from this table (src/daemon/dispatch.ts), resolving the object
 // and checking the action against its owner before any handler runs; the
-// CLI calls through it (src/cli/client.ts). A route without an owner rule,
-// or whose owner rule names an object its path does not carry, does not
-// compile.
+// CLI and the client library call through it (src/client/transport.ts; the
+// library's method for each route: src/client/methods.ts). A route without
+// an owner rule, or whose owner rule names an object its path does not
+// carry, does not compile.
 import { z } from 'zod';
 import type { Action } from '../vocab/actions.js';
 import {

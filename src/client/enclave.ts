@@ -1,0 +1,267 @@
+// The typed client library: every route of the route table as a method
+// (src/client/methods.ts says which), each reply parsed with the route's
+// zod schema, each error reply its typed error (src/client/errors.ts). One
+// keep-alive HTTP agent per client, so a program that makes many calls
+// reuses one connection to the daemon.
+//
+//   import { Enclave } from 'enclave/client';
+//   const enclave = new Enclave();            // ENCLAVE_SOCKET or /run/enclave/enclave.sock
+//   const s = await enclave.create({ name: 'ci', memory_mb: 512 });
+//   const { stdout, exitCode } = await enclave.run(s.id, ['uname', '-a']);
+import { PassThrough, type Readable } from 'node:stream';
+import type { z } from 'zod';
+import { ROUTES } from '../api/routes.js';
+import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from '../api/protocol.js';
+import type { createSessionRequest, createVolumeRequest, eventsQuery, Publish, putSecretReply, refreshAuthReply, removeSecretReply, healthSchema } from '../api/schemas.js';
+import type { AuditEvent, SecretInfoView, Session, Volume } from '../api/schemas.js';
+import { AttachStream } from './attach.js';
+import { ConnectionError, ProtocolError } from './errors.js';
+import { execRequestPath, pumpExec, type ExecOutcome, type Sink } from './exec.js';
+import { callRoute, DEFAULT_SOCKET, keepAliveAgent, onUpgradeFailure, openStream, openWebSocket, routePath, type Connection } from './transport.js';
+
+export type ClientOptions =
+  /** The daemon's Unix socket (default: ENCLAVE_SOCKET, else /run/enclave/enclave.sock). */
+  | { socket?: string | undefined }
+  /** The TCP listener (`listen =`, loopback) and its token (<state_dir>/listen-token). */
+  | { url: string; token: string };
+
+export type CreateSession = z.input<typeof createSessionRequest>;
+export type CreateVolume = z.input<typeof createVolumeRequest>;
+export type EventsQuery = z.input<typeof eventsQuery>;
+export type Health = z.output<typeof healthSchema>;
+export type SecretSet = z.output<typeof putSecretReply>;
+export type SecretRemoved = z.output<typeof removeSecretReply>;
+export type AuthRefreshed = z.output<typeof refreshAuthReply>;
+
+export interface CommandOptions {
+  /** NAME=VALUE variables besides the session's own. */
+  env?: string[];
+  /** Working directory inside the session (absolute). */
+  cwd?: string;
+}
+
+export interface RunOptions extends CommandOptions {
+  /** The command's stdin (then EOF); without it the command reads /dev/null. */
+  stdin?: string | Uint8Array | Readable;
+}
+
+export interface RunResult<T extends string | Buffer = string> {
+  stdout: T;
+  stderr: T;
+  exitCode: number;
+}
+
+export interface ExecOptions extends CommandOptions {
+  /** Forward stdin (default true); false: the command reads /dev/null and `stdin` is null. */
+  stdin?: boolean;
+}
+
+/** A running command: its pipes, and its exit code (127 not found, 126 not executable, 128+N for signal N). */
+export interface ExecProcess {
+  /** Write to it; end() is EOF. Null when started with stdin: false. */
+  stdin: PassThrough | null;
+  stdout: Readable;
+  stderr: Readable;
+  /** Settles once the stream ends: the exit code, or the typed error (404, 400, ...). */
+  exit: Promise<number>;
+  /** The whole status once it exited (its causes may say more than the code). */
+  outcome: Promise<ExecOutcome>;
+  /** End the stream: the command gets SIGTERM, then SIGKILL. */
+  close(): void;
+}
+
+export interface AttachOptions {
+  /** rw (default) may type and resize; ro only watches. */
+  role?: 'rw' | 'ro';
+  /** An output offset (a previous stream's `offset`): exactly the missing bytes, if still in the ring. */
+  resume?: number;
+  cols?: number;
+  rows?: number;
+}
+
+const collector = (chunks: Buffer[]): Sink => ({ write: (b) => chunks.push(b) > 0, once: () => undefined });
+
+export class Enclave {
+  readonly connection: Connection;
+
+  constructor(options: ClientOptions = {}) {
+    const agent = keepAliveAgent();
+    if ('url' in options) {
+      const u = new URL(options.url);
+      if (u.protocol !== 'http:') throw new ConnectionError(`${options.url}: the TCP listener speaks http:`);
+      this.connection = { endpoint: { host: u.hostname, port: Number(u.port || 80), token: options.token }, agent };
+    } else {
+      this.connection = { endpoint: { socket: options.socket ?? process.env.ENCLAVE_SOCKET ?? DEFAULT_SOCKET }, agent };
+    }
+  }
+
+  /** Close the idle keep-alive connection (streams in flight carry on). */
+  close(): void {
+    this.connection.agent?.destroy();
+  }
+
+  // ---- the daemon ------------------------------------------------------------
+
+  health(): Promise<Health> {
+    return callRoute(this.connection, ROUTES.health);
+  }
+
+  /** Prometheus text: the series of what the caller may see. */
+  metrics(): Promise<string> {
+    return callRoute(this.connection, ROUTES.metrics);
+  }
+
+  /** TCP only: a single-use 30-second ticket for a WebSocket URL (the browser's way; this client sends the token instead). */
+  ticket(): Promise<{ ticket: string; expires_in_ms: number }> {
+    return callRoute(this.connection, ROUTES.tickets);
+  }
+
+  // ---- sessions --------------------------------------------------------------
+
+  create(request: CreateSession = {}): Promise<Session> {
+    return callRoute(this.connection, ROUTES.sessionCreate, { body: request });
+  }
+
+  /** Sessions the caller may see; `all`: ended ones too. */
+  async list(options: { all?: boolean } = {}): Promise<Session[]> {
+    const r = await callRoute(this.connection, ROUTES.sessionList, { query: options.all ? { all: '1' } : {} });
+    return r.sessions;
+  }
+
+  /** By id, by a name of the caller's own, or UID:NAME. */
+  show(session: string): Promise<Session> {
+    return callRoute(this.connection, ROUTES.sessionShow, ref(session));
+  }
+
+  destroy(session: string): Promise<void> {
+    return callRoute(this.connection, ROUTES.sessionDestroy, ref(session));
+  }
+
+  /** End its processes, keep its files: it is `stopped` when this resolves. */
+  stop(session: string): Promise<Session> {
+    return callRoute(this.connection, ROUTES.sessionStop, ref(session));
+  }
+
+  /** Bring a stopped session back with its files: `running` when this resolves. */
+  start(session: string): Promise<Session> {
+    return callRoute(this.connection, ROUTES.sessionStart, ref(session));
+  }
+
+  publish(session: string, port: Publish): Promise<Session> {
+    return callRoute(this.connection, ROUTES.portPublish, { ...ref(session), body: port });
+  }
+
+  unpublish(session: string, hostIp: string, hostPort: number): Promise<void> {
+    return callRoute(this.connection, ROUTES.portUnpublish, { params: { session, port: `${hostIp}:${hostPort}` } });
+  }
+
+  /** Deliver the current values of the session's declared secrets again. */
+  refreshAuth(session: string): Promise<AuthRefreshed> {
+    return callRoute(this.connection, ROUTES.refreshAuth, ref(session));
+  }
+
+  /**
+   * Its writable layer and /home as a tar stream (zstd unless compression
+   * 'none'). The stream errors (ProtocolError) if the daemon cut it short:
+   * only a stream that ends without an error is whole.
+   */
+  async snapshot(session: string, options: { compression?: 'zstd' | 'none' } = {}): Promise<Readable> {
+    const query = options.compression ? { compression: options.compression } : {};
+    const res = await openStream(this.connection, 'GET', routePath(ROUTES.snapshot, { ...ref(session), query }));
+    const out = new PassThrough();
+    const cut = () => out.destroy(new ProtocolError('the snapshot stream was cut: the daemon log says why', 200));
+    res.on('aborted', cut);
+    res.on('error', cut);
+    res.on('end', () => (String(res.trailers['x-enclave-snapshot'] ?? '').startsWith('complete') ? out.end() : cut()));
+    res.pipe(out, { end: false });
+    return out;
+  }
+
+  // ---- commands --------------------------------------------------------------
+
+  /** Start a command with pipes: stream its stdin, stdout and stderr. */
+  exec(session: string, command: string[], options: ExecOptions = {}): ExecProcess {
+    const forward = options.stdin ?? true;
+    const stdin = forward ? new PassThrough() : null;
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    const ws = openWebSocket(this.connection, execRequestPath({ session, command, env: options.env, cwd: options.cwd, stdin: forward }), [K8S_V5_PROTOCOL]);
+    const outcome = pumpExec(ws, this.connection, { stdin: stdin ?? undefined, stdout, stderr });
+    const ended = () => {
+      stdout.end();
+      stderr.end();
+    };
+    outcome.then(ended, ended);
+    const exit = outcome.then((o) => o.exitCode);
+    exit.catch(() => undefined);
+    return { stdin, stdout, stderr, exit, outcome, close: () => ws.terminate() };
+  }
+
+  /** Run a command to its end: its output, and its exit code (not an error: a failing command is a result). */
+  run(session: string, command: string[], options?: RunOptions & { encoding?: 'utf8' }): Promise<RunResult<string>>;
+  run(session: string, command: string[], options: RunOptions & { encoding: 'buffer' }): Promise<RunResult<Buffer>>;
+  async run(session: string, command: string[], options: RunOptions & { encoding?: 'utf8' | 'buffer' } = {}): Promise<RunResult<string> | RunResult<Buffer>> {
+    const stdin = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const path = execRequestPath({ session, command, env: options.env, cwd: options.cwd, stdin: stdin !== undefined });
+    const ws = openWebSocket(this.connection, path, [K8S_V5_PROTOCOL]);
+    const { exitCode } = await pumpExec(ws, this.connection, { stdin, stdout: collector(out), stderr: collector(err) });
+    const stdout = Buffer.concat(out);
+    const stderr = Buffer.concat(err);
+    return options.encoding === 'buffer' ? { stdout, stderr, exitCode } : { stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8'), exitCode };
+  }
+
+  /** The session's console (started on first attach): a duplex with resize(); the shell outlives the stream. */
+  attach(session: string, options: AttachOptions = {}): Promise<AttachStream> {
+    const role = options.role ?? 'rw';
+    const path = routePath(ROUTES.attach, { ...ref(session), query: { role, resume: options.resume, cols: options.cols, rows: options.rows } });
+    return this.console(path, role);
+  }
+
+  /** A command in a terminal of its own (exec --tty): a duplex with resize(); `exit` is its exit code. */
+  execTty(session: string, command: string[], options: CommandOptions & { cols?: number; rows?: number } = {}): Promise<AttachStream> {
+    const path = execRequestPath({ session, command, env: options.env, cwd: options.cwd, stdin: true, tty: { cols: options.cols, rows: options.rows } });
+    return this.console(path, 'rw');
+  }
+
+  private console(path: string, role: 'rw' | 'ro'): Promise<AttachStream> {
+    const ws = openWebSocket(this.connection, path, [ATTACH_PROTOCOL]);
+    const stream = new AttachStream(ws, role);
+    return new Promise((resolve, reject) => {
+      onUpgradeFailure(ws, this.connection, 'attach', reject);
+      stream.ready.then(() => resolve(stream), reject);
+    });
+  }
+
+  // ---- volumes, secrets, events ---------------------------------------------
+
+  readonly volumes = {
+    list: async (): Promise<Volume[]> => (await callRoute(this.connection, ROUTES.volumeList)).volumes,
+    create: (request: CreateVolume): Promise<Volume> => callRoute(this.connection, ROUTES.volumeCreate, { body: request }),
+    show: (volume: string): Promise<Volume> => callRoute(this.connection, ROUTES.volumeShow, { params: { volume } }),
+    /** Refused (ConflictError) while a live session mounts it. */
+    remove: (volume: string): Promise<void> => callRoute(this.connection, ROUTES.volumeRemove, { params: { volume } }),
+  };
+
+  /** The secret store (`enclave auth`): provider tokens and env tokens, by name. */
+  readonly secrets = {
+    /** The caller's own; `all`: every owner's (to a caller allowed to see all). */
+    list: async (options: { all?: boolean } = {}): Promise<SecretInfoView[]> =>
+      (await callRoute(this.connection, ROUTES.authList, { query: options.all ? { all: '1' } : {} })).secrets,
+    /** Set or rotate a value (`created` says which); `shared`: root's, usable by others as 0:NAME. */
+    set: (name: string, value: string | Uint8Array, options: { shared?: boolean } = {}): Promise<SecretSet> =>
+      callRoute(this.connection, ROUTES.authSet, {
+        params: { secret: name },
+        body: { value_base64: Buffer.from(value).toString('base64'), ...(options.shared === undefined ? {} : { shared: options.shared }) },
+      }),
+    remove: (name: string): Promise<SecretRemoved> => callRoute(this.connection, ROUTES.authRemove, { params: { secret: name } }),
+  };
+
+  /** The audit trail: the caller's own calls and calls on its objects (every one's to root). */
+  async events(query: EventsQuery = {}): Promise<AuditEvent[]> {
+    return (await callRoute(this.connection, ROUTES.eventList, { query })).events;
+  }
+}
+
+const ref = (session: string) => ({ params: { session } });

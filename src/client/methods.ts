@@ -1,0 +1,35 @@
+// Which method of the client library calls each route of the route table
+// (src/api/routes.ts). test/unit/clientRoutes.test.ts holds the library to
+// it: every route has a method here (or says why it has none), and each
+// method sends exactly its route's method and path, so a new route without
+// a client method fails that test.
+import type { RouteName } from '../api/routes.js';
+
+/** A method of Enclave (`volumes.list` for the grouped ones), or why the route has none. */
+export type ClientMethod = string | { omitted: string };
+
+export const CLIENT_METHODS: Partial<Record<RouteName, ClientMethod>> = {
+  tickets: 'ticket',
+  health: 'health',
+  metrics: 'metrics',
+  sessionList: 'list',
+  sessionCreate: 'create',
+  sessionShow: 'show',
+  sessionDestroy: 'destroy',
+  sessionStop: 'stop',
+  sessionStart: 'start',
+  portPublish: 'publish',
+  portUnpublish: 'unpublish',
+  snapshot: 'snapshot',
+  refreshAuth: 'refreshAuth',
+  exec: 'exec',
+  attach: 'attach',
+  authList: 'secrets.list',
+  authSet: 'secrets.set',
+  authRemove: 'secrets.remove',
+  eventList: 'events',
+  volumeList: 'volumes.list',
+  volumeCreate: 'volumes.create',
+  volumeShow: 'volumes.show',
+  volumeRemove: 'volumes.remove',
+};
