@@ -4,7 +4,8 @@
 //    (a comparable sandbox without a network);
 //  - session destroy;
 //  - exec `true` through the API vs `nsenter -t INIT -a true` into the same
-//    session, and vs a bare spawn of /bin/true from Node;
+//    session, and vs a bare spawn of /bin/true from Node; the client
+//    library's run(['true']) (one kept-alive client) vs the raw API's exec;
 //  - attach throughput and keystroke echo vs a raw node-pty;
 //  - memory per session;
 //  - create of today's default (workspace profile, minimal root with a
@@ -23,7 +24,8 @@ import { parseArgs } from 'node:util';
 import { CLI, TestDaemon } from '../test/integration/harness.js';
 import { benchAttach } from './attachBench.js';
 import { benchLifecycle, lifecycleRatios, lifecycleRows } from './lifecycleBench.js';
-import { execTrue, rssKiB, timeSpawn } from './probes.js';
+import { clientRunTrue, execTrue, rssKiB, timeSpawn } from './probes.js';
+import { Enclave } from '../src/client/index.js';
 import { msSince, pct, rng, runShuffled, Samples } from './schedule.js';
 
 const { values } = parseArgs({
@@ -66,6 +68,7 @@ async function main(): Promise<void> {
       'create-strict-hostroot': N,
       destroy: 3 * N,
       exec: E,
+      'client-run': E,
       nsenter: E,
       'spawn-true': E,
       unshare: N,
@@ -74,8 +77,10 @@ async function main(): Promise<void> {
       'node-e0': 40,
       ...(existsSync('/usr/bin/bwrap') ? { bwrap: N } : {}),
     };
+    const client = new Enclave({ socket: d.socket });
     // Warm up the paths once, unmeasured.
     await execTrue(d, targets[0]!.id);
+    await clientRunTrue(client, targets[0]!.id);
     await timeSpawn('nsenter', ['-t', String(targets[0]!.init_pid), '-a', 'true']);
     await runShuffled(
       counts,
@@ -103,6 +108,9 @@ async function main(): Promise<void> {
           case 'exec':
             s.add(name, await execTrue(d, target.id));
             return true;
+          case 'client-run':
+            s.add(name, await clientRunTrue(client, target.id));
+            return true;
           case 'nsenter':
             s.add(name, await timeSpawn('nsenter', ['-t', String(target.init_pid), '-a', 'true']));
             return true;
@@ -129,6 +137,7 @@ async function main(): Promise<void> {
       },
       random,
     );
+    client.close();
     const daemonAfter = rssKiB(d.pid);
 
     await benchSnapshots(d, s, Number(values.rounds), random);
@@ -144,6 +153,7 @@ async function main(): Promise<void> {
       s.row('create-strict-hostroot', 'create, bridge, strict + host "/" (before profiles)'),
       s.row('destroy', 'session destroy (API)'),
       s.row('exec', 'exec `true` (API: WebSocket connect to status)'),
+      s.row('client-run', "client library run(['true']) (to its result)"),
       s.row('attach-echo', 'keystroke echo through attach (WebSocket)'),
       s.row('nsenter', 'baseline: nsenter -t INIT -a true'),
       s.row('spawn-true', 'baseline: node spawn /bin/true'),
@@ -156,6 +166,7 @@ async function main(): Promise<void> {
       ...lifecycleRows(s),
       `${'ratio (p50 and p99 over the baseline p50)'.padEnd(52)} ${'p50'.padStart(8)} ${'p99'.padStart(8)}`,
       s.ratio('exec', 'nsenter', 'exec / nsenter -a'),
+      s.ratio('client-run', 'exec', 'client run / raw exec'),
       ...(counts.bwrap ? [s.ratio('create-none', 'bwrap', 'create none / bwrap'), s.ratio('create-bridge', 'bwrap', 'create bridge / bwrap')] : []),
       s.ratio('create-bridge', 'create-strict-hostroot', 'create workspace+layer / strict host root'),
       s.ratio('attach-echo', 'raw-echo', 'keystroke echo / raw pty'),

@@ -1,8 +1,10 @@
 // Measurements the benchmarks and the stress suite share: a process's RSS and
-// fd count, one exec `true` through the API, and a whole process, timed.
+// fd count, one exec `true` through the API (raw, and through the client
+// library's run), and a whole process, timed.
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import WebSocket from 'ws';
+import type { Enclave } from '../src/client/index.js';
 import { K8S_V5_PROTOCOL } from '../src/terminal/channels.js';
 import type { TestDaemon } from '../test/integration/harness.js';
 import { msSince } from './schedule.js';
@@ -27,6 +29,14 @@ export function execTrue(d: TestDaemon, session: string): Promise<number> {
     ws.on('error', reject);
   });
 }
+/** The client library's run(session, ['true']), to its result, in ms; rejects unless it exits 0. */
+export async function clientRunTrue(client: Enclave, session: string): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const r = await client.run(session, ['true']);
+  if (r.exitCode !== 0) throw new Error(`client run true in ${session}: exit ${r.exitCode}`);
+  return msSince(t0);
+}
+
 /** Spawned from this process, as the daemon would spawn a helper. */
 export function timeSpawn(cmd: string, args: string[]): Promise<number> {
   const t0 = process.hrtime.bigint();
