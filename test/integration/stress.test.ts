@@ -97,7 +97,7 @@ describe.skipIf(!isRoot)('stress suite and benchmark (root)', () => {
   it('npm run bench: a short run prints every figure next to its same-run baseline', { timeout: 300_000 }, async () => {
     const r = await run('bench.js', ['--sessions', '4', '--execs', '20', '--rounds', '1', '--lifecycle-rounds', '1', '--attach-mib', '2', '--keystrokes', '20', '--seed', '5'], 280_000);
     expect(r.code, r.out).toBe(0);
-    for (const line of ['create none / bwrap', 'exec / nsenter -a', 'create workspace+layer / strict host root', 'keystroke echo / raw pty', 'snapshot of a 100 MiB layer', 'attach throughput', 'stop / snapshot + destroy', 'start / create --from', 'start / create (empty)']) {
+    for (const line of ['create none / bwrap', 'exec / nsenter -a', 'client run / raw exec', 'create workspace+layer / strict host root', 'keystroke echo / raw pty', 'snapshot of a 100 MiB layer', 'attach throughput', 'stop / snapshot + destroy', 'start / create --from', 'start / create (empty)']) {
       expect(r.out).toContain(line);
     }
   });
