@@ -13,7 +13,7 @@ import type { z } from 'zod';
 import { ROUTES } from '../api/routes.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from '../api/protocol.js';
 import type { createSessionRequest, createVolumeRequest, eventsQuery, Publish, putSecretReply, refreshAuthReply, removeSecretReply, healthSchema } from '../api/schemas.js';
-import type { AuditEvent, SecretInfoView, Session, Volume } from '../api/schemas.js';
+import type { AuditEvent, ReloadReply, SecretInfoView, Session, Volume } from '../api/schemas.js';
 import { AttachStream } from './attach.js';
 import { ConnectionError, ProtocolError } from './errors.js';
 import { execRequestPath, pumpExec, type ExecOutcome, type Sink } from './exec.js';
@@ -109,6 +109,11 @@ export class Enclave {
   /** Prometheus text: the series of what the caller may see. */
   metrics(): Promise<string> {
     return callRoute(this.connection, ROUTES.metrics);
+  }
+
+  /** Re-read the daemon's config file: the keys applied live, and those that wait for a restart. */
+  reload(): Promise<ReloadReply> {
+    return callRoute(this.connection, ROUTES.daemonReload);
   }
 
   /** TCP only: a single-use 30-second ticket for a WebSocket URL (the browser's way; this client sends the token instead). */

@@ -10,6 +10,7 @@ export type ClientMethod = string | { omitted: string };
 
 export const CLIENT_METHODS: Partial<Record<RouteName, ClientMethod>> = {
   tickets: 'ticket',
+  daemonReload: 'reload',
   health: 'health',
   metrics: 'metrics',
   sessionList: 'list',

@@ -78,6 +78,7 @@ describe.skipIf(!isRoot)('client library (root)', () => {
     expect((await c.show(`0:lib`)).id).toBe(s.id);
     expect((await c.health()).status).toBe('ok');
     expect(await c.metrics()).toMatch(/^# (HELP|TYPE) enclave_/m);
+    expect(await c.reload()).toEqual({ applied: [], restart_needed: [] });
   });
 
   it('runs a command: stdout, stderr and the exit code apart; stdin, env and cwd', async () => {

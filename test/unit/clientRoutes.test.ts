@@ -15,6 +15,7 @@ import { CLIENT_METHODS, Enclave, NotFoundError } from '../../src/client/index.j
 /** One call of each method, with arguments of the right shape. */
 const CALLS: Record<string, (c: Enclave) => Promise<unknown>> = {
   ticket: (c) => c.ticket(),
+  reload: (c) => c.reload(),
   health: (c) => c.health(),
   metrics: (c) => c.metrics(),
   list: (c) => c.list({ all: true }),
