@@ -170,6 +170,15 @@ describe.skipIf(!isRoot)('client library (root)', () => {
     expect(zstd.readUInt32LE(0)).toBe(0xfd2fb528);
   });
 
+  it('publishes and unpublishes a port', async () => {
+    const hostPort = port + 1;
+    const on = await c.publish('lib', { host_ip: '127.0.0.1', host_port: hostPort, session_port: 80 });
+    expect(on.network.published).toEqual([{ host_ip: '127.0.0.1', host_port: hostPort, session_port: 80 }]);
+    await c.unpublish('lib', '127.0.0.1', hostPort);
+    expect((await c.show('lib')).network.published).toEqual([]);
+    await expect(c.unpublish('lib', '127.0.0.1', hostPort)).rejects.toBeInstanceOf(NotFoundError);
+  });
+
   it('creates, lists, shows and removes volumes', async () => {
     const v = await c.volumes.create({ name: 'libvol', size_mb: 32 });
     expect(v).toMatchObject({ name: 'libvol', size_mb: 32, owner_uid: 0, used_by: [] });
