@@ -13,7 +13,7 @@ import type { z } from 'zod';
 import { ROUTES } from '../api/routes.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from '../api/protocol.js';
 import type { createSessionRequest, createVolumeRequest, eventsQuery, Publish, putSecretReply, refreshAuthReply, removeSecretReply, healthSchema } from '../api/schemas.js';
-import type { AuditEvent, ReloadReply, SecretInfoView, Session, Volume } from '../api/schemas.js';
+import type { AuditEvent, ReloadReply, SecretInfoView, Session, SessionStats, Volume } from '../api/schemas.js';
 import { AttachStream } from './attach.js';
 import { ConnectionError, ProtocolError } from './errors.js';
 import { execRequestPath, pumpExec, type ExecOutcome, type Sink } from './exec.js';
@@ -138,8 +138,20 @@ export class Enclave {
     return callRoute(this.connection, ROUTES.sessionShow, ref(session));
   }
 
-  destroy(session: string): Promise<void> {
-    return callRoute(this.connection, ROUTES.sessionDestroy, ref(session));
+  /** End it: SIGTERM, SIGKILL after the daemon's grace (`timeout` seconds instead, or `force`: SIGKILL at once). */
+  destroy(session: string, options: { force?: boolean; timeout?: number } = {}): Promise<void> {
+    const query = { ...(options.force ? { force: '1' as const } : {}), ...(options.timeout === undefined ? {} : { timeout: options.timeout }) };
+    return callRoute(this.connection, ROUTES.sessionDestroy, { ...ref(session), query });
+  }
+
+  /** What a running session uses now (CPU, memory, tasks, network, disk), read from the kernel. */
+  stats(session: string): Promise<SessionStats> {
+    return callRoute(this.connection, ROUTES.sessionStats, ref(session));
+  }
+
+  /** The console's output as plain text (escape sequences stripped); `follow`: then new output until the stream is destroyed. */
+  logs(session: string, options: { follow?: boolean } = {}): Promise<Readable> {
+    return openStream(this.connection, 'GET', routePath(ROUTES.sessionLogs, { ...ref(session), query: options.follow ? { follow: '1' } : {} }));
   }
 
   /** End its processes, keep its files: it is `stopped` when this resolves. */

@@ -19,6 +19,8 @@ export const CLIENT_METHODS: Partial<Record<RouteName, ClientMethod>> = {
   sessionDestroy: 'destroy',
   sessionStop: 'stop',
   sessionStart: 'start',
+  sessionStats: 'stats',
+  sessionLogs: 'logs',
   portPublish: 'publish',
   portUnpublish: 'unpublish',
   snapshot: 'snapshot',

@@ -145,6 +145,24 @@ describe.skipIf(!isRoot)('client library (root)', () => {
     ro.destroy();
   });
 
+  it('reads stats and the console log', async () => {
+    const st = await c.stats('lib');
+    expect(st).toMatchObject({ id: s.id, name: 'lib' });
+    const log = (await readAll(await c.logs('lib'))).toString();
+    expect(log).toContain('MARK42');
+    expect(log).not.toContain('\x1b[');
+    const follow = await c.logs('lib', { follow: true });
+    const seen = new Promise<void>((resolve) => {
+      let text = '';
+      follow.on('data', (b: Buffer) => (text += b.toString()).includes('MARK44') && resolve());
+    });
+    const a = await c.attach('lib');
+    a.write('echo MARK$((40+4))\n');
+    await seen;
+    follow.destroy();
+    a.close();
+  });
+
   it('runs a command in a terminal of its own (execTty): size, output and exit code', async () => {
     const t = await c.execTty('lib', ['sh', '-c', 'stty size; exit 5'], { cols: 90, rows: 20 });
     const out = await readAll(t);
@@ -200,7 +218,8 @@ describe.skipIf(!isRoot)('client library (root)', () => {
     const w = await c.create({ name: 'withauth', auth: ['gitlab'] });
     await c.secrets.set('gitlab', 'v2');
     expect(await c.refreshAuth('withauth')).toEqual({ id: w.id, refreshed: ['gitlab'], missing: [] });
-    await c.destroy(w.id);
+    await c.destroy(w.id, { force: true });
+    expect((await c.list({ all: true })).find((x) => x.id === w.id)?.state).toBe('destroyed');
   });
 
   it('reads the audit trail', async () => {
