@@ -199,10 +199,15 @@ export class Enclave {
   /** Start a command with pipes: stream its stdin, stdout and stderr. */
   exec(session: string, command: string[], options: ExecOptions = {}): ExecProcess {
     const forward = options.stdin ?? true;
+    return this.streams(execRequestPath({ session, command, env: options.env, cwd: options.cwd, stdin: forward }), forward);
+  }
+
+  /** A v5 stream (exec, cp) as pipes. */
+  private streams(path: string, forward: boolean): ExecProcess {
     const stdin = forward ? new PassThrough() : null;
     const stdout = new PassThrough();
     const stderr = new PassThrough();
-    const ws = openWebSocket(this.connection, execRequestPath({ session, command, env: options.env, cwd: options.cwd, stdin: forward }), [K8S_V5_PROTOCOL]);
+    const ws = openWebSocket(this.connection, path, [K8S_V5_PROTOCOL]);
     const outcome = pumpExec(ws, this.connection, { stdin: stdin ?? undefined, stdout, stderr });
     const ended = () => {
       stdout.end();
@@ -212,6 +217,17 @@ export class Enclave {
     const exit = outcome.then((o) => o.exitCode);
     exit.catch(() => undefined);
     return { stdin, stdout, stderr, exit, outcome, close: () => ws.terminate() };
+  }
+
+  /**
+   * Copy a tar stream into the session (direction 'in': write the tar to
+   * `stdin`, it is unpacked at `path` by docker cp's rules) or out of it
+   * ('out': `stdout` is a tar of `path`); `archive` keeps owners. The
+   * session's messages are on `stderr`, its tar's exit code on `exit`.
+   */
+  cp(session: string, options: { direction: 'in' | 'out'; path: string; archive?: boolean }): ExecProcess {
+    const query = { direction: options.direction, path: options.path, archive: options.archive ? ('1' as const) : ('0' as const) };
+    return this.streams(routePath(ROUTES.cp, { ...ref(session), query }), options.direction === 'in');
   }
 
   /** Run a command to its end: its output, and its exit code (not an error: a failing command is a result). */

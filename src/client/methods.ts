@@ -26,6 +26,7 @@ export const CLIENT_METHODS: Partial<Record<RouteName, ClientMethod>> = {
   snapshot: 'snapshot',
   refreshAuth: 'refreshAuth',
   exec: 'exec',
+  cp: 'cp',
   attach: 'attach',
   authList: 'secrets.list',
   authSet: 'secrets.set',

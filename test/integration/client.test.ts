@@ -178,6 +178,18 @@ describe.skipIf(!isRoot)('client library (root)', () => {
     expect((await c.run('lib', ['cat', '/home/file'])).stdout).toBe('kept\n');
   });
 
+  it('copies a tar out of the session and back in (cp)', async () => {
+    const out = c.cp('lib', { direction: 'out', path: '/home/file' });
+    const [tar, code] = await Promise.all([readAll(out.stdout), out.exit]);
+    expect(code).toBe(0);
+    expect(tar.toString('latin1', 257, 262)).toBe('ustar');
+    expect(tar.includes('kept\n')).toBe(true);
+    const back = c.cp('lib', { direction: 'in', path: '/tmp/' });
+    back.stdin!.end(tar);
+    expect(await back.exit).toBe(0);
+    expect((await c.run('lib', ['cat', '/tmp/file'])).stdout).toBe('kept\n');
+  });
+
   it('streams a snapshot: a whole tar with the session files', async () => {
     expect((await c.run('lib', ['sh', '-c', 'echo snapshot-marker-7 > /home/snap.txt'])).exitCode).toBe(0);
     const tar = await readAll(await c.snapshot('lib', { compression: 'none' }));

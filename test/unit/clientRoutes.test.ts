@@ -31,6 +31,7 @@ const CALLS: Record<string, (c: Enclave) => Promise<unknown>> = {
   snapshot: (c) => c.snapshot('web', { compression: 'none' }),
   refreshAuth: (c) => c.refreshAuth('web'),
   exec: (c) => c.exec('web', ['true']).exit,
+  cp: (c) => c.cp('web', { direction: 'out', path: '/home' }).exit,
   attach: (c) => c.attach('web', { role: 'ro' }),
   'secrets.list': (c) => c.secrets.list(),
   'secrets.set': (c) => c.secrets.set('github', 'tok'),
