@@ -11,7 +11,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import type { z } from 'zod';
 import { ROUTES } from '../api/routes.js';
-import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from '../api/protocol.js';
+import { ATTACH_PROTOCOL, EXPORT_TRAILER, K8S_V5_PROTOCOL, SNAPSHOT_TRAILER } from '../api/protocol.js';
 import type { createSessionRequest, createVolumeRequest, eventsQuery, Publish, putSecretReply, refreshAuthReply, removeSecretReply, healthSchema } from '../api/schemas.js';
 import type { AuditEvent, ReloadReply, SecretInfoView, Session, SessionStats, Volume } from '../api/schemas.js';
 import { AttachStream } from './attach.js';
@@ -184,12 +184,17 @@ export class Enclave {
    */
   async snapshot(session: string, options: { compression?: 'zstd' | 'none' } = {}): Promise<Readable> {
     const query = options.compression ? { compression: options.compression } : {};
-    const res = await openStream(this.connection, 'GET', routePath(ROUTES.snapshot, { ...ref(session), query }));
+    return this.whole(routePath(ROUTES.snapshot, { ...ref(session), query }), SNAPSHOT_TRAILER, 'snapshot');
+  }
+
+  /** A streamed archive that is whole only when its trailer says so: the stream errors otherwise. */
+  private async whole(path: string, trailer: string, what: string): Promise<Readable> {
+    const res = await openStream(this.connection, 'GET', path);
     const out = new PassThrough();
-    const cut = () => out.destroy(new ProtocolError('the snapshot stream was cut: the daemon log says why', 200));
+    const cut = () => out.destroy(new ProtocolError(`the ${what} stream was cut: the daemon log says why`, 200));
     res.on('aborted', cut);
     res.on('error', cut);
-    res.on('end', () => (String(res.trailers['x-enclave-snapshot'] ?? '').startsWith('complete') ? out.end() : cut()));
+    res.on('end', () => (String(res.trailers[trailer] ?? '').startsWith('complete') ? out.end() : cut()));
     res.pipe(out, { end: false });
     return out;
   }
@@ -275,6 +280,11 @@ export class Enclave {
     show: (volume: string): Promise<Volume> => callRoute(this.connection, ROUTES.volumeShow, { params: { volume } }),
     /** Refused (ConflictError) while a live session mounts it. */
     remove: (volume: string): Promise<void> => callRoute(this.connection, ROUTES.volumeRemove, { params: { volume } }),
+    /** Grow it (never shrink) to size_mb. */
+    resize: (volume: string, sizeMb: number): Promise<Volume> => callRoute(this.connection, ROUTES.volumeResize, { params: { volume }, body: { size_mb: sizeMb } }),
+    /** Its files as a tar stream (zstd unless compression 'none'); errors unless whole. */
+    export: (volume: string, options: { compression?: 'zstd' | 'none' } = {}): Promise<Readable> =>
+      this.whole(routePath(ROUTES.volumeExport, { params: { volume }, query: options.compression ? { compression: options.compression } : {} }), EXPORT_TRAILER, 'export'),
   };
 
   /** The secret store (`enclave auth`): provider tokens and env tokens, by name. */

@@ -36,4 +36,6 @@ export const CLIENT_METHODS: Partial<Record<RouteName, ClientMethod>> = {
   volumeCreate: 'volumes.create',
   volumeShow: 'volumes.show',
   volumeRemove: 'volumes.remove',
+  volumeResize: 'volumes.resize',
+  volumeExport: 'volumes.export',
 };

@@ -214,6 +214,9 @@ describe.skipIf(!isRoot)('client library (root)', () => {
     expect(v).toMatchObject({ name: 'libvol', size_mb: 32, owner_uid: 0, used_by: [] });
     expect((await c.volumes.list()).map((x) => x.name)).toContain('libvol');
     expect((await c.volumes.show('libvol')).id).toBe(v.id);
+    expect((await c.volumes.resize('libvol', 48)).size_mb).toBe(48);
+    const tar = await readAll(await c.volumes.export('libvol', { compression: 'none' }));
+    expect(tar.length % 512).toBe(0);
     await c.volumes.remove('libvol');
     await expect(c.volumes.show('libvol')).rejects.toBeInstanceOf(NotFoundError);
   });

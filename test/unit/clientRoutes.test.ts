@@ -41,6 +41,8 @@ const CALLS: Record<string, (c: Enclave) => Promise<unknown>> = {
   'volumes.create': (c) => c.volumes.create({ name: 'code', size_mb: 64 }),
   'volumes.show': (c) => c.volumes.show('code'),
   'volumes.remove': (c) => c.volumes.remove('code'),
+  'volumes.resize': (c) => c.volumes.resize('code', 128),
+  'volumes.export': (c) => c.volumes.export('code', { compression: 'none' }),
 };
 
 const NOT_FOUND = JSON.stringify({ error: { code: 'not_found', message: "no session 'web'" } });
