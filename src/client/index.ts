@@ -24,5 +24,6 @@ export {
 } from './errors.js';
 export { CLIENT_METHODS } from './methods.js';
 export { DEFAULT_SOCKET } from './transport.js';
-export type { AuditEvent, ExecStatus, Publish, ReloadReply, SecretInfoView, Session, SessionStats, Volume } from '../api/schemas.js';
+export type { AuditEvent } from '../api/eventSchemas.js';
+export type { ExecStatus, Publish, ReloadReply, SecretInfoView, Session, SessionStats, Volume } from '../api/schemas.js';
 export type { ErrorCode } from '../vocab/errors.js';
