@@ -102,11 +102,12 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
 
 /*
  * The most a plan may keep (the workspace profile's set): CHOWN, DAC_OVERRIDE,
- * FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SETFCAP.
+ * FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT
+ * (sshd's privilege separation), SETFCAP.
  * The daemon chooses; this is the mechanism's own ceiling, so a plan can never
  * ask for SYS_ADMIN, NET_ADMIN, NET_RAW, MKNOD or the like.
  */
-#define CAPS_KEEP_MAX ((1ULL << 0) | (1ULL << 1) | (1ULL << 3) | (1ULL << 4) | (1ULL << 5) | (1ULL << 6) | (1ULL << 7) | (1ULL << 8) | (1ULL << 10) | (1ULL << 31))
+#define CAPS_KEEP_MAX ((1ULL << 0) | (1ULL << 1) | (1ULL << 3) | (1ULL << 4) | (1ULL << 5) | (1ULL << 6) | (1ULL << 7) | (1ULL << 8) | (1ULL << 10) | (1ULL << 18) | (1ULL << 31))
 
 /* Idmapped layers a plan may stack (parent phase "layer" ops). */
 #define MAX_LAYERS 8

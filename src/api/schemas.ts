@@ -5,6 +5,7 @@ import { looksSecret, MAX_SECRET_BYTES, SECRET_ENV_HINT } from '../vocab/names.j
 import { envTokenRef, providerRef, sessionName, sessionRef, SESSION_ID, volumeName, volumeRef } from '../vocab/names.js';
 import { limitRequestShape, limitsSchema } from '../vocab/limits.js';
 import { copyPathProblem } from '../vocab/copyPath.js';
+import { sshPublicKey } from '../vocab/sshKey.js';
 
 export { SESSION_ID, SESSION_NAME, sessionName, sessionRef, VOLUME_NAME, volumeName } from '../vocab/names.js';
 export { limitsSchema, type Limits } from '../vocab/limits.js';
@@ -122,6 +123,8 @@ export const createSessionRequest = z
     env_tokens: distinct(envTokenRef, 64, 'env token').optional(),
     /** Stop it after this many seconds with no viewer, no exec and next to no CPU use; 0: never (config default: sessions.idle_timeout_s). */
     idle_timeout_s: IDLE_TIMEOUT.optional(),
+    /** An OpenSSH public key line: root's authorized key, and sshd runs on port 22 inside (workspace profile). */
+    ssh_key: sshPublicKey.optional(),
   })
   .strict();
 export type CreateSessionRequest = z.infer<typeof createSessionRequest>;
@@ -207,7 +210,8 @@ export const execQuery = z
     stderr: flag.default(true),
     tty: flag.default(false),
     env: z.array(envEntry).max(1024).default([]),
-    cwd: z.string().regex(/^\/[^\0]*$/, 'must be an absolute path').max(4096).default('/'),
+    /** Absent: the command's HOME (/root). */
+    cwd: z.string().regex(/^\/[^\0]*$/, 'must be an absolute path').max(4096).optional(),
     // With tty: the terminal's size, bounded like attach's.
     cols: z.coerce.number().int().min(1).max(1000).optional(),
     rows: z.coerce.number().int().min(1).max(500).optional(),

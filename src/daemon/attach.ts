@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { ApiError } from '../vocab/errors.js';
 import { startFailureError, type StartedCommand } from '../sessions/agent.js';
-import { commandEnv } from '../sessions/command.js';
+import { commandCwd, commandEnv } from '../sessions/command.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import { SessionConsole, type ConsoleOptions, type Size } from '../terminal/console.js';
@@ -49,7 +49,7 @@ export class Consoles {
   /** A terminal running `q` in the session; the console and exec --tty differ only in `own`. */
   private async startTerminal(
     row: SessionRow,
-    q: { command: string[]; env: string[]; cwd: string },
+    q: { command: string[]; env: string[]; cwd?: string | undefined },
     size: Size,
     own: Pick<ConsoleOptions, 'ringBytes' | 'ring' | 'policy' | 'mirror' | 'onEnd' | 'endWhenAlone'>,
     onStarted?: (id: string) => void,
@@ -58,7 +58,7 @@ export class Consoles {
     let started: StartedCommand;
     try {
       const env = commandEnv(row.hostname, { env: q.env, tty: true });
-      started = await agent.start({ tty: true, argv: q.command, env, cwd: q.cwd, cols: size.cols, rows: size.rows, fds: [], stdin: false });
+      started = await agent.start({ tty: true, argv: q.command, env, cwd: commandCwd(q), cols: size.cols, rows: size.rows, fds: [], stdin: false });
     } catch (e) {
       const mapped = startFailureError(e);
       throw 'exitCode' in mapped ? new ApiError('invalid_request', `cannot run '${q.command[0]}': ${mapped.message}`, 'command') : mapped;
@@ -89,7 +89,7 @@ export class Consoles {
     const { ring, fd } = ByteRing.shared(this.config.terminal.ring_bytes);
     let console: SessionConsole;
     try {
-      console = await this.startTerminal(row, { command: this.loginShell(row), env: [], cwd: '/home' }, size, { ...this.consoleOptions(row), ring }, (id) =>
+      console = await this.startTerminal(row, { command: this.loginShell(row), env: [] }, size, { ...this.consoleOptions(row), ring }, (id) =>
         this.sessions.agentFor(row).keep(id, fd),
       );
     } finally {
@@ -217,7 +217,7 @@ export class Consoles {
   private readonly held = { total: 0, bySession: new Map<string, number>(), byUser: new Map<number, number>() };
 
   /** exec --tty: a one-off terminal running `command`, alive while its client is. Started before the upgrade. */
-  async startOneOff(row: SessionRow, q: { command: string[]; env: string[]; cwd: string }, size: Size | undefined): Promise<SessionConsole> {
+  async startOneOff(row: SessionRow, q: { command: string[]; env: string[]; cwd?: string | undefined }, size: Size | undefined): Promise<SessionConsole> {
     const one: SessionConsole = await this.startTerminal(row, q, size ?? DEFAULT_SIZE, {
       ringBytes: 64 * 1024,
       policy: 'latest',

@@ -7,7 +7,7 @@ import type { WebSocket } from 'ws';
 import type { ExecQuery, ExecStatus } from '../api/schemas.js';
 import { addon } from '../native/addon.js';
 import { startFailureError, type ExitReport, type SessionAgent } from '../sessions/agent.js';
-import { commandEnv } from '../sessions/command.js';
+import { commandCwd, commandEnv } from '../sessions/command.js';
 import { Channel, decodeFrame, encodeFrame, exitStatusFor } from '../terminal/channels.js';
 
 /** Output queued in the socket beyond this pauses the command's pipes. */
@@ -32,7 +32,7 @@ export async function startPipedExec(agent: SessionAgent, hostname: string, q: E
   const ours = [...(pipes.stdin ? [pipes.stdin[1]] : []), pipes.stdout[0], pipes.stderr[0]];
   try {
     const { id, exited } = await agent
-      .start({ tty: false, argv: q.command, env: commandEnv(hostname, q), cwd: q.cwd, cols: 0, rows: 0, fds: theirs, stdin: q.stdin })
+      .start({ tty: false, argv: q.command, env: commandEnv(hostname, q), cwd: commandCwd(q), cols: 0, rows: 0, fds: theirs, stdin: q.stdin })
       .finally(() => theirs.forEach((fd) => a.closeFd(fd)));
     return {
       ok: true,

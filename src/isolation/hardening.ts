@@ -3,8 +3,10 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Limits } from '../vocab/limitTable.js';
+import { PROFILES, type Profile } from '../vocab/profiles.js';
 import { archForNode, compileSeccomp, serializeBpf } from './bpf.js';
 import type { Rlimit } from './plan.js';
+import { policyFor } from './seccompPolicy.js';
 
 const MIB = 1024 * 1024;
 
@@ -28,10 +30,11 @@ export function rlimitsFor(r: RlimitConfig, limits: Pick<Limits, 'pids'>): Rlimi
   ];
 }
 
-/** The seccomp program for this machine, compiled once per daemon start
- * and copied into each new session's plan. */
-export function seccompProgram(): Buffer {
-  return serializeBpf(compileSeccomp(archForNode()));
+/** Each profile's seccomp program for this machine, compiled once per
+ * daemon start and copied into each new session's plan. */
+export function seccompPrograms(): Record<Profile, Buffer> {
+  const arch = archForNode();
+  return Object.fromEntries(PROFILES.map((p) => [p, serializeBpf(compileSeccomp(arch, policyFor(p)))])) as Record<Profile, Buffer>;
 }
 
 /** Docker also masks each CPU's thermal_throttle directory. */

@@ -112,6 +112,9 @@ export interface PlanInputs {
   cgroupView?: CgroupView[] | undefined;
 }
 
+/** Root's home in every session; /home holds the other users'. */
+export const ROOT_HOME = '/root';
+
 /** runc/Docker masked paths: a file reads empty (/dev/null), a directory is empty. */
 export const MASKED_PATHS = [
   '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats',
@@ -203,6 +206,8 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   const secret: MountFlag[] = ['nosuid', 'nodev', 'noexec'];
   // A volume on /home is the session's home instead of the tmpfs.
   if (!volumes.some((v) => v.target === '/home')) add(op.tmpfs('home', plain, tmpfsData('0755', p.home)));
+  // Root's home: on the writable layer when there is one, else a tmpfs of its own (as big as /home may be).
+  if (!(root.kind === 'layers' && root.upper) && !volumes.some((v) => v.target === ROOT_HOME)) add(op.tmpfs(relativeToRoot(ROOT_HOME), plain, tmpfsData('0700', p.home)));
   add(op.tmpfs('tmp', plain, tmpfsData('1777', p.tmp)));
   volumes.forEach((v, i) => add(op.volumeAt(relativeToRoot(v.target), i)));
   // A fresh /run: the host's (and the daemon's socket in it) stays outside.

@@ -18,17 +18,18 @@ interface Cap {
   why: string;
 }
 
-/** Docker's default set, less what the second list drops. */
+/** Docker's default set, less what the second list drops (sshd's privilege separation needs SETUID, SETGID, SYS_CHROOT and CHOWN for its ptys). */
 export const WORKSPACE_CAPS: readonly Cap[] = [
-  { name: 'CHOWN', bit: 0, why: 'chown in the session (package managers, tar -p); only to and from the session\'s own IDs' },
+  { name: 'CHOWN', bit: 0, why: 'chown in the session (package managers, tar -p); only to and from the session\'s own IDs; sshd gives a login its pty' },
   { name: 'DAC_OVERRIDE', bit: 1, why: 'root reads and writes its own files whatever their mode; host files are not the session\'s IDs, so not covered' },
   { name: 'FOWNER', bit: 3, why: 'chmod, utime and xattrs on files of other session users (dpkg, tar)' },
   { name: 'FSETID', bit: 4, why: 'keeps setuid/setgid bits across chown and writes, as package installs expect' },
   { name: 'KILL', bit: 5, why: 'signals to other users\' processes, which are all in the session\'s PID namespace' },
-  { name: 'SETGID', bit: 6, why: 'setgid/setgroups to the session\'s own gids: su, sudo, apt\'s _apt sandbox' },
-  { name: 'SETUID', bit: 7, why: 'setuid to the session\'s own uids: su, sudo, apt\'s _apt sandbox, daemons dropping root' },
+  { name: 'SETGID', bit: 6, why: 'setgid/setgroups to the session\'s own gids: su, sudo, apt\'s _apt sandbox, sshd dropping its pre-auth child to the sshd user' },
+  { name: 'SETUID', bit: 7, why: 'setuid to the session\'s own uids: su, sudo, apt\'s _apt sandbox, daemons dropping root (sshd: its pre-auth child, a user\'s login)' },
   { name: 'SETPCAP', bit: 8, why: 'lets a process drop capabilities from its bounding set (setpriv, capsh); it can never add one' },
   { name: 'NET_BIND_SERVICE', bit: 10, why: 'ports below 1024 in the session\'s own network namespace (a web server on :80)' },
+  { name: 'SYS_CHROOT', bit: 18, why: 'sshd\'s privilege separation chroots its pre-auth child to /run/sshd; a chroot only narrows a view inside the session\'s own root (pivot_root detached the host\'s), and seccomp allows it under workspace only' },
   { name: 'SETFCAP', bit: 31, why: 'file capabilities on the session\'s files (packages that setcap their binaries); bounded by this set at exec' },
 ];
 
@@ -36,8 +37,7 @@ export const WORKSPACE_CAPS: readonly Cap[] = [
 export const DROPPED_CAPS: readonly Cap[] = [
   { name: 'MKNOD', bit: 27, why: 'device nodes: a user namespace cannot open them anyway, and /dev is fixed' },
   { name: 'NET_RAW', bit: 13, why: 'raw and packet sockets: spoofing attempts and a long CVE history; seccomp refuses AF_PACKET too' },
-  { name: 'SYS_CHROOT', bit: 18, why: 'seccomp refuses chroot in both profiles (a view change, like mount), so it would grant nothing' },
-  { name: 'AUDIT_WRITE', bit: 29, why: 'the kernel takes audit messages only from the initial user namespace: it would grant nothing' },
+  { name: 'AUDIT_WRITE', bit: 29, why: 'the kernel takes audit messages only from the initial user namespace: it would grant nothing (sshd\'s and PAM\'s audit calls get ECONNREFUSED, which libaudit treats as "no audit")' },
 ];
 
 /** The capability mask a profile keeps, as the plan's hex argument. */

@@ -2,6 +2,7 @@
 // allowed; the architecture check, the x32 check and the ENOSYS for unknown
 // numbers come first (see bpf.ts). Syscalls absent from an architecture's
 // table (iopl on arm64, say) are skipped for that architecture.
+import type { Profile } from '../vocab/profiles.js';
 
 export const EPERM = 1;
 export const ENOSYS = 38;
@@ -34,13 +35,21 @@ export interface Rule {
   errno: number;
   /** Without a test the rule applies to every call. */
   when?: ArgTest;
+  /** The profiles it applies to; without, every profile. */
+  only?: readonly Profile[];
 }
 
 export const SECCOMP_POLICY: readonly Rule[] = [
   {
     why: 'no new namespaces, no mounts: the session keeps the view it was given',
-    syscalls: ['unshare', 'setns', 'mount', 'umount2', 'pivot_root', 'chroot', 'open_tree', 'open_tree_attr', 'move_mount', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'mount_setattr'],
+    syscalls: ['unshare', 'setns', 'mount', 'umount2', 'pivot_root', 'open_tree', 'open_tree_attr', 'move_mount', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'mount_setattr'],
     errno: EPERM,
+  },
+  {
+    why: 'chroot under strict (no capabilities: it could not anyway). Workspace keeps it for sshd\'s privilege separation (chroot to /run/sshd): a chroot only narrows a view, and the classic escape (chdir .. past it) ends at the session\'s own root, the old root being detached after pivot_root',
+    syscalls: ['chroot'],
+    errno: EPERM,
+    only: ['strict'],
   },
   { why: 'clone may not create namespaces either', syscalls: ['clone'], errno: EPERM, when: { arg: 0, anyBitOf: CLONE_NS_FLAGS } },
   { why: 'clone3 flags live in memory a filter cannot read: make libc fall back to clone', syscalls: ['clone3'], errno: ENOSYS },
@@ -72,3 +81,8 @@ export const SECCOMP_POLICY: readonly Rule[] = [
   { why: 'no personality flags beyond the harmless ones (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, ...)', syscalls: ['personality'], errno: EPERM, when: { arg: 0, noneOf: HARMLESS_PERSONALITIES } },
   { why: 'sockets: UNIX, IPv4, IPv6 and netlink only', syscalls: ['socket'], errno: EAFNOSUPPORT, when: { arg: 0, noneOf: [AF_UNIX, AF_INET, AF_INET6, AF_NETLINK] } },
 ];
+
+/** The rules one profile's program holds. */
+export function policyFor(profile: Profile): Rule[] {
+  return SECCOMP_POLICY.filter((r) => !r.only || r.only.includes(profile));
+}

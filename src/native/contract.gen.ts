@@ -3,8 +3,8 @@
 import { argKinds, type Arg, type Field } from './contractKinds.js';
 
 // ---- constants ----------------------------------------------------------
-/** The most a plan may keep (the workspace profile's set): CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SETFCAP. The daemon chooses; this is the mechanism's own ceiling, so a plan can never ask for SYS_ADMIN, NET_ADMIN, NET_RAW, MKNOD or the like. (ops.h) */
-export const CAPS_KEEP_MAX = 0x800005fbn;
+/** The most a plan may keep (the workspace profile's set): CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT (sshd's privilege separation), SETFCAP. The daemon chooses; this is the mechanism's own ceiling, so a plan can never ask for SYS_ADMIN, NET_ADMIN, NET_RAW, MKNOD or the like. (ops.h) */
+export const CAPS_KEEP_MAX = 0x800405fbn;
 /** Idmapped layers a plan may stack (parent phase "layer" ops). (ops.h) */
 export const MAX_LAYERS = 8;
 /** (ops.h) */

@@ -11,6 +11,14 @@ export const AUTH_DIR = '/run/enclave/auth';
 export const ENV_DIR = '/run/enclave/env';
 export const SECRET_FILE_MODE = 0o400;
 
+/** A group inside the session whose members may read a shared secret's file (its group). */
+export interface SharedGroup {
+  name: string;
+  gid: number;
+  /** User names inside the session, resolved there at each login (members of the group by name). */
+  users: string[];
+}
+
 export interface Declared {
   auth: string[];
   envTokens: string[];

@@ -5,7 +5,7 @@
 // shared it. Values pass through memory and the helper's stdin or the
 // control socket only; never a log, a row or argv.
 import { ApiError } from '../vocab/errors.js';
-import { deliveryFor, secretPath, SECRET_FILE_MODE, type Delivery } from './injection.js';
+import { deliveryFor, secretPath, SECRET_FILE_MODE, type Delivery, type SharedGroup } from './injection.js';
 import { ENV_TOKEN_NAME, kindOf, parseOwned, PROVIDER_NAME } from '../vocab/names.js';
 import type { Provider } from './providers.js';
 import type { SecretStore } from './store.js';
@@ -18,6 +18,8 @@ export interface SessionFileWriter {
 export interface CreateSecrets {
   held: { owner: number; name: string; version: number }[];
   delivery: Delivery;
+  /** Groups inside the session for the secrets it shares with users there. */
+  groups?: SharedGroup[];
 }
 
 export class SessionSecrets {

@@ -10,6 +10,7 @@ import type { Usage } from '../vocab/limitTable.js';
 import type { CreateSessionRequest } from '../api/schemas.js';
 import type { Capacity } from '../isolation/capacity.js';
 import { sessionCgroupDirs } from '../isolation/cgroups.js';
+import { writableRoot } from '../isolation/profiles.js';
 import { hostIfName } from '../network/addressing.js';
 import { HostPortInUseError } from '../network/publish.js';
 import { AddressesExhaustedError, PortTakenError, SlotsExhaustedError, volumeUnavailable, VolumeUnavailableError } from '../store/sessionStore.js';
@@ -51,6 +52,9 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
   if (capacity && limits.cpu_percent > capacity.cpuPercent) {
     throw new ApiError('invalid_request', `cpu_percent ${limits.cpu_percent} is more than all sessions together may use (${capacity.cpuPercent}, capacity.cpu_percent)`, 'cpu_percent');
   }
+  if (req.ssh_key !== undefined && !(writableRoot(profile) && c.sessions.rootfs !== '/')) {
+    throw new ApiError('invalid_request', `ssh_key needs a writable root for sshd's host keys and root's authorized_keys: profile "workspace" and a sessions.rootfs other than "/" (this session: profile "${profile}", rootfs "${c.sessions.rootfs}")`, 'ssh_key');
+  }
   const volumes = extra.volumes ?? [];
   const rootfs = c.sessions.rootfs === 'minimal' ? kit.host!.baseLayer! : c.sessions.rootfs;
   checkVolumeTargets(volumes, limits, (target) => {
@@ -80,6 +84,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
         admit: extra.admit,
         idleTimeoutS: (req.idle_timeout_s ?? c.sessions.idle_timeout_s) || undefined,
         env: req.env,
+        sshKey: req.ssh_key,
       });
     } catch (e) {
       throw reserveError(kit, e, name, owner);

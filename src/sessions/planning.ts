@@ -22,7 +22,8 @@ const MIB = 1024 * 1024;
 
 /** What the daemon found on the host at start, the same for every session. */
 export interface HostFacts {
-  seccomp: Buffer;
+  /** Each profile's compiled seccomp program. */
+  seccomp: Record<Profile, Buffer>;
   sysMasks: string[];
   bridge: string;
   mtu: number;
@@ -104,7 +105,7 @@ export function planFor(
     tmp: { bytes: limits.tmp_mb * MIB, inodes: c.tmpfs.tmp_inodes },
     secrets: { bytes: c.tmpfs.secrets_mb * MIB, inodes: c.tmpfs.secrets_inodes },
     rlimits: rlimitsFor(c.rlimits, limits),
-    seccomp: host.seccomp,
+    seccomp: host.seccomp[s.profile],
     sysMasks: host.sysMasks,
     files: s.files,
     injected: s.injected,

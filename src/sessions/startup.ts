@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { prepareBaseLayer, sweepBaseLayers } from '../isolation/baseLayer.js';
 import { applyCapacity, capacityFor, hostSize, type Capacity } from '../isolation/capacity.js';
 import { ensureParents } from '../isolation/cgroups.js';
-import { seccompProgram, thermalThrottleMasks } from '../isolation/hardening.js';
+import { seccompPrograms, thermalThrottleMasks } from '../isolation/hardening.js';
 import { scanForMasks, UsrMasks } from '../isolation/usrMasks.js';
 import { Lxcfs, lxcfsPaths } from '../isolation/lxcfs.js';
 import { hostIfName } from '../network/addressing.js';
@@ -48,7 +48,7 @@ export async function prepareHost(kit: Kit): Promise<Capacity> {
   kit.publisher.loaded(published);
   const base = config.sessions.rootfs === 'minimal' ? prepareBaseLayer(rootfsDir(kit), config.ids.size) : undefined;
   if (base?.built) kit.log.info({ path: base.path }, 'built the session base layer');
-  kit.host = { seccomp: seccompProgram(), sysMasks: thermalThrottleMasks(), bridge: net.bridge, mtu: net.mtu, gateway: net.subnet.gateway, baseLayer: base?.path };
+  kit.host = { seccomp: seccompPrograms(), sysMasks: thermalThrottleMasks(), bridge: net.bridge, mtu: net.mtu, gateway: net.subnet.gateway, baseLayer: base?.path };
   return capacity;
 }
 

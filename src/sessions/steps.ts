@@ -1,5 +1,5 @@
 // The steps a session is made of, in order, each with its undo:
-//   reserve -> cgroups -> firewall -> files -> plan -> launch -> watch -> restore -> publish
+//   reserve -> cgroups -> firewall -> files -> plan -> launch -> watch -> restore -> prepare -> publish
 // Create and start run them up (src/sessions/pipeline.ts); a failed step
 // undoes it and every step before it; stop and destroy undo them all (a
 // stop's reserve undo keeps the name, address, ports, volumes and secrets);
@@ -25,6 +25,7 @@ import { describeFailure, launchInit } from './launch.js';
 import type { Step } from './pipeline.js';
 import { planFor, sessionDir } from './planning.js';
 import type { Session } from './session.js';
+import { prepareArgv, prepareSession } from './prepare.js';
 import { removeStored, restoreFiles } from './stored.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -217,6 +218,19 @@ const restore: Step<Bring> = {
   down: () => undefined,
 };
 
+/** Root's SSH key and sshd, shared secrets' groups: given inside once its files are back; nothing to undo (they go with the session). */
+const prepare: Step<Bring> = {
+  name: 'prepare',
+  up: async (c) => {
+    const r = row(c);
+    const input = { mode: c.restoreFrom ? ('start' as const) : ('create' as const), sshKey: r.ssh_key, groups: c.secrets?.groups ?? [] };
+    if (!prepareArgv(input)) return;
+    const agent = c.kit.agents.for(r.id, () => planView(c.plan!).control);
+    await prepareSession(agent, r.hostname, input, c.session.log);
+  },
+  down: () => undefined,
+};
+
 const publish: Step<Bring> = {
   name: 'publish',
   up: async (c) => {
@@ -235,4 +249,4 @@ const publish: Step<Bring> = {
   down: (c) => c.kit.publisher.unpublish(c.session.id),
 };
 
-export const STEPS: readonly Step<Bring>[] = [reserve, cgroups, firewall, files, plan, launch, watch, restore, publish];
+export const STEPS: readonly Step<Bring>[] = [reserve, cgroups, firewall, files, plan, launch, watch, restore, prepare, publish];

@@ -53,6 +53,8 @@ export const rowSchema = z.object({
       return z.NEVER;
     }),
   ...oomColumns,
+  /** Root's authorized OpenSSH key: sshd runs inside while the session does (null: no sshd). */
+  ssh_key: z.string().nullable(),
 });
 export type SessionRow = z.infer<typeof rowSchema>;
 

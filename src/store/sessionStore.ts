@@ -146,7 +146,7 @@ export class SessionStore {
     /** The owner's budget, checked against its live sessions in the same transaction (throws to refuse). */
     admit?: ((usage: Usage) => void) | undefined;
     idleTimeoutS?: number | undefined;
-    env?: string[] | undefined;
+    /** Its plain environment; root's authorized OpenSSH key (sshd runs inside). */ env?: string[] | undefined; sshKey?: string | undefined;
   }): SessionRow {
     const now = new Date().toISOString();
     this.db
@@ -155,10 +155,10 @@ export class SessionStore {
         args.admit?.(this.usageOf(args.ownerUid));
         if (!free) throw new SlotsExhaustedError(`all ${args.slots} ID-range slots are in use`);
         this.q(
-            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid, profile, idle_timeout_s, env)
-             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid, profile, idle_timeout_s, env, ssh_key)
+             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
-          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.ownerUid, args.profile, args.idleTimeoutS ?? null, args.env?.length ? JSON.stringify(args.env) : null);
+          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.ownerUid, args.profile, args.idleTimeoutS ?? null, args.env?.length ? JSON.stringify(args.env) : null, args.sshKey ?? null);
         this.q('INSERT INTO id_slots (slot, session_id) VALUES (?, ?)').run(free.slot, args.id);
         if (args.addresses) {
           const { first, last } = args.addresses;

@@ -80,6 +80,17 @@ int main(int argc, char **argv) {
   if (!strcmp(c, "unshare-mnt")) return report(unshare(CLONE_NEWNS));
   if (!strcmp(c, "unshare-cgroup")) return report(unshare(CLONE_NEWCGROUP));
   if (!strcmp(c, "chroot")) return report(chroot("/tmp"));
+  if (!strcmp(c, "chroot-escape")) {
+    /* The classic escape: chroot without chdir, climb out, chroot there. It must end at the session's own root. */
+    struct stat before, after;
+    mkdir("/tmp/chroot-jail", 0700);
+    if (stat("/", &before) < 0 || chroot("/tmp/chroot-jail") < 0) return report(-1);
+    for (int i = 0; i < 64; i++)
+      if (chdir("..") < 0) return report(-1);
+    if (chroot(".") < 0 || stat("/", &after) < 0) return report(-1);
+    puts(before.st_dev == after.st_dev && before.st_ino == after.st_ino ? "own-root" : "ESCAPED");
+    return 0;
+  }
   if (!strcmp(c, "pivot-root")) return report(syscall(SYS_pivot_root, ".", "."));
   if (!strcmp(c, "clone-newuser")) {
     long rc = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, NULL);

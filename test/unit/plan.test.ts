@@ -306,10 +306,19 @@ describe('a layered workspace root', () => {
     expect(check(serializePlan(plan)).ok).toBe(true);
   });
 
+  it('gives root\'s HOME (/root) a tmpfs of its own only where the root is read-only', () => {
+    const roots = (p: typeof plan) => find(p, 'tmpfs').filter((a) => a[0] === 'root');
+    expect(roots(plan)).toEqual([]); // on the writable layer
+    const readOnly = buildPlan({ ...layered, root: { ...(layered.root as LayeredRoot), upper: undefined } });
+    expect(roots(readOnly)).toEqual([['root', 'nosuid,nodev', `mode=0700,size=${inputs.home.bytes},nr_inodes=${inputs.home.inodes},uid=0,gid=0`]]);
+    expect(roots(buildPlan(inputs))).toHaveLength(1); // the host's own "/", read-only
+    expect(check(serializePlan(readOnly)).ok).toBe(true);
+  });
+
   it('keeps the documented workspace set, allows setgroups, and strict keeps nothing', () => {
     const mask = BigInt('0x' + find(plan, 'capabilities')[0]![0]);
     const names = WORKSPACE_CAPS.filter((c) => (mask >> BigInt(c.bit)) & 1n).map((c) => c.name);
-    expect(names).toEqual(['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP', 'NET_BIND_SERVICE', 'SETFCAP']);
+    expect(names).toEqual(['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP', 'NET_BIND_SERVICE', 'SYS_CHROOT', 'SETFCAP']);
     for (const c of DROPPED_CAPS) expect((mask >> BigInt(c.bit)) & 1n, c.name).toBe(0n);
     expect(find(plan, 'setgroups')).toEqual([['allow']]);
     expect(capabilityMask('strict')).toBe('0');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ARCHES, compileSeccomp, highestKnown, SECCOMP_RET, serializeBpf, type Arch } from '../../src/isolation/bpf.js';
-import { CLONE_NS_FLAGS, EAFNOSUPPORT, ENOSYS, EPERM, SECCOMP_POLICY, TIOCLINUX, TIOCSTI, type Rule } from '../../src/isolation/seccompPolicy.js';
+import { CLONE_NS_FLAGS, EAFNOSUPPORT, ENOSYS, EPERM, policyFor, SECCOMP_POLICY, TIOCLINUX, TIOCSTI, type Rule } from '../../src/isolation/seccompPolicy.js';
 import { runBpf } from './bpfInterpreter.js';
 
 const ALLOW = SECCOMP_RET.ALLOW;
@@ -103,5 +103,23 @@ describe('seccomp builder', () => {
 
   it('refuses a policy naming a syscall no architecture has', () => {
     expect(() => compileSeccomp(ARCHES.x86_64, [{ why: 'typo', syscalls: ['unshre'], errno: EPERM }])).toThrow(/unknown syscall 'unshre'/);
+  });
+});
+
+describe('seccomp per profile', () => {
+  const arch = ARCHES.x86_64;
+  const verdict = (prog: ReturnType<typeof compileSeccomp>, name: string) => runBpf(prog, { arch: arch.audit, nr: arch.table[name]!, args: [] });
+
+  it('allows chroot under workspace only (sshd\'s privilege separation); every other rule is the same', () => {
+    const workspace = compileSeccomp(arch, policyFor('workspace'));
+    const strict = compileSeccomp(arch, policyFor('strict'));
+    expect(verdict(workspace, 'chroot')).toBe(ALLOW);
+    expect(verdict(strict, 'chroot')).toBe(err(EPERM));
+    for (const name of ['mount', 'pivot_root', 'unshare', 'setns', 'open_tree', 'bpf', 'keyctl']) {
+      expect(verdict(workspace, name), name).toBe(err(EPERM));
+      expect(verdict(strict, name), name).toBe(err(EPERM));
+    }
+    expect(policyFor('strict')).toEqual([...SECCOMP_POLICY]);
+    expect(policyFor('workspace').flatMap((r) => r.syscalls)).not.toContain('chroot');
   });
 });
