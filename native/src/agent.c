@@ -557,9 +557,10 @@ static void announce_kept(void) {
   SEND(VERB_KEPT_DONE, -1, n);
 }
 
-/* write ID DIR LEAF MODE CONTENT: replace a secret file of the session (the
- * daemon's refresh-auth), atomically, as the session's root. Only the two
- * secret mounts, only a plain leaf name. */
+/* write ID DIR LEAF MODE GID CONTENT: replace a secret file of the session
+ * (the daemon's refresh-auth), atomically, as the session's root, of group
+ * GID (a shared secret's group; 0 otherwise). Only the two secret mounts,
+ * only a plain leaf name. */
 static void handle_write(char **f, int nf) {
   if (fields_fit(VERB_WRITE, f, nf) < 0) return send_failed(nf > 1 ? f[1] : "", STEP_PROTOCOL, EINVAL, "malformed write");
   const char *id = f[1], *dir = f[2], *leaf = f[3];
@@ -571,7 +572,7 @@ static void handle_write(char **f, int nf) {
   struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC, .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
   int dfd = (int)syscall(SYS_openat2, AT_FDCWD, dir, &how, sizeof how);
   if (dfd < 0) return send_failed(id, STEP_WRITE, errno, "open the secret directory");
-  int rc = replace_file_at(dfd, leaf, (unsigned)mode, 0, 0, f[5], strlen(f[5]));
+  int rc = replace_file_at(dfd, leaf, (unsigned)mode, 0, (unsigned)parse_u64(f[5]), f[6], strlen(f[6]));
   int e = errno;
   close(dfd);
   if (rc < 0) return send_failed(id, STEP_WRITE, e, "replace the file");

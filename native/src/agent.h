@@ -79,7 +79,7 @@ enum agent_direction { TO_INIT, TO_DAEMON };
   X(QUIESCE, "quiesce", TO_INIT, "", F("signo", NUM, 1, 64)) /* signal every process but the init; "quiet" when none is left */ \
   X(WRITE, "write", TO_INIT, "", /* refresh a secret file */                                               \
     F("id", ID, 0, 0) F("dir", TEXT, 0, AGENT_MAX_MSG) F("leaf", TEXT, 0, AGENT_MAX_MSG)                   \
-    F("mode", MODE, 0, 0777) F("content", BYTES, 0, 0))                                                   \
+    F("mode", MODE, 0, 0777) F("gid", NUM, 0, 65535) F("content", BYTES, 0, 0))                          \
   X(STARTED, "started", TO_DAEMON, "the pty master, with tty", F("id", ID, 0, 0) F("pid", NUM, 2, AGENT_NUM_MAX)) \
   X(FAILED, "failed", TO_DAEMON, "",                                                                      \
     F("id", ID, 0, 0) F("step", TEXT, 0, 32) F("errno", NUM, -AGENT_NUM_MAX, AGENT_NUM_MAX)              \

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { PROFILES } from '../vocab/profiles.js';
 import { looksSecret, MAX_SECRET_BYTES, SECRET_ENV_HINT } from '../vocab/names.js';
-import { envTokenRef, providerRef, sessionName, sessionRef, SESSION_ID, volumeName, volumeRef } from '../vocab/names.js';
+import { envTokenRef, providerRef, sessionName, sessionRef, SESSION_ID, SESSION_USERS, volumeName, volumeRef } from '../vocab/names.js';
 import { limitRequestShape, limitsSchema } from '../vocab/limits.js';
 import { copyPathProblem } from '../vocab/copyPath.js';
 import { sshPublicKey } from '../vocab/sshKey.js';
@@ -123,6 +123,14 @@ export const createSessionRequest = z
     env_tokens: distinct(envTokenRef, 64, 'env token').optional(),
     /** Stop it after this many seconds with no viewer, no exec and next to no CPU use; 0: never (config default: sessions.idle_timeout_s). */
     idle_timeout_s: IDLE_TIMEOUT.optional(),
+    /** Declared secrets whose files users inside may read too, by name: { "github": ["bob"] } (workspace profile; a group secret-NAME per secret). */
+    secret_users: z
+      .record(
+        z.string().regex(/^(?:[a-z0-9][a-z0-9_-]{0,24}|[A-Z_][A-Z0-9_]{0,24})$/, 'must be the name of a secret the session declares, of at most 25 characters (its group inside is secret-NAME)'),
+        SESSION_USERS,
+      )
+      .refine((r) => Object.keys(r).length <= 32, 'shares more than 32 secrets')
+      .optional(),
     /** An OpenSSH public key line: root's authorized key, and sshd runs on port 22 inside (workspace profile). */
     ssh_key: sshPublicKey.optional(),
   })

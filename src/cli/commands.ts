@@ -10,7 +10,7 @@ import { looksSecret, SECRET_ENV_HINT } from '../vocab/names.js';
 import { FLAG_OF as LIMIT_FLAG_OF, LIMITS } from '../vocab/limits.js';
 import { authCommand } from './auth.js';
 import { eventsCommand, uidOf } from './events.js';
-import { readSshKey } from './createFlags.js';
+import { readSshKey, secretFlags } from './createFlags.js';
 import { callRoute, CliError, socketPath } from './client.js';
 import { json, sessionDetails, sessionTable, table } from './output.js';
 import { compressionFlag, parseVolumeFlag, volumeCommand } from './volume.js';
@@ -81,7 +81,7 @@ function envFlags(values: string[] | undefined): string[] {
   return values ?? [];
 }
 
-const FLAG_OF: Record<string, string> = { ...LIMIT_FLAG_OF, env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', name: '--name', profile: '--profile', volumes: '--volume', idle_timeout_s: '--idle-timeout', ssh_key: '--ssh-key' };
+const FLAG_OF: Record<string, string> = { ...LIMIT_FLAG_OF, env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', name: '--name', profile: '--profile', volumes: '--volume', idle_timeout_s: '--idle-timeout', ssh_key: '--ssh-key', secret_users: '--auth/--env-token NAME:USERS' };
 
 /** Every limit of the table is a string flag of session create. */
 const LIMIT_OPTIONS = Object.fromEntries(LIMITS.map((r) => [r.flag, { type: 'string' as const }]));
@@ -126,8 +126,7 @@ async function session(sub: string | undefined, rest: string[]): Promise<number>
           publish: publish.length ? publish : undefined,
           console: values.console,
           env: env.length ? env : undefined,
-          auth: values.auth,
-          env_tokens: values['env-token'],
+          ...secretFlags(values.auth, values['env-token']),
           volumes: volumes.length ? volumes : undefined,
           idle_timeout_s: values['idle-timeout'] === undefined ? undefined : durationSeconds(values['idle-timeout'], '--idle-timeout'),
           ssh_key: values['ssh-key'] === undefined ? undefined : readSshKey(values['ssh-key']),

@@ -21,3 +21,22 @@ export function readSshKey(file: string): string {
   if (why) throw new CliError(`--ssh-key ${file}: ${why}`, 2);
   return lines[0]!;
 }
+
+/**
+ * --auth and --env-token: REF[:USER,...], REF being NAME or UID:NAME (another
+ * owner's shared secret). Two parts are UID:NAME when the first is all
+ * digits, else NAME:USERS; a provider whose name is all digits, shared with
+ * users, is written UID:NAME:USERS.
+ */
+export function secretFlags(auth: string[] | undefined, envTokens: string[] | undefined): { auth?: string[]; env_tokens?: string[]; secret_users?: Record<string, string[]> } {
+  const users: Record<string, string[]> = {};
+  const refs = (flags: string[] | undefined) =>
+    flags?.map((f) => {
+      const parts = f.split(':');
+      const [ref, who] = parts.length === 3 ? [`${parts[0]}:${parts[1]}`, parts[2]] : parts.length === 2 && !/^\d+$/.test(parts[0]!) ? [parts[0]!, parts[1]] : [f, undefined];
+      if (who !== undefined) users[ref.slice(ref.indexOf(':') + 1)] = who.split(',');
+      return ref;
+    });
+  const out = { auth: refs(auth), env_tokens: refs(envTokens), secret_users: Object.keys(users).length ? users : undefined };
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined));
+}

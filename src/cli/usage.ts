@@ -21,7 +21,8 @@ export const USAGE = `usage: enclave [--socket PATH] COMMAND
                          ${LIMIT_FLAGS_USAGE}
                          [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--console]
                          [--volume NAME:/PATH[:ro]]... [--from SNAPSHOT [--no-settings]]
-                         [--env K=V]... [--auth PROVIDER|UID:PROVIDER]... [--env-token NAME|UID:NAME]...
+                         [--env K=V]... [--auth [UID:]PROVIDER[:USER,...]]... [--env-token [UID:]NAME[:USER,...]]...
+                         (:USER,...: users inside who may read it too, group secret-NAME)
                          [--idle-timeout DURATION] [--ssh-key FILE.pub] [--json]   DURATION: 30s, 10m, 2h, 1d; 0 never
                          --ssh-key: root's authorized key; sshd on port 22 inside (publish it: --publish 2222:22)
   enclave session list [--all] [--json]

@@ -47,8 +47,10 @@ export interface NetworkPlan {
 
 /** What the session's secret mounts hold and what every command's environment gets. */
 export interface Injected {
-  /** Files in /run/enclave/auth or /run/enclave/env; file i's content is blob i. */
-  files: { path: string; mode: number }[];
+  /** Files in /run/enclave/auth or /run/enclave/env, root's and of group gid (0: root's); file i's content is blob i. */
+  files: { path: string; mode: number; gid?: number | undefined }[];
+  /** Some are shared with users inside (a group reads them): the two directories are 0711, so they can reach a file they know the name of, and list none. */
+  shared?: boolean | undefined;
   /** Plain variables, in order. */
   env: { name: string; value: string }[];
   /** Variables the init reads from a session file before each execve; they win. */
@@ -213,11 +215,12 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   // A fresh /run: the host's (and the daemon's socket in it) stays outside.
   add(op.tmpfs('run', plain, tmpfsData('0755', { bytes: 4 * 1024 * 1024, inodes: 1024 })));
   add(op.mkdir('run/enclave', 0o755));
-  for (const dir of ['run/enclave/auth', 'run/enclave/env']) add(op.mkdir(dir, 0o700), op.tmpfs(dir, secret, tmpfsData('0700', p.secrets)));
   const inj = p.injected;
+  const [dirMode, dirData] = inj?.shared ? [0o711, '0711'] : [0o700, '0700'];
+  for (const dir of ['run/enclave/auth', 'run/enclave/env']) add(op.mkdir(dir, dirMode), op.tmpfs(dir, secret, tmpfsData(dirData, p.secrets)));
   inj?.files.forEach((f, i) => {
     if (!/^\/run\/enclave\/(auth|env)\/[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(f.path)) throw new PlanError(`secret file ${f.path} is not a file directly in /run/enclave/auth or /run/enclave/env`);
-    add(op.file(relativeToRoot(f.path), f.mode, 0, 0, i));
+    add(op.file(relativeToRoot(f.path), f.mode, 0, f.gid ?? 0, i));
   });
   add(op.proc('proc', ['nosuid', 'nodev', 'noexec']));
   add(op.sysfs('sys', ['ro', 'nosuid', 'nodev', 'noexec']));

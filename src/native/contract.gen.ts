@@ -325,6 +325,7 @@ export const VERBS = {
       { name: 'dir', kind: 'TEXT', lo: 0, hi: 131072 },
       { name: 'leaf', kind: 'TEXT', lo: 0, hi: 131072 },
       { name: 'mode', kind: 'MODE', lo: 0, hi: 511 },
+      { name: 'gid', kind: 'NUM', lo: 0, hi: 65535 },
       { name: 'content', kind: 'BYTES', lo: 0, hi: 0 },
     ],
   },
@@ -410,7 +411,7 @@ export interface ToInit {
   release: { id: Field['ID'] };
   keep: { id: Field['ID'] };
   quiesce: { signo: Field['NUM'] };
-  write: { id: Field['ID']; dir: Field['TEXT']; leaf: Field['TEXT']; mode: Field['MODE']; content: Field['BYTES'] };
+  write: { id: Field['ID']; dir: Field['TEXT']; leaf: Field['TEXT']; mode: Field['MODE']; gid: Field['NUM']; content: Field['BYTES'] };
 }
 export type MessageToInit = { [V in keyof ToInit]: { verb: V } & ToInit[V] }[keyof ToInit];
 

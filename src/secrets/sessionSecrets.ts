@@ -5,21 +5,31 @@
 // shared it. Values pass through memory and the helper's stdin or the
 // control socket only; never a log, a row or argv.
 import { ApiError } from '../vocab/errors.js';
-import { deliveryFor, secretPath, SECRET_FILE_MODE, type Delivery, type SharedGroup } from './injection.js';
-import { ENV_TOKEN_NAME, kindOf, parseOwned, PROVIDER_NAME } from '../vocab/names.js';
+import { deliveryFor, secretPath, SECRET_FILE_MODE, SHARED_FILE_MODE, sharedGroupName, sharedGroups, type Delivery } from './injection.js';
+import { ENV_TOKEN_NAME, kindOf, parseOwned, PROVIDER_NAME, SESSION_USERS } from '../vocab/names.js';
 import type { Provider } from './providers.js';
-import type { SecretStore } from './store.js';
+import type { HeldSecret, SecretStore } from './store.js';
+
+/** The users each held secret is shared with, as recorded (a list of names, or nothing). */
+function usersOf(held: HeldSecret[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const h of held) {
+    if (h.users === null) continue;
+    const parsed = SESSION_USERS.safeParse(JSON.parse(h.users));
+    if (!parsed.success) throw new ApiError('internal', `the users recorded for secret ${h.name} of session ${h.session_id} are malformed`);
+    out[h.name] = parsed.data;
+  }
+  return out;
+}
 
 /** Writes a file into a running session through its init (src/sessions/agent.ts). */
 export interface SessionFileWriter {
-  writeFile(dir: string, leaf: string, mode: number, content: Buffer): Promise<void>;
+  writeFile(dir: string, leaf: string, mode: number, gid: number, content: Buffer): Promise<void>;
 }
 
 export interface CreateSecrets {
-  held: { owner: number; name: string; version: number }[];
+  held: { owner: number; name: string; version: number; users?: string[] | undefined }[];
   delivery: Delivery;
-  /** Groups inside the session for the secrets it shares with users there. */
-  groups?: SharedGroup[];
 }
 
 export class SessionSecrets {
@@ -33,7 +43,10 @@ export class SessionSecrets {
    * one the owner has not set, or another owner's that is not shared (the
    * same answer whether it exists or not: nothing of others' names leaks).
    */
-  forCreate(req: { auth?: string[] | undefined; env_tokens?: string[] | undefined; env?: string[] | undefined }, owner: number): CreateSecrets {
+  forCreate(
+    req: { auth?: string[] | undefined; env_tokens?: string[] | undefined; env?: string[] | undefined; secret_users?: Record<string, string[]> | undefined },
+    owner: number,
+  ): CreateSecrets {
     const values = new Map<string, Buffer>();
     const held: CreateSecrets['held'] = [];
     const names = { auth: [] as string[], env_tokens: [] as string[] };
@@ -51,8 +64,15 @@ export class SessionSecrets {
         names[field].push(r.name);
       }
     }
+    // Users inside who may read a secret: only one the session declared.
+    const users = new Map<string, string[]>();
+    for (const [name, who] of Object.entries(req.secret_users ?? {})) {
+      if (!values.has(name)) throw new ApiError('invalid_request', `secret_users names '${name}', which the session does not declare (auth or env_tokens)`, 'secret_users');
+      if (who.length > 0) users.set(name, who);
+    }
+    for (const h of held) h.users = users.get(h.name);
     const plainEnv = (req.env ?? []).map((kv) => ({ name: kv.slice(0, kv.indexOf('=')), value: kv.slice(kv.indexOf('=') + 1) }));
-    return { held, delivery: deliveryFor({ auth: names.auth, envTokens: names.env_tokens }, values, this.providers, plainEnv) };
+    return { held, delivery: deliveryFor({ auth: names.auth, envTokens: names.env_tokens }, values, this.providers, plainEnv, users) };
   }
 
   /**
@@ -63,14 +83,16 @@ export class SessionSecrets {
   forStart(sessionId: string, owner: number, env: string[]): CreateSecrets {
     const held = this.store.heldBy(sessionId);
     const refs = (kind: string) => held.filter((h) => h.kind === kind).map((h) => (h.owner_uid === owner ? h.name : `${h.owner_uid}:${h.name}`));
-    return this.forCreate({ auth: refs('provider'), env_tokens: refs('env'), env }, owner);
+    return this.forCreate({ auth: refs('provider'), env_tokens: refs('env'), env, secret_users: usersOf(held) }, owner);
   }
 
   /** Rewrite every declared secret of a running session from the store (another owner's while it is still shared). */
   async refresh(sessionId: string, sessionOwner: number, agent: SessionFileWriter): Promise<{ refreshed: string[]; missing: string[] }> {
     const refreshed: string[] = [];
     const missing: string[] = [];
-    for (const h of this.store.heldBy(sessionId)) {
+    const all = this.store.heldBy(sessionId);
+    const groups = sharedGroups(new Map(Object.entries(usersOf(all))));
+    for (const h of all) {
       const v = this.store.get(h.owner_uid, h.name);
       const label = h.owner_uid === sessionOwner ? h.name : `${h.owner_uid}:${h.name}`;
       if (!v || (h.owner_uid !== sessionOwner && !v.shared)) {
@@ -78,7 +100,9 @@ export class SessionSecrets {
         continue;
       }
       const { dir, leaf } = secretPath(h.name, kindOf(h.name)!);
-      await agent.writeFile(dir, leaf, SECRET_FILE_MODE, v.value);
+      // A shared one keeps its group (the same gid as at create: groups are numbered by name).
+      const gid = groups.find((g) => g.name === sharedGroupName(h.name))?.gid;
+      await agent.writeFile(dir, leaf, gid === undefined ? SECRET_FILE_MODE : SHARED_FILE_MODE, gid ?? 0, v.value);
       this.store.recordHeld(sessionId, [{ owner: h.owner_uid, name: h.name, version: v.version }]);
       refreshed.push(label);
     }

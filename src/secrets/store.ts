@@ -31,6 +31,8 @@ export interface HeldSecret {
   name: string;
   kind: SecretKind;
   version: number;
+  /** Users inside the session its file is readable by, as JSON (null: root only). */
+  users: string | null;
 }
 
 export interface SessionRef {
@@ -197,16 +199,16 @@ export class SecretStore {
   }
 
   /** Record what a session declared and holds (whose, which version), before its files are written. */
-  recordHeld(sessionId: string, held: { owner: number; name: string; version: number }[]): void {
+  recordHeld(sessionId: string, held: { owner: number; name: string; version: number; users?: string[] | undefined }[]): void {
     const ins = this.db.prepare(
-      `INSERT INTO session_secrets (session_id, owner_uid, name, kind, version) VALUES (?, ?, ?, ?, ?)
+      `INSERT INTO session_secrets (session_id, owner_uid, name, kind, version, users) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (session_id, name) DO UPDATE SET version = excluded.version`,
     );
-    this.db.transaction(() => held.forEach((h) => ins.run(sessionId, h.owner, h.name, kindOf(h.name)!, h.version)))();
+    this.db.transaction(() => held.forEach((h) => ins.run(sessionId, h.owner, h.name, kindOf(h.name)!, h.version, h.users?.length ? JSON.stringify(h.users) : null)))();
   }
 
   heldBy(sessionId: string): HeldSecret[] {
-    return this.db.prepare('SELECT session_id, owner_uid, name, kind, version FROM session_secrets WHERE session_id = ? ORDER BY rowid').all(sessionId) as HeldSecret[];
+    return this.db.prepare('SELECT session_id, owner_uid, name, kind, version, users FROM session_secrets WHERE session_id = ? ORDER BY rowid').all(sessionId) as HeldSecret[];
   }
 
   /** Sessions with processes holding an older version of the owner's `name` than the store's (a stopped one gets the new one when it starts). */

@@ -52,9 +52,15 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
   if (capacity && limits.cpu_percent > capacity.cpuPercent) {
     throw new ApiError('invalid_request', `cpu_percent ${limits.cpu_percent} is more than all sessions together may use (${capacity.cpuPercent}, capacity.cpu_percent)`, 'cpu_percent');
   }
-  if (req.ssh_key !== undefined && !(writableRoot(profile) && c.sessions.rootfs !== '/')) {
-    throw new ApiError('invalid_request', `ssh_key needs a writable root for sshd's host keys and root's authorized_keys: profile "workspace" and a sessions.rootfs other than "/" (this session: profile "${profile}", rootfs "${c.sessions.rootfs}")`, 'ssh_key');
+  // Both write the session's own files (sshd's host keys and root's authorized_keys; /etc/group).
+  const writable = writableRoot(profile) && c.sessions.rootfs !== '/';
+  for (const [field, what] of [['ssh_key', 'sshd\'s host keys and root\'s authorized_keys'], ['secret_users', 'the groups of shared secrets in /etc/group']] as const) {
+    if (req[field] !== undefined && !writable) {
+      throw new ApiError('invalid_request', `${field} needs a writable root for ${what}: profile "workspace" and a sessions.rootfs other than "/" (this session: profile "${profile}", rootfs "${c.sessions.rootfs}")`, field);
+    }
   }
+  const topGid = Math.max(-1, ...secrets.delivery.groups.map((g) => g.gid));
+  if (topGid >= c.ids.size) throw new ApiError('invalid_request', `secret_users needs gid ${topGid} inside the session, past its ${c.ids.size} IDs (ids.size)`, 'secret_users');
   const volumes = extra.volumes ?? [];
   const rootfs = c.sessions.rootfs === 'minimal' ? kit.host!.baseLayer! : c.sessions.rootfs;
   checkVolumeTargets(volumes, limits, (target) => {

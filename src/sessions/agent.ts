@@ -162,9 +162,10 @@ export class SessionAgent {
   /**
    * Replace a file in one of the session's secret mounts (dir is
    * /run/enclave/auth or /run/enclave/env): the init writes a new file and
-   * renames it over the old one. Rejects with a StartFailure (step write).
+   * renames it over the old one, root's and of group gid. Rejects with a
+   * StartFailure (step write).
    */
-  writeFile(dir: string, leaf: string, mode: number, content: Buffer): Promise<void> {
+  writeFile(dir: string, leaf: string, mode: number, gid: number, content: Buffer): Promise<void> {
     const id = `${prefix}-${++counter}`;
     const channel = this.connect();
     return new Promise((resolve, reject) => {
@@ -179,7 +180,7 @@ export class SessionAgent {
       };
       this.writes.set(id, w);
       try {
-        channel.send(encodeMessage({ verb: 'write', id, dir, leaf, mode, content }), []);
+        channel.send(encodeMessage({ verb: 'write', id, dir, leaf, mode, gid, content }), []);
       } catch (e) {
         const errno = (e as { errno?: number }).errno ?? 0;
         w.done(new StartFailure('protocol', errno, `send to the session init: ${errnoName(errno)}`));

@@ -158,7 +158,7 @@ const plan: Step<Bring> = {
     const r = row(c);
     const lease = kit.store.leaseOf(r.id);
     const delivery = c.secrets!.delivery;
-    const injected = { files: delivery.files.map((f) => ({ path: f.path, mode: f.mode })), env: delivery.env, envFiles: delivery.envFiles };
+    const injected = { files: delivery.files.map((f) => ({ path: f.path, mode: f.mode, gid: f.gid })), env: delivery.env, envFiles: delivery.envFiles, shared: delivery.groups.length > 0 };
     const volumes = [];
     for (const v of kit.store.volumeIdsOf(r.id)) volumes.push({ source: await kit.volumes.mountFor(v.id, v.readonly), target: v.target, readonly: v.readonly });
     const cgroups = c.dirs.map((d) => d.path);
@@ -223,7 +223,7 @@ const prepare: Step<Bring> = {
   name: 'prepare',
   up: async (c) => {
     const r = row(c);
-    const input = { mode: c.restoreFrom ? ('start' as const) : ('create' as const), sshKey: r.ssh_key, groups: c.secrets?.groups ?? [] };
+    const input = { mode: c.restoreFrom ? ('start' as const) : ('create' as const), sshKey: r.ssh_key, groups: c.secrets?.delivery.groups ?? [] };
     if (!prepareArgv(input)) return;
     const agent = c.kit.agents.for(r.id, () => planView(c.plan!).control);
     await prepareSession(agent, r.hostname, input, c.session.log);

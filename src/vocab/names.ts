@@ -90,3 +90,11 @@ export function looksSecret(name: string): boolean {
 }
 
 export const SECRET_ENV_HINT = 'looks like a secret: store it with `enclave auth set NAME` and pass it with --env-token NAME (or --auth PROVIDER), so it never travels in a request, a log or a process list';
+
+/** A user (or a group's member) inside a session, as /etc/passwd names it: no ':' or ',' (the group file's separators). */
+export const SESSION_USER = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
+export const SESSION_USERS = z
+  .array(z.string().regex(SESSION_USER, 'must be a user name inside the session (^[A-Za-z_][A-Za-z0-9_.-]{0,31}$)'))
+  .min(1, 'names no user')
+  .max(16)
+  .refine((us) => new Set(us).size === us.length, 'names the same user twice');

@@ -185,10 +185,12 @@ describe.skipIf(!isRoot)('exec through the session init (root)', () => {
       expect(await sleeper.exited).toEqual({ code: null, signal: 15 });
       closeSync(outR);
       // write -> written (a secret file, atomically, its mode), and refused outside the secret mounts.
-      await agent.writeFile('/run/enclave/auth', 'protocol-test', 0o400, Buffer.from('s3cret\n'));
+      await agent.writeFile('/run/enclave/auth', 'protocol-test', 0o400, 0, Buffer.from('s3cret\n'));
       expect((await run(agent, ['sh', '-c', 'stat -c %a /run/enclave/auth/protocol-test; cat /run/enclave/auth/protocol-test'])).stdout).toBe('400\ns3cret\n');
-      expect(await startFailure(agent.writeFile('/etc', 'x', 0o400, Buffer.from('x')))).toMatchObject({ step: 'write', errno: 1, detail: 'not a secret directory' });
-      expect(await startFailure(agent.writeFile('/run/enclave/auth', 'x', 0o4755, Buffer.from('x')))).toMatchObject({ step: 'write', errno: 22, detail: 'bad mode' });
+      await agent.writeFile('/run/enclave/auth', 'shared-test', 0o440, 65000, Buffer.from('s3cret\n'));
+      expect((await run(agent, ['stat', '-c', '%a %u %g', '/run/enclave/auth/shared-test'])).stdout).toBe('440 0 65000\n');
+      expect(await startFailure(agent.writeFile('/etc', 'x', 0o400, 0, Buffer.from('x')))).toMatchObject({ step: 'write', errno: 1, detail: 'not a secret directory' });
+      expect(await startFailure(agent.writeFile('/run/enclave/auth', 'x', 0o4755, 0, Buffer.from('x')))).toMatchObject({ step: 'write', errno: 22, detail: 'bad mode' });
       // ending: the init says how it ends before it exits.
       await d.destroy(s.id);
       expect(await ended).toBe(143);

@@ -70,7 +70,7 @@ describe('control messages through the verb table', () => {
     const fields = encodeMessage({ verb: 'exec', id: 'a-1', tty: false, stdin: true, cols: 80, rows: 24, cwd: '/home', argv: ['sh', '-c', 'true'], env: ['A=b'] });
     expect(fields).toEqual(['exec', 'a-1', '0', '1', '80', '24', '/home', '3', 'sh', '-c', 'true', '1', 'A=b']);
     expect(decodeToInit(fields as string[])).toEqual({ verb: 'exec', id: 'a-1', tty: false, stdin: true, cols: 80, rows: 24, cwd: '/home', argv: ['sh', '-c', 'true'], env: ['A=b'] });
-    expect(encodeMessage({ verb: 'write', id: 'a-2', dir: '/run/enclave/auth', leaf: 't', mode: 0o400, content: Buffer.from('x') })).toEqual(['write', 'a-2', '/run/enclave/auth', 't', '400', Buffer.from('x')]);
+    expect(encodeMessage({ verb: 'write', id: 'a-2', dir: '/run/enclave/auth', leaf: 't', mode: 0o440, gid: 65000, content: Buffer.from('x') })).toEqual(['write', 'a-2', '/run/enclave/auth', 't', '440', '65000', Buffer.from('x')]);
     expect(encodeMessage({ verb: 'signal', id: 'a-1', signo: 15 })).toEqual(['signal', 'a-1', '15']);
   });
 

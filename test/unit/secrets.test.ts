@@ -86,6 +86,20 @@ describe('what a session with secrets gets', () => {
     expect(JSON.stringify([d.env, d.envFiles])).not.toMatch(/canary/);
   });
 
+  it('gives a token shared with users inside mode 0440 and its group, numbered by name from 65000; the rest stay root\'s', () => {
+    const shared = deliveryFor({ auth: ['github', 'npm'], envTokens: ['OPENAI_API_KEY'] }, values, BUILTIN_PROVIDERS, [], new Map([['npm', ['carol']], ['github', ['bob', 'alice']]]));
+    expect(shared.groups).toEqual([
+      { name: 'secret-github', gid: 65000, users: ['bob', 'alice'] },
+      { name: 'secret-npm', gid: 65001, users: ['carol'] },
+    ]);
+    expect(shared.files.filter((f) => f.path !== '/run/enclave/auth/npmrc').map((f) => [f.path, f.mode.toString(8), f.gid])).toEqual([
+      ['/run/enclave/auth/github.token', '440', 65000],
+      ['/run/enclave/auth/npm.token', '440', 65001],
+      ['/run/enclave/env/OPENAI_API_KEY', '400', 0],
+    ]);
+    expect(d.groups).toEqual([]);
+  });
+
   it('exports each token under its conventional variables, read from its file', () => {
     expect(d.envFiles).toEqual([
       { name: 'GITHUB_TOKEN', path: '/run/enclave/auth/github.token' },

@@ -26,3 +26,15 @@ describe('OpenSSH public key lines', () => {
     expect(r.error?.issues[0]?.message).toMatch(/^must be an OpenSSH public key: it /);
   });
 });
+
+describe('session create --auth/--env-token NAME:USERS', async () => {
+  const { secretFlags } = await import('../../src/cli/createFlags.js');
+  it('splits users off a reference, keeping UID:NAME for another owner\'s', () => {
+    expect(secretFlags(['github', 'npm:bob,alice', '1000:gitlab', '1000:pypi:carol'], ['OPENAI_API_KEY:bob'])).toEqual({
+      auth: ['github', 'npm', '1000:gitlab', '1000:pypi'],
+      env_tokens: ['OPENAI_API_KEY'],
+      secret_users: { npm: ['bob', 'alice'], pypi: ['carol'], OPENAI_API_KEY: ['bob'] },
+    });
+    expect(secretFlags(undefined, undefined)).toEqual({});
+  });
+});
