@@ -3,8 +3,9 @@
 // the workspace profile (privilege separation: chroot to /run/sshd, setuid
 // to its sshd user). Host keys are the session's own; a wrong key is
 // refused; strict refuses --ssh-key before anything exists; and a stop and
-// start brings sshd back with root's key. The key pair is made in this run's
-// temp dir; nothing is written to the caller's ~/.ssh.
+// start brings sshd back with root's key. Root's HOME is /root, where exec
+// starts. The key pair is made in this run's temp dir; nothing is written to
+// the caller's ~/.ssh.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -68,6 +69,17 @@ describe.skipIf(!isRoot)('ssh into a session (root)', () => {
     expect(lines[4]).toBe(readFileSync(join(keys, 'id.pub'), 'utf8').trim());
     // The session's own host key, not the host's.
     expect(lines[5]!.split(' ')[1]).not.toBe(readFileSync('/etc/ssh/ssh_host_ed25519_key.pub', 'utf8').split(' ')[1]);
+  });
+
+  it('starts exec in root\'s HOME, /root (its layer under workspace, a tmpfs of its own under strict), unless --cwd; /home is the other users\'', async () => {
+    const here = await d.sh('box', 'pwd; echo "$HOME"; getent passwd root | cut -d: -f6; useradd -m dev && ls /home; ls -A /root | head -1');
+    expect(here.stdout).toBe('/root\n/root\n/root\ndev\n.ssh\n');
+    expect((await d.cli(['session', 'exec', 'box', '--cwd', '/tmp', '--', 'pwd'])).stdout).toBe('/tmp\n');
+    expect((await d.cli(['session', 'exec', 'box', '--env', 'HOME=/srv', '--', 'pwd'])).stdout).toBe('/srv\n');
+    await d.create({ name: 'ro', profile: 'strict' });
+    const strict = await d.sh('ro', 'pwd; touch /root/.profile-test && stat -c "%a %U" /root; grep " /root " /proc/self/mounts | cut -d" " -f3; touch /etc/x 2>&1 | grep -c Read-only');
+    expect(strict.stdout).toBe('/root\n700 root\ntmpfs\n1\n');
+    await d.destroy('ro');
   });
 
   it('refuses a key it was not given', () => {
