@@ -230,9 +230,9 @@ describe.skipIf(!isRoot)('workspace sessions and the minimal root (root)', () =>
     const npm = await d.sh('ws', 'cat > /tmp/p.tgz && npm install -g --offline --no-audit --no-fund /tmp/p.tgz >/dev/null 2>&1; enclave-it-npm; npm root -g', readFileSync(npmTgz));
     expect(npm.stdout.split('\n')[0]).toBe('hello-from-npm');
     expect(existsSync(join(npm.stdout.split('\n')[1]!, 'enclave-it-npm'))).toBe(false);
-    // Under strict the system site is read-only, so pip falls back to a user install in the /home tmpfs.
+    // Under strict the system site is read-only, so pip falls back to a user install in root's HOME (/root, a tmpfs of its own).
     const st = await d.sh('st', 'mkdir /tmp/py && tar -C /tmp/py -xf - && cd /tmp && python3 -m pip install -q --no-index --no-build-isolation --break-system-packages /tmp/py >/dev/null 2>&1; python3 -c "import enclave_it_probe as p; print(p.WHERE)"; touch /usr/local/lib/x 2>&1', readFileSync(pyTar));
-    expect(st.stdout.split('\n')[0]).toMatch(/^\/home\/\.local\/lib\/python3[.\d]*\/site-packages\/enclave_it_probe\/__init__\.py$/);
+    expect(st.stdout.split('\n')[0]).toMatch(/^\/root\/\.local\/lib\/python3[.\d]*\/site-packages\/enclave_it_probe\/__init__\.py$/);
     expect(st.stdout).toMatch(/Read-only file system/);
   });
 
