@@ -162,8 +162,7 @@ export class SessionAgent {
   /**
    * Replace a file in one of the session's secret mounts (dir is
    * /run/enclave/auth or /run/enclave/env): the init writes a new file and
-   * renames it over the old one, root's and of group gid. Rejects with a
-   * StartFailure (step write).
+   * renames it over the old one, root's, of group gid. Rejects: StartFailure.
    */
   writeFile(dir: string, leaf: string, mode: number, gid: number, content: Buffer): Promise<void> {
     const id = `${prefix}-${++counter}`;
