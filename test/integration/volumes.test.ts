@@ -25,7 +25,7 @@ describe.skipIf(!isRoot)('volumes (root)', () => {
     expect(r.stderr).toBe('');
     const v = volumeSchema.parse(JSON.parse(r.stdout));
     expect([v.name, v.size_mb, v.owner_uid, v.used_by]).toEqual(['code', 32, 0, []]);
-    expect((await d.cli(['volume', 'list'])).stdout).toMatch(/^code\s+32 MiB\s+0\s+-$/m);
+    expect((await d.cli(['volume', 'list'])).stdout).toMatch(/^code\s+32 MiB\s+0\.0 MiB\s+0\s+-$/m);
     // On the host it is reachable by root only.
     expect(execFileSync('stat', ['-c', '%a', join(d.stateDir, 'volumes')]).toString().trim()).toBe('700');
   });
