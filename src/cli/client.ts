@@ -1,6 +1,7 @@
 // The CLI's calls to the daemon's Unix socket, through the shared transport
 // (src/client/transport.ts: every response checked with the route's zod
 // schema); errors become one-line CLI errors.
+import type { IncomingMessage } from 'node:http';
 import type WebSocket from 'ws';
 import type { z } from 'zod';
 import type { RouteSpec } from '../api/routes.js';
@@ -51,4 +52,19 @@ export function onUpgradeFailure(ws: WebSocket, socket: string, what: string, fa
 /** Call a route of the table: the reply is checked against the route's status and schema. */
 export function callRoute<R extends RouteSpec>(socket: string, route: R, input: CallInput<R> = {}): Promise<ReplyOf<R>> {
   return transport.callRoute(connection(socket), route, input).catch((e: unknown) => Promise.reject(asCliError(e)));
+}
+
+/** A streamed reply that is not 200: its JSON error body read to the end, as one CliError. */
+export function streamError(res: IncomingMessage, done: (e: CliError) => void): void {
+  const chunks: Buffer[] = [];
+  res.on('data', (c: Buffer) => chunks.push(c));
+  res.on('end', () => {
+    let body: unknown;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      body = undefined;
+    }
+    done(new CliError(transport.errorMessage({ status: res.statusCode ?? 0, body })));
+  });
 }

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, createWriteStream, openSync, renameSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { basename, dirname, join, resolve } from 'node:path';
-import { CliError, errorMessage } from './client.js';
+import { CliError, streamError } from './client.js';
 
 const MIB = 1024 * 1024;
 
@@ -84,20 +84,7 @@ export function download(socket: string, path: string, file: string, what: strin
     const out = createWriteStream('', { fd: partial.fd });
     out.on('error', (e) => fail(new CliError(`cannot write ${file}: ${e.message}`)));
     const req = request({ socketPath: socket, method: 'GET', path }, (res) => {
-      if (res.statusCode !== 200) {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          let body: unknown;
-          try {
-            body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          } catch {
-            body = undefined;
-          }
-          fail(new CliError(errorMessage({ status: res.statusCode ?? 0, body })));
-        });
-        return;
-      }
+      if (res.statusCode !== 200) return streamError(res, fail);
       const p = progress(what);
       res.on('data', (c: Buffer) => p.add(c.length));
       res.pipe(out);

@@ -5,7 +5,7 @@
 import { request } from 'node:http';
 import { ROUTES } from '../api/routes.js';
 import type { SessionStats } from '../api/schemas.js';
-import { callRoute, CliError, errorMessage, routePath } from './client.js';
+import { callRoute, CliError, routePath, streamError } from './client.js';
 import { json, statsTable } from './output.js';
 
 /** One reading: of S, or of every running session the caller may list and see (one that ends meanwhile is left out). */
@@ -48,20 +48,7 @@ export function logsCommand(socket: string, id: string, follow: boolean): Promis
   return new Promise((resolve, reject) => {
     const path = routePath(ROUTES.sessionLogs, { params: { session: id }, query: follow ? { follow: '1' } : {} });
     const req = request({ socketPath: socket, method: 'GET', path }, (res) => {
-      if (res.statusCode !== 200) {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          let body: unknown;
-          try {
-            body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          } catch {
-            body = undefined;
-          }
-          reject(new CliError(errorMessage({ status: res.statusCode ?? 0, body })));
-        });
-        return;
-      }
+      if (res.statusCode !== 200) return streamError(res, reject);
       res.on('data', (c: Buffer) => {
         if (!process.stdout.write(c)) {
           res.pause();
