@@ -383,7 +383,14 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
     expect(sessionPids.length).toBeGreaterThanOrEqual(4); // two inits, two shells
     const inits = new Set([String((await d.show('kept')).init_pid), String((await d.show('plain')).init_pid)]);
     for (const pid of new Set(sessionPids)) {
-      const targets = readdirSync(`/proc/${pid}/fd`).map((fd) => {
+      // A process that ended since it was listed holds no fd.
+      let fds: string[];
+      try {
+        fds = readdirSync(`/proc/${pid}/fd`);
+      } catch {
+        continue;
+      }
+      const targets = fds.map((fd) => {
         try {
           return readlinkSync(`/proc/${pid}/fd/${fd}`);
         } catch {
