@@ -51,6 +51,8 @@ export interface AttachArgs {
   session: string;
   readOnly: boolean;
   detachKeys: string;
+  /** Send what is typed (exec -t without -i: no; attach: yes, unless readOnly). */
+  input: boolean;
   /** exec --tty: run this in a one-off terminal instead of attaching to the console. */
   exec?: { command: string[]; env: string[]; cwd?: string | undefined };
 }
@@ -65,7 +67,8 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
   const matcher = new DetachMatcher(parseDetachKeys(a.detachKeys));
   const stdin = process.stdin;
   const stdout = process.stdout;
-  const tty = stdin.isTTY === true;
+  // exec -t without -i reads nothing: the terminal stays as it is and Ctrl-C ends this client, as with docker.
+  const tty = stdin.isTTY === true && a.input;
   const modes = new TerminalModes();
   const restore = () => {
     if (tty && stdin.isRaw) stdin.setRawMode(false);
@@ -87,7 +90,7 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
     // exec --tty: the exec endpoint with tty=1; otherwise the session console.
     const sized = stdout.isTTY ? size() : {};
     const path = a.exec
-      ? execPath({ session: a.session, ...a.exec }, { tty: '1', ...sized })
+      ? execPath({ session: a.session, ...a.exec, stdin: a.input }, { tty: '1', ...sized })
       : routePath(ROUTES.attach, { params: { session: a.session }, query: { role: a.readOnly ? 'ro' : 'rw', ...sized } });
     const ws = openWebSocket(connection(a.socket), path, [ATTACH_PROTOCOL]);
     let code: number | undefined;
@@ -108,6 +111,7 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
     ws.on('open', () => {
       if (tty) stdin.setRawMode(true);
       process.on('SIGWINCH', onResize);
+      if (!a.input) return;
       stdin.on('data', (chunk: Buffer) => {
         const { send, detach } = matcher.feed(chunk);
         if (send.length && !a.readOnly) ws.send(encodeFrame(Channel.stdin, send));

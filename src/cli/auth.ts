@@ -72,7 +72,7 @@ export async function authCommand(sub: string | undefined, positionals: string[]
     }
     case 'list': {
       const r = await callRoute(opts.socket, ROUTES.authList, { query: opts.all ? { all: '1' } : {} });
-      if (opts.json) process.stdout.write(json(r.secrets));
+      if (opts.json) process.stdout.write(json(r));
       else
         process.stdout.write(
           table(
@@ -93,7 +93,7 @@ export async function authCommand(sub: string | undefined, positionals: string[]
       return 0;
     }
     default:
-      throw new CliError(sub ? `unknown auth command '${sub}' (set, list, remove)` : 'usage: enclave auth set NAME [--shared] | list [--all] | remove NAME', 2);
+      throw new Error(`no handler for auth ${sub ?? ''}`);
   }
 }
 

@@ -56,7 +56,7 @@ export async function eventsCommand(o: EventsOptions): Promise<number> {
     query: { session: o.session, since: o.since, limit: o.limit, action: o.action, uid: o.uid, ...(o.reads ? { reads: '1' } : {}) },
   });
   if (o.json) {
-    process.stdout.write(json(r.events));
+    process.stdout.write(json(r));
     return 0;
   }
   const names = userNames();

@@ -12,8 +12,8 @@ export interface ExecArgs {
   command: string[];
   env: string[];
   cwd?: string | undefined;
-  /** Where stdin comes from (default: this process's). */
-  stdin?: Readable;
+  /** Where stdin comes from (-i: this process's); none: the command reads /dev/null, as docker exec without -i. */
+  stdin?: Readable | undefined;
   /** Where the command's stderr and the reason it failed go (default: this process's stderr). */
   stderr?: Writable;
   /** Told why the command failed, when its status says more than its code (it was killed out of memory). */
@@ -25,15 +25,15 @@ export function reasonOf(status: { details?: { causes?: { reason: string; messag
   return status.details?.causes?.find((c) => c.reason === 'OOMKilled')?.message;
 }
 
-export function execPath(a: Omit<ExecArgs, 'socket'>, extra: { tty?: '1'; cols?: number; rows?: number } = {}): string {
-  return execRequestPath({ session: a.session, command: a.command, env: a.env, cwd: a.cwd, stdin: true, tty: extra.tty ? { cols: extra.cols, rows: extra.rows } : undefined });
+export function execPath(a: Omit<ExecArgs, 'socket' | 'stdin'> & { stdin: boolean }, extra: { tty?: '1'; cols?: number; rows?: number } = {}): string {
+  return execRequestPath({ session: a.session, command: a.command, env: a.env, cwd: a.cwd, stdin: a.stdin, tty: extra.tty ? { cols: extra.cols, rows: extra.rows } : undefined });
 }
 
 export function runExecClient(a: ExecArgs): Promise<number> {
-  const stdin = a.stdin ?? process.stdin;
+  const stdin = a.stdin;
   const errors = a.stderr ?? process.stderr;
   const conn = connection(a.socket);
-  const ws = openWebSocket(conn, execPath(a), [K8S_V5_PROTOCOL]);
+  const ws = openWebSocket(conn, execPath({ ...a, stdin: stdin !== undefined }), [K8S_V5_PROTOCOL]);
   return pumpExec(ws, conn, { stdin, stdout: process.stdout, stderr: errors })
     .then(
       (o) => {

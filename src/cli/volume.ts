@@ -6,7 +6,6 @@ import { ROUTES } from '../api/routes.js';
 import { formatZodError } from '../vocab/errors.js';
 import { callRoute, CliError, routePath } from './client.js';
 import { json, table } from './output.js';
-import { VOLUME_USAGE } from './usage.js';
 
 /** NAME:/path or NAME:/path:ro; another owner's volume as UID:NAME:/path. */
 export function parseVolumeFlag(spec: string): VolumeMount {
@@ -67,7 +66,7 @@ export async function volumeCommand(sub: string | undefined, positionals: string
     }
     case 'list': {
       const r = await callRoute(o.socket, ROUTES.volumeList);
-      process.stdout.write(o.json ? json(r.volumes) : table(['NAME', 'SIZE', 'USED', 'OWNER', 'USED BY'], r.volumes.map((v) => [v.name, `${v.size_mb} MiB`, used(v), String(v.owner_uid), users(v)])));
+      process.stdout.write(o.json ? json(r) : table(['NAME', 'SIZE', 'USED', 'OWNER', 'USED BY'], r.volumes.map((v) => [v.name, `${v.size_mb} MiB`, used(v), String(v.owner_uid), users(v)])));
       return 0;
     }
     case 'show': {
@@ -107,6 +106,6 @@ export async function volumeCommand(sub: string | undefined, positionals: string
       return 0;
     }
     default:
-      throw new CliError(`${sub ? `unknown volume command '${sub}'\n\n` : ''}usage:\n${VOLUME_USAGE}\n`, 2);
+      throw new Error(`no handler for volume ${sub ?? ''}`);
   }
 }

@@ -31,7 +31,7 @@ describe.skipIf(!isRoot)('access control and audit (root)', () => {
   });
 
   const events = async (args: string[] = []) =>
-    JSON.parse((await d.cli(['events', '--json', ...args])).stdout) as { caller_uid: number; action: string; session_id: string | null; decision: string; rule: string; detail: string | null }[];
+    (JSON.parse((await d.cli(['events', '--json', ...args])).stdout) as { events: { caller_uid: number; action: string; session_id: string | null; decision: string; rule: string; detail: string | null }[] }).events;
 
   it('denies a non-root caller by default, and says why', async () => {
     const list = await cliAsNobody(d.socket, ['session', 'list']);
@@ -66,7 +66,7 @@ describe.skipIf(!isRoot)('access control and audit (root)', () => {
 
     const own = await cliAsNobody(d.socket, ['session', 'exec', 'mine', '--', 'sh', '-c', 'echo inside $(hostname)']);
     expect(own.stdout).toBe('inside mine\n');
-    const listed = JSON.parse((await cliAsNobody(d.socket, ['session', 'list', '--json'])).stdout) as { name: string }[];
+    const listed = (JSON.parse((await cliAsNobody(d.socket, ['session', 'list', '--json'])).stdout) as { sessions: { name: string }[] }).sessions;
     expect(listed.map((s) => s.name)).toEqual(['mine']);
 
     // Not its own: show, exec, attach and destroy are refused before anything happens. By id:
@@ -112,7 +112,7 @@ describe.skipIf(!isRoot)('access control and audit (root)', () => {
     expect((await cliAsNobody(d.socket, ['session', 'show', 'evented'])).code).toBe(1);
     expect((await d.sh('evented', 'echo one\necho two')).code).toBe(0);
     type Ev = { caller_uid: number; action: string; session_id: string | null; session_name: string | null; decision: string; detail: string | null };
-    const list = async (args: string[]) => JSON.parse((await d.cli(['events', '--json', '--limit', '10000', ...args])).stdout) as Ev[];
+    const list = async (args: string[]) => (JSON.parse((await d.cli(['events', '--json', '--limit', '10000', ...args])).stdout) as { events: Ev[] }).events;
     const plain = await list([]);
     expect(plain.some((e) => e.action === 'session.show' && e.decision === 'allow')).toBe(false);
     expect(plain).toContainEqual(expect.objectContaining({ caller_uid: NOBODY, action: 'session.show', decision: 'deny' }));

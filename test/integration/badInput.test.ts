@@ -80,7 +80,7 @@ describe.skipIf(!isRoot)('bad input (root)', () => {
   });
 
   it('refuses bad exec queries before upgrading', async () => {
-    const r = await d.cli(['session', 'exec', 'existing', '--env', 'NOEQUALS', '--', 'true']);
+    const r = await d.cli(['session', 'exec', 'existing', '--env', '1BAD=x', '--', 'true']);
     expect(r.code).toBe(2);
     const rel = await d.cli(['session', 'exec', 'existing', '--cwd', 'relative', '--', 'true']);
     expect(rel.code).toBe(1);

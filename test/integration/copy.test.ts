@@ -326,7 +326,7 @@ describe.skipIf(!isRoot)('session cp (root)', () => {
     }
     expect(existsSync('/tmp/enclave-cp-b')).toBe(false);
     expect((await cliAs(d.socket, A, ['session', 'exec', 'mine', '--', 'ls', '/tmp'])).stdout).toBe('notes\n');
-    const events = JSON.parse(ok(await d.cli(['events', '--session', made.id, '--json']), 'events').stdout) as { caller_uid: number; action: string; decision: string }[];
+    const events = (JSON.parse(ok(await d.cli(['events', '--session', made.id, '--json']), 'events').stdout) as { events: { caller_uid: number; action: string; decision: string }[] }).events;
     expect(events.filter((e) => e.caller_uid === B.uid && e.action === 'session.cp' && e.decision === 'deny').length).toBeGreaterThan(0);
   });
 });

@@ -43,20 +43,20 @@ describe.skipIf(!isRoot)('exec (root)', () => {
   });
 
   it('delivers stdin to the command, including EOF', async () => {
-    const r = await d.cli(['session', 'exec', 'ex', '--', 'sh', '-c', 'cat; echo after-eof'], 'line one\nline two\n');
+    const r = await d.cli(['session', 'exec', '-i', 'ex', '--', 'sh', '-c', 'cat; echo after-eof'], 'line one\nline two\n');
     expect(r.stdout).toBe('line one\nline two\nafter-eof\n');
     expect(r.code).toBe(0);
   });
 
   // Hang detectors: before the fix these took the WebSocket close timeout (30 s).
   it('finishes when the command exits while stdin is still being flooded', { timeout: 15_000 }, async () => {
-    const r = await d.cli(['session', 'exec', 'ex', '--', 'sh', '-c', 'head -c 5 >/dev/null; exit 7'], randomBytes(8 * 1024 * 1024));
+    const r = await d.cli(['session', 'exec', '-i', 'ex', '--', 'sh', '-c', 'head -c 5 >/dev/null; exit 7'], randomBytes(8 * 1024 * 1024));
     expect(r.code).toBe(7);
   });
 
   it('streams 10 MB of output byte-exact', { timeout: 15_000 }, async () => {
     const input = randomBytes(10 * 1024 * 1024);
-    const r = await d.cli(['session', 'exec', 'ex', '--', 'cat'], input);
+    const r = await d.cli(['session', 'exec', '-i', 'ex', '--', 'cat'], input);
     expect(r.code).toBe(0);
     expect(r.stdoutBytes.length).toBe(input.length);
     expect(sha(r.stdoutBytes)).toBe(sha(input));

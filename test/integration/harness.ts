@@ -333,8 +333,13 @@ export class TestDaemon {
   }
 
   cli(args: string[], input?: string | Buffer): Promise<CliResult> {
+    return this.cliEnv(args, {}, input);
+  }
+
+  /** The CLI with variables added to its environment. */
+  cliEnv(args: string[], env: Record<string, string>, input?: string | Buffer): Promise<CliResult> {
     return new Promise((resolve) => {
-      const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ENCLAVE_SOCKET: this.socket } });
+      const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env, ENCLAVE_SOCKET: this.socket } });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       p.stdout.on('data', (c: Buffer) => out.push(c));
@@ -348,9 +353,10 @@ export class TestDaemon {
     });
   }
 
-  /** `enclave session exec S -- sh -c SCRIPT`, asserting nothing. */
+  /** `enclave session exec [-i] S -- sh -c SCRIPT`, asserting nothing. */
   sh(session: string, script: string, input?: string | Buffer): Promise<CliResult> {
-    return this.cli(['session', 'exec', session, '--', 'sh', '-c', script], input);
+    // -i only with input: like docker exec, stdin is not sent without it.
+    return this.cli(['session', 'exec', ...(input === undefined ? [] : ['-i']), session, '--', 'sh', '-c', script], input);
   }
 
   async create(body: Record<string, unknown> = {}): Promise<Session> {

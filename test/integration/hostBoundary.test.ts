@@ -91,7 +91,7 @@ describe.skipIf(!isRoot)('caller environment never reaches the host (root)', () 
     const s = await d.show('envy');
     // Copy the library into the session's /tmp, then name it as the host sees it.
     const bytes = readFileSync(lib);
-    const w = await d.cli(['session', 'exec', 'envy', '--', 'sh', '-c', 'cat > /tmp/libmine.so'], bytes);
+    const w = await d.cli(['session', 'exec', '-i', 'envy', '--', 'sh', '-c', 'cat > /tmp/libmine.so'], bytes);
     expect(w.code).toBe(0);
     const viaHost = `/proc/${s.init_pid}/root/tmp/libmine.so`;
     expect(existsSync(viaHost)).toBe(true);

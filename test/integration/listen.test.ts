@@ -146,7 +146,7 @@ describe.skipIf(!isRoot)('TCP listener (root)', () => {
     const r = await http('GET', '/v1/sessions', { ...bearer(), host: base });
     expect(r.status).toBe(403);
     expect(r.body).toContain('uid 4242 may not session.list');
-    const events = JSON.parse((await d.cli(['events', '--json'])).stdout) as { caller_uid: number; via: string; decision: string }[];
+    const events = (JSON.parse((await d.cli(['events', '--json'])).stdout) as { events: { caller_uid: number; via: string; decision: string }[] }).events;
     expect(events).toContainEqual(expect.objectContaining({ caller_uid: 4242, via: 'tcp', decision: 'deny' }));
   });
 });

@@ -83,7 +83,7 @@ describe.skipIf(!isRoot)('OOM kills are reported (limits.oom = "process", the de
     const text = (await d.cli(['session', 'show', 'oomy'])).stdout;
     expect(text).toMatch(new RegExp(`^oom kills\\s+${kills}; last: probe \\(host pid ${victim!.pid}\\)`, 'm'));
 
-    const events = JSON.parse((await d.cli(['events', '--session', 'oomy', '--json'])).stdout) as { action: string; via: string; session_id: string; detail: string | null }[];
+    const events = (JSON.parse((await d.cli(['events', '--session', 'oomy', '--json'])).stdout) as { events: { action: string; via: string; session_id: string; detail: string | null }[] }).events;
     const oomEvents = events.filter((e) => e.action === 'session.oom');
     expect(oomEvents.length).toBeGreaterThanOrEqual(1);
     expect(oomEvents.at(-1)).toMatchObject({ via: 'kernel', session_id: s.id });

@@ -161,7 +161,7 @@ describe.skipIf(!isRoot)('secrets (root)', () => {
     expect(nul.code).toBe(1);
     expect(nul.stderr).toMatch(/BAR: the value contains a NUL byte/);
     const list = await d.cli(['auth', 'list', '--json']);
-    const secrets = JSON.parse(list.stdout) as { name: string; kind: string; rotated_at: string | null }[];
+    const secrets = (JSON.parse(list.stdout) as { secrets: { name: string; kind: string; rotated_at: string | null }[] }).secrets;
     expect(secrets.map((s) => [s.name, s.kind, s.rotated_at])).toEqual([
       ['FOO', 'env', null],
       ['github', 'provider', null],

@@ -168,7 +168,7 @@ describe.skipIf(!isRoot)('stop and start (root)', () => {
     type Ev = { via: string; action: string; session_id: string | null; decision: string; rule: string; detail: string | null; object_owner: number | null };
     let idleStops: Ev[] = [];
     for (const deadline = Date.now() + 5000; idleStops.length === 0 && Date.now() < deadline; await sleep(100)) {
-      const events = JSON.parse((await d.cli(['events', '--session', 'idle', '--json'])).stdout) as Ev[];
+      const events = (JSON.parse((await d.cli(['events', '--session', 'idle', '--json'])).stdout) as { events: Ev[] }).events;
       idleStops = events.filter((e) => e.via === 'daemon' && e.action === 'session.stop');
     }
     expect(idleStops).toHaveLength(1);

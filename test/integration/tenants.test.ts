@@ -71,7 +71,7 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
     }
 
     // Listing: each sees its own names only.
-    const listOf = async (who: typeof A) => (JSON.parse(ok(await as(who, ['auth', 'list', '--json']), 'auth list').stdout) as { name: string; owner_uid: number }[]);
+    const listOf = async (who: typeof A) => (JSON.parse(ok(await as(who, ['auth', 'list', '--json']), 'auth list').stdout) as { secrets: { name: string; owner_uid: number }[] }).secrets;
     expect((await listOf(A)).map((s) => [s.name, s.owner_uid])).toEqual([['github', A.uid]]);
     expect(await listOf(B)).toEqual([]);
 
@@ -89,7 +89,7 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
       expect(body).not.toMatch(/TOKEN/);
     }
     ok(await as(B, ['auth', 'set', 'github'], 'B-TOKEN-1'), 'B auth set');
-    const rootList = JSON.parse(ok(await d.cli(['auth', 'list', '--json']), 'root list').stdout) as { name: string; version: number }[];
+    const rootList = (JSON.parse(ok(await d.cli(['auth', 'list', '--json']), 'root list').stdout) as { secrets: { name: string; version: number }[] }).secrets;
     expect(rootList).toEqual([expect.objectContaining({ name: 'github', version: 1 })]);
     const fresh = await d.create({ auth: ['github'] });
     expect((await d.sh(fresh.id, 'cat /run/enclave/auth/github.token')).stdout).toBe('ROOT-TOKEN-1');
@@ -101,7 +101,7 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
     expect(rmA2.still_held_by.map((s) => s.name)).toEqual(['a-gh']);
     // Root's and B's are still there.
     expect((await listOf(B)).map((s) => s.name)).toEqual(['github']);
-    expect(JSON.parse((await d.cli(['auth', 'list', '--json'])).stdout)).toHaveLength(1);
+    expect(JSON.parse((await d.cli(['auth', 'list', '--json'])).stdout).secrets).toHaveLength(1);
   });
 
   it('a shared secret: root publishes it, a tenant uses it by its qualified name, and can neither list, read, replace nor remove it', async () => {
@@ -111,7 +111,7 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
     expect(sharedAsTenant.stderr).toMatch(/only root may share a secret/);
     ok(await as(B, ['session', 'create', '--name', 'b-npm', '--auth', '0:npm', ...small]), 'B create with shared');
     expect((await as(B, ['session', 'exec', 'b-npm', '--', 'cat', '/run/enclave/auth/npm.token'])).stdout).toBe('SHARED-NPM-1');
-    expect(JSON.parse(ok(await as(B, ['auth', 'list', '--json']), 'B list').stdout).map((s: { name: string }) => s.name)).toEqual(['github']);
+    expect(JSON.parse(ok(await as(B, ['auth', 'list', '--json']), 'B list').stdout).secrets.map((s: { name: string }) => s.name)).toEqual(['github']);
     const [put, del] = requestsAs(d.socket, B, [
       { method: 'PUT', path: '/v1/auth/0:npm', body: { value_base64: Buffer.from('EVIL').toString('base64') } },
       { method: 'DELETE', path: '/v1/auth/0:npm' },
@@ -132,7 +132,7 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
     const made = JSON.parse(ok(await as(A, ['session', 'create', '--name', 'prod', '--json', ...small]), 'A create prod').stdout) as { id: string; owner_uid: number };
     expect(made.owner_uid).toBe(A.uid);
     // Root's `exec prod` does not pipe its stdin into A's prod.
-    const r = await d.cli(['session', 'exec', 'prod', '--', 'sh', '-c', 'cat > /tmp/got-root-stdin'], 'ROOT-INPUT');
+    const r = await d.cli(['session', 'exec', '-i', 'prod', '--', 'sh', '-c', 'cat > /tmp/got-root-stdin'], 'ROOT-INPUT');
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("no session 'prod'");
     expect(r.stderr).not.toContain(made.id);
@@ -158,7 +158,7 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
     expect(bShow.owner_uid).toBe(B.uid);
     const [rmA] = requestsAs(d.socket, B, [{ method: 'DELETE', path: `/v1/volumes/${A.uid}:data` }]);
     expect(rmA![0]).toBe(404);
-    expect(JSON.parse(ok(await as(A, ['volume', 'list', '--json']), 'A list').stdout)).toHaveLength(1);
+    expect(JSON.parse(ok(await as(A, ['volume', 'list', '--json']), 'A list').stdout).volumes).toHaveLength(1);
   });
 
   it('events: a self-scoped tenant sees its own calls and calls on its own objects, nothing else', async () => {
@@ -168,7 +168,7 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
     ok(await as(B, ['session', 'exec', 'b-events', '--', 'echo', 'CANARY-B-5520']), 'B exec');
     const aSession = JSON.parse(ok(await as(A, ['session', 'create', '--name', 'a-events', '--json', ...small]), 'A create').stdout) as { id: string };
     ok(await d.sh(aSession.id, 'echo ROOT-ON-A-1180'), 'root exec on A');
-    const seen = JSON.parse(ok(await as(A, ['events', '--json', '--limit', '10000']), 'A events').stdout) as Event[];
+    const seen = (JSON.parse(ok(await as(A, ['events', '--json', '--limit', '10000']), 'A events').stdout) as { events: Event[] }).events;
     expect(seen.length).toBeGreaterThan(0);
     for (const e of seen) expect(e.caller_uid === A.uid || e.object_owner === A.uid, JSON.stringify(e)).toBe(true);
     const text = JSON.stringify(seen);
@@ -277,7 +277,7 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
       const r = await as(B, ['session', 'show', ref]);
       expect(r.stderr, ref).toBe(`enclave: no session '${ref}'\n`);
     }
-    const mine = JSON.parse(ok(await as(B, ['events', '--json', '--limit', '10000']), 'B events').stdout) as Event[];
+    const mine = (JSON.parse(ok(await as(B, ['events', '--json', '--limit', '10000']), 'B events').stdout) as { events: Event[] }).events;
     const rows = mine.filter((e) => e.detail === 'session 0:root-events' || e.detail === 'session 0:no-such-session');
     expect(rows).toHaveLength(2);
     for (const e of rows) expect(e).toEqual(expect.objectContaining({ action: 'session.show', decision: 'deny', session_id: null, object_owner: null }));
@@ -300,7 +300,7 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
     const statuses = concurrentUpgradesAs(d.socket, A, '/v1/sessions/prod/exec?command=sleep&command=20', 7, 'v5.channel.k8s.io');
     expect(statuses.filter((x) => x === 101)).toHaveLength(4);
     expect(statuses.filter((x) => x === 429)).toHaveLength(3);
-    const trail = JSON.parse(ok(await as(A, ['events', '--json', '--limit', '10000']), 'A events').stdout) as Event[];
+    const trail = (JSON.parse(ok(await as(A, ['events', '--json', '--limit', '10000']), 'A events').stdout) as { events: Event[] }).events;
     expect(trail.filter((e) => e.action === 'session.exec' && e.decision === 'deny' && e.rule === 'access.budget.exec_streams.total').length).toBeGreaterThanOrEqual(3);
   });
 
@@ -334,7 +334,7 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
     expect((JSON.parse(ok(await as(A, ['session', 'stats', 'prod', '--json']), 'A stats').stdout) as { id: string }).id).toBe(prod.id);
     expect(prod.console.running).toBe(true);
     ok(await as(A, ['session', 'logs', 'prod']), 'A logs');
-    const mine = (JSON.parse(ok(await as(A, ['session', 'list', '--json']), 'A list').stdout) as { id: string; state: string }[]).filter((s) => s.state === 'running').map((s) => s.id);
+    const mine = (JSON.parse(ok(await as(A, ['session', 'list', '--json']), 'A list').stdout) as { sessions: { id: string; state: string }[] }).sessions.filter((s) => s.state === 'running').map((s) => s.id);
     const aAll = (JSON.parse(ok(await as(A, ['session', 'stats', '--json']), 'A stats all').stdout) as { id: string }[]).map((s) => s.id);
     expect(aAll.sort()).toEqual(mine.sort());
     // B: A's session by name reads as one nobody has; by id it is refused; neither names it.

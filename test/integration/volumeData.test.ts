@@ -20,7 +20,7 @@ const ok = (r: CliResult, what: string): CliResult => {
 
 /** The volumes as the API lists them (root: every owner's). */
 async function volumes(d: TestDaemon): Promise<Volume[]> {
-  return (JSON.parse(ok(await d.cli(['volume', 'list', '--json']), 'volume list').stdout) as unknown[]).map((v) => volumeSchema.parse(v));
+  return (JSON.parse(ok(await d.cli(['volume', 'list', '--json']), 'volume list').stdout) as { volumes: unknown[] }).volumes.map((v) => volumeSchema.parse(v));
 }
 
 /** Owners, modes, types and link targets of a tree, and a file's content: what a round trip must keep. */
@@ -387,7 +387,7 @@ describe.skipIf(!isRoot)('volume data between tenants (two real non-root users)'
       expect(body).not.toContain('v-');
     }
     expect((await volumes(d)).find((v) => v.name === 'mine')!.size_mb).toBe(64);
-    const events = JSON.parse(ok(await d.cli(['events', '--json']), 'events').stdout) as { caller_uid: number; action: string; decision: string }[];
+    const events = (JSON.parse(ok(await d.cli(['events', '--json']), 'events').stdout) as { events: { caller_uid: number; action: string; decision: string }[] }).events;
     expect(events.filter((e) => e.caller_uid === B.uid && e.decision === 'deny').map((e) => e.action).sort()).toEqual(['volume.export', 'volume.export', 'volume.export', 'volume.resize', 'volume.resize', 'volume.resize']);
     expect(existsSync(`/tmp/enclave-it-b-${process.pid}`)).toBe(false);
     // The CLI reads an import's file as its caller: B cannot import A's private export, and nothing is made.

@@ -93,6 +93,6 @@ describe.skipIf(!isRoot)('volumes (root)', () => {
     expect(existsSync(image())).toBe(false);
     expect(mountsUnder(join(d.stateDir, 'volumes'))).toEqual([]);
     expect(execFileSync('losetup', ['-a']).toString()).not.toContain(d.stateDir);
-    expect((await d.cli(['volume', 'list', '--json'])).stdout).toBe('[]\n');
+    expect((await d.cli(['volume', 'list', '--json'])).stdout).toBe('{\n  "volumes": []\n}\n');
   });
 });
