@@ -184,6 +184,8 @@ export const sessionSchema = z.object({
   stored_bytes: z.number().int().nullable(),
   /** Out-of-memory kills in the session, as the kernel counted them, and the last victim (from the kernel log; its host PID). */
   oom: oomSchema,
+  /** Created with --ssh-key: sshd serves port 22 inside, for root with that key. */
+  ssh: z.boolean(),
 });
 export type Session = z.infer<typeof sessionSchema>;
 

@@ -62,6 +62,10 @@ export function sessionDetails(s: Session): string {
   rows.push(['console', s.console.keep ? `${con}; kept (--console)` : con]);
   if (s.secrets.auth.length) rows.push(['auth', s.secrets.auth.join(', ')]);
   if (s.secrets.env_tokens.length) rows.push(['env tokens', s.secrets.env_tokens.join(', ')]);
+  if (s.ssh) {
+    const port = s.network.published.find((p) => p.session_port === 22);
+    rows.push(['ssh', port ? `sshd on port 22: ssh -p ${port.host_port} root@${port.host_ip}` : 'sshd on port 22 (publish it to reach it: enclave session publish SESSION 2222:22)']);
+  }
   if (s.idle_timeout_s !== null) rows.push(['idle stop', `after ${duration(s.idle_timeout_s)} idle`]);
   if (s.stopped_because && (s.state === 'stopped' || s.state === 'stopping')) rows.push(['stopped', s.stopped_because]);
   if (s.stored_bytes !== null) rows.push(['stored', `${(s.stored_bytes / 1048576).toFixed(1)} MiB (root layer and /home, compressed)`]);

@@ -56,6 +56,9 @@ describe.skipIf(!isRoot)('ssh into a session (root)', () => {
     expect(pwd).toBe('/root');
     expect(home).toBe('/root');
     expect(map!.trim()).toBe(`0 ${s.id_range!.host_base} ${s.id_range!.size}`);
+    // show says so, with the command that reaches it.
+    expect(s.ssh).toBe(true);
+    expect((await d.cli(['session', 'show', 'box'])).stdout).toMatch(new RegExp(`^ssh +sshd on port 22: ssh -p ${port} root@127\\.0\\.0\\.1$`, 'm'));
     // A terminal too (VS Code's and a person's way in).
     const tty = ssh(join(keys, 'id'), 'tty; stty size', ['-tt']);
     expect(tty.status).toBe(0);
