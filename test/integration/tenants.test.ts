@@ -323,7 +323,7 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
     const rootTrail = JSON.stringify(JSON.parse((await d.cli(['events', '--json', '--limit', '10000'])).stdout));
     expect(rootTrail).toContain('CANARY-KEPT-9912');
     // B's own rows were pruned to keep_events (100) at its 1000th since the start, then grew again.
-    const bRows = (JSON.parse(rootTrail) as Event[]).filter((e) => e.caller_uid === B.uid);
+    const bRows = (JSON.parse(rootTrail) as { events: Event[] }).events.filter((e) => e.caller_uid === B.uid);
     expect(bRows.length).toBeLessThan(1100);
   });
 
