@@ -2,9 +2,11 @@
 
 #include "common.h"
 #include "plan.h"
+#include "users.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/openat2.h>
 #include <poll.h>
 #include <signal.h>
@@ -92,10 +94,11 @@ struct held_slave {
 };
 static struct held_slave held[AGENT_MAX_EXECS];
 
-/* What the child writes on its status pipe when it cannot start. */
+/* What the child writes on its status pipe when it cannot start (one write, under PIPE_BUF). */
 struct start_error {
   int step;
   int err;
+  char detail[160]; /* "": the step's own words (resolve_start) */
 };
 
 static struct exec_rec recs[AGENT_MAX_EXECS];
@@ -271,7 +274,12 @@ static void resolve_start(struct exec_rec *r) {
   if (n == (ssize_t)sizeof se) {
     r->failed = 1;
     const char *what = se.step == STEP_CWD ? "chdir" : se.step == STEP_ENV ? "read a file exported to the environment" : "execve";
-    send_failed(r->id, (enum step)se.step, se.err, what);
+    /* The child's own words (who it could not become): printable, terminated. */
+    se.detail[sizeof se.detail - 1] = '\0';
+    for (char *c = se.detail; *c; c++)
+      if (*c < 0x20 || *c == 0x7f) *c = '?';
+    if (se.step < 0 || se.step >= STEP_COUNT) se.step = STEP_EXEC;
+    send_failed(r->id, (enum step)se.step, se.err, se.detail[0] ? se.detail : what);
   } else {
     char pid[16];
     snprintf(pid, sizeof pid, "%d", r->pid);
@@ -324,10 +332,15 @@ static void reap(void) {
 
 /* The status pipe carries the failure; the daemon maps it (126/127 and the
  * rest). The child's own exit status is never reported. */
-static __attribute__((noreturn)) void child_fail(int status_fd, enum step step) {
-  struct start_error se = {step, errno};
+static __attribute__((noreturn)) void child_fail_why(int status_fd, enum step step, int err, const char *why) {
+  struct start_error se = {.step = step, .err = err};
+  snprintf(se.detail, sizeof se.detail, "%s", why);
   (void)write_all(status_fd, &se, sizeof se);
   _exit(127);
+}
+
+static __attribute__((noreturn)) void child_fail(int status_fd, enum step step) {
+  child_fail_why(status_fd, step, errno, "");
 }
 
 /* NAME=VALUE into env (n entries, room for one more), replacing NAME. */
@@ -373,10 +386,38 @@ out:
 
 /* The daemon's environment, then the plan's: what the session declared at
  * create (its variables, its exported secrets) wins. Runs in the child. */
-static char **command_env(char **envp, int envc, int status_fd);
+static char **command_env(char **envp, int envc, int status_fd, const struct exec_user *u);
+
+/*
+ * Become the user an exec-as names (users.h), resolved here in the child
+ * against the session's files, never in the init (a hostile /etc/passwd
+ * costs this child only): its groups, its gid, then its uid, last, while
+ * the other two may still change. Any failure is the exec's.
+ */
+static void become(int status_fd, const char *spec, int tty, struct exec_user *u) {
+  char why[sizeof ((struct start_error *)0)->detail];
+  if (user_resolve(spec, u, why, sizeof why) < 0) child_fail_why(status_fd, STEP_USER, errno, why);
+  /* Its terminal is its own, as login and runc make it. */
+  if (tty && fchown(0, u->uid, u->gid) < 0) child_fail_why(status_fd, STEP_USER, errno, "chown its terminal");
+  if (setgroups((size_t)u->ngroups, u->groups) < 0) {
+    int e = errno;
+    snprintf(why, sizeof why, "setgroups to %d group%s refused", u->ngroups, u->ngroups == 1 ? "" : "s");
+    child_fail_why(status_fd, STEP_USER, e, why);
+  }
+  const char *which = NULL;
+  unsigned id = 0;
+  if (setresgid(u->gid, u->gid, u->gid) < 0) which = "gid", id = u->gid;
+  else if (setresuid(u->uid, u->uid, u->uid) < 0) which = "uid", id = u->uid;
+  if (!which) return;
+  int e = errno;
+  /* EINVAL: no mapping of it in the session's user namespace. */
+  if (e == EINVAL) snprintf(why, sizeof why, "%s %u is outside the session's ID range", which, id);
+  else snprintf(why, sizeof why, "setres%s to %u refused", which, id);
+  child_fail_why(status_fd, STEP_USER, e, why);
+}
 
 static __attribute__((noreturn)) void exec_child(int status_fd, int tty_slave, const int *fds, int nfds, int with_stdin,
-                                                 const char *cwd, char **argv, char **envp) {
+                                                 const char *cwd, const char *user, char **argv, char **envp) {
   sigset_t none;
   sigemptyset(&none);
   for (size_t i = 0; i < sizeof handled / sizeof handled[0]; i++) signal(handled[i], SIG_DFL);
@@ -393,19 +434,41 @@ static __attribute__((noreturn)) void exec_child(int status_fd, int tty_slave, c
   }
   /* Everything of ours closes at exec; a failure report still gets out. */
   if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) child_fail(status_fd, STEP_FDS);
-  if (chdir(cwd) < 0) child_fail(status_fd, STEP_CWD);
+  static struct exec_user as;
+  if (user) become(status_fd, user, tty_slave >= 0, &as);
   int envc = 0;
   while (envp[envc]) envc++;
-  environ = command_env(envp, envc, status_fd);
+  environ = command_env(envp, envc, status_fd, user ? &as : NULL);
+  if (cwd[0]) {
+    if (chdir(cwd) < 0) child_fail(status_fd, STEP_CWD);
+  } else {
+    /* No cwd asked for (exec-as): HOME, as the command's environment says
+     * it; "/" when it is not a directory this user can enter, as login(1). */
+    const char *home = getenv("HOME");
+    if (!home || home[0] != '/' || chdir(home) < 0)
+      if (chdir("/") < 0) child_fail(status_fd, STEP_CWD);
+  }
   execvp(argv[0], argv);
   child_fail(status_fd, STEP_EXEC);
 }
 
-static char **command_env(char **envp, int envc, int status_fd) {
-  int n = envc, room = envc + (session_plan ? session_plan->nops : 0) + 1;
+static int env_has(char **env, int n, const char *name) {
+  size_t nlen = strlen(name);
+  for (int i = 0; i < n; i++)
+    if (!strncmp(env[i], name, nlen) && env[i][nlen] == '=') return 1;
+  return 0;
+}
+
+static char **command_env(char **envp, int envc, int status_fd, const struct exec_user *u) {
+  int n = envc, room = envc + (session_plan ? session_plan->nops : 0) + 3 + 1;
   char **env = calloc((size_t)room, sizeof *env);
   if (!env) child_fail(status_fd, STEP_ENV);
   memcpy(env, envp, (size_t)envc * sizeof *env);
+  /* Another user's: HOME, USER and LOGNAME from its passwd line, unless the
+   * caller set them (the daemon sends root's only for root's commands). */
+  if (u && !env_has(env, n, "HOME")) env_set(env, &n, "HOME", u->home, strlen(u->home));
+  if (u && u->name[0] && !env_has(env, n, "USER")) env_set(env, &n, "USER", u->name, strlen(u->name));
+  if (u && u->name[0] && !env_has(env, n, "LOGNAME")) env_set(env, &n, "LOGNAME", u->name, strlen(u->name));
   static char value[AGENT_MAX_EXPORT];
   for (int i = 0; session_plan && i < session_plan->nops; i++) {
     const struct plan_op *op = &session_plan->op[i];
@@ -413,18 +476,24 @@ static char **command_env(char **envp, int envc, int status_fd) {
     if (op->id != OP_ENV_FILE) continue;
     size_t len = 0;
     if (read_export(op->arg[1], value, sizeof value, &len) == 0) env_set(env, &n, op->arg[0], value, len);
-    else if (errno != ENOENT) child_fail(status_fd, STEP_ENV); /* removed by the session: not exported */
+    /* Removed by the session, or (another user's command, read with its
+     * rights) a secret not shared with this user: not exported. */
+    else if (errno != ENOENT && !(u && errno == EACCES)) child_fail(status_fd, STEP_ENV);
   }
   return env;
 }
 
-static void handle_exec(char **f, int nf, int *fds, int nfds) {
-  /* exec ID TTY STDIN COLS ROWS CWD ARGC ARGV... ENVC ENV... */
+static void handle_exec(enum agent_verb verb, char **f, int nf, int *fds, int nfds) {
+  /* exec ID TTY STDIN COLS ROWS CWD ARGC ARGV... ENVC ENV...
+   * exec-as ID TTY STDIN COLS ROWS CWD USER ARGC ARGV... ENVC ENV... */
   static char *argv[AGENT_MAX_FIELDS], *envp[AGENT_MAX_FIELDS];
   const char *id = nf > 1 ? f[1] : "";
-  if (fields_fit(VERB_EXEC, f, nf) < 0) return send_failed(id, STEP_PROTOCOL, EINVAL, "malformed exec");
+  if (fields_fit(verb, f, nf) < 0) return send_failed(id, STEP_PROTOCOL, EINVAL, "malformed exec");
+  int as = verb == VERB_EXEC_AS; /* the user's field shifts the lists by one */
+  const char *user = as ? f[7] : NULL;
+  if (as && ((f[6][0] && f[6][0] != '/') || !user_spec_valid(user))) return send_failed(id, STEP_PROTOCOL, EINVAL, "malformed exec-as");
   int tty = (int)parse_u64(f[2]), with_stdin = (int)parse_u64(f[3]), cols = (int)parse_u64(f[4]), rows = (int)parse_u64(f[5]);
-  int argc = (int)parse_u64(f[7]), envc = (int)parse_u64(f[8 + argc]);
+  int argc = (int)parse_u64(f[7 + as]), envc = (int)parse_u64(f[8 + as + argc]);
   if (nfds != (tty ? 0 : 2 + with_stdin)) return send_failed(id, STEP_PROTOCOL, EBADF, "wrong number of fds");
   if (find_rec(id)) return send_failed(id, STEP_PROTOCOL, EEXIST, "duplicate exec id");
   if (stopping) return send_failed(id, STEP_STOPPING, ESHUTDOWN, "the session is stopping");
@@ -432,9 +501,9 @@ static void handle_exec(char **f, int nf, int *fds, int nfds) {
   for (int i = 0; i < AGENT_MAX_EXECS && !r; i++)
     if (recs[i].pid == 0) r = &recs[i];
   if (!r) return send_failed(id, STEP_FORK, EAGAIN, "too many commands running through the daemon");
-  for (int i = 0; i < argc; i++) argv[i] = f[8 + i];
+  for (int i = 0; i < argc; i++) argv[i] = f[8 + as + i];
   argv[argc] = NULL;
-  for (int i = 0; i < envc; i++) envp[i] = f[9 + argc + i];
+  for (int i = 0; i < envc; i++) envp[i] = f[9 + as + argc + i];
   envp[envc] = NULL;
 
   int master = -1, slave = -1;
@@ -460,7 +529,7 @@ static void handle_exec(char **f, int nf, int *fds, int nfds) {
   pid_t pid = fork();
   if (pid == 0) {
     close(sp[0]);
-    exec_child(sp[1], slave, fds, nfds, with_stdin, f[6], argv, envp);
+    exec_child(sp[1], slave, fds, nfds, with_stdin, f[6], user, argv, envp);
   }
   int e = errno;
   close(sp[1]);
@@ -612,7 +681,8 @@ static void read_conn(void) {
   for (int v = 0; v < VERB_COUNT && verb == VERB_COUNT; v++)
     if (verbs[v].dir == TO_INIT && !strcmp(f[0], verbs[v].name)) verb = v;
   switch (verb) {
-    case VERB_EXEC: handle_exec(f, nf, fds, nfds); break;
+    case VERB_EXEC:
+    case VERB_EXEC_AS: handle_exec((enum agent_verb)verb, f, nf, fds, nfds); break;
     case VERB_SIGNAL: handle_signal(f, nf); break;
     case VERB_RELEASE: handle_release(f, nf); break;
     case VERB_WRITE: handle_write(f, nf); break;

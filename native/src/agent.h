@@ -18,6 +18,15 @@
  * exec-phase ops: env NAME VALUE, and env-file NAME PATH (a secret file the
  * session holds, read right before execve, so a refreshed file is what the
  * next command sees).
+ *
+ * exec-as is exec run as another user of the session (docker's exec -u):
+ * the forked child resolves USER against the session's /etc/passwd and
+ * /etc/group (users.h) and sets its groups, gid and uid before its cwd and
+ * execve; HOME, USER and LOGNAME come from passwd unless the daemon's ENV
+ * has them, and an empty CWD is that HOME. A verb of its own rather than a
+ * new exec field: an init of an older version (a session that outlived a
+ * daemon upgrade) still runs plain execs, and answers exec-as with nothing,
+ * never by running the command as root.
  */
 #ifndef ENCLAVE_AGENT_H
 #define ENCLAVE_AGENT_H
@@ -31,6 +40,8 @@
 #define AGENT_MAX_EXECS 256          /* commands running through the daemon at once */
 #define AGENT_MAX_EXPORT (64 * 1024) /* the largest file an env-file op exports (a token, a key) */
 #define AGENT_NUM_MAX 9999999999LL   /* numbers on the wire have at most ten digits */
+#define AGENT_MAX_CWD 4096           /* the longest cwd of an exec-as ("": the user's HOME) */
+#define AGENT_MAX_USER 65            /* the longest user of an exec-as: NAME[:GROUP] or UID[:GID] (users.h) */
 
 /*
  * A console's output ring: a memfd the daemon makes and maps, and hands the
@@ -73,6 +84,10 @@ enum agent_direction { TO_INIT, TO_DAEMON };
   X(EXEC, "exec", TO_INIT, "stdin (if stdin), stdout and stderr; none with tty",                          \
     F("id", ID, 0, 0) F("tty", FLAG, 0, 1) F("stdin", FLAG, 0, 1) F("cols", NUM, 0, 1000)                 \
     F("rows", NUM, 0, 500) F("cwd", PATH, 0, 0) F("argv", LIST, 1, 0) F("env", LIST, 0, 0))              \
+  X(EXEC_AS, "exec-as", TO_INIT, "as exec", /* exec as another user; cwd "": the user's HOME */           \
+    F("id", ID, 0, 0) F("tty", FLAG, 0, 1) F("stdin", FLAG, 0, 1) F("cols", NUM, 0, 1000)                 \
+    F("rows", NUM, 0, 500) F("cwd", TEXT, 0, AGENT_MAX_CWD) F("user", TEXT, 0, AGENT_MAX_USER)             \
+    F("argv", LIST, 1, 0) F("env", LIST, 0, 0))                                                           \
   X(SIGNAL, "signal", TO_INIT, "", F("id", ID, 0, 0) F("signo", NUM, 1, 64))                              \
   X(RELEASE, "release", TO_INIT, "", F("id", ID, 0, 0)) /* a tty command's master is drained */           \
   X(KEEP, "keep", TO_INIT, "the console's output ring (a memfd)", F("id", ID, 0, 0)) /* outlive the daemon */ \

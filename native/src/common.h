@@ -71,7 +71,8 @@
   X(OVERLAY, "overlay")            \
   X(VOLUME, "volume")              \
   X(LXCFS, "lxcfs")                \
-  X(CGROUPFS, "cgroupfs")
+  X(CGROUPFS, "cgroupfs")          \
+  X(USER, "user")
 
 #define ENCLAVE_STEP_ENUM(name, str) STEP_##name,
 enum step { ENCLAVE_STEPS(ENCLAVE_STEP_ENUM) STEP_COUNT };

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { PROFILES } from '../vocab/profiles.js';
 import { looksSecret, MAX_SECRET_BYTES, SECRET_ENV_HINT } from '../vocab/names.js';
-import { envTokenRef, providerRef, sessionName, sessionRef, SESSION_ID, SESSION_USERS, volumeName, volumeRef } from '../vocab/names.js';
+import { envTokenRef, EXEC_USER, providerRef, sessionName, sessionRef, SESSION_ID, SESSION_USERS, volumeName, volumeRef } from '../vocab/names.js';
 import { limitRequestShape, limitsSchema } from '../vocab/limits.js';
 import { copyPathProblem } from '../vocab/copyPath.js';
 import { sshPublicKey } from '../vocab/sshKey.js';
@@ -220,8 +220,10 @@ export const execQuery = z
     stderr: flag.default(true),
     tty: flag.default(false),
     env: z.array(envEntry).max(1024).default([]),
-    /** Absent: the command's HOME (/root). */
+    /** Absent: the command's HOME (root's /root, or `user`'s from the session's /etc/passwd). */
     cwd: z.string().regex(/^\/[^\0]*$/, 'must be an absolute path').max(4096).optional(),
+    /** Run as this user of the session (docker's exec -u): NAME, UID, NAME:GROUP or UID:GID. Absent: the session's root. */
+    user: EXEC_USER.optional(),
     // With tty: the terminal's size, bounded like attach's.
     cols: z.coerce.number().int().min(1).max(1000).optional(),
     rows: z.coerce.number().int().min(1).max(500).optional(),

@@ -37,8 +37,14 @@ export type AuthRefreshed = z.output<typeof refreshAuthReply>;
 export interface CommandOptions {
   /** NAME=VALUE variables besides the session's own. */
   env?: string[];
-  /** Working directory inside the session (absolute). */
+  /** Working directory inside the session (absolute); absent: the user's HOME. */
   cwd?: string;
+  /**
+   * Run as this user of the session, docker's `exec -u` forms: NAME, UID,
+   * NAME:GROUP or UID:GID, resolved in the session against its own
+   * /etc/passwd and /etc/group. Absent: the session's root.
+   */
+  user?: string;
 }
 
 export interface RunOptions extends CommandOptions {
@@ -205,7 +211,7 @@ export class Enclave {
   /** Start a command with pipes: stream its stdin, stdout and stderr. */
   exec(session: string, command: string[], options: ExecOptions = {}): ExecProcess {
     const forward = options.stdin ?? true;
-    return this.streams(execRequestPath({ session, command, env: options.env, cwd: options.cwd, stdin: forward }), forward);
+    return this.streams(execRequestPath({ session, command, env: options.env, cwd: options.cwd, user: options.user, stdin: forward }), forward);
   }
 
   /** A v5 stream (exec, cp) as pipes. */
@@ -243,7 +249,7 @@ export class Enclave {
     const stdin = typeof options.stdin === 'string' ? Buffer.from(options.stdin) : options.stdin;
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    const path = execRequestPath({ session, command, env: options.env, cwd: options.cwd, stdin: stdin !== undefined });
+    const path = execRequestPath({ session, command, env: options.env, cwd: options.cwd, user: options.user, stdin: stdin !== undefined });
     const ws = openWebSocket(this.connection, path, [K8S_V5_PROTOCOL]);
     const { exitCode } = await pumpExec(ws, this.connection, { stdin, stdout: collector(out), stderr: collector(err) });
     const stdout = Buffer.concat(out);
@@ -260,7 +266,7 @@ export class Enclave {
 
   /** A command in a terminal of its own (exec --tty): a duplex with resize(); `exit` is its exit code. */
   execTty(session: string, command: string[], options: CommandOptions & { cols?: number; rows?: number } = {}): Promise<AttachStream> {
-    const path = execRequestPath({ session, command, env: options.env, cwd: options.cwd, stdin: true, tty: { cols: options.cols, rows: options.rows } });
+    const path = execRequestPath({ session, command, env: options.env, cwd: options.cwd, user: options.user, stdin: true, tty: { cols: options.cols, rows: options.rows } });
     return this.console(path, 'rw');
   }
 

@@ -36,6 +36,8 @@ export interface ExecRequest {
   command: string[];
   env?: string[] | undefined;
   cwd?: string | undefined;
+  /** The session's user it runs as: NAME, UID, NAME:GROUP or UID:GID (docker's exec -u); absent: root. */
+  user?: string | undefined;
   /** Whether stdin is forwarded (else the command reads /dev/null). */
   stdin: boolean;
   /** A terminal of its own, of this size. */
@@ -45,7 +47,7 @@ export interface ExecRequest {
 /** The exec route's request line. */
 export function execRequestPath(r: ExecRequest): string {
   const tty = r.tty ? { tty: '1' as const, cols: r.tty.cols, rows: r.tty.rows } : {};
-  return routePath(ROUTES.exec, { params: { session: r.session }, query: { command: r.command, env: r.env ?? [], cwd: r.cwd, stdin: r.stdin ? '1' : '0', ...tty } });
+  return routePath(ROUTES.exec, { params: { session: r.session }, query: { command: r.command, env: r.env ?? [], cwd: r.cwd, user: r.user, stdin: r.stdin ? '1' : '0', ...tty } });
 }
 
 /** Frames stay well under the daemon's 1 MiB message limit. */

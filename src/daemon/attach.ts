@@ -49,7 +49,7 @@ export class Consoles {
   /** A terminal running `q` in the session; the console and exec --tty differ only in `own`. */
   private async startTerminal(
     row: SessionRow,
-    q: { command: string[]; env: string[]; cwd?: string | undefined },
+    q: { command: string[]; env: string[]; cwd?: string | undefined; user?: string | undefined },
     size: Size,
     own: Pick<ConsoleOptions, 'ringBytes' | 'ring' | 'policy' | 'mirror' | 'onEnd' | 'endWhenAlone'>,
     onStarted?: (id: string) => void,
@@ -57,11 +57,11 @@ export class Consoles {
     const agent = this.sessions.agentFor(row);
     let started: StartedCommand;
     try {
-      const env = commandEnv(row.hostname, { env: q.env, tty: true });
-      started = await agent.start({ tty: true, argv: q.command, env, cwd: commandCwd(q), cols: size.cols, rows: size.rows, fds: [], stdin: false });
+      const env = commandEnv(row.hostname, { env: q.env, tty: true, user: q.user });
+      started = await agent.start({ tty: true, argv: q.command, env, cwd: commandCwd(q), user: q.user, cols: size.cols, rows: size.rows, fds: [], stdin: false });
     } catch (e) {
-      const mapped = startFailureError(e);
-      throw 'exitCode' in mapped ? new ApiError('invalid_request', `cannot run '${q.command[0]}': ${mapped.message}`, 'command') : mapped;
+      const mapped = startFailureError(e, q.command[0]!);
+      throw 'exitCode' in mapped ? new ApiError('invalid_request', mapped.message, mapped.field) : mapped;
     }
     const pty = new SessionPty(started.master!, agent, started.id, started.exited);
     const t = this.config.terminal;
@@ -217,7 +217,7 @@ export class Consoles {
   private readonly held = { total: 0, bySession: new Map<string, number>(), byUser: new Map<number, number>() };
 
   /** exec --tty: a one-off terminal running `command`, alive while its client is. Started before the upgrade. */
-  async startOneOff(row: SessionRow, q: { command: string[]; env: string[]; cwd?: string | undefined }, size: Size | undefined): Promise<SessionConsole> {
+  async startOneOff(row: SessionRow, q: { command: string[]; env: string[]; cwd?: string | undefined; user?: string | undefined }, size: Size | undefined): Promise<SessionConsole> {
     const one: SessionConsole = await this.startTerminal(row, q, size ?? DEFAULT_SIZE, {
       ringBytes: 64 * 1024,
       policy: 'latest',

@@ -32,7 +32,7 @@ export async function startPipedExec(agent: SessionAgent, hostname: string, q: E
   const ours = [...(pipes.stdin ? [pipes.stdin[1]] : []), pipes.stdout[0], pipes.stderr[0]];
   try {
     const { id, exited } = await agent
-      .start({ tty: false, argv: q.command, env: commandEnv(hostname, q), cwd: commandCwd(q), cols: 0, rows: 0, fds: theirs, stdin: q.stdin })
+      .start({ tty: false, argv: q.command, env: commandEnv(hostname, q), cwd: commandCwd(q), user: q.user, cols: 0, rows: 0, fds: theirs, stdin: q.stdin })
       .finally(() => theirs.forEach((fd) => a.closeFd(fd)));
     return {
       ok: true,
@@ -45,8 +45,8 @@ export async function startPipedExec(agent: SessionAgent, hostname: string, q: E
     };
   } catch (e) {
     ours.forEach((fd) => a.closeFd(fd));
-    const mapped = startFailureError(e);
-    if ('exitCode' in mapped) return { ok: false, exitCode: mapped.exitCode, message: `enclave: cannot run '${q.command[0]}': ${mapped.message}\n` };
+    const mapped = startFailureError(e, q.command[0]!);
+    if ('exitCode' in mapped) return { ok: false, exitCode: mapped.exitCode, message: `enclave: ${mapped.message}\n` };
     throw mapped;
   }
 }

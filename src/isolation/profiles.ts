@@ -61,3 +61,16 @@ export function setgroupsFor(profile: Profile): 'allow' | 'deny' {
 export function writableRoot(profile: Profile): boolean {
   return profile === 'workspace';
 }
+
+/**
+ * Whether a profile's sessions can run commands as another of their users
+ * (exec's `user`): the init's child calls setgroups, setresgid and
+ * setresuid, which need CAP_SETGID and CAP_SETUID kept and setgroups
+ * allowed in the session's user namespace. Read from the tables above, so
+ * a profile that drops them refuses `user` up front.
+ */
+export function switchesUsers(profile: Profile): boolean {
+  const mask = BigInt(`0x${capabilityMask(profile)}`);
+  const keeps = (name: string) => WORKSPACE_CAPS.some((c) => c.name === name && (mask & (1n << BigInt(c.bit))) !== 0n);
+  return keeps('SETUID') && keeps('SETGID') && setgroupsFor(profile) === 'allow';
+}

@@ -39,6 +39,10 @@ export const AGENT_MAX_EXECS = 256;
 export const AGENT_MAX_EXPORT = 65536;
 /** numbers on the wire have at most ten digits (agent.h) */
 export const AGENT_NUM_MAX = 9999999999;
+/** the longest cwd of an exec-as ("": the user's HOME) (agent.h) */
+export const AGENT_MAX_CWD = 4096;
+/** the longest user of an exec-as: NAME[:GROUP] or UID[:GID] (users.h) (agent.h) */
+export const AGENT_MAX_USER = 65;
 /** "ENCR", little-endian, at offset 0 (u32) (agent.h) */
 export const RING_MAGIC = 1380142661;
 /** bytes before the data (agent.h) */
@@ -56,7 +60,7 @@ export const PHASES = ['host', 'parent', 'net', 'mount', 'final', 'exec'] as con
 export type Phase = (typeof PHASES)[number];
 
 /** Failure steps; a helper failing at step i exits with STEP_EXIT_BASE + i. */
-export const STEPS = ['plan', 'usage', 'unshare-mnt', 'rootfs', 'hide', 'bind-file', 'control', 'clone', 'cgroup', 'uid-map', 'setgroups', 'gid-map', 'veth', 'sync', 'parent-death', 'newroot', 'setid', 'cgroupns', 'propagation', 'loopback', 'network', 'tmpfs', 'mkdir', 'symlink', 'bind-dev', 'proc', 'sysfs', 'devpts', 'mqueue', 'mask', 'readonly', 'file', 'pivot-root', 'hostname', 'fds', 'rlimit', 'capabilities', 'dumpable', 'seccomp', 'ready', 'protocol', 'fork', 'tty', 'stdio', 'cwd', 'exec', 'stopping', 'env', 'write', 'layer', 'upper', 'root', 'overlay', 'volume', 'lxcfs', 'cgroupfs'] as const;
+export const STEPS = ['plan', 'usage', 'unshare-mnt', 'rootfs', 'hide', 'bind-file', 'control', 'clone', 'cgroup', 'uid-map', 'setgroups', 'gid-map', 'veth', 'sync', 'parent-death', 'newroot', 'setid', 'cgroupns', 'propagation', 'loopback', 'network', 'tmpfs', 'mkdir', 'symlink', 'bind-dev', 'proc', 'sysfs', 'devpts', 'mqueue', 'mask', 'readonly', 'file', 'pivot-root', 'hostname', 'fds', 'rlimit', 'capabilities', 'dumpable', 'seccomp', 'ready', 'protocol', 'fork', 'tty', 'stdio', 'cwd', 'exec', 'stopping', 'env', 'write', 'layer', 'upper', 'root', 'overlay', 'volume', 'lxcfs', 'cgroupfs', 'user'] as const;
 export type Step = (typeof STEPS)[number];
 
 // ---- the op table -----------------------------------------------------------
@@ -288,6 +292,21 @@ export const VERBS = {
       { name: 'env', kind: 'LIST', lo: 0, hi: 0 },
     ],
   },
+  'exec-as': {
+    dir: 'to-init',
+    fds: 'as exec',
+    fields: [
+      { name: 'id', kind: 'ID', lo: 0, hi: 0 },
+      { name: 'tty', kind: 'FLAG', lo: 0, hi: 1 },
+      { name: 'stdin', kind: 'FLAG', lo: 0, hi: 1 },
+      { name: 'cols', kind: 'NUM', lo: 0, hi: 1000 },
+      { name: 'rows', kind: 'NUM', lo: 0, hi: 500 },
+      { name: 'cwd', kind: 'TEXT', lo: 0, hi: 4096 },
+      { name: 'user', kind: 'TEXT', lo: 0, hi: 65 },
+      { name: 'argv', kind: 'LIST', lo: 1, hi: 0 },
+      { name: 'env', kind: 'LIST', lo: 0, hi: 0 },
+    ],
+  },
   signal: {
     dir: 'to-init',
     fds: '',
@@ -407,6 +426,7 @@ export type Verb = keyof typeof VERBS;
 /** The fields of each message the daemon sends the init, by name. */
 export interface ToInit {
   exec: { id: Field['ID']; tty: Field['FLAG']; stdin: Field['FLAG']; cols: Field['NUM']; rows: Field['NUM']; cwd: Field['PATH']; argv: Field['LIST']; env: Field['LIST'] };
+  'exec-as': { id: Field['ID']; tty: Field['FLAG']; stdin: Field['FLAG']; cols: Field['NUM']; rows: Field['NUM']; cwd: Field['TEXT']; user: Field['TEXT']; argv: Field['LIST']; env: Field['LIST'] };
   signal: { id: Field['ID']; signo: Field['NUM'] };
   release: { id: Field['ID'] };
   keep: { id: Field['ID'] };

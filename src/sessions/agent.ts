@@ -9,34 +9,16 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ApiError } from '../vocab/errors.js';
 import { addon, type ControlChannel } from '../native/addon.js';
-import { AGENT_MAX_MSG, type MessageToDaemon, type MessageToInit } from '../native/contract.gen.js';
-import { decodeToDaemon, encodeMessage, framingRoom, payloadSize } from '../native/control.js';
+import type { MessageToDaemon } from '../native/contract.gen.js';
+import { decodeToDaemon, encodeMessage } from '../native/control.js';
 import { errnoName } from './launch.js';
 import { StartFailure } from './agentErrors.js';
+import { execMessage, type ExecSpec } from './execMessage.js';
 
 export { agentError, startFailureError, StartFailure } from './agentErrors.js';
+export { MAX_EXEC_AS_MESSAGE, MAX_EXEC_MESSAGE, type ExecSpec } from './execMessage.js';
 
-/**
- * The most bytes an exec's cwd, argv and env may take (each with its NUL).
- * The init reads at most AGENT_MAX_MSG bytes of one message, and drops the
- * channel (every command in flight with it) on a longer one; the rest of an
- * exec message is framing: the verb, the id, the tty and stdin flags, the
- * terminal size and the two list counts, at most framingRoom('exec') bytes.
- */
-export const MAX_EXEC_MESSAGE = AGENT_MAX_MSG - framingRoom('exec');
 const START_TIMEOUT_MS = 5000;
-
-export interface ExecSpec {
-  tty: boolean;
-  argv: string[];
-  env: string[];
-  cwd: string;
-  cols: number;
-  rows: number;
-  /** Without tty: [stdin?] stdout stderr, the session's ends of our pipes. */
-  fds: number[];
-  stdin: boolean;
-}
 
 export interface ExitReport {
   code: number | null;
@@ -128,9 +110,7 @@ export class SessionAgent {
   /** Ask the init for a process; resolves once it runs, rejects with a StartFailure if it could not. */
   start(spec: ExecSpec): Promise<StartedCommand> {
     const id = `${prefix}-${++counter}`;
-    const message: MessageToInit = { verb: 'exec', id, tty: spec.tty, stdin: spec.stdin, cols: spec.cols, rows: spec.rows, cwd: spec.cwd, argv: spec.argv, env: spec.env };
-    const size = payloadSize(message);
-    if (size > MAX_EXEC_MESSAGE) throw new ApiError('invalid_request', `command, environment and cwd take ${size} bytes; at most ${MAX_EXEC_MESSAGE} are allowed`, 'command');
+    const message = execMessage(id, spec);
     const channel = this.connect();
     let onExit!: (e: ExitReport | null) => void;
     const exited = new Promise<ExitReport | null>((r) => (onExit = r));
@@ -144,7 +124,9 @@ export class SessionAgent {
         reject(r.failure);
       };
       p.timer = setTimeout(() => {
-        p.onStart?.({ ok: false, failure: new StartFailure('protocol', 110, 'the session init did not answer') });
+        // An init older than exec-as ignores it: say so, rather than only that it was silent.
+        const older = message.verb === 'exec-as' ? ' (an init that predates exec as another user does not answer one: stop and start the session)' : '';
+        p.onStart?.({ ok: false, failure: new StartFailure('protocol', 110, `the session init did not answer${older}`) });
         this.signal(id, 9);
       }, START_TIMEOUT_MS);
       this.pending.set(id, p);

@@ -93,6 +93,25 @@ export const SECRET_ENV_HINT = 'looks like a secret: store it with `enclave auth
 
 /** A user (or a group's member) inside a session, as /etc/passwd names it: no ':' or ',' (the group file's separators). */
 export const SESSION_USER = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
+/** The widest ID range a session has (config ids.size is at most 65536 * 16): IDs inside are 0..this. */
+export const MAX_SESSION_ID = 65536 * 16 - 1;
+
+/**
+ * Who a command runs as (exec's `user`), in docker's `exec -u` forms: NAME,
+ * UID, NAME:GROUP or UID:GID; a name as SESSION_USER, a number 0..
+ * MAX_SESSION_ID (each session's own range is checked when it runs).
+ */
+export const EXEC_USER = z
+  .string()
+  .max(65)
+  .refine(
+    (s) => {
+      const parts = s.split(':');
+      return parts.length <= 2 && parts.every((p) => SESSION_USER.test(p) || (/^\d{1,7}$/.test(p) && Number(p) <= MAX_SESSION_ID));
+    },
+    `must be NAME, UID, NAME:GROUP or UID:GID (a name ${SESSION_USER.source}, a number 0..${MAX_SESSION_ID})`,
+  );
+
 export const SESSION_USERS = z
   .array(z.string().regex(SESSION_USER, 'must be a user name inside the session (^[A-Za-z_][A-Za-z0-9_.-]{0,31}$)'))
   .min(1, 'names no user')

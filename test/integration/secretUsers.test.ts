@@ -2,8 +2,10 @@
 // file readable by bob (a group secret-github, members by name), and by no
 // one else inside but root. bob is created after the session is: the group
 // lists names, so a user made later is a member at its first login. Through
-// refresh-auth and a stop and start, the file keeps its group.
+// refresh-auth and a stop and start, the file keeps its group. The API's exec
+// as a user (exec -u) gives bob the shared token and variable, carol neither.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Enclave } from '../../src/client/index.js';
 import { isRoot, TestDaemon } from './harness.js';
 
 const FILL = `printf 'protocol=https\\nhost=github.com\\n\\n' | git credential fill`;
@@ -43,6 +45,26 @@ describe.skipIf(!isRoot)('secrets shared with users inside a session (root)', ()
     const bob = await as('bob', 'cat /run/enclave/env/OPENAI_API_KEY; ls /run/enclave/auth');
     expect(bob.stdout).not.toContain('canary');
     expect(bob.stdout.match(/Permission denied/g)).toHaveLength(2); // neither the unshared file nor a listing
+  });
+
+  it('serves the API\'s exec as a user (exec -u): bob gets the shared token, file and variable; carol and the unshared one neither', async () => {
+    const c = new Enclave({ socket: d.socket });
+    try {
+      const show = `cat /run/enclave/auth/github.token 2>&1; echo; echo "gh=\${GITHUB_TOKEN-unset} openai=\${OPENAI_API_KEY-unset}"; id -un`;
+      const bob = await c.run('team', ['sh', '-c', `${FILL}; ${show}`], { user: 'bob' });
+      expect(bob.stdout).toContain('password=ghp_shared_canary');
+      expect(bob.stdout).toContain('ghp_shared_canary\ngh=ghp_shared_canary openai=unset\nbob\n');
+      expect(bob.exitCode).toBe(0);
+      // The unshared variable is left out of a named user's environment, and nothing of either of carol's: the command still runs.
+      const carol = await c.run('team', ['sh', '-c', `${FILL} 2>&1; ${show}`], { user: 'carol' });
+      expect(carol.stdout).not.toContain('canary');
+      expect(carol.stdout).toMatch(/Permission denied/);
+      expect(carol.stdout).toContain('gh=unset openai=unset\ncarol\n');
+      expect(carol.exitCode).toBe(0);
+      expect((await c.run('team', ['sh', '-c', 'echo "$GITHUB_TOKEN $OPENAI_API_KEY"'])).stdout).toBe('ghp_shared_canary sk_root_only_canary\n');
+    } finally {
+      c.close();
+    }
   });
 
   it('keeps the group through refresh-auth and a stop and start', async () => {

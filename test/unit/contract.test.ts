@@ -24,7 +24,7 @@ import {
 } from '../../src/native/contract.gen.js';
 import { decodeToDaemon, decodeToInit, encodeMessage, framingRoom, payloadSize } from '../../src/native/control.js';
 import pino from 'pino';
-import { MAX_EXEC_MESSAGE, SessionAgent } from '../../src/sessions/agent.js';
+import { MAX_EXEC_AS_MESSAGE, MAX_EXEC_MESSAGE, SessionAgent } from '../../src/sessions/agent.js';
 import { WORKSPACE_CAPS } from '../../src/isolation/profiles.js';
 
 describe('the generated contract', () => {
@@ -117,6 +117,22 @@ describe('control messages through the verb table', () => {
     const agent = new SessionAgent('/nonexistent/control', pino({ level: 'silent' }));
     const spec = { tty: true, stdin: true, cols: 1000, rows: 500, cwd, argv: [m.argv[0]!, ''], env: [], fds: [] };
     expect(() => agent.start(spec)).toThrow(`command, environment and cwd take ${MAX_EXEC_MESSAGE + 1} bytes; at most ${MAX_EXEC_MESSAGE} are allowed`);
-    expect(Object.keys(VERBS)).toEqual(['exec', 'signal', 'release', 'keep', 'quiesce', 'write', 'started', 'failed', 'exited', 'written', 'ending', 'kept', 'ring', 'kept-done', 'quiet']);
+    expect(Object.keys(VERBS)).toEqual(['exec', 'exec-as', 'signal', 'release', 'keep', 'quiesce', 'write', 'started', 'failed', 'exited', 'written', 'ending', 'kept', 'ring', 'kept-done', 'quiet']);
+  });
+
+  it('bound an exec-as alike: its user and an empty cwd (the user\'s HOME) are payload, the longer verb is framing', () => {
+    expect(framingRoom('exec-as')).toBe(framingRoom('exec') + 'exec-as'.length - 'exec'.length);
+    expect(MAX_EXEC_AS_MESSAGE).toBe(AGENT_MAX_MSG - framingRoom('exec-as'));
+    const user = 'bob:dev';
+    const m = { verb: 'exec-as' as const, id: 'i'.repeat(AGENT_MAX_ID), tty: true, stdin: true, cols: 1000, rows: 500, cwd: '', user, argv: ['x'.repeat(MAX_EXEC_AS_MESSAGE - 1 - (user.length + 1) - 1)], env: [] };
+    expect(payloadSize(m)).toBe(MAX_EXEC_AS_MESSAGE);
+    expect(encodeMessage(m).reduce((n, f) => n + Buffer.byteLength(f) + 1, 0)).toBeLessThanOrEqual(AGENT_MAX_MSG);
+    const agent = new SessionAgent('/nonexistent/control', pino({ level: 'silent' }));
+    const spec = { tty: true, stdin: true, cols: 1000, rows: 500, user, argv: [m.argv[0]!, ''], env: [], fds: [] };
+    expect(() => agent.start(spec)).toThrow(`command, environment and cwd take ${MAX_EXEC_AS_MESSAGE + 1} bytes; at most ${MAX_EXEC_AS_MESSAGE} are allowed`);
+    // The init reads it as the daemon wrote it: the user verbatim, the empty cwd kept.
+    expect(decodeToInit(encodeMessage({ ...m, argv: ['id'] }).map(String))).toEqual({ ...m, argv: ['id'] });
+    // Without a user there is no HOME to choose in the session: root's cwd is the caller's to give.
+    expect(() => agent.start({ tty: false, stdin: false, cols: 0, rows: 0, argv: ['id'], env: [], fds: [] })).toThrow('an exec as root needs its cwd');
   });
 });

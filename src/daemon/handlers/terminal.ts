@@ -8,6 +8,7 @@ import { ApiError } from '../../vocab/errors.js';
 import { ATTACH_PROTOCOL } from '../../api/protocol.js';
 import { oomReason, runExec, startPipedExec } from '../exec.js';
 import { CapReached } from '../streams.js';
+import { checkCommandUser } from '../../sessions/command.js';
 import type { Handlers } from '../dispatch.js';
 import type { Context } from '../route.js';
 
@@ -46,15 +47,16 @@ export const terminalHandlers: Pick<Handlers, 'exec' | 'attach'> = {
     },
   },
   exec: {
-    detail: ({ query }) => `${query.tty ? 'tty ' : ''}${query.command.join(' ')}`,
+    detail: ({ query }) => `${query.tty ? 'tty ' : ''}${query.user !== undefined ? `as ${query.user} ` : ''}${query.command.join(' ')}`,
     run: async (ctx, { caller, target: row, query: q, req, log }, up) => {
+      checkCommandUser(row.profile, ctx.config.ids.size, q.user);
       const agent = ctx.sessions.agentFor(row);
       holdStream(ctx, 'session.exec', row, true, caller, up.socket);
       if (q.tty) {
         const size = q.cols && q.rows ? { cols: q.cols, rows: q.rows } : undefined;
         const one = await ctx.consoles.startOneOff(row, q, size);
         return ctx.accept(req, up, () => one.kill(), (ws) => {
-          log.info({ argv0: q.command[0] }, 'exec --tty');
+          log.info({ argv0: q.command[0], user: q.user }, 'exec --tty');
           one.attach(ws, 'rw', ws.protocol === ATTACH_PROTOCOL, undefined, size);
         });
       }
@@ -63,7 +65,7 @@ export const terminalHandlers: Pick<Handlers, 'exec' | 'attach'> = {
       const exec = await startPipedExec(agent, row.hostname, q);
       const reason = (exit: { code: number | null; signal: number | null }) => (exit.code === 0 ? undefined : oomReason(ctx.sessions.reports.oomSince(row.id, oomBase), exit));
       ctx.accept(req, up, () => exec.ok && exec.agent.signal(exec.id, 9), (ws) => {
-        log.info({ argv0: q.command[0] }, 'exec');
+        log.info({ argv0: q.command[0], user: q.user }, 'exec');
         runExec({ ws, exec, stdout: q.stdout, stderr: q.stderr, log, reason });
       });
     },
