@@ -54,7 +54,7 @@ export interface AttachArgs {
   /** Send what is typed (exec -t without -i: no; attach: yes, unless readOnly). */
   input: boolean;
   /** exec --tty: run this in a one-off terminal instead of attaching to the console. */
-  exec?: { command: string[]; env: string[]; cwd?: string | undefined };
+  exec?: { command: string[]; env: string[]; cwd?: string | undefined; user?: string | undefined };
 }
 
 /** The size to ask for: a terminal that reports 0x0 (script(1) without a size, serial lines) gets 80x24; at most what the API allows. */

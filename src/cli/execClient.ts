@@ -12,6 +12,8 @@ export interface ExecArgs {
   command: string[];
   env: string[];
   cwd?: string | undefined;
+  /** -u: the session's user it runs as (NAME, UID, NAME:GROUP, UID:GID). */
+  user?: string | undefined;
   /** Where stdin comes from (-i: this process's); none: the command reads /dev/null, as docker exec without -i. */
   stdin?: Readable | undefined;
   /** Where the command's stderr and the reason it failed go (default: this process's stderr). */
@@ -26,7 +28,7 @@ export function reasonOf(status: { details?: { causes?: { reason: string; messag
 }
 
 export function execPath(a: Omit<ExecArgs, 'socket' | 'stdin'> & { stdin: boolean }, extra: { tty?: '1'; cols?: number; rows?: number } = {}): string {
-  return execRequestPath({ session: a.session, command: a.command, env: a.env, cwd: a.cwd, stdin: a.stdin, tty: extra.tty ? { cols: extra.cols, rows: extra.rows } : undefined });
+  return execRequestPath({ session: a.session, command: a.command, env: a.env, cwd: a.cwd, user: a.user, stdin: a.stdin, tty: extra.tty ? { cols: extra.cols, rows: extra.rows } : undefined });
 }
 
 export function runExecClient(a: ExecArgs): Promise<number> {

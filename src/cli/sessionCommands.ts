@@ -61,8 +61,7 @@ async function create(p: Parsed, socket: string): Promise<number> {
 async function exec(p: Parsed, socket: string): Promise<number> {
   const id = ref(p.args[0], 'exec');
   const env = envEntries(p.list('env-file'), p.list('env'));
-  if (p.has('user')) throw new UsageError('session exec: -u is not wired yet');
-  const target = { command: [...p.trailing], env, cwd: p.str('workdir') };
+  const target = { command: [...p.trailing], env, cwd: p.str('workdir'), user: p.str('user') };
   if (p.bool('tty')) {
     const { runAttachClient } = await import('./attachClient.js');
     return runAttachClient({ socket, session: id, readOnly: false, detachKeys: p.str('detach-keys') ?? 'ctrl-p,ctrl-q', input: p.bool('interactive'), exec: target });

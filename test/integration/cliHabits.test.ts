@@ -46,6 +46,17 @@ describe.skipIf(!isRoot)('docker-style CLI habits (root)', () => {
     expect((await d.cli(['session', 'exec', '--cwd', '/home', 'hab', 'pwd'])).stdout).toBe('/home\n');
   });
 
+  it('-u runs as a user of the session, in its HOME unless -w; with -t too', async () => {
+    expect((await d.sh('hab', 'useradd -m -u 1500 bob')).code).toBe(0);
+    expect((await d.cli(['session', 'exec', '-u', 'bob', 'hab', 'sh', '-c', 'id -un; id -u; echo "$HOME"; pwd'])).stdout).toBe('bob\n1500\n/home/bob\n/home/bob\n');
+    expect((await d.cli(['session', 'exec', '-u', '1500', '-w', '/tmp', 'hab', 'pwd'])).stdout).toBe('/tmp\n');
+    const tty = await d.cli(['session', 'exec', '-t', '-u', 'bob', 'hab', 'sh', '-c', 'id -un; stat -c %U "$(tty)"']);
+    expect(tty.stdout.replace(/\r/g, '')).toBe('bob\nbob\n');
+    const nobody = await d.cli(['session', 'exec', '-u', 'nosuchuser', 'hab', 'true']);
+    expect(nobody.code).toBe(126);
+    expect(nobody.stderr).toMatch(/no user 'nosuchuser' in the session's \/etc\/passwd/);
+  });
+
   it('-it runs an interactive command in a terminal; typed input reaches it', async () => {
     const p = spawnPty(process.execPath, [CLI, 'session', 'exec', '-it', 'hab', 'sh', '-c', 'test -t 0 && echo tty-yes; read line; echo "got:$line"'], { name: 'xterm', cols: 80, rows: 24, env: { ...process.env, ENCLAVE_SOCKET: d.socket } });
     let out = '';
