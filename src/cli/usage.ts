@@ -17,7 +17,7 @@ export const USAGE = `usage: enclave [--socket PATH] COMMAND
   enclave daemon --cleanup [--config FILE]   remove the bridge and nftables table (no live sessions)
   enclave daemon reload                      the daemon reads its config file again (also SIGHUP): prints
                                              the keys applied and those that need a restart
-  enclave session create [--name N] [--network bridge|none] [--profile workspace|strict]
+  enclave session create [--name N] [--network bridge|none] [--profile workspace|strict|system]
                          ${LIMIT_FLAGS_USAGE}
                          [--publish 127.0.0.1:HOSTPORT:SESSIONPORT]... [--console]
                          [--volume NAME:/PATH[:ro]]... [--from SNAPSHOT [--no-settings]]
