@@ -52,7 +52,7 @@ int apply_rlimit(const char *name, const char *soft, const char *hard) {
   return setrlimit(res, &rl);
 }
 
-int drop_privileges(unsigned long long keep, const char **failed) {
+int drop_privileges(unsigned long long keep, int full, const char **failed) {
   /* Securebits first (needs CAP_SETPCAP). Strict: uid 0 gains nothing from
    * exec or setuid. Keeping: ordinary root semantics (root's exec gets the
    * bounding set; a setuid away from 0 clears every capability), and the
@@ -60,7 +60,13 @@ int drop_privileges(unsigned long long keep, const char **failed) {
   unsigned long bits = keep ? SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED
                             : SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |
                                   SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
-  if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0) return *failed = "PR_SET_SECUREBITS", -1;
+  if (full) {
+    /* An older kernel has fewer capabilities than the set names: keep what it has. */
+    for (int cap = 0; cap < 64; cap++)
+      if ((keep & (1ULL << cap)) && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) keep &= ~(1ULL << cap);
+    bits = 0;
+  }
+  if ((bits || prctl(PR_GET_SECUREBITS, 0, 0, 0, 0) != 0) && prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0) return *failed = "PR_SET_SECUREBITS", -1;
   for (int cap = 0; cap < 64; cap++) {
     if ((keep & (1ULL << cap))) continue;
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {

@@ -26,8 +26,10 @@ int apply_rlimit(const char *name, const char *soft, const char *hard);
 /* keep == 0: drop every capability, lock it that way, set no_new_privs.
  * Otherwise keep exactly those (bounding, permitted, effective) with ordinary
  * root semantics, locked, and no no_new_privs: the seccomp filter must
- * already be loaded. */
-int drop_privileges(unsigned long long keep, const char **failed);
+ * already be loaded. full: the system profile's whole set, whose securebits
+ * stay unset and unlocked (runc sets keep-caps itself, which a lock
+ * refuses); only the capabilities this kernel has are kept. */
+int drop_privileges(unsigned long long keep, int full, const char **failed);
 
 /* Install the filter. Must be last: after it, the rules apply to us too. */
 int load_seccomp(const struct bpf_blob *prog);

@@ -55,6 +55,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -249,6 +250,21 @@ static int open_lxcfs_source(const struct plan_op *op) {
   return fd;
 }
 
+/* dev-node SRC PATH: the system profile's TUN and FUSE, and never another
+ * device: host root takes a copy of the daemon's node (nosuid, noexec; not
+ * nodev, or it would not open), the child attaches it in /dev. */
+static int open_dev_node(const struct plan_op *op) {
+  struct stat st;
+  if (stat(ARG(op, 0), &st) < 0) FAIL(op, errno, "stat %s", ARG(op, 0));
+  unsigned maj = major(st.st_rdev), min = minor(st.st_rdev);
+  if (!S_ISCHR(st.st_mode) || maj != 10 || (min != 200 && min != 229)) FAIL(op, EPERM, "%s is not /dev/net/tun or /dev/fuse (char 10:200, 10:229)", ARG(op, 0));
+  int fd = open_tree(AT_FDCWD, ARG(op, 0), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (fd < 0) FAIL(op, errno, "open_tree %s", ARG(op, 0));
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, .attr_clr = MOUNT_ATTR_NODEV};
+  if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) FAIL(op, errno, "set the attributes of %s", ARG(op, 0));
+  return fd;
+}
+
 static void run_host_phase(void) {
   for (int i = 0; i < plan.nops; i++) {
     const struct plan_op *op = &plan.op[i];
@@ -257,6 +273,7 @@ static void run_host_phase(void) {
       case OP_HIDE: cover(op, ARG(op, 0), COVER_EMPTY, ARG(op, 1)); break;
       case OP_BIND_FILE: bind_fd[i] = open_bind_source(op); break;
       case OP_LXCFS_FILE: bind_fd[i] = open_lxcfs_source(op); break;
+      case OP_DEV_NODE: bind_fd[i] = open_dev_node(op); break;
       case OP_CONTROL: op_control(op); break;
       default: break;
     }
@@ -441,6 +458,20 @@ static void op_bind_dev(const struct plan_op *op) {
   close(fd);
 }
 
+/* dev-node: the host phase's copy, on an empty file made in /dev. */
+static void op_dev_node(const struct plan_op *op, int fd) {
+  char leaf[NAME_MAX + 1];
+  const char *rel = ARG(op, 1);
+  int dfd = open_parent(rootfd, rel, leaf, sizeof leaf);
+  if (dfd < 0) FAIL(op, errno, "open parent of %s", rel);
+  int ffd = openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+  if (ffd < 0) FAIL(op, errno, "create %s", rel);
+  close(ffd);
+  if (move_mount(fd, "", dfd, leaf, MOVE_MOUNT_F_EMPTY_PATH) < 0) FAIL(op, errno, "attach %s", rel);
+  close(dfd);
+  close(fd);
+}
+
 /* file PATH MODE UID GID BLOB: content from the plan's blobs (never argv,
  * never the host disk), written beneath the root into a tmpfs of the
  * session, with its mode and owner set before it gets its name. */
@@ -485,10 +516,72 @@ fail:
   return -1;
 }
 
+/* The overlay a path below the root is in: the longest "overlay" op's path
+ * that is it or a parent of it ("" for the root layer). */
+static const char *overlay_of(const char *rel) {
+  const char *best = "";
+  for (int i = 0; i < plan.nops; i++) {
+    if (plan.op[i].id != OP_OVERLAY) continue;
+    const char *at = ARG(&plan.op[i], 0);
+    size_t k = strlen(at);
+    if (!strncmp(rel, at, k) && (rel[k] == '/' || rel[k] == '\0') && k > strlen(best)) best = at;
+  }
+  return best;
+}
+
+/*
+ * whiteout PATH: PATH of layer n (mounted at AT) hidden by a whiteout in
+ * the upper directory UP, made before the overlay is, with the parents it
+ * needs copied from the layer (mode and owner), so the merged directories
+ * look as before. Unlike a mask mount, which a root that may unmount (the
+ * system profile) could lift, a whiteout is part of the filesystem: the
+ * session reaches the upper only through the overlay, which hides its
+ * whiteouts and its own xattrs. Nothing in the layer there: nothing to do.
+ */
+static void apply_whiteouts(int n, const char *at, int up) {
+  for (int i = 0; i < plan.nops; i++) {
+    const struct plan_op *w = &plan.op[i];
+    if (w->id != OP_WHITEOUT || strcmp(overlay_of(ARG(w, 0)), at)) continue;
+    const char *sub = *at ? ARG(w, 0) + strlen(at) : ARG(w, 0);
+    if (*sub == '/') sub++;
+    if (!*sub) FAIL(w, EINVAL, "a whiteout cannot hide a whole layer (%s)", ARG(w, 0));
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s", sub);
+    int dfd = fcntl(up, F_DUPFD_CLOEXEC, 3);
+    if (dfd < 0) FAIL(w, errno, "dup the upper directory");
+    struct stat st;
+    for (char *c = path;; c++) {
+      if (*c != '/' && *c != '\0') continue;
+      char saved = *c;
+      *c = '\0';
+      const char *leaf = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+      if (fstatat(layer_fd[n], path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno != ENOENT) FAIL(w, errno, "stat %s in layer %d", path, n);
+        break;
+      }
+      if (saved == '\0') {
+        if (mknodat(dfd, leaf, S_IFCHR | 0000, 0) < 0 && errno != EEXIST) FAIL(w, errno, "whiteout %s", ARG(w, 0));
+        break;
+      }
+      if (!S_ISDIR(st.st_mode)) break; /* nothing of the layer is below a non-directory */
+      if (mkdirat(dfd, leaf, 0700) < 0 && errno != EEXIST) FAIL(w, errno, "upper directory %s", path);
+      if (fchownat(dfd, leaf, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 || fchmodat(dfd, leaf, st.st_mode & 07777, 0) < 0)
+        FAIL(w, errno, "give upper directory %s its layer's owner and mode", path);
+      int next = openat(dfd, leaf, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (next < 0) FAIL(w, errno, "open upper directory %s", path);
+      close(dfd);
+      dfd = next;
+      *c = saved;
+    }
+    close(dfd);
+  }
+}
+
 /* The mount for one part of the root: with an upper layer, an overlay of
  * layer n with upper/NAME (charged to the session's memory cgroup, capped by
- * the tmpfs size); without, a read-only copy of the layer itself. */
-static int layer_mount(const struct plan_op *op, int n, const char *name) {
+ * the tmpfs size); without, a read-only copy of the layer itself. AT is
+ * where it goes ("" for the root), for its whiteouts. */
+static int layer_mount(const struct plan_op *op, int n, const char *name, const char *at) {
   if (upper_fd < 0) {
     int m = open_tree(layer_fd[n], "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
     if (m < 0) FAIL(op, errno, "copy layer %d", n);
@@ -501,6 +594,7 @@ static int layer_mount(const struct plan_op *op, int n, const char *name) {
     FAIL(op, errno, "make the upper directories of %s", name);
   int up = openat(upper_fd, name, O_PATH | O_DIRECTORY | O_CLOEXEC), wk = openat(upper_fd, work, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (up < 0 || wk < 0) FAIL(op, errno, "open the upper directories of %s", name);
+  apply_whiteouts(n, at, up);
   int fs = fsopen("overlay", FSOPEN_CLOEXEC);
   if (fs < 0) FAIL(op, errno, "fsopen overlay");
   /* userxattr: overlay's own xattrs go to user.overlay.*, the only ones a
@@ -539,9 +633,12 @@ static void build_root(void) {
     if (mkdirat(staging, name, 0700) < 0) FAIL(root, errno, "staging directory %s", name);
     if (move_mount(layer_fd[i], "", staging, name, MOVE_MOUNT_F_EMPTY_PATH) < 0) FAIL(root, errno, "attach layer %d", i);
   }
+  /* Fail closed: whiteouts live in the upper, so without one nothing would be hidden. */
+  const struct plan_op *w = plan_find(&plan, OP_WHITEOUT);
+  if (w && !upper) FAIL(w, EINVAL, "whiteouts need a writable root");
   if (upper && (upper_fd = fsmount_tmpfs(ARG(upper, 0), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)) < 0)
     FAIL(upper, errno, "the writable layer's tmpfs (%s)", ARG(upper, 0));
-  int m = layer_mount(root, (int)parse_u64(ARG(root, 0)), "root");
+  int m = layer_mount(root, (int)parse_u64(ARG(root, 0)), "root", "");
   if (mkdirat(staging, "root", 0755) < 0) FAIL(root, errno, "staging directory root");
   if (move_mount(m, "", staging, "root", MOVE_MOUNT_F_EMPTY_PATH) < 0) FAIL(root, errno, "attach the root");
   if (fchdir(m) < 0) FAIL(root, errno, "enter the root");
@@ -555,7 +652,7 @@ static void op_overlay(const struct plan_op *op) {
   snprintf(name, sizeof name, "%s", ARG(op, 0));
   for (char *c = name; *c; c++)
     if (*c == '/') *c = '_';
-  int m = layer_mount(op, (int)parse_u64(ARG(op, 1)), name);
+  int m = layer_mount(op, (int)parse_u64(ARG(op, 1)), name, ARG(op, 0));
   int target = open_beneath(rootfd, ARG(op, 0), O_DIRECTORY);
   if (target < 0) FAIL(op, errno, "open %s", ARG(op, 0));
   if (move_mount(m, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) FAIL(op, errno, "mount on %s", ARG(op, 0));
@@ -633,6 +730,7 @@ static void run_child_phase(enum phase phase) {
       case OP_MKDIR: op_mkdir(op); break;
       case OP_SYMLINK: op_symlink(op); break;
       case OP_BIND_DEV: op_bind_dev(op); break;
+      case OP_DEV_NODE: op_dev_node(op, bind_fd[i]); break;
       case OP_PROC: mount_on(op, ARG(op, 0), "proc", mount_flags(ARG(op, 1)), NULL); break;
       case OP_SYSFS: mount_on(op, ARG(op, 0), "sysfs", mount_flags(ARG(op, 1)), NULL); break;
       case OP_DEVPTS: mount_on(op, ARG(op, 0), "devpts", mount_flags(ARG(op, 1)), ARG(op, 2)); break;
@@ -656,7 +754,7 @@ static void run_child_phase(enum phase phase) {
         /* Keeping some: dropped after the filter is in (child_main). */
         keep_caps = strtoull(ARG(op, 0), NULL, 16);
         const char *what = NULL;
-        if (!keep_caps && drop_privileges(0, &what) < 0) FAIL(op, errno, "%s", what);
+        if (!keep_caps && drop_privileges(0, 0, &what) < 0) FAIL(op, errno, "%s", what);
         break;
       }
       case OP_SECCOMP: break; /* last of all, in child_main */
@@ -755,7 +853,7 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
   if (load_seccomp(&filter) < 0) fail_step(status_fd, STEP_SECCOMP, errno, "seccomp(SECCOMP_SET_MODE_FILTER)");
   if (keep_caps) {
     const char *what = NULL;
-    if (drop_privileges(keep_caps, &what) < 0) fail_step(status_fd, STEP_CAPS, errno, "%s", what);
+    if (drop_privileges(keep_caps, keep_caps == CAPS_SYSTEM, &what) < 0) fail_step(status_fd, STEP_CAPS, errno, "%s", what);
     if (prctl(PR_SET_DUMPABLE, 0) < 0) fail_step(status_fd, STEP_DUMPABLE, errno, "PR_SET_DUMPABLE");
   }
   if (write_all(status_fd, "ready\n", 6) < 0) _exit(STEP_EXIT_BASE + STEP_READY);
@@ -863,7 +961,7 @@ static int probe(void) {
     unsigned char allow[8] = {0x06, 0, 0, 0, 0x00, 0x00, 0xff, 0x7f}; /* BPF_RET|BPF_K, SECCOMP_RET_ALLOW */
     struct bpf_blob prog = {allow, sizeof allow};
     const char *what = NULL;
-    if (drop_privileges(0, &what) < 0) _exit(STEP_EXIT_BASE + STEP_CAPS);
+    if (drop_privileges(0, 0, &what) < 0) _exit(STEP_EXIT_BASE + STEP_CAPS);
     if (load_seccomp(&prog) < 0) _exit(STEP_EXIT_BASE + STEP_SECCOMP);
     _exit(0);
   }

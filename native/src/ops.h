@@ -34,7 +34,7 @@
   X('H', "a DNS label")                      /* the hostname */                       \
   X('L', "an rlimit name")                                                            \
   X('V', "a number or unlimited")            /* an rlimit value */                    \
-  X('K', "a capability mask within CAPS_KEEP_MAX") /* hex, capabilities kept */       \
+  X('K', "a capability mask within CAPS_KEEP_MAX, or CAPS_SYSTEM") /* hex, capabilities kept */ \
   X('X', "a hex seccomp program")            /* struct sock_filter, hex */            \
   X('B', "a blob index")                                                              \
   X('S', "an environment variable name")     /* [A-Za-z_][A-Za-z0-9_]* */             \
@@ -83,6 +83,7 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
   X(MKDIR,       "mkdir",        "RM",     "path mode",                           PHASE_MOUNT,  STEP_MKDIR,     0)                     \
   X(SYMLINK,     "symlink",      "TR",     "target path",                         PHASE_MOUNT,  STEP_SYMLINK,   0)                     \
   X(BIND_DEV,    "bind-dev",     "RA",     "path source",                         PHASE_MOUNT,  STEP_BIND_DEV,  0)                     \
+  X(DEV_NODE,    "dev-node",     "AR",     "source path",                         PHASE_MOUNT,  STEP_BIND_DEV,  0) /* TUN or FUSE only: opened by the host phase (the daemon's 0666 copy) */ \
   X(PROC,        "proc",         "RF",     "at flags",                            PHASE_MOUNT,  STEP_PROC,      OP_ONCE | OP_REQUIRED) \
   X(SYSFS,       "sysfs",        "RF",     "at flags",                            PHASE_MOUNT,  STEP_SYSFS,     OP_ONCE)               \
   X(DEVPTS,      "devpts",       "RFD",    "at flags data",                       PHASE_MOUNT,  STEP_DEVPTS,    OP_ONCE | OP_REQUIRED) \
@@ -91,6 +92,7 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
   X(CGROUPFS,    "cgroupfs",     "RD",     "at controllers",                      PHASE_MOUNT,  STEP_CGROUPFS,  0) /* a v1 hierarchy from the session's cgroup ns: its own cgroup, read-only */ \
   X(CGROUP2FS,   "cgroup2fs",    "R",      "at",                                  PHASE_MOUNT,  STEP_CGROUPFS,  OP_ONCE) /* the same, of the v2 tree */ \
   X(MASK,        "mask",         "RD",     "path data",                           PHASE_MOUNT,  STEP_MASK,      OP_ALLOW_NOTEXIST) /* D: a directory's empty tmpfs */ \
+  X(WHITEOUT,    "whiteout",     "R",      "path",                                PHASE_MOUNT,  STEP_MASK,      0) /* hidden in the writable root: a whiteout in the upper of the layer it is in, made before that overlay is */ \
   X(READONLY,    "readonly",     "R",      "path",                                PHASE_MOUNT,  STEP_READONLY,  OP_ALLOW_NOTEXIST)     \
   X(FILE,        "file",         "RMNNB",  "path mode uid gid blob",              PHASE_MOUNT,  STEP_FILE,      0)                     \
   X(HOSTNAME,    "hostname",     "H",      "name",                                PHASE_FINAL,  STEP_HOSTNAME,  OP_ONCE | OP_REQUIRED) \
@@ -107,6 +109,13 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
  * The daemon chooses; this is the mechanism's own ceiling, so a plan can never
  * ask for SYS_ADMIN, NET_ADMIN, NET_RAW, MKNOD or the like.
  */
+/*
+ * The system profile's set, the one other value a plan may keep: every
+ * capability up to CHECKPOINT_RESTORE (40), over the session's own
+ * namespaces. Its securebits are left unset (drop_privileges): container
+ * runtimes inside set keep-caps themselves.
+ */
+#define CAPS_SYSTEM ((1ULL << 41) - 1)
 #define CAPS_KEEP_MAX ((1ULL << 0) | (1ULL << 1) | (1ULL << 3) | (1ULL << 4) | (1ULL << 5) | (1ULL << 6) | (1ULL << 7) | (1ULL << 8) | (1ULL << 10) | (1ULL << 18) | (1ULL << 31))
 
 /* Idmapped layers a plan may stack (parent phase "layer" ops). */

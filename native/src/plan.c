@@ -84,7 +84,7 @@ static int check_arg(char kind, const char *a, int nblobs) {
     }
     case 'L': return rlimit_resource(a) >= 0;
     case 'V': return !strcmp(a, "unlimited") || (all_of(a, DIGITS) && strlen(a) <= 19);
-    case 'K': return all_of(a, HEX) && strlen(a) <= 16 && (strtoull(a, NULL, 16) & ~CAPS_KEEP_MAX) == 0;
+    case 'K': return all_of(a, HEX) && strlen(a) <= 16 && ((strtoull(a, NULL, 16) & ~CAPS_KEEP_MAX) == 0 || strtoull(a, NULL, 16) == CAPS_SYSTEM);
     case 'X': {
       size_t n = strlen(a);
       return all_of(a, HEX) && n % 16 == 0 && n / 16 <= MAX_BPF_INSNS;

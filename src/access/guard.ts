@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import { ApiError } from '../vocab/errors.js';
 import type { AuditLog } from './audit.js';
 import { diskFullMessage, isDiskFull } from '../store/diskFull.js';
-import { decide, type Action, type Rule } from './policy.js';
+import { decide, grantsProfile, type Action, type Rule } from './policy.js';
+import type { Profile } from '../vocab/profiles.js';
 
 export interface Caller {
   uid: number;
@@ -96,6 +97,15 @@ export class AccessGuard {
       throw new ApiError('forbidden', `uid ${caller.uid} may not ${action}${on}: ${why}`);
     }
     return d.scope;
+  }
+
+  /** A session of `profile` for this caller (create, start): refused with a 403 unless root or a rule's profiles grant it. */
+  checkProfile(caller: Caller, action: Action, profile: Profile, target?: Target, detail: string | null = null): void {
+    const g = grantsProfile(this.config.rules, caller, profile);
+    if (g.allow) return;
+    this.record(caller, action, target, false, g.rule, `profile ${profile}${detail ? ` ${detail}` : ''}`);
+    this.log.info({ uid: caller.uid, action, profile }, 'profile not granted');
+    throw new ApiError('forbidden', `uid ${caller.uid} may not have a session of profile "${profile}": no access rule grants it (access.rules[].profiles; workspace and strict need none)`);
   }
 
   /** Whether a listed object is one the caller may see (the list call itself is checked and recorded once). */

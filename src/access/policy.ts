@@ -5,6 +5,7 @@
 import { z } from 'zod';
 
 import { ACTIONS, type Action } from '../vocab/actions.js';
+import { PROFILES, UNGRANTED_PROFILES, type Profile } from '../vocab/profiles.js';
 
 export { ACTIONS, type Action };
 
@@ -26,9 +27,16 @@ export const ruleSchema = z
     /** self: only sessions the caller owns (create and list: its own). */
     scope: z.enum(['self', 'all']).default('all'),
     effect: z.enum(['allow', 'deny']).default('allow'),
+    /**
+     * The profiles an allow rule for session.create lets its callers' sessions
+     * have; without it, workspace and strict. The only way a non-root caller
+     * gets system.
+     */
+    profiles: z.array(z.enum(PROFILES)).min(1).max(PROFILES.length).optional(),
   })
   .strict()
-  .refine((r) => r.uids.length + r.gids.length > 0, 'names no uid and no gid: it would match nobody');
+  .refine((r) => r.uids.length + r.gids.length > 0, 'names no uid and no gid: it would match nobody')
+  .refine((r) => r.profiles === undefined || (r.effect === 'allow' && r.actions.some((a) => matches(a, 'session.create'))), 'profiles belongs on an allow rule for session.create (or session.*, or *)');
 export type Rule = z.infer<typeof ruleSchema>;
 
 export interface Principal {
@@ -65,4 +73,24 @@ export function decide(rules: readonly Rule[], who: Principal, action: Action, o
   const allow = allows.find(({ r }) => r.scope === 'all') ?? allows[0];
   if (allow) return { allow: true, rule: label(allow.r, allow.i), scope: allow.r.scope };
   return { allow: false, rule: 'default', scope: 'self' };
+}
+
+/**
+ * Whether a caller's session may have `profile`: root always; anyone else
+ * through an allow rule for session.create that is theirs and lists it in
+ * `profiles` (workspace and strict when it lists none). Deny rules for
+ * session.create are decide()'s: this only says which profiles an allowed
+ * create may ask for.
+ */
+export function grantsProfile(rules: readonly Rule[], who: Principal, profile: Profile): { allow: boolean; rule: string } {
+  if (who.uid === 0) return { allow: true, rule: 'root' };
+  const i = rules.findIndex(
+    (r) =>
+      r.effect === 'allow' &&
+      (r.uids.includes(who.uid) || r.gids.some((g) => who.gids.includes(g))) &&
+      r.actions.some((a) => matches(a, 'session.create')) &&
+      (r.profiles ?? UNGRANTED_PROFILES).includes(profile),
+  );
+  if (i < 0) return { allow: false, rule: 'profiles' };
+  return { allow: true, rule: rules[i]!.name ?? `rules[${i}]` };
 }

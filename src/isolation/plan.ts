@@ -77,6 +77,12 @@ export interface LayeredRoot {
   upper?: TmpfsSize | undefined;
   /** Paths in the session covered with an empty read-only mount once the layers are up (usrMasks.ts). */
   masks?: readonly string[] | undefined;
+  /**
+   * How masks hide: a mount over each (the default), or a whiteout in the
+   * writable layer, made before the overlay (a root that may unmount, under
+   * the system profile, could lift a mount; needs an upper).
+   */
+  hideBy?: 'mount' | 'whiteout' | undefined;
 }
 
 /** Everything buildPlan needs, decided by the manager from request + config. */
@@ -112,6 +118,13 @@ export interface PlanInputs {
   lxcfs?: string | undefined;
   /** The session's own cgroups (cgroups.ts, sessionCgroupView), shown read-only at /sys/fs/cgroup. */
   cgroupView?: CgroupView[] | undefined;
+  /**
+   * The system profile's /proc, /sys and /dev: the kernel's /proc and /sys
+   * without masks, read-only binds or lxcfs files over them (a nested
+   * runtime's procfs mount needs a fully visible one), and SYSTEM_DEVICES
+   * from the daemon's nodes (deviceNodes.ts), by their path in /dev.
+   */
+  system?: { nodes: Record<(typeof SYSTEM_DEVICES)[number], string> } | undefined;
 }
 
 /** Root's home in every session; /home holds the other users'. */
@@ -144,6 +157,15 @@ export const LXCFS_FILES = ['proc/cpuinfo', 'proc/meminfo', 'proc/stat', 'proc/u
 
 /** Device nodes bound from the host: the minimal set runc and bubblewrap give. */
 export const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'] as const;
+
+/**
+ * What the system profile adds: TUN/TAP (VPNs, slirp) and FUSE (fuse-overlayfs,
+ * sshfs); each works only within the session's own namespaces (a TUN device
+ * is made in its network namespace, a FUSE mount in its mount namespace).
+ * No block device, /dev/mem or host tty; no /dev/kmsg: reading it needs
+ * CAP_SYSLOG of the host, and runtimes do without it.
+ */
+export const SYSTEM_DEVICES = ['net/tun', 'fuse'] as const;
 
 export class PlanError extends Error {}
 
@@ -193,14 +215,16 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   add(op.loopback());
   if (n) add(op.ipv4('eth0', n.address, n.prefix, n.gateway));
 
+  if (p.system && !(root.kind === 'host' || root.hideBy === 'whiteout')) throw new PlanError('the system profile\'s root hides by whiteouts (its root may unmount a mask)');
   if (root.kind === 'layers') {
+    if (root.hideBy === 'whiteout' && !root.upper) throw new PlanError('whiteouts need a writable root');
     if (root.upper) add(op.upper(tmpfsData('0755', root.upper)));
     add(op.root(0));
     root.layers.forEach((l, i) => i > 0 && add(op.overlay(relativeToRoot(l.at), i)));
     // On top of the overlays, so neither the layer nor the session's writes show there.
     for (const m of [...new Set((root.masks ?? []).map(relativeToRoot))].sort()) {
       if (m === '') throw new PlanError('a layered root cannot mask "/"');
-      add(op.mask(m, MASK_DATA));
+      add(root.hideBy === 'whiteout' ? op.whiteout(m) : op.mask(m, MASK_DATA));
     }
   }
   for (const f of p.files) add(op.bindFile(f.source, relativeToRoot(f.target)));
@@ -225,12 +249,18 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   add(op.proc('proc', ['nosuid', 'nodev', 'noexec']));
   add(op.sysfs('sys', ['ro', 'nosuid', 'nodev', 'noexec']));
   // The session's own numbers, not the host's: `free`, `top`, `uptime` tell the truth.
-  if (p.lxcfs) for (const f of LXCFS_FILES) add(op.lxcfsFile(posix.join(p.lxcfs, f), f));
+  if (p.lxcfs && !p.system) for (const f of LXCFS_FILES) add(op.lxcfsFile(posix.join(p.lxcfs, f), f));
   add(...cgroupViewOps(p.cgroupView ?? []));
-  for (const m of [...MASKED_PATHS, ...p.sysMasks]) add(op.mask(relativeToRoot(m), MASK_DATA));
-  for (const r of READONLY_PATHS) add(op.readonly(relativeToRoot(r)));
+  if (!p.system) {
+    for (const m of [...MASKED_PATHS, ...p.sysMasks]) add(op.mask(relativeToRoot(m), MASK_DATA));
+    for (const r of READONLY_PATHS) add(op.readonly(relativeToRoot(r)));
+  }
   add(op.tmpfs('dev', ['nosuid', 'noexec'], tmpfsData('0755', { bytes: 64 * 1024, inodes: 64 })));
   for (const dev of DEVICES) add(op.bindDev(`dev/${dev}`, `/dev/${dev}`));
+  if (p.system) {
+    add(op.mkdir('dev/net', 0o755));
+    for (const dev of SYSTEM_DEVICES) add(op.devNode(p.system.nodes[dev], `dev/${dev}`));
+  }
   add(op.mkdir('dev/pts', 0o755));
   add(op.devpts('dev/pts', ['nosuid', 'noexec'], 'newinstance,ptmxmode=0666,mode=0620'));
   add(op.symlink('pts/ptmx', 'dev/ptmx'));

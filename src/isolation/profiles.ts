@@ -6,7 +6,12 @@
 // user namespace (ns_capable), and over files only where the owner is one of
 // the session's IDs (capable_wrt_inode_uidgid): they reach the session's
 // tmpfs, its writable layer, its volumes and its own processes, and nothing
-// of the host. Seccomp stays on in both profiles.
+// of the host. Seccomp stays on in every profile.
+//
+// The system profile (SYSTEM_CAPS) keeps the whole set: each capability is
+// listed with what it gives over the session's own namespaces and why its
+// host-facing uses stay out of reach (checked against the initial user
+// namespace, or refused by seccomp). Only an access rule grants it.
 
 import { PROFILES, type Profile } from '../vocab/profiles.js';
 
@@ -40,10 +45,49 @@ export const DROPPED_CAPS: readonly Cap[] = [
   { name: 'AUDIT_WRITE', bit: 29, why: 'the kernel takes audit messages only from the initial user namespace: it would grant nothing (sshd\'s and PAM\'s audit calls get ECONNREFUSED, which libaudit treats as "no audit")' },
 ];
 
+const INIT_NS = 'the kernel checks it against the initial user namespace (capable()), where the session has nothing';
+
+/** The system profile: every capability, each with what it reaches. Host-facing syscalls stay refused by seccomp (seccompPolicy.ts). */
+export const SYSTEM_CAPS: readonly Cap[] = [
+  ...WORKSPACE_CAPS,
+  { name: 'DAC_READ_SEARCH', bit: 2, why: 'read and search the session\'s own files whatever their mode; open_by_handle_at, its host-facing use, needs it in the initial namespace and seccomp refuses it' },
+  { name: 'LINUX_IMMUTABLE', bit: 9, why: `chattr +i/+a: ${INIT_NS}, so it grants nothing` },
+  { name: 'NET_BROADCAST', bit: 11, why: 'broadcast and multicast in the session\'s own network namespace' },
+  { name: 'NET_ADMIN', bit: 12, why: 'links, addresses, routes, bridges, TUN/TAP, nftables/iptables of the session\'s own network namespace (Docker\'s bridge, a VPN); the host\'s namespace is not the session\'s, and its traffic still leaves only through its veth and the host\'s rules for it' },
+  { name: 'NET_RAW', bit: 13, why: 'raw and packet sockets in its own network namespace (ping, DHCP, tcpdump); what they send still leaves through its veth, where the host\'s rules for the session drop any source address but its own' },
+  { name: 'IPC_LOCK', bit: 14, why: `mlock past RLIMIT_MEMLOCK: ${INIT_NS}; locked memory is charged to the session's memory cgroup anyway` },
+  { name: 'IPC_OWNER', bit: 15, why: 'System V IPC objects of the session\'s own IPC namespace' },
+  { name: 'SYS_MODULE', bit: 16, why: `module loading: ${INIT_NS}, and seccomp refuses init_module, finit_module and delete_module` },
+  { name: 'SYS_RAWIO', bit: 17, why: `raw I/O: ${INIT_NS}; iopl and ioperm are refused by seccomp; no block device or /dev/mem is in the session` },
+  { name: 'SYS_PTRACE', bit: 19, why: 'trace the session\'s own processes (debuggers, strace, container runtimes); its init is non-dumpable with memory of the initial namespace, so out of reach' },
+  { name: 'SYS_PACCT', bit: 20, why: `process accounting: ${INIT_NS}, and seccomp refuses acct` },
+  { name: 'SYS_ADMIN', bit: 21, why: 'mounts in its own mount namespace (tmpfs, overlay, proc, sysfs, cgroup, FUSE: filesystems the kernel lets a user namespace mount), new namespaces, sethostname of its own UTS namespace; mounts copied from the host are locked and /proc and /sys knobs stay the host\'s' },
+  { name: 'SYS_BOOT', bit: 22, why: 'reboot in a non-initial PID namespace only ends that namespace\'s init (the session\'s, or a nested container\'s); the machine is never rebooted' },
+  { name: 'SYS_NICE', bit: 23, why: `raising priority or real-time scheduling: ${INIT_NS}; CPU time is the session's cgroup's anyway` },
+  { name: 'SYS_RESOURCE', bit: 24, why: `raising a hard rlimit: ${INIT_NS}, so the session's rlimits hold` },
+  { name: 'SYS_TIME', bit: 25, why: `setting clocks: ${INIT_NS}, and seccomp refuses settimeofday, clock_settime, clock_adjtime and adjtimex` },
+  { name: 'SYS_TTY_CONFIG', bit: 26, why: `vhangup and console configuration: ${INIT_NS}; no console device is in the session` },
+  { name: 'MKNOD', bit: 27, why: `device nodes: ${INIT_NS} (a user namespace makes only overlay's whiteouts), and its mounts are nodev` },
+  { name: 'LEASE', bit: 28, why: 'file leases on the session\'s own files' },
+  { name: 'AUDIT_WRITE', bit: 29, why: 'the kernel takes audit messages only from the initial user namespace: it grants nothing' },
+  { name: 'AUDIT_CONTROL', bit: 30, why: 'audit configuration is the initial user namespace\'s only: it grants nothing' },
+  { name: 'MAC_OVERRIDE', bit: 32, why: `LSM overrides: ${INIT_NS}` },
+  { name: 'MAC_ADMIN', bit: 33, why: `LSM configuration: ${INIT_NS}` },
+  { name: 'SYSLOG', bit: 34, why: `the kernel log: ${INIT_NS}, seccomp refuses syslog and /dev/kmsg is absent` },
+  { name: 'WAKE_ALARM', bit: 35, why: `alarms that wake the machine: ${INIT_NS}` },
+  { name: 'BLOCK_SUSPEND', bit: 36, why: `blocking system suspend: ${INIT_NS}` },
+  { name: 'AUDIT_READ', bit: 37, why: 'reading the audit log is the initial user namespace\'s only: it grants nothing' },
+  { name: 'PERFMON', bit: 38, why: `performance monitoring: ${INIT_NS}, and seccomp refuses perf_event_open` },
+  { name: 'BPF', bit: 39, why: `BPF programs and maps: ${INIT_NS}, and seccomp refuses bpf` },
+  { name: 'CHECKPOINT_RESTORE', bit: 40, why: 'checkpoint/restore within its own PID namespace (ns_last_pid, map_files), as CRIU inside needs' },
+];
+
+const maskOf = (caps: readonly Cap[]) => caps.reduce((m, c) => m | (1n << BigInt(c.bit)), 0n).toString(16);
+
 /** The capability mask a profile keeps, as the plan's hex argument. */
 export function capabilityMask(profile: Profile): string {
   if (profile === 'strict') return '0';
-  return WORKSPACE_CAPS.reduce((m, c) => m | (1n << BigInt(c.bit)), 0n).toString(16);
+  return maskOf(profile === 'system' ? SYSTEM_CAPS : WORKSPACE_CAPS);
 }
 
 /**
@@ -54,12 +98,23 @@ export function capabilityMask(profile: Profile): string {
  * no other session or host user has.
  */
 export function setgroupsFor(profile: Profile): 'allow' | 'deny' {
-  return profile === 'workspace' ? 'allow' : 'deny';
+  return profile === 'strict' ? 'deny' : 'allow';
 }
 
 /** Whether the profile gets a writable root (an overlay with a per-session upper). */
 export function writableRoot(profile: Profile): boolean {
-  return profile === 'workspace';
+  return profile !== 'strict';
+}
+
+/**
+ * Whether /proc and /sys are the kernel's own, unmasked (system): a nested
+ * runtime may mount procfs and sysfs only where one is "fully visible", and
+ * masks could not hold against a root that may unmount them anyway. What
+ * guards the host's knobs there is the kernel's own checks: see
+ * docs/security.md, "The system profile".
+ */
+export function plainProcSys(profile: Profile): boolean {
+  return profile === 'system';
 }
 
 /**

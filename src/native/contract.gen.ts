@@ -3,7 +3,9 @@
 import { argKinds, type Arg, type Field } from './contractKinds.js';
 
 // ---- constants ----------------------------------------------------------
-/** The most a plan may keep (the workspace profile's set): CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT (sshd's privilege separation), SETFCAP. The daemon chooses; this is the mechanism's own ceiling, so a plan can never ask for SYS_ADMIN, NET_ADMIN, NET_RAW, MKNOD or the like. (ops.h) */
+/** The system profile's set, the one other value a plan may keep: every capability up to CHECKPOINT_RESTORE (40), over the session's own namespaces. Its securebits are left unset (drop_privileges): container runtimes inside set keep-caps themselves. (ops.h) */
+export const CAPS_SYSTEM = 0x1ffffffffffn;
+/** (ops.h) */
 export const CAPS_KEEP_MAX = 0x800405fbn;
 /** Idmapped layers a plan may stack (parent phase "layer" ops). (ops.h) */
 export const MAX_LAYERS = 8;
@@ -84,7 +86,7 @@ export const ARG_KINDS = {
   H: 'a DNS label',
   L: 'an rlimit name',
   V: 'a number or unlimited',
-  K: 'a capability mask within CAPS_KEEP_MAX',
+  K: 'a capability mask within CAPS_KEEP_MAX, or CAPS_SYSTEM',
   X: 'a hex seccomp program',
   B: 'a blob index',
   S: 'an environment variable name',
@@ -127,6 +129,7 @@ export const OPS = {
   mkdir: { args: 'RM', names: ['path', 'mode'], phase: 'mount', step: 'mkdir', flags: [] },
   symlink: { args: 'TR', names: ['target', 'path'], phase: 'mount', step: 'symlink', flags: [] },
   'bind-dev': { args: 'RA', names: ['path', 'source'], phase: 'mount', step: 'bind-dev', flags: [] },
+  'dev-node': { args: 'AR', names: ['source', 'path'], phase: 'mount', step: 'bind-dev', flags: [] },
   proc: { args: 'RF', names: ['at', 'flags'], phase: 'mount', step: 'proc', flags: ['once', 'required'] },
   sysfs: { args: 'RF', names: ['at', 'flags'], phase: 'mount', step: 'sysfs', flags: ['once'] },
   devpts: { args: 'RFD', names: ['at', 'flags', 'data'], phase: 'mount', step: 'devpts', flags: ['once', 'required'] },
@@ -135,6 +138,7 @@ export const OPS = {
   cgroupfs: { args: 'RD', names: ['at', 'controllers'], phase: 'mount', step: 'cgroupfs', flags: [] },
   cgroup2fs: { args: 'R', names: ['at'], phase: 'mount', step: 'cgroupfs', flags: ['once'] },
   mask: { args: 'RD', names: ['path', 'data'], phase: 'mount', step: 'mask', flags: ['allow-notexist'] },
+  whiteout: { args: 'R', names: ['path'], phase: 'mount', step: 'mask', flags: [] },
   readonly: { args: 'R', names: ['path'], phase: 'mount', step: 'readonly', flags: ['allow-notexist'] },
   file: { args: 'RMNNB', names: ['path', 'mode', 'uid', 'gid', 'blob'], phase: 'mount', step: 'file', flags: [] },
   hostname: { args: 'H', names: ['name'], phase: 'final', step: 'hostname', flags: ['once', 'required'] },
@@ -176,6 +180,7 @@ export interface OpArgs {
   mkdir: { path: Arg['R']; mode: Arg['M'] };
   symlink: { target: Arg['T']; path: Arg['R'] };
   'bind-dev': { path: Arg['R']; source: Arg['A'] };
+  'dev-node': { source: Arg['A']; path: Arg['R'] };
   proc: { at: Arg['R']; flags: Arg['F'] };
   sysfs: { at: Arg['R']; flags: Arg['F'] };
   devpts: { at: Arg['R']; flags: Arg['F']; data: Arg['D'] };
@@ -184,6 +189,7 @@ export interface OpArgs {
   cgroupfs: { at: Arg['R']; controllers: Arg['D'] };
   cgroup2fs: { at: Arg['R'] };
   mask: { path: Arg['R']; data: Arg['D'] };
+  whiteout: { path: Arg['R'] };
   readonly: { path: Arg['R'] };
   file: { path: Arg['R']; mode: Arg['M']; uid: Arg['N']; gid: Arg['N']; blob: Arg['B'] };
   hostname: { name: Arg['H'] };
@@ -217,6 +223,7 @@ export const op = {
   mkdir: (path: Arg['R'], mode: Arg['M']): PlanOp => ({ phase: 'mount', op: 'mkdir', args: [kindCodecs.R.encode(path), kindCodecs.M.encode(mode)] }),
   symlink: (target: Arg['T'], path: Arg['R']): PlanOp => ({ phase: 'mount', op: 'symlink', args: [kindCodecs.T.encode(target), kindCodecs.R.encode(path)] }),
   bindDev: (path: Arg['R'], source: Arg['A']): PlanOp => ({ phase: 'mount', op: 'bind-dev', args: [kindCodecs.R.encode(path), kindCodecs.A.encode(source)] }),
+  devNode: (source: Arg['A'], path: Arg['R']): PlanOp => ({ phase: 'mount', op: 'dev-node', args: [kindCodecs.A.encode(source), kindCodecs.R.encode(path)] }),
   proc: (at: Arg['R'], flags: Arg['F']): PlanOp => ({ phase: 'mount', op: 'proc', args: [kindCodecs.R.encode(at), kindCodecs.F.encode(flags)] }),
   sysfs: (at: Arg['R'], flags: Arg['F']): PlanOp => ({ phase: 'mount', op: 'sysfs', args: [kindCodecs.R.encode(at), kindCodecs.F.encode(flags)] }),
   devpts: (at: Arg['R'], flags: Arg['F'], data: Arg['D']): PlanOp => ({ phase: 'mount', op: 'devpts', args: [kindCodecs.R.encode(at), kindCodecs.F.encode(flags), kindCodecs.D.encode(data)] }),
@@ -225,6 +232,7 @@ export const op = {
   cgroupfs: (at: Arg['R'], controllers: Arg['D']): PlanOp => ({ phase: 'mount', op: 'cgroupfs', args: [kindCodecs.R.encode(at), kindCodecs.D.encode(controllers)] }),
   cgroup2fs: (at: Arg['R']): PlanOp => ({ phase: 'mount', op: 'cgroup2fs', args: [kindCodecs.R.encode(at)] }),
   mask: (path: Arg['R'], data: Arg['D']): PlanOp => ({ phase: 'mount', op: 'mask', args: [kindCodecs.R.encode(path), kindCodecs.D.encode(data)] }),
+  whiteout: (path: Arg['R']): PlanOp => ({ phase: 'mount', op: 'whiteout', args: [kindCodecs.R.encode(path)] }),
   readonly: (path: Arg['R']): PlanOp => ({ phase: 'mount', op: 'readonly', args: [kindCodecs.R.encode(path)] }),
   file: (path: Arg['R'], mode: Arg['M'], uid: Arg['N'], gid: Arg['N'], blob: Arg['B']): PlanOp => ({ phase: 'mount', op: 'file', args: [kindCodecs.R.encode(path), kindCodecs.M.encode(mode), kindCodecs.N.encode(uid), kindCodecs.N.encode(gid), kindCodecs.B.encode(blob)] }),
   hostname: (name: Arg['H']): PlanOp => ({ phase: 'final', op: 'hostname', args: [kindCodecs.H.encode(name)] }),

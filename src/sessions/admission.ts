@@ -56,7 +56,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
   const writable = writableRoot(profile) && c.sessions.rootfs !== '/';
   for (const [field, what] of [['ssh_key', 'sshd\'s host keys and root\'s authorized_keys'], ['secret_users', 'the groups of shared secrets in /etc/group']] as const) {
     if (req[field] !== undefined && !writable) {
-      throw new ApiError('invalid_request', `${field} needs a writable root for ${what}: profile "workspace" and a sessions.rootfs other than "/" (this session: profile "${profile}", rootfs "${c.sessions.rootfs}")`, field);
+      throw new ApiError('invalid_request', `${field} needs a writable root for ${what}: profile "workspace" or "system" and a sessions.rootfs other than "/" (this session: profile "${profile}", rootfs "${c.sessions.rootfs}")`, field);
     }
   }
   const topGid = Math.max(-1, ...secrets.delivery.groups.map((g) => g.gid));

@@ -12,7 +12,8 @@ import { buildPlan, PlanError, type HostRoot, type Injected, type LayeredRoot, t
 import { HOST_USR } from '../isolation/usrMasks.js';
 import { planView } from '../isolation/planView.js';
 import type { CgroupView } from '../isolation/cgroups.js';
-import { capabilityMask, setgroupsFor, writableRoot, type Profile } from '../isolation/profiles.js';
+import type { DeviceNodes } from '../isolation/deviceNodes.js';
+import { capabilityMask, plainProcSys, setgroupsFor, writableRoot, type Profile } from '../isolation/profiles.js';
 
 export type { Profile };
 import { hostIfName, intToIp, macFor } from '../network/addressing.js';
@@ -36,6 +37,16 @@ export interface HostFacts {
   lxcfs?: string | undefined;
   /** Why lxcfs does not serve, when it is wanted and does not: sessions planned meanwhile get the kernel's files (sessions.lxcfs = "on"). */
   lxcfsDown?: string | undefined;
+  /** The system profile's TUN and FUSE nodes (deviceNodes.ts), or why the host has none. */
+  devices?: { nodes: DeviceNodes } | { missing: string } | undefined;
+}
+
+/** The system profile's part of a plan; fails closed on a host without its devices. */
+function systemPart(host: HostFacts, profile: Profile): { nodes: DeviceNodes } | undefined {
+  if (!plainProcSys(profile)) return undefined;
+  const d = host.devices;
+  if (!d || 'missing' in d) throw new PlanError(`the system profile needs /dev/net/tun and /dev/fuse: ${d ? d.missing : 'not prepared'}`);
+  return { nodes: d.nodes };
 }
 
 export function sessionDir(config: Config, id: string): string {
@@ -66,11 +77,12 @@ function rootFor(c: Config, host: HostFacts, profile: Profile, limits: Limits): 
   const rootfs = c.sessions.rootfs;
   if (rootfs === '/') return { kind: 'host', rootfs, masks: [c.state_dir, dirname(c.socket), ...c.sessions.hide] };
   const upper = writableRoot(profile) ? { bytes: (limits.root_mb ?? c.limits.root_mb) * MIB, inodes: c.tmpfs.root_inodes } : undefined;
-  if (rootfs !== 'minimal') return { kind: 'layers', layers: [{ source: rootfs, at: '/' }], upper };
+  if (rootfs !== 'minimal') return { kind: 'layers', layers: [{ source: rootfs, at: '/' }], upper, hideBy: plainProcSys(profile) ? 'whiteout' : 'mount' };
   // Fail closed: no minimal root without the list of what it must hide.
   if (!host.baseLayer || !host.usrMasks) throw new PlanError('the minimal root is not ready: its base layer or the scan of the host\'s /usr is missing');
   // HOST_USR is mounted at /usr, so its host paths are the session's.
-  return { kind: 'layers', layers: [{ source: host.baseLayer, at: '/' }, { source: HOST_USR, at: '/usr' }], upper, masks: host.usrMasks };
+  // A system session's root may unmount: its masks are whiteouts in its writable layer.
+  return { kind: 'layers', layers: [{ source: host.baseLayer, at: '/' }, { source: HOST_USR, at: '/usr' }], upper, masks: host.usrMasks, hideBy: plainProcSys(profile) ? 'whiteout' : 'mount' };
 }
 
 export function planFor(
@@ -112,6 +124,7 @@ export function planFor(
     volumes: s.volumes,
     lxcfs: c.sessions.lxcfs === 'off' ? undefined : host.lxcfs,
     cgroupView: s.cgroupView,
+    system: systemPart(host, s.profile),
     network:
       s.lease === undefined
         ? undefined
@@ -124,7 +137,7 @@ export function limitsFor(c: Config, req: Partial<Record<LimitKey, number | unde
   // A writable root needs layers: the host's own "/" stays read-only.
   const writable = writableRoot(profile) && c.sessions.rootfs !== '/';
   if (req.root_mb !== undefined && !writable) {
-    throw new ApiError('invalid_request', `root_mb needs a writable root: profile "workspace" and a sessions.rootfs other than "/" (this session: profile "${profile}", rootfs "${c.sessions.rootfs}")`, 'root_mb');
+    throw new ApiError('invalid_request', `root_mb needs a writable root: profile "workspace" or "system" and a sessions.rootfs other than "/" (this session: profile "${profile}", rootfs "${c.sessions.rootfs}")`, 'root_mb');
   }
   const limits: Record<string, number> = {};
   for (const row of LIMITS) if (!('writableRootOnly' in row) || writable) limits[row.key] = req[row.key] ?? c.limits[row.key];

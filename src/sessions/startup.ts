@@ -8,6 +8,7 @@ import { prepareBaseLayer, sweepBaseLayers } from '../isolation/baseLayer.js';
 import { applyCapacity, capacityFor, hostSize, type Capacity } from '../isolation/capacity.js';
 import { ensureParents } from '../isolation/cgroups.js';
 import { seccompPrograms, thermalThrottleMasks } from '../isolation/hardening.js';
+import { prepareDeviceNodes } from '../isolation/deviceNodes.js';
 import { scanForMasks, UsrMasks } from '../isolation/usrMasks.js';
 import { Lxcfs, lxcfsPaths } from '../isolation/lxcfs.js';
 import { hostIfName } from '../network/addressing.js';
@@ -48,7 +49,9 @@ export async function prepareHost(kit: Kit): Promise<Capacity> {
   kit.publisher.loaded(published);
   const base = config.sessions.rootfs === 'minimal' ? prepareBaseLayer(rootfsDir(kit), config.ids.size) : undefined;
   if (base?.built) kit.log.info({ path: base.path }, 'built the session base layer');
-  kit.host = { seccomp: seccompPrograms(), sysMasks: thermalThrottleMasks(), bridge: net.bridge, mtu: net.mtu, gateway: net.subnet.gateway, baseLayer: base?.path };
+  const devices = prepareDeviceNodes(join(config.state_dir, 'devices'));
+  if ('missing' in devices) kit.log.warn({ why: devices.missing }, 'no system sessions on this host');
+  kit.host = { seccomp: seccompPrograms(), sysMasks: thermalThrottleMasks(), bridge: net.bridge, mtu: net.mtu, gateway: net.subnet.gateway, baseLayer: base?.path, devices };
   return capacity;
 }
 

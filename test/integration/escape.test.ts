@@ -1,7 +1,7 @@
 // The escape suite: inside a real session, every hardening claim with the
 // exact errno or outcome. A probe (probe.c) is compiled per run.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { helperPaths } from '../../src/native/addon.js';
@@ -65,7 +65,10 @@ describe.skipIf(!isRoot).each(PROFILES)('escape suite, profile %s (root)', (prof
     probe = SESSION_PROBE;
     jail = await d.create({ name: 'jail' });
     // One exec runs every syscall case; each prints "<case> <result>".
-    const script = SYSCALL_CASES.map(([c]) => `printf '%s ' ${c}; ${probe} ${c}`).join('; ');
+    // Under system the cases that now succeed (a mount, an unmount of /proc, pivot_root, sethostname) would change
+    // the session the rest of the suite runs in: each runs in a mount and UTS namespace of its own, nested in it.
+    const nest = profile === 'system' ? 'unshare -mu ' : '';
+    const script = SYSCALL_CASES.map(([c]) => `printf '%s ' ${c}; ${nest}${probe} ${c}`).join('; ');
     const r = await d.sh('jail', script);
     for (const line of r.stdout.trim().split('\n')) {
       const [c, res] = line.split(' ');
@@ -89,7 +92,19 @@ describe.skipIf(!isRoot).each(PROFILES)('escape suite, profile %s (root)', (prof
     }
   });
 
-  it('cannot change its network: addresses, routes, links and firewall need NET_ADMIN, which no profile has', async () => {
+  it.runIf(profile === 'system')('changes its own network only: addresses, routes, links and firewall of its network namespace (NET_ADMIN there)', async () => {
+    const hostBefore = execFileSync('ip', ['-o', 'addr'], { encoding: 'utf8' }) + execFileSync('ip', ['route', 'show', 'table', 'all'], { encoding: 'utf8' });
+    const r = await d.sh(
+      'jail',
+      'set -e; ip addr add 10.9.9.9/32 dev lo; ip route add 10.8.0.0/16 dev lo; ip link add br9 type bridge; nft add table inet jail9; ip -4 -o addr show lo | grep -c 10.9.9.9; ip route show 10.8.0.0/16 | wc -l; nft list tables | grep -c jail9; ip addr del 10.9.9.9/32 dev lo; ip route del 10.8.0.0/16; ip link del br9; nft delete table inet jail9',
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('1\n1\n1\n');
+    const hostAfter = execFileSync('ip', ['-o', 'link'], { encoding: 'utf8' }) + execFileSync('ip', ['-o', 'addr'], { encoding: 'utf8' }) + execFileSync('ip', ['route', 'show', 'table', 'all'], { encoding: 'utf8' }) + execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' });
+    expect(hostBefore + hostAfter).not.toMatch(/10\.9\.9\.9|10\.8\.0\.0|br9|jail9/);
+  });
+
+  it.skipIf(profile === 'system')('cannot change its network: addresses, routes, links and firewall need NET_ADMIN, which no profile but system has', async () => {
     const r = await d.sh(
       'jail',
       'ip addr add 10.9.9.9/32 dev lo 2>&1; ip route add 10.8.0.0/16 dev lo 2>&1; ip link set lo down 2>&1; ip link add dummy0 type dummy 2>&1; nft list ruleset >/dev/null 2>&1 || echo nft-refused; ip -4 -o addr show lo | wc -l',
@@ -123,8 +138,34 @@ describe.skipIf(!isRoot).each(PROFILES)('escape suite, profile %s (root)', (prof
 
   // Workspace keeps SYS_CHROOT and seccomp lets chroot through (sshd); a chroot only narrows the view, and climbing out of one ends at the session's root.
   const WORKSPACE: Record<string, string> = { chroot: 'ok', 'chroot-escape': 'own-root' };
-  it.each(SYSCALL_CASES)('%s gives %s (or the workspace outcome)', (c, want) => {
-    expect(results.get(c)).toBe(profile === 'workspace' ? (WORKSPACE[c] ?? want) : want);
+  /**
+   * What system allows, and why each stays inside: its root has every
+   * capability over its own namespaces, and these are namespaced. Each ran
+   * in a mount and UTS namespace nested in the session's (above); the tests
+   * below show the host's and the session's views unchanged.
+   */
+  const SYSTEM: Record<string, string> = {
+    ...WORKSPACE,
+    'mount-tmpfs': 'ok', // over /tmp of its own mount namespace
+    'umount-proc': 'ok', // its own /proc mount, in its own mount namespace; mounts copied from the host are locked
+    'unshare-user': 'ok', // a user namespace nested in the session's: it maps only IDs the session has
+    'unshare-mnt': 'ok',
+    'unshare-cgroup': 'ok', // rooted at the session's own cgroup
+    'pivot-root': 'EINVAL', // seccomp lets it through; the kernel's own rule refuses it here (its cwd is no mount point), and any pivot is of its own mount namespace
+    'clone-newuser': 'ok',
+    'socket-packet': 'ok', // its own network namespace; the host drops frames not from its MAC and address
+    'socket-raw': 'ok', // NET_RAW over its own network namespace, the same anti-spoofing
+    setns: 'ok', // into its own network namespace (the one it is in)
+    hostname: 'ok', // its own UTS namespace (a nested one here): the host's and the session's hostnames stay
+  };
+  it.each(SYSCALL_CASES)('%s gives %s (or the workspace or system outcome)', (c, want) => {
+    expect(results.get(c)).toBe(profile === 'workspace' ? (WORKSPACE[c] ?? want) : profile === 'system' ? (SYSTEM[c] ?? want) : want);
+  });
+
+  it.runIf(profile === 'system')('keeps the session\'s own mounts and hostname after the cases that changed them in a nested namespace', async () => {
+    const r = await d.sh('jail', 'hostname; test -e /proc/self/status && echo proc; findmnt -n -o FSTYPE /tmp');
+    expect(r.stdout).toBe(`${(await d.show('jail')).hostname}\nproc\ntmpfs\n`);
+    expect(execFileSync('hostname', { encoding: 'utf8' }).trim()).not.toBe('changed');
   });
 
   it('kills the caller of an x32 syscall', async () => {
@@ -136,11 +177,19 @@ describe.skipIf(!isRoot).each(PROFILES)('escape suite, profile %s (root)', (prof
   it('refuses writes to /proc/sys and /proc/sysrq-trigger', async () => {
     const r = await d.sh('jail', 'echo x > /proc/sys/kernel/core_pattern && echo WROTE; echo h > /proc/sysrq-trigger && echo WROTE; cat /proc/sys/kernel/core_pattern');
     expect(r.stdout).not.toContain('WROTE');
-    expect(r.stderr).toMatch(/core_pattern: Read-only file system/);
+    // Under system /proc is the kernel's own, not a read-only bind: the file is host root's, which is no ID of the session's.
+    expect(r.stderr).toMatch(profile === 'system' ? /core_pattern: Permission denied/ : /core_pattern: Read-only file system/);
     expect(r.stdout.trim()).toBe(readFileSync('/proc/sys/kernel/core_pattern', 'utf8').trim());
   });
 
-  it('shows the masked /proc and /sys paths empty', async () => {
+  it.runIf(profile === 'system')('shows the kernel\'s /proc and /sys unmasked (a nested procfs needs a fully visible one), whose host-only files stay unreadable', async () => {
+    const r = await d.sh('jail', 'grep -c . /proc/interrupts; for f in /proc/kcore /proc/kmsg /sys/firmware/dmi/tables/DMI; do test -e $f || continue; cat $f >/dev/null 2>&1 && echo READ $f; done; echo end');
+    expect(Number(r.stdout.split('\n')[0])).toBeGreaterThan(0);
+    expect(r.stdout).not.toContain('READ');
+    expect(r.stdout.trim().endsWith('end')).toBe(true);
+  });
+
+  it.skipIf(profile === 'system')('shows the masked /proc and /sys paths empty', async () => {
     const present = MASKED_PATHS.filter((p) => existsSync(p));
     expect(present.length).toBeGreaterThan(2);
     const script = present.map((p) => `if [ -d ${p} ]; then printf '%s %s\\n' ${p} $(ls -A ${p} | wc -l); else printf '%s %s\\n' ${p} $(wc -c < ${p}); fi`).join('; ');
@@ -152,8 +201,9 @@ describe.skipIf(!isRoot).each(PROFILES)('escape suite, profile %s (root)', (prof
 
   it('has a minimal /dev and no way to make device nodes', async () => {
     const r = await d.sh('jail', 'ls -A /dev | tr "\\n" " "');
+    // System adds TUN and FUSE (plan.ts SYSTEM_DEVICES), each usable only in its own namespaces.
     expect(r.stdout.trim().split(' ').sort()).toEqual(
-      ['fd', 'full', 'mqueue', 'null', 'ptmx', 'pts', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'tty', 'urandom', 'zero'].sort(),
+      ['fd', 'full', 'mqueue', 'null', 'ptmx', 'pts', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'tty', 'urandom', 'zero', ...(profile === 'system' ? ['net', 'fuse'] : [])].sort(),
     );
     expect(results.get('mknod')).toBe('EPERM');
   });

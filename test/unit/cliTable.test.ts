@@ -152,7 +152,7 @@ describe('completion scripts made from the table', () => {
     expect(complete(shell, ['enclave', 'volume', 'r'], dir).sort()).toEqual(['remove', 'resize', 'rm']);
     const flags = complete(shell, ['enclave', 'session', 'exec', '-'], dir);
     for (const f of ['-i', '--interactive', '-t', '-u', '--user', '-w', '--workdir', '--cwd', '-e', '--env-file', '--socket']) expect(flags).toContain(f);
-    expect(complete(shell, ['enclave', 'session', 'create', '--profile', ''], dir).sort()).toEqual(['strict', 'workspace']);
+    expect(complete(shell, ['enclave', 'session', 'create', '--profile', ''], dir).sort()).toEqual(['strict', 'system', 'workspace']);
     expect(complete(shell, ['enclave', 'session', 'exec', '-w', 'some'], dir)).toEqual(['somedir']);
     // After SESSION comes a command of the session: completed from the command names here.
     expect(complete(shell, ['enclave', 'session', 'exec', '-it', 'web', 'printen'], dir)).toContain('printenv');

@@ -5,12 +5,14 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { parseConfig } from '../../src/config/load.js';
 import { planFor, type HostFacts } from '../../src/sessions/planning.js';
-import { buildPlan, LXCFS_FILES, MASK_DATA, parseStoredPlan, PlanError, relativeToRoot, serializePlan, type LayeredRoot, type PlanInputs, type SessionPlan } from '../../src/isolation/plan.js';
+import { buildPlan, LXCFS_FILES, MASK_DATA, MASKED_PATHS, READONLY_PATHS, parseStoredPlan, PlanError, relativeToRoot, serializePlan, type LayeredRoot, type PlanInputs, type SessionPlan } from '../../src/isolation/plan.js';
 import { rangeForSlot, rangesOverlap } from '../../src/isolation/idRange.js';
 import { helperPaths } from '../../src/native/addon.js';
 import { helperTable } from '../../src/native/steps.js';
 import { archForNode, compileSeccomp, serializeBpf } from '../../src/isolation/bpf.js';
-import { capabilityMask, DROPPED_CAPS, setgroupsFor, WORKSPACE_CAPS } from '../../src/isolation/profiles.js';
+import { capabilityMask, DROPPED_CAPS, setgroupsFor, SYSTEM_CAPS, WORKSPACE_CAPS } from '../../src/isolation/profiles.js';
+import { CAPS_SYSTEM } from '../../src/native/contract.gen.js';
+import { policyFor } from '../../src/isolation/seccompPolicy.js';
 
 const inputs: PlanInputs = {
   hostname: 'web-1',
@@ -369,6 +371,60 @@ describe('volumes in a plan', () => {
     expect(() => buildPlan({ ...inputs, volumes: [twice, twice] })).toThrow(/same target/);
     const text = serializePlan(withVolumes).toString().replace('mount\tvolume-at\tsrv/docs\t2', 'mount\tvolume-at\tsrv/docs\t3');
     expect(check(text).out).toMatch(/^error\tplan\t22\t.*no volume 3/);
+  });
+});
+
+describe('a system root', () => {
+  const system: PlanInputs = {
+    ...inputs,
+    root: {
+      kind: 'layers',
+      layers: [{ source: '/var/lib/enclave/rootfs/base-1', at: '/' }, { source: '/usr', at: '/usr' }],
+      upper: { bytes: 64 * 1024 * 1024, inodes: 4096 },
+      masks: ['/usr/share/polkit-1/rules.d'],
+      hideBy: 'whiteout',
+    },
+    capabilities: capabilityMask('system'),
+    setgroups: setgroupsFor('system'),
+    seccomp: serializeBpf(compileSeccomp(archForNode(), policyFor('system'))),
+    lxcfs: '/var/lib/enclave/lxcfs',
+    system: { nodes: { 'net/tun': '/var/lib/enclave/devices/tun', fuse: '/var/lib/enclave/devices/fuse' } },
+  };
+  const plan = buildPlan(system);
+
+  it('keeps every capability, each with its reason, the one full set the helper takes besides its ceiling', () => {
+    expect(BigInt('0x' + find(plan, 'capabilities')[0]![0])).toBe(CAPS_SYSTEM);
+    expect(new Set(SYSTEM_CAPS.map((c) => c.bit)).size).toBe(41);
+    for (const c of SYSTEM_CAPS) expect(c.why.length, c.name).toBeGreaterThan(20);
+    expect(find(plan, 'setgroups')).toEqual([['allow']]);
+    expect(check(serializePlan(plan))).toEqual({ ok: true, out: 'ok\n' });
+    // Any other set beyond the ceiling is still refused.
+    const more = serializePlan(plan).toString().replace(/capabilities\t[0-9a-f]+/, 'capabilities\t200000');
+    expect(check(more).out).toMatch(/^error\tplan\t22\t/);
+  });
+
+  it('gives the kernel\'s /proc and /sys: no masks, no read-only binds, no lxcfs over them', () => {
+    const covered = [...find(plan, 'mask'), ...find(plan, 'readonly'), ...find(plan, 'lxcfs-file')].map((a) => a[0]!);
+    for (const p of [...MASKED_PATHS, ...READONLY_PATHS, ...system.sysMasks]) expect(covered).not.toContain(relativeToRoot(p));
+    expect(find(plan, 'lxcfs-file')).toEqual([]);
+    expect(find(plan, 'proc')).toEqual([['proc', 'nosuid,nodev,noexec']]);
+    expect(find(plan, 'sysfs')).toEqual([['sys', 'ro,nosuid,nodev,noexec']]);
+  });
+
+  it('hides the host\'s unreadable /usr entries by whiteouts in its layer, not by mounts it could lift', () => {
+    expect(find(plan, 'whiteout')).toEqual([['usr/share/polkit-1/rules.d']]);
+    expect(find(plan, 'mask').map((a) => a[0])).not.toContain('usr/share/polkit-1/rules.d');
+    expect(() => buildPlan({ ...system, root: { ...(system.root as LayeredRoot), upper: undefined } })).toThrow(/whiteouts need a writable root/);
+    expect(() => buildPlan({ ...system, root: { ...(system.root as LayeredRoot), hideBy: 'mount' } })).toThrow(/whiteouts/);
+    const noUpper = serializePlan(plan).toString().replace(/^mount\tupper\t.*\n/m, '');
+    expect(check(noUpper).ok).toBe(true); // valid alone: the helper itself refuses it when it builds the root
+  });
+
+  it('adds /dev/net/tun and /dev/fuse from the daemon\'s nodes, and no other device', () => {
+    expect(find(plan, 'bind-dev').map((a) => a[0])).toEqual(['dev/null', 'dev/zero', 'dev/full', 'dev/random', 'dev/urandom', 'dev/tty']);
+    expect(find(plan, 'dev-node')).toEqual([['/var/lib/enclave/devices/tun', 'dev/net/tun'], ['/var/lib/enclave/devices/fuse', 'dev/fuse']]);
+    expect(at(plan, 'mkdir', 'dev/net')).toBeLessThan(at(plan, 'dev-node'));
+    expect(find(buildPlan(inputs), 'dev-node')).toEqual([]);
   });
 });
 

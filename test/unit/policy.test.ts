@@ -1,7 +1,7 @@
 // The access policy, as a pure function: root, deny wins, self scope, gid
 // matches, families of actions, and rules the config refuses.
 import { describe, expect, it } from 'vitest';
-import { decide, ruleSchema, type Rule } from '../../src/access/policy.js';
+import { decide, grantsProfile, ruleSchema, type Rule } from '../../src/access/policy.js';
 
 const rule = (r: Record<string, unknown>): Rule => ruleSchema.parse(r);
 
@@ -49,5 +49,25 @@ describe('access policy', () => {
     expect(ruleSchema.safeParse({ uids: [1], actions: ['box.*'] }).success).toBe(false);
     expect(ruleSchema.safeParse({ uids: [1], actions: ['auth.*'], scope: 'mine' }).success).toBe(false);
     expect(ruleSchema.safeParse({ uids: [1], actions: [] }).success).toBe(false);
+  });
+});
+
+describe('profiles a rule grants', () => {
+  const rules = [
+    ruleSchema.parse({ name: 'tenants', gids: [100], actions: ['session.*'], scope: 'self' }),
+    ruleSchema.parse({ name: 'builders', uids: [1001], actions: ['session.create'], profiles: ['workspace', 'system'] }),
+  ];
+  it('gives workspace and strict to any allowed creator, system only where a rule names it, and root everything', () => {
+    expect(grantsProfile(rules, { uid: 1000, gids: [100] }, 'workspace')).toEqual({ allow: true, rule: 'tenants' });
+    expect(grantsProfile(rules, { uid: 1000, gids: [100] }, 'strict').allow).toBe(true);
+    expect(grantsProfile(rules, { uid: 1000, gids: [100] }, 'system')).toEqual({ allow: false, rule: 'profiles' });
+    expect(grantsProfile(rules, { uid: 1001, gids: [] }, 'system')).toEqual({ allow: true, rule: 'builders' });
+    expect(grantsProfile(rules, { uid: 1001, gids: [] }, 'strict').allow).toBe(false); // its only rule lists workspace and system
+    expect(grantsProfile([], { uid: 0, gids: [] }, 'system')).toEqual({ allow: true, rule: 'root' });
+  });
+  it('takes profiles only on an allow rule for session.create', () => {
+    expect(() => ruleSchema.parse({ uids: [1], actions: ['session.list'], profiles: ['system'] })).toThrow(/profiles belongs on an allow rule/);
+    expect(() => ruleSchema.parse({ uids: [1], actions: ['session.create'], effect: 'deny', profiles: ['system'] })).toThrow(/profiles belongs/);
+    expect(() => ruleSchema.parse({ uids: [1], actions: ['session.create'], profiles: ['root'] })).toThrow();
   });
 });

@@ -119,7 +119,28 @@ describe('seccomp per profile', () => {
       expect(verdict(workspace, name), name).toBe(err(EPERM));
       expect(verdict(strict, name), name).toBe(err(EPERM));
     }
-    expect(policyFor('strict')).toEqual([...SECCOMP_POLICY]);
+    expect(policyFor('strict')).toEqual(SECCOMP_POLICY.filter((r) => !r.only || r.only.includes('strict')));
     expect(policyFor('workspace').flatMap((r) => r.syscalls)).not.toContain('chroot');
+    expect(policyFor('workspace').filter((r) => r.syscalls.includes('chroot'))).toEqual([]);
+    expect(policyFor('strict').length - policyFor('workspace').length).toBe(1);
+  });
+
+  it('lets system mount, unshare, setns, pivot_root, chroot and clone namespaces; keeps the host-facing ones refused', () => {
+    const system = compileSeccomp(arch, policyFor('system'));
+    const call = (name: string, ...args: number[]) => runBpf(system, { arch: arch.audit, nr: arch.table[name]!, args: args.map(BigInt) });
+    for (const name of ['mount', 'umount2', 'pivot_root', 'unshare', 'setns', 'chroot', 'open_tree', 'move_mount', 'fsopen', 'fsmount', 'fsconfig', 'mount_setattr', 'reboot']) expect(call(name), name).toBe(ALLOW);
+    for (let bit = 0; bit < 32; bit++) if (CLONE_NS_FLAGS & (1 << bit)) expect(call('clone', (1 << bit) | 0x11)).toBe(ALLOW);
+    for (const name of [
+      'init_module', 'finit_module', 'delete_module', 'kexec_load', 'kexec_file_load', 'open_by_handle_at', 'bpf', 'perf_event_open',
+      'clock_settime', 'settimeofday', 'adjtimex', 'clock_adjtime', 'swapon', 'swapoff', 'acct', 'quotactl', 'quotactl_fd', 'lookup_dcookie',
+      'userfaultfd', 'iopl', 'ioperm', 'syslog', 'keyctl', 'add_key', 'request_key', 'io_uring_setup', 'process_vm_readv', 'pidfd_getfd',
+    ]) expect(call(name), name).toBe(err(EPERM));
+    expect(call('clone3')).toBe(err(ENOSYS));
+    expect(call('socket', 17 /* AF_PACKET */)).toBe(ALLOW);
+    expect(call('socket', 40 /* AF_VSOCK */)).toBe(err(EAFNOSUPPORT));
+    expect(call('socket', 38 /* AF_ALG */)).toBe(err(EAFNOSUPPORT));
+    expect(call('ioctl', 0, TIOCSTI)).toBe(err(EPERM));
+    // Every rule left out of system says why system may.
+    for (const r of SECCOMP_POLICY.filter((x) => x.only && !x.only.includes('system'))) expect(r.why, r.syscalls.join(',')).toMatch(/[Ss]ystem/);
   });
 });

@@ -43,8 +43,10 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
     run: async (ctx, { caller, body: req, log, auditId }) => {
       const secrets = [...(req.auth ?? []), ...(req.env_tokens ?? [])];
       if (secrets.length) ctx.access.check(caller, 'auth.use', undefined, secrets.join(','));
+      const profile = req.profile ?? ctx.config.sessions.profile;
+      ctx.access.checkProfile(caller, 'session.create', profile, undefined, req.name ?? null);
       const volumes = volumesFor(ctx, caller, req);
-      const limits = ctx.sessions.limitsFor(req, req.profile ?? ctx.config.sessions.profile);
+      const limits = ctx.sessions.limitsFor(req, profile);
       const asked = ctx.budgets.requestProblem(caller, limits, req.publish ?? []);
       if (asked) ctx.access.refuse(caller, 'session.create', undefined, asked.rule, asked.error, req.name ?? null);
       log.info({ caller: caller.uid, name: req.name, auth: req.auth, env_tokens: req.env_tokens }, 'create session');
@@ -91,6 +93,8 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
   },
 
   sessionStart: async (ctx, { caller, target, log }) => {
+    // A grant taken away holds at the next start.
+    ctx.access.checkProfile(caller, 'session.start', target.profile, { kind: 'session', id: target.id, owner_uid: target.owner_uid });
     log.info({ caller: caller.uid }, 'start session');
     let session;
     try {

@@ -1,0 +1,173 @@
+// The system profile (issue 26): root inside has every capability over the
+// session's own namespaces. Nested namespaces, mounts, TUN, bridges and
+// nftables work inside; the host's routes, links and ruleset stay as they
+// were; host-wide knobs stay read-only (the kernel's own checks, /proc and
+// /sys being unmasked: see docs/security.md, "The system profile"); a
+// tenant needs a rule that grants the profile.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cliAs, isRoot, TestDaemon } from './harness.js';
+
+const GID = 48216; // a group nobody on the machine has
+const NOBODY = 65534;
+const BUILDER = 65533; // a uid no one uses, granted system by a rule
+
+const host = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8' });
+/** What of the host the session's changes would show in (others' tests change the rest of it meanwhile). */
+const hostNet = () => ({ links: host('ip', ['-o', 'link', 'show']), routes: host('ip', ['route', 'show', 'table', 'all']), nft: host('nft', ['list', 'ruleset']), forward: readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8') });
+
+describe.skipIf(!isRoot)('system profile (root)', () => {
+  const d = new TestDaemon({
+    topConfig: `socket_gid = ${GID}\n`,
+    extraConfig:
+      `[access]\n[[access.rules]]\nname = "tenants"\nuids = [${NOBODY}]\nactions = ["session.*"]\nscope = "self"\n` +
+      `[[access.rules]]\nname = "builders"\nuids = [${BUILDER}]\nactions = ["session.*"]\nscope = "self"\nprofiles = ["workspace", "system"]\n`,
+  });
+  let before: ReturnType<typeof hostNet>;
+  // A host directory only root may read, made before the daemon's scan of /usr (and removed after): one hidden entry this test owns.
+  const secret = `/usr/local/share/enclave-hidden-${process.pid}`;
+
+  beforeAll(async () => {
+    mkdirSync(secret, { mode: 0o700 });
+    writeFileSync(join(secret, 'key'), 'host only\n', { mode: 0o600 });
+    await d.start();
+    before = hostNet();
+    await d.create({ name: 'sys', profile: 'system', memory_mb: 512 });
+  });
+  afterAll(async () => {
+    await d.cleanup();
+    rmSync(secret, { recursive: true, force: true });
+  });
+
+  it('runs with every capability in its own user namespace, and seccomp still on', async () => {
+    const r = await d.sh('sys', 'grep -E "^(CapEff|CapBnd|NoNewPrivs|Seccomp):" /proc/self/status');
+    expect(r.stdout).toBe('CapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\nNoNewPrivs:\t0\nSeccomp:\t2\n');
+    expect((await d.show('sys')).profile).toBe('system');
+  });
+
+  it('makes nested user, PID and mount namespaces with their own procfs (unshare -Urmpf --mount-proc)', async () => {
+    const r = await d.sh('sys', 'unshare -Urmpf --mount-proc sh -c \'echo pid=$$; id -u; ls /proc | grep -cE "^[0-9]+$"\'');
+    expect(r.stderr).toBe('');
+    const [pid, uid, procs] = r.stdout.trim().split('\n');
+    expect(pid).toBe('pid=1');
+    expect(uid).toBe('0');
+    expect(Number(procs)).toBeLessThanOrEqual(3); // its own PID namespace: sh and ls
+    // Network, UTS, IPC and cgroup namespaces too, nested in a user namespace of its own.
+    const n = await d.sh('sys', 'unshare -Urn --uts --ipc --cgroup sh -c "hostname inner && hostname && ip -o link | wc -l"');
+    expect(n.stdout).toBe('inner\n1\n');
+    expect((await d.sh('sys', 'hostname')).stdout.trim()).not.toBe('inner');
+  });
+
+  it('mounts tmpfs, overlay, proc and sysfs in its own mount namespace', async () => {
+    const r = await d.sh(
+      'sys',
+      [
+        'set -e',
+        'mkdir -p /tmp/t /tmp/lower /tmp/upper /tmp/work /tmp/merged /tmp/p /tmp/s',
+        'mount -t tmpfs -o size=1m none /tmp/t && echo x > /tmp/t/f && cat /tmp/t/f',
+        'echo low > /tmp/lower/a',
+        'mount -t overlay overlay -o lowerdir=/tmp/lower,upperdir=/tmp/upper,workdir=/tmp/work /tmp/merged',
+        'echo up > /tmp/merged/b; cat /tmp/merged/a /tmp/upper/b',
+        'mount -t proc proc /tmp/p && test -e /tmp/p/self/status && echo proc',
+        'unshare -n sh -c "mount -t sysfs -o ro sysfs /tmp/s && ls /tmp/s/class/net"',
+        'umount /tmp/t /tmp/merged /tmp/p',
+      ].join('\n'),
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('x\nlow\nup\nproc\nlo\n');
+  });
+
+  it('creates a TUN device, a bridge and nft rules in its own network namespace; the host\'s stay as they were', async () => {
+    const r = await d.sh(
+      'sys',
+      [
+        'set -e',
+        'ip tuntap add dev tun7 mode tun',
+        'ip link add br7 type bridge',
+        'ip addr add 10.77.0.1/24 dev br7 && ip link set br7 up',
+        'ip route add 10.78.0.0/16 via 10.77.0.2',
+        'nft add table inet inside7 && nft add chain inet inside7 c "{ type filter hook input priority 0; }" && nft add rule inet inside7 c tcp dport 9 drop',
+        'ip -o link show | grep -cE "tun7|br7"',
+        'nft list tables',
+        'sysctl -w net.ipv4.ip_forward=1',
+      ].join('\n'),
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('2\ntable inet inside7\nnet.ipv4.ip_forward = 1\n');
+    const after = hostNet();
+    expect(after.links).not.toMatch(/\b(tun7|br7)\b/);
+    expect(after.routes).not.toMatch(/10\.7[78]\.0\.0/);
+    expect(after.nft).not.toContain('inside7');
+    expect(after.forward).toBe(before.forward);
+    expect([before.links, before.routes, before.nft].join()).not.toMatch(/tun7|br7|inside7|10\.7[78]\.0\.0/);
+  });
+
+  it('keeps host-wide knobs read-only: /proc/sysrq-trigger, /proc/sys/kernel, /sys, even from a procfs and sysfs of its own', async () => {
+    const core = readFileSync('/proc/sys/kernel/core_pattern', 'utf8');
+    const pidMax = readFileSync('/proc/sys/kernel/pid_max', 'utf8');
+    const r = await d.sh(
+      'sys',
+      [
+        'mkdir -p /tmp/p2 && mount -t proc proc /tmp/p2',
+        'for p in /proc /tmp/p2; do',
+        '  echo x > $p/sys/kernel/core_pattern 2>/dev/null && echo WROTE-core',
+        '  echo 0 > $p/sys/kernel/sysrq 2>/dev/null && echo WROTE-sysrq',
+        '  echo h > $p/sysrq-trigger 2>/dev/null && echo WROTE-trigger',
+        '  echo 1 > $p/sys/vm/drop_caches 2>/dev/null && echo WROTE-vm',
+        'done',
+        // Every writable file under /proc/sys/kernel is of the session's own IPC or PID namespace.
+        'for f in $(find /proc/sys/kernel -type f); do test -w $f && echo "$f"; done | sort',
+        'mount -o remount,rw /sys 2>/dev/null; echo never > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null && echo WROTE-sys',
+        // pid_max is its PID namespace's own (Linux 6.14): lowered inside, the host's stays.
+        'test -w /proc/sys/kernel/pid_max && echo 4000 > /proc/sys/kernel/pid_max && echo pid_max=$(cat /proc/sys/kernel/pid_max)',
+        'echo end',
+      ].join('\n'),
+    );
+    const writable = r.stdout.trim().split('\n').filter((l) => l.startsWith('/proc/sys/kernel/'));
+    expect(r.stdout).not.toContain('WROTE');
+    expect(r.stdout.trim().endsWith('end')).toBe(true);
+    // IPC limits of its IPC namespace; ns_last_pid and (Linux 6.14) pid_max of its PID namespace.
+    const PER_NAMESPACE = /^\/proc\/sys\/kernel\/(shm\w*|msg\w*|sem|sem_next_id|auto_msgmni|ns_last_pid|pid_max)$/;
+    for (const f of writable) expect(f).toMatch(PER_NAMESPACE);
+    expect(readFileSync('/proc/sys/kernel/core_pattern', 'utf8')).toBe(core);
+    expect(readFileSync('/proc/sys/kernel/pid_max', 'utf8')).toBe(pidMax);
+    if (writable.includes('/proc/sys/kernel/pid_max')) expect(r.stdout).toContain('pid_max=4000');
+  });
+
+  it('has /dev/net/tun and /dev/fuse, and no block device, /dev/mem, /dev/kmsg or host tty', async () => {
+    const r = await d.sh('sys', 'ls -A /dev | tr "\\n" " "; echo; ls -A /dev/net; find /dev -type b | wc -l; mknod /tmp/sda b 8 0 2>&1 | grep -c "Operation not permitted"');
+    const [devs, net, blocks, refused] = r.stdout.trim().split('\n');
+    expect(devs!.trim().split(' ').sort()).toEqual(['fd', 'full', 'fuse', 'mqueue', 'net', 'null', 'ptmx', 'pts', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'tty', 'urandom', 'zero'].sort());
+    expect(net).toBe('tun');
+    expect(blocks).toBe('0');
+    expect(refused).toBe('1');
+  });
+
+  it('hides the host\'s /usr entries others cannot read by whiteouts, which no unmount lifts', async () => {
+    const found = execFileSync('find', ['/usr', '-xdev', '-type', 'd', '!', '-perm', '-o=rx', '-prune'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    const hidden = [secret, ...found.filter((h) => h !== secret).slice(0, 4)];
+    expect(found).toContain(secret);
+    const parents = [...new Set(hidden.map((h) => h.slice(0, h.lastIndexOf('/'))))];
+    const look = `for h in ${hidden.join(' ')}; do test -e $h && echo SEEN $h; done; ls ${parents.join(' ')} >/dev/null && echo parents`;
+    const r = await d.sh('sys', `${look}; unshare -m sh -c 'for m in $(grep -o " /usr/[^ ]*" /proc/self/mounts | sort -r); do umount -l $m; done; ${look.replace(/'/g, '')}' 2>&1; echo end`);
+    expect(r.stdout).not.toContain('SEEN');
+    expect(r.stdout).toMatch(/^parents\n/);
+    expect(r.stdout.trim().endsWith('end')).toBe(true);
+  });
+
+  it('refuses the profile to a tenant no rule grants it, and gives it to one a rule does', async () => {
+    const refused = await cliAs(d.socket, { uid: NOBODY, groups: [GID] }, ['session', 'create', '--name', 'nope', '--profile', 'system']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`uid ${NOBODY} may not have a session of profile "system": no access rule grants it`);
+    const events = JSON.parse((await d.cli(['events', '--json'])).stdout) as { caller_uid: number; decision: string; rule: string; detail: string | null }[];
+    expect(events.some((e) => e.caller_uid === NOBODY && e.decision === 'deny' && e.rule === 'profiles' && e.detail?.startsWith('profile system'))).toBe(true);
+    const granted = await cliAs(d.socket, { uid: BUILDER, groups: [GID] }, ['session', 'create', '--name', 'yes', '--profile', 'system', '--json']);
+    expect(granted.stderr).toBe('');
+    expect(granted.code).toBe(0);
+    const s = JSON.parse(granted.stdout) as { id: string; profile: string };
+    expect(s.profile).toBe('system');
+    await d.destroy(s.id);
+  });
+});
