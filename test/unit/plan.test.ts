@@ -271,7 +271,7 @@ describe('what a session is shown of itself: lxcfs\'s files and its own cgroups'
   });
 
   it('plans without lxcfs while it does not serve when it is "on" (LXD degrades), refuses when it is "required" (fail closed)', () => {
-    const host: HostFacts = { seccomp: { workspace: Buffer.alloc(8), strict: Buffer.alloc(8) }, sysMasks: [], bridge: 'enclave0', mtu: 1500, gateway: 0x0ac80001, lxcfsDown: 'lxcfs exited (code 1) while starting' };
+    const host: HostFacts = { seccomp: { workspace: Buffer.alloc(8), strict: Buffer.alloc(8), system: Buffer.alloc(8) }, sysMasks: [], bridge: 'enclave0', mtu: 1500, gateway: 0x0ac80001, lxcfsDown: 'lxcfs exited (code 1) while starting' };
     const row = { id: 's-0000000001', hostname: 's-0000000001', id_slot: 0 };
     const limits = { memory_mb: 512, pids: 512, cpu_percent: 100, tmp_mb: 64, home_mb: 64 };
     const s = { cgroups: [], lease: undefined, files: [], profile: 'strict' as const };

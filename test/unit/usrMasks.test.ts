@@ -107,7 +107,7 @@ describe('the scan of a daemon start', () => {
 
 describe('planning a minimal root', () => {
   const config = parseConfig('', 'test');
-  const host: HostFacts = { seccomp: { workspace: Buffer.alloc(8), strict: Buffer.alloc(8) }, sysMasks: [], bridge: 'enclave0', mtu: 1500, gateway: 0x0ac80001, baseLayer: '/var/lib/enclave/rootfs/base-1', lxcfs: '/var/lib/enclave/lxcfs/mnt' };
+  const host: HostFacts = { seccomp: { workspace: Buffer.alloc(8), strict: Buffer.alloc(8), system: Buffer.alloc(8) }, sysMasks: [], bridge: 'enclave0', mtu: 1500, gateway: 0x0ac80001, baseLayer: '/var/lib/enclave/rootfs/base-1', lxcfs: '/var/lib/enclave/lxcfs/mnt' };
   const row = { id: 's-0000000001', hostname: 's-0000000001', id_slot: 0 };
   const limits = { memory_mb: 512, pids: 512, cpu_percent: 100, tmp_mb: 64, home_mb: 64, root_mb: 64 };
   const s = { cgroups: [], lease: undefined, files: [], profile: 'workspace' as const };
