@@ -161,7 +161,7 @@ describe.skipIf(!isRoot)('system profile (root)', () => {
     const refused = await cliAs(d.socket, { uid: NOBODY, groups: [GID] }, ['session', 'create', '--name', 'nope', '--profile', 'system']);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain(`uid ${NOBODY} may not have a session of profile "system": no access rule grants it`);
-    const events = JSON.parse((await d.cli(['events', '--json'])).stdout) as { caller_uid: number; decision: string; rule: string; detail: string | null }[];
+    const events = (JSON.parse((await d.cli(['events', '--json'])).stdout) as { events: { caller_uid: number; decision: string; rule: string; detail: string | null }[] }).events;
     expect(events.some((e) => e.caller_uid === NOBODY && e.decision === 'deny' && e.rule === 'profiles' && e.detail?.startsWith('profile system'))).toBe(true);
     const granted = await cliAs(d.socket, { uid: BUILDER, groups: [GID] }, ['session', 'create', '--name', 'yes', '--profile', 'system', '--json']);
     expect(granted.stderr).toBe('');
