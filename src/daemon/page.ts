@@ -19,6 +19,7 @@ const MODULES = ['app.js', 'api.js', 'sessions.js', 'createForm.js', 'terminals.
 const ASSETS: Record<string, [string, string]> = {
   '/': [web('index.html'), 'text/html; charset=utf-8'],
   '/app.css': [web('app.css'), 'text/css; charset=utf-8'],
+  '/favicon.svg': [web('favicon.svg'), 'image/svg+xml'],
   ...Object.fromEntries(MODULES.map((m) => [`/${m}`, [web(m), JS]])),
   // Shared with the daemon and the CLI: the attach protocol's constants, the limit table, the profiles.
   '/protocol.js': [dist('api', 'protocol.js'), JS],
