@@ -95,6 +95,7 @@ export class EventFeed {
   }
 
   private send(s: Subscriber, event: string, data: unknown, id?: number): void {
+    if (s.res.destroyed || s.res.writableEnded) return; // gone; its 'close' is on its way
     if (s.res.writableLength > MAX_BACKLOG) {
       this.parts.log.debug({ uid: s.caller.uid }, 'event stream subscriber too far behind: closed');
       s.res.destroy();
@@ -113,6 +114,8 @@ export class EventFeed {
     if (mine >= MAX_PER_UID) throw new ApiError('too_many', `uid ${s.caller.uid} already has ${mine} event streams open`);
     if (this.subs.size >= MAX_TOTAL) throw new ApiError('too_many', `the daemon already serves ${this.subs.size} event streams`);
     const sub = { ...s, res };
+    // A write to a connection the peer reset fails here, not as an uncaught error.
+    res.on('error', (e) => this.parts.log.debug({ err: e.message }, 'event stream write failed'));
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
     res.write('retry: 2000\n\n');
     const sessions = this.parts.sessions.list(false, this.consoleInfo).filter((v) => this.parts.access.visible(s.caller, v));
@@ -127,7 +130,7 @@ export class EventFeed {
       if (this.subs.size === 0) this.stopHeartbeat();
     });
     this.heartbeat ??= setInterval(() => {
-      for (const x of this.subs) x.res.write(': keep-alive\n\n');
+      for (const x of this.subs) if (!x.res.destroyed && !x.res.writableEnded) x.res.write(': keep-alive\n\n');
     }, HEARTBEAT_MS).unref();
   }
 

@@ -17,7 +17,7 @@ export function whenSignedOut(f) {
   onSignedOut = f;
 }
 
-async function call(method, path, { body, headers = {} } = {}) {
+async function call(method, path, { body, headers = {}, text = false } = {}) {
   let res;
   try {
     res = await fetch(path, {
@@ -31,6 +31,7 @@ async function call(method, path, { body, headers = {} } = {}) {
     throw new ApiError(0, 'connection', 'the daemon cannot be reached (is it running?)');
   }
   if (res.status === 204) return null;
+  if (text && res.ok) return res.text();
   let data = null;
   try {
     data = await res.json();
@@ -48,6 +49,7 @@ async function call(method, path, { body, headers = {} } = {}) {
 
 export const api = {
   get: (path) => call('GET', path),
+  text: (path) => call('GET', path, { text: true }),
   post: (path, body) => call('POST', path, { body }),
   del: (path) => call('DELETE', path),
   /** The token buys the cookie; it is sent once, in a header, and not kept. */

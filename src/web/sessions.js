@@ -1,12 +1,28 @@
 // The session list: one card per session the caller may see, updated in
 // place from the event stream (never rebuilt, so a click is never lost to a
-// refresh), with CPU and memory from the stats route. Stats are the one
-// thing asked for again and again: every few seconds, only for running
-// sessions, only while the page is visible, one round at a time.
-import { api, sessionPath } from './api.js';
+// refresh), with CPU and memory in use. Those are the one thing asked for
+// again and again: every few seconds, only while the page is visible, one
+// round at a time, and from /metrics: one request for every session (its
+// per-session series are those the caller may see, as the stats route
+// decides), where the stats route would be a request per session and an
+// audit event each, and a page left open all day would fill the caller's
+// share of the audit trail with them.
+import { api } from './api.js';
 import { BUSY, ENDED, bytes, el, percent, sessionLabel } from './format.js';
 
 const STATS_EVERY_MS = 5000;
+
+/** The per-session series the cards show, by session id. */
+function parseMetrics(text) {
+  const out = new Map();
+  for (const line of text.split('\n')) {
+    const m = /^enclave_session_(cpu_seconds_total|memory_bytes|memory_limit_bytes)\{session="([^"]+)"\} (\S+)$/.exec(line);
+    if (!m) continue;
+    if (!out.has(m[2])) out.set(m[2], {});
+    out.get(m[2])[m[1]] = Number(m[3]);
+  }
+  return out;
+}
 
 export class SessionList {
   /**
@@ -22,6 +38,8 @@ export class SessionList {
     this.items = new Map();
     this.timer = null;
     this.polling = false;
+    /** The last scrape: when, and each session's CPU seconds then (CPU % is the difference). */
+    this.lastScrape = null;
   }
 
   /** The whole list, as the stream sends it at each (re)connection. */
@@ -128,14 +146,14 @@ export class SessionList {
   fillStats(item) {
     const st = item.stats;
     const p = item.parts;
-    p.cpu.textContent = `CPU ${st ? percent(st.cpu.percent) : '…'}`;
-    const used = st ? st.memory.used_bytes : null;
-    const limit = st ? st.memory.limit_bytes : null;
+    p.cpu.textContent = `CPU ${st && st.cpuPercent !== null ? percent(st.cpuPercent) : '…'}`;
+    const used = st ? st.used : null;
+    const limit = st ? st.limit : null;
     p.mem.textContent = st ? `${bytes(used)} / ${bytes(limit)}` : 'memory …';
     p.memBar.style.width = used !== null && limit ? `${Math.min(100, (100 * used) / limit).toFixed(1)}%` : '0';
   }
 
-  /** Stats for running sessions every few seconds while the page is visible. */
+  /** Stats every few seconds while the page is visible (the second a second after the first: CPU % needs two). */
   startStats() {
     this.stopStats();
     const tick = async () => {
@@ -147,7 +165,7 @@ export class SessionList {
           this.polling = false;
         }
       }
-      this.timer = setTimeout(tick, STATS_EVERY_MS);
+      this.timer = setTimeout(tick, this.lastScrape && this.lastScrape.n > 1 ? STATS_EVERY_MS : 1000);
     };
     tick();
   }
@@ -158,16 +176,29 @@ export class SessionList {
   }
 
   async refreshStats() {
-    const running = [...this.items.values()].filter((i) => i.session.state === 'running');
-    await Promise.all(
-      running.map(async (item) => {
-        try {
-          item.stats = await api.get(sessionPath(item.session.id, '/stats'));
-        } catch {
-          item.stats = null; // it stopped meanwhile, or the daemon restarts: the stream says what happened
-        }
-        if (this.items.get(item.session.id) === item) this.fillStats(item);
-      }),
-    );
+    if (![...this.items.values()].some((i) => i.session.state === 'running')) return;
+    let series;
+    try {
+      series = parseMetrics(await api.text('/metrics'));
+    } catch {
+      return; // the daemon restarts: the next round will tell
+    }
+    const now = performance.now();
+    const before = this.lastScrape;
+    this.lastScrape = { at: now, cpu: new Map(), n: (before ? before.n : 0) + 1 };
+    for (const item of this.items.values()) {
+      const m = series.get(item.session.id);
+      if (item.session.state !== 'running' || !m) {
+        item.stats = null;
+      } else {
+        const cpu = m.cpu_seconds_total;
+        const prev = before ? before.cpu.get(item.session.id) : undefined;
+        if (cpu !== undefined) this.lastScrape.cpu.set(item.session.id, cpu);
+        // 100% is one CPU, as limits.cpu_percent counts it.
+        const cpuPercent = cpu !== undefined && prev !== undefined && now > before.at && cpu >= prev ? ((cpu - prev) / ((now - before.at) / 1000)) * 100 : null;
+        item.stats = { cpuPercent: cpuPercent ?? item.stats?.cpuPercent ?? null, used: m.memory_bytes ?? null, limit: m.memory_limit_bytes ?? null };
+      }
+      this.fillStats(item);
+    }
   }
 }

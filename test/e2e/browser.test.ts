@@ -125,7 +125,8 @@ describe.skipIf(!isRoot)('dashboard (root, headless Chromium)', () => {
     expect(stored).not.toContain(token);
   });
 
-  it('creates a session from the form: a refusal in one line, then a name and a memory limit', { timeout: 60_000 }, async () => {
+  it('creates a session from the form: a refusal in one line, then a name, a memory limit, a volume and a port', { timeout: 60_000 }, async () => {
+    expect((await d.api('POST', '/v1/volumes', { name: 'code', size_mb: 16 })).status).toBe(201);
     await page.click('#new-session');
     await page.waitForSelector('#create-dialog[open]');
     await page.fill('#create-form input[name="name"]', 'Not A Name');
@@ -136,7 +137,10 @@ describe.skipIf(!isRoot)('dashboard (root, headless Chromium)', () => {
     expect(line).toMatch(/name/);
     expect(line).not.toContain('\n');
     await page.fill('#create-form input[name="name"]', 'dash');
-    await page.click('#create-ports button.add'); // + port
+    await page.click('#create-volumes button.add');
+    await page.fill('#create-form input[aria-label="volume name"]', 'code');
+    await page.fill('#create-form input[aria-label="mount point"]', '/home/code');
+    await page.click('#create-ports button.add');
     await page.fill('#create-form input[aria-label="host port"]', String(port + 1));
     await page.fill('#create-form input[aria-label="session port"]', '8000');
     await shot('dashboard-create.png');
@@ -146,6 +150,7 @@ describe.skipIf(!isRoot)('dashboard (root, headless Chromium)', () => {
     const s = await d.show('dash');
     expect(s.limits.memory_mb).toBe(256);
     expect(s.network.published).toEqual([{ host_ip: '127.0.0.1', host_port: port + 1, session_port: 8000 }]);
+    expect(s.volumes).toEqual([{ name: 'code', target: '/home/code', readonly: false }]);
     // The card says what the list says, and its stats arrive.
     const text = await page.innerText(card('dash'));
     expect(text).toContain(s.id);
