@@ -9,6 +9,9 @@ const PRUNE_EVERY = 1000;
 /** Actions that only read: an allowed one is left out of a listing unless asked for (a denied one never is). */
 const READS = ['session.list', 'session.show', 'volume.list', 'auth.list', 'events.list'];
 
+/** An allowed read: left out of listings and streams unless asked for. */
+export const isAllowedRead = (e: Pick<AuditEvent, 'decision' | 'action'>): boolean => e.decision === 'allow' && READS.includes(e.action);
+
 export class AuditLog {
   private readonly insert: Database.Statement;
   private readonly prune: Database.Statement;
@@ -30,8 +33,17 @@ export class AuditLog {
   /** The id of the event recorded last (read right after a decision, it is that decision's). */
   lastId = 0;
 
+  /** Who hears of each event once it is recorded (the daemon's event stream); its session_name is left null. */
+  private readonly listeners: ((e: AuditEvent) => void)[] = [];
+
+  onRecord(listener: (e: AuditEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
   record(e: Omit<AuditEvent, 'id' | 'time' | 'session_name'>): void {
-    this.lastId = Number(this.insert.run({ ...e, time: new Date().toISOString(), detail: e.detail === null ? null : e.detail.slice(0, 1024) }).lastInsertRowid);
+    const row = { ...e, time: new Date().toISOString(), detail: e.detail === null ? null : e.detail.slice(0, 1024) };
+    this.lastId = Number(this.insert.run(row).lastInsertRowid);
+    for (const l of this.listeners) l({ ...row, id: this.lastId, session_name: null });
     const n = (this.sincePrune.get(e.caller_uid) ?? 0) + 1;
     this.sincePrune.set(e.caller_uid, n < PRUNE_EVERY ? n : 0);
     if (n >= PRUNE_EVERY) this.prune.run(e.caller_uid, e.caller_uid, this.keep);
@@ -45,9 +57,10 @@ export class AuditLog {
   /**
    * `of`: only this uid's calls and calls on its objects (a self-scoped
    * caller's view); `uid` the same for a filter; `action` one action or a
-   * family (`session.*`); allowed reads only with `reads`.
+   * family (`session.*`); `after`: ids past it (a stream's resume); allowed
+   * reads only with `reads`.
    */
-  list(filter: { session?: string | undefined; since?: string | undefined; limit: number; of?: number | undefined; uid?: number | undefined; action?: string | undefined; reads?: boolean | undefined }): AuditEvent[] {
+  list(filter: { session?: string | undefined; since?: string | undefined; after?: number | undefined; limit: number; of?: number | undefined; uid?: number | undefined; action?: string | undefined; reads?: boolean | undefined }): AuditEvent[] {
     const where: string[] = [];
     const args: (string | number)[] = [];
     for (const who of [filter.of, filter.uid]) {
@@ -55,6 +68,7 @@ export class AuditLog {
     }
     if (filter.session) where.push('e.session_id = ?'), args.push(filter.session);
     if (filter.since) where.push('e.time >= ?'), args.push(filter.since);
+    if (filter.after !== undefined) where.push('e.id > ?'), args.push(filter.after);
     if (filter.action?.endsWith('.*')) where.push('e.action LIKE ?'), args.push(`${filter.action.slice(0, -1)}%`);
     else if (filter.action) where.push('e.action = ?'), args.push(filter.action);
     if (!filter.reads) where.push(`NOT (e.decision = 'allow' AND e.action IN (${READS.map(() => '?').join(',')}))`), args.push(...READS);

@@ -1,6 +1,6 @@
 // The audit trail's wire shapes (enclave events, GET /v1/events).
 import { z } from 'zod';
-import { flag, sessionRef } from './schemas.js';
+import { flag, sessionListSchema, sessionRef, sessionSchema } from './schemas.js';
 
 /** GET /v1/events. */
 export const eventsQuery = z
@@ -17,6 +17,16 @@ export const eventsQuery = z
     /** Calls by this uid, and events on its objects. */
     uid: z.coerce.number().int().min(0).max(4294967294).optional(),
     /** Include reads that were allowed (list, show, events): left out unless asked for, as they are most of the trail. */
+    reads: flag.optional(),
+  })
+  .strict();
+
+/** GET /v1/events/stream (server-sent events; docs/api.md, "Event stream"). */
+export const eventStreamQuery = z
+  .object({
+    /** Replay the audit events after this id first; a browser's EventSource sends Last-Event-ID instead. */
+    after: z.coerce.number().int().min(0).optional(),
+    /** Include reads that were allowed, as in the list. */
     reads: flag.optional(),
   })
   .strict();
@@ -44,3 +54,6 @@ export const auditEventSchema = z.object({
 export type AuditEvent = z.infer<typeof auditEventSchema>;
 
 export const eventListSchema = z.object({ events: z.array(auditEventSchema) });
+
+/** GET /v1/events/stream: the data of each server-sent event, by its name. */
+export const streamEventSchemas = { sessions: sessionListSchema, session: sessionSchema, audit: auditEventSchema } as const;

@@ -34,11 +34,13 @@ import {
   snapshotQuery,
   statsSchema,
   ticketSchema,
+  loginReplySchema,
+  logoutReplySchema,
   volumeListSchema,
   volumeSchema,
 } from './schemas.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from './protocol.js';
-import { eventListSchema, eventsQuery } from './eventSchemas.js';
+import { eventListSchema, eventsQuery, eventStreamQuery } from './eventSchemas.js';
 
 /**
  * Whose object a route acts on:
@@ -68,7 +70,7 @@ export interface RouteSpec {
   repeated?: readonly string[];
   body?: z.ZodType;
   reply: Reply;
-  /** Only on the TCP listener (the browser page's ticket endpoint). */
+  /** Only on the TCP listener (the browser page's ticket, sign-in and sign-out). */
   tcpOnly?: true;
 }
 
@@ -95,6 +97,8 @@ export const hostPortParam = /^([0-9.]{7,15}):(\d{1,5})$/;
 
 export const ROUTES = {
   tickets: route({ method: 'POST', path: '/v1/tickets', owner: { kind: 'public', why: 'a single-use ticket for the token holder\'s next upgrade, which is itself checked' }, action: null, reply: json(ticketSchema, 201), tcpOnly: true }),
+  login: route({ method: 'POST', path: '/v1/login', owner: { kind: 'public', why: "trades the listener's token, checked again here, for the page's sign-in cookie" }, action: null, reply: json(loginReplySchema), tcpOnly: true }),
+  logout: route({ method: 'POST', path: '/v1/logout', owner: { kind: 'public', why: 'ends the sign-in the request carries, nobody else\'s' }, action: null, reply: json(logoutReplySchema), tcpOnly: true }),
   daemonReload: route({ method: 'POST', path: '/v1/daemon/reload', owner: { kind: 'caller' }, action: 'daemon.reload', reply: json(reloadReplySchema) }),
   health: route({ method: 'GET', path: '/v1/health', owner: { kind: 'public', why: 'counts only' }, action: null, reply: json(healthSchema) }),
   metrics: route({ method: 'GET', path: '/metrics', owner: { kind: 'public', why: 'counts, and per-session series only of the sessions the caller may see (session.show)' }, action: null, reply: { kind: 'text' } }),
@@ -151,6 +155,8 @@ export const ROUTES = {
   authRemove: route({ method: 'DELETE', path: '/v1/auth/{secret}', owner: { kind: 'secret' }, action: 'auth.remove', reply: json(removeSecretReply) }),
 
   eventList: route({ method: 'GET', path: '/v1/events', owner: { kind: 'caller' }, action: 'events.list', query: eventsQuery, reply: json(eventListSchema) }),
+  // The same events as they happen, and the caller's sessions as they change, filtered as the list is.
+  eventStream: route({ method: 'GET', path: '/v1/events/stream', owner: { kind: 'caller' }, action: 'events.list', query: eventStreamQuery, reply: { kind: 'stream', types: ['text/event-stream'] } }),
 
   volumeList: route({ method: 'GET', path: '/v1/volumes', owner: { kind: 'caller' }, action: 'volume.list', reply: json(volumeListSchema) }),
   volumeCreate: route({ method: 'POST', path: '/v1/volumes', owner: { kind: 'caller' }, action: 'volume.create', body: createVolumeRequest, reply: json(volumeSchema, 201) }),

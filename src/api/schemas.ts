@@ -209,6 +209,9 @@ export const flag = z
 export const listQuery = z.object({ all: flag.optional() }).strict();
 
 export const ticketSchema = z.object({ ticket: z.string(), expires_in_ms: z.number().int() });
+/** POST /v1/login (the page's sign-in cookie is in Set-Cookie): whom it acts as, and until when. */
+export const loginReplySchema = z.object({ uid: z.number().int(), expires_at: z.string() });
+export const logoutReplySchema = z.object({ signed_out: z.literal(true) });
 
 
 /** Query of GET /v1/sessions/{id}/exec (Kubernetes names plus env and cwd). */

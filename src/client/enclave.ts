@@ -12,10 +12,11 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { z } from 'zod';
 import { ROUTES } from '../api/routes.js';
 import { ATTACH_PROTOCOL, EXPORT_TRAILER, K8S_V5_PROTOCOL, SNAPSHOT_TRAILER } from '../api/protocol.js';
-import type { eventsQuery, AuditEvent } from '../api/eventSchemas.js';
+import type { eventsQuery, eventStreamQuery, AuditEvent } from '../api/eventSchemas.js';
 import type { createSessionRequest, createVolumeRequest, Publish, putSecretReply, refreshAuthReply, removeSecretReply, healthSchema } from '../api/schemas.js';
 import type { ReloadReply, SecretInfoView, Session, SessionStats, Volume } from '../api/schemas.js';
 import { AttachStream } from './attach.js';
+import { streamEvents, type StreamEvent } from './eventStream.js';
 import { ConnectionError, ProtocolError } from './errors.js';
 import { execRequestPath, pumpExec, type ExecOutcome, type Sink } from './exec.js';
 import { callRoute, DEFAULT_SOCKET, keepAliveAgent, onUpgradeFailure, openStream, openWebSocket, routePath, type Connection } from './transport.js';
@@ -29,6 +30,7 @@ export type ClientOptions =
 export type CreateSession = z.input<typeof createSessionRequest>;
 export type CreateVolume = z.input<typeof createVolumeRequest>;
 export type EventsQuery = z.input<typeof eventsQuery>;
+export type EventStreamQuery = z.input<typeof eventStreamQuery>;
 export type Health = z.output<typeof healthSchema>;
 export type SecretSet = z.output<typeof putSecretReply>;
 export type SecretRemoved = z.output<typeof removeSecretReply>;
@@ -311,6 +313,15 @@ export class Enclave {
   /** The audit trail: the caller's own calls and calls on its objects (every one's to root). */
   async events(query: EventsQuery = {}): Promise<AuditEvent[]> {
     return (await callRoute(this.connection, ROUTES.eventList, { query })).events;
+  }
+
+  /**
+   * What happens, as it happens: the sessions the caller may see at once,
+   * then each change of one, and audit events as events() lists them
+   * (`after`: those after that id first). Ends when the loop stops.
+   */
+  async eventStream(query: EventStreamQuery = {}): Promise<AsyncGenerator<StreamEvent, void, undefined>> {
+    return streamEvents(await openStream(this.connection, 'GET', routePath(ROUTES.eventStream, { query })));
   }
 }
 

@@ -1,7 +1,8 @@
 // enclave/client: the typed client library (package.json "exports").
-export { Enclave, type AttachOptions, type AuthRefreshed, type ClientOptions, type CommandOptions, type CreateSession, type CreateVolume, type EventsQuery, type ExecOptions, type ExecProcess, type Health, type RunOptions, type RunResult, type SecretRemoved, type SecretSet } from './enclave.js';
+export { Enclave, type AttachOptions, type AuthRefreshed, type ClientOptions, type CommandOptions, type CreateSession, type CreateVolume, type EventsQuery, type EventStreamQuery, type ExecOptions, type ExecProcess, type Health, type RunOptions, type RunResult, type SecretRemoved, type SecretSet } from './enclave.js';
 export { AttachStream, attachEventSchema, type AttachEvent, type AttachHello } from './attach.js';
 export type { ExecOutcome } from './exec.js';
+export type { StreamEvent } from './eventStream.js';
 export {
   ConfinementFailedError,
   ConflictError,

@@ -10,6 +10,8 @@ export type ClientMethod = string | { omitted: string };
 
 export const CLIENT_METHODS: Partial<Record<RouteName, ClientMethod>> = {
   tickets: 'ticket',
+  login: { omitted: "the browser page's sign-in: a cookie for a browser; a program sends the token itself" },
+  logout: { omitted: "the browser page's sign-out: it ends the cookie a browser holds" },
   daemonReload: 'reload',
   health: 'health',
   metrics: 'metrics',
@@ -32,6 +34,7 @@ export const CLIENT_METHODS: Partial<Record<RouteName, ClientMethod>> = {
   authSet: 'secrets.set',
   authRemove: 'secrets.remove',
   eventList: 'events',
+  eventStream: 'eventStream',
   volumeList: 'volumes.list',
   volumeCreate: 'volumes.create',
   volumeShow: 'volumes.show',

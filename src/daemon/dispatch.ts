@@ -46,11 +46,12 @@ export interface Input<R extends RouteSpec> {
   auditId?: number;
 }
 
-/** A JSON reply with a status other than the route's first. */
+/** A JSON reply with a status other than the route's first, or headers of its own (Set-Cookie). */
 export class Replied<T> {
   constructor(
     readonly status: number,
     readonly body: T,
+    readonly headers: Record<string, string> = {},
   ) {}
 }
 
@@ -213,7 +214,7 @@ export class Dispatcher {
     const out = await run(ctx, input);
     if (reply.kind === 'empty') return void res.writeHead(204).end();
     if (reply.kind !== 'json') return;
-    if (out instanceof Replied) return sendJson(res, out.status, out.body);
+    if (out instanceof Replied) return sendJson(res, out.status, out.body, out.headers);
     sendJson(res, typeof reply.status === 'number' ? reply.status : reply.status[0], out);
   }
 

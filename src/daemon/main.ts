@@ -21,6 +21,8 @@ import { OomStore } from '../store/oomStore.js';
 import { createApiServer } from './server.js';
 import { Consoles } from './attach.js';
 import { ListenAuth } from './listenAuth.js';
+import { LoginCookies } from './loginCookie.js';
+import { EventFeed } from './feed.js';
 import { IdleStop } from '../sessions/idle.js';
 import { StreamLimits } from './streams.js';
 import { DaemonLocks, LockError } from './locks.js';
@@ -153,7 +155,9 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
     log.info({ applied: plan.applied, restart_needed: plan.restartNeeded }, 'config reloaded');
     return { applied: plan.applied, restart_needed: plan.restartNeeded };
   };
-  const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects, reload };
+  // Session state changes and audit events, pushed to GET /v1/events/stream.
+  const feed = new EventFeed({ sessions, access, audit, consoles, log });
+  const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects, feed, reload };
   const { server, closeClients } = createApiServer(parts);
   const sockDir = dirname(config.socket);
   // Created if missing, never re-moded: on /tmp a chmod would strip the sticky bit.
@@ -175,7 +179,8 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
   if (config.listen) {
     const [host, port] = [config.listen.slice(0, config.listen.lastIndexOf(':')), Number(config.listen.slice(config.listen.lastIndexOf(':') + 1))];
     const tokenFile = join(config.state_dir, 'listen-token');
-    const auth = new ListenAuth(ListenAuth.createToken(tokenFile), host, port);
+    // The page's sign-in cookies outlive the token: their key is kept in the state dir.
+    const auth = new ListenAuth(ListenAuth.createToken(tokenFile), host, port, LoginCookies.open(config.state_dir, log), () => config.access.tcp_uid);
     tcp = createApiServer({ ...parts, auth });
     await new Promise<void>((resolve, reject) => {
       tcp!.server.once('error', (e) => reject(new StartupError(`cannot listen on ${config.listen}: ${e.message}`)));
@@ -203,6 +208,7 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
         tcp.closeClients();
       }
       consoles.closeAll();
+      feed.close();
       await closed;
       // A destroy still under way past the deadline may yet touch the database: leave it open, the exit closes it.
       if (await sessions.shutdown(config.sessions.shutdown_deadline_ms)) db.close();

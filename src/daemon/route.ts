@@ -9,6 +9,7 @@ import type { AccessGuard, Caller } from '../access/guard.js';
 import type { AuditLog } from '../access/audit.js';
 import type { Budgets } from '../access/budgets.js';
 import type { Objects } from './objects.js';
+import type { EventFeed } from './feed.js';
 import type { ReloadReply } from '../api/schemas.js';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -37,6 +38,8 @@ export interface Parts {
   audit: AuditLog;
   budgets: Budgets;
   objects: Objects;
+  /** The event stream's subscribers (GET /v1/events/stream). */
+  feed: EventFeed;
   /** Read the config file again; apply what can change live (src/config/reload.ts). */
   reload: () => ReloadReply;
   /** Present on the TCP listener only. */

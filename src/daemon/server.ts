@@ -33,14 +33,13 @@ const dispatcher = new Dispatcher(HANDLERS);
 /**
  * Who may call, for every route and every upgrade alike: SO_PEERCRED and the
  * socket group on the Unix socket; on TCP, the Origin allowlist plus the
- * bearer token (HTTP) or a single-use ticket (WebSocket upgrades).
+ * bearer token (HTTP) or a single-use ticket (WebSocket upgrades), or the
+ * page's sign-in cookie (src/daemon/listenAuth.ts).
  */
 function admit(ctx: Parts, req: IncomingMessage, url: URL, upgrade: boolean): Caller {
   if (ctx.auth) {
-    ctx.auth.checkOrigin(req);
-    if (upgrade) ctx.auth.checkUpgrade(req, url);
-    else ctx.auth.checkBearer(req);
-    // The bearer token stands for a configured user; the policy applies to it.
+    ctx.auth.admit(req, url, upgrade);
+    // The bearer token (and the sign-in cookie bought with it) stands for a configured user; the policy applies to it.
     return { uid: ctx.config.access.tcp_uid, gids: [], pid: null, via: 'tcp' };
   }
   const cred = callerOf(req.socket as Socket);

@@ -51,7 +51,7 @@ export interface Kit {
   counters: { creates: number; createFailures: number; destroys: number; stops: number; starts: number };
   /** Who the kernel's OOM killer killed (its log). */
   kernelLog: KernelLog;
-  /** Who hears of what the kernel did in a session (the daemon: the audit trail). */
+  /** Who hears of what the kernel did in a session (the daemon: the audit trail), and of state changes (its event stream). */
   listeners: KernelListeners;
   /** What sessions use and their OOM kills, read from the kernel. */
   reports: SessionReports;
@@ -71,6 +71,8 @@ export interface OomEvent {
 
 export interface KernelListeners {
   oom?: (e: OomEvent) => void;
+  /** A session's state changed (the daemon: its event stream). */
+  changed?: (session: string) => void;
 }
 
 /** A write that a full disk may refuse without stopping what is under way (it is logged). */

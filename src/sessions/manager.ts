@@ -144,7 +144,7 @@ export class SessionManager {
     return this.toApi(this.kit.store.get(id)!);
   }
 
-  /** Who hears of what the kernel did in a session (the daemon: its audit trail). */
+  /** Who hears of what the kernel did in a session (the daemon: its audit trail), and of its state changes (the event stream). */
   onKernelEvents(listeners: KernelListeners): void {
     Object.assign(this.kit.listeners, listeners);
   }

@@ -65,6 +65,7 @@ export class Session {
     const from = this.kit.store.stateOf(this.id);
     if (from !== undefined) checkTransition(this.id, from, to);
     write();
+    this.kit.listeners.changed?.(this.id);
   }
 
   running(pid: number, startTime: string): void {

@@ -1,147 +1,150 @@
-// The Enclave browser terminal. It speaks v1.attach.enclave.dev: binary frames,
-// channel byte first; acks output once xterm has rendered it; resumes from
-// its offset after a network blip. The token lives in sessionStorage and only
-// ever travels in an Authorization header; WebSockets use one-time tickets.
-// An ES module: the wire constants come from the daemon's own module.
-import { ATTACH_PROTOCOL as PROTOCOL, Channel as CH } from '/protocol.js';
+// The Enclave dashboard: sign-in, the session list with live stats, the
+// create form, consoles in tabs, the activity pane. The parts are modules of
+// their own; this one wires them to the page and to each other. Sign-in is
+// an HttpOnly cookie the token buys once (POST /v1/login): it outlives
+// daemon restarts, and the token is never stored by the page.
+import { api, sessionPath, whenSignedOut } from './api.js';
+import { Activity } from './activity.js';
+import { CreateForm } from './createForm.js';
+import { oneLine, sessionLabel } from './format.js';
+import { Live } from './live.js';
+import { SessionList } from './sessions.js';
+import { TerminalTabs } from './terminals.js';
 
 const $ = (id) => document.getElementById(id);
-const enc = new TextEncoder();
 
-const term = new Terminal({ convertEol: false, scrollback: 5000, fontSize: 14 });
-const fit = new FitAddon.FitAddon();
-term.loadAddon(fit);
-term.open($('term'));
-fit.fit();
-
-let token = sessionStorage.getItem('enclave-token') || '';
-let current = null; // { id, ws, offset, ended }
-
-function status(text) {
-  $('status').textContent = text;
+/** One line at the bottom: what happened last, or the error the daemon gave. */
+function status(text, isError = false) {
+  const s = $('status');
+  s.textContent = oneLine(text);
+  s.classList.toggle('error', isError);
 }
 
-async function api(method, path, body) {
-  const res = await fetch(path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const data = res.status === 204 ? null : await res.json();
-  if (!res.ok) throw new Error(data && data.error ? data.error.message : `HTTP ${res.status}`);
-  return data;
+const fail = (what) => (e) => status(`${what}: ${e.message}`, true);
+
+const tabs = new TerminalTabs($('tabs'), $('terminals'), $('no-terminal'), (t) => status(t));
+const activity = new Activity($('activity'));
+
+/** Destroy asks first: a modal that names the session, Cancel focused. */
+function confirmDestroy(s) {
+  const d = $('confirm-dialog');
+  $('confirm-text').textContent = `Destroy ${sessionLabel(s)}? Its processes end and its files (root layer, /home, /tmp) are gone for good; its volumes stay.`;
+  d.returnValue = '';
+  d.showModal();
+  $('confirm-cancel').focus();
+  return new Promise((resolve) => d.addEventListener('close', () => resolve(d.returnValue === 'destroy'), { once: true }));
 }
 
-async function refresh() {
-  const { sessions } = await api('GET', '/v1/sessions');
-  const ul = $('sessions');
-  ul.replaceChildren(
-    ...sessions
-      .filter((s) => s.state === 'running')
-      .map((s) => {
-        const li = document.createElement('li');
-        li.textContent = `${s.name || s.id} (${s.network.address || 'no net'})`;
-        li.dataset.id = s.id;
-        if (current && current.id === s.id) li.className = 'active';
-        li.onclick = () => open(s.id);
-        return li;
-      }),
-  );
-}
+const sessions = new SessionList($('sessions'), $('no-sessions'), $('count'), {
+  attach: (s) => tabs.open(s),
+  stop: (s) => {
+    status(`stopping ${sessionLabel(s)}…`);
+    api.post(sessionPath(s.id, '/stop')).then((v) => (sessions.upsert(v), status(`${sessionLabel(s)} stopped`)), fail(`stop ${sessionLabel(s)}`));
+  },
+  start: (s) => {
+    status(`starting ${sessionLabel(s)}…`);
+    api.post(sessionPath(s.id, '/start')).then((v) => (sessions.upsert(v), status(`${sessionLabel(s)} started`)), fail(`start ${sessionLabel(s)}`));
+  },
+  destroy: async (s) => {
+    if (!(await confirmDestroy(s))) return;
+    status(`destroying ${sessionLabel(s)}…`);
+    api.del(sessionPath(s.id)).then(() => (sessions.remove(s.id), tabs.sessionChanged({ ...s, state: 'destroyed' }), status(`${sessionLabel(s)} destroyed`)), fail(`destroy ${sessionLabel(s)}`));
+  },
+  changed: (s) => tabs.sessionChanged(s),
+});
 
-function frame(ch, bytes) {
-  const out = new Uint8Array(bytes.length + 1);
-  out[0] = ch;
-  out.set(bytes, 1);
-  return out;
-}
+const form = new CreateForm($('create-dialog'), (s) => {
+  sessions.upsert(s);
+  status(`${sessionLabel(s)} created`);
+  if (s.state === 'running') tabs.open(s);
+});
 
-async function connect(c, resume) {
-  const { ticket } = await api('POST', '/v1/tickets');
-  const q = new URLSearchParams({ ticket, role: 'rw', cols: String(term.cols), rows: String(term.rows) });
-  if (resume !== undefined) q.set('resume', String(resume));
-  const ws = new WebSocket(`ws://${location.host}/v1/sessions/${c.id}/attach?${q}`, [PROTOCOL]);
-  ws.binaryType = 'arraybuffer';
-  c.ws = ws;
-  ws.onopen = () => status(`attached to ${c.id}`);
-  ws.onmessage = (ev) => {
-    const data = new Uint8Array(ev.data);
-    const ch = data[0];
-    const payload = data.subarray(1);
-    if (ch === CH.stdout) {
-      // Ack once xterm has taken the bytes: the server never runs ahead of us.
-      term.write(payload, () => {
-        c.offset += payload.length;
-        if (ws.readyState === WebSocket.OPEN) ws.send(frame(CH.ack, enc.encode(String(c.offset))));
-      });
-    } else if (ch === CH.snapshot) {
-      // The screen as the server's mirror has it (after hello reset ours); not part of the offset.
-      term.write(payload);
-    } else if (ch === CH.events) {
-      const e = JSON.parse(new TextDecoder().decode(payload));
-      if (e.type === 'hello') {
-        if (!e.resumed) term.reset();
-        c.offset = e.offset;
+const live = new Live({
+  sessions: (list) => sessions.replaceAll(list),
+  session: (s) => sessions.upsert(s),
+  audit: (e) => activity.add(e),
+  state: (text, ok) => {
+    $('live').textContent = text;
+    $('live').classList.toggle('on', ok);
+  },
+  lastId: () => activity.lastId,
+  /**
+   * The stream was refused: signed out (the sign-in form shows), or the
+   * policy does not let this uid read events (no live updates: the list as
+   * it is now, and what the page's own actions return), or a passing error
+   * (try again later).
+   */
+  lost: async () => {
+    try {
+      sessions.replaceAll((await api.get('/v1/sessions')).sessions);
+      await api.get('/v1/events?limit=1');
+      return true;
+    } catch (e) {
+      if (e.status === 403) {
+        $('live').textContent = 'no live updates';
+        $('live').title = e.message;
       }
-      if (e.type === 'viewers') status(`attached to ${c.id} — ${e.viewers} viewer(s)`);
-    } else if (ch === CH.status) {
-      c.ended = true;
-      const st = JSON.parse(new TextDecoder().decode(payload));
-      status(`shell ended: ${st.status === 'Success' ? 'exit 0' : st.message}`);
+      return e.status !== 401 && e.status !== 403;
     }
-  };
-  ws.onclose = () => {
-    if (current !== c || c.ended) return;
-    status('connection lost; resuming…');
-    setTimeout(() => current === c && connect(c, c.offset).catch((e) => status(String(e))), 1000);
-  };
+  },
+});
+
+function showLogin(message = '') {
+  live.close();
+  sessions.stopStats();
+  sessions.clear();
+  tabs.closeAll();
+  activity.clear();
+  $('app').hidden = true;
+  $('login-view').hidden = false;
+  $('login-error').textContent = message;
+  $('token').value = '';
+  $('token').focus();
 }
 
-async function open(id) {
-  if (current && current.ws) {
-    current.ended = true;
-    current.ws.close();
+async function showApp() {
+  $('login-view').hidden = true;
+  $('app').hidden = false;
+  status('signed in');
+  try {
+    const { events } = await api.get('/v1/events?limit=30');
+    for (const e of events) activity.add(e);
+  } catch {
+    /* the policy may not let this uid see events: the list still works */
   }
-  term.reset();
-  current = { id, ws: null, offset: 0, ended: false };
-  await connect(current);
-  await refresh();
-  term.focus();
+  live.open(activity.lastId);
+  sessions.startStats();
 }
 
-term.onData((s) => current && current.ws && current.ws.readyState === WebSocket.OPEN && current.ws.send(frame(CH.stdin, enc.encode(s))));
-term.onBinary((s) => current && current.ws && current.ws.send(frame(CH.stdin, Uint8Array.from(s, (c) => c.charCodeAt(0)))));
-term.onResize(({ cols, rows }) => {
-  if (current && current.ws && current.ws.readyState === WebSocket.OPEN) {
-    current.ws.send(frame(CH.resize, enc.encode(JSON.stringify({ Width: cols, Height: rows }))));
+whenSignedOut((e) => {
+  if (!$('app').hidden) showLogin(e.message);
+});
+
+$('login').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const token = $('token').value.trim();
+  $('token').value = '';
+  try {
+    await api.login(token);
+    await showApp();
+  } catch (e) {
+    $('login-error').textContent = e.status === 401 ? 'that is not the token in state_dir/listen-token (it is new at every daemon start)' : e.message;
   }
 });
-window.addEventListener('resize', () => fit.fit());
 
-$('create').onclick = async () => {
+$('sign-out').addEventListener('click', async () => {
   try {
-    const s = await api('POST', '/v1/sessions', {});
-    await open(s.id);
-  } catch (e) {
-    status(String(e));
+    await api.logout();
+  } catch {
+    /* signed out already */
   }
-};
+  showLogin('signed out');
+});
 
-async function signIn() {
-  try {
-    await refresh();
-    sessionStorage.setItem('enclave-token', token);
-    $('login').hidden = true;
-    $('app').hidden = false;
-    status('signed in');
-  } catch (e) {
-    status(`sign-in failed: ${e.message}`);
-  }
-}
+$('new-session').addEventListener('click', () => form.open());
 
-$('login').onsubmit = (ev) => {
-  ev.preventDefault();
-  token = $('token').value.trim();
-  signIn();
-};
-if (token) signIn();
+// Signed in already (the cookie, from before a reload or a daemon restart)?
+api.get('/v1/sessions').then(
+  () => showApp(),
+  (e) => showLogin(e.status === 401 ? '' : e.message),
+);

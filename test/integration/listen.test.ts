@@ -1,22 +1,27 @@
-// The TCP listener for the browser page: token, tickets, Host and Origin,
-// client limits, pings. Every refusal happens before a WebSocket upgrade.
+// The TCP listener for the browser page: token, tickets, the sign-in
+// cookie, Host and Origin, client limits, pings. Every refusal happens
+// before a WebSocket upgrade.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync, statSync } from 'node:fs';
-import { request } from 'node:http';
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { request, type IncomingHttpHeaders } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import WebSocket from 'ws';
 import { ATTACH_PROTOCOL } from '../../src/terminal/console.js';
+import { LoginCookies } from '../../src/daemon/loginCookie.js';
 import { isRoot, TestDaemon } from './harness.js';
 
 const port = 30000 + (process.pid % 20000);
 const base = `127.0.0.1:${port}`;
 
-function http(method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+function http(method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, method, path, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers }));
     });
     req.on('error', reject);
     req.end();
@@ -132,6 +137,72 @@ describe.skipIf(!isRoot)('TCP listener (root)', () => {
     expect(viewers).toContain(1);
     watcher.ws!.close();
     dead.ws!.terminate();
+  });
+
+  it('trades the token for a sign-in cookie that survives a restart, only on the page\'s own requests', async () => {
+    const cookieName = `enclave-${port}`;
+    const page = { origin: `http://${base}`, 'sec-fetch-site': 'same-origin' };
+    expect((await http('POST', '/v1/login', page)).status).toBe(401); // the token buys it, nothing else
+    const login = await http('POST', '/v1/login', { ...page, ...bearer() });
+    expect(login.status).toBe(200);
+    const set = String(login.headers['set-cookie']);
+    expect(set).toMatch(new RegExp(`^${cookieName}=v1\\.[^;]+; Path=/; Max-Age=\\d+; HttpOnly; SameSite=Strict$`));
+    const value = set.slice(cookieName.length + 1, set.indexOf(';'));
+    const jar = { cookie: `other=1; ${cookieName}=${value}` };
+    expect(JSON.parse(login.body)).toMatchObject({ uid: 0 });
+    expect((await http('GET', '/v1/sessions', { ...jar, ...page })).status).toBe(200);
+    // Not from another origin or site (a published port of the same host is same-site), nor without a browser's word.
+    expect((await http('GET', '/v1/sessions', { ...jar, 'sec-fetch-site': 'same-site' })).status).toBe(401);
+    expect((await http('GET', '/v1/sessions', { ...jar, origin: 'http://127.0.0.1:8080' })).status).toBe(403);
+    expect((await http('GET', '/v1/sessions', jar)).status).toBe(401);
+    // A WebSocket with the cookie and the page's Origin, no ticket.
+    const ws = await upgrade('/v1/sessions/web/attach', { ...jar, origin: `http://${base}` });
+    expect(ws.status).toBe(101);
+    await closeAndWait(ws.ws!);
+
+    // A restart makes a new token; the cookie still works.
+    await d.stop();
+    await d.start();
+    expect(readFileSync(join(d.stateDir, 'listen-token'), 'utf8').trim()).not.toBe(token);
+    token = readFileSync(join(d.stateDir, 'listen-token'), 'utf8').trim();
+    expect((await http('GET', '/v1/sessions', { ...jar, ...page })).status).toBe(200);
+
+    // Forged: a later expiry under the same MAC. Expired: a right MAC (the key is root's to read) on a past expiry.
+    const [v, exp, uid, id] = value.split('.') as [string, string, string, string, string];
+    const forged = `${cookieName}=${[v, String(Number(exp) + 86400), uid, id, value.split('.')[4]].join('.')}`;
+    const refused = await http('GET', '/v1/sessions', { cookie: forged, ...page });
+    expect(refused.status).toBe(401);
+    expect(refused.body).toContain("not this daemon's");
+    const key = Buffer.from(readFileSync(join(d.stateDir, 'listen-cookie-key'), 'utf8').trim(), 'base64url');
+    const past = String(Math.floor(Date.now() / 1000) - 60);
+    const mac = createHmac('sha256', key).update(`enclave-login v1.${past}.${uid}.${id}`).digest('base64url');
+    const expired = await http('GET', '/v1/sessions', { cookie: `${cookieName}=v1.${past}.${uid}.${id}.${mac}`, ...page });
+    expect(expired.status).toBe(401);
+    expect(expired.body).toContain('expired');
+    // Another state dir's daemon: another key.
+    const otherDir = mkdtempSync(join(tmpdir(), 'enclave-other-state-'));
+    try {
+      const other = LoginCookies.open(otherDir, pino({ level: 'silent' })).issue(0).value;
+      const foreign = await http('GET', '/v1/sessions', { cookie: `${cookieName}=${other}`, ...page });
+      expect(foreign.status).toBe(401);
+      expect(foreign.body).toContain("not this daemon's");
+    } finally {
+      rmSync(otherDir, { recursive: true, force: true });
+    }
+
+    // Sign-out: cleared in the browser and refused from now on, after a restart too.
+    const out = await http('POST', '/v1/logout', { ...jar, ...page });
+    expect(out.status).toBe(200);
+    expect(String(out.headers['set-cookie'])).toMatch(new RegExp(`^${cookieName}=; Path=/; Max-Age=0;`));
+    expect((await http('GET', '/v1/sessions', { ...jar, ...page })).status).toBe(401);
+    await d.stop();
+    await d.start();
+    token = readFileSync(join(d.stateDir, 'listen-token'), 'utf8').trim();
+    const after = await http('GET', '/v1/sessions', { ...jar, ...page });
+    expect(after.status).toBe(401);
+    expect(after.body).toContain('signed out');
+    expect(statSync(join(d.stateDir, 'listen-cookie-key')).mode & 0o777).toBe(0o600);
+    expect(d.log()).not.toContain(value.split('.')[4]);
   });
 
   it('never logs the token', () => {

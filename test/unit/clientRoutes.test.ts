@@ -37,6 +37,7 @@ const CALLS: Record<string, (c: Enclave) => Promise<unknown>> = {
   'secrets.set': (c) => c.secrets.set('github', 'tok'),
   'secrets.remove': (c) => c.secrets.remove('github'),
   events: (c) => c.events({ limit: 5 }),
+  eventStream: (c) => c.eventStream({ after: 7, reads: '1' }),
   'volumes.list': (c) => c.volumes.list(),
   'volumes.create': (c) => c.volumes.create({ name: 'code', size_mb: 64 }),
   'volumes.show': (c) => c.volumes.show('code'),

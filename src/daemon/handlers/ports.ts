@@ -9,11 +9,15 @@ export const portHandlers: Pick<Handlers, 'portPublish' | 'portUnpublish'> = {
       const refused = ctx.budgets.publishProblem(caller, body);
       if (refused) ctx.access.refuse(caller, 'session.publish', { kind: 'session', id: target.id, owner_uid: target.owner_uid }, refused.rule, refused.error);
       await ctx.sessions.publish(target.id, body);
+      ctx.feed.sessionChanged(target.id);
       return ctx.sessions.toApi(ctx.sessions.find(target.id)!, (id) => ctx.consoles.info(id));
     },
   },
   portUnpublish: {
     detail: ({ port }) => `unpublish ${port.host_ip}:${port.host_port}`,
-    run: (ctx, { target, port }) => ctx.sessions.unpublish(target.id, port.host_ip, port.host_port),
+    run: async (ctx, { target, port }) => {
+      await ctx.sessions.unpublish(target.id, port.host_ip, port.host_port);
+      ctx.feed.sessionChanged(target.id);
+    },
   },
 };
