@@ -275,7 +275,7 @@ describe.skipIf(!isRoot).each(PROFILES)('escape suite, profile %s (root)', (prof
     expect(cgroupFile(s, 'pids', 'pids.max')).toBe('40');
     expect(cgroupFile(s, 'cpu', 'cpu.cfs_quota_us')).toBe('50000');
     expect(cgroupFile(s, 'cpu', 'cpu.cfs_period_us')).toBe('100000');
-    expect(d.cgroupDirs(s.id).length).toBe(6); // cpu, cpuacct, cpuset, memory, pids + the v2 tracking tree (this host's separate hierarchies)
+    expect(d.cgroupDirs(s.id).length).toBe(7); // cpu, cpuacct, cpuset, memory, pids, devices (for runc inside system sessions) + the v2 tracking tree (this host's separate hierarchies)
     await d.destroy(s.id);
     expect(d.cgroupDirs(s.id)).toEqual([]);
   });
