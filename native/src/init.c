@@ -713,6 +713,10 @@ static void op_lxcfs_file(const struct plan_op *op, int fd) {
  * noexec) is what the op means: a session reads its limits, never writes
  * them (the files are host root's, unmapped in the session, besides). */
 #define CGROUP_VIEW_FLAGS (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+/* The -rw ops: a system session's delegated view. Writable as a mount; what
+ * it may write is what the daemon chowned to its root (its directory,
+ * cgroup.procs and the like), never its limit files, which stay host root's. */
+#define CGROUP_DELEGATED_FLAGS (MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 /* The blobs (secrets) are on disk in the session now: not kept in memory. */
 static void forget_blobs(void) {
@@ -744,6 +748,8 @@ static void run_child_phase(enum phase phase) {
       case OP_LXCFS_FILE: op_lxcfs_file(op, bind_fd[i]); break;
       case OP_CGROUPFS: mount_on(op, ARG(op, 0), "cgroup", CGROUP_VIEW_FLAGS, ARG(op, 1)); break;
       case OP_CGROUP2FS: mount_on(op, ARG(op, 0), "cgroup2", CGROUP_VIEW_FLAGS, NULL); break;
+      case OP_CGROUPFS_RW: mount_on(op, ARG(op, 0), "cgroup", CGROUP_DELEGATED_FLAGS, ARG(op, 1)); break;
+      case OP_CGROUP2FS_RW: mount_on(op, ARG(op, 0), "cgroup2", CGROUP_DELEGATED_FLAGS, NULL); break;
       case OP_HOSTNAME:
         if (sethostname(ARG(op, 0), strlen(ARG(op, 0))) < 0) FAIL(op, errno, "sethostname");
         break;

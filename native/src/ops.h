@@ -91,6 +91,8 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
   X(LXCFS_FILE,  "lxcfs-file",   "AR",     "source target",                       PHASE_MOUNT,  STEP_LXCFS,     0) /* lxcfs's view of a /proc or /sys file, opened by the host phase */ \
   X(CGROUPFS,    "cgroupfs",     "RD",     "at controllers",                      PHASE_MOUNT,  STEP_CGROUPFS,  0) /* a v1 hierarchy from the session's cgroup ns: its own cgroup, read-only */ \
   X(CGROUP2FS,   "cgroup2fs",    "R",      "at",                                  PHASE_MOUNT,  STEP_CGROUPFS,  OP_ONCE) /* the same, of the v2 tree */ \
+  X(CGROUPFS_RW, "cgroupfs-rw",  "RD",     "at controllers",                      PHASE_MOUNT,  STEP_CGROUPFS,  0) /* cgroupfs, writable: a system session's delegated cgroup (the daemon chose what it owns) */ \
+  X(CGROUP2FS_RW, "cgroup2fs-rw", "R",     "at",                                  PHASE_MOUNT,  STEP_CGROUPFS,  OP_ONCE) /* the same, of the v2 tree */ \
   X(MASK,        "mask",         "RD",     "path data",                           PHASE_MOUNT,  STEP_MASK,      OP_ALLOW_NOTEXIST) /* D: a directory's empty tmpfs */ \
   X(WHITEOUT,    "whiteout",     "R",      "path",                                PHASE_MOUNT,  STEP_MASK,      0) /* hidden in the writable root: a whiteout in the upper of the layer it is in, made before that overlay is */ \
   X(READONLY,    "readonly",     "R",      "path",                                PHASE_MOUNT,  STEP_READONLY,  OP_ALLOW_NOTEXIST)     \

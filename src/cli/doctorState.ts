@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Config } from '../config/schema.js';
+import { removeDescendants } from '../isolation/cgroupDelegation.js';
 import { detectCgroupLayout, killCgroup, parentDirs, removeCgroup, versionOf } from '../isolation/cgroups.js';
 import { addon } from '../native/addon.js';
 import { bridgePorts, linkExists } from '../network/hostNetwork.js';
@@ -142,8 +143,9 @@ export function repair(config: Config, orphans: Orphan[]): string[] {
     }
     let removed = false;
     for (let i = 0; i < 100 && !removed; i++) {
-      // A snapshot's cgroups first: an rmdir of a cgroup with a child fails.
+      // A snapshot's cgroups and a system session's sub-cgroups first: an rmdir of a cgroup with a child fails.
       dropSnapshotCgroups(o.ref, versionOf(layout, o.ref));
+      removeDescendants(o.ref, versionOf(layout, o.ref));
       killCgroup(o.ref, versionOf(layout, o.ref));
       removed = removeCgroup(o.ref);
       if (!removed) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);

@@ -1,7 +1,8 @@
 // Session cgroups: detect the host's cgroup mode the way runc does, then one
 // interface over two backends. Limits are written here, by the daemon as host
-// root; nothing is delegated into a session.
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+// root. A system session's directories are delegated to its root (delegate):
+// it makes sub-cgroups below them, never writes their limits.
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { LIMITS, type Limits } from '../vocab/limitTable.js';
 
@@ -26,7 +27,13 @@ export const LIMIT_CONTROLLERS = ['memory', 'pids', 'cpu'] as const;
  * cpuacct (cpu.stat is always there).
  */
 export const VIEW_CONTROLLERS = ['cpuset', 'cpuacct'] as const;
-const SESSION_CONTROLLERS: readonly string[] = [...LIMIT_CONTROLLERS, ...VIEW_CONTROLLERS];
+/**
+ * v1 devices: no limit of ours (a session's devices.list is its parent's),
+ * but runc refuses to start a container whose devices cgroup it cannot
+ * join, so Docker inside a system session needs the session placed there.
+ */
+export const RUNTIME_CONTROLLERS = ['devices'] as const;
+const SESSION_CONTROLLERS: readonly string[] = [...LIMIT_CONTROLLERS, ...VIEW_CONTROLLERS, ...RUNTIME_CONTROLLERS];
 const V2_CONTROLLERS = [...LIMIT_CONTROLLERS, 'cpuset'];
 /** Options of a v1 mount that are not controllers. */
 const V1_NOT_CONTROLLERS = /^(rw|ro|xattr|noprefix|clone_children|cpuset_v2_mode|favordynmods|nofavordynmods|release_agent=.*|name=.*)$/;
@@ -163,6 +170,28 @@ export function createSessionCgroup(dir: CgroupDir, limits: Limits, oom: 'proces
   chmodSync(dir.path, 0o755);
   for (const [file, value] of limitFiles(dir, limits, oom)) writeFileSync(join(dir.path, file), value);
   if (cpus !== undefined && dir.controllers.includes('cpuset') && existsSync(join(dir.path, 'cpuset.cpus'))) writeFileSync(join(dir.path, 'cpuset.cpus'), cpus);
+}
+
+/** The sub-cgroups of a cgroup directory (its subdirectories; the rest are its files). */
+function subCgroups(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(dir, e.name));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+}
+
+/** Every cgroup below dir (a delegated session's own), parents before children; iterative, so no depth a session makes exhausts a stack. */
+export function descendants(dir: string): string[] {
+  const order: string[] = [];
+  const stack = subCgroups(dir);
+  while (stack.length > 0) {
+    const d = stack.pop()!;
+    order.push(d);
+    stack.push(...subCgroups(d));
+  }
+  return order;
 }
 
 /** Where the session's own cgroups are mounted in its /sys/fs/cgroup: "" is /sys/fs/cgroup itself (a unified host). */
@@ -314,12 +343,17 @@ const memoryDir = (dirs: CgroupDir[]) => dirs.find((d) => d.controllers.includes
 /**
  * OOM kills the kernel counted in the session's memory cgroup (v1
  * memory.oom_control, v2 memory.events: `oom_kill`); undefined when it cannot
- * be read (the cgroup is gone).
+ * be read (the cgroup is gone). v1 counts a kill only in the victim's own
+ * cgroup (v2's memory.events is hierarchical), so there the sub-cgroups a
+ * delegated session made are added; a sub-cgroup removed since takes its
+ * count with it (the kernel log still names the kill).
  */
 export function oomKillCount(dirs: CgroupDir[]): number | undefined {
   const d = memoryDir(dirs);
   if (!d) return undefined;
-  return keyed(readCounter(join(d.path, d.version === 1 ? 'memory.oom_control' : 'memory.events')), 'oom_kill');
+  const own = keyed(readCounter(join(d.path, d.version === 1 ? 'memory.oom_control' : 'memory.events')), 'oom_kill');
+  if (own === undefined || d.version === 2) return own;
+  return descendants(d.path).reduce((n, sub) => n + (keyed(readCounter(join(sub, 'memory.oom_control')), 'oom_kill') ?? 0), own);
 }
 
 /** The file whose changes announce an OOM kill on a unified host (inotify on cgroup2 event files). */

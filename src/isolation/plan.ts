@@ -116,7 +116,7 @@ export interface PlanInputs {
   injected?: Injected | undefined;
   /** The daemon's lxcfs mount (host path): its LXCFS_FILES go over the session's; absent with sessions.lxcfs = "off". */
   lxcfs?: string | undefined;
-  /** The session's own cgroups (cgroups.ts, sessionCgroupView), shown read-only at /sys/fs/cgroup. */
+  /** The session's own cgroups (cgroups.ts, sessionCgroupView), shown at /sys/fs/cgroup: read-only, writable (delegated) for a system session. */
   cgroupView?: CgroupView[] | undefined;
   /**
    * The system profile's /proc, /sys and /dev: the kernel's /proc and /sys
@@ -250,7 +250,7 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   add(op.sysfs('sys', ['ro', 'nosuid', 'nodev', 'noexec']));
   // The session's own numbers, not the host's: `free`, `top`, `uptime` tell the truth.
   if (p.lxcfs && !p.system) for (const f of LXCFS_FILES) add(op.lxcfsFile(posix.join(p.lxcfs, f), f));
-  add(...cgroupViewOps(p.cgroupView ?? []));
+  add(...cgroupViewOps(p.cgroupView ?? [], p.system !== undefined));
   if (!p.system) {
     for (const m of [...MASKED_PATHS, ...p.sysMasks]) add(op.mask(relativeToRoot(m), MASK_DATA));
     for (const r of READONLY_PATHS) add(op.readonly(relativeToRoot(r)));
@@ -287,19 +287,22 @@ export function buildPlan(p: PlanInputs): SessionPlan {
  * on a unified host the v2 tree there; else a tmpfs with one directory per
  * hierarchy the session is in, each hierarchy mounted from its cgroup
  * namespace (so rooted at its own cgroup), the tmpfs read-only once they
- * are. The mounts are read-only by what the op means.
+ * are. The mounts are read-only by what the op means; a system session's
+ * (delegated) are the -rw ops: its root owns its directories there.
  */
-function cgroupViewOps(view: CgroupView[]): PlanOp[] {
+function cgroupViewOps(view: CgroupView[], delegated: boolean): PlanOp[] {
   if (view.length === 0) return [];
+  const v2 = delegated ? op.cgroup2fsRw : op.cgroup2fs;
+  const v1 = delegated ? op.cgroupfsRw : op.cgroupfs;
   if (view.some((v) => v.at === '')) {
     if (view.length > 1 || view[0]!.version !== 2) throw new PlanError('a cgroup view at /sys/fs/cgroup itself is the v2 tree alone');
-    return [op.cgroup2fs('sys/fs/cgroup')];
+    return [v2('sys/fs/cgroup')];
   }
   const ops = [op.tmpfs('sys/fs/cgroup', ['nosuid', 'nodev', 'noexec'], tmpfsData('0755', { bytes: 16 * 1024, inodes: 32 }))];
   for (const v of view) {
     if (!/^[a-z0-9_,]+$/.test(v.at)) throw new PlanError(`cgroup view: ${JSON.stringify(v.at)} is not a hierarchy's directory name`);
     const at = `sys/fs/cgroup/${v.at}`;
-    ops.push(op.mkdir(at, 0o555), v.version === 2 ? op.cgroup2fs(at) : op.cgroupfs(at, v.controllers ?? ''));
+    ops.push(op.mkdir(at, 0o555), v.version === 2 ? v2(at) : v1(at, v.controllers ?? ''));
   }
   ops.push(op.readonly('sys/fs/cgroup'));
   return ops;

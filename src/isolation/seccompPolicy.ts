@@ -55,7 +55,13 @@ export const SECCOMP_POLICY: readonly Rule[] = [
   },
   { why: 'clone may not create namespaces either (system may: nested namespaces are owned by the session\'s user namespace, or by one nested in it)', syscalls: ['clone'], errno: EPERM, when: { arg: 0, anyBitOf: CLONE_NS_FLAGS }, only: ['workspace', 'strict'] },
   { why: 'clone3 flags live in memory a filter cannot read: make libc fall back to clone', syscalls: ['clone3'], errno: ENOSYS },
-  { why: 'kernel keyrings are not namespaced', syscalls: ['add_key', 'request_key', 'keyctl'], errno: EPERM },
+  { why: 'kernel keyrings are not namespaced (system: ENOSYS instead, below)', syscalls: ['add_key', 'request_key', 'keyctl'], errno: EPERM, only: ['workspace', 'strict'] },
+  {
+    why: 'system: keyrings still refused, but ENOSYS, which runc (Docker, Podman) takes as "no keyring support" and carries on; on EPERM it fails every container with "unable to join session keyring" (seen in dockerInside.test.ts)',
+    syscalls: ['add_key', 'request_key', 'keyctl'],
+    errno: ENOSYS,
+    only: ['system'],
+  },
   {
     why: 'kernel, module, clock and machine control (every profile: each reaches the whole machine)',
     syscalls: [

@@ -137,6 +137,8 @@ export const OPS = {
   'lxcfs-file': { args: 'AR', names: ['source', 'target'], phase: 'mount', step: 'lxcfs', flags: [] },
   cgroupfs: { args: 'RD', names: ['at', 'controllers'], phase: 'mount', step: 'cgroupfs', flags: [] },
   cgroup2fs: { args: 'R', names: ['at'], phase: 'mount', step: 'cgroupfs', flags: ['once'] },
+  'cgroupfs-rw': { args: 'RD', names: ['at', 'controllers'], phase: 'mount', step: 'cgroupfs', flags: [] },
+  'cgroup2fs-rw': { args: 'R', names: ['at'], phase: 'mount', step: 'cgroupfs', flags: ['once'] },
   mask: { args: 'RD', names: ['path', 'data'], phase: 'mount', step: 'mask', flags: ['allow-notexist'] },
   whiteout: { args: 'R', names: ['path'], phase: 'mount', step: 'mask', flags: [] },
   readonly: { args: 'R', names: ['path'], phase: 'mount', step: 'readonly', flags: ['allow-notexist'] },
@@ -188,6 +190,8 @@ export interface OpArgs {
   'lxcfs-file': { source: Arg['A']; target: Arg['R'] };
   cgroupfs: { at: Arg['R']; controllers: Arg['D'] };
   cgroup2fs: { at: Arg['R'] };
+  'cgroupfs-rw': { at: Arg['R']; controllers: Arg['D'] };
+  'cgroup2fs-rw': { at: Arg['R'] };
   mask: { path: Arg['R']; data: Arg['D'] };
   whiteout: { path: Arg['R'] };
   readonly: { path: Arg['R'] };
@@ -231,6 +235,8 @@ export const op = {
   lxcfsFile: (source: Arg['A'], target: Arg['R']): PlanOp => ({ phase: 'mount', op: 'lxcfs-file', args: [kindCodecs.A.encode(source), kindCodecs.R.encode(target)] }),
   cgroupfs: (at: Arg['R'], controllers: Arg['D']): PlanOp => ({ phase: 'mount', op: 'cgroupfs', args: [kindCodecs.R.encode(at), kindCodecs.D.encode(controllers)] }),
   cgroup2fs: (at: Arg['R']): PlanOp => ({ phase: 'mount', op: 'cgroup2fs', args: [kindCodecs.R.encode(at)] }),
+  cgroupfsRw: (at: Arg['R'], controllers: Arg['D']): PlanOp => ({ phase: 'mount', op: 'cgroupfs-rw', args: [kindCodecs.R.encode(at), kindCodecs.D.encode(controllers)] }),
+  cgroup2fsRw: (at: Arg['R']): PlanOp => ({ phase: 'mount', op: 'cgroup2fs-rw', args: [kindCodecs.R.encode(at)] }),
   mask: (path: Arg['R'], data: Arg['D']): PlanOp => ({ phase: 'mount', op: 'mask', args: [kindCodecs.R.encode(path), kindCodecs.D.encode(data)] }),
   whiteout: (path: Arg['R']): PlanOp => ({ phase: 'mount', op: 'whiteout', args: [kindCodecs.R.encode(path)] }),
   readonly: (path: Arg['R']): PlanOp => ({ phase: 'mount', op: 'readonly', args: [kindCodecs.R.encode(path)] }),

@@ -7,6 +7,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { killCgroup, parentDirs, removeCgroup, versionOf, type CgroupLayout } from '../isolation/cgroups.js';
+import { removeDescendants } from '../isolation/cgroupDelegation.js';
 import { addon } from '../native/addon.js';
 import { dropSnapshotCgroups, sessionOfCgroup } from '../snapshots/snapshotCgroups.js';
 import { bridgePorts } from '../network/hostNetwork.js';
@@ -32,7 +33,8 @@ export function sweepOrphanCgroups(layout: CgroupLayout, parent: string, store: 
       if (s !== 'ended') continue;
       const version = versionOf(layout, cg);
       // Killed tar and zstd take a moment to exit; the next start retries what is still busy.
-      for (let i = 0; i < 50 && !dropSnapshotCgroups(cg, version); i++) pause(10);
+      // And the sub-cgroups a system session made, deepest first.
+      for (let i = 0; i < 50 && !(dropSnapshotCgroups(cg, version) && removeDescendants(cg, version)); i++) pause(10);
       killCgroup(cg, version);
       if (removeCgroup(cg)) log.warn({ cgroup: cg }, 'removed leftover session cgroup');
     }

@@ -10,7 +10,9 @@ import { rmSync } from 'node:fs';
 import { ApiError } from '../vocab/errors.js';
 import type { Limits } from '../vocab/limitTable.js';
 import { cgroupPids, createSessionCgroup, killCgroup, removeCgroup, sessionCgroupDirs, sessionCgroupView, versionOf, type CgroupDir } from '../isolation/cgroups.js';
+import { delegateCgroup, delegationRefused, removeDescendants } from '../isolation/cgroupDelegation.js';
 import { placeSession } from '../isolation/cpuPlacement.js';
+import { rangeForSlot } from '../isolation/idRange.js';
 import type { SessionPlan } from '../isolation/plan.js';
 import { planView } from '../isolation/planView.js';
 import { addon } from '../native/addon.js';
@@ -107,16 +109,25 @@ function ours(c: Bring, kind: 'cgroup' | 'veth'): string[] {
 const cgroups: Step<Bring> = {
   name: 'cgroups',
   up: (c) => {
+    const r = row(c);
+    // A system session's cgroups are its root's to divide (cgroupDelegation.ts); fail closed where that is unsafe.
+    const refused = r.profile === 'system' ? delegationRefused(c.kit.layout, c.dirs) : undefined;
+    if (refused) throw new ApiError('confinement_failed', `session ${c.session.id} could not be confined: its cgroups cannot be delegated: ${refused}`);
+    const owner = r.profile === 'system' ? rangeForSlot(c.kit.config.ids, r.id_slot!).hostBase : undefined;
     const cpus = placeSession(c.kit.layout, c.kit.config.cgroups.parent, c.limits.cpu_percent);
-    for (const dir of c.dirs) createSessionCgroup(dir, c.limits, c.kit.config.limits.oom, cpus);
+    for (const dir of c.dirs) {
+      createSessionCgroup(dir, c.limits, c.kit.config.limits.oom, cpus);
+      if (owner !== undefined) delegateCgroup(dir, { uid: owner, gid: owner });
+    }
   },
   down: async (c) => {
     const deadline = Date.now() + 10_000;
     for (const ref of ours(c, 'cgroup')) {
       const version = versionOf(c.kit.layout, ref);
       for (;;) {
-        // A snapshot's cgroups first: an rmdir of a cgroup with a child fails.
+        // A snapshot's cgroups and the sub-cgroups a system session made first: an rmdir of a cgroup with a child fails.
         dropSnapshotCgroups(ref, version);
+        removeDescendants(ref, version);
         killCgroup(ref, version);
         if (cgroupPids(ref).length === 0 && removeCgroup(ref)) break;
         if (Date.now() > deadline) throw new ApiError('internal', `cgroup ${ref} of session ${c.session.id} still has processes`);

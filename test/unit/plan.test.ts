@@ -403,6 +403,26 @@ describe('a system root', () => {
     expect(check(more).out).toMatch(/^error\tplan\t22\t/);
   });
 
+  it('mounts its cgroup view writable (delegated), the tmpfs holding it read-only; the helper takes the new ops', () => {
+    const cgroupView = [{ at: 'memory', version: 1 as const, controllers: 'memory' }, { at: 'unified', version: 2 as const }];
+    const delegated = buildPlan({ ...system, cgroupView });
+    const ops = delegated.ops.filter((o) => o.args[0]?.startsWith('sys/fs/cgroup')).map((o) => [o.op, ...o.args].join(' '));
+    expect(ops).toEqual([
+      'tmpfs sys/fs/cgroup nosuid,nodev,noexec mode=0755,size=16384,nr_inodes=32,uid=0,gid=0',
+      'mkdir sys/fs/cgroup/memory 0555',
+      'cgroupfs-rw sys/fs/cgroup/memory memory',
+      'mkdir sys/fs/cgroup/unified 0555',
+      'cgroup2fs-rw sys/fs/cgroup/unified',
+      'readonly sys/fs/cgroup',
+    ]);
+    expect(check(serializePlan(delegated))).toEqual({ ok: true, out: 'ok\n' });
+    expect(find(buildPlan({ ...system, cgroupView: [{ at: '', version: 2 }] }), 'cgroup2fs-rw')).toEqual([['sys/fs/cgroup']]);
+    // The same view under workspace: the read-only ops.
+    const plain = buildPlan({ ...inputs, cgroupView });
+    expect(plain.ops.map((o) => o.op).filter((o) => o.endsWith('-rw'))).toEqual([]);
+    expect(find(plain, 'cgroupfs')).toEqual([['sys/fs/cgroup/memory', 'memory']]);
+  });
+
   it('gives the kernel\'s /proc and /sys: no masks, no read-only binds, no lxcfs over them', () => {
     const covered = [...find(plan, 'mask'), ...find(plan, 'readonly'), ...find(plan, 'lxcfs-file')].map((a) => a[0]!);
     for (const p of [...MASKED_PATHS, ...READONLY_PATHS, ...system.sysMasks]) expect(covered).not.toContain(relativeToRoot(p));
