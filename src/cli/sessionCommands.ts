@@ -9,7 +9,7 @@ import { callRoute, socketPath } from './client.js';
 import { readSshKey, secretFlags } from './createFlags.js';
 import { envEntries } from './envFlags.js';
 import { durationSeconds, intFlag, parsePublish, ref, session$ } from './flagValues.js';
-import { json, sessionDetails, sessionTable } from './output.js';
+import { json, sessionDetails, sessionIds, sessionTable, stateLine } from '../api/render.js';
 import { compressionFlag, parseVolumeFlag } from './volume.js';
 
 const FLAG_OF: Record<string, string> = { ...LIMIT_FLAG_OF, env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', name: '--name', profile: '--profile', volumes: '--volume', idle_timeout_s: '--idle-timeout', ssh_key: '--ssh-key', secret_users: '--auth/--env-token NAME:USERS' };
@@ -83,7 +83,7 @@ export async function sessionCommand(p: Parsed): Promise<number> {
       return exec(p, socket);
     case 'list': {
       const r = await callRoute(socket, ROUTES.sessionList, { query: p.bool('all') ? { all: '1' } : {} });
-      process.stdout.write(json$ ? json(r) : p.bool('quiet') ? r.sessions.map((s) => `${s.id}\n`).join('') : sessionTable(r.sessions));
+      process.stdout.write(json$ ? json(r) : p.bool('quiet') ? sessionIds(r.sessions) : sessionTable(r.sessions));
       return 0;
     }
     case 'show': {
@@ -94,7 +94,7 @@ export async function sessionCommand(p: Parsed): Promise<number> {
     case 'stop':
     case 'start': {
       const s = await callRoute(socket, sub === 'stop' ? ROUTES.sessionStop : ROUTES.sessionStart, session$(ref(p.args[0], sub)));
-      process.stdout.write(json$ ? json(s) : `${s.id} ${s.state}\n`);
+      process.stdout.write(json$ ? json(s) : stateLine(s));
       return 0;
     }
     case 'destroy': {

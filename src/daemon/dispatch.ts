@@ -17,6 +17,7 @@ import type { VolumeRow } from '../store/volumeStore.js';
 import { parseOwned, refText, secretRefOf, sessionRefOf, VOLUME_NAME, type Ref } from '../vocab/names.js';
 import { readJsonBody, sendJson } from './http.js';
 import { notFound, type SecretTarget } from './objects.js';
+import { formatOf, sendPrinted } from './render.js';
 import type { Context, Upgrade } from './route.js';
 
 type TargetOf<R extends RouteSpec> = R['owner'] extends { kind: 'session' }
@@ -214,7 +215,10 @@ export class Dispatcher {
     if (reply.kind === 'empty') return void res.writeHead(204).end();
     if (reply.kind !== 'json') return;
     if (out instanceof Replied) return sendJson(res, out.status, out.body);
-    sendJson(res, typeof reply.status === 'number' ? reply.status : reply.status[0], out);
+    const status = typeof reply.status === 'number' ? reply.status : reply.status[0];
+    const format = formatOf(input.query);
+    if (format !== undefined) return sendPrinted(res, status, c.name, format, out, reply.schema, caller);
+    sendJson(res, status, out);
   }
 
   async upgrade(ctx: Context, req: IncomingMessage, up: Upgrade, url: URL, caller: Caller): Promise<void> {

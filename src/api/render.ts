@@ -1,5 +1,7 @@
-// Human tables and --json output.
-import type { Session, SessionStats } from '../api/schemas.js';
+// Human tables and --json output, as the CLI prints them. In the api layer
+// so that the daemon renders `?format=text` replies (the native front end's)
+// with the same functions: a table row is formatted in one place.
+import type { Session, SessionStats } from './schemas.js';
 import { LIMITS } from '../vocab/limitTable.js';
 
 export function table(headers: string[], rows: string[][]): string {
@@ -37,6 +39,12 @@ export function sessionTable(sessions: Session[], me = process.getuid?.() ?? 0):
     ]),
   );
 }
+
+/** `session list -q`: the ids, one per line. */
+export const sessionIds = (sessions: readonly Session[]): string => sessions.map((s) => `${s.id}\n`).join('');
+
+/** What `session stop` and `session start` print. */
+export const stateLine = (s: Session): string => `${s.id} ${s.state}\n`;
 
 export function sessionDetails(s: Session): string {
   const rows: [string, string][] = [
