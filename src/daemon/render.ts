@@ -5,19 +5,18 @@
 // checked by the route's schema (as the CLI's client checks it), indented.
 import type { ServerResponse } from 'node:http';
 import type { z } from 'zod';
-import { json, sessionDetails, sessionIds, sessionTable, stateLine } from '../api/render.js';
+import { json, sessionDetails, stateLine } from '../api/render.js';
 import type { RouteName } from '../api/routes.js';
 import type { PrintFormat, Session } from '../api/schemas.js';
 import type { Caller } from '../access/guard.js';
 
 type Text = (out: never, caller: Caller) => string;
 
-/** The human views; every route with a ?format= query has its `text` here. */
+/**
+ * The human views of one session. A listing's text is rendered by its handler
+ * (handlers/sessions.ts), which reads only the table's columns for it.
+ */
 const TEXT: Partial<Record<RouteName, Partial<Record<Exclude<PrintFormat, 'pretty'>, Text>>>> = {
-  sessionList: {
-    text: (o: { sessions: Session[] }, caller) => sessionTable(o.sessions, caller.uid),
-    ids: (o: { sessions: Session[] }) => sessionIds(o.sessions),
-  },
   sessionShow: { text: (s: Session) => sessionDetails(s) },
   sessionStop: { text: (s: Session) => stateLine(s) },
   sessionStart: { text: (s: Session) => stateLine(s) },
@@ -40,6 +39,10 @@ export function sendPrinted(res: ServerResponse, status: number, name: RouteName
     // The handler's value has the route's reply type (dispatch.ts types it so).
     text = view(out as never, caller);
   }
+  sendText(res, status, text);
+}
+
+export function sendText(res: ServerResponse, status: number, text: string): void {
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }

@@ -62,6 +62,15 @@ export type SessionRow = z.infer<typeof rowSchema>;
 export const summarySchema = rowSchema.omit({ plan: true });
 export type SessionSummary = z.infer<typeof summarySchema>;
 export const SUMMARY_COLUMNS = Object.keys(summarySchema.shape).join(', ');
+/** A listing's rows, checked as one array: one parse of N rows costs about half of N parses of one. */
+export const summariesSchema = z.array(summarySchema);
+
+/** The columns of `session list`'s table (src/api/render.ts sessionTable), with the session's lease: a listing sized for it. */
+const tableColumns = rowSchema.pick({ id: true, name: true, state: true, hostname: true, init_pid: true, id_slot: true, created_at: true, network: true, owner_uid: true });
+export const tableRowSchema = tableColumns.extend({ lease: z.number().int().nullable() });
+export type TableRow = z.infer<typeof tableRowSchema>;
+export const tableRowsSchema = z.array(tableRowSchema);
+export const TABLE_COLUMNS = [...Object.keys(tableColumns.shape).map((k) => `s.${k}`), 'l.address AS lease'].join(', ');
 
 /** What the API view of a session adds to its row, from the other tables. */
 export interface SessionDetails {
