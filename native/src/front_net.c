@@ -229,7 +229,7 @@ static int ws_flush(struct ws *w) {
 
 static int out_write(int fd, const char *p, size_t n, int *dead) {
   if (*dead) return 0;
-  if (write_all(fd, p, n)) *dead = 1; /* a closed stdout: the rest is dropped, the command runs on */
+  if (write_all(fd, p, n)) *dead = 1; /* stdout gone: the exec ends (below); stderr gone: the rest of it is dropped */
   return 0;
 }
 
@@ -390,7 +390,7 @@ int ws_exec(int fd, const char *target, int stdin_on, int *code) {
   static const unsigned char eof[2] = {255, 0};
   closed = ws_frames(&w, &o, &dead1, &dead2);
   char *chunk = malloc(STDIN_CHUNK);
-  while (closed == 0 && chunk) {
+  while (closed == 0 && chunk && !dead1) {
     if (ws_flush(&w)) break;
     struct pollfd p[2] = {{.fd = fd, .events = POLLIN | (w.out.len ? POLLOUT : 0)}, {.fd = 0, .events = POLLIN}};
     int np = stdin_open && w.out.len < HIGH_WATER ? 2 : 1;
@@ -420,6 +420,11 @@ int ws_exec(int fd, const char *target, int stdin_on, int *code) {
   }
   free(chunk);
   if (closed == 1) ws_flush(&w); /* our close reply, best effort */
+  if (dead1 && closed != 1) {
+    /* Whoever read our stdout went away (`| head -1`): end as the Node CLI does, with 1; closing the socket ends the command. */
+    *code = 1;
+    return 0;
+  }
   buf_free(&w.in);
   buf_free(&w.out);
   buf_free(&w.msg);

@@ -143,6 +143,19 @@ describe.skipIf(!isRoot)('the front end against a daemon (root)', () => {
     expect(big.stdoutBytes.every((b) => b === 0xff)).toBe(true);
   });
 
+  it('ends with 1 when the reader of its stdout goes away (| head -1), as the Node CLI does, and the command ends too', async () => {
+    for (const [file, pre] of [[FRONT, []], [process.execPath, [CLI]]] as const) {
+      const p = spawn(file, [...pre, 'session', 'exec', 'web', 'yes'], { env: { ...process.env, ...env() }, stdio: ['ignore', 'pipe', 'ignore'] });
+      await new Promise((r) => p.stdout.once('data', r));
+      p.stdout.destroy();
+      expect(await new Promise((r) => p.on('exit', (code) => r(code))), file).toBe(1);
+    }
+    for (const deadline = Date.now() + 10_000; (await viaFront(['session', 'exec', 'web', 'sh', '-c', 'ps -eo comm'])).stdout.split('\n').includes('yes'); ) {
+      if (Date.now() > deadline) throw new Error('yes outlived its client');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
   it('stop and start print what the Node CLI prints (the session id and its state)', { timeout: 60_000 }, async () => {
     const stopped = await viaFront(['session', 'stop', 'web']);
     expect(stopped).toMatchObject({ code: 0, stdout: `${id} stopped\n`, stderr: '' });
