@@ -1,7 +1,7 @@
 /* enclave-front: the `enclave` command. It parses the line against the
  * command table (front_table.gen.h, generated from src/cli/commandTable.ts)
  * and answers the hot commands itself, straight over the daemon's API:
- *   session exec (without -t, -e, --env-file, -u), show, list, stop, start,
+ *   session exec (without -t, --env-file, -u), show, list, stop, start,
  *   destroy (without --timeout).
  * Their output is the daemon's rendering (?format=text|ids|pretty, made by
  * the TypeScript functions the Node CLI prints with), or the exec stream.
@@ -27,6 +27,7 @@
 #define DEFAULT_SOCKET "/run/enclave/enclave.sock"
 #define MAX_FLAGS 64
 #define MAX_ARGS 16
+#define MAX_MULTI 1024
 
 static int explain;
 
@@ -70,6 +71,9 @@ struct line {
   const char *value[MAX_FLAGS];
   const char *args[MAX_ARGS];
   size_t nargs;
+  /* The values of repeatable flags, in the order given. */
+  const char *multi[MAX_MULTI];
+  size_t multi_flag[MAX_MULTI], nmulti;
   char **trailing;
   size_t ntrailing;
 };
@@ -91,6 +95,16 @@ static long flag_short(const struct line *l, char c) {
   for (size_t i = 0; i < nflags(l); i++)
     if (flag_at(l, i)->short_name == c) return (long)i;
   return -1;
+}
+
+static int set_value(struct line *l, size_t f, const char *v) {
+  l->count[f]++;
+  l->value[f] = v;
+  if (!flag_at(l, f)->multiple) return 1;
+  if (l->nmulti == MAX_MULTI) return 0;
+  l->multi_flag[l->nmulti] = f;
+  l->multi[l->nmulti++] = v;
+  return 1;
 }
 
 static int wants_more(const struct line *l) { return l->cmd->nargs > l->nargs || l->cmd->variadic; }
@@ -122,20 +136,19 @@ static int parse(struct line *l, char **rest, size_t n) {
         continue;
       }
       const char *v = eq ? eq + 1 : i + 1 < n ? rest[++i] : NULL;
-      if (!v) return 0;
-      l->count[f]++;
-      l->value[f] = v;
+      if (!v || !set_value(l, (size_t)f, v)) return 0;
       continue;
     }
     if (a[0] == '-' && a[1]) {
       for (size_t j = 1; a[j]; j++) {
         long f = flag_short(l, a[j]);
         if (f < 0) return 0;
-        l->count[f]++;
-        if (!flag_at(l, (size_t)f)->takes_value) continue;
+        if (!flag_at(l, (size_t)f)->takes_value) {
+          l->count[f]++;
+          continue;
+        }
         const char *v = a[j + 1] ? a + j + 1 : i + 1 < n ? rest[++i] : NULL;
-        if (!v) return 0;
-        l->value[f] = v;
+        if (!v || !set_value(l, (size_t)f, v)) return 0;
         break;
       }
       continue;
@@ -195,16 +208,16 @@ static int has(const struct line *l, const char *name) {
   return f >= 0 && l->count[f];
 }
 
-static int matches(const char *re, const char *s) {
+static int matches(const char *re, const char *s, int flags) {
   regex_t r;
-  if (regcomp(&r, re, REG_EXTENDED | REG_NOSUB)) return 0;
+  if (regcomp(&r, re, REG_EXTENDED | REG_NOSUB | flags)) return 0;
   int ok = !regexec(&r, s, 0, NULL, 0);
   regfree(&r);
   return ok;
 }
 
 /* A session id or one of the caller's names; UID:NAME and anything else go to the Node CLI (it checks them). */
-static int plain_ref(const char *s) { return matches(FT_SESSION_ID_RE, s) || matches(FT_SESSION_NAME_RE, s); }
+static int plain_ref(const char *s) { return matches(FT_SESSION_ID_RE, s, 0) || matches(FT_SESSION_NAME_RE, s, 0); }
 
 static int write_out(const char *p, size_t n) {
   while (n) {
@@ -244,6 +257,26 @@ static int request(char **argv, const char *socket, const char *method, const ch
   return write_out(r.body.data ? r.body.data : "", r.body.len) ? 1 : 0;
 }
 
+/* -e as src/cli/envFlags.ts reads it: K=V as given, K alone from here (left out when unset); a name it would refuse goes to the Node CLI, which says why. */
+static void add_env(char **argv, struct buf *t, const char *kv) {
+  const char *eq = strchr(kv, '=');
+  size_t n = eq ? (size_t)(eq - kv) : strlen(kv);
+  char name[256];
+  if (n == 0 || n >= sizeof name) to_node(argv);
+  memcpy(name, kv, n);
+  name[n] = 0;
+  if (!matches(FT_ENV_NAME_RE, name, 0)) to_node(argv);
+  for (const char *const *re = ft_secret_looking; *re; re++)
+    if (matches(*re, name, REG_ICASE)) to_node(argv);
+  const char *value = eq ? eq + 1 : getenv(name);
+  if (!value) return;
+  buf_str(t, "env=");
+  buf_urlenc(t, name);
+  buf_str(t, "%3D");
+  buf_urlenc(t, value);
+  buf_str(t, "&");
+}
+
 static void session_path(struct buf *b, const char *ref, const char *tail) {
   buf_str(b, "/v1/sessions/");
   buf_urlenc(b, ref);
@@ -279,7 +312,7 @@ static int run(char **argv, const struct line *l, const char *socket) {
     return request(argv, socket, "DELETE", t.data, 204);
   }
   case FT_SESSION_EXEC: {
-    static const char *const ok[] = {"interactive", "workdir", "socket", NULL};
+    static const char *const ok[] = {"interactive", "workdir", "env", "socket", NULL};
     if (!only(l, ok) || !plain_ref(ref)) to_node(argv);
     session_path(&t, ref, "/exec?");
     for (size_t i = 0; i < l->ntrailing; i++) {
@@ -287,6 +320,9 @@ static int run(char **argv, const struct line *l, const char *socket) {
       buf_urlenc(&t, l->trailing[i]);
       buf_str(&t, "&");
     }
+    long env = flag_named(l, "env", 3);
+    for (size_t i = 0; i < l->nmulti; i++)
+      if ((long)l->multi_flag[i] == env) add_env(argv, &t, l->multi[i]);
     const char *cwd = str(l, "workdir");
     if (cwd) {
       buf_str(&t, "cwd=");

@@ -244,4 +244,8 @@ static const struct ft_command ft_commands[] = {
 #define FT_SESSION_ID_RE "^s-[0-9a-f]{10}$"
 #define FT_SESSION_NAME_RE "^[a-z0-9][a-z0-9_-]{0,62}$"
 
+/* -e NAME[=VALUE]: a name it passes on (src/cli/envFlags.ts), and names that look like secrets (src/vocab/names.ts, case-insensitive): those go to the Node CLI, which refuses them. */
+#define FT_ENV_NAME_RE "^[A-Za-z_][A-Za-z0-9_]*$"
+static const char *const ft_secret_looking[] = {"_TOKEN$", "_KEY$", "SECRET", "PASSWORD", "_PAT$", NULL};
+
 #endif

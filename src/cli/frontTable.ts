@@ -6,8 +6,9 @@
 // (npm run gen); test/unit/frontTable.test.ts fails when the committed header
 // is not what the table gives now. So the parser, the help, the completion
 // and the front end all read one table.
-import { SESSION_ID, SESSION_NAME } from '../vocab/names.js';
+import { SECRET_LOOKING, SESSION_ID, SESSION_NAME } from '../vocab/names.js';
 import { COMMANDS, GLOBAL_FLAGS, keyOf, type CommandSpec, type FlagSpec } from './commandTable.js';
+import { ENV_NAME } from './envFlags.js';
 
 /** A C string literal; the table holds ASCII only, and anything else is a mistake worth a failed build. */
 function str(s: string): string {
@@ -85,6 +86,13 @@ export function frontHeader(): string {
     '/* A session reference the front end passes on as it is (POSIX extended regexes, from src/vocab/names.ts); any other goes to the Node CLI. */',
     `#define FT_SESSION_ID_RE ${str(SESSION_ID.source)}`,
     `#define FT_SESSION_NAME_RE ${str(SESSION_NAME.source)}`,
+    '',
+    '/* -e NAME[=VALUE]: a name it passes on (src/cli/envFlags.ts), and names that look like secrets (src/vocab/names.ts, case-insensitive): those go to the Node CLI, which refuses them. */',
+    `#define FT_ENV_NAME_RE ${str(ENV_NAME.source)}`,
+    `static const char *const ft_secret_looking[] = {${SECRET_LOOKING.map((r) => {
+      if (r.flags !== 'i') throw new Error(`front table: ${r} is not a plain case-insensitive pattern`);
+      return str(r.source);
+    }).join(', ')}, NULL};`,
     '',
     '#endif',
     '',

@@ -53,7 +53,10 @@ describe('the front end decides from the command table', () => {
     }
     for (const line of [
       ['session', 'exec', '-t', 'web', 'sh'],
-      ['session', 'exec', '-e', 'A=1', 'web', 'true'],
+      ['session', 'exec', '-e', 'GH_TOKEN=x', 'web', 'true'],
+      ['session', 'exec', '-e', 'db_password', 'web', 'true'],
+      ['session', 'exec', '-e', '1BAD=x', 'web', 'true'],
+      ['session', 'exec', '-e', '=x', 'web', 'true'],
       ['session', 'exec', '--env-file', '/dev/null', 'web', 'true'],
       ['session', 'exec', '-u', 'root', 'web', 'true'],
       ['session', 'exec', 'web'],
@@ -83,6 +86,10 @@ describe('the front end decides from the command table', () => {
     expect(await explain(['session', 'rm', '-f', 'web'])).toBe('front DELETE /v1/sessions/web?force=1');
     expect(await explain(['session', 'exec', '-i', '-w', '/a b', 'web', '--', 'sh', '-c', 'echo "x&y=z" +'])).toBe(
       'front WEBSOCKET /v1/sessions/web/exec?command=sh&command=-c&command=echo%20%22x%26y%3Dz%22%20%2B&cwd=%2Fa%20b&stdin=1',
+    );
+    // -e K=V as given, K alone from here, left out when unset here.
+    expect(await explain(['session', 'exec', '-e', 'A=1', '--env=B=x=y', '-eHERE', '-e', 'NOT_SET_HERE', 'web', 'env'], { HERE: 'a b' })).toBe(
+      'front WEBSOCKET /v1/sessions/web/exec?command=env&env=A%3D1&env=B%3Dx%3Dy&env=HERE%3Da%20b&stdin=0',
     );
     // A command's own flags after SESSION are the command's.
     expect(await explain(['session', 'exec', 'web', 'ls', '-e', '--help'])).toBe('front WEBSOCKET /v1/sessions/web/exec?command=ls&command=-e&command=--help&stdin=0');
@@ -118,6 +125,7 @@ describe.skipIf(!isRoot)('the front end against a daemon (root)', () => {
       ['session', 'show', 's-0000000000'],
       ['session', 'exec', 'web', 'sh', '-c', 'echo out; echo err >&2; exit 3'],
       ['session', 'exec', '-w', '/tmp', 'web', 'pwd'],
+      ['session', 'exec', '-e', 'A=1', '-e', 'HOME', '-e', 'NOT_SET_HERE', 'web', 'sh', '-c', 'echo "$A|$HOME|${NOT_SET_HERE-unset}"'],
       ['session', 'exec', '-w', 'relative', 'web', 'pwd'],
       ['session', 'exec', 'web', 'no-such-command-here'],
       ['session', 'exec', 'nosuch', 'true'],
