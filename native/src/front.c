@@ -30,6 +30,9 @@
 #define MAX_MULTI 1024
 
 static int explain;
+/* SIGPIPE as the caller left it, given back to the Node CLI. */
+static struct sigaction old_pipe;
+static int pipe_saved;
 
 /* The Node CLI, with this argv: dist/bundle/main.js beside native/build/Release/ (where this binary is built). */
 static _Noreturn void to_node(char **argv) {
@@ -59,7 +62,8 @@ static _Noreturn void to_node(char **argv) {
   nargv[0] = "node";
   nargv[1] = cli.data;
   for (int i = 1; i < argc; i++) nargv[i + 1] = argv[i];
-  /* `node` from PATH, as the bundle's #!/usr/bin/env node finds it. */
+  /* `node` from PATH, as the bundle's #!/usr/bin/env node finds it; with SIGPIPE as we found it (an ignored signal stays ignored across exec). */
+  if (pipe_saved) sigaction(SIGPIPE, &old_pipe, NULL);
   execvp("node", nargv);
   fprintf(stderr, "enclave: cannot run the Node CLI (node %s): %s\n", cli.data, strerror(errno));
   exit(1);
@@ -350,7 +354,8 @@ int main(int argc, char **argv) {
   explain = mode && !strcmp(mode, "explain");
   if (mode && !strcmp(mode, "node")) to_node(argv);
   /* A closed stdout is a failed write here, as it is for Node, not a signal. */
-  signal(SIGPIPE, SIG_IGN);
+  struct sigaction ign = {.sa_handler = SIG_IGN};
+  pipe_saved = sigaction(SIGPIPE, &ign, &old_pipe) == 0;
   int i = 1;
   const char *lead_socket = NULL;
   if (argc > 1 && (!strcmp(argv[1], "--socket") || !strncmp(argv[1], "--socket=", 9))) {
