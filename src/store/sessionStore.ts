@@ -67,7 +67,7 @@ export class SessionStore {
 
   /** What `session list` shows of each (?format=text): its table's columns and lease, no JSON column parsed. */
   listTable(includeDestroyed: boolean): TableRow[] {
-    return tableRowsSchema.parse(this.q(`SELECT ${TABLE_COLUMNS} FROM sessions s LEFT JOIN ip_leases l ON l.session_id = s.id${includeDestroyed ? '' : " WHERE s.state != 'destroyed'"} ORDER BY s.created_at, s.rowid`).all());
+    return tableRowsSchema.parse(this.q(`SELECT ${TABLE_COLUMNS} FROM sessions s LEFT JOIN ip_leases l ON l.session_id = s.id${includeDestroyed ? '' : " WHERE s.state != 'destroyed'"} ORDER BY s.created_at, s.rowid`).raw(true).all());
   }
 
   detailsOf(id: string): SessionDetails {
