@@ -34,6 +34,13 @@
       "sources": ["src/init.c", "src/agent.c", "src/users.c", "src/plan.c", "src/common.c", "src/harden.c", "src/netlink.c", "src/procstat.c"],
       "cflags": ["<@(helper_cflags)"],
       "ldflags": ["-Wl,-z,relro,-z,now", "-pie"]
+    },
+    {
+      "target_name": "enclave-front",
+      "type": "executable",
+      "sources": ["src/front.c", "src/front_net.c", "src/front_json.c"],
+      "cflags": ["<@(helper_cflags)"],
+      "ldflags": ["-Wl,-z,relro,-z,now", "-pie"]
     }
   ]
 }

@@ -21,7 +21,7 @@ import { existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path';
 import { cpus, release } from 'node:os';
 import { parseArgs } from 'node:util';
-import { CLI, TestDaemon } from '../test/integration/harness.js';
+import { CLI, FRONT, TestDaemon } from '../test/integration/harness.js';
 import { benchAttach } from './attachBench.js';
 import { benchLifecycle, lifecycleRatios, lifecycleRows } from './lifecycleBench.js';
 import { clientRunTrue, execTrue, rssKiB, timeSpawn } from './probes.js';
@@ -62,11 +62,15 @@ async function main(): Promise<void> {
     let turn = 0;
     const bwrap = ['--unshare-all', '--ro-bind', '/', '/', '--tmpfs', '/tmp', '--tmpfs', '/home', '--proc', '/proc', '--dev', '/dev', 'true'];
     const unshare = ['--user', '--map-root-user', '--pid', '--fork', '--mount', '--net', '--uts', '--ipc', '--cgroup', 'true'];
+    // Destroys through the CLI (the front end, the Node CLI) take some of the 3N creates.
+    const cliDestroys = Math.max(1, Math.floor(N / 3));
     const counts: Record<string, number> = {
       'create-bridge': N,
       'create-none': N,
       'create-strict-hostroot': N,
-      destroy: 3 * N,
+      destroy: 3 * N - 2 * cliDestroys,
+      'front-destroy': cliDestroys,
+      'cli-destroy': cliDestroys,
       exec: E,
       'client-run': E,
       nsenter: E,
@@ -74,6 +78,13 @@ async function main(): Promise<void> {
       unshare: N,
       'cli-help': 40,
       'cli-show': 40,
+      'cli-exec': 40,
+      'cli-list': 40,
+      'front-show': 40,
+      'front-exec': 40,
+      'front-list': 40,
+      'api-show': 40,
+      'api-list': 40,
       'node-e0': 40,
       ...(existsSync('/usr/bin/bwrap') ? { bwrap: N } : {}),
     };
@@ -98,11 +109,16 @@ async function main(): Promise<void> {
             inits.push(rssKiB(c.init_pid!));
             return true;
           }
-          case 'destroy': {
+          case 'destroy':
+          case 'front-destroy':
+          case 'cli-destroy': {
             if (live.length === 0) return false;
             const [on, id] = live.splice(Math.floor(random() * live.length), 1)[0]!;
-            await on.destroy(id);
-            s.add(name, msSince(t0));
+            const t1 = process.hrtime.bigint();
+            if (name === 'destroy') await on.destroy(id);
+            else if (name === 'front-destroy') await timeSpawn(FRONT, ['--socket', on.socket, 'session', 'destroy', id]);
+            else await timeSpawn(process.execPath, [CLI, '--socket', on.socket, 'session', 'destroy', id]);
+            s.add(name, msSince(t1));
             return true;
           }
           case 'exec':
@@ -126,6 +142,28 @@ async function main(): Promise<void> {
           case 'cli-show':
             s.add(name, await timeSpawn(process.execPath, [CLI, '--socket', d.socket, 'session', 'show', target.id]));
             return true;
+          case 'cli-exec':
+            s.add(name, await timeSpawn(process.execPath, [CLI, '--socket', d.socket, 'session', 'exec', target.id, 'true']));
+            return true;
+          case 'cli-list':
+            s.add(name, await timeSpawn(process.execPath, [CLI, '--socket', d.socket, 'session', 'list']));
+            return true;
+          case 'front-show':
+            s.add(name, await timeSpawn(FRONT, ['--socket', d.socket, 'session', 'show', target.id]));
+            return true;
+          case 'front-exec':
+            s.add(name, await timeSpawn(FRONT, ['--socket', d.socket, 'session', 'exec', target.id, 'true']));
+            return true;
+          case 'front-list':
+            s.add(name, await timeSpawn(FRONT, ['--socket', d.socket, 'session', 'list']));
+            return true;
+          case 'api-show':
+          case 'api-list': {
+            const r = await d.api('GET', name === 'api-show' ? `/v1/sessions/${target.id}` : '/v1/sessions');
+            if (r.status !== 200) throw new Error(`${name}: HTTP ${r.status}`);
+            s.add(name, msSince(t0));
+            return true;
+          }
           case 'node-e0':
             s.add(name, await timeSpawn(process.execPath, ['-e', '0']));
             return true;
@@ -162,6 +200,15 @@ async function main(): Promise<void> {
       s.row('raw-echo', 'baseline: keystroke echo on a raw node-pty'),
       s.row('cli-help', 'enclave --help (whole CLI process)'),
       s.row('cli-show', 'enclave session show (whole CLI process)'),
+      s.row('front-show', 'front end: session show (whole process)'),
+      s.row('api-show', 'API show (one request)'),
+      s.row('cli-list', `enclave session list (Node CLI; ~${N + 2} live)`),
+      s.row('front-list', `front end: session list (~${N + 2} live)`),
+      s.row('api-list', `API list, JSON (~${N + 2} live)`),
+      s.row('cli-exec', 'enclave session exec ID true (Node CLI)'),
+      s.row('front-exec', 'front end: session exec ID true'),
+      s.row('cli-destroy', 'enclave session destroy (Node CLI)'),
+      s.row('front-destroy', 'front end: session destroy'),
       s.row('node-e0', 'baseline: node -e 0'),
       ...lifecycleRows(s),
       `${'ratio (p50 and p99 over the baseline p50)'.padEnd(52)} ${'p50'.padStart(8)} ${'p99'.padStart(8)}`,
@@ -172,6 +219,17 @@ async function main(): Promise<void> {
       s.ratio('attach-echo', 'raw-echo', 'keystroke echo / raw pty'),
       s.ratio('cli-help', 'node-e0', 'enclave --help / node -e 0'),
       s.ratio('cli-show', 'node-e0', 'enclave session show / node -e 0'),
+      s.ratio('front-show', 'node-e0', 'front show / node -e 0'),
+      s.ratio('front-list', 'node-e0', 'front list / node -e 0'),
+      s.ratio('cli-list', 'node-e0', 'Node CLI list / node -e 0'),
+      s.ratio('front-exec', 'node-e0', 'front exec / node -e 0'),
+      s.ratio('front-show', 'api-show', 'front show / API show'),
+      s.ratio('front-list', 'api-list', 'front list / API list'),
+      s.ratio('front-exec', 'exec', 'front exec / API exec'),
+      s.ratio('front-destroy', 'destroy', 'front destroy / API destroy'),
+      s.ratio('front-show', 'spawn-true', 'front show / spawn /bin/true'),
+      s.ratio('front-exec', 'nsenter', 'front exec / nsenter -a'),
+      s.ratio('cli-exec', 'nsenter', 'Node CLI exec / nsenter -a'),
       ...lifecycleRatios(s),
       `snapshot of a 100 MiB layer (MiB/s, p50 of ${values.rounds}): zstd ${mibs('snap-zstd-MiBs')}; plain ${mibs('snap-none-MiBs')}; restore zstd ${mibs('restore-zstd-MiBs')}; restore plain ${mibs('restore-none-MiBs')}; host tar of the same bytes ${mibs('tar-MiBs')}`,
       `attach throughput (${values['attach-mib']} MiB cat, MiB/s): attach ${mibs('attach-MiBs')}; raw node-pty ${mibs('raw-MiBs')}; ratio of medians ${(pct(s.get('attach-MiBs'), 50) / pct(s.get('raw-MiBs'), 50)).toFixed(2)}`,

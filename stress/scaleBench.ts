@@ -105,11 +105,14 @@ async function main(): Promise<void> {
     // Idle: what the daemon holds once the creates' garbage is collectable.
     await new Promise((r) => setTimeout(r, 5000));
     const rssIdle = rssKiB(d.pid);
+    // list: the API's JSON (every field of every session); list-table: what
+    // `enclave session list` asks for, the table's text (?format=text).
     await runShuffled(
-      { list: 40, show: 40 },
+      { list: 40, 'list-table': 40, show: 40 },
       async (name) => {
         const t0 = process.hrtime.bigint();
-        const r = name === 'list' ? await d.api('GET', '/v1/sessions') : await d.api('GET', `/v1/sessions/${live[Math.floor(random() * live.length)]}`);
+        const path = name === 'list' ? '/v1/sessions' : name === 'list-table' ? '/v1/sessions?format=text' : `/v1/sessions/${live[Math.floor(random() * live.length)]}`;
+        const r = await d.api('GET', path);
         if (r.status !== 200) throw new Error(`${name}: HTTP ${r.status}`);
         s.add(name, msSince(t0));
         return true;
@@ -143,12 +146,14 @@ async function main(): Promise<void> {
     say(s.row('bwrap', `baseline: ${BATCH} bwrap, sequential`));
     say(s.row('down', `${BATCH} down, sequential, bridge`));
     say(s.row('down-at-once', `${BATCH} down at once, bridge`));
-    say(s.row('list', `API list, ${LIVE} live`));
+    say(s.row('list', `API list, ${LIVE} live (JSON, every field)`));
+    say(s.row('list-table', `API list as the CLI table, ${LIVE} live (?format=text)`));
     say(s.row('show', `API show, ${LIVE} live`));
     say(s.row('restart', `daemon restart to serving, ${LIVE} live, /16`));
     say(`${'ratio (p50 and p99 over the baseline p50)'.padEnd(52)} ${'p50'.padStart(8)} ${'p99'.padStart(8)}`);
     say(s.ratio('up', 'bwrap', `${BATCH} up / ${BATCH} bwrap`));
     say(s.ratio('list', 'show', `list / show at ${LIVE} live`));
+    say(s.ratio('list-table', 'show', `list table / show at ${LIVE} live`));
     say(`total ${((Date.now() - started) / 1000).toFixed(1)} s; restart p50 ${pct(s.get('restart'), 50).toFixed(0)} ms`);
   } finally {
     if (values.json) writeFileSync(values.json, JSON.stringify({ seed, samples: s.toJSON(), report }, null, 2) + '\n');

@@ -21,6 +21,20 @@ export default defineConfig({
         },
       },
       {
+        // The CLI's habits, exec and bad input again, with `enclave` run through
+        // the native front end (the bin): what it answers itself must read the
+        // same as the Node CLI, and what it hands on must reach it unchanged.
+        test: {
+          name: 'integration-front',
+          include: ['test/integration/cliHabits.test.ts', 'test/integration/exec.test.ts', 'test/integration/badInput.test.ts'],
+          env: { ENCLAVE_TEST_CLI: 'front' },
+          fileParallelism: false,
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          pool: 'forks',
+        },
+      },
+      {
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],

@@ -30,6 +30,8 @@ import {
   resizeVolumeRequest,
   secretListSchema,
   sessionListSchema,
+  listFormat,
+  printQuery,
   sessionSchema,
   snapshotQuery,
   statsSchema,
@@ -103,12 +105,12 @@ export const ROUTES = {
   health: route({ method: 'GET', path: '/v1/health', owner: { kind: 'public', why: 'counts only' }, action: null, reply: json(healthSchema) }),
   metrics: route({ method: 'GET', path: '/metrics', owner: { kind: 'public', why: 'counts, and per-session series only of the sessions the caller may see (session.show)' }, action: null, reply: { kind: 'text' } }),
 
-  sessionList: route({ method: 'GET', path: '/v1/sessions', owner: { kind: 'caller' }, action: 'session.list', query: z.object({ all: flag.optional() }).strict(), reply: json(sessionListSchema) }),
+  sessionList: route({ method: 'GET', path: '/v1/sessions', owner: { kind: 'caller' }, action: 'session.list', query: z.object({ all: flag.optional(), format: listFormat.optional() }).strict(), reply: json(sessionListSchema) }),
   sessionCreate: route({ method: 'POST', path: '/v1/sessions', owner: { kind: 'caller' }, action: 'session.create', body: createSessionRequest, reply: json(sessionSchema, 201) }),
-  sessionShow: route({ method: 'GET', path: '/v1/sessions/{session}', owner: { kind: 'session' }, action: 'session.show', reply: json(sessionSchema) }),
+  sessionShow: route({ method: 'GET', path: '/v1/sessions/{session}', owner: { kind: 'session' }, action: 'session.show', query: printQuery, reply: json(sessionSchema) }),
   sessionDestroy: route({ method: 'DELETE', path: '/v1/sessions/{session}', owner: { kind: 'session' }, action: 'session.destroy', query: destroyQuery, reply: EMPTY }),
-  sessionStop: route({ method: 'POST', path: '/v1/sessions/{session}/stop', owner: { kind: 'session' }, action: 'session.stop', reply: json(sessionSchema) }),
-  sessionStart: route({ method: 'POST', path: '/v1/sessions/{session}/start', owner: { kind: 'session' }, action: 'session.start', reply: json(sessionSchema) }),
+  sessionStop: route({ method: 'POST', path: '/v1/sessions/{session}/stop', owner: { kind: 'session' }, action: 'session.stop', query: printQuery, reply: json(sessionSchema) }),
+  sessionStart: route({ method: 'POST', path: '/v1/sessions/{session}/start', owner: { kind: 'session' }, action: 'session.start', query: printQuery, reply: json(sessionSchema) }),
   // What it uses is part of looking at it: whoever may show a session may see its stats (no rule grows).
   sessionStats: route({ method: 'GET', path: '/v1/sessions/{session}/stats', owner: { kind: 'session' }, action: 'session.show', reply: json(statsSchema) }),
   // Its console's output as text: what an `attach --ro` shows, so the same action decides.

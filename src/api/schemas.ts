@@ -208,6 +208,18 @@ export const flag = z
 /** ?all=1 on a listing: every owner's (a caller allowed to see all), else the caller's own. */
 export const listQuery = z.object({ all: flag.optional() }).strict();
 
+/**
+ * ?format= of the routes whose reply the CLI prints: the reply as the CLI
+ * prints it (src/api/render.ts), as text/plain, instead of the API's JSON.
+ * `text` is the human view, `pretty` the --json output, `ids` a listing's ids
+ * one per line. What the native front end asks for; absent: the API's JSON.
+ */
+export const printFormat = z.enum(['text', 'pretty']);
+export const listFormat = z.enum(['text', 'ids', 'pretty']);
+export type PrintFormat = z.infer<typeof listFormat>;
+/** The query of a route that only takes ?format= (unknown keys ignored, as before it took any). */
+export const printQuery = z.object({ format: printFormat.optional() });
+
 export const ticketSchema = z.object({ ticket: z.string(), expires_in_ms: z.number().int() });
 /** POST /v1/login (the page's sign-in cookie is in Set-Cookie): whom it acts as, and until when. */
 export const loginReplySchema = z.object({ uid: z.number().int(), expires_at: z.string() });

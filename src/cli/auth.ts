@@ -6,7 +6,7 @@ import { ROUTES } from '../api/routes.js';
 import { valueProblem } from '../vocab/names.js';
 import { secretRef } from '../vocab/names.js';
 import { callRoute, CliError } from './client.js';
-import { json, table } from './output.js';
+import { json, table } from '../api/render.js';
 
 const refs = (ss: { id: string; name: string | null }[]) => ss.map((s) => (s.name ? `${s.name} (${s.id})` : s.id)).join(', ');
 

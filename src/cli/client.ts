@@ -54,6 +54,14 @@ export function callRoute<R extends RouteSpec>(socket: string, route: R, input: 
   return transport.callRoute(connection(socket), route, input).catch((e: unknown) => Promise.reject(asCliError(e)));
 }
 
+/** A ?format= reply: the text the daemon rendered as the CLI prints it (src/daemon/render.ts), or the error's one line. */
+export async function callText(socket: string, path: string): Promise<string> {
+  const res = await transport.openStream(connection(socket), 'GET', path).catch((e: unknown) => Promise.reject(asCliError(e)));
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** A streamed reply that is not 200: its JSON error body read to the end, as one CliError. */
 export function streamError(res: IncomingMessage, done: (e: CliError) => void): void {
   const chunks: Buffer[] = [];

@@ -44,6 +44,12 @@ export interface CommandSpec {
   details?: string;
   /** Not listed in help (completion's own helper). */
   hidden?: true;
+  /**
+   * The native front end (native/src/front.c) answers it itself when it knows
+   * every flag given; any other line goes to this Node CLI. Its header
+   * (native/src/front_table.gen.h) is generated from this table.
+   */
+  front?: true;
 }
 
 /** Accepted before the command and by every command. */
@@ -97,9 +103,10 @@ export const COMMANDS: readonly CommandSpec[] = [
       JSON_FLAG,
     ],
   },
-  sessionCmd('list', { aliases: ['ls'], summary: 'your sessions', args: [], flags: [{ long: 'all', short: 'a', help: "everyone's, if you may see them" }, { long: 'quiet', short: 'q', help: 'ids only' }, { long: 'json', help: 'the API reply: {"sessions": [...]}' }] }),
-  sessionCmd('show', { aliases: ['inspect'], summary: 'one session in detail', args: [SESSION], flags: [JSON_FLAG] }),
+  sessionCmd('list', { front: true, aliases: ['ls'], summary: 'your sessions', args: [], flags: [{ long: 'all', short: 'a', help: "everyone's, if you may see them" }, { long: 'quiet', short: 'q', help: 'ids only' }, { long: 'json', help: 'the API reply: {"sessions": [...]}' }] }),
+  sessionCmd('show', { front: true, aliases: ['inspect'], summary: 'one session in detail', args: [SESSION], flags: [JSON_FLAG] }),
   sessionCmd('exec', {
+    front: true,
     summary: 'run a command in a session (docker exec)',
     args: [SESSION],
     trailing: { name: 'COMMAND [ARG...]', complete: 'command' },
@@ -125,9 +132,10 @@ export const COMMANDS: readonly CommandSpec[] = [
     args: [SESSION],
     flags: [{ long: 'ro', help: 'watch only' }, { long: 'detach-keys', value: 'KEYS', help: 'keys that detach (default ctrl-p,ctrl-q)' }],
   }),
-  sessionCmd('stop', { summary: 'end its processes, store its root layer and /home (name, address, ports, volumes and secrets stay)', args: [SESSION], flags: [JSON_FLAG] }),
-  sessionCmd('start', { summary: 'run a stopped session again from what stop stored', args: [SESSION], flags: [JSON_FLAG] }),
+  sessionCmd('stop', { front: true, summary: 'end its processes, store its root layer and /home (name, address, ports, volumes and secrets stay)', args: [SESSION], flags: [JSON_FLAG] }),
+  sessionCmd('start', { front: true, summary: 'run a stopped session again from what stop stored', args: [SESSION], flags: [JSON_FLAG] }),
   sessionCmd('destroy', {
+    front: true,
     aliases: ['rm'],
     summary: 'remove a session, running or stopped, with its stored files',
     args: [SESSION],

@@ -9,7 +9,7 @@ import { callRoute, socketPath } from './client.js';
 import { keyOf } from './commandTable.js';
 import { eventsCommand, uidOf } from './events.js';
 import { intFlag, ref, sinceTime } from './flagValues.js';
-import { json, table } from './output.js';
+import { json, table } from '../api/render.js';
 import { sessionCommand } from './sessionCommands.js';
 import { compressionFlag, volumeCommand } from './volume.js';
 

@@ -9,12 +9,13 @@ import { UsageError } from './argv.js';
 
 /** Larger env files are refused: they would not fit one exec message (src/sessions/agent.ts) anyway. */
 const MAX_ENV_FILE = 1024 * 1024;
-const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** A variable name -e and --env-file take (also the native front end's: native/src/front_table.gen.h). */
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 function entry(raw: string, where: string): string | undefined {
   const eq = raw.indexOf('=');
   const name = eq < 0 ? raw : raw.slice(0, eq);
-  if (!NAME.test(name)) throw new UsageError(`${where}: '${name.slice(0, 60)}' is not a variable name (letters, digits, _; not starting with a digit)`);
+  if (!ENV_NAME.test(name)) throw new UsageError(`${where}: '${name.slice(0, 60)}' is not a variable name (letters, digits, _; not starting with a digit)`);
   if (looksSecret(name)) throw new UsageError(`${where}: ${name} ${SECRET_ENV_HINT}`);
   if (eq >= 0) return raw;
   const value = process.env[name];

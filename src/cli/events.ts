@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { AuditEvent } from '../api/eventSchemas.js';
 import { ROUTES } from '../api/routes.js';
 import { callRoute } from './client.js';
-import { json, table } from './output.js';
+import { json, table } from '../api/render.js';
 
 export interface EventsOptions {
   socket: string;

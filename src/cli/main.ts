@@ -74,6 +74,10 @@ function main(argv: string[]): void {
   void import('./commands.js').then(({ runCli }) => runCli(line), fail);
 }
 
+// Whoever reads stdout went away (`enclave session exec web yes | head -1`):
+// end with 1, no stack trace; the daemon then ends the command (the front end does the same).
+process.stdout.on('error', () => process.exit(1));
+
 try {
   main(process.argv.slice(2));
 } catch (e) {

@@ -6,7 +6,7 @@ import { request } from 'node:http';
 import { ROUTES } from '../api/routes.js';
 import type { SessionStats } from '../api/schemas.js';
 import { callRoute, CliError, routePath, streamError } from './client.js';
-import { json, statsTable } from './output.js';
+import { json, statsTable } from '../api/render.js';
 
 /** One reading: of S, or of every running session the caller may list and see (one that ends meanwhile is left out). */
 async function sample(socket: string, id: string | undefined): Promise<SessionStats[]> {

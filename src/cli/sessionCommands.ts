@@ -5,11 +5,11 @@ import { ROUTES } from '../api/routes.js';
 import { formatZodError } from '../vocab/errors.js';
 import { FLAG_OF as LIMIT_FLAG_OF, LIMITS } from '../vocab/limits.js';
 import { UsageError, type Parsed } from './argv.js';
-import { callRoute, socketPath } from './client.js';
+import { callRoute, callText, routePath, socketPath } from './client.js';
 import { readSshKey, secretFlags } from './createFlags.js';
 import { envEntries } from './envFlags.js';
 import { durationSeconds, intFlag, parsePublish, ref, session$ } from './flagValues.js';
-import { json, sessionDetails, sessionTable } from './output.js';
+import { json, sessionDetails, stateLine } from '../api/render.js';
 import { compressionFlag, parseVolumeFlag } from './volume.js';
 
 const FLAG_OF: Record<string, string> = { ...LIMIT_FLAG_OF, env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', name: '--name', profile: '--profile', volumes: '--volume', idle_timeout_s: '--idle-timeout', ssh_key: '--ssh-key', secret_users: '--auth/--env-token NAME:USERS' };
@@ -81,8 +81,10 @@ export async function sessionCommand(p: Parsed): Promise<number> {
     case 'exec':
       return exec(p, socket);
     case 'list': {
-      const r = await callRoute(socket, ROUTES.sessionList, { query: p.bool('all') ? { all: '1' } : {} });
-      process.stdout.write(json$ ? json(r) : p.bool('quiet') ? r.sessions.map((s) => `${s.id}\n`).join('') : sessionTable(r.sessions));
+      const all = p.bool('all') ? ('1' as const) : undefined;
+      if (json$) process.stdout.write(json(await callRoute(socket, ROUTES.sessionList, { query: { all } })));
+      // The table (or the ids) as the daemon renders it: a reply sized for it, the same text the front end prints.
+      else process.stdout.write(await callText(socket, routePath(ROUTES.sessionList, { query: { all, format: p.bool('quiet') ? 'ids' : 'text' } })));
       return 0;
     }
     case 'show': {
@@ -93,7 +95,7 @@ export async function sessionCommand(p: Parsed): Promise<number> {
     case 'stop':
     case 'start': {
       const s = await callRoute(socket, sub === 'stop' ? ROUTES.sessionStop : ROUTES.sessionStart, session$(ref(p.args[0], sub)));
-      process.stdout.write(json$ ? json(s) : `${s.id} ${s.state}\n`);
+      process.stdout.write(json$ ? json(s) : stateLine(s));
       return 0;
     }
     case 'destroy': {

@@ -5,7 +5,7 @@ import { createVolumeRequest, resizeVolumeRequest, volumeMountSchema, type Volum
 import { ROUTES } from '../api/routes.js';
 import { formatZodError } from '../vocab/errors.js';
 import { callRoute, CliError, routePath } from './client.js';
-import { json, table } from './output.js';
+import { json, table } from '../api/render.js';
 
 /** NAME:/path or NAME:/path:ro; another owner's volume as UID:NAME:/path. */
 export function parseVolumeFlag(spec: string): VolumeMount {

@@ -17,6 +17,7 @@ import type { VolumeRow } from '../store/volumeStore.js';
 import { parseOwned, refText, secretRefOf, sessionRefOf, VOLUME_NAME, type Ref } from '../vocab/names.js';
 import { readJsonBody, sendJson } from './http.js';
 import { notFound, type SecretTarget } from './objects.js';
+import { formatOf, sendPrinted, sendText } from './render.js';
 import type { Context, Upgrade } from './route.js';
 
 type TargetOf<R extends RouteSpec> = R['owner'] extends { kind: 'session' }
@@ -55,7 +56,12 @@ export class Replied<T> {
   ) {}
 }
 
-type Result<R extends RouteSpec> = R['reply'] extends { kind: 'json'; schema: infer S extends z.ZodType } ? z.input<S> | Replied<z.input<S>> : void;
+/** A reply the handler already rendered as the CLI prints it (a ?format= listing sized for its table), sent as text/plain. */
+export class Printed {
+  constructor(readonly text: string) {}
+}
+
+type Result<R extends RouteSpec> = R['reply'] extends { kind: 'json'; schema: infer S extends z.ZodType } ? z.input<S> | Replied<z.input<S>> | Printed : void;
 type Run<R extends RouteSpec> = R['reply'] extends { kind: 'websocket' }
   ? (ctx: Context, i: Input<R>, up: Upgrade) => Promise<void>
   : R['reply'] extends { kind: 'stream' | 'text' }
@@ -215,7 +221,11 @@ export class Dispatcher {
     if (reply.kind === 'empty') return void res.writeHead(204).end();
     if (reply.kind !== 'json') return;
     if (out instanceof Replied) return sendJson(res, out.status, out.body, out.headers);
-    sendJson(res, typeof reply.status === 'number' ? reply.status : reply.status[0], out);
+    if (out instanceof Printed) return sendText(res, 200, out.text);
+    const status = typeof reply.status === 'number' ? reply.status : reply.status[0];
+    const format = formatOf(input.query);
+    if (format !== undefined) return sendPrinted(res, status, c.name, format, out, reply.schema, caller);
+    sendJson(res, status, out);
   }
 
   async upgrade(ctx: Context, req: IncomingMessage, up: Upgrade, url: URL, caller: Caller): Promise<void> {

@@ -11,7 +11,7 @@ import { createKit, type Kit, type KernelListeners, type ManagerOptions } from '
 import { hostPathInRoot, limitsFor, type Profile } from './planning.js';
 import { Session } from './session.js';
 import { adoptAll, hostReady, lxcfsFor, prepareHost, usrMasksFor, type Startup } from './startup.js';
-import { NO_CONSOLE, toApi, type ConsoleInfo } from './view.js';
+import { NO_CONSOLE, toApi, toListed, type ConsoleInfo, type SessionListed } from './view.js';
 
 export type { ManagerOptions };
 export type { ResolvedVolume } from './admission.js';
@@ -198,6 +198,11 @@ export class SessionManager {
   list(includeDestroyed: boolean, consoles: ConsoleInfo = NO_CONSOLE): SessionView[] {
     const details = this.kit.store.detailsOfAll();
     return this.kit.store.list(includeDestroyed).map((r) => toApi(r, details(r.id), this.viewDeps(), consoles));
+  }
+
+  /** The list's table only (?format=text): sized for it, no other table read but the leases. */
+  listTable(includeDestroyed: boolean): SessionListed[] {
+    return this.kit.store.listTable(includeDestroyed).map((r) => toListed(r, this.viewDeps()));
   }
 
   toApi(row: SessionRow, consoles: ConsoleInfo = NO_CONSOLE): SessionView {

@@ -1,10 +1,12 @@
 // The API view of a session: a row plus what the store and the console hub
 // know about it. Read-only; no kernel access.
 import type { Session } from '../api/schemas.js';
+import type { SessionListed } from '../api/render.js';
+export type { SessionListed };
 import { rangeForSlot, type IdPool } from '../isolation/idRange.js';
 import { intToIp } from '../network/addressing.js';
 import { ACTIVE_STATES, LIVE_STATES } from '../vocab/states.js';
-import type { SessionDetails, SessionSummary } from '../store/sessionStore.js';
+import type { SessionDetails, SessionSummary, TableRow } from '../store/sessionStore.js';
 
 /** Whether a session's console runs and who watches it (the console hub knows). */
 export type ConsoleInfo = (id: string) => { running: boolean; viewers: number };
@@ -16,25 +18,43 @@ export interface ViewDeps {
   gateway: number | undefined;
 }
 
-export function toApi(row: SessionSummary, details: SessionDetails, deps: ViewDeps, consoles: ConsoleInfo = NO_CONSOLE): Session {
-  // A stopped session keeps its address and ports; only one with processes has an init, an ID range and a console.
+type Placed = Pick<SessionSummary, 'state' | 'id_slot' | 'init_pid'>;
+
+/** Where a session runs, as both views show it: a stopped session keeps its address and ports; only one with processes has an init and an ID range. */
+function placement(row: Placed, lease: number | undefined | null, deps: ViewDeps) {
   const live = LIVE_STATES.includes(row.state);
   const active = ACTIVE_STATES.includes(row.state);
   const range = row.id_slot !== null && active ? rangeForSlot(deps.ids, row.id_slot) : null;
-  const lease = live ? details.lease : undefined;
+  return {
+    live,
+    active,
+    init_pid: active ? row.init_pid : null,
+    id_range: range && { host_base: range.hostBase, size: range.size },
+    address: live && lease !== undefined && lease !== null ? intToIp(lease) : null,
+  };
+}
+
+/** What `session list` shows of a session: its table's columns (src/api/render.ts sessionTable). */
+export function toListed(row: TableRow, deps: ViewDeps): SessionListed {
+  const p = placement(row, row.lease, deps);
+  return { id: row.id, name: row.name, owner_uid: row.owner_uid, state: row.state, hostname: row.hostname, init_pid: p.init_pid, id_range: p.id_range, created_at: row.created_at, network: { mode: row.network, address: p.address } };
+}
+
+export function toApi(row: SessionSummary, details: SessionDetails, deps: ViewDeps, consoles: ConsoleInfo = NO_CONSOLE): Session {
+  const { live, active, init_pid, id_range, address } = placement(row, details.lease, deps);
   const gateway = deps.gateway === undefined ? null : intToIp(deps.gateway);
   return {
     id: row.id,
     name: row.name,
     state: row.state,
     hostname: row.hostname,
-    init_pid: active ? row.init_pid : null,
-    id_range: range && { host_base: range.hostBase, size: range.size },
+    init_pid,
+    id_range,
     limits: row.limits,
     profile: row.profile,
     network: {
       mode: row.network,
-      address: lease === undefined ? null : intToIp(lease),
+      address,
       gateway: row.network === 'bridge' ? gateway : null,
       published: live ? details.ports : [],
     },

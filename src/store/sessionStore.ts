@@ -4,26 +4,10 @@ import type { Limits, SessionState } from '../api/schemas.js';
 import { ACTIVE_SQL, ENDED_SQL, LIVE_SQL, LIVE_STATES } from '../vocab/states.js';
 import type { Profile } from '../vocab/profiles.js';
 import { LIMITS, type Usage } from '../vocab/limits.js';
-import {
-  AddressesExhaustedError,
-  HELD_NAME,
-  PortTakenError,
-  rowSchema,
-  secretNames,
-  SlotsExhaustedError,
-  SUMMARY_COLUMNS,
-  summarySchema,
-  VOLUME_NAME_AS_SEEN,
-  volumeUse,
-  VolumeUnavailableError,
-  VOLUMES_OF,
-  type KernelObject,
-  type PublishedPort,
-  type SessionDetails,
-  type SessionRow,
-  type SessionSummary,
-  type VolumeUseRow,
-} from './sessionRows.js';
+// The row shapes and the columns each query reads are sessionRows.ts's.
+import { AddressesExhaustedError, HELD_NAME, PortTakenError, rowSchema, secretNames, SlotsExhaustedError, SUMMARY_COLUMNS, summariesSchema, TABLE_COLUMNS, tableRowsSchema } from './sessionRows.js';
+import { VOLUME_NAME_AS_SEEN, volumeUse, VolumeUnavailableError, VOLUMES_OF } from './sessionRows.js';
+import type { KernelObject, PublishedPort, SessionDetails, SessionRow, SessionSummary, TableRow, VolumeUseRow } from './sessionRows.js';
 
 export * from './sessionRows.js';
 export { LIVE_STATES };
@@ -40,10 +24,6 @@ export class SessionStore {
     return st;
   }
 
-  private parse(row: unknown): SessionRow {
-    return rowSchema.parse(row);
-  }
-
   /** Just the state (no row parse): for sweeps that ask of every cgroup and link. */
   stateOf(id: string): SessionState | undefined {
     const r = this.q('SELECT state FROM sessions WHERE id = ?').get(id) as { state: string } | undefined;
@@ -52,20 +32,20 @@ export class SessionStore {
 
   get(id: string): SessionRow | undefined {
     const row = this.q('SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.id = ?').get(id);
-    return row ? this.parse(row) : undefined;
+    return row ? rowSchema.parse(row) : undefined;
   }
 
   /** An owner's live session of that name (names are per owner). */
   getLiveByName(owner: number, name: string): SessionRow | undefined {
     const row = this.q(`SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.owner_uid = ? AND s.name = ? AND s.state IN ${LIVE_SQL}`)
       .get(owner, name);
-    return row ? this.parse(row) : undefined;
+    return row ? rowSchema.parse(row) : undefined;
   }
 
   /** An owner's most recent session with that name, live or not. */
   getLatestByName(owner: number, name: string): SessionRow | undefined {
     const row = this.q('SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.owner_uid = ? AND s.name = ? ORDER BY s.created_at DESC, s.rowid DESC LIMIT 1').get(owner, name);
-    return row ? this.parse(row) : undefined;
+    return row ? rowSchema.parse(row) : undefined;
   }
 
   /**
@@ -82,9 +62,12 @@ export class SessionStore {
     const sql = includeDestroyed
       ? `SELECT ${SUMMARY_COLUMNS} FROM sessions ORDER BY created_at, rowid`
       : `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE state != 'destroyed' ORDER BY created_at, rowid`;
-    return this.q(sql)
-      .all()
-      .map((r) => summarySchema.parse(r));
+    return summariesSchema.parse(this.q(sql).all());
+  }
+
+  /** What `session list` shows of each (?format=text): its table's columns and lease, no JSON column parsed. */
+  listTable(includeDestroyed: boolean): TableRow[] {
+    return tableRowsSchema.parse(this.q(`SELECT ${TABLE_COLUMNS} FROM sessions s LEFT JOIN ip_leases l ON l.session_id = s.id${includeDestroyed ? '' : " WHERE s.state != 'destroyed'"} ORDER BY s.created_at, s.rowid`).raw(true).all());
   }
 
   detailsOf(id: string): SessionDetails {
@@ -115,7 +98,7 @@ export class SessionStore {
 
   listInStates(states: readonly SessionState[]): SessionRow[] {
     const marks = states.map(() => '?').join(',');
-    return this.q(`SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.state IN (${marks}) ORDER BY s.created_at, s.rowid`).all(...states).map((r) => this.parse(r));
+    return this.q(`SELECT s.*, p.plan FROM sessions s LEFT JOIN session_plans p ON p.session_id = s.id WHERE s.state IN (${marks}) ORDER BY s.created_at, s.rowid`).all(...states).map((r) => rowSchema.parse(r));
   }
 
   /** Sessions with processes and kernel objects: what the host carries (sessions.max_sessions). */

@@ -82,7 +82,8 @@ export function valueProblem(value: Buffer): string | undefined {
   return undefined;
 }
 
-const SECRET_LOOKING = [/_TOKEN$/i, /_KEY$/i, /SECRET/i, /PASSWORD/i, /_PAT$/i];
+/** Case-insensitive, plain patterns (the native front end compiles them as POSIX regexes too: native/src/front_table.gen.h). */
+export const SECRET_LOOKING = [/_TOKEN$/i, /_KEY$/i, /SECRET/i, /PASSWORD/i, /_PAT$/i];
 
 /** *_TOKEN, *_KEY, *SECRET*, *PASSWORD*, *_PAT: names that belong in the secret store. */
 export function looksSecret(name: string): boolean {

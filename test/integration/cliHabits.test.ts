@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn as spawnPty } from 'node-pty';
-import { CLI, isRoot, TestDaemon } from './harness.js';
+import { enclaveCommand, isRoot, TestDaemon } from './harness.js';
 import { repoRoot } from '../../src/native/addon.js';
 
 describe.skipIf(!isRoot)('docker-style CLI habits (root)', () => {
@@ -58,7 +58,7 @@ describe.skipIf(!isRoot)('docker-style CLI habits (root)', () => {
   });
 
   it('-it runs an interactive command in a terminal; typed input reaches it', async () => {
-    const p = spawnPty(process.execPath, [CLI, 'session', 'exec', '-it', 'hab', 'sh', '-c', 'test -t 0 && echo tty-yes; read line; echo "got:$line"'], { name: 'xterm', cols: 80, rows: 24, env: { ...process.env, ENCLAVE_SOCKET: d.socket } });
+    const p = spawnPty(...enclaveCommand(['session', 'exec', '-it', 'hab', 'sh', '-c', 'test -t 0 && echo tty-yes; read line; echo "got:$line"']), { name: 'xterm', cols: 80, rows: 24, env: { ...process.env, ENCLAVE_SOCKET: d.socket } });
     let out = '';
     p.onData((s) => (out += s));
     const exited = new Promise<number>((r) => p.onExit(({ exitCode }) => r(exitCode)));
@@ -102,7 +102,7 @@ describe.skipIf(!isRoot)('docker-style CLI habits (root)', () => {
     // `enclave` on PATH as the shell would find it: a wrapper for this build.
     const bin = join(dir, 'bin');
     spawnSync('mkdir', ['-p', bin]);
-    writeFileSync(join(bin, 'enclave'), `#!/bin/sh\nexec ${process.execPath} ${CLI} "$@"\n`, { mode: 0o755 });
+    writeFileSync(join(bin, 'enclave'), `#!/bin/sh\nexec ${enclaveCommand([]).flat().join(' ')} "$@"\n`, { mode: 0o755 });
     const r = spawnSync('bash', ['-c', `source ${script}; COMP_WORDS=(enclave session exec h); COMP_CWORD=3; _enclave; printf '%s\\n' "\${COMPREPLY[@]}"`], {
       encoding: 'utf8',
       env: { PATH: `${bin}:${process.env.PATH ?? ''}`, ENCLAVE_SOCKET: d.socket },

@@ -18,6 +18,14 @@ export const RUNS_DIR = '/var/tmp/enclave-it';
 export const LOCKS_DIR = join(RUNS_DIR, 'locks');
 /** The shipped CLI: the bundle (npm run bundle), what `enclave` runs. */
 export const CLI = join(repoRoot, 'dist', 'bundle', 'main.js');
+/** The native front end (native/src/front.c), which the `enclave` bin is: it answers the hot commands and hands the rest to CLI. */
+export const FRONT = join(repoRoot, 'native', 'build', 'Release', 'enclave-front');
+/** ENCLAVE_TEST_CLI=front: the tests run `enclave` through the front end (the integration-front project does), else the Node CLI. */
+export const VIA_FRONT = process.env.ENCLAVE_TEST_CLI === 'front';
+/** The program and argv that run `enclave ARGS...` for the tests. */
+export function enclaveCommand(args: readonly string[]): [string, string[]] {
+  return VIA_FRONT ? [FRONT, [...args]] : [process.execPath, [CLI, ...args]];
+}
 const CGROUP_ROOT = '/sys/fs/cgroup';
 
 if (!isRoot) {
@@ -339,7 +347,7 @@ export class TestDaemon {
   /** The CLI with variables added to its environment. */
   cliEnv(args: string[], env: Record<string, string>, input?: string | Buffer): Promise<CliResult> {
     return new Promise((resolve) => {
-      const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env, ENCLAVE_SOCKET: this.socket } });
+      const p = spawn(...enclaveCommand(args), { env: { ...process.env, ...env, ENCLAVE_SOCKET: this.socket } });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       p.stdout.on('data', (c: Buffer) => out.push(c));
@@ -483,7 +491,8 @@ for s in ss: s.close()`;
 export function cliAs(socket: string, who: { uid: number; groups: number[] }, args: string[], input?: string | Buffer): Promise<CliResult> {
   return new Promise((resolve) => {
     const groups = who.groups.length ? [`--groups=${who.groups.join(',')}`] : ['--clear-groups'];
-    const p = spawn('setpriv', [`--reuid=${who.uid}`, `--regid=${who.uid}`, ...groups, process.execPath, CLI, '--socket', socket, ...args], {
+    const [file, argv] = enclaveCommand(['--socket', socket, ...args]);
+    const p = spawn('setpriv', [`--reuid=${who.uid}`, `--regid=${who.uid}`, ...groups, file, ...argv], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const out: Buffer[] = [];

@@ -97,7 +97,7 @@ describe.skipIf(!isRoot)('stress suite and benchmark (root)', () => {
   it('npm run bench: a short run prints every figure next to its same-run baseline', { timeout: 300_000 }, async () => {
     const r = await run('bench.js', ['--sessions', '4', '--execs', '20', '--rounds', '1', '--lifecycle-rounds', '1', '--attach-mib', '2', '--keystrokes', '20', '--seed', '5'], 280_000);
     expect(r.code, r.out).toBe(0);
-    for (const line of ['create none / bwrap', 'exec / nsenter -a', 'client run / raw exec', 'create workspace+layer / strict host root', 'keystroke echo / raw pty', 'snapshot of a 100 MiB layer', 'attach throughput', 'stop / snapshot + destroy', 'start / create --from', 'start / create (empty)']) {
+    for (const line of ['create none / bwrap', 'exec / nsenter -a', 'client run / raw exec', 'create workspace+layer / strict host root', 'keystroke echo / raw pty', 'snapshot of a 100 MiB layer', 'attach throughput', 'stop / snapshot + destroy', 'start / create --from', 'start / create (empty)', 'front show / node -e 0', 'front show / API show', 'front list / API list', 'front exec / nsenter -a', 'front exec / API exec', 'Node CLI exec / nsenter -a', 'front destroy / API destroy', 'front end: session exec ID true']) {
       expect(r.out).toContain(line);
     }
   });
@@ -105,7 +105,7 @@ describe.skipIf(!isRoot)('stress suite and benchmark (root)', () => {
   it('npm run bench:scale: a short run restarts with its sessions adopted and ends with nothing left in the kernel', { timeout: 300_000 }, async () => {
     const r = await run('scaleBench.js', ['--live', '20', '--rounds', '1', '--batch', '3', '--seed', '5'], 280_000);
     expect(r.code, r.out).toBe(0);
-    for (const line of ['3 up / 3 bwrap', 'list / show at 20 live', 'daemon restart to serving, 20 live', '3 down, sequential']) expect(r.out).toContain(line);
+    for (const line of ['3 up / 3 bwrap', 'list / show at 20 live', 'list table / show at 20 live', 'daemon restart to serving, 20 live', '3 down, sequential']) expect(r.out).toContain(line);
     expect(r.out).toContain('nothing left');
   });
 });

@@ -26,7 +26,8 @@ describe.skipIf(!existsSync(entry))('package exports', () => {
   it('exports ./client with its declarations, keeps the bin, and npm pack ships all the client imports', { timeout: 60_000 }, () => {
     const client = pkg.exports['./client'];
     expect(client).toEqual({ types: './dist/src/client/index.d.ts', default: './dist/src/client/index.js' });
-    expect(pkg.bin.enclave).toBe('dist/bundle/main.js');
+    // The bin is the native front end; the Node CLI it hands the rest to is shipped beside it.
+    expect(pkg.bin.enclave).toBe('native/build/Release/enclave-front');
     const packed = z
       .array(z.object({ files: z.array(z.object({ path: z.string() })) }))
       .parse(JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })))[0]!
@@ -35,5 +36,6 @@ describe.skipIf(!existsSync(entry))('package exports', () => {
     expect(needed.length).toBeGreaterThan(10);
     expect(needed.filter((f) => !packed.includes(f))).toEqual([]);
     expect(packed).toContain('dist/bundle/main.js');
+    for (const f of ['native/src/front.c', 'native/src/front_table.gen.h', 'native/binding.gyp']) expect(packed).toContain(f);
   });
 });

@@ -8,7 +8,8 @@ import type { CreateSessionRequest } from '../../api/schemas.js';
 import type { ResolvedVolume } from '../../sessions/manager.js';
 import { ApiError } from '../../vocab/errors.js';
 import { parseOwned, refText, VOLUME_NAME } from '../../vocab/names.js';
-import type { Handlers } from '../dispatch.js';
+import { sessionIds, sessionTable } from '../../api/render.js';
+import { Printed, type Handlers } from '../dispatch.js';
 import { notFound } from '../objects.js';
 import type { Context } from '../route.js';
 
@@ -34,6 +35,11 @@ function volumesFor(ctx: Context, caller: Caller, req: CreateSessionRequest): Re
 
 export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | 'sessionShow' | 'sessionStats' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
   sessionList: (ctx, { caller, query }) => {
+    if (query.format === 'text' || query.format === 'ids') {
+      // Sized for what is printed: the table's columns of each session, not every field of it.
+      const rows = ctx.sessions.listTable(query.all ?? false).filter((s) => ctx.access.visible(caller, s));
+      return new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid));
+    }
     const all = ctx.sessions.list(query.all ?? false, consoleInfo(ctx));
     return { sessions: all.filter((s) => ctx.access.visible(caller, s)) };
   },

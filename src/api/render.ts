@@ -1,5 +1,7 @@
-// Human tables and --json output.
-import type { Session, SessionStats } from '../api/schemas.js';
+// Human tables and --json output, as the CLI prints them. In the api layer
+// so that the daemon renders `?format=text` replies (the native front end's)
+// with the same functions: a table row is formatted in one place.
+import type { Session, SessionStats } from './schemas.js';
 import { LIMITS } from '../vocab/limitTable.js';
 
 export function table(headers: string[], rows: string[][]): string {
@@ -16,10 +18,13 @@ function age(iso: string): string {
   return `${Math.round(s / 86400)}d`;
 }
 
-/** Whose it is, when not the caller's own. */
-const owner = (s: Session) => (s.owner_uid === null ? 'uid 0' : `uid ${s.owner_uid}`);
+/** What the list's table shows of a session: the daemon reads only these for `?format=text` (src/sessions/view.ts toListed). */
+export type SessionListed = Pick<Session, 'id' | 'name' | 'owner_uid' | 'state' | 'hostname' | 'init_pid' | 'id_range' | 'created_at'> & { network: Pick<Session['network'], 'mode' | 'address'> };
 
-export function sessionTable(sessions: Session[], me = process.getuid?.() ?? 0): string {
+/** Whose it is, when not the caller's own. */
+const owner = (s: Pick<Session, 'owner_uid'>) => (s.owner_uid === null ? 'uid 0' : `uid ${s.owner_uid}`);
+
+export function sessionTable(sessions: readonly SessionListed[], me = process.getuid?.() ?? 0): string {
   // Another owner's session shows its owner, so two sessions called "web" are told apart.
   const others = sessions.some((s) => (s.owner_uid ?? 0) !== me);
   return table(
@@ -37,6 +42,12 @@ export function sessionTable(sessions: Session[], me = process.getuid?.() ?? 0):
     ]),
   );
 }
+
+/** `session list -q`: the ids, one per line. */
+export const sessionIds = (sessions: readonly Pick<Session, 'id'>[]): string => sessions.map((s) => `${s.id}\n`).join('');
+
+/** What `session stop` and `session start` print. */
+export const stateLine = (s: Session): string => `${s.id} ${s.state}\n`;
 
 export function sessionDetails(s: Session): string {
   const rows: [string, string][] = [
