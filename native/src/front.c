@@ -24,7 +24,6 @@
 #include "front.h"
 #include "front_table.gen.h"
 
-#define DEFAULT_SOCKET "/run/enclave/enclave.sock"
 #define MAX_FLAGS 64
 #define MAX_ARGS 16
 #define MAX_MULTI 1024
@@ -373,7 +372,7 @@ int main(int argc, char **argv) {
   const char *socket = str(&l, "socket");
   if (!socket) socket = lead_socket;
   if (!socket) socket = getenv("ENCLAVE_SOCKET");
-  if (!socket) socket = DEFAULT_SOCKET;
+  if (!socket) socket = FT_DEFAULT_SOCKET;
   if (!*socket) to_node(argv);
   return run(argv, &l, socket);
 }

@@ -366,7 +366,7 @@ int ws_exec(int fd, const char *target, int stdin_on, int *code) {
   size_t he = 0;
   if (broken || read_head(fd, &w.in, &he)) {
     /* Sent, so not handed to the Node CLI again: as its client says when the socket fails under it. */
-    fprintf(stderr, "enclave: exec connection failed: the daemon closed the connection\n");
+    fprintf(stderr, "enclave: exec connection failed: socket hang up\n");
     return 1;
   }
   int status = status_of(w.in.data);

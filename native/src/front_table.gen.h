@@ -240,6 +240,9 @@ static const struct ft_command ft_commands[] = {
 };
 #define FT_NCOMMANDS 33
 
+/* The socket without --socket or ENCLAVE_SOCKET (src/client/transport.ts). */
+#define FT_DEFAULT_SOCKET "/run/enclave/enclave.sock"
+
 /* A session reference the front end passes on as it is (POSIX extended regexes, from src/vocab/names.ts); any other goes to the Node CLI. */
 #define FT_SESSION_ID_RE "^s-[0-9a-f]{10}$"
 #define FT_SESSION_NAME_RE "^[a-z0-9][a-z0-9_-]{0,62}$"

@@ -6,6 +6,7 @@
 // (npm run gen); test/unit/frontTable.test.ts fails when the committed header
 // is not what the table gives now. So the parser, the help, the completion
 // and the front end all read one table.
+import { DEFAULT_SOCKET } from '../client/transport.js';
 import { SECRET_LOOKING, SESSION_ID, SESSION_NAME } from '../vocab/names.js';
 import { COMMANDS, GLOBAL_FLAGS, keyOf, type CommandSpec, type FlagSpec } from './commandTable.js';
 import { ENV_NAME } from './envFlags.js';
@@ -82,6 +83,9 @@ export function frontHeader(): string {
   out.push(
     '};',
     `#define FT_NCOMMANDS ${COMMANDS.length}`,
+    '',
+    '/* The socket without --socket or ENCLAVE_SOCKET (src/client/transport.ts). */',
+    `#define FT_DEFAULT_SOCKET ${str(DEFAULT_SOCKET)}`,
     '',
     '/* A session reference the front end passes on as it is (POSIX extended regexes, from src/vocab/names.ts); any other goes to the Node CLI. */',
     `#define FT_SESSION_ID_RE ${str(SESSION_ID.source)}`,
