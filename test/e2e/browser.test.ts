@@ -9,11 +9,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { isRoot, TestDaemon } from '../integration/harness.js';
+import { isRoot, listenPort, TestDaemon } from '../integration/harness.js';
 import { repoRoot } from '../../src/native/addon.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const port = 30000 + ((process.pid + 7919) % 20000);
+const port = listenPort(4);
 export const ARTIFACTS = join(repoRoot, 'test-artifacts');
 
 /** The text of the terminal shown (the active tab's). */

@@ -19,9 +19,9 @@ import {
   type Session,
 } from '../../src/client/index.js';
 import { repoRoot } from '../../src/native/addon.js';
-import { isRoot, TestDaemon } from './harness.js';
+import { isRoot, listenPort, TestDaemon } from './harness.js';
 
-const port = 30000 + ((process.pid * 3 + 11) % 20000);
+const port = listenPort(1);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 async function readAll(r: Readable): Promise<Buffer> {

@@ -6,10 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Enclave, type StreamEvent } from '../../src/client/index.js';
-import { isRoot, TestDaemon } from './harness.js';
+import { isRoot, listenPort, TestDaemon } from './harness.js';
 
 const TENANT = 4242;
-const port = 30000 + ((process.pid + 3571) % 20000);
+const port = listenPort(2);
 type Events = AsyncGenerator<StreamEvent, void, undefined>;
 
 /** Events from `it` until one matches (returned last); the test's timeout bounds the wait. */

@@ -99,6 +99,21 @@ function killLxcfsUnder(dir: string): void {
 }
 
 /** Remove leftovers of earlier runs whose test process is gone. */
+/**
+ * A TCP port on 127.0.0.1 for a test's listener: below the kernel's ephemeral
+ * range (32768+, where any outgoing connection may hold it: a fresh-clone run
+ * lost the listener test to EADDRINUSE there), per process and salt, and with
+ * no socket on it now.
+ */
+export function listenPort(salt: number): number {
+  for (let i = 0; i < 200; i++) {
+    const port = 22000 + ((process.pid * 7 + salt + i * 13) % 10000);
+    const r = spawnSync('ss', ['-Htan', `sport = :${port}`], { encoding: 'utf8' });
+    if (r.status === 0 && r.stdout.trim() === '') return port;
+  }
+  throw new Error('no free TCP port in 22000-31999 for a test listener');
+}
+
 export function sweepEarlierRuns(): void {
   const runOwner = (runId: string) => Number(runId.split('x')[0]);
   // Network objects carry the run's tag (the hex part of the run id).

@@ -11,9 +11,9 @@ import { pino } from 'pino';
 import WebSocket from 'ws';
 import { ATTACH_PROTOCOL } from '../../src/terminal/console.js';
 import { LoginCookies } from '../../src/daemon/loginCookie.js';
-import { isRoot, TestDaemon } from './harness.js';
+import { isRoot, listenPort, TestDaemon } from './harness.js';
 
-const port = 30000 + (process.pid % 20000);
+const port = listenPort(3);
 const base = `127.0.0.1:${port}`;
 
 function http(method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> {
