@@ -145,7 +145,9 @@ describe('completion scripts made from the table', () => {
   const dir = mkdtempSync(join(tmpdir(), 'enclave-complete-'));
   mkdirSync(join(dir, 'somedir'));
 
-  it.each(['bash', ...(hasZsh ? ['zsh'] : [])] as const)('%s completes commands, subcommands, aliases, flags and their values', { timeout: 60_000 }, (shell) => {
+  it.each(['bash', 'zsh'] as const)('%s completes commands, subcommands, aliases, flags and their values', { timeout: 60_000 }, (shell) => {
+    // zsh is in .ci/setup's packages: missing, it fails rather than skips.
+    if (shell === 'zsh') expect(hasZsh, 'zsh must be installed (apt-get install zsh; npm run setup does)').toBe(true);
     expect(complete(shell, ['enclave', 'ses'], dir)).toEqual(['session']);
     expect(complete(shell, ['enclave', 'session', 'e'], dir)).toEqual(['exec']);
     expect(complete(shell, ['enclave', 'daemon', 're'], dir)).toEqual(['reload']);
