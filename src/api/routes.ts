@@ -12,6 +12,9 @@ import type { Action } from '../vocab/actions.js';
 import {
   attachQuery,
   createSessionRequest,
+  createQuery,
+  cordonRequest,
+  nodeListSchema,
   cpQuery,
   createVolumeRequest,
   destroyQuery,
@@ -106,7 +109,7 @@ export const ROUTES = {
   metrics: route({ method: 'GET', path: '/metrics', owner: { kind: 'public', why: 'counts, and per-session series only of the sessions the caller may see (session.show)' }, action: null, reply: { kind: 'text' } }),
 
   sessionList: route({ method: 'GET', path: '/v1/sessions', owner: { kind: 'caller' }, action: 'session.list', query: z.object({ all: flag.optional(), format: listFormat.optional() }).strict(), reply: json(sessionListSchema) }),
-  sessionCreate: route({ method: 'POST', path: '/v1/sessions', owner: { kind: 'caller' }, action: 'session.create', body: createSessionRequest, reply: json(sessionSchema, 201) }),
+  sessionCreate: route({ method: 'POST', path: '/v1/sessions', owner: { kind: 'caller' }, action: 'session.create', query: createQuery, body: createSessionRequest, reply: json(sessionSchema, 201) }),
   sessionShow: route({ method: 'GET', path: '/v1/sessions/{session}', owner: { kind: 'session' }, action: 'session.show', query: printQuery, reply: json(sessionSchema) }),
   sessionDestroy: route({ method: 'DELETE', path: '/v1/sessions/{session}', owner: { kind: 'session' }, action: 'session.destroy', query: destroyQuery, reply: EMPTY }),
   sessionStop: route({ method: 'POST', path: '/v1/sessions/{session}/stop', owner: { kind: 'session' }, action: 'session.stop', query: printQuery, reply: json(sessionSchema) }),
@@ -151,6 +154,11 @@ export const ROUTES = {
     query: attachQuery,
     reply: { kind: 'websocket', protocols: [ATTACH_PROTOCOL, K8S_V5_PROTOCOL] },
   }),
+
+  // The fleet's nodes (fleet mode; 400 on a single daemon). Nodes are nobody's: root only unless a rule grants node.*.
+  nodeList: route({ method: 'GET', path: '/v1/nodes', owner: { kind: 'caller' }, action: 'node.list', reply: json(nodeListSchema) }),
+  nodeCordon: route({ method: 'POST', path: '/v1/nodes/cordon', owner: { kind: 'caller' }, action: 'node.cordon', body: cordonRequest, reply: json(nodeListSchema) }),
+  nodeUncordon: route({ method: 'POST', path: '/v1/nodes/uncordon', owner: { kind: 'caller' }, action: 'node.cordon', body: cordonRequest, reply: json(nodeListSchema) }),
 
   authList: route({ method: 'GET', path: '/v1/auth', owner: { kind: 'caller' }, action: 'auth.list', query: listQuery, reply: json(secretListSchema) }),
   authSet: route({ method: 'PUT', path: '/v1/auth/{secret}', owner: { kind: 'secret' }, action: 'auth.set', body: putSecretRequest, reply: json(putSecretReply, [201, 200]) }),

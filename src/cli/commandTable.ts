@@ -100,6 +100,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       { long: 'no-settings', help: 'with --from: the files only' },
       { long: 'idle-timeout', value: 'DURATION', help: `stop it after this long unused (${DURATION})` },
       { long: 'ssh-key', value: 'FILE.pub', help: "root's authorized key: sshd on port 22 inside (publish it: -p 2222:22)", complete: 'file' },
+      { long: 'no-wait', help: 'in a fleet: refuse at once when no node has room (else it is pending until one has)' },
       JSON_FLAG,
     ],
   },
@@ -180,6 +181,9 @@ export const COMMANDS: readonly CommandSpec[] = [
   { words: ['auth', 'set'], summary: 'store a secret: the value from stdin (a hidden prompt on a terminal)', args: [{ name: 'NAME', complete: 'secret' }], flags: [{ long: 'shared', help: '(root) others may use it as 0:NAME' }, JSON_FLAG] },
   { words: ['auth', 'list'], aliases: ['ls'], summary: 'your secrets (names and versions, never values)', args: [], flags: [{ long: 'all', short: 'a', help: "everyone's, if you may see them" }, { long: 'json', help: 'the API reply: {"secrets": [...]}' }] },
   { words: ['auth', 'remove'], aliases: ['rm'], summary: 'remove a secret (sessions keep their copy until destroyed)', args: [{ name: 'NAME', complete: 'secret' }], flags: [JSON_FLAG] },
+  { words: ['node', 'list'], aliases: ['ls'], summary: "the fleet's nodes: state (ready, cordoned, unreachable), sessions, capacity", args: [], flags: [{ long: 'json', help: 'the API reply: {"node": ..., "nodes": [...]}' }] },
+  { words: ['node', 'cordon'], summary: 'place no new sessions on a node (those it runs stay)', args: [{ name: 'NODE' }], flags: [] },
+  { words: ['node', 'uncordon'], summary: 'place new sessions on a node again', args: [{ name: 'NODE' }], flags: [] },
   {
     words: ['events'],
     summary: 'the audit trail, one line per event',

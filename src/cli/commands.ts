@@ -11,6 +11,7 @@ import { eventsCommand, uidOf } from './events.js';
 import { intFlag, ref, sinceTime } from './flagValues.js';
 import { json, table } from '../api/render.js';
 import { sessionCommand } from './sessionCommands.js';
+import { nodeCommand } from './node.js';
 import { compressionFlag, volumeCommand } from './volume.js';
 
 async function daemonReload(p: Parsed): Promise<number> {
@@ -142,6 +143,8 @@ function main(p: Parsed): Promise<number> {
       const has = (f: string) => p.command.flags.some((x) => x.long === f);
       return authCommand(sub, [...p.args], { socket: socketPath(p.str('socket')), json: has('json') && p.bool('json'), shared: has('shared') && p.bool('shared'), all: has('all') && p.bool('all') });
     }
+    case 'node':
+      return nodeCommand(sub, [...p.args], { socket: socketPath(p.str('socket')), json: p.command.flags.some((f) => f.long === 'json') && p.bool('json') });
     case '__complete':
       return complete(p).catch(() => 0);
     default:

@@ -47,7 +47,7 @@ async function create(p: Parsed, socket: string): Promise<number> {
     throw new UsageError(`session create: ${msg}`);
   }
   let s;
-  if (from === undefined) s = await callRoute(socket, ROUTES.sessionCreate, { body: checked.data });
+  if (from === undefined) s = await callRoute(socket, ROUTES.sessionCreate, { body: checked.data, ...(p.bool('no-wait') ? { query: { no_wait: '1' } } : {}) });
   else {
     // The snapshot's settings, volumes and files; the flags win over its settings.
     const { createFrom } = await import('./restore.js');

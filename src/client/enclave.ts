@@ -14,7 +14,7 @@ import { ROUTES } from '../api/routes.js';
 import { ATTACH_PROTOCOL, EXPORT_TRAILER, K8S_V5_PROTOCOL, SNAPSHOT_TRAILER } from '../api/protocol.js';
 import type { eventsQuery, eventStreamQuery, AuditEvent } from '../api/eventSchemas.js';
 import type { createSessionRequest, createVolumeRequest, Publish, putSecretReply, refreshAuthReply, removeSecretReply, healthSchema } from '../api/schemas.js';
-import type { ReloadReply, SecretInfoView, Session, SessionStats, Volume } from '../api/schemas.js';
+import type { FleetNode, ReloadReply, SecretInfoView, Session, SessionStats, Volume } from '../api/schemas.js';
 import { AttachStream } from './attach.js';
 import { streamEvents, type StreamEvent } from './eventStream.js';
 import { ConnectionError, ProtocolError } from './errors.js';
@@ -132,8 +132,9 @@ export class Enclave {
 
   // ---- sessions --------------------------------------------------------------
 
-  create(request: CreateSession = {}): Promise<Session> {
-    return callRoute(this.connection, ROUTES.sessionCreate, { body: request });
+  /** In fleet mode `noWait` refuses at once when no node fits (else the session is "pending"). */
+  create(request: CreateSession = {}, options: { noWait?: boolean } = {}): Promise<Session> {
+    return callRoute(this.connection, ROUTES.sessionCreate, { body: request, ...(options.noWait ? { query: { no_wait: '1' } } : {}) });
   }
 
   /** Sessions the caller may see; `all`: ended ones too. */
@@ -282,6 +283,13 @@ export class Enclave {
   }
 
   // ---- volumes, secrets, events ---------------------------------------------
+
+  /** Fleet mode: the nodes, and whether new sessions go to one (root, or a rule granting node.*). */
+  readonly nodes = {
+    list: async (): Promise<FleetNode[]> => (await callRoute(this.connection, ROUTES.nodeList)).nodes,
+    cordon: async (name: string): Promise<void> => void (await callRoute(this.connection, ROUTES.nodeCordon, { body: { name } })),
+    uncordon: async (name: string): Promise<void> => void (await callRoute(this.connection, ROUTES.nodeUncordon, { body: { name } })),
+  };
 
   readonly volumes = {
     list: async (): Promise<Volume[]> => (await callRoute(this.connection, ROUTES.volumeList)).volumes,

@@ -41,4 +41,7 @@ export const CLIENT_METHODS: Partial<Record<RouteName, ClientMethod>> = {
   volumeRemove: 'volumes.remove',
   volumeResize: 'volumes.resize',
   volumeExport: 'volumes.export',
+  nodeList: 'nodes.list',
+  nodeCordon: 'nodes.cordon',
+  nodeUncordon: 'nodes.uncordon',
 };

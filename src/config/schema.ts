@@ -193,6 +193,31 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Fleet mode (src/fleet/): this daemon is one node of a fleet whose shared
+     * state is an etcd cluster. Absent: a single daemon, exactly as without it.
+     */
+    cluster: z
+      .object({
+        /** etcd client URLs: http://127.0.0.1:2379, or https:// with the TLS files below. */
+        endpoints: z.array(z.string().regex(/^https?:\/\/[A-Za-z0-9.\-\[\]:]+$/, 'must be an etcd client URL like http://127.0.0.1:2379')).min(1).max(16),
+        /** This node's name, unique in the fleet. */
+        node: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name of [a-z0-9-], up to 63 characters'),
+        /** Where other nodes and tools reach this node's API (for now: its Unix socket path, or HOST:PORT). */
+        endpoint: z.string().min(1).max(256).optional(),
+        /** The node's lease, seconds: a node that stops renewing it is unreachable this long after. 1 s for tests. */
+        lease_ttl_s: z.number().int().min(1).max(3600).default(10),
+        /** How long an unreachable node's sessions stay unreachable before they count as lost, seconds (reported, not yet acted on). */
+        grace_s: z.number().int().min(0).max(86_400).default(300),
+        /** Candidates a placement compares (best of K by free capacity). */
+        candidates: z.number().int().min(1).max(64).default(3),
+        /** How long a create placed on another node waits for it to run, ms. */
+        create_timeout_ms: z.number().int().min(1000).max(600_000).default(120_000),
+        /** TLS to etcd: its CA, and this node's client certificate and key (all three, or none). */
+        tls: z.object({ ca: absolutePath, cert: absolutePath, key: absolutePath }).strict().optional(),
+      })
+      .strict()
+      .optional(),
     network: z
       .object({
         bridge: ifName.default('enclave0'),

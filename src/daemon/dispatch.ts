@@ -19,6 +19,8 @@ import { readJsonBody, sendJson } from './http.js';
 import { notFound, type SecretTarget } from './objects.js';
 import { formatOf, sendPrinted, sendText } from './render.js';
 import type { Context, Upgrade } from './route.js';
+import type { Session } from '../api/schemas.js';
+import { pendingView } from '../fleet/views.js';
 
 type TargetOf<R extends RouteSpec> = R['owner'] extends { kind: 'session' }
   ? SessionRow
@@ -137,6 +139,23 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.
   return r.data;
 }
 
+/** A show of a session no node runs yet (fleet mode: pending), found on the node that took its create. */
+class PendingShown {
+  constructor(
+    readonly view: Session,
+    readonly query: unknown,
+  ) {}
+}
+
+/** Throws PendingShown when `ref` is a pending session of the fleet the caller may see (the access check is the show's own). */
+async function pendingShow(ctx: Context, ref: Ref, caller: Caller, query: unknown): Promise<void> {
+  if (!ctx.fleet) return;
+  const p = (await ctx.fleet.pending()).find((x) => (ref.kind === 'id' ? x.id === ref.id : x.request.name === ref.name && x.owner_uid === (ref.owner ?? caller.uid)));
+  if (!p) return;
+  ctx.access.check(caller, 'session.show', { kind: 'session', id: p.id, owner_uid: p.owner_uid }, null, ref.kind === 'name' ? { error: notFound('session', ref), ref: refText(ref) } : undefined);
+  throw new PendingShown(pendingView(p), query);
+}
+
 const label = (name: RouteName) => name.replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`);
 
 export class Dispatcher {
@@ -176,6 +195,7 @@ export class Dispatcher {
     try {
       ({ target, audited } = this.find(ctx, kind, ref, caller));
     } catch (e) {
+      if (c.name === 'sessionShow' && ref && e instanceof ApiError && e.code === 'not_found') await pendingShow(ctx, ref, caller, query);
       // A name that finds nothing is recorded as a name found but not the caller's is (guard.check): alike.
       if (!(e instanceof ApiError) || e.code !== 'not_found' || !ref || ref.kind !== 'name' || !spec.action) throw e;
       const partial = { caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>;
@@ -213,7 +233,15 @@ export class Dispatcher {
 
   async http(ctx: Context, req: IncomingMessage, res: ServerResponse, url: URL, caller: Caller): Promise<void> {
     const { c, raw } = this.match(req.method ?? 'GET', url.pathname, ctx, false);
-    const { input, handler } = await this.input(ctx, c, raw, req, url, caller);
+    let prepared;
+    try {
+      prepared = await this.input(ctx, c, raw, req, url, caller);
+    } catch (e) {
+      if (!(e instanceof PendingShown) || c.spec.reply.kind !== 'json') throw e;
+      const format = formatOf(e.query);
+      return format !== undefined ? sendPrinted(res, 200, c.name, format, e.view, c.spec.reply.schema, caller) : sendJson(res, 200, e.view);
+    }
+    const { input, handler } = prepared;
     const run = (typeof handler === 'function' ? handler : handler.run) as (ctx: Context, i: Input<RouteSpec>, res?: ServerResponse) => unknown;
     const reply = c.spec.reply;
     if (reply.kind === 'stream' || reply.kind === 'text') return void (await run(ctx, input, res));

@@ -35,6 +35,7 @@ import { ServiceManager } from './serviceManager.js';
 import { SecretStore } from '../secrets/store.js';
 import { SessionSecrets } from '../secrets/sessionSecrets.js';
 import { providerTable } from '../secrets/providers.js';
+import { fleetFor } from './fleetNode.js';
 
 export class StartupError extends Error {}
 
@@ -157,7 +158,8 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
   };
   // Session state changes and audit events, pushed to GET /v1/events/stream.
   const feed = new EventFeed({ sessions, access, audit, consoles, log });
-  const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects, feed, reload };
+  const fleet = fleetFor(config, sessions, consoles, budgets, log);
+  const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects, feed, reload, ...(fleet ? { fleet } : {}) };
   const { server, closeClients } = createApiServer(parts);
   const sockDir = dirname(config.socket);
   // Created if missing, never re-moded: on /tmp a chmod would strip the sticky bit.
@@ -188,6 +190,21 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
     });
     log.info({ listen: config.listen, token_file: tokenFile }, 'browser page listening');
   }
+  // Fleet mode: join once this node can serve what is placed on it; no etcd, no daemon (fail closed, one line).
+  if (fleet) {
+    try {
+      await fleet.start();
+    } catch (e) {
+      server.close();
+      tcp?.server.close();
+      await fleet.close().catch(() => undefined);
+      await sessions.shutdown(0);
+      db.close();
+      if (existsSync(config.socket)) unlinkSync(config.socket);
+      locks.release();
+      throw new StartupError((e as Error).message);
+    }
+  }
   // Only now: the database was checked, sessions re-adopted, every listener is up.
   manager.ready();
   sessions.scanUsrInBackground();
@@ -199,6 +216,8 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
       log.info('stopping; sessions keep running');
       manager.stopping();
       idle.close();
+      // Out of the fleet at once (no new placements here); its sessions keep running.
+      await fleet?.close().catch((e: Error) => log.warn({ err: e.message }, 'leaving the fleet'));
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       closeClients();

@@ -11,6 +11,7 @@ import type { Budgets } from '../access/budgets.js';
 import type { Objects } from './objects.js';
 import type { EventFeed } from './feed.js';
 import type { ReloadReply } from '../api/schemas.js';
+import type { Fleet } from '../fleet/fleet.js';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
@@ -44,6 +45,8 @@ export interface Parts {
   reload: () => ReloadReply;
   /** Present on the TCP listener only. */
   auth?: ListenAuth;
+  /** Fleet mode ([cluster]): this node of the fleet; absent on a single daemon. */
+  fleet?: Fleet;
 }
 
 export interface Context extends Parts {

@@ -13,6 +13,7 @@ import { authHandlers } from './handlers/auth.js';
 import { copyHandlers } from './handlers/copy.js';
 import { eventHandlers } from './handlers/events.js';
 import { logHandlers } from './handlers/logs.js';
+import { nodeHandlers } from './handlers/nodes.js';
 import { portHandlers } from './handlers/ports.js';
 import { sessionHandlers } from './handlers/sessions.js';
 import { snapshotHandlers } from './handlers/snapshot.js';
@@ -27,7 +28,7 @@ import { authorize, callerOf } from './identity.js';
 export { VERSION } from './handlers/system.js';
 
 /** Every route of the table has its handler: one missing does not compile. */
-const HANDLERS: Handlers = { ...systemHandlers, ...sessionHandlers, ...portHandlers, ...snapshotHandlers, ...terminalHandlers, ...logHandlers, ...copyHandlers, ...authHandlers, ...eventHandlers, ...volumeHandlers };
+const HANDLERS: Handlers = { ...systemHandlers, ...sessionHandlers, ...portHandlers, ...snapshotHandlers, ...terminalHandlers, ...logHandlers, ...copyHandlers, ...authHandlers, ...eventHandlers, ...volumeHandlers, ...nodeHandlers };
 const dispatcher = new Dispatcher(HANDLERS);
 
 /**

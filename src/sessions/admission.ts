@@ -33,6 +33,8 @@ export interface CreateExtra {
   volumes?: ResolvedVolume[];
   /** The owner's budget, checked against its live sessions in the reservation's transaction (throws to refuse). */
   admit?: (usage: Usage) => void;
+  /** The id to make it with (fleet mode: the one its placement chose); new otherwise. */
+  id?: string;
 }
 
 /** A create's id and what its steps start from, or the 4xx that says why not. */
@@ -45,7 +47,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
   if (network === 'none' && req.publish?.length) throw new ApiError('invalid_request', 'publish needs network "bridge"', 'publish');
   // Read before anything exists: a missing secret creates nothing.
   const secrets = kit.secrets.forCreate(req, owner);
-  const id = newSessionId();
+  const id = extra.id ?? newSessionId();
   const profile = req.profile ?? c.sessions.profile;
   const limits = limitsFor(c, req, profile);
   // A v1 kernel refuses a session CPU quota above its parent's (EINVAL): say so before anything exists.

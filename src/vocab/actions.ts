@@ -34,5 +34,9 @@ export const ACTIONS = [
   'volume.use',
   /** Reading the daemon's config file again (enclave daemon reload): only the file's keys, never a caller's. */
   'daemon.reload',
+  /** The fleet's nodes, their state and capacity (enclave node list). */
+  'node.list',
+  /** Cordoning and uncordoning a node: whether new sessions are placed on it. */
+  'node.cordon',
 ] as const;
 export type Action = (typeof ACTIONS)[number];

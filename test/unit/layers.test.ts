@@ -4,7 +4,7 @@
 // bottom, then the API's shapes, the client library that speaks them (it
 // imports nothing else of src/, so a program can use it alone), the
 // kernel-facing mechanisms, policy, configuration, the session lifecycle,
-// the daemon and the CLI on top. Also
+// the fleet (nodes of many hosts, through etcd), the daemon and the CLI on top. Also
 // held here: no source file grows past 400 lines unless it is generated, and
 // the session manager stays a small registry.
 import { describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { repoRoot } from '../../src/native/addon.js';
 
-const LAYERS = ['vocab', 'api', 'client', 'native', 'store', 'isolation', 'network', 'secrets', 'volumes', 'snapshots', 'terminal', 'access', 'config', 'sessions', 'daemon', 'cli'];
+const LAYERS = ['vocab', 'api', 'client', 'native', 'store', 'isolation', 'network', 'secrets', 'volumes', 'snapshots', 'terminal', 'access', 'config', 'sessions', 'fleet', 'daemon', 'cli'];
 const SRC = join(repoRoot, 'src');
 
 function sources(dir: string): string[] {

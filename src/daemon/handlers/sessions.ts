@@ -12,6 +12,7 @@ import { sessionIds, sessionTable } from '../../api/render.js';
 import { Printed, type Handlers } from '../dispatch.js';
 import { notFound } from '../objects.js';
 import type { Context } from '../route.js';
+import { pendingView } from '../../fleet/views.js';
 
 const consoleInfo = (ctx: Context) => (id: string) => ctx.consoles.info(id);
 
@@ -34,19 +35,22 @@ function volumesFor(ctx: Context, caller: Caller, req: CreateSessionRequest): Re
 }
 
 export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | 'sessionShow' | 'sessionStats' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
-  sessionList: (ctx, { caller, query }) => {
+  sessionList: async (ctx, { caller, query }) => {
     if (query.format === 'text' || query.format === 'ids') {
       // Sized for what is printed: the table's columns of each session, not every field of it.
-      const rows = ctx.sessions.listTable(query.all ?? false).filter((s) => ctx.access.visible(caller, s));
+      const pending = ctx.fleet ? (await ctx.fleet.pending()).map(pendingView) : [];
+      const rows = [...ctx.sessions.listTable(query.all ?? false), ...pending].filter((s) => ctx.access.visible(caller, s));
       return new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid));
     }
     const all = ctx.sessions.list(query.all ?? false, consoleInfo(ctx));
-    return { sessions: all.filter((s) => ctx.access.visible(caller, s)) };
+    // Fleet mode: the sessions this node took that no node fits yet.
+    const pending = ctx.fleet ? (await ctx.fleet.pending()).map(pendingView) : [];
+    return { sessions: [...all, ...pending].filter((s) => ctx.access.visible(caller, s)) };
   },
 
   sessionCreate: {
     detail: ({ body }) => body.name ?? null,
-    run: async (ctx, { caller, body: req, log, auditId }) => {
+    run: async (ctx, { caller, body: req, query, log, auditId }) => {
       const secrets = [...(req.auth ?? []), ...(req.env_tokens ?? [])];
       if (secrets.length) ctx.access.check(caller, 'auth.use', undefined, secrets.join(','));
       const profile = req.profile ?? ctx.config.sessions.profile;
@@ -56,6 +60,12 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
       const asked = ctx.budgets.requestProblem(caller, limits, req.publish ?? []);
       if (asked) ctx.access.refuse(caller, 'session.create', undefined, asked.rule, asked.error, req.name ?? null);
       log.info({ caller: caller.uid, name: req.name, auth: req.auth, env_tokens: req.env_tokens }, 'create session');
+      // Fleet mode: placed on a node that fits (this one or another), checked here, made there.
+      if (ctx.fleet) {
+        const placed = await ctx.fleet.create({ req: { ...req, profile }, owner: caller.uid, gids: caller.gids, limits, noWait: query.no_wait ?? false });
+        if (auditId !== undefined) ctx.audit.setSession(auditId, placed.id);
+        return placed;
+      }
       let session;
       try {
         session = await ctx.sessions.create(req, caller.uid, {

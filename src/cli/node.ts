@@ -1,0 +1,24 @@
+// `enclave node list|cordon|uncordon`: the fleet's nodes (fleet mode).
+import { ROUTES } from '../api/routes.js';
+import type { FleetNode } from '../api/schemas.js';
+import { json, table } from '../api/render.js';
+import { callRoute } from './client.js';
+
+function nodeTable(me: string, nodes: readonly FleetNode[]): string {
+  return table(
+    ['NAME', 'STATE', 'SESSIONS', 'MEMORY MiB', 'DISK FREE MiB', 'ENDPOINT'],
+    nodes.map((n) => [n.name === me ? `${n.name} *` : n.name, n.state, `${n.sessions}/${n.capacity.slots}`, `${n.used_memory_mb}/${n.capacity.memory_mb}`, String(n.capacity.disk_mb), n.endpoint]),
+  );
+}
+
+export async function nodeCommand(sub: string | undefined, args: string[], o: { socket: string; json: boolean }): Promise<number> {
+  if (sub === 'list') {
+    const r = await callRoute(o.socket, ROUTES.nodeList);
+    process.stdout.write(o.json ? json(r) : nodeTable(r.node, r.nodes));
+    return 0;
+  }
+  const name = args[0]!;
+  await callRoute(o.socket, sub === 'cordon' ? ROUTES.nodeCordon : ROUTES.nodeUncordon, { body: { name } });
+  process.stdout.write(`${name} ${sub === 'cordon' ? 'cordoned: no new sessions go to it' : 'uncordoned'}\n`);
+  return 0;
+}

@@ -1,0 +1,65 @@
+// Fleet mode's daemon side: this node's sessions as the fleet sees them
+// (src/fleet/worker.ts's LocalNode) and what it offers to placement. A
+// session placed here is made exactly as a create on the socket makes it,
+// after the node that took the create checked the caller's access; this
+// node checks its owner's budget against what the owner holds here.
+import { statfsSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { capacityFor, hostSize } from '../isolation/capacity.js';
+import { BudgetRefusal, type Budgets } from '../access/budgets.js';
+import { Fleet, type LocalNode } from '../fleet/fleet.js';
+import type { NodeCapacity } from '../fleet/keys.js';
+import type { SessionManager } from '../sessions/manager.js';
+import type { Consoles } from './attach.js';
+
+const MIB = 1024 * 1024;
+
+/** What this node offers: session slots (sessions.max_sessions), memory for sessions, free disk of its state dir. */
+export function nodeCapacity(config: Config): NodeCapacity {
+  let disk = 0;
+  try {
+    const s = statfsSync(config.state_dir);
+    disk = Math.floor((s.bavail * s.bsize) / MIB);
+  } catch {
+    // An unreadable state dir offers no disk; placement does not use it yet.
+  }
+  return { slots: config.sessions.max_sessions, memory_mb: capacityFor(config.capacity, hostSize()).memoryMb, disk_mb: disk };
+}
+
+export function localNode(sessions: SessionManager, consoles: Consoles, budgets: Budgets): LocalNode {
+  return {
+    stateOf: (id) => sessions.find(id)?.state,
+    active: () => new Map(sessions.running().map((r) => [r.id, r.limits.memory_mb])),
+    view: (id) => {
+      const row = sessions.find(id);
+      return row ? sessions.toApi(row) : undefined;
+    },
+    create: async (id, req, owner) => {
+      const who = { uid: owner.uid, gids: owner.gids, pid: null, via: 'socket' as const };
+      const limits = sessions.limitsFor(req, req.profile ?? 'workspace');
+      let s = await sessions.create(req, owner.uid, {
+        id,
+        admit: (usage) => {
+          const over = budgets.totalsProblem(who, limits, usage);
+          if (over) throw over.error;
+        },
+      }).catch((e: unknown) => {
+        throw e instanceof BudgetRefusal ? e.error : e;
+      });
+      if (req.console) {
+        const row = sessions.find(id)!;
+        await consoles.ensure(row);
+        s = sessions.toApi(row, (i) => consoles.info(i));
+      }
+      return s;
+    },
+  };
+}
+
+/** The fleet this daemon joins ([cluster]), or undefined on a single daemon. */
+export function fleetFor(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets, log: Logger): Fleet | undefined {
+  const c = config.cluster;
+  if (!c) return undefined;
+  return new Fleet(c, c.endpoint ?? config.socket, () => nodeCapacity(config), localNode(sessions, consoles, budgets), log.child({ fleet: c.node }));
+}

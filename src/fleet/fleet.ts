@@ -1,0 +1,154 @@
+// This daemon as a node of a fleet ([cluster] in the config): it registers
+// (registry.ts), runs what is placed on it (worker.ts), and places the
+// creates it takes on whichever node fits (placement.ts). A create waits,
+// bounded, until the owning node reports it running; when no node fits it
+// is pending (its reason kept in etcd) and this node, which took it, places
+// it as soon as capacity appears, or refuses at once if asked not to wait.
+import type { Etcd3 } from 'etcd3';
+import type { Logger } from 'pino';
+import type { CreateSessionRequest, Session } from '../api/schemas.js';
+import { newSessionId } from '../sessions/identity.js';
+import { ApiError, type ErrorCode } from '../vocab/errors.js';
+import { etcdClient, getPrefix, type ClusterConfig } from './etcd.js';
+import { key, parseValue, pendingSchema, prefix, statusSchema, type NodeCapacity, type Pending } from './keys.js';
+import { place } from './placement.js';
+import { Registry, type NodeRow } from './registry.js';
+import { Worker, type LocalNode } from './worker.js';
+import { pendingView, type Limits } from './views.js';
+
+export type { LocalNode, NodeRow };
+
+export interface FleetCreate {
+  req: CreateSessionRequest;
+  owner: number;
+  /** The caller's groups: the owning node checks the owner's budget with them. */
+  gids: number[];
+  limits: Limits;
+  /** Refuse at once when no node fits, instead of leaving it pending. */
+  noWait: boolean;
+}
+
+export class Fleet {
+  private readonly etcd: Etcd3;
+  readonly registry: Registry;
+  private readonly worker: Worker;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    readonly c: ClusterConfig,
+    endpoint: string,
+    capacity: () => NodeCapacity,
+    local: LocalNode,
+    private readonly log: Logger,
+  ) {
+    this.etcd = etcdClient(c);
+    this.registry = new Registry(this.etcd, c, endpoint, capacity, log);
+    this.worker = new Worker(this.etcd, c.node, local, log);
+  }
+
+  get node(): string {
+    return this.c.node;
+  }
+
+  /** Register and start watching; throws (one line) when etcd cannot be reached. */
+  async start(): Promise<void> {
+    try {
+      await this.registry.register();
+      await this.worker.start();
+    } catch (e) {
+      throw new Error(`cannot join the fleet through etcd at ${this.c.endpoints.join(', ')}: ${(e as Error).message}`);
+    }
+    this.pendingTick();
+  }
+
+  /** Place a create; the session as its node reports it running, or as pending. */
+  async create(f: FleetCreate): Promise<Session> {
+    if (f.req.volumes?.length) throw new ApiError('invalid_request', 'volumes are per node and not placed with a session yet: create it without --volume in fleet mode', 'volumes');
+    if (f.req.auth?.length || f.req.env_tokens?.length) throw new ApiError('invalid_request', 'secrets are stored per node and not carried to another node yet: create it without --auth/--env-token in fleet mode', 'auth');
+    const id = newSessionId();
+    const d = { id, owner_uid: f.owner, owner_gids: f.gids, request: f.req, memory_mb: f.limits.memory_mb, entry: this.c.node };
+    const placed = await this.fleetOp(() => place(this.etcd, d, this.c.candidates));
+    if ('reason' in placed) {
+      if (f.noWait) throw new ApiError('exhausted', `${placed.reason} (not waiting: --no-wait)`);
+      const p: Pending = { ...d, limits: f.limits, reason: placed.reason, since: new Date().toISOString() };
+      await this.fleetOp(async () => void (await this.etcd.put(key.pending(id)).value(JSON.stringify(p))));
+      this.log.info({ session: id, reason: placed.reason }, 'session pending: no node fits');
+      return pendingView(p);
+    }
+    this.log.info({ session: id, node: placed.node }, 'session placed');
+    return this.awaitRunning(id, placed.node);
+  }
+
+  /** Poll the session's status until its node reports it (bounded by cluster.create_timeout_ms). */
+  private async awaitRunning(id: string, node: string): Promise<Session> {
+    const deadline = Date.now() + this.c.create_timeout_ms;
+    while (Date.now() < deadline) {
+      const v = await this.etcd.get(key.status(id)).string().catch(() => null);
+      if (v !== null) {
+        const s = parseValue(statusSchema, key.status(id), v);
+        if (s.state === 'failed') throw new ApiError(s.error?.code === 'internal' ? 'confinement_failed' : toCode(s.error?.code), `on node ${node}: ${s.error?.message ?? 'failed'}`);
+        return s.session as Session;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new ApiError('internal', `session ${id} was placed on node ${node}, which did not report it running within ${this.c.create_timeout_ms} ms (cluster.create_timeout_ms); it may still come up there`);
+  }
+
+  /** The pending sessions this node took, as the API shows them. */
+  async pending(): Promise<Pending[]> {
+    const all = await getPrefix(this.etcd, prefix.pending).catch(() => new Map<string, string>());
+    return [...all].map(([k, v]) => parseValue(pendingSchema, k, v)).filter((p) => p.entry === this.c.node);
+  }
+
+  /** Once a second: try to place every pending session this node took. */
+  private pendingTick(): void {
+    if (this.closed) return;
+    this.timer = setTimeout(() => {
+      void this.placePending()
+        .catch((e: Error) => this.log.debug({ err: e.message }, 'fleet: pending sessions not placed this time'))
+        .finally(() => this.pendingTick());
+    }, 1000);
+  }
+
+  private async placePending(): Promise<void> {
+    for (const p of await this.pending()) {
+      const r = await place(this.etcd, { id: p.id, owner_uid: p.owner_uid, owner_gids: p.owner_gids, request: p.request, memory_mb: p.memory_mb, entry: p.entry }, this.c.candidates, key.pending(p.id));
+      if ('node' in r) this.log.info({ session: p.id, node: r.node }, 'pending session placed');
+      else if (r.reason !== p.reason) await this.etcd.put(key.pending(p.id)).value(JSON.stringify({ ...p, reason: r.reason }));
+    }
+  }
+
+  nodes(): Promise<NodeRow[]> {
+    return this.fleetOp(() => this.registry.nodes());
+  }
+
+  async cordon(node: string, on: boolean): Promise<void> {
+    if (!(await this.fleetOp(() => this.registry.cordon(node, on)))) throw new ApiError('not_found', `no node ${node} in the fleet`, 'name');
+  }
+
+  /** An etcd call whose failure the caller reads as one line. */
+  private async fleetOp<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      throw new ApiError('exhausted', `the fleet's etcd did not answer: ${(e as Error).message}`);
+    }
+  }
+
+  /** Daemon stop: leave the fleet at once (its sessions keep running here). */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    await this.worker.close();
+    await this.registry.close(true);
+    this.etcd.close();
+  }
+}
+
+/** The owning node's error code, if it is one a create answers with. */
+const CODES: readonly ErrorCode[] = ['invalid_request', 'not_found', 'conflict', 'exhausted', 'forbidden', 'insufficient_storage', 'confinement_failed'];
+function toCode(c: string | undefined): ErrorCode {
+  return CODES.find((x) => x === c) ?? 'confinement_failed';
+}

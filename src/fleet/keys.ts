@@ -1,0 +1,69 @@
+// The fleet's keys in etcd and the shape of every value under them. Every
+// value read back passes its zod schema: another node (or a person with
+// etcdctl) wrote it, so it is input like any other.
+//
+//   /enclave/members/NODE   who the node is: endpoint, capacity (no lease: it outlives the node)
+//   /enclave/alive/NODE     present while the node renews its lease (TTL cluster.lease_ttl_s)
+//   /enclave/cordon/NODE    present while the node takes no new sessions
+//   /enclave/alloc/NODE     the sessions counted against the node: placements compare-and-swap it
+//   /enclave/desired/NODE/ID a session the node is to run (the request, its owner)
+//   /enclave/status/ID      what the owning node made of it: running, or failed and why
+//   /enclave/pending/ID     a session no node fits yet, with the reason; its entry node places it
+import { z } from 'zod';
+import { createSessionRequest, limitsSchema, SESSION_ID } from '../api/schemas.js';
+
+export const PREFIX = '/enclave/';
+export const key = {
+  member: (node: string) => `${PREFIX}members/${node}`,
+  alive: (node: string) => `${PREFIX}alive/${node}`,
+  cordon: (node: string) => `${PREFIX}cordon/${node}`,
+  alloc: (node: string) => `${PREFIX}alloc/${node}`,
+  desired: (node: string, id: string) => `${PREFIX}desired/${node}/${id}`,
+  desiredOf: (node: string) => `${PREFIX}desired/${node}/`,
+  status: (id: string) => `${PREFIX}status/${id}`,
+  pending: (id: string) => `${PREFIX}pending/${id}`,
+} as const;
+export const prefix = { members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/` } as const;
+
+const nodeName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/);
+const sessionId = z.string().regex(SESSION_ID);
+
+/** What a node offers: session slots, memory for sessions (MiB), free disk of its state dir (MiB). */
+export const capacitySchema = z.object({ slots: z.number().int().min(0), memory_mb: z.number().int().min(0), disk_mb: z.number().int().min(0) }).strict();
+export type NodeCapacity = z.infer<typeof capacitySchema>;
+
+export const memberSchema = z.object({ name: nodeName, endpoint: z.string().max(256), capacity: capacitySchema, registered_at: z.string() }).strict();
+export type Member = z.infer<typeof memberSchema>;
+
+/** The sessions counted against a node, by id: the memory each was placed with. */
+export const allocSchema = z.object({ sessions: z.record(sessionId, z.object({ memory_mb: z.number().int().min(0) }).strict()) }).strict();
+export type Alloc = z.infer<typeof allocSchema>;
+
+/** A session as placed: everything the owning node needs to create it, by this id. */
+export const desiredSchema = z
+  .object({ id: sessionId, owner_uid: z.number().int().min(0), owner_gids: z.array(z.number().int().min(0)).max(1024), request: createSessionRequest, memory_mb: z.number().int().min(0), entry: nodeName, placed_at: z.string() })
+  .strict();
+export type Desired = z.infer<typeof desiredSchema>;
+
+export const statusSchema = z
+  .object({ id: sessionId, node: nodeName, state: z.enum(['running', 'failed']), error: z.object({ code: z.string(), message: z.string() }).strict().optional(), session: z.unknown().optional() })
+  .strict();
+export type Status = z.infer<typeof statusSchema>;
+
+export const pendingSchema = z
+  .object({ id: sessionId, owner_uid: z.number().int().min(0), owner_gids: z.array(z.number().int().min(0)).max(1024), request: createSessionRequest, memory_mb: z.number().int().min(0), limits: limitsSchema, entry: nodeName, reason: z.string(), since: z.string() })
+  .strict();
+export type Pending = z.infer<typeof pendingSchema>;
+
+/** A value read from etcd, parsed, or an error naming the key and what is wrong with it. */
+export function parseValue<S extends z.ZodType>(schema: S, k: string, text: string): z.output<S> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new Error(`etcd key ${k}: not JSON`);
+  }
+  const r = schema.safeParse(raw);
+  if (!r.success) throw new Error(`etcd key ${k}: ${r.error.issues[0]?.path.join('.') || 'value'}: ${r.error.issues[0]?.message ?? 'invalid'}`);
+  return r.data;
+}

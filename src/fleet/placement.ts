@@ -1,0 +1,99 @@
+// Placement: which node a new session goes to. Pure choice (fits, then best
+// of K by free capacity) over a snapshot of the fleet, and the transaction
+// that books it: the node's allocation key is compared by revision, so two
+// nodes placing at once cannot both book its last slot; the loser reads
+// again and chooses again.
+import type { Etcd3, IOperation } from 'etcd3';
+import { getPrefix, getWithRev } from './etcd.js';
+import { allocSchema, key, memberSchema, parseValue, prefix, type Alloc, type Desired, type Member } from './keys.js';
+
+export interface NodeView {
+  member: Member;
+  alive: boolean;
+  cordoned: boolean;
+  alloc: Alloc;
+  /** The alloc key's mod revision ('0': none yet). */
+  allocRev: string;
+}
+
+export const usedSlots = (n: NodeView) => Object.keys(n.alloc.sessions).length;
+export const usedMemory = (n: NodeView) => Object.values(n.alloc.sessions).reduce((a, s) => a + s.memory_mb, 0);
+
+/** Why a node cannot take a session of `memoryMb`, or null if it fits. */
+export function unfit(n: NodeView, memoryMb: number): string | null {
+  const name = n.member.name;
+  if (!n.alive) return `${name} unreachable`;
+  if (n.cordoned) return `${name} cordoned`;
+  const slots = usedSlots(n);
+  if (slots >= n.member.capacity.slots) return `${name} full (${slots}/${n.member.capacity.slots} sessions)`;
+  const free = n.member.capacity.memory_mb - usedMemory(n);
+  if (free < memoryMb) return `${name} has ${free} MiB of memory free, ${memoryMb} asked`;
+  return null;
+}
+
+/**
+ * The node to place on: among those that fit, K taken at random (the power
+ * of K choices: no node is everyone's first pick), the one with the most free
+ * slots (as a share of its own), then the most free memory. With K at least
+ * the fleet's size it is simply the emptiest. Null and the reasons when none fits.
+ */
+export function choose(nodes: NodeView[], memoryMb: number, k: number, random: () => number = Math.random): { node: NodeView } | { reason: string } {
+  const fits = nodes.filter((n) => unfit(n, memoryMb) === null);
+  if (fits.length === 0) {
+    const why = nodes.map((n) => unfit(n, memoryMb)!).sort();
+    return { reason: nodes.length === 0 ? 'no node is registered in the fleet' : `no node fits: ${why.join('; ')}` };
+  }
+  const pool = [...fits];
+  for (let i = pool.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [pool[i], pool[j]] = [pool[j]!, pool[i]!];
+  }
+  const free = (n: NodeView) => (n.member.capacity.slots - usedSlots(n)) / Math.max(1, n.member.capacity.slots);
+  const best = pool.slice(0, k).sort((a, b) => free(b) - free(a) || b.member.capacity.memory_mb - usedMemory(b) - (a.member.capacity.memory_mb - usedMemory(a)) || a.member.name.localeCompare(b.member.name))[0]!;
+  return { node: best };
+}
+
+/** The fleet as placement sees it: every member, whether it is alive or cordoned, and its allocation with its revision. */
+export async function readFleet(etcd: Etcd3): Promise<NodeView[]> {
+  const [members, alive, cordons, allocs] = await Promise.all([getPrefix(etcd, prefix.members), getPrefix(etcd, prefix.alive), getPrefix(etcd, prefix.cordon), etcd.getAll().prefix(prefix.alloc).exec()]);
+  const allocOf = new Map(allocs.kvs.map((kv) => [kv.key.toString(), { value: kv.value.toString(), rev: kv.mod_revision }]));
+  const out: NodeView[] = [];
+  for (const [k, v] of members) {
+    const member = parseValue(memberSchema, k, v);
+    const a = allocOf.get(key.alloc(member.name));
+    out.push({
+      member,
+      alive: alive.has(key.alive(member.name)),
+      cordoned: cordons.has(key.cordon(member.name)),
+      alloc: a ? parseValue(allocSchema, key.alloc(member.name), a.value) : { sessions: {} },
+      allocRev: a?.rev ?? '0',
+    });
+  }
+  return out.sort((a, b) => a.member.name.localeCompare(b.member.name));
+}
+
+/**
+ * Book `d` on the node `n` was read with: in one transaction, if its
+ * allocation is still the one read, add the session to it and write the
+ * desired state the node watches (and drop `alsoDelete`, a pending entry).
+ * False when another placement (or the node's own accounting) came first.
+ */
+export async function book(etcd: Etcd3, n: NodeView, d: Desired, alsoDelete?: string): Promise<boolean> {
+  const alloc: Alloc = { sessions: { ...n.alloc.sessions, [d.id]: { memory_mb: d.memory_mb } } };
+  const ops: IOperation[] = [etcd.put(key.alloc(n.member.name)).value(JSON.stringify(alloc)), etcd.put(key.desired(n.member.name, d.id)).value(JSON.stringify(d))];
+  if (alsoDelete) ops.push(etcd.delete().key(alsoDelete));
+  const r = await etcd.if(key.alloc(n.member.name), 'Mod', '==', n.allocRev).then(...ops).commit();
+  return r.succeeded;
+}
+
+/** Place `d` on a node that fits, retrying lost races; the node's name, or why none fits. */
+export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: number, alsoDelete?: string): Promise<{ node: string } | { reason: string }> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const c = choose(await readFleet(etcd), d.memory_mb, k);
+    if ('reason' in c) return c;
+    if (await book(etcd, c.node, { ...d, placed_at: new Date().toISOString() }, alsoDelete)) return { node: c.node.member.name };
+  }
+  throw new Error('placement lost 50 races in a row for the same session; try again');
+}
+
+export { getWithRev };

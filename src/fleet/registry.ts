@@ -1,0 +1,99 @@
+// This node in the fleet: its member record (endpoint, capacity), its alive
+// key under a lease it keeps alive, and registering again whenever the
+// lease is lost (etcd unreachable past the TTL, or the lease expired while
+// the process was stopped). Also the fleet's node list and cordons.
+import type { Etcd3, Lease } from 'etcd3';
+import type { Logger } from 'pino';
+import type { ClusterConfig } from './etcd.js';
+import { key, type NodeCapacity } from './keys.js';
+import { readFleet, usedMemory, usedSlots } from './placement.js';
+
+export interface NodeRow {
+  name: string;
+  /** unreachable (no lease), cordoned, or ready. */
+  state: 'ready' | 'cordoned' | 'unreachable';
+  cordoned: boolean;
+  endpoint: string;
+  sessions: number;
+  capacity: NodeCapacity;
+  used_memory_mb: number;
+}
+
+export class Registry {
+  private lease: Lease | undefined;
+  private closed = false;
+  private retry: NodeJS.Timeout | undefined;
+  /** Resolves once registered the first time. */
+  registered = false;
+
+  constructor(
+    private readonly etcd: Etcd3,
+    private readonly c: ClusterConfig,
+    private readonly endpoint: string,
+    private readonly capacity: () => NodeCapacity,
+    private readonly log: Logger,
+  ) {}
+
+  /** Write the member record and the alive key under a fresh lease. Throws if etcd does not answer. */
+  async register(): Promise<void> {
+    const member = { name: this.c.node, endpoint: this.endpoint, capacity: this.capacity(), registered_at: new Date().toISOString() };
+    await this.etcd.put(key.member(this.c.node)).value(JSON.stringify(member));
+    const lease = this.etcd.lease(this.c.lease_ttl_s);
+    lease.on('lost', (e: Error) => {
+      if (this.closed || this.lease !== lease) return;
+      this.log.warn({ err: e.message }, 'fleet lease lost: registering again');
+      this.lease = undefined;
+      this.again();
+    });
+    await lease.put(key.alive(this.c.node)).value(JSON.stringify({ since: member.registered_at }));
+    this.lease = lease;
+    this.registered = true;
+    this.log.info({ node: this.c.node, lease_ttl_s: this.c.lease_ttl_s, capacity: member.capacity }, 'registered in the fleet');
+  }
+
+  private again(): void {
+    if (this.closed || this.retry) return;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      this.register().catch((e: Error) => {
+        this.log.warn({ err: e.message }, 'fleet registration failed; retrying');
+        this.again();
+      });
+    }, 1000);
+  }
+
+  async nodes(): Promise<NodeRow[]> {
+    return (await readFleet(this.etcd)).map((n) => ({
+      name: n.member.name,
+      state: !n.alive ? 'unreachable' : n.cordoned ? 'cordoned' : 'ready',
+      cordoned: n.cordoned,
+      endpoint: n.member.endpoint,
+      sessions: usedSlots(n),
+      capacity: n.member.capacity,
+      used_memory_mb: usedMemory(n),
+    }));
+  }
+
+  /** Cordon (no new sessions) or uncordon a member; false if no such node. */
+  async cordon(node: string, on: boolean): Promise<boolean> {
+    const m = await this.etcd.get(key.member(node)).string();
+    if (m === null) return false;
+    if (on) await this.etcd.put(key.cordon(node)).value(new Date().toISOString());
+    else await this.etcd.delete().key(key.cordon(node));
+    return true;
+  }
+
+  /**
+   * Stop renewing. `revoke`: drop the alive key now (a clean stop); else it
+   * lapses after the TTL as if the node had died (the lease is released).
+   */
+  async close(revoke: boolean): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retry);
+    const l = this.lease;
+    this.lease = undefined;
+    if (!l) return;
+    if (revoke) await l.revoke().catch(() => undefined);
+    else l.release();
+  }
+}

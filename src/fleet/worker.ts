@@ -1,0 +1,128 @@
+// The owning side of placement: this node watches the sessions placed on it
+// (/enclave/desired/NODE/), creates each here by its id (idempotent: an id
+// it already has is not made twice, whether the watch fires again or the
+// daemon restarted in between), and reports the outcome under
+// /enclave/status/ID for the node that took the create. Once a second it
+// also settles its allocation key with what it really holds, so a session
+// that ended frees its slot for placement (and for pending sessions).
+import type { Etcd3, Watcher } from 'etcd3';
+import type { Logger } from 'pino';
+import type { CreateSessionRequest, Session } from '../api/schemas.js';
+import { ApiError } from '../vocab/errors.js';
+import { ACTIVE_STATES, ENDED_STATES, type SessionState } from '../vocab/states.js';
+import { getPrefix, getWithRev } from './etcd.js';
+import { allocSchema, desiredSchema, key, parseValue, type Alloc, type Desired, type Status } from './keys.js';
+
+/** What the fleet needs of this node's own sessions (the daemon provides it over its session manager). */
+export interface LocalNode {
+  /** A session's state here, or undefined if this node never had it. */
+  stateOf(id: string): SessionState | undefined;
+  /** Sessions with processes here, and the memory each was given (MiB). */
+  active(): Map<string, number>;
+  /** Make the session with this id, as its owner; resolves once it runs. */
+  create(id: string, req: CreateSessionRequest, owner: { uid: number; gids: number[] }): Promise<Session>;
+  view(id: string): Session | undefined;
+}
+
+export class Worker {
+  private watcher: Watcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly making = new Set<string>();
+  private closed = false;
+
+  constructor(
+    private readonly etcd: Etcd3,
+    private readonly node: string,
+    private readonly local: LocalNode,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const w = await this.etcd.watch().prefix(key.desiredOf(this.node)).create();
+    w.on('put', (kv) => this.take(kv.key.toString(), kv.value.toString()));
+    w.on('error', (e: Error) => this.log.warn({ err: e.message }, 'fleet watch error (it reconnects)'));
+    this.watcher = w;
+    await this.tick();
+  }
+
+  private take(k: string, v: string): void {
+    let d: Desired;
+    try {
+      d = parseValue(desiredSchema, k, v);
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'ignoring a placement that does not parse');
+      return;
+    }
+    if (this.making.has(d.id) || this.closed) return;
+    if (this.local.stateOf(d.id) !== undefined) return; // made already (the watch again, or a resync)
+    this.making.add(d.id);
+    void this.make(d).finally(() => this.making.delete(d.id));
+  }
+
+  private async make(d: Desired): Promise<void> {
+    const log = this.log.child({ session: d.id });
+    log.info({ entry: d.entry, owner: d.owner_uid }, 'creating a session placed here');
+    let status: Status;
+    try {
+      const s = await this.local.create(d.id, d.request, { uid: d.owner_uid, gids: d.owner_gids });
+      status = { id: d.id, node: this.node, state: 'running', session: { ...s, node: this.node } };
+    } catch (e) {
+      const err = e instanceof ApiError ? { code: e.code, message: e.message } : { code: 'internal', message: (e as Error).message };
+      log.warn({ err: err.message }, 'a session placed here could not be created');
+      status = { id: d.id, node: this.node, state: 'failed', error: err };
+      // Nothing of it is left here to count: its slot goes back at once.
+      if (this.local.stateOf(d.id) === undefined) await this.etcd.delete().key(key.desired(this.node, d.id)).catch(() => undefined);
+    }
+    await this.etcd.put(key.status(d.id)).value(JSON.stringify(status)).catch((e: Error) => log.error({ err: e.message }, 'cannot report the session to the fleet'));
+  }
+
+  /** Once a second: placements the watch missed, and the allocation settled. */
+  private async tick(): Promise<void> {
+    try {
+      await this.settle();
+    } catch (e) {
+      this.log.debug({ err: (e as Error).message }, 'fleet: allocation not settled this time');
+    }
+    if (!this.closed) this.timer = setTimeout(() => void this.tick(), 1000);
+  }
+
+  /**
+   * The allocation as it is: the sessions with processes here, and those
+   * placed here and not made yet. Read alloc first, then the placements:
+   * a placement that lands between the two reads changed the alloc's
+   * revision, so the compare-and-swap below fails and the next tick redoes it.
+   */
+  async settle(): Promise<void> {
+    const alloc = await getWithRev(this.etcd, key.alloc(this.node));
+    const desired = await getPrefix(this.etcd, key.desiredOf(this.node));
+    const want: Alloc = { sessions: {} };
+    for (const [id, mem] of this.local.active()) want.sessions[id] = { memory_mb: mem };
+    for (const [k, v] of desired) {
+      const d = parseValue(desiredSchema, k, v);
+      const state = this.local.stateOf(d.id);
+      if (state === undefined) {
+        want.sessions[d.id] = { memory_mb: d.memory_mb };
+        this.take(k, v);
+      } else if (ENDED_STATES.includes(state)) {
+        // Ended here: its placement and its report go; its history stays in this node's database.
+        await this.etcd.delete().key(k);
+        await this.etcd.delete().key(key.status(d.id));
+      } else if (ACTIVE_STATES.includes(state)) want.sessions[d.id] = { memory_mb: d.memory_mb };
+    }
+    const have = alloc.value === null ? null : parseValue(allocSchema, key.alloc(this.node), alloc.value);
+    if (have && sameAlloc(have, want)) return;
+    await this.etcd.if(key.alloc(this.node), 'Mod', '==', alloc.rev).then(this.etcd.put(key.alloc(this.node)).value(JSON.stringify(want))).commit();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    await this.watcher?.cancel().catch(() => undefined);
+  }
+}
+
+function sameAlloc(a: Alloc, b: Alloc): boolean {
+  const ka = Object.keys(a.sessions).sort();
+  const kb = Object.keys(b.sessions).sort();
+  return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a.sessions[k]!.memory_mb === b.sessions[k]!.memory_mb);
+}

@@ -1,0 +1,114 @@
+// Placement of fleet sessions (src/fleet/placement.ts): which nodes fit, the
+// best of K by free capacity, and, against a real etcd (Debian's etcd-server,
+// one member started by this test), that the allocation's compare-and-swap
+// never lets two placements at once book the same last slot.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { book, choose, place, readFleet, unfit, type NodeView } from '../../src/fleet/placement.js';
+import { key, type Desired } from '../../src/fleet/keys.js';
+import { etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+
+const node = (name: string, o: { slots?: number; used?: number; memory?: number; usedMemory?: number; alive?: boolean; cordoned?: boolean } = {}): NodeView => ({
+  member: { name, endpoint: `/run/${name}.sock`, capacity: { slots: o.slots ?? 4, memory_mb: o.memory ?? 4096, disk_mb: 1000 }, registered_at: '2026-01-01T00:00:00Z' },
+  alive: o.alive ?? true,
+  cordoned: o.cordoned ?? false,
+  alloc: { sessions: Object.fromEntries(Array.from({ length: o.used ?? 0 }, (_, i) => [`s-${name.padEnd(5, '0').slice(0, 5)}${String(i).padStart(5, '0')}`, { memory_mb: Math.floor((o.usedMemory ?? 0) / Math.max(1, o.used ?? 1)) }])) },
+  allocRev: '0',
+});
+
+describe('which nodes fit', () => {
+  it('says why a node does not: unreachable, cordoned, full, short of memory', () => {
+    expect(unfit(node('a', { alive: false }), 256)).toBe('a unreachable');
+    expect(unfit(node('a', { cordoned: true }), 256)).toBe('a cordoned');
+    expect(unfit(node('a', { slots: 2, used: 2 }), 256)).toBe('a full (2/2 sessions)');
+    expect(unfit(node('a', { memory: 1024, used: 1, usedMemory: 900 }), 256)).toBe('a has 124 MiB of memory free, 256 asked');
+    expect(unfit(node('a', { slots: 2, used: 1 }), 256)).toBeNull();
+  });
+
+  it('takes the emptiest of the K it compares, skipping those that do not fit', () => {
+    const fleet = [node('a', { used: 3 }), node('b', { used: 1 }), node('c', { used: 0, cordoned: true }), node('d', { used: 2 })];
+    const r = choose(fleet, 256, 8);
+    expect('node' in r && r.node.member.name).toBe('b');
+  });
+
+  it('compares only K random candidates (the power of K choices)', () => {
+    const fleet = [node('a', { used: 3 }), node('b', { used: 0 }), node('c', { used: 2 })];
+    // random() = 0.999 keeps the order through the shuffle: the first K are a, b, c.
+    const first = choose(fleet, 256, 1, () => 0.999);
+    expect('node' in first && first.node.member.name).toBe('a');
+    const two = choose(fleet, 256, 2, () => 0.999);
+    expect('node' in two && two.node.member.name).toBe('b');
+  });
+
+  it('gives every reason when nothing fits', () => {
+    const r = choose([node('b', { slots: 1, used: 1 }), node('a', { alive: false })], 256, 3);
+    expect(r).toEqual({ reason: 'no node fits: a unreachable; b full (1/1 sessions)' });
+    expect(choose([], 256, 3)).toEqual({ reason: 'no node is registered in the fleet' });
+  });
+});
+
+describe('placement against etcd', () => {
+  let dir: string;
+  let cluster: EtcdCluster;
+  let etcd: Etcd3;
+  const desired = (id: string): Omit<Desired, 'placed_at'> => ({ id, owner_uid: 0, owner_gids: [], request: {}, memory_mb: 256, entry: 'a' });
+  const member = async (name: string, slots: number) => {
+    await etcd.put(key.member(name)).value(JSON.stringify(node(name, { slots }).member));
+    await etcd.put(key.alive(name)).value('{}');
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'enclave-etcd-unit-'));
+    cluster = await startEtcdCluster(dir, { size: 1, salt: 7 });
+    etcd = new Etcd3({ hosts: cluster.endpoints });
+  }, 60_000);
+
+  afterAll(async () => {
+    etcd?.close();
+    await cluster?.stop();
+    expect(etcdUnder(dir)).toEqual([]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('books a node: its allocation and the desired state it watches, in one transaction', async () => {
+    await etcd.delete().prefix('/enclave/');
+    await member('a', 1);
+    await member('b', 1);
+    expect(await place(etcd, desired('s-0000000001'), 3)).toEqual({ node: 'a' });
+    expect(await place(etcd, desired('s-0000000002'), 3)).toEqual({ node: 'b' });
+    expect(await place(etcd, desired('s-0000000003'), 3)).toEqual({ reason: 'no node fits: a full (1/1 sessions); b full (1/1 sessions)' });
+    expect(JSON.parse((await etcd.get(key.desired('a', 's-0000000001')).string())!)).toMatchObject({ id: 's-0000000001', memory_mb: 256 });
+    expect(Object.keys(JSON.parse((await etcd.get(key.alloc('b')).string())!).sessions)).toEqual(['s-0000000002']);
+  });
+
+  it('refuses a booking made on a stale read: the last slot is booked once', async () => {
+    await etcd.delete().prefix('/enclave/');
+    await member('a', 1);
+    const [seen] = await readFleet(etcd);
+    const [one, two] = await Promise.all([book(etcd, seen!, { ...desired('s-00000000a1'), placed_at: 'now' }), book(etcd, seen!, { ...desired('s-00000000a2'), placed_at: 'now' })]);
+    expect([one, two].filter(Boolean)).toHaveLength(1);
+    expect(Object.keys(JSON.parse((await etcd.get(key.alloc('a')).string())!).sessions)).toHaveLength(1);
+    expect((await etcd.getAll().prefix(key.desiredOf('a')).keys()).length).toBe(1);
+  });
+
+  it('never overbooks when many place at once: 12 creates race for 5 slots', async () => {
+    await etcd.delete().prefix('/enclave/');
+    await member('a', 2);
+    await member('b', 3);
+    const ids = Array.from({ length: 12 }, (_, i) => `s-${String(i).padStart(10, 'c')}`);
+    // Each its own client, as separate nodes would be.
+    const clients = ids.map(() => new Etcd3({ hosts: cluster.endpoints }));
+    try {
+      const results = await Promise.all(ids.map((id, i) => place(clients[i]!, desired(id), 2)));
+      expect(results.filter((r) => 'node' in r)).toHaveLength(5);
+      const fleet = await readFleet(etcd);
+      expect(fleet.map((n) => Object.keys(n.alloc.sessions).length)).toEqual([2, 3]);
+      expect(await etcd.getAll().prefix('/enclave/desired/').keys()).toHaveLength(5);
+    } finally {
+      for (const c of clients) c.close();
+    }
+  });
+});
