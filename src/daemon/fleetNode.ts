@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { capacityFor, hostSize } from '../isolation/capacity.js';
 import { BudgetRefusal, type Budgets } from '../access/budgets.js';
-import { Fleet, type LocalNode } from '../fleet/fleet.js';
+import type { Fleet, LocalNode } from '../fleet/fleet.js';
 import type { NodeCapacity } from '../fleet/keys.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { Consoles } from './attach.js';
@@ -57,9 +57,13 @@ export function localNode(sessions: SessionManager, consoles: Consoles, budgets:
   };
 }
 
-/** The fleet this daemon joins ([cluster]), or undefined on a single daemon. */
-export function fleetFor(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets, log: Logger): Fleet | undefined {
+/**
+ * The fleet this daemon joins ([cluster]), or undefined on a single daemon,
+ * which never loads the etcd client (gRPC) at all.
+ */
+export async function fleetFor(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets, log: Logger): Promise<Fleet | undefined> {
   const c = config.cluster;
   if (!c) return undefined;
+  const { Fleet } = await import('../fleet/fleet.js');
   return new Fleet(c, c.endpoint ?? config.socket, () => nodeCapacity(config), localNode(sessions, consoles, budgets), log.child({ fleet: c.node }));
 }

@@ -158,7 +158,7 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
   };
   // Session state changes and audit events, pushed to GET /v1/events/stream.
   const feed = new EventFeed({ sessions, access, audit, consoles, log });
-  const fleet = fleetFor(config, sessions, consoles, budgets, log);
+  const fleet = await fleetFor(config, sessions, consoles, budgets, log);
   const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects, feed, reload, ...(fleet ? { fleet } : {}) };
   const { server, closeClients } = createApiServer(parts);
   const sockDir = dirname(config.socket);

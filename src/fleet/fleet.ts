@@ -141,8 +141,9 @@ export class Fleet {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
-    await this.worker.close();
-    await this.registry.close(true);
+    // Bounded: with etcd gone the revoke would retry for long; the lease then lapses by itself.
+    const leave = Promise.all([this.worker.close(), this.registry.close(true)]);
+    await Promise.race([leave, new Promise((r) => setTimeout(r, 2000).unref())]);
     this.etcd.close();
   }
 }

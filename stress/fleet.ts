@@ -1,0 +1,198 @@
+// `npm run fleet -- up [--nodes N]` / `npm run fleet -- down`: a fleet on
+// this machine, for trying fleet mode (README "Fleet"). up starts a
+// three-member etcd cluster on loopback and N daemons (default 3), each with
+// its own state dir, socket, bridge and subnet, nftables table, cgroup
+// parent and ID range, all under /var/tmp/enclave-fleet/RUN, and prints one
+// line per node: NAME SOCKET. down destroys their sessions, stops them,
+// removes their host objects and the etcd cluster, and sweeps what any
+// earlier run left (everything named with the fleet's prefixes). The nodes
+// share this host's network namespace (one per node is a later slice).
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { call } from '../src/cli/client.js';
+import { detectCgroupLayout, killCgroup, removeCgroup, versionOf } from '../src/isolation/cgroups.js';
+import { repoRoot } from '../src/native/addon.js';
+import { etcdUnder, startEtcdCluster } from './etcdCluster.js';
+
+const ROOT = '/var/tmp/enclave-fleet';
+const CLI = join(repoRoot, 'dist', 'bundle', 'main.js');
+const CGROUP_ROOT = '/sys/fs/cgroup';
+/** Every name this tool gives a host object starts with one of these: down sweeps them all. */
+const BRIDGE_PREFIX = 'efl';
+const TABLE_PREFIX = 'enclave_fl_';
+const CGROUP_PREFIX = 'enclave-fleet-';
+/** Past every test daemon's range (they end below 4.17e9) and a production daemon's. */
+const ID_BASE = 4_200_000_000;
+const ID_SLOTS = 16;
+
+const runSchema = z.object({ endpoints: z.array(z.string()), nodes: z.array(z.object({ name: z.string(), socket: z.string(), config: z.string(), pidFile: z.string() })) });
+type Run = z.infer<typeof runSchema>;
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function nodeConfig(o: { dir: string; name: string; index: number; tag: string; endpoints: string[] }): string {
+  const socket = join(o.dir, 'enclave.sock');
+  return [
+    `state_dir = "${join(o.dir, 'state')}"`,
+    `socket = "${socket}"`,
+    'log_format = "json"',
+    '[ids]',
+    `base = ${ID_BASE + o.index * ID_SLOTS * 65536}`,
+    `slots = ${ID_SLOTS}`,
+    '[cgroups]',
+    `parent = "${CGROUP_PREFIX}${o.tag}-${o.name}"`,
+    '[network]',
+    `bridge = "${BRIDGE_PREFIX}${o.tag}${o.index}"`,
+    `subnet = "172.29.${10 + o.index}.0/24"`,
+    `table = "${TABLE_PREFIX}${o.tag}${o.index}"`,
+    '[sessions]',
+    `max_sessions = ${ID_SLOTS}`,
+    '[cluster]',
+    `endpoints = ${JSON.stringify(o.endpoints)}`,
+    `node = "${o.name}"`,
+    `endpoint = "${socket}"`,
+    'lease_ttl_s = 3',
+    '',
+  ].join('\n');
+}
+
+async function health(socket: string): Promise<boolean> {
+  try {
+    return (await call(socket, 'GET', '/v1/health')).status === 200;
+  } catch {
+    return false;
+  }
+}
+
+async function up(count: number): Promise<void> {
+  if (!Number.isInteger(count) || count < 1 || count > 8) throw new Error('--nodes: 1 to 8');
+  await down(false);
+  const tag = randomBytes(2).toString('hex');
+  const run = join(ROOT, `run-${tag}`);
+  mkdirSync(run, { recursive: true, mode: 0o755 });
+  const etcd = await startEtcdCluster(join(run, 'etcd'), { detach: true });
+  const state: Run = { endpoints: etcd.endpoints, nodes: [] };
+  for (let i = 0; i < count; i++) {
+    const name = `node-${String.fromCharCode(97 + i)}`;
+    const dir = join(run, name);
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const config = join(dir, 'config.toml');
+    writeFileSync(config, nodeConfig({ dir, name, index: i, tag, endpoints: etcd.endpoints }));
+    const log = openSync(join(dir, 'daemon.log'), 'a');
+    const p = spawn(process.execPath, [CLI, 'daemon', '--config', config], { stdio: ['ignore', log, log], detached: true });
+    closeSync(log);
+    p.unref();
+    const pidFile = join(dir, 'daemon.pid');
+    writeFileSync(pidFile, String(p.pid));
+    state.nodes.push({ name, socket: join(dir, 'enclave.sock'), config, pidFile });
+    writeFileSync(join(run, 'fleet.json'), JSON.stringify(state));
+  }
+  for (const n of state.nodes) {
+    const deadline = Date.now() + 30_000;
+    while (!(await health(n.socket))) {
+      if (Date.now() > deadline || !alive(Number(readFileSync(n.pidFile, 'utf8')))) {
+        throw new Error(`${n.name} did not come up: ${readFileSync(join(n.config, '..', 'daemon.log'), 'utf8').slice(-1500)}`);
+      }
+      await sleep(100);
+    }
+  }
+  for (const n of state.nodes) process.stdout.write(`${n.name} ${n.socket}\n`);
+}
+
+/** Kill every process of a cgroup tree and remove it, deepest first. */
+async function removeTree(dir: string): Promise<void> {
+  if (!existsSync(dir)) return;
+  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) await removeTree(join(dir, e.name));
+  const version = versionOf(detectCgroupLayout(CGROUP_ROOT), dir);
+  for (let i = 0; i < 300; i++) {
+    killCgroup(dir, version);
+    if (removeCgroup(dir)) return;
+    await sleep(10);
+  }
+  process.stderr.write(`fleet: cannot remove cgroup ${dir}\n`);
+}
+
+const mountsUnder = (dir: string) =>
+  readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m.startsWith(`${dir}/`));
+
+/** Stop one node: its live sessions destroyed through its API, then SIGTERM (SIGKILL if it lingers). */
+async function stopNode(n: Run['nodes'][number]): Promise<void> {
+  const pid = existsSync(n.pidFile) ? Number(readFileSync(n.pidFile, 'utf8')) : 0;
+  if (!(pid > 0 && alive(pid))) return;
+  if (await health(n.socket)) {
+    const r = await call(n.socket, 'GET', '/v1/sessions');
+    const live = ((r.body as { sessions?: { id: string; state: string }[] }).sessions ?? []).filter((s) => !['destroyed', 'failed', 'pending'].includes(s.state));
+    await Promise.all(live.map((s) => call(n.socket, 'DELETE', `/v1/sessions/${s.id}?force=1`).catch(() => undefined)));
+  }
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 150 && alive(pid); i++) await sleep(100);
+  if (alive(pid)) process.kill(pid, 'SIGKILL');
+}
+
+async function down(say = true): Promise<void> {
+  const runs = existsSync(ROOT) ? readdirSync(ROOT).filter((e) => e.startsWith('run-')) : [];
+  for (const r of runs) {
+    const dir = join(ROOT, r);
+    let state: Run | undefined;
+    try {
+      state = runSchema.parse(JSON.parse(readFileSync(join(dir, 'fleet.json'), 'utf8')));
+    } catch {
+      state = undefined; // a run that died before it wrote its record: the sweep below still finds its objects
+    }
+    for (const n of state?.nodes ?? []) await stopNode(n);
+    // Sessions a killed daemon left, and the daemons' own leftovers: by name.
+    for (const h of existsSync(CGROUP_ROOT) ? readdirSync(CGROUP_ROOT) : []) {
+      const hier = join(CGROUP_ROOT, h);
+      for (const e of existsSync(hier) ? readdirSync(hier).filter((x) => x.startsWith(CGROUP_PREFIX)) : []) await removeTree(join(hier, e));
+    }
+    for (const n of state?.nodes ?? []) spawnSync(process.execPath, [CLI, 'daemon', '--cleanup', '--config', n.config], { stdio: 'ignore' });
+    // lxcfs of each node outlives its daemon by design, and --cleanup stops it; whatever is left goes here.
+    for (const m of mountsUnder(dir).reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
+    for (const pid of etcdUnder(join(dir, 'etcd'))) process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 100 && etcdUnder(join(dir, 'etcd')).length; i++) await sleep(50);
+    rmSync(dir, { recursive: true, force: true });
+    if (say) process.stdout.write(`removed ${dir}\n`);
+  }
+  for (const link of existsSync('/sys/class/net') ? readdirSync('/sys/class/net') : []) if (new RegExp(`^${BRIDGE_PREFIX}[0-9a-f]{4}\\d$`).test(link)) spawnSync('ip', ['link', 'del', link], { stdio: 'ignore' });
+  const tables = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' }).stdout ?? '';
+  for (const m of tables.matchAll(new RegExp(`^table inet (${TABLE_PREFIX}[0-9a-f]{4}\\d)$`, 'gm'))) spawnSync('nft', ['delete', 'table', 'inet', m[1]!], { stdio: 'ignore' });
+  try {
+    rmSync(ROOT, { recursive: false });
+  } catch {
+    /* not empty or gone */
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('run as root: the nodes are daemons, which create namespaces, cgroups and ID mappings');
+  const [verb, ...rest] = argv;
+  if (verb === 'up') {
+    const i = rest.indexOf('--nodes');
+    const n = i >= 0 ? Number(rest[i + 1]) : 3;
+    if (rest.some((a, j) => a !== '--nodes' && j !== i + 1)) throw new Error(`usage: npm run fleet -- up [--nodes N]`);
+    await up(n);
+  } else if (verb === 'down' && rest.length === 0) await down();
+  else throw new Error('usage: npm run fleet -- up [--nodes N] | down');
+}
+
+main(process.argv.slice(2)).then(
+  () => process.exit(0),
+  (e: Error) => {
+    process.stderr.write(`fleet: ${e.message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,170 @@
+// Fleet mode, slice A (README "Fleet"): a real three-member etcd cluster
+// (Debian's etcd-server) on loopback and three daemons as three nodes, each
+// with its own state dir, socket, bridge, cgroup parent and ID range. Every
+// create goes through node A: placed on a node with room (a full node is
+// skipped), pending with its reason when none has room and placed once a
+// session ends, never on a cordoned node; a node whose daemon is SIGKILLed
+// is unreachable once its lease lapses and ready again after its restart,
+// its sessions running throughout.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { isRoot, RUNS_DIR, TestDaemon } from './harness.js';
+import { sessionSchema, type Session } from '../../src/api/schemas.js';
+import { etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+
+const TTL_S = 2;
+/** Small sessions without a network: placement is what is tested here. */
+const SMALL = { memory_mb: 128, network: 'none' };
+
+interface NodeInfo {
+  name: string;
+  state: string;
+  sessions: number;
+  capacity: { slots: number };
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
+  let dir: string;
+  let etcd: EtcdCluster;
+  const nodes: Record<'a' | 'b' | 'c', TestDaemon> = {} as never;
+  const names = { a: '', b: '', c: '' };
+
+  const nodeList = async (through: TestDaemon = nodes.a): Promise<Map<string, NodeInfo>> => {
+    const r = await through.api('GET', '/v1/nodes');
+    expect(r.status).toBe(200);
+    return new Map((r.body as { nodes: NodeInfo[] }).nodes.map((n) => [n.name, n]));
+  };
+  const local = async (d: TestDaemon) => ((await d.api('GET', '/v1/sessions')).body as { sessions: Session[] }).sessions;
+  const runningOn = async (d: TestDaemon) => (await local(d)).filter((s) => s.state === 'running').map((s) => s.id);
+  const create = async (body: Record<string, unknown> = {}) => {
+    const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, ...body });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    return sessionSchema.parse(r.body);
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(existsSync(RUNS_DIR) ? RUNS_DIR : '/var/tmp', 'fleet-etcd-'));
+    etcd = await startEtcdCluster(dir, { salt: 3 });
+    const cluster = (node: string) => `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${node}"\nlease_ttl_s = ${TTL_S}\n`;
+    // Room for 3, 2 and 1 sessions.
+    for (const [k, slots] of [['a', 3], ['b', 2], ['c', 1]] as const) {
+      const d = new TestDaemon({ extraConfig: `max_sessions = ${slots}\n` });
+      names[k] = `n${k}-${d.tag}`;
+      d.reconfigure({ extraConfig: `max_sessions = ${slots}\n${cluster(names[k])}` });
+      nodes[k] = d;
+      await d.start();
+    }
+    await until('three ready nodes', async () => {
+      const l = await nodeList();
+      return [names.a, names.b, names.c].every((n) => l.get(n)?.state === 'ready') ? true : undefined;
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const d of Object.values(nodes)) await d?.cleanup();
+    await etcd?.stop();
+    const left = dir ? etcdUnder(dir) : [];
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    expect(left).toEqual([]);
+    for (const d of Object.values(nodes)) {
+      expect(existsSync(`/sys/class/net/${d.bridge}`)).toBe(false);
+      expect(d.cgroupDirs()).toEqual([]);
+      expect(existsSync(d.dir)).toBe(false);
+    }
+  }, 120_000);
+
+  it('lists the nodes with their state, sessions and capacity', async () => {
+    const l = await nodeList(nodes.b);
+    expect(l.get(names.a)).toMatchObject({ state: 'ready', sessions: 0, capacity: { slots: 3 } });
+    expect(l.get(names.c)).toMatchObject({ state: 'ready', capacity: { slots: 1 } });
+    const cli = await nodes.c.cli(['node', 'list']);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(new RegExp(`^${names.c} \\*\\s+ready\\s+0/1`, 'm'));
+    const json = await nodes.a.cli(['node', 'ls', '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ node: names.a, nodes: expect.arrayContaining([expect.objectContaining({ name: names.b, state: 'ready' })]) });
+  });
+
+  it('spreads creates through node A over the nodes, skipping a full one, until all are full', async () => {
+    const made: Session[] = [];
+    for (let i = 0; i < 6; i++) made.push(await create({ name: `w${i}` }));
+    expect(made.every((s) => s.state === 'running')).toBe(true);
+    const on = (n: string) => made.filter((s) => s.node === n).length;
+    // Each node holds exactly what it has room for: C (one slot) took one and was skipped after.
+    expect([on(names.a), on(names.b), on(names.c)]).toEqual([3, 2, 1]);
+    expect((await runningOn(nodes.b)).sort()).toEqual(made.filter((s) => s.node === names.b).map((s) => s.id).sort());
+    expect(await runningOn(nodes.c)).toEqual(made.filter((s) => s.node === names.c).map((s) => s.id));
+    const l = await nodeList();
+    expect([l.get(names.a)!.sessions, l.get(names.b)!.sessions, l.get(names.c)!.sessions]).toEqual([3, 2, 1]);
+  });
+
+  it('leaves a create pending with its reason when no node has room, and places it once a session ends', async () => {
+    const refused = await nodes.a.api('POST', '/v1/sessions?no_wait=1', SMALL);
+    expect(refused.status).toBe(503);
+    expect(JSON.stringify(refused.body)).toMatch(/no node fits: .*full/);
+    const cli = await nodes.a.cli(['session', 'create', '--memory', '128', '--network', 'none', '--no-wait']);
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toMatch(/no node fits/);
+
+    const p = await create({ name: 'later' });
+    expect(p.state).toBe('pending');
+    expect(p.last_error).toMatch(new RegExp(`no node fits: .*${names.c} full \\(1/1 sessions\\)`));
+    const shown = await nodes.a.show('later');
+    expect(shown).toMatchObject({ id: p.id, state: 'pending' });
+    expect((await local(nodes.a)).find((s) => s.id === p.id)?.state).toBe('pending');
+    const text = await nodes.a.cli(['session', 'list']);
+    expect(text.stdout).toMatch(new RegExp(`${p.id}.*pending`));
+
+    // A session on B ends: B has room, and A places the pending one there.
+    const [victim] = await runningOn(nodes.b);
+    await nodes.b.destroy(victim!);
+    await until('the pending session running on B', async () => ((await runningOn(nodes.b)).includes(p.id) ? true : undefined));
+    expect((await nodes.a.api('GET', `/v1/sessions/${p.id}`)).status).toBe(404);
+    expect((await nodes.b.show(p.id)).name).toBe('later');
+  });
+
+  it('places nothing new on a cordoned node', async () => {
+    const [onB] = await runningOn(nodes.b);
+    const [onA] = await runningOn(nodes.a);
+    const c = await nodes.a.cli(['node', 'cordon', names.b]);
+    expect(c.code, c.stderr).toBe(0);
+    expect((await nodeList()).get(names.b)?.state).toBe('cordoned');
+    await nodes.b.destroy(onB!);
+    await nodes.a.destroy(onA!);
+    // B now has the most room (1 of 2 free, A 1 of 3), but it is cordoned.
+    await until('both freed slots counted', async () => {
+      const l = await nodeList();
+      return l.get(names.a)!.sessions === 2 && l.get(names.b)!.sessions === 1 ? true : undefined;
+    });
+    const s = await create();
+    expect(s.node).toBe(names.a);
+    const u = await nodes.a.cli(['node', 'uncordon', names.b]);
+    expect(u.code, u.stderr).toBe(0);
+    expect((await nodeList()).get(names.b)?.state).toBe('ready');
+    expect((await create()).node).toBe(names.b);
+    expect((await nodes.a.api('POST', '/v1/nodes/cordon', { name: 'no-such-node' })).status).toBe(404);
+  });
+
+  it('shows a node whose daemon was SIGKILLed unreachable once its lease lapses, and ready after its restart, its sessions running throughout', async () => {
+    const before = await runningOn(nodes.c);
+    expect(before).toHaveLength(1);
+    const init = (await nodes.c.show(before[0]!)).init_pid!;
+    await nodes.c.stop('SIGKILL');
+    await until('C unreachable', async () => ((await nodeList()).get(names.c)?.state === 'unreachable' ? true : undefined));
+    expect(existsSync(`/proc/${init}`)).toBe(true);
+    await nodes.c.start();
+    await until('C ready again', async () => ((await nodeList()).get(names.c)?.state === 'ready' ? true : undefined));
+    expect(await runningOn(nodes.c)).toEqual(before);
+    expect((await nodeList()).get(names.c)?.sessions).toBe(1);
+  });
+});
