@@ -8,7 +8,7 @@
 // earlier run left (everything named with the fleet's prefixes). The nodes
 // share this host's network namespace (one per node is a later slice).
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -171,7 +171,7 @@ async function down(say = true): Promise<void> {
   const tables = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' }).stdout ?? '';
   for (const m of tables.matchAll(new RegExp(`^table inet (${TABLE_PREFIX}[0-9a-f]{4}\\d)$`, 'gm'))) spawnSync('nft', ['delete', 'table', 'inet', m[1]!], { stdio: 'ignore' });
   try {
-    rmSync(ROOT, { recursive: false });
+    rmdirSync(ROOT);
   } catch {
     /* not empty or gone */
   }

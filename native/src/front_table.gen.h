@@ -72,6 +72,7 @@ static const struct ft_flag ft_cmd_flags_2[] = {
   {"no-settings", 0, 0, 0, NULL},
   {"idle-timeout", 0, 1, 0, NULL},
   {"ssh-key", 0, 1, 0, NULL},
+  {"no-wait", 0, 0, 0, NULL},
   {"json", 0, 0, 0, NULL},
 };
 static const char *const ft_cmd_alias_3[] = {"ls", NULL};
@@ -175,7 +176,17 @@ static const char *const ft_cmd_alias_26[] = {"rm", NULL};
 static const struct ft_flag ft_cmd_flags_26[] = {
   {"json", 0, 0, 0, NULL},
 };
+static const char *const ft_cmd_alias_27[] = {"ls", NULL};
 static const struct ft_flag ft_cmd_flags_27[] = {
+  {"json", 0, 0, 0, NULL},
+};
+static const struct ft_flag ft_cmd_flags_28[] = {
+  {NULL, 0, 0, 0, NULL},
+};
+static const struct ft_flag ft_cmd_flags_29[] = {
+  {NULL, 0, 0, 0, NULL},
+};
+static const struct ft_flag ft_cmd_flags_30[] = {
   {"session", 0, 1, 0, NULL},
   {"since", 0, 1, 0, NULL},
   {"limit", 0, 1, 0, NULL},
@@ -184,29 +195,29 @@ static const struct ft_flag ft_cmd_flags_27[] = {
   {"reads", 0, 0, 0, NULL},
   {"json", 0, 0, 0, NULL},
 };
-static const struct ft_flag ft_cmd_flags_28[] = {
+static const struct ft_flag ft_cmd_flags_31[] = {
   {"config", 0, 1, 0, NULL},
   {"state-dir", 0, 1, 0, NULL},
   {"repair", 0, 0, 0, NULL},
   {"json", 0, 0, 0, NULL},
 };
-static const struct ft_flag ft_cmd_flags_29[] = {
-  {NULL, 0, 0, 0, NULL},
-};
-static const struct ft_flag ft_cmd_flags_30[] = {
-  {NULL, 0, 0, 0, NULL},
-};
-static const struct ft_flag ft_cmd_flags_31[] = {
-  {NULL, 0, 0, 0, NULL},
-};
 static const struct ft_flag ft_cmd_flags_32[] = {
+  {NULL, 0, 0, 0, NULL},
+};
+static const struct ft_flag ft_cmd_flags_33[] = {
+  {NULL, 0, 0, 0, NULL},
+};
+static const struct ft_flag ft_cmd_flags_34[] = {
+  {NULL, 0, 0, 0, NULL},
+};
+static const struct ft_flag ft_cmd_flags_35[] = {
   {NULL, 0, 0, 0, NULL},
 };
 
 static const struct ft_command ft_commands[] = {
   {"daemon", {"daemon", NULL}, 1, NULL, ft_cmd_flags_0, 4, 0, 0, 0, 0, FT_COLD},
   {"daemon reload", {"daemon", "reload", NULL}, 2, NULL, ft_cmd_flags_1, 0, 0, 0, 0, 0, FT_COLD},
-  {"session create", {"session", "create", NULL}, 2, NULL, ft_cmd_flags_2, 21, 0, 0, 0, 0, FT_COLD},
+  {"session create", {"session", "create", NULL}, 2, NULL, ft_cmd_flags_2, 22, 0, 0, 0, 0, FT_COLD},
   {"session list", {"session", "list", NULL}, 2, ft_cmd_alias_3, ft_cmd_flags_3, 3, 0, 0, 0, 0, FT_SESSION_LIST},
   {"session show", {"session", "show", NULL}, 2, ft_cmd_alias_4, ft_cmd_flags_4, 1, 1, 1, 0, 0, FT_SESSION_SHOW},
   {"session exec", {"session", "exec", NULL}, 2, NULL, ft_cmd_flags_5, 7, 1, 1, 0, 1, FT_SESSION_EXEC},
@@ -231,14 +242,17 @@ static const struct ft_command ft_commands[] = {
   {"auth set", {"auth", "set", NULL}, 2, NULL, ft_cmd_flags_24, 2, 1, 1, 0, 0, FT_COLD},
   {"auth list", {"auth", "list", NULL}, 2, ft_cmd_alias_25, ft_cmd_flags_25, 2, 0, 0, 0, 0, FT_COLD},
   {"auth remove", {"auth", "remove", NULL}, 2, ft_cmd_alias_26, ft_cmd_flags_26, 1, 1, 1, 0, 0, FT_COLD},
-  {"events", {"events", NULL}, 1, NULL, ft_cmd_flags_27, 7, 0, 0, 0, 0, FT_COLD},
-  {"doctor", {"doctor", NULL}, 1, NULL, ft_cmd_flags_28, 4, 0, 0, 0, 0, FT_COLD},
-  {"help", {"help", NULL}, 1, NULL, ft_cmd_flags_29, 0, 1, 0, 1, 0, FT_COLD},
-  {"completion", {"completion", NULL}, 1, NULL, ft_cmd_flags_30, 0, 1, 1, 0, 0, FT_COLD},
-  {"version", {"version", NULL}, 1, NULL, ft_cmd_flags_31, 0, 0, 0, 0, 0, FT_COLD},
-  {"__complete", {"__complete", NULL}, 1, NULL, ft_cmd_flags_32, 0, 1, 1, 0, 0, FT_COLD},
+  {"node list", {"node", "list", NULL}, 2, ft_cmd_alias_27, ft_cmd_flags_27, 1, 0, 0, 0, 0, FT_COLD},
+  {"node cordon", {"node", "cordon", NULL}, 2, NULL, ft_cmd_flags_28, 0, 1, 1, 0, 0, FT_COLD},
+  {"node uncordon", {"node", "uncordon", NULL}, 2, NULL, ft_cmd_flags_29, 0, 1, 1, 0, 0, FT_COLD},
+  {"events", {"events", NULL}, 1, NULL, ft_cmd_flags_30, 7, 0, 0, 0, 0, FT_COLD},
+  {"doctor", {"doctor", NULL}, 1, NULL, ft_cmd_flags_31, 4, 0, 0, 0, 0, FT_COLD},
+  {"help", {"help", NULL}, 1, NULL, ft_cmd_flags_32, 0, 1, 0, 1, 0, FT_COLD},
+  {"completion", {"completion", NULL}, 1, NULL, ft_cmd_flags_33, 0, 1, 1, 0, 0, FT_COLD},
+  {"version", {"version", NULL}, 1, NULL, ft_cmd_flags_34, 0, 0, 0, 0, 0, FT_COLD},
+  {"__complete", {"__complete", NULL}, 1, NULL, ft_cmd_flags_35, 0, 1, 1, 0, 0, FT_COLD},
 };
-#define FT_NCOMMANDS 33
+#define FT_NCOMMANDS 36
 
 /* The socket without --socket or ENCLAVE_SOCKET (src/client/transport.ts). */
 #define FT_DEFAULT_SOCKET "/run/enclave/enclave.sock"

@@ -12,9 +12,6 @@ import type { Action } from '../vocab/actions.js';
 import {
   attachQuery,
   createSessionRequest,
-  createQuery,
-  cordonRequest,
-  nodeListSchema,
   cpQuery,
   createVolumeRequest,
   destroyQuery,
@@ -46,6 +43,7 @@ import {
 } from './schemas.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from './protocol.js';
 import { eventListSchema, eventsQuery, eventStreamQuery } from './eventSchemas.js';
+import { cordonRequest, createQuery, nodeListSchema } from './fleetSchemas.js';
 
 /**
  * Whose object a route acts on:

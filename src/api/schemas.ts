@@ -194,24 +194,6 @@ export type Session = z.infer<typeof sessionSchema>;
 
 export const sessionListSchema = z.object({ sessions: z.array(sessionSchema) });
 
-/** ?no_wait=1 on a create (fleet mode): refuse at once when no node fits, instead of leaving it pending. */
-export const createQuery = z.object({ no_wait: z.enum(['1', '0', 'true', 'false']).transform((v) => v === '1' || v === 'true').optional() }).strict();
-
-/** A node of the fleet (enclave node list): its state, what it holds and what it offers. */
-export const nodeSchema = z.object({
-  name: z.string(),
-  state: z.enum(['ready', 'cordoned', 'unreachable']),
-  cordoned: z.boolean(),
-  endpoint: z.string(),
-  sessions: z.number().int(),
-  used_memory_mb: z.number().int(),
-  capacity: z.object({ slots: z.number().int(), memory_mb: z.number().int(), disk_mb: z.number().int() }),
-});
-export type FleetNode = z.infer<typeof nodeSchema>;
-export const nodeListSchema = z.object({ node: z.string(), nodes: z.array(nodeSchema) });
-/** POST /v1/nodes/cordon and /uncordon. */
-export const cordonRequest = z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name of [a-z0-9-]') }).strict();
-
 
 export const errorBodySchema = z.object({
   error: z.object({ code: z.string(), message: z.string(), field: z.string().optional(), step: z.string().optional(), errno: z.number().int().optional() }),

@@ -1,6 +1,6 @@
 // `enclave node list|cordon|uncordon`: the fleet's nodes (fleet mode).
 import { ROUTES } from '../api/routes.js';
-import type { FleetNode } from '../api/schemas.js';
+import type { FleetNode } from '../api/fleetSchemas.js';
 import { json, table } from '../api/render.js';
 import { callRoute } from './client.js';
 

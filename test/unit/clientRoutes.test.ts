@@ -44,6 +44,9 @@ const CALLS: Record<string, (c: Enclave) => Promise<unknown>> = {
   'volumes.remove': (c) => c.volumes.remove('code'),
   'volumes.resize': (c) => c.volumes.resize('code', 128),
   'volumes.export': (c) => c.volumes.export('code', { compression: 'none' }),
+  'nodes.list': (c) => c.nodes.list(),
+  'nodes.cordon': (c) => c.nodes.cordon('node-b'),
+  'nodes.uncordon': (c) => c.nodes.uncordon('node-b'),
 };
 
 const NOT_FOUND = JSON.stringify({ error: { code: 'not_found', message: "no session 'web'" } });
