@@ -4,7 +4,7 @@
 // stop that kills and reaps every member. Fsync is off: these clusters are
 // thrown away, and on a loaded test machine fsync latency makes leaders flap.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface EtcdCluster {
@@ -124,4 +124,28 @@ export function etcdUnder(dir: string): number[] {
     }
   }
   return pids;
+}
+
+/**
+ * A directory for a test's cluster under `parent`, named for this process
+ * (PREFIX-PID-XXXXXX), after sweeping those of processes that are gone: a
+ * killed test run leaves no etcd serving and no directory.
+ */
+export function etcdRunDir(parent: string, prefix: string): string {
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  mkdirSync(parent, { recursive: true });
+  for (const e of readdirSync(parent)) {
+    const m = new RegExp(`^${prefix}-(\\d+)-`).exec(e);
+    if (!m || alive(Number(m[1]))) continue;
+    for (const pid of etcdUnder(join(parent, e))) process.kill(pid, 'SIGKILL');
+    rmSync(join(parent, e), { recursive: true, force: true });
+  }
+  return mkdtempSync(join(parent, `${prefix}-${process.pid}-`));
 }

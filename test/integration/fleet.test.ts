@@ -7,11 +7,10 @@
 // is unreachable once its lease lapses and ready again after its restart,
 // its sessions running throughout.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { isRoot, RUNS_DIR, TestDaemon } from './harness.js';
+import { existsSync, rmdirSync, rmSync } from 'node:fs';
+import { isRoot, TestDaemon } from './harness.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
-import { etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
 
 const TTL_S = 2;
 /** Small sessions without a network: placement is what is tested here. */
@@ -54,7 +53,7 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
   };
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(existsSync(RUNS_DIR) ? RUNS_DIR : '/var/tmp', 'fleet-etcd-'));
+    dir = etcdRunDir('/var/tmp/enclave-fleet-test', 'etcd');
     etcd = await startEtcdCluster(dir, { salt: 3 });
     const cluster = (node: string) => `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${node}"\nlease_ttl_s = ${TTL_S}\n`;
     // Room for 3, 2 and 1 sessions.
@@ -76,6 +75,11 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
     await etcd?.stop();
     const left = dir ? etcdUnder(dir) : [];
     if (dir) rmSync(dir, { recursive: true, force: true });
+    try {
+      rmdirSync('/var/tmp/enclave-fleet-test');
+    } catch {
+      /* another run's cluster is there */
+    }
     expect(left).toEqual([]);
     for (const d of Object.values(nodes)) {
       expect(existsSync(`/sys/class/net/${d.bridge}`)).toBe(false);

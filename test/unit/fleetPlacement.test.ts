@@ -3,13 +3,14 @@
 // one member started by this test), that the allocation's compare-and-swap
 // never lets two placements at once book the same last slot.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { book, choose, place, readFleet, unfit, type NodeView } from '../../src/fleet/placement.js';
 import { key, type Desired } from '../../src/fleet/keys.js';
-import { etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { pino } from 'pino';
+import { Registry } from '../../src/fleet/registry.js';
+import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
 
 const node = (name: string, o: { slots?: number; used?: number; memory?: number; usedMemory?: number; alive?: boolean; cordoned?: boolean } = {}): NodeView => ({
   member: { name, endpoint: `/run/${name}.sock`, capacity: { slots: o.slots ?? 4, memory_mb: o.memory ?? 4096, disk_mb: 1000 }, registered_at: '2026-01-01T00:00:00Z' },
@@ -61,7 +62,7 @@ describe('placement against etcd', () => {
   };
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'enclave-etcd-unit-'));
+    dir = etcdRunDir(tmpdir(), 'enclave-etcd-unit');
     cluster = await startEtcdCluster(dir, { size: 1, salt: 7 });
     etcd = new Etcd3({ hosts: cluster.endpoints });
   }, 60_000);
@@ -111,4 +112,37 @@ describe('placement against etcd', () => {
       for (const c of clients) c.close();
     }
   });
+
+  it('registers a node under a lease, and again when the lease is lost', async () => {
+    await etcd.delete().prefix('/enclave/');
+    const c = { endpoints: cluster.endpoints, node: 'n1', lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 1000 };
+    const own = new Etcd3({ hosts: cluster.endpoints });
+    const r = new Registry(own, c, '/run/n1.sock', () => ({ slots: 4, memory_mb: 2048, disk_mb: 100 }), pino({ level: 'silent' }));
+    try {
+      await r.register();
+      expect(await r.nodes()).toEqual([{ name: 'n1', state: 'ready', cordoned: false, endpoint: '/run/n1.sock', sessions: 0, capacity: { slots: 4, memory_mb: 2048, disk_mb: 100 }, used_memory_mb: 0 }]);
+      await r.cordon('n1', true);
+      expect((await r.nodes())[0]!.state).toBe('cordoned');
+      await r.cordon('n1', false);
+      // Its lease revoked behind its back (as when etcd expired it): the alive key goes, and the node puts it back under a new lease.
+      const first = (await etcd.get(key.alive('n1')).exec()).kvs[0]!.lease;
+      await etcd.leaseClient.leaseRevoke({ ID: first });
+      expect(await etcd.get(key.alive('n1')).string()).toBeNull();
+      const deadline = Date.now() + 30_000;
+      let again: string | undefined;
+      while (Date.now() < deadline && !again) {
+        again = (await etcd.get(key.alive('n1')).exec()).kvs[0]?.lease;
+        if (!again) await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(again).toBeDefined();
+      expect(again).not.toBe(first);
+      expect((await r.nodes())[0]!.state).toBe('ready');
+      // A clean stop revokes it: unreachable at once.
+      await r.close(true);
+      expect((await readFleet(etcd))[0]!.alive).toBe(false);
+    } finally {
+      await r.close(true);
+      own.close();
+    }
+  }, 60_000);
 });
