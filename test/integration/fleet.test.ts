@@ -5,14 +5,30 @@
 // skipped), pending with its reason when none has room and placed once a
 // session ends, never on a cordoned node; a node whose daemon is SIGKILLed
 // is unreachable once its lease lapses and ready again after its restart,
-// its sessions running throughout.
+// its sessions running throughout. Access is checked on the node reached,
+// and the caller's uid is the session's owner on the node that runs it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, rmdirSync, rmSync } from 'node:fs';
-import { isRoot, TestDaemon } from './harness.js';
+import { spawn } from 'node:child_process';
+import { CLI, isRoot, TestDaemon } from './harness.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
 import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
 
 const TTL_S = 2;
+const GID = 48216; // a group nobody on the machine has
+const NOBODY = 65534;
+
+/** The enclave CLI as uid 65534 with the socket group. */
+function cliAsNobody(socket: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${GID}`, process.execPath, CLI, '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
 /** Small sessions without a network: placement is what is tested here. */
 const SMALL = { memory_mb: 128, network: 'none' };
 
@@ -57,10 +73,12 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
     etcd = await startEtcdCluster(dir, { salt: 3 });
     const cluster = (node: string) => `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${node}"\nlease_ttl_s = ${TTL_S}\n`;
     // Room for 3, 2 and 1 sessions.
+    // Node A lets uid 65534 (with the socket group) act on its own sessions: nothing of node.*.
+    const rules = `[[access.rules]]\nname = "nobody-own"\nuids = [${NOBODY}]\nactions = ["session.*"]\nscope = "self"\n`;
     for (const [k, slots] of [['a', 3], ['b', 2], ['c', 1]] as const) {
       const d = new TestDaemon({ extraConfig: `max_sessions = ${slots}\n` });
       names[k] = `n${k}-${d.tag}`;
-      d.reconfigure({ extraConfig: `max_sessions = ${slots}\n${cluster(names[k])}` });
+      d.reconfigure({ extraConfig: `max_sessions = ${slots}\n${cluster(names[k])}${k === 'a' ? rules : ''}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
       nodes[k] = d;
       await d.start();
     }
@@ -157,6 +175,24 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
     expect((await nodeList()).get(names.b)?.state).toBe('ready');
     expect((await create()).node).toBe(names.b);
     expect((await nodes.a.api('POST', '/v1/nodes/cordon', { name: 'no-such-node' })).status).toBe(404);
+  });
+
+  it('checks access on the node the caller reached and carries the caller to the node that runs it; node.* is root only by default', async () => {
+    const [onB] = await runningOn(nodes.b);
+    await nodes.b.destroy(onB!);
+    await until('the freed slot counted', async () => ((await nodeList()).get(names.b)!.sessions === 1 ? true : undefined));
+    const made = await cliAsNobody(nodes.a.socket, ['session', 'create', '--name', 'mine', '--memory', '128', '--network', 'none', '--json']);
+    expect(made.code, made.stderr).toBe(0);
+    const s = sessionSchema.parse(JSON.parse(made.stdout));
+    expect(s).toMatchObject({ state: 'running', owner_uid: NOBODY, node: names.b });
+    expect((await nodes.b.show(s.id)).owner_uid).toBe(NOBODY);
+    const list = await cliAsNobody(nodes.a.socket, ['node', 'list']);
+    expect(list.code).toBe(1);
+    expect(list.stderr).toMatch(/may not node\.list/);
+    const cordon = await cliAsNobody(nodes.a.socket, ['node', 'cordon', names.b]);
+    expect(cordon.code).toBe(1);
+    expect(cordon.stderr).toMatch(/may not node\.cordon/);
+    expect((await nodeList()).get(names.b)?.state).toBe('ready');
   });
 
   it('shows a node whose daemon was SIGKILLed unreachable once its lease lapses, and ready after its restart, its sessions running throughout', async () => {
