@@ -87,6 +87,7 @@ export class Fleet {
       const v = await this.etcd.get(key.status(id)).string().catch(() => null);
       if (v !== null) {
         const s = parseValue(statusSchema, key.status(id), v);
+        if (s.state === 'failed') await this.etcd.delete().key(key.status(id)).catch(() => undefined);
         if (s.state === 'failed') throw new ApiError(s.error?.code === 'internal' ? 'confinement_failed' : toCode(s.error?.code), `on node ${node}: ${s.error?.message ?? 'failed'}`);
         return s.session as Session;
       }

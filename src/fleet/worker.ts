@@ -11,7 +11,7 @@ import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import { ApiError } from '../vocab/errors.js';
 import { ACTIVE_STATES, ENDED_STATES, type SessionState } from '../vocab/states.js';
 import { getPrefix, getWithRev } from './etcd.js';
-import { allocSchema, desiredSchema, key, parseValue, type Alloc, type Desired, type Status } from './keys.js';
+import { allocSchema, desiredSchema, key, parseValue, statusSchema, type Alloc, type Desired, type Status } from './keys.js';
 
 /** What the fleet needs of this node's own sessions (the daemon provides it over its session manager). */
 export interface LocalNode {
@@ -104,9 +104,12 @@ export class Worker {
         want.sessions[d.id] = { memory_mb: d.memory_mb };
         this.take(k, v);
       } else if (ENDED_STATES.includes(state)) {
-        // Ended here: its placement and its report go; its history stays in this node's database.
+        // Ended here: its placement goes (its history stays in this node's database), and its
+        // report once it had run. A failed create's report is the entry node's to read and remove:
+        // gone before it read it, its caller would wait out create_timeout_ms for nothing.
         await this.etcd.delete().key(k);
-        await this.etcd.delete().key(key.status(d.id));
+        const st = await this.etcd.get(key.status(d.id)).string();
+        if (st !== null && parseValue(statusSchema, key.status(d.id), st).state === 'running') await this.etcd.delete().key(key.status(d.id));
       } else if (ACTIVE_STATES.includes(state)) want.sessions[d.id] = { memory_mb: d.memory_mb };
     }
     const have = alloc.value === null ? null : parseValue(allocSchema, key.alloc(this.node), alloc.value);
