@@ -150,7 +150,7 @@ export class Fleet {
 }
 
 /** The owning node's error code, if it is one a create answers with. */
-const CODES: readonly ErrorCode[] = ['invalid_request', 'not_found', 'conflict', 'exhausted', 'forbidden', 'insufficient_storage', 'confinement_failed'];
+const CODES: readonly ErrorCode[] = ['invalid_request', 'not_found', 'conflict', 'exhausted', 'too_many', 'forbidden', 'insufficient_storage', 'confinement_failed'];
 function toCode(c: string | undefined): ErrorCode {
   return CODES.find((x) => x === c) ?? 'confinement_failed';
 }

@@ -78,7 +78,9 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
     for (const [k, slots] of [['a', 3], ['b', 2], ['c', 1]] as const) {
       const d = new TestDaemon({ extraConfig: `max_sessions = ${slots}\n` });
       names[k] = `n${k}-${d.tag}`;
-      d.reconfigure({ extraConfig: `max_sessions = ${slots}\n${cluster(names[k])}${k === 'a' ? rules : ''}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
+      // Node C lets no non-root uid own a session there: the owning node's budget check.
+      const budget = k === 'c' ? '[access]\nmax_sessions_per_uid = 0\n' : '';
+      d.reconfigure({ extraConfig: `max_sessions = ${slots}\n${cluster(names[k])}${k === 'a' ? rules : ''}${budget}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
       nodes[k] = d;
       await d.start();
     }
@@ -177,10 +179,21 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
     expect((await nodes.a.api('POST', '/v1/nodes/cordon', { name: 'no-such-node' })).status).toBe(404);
   });
 
-  it('checks access on the node the caller reached and carries the caller to the node that runs it; node.* is root only by default', async () => {
+  it('checks access on the node the caller reached, the budget on the node that runs it (its refusal back to the caller), and carries the caller as owner; node.* is root only by default', async () => {
     const [onB] = await runningOn(nodes.b);
     await nodes.b.destroy(onB!);
-    await until('the freed slot counted', async () => ((await nodeList()).get(names.b)!.sessions === 1 ? true : undefined));
+    const [onC] = await runningOn(nodes.c);
+    await nodes.c.destroy(onC!);
+    await until('the freed slots counted', async () => {
+      const l = await nodeList();
+      return l.get(names.b)!.sessions === 1 && l.get(names.c)!.sessions === 0 ? true : undefined;
+    });
+    // C has the most room, but lets uid 65534 own nothing: its refusal comes back to the caller.
+    const refused = await cliAsNobody(nodes.a.socket, ['session', 'create', '--memory', '128', '--network', 'none']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(new RegExp(`on node ${names.c}: uid ${NOBODY} already owns 0 live sessions`));
+    expect(await runningOn(nodes.c)).toEqual([]);
+    expect((await nodes.a.cli(['node', 'cordon', names.c])).code).toBe(0);
     const made = await cliAsNobody(nodes.a.socket, ['session', 'create', '--name', 'mine', '--memory', '128', '--network', 'none', '--json']);
     expect(made.code, made.stderr).toBe(0);
     const s = sessionSchema.parse(JSON.parse(made.stdout));
@@ -193,6 +206,8 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
     expect(cordon.code).toBe(1);
     expect(cordon.stderr).toMatch(/may not node\.cordon/);
     expect((await nodeList()).get(names.b)?.state).toBe('ready');
+    expect((await nodes.a.cli(['node', 'uncordon', names.c])).code).toBe(0);
+    expect((await create({ name: 'on-c' })).node).toBe(names.c);
   });
 
   it('shows a node whose daemon was SIGKILLed unreachable once its lease lapses, and ready after its restart, its sessions running throughout', async () => {
