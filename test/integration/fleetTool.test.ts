@@ -1,0 +1,73 @@
+// `npm run fleet -- up|down` (stress/fleet.ts): up prints NAME SOCKET per
+// node of a working fleet; down leaves nothing of it on the host (etcd,
+// daemons, sessions, bridges, nftables tables, cgroups, mounts, files).
+// Note: up and down sweep any fleet this tool started earlier on this host.
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isRoot } from './harness.js';
+import { repoRoot } from '../../src/native/addon.js';
+import { call } from '../../src/cli/client.js';
+
+const TOOL = join(repoRoot, 'dist', 'stress', 'fleet.js');
+const ROOT = '/var/tmp/enclave-fleet';
+const fleet = (...args: string[]) => spawnSync(process.execPath, [TOOL, ...args], { encoding: 'utf8', timeout: 180_000 });
+
+/** What of the tool's is on the host: etcd and daemon processes, bridges, tables, cgroups, mounts, its directory. */
+function leftovers(): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8');
+      if (argv.includes(ROOT)) out.push(`process ${e}: ${argv.replace(/\0/g, ' ').slice(0, 100)}`);
+    } catch {
+      /* gone */
+    }
+  }
+  out.push(...readdirSync('/sys/class/net').filter((l) => /^efl[0-9a-f]{4}\d$/.test(l)).map((l) => `link ${l}`));
+  const tables = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' }).stdout ?? '';
+  out.push(...[...tables.matchAll(/^table inet (enclave_fl_\w+)$/gm)].map((m) => `table ${m[1]}`));
+  for (const h of readdirSync('/sys/fs/cgroup')) {
+    const dir = join('/sys/fs/cgroup', h);
+    try {
+      out.push(...readdirSync(dir).filter((x) => x.startsWith('enclave-fleet-')).map((x) => `cgroup ${join(dir, x)}`));
+    } catch {
+      /* not a directory */
+    }
+  }
+  out.push(...readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(`${ROOT}/`)).map((m) => `mount ${m}`));
+  if (existsSync(ROOT)) out.push(`dir ${ROOT}`);
+  return out;
+}
+
+describe.skipIf(!isRoot)('npm run fleet -- up | down', () => {
+  afterAll(() => {
+    fleet('down');
+  }, 180_000);
+
+  it('brings up two nodes that take sessions, and down leaves nothing behind', async () => {
+    const up = fleet('up', '--nodes', '2');
+    expect(up.status, up.stderr).toBe(0);
+    const lines = up.stdout.trim().split('\n').map((l) => l.split(' '));
+    expect(lines.map((l) => l[0])).toEqual(['node-a', 'node-b']);
+    const [, socketA] = lines[0]!;
+    const [, socketB] = lines[1]!;
+    const nodes = (await call(socketB!, 'GET', '/v1/nodes')).body as { nodes: { name: string; state: string }[] };
+    expect(nodes.nodes.map((n) => [n.name, n.state])).toEqual([
+      ['node-a', 'ready'],
+      ['node-b', 'ready'],
+    ]);
+    const made = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await call(socketA!, 'POST', '/v1/sessions', { memory_mb: 128 });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      made.push((r.body as { node: string }).node);
+    }
+    expect(made.sort()).toEqual(['node-a', 'node-b']);
+
+    const down = fleet('down');
+    expect(down.status, down.stderr).toBe(0);
+    expect(leftovers()).toEqual([]);
+  }, 300_000);
+});
