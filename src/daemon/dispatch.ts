@@ -139,7 +139,7 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.
   return r.data;
 }
 
-/** A show of a session no node runs yet (fleet mode: pending), found on the node that took its create. */
+/** A show or destroy of a session no node runs yet (fleet mode: pending), done on the node that took its create. */
 class PendingShown {
   constructor(
     readonly view: Session,
@@ -147,12 +147,19 @@ class PendingShown {
   ) {}
 }
 
-/** Throws PendingShown when `ref` is a pending session of the fleet the caller may see (the access check is the show's own). */
-async function pendingShow(ctx: Context, ref: Ref, caller: Caller, query: unknown): Promise<void> {
+/**
+ * Throws PendingShown when `ref` is a pending session of the fleet the
+ * caller may show or destroy (the route's own access check); a destroy
+ * removes it, so no node ever makes it.
+ */
+async function pendingCall(ctx: Context, route: 'sessionShow' | 'sessionDestroy', ref: Ref, caller: Caller, query: unknown): Promise<void> {
   if (!ctx.fleet) return;
   const p = (await ctx.fleet.pending()).find((x) => (ref.kind === 'id' ? x.id === ref.id : x.request.name === ref.name && x.owner_uid === (ref.owner ?? caller.uid)));
   if (!p) return;
-  ctx.access.check(caller, 'session.show', { kind: 'session', id: p.id, owner_uid: p.owner_uid }, null, ref.kind === 'name' ? { error: notFound('session', ref), ref: refText(ref) } : undefined);
+  const action = route === 'sessionShow' ? 'session.show' : 'session.destroy';
+  ctx.access.check(caller, action, { kind: 'session', id: p.id, owner_uid: p.owner_uid }, null, ref.kind === 'name' ? { error: notFound('session', ref), ref: refText(ref) } : undefined);
+  // Placed in the meantime: then it is an ordinary session of another node, not found here.
+  if (route === 'sessionDestroy' && !(await ctx.fleet.cancel(p.id))) return;
   throw new PendingShown(pendingView(p), query);
 }
 
@@ -195,7 +202,7 @@ export class Dispatcher {
     try {
       ({ target, audited } = this.find(ctx, kind, ref, caller));
     } catch (e) {
-      if (c.name === 'sessionShow' && ref && e instanceof ApiError && e.code === 'not_found') await pendingShow(ctx, ref, caller, query);
+      if ((c.name === 'sessionShow' || c.name === 'sessionDestroy') && ref && e instanceof ApiError && e.code === 'not_found') await pendingCall(ctx, c.name, ref, caller, query);
       // A name that finds nothing is recorded as a name found but not the caller's is (guard.check): alike.
       if (!(e instanceof ApiError) || e.code !== 'not_found' || !ref || ref.kind !== 'name' || !spec.action) throw e;
       const partial = { caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>;
@@ -237,7 +244,9 @@ export class Dispatcher {
     try {
       prepared = await this.input(ctx, c, raw, req, url, caller);
     } catch (e) {
-      if (!(e instanceof PendingShown) || c.spec.reply.kind !== 'json') throw e;
+      if (!(e instanceof PendingShown)) throw e;
+      if (c.spec.reply.kind === 'empty') return void res.writeHead(204).end();
+      if (c.spec.reply.kind !== 'json') throw e;
       const format = formatOf(e.query);
       return format !== undefined ? sendPrinted(res, 200, c.name, format, e.view, c.spec.reply.schema, caller) : sendJson(res, 200, e.view);
     }

@@ -116,8 +116,18 @@ export class Fleet {
     for (const p of await this.pending()) {
       const r = await place(this.etcd, { id: p.id, owner_uid: p.owner_uid, owner_gids: p.owner_gids, request: p.request, memory_mb: p.memory_mb, entry: p.entry }, this.c.candidates, key.pending(p.id));
       if ('node' in r) this.log.info({ session: p.id, node: r.node }, 'pending session placed');
-      else if (r.reason !== p.reason) await this.etcd.put(key.pending(p.id)).value(JSON.stringify({ ...p, reason: r.reason }));
+      else if (r.reason !== p.reason && r.reason !== 'gone') {
+        // Only while it is still there: a destroy in between is not undone.
+        const k = key.pending(p.id);
+        await this.etcd.if(k, 'Version', '>', 0).then(this.etcd.put(k).value(JSON.stringify({ ...p, reason: r.reason }))).commit();
+      }
     }
+  }
+
+  /** Destroy a pending session (it is placed nowhere yet): false if it is no longer pending. */
+  async cancel(id: string): Promise<boolean> {
+    const r = await this.fleetOp(() => this.etcd.delete().key(key.pending(id)).exec());
+    return Number(r.deleted) > 0;
   }
 
   nodes(): Promise<NodeRow[]> {

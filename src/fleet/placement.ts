@@ -81,17 +81,23 @@ export async function readFleet(etcd: Etcd3): Promise<NodeView[]> {
 export async function book(etcd: Etcd3, n: NodeView, d: Desired, alsoDelete?: string): Promise<boolean> {
   const alloc: Alloc = { sessions: { ...n.alloc.sessions, [d.id]: { memory_mb: d.memory_mb } } };
   const ops: IOperation[] = [etcd.put(key.alloc(n.member.name)).value(JSON.stringify(alloc)), etcd.put(key.desired(n.member.name, d.id)).value(JSON.stringify(d))];
-  if (alsoDelete) ops.push(etcd.delete().key(alsoDelete));
-  const r = await etcd.if(key.alloc(n.member.name), 'Mod', '==', n.allocRev).then(...ops).commit();
+  const txn = etcd.if(key.alloc(n.member.name), 'Mod', '==', n.allocRev);
+  // A pending entry is booked only while it exists: one its owner destroyed meanwhile is not made.
+  if (alsoDelete) {
+    ops.push(etcd.delete().key(alsoDelete));
+    txn.and(alsoDelete, 'Version', '>', 0);
+  }
+  const r = await txn.then(...ops).commit();
   return r.succeeded;
 }
 
-/** Place `d` on a node that fits, retrying lost races; the node's name, or why none fits. */
+/** Place `d` on a node that fits, retrying lost races; the node's name, or why none fits ('gone': the pending entry `alsoDelete` was removed). */
 export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: number, alsoDelete?: string): Promise<{ node: string } | { reason: string }> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const c = choose(await readFleet(etcd), d.memory_mb, k);
     if ('reason' in c) return c;
     if (await book(etcd, c.node, { ...d, placed_at: new Date().toISOString() }, alsoDelete)) return { node: c.node.member.name };
+    if (alsoDelete && (await etcd.get(alsoDelete).string()) === null) return { reason: 'gone' };
   }
   throw new Error('placement lost 50 races in a row for the same session; try again');
 }

@@ -132,7 +132,7 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
     expect([l.get(names.a)!.sessions, l.get(names.b)!.sessions, l.get(names.c)!.sessions]).toEqual([3, 2, 1]);
   });
 
-  it('leaves a create pending with its reason when no node has room, and places it once a session ends', async () => {
+  it('leaves a create pending with its reason when no node has room, cancels one destroyed while pending, and places the other once a session ends', async () => {
     const refused = await nodes.a.api('POST', '/v1/sessions?no_wait=1', SMALL);
     expect(refused.status).toBe(503);
     expect(JSON.stringify(refused.body)).toMatch(/no node fits: .*full/);
@@ -149,12 +149,20 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
     const text = await nodes.a.cli(['session', 'list']);
     expect(text.stdout).toMatch(new RegExp(`${p.id}.*pending`));
 
+    // Another pending one, destroyed while pending: no node ever makes it.
+    const gone = await create({ name: 'cancel-me' });
+    expect(gone.state).toBe('pending');
+    const rm = await nodes.a.cli(['session', 'rm', 'cancel-me']);
+    expect(rm.code, rm.stderr).toBe(0);
+    expect((await nodes.a.api('GET', `/v1/sessions/${gone.id}`)).status).toBe(404);
+
     // A session on B ends: B has room, and A places the pending one there.
     const [victim] = await runningOn(nodes.b);
     await nodes.b.destroy(victim!);
     await until('the pending session running on B', async () => ((await runningOn(nodes.b)).includes(p.id) ? true : undefined));
     expect((await nodes.a.api('GET', `/v1/sessions/${p.id}`)).status).toBe(404);
     expect((await nodes.b.show(p.id)).name).toBe('later');
+    for (const d of Object.values(nodes)) expect((await local(d)).map((s) => s.id)).not.toContain(gone.id);
   });
 
   it('places nothing new on a cordoned node', async () => {

@@ -95,6 +95,19 @@ describe('placement against etcd', () => {
     expect((await etcd.getAll().prefix(key.desiredOf('a')).keys()).length).toBe(1);
   });
 
+  it('books a pending session only while its entry exists: one destroyed meanwhile is never made', async () => {
+    await etcd.delete().prefix('/enclave/');
+    await member('a', 2);
+    const pending = key.pending('s-00000000b1');
+    await etcd.put(pending).value('{}');
+    expect(await place(etcd, desired('s-00000000b1'), 3, pending)).toEqual({ node: 'a' });
+    expect(await etcd.get(pending).string()).toBeNull();
+    // Its entry gone (destroyed while pending): nothing is booked.
+    expect(await place(etcd, desired('s-00000000b2'), 3, key.pending('s-00000000b2'))).toEqual({ reason: 'gone' });
+    expect(await etcd.get(key.desired('a', 's-00000000b2')).string()).toBeNull();
+    expect(Object.keys(JSON.parse((await etcd.get(key.alloc('a')).string())!).sessions)).toEqual(['s-00000000b1']);
+  });
+
   it('never overbooks when many place at once: 12 creates race for 5 slots', async () => {
     await etcd.delete().prefix('/enclave/');
     await member('a', 2);
