@@ -175,7 +175,7 @@ export class Pool {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
-    await this.filling;
+    await this.filling?.catch(() => undefined); // a member made meanwhile is in the database: the sweep finds it
     await this.sweep();
   }
 }

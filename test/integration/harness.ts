@@ -447,6 +447,12 @@ export class TestDaemon {
 
   /** Destroy every session, stop the daemon, remove everything of this run. */
   async cleanup(): Promise<void> {
+    if (TEST_POOL && existsSync(this.logPath)) {
+      // What the pool served, so that a run with it on shows it was used.
+      const log = this.log();
+      const count = (msg: string) => log.split('\n').filter((l) => l.includes(`"msg":"${msg}"`)).length;
+      process.stderr.write(`[pool] ${this.runId}: ${count('session handed out from the pool')} creates handed out from the pool, ${count('session running') - count('pool member ready')} made cold\n`);
+    }
     try {
       if (this.proc && this.proc.exitCode === undefined) {
         const r = await this.api('GET', '/v1/sessions');

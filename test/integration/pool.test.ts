@@ -7,13 +7,14 @@
 // The same files with the pool on: the integration-pool project.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Enclave, type StreamEvent } from '../../src/client/index.js';
 import { addon } from '../../src/native/addon.js';
 import { hostIfName, ipToInt, macFor } from '../../src/network/addressing.js';
 import type { Session } from '../../src/api/schemas.js';
-import { isRoot, listenPort, requestsAs, TestDaemon } from './harness.js';
+import { CLI, isRoot, listenPort, requestsAs, TestDaemon } from './harness.js';
 
 const GID = 48216; // a group nobody on the machine has
 const A = { uid: 48311, groups: [GID] };
@@ -215,6 +216,22 @@ describe.skipIf(!isRoot)('pool: sessions made ahead', () => {
       expect(linkExists(hostIfName(id))).toBe(false);
     }
     for (const pid of inits) for (let i = 0; i < 100 && existsSync(`/proc/${pid}`) && !addon().reapChild(pid); i++) await new Promise((r) => setTimeout(r, 10));
-    // The run's own cleanup (afterAll) stops the daemon and runs `daemon --cleanup`, which refuses while a session has processes.
+  });
+
+  it('daemon --cleanup ends the members a killed daemon left (nobody else could), then removes the host network', async () => {
+    const ids = await filled();
+    const inits = members().map((m) => m.init_pid!);
+    await d.stop('SIGKILL');
+    const r = spawnSync(process.execPath, [CLI, 'daemon', '--cleanup', '--config', d.configPath], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(members()).toEqual([]);
+    for (const id of ids) {
+      expect(query<{ state: string }>('SELECT state FROM sessions WHERE id = ?', id)[0]!.state).toBe('destroyed');
+      expect(d.cgroupDirs(id)).toEqual([]);
+      expect(linkExists(hostIfName(id))).toBe(false);
+    }
+    expect(query<{ n: number }>('SELECT count(*) AS n FROM id_slots')[0]!.n).toBe(0);
+    expect(linkExists(d.bridge)).toBe(false);
+    for (const pid of inits) for (let i = 0; i < 100 && existsSync(`/proc/${pid}`) && !addon().reapChild(pid); i++) await new Promise((res) => setTimeout(res, 10));
   });
 });
