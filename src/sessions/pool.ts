@@ -72,6 +72,8 @@ export class Pool {
    */
   claim(req: CreateSessionRequest, owner: number, extra: CreateExtra): string | undefined {
     if (!this.enabled) return undefined;
+    // A create whose id is chosen elsewhere (main's fleet placement, CreateExtra.id) is made with that id: never a member's.
+    if ((extra as { id?: string }).id !== undefined) return undefined;
     const asked = shapeFor(this.kit.config, req, extra.volumes?.length ?? 0);
     if ('cold' in asked) {
       this.kit.log.debug({ why: asked.cold }, 'create takes the cold path');
