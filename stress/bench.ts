@@ -1,7 +1,9 @@
 // Benchmark against a private daemon, every figure next to a baseline taken
 // in the same run, all steps interleaved in one shuffled order (schedule.ts):
 //  - session create (bridge and --network none) vs bubblewrap and unshare
-//    (a comparable sandbox without a network);
+//    (a comparable sandbox without a network); and the same bridge create
+//    on a third daemon with a pool of sessions made ahead ([pool]
+//    workspace_bridge = --pool), whose creates are hand-outs;
 //  - session destroy;
 //  - exec `true` through the API vs `nsenter -t INIT -a true` into the same
 //    session, and vs a bare spawn of /bin/true from Node; the client
@@ -15,7 +17,8 @@
 //    same bytes on the host;
 //  - stop and start vs snapshot + destroy and create --from of the same data,
 //    and vs a bare create (lifecycleBench.ts).
-//   npm run bench [-- --sessions N --execs N --seed S --attach-mib M --rounds R --lifecycle-rounds L --json FILE]
+//   npm run bench [-- --sessions N --execs N --seed S --attach-mib M --rounds R --lifecycle-rounds L --pool P --only create --json FILE]
+//   (--only create: the creates, destroys and their baselines alone, for several seeds in little time)
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,9 +40,13 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     'lifecycle-rounds': { type: 'string', default: '8' },
     keystrokes: { type: 'string', default: '300' },
+    pool: { type: 'string', default: '2' },
+    only: { type: 'string' },
     json: { type: 'string' },
   },
 });
+if (values.only !== undefined && values.only !== 'create') throw new Error('--only: "create" is the one subset');
+const createsOnly = values.only === 'create';
 const N = Number(values.sessions);
 const E = Number(values.execs);
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
@@ -51,8 +58,10 @@ async function main(): Promise<void> {
   const s = new Samples();
   const d = new TestDaemon({ slots: 64 });
   const before = new TestDaemon({ slots: 64, extraConfig: 'rootfs = "/"\nprofile = "strict"\n' });
+  const pooled = new TestDaemon({ slots: 64, extraConfig: `[pool]\nworkspace_bridge = ${Number(values.pool)}\n` });
   await d.start();
   await before.start();
+  await pooled.start();
   try {
     // Exec targets live through the whole run; one with a network, one without.
     const targets = [await d.create({ name: 'bench-a' }), await d.create({ name: 'bench-b', network: 'none' })];
@@ -64,11 +73,12 @@ async function main(): Promise<void> {
     const unshare = ['--user', '--map-root-user', '--pid', '--fork', '--mount', '--net', '--uts', '--ipc', '--cgroup', 'true'];
     // Destroys through the CLI (the front end, the Node CLI) take some of the 3N creates.
     const cliDestroys = Math.max(1, Math.floor(N / 3));
-    const counts: Record<string, number> = {
+    const all: Record<string, number> = {
       'create-bridge': N,
       'create-none': N,
       'create-strict-hostroot': N,
-      destroy: 3 * N - 2 * cliDestroys,
+      'create-pooled': N,
+      destroy: 4 * N - 2 * cliDestroys,
       'front-destroy': cliDestroys,
       'cli-destroy': cliDestroys,
       exec: E,
@@ -88,6 +98,13 @@ async function main(): Promise<void> {
       'node-e0': 40,
       ...(existsSync('/usr/bin/bwrap') ? { bwrap: N } : {}),
     };
+    const CREATES = ['create-bridge', 'create-none', 'create-strict-hostroot', 'create-pooled', 'destroy', 'front-destroy', 'cli-destroy', 'unshare', 'bwrap'];
+    const counts = createsOnly ? Object.fromEntries(Object.entries(all).filter(([k]) => CREATES.includes(k))) : all;
+    // The pooled daemon's first members wait for its start-up's scan of /usr, as any first create does: filled before the schedule.
+    for (const deadline = Date.now() + 120_000; (pooled.log().match(/"msg":"pool member ready"/g) ?? []).length < Number(values.pool); ) {
+      if (Date.now() > deadline) throw new Error('the pool did not fill in 120 s');
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const client = new Enclave({ socket: d.socket });
     // Warm up the paths once, unmeasured.
     await execTrue(d, targets[0]!.id);
@@ -101,8 +118,9 @@ async function main(): Promise<void> {
         switch (name) {
           case 'create-bridge':
           case 'create-none':
+          case 'create-pooled':
           case 'create-strict-hostroot': {
-            const on = name === 'create-strict-hostroot' ? before : d;
+            const on = name === 'create-strict-hostroot' ? before : name === 'create-pooled' ? pooled : d;
             const c = await on.create({ network: name === 'create-none' ? 'none' : 'bridge' });
             s.add(name, msSince(t0));
             live.push([on, c.id]);
@@ -178,9 +196,11 @@ async function main(): Promise<void> {
     client.close();
     const daemonAfter = rssKiB(d.pid);
 
-    await benchSnapshots(d, s, Number(values.rounds), random);
-    await benchLifecycle(d, s, Number(values['lifecycle-rounds']), random);
-    await benchAttach(d, s, { mib: Number(values['attach-mib']), rounds: Number(values.rounds), keystrokes: Number(values.keystrokes), random });
+    if (!createsOnly) {
+      await benchSnapshots(d, s, Number(values.rounds), random);
+      await benchLifecycle(d, s, Number(values['lifecycle-rounds']), random);
+      await benchAttach(d, s, { mib: Number(values['attach-mib']), rounds: Number(values.rounds), keystrokes: Number(values.keystrokes), random });
+    }
 
     const mibs = (n: string) => s.get(n).map((x) => x.toFixed(1)).join(', ');
     const lines = [
@@ -189,6 +209,7 @@ async function main(): Promise<void> {
       s.row('create-none', 'session create, --network none (API)'),
       s.row('create-bridge', 'session create, bridge: veth + address (API)'),
       s.row('create-strict-hostroot', 'create, bridge, strict + host "/" (before profiles)'),
+      s.row('create-pooled', `create, bridge, from a pool of ${values.pool} (API)`),
       s.row('destroy', 'session destroy (API)'),
       s.row('exec', 'exec `true` (API: WebSocket connect to status)'),
       s.row('client-run', "client library run(['true']) (to its result)"),
@@ -214,7 +235,7 @@ async function main(): Promise<void> {
       `${'ratio (p50 and p99 over the baseline p50)'.padEnd(52)} ${'p50'.padStart(8)} ${'p99'.padStart(8)}`,
       s.ratio('exec', 'nsenter', 'exec / nsenter -a'),
       s.ratio('client-run', 'exec', 'client run / raw exec'),
-      ...(counts.bwrap ? [s.ratio('create-none', 'bwrap', 'create none / bwrap'), s.ratio('create-bridge', 'bwrap', 'create bridge / bwrap')] : []),
+      ...(counts.bwrap ? [s.ratio('create-none', 'bwrap', 'create none / bwrap'), s.ratio('create-bridge', 'bwrap', 'create bridge / bwrap'), s.ratio('create-pooled', 'bwrap', 'create bridge from the pool / bwrap')] : []),
       s.ratio('create-bridge', 'create-strict-hostroot', 'create workspace+layer / strict host root'),
       s.ratio('attach-echo', 'raw-echo', 'keystroke echo / raw pty'),
       s.ratio('cli-help', 'node-e0', 'enclave --help / node -e 0'),
@@ -231,15 +252,18 @@ async function main(): Promise<void> {
       s.ratio('front-exec', 'nsenter', 'front exec / nsenter -a'),
       s.ratio('cli-exec', 'nsenter', 'Node CLI exec / nsenter -a'),
       ...lifecycleRatios(s),
+    ].filter((l) => !/ n=0$|NaNx/.test(l));
+    if (!createsOnly) lines.push(
       `snapshot of a 100 MiB layer (MiB/s, p50 of ${values.rounds}): zstd ${mibs('snap-zstd-MiBs')}; plain ${mibs('snap-none-MiBs')}; restore zstd ${mibs('restore-zstd-MiBs')}; restore plain ${mibs('restore-none-MiBs')}; host tar of the same bytes ${mibs('tar-MiBs')}`,
       `attach throughput (${values['attach-mib']} MiB cat, MiB/s): attach ${mibs('attach-MiBs')}; raw node-pty ${mibs('raw-MiBs')}; ratio of medians ${(pct(s.get('attach-MiBs'), 50) / pct(s.get('raw-MiBs'), 50)).toFixed(2)}`,
       `memory per session: init RSS p50 ${pct(inits, 50)} KiB; daemon RSS ${daemonBefore} -> ${daemonAfter} KiB over the run`,
-    ];
+    );
     process.stdout.write(lines.join('\n') + '\n');
     if (values.json) writeFileSync(values.json, JSON.stringify({ seed, kernel: release(), samples: s.toJSON() }, null, 2) + '\n');
   } finally {
     await d.cleanup();
     await before.cleanup();
+    await pooled.cleanup();
   }
 }
 

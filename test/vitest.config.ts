@@ -35,6 +35,28 @@ export default defineConfig({
         },
       },
       {
+        // Key files again with every test daemon keeping sessions made ahead
+        // ([pool], src/sessions/pool.ts): their creates of the default shape
+        // are hand-outs, and must behave as cold creates do.
+        test: {
+          name: 'integration-pool',
+          include: [
+            'test/integration/secrets.test.ts',
+            'test/integration/isolation.test.ts',
+            'test/integration/volumes.test.ts',
+            'test/integration/ownership.test.ts',
+            'test/integration/tenants.test.ts',
+            'test/integration/eventStream.test.ts',
+            'test/integration/lifecycle.test.ts',
+          ],
+          env: { ENCLAVE_TEST_POOL: 'workspace_bridge = 2,workspace_none = 1' },
+          fileParallelism: false,
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          pool: 'forks',
+        },
+      },
+      {
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],

@@ -66,6 +66,20 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Sessions made ahead, per shape (profile_network), handed out to a
+     * create of that shape with nothing a made session cannot take
+     * (src/sessions/poolPolicy.ts). 0: none (every create is cold).
+     */
+    pool: z
+      .object({
+        workspace_bridge: z.number().int().min(0).max(16).default(0),
+        workspace_none: z.number().int().min(0).max(16).default(0),
+        strict_bridge: z.number().int().min(0).max(16).default(0),
+        strict_none: z.number().int().min(0).max(16).default(0),
+      })
+      .strict()
+      .prefault({}),
     volumes: z
       .object({
         /** Size (the quota) of a volume created without --size, MiB: a sparse ext4 image, so only what is written takes host disk. */

@@ -13,6 +13,7 @@ import { cpuUsageNs, detectCgroupLayout, removeParents, sessionCgroupDirs } from
 import { lxcfsPaths, removeLxcfs } from '../isolation/lxcfs.js';
 import { addon } from '../native/addon.js';
 import { SessionManager } from '../sessions/manager.js';
+import { sweepPoolOffline } from '../sessions/poolSweep.js';
 import { Volumes } from '../volumes/volumes.js';
 import { VolumeStore } from '../store/volumeStore.js';
 import { openDatabase } from '../store/db.js';
@@ -64,8 +65,15 @@ export async function cleanupHost(config: Config): Promise<string[]> {
   const locks = takeLocks(config);
   if (existsSync(join(config.state_dir, 'enclave.db'))) {
     const db = openDatabase(config.state_dir);
-    const live = new SessionStore(db).countActive();
-    db.close();
+    const store = new SessionStore(db);
+    let live: number;
+    try {
+      // Members of the pool a daemon left when it did not stop: nobody's, so ended here.
+      sweepPoolOffline(config, store, detectCgroupLayout(config.cgroups.root));
+      live = store.countActive();
+    } finally {
+      db.close();
+    }
     if (live > 0) throw new StartupError(`${live} session(s) still have processes: stop or destroy them first (their links are on the bridge)`);
   }
   await removeHostNetwork(config.network);

@@ -58,6 +58,7 @@ export const addonExports = [
   'ProcessWatch',
   'setChildSubreaper',
   'reapChild',
+  'setHostname',
   // oom.cc
   'OomWatch',
   // control.cc
@@ -98,6 +99,8 @@ interface Signatures {
   ProcessWatch: new (pid: number, startTime: string, onExit: (status: ExitStatus | null) => void) => ProcessWatch;
   setChildSubreaper(): void;
   reapChild(pid: number): boolean;
+  /** sethostname in the UTS namespace of the process pinned by pid and start time (its own thread joins it). */
+  setHostname(pid: number, startTime: string, name: string): void;
   OomWatch: new (memoryCgroupDir: string, onEvent: () => void) => OomWatch;
   /** The daemon's end of a session init's control socket (native/src/agent.h). */
   ControlChannel: new (path: string, onMessage: (fields: string[], fd: number | null) => void, onClose: (reason: string) => void) => ControlChannel;

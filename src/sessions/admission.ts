@@ -35,6 +35,8 @@ export interface CreateExtra {
   admit?: (usage: Usage) => void;
   /** The id to make it with (fleet mode: the one its placement chose); new otherwise. */
   id?: string;
+  /** A pool member of this shape (src/sessions/pool.ts): nobody's until handed out, no idle timeout until then. */
+  pool?: string;
 }
 
 /** A create's id and what its steps start from, or the 4xx that says why not. */
@@ -87,10 +89,11 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
         publish: req.publish ?? [],
         keepConsole: req.console ?? false,
         ownerUid: owner,
+        pool: extra.pool,
         profile,
         volumes: volumes.map((v) => ({ ...v, unavailable: (state) => volumeUnavailable(state, v.name, () => kit.volumes.mountRefusal(v.id, v.name, v.readonly)) })),
         admit: extra.admit,
-        idleTimeoutS: (req.idle_timeout_s ?? c.sessions.idle_timeout_s) || undefined,
+        idleTimeoutS: extra.pool === undefined ? (req.idle_timeout_s ?? c.sessions.idle_timeout_s) || undefined : undefined,
         env: req.env,
         sshKey: req.ssh_key,
       });
@@ -102,7 +105,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
 }
 
 /** What a failed reservation tells the caller. */
-function reserveError(kit: Kit, e: unknown, name: string | null, owner: number): unknown {
+export function reserveError(kit: Kit, e: unknown, name: string | null, owner: number): unknown {
   if (fullDisk(kit, e)) return new ApiError('insufficient_storage', `session not created: ${fullDiskMessage(kit)}`);
   if (e instanceof SlotsExhaustedError || e instanceof AddressesExhaustedError) return new ApiError('exhausted', e.message);
   if (e instanceof PortTakenError) return new ApiError('conflict', e.for(owner), 'publish');

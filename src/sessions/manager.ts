@@ -10,7 +10,7 @@ import { admit, build, type CreateExtra } from './admission.js';
 import { createKit, type Kit, type KernelListeners, type ManagerOptions } from './kit.js';
 import { hostPathInRoot, limitsFor, type Profile } from './planning.js';
 import { Session } from './session.js';
-import { adoptAll, hostReady, lxcfsFor, prepareHost, usrMasksFor, type Startup } from './startup.js';
+import { adoptAll, hostReady, lxcfsFor, poolFor, prepareHost, usrMasksFor, type Startup } from './startup.js';
 import { NO_CONSOLE, toApi, toListed, type ConsoleInfo, type SessionListed } from './view.js';
 
 export type { ManagerOptions };
@@ -22,6 +22,8 @@ export class SessionManager {
   private readonly live = new Map<string, Session>();
   private readonly ports: RunningPorts;
   private readonly startup: Startup = { capacity: undefined, usr: undefined, lxcfs: undefined };
+  /** Sessions made ahead, handed out to the creates they fit (src/sessions/pool.ts). */
+  private readonly pool: ReturnType<typeof poolFor>;
 
   constructor(opts: ManagerOptions) {
     this.kit = createKit(
@@ -35,6 +37,7 @@ export class SessionManager {
     this.ports = new RunningPorts(opts.store, this.kit.publisher);
     this.startup.usr = usrMasksFor(this.kit);
     this.startup.lxcfs = lxcfsFor(this.kit);
+    this.pool = poolFor(this.kit, { make: (req, extra) => this.make(req, 0, extra), discard: (id) => this.destroy(id, undefined, 0) });
   }
 
   get secrets(): Kit['secrets'] {
@@ -73,6 +76,8 @@ export class SessionManager {
     // Adopted (a restart) or started in the background; creates wait for it.
     void this.startup.lxcfs?.start();
     const adopted = await adoptAll(this.kit, (id) => this.session(id));
+    // Members an earlier daemon left (a crash): made for its config, not handed out.
+    await this.pool.sweep();
     this.reconnect(adopted);
   }
 
@@ -84,6 +89,7 @@ export class SessionManager {
    */
   scanUsrInBackground(): void {
     this.startup.usr?.start();
+    this.pool.start();
   }
 
   /**
@@ -112,11 +118,19 @@ export class SessionManager {
 
   /** Admit, reserve and build a session (its steps); a failed step has undone the ones before it and names itself. */
   async create(req: CreateSessionRequest, ownerUid = 0, extra: CreateExtra = {}): Promise<SessionView> {
+    const pooled = this.pool.claim(req, ownerUid, extra);
+    if (pooled !== undefined) return this.toApi(this.kit.store.get(pooled)!);
+    await this.pool.makeRoom();
+    return this.toApi(this.kit.store.get(await this.make(req, ownerUid, extra))!);
+  }
+
+  /** The cold path: admission, then the steps; a pool member is made by it too. */
+  private async make(req: CreateSessionRequest, ownerUid: number, extra: CreateExtra): Promise<string> {
     // Before anything is checked or reserved, so that what follows runs without a break.
     await hostReady(this.kit, this.startup);
     const { id, init } = admit(this.kit, this.startup.capacity, req, ownerUid, extra);
     await build(this.kit, this.session(id), init);
-    return this.toApi(this.kit.store.get(id)!);
+    return id;
   }
 
   /**
@@ -172,13 +186,15 @@ export class SessionManager {
     return this.running().filter((r) => r.keep_console);
   }
 
+  /** Running sessions of tenants (pool members are nobody's). */
   running(): SessionRow[] {
-    return this.kit.store.listInStates(['running']);
+    return this.kit.store.listInStates(['running']).filter((r) => r.pool === null);
   }
 
   /** A session by id; callers that hold a name resolve it through src/daemon/objects.ts. */
   find(id: string): SessionRow | undefined {
-    return this.kit.store.get(id);
+    const row = this.kit.store.get(id);
+    return row?.pool === null ? row : undefined; // a pool member is nobody's
   }
 
   /** An owner's live session of that name, else its most recent one. */
@@ -188,7 +204,7 @@ export class SessionManager {
 
   /** Sessions with processes (not stopped, not ended): what health reports. */
   countActive(): number {
-    return this.kit.store.countActive();
+    return this.kit.store.countActive() - this.kit.store.pool.live().length;
   }
 
   countByState(): Map<string, number> {
@@ -234,6 +250,7 @@ export class SessionManager {
    * stuck on a process that cannot die: its intent is in the database).
    */
   async shutdown(deadlineMs: number): Promise<boolean> {
+    await this.pool.close();
     const pending = [...this.live.values()].flatMap((s) => s.busy()).map((p) => p.catch(() => undefined));
     let timer: NodeJS.Timeout | undefined;
     const finished = await Promise.race([Promise.all(pending).then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), deadlineMs)))]);

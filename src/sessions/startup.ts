@@ -21,6 +21,7 @@ import { pruneHistory, type Kit } from './kit.js';
 import { controlPathFor, newrootDir } from './planning.js';
 import { sweepOrphanCgroups, sweepOrphanLinks } from './reconcile.js';
 import type { Session } from './session.js';
+import { Pool, type PoolDeps } from './pool.js';
 
 export const rootfsDir = (kit: Kit) => join(kit.config.state_dir, 'rootfs');
 
@@ -171,6 +172,11 @@ export async function usrMasksReady(kit: Kit, usr: UsrMasks | undefined): Promis
 }
 
 /** The daemon's lxcfs (sessions.lxcfs "on" or "required"): adopted or started by start(), asked by every create and start. */
+/** The sessions made ahead ([pool]); members are made and discarded through the registry's own create and destroy. */
+export function poolFor(kit: Kit, deps: PoolDeps): Pool {
+  return new Pool(kit, deps);
+}
+
 export function lxcfsFor(kit: Kit): Lxcfs | undefined {
   if (kit.config.sessions.lxcfs === 'off') return undefined;
   return new Lxcfs(lxcfsPaths(kit.config.state_dir), kit.log.child({ part: 'lxcfs' }));

@@ -157,7 +157,7 @@ export class SessionReports {
   usageOfRunning(include: (row: SessionRow) => boolean): Usage[] {
     return this.kit.store
       .listInStates(['running'])
-      .filter(include)
+      .filter((row) => row.pool === null && include(row))
       .map((row) => readUsage(this.kit, row));
   }
 

@@ -55,6 +55,8 @@ export const rowSchema = z.object({
   ...oomColumns,
   /** Root's authorized OpenSSH key: sshd runs inside while the session does (null: no sshd). */
   ssh_key: z.string().nullable(),
+  /** A pool member's shape while no tenant holds it (src/sessions/pool.ts): then nobody's, and in no listing. */
+  pool: z.string().nullable(),
 });
 export type SessionRow = z.infer<typeof rowSchema>;
 

@@ -7,13 +7,19 @@ import { LIMITS, type Usage } from '../vocab/limits.js';
 // The row shapes and the columns each query reads are sessionRows.ts's.
 import { AddressesExhaustedError, HELD_NAME, PortTakenError, rowSchema, secretNames, SlotsExhaustedError, SUMMARY_COLUMNS, summariesSchema, TABLE_COLUMNS, tableRowsSchema } from './sessionRows.js';
 import { VOLUME_NAME_AS_SEEN, volumeUse, VolumeUnavailableError, VOLUMES_OF } from './sessionRows.js';
+import { PoolStore } from './poolStore.js';
 import type { KernelObject, PublishedPort, SessionDetails, SessionRow, SessionSummary, TableRow, VolumeUseRow } from './sessionRows.js';
 
 export * from './sessionRows.js';
 export { LIVE_STATES };
 
 export class SessionStore {
-  constructor(private readonly db: Database.Database) {}
+  /** The pool's members (src/sessions/pool.ts). */
+  readonly pool: PoolStore;
+
+  constructor(private readonly db: Database.Database) {
+    this.pool = new PoolStore(db, this);
+  }
 
   /** Statements compiled once per SQL text (the texts are this file's constants, so the cache is bounded). */
   private readonly statements = new Map<string, Database.Statement>();
@@ -60,14 +66,14 @@ export class SessionStore {
 
   list(includeDestroyed: boolean): SessionSummary[] {
     const sql = includeDestroyed
-      ? `SELECT ${SUMMARY_COLUMNS} FROM sessions ORDER BY created_at, rowid`
-      : `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE state != 'destroyed' ORDER BY created_at, rowid`;
+      ? `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE pool IS NULL ORDER BY created_at, rowid`
+      : `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE pool IS NULL AND state != 'destroyed' ORDER BY created_at, rowid`;
     return summariesSchema.parse(this.q(sql).all());
   }
 
   /** What `session list` shows of each (?format=text): its table's columns and lease, no JSON column parsed. */
   listTable(includeDestroyed: boolean): TableRow[] {
-    return tableRowsSchema.parse(this.q(`SELECT ${TABLE_COLUMNS} FROM sessions s LEFT JOIN ip_leases l ON l.session_id = s.id${includeDestroyed ? '' : " WHERE s.state != 'destroyed'"} ORDER BY s.created_at, s.rowid`).raw(true).all());
+    return tableRowsSchema.parse(this.q(`SELECT ${TABLE_COLUMNS} FROM sessions s LEFT JOIN ip_leases l ON l.session_id = s.id WHERE s.pool IS NULL${includeDestroyed ? '' : " AND s.state != 'destroyed'"} ORDER BY s.created_at, s.rowid`).raw(true).all());
   }
 
   detailsOf(id: string): SessionDetails {
@@ -123,6 +129,8 @@ export class SessionStore {
     publish?: PublishedPort[];
     keepConsole?: boolean;
     ownerUid: number;
+    /** A pool member's shape: no owner until it is handed out (src/sessions/pool.ts). */
+    pool?: string | undefined;
     profile: Profile;
     /** Volumes to mount, by id: `unavailable` (sessionRows.ts's volumeUnavailable) says why one cannot be from its state (undefined: no row), in the same transaction as the row. */
     volumes?: { id: string; target: string; readonly: boolean; unavailable: (state: string | undefined) => string | undefined }[];
@@ -138,10 +146,10 @@ export class SessionStore {
         args.admit?.(this.usageOf(args.ownerUid));
         if (!free) throw new SlotsExhaustedError(`all ${args.slots} ID-range slots are in use`);
         this.q(
-            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid, profile, idle_timeout_s, env, ssh_key)
-             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid, profile, idle_timeout_s, env, ssh_key, pool)
+             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
-          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.ownerUid, args.profile, args.idleTimeoutS ?? null, args.env?.length ? JSON.stringify(args.env) : null, args.sshKey ?? null);
+          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.pool === undefined ? args.ownerUid : null, args.profile, args.idleTimeoutS ?? null, args.env?.length ? JSON.stringify(args.env) : null, args.sshKey ?? null, args.pool ?? null);
         this.q('INSERT INTO id_slots (slot, session_id) VALUES (?, ?)').run(free.slot, args.id);
         if (args.addresses) {
           const { first, last } = args.addresses;

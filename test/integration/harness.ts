@@ -218,6 +218,18 @@ let daemonsMade = 0;
 /** Where sessions find the probe (a tmpfs of theirs that allows exec). */
 export const SESSION_PROBE = '/run/probe';
 
+/**
+ * ENCLAVE_TEST_POOL ("workspace_bridge = 2,workspace_none = 1"): every test
+ * daemon makes sessions ahead, so that the same files prove a pooled
+ * session is a cold one (the integration-pool project in vitest.config.ts).
+ */
+export const TEST_POOL = process.env.ENCLAVE_TEST_POOL;
+function poolConfig(): string {
+  if (!TEST_POOL) return '';
+  if (!/^(?:(?:workspace|strict)_(?:bridge|none) = \d+,?)+$/.test(TEST_POOL)) throw new Error(`ENCLAVE_TEST_POOL: "${TEST_POOL}" is not like "workspace_bridge = 2,workspace_none = 1"`);
+  return `\n[pool]\n${TEST_POOL.split(',').filter(Boolean).join('\n')}\n`;
+}
+
 export class TestDaemon {
   readonly tag = randomBytes(3).toString('hex');
   readonly runId = `${process.pid}x${this.tag}`;
@@ -261,7 +273,8 @@ export class TestDaemon {
         `state_dir = "${this.stateDir}"\nsocket = "${this.socket}"\nlocks_dir = "${LOCKS_DIR}"\nlog_level = "${this.opts.logLevel ?? 'debug'}"\n${this.opts.topConfig ?? ''}` +
           `[ids]\nbase = ${this.idBase}\nslots = ${this.opts.slots ?? 16}\n[cgroups]\nparent = "${this.cgroupParent}"\n` +
           `[network]\nbridge = "${this.bridge}"\nsubnet = "${this.opts.subnet ?? `${this.subnetPrefix}.0/24`}"\ntable = "${this.nftTable}"\n` +
-          `[sessions]\n${/^stop_grace_ms\s*=/m.test(this.opts.extraConfig ?? '') ? '' : 'stop_grace_ms = 1000\n'}${this.opts.extraConfig ?? ''}`,
+          `[sessions]\n${/^stop_grace_ms\s*=/m.test(this.opts.extraConfig ?? '') ? '' : 'stop_grace_ms = 1000\n'}${this.opts.extraConfig ?? ''}` +
+          poolConfig(),
       );
     }
     const args = [CLI, 'daemon', '--config', this.configPath];
@@ -434,6 +447,12 @@ export class TestDaemon {
 
   /** Destroy every session, stop the daemon, remove everything of this run. */
   async cleanup(): Promise<void> {
+    if (TEST_POOL && existsSync(this.logPath)) {
+      // What the pool served, so that a run with it on shows it was used.
+      const log = this.log();
+      const count = (msg: string) => log.split('\n').filter((l) => l.includes(`"msg":"${msg}"`)).length;
+      process.stderr.write(`[pool] ${this.runId}: ${count('session handed out from the pool')} creates handed out from the pool, ${count('session running') - count('pool member ready')} made cold\n`);
+    }
     try {
       if (this.proc && this.proc.exitCode === undefined) {
         const r = await this.api('GET', '/v1/sessions');

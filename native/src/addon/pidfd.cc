@@ -5,6 +5,9 @@
 //                        exits, reaping it if it is our child
 //   setChildSubreaper()  session inits re-parent to the daemon, not PID 1
 //   reapChild(pid)       waitpid(pid, WNOHANG) for adopted children
+//   setHostname(pid, startTime, name)
+//                        sethostname in the UTS namespace of the pinned
+//                        process (a pool member handed out with a name)
 // Native because Node has no pidfd_open, pidfd_send_signal, waitid(P_PIDFD)
 // or PR_SET_CHILD_SUBREAPER: process.kill(pid) can hit a reused PID, and
 // libuv waits only for the children it spawned itself.
@@ -15,7 +18,9 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <sched.h>
 #include <string>
+#include <thread>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -132,10 +137,42 @@ class ProcessWatch : public Napi::ObjectWrap<ProcessWatch> {
   Napi::FunctionReference callback_;
 };
 
+// setHostname(pid, startTime, name): the process is pinned by a pidfd and
+// checked to be the recorded one, then a thread of its own joins its UTS
+// namespace (setns moves only the calling thread) and sets the name there;
+// the daemon's own threads never leave the host's. Throws with errno.
+Napi::Value SetHostname(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsString() || !info[2].IsString()) {
+    Napi::TypeError::New(env, "setHostname(pid: number, startTime: string, name: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  pid_t pid = info[0].As<Napi::Number>().Int32Value();
+  unsigned long long want = strtoull(info[1].As<Napi::String>().Utf8Value().c_str(), nullptr, 10);
+  std::string name = info[2].As<Napi::String>().Utf8Value();
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return ThrowErrno(env, "pidfd_open", errno);
+  unsigned long long actual = 0;
+  if (read_start_time(pid, &actual) < 0 || actual != want) {
+    close(fd);
+    return ThrowErrno(env, "process identity", ESRCH);
+  }
+  int err = 0;
+  std::thread t([&] {
+    if (setns(fd, CLONE_NEWUTS) < 0) err = errno;
+    else if (sethostname(name.data(), name.size()) < 0) err = errno;
+  });
+  t.join();
+  close(fd);
+  if (err != 0) return ThrowErrno(env, "sethostname", err);
+  return env.Undefined();
+}
+
 const enclave::Export kExports[] = {
     {"ProcessWatch", ProcessWatch::Define},
     {"setChildSubreaper", enclave::Fn<SetChildSubreaper>},
     {"reapChild", enclave::Fn<ReapChild>},
+    {"setHostname", enclave::Fn<SetHostname>},
 };
 
 }  // namespace
