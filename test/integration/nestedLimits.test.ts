@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot, TestDaemon } from './harness.js';
 
-const installed = existsSync('/usr/bin/podman') && existsSync('/usr/bin/crun') && existsSync('/bin/busybox');
+const installed = ['/usr/bin/podman', '/usr/bin/crun', '/usr/bin/fuse-overlayfs', '/bin/busybox'].every((p) => existsSync(p));
 const PIDS = 128;
 const CPU_PERCENT = 20;
 
@@ -39,7 +39,7 @@ describe.skipIf(!isRoot)('limits hold for containers and namespaces nested in a 
   let hostBase = 0;
 
   beforeAll(async () => {
-    expect(installed, 'podman, crun and busybox-static must be installed (npm run setup)').toBe(true);
+    expect(installed, 'podman, crun, fuse-overlayfs and busybox-static must be installed (npm run setup)').toBe(true);
     await d.start();
     const s = await d.create({ name: 'lim', profile: 'system', memory_mb: 256, pids: PIDS, cpu_percent: CPU_PERCENT, root_mb: 256 });
     id = s.id;

@@ -3,7 +3,10 @@
 // service started on the host). Rootful podman runs as the session's root;
 // rootless podman runs as a user of the session, in a user namespace nested
 // in the session's, mapped by newuidmap/newgidmap from /etc/subuid and
-// /etc/subgid ranges that lie inside the session's own 65536 IDs. An image
+// /etc/subgid ranges that lie inside the session's own 65536 IDs. Rootful
+// storage is podman's overlay driver through fuse-overlayfs on the session's
+// /dev/fuse (the session's root is an overlay, which a kernel overlay cannot
+// take as its upper layer). An image
 // imported from a busybox tar made in the test: no registry.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -11,7 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot, TestDaemon } from './harness.js';
 
-const NEEDED = ['/usr/bin/podman', '/usr/bin/crun', '/usr/bin/newuidmap', '/usr/bin/newgidmap', '/usr/bin/slirp4netns', '/bin/busybox'];
+const NEEDED = ['/usr/bin/podman', '/usr/bin/crun', '/usr/bin/fuse-overlayfs', '/usr/bin/newuidmap', '/usr/bin/newgidmap', '/usr/bin/slirp4netns', '/bin/busybox'];
 const missing = NEEDED.filter((p) => !existsSync(p));
 
 const host = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8' });
@@ -37,7 +40,7 @@ describe.skipIf(!isRoot)('Podman inside a system session (root)', () => {
 
   beforeAll(async () => {
     // The root suite needs them (npm run setup installs them): a missing package fails, it does not skip.
-    expect(missing, 'install podman crun uidmap slirp4netns busybox-static (npm run setup)').toEqual([]);
+    expect(missing, 'install podman crun fuse-overlayfs uidmap slirp4netns busybox-static (npm run setup)').toEqual([]);
     await d.start();
     before = hostPodman();
     const s = await d.create({ name: 'pod', profile: 'system', memory_mb: 512, root_mb: 512 });
@@ -56,17 +59,20 @@ describe.skipIf(!isRoot)('Podman inside a system session (root)', () => {
       [
         'set -e',
         'podman import /tmp/bb.tar localhost/bb > /dev/null',
-        'podman info --format "{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}}"',
+        'podman info --format "{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} {{.Store.GraphDriverName}}"',
         'podman run --rm localhost/bb sh -c "echo hi from podman; id -u"',
       ].join('\n'),
     );
-    expect(r.stdout).toBe('crun cgroupfs\nhi from podman\n0\n');
+    expect(r.stdout).toBe('crun cgroupfs overlay\nhi from podman\n0\n');
     // A detached container: its cgroup is made by the session's root inside the session's (the host's view).
     const run = await d.sh('pod', 'podman run -d --name napper localhost/bb sleep 1000');
     const cid = run.stdout.trim();
     expect(cid).toMatch(/^[0-9a-f]{64}$/);
     const under = host('sh', ['-c', `find /sys/fs/cgroup/memory/${d.cgroupParent}/${id} -type d -name '*${cid}*'`]).trim();
     expect(under, 'the container\'s memory cgroup below the session\'s').not.toBe('');
+    // Its root filesystem: fuse-overlayfs, a FUSE mount in the session's mount namespace only.
+    expect((await d.sh('pod', 'grep -c " fuse.fuse-overlayfs " /proc/self/mountinfo')).stdout).toBe('1\n');
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain('fuse-overlayfs');
     expect((await d.sh('pod', 'podman rm -f -t 0 napper > /dev/null && echo removed')).stdout).toBe('removed\n');
     expect(hostPodman()).toEqual(before);
   });
