@@ -17,6 +17,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestDaemon } from '../test/integration/harness.js';
+import { addon } from '../src/native/addon.js';
 import { runShuffled, type Samples } from './schedule.js';
 
 const DOCKERD = '/usr/sbin/dockerd';
@@ -28,8 +29,16 @@ const TIMED = 't0=$(date +%s%N); docker run --rm bb true || exit 1; t1=$(date +%
 
 const host = (cmd: string, args: string[], env?: NodeJS.ProcessEnv) => execFileSync(cmd, args, { encoding: 'utf8', env: env ?? process.env });
 
-/** What a dockerd of the host could leave: links, Docker's rules, cgroups named docker or ours, mounts in its directory. */
-function hostState(dir: string, cgroupParent: string): { links: string[]; rules: string[]; cgroups: string[]; mounts: string[] } {
+const cmdline = (pid: string): string => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
+};
+
+/** What a dockerd of the host could leave: links, Docker's rules, cgroups named docker or ours, mounts in its directory, its processes (dockerd, containerd, shims). */
+function hostState(dir: string, cgroupParent: string): { links: string[]; rules: string[]; cgroups: string[]; mounts: string[]; procs: string[] } {
   const cg: string[] = [];
   for (const h of existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup') : []) {
     for (const n of ['docker', cgroupParent]) if (existsSync(join('/sys/fs/cgroup', h, n))) cg.push(join(h, n));
@@ -39,6 +48,7 @@ function hostState(dir: string, cgroupParent: string): { links: string[]; rules:
     rules: host('nft', ['list', 'ruleset']).split('\n').filter((l) => /DOCKER|docker0/.test(l)),
     cgroups: cg,
     mounts: readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(` ${dir}`)),
+    procs: readdirSync('/proc').filter((e) => /^\d+$/.test(e) && cmdline(e).includes(dir)),
   };
 }
 
@@ -50,6 +60,19 @@ function removeCgroups(name: string): void {
   };
   // cpu and cpuacct are links to cpu,cpuacct on v1: each hierarchy once.
   for (const h of readdirSync('/sys/fs/cgroup')) if (!lstatSync(join('/sys/fs/cgroup', h)).isSymbolicLink() && existsSync(join('/sys/fs/cgroup', h, name))) rm(join('/sys/fs/cgroup', h, name));
+}
+
+/** The host containers' shims re-parent to this process (the harness makes it a child subreaper) and end as zombies: reap them. */
+function reapShims(): void {
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const m = /^\d+ \((containerd-shim[^)]*)\) Z (\d+)/.exec(readFileSync(`/proc/${e}/stat`, 'utf8'));
+      if (m && Number(m[2]) === process.pid) addon().reapChild(Number(e));
+    } catch {
+      /* gone */
+    }
+  }
 }
 
 async function waitFor(what: string, ok: () => boolean | Promise<boolean>): Promise<void> {
@@ -92,7 +115,7 @@ export async function benchContainers(d: TestDaemon, s: Samples, rounds: number,
     );
     await waitFor('the host dockerd answering', () => {
       try {
-        host('docker', ['info'], env);
+        execFileSync('docker', ['info'], { env, stdio: 'ignore' });
         return true;
       } catch {
         return dockerd?.exitCode !== null ? Promise.reject(new Error(`bench: the host dockerd exited: ${readFileSync(join(dir, 'dockerd.log'), 'utf8').slice(-1000)}`)) : false;
@@ -124,6 +147,7 @@ export async function benchContainers(d: TestDaemon, s: Samples, rounds: number,
       proc.kill('SIGTERM');
       await exited;
     }
+    reapShims();
     // Its containerd ends with it; what it left in the kernel goes now.
     for (const m of hostState(dir, cgroupParent).mounts.map((l) => l.split(' ')[4]!).reverse()) execFileSync('umount', ['-l', m]);
     if (existsSync('/sys/fs/cgroup')) removeCgroups(cgroupParent);

@@ -47,12 +47,13 @@ const hostNet = (devices: Set<string>) => ({
 });
 /** Unchanged since `before` on every link still there but `own` (the test's bridge and outside link, which come up meanwhile). */
 const expectHostUnchanged = (beforeLinks: Set<string>, before: ReturnType<typeof hostNet>, own: string[]) => {
-  const now = linkNames();
-  const both = new Set([...beforeLinks].filter((n) => now.has(n) && !own.includes(n)));
+  const links = linkNames();
+  const both = new Set([...beforeLinks].filter((n) => links.has(n) && !own.includes(n)));
   const strip = (h: ReturnType<typeof hostNet>) => ({ ...h, routes: h.routes.filter((l) => both.has(/ dev (\S+)/.exec(l)![1]!)) });
-  expect(strip(hostNet(both))).toEqual(strip(before));
-  expect(before.tun).toBe('');
-  expect(before.tunnelRoutes).toEqual([]);
+  const now = hostNet(both);
+  expect(strip(now)).toEqual(strip(before));
+  expect(now.tun).toBe('');
+  expect(now.tunnelRoutes).toEqual([]);
 };
 
 const LISTEN = "import socket; s = socket.socket(); s.bind(('10.99.0.2', 7000)); s.listen(); c, a = s.accept(); print(a[0], c.makefile().readline().strip())";
