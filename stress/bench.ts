@@ -16,8 +16,11 @@
 //  - snapshot and restore of a 100 MiB layer (MiB/s), vs plain tar of the
 //    same bytes on the host;
 //  - stop and start vs snapshot + destroy and create --from of the same data,
-//    and vs a bare create (lifecycleBench.ts).
-//   npm run bench [-- --sessions N --execs N --seed S --attach-mib M --rounds R --lifecycle-rounds L --pool P --only create --json FILE]
+//    and vs a bare create (lifecycleBench.ts);
+//  - with --docker N: `docker run --rm IMAGE true` inside a system session vs
+//    the same on a dockerd of the host's, started and removed by the
+//    benchmark (containerBench.ts).
+//   npm run bench [-- --sessions N --execs N --seed S --attach-mib M --rounds R --lifecycle-rounds L --pool P --docker N --only create --json FILE]
 //   (--only create: the creates, destroys and their baselines alone, for several seeds in little time)
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,6 +30,7 @@ import { parseArgs } from 'node:util';
 import { CLI, FRONT, TestDaemon } from '../test/integration/harness.js';
 import { benchAttach } from './attachBench.js';
 import { benchLifecycle, lifecycleRatios, lifecycleRows } from './lifecycleBench.js';
+import { benchContainers } from './containerBench.js';
 import { clientRunTrue, execTrue, rssKiB, timeSpawn } from './probes.js';
 import { Enclave } from '../src/client/index.js';
 import { msSince, pct, rng, runShuffled, Samples } from './schedule.js';
@@ -42,6 +46,7 @@ const { values } = parseArgs({
     keystrokes: { type: 'string', default: '300' },
     pool: { type: 'string', default: '2' },
     only: { type: 'string' },
+    docker: { type: 'string', default: '0' },
     json: { type: 'string' },
   },
 });
@@ -201,6 +206,8 @@ async function main(): Promise<void> {
       await benchLifecycle(d, s, Number(values['lifecycle-rounds']), random);
       await benchAttach(d, s, { mib: Number(values['attach-mib']), rounds: Number(values.rounds), keystrokes: Number(values.keystrokes), random });
     }
+    const docker = Number(values.docker);
+    if (docker > 0 && !createsOnly) await benchContainers(d, s, docker, random);
 
     const mibs = (n: string) => s.get(n).map((x) => x.toFixed(1)).join(', ');
     const lines = [
@@ -232,6 +239,7 @@ async function main(): Promise<void> {
       s.row('front-destroy', 'front end: session destroy'),
       s.row('node-e0', 'baseline: node -e 0'),
       ...lifecycleRows(s),
+      ...(docker > 0 ? [s.row('docker-session', 'docker run --rm bb true, in a system session'), s.row('docker-host', 'baseline: docker run --rm bb true, host dockerd')] : []),
       `${'ratio (p50 and p99 over the baseline p50)'.padEnd(52)} ${'p50'.padStart(8)} ${'p99'.padStart(8)}`,
       s.ratio('exec', 'nsenter', 'exec / nsenter -a'),
       s.ratio('client-run', 'exec', 'client run / raw exec'),
@@ -252,6 +260,7 @@ async function main(): Promise<void> {
       s.ratio('front-exec', 'nsenter', 'front exec / nsenter -a'),
       s.ratio('cli-exec', 'nsenter', 'Node CLI exec / nsenter -a'),
       ...lifecycleRatios(s),
+      ...(docker > 0 ? [s.ratio('docker-session', 'docker-host', 'docker run in a session / on the host')] : []),
     ].filter((l) => !/ n=0$|NaNx/.test(l));
     if (!createsOnly) lines.push(
       `snapshot of a 100 MiB layer (MiB/s, p50 of ${values.rounds}): zstd ${mibs('snap-zstd-MiBs')}; plain ${mibs('snap-none-MiBs')}; restore zstd ${mibs('restore-zstd-MiBs')}; restore plain ${mibs('restore-none-MiBs')}; host tar of the same bytes ${mibs('tar-MiBs')}`,

@@ -7,7 +7,9 @@
 //          (loader cache, alternatives, PAM, apt/dpkg, certificates, ...),
 //          with passwd/group/shadow generated from the host's system
 //          accounts only (uid/gid < 1000 and nobody), no member lists, every
-//          password locked; empty hosts and resolv.conf for the session's binds
+//          password locked; empty hosts and resolv.conf for the session's binds;
+//          containers/ (podman's policy.json and registries.conf: without
+//          them podman refuses every image, even a locally imported one)
 //   /var   empty, but for a copy of the dpkg database (so dpkg and apt agree
 //          with the /usr they see)
 //   /bin /sbin /lib* merged-/usr links; empty /srv /opt /mnt /media /home /root
@@ -26,7 +28,7 @@ const FORMAT = 'base-v1';
 
 /** /etc entries an OS userland needs (a directory is taken whole, filtered). */
 export const ETC_ALLOW = [
-  'adduser.conf', 'alternatives', 'apt', 'bash.bashrc', 'bindresvport.blacklist', 'ca-certificates', 'ca-certificates.conf', 'debconf.conf',
+  'adduser.conf', 'alternatives', 'apt', 'bash.bashrc', 'bindresvport.blacklist', 'ca-certificates', 'ca-certificates.conf', 'containers', 'debconf.conf',
   'debian_version', 'deluser.conf', 'dpkg', 'environment', 'ethertypes', 'gai.conf', 'gitconfig', 'host.conf', 'inputrc', 'issue', 'issue.net',
   'ld.so.cache', 'ld.so.conf', 'ld.so.conf.d', 'locale.alias', 'locale.gen', 'localtime', 'login.defs', 'magic', 'magic.mime', 'mime.types',
   'mke2fs.conf', 'nanorc', 'networks', 'nsswitch.conf', 'os-release', 'pam.conf', 'pam.d', 'perl', 'profile', 'profile.d', 'protocols',
