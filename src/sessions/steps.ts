@@ -1,5 +1,5 @@
 // The steps a session is made of, in order, each with its undo:
-//   reserve -> cgroups -> firewall -> files -> plan -> launch -> watch -> restore -> prepare -> publish
+//   reserve -> cgroups -> firewall -> files -> plan -> launch -> watch -> restore -> prepare -> boot -> publish
 // Create and start run them up (src/sessions/pipeline.ts); a failed step
 // undoes it and every step before it; stop and destroy undo them all (a
 // stop's reserve undo keeps the name, address, ports, volumes and secrets);
@@ -10,6 +10,7 @@ import { rmSync } from 'node:fs';
 import { ApiError } from '../vocab/errors.js';
 import type { Limits } from '../vocab/limitTable.js';
 import { cgroupPids, createSessionCgroup, killCgroup, removeCgroup, sessionCgroupDirs, sessionCgroupView, versionOf, type CgroupDir } from '../isolation/cgroups.js';
+import { bootPlanFor } from '../isolation/bootPlan.js';
 import { delegateCgroup, delegationRefused, removeDescendants } from '../isolation/cgroupDelegation.js';
 import { placeSession } from '../isolation/cpuPlacement.js';
 import { rangeForSlot } from '../isolation/idRange.js';
@@ -96,7 +97,7 @@ const reserve: Step<Bring> = {
 /** The recorded kernel objects of a kind that this daemon would have made for the session; any other is logged and forgotten. */
 function ours(c: Bring, kind: 'cgroup' | 'veth'): string[] {
   const { kit, session } = c;
-  const mine = new Set([...sessionCgroupDirs(kit.layout, kit.config.cgroups.parent, session.id).map((d) => `cgroup ${d.path}`), `veth ${hostIfName(session.id)}`]);
+  const mine = new Set([...sessionCgroupDirs(kit.layout, kit.config.cgroups.parent, session.id, true).map((d) => `cgroup ${d.path}`), `veth ${hostIfName(session.id)}`]);
   const refs: string[] = [];
   for (const o of kit.store.kernelObjects(session.id)) {
     if (o.kind !== kind) continue;
@@ -173,7 +174,7 @@ const plan: Step<Bring> = {
     const volumes = [];
     for (const v of kit.store.volumeIdsOf(r.id)) volumes.push({ source: await kit.volumes.mountFor(v.id, v.readonly), target: v.target, readonly: v.readonly });
     const cgroups = c.dirs.map((d) => d.path);
-    c.plan = planFor(r, c.limits, kit.config, kit.host!, { cgroups, cgroupView: sessionCgroupView(kit.layout, c.dirs), lease, files: c.files!, injected, profile: r.profile, volumes });
+    c.plan = planFor(r, c.limits, kit.config, kit.host!, { cgroups, cgroupView: sessionCgroupView(kit.layout, c.dirs), lease, files: c.files!, injected, profile: r.profile, volumes, boot: r.init === 'systemd' ? bootPlanFor(r.id) : undefined });
     // Stored before anything executes it: what the session is made of, for good.
     // Secret values are not in it: they travel as blobs on the helper's stdin.
     kit.store.setPlan(r.id, JSON.stringify(c.plan));
@@ -242,6 +243,26 @@ const prepare: Step<Bring> = {
   down: () => undefined,
 };
 
+/**
+ * --init systemd: its init starts systemd once the session's files are
+ * back and prepared, so it boots from the /etc it was left with; fails
+ * closed (the create or start is undone, with systemd's reason). A
+ * re-adopted session's systemd never stopped. Nothing to undo: a stop or
+ * destroy asks it to halt (agent.c), and its PID namespace ends with it.
+ */
+const boot: Step<Bring> = {
+  name: 'boot',
+  up: async (c) => {
+    const r = row(c);
+    if (r.init === null || c.adopting) return;
+    const agent = c.kit.agents.for(r.id, () => planView(c.plan!).control);
+    await agent.boot().catch((e: Error) => {
+      throw new ApiError('confinement_failed', `session ${c.session.id} could not boot ${r.init}: ${e.message}`);
+    });
+  },
+  down: () => undefined,
+};
+
 const publish: Step<Bring> = {
   name: 'publish',
   up: async (c) => {
@@ -260,4 +281,4 @@ const publish: Step<Bring> = {
   down: (c) => c.kit.publisher.unpublish(c.session.id),
 };
 
-export const STEPS: readonly Step<Bring>[] = [reserve, cgroups, firewall, files, plan, launch, watch, restore, prepare, publish];
+export const STEPS: readonly Step<Bring>[] = [reserve, cgroups, firewall, files, plan, launch, watch, restore, prepare, boot, publish];

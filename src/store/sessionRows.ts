@@ -2,7 +2,7 @@
 // reservation throws: the shapes, apart from the queries (sessionStore.ts).
 import { z } from 'zod';
 import { limitsSchema, sessionStates } from '../api/schemas.js';
-import { PROFILES } from '../vocab/profiles.js';
+import { INITS, PROFILES } from '../vocab/profiles.js';
 import { oomColumns } from './oomStore.js';
 
 export const rowSchema = z.object({
@@ -55,6 +55,8 @@ export const rowSchema = z.object({
   ...oomColumns,
   /** Root's authorized OpenSSH key: sshd runs inside while the session does (null: no sshd). */
   ssh_key: z.string().nullable(),
+  /** What it boots inside (--init systemd), or null. */
+  init: z.enum(INITS).nullable(),
 });
 export type SessionRow = z.infer<typeof rowSchema>;
 
