@@ -82,6 +82,11 @@ static __attribute__((noreturn)) void boot_child(int fd, const char *init, const
 pid_t boot_start(const char *init, const char *machine, enum step *step, int *err, char *detail, size_t detail_len) {
   int p[2];
   *step = STEP_BOOT;
+  if (strlen(machine) != 32 || strspn(machine, "0123456789abcdef") != 32) {
+    *err = EINVAL;
+    snprintf(detail, detail_len, "the plan's machine ID is not 32 hex digits");
+    return -1;
+  }
   if (pipe2(p, O_CLOEXEC) < 0) {
     *err = errno;
     snprintf(detail, detail_len, "pipe2");
