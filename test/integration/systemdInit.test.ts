@@ -107,6 +107,18 @@ describe.skipIf(!isRoot)('--init systemd (root)', () => {
     expect(tree).toMatch(/^\d+:name=systemd:\/init\.scope$/);
   });
 
+  it('reaches nothing of the host\'s: its system bus is its own, every cgroup hierarchy it sees is rooted at the session\'s', async () => {
+    const r = await d.sh(
+      'sd',
+      'busctl --system --no-legend list | awk \'$1 == "org.freedesktop.systemd1" { print $2 }\'; busctl --system get-property org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager Virtualization; ls /sys/fs/cgroup',
+    );
+    const [busPid, virt, ...hierarchies] = r.stdout.trim().split('\n');
+    // The bus's systemd is PID 1 of the namespace the exec is in: the session's own.
+    expect([busPid, virt, r.stderr]).toEqual(['1', 's "container-other"', '']);
+    expect(hierarchies).toContain('systemd');
+    for (const h of hierarchies) expect(existsSync(join('/sys/fs/cgroup', h, d.cgroupParent, id)), h).toBe(true);
+  });
+
   it('starts a unit written in the session, serves on a published port, and journalctl reads its log', async () => {
     const w = await d.sh(
       'sd',
