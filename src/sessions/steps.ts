@@ -6,7 +6,7 @@
 // a re-adopted session enters at "watch". Undos come from what is recorded (the row, its kernel objects),
 // so they work the same after a crash, and the kernel comes before the
 // database: a full disk never leaves a session's processes, cgroups or link.
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { ApiError } from '../vocab/errors.js';
 import type { Limits } from '../vocab/limitTable.js';
 import { cgroupPids, createSessionCgroup, killCgroup, removeCgroup, sessionCgroupDirs, sessionCgroupView, versionOf, type CgroupDir } from '../isolation/cgroups.js';
@@ -32,6 +32,8 @@ import { prepareArgv, prepareSession } from './prepare.js';
 import { removeStored, restoreFiles } from './stored.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How long a booted systemd may take to open its bus before the create or start fails. */
+const BOOT_READY_MS = 60_000;
 
 /** What the steps of one session pass along. */
 export interface Bring {
@@ -259,6 +261,11 @@ const boot: Step<Bring> = {
     await agent.boot().catch((e: Error) => {
       throw new ApiError('confinement_failed', `session ${c.session.id} could not boot ${r.init}: ${e.message}`);
     });
+    // Ready once its manager answers on its private bus (what systemctl uses): the caller can use it at once.
+    const bus = `/proc/${c.launched!.pid}/root/run/systemd/private`;
+    for (const deadline = Date.now() + BOOT_READY_MS; !existsSync(bus); await sleep(20)) {
+      if (Date.now() > deadline) throw new ApiError('confinement_failed', `session ${c.session.id} could not boot ${r.init}: it did not open its bus (/run/systemd/private) within ${BOOT_READY_MS / 1000} s`);
+    }
   },
   down: () => undefined,
 };

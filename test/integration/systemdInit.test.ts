@@ -82,6 +82,7 @@ describe.skipIf(!isRoot)('--init systemd (root)', () => {
     expect(b.stderr).toBe('');
     expect(b.state).toBe('running');
     expect(b.failed).toEqual([]);
+    expect((await d.cli(['session', 'show', 'sd'])).stdout).toMatch(/^boots +systemd, as the init of its own PID namespace/m);
   }, 180_000);
 
   it('runs systemd as PID 1 of its own PID namespace, forked by the session\'s init; commands run in systemd\'s namespaces', async () => {
