@@ -618,16 +618,16 @@ static void handle_boot(char **f, int nf) {
     char detail[200];
     pid_t pid = boot_start(op->arg[0], op->arg[1], &step, &err, detail, sizeof detail);
     if (pid < 0) return send_failed(f[1], step, err, detail);
-    boot_pid = pid;
     /* From now on our children are forked in systemd's PID namespace and
      * enter its mount namespace: systemd identifies a client of its private
      * bus by its PID (SO_PEERCRED), which must be one it can see, and
      * ps, systemctl and journalctl see the machine systemd runs. */
     if (boot_enter(pid, &boot_mnt, detail, sizeof detail) < 0) {
       err = errno;
-      kill(pid, SIGKILL);
+      kill(pid, SIGKILL); /* reaped as any child; the create fails and is undone */
       return send_failed(f[1], STEP_BOOT, err, detail);
     }
+    boot_pid = pid;
   }
   char pid[16];
   snprintf(pid, sizeof pid, "%d", boot_pid);
