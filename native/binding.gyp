@@ -31,7 +31,7 @@
     {
       "target_name": "enclave-init",
       "type": "executable",
-      "sources": ["src/init.c", "src/agent.c", "src/users.c", "src/plan.c", "src/common.c", "src/harden.c", "src/netlink.c", "src/procstat.c"],
+      "sources": ["src/init.c", "src/agent.c", "src/boot.c", "src/users.c", "src/plan.c", "src/common.c", "src/harden.c", "src/netlink.c", "src/procstat.c"],
       "cflags": ["<@(helper_cflags)"],
       "ldflags": ["-Wl,-z,relro,-z,now", "-pie"]
     },

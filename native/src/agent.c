@@ -1,5 +1,6 @@
 #include "agent.h"
 
+#include "boot.h"
 #include "common.h"
 #include "plan.h"
 #include "users.h"
@@ -9,6 +10,7 @@
 #include <grp.h>
 #include <linux/openat2.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +109,17 @@ static int conn = -1;
 static int stopping; /* the signal that told the session to stop, or 0 */
 static int quiescing; /* the signal a "quiesce" sent, until no process but us is left; or 0 */
 static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+/*
+ * --init systemd (boot.c): systemd's pid, or 0. A stop or quiesce asks it
+ * to halt (SIGRTMIN+3, as systemd-nspawn and machinectl do: SIGTERM would
+ * make it re-execute itself) and holds its own signals for the session's
+ * other processes until it has ended, which takes its PID namespace with
+ * it; the daemon's grace bounds the wait (then SIGKILL, as for any session).
+ */
+static pid_t boot_pid;
+/* systemd's mount namespace: every command started after the boot enters it (exec_child). */
+static int boot_mnt = -1;
+static unsigned long long held_signals; /* bit N: signal N goes to every process once systemd has ended */
 static const int handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
 static const struct term no_term = {.master = -1, .ring_fd = -1};
@@ -290,6 +303,29 @@ static void resolve_start(struct exec_rec *r) {
   term_close(&r->t);
 }
 
+/* Signal every process of the session but us, or, while systemd runs, ask it to halt first. */
+static void signal_all(int sig) {
+  if (boot_pid > 0 && sig != SIGKILL) {
+    kill(boot_pid, SIGRTMIN + 3);
+    held_signals |= 1ULL << sig;
+    return;
+  }
+  kill(-1, sig);
+  kill(-1, SIGCONT);
+}
+
+/* systemd ended: what was held goes out now. Ended on its own (poweroff
+ * inside, or a crash), the session stops, as a machine that powered off. */
+static void booted_ended(void) {
+  boot_pid = 0;
+  if (boot_mnt >= 0) close(boot_mnt), boot_mnt = -1;
+  if (!held_signals && !stopping && !quiescing) stopping = SIGTERM, held_signals = 1ULL << SIGTERM;
+  for (int sig = 1; sig < 64; sig++)
+    if (held_signals & (1ULL << sig)) kill(-1, sig);
+  if (held_signals) kill(-1, SIGCONT);
+  held_signals = 0;
+}
+
 static void reap(void) {
   for (;;) {
     int st = 0;
@@ -312,6 +348,7 @@ static void reap(void) {
       quiescing = 0;
     }
     if (p <= 0) return;
+    if (p == boot_pid) booted_ended();
     for (int i = 0; i < AGENT_MAX_EXECS; i++) {
       struct exec_rec *r = &recs[i];
       if (r->pid != p) continue;
@@ -434,6 +471,8 @@ static __attribute__((noreturn)) void exec_child(int status_fd, int tty_slave, c
   }
   /* Everything of ours closes at exec; a failure report still gets out. */
   if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) child_fail(status_fd, STEP_FDS);
+  /* Booted: into systemd's mounts (its /proc shows its PID namespace, where we were forked), as root still. */
+  if (boot_mnt >= 0 && setns(boot_mnt, CLONE_NEWNS) < 0) child_fail_why(status_fd, STEP_BOOT, errno, "enter systemd's mount namespace");
   static struct exec_user as;
   if (user) become(status_fd, user, tty_slave >= 0, &as);
   int envc = 0;
@@ -563,9 +602,36 @@ static void handle_signal(char **f, int nf) {
 static void handle_quiesce(char **f, int nf) {
   if (fields_fit(VERB_QUIESCE, f, nf) < 0) return;
   quiescing = (int)parse_u64(f[1]);
-  kill(-1, quiescing);
-  kill(-1, SIGCONT);
+  signal_all(quiescing);
   reap();
+}
+
+/* boot ID: start the plan's boot op (once; a repeat answers with its pid). */
+static void handle_boot(char **f, int nf) {
+  if (fields_fit(VERB_BOOT, f, nf) < 0) return;
+  const struct plan_op *op = session_plan ? plan_find(session_plan, OP_BOOT) : NULL;
+  if (!op) return send_failed(f[1], STEP_BOOT, EINVAL, "the session was not created with an init to boot");
+  if (stopping || quiescing) return send_failed(f[1], STEP_STOPPING, ESHUTDOWN, "the session is stopping");
+  if (boot_pid <= 0) {
+    enum step step;
+    int err = 0;
+    char detail[200];
+    pid_t pid = boot_start(op->arg[0], op->arg[1], &step, &err, detail, sizeof detail);
+    if (pid < 0) return send_failed(f[1], step, err, detail);
+    /* From now on our children are forked in systemd's PID namespace and
+     * enter its mount namespace: systemd identifies a client of its private
+     * bus by its PID (SO_PEERCRED), which must be one it can see, and
+     * ps, systemctl and journalctl see the machine systemd runs. */
+    if (boot_enter(pid, &boot_mnt, detail, sizeof detail) < 0) {
+      err = errno;
+      kill(pid, SIGKILL); /* reaped as any child; the create fails and is undone */
+      return send_failed(f[1], STEP_BOOT, err, detail);
+    }
+    boot_pid = pid;
+  }
+  char pid[16];
+  snprintf(pid, sizeof pid, "%d", boot_pid);
+  SEND(VERB_STARTED, -1, f[1], pid);
 }
 
 static void handle_release(char **f, int nf) {
@@ -688,6 +754,7 @@ static void read_conn(void) {
     case VERB_WRITE: handle_write(f, nf); break;
     case VERB_KEEP: handle_keep(f, nf, fds, nfds); break;
     case VERB_QUIESCE: handle_quiesce(f, nf); break;
+    case VERB_BOOT: handle_boot(f, nf); break;
     default: break; /* not a verb the init answers */
   }
   for (int i = 0; i < nfds; i++)
@@ -700,8 +767,7 @@ static void on_signal(int sigfd) {
     for (size_t i = 0; i < sizeof stop_signals / sizeof stop_signals[0]; i++) {
       if ((int)si.ssi_signo != stop_signals[i]) continue;
       if (!stopping) stopping = (int)si.ssi_signo;
-      kill(-1, SIGTERM); /* every process of the session but us */
-      kill(-1, SIGCONT);
+      signal_all(SIGTERM); /* every process of the session but us */
     }
   }
   reap();

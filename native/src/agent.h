@@ -92,6 +92,7 @@ enum agent_direction { TO_INIT, TO_DAEMON };
   X(RELEASE, "release", TO_INIT, "", F("id", ID, 0, 0)) /* a tty command's master is drained */           \
   X(KEEP, "keep", TO_INIT, "the console's output ring (a memfd)", F("id", ID, 0, 0)) /* outlive the daemon */ \
   X(QUIESCE, "quiesce", TO_INIT, "", F("signo", NUM, 1, 64)) /* signal every process but the init; "quiet" when none is left */ \
+  X(BOOT, "boot", TO_INIT, "", F("id", ID, 0, 0)) /* start the plan's boot op (systemd); "started ID PID" or "failed" */ \
   X(WRITE, "write", TO_INIT, "", /* refresh a secret file */                                               \
     F("id", ID, 0, 0) F("dir", TEXT, 0, AGENT_MAX_MSG) F("leaf", TEXT, 0, AGENT_MAX_MSG)                   \
     F("mode", MODE, 0, 0777) F("gid", NUM, 0, 65535) F("content", BYTES, 0, 0))                          \

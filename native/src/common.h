@@ -72,7 +72,8 @@
   X(VOLUME, "volume")              \
   X(LXCFS, "lxcfs")                \
   X(CGROUPFS, "cgroupfs")          \
-  X(USER, "user")
+  X(USER, "user")                  \
+  X(BOOT, "boot")
 
 #define ENCLAVE_STEP_ENUM(name, str) STEP_##name,
 enum step { ENCLAVE_STEPS(ENCLAVE_STEP_ENUM) STEP_COUNT };

@@ -60,6 +60,7 @@ static const struct ft_flag ft_cmd_flags_2[] = {
   {"home-size", 0, 1, 0, NULL},
   {"root-size", 0, 1, 0, NULL},
   {"profile", 0, 1, 0, NULL},
+  {"init", 0, 1, 0, NULL},
   {"network", 0, 1, 0, NULL},
   {"publish", 'p', 1, 1, NULL},
   {"volume", 'v', 1, 1, NULL},

@@ -102,7 +102,8 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
   X(CAPS,        "capabilities", "K",      "keep",                                PHASE_FINAL,  STEP_CAPS,      OP_ONCE | OP_REQUIRED) \
   X(SECCOMP,     "seccomp",      "X",      "program",                             PHASE_FINAL,  STEP_SECCOMP,   OP_ONCE | OP_REQUIRED | OP_LAST) \
   X(ENV,         "env",          "SW",     "name value",                          PHASE_EXEC,   STEP_ENV,       0)                     \
-  X(ENV_FILE,    "env-file",     "SA",     "name path",                           PHASE_EXEC,   STEP_ENV,       OP_ALLOW_NOTEXIST)
+  X(ENV_FILE,    "env-file",     "SA",     "name path",                           PHASE_EXEC,   STEP_ENV,       OP_ALLOW_NOTEXIST) \
+  X(BOOT,        "boot",         "AD",     "init machineId",                      PHASE_EXEC,   STEP_BOOT,      OP_ONCE) /* --init systemd: what the boot verb starts (boot.c); D: the machine ID, 32 hex digits */
 
 /*
  * The most a plan may keep (the workspace profile's set): CHOWN, DAC_OVERRIDE,

@@ -66,6 +66,7 @@ export function sessionDetails(s: Session): string {
     ['created', s.created_at],
     ['updated', s.updated_at],
   ];
+  if (s.init) rows.push(['boots', `${s.init}, as the init of its own PID namespace (--init)`]);
   rows.push(['network', s.network.mode === 'bridge' ? `bridge ${s.network.address ?? '-'} via ${s.network.gateway ?? '-'}` : 'none (lo only)']);
   for (const v of s.volumes) rows.push(['volume', `${v.name} on ${v.target}${v.readonly ? ' (read-only)' : ''}`]);
   for (const p of s.network.published) rows.push(['published', `${p.host_ip}:${p.host_port} -> ${p.session_port}/tcp`]);

@@ -1,6 +1,6 @@
 // Request and response shapes of the HTTP API, shared by daemon and CLI.
 import { z } from 'zod';
-import { PROFILES } from '../vocab/profiles.js';
+import { INITS, PROFILES } from '../vocab/profiles.js';
 import { looksSecret, MAX_SECRET_BYTES, SECRET_ENV_HINT } from '../vocab/names.js';
 import { envTokenRef, EXEC_USER, providerRef, sessionName, sessionRef, SESSION_ID, SESSION_USERS, volumeName, volumeRef } from '../vocab/names.js';
 import { limitRequestShape, limitsSchema } from '../vocab/limits.js';
@@ -103,6 +103,8 @@ export const createSessionRequest = z
     ...limitRequestShape,
     /** Capability profile (config default: sessions.profile). */
     profile: z.enum(PROFILES).optional(),
+    /** Boot systemd as the init of a PID namespace inside the session (system profile only). */
+    init: z.enum(INITS).optional(),
     /** Volumes to mount (enclave volume create NAME first). */
     volumes: z
       .array(volumeMountSchema)
@@ -155,6 +157,8 @@ export const sessionSchema = z.object({
   limits: limitsSchema,
   /** Capability profile; sessions of daemons before profiles were strict. */
   profile: z.enum(PROFILES),
+  /** What it boots inside (--init), or null: Enclave's init alone. */
+  init: z.enum(INITS).nullable().optional(),
   network: z.object({
     mode: z.enum(['bridge', 'none']),
     address: z.string().nullable(),

@@ -88,6 +88,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       { long: 'name', value: 'NAME', help: 'its name (unique among yours)' },
       ...LIMITS.map((r): FlagSpec => ({ long: r.flag, value: r.meta, help: `${r.what} (default ${r.default}${r.unit === 'MiB' ? ' MiB' : r.unit === '%' ? '%' : ''})` })),
       { long: 'profile', value: 'PROFILE', help: 'workspace (default: writable root, a container-like capability set), strict, or system (full capabilities over its own namespaces: Docker, nested namespaces, TUN; only where a rule grants it)', complete: ['workspace', 'strict', 'system'] },
+      { long: 'init', value: 'INIT', help: 'systemd: boot systemd inside as the init of its own PID namespace (system profile only)', complete: ['systemd'] },
       { long: 'network', value: 'MODE', help: 'bridge (default: its own address on the host bridge) or none', complete: ['bridge', 'none'] },
       { long: 'publish', short: 'p', value: '[127.0.0.1:]HOSTPORT:PORT', multiple: true, help: 'forward a host port to the session' },
       { long: 'volume', short: 'v', value: 'NAME:/PATH[:ro]', multiple: true, help: 'mount a volume', complete: 'volume' },

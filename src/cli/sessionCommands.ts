@@ -12,7 +12,7 @@ import { durationSeconds, intFlag, parsePublish, ref, session$ } from './flagVal
 import { json, sessionDetails, stateLine } from '../api/render.js';
 import { compressionFlag, parseVolumeFlag } from './volume.js';
 
-const FLAG_OF: Record<string, string> = { ...LIMIT_FLAG_OF, env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', name: '--name', profile: '--profile', volumes: '--volume', idle_timeout_s: '--idle-timeout', ssh_key: '--ssh-key', secret_users: '--auth/--env-token NAME:USERS' };
+const FLAG_OF: Record<string, string> = { ...LIMIT_FLAG_OF, env: '--env', auth: '--auth', env_tokens: '--env-token', publish: '--publish', network: '--network', name: '--name', profile: '--profile', init: '--init', volumes: '--volume', idle_timeout_s: '--idle-timeout', ssh_key: '--ssh-key', secret_users: '--auth/--env-token NAME:USERS' };
 
 async function create(p: Parsed, socket: string): Promise<number> {
   const from = p.str('from');
@@ -31,6 +31,7 @@ async function create(p: Parsed, socket: string): Promise<number> {
       name: p.str('name'),
       ...Object.fromEntries(LIMITS.map((r) => [r.key, intFlag(p.str(r.flag), r.flag)])),
       profile: p.str('profile'),
+      init: p.str('init'),
       network,
       publish: publish.length ? publish : undefined,
       console: p.bool('console') || undefined,

@@ -4,7 +4,7 @@
 // every sub-cgroup is charged to the session's (v1 and v2 are hierarchical).
 import { chownSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { descendants, killCgroup, removeCgroup, type CgroupDir, type CgroupLayout } from './cgroups.js';
+import { descendants, killCgroup, removeCgroup, mountOf, type CgroupDir, type CgroupLayout } from './cgroups.js';
 
 /**
  * What a delegated directory's owner may write, per version, after the
@@ -30,7 +30,7 @@ export function delegateCgroup(dir: CgroupDir, owner: { uid: number; gid: number
 export function delegationRefused(layout: CgroupLayout, dirs: CgroupDir[]): string | undefined {
   for (const d of dirs) {
     if (d.version !== 1) continue;
-    const mount = layout.v1.get(d.controllers[0] ?? '');
+    const mount = mountOf(layout, d);
     if (!mount) continue;
     let agent = '';
     try {

@@ -16,7 +16,11 @@ export interface CgroupLayout {
   v1Controllers: Map<string, string>;
   /** Mount point of the cgroup2 hierarchy, if any. */
   v2: string | null;
+  /** The v1 name=systemd hierarchy (hybrid, legacy): only a session that boots systemd (--init) is placed there. */
+  named?: string | undefined;
 }
+
+export const SYSTEMD_HIERARCHY = 'name=systemd'; // the v1 hierarchy systemd keeps its own tree in, as mount(2) names it
 
 /** Controllers whose limits the daemon writes (the limits table's). */
 export const LIMIT_CONTROLLERS = ['memory', 'pids', 'cpu'] as const;
@@ -46,7 +50,7 @@ const V1_NOT_CONTROLLERS = /^(rw|ro|xattr|noprefix|clone_children|cpuset_v2_mode
 export function parseCgroupLayout(mountinfo: string, root = '/sys/fs/cgroup'): CgroupLayout {
   const v1 = new Map<string, string>();
   const v1Controllers = new Map<string, string>();
-  let v2: string | null = null;
+  let v2: string | null = null, named: string | undefined;
   for (const line of mountinfo.split('\n')) {
     const sep = line.indexOf(' - ');
     if (sep < 0) continue;
@@ -59,13 +63,14 @@ export function parseCgroupLayout(mountinfo: string, root = '/sys/fs/cgroup'): C
       v2 = mountPoint;
     } else if (fstype === 'cgroup') {
       const opts = (right[2] ?? '').split(',');
+      if (opts.includes(SYSTEMD_HIERARCHY)) named = mountPoint;
       const ours = opts.filter((o) => SESSION_CONTROLLERS.includes(o));
       for (const opt of ours) v1.set(opt, mountPoint);
       if (ours.length > 0) v1Controllers.set(mountPoint, opts.filter((o) => o && !V1_NOT_CONTROLLERS.test(o)).join(','));
     }
   }
   const mode: CgroupMode = v2 === root ? 'unified' : v1.size > 0 ? (v2 ? 'hybrid' : 'legacy') : 'unified';
-  return mode === 'unified' ? { mode, v1: new Map(), v1Controllers: new Map(), v2 } : { mode, v1, v1Controllers, v2 };
+  return mode === 'unified' ? { mode, v1: new Map(), v1Controllers: new Map(), v2 } : { mode, v1, v1Controllers, v2, ...(named ? { named } : {}) };
 }
 
 export function detectCgroupLayout(root = '/sys/fs/cgroup'): CgroupLayout {
@@ -82,8 +87,8 @@ export interface CgroupDir {
 /** Does the directory hold a limit (not only what the session is shown)? */
 export const holdsLimits = (d: CgroupDir): boolean => d.controllers.some((c) => (LIMIT_CONTROLLERS as readonly string[]).includes(c));
 
-/** The session's directories in every hierarchy Enclave uses. */
-export function sessionCgroupDirs(layout: CgroupLayout, parent: string, sessionId: string): CgroupDir[] {
+/** The session's directories in every hierarchy Enclave uses; with `boot` (--init systemd), name=systemd's too. */
+export function sessionCgroupDirs(layout: CgroupLayout, parent: string, sessionId: string, boot = false): CgroupDir[] {
   const dirs: CgroupDir[] = [];
   if (layout.mode === 'unified' && layout.v2) {
     return [{ path: join(layout.v2, parent, sessionId), controllers: [...V2_CONTROLLERS], version: 2 }];
@@ -93,12 +98,14 @@ export function sessionCgroupDirs(layout: CgroupLayout, parent: string, sessionI
   for (const [mount, ctrls] of byMount) dirs.push({ path: join(mount, parent, sessionId), controllers: ctrls.sort(), version: 1 });
   // Hybrid: the controller-less v2 tree tracks the session (and gives cgroup.kill).
   if (layout.v2) dirs.push({ path: join(layout.v2, parent, sessionId), controllers: [], version: 2 });
+  if (boot && layout.named) dirs.push({ path: join(layout.named, parent, sessionId), controllers: [SYSTEMD_HIERARCHY], version: 1 });
   return dirs;
 }
 
 export function parentDirs(layout: CgroupLayout, parent: string): string[] {
   const mounts = new Set<string>(layout.v1.values());
   if (layout.v2) mounts.add(layout.v2);
+  if (layout.named) mounts.add(layout.named);
   return [...mounts].map((m) => join(m, parent));
 }
 
@@ -211,13 +218,17 @@ export function sessionCgroupView(layout: CgroupLayout, dirs: CgroupDir[]): Cgro
   if (layout.mode === 'unified') return dirs.some((d) => d.version === 2) ? [{ at: '', version: 2 }] : [];
   const view: CgroupView[] = [];
   for (const d of dirs) {
-    const mount = d.version === 2 ? layout.v2 : layout.v1.get(d.controllers[0] ?? '');
+    const mount = mountOf(layout, d);
     if (!mount) continue;
     const at = basename(mount);
-    view.push(d.version === 2 ? { at, version: 2 } : { at, version: 1, controllers: layout.v1Controllers.get(mount) ?? d.controllers.join(',') });
+    const controllers = d.controllers[0] === SYSTEMD_HIERARCHY ? `none,${SYSTEMD_HIERARCHY}` : (layout.v1Controllers.get(mount) ?? d.controllers.join(','));
+    view.push(d.version === 2 ? { at, version: 2 } : { at, version: 1, controllers });
   }
   return view;
 }
+
+/** Where a session directory's hierarchy is mounted on the host. */
+export const mountOf = (layout: CgroupLayout, d: CgroupDir) => (d.version === 2 ? layout.v2 : d.controllers[0] === SYSTEMD_HIERARCHY ? layout.named : layout.v1.get(d.controllers[0] ?? ''));
 
 /** The v1 memory directory whose OOM events the daemon must watch, if any. */
 export function v1MemoryDir(dirs: CgroupDir[]): string | undefined {
@@ -260,7 +271,7 @@ export function killCgroup(dir: string, version: 1 | 2): void {
 export function removeParents(layout: CgroupLayout, parent: string): string[] {
   const removed: string[] = [];
   const parts = parent.split('/').filter(Boolean);
-  for (const mount of new Set<string>([...layout.v1.values(), ...(layout.v2 ? [layout.v2] : [])])) {
+  for (const mount of new Set<string>([...layout.v1.values(), ...(layout.v2 ? [layout.v2] : []), ...(layout.named ? [layout.named] : [])])) {
     for (let depth = parts.length; depth > 0; depth--) {
       const dir = join(mount, ...parts.slice(0, depth));
       if (!existsSync(dir)) continue;

@@ -10,6 +10,7 @@ import { posix } from 'node:path';
 import { z } from 'zod';
 import { op, PHASES, readOp, type Phase, type PlanOp } from '../native/contract.gen.js';
 import type { MountFlag } from '../native/contractKinds.js';
+import type { BootPlan } from './bootPlan.js';
 import type { CgroupView } from './cgroups.js';
 import type { IdRange } from './idRange.js';
 
@@ -125,10 +126,14 @@ export interface PlanInputs {
    * from the daemon's nodes (deviceNodes.ts), by their path in /dev.
    */
   system?: { nodes: Record<(typeof SYSTEM_DEVICES)[number], string> } | undefined;
+  /** --init systemd (bootPlan.ts): a bigger /run, /run/lock, masked units, and the boot op the init starts on the daemon's word. */
+  boot?: BootPlan | undefined;
 }
 
 /** Root's home in every session; /home holds the other users'. */
 export const ROOT_HOME = '/root';
+
+const MIB = 1024 * 1024;
 
 /** runc/Docker masked paths: a file reads empty (/dev/null), a directory is empty. */
 export const MASKED_PATHS = [
@@ -237,8 +242,16 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   add(op.tmpfs('tmp', plain, tmpfsData('1777', p.tmp)));
   volumes.forEach((v, i) => add(op.volumeAt(relativeToRoot(v.target), i)));
   // A fresh /run: the host's (and the daemon's socket in it) stays outside.
-  add(op.tmpfs('run', plain, tmpfsData('0755', { bytes: 4 * 1024 * 1024, inodes: 1024 })));
+  // systemd keeps its journal (until it is flushed), units and sockets there: room for them.
+  const boot = p.boot;
+  if (boot && !p.system) throw new PlanError('only a system session boots an init of its own');
+  add(op.tmpfs('run', plain, tmpfsData('0755', boot ? { bytes: 64 * MIB, inodes: 16384 } : { bytes: 4 * MIB, inodes: 1024 })));
   add(op.mkdir('run/enclave', 0o755));
+  if (boot) {
+    add(op.mkdir('run/lock', 0o755), op.tmpfs('run/lock', secret, tmpfsData('1777', { bytes: 4 * MIB, inodes: 1024 })));
+    add(op.mkdir('run/systemd', 0o755), op.mkdir('run/systemd/system', 0o755));
+    for (const unit of boot.masks) add(op.symlink('/dev/null', `run/systemd/system/${unit}`));
+  }
   const inj = p.injected;
   const [dirMode, dirData] = inj?.shared ? [0o711, '0711'] : [0o700, '0700'];
   for (const dir of ['run/enclave/auth', 'run/enclave/env']) add(op.mkdir(dir, dirMode), op.tmpfs(dir, secret, tmpfsData(dirData, p.secrets)));
@@ -277,6 +290,7 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   add(op.seccomp(p.seccomp));
   for (const e of inj?.env ?? []) add(op.env(e.name, e.value));
   for (const e of inj?.envFiles ?? []) add(op.envFile(e.name, e.path));
+  if (boot) add(op.boot(boot.init, boot.machineId));
   const plan: SessionPlan = { version: 1, ops };
   checkFields(plan);
   return plan;

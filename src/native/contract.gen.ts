@@ -62,7 +62,7 @@ export const PHASES = ['host', 'parent', 'net', 'mount', 'final', 'exec'] as con
 export type Phase = (typeof PHASES)[number];
 
 /** Failure steps; a helper failing at step i exits with STEP_EXIT_BASE + i. */
-export const STEPS = ['plan', 'usage', 'unshare-mnt', 'rootfs', 'hide', 'bind-file', 'control', 'clone', 'cgroup', 'uid-map', 'setgroups', 'gid-map', 'veth', 'sync', 'parent-death', 'newroot', 'setid', 'cgroupns', 'propagation', 'loopback', 'network', 'tmpfs', 'mkdir', 'symlink', 'bind-dev', 'proc', 'sysfs', 'devpts', 'mqueue', 'mask', 'readonly', 'file', 'pivot-root', 'hostname', 'fds', 'rlimit', 'capabilities', 'dumpable', 'seccomp', 'ready', 'protocol', 'fork', 'tty', 'stdio', 'cwd', 'exec', 'stopping', 'env', 'write', 'layer', 'upper', 'root', 'overlay', 'volume', 'lxcfs', 'cgroupfs', 'user'] as const;
+export const STEPS = ['plan', 'usage', 'unshare-mnt', 'rootfs', 'hide', 'bind-file', 'control', 'clone', 'cgroup', 'uid-map', 'setgroups', 'gid-map', 'veth', 'sync', 'parent-death', 'newroot', 'setid', 'cgroupns', 'propagation', 'loopback', 'network', 'tmpfs', 'mkdir', 'symlink', 'bind-dev', 'proc', 'sysfs', 'devpts', 'mqueue', 'mask', 'readonly', 'file', 'pivot-root', 'hostname', 'fds', 'rlimit', 'capabilities', 'dumpable', 'seccomp', 'ready', 'protocol', 'fork', 'tty', 'stdio', 'cwd', 'exec', 'stopping', 'env', 'write', 'layer', 'upper', 'root', 'overlay', 'volume', 'lxcfs', 'cgroupfs', 'user', 'boot'] as const;
 export type Step = (typeof STEPS)[number];
 
 // ---- the op table -----------------------------------------------------------
@@ -149,6 +149,7 @@ export const OPS = {
   seccomp: { args: 'X', names: ['program'], phase: 'final', step: 'seccomp', flags: ['once', 'required', 'last'] },
   env: { args: 'SW', names: ['name', 'value'], phase: 'exec', step: 'env', flags: [] },
   'env-file': { args: 'SA', names: ['name', 'path'], phase: 'exec', step: 'env', flags: ['allow-notexist'] },
+  boot: { args: 'AD', names: ['init', 'machineId'], phase: 'exec', step: 'boot', flags: ['once'] },
 } as const satisfies Record<string, OpDef>;
 export type OpName = keyof typeof OPS;
 
@@ -202,6 +203,7 @@ export interface OpArgs {
   seccomp: { program: Arg['X'] };
   env: { name: Arg['S']; value: Arg['W'] };
   'env-file': { name: Arg['S']; path: Arg['A'] };
+  boot: { init: Arg['A']; machineId: Arg['D'] };
 }
 
 /** One constructor per op: its arguments typed by kind, encoded, tagged with its phase. */
@@ -247,6 +249,7 @@ export const op = {
   seccomp: (program: Arg['X']): PlanOp => ({ phase: 'final', op: 'seccomp', args: [kindCodecs.X.encode(program)] }),
   env: (name: Arg['S'], value: Arg['W']): PlanOp => ({ phase: 'exec', op: 'env', args: [kindCodecs.S.encode(name), kindCodecs.W.encode(value)] }),
   envFile: (name: Arg['S'], path: Arg['A']): PlanOp => ({ phase: 'exec', op: 'env-file', args: [kindCodecs.S.encode(name), kindCodecs.A.encode(path)] }),
+  boot: (init: Arg['A'], machineId: Arg['D']): PlanOp => ({ phase: 'exec', op: 'boot', args: [kindCodecs.A.encode(init), kindCodecs.D.encode(machineId)] }),
 } as const;
 
 /**
@@ -350,6 +353,13 @@ export const VERBS = {
       { name: 'signo', kind: 'NUM', lo: 1, hi: 64 },
     ],
   },
+  boot: {
+    dir: 'to-init',
+    fds: '',
+    fields: [
+      { name: 'id', kind: 'ID', lo: 0, hi: 0 },
+    ],
+  },
   write: {
     dir: 'to-init',
     fds: '',
@@ -445,6 +455,7 @@ export interface ToInit {
   release: { id: Field['ID'] };
   keep: { id: Field['ID'] };
   quiesce: { signo: Field['NUM'] };
+  boot: { id: Field['ID'] };
   write: { id: Field['ID']; dir: Field['TEXT']; leaf: Field['TEXT']; mode: Field['MODE']; gid: Field['NUM']; content: Field['BYTES'] };
 }
 export type MessageToInit = { [V in keyof ToInit]: { verb: V } & ToInit[V] }[keyof ToInit];

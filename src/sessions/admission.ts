@@ -9,6 +9,7 @@ import { ApiError } from '../vocab/errors.js';
 import type { Usage } from '../vocab/limitTable.js';
 import type { CreateSessionRequest } from '../api/schemas.js';
 import type { Capacity } from '../isolation/capacity.js';
+import { bootRefusal } from '../isolation/bootPlan.js';
 import { sessionCgroupDirs } from '../isolation/cgroups.js';
 import { writableRoot } from '../isolation/profiles.js';
 import { hostIfName } from '../network/addressing.js';
@@ -52,6 +53,8 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
   const id = extra.id ?? newSessionId();
   const profile = req.profile ?? c.sessions.profile;
   const limits = limitsFor(c, req, profile);
+  const bootRefused = req.init === undefined ? undefined : bootRefusal(req.init, profile, kit.layout, c.sessions.rootfs);
+  if (bootRefused) throw new ApiError('invalid_request', bootRefused, 'init');
   // A v1 kernel refuses a session CPU quota above its parent's (EINVAL): say so before anything exists.
   if (capacity && limits.cpu_percent > capacity.cpuPercent) {
     throw new ApiError('invalid_request', `cpu_percent ${limits.cpu_percent} is more than all sessions together may use (${capacity.cpuPercent}, capacity.cpu_percent)`, 'cpu_percent');
@@ -74,7 +77,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
       return false;
     }
   });
-  const dirs = sessionCgroupDirs(kit.layout, c.cgroups.parent, id);
+  const dirs = sessionCgroupDirs(kit.layout, c.cgroups.parent, id, req.init !== undefined);
   const subnet = kit.hostNet!.subnet;
   const reserve = () => {
     try {
@@ -91,6 +94,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
         ownerUid: owner,
         pool: extra.pool,
         profile,
+        init: req.init,
         volumes: volumes.map((v) => ({ ...v, unavailable: (state) => volumeUnavailable(state, v.name, () => kit.volumes.mountRefusal(v.id, v.name, v.readonly)) })),
         admit: extra.admit,
         idleTimeoutS: extra.pool === undefined ? (req.idle_timeout_s ?? c.sessions.idle_timeout_s) || undefined : undefined,

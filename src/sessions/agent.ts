@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ApiError } from '../vocab/errors.js';
 import { addon, type ControlChannel } from '../native/addon.js';
-import type { MessageToDaemon } from '../native/contract.gen.js';
+import type { MessageToDaemon, MessageToInit } from '../native/contract.gen.js';
 import { decodeToDaemon, encodeMessage } from '../native/control.js';
 import { errnoName } from './launch.js';
 import { StartFailure } from './agentErrors.js';
@@ -147,7 +147,17 @@ export class SessionAgent {
    * renames it over the old one, root's, of group gid. Rejects: StartFailure.
    */
   writeFile(dir: string, leaf: string, mode: number, gid: number, content: Buffer): Promise<void> {
-    const id = `${prefix}-${++counter}`;
+    return this.ask({ verb: 'write', id: `${prefix}-${++counter}`, dir, leaf, mode, gid, content });
+  }
+
+  /** Start the plan's boot op (--init systemd: boot.c); resolves once it runs. Rejects: StartFailure. */
+  boot(): Promise<void> {
+    return this.ask({ verb: 'boot', id: `${prefix}-${++counter}` });
+  }
+
+  /** A verb answered once, by "written" or "started" (done) or "failed". */
+  private ask(message: Extract<MessageToInit, { verb: 'write' | 'boot' }>): Promise<void> {
+    const id = message.id;
     const channel = this.connect();
     return new Promise((resolve, reject) => {
       const w: PendingWrite = {
@@ -161,7 +171,7 @@ export class SessionAgent {
       };
       this.writes.set(id, w);
       try {
-        channel.send(encodeMessage({ verb: 'write', id, dir, leaf, mode, gid, content }), []);
+        channel.send(encodeMessage(message), []);
       } catch (e) {
         const errno = (e as { errno?: number }).errno ?? 0;
         w.done(new StartFailure('protocol', errno, `send to the session init: ${errnoName(errno)}`));
@@ -310,7 +320,7 @@ export class SessionAgent {
     if (m.verb === 'kept' || m.verb === 'ring' || m.verb === 'kept-done') return this.onKept(m, fd);
     const w = this.writes.get(m.id);
     if (w) {
-      if (m.verb === 'written') w.done();
+      if (m.verb === 'written' || m.verb === 'started') w.done();
       else if (m.verb === 'failed') w.done(new StartFailure(m.step, m.errno, m.detail));
       return;
     }

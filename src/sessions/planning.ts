@@ -11,6 +11,7 @@ import { rangeForSlot } from '../isolation/idRange.js';
 import { buildPlan, PlanError, type HostRoot, type Injected, type LayeredRoot, type SessionPlan } from '../isolation/plan.js';
 import { HOST_USR } from '../isolation/usrMasks.js';
 import { planView } from '../isolation/planView.js';
+import type { BootPlan } from '../isolation/bootPlan.js';
 import type { CgroupView } from '../isolation/cgroups.js';
 import type { DeviceNodes } from '../isolation/deviceNodes.js';
 import { capabilityMask, plainProcSys, setgroupsFor, writableRoot, type Profile } from '../isolation/profiles.js';
@@ -98,6 +99,7 @@ export function planFor(
     profile: Profile;
     volumes?: { source: string; target: string; readonly: boolean }[];
     cgroupView?: CgroupView[];
+    boot?: BootPlan | undefined;
   },
 ): SessionPlan {
   const c = config;
@@ -125,6 +127,7 @@ export function planFor(
     lxcfs: c.sessions.lxcfs === 'off' ? undefined : host.lxcfs,
     cgroupView: s.cgroupView,
     system: systemPart(host, s.profile),
+    boot: s.boot,
     network:
       s.lease === undefined
         ? undefined

@@ -219,7 +219,7 @@ export class Session {
   // ---- work: create, adopt, destroy -----------------------------------------
 
   private bring(row: SessionRow, end: Bring['end'], adopting = false): Bring {
-    return { kit: this.kit, session: this, row, dirs: sessionCgroupDirs(this.kit.layout, this.kit.config.cgroups.parent, this.id), limits: row.limits, end, adopting };
+    return { kit: this.kit, session: this, row, dirs: sessionCgroupDirs(this.kit.layout, this.kit.config.cgroups.parent, this.id, row.init !== null), limits: row.limits, end, adopting };
   }
 
   /** Every step up (a create, or a start); a failure has undone them (the session ends as `failed` decides) and names its step. */

@@ -1,15 +1,16 @@
 // The steps a session is made of, in order, each with its undo:
-//   reserve -> cgroups -> firewall -> files -> plan -> launch -> watch -> restore -> prepare -> publish
+//   reserve -> cgroups -> firewall -> files -> plan -> launch -> watch -> restore -> prepare -> boot -> publish
 // Create and start run them up (src/sessions/pipeline.ts); a failed step
 // undoes it and every step before it; stop and destroy undo them all (a
 // stop's reserve undo keeps the name, address, ports, volumes and secrets);
 // a re-adopted session enters at "watch". Undos come from what is recorded (the row, its kernel objects),
 // so they work the same after a crash, and the kernel comes before the
 // database: a full disk never leaves a session's processes, cgroups or link.
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { ApiError } from '../vocab/errors.js';
 import type { Limits } from '../vocab/limitTable.js';
 import { cgroupPids, createSessionCgroup, killCgroup, removeCgroup, sessionCgroupDirs, sessionCgroupView, versionOf, type CgroupDir } from '../isolation/cgroups.js';
+import { bootPlanFor } from '../isolation/bootPlan.js';
 import { delegateCgroup, delegationRefused, removeDescendants } from '../isolation/cgroupDelegation.js';
 import { placeSession } from '../isolation/cpuPlacement.js';
 import { rangeForSlot } from '../isolation/idRange.js';
@@ -31,6 +32,8 @@ import { prepareArgv, prepareSession } from './prepare.js';
 import { removeStored, restoreFiles } from './stored.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How long a booted systemd may take to open its bus before the create or start fails. */
+const BOOT_READY_MS = 60_000;
 
 /** What the steps of one session pass along. */
 export interface Bring {
@@ -96,7 +99,7 @@ const reserve: Step<Bring> = {
 /** The recorded kernel objects of a kind that this daemon would have made for the session; any other is logged and forgotten. */
 function ours(c: Bring, kind: 'cgroup' | 'veth'): string[] {
   const { kit, session } = c;
-  const mine = new Set([...sessionCgroupDirs(kit.layout, kit.config.cgroups.parent, session.id).map((d) => `cgroup ${d.path}`), `veth ${hostIfName(session.id)}`]);
+  const mine = new Set([...sessionCgroupDirs(kit.layout, kit.config.cgroups.parent, session.id, true).map((d) => `cgroup ${d.path}`), `veth ${hostIfName(session.id)}`]);
   const refs: string[] = [];
   for (const o of kit.store.kernelObjects(session.id)) {
     if (o.kind !== kind) continue;
@@ -173,7 +176,7 @@ const plan: Step<Bring> = {
     const volumes = [];
     for (const v of kit.store.volumeIdsOf(r.id)) volumes.push({ source: await kit.volumes.mountFor(v.id, v.readonly), target: v.target, readonly: v.readonly });
     const cgroups = c.dirs.map((d) => d.path);
-    c.plan = planFor(r, c.limits, kit.config, kit.host!, { cgroups, cgroupView: sessionCgroupView(kit.layout, c.dirs), lease, files: c.files!, injected, profile: r.profile, volumes });
+    c.plan = planFor(r, c.limits, kit.config, kit.host!, { cgroups, cgroupView: sessionCgroupView(kit.layout, c.dirs), lease, files: c.files!, injected, profile: r.profile, volumes, boot: r.init === 'systemd' ? bootPlanFor(r.id) : undefined });
     // Stored before anything executes it: what the session is made of, for good.
     // Secret values are not in it: they travel as blobs on the helper's stdin.
     kit.store.setPlan(r.id, JSON.stringify(c.plan));
@@ -242,6 +245,31 @@ const prepare: Step<Bring> = {
   down: () => undefined,
 };
 
+/**
+ * --init systemd: its init starts systemd once the session's files are
+ * back and prepared, so it boots from the /etc it was left with; fails
+ * closed (the create or start is undone, with systemd's reason). A
+ * re-adopted session's systemd never stopped. Nothing to undo: a stop or
+ * destroy asks it to halt (agent.c), and its PID namespace ends with it.
+ */
+const boot: Step<Bring> = {
+  name: 'boot',
+  up: async (c) => {
+    const r = row(c);
+    if (r.init === null || c.adopting) return;
+    const agent = c.kit.agents.for(r.id, () => planView(c.plan!).control);
+    await agent.boot().catch((e: Error) => {
+      throw new ApiError('confinement_failed', `session ${c.session.id} could not boot ${r.init}: ${e.message}`);
+    });
+    // Ready once its manager answers on its private bus (what systemctl uses): the caller can use it at once.
+    const bus = `/proc/${c.launched!.pid}/root/run/systemd/private`;
+    for (const deadline = Date.now() + BOOT_READY_MS; !existsSync(bus); await sleep(20)) {
+      if (Date.now() > deadline) throw new ApiError('confinement_failed', `session ${c.session.id} could not boot ${r.init}: it did not open its bus (/run/systemd/private) within ${BOOT_READY_MS / 1000} s`);
+    }
+  },
+  down: () => undefined,
+};
+
 const publish: Step<Bring> = {
   name: 'publish',
   up: async (c) => {
@@ -260,4 +288,4 @@ const publish: Step<Bring> = {
   down: (c) => c.kit.publisher.unpublish(c.session.id),
 };
 
-export const STEPS: readonly Step<Bring>[] = [reserve, cgroups, firewall, files, plan, launch, watch, restore, prepare, publish];
+export const STEPS: readonly Step<Bring>[] = [reserve, cgroups, firewall, files, plan, launch, watch, restore, prepare, boot, publish];

@@ -79,7 +79,7 @@ export function startBring(kit: Kit, row: SessionRow, admit: ((usage: Usage) => 
   const stored = storedFile(c, row.id);
   if (!stored) throw new ApiError('conflict', `session ${row.id} cannot start: its stored files are gone from ${c.state_dir}/stopped; destroy it`);
   const secrets = kit.secrets.forStart(row.id, row.owner_uid ?? 0, row.env);
-  const dirs = sessionCgroupDirs(kit.layout, c.cgroups.parent, row.id);
+  const dirs = sessionCgroupDirs(kit.layout, c.cgroups.parent, row.id, row.init !== null);
   const objects = [...dirs.map((d) => ({ kind: 'cgroup' as const, ref: d.path })), ...(row.network === 'bridge' ? [{ kind: 'veth' as const, ref: hostIfName(row.id) }] : [])];
   // Its old link, if the kernel is still removing it: the new one has its name.
   kit.links.finish(row.id);

@@ -52,6 +52,7 @@ export function toApi(row: SessionSummary, details: SessionDetails, deps: ViewDe
     id_range,
     limits: row.limits,
     profile: row.profile,
+    init: row.init,
     network: {
       mode: row.network,
       address,

@@ -2,7 +2,7 @@
 // reservation throws: the shapes, apart from the queries (sessionStore.ts).
 import { z } from 'zod';
 import { limitsSchema, sessionStates } from '../api/schemas.js';
-import { PROFILES } from '../vocab/profiles.js';
+import { INITS, PROFILES } from '../vocab/profiles.js';
 import { oomColumns } from './oomStore.js';
 
 export const rowSchema = z.object({
@@ -57,6 +57,8 @@ export const rowSchema = z.object({
   ssh_key: z.string().nullable(),
   /** A pool member's shape while no tenant holds it (src/sessions/pool.ts): then nobody's, and in no listing. */
   pool: z.string().nullable(),
+  /** What it boots inside (--init systemd), or null. */
+  init: z.enum(INITS).nullable(),
 });
 export type SessionRow = z.infer<typeof rowSchema>;
 

@@ -2,7 +2,7 @@
 import type Database from 'better-sqlite3';
 import type { Limits, SessionState } from '../api/schemas.js';
 import { ACTIVE_SQL, ENDED_SQL, LIVE_SQL, LIVE_STATES } from '../vocab/states.js';
-import type { Profile } from '../vocab/profiles.js';
+import type { Init, Profile } from '../vocab/profiles.js';
 import { LIMITS, type Usage } from '../vocab/limits.js';
 // The row shapes and the columns each query reads are sessionRows.ts's.
 import { AddressesExhaustedError, HELD_NAME, PortTakenError, rowSchema, secretNames, SlotsExhaustedError, SUMMARY_COLUMNS, summariesSchema, TABLE_COLUMNS, tableRowsSchema } from './sessionRows.js';
@@ -132,6 +132,8 @@ export class SessionStore {
     /** A pool member's shape: no owner until it is handed out (src/sessions/pool.ts). */
     pool?: string | undefined;
     profile: Profile;
+    /** What it boots inside (--init), if anything. */
+    init?: Init | undefined;
     /** Volumes to mount, by id: `unavailable` (sessionRows.ts's volumeUnavailable) says why one cannot be from its state (undefined: no row), in the same transaction as the row. */
     volumes?: { id: string; target: string; readonly: boolean; unavailable: (state: string | undefined) => string | undefined }[];
     /** The owner's budget, checked against its live sessions in the same transaction (throws to refuse). */
@@ -146,10 +148,10 @@ export class SessionStore {
         args.admit?.(this.usageOf(args.ownerUid));
         if (!free) throw new SlotsExhaustedError(`all ${args.slots} ID-range slots are in use`);
         this.q(
-            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid, profile, idle_timeout_s, env, ssh_key, pool)
-             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid, profile, idle_timeout_s, env, ssh_key, pool, init)
+             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
-          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.pool === undefined ? args.ownerUid : null, args.profile, args.idleTimeoutS ?? null, args.env?.length ? JSON.stringify(args.env) : null, args.sshKey ?? null, args.pool ?? null);
+          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.pool === undefined ? args.ownerUid : null, args.profile, args.idleTimeoutS ?? null, args.env?.length ? JSON.stringify(args.env) : null, args.sshKey ?? null, args.pool ?? null, args.init ?? null);
         this.q('INSERT INTO id_slots (slot, session_id) VALUES (?, ?)').run(free.slot, args.id);
         if (args.addresses) {
           const { first, last } = args.addresses;

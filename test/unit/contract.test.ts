@@ -117,7 +117,7 @@ describe('control messages through the verb table', () => {
     const agent = new SessionAgent('/nonexistent/control', pino({ level: 'silent' }));
     const spec = { tty: true, stdin: true, cols: 1000, rows: 500, cwd, argv: [m.argv[0]!, ''], env: [], fds: [] };
     expect(() => agent.start(spec)).toThrow(`command, environment and cwd take ${MAX_EXEC_MESSAGE + 1} bytes; at most ${MAX_EXEC_MESSAGE} are allowed`);
-    expect(Object.keys(VERBS)).toEqual(['exec', 'exec-as', 'signal', 'release', 'keep', 'quiesce', 'write', 'started', 'failed', 'exited', 'written', 'ending', 'kept', 'ring', 'kept-done', 'quiet']);
+    expect(Object.keys(VERBS)).toEqual(['exec', 'exec-as', 'signal', 'release', 'keep', 'quiesce', 'boot', 'write', 'started', 'failed', 'exited', 'written', 'ending', 'kept', 'ring', 'kept-done', 'quiet']);
   });
 
   it('bound an exec-as alike: its user and an empty cwd (the user\'s HOME) are payload, the longer verb is framing', () => {
