@@ -218,7 +218,7 @@ static const struct ft_flag ft_cmd_flags_35[] = {
 static const struct ft_command ft_commands[] = {
   {"daemon", {"daemon", NULL}, 1, NULL, ft_cmd_flags_0, 4, 0, 0, 0, 0, FT_COLD},
   {"daemon reload", {"daemon", "reload", NULL}, 2, NULL, ft_cmd_flags_1, 0, 0, 0, 0, 0, FT_COLD},
-  {"session create", {"session", "create", NULL}, 2, NULL, ft_cmd_flags_2, 22, 0, 0, 0, 0, FT_COLD},
+  {"session create", {"session", "create", NULL}, 2, NULL, ft_cmd_flags_2, 23, 0, 0, 0, 0, FT_COLD},
   {"session list", {"session", "list", NULL}, 2, ft_cmd_alias_3, ft_cmd_flags_3, 3, 0, 0, 0, 0, FT_SESSION_LIST},
   {"session show", {"session", "show", NULL}, 2, ft_cmd_alias_4, ft_cmd_flags_4, 1, 1, 1, 0, 0, FT_SESSION_SHOW},
   {"session exec", {"session", "exec", NULL}, 2, NULL, ft_cmd_flags_5, 7, 1, 1, 0, 1, FT_SESSION_EXEC},
