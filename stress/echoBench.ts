@@ -25,7 +25,7 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     keystrokes: { type: 'string', default: '300' },
     'attach-mib': { type: 'string', default: '32' },
-    rounds: { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '5' },
     podman: { type: 'boolean', default: true },
     json: { type: 'string' },
   },
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
     // One session per terminal: a second viewer on one console would double its work per key.
     const names = ['bench-ws', 'bench-tty', 'bench-cli', 'bench-cli-exec'];
     for (const name of names) await d.create({ name, tmp_mb: mib * 2, network: 'none' });
-    for (const name of ['bench-ws', 'bench-cli']) await d.sh(name, `head -c ${(bytes * 3) / 4} /dev/urandom | base64 -w0 > /tmp/big`);
+    for (const name of ['bench-ws', 'bench-tty', 'bench-cli']) await d.sh(name, `head -c ${(bytes * 3) / 4} /dev/urandom | base64 -w0 > /tmp/big`);
     const hostFile = join(d.dir, 'big');
     writeFileSync(hostFile, randomBytes((bytes * 3) / 4).toString('base64'));
     podman = podmanPeer(d.dir);
@@ -128,7 +128,12 @@ async function main(): Promise<void> {
       random,
     );
     // Throughput: out of cat (ctrl-c), then a big cat through each.
-    const thru: Record<string, [Terminalish, string]> = { raw: [terms.raw!, hostFile], 'attach-ws': [terms['attach-ws']!, '/tmp/big'], 'cli-attach': [terms['cli-attach']!, '/tmp/big'] };
+    const thru: Record<string, [Terminalish, string]> = {
+      raw: [terms.raw!, hostFile],
+      'attach-ws': [terms['attach-ws']!, '/tmp/big'],
+      'tty-ws': [terms['tty-ws']!, '/tmp/big'],
+      'cli-attach': [terms['cli-attach']!, '/tmp/big'],
+    };
     for (const [t] of Object.values(thru)) t.type('\x03');
     await new Promise((r) => setTimeout(r, 200));
     const R = Number(values.rounds);
@@ -143,6 +148,7 @@ async function main(): Promise<void> {
     );
 
     const rows = Object.keys(terms).map((n) => s.row(`${n}-echo`, `keystroke echo: ${n} (ms)`));
+    const tr = (n: string) => (pct(s.get(`${n}-MiBs`), 50) / pct(s.get('raw-MiBs'), 50)).toFixed(2);
     const mibs = (n: string) => `${pct(s.get(n), 50).toFixed(1)} (${s.get(n).map((x) => x.toFixed(1)).join(', ')})`;
     const lines = [
       `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, kernel ${release()}, node ${process.version}; seed ${seed}; load ${load0.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`,
@@ -153,8 +159,8 @@ async function main(): Promise<void> {
         .filter((n) => n !== 'raw')
         .map((n) => s.ratio(`${n}-echo`, 'raw-echo', `echo ${n} / raw pty`)),
       ...(podman ? ['cli-attach', 'cli-exec'].map((n) => s.ratio(`${n}-echo`, 'podman-echo', `echo ${n} / podman exec -it`)) : []),
-      `throughput (${mib} MiB cat, MiB/s, median (rounds)): raw node-pty ${mibs('raw-MiBs')}; attach WebSocket ${mibs('attach-ws-MiBs')}; enclave session attach ${mibs('cli-attach-MiBs')}`,
-      `throughput / raw node-pty (ratio of medians): attach WebSocket ${(pct(s.get('attach-ws-MiBs'), 50) / pct(s.get('raw-MiBs'), 50)).toFixed(2)}; enclave session attach ${(pct(s.get('cli-attach-MiBs'), 50) / pct(s.get('raw-MiBs'), 50)).toFixed(2)}`,
+      `throughput (${mib} MiB cat, MiB/s, median (rounds)): raw node-pty ${mibs('raw-MiBs')}; attach WebSocket ${mibs('attach-ws-MiBs')}; exec --tty WebSocket (no mirror) ${mibs('tty-ws-MiBs')}; enclave session attach ${mibs('cli-attach-MiBs')}`,
+      `throughput / raw node-pty (ratio of medians): attach WebSocket ${tr('attach-ws')}; exec --tty WebSocket ${tr('tty-ws')}; enclave session attach ${tr('cli-attach')}`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
     if (values.json) writeFileSync(values.json, JSON.stringify({ seed, kernel: release(), samples: s.toJSON() }, null, 2) + '\n');
