@@ -127,8 +127,9 @@ export class SessionConsole {
   private output(data: Buffer): void {
     this.lastDataAt = Date.now();
     this.ring.write(data);
-    this.mirror?.write(data);
+    // The viewers first: a keystroke's echo is on its way before the mirror sees it.
     for (const c of this.clients) this.push(c, data);
+    this.mirror?.write(data);
     if (this.exit) this.armDrain();
   }
 
