@@ -25,6 +25,17 @@ const SOCKET_HIGH = 256 * 1024;
 /** Unacknowledged bytes an ack-speaking client may have outstanding. */
 const ACK_WINDOW = 4 * 1024 * 1024;
 
+/**
+ * Output that comes within COALESCE_AFTER_MS of the last frame a client was
+ * sent (a flood: the pty hands out 4 KiB a read) waits up to COALESCE_MS to
+ * go out as one frame with what follows it, or until COALESCE_BYTES are
+ * queued: fewer frames, wake-ups and writes for the client. Output after a
+ * pause (a keystroke's echo) goes out at once.
+ */
+const COALESCE_AFTER_MS = 2;
+const COALESCE_MS = 1;
+const COALESCE_BYTES = 64 * 1024;
+
 const RESIZE_DEBOUNCE_MS = 25;
 /** After the shell exits, the pty is drained until it has been quiet this long. */
 const EXIT_QUIET_MS = 30;
@@ -50,6 +61,9 @@ class Client {
   heldFrom = 0;
   /** Last time its socket took data or it acknowledged some. */
   progress = Date.now();
+  /** When it was last sent a frame, and the timer of a coalesced one. */
+  lastSend = 0;
+  coalesce: NodeJS.Timeout | undefined;
 
   constructor(
     readonly ws: WebSocket,
@@ -150,6 +164,11 @@ export class SessionConsole {
       this.drop(c, 4008, `too slow: reconnect with resume=${c.sent}`);
       return;
     }
+    if (c.coalesce && c.queued < COALESCE_BYTES) return; // goes with the frame already waiting
+    if (!c.coalesce && c.queued < COALESCE_BYTES && Date.now() - c.lastSend < COALESCE_AFTER_MS) {
+      c.coalesce = setTimeout(() => this.flush(c), COALESCE_MS);
+      return;
+    }
     this.flush(c);
   }
 
@@ -164,6 +183,8 @@ export class SessionConsole {
   }
 
   private flush(c: Client): void {
+    clearTimeout(c.coalesce);
+    c.coalesce = undefined;
     if (c.closed || c.queue.length === 0) return;
     // Idle socket: send now. Backed up: leave it queued; the next send
     // callback sends everything queued by then as one frame.
@@ -172,6 +193,7 @@ export class SessionConsole {
     c.queue = [];
     c.queued = 0;
     c.sent += data.length;
+    c.lastSend = Date.now();
     c.ws.send(encodeFrame(Channel.stdout, data), () => {
       c.progress = Date.now();
       this.flush(c);
@@ -181,6 +203,7 @@ export class SessionConsole {
   private drop(c: Client, code: number, reason: string): void {
     if (c.closed) return;
     c.closed = true;
+    clearTimeout(c.coalesce);
     this.clients.delete(c);
     c.ws.close(code, reason);
     this.broadcastViewers();
@@ -227,6 +250,7 @@ export class SessionConsole {
       }
     });
     ws.on('close', () => {
+      clearTimeout(c.coalesce);
       if (c.closed) return;
       c.closed = true;
       this.clients.delete(c);
