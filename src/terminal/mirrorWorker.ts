@@ -13,6 +13,8 @@ import { CsiClamp } from './csiClamp.js';
 const { Terminal } = xtermHeadless;
 const { SerializeAddon } = serializeAddon;
 
+/** The most parsed in one go (between chances for other terminals' work). */
+const PIECE = 4096;
 /** Report progress at least this often while a terminal is busy. */
 const PROGRESS_EVERY = 256 * 1024;
 /** ...and when it goes idle with at least this much unreported. */
@@ -70,7 +72,11 @@ port.on('message', (m: MirrorRequest) => {
       const epoch = t.epoch;
       const n = m.bytes.length;
       t.pending++;
-      t.term.write(t.clamp.filter(m.bytes, t.term.cols, t.term.rows), () => {
+      const bytes = t.clamp.filter(m.bytes, t.term.cols, t.term.rows);
+      // A batch in pieces of a pty read's size: xterm yields to other work
+      // (another terminal's snapshot) between writes, not within one.
+      for (let at = 0; at + PIECE < bytes.length; at += PIECE) t.term.write(bytes.subarray(at, at + PIECE));
+      t.term.write(bytes.subarray(Math.max(0, Math.ceil(bytes.length / PIECE) - 1) * PIECE), () => {
         if (t.epoch !== epoch) return;
         t.pending--;
         t.processed += n;
