@@ -6,10 +6,13 @@
 //  - cli-attach / cli-exec: what a user types, `enclave session attach` and
 //    `enclave session exec -it` on a pty of their own (the CLI's share too);
 //  - podman: `podman exec -it` into a busybox container, when podman and runc
-//    are installed (a private store in the run's directory, removed after).
+//    are installed (a private store in the run's directory, removed after);
+//  - with --baseline DIR (another checkout, built): the same WebSocket and CLI
+//    paths against a second daemon running that build (`NAME@base`), in the
+//    same schedule: a change's before and after as same-run ratios.
 // Each terminal sits in `cat > /dev/null`, so the session's tty echoes each
 // key in the kernel: what is measured is the path, not a program.
-//   npm run bench:attach [-- --seed S --keystrokes N --attach-mib M --rounds R --json FILE]
+//   npm run bench:attach [-- --seed S --keystrokes N --attach-mib M --rounds R --baseline DIR --json FILE]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -27,6 +30,7 @@ const { values } = parseArgs({
     'attach-mib': { type: 'string', default: '32' },
     rounds: { type: 'string', default: '5' },
     podman: { type: 'boolean', default: true },
+    baseline: { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -93,6 +97,10 @@ async function main(): Promise<void> {
   const s = new Samples();
   const d = new TestDaemon({ slots: 16 });
   await d.start();
+  const baseBundle = values.baseline === undefined ? undefined : join(values.baseline, 'dist', 'bundle', 'main.js');
+  if (baseBundle && !existsSync(baseBundle)) throw new Error(`--baseline: no ${baseBundle} (build that checkout first)`);
+  const base = baseBundle ? new TestDaemon({ slots: 16, bundle: baseBundle }) : undefined;
+  await base?.start();
   const open: Terminalish[] = [];
   let podman: ReturnType<typeof podmanPeer>;
   const load0 = loadavg()[0]!;
@@ -101,19 +109,27 @@ async function main(): Promise<void> {
     const bytes = mib * 1024 * 1024;
     // One session per terminal: a second viewer on one console would double its work per key.
     const names = ['bench-ws', 'bench-tty', 'bench-cli', 'bench-cli-exec'];
-    for (const name of names) await d.create({ name, tmp_mb: mib * 2, network: 'none' });
-    for (const name of ['bench-ws', 'bench-tty', 'bench-cli']) await d.sh(name, `head -c ${(bytes * 3) / 4} /dev/urandom | base64 -w0 > /tmp/big`);
+    for (const on of base ? [d, base] : [d]) {
+      for (const name of names) await on.create({ name, tmp_mb: mib * 2, network: 'none' });
+      for (const name of ['bench-ws', 'bench-tty', 'bench-cli']) await on.sh(name, `head -c ${(bytes * 3) / 4} /dev/urandom | base64 -w0 > /tmp/big`);
+    }
     const hostFile = join(d.dir, 'big');
     writeFileSync(hostFile, randomBytes((bytes * 3) / 4).toString('base64'));
     podman = podmanPeer(d.dir);
 
-    const cli = (args: string[]) => onPty(FRONT, ['--socket', d.socket, ...args]);
+    const paths = async (on: TestDaemon, suffix: string): Promise<Record<string, Terminalish>> => {
+      const cli = (args: string[]) => onPty(FRONT, ['--socket', on.socket, ...args]);
+      return {
+        [`attach-ws${suffix}`]: await attach(on, 'bench-ws'),
+        [`tty-ws${suffix}`]: await wsTerminal(`ws+unix://${on.socket}:/v1/sessions/bench-tty/exec?command=/bin/sh&tty=1&stdin=1&cols=120&rows=40`),
+        [`cli-attach${suffix}`]: cli(['session', 'attach', 'bench-cli']),
+        [`cli-exec${suffix}`]: cli(['session', 'exec', '-it', 'bench-cli-exec', '/bin/sh']),
+      };
+    };
     const terms: Record<string, Terminalish> = {
       raw: rawPty('/bin/sh', []),
-      'attach-ws': await attach(d, 'bench-ws'),
-      'tty-ws': await wsTerminal(`ws+unix://${d.socket}:/v1/sessions/bench-tty/exec?command=/bin/sh&tty=1&stdin=1&cols=120&rows=40`),
-      'cli-attach': cli(['session', 'attach', 'bench-cli']),
-      'cli-exec': cli(['session', 'exec', '-it', 'bench-cli-exec', '/bin/sh']),
+      ...(await paths(d, '')),
+      ...(base ? await paths(base, '@base') : {}),
       ...(podman ? { podman: onPty(podman.argv[0]!, podman.argv.slice(1)) } : {}),
     };
     open.push(...Object.values(terms));
@@ -133,6 +149,7 @@ async function main(): Promise<void> {
       'attach-ws': [terms['attach-ws']!, '/tmp/big'],
       'tty-ws': [terms['tty-ws']!, '/tmp/big'],
       'cli-attach': [terms['cli-attach']!, '/tmp/big'],
+      ...(base ? { 'attach-ws@base': [terms['attach-ws@base']!, '/tmp/big'] as [Terminalish, string], 'cli-attach@base': [terms['cli-attach@base']!, '/tmp/big'] as [Terminalish, string] } : {}),
     };
     for (const [t] of Object.values(thru)) t.type('\x03');
     await new Promise((r) => setTimeout(r, 200));
@@ -159,14 +176,18 @@ async function main(): Promise<void> {
         .filter((n) => n !== 'raw')
         .map((n) => s.ratio(`${n}-echo`, 'raw-echo', `echo ${n} / raw pty`)),
       ...(podman ? ['cli-attach', 'cli-exec'].map((n) => s.ratio(`${n}-echo`, 'podman-echo', `echo ${n} / podman exec -it`)) : []),
+      ...(base ? ['attach-ws', 'tty-ws', 'cli-attach', 'cli-exec'].map((n) => s.ratio(`${n}-echo`, `${n}@base-echo`, `echo ${n} / the baseline build's`)) : []),
+      ...(base && podman ? ['cli-attach@base', 'cli-exec@base'].map((n) => s.ratio(`${n}-echo`, 'podman-echo', `echo ${n} / podman exec -it`)) : []),
       `throughput (${mib} MiB cat, MiB/s, median (rounds)): raw node-pty ${mibs('raw-MiBs')}; attach WebSocket ${mibs('attach-ws-MiBs')}; exec --tty WebSocket (no mirror) ${mibs('tty-ws-MiBs')}; enclave session attach ${mibs('cli-attach-MiBs')}`,
       `throughput / raw node-pty (ratio of medians): attach WebSocket ${tr('attach-ws')}; exec --tty WebSocket ${tr('tty-ws')}; enclave session attach ${tr('cli-attach')}`,
+      ...(base ? [`baseline build, throughput (MiB/s): attach WebSocket ${mibs('attach-ws@base-MiBs')}, ratio ${tr('attach-ws@base')}; enclave session attach ${mibs('cli-attach@base-MiBs')}, ratio ${tr('cli-attach@base')}`] : []),
     ];
     process.stdout.write(lines.join('\n') + '\n');
     if (values.json) writeFileSync(values.json, JSON.stringify({ seed, kernel: release(), samples: s.toJSON() }, null, 2) + '\n');
   } finally {
     for (const t of open) t.close();
     podman?.cleanup();
+    await base?.cleanup();
     await d.cleanup();
     rmSync(join(d.dir, 'big'), { force: true });
   }
