@@ -12,7 +12,7 @@
 //    same schedule: a change's before and after as same-run ratios.
 // Each terminal sits in `cat > /dev/null`, so the session's tty echoes each
 // key in the kernel: what is measured is the path, not a program.
-//   npm run bench:attach [-- --seed S --keystrokes N --attach-mib M --rounds R --baseline DIR --json FILE]
+//   npm run bench:attach [-- --seed S --keystrokes N --attach-mib M --rounds R --baseline DIR --no-podman --json FILE]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -29,7 +29,7 @@ const { values } = parseArgs({
     keystrokes: { type: 'string', default: '300' },
     'attach-mib': { type: 'string', default: '32' },
     rounds: { type: 'string', default: '5' },
-    podman: { type: 'boolean', default: true },
+    'no-podman': { type: 'boolean', default: false },
     baseline: { type: 'string' },
     json: { type: 'string' },
   },
@@ -38,7 +38,7 @@ const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : N
 
 /** A private podman store with one busybox container, or undefined when podman cannot run one here. */
 function podmanPeer(dir: string): { argv: string[]; cleanup: () => void } | undefined {
-  if (!values.podman || !existsSync('/usr/bin/podman') || !existsSync('/usr/sbin/runc') || !existsSync('/bin/busybox')) return undefined;
+  if (values['no-podman'] || !existsSync('/usr/bin/podman') || !existsSync('/usr/sbin/runc') || !existsSync('/bin/busybox')) return undefined;
   const base = ['--root', join(dir, 'pm-root'), '--runroot', join(dir, 'pm-run'), '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', '--runtime', 'runc'];
   const rootfs = join(dir, 'pm-rootfs');
   mkdirSync(join(rootfs, 'bin'), { recursive: true });
