@@ -26,12 +26,14 @@ const SOCKET_HIGH = 256 * 1024;
 const ACK_WINDOW = 4 * 1024 * 1024;
 
 /**
- * Output that comes within COALESCE_AFTER_MS of the last frame a client was
- * sent (a flood: the pty hands out 4 KiB a read) waits up to COALESCE_MS to
- * go out as one frame with what follows it, or until COALESCE_BYTES are
- * queued: fewer frames, wake-ups and writes for the client. Output after a
- * pause (a keystroke's echo) goes out at once.
+ * A flood: output within COALESCE_AFTER_MS of a frame of at least FLOOD_FRAME
+ * bytes (the pty hands out up to 4 KiB a read; a full one means more waits).
+ * It waits up to COALESCE_MS to go out as one frame with what follows it, or
+ * until COALESCE_BYTES are queued: fewer frames, wake-ups and writes for the
+ * client. Anything else (a keystroke's echo, even right after another one)
+ * goes out at once.
  */
+const FLOOD_FRAME = 2048;
 const COALESCE_AFTER_MS = 2;
 const COALESCE_MS = 1;
 const COALESCE_BYTES = 64 * 1024;
@@ -61,8 +63,9 @@ class Client {
   heldFrom = 0;
   /** Last time its socket took data or it acknowledged some. */
   progress = Date.now();
-  /** When it was last sent a frame, and the timer of a coalesced one. */
+  /** When it was last sent a frame and how big that was, and the timer of a coalesced one. */
   lastSend = 0;
+  lastFrame = 0;
   coalesce: NodeJS.Timeout | undefined;
 
   constructor(
@@ -165,7 +168,7 @@ export class SessionConsole {
       return;
     }
     if (c.coalesce && c.queued < COALESCE_BYTES) return; // goes with the frame already waiting
-    if (!c.coalesce && c.queued < COALESCE_BYTES && Date.now() - c.lastSend < COALESCE_AFTER_MS) {
+    if (!c.coalesce && c.queued < COALESCE_BYTES && c.lastFrame >= FLOOD_FRAME && Date.now() - c.lastSend < COALESCE_AFTER_MS) {
       c.coalesce = setTimeout(() => this.flush(c), COALESCE_MS);
       return;
     }
@@ -194,6 +197,7 @@ export class SessionConsole {
     c.queued = 0;
     c.sent += data.length;
     c.lastSend = Date.now();
+    c.lastFrame = data.length;
     c.ws.send(encodeFrame(Channel.stdout, data), () => {
       c.progress = Date.now();
       this.flush(c);

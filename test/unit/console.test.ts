@@ -191,6 +191,10 @@ describe('the echo path and floods', () => {
     expect(ws.frames.length).toBe(before + 1);
     expect(ws.frames.at(-1)!.subarray(1).toString()).toBe('q');
     expect(seen).toEqual([before + 1]);
+    // An echo right after another one is no flood: it goes at once too.
+    pty.emit(Buffer.from('w'));
+    expect(ws.frames.length).toBe(before + 2);
+    expect(ws.frames.at(-1)!.subarray(1).toString()).toBe('w');
   });
 
   it('coalesces a flood of pty reads into fewer frames, every byte once and in order', async () => {
@@ -198,7 +202,8 @@ describe('the echo path and floods', () => {
     const ws = new FakeSocket();
     const con = makeConsole(pty, recordingMirror(ws, []), 8 * 1024 * 1024);
     con.attach(ws as unknown as WebSocket, 'rw', true, 0, undefined);
-    const chunks = Array.from({ length: 200 }, (_, i) => lines(i * 10, 10));
+    // Reads the size of a full pty read (4 KiB), back to back.
+    const chunks = Array.from({ length: 200 }, (_, i) => lines(i * 70, 70));
     for (const c of chunks) pty.emit(c);
     await until('the flood', () => ws.stdout().length === Buffer.concat(chunks).length);
     const frames = ws.frames.filter((f) => f[0] === Channel.stdout);
