@@ -155,8 +155,10 @@ export class SessionConsole {
   private push(c: Client, data: Buffer): void {
     if (c.closed || data.length === 0) return;
     if (c.pending) return this.hold(c, data);
-    // Nothing owed until now (ours or the socket's): the stall clock starts here.
-    if (c.queue.length === 0 && c.ws.bufferedAmount === 0) c.progress = Date.now();
+    // Nothing owed until now (the socket's, or a queue the client holds up:
+    // output waiting for our own coalescing timer is not the client's doing):
+    // the stall clock starts here.
+    if ((c.queue.length === 0 || c.coalesce) && c.ws.bufferedAmount === 0) c.progress = Date.now();
     c.queue.push(data);
     c.queued += data.length;
     // Slower than the pty is fine while it makes progress; stuck, or behind by
