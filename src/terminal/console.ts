@@ -11,6 +11,7 @@ import { clampSize, parseResize, type Size } from './size.js';
 import { Channel, encodeFrame, exitStatusFor } from './channels.js';
 import type { Snapshot } from './mirror.js';
 import type { TerminalProcess } from './sessionPty.js';
+import { ACK_WINDOW, COALESCE_AFTER_MS, COALESCE_BYTES, COALESCE_MS, Client, FLOOD_FRAME, SOCKET_HIGH, type Role } from './viewer.js';
 
 export { ATTACH_PROTOCOL } from '../api/protocol.js';
 export const EVENTS_CHANNEL = Channel.events;
@@ -20,68 +21,13 @@ export type { Size } from './size.js';
 /** What a plain k8s client gets before a snapshot: it has no snapshot channel. */
 const CLEAR_SCREEN = Buffer.from('\x1b[0m\x1b[H\x1b[2J\x1b[3J');
 
-/** Socket backlog above which output is queued (and coalesced) instead of sent. */
-const SOCKET_HIGH = 256 * 1024;
-/** Unacknowledged bytes an ack-speaking client may have outstanding. */
-const ACK_WINDOW = 4 * 1024 * 1024;
-
-/**
- * A flood: output within COALESCE_AFTER_MS of a frame of at least FLOOD_FRAME
- * bytes (the pty hands out up to 4 KiB a read; a full one means more waits).
- * It waits up to COALESCE_MS to go out as one frame with what follows it, or
- * until COALESCE_BYTES are queued: fewer frames, wake-ups and writes for the
- * client. Anything else (a keystroke's echo, even right after another one)
- * goes out at once.
- */
-const FLOOD_FRAME = 2048;
-const COALESCE_AFTER_MS = 2;
-const COALESCE_MS = 1;
-const COALESCE_BYTES = 64 * 1024;
-
 const RESIZE_DEBOUNCE_MS = 25;
 /** After the shell exits, the pty is drained until it has been quiet this long. */
 const EXIT_QUIET_MS = 30;
 const EXIT_DRAIN_MAX_MS = 2000;
 
-export type Role = 'rw' | 'ro';
+export type { Role } from './viewer.js';
 export type ResizePolicy = 'latest' | 'smallest';
-
-class Client {
-  queue: Buffer[] = [];
-  queued = 0;
-  sent = 0; // running offset of the next byte this client gets
-  acked = 0;
-  size: Size | undefined;
-  lastResize = 0;
-  closed = false;
-  /** Waiting for its snapshot: output from `heldFrom` on is held for it
-   * (bounded by max_lag_bytes), so none produced after the snapshot's offset
-   * is lost however long the snapshot takes. */
-  pending = false;
-  held: Buffer[] = [];
-  heldBytes = 0;
-  heldFrom = 0;
-  /** Last time its socket took data or it acknowledged some. */
-  progress = Date.now();
-  /** When it was last sent a frame and how big that was, and the timer of a coalesced one. */
-  lastSend = 0;
-  lastFrame = 0;
-  coalesce: NodeJS.Timeout | undefined;
-
-  constructor(
-    readonly ws: WebSocket,
-    readonly role: Role,
-    readonly enclave: boolean,
-    start: number,
-  ) {
-    this.sent = start;
-    this.acked = start;
-  }
-
-  event(e: Record<string, unknown>): void {
-    if (this.enclave && !this.closed && !this.pending) this.ws.send(encodeFrame(EVENTS_CHANNEL, Buffer.from(JSON.stringify(e))));
-  }
-}
 
 export interface ConsoleOptions {
   sessionId: string;
