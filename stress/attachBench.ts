@@ -31,34 +31,51 @@ function listeners(): { add: (f: (b: Buffer) => void) => () => void; emit: (b: B
   };
 }
 
-function rawPty(cmd: string, args: string[]): Terminalish {
+/** A program on a node-pty of its own, as a user's terminal runs it. */
+export function onPty(cmd: string, args: string[]): Terminalish {
   const p: IPty = spawnPty(cmd, args, { name: 'xterm-256color', cols: 120, rows: 40, encoding: null });
   const out = listeners();
   p.onData((d: string | Buffer) => out.emit(typeof d === 'string' ? Buffer.from(d) : d));
   return { type: (s) => p.write(s), onOutput: out.add, close: () => p.kill() };
 }
 
-/** Attached, and past the hello (and the snapshot, when one is announced): typing before that races the console's start. */
-export async function attach(d: TestDaemon, session: string): Promise<Terminalish> {
-  const ws = new WebSocket(`ws+unix://${d.socket}:/v1/sessions/${session}/attach?cols=120&rows=40`, [ATTACH_PROTOCOL]);
+export const rawPty = onPty;
+
+/**
+ * A WebSocket terminal (attach, or exec --tty) speaking the attach protocol,
+ * past the hello (and the snapshot, when one is announced): typing before
+ * that races the console's start. It acknowledges what it read every 256 KiB,
+ * as the CLI does.
+ */
+export async function wsTerminal(url: string): Promise<Terminalish> {
+  const ws = new WebSocket(url, [ATTACH_PROTOCOL], { perMessageDeflate: false });
   const out = listeners();
   let offset = -1;
+  let acked = 0;
   let ready!: () => void;
   const started = new Promise<void>((r) => (ready = r));
   ws.on('message', (m: Buffer) => {
     if (m[0] === EVENTS_CHANNEL && offset < 0) {
       const hello = JSON.parse(m.subarray(1).toString()) as { offset: number; snapshot?: boolean };
-      offset = hello.offset;
+      offset = acked = hello.offset;
       if (!hello.snapshot) ready();
     }
     if (m[0] === SNAPSHOT_CHANNEL) ready();
     if (m[0] !== Channel.stdout) return;
     offset += m.length - 1;
-    ws.send(encodeFrame(ACK_CHANNEL, Buffer.from(String(offset))));
+    if (offset - acked >= 256 * 1024) {
+      acked = offset;
+      ws.send(encodeFrame(ACK_CHANNEL, Buffer.from(String(offset))));
+    }
     out.emit(m.subarray(1));
   });
   await started;
   return { type: (s) => ws.send(encodeFrame(Channel.stdin, Buffer.from(s))), onOutput: out.add, close: () => ws.close() };
+}
+
+/** The session's console, attached. */
+export function attach(d: TestDaemon, session: string): Promise<Terminalish> {
+  return wsTerminal(`ws+unix://${d.socket}:/v1/sessions/${session}/attach?cols=120&rows=40`);
 }
 
 export function waitFor(t: Terminalish, needle: string, ms = 120_000): Promise<void> {

@@ -11,6 +11,7 @@ import { clampSize, parseResize, type Size } from './size.js';
 import { Channel, encodeFrame, exitStatusFor } from './channels.js';
 import type { Snapshot } from './mirror.js';
 import type { TerminalProcess } from './sessionPty.js';
+import { ACK_WINDOW, COALESCE_AFTER_MS, COALESCE_BYTES, COALESCE_MS, Client, FLOOD_FRAME, SOCKET_HIGH, type Role } from './viewer.js';
 
 export { ATTACH_PROTOCOL } from '../api/protocol.js';
 export const EVENTS_CHANNEL = Channel.events;
@@ -20,51 +21,13 @@ export type { Size } from './size.js';
 /** What a plain k8s client gets before a snapshot: it has no snapshot channel. */
 const CLEAR_SCREEN = Buffer.from('\x1b[0m\x1b[H\x1b[2J\x1b[3J');
 
-/** Socket backlog above which output is queued (and coalesced) instead of sent. */
-const SOCKET_HIGH = 256 * 1024;
-/** Unacknowledged bytes an ack-speaking client may have outstanding. */
-const ACK_WINDOW = 4 * 1024 * 1024;
-
 const RESIZE_DEBOUNCE_MS = 25;
 /** After the shell exits, the pty is drained until it has been quiet this long. */
 const EXIT_QUIET_MS = 30;
 const EXIT_DRAIN_MAX_MS = 2000;
 
-export type Role = 'rw' | 'ro';
+export type { Role } from './viewer.js';
 export type ResizePolicy = 'latest' | 'smallest';
-
-class Client {
-  queue: Buffer[] = [];
-  queued = 0;
-  sent = 0; // running offset of the next byte this client gets
-  acked = 0;
-  size: Size | undefined;
-  lastResize = 0;
-  closed = false;
-  /** Waiting for its snapshot: output from `heldFrom` on is held for it
-   * (bounded by max_lag_bytes), so none produced after the snapshot's offset
-   * is lost however long the snapshot takes. */
-  pending = false;
-  held: Buffer[] = [];
-  heldBytes = 0;
-  heldFrom = 0;
-  /** Last time its socket took data or it acknowledged some. */
-  progress = Date.now();
-
-  constructor(
-    readonly ws: WebSocket,
-    readonly role: Role,
-    readonly enclave: boolean,
-    start: number,
-  ) {
-    this.sent = start;
-    this.acked = start;
-  }
-
-  event(e: Record<string, unknown>): void {
-    if (this.enclave && !this.closed && !this.pending) this.ws.send(encodeFrame(EVENTS_CHANNEL, Buffer.from(JSON.stringify(e))));
-  }
-}
 
 export interface ConsoleOptions {
   sessionId: string;
@@ -127,8 +90,9 @@ export class SessionConsole {
   private output(data: Buffer): void {
     this.lastDataAt = Date.now();
     this.ring.write(data);
-    this.mirror?.write(data);
+    // The viewers first: a keystroke's echo is on its way before the mirror sees it.
     for (const c of this.clients) this.push(c, data);
+    this.mirror?.write(data);
     if (this.exit) this.armDrain();
   }
 
@@ -137,8 +101,10 @@ export class SessionConsole {
   private push(c: Client, data: Buffer): void {
     if (c.closed || data.length === 0) return;
     if (c.pending) return this.hold(c, data);
-    // Nothing owed until now (ours or the socket's): the stall clock starts here.
-    if (c.queue.length === 0 && c.ws.bufferedAmount === 0) c.progress = Date.now();
+    // Nothing owed until now (the socket's, or a queue the client holds up:
+    // output waiting for our own coalescing timer is not the client's doing):
+    // the stall clock starts here.
+    if ((c.queue.length === 0 || c.coalesce) && c.ws.bufferedAmount === 0) c.progress = Date.now();
     c.queue.push(data);
     c.queued += data.length;
     // Slower than the pty is fine while it makes progress; stuck, or behind by
@@ -147,6 +113,11 @@ export class SessionConsole {
     if (c.queued + c.ws.bufferedAmount > this.o.maxLagBytes || stalled) {
       this.o.log.warn({ session: this.o.sessionId, queued: c.queued, stalled }, 'attach client too slow; disconnecting it');
       this.drop(c, 4008, `too slow: reconnect with resume=${c.sent}`);
+      return;
+    }
+    if (c.coalesce && c.queued < COALESCE_BYTES) return; // goes with the frame already waiting
+    if (!c.coalesce && c.queued < COALESCE_BYTES && c.lastFrame >= FLOOD_FRAME && Date.now() - c.lastSend < COALESCE_AFTER_MS) {
+      c.coalesce = setTimeout(() => this.flush(c), COALESCE_MS);
       return;
     }
     this.flush(c);
@@ -163,6 +134,8 @@ export class SessionConsole {
   }
 
   private flush(c: Client): void {
+    clearTimeout(c.coalesce);
+    c.coalesce = undefined;
     if (c.closed || c.queue.length === 0) return;
     // Idle socket: send now. Backed up: leave it queued; the next send
     // callback sends everything queued by then as one frame.
@@ -171,6 +144,8 @@ export class SessionConsole {
     c.queue = [];
     c.queued = 0;
     c.sent += data.length;
+    c.lastSend = Date.now();
+    c.lastFrame = data.length;
     c.ws.send(encodeFrame(Channel.stdout, data), () => {
       c.progress = Date.now();
       this.flush(c);
@@ -180,6 +155,7 @@ export class SessionConsole {
   private drop(c: Client, code: number, reason: string): void {
     if (c.closed) return;
     c.closed = true;
+    clearTimeout(c.coalesce);
     this.clients.delete(c);
     c.ws.close(code, reason);
     this.broadcastViewers();
@@ -226,6 +202,7 @@ export class SessionConsole {
       }
     });
     ws.on('close', () => {
+      clearTimeout(c.coalesce);
       if (c.closed) return;
       c.closed = true;
       this.clients.delete(c);

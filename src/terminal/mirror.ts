@@ -17,6 +17,14 @@ import type { ByteRing } from './ring.js';
 import type { MirrorReply, MirrorRequest } from './mirrorProtocol.js';
 
 const SNAPSHOT_TIMEOUT_MS = 3000;
+/**
+ * Output is posted to the worker in batches, at most this long after it came
+ * (or at once past MIRROR_BATCH_BYTES): a keystroke's echo never wakes the
+ * worker on its way to the viewers, and a busy terminal costs one message per
+ * batch, not one per pty read. A snapshot or a resize posts the batch first.
+ */
+const MIRROR_BATCH_MS = 5;
+const MIRROR_BATCH_BYTES = 128 * 1024;
 
 export interface Snapshot {
   /** Terminal bytes that redraw the screen (and scrollback) from a reset terminal. */
@@ -123,6 +131,10 @@ export class ScreenMirror {
   /** Snapshot requests made while behind: sent after the restart. */
   private deferred: (() => void)[] = [];
   private closed = false;
+  /** Output not posted yet (in the ring already), and the timer that posts it. */
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
+  private batchTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly host: MirrorHost,
@@ -136,37 +148,68 @@ export class ScreenMirror {
     this.restart();
   }
 
-  /** Bytes the worker has been given but not parsed yet (over-estimated by
-   * at most the worker's reporting step). */
+  /** Bytes the worker has been given, or will be with the batch, but not
+   * parsed yet (over-estimated by at most the worker's reporting step). */
   get lag(): number {
-    return this.posted - this.processed;
+    return this.posted + this.batchBytes - this.processed;
   }
 
   get mode(): State {
     return this.state;
   }
 
-  /** Every pty chunk, after it went into the ring. */
+  /** Every pty chunk, after it went into the ring and to the viewers. */
   write(data: Buffer): void {
     if (this.state !== 'sync' || this.closed || data.length === 0) return;
     if (this.lag + data.length > this.maxLagBytes) {
+      // The batch goes too: the restart feeds the worker from the ring.
+      this.dropBatch();
       this.state = 'behind';
       // Progress is reported in steps; ask for the exact figure once caught up.
       this.host.postIfRunning({ op: 'progress', id: this.id });
       return;
     }
-    this.feed(data);
+    // Held by reference until posted (a pty read's Buffer is not reused).
+    this.batch.push(data);
+    this.batchBytes += data.length;
+    if (this.batchBytes >= MIRROR_BATCH_BYTES) this.post();
+    else if (!this.batchTimer) this.batchTimer = setTimeout(() => this.post(), MIRROR_BATCH_MS).unref();
   }
 
-  private feed(data: Buffer): void {
-    // A copy of exactly these bytes: the pty's Buffer may share a larger ArrayBuffer.
-    const copy = new Uint8Array(data);
-    if (!this.host.postIfRunning({ op: 'data', id: this.id, bytes: copy }, [copy.buffer])) return this.lost();
-    this.posted += data.length;
+  /** Post the batch: what the worker is asked after this covers every byte written so far. */
+  private post(): void {
+    clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
+    if (this.batchBytes === 0) return;
+    // One copy of exactly these bytes, moved to the worker (a pty Buffer may share a larger ArrayBuffer).
+    const bytes = new Uint8Array(this.batchBytes);
+    let at = 0;
+    for (const b of this.batch) {
+      bytes.set(b, at);
+      at += b.length;
+    }
+    this.dropBatch();
+    this.feed(bytes);
+  }
+
+  private dropBatch(): void {
+    clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
+    this.batch = [];
+    this.batchBytes = 0;
+  }
+
+  /** Posts `bytes` (this mirror's own: moved, not copied). */
+  private feed(bytes: Uint8Array): void {
+    const n = bytes.length; // read before the move empties it
+    if (!this.host.postIfRunning({ op: 'data', id: this.id, bytes }, [bytes.buffer as ArrayBuffer])) return this.lost();
+    this.posted += n;
   }
 
   resize(size: { cols: number; rows: number }): void {
     this.size = { ...size };
+    // Output from before the resize is parsed at the size it was written for.
+    if (this.state === 'sync') this.post();
     if (this.state !== 'broken') this.host.postIfRunning({ op: 'resize', id: this.id, ...size });
   }
 
@@ -182,11 +225,14 @@ export class ScreenMirror {
     }
     this.epoch = reopen ? 0 : this.epoch + 1;
     this.state = 'sync';
+    // The ring holds the batch's bytes too.
+    this.dropBatch();
     this.basis = this.ring.start;
     this.posted = 0;
     this.processed = 0;
     const held = this.ring.since(this.ring.start)!;
-    if (held.length) this.feed(held);
+    // A copy: since() may hand out a slice of Node's shared pool, which must not be moved.
+    if (held.length) this.feed(new Uint8Array(held));
     const deferred = this.deferred;
     this.deferred = [];
     for (const send of deferred) send();
@@ -210,6 +256,7 @@ export class ScreenMirror {
   /** The worker is gone: pending snapshots fail, the next one restarts it. */
   lost(): void {
     this.state = 'broken';
+    this.dropBatch();
     for (const w of this.waiting.values()) {
       clearTimeout(w.timer);
       w.reject(new Error('the screen mirror worker ended'));
@@ -237,6 +284,13 @@ export class ScreenMirror {
           clearTimeout(timer);
           return reject(new Error('the screen mirror worker ended'));
         }
+        // Everything written so far goes first: the snapshot covers up to the ring's end.
+        this.post();
+        if (this.state !== 'sync') {
+          done = true;
+          clearTimeout(timer);
+          return reject(new Error('the screen mirror worker ended'));
+        }
         req = this.nextReq++;
         this.waiting.set(req, { offset: this.basis + this.posted, resolve, reject, timer });
         if (!this.host.postIfRunning({ op: 'snapshot', id: this.id, req })) this.lost();
@@ -249,6 +303,7 @@ export class ScreenMirror {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.dropBatch();
     this.host.postIfRunning({ op: 'close', id: this.id });
     this.host.forget(this.id);
     this.lost();

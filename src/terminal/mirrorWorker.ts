@@ -13,23 +13,37 @@ import { CsiClamp } from './csiClamp.js';
 const { Terminal } = xtermHeadless;
 const { SerializeAddon } = serializeAddon;
 
+/** Output is handed to xterm in pieces of this size (xterm yields between pieces, not within one)... */
+const PIECE = 4096;
+/** ...and at most this much of a terminal's at a time: the rest waits in its queue, unclamped. */
+const IN_FLIGHT = 64 * 1024;
 /** Report progress at least this often while a terminal is busy. */
 const PROGRESS_EVERY = 256 * 1024;
 /** ...and when it goes idle with at least this much unreported. */
 const PROGRESS_IDLE = 16 * 1024;
 
 interface Mirror {
+  id: number;
   term: InstanceType<typeof Terminal>;
   serializer: InstanceType<typeof SerializeAddon>;
   scrollback: number;
   /** Bytes parsed since open or the last reset. */
   processed: number;
   reported: number;
-  pending: number;
   /** Bumped by reset, so callbacks of writes from before it are ignored. */
   epoch: number;
   /** Counts that loop (scrolls, repeats) clamped to the screen: work per byte stays bounded. */
   clamp: CsiClamp;
+  /**
+   * What is still to do, in order: output pieces (clamped only when handed
+   * to xterm, at the size then) and steps that need everything before them
+   * parsed (a snapshot, a resize, a progress report). A message costs the
+   * worker O(1) when it comes, so one terminal's flood never holds another's
+   * snapshot for more than one of xterm's slices (12 ms).
+   */
+  queue: (Uint8Array | Step)[];
+  /** Bytes handed to xterm and not parsed yet. */
+  inFlight: number;
 }
 
 const port = parentPort;
@@ -51,6 +65,48 @@ function reply(m: MirrorReply): void {
   port!.postMessage(m);
 }
 
+/** A step of a terminal's queue; `drop` answers for it when a reset discards it. */
+interface Step {
+  run: () => void;
+  drop?: () => void;
+}
+
+/** Hand the terminal's queue on: pieces while under IN_FLIGHT, a step once everything before it is parsed. */
+function pump(t: Mirror): void {
+  const id = t.id;
+  while (t.queue.length > 0) {
+    const next = t.queue[0]!;
+    if (!(next instanceof Uint8Array)) {
+      if (t.inFlight > 0) return; // a piece's callback pumps again
+      t.queue.shift();
+      next.run();
+      continue;
+    }
+    if (t.inFlight >= IN_FLIGHT) return;
+    t.queue.shift();
+    const epoch = t.epoch;
+    t.inFlight += next.length;
+    t.term.write(t.clamp.filter(next, t.term.cols, t.term.rows), () => {
+      if (t.epoch !== epoch) return;
+      t.inFlight -= next.length;
+      t.processed += next.length;
+      // A good chunk further along, or idle after a fair amount: tell the
+      // daemon how far we are (not per keystroke: that would wake it each time).
+      const idle = t.inFlight === 0 && t.queue.length === 0;
+      if (t.processed - t.reported >= PROGRESS_EVERY || (idle && t.processed - t.reported >= PROGRESS_IDLE)) {
+        t.reported = t.processed;
+        reply({ op: 'progress', id, epoch, processed: t.processed });
+      }
+      pump(t);
+    });
+  }
+}
+
+function enqueue(t: Mirror, item: Uint8Array | Step): void {
+  t.queue.push(item);
+  pump(t);
+}
+
 function fresh(cols: number, rows: number, scrollback: number): Pick<Mirror, 'term' | 'serializer'> {
   const term = new Terminal({ cols, rows, scrollback, allowProposedApi: true });
   const serializer = new SerializeAddon();
@@ -60,57 +116,39 @@ function fresh(cols: number, rows: number, scrollback: number): Pick<Mirror, 'te
 
 port.on('message', (m: MirrorRequest) => {
   if (m.op === 'open') {
-    mirrors.set(m.id, { ...fresh(m.cols, m.rows, m.scrollback), scrollback: m.scrollback, processed: 0, reported: 0, pending: 0, epoch: 0, clamp: new CsiClamp() });
+    mirrors.set(m.id, { id: m.id, ...fresh(m.cols, m.rows, m.scrollback), scrollback: m.scrollback, processed: 0, reported: 0, epoch: 0, clamp: new CsiClamp(), queue: [], inFlight: 0 });
     return;
   }
   const t = mirrors.get(m.id);
   if (!t) return;
   switch (m.op) {
-    case 'data': {
-      const epoch = t.epoch;
-      const n = m.bytes.length;
-      t.pending++;
-      t.term.write(t.clamp.filter(m.bytes, t.term.cols, t.term.rows), () => {
-        if (t.epoch !== epoch) return;
-        t.pending--;
-        t.processed += n;
-        // A good chunk further along, or idle after a fair amount: tell the
-        // daemon how far we are (not per keystroke: that would wake it each time).
-        if (t.processed - t.reported >= PROGRESS_EVERY || (t.pending === 0 && t.processed - t.reported >= PROGRESS_IDLE)) {
-          t.reported = t.processed;
-          reply({ op: 'progress', id: m.id, epoch, processed: t.processed });
-        }
-      });
+    case 'data':
+      for (let at = 0; at < m.bytes.length; at += PIECE) t.queue.push(m.bytes.subarray(at, at + PIECE));
+      pump(t);
       return;
-    }
-    case 'progress': {
+    case 'progress':
       // The daemon waits to restart a mirror that fell behind: answer once parsed.
-      const epoch = t.epoch;
-      t.term.write(new Uint8Array(0), () => {
-        if (t.epoch === epoch) reply({ op: 'progress', id: m.id, epoch, processed: t.processed });
-      });
+      enqueue(t, { run: () => reply({ op: 'progress', id: m.id, epoch: t.epoch, processed: t.processed }) });
       return;
-    }
     case 'resize':
-      t.term.resize(m.cols, m.rows);
+      // At its place in the stream: what came before is parsed at the old size.
+      enqueue(t, { run: () => t.term.resize(m.cols, m.rows) });
       return;
     case 'reset': {
-      // A new terminal, not term.reset(): queued writes of the old one are dropped.
+      // A new terminal, not term.reset(): queued work of the old one is dropped.
       const { cols, rows } = t.term;
       t.term.dispose();
-      Object.assign(t, fresh(cols, rows, t.scrollback), { processed: 0, reported: 0, pending: 0, epoch: t.epoch + 1, clamp: new CsiClamp() });
+      for (const q of t.queue) if (!(q instanceof Uint8Array)) q.drop?.();
+      Object.assign(t, fresh(cols, rows, t.scrollback), { processed: 0, reported: 0, epoch: t.epoch + 1, clamp: new CsiClamp(), queue: [], inFlight: 0 });
       return;
     }
-    case 'snapshot': {
-      const epoch = t.epoch;
-      // An empty write's callback runs once everything queued before it is parsed.
-      t.term.write(new Uint8Array(0), () => {
-        if (t.epoch !== epoch) return reply({ op: 'snapshot', id: m.id, req: m.req, data: null });
-        const data = t.serializer.serialize({ scrollback: t.scrollback });
-        reply({ op: 'snapshot', id: m.id, req: m.req, data, cols: t.term.cols, rows: t.term.rows });
+    case 'snapshot':
+      // Runs once everything queued before it is parsed.
+      enqueue(t, {
+        run: () => reply({ op: 'snapshot', id: m.id, req: m.req, data: t.serializer.serialize({ scrollback: t.scrollback }), cols: t.term.cols, rows: t.term.rows }),
+        drop: () => reply({ op: 'snapshot', id: m.id, req: m.req, data: null }),
       });
       return;
-    }
     case 'close':
       t.term.dispose();
       mirrors.delete(m.id);

@@ -40,11 +40,16 @@ function cliInPty(d: TestDaemon, args: string[], cols: number, rows: number) {
   return { p, waitFor, exited, out: () => out };
 }
 
-/** A marker the shell prints but whose typed form (with backslashes) differs. */
+/**
+ * A marker the shell prints but whose typed form (with backslashes) differs.
+ * It ends its line: on the prompt's line, a redraw of the prompt (readline on
+ * SIGWINCH, when a viewer's resize lands after the command ran) would wipe
+ * it from the screen, and a replayed screen rightly would not show it.
+ */
 let markers = 0;
 function marker(): { typed: string; printed: string } {
   const id = `M${++markers}x${Date.now() % 100000}`;
-  return { typed: `printf '\\101%s\\101' ${id}`, printed: `A${id}A` };
+  return { typed: `printf '\\101%s\\101\\n' ${id}`, printed: `A${id}A` };
 }
 
 describe.skipIf(!isRoot)('console attach (root)', () => {

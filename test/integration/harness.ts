@@ -255,8 +255,8 @@ export class TestDaemon {
   /** Init PIDs of every session seen, to reap those re-parented to us. */
   private readonly inits = new Set<number>();
 
-  /** `subnet`: a CIDR instead of the run's own /24 (the scale bench's /16). */
-  constructor(private opts: { slots?: number; wideIds?: boolean; subnet?: string; extraConfig?: string; topConfig?: string; terminal?: boolean; logLevel?: string } = {}) {
+  /** `subnet`: a CIDR instead of the run's own /24 (the scale bench's /16); `bundle`: another build's dist/bundle/main.js (a benchmark's baseline). */
+  constructor(private opts: { slots?: number; wideIds?: boolean; subnet?: string; extraConfig?: string; topConfig?: string; terminal?: boolean; logLevel?: string; bundle?: string } = {}) {
     if ((opts.slots ?? 16) > (opts.wideIds ? 1024 : 64)) throw new RangeError(`at most ${opts.wideIds ? 1024 : 64} ID slots per test daemon`);
     this.idBase = opts.wideIds ? 4_100_000_000 : 1_000_000_000 + ((process.pid * 7 + daemonsMade++) % 700) * 64 * 65536;
   }
@@ -277,7 +277,7 @@ export class TestDaemon {
           poolConfig(),
       );
     }
-    const args = [CLI, 'daemon', '--config', this.configPath];
+    const args = [this.opts.bundle ?? CLI, 'daemon', '--config', this.configPath];
     this.proc = this.opts.terminal ? onTerminal(args, this.logPath) : detached(args, this.logPath);
     writeFileSync(join(this.dir, 'daemon.pid'), String(this.pid));
     const deadline = Date.now() + 15_000;

@@ -167,3 +167,49 @@ describe('fresh attach while the screen snapshot is slow', () => {
     expect(ws.frames.filter((f) => f[0] === Channel.stdout)).toHaveLength(0);
   });
 });
+
+describe('the echo path and floods', () => {
+  /** A mirror that only records when it was written, against the viewer's frames. */
+  function recordingMirror(ws: FakeSocket, seen: number[]): (ring: ByteRing, size: { cols: number; rows: number }) => ScreenSource {
+    return () => ({
+      write: () => void seen.push(ws.frames.length),
+      resize: () => {},
+      close: () => {},
+      snapshot: () => Promise.reject(new Error('not in this test')),
+    });
+  }
+
+  it('sends output after a pause (an echo) to the viewer at once, before the mirror is written', () => {
+    const pty = new FakePty();
+    const ws = new FakeSocket();
+    const seen: number[] = [];
+    const con = makeConsole(pty, recordingMirror(ws, seen), 8 * 1024 * 1024);
+    con.attach(ws as unknown as WebSocket, 'rw', true, 0, undefined);
+    const before = ws.frames.length;
+    pty.emit(Buffer.from('q'));
+    // Synchronously: the frame is out before output() returns, and the mirror came after it.
+    expect(ws.frames.length).toBe(before + 1);
+    expect(ws.frames.at(-1)!.subarray(1).toString()).toBe('q');
+    expect(seen).toEqual([before + 1]);
+    // An echo right after another one is no flood: it goes at once too.
+    pty.emit(Buffer.from('w'));
+    expect(ws.frames.length).toBe(before + 2);
+    expect(ws.frames.at(-1)!.subarray(1).toString()).toBe('w');
+  });
+
+  it('coalesces a flood of pty reads into fewer frames, every byte once and in order', async () => {
+    const pty = new FakePty();
+    const ws = new FakeSocket();
+    const con = makeConsole(pty, recordingMirror(ws, []), 8 * 1024 * 1024);
+    con.attach(ws as unknown as WebSocket, 'rw', true, 0, undefined);
+    // Reads the size of a full pty read (4 KiB), back to back.
+    const chunks = Array.from({ length: 200 }, (_, i) => lines(i * 70, 70));
+    for (const c of chunks) pty.emit(c);
+    await until('the flood', () => ws.stdout().length === Buffer.concat(chunks).length);
+    const frames = ws.frames.filter((f) => f[0] === Channel.stdout);
+    expect(frames.length).toBeLessThan(chunks.length);
+    // No frame is bigger than the coalescing bound plus one read.
+    expect(Math.max(...frames.map((f) => f.length - 1))).toBeLessThanOrEqual(64 * 1024 + chunks[0]!.length);
+    expect(ws.stdout().equals(Buffer.concat(chunks))).toBe(true);
+  });
+});
