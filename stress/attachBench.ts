@@ -99,7 +99,7 @@ export function waitFor(t: Terminalish, needle: string, ms = 120_000): Promise<v
 let marks = 0;
 
 /** MiB/s for `cat FILE` of `bytes`, timed from the keystroke to the end marker. */
-async function throughput(t: Terminalish, file: string, bytes: number): Promise<number> {
+export async function throughput(t: Terminalish, file: string, bytes: number): Promise<number> {
   const tag = `A-done${++marks}-A`;
   const done = waitFor(t, tag);
   const t0 = process.hrtime.bigint();
@@ -109,15 +109,16 @@ async function throughput(t: Terminalish, file: string, bytes: number): Promise<
 }
 
 /** Put `cat > /dev/null` in the foreground: the tty then echoes each keystroke. */
-async function catMode(t: Terminalish): Promise<void> {
-  const ready = waitFor(t, 'A-cat-A');
-  t.type(`printf '\\101-cat-\\101'; cat > /dev/null\r`);
+export async function catMode(t: Terminalish, tag = 'cat', ms?: number): Promise<void> {
+  const ready = waitFor(t, `A-${tag}-A`, ms);
+  t.type(`printf '\\101-${tag}-\\101'; cat > /dev/null\r`);
   await ready;
 }
 
 let keys = 0;
 
-async function echoOnce(t: Terminalish): Promise<number> {
+/** Milliseconds from one keystroke to its echo. */
+export async function echoOnce(t: Terminalish): Promise<number> {
   const key = String.fromCharCode(97 + (keys++ % 26));
   let off!: () => void;
   const echoed = new Promise<void>((r) => (off = t.onOutput((b) => b.includes(key) && r())));

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { cpus, loadavg, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { FRONT, TestDaemon } from '../test/integration/harness.js';
-import { attach, onPty, rawPty, waitFor, wsTerminal, type Terminalish } from './attachBench.js';
+import { attach, catMode, echoOnce, onPty, rawPty, throughput, wsTerminal, type Terminalish } from './attachBench.js';
 import { msSince, pct, rng, runShuffled, Samples } from './schedule.js';
 
 const { values } = parseArgs({
@@ -60,35 +60,6 @@ function podmanPeer(dir: string): { argv: string[]; cleanup: () => void } | unde
     return undefined;
   }
   return { argv: ['podman', ...base, 'exec', '-it', name, '/bin/sh'], cleanup };
-}
-
-/** Put `cat > /dev/null` in the foreground: the tty then echoes each keystroke. */
-async function catMode(t: Terminalish, tag: string): Promise<void> {
-  const ready = waitFor(t, `A-${tag}-A`, 60_000);
-  t.type(`printf '\\101-${tag}-\\101'; cat > /dev/null\r`);
-  await ready;
-}
-
-let keys = 0;
-async function echoOnce(t: Terminalish): Promise<number> {
-  const key = String.fromCharCode(97 + (keys++ % 26));
-  let off!: () => void;
-  const echoed = new Promise<void>((r) => (off = t.onOutput((b) => b.includes(key) && r())));
-  const t0 = process.hrtime.bigint();
-  t.type(key);
-  await echoed;
-  off();
-  return msSince(t0);
-}
-
-let marks = 0;
-async function throughput(t: Terminalish, file: string, bytes: number): Promise<number> {
-  const tag = `T-done${++marks}-T`;
-  const done = waitFor(t, tag);
-  const t0 = process.hrtime.bigint();
-  t.type(`cat ${file}; printf '\\124-done${marks}-\\124'\r`);
-  await done;
-  return bytes / (1024 * 1024) / (msSince(t0) / 1e3);
 }
 
 async function main(): Promise<void> {
@@ -133,7 +104,7 @@ async function main(): Promise<void> {
       ...(podman ? { podman: onPty(podman.argv[0]!, podman.argv.slice(1)) } : {}),
     };
     open.push(...Object.values(terms));
-    for (const [name, t] of Object.entries(terms)) await catMode(t, `cat${name.replace(/[^a-z]/g, '')}`);
+    for (const [name, t] of Object.entries(terms)) await catMode(t, `cat${name.replace(/[^a-z]/g, '')}`, 60_000);
     const K = Number(values.keystrokes);
     await runShuffled(
       Object.fromEntries(Object.keys(terms).map((n) => [`${n}-echo`, K])),

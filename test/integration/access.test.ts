@@ -3,23 +3,13 @@
 // deny wins; root can do anything; every decision is an audit event listed
 // by `enclave events`; per-uid caps and rate limits answer 429.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
-import { CLI, isRoot, requestsAs, TestDaemon } from './harness.js';
+import { cliAs, isRoot, requestsAs, TestDaemon } from './harness.js';
 
 const GID = 48215; // a group nobody on the machine has
 const NOBODY = 65534;
 
 /** The enclave CLI as uid 65534 with the socket group. */
-function cliAsNobody(socket: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${GID}`, process.execPath, CLI, '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cliAsNobody = (socket: string, args: string[]) => cliAs(socket, { uid: NOBODY, groups: [GID] }, args);
 
 describe.skipIf(!isRoot)('access control and audit (root)', () => {
   const d = new TestDaemon({ topConfig: `socket_gid = ${GID}\n` });

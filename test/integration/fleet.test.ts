@@ -9,8 +9,7 @@
 // and the caller's uid is the session's owner on the node that runs it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, rmdirSync, rmSync } from 'node:fs';
-import { spawn } from 'node:child_process';
-import { CLI, isRoot, TestDaemon } from './harness.js';
+import { cliAs, isRoot, TestDaemon } from './harness.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
 import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
 
@@ -19,16 +18,7 @@ const GID = 48216; // a group nobody on the machine has
 const NOBODY = 65534;
 
 /** The enclave CLI as uid 65534 with the socket group. */
-function cliAsNobody(socket: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${GID}`, process.execPath, CLI, '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cliAsNobody = (socket: string, args: string[]) => cliAs(socket, { uid: NOBODY, groups: [GID] }, args);
 /** Small sessions without a network: placement is what is tested here. */
 const SMALL = { memory_mb: 128, network: 'none' };
 
