@@ -131,15 +131,17 @@ export function etcdUnder(dir: string): number[] {
  * (PREFIX-PID-XXXXXX), after sweeping those of processes that are gone: a
  * killed test run leaves no etcd serving and no directory.
  */
+/** Whether a process of this pid is still there. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function etcdRunDir(parent: string, prefix: string): string {
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
   mkdirSync(parent, { recursive: true });
   for (const e of readdirSync(parent)) {
     const m = new RegExp(`^${prefix}-(\\d+)-`).exec(e);

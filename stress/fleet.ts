@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { call } from '../src/cli/client.js';
 import { detectCgroupLayout, killCgroup, removeCgroup, versionOf } from '../src/isolation/cgroups.js';
 import { repoRoot } from '../src/native/addon.js';
-import { etcdUnder, startEtcdCluster } from './etcdCluster.js';
+import { alive, etcdUnder, startEtcdCluster } from './etcdCluster.js';
 
 const ROOT = '/var/tmp/enclave-fleet';
 const CLI = join(repoRoot, 'dist', 'bundle', 'main.js');
@@ -31,14 +31,6 @@ const ID_SLOTS = 16;
 const runSchema = z.object({ endpoints: z.array(z.string()), nodes: z.array(z.object({ name: z.string(), socket: z.string(), config: z.string(), pidFile: z.string() })) });
 type Run = z.infer<typeof runSchema>;
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function nodeConfig(o: { dir: string; name: string; index: number; tag: string; endpoints: string[] }): string {
