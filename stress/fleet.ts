@@ -1,5 +1,5 @@
 // `npm run fleet -- up [--nodes N]` / `npm run fleet -- down`: a fleet on
-// this machine, for trying fleet mode (README "Fleet"). up starts a
+// this machine, for trying fleet mode (docs/fleet.md). up starts a
 // three-member etcd cluster on loopback and N daemons (default 3), each with
 // its own state dir, socket, bridge and subnet, nftables table, cgroup
 // parent and ID range, all under /var/tmp/enclave-fleet/RUN, and prints one

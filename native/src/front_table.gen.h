@@ -209,9 +209,12 @@ static const struct ft_flag ft_cmd_flags_33[] = {
   {NULL, 0, 0, 0, NULL},
 };
 static const struct ft_flag ft_cmd_flags_34[] = {
-  {NULL, 0, 0, 0, NULL},
+  {"json", 0, 0, 0, NULL},
 };
 static const struct ft_flag ft_cmd_flags_35[] = {
+  {NULL, 0, 0, 0, NULL},
+};
+static const struct ft_flag ft_cmd_flags_36[] = {
   {NULL, 0, 0, 0, NULL},
 };
 
@@ -250,10 +253,11 @@ static const struct ft_command ft_commands[] = {
   {"doctor", {"doctor", NULL}, 1, NULL, ft_cmd_flags_31, 4, 0, 0, 0, 0, FT_COLD},
   {"help", {"help", NULL}, 1, NULL, ft_cmd_flags_32, 0, 1, 0, 1, 0, FT_COLD},
   {"completion", {"completion", NULL}, 1, NULL, ft_cmd_flags_33, 0, 1, 1, 0, 0, FT_COLD},
-  {"version", {"version", NULL}, 1, NULL, ft_cmd_flags_34, 0, 0, 0, 0, 0, FT_COLD},
-  {"__complete", {"__complete", NULL}, 1, NULL, ft_cmd_flags_35, 0, 1, 1, 0, 0, FT_COLD},
+  {"whoami", {"whoami", NULL}, 1, NULL, ft_cmd_flags_34, 1, 0, 0, 0, 0, FT_COLD},
+  {"version", {"version", NULL}, 1, NULL, ft_cmd_flags_35, 0, 0, 0, 0, 0, FT_COLD},
+  {"__complete", {"__complete", NULL}, 1, NULL, ft_cmd_flags_36, 0, 1, 1, 0, 0, FT_COLD},
 };
-#define FT_NCOMMANDS 36
+#define FT_NCOMMANDS 37
 
 /* The socket without --socket or ENCLAVE_SOCKET (src/client/transport.ts). */
 #define FT_DEFAULT_SOCKET "/run/enclave/enclave.sock"

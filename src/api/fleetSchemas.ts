@@ -1,4 +1,4 @@
-// The fleet's API shapes (fleet mode, README "Fleet"): a create's no_wait,
+// The fleet's API shapes (fleet mode, docs/fleet.md): a create's no_wait,
 // the node list, cordon and uncordon.
 import { z } from 'zod';
 

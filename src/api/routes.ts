@@ -103,6 +103,8 @@ export const ROUTES = {
   login: route({ method: 'POST', path: '/v1/login', owner: { kind: 'public', why: "trades the listener's token, checked again here, for the page's sign-in cookie" }, action: null, reply: json(loginReplySchema), tcpOnly: true }),
   logout: route({ method: 'POST', path: '/v1/logout', owner: { kind: 'public', why: 'ends the sign-in the request carries, nobody else\'s' }, action: null, reply: json(logoutReplySchema), tcpOnly: true }),
   daemonReload: route({ method: 'POST', path: '/v1/daemon/reload', owner: { kind: 'caller' }, action: 'daemon.reload', reply: json(reloadReplySchema) }),
+  // Who the daemon takes the caller for (SO_PEERCRED, or the TCP token's): kubectl auth whoami's question.
+  whoami: route({ method: 'GET', path: '/v1/whoami', owner: { kind: 'public', why: 'the caller itself' }, action: null, reply: json(z.object({ uid: z.number().int(), gids: z.array(z.number().int()), via: z.enum(['socket', 'tcp']) }).strict()) }),
   health: route({ method: 'GET', path: '/v1/health', owner: { kind: 'public', why: 'counts only' }, action: null, reply: json(healthSchema) }),
   metrics: route({ method: 'GET', path: '/metrics', owner: { kind: 'public', why: 'counts, and per-session series only of the sessions the caller may see (session.show)' }, action: null, reply: { kind: 'text' } }),
 

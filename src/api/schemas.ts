@@ -149,7 +149,7 @@ export type OomView = z.infer<typeof oomSchema>;
 export const sessionSchema = z.object({
   id: z.string().regex(SESSION_ID),
   name: z.string().nullable(),
-  /** pending: placed on no node yet (fleet mode, README "Fleet"); never a state of a node's own record. */
+  /** pending: placed on no node yet (fleet mode, docs/fleet.md); never a state of a node's own record. */
   state: z.enum([...sessionStates, 'pending']),
   hostname: z.string(),
   init_pid: z.number().int().nullable(),

@@ -4,6 +4,7 @@
 // here is parsed, documented and completed at once. Plain data and the limit
 // table only: `enclave --help` and completion load it without zod.
 import { LIMITS } from '../vocab/limitTable.js';
+import type { RouteName } from '../api/routes.js';
 
 /** What a value or an argument completes to. */
 export type Complete = 'session' | 'volume' | 'secret' | 'file' | 'dir' | 'command' | readonly string[];
@@ -50,6 +51,12 @@ export interface CommandSpec {
    * (native/src/front_table.gen.h) is generated from this table.
    */
   front?: true;
+  /**
+   * The command is one call of this route (src/cli/routeCommand.ts): its
+   * arguments fill the path's parameters in order, its flags the query (GET)
+   * or the body, and it prints the reply (`key: value` lines, or --json).
+   */
+  route?: RouteName;
 }
 
 /** Accepted before the command and by every command. */
@@ -212,6 +219,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   { words: ['help'], summary: 'help for a command: enclave help session exec', args: [{ name: 'COMMAND...', optional: true }], flags: [] },
   { words: ['completion'], summary: 'the shell completion script: source <(enclave completion bash)', args: [{ name: 'SHELL', complete: ['bash', 'zsh'] }], flags: [] },
+  { words: ['whoami'], summary: 'who the daemon takes you for: uid, gids, and whether by the socket or a token', args: [], flags: [{ long: 'json', help: 'the API reply as JSON' }], route: 'whoami' },
   { words: ['version'], summary: "enclave's version", args: [], flags: [] },
   // Completion's own helper: names of your sessions, volumes or secrets, one per line.
   { words: ['__complete'], summary: 'names for completion', args: [{ name: 'KIND', complete: ['session', 'volume', 'secret'] }], flags: [], hidden: true },

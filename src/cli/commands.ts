@@ -2,6 +2,7 @@
 // main.ts once the command line is parsed against the table). Exit 0 ok,
 // 1 error (one line on stderr), 2 usage; `session exec` exits with the
 // remote command's code.
+import { routeCommand } from './routeCommand.js';
 import { ROUTES } from '../api/routes.js';
 import { UsageError, type Parsed } from './argv.js';
 import { authCommand } from './auth.js';
@@ -117,6 +118,7 @@ async function complete(p: Parsed): Promise<number> {
 }
 
 function main(p: Parsed): Promise<number> {
+  if (p.command.route) return routeCommand(p, p.command.route);
   const [group, sub] = p.command.words;
   switch (group) {
     case 'session':

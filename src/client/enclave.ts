@@ -20,7 +20,8 @@ import { AttachStream } from './attach.js';
 import { streamEvents, type StreamEvent } from './eventStream.js';
 import { ConnectionError, ProtocolError } from './errors.js';
 import { execRequestPath, pumpExec, type ExecOutcome, type Sink } from './exec.js';
-import { callRoute, DEFAULT_SOCKET, keepAliveAgent, onUpgradeFailure, openStream, openWebSocket, routePath, type Connection } from './transport.js';
+import { callRoute, DEFAULT_SOCKET, keepAliveAgent, onUpgradeFailure, openStream, openWebSocket, routePath, type CallInput, type Connection, type ReplyOf } from './transport.js';
+import type { CallableRoute } from './methods.js';
 
 export type ClientOptions =
   /** The daemon's Unix socket (default: ENCLAVE_SOCKET, else /run/enclave/enclave.sock). */
@@ -111,6 +112,16 @@ export class Enclave {
   }
 
   // ---- the daemon ------------------------------------------------------------
+
+  /**
+   * Any route of the table whose reply is JSON, text or empty, by its name:
+   * `call('nodeCordon', { body: { name: 'node-b' } })`. Typed from the route
+   * (params, query, body, reply), so a new route is reachable at once; the
+   * named methods are the conveniences on top.
+   */
+  call<N extends CallableRoute>(name: N, input: CallInput<(typeof ROUTES)[N]> = {}): Promise<ReplyOf<(typeof ROUTES)[N]>> {
+    return callRoute(this.connection, ROUTES[name], input);
+  }
 
   health(): Promise<Health> {
     return callRoute(this.connection, ROUTES.health);

@@ -1,9 +1,14 @@
 // Which method of the client library calls each route of the route table
-// (src/api/routes.ts). test/unit/clientRoutes.test.ts holds the library to
-// it: every route has a method here (or says why it has none), and each
-// method sends exactly its route's method and path, so a new route without
-// a client method fails that test.
-import type { RouteName } from '../api/routes.js';
+// (src/api/routes.ts). Every route whose reply is JSON, text or empty is
+// reachable through Enclave.call(name) as soon as it is in the table; the
+// named methods here are the conveniences on top. A stream or WebSocket
+// route needs a named method (or a reason it has none).
+// test/unit/clientRoutes.test.ts holds the library to it: each method, and
+// call() of each route, sends exactly its route's method and path.
+import type { RouteName, Routes } from '../api/routes.js';
+
+/** The routes Enclave.call can make: those that answer once (JSON, text or nothing). */
+export type CallableRoute = { [N in RouteName]: Routes[N]['reply'] extends { kind: 'stream' | 'websocket' } ? never : N }[RouteName];
 
 /** A method of Enclave (`volumes.list` for the grouped ones), or why the route has none. */
 export type ClientMethod = string | { omitted: string };

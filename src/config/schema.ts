@@ -169,7 +169,7 @@ export const configSchema = z
       .prefault({}),
     access: z
       .object({
-        /** Who may do what besides root (see the README): deny wins; no rule, no access. */
+        /** Who may do what besides root (see docs/operations.md): deny wins; no rule, no access. */
         rules: z.array(ruleSchema).max(1024).default([]),
         /** The uid a TCP (browser page) caller acts as: its bearer token stands for this user. */
         tcp_uid: z.number().int().min(0).max(4294967294).default(0),

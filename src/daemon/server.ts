@@ -1,4 +1,4 @@
-// The HTTP + WebSocket API (routes in the README, "HTTP API"): on the Unix socket (callers known by
+// The HTTP + WebSocket API (routes in docs/api.md): on the Unix socket (callers known by
 // SO_PEERCRED) and, optionally, on a loopback TCP port for the browser page
 // (bearer token or single-use ticket, Host and Origin allowlist).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';

@@ -37,6 +37,16 @@ describe.skipIf(!isRoot)('access control and audit (root)', () => {
     ]);
   });
 
+  it('whoami tells any caller on the socket who the daemon takes it for, without a rule (a route-table command)', async () => {
+    const nobody = await cliAsNobody(d.socket, ['whoami']);
+    expect(nobody.code).toBe(0);
+    expect(nobody.stdout).toBe(`uid: ${NOBODY}\ngids: [${NOBODY},${GID}]\nvia: socket\n`);
+    const root = JSON.parse((await d.cli(['whoami', '--json'])).stdout) as { uid: number; gids: number[]; via: string };
+    expect(root.uid).toBe(0);
+    expect(root.via).toBe('socket');
+    expect((await cliAsNobody(d.socket, ['whoami', 'extra'])).code).toBe(2);
+  });
+
   it('with a rule, lets it create and use its own sessions only; deny wins; root can do anything', async () => {
     await d.stop();
     d.reconfigure({

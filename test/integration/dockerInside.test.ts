@@ -3,7 +3,7 @@
 // host). dockerd runs as the session's root: its bridge and iptables rules
 // are in the session's network namespace, its containers' cgroups below the
 // session's delegated ones (cgroupDelegation.test.ts), its data in the
-// session's writable root (storage driver vfs: see README, "Docker inside").
+// session's writable root (storage driver vfs: see docs/guide.md, "Docker inside").
 // Destroying the session ends dockerd and leaves nothing behind.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';

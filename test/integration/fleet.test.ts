@@ -1,4 +1,4 @@
-// Fleet mode, slice A (README "Fleet"): a real three-member etcd cluster
+// Fleet mode, slice A (docs/fleet.md): a real three-member etcd cluster
 // (Debian's etcd-server) on loopback and three daemons as three nodes, each
 // with its own state dir, socket, bridge, cgroup parent and ID range. Every
 // create goes through node A: placed on a node with room (a full node is

@@ -49,6 +49,9 @@ const CALLS: Record<string, (c: Enclave) => Promise<unknown>> = {
   'nodes.uncordon': (c) => c.nodes.uncordon('node-b'),
 };
 
+/** Routes Enclave.call reaches: those that answer once. */
+const callable = (r: RouteSpec) => r.reply.kind !== 'stream' && r.reply.kind !== 'websocket';
+
 const NOT_FOUND = JSON.stringify({ error: { code: 'not_found', message: "no session 'web'" } });
 
 /** The routes a request line matches: method, path pattern, and whether it asked for an upgrade. */
@@ -84,9 +87,9 @@ describe('client library and the route table', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('has a method for every route of src/api/routes.ts, or says why it has none', () => {
-    const missing = Object.keys(ROUTES).filter((name) => CLIENT_METHODS[name as RouteName] === undefined);
-    expect(missing, 'routes without a client method: add one to src/client/enclave.ts and src/client/methods.ts').toEqual([]);
+  it('has a method for every stream or WebSocket route of src/api/routes.ts, or says why it has none', () => {
+    const missing = (Object.entries(ROUTES) as [RouteName, RouteSpec][]).filter(([name, r]) => !callable(r) && CLIENT_METHODS[name] === undefined).map(([name]) => name);
+    expect(missing, 'stream routes without a client method: add one to src/client/enclave.ts and src/client/methods.ts').toEqual([]);
     for (const [name, m] of Object.entries(CLIENT_METHODS)) {
       if (typeof m !== 'string') expect(m.omitted.length, `${name}: say why it is left out`).toBeGreaterThan(20);
     }
@@ -115,6 +118,21 @@ describe('client library and the route table', () => {
       expect((err as NotFoundError).status).toBe(404);
       expect((err as NotFoundError).code).toBe('not_found');
       expect((err as NotFoundError).message).toBe("no session 'web'");
+      expect(seen).toHaveLength(1);
+      expect(routesOf(seen[0]!.method, seen[0]!.path, seen[0]!.upgrade)).toEqual([route]);
+    },
+  );
+
+  it.each((Object.entries(ROUTES) as [RouteName, RouteSpec][]).filter(([, r]) => callable(r)).map(([name]) => name))(
+    'call(%s) sends its route and raises the 404 as NotFoundError',
+    async (route) => {
+      seen.length = 0;
+      const params = Object.fromEntries([...ROUTES[route].path.matchAll(/\{(\w+)\}/g)].map(([, p]) => [p!, p === 'port' ? '127.0.0.1:8080' : 'web']));
+      const err: unknown = await client.call(route as Parameters<Enclave['call']>[0], { params }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(NotFoundError);
       expect(seen).toHaveLength(1);
       expect(routesOf(seen[0]!.method, seen[0]!.path, seen[0]!.upgrade)).toEqual([route]);
     },

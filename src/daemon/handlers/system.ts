@@ -6,7 +6,8 @@ import { renderMetrics } from '../metrics.js';
 
 export const VERSION = '0.1.0';
 
-export const systemHandlers: Pick<Handlers, 'health' | 'metrics' | 'tickets' | 'login' | 'logout' | 'daemonReload'> = {
+export const systemHandlers: Pick<Handlers, 'health' | 'whoami' | 'metrics' | 'tickets' | 'login' | 'logout' | 'daemonReload'> = {
+  whoami: (_ctx, { caller }) => ({ uid: caller.uid, gids: [...caller.gids], via: caller.via }),
   health: (ctx) => ({ status: 'ok', version: VERSION, sessions: ctx.sessions.countActive(), pid: process.pid }),
   metrics: (ctx, { caller }, res) => {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
