@@ -6,7 +6,8 @@
 // then ended (on a unified host memory.oom.group kills it in the kernel).
 import { watch } from 'node:fs';
 import type { Logger } from 'pino';
-import { cgroupName, oomKillCount, sessionCgroupDirs, v1MemoryDir, v2MemoryEvents, type CgroupDir } from '../isolation/cgroups.js';
+import { cgroupName, sessionCgroupDirs, v1MemoryDir, type CgroupDir } from '../isolation/cgroups.js';
+import { oomKillCount, v2MemoryEvents } from '../isolation/cgroupCounters.js';
 import { addon } from '../native/addon.js';
 import { bestEffort, type Kit } from './kit.js';
 

@@ -7,7 +7,8 @@
 // usage counter, at least 250 ms apart.
 import { readFileSync, statfsSync, statSync } from 'node:fs';
 import type { SessionStats } from '../api/schemas.js';
-import { cgroupUsage, sessionCgroupDirs } from '../isolation/cgroups.js';
+import { sessionCgroupDirs } from '../isolation/cgroups.js';
+import { cgroupUsage } from '../isolation/cgroupCounters.js';
 import { ApiError } from '../vocab/errors.js';
 import { UPPER_KEEP_FD } from '../native/contract.gen.js';
 import { hostIfName } from '../network/addressing.js';

@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DELEGATED_FILES, delegationRefused, removeDescendants } from '../../src/isolation/cgroupDelegation.js';
-import { descendants, oomKillCount, parseCgroupLayout, type CgroupLayout } from '../../src/isolation/cgroups.js';
+import { descendants, parseCgroupLayout, type CgroupLayout } from '../../src/isolation/cgroups.js';
+import { oomKillCount } from '../../src/isolation/cgroupCounters.js';
 
 describe('cgroup delegation helpers', () => {
   const dirs: string[] = [];
