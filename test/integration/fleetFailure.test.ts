@@ -7,6 +7,8 @@
 // - B cut off from etcd past the grace: its sessions are declared lost (and
 //   run nowhere else); healed, B fences them (stops and removes them) before
 //   it takes anything new;
+// - a rolling restart of all three daemons with live sessions and an
+//   attached console: nothing lost, the console shows its screen again;
 // - an etcd member (the leader) killed during a burst of creates: none fails;
 // - etcd quorum lost: fleet operations fail at once with one line (503), the
 //   sessions keep running and exec into a node's own session works.
@@ -15,6 +17,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { existsSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import { isRoot, TestDaemon } from './harness.js';
+import { Viewer } from './viewer.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
 import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
 
@@ -123,11 +126,11 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     return sessionSchema.parse(r.body);
   };
   /** Sessions created through A while only `node` takes any. */
-  const createOn = async (node: 'a' | 'b' | 'c', n: number): Promise<Session[]> => {
+  const createOn = async (node: 'a' | 'b' | 'c', n: number, body: Record<string, unknown> = {}): Promise<Session[]> => {
     const others = (['a', 'b', 'c'] as const).filter((k) => k !== node);
     for (const k of others) expect((await nodes.a.cli(['node', 'cordon', names[k]])).code).toBe(0);
     const made: Session[] = [];
-    for (let i = 0; i < n; i++) made.push(await createThrough(nodes.a));
+    for (let i = 0; i < n; i++) made.push(await createThrough(nodes.a, body));
     for (const k of others) expect((await nodes.a.cli(['node', 'uncordon', names[k]])).code).toBe(0);
     expect(made.map((s) => s.node)).toEqual(made.map(() => names[node]));
     return made;
@@ -229,6 +232,39 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     const [fresh] = await createOn('b', 1);
     expect(fresh!.state).toBe('running');
     await nodes.b.destroy(fresh!.id);
+  }, 240_000);
+
+  it('keeps every session through a rolling restart of all three daemons, and an attached console shows its screen again', async () => {
+    const live = [...(await createOn('a', 2)), ...(await createOn('b', 2)), ...(await createOn('c', 1))];
+    const [withConsole] = await createOn('c', 1, { console: true });
+    live.push(withConsole!);
+    const inits = new Map(live.map((s) => [s.id, s.init_pid!]));
+    const v = new Viewer(nodes.c, withConsole!.id);
+    await v.opened;
+    v.type('echo screen-$((40+2))-before\r');
+    await v.waitFor('screen-42-before');
+    for (const k of ['a', 'b', 'c'] as const) {
+      const other = k === 'a' ? nodes.b : nodes.a;
+      expect(await nodes[k].stop('SIGTERM')).toBe(0);
+      await nodes[k].start();
+      await until(`${k} ready again`, async () => ((await nodeState(names[k], other)) === 'ready' ? true : undefined));
+    }
+    await v.closed;
+    // Nothing lost: every session runs on its node with the same init, and the fleet has it running there.
+    for (const s of live) {
+      const d = s.node === names.a ? nodes.a : s.node === names.b ? nodes.b : nodes.c;
+      const shown = await d.show(s.id);
+      expect(shown.state).toBe('running');
+      expect(shown.init_pid).toBe(inits.get(s.id));
+      expect(await fleetStatus(s.id)).toMatchObject({ state: 'running', node: s.node });
+    }
+    const again = new Viewer(nodes.c, withConsole!.id);
+    await again.opened;
+    expect((await again.snapshotSeen()).toString()).toContain('screen-42-before');
+    again.type('echo screen-$((40+3))-after\r');
+    await again.waitFor('screen-43-after');
+    again.ws.close();
+    for (const s of live) await (s.node === names.a ? nodes.a : s.node === names.b ? nodes.b : nodes.c).destroy(s.id);
   }, 240_000);
 
   it('fails no create of a burst during which the etcd leader is killed', async () => {
