@@ -16,6 +16,7 @@ import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
 import { pendingView, type Limits } from './views.js';
 import { Failure, type FenceTarget } from './failure.js';
+import { placedOn, type PlacedSession } from './drain.js';
 import { FLEET_OP_TIMEOUT_MS, FLEET_READ_TIMEOUT_MS, FleetTimeout, within } from './deadline.js';
 
 export type { FenceTarget, LocalNode, NodeRow };
@@ -145,6 +146,12 @@ export class Fleet {
 
   nodes(): Promise<NodeRow[]> {
     return this.fleetOp(() => this.registry.nodes());
+  }
+
+  /** Cordon `node` and say which sessions are still placed there (nothing is moved yet: drain.ts). */
+  async drain(node: string): Promise<PlacedSession[]> {
+    await this.cordon(node, true);
+    return this.fleetOp(() => placedOn(this.etcd, node));
   }
 
   async cordon(node: string, on: boolean): Promise<void> {

@@ -9,6 +9,7 @@
 //   it takes anything new;
 // - a rolling restart of all three daemons with live sessions and an
 //   attached console: nothing lost, the console shows its screen again;
+// - a drain: the node takes nothing new, its sessions are listed;
 // - an etcd member (the leader) killed during a burst of creates: none fails;
 // - etcd quorum lost: fleet operations fail at once with one line (503), the
 //   sessions keep running and exec into a node's own session works.
@@ -266,6 +267,25 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     again.ws.close();
     for (const s of live) await (s.node === names.a ? nodes.a : s.node === names.b ? nodes.b : nodes.c).destroy(s.id);
   }, 240_000);
+
+  it('drains a node: no new sessions go to it, and the sessions still there are listed for their owners', async () => {
+    const onC = [...(await createOn('c', 1, { name: 'stays' })), ...(await createOn('c', 1))];
+    const r = await nodes.a.cli(['node', 'drain', names.c]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^${names.c} drained: no new sessions go to it; 2 still there`));
+    expect(r.stdout).toMatch(new RegExp(`^${onC[0]!.id}\\s+stays\\s+0\\s`, 'm'));
+    expect(r.stdout).toMatch(new RegExp(`^${onC[1]!.id}\\s+-\\s+0\\s`, 'm'));
+    expect(await nodeState(names.c)).toBe('cordoned');
+    const json = await nodes.b.cli(['node', 'drain', names.c, '--json']);
+    expect(JSON.parse(json.stdout)).toEqual({ node: names.c, sessions: expect.arrayContaining(onC.map((s) => expect.objectContaining({ id: s.id, owner_uid: 0 }))) });
+    const elsewhere = await createThrough(nodes.c);
+    expect(elsewhere.node).not.toBe(names.c);
+    expect((await runningOn(nodes.c)).sort()).toEqual(onC.map((s) => s.id).sort());
+    expect((await nodes.a.api('POST', '/v1/nodes/drain', { name: 'no-such-node' })).status).toBe(404);
+    expect((await nodes.a.cli(['node', 'uncordon', names.c])).code).toBe(0);
+    await (elsewhere.node === names.a ? nodes.a : nodes.b).destroy(elsewhere.id);
+    for (const s of onC) await nodes.c.destroy(s.id);
+  }, 120_000);
 
   it('fails no create of a burst during which the etcd leader is killed', async () => {
     const status = async (endpoint: string) => {

@@ -47,6 +47,7 @@ const CALLS: Record<string, (c: Enclave) => Promise<unknown>> = {
   'nodes.list': (c) => c.nodes.list(),
   'nodes.cordon': (c) => c.nodes.cordon('node-b'),
   'nodes.uncordon': (c) => c.nodes.uncordon('node-b'),
+  'nodes.drain': (c) => c.nodes.drain('node-b'),
 };
 
 const NOT_FOUND = JSON.stringify({ error: { code: 'not_found', message: "no session 'web'" } });
