@@ -17,5 +17,10 @@ export const nodeSchema = z.object({
 });
 export type FleetNode = z.infer<typeof nodeSchema>;
 export const nodeListSchema = z.object({ node: z.string(), nodes: z.array(nodeSchema) });
-/** POST /v1/nodes/cordon and /uncordon. */
+/** POST /v1/nodes/drain: the node, now cordoned, and the sessions still placed there (their owners end or move them). */
+export const drainReplySchema = z.object({
+  node: z.string(),
+  sessions: z.array(z.object({ id: z.string(), name: z.string().nullable(), owner_uid: z.number().int(), placed_at: z.string() })),
+});
+/** POST /v1/nodes/cordon, /uncordon and /drain. */
 export const cordonRequest = z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name of [a-z0-9-]') }).strict();

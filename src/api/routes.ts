@@ -43,7 +43,7 @@ import {
 } from './schemas.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from './protocol.js';
 import { eventListSchema, eventsQuery, eventStreamQuery } from './eventSchemas.js';
-import { cordonRequest, createQuery, nodeListSchema } from './fleetSchemas.js';
+import { cordonRequest, createQuery, drainReplySchema, nodeListSchema } from './fleetSchemas.js';
 
 /**
  * Whose object a route acts on:
@@ -159,6 +159,8 @@ export const ROUTES = {
   nodeList: route({ method: 'GET', path: '/v1/nodes', owner: { kind: 'caller' }, action: 'node.list', reply: json(nodeListSchema) }),
   nodeCordon: route({ method: 'POST', path: '/v1/nodes/cordon', owner: { kind: 'caller' }, action: 'node.cordon', body: cordonRequest, reply: json(nodeListSchema) }),
   nodeUncordon: route({ method: 'POST', path: '/v1/nodes/uncordon', owner: { kind: 'caller' }, action: 'node.cordon', body: cordonRequest, reply: json(nodeListSchema) }),
+  // A drain is a cordon that also lists what is still there: the same action.
+  nodeDrain: route({ method: 'POST', path: '/v1/nodes/drain', owner: { kind: 'caller' }, action: 'node.cordon', body: cordonRequest, reply: json(drainReplySchema) }),
 
   authList: route({ method: 'GET', path: '/v1/auth', owner: { kind: 'caller' }, action: 'auth.list', query: listQuery, reply: json(secretListSchema) }),
   authSet: route({ method: 'PUT', path: '/v1/auth/{secret}', owner: { kind: 'secret' }, action: 'auth.set', body: putSecretRequest, reply: json(putSecretReply, [201, 200]) }),

@@ -1,4 +1,4 @@
-// `enclave node list|cordon|uncordon`: the fleet's nodes (fleet mode).
+// `enclave node list|cordon|uncordon|drain`: the fleet's nodes (fleet mode).
 import { ROUTES } from '../api/routes.js';
 import type { FleetNode } from '../api/fleetSchemas.js';
 import { json, table } from '../api/render.js';
@@ -18,6 +18,15 @@ export async function nodeCommand(sub: string | undefined, args: string[], o: { 
     return 0;
   }
   const name = args[0]!;
+  if (sub === 'drain') {
+    const r = await callRoute(o.socket, ROUTES.nodeDrain, { body: { name } });
+    if (o.json) process.stdout.write(json(r));
+    else {
+      process.stdout.write(`${name} drained: no new sessions go to it; ${r.sessions.length} still there, for their owners to end (moving them to another node is not built yet)\n`);
+      if (r.sessions.length) process.stdout.write(table(['ID', 'NAME', 'OWNER', 'PLACED'], r.sessions.map((s) => [s.id, s.name ?? '-', String(s.owner_uid), s.placed_at])));
+    }
+    return 0;
+  }
   await callRoute(o.socket, sub === 'cordon' ? ROUTES.nodeCordon : ROUTES.nodeUncordon, { body: { name } });
   process.stdout.write(`${name} ${sub === 'cordon' ? 'cordoned: no new sessions go to it' : 'uncordoned'}\n`);
   return 0;

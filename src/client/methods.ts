@@ -49,4 +49,5 @@ export const CLIENT_METHODS: Partial<Record<RouteName, ClientMethod>> = {
   nodeList: 'nodes.list',
   nodeCordon: 'nodes.cordon',
   nodeUncordon: 'nodes.uncordon',
+  nodeDrain: 'nodes.drain',
 };

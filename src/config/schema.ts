@@ -221,7 +221,7 @@ export const configSchema = z
         endpoint: z.string().min(1).max(256).optional(),
         /** The node's lease, seconds: a node that stops renewing it is unreachable this long after. 1 s for tests. */
         lease_ttl_s: z.number().int().min(1).max(3600).default(10),
-        /** How long an unreachable node's sessions stay unreachable before they count as lost, seconds (read by the next slice, lost and fencing; not acted on yet). */
+        /** How long an unreachable node's sessions stay unreachable before the fleet declares them lost, seconds; a node back after it fences them (docs/fleet.md "Failure"). */
         grace_s: z.number().int().min(0).max(86_400).default(300),
         /** Candidates a placement compares (best of K by free capacity). */
         candidates: z.number().int().min(1).max(64).default(3),

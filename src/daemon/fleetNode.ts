@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { capacityFor, hostSize } from '../isolation/capacity.js';
 import { BudgetRefusal, type Budgets } from '../access/budgets.js';
-import type { Fleet, LocalNode } from '../fleet/fleet.js';
+import type { FenceTarget, Fleet, LocalNode } from '../fleet/fleet.js';
 import type { NodeCapacity } from '../fleet/keys.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { Consoles } from './attach.js';
@@ -27,8 +27,11 @@ export function nodeCapacity(config: Config): NodeCapacity {
   return { slots: config.sessions.max_sessions, memory_mb: capacityFor(config.capacity, hostSize()).memoryMb, disk_mb: disk };
 }
 
-export function localNode(sessions: SessionManager, consoles: Consoles, budgets: Budgets): LocalNode {
+export function localNode(sessions: SessionManager, consoles: Consoles, budgets: Budgets): LocalNode & FenceTarget {
   return {
+    held: () => sessions.list(false).filter((s) => s.state !== 'destroyed' && s.state !== 'failed').map((s) => s.id),
+    // Ended with the reason kept (failed): its owner sees why it is gone from this node.
+    remove: (id, why) => sessions.destroy(id, why, 0),
     stateOf: (id) => sessions.find(id)?.state,
     active: () => new Map(sessions.running().map((r) => [r.id, r.limits.memory_mb])),
     view: (id) => {

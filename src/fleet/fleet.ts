@@ -15,8 +15,11 @@ import { place } from './placement.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
 import { pendingView, type Limits } from './views.js';
+import { Failure, type FenceTarget } from './failure.js';
+import { placedOn, type PlacedSession } from './drain.js';
+import { FLEET_OP_TIMEOUT_MS, FLEET_READ_TIMEOUT_MS, FleetTimeout, within } from './deadline.js';
 
-export type { LocalNode, NodeRow };
+export type { FenceTarget, LocalNode, NodeRow };
 
 export interface FleetCreate {
   req: CreateSessionRequest;
@@ -32,19 +35,23 @@ export class Fleet {
   private readonly etcd: Etcd3;
   readonly registry: Registry;
   private readonly worker: Worker;
+  private readonly failure: Failure;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** The pending sessions as last read: what a list shows while etcd does not answer. */
+  private lastPending = new Map<string, string>();
 
   constructor(
     readonly c: ClusterConfig,
     endpoint: string,
     capacity: () => NodeCapacity,
-    local: LocalNode,
+    local: LocalNode & FenceTarget,
     private readonly log: Logger,
   ) {
     this.etcd = etcdClient(c);
     this.registry = new Registry(this.etcd, c, endpoint, capacity, log);
-    this.worker = new Worker(this.etcd, c.node, local, log);
+    this.failure = new Failure(this.etcd, c, this.registry, local, log);
+    this.worker = new Worker(this.etcd, c.node, local, log, () => this.failure.open());
   }
 
   get node(): string {
@@ -55,6 +62,8 @@ export class Fleet {
   async start(): Promise<void> {
     try {
       await this.registry.register();
+      // Before anything is made here: what the fleet declared lost while this node was away goes.
+      await this.failure.start();
       await this.worker.start();
     } catch (e) {
       throw new Error(`cannot join the fleet through etcd at ${this.c.endpoints.join(', ')}: ${(e as Error).message}`);
@@ -87,6 +96,7 @@ export class Fleet {
       const v = await this.etcd.get(key.status(id)).string().catch(() => null);
       if (v !== null) {
         const s = parseValue(statusSchema, key.status(id), v);
+        if (s.state === 'lost' || s.state === 'fenced') throw new ApiError('exhausted', `session ${id} was placed on node ${node}, which became unreachable before it reported the session running; the fleet declared it ${s.state}`);
         if (s.state === 'failed') await this.etcd.delete().key(key.status(id)).catch(() => undefined);
         if (s.state === 'failed') throw new ApiError(s.error?.code === 'internal' ? 'confinement_failed' : toCode(s.error?.code), `on node ${node}: ${s.error?.message ?? 'failed'}`);
         return s.session as Session;
@@ -98,7 +108,11 @@ export class Fleet {
 
   /** The pending sessions this node took, as the API shows them. */
   async pending(): Promise<Pending[]> {
-    const all = await getPrefix(this.etcd, prefix.pending).catch(() => new Map<string, string>());
+    // Bounded: a list on this node answers with its own sessions (and the pending ones last read) even when etcd cannot.
+    const all = await within(getPrefix(this.etcd, prefix.pending), FLEET_READ_TIMEOUT_MS, "the fleet's etcd").then(
+      (m) => (this.lastPending = m),
+      () => this.lastPending,
+    );
     return [...all].map(([k, v]) => parseValue(pendingSchema, k, v)).filter((p) => p.entry === this.c.node);
   }
 
@@ -134,16 +148,23 @@ export class Fleet {
     return this.fleetOp(() => this.registry.nodes());
   }
 
+  /** Cordon `node` and say which sessions are still placed there (nothing is moved yet: drain.ts). */
+  async drain(node: string): Promise<PlacedSession[]> {
+    await this.cordon(node, true);
+    return this.fleetOp(() => placedOn(this.etcd, node));
+  }
+
   async cordon(node: string, on: boolean): Promise<void> {
     if (!(await this.fleetOp(() => this.registry.cordon(node, on)))) throw new ApiError('not_found', `no node ${node} in the fleet`, 'name');
   }
 
-  /** An etcd call whose failure the caller reads as one line. */
+  /** An etcd call whose failure (or silence: no quorum) the caller reads as one line, a 503. */
   private async fleetOp<T>(op: () => Promise<T>): Promise<T> {
     try {
-      return await op();
+      return await within(op(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
     } catch (e) {
       if (e instanceof ApiError) throw e;
+      if (e instanceof FleetTimeout) throw new ApiError('exhausted', `${e.message}; this node's own sessions keep running and answer here`);
       throw new ApiError('exhausted', `the fleet's etcd did not answer: ${(e as Error).message}`);
     }
   }
@@ -152,6 +173,7 @@ export class Fleet {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    this.failure.close();
     // Bounded: with etcd gone the revoke would retry for long; the lease then lapses by itself.
     const leave = Promise.all([this.worker.close(), this.registry.close(true)]);
     await Promise.race([leave, new Promise((r) => setTimeout(r, 2000).unref())]);

@@ -7,7 +7,9 @@
 //   /enclave/cordon/NODE    present while the node takes no new sessions
 //   /enclave/alloc/NODE     the sessions counted against the node: placements compare-and-swap it
 //   /enclave/desired/NODE/ID a session the node is to run (the request, its owner)
-//   /enclave/status/ID      what the owning node made of it: running, or failed and why
+//   /enclave/status/ID      what the owning node made of it: running, or failed and why; lost when
+//                           its node stayed unreachable past the grace, fenced once that node removed it
+//   /enclave/down/NODE      since when the node has been seen unreachable (its lease gone); the node clears it
 //   /enclave/pending/ID     a session no node fits yet, with the reason; its entry node places it
 import { z } from 'zod';
 import { createSessionRequest, limitsSchema, SESSION_ID } from '../api/schemas.js';
@@ -22,8 +24,9 @@ export const key = {
   desiredOf: (node: string) => `${PREFIX}desired/${node}/`,
   status: (id: string) => `${PREFIX}status/${id}`,
   pending: (id: string) => `${PREFIX}pending/${id}`,
+  down: (node: string) => `${PREFIX}down/${node}`,
 } as const;
-export const prefix = { members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/` } as const;
+export const prefix = { members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/`, status: `${PREFIX}status/`, down: `${PREFIX}down/` } as const;
 
 const nodeName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/);
 const sessionId = z.string().regex(SESSION_ID);
@@ -46,7 +49,15 @@ export const desiredSchema = z
 export type Desired = z.infer<typeof desiredSchema>;
 
 export const statusSchema = z
-  .object({ id: sessionId, node: nodeName, state: z.enum(['running', 'failed']), error: z.object({ code: z.string(), message: z.string() }).strict().optional(), session: z.unknown().optional() })
+  .object({
+    id: sessionId,
+    node: nodeName,
+    state: z.enum(['running', 'failed', 'lost', 'fenced']),
+    error: z.object({ code: z.string(), message: z.string() }).strict().optional(),
+    session: z.unknown().optional(),
+    /** lost or fenced: since when. */
+    since: z.string().optional(),
+  })
   .strict();
 export type Status = z.infer<typeof statusSchema>;
 
@@ -54,6 +65,10 @@ export const pendingSchema = z
   .object({ id: sessionId, owner_uid: z.number().int().min(0), owner_gids: z.array(z.number().int().min(0)).max(1024), request: createSessionRequest, memory_mb: z.number().int().min(0), limits: limitsSchema, entry: nodeName, reason: z.string(), since: z.string() })
   .strict();
 export type Pending = z.infer<typeof pendingSchema>;
+
+/** Since when a node has been seen unreachable, by the clock of the node that saw it first. */
+export const downSchema = z.object({ since: z.string(), seen_by: nodeName }).strict();
+export type Down = z.infer<typeof downSchema>;
 
 /** A value read from etcd, parsed, or an error naming the key and what is wrong with it. */
 export function parseValue<S extends z.ZodType>(schema: S, k: string, text: string): z.output<S> {

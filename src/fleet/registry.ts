@@ -25,6 +25,8 @@ export class Registry {
   private retry: NodeJS.Timeout | undefined;
   /** Resolves once registered the first time. */
   registered = false;
+  /** Counts registrations: a new one (after a lost lease) is fenced again (failure.ts). */
+  generation = 0;
 
   constructor(
     private readonly etcd: Etcd3,
@@ -48,6 +50,7 @@ export class Registry {
     await lease.put(key.alive(this.c.node)).value(JSON.stringify({ since: member.registered_at }));
     this.lease = lease;
     this.registered = true;
+    this.generation++;
     this.log.info({ node: this.c.node, lease_ttl_s: this.c.lease_ttl_s, capacity: member.capacity }, 'registered in the fleet');
   }
 
@@ -60,6 +63,11 @@ export class Registry {
         this.again();
       });
     }, 1000);
+  }
+
+  /** Registered under a lease not known to be lost. */
+  get live(): boolean {
+    return this.lease !== undefined;
   }
 
   async nodes(): Promise<NodeRow[]> {

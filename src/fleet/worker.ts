@@ -35,6 +35,8 @@ export class Worker {
     private readonly node: string,
     private readonly local: LocalNode,
     private readonly log: Logger,
+    /** Whether this node may create now: not before it has registered again and fenced (failure.ts). */
+    private readonly mayCreate: () => boolean = () => true,
   ) {}
 
   async start(): Promise<void> {
@@ -53,7 +55,7 @@ export class Worker {
       this.log.error({ err: (e as Error).message }, 'ignoring a placement that does not parse');
       return;
     }
-    if (this.making.has(d.id) || this.closed) return;
+    if (this.making.has(d.id) || this.closed || !this.mayCreate()) return;
     if (this.local.stateOf(d.id) !== undefined) return; // made already (the watch again, or a resync)
     this.making.add(d.id);
     void this.make(d).finally(() => this.making.delete(d.id));

@@ -47,6 +47,7 @@ const CALLS: Record<string, (c: Enclave) => Promise<unknown>> = {
   'nodes.list': (c) => c.nodes.list(),
   'nodes.cordon': (c) => c.nodes.cordon('node-b'),
   'nodes.uncordon': (c) => c.nodes.uncordon('node-b'),
+  'nodes.drain': (c) => c.nodes.drain('node-b'),
 };
 
 /** Routes Enclave.call reaches: those that answer once. */

@@ -1,4 +1,4 @@
-// The fleet's nodes: list, cordon, uncordon (fleet mode only). Nodes belong
+// The fleet's nodes: list, cordon, uncordon, drain (fleet mode only). Nodes belong
 // to nobody: root may, others only where a rule grants node.list or node.cordon.
 import { ApiError } from '../../vocab/errors.js';
 import type { Fleet } from '../../fleet/fleet.js';
@@ -12,7 +12,7 @@ function fleetOf(ctx: Context): Fleet {
 
 const listed = async (f: Fleet) => ({ node: f.node, nodes: await f.nodes() });
 
-export const nodeHandlers: Pick<Handlers, 'nodeList' | 'nodeCordon' | 'nodeUncordon'> = {
+export const nodeHandlers: Pick<Handlers, 'nodeList' | 'nodeCordon' | 'nodeUncordon' | 'nodeDrain'> = {
   nodeList: (ctx) => listed(fleetOf(ctx)),
   nodeCordon: {
     detail: ({ body }) => body.name,
@@ -30,6 +30,14 @@ export const nodeHandlers: Pick<Handlers, 'nodeList' | 'nodeCordon' | 'nodeUncor
       await f.cordon(body.name, false);
       log.info({ node: body.name }, 'node uncordoned');
       return listed(f);
+    },
+  },
+  nodeDrain: {
+    detail: ({ body }) => body.name,
+    run: async (ctx, { body, log }) => {
+      const sessions = await fleetOf(ctx).drain(body.name);
+      log.info({ node: body.name, still_there: sessions.length }, 'node drained: cordoned, its sessions listed');
+      return { node: body.name, sessions };
     },
   },
 };

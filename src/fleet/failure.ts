@@ -1,0 +1,168 @@
+// Failure: what the fleet does about a node it cannot hear, and what that
+// node does when it is back.
+//
+// Every registered node judges the others once a second. A member without
+// its alive key (its lease lapsed: the daemon died, stopped, or lost etcd)
+// is unreachable: the first node to see it writes /enclave/down/NODE with
+// the time. Its sessions may well still run; nothing is done to them. Once
+// it has been down for cluster.grace_s, a node declares its sessions lost:
+// in transactions that hold only while the node is still not alive, each
+// placement under /enclave/desired/NODE/ goes and /enclave/status/ID says
+// lost. A node that comes back within the grace carries on.
+//
+// A node that comes back (a new lease: after a restart, or after etcd was
+// out of reach past the TTL) fences before it creates anything: it puts its
+// alive key first, so no one declares more of its sessions lost, then stops
+// and removes every session it holds that the fleet declared lost and no
+// longer assigns to it, marks each fenced, and clears its down key. Only
+// then does its worker make what is placed on it (open()).
+//
+// "Down since" is the clock of the node that saw it first: nodes' clocks are
+// assumed within a small part of the grace of each other.
+import type { Etcd3, IOperation } from 'etcd3';
+import type { Logger } from 'pino';
+import { getPrefix, type ClusterConfig } from './etcd.js';
+import { desiredSchema, downSchema, key, parseValue, prefix, statusSchema, type Status } from './keys.js';
+import { readFleet } from './placement.js';
+import type { Registry } from './registry.js';
+
+/** What fencing needs of this node's own sessions. */
+export interface FenceTarget {
+  /** Ids of the sessions this node holds that have not ended (running, stopped, any state between). */
+  held(): string[];
+  /** Stop and remove a session here; `why` is kept as the reason it ended. */
+  remove(id: string, why: string): Promise<void>;
+}
+
+/** Transactions stay well under etcd's default of 128 operations each. */
+const CHUNK = 32;
+
+export class Failure {
+  /** The registration (Registry.generation) this node fenced for. */
+  private fencedFor = -1;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly etcd: Etcd3,
+    private readonly c: ClusterConfig,
+    private readonly registry: Registry,
+    private readonly target: FenceTarget,
+    private readonly log: Logger,
+  ) {}
+
+  /** Registered under a live lease and fenced since: only then does this node create, or judge others. */
+  open(): boolean {
+    return this.registry.live && this.fencedFor === this.registry.generation;
+  }
+
+  async start(): Promise<void> {
+    await this.fence();
+    this.tick();
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    this.timer = setTimeout(() => {
+      void (async () => {
+        if (this.registry.live && this.fencedFor !== this.registry.generation) await this.fence();
+        else await this.judge();
+      })()
+        .catch((e: Error) => this.log.debug({ err: e.message }, 'fleet: failure check not done this time'))
+        .finally(() => this.tick());
+    }, 1000);
+  }
+
+  /** Remove what the fleet declared lost while this node was away (see the top of this file). */
+  async fence(): Promise<void> {
+    const gen = this.registry.generation;
+    if (!this.registry.live) return;
+    const me = this.c.node;
+    const [statuses, desired] = await Promise.all([getPrefix(this.etcd, prefix.status), getPrefix(this.etcd, key.desiredOf(me))]);
+    const lost = new Map<string, Status>();
+    for (const [k, v] of statuses) {
+      try {
+        const s = parseValue(statusSchema, k, v);
+        if (s.node === me && s.state === 'lost') lost.set(s.id, s);
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'ignoring a session status that does not parse');
+      }
+    }
+    const assigned = new Set([...desired.keys()].map((k) => k.slice(key.desiredOf(me).length)));
+    for (const id of this.target.held()) {
+      const s = lost.get(id);
+      if (!s || assigned.has(id)) continue;
+      this.log.warn({ session: id, lost_since: s.since }, 'fencing: the fleet declared this session lost while this node was away; removing it here');
+      await this.target.remove(id, `fenced: node ${me} was unreachable past the fleet's grace (cluster.grace_s = ${this.c.grace_s}) and the fleet declared the session lost`);
+      const fenced: Status = { ...s, state: 'fenced', since: new Date().toISOString() };
+      await this.etcd.put(key.status(id)).value(JSON.stringify(fenced));
+    }
+    await this.etcd.delete().key(key.down(me));
+    if (this.registry.generation === gen) this.fencedFor = gen;
+  }
+
+  /** Mark members without a lease down, and declare the sessions of those down past the grace lost. */
+  private async judge(): Promise<void> {
+    if (!this.open()) return;
+    const [fleet, downs] = await Promise.all([readFleet(this.etcd), getPrefix(this.etcd, prefix.down)]);
+    for (const n of fleet) {
+      const name = n.member.name;
+      if (name === this.c.node) continue;
+      const dk = key.down(name);
+      const dv = downs.get(dk);
+      if (n.alive) {
+        if (dv !== undefined) await this.etcd.if(key.alive(name), 'Version', '>', 0).then(this.etcd.delete().key(dk)).commit();
+        continue;
+      }
+      if (dv === undefined) {
+        const since = new Date().toISOString();
+        const r = await this.etcd.if(key.alive(name), 'Version', '==', 0).and(dk, 'Version', '==', 0).then(this.etcd.put(dk).value(JSON.stringify({ since, seen_by: this.c.node }))).commit();
+        if (r.succeeded) this.log.warn({ node: name, grace_s: this.c.grace_s }, 'node unreachable (its lease lapsed): its sessions are lost if it is not back within the grace');
+        continue;
+      }
+      const d = parseValue(downSchema, dk, dv);
+      if (Date.now() - Date.parse(d.since) >= this.c.grace_s * 1000) await this.declareLost(name);
+    }
+  }
+
+  private async declareLost(node: string): Promise<void> {
+    const desired = [...(await getPrefix(this.etcd, key.desiredOf(node)))];
+    if (desired.length === 0) return;
+    const statuses = await getPrefix(this.etcd, prefix.status);
+    const since = new Date().toISOString();
+    let count = 0;
+    for (let i = 0; i < desired.length; i += CHUNK) {
+      const ops: IOperation[] = [];
+      for (const [k, v] of desired.slice(i, i + CHUNK)) {
+        ops.push(this.etcd.delete().key(k));
+        let id: string;
+        try {
+          id = parseValue(desiredSchema, k, v).id;
+        } catch {
+          continue; // an unreadable placement: it goes, there is nothing to report under
+        }
+        const old = statuses.get(key.status(id));
+        let session: unknown;
+        try {
+          session = old === undefined ? undefined : parseValue(statusSchema, key.status(id), old).session;
+        } catch {
+          session = undefined;
+        }
+        const lost: Status = { id, node, state: 'lost', since, ...(session === undefined ? {} : { session }) };
+        ops.push(this.etcd.put(key.status(id)).value(JSON.stringify(lost)));
+        count++;
+      }
+      // Only while it is still away: back in between, it keeps what is left.
+      const r = await this.etcd.if(key.alive(node), 'Version', '==', 0).then(...ops).commit();
+      if (!r.succeeded) return;
+    }
+    // Nothing counts against it while it is away; it recounts what it holds when back.
+    await this.etcd.if(key.alive(node), 'Version', '==', 0).then(this.etcd.put(key.alloc(node)).value(JSON.stringify({ sessions: {} }))).commit();
+    this.log.warn({ node, sessions: count, grace_s: this.c.grace_s }, 'node unreachable past the grace: its sessions are lost');
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+  }
+}

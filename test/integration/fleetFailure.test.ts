@@ -1,0 +1,346 @@
+// Fleet failure (docs/fleet.md "Failure"): a real three-member etcd cluster on
+// loopback and three daemons as three nodes. Node B reaches etcd only through
+// TCP relays the test can cut (a network cut of B alone: its socket, its
+// sessions and the other nodes are untouched). In order:
+// - B's daemon SIGKILLed: its sessions keep running, B is unreachable, and
+//   back within the grace it carries on with them;
+// - B cut off from etcd past the grace: its sessions are declared lost (and
+//   run nowhere else); healed, B fences them (stops and removes them) before
+//   it takes anything new;
+// - a rolling restart of all three daemons with live sessions and an
+//   attached console: nothing lost, the console shows its screen again;
+// - a drain: the node takes nothing new, its sessions are listed;
+// - an etcd member (the leader) killed during a burst of creates: none fails;
+// - etcd quorum lost: fleet operations fail at once with one line (503), the
+//   sessions keep running and exec into a node's own session works.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { existsSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { Etcd3 } from 'etcd3';
+import { isRoot, TestDaemon } from './harness.js';
+import { Viewer } from './viewer.js';
+import { sessionSchema, type Session } from '../../src/api/schemas.js';
+import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+
+const TTL_S = 2;
+/** Long enough for a daemon restart on a loaded machine, short enough for CI. */
+const GRACE_S = 12;
+const SLOTS = 8;
+const SMALL = { memory_mb: 64, network: 'none' };
+/**
+ * Creates in the burst during which an etcd member dies: enough that many are
+ * in flight through all three entry nodes when the leader goes (the kill waits
+ * for the first to finish), few enough for CI's 30 minutes (see docs/fleet.md).
+ */
+const BURST = 15;
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 90_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * Whether a process runs (a zombie does not: the inits of a daemon killed
+ * earlier re-parent to this test, which reaps them only at cleanup).
+ */
+function runs(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** A TCP relay to one etcd member that the test can cut (every connection dropped, new ones refused) and heal. */
+interface Relay {
+  endpoint: string;
+  cut(): void;
+  heal(): void;
+  close(): Promise<void>;
+}
+
+async function relay(target: string): Promise<Relay> {
+  const t = new URL(target);
+  const open = new Set<Socket>();
+  let cut = false;
+  const server: Server = createServer((c) => {
+    if (cut) return void c.destroy();
+    const up = createConnection({ host: t.hostname, port: Number(t.port) });
+    open.add(c).add(up);
+    const drop = () => {
+      c.destroy();
+      up.destroy();
+      open.delete(c);
+      open.delete(up);
+    };
+    c.on('error', drop).on('close', drop);
+    up.on('error', drop).on('close', drop);
+    c.pipe(up).pipe(c);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as { port: number }).port;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    cut: () => {
+      cut = true;
+      for (const s of open) s.destroy();
+      open.clear();
+    },
+    heal: () => {
+      cut = false;
+    },
+    close: () => {
+      for (const s of open) s.destroy();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
+  let dir: string;
+  let etcd: EtcdCluster;
+  let client: Etcd3;
+  const relays: Relay[] = [];
+  const nodes: Record<'a' | 'b' | 'c', TestDaemon> = {} as never;
+  const names = { a: '', b: '', c: '' };
+
+  const nodeState = async (name: string, through: TestDaemon = nodes.a) => {
+    const r = await through.api('GET', '/v1/nodes');
+    expect(r.status).toBe(200);
+    return (r.body as { nodes: { name: string; state: string }[] }).nodes.find((n) => n.name === name)?.state;
+  };
+  const local = async (d: TestDaemon) => ((await d.api('GET', '/v1/sessions')).body as { sessions: Session[] }).sessions;
+  const runningOn = async (d: TestDaemon) => (await local(d)).filter((s) => s.state === 'running').map((s) => s.id);
+  /** The fleet's status of a session, as etcd holds it. */
+  const fleetStatus = async (id: string) => {
+    const v = await client.get(`/enclave/status/${id}`).string();
+    return v === null ? undefined : (JSON.parse(v) as { state: string; node: string });
+  };
+  const createThrough = async (d: TestDaemon, body: Record<string, unknown> = {}) => {
+    const r = await d.api('POST', '/v1/sessions', { ...SMALL, ...body });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    return sessionSchema.parse(r.body);
+  };
+  /** Sessions created through A while only `node` takes any. */
+  const createOn = async (node: 'a' | 'b' | 'c', n: number, body: Record<string, unknown> = {}): Promise<Session[]> => {
+    const others = (['a', 'b', 'c'] as const).filter((k) => k !== node);
+    for (const k of others) expect((await nodes.a.cli(['node', 'cordon', names[k]])).code).toBe(0);
+    const made: Session[] = [];
+    for (let i = 0; i < n; i++) made.push(await createThrough(nodes.a, body));
+    for (const k of others) expect((await nodes.a.cli(['node', 'uncordon', names[k]])).code).toBe(0);
+    expect(made.map((s) => s.node)).toEqual(made.map(() => names[node]));
+    return made;
+  };
+
+  beforeAll(async () => {
+    dir = etcdRunDir('/var/tmp/enclave-fleet-test', 'etcdf');
+    etcd = await startEtcdCluster(dir, { salt: 5 });
+    client = new Etcd3({ hosts: etcd.endpoints, dialTimeout: 3000 });
+    for (const e of etcd.endpoints) relays.push(await relay(e));
+    for (const k of ['a', 'b', 'c'] as const) {
+      const d = new TestDaemon({ extraConfig: `max_sessions = ${SLOTS}\n` });
+      names[k] = `f${k}-${d.tag}`;
+      const endpoints = k === 'b' ? relays.map((r) => r.endpoint) : etcd.endpoints;
+      const cluster = `[cluster]\nendpoints = ${JSON.stringify(endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = ${TTL_S}\ngrace_s = ${GRACE_S}\n`;
+      d.reconfigure({ extraConfig: `max_sessions = ${SLOTS}\n${cluster}` });
+      nodes[k] = d;
+      await d.start();
+    }
+    await until('three ready nodes', async () => {
+      for (const n of Object.values(names)) if ((await nodeState(n)) !== 'ready') return undefined;
+      return true;
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const d of Object.values(nodes)) await d?.cleanup();
+    client?.close();
+    for (const r of relays) await r.close();
+    await etcd?.stop();
+    const left = dir ? etcdUnder(dir) : [];
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    try {
+      rmdirSync('/var/tmp/enclave-fleet-test');
+    } catch {
+      /* another run's cluster is there */
+    }
+    expect(left).toEqual([]);
+    for (const d of Object.values(nodes)) {
+      expect(d.cgroupDirs()).toEqual([]);
+      expect(existsSync(d.dir)).toBe(false);
+    }
+  }, 120_000);
+
+  it('keeps the sessions of a SIGKILLed node running; the node is unreachable, and back within the grace it carries on', async () => {
+    const onB = await createOn('b', 2);
+    const inits = onB.map((s) => s.init_pid!);
+    await nodes.b.stop('SIGKILL');
+    await until('B unreachable', async () => ((await nodeState(names.b)) === 'unreachable' ? true : undefined));
+    await until('B seen down by the fleet', async () => ((await client.get(`/enclave/down/${names.b}`).string()) !== null ? true : undefined));
+    for (const p of inits) expect(runs(p)).toBe(true);
+    // The fleet still has them as B's: unreachable with their node, not lost.
+    for (const s of onB) expect((await fleetStatus(s.id))?.state).toBe('running');
+    await nodes.b.start();
+    await until('B ready again', async () => ((await nodeState(names.b)) === 'ready' ? true : undefined));
+    expect((await runningOn(nodes.b)).sort()).toEqual(onB.map((s) => s.id).sort());
+    for (const s of onB) expect(await fleetStatus(s.id)).toMatchObject({ state: 'running', node: names.b });
+    await until('B no longer down', async () => ((await client.get(`/enclave/down/${names.b}`).string()) === null ? true : undefined));
+    // Past the grace since it was first seen down: still nothing lost.
+    await new Promise((r) => setTimeout(r, (GRACE_S + 2) * 1000));
+    for (const s of onB) expect((await fleetStatus(s.id))?.state).toBe('running');
+  }, 180_000);
+
+  it('declares the sessions of a node cut off from etcd past the grace lost; healed, the node fences them and nothing runs twice', async () => {
+    const onB = await runningOn(nodes.b);
+    expect(onB).toHaveLength(2);
+    const inits = await Promise.all(onB.map(async (id) => (await nodes.b.show(id)).init_pid!));
+    for (const r of relays) r.cut();
+    await until('B unreachable', async () => ((await nodeState(names.b)) === 'unreachable' ? true : undefined));
+    // Cut off, B still serves its own sessions.
+    const ex = await nodes.b.sh(onB[0]!, 'echo still-here');
+    expect(ex.code, ex.stderr).toBe(0);
+    expect(ex.stdout).toBe('still-here\n');
+    await until('its sessions lost', async () => {
+      const st = await Promise.all(onB.map(fleetStatus));
+      return st.every((s) => s?.state === 'lost' && s.node === names.b) ? true : undefined;
+    });
+    expect(await client.getAll().prefix(`/enclave/desired/${names.b}/`).keys()).toEqual([]);
+    // They run on B (it cannot know yet) and nowhere else.
+    expect((await runningOn(nodes.b)).sort()).toEqual([...onB].sort());
+    for (const d of [nodes.a, nodes.c]) for (const id of onB) expect((await local(d)).map((s) => s.id)).not.toContain(id);
+
+    for (const r of relays) r.heal();
+    await until('B fenced them', async () => {
+      const st = await Promise.all(onB.map(fleetStatus));
+      return st.every((s) => s?.state === 'fenced') ? true : undefined;
+    });
+    await until('B ready again', async () => ((await nodeState(names.b)) === 'ready' ? true : undefined));
+    const after = await local(nodes.b);
+    for (const id of onB) {
+      const s = after.find((x) => x.id === id);
+      expect(s?.state).toBe('failed');
+      expect(s?.last_error).toMatch(/fenced: node .* was unreachable past the fleet's grace/);
+    }
+    for (const p of inits) await until(`init ${p} gone`, async () => (runs(p) ? undefined : true));
+    for (const d of Object.values(nodes)) for (const id of onB) expect(await runningOn(d)).not.toContain(id);
+    expect(await client.get(`/enclave/down/${names.b}`).string()).toBeNull();
+    // Fenced, B takes new sessions again.
+    const [fresh] = await createOn('b', 1);
+    expect(fresh!.state).toBe('running');
+    await nodes.b.destroy(fresh!.id);
+  }, 240_000);
+
+  it('keeps every session through a rolling restart of all three daemons, and an attached console shows its screen again', async () => {
+    const live = [...(await createOn('a', 2)), ...(await createOn('b', 2)), ...(await createOn('c', 1))];
+    const [withConsole] = await createOn('c', 1, { console: true });
+    live.push(withConsole!);
+    const inits = new Map(live.map((s) => [s.id, s.init_pid!]));
+    const v = new Viewer(nodes.c, withConsole!.id);
+    await v.opened;
+    v.type('echo screen-$((40+2))-before\r');
+    await v.waitFor('screen-42-before');
+    for (const k of ['a', 'b', 'c'] as const) {
+      const other = k === 'a' ? nodes.b : nodes.a;
+      expect(await nodes[k].stop('SIGTERM')).toBe(0);
+      await nodes[k].start();
+      await until(`${k} ready again`, async () => ((await nodeState(names[k], other)) === 'ready' ? true : undefined));
+    }
+    await v.closed;
+    // Nothing lost: every session runs on its node with the same init, and the fleet has it running there.
+    for (const s of live) {
+      const d = s.node === names.a ? nodes.a : s.node === names.b ? nodes.b : nodes.c;
+      const shown = await d.show(s.id);
+      expect(shown.state).toBe('running');
+      expect(shown.init_pid).toBe(inits.get(s.id));
+      expect(await fleetStatus(s.id)).toMatchObject({ state: 'running', node: s.node });
+    }
+    const again = new Viewer(nodes.c, withConsole!.id);
+    await again.opened;
+    expect((await again.snapshotSeen()).toString()).toContain('screen-42-before');
+    again.type('echo screen-$((40+3))-after\r');
+    await again.waitFor('screen-43-after');
+    again.ws.close();
+    for (const s of live) await (s.node === names.a ? nodes.a : s.node === names.b ? nodes.b : nodes.c).destroy(s.id);
+  }, 240_000);
+
+  it('drains a node: no new sessions go to it, and the sessions still there are listed for their owners', async () => {
+    const onC = [...(await createOn('c', 1, { name: 'stays' })), ...(await createOn('c', 1))];
+    const r = await nodes.a.cli(['node', 'drain', names.c]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^${names.c} drained: no new sessions go to it; 2 still there`));
+    expect(r.stdout).toMatch(new RegExp(`^${onC[0]!.id}\\s+stays\\s+0\\s`, 'm'));
+    expect(r.stdout).toMatch(new RegExp(`^${onC[1]!.id}\\s+-\\s+0\\s`, 'm'));
+    expect(await nodeState(names.c)).toBe('cordoned');
+    const json = await nodes.b.cli(['node', 'drain', names.c, '--json']);
+    expect(JSON.parse(json.stdout)).toEqual({ node: names.c, sessions: expect.arrayContaining(onC.map((s) => expect.objectContaining({ id: s.id, owner_uid: 0 }))) });
+    const elsewhere = await createThrough(nodes.c);
+    expect(elsewhere.node).not.toBe(names.c);
+    expect((await runningOn(nodes.c)).sort()).toEqual(onC.map((s) => s.id).sort());
+    expect((await nodes.a.api('POST', '/v1/nodes/drain', { name: 'no-such-node' })).status).toBe(404);
+    expect((await nodes.a.cli(['node', 'uncordon', names.c])).code).toBe(0);
+    await (elsewhere.node === names.a ? nodes.a : nodes.b).destroy(elsewhere.id);
+    for (const s of onC) await nodes.c.destroy(s.id);
+  }, 120_000);
+
+  it('fails no create of a burst during which the etcd leader is killed', async () => {
+    const status = async (endpoint: string) => {
+      const r = await fetch(`${endpoint}/v3/maintenance/status`, { method: 'POST', body: '{}' });
+      return (await r.json()) as { header: { member_id: string }; leader: string };
+    };
+    const leaderAt = await until('an etcd leader', async () => {
+      for (const [i, m] of etcd.members.entries()) {
+        const s = await status(m.client).catch(() => undefined);
+        if (s && s.header.member_id === s.leader) return i;
+      }
+      return undefined;
+    });
+    const entries = [nodes.a, nodes.b, nodes.c];
+    let first!: () => void;
+    const oneDone = new Promise<void>((r) => (first = r));
+    const burst = Array.from({ length: BURST }, (_, i) =>
+      entries[i % 3]!.api('POST', '/v1/sessions', SMALL).then((r) => {
+        first();
+        return r;
+      }),
+    );
+    await oneDone;
+    await etcd.members[leaderAt]!.kill();
+    const replies = await Promise.all(burst);
+    for (const r of replies) expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const made = replies.map((r) => sessionSchema.parse(r.body));
+    expect(made.every((s) => s.state === 'running')).toBe(true);
+    expect(new Set(made.map((s) => s.id)).size).toBe(BURST);
+    const held = new Map<string, number>();
+    for (const d of Object.values(nodes)) for (const id of await runningOn(d)) held.set(id, (held.get(id) ?? 0) + 1);
+    for (const s of made) expect(held.get(s.id), `${s.id} runs on exactly one node`).toBe(1);
+    for (const s of made) await (s.node === names.a ? nodes.a : s.node === names.b ? nodes.b : nodes.c).destroy(s.id);
+  }, 240_000);
+
+  it('fails fleet operations with one line when etcd has lost quorum, while sessions run on and exec into a node\'s own session works', async () => {
+    const [mine] = await createOn('a', 1);
+    const alive = etcd.members.filter((m) => existsSync(`/proc/${m.pid}`));
+    expect(alive.length).toBe(2);
+    await alive[0]!.kill();
+    const refused = await nodes.a.api('POST', '/v1/sessions', SMALL);
+    expect(refused.status).toBe(503);
+    const msg = (refused.body as { error: { message: string } }).error.message;
+    expect(msg).toMatch(/etcd did not answer/);
+    expect(msg).not.toContain('\n');
+    const cli = await nodes.c.cli(['node', 'list']);
+    expect(cli.code).toBe(1);
+    expect(cli.stderr.trim().split('\n')).toHaveLength(1);
+    expect(cli.stderr).toMatch(/etcd did not answer/);
+    // The node's own sessions: listed, shown, reached.
+    expect(await runningOn(nodes.a)).toContain(mine!.id);
+    expect((await nodes.a.show(mine!.id)).state).toBe('running');
+    const ex = await nodes.a.sh(mine!.id, 'echo ok');
+    expect(ex.code, ex.stderr).toBe(0);
+    expect(ex.stdout).toBe('ok\n');
+    expect(runs(mine!.init_pid!)).toBe(true);
+  }, 120_000);
+});
