@@ -12,6 +12,7 @@
  * argv and environment, so the answer is the Node CLI's own.
  *   ENCLAVE_FRONT=node     always the Node CLI
  *   ENCLAVE_FRONT=explain  print what it would do (the request, or "node") and exit 0
+ *   ENCLAVE_FRONT=modes    (tests) the terminal-mode restore for chunks on stdin (front_tty.c)
  */
 #include <errno.h>
 #include <limits.h>
@@ -382,6 +383,7 @@ int main(int argc, char **argv) {
   const char *mode = getenv("ENCLAVE_FRONT");
   explain = mode && !strcmp(mode, "explain");
   if (mode && !strcmp(mode, "node")) to_node(argv);
+  if (mode && !strcmp(mode, "modes")) return tty_modes_check();
   /* A closed stdout is a failed write here, as it is for Node, not a signal. */
   struct sigaction ign = {.sa_handler = SIG_IGN};
   pipe_saved = sigaction(SIGPIPE, &ign, &old_pipe) == 0;

@@ -96,5 +96,7 @@ int tty_detach_keys(const char *spec, unsigned char *keys, size_t cap, size_t *n
 void tty_query_size(struct buf *t);
 /* The attach protocol on `target` until its end; the exit code (the command's, 0 on detach, 1 on failure, its message on stderr). */
 int tty_run(int fd, const char *target, const struct tty_opts *o);
+/* ENCLAVE_FRONT=modes (tests): the restore sequence for the chunks on stdin. */
+int tty_modes_check(void);
 
 #endif

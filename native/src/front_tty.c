@@ -450,3 +450,25 @@ int tty_run(int fd, const char *target, const struct tty_opts *o) {
   }
   return 1;
 }
+
+/* ENCLAVE_FRONT=modes (tests): stdin is chunks, each a 4-byte big-endian length and its bytes, fed as
+ * output would be; stdout gets the restore sequence, which test/unit/frontModes.test.ts compares with
+ * src/cli/terminalModes.ts's for the same chunks. */
+int tty_modes_check(void) {
+  struct buf all = {0};
+  char chunk[65536];
+  ssize_t n;
+  while ((n = read(0, chunk, sizeof chunk)) > 0) buf_add(&all, chunk, (size_t)n);
+  struct modes m = {0};
+  size_t at = 0;
+  while (at + 4 <= all.len) {
+    const unsigned char *h = (const unsigned char *)all.data + at;
+    size_t len = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+    if (at + 4 + len > all.len) return 2;
+    modes_feed(&m, h + 4, len);
+    at += 4 + len;
+  }
+  struct buf out = {0};
+  modes_restore(&m, &out);
+  return out.len && write_fd(1, out.data, out.len) ? 1 : 0;
+}
