@@ -355,8 +355,9 @@ int tty_run(int fd, const char *target, const struct tty_opts *o) {
   stdout_tty = isatty(1);
   /* exec -t without -i reads nothing: the terminal stays as it is and Ctrl-C ends this client (the terminal restored first). */
   int tty = o->input && isatty(0);
-  catch_signals();
   if (ws_open(&s.w, fd, target, FT_ATTACH_PROTOCOL, "attach failed")) return 1;
+  /* From here the terminal is ours to put back: a signal ends the loop first (before, it ends us as it would). */
+  catch_signals();
   if (tty) raw_mode();
   unsigned char *in = malloc(STDIN_CHUNK + 16), *keep = malloc(STDIN_CHUNK + 16);
   if (!in || !keep) {
