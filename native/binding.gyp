@@ -38,7 +38,7 @@
     {
       "target_name": "enclave-front",
       "type": "executable",
-      "sources": ["src/front.c", "src/front_net.c", "src/front_json.c"],
+      "sources": ["src/front.c", "src/front_net.c", "src/front_json.c", "src/front_tty.c"],
       "cflags": ["<@(helper_cflags)"],
       "ldflags": ["-Wl,-z,relro,-z,now", "-pie"]
     }

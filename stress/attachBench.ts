@@ -32,14 +32,14 @@ function listeners(): { add: (f: (b: Buffer) => void) => () => void; emit: (b: B
 }
 
 /** A program on a node-pty of its own, as a user's terminal runs it. */
-export function onPty(cmd: string, args: string[]): Terminalish {
-  const p: IPty = spawnPty(cmd, args, { name: 'xterm-256color', cols: 120, rows: 40, encoding: null });
+export function onPty(cmd: string, args: string[], env?: Record<string, string>): Terminalish {
+  const p: IPty = spawnPty(cmd, args, { name: 'xterm-256color', cols: 120, rows: 40, encoding: null, ...(env ? { env: { ...process.env, ...env } } : {}) });
   const out = listeners();
   p.onData((d: string | Buffer) => out.emit(typeof d === 'string' ? Buffer.from(d) : d));
   return { type: (s) => p.write(s), onOutput: out.add, close: () => p.kill() };
 }
 
-export const rawPty = onPty;
+export const rawPty = (cmd: string, args: string[]): Terminalish => onPty(cmd, args);
 
 /**
  * A WebSocket terminal (attach, or exec --tty) speaking the attach protocol,

@@ -4,7 +4,10 @@
 //  - attach-ws / tty-ws: the daemon's share, a WebSocket client in this
 //    process on the console (attach) and on `exec --tty`;
 //  - cli-attach / cli-exec: what a user types, `enclave session attach` and
-//    `enclave session exec -it` on a pty of their own (the CLI's share too);
+//    `enclave session exec -it` on a pty of their own (the CLI's share too):
+//    the native front end answers both;
+//  - node-attach / node-exec: the same through the Node CLI (ENCLAVE_FRONT=node,
+//    what the bin ran before the front end took attach and exec -t);
 //  - podman: `podman exec -it` into a busybox container, when podman and runc
 //    are installed (a private store in the run's directory, removed after);
 //  - with --baseline DIR (another checkout, built): the same WebSocket and CLI
@@ -79,10 +82,10 @@ async function main(): Promise<void> {
     const mib = Number(values['attach-mib']);
     const bytes = mib * 1024 * 1024;
     // One session per terminal: a second viewer on one console would double its work per key.
-    const names = ['bench-ws', 'bench-tty', 'bench-cli', 'bench-cli-exec'];
+    const names = ['bench-ws', 'bench-tty', 'bench-cli', 'bench-cli-exec', 'bench-node', 'bench-node-exec'];
     for (const on of base ? [d, base] : [d]) {
       for (const name of names) await on.create({ name, tmp_mb: mib * 2, network: 'none' });
-      for (const name of ['bench-ws', 'bench-tty', 'bench-cli']) await on.sh(name, `head -c ${(bytes * 3) / 4} /dev/urandom | base64 -w0 > /tmp/big`);
+      for (const name of ['bench-ws', 'bench-tty', 'bench-cli', 'bench-node', 'bench-cli-exec', 'bench-node-exec']) await on.sh(name, `head -c ${(bytes * 3) / 4} /dev/urandom | base64 -w0 > /tmp/big`);
     }
     const hostFile = join(d.dir, 'big');
     writeFileSync(hostFile, randomBytes((bytes * 3) / 4).toString('base64'));
@@ -90,11 +93,13 @@ async function main(): Promise<void> {
 
     const paths = async (on: TestDaemon, suffix: string): Promise<Record<string, Terminalish>> => {
       const cli = (args: string[]) => onPty(FRONT, ['--socket', on.socket, ...args]);
+      const node = (args: string[]) => onPty(FRONT, ['--socket', on.socket, ...args], { ENCLAVE_FRONT: 'node' });
       return {
         [`attach-ws${suffix}`]: await attach(on, 'bench-ws'),
         [`tty-ws${suffix}`]: await wsTerminal(`ws+unix://${on.socket}:/v1/sessions/bench-tty/exec?command=/bin/sh&tty=1&stdin=1&cols=120&rows=40`),
         [`cli-attach${suffix}`]: cli(['session', 'attach', 'bench-cli']),
         [`cli-exec${suffix}`]: cli(['session', 'exec', '-it', 'bench-cli-exec', '/bin/sh']),
+        ...(suffix ? {} : { 'node-attach': node(['session', 'attach', 'bench-node']), 'node-exec': node(['session', 'exec', '-it', 'bench-node-exec', '/bin/sh']) }),
       };
     };
     const terms: Record<string, Terminalish> = {
@@ -120,6 +125,10 @@ async function main(): Promise<void> {
       'attach-ws': [terms['attach-ws']!, '/tmp/big'],
       'tty-ws': [terms['tty-ws']!, '/tmp/big'],
       'cli-attach': [terms['cli-attach']!, '/tmp/big'],
+      'node-attach': [terms['node-attach']!, '/tmp/big'],
+      // exec -it has no screen mirror: what the client's own share costs when the daemon's is small.
+      'cli-exec': [terms['cli-exec']!, '/tmp/big'],
+      'node-exec': [terms['node-exec']!, '/tmp/big'],
       ...(base ? { 'attach-ws@base': [terms['attach-ws@base']!, '/tmp/big'] as [Terminalish, string], 'cli-attach@base': [terms['cli-attach@base']!, '/tmp/big'] as [Terminalish, string] } : {}),
     };
     for (const [t] of Object.values(thru)) t.type('\x03');
@@ -146,11 +155,12 @@ async function main(): Promise<void> {
       ...Object.keys(terms)
         .filter((n) => n !== 'raw')
         .map((n) => s.ratio(`${n}-echo`, 'raw-echo', `echo ${n} / raw pty`)),
-      ...(podman ? ['cli-attach', 'cli-exec'].map((n) => s.ratio(`${n}-echo`, 'podman-echo', `echo ${n} / podman exec -it`)) : []),
+      ...['cli-attach', 'cli-exec'].map((n) => s.ratio(`${n}-echo`, `node-${n.slice(4)}-echo`, `echo ${n} / the Node CLI's (node-${n.slice(4)})`)),
+      ...(podman ? ['cli-attach', 'cli-exec', 'node-attach', 'node-exec'].map((n) => s.ratio(`${n}-echo`, 'podman-echo', `echo ${n} / podman exec -it`)) : []),
       ...(base ? ['attach-ws', 'tty-ws', 'cli-attach', 'cli-exec'].map((n) => s.ratio(`${n}-echo`, `${n}@base-echo`, `echo ${n} / the baseline build's`)) : []),
       ...(base && podman ? ['cli-attach@base', 'cli-exec@base'].map((n) => s.ratio(`${n}-echo`, 'podman-echo', `echo ${n} / podman exec -it`)) : []),
-      `throughput (${mib} MiB cat, MiB/s, median (rounds)): raw node-pty ${mibs('raw-MiBs')}; attach WebSocket ${mibs('attach-ws-MiBs')}; exec --tty WebSocket (no mirror) ${mibs('tty-ws-MiBs')}; enclave session attach ${mibs('cli-attach-MiBs')}`,
-      `throughput / raw node-pty (ratio of medians): attach WebSocket ${tr('attach-ws')}; exec --tty WebSocket ${tr('tty-ws')}; enclave session attach ${tr('cli-attach')}`,
+      `throughput (${mib} MiB cat, MiB/s, median (rounds)): raw node-pty ${mibs('raw-MiBs')}; attach WebSocket ${mibs('attach-ws-MiBs')}; exec --tty WebSocket (no mirror) ${mibs('tty-ws-MiBs')}; enclave session attach (front end) ${mibs('cli-attach-MiBs')}; through the Node CLI ${mibs('node-attach-MiBs')}; enclave session exec -it (front end) ${mibs('cli-exec-MiBs')}; through the Node CLI ${mibs('node-exec-MiBs')}`,
+      `throughput / raw node-pty (ratio of medians): attach WebSocket ${tr('attach-ws')}; exec --tty WebSocket ${tr('tty-ws')}; enclave session attach (front end) ${tr('cli-attach')}; through the Node CLI ${tr('node-attach')}; enclave session exec -it (front end) ${tr('cli-exec')}; through the Node CLI ${tr('node-exec')}`,
       ...(base ? [`baseline build, throughput (MiB/s): attach WebSocket ${mibs('attach-ws@base-MiBs')}, ratio ${tr('attach-ws@base')}; enclave session attach ${mibs('cli-attach@base-MiBs')}, ratio ${tr('cli-attach@base')}`] : []),
     ];
     process.stdout.write(lines.join('\n') + '\n');

@@ -26,7 +26,7 @@ export default defineConfig({
         // same as the Node CLI, and what it hands on must reach it unchanged.
         test: {
           name: 'integration-front',
-          include: ['test/integration/cliHabits.test.ts', 'test/integration/exec.test.ts', 'test/integration/badInput.test.ts'],
+          include: ['test/integration/cliHabits.test.ts', 'test/integration/exec.test.ts', 'test/integration/badInput.test.ts', 'test/integration/attach.test.ts'],
           env: { ENCLAVE_TEST_CLI: 'front' },
           fileParallelism: false,
           testTimeout: 60_000,

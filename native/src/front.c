@@ -1,16 +1,18 @@
 /* enclave-front: the `enclave` command. It parses the line against the
  * command table (front_table.gen.h, generated from src/cli/commandTable.ts)
  * and answers the hot commands itself, straight over the daemon's API:
- *   session exec (without -t, --env-file, -u), show, list, stop, start,
- *   destroy (without --timeout).
+ *   session exec (-i, -t, -w, -e; without --env-file, -u), attach, show,
+ *   list, stop, start, destroy (without --timeout).
  * Their output is the daemon's rendering (?format=text|ids|pretty, made by
- * the TypeScript functions the Node CLI prints with), or the exec stream.
+ * the TypeScript functions the Node CLI prints with), the exec stream, or
+ * the terminal of attach and exec -t (front_tty.c).
  * Everything else, and whatever it is unsure of (a usage error, --help, an
  * unknown flag, a session reference of another owner, a daemon it cannot
  * reach before sending anything), goes to the Node CLI by exec with the same
  * argv and environment, so the answer is the Node CLI's own.
  *   ENCLAVE_FRONT=node     always the Node CLI
  *   ENCLAVE_FRONT=explain  print what it would do (the request, or "node") and exit 0
+ *   ENCLAVE_FRONT=modes    (tests) the terminal-mode restore for chunks on stdin (front_tty.c)
  */
 #include <errno.h>
 #include <limits.h>
@@ -280,6 +282,17 @@ static void add_env(char **argv, struct buf *t, const char *kv) {
   buf_str(t, "&");
 }
 
+/* attach, exec -t: the WebSocket in the caller's terminal (front_tty.c). */
+static int tty(char **argv, const char *socket, const char *target, const struct tty_opts *o) {
+  if (explain) {
+    printf("front WEBSOCKET %s\n", target);
+    return 0;
+  }
+  int fd = net_connect(socket);
+  if (fd < 0) to_node(argv);
+  return tty_run(fd, target, o);
+}
+
 static void session_path(struct buf *b, const char *ref, const char *tail) {
   buf_str(b, "/v1/sessions/");
   buf_urlenc(b, ref);
@@ -314,9 +327,22 @@ static int run(char **argv, const struct line *l, const char *socket) {
     session_path(&t, ref, has(l, "force") ? "?force=1" : "");
     return request(argv, socket, "DELETE", t.data, 204);
   }
+  case FT_SESSION_ATTACH: {
+    static const char *const ok[] = {"ro", "detach-keys", "socket", NULL};
+    if (!only(l, ok) || !plain_ref(ref)) to_node(argv);
+    struct tty_opts o = {.input = 1, .read_only = has(l, "ro")};
+    if (!tty_detach_keys(str(l, "detach-keys") ? str(l, "detach-keys") : FT_DEFAULT_DETACH_KEYS, o.keys, sizeof o.keys, &o.nkeys)) to_node(argv);
+    session_path(&t, ref, o.read_only ? "/attach?role=ro" : "/attach?role=rw");
+    tty_query_size(&t);
+    return tty(argv, socket, t.data, &o);
+  }
   case FT_SESSION_EXEC: {
     static const char *const ok[] = {"interactive", "workdir", "env", "socket", NULL};
-    if (!only(l, ok) || !plain_ref(ref)) to_node(argv);
+    static const char *const ok_tty[] = {"interactive", "tty", "workdir", "env", "detach-keys", "socket", NULL};
+    int tty_on = has(l, "tty");
+    if (!only(l, tty_on ? ok_tty : ok) || !plain_ref(ref)) to_node(argv);
+    struct tty_opts o = {.input = has(l, "interactive")};
+    if (tty_on && !tty_detach_keys(str(l, "detach-keys") ? str(l, "detach-keys") : FT_DEFAULT_DETACH_KEYS, o.keys, sizeof o.keys, &o.nkeys)) to_node(argv);
     session_path(&t, ref, "/exec?");
     for (size_t i = 0; i < l->ntrailing; i++) {
       buf_str(&t, "command=");
@@ -333,6 +359,11 @@ static int run(char **argv, const struct line *l, const char *socket) {
       buf_str(&t, "&");
     }
     buf_str(&t, has(l, "interactive") ? "stdin=1" : "stdin=0");
+    if (tty_on) {
+      buf_str(&t, "&tty=1");
+      tty_query_size(&t);
+      return tty(argv, socket, t.data, &o);
+    }
     if (explain) {
       printf("front WEBSOCKET %s\n", t.data);
       return 0;
@@ -352,6 +383,7 @@ int main(int argc, char **argv) {
   const char *mode = getenv("ENCLAVE_FRONT");
   explain = mode && !strcmp(mode, "explain");
   if (mode && !strcmp(mode, "node")) to_node(argv);
+  if (mode && !strcmp(mode, "modes")) return tty_modes_check();
   /* A closed stdout is a failed write here, as it is for Node, not a signal. */
   struct sigaction ign = {.sa_handler = SIG_IGN};
   pipe_saved = sigaction(SIGPIPE, &ign, &old_pipe) == 0;

@@ -21,6 +21,8 @@
 /* Input queued for the socket beyond this: stdin is not read (the Node client's high water). */
 #define HIGH_WATER (1u << 20)
 #define STDIN_CHUNK (64u * 1024)
+/* Room for at least this much per read of the socket: a flood arrives in 64 KiB frames, read several at a time. */
+#define WS_READ (256u * 1024)
 
 void buf_add(struct buf *b, const void *p, size_t n) {
   if (b->len + n + 1 > b->cap) {
@@ -167,17 +169,23 @@ void error_message(const struct reply *r, char *out, size_t cap) {
   if (!ok || !json_string(msg, out, cap)) snprintf(out, cap, "the daemon answered HTTP %d", r->status);
 }
 
-/* ---- the exec WebSocket ------------------------------------------------ */
+/* ---- the WebSocket (front_tty.c speaks attach over it too) ------------- */
 
-struct ws {
-  int fd;
-  struct buf out; /* frames not yet written */
-  size_t out_at;
-  struct buf in;  /* bytes read, not yet a whole frame */
-  struct buf msg; /* a message's fragments so far */
-  int msg_op;
-  uint64_t rnd;
-};
+void buf_reserve(struct buf *b, size_t n) {
+  if (b->len + n + 1 <= b->cap) return;
+  size_t len = b->len;
+  buf_add(b, "", 0);
+  size_t cap = b->cap;
+  while (cap < len + n + 1) cap *= 2;
+  char *d = realloc(b->data, cap);
+  if (!d) {
+    static const char oom[] = "enclave: out of memory\n";
+    (void)!write(2, oom, sizeof oom - 1);
+    _exit(1);
+  }
+  b->data = d;
+  b->cap = cap;
+}
 
 static uint32_t mask_key(struct ws *w) {
   /* xorshift64, seeded from getrandom: the mask only has to be unpredictable to a proxy, of which there is none on a Unix socket. */
@@ -187,8 +195,7 @@ static uint32_t mask_key(struct ws *w) {
   return (uint32_t)w->rnd;
 }
 
-/* Queue one masked frame (a client's frames are masked). */
-static void ws_frame(struct ws *w, int op, const unsigned char *lead, size_t nlead, const void *p, size_t n) {
+void ws_frame(struct ws *w, int op, const unsigned char *lead, size_t nlead, const void *p, size_t n) {
   size_t total = nlead + n;
   unsigned char h[14];
   size_t hl = 2;
@@ -214,8 +221,7 @@ static void ws_frame(struct ws *w, int op, const unsigned char *lead, size_t nle
   for (size_t i = 0; i < total; i++) w->out.data[at + i] ^= (char)key[i & 3];
 }
 
-/* Write what the socket takes now; -1 when it is gone. */
-static int ws_flush(struct ws *w) {
+int ws_flush(struct ws *w) {
   while (w->out_at < w->out.len) {
     ssize_t n = write(w->fd, w->out.data + w->out_at, w->out.len - w->out_at);
     if (n < 0 && errno == EINTR) continue;
@@ -227,20 +233,153 @@ static int ws_flush(struct ws *w) {
   return 0;
 }
 
+int ws_read(struct ws *w) {
+  buf_reserve(&w->in, WS_READ);
+  ssize_t n;
+  do n = read(w->fd, w->in.data + w->in.len, w->in.cap - w->in.len - 1);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1;
+  if (n <= 0) return n == 0 ? 0 : -1;
+  w->in.len += (size_t)n;
+  return w->in.len - w->in_at > MAX_MESSAGE + 16 ? -1 : 1;
+}
+
+/* One whole message from the daemon. Returns 1 once the close frame came. */
+static int ws_message(struct ws *w, int op, unsigned char *p, size_t n, int stable, ws_sink sink, void *ctx) {
+  if (op == 8) { /* close: answer it, then we are done */
+    w->close_code = n >= 2 ? p[0] << 8 | p[1] : 1005;
+    size_t r = n > 2 ? n - 2 : 0;
+    if (r >= sizeof w->close_reason) r = sizeof w->close_reason - 1;
+    if (r) memcpy(w->close_reason, p + 2, r);
+    w->close_reason[r] = 0;
+    ws_frame(w, 8, NULL, 0, p, n >= 2 ? 2 : 0);
+    return 1;
+  }
+  if (op == 9) ws_frame(w, 10, NULL, 0, p, n); /* ping: pong, or the daemon ends us as gone */
+  if ((op != 1 && op != 2) || n == 0) return 0; /* the Node client reads a channel byte off either kind */
+  sink(ctx, p, n, stable);
+  return 0;
+}
+
+int ws_frames(struct ws *w, ws_sink sink, void *ctx) {
+  int closed = 0;
+  while (!closed) {
+    const unsigned char *b = (const unsigned char *)w->in.data + w->in_at;
+    size_t have = w->in.len - w->in_at;
+    if (have < 2) break;
+    uint64_t len = b[1] & 0x7f;
+    size_t hl = 2;
+    if (len == 126) {
+      if (have < 4) break;
+      len = (uint64_t)b[2] << 8 | b[3];
+      hl = 4;
+    } else if (len == 127) {
+      if (have < 10) break;
+      len = 0;
+      for (int i = 0; i < 8; i++) len = len << 8 | b[2 + i];
+      hl = 10;
+    }
+    int masked = b[1] & 0x80;
+    if (len > MAX_MESSAGE) return -1;
+    if (have < hl + (masked ? 4 : 0) + len) break;
+    unsigned char *payload = (unsigned char *)w->in.data + w->in_at + hl + (masked ? 4 : 0);
+    if (masked)
+      for (uint64_t i = 0; i < len; i++) payload[i] ^= b[hl + (i & 3)];
+    int op = b[0] & 0x0f, fin = b[0] & 0x80;
+    w->in_at += hl + (masked ? 4 : 0) + len;
+    if (op >= 8) closed = ws_message(w, op, payload, len, 1, sink, ctx); /* control frames come whole, between fragments */
+    else {
+      if (op != 0) w->msg_op = op;
+      if (fin && w->msg.len == 0) closed = ws_message(w, w->msg_op, payload, len, 1, sink, ctx);
+      else {
+        if (w->msg.len + len > MAX_MESSAGE) return -1;
+        buf_add(&w->msg, payload, len);
+        if (fin) {
+          closed = ws_message(w, w->msg_op, (unsigned char *)w->msg.data, w->msg.len, 0, sink, ctx);
+          w->msg.len = 0;
+        }
+      }
+    }
+  }
+  return closed;
+}
+
+void ws_compact(struct ws *w) {
+  if (!w->in_at) return;
+  memmove(w->in.data, w->in.data + w->in_at, w->in.len - w->in_at);
+  w->in.len -= w->in_at;
+  w->in_at = 0;
+}
+
+void ws_free(struct ws *w) {
+  buf_free(&w->in);
+  buf_free(&w->out);
+  buf_free(&w->msg);
+}
+
+int ws_open(struct ws *w, int fd, const char *target, const char *protocol, const char *fail) {
+  memset(w, 0, sizeof *w);
+  w->fd = fd;
+  if (getrandom(&w->rnd, sizeof w->rnd, GRND_NONBLOCK) != sizeof w->rnd || !w->rnd) w->rnd = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull + 1;
+  unsigned char nonce[16];
+  for (int i = 0; i < 16; i += 4) {
+    uint32_t k = mask_key(w);
+    memcpy(nonce + i, &k, 4);
+  }
+  static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  char key[25];
+  for (int i = 0, o = 0; i < 16; i += 3) {
+    unsigned v = (unsigned)nonce[i] << 16 | (i + 1 < 16 ? (unsigned)nonce[i + 1] << 8 : 0) | (i + 2 < 16 ? nonce[i + 2] : 0);
+    key[o++] = b64[v >> 18 & 63];
+    key[o++] = b64[v >> 12 & 63];
+    key[o++] = i + 1 < 16 ? b64[v >> 6 & 63] : '=';
+    key[o++] = i + 2 < 16 ? b64[v & 63] : '=';
+  }
+  key[24] = 0;
+  struct buf req = {0};
+  buf_str(&req, "GET ");
+  buf_str(&req, target);
+  buf_str(&req, " HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ");
+  buf_str(&req, key);
+  buf_str(&req, "\r\nSec-WebSocket-Protocol: ");
+  buf_str(&req, protocol);
+  buf_str(&req, "\r\n\r\n");
+  int broken = write_all(fd, req.data, req.len);
+  buf_free(&req);
+  size_t he = 0;
+  if (broken || read_head(fd, &w->in, &he)) {
+    /* Sent, so not handed to the Node CLI again: as its client says when the socket fails under it. */
+    fprintf(stderr, "enclave: %s: socket hang up\n", fail);
+    return 1;
+  }
+  int status = status_of(w->in.data);
+  if (status != 101) {
+    struct reply r = {.status = status};
+    char msg[4096];
+    if (read_body(fd, &w->in, he, &r)) r.body.len = 0;
+    error_message(&r, msg, sizeof msg);
+    buf_free(&r.body);
+    fprintf(stderr, "enclave: %s\n", msg);
+    return 1;
+  }
+  /* The accept key is not checked: the peer is the daemon's own socket, not something a cache could answer for. */
+  w->in_at = he;
+  ws_compact(w);
+  /* Never block on the socket: the daemon may stop reading input until its output is read. */
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  return 0;
+}
+
+/* ---- exec without a terminal ------------------------------------------- */
+
 static int out_write(int fd, const char *p, size_t n, int *dead) {
   if (*dead) return 0;
   if (write_all(fd, p, n)) *dead = 1; /* stdout gone: the exec ends (below); stderr gone: the rest of it is dropped */
   return 0;
 }
 
-struct outcome {
-  int have;
-  int code;
-  char reason[1024];
-};
-
 /* Channel 3: the kubelet's status, checked as execStatusSchema and read as exitCodeOf and reasonOf (src/api/frames.ts, src/cli/execClient.ts). */
-static void read_status(const char *p, size_t n, struct outcome *o) {
+void read_status(const char *p, size_t n, struct outcome *o) {
   struct jv root, st, x, details, causes, cause, reason, msg;
   char text[1024], m[1024];
   o->have = 0;
@@ -276,121 +415,29 @@ static void read_status(const char *p, size_t n, struct outcome *o) {
   }
 }
 
-/* One whole message from the daemon. Returns 1 once the close frame came. */
-static int ws_message(struct ws *w, int op, const unsigned char *p, size_t n, struct outcome *o, int *dead1, int *dead2) {
-  if (op == 8) { /* close: answer it, then we are done */
-    ws_frame(w, 8, NULL, 0, p, n >= 2 ? 2 : 0);
-    return 1;
-  }
-  if (op == 9) ws_frame(w, 10, NULL, 0, p, n); /* ping: pong, or the daemon ends us as gone */
-  if ((op != 1 && op != 2) || n == 0) return 0; /* the Node client reads a channel byte off either kind */
-  if (p[0] == 1) out_write(1, (const char *)p + 1, n - 1, dead1);
-  else if (p[0] == 2) out_write(2, (const char *)p + 1, n - 1, dead2);
-  else if (p[0] == 3) read_status((const char *)p + 1, n - 1, o);
-  return 0;
-}
+struct exec_ctx {
+  struct outcome o;
+  int dead1, dead2;
+};
 
-/* Parse the frames in w->in; 1 when closed, -1 on a protocol error. */
-static int ws_frames(struct ws *w, struct outcome *o, int *dead1, int *dead2) {
-  size_t at = 0;
-  int closed = 0;
-  while (!closed) {
-    const unsigned char *b = (const unsigned char *)w->in.data + at;
-    size_t have = w->in.len - at;
-    if (have < 2) break;
-    uint64_t len = b[1] & 0x7f;
-    size_t hl = 2;
-    if (len == 126) {
-      if (have < 4) break;
-      len = (uint64_t)b[2] << 8 | b[3];
-      hl = 4;
-    } else if (len == 127) {
-      if (have < 10) break;
-      len = 0;
-      for (int i = 0; i < 8; i++) len = len << 8 | b[2 + i];
-      hl = 10;
-    }
-    int masked = b[1] & 0x80;
-    if (len > MAX_MESSAGE) return -1;
-    if (have < hl + (masked ? 4 : 0) + len) break;
-    unsigned char *payload = (unsigned char *)w->in.data + at + hl + (masked ? 4 : 0);
-    if (masked)
-      for (uint64_t i = 0; i < len; i++) payload[i] ^= b[hl + (i & 3)];
-    int op = b[0] & 0x0f, fin = b[0] & 0x80;
-    at += hl + (masked ? 4 : 0) + len;
-    if (op >= 8) closed = ws_message(w, op, payload, len, o, dead1, dead2); /* control frames come whole, between fragments */
-    else {
-      if (op != 0) w->msg_op = op;
-      if (fin && w->msg.len == 0) closed = ws_message(w, w->msg_op, payload, len, o, dead1, dead2);
-      else {
-        if (w->msg.len + len > MAX_MESSAGE) return -1;
-        buf_add(&w->msg, payload, len);
-        if (fin) {
-          closed = ws_message(w, w->msg_op, (unsigned char *)w->msg.data, w->msg.len, o, dead1, dead2);
-          w->msg.len = 0;
-        }
-      }
-    }
-  }
-  memmove(w->in.data, w->in.data + at, w->in.len - at);
-  w->in.len -= at;
-  return closed;
+static void exec_sink(void *ctx, unsigned char *p, size_t n, int stable) {
+  (void)stable;
+  struct exec_ctx *x = ctx;
+  if (p[0] == 1) out_write(1, (const char *)p + 1, n - 1, &x->dead1);
+  else if (p[0] == 2) out_write(2, (const char *)p + 1, n - 1, &x->dead2);
+  else if (p[0] == 3) read_status((const char *)p + 1, n - 1, &x->o);
 }
 
 int ws_exec(int fd, const char *target, int stdin_on, int *code) {
-  struct ws w = {.fd = fd};
-  if (getrandom(&w.rnd, sizeof w.rnd, GRND_NONBLOCK) != sizeof w.rnd || !w.rnd) w.rnd = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull + 1;
-  unsigned char nonce[16];
-  for (int i = 0; i < 16; i += 4) {
-    uint32_t k = mask_key(&w);
-    memcpy(nonce + i, &k, 4);
-  }
-  static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  char key[25];
-  for (int i = 0, o = 0; i < 16; i += 3) {
-    unsigned v = (unsigned)nonce[i] << 16 | (i + 1 < 16 ? (unsigned)nonce[i + 1] << 8 : 0) | (i + 2 < 16 ? nonce[i + 2] : 0);
-    key[o++] = b64[v >> 18 & 63];
-    key[o++] = b64[v >> 12 & 63];
-    key[o++] = i + 1 < 16 ? b64[v >> 6 & 63] : '=';
-    key[o++] = i + 2 < 16 ? b64[v & 63] : '=';
-  }
-  key[24] = 0;
-  struct buf req = {0};
-  buf_str(&req, "GET ");
-  buf_str(&req, target);
-  buf_str(&req, " HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ");
-  buf_str(&req, key);
-  buf_str(&req, "\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n");
-  int broken = write_all(fd, req.data, req.len);
-  buf_free(&req);
-  size_t he = 0;
-  if (broken || read_head(fd, &w.in, &he)) {
-    /* Sent, so not handed to the Node CLI again: as its client says when the socket fails under it. */
-    fprintf(stderr, "enclave: exec connection failed: socket hang up\n");
-    return 1;
-  }
-  int status = status_of(w.in.data);
-  if (status != 101) {
-    struct reply r = {.status = status};
-    char msg[4096];
-    if (read_body(fd, &w.in, he, &r)) r.body.len = 0;
-    error_message(&r, msg, sizeof msg);
-    buf_free(&r.body);
-    fprintf(stderr, "enclave: %s\n", msg);
-    return 1;
-  }
-  /* The accept key is not checked: the peer is the daemon's own socket, not something a cache could answer for. */
-  memmove(w.in.data, w.in.data + he, w.in.len - he);
-  w.in.len -= he;
-  /* Never block on the socket: the daemon may stop reading input until its output is read. */
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-
-  struct outcome o = {0};
-  int dead1 = 0, dead2 = 0, closed = 0, stdin_open = stdin_on;
+  struct ws w;
+  if (ws_open(&w, fd, target, "v5.channel.k8s.io", "exec connection failed")) return 1;
+  struct exec_ctx x = {0};
+  int closed = 0, stdin_open = stdin_on;
   static const unsigned char eof[2] = {255, 0};
-  closed = ws_frames(&w, &o, &dead1, &dead2);
+  closed = ws_frames(&w, exec_sink, &x);
+  ws_compact(&w);
   char *chunk = malloc(STDIN_CHUNK);
-  while (closed == 0 && chunk && !dead1) {
+  while (closed == 0 && chunk && !x.dead1) {
     if (ws_flush(&w)) break;
     struct pollfd p[2] = {{.fd = fd, .events = POLLIN | (w.out.len ? POLLOUT : 0)}, {.fd = 0, .events = POLLIN}};
     int np = stdin_open && w.out.len < HIGH_WATER ? 2 : 1;
@@ -409,30 +456,25 @@ int ws_exec(int fd, const char *target, int stdin_on, int *code) {
       }
     }
     if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      char rb[65536];
-      ssize_t n = read(fd, rb, sizeof rb);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n <= 0) break;
-      if (w.in.len + (size_t)n > MAX_MESSAGE + 16) break;
-      buf_add(&w.in, rb, (size_t)n);
-      closed = ws_frames(&w, &o, &dead1, &dead2);
+      int r = ws_read(&w);
+      if (r <= 0) break;
+      closed = ws_frames(&w, exec_sink, &x);
+      ws_compact(&w);
     }
   }
   free(chunk);
   if (closed == 1) ws_flush(&w); /* our close reply, best effort */
-  if (dead1 && closed != 1) {
+  if (x.dead1 && closed != 1) {
     /* Whoever read our stdout went away (`| head -1`): end as the Node CLI does, with 1; closing the socket ends the command. */
     *code = 1;
     return 0;
   }
-  buf_free(&w.in);
-  buf_free(&w.out);
-  buf_free(&w.msg);
-  if (!o.have) {
+  ws_free(&w);
+  if (!x.o.have) {
     fprintf(stderr, "enclave: the exec stream ended without an exit status\n");
     return 1;
   }
-  if (o.reason[0]) fprintf(stderr, "enclave: %s\n", o.reason);
-  *code = o.code;
+  if (x.o.reason[0]) fprintf(stderr, "enclave: %s\n", x.o.reason);
+  *code = x.o.code;
   return 0;
 }

@@ -17,6 +17,7 @@ enum ft_hot {
   FT_SESSION_LIST,
   FT_SESSION_SHOW,
   FT_SESSION_EXEC,
+  FT_SESSION_ATTACH,
   FT_SESSION_STOP,
   FT_SESSION_START,
   FT_SESSION_DESTROY,
@@ -229,7 +230,7 @@ static const struct ft_command ft_commands[] = {
   {"session show", {"session", "show", NULL}, 2, ft_cmd_alias_4, ft_cmd_flags_4, 1, 1, 1, 0, 0, FT_SESSION_SHOW},
   {"session exec", {"session", "exec", NULL}, 2, NULL, ft_cmd_flags_5, 7, 1, 1, 0, 1, FT_SESSION_EXEC},
   {"session cp", {"session", "cp", NULL}, 2, NULL, ft_cmd_flags_6, 1, 2, 2, 0, 0, FT_COLD},
-  {"session attach", {"session", "attach", NULL}, 2, NULL, ft_cmd_flags_7, 2, 1, 1, 0, 0, FT_COLD},
+  {"session attach", {"session", "attach", NULL}, 2, NULL, ft_cmd_flags_7, 2, 1, 1, 0, 0, FT_SESSION_ATTACH},
   {"session stop", {"session", "stop", NULL}, 2, NULL, ft_cmd_flags_8, 1, 1, 1, 0, 0, FT_SESSION_STOP},
   {"session start", {"session", "start", NULL}, 2, NULL, ft_cmd_flags_9, 1, 1, 1, 0, 0, FT_SESSION_START},
   {"session destroy", {"session", "destroy", NULL}, 2, ft_cmd_alias_10, ft_cmd_flags_10, 2, 1, 1, 0, 0, FT_SESSION_DESTROY},
@@ -273,5 +274,34 @@ static const struct ft_command ft_commands[] = {
 /* -e NAME[=VALUE]: a name it passes on (src/cli/envFlags.ts), and names that look like secrets (src/vocab/names.ts, case-insensitive): those go to the Node CLI, which refuses them. */
 #define FT_ENV_NAME_RE "^[A-Za-z_][A-Za-z0-9_]*$"
 static const char *const ft_secret_looking[] = {"_TOKEN$", "_KEY$", "SECRET", "PASSWORD", "_PAT$", NULL};
+
+/* attach and exec -t (native/src/front_tty.c): the terminal modes a program may leave switched on, each with its default (1 = set),
+ * followed through the output and switched back on every way out, as src/cli/terminalModes.ts does for the Node CLI. */
+struct ft_dec_mode {
+  int mode;
+  int on_by_default;
+};
+static const struct ft_dec_mode ft_dec_modes[] = {{1, 0}, {7, 1}, {25, 1}, {47, 0}, {1047, 0}, {1049, 0}, {9, 0}, {1000, 0}, {1002, 0}, {1003, 0}, {1004, 0}, {1005, 0}, {1006, 0}, {1015, 0}, {2004, 0}};
+#define FT_NDEC_MODES 15
+/* Switched off first, in this order: the main screen's modes are what the rest restores. */
+static const int ft_alt_screens[] = {1049, 1047, 47};
+#define FT_NALT_SCREENS 3
+#define FT_CSI_Q "\033[?"
+#define FT_MODES_MAX_CARRY 64
+#define FT_KEYPAD_NORMAL "\033>"
+#define FT_SGR_RESET "\033[0m"
+/* The attach protocol and its channels (src/api/protocol.ts); the detach keys without --detach-keys, and what a detach prints once the terminal is restored (src/cli/attachClient.ts). */
+#define FT_ATTACH_PROTOCOL "v1.attach.enclave.dev"
+#define FT_CH_STDIN 0
+#define FT_CH_STDOUT 1
+#define FT_CH_STDERR 2
+#define FT_CH_STATUS 3
+#define FT_CH_RESIZE 4
+#define FT_CH_EVENTS 5
+#define FT_CH_ACK 6
+#define FT_CH_SNAPSHOT 7
+#define FT_CH_CLOSE 255
+#define FT_DEFAULT_DETACH_KEYS "ctrl-p,ctrl-q"
+#define FT_DETACHED_MESSAGE "\r\n[detached: the shell keeps running; attach again to return]\r\n"
 
 #endif

@@ -11,6 +11,10 @@ import { writeSync } from 'node:fs';
 import { execPath } from './execClient.js';
 import { TerminalModes } from './terminalModes.js';
 
+/** The detach keys without --detach-keys, and what a detach prints after the terminal is restored (the native front end's are generated from these). */
+export const DEFAULT_DETACH_KEYS = 'ctrl-p,ctrl-q';
+export const DETACHED_MESSAGE = '\r\n[detached: the shell keeps running; attach again to return]\r\n';
+
 /** "ctrl-p,ctrl-q" -> [0x10, 0x11]; single characters stand for themselves. */
 export function parseDetachKeys(spec: string): number[] {
   const keys = spec.split(',').map((k) => k.trim().toLowerCase());
@@ -159,7 +163,7 @@ export function runAttachClient(a: AttachArgs): Promise<number> {
     ws.on('close', (closeCode: number, reason: Buffer) => {
       done(() => {
         if (detached) {
-          stdout.write('\r\n[detached: the shell keeps running; attach again to return]\r\n');
+          stdout.write(DETACHED_MESSAGE);
           resolve(0);
         } else if (code !== undefined) resolve(code);
         else reject(new CliError(`the console connection closed (${closeCode}${reason.length ? `: ${reason.toString()}` : ''})`));

@@ -137,6 +137,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     details: 'One of SRC and DST is SESSION:/PATH (SESSION an ID, NAME or UID:NAME); - is a tar on stdout or stdin.\nDirectories are copied recursively, symlinks as symlinks.',
   }),
   sessionCmd('attach', {
+    front: true,
     summary: "its console in this terminal (detach with ctrl-p ctrl-q)",
     args: [SESSION],
     flags: [{ long: 'ro', help: 'watch only' }, { long: 'detach-keys', value: 'KEYS', help: 'keys that detach (default ctrl-p,ctrl-q)' }],

@@ -6,15 +6,25 @@
 // (npm run gen); test/unit/frontTable.test.ts fails when the committed header
 // is not what the table gives now. So the parser, the help, the completion
 // and the front end all read one table.
+import { ATTACH_PROTOCOL, Channel } from '../api/protocol.js';
 import { DEFAULT_SOCKET } from '../client/transport.js';
 import { SECRET_LOOKING, SESSION_ID, SESSION_NAME } from '../vocab/names.js';
 import { COMMANDS, GLOBAL_FLAGS, keyOf, type CommandSpec, type FlagSpec } from './commandTable.js';
 import { ENV_NAME } from './envFlags.js';
+import { DEFAULT_DETACH_KEYS, DETACHED_MESSAGE } from './attachClient.js';
+import { ALT_SCREENS, CSI_Q, DEC_DEFAULTS, KEYPAD_NORMAL, MAX_CARRY, SGR_RESET } from './terminalModes.js';
 
 /** A C string literal; the table holds ASCII only, and anything else is a mistake worth a failed build. */
 function str(s: string): string {
   if (!/^[\x20-\x7e]*$/.test(s)) throw new Error(`front table: '${s}' is not printable ASCII`);
   return `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+/** A C string literal of terminal bytes: ESC (as \033, always three digits), CR and LF escaped, the rest printable ASCII. */
+function bytes(s: string): string {
+  str(s.replace(/[\x1b\r\n]/g, ''));
+  const esc: Record<string, string> = { '\x1b': '\\033', '\r': '\\r', '\n': '\\n', '\\': '\\\\', '"': '\\"' };
+  return `"${[...s].map((c) => esc[c] ?? c).join('')}"`;
 }
 
 /** FT_SESSION_EXEC for "session exec". */
@@ -97,6 +107,27 @@ export function frontHeader(): string {
       if (r.flags !== 'i') throw new Error(`front table: ${r} is not a plain case-insensitive pattern`);
       return str(r.source);
     }).join(', ')}, NULL};`,
+    '',
+    '/* attach and exec -t (native/src/front_tty.c): the terminal modes a program may leave switched on, each with its default (1 = set),',
+    ' * followed through the output and switched back on every way out, as src/cli/terminalModes.ts does for the Node CLI. */',
+    'struct ft_dec_mode {',
+    '  int mode;',
+    '  int on_by_default;',
+    '};',
+    `static const struct ft_dec_mode ft_dec_modes[] = {${[...DEC_DEFAULTS].map(([m, on]) => `{${m}, ${on ? 1 : 0}}`).join(', ')}};`,
+    `#define FT_NDEC_MODES ${DEC_DEFAULTS.size}`,
+    '/* Switched off first, in this order: the main screen\'s modes are what the rest restores. */',
+    `static const int ft_alt_screens[] = {${ALT_SCREENS.join(', ')}};`,
+    `#define FT_NALT_SCREENS ${ALT_SCREENS.length}`,
+    `#define FT_CSI_Q ${bytes(CSI_Q)}`,
+    `#define FT_MODES_MAX_CARRY ${MAX_CARRY}`,
+    `#define FT_KEYPAD_NORMAL ${bytes(KEYPAD_NORMAL)}`,
+    `#define FT_SGR_RESET ${bytes(SGR_RESET)}`,
+    '/* The attach protocol and its channels (src/api/protocol.ts); the detach keys without --detach-keys, and what a detach prints once the terminal is restored (src/cli/attachClient.ts). */',
+    `#define FT_ATTACH_PROTOCOL ${str(ATTACH_PROTOCOL)}`,
+    ...Object.entries(Channel).map(([name, n]) => `#define FT_CH_${name.toUpperCase()} ${n}`),
+    `#define FT_DEFAULT_DETACH_KEYS ${str(DEFAULT_DETACH_KEYS)}`,
+    `#define FT_DETACHED_MESSAGE ${bytes(DETACHED_MESSAGE)}`,
     '',
     '#endif',
     '',

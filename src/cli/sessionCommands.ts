@@ -64,8 +64,8 @@ async function exec(p: Parsed, socket: string): Promise<number> {
   const env = envEntries(p.list('env-file'), p.list('env'));
   const target = { command: [...p.trailing], env, cwd: p.str('workdir'), user: p.str('user') };
   if (p.bool('tty')) {
-    const { runAttachClient } = await import('./attachClient.js');
-    return runAttachClient({ socket, session: id, readOnly: false, detachKeys: p.str('detach-keys') ?? 'ctrl-p,ctrl-q', input: p.bool('interactive'), exec: target });
+    const { runAttachClient, DEFAULT_DETACH_KEYS } = await import('./attachClient.js');
+    return runAttachClient({ socket, session: id, readOnly: false, detachKeys: p.str('detach-keys') ?? DEFAULT_DETACH_KEYS, input: p.bool('interactive'), exec: target });
   }
   if (p.has('detach-keys')) throw new UsageError('session exec: --detach-keys goes with -t', p.command);
   const { runExecClient } = await import('./execClient.js');
@@ -146,8 +146,8 @@ export async function sessionCommand(p: Parsed): Promise<number> {
       return 0;
     }
     case 'attach': {
-      const { runAttachClient } = await import('./attachClient.js');
-      return runAttachClient({ socket, session: ref(p.args[0], sub), readOnly: p.bool('ro'), detachKeys: p.str('detach-keys') ?? 'ctrl-p,ctrl-q', input: true });
+      const { runAttachClient, DEFAULT_DETACH_KEYS } = await import('./attachClient.js');
+      return runAttachClient({ socket, session: ref(p.args[0], sub), readOnly: p.bool('ro'), detachKeys: p.str('detach-keys') ?? DEFAULT_DETACH_KEYS, input: true });
     }
     case 'cp': {
       const { parseSide, runCopy } = await import('./copy.js');

@@ -6,7 +6,7 @@
 // vim's screen with a mouse that types escape codes.
 
 /** DEC private modes whose non-default state would outlive the program; value: the default (true = set). */
-const DEC_DEFAULTS: ReadonlyMap<number, boolean> = new Map([
+export const DEC_DEFAULTS: ReadonlyMap<number, boolean> = new Map([
   [1, false], // application cursor keys
   [7, true], // autowrap
   [25, true], // cursor visible
@@ -24,9 +24,15 @@ const DEC_DEFAULTS: ReadonlyMap<number, boolean> = new Map([
   [2004, false], // bracketed paste
 ]);
 /** Where a DEC mode sequence starts; the rest is parsed by hand to keep it bounded. */
-const CSI_Q = '\x1b[?';
+export const CSI_Q = '\x1b[?';
 /** A sequence cut by a chunk boundary is kept for the next chunk, up to this long. */
-const MAX_CARRY = 64;
+export const MAX_CARRY = 64;
+/** The alternate screens, switched off first and in this order: the main screen's modes are what the rest restores. */
+export const ALT_SCREENS: readonly number[] = [1049, 1047, 47];
+/** Keypad back to normal (after ESC =), and the attributes reset that ends a non-empty restore. */
+export const KEYPAD_NORMAL = '\x1b>';
+export const SGR_RESET = '\x1b[0m';
+/** The native front end (native/src/front_tty.c) follows the same modes: its table is generated from these (src/cli/frontTable.ts). */
 
 export class TerminalModes {
   /** Modes now away from their default. */
@@ -68,12 +74,11 @@ export class TerminalModes {
   /** The bytes that put every changed mode back to its default (empty when nothing changed). */
   restoreSequence(): string {
     let out = '';
-    // The alternate screen first: the main screen's modes are what the rest restores.
-    for (const alt of [1049, 1047, 47]) if (this.changed.get(alt) === true) out += `${CSI_Q}${alt}l`;
+    for (const alt of ALT_SCREENS) if (this.changed.get(alt) === true) out += `${CSI_Q}${alt}l`;
     // A mode is here only while it is away from its default: back to the default is the other letter.
-    for (const [mode, on] of this.changed) if (![1049, 1047, 47].includes(mode)) out += `${CSI_Q}${mode}${on ? 'l' : 'h'}`;
-    if (this.keypadApp) out += '\x1b>';
-    return out ? `${out}\x1b[0m` : '';
+    for (const [mode, on] of this.changed) if (!ALT_SCREENS.includes(mode)) out += `${CSI_Q}${mode}${on ? 'l' : 'h'}`;
+    if (this.keypadApp) out += KEYPAD_NORMAL;
+    return out ? `${out}${SGR_RESET}` : '';
   }
 
   private set(mode: number, on: boolean): void {

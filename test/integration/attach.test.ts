@@ -9,7 +9,7 @@ import xtermHeadless from '@xterm/headless';
 import { ATTACH_PROTOCOL } from '../../src/terminal/console.js';
 import { K8S_V5_PROTOCOL } from '../../src/terminal/channels.js';
 import { sessionSchema } from '../../src/api/schemas.js';
-import { CLI, isRoot, TestDaemon } from './harness.js';
+import { enclaveCommand, isRoot, TestDaemon } from './harness.js';
 import { Viewer } from './viewer.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -25,9 +25,10 @@ async function rendered(bytes: Buffer, cols: number, rows: number): Promise<stri
   return lines;
 }
 
-/** The enclave CLI in a real terminal of the given size. */
+/** The enclave CLI in a real terminal of the given size (in the integration-front project: the native front end, which answers attach and exec -t). */
 function cliInPty(d: TestDaemon, args: string[], cols: number, rows: number) {
-  const p = spawnPty(process.execPath, [CLI, ...args], { name: 'xterm-256color', cols, rows, env: { ...process.env, ENCLAVE_SOCKET: d.socket } });
+  const [file, argv] = enclaveCommand(args);
+  const p = spawnPty(file, argv, { name: 'xterm-256color', cols, rows, env: { ...process.env, ENCLAVE_SOCKET: d.socket } });
   let out = '';
   p.onData((s) => (out += s));
   const exited = new Promise<number>((r) => p.onExit(({ exitCode }) => r(exitCode)));

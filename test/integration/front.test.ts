@@ -3,9 +3,15 @@
 // which lines it answers (ENCLAVE_FRONT=explain) for every command of the
 // table; that what it answers reads exactly as the Node CLI's answer (stdout,
 // stderr, exit code) against a real daemon; that what it hands on is the
-// Node CLI's own answer; and that a front end killed mid-exec leaves nothing
-// running in the daemon.
+// Node CLI's own answer; that a front end killed mid-exec leaves nothing
+// running in the daemon; and attach and exec -t in a real terminal (output,
+// exit code, resize, detach, the terminal put back on every way out).
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn as spawnPty } from 'node-pty';
+import xtermHeadless from '@xterm/headless';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS, keyOf } from '../../src/cli/commandTable.js';
 import { CLI, FRONT, isRoot, TestDaemon, type CliResult } from './harness.js';
@@ -52,7 +58,12 @@ describe('the front end decides from the command table', () => {
       expect(await explain([...c.words, '--no-such-flag']), keyOf(c)).toBe('node');
     }
     for (const line of [
-      ['session', 'exec', '-t', 'web', 'sh'],
+      ['session', 'exec', '-t', '-u', 'root', 'web', 'sh'],
+      ['session', 'exec', '--detach-keys', 'ctrl-a', 'web', 'sh'],
+      ['session', 'exec', '-t', '--detach-keys', 'ctrl-1', 'web', 'sh'],
+      ['session', 'attach', '--detach-keys', '', 'web'],
+      ['session', 'attach', '--detach-keys', 'ctrl-p,,x', 'web'],
+      ['session', 'attach', '0:web'],
       ['session', 'exec', '-e', 'GH_TOKEN=x', 'web', 'true'],
       ['session', 'exec', '-e', 'db_password', 'web', 'true'],
       ['session', 'exec', '-e', '1BAD=x', 'web', 'true'],
@@ -91,6 +102,11 @@ describe('the front end decides from the command table', () => {
     expect(await explain(['session', 'exec', '-e', 'A=1', '--env=B=x=y', '-eHERE', '-e', 'NOT_SET_HERE', 'web', 'env'], { HERE: 'a b' })).toBe(
       'front WEBSOCKET /v1/sessions/web/exec?command=env&env=A%3D1&env=B%3Dx%3Dy&env=HERE%3Da%20b&stdin=0',
     );
+    // attach and exec -t: the attach protocol; the size only when stdout is a terminal (here a pipe).
+    expect(await explain(['session', 'attach', 'web'])).toBe('front WEBSOCKET /v1/sessions/web/attach?role=rw');
+    expect(await explain(['session', 'attach', '--ro', '--detach-keys', 'ctrl-a, D', 'web'])).toBe('front WEBSOCKET /v1/sessions/web/attach?role=ro');
+    expect(await explain(['session', 'exec', '-it', '-w', '/tmp', 'web', 'sh'])).toBe('front WEBSOCKET /v1/sessions/web/exec?command=sh&cwd=%2Ftmp&stdin=1&tty=1');
+    expect(await explain(['session', 'exec', '-t', '--detach-keys', 'x', 'web', 'sh'])).toBe('front WEBSOCKET /v1/sessions/web/exec?command=sh&stdin=0&tty=1');
     // A command's own flags after SESSION are the command's.
     expect(await explain(['session', 'exec', 'web', 'ls', '-e', '--help'])).toBe('front WEBSOCKET /v1/sessions/web/exec?command=ls&command=-e&command=--help&stdin=0');
   });
@@ -203,5 +219,187 @@ describe.skipIf(!isRoot)('the front end against a daemon (root)', () => {
     expect(await viaFront(['session', 'rm', '-f', 'gone'])).toMatchObject({ code: 0, stdout: '', stderr: '' });
     expect((await d.show(s.id)).state).toBe('destroyed');
     expect(await viaFront(['session', 'rm', 'gone'])).toEqual(await viaNode(['session', 'rm', 'gone']));
+  });
+});
+
+/**
+ * A shell line in a real terminal, with no `node` on PATH: a line the front
+ * end handed to the Node CLI would fail, so what runs is the front end's own.
+ * $FRONT is the bin; /usr/bin/stty -g before and after shows the terminal's
+ * settings put back.
+ */
+function frontInPty(socket: string, line: string, cols = 100, rows = 30) {
+  const empty = mkdtempSync(join(tmpdir(), 'front-path-'));
+  const p = spawnPty('/bin/sh', ['-c', line], { name: 'xterm-256color', cols, rows, env: { ...process.env, ENCLAVE_SOCKET: socket, PATH: empty, FRONT } });
+  let out = '';
+  p.onData((s) => (out += s));
+  const exited = new Promise<number>((r) => p.onExit(({ exitCode }) => r(exitCode))).finally(() => rmSync(empty, { recursive: true, force: true }));
+  const waitFor = async (s: string | RegExp, ms = 15_000) => {
+    for (const deadline = Date.now() + ms; !(typeof s === 'string' ? out.includes(s) : s.test(out)); ) {
+      if (Date.now() > deadline) throw new Error(`never showed ${String(s)}: ${JSON.stringify(out.slice(-400))}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  /** The front end's pid: the shell's child. */
+  const front = () => {
+    for (const e of readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      try {
+        const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+        if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === p.pid) return Number(e);
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+    throw new Error('no front end under the shell');
+  };
+  return { p, waitFor, exited, out: () => out, front };
+}
+
+/** What vim or less switch on, printed by a program that never switches them off; then INSIDE and a tag (typed, it reads \\111NSIDE). */
+let tags = 0;
+const modesOn = () => {
+  const tag = `INSIDE${++tags}x`;
+  return { line: `printf '\\033[?1049h\\033[?1h\\033=\\033[?25l\\033[?1000;1006h\\033[?2004h\\111${tag.slice(1)}\\n'`, tag };
+};
+
+/** The terminal after this output: back on the main screen, normal keys, no mouse, no bracketed paste, the cursor shown. */
+async function expectRestored(out: string): Promise<void> {
+  const t = new xtermHeadless.Terminal({ cols: 100, rows: 30, allowProposedApi: true });
+  await new Promise<void>((r) => t.write(out, r));
+  expect(out).toContain('INSIDE');
+  expect(t.buffer.active.type).toBe('normal');
+  expect(t.modes.applicationCursorKeysMode).toBe(false);
+  expect(t.modes.applicationKeypadMode).toBe(false);
+  expect(t.modes.mouseTrackingMode).toBe('none');
+  expect(t.modes.bracketedPasteMode).toBe(false);
+  expect(out.lastIndexOf('\x1b[?25h')).toBeGreaterThan(out.lastIndexOf('\x1b[?25l'));
+  t.dispose();
+}
+
+/** The two `stty -g` lines the shell printed around the front end: its settings before and after. */
+function settings(out: string): [string, string] {
+  const m = [...out.matchAll(/S[12]:([0-9a-f:]+)/g)].map((x) => x[1]!);
+  expect(m).toHaveLength(2);
+  return [m[0]!, m[1]!];
+}
+
+const around = (cmd: string) => `echo "S1:$(/usr/bin/stty -g)"; ${cmd}; echo "EXIT:$?"; echo "S2:$(/usr/bin/stty -g)"`;
+
+describe.skipIf(!isRoot)('attach and exec -t through the front end, in a terminal (root)', () => {
+  const d = new TestDaemon();
+  beforeAll(async () => {
+    await d.start();
+    await d.create({ name: 'tty' });
+  });
+  afterAll(() => d.cleanup());
+
+  it('exec -t: the command in a terminal of this size, its output and its exit code; the terminal as it was', async () => {
+    const run = frontInPty(d.socket, around(`"$FRONT" session exec -t tty sh -c 'test -t 0 && echo is-a-tty; stty size; exit 3'`), 90, 25);
+    await run.exited;
+    const out = run.out();
+    expect(out).toContain('is-a-tty');
+    expect(out).toContain('25 90');
+    expect(out).toContain('EXIT:3');
+    expect(out).not.toContain('cannot run the Node CLI');
+    const [before, after] = settings(out);
+    expect(after).toBe(before);
+  });
+
+  it('exec -it: a resize of the caller\'s terminal reaches the command (stty size), keys go in raw, and a program\'s modes are switched off at its end', async () => {
+    const on = modesOn();
+    const run = frontInPty(d.socket, around(`"$FRONT" session exec -it tty sh -c 'echo READY; while read x; do stty size; done; ${on.line.replace(/'/g, "'\\''")}; exit 5'`), 100, 30);
+    await run.waitFor('READY');
+    run.p.resize(120, 40);
+    // The resize is a frame the daemon applies after a short debounce: ask until the command sees it.
+    for (const deadline = Date.now() + 15_000; !run.out().includes('40 120'); ) {
+      if (Date.now() > deadline) throw new Error(`the resize never arrived: ${run.out().slice(-300)}`);
+      run.p.write('\r');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    run.p.write('\x04'); // ctrl-d: a byte in raw mode, the end of input for the session's terminal
+    await run.waitFor('EXIT:5');
+    await run.exited;
+    await expectRestored(run.out());
+    const [before, after] = settings(run.out());
+    expect(after).toBe(before);
+  });
+
+  it('attach: types into the console, detaches with the keys (the shell keeps running), the terminal and its modes put back', async () => {
+    const run = frontInPty(d.socket, around('"$FRONT" session attach tty'));
+    await new Promise((r) => setTimeout(r, 500));
+    const on = modesOn();
+    run.p.write(`${on.line}\r`);
+    await run.waitFor(on.tag);
+    run.p.write('\x10\x11'); // ctrl-p, ctrl-q
+    await run.waitFor('EXIT:0');
+    await run.exited;
+    expect(run.out()).toContain('[detached');
+    await expectRestored(run.out());
+    const [before, after] = settings(run.out());
+    expect(after).toBe(before);
+    // Another pair of keys, and --ro: what it types is not sent.
+    const ro = frontInPty(d.socket, around('"$FRONT" session attach --ro --detach-keys ctrl-a,d tty'));
+    await new Promise((r) => setTimeout(r, 500));
+    ro.p.write("echo 'NOT''SENT'\r");
+    await new Promise((r) => setTimeout(r, 500));
+    ro.p.write('\x01d');
+    await ro.waitFor('EXIT:0');
+    expect(ro.out()).not.toContain('NOTSENT');
+    expect((await d.sh('tty', 'ps -eo args')).stdout).toMatch(/sh -l/); // the console's shell runs on
+  });
+
+  it('killed mid-attach: SIGTERM puts the terminal back before it dies; SIGKILL leaves no viewer and no exec -t command behind', async () => {
+    const run = frontInPty(d.socket, around('"$FRONT" session attach tty'));
+    await new Promise((r) => setTimeout(r, 500));
+    const on = modesOn();
+    run.p.write(`${on.line}\r`);
+    await run.waitFor(on.tag);
+    process.kill(run.front(), 'SIGTERM');
+    await run.waitFor('EXIT:143');
+    await run.exited;
+    await expectRestored(run.out());
+    const [before, after] = settings(run.out());
+    expect(after).toBe(before);
+
+    const viewers = async () => (await d.show('tty')).console.viewers;
+    const killed = frontInPty(d.socket, '"$FRONT" session attach tty');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await viewers()).toBe(1);
+    process.kill(killed.front(), 'SIGKILL');
+    await killed.exited;
+    for (const deadline = Date.now() + 10_000; (await viewers()) !== 0; ) {
+      if (Date.now() > deadline) throw new Error('the viewer outlived its client');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+
+    const sleeper = frontInPty(d.socket, '"$FRONT" session exec -t tty sh -c "echo STARTED; sleep 77"');
+    await sleeper.waitFor('STARTED');
+    const running = async () => (await d.sh('tty', 'ps -eo args')).stdout.includes('sleep 77');
+    expect(await running()).toBe(true);
+    process.kill(sleeper.front(), 'SIGKILL');
+    await sleeper.exited;
+    for (const deadline = Date.now() + 10_000; await running(); ) {
+      if (Date.now() > deadline) throw new Error('the command outlived its client');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
+  // Last: it stops the daemon.
+  it('the daemon gone mid-attach: the close is reported as the Node CLI words it, exit 1, the terminal put back', { timeout: 60_000 }, async () => {
+    const run = frontInPty(d.socket, around('"$FRONT" session attach tty'));
+    await new Promise((r) => setTimeout(r, 500));
+    const on = modesOn();
+    run.p.write(`${on.line}\r`);
+    await run.waitFor(on.tag);
+    await d.stop('SIGTERM');
+    await run.waitFor('EXIT:1');
+    await run.exited;
+    // 1012 when its close frame gets out before the daemon's sockets go, else the socket's end (1006), as the Node CLI's ws reports them.
+    expect(run.out()).toMatch(/enclave: the console connection closed \((1012: the daemon is restarting: attach again|1006)\)/);
+    await expectRestored(run.out());
+    const [before, after] = settings(run.out());
+    expect(after).toBe(before);
+    await d.start(); // so that cleanup ends the sessions through it
   });
 });

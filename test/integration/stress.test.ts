@@ -102,11 +102,11 @@ describe.skipIf(!isRoot)('stress suite and benchmark (root)', () => {
     }
   });
 
-  it('npm run bench:attach: a short run prints each echo path and throughput next to the raw pty, and the baseline build\'s beside ours', { timeout: 300_000 }, async () => {
+  it('npm run bench:attach: a short run prints each echo path (the front end\'s attach and exec -it, and the Node CLI\'s) and throughput next to the raw pty, and the baseline build\'s beside ours', { timeout: 300_000 }, async () => {
     // This checkout as its own baseline: the second daemon's paths must run and print.
     const r = await run('echoBench.js', ['--keystrokes', '5', '--attach-mib', '1', '--rounds', '1', '--seed', '5', '--no-podman', '--baseline', repoRoot], 280_000);
     expect(r.code, r.out).toBe(0);
-    for (const line of ['keystroke echo: raw', 'echo attach-ws / raw pty', 'echo tty-ws / raw pty', 'echo cli-attach / raw pty', 'echo cli-exec / raw pty', "echo cli-attach / the baseline build's", 'throughput / raw node-pty', 'baseline build, throughput']) {
+    for (const line of ['keystroke echo: raw', 'echo attach-ws / raw pty', 'echo tty-ws / raw pty', 'echo cli-attach / raw pty', 'echo cli-exec / raw pty', "echo cli-attach / the Node CLI's (node-attach)", "echo cli-exec / the Node CLI's (node-exec)", "echo cli-attach / the baseline build's", 'enclave session attach (front end)', 'enclave session exec -it (front end)', 'throughput / raw node-pty', 'baseline build, throughput']) {
       expect(r.out).toContain(line);
     }
   });

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { parseLine, type Parsed } from '../../src/cli/argv.js';
 import { COMMANDS, GLOBAL_FLAGS, keyOf, lookup } from '../../src/cli/commandTable.js';
 import { repoRoot } from '../../src/native/addon.js';
+import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../../src/cli/attachClient.js';
 
 const FRONT = join(repoRoot, 'native', 'build', 'Release', 'enclave-front');
 const ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin', ENCLAVE_FRONT: 'explain', HERE: 'x y' };
@@ -33,13 +34,22 @@ function expected(p: Parsed): string {
       return `front POST /v1/sessions/${enc(ref)}/${key.split(' ')[1]}?format=${json ? 'pretty' : 'text'}`;
     case 'session destroy':
       return `front DELETE /v1/sessions/${enc(ref)}${p.bool('force') ? '?force=1' : ''}`;
+    case 'session attach':
+      keysOk(p);
+      return `front WEBSOCKET /v1/sessions/${enc(ref)}/attach?role=${p.bool('ro') ? 'ro' : 'rw'}`;
     case 'session exec': {
+      if (p.bool('tty')) keysOk(p);
       const env = p.list('env').flatMap((kv) => (kv.includes('=') ? [kv] : kv in ENV ? [`${kv}=${ENV[kv as keyof typeof ENV]}`] : []));
-      const q = [...p.trailing.map((c) => `command=${enc(c)}`), ...env.map((e) => `env=${enc(e)}`), ...(p.has('workdir') ? [`cwd=${enc(p.str('workdir')!)}`] : []), `stdin=${p.bool('interactive') ? 1 : 0}`];
+      const q = [...p.trailing.map((c) => `command=${enc(c)}`), ...env.map((e) => `env=${enc(e)}`), ...(p.has('workdir') ? [`cwd=${enc(p.str('workdir')!)}`] : []), `stdin=${p.bool('interactive') ? 1 : 0}`, ...(p.bool('tty') ? ['tty=1'] : [])];
       return `front WEBSOCKET /v1/sessions/${enc(ref)}/exec?${q.join('&')}`;
     }
   }
   throw new Error(`the front end answered ${key}`);
+}
+
+/** The front end answers attach and exec -t only with detach keys the Node CLI takes (it says what is wrong with the others). */
+function keysOk(p: Parsed): void {
+  parseDetachKeys(p.str('detach-keys') ?? DEFAULT_DETACH_KEYS);
 }
 
 /** mulberry32 */
@@ -53,7 +63,7 @@ function rng(seed: number): () => number {
   };
 }
 
-const VALUES = ['/tmp', '/a b', 'A=1', 'HERE', 'NOT_HERE', 'GH_TOKEN=x', '1X=2', 'x&y=z+%', ''];
+const VALUES = ['/tmp', '/a b', 'A=1', 'HERE', 'NOT_HERE', 'GH_TOKEN=x', '1X=2', 'x&y=z+%', '', 'ctrl-a,d', ' Ctrl-P , ctrl-Q', 'ctrl-1', 'ctrl-p,,q', 'x'];
 const WORDS = ['web', 's-0123456789', '0:web', 'Bad Name', '-', 'ls', '-l', '--', 'sh', '-c', 'echo "a b"', 'héllo'];
 
 function corpus(n: number): string[][] {

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { COMMANDS, GLOBAL_FLAGS, keyOf } from '../../src/cli/commandTable.js';
 import { frontHeader } from '../../src/cli/frontTable.js';
 import { repoRoot } from '../../src/native/addon.js';
+import { ALT_SCREENS, DEC_DEFAULTS } from '../../src/cli/terminalModes.js';
 
 describe('the front end header', () => {
   const header = frontHeader();
@@ -31,5 +32,11 @@ describe('the front end header', () => {
     const hot = [...header.matchAll(/^ {2}(FT_[A-Z_]+),$/gm)].map((m) => m[1]);
     expect(hot).toEqual(COMMANDS.filter((c) => c.front).map((c) => `FT_${keyOf(c).replace(/[^a-z0-9]+/gi, '_').toUpperCase()}`));
     expect(hot.length).toBeGreaterThan(0);
+  });
+
+  it('carries the terminal modes attach restores, with their defaults, from src/cli/terminalModes.ts', () => {
+    expect(header).toContain(`static const struct ft_dec_mode ft_dec_modes[] = {${[...DEC_DEFAULTS].map(([m, on]) => `{${m}, ${on ? 1 : 0}}`).join(', ')}};`);
+    expect(header).toContain(`static const int ft_alt_screens[] = {${ALT_SCREENS.join(', ')}};`);
+    expect(header).toContain('#define FT_SGR_RESET "\\033[0m"');
   });
 });
