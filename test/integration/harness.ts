@@ -1,7 +1,7 @@
 // Root integration harness: a real daemon on a private state dir, socket,
 // cgroup parent and host ID range per run, so runs never collide, and a sweep
 // of whatever an earlier (killed) run left behind.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { spawn as spawnPty, type IPty } from 'node-pty';
 import { join } from 'node:path';
@@ -387,19 +387,7 @@ export class TestDaemon {
   }
 
   private run([file, argv]: [string, string[]], env: Record<string, string>, input?: string | Buffer): Promise<CliResult> {
-    return new Promise((resolve) => {
-      const p = spawn(file, argv, { env: { ...process.env, ...env, ENCLAVE_SOCKET: this.socket } });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      p.stdout.on('data', (c: Buffer) => out.push(c));
-      p.stderr.on('data', (c: Buffer) => err.push(c));
-      p.stdin.on('error', () => undefined);
-      p.stdin.end(input ?? '');
-      p.on('close', (code) => {
-        const stdoutBytes = Buffer.concat(out);
-        resolve({ code, stdout: stdoutBytes.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes });
-      });
-    });
+    return collected(spawn(file, argv, { env: { ...process.env, ...env, ENCLAVE_SOCKET: this.socket } }), input);
   }
 
   /** `enclave session exec [-i] S -- sh -c SCRIPT` (through the front end, see SH_VIA_NODE), asserting nothing. */
@@ -544,12 +532,14 @@ for s in ss: s.close()`;
 
 /** The enclave CLI as another user (setpriv), with the socket group. */
 export function cliAs(socket: string, who: { uid: number; groups: number[] }, args: string[], input?: string | Buffer): Promise<CliResult> {
+  const groups = who.groups.length ? [`--groups=${who.groups.join(',')}`] : ['--clear-groups'];
+  const [file, argv] = enclaveCommand(['--socket', socket, ...args]);
+  return collected(spawn('setpriv', [`--reuid=${who.uid}`, `--regid=${who.uid}`, ...groups, file, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] }), input);
+}
+
+/** A spawned CLI given its input (and EOF): its exit code and output. */
+function collected(p: ChildProcessWithoutNullStreams, input?: string | Buffer): Promise<CliResult> {
   return new Promise((resolve) => {
-    const groups = who.groups.length ? [`--groups=${who.groups.join(',')}`] : ['--clear-groups'];
-    const [file, argv] = enclaveCommand(['--socket', socket, ...args]);
-    const p = spawn('setpriv', [`--reuid=${who.uid}`, `--regid=${who.uid}`, ...groups, file, ...argv], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     p.stdout.on('data', (c: Buffer) => out.push(c));
