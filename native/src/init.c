@@ -441,16 +441,22 @@ static void op_symlink(const struct plan_op *op) {
   close(dfd);
 }
 
-/* No mknod in a user namespace: bind the host's node onto an empty file. */
-static void op_bind_dev(const struct plan_op *op) {
-  char leaf[NAME_MAX + 1], target[64];
-  const char *rel = ARG(op, 0);
-  int dfd = open_parent(rootfd, rel, leaf, sizeof leaf);
+/* A new empty file at rel beneath the root, for a device node to be
+ * mounted on (no mknod in a user namespace): its parent's fd, its name in leaf. */
+static int mount_point_file(const struct plan_op *op, const char *rel, char leaf[NAME_MAX + 1]) {
+  int dfd = open_parent(rootfd, rel, leaf, NAME_MAX + 1);
   if (dfd < 0) FAIL(op, errno, "open parent of %s", rel);
   int ffd = openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
   if (ffd < 0) FAIL(op, errno, "create %s", rel);
   close(ffd);
-  close(dfd);
+  return dfd;
+}
+
+/* bind-dev: the host's node bound onto an empty file. */
+static void op_bind_dev(const struct plan_op *op) {
+  char leaf[NAME_MAX + 1], target[64];
+  const char *rel = ARG(op, 0);
+  close(mount_point_file(op, rel, leaf));
   int fd = open_beneath(rootfd, rel, 0);
   if (fd < 0) FAIL(op, errno, "open %s", rel);
   fd_path(target, sizeof target, fd);
@@ -462,11 +468,7 @@ static void op_bind_dev(const struct plan_op *op) {
 static void op_dev_node(const struct plan_op *op, int fd) {
   char leaf[NAME_MAX + 1];
   const char *rel = ARG(op, 1);
-  int dfd = open_parent(rootfd, rel, leaf, sizeof leaf);
-  if (dfd < 0) FAIL(op, errno, "open parent of %s", rel);
-  int ffd = openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
-  if (ffd < 0) FAIL(op, errno, "create %s", rel);
-  close(ffd);
+  int dfd = mount_point_file(op, rel, leaf);
   if (move_mount(fd, "", dfd, leaf, MOVE_MOUNT_F_EMPTY_PATH) < 0) FAIL(op, errno, "attach %s", rel);
   close(dfd);
   close(fd);

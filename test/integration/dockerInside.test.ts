@@ -40,36 +40,28 @@ describe.skipIf(!isRoot)('Docker inside a system session (root)', () => {
   });
 
   it('starts dockerd with its own bridge and iptables rules in the session\'s network namespace', async () => {
-    const r = await d.sh(
-      'dock',
-      [
-        'mkdir -p /var/lib/docker',
-        '(dockerd --data-root /var/lib/docker --storage-driver vfs > /var/log/dockerd.log 2>&1 &)',
-        'i=0; until docker info > /dev/null 2>&1; do i=$((i+1)); [ $i -lt 600 ] || { tail -20 /var/log/dockerd.log; exit 1; }; sleep 0.1; done',
-        'docker info --format "{{.Driver}} {{.CgroupDriver}} {{.CgroupVersion}} {{.DockerRootDir}}"',
-        'ip -o link show docker0 | grep -c docker0',
-        'iptables -t nat -S | grep -c -- "-N DOCKER"',
-      ].join('\n'),
-    );
-    expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('vfs cgroupfs 1 /var/lib/docker\n1\n1\n');
+    const out = await d.script('dock', [
+      'mkdir -p /var/lib/docker',
+      '(dockerd --data-root /var/lib/docker --storage-driver vfs > /var/log/dockerd.log 2>&1 &)',
+      'i=0; until docker info > /dev/null 2>&1; do i=$((i+1)); [ $i -lt 600 ] || { tail -20 /var/log/dockerd.log; exit 1; }; sleep 0.1; done',
+      'docker info --format "{{.Driver}} {{.CgroupDriver}} {{.CgroupVersion}} {{.DockerRootDir}}"',
+      'ip -o link show docker0 | grep -c docker0',
+      'iptables -t nat -S | grep -c -- "-N DOCKER"',
+    ]);
+    expect(out).toBe('vfs cgroupfs 1 /var/lib/docker\n1\n1\n');
     expect(hostDocker()).toEqual(before);
   });
 
   it('imports an image from a busybox tar and runs it: docker run --rm prints', async () => {
-    const r = await d.sh(
-      'dock',
-      [
-        'set -e',
-        'mkdir -p /tmp/img/bin /tmp/img/www && cp /bin/busybox /tmp/img/bin/',
-        'for a in sh echo httpd dd cat sleep; do ln -s busybox /tmp/img/bin/$a; done',
-        'echo "hello from a container" > /tmp/img/www/index.html',
-        'tar -C /tmp/img -c . | docker import - enclave-bb > /dev/null',
-        'docker run --rm enclave-bb echo hi',
-      ].join('\n'),
-    );
-    expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('hi\n');
+    const out = await d.script('dock', [
+      'set -e',
+      'mkdir -p /tmp/img/bin /tmp/img/www && cp /bin/busybox /tmp/img/bin/',
+      'for a in sh echo httpd dd cat sleep; do ln -s busybox /tmp/img/bin/$a; done',
+      'echo "hello from a container" > /tmp/img/www/index.html',
+      'tar -C /tmp/img -c . | docker import - enclave-bb > /dev/null',
+      'docker run --rm enclave-bb echo hi',
+    ]);
+    expect(out).toBe('hi\n');
   });
 
   it('publishes a container\'s port on the session\'s 127.0.0.1 (docker run -d -p 8080:80), its cgroups below the session\'s', async () => {

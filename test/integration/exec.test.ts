@@ -24,7 +24,7 @@ describe.skipIf(!isRoot)('exec (root)', () => {
     ['kill -9 $$', 137],
     ['kill -15 $$', 143],
   ])('propagates `%s` as exit code %i', async (script, code) => {
-    const r = await d.sh('ex', script);
+    const r = await d.cli(['session', 'exec', 'ex', '--', 'sh', '-c', script]);
     expect(r.code).toBe(code);
   });
 
@@ -37,7 +37,7 @@ describe.skipIf(!isRoot)('exec (root)', () => {
   });
 
   it('keeps stdout and stderr apart', async () => {
-    const r = await d.sh('ex', 'echo to-out; echo to-err >&2; echo more-out');
+    const r = await d.cli(['session', 'exec', 'ex', '--', 'sh', '-c', 'echo to-out; echo to-err >&2; echo more-out']);
     expect(r.stdout).toBe('to-out\nmore-out\n');
     expect(r.stderr).toBe('to-err\n');
   });

@@ -61,41 +61,33 @@ describe.skipIf(!isRoot)('system profile (root)', () => {
   });
 
   it('mounts tmpfs, overlay, proc and sysfs in its own mount namespace', async () => {
-    const r = await d.sh(
-      'sys',
-      [
-        'set -e',
-        'mkdir -p /tmp/t /tmp/lower /tmp/upper /tmp/work /tmp/merged /tmp/p /tmp/s',
-        'mount -t tmpfs -o size=1m none /tmp/t && echo x > /tmp/t/f && cat /tmp/t/f',
-        'echo low > /tmp/lower/a',
-        'mount -t overlay overlay -o lowerdir=/tmp/lower,upperdir=/tmp/upper,workdir=/tmp/work /tmp/merged',
-        'echo up > /tmp/merged/b; cat /tmp/merged/a /tmp/upper/b',
-        'mount -t proc proc /tmp/p && test -e /tmp/p/self/status && echo proc',
-        'unshare -n sh -c "mount -t sysfs -o ro sysfs /tmp/s && ls /tmp/s/class/net"',
-        'umount /tmp/t /tmp/merged /tmp/p',
-      ].join('\n'),
-    );
-    expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('x\nlow\nup\nproc\nlo\n');
+    const out = await d.script('sys', [
+      'set -e',
+      'mkdir -p /tmp/t /tmp/lower /tmp/upper /tmp/work /tmp/merged /tmp/p /tmp/s',
+      'mount -t tmpfs -o size=1m none /tmp/t && echo x > /tmp/t/f && cat /tmp/t/f',
+      'echo low > /tmp/lower/a',
+      'mount -t overlay overlay -o lowerdir=/tmp/lower,upperdir=/tmp/upper,workdir=/tmp/work /tmp/merged',
+      'echo up > /tmp/merged/b; cat /tmp/merged/a /tmp/upper/b',
+      'mount -t proc proc /tmp/p && test -e /tmp/p/self/status && echo proc',
+      'unshare -n sh -c "mount -t sysfs -o ro sysfs /tmp/s && ls /tmp/s/class/net"',
+      'umount /tmp/t /tmp/merged /tmp/p',
+    ]);
+    expect(out).toBe('x\nlow\nup\nproc\nlo\n');
   });
 
   it('creates a TUN device, a bridge and nft rules in its own network namespace; the host\'s stay as they were', async () => {
-    const r = await d.sh(
-      'sys',
-      [
-        'set -e',
-        'ip tuntap add dev tun7 mode tun',
-        'ip link add br7 type bridge',
-        'ip addr add 10.77.0.1/24 dev br7 && ip link set br7 up',
-        'ip route add 10.78.0.0/16 via 10.77.0.2',
-        'nft add table inet inside7 && nft add chain inet inside7 c "{ type filter hook input priority 0; }" && nft add rule inet inside7 c tcp dport 9 drop',
-        'ip -o link show | grep -cE "tun7|br7"',
-        'nft list tables',
-        'sysctl -w net.ipv4.ip_forward=1',
-      ].join('\n'),
-    );
-    expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('2\ntable inet inside7\nnet.ipv4.ip_forward = 1\n');
+    const out = await d.script('sys', [
+      'set -e',
+      'ip tuntap add dev tun7 mode tun',
+      'ip link add br7 type bridge',
+      'ip addr add 10.77.0.1/24 dev br7 && ip link set br7 up',
+      'ip route add 10.78.0.0/16 via 10.77.0.2',
+      'nft add table inet inside7 && nft add chain inet inside7 c "{ type filter hook input priority 0; }" && nft add rule inet inside7 c tcp dport 9 drop',
+      'ip -o link show | grep -cE "tun7|br7"',
+      'nft list tables',
+      'sysctl -w net.ipv4.ip_forward=1',
+    ]);
+    expect(out).toBe('2\ntable inet inside7\nnet.ipv4.ip_forward = 1\n');
     const after = hostNet();
     expect(after.links).not.toMatch(/\b(tun7|br7)\b/);
     expect(after.routes).not.toMatch(/10\.7[78]\.0\.0/);

@@ -7,16 +7,13 @@
 // contract's encoder. The well-formed protocol runs against the real
 // enclave-init (test/integration/execViaInit.test.ts).
 import { afterEach, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
+import { readdirSync } from 'node:fs';
 import { addon } from '../../src/native/addon.js';
-import { SessionAgent, type StartFailure } from '../../src/sessions/agent.js';
+import type { StartFailure } from '../../src/sessions/agent.js';
 import { ByteRing } from '../../src/terminal/ring.js';
 import { encodeMessage } from '../../src/native/control.js';
 import type { MessageToDaemon } from '../../src/native/contract.gen.js';
+import { endScriptedInit, noPython, scriptedInit, startAgainst } from './fixtures/scriptedInit.js';
 
 /** A scripted datagram: fields, their last one NUL-terminated or not, pipe ends riding along. */
 interface Datagram {
@@ -51,34 +48,12 @@ const SCRIPTS: Record<string, Datagram[]> = {
   ],
 };
 
-const fake = join(__dirname, 'fixtures', 'fakeInit.py');
 const openFds = () => readdirSync('/proc/self/fd').length;
-let dir: string | undefined;
-let py: ChildProcess | undefined;
 
-afterEach(() => {
-  py?.kill('SIGKILL');
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterEach(endScriptedInit);
 
-async function against(scenario: string, tty: boolean): Promise<StartFailure> {
-  dir = mkdtempSync(join(tmpdir(), 'enclave-ctl-'));
-  const path = join(dir, 'control');
-  py = spawn('python3', [fake, path, JSON.stringify(SCRIPTS[scenario])], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve) => py!.stdout!.once('data', () => resolve()));
-  const agent = new SessionAgent(path, pino({ level: 'silent' }));
-  const [r, w] = addon().pipe();
-  const fds = tty ? [] : [w, w];
-  try {
-    await agent.start({ tty, argv: ['true'], env: [], cwd: '/', cols: 80, rows: 24, fds, stdin: false });
-    throw new Error('start succeeded against a hostile init');
-  } catch (e) {
-    return e as StartFailure;
-  } finally {
-    addon().closeFd(r);
-    addon().closeFd(w);
-    agent.close();
-  }
+function against(scenario: string, tty: boolean): Promise<StartFailure> {
+  return startAgainst(SCRIPTS[scenario]!, (w) => ({ tty, argv: ['true'], env: [], cwd: '/', cols: 80, rows: 24, fds: tty ? [] : [w, w], stdin: false }));
 }
 
 // CI installs python3 (.ci/setup): there a missing one fails the run instead of skipping it.
@@ -119,11 +94,7 @@ describe.skipIf(!process.env.CI && noPython())('kept consoles from a hostile ini
       msg({ verb: 'kept-done', count: 7 }),
     ];
     const before = openFds();
-    dir = mkdtempSync(join(tmpdir(), 'enclave-ctl-'));
-    const path = join(dir, 'control');
-    py = spawn('python3', [fake, path, JSON.stringify(script), 'unasked'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve) => py!.stdout!.once('data', () => resolve()));
-    const agent = new SessionAgent(path, pino({ level: 'silent' }));
+    const agent = await scriptedInit(script, true);
     try {
       const got = await agent.keptConsoles();
       expect(got.map((k) => k.id)).toEqual(['k1', 'k2']);
@@ -141,7 +112,3 @@ describe.skipIf(!process.env.CI && noPython())('kept consoles from a hostile ini
     expect(openFds()).toBeLessThanOrEqual(before);
   });
 });
-
-function noPython(): boolean {
-  return spawnSync('python3', ['-c', '0']).status !== 0;
-}

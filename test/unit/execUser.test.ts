@@ -5,18 +5,16 @@
 // /etc/passwd or /etc/group (the init's child does, inside the session:
 // test/integration/execUser.test.ts).
 import { afterEach, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import pino from 'pino';
 import { execQuery } from '../../src/api/schemas.js';
-import { addon, repoRoot } from '../../src/native/addon.js';
+import { repoRoot } from '../../src/native/addon.js';
 import { encodeMessage } from '../../src/native/control.js';
-import { SessionAgent, StartFailure, startFailureError } from '../../src/sessions/agent.js';
+import { StartFailure, startFailureError } from '../../src/sessions/agent.js';
 import { checkCommandUser, commandCwd, commandEnv } from '../../src/sessions/command.js';
 import { switchesUsers } from '../../src/isolation/profiles.js';
 import { ApiError } from '../../src/vocab/errors.js';
+import { endScriptedInit, noPython, startAgainst } from './fixtures/scriptedInit.js';
 
 describe('exec query: user', () => {
   it('takes NAME, UID, NAME:GROUP and UID:GID', () => {
@@ -67,38 +65,15 @@ describe('a command as another user: policy on the daemon, resolution in the ses
   });
 });
 
-const fake = join(__dirname, 'fixtures', 'fakeInit.py');
-let dir: string | undefined;
-let py: ChildProcess | undefined;
-afterEach(() => {
-  py?.kill('SIGKILL');
-  if (dir) rmSync(dir, { recursive: true, force: true });
-  dir = undefined;
-});
+afterEach(endScriptedInit);
 
 /** What the init is asked, as a stand-in init echoes fields `verbAt` and `at` of the request back in a failure. */
-async function asked(spec: { user?: string; cwd?: string }, at: number): Promise<StartFailure> {
-  dir = mkdtempSync(join(tmpdir(), 'enclave-user-'));
-  const path = join(dir, 'control');
+function asked(spec: { user?: string; cwd?: string }, at: number): Promise<StartFailure> {
   const script = [{ fields: encodeMessage({ verb: 'failed', id: '$1', step: '$0', errno: 0, detail: `$${at}` }) }];
-  py = spawn('python3', [fake, path, JSON.stringify(script)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve) => py!.stdout!.once('data', () => resolve()));
-  const agent = new SessionAgent(path, pino({ level: 'silent' }));
-  const [r, w] = addon().pipe();
-  try {
-    await agent.start({ tty: false, argv: ['id'], env: [], cols: 0, rows: 0, fds: [w, w], stdin: false, ...spec });
-    throw new Error('it started');
-  } catch (e) {
-    return e as StartFailure;
-  } finally {
-    addon().closeFd(r);
-    addon().closeFd(w);
-    agent.close();
-    py.kill('SIGKILL');
-  }
+  return startAgainst(script, (w) => ({ tty: false, argv: ['id'], env: [], cols: 0, rows: 0, fds: [w, w], stdin: false, ...spec }));
 }
 
-describe.skipIf(!process.env.CI && spawnSync('python3', ['-c', '0']).status !== 0)('the daemon hands the user to the session as it is', () => {
+describe.skipIf(!process.env.CI && noPython())('the daemon hands the user to the session as it is', () => {
   it('sends exec-as with the spec verbatim and an empty cwd for the user\'s HOME', async () => {
     // exec-as ID TTY STDIN COLS ROWS CWD USER ...: field 6 the cwd, 7 the user.
     const user = await asked({ user: 'bob:dev' }, 7);
