@@ -289,7 +289,8 @@ export class TestDaemon {
     const args = [this.opts.bundle ?? CLI, 'daemon', '--config', this.configPath];
     this.proc = this.opts.terminal ? onTerminal(args, this.logPath) : detached(args, this.logPath);
     writeFileSync(join(this.dir, 'daemon.pid'), String(this.pid));
-    const deadline = Date.now() + 15_000;
+    // Generous: on a 2-core machine at load 10-12 a daemon took 9.5 s to listen; a hang still fails well inside the 60 s hook.
+    const deadline = Date.now() + 40_000;
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== undefined) throw new Error(`daemon exited ${this.proc.exitCode}: ${this.log().slice(-2000)}`);
       try {
