@@ -14,6 +14,7 @@ import { key, parseValue, pendingSchema, prefix, statusSchema, type NodeCapacity
 import { place } from './placement.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
+import { Reach } from './reach.js';
 import { pendingView, type Limits } from './views.js';
 
 export type { LocalNode, NodeRow };
@@ -32,6 +33,8 @@ export class Fleet {
   private readonly etcd: Etcd3;
   readonly registry: Registry;
   private readonly worker: Worker;
+  /** The node-to-node channel ([cluster.peer]); absent: nothing is forwarded. */
+  readonly reach: Reach | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -45,6 +48,7 @@ export class Fleet {
     this.etcd = etcdClient(c);
     this.registry = new Registry(this.etcd, c, endpoint, capacity, log);
     this.worker = new Worker(this.etcd, c.node, local, log);
+    this.reach = c.peer ? new Reach(this.etcd, c.node, c.peer, log) : undefined;
   }
 
   get node(): string {
@@ -155,6 +159,7 @@ export class Fleet {
     // Bounded: with etcd gone the revoke would retry for long; the lease then lapses by itself.
     const leave = Promise.all([this.worker.close(), this.registry.close(true)]);
     await Promise.race([leave, new Promise((r) => setTimeout(r, 2000).unref())]);
+    this.reach?.close();
     this.etcd.close();
   }
 }
