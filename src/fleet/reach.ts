@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { sessionSchema, type Session } from '../api/schemas.js';
 import { ApiError } from '../vocab/errors.js';
 import { getPrefix } from './etcd.js';
-import { desiredSchema, key, parseValue, prefix, statusSchema, type Desired } from './keys.js';
+import { desiredSchema, key, parseValue, prefix, PREFIX, statusSchema, type Desired } from './keys.js';
 import { loadPeerTls, PeerClient, peerName, type PeerConfig, type PeerTls } from './peerTls.js';
 import { readFleet } from './placement.js';
 
@@ -25,7 +25,7 @@ export interface Located {
 export type SessionRef = { kind: 'id'; id: string } | { kind: 'name'; name: string; owner: number };
 
 const listReply = z.object({ sessions: z.array(sessionSchema) });
-const DESIRED = `${key.desiredOf('')}`;
+const DESIRED = `${PREFIX}desired/`;
 
 export class Reach {
   readonly client: PeerClient;

@@ -234,10 +234,17 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect((await nodes.c.show(far.id)).state).toBe('stopped');
     const started = await nodes.a.api('POST', '/v1/sessions/far/start');
     expect(started.status, JSON.stringify(started.body)).toBe(200);
+    expect(started.body).toMatchObject({ id: far.id, state: 'running', node: names.c });
     expect((await nodes.c.show(far.id)).state).toBe('running');
     const gone = await nodes.a.cli(['session', 'rm', 'far']);
     expect(gone.code, gone.stderr).toBe(0);
-    expect((await nodes.c.api('GET', `/v1/sessions/${far.id}`)).status).toBe(404);
+    expect((await nodes.c.show(far.id)).state).toBe('destroyed');
+    // Checked and audited once, at the node the caller reached.
+    const events = async (d: TestDaemon, action: string) => ((await d.api('GET', `/v1/events?action=${action}`)).body as { events: { session_id: string | null; decision: string }[] }).events.filter((e) => e.session_id === far.id);
+    for (const action of ['session.stop', 'session.start', 'session.destroy']) {
+      expect((await events(nodes.a, action)).map((e) => e.decision), action).toContain('allow');
+      expect(await events(nodes.c, action), action).toEqual([]);
+    }
     await until('the placement gone', async () => ((await nodes.a.api('GET', `/v1/sessions/${far.id}`)).status === 404 ? true : undefined));
     await nodes.a.api('DELETE', `/v1/sessions/${mine.id}`);
   });

@@ -34,6 +34,9 @@ function volumesFor(ctx: Context, caller: Caller, req: CreateSessionRequest): Re
   });
 }
 
+/** Fleet mode: a session of this node, with its name as the fleet knows it. */
+const here = <T extends object>(ctx: Context, s: T): T => (ctx.fleet ? { ...s, node: ctx.fleet.node } : s);
+
 export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | 'sessionShow' | 'sessionStats' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
   sessionList: async (ctx, { caller, query }) => {
     // Fleet mode: this node's own (as the caller's node asked: all of them, filtered there), or
@@ -96,7 +99,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
   },
 
   // Fleet mode: with the node it runs on (a show of another node's session is forwarded there).
-  sessionShow: (ctx, { target }) => ({ ...ctx.sessions.toApi(target, consoleInfo(ctx)), ...(ctx.fleet ? { node: ctx.fleet.node } : {}) }),
+  sessionShow: (ctx, { target }) => here(ctx, ctx.sessions.toApi(target, consoleInfo(ctx))),
 
   sessionStats: (ctx, { target }) => ctx.sessions.reports.stats(target),
 
@@ -111,7 +114,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
 
   sessionStop: async (ctx, { caller, target, log }) => {
     log.info({ caller: caller.uid }, 'stop session');
-    return ctx.sessions.stopSession(target.id, `asked by uid ${caller.uid}`);
+    return here(ctx, await ctx.sessions.stopSession(target.id, `asked by uid ${caller.uid}`));
   },
 
   sessionStart: async (ctx, { caller, target, log }) => {
@@ -134,7 +137,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
       await ctx.consoles.ensure(row);
       session = ctx.sessions.toApi(row, consoleInfo(ctx));
     }
-    return session;
+    return here(ctx, session);
   },
 
   refreshAuth: async (ctx, { caller, target, log }) => {
