@@ -206,6 +206,8 @@ export class Dispatcher {
 
   private async input(ctx: Context, c: Compiled, raw: string[], req: IncomingMessage, url: URL, caller: Caller): Promise<{ input: Input<RouteSpec>; handler: Handler<RouteSpec> }> {
     const { spec } = c;
+    // A node forwards only what the route table says it forwards: nothing else is served to a peer.
+    if (caller.via === 'peer' && spec.fleet === 'local') throw new ApiError('forbidden', `${label(c.name).trim()} is not forwarded between nodes`);
     let ref: Ref | undefined;
     let port: { host_ip: string; host_port: number } | undefined;
     c.params.forEach((p, i) => {

@@ -80,7 +80,9 @@ export class Reach {
 
   /** Every other node's sessions (all of them: the caller's node filters by its own policy), each with its node. */
   async others(all: boolean): Promise<Session[]> {
-    const [eps, placed] = await Promise.all([this.endpoints(), this.placements()]);
+    const eps = await this.endpoints();
+    // Read only when a node does not answer: a list where every node does costs one etcd read.
+    let placed: Promise<Array<{ node: string; d: Desired }>> | undefined;
     const lists = [...eps].filter(([n]) => n !== this.self).map(async ([node, ep]) => {
       if (ep.alive) {
         try {
@@ -89,7 +91,8 @@ export class Reach {
           this.log.debug({ node, err: (e as Error).message }, 'fleet list: node did not answer');
         }
       }
-      return this.asKnown(node, placed.filter((p) => p.node === node).map((p) => p.d));
+      placed ??= this.placements();
+      return this.asKnown(node, (await placed).filter((p) => p.node === node).map((p) => p.d));
     });
     return (await Promise.all(lists)).flat();
   }

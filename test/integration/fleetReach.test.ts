@@ -35,9 +35,9 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 
 }
 
 /** An HTTPS GET to a node's peer port with the given client material: the status, or the error's message. */
-function peerGet(port: number, tls: { ca: Buffer; cert?: Buffer; key?: Buffer }, servername: string): Promise<number | string> {
+function peerGet(port: number, tls: { ca: Buffer; cert?: Buffer; key?: Buffer }, servername: string, path = '/v1/sessions'): Promise<number | string> {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path: '/v1/sessions', servername, ...tls, headers: { 'x-enclave-uid': '0', 'x-enclave-gids': '' }, checkServerIdentity: () => undefined }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, servername, ...tls, headers: { 'x-enclave-uid': '0', 'x-enclave-gids': '' }, checkServerIdentity: () => undefined }, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
     });
@@ -198,6 +198,8 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect(await peerGet(ports.c, { ca, cert: readFileSync(stranger.cert), key: readFileSync(stranger.key) }, names.c)).toBe(403);
     const good = makeNodeCert(join(dir, 'pki'), { ca: caFile, caKey: join(dir, 'pki', 'ca.key') }, names.b);
     expect(await peerGet(ports.c, { ca, cert: readFileSync(good.cert), key: readFileSync(good.key) }, names.c)).toBe(200);
+    // Even a node gets only what the route table forwards: not the node list, not a reload.
+    expect(await peerGet(ports.c, { ca, cert: readFileSync(good.cert), key: readFileSync(good.key) }, names.c, '/v1/nodes')).toBe(403);
     const plain = await new Promise<number | string>((resolve) => {
       const req = plainRequest({ host: '127.0.0.1', port: ports.c, path: '/v1/sessions' }, (res) => resolve(res.statusCode ?? 0));
       req.on('error', (e) => resolve(e.message));
