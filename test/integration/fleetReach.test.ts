@@ -6,7 +6,8 @@
 // resume after a cut, stop, start and destroy, list and show with their
 // node. A peer without a certificate of the fleet CA, or with one that names
 // no node, is refused; a tenant on A reaches its own session on C and not
-// another's.
+// another's; while C's daemon is down A lists C's sessions as etcd last knew
+// them, and reaches them again once C is back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
@@ -227,6 +228,28 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const stop = await as(['session', 'stop', far.id]);
     expect(stop.code).not.toBe(0);
     expect((await nodes.c.show(far.id)).state).toBe('running');
+  });
+
+  it('lists the sessions of a node that does not answer as etcd last knew them, and forwards again once it is back', async () => {
+    await nodes.c.stop('SIGKILL');
+    const r = await nodes.a.api('GET', '/v1/sessions');
+    expect(r.status).toBe(200);
+    const shown = (r.body as { sessions: Session[] }).sessions.filter((s) => s.id === far.id);
+    expect(shown).toEqual([expect.objectContaining({ id: far.id, name: 'far', node: names.c })]);
+    expect(shown[0]!.last_error).toMatch(new RegExp(`node ${names.c} unreachable`));
+    const exec = await nodes.a.sh('far', 'true');
+    expect(exec.code).not.toBe(0);
+    expect(exec.stderr).toMatch(new RegExp(`node ${names.c}`));
+    await nodes.c.start();
+    await until('C ready again', async () => {
+      const l = (await nodes.a.api('GET', '/v1/nodes')).body as { nodes: { name: string; state: string }[] };
+      return l.nodes.find((n) => n.name === names.c)?.state === 'ready' ? true : undefined;
+    });
+    const back = await until('exec through A again', async () => {
+      const e = await nodes.a.sh('far', 'echo back');
+      return e.code === 0 ? e : undefined;
+    });
+    expect(back.stdout).toBe('back\n');
   });
 
   it('stops, starts and destroys a session on C through A', async () => {
