@@ -15,6 +15,7 @@ import { place } from './placement.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
 import { Reach } from './reach.js';
+import { claimName } from './names.js';
 import { pendingView, type Limits } from './views.js';
 
 export type { LocalNode, NodeRow };
@@ -72,6 +73,8 @@ export class Fleet {
     if (f.req.auth?.length || f.req.env_tokens?.length) throw new ApiError('invalid_request', 'secrets are stored per node and not carried to another node yet: create it without --auth/--env-token in fleet mode', 'auth');
     const id = newSessionId();
     const d = { id, owner_uid: f.owner, owner_gids: f.gids, request: f.req, memory_mb: f.limits.memory_mb, entry: this.c.node };
+    const name = f.req.name;
+    if (name !== undefined) await this.fleetOp(() => claimName(this.etcd, f.owner, name, id));
     const placed = await this.fleetOp(() => place(this.etcd, d, this.c.candidates));
     if ('reason' in placed) {
       if (f.noWait) throw new ApiError('exhausted', `${placed.reason} (not waiting: --no-wait)`);

@@ -252,6 +252,27 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect(back.stdout).toBe('back\n');
   });
 
+  it('keeps session names unique per owner across the fleet, and frees a name once its session is gone', async () => {
+    const first = await nodes.b.api('POST', '/v1/sessions', { ...SMALL, name: 'dup' });
+    expect(first.status, JSON.stringify(first.body)).toBe(201);
+    const id = sessionSchema.parse(first.body).id;
+    for (const through of [nodes.a, nodes.c]) {
+      const again = await through.api('POST', '/v1/sessions', { ...SMALL, name: 'dup' });
+      expect(again.status).toBe(409);
+      expect(JSON.stringify(again.body)).toContain(id);
+    }
+    // Another owner's name is its own.
+    const theirs = await cliAs(nodes.a.socket, { uid: NOBODY, groups: [GID] }, ['session', 'create', '--name', 'dup', '--memory', '128', '--network', 'none', '--json']);
+    expect(theirs.code, theirs.stderr).toBe(0);
+    expect((await nodes.a.api('DELETE', `/v1/sessions/${id}`)).status).toBe(204);
+    const reused = await until('the name free again', async () => {
+      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'dup' });
+      return r.status === 201 ? sessionSchema.parse(r.body) : undefined;
+    });
+    expect(reused.id).not.toBe(id);
+    for (const s of [reused.id, sessionSchema.parse(JSON.parse(theirs.stdout)).id]) expect((await nodes.a.api('DELETE', `/v1/sessions/${s}`)).status).toBe(204);
+  });
+
   it('stops, starts and destroys a session on C through A', async () => {
     const stopped = await nodes.a.api('POST', `/v1/sessions/${far.id}/stop`);
     expect(stopped.status, JSON.stringify(stopped.body)).toBe(200);
