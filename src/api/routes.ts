@@ -119,9 +119,9 @@ export const ROUTES = {
   sessionStop: route({ method: 'POST', path: '/v1/sessions/{session}/stop', fleet: 'forward', owner: { kind: 'session' }, action: 'session.stop', query: printQuery, reply: json(sessionSchema) }),
   sessionStart: route({ method: 'POST', path: '/v1/sessions/{session}/start', fleet: 'forward', owner: { kind: 'session' }, action: 'session.start', query: printQuery, reply: json(sessionSchema) }),
   // What it uses is part of looking at it: whoever may show a session may see its stats (no rule grows).
-  sessionStats: route({ method: 'GET', path: '/v1/sessions/{session}/stats', fleet: 'local', owner: { kind: 'session' }, action: 'session.show', reply: json(statsSchema) }),
+  sessionStats: route({ method: 'GET', path: '/v1/sessions/{session}/stats', fleet: 'forward', owner: { kind: 'session' }, action: 'session.show', reply: json(statsSchema) }),
   // Its console's output as text: what an `attach --ro` shows, so the same action decides.
-  sessionLogs: route({ method: 'GET', path: '/v1/sessions/{session}/logs', fleet: 'local', owner: { kind: 'session' }, action: 'session.attach', query: logsQuery, reply: { kind: 'stream', types: ['text/plain'] } }),
+  sessionLogs: route({ method: 'GET', path: '/v1/sessions/{session}/logs', fleet: 'forward', owner: { kind: 'session' }, action: 'session.attach', query: logsQuery, reply: { kind: 'stream', types: ['text/plain'] } }),
   portPublish: route({ method: 'POST', path: '/v1/sessions/{session}/ports', fleet: 'local', owner: { kind: 'session' }, action: 'session.publish', body: publishSchema, reply: json(sessionSchema, 201) }),
   portUnpublish: route({ method: 'DELETE', path: '/v1/sessions/{session}/ports/{port}', fleet: 'local', owner: { kind: 'session' }, action: 'session.publish', reply: EMPTY }),
   snapshot: route({

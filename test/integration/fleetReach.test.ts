@@ -187,6 +187,13 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect(stitched.subarray(from, from + truth.length).equals(truth)).toBe(true);
     observer.ws.close();
     again.ws.close();
+    // The console's text and the session's stats, through A too.
+    const logs = await nodes.a.cli(['session', 'logs', 'far']);
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout).toContain('AtwoA');
+    const stats = await nodes.a.api('GET', '/v1/sessions/far/stats');
+    expect(stats.status, JSON.stringify(stats.body)).toBe(200);
+    expect(stats.body).toMatchObject({ id: far.id, name: 'far' });
   });
 
   it('refuses a peer without a certificate of the fleet CA, and one whose certificate names no node', async () => {
