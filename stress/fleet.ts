@@ -16,6 +16,7 @@ import { call } from '../src/cli/client.js';
 import { detectCgroupLayout, killCgroup, removeCgroup, versionOf } from '../src/isolation/cgroups.js';
 import { repoRoot } from '../src/native/addon.js';
 import { alive, etcdUnder, startEtcdCluster } from './etcdCluster.js';
+import { makeCa, makeNodeCert, peerSection } from './fleetCerts.js';
 
 const ROOT = '/var/tmp/enclave-fleet';
 const CLI = join(repoRoot, 'dist', 'bundle', 'main.js');
@@ -27,13 +28,15 @@ const CGROUP_PREFIX = 'enclave-fleet-';
 /** Past every test daemon's range (they end below 4.17e9) and a production daemon's. */
 const ID_BASE = 4_200_000_000;
 const ID_SLOTS = 16;
+/** Node i listens for the other nodes (mutual TLS) on 127.0.0.1:PEER_PORT+i. */
+const PEER_PORT = 7440;
 
 const runSchema = z.object({ endpoints: z.array(z.string()), nodes: z.array(z.object({ name: z.string(), socket: z.string(), config: z.string(), pidFile: z.string() })) });
 type Run = z.infer<typeof runSchema>;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function nodeConfig(o: { dir: string; name: string; index: number; tag: string; endpoints: string[] }): string {
+function nodeConfig(o: { dir: string; name: string; index: number; tag: string; endpoints: string[]; peer: string }): string {
   const socket = join(o.dir, 'enclave.sock');
   return [
     `state_dir = "${join(o.dir, 'state')}"`,
@@ -53,9 +56,9 @@ function nodeConfig(o: { dir: string; name: string; index: number; tag: string; 
     '[cluster]',
     `endpoints = ${JSON.stringify(o.endpoints)}`,
     `node = "${o.name}"`,
-    `endpoint = "${socket}"`,
     'lease_ttl_s = 3',
-    '',
+    // The node-to-node channel (mutual TLS): its listener is the node's advertised endpoint.
+    o.peer,
   ].join('\n');
 }
 
@@ -75,12 +78,16 @@ async function up(count: number): Promise<void> {
   mkdirSync(run, { recursive: true, mode: 0o755 });
   const etcd = await startEtcdCluster(join(run, 'etcd'), { detach: true });
   const state: Run = { endpoints: etcd.endpoints, nodes: [] };
+  // This run's CA and a certificate per node (their CN the node's name) for the mutual-TLS channel.
+  const pki = join(run, 'pki');
+  const ca = makeCa(pki);
   for (let i = 0; i < count; i++) {
     const name = `node-${String.fromCharCode(97 + i)}`;
     const dir = join(run, name);
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     const config = join(dir, 'config.toml');
-    writeFileSync(config, nodeConfig({ dir, name, index: i, tag, endpoints: etcd.endpoints }));
+    const peer = peerSection(`127.0.0.1:${PEER_PORT + i}`, ca.ca, makeNodeCert(pki, ca, name));
+    writeFileSync(config, nodeConfig({ dir, name, index: i, tag, endpoints: etcd.endpoints, peer }));
     const log = openSync(join(dir, 'daemon.log'), 'a');
     const p = spawn(process.execPath, [CLI, 'daemon', '--config', config], { stdio: ['ignore', log, log], detached: true });
     closeSync(log);

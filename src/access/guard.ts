@@ -14,7 +14,8 @@ export interface Caller {
   /** Primary and supplementary gids (empty over TCP). */
   gids: number[];
   pid: number | null;
-  via: 'socket' | 'tcp';
+  /** 'peer': a call another node of the fleet forwarded (mutual TLS), checked and audited there. */
+  via: 'socket' | 'tcp' | 'peer';
 }
 
 export interface AccessConfig {
@@ -49,6 +50,8 @@ export class AccessGuard {
   /** Fail closed: a decision that cannot be recorded (the state dir's disk is full) is a refusal. */
   private record(caller: Caller, action: Action, target: Target | undefined, allow: boolean, rule: string, detail: string | null): void {
     // The audit trail's session column holds sessions found; a volume, a secret or a name not found is in the detail.
+    // A forwarded call was audited at the node the caller reached: once, there.
+    if (caller.via === 'peer') return;
     const session = target?.kind === 'session' && !target.unresolved ? target.id : null;
     const about = target && (target.kind !== 'session' || target.unresolved) ? `${target.kind} ${target.id}${detail ? ` ${detail}` : ''}` : detail;
     try {

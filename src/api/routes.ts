@@ -75,6 +75,12 @@ export interface RouteSpec {
   reply: Reply;
   /** Only on the TCP listener (the browser page's ticket, sign-in and sign-out). */
   tcpOnly?: true;
+  /**
+   * Fleet mode, a call on a session another node runs: local (this node's
+   * objects only), forward (to the owning node over the mutual-TLS channel,
+   * after the access check here), aggregate (every node's, merged here).
+   */
+  fleet: 'local' | 'forward' | 'aggregate';
 }
 
 /** The object param an owner rule needs in the path. */
@@ -99,39 +105,41 @@ const EMPTY = { kind: 'empty' } as const;
 export const hostPortParam = /^([0-9.]{7,15}):(\d{1,5})$/;
 
 export const ROUTES = {
-  tickets: route({ method: 'POST', path: '/v1/tickets', owner: { kind: 'public', why: 'a single-use ticket for the token holder\'s next upgrade, which is itself checked' }, action: null, reply: json(ticketSchema, 201), tcpOnly: true }),
-  login: route({ method: 'POST', path: '/v1/login', owner: { kind: 'public', why: "trades the listener's token, checked again here, for the page's sign-in cookie" }, action: null, reply: json(loginReplySchema), tcpOnly: true }),
-  logout: route({ method: 'POST', path: '/v1/logout', owner: { kind: 'public', why: 'ends the sign-in the request carries, nobody else\'s' }, action: null, reply: json(logoutReplySchema), tcpOnly: true }),
-  daemonReload: route({ method: 'POST', path: '/v1/daemon/reload', owner: { kind: 'caller' }, action: 'daemon.reload', reply: json(reloadReplySchema) }),
+  tickets: route({ method: 'POST', path: '/v1/tickets', fleet: 'local', owner: { kind: 'public', why: 'a single-use ticket for the token holder\'s next upgrade, which is itself checked' }, action: null, reply: json(ticketSchema, 201), tcpOnly: true }),
+  login: route({ method: 'POST', path: '/v1/login', fleet: 'local', owner: { kind: 'public', why: "trades the listener's token, checked again here, for the page's sign-in cookie" }, action: null, reply: json(loginReplySchema), tcpOnly: true }),
+  logout: route({ method: 'POST', path: '/v1/logout', fleet: 'local', owner: { kind: 'public', why: 'ends the sign-in the request carries, nobody else\'s' }, action: null, reply: json(logoutReplySchema), tcpOnly: true }),
+  daemonReload: route({ method: 'POST', path: '/v1/daemon/reload', fleet: 'local', owner: { kind: 'caller' }, action: 'daemon.reload', reply: json(reloadReplySchema) }),
+  health: route({ method: 'GET', path: '/v1/health', fleet: 'local', owner: { kind: 'public', why: 'counts only' }, action: null, reply: json(healthSchema) }),
+  metrics: route({ method: 'GET', path: '/metrics', fleet: 'local', owner: { kind: 'public', why: 'counts, and per-session series only of the sessions the caller may see (session.show)' }, action: null, reply: { kind: 'text' } }),
   // Who the daemon takes the caller for (SO_PEERCRED, or the TCP token's): kubectl auth whoami's question.
-  whoami: route({ method: 'GET', path: '/v1/whoami', owner: { kind: 'public', why: 'the caller itself' }, action: null, reply: json(z.object({ uid: z.number().int(), gids: z.array(z.number().int()), via: z.enum(['socket', 'tcp']) }).strict()) }),
-  health: route({ method: 'GET', path: '/v1/health', owner: { kind: 'public', why: 'counts only' }, action: null, reply: json(healthSchema) }),
-  metrics: route({ method: 'GET', path: '/metrics', owner: { kind: 'public', why: 'counts, and per-session series only of the sessions the caller may see (session.show)' }, action: null, reply: { kind: 'text' } }),
+  whoami: route({ method: 'GET', path: '/v1/whoami', fleet: 'local', owner: { kind: 'public', why: 'the caller itself' }, action: null, reply: json(z.object({ uid: z.number().int(), gids: z.array(z.number().int()), via: z.enum(['socket', 'tcp', 'peer']) }).strict()) }),
 
-  sessionList: route({ method: 'GET', path: '/v1/sessions', owner: { kind: 'caller' }, action: 'session.list', query: z.object({ all: flag.optional(), format: listFormat.optional() }).strict(), reply: json(sessionListSchema) }),
-  sessionCreate: route({ method: 'POST', path: '/v1/sessions', owner: { kind: 'caller' }, action: 'session.create', query: createQuery, body: createSessionRequest, reply: json(sessionSchema, 201) }),
-  sessionShow: route({ method: 'GET', path: '/v1/sessions/{session}', owner: { kind: 'session' }, action: 'session.show', query: printQuery, reply: json(sessionSchema) }),
-  sessionDestroy: route({ method: 'DELETE', path: '/v1/sessions/{session}', owner: { kind: 'session' }, action: 'session.destroy', query: destroyQuery, reply: EMPTY }),
-  sessionStop: route({ method: 'POST', path: '/v1/sessions/{session}/stop', owner: { kind: 'session' }, action: 'session.stop', query: printQuery, reply: json(sessionSchema) }),
-  sessionStart: route({ method: 'POST', path: '/v1/sessions/{session}/start', owner: { kind: 'session' }, action: 'session.start', query: printQuery, reply: json(sessionSchema) }),
+  sessionList: route({ method: 'GET', path: '/v1/sessions', fleet: 'aggregate', owner: { kind: 'caller' }, action: 'session.list', query: z.object({ all: flag.optional(), format: listFormat.optional() }).strict(), reply: json(sessionListSchema) }),
+  sessionCreate: route({ method: 'POST', path: '/v1/sessions', fleet: 'local', owner: { kind: 'caller' }, action: 'session.create', query: createQuery, body: createSessionRequest, reply: json(sessionSchema, 201) }),
+  sessionShow: route({ method: 'GET', path: '/v1/sessions/{session}', fleet: 'forward', owner: { kind: 'session' }, action: 'session.show', query: printQuery, reply: json(sessionSchema) }),
+  sessionDestroy: route({ method: 'DELETE', path: '/v1/sessions/{session}', fleet: 'forward', owner: { kind: 'session' }, action: 'session.destroy', query: destroyQuery, reply: EMPTY }),
+  sessionStop: route({ method: 'POST', path: '/v1/sessions/{session}/stop', fleet: 'forward', owner: { kind: 'session' }, action: 'session.stop', query: printQuery, reply: json(sessionSchema) }),
+  sessionStart: route({ method: 'POST', path: '/v1/sessions/{session}/start', fleet: 'forward', owner: { kind: 'session' }, action: 'session.start', query: printQuery, reply: json(sessionSchema) }),
   // What it uses is part of looking at it: whoever may show a session may see its stats (no rule grows).
-  sessionStats: route({ method: 'GET', path: '/v1/sessions/{session}/stats', owner: { kind: 'session' }, action: 'session.show', reply: json(statsSchema) }),
+  sessionStats: route({ method: 'GET', path: '/v1/sessions/{session}/stats', fleet: 'forward', owner: { kind: 'session' }, action: 'session.show', reply: json(statsSchema) }),
   // Its console's output as text: what an `attach --ro` shows, so the same action decides.
-  sessionLogs: route({ method: 'GET', path: '/v1/sessions/{session}/logs', owner: { kind: 'session' }, action: 'session.attach', query: logsQuery, reply: { kind: 'stream', types: ['text/plain'] } }),
-  portPublish: route({ method: 'POST', path: '/v1/sessions/{session}/ports', owner: { kind: 'session' }, action: 'session.publish', body: publishSchema, reply: json(sessionSchema, 201) }),
-  portUnpublish: route({ method: 'DELETE', path: '/v1/sessions/{session}/ports/{port}', owner: { kind: 'session' }, action: 'session.publish', reply: EMPTY }),
+  sessionLogs: route({ method: 'GET', path: '/v1/sessions/{session}/logs', fleet: 'forward', owner: { kind: 'session' }, action: 'session.attach', query: logsQuery, reply: { kind: 'stream', types: ['text/plain'] } }),
+  portPublish: route({ method: 'POST', path: '/v1/sessions/{session}/ports', fleet: 'local', owner: { kind: 'session' }, action: 'session.publish', body: publishSchema, reply: json(sessionSchema, 201) }),
+  portUnpublish: route({ method: 'DELETE', path: '/v1/sessions/{session}/ports/{port}', fleet: 'local', owner: { kind: 'session' }, action: 'session.publish', reply: EMPTY }),
   snapshot: route({
     method: 'GET',
     path: '/v1/sessions/{session}/snapshot',
+    fleet: 'local',
     owner: { kind: 'session' },
     action: 'session.snapshot',
     query: snapshotQuery,
     reply: { kind: 'stream', types: ['application/zstd', 'application/x-tar'] },
   }),
-  refreshAuth: route({ method: 'POST', path: '/v1/sessions/{session}/refresh-auth', owner: { kind: 'session' }, action: 'session.refresh-auth', reply: json(refreshAuthReply) }),
+  refreshAuth: route({ method: 'POST', path: '/v1/sessions/{session}/refresh-auth', fleet: 'local', owner: { kind: 'session' }, action: 'session.refresh-auth', reply: json(refreshAuthReply) }),
   exec: route({
     method: 'GET',
     path: '/v1/sessions/{session}/exec',
+    fleet: 'forward',
     owner: { kind: 'session' },
     action: 'session.exec',
     query: execQuery,
@@ -141,6 +149,7 @@ export const ROUTES = {
   cp: route({
     method: 'GET',
     path: '/v1/sessions/{session}/cp',
+    fleet: 'local',
     owner: { kind: 'session' },
     action: 'session.cp',
     query: cpQuery,
@@ -149,6 +158,7 @@ export const ROUTES = {
   attach: route({
     method: 'GET',
     path: '/v1/sessions/{session}/attach',
+    fleet: 'forward',
     owner: { kind: 'session' },
     action: 'session.attach',
     query: attachQuery,
@@ -156,28 +166,29 @@ export const ROUTES = {
   }),
 
   // The fleet's nodes (fleet mode; 400 on a single daemon). Nodes are nobody's: root only unless a rule grants node.*.
-  nodeList: route({ method: 'GET', path: '/v1/nodes', owner: { kind: 'caller' }, action: 'node.list', reply: json(nodeListSchema) }),
-  nodeCordon: route({ method: 'POST', path: '/v1/nodes/cordon', owner: { kind: 'caller' }, action: 'node.cordon', body: cordonRequest, reply: json(nodeListSchema) }),
-  nodeUncordon: route({ method: 'POST', path: '/v1/nodes/uncordon', owner: { kind: 'caller' }, action: 'node.cordon', body: cordonRequest, reply: json(nodeListSchema) }),
+  nodeList: route({ method: 'GET', path: '/v1/nodes', fleet: 'local', owner: { kind: 'caller' }, action: 'node.list', reply: json(nodeListSchema) }),
+  nodeCordon: route({ method: 'POST', path: '/v1/nodes/cordon', fleet: 'local', owner: { kind: 'caller' }, action: 'node.cordon', body: cordonRequest, reply: json(nodeListSchema) }),
+  nodeUncordon: route({ method: 'POST', path: '/v1/nodes/uncordon', fleet: 'local', owner: { kind: 'caller' }, action: 'node.cordon', body: cordonRequest, reply: json(nodeListSchema) }),
   // A drain is a cordon that also lists what is still there: the same action.
-  nodeDrain: route({ method: 'POST', path: '/v1/nodes/drain', owner: { kind: 'caller' }, action: 'node.cordon', body: cordonRequest, reply: json(drainReplySchema) }),
+  nodeDrain: route({ method: 'POST', path: '/v1/nodes/drain', fleet: 'local', owner: { kind: 'caller' }, action: 'node.cordon', body: cordonRequest, reply: json(drainReplySchema) }),
 
-  authList: route({ method: 'GET', path: '/v1/auth', owner: { kind: 'caller' }, action: 'auth.list', query: listQuery, reply: json(secretListSchema) }),
-  authSet: route({ method: 'PUT', path: '/v1/auth/{secret}', owner: { kind: 'secret' }, action: 'auth.set', body: putSecretRequest, reply: json(putSecretReply, [201, 200]) }),
-  authRemove: route({ method: 'DELETE', path: '/v1/auth/{secret}', owner: { kind: 'secret' }, action: 'auth.remove', reply: json(removeSecretReply) }),
+  authList: route({ method: 'GET', path: '/v1/auth', fleet: 'local', owner: { kind: 'caller' }, action: 'auth.list', query: listQuery, reply: json(secretListSchema) }),
+  authSet: route({ method: 'PUT', path: '/v1/auth/{secret}', fleet: 'local', owner: { kind: 'secret' }, action: 'auth.set', body: putSecretRequest, reply: json(putSecretReply, [201, 200]) }),
+  authRemove: route({ method: 'DELETE', path: '/v1/auth/{secret}', fleet: 'local', owner: { kind: 'secret' }, action: 'auth.remove', reply: json(removeSecretReply) }),
 
-  eventList: route({ method: 'GET', path: '/v1/events', owner: { kind: 'caller' }, action: 'events.list', query: eventsQuery, reply: json(eventListSchema) }),
+  eventList: route({ method: 'GET', path: '/v1/events', fleet: 'local', owner: { kind: 'caller' }, action: 'events.list', query: eventsQuery, reply: json(eventListSchema) }),
   // The same events as they happen, and the caller's sessions as they change, filtered as the list is.
-  eventStream: route({ method: 'GET', path: '/v1/events/stream', owner: { kind: 'caller' }, action: 'events.list', query: eventStreamQuery, reply: { kind: 'stream', types: ['text/event-stream'] } }),
+  eventStream: route({ method: 'GET', path: '/v1/events/stream', fleet: 'local', owner: { kind: 'caller' }, action: 'events.list', query: eventStreamQuery, reply: { kind: 'stream', types: ['text/event-stream'] } }),
 
-  volumeList: route({ method: 'GET', path: '/v1/volumes', owner: { kind: 'caller' }, action: 'volume.list', reply: json(volumeListSchema) }),
-  volumeCreate: route({ method: 'POST', path: '/v1/volumes', owner: { kind: 'caller' }, action: 'volume.create', body: createVolumeRequest, reply: json(volumeSchema, 201) }),
-  volumeShow: route({ method: 'GET', path: '/v1/volumes/{volume}', owner: { kind: 'volume' }, action: 'volume.list', reply: json(volumeSchema) }),
-  volumeRemove: route({ method: 'DELETE', path: '/v1/volumes/{volume}', owner: { kind: 'volume' }, action: 'volume.remove', reply: EMPTY }),
-  volumeResize: route({ method: 'POST', path: '/v1/volumes/{volume}/resize', owner: { kind: 'volume' }, action: 'volume.resize', body: resizeVolumeRequest, reply: json(volumeSchema) }),
+  volumeList: route({ method: 'GET', path: '/v1/volumes', fleet: 'local', owner: { kind: 'caller' }, action: 'volume.list', reply: json(volumeListSchema) }),
+  volumeCreate: route({ method: 'POST', path: '/v1/volumes', fleet: 'local', owner: { kind: 'caller' }, action: 'volume.create', body: createVolumeRequest, reply: json(volumeSchema, 201) }),
+  volumeShow: route({ method: 'GET', path: '/v1/volumes/{volume}', fleet: 'local', owner: { kind: 'volume' }, action: 'volume.list', reply: json(volumeSchema) }),
+  volumeRemove: route({ method: 'DELETE', path: '/v1/volumes/{volume}', fleet: 'local', owner: { kind: 'volume' }, action: 'volume.remove', reply: EMPTY }),
+  volumeResize: route({ method: 'POST', path: '/v1/volumes/{volume}/resize', fleet: 'local', owner: { kind: 'volume' }, action: 'volume.resize', body: resizeVolumeRequest, reply: json(volumeSchema) }),
   volumeExport: route({
     method: 'GET',
     path: '/v1/volumes/{volume}/export',
+    fleet: 'local',
     owner: { kind: 'volume' },
     action: 'volume.export',
     query: exportQuery,

@@ -229,6 +229,21 @@ export const configSchema = z
         create_timeout_ms: z.number().int().min(1000).max(600_000).default(120_000),
         /** TLS to etcd: its CA, and this node's client certificate and key (all three, or none). */
         tls: z.object({ ca: absolutePath, cert: absolutePath, key: absolutePath }).strict().optional(),
+        /**
+         * The node-to-node channel (mutual TLS, src/fleet/peerTls.ts): where this node listens
+         * for other nodes (HOST:PORT, advertised as its endpoint unless `endpoint` says
+         * otherwise), the fleet's CA, and this node's certificate (its CN the node name) and
+         * key. Absent: nothing is forwarded to or from this node.
+         */
+        peer: z
+          .object({
+            listen: z.string().regex(/^[A-Za-z0-9.\-]+:\d{1,5}$/, 'must be HOST:PORT, like 10.0.0.5:7443'),
+            ca: absolutePath,
+            cert: absolutePath,
+            key: absolutePath,
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .optional(),

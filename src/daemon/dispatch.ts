@@ -21,6 +21,7 @@ import { formatOf, sendPrinted, sendText } from './render.js';
 import type { Context, Upgrade } from './route.js';
 import type { Session } from '../api/schemas.js';
 import { pendingView } from '../fleet/views.js';
+import { Forward, forwardHttp, forwardUpgrade } from './forward.js';
 
 type TargetOf<R extends RouteSpec> = R['owner'] extends { kind: 'session' }
   ? SessionRow
@@ -163,6 +164,27 @@ async function pendingCall(ctx: Context, route: 'sessionShow' | 'sessionDestroy'
   throw new PendingShown(pendingView(p), query);
 }
 
+/**
+ * Throws Forward when `ref` names a session another node runs and the route
+ * is forwarded: the access check and its audit event are made here, against
+ * the owner etcd holds for it; the owning node does neither again.
+ */
+async function forwardCall(ctx: Context, spec: RouteSpec, ref: Ref, caller: Caller, body: unknown, detail: () => string | null): Promise<void> {
+  const reach = ctx.fleet?.reach;
+  if (!reach || spec.fleet !== 'forward' || caller.via === 'peer' || !spec.action) return;
+  const to = await reach.locate(ref.kind === 'id' ? ref : { kind: 'name', name: ref.name, owner: ref.owner ?? caller.uid });
+  if (!to) return;
+  const hidden = ref.kind === 'name' ? { error: notFound('session', ref), ref: refText(ref) } : undefined;
+  let d: string | null = null;
+  try {
+    d = detail();
+  } catch {
+    d = null; // a detail that reads the (remote) target: the audit event goes without it
+  }
+  ctx.access.check(caller, spec.action, { kind: 'session', id: to.id, owner_uid: to.owner_uid }, d, hidden);
+  throw new Forward(to, body);
+}
+
 const label = (name: RouteName) => name.replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`);
 
 export class Dispatcher {
@@ -184,6 +206,8 @@ export class Dispatcher {
 
   private async input(ctx: Context, c: Compiled, raw: string[], req: IncomingMessage, url: URL, caller: Caller): Promise<{ input: Input<RouteSpec>; handler: Handler<RouteSpec> }> {
     const { spec } = c;
+    // A node forwards only what the route table says it forwards: nothing else is served to a peer.
+    if (caller.via === 'peer' && spec.fleet === 'local') throw new ApiError('forbidden', `${label(c.name).trim()} is not forwarded between nodes`);
     let ref: Ref | undefined;
     let port: { host_ip: string; host_port: number } | undefined;
     c.params.forEach((p, i) => {
@@ -203,6 +227,10 @@ export class Dispatcher {
       ({ target, audited } = this.find(ctx, kind, ref, caller));
     } catch (e) {
       if ((c.name === 'sessionShow' || c.name === 'sessionDestroy') && ref && e instanceof ApiError && e.code === 'not_found') await pendingCall(ctx, c.name, ref, caller, query);
+      if (kind === 'session' && ref && e instanceof ApiError && e.code === 'not_found') {
+        const partial = { caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>;
+        await forwardCall(ctx, spec, ref, caller, body, () => detailOf(partial));
+      }
       // A name that finds nothing is recorded as a name found but not the caller's is (guard.check): alike.
       if (!(e instanceof ApiError) || e.code !== 'not_found' || !ref || ref.kind !== 'name' || !spec.action) throw e;
       const partial = { caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>;
@@ -210,7 +238,8 @@ export class Dispatcher {
     }
     const log = target && kind === 'session' ? ctx.log.child({ session: (target as SessionRow).id }) : ctx.log;
     const input = { caller, target, scope: 'all', query, body, port, req, url, log } as Input<RouteSpec>;
-    if (spec.action) {
+    // A peer's call was checked and audited at the node its caller reached.
+    if (spec.action && caller.via !== 'peer') {
       const hidden = ref && ref.kind === 'name' ? { error: notFound(kind as 'session' | 'volume' | 'secret', ref), ref: refText(ref) } : undefined;
       input.scope = ctx.access.check(caller, spec.action, audited, detailOf(input), hidden);
       input.auditId = ctx.audit.lastId;
@@ -244,6 +273,7 @@ export class Dispatcher {
     try {
       prepared = await this.input(ctx, c, raw, req, url, caller);
     } catch (e) {
+      if (e instanceof Forward) return forwardHttp(ctx.fleet!.reach!, e, req, res, url, caller);
       if (!(e instanceof PendingShown)) throw e;
       if (c.spec.reply.kind === 'empty') return void res.writeHead(204).end();
       if (c.spec.reply.kind !== 'json') throw e;
@@ -273,7 +303,14 @@ export class Dispatcher {
     if (!reply.protocols.some((p) => offered.includes(p))) {
       throw new ApiError('invalid_request', `subprotocol ${reply.protocols.join(' or ')} is required`, 'Sec-WebSocket-Protocol');
     }
-    const { input, handler } = await this.input(ctx, c, raw, req, url, caller);
+    let prepared;
+    try {
+      prepared = await this.input(ctx, c, raw, req, url, caller);
+    } catch (e) {
+      if (e instanceof Forward) return forwardUpgrade(ctx.fleet!.reach!, e, req, up, url, caller);
+      throw e;
+    }
+    const { input, handler } = prepared;
     const run = (typeof handler === 'function' ? handler : handler.run) as (ctx: Context, i: Input<RouteSpec>, up: Upgrade) => Promise<void>;
     await run(ctx, input, up);
   }

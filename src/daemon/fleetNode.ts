@@ -12,6 +12,8 @@ import type { FenceTarget, Fleet, LocalNode } from '../fleet/fleet.js';
 import type { NodeCapacity } from '../fleet/keys.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { Consoles } from './attach.js';
+import type { Parts } from './route.js';
+import { createApiServer, type ApiServer } from './server.js';
 
 const MIB = 1024 * 1024;
 
@@ -68,5 +70,23 @@ export async function fleetFor(config: Config, sessions: SessionManager, console
   const c = config.cluster;
   if (!c) return undefined;
   const { Fleet } = await import('../fleet/fleet.js');
-  return new Fleet(c, c.endpoint ?? config.socket, () => nodeCapacity(config), localNode(sessions, consoles, budgets), log.child({ fleet: c.node }));
+  return new Fleet(c, c.endpoint ?? c.peer?.listen ?? config.socket, () => nodeCapacity(config), localNode(sessions, consoles, budgets), log.child({ fleet: c.node }));
+}
+
+/**
+ * The node-to-node listener ([cluster.peer]): the same API, for calls other
+ * nodes forward here, over mutual TLS; throws (one line) if it cannot listen.
+ */
+export async function listenPeer(parts: Parts, fleet: Fleet): Promise<ApiServer | undefined> {
+  const p = fleet.c.peer;
+  const reach = fleet.reach;
+  if (!p || !reach) return undefined;
+  const api = createApiServer({ ...parts, fleet }, { tls: reach.tls, admits: (cert) => reach.admits(cert) });
+  const at = p.listen.lastIndexOf(':');
+  await new Promise<void>((resolve, reject) => {
+    api.server.once('error', (e) => reject(new Error(`cannot listen for other nodes on ${p.listen} (cluster.peer.listen): ${e.message}`)));
+    api.server.listen(Number(p.listen.slice(at + 1)), p.listen.slice(0, at), () => resolve());
+  });
+  parts.log.info({ listen: p.listen }, 'listening for other nodes (mutual TLS)');
+  return api;
 }

@@ -37,7 +37,7 @@ import { ServiceManager } from './serviceManager.js';
 import { SecretStore } from '../secrets/store.js';
 import { SessionSecrets } from '../secrets/sessionSecrets.js';
 import { providerTable } from '../secrets/providers.js';
-import { fleetFor } from './fleetNode.js';
+import { fleetFor, listenPeer } from './fleetNode.js';
 
 export class StartupError extends Error {}
 
@@ -200,12 +200,15 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
     log.info({ listen: config.listen, token_file: tokenFile }, 'browser page listening');
   }
   // Fleet mode: join once this node can serve what is placed on it; no etcd, no daemon (fail closed, one line).
+  let peer: ReturnType<typeof createApiServer> | undefined;
   if (fleet) {
     try {
+      peer = await listenPeer(parts, fleet);
       await fleet.start();
     } catch (e) {
       server.close();
       tcp?.server.close();
+      peer?.server.close();
       await fleet.close().catch(() => undefined);
       await sessions.shutdown(0);
       db.close();
@@ -230,10 +233,11 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       closeClients();
-      if (tcp) {
-        tcp.server.close();
-        tcp.server.closeAllConnections();
-        tcp.closeClients();
+      for (const l of [tcp, peer]) {
+        if (!l) continue;
+        l.server.close();
+        l.server.closeAllConnections();
+        l.closeClients();
       }
       consoles.closeAll();
       feed.close();

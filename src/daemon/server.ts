@@ -2,6 +2,8 @@
 // SO_PEERCRED) and, optionally, on a loopback TCP port for the browser page
 // (bearer token or single-use ticket, Host and Origin allowlist).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -24,6 +26,26 @@ import type { Caller, Context, Parts } from './route.js';
 import { servePage } from './page.js';
 import { sendError } from './http.js';
 import { authorize, callerOf } from './identity.js';
+import { identityOf, serverOptions, type PeerTls } from '../fleet/peerTls.js';
+
+/** The node-to-node listener's side (fleet mode): TLS material, and whether a verified peer is a node of the fleet. */
+export interface PeerSide {
+  tls: PeerTls;
+  admits(cert: ReturnType<TLSSocket['getPeerCertificate']>): Promise<string>;
+}
+
+/** A call another node forwarded: its certificate chains to the fleet CA (TLS checked that) and names a node; the caller is who it says. */
+async function admitPeer(peer: PeerSide, req: IncomingMessage): Promise<Caller> {
+  const s = req.socket as TLSSocket;
+  if (!s.authorized) throw new ApiError('forbidden', 'a node-to-node call needs a certificate of the fleet CA');
+  await peer.admits(s.getPeerCertificate());
+  try {
+    const who = identityOf(req.headers);
+    return { uid: who.uid, gids: who.gids, pid: null, via: 'peer' };
+  } catch (e) {
+    throw new ApiError('invalid_request', (e as Error).message);
+  }
+}
 
 export { VERSION } from './handlers/system.js';
 
@@ -48,12 +70,12 @@ function admit(ctx: Parts, req: IncomingMessage, url: URL, upgrade: boolean): Ca
   return { uid: cred.uid, gids: [cred.gid, ...(cred.groups ?? [])], pid: cred.pid, via: 'socket' };
 }
 
-async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse, peer?: PeerSide): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://enclave');
   const path = url.pathname;
   const method = req.method ?? 'GET';
   if (ctx.auth && method === 'GET' && servePage(path, res, ctx.auth, req)) return;
-  const caller = admit(ctx, req, url, false);
+  const caller = peer ? await admitPeer(peer, req) : admit(ctx, req, url, false);
   // Method, path and caller only: bodies (secret values among them) are never logged.
   ctx.log.trace({ method, path, caller: caller.uid }, 'request');
   await dispatcher.http(ctx, req, res, url, caller);
@@ -79,7 +101,8 @@ export interface ApiServer {
   closeClients(): void;
 }
 
-export function createApiServer(parts: Parts): ApiServer {
+/** The API on the Unix socket or the page's TCP port; with `peer`, the fleet's node-to-node listener (mutual TLS). */
+export function createApiServer(parts: Parts, peer?: PeerSide): ApiServer {
   const log = parts.log;
   const wss = new WebSocketServer({
     noServer: true,
@@ -122,15 +145,17 @@ export function createApiServer(parts: Parts): ApiServer {
     });
   };
   const ctx: Context = { ...parts, accept };
-  const server = createServer((req, res) => {
-    handle(ctx, req, res).catch((e) => sendError(res, toApiError(e, ctx.log)));
-  });
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    handle(ctx, req, res, peer).catch((e) => sendError(res, toApiError(e, ctx.log)));
+  };
+  const server: Server = peer ? createTlsServer(serverOptions(peer.tls), onRequest) : createServer(onRequest);
+  if (peer) server.on('tlsClientError', (e: Error) => log.info({ err: e.message }, 'node-to-node connection refused'));
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // A reset while the command is being started must not be an uncaught error either.
     socket.on('error', (e) => ctx.log.debug({ err: e.message }, 'upgrade socket error'));
     const url = new URL(req.url ?? '/', 'http://enclave');
     Promise.resolve()
-      .then(() => dispatcher.upgrade(ctx, req, { socket, head }, url, admit(ctx, req, url, true)))
+      .then(async () => dispatcher.upgrade(ctx, req, { socket, head }, url, peer ? await admitPeer(peer, req) : admit(ctx, req, url, true)))
       .catch((e) => rejectUpgrade(socket, toApiError(e, ctx.log)));
   });
   server.on('close', () => clearInterval(pinger));

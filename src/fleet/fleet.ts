@@ -14,6 +14,8 @@ import { key, parseValue, pendingSchema, prefix, statusSchema, type NodeCapacity
 import { place } from './placement.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
+import { Reach } from './reach.js';
+import { claimName } from './names.js';
 import { pendingView, type Limits } from './views.js';
 import { Failure, type FenceTarget } from './failure.js';
 import { placedOn, type PlacedSession } from './drain.js';
@@ -36,6 +38,8 @@ export class Fleet {
   readonly registry: Registry;
   private readonly worker: Worker;
   private readonly failure: Failure;
+  /** The node-to-node channel ([cluster.peer]); absent: nothing is forwarded. */
+  readonly reach: Reach | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   /** The pending sessions as last read: what a list shows while etcd does not answer. */
@@ -52,6 +56,7 @@ export class Fleet {
     this.registry = new Registry(this.etcd, c, endpoint, capacity, log);
     this.failure = new Failure(this.etcd, c, this.registry, local, log);
     this.worker = new Worker(this.etcd, c.node, local, log, () => this.failure.open());
+    this.reach = c.peer ? new Reach(this.etcd, c.node, c.peer, log) : undefined;
   }
 
   get node(): string {
@@ -77,6 +82,8 @@ export class Fleet {
     if (f.req.auth?.length || f.req.env_tokens?.length) throw new ApiError('invalid_request', 'secrets are stored per node and not carried to another node yet: create it without --auth/--env-token in fleet mode', 'auth');
     const id = newSessionId();
     const d = { id, owner_uid: f.owner, owner_gids: f.gids, request: f.req, memory_mb: f.limits.memory_mb, entry: this.c.node };
+    const name = f.req.name;
+    if (name !== undefined) await this.fleetOp(() => claimName(this.etcd, f.owner, name, id));
     const placed = await this.fleetOp(() => place(this.etcd, d, this.c.candidates));
     if ('reason' in placed) {
       if (f.noWait) throw new ApiError('exhausted', `${placed.reason} (not waiting: --no-wait)`);
@@ -177,6 +184,7 @@ export class Fleet {
     // Bounded: with etcd gone the revoke would retry for long; the lease then lapses by itself.
     const leave = Promise.all([this.worker.close(), this.registry.close(true)]);
     await Promise.race([leave, new Promise((r) => setTimeout(r, 2000).unref())]);
+    this.reach?.close();
     this.etcd.close();
   }
 }

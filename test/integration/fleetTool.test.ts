@@ -1,5 +1,6 @@
 // `npm run fleet -- up|down` (stress/fleet.ts): up prints NAME SOCKET per
-// node of a working fleet; down leaves nothing of it on the host (etcd,
+// node of a working fleet (the nodes joined by mutual TLS: one lists the
+// other's sessions); down leaves nothing of it on the host (etcd,
 // daemons, sessions, bridges, nftables tables, cgroups, mounts, files).
 // Note: up and down sweep any fleet this tool started earlier on this host.
 import { afterAll, describe, expect, it } from 'vitest';
@@ -65,6 +66,9 @@ describe.skipIf(!isRoot)('npm run fleet -- up | down', () => {
       made.push((r.body as { node: string }).node);
     }
     expect(made.sort()).toEqual(['node-a', 'node-b']);
+    // The nodes reach each other over mutual TLS: A lists B's session too, with its node.
+    const listed = (await call(socketA!, 'GET', '/v1/sessions')).body as { sessions: { node: string }[] };
+    expect(listed.sessions.map((s) => s.node).sort()).toEqual(['node-a', 'node-b']);
 
     const down = fleet('down');
     expect(down.status, down.stderr).toBe(0);

@@ -32,15 +32,26 @@ describe('route table', () => {
   });
 
   it('does not compile a route without an owner rule, with an owner but no action, or without its object in the path', () => {
-    const ok = route({ method: 'GET', path: '/v1/sessions/{session}/x', owner: { kind: 'session' }, action: 'session.show', reply: { kind: 'empty' } });
+    const ok = route({ method: 'GET', fleet: 'local', path: '/v1/sessions/{session}/x', owner: { kind: 'session' }, action: 'session.show', reply: { kind: 'empty' } });
     // @ts-expect-error a route must say whose object it acts on
-    route({ method: 'GET', path: '/v1/x', action: 'session.show', reply: { kind: 'empty' } });
+    route({ method: 'GET', fleet: 'local', path: '/v1/x', action: 'session.show', reply: { kind: 'empty' } });
     // @ts-expect-error a route with an owner needs an action
-    route({ method: 'GET', path: '/v1/x', owner: { kind: 'caller' }, action: null, reply: { kind: 'empty' } });
+    route({ method: 'GET', fleet: 'local', path: '/v1/x', owner: { kind: 'caller' }, action: null, reply: { kind: 'empty' } });
     // @ts-expect-error a session route must carry {session}
-    route({ method: 'GET', path: '/v1/things', owner: { kind: 'session' }, action: 'session.show', reply: { kind: 'empty' } });
+    route({ method: 'GET', fleet: 'local', path: '/v1/things', owner: { kind: 'session' }, action: 'session.show', reply: { kind: 'empty' } });
     // @ts-expect-error a public route has no action
-    route({ method: 'GET', path: '/v1/y', owner: { kind: 'public', why: 'x' }, action: 'session.list', reply: { kind: 'empty' } });
+    route({ method: 'GET', fleet: 'local', path: '/v1/y', owner: { kind: 'public', why: 'x' }, action: 'session.list', reply: { kind: 'empty' } });
+    // @ts-expect-error a route must say what fleet mode does with it
+    route({ method: 'GET', path: '/v1/sessions/{session}/y', owner: { kind: 'session' }, action: 'session.show', reply: { kind: 'empty' } });
     expect(ok.path).toBe('/v1/sessions/{session}/x');
+  });
+
+  it('forwards only calls on one session, and aggregates only listings of the caller\'s', () => {
+    for (const [name, r] of Object.entries(ROUTES) as [string, RouteSpec][]) {
+      if (r.fleet === 'forward') expect(r.owner.kind, name).toBe('session');
+      if (r.fleet === 'aggregate') expect(r.owner.kind, name).toBe('caller');
+    }
+    expect(ROUTES.exec.fleet).toBe('forward');
+    expect(ROUTES.sessionList.fleet).toBe('aggregate');
   });
 });

@@ -34,18 +34,26 @@ function volumesFor(ctx: Context, caller: Caller, req: CreateSessionRequest): Re
   });
 }
 
+/** Fleet mode: a session of this node, with its name as the fleet knows it. */
+const here = <T extends object>(ctx: Context, s: T): T => (ctx.fleet ? { ...s, node: ctx.fleet.node } : s);
+
 export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | 'sessionShow' | 'sessionStats' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
   sessionList: async (ctx, { caller, query }) => {
+    // Fleet mode: this node's own (as the caller's node asked: all of them, filtered there), or
+    // every node's (the route's aggregate), each with its node, filtered by this node's policy.
+    const peer = caller.via === 'peer';
+    const fleet = ctx.fleet;
+    const mine = <T extends object>(s: T) => (fleet ? { ...s, node: fleet.node } : s);
+    const pending = fleet && !peer ? (await fleet.pending()).map(pendingView) : [];
+    const others = fleet?.reach && !peer ? await fleet.reach.others(query.all ?? false) : [];
+    const shown = (s: { owner_uid: number | null }) => peer || ctx.access.visible(caller, s);
     if (query.format === 'text' || query.format === 'ids') {
       // Sized for what is printed: the table's columns of each session, not every field of it.
-      const pending = ctx.fleet ? (await ctx.fleet.pending()).map(pendingView) : [];
-      const rows = [...ctx.sessions.listTable(query.all ?? false), ...pending].filter((s) => ctx.access.visible(caller, s));
+      const rows = [...ctx.sessions.listTable(query.all ?? false).map(mine), ...others, ...pending].filter(shown);
       return new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid));
     }
-    const all = ctx.sessions.list(query.all ?? false, consoleInfo(ctx));
-    // Fleet mode: the sessions this node took that no node fits yet.
-    const pending = ctx.fleet ? (await ctx.fleet.pending()).map(pendingView) : [];
-    return { sessions: [...all, ...pending].filter((s) => ctx.access.visible(caller, s)) };
+    const all = ctx.sessions.list(query.all ?? false, consoleInfo(ctx)).map(mine);
+    return { sessions: [...all, ...others, ...pending].filter(shown) };
   },
 
   sessionCreate: {
@@ -90,7 +98,8 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
     },
   },
 
-  sessionShow: (ctx, { target }) => ctx.sessions.toApi(target, consoleInfo(ctx)),
+  // Fleet mode: with the node it runs on (a show of another node's session is forwarded there).
+  sessionShow: (ctx, { target }) => here(ctx, ctx.sessions.toApi(target, consoleInfo(ctx))),
 
   sessionStats: (ctx, { target }) => ctx.sessions.reports.stats(target),
 
@@ -105,7 +114,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
 
   sessionStop: async (ctx, { caller, target, log }) => {
     log.info({ caller: caller.uid }, 'stop session');
-    return ctx.sessions.stopSession(target.id, `asked by uid ${caller.uid}`);
+    return here(ctx, await ctx.sessions.stopSession(target.id, `asked by uid ${caller.uid}`));
   },
 
   sessionStart: async (ctx, { caller, target, log }) => {
@@ -128,7 +137,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
       await ctx.consoles.ensure(row);
       session = ctx.sessions.toApi(row, consoleInfo(ctx));
     }
-    return session;
+    return here(ctx, session);
   },
 
   refreshAuth: async (ctx, { caller, target, log }) => {

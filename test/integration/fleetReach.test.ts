@@ -1,0 +1,304 @@
+// Fleet mode, reach from anywhere (docs/fleet.md): a real three-member etcd
+// cluster and three daemons as three nodes joined by the mutual-TLS channel
+// ([cluster.peer], certificates of a CA made for this run). Sessions run on
+// node C; everything reaches them through node A: exec byte-exact (a few
+// MB of binary out, binary stdin, the exit code), attach with resize and a
+// resume after a cut, stop, start and destroy, list and show with their
+// node. A peer without a certificate of the fleet CA, or with one that names
+// no node, is refused; a tenant on A reaches its own session on C and not
+// another's; while C's daemon is down A lists C's sessions as etcd last knew
+// them, and reaches them again once C is back.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { request } from 'node:https';
+import { request as plainRequest } from 'node:http';
+import { join } from 'node:path';
+import { cliAs, isRoot, listenPort, TestDaemon } from './harness.js';
+import { Viewer } from './viewer.js';
+import { sessionSchema, type Session } from '../../src/api/schemas.js';
+import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { makeCa, makeNodeCert, peerSection } from '../../stress/fleetCerts.js';
+
+const GID = 48217; // a group nobody on the machine has
+const NOBODY = 65534;
+const SMALL = { memory_mb: 128, network: 'none' };
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** An HTTPS GET to a node's peer port with the given client material: the status, or the error's message. */
+function peerGet(port: number, tls: { ca: Buffer; cert?: Buffer; key?: Buffer }, servername: string, path = '/v1/sessions'): Promise<number | string> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, servername, ...tls, headers: { 'x-enclave-uid': '0', 'x-enclave-gids': '' }, checkServerIdentity: () => undefined }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', (e) => resolve(e.message));
+    req.end();
+  });
+}
+
+describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS', () => {
+  let dir: string;
+  let etcd: EtcdCluster;
+  const nodes: Record<'a' | 'b' | 'c', TestDaemon> = {} as never;
+  const names = { a: '', b: '', c: '' };
+  const ports = { a: 0, b: 0, c: 0 };
+  let caFile = '';
+  let far: Session;
+  let mine: Session;
+
+  const cordon = async (n: string, on: boolean) => expect((await nodes.a.api('POST', `/v1/nodes/${on ? 'cordon' : 'uncordon'}`, { name: n })).status).toBe(200);
+  /** A session made through A that lands on C (A and B cordoned meanwhile). */
+  const onC = async (make: () => Promise<Session>) => {
+    await cordon(names.a, true);
+    await cordon(names.b, true);
+    try {
+      const s = await make();
+      expect(s.node).toBe(names.c);
+      return s;
+    } finally {
+      await cordon(names.a, false);
+      await cordon(names.b, false);
+    }
+  };
+
+  beforeAll(async () => {
+    dir = etcdRunDir('/var/tmp/enclave-fleet-test', 'reach');
+    etcd = await startEtcdCluster(dir, { salt: 5 });
+    const ca = makeCa(join(dir, 'pki'));
+    caFile = ca.ca;
+    const rules = `[[access.rules]]\nname = "nobody-own"\nuids = [${NOBODY}]\nactions = ["session.*"]\nscope = "self"\n`;
+    for (const [k, salt] of [['a', 41], ['b', 42], ['c', 43]] as const) {
+      const d = new TestDaemon({ extraConfig: 'max_sessions = 4\n' });
+      names[k] = `r${k}-${d.tag}`;
+      ports[k] = listenPort(salt);
+      const cert = makeNodeCert(join(dir, 'pki'), ca, names[k]);
+      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\n${peerSection(`127.0.0.1:${ports[k]}`, ca.ca, cert)}`;
+      d.reconfigure({ extraConfig: `max_sessions = 4\n${k === 'a' ? rules : ''}${cluster}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
+      nodes[k] = d;
+      await d.start();
+    }
+    await until('three ready nodes', async () => {
+      const r = await nodes.a.api('GET', '/v1/nodes');
+      const l = (r.body as { nodes: { name: string; state: string; endpoint: string }[] }).nodes;
+      return [names.a, names.b, names.c].every((n) => l.find((x) => x.name === n)?.state === 'ready') ? l : undefined;
+    });
+    far = await onC(async () => {
+      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'far', console: true });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      return sessionSchema.parse(r.body);
+    });
+    mine = await onC(async () => {
+      const r = await cliAs(nodes.a.socket, { uid: NOBODY, groups: [GID] }, ['session', 'create', '--name', 'mine', '--memory', '128', '--network', 'none', '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      return sessionSchema.parse(JSON.parse(r.stdout));
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const d of Object.values(nodes)) await d?.cleanup();
+    await etcd?.stop();
+    const left = dir ? etcdUnder(dir) : [];
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    try {
+      rmdirSync('/var/tmp/enclave-fleet-test');
+    } catch {
+      /* another run's cluster is there */
+    }
+    expect(left).toEqual([]);
+    for (const d of Object.values(nodes)) {
+      expect(existsSync(`/sys/class/net/${d.bridge}`)).toBe(false);
+      expect(d.cgroupDirs()).toEqual([]);
+      expect(existsSync(d.dir)).toBe(false);
+    }
+  }, 120_000);
+
+  it('advertises each node at its mutual-TLS endpoint, and lists and shows C\'s sessions from A and B with their node', async () => {
+    const l = (await nodes.b.api('GET', '/v1/nodes')).body as { nodes: { name: string; endpoint: string }[] };
+    expect(l.nodes.find((n) => n.name === names.c)?.endpoint).toBe(`127.0.0.1:${ports.c}`);
+    for (const through of [nodes.a, nodes.b]) {
+      const r = await through.api('GET', '/v1/sessions');
+      expect(r.status).toBe(200);
+      const all = (r.body as { sessions: Session[] }).sessions;
+      expect(all.filter((s) => s.id === far.id)).toEqual([expect.objectContaining({ id: far.id, name: 'far', node: names.c, state: 'running' })]);
+    }
+    const shown = await nodes.a.show('far');
+    expect(shown).toMatchObject({ id: far.id, node: names.c, state: 'running' });
+    expect((await nodes.b.show(far.id)).node).toBe(names.c);
+    const text = await nodes.a.cli(['session', 'list']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(new RegExp(`${far.id}.*far`));
+  });
+
+  it('execs through A into a session on C: a few MB of binary byte-exact, binary stdin, the exit code', async () => {
+    const made = await nodes.a.sh('far', 'head -c 3145728 /dev/urandom > /tmp/blob && sha256sum /tmp/blob');
+    expect(made.code, made.stderr).toBe(0);
+    const want = made.stdout.split(' ')[0]!;
+    const through = await nodes.a.cli(['session', 'exec', 'far', '--', 'cat', '/tmp/blob']);
+    expect(through.code, through.stderr).toBe(0);
+    expect(through.stdoutBytes.length).toBe(3145728);
+    expect(sha(through.stdoutBytes)).toBe(want);
+    const direct = await nodes.c.cli(['session', 'exec', far.id, '--', 'cat', '/tmp/blob']);
+    expect(direct.stdoutBytes.equals(through.stdoutBytes)).toBe(true);
+
+    const input = randomBytes(1024 * 1024);
+    const fed = await nodes.a.sh('far', 'sha256sum', input);
+    expect(fed.code, fed.stderr).toBe(0);
+    expect(fed.stdout.split(' ')[0]).toBe(sha(input));
+    expect((await nodes.a.sh(far.id, 'exit 7')).code).toBe(7);
+  });
+
+  it('attaches through A to a console on C: output, resize, and a resume after a cut with no byte missing', async () => {
+    const w = new Viewer(nodes.a, 'far', { role: 'rw' });
+    await w.opened;
+    w.resize(123, 45);
+    await new Promise((r) => setTimeout(r, 150));
+    w.type(`stty size; printf '\\101%s\\101\\n' one\r`);
+    await w.waitFor('AoneA');
+    expect(w.output().toString()).toContain('45 123');
+    expect(w.events).toContainEqual({ type: 'resize', cols: 123, rows: 45 });
+    const start = w.hello.offset;
+    const firstPart = Buffer.from(w.output());
+    const resumeAt = w.offset;
+    w.ws.terminate(); // the cut
+    await w.closed;
+    const observer = new Viewer(nodes.c, far.id);
+    await observer.opened;
+    observer.type(`printf '\\101%s\\101\\n' two\r`);
+    await observer.waitFor('AtwoA');
+    const again = new Viewer(nodes.a, far.id, { resume: String(resumeAt) });
+    await again.opened;
+    await again.waitFor('AtwoA');
+    expect(again.hello).toMatchObject({ offset: resumeAt, resumed: true });
+    // What A's two connections saw, stitched, is what C's own viewer saw from the same offset on.
+    const stitched = Buffer.concat([firstPart, again.output()]);
+    const truth = observer.output().subarray(Math.max(0, start - observer.hello.offset));
+    const from = Math.max(0, observer.hello.offset - start);
+    expect(stitched.subarray(from, from + truth.length).equals(truth)).toBe(true);
+    observer.ws.close();
+    again.ws.close();
+    // The console's text and the session's stats, through A too.
+    const logs = await nodes.a.cli(['session', 'logs', 'far']);
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout).toContain('AtwoA');
+    const stats = await nodes.a.api('GET', '/v1/sessions/far/stats');
+    expect(stats.status, JSON.stringify(stats.body)).toBe(200);
+    expect(stats.body).toMatchObject({ id: far.id, name: 'far' });
+  });
+
+  it('refuses a peer without a certificate of the fleet CA, and one whose certificate names no node', async () => {
+    const ca = readFileSync(caFile);
+    expect(await peerGet(ports.c, { ca }, names.c)).toMatch(/certificate|alert|socket hang up|ECONNRESET/i);
+    const other = makeCa(join(dir, 'other'), 'not-the-fleet');
+    const wrong = makeNodeCert(join(dir, 'other'), other, names.a);
+    expect(await peerGet(ports.c, { ca, cert: readFileSync(wrong.cert), key: readFileSync(wrong.key) }, names.c)).toMatch(/certificate|alert|socket hang up|ECONNRESET/i);
+    const stranger = makeNodeCert(join(dir, 'pki'), { ca: caFile, caKey: join(dir, 'pki', 'ca.key') }, 'intruder');
+    expect(await peerGet(ports.c, { ca, cert: readFileSync(stranger.cert), key: readFileSync(stranger.key) }, names.c)).toBe(403);
+    const good = makeNodeCert(join(dir, 'pki'), { ca: caFile, caKey: join(dir, 'pki', 'ca.key') }, names.b);
+    expect(await peerGet(ports.c, { ca, cert: readFileSync(good.cert), key: readFileSync(good.key) }, names.c)).toBe(200);
+    // Even a node gets only what the route table forwards: not the node list, not a reload.
+    expect(await peerGet(ports.c, { ca, cert: readFileSync(good.cert), key: readFileSync(good.key) }, names.c, '/v1/nodes')).toBe(403);
+    const plain = await new Promise<number | string>((resolve) => {
+      const req = plainRequest({ host: '127.0.0.1', port: ports.c, path: '/v1/sessions' }, (res) => resolve(res.statusCode ?? 0));
+      req.on('error', (e) => resolve(e.message));
+      req.end();
+    });
+    expect(plain).not.toBe(200);
+  });
+
+  it('lets a tenant on A reach its own session on C and not another tenant\'s', async () => {
+    const as = (args: string[]) => cliAs(nodes.a.socket, { uid: NOBODY, groups: [GID] }, args);
+    expect(mine.node).toBe(names.c);
+    const own = await as(['session', 'exec', 'mine', '--', 'id', '-u']);
+    expect(own.code, own.stderr).toBe(0);
+    const list = await as(['session', 'list', '--json']);
+    const ids = (JSON.parse(list.stdout) as { sessions: Session[] } | Session[]);
+    const seen = (Array.isArray(ids) ? ids : ids.sessions).map((s) => s.id);
+    expect(seen).toContain(mine.id);
+    expect(seen).not.toContain(far.id);
+    const byId = await as(['session', 'exec', far.id, '--', 'true']);
+    expect(byId.code).not.toBe(0);
+    expect(byId.stderr).toMatch(/may not session\.exec/);
+    const byName = await as(['session', 'show', '0:far']);
+    expect(byName.code).not.toBe(0);
+    expect(byName.stderr).toMatch(/no session/);
+    const stop = await as(['session', 'stop', far.id]);
+    expect(stop.code).not.toBe(0);
+    expect((await nodes.c.show(far.id)).state).toBe('running');
+  });
+
+  it('lists the sessions of a node that does not answer as etcd last knew them, and forwards again once it is back', async () => {
+    await nodes.c.stop('SIGKILL');
+    const r = await nodes.a.api('GET', '/v1/sessions');
+    expect(r.status).toBe(200);
+    const shown = (r.body as { sessions: Session[] }).sessions.filter((s) => s.id === far.id);
+    expect(shown).toEqual([expect.objectContaining({ id: far.id, name: 'far', node: names.c })]);
+    expect(shown[0]!.last_error).toMatch(new RegExp(`node ${names.c} unreachable`));
+    const exec = await nodes.a.sh('far', 'true');
+    expect(exec.code).not.toBe(0);
+    expect(exec.stderr).toMatch(new RegExp(`node ${names.c}`));
+    await nodes.c.start();
+    await until('C ready again', async () => {
+      const l = (await nodes.a.api('GET', '/v1/nodes')).body as { nodes: { name: string; state: string }[] };
+      return l.nodes.find((n) => n.name === names.c)?.state === 'ready' ? true : undefined;
+    });
+    const back = await until('exec through A again', async () => {
+      const e = await nodes.a.sh('far', 'echo back');
+      return e.code === 0 ? e : undefined;
+    });
+    expect(back.stdout).toBe('back\n');
+  });
+
+  it('keeps session names unique per owner across the fleet, and frees a name once its session is gone', async () => {
+    const first = await nodes.b.api('POST', '/v1/sessions', { ...SMALL, name: 'dup' });
+    expect(first.status, JSON.stringify(first.body)).toBe(201);
+    const id = sessionSchema.parse(first.body).id;
+    for (const through of [nodes.a, nodes.c]) {
+      const again = await through.api('POST', '/v1/sessions', { ...SMALL, name: 'dup' });
+      expect(again.status).toBe(409);
+      expect(JSON.stringify(again.body)).toContain(id);
+    }
+    // Another owner's name is its own.
+    const theirs = await cliAs(nodes.a.socket, { uid: NOBODY, groups: [GID] }, ['session', 'create', '--name', 'dup', '--memory', '128', '--network', 'none', '--json']);
+    expect(theirs.code, theirs.stderr).toBe(0);
+    expect((await nodes.a.api('DELETE', `/v1/sessions/${id}`)).status).toBe(204);
+    const reused = await until('the name free again', async () => {
+      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'dup' });
+      return r.status === 201 ? sessionSchema.parse(r.body) : undefined;
+    });
+    expect(reused.id).not.toBe(id);
+    for (const s of [reused.id, sessionSchema.parse(JSON.parse(theirs.stdout)).id]) expect((await nodes.a.api('DELETE', `/v1/sessions/${s}`)).status).toBe(204);
+  });
+
+  it('stops, starts and destroys a session on C through A', async () => {
+    const stopped = await nodes.a.api('POST', `/v1/sessions/${far.id}/stop`);
+    expect(stopped.status, JSON.stringify(stopped.body)).toBe(200);
+    expect(stopped.body).toMatchObject({ id: far.id, state: 'stopped', node: names.c });
+    expect((await nodes.c.show(far.id)).state).toBe('stopped');
+    const started = await nodes.a.api('POST', '/v1/sessions/far/start');
+    expect(started.status, JSON.stringify(started.body)).toBe(200);
+    expect(started.body).toMatchObject({ id: far.id, state: 'running', node: names.c });
+    expect((await nodes.c.show(far.id)).state).toBe('running');
+    const gone = await nodes.a.cli(['session', 'rm', 'far']);
+    expect(gone.code, gone.stderr).toBe(0);
+    expect((await nodes.c.show(far.id)).state).toBe('destroyed');
+    // Checked and audited once, at the node the caller reached.
+    const events = async (d: TestDaemon, action: string) => ((await d.api('GET', `/v1/events?action=${action}`)).body as { events: { session_id: string | null; decision: string }[] }).events.filter((e) => e.session_id === far.id);
+    for (const action of ['session.stop', 'session.start', 'session.destroy']) {
+      expect((await events(nodes.a, action)).map((e) => e.decision), action).toContain('allow');
+      expect(await events(nodes.c, action), action).toEqual([]);
+    }
+    await until('the placement gone', async () => ((await nodes.a.api('GET', `/v1/sessions/${far.id}`)).status === 404 ? true : undefined));
+    await nodes.a.api('DELETE', `/v1/sessions/${mine.id}`);
+  });
+});
