@@ -29,7 +29,11 @@ function pathFor(f: Forward, url: URL): string {
   return parts.join('/') + url.search;
 }
 
-const HOP = new Set(['host', 'connection', 'content-length', 'transfer-encoding', 'keep-alive', UID_HEADER, GIDS_HEADER]);
+// Never forwarded: hop-by-hop headers, the identity (set here from the checked caller) and the
+// caller's credentials for this node (the listener's token, the page's cookie), which are no peer's business.
+const HOP = new Set(['host', 'connection', 'content-length', 'transfer-encoding', 'keep-alive', 'authorization', 'cookie', UID_HEADER, GIDS_HEADER]);
+/** The owner's reply headers a client may see: no cookie of another node's. */
+const replyHeaders = (h: IncomingMessage['headers']) => Object.fromEntries(Object.entries(h).filter(([k]) => k !== 'set-cookie'));
 const unreachable = (f: Forward, e: Error) => new ApiError('exhausted', `session ${f.to.id} is on node ${f.to.node}, which did not answer: ${e.message}`);
 
 export function forwardHttp(reach: Reach, f: Forward, req: IncomingMessage, res: ServerResponse, url: URL, caller: Caller): Promise<void> {
@@ -40,7 +44,7 @@ export function forwardHttp(reach: Reach, f: Forward, req: IncomingMessage, res:
   return new Promise((resolve) => {
     const out = reach.client.request(f.to.node, f.to.endpoint, { method: req.method ?? 'GET', path: pathFor(f, url), headers }, caller);
     out.on('response', (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
+      res.writeHead(r.statusCode ?? 502, replyHeaders(r.headers));
       r.pipe(res);
       r.on('error', () => res.destroy());
     });

@@ -14,7 +14,9 @@ export type PeerConfig = NonNullable<ClusterConfig['peer']>;
 /** The caller's identity on a forwarded call. */
 export const UID_HEADER = 'x-enclave-uid';
 export const GIDS_HEADER = 'x-enclave-gids';
-const identitySchema = z.object({ uid: z.coerce.number().int().min(0).max(4_294_967_294), gids: z.array(z.coerce.number().int().min(0).max(4_294_967_294)).max(1024) });
+// Digits only: coercion would read an empty header as uid 0 (root).
+const id = z.string().regex(/^\d{1,10}$/, 'a decimal id').transform(Number).pipe(z.number().int().max(4_294_967_294));
+const identitySchema = z.object({ uid: id, gids: z.array(id).max(1024) });
 
 /** The identity a peer sent, or an error naming the header. */
 export function identityOf(headers: Record<string, string | string[] | undefined>): { uid: number; gids: number[] } {

@@ -14,6 +14,7 @@ import { getPrefix } from './etcd.js';
 import { desiredSchema, key, parseValue, prefix, PREFIX, statusSchema, type Desired } from './keys.js';
 import { loadPeerTls, PeerClient, peerName, type PeerConfig, type PeerTls } from './peerTls.js';
 import { readFleet } from './placement.js';
+import { FLEET_OP_TIMEOUT_MS, FLEET_READ_TIMEOUT_MS, FleetTimeout, within } from './deadline.js';
 
 export interface Located {
   id: string;
@@ -68,11 +69,20 @@ export class Reach {
 
   /** The session on another node that `ref` names, or undefined; a name two nodes hold is a conflict. */
   async locate(ref: SessionRef): Promise<Located | undefined> {
-    const found = (await this.placements()).filter(({ node, d }) => node !== this.self && (ref.kind === 'id' ? d.id === ref.id : d.request.name === ref.name && d.owner_uid === ref.owner));
+    try {
+      return await this.locateIn(ref);
+    } catch (e) {
+      if (e instanceof FleetTimeout) throw new ApiError('exhausted', `${e.message}; this node's own sessions keep running and answer here`);
+      throw e;
+    }
+  }
+
+  private async locateIn(ref: SessionRef): Promise<Located | undefined> {
+    const found = (await within(this.placements(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd")).filter(({ node, d }) => node !== this.self && (ref.kind === 'id' ? d.id === ref.id : d.request.name === ref.name && d.owner_uid === ref.owner));
     if (found.length === 0) return undefined;
     if (found.length > 1) throw new ApiError('conflict', `session name '${ref.kind === 'name' ? ref.name : ''}' is held on nodes ${found.map((f) => f.node).join(', ')}: name it by id`);
     const { node, d } = found[0]!;
-    const ep = (await this.endpoints()).get(node);
+    const ep = (await within(this.endpoints(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd")).get(node);
     if (!ep) throw new ApiError('not_found', `session ${d.id} is placed on node ${node}, which is not a member of the fleet`);
     if (!ep.alive) throw new ApiError('exhausted', `session ${d.id} is on node ${node}, which is unreachable (its lease lapsed)`);
     return { id: d.id, node, owner_uid: d.owner_uid, endpoint: ep.endpoint };
@@ -80,7 +90,11 @@ export class Reach {
 
   /** Every other node's sessions (all of them: the caller's node filters by its own policy), each with its node. */
   async others(all: boolean): Promise<Session[]> {
-    const eps = await this.endpoints();
+    // Bounded as the pending list is: without etcd a node lists its own sessions, at once.
+    const eps = await within(this.endpoints(), FLEET_READ_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => {
+      this.log.warn({ err: e.message }, 'fleet list: this node alone');
+      return new Map<string, { endpoint: string; alive: boolean }>();
+    });
     // Read only when a node does not answer: a list where every node does costs one etcd read.
     let placed: Promise<Array<{ node: string; d: Desired }>> | undefined;
     const lists = [...eps].filter(([n]) => n !== this.self).map(async ([node, ep]) => {
@@ -91,8 +105,8 @@ export class Reach {
           this.log.debug({ node, err: (e as Error).message }, 'fleet list: node did not answer');
         }
       }
-      placed ??= this.placements();
-      return this.asKnown(node, (await placed).filter((p) => p.node === node).map((p) => p.d));
+      placed ??= within(this.placements(), FLEET_READ_TIMEOUT_MS, "the fleet's etcd").catch(() => []);
+      return within(this.asKnown(node, (await placed).filter((p) => p.node === node).map((p) => p.d)), FLEET_READ_TIMEOUT_MS, "the fleet's etcd").catch(() => []);
     });
     return (await Promise.all(lists)).flat();
   }
@@ -114,13 +128,20 @@ export class Reach {
   private listOf(node: string, endpoint: string, all: boolean): Promise<Session[]> {
     return new Promise((resolve, reject) => {
       const req = this.client.request(node, endpoint, { method: 'GET', path: all ? '/v1/sessions?all=1' : '/v1/sessions' }, { uid: 0, gids: [] });
-      req.setTimeout(5000, () => req.destroy(new Error('no answer within 5 s')));
-      req.on('error', reject);
+      // A deadline on the whole answer, not an idle timeout: a request queued behind busy connections
+      // to that node, or a peer that trickles bytes, must not hold the list.
+      const timer = setTimeout(() => req.destroy(new Error('no whole answer within 5 s')), 5000);
+      timer.unref();
+      req.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
       req.on('response', (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);
         res.on('end', () => {
+          clearTimeout(timer);
           if (res.statusCode !== 200) return reject(new Error(`node ${node} answered ${res.statusCode}`));
           try {
             resolve(listReply.parse(JSON.parse(Buffer.concat(chunks).toString('utf8'))).sessions);

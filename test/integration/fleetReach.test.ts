@@ -301,4 +301,28 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     await until('the placement gone', async () => ((await nodes.a.api('GET', `/v1/sessions/${far.id}`)).status === 404 ? true : undefined));
     await nodes.a.api('DELETE', `/v1/sessions/${mine.id}`);
   });
+
+  // Last: it takes etcd's quorum away. Reach reads etcd; without a bound a
+  // list on every node, and any call naming a session it does not hold,
+  // would wait for etcd for good.
+  it('without an etcd quorum lists a node\'s own sessions at once and answers a call on another node\'s session with one line', async () => {
+    const there = await onC(async () => {
+      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'there' });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      return sessionSchema.parse(r.body);
+    });
+    const here = await nodes.c.api('GET', '/v1/sessions');
+    expect(here.status).toBe(200);
+    for (const m of etcd.members.filter((x) => existsSync(`/proc/${x.pid}`)).slice(0, 2)) await m.kill();
+    const listed = await nodes.c.api('GET', '/v1/sessions');
+    expect(listed.status).toBe(200);
+    expect((listed.body as { sessions: { id: string }[] }).sessions.map((x) => x.id)).toContain(there.id);
+    const far = await nodes.a.api('GET', `/v1/sessions/${there.id}`);
+    expect(far.status).toBe(503);
+    const msg = (far.body as { error: { message: string } }).error.message;
+    expect(msg).toMatch(/etcd did not answer/);
+    expect(msg).not.toContain('\n');
+    const ex = await nodes.c.sh(there.id, 'echo ok');
+    expect(ex.stdout).toBe('ok\n');
+  }, 120_000);
 });

@@ -9,7 +9,7 @@ describe('fleet peer channel inputs', () => {
   it('takes a uid and gids from the headers, and refuses anything else', () => {
     expect(identityOf({ 'x-enclave-uid': '1000', 'x-enclave-gids': '1000,27' })).toEqual({ uid: 1000, gids: [1000, 27] });
     expect(identityOf({ 'x-enclave-uid': '0', 'x-enclave-gids': '' })).toEqual({ uid: 0, gids: [] });
-    for (const bad of [{}, { 'x-enclave-uid': 'root' }, { 'x-enclave-uid': '-1' }, { 'x-enclave-uid': '1', 'x-enclave-gids': '1,x' }, { 'x-enclave-uid': ['1', '2'] }]) {
+    for (const bad of [{}, { 'x-enclave-uid': 'root' }, { 'x-enclave-uid': '-1' }, { 'x-enclave-uid': '1', 'x-enclave-gids': '1,x' }, { 'x-enclave-uid': ['1', '2'] }, { 'x-enclave-uid': '' }, { 'x-enclave-uid': ' ' }, { 'x-enclave-uid': '1', 'x-enclave-gids': '5,' }, { 'x-enclave-uid': '1e3' }, { 'x-enclave-uid': '0x10' }]) {
       expect(() => identityOf(bad), JSON.stringify(bad)).toThrow(/x-enclave-uid/);
     }
   });
