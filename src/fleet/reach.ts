@@ -72,8 +72,10 @@ export class Reach {
     try {
       return await this.locateIn(ref);
     } catch (e) {
-      if (e instanceof FleetTimeout) throw new ApiError('exhausted', `${e.message}; this node's own sessions keep running and answer here`);
-      throw e;
+      if (e instanceof ApiError) throw e;
+      // Our bound, or the etcd client's own failure (no leader, retries spent), whichever came first.
+      const why = e instanceof FleetTimeout ? e.message : `the fleet's etcd did not answer (${String((e as Error).message).split('\n')[0]!.slice(0, 200)})`;
+      throw new ApiError('exhausted', `${why}; this node's own sessions keep running and answer here`);
     }
   }
 
