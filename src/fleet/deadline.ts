@@ -1,6 +1,7 @@
 // A bound on every etcd call a user waits for. Without quorum etcd does not
 // refuse a request, it lets it wait (and the client retries): a caller would
 // hang instead of hearing that the fleet cannot answer.
+import { ApiError } from '../vocab/errors.js';
 
 /**
  * The longest a fleet operation waits for etcd before it fails, ms. Above
@@ -23,4 +24,19 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
     timer.unref();
   });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * An etcd call whose failure (or silence: no quorum) the caller reads as one
+ * line, a 503: our bound, or the etcd client's own error, whichever comes
+ * first. An ApiError of the call's own passes through.
+ */
+export async function fleetOp<T>(op: () => Promise<T>): Promise<T> {
+  try {
+    return await within(op(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+  } catch (e) {
+    if (e instanceof ApiError) throw e;
+    if (e instanceof FleetTimeout) throw new ApiError('exhausted', `${e.message}; this node's own sessions keep running and answer here`);
+    throw new ApiError('exhausted', `the fleet's etcd did not answer: ${String((e as Error).message).split('\n')[0]!.slice(0, 200)}`);
+  }
 }

@@ -19,7 +19,7 @@ import { claimName } from './names.js';
 import { pendingView, type Limits } from './views.js';
 import { Failure, type FenceTarget } from './failure.js';
 import { placedOn, type PlacedSession } from './drain.js';
-import { FLEET_OP_TIMEOUT_MS, FLEET_READ_TIMEOUT_MS, FleetTimeout, within } from './deadline.js';
+import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
 
 export type { FenceTarget, LocalNode, NodeRow };
 
@@ -83,12 +83,12 @@ export class Fleet {
     const id = newSessionId();
     const d = { id, owner_uid: f.owner, owner_gids: f.gids, request: f.req, memory_mb: f.limits.memory_mb, entry: this.c.node };
     const name = f.req.name;
-    if (name !== undefined) await this.fleetOp(() => claimName(this.etcd, f.owner, name, id));
-    const placed = await this.fleetOp(() => place(this.etcd, d, this.c.candidates));
+    if (name !== undefined) await fleetOp(() => claimName(this.etcd, f.owner, name, id));
+    const placed = await fleetOp(() => place(this.etcd, d, this.c.candidates));
     if ('reason' in placed) {
       if (f.noWait) throw new ApiError('exhausted', `${placed.reason} (not waiting: --no-wait)`);
       const p: Pending = { ...d, limits: f.limits, reason: placed.reason, since: new Date().toISOString() };
-      await this.fleetOp(async () => void (await this.etcd.put(key.pending(id)).value(JSON.stringify(p))));
+      await fleetOp(async () => void (await this.etcd.put(key.pending(id)).value(JSON.stringify(p))));
       this.log.info({ session: id, reason: placed.reason }, 'session pending: no node fits');
       return pendingView(p);
     }
@@ -147,33 +147,22 @@ export class Fleet {
 
   /** Destroy a pending session (it is placed nowhere yet): false if it is no longer pending. */
   async cancel(id: string): Promise<boolean> {
-    const r = await this.fleetOp(() => this.etcd.delete().key(key.pending(id)).exec());
+    const r = await fleetOp(() => this.etcd.delete().key(key.pending(id)).exec());
     return Number(r.deleted) > 0;
   }
 
   nodes(): Promise<NodeRow[]> {
-    return this.fleetOp(() => this.registry.nodes());
+    return fleetOp(() => this.registry.nodes());
   }
 
   /** Cordon `node` and say which sessions are still placed there (nothing is moved yet: drain.ts). */
   async drain(node: string): Promise<PlacedSession[]> {
     await this.cordon(node, true);
-    return this.fleetOp(() => placedOn(this.etcd, node));
+    return fleetOp(() => placedOn(this.etcd, node));
   }
 
   async cordon(node: string, on: boolean): Promise<void> {
-    if (!(await this.fleetOp(() => this.registry.cordon(node, on)))) throw new ApiError('not_found', `no node ${node} in the fleet`, 'name');
-  }
-
-  /** An etcd call whose failure (or silence: no quorum) the caller reads as one line, a 503. */
-  private async fleetOp<T>(op: () => Promise<T>): Promise<T> {
-    try {
-      return await within(op(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
-    } catch (e) {
-      if (e instanceof ApiError) throw e;
-      if (e instanceof FleetTimeout) throw new ApiError('exhausted', `${e.message}; this node's own sessions keep running and answer here`);
-      throw new ApiError('exhausted', `the fleet's etcd did not answer: ${(e as Error).message}`);
-    }
+    if (!(await fleetOp(() => this.registry.cordon(node, on)))) throw new ApiError('not_found', `no node ${node} in the fleet`, 'name');
   }
 
   /** Daemon stop: leave the fleet at once (its sessions keep running here). */

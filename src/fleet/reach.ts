@@ -14,7 +14,7 @@ import { getPrefix } from './etcd.js';
 import { desiredSchema, key, parseValue, prefix, PREFIX, statusSchema, type Desired } from './keys.js';
 import { loadPeerTls, PeerClient, peerName, type PeerConfig, type PeerTls } from './peerTls.js';
 import { readFleet } from './placement.js';
-import { FLEET_OP_TIMEOUT_MS, FLEET_READ_TIMEOUT_MS, FleetTimeout, within } from './deadline.js';
+import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
 
 export interface Located {
   id: string;
@@ -26,6 +26,9 @@ export interface Located {
 export type SessionRef = { kind: 'id'; id: string } | { kind: 'name'; name: string; owner: number };
 
 const listReply = z.object({ sessions: z.array(sessionSchema) });
+/** An etcd read a list waits on: its answer within the list's bound, else `fallback` (the list goes on without it). */
+const quick = <T>(p: Promise<T>, fallback: T, onLate?: (e: Error) => void): Promise<T> =>
+  within(p, FLEET_READ_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => (onLate?.(e), fallback));
 const DESIRED = `${PREFIX}desired/`;
 
 export class Reach {
@@ -69,22 +72,15 @@ export class Reach {
 
   /** The session on another node that `ref` names, or undefined; a name two nodes hold is a conflict. */
   async locate(ref: SessionRef): Promise<Located | undefined> {
-    try {
-      return await this.locateIn(ref);
-    } catch (e) {
-      if (e instanceof ApiError) throw e;
-      // Our bound, or the etcd client's own failure (no leader, retries spent), whichever came first.
-      const why = e instanceof FleetTimeout ? e.message : `the fleet's etcd did not answer (${String((e as Error).message).split('\n')[0]!.slice(0, 200)})`;
-      throw new ApiError('exhausted', `${why}; this node's own sessions keep running and answer here`);
-    }
+    return fleetOp(() => this.locateIn(ref));
   }
 
   private async locateIn(ref: SessionRef): Promise<Located | undefined> {
-    const found = (await within(this.placements(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd")).filter(({ node, d }) => node !== this.self && (ref.kind === 'id' ? d.id === ref.id : d.request.name === ref.name && d.owner_uid === ref.owner));
+    const found = (await this.placements()).filter(({ node, d }) => node !== this.self && (ref.kind === 'id' ? d.id === ref.id : d.request.name === ref.name && d.owner_uid === ref.owner));
     if (found.length === 0) return undefined;
     if (found.length > 1) throw new ApiError('conflict', `session name '${ref.kind === 'name' ? ref.name : ''}' is held on nodes ${found.map((f) => f.node).join(', ')}: name it by id`);
     const { node, d } = found[0]!;
-    const ep = (await within(this.endpoints(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd")).get(node);
+    const ep = (await this.endpoints()).get(node);
     if (!ep) throw new ApiError('not_found', `session ${d.id} is placed on node ${node}, which is not a member of the fleet`);
     if (!ep.alive) throw new ApiError('exhausted', `session ${d.id} is on node ${node}, which is unreachable (its lease lapsed)`);
     return { id: d.id, node, owner_uid: d.owner_uid, endpoint: ep.endpoint };
@@ -93,10 +89,7 @@ export class Reach {
   /** Every other node's sessions (all of them: the caller's node filters by its own policy), each with its node. */
   async others(all: boolean): Promise<Session[]> {
     // Bounded as the pending list is: without etcd a node lists its own sessions, at once.
-    const eps = await within(this.endpoints(), FLEET_READ_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => {
-      this.log.warn({ err: e.message }, 'fleet list: this node alone');
-      return new Map<string, { endpoint: string; alive: boolean }>();
-    });
+    const eps = await quick(this.endpoints(), new Map<string, { endpoint: string; alive: boolean }>(), (e) => this.log.warn({ err: e.message }, 'fleet list: this node alone'));
     // Read only when a node does not answer: a list where every node does costs one etcd read.
     let placed: Promise<Array<{ node: string; d: Desired }>> | undefined;
     const lists = [...eps].filter(([n]) => n !== this.self).map(async ([node, ep]) => {
@@ -107,8 +100,8 @@ export class Reach {
           this.log.debug({ node, err: (e as Error).message }, 'fleet list: node did not answer');
         }
       }
-      placed ??= within(this.placements(), FLEET_READ_TIMEOUT_MS, "the fleet's etcd").catch(() => []);
-      return within(this.asKnown(node, (await placed).filter((p) => p.node === node).map((p) => p.d)), FLEET_READ_TIMEOUT_MS, "the fleet's etcd").catch(() => []);
+      placed ??= quick(this.placements(), []);
+      return quick(this.asKnown(node, (await placed).filter((p) => p.node === node).map((p) => p.d)), []);
     });
     return (await Promise.all(lists)).flat();
   }
