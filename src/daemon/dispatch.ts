@@ -227,13 +227,10 @@ export class Dispatcher {
       ({ target, audited } = this.find(ctx, kind, ref, caller));
     } catch (e) {
       if ((c.name === 'sessionShow' || c.name === 'sessionDestroy') && ref && e instanceof ApiError && e.code === 'not_found') await pendingCall(ctx, c.name, ref, caller, query);
-      if (kind === 'session' && ref && e instanceof ApiError && e.code === 'not_found') {
-        const partial = { caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>;
-        await forwardCall(ctx, spec, ref, caller, body, () => detailOf(partial));
-      }
+      const partial = { caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>;
+      if (kind === 'session' && ref && e instanceof ApiError && e.code === 'not_found') await forwardCall(ctx, spec, ref, caller, body, () => detailOf(partial));
       // A name that finds nothing is recorded as a name found but not the caller's is (guard.check): alike.
       if (!(e instanceof ApiError) || e.code !== 'not_found' || !ref || ref.kind !== 'name' || !spec.action) throw e;
-      const partial = { caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>;
       ctx.access.notFound(caller, spec.action, kind as Target['kind'], refText(ref), detailOf(partial), e);
     }
     const log = target && kind === 'session' ? ctx.log.child({ session: (target as SessionRow).id }) : ctx.log;

@@ -34,7 +34,7 @@ function volumesFor(ctx: Context, caller: Caller, req: CreateSessionRequest): Re
   });
 }
 
-/** Fleet mode: a session of this node, with its name as the fleet knows it. */
+/** Fleet mode: a session of this node, with the node it runs on. */
 const here = <T extends object>(ctx: Context, s: T): T => (ctx.fleet ? { ...s, node: ctx.fleet.node } : s);
 
 export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | 'sessionShow' | 'sessionStats' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
@@ -43,16 +43,15 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
     // every node's (the route's aggregate), each with its node, filtered by this node's policy.
     const peer = caller.via === 'peer';
     const fleet = ctx.fleet;
-    const mine = <T extends object>(s: T) => (fleet ? { ...s, node: fleet.node } : s);
     const pending = fleet && !peer ? (await fleet.pending()).map(pendingView) : [];
     const others = fleet?.reach && !peer ? await fleet.reach.others(query.all ?? false) : [];
     const shown = (s: { owner_uid: number | null }) => peer || ctx.access.visible(caller, s);
     if (query.format === 'text' || query.format === 'ids') {
       // Sized for what is printed: the table's columns of each session, not every field of it.
-      const rows = [...ctx.sessions.listTable(query.all ?? false).map(mine), ...others, ...pending].filter(shown);
+      const rows = [...ctx.sessions.listTable(query.all ?? false).map((s) => here(ctx, s)), ...others, ...pending].filter(shown);
       return new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid));
     }
-    const all = ctx.sessions.list(query.all ?? false, consoleInfo(ctx)).map(mine);
+    const all = ctx.sessions.list(query.all ?? false, consoleInfo(ctx)).map((s) => here(ctx, s));
     return { sessions: [...all, ...others, ...pending].filter(shown) };
   },
 
