@@ -24,19 +24,24 @@
 /* Room for at least this much per read of the socket: a flood arrives in 64 KiB frames, read several at a time. */
 #define WS_READ (256u * 1024)
 
-void buf_add(struct buf *b, const void *p, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) {
-      static const char oom[] = "enclave: out of memory\n";
-      (void)!write(2, oom, sizeof oom - 1);
-      _exit(1);
-    }
-    b->data = d;
-    b->cap = cap;
+/* Room for n more bytes and the NUL; out of memory ends the front end (it holds nothing to undo). */
+void buf_reserve(struct buf *b, size_t n) {
+  if (b->len + n + 1 <= b->cap) return;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap < b->len + n + 1) cap *= 2;
+  char *d = realloc(b->data, cap);
+  if (!d) {
+    static const char oom[] = "enclave: out of memory\n";
+    (void)!write(2, oom, sizeof oom - 1);
+    _exit(1);
   }
+  d[b->len] = 0;
+  b->data = d;
+  b->cap = cap;
+}
+
+void buf_add(struct buf *b, const void *p, size_t n) {
+  buf_reserve(b, n);
   if (n) memcpy(b->data + b->len, p, n);
   b->len += n;
   b->data[b->len] = 0;
@@ -170,22 +175,6 @@ void error_message(const struct reply *r, char *out, size_t cap) {
 }
 
 /* ---- the WebSocket (front_tty.c speaks attach over it too) ------------- */
-
-void buf_reserve(struct buf *b, size_t n) {
-  if (b->len + n + 1 <= b->cap) return;
-  size_t len = b->len;
-  buf_add(b, "", 0);
-  size_t cap = b->cap;
-  while (cap < len + n + 1) cap *= 2;
-  char *d = realloc(b->data, cap);
-  if (!d) {
-    static const char oom[] = "enclave: out of memory\n";
-    (void)!write(2, oom, sizeof oom - 1);
-    _exit(1);
-  }
-  b->data = d;
-  b->cap = cap;
-}
 
 static uint32_t mask_key(struct ws *w) {
   /* xorshift64, seeded from getrandom: the mask only has to be unpredictable to a proxy, of which there is none on a Unix socket. */
