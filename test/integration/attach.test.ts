@@ -6,6 +6,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { spawn as spawnPty } from 'node-pty';
 import { join } from 'node:path';
 import xtermHeadless from '@xterm/headless';
+import { expectRestored, modesOnPrintf } from './terminalCheck.js';
 import { ATTACH_PROTOCOL } from '../../src/terminal/console.js';
 import { K8S_V5_PROTOCOL } from '../../src/terminal/channels.js';
 import { sessionSchema } from '../../src/api/schemas.js';
@@ -307,23 +308,10 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
   });
 
   it('puts the terminal back on every way out: a program that exits in the alternate screen (exec --tty), and a detach from one (attach)', async () => {
-    // What vim or less switch on, printed by a program that never switches them off.
-    const on = "printf '\\033[?1049h\\033[?1h\\033=\\033[?25l\\033[?1000;1006h\\033[?2004h\\111NSIDE'";
-    const check = async (out: string) => {
-      const t = new xtermHeadless.Terminal({ cols: 100, rows: 30, allowProposedApi: true });
-      await new Promise<void>((r) => t.write(out, r));
-      expect(out).toContain('INSIDE');
-      expect(t.buffer.active.type).toBe('normal');
-      expect(t.modes.applicationCursorKeysMode).toBe(false);
-      expect(t.modes.applicationKeypadMode).toBe(false);
-      expect(t.modes.mouseTrackingMode).toBe('none');
-      expect(t.modes.bracketedPasteMode).toBe(false);
-      // The cursor shown again after it was hidden.
-      expect(out.lastIndexOf('\x1b[?25h')).toBeGreaterThan(out.lastIndexOf('\x1b[?25l'));
-    };
+    const on = modesOnPrintf('INSIDE');
     const run = cliInPty(d, ['session', 'exec', '--tty', 'con', '--', 'sh', '-c', `${on}; exit 4`], 100, 30);
     expect(await run.exited).toBe(4);
-    await check(run.out());
+    await expectRestored(run.out());
 
     await d.create({ name: 'modes' });
     const attached = cliInPty(d, ['session', 'attach', 'modes'], 100, 30);
@@ -332,7 +320,7 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
     await attached.waitFor('INSIDE');
     attached.p.write('\x10\x11'); // ctrl-p, ctrl-q
     expect(await attached.exited).toBe(0);
-    await check(attached.out());
+    await expectRestored(attached.out());
     await d.destroy('modes');
   });
 

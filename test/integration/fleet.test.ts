@@ -8,10 +8,11 @@
 // its sessions running throughout. Access is checked on the node reached,
 // and the caller's uid is the session's owner on the node that runs it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { cliAs, isRoot, TestDaemon } from './harness.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
-import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { endFleetRun, fleetRunDir } from './fleetRun.js';
 
 const TTL_S = 2;
 const GID = 48216; // a group nobody on the machine has
@@ -59,7 +60,7 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
   };
 
   beforeAll(async () => {
-    dir = etcdRunDir('/var/tmp/enclave-fleet-test', 'etcd');
+    dir = fleetRunDir('etcd');
     etcd = await startEtcdCluster(dir, { salt: 3 });
     const cluster = (node: string) => `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${node}"\nlease_ttl_s = ${TTL_S}\n`;
     // Room for 3, 2 and 1 sessions.
@@ -81,21 +82,7 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
   }, 120_000);
 
   afterAll(async () => {
-    for (const d of Object.values(nodes)) await d?.cleanup();
-    await etcd?.stop();
-    const left = dir ? etcdUnder(dir) : [];
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    try {
-      rmdirSync('/var/tmp/enclave-fleet-test');
-    } catch {
-      /* another run's cluster is there */
-    }
-    expect(left).toEqual([]);
-    for (const d of Object.values(nodes)) {
-      expect(existsSync(`/sys/class/net/${d.bridge}`)).toBe(false);
-      expect(d.cgroupDirs()).toEqual([]);
-      expect(existsSync(d.dir)).toBe(false);
-    }
+    await endFleetRun(dir, etcd, Object.values(nodes));
   }, 120_000);
 
   it('lists the nodes with their state, sessions and capacity', async () => {

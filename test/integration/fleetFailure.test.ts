@@ -15,12 +15,13 @@
 //   sessions keep running and exec into a node's own session works.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { existsSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import { isRoot, TestDaemon } from './harness.js';
 import { Viewer } from './viewer.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
-import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { endFleetRun, fleetRunDir } from './fleetRun.js';
 
 const TTL_S = 2;
 /** Long enough for a daemon restart on a loaded machine, short enough for CI. */
@@ -138,7 +139,7 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
   };
 
   beforeAll(async () => {
-    dir = etcdRunDir('/var/tmp/enclave-fleet-test', 'etcdf');
+    dir = fleetRunDir('etcdf');
     etcd = await startEtcdCluster(dir, { salt: 5 });
     client = new Etcd3({ hosts: etcd.endpoints, dialTimeout: 3000 });
     for (const e of etcd.endpoints) relays.push(await relay(e));
@@ -158,22 +159,10 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
   }, 120_000);
 
   afterAll(async () => {
-    for (const d of Object.values(nodes)) await d?.cleanup();
-    client?.close();
-    for (const r of relays) await r.close();
-    await etcd?.stop();
-    const left = dir ? etcdUnder(dir) : [];
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    try {
-      rmdirSync('/var/tmp/enclave-fleet-test');
-    } catch {
-      /* another run's cluster is there */
-    }
-    expect(left).toEqual([]);
-    for (const d of Object.values(nodes)) {
-      expect(d.cgroupDirs()).toEqual([]);
-      expect(existsSync(d.dir)).toBe(false);
-    }
+    await endFleetRun(dir, etcd, Object.values(nodes), async () => {
+      client?.close();
+      for (const r of relays) await r.close();
+    });
   }, 120_000);
 
   it('keeps the sessions of a SIGKILLed node running; the node is unreachable, and back within the grace it carries on', async () => {

@@ -10,14 +10,15 @@
 // them, and reaches them again once C is back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { request as plainRequest } from 'node:http';
 import { join } from 'node:path';
 import { cliAs, isRoot, listenPort, TestDaemon } from './harness.js';
 import { Viewer } from './viewer.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
-import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { endFleetRun, fleetRunDir } from './fleetRun.js';
 import { makeCa, makeNodeCert, peerSection } from '../../stress/fleetCerts.js';
 
 const GID = 48217; // a group nobody on the machine has
@@ -73,7 +74,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
   };
 
   beforeAll(async () => {
-    dir = etcdRunDir('/var/tmp/enclave-fleet-test', 'reach');
+    dir = fleetRunDir('reach');
     etcd = await startEtcdCluster(dir, { salt: 5 });
     const ca = makeCa(join(dir, 'pki'));
     caFile = ca.ca;
@@ -106,21 +107,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
   }, 180_000);
 
   afterAll(async () => {
-    for (const d of Object.values(nodes)) await d?.cleanup();
-    await etcd?.stop();
-    const left = dir ? etcdUnder(dir) : [];
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    try {
-      rmdirSync('/var/tmp/enclave-fleet-test');
-    } catch {
-      /* another run's cluster is there */
-    }
-    expect(left).toEqual([]);
-    for (const d of Object.values(nodes)) {
-      expect(existsSync(`/sys/class/net/${d.bridge}`)).toBe(false);
-      expect(d.cgroupDirs()).toEqual([]);
-      expect(existsSync(d.dir)).toBe(false);
-    }
+    await endFleetRun(dir, etcd, Object.values(nodes));
   }, 120_000);
 
   it('advertises each node at its mutual-TLS endpoint, and lists and shows C\'s sessions from A and B with their node', async () => {

@@ -11,10 +11,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn as spawnPty } from 'node-pty';
-import xtermHeadless from '@xterm/headless';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS, keyOf } from '../../src/cli/commandTable.js';
 import { CLI, FRONT, isRoot, TestDaemon, type CliResult } from './harness.js';
+import { expectRestored, modesOnPrintf } from './terminalCheck.js';
 
 function run(file: string, args: string[], env: Record<string, string>, input = ''): Promise<CliResult> {
   return new Promise((resolve) => {
@@ -256,26 +256,11 @@ function frontInPty(socket: string, line: string, cols = 100, rows = 30) {
   return { p, waitFor, exited, out: () => out, front };
 }
 
-/** What vim or less switch on, printed by a program that never switches them off; then INSIDE and a tag (typed, it reads \\111NSIDE). */
 let tags = 0;
 const modesOn = () => {
   const tag = `INSIDE${++tags}x`;
-  return { line: `printf '\\033[?1049h\\033[?1h\\033=\\033[?25l\\033[?1000;1006h\\033[?2004h\\111${tag.slice(1)}\\n'`, tag };
+  return { line: modesOnPrintf(tag, '\\n'), tag };
 };
-
-/** The terminal after this output: back on the main screen, normal keys, no mouse, no bracketed paste, the cursor shown. */
-async function expectRestored(out: string): Promise<void> {
-  const t = new xtermHeadless.Terminal({ cols: 100, rows: 30, allowProposedApi: true });
-  await new Promise<void>((r) => t.write(out, r));
-  expect(out).toContain('INSIDE');
-  expect(t.buffer.active.type).toBe('normal');
-  expect(t.modes.applicationCursorKeysMode).toBe(false);
-  expect(t.modes.applicationKeypadMode).toBe(false);
-  expect(t.modes.mouseTrackingMode).toBe('none');
-  expect(t.modes.bracketedPasteMode).toBe(false);
-  expect(out.lastIndexOf('\x1b[?25h')).toBeGreaterThan(out.lastIndexOf('\x1b[?25l'));
-  t.dispose();
-}
 
 /** The two `stty -g` lines the shell printed around the front end: its settings before and after. */
 function settings(out: string): [string, string] {
@@ -293,6 +278,16 @@ describe.skipIf(!isRoot)('attach and exec -t through the front end, in a termina
     await d.create({ name: 'tty' });
   });
   afterAll(() => d.cleanup());
+
+  /** `session attach tty` through the front end, with the console switched into vim's modes. */
+  const attachedInModes = async () => {
+    const run = frontInPty(d.socket, around('"$FRONT" session attach tty'));
+    await new Promise((r) => setTimeout(r, 500));
+    const on = modesOn();
+    run.p.write(`${on.line}\r`);
+    await run.waitFor(on.tag);
+    return run;
+  };
 
   it('exec -t: the command in a terminal of this size, its output and its exit code; the terminal as it was', async () => {
     const run = frontInPty(d.socket, around(`"$FRONT" session exec -t tty sh -c 'test -t 0 && echo is-a-tty; stty size; exit 3'`), 90, 25);
@@ -326,11 +321,7 @@ describe.skipIf(!isRoot)('attach and exec -t through the front end, in a termina
   });
 
   it('attach: types into the console, detaches with the keys (the shell keeps running), the terminal and its modes put back', async () => {
-    const run = frontInPty(d.socket, around('"$FRONT" session attach tty'));
-    await new Promise((r) => setTimeout(r, 500));
-    const on = modesOn();
-    run.p.write(`${on.line}\r`);
-    await run.waitFor(on.tag);
+    const run = await attachedInModes();
     run.p.write('\x10\x11'); // ctrl-p, ctrl-q
     await run.waitFor('EXIT:0');
     await run.exited;
@@ -350,11 +341,7 @@ describe.skipIf(!isRoot)('attach and exec -t through the front end, in a termina
   });
 
   it('killed mid-attach: SIGTERM puts the terminal back before it dies; SIGKILL leaves no viewer and no exec -t command behind', async () => {
-    const run = frontInPty(d.socket, around('"$FRONT" session attach tty'));
-    await new Promise((r) => setTimeout(r, 500));
-    const on = modesOn();
-    run.p.write(`${on.line}\r`);
-    await run.waitFor(on.tag);
+    const run = await attachedInModes();
     process.kill(run.front(), 'SIGTERM');
     await run.waitFor('EXIT:143');
     await run.exited;
@@ -387,11 +374,7 @@ describe.skipIf(!isRoot)('attach and exec -t through the front end, in a termina
 
   // Last: it stops the daemon.
   it('the daemon gone mid-attach: the close is reported as the Node CLI words it, exit 1, the terminal put back', { timeout: 60_000 }, async () => {
-    const run = frontInPty(d.socket, around('"$FRONT" session attach tty'));
-    await new Promise((r) => setTimeout(r, 500));
-    const on = modesOn();
-    run.p.write(`${on.line}\r`);
-    await run.waitFor(on.tag);
+    const run = await attachedInModes();
     await d.stop('SIGTERM');
     await run.waitFor('EXIT:1');
     await run.exited;

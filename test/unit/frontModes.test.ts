@@ -5,24 +5,10 @@
 // restore sequences must be the same bytes. (In a real terminal:
 // test/integration/front.test.ts.)
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { repoRoot } from '../../src/native/addon.js';
+import { FRONT, frontBuilt, rng } from './fixtures/front.js';
 import { TerminalModes } from '../../src/cli/terminalModes.js';
 
-const FRONT = join(repoRoot, 'native', 'build', 'Release', 'enclave-front');
-
-/** mulberry32 */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Pieces of output: whole and broken mode sequences, keypad, RIS, other escapes, text, long runs. */
 const PIECES = [
@@ -40,7 +26,7 @@ function frame(chunks: Buffer[]): Buffer {
   }));
 }
 
-describe.skipIf(!existsSync(FRONT))('the front end\'s terminal modes', () => {
+describe.skipIf(!frontBuilt())('the front end\'s terminal modes', () => {
   it('restore with the same bytes as the Node CLI\'s for the same output, however it is cut', { timeout: 60_000 }, () => {
     const random = rng(27);
     let nonEmpty = 0;

@@ -5,15 +5,13 @@
 // request the Node CLI's parse of it says. (Its output against a real daemon:
 // test/integration/front.test.ts.)
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { FRONT, frontBuilt, rng } from './fixtures/front.js';
 import { parseLine, type Parsed } from '../../src/cli/argv.js';
 import { COMMANDS, GLOBAL_FLAGS, keyOf, lookup } from '../../src/cli/commandTable.js';
-import { repoRoot } from '../../src/native/addon.js';
 import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../../src/cli/attachClient.js';
 
-const FRONT = join(repoRoot, 'native', 'build', 'Release', 'enclave-front');
 const ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin', ENCLAVE_FRONT: 'explain', HERE: 'x y' };
 
 /** Every byte but A-Z a-z 0-9 - _ . ~ as %XX, as the front end encodes (and the daemon's URLSearchParams decodes). */
@@ -52,17 +50,6 @@ function keysOk(p: Parsed): void {
   parseDetachKeys(p.str('detach-keys') ?? DEFAULT_DETACH_KEYS);
 }
 
-/** mulberry32 */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const VALUES = ['/tmp', '/a b', 'A=1', 'HERE', 'NOT_HERE', 'GH_TOKEN=x', '1X=2', 'x&y=z+%', '', 'ctrl-a,d', ' Ctrl-P , ctrl-Q', 'ctrl-1', 'ctrl-p,,q', 'x'];
 const WORDS = ['web', 's-0123456789', '0:web', 'Bad Name', '-', 'ls', '-l', '--', 'sh', '-c', 'echo "a b"', 'héllo'];
 
@@ -96,7 +83,7 @@ function corpus(n: number): string[][] {
   return lines;
 }
 
-describe.skipIf(!existsSync(FRONT))('the front end parses as the Node CLI does', () => {
+describe.skipIf(!frontBuilt())('the front end parses as the Node CLI does', () => {
   it('never answers a line the Node CLI refuses, and answers the rest with the request the Node CLI would make', { timeout: 60_000 }, () => {
     let answered = 0;
     const lines = corpus(600);
