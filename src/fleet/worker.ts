@@ -2,7 +2,9 @@
 // (/enclave/desired/NODE/), creates each here by its id (idempotent: an id
 // it already has is not made twice, whether the watch fires again or the
 // daemon restarted in between), and reports the outcome under
-// /enclave/status/ID for the node that took the create. Once a second it
+// /enclave/status/ID for the node that took the create: a report etcd did
+// not take (a leader change) is made again each second until it is, or the
+// caller would wait out create_timeout_ms for a session that runs. Once a second it
 // also settles its allocation key with what it really holds, so a session
 // that ended frees its slot for placement (and for pending sessions).
 import type { Etcd3, Watcher } from 'etcd3';
@@ -10,6 +12,7 @@ import type { Logger } from 'pino';
 import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import { ApiError } from '../vocab/errors.js';
 import { ACTIVE_STATES, ENDED_STATES, type SessionState } from '../vocab/states.js';
+import { FLEET_OP_TIMEOUT_MS, within } from './deadline.js';
 import { getPrefix, getWithRev } from './etcd.js';
 import { allocSchema, desiredSchema, key, parseValue, statusSchema, type Alloc, type Desired, type Status } from './keys.js';
 
@@ -28,6 +31,10 @@ export class Worker {
   private watcher: Watcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly making = new Set<string>();
+  /** Running sessions whose report etcd holds (or held): not written again. */
+  private readonly reported = new Set<string>();
+  /** Creates that failed here and whose report etcd has not taken yet; never made again. */
+  private readonly failedReports = new Map<string, Status>();
   private closed = false;
 
   constructor(
@@ -55,7 +62,7 @@ export class Worker {
       this.log.error({ err: (e as Error).message }, 'ignoring a placement that does not parse');
       return;
     }
-    if (this.making.has(d.id) || this.closed || !this.mayCreate()) return;
+    if (this.making.has(d.id) || this.failedReports.has(d.id) || this.closed || !this.mayCreate()) return;
     if (this.local.stateOf(d.id) !== undefined) return; // made already (the watch again, or a resync)
     this.making.add(d.id);
     void this.make(d).finally(() => this.making.delete(d.id));
@@ -64,18 +71,48 @@ export class Worker {
   private async make(d: Desired): Promise<void> {
     const log = this.log.child({ session: d.id });
     log.info({ entry: d.entry, owner: d.owner_uid }, 'creating a session placed here');
-    let status: Status;
     try {
       const s = await this.local.create(d.id, d.request, { uid: d.owner_uid, gids: d.owner_gids });
-      status = { id: d.id, node: this.node, state: 'running', session: { ...s, node: this.node } };
+      await this.report({ id: d.id, node: this.node, state: 'running', session: { ...s, node: this.node } }, log);
     } catch (e) {
       const err = e instanceof ApiError ? { code: e.code, message: e.message } : { code: 'internal', message: (e as Error).message };
       log.warn({ err: err.message }, 'a session placed here could not be created');
-      status = { id: d.id, node: this.node, state: 'failed', error: err };
-      // Nothing of it is left here to count: its slot goes back at once.
-      if (this.local.stateOf(d.id) === undefined) await this.etcd.delete().key(key.desired(this.node, d.id)).catch(() => undefined);
+      this.failedReports.set(d.id, { id: d.id, node: this.node, state: 'failed', error: err });
+      await this.reportFailed(d.id, log);
     }
-    await this.etcd.put(key.status(d.id)).value(JSON.stringify(status)).catch((e: Error) => log.error({ err: e.message }, 'cannot report the session to the fleet'));
+  }
+
+  /** A running session's report; one etcd did not take is made again by settle(). */
+  private async report(status: Status, log: Logger): Promise<void> {
+    try {
+      await within(this.etcd.put(key.status(status.id)).value(JSON.stringify(status)).exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+      this.reported.add(status.id);
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'cannot report the session to the fleet yet; trying again each second');
+    }
+  }
+
+  /** A failed create's report, its placement gone first: nothing of it is left here to count, and its slot goes back at once. */
+  private async reportFailed(id: string, log: Logger): Promise<void> {
+    const status = this.failedReports.get(id);
+    if (!status) return;
+    try {
+      if (this.local.stateOf(id) === undefined) await this.etcd.delete().key(key.desired(this.node, id));
+      await within(this.etcd.put(key.status(id)).value(JSON.stringify(status)).exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+      this.failedReports.delete(id);
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'cannot report the failed create to the fleet yet; trying again each second');
+    }
+  }
+
+  /** A running session placed here with no report (etcd refused it, or this daemon restarted before making it): written unless one is there. */
+  private async reportIfAbsent(id: string): Promise<void> {
+    const s = this.local.view(id);
+    if (!s) return;
+    const status: Status = { id, node: this.node, state: 'running', session: { ...s, node: this.node } };
+    const k = key.status(id);
+    await this.etcd.if(k, 'Version', '==', 0).then(this.etcd.put(k).value(JSON.stringify(status))).commit();
+    this.reported.add(id);
   }
 
   /** Once a second: placements the watch missed, and the allocation settled. */
@@ -95,6 +132,7 @@ export class Worker {
    * revision, so the compare-and-swap below fails and the next tick redoes it.
    */
   async settle(): Promise<void> {
+    for (const id of [...this.failedReports.keys()]) await this.reportFailed(id, this.log.child({ session: id }));
     const alloc = await getWithRev(this.etcd, key.alloc(this.node));
     const desired = await getPrefix(this.etcd, key.desiredOf(this.node));
     const want: Alloc = { sessions: {} };
@@ -110,9 +148,13 @@ export class Worker {
         // report once it had run. A failed create's report is the entry node's to read and remove:
         // gone before it read it, its caller would wait out create_timeout_ms for nothing.
         await this.etcd.delete().key(k);
+        this.reported.delete(d.id);
         const st = await this.etcd.get(key.status(d.id)).string();
         if (st !== null && parseValue(statusSchema, key.status(d.id), st).state === 'running') await this.etcd.delete().key(key.status(d.id));
-      } else if (ACTIVE_STATES.includes(state)) want.sessions[d.id] = { memory_mb: d.memory_mb };
+      } else if (ACTIVE_STATES.includes(state)) {
+        want.sessions[d.id] = { memory_mb: d.memory_mb };
+        if (state === 'running' && !this.reported.has(d.id) && !this.making.has(d.id)) await this.reportIfAbsent(d.id);
+      }
     }
     const have = alloc.value === null ? null : parseValue(allocSchema, key.alloc(this.node), alloc.value);
     if (have && sameAlloc(have, want)) return;

@@ -1,0 +1,155 @@
+// The owning side of placement (src/fleet/worker.ts) against a real etcd
+// (Debian's etcd-server, one member started here): a session placed on this
+// node is made once, and its report reaches etcd even when etcd refuses the
+// first write (as it does while a new leader is elected). A report lost
+// there left the node that took the create waiting out create_timeout_ms
+// for a session that ran (seen in CI when the burst test killed the leader).
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { Etcd3 } from 'etcd3';
+import { pino } from 'pino';
+import type { Session } from '../../src/api/schemas.js';
+import { Worker, type LocalNode } from '../../src/fleet/worker.js';
+import { key, PREFIX, type Desired } from '../../src/fleet/keys.js';
+import { ApiError } from '../../src/vocab/errors.js';
+import type { SessionState } from '../../src/vocab/states.js';
+import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+
+const NODE = 'w1';
+const desired = (id: string): Desired => ({ id, owner_uid: 0, owner_gids: [], request: {}, memory_mb: 256, entry: 'w2', placed_at: '2026-01-01T00:00:00Z' });
+
+/** This node's sessions as the worker sees them; `fail` makes a create fail. */
+class FakeNode implements LocalNode {
+  readonly states = new Map<string, SessionState>();
+  creates = 0;
+  constructor(private readonly fail = false) {}
+  stateOf(id: string): SessionState | undefined {
+    return this.states.get(id);
+  }
+  active(): Map<string, number> {
+    return new Map([...this.states].filter(([, s]) => s === 'running').map(([id]) => [id, 256]));
+  }
+  async create(id: string): Promise<Session> {
+    this.creates++;
+    if (this.fail) throw new ApiError('exhausted', 'no room here');
+    this.states.set(id, 'running');
+    return this.view(id)!;
+  }
+  view(id: string): Session | undefined {
+    // Only id and state are read back by these tests; the rest of a session does not matter here.
+    return this.states.has(id) ? ({ id, state: this.states.get(id) } as unknown as Session) : undefined;
+  }
+}
+
+/** The client the worker uses, whose first `n` writes of a status key are refused as etcd refuses them without a leader. */
+function refusingStatusWrites(etcd: Etcd3, n: number): { client: Etcd3; refused: () => number } {
+  let refused = 0;
+  const client = new Proxy(etcd, {
+    get(target, prop, receiver) {
+      if (prop !== 'put') return Reflect.get(target, prop, receiver);
+      return (k: string) => {
+        const b = target.put(k);
+        if (!k.startsWith(`${PREFIX}status/`) || refused >= n) return b;
+        refused++;
+        b.exec = () => Promise.reject(new Error('etcdserver: leader changed'));
+        return b;
+      };
+    },
+  });
+  return { client, refused: () => refused };
+}
+
+async function statusOf(etcd: Etcd3, id: string): Promise<{ state: string; node: string } | null> {
+  const v = await etcd.get(key.status(id)).string();
+  return v === null ? null : (JSON.parse(v) as { state: string; node: string });
+}
+
+async function until<T>(what: string, f: () => Promise<T | null | undefined>, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== null && v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('the worker that makes what is placed on its node', () => {
+  let dir: string;
+  let cluster: EtcdCluster;
+  let etcd: Etcd3;
+  const log = pino({ level: 'silent' });
+
+  beforeAll(async () => {
+    dir = etcdRunDir(tmpdir(), 'enclave-etcd-worker');
+    cluster = await startEtcdCluster(dir, { size: 1, salt: 11 });
+    etcd = new Etcd3({ hosts: cluster.endpoints });
+  }, 60_000);
+
+  afterAll(async () => {
+    etcd?.close();
+    await cluster?.stop();
+    expect(etcdUnder(dir)).toEqual([]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  beforeEach(async () => {
+    await etcd.delete().prefix(PREFIX);
+  });
+
+  it('reports a session it made even when etcd refuses the first reports, and makes it once', async () => {
+    const local = new FakeNode();
+    const { client, refused } = refusingStatusWrites(etcd, 2);
+    const w = new Worker(client, NODE, local, log);
+    try {
+      await w.start();
+      const d = desired('s-00000000e1');
+      await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
+      const st = await until('the running report', () => statusOf(etcd, d.id));
+      expect(st).toMatchObject({ state: 'running', node: NODE });
+      expect(refused()).toBe(2);
+      expect(local.creates).toBe(1);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('reports a create that failed here even when etcd refuses the first report, and never makes it again', async () => {
+    const local = new FakeNode(true);
+    const { client, refused } = refusingStatusWrites(etcd, 1);
+    const w = new Worker(client, NODE, local, log);
+    try {
+      await w.start();
+      const d = desired('s-00000000e2');
+      await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
+      const st = await until('the failed report', () => statusOf(etcd, d.id));
+      expect(st).toMatchObject({ state: 'failed', node: NODE, error: { code: 'exhausted', message: 'no room here' } });
+      expect(refused()).toBe(1);
+      expect(await etcd.get(key.desired(NODE, d.id)).string()).toBeNull();
+      // Two more of the worker's seconds: the placement stays gone and nothing is made again.
+      await new Promise((r) => setTimeout(r, 2200));
+      expect(local.creates).toBe(1);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('after a restart, reports a session it runs that has no report, and leaves one that has', async () => {
+    const local = new FakeNode();
+    local.states.set('s-00000000e3', 'running');
+    local.states.set('s-00000000e4', 'running');
+    for (const id of ['s-00000000e3', 's-00000000e4']) await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
+    const theirs = JSON.stringify({ id: 's-00000000e4', node: NODE, state: 'lost', since: '2026-01-01T00:00:00Z' });
+    await etcd.put(key.status('s-00000000e4')).value(theirs);
+    const w = new Worker(etcd, NODE, local, log);
+    try {
+      await w.start();
+      expect(await statusOf(etcd, 's-00000000e3')).toMatchObject({ state: 'running', node: NODE });
+      expect(await etcd.get(key.status('s-00000000e4')).string()).toBe(theirs);
+      expect(local.creates).toBe(0);
+    } finally {
+      await w.close();
+    }
+  });
+});
