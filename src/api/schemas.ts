@@ -149,8 +149,8 @@ export type OomView = z.infer<typeof oomSchema>;
 export const sessionSchema = z.object({
   id: z.string().regex(SESSION_ID),
   name: z.string().nullable(),
-  /** pending: placed on no node yet (fleet mode, docs/fleet.md); never a state of a node's own record. */
-  state: z.enum([...sessionStates, 'pending']),
+  /** Fleet mode only (docs/fleet.md), never a state of a node's own record: pending (placed on no node yet), unreachable (its node's lease lapsed), lost (past the grace). */
+  state: z.enum([...sessionStates, 'pending', 'unreachable', 'lost']),
   hostname: z.string(),
   init_pid: z.number().int().nullable(),
   id_range: z.object({ host_base: z.number().int(), size: z.number().int() }).nullable(),

@@ -140,8 +140,8 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.
   return r.data;
 }
 
-/** A show or destroy of a session no node runs yet (fleet mode: pending), done on the node that took its create. */
-class PendingShown {
+/** A show or destroy of a session of the fleet no node answers for (pending, unreachable, lost), done on the node the caller reached. */
+class FleetShown {
   constructor(
     readonly view: Session,
     readonly query: unknown,
@@ -149,19 +149,30 @@ class PendingShown {
 }
 
 /**
- * Throws PendingShown when `ref` is a pending session of the fleet the
- * caller may show or destroy (the route's own access check); a destroy
- * removes it, so no node ever makes it.
+ * Throws FleetShown when `ref` is a session of the fleet no node answers
+ * for and the caller may show or destroy it (the route's own access check):
+ * pending (a destroy removes it, so no node ever makes it), lost (a destroy
+ * removes its record: its owner has seen it), or on an unreachable node
+ * (shown as last reported; a destroy goes on to be refused as unreachable).
  */
-async function pendingCall(ctx: Context, route: 'sessionShow' | 'sessionDestroy', ref: Ref, caller: Caller, query: unknown): Promise<void> {
+async function fleetViewCall(ctx: Context, route: 'sessionShow' | 'sessionDestroy', ref: Ref, caller: Caller, query: unknown): Promise<void> {
   if (!ctx.fleet) return;
-  const p = (await ctx.fleet.pending()).find((x) => (ref.kind === 'id' ? x.id === ref.id : x.request.name === ref.name && x.owner_uid === (ref.owner ?? caller.uid)));
-  if (!p) return;
+  const owner = ref.kind === 'name' ? (ref.owner ?? caller.uid) : undefined;
+  const p = (await ctx.fleet.pending()).find((x) => (ref.kind === 'id' ? x.id === ref.id : x.request.name === ref.name && x.owner_uid === owner));
+  // A peer asks about a session it was told is here: not another node's to answer for.
+  const known = p || !ctx.fleet.reach || caller.via === 'peer' ? undefined : await ctx.fleet.reach.known(ref.kind === 'id' ? ref : { kind: 'name', name: ref.name, owner: owner! });
+  const view = p ? pendingView(p) : known?.view;
+  if (!view || (route === 'sessionDestroy' && known && !known.lost)) return;
   const action = route === 'sessionShow' ? 'session.show' : 'session.destroy';
-  ctx.access.check(caller, action, { kind: 'session', id: p.id, owner_uid: p.owner_uid }, null, ref.kind === 'name' ? { error: notFound('session', ref), ref: refText(ref) } : undefined);
+  ctx.access.check(caller, action, { kind: 'session', id: view.id, owner_uid: view.owner_uid }, null, ref.kind === 'name' ? { error: notFound('session', ref), ref: refText(ref) } : undefined);
   // Placed in the meantime: then it is an ordinary session of another node, not found here.
-  if (route === 'sessionDestroy' && !(await ctx.fleet.cancel(p.id))) return;
-  throw new PendingShown(pendingView(p), query);
+  if (route === 'sessionDestroy' && p && !(await ctx.fleet.cancel(p.id))) return;
+  if (route === 'sessionDestroy' && known?.lost) {
+    await ctx.fleet.reach!.forget(view.id);
+    // Fenced: its node ended it and keeps its record; the destroy releases that there too.
+    if (known.fencedOn) throw new Forward(known.fencedOn, undefined);
+  }
+  throw new FleetShown(view, query);
 }
 
 /**
@@ -182,6 +193,7 @@ async function forwardCall(ctx: Context, spec: RouteSpec, ref: Ref, caller: Call
     d = null; // a detail that reads the (remote) target: the audit event goes without it
   }
   ctx.access.check(caller, spec.action, { kind: 'session', id: to.id, owner_uid: to.owner_uid }, d, hidden);
+  if (!to.alive) throw new ApiError('exhausted', `session ${to.id} is on node ${to.node}, which is unreachable (its lease lapsed)`);
   throw new Forward(to, body);
 }
 
@@ -226,7 +238,7 @@ export class Dispatcher {
     try {
       ({ target, audited } = this.find(ctx, kind, ref, caller));
     } catch (e) {
-      if ((c.name === 'sessionShow' || c.name === 'sessionDestroy') && ref && e instanceof ApiError && e.code === 'not_found') await pendingCall(ctx, c.name, ref, caller, query);
+      if ((c.name === 'sessionShow' || c.name === 'sessionDestroy') && ref && e instanceof ApiError && e.code === 'not_found') await fleetViewCall(ctx, c.name, ref, caller, query);
       const partial = { caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>;
       if (kind === 'session' && ref && e instanceof ApiError && e.code === 'not_found') await forwardCall(ctx, spec, ref, caller, body, () => detailOf(partial));
       // A name that finds nothing is recorded as a name found but not the caller's is (guard.check): alike.
@@ -270,8 +282,8 @@ export class Dispatcher {
     try {
       prepared = await this.input(ctx, c, raw, req, url, caller);
     } catch (e) {
-      if (e instanceof Forward) return forwardHttp(ctx.fleet!.reach!, e, req, res, url, caller);
-      if (!(e instanceof PendingShown)) throw e;
+      if (e instanceof Forward) return forwardHttp(ctx.fleet!.reach!, e, req, res, url, caller, c.spec.reply.kind === 'stream');
+      if (!(e instanceof FleetShown)) throw e;
       if (c.spec.reply.kind === 'empty') return void res.writeHead(204).end();
       if (c.spec.reply.kind !== 'json') throw e;
       const format = formatOf(e.query);

@@ -36,13 +36,14 @@ const HOP = new Set(['host', 'connection', 'content-length', 'transfer-encoding'
 const replyHeaders = (h: IncomingMessage['headers']) => Object.fromEntries(Object.entries(h).filter(([k]) => k !== 'set-cookie'));
 const unreachable = (f: Forward, e: Error) => new ApiError('exhausted', `session ${f.to.id} is on node ${f.to.node}, which did not answer: ${e.message}`);
 
-export function forwardHttp(reach: Reach, f: Forward, req: IncomingMessage, res: ServerResponse, url: URL, caller: Caller): Promise<void> {
+/** `long`: the route's reply is a stream that may last (see PeerClient.request). */
+export function forwardHttp(reach: Reach, f: Forward, req: IncomingMessage, res: ServerResponse, url: URL, caller: Caller, long: boolean): Promise<void> {
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
   const body = f.body === undefined ? undefined : JSON.stringify(f.body);
   if (body !== undefined) Object.assign(headers, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) });
   return new Promise((resolve) => {
-    const out = reach.client.request(f.to.node, f.to.endpoint, { method: req.method ?? 'GET', path: pathFor(f, url), headers }, caller);
+    const out = reach.client.request(f.to.node, f.to.endpoint, { method: req.method ?? 'GET', path: pathFor(f, url), headers }, caller, long);
     out.on('response', (r) => {
       res.writeHead(r.statusCode ?? 502, replyHeaders(r.headers));
       r.pipe(res);

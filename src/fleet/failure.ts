@@ -21,9 +21,10 @@
 // assumed within a small part of the grace of each other.
 import type { Etcd3, IOperation } from 'etcd3';
 import type { Logger } from 'pino';
-import { getPrefix, type ClusterConfig } from './etcd.js';
-import { desiredSchema, downSchema, key, parseValue, prefix, statusSchema, type Status } from './keys.js';
+import { getPrefix, getWithRev, type ClusterConfig } from './etcd.js';
+import { desiredSchema, downSchema, key, lostSchema, parseValue, prefix, statusSchema, type Desired, type Lost, type Status } from './keys.js';
 import { readFleet } from './placement.js';
+import { reportedOrPlaced } from './views.js';
 import type { Registry } from './registry.js';
 
 /** What fencing needs of this node's own sessions. */
@@ -34,7 +35,7 @@ export interface FenceTarget {
   remove(id: string, why: string): Promise<void>;
 }
 
-/** Transactions stay well under etcd's default of 128 operations each. */
+/** Sessions per transaction: 3 operations each (placement, status, lost record), under etcd's default of 128. */
 const CHUNK = 32;
 
 export class Failure {
@@ -96,9 +97,19 @@ export class Failure {
       await this.target.remove(id, `fenced: node ${me} was unreachable past the fleet's grace (cluster.grace_s = ${this.c.grace_s}) and the fleet declared the session lost`);
       const fenced: Status = { ...s, state: 'fenced', since: new Date().toISOString() };
       await this.etcd.put(key.status(id)).value(JSON.stringify(fenced));
+      await this.markFenced(id, fenced.since!);
     }
     await this.etcd.delete().key(key.down(me));
     if (this.registry.generation === gen) this.fencedFor = gen;
+  }
+
+  /** What its owner sees of a lost session: that its node came back and removed it (unless the owner destroyed it meanwhile). */
+  private async markFenced(id: string, at: string): Promise<void> {
+    const k = key.lost(id);
+    const r = await getWithRev(this.etcd, k);
+    if (r.value === null) return;
+    const shown: Lost = { ...parseValue(lostSchema, k, r.value), fenced_at: at };
+    await this.etcd.if(k, 'Mod', '==', r.rev).then(this.etcd.put(k).value(JSON.stringify(shown))).commit();
   }
 
   /** Mark members without a lease down, and declare the sessions of those down past the grace lost. */
@@ -135,12 +146,13 @@ export class Failure {
       const ops: IOperation[] = [];
       for (const [k, v] of desired.slice(i, i + CHUNK)) {
         ops.push(this.etcd.delete().key(k));
-        let id: string;
+        let d: Desired;
         try {
-          id = parseValue(desiredSchema, k, v).id;
+          d = parseValue(desiredSchema, k, v);
         } catch {
           continue; // an unreadable placement: it goes, there is nothing to report under
         }
+        const id = d.id;
         const old = statuses.get(key.status(id));
         let session: unknown;
         try {
@@ -150,6 +162,9 @@ export class Failure {
         }
         const lost: Status = { id, node, state: 'lost', since, ...(session === undefined ? {} : { session }) };
         ops.push(this.etcd.put(key.status(id)).value(JSON.stringify(lost)));
+        const last = reportedOrPlaced(session, d, since);
+        const shown: Lost = { id, node, owner_uid: d.owner_uid, name: d.request.name ?? null, since, ...(last === undefined ? {} : { session: last }) };
+        ops.push(this.etcd.put(key.lost(id)).value(JSON.stringify(shown)));
         count++;
       }
       // Only while it is still away: back in between, it keeps what is left.

@@ -81,7 +81,7 @@ export class Fleet {
     if (f.req.volumes?.length) throw new ApiError('invalid_request', 'volumes are per node and not placed with a session yet: create it without --volume in fleet mode', 'volumes');
     if (f.req.auth?.length || f.req.env_tokens?.length) throw new ApiError('invalid_request', 'secrets are stored per node and not carried to another node yet: create it without --auth/--env-token in fleet mode', 'auth');
     const id = newSessionId();
-    const d = { id, owner_uid: f.owner, owner_gids: f.gids, request: f.req, memory_mb: f.limits.memory_mb, entry: this.c.node };
+    const d = { id, owner_uid: f.owner, owner_gids: f.gids, request: f.req, memory_mb: f.limits.memory_mb, limits: f.limits, entry: this.c.node };
     const name = f.req.name;
     if (name !== undefined) await fleetOp(() => claimName(this.etcd, f.owner, name, id));
     const placed = await fleetOp(() => place(this.etcd, d, this.c.candidates));
@@ -135,7 +135,7 @@ export class Fleet {
 
   private async placePending(): Promise<void> {
     for (const p of await this.pending()) {
-      const r = await place(this.etcd, { id: p.id, owner_uid: p.owner_uid, owner_gids: p.owner_gids, request: p.request, memory_mb: p.memory_mb, entry: p.entry }, this.c.candidates, key.pending(p.id));
+      const r = await place(this.etcd, { id: p.id, owner_uid: p.owner_uid, owner_gids: p.owner_gids, request: p.request, memory_mb: p.memory_mb, limits: p.limits, entry: p.entry }, this.c.candidates, key.pending(p.id));
       if ('node' in r) this.log.info({ session: p.id, node: r.node }, 'pending session placed');
       else if (r.reason !== p.reason && r.reason !== 'gone') {
         // Only while it is still there: a destroy in between is not undone.

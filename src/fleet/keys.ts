@@ -11,6 +11,7 @@
 //                           its node stayed unreachable past the grace, fenced once that node removed it
 //   /enclave/down/NODE      since when the node has been seen unreachable (its lease gone); the node clears it
 //   /enclave/pending/ID     a session no node fits yet, with the reason; its entry node places it
+//   /enclave/lost/ID        a session declared lost, as list and show tell its owner, until the owner destroys it
 import { z } from 'zod';
 import { createSessionRequest, limitsSchema, SESSION_ID } from '../api/schemas.js';
 
@@ -25,8 +26,9 @@ export const key = {
   status: (id: string) => `${PREFIX}status/${id}`,
   pending: (id: string) => `${PREFIX}pending/${id}`,
   down: (node: string) => `${PREFIX}down/${node}`,
+  lost: (id: string) => `${PREFIX}lost/${id}`,
 } as const;
-export const prefix = { members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/`, status: `${PREFIX}status/`, down: `${PREFIX}down/` } as const;
+export const prefix = { members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/`, status: `${PREFIX}status/`, down: `${PREFIX}down/`, lost: `${PREFIX}lost/` } as const;
 
 const nodeName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/);
 const sessionId = z.string().regex(SESSION_ID);
@@ -44,7 +46,17 @@ export type Alloc = z.infer<typeof allocSchema>;
 
 /** A session as placed: everything the owning node needs to create it, by this id. */
 export const desiredSchema = z
-  .object({ id: sessionId, owner_uid: z.number().int().min(0), owner_gids: z.array(z.number().int().min(0)).max(1024), request: createSessionRequest, memory_mb: z.number().int().min(0), entry: nodeName, placed_at: z.string() })
+  .object({
+    id: sessionId,
+    owner_uid: z.number().int().min(0),
+    owner_gids: z.array(z.number().int().min(0)).max(1024),
+    request: createSessionRequest,
+    memory_mb: z.number().int().min(0),
+    /** The limits the entry node resolved: what list and show say of it should its node be lost before it reported it. */
+    limits: limitsSchema.optional(),
+    entry: nodeName,
+    placed_at: z.string(),
+  })
   .strict();
 export type Desired = z.infer<typeof desiredSchema>;
 
@@ -65,6 +77,16 @@ export const pendingSchema = z
   .object({ id: sessionId, owner_uid: z.number().int().min(0), owner_gids: z.array(z.number().int().min(0)).max(1024), request: createSessionRequest, memory_mb: z.number().int().min(0), limits: limitsSchema, entry: nodeName, reason: z.string(), since: z.string() })
   .strict();
 export type Pending = z.infer<typeof pendingSchema>;
+
+/**
+ * A session the fleet declared lost: whose, which node had it, since when, the
+ * session as its node last reported it, and when that node came back and
+ * removed it (fenced). Its owner sees it in list and show until destroying it.
+ */
+export const lostSchema = z
+  .object({ id: sessionId, node: nodeName, owner_uid: z.number().int().min(0), name: z.string().max(64).nullable(), since: z.string(), session: z.unknown().optional(), fenced_at: z.string().optional() })
+  .strict();
+export type Lost = z.infer<typeof lostSchema>;
 
 /** Since when a node has been seen unreachable, by the clock of the node that saw it first. */
 export const downSchema = z.object({ since: z.string(), seen_by: nodeName }).strict();

@@ -1,19 +1,25 @@
 // Session names unique per owner across the fleet: a create claims
 // /enclave/names/UID/NAME (its session id) in an etcd transaction before it
 // is placed. A claim is held while its session is placed or pending
-// somewhere, or just claimed (10 s: its placement under way); once its session has
+// somewhere, or just claimed (30 s: its placement under way); once its session has
 // ended (its placement gone) the next create of that name takes it over,
 // again by compare-and-swap, so two creates racing for one name never both
 // get it. No node has to remember to release a name.
 import type { Etcd3 } from 'etcd3';
 import { z } from 'zod';
 import { ApiError } from '../vocab/errors.js';
+import { FLEET_OP_TIMEOUT_MS } from './deadline.js';
 import { getWithRev } from './etcd.js';
 import { key, parseValue, PREFIX } from './keys.js';
 
 const claimSchema = z.object({ id: z.string(), at: z.number() }).strict();
-/** A claim this young whose session is placed nowhere yet is a create still placing it (placement takes milliseconds). */
-const PLACING_MS = 10_000;
+/**
+ * A claim this young whose session is placed nowhere yet is a create still
+ * placing it: placement takes milliseconds, but may wait for etcd up to the
+ * fleet's bound on an operation (a leader change), and its write may land
+ * after that bound gave up on it; twice the bound covers both.
+ */
+const PLACING_MS = 2 * FLEET_OP_TIMEOUT_MS;
 const nameKey = (owner: number, name: string) => `${PREFIX}names/${owner}/${name}`;
 
 /** Claim `name` of `owner` for session `id`; 409 if a live session of the fleet holds it. */

@@ -90,10 +90,16 @@ export class PeerClient {
     return a;
   }
 
-  /** An HTTPS request to `node` at `endpoint`, with the caller's identity. */
-  request(node: string, endpoint: string, o: Pick<RequestOptions, 'method' | 'path' | 'headers'>, who: { uid: number; gids: number[] }) {
+  /**
+   * An HTTPS request to `node` at `endpoint`, with the caller's identity.
+   * `long`: a reply that may last (logs --follow) gets a connection of its
+   * own, so no caller can hold the kept-alive ones every other call and
+   * every list's fan-out to that node need.
+   */
+  request(node: string, endpoint: string, o: Pick<RequestOptions, 'method' | 'path' | 'headers'>, who: { uid: number; gids: number[] }, long = false) {
     const { host, port } = hostPort(node, endpoint);
-    return request({ host, port, agent: this.agent(node), ...o, headers: { ...o.headers, [UID_HEADER]: String(who.uid), [GIDS_HEADER]: who.gids.join(',') } });
+    const via = long ? { agent: false as const, ...clientOptions(this.tls, node) } : { agent: this.agent(node) };
+    return request({ host, port, ...via, ...o, headers: { ...o.headers, [UID_HEADER]: String(who.uid), [GIDS_HEADER]: who.gids.join(',') } });
   }
 
   /** A raw TLS connection to `node` (a WebSocket upgrade is piped through it byte for byte). */

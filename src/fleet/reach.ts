@@ -4,14 +4,16 @@
 // until the session ends, stopped ones included); a call on it is forwarded
 // to that node over the mutual-TLS channel (peerTls.ts). A listing asks
 // every live node for its own sessions at once and shows a node that does
-// not answer (or whose lease lapsed) with what etcd last knew of its sessions.
+// not answer (or whose lease lapsed) with what etcd last knew of its sessions,
+// unreachable, and the sessions the fleet declared lost (views.ts).
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { sessionSchema, type Session } from '../api/schemas.js';
 import { ApiError } from '../vocab/errors.js';
 import { getPrefix } from './etcd.js';
-import { desiredSchema, key, parseValue, prefix, PREFIX, statusSchema, type Desired } from './keys.js';
+import { desiredSchema, downSchema, key, lostSchema, parseValue, prefix, PREFIX, statusSchema, type Desired, type Lost, type Status } from './keys.js';
+import { lostView, reportedOrPlaced, unreachableView } from './views.js';
 import { loadPeerTls, PeerClient, peerName, type PeerConfig, type PeerTls } from './peerTls.js';
 import { readFleet } from './placement.js';
 import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
@@ -21,6 +23,8 @@ export interface Located {
   node: string;
   owner_uid: number;
   endpoint: string;
+  /** Whether its node holds its lease: a call is refused (after the caller's access check, so a refusal tells nobody else it exists) when not. */
+  alive: boolean;
 }
 
 export type SessionRef = { kind: 'id'; id: string } | { kind: 'name'; name: string; owner: number };
@@ -30,6 +34,8 @@ const listReply = z.object({ sessions: z.array(sessionSchema) });
 const quick = <T>(p: Promise<T>, fallback: T, onLate?: (e: Error) => void): Promise<T> =>
   within(p, FLEET_READ_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => (onLate?.(e), fallback));
 const DESIRED = `${PREFIX}desired/`;
+/** The most a node's answer to a list or a lookup may hold: 500 sessions are ~1 MiB. */
+const MAX_PEER_REPLY = 32 * 1024 * 1024;
 
 export class Reach {
   readonly client: PeerClient;
@@ -77,13 +83,27 @@ export class Reach {
 
   private async locateIn(ref: SessionRef): Promise<Located | undefined> {
     const found = (await this.placements()).filter(({ node, d }) => node !== this.self && (ref.kind === 'id' ? d.id === ref.id : d.request.name === ref.name && d.owner_uid === ref.owner));
-    if (found.length === 0) return undefined;
+    if (found.length === 0) return ref.kind === 'id' ? this.ended(ref.id) : undefined;
     if (found.length > 1) throw new ApiError('conflict', `session name '${ref.kind === 'name' ? ref.name : ''}' is held on nodes ${found.map((f) => f.node).join(', ')}: name it by id`);
     const { node, d } = found[0]!;
     const ep = (await this.endpoints()).get(node);
     if (!ep) throw new ApiError('not_found', `session ${d.id} is placed on node ${node}, which is not a member of the fleet`);
-    if (!ep.alive) throw new ApiError('exhausted', `session ${d.id} is on node ${node}, which is unreachable (its lease lapsed)`);
-    return { id: d.id, node, owner_uid: d.owner_uid, endpoint: ep.endpoint };
+    return { id: d.id, node, owner_uid: d.owner_uid, endpoint: ep.endpoint, alive: ep.alive };
+  }
+
+  /**
+   * A session placed nowhere but listed by its node: ended there (its
+   * placement goes when it ends; its record stays, as on a single daemon).
+   * Asked of every node that answers, by id only: a name is free once its
+   * session ended, so it names no ended one.
+   */
+  private async ended(id: string): Promise<Located | undefined> {
+    const eps = [...(await this.endpoints())].filter(([n, ep]) => n !== this.self && ep.alive);
+    const asked = eps.map(async ([node, ep]) => {
+      const s = await this.getJson(node, ep.endpoint, `/v1/sessions/${id}`, sessionSchema, 2000).catch(() => undefined);
+      return s && s.id === id && s.owner_uid !== null ? { id, node, owner_uid: s.owner_uid, endpoint: ep.endpoint, alive: true } : undefined;
+    });
+    return (await Promise.all(asked)).find((x) => x !== undefined);
   }
 
   /** Every other node's sessions (all of them: the caller's node filters by its own policy), each with its node. */
@@ -103,29 +123,103 @@ export class Reach {
       placed ??= quick(this.placements(), []);
       return quick(this.asKnown(node, (await placed).filter((p) => p.node === node).map((p) => p.d)), []);
     });
-    return (await Promise.all(lists)).flat();
+    const lost = (await quick(this.lost(), [], (e) => this.log.warn({ err: e.message }, 'fleet list: without the lost sessions'))).map((l) => l.view);
+    // A fenced one is also its node's (ended there): shown once, lost, until its owner destroys it.
+    const lostIds = new Set(lost.map((s) => s.id));
+    return [...(await Promise.all(lists)).flat().filter((s) => !lostIds.has(s.id)), ...lost];
   }
 
-  /** A node that does not answer: its sessions as etcd last knew them (the owning node's report), marked unreachable. */
+  /** A node that does not answer: its sessions as it last reported them, unreachable. */
   private async asKnown(node: string, placed: Desired[]): Promise<Session[]> {
+    const down = await this.etcd.get(key.down(node)).string().catch(() => null);
+    let since: string | undefined;
+    try {
+      since = down === null ? undefined : parseValue(downSchema, key.down(node), down).since;
+    } catch {
+      since = undefined;
+    }
     const known = await Promise.all(
       placed.map(async (d) => {
         const v = await this.etcd.get(key.status(d.id)).string().catch(() => null);
-        const st = v === null ? undefined : parseValue(statusSchema, key.status(d.id), v);
-        const s = st?.session === undefined ? undefined : sessionSchema.safeParse(st.session);
-        // No report yet: it was being created when the node went; its placement alone is no session to show.
-        return s?.success ? [{ ...s.data, node, last_error: `node ${node} unreachable: shown as etcd last knew it` }] : [];
+        let st: Status | undefined;
+        try {
+          st = v === null ? undefined : parseValue(statusSchema, key.status(d.id), v);
+        } catch {
+          st = undefined;
+        }
+        const s = reportedOrPlaced(st?.session, d, since ?? d.placed_at);
+        return s ? [unreachableView({ ...s, owner_uid: d.owner_uid }, node, since)] : [];
       }),
     );
     return known.flat();
   }
 
-  private listOf(node: string, endpoint: string, all: boolean): Promise<Session[]> {
+  /** The sessions the fleet declared lost, as their owners see them until they destroy them. */
+  private async lost(): Promise<Array<{ rec: Lost; view: Session }>> {
+    const all = await getPrefix(this.etcd, prefix.lost);
+    return [...all].flatMap(([k, v]) => {
+      try {
+        const rec = parseValue(lostSchema, k, v);
+        const view = lostView(rec);
+        return view ? [{ rec, view }] : [];
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'ignoring a lost-session record that does not parse');
+        return [];
+      }
+    });
+  }
+
+  /**
+   * A session `ref` names that no node answers for: one on an unreachable
+   * node (as last reported), or one declared lost. Undefined when it is on a
+   * node that answers (the call is forwarded there) or unknown to the fleet.
+   * `fencedOn`: a lost one whose node came back, removed it and answers
+   * again: that node still holds its record (ended), for a destroy to release.
+   */
+  async known(ref: SessionRef): Promise<{ view: Session; lost: boolean; fencedOn?: Located } | undefined> {
+    return fleetOp(async () => {
+      const matches = (id: string, name: string | null | undefined, owner: number) => (ref.kind === 'id' ? id === ref.id : name === ref.name && owner === ref.owner);
+      const placed = (await this.placements()).filter(({ node, d }) => node !== this.self && matches(d.id, d.request.name, d.owner_uid));
+      if (placed.length > 0) {
+        if (placed.length > 1) return undefined; // locate() says which nodes hold the name
+        const { node, d } = placed[0]!;
+        if ((await this.endpoints()).get(node)?.alive !== false) return undefined;
+        const [view] = await this.asKnown(node, [d]);
+        return view ? { view, lost: false } : undefined;
+      }
+      const lost = (await this.lost()).filter(({ rec }) => matches(rec.id, rec.name, rec.owner_uid));
+      if (lost.length > 1) throw new ApiError('conflict', `${lost.length} lost sessions are named '${ref.kind === 'name' ? ref.name : ''}': name one by id (${lost.map(({ rec }) => rec.id).join(', ')})`);
+      if (!lost[0]) return undefined;
+      const { rec, view } = lost[0];
+      const ep = rec.fenced_at !== undefined && rec.node !== this.self ? (await this.endpoints()).get(rec.node) : undefined;
+      const fencedOn = ep?.alive ? { id: rec.id, node: rec.node, owner_uid: rec.owner_uid, endpoint: ep.endpoint, alive: true } : undefined;
+      return { view, lost: true, ...(fencedOn ? { fencedOn } : {}) };
+    });
+  }
+
+  /** Remove a lost session's record (its owner destroyed it): false if there was none. */
+  async forget(id: string): Promise<boolean> {
+    const r = await fleetOp(() => this.etcd.if(key.lost(id), 'Version', '>', 0).then(this.etcd.delete().key(key.lost(id)), this.etcd.delete().key(key.status(id))).commit());
+    return r.succeeded;
+  }
+
+  private async listOf(node: string, endpoint: string, all: boolean): Promise<Session[]> {
+    const r = await this.getJson(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000);
+    if (r === undefined) throw new Error(`node ${node} answered no list`);
+    return r.sessions;
+  }
+
+  /**
+   * GET `path` from a node as root (the caller's node filters by its own
+   * policy), parsed: undefined on a 404. A deadline on the whole answer, not
+   * an idle timeout: a request queued behind busy connections to that node,
+   * or a peer that trickles bytes, must not hold the caller; and a bound on
+   * its size.
+   */
+  private getJson<S extends z.ZodType>(node: string, endpoint: string, path: string, schema: S, ms: number): Promise<z.output<S> | undefined> {
     return new Promise((resolve, reject) => {
-      const req = this.client.request(node, endpoint, { method: 'GET', path: all ? '/v1/sessions?all=1' : '/v1/sessions' }, { uid: 0, gids: [] });
-      // A deadline on the whole answer, not an idle timeout: a request queued behind busy connections
-      // to that node, or a peer that trickles bytes, must not hold the list.
-      const timer = setTimeout(() => req.destroy(new Error('no whole answer within 5 s')), 5000);
+      const req = this.client.request(node, endpoint, { method: 'GET', path }, { uid: 0, gids: [] });
+      const timer = setTimeout(() => req.destroy(new Error(`no whole answer within ${ms} ms`)), ms);
       timer.unref();
       req.on('error', (e) => {
         clearTimeout(timer);
@@ -133,15 +227,21 @@ export class Reach {
       });
       req.on('response', (res) => {
         const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_PEER_REPLY) return req.destroy(new Error(`node ${node} answered more than ${MAX_PEER_REPLY} bytes`));
+          chunks.push(c);
+        });
         res.on('error', reject);
         res.on('end', () => {
           clearTimeout(timer);
+          if (res.statusCode === 404) return resolve(undefined);
           if (res.statusCode !== 200) return reject(new Error(`node ${node} answered ${res.statusCode}`));
           try {
-            resolve(listReply.parse(JSON.parse(Buffer.concat(chunks).toString('utf8'))).sessions);
+            resolve(schema.parse(JSON.parse(Buffer.concat(chunks).toString('utf8'))));
           } catch (e) {
-            reject(new Error(`node ${node}'s list does not parse: ${(e as Error).message.slice(0, 200)}`));
+            reject(new Error(`node ${node}'s answer to ${path.split('?')[0]} does not parse: ${(e as Error).message.slice(0, 200)}`));
           }
         });
       });

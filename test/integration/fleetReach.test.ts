@@ -6,14 +6,17 @@
 // resume after a cut, stop, start and destroy, list and show with their
 // node. A peer without a certificate of the fleet CA, or with one that names
 // no node, is refused; a tenant on A reaches its own session on C and not
-// another's; while C's daemon is down A lists C's sessions as etcd last knew
-// them, and reaches them again once C is back.
+// another's; while C's daemon is down A lists and shows C's sessions
+// unreachable, as C last reported them, and reaches them again once C is
+// back; a session of C's declared lost (C away past the grace) is listed and
+// shown lost to its owner alone until the owner destroys it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { request as plainRequest } from 'node:http';
 import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
 import { cliAs, isRoot, listenPort, TestDaemon } from './harness.js';
 import { Viewer } from './viewer.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
@@ -24,6 +27,8 @@ import { makeCa, makeNodeCert, peerSection } from '../../stress/fleetCerts.js';
 const GID = 48217; // a group nobody on the machine has
 const NOBODY = 65534;
 const SMALL = { memory_mb: 128, network: 'none' };
+/** Long enough for a daemon restart on a loaded machine (C must be back within it), short enough for CI. */
+const GRACE_S = 20;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
@@ -58,6 +63,15 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
   let far: Session;
   let mine: Session;
 
+  /** A key as etcd holds it (a client of its own: the test's reads do not outlive it). */
+  const etcdGet = async (k: string) => {
+    const c = new Etcd3({ hosts: etcd.endpoints, dialTimeout: 3000 });
+    try {
+      return await c.get(k).string();
+    } finally {
+      c.close();
+    }
+  };
   const cordon = async (n: string, on: boolean) => expect((await nodes.a.api('POST', `/v1/nodes/${on ? 'cordon' : 'uncordon'}`, { name: n })).status).toBe(200);
   /** A session made through A that lands on C (A and B cordoned meanwhile). */
   const onC = async (make: () => Promise<Session>) => {
@@ -84,7 +98,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       names[k] = `r${k}-${d.tag}`;
       ports[k] = listenPort(salt);
       const cert = makeNodeCert(join(dir, 'pki'), ca, names[k]);
-      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\n${peerSection(`127.0.0.1:${ports[k]}`, ca.ca, cert)}`;
+      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\ngrace_s = ${GRACE_S}\n${peerSection(`127.0.0.1:${ports[k]}`, ca.ca, cert)}`;
       d.reconfigure({ extraConfig: `max_sessions = 4\n${k === 'a' ? rules : ''}${cluster}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
       nodes[k] = d;
       await d.start();
@@ -224,16 +238,59 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect((await nodes.c.show(far.id)).state).toBe('running');
   });
 
+  it('keeps calls and lists reaching C while more log streams to C stay open than the kept-alive connections to it', async () => {
+    // 16 kept-alive connections per node: streams that held them would leave every other forwarded call, and each list's part from C, waiting.
+    const streams = Array.from({ length: 24 }, () => plainRequest({ socketPath: nodes.a.socket, path: `/v1/sessions/${far.id}/logs?follow=1` }));
+    try {
+      const opened = streams.map(
+        (r) =>
+          new Promise<number>((resolve, reject) => {
+            r.on('response', (res) => {
+              res.resume();
+              resolve(res.statusCode ?? 0);
+            });
+            r.on('error', reject);
+            r.end();
+          }),
+      );
+      expect(await Promise.all(opened)).toEqual(streams.map(() => 200));
+      expect((await nodes.a.api('GET', `/v1/sessions/${far.id}`)).status).toBe(200);
+      const l = (await nodes.a.api('GET', '/v1/sessions')).body as { sessions: Session[] };
+      expect(l.sessions.find((s) => s.id === far.id)?.state).toBe('running');
+    } finally {
+      for (const r of streams) r.destroy();
+    }
+  });
+
   it('lists the sessions of a node that does not answer as etcd last knew them, and forwards again once it is back', async () => {
     await nodes.c.stop('SIGKILL');
     const r = await nodes.a.api('GET', '/v1/sessions');
     expect(r.status).toBe(200);
     const shown = (r.body as { sessions: Session[] }).sessions.filter((s) => s.id === far.id);
-    expect(shown).toEqual([expect.objectContaining({ id: far.id, name: 'far', node: names.c })]);
+    expect(shown).toEqual([expect.objectContaining({ id: far.id, name: 'far', node: names.c, state: 'unreachable', owner_uid: 0 })]);
     expect(shown[0]!.last_error).toMatch(new RegExp(`node ${names.c} unreachable`));
     const exec = await nodes.a.sh('far', 'true');
     expect(exec.code).not.toBe(0);
     expect(exec.stderr).toMatch(new RegExp(`node ${names.c}`));
+    // Its lease lapsed: show answers as C last reported it; a destroy cannot reach it and says so.
+    await until('C unreachable', async () => {
+      const l = (await nodes.a.api('GET', '/v1/nodes')).body as { nodes: { name: string; state: string }[] };
+      return l.nodes.find((n) => n.name === names.c)?.state === 'unreachable' ? true : undefined;
+    });
+    const one = await nodes.a.api('GET', '/v1/sessions/far');
+    expect(one.status, JSON.stringify(one.body)).toBe(200);
+    expect(one.body).toMatchObject({ id: far.id, state: 'unreachable', node: names.c, hostname: far.hostname });
+    expect((await nodes.a.cli(['session', 'list'])).stdout).toMatch(new RegExp(`^${far.id}\\s+far\\s+uid 0\\s+unreachable\\s`, 'm'));
+    const rm = await nodes.a.api('DELETE', '/v1/sessions/far');
+    expect(rm.status).toBe(503);
+    expect(JSON.stringify(rm.body)).toMatch(/unreachable/);
+    // Another tenant learns nothing of it from a refusal: its access check comes before the node's state.
+    for (const args of [['session', 'exec', '0:far', '--', 'true'], ['session', 'show', '0:far'], ['session', 'stop', far.id]]) {
+      const probe = await cliAs(nodes.a.socket, { uid: NOBODY, groups: [GID] }, args);
+      expect(probe.code, args.join(' ')).not.toBe(0);
+      expect(probe.stderr, args.join(' ')).not.toMatch(/unreachable/);
+      if (args[2] === '0:far') expect(probe.stderr, args.join(' ')).not.toContain(far.id);
+    }
     await nodes.c.start();
     await until('C ready again', async () => {
       const l = (await nodes.a.api('GET', '/v1/nodes')).body as { nodes: { name: string; state: string }[] };
@@ -285,9 +342,73 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       expect((await events(nodes.a, action)).map((e) => e.decision), action).toContain('allow');
       expect(await events(nodes.c, action), action).toEqual([]);
     }
-    await until('the placement gone', async () => ((await nodes.a.api('GET', `/v1/sessions/${far.id}`)).status === 404 ? true : undefined));
+    await until('the placement gone', async () => ((await etcdGet(`/enclave/desired/${names.c}/${far.id}`)) === null ? true : undefined));
+    // Placed nowhere now, it is still C's record: shown through A as it ended, as a single daemon shows it.
+    const ended = await nodes.a.api('GET', `/v1/sessions/${far.id}`);
+    expect(ended.status).toBe(200);
+    expect(ended.body).toMatchObject({ id: far.id, state: 'destroyed', node: names.c });
+    expect((await nodes.a.api('GET', '/v1/sessions/s-0000000000')).status).toBe(404);
     await nodes.a.api('DELETE', `/v1/sessions/${mine.id}`);
   });
+
+  it('shows a session of a node away past the grace lost, to its owner alone, until the owner destroys it', async () => {
+    const gone = await onC(async () => {
+      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'gone' });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      return sessionSchema.parse(r.body);
+    });
+    await nodes.c.stop('SIGKILL');
+    const lost = await until(
+      'the session lost',
+      async () => {
+        const r = await nodes.b.api('GET', '/v1/sessions');
+        const s = (r.body as { sessions: Session[] }).sessions.find((x) => x.id === gone.id);
+        return s?.state === 'lost' ? s : undefined;
+      },
+      (GRACE_S + 30) * 1000,
+    );
+    expect(lost).toMatchObject({ name: 'gone', node: names.c, owner_uid: 0, init_pid: null });
+    expect(lost.last_error).toMatch(/past the fleet's grace: declared lost at .*; if the node comes back it removes it/);
+    expect((await nodes.a.show('gone')).state).toBe('lost');
+    // Another tenant neither lists it nor finds it.
+    const as = (args: string[]) => cliAs(nodes.a.socket, { uid: NOBODY, groups: [GID] }, args);
+    expect((await as(['session', 'list', '--quiet'])).stdout).not.toContain(gone.id);
+    const theirs = await as(['session', 'show', gone.id]);
+    expect(theirs.code).not.toBe(0);
+    expect(theirs.stderr).not.toMatch(/lost/);
+    // C back: it fences the session (stops and removes it), and its owner reads that it did.
+    await nodes.c.start();
+    const fenced = await until('C fenced it', async () => {
+      const r = await nodes.a.api('GET', `/v1/sessions/${gone.id}`);
+      const s = r.body as Session;
+      return s.state === 'lost' && /came back at .* and removed it/.test(s.last_error ?? '') ? s : undefined;
+    });
+    expect(fenced.node).toBe(names.c);
+    expect((await nodes.c.show(gone.id)).state).toBe('failed');
+    // Listed once, lost, on every node: C's own (ended) record of it included.
+    for (const d of [nodes.a, nodes.c]) {
+      const all = ((await d.api('GET', '/v1/sessions')).body as { sessions: Session[] }).sessions.filter((s) => s.id === gone.id);
+      expect(all.map((s) => s.state)).toEqual(['lost']);
+    }
+    const rm = await nodes.b.cli(['session', 'rm', 'gone']);
+    expect(rm.code, rm.stderr).toBe(0);
+    // The fleet's record goes; what is left is C's own, ended there: failed, saying why, as any session
+    // that ended is shown (and reached by id through any node).
+    expect((await nodes.c.show(gone.id)).state).toBe('failed');
+    const after = await nodes.a.api('GET', `/v1/sessions/${gone.id}`);
+    expect(after.status, JSON.stringify(after.body)).toBe(200);
+    expect(after.body).toMatchObject({ id: gone.id, state: 'failed', node: names.c, last_error: expect.stringMatching(/^fenced: /) });
+    const listed = ((await nodes.b.api('GET', '/v1/sessions')).body as { sessions: Session[] }).sessions.filter((s) => s.id === gone.id);
+    expect(listed.map((s) => s.state)).toEqual(['failed']);
+    expect(await etcdGet(`/enclave/lost/${gone.id}`)).toBeNull();
+    expect(await etcdGet(`/enclave/status/${gone.id}`)).toBeNull();
+    // The name is free again (a lost session holds none; its claim ages out as any other).
+    const again = await until('the name free again', async () => {
+      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'gone' });
+      return r.status === 201 ? sessionSchema.parse(r.body) : undefined;
+    });
+    await nodes.a.api('DELETE', `/v1/sessions/${again.id}`);
+  }, 180_000);
 
   // Last: it takes etcd's quorum away. Reach reads etcd; without a bound a
   // list on every node, and any call naming a session it does not hold,

@@ -45,7 +45,9 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
     const fleet = ctx.fleet;
     const pending = fleet && !peer ? (await fleet.pending()).map(pendingView) : [];
     const others = fleet?.reach && !peer ? await fleet.reach.others(query.all ?? false) : [];
-    const shown = (s: { owner_uid: number | null }) => peer || ctx.access.visible(caller, s);
+    // A fenced session of this node is shown once: lost, from the fleet, until its owner destroys it.
+    const lostIds = new Set(others.filter((s) => s.state === 'lost').map((s) => s.id));
+    const shown = (s: { id: string; owner_uid: number | null; state: string }) => (peer || ctx.access.visible(caller, s)) && (s.state === 'lost' || !lostIds.has(s.id));
     if (query.format === 'text' || query.format === 'ids') {
       // Sized for what is printed: the table's columns of each session, not every field of it.
       const rows = [...ctx.sessions.listTable(query.all ?? false).map((s) => here(ctx, s)), ...others, ...pending].filter(shown);
@@ -108,6 +110,9 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
       const graceMs = query.force ? 0 : query.timeout === undefined ? undefined : query.timeout * 1000;
       log.info({ caller: caller.uid, grace_ms: graceMs, failure: query.failure }, 'destroy session');
       await ctx.sessions.destroy(target.id, query.failure, graceMs);
+      // One the fleet declared lost and this node then fenced: its owner has seen it end, so the fleet's record of it goes too.
+      const reach = ctx.fleet?.reach;
+      if (reach && target.state === 'failed' && caller.via !== 'peer') void reach.forget(target.id).catch((e: Error) => log.warn({ err: e.message }, 'the fleet keeps its lost record of this session: etcd did not answer'));
     },
   },
 
