@@ -50,10 +50,16 @@ export const auditEventSchema = z.object({
   rule: z.string(),
   /** Exec: the command; attach: the role; create: the name; the secret store: the name. */
   detail: z.string().nullable(),
+  /** Fleet mode: the node whose trail holds it (ids are per node). */
+  node: z.string().optional(),
 });
 export type AuditEvent = z.infer<typeof auditEventSchema>;
 
-export const eventListSchema = z.object({ events: z.array(auditEventSchema) });
+export const eventListSchema = z.object({
+  events: z.array(auditEventSchema),
+  /** Fleet mode: the nodes whose trail is missing from this answer (unreachable, or no answer within 5 s). */
+  unanswered: z.array(z.string()).optional(),
+});
 
 /** GET /v1/events/stream: the data of each server-sent event, by its name. */
 export const streamEventSchemas = { sessions: sessionListSchema, session: sessionSchema, audit: auditEventSchema } as const;

@@ -176,7 +176,7 @@ export const ROUTES = {
   authSet: route({ method: 'PUT', path: '/v1/auth/{secret}', fleet: 'local', owner: { kind: 'secret' }, action: 'auth.set', body: putSecretRequest, reply: json(putSecretReply, [201, 200]) }),
   authRemove: route({ method: 'DELETE', path: '/v1/auth/{secret}', fleet: 'local', owner: { kind: 'secret' }, action: 'auth.remove', reply: json(removeSecretReply) }),
 
-  eventList: route({ method: 'GET', path: '/v1/events', fleet: 'local', owner: { kind: 'caller' }, action: 'events.list', query: eventsQuery, reply: json(eventListSchema) }),
+  eventList: route({ method: 'GET', path: '/v1/events', fleet: 'aggregate', owner: { kind: 'caller' }, action: 'events.list', query: eventsQuery, reply: json(eventListSchema) }),
   // The same events as they happen, and the caller's sessions as they change, filtered as the list is.
   eventStream: route({ method: 'GET', path: '/v1/events/stream', fleet: 'local', owner: { kind: 'caller' }, action: 'events.list', query: eventStreamQuery, reply: { kind: 'stream', types: ['text/event-stream'] } }),
 

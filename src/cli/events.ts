@@ -62,11 +62,14 @@ export async function eventsCommand(o: EventsOptions): Promise<number> {
   const names = userNames();
   const who = (uid: number) => names.get(uid) ?? String(uid);
   const session = (e: AuditEvent) => (e.session_id === null ? '-' : e.session_name ? `${oneLine(e.session_name)} (${e.session_id})` : e.session_id);
+  // Fleet mode: which node's trail each event is from.
+  const fleet = r.events.some((e) => e.node !== undefined);
   process.stdout.write(
     table(
-      ['TIME', 'USER', 'VIA', 'ACTION', 'SESSION', 'DECISION', 'RULE', 'DETAIL'],
-      r.events.map((e) => [e.time, who(e.caller_uid), e.via, e.action, session(e), e.decision, oneLine(e.rule), oneLine(e.detail ?? '')]),
+      ['TIME', ...(fleet ? ['NODE'] : []), 'USER', 'VIA', 'ACTION', 'SESSION', 'DECISION', 'RULE', 'DETAIL'],
+      r.events.map((e) => [e.time, ...(fleet ? [e.node ?? '-'] : []), who(e.caller_uid), e.via, e.action, session(e), e.decision, oneLine(e.rule), oneLine(e.detail ?? '')]),
     ),
   );
+  if (r.unanswered?.length) process.stderr.write(`enclave: without the events of node${r.unanswered.length > 1 ? 's' : ''} ${r.unanswered.join(', ')} (not answering)\n`);
   return 0;
 }

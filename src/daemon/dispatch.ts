@@ -168,9 +168,10 @@ async function fleetViewCall(ctx: Context, route: 'sessionShow' | 'sessionDestro
   // Placed in the meantime: then it is an ordinary session of another node, not found here.
   if (route === 'sessionDestroy' && p && !(await ctx.fleet.cancel(p.id))) return;
   if (route === 'sessionDestroy' && known?.lost) {
-    await ctx.fleet.reach!.forget(view.id);
-    // Fenced: its node ended it and keeps its record; the destroy releases that there too.
+    // Fenced: its node ended it and keeps its record; the destroy goes there, and that node removes
+    // the fleet's record once it has released its own (a failure there leaves both, to try again).
     if (known.fencedOn) throw new Forward(known.fencedOn, undefined);
+    await ctx.fleet.reach!.forget(view.id);
   }
   throw new FleetShown(view, query);
 }
@@ -183,7 +184,9 @@ async function fleetViewCall(ctx: Context, route: 'sessionShow' | 'sessionDestro
 async function forwardCall(ctx: Context, spec: RouteSpec, ref: Ref, caller: Caller, body: unknown, detail: () => string | null): Promise<void> {
   const reach = ctx.fleet?.reach;
   if (!reach || spec.fleet !== 'forward' || caller.via === 'peer' || !spec.action) return;
-  const to = await reach.locate(ref.kind === 'id' ? ref : { kind: 'name', name: ref.name, owner: ref.owner ?? caller.uid });
+  // Only show and destroy ask every node for an id placed nowhere (one that ended there): a call that acts on a running session needs none.
+  const ended = spec.action === 'session.show' || spec.action === 'session.destroy';
+  const to = await reach.locate(ref.kind === 'id' ? ref : { kind: 'name', name: ref.name, owner: ref.owner ?? caller.uid }, ended);
   if (!to) return;
   const hidden = ref.kind === 'name' ? { error: notFound('session', ref), ref: refText(ref) } : undefined;
   let d: string | null = null;
@@ -193,6 +196,7 @@ async function forwardCall(ctx: Context, spec: RouteSpec, ref: Ref, caller: Call
     d = null; // a detail that reads the (remote) target: the audit event goes without it
   }
   ctx.access.check(caller, spec.action, { kind: 'session', id: to.id, owner_uid: to.owner_uid }, d, hidden);
+  if (to.refusal) throw to.refusal;
   if (!to.alive) throw new ApiError('exhausted', `session ${to.id} is on node ${to.node}, which is unreachable (its lease lapsed)`);
   throw new Forward(to, body);
 }
@@ -282,7 +286,12 @@ export class Dispatcher {
     try {
       prepared = await this.input(ctx, c, raw, req, url, caller);
     } catch (e) {
-      if (e instanceof Forward) return forwardHttp(ctx.fleet!.reach!, e, req, res, url, caller, c.spec.reply.kind === 'stream');
+      if (e instanceof Forward) {
+        // A stream that may last (logs --follow) holds one of the caller's stream slots here, as an exec or attach does.
+        const long = c.spec.reply.kind === 'stream' && url.searchParams.has('follow');
+        if (long) ctx.streams.hold(null, `uid ${caller.uid}`, res, ctx.budgets.streams(caller));
+        return forwardHttp(ctx.fleet!.reach!, e, req, res, url, caller, long);
+      }
       if (!(e instanceof FleetShown)) throw e;
       if (c.spec.reply.kind === 'empty') return void res.writeHead(204).end();
       if (c.spec.reply.kind !== 'json') throw e;

@@ -95,21 +95,28 @@ export class Failure {
       if (!s || assigned.has(id)) continue;
       this.log.warn({ session: id, lost_since: s.since }, 'fencing: the fleet declared this session lost while this node was away; removing it here');
       await this.target.remove(id, `fenced: node ${me} was unreachable past the fleet's grace (cluster.grace_s = ${this.c.grace_s}) and the fleet declared the session lost`);
-      const fenced: Status = { ...s, state: 'fenced', since: new Date().toISOString() };
-      await this.etcd.put(key.status(id)).value(JSON.stringify(fenced));
-      await this.markFenced(id, fenced.since!);
+      await this.markFenced(s);
     }
     await this.etcd.delete().key(key.down(me));
     if (this.registry.generation === gen) this.fencedFor = gen;
   }
 
-  /** What its owner sees of a lost session: that its node came back and removed it (unless the owner destroyed it meanwhile). */
-  private async markFenced(id: string, at: string): Promise<void> {
-    const k = key.lost(id);
+  /**
+   * The fleet's account of a session this node fenced: `fenced`, and its
+   * owner's record says so. If the owner destroyed the record meanwhile
+   * nothing is left to tell anyone, and the status goes as well.
+   */
+  private async markFenced(s: Status): Promise<void> {
+    const at = new Date().toISOString();
+    const k = key.lost(s.id);
     const r = await getWithRev(this.etcd, k);
-    if (r.value === null) return;
-    const shown: Lost = { ...parseValue(lostSchema, k, r.value), fenced_at: at };
-    await this.etcd.if(k, 'Mod', '==', r.rev).then(this.etcd.put(k).value(JSON.stringify(shown))).commit();
+    if (r.value !== null) {
+      const shown: Lost = { ...parseValue(lostSchema, k, r.value), fenced_at: at };
+      const fenced: Status = { ...s, state: 'fenced', since: at };
+      const done = await this.etcd.if(k, 'Mod', '==', r.rev).then(this.etcd.put(k).value(JSON.stringify(shown)), this.etcd.put(key.status(s.id)).value(JSON.stringify(fenced))).commit();
+      if (done.succeeded) return;
+    }
+    await this.etcd.delete().key(key.status(s.id));
   }
 
   /** Mark members without a lease down, and declare the sessions of those down past the grace lost. */
@@ -162,9 +169,10 @@ export class Failure {
         }
         const lost: Status = { id, node, state: 'lost', since, ...(session === undefined ? {} : { session }) };
         ops.push(this.etcd.put(key.status(id)).value(JSON.stringify(lost)));
+        // What its owner is shown; none when nothing of it is known to show (a placement older than its limits, never reported).
         const last = reportedOrPlaced(session, d, since);
-        const shown: Lost = { id, node, owner_uid: d.owner_uid, name: d.request.name ?? null, since, ...(last === undefined ? {} : { session: last }) };
-        ops.push(this.etcd.put(key.lost(id)).value(JSON.stringify(shown)));
+        const shown: Lost | undefined = last && { id, node, owner_uid: d.owner_uid, name: d.request.name ?? null, since, session: last };
+        if (shown) ops.push(this.etcd.put(key.lost(id)).value(JSON.stringify(shown)));
         count++;
       }
       // Only while it is still away: back in between, it keeps what is left.

@@ -10,8 +10,9 @@ import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { sessionSchema, type Session } from '../api/schemas.js';
+import { eventListSchema, type AuditEvent } from '../api/eventSchemas.js';
 import { ApiError } from '../vocab/errors.js';
-import { getPrefix } from './etcd.js';
+import { getPrefix, getWithRev } from './etcd.js';
 import { desiredSchema, downSchema, key, lostSchema, parseValue, prefix, PREFIX, statusSchema, type Desired, type Lost, type Status } from './keys.js';
 import { lostView, reportedOrPlaced, unreachableView } from './views.js';
 import { loadPeerTls, PeerClient, peerName, type PeerConfig, type PeerTls } from './peerTls.js';
@@ -25,6 +26,8 @@ export interface Located {
   endpoint: string;
   /** Whether its node holds its lease: a call is refused (after the caller's access check, so a refusal tells nobody else it exists) when not. */
   alive: boolean;
+  /** Why a call on it cannot go there (a name two nodes hold, a node gone from the fleet): said only after the access check, for the same reason. */
+  refusal?: ApiError;
 }
 
 export type SessionRef = { kind: 'id'; id: string } | { kind: 'name'; name: string; owner: number };
@@ -36,12 +39,16 @@ const quick = <T>(p: Promise<T>, fallback: T, onLate?: (e: Error) => void): Prom
 const DESIRED = `${PREFIX}desired/`;
 /** The most a node's answer to a list or a lookup may hold: 500 sessions are ~1 MiB. */
 const MAX_PEER_REPLY = 32 * 1024 * 1024;
+/** Lookups of an ended session (ended()) at once: 4 of the 16 kept-alive connections to each node at most. */
+const ENDED_AT_ONCE = 4;
 
 export class Reach {
   readonly client: PeerClient;
   /** This node's TLS material: the listener serves with it, the client presents it. */
   readonly tls: PeerTls;
   private members = new Set<string>();
+  private endedInFlight = 0;
+  private readonly endedQueue: Array<() => void> = [];
   private membersAt = 0;
 
   constructor(
@@ -77,18 +84,20 @@ export class Reach {
   }
 
   /** The session on another node that `ref` names, or undefined; a name two nodes hold is a conflict. */
-  async locate(ref: SessionRef): Promise<Located | undefined> {
-    return fleetOp(() => this.locateIn(ref));
+  /** `ended`: an id placed nowhere is also asked of every node (see ended()). */
+  async locate(ref: SessionRef, ended = false): Promise<Located | undefined> {
+    return fleetOp(() => this.locateIn(ref, ended));
   }
 
-  private async locateIn(ref: SessionRef): Promise<Located | undefined> {
+  private async locateIn(ref: SessionRef, ended: boolean): Promise<Located | undefined> {
     const found = (await this.placements()).filter(({ node, d }) => node !== this.self && (ref.kind === 'id' ? d.id === ref.id : d.request.name === ref.name && d.owner_uid === ref.owner));
-    if (found.length === 0) return ref.kind === 'id' ? this.ended(ref.id) : undefined;
-    if (found.length > 1) throw new ApiError('conflict', `session name '${ref.kind === 'name' ? ref.name : ''}' is held on nodes ${found.map((f) => f.node).join(', ')}: name it by id`);
+    if (found.length === 0) return ref.kind === 'id' && ended ? this.ended(ref.id) : undefined;
     const { node, d } = found[0]!;
     const ep = (await this.endpoints()).get(node);
-    if (!ep) throw new ApiError('not_found', `session ${d.id} is placed on node ${node}, which is not a member of the fleet`);
-    return { id: d.id, node, owner_uid: d.owner_uid, endpoint: ep.endpoint, alive: ep.alive };
+    const at = { id: d.id, node, owner_uid: d.owner_uid, endpoint: ep?.endpoint ?? '', alive: ep?.alive ?? false };
+    if (found.length > 1) return { ...at, refusal: new ApiError('conflict', `session name '${ref.kind === 'name' ? ref.name : ''}' is held on nodes ${found.map((f) => f.node).join(', ')}: name it by id`) };
+    if (!ep) return { ...at, refusal: new ApiError('not_found', `session ${d.id} is placed on node ${node}, which is not a member of the fleet`) };
+    return at;
   }
 
   /**
@@ -98,6 +107,19 @@ export class Reach {
    * session ended, so it names no ended one.
    */
   private async ended(id: string): Promise<Located | undefined> {
+    // At most ENDED_AT_ONCE lookups in flight (the rest wait their turn): ids anyone may make up must not take
+    // the kept-alive connections every forwarded call and list needs.
+    while (this.endedInFlight >= ENDED_AT_ONCE) await new Promise<void>((r) => this.endedQueue.push(r));
+    this.endedInFlight++;
+    try {
+      return await this.endedFrom(id);
+    } finally {
+      this.endedInFlight--;
+      this.endedQueue.shift()?.();
+    }
+  }
+
+  private async endedFrom(id: string): Promise<Located | undefined> {
     const eps = [...(await this.endpoints())].filter(([n, ep]) => n !== this.self && ep.alive);
     const asked = eps.map(async ([node, ep]) => {
       const s = await this.getJson(node, ep.endpoint, `/v1/sessions/${id}`, sessionSchema, 2000).catch(() => undefined);
@@ -127,6 +149,25 @@ export class Reach {
     // A fenced one is also its node's (ended there): shown once, lost, until its owner destroys it.
     const lostIds = new Set(lost.map((s) => s.id));
     return [...(await Promise.all(lists)).flat().filter((s) => !lostIds.has(s.id)), ...lost];
+  }
+
+  /**
+   * Every other node's audit events for `path` (/v1/events with the query
+   * the caller's node built), each tagged with its node, and the nodes that
+   * did not answer (unreachable, or not within 5 s).
+   */
+  async eventsOf(path: string): Promise<{ events: AuditEvent[]; unanswered: string[] }> {
+    const eps = await quick(this.endpoints(), new Map<string, { endpoint: string; alive: boolean }>(), (e) => this.log.warn({ err: e.message }, 'fleet events: this node alone'));
+    const unanswered: string[] = [];
+    const parts = [...eps]
+      .filter(([n]) => n !== this.self)
+      .map(async ([node, ep]) => {
+        const r = ep.alive ? await this.getJson(node, ep.endpoint, path, eventListSchema, 5000).catch((e: Error) => void this.log.debug({ node, err: e.message }, 'fleet events: node did not answer')) : undefined;
+        if (!r) return void unanswered.push(node);
+        return r.events.map((e) => ({ ...e, node }));
+      });
+    const events = (await Promise.all(parts)).flatMap((x) => x ?? []);
+    return { events, unanswered: unanswered.sort() };
   }
 
   /** A node that does not answer: its sessions as it last reported them, unreachable. */
@@ -187,8 +228,8 @@ export class Reach {
         const [view] = await this.asKnown(node, [d]);
         return view ? { view, lost: false } : undefined;
       }
-      const lost = (await this.lost()).filter(({ rec }) => matches(rec.id, rec.name, rec.owner_uid));
-      if (lost.length > 1) throw new ApiError('conflict', `${lost.length} lost sessions are named '${ref.kind === 'name' ? ref.name : ''}': name one by id (${lost.map(({ rec }) => rec.id).join(', ')})`);
+      // A name two lost sessions had (a lost one holds none): the newest, as the name's latest meaning.
+      const lost = (await this.lost()).filter(({ rec }) => matches(rec.id, rec.name, rec.owner_uid)).sort((a, b) => (a.rec.since < b.rec.since ? 1 : -1));
       if (!lost[0]) return undefined;
       const { rec, view } = lost[0];
       const ep = rec.fenced_at !== undefined && rec.node !== this.self ? (await this.endpoints()).get(rec.node) : undefined;
@@ -197,10 +238,24 @@ export class Reach {
     });
   }
 
-  /** Remove a lost session's record (its owner destroyed it): false if there was none. */
-  async forget(id: string): Promise<boolean> {
-    const r = await fleetOp(() => this.etcd.if(key.lost(id), 'Version', '>', 0).then(this.etcd.delete().key(key.lost(id)), this.etcd.delete().key(key.status(id))).commit());
-    return r.succeeded;
+  /**
+   * Remove a lost session's record (its owner destroyed it). Its status goes
+   * only once its node has fenced it: while it says lost, the node, should
+   * it come back, still has to find it there and remove the session.
+   */
+  async forget(id: string): Promise<void> {
+    await fleetOp(async () => {
+      const st = await getWithRev(this.etcd, key.status(id));
+      let fenced = false;
+      try {
+        fenced = st.value !== null && parseValue(statusSchema, key.status(id), st.value).state === 'fenced';
+      } catch {
+        fenced = false;
+      }
+      const drop = this.etcd.delete().key(key.lost(id));
+      if (fenced) await this.etcd.if(key.status(id), 'Mod', '==', st.rev).then(drop, this.etcd.delete().key(key.status(id))).commit();
+      else await drop.exec();
+    });
   }
 
   private async listOf(node: string, endpoint: string, all: boolean): Promise<Session[]> {

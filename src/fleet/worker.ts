@@ -82,10 +82,17 @@ export class Worker {
     }
   }
 
-  /** A running session's report; one etcd did not take is made again by settle(). */
+  /**
+   * A running session's report, only while it is still placed here: a late
+   * write must not undo the fleet declaring it lost (its placement removed),
+   * or this node would not fence it. One etcd did not take is made again by settle().
+   */
   private async report(status: Status, log: Logger): Promise<void> {
     try {
-      await within(this.etcd.put(key.status(status.id)).value(JSON.stringify(status)).exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+      const k = key.status(status.id);
+      const placed = key.desired(this.node, status.id);
+      const put = this.etcd.if(placed, 'Version', '>', 0).then(this.etcd.put(k).value(JSON.stringify(status))).commit();
+      await within(put, FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       this.reported.add(status.id);
     } catch (e) {
       log.warn({ err: (e as Error).message }, 'cannot report the session to the fleet yet; trying again each second');
@@ -97,7 +104,7 @@ export class Worker {
     const status = this.failedReports.get(id);
     if (!status) return;
     try {
-      if (this.local.stateOf(id) === undefined) await this.etcd.delete().key(key.desired(this.node, id));
+      if (this.local.stateOf(id) === undefined) await within(this.etcd.delete().key(key.desired(this.node, id)).exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       await within(this.etcd.put(key.status(id)).value(JSON.stringify(status)).exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       this.failedReports.delete(id);
     } catch (e) {
@@ -111,7 +118,7 @@ export class Worker {
     if (!s) return;
     const status: Status = { id, node: this.node, state: 'running', session: { ...s, node: this.node } };
     const k = key.status(id);
-    await this.etcd.if(k, 'Version', '==', 0).then(this.etcd.put(k).value(JSON.stringify(status))).commit();
+    await this.etcd.if(k, 'Version', '==', 0).and(key.desired(this.node, id), 'Version', '>', 0).then(this.etcd.put(k).value(JSON.stringify(status))).commit();
     this.reported.add(id);
   }
 
@@ -132,7 +139,8 @@ export class Worker {
    * revision, so the compare-and-swap below fails and the next tick redoes it.
    */
   async settle(): Promise<void> {
-    for (const id of [...this.failedReports.keys()]) await this.reportFailed(id, this.log.child({ session: id }));
+    // At once, not one after another: each may wait out the bound while etcd changes leader.
+    await Promise.all([...this.failedReports.keys()].map((id) => this.reportFailed(id, this.log.child({ session: id }))));
     const alloc = await getWithRev(this.etcd, key.alloc(this.node));
     const desired = await getPrefix(this.etcd, key.desiredOf(this.node));
     const want: Alloc = { sessions: {} };
@@ -156,6 +164,9 @@ export class Worker {
         if (state === 'running' && !this.reported.has(d.id) && !this.making.has(d.id)) await this.reportIfAbsent(d.id);
       }
     }
+    // Reported sessions no longer placed here (ended, or declared lost) need no memory of it.
+    const placedIds = new Set([...desired.keys()].map((k) => k.slice(key.desiredOf(this.node).length)));
+    for (const id of this.reported) if (!placedIds.has(id)) this.reported.delete(id);
     const have = alloc.value === null ? null : parseValue(allocSchema, key.alloc(this.node), alloc.value);
     if (have && sameAlloc(have, want)) return;
     await this.etcd.if(key.alloc(this.node), 'Mod', '==', alloc.rev).then(this.etcd.put(key.alloc(this.node)).value(JSON.stringify(want))).commit();

@@ -20,6 +20,7 @@ import { Etcd3 } from 'etcd3';
 import { cliAs, isRoot, listenPort, TestDaemon } from './harness.js';
 import { Viewer } from './viewer.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
+import type { AuditEvent } from '../../src/api/eventSchemas.js';
 import { startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
 import { endFleetRun, fleetRunDir } from './fleetRun.js';
 import { makeCa, makeNodeCert, peerSection } from '../../stress/fleetCerts.js';
@@ -92,7 +93,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     etcd = await startEtcdCluster(dir, { salt: 5 });
     const ca = makeCa(join(dir, 'pki'));
     caFile = ca.ca;
-    const rules = `[[access.rules]]\nname = "nobody-own"\nuids = [${NOBODY}]\nactions = ["session.*"]\nscope = "self"\n`;
+    const rules = `[[access.rules]]\nname = "nobody-own"\nuids = [${NOBODY}]\nactions = ["session.*", "events.list"]\nscope = "self"\n`;
     for (const [k, salt] of [['a', 41], ['b', 42], ['c', 43]] as const) {
       const d = new TestDaemon({ extraConfig: 'max_sessions = 4\n' });
       names[k] = `r${k}-${d.tag}`;
@@ -238,6 +239,33 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect((await nodes.c.show(far.id)).state).toBe('running');
   });
 
+  it('gives the fleet\'s audit trail through any node, each event with its node, and a tenant its own alone', async () => {
+    // Audited on C: calls made on C's own socket. The exec through A (an earlier test) was audited on A.
+    expect((await nodes.c.sh(far.id, 'true')).code).toBe(0);
+    expect((await nodes.c.sh(mine.id, 'true')).code).toBe(0);
+    const r = await nodes.a.api('GET', '/v1/events?session=far&action=session.exec');
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    const ev = (r.body as { events: AuditEvent[] }).events;
+    expect(new Set(ev.map((e) => e.node))).toEqual(new Set([names.a, names.c]));
+    expect(ev.every((e) => e.session_id === far.id)).toBe(true);
+    expect(ev.map((e) => e.time)).toEqual(ev.map((e) => e.time).sort());
+    const text = await nodes.b.cli(['events', '--session', far.id, '--action', 'session.exec']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/^TIME\s+NODE\s+USER/);
+    expect(text.stdout).toContain(names.c);
+    const as = await cliAs(nodes.a.socket, { uid: NOBODY, groups: [GID] }, ['events', '--json']);
+    expect(as.code, as.stderr).toBe(0);
+    const seen = (JSON.parse(as.stdout) as { events: AuditEvent[] }).events;
+    // Root's exec into its session, on C's trail, is the tenant's to see; nothing of root's own session but its own refused calls is.
+    expect(seen.some((e) => e.node === names.c && e.session_id === mine.id && e.caller_uid === 0 && e.action === 'session.exec')).toBe(true);
+    expect(seen.every((e) => e.caller_uid === NOBODY || e.object_owner === NOBODY)).toBe(true);
+    expect(seen.filter((e) => e.session_id === far.id).every((e) => e.caller_uid === NOBODY && e.object_owner === null)).toBe(true);
+    // Another owner's session by name is no filter it may use.
+    const byName = await cliAs(nodes.a.socket, { uid: NOBODY, groups: [GID] }, ['events', '--session', '0:far']);
+    expect(byName.code).not.toBe(0);
+    expect(byName.stderr).toMatch(/no session/);
+  });
+
   it('keeps calls and lists reaching C while more log streams to C stay open than the kept-alive connections to it', async () => {
     // 16 kept-alive connections per node: streams that held them would leave every other forwarded call, and each list's part from C, waiting.
     const streams = Array.from({ length: 24 }, () => plainRequest({ socketPath: nodes.a.socket, path: `/v1/sessions/${far.id}/logs?follow=1` }));
@@ -336,11 +364,14 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const gone = await nodes.a.cli(['session', 'rm', 'far']);
     expect(gone.code, gone.stderr).toBe(0);
     expect((await nodes.c.show(far.id)).state).toBe('destroyed');
-    // Checked and audited once, at the node the caller reached.
-    const events = async (d: TestDaemon, action: string) => ((await d.api('GET', `/v1/events?action=${action}`)).body as { events: { session_id: string | null; decision: string }[] }).events.filter((e) => e.session_id === far.id);
+    // Checked and audited once, at the node the caller reached: the fleet's trail, read through any node, has it from A alone.
+    const events = async (d: TestDaemon, action: string) => ((await d.api('GET', `/v1/events?action=${action}`)).body as { events: AuditEvent[] }).events.filter((e) => e.session_id === far.id);
     for (const action of ['session.stop', 'session.start', 'session.destroy']) {
-      expect((await events(nodes.a, action)).map((e) => e.decision), action).toContain('allow');
-      expect(await events(nodes.c, action), action).toEqual([]);
+      for (const through of [nodes.a, nodes.c]) {
+        const ev = await events(through, action);
+        expect(ev.filter((e) => e.node === names.a).map((e) => e.decision), action).toContain('allow');
+        expect(ev.filter((e) => e.node !== names.a), action).toEqual([]);
+      }
     }
     await until('the placement gone', async () => ((await etcdGet(`/enclave/desired/${names.c}/${far.id}`)) === null ? true : undefined));
     // Placed nowhere now, it is still C's record: shown through A as it ended, as a single daemon shows it.
@@ -357,6 +388,13 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       expect(r.status, JSON.stringify(r.body)).toBe(201);
       return sessionSchema.parse(r.body);
     });
+    // A second one its owner destroys while C is away: C must still fence it when back.
+    const early = await onC(async () => {
+      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'gone-early' });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      return sessionSchema.parse(r.body);
+    });
+    const earlyInit = early.init_pid!;
     await nodes.c.stop('SIGKILL');
     const lost = await until(
       'the session lost',
@@ -376,6 +414,11 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const theirs = await as(['session', 'show', gone.id]);
     expect(theirs.code).not.toBe(0);
     expect(theirs.stderr).not.toMatch(/lost/);
+    await until('the early one lost too', async () => ((await nodes.a.api('GET', '/v1/sessions/gone-early')).body as Session).state === 'lost' || undefined);
+    const rmEarly = await nodes.a.cli(['session', 'rm', 'gone-early']);
+    expect(rmEarly.code, rmEarly.stderr).toBe(0);
+    expect(await etcdGet(`/enclave/lost/${early.id}`)).toBeNull();
+    expect(JSON.parse((await etcdGet(`/enclave/status/${early.id}`))!)).toMatchObject({ state: 'lost', node: names.c });
     // C back: it fences the session (stops and removes it), and its owner reads that it did.
     await nodes.c.start();
     const fenced = await until('C fenced it', async () => {
@@ -385,6 +428,18 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     });
     expect(fenced.node).toBe(names.c);
     expect((await nodes.c.show(gone.id)).state).toBe('failed');
+    // The one destroyed while C was away is fenced all the same, and nothing of it is left in etcd.
+    expect((await nodes.c.show(early.id)).state).toBe('failed');
+    // Gone or a zombie (the inits of a killed daemon re-parent to this test, which reaps them at its end).
+    const runs = (pid: number) => {
+      try {
+        return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0] !== 'Z';
+      } catch {
+        return false;
+      }
+    };
+    await until(`init ${earlyInit} gone`, async () => (runs(earlyInit) ? undefined : true));
+    await until('its status gone', async () => ((await etcdGet(`/enclave/status/${early.id}`)) === null ? true : undefined));
     // Listed once, lost, on every node: C's own (ended) record of it included.
     for (const d of [nodes.a, nodes.c]) {
       const all = ((await d.api('GET', '/v1/sessions')).body as { sessions: Session[] }).sessions.filter((s) => s.id === gone.id);

@@ -23,7 +23,11 @@ const desired = (id: string): Desired => ({ id, owner_uid: 0, owner_gids: [], re
 class FakeNode implements LocalNode {
   readonly states = new Map<string, SessionState>();
   creates = 0;
-  constructor(private readonly fail = false) {}
+  constructor(
+    private readonly fail = false,
+    /** Held until this settles: a create that takes its time. */
+    private readonly gate: Promise<void> = Promise.resolve(),
+  ) {}
   stateOf(id: string): SessionState | undefined {
     return this.states.get(id);
   }
@@ -32,6 +36,7 @@ class FakeNode implements LocalNode {
   }
   async create(id: string): Promise<Session> {
     this.creates++;
+    await this.gate;
     if (this.fail) throw new ApiError('exhausted', 'no room here');
     this.states.set(id, 'running');
     return this.view(id)!;
@@ -42,19 +47,42 @@ class FakeNode implements LocalNode {
   }
 }
 
-/** The client the worker uses, whose first `n` writes of a status key are refused as etcd refuses them without a leader. */
+/**
+ * The client the worker uses, whose first `n` writes of a status key are
+ * refused as etcd refuses them without a leader: a put of one, or a
+ * transaction that puts one (its commit).
+ */
 function refusingStatusWrites(etcd: Etcd3, n: number): { client: Etcd3; refused: () => number } {
   let refused = 0;
+  let statusPut = false;
+  const refuse = () => {
+    statusPut = false;
+    if (refused >= n) return false;
+    refused++;
+    return true;
+  };
   const client = new Proxy(etcd, {
     get(target, prop, receiver) {
-      if (prop !== 'put') return Reflect.get(target, prop, receiver);
-      return (k: string) => {
-        const b = target.put(k);
-        if (!k.startsWith(`${PREFIX}status/`) || refused >= n) return b;
-        refused++;
-        b.exec = () => Promise.reject(new Error('etcdserver: leader changed'));
-        return b;
-      };
+      if (prop === 'put') {
+        return (k: string) => {
+          const b = target.put(k);
+          if (!k.startsWith(`${PREFIX}status/`)) return b;
+          statusPut = true;
+          const exec = b.exec.bind(b);
+          b.exec = () => (refuse() ? Promise.reject(new Error('etcdserver: leader changed')) : exec());
+          return b;
+        };
+      }
+      if (prop === 'if') {
+        return (...args: Parameters<Etcd3['if']>) => {
+          const c = target.if(...args);
+          const commit = c.commit.bind(c);
+          // The transaction's operations are added after if(): whether it puts a status is known at commit.
+          c.commit = () => (statusPut && refuse() ? Promise.reject(new Error('etcdserver: leader changed')) : ((statusPut = false), commit()));
+          return c;
+        };
+      }
+      return Reflect.get(target, prop, receiver);
     },
   });
   return { client, refused: () => refused };
@@ -130,6 +158,29 @@ describe('the worker that makes what is placed on its node', () => {
       // Two more of the worker's seconds: the placement stays gone and nothing is made again.
       await new Promise((r) => setTimeout(r, 2200));
       expect(local.creates).toBe(1);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('never reports running a session the fleet declared lost while it was being made', async () => {
+    let release!: () => void;
+    const local = new FakeNode(false, new Promise<void>((r) => (release = r)));
+    const w = new Worker(etcd, NODE, local, log);
+    try {
+      await w.start();
+      const d = desired('s-00000000e5');
+      await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
+      await until('the create under way', async () => (local.creates === 1 ? true : null));
+      // Meanwhile the fleet declares it lost (failure.ts): its placement goes, its status says lost.
+      const lost = JSON.stringify({ id: d.id, node: NODE, state: 'lost', since: '2026-01-01T00:00:00Z' });
+      await etcd.delete().key(key.desired(NODE, d.id));
+      await etcd.put(key.status(d.id)).value(lost);
+      release();
+      await until('the create done', async () => (local.states.get(d.id) === 'running' ? true : null));
+      // Two of the worker's seconds: neither the report nor a resync undoes it (the node must still fence it).
+      await new Promise((r) => setTimeout(r, 2200));
+      expect(await etcd.get(key.status(d.id)).string()).toBe(lost);
     } finally {
       await w.close();
     }

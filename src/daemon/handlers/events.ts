@@ -5,26 +5,65 @@ import { z } from 'zod';
 import { ApiError } from '../../vocab/errors.js';
 import { sessionRefOf } from '../../vocab/names.js';
 import type { Handlers } from '../dispatch.js';
+import type { Context } from '../route.js';
+import type { AuditEvent } from '../../api/eventSchemas.js';
+import type { Caller } from '../../access/guard.js';
+import type { Reach } from '../../fleet/reach.js';
 import { notFound } from '../objects.js';
+
+/**
+ * The id of the session a filter names, as the caller may name it: a name
+ * of another owner's is not found for a self-scoped caller. Fleet mode: one
+ * this node does not hold is looked up where the fleet has it.
+ */
+async function sessionOf(ctx: Context, text: string, caller: Caller, of: number | undefined, reach: Reach | undefined): Promise<string> {
+  const ref = sessionRefOf(text);
+  if (!ref) throw new ApiError('invalid_request', `invalid session reference '${text}'`, 'session');
+  let found: { id: string; owner_uid: number | null };
+  try {
+    found = ctx.objects.session(ref, caller);
+  } catch (e) {
+    const to = reach && e instanceof ApiError && e.code === 'not_found' ? await reach.locate(ref.kind === 'id' ? ref : { kind: 'name', name: ref.name, owner: ref.owner ?? caller.uid }) : undefined;
+    if (!to) throw e;
+    found = to;
+  }
+  if (of !== undefined && found.owner_uid !== of && ref.kind === 'name') throw notFound('session', ref);
+  return found.id;
+}
 
 /** A browser's EventSource resumes with the id of the last event it got. */
 const lastEventId = z.coerce.number().int().min(0);
 
 export const eventHandlers: Pick<Handlers, 'eventList' | 'eventStream'> = {
-  eventList: (ctx, { caller, query, scope }) => {
+  eventList: async (ctx, { caller, query, scope }) => {
     const of = scope === 'self' ? caller.uid : undefined;
-    let session: string | undefined;
-    if (query.session !== undefined) {
-      const ref = sessionRefOf(query.session);
-      if (!ref) throw new ApiError('invalid_request', `invalid session reference '${query.session}'`, 'session');
-      const row = ctx.objects.session(ref, caller);
-      if (of !== undefined && row.owner_uid !== of && ref.kind === 'name') throw notFound('session', ref);
-      session = row.id;
-    }
+    // Fleet mode: every node's trail (a call on another node's session is audited where its caller reached).
+    const reach = caller.via === 'peer' ? undefined : ctx.fleet?.reach;
+    const session = query.session === undefined ? undefined : await sessionOf(ctx, query.session, caller, of, reach);
     const since = query.since === undefined ? undefined : new Date(query.since).toISOString();
-    const events = ctx.audit.list({ session, since, limit: query.limit, of, uid: query.uid, action: query.action, reads: query.reads });
+    let events = ctx.audit.list({ session, since, limit: query.limit, of, uid: query.uid, action: query.action, reads: query.reads });
+    let unanswered: string[] = [];
+    if (reach) {
+      const q = new URLSearchParams();
+      const put = (k: string, v: string | number | boolean | undefined) => v !== undefined && v !== false && q.set(k, v === true ? '1' : String(v));
+      put('session', session);
+      put('since', since);
+      put('limit', query.limit);
+      put('action', query.action);
+      // A self-scoped caller's filter goes along (the other node does not know its scope); kept here too, below.
+      put('uid', query.uid ?? of);
+      put('reads', query.reads);
+      const far = await reach.eventsOf(`/v1/events?${q.toString()}`);
+      unanswered = far.unanswered;
+      const here = ctx.fleet!.node;
+      const mine = (e: AuditEvent) => of === undefined || e.caller_uid === of || e.object_owner === of;
+      events = [...events.map((e) => ({ ...e, node: here })), ...far.events.filter(mine)]
+        .sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : a.node! < b.node! ? -1 : a.node! > b.node! ? 1 : a.id - b.id))
+        .slice(-query.limit);
+    }
     // A self-scoped caller's own calls on others' objects: whose they were is not for it to learn.
-    return { events: of === undefined ? events : events.map((e) => (e.object_owner !== null && e.object_owner !== of ? { ...e, object_owner: null } : e)) };
+    if (of !== undefined) events = events.map((e) => (e.object_owner !== null && e.object_owner !== of ? { ...e, object_owner: null } : e));
+    return { events, ...(unanswered.length ? { unanswered } : {}) };
   },
 
   eventStream: (ctx, { caller, query, scope, req }, res) => {

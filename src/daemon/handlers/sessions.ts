@@ -112,7 +112,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
       await ctx.sessions.destroy(target.id, query.failure, graceMs);
       // One the fleet declared lost and this node then fenced: its owner has seen it end, so the fleet's record of it goes too.
       const reach = ctx.fleet?.reach;
-      if (reach && target.state === 'failed' && caller.via !== 'peer') void reach.forget(target.id).catch((e: Error) => log.warn({ err: e.message }, 'the fleet keeps its lost record of this session: etcd did not answer'));
+      if (reach && target.state === 'failed') void reach.forget(target.id).catch((e: Error) => log.warn({ err: e.message }, 'the fleet keeps its lost record of this session: etcd did not answer'));
     },
   },
 
