@@ -124,18 +124,18 @@ export const ROUTES = {
   sessionStats: route({ method: 'GET', path: '/v1/sessions/{session}/stats', fleet: 'forward', owner: { kind: 'session' }, action: 'session.show', reply: json(statsSchema) }),
   // Its console's output as text: what an `attach --ro` shows, so the same action decides.
   sessionLogs: route({ method: 'GET', path: '/v1/sessions/{session}/logs', fleet: 'forward', owner: { kind: 'session' }, action: 'session.attach', query: logsQuery, reply: { kind: 'stream', types: ['text/plain'] } }),
-  portPublish: route({ method: 'POST', path: '/v1/sessions/{session}/ports', fleet: 'local', owner: { kind: 'session' }, action: 'session.publish', body: publishSchema, reply: json(sessionSchema, 201) }),
-  portUnpublish: route({ method: 'DELETE', path: '/v1/sessions/{session}/ports/{port}', fleet: 'local', owner: { kind: 'session' }, action: 'session.publish', reply: EMPTY }),
+  portPublish: route({ method: 'POST', path: '/v1/sessions/{session}/ports', fleet: 'forward', owner: { kind: 'session' }, action: 'session.publish', body: publishSchema, reply: json(sessionSchema, 201) }),
+  portUnpublish: route({ method: 'DELETE', path: '/v1/sessions/{session}/ports/{port}', fleet: 'forward', owner: { kind: 'session' }, action: 'session.publish', reply: EMPTY }),
   snapshot: route({
     method: 'GET',
     path: '/v1/sessions/{session}/snapshot',
-    fleet: 'local',
+    fleet: 'forward',
     owner: { kind: 'session' },
     action: 'session.snapshot',
     query: snapshotQuery,
     reply: { kind: 'stream', types: ['application/zstd', 'application/x-tar'] },
   }),
-  refreshAuth: route({ method: 'POST', path: '/v1/sessions/{session}/refresh-auth', fleet: 'local', owner: { kind: 'session' }, action: 'session.refresh-auth', reply: json(refreshAuthReply) }),
+  refreshAuth: route({ method: 'POST', path: '/v1/sessions/{session}/refresh-auth', fleet: 'forward', owner: { kind: 'session' }, action: 'session.refresh-auth', reply: json(refreshAuthReply) }),
   exec: route({
     method: 'GET',
     path: '/v1/sessions/{session}/exec',
@@ -149,7 +149,7 @@ export const ROUTES = {
   cp: route({
     method: 'GET',
     path: '/v1/sessions/{session}/cp',
-    fleet: 'local',
+    fleet: 'forward',
     owner: { kind: 'session' },
     action: 'session.cp',
     query: cpQuery,

@@ -287,8 +287,8 @@ export class Dispatcher {
       prepared = await this.input(ctx, c, raw, req, url, caller);
     } catch (e) {
       if (e instanceof Forward) {
-        // A stream that may last (logs --follow) holds one of the caller's stream slots here, as an exec or attach does.
-        const long = c.spec.reply.kind === 'stream' && url.searchParams.has('follow');
+        // A stream (logs, a snapshot) may last: it holds one of the caller's stream slots here, as an exec or attach does.
+        const long = c.spec.reply.kind === 'stream';
         if (long) ctx.streams.hold(null, `uid ${caller.uid}`, res, ctx.budgets.streams(caller));
         return forwardHttp(ctx.fleet!.reach!, e, req, res, url, caller, long);
       }

@@ -46,7 +46,12 @@ export function forwardHttp(reach: Reach, f: Forward, req: IncomingMessage, res:
     const out = reach.client.request(f.to.node, f.to.endpoint, { method: req.method ?? 'GET', path: pathFor(f, url), headers }, caller, long);
     out.on('response', (r) => {
       res.writeHead(r.statusCode ?? 502, replyHeaders(r.headers));
-      r.pipe(res);
+      // The owner's trailers too: a snapshot's says whether the stream is whole.
+      r.pipe(res, { end: false });
+      r.on('end', () => {
+        if (Object.keys(r.trailers).length) res.addTrailers(r.trailers);
+        res.end();
+      });
       r.on('error', () => res.destroy());
     });
     out.on('error', (e) => sendError(res, unreachable(f, e)));

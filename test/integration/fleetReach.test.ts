@@ -12,7 +12,7 @@
 // shown lost to its owner alone until the owner destroys it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { request as plainRequest } from 'node:http';
 import { join } from 'node:path';
@@ -265,6 +265,47 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect(byName.code).not.toBe(0);
     expect(byName.stderr).toMatch(/no session/);
   });
+
+  it('snapshots, copies, publishes ports and restores through A on C: the snapshot whole (its trailer crosses), the copy byte-exact', async () => {
+    const tmp = mkdtempSync(join(dir, 'files-'));
+    const blob = randomBytes(256 * 1024);
+    writeFileSync(join(tmp, 'blob.bin'), blob);
+    expect((await nodes.a.cli(['session', 'cp', join(tmp, 'blob.bin'), 'far:/home/blob.bin'])).code).toBe(0);
+    const inside = await nodes.c.sh(far.id, 'sha256sum /home/blob.bin');
+    expect(inside.stdout.split(' ')[0]).toBe(sha(blob));
+    const out = await nodes.a.cli(['session', 'cp', 'far:/home/blob.bin', join(tmp, 'back.bin')]);
+    expect(out.code, out.stderr).toBe(0);
+    expect(sha(readFileSync(join(tmp, 'back.bin')))).toBe(sha(blob));
+
+    const snap = join(tmp, 'far.snap');
+    const taken = await nodes.a.cli(['session', 'snapshot', 'far', '-o', snap]);
+    expect(taken.code, taken.stderr).toBe(0);
+    expect(statSync(snap).size).toBeGreaterThan(blob.length);
+    // Restored through B, wherever it is placed: the file is back.
+    const made = await nodes.b.cli(['session', 'create', '--from', snap, '--name', 'from-far', '--memory', '128', '--json']);
+    expect(made.code, made.stderr).toBe(0);
+    const copy = sessionSchema.parse(JSON.parse(made.stdout));
+    const back = await nodes.b.sh(copy.id, 'sha256sum /home/blob.bin');
+    expect(back.stdout.split(' ')[0]).toBe(sha(blob));
+    expect((await nodes.b.api('DELETE', `/v1/sessions/${copy.id}`)).status).toBe(204);
+
+    // A port is the owning node's host's: published there, through A.
+    const web = await onC(async () => {
+      const r = await nodes.a.api('POST', '/v1/sessions', { memory_mb: 128, network: 'bridge' });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      return sessionSchema.parse(r.body);
+    });
+    const port = listenPort(44);
+    const pub = await nodes.a.api('POST', `/v1/sessions/${web.id}/ports`, { host_ip: '127.0.0.1', host_port: port, session_port: 8080 });
+    expect(pub.status, JSON.stringify(pub.body)).toBe(201);
+    expect((await nodes.c.show(web.id)).network.published).toEqual([{ host_ip: '127.0.0.1', host_port: port, session_port: 8080 }]);
+    expect((await nodes.a.api('DELETE', `/v1/sessions/${web.id}/ports/127.0.0.1:${port}`)).status).toBe(204);
+    expect((await nodes.c.show(web.id)).network.published).toEqual([]);
+    const refreshed = await nodes.a.api('POST', `/v1/sessions/${web.id}/refresh-auth`);
+    expect(refreshed.status, JSON.stringify(refreshed.body)).toBe(200);
+    expect(refreshed.body).toEqual((await nodes.c.api('POST', `/v1/sessions/${web.id}/refresh-auth`)).body);
+    expect((await nodes.a.api('DELETE', `/v1/sessions/${web.id}`)).status).toBe(204);
+  }, 120_000);
 
   it('keeps calls and lists reaching C while more log streams to C stay open than the kept-alive connections to it', async () => {
     // 16 kept-alive connections per node: streams that held them would leave every other forwarded call, and each list's part from C, waiting.
