@@ -24,3 +24,6 @@ export const drainReplySchema = z.object({
 });
 /** POST /v1/nodes/cordon, /uncordon and /drain. */
 export const cordonRequest = z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name of [a-z0-9-]') }).strict();
+
+/** POST /v1/sessions/{id}/moved-in (nodes only): the body is the stored files, zstd or plain tar; `from` the drained node. */
+export const movedInQuery = z.object({ zstd: z.enum(['0', '1']), from: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name') }).strict();

@@ -43,7 +43,7 @@ import {
 } from './schemas.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from './protocol.js';
 import { eventListSchema, eventsQuery, eventStreamQuery } from './eventSchemas.js';
-import { cordonRequest, createQuery, drainReplySchema, nodeListSchema } from './fleetSchemas.js';
+import { cordonRequest, createQuery, drainReplySchema, movedInQuery, nodeListSchema } from './fleetSchemas.js';
 
 /**
  * Whose object a route acts on:
@@ -78,9 +78,10 @@ export interface RouteSpec {
   /**
    * Fleet mode, a call on a session another node runs: local (this node's
    * objects only), forward (to the owning node over the mutual-TLS channel,
-   * after the access check here), aggregate (every node's, merged here).
+   * after the access check here), aggregate (every node's, merged here),
+   * peer (served to the fleet's nodes only: their own work, no caller's).
    */
-  fleet: 'local' | 'forward' | 'aggregate';
+  fleet: 'local' | 'forward' | 'aggregate' | 'peer';
 }
 
 /** The object param an owner rule needs in the path. */
@@ -164,6 +165,10 @@ export const ROUTES = {
     query: attachQuery,
     reply: { kind: 'websocket', protocols: [ATTACH_PROTOCOL, K8S_V5_PROTOCOL] },
   }),
+
+  // A drain's move (fleet mode, nodes only): the drained node sends a stopped session's stored files to
+  // the node that now holds it, running and empty; that node restores them into it and stops it.
+  sessionMovedIn: route({ method: 'POST', path: '/v1/sessions/{session}/moved-in', fleet: 'peer', owner: { kind: 'session' }, action: 'session.stop', query: movedInQuery, reply: json(sessionSchema) }),
 
   // The fleet's nodes (fleet mode; 400 on a single daemon). Nodes are nobody's: root only unless a rule grants node.*.
   nodeList: route({ method: 'GET', path: '/v1/nodes', fleet: 'local', owner: { kind: 'caller' }, action: 'node.list', reply: json(nodeListSchema) }),

@@ -301,7 +301,7 @@ export class Enclave {
     list: async (): Promise<FleetNode[]> => (await callRoute(this.connection, ROUTES.nodeList)).nodes,
     cordon: async (name: string): Promise<void> => void (await callRoute(this.connection, ROUTES.nodeCordon, { body: { name } })),
     uncordon: async (name: string): Promise<void> => void (await callRoute(this.connection, ROUTES.nodeUncordon, { body: { name } })),
-    /** Cordon, and the sessions still placed there (nothing is moved yet). */
+    /** Cordon, move its stopped sessions elsewhere (the node does, in the background), and the sessions still placed there. */
     drain: async (name: string) => (await callRoute(this.connection, ROUTES.nodeDrain, { body: { name } })).sessions,
   };
 

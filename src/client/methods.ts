@@ -50,4 +50,5 @@ export const CLIENT_METHODS: Partial<Record<RouteName, ClientMethod>> = {
   nodeCordon: 'nodes.cordon',
   nodeUncordon: 'nodes.uncordon',
   nodeDrain: 'nodes.drain',
+  sessionMovedIn: { omitted: "between a fleet's nodes only (a drain's move of a stopped session): no caller may call it" },
 };

@@ -224,6 +224,8 @@ export class Dispatcher {
     const { spec } = c;
     // A node forwards only what the route table says it forwards: nothing else is served to a peer.
     if (caller.via === 'peer' && spec.fleet === 'local') throw new ApiError('forbidden', `${label(c.name).trim()} is not forwarded between nodes`);
+    // And a node's own work between nodes is no caller's to ask for.
+    if (caller.via !== 'peer' && spec.fleet === 'peer') throw new ApiError('not_found', `no such endpoint: ${req.method ?? 'GET'} ${url.pathname}`);
     let ref: Ref | undefined;
     let port: { host_ip: string; host_port: number } | undefined;
     c.params.forEach((p, i) => {

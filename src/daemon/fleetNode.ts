@@ -8,7 +8,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { capacityFor, hostSize } from '../isolation/capacity.js';
 import { BudgetRefusal, type Budgets } from '../access/budgets.js';
-import type { FenceTarget, Fleet, LocalNode } from '../fleet/fleet.js';
+import type { FenceTarget, Fleet, LocalNode, MoveSource } from '../fleet/fleet.js';
+import { storedFile } from '../sessions/stored.js';
 import type { NodeCapacity } from '../fleet/keys.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { Consoles } from './attach.js';
@@ -29,8 +30,11 @@ export function nodeCapacity(config: Config): NodeCapacity {
   return { slots: config.sessions.max_sessions, memory_mb: capacityFor(config.capacity, hostSize()).memoryMb, disk_mb: disk };
 }
 
-export function localNode(sessions: SessionManager, consoles: Consoles, budgets: Budgets): LocalNode & FenceTarget {
+export function localNode(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets): LocalNode & FenceTarget & MoveSource {
   return {
+    stored: (id) => storedFile(config, id),
+    // Destroyed, not failed: it lives on on the node it moved to, under the same id.
+    forget: (id) => sessions.destroy(id, undefined, 0),
     held: () => sessions.list(false).filter((s) => s.state !== 'destroyed' && s.state !== 'failed').map((s) => s.id),
     // Ended with the reason kept (failed): its owner sees why it is gone from this node.
     remove: (id, why) => sessions.destroy(id, why, 0),
@@ -70,7 +74,7 @@ export async function fleetFor(config: Config, sessions: SessionManager, console
   const c = config.cluster;
   if (!c) return undefined;
   const { Fleet } = await import('../fleet/fleet.js');
-  return new Fleet(c, c.endpoint ?? c.peer?.listen ?? config.socket, () => nodeCapacity(config), localNode(sessions, consoles, budgets), log.child({ fleet: c.node }));
+  return new Fleet(c, c.endpoint ?? c.peer?.listen ?? config.socket, () => nodeCapacity(config), localNode(config, sessions, consoles, budgets), log.child({ fleet: c.node }));
 }
 
 /**

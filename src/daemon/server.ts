@@ -16,6 +16,7 @@ import { copyHandlers } from './handlers/copy.js';
 import { eventHandlers } from './handlers/events.js';
 import { logHandlers } from './handlers/logs.js';
 import { nodeHandlers } from './handlers/nodes.js';
+import { moveHandlers } from './handlers/moves.js';
 import { portHandlers } from './handlers/ports.js';
 import { sessionHandlers } from './handlers/sessions.js';
 import { snapshotHandlers } from './handlers/snapshot.js';
@@ -50,7 +51,7 @@ async function admitPeer(peer: PeerSide, req: IncomingMessage): Promise<Caller> 
 export { VERSION } from './handlers/system.js';
 
 /** Every route of the table has its handler: one missing does not compile. */
-const HANDLERS: Handlers = { ...systemHandlers, ...sessionHandlers, ...portHandlers, ...snapshotHandlers, ...terminalHandlers, ...logHandlers, ...copyHandlers, ...authHandlers, ...eventHandlers, ...volumeHandlers, ...nodeHandlers };
+const HANDLERS: Handlers = { ...systemHandlers, ...sessionHandlers, ...portHandlers, ...snapshotHandlers, ...terminalHandlers, ...logHandlers, ...copyHandlers, ...authHandlers, ...eventHandlers, ...volumeHandlers, ...nodeHandlers, ...moveHandlers };
 const dispatcher = new Dispatcher(HANDLERS);
 
 /**

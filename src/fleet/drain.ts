@@ -1,7 +1,6 @@
 // `node drain NAME`: no new placement there (a cordon), and the sessions
-// still placed there, for their owners to end or move. Moving a stopped
-// session's files to another node needs the node-to-node channel (mutual
-// TLS between nodes), so a drain moves nothing yet.
+// still placed there, for their owners to see; the drained node moves the
+// stopped ones elsewhere itself (move.ts), the running ones stay.
 import type { Etcd3 } from 'etcd3';
 import { getPrefix } from './etcd.js';
 import { desiredSchema, key, parseValue } from './keys.js';

@@ -19,9 +19,10 @@ import { claimName } from './names.js';
 import { pendingView, type Limits } from './views.js';
 import { Failure, type FenceTarget } from './failure.js';
 import { placedOn, type PlacedSession } from './drain.js';
+import { Mover, type MoveSource } from './move.js';
 import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
 
-export type { FenceTarget, LocalNode, NodeRow };
+export type { FenceTarget, LocalNode, MoveSource, NodeRow };
 
 export interface FleetCreate {
   req: CreateSessionRequest;
@@ -40,6 +41,8 @@ export class Fleet {
   private readonly failure: Failure;
   /** The node-to-node channel ([cluster.peer]); absent: nothing is forwarded. */
   readonly reach: Reach | undefined;
+  /** Moves this node's stopped sessions elsewhere while it is drained (needs the node-to-node channel). */
+  private readonly mover: Mover | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   /** The pending sessions as last read: what a list shows while etcd does not answer. */
@@ -49,7 +52,7 @@ export class Fleet {
     readonly c: ClusterConfig,
     endpoint: string,
     capacity: () => NodeCapacity,
-    local: LocalNode & FenceTarget,
+    local: LocalNode & FenceTarget & MoveSource,
     private readonly log: Logger,
   ) {
     this.etcd = etcdClient(c);
@@ -57,6 +60,7 @@ export class Fleet {
     this.failure = new Failure(this.etcd, c, this.registry, local, log);
     this.worker = new Worker(this.etcd, c.node, local, log, () => this.failure.open());
     this.reach = c.peer ? new Reach(this.etcd, c.node, c.peer, log) : undefined;
+    this.mover = this.reach ? new Mover(this.etcd, c.node, c, this.reach.client, local, log) : undefined;
   }
 
   get node(): string {
@@ -134,6 +138,8 @@ export class Fleet {
   }
 
   private async placePending(): Promise<void> {
+    // A drained node's moves run beside (one at a time; a tick that finds one under way leaves it).
+    void this.mover?.tick();
     for (const p of await this.pending()) {
       const r = await place(this.etcd, { id: p.id, owner_uid: p.owner_uid, owner_gids: p.owner_gids, request: p.request, memory_mb: p.memory_mb, limits: p.limits, entry: p.entry }, this.c.candidates, key.pending(p.id));
       if ('node' in r) this.log.info({ session: p.id, node: r.node }, 'pending session placed');
@@ -155,14 +161,17 @@ export class Fleet {
     return fleetOp(() => this.registry.nodes());
   }
 
-  /** Cordon `node` and say which sessions are still placed there (nothing is moved yet: drain.ts). */
+  /** Cordon `node`, mark it drained (it moves its stopped sessions elsewhere: move.ts), and say which sessions are still placed there. */
   async drain(node: string): Promise<PlacedSession[]> {
     await this.cordon(node, true);
+    await fleetOp(async () => void (await this.etcd.put(key.drain(node)).value(new Date().toISOString())));
     return fleetOp(() => placedOn(this.etcd, node));
   }
 
+  /** Uncordoning a node also ends its drain. */
   async cordon(node: string, on: boolean): Promise<void> {
     if (!(await fleetOp(() => this.registry.cordon(node, on)))) throw new ApiError('not_found', `no node ${node} in the fleet`, 'name');
+    if (!on) await fleetOp(() => this.etcd.delete().key(key.drain(node)).exec());
   }
 
   /** Daemon stop: leave the fleet at once (its sessions keep running here). */

@@ -12,6 +12,7 @@
 //   /enclave/down/NODE      since when the node has been seen unreachable (its lease gone); the node clears it
 //   /enclave/pending/ID     a session no node fits yet, with the reason; its entry node places it
 //   /enclave/lost/ID        a session declared lost, as list and show tell its owner, until the owner destroys it
+//   /enclave/drain/NODE     present while the node is drained: it moves its stopped sessions elsewhere (move.ts)
 import { z } from 'zod';
 import { createSessionRequest, limitsSchema, SESSION_ID } from '../api/schemas.js';
 
@@ -27,6 +28,7 @@ export const key = {
   pending: (id: string) => `${PREFIX}pending/${id}`,
   down: (node: string) => `${PREFIX}down/${node}`,
   lost: (id: string) => `${PREFIX}lost/${id}`,
+  drain: (node: string) => `${PREFIX}drain/${node}`,
 } as const;
 export const prefix = { members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/`, status: `${PREFIX}status/`, down: `${PREFIX}down/`, lost: `${PREFIX}lost/` } as const;
 

@@ -423,6 +423,42 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     await nodes.a.api('DELETE', `/v1/sessions/${mine.id}`);
   });
 
+  it('drains C: its stopped session moves to A or B with its files and starts there; its running one stays', async () => {
+    const moving = await onC(async () => {
+      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'mover' });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      return sessionSchema.parse(r.body);
+    });
+    const staying = await onC(async () => sessionSchema.parse((await nodes.a.api('POST', '/v1/sessions', SMALL)).body));
+    expect((await nodes.a.sh('mover', 'echo moved-$((40+2)) > /home/mark')).code).toBe(0);
+    const stopped = await nodes.a.api('POST', '/v1/sessions/mover/stop');
+    expect(stopped.status, JSON.stringify(stopped.body)).toBe(200);
+    const r = await nodes.b.cli(['node', 'drain', names.c]);
+    expect(r.code, r.stderr).toBe(0);
+    const moved = await until(
+      'the stopped session moved off C',
+      async () => {
+        const s = await nodes.a.api('GET', '/v1/sessions/mover');
+        const v = s.status === 200 ? sessionSchema.parse(s.body) : undefined;
+        return v && v.node !== names.c && v.state === 'stopped' ? v : undefined;
+      },
+      120_000,
+    );
+    expect([names.a, names.b]).toContain(moved.node);
+    expect(moved).toMatchObject({ id: moving.id, name: 'mover', owner_uid: 0 });
+    expect(await etcdGet(`/enclave/desired/${names.c}/${moving.id}`)).toBeNull();
+    expect((await nodes.c.show(moving.id)).state).toBe('destroyed');
+    expect((await nodes.c.show(staying.id)).state).toBe('running');
+    const started = await nodes.a.api('POST', '/v1/sessions/mover/start');
+    expect(started.status, JSON.stringify(started.body)).toBe(200);
+    expect(started.body).toMatchObject({ id: moving.id, state: 'running', node: moved.node });
+    const cat = await nodes.a.sh('mover', 'cat /home/mark');
+    expect(cat.stdout).toBe('moved-42\n');
+    expect((await nodes.a.cli(['node', 'uncordon', names.c])).code).toBe(0);
+    expect(await etcdGet(`/enclave/drain/${names.c}`)).toBeNull();
+    for (const id of [moving.id, staying.id]) expect((await nodes.a.api('DELETE', `/v1/sessions/${id}`)).status).toBe(204);
+  }, 180_000);
+
   it('shows a session of a node away past the grace lost, to its owner alone, until the owner destroys it', async () => {
     const gone = await onC(async () => {
       const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'gone' });
@@ -527,6 +563,6 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect(msg).toMatch(/etcd did not answer/);
     expect(msg).not.toContain('\n');
     const ex = await nodes.c.sh(there.id, 'echo ok');
-    expect(ex.stdout).toBe('ok\n');
+    expect(ex.stdout, `exit ${ex.code}: ${ex.stderr}`).toBe('ok\n');
   }, 120_000);
 });
