@@ -147,15 +147,17 @@ export function sweepEarlierRuns(): void {
   sweepStaleLocks();
   for (const e of readdirSync(RUNS_DIR)) {
     if (!/^\d+x[0-9a-f]+$/.test(e) || alive(runOwner(e))) continue;
-    // The daemon's lxcfs outlives its daemon by design: a killed run leaves it serving its state dir.
-    killLxcfsUnder(join(RUNS_DIR, e));
-    // A test that mounted something in its run dir (a small tmpfs as a full disk, lxcfs) and was killed.
-    for (const m of mountsUnder(join(RUNS_DIR, e)).reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
+    // Its daemon first, and gone: a live one restarts the lxcfs killed below and mounts it again.
     const pidFile = join(RUNS_DIR, e, 'daemon.pid');
     if (existsSync(pidFile)) {
       const pid = Number(readFileSync(pidFile, 'utf8'));
       if (pid > 0 && alive(pid)) process.kill(pid, 'SIGKILL');
+      for (let i = 0; i < 200 && pid > 0 && alive(pid); i++) spawnSync('sleep', ['0.01']);
     }
+    // The daemon's lxcfs outlives its daemon by design: a killed run leaves it serving its state dir.
+    killLxcfsUnder(join(RUNS_DIR, e));
+    // A test that mounted something in its run dir (a small tmpfs as a full disk, lxcfs) and was killed.
+    for (const m of mountsUnder(join(RUNS_DIR, e)).reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
     rmSync(join(RUNS_DIR, e), { recursive: true, force: true });
   }
 }
