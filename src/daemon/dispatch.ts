@@ -291,6 +291,8 @@ export class Dispatcher {
       if (e instanceof Forward) {
         // A stream (logs, a snapshot) may last: it holds one of the caller's stream slots here, as an exec or attach does.
         const long = c.spec.reply.kind === 'stream';
+        // Gone while it was looked up (up to 15 s): nothing is held or asked for it.
+        if (res.destroyed || req.socket.destroyed) return;
         if (long) ctx.streams.hold(null, `uid ${caller.uid}`, res, ctx.budgets.streams(caller));
         return forwardHttp(ctx.fleet!.reach!, e, req, res, url, caller, long);
       }

@@ -149,7 +149,8 @@ export function createApiServer(parts: Parts, peer?: PeerSide): ApiServer {
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(ctx, req, res, peer).catch((e) => sendError(res, toApiError(e, ctx.log)));
   };
-  const server: Server = peer ? createTlsServer(serverOptions(peer.tls), onRequest) : createServer(onRequest);
+  // Between nodes no whole-request timeout: a drain's move uploads a session's files, which may take longer than Node's 300 s.
+  const server: Server = peer ? createTlsServer({ ...serverOptions(peer.tls), requestTimeout: 0 }, onRequest) : createServer(onRequest);
   if (peer) server.on('tlsClientError', (e: Error) => log.info({ err: e.message }, 'node-to-node connection refused'));
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // A reset while the command is being started must not be an uncaught error either.

@@ -67,6 +67,11 @@ export class Fleet {
     return this.c.node;
   }
 
+  /** Whether a drain is moving this session off this node now: a start or destroy of it here waits (409). */
+  isMoving(id: string): boolean {
+    return this.mover?.moving.has(id) ?? false;
+  }
+
   /** Register and start watching; throws (one line) when etcd cannot be reached. */
   async start(): Promise<void> {
     try {

@@ -13,6 +13,7 @@
 //   /enclave/pending/ID     a session no node fits yet, with the reason; its entry node places it
 //   /enclave/lost/ID        a session declared lost, as list and show tell its owner, until the owner destroys it
 //   /enclave/drain/NODE     present while the node is drained: it moves its stopped sessions elsewhere (move.ts)
+//   /enclave/move/ID        a move under way: from, to, and whether it is committed (move.ts finishes or undoes it)
 import { z } from 'zod';
 import { createSessionRequest, limitsSchema, SESSION_ID } from '../api/schemas.js';
 
@@ -29,8 +30,9 @@ export const key = {
   down: (node: string) => `${PREFIX}down/${node}`,
   lost: (id: string) => `${PREFIX}lost/${id}`,
   drain: (node: string) => `${PREFIX}drain/${node}`,
+  move: (id: string) => `${PREFIX}move/${id}`,
 } as const;
-export const prefix = { members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/`, status: `${PREFIX}status/`, down: `${PREFIX}down/`, lost: `${PREFIX}lost/` } as const;
+export const prefix = { members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/`, status: `${PREFIX}status/`, down: `${PREFIX}down/`, lost: `${PREFIX}lost/`, move: `${PREFIX}move/` } as const;
 
 const nodeName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/);
 const sessionId = z.string().regex(SESSION_ID);
@@ -89,6 +91,10 @@ export const lostSchema = z
   .object({ id: sessionId, node: nodeName, owner_uid: z.number().int().min(0), name: z.string().max(64).nullable(), since: z.string(), session: z.unknown().optional(), fenced_at: z.string().optional() })
   .strict();
 export type Lost = z.infer<typeof lostSchema>;
+
+/** A drain's move of one stopped session: copying (undone if cut short) until committed (then only its old copy is left to end). */
+export const moveSchema = z.object({ id: sessionId, from: nodeName, to: nodeName, phase: z.enum(['copying', 'committed']) }).strict();
+export type Move = z.infer<typeof moveSchema>;
 
 /** Since when a node has been seen unreachable, by the clock of the node that saw it first. */
 export const downSchema = z.object({ since: z.string(), seen_by: nodeName }).strict();

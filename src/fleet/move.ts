@@ -5,17 +5,20 @@
 // worker, running and empty; then this node sends the stored files over the
 // mutual-TLS channel and that node restores them into it and stops it
 // (src/daemon/handlers/moves.ts). Only then does its placement here go and
-// its copy here end (destroyed). A move that fails on the way is undone
-// there (destroyed, placement removed) and tried again later; one this
-// daemon did not finish (it died) is undone the same way before the next
-// try. A session started here meanwhile stays here.
+// its copy here end (destroyed). Each move is recorded first
+// (/enclave/move/ID: from, to, copying or committed), and the record is
+// what every tick, drained or not, finishes: a copying move this daemon is
+// not running (it died mid-way) is undone there (destroyed first, then its
+// placement removed; kept to retry when that node does not confirm), a
+// committed one has its old copy here ended. The session is locked here for
+// the move: a start or destroy of it is refused (409) until it ends.
 import { createReadStream, statSync } from 'node:fs';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import type { SessionState } from '../vocab/states.js';
 import { getPrefix } from './etcd.js';
 import type { ClusterConfig } from './etcd.js';
-import { desiredSchema, key, parseValue, PREFIX, statusSchema, type Desired } from './keys.js';
+import { desiredSchema, key, moveSchema, parseValue, prefix, statusSchema, type Desired, type Move } from './keys.js';
 import { place, readFleet } from './placement.js';
 import type { PeerClient } from './peerTls.js';
 
@@ -32,11 +35,12 @@ export interface MoveSource {
 const RETRY_MS = 30_000;
 /** The most a move's transfer may take (restore and stop there included). */
 const SEND_MS = 10 * 60_000;
-const DESIRED = `${PREFIX}desired/`;
 
 export class Mover {
   private busy = false;
   private readonly retryAt = new Map<string, number>();
+  /** Sessions being moved now: locked here (start and destroy refused) until the move ends. */
+  readonly moving = new Set<string>();
 
   constructor(
     private readonly etcd: Etcd3,
@@ -61,6 +65,7 @@ export class Mover {
   }
 
   private async moveAll(): Promise<void> {
+    await this.finishRecorded();
     if ((await this.etcd.get(key.drain(this.self)).string()) === null) return;
     for (const [k, v] of await getPrefix(this.etcd, key.desiredOf(this.self))) {
       const d = parseValue(desiredSchema, k, v);
@@ -80,23 +85,60 @@ export class Mover {
   private async move(d: Desired, log: Logger): Promise<string> {
     const stored = this.local.stored(d.id);
     if (!stored) throw new Error('its stored files are missing here');
-    await this.undoElsewhere(d.id, log);
+    this.moving.add(d.id);
+    try {
+      return await this.moveLocked(d, stored, log);
+    } finally {
+      this.moving.delete(d.id);
+    }
+  }
+
+  private async moveLocked(d: Desired, stored: { path: string; zstd: boolean }, log: Logger): Promise<string> {
     const { placed_at: _, ...wanted } = d;
     const r = await place(this.etcd, wanted, this.c.candidates);
     if ('reason' in r) throw new Error(`no node takes it: ${r.reason}`);
     const to = r.node;
+    const rec: Move = { id: d.id, from: this.self, to, phase: 'copying' };
+    await this.etcd.put(key.move(d.id)).value(JSON.stringify(rec));
     try {
       await this.made(d.id, to);
       await this.send(d, to, stored);
-      // Started here meanwhile: it stays here, and the copy there goes.
-      if (this.local.stateOf(d.id) !== 'stopped') throw new Error('it was started here meanwhile');
-      await this.etcd.delete().key(key.desired(this.self, d.id));
+      if (this.local.stateOf(d.id) !== 'stopped') throw new Error(`it is ${this.local.stateOf(d.id) ?? 'gone'} here now`);
+      // Its placement here goes and the move is committed in one transaction: never placed on neither node.
+      await this.etcd
+        .if(key.move(d.id), 'Version', '>', 0)
+        .then(this.etcd.delete().key(key.desired(this.self, d.id)), this.etcd.put(key.move(d.id)).value(JSON.stringify({ ...rec, phase: 'committed' })))
+        .commit();
     } catch (e) {
-      await this.undo(to, d.id, log);
+      // Undone only while the record still says copying: a commit that applied but answered an error is kept.
+      const now = await this.record(d.id).catch(() => undefined);
+      if (now?.phase !== 'committed') await this.undo(rec, log);
       throw e;
     }
-    await this.local.forget(d.id);
+    await this.finishCommitted(rec);
     return to;
+  }
+
+  private async record(id: string): Promise<Move | undefined> {
+    const v = await this.etcd.get(key.move(id)).string();
+    return v === null ? undefined : parseValue(moveSchema, key.move(id), v);
+  }
+
+  /** The move records of this node that no move here is running: a committed one's old copy ended, a copying one undone. */
+  private async finishRecorded(): Promise<void> {
+    for (const [k, v] of await getPrefix(this.etcd, prefix.move)) {
+      const rec = parseValue(moveSchema, k, v);
+      if (rec.from !== this.self || this.moving.has(rec.id)) continue;
+      const log = this.log.child({ session: rec.id });
+      if (rec.phase === 'committed') await this.finishCommitted(rec);
+      else await this.undo(rec, log);
+    }
+  }
+
+  /** Its copy here ended (it runs on, stopped, on the node it moved to), then the record goes. */
+  private async finishCommitted(rec: Move): Promise<void> {
+    if (this.local.stateOf(rec.id) !== undefined && this.local.stateOf(rec.id) !== 'destroyed') await this.local.forget(rec.id);
+    await this.etcd.delete().key(key.move(rec.id));
   }
 
   /** Until the node it was placed on reports it made (bounded by create_timeout_ms). */
@@ -138,32 +180,43 @@ export class Mover {
     });
   }
 
-  /** A move cut short before (this daemon died mid-way) left it placed elsewhere too: that copy goes first. */
-  private async undoElsewhere(id: string, log: Logger): Promise<void> {
-    for (const k of await this.etcd.getAll().prefix(DESIRED).keys()) {
-      const [node, placed] = k.slice(DESIRED.length).split('/');
-      if (placed === id && node && node !== this.self) await this.undo(node, id, log);
+  /**
+   * A copying move undone: its copy on the node it was going to destroyed
+   * first (that node must confirm: 2xx, or 404 when it never made it), then
+   * its placement and report there removed, then the record. Unconfirmed,
+   * everything stays for the next tick to try again.
+   */
+  private async undo(rec: Move, log: Logger): Promise<void> {
+    const m = (await readFleet(this.etcd).catch(() => [])).find((n) => n.member.name === rec.to);
+    const gone = m ? await this.destroyThere(rec.to, m.member.endpoint, rec.id) : true;
+    if (!gone) {
+      log.warn({ node: rec.to }, 'drain: the copy there is not confirmed destroyed; trying again');
+      return;
     }
+    const st = await this.etcd.get(key.status(rec.id)).string();
+    const theirs = st !== null && parseValue(statusSchema, key.status(rec.id), st).node === rec.to;
+    await this.etcd.delete().key(key.desired(rec.to, rec.id));
+    if (theirs) await this.etcd.delete().key(key.status(rec.id));
+    await this.etcd.delete().key(key.move(rec.id));
   }
 
-  /** Its copy on `node` destroyed and its placement there removed (placement first: that node's worker makes nothing more of it). */
-  private async undo(node: string, id: string, log: Logger): Promise<void> {
-    await this.etcd.delete().key(key.desired(node, id)).catch((e: Error) => log.warn({ err: e.message }, 'drain: a placement elsewhere not removed'));
-    const m = (await readFleet(this.etcd).catch(() => [])).find((n) => n.member.name === node);
-    if (!m) return;
-    await new Promise<void>((resolve) => {
-      const req = this.peers.request(node, m.member.endpoint, { method: 'DELETE', path: `/v1/sessions/${id}?force=1` }, { uid: 0, gids: [] });
+  /** DELETE on that node: whether it confirmed (2xx, or 404: it never made it). */
+  private destroyThere(node: string, endpoint: string, id: string): Promise<boolean> {
+    return new Promise((resolve) => {
+      let req;
+      try {
+        req = this.peers.request(node, endpoint, { method: 'DELETE', path: `/v1/sessions/${id}?force=1` }, { uid: 0, gids: [] });
+      } catch {
+        return resolve(false);
+      }
       const timer = setTimeout(() => req.destroy(new Error('no answer within 30 s')), 30_000);
       timer.unref();
       req.on('response', (res) => {
         res.resume();
-        res.on('end', () => (clearTimeout(timer), resolve()));
+        res.on('end', () => (clearTimeout(timer), resolve((res.statusCode ?? 500) < 300 || res.statusCode === 404)));
+        res.on('error', () => (clearTimeout(timer), resolve(false)));
       });
-      req.on('error', (e) => {
-        clearTimeout(timer);
-        log.warn({ node, err: e.message }, 'drain: a copy elsewhere not destroyed');
-        resolve();
-      });
+      req.on('error', () => (clearTimeout(timer), resolve(false)));
       req.end();
     });
   }

@@ -158,7 +158,9 @@ export class Worker {
         await this.etcd.delete().key(k);
         this.reported.delete(d.id);
         const st = await this.etcd.get(key.status(d.id)).string();
-        if (st !== null && parseValue(statusSchema, key.status(d.id), st).state === 'running') await this.etcd.delete().key(key.status(d.id));
+        // Only this node's own report: the session may live on elsewhere (a drain moved it) under the same key.
+        const mine = st !== null && parseValue(statusSchema, key.status(d.id), st);
+        if (mine && mine.state === 'running' && mine.node === this.node) await this.etcd.delete().key(key.status(d.id));
       } else if (ACTIVE_STATES.includes(state)) {
         want.sessions[d.id] = { memory_mb: d.memory_mb };
         if (state === 'running' && !this.reported.has(d.id) && !this.making.has(d.id)) await this.reportIfAbsent(d.id);

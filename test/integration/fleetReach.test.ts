@@ -447,7 +447,11 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect([names.a, names.b]).toContain(moved.node);
     expect(moved).toMatchObject({ id: moving.id, name: 'mover', owner_uid: 0 });
     expect(await etcdGet(`/enclave/desired/${names.c}/${moving.id}`)).toBeNull();
+    await until('the move record gone', async () => ((await etcdGet(`/enclave/move/${moving.id}`)) === null ? true : undefined));
     expect((await nodes.c.show(moving.id)).state).toBe('destroyed');
+    // The route a move uses is the nodes' alone: no caller reaches it.
+    const asCaller = await nodes.a.api('POST', `/v1/sessions/${moved.id}/moved-in?zstd=0&from=${names.c}`);
+    expect(asCaller.status).toBe(404);
     expect((await nodes.c.show(staying.id)).state).toBe('running');
     const started = await nodes.a.api('POST', '/v1/sessions/mover/start');
     expect(started.status, JSON.stringify(started.body)).toBe(200);

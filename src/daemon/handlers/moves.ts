@@ -4,7 +4,7 @@
 // stop's snapshot). They are restored into it as a start restores its own,
 // and it is stopped here: it ends as it was, stopped, with its files, on
 // this node.
-import { closeSync, constants, createWriteStream, mkdirSync, openSync, rmSync } from 'node:fs';
+import { closeSync, constants, createWriteStream, mkdirSync, openSync, rmSync, statfsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -15,13 +15,25 @@ import type { Handlers } from '../dispatch.js';
 export const moveHandlers: Pick<Handlers, 'sessionMovedIn'> = {
   sessionMovedIn: async (ctx, { target: row, query, req, log }) => {
     if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only a session made for the move takes its files`);
+    // Its files land three times at the peak (this upload, the restored root, the stop's stored copy): refused unless they fit.
+    const size = Number(req.headers['content-length']);
+    if (!Number.isSafeInteger(size) || size < 0) throw new ApiError('invalid_request', 'a move sends its files with a content-length');
+    const s = statfsSync(ctx.config.state_dir);
+    if (size * 3 > s.bavail * s.bsize) throw new ApiError('insufficient_storage', `session ${row.id}'s ${size} bytes of files do not fit in this node's state dir three times over`);
     const dir = join(ctx.config.state_dir, 'tmp');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const path = join(dir, `moved-in-${row.id}.${randomBytes(8).toString('hex')}`);
     const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     let open = true;
     try {
-      await pipeline(req, createWriteStream('', { fd, autoClose: false }));
+      // Exactly what it announced: more is cut off, less fails.
+      let got = 0;
+      const counted = req.on('data', (c: Buffer) => {
+        got += c.length;
+        if (got > size) req.destroy(new Error(`more than the ${size} bytes announced`));
+      });
+      await pipeline(counted, createWriteStream('', { fd, autoClose: false }));
+      if (got !== size) throw new ApiError('invalid_request', `the move sent ${got} of the ${size} bytes announced`);
       closeSync(fd);
       open = false;
       await restoreFiles(ctx.sessions.agentFor(row), row.hostname, { path, zstd: query.zstd === '1' }, ctx.config.sessions.snapshot_timeout_ms);

@@ -34,6 +34,9 @@ function volumesFor(ctx: Context, caller: Caller, req: CreateSessionRequest): Re
   });
 }
 
+/** A drain is moving the session to another node (src/fleet/move.ts): it is left alone until that ends. */
+const movingNow = (id: string) => new ApiError('conflict', `session ${id} is being moved to another node (its node is drained); try again once the move is done`);
+
 /** Fleet mode: a session of this node, with the node it runs on. */
 const here = <T extends object>(ctx: Context, s: T): T => (ctx.fleet ? { ...s, node: ctx.fleet.node } : s);
 
@@ -107,6 +110,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
   sessionDestroy: {
     detail: ({ query }) => [query.force ? 'force' : undefined, query.timeout !== undefined ? `timeout ${query.timeout}s` : undefined, query.failure !== undefined ? `failure: ${query.failure}` : undefined].filter(Boolean).join(', ') || null,
     run: async (ctx, { caller, target, query, log }) => {
+      if (ctx.fleet?.isMoving(target.id)) throw movingNow(target.id);
       const graceMs = query.force ? 0 : query.timeout === undefined ? undefined : query.timeout * 1000;
       log.info({ caller: caller.uid, grace_ms: graceMs, failure: query.failure }, 'destroy session');
       await ctx.sessions.destroy(target.id, query.failure, graceMs);
@@ -122,6 +126,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | '
   },
 
   sessionStart: async (ctx, { caller, target, log }) => {
+    if (ctx.fleet?.isMoving(target.id)) throw movingNow(target.id);
     // A grant taken away holds at the next start.
     ctx.access.checkProfile(caller, 'session.start', target.profile, { kind: 'session', id: target.id, owner_uid: target.owner_uid });
     log.info({ caller: caller.uid }, 'start session');
