@@ -53,7 +53,8 @@ export async function wsTerminal(url: string): Promise<Terminalish> {
   let offset = -1;
   let acked = 0;
   let ready!: () => void;
-  const started = new Promise<void>((r) => (ready = r));
+  // Refused (a 404 while the console comes up) or cut before it started: the caller hears it.
+  const started = new Promise<void>((r, fail) => ((ready = r), ws.once('error', fail)));
   ws.on('message', (m: Buffer) => {
     if (m[0] === EVENTS_CHANNEL && offset < 0) {
       const hello = JSON.parse(m.subarray(1).toString()) as { offset: number; snapshot?: boolean };

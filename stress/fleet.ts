@@ -17,6 +17,7 @@ import { detectCgroupLayout, killCgroup, removeCgroup, versionOf } from '../src/
 import { repoRoot } from '../src/native/addon.js';
 import { alive, etcdUnder, startEtcdCluster } from './etcdCluster.js';
 import { makeCa, makeNodeCert, peerSection } from './fleetCerts.js';
+import { killLxcfsUnder } from '../test/integration/harness.js';
 
 const ROOT = '/var/tmp/enclave-fleet';
 const CLI = join(repoRoot, 'dist', 'bundle', 'main.js');
@@ -159,7 +160,9 @@ async function down(say = true): Promise<void> {
       for (const e of existsSync(hier) ? readdirSync(hier).filter((x) => x.startsWith(CGROUP_PREFIX)) : []) await removeTree(join(hier, e));
     }
     for (const n of state?.nodes ?? []) spawnSync(process.execPath, [CLI, 'daemon', '--cleanup', '--config', n.config], { stdio: 'ignore' });
-    // lxcfs of each node outlives its daemon by design, and --cleanup stops it; whatever is left goes here.
+    // lxcfs of each node outlives its daemon by design, and --cleanup stops it; whatever is left goes here
+    // (a node whose daemon was killed, as the fleet bench's failure figure does, can leave one serving).
+    killLxcfsUnder(dir);
     for (const m of mountsUnder(dir).reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
     for (const pid of etcdUnder(join(dir, 'etcd'))) process.kill(pid, 'SIGKILL');
     for (let i = 0; i < 100 && etcdUnder(join(dir, 'etcd')).length; i++) await sleep(50);

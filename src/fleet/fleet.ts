@@ -107,7 +107,8 @@ export class Fleet {
 
   /** Poll the session's status until its node reports it (bounded by cluster.create_timeout_ms). */
   private async awaitRunning(id: string, node: string): Promise<Session> {
-    const deadline = Date.now() + this.c.create_timeout_ms;
+    const start = Date.now();
+    const deadline = start + this.c.create_timeout_ms;
     while (Date.now() < deadline) {
       const v = await this.etcd.get(key.status(id)).string().catch(() => null);
       if (v !== null) {
@@ -117,7 +118,9 @@ export class Fleet {
         if (s.state === 'failed') throw new ApiError(s.error?.code === 'internal' ? 'confinement_failed' : toCode(s.error?.code), `on node ${node}: ${s.error?.message ?? 'failed'}`);
         return s.session as Session;
       }
-      await new Promise((r) => setTimeout(r, 100));
+      // Often at first (a create takes tens of ms: every poll step is added to it), then less often.
+      const waited = Date.now() - start;
+      await new Promise((r) => setTimeout(r, waited < 300 ? 5 : waited < 3000 ? 25 : 100));
     }
     throw new ApiError('internal', `session ${id} was placed on node ${node}, which did not report it running within ${this.c.create_timeout_ms} ms (cluster.create_timeout_ms); it may still come up there`);
   }

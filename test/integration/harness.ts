@@ -96,7 +96,7 @@ export function lxcfsUnder(dir: string): number[] {
 }
 
 /** SIGKILL the lxcfs processes under dir and reap those re-parented to us; their mounts are left to the umount sweep. */
-function killLxcfsUnder(dir: string): void {
+export function killLxcfsUnder(dir: string): void {
   for (const pid of lxcfsUnder(dir)) {
     try {
       process.kill(pid, 'SIGKILL');

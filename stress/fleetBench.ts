@@ -1,0 +1,172 @@
+// The fleet's speed figures (issue 28, "Speed"), on a fleet of three nodes
+// on this machine (`npm run fleet -- up`, removed at the end), each figure
+// beside its same-run baseline, the pairs in one shuffled schedule:
+//  - create through a node that does not own the session (B; only A takes
+//    sessions) against a create through the owner (A): the placement hop;
+//  - a keystroke's echo through a forwarding node (attach on B to A's
+//    console) against direct (attach on A);
+//  - exec `true` forwarded against direct;
+//  - a fleet list through A (every node's sessions) against a show through A;
+//  - failure detection once: a node's daemon SIGKILLed, until another node
+//    lists it unreachable, against the lease TTL (lease_ttl_s = 3) + 1 s.
+//   npm run bench:fleet [-- --seed S --rounds N --per-node K]
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { WebSocket } from 'ws';
+import { call } from '../src/cli/client.js';
+import { K8S_V5_PROTOCOL } from '../src/api/protocol.js';
+import { repoRoot } from '../src/native/addon.js';
+import { catMode, echoOnce, wsTerminal } from './attachBench.js';
+import { intOption, msSince, pool, rng, runShuffled, Samples } from './schedule.js';
+
+const { values } = parseArgs({ options: { seed: { type: 'string' }, rounds: { type: 'string', default: '20' }, 'per-node': { type: 'string', default: '12' } } });
+const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
+const rounds = intOption('bench:fleet', 'rounds', values.rounds, 3, 1000);
+const perNode = intOption('bench:fleet', 'per-node', values['per-node'], 1, 14);
+const FLEET = join(repoRoot, 'dist', 'stress', 'fleet.js');
+const SMALL = { memory_mb: 64, network: 'none' };
+const TTL_S = 3;
+
+interface Node {
+  name: string;
+  socket: string;
+}
+
+function fleet(...args: string[]): string {
+  const r = spawnSync(process.execPath, [FLEET, ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`fleet ${args[0]}: ${r.stderr.slice(-1500)}`);
+  return r.stdout;
+}
+
+async function api(n: Node, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+  return call(n.socket, method, path, body);
+}
+
+async function ok<T = { id: string }>(p: Promise<{ status: number; body: unknown }>, what: string): Promise<T> {
+  const r = await p;
+  if (r.status >= 300) throw new Error(`${what}: HTTP ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
+  return r.body as T;
+}
+
+function execTrue(socket: string, session: string): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws+unix://${socket}:/v1/sessions/${session}/exec?command=true`, [K8S_V5_PROTOCOL]);
+    let status = '';
+    ws.on('message', (m: Buffer) => m[0] === 3 && (status = m.subarray(1).toString()));
+    ws.on('close', () => (status.includes('Success') ? resolve(msSince(t0)) : reject(new Error(`exec true: ${status || 'no status'}`))));
+    ws.on('error', reject);
+  });
+}
+
+async function main(): Promise<void> {
+  const nodes: Node[] = fleet('up', '--nodes', '3')
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const [name, socket] = l.split(' ');
+      return { name: name!, socket: socket! };
+    });
+  const [a, b, c] = nodes as [Node, Node, Node];
+  const s = new Samples();
+  const random = rng(seed);
+  process.stdout.write(`bench:fleet seed ${seed}, ${rounds} rounds, load ${loadavg()[0]!.toFixed(1)}\n`);
+  try {
+    // Creates: only A takes sessions, so both land on A; through A it is the owner's create, through B a placement hop.
+    for (const n of [b, c]) await ok(api(a, 'POST', '/v1/nodes/cordon', { name: n.name }), 'cordon');
+    const made: string[] = [];
+    await runShuffled(
+      { 'create via owner (A)': rounds, 'create via B, placed on A': rounds },
+      async (step) => {
+        const through = step.startsWith('create via owner') ? a : b;
+        const t0 = process.hrtime.bigint();
+        const v = await ok(api(through, 'POST', '/v1/sessions', SMALL), step);
+        s.add(step, msSince(t0));
+        made.push(v.id);
+        // Untimed, off the measured path: the node keeps room for the next.
+        await ok(api(a, 'DELETE', `/v1/sessions/${made.pop()!}?force=1`), 'destroy');
+        return true;
+      },
+      random,
+    );
+
+    // Echo and exec: a console on A, reached from A and through B.
+    const target = await ok(api(a, 'POST', '/v1/sessions', { ...SMALL, console: true }), 'console session');
+    for (const n of [b, c]) await ok(api(a, 'POST', '/v1/nodes/uncordon', { name: n.name }), 'uncordon');
+    const url = (n: Node) => `ws+unix://${n.socket}:/v1/sessions/${target.id}/attach?cols=120&rows=40`;
+    const attached = async (n: Node) => {
+      for (let i = 0; ; i++) {
+        try {
+          return await wsTerminal(url(n));
+        } catch (e) {
+          if (i >= 20) throw new Error(`attach through ${n.name}: ${(e as Error).message}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    };
+    const direct = await attached(a);
+    await catMode(direct, 'direct');
+    const via = await attached(b);
+    await runShuffled(
+      { 'echo, attach on A': rounds * 5, 'echo, attach through B': rounds * 5, 'exec true on A': rounds, 'exec true through B': rounds },
+      async (step) => {
+        if (step === 'echo, attach on A') s.add(step, await echoOnce(direct));
+        else if (step === 'echo, attach through B') s.add(step, await echoOnce(via));
+        else s.add(step, await execTrue(step.endsWith('on A') ? a.socket : b.socket, target.id));
+        return true;
+      },
+      random,
+    );
+    direct.close();
+    via.close();
+
+    // A fleet list of every node's sessions against a show, both through A.
+    const spread: string[] = [];
+    await pool(
+      Array.from({ length: perNode * 3 - 1 }, (_, i) => nodes[i % 3]!),
+      2,
+      async (n) => void spread.push((await ok(api(n, 'POST', '/v1/sessions', SMALL), 'list session')).id),
+    );
+    await runShuffled(
+      { [`list through A (${perNode * 3} over 3 nodes)`]: rounds, 'show through A': rounds },
+      async (step) => {
+        const t0 = process.hrtime.bigint();
+        await ok(api(a, 'GET', step.startsWith('list') ? '/v1/sessions' : `/v1/sessions/${target.id}`), step);
+        s.add(step, msSince(t0));
+        return true;
+      },
+      random,
+    );
+
+    // Failure detection, once: C's daemon SIGKILLed, until A lists C unreachable.
+    const pid = Number(readFileSync(join(c.socket, '..', 'daemon.pid'), 'utf8'));
+    const t0 = process.hrtime.bigint();
+    process.kill(pid, 'SIGKILL');
+    for (;;) {
+      const l = await ok<{ nodes: { name: string; state: string }[] }>(api(a, 'GET', '/v1/nodes'), 'node list');
+      if (l.nodes.find((n) => n.name === c.name)?.state === 'unreachable') break;
+      if (msSince(t0) > 60_000) throw new Error('C never became unreachable');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    s.add('failure detected (C SIGKILLed -> unreachable on A)', msSince(t0));
+    s.add('lease TTL + 1 s', (TTL_S + 1) * 1000);
+  } finally {
+    fleet('down');
+  }
+  process.stdout.write(`${'figure'.padEnd(52)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)}\n`);
+  for (const n of s.names()) process.stdout.write(`${s.row(n)}\n`);
+  process.stdout.write(`\n${'same-run ratio'.padEnd(52)} ${'p50'.padStart(8)} ${'p99'.padStart(8)}\n`);
+  process.stdout.write(`${s.ratio('create via B, placed on A', 'create via owner (A)', 'create via B / via owner')}\n`);
+  process.stdout.write(`${s.ratio('echo, attach through B', 'echo, attach on A', 'echo through B / direct')}\n`);
+  process.stdout.write(`${s.ratio('exec true through B', 'exec true on A', 'exec true through B / direct')}\n`);
+  process.stdout.write(`${s.ratio(`list through A (${perNode * 3} over 3 nodes)`, 'show through A', 'fleet list / show')}\n`);
+  process.stdout.write(`${s.ratio('failure detected (C SIGKILLed -> unreachable on A)', 'lease TTL + 1 s', 'failure detection / (TTL + 1 s)')}\n`);
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`bench:fleet: ${e.message}\n`);
+  process.exit(1);
+});
