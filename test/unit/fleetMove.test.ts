@@ -1,0 +1,139 @@
+// A drain's move records (src/fleet/move.ts) against a real etcd (Debian's
+// etcd-server, one member started here): what a drained node does with a
+// move its daemon did not finish. A copying move is undone on the node it
+// was going to, which must confirm the destroy before that node's placement
+// and report go; a committed one has its old copy here ended; another
+// node's record is not this node's to touch. The node-to-node channel is a
+// stand-in that answers the DELETE with a chosen status.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { EventEmitter } from 'node:events';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { Etcd3 } from 'etcd3';
+import { pino } from 'pino';
+import { Mover, type MoveSource } from '../../src/fleet/move.js';
+import { key, PREFIX } from '../../src/fleet/keys.js';
+import type { PeerClient } from '../../src/fleet/peerTls.js';
+import type { SessionState } from '../../src/vocab/states.js';
+import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+
+const SELF = 'c';
+const ID = 's-00000000d1';
+
+/** The channel to other nodes: records each request, answers with `status`. */
+class Peers {
+  status = 404;
+  readonly asked: Array<{ node: string; method: string; path: string }> = [];
+  request(node: string, _endpoint: string, o: { method: string; path: string }) {
+    this.asked.push({ node, method: o.method, path: o.path });
+    const req = new EventEmitter() as EventEmitter & { end(): void; destroy(e?: Error): void };
+    req.end = () =>
+      setImmediate(() => {
+        const res = Object.assign(new EventEmitter(), { statusCode: this.status, resume: () => undefined });
+        req.emit('response', res);
+        setImmediate(() => res.emit('end'));
+      });
+    req.destroy = (e?: Error) => void req.emit('error', e ?? new Error('destroyed'));
+    return req;
+  }
+}
+
+class Local implements MoveSource {
+  readonly states = new Map<string, SessionState>();
+  readonly forgotten: string[] = [];
+  stateOf(id: string): SessionState | undefined {
+    return this.states.get(id);
+  }
+  stored(): undefined {
+    return undefined;
+  }
+  async forget(id: string): Promise<void> {
+    this.forgotten.push(id);
+    this.states.set(id, 'destroyed');
+  }
+}
+
+describe('a drained node finishes the moves it left', () => {
+  let dir: string;
+  let cluster: EtcdCluster;
+  let etcd: Etcd3;
+  const c = (endpoints: string[]) => ({ endpoints, node: SELF, lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 1000 });
+  const get = (k: string) => etcd.get(k).string();
+  const setUp = async (rec: { from: string; to: string; phase: 'copying' | 'committed' }) => {
+    await etcd.put(key.member('b')).value(JSON.stringify({ name: 'b', endpoint: '127.0.0.1:1', capacity: { slots: 4, memory_mb: 1024, disk_mb: 100 }, registered_at: '2026-01-01T00:00:00Z' }));
+    await etcd.put(key.desired('b', ID)).value('{}');
+    await etcd.put(key.status(ID)).value(JSON.stringify({ id: ID, node: 'b', state: 'running' }));
+    await etcd.put(key.move(ID)).value(JSON.stringify({ id: ID, ...rec }));
+  };
+
+  beforeAll(async () => {
+    dir = etcdRunDir(tmpdir(), 'enclave-etcd-move');
+    cluster = await startEtcdCluster(dir, { size: 1, salt: 13 });
+    etcd = new Etcd3({ hosts: cluster.endpoints });
+  }, 60_000);
+
+  afterAll(async () => {
+    etcd?.close();
+    await cluster?.stop();
+    expect(etcdUnder(dir)).toEqual([]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  beforeEach(async () => {
+    await etcd.delete().prefix(PREFIX);
+  });
+
+  it('undoes a copying move once the node it was going to confirms the destroy, and not before', async () => {
+    await setUp({ from: SELF, to: 'b', phase: 'copying' });
+    const peers = new Peers();
+    peers.status = 500;
+    const local = new Local();
+    local.states.set(ID, 'stopped');
+    const m = new Mover(etcd, SELF, c(cluster.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
+    await m.tick();
+    expect(peers.asked).toEqual([{ node: 'b', method: 'DELETE', path: `/v1/sessions/${ID}?force=1` }]);
+    // Not confirmed: everything stays, to try again.
+    expect(await get(key.move(ID))).not.toBeNull();
+    expect(await get(key.desired('b', ID))).not.toBeNull();
+    peers.status = 204;
+    await m.tick();
+    expect(await get(key.move(ID))).toBeNull();
+    expect(await get(key.desired('b', ID))).toBeNull();
+    expect(await get(key.status(ID))).toBeNull();
+    // Its copy here is untouched: it is still this node's, stopped.
+    expect(local.forgotten).toEqual([]);
+  });
+
+  it('takes a 404 as confirmed: the node never made it', async () => {
+    await setUp({ from: SELF, to: 'b', phase: 'copying' });
+    const peers = new Peers();
+    const m = new Mover(etcd, SELF, c(cluster.endpoints), peers as unknown as PeerClient, new Local(), pino({ level: 'silent' }));
+    await m.tick();
+    expect(await get(key.move(ID))).toBeNull();
+    expect(await get(key.desired('b', ID))).toBeNull();
+  });
+
+  it('ends the old copy of a committed move here, and leaves the session where it went', async () => {
+    await setUp({ from: SELF, to: 'b', phase: 'committed' });
+    const peers = new Peers();
+    const local = new Local();
+    local.states.set(ID, 'stopped');
+    const m = new Mover(etcd, SELF, c(cluster.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
+    await m.tick();
+    expect(local.forgotten).toEqual([ID]);
+    expect(peers.asked).toEqual([]);
+    expect(await get(key.move(ID))).toBeNull();
+    expect(await get(key.desired('b', ID))).toBe('{}');
+    expect(JSON.parse((await get(key.status(ID)))!)).toMatchObject({ node: 'b', state: 'running' });
+  });
+
+  it("leaves another node's move record alone", async () => {
+    await setUp({ from: 'a', to: 'b', phase: 'copying' });
+    const peers = new Peers();
+    const m = new Mover(etcd, SELF, c(cluster.endpoints), peers as unknown as PeerClient, new Local(), pino({ level: 'silent' }));
+    await m.tick();
+    expect(peers.asked).toEqual([]);
+    expect(await get(key.move(ID))).not.toBeNull();
+    expect(await get(key.desired('b', ID))).toBe('{}');
+  });
+});
