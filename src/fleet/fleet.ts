@@ -10,8 +10,9 @@ import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import { newSessionId } from '../sessions/identity.js';
 import { ApiError, type ErrorCode } from '../vocab/errors.js';
 import { etcdClient, getPrefix, type ClusterConfig } from './etcd.js';
-import { key, parseValue, pendingSchema, prefix, statusSchema, type NodeCapacity, type Pending } from './keys.js';
+import { key, parseValue, pendingSchema, prefix, type NodeCapacity, type Pending } from './keys.js';
 import { place } from './placement.js';
+import { awaitReport } from './report.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
 import { Reach } from './reach.js';
@@ -105,24 +106,16 @@ export class Fleet {
     return this.awaitRunning(id, placed.node);
   }
 
-  /** Poll the session's status until its node reports it (bounded by cluster.create_timeout_ms). */
+  /** The session once its node reports it (bounded by cluster.create_timeout_ms). */
   private async awaitRunning(id: string, node: string): Promise<Session> {
-    const start = Date.now();
-    const deadline = start + this.c.create_timeout_ms;
-    while (Date.now() < deadline) {
-      const v = await this.etcd.get(key.status(id)).string().catch(() => null);
-      if (v !== null) {
-        const s = parseValue(statusSchema, key.status(id), v);
-        if (s.state === 'lost' || s.state === 'fenced') throw new ApiError('exhausted', `session ${id} was placed on node ${node}, which became unreachable before it reported the session running; the fleet declared it ${s.state}`);
-        if (s.state === 'failed') await this.etcd.delete().key(key.status(id)).catch(() => undefined);
-        if (s.state === 'failed') throw new ApiError(s.error?.code === 'internal' ? 'confinement_failed' : toCode(s.error?.code), `on node ${node}: ${s.error?.message ?? 'failed'}`);
-        return s.session as Session;
-      }
-      // Often at first (a create takes tens of ms: every poll step is added to it), then less often.
-      const waited = Date.now() - start;
-      await new Promise((r) => setTimeout(r, waited < 300 ? 5 : waited < 3000 ? 25 : 100));
+    const s = await awaitReport(this.etcd, id, () => true, this.c.create_timeout_ms);
+    if (!s) throw new ApiError('internal', `session ${id} was placed on node ${node}, which did not report it running within ${this.c.create_timeout_ms} ms (cluster.create_timeout_ms); it may still come up there`);
+    if (s.state === 'lost' || s.state === 'fenced') throw new ApiError('exhausted', `session ${id} was placed on node ${node}, which became unreachable before it reported the session running; the fleet declared it ${s.state}`);
+    if (s.state === 'failed') {
+      await this.etcd.delete().key(key.status(id)).catch(() => undefined);
+      throw new ApiError(s.error?.code === 'internal' ? 'confinement_failed' : toCode(s.error?.code), `on node ${node}: ${s.error?.message ?? 'failed'}`);
     }
-    throw new ApiError('internal', `session ${id} was placed on node ${node}, which did not report it running within ${this.c.create_timeout_ms} ms (cluster.create_timeout_ms); it may still come up there`);
+    return s.session as Session;
   }
 
   /** The pending sessions this node took, as the API shows them. */

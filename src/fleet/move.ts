@@ -20,6 +20,7 @@ import { getPrefix } from './etcd.js';
 import type { ClusterConfig } from './etcd.js';
 import { desiredSchema, key, moveSchema, parseValue, prefix, statusSchema, type Desired, type Move } from './keys.js';
 import { place, readFleet } from './placement.js';
+import { awaitReport } from './report.js';
 import type { PeerClient } from './peerTls.js';
 
 /** What a move needs of this node's own sessions (the daemon provides it). */
@@ -143,15 +144,10 @@ export class Mover {
 
   /** Until the node it was placed on reports it made (bounded by create_timeout_ms). */
   private async made(id: string, node: string): Promise<void> {
-    const deadline = Date.now() + this.c.create_timeout_ms;
-    while (Date.now() < deadline) {
-      const v = await this.etcd.get(key.status(id)).string().catch(() => null);
-      const s = v === null ? undefined : parseValue(statusSchema, key.status(id), v);
-      if (s?.node === node && s.state === 'running') return;
-      if (s?.node === node && s.state === 'failed') throw new Error(`node ${node} could not make it: ${s.error?.message ?? 'failed'}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`node ${node} did not make it within ${this.c.create_timeout_ms} ms (cluster.create_timeout_ms)`);
+    // A report of the node it moves from may still be there under the same key: only the new node's counts.
+    const s = await awaitReport(this.etcd, id, (r) => r.node === node, this.c.create_timeout_ms);
+    if (!s) throw new Error(`node ${node} did not make it within ${this.c.create_timeout_ms} ms (cluster.create_timeout_ms)`);
+    if (s.state !== 'running') throw new Error(`node ${node} could not make it: ${s.error?.message ?? s.state}`);
   }
 
   /** The stored files to `node`, which restores them into its copy and stops it. */
