@@ -88,6 +88,14 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     }
   };
 
+  /** A session created through A that lands on C (its create answered 201). */
+  const createdOnC = (body: Record<string, unknown>) =>
+    onC(async () => {
+      const r = await nodes.a.api('POST', '/v1/sessions', body);
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      return sessionSchema.parse(r.body);
+    });
+
   beforeAll(async () => {
     dir = fleetRunDir('reach');
     etcd = await startEtcdCluster(dir, { salt: 5 });
@@ -109,11 +117,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       const l = (r.body as { nodes: { name: string; state: string; endpoint: string }[] }).nodes;
       return [names.a, names.b, names.c].every((n) => l.find((x) => x.name === n)?.state === 'ready') ? l : undefined;
     });
-    far = await onC(async () => {
-      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'far', console: true });
-      expect(r.status, JSON.stringify(r.body)).toBe(201);
-      return sessionSchema.parse(r.body);
-    });
+    far = await createdOnC({ ...SMALL, name: 'far', console: true });
     mine = await onC(async () => {
       const r = await cliAs(nodes.a.socket, { uid: NOBODY, groups: [GID] }, ['session', 'create', '--name', 'mine', '--memory', '128', '--network', 'none', '--json']);
       expect(r.code, r.stderr).toBe(0);
@@ -290,11 +294,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect((await nodes.b.api('DELETE', `/v1/sessions/${copy.id}`)).status).toBe(204);
 
     // A port is the owning node's host's: published there, through A.
-    const web = await onC(async () => {
-      const r = await nodes.a.api('POST', '/v1/sessions', { memory_mb: 128, network: 'bridge' });
-      expect(r.status, JSON.stringify(r.body)).toBe(201);
-      return sessionSchema.parse(r.body);
-    });
+    const web = await createdOnC({ memory_mb: 128, network: 'bridge' });
     const port = listenPort(44);
     const pub = await nodes.a.api('POST', `/v1/sessions/${web.id}/ports`, { host_ip: '127.0.0.1', host_port: port, session_port: 8080 });
     expect(pub.status, JSON.stringify(pub.body)).toBe(201);
@@ -424,12 +424,8 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
   });
 
   it('drains C: its stopped session moves to A or B with its files and starts there; its running one stays', async () => {
-    const moving = await onC(async () => {
-      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'mover' });
-      expect(r.status, JSON.stringify(r.body)).toBe(201);
-      return sessionSchema.parse(r.body);
-    });
-    const staying = await onC(async () => sessionSchema.parse((await nodes.a.api('POST', '/v1/sessions', SMALL)).body));
+    const moving = await createdOnC({ ...SMALL, name: 'mover' });
+    const staying = await createdOnC(SMALL);
     expect((await nodes.a.sh('mover', 'echo moved-$((40+2)) > /home/mark')).code).toBe(0);
     const stopped = await nodes.a.api('POST', '/v1/sessions/mover/stop');
     expect(stopped.status, JSON.stringify(stopped.body)).toBe(200);
@@ -464,17 +460,9 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
   }, 180_000);
 
   it('shows a session of a node away past the grace lost, to its owner alone, until the owner destroys it', async () => {
-    const gone = await onC(async () => {
-      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'gone' });
-      expect(r.status, JSON.stringify(r.body)).toBe(201);
-      return sessionSchema.parse(r.body);
-    });
+    const gone = await createdOnC({ ...SMALL, name: 'gone' });
     // A second one its owner destroys while C is away: C must still fence it when back.
-    const early = await onC(async () => {
-      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'gone-early' });
-      expect(r.status, JSON.stringify(r.body)).toBe(201);
-      return sessionSchema.parse(r.body);
-    });
+    const early = await createdOnC({ ...SMALL, name: 'gone-early' });
     const earlyInit = early.init_pid!;
     await nodes.c.stop('SIGKILL');
     const lost = await until(
@@ -550,11 +538,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
   // list on every node, and any call naming a session it does not hold,
   // would wait for etcd for good.
   it('without an etcd quorum lists a node\'s own sessions at once and answers a call on another node\'s session with one line', async () => {
-    const there = await onC(async () => {
-      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name: 'there' });
-      expect(r.status, JSON.stringify(r.body)).toBe(201);
-      return sessionSchema.parse(r.body);
-    });
+    const there = await createdOnC({ ...SMALL, name: 'there' });
     const here = await nodes.c.api('GET', '/v1/sessions');
     expect(here.status).toBe(200);
     for (const m of etcd.members.filter((x) => existsSync(`/proc/${x.pid}`)).slice(0, 2)) await m.kill();

@@ -5,17 +5,15 @@
 // and report go; a committed one has its old copy here ended; another
 // node's record is not this node's to touch. The node-to-node channel is a
 // stand-in that answers the DELETE with a chosen status.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { EventEmitter } from 'node:events';
-import { rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import { Mover, type MoveSource } from '../../src/fleet/move.js';
 import { key, PREFIX } from '../../src/fleet/keys.js';
 import type { PeerClient } from '../../src/fleet/peerTls.js';
 import type { SessionState } from '../../src/vocab/states.js';
-import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { oneEtcd } from './fixtures/etcd.js';
 
 const SELF = 'c';
 const ID = 's-00000000d1';
@@ -54,8 +52,7 @@ class Local implements MoveSource {
 }
 
 describe('a drained node finishes the moves it left', () => {
-  let dir: string;
-  let cluster: EtcdCluster;
+  const e = oneEtcd('move', 13);
   let etcd: Etcd3;
   const c = (endpoints: string[]) => ({ endpoints, node: SELF, lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 1000 });
   const get = (k: string) => etcd.get(k).string();
@@ -66,20 +63,8 @@ describe('a drained node finishes the moves it left', () => {
     await etcd.put(key.move(ID)).value(JSON.stringify({ id: ID, ...rec }));
   };
 
-  beforeAll(async () => {
-    dir = etcdRunDir(tmpdir(), 'enclave-etcd-move');
-    cluster = await startEtcdCluster(dir, { size: 1, salt: 13 });
-    etcd = new Etcd3({ hosts: cluster.endpoints });
-  }, 60_000);
-
-  afterAll(async () => {
-    etcd?.close();
-    await cluster?.stop();
-    expect(etcdUnder(dir)).toEqual([]);
-    rmSync(dir, { recursive: true, force: true });
-  });
-
   beforeEach(async () => {
+    etcd = e.client;
     await etcd.delete().prefix(PREFIX);
   });
 
@@ -89,7 +74,7 @@ describe('a drained node finishes the moves it left', () => {
     peers.status = 500;
     const local = new Local();
     local.states.set(ID, 'stopped');
-    const m = new Mover(etcd, SELF, c(cluster.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
+    const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
     await m.tick();
     expect(peers.asked).toEqual([{ node: 'b', method: 'DELETE', path: `/v1/sessions/${ID}?force=1` }]);
     // Not confirmed: everything stays, to try again.
@@ -107,7 +92,7 @@ describe('a drained node finishes the moves it left', () => {
   it('takes a 404 as confirmed: the node never made it', async () => {
     await setUp({ from: SELF, to: 'b', phase: 'copying' });
     const peers = new Peers();
-    const m = new Mover(etcd, SELF, c(cluster.endpoints), peers as unknown as PeerClient, new Local(), pino({ level: 'silent' }));
+    const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, new Local(), pino({ level: 'silent' }));
     await m.tick();
     expect(await get(key.move(ID))).toBeNull();
     expect(await get(key.desired('b', ID))).toBeNull();
@@ -118,7 +103,7 @@ describe('a drained node finishes the moves it left', () => {
     const peers = new Peers();
     const local = new Local();
     local.states.set(ID, 'stopped');
-    const m = new Mover(etcd, SELF, c(cluster.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
+    const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
     await m.tick();
     expect(local.forgotten).toEqual([ID]);
     expect(peers.asked).toEqual([]);
@@ -130,7 +115,7 @@ describe('a drained node finishes the moves it left', () => {
   it("leaves another node's move record alone", async () => {
     await setUp({ from: 'a', to: 'b', phase: 'copying' });
     const peers = new Peers();
-    const m = new Mover(etcd, SELF, c(cluster.endpoints), peers as unknown as PeerClient, new Local(), pino({ level: 'silent' }));
+    const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, new Local(), pino({ level: 'silent' }));
     await m.tick();
     expect(peers.asked).toEqual([]);
     expect(await get(key.move(ID))).not.toBeNull();

@@ -2,15 +2,13 @@
 // best of K by free capacity, and, against a real etcd (Debian's etcd-server,
 // one member started by this test), that the allocation's compare-and-swap
 // never lets two placements at once book the same last slot.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
 import { book, choose, place, readFleet, unfit, type NodeView } from '../../src/fleet/placement.js';
 import { key, type Desired } from '../../src/fleet/keys.js';
 import { pino } from 'pino';
 import { Registry } from '../../src/fleet/registry.js';
-import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { oneEtcd } from './fixtures/etcd.js';
 
 const node = (name: string, o: { slots?: number; used?: number; memory?: number; usedMemory?: number; alive?: boolean; cordoned?: boolean } = {}): NodeView => ({
   member: { name, endpoint: `/run/${name}.sock`, capacity: { slots: o.slots ?? 4, memory_mb: o.memory ?? 4096, disk_mb: 1000 }, registered_at: '2026-01-01T00:00:00Z' },
@@ -52,8 +50,7 @@ describe('which nodes fit', () => {
 });
 
 describe('placement against etcd', () => {
-  let dir: string;
-  let cluster: EtcdCluster;
+  const e = oneEtcd('unit', 7);
   let etcd: Etcd3;
   const desired = (id: string): Omit<Desired, 'placed_at'> => ({ id, owner_uid: 0, owner_gids: [], request: {}, memory_mb: 256, entry: 'a' });
   const member = async (name: string, slots: number) => {
@@ -61,17 +58,8 @@ describe('placement against etcd', () => {
     await etcd.put(key.alive(name)).value('{}');
   };
 
-  beforeAll(async () => {
-    dir = etcdRunDir(tmpdir(), 'enclave-etcd-unit');
-    cluster = await startEtcdCluster(dir, { size: 1, salt: 7 });
-    etcd = new Etcd3({ hosts: cluster.endpoints });
-  }, 60_000);
-
-  afterAll(async () => {
-    etcd?.close();
-    await cluster?.stop();
-    expect(etcdUnder(dir)).toEqual([]);
-    rmSync(dir, { recursive: true, force: true });
+  beforeEach(() => {
+    etcd = e.client;
   });
 
   it('books a node: its allocation and the desired state it watches, in one transaction', async () => {
@@ -114,7 +102,7 @@ describe('placement against etcd', () => {
     await member('b', 3);
     const ids = Array.from({ length: 12 }, (_, i) => `s-${String(i).padStart(10, 'c')}`);
     // Each its own client, as separate nodes would be.
-    const clients = ids.map(() => new Etcd3({ hosts: cluster.endpoints }));
+    const clients = ids.map(() => new Etcd3({ hosts: e.endpoints }));
     try {
       const results = await Promise.all(ids.map((id, i) => place(clients[i]!, desired(id), 2)));
       expect(results.filter((r) => 'node' in r)).toHaveLength(5);
@@ -128,8 +116,8 @@ describe('placement against etcd', () => {
 
   it('registers a node under a lease, and again when the lease is lost', async () => {
     await etcd.delete().prefix('/enclave/');
-    const c = { endpoints: cluster.endpoints, node: 'n1', lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 1000 };
-    const own = new Etcd3({ hosts: cluster.endpoints });
+    const c = { endpoints: e.endpoints, node: 'n1', lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 1000 };
+    const own = new Etcd3({ hosts: e.endpoints });
     const r = new Registry(own, c, '/run/n1.sock', () => ({ slots: 4, memory_mb: 2048, disk_mb: 100 }), pino({ level: 'silent' }));
     try {
       await r.register();

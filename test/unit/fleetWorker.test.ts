@@ -4,17 +4,15 @@
 // first write (as it does while a new leader is elected). A report lost
 // there left the node that took the create waiting out create_timeout_ms
 // for a session that ran (seen in CI when the burst test killed the leader).
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { Etcd3 } from 'etcd3';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import type { Session } from '../../src/api/schemas.js';
 import { Worker, type LocalNode } from '../../src/fleet/worker.js';
 import { key, PREFIX, type Desired } from '../../src/fleet/keys.js';
 import { ApiError } from '../../src/vocab/errors.js';
 import type { SessionState } from '../../src/vocab/states.js';
-import { etcdRunDir, etcdUnder, startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { oneEtcd } from './fixtures/etcd.js';
 
 const NODE = 'w1';
 const desired = (id: string): Desired => ({ id, owner_uid: 0, owner_gids: [], request: {}, memory_mb: 256, entry: 'w2', placed_at: '2026-01-01T00:00:00Z' });
@@ -104,25 +102,12 @@ async function until<T>(what: string, f: () => Promise<T | null | undefined>, ms
 }
 
 describe('the worker that makes what is placed on its node', () => {
-  let dir: string;
-  let cluster: EtcdCluster;
+  const e = oneEtcd('worker', 11);
   let etcd: Etcd3;
   const log = pino({ level: 'silent' });
 
-  beforeAll(async () => {
-    dir = etcdRunDir(tmpdir(), 'enclave-etcd-worker');
-    cluster = await startEtcdCluster(dir, { size: 1, salt: 11 });
-    etcd = new Etcd3({ hosts: cluster.endpoints });
-  }, 60_000);
-
-  afterAll(async () => {
-    etcd?.close();
-    await cluster?.stop();
-    expect(etcdUnder(dir)).toEqual([]);
-    rmSync(dir, { recursive: true, force: true });
-  });
-
   beforeEach(async () => {
+    etcd = e.client;
     await etcd.delete().prefix(PREFIX);
   });
 
