@@ -82,6 +82,7 @@ export function sessionDetails(s: Session): string {
   if (s.stopped_because && (s.state === 'stopped' || s.state === 'stopping')) rows.push(['stopped', s.stopped_because]);
   if (s.stored_bytes !== null) rows.push(['stored', `${(s.stored_bytes / 1048576).toFixed(1)} MiB (root layer and /home, compressed)`]);
   if (s.last_error) rows.push(['last error', s.last_error]);
+  if (s.moved_to) rows.push(['moved to', `node ${s.moved_to} (a drain): this is its old copy`]);
   if (s.exit) rows.push(['init exit', s.exit.signal !== null ? `signal ${s.exit.signal}` : `code ${s.exit.code}`]);
   rows.push(['oom kills', oomText(s.oom)]);
   const w = Math.max(...rows.map(([k]) => k.length));

@@ -193,6 +193,8 @@ export const sessionSchema = z.object({
   ssh: z.boolean(),
   /** Fleet mode: the node that runs it (null while pending); absent on a single daemon. */
   node: z.string().nullable().optional(),
+  /** Fleet mode, on the ended old copy of a session a drain moved: the node it went to; absent otherwise. */
+  moved_to: z.string().optional(),
 });
 export type Session = z.infer<typeof sessionSchema>;
 

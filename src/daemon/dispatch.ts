@@ -22,6 +22,7 @@ import type { Context, Upgrade } from './route.js';
 import type { Session } from '../api/schemas.js';
 import { pendingView } from '../fleet/views.js';
 import { Forward, forwardHttp, forwardUpgrade } from './forward.js';
+import { ENDED_STATES } from '../vocab/states.js';
 
 type TargetOf<R extends RouteSpec> = R['owner'] extends { kind: 'session' }
   ? SessionRow
@@ -243,6 +244,11 @@ export class Dispatcher {
     const detailOf = (i: Input<RouteSpec>) => (typeof handler === 'function' ? null : handler.detail(i));
     try {
       ({ target, audited } = this.find(ctx, kind, ref, caller));
+      // A name whose session here ended (destroyed, or moved away by a drain) may name a live one on
+      // another node now: that one is meant. Forward propagates; with none, the ended one here is.
+      if (ref?.kind === 'name' && kind === 'session' && ENDED_STATES.includes((target as SessionRow).state)) {
+        await forwardCall(ctx, spec, ref, caller, body, () => detailOf({ caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>));
+      }
     } catch (e) {
       if ((c.name === 'sessionShow' || c.name === 'sessionDestroy') && ref && e instanceof ApiError && e.code === 'not_found') await fleetViewCall(ctx, c.name, ref, caller, query);
       const partial = { caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>;

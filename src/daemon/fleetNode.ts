@@ -33,8 +33,13 @@ export function nodeCapacity(config: Config): NodeCapacity {
 export function localNode(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets): LocalNode & FenceTarget & MoveSource {
   return {
     stored: (id) => storedFile(config, id),
-    // Destroyed, not failed: it lives on on the node it moved to, under the same id.
-    forget: (id) => sessions.destroy(id, undefined, 0),
+    // Destroyed, not failed: it lives on on the node it moved to, under the same id; the row says where (a move back drops it).
+    forget: async (id, to) => {
+      const state = sessions.find(id)?.state;
+      if (state !== 'destroyed' && state !== 'failed') await sessions.destroy(id, undefined, 0);
+      sessions.markMovedAway(id, to);
+    },
+    dropMovedAway: (id) => sessions.dropMovedAway(id),
     held: () => sessions.list(false).filter((s) => s.state !== 'destroyed' && s.state !== 'failed').map((s) => s.id),
     // Ended with the reason kept (failed): its owner sees why it is gone from this node.
     remove: (id, why) => sessions.destroy(id, why, 0),

@@ -28,8 +28,8 @@ export interface MoveSource {
   stateOf(id: string): SessionState | undefined;
   /** A stopped session's stored files. */
   stored(id: string): { path: string; zstd: boolean } | undefined;
-  /** End the session here for good: its files and its placement are elsewhere now. */
-  forget(id: string): Promise<void>;
+  /** End the session here for good: its files and its placement are on node `to` now. */
+  forget(id: string, to: string): Promise<void>;
 }
 
 /** A move that failed is tried again after this long. */
@@ -138,7 +138,7 @@ export class Mover {
 
   /** Its copy here ended (it runs on, stopped, on the node it moved to), then the record goes. */
   private async finishCommitted(rec: Move): Promise<void> {
-    if (this.local.stateOf(rec.id) !== undefined && this.local.stateOf(rec.id) !== 'destroyed') await this.local.forget(rec.id);
+    if (this.local.stateOf(rec.id) !== undefined) await this.local.forget(rec.id, rec.to);
     await this.etcd.delete().key(key.move(rec.id));
   }
 

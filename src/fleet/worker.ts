@@ -14,7 +14,7 @@ import { ApiError } from '../vocab/errors.js';
 import { ACTIVE_STATES, ENDED_STATES, type SessionState } from '../vocab/states.js';
 import { FLEET_OP_TIMEOUT_MS, within } from './deadline.js';
 import { getPrefix, getWithRev } from './etcd.js';
-import { allocSchema, desiredSchema, key, parseValue, statusSchema, type Alloc, type Desired, type Status } from './keys.js';
+import { allocSchema, desiredSchema, key, moveSchema, parseValue, statusSchema, type Alloc, type Desired, type Status } from './keys.js';
 
 /** What the fleet needs of this node's own sessions (the daemon provides it over its session manager). */
 export interface LocalNode {
@@ -25,6 +25,8 @@ export interface LocalNode {
   /** Make the session with this id, as its owner; resolves once it runs. */
   create(id: string, req: CreateSessionRequest, owner: { uid: number; gids: number[] }): Promise<Session>;
   view(id: string): Session | undefined;
+  /** Drop this node's ended old copy of a session a drain moved away (it is moving back); false if there is none. */
+  dropMovedAway(id: string): boolean;
 }
 
 export class Worker {
@@ -151,6 +153,10 @@ export class Worker {
       if (state === undefined) {
         want.sessions[d.id] = { memory_mb: d.memory_mb };
         this.take(k, v);
+      } else if (ENDED_STATES.includes(state) && (await this.movingBack(d.id))) {
+        // The old copy of a session a drain moved away, moving back under its id: made here again.
+        want.sessions[d.id] = { memory_mb: d.memory_mb };
+        this.take(k, v);
       } else if (ENDED_STATES.includes(state)) {
         // Ended here: its placement goes (its history stays in this node's database), and its
         // report once it had run. A failed create's report is the entry node's to read and remove:
@@ -172,6 +178,19 @@ export class Worker {
     const have = alloc.value === null ? null : parseValue(allocSchema, key.alloc(this.node), alloc.value);
     if (have && sameAlloc(have, want)) return;
     await this.etcd.if(key.alloc(this.node), 'Mod', '==', alloc.rev).then(this.etcd.put(key.alloc(this.node)).value(JSON.stringify(want))).commit();
+  }
+
+  /**
+   * Whether a drain is moving this session here (its move record says so) and
+   * this node's ended row of it is the old copy a move away left (dropped,
+   * then): a copy that ended any other way, such as a move here being undone,
+   * stays ended, and its placement goes.
+   */
+  private async movingBack(id: string): Promise<boolean> {
+    const v = await this.etcd.get(key.move(id)).string();
+    if (v === null) return false;
+    const rec = parseValue(moveSchema, key.move(id), v);
+    return rec.to === this.node && rec.phase === 'copying' && this.local.dropMovedAway(id);
   }
 
   async close(): Promise<void> {

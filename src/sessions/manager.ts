@@ -191,6 +191,16 @@ export class SessionManager {
     return this.kit.store.listInStates(['running']).filter((r) => r.pool === null);
   }
 
+  /** Fleet: this node's copy ended because a drain moved the session to `node` (src/fleet/move.ts). */
+  markMovedAway(id: string, node: string): void {
+    this.kit.store.markMovedAway(id, node);
+  }
+
+  /** Fleet: the ended old copy of a session that moved away, dropped so that a move back makes it here again under its id. */
+  dropMovedAway(id: string): boolean {
+    return !this.live.has(id) && this.kit.store.dropMovedAway(id);
+  }
+
   /** A session by id; callers that hold a name resolve it through src/daemon/objects.ts. */
   find(id: string): SessionRow | undefined {
     const row = this.kit.store.get(id);

@@ -72,5 +72,6 @@ export function toApi(row: SessionSummary, details: SessionDetails, deps: ViewDe
     stored_bytes: row.state === 'stopped' ? row.stored_bytes : null,
     oom: { kills: row.oom_kills, last_victim: row.oom_at === null ? null : { command: row.oom_victim, pid: row.oom_victim_pid, at: row.oom_at } },
     ssh: row.ssh_key !== null,
+    ...(row.moved_to !== null ? { moved_to: row.moved_to } : {}),
   };
 }

@@ -59,6 +59,8 @@ export const rowSchema = z.object({
   pool: z.string().nullable(),
   /** What it boots inside (--init systemd), or null. */
   init: z.enum(INITS).nullable(),
+  /** Fleet: the node a drain moved it to; set on this node's ended old copy (src/fleet/move.ts). */
+  moved_to: z.string().nullable(),
 });
 export type SessionRow = z.infer<typeof rowSchema>;
 

@@ -2,6 +2,7 @@
 import type Database from 'better-sqlite3';
 import type { Limits, SessionState } from '../api/schemas.js';
 import { ACTIVE_SQL, ENDED_SQL, LIVE_SQL, LIVE_STATES } from '../vocab/states.js';
+import { deleteEnded } from './endedRows.js';
 import type { Init, Profile } from '../vocab/profiles.js';
 import { LIMITS, type Usage } from '../vocab/limits.js';
 // The row shapes and the columns each query reads are sessionRows.ts's.
@@ -224,17 +225,20 @@ export class SessionStore {
 
   /** Keep the newest `keep` ended sessions; delete the rest. Returns how many went. */
   pruneHistory(keep: number): number {
-    return this.db
-      .transaction(() => {
-        // A session whose link is still going keeps its row (its lease refers to it).
-        const old = `SELECT id FROM sessions WHERE state IN ${ENDED_SQL} AND id NOT IN (SELECT session_id FROM ip_leases) ORDER BY updated_at DESC, rowid DESC LIMIT -1 OFFSET ?`;
-        this.q(`DELETE FROM kernel_objects WHERE session_id IN (${old})`).run(keep);
-        this.q(`DELETE FROM session_volumes WHERE session_id IN (${old})`).run(keep);
-        this.q(`DELETE FROM session_plans WHERE session_id IN (${old})`).run(keep);
-        return this.q(`DELETE FROM sessions WHERE id IN (${old})`).run(keep).changes;
-      })
-      .immediate();
+    // A session whose link is still going keeps its row (its lease refers to it).
+    return deleteEnded(this.db, (sql) => this.q(sql), `SELECT id FROM sessions WHERE state IN ${ENDED_SQL} AND id NOT IN (SELECT session_id FROM ip_leases) ORDER BY updated_at DESC, rowid DESC LIMIT -1 OFFSET ?`, keep);
   }
+
+  /** Fleet: this ended row is the old copy of a session a drain moved to `node`. */
+  markMovedAway(id: string, node: string): void {
+    this.q(`UPDATE sessions SET moved_to = ? WHERE id = ? AND state IN ${ENDED_SQL}`).run(node, id);
+  }
+
+  /** Fleet: drop the ended old copy of a session that moved away (it is moving back, under its id); false if there is none. */
+  dropMovedAway(id: string): boolean {
+    return deleteEnded(this.db, (sql) => this.q(sql), `SELECT id FROM sessions WHERE id = ? AND moved_to IS NOT NULL AND state IN ${ENDED_SQL} AND id NOT IN (SELECT session_id FROM ip_leases)`, id) === 1;
+  }
+
 
   /** Store the plan before anything executes it. */
   setPlan(id: string, planJson: string): void {

@@ -423,7 +423,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     await nodes.a.api('DELETE', `/v1/sessions/${mine.id}`);
   });
 
-  it('drains C: its stopped session moves to A or B with its files and starts there; its running one stays', async () => {
+  it('drains C: its stopped session moves to A or B with its files and starts there, and back to C by a drain of that node; its running one stays', async () => {
     const moving = await createdOnC({ ...SMALL, name: 'mover' });
     const staying = await createdOnC(SMALL);
     expect((await nodes.a.sh('mover', 'echo moved-$((40+2)) > /home/mark')).code).toBe(0);
@@ -444,7 +444,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect(moved).toMatchObject({ id: moving.id, name: 'mover', owner_uid: 0 });
     expect(await etcdGet(`/enclave/desired/${names.c}/${moving.id}`)).toBeNull();
     await until('the move record gone', async () => ((await etcdGet(`/enclave/move/${moving.id}`)) === null ? true : undefined));
-    expect((await nodes.c.show(moving.id)).state).toBe('destroyed');
+    expect(await nodes.c.show(moving.id)).toMatchObject({ state: 'destroyed', moved_to: moved.node });
     // The route a move uses is the nodes' alone: no caller reaches it.
     const asCaller = await nodes.a.api('POST', `/v1/sessions/${moved.id}/moved-in?zstd=0&from=${names.c}`);
     expect(asCaller.status).toBe(404);
@@ -456,8 +456,30 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect(cat.stdout).toBe('moved-42\n');
     expect((await nodes.a.cli(['node', 'uncordon', names.c])).code).toBe(0);
     expect(await etcdGet(`/enclave/drain/${names.c}`)).toBeNull();
+
+    // And back: with the third node cordoned, a drain of the node it went to can only move it to C,
+    // which still has the row of its old copy under the same id (dropped, then made again).
+    const there = moved.node === names.a ? 'a' : 'b';
+    const third = there === 'a' ? 'b' : 'a';
+    expect((await nodes.a.cli(['node', 'cordon', names[third]])).code).toBe(0);
+    expect((await nodes.a.api('POST', '/v1/sessions/mover/stop')).status).toBe(200);
+    expect((await nodes.a.cli(['node', 'drain', names[there]])).code).toBe(0);
+    await until(
+      'the stopped session moved back to C',
+      async () => {
+        const s = await nodes.a.api('GET', '/v1/sessions/mover');
+        const v = s.status === 200 ? sessionSchema.parse(s.body) : undefined;
+        return v && v.node === names.c && v.state === 'stopped' ? v : undefined;
+      },
+      120_000,
+    );
+    await until('the move record gone', async () => ((await etcdGet(`/enclave/move/${moving.id}`)) === null ? true : undefined));
+    expect(await nodes[there].show(moving.id)).toMatchObject({ state: 'destroyed', moved_to: names.c });
+    expect((await nodes.a.api('POST', '/v1/sessions/mover/start')).status).toBe(200);
+    expect((await nodes.a.sh('mover', 'cat /home/mark')).stdout).toBe('moved-42\n');
+    for (const k of [there, third] as const) expect((await nodes.a.cli(['node', 'uncordon', names[k]])).code).toBe(0);
     for (const id of [moving.id, staying.id]) expect((await nodes.a.api('DELETE', `/v1/sessions/${id}`)).status).toBe(204);
-  }, 180_000);
+  }, 240_000);
 
   it('shows a session of a node away past the grace lost, to its owner alone, until the owner destroys it', async () => {
     const gone = await createdOnC({ ...SMALL, name: 'gone' });

@@ -20,6 +20,8 @@ const desired = (id: string): Desired => ({ id, owner_uid: 0, owner_gids: [], re
 /** This node's sessions as the worker sees them; `fail` makes a create fail. */
 class FakeNode implements LocalNode {
   readonly states = new Map<string, SessionState>();
+  /** Ended rows that are the old copy of a session a drain moved away. */
+  readonly movedAway = new Set<string>();
   creates = 0;
   constructor(
     private readonly fail = false,
@@ -38,6 +40,11 @@ class FakeNode implements LocalNode {
     if (this.fail) throw new ApiError('exhausted', 'no room here');
     this.states.set(id, 'running');
     return this.view(id)!;
+  }
+  dropMovedAway(id: string): boolean {
+    if (!this.movedAway.delete(id)) return false;
+    this.states.delete(id);
+    return true;
   }
   view(id: string): Session | undefined {
     // Only id and state are read back by these tests; the rest of a session does not matter here.
@@ -187,5 +194,60 @@ describe('the worker that makes what is placed on its node', () => {
     } finally {
       await w.close();
     }
+  });
+
+  describe('a session a drain moves back to a node that held it before', () => {
+    const id = 's-00000000e6';
+    const moveHere = JSON.stringify({ id, from: 'w2', to: NODE, phase: 'copying' });
+
+    it('is made again under its id, its old copy here dropped first', async () => {
+      const local = new FakeNode();
+      local.states.set(id, 'destroyed');
+      local.movedAway.add(id);
+      await etcd.put(key.move(id)).value(moveHere);
+      await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
+      const w = new Worker(etcd, NODE, local, log);
+      try {
+        await w.start();
+        expect(await until('the running report', () => statusOf(etcd, id))).toMatchObject({ state: 'running', node: NODE });
+        expect(local.creates).toBe(1);
+        expect(await etcd.get(key.desired(NODE, id)).string()).not.toBeNull();
+      } finally {
+        await w.close();
+      }
+    });
+
+    it('is not made again from a copy that ended any other way (a move here being undone): its placement goes', async () => {
+      const local = new FakeNode();
+      local.states.set(id, 'destroyed');
+      await etcd.put(key.move(id)).value(moveHere);
+      await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
+      const w = new Worker(etcd, NODE, local, log);
+      try {
+        await w.start();
+        await until('the placement gone', async () => ((await etcd.get(key.desired(NODE, id)).string()) === null ? true : null));
+        expect(local.creates).toBe(0);
+        expect(local.states.get(id)).toBe('destroyed');
+      } finally {
+        await w.close();
+      }
+    });
+
+    it('is not made again from its old copy without a move here on record (a placement left behind)', async () => {
+      const local = new FakeNode();
+      local.states.set(id, 'destroyed');
+      local.movedAway.add(id);
+      await etcd.put(key.move(id)).value(JSON.stringify({ id, from: NODE, to: 'w2', phase: 'committed' }));
+      await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
+      const w = new Worker(etcd, NODE, local, log);
+      try {
+        await w.start();
+        await until('the placement gone', async () => ((await etcd.get(key.desired(NODE, id)).string()) === null ? true : null));
+        expect(local.creates).toBe(0);
+        expect(local.movedAway.has(id)).toBe(true);
+      } finally {
+        await w.close();
+      }
+    });
   });
 });
