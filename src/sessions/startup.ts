@@ -17,6 +17,7 @@ import { recoverFromSnapshot } from '../snapshots/recover.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import { ACTIVE_STATES } from '../vocab/states.js';
 import { storedFile, sweepStored } from './stored.js';
+import { sweepWork } from '../store/workFiles.js';
 import { pruneHistory, type Kit } from './kit.js';
 import { controlPathFor, newrootDir } from './planning.js';
 import { sweepOrphanCgroups, sweepOrphanLinks } from './reconcile.js';
@@ -105,6 +106,7 @@ export async function adoptAll(kit: Kit, session: (id: string) => Session): Prom
   sweepOrphanCgroups(kit.layout, kit.config.cgroups.parent, kit.store, kit.log);
   sweepOrphanLinks(kit.config.network.bridge, kit.store, kit.log);
   sweepStored(kit.config, (id) => kit.store.stateOf(id), kit.log);
+  sweepWork(kit.config.state_dir, kit.log);
   // Links a previous daemon was still waiting for (it died first).
   for (const { id, ref } of kit.store.endedWithLinks()) {
     if (ref === hostIfName(id)) kit.links.retire(id, ref);

@@ -1,7 +1,6 @@
 // A snapshot of one running session, from its row: where its layer, IDs and
 // freezer are, and the errors a caller gets.
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { ApiError } from '../vocab/errors.js';
@@ -12,6 +11,7 @@ import type { SessionRow } from '../store/sessionStore.js';
 import { ArchiveError } from './archive.js';
 import { writeSnapshot, type SnapshotExtras } from './snapshot.js';
 import { snapshotCgroupsFor } from './snapshotCgroups.js';
+import { workDir } from '../store/workFiles.js';
 
 export interface SnapshotConfig {
   layout: CgroupLayout;
@@ -33,7 +33,7 @@ export async function snapshotSession(c: SnapshotConfig, row: SessionRow, out: W
   const range = rangeForSlot(c.ids, row.id_slot);
   // Volume files keep their own IDs (0..size-1) through the owner maps of the session's host range: the two must not meet.
   if (extras.volumes.length > 0 && range.hostBase < range.size) throw new ApiError('conflict', `session ${id}: its host IDs start at ${range.hostBase}, inside a volume's ID space (0..${range.size - 1}): snapshot it without its volumes`);
-  const tmp = join(c.stateDir, 'tmp');
+  const tmp = workDir(c.stateDir);
   mkdirSync(tmp, { recursive: true, mode: 0o700 });
   const t0 = process.hrtime.bigint();
   try {

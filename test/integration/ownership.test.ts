@@ -88,10 +88,15 @@ describe.skipIf(!isRoot)('one owner per resource (root)', () => {
     // A session-like cgroup under its parent that this daemon never made.
     const foreign = join(a.cgroupDirs()[0]!, 's-00000f0e1d');
     mkdirSync(foreign);
+    // And what a daemon killed mid-work leaves in the state dir's tmp/: a drain's upload half-written.
+    const upload = join(a.stateDir, 'tmp', 'moved-in-s-00000f0e1d.0123456789abcdef');
     try {
       await a.stop('SIGKILL');
+      mkdirSync(join(a.stateDir, 'tmp'), { recursive: true, mode: 0o700 });
+      writeFileSync(upload, 'half of it');
       await a.start();
       expect((await a.show('owned')).state).toBe('running');
+      expect(existsSync(upload)).toBe(false);
       expect(existsSync(foreign)).toBe(true);
       expect(a.log()).toContain('a session cgroup no row of this daemon records: left alone');
     } finally {

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { restoreFiles } from '../../sessions/stored.js';
+import { workDir } from '../../store/workFiles.js';
 import { ApiError } from '../../vocab/errors.js';
 import type { Handlers } from '../dispatch.js';
 
@@ -20,7 +21,7 @@ export const moveHandlers: Pick<Handlers, 'sessionMovedIn'> = {
     if (!Number.isSafeInteger(size) || size < 0) throw new ApiError('invalid_request', 'a move sends its files with a content-length');
     const s = statfsSync(ctx.config.state_dir);
     if (size * 3 > s.bavail * s.bsize) throw new ApiError('insufficient_storage', `session ${row.id}'s ${size} bytes of files do not fit in this node's state dir three times over`);
-    const dir = join(ctx.config.state_dir, 'tmp');
+    const dir = workDir(ctx.config.state_dir);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const path = join(dir, `moved-in-${row.id}.${randomBytes(8).toString('hex')}`);
     const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
