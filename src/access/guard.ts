@@ -16,6 +16,8 @@ export interface Caller {
   pid: number | null;
   /** 'peer': a call another node of the fleet forwarded (mutual TLS), checked and audited there. */
   via: 'socket' | 'tcp' | 'peer';
+  /** via 'peer': the node whose certificate vouched for the caller. */
+  peer?: string;
 }
 
 export interface AccessConfig {
@@ -47,11 +49,21 @@ export class AccessGuard {
     private readonly stateDir: string,
   ) {}
 
+  /**
+   * A call another node forwarded, checked and recorded there: recorded here
+   * too, as allowed by that node (rule "node NAME"), so what this node did for
+   * a peer is on its own record. Fails closed as any decision does.
+   */
+  vouched(caller: Caller, action: Action, target: Target | undefined, detail: string | null): void {
+    if (caller.via !== 'peer') return;
+    this.record(caller, action, target, true, `node ${caller.peer ?? 'unknown'}`, detail, true);
+  }
+
   /** Fail closed: a decision that cannot be recorded (the state dir's disk is full) is a refusal. */
-  private record(caller: Caller, action: Action, target: Target | undefined, allow: boolean, rule: string, detail: string | null): void {
+  private record(caller: Caller, action: Action, target: Target | undefined, allow: boolean, rule: string, detail: string | null, vouched = false): void {
     // The audit trail's session column holds sessions found; a volume, a secret or a name not found is in the detail.
-    // A forwarded call was audited at the node the caller reached: once, there.
-    if (caller.via === 'peer') return;
+    // A forwarded call's decision was made at the node the caller reached: here it is only recorded as vouched for.
+    if (caller.via === 'peer' && !vouched) return;
     const session = target?.kind === 'session' && !target.unresolved ? target.id : null;
     const about = target && (target.kind !== 'session' || target.unresolved) ? `${target.kind} ${target.id}${detail ? ` ${detail}` : ''}` : detail;
     try {

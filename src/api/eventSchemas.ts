@@ -37,8 +37,11 @@ export const auditEventSchema = z.object({
   caller_uid: z.number().int(),
   caller_gid: z.number().int().nullable(),
   caller_pid: z.number().int().nullable(),
-  /** kernel: what the kernel did in a session (an OOM kill); daemon: what the daemon did of itself (an idle stop). No caller. */
-  via: z.enum(['socket', 'tcp', 'kernel', 'daemon']),
+  /**
+   * kernel: what the kernel did in a session (an OOM kill); daemon: what the daemon did of itself (an idle stop). No caller.
+   * peer (fleet mode): a call another node forwarded for its caller, allowed there; rule "node NAME" says which node vouched.
+   */
+  via: z.enum(['socket', 'tcp', 'kernel', 'daemon', 'peer']),
   action: z.string(),
   session_id: z.string().nullable(),
   /** That session's name, if it has one (it may have ended since). */

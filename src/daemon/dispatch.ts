@@ -259,7 +259,8 @@ export class Dispatcher {
     }
     const log = target && kind === 'session' ? ctx.log.child({ session: (target as SessionRow).id }) : ctx.log;
     const input = { caller, target, scope: 'all', query, body, port, req, url, log } as Input<RouteSpec>;
-    // A peer's call was checked and audited at the node its caller reached.
+    // A peer's call was checked and audited at the node its caller reached; here it is recorded as vouched for.
+    if (spec.action && caller.via === 'peer') ctx.access.vouched(caller, spec.action, audited, detailOf(input));
     if (spec.action && caller.via !== 'peer') {
       const hidden = ref && ref.kind === 'name' ? { error: notFound(kind as 'session' | 'volume' | 'secret', ref), ref: refText(ref) } : undefined;
       input.scope = ctx.access.check(caller, spec.action, audited, detailOf(input), hidden);

@@ -39,10 +39,10 @@ export interface PeerSide {
 async function admitPeer(peer: PeerSide, req: IncomingMessage): Promise<Caller> {
   const s = req.socket as TLSSocket;
   if (!s.authorized) throw new ApiError('forbidden', 'a node-to-node call needs a certificate of the fleet CA');
-  await peer.admits(s.getPeerCertificate());
+  const node = await peer.admits(s.getPeerCertificate());
   try {
     const who = identityOf(req.headers);
-    return { uid: who.uid, gids: who.gids, pid: null, via: 'peer' };
+    return { uid: who.uid, gids: who.gids, pid: null, via: 'peer', peer: node };
   } catch (e) {
     throw new ApiError('invalid_request', (e as Error).message);
   }
