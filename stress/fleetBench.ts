@@ -6,7 +6,8 @@
 //  - a keystroke's echo through a forwarding node (attach on B to A's
 //    console) against direct (attach on A);
 //  - exec `true` forwarded against direct;
-//  - a fleet list through A (every node's sessions) against a show through A;
+//  - a fleet list through A (every node's sessions) against a show through A,
+//    and a show through B (forwarded to A) against it;
 //  - failure detection once: a node's daemon SIGKILLed, until another node
 //    lists it unreachable, against the lease TTL (lease_ttl_s = 3) + 1 s.
 //   npm run bench:fleet [-- --seed S --rounds N --per-node K]
@@ -131,10 +132,10 @@ async function main(): Promise<void> {
       async (n) => void spread.push((await ok(api(n, 'POST', '/v1/sessions', SMALL), 'list session')).id),
     );
     await runShuffled(
-      { [`list through A (${perNode * 3} over 3 nodes)`]: rounds, 'show through A': rounds },
+      { [`list through A (${perNode * 3} over 3 nodes)`]: rounds, 'show through A': rounds, 'show through B (forwarded)': rounds },
       async (step) => {
         const t0 = process.hrtime.bigint();
-        await ok(api(a, 'GET', step.startsWith('list') ? '/v1/sessions' : `/v1/sessions/${target.id}`), step);
+        await ok(api(step.endsWith('(forwarded)') ? b : a, 'GET', step.startsWith('list') ? '/v1/sessions' : `/v1/sessions/${target.id}`), step);
         s.add(step, msSince(t0));
         return true;
       },
@@ -163,6 +164,7 @@ async function main(): Promise<void> {
   process.stdout.write(`${s.ratio('echo, attach through B', 'echo, attach on A', 'echo through B / direct')}\n`);
   process.stdout.write(`${s.ratio('exec true through B', 'exec true on A', 'exec true through B / direct')}\n`);
   process.stdout.write(`${s.ratio(`list through A (${perNode * 3} over 3 nodes)`, 'show through A', 'fleet list / show')}\n`);
+  process.stdout.write(`${s.ratio('show through B (forwarded)', 'show through A', 'show through B / on the owner')}\n`);
   process.stdout.write(`${s.ratio('failure detected (C SIGKILLed -> unreachable on A)', 'lease TTL + 1 s', 'failure detection / (TTL + 1 s)')}\n`);
 }
 

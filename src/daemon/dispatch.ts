@@ -21,6 +21,7 @@ import { formatOf, sendPrinted, sendText } from './render.js';
 import type { Context, Upgrade } from './route.js';
 import type { Session } from '../api/schemas.js';
 import { pendingView } from '../fleet/views.js';
+import type { FleetReads } from '../fleet/reach.js';
 import { Forward, forwardHttp, forwardUpgrade } from './forward.js';
 import { ENDED_STATES } from '../vocab/states.js';
 
@@ -156,12 +157,15 @@ class FleetShown {
  * removes its record: its owner has seen it), or on an unreachable node
  * (shown as last reported; a destroy goes on to be refused as unreachable).
  */
-async function fleetViewCall(ctx: Context, route: 'sessionShow' | 'sessionDestroy', ref: Ref, caller: Caller, query: unknown): Promise<void> {
+async function fleetViewCall(ctx: Context, route: 'sessionShow' | 'sessionDestroy', ref: Ref, caller: Caller, query: unknown, reads: FleetReads | undefined): Promise<void> {
   if (!ctx.fleet) return;
   const owner = ref.kind === 'name' ? (ref.owner ?? caller.uid) : undefined;
-  const p = (await ctx.fleet.pending()).find((x) => (ref.kind === 'id' ? x.id === ref.id : x.request.name === ref.name && x.owner_uid === owner));
+  // Asked at once: a pending one is rare, and waiting for that answer first would put a round of etcd reads on every forwarded show.
   // A peer asks about a session it was told is here: not another node's to answer for.
-  const known = p || !ctx.fleet.reach || caller.via === 'peer' ? undefined : await ctx.fleet.reach.known(ref.kind === 'id' ? ref : { kind: 'name', name: ref.name, owner: owner! });
+  const knownP = !ctx.fleet.reach || !reads || caller.via === 'peer' ? undefined : ctx.fleet.reach.known(ref.kind === 'id' ? ref : { kind: 'name', name: ref.name, owner: owner! }, reads);
+  knownP?.catch(() => undefined); // not awaited when the session is pending
+  const p = (await ctx.fleet.pending()).find((x) => (ref.kind === 'id' ? x.id === ref.id : x.request.name === ref.name && x.owner_uid === owner));
+  const known = p ? undefined : await knownP;
   const view = p ? pendingView(p) : known?.view;
   if (!view || (route === 'sessionDestroy' && known && !known.lost)) return;
   const action = route === 'sessionShow' ? 'session.show' : 'session.destroy';
@@ -182,12 +186,12 @@ async function fleetViewCall(ctx: Context, route: 'sessionShow' | 'sessionDestro
  * is forwarded: the access check and its audit event are made here, against
  * the owner etcd holds for it; the owning node does neither again.
  */
-async function forwardCall(ctx: Context, spec: RouteSpec, ref: Ref, caller: Caller, body: unknown, detail: () => string | null): Promise<void> {
+async function forwardCall(ctx: Context, spec: RouteSpec, ref: Ref, caller: Caller, body: unknown, detail: () => string | null, reads: FleetReads | undefined): Promise<void> {
   const reach = ctx.fleet?.reach;
   if (!reach || spec.fleet !== 'forward' || caller.via === 'peer' || !spec.action) return;
   // Only show and destroy ask every node for an id placed nowhere (one that ended there): a call that acts on a running session needs none.
   const ended = spec.action === 'session.show' || spec.action === 'session.destroy';
-  const to = await reach.locate(ref.kind === 'id' ? ref : { kind: 'name', name: ref.name, owner: ref.owner ?? caller.uid }, ended);
+  const to = await reach.locate(ref.kind === 'id' ? ref : { kind: 'name', name: ref.name, owner: ref.owner ?? caller.uid }, ended, reads);
   if (!to) return;
   const hidden = ref.kind === 'name' ? { error: notFound('session', ref), ref: refText(ref) } : undefined;
   let d: string | null = null;
@@ -247,12 +251,15 @@ export class Dispatcher {
       // A name whose session here ended (destroyed, or moved away by a drain) may name a live one on
       // another node now: that one is meant. Forward propagates; with none, the ended one here is.
       if (ref?.kind === 'name' && kind === 'session' && ENDED_STATES.includes((target as SessionRow).state)) {
-        await forwardCall(ctx, spec, ref, caller, body, () => detailOf({ caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>));
+        await forwardCall(ctx, spec, ref, caller, body, () => detailOf({ caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>), ctx.fleet?.reach?.view());
       }
     } catch (e) {
-      if ((c.name === 'sessionShow' || c.name === 'sessionDestroy') && ref && e instanceof ApiError && e.code === 'not_found') await fleetViewCall(ctx, c.name, ref, caller, query);
+      // Not found here: what the fleet knows of it, read once for the questions below.
+      const asks = (spec.fleet === 'forward' && spec.action) || c.name === 'sessionShow' || c.name === 'sessionDestroy';
+      const reads = asks && kind === 'session' && ref && e instanceof ApiError && e.code === 'not_found' && caller.via !== 'peer' ? ctx.fleet?.reach?.view() : undefined;
+      if ((c.name === 'sessionShow' || c.name === 'sessionDestroy') && ref && e instanceof ApiError && e.code === 'not_found') await fleetViewCall(ctx, c.name, ref, caller, query, reads);
       const partial = { caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>;
-      if (kind === 'session' && ref && e instanceof ApiError && e.code === 'not_found') await forwardCall(ctx, spec, ref, caller, body, () => detailOf(partial));
+      if (kind === 'session' && ref && e instanceof ApiError && e.code === 'not_found') await forwardCall(ctx, spec, ref, caller, body, () => detailOf(partial), reads);
       // A name that finds nothing is recorded as a name found but not the caller's is (guard.check): alike.
       if (!(e instanceof ApiError) || e.code !== 'not_found' || !ref || ref.kind !== 'name' || !spec.action) throw e;
       ctx.access.notFound(caller, spec.action, kind as Target['kind'], refText(ref), detailOf(partial), e);

@@ -13,10 +13,9 @@ import { sessionSchema, type Session } from '../api/schemas.js';
 import { eventListSchema, type AuditEvent } from '../api/eventSchemas.js';
 import { ApiError } from '../vocab/errors.js';
 import { getPrefix, getWithRev } from './etcd.js';
-import { desiredSchema, downSchema, key, lostSchema, parseValue, prefix, PREFIX, statusSchema, type Desired, type Lost, type Status } from './keys.js';
+import { desiredSchema, downSchema, key, lostSchema, memberSchema, parseValue, prefix, PREFIX, statusSchema, type Desired, type Lost, type Status } from './keys.js';
 import { lostView, reportedOrPlaced, unreachableView } from './views.js';
 import { loadPeerTls, PeerClient, peerName, type PeerConfig, type PeerTls } from './peerTls.js';
-import { readFleet } from './placement.js';
 import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
 
 export interface Located {
@@ -31,6 +30,20 @@ export interface Located {
 }
 
 export type SessionRef = { kind: 'id'; id: string } | { kind: 'name'; name: string; owner: number };
+
+type Endpoints = Map<string, { endpoint: string; alive: boolean }>;
+
+/** What Reach.view() read: a failed read fails each question that waits on it, and none that does not. */
+export class FleetReads {
+  constructor(
+    readonly placements: Promise<Array<{ node: string; d: Desired }>>,
+    readonly endpoints: Promise<Endpoints>,
+  ) {
+    // Read at once, maybe never awaited (the call needed only the other): not an unhandled rejection.
+    placements.catch(() => undefined);
+    endpoints.catch(() => undefined);
+  }
+}
 
 const listReply = z.object({ sessions: z.array(sessionSchema) });
 /** An etcd read a list waits on: its answer within the list's bound, else `fallback` (the list goes on without it). */
@@ -79,21 +92,32 @@ export class Reach {
     return [...all].map(([k, v]) => ({ node: k.slice(DESIRED.length).split('/')[0]!, d: parseValue(desiredSchema, k, v) }));
   }
 
-  private async endpoints(): Promise<Map<string, { endpoint: string; alive: boolean }>> {
-    return new Map((await readFleet(this.etcd)).map((n) => [n.member.name, { endpoint: n.member.endpoint, alive: n.alive }]));
+  /** Every member's endpoint and whether it holds its lease: two reads at once. */
+  private async endpoints(): Promise<Endpoints> {
+    const [members, alive] = await Promise.all([getPrefix(this.etcd, prefix.members), getPrefix(this.etcd, prefix.alive)]);
+    return new Map([...members].map(([k, v]) => parseValue(memberSchema, k, v)).map((m) => [m.name, { endpoint: m.endpoint, alive: alive.has(key.alive(m.name)) }]));
+  }
+
+  /**
+   * One call's reads of the fleet, started at once and shared by every
+   * question the call asks (is it pending, on an unreachable node, lost,
+   * where): a forwarded call waits for one round of etcd reads, not one per question.
+   */
+  view(): FleetReads {
+    return new FleetReads(this.placements(), this.endpoints());
   }
 
   /** The session on another node that `ref` names, or undefined; a name two nodes hold is a conflict. */
   /** `ended`: an id placed nowhere is also asked of every node (see ended()). */
-  async locate(ref: SessionRef, ended = false): Promise<Located | undefined> {
-    return fleetOp(() => this.locateIn(ref, ended));
+  async locate(ref: SessionRef, ended = false, reads: FleetReads = this.view()): Promise<Located | undefined> {
+    return fleetOp(() => this.locateIn(ref, ended, reads));
   }
 
-  private async locateIn(ref: SessionRef, ended: boolean): Promise<Located | undefined> {
-    const found = (await this.placements()).filter(({ node, d }) => node !== this.self && (ref.kind === 'id' ? d.id === ref.id : d.request.name === ref.name && d.owner_uid === ref.owner));
-    if (found.length === 0) return ref.kind === 'id' && ended ? this.ended(ref.id) : undefined;
+  private async locateIn(ref: SessionRef, ended: boolean, reads: FleetReads): Promise<Located | undefined> {
+    const found = (await reads.placements).filter(({ node, d }) => node !== this.self && (ref.kind === 'id' ? d.id === ref.id : d.request.name === ref.name && d.owner_uid === ref.owner));
+    if (found.length === 0) return ref.kind === 'id' && ended ? this.ended(ref.id, reads) : undefined;
     const { node, d } = found[0]!;
-    const ep = (await this.endpoints()).get(node);
+    const ep = (await reads.endpoints).get(node);
     const at = { id: d.id, node, owner_uid: d.owner_uid, endpoint: ep?.endpoint ?? '', alive: ep?.alive ?? false };
     if (found.length > 1) return { ...at, refusal: new ApiError('conflict', `session name '${ref.kind === 'name' ? ref.name : ''}' is held on nodes ${found.map((f) => f.node).join(', ')}: name it by id`) };
     if (!ep) return { ...at, refusal: new ApiError('not_found', `session ${d.id} is placed on node ${node}, which is not a member of the fleet`) };
@@ -106,21 +130,21 @@ export class Reach {
    * Asked of every node that answers, by id only: a name is free once its
    * session ended, so it names no ended one.
    */
-  private async ended(id: string): Promise<Located | undefined> {
+  private async ended(id: string, reads: FleetReads): Promise<Located | undefined> {
     // At most ENDED_AT_ONCE lookups in flight (the rest wait their turn): ids anyone may make up must not take
     // the kept-alive connections every forwarded call and list needs.
     while (this.endedInFlight >= ENDED_AT_ONCE) await new Promise<void>((r) => this.endedQueue.push(r));
     this.endedInFlight++;
     try {
-      return await this.endedFrom(id);
+      return await this.endedFrom(id, reads);
     } finally {
       this.endedInFlight--;
       this.endedQueue.shift()?.();
     }
   }
 
-  private async endedFrom(id: string): Promise<Located | undefined> {
-    const eps = [...(await this.endpoints())].filter(([n, ep]) => n !== this.self && ep.alive);
+  private async endedFrom(id: string, reads: FleetReads): Promise<Located | undefined> {
+    const eps = [...(await reads.endpoints)].filter(([n, ep]) => n !== this.self && ep.alive);
     const asked = eps.map(async ([node, ep]) => {
       const s = await this.getJson(node, ep.endpoint, `/v1/sessions/${id}`, sessionSchema, 2000).catch(() => undefined);
       return s && s.id === id && s.owner_uid !== null ? { id, node, owner_uid: s.owner_uid, endpoint: ep.endpoint, alive: true } : undefined;
@@ -217,14 +241,14 @@ export class Reach {
    * `fencedOn`: a lost one whose node came back, removed it and answers
    * again: that node still holds its record (ended), for a destroy to release.
    */
-  async known(ref: SessionRef): Promise<{ view: Session; lost: boolean; fencedOn?: Located } | undefined> {
+  async known(ref: SessionRef, reads: FleetReads = this.view()): Promise<{ view: Session; lost: boolean; fencedOn?: Located } | undefined> {
     return fleetOp(async () => {
       const matches = (id: string, name: string | null | undefined, owner: number) => (ref.kind === 'id' ? id === ref.id : name === ref.name && owner === ref.owner);
-      const placed = (await this.placements()).filter(({ node, d }) => node !== this.self && matches(d.id, d.request.name, d.owner_uid));
+      const placed = (await reads.placements).filter(({ node, d }) => node !== this.self && matches(d.id, d.request.name, d.owner_uid));
       if (placed.length > 0) {
         if (placed.length > 1) return undefined; // locate() says which nodes hold the name
         const { node, d } = placed[0]!;
-        if ((await this.endpoints()).get(node)?.alive !== false) return undefined;
+        if ((await reads.endpoints).get(node)?.alive !== false) return undefined;
         const [view] = await this.asKnown(node, [d]);
         return view ? { view, lost: false } : undefined;
       }
@@ -232,7 +256,7 @@ export class Reach {
       const lost = (await this.lost()).filter(({ rec }) => matches(rec.id, rec.name, rec.owner_uid)).sort((a, b) => (a.rec.since < b.rec.since ? 1 : -1));
       if (!lost[0]) return undefined;
       const { rec, view } = lost[0];
-      const ep = rec.fenced_at !== undefined && rec.node !== this.self ? (await this.endpoints()).get(rec.node) : undefined;
+      const ep = rec.fenced_at !== undefined && rec.node !== this.self ? (await reads.endpoints).get(rec.node) : undefined;
       const fencedOn = ep?.alive ? { id: rec.id, node: rec.node, owner_uid: rec.owner_uid, endpoint: ep.endpoint, alive: true } : undefined;
       return { view, lost: true, ...(fencedOn ? { fencedOn } : {}) };
     });
