@@ -24,7 +24,12 @@ export function sweepWork(stateDir: string, log: Logger): void {
     const path = join(workDir(stateDir), name);
     const st = lstatSync(path, { throwIfNoEntry: false });
     if (!st || !((SNAPSHOT.test(name) && st.isDirectory()) || (UPLOAD.test(name) && st.isFile()))) continue;
-    rmSync(path, { recursive: true, force: true });
-    log.info({ path }, 'removed the work a daemon left unfinished');
+    try {
+      rmSync(path, { recursive: true, force: true });
+      log.info({ path }, 'removed the work a daemon left unfinished');
+    } catch (e) {
+      // A leftover is not worth refusing to start over.
+      log.warn({ path, err: (e as Error).message }, 'cannot remove the work a daemon left unfinished');
+    }
   }
 }

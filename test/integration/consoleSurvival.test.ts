@@ -103,6 +103,8 @@ while True:
     if n % 100 == 0: open('/tmp/count.new', 'w').write(str(n)); os.replace('/tmp/count.new', '/tmp/count')
 "\r`);
     await v.waitFor('line-00000999');
+    // The writer is paused at 1000 once its count says so (written just after that line).
+    for (let i = 0; i < 200 && readCount() !== '1000'; i++) await sleep(50);
     await d.stop('SIGKILL');
     await v.closed;
     const atStop = Number(readCount());
