@@ -27,3 +27,4 @@ export const cordonRequest = z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9
 
 /** POST /v1/sessions/{id}/moved-in (nodes only): the body is the stored files, zstd or plain tar; `from` the drained node. */
 export const movedInQuery = z.object({ zstd: z.enum(['0', '1']), from: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name') }).strict();
+export const movedOutQuery = z.object({ to: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name') }).strict();

@@ -22,6 +22,7 @@ import type { Context, Upgrade } from './route.js';
 import type { Session } from '../api/schemas.js';
 import { pendingView } from '../fleet/views.js';
 import type { FleetReads } from '../fleet/reach.js';
+import { FLEET_READ_TIMEOUT_MS, within } from '../fleet/deadline.js';
 import { Forward, forwardHttp, forwardUpgrade } from './forward.js';
 import { ENDED_STATES } from '../vocab/states.js';
 
@@ -206,6 +207,9 @@ async function forwardCall(ctx: Context, spec: RouteSpec, ref: Ref, caller: Call
   throw new Forward(to, body);
 }
 
+/** What a node asks of every other node for its own lists and lookups: the entry node's to record. */
+const FLEET_READS: ReadonlySet<string> = new Set(['session.list', 'session.show', 'events.list']);
+
 const label = (name: RouteName) => name.replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`);
 
 export class Dispatcher {
@@ -249,9 +253,19 @@ export class Dispatcher {
     try {
       ({ target, audited } = this.find(ctx, kind, ref, caller));
       // A name whose session here ended (destroyed, or moved away by a drain) may name a live one on
-      // another node now: that one is meant. Forward propagates; with none, the ended one here is.
-      if (ref?.kind === 'name' && kind === 'session' && ENDED_STATES.includes((target as SessionRow).state)) {
-        await forwardCall(ctx, spec, ref, caller, body, () => detailOf({ caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>), ctx.fleet?.reach?.view());
+      // another node now, and so does the id of one a drain moved away: that one is meant. Forward
+      // propagates; with none, or when the fleet cannot say (etcd, or that node, unreachable), the
+      // ended one here is, as before.
+      const row = target as SessionRow | undefined;
+      if (row && ref && (ref.kind === 'name' || row.moved_to !== null) && kind === 'session' && ctx.fleet?.reach && caller.via !== 'peer' && ENDED_STATES.includes(row.state)) {
+        // Bounded as a list's reads are: the answer here does not wait 15 s on an etcd that is away.
+        const asked = forwardCall(ctx, spec, ref, caller, body, () => detailOf({ caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>), ctx.fleet.reach.view());
+        asked.catch(() => undefined); // too late: the ended one here was meant
+        try {
+          await within(asked, FLEET_READ_TIMEOUT_MS, "the fleet's etcd");
+        } catch (e) {
+          if (e instanceof Forward) throw e;
+        }
       }
     } catch (e) {
       // Not found here: what the fleet knows of it, read once for the questions below.
@@ -266,8 +280,10 @@ export class Dispatcher {
     }
     const log = target && kind === 'session' ? ctx.log.child({ session: (target as SessionRow).id }) : ctx.log;
     const input = { caller, target, scope: 'all', query, body, port, req, url, log } as Input<RouteSpec>;
-    // A peer's call was checked and audited at the node its caller reached; here it is recorded as vouched for.
-    if (spec.action && caller.via === 'peer') ctx.access.vouched(caller, spec.action, audited, detailOf(input));
+    // A peer's call was checked and audited at the node its caller reached; here it is recorded as vouched for,
+    // but for the reads a node fans out to every node for its own lists and lookups (made as root, for any
+    // caller, and unlimited: recorded, any tenant's list would push root's history out of every other node's trail).
+    if (spec.action && caller.via === 'peer' && !FLEET_READS.has(spec.action)) ctx.access.vouched(caller, spec.action, audited, detailOf(input));
     if (spec.action && caller.via !== 'peer') {
       const hidden = ref && ref.kind === 'name' ? { error: notFound(kind as 'session' | 'volume' | 'secret', ref), ref: refText(ref) } : undefined;
       input.scope = ctx.access.check(caller, spec.action, audited, detailOf(input), hidden);

@@ -92,8 +92,8 @@ export const lostSchema = z
   .strict();
 export type Lost = z.infer<typeof lostSchema>;
 
-/** A drain's move of one stopped session: copying (undone if cut short) until committed (then only its old copy is left to end). */
-export const moveSchema = z.object({ id: sessionId, from: nodeName, to: nodeName, phase: z.enum(['copying', 'committed']) }).strict();
+/** A drain's move of one stopped session: copying (undone if cut short: undoing) until committed (then only its old copy is left to end). */
+export const moveSchema = z.object({ id: sessionId, from: nodeName, to: nodeName, phase: z.enum(['copying', 'committed', 'undoing']) }).strict();
 export type Move = z.infer<typeof moveSchema>;
 
 /** Since when a node has been seen unreachable, by the clock of the node that saw it first. */

@@ -132,7 +132,7 @@ export class Mover {
       if (rec.from !== this.self || this.moving.has(rec.id)) continue;
       const log = this.log.child({ session: rec.id });
       if (rec.phase === 'committed') await this.finishCommitted(rec);
-      else await this.undo(rec, log);
+      else await this.undo(rec, log); // copying (its daemon died mid-way) or undoing
     }
   }
 
@@ -177,16 +177,22 @@ export class Mover {
   }
 
   /**
-   * A copying move undone: its copy on the node it was going to destroyed
-   * first (that node must confirm: 2xx, or 404 when it never made it), then
-   * its placement and report there removed, then the record. Unconfirmed,
+   * A copying move undone: the record says so first (undoing: the receiving
+   * node then makes nothing more of it), its copy there is destroyed (that
+   * node must confirm: 2xx, or 404 when it never made it) and marked as
+   * moved here (so that a later move there may make it again), then its
+   * placement and report there are removed, then the record. Unconfirmed,
    * everything stays for the next tick to try again.
    */
   private async undo(rec: Move, log: Logger): Promise<void> {
+    if (rec.phase === 'copying') {
+      const r = await this.etcd.if(key.move(rec.id), 'Value', '==', JSON.stringify(rec)).then(this.etcd.put(key.move(rec.id)).value(JSON.stringify({ ...rec, phase: 'undoing' }))).commit();
+      if (!r.succeeded) return; // finished or replaced meanwhile: the next tick reads what it is now
+    }
     const m = (await readFleet(this.etcd).catch(() => [])).find((n) => n.member.name === rec.to);
-    const gone = m ? await this.destroyThere(rec.to, m.member.endpoint, rec.id) : true;
+    const gone = m ? (await this.askThere(rec.to, m.member.endpoint, 'DELETE', `/v1/sessions/${rec.id}?force=1`)) && (await this.askThere(rec.to, m.member.endpoint, 'POST', `/v1/sessions/${rec.id}/moved-out?to=${this.self}`)) : true;
     if (!gone) {
-      log.warn({ node: rec.to }, 'drain: the copy there is not confirmed destroyed; trying again');
+      log.warn({ node: rec.to }, 'drain: the copy there is not confirmed destroyed and marked moved; trying again');
       return;
     }
     const st = await this.etcd.get(key.status(rec.id)).string();
@@ -196,12 +202,12 @@ export class Mover {
     await this.etcd.delete().key(key.move(rec.id));
   }
 
-  /** DELETE on that node: whether it confirmed (2xx, or 404: it never made it). */
-  private destroyThere(node: string, endpoint: string, id: string): Promise<boolean> {
+  /** A call on that node: whether it confirmed (2xx, or 404: it never made the session). */
+  private askThere(node: string, endpoint: string, method: 'DELETE' | 'POST', path: string): Promise<boolean> {
     return new Promise((resolve) => {
       let req;
       try {
-        req = this.peers.request(node, endpoint, { method: 'DELETE', path: `/v1/sessions/${id}?force=1` }, { uid: 0, gids: [] });
+        req = this.peers.request(node, endpoint, { method, path }, { uid: 0, gids: [] });
       } catch {
         return resolve(false);
       }

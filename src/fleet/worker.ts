@@ -27,6 +27,8 @@ export interface LocalNode {
   view(id: string): Session | undefined;
   /** Drop this node's ended old copy of a session a drain moved away (it is moving back); false if there is none. */
   dropMovedAway(id: string): boolean;
+  /** End a session made here whose placement was withdrawn while it was being made (an undone move). */
+  discard(id: string): Promise<void>;
 }
 
 export class Worker {
@@ -75,7 +77,7 @@ export class Worker {
     log.info({ entry: d.entry, owner: d.owner_uid }, 'creating a session placed here');
     try {
       const s = await this.local.create(d.id, d.request, { uid: d.owner_uid, gids: d.owner_gids });
-      await this.report({ id: d.id, node: this.node, state: 'running', session: { ...s, node: this.node } }, log);
+      if ((await this.report({ id: d.id, node: this.node, state: 'running', session: { ...s, node: this.node } }, log)) === false) await this.withdrawn(d.id, log);
     } catch (e) {
       const err = e instanceof ApiError ? { code: e.code, message: e.message } : { code: 'internal', message: (e as Error).message };
       log.warn({ err: err.message }, 'a session placed here could not be created');
@@ -89,16 +91,30 @@ export class Worker {
    * write must not undo the fleet declaring it lost (its placement removed),
    * or this node would not fence it. One etcd did not take is made again by settle().
    */
-  private async report(status: Status, log: Logger): Promise<void> {
+  private async report(status: Status, log: Logger): Promise<boolean | undefined> {
     try {
       const k = key.status(status.id);
       const placed = key.desired(this.node, status.id);
       const put = this.etcd.if(placed, 'Version', '>', 0).then(this.etcd.put(k).value(JSON.stringify(status))).commit();
-      await within(put, FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+      const r = await within(put, FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       this.reported.add(status.id);
+      return r.succeeded;
     } catch (e) {
       log.warn({ err: (e as Error).message }, 'cannot report the session to the fleet yet; trying again each second');
+      return undefined;
     }
+  }
+
+  /**
+   * Made here, and placed here no more: a move undone meanwhile (its undo
+   * found nothing here to destroy yet). It goes, unless the fleet declared
+   * it lost: fencing ends that one and tells its owner.
+   */
+  private async withdrawn(id: string, log: Logger): Promise<void> {
+    const st = await this.etcd.get(key.status(id)).string();
+    if (st !== null && parseValue(statusSchema, key.status(id), st).state === 'lost') return;
+    log.warn('placed here no more once made (an undone move): its copy here goes');
+    await this.local.discard(id);
   }
 
   /** A failed create's report, its placement gone first: nothing of it is left here to count, and its slot goes back at once. */

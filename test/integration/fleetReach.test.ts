@@ -447,7 +447,13 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect(moved).toMatchObject({ id: moving.id, name: 'mover', owner_uid: 0 });
     expect(await etcdGet(`/enclave/desired/${names.c}/${moving.id}`)).toBeNull();
     await until('the move record gone', async () => ((await etcdGet(`/enclave/move/${moving.id}`)) === null ? true : undefined));
-    expect(await nodes.c.show(moving.id)).toMatchObject({ state: 'destroyed', moved_to: moved.node });
+    // By its id through C, the live one is meant (forwarded); C's old copy is history, in list --all, saying where it went.
+    expect(await nodes.c.show(moving.id)).toMatchObject({ state: 'stopped', node: moved.node });
+    const oldCopy = async (through: TestDaemon, on: string) => {
+      const all = await through.api('GET', '/v1/sessions?all=1');
+      return (all.body as { sessions: Session[] }).sessions.find((s) => s.id === moving.id && s.node === on);
+    };
+    expect(await oldCopy(nodes.c, names.c)).toMatchObject({ state: 'destroyed', moved_to: moved.node });
     // The route a move uses is the nodes' alone: no caller reaches it.
     const asCaller = await nodes.a.api('POST', `/v1/sessions/${moved.id}/moved-in?zstd=0&from=${names.c}`);
     expect(asCaller.status).toBe(404);
@@ -477,7 +483,9 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       120_000,
     );
     await until('the move record gone', async () => ((await etcdGet(`/enclave/move/${moving.id}`)) === null ? true : undefined));
-    expect(await nodes[there].show(moving.id)).toMatchObject({ state: 'destroyed', moved_to: names.c });
+    expect(await oldCopy(nodes.b, names[there])).toMatchObject({ state: 'destroyed', moved_to: names.c });
+    // By its id through the node it left (its old copy there), the live one is meant: a destroy there is not a no-op.
+    expect(await nodes[there].show(moving.id)).toMatchObject({ state: 'stopped', node: names.c });
     expect((await nodes.a.api('POST', '/v1/sessions/mover/start')).status).toBe(200);
     expect((await nodes.a.sh('mover', 'cat /home/mark')).stdout).toBe('moved-42\n');
     for (const k of [there, third] as const) expect((await nodes.a.cli(['node', 'uncordon', names[k]])).code).toBe(0);

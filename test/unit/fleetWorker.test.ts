@@ -41,6 +41,9 @@ class FakeNode implements LocalNode {
     this.states.set(id, 'running');
     return this.view(id)!;
   }
+  async discard(id: string): Promise<void> {
+    this.states.set(id, 'destroyed');
+  }
   dropMovedAway(id: string): boolean {
     if (!this.movedAway.delete(id)) return false;
     this.states.delete(id);
@@ -196,6 +199,24 @@ describe('the worker that makes what is placed on its node', () => {
     }
   });
 
+  it('ends a session it made whose placement was withdrawn meanwhile (an undone move), and says nothing of it', async () => {
+    let release!: () => void;
+    const local = new FakeNode(false, new Promise<void>((r) => (release = r)));
+    const w = new Worker(etcd, NODE, local, log);
+    try {
+      await w.start();
+      const d = desired('s-00000000e7');
+      await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
+      await until('the create under way', async () => (local.creates === 1 ? true : null));
+      await etcd.delete().key(key.desired(NODE, d.id));
+      release();
+      await until('its copy ended', async () => (local.states.get(d.id) === 'destroyed' ? true : null));
+      expect(await etcd.get(key.status(d.id)).string()).toBeNull();
+    } finally {
+      await w.close();
+    }
+  });
+
   describe('a session a drain moves back to a node that held it before', () => {
     const id = 's-00000000e6';
     const moveHere = JSON.stringify({ id, from: 'w2', to: NODE, phase: 'copying' });
@@ -228,6 +249,22 @@ describe('the worker that makes what is placed on its node', () => {
         await until('the placement gone', async () => ((await etcd.get(key.desired(NODE, id)).string()) === null ? true : null));
         expect(local.creates).toBe(0);
         expect(local.states.get(id)).toBe('destroyed');
+      } finally {
+        await w.close();
+      }
+    });
+
+    it('is not made again while that move is being undone', async () => {
+      const local = new FakeNode();
+      local.states.set(id, 'destroyed');
+      local.movedAway.add(id);
+      await etcd.put(key.move(id)).value(JSON.stringify({ id, from: 'w2', to: NODE, phase: 'undoing' }));
+      await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
+      const w = new Worker(etcd, NODE, local, log);
+      try {
+        await w.start();
+        await until('the placement gone', async () => ((await etcd.get(key.desired(NODE, id)).string()) === null ? true : null));
+        expect(local.creates).toBe(0);
       } finally {
         await w.close();
       }

@@ -11,9 +11,14 @@ import { pipeline } from 'node:stream/promises';
 import { restoreFiles } from '../../sessions/stored.js';
 import { workDir } from '../../store/workFiles.js';
 import { ApiError } from '../../vocab/errors.js';
+import { ENDED_STATES } from '../../vocab/states.js';
 import type { Handlers } from '../dispatch.js';
 
-export const moveHandlers: Pick<Handlers, 'sessionMovedIn'> = {
+export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut'> = {
+  sessionMovedOut: async (ctx, { target: row, query }) => {
+    if (!ENDED_STATES.includes(row.state)) throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only an ended copy is marked moved`);
+    ctx.sessions.markMovedAway(row.id, query.to);
+  },
   sessionMovedIn: async (ctx, { target: row, query, req, log }) => {
     if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only a session made for the move takes its files`);
     // Its files land three times at the peak (this upload, the restored root, the stop's stored copy): refused unless they fit.
