@@ -96,11 +96,17 @@ export class Mover {
 
   private async moveLocked(d: Desired, stored: { path: string; zstd: boolean }, log: Logger): Promise<string> {
     const { placed_at: _, ...wanted } = d;
+    if (await this.record(d.id)) throw new Error('a move of it is still being finished');
     const r = await place(this.etcd, wanted, this.c.candidates);
     if ('reason' in r) throw new Error(`no node takes it: ${r.reason}`);
     const to = r.node;
     const rec: Move = { id: d.id, from: this.self, to, phase: 'copying' };
-    await this.etcd.put(key.move(d.id)).value(JSON.stringify(rec));
+    // Only where none is: another node's record of it (a move of it still being finished) is not overwritten.
+    const recorded = await this.etcd.if(key.move(d.id), 'Version', '==', 0).then(this.etcd.put(key.move(d.id)).value(JSON.stringify(rec))).commit();
+    if (!recorded.succeeded) {
+      await this.etcd.delete().key(key.desired(to, d.id));
+      throw new Error('a move of it is still being finished');
+    }
     try {
       await this.made(d.id, to);
       await this.send(d, to, stored);
@@ -116,7 +122,7 @@ export class Mover {
       if (now?.phase !== 'committed') await this.undo(rec, log);
       throw e;
     }
-    await this.finishCommitted(rec);
+    await this.finishCommitted({ ...rec, phase: 'committed' });
     return to;
   }
 
@@ -136,10 +142,16 @@ export class Mover {
     }
   }
 
-  /** Its copy here ended (it runs on, stopped, on the node it moved to), then the record goes. */
+  /**
+   * Its copy here ended (it runs on, stopped, on the node it moved to), then
+   * the record goes; only while the record is still this one (read again
+   * first): a later move of it back here must not end the copy it made.
+   */
   private async finishCommitted(rec: Move): Promise<void> {
+    const now = await this.etcd.get(key.move(rec.id)).string();
+    if (now !== JSON.stringify(rec)) return;
     if (this.local.stateOf(rec.id) !== undefined) await this.local.forget(rec.id, rec.to);
-    await this.etcd.delete().key(key.move(rec.id));
+    await this.etcd.if(key.move(rec.id), 'Value', '==', JSON.stringify(rec)).then(this.etcd.delete().key(key.move(rec.id))).commit();
   }
 
   /** Until the node it was placed on reports it made (bounded by create_timeout_ms). */
