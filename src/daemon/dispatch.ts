@@ -22,7 +22,7 @@ import type { Context, Upgrade } from './route.js';
 import type { Session } from '../api/schemas.js';
 import { pendingView } from '../fleet/views.js';
 import type { FleetReads } from '../fleet/reach.js';
-import { FLEET_READ_TIMEOUT_MS, within } from '../fleet/deadline.js';
+import { FLEET_READ_TIMEOUT_MS, FleetTimeout, within } from '../fleet/deadline.js';
 import { Forward, forwardHttp, forwardUpgrade } from './forward.js';
 import { ENDED_STATES } from '../vocab/states.js';
 
@@ -187,13 +187,13 @@ async function fleetViewCall(ctx: Context, route: 'sessionShow' | 'sessionDestro
  * is forwarded: the access check and its audit event are made here, against
  * the owner etcd holds for it; the owning node does neither again.
  */
-async function forwardCall(ctx: Context, spec: RouteSpec, ref: Ref, caller: Caller, body: unknown, detail: () => string | null, reads: FleetReads | undefined): Promise<void> {
+async function forwardCall(ctx: Context, spec: RouteSpec, ref: Ref, caller: Caller, body: unknown, detail: () => string | null, reads: FleetReads | undefined, wanted: () => boolean = () => true): Promise<void> {
   const reach = ctx.fleet?.reach;
   if (!reach || spec.fleet !== 'forward' || caller.via === 'peer' || !spec.action) return;
   // Only show and destroy ask every node for an id placed nowhere (one that ended there): a call that acts on a running session needs none.
   const ended = spec.action === 'session.show' || spec.action === 'session.destroy';
   const to = await reach.locate(ref.kind === 'id' ? ref : { kind: 'name', name: ref.name, owner: ref.owner ?? caller.uid }, ended, reads);
-  if (!to) return;
+  if (!to || !wanted()) return; // not wanted: answered meanwhile, nothing to check or record
   const hidden = ref.kind === 'name' ? { error: notFound('session', ref), ref: refText(ref) } : undefined;
   let d: string | null = null;
   try {
@@ -253,18 +253,24 @@ export class Dispatcher {
     try {
       ({ target, audited } = this.find(ctx, kind, ref, caller));
       // A name whose session here ended (destroyed, or moved away by a drain) may name a live one on
-      // another node now, and so does the id of one a drain moved away: that one is meant. Forward
-      // propagates; with none, or when the fleet cannot say (etcd, or that node, unreachable), the
-      // ended one here is, as before.
+      // another node now, and so does the id of one a drain moved away: that one is meant. With none,
+      // the ended one here is. Whatever else the fleet answers (unreachable, a name two nodes hold) is
+      // the answer: a destroy must not end the ended copy here, 204, while the session runs on. Only a
+      // show reads the ended one here when the fleet does not answer within a list's bound.
       const row = target as SessionRow | undefined;
       if (row && ref && (ref.kind === 'name' || row.moved_to !== null) && kind === 'session' && ctx.fleet?.reach && caller.via !== 'peer' && ENDED_STATES.includes(row.state)) {
-        // Bounded as a list's reads are: the answer here does not wait 15 s on an etcd that is away.
-        const asked = forwardCall(ctx, spec, ref, caller, body, () => detailOf({ caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>), ctx.fleet.reach.view());
-        asked.catch(() => undefined); // too late: the ended one here was meant
-        try {
-          await within(asked, FLEET_READ_TIMEOUT_MS, "the fleet's etcd");
-        } catch (e) {
-          if (e instanceof Forward) throw e;
+        const detail = () => detailOf({ caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>);
+        if (spec.action !== 'session.show') await forwardCall(ctx, spec, ref, caller, body, detail, ctx.fleet.reach.view());
+        else {
+          let late = false;
+          const asked = forwardCall(ctx, spec, ref, caller, body, detail, ctx.fleet.reach.view(), () => !late);
+          asked.catch(() => undefined); // too late: the ended one here was shown
+          try {
+            await within(asked, FLEET_READ_TIMEOUT_MS, "the fleet's etcd");
+          } catch (e) {
+            late = true;
+            if (e instanceof Forward || !(e instanceof FleetTimeout || (e instanceof ApiError && e.code === 'exhausted'))) throw e;
+          }
         }
       }
     } catch (e) {

@@ -112,17 +112,21 @@ export class Mover {
       await this.send(d, to, stored);
       if (this.local.stateOf(d.id) !== 'stopped') throw new Error(`it is ${this.local.stateOf(d.id) ?? 'gone'} here now`);
       // Its placement here goes and the move is committed in one transaction: never placed on neither node.
-      await this.etcd
-        .if(key.move(d.id), 'Version', '>', 0)
+      const committed = await this.etcd
+        .if(key.move(d.id), 'Value', '==', JSON.stringify(rec))
         .then(this.etcd.delete().key(key.desired(this.self, d.id)), this.etcd.put(key.move(d.id)).value(JSON.stringify({ ...rec, phase: 'committed' })))
         .commit();
+      if (!committed.succeeded) throw new Error('its move record changed under it');
     } catch (e) {
       // Undone only while the record still says copying: a commit that applied but answered an error is kept.
       const now = await this.record(d.id).catch(() => undefined);
       if (now?.phase !== 'committed') await this.undo(rec, log);
       throw e;
     }
-    await this.finishCommitted({ ...rec, phase: 'committed' });
+    // Its copy here ends while it is still locked, before any other etcd call can fail: released stopped
+    // and placed nowhere here, a start could run it here while it is placed there.
+    await this.local.forget(d.id, to);
+    await this.finishCommitted({ ...rec, phase: 'committed' }).catch((e: Error) => log.warn({ err: e.message }, 'drain: the move record stays; the next tick removes it'));
     return to;
   }
 
@@ -201,7 +205,15 @@ export class Mover {
       const r = await this.etcd.if(key.move(rec.id), 'Value', '==', JSON.stringify(rec)).then(this.etcd.put(key.move(rec.id)).value(JSON.stringify({ ...rec, phase: 'undoing' }))).commit();
       if (!r.succeeded) return; // finished or replaced meanwhile: the next tick reads what it is now
     }
-    const m = (await readFleet(this.etcd).catch(() => [])).find((n) => n.member.name === rec.to);
+    let nodes;
+    try {
+      nodes = await readFleet(this.etcd);
+    } catch (e) {
+      // Not "that node is gone": only a read that answers says so. Tried again next tick.
+      log.warn({ err: (e as Error).message }, 'drain: cannot read the fleet to undo a move; trying again');
+      return;
+    }
+    const m = nodes.find((n) => n.member.name === rec.to);
     const gone = m ? (await this.askThere(rec.to, m.member.endpoint, 'DELETE', `/v1/sessions/${rec.id}?force=1`)) && (await this.askThere(rec.to, m.member.endpoint, 'POST', `/v1/sessions/${rec.id}/moved-out?to=${this.self}`)) : true;
     if (!gone) {
       log.warn({ node: rec.to }, 'drain: the copy there is not confirmed destroyed and marked moved; trying again');

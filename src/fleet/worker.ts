@@ -77,7 +77,10 @@ export class Worker {
     log.info({ entry: d.entry, owner: d.owner_uid }, 'creating a session placed here');
     try {
       const s = await this.local.create(d.id, d.request, { uid: d.owner_uid, gids: d.owner_gids });
-      if ((await this.report({ id: d.id, node: this.node, state: 'running', session: { ...s, node: this.node } }, log)) === false) await this.withdrawn(d.id, log);
+      if ((await this.report({ id: d.id, node: this.node, state: 'running', session: { ...s, node: this.node } }, log)) === false) {
+        // Its own failure is not the create's (whose failed report would overwrite the shared status).
+        await this.withdrawn(d.id, log).catch((e: Error) => log.error({ err: e.message }, 'cannot end a copy placed here no more'));
+      }
     } catch (e) {
       const err = e instanceof ApiError ? { code: e.code, message: e.message } : { code: 'internal', message: (e as Error).message };
       log.warn({ err: err.message }, 'a session placed here could not be created');
