@@ -5,7 +5,7 @@
 // again and chooses again.
 import type { Etcd3, IOperation } from 'etcd3';
 import { getPrefix, getWithRev } from './etcd.js';
-import { allocSchema, key, memberSchema, parseValue, prefix, type Alloc, type Desired, type Member } from './keys.js';
+import { allocSchema, key, memberSchema, parseValue, prefix, PREFIX, type Alloc, type Desired, type Member } from './keys.js';
 
 export interface NodeView {
   member: Member;
@@ -91,13 +91,44 @@ export async function book(etcd: Etcd3, n: NodeView, d: Desired, alsoDelete?: st
   return r.succeeded;
 }
 
-/** Place `d` on a node that fits, retrying lost races; the node's name, or why none fits ('gone': the pending entry `alsoDelete` was removed). */
+/**
+ * How long a placement asks again after etcd lost its leader: within the
+ * fleet operation's bound (deadline.ts), so that what it finds is used.
+ */
+const PLACE_RETRY_MS = 13_500;
+
+/** An error of a leader change (a request in flight may or may not have been applied). */
+const leaderLost = (e: unknown): boolean => /UNAVAILABLE|leader|request timed out/i.test(e instanceof Error ? e.message : String(e));
+
+/** The node `id` is placed on, if any. */
+async function placedAt(etcd: Etcd3, id: string): Promise<string | undefined> {
+  const desired = `${PREFIX}desired/`;
+  for (const k of (await getPrefix(etcd, desired)).keys()) if (k.endsWith(`/${id}`)) return k.slice(desired.length).split('/')[0];
+  return undefined;
+}
+
+/**
+ * Place `d` on a node that fits, retrying lost races; the node's name, or
+ * why none fits ('gone': the pending entry `alsoDelete` was removed). A
+ * leader change in the middle is asked again, after checking whether the
+ * booking was applied before its answer was lost (then it is placed: never
+ * booked twice); one etcd member killed must fail no create (issue 28).
+ */
 export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: number, alsoDelete?: string): Promise<{ node: string } | { reason: string }> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const c = choose(await readFleet(etcd), d.memory_mb, k);
-    if ('reason' in c) return c;
-    if (await book(etcd, c.node, { ...d, placed_at: new Date().toISOString() }, alsoDelete)) return { node: c.node.member.name };
-    if (alsoDelete && (await etcd.get(alsoDelete).string()) === null) return { reason: 'gone' };
+  const deadline = Date.now() + PLACE_RETRY_MS;
+  for (let attempt = 0; attempt < 50; ) {
+    try {
+      const c = choose(await readFleet(etcd), d.memory_mb, k);
+      if ('reason' in c) return c;
+      if (await book(etcd, c.node, { ...d, placed_at: new Date().toISOString() }, alsoDelete)) return { node: c.node.member.name };
+      if (alsoDelete && (await etcd.get(alsoDelete).string()) === null) return { reason: 'gone' };
+      attempt++;
+    } catch (e) {
+      if (!leaderLost(e) || Date.now() > deadline) throw e;
+      const at = await placedAt(etcd, d.id).catch(() => undefined);
+      if (at !== undefined) return { node: at };
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
   throw new Error('placement lost 50 races in a row for the same session; try again');
 }

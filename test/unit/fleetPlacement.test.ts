@@ -73,6 +73,40 @@ describe('placement against etcd', () => {
     expect(Object.keys(JSON.parse((await etcd.get(key.alloc('b')).string())!).sessions)).toEqual(['s-0000000002']);
   });
 
+  /** The client, with its first transaction commit failing as one does when etcd loses its leader: applied first, or not at all. */
+  const leaderLostOnce = (applied: boolean): Etcd3 => {
+    let failed = false;
+    return new Proxy(etcd, {
+      get(target, prop, receiver) {
+        if (prop !== 'if') return Reflect.get(target, prop, receiver);
+        return (...args: Parameters<Etcd3['if']>) => {
+          const c = target.if(...args);
+          const commit = c.commit.bind(c);
+          c.commit = async () => {
+            if (failed) return commit();
+            failed = true;
+            if (applied) await commit();
+            throw new Error('14 UNAVAILABLE: etcdserver: request timed out, possibly due to previous leader failure');
+          };
+          return c;
+        };
+      },
+    });
+  };
+
+  for (const applied of [true, false]) {
+    it(`places a session once through a leader change that cut its booking's answer (${applied ? 'applied' : 'not applied'})`, async () => {
+      await etcd.delete().prefix('/enclave/');
+      await member('a', 4);
+      await member('b', 4);
+      const id = applied ? 's-00000000a1' : 's-00000000a2';
+      const r = await place(leaderLostOnce(applied), desired(id), 3);
+      expect(r).toHaveProperty('node');
+      const placed = [...(await etcd.getAll().prefix('/enclave/desired/').keys())].filter((k) => k.endsWith(`/${id}`));
+      expect(placed).toEqual([key.desired((r as { node: string }).node, id)]);
+    });
+  }
+
   it('refuses a booking made on a stale read: the last slot is booked once', async () => {
     await etcd.delete().prefix('/enclave/');
     await member('a', 1);
