@@ -121,64 +121,63 @@ describe('the worker that makes what is placed on its node', () => {
     await etcd.delete().prefix(PREFIX);
   });
 
-  it('reports a session it made even when etcd refuses the first reports, and makes it once', async () => {
-    const local = new FakeNode();
-    const { client, refused } = refusingStatusWrites(etcd, 2);
+  /** A worker on `local`, started, for the length of `body`. */
+  const withWorker = async (local: LocalNode, body: () => Promise<void>, client: Etcd3 = etcd) => {
     const w = new Worker(client, NODE, local, log);
     try {
       await w.start();
-      const d = desired('s-00000000e1');
-      await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
-      const st = await until('the running report', () => statusOf(etcd, d.id));
-      expect(st).toMatchObject({ state: 'running', node: NODE });
-      expect(refused()).toBe(2);
-      expect(local.creates).toBe(1);
+      await body();
     } finally {
       await w.close();
     }
+  };
+
+  it('reports a session it made even when etcd refuses the first reports, and makes it once', async () => {
+    const local = new FakeNode();
+    const { client, refused } = refusingStatusWrites(etcd, 2);
+    await withWorker(local, async () => {
+    const d = desired('s-00000000e1');
+    await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
+    const st = await until('the running report', () => statusOf(etcd, d.id));
+    expect(st).toMatchObject({ state: 'running', node: NODE });
+    expect(refused()).toBe(2);
+    expect(local.creates).toBe(1);
+    }, client);
   });
 
   it('reports a create that failed here even when etcd refuses the first report, and never makes it again', async () => {
     const local = new FakeNode(true);
     const { client, refused } = refusingStatusWrites(etcd, 1);
-    const w = new Worker(client, NODE, local, log);
-    try {
-      await w.start();
-      const d = desired('s-00000000e2');
-      await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
-      const st = await until('the failed report', () => statusOf(etcd, d.id));
-      expect(st).toMatchObject({ state: 'failed', node: NODE, error: { code: 'exhausted', message: 'no room here' } });
-      expect(refused()).toBe(1);
-      expect(await etcd.get(key.desired(NODE, d.id)).string()).toBeNull();
-      // Two more of the worker's seconds: the placement stays gone and nothing is made again.
-      await new Promise((r) => setTimeout(r, 2200));
-      expect(local.creates).toBe(1);
-    } finally {
-      await w.close();
-    }
+    await withWorker(local, async () => {
+    const d = desired('s-00000000e2');
+    await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
+    const st = await until('the failed report', () => statusOf(etcd, d.id));
+    expect(st).toMatchObject({ state: 'failed', node: NODE, error: { code: 'exhausted', message: 'no room here' } });
+    expect(refused()).toBe(1);
+    expect(await etcd.get(key.desired(NODE, d.id)).string()).toBeNull();
+    // Two more of the worker's seconds: the placement stays gone and nothing is made again.
+    await new Promise((r) => setTimeout(r, 2200));
+    expect(local.creates).toBe(1);
+    }, client);
   });
 
   it('never reports running a session the fleet declared lost while it was being made', async () => {
     let release!: () => void;
     const local = new FakeNode(false, new Promise<void>((r) => (release = r)));
-    const w = new Worker(etcd, NODE, local, log);
-    try {
-      await w.start();
-      const d = desired('s-00000000e5');
-      await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
-      await until('the create under way', async () => (local.creates === 1 ? true : null));
-      // Meanwhile the fleet declares it lost (failure.ts): its placement goes, its status says lost.
-      const lost = JSON.stringify({ id: d.id, node: NODE, state: 'lost', since: '2026-01-01T00:00:00Z' });
-      await etcd.delete().key(key.desired(NODE, d.id));
-      await etcd.put(key.status(d.id)).value(lost);
-      release();
-      await until('the create done', async () => (local.states.get(d.id) === 'running' ? true : null));
-      // Two of the worker's seconds: neither the report nor a resync undoes it (the node must still fence it).
-      await new Promise((r) => setTimeout(r, 2200));
-      expect(await etcd.get(key.status(d.id)).string()).toBe(lost);
-    } finally {
-      await w.close();
-    }
+    await withWorker(local, async () => {
+    const d = desired('s-00000000e5');
+    await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
+    await until('the create under way', async () => (local.creates === 1 ? true : null));
+    // Meanwhile the fleet declares it lost (failure.ts): its placement goes, its status says lost.
+    const lost = JSON.stringify({ id: d.id, node: NODE, state: 'lost', since: '2026-01-01T00:00:00Z' });
+    await etcd.delete().key(key.desired(NODE, d.id));
+    await etcd.put(key.status(d.id)).value(lost);
+    release();
+    await until('the create done', async () => (local.states.get(d.id) === 'running' ? true : null));
+    // Two of the worker's seconds: neither the report nor a resync undoes it (the node must still fence it).
+    await new Promise((r) => setTimeout(r, 2200));
+    expect(await etcd.get(key.status(d.id)).string()).toBe(lost);
+    });
   });
 
   it('after a restart, reports a session it runs that has no report, and leaves one that has', async () => {
@@ -188,33 +187,25 @@ describe('the worker that makes what is placed on its node', () => {
     for (const id of ['s-00000000e3', 's-00000000e4']) await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
     const theirs = JSON.stringify({ id: 's-00000000e4', node: NODE, state: 'lost', since: '2026-01-01T00:00:00Z' });
     await etcd.put(key.status('s-00000000e4')).value(theirs);
-    const w = new Worker(etcd, NODE, local, log);
-    try {
-      await w.start();
-      expect(await statusOf(etcd, 's-00000000e3')).toMatchObject({ state: 'running', node: NODE });
-      expect(await etcd.get(key.status('s-00000000e4')).string()).toBe(theirs);
-      expect(local.creates).toBe(0);
-    } finally {
-      await w.close();
-    }
+    await withWorker(local, async () => {
+    expect(await statusOf(etcd, 's-00000000e3')).toMatchObject({ state: 'running', node: NODE });
+    expect(await etcd.get(key.status('s-00000000e4')).string()).toBe(theirs);
+    expect(local.creates).toBe(0);
+    });
   });
 
   it('ends a session it made whose placement was withdrawn meanwhile (an undone move), and says nothing of it', async () => {
     let release!: () => void;
     const local = new FakeNode(false, new Promise<void>((r) => (release = r)));
-    const w = new Worker(etcd, NODE, local, log);
-    try {
-      await w.start();
-      const d = desired('s-00000000e7');
-      await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
-      await until('the create under way', async () => (local.creates === 1 ? true : null));
-      await etcd.delete().key(key.desired(NODE, d.id));
-      release();
-      await until('its copy ended', async () => (local.states.get(d.id) === 'destroyed' ? true : null));
-      expect(await etcd.get(key.status(d.id)).string()).toBeNull();
-    } finally {
-      await w.close();
-    }
+    await withWorker(local, async () => {
+    const d = desired('s-00000000e7');
+    await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
+    await until('the create under way', async () => (local.creates === 1 ? true : null));
+    await etcd.delete().key(key.desired(NODE, d.id));
+    release();
+    await until('its copy ended', async () => (local.states.get(d.id) === 'destroyed' ? true : null));
+    expect(await etcd.get(key.status(d.id)).string()).toBeNull();
+    });
   });
 
   describe('a session a drain moves back to a node that held it before', () => {
@@ -227,15 +218,11 @@ describe('the worker that makes what is placed on its node', () => {
       local.movedAway.add(id);
       await etcd.put(key.move(id)).value(moveHere);
       await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
-      const w = new Worker(etcd, NODE, local, log);
-      try {
-        await w.start();
-        expect(await until('the running report', () => statusOf(etcd, id))).toMatchObject({ state: 'running', node: NODE });
-        expect(local.creates).toBe(1);
-        expect(await etcd.get(key.desired(NODE, id)).string()).not.toBeNull();
-      } finally {
-        await w.close();
-      }
+      await withWorker(local, async () => {
+      expect(await until('the running report', () => statusOf(etcd, id))).toMatchObject({ state: 'running', node: NODE });
+      expect(local.creates).toBe(1);
+      expect(await etcd.get(key.desired(NODE, id)).string()).not.toBeNull();
+      });
     });
 
     it('is not made again from a copy that ended any other way (a move here being undone): its placement goes', async () => {
@@ -243,15 +230,11 @@ describe('the worker that makes what is placed on its node', () => {
       local.states.set(id, 'destroyed');
       await etcd.put(key.move(id)).value(moveHere);
       await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
-      const w = new Worker(etcd, NODE, local, log);
-      try {
-        await w.start();
-        await until('the placement gone', async () => ((await etcd.get(key.desired(NODE, id)).string()) === null ? true : null));
-        expect(local.creates).toBe(0);
-        expect(local.states.get(id)).toBe('destroyed');
-      } finally {
-        await w.close();
-      }
+      await withWorker(local, async () => {
+      await until('the placement gone', async () => ((await etcd.get(key.desired(NODE, id)).string()) === null ? true : null));
+      expect(local.creates).toBe(0);
+      expect(local.states.get(id)).toBe('destroyed');
+      });
     });
 
     it('is not made again while that move is being undone', async () => {
@@ -260,14 +243,10 @@ describe('the worker that makes what is placed on its node', () => {
       local.movedAway.add(id);
       await etcd.put(key.move(id)).value(JSON.stringify({ id, from: 'w2', to: NODE, phase: 'undoing' }));
       await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
-      const w = new Worker(etcd, NODE, local, log);
-      try {
-        await w.start();
-        await until('the placement gone', async () => ((await etcd.get(key.desired(NODE, id)).string()) === null ? true : null));
-        expect(local.creates).toBe(0);
-      } finally {
-        await w.close();
-      }
+      await withWorker(local, async () => {
+      await until('the placement gone', async () => ((await etcd.get(key.desired(NODE, id)).string()) === null ? true : null));
+      expect(local.creates).toBe(0);
+      });
     });
 
     it('is not made again from its old copy without a move here on record (a placement left behind)', async () => {
@@ -276,15 +255,11 @@ describe('the worker that makes what is placed on its node', () => {
       local.movedAway.add(id);
       await etcd.put(key.move(id)).value(JSON.stringify({ id, from: NODE, to: 'w2', phase: 'committed' }));
       await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
-      const w = new Worker(etcd, NODE, local, log);
-      try {
-        await w.start();
-        await until('the placement gone', async () => ((await etcd.get(key.desired(NODE, id)).string()) === null ? true : null));
-        expect(local.creates).toBe(0);
-        expect(local.movedAway.has(id)).toBe(true);
-      } finally {
-        await w.close();
-      }
+      await withWorker(local, async () => {
+      await until('the placement gone', async () => ((await etcd.get(key.desired(NODE, id)).string()) === null ? true : null));
+      expect(local.creates).toBe(0);
+      expect(local.movedAway.has(id)).toBe(true);
+      });
     });
   });
 });
