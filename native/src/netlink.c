@@ -8,6 +8,7 @@
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -181,6 +182,85 @@ int nl_link_del(int fd, int ifindex) {
   struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = ifindex};
   start(&m, RTM_DELLINK, 0, &ifi, sizeof ifi);
   return talk(fd, &m);
+}
+
+static void parse_link(struct nlmsghdr *h, struct nl_link *l) {
+  struct ifinfomsg *ifi = NLMSG_DATA(h);
+  memset(l, 0, sizeof *l);
+  l->index = ifi->ifi_index;
+  int len = (int)IFLA_PAYLOAD(h);
+  for (struct rtattr *a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+    size_t n = RTA_PAYLOAD(a);
+    if (a->rta_type == IFLA_IFNAME && n > 0) {
+      size_t k = n < sizeof l->name ? n : sizeof l->name - 1;
+      memcpy(l->name, RTA_DATA(a), k);
+      l->name[k] = 0;
+    } else if (a->rta_type == IFLA_MTU && n >= sizeof(int)) {
+      memcpy(&l->mtu, RTA_DATA(a), sizeof(int));
+    } else if (a->rta_type == IFLA_MASTER && n >= sizeof(int)) {
+      memcpy(&l->master, RTA_DATA(a), sizeof(int));
+    } else if (a->rta_type == IFLA_STATS64 && n >= sizeof(struct rtnl_link_stats64)) {
+      struct rtnl_link_stats64 st;
+      memcpy(&st, RTA_DATA(a), sizeof st);
+      l->rx_bytes = st.rx_bytes;
+      l->tx_bytes = st.tx_bytes;
+      l->has_stats = 1;
+    }
+  }
+}
+
+/* Read the answers to request `seq` until its end: an error, the one
+ * RTM_NEWLINK of a get, or NLMSG_DONE of a dump. */
+static int read_links_into(int fd, char *reply, size_t size, unsigned seq, int dump, void (*each)(const struct nl_link *, void *), void *ctx) {
+  for (;;) {
+    ssize_t n = recv(fd, reply, size, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)reply; NLMSG_OK(h, (unsigned)n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_seq != seq) continue; /* a stale answer */
+      if (h->nlmsg_type == NLMSG_ERROR) return ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+      if (h->nlmsg_type == NLMSG_DONE) return 0;
+      if (h->nlmsg_type != RTM_NEWLINK) continue;
+      struct nl_link l;
+      parse_link(h, &l);
+      each(&l, ctx);
+      if (!dump) return 0;
+    }
+  }
+}
+
+static int read_links(int fd, unsigned seq, int dump, void (*each)(const struct nl_link *, void *), void *ctx) {
+  size_t size = 65536; /* the most a dump's batch holds */
+  char *reply = malloc(size);
+  if (!reply) return -ENOMEM;
+  int rc = read_links_into(fd, reply, size, seq, dump, each, ctx);
+  free(reply);
+  return rc;
+}
+
+static void copy_one(const struct nl_link *l, void *ctx) { *(struct nl_link *)ctx = *l; }
+
+int nl_link_get(int fd, const char *name, struct nl_link *out) {
+  size_t len = strlen(name);
+  if (len == 0 || len >= IFNAMSIZ) return -ENODEV;
+  struct msg m;
+  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+  start(&m, RTM_GETLINK, 0, &ifi, sizeof ifi);
+  m.h.nlmsg_flags = NLM_F_REQUEST; /* the link is the answer, no ack */
+  attr(&m, IFLA_IFNAME, name, len + 1);
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  if (sendto(fd, m.buf, m.h.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) return -errno;
+  return read_links(fd, m.h.nlmsg_seq, 0, copy_one, out);
+}
+
+int nl_link_each(int fd, void (*each)(const struct nl_link *link, void *ctx), void *ctx) {
+  struct msg m;
+  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+  start(&m, RTM_GETLINK, 0, &ifi, sizeof ifi);
+  m.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  if (sendto(fd, m.buf, m.h.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) return -errno;
+  return read_links(fd, m.h.nlmsg_seq, 1, each, ctx);
 }
 
 int disable_ipv6(const char *ifname) {

@@ -39,6 +39,25 @@ int nl_route_link(int fd, uint32_t dst, int ifindex);
 
 int nl_link_del(int fd, int ifindex);
 
+/* What the daemon reads of a link of its netns. Read through rtnetlink, not
+ * /sys/class/net: sysfs shows the netns of whoever mounted it, and a daemon
+ * entered into a netns of its own (nsenter --net, a fleet node) keeps the
+ * host's mount of it. */
+struct nl_link {
+  int index;
+  int mtu;
+  int master; /* ifindex of the bridge it is a port of; 0: none */
+  char name[16];
+  int has_stats;
+  uint64_t rx_bytes, tx_bytes;
+};
+
+/* One link by name: 0 with *out filled, -ENODEV if there is none. */
+int nl_link_get(int fd, const char *name, struct nl_link *out);
+
+/* Every link of our netns, each passed to each(); 0 or -errno. */
+int nl_link_each(int fd, void (*each)(const struct nl_link *link, void *ctx), void *ctx);
+
 /* Write "1" to /proc/sys/net/ipv6/conf/<ifname>/disable_ipv6 (of our netns). */
 int disable_ipv6(const char *ifname);
 

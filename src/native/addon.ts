@@ -78,6 +78,8 @@ export const addonExports = [
   // netlink.cc
   'ensureBridge',
   'deleteLink',
+  'link',
+  'links',
   // nft.cc
   'nftApply',
   // ports.cc
@@ -88,6 +90,17 @@ export const addonExports = [
   'ringCreate',
   'ringMap',
 ] as const;
+
+/** A link as rtnetlink reports it (counters null when the kernel gave none). */
+export interface NetLink {
+  name: string;
+  index: number;
+  mtu: number;
+  /** ifindex of the bridge it is a port of; 0: none. */
+  master: number;
+  rxBytes: number | null;
+  txBytes: number | null;
+}
 
 export type AddonExport = (typeof addonExports)[number];
 
@@ -122,6 +135,10 @@ interface Signatures {
   ensureBridge(name: string, gateway: string, prefix: number): void;
   /** Delete a link; false when there was none. */
   deleteLink(name: string): boolean;
+  /** A link of the daemon's netns, read through rtnetlink; null when there is none. */
+  link(name: string): NetLink | null;
+  /** Every link of the daemon's netns. */
+  links(): NetLink[];
   /** Apply an nftables script atomically through libnftables, off the event loop; rejects with nft's message. */
   nftApply(script: string): Promise<void>;
   /** A TCP socket bound to ip:port, not listening, close-on-exec: its fd (closeFd lets go). Throws with .errno (EADDRINUSE: taken). */

@@ -1,7 +1,7 @@
 // Host side of session networking, set up once at daemon start: the bridge
 // with the gateway address, IPv4 forwarding, and Enclave's nftables table
 // with what sessions hold now (leases, published ports).
-import { readdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { addon } from '../native/addon.js';
 import { intToIp, parseSubnet, type Subnet } from './addressing.js';
 import { applyRuleset, removeRuleset, type PortForward } from './firewall.js';
@@ -42,19 +42,25 @@ export async function ensureHostNetwork(n: NetworkConfig, leased: readonly numbe
   // input chain refuses any new connection from the bridge anyway.
   writeFileSync(`/proc/sys/net/ipv4/conf/${n.bridge}/route_localnet`, '1');
   await applyRuleset({ table: n.table, bridge: n.bridge, subnet, egress: n.egress }, leased, published);
-  const mtu = Number(readFileSync(`/sys/class/net/${n.bridge}/mtu`, 'utf8'));
-  return { bridge: n.bridge, subnet, mtu };
+  const bridge = addon().link(n.bridge);
+  if (!bridge) throw new Error(`bridge ${n.bridge} vanished while it was set up`);
+  return { bridge: n.bridge, subnet, mtu: bridge.mtu };
 }
 
-/** Whether a link of this name exists in the host's network namespace. */
+// Links are read through rtnetlink (the addon), never /sys/class/net: sysfs
+// shows the netns of whoever mounted it, and a daemon started in a netns of
+// its own (`nsenter --net`, as a fleet node is) keeps the host's mount.
+
+/** Whether a link of this name exists in the daemon's network namespace. */
 export function linkExists(name: string): boolean {
-  return existsSync(`/sys/class/net/${name}`);
+  return addon().link(name) !== null;
 }
 
 /** Ports currently enslaved to the bridge (host ends of session veths). */
 export function bridgePorts(bridge: string): string[] {
-  const dir = `/sys/class/net/${bridge}/brif`;
-  return existsSync(dir) ? readdirSync(dir) : [];
+  const all = addon().links();
+  const index = all.find((l) => l.name === bridge)?.index;
+  return index === undefined ? [] : all.filter((l) => l.master === index).map((l) => l.name);
 }
 
 /** `enclave daemon --cleanup`: remove the bridge and the table. */

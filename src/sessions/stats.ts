@@ -5,13 +5,14 @@
 // layer through the fd the init keeps on it), and the blocks its volumes'
 // images hold on the host. CPU % is a difference of two readings of the
 // usage counter, at least 250 ms apart.
-import { readFileSync, statfsSync, statSync } from 'node:fs';
+import { statfsSync, statSync } from 'node:fs';
 import type { SessionStats } from '../api/schemas.js';
 import { sessionCgroupDirs } from '../isolation/cgroups.js';
 import { cgroupUsage } from '../isolation/cgroupCounters.js';
 import { ApiError } from '../vocab/errors.js';
 import { UPPER_KEEP_FD } from '../native/contract.gen.js';
 import { hostIfName } from '../network/addressing.js';
+import { addon } from '../native/addon.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import { imagePath } from '../volumes/volumeDisk.js';
 import type { Kit } from './kit.js';
@@ -29,22 +30,14 @@ function usedBytes(path: string): number | null {
   }
 }
 
-function counter(path: string): number | null {
-  try {
-    const n = Number(readFileSync(path, 'utf8').trim());
-    return Number.isFinite(n) ? n : null;
-  } catch {
-    return null;
-  }
-}
-
 /** Read now. `row` must be running: its init's PID is where its mounts are seen from. */
 export function readUsage(kit: Kit, row: SessionRow): Usage {
   const c = cgroupUsage(sessionCgroupDirs(kit.layout, kit.config.cgroups.parent, row.id));
   const pid = row.init_pid;
-  const link = `/sys/class/net/${hostIfName(row.id)}/statistics`;
-  const hostRx = row.network === 'bridge' ? counter(`${link}/rx_bytes`) : null;
-  const hostTx = row.network === 'bridge' ? counter(`${link}/tx_bytes`) : null;
+  // Through rtnetlink: /sys/class/net is the host's in a daemon with a netns of its own.
+  const link = row.network === 'bridge' ? addon().link(hostIfName(row.id)) : null;
+  const hostRx = link?.rxBytes ?? null;
+  const hostTx = link?.txBytes ?? null;
   const names = kit.store.volumesOf(row.id);
   const volumes = kit.store.volumeIdsOf(row.id).map((v) => {
     let bytes = 0;

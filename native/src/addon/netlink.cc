@@ -1,6 +1,7 @@
 // The host side of session networking: the bridge and the links on it.
 //   ensureBridge(name, gateway, prefix)  create (or adopt) the bridge, up
 //   deleteLink(name)                     delete a link (a session's veth)
+//   link(name) / links()                 read one link / all (MTU, bridge, counters)
 // Native because Node has no AF_NETLINK sockets; the alternative is an ip(8)
 // process per step. The rtnetlink calls are native/src/netlink.c's, shared
 // with enclave-init.
@@ -77,9 +78,64 @@ Napi::Value DeleteLink(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+Napi::Object LinkObject(Napi::Env env, const struct nl_link& l) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", Napi::String::New(env, l.name));
+  o.Set("index", Napi::Number::New(env, l.index));
+  o.Set("mtu", Napi::Number::New(env, l.mtu));
+  o.Set("master", Napi::Number::New(env, l.master));
+  // Byte counters pass 2^53 only after petabytes through one veth.
+  o.Set("rxBytes", l.has_stats ? Napi::Value(Napi::Number::New(env, static_cast<double>(l.rx_bytes))) : env.Null());
+  o.Set("txBytes", l.has_stats ? Napi::Value(Napi::Number::New(env, static_cast<double>(l.tx_bytes))) : env.Null());
+  return o;
+}
+
+// link(name): the link of this name in our netns ({name, index, mtu, master,
+// rxBytes, txBytes}), or null if there is none.
+Napi::Value Link(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "link(name: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = nl_open();
+  if (fd < 0) return ThrowErrno(env, "netlink socket", -fd);
+  struct nl_link l;
+  int rc = nl_link_get(fd, info[0].As<Napi::String>().Utf8Value().c_str(), &l);
+  close(fd);
+  if (rc == -ENODEV) return env.Null();
+  if (rc < 0) return ThrowErrno(env, "read link", -rc);
+  return LinkObject(env, l);
+}
+
+struct Collected {
+  Napi::Env env;
+  Napi::Array out;
+  uint32_t n;
+};
+
+void CollectLink(const struct nl_link* l, void* ctx) {
+  Collected* c = static_cast<Collected*>(ctx);
+  c->out.Set(c->n++, LinkObject(c->env, *l));
+}
+
+// links(): every link of our netns, as link() gives each.
+Napi::Value Links(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = nl_open();
+  if (fd < 0) return ThrowErrno(env, "netlink socket", -fd);
+  Collected c{env, Napi::Array::New(env), 0};
+  int rc = nl_link_each(fd, CollectLink, &c);
+  close(fd);
+  if (rc < 0) return ThrowErrno(env, "list links", -rc);
+  return c.out;
+}
+
 const enclave::Export kExports[] = {
     {"ensureBridge", enclave::Fn<EnsureBridge>},
     {"deleteLink", enclave::Fn<DeleteLink>},
+    {"link", enclave::Fn<Link>},
+    {"links", enclave::Fn<Links>},
 };
 
 }  // namespace
