@@ -120,16 +120,36 @@ export class Worker {
     await this.local.discard(id);
   }
 
-  /** A failed create's report, its placement gone first: nothing of it is left here to count, and its slot goes back at once. */
+  /**
+   * A failed create's report, its placement and its slot gone first: nothing
+   * of it is left here to count, and a create its caller makes on hearing of
+   * the failure finds the slot free (settle() would free it up to a second later).
+   */
   private async reportFailed(id: string, log: Logger): Promise<void> {
     const status = this.failedReports.get(id);
     if (!status) return;
     try {
-      if (this.local.stateOf(id) === undefined) await within(this.etcd.delete().key(key.desired(this.node, id)).exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+      if (this.local.stateOf(id) === undefined) {
+        await within(this.etcd.delete().key(key.desired(this.node, id)).exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+        await within(this.release(id), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+      }
       await within(this.etcd.put(key.status(id)).value(JSON.stringify(status)).exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       this.failedReports.delete(id);
     } catch (e) {
       log.warn({ err: (e as Error).message }, 'cannot report the failed create to the fleet yet; trying again each second');
+    }
+  }
+
+  /** Drop `id` from this node's allocation, by compare-and-swap (read again on a lost race; settle() is the backstop). */
+  private async release(id: string): Promise<void> {
+    for (let i = 0; i < 5; i++) {
+      const alloc = await getWithRev(this.etcd, key.alloc(this.node));
+      const have = alloc.value === null ? null : parseValue(allocSchema, key.alloc(this.node), alloc.value);
+      if (!have || !(id in have.sessions)) return;
+      const sessions = { ...have.sessions };
+      delete sessions[id];
+      const put = this.etcd.put(key.alloc(this.node)).value(JSON.stringify({ sessions } satisfies Alloc));
+      if ((await this.etcd.if(key.alloc(this.node), 'Mod', '==', alloc.rev).then(put).commit()).succeeded) return;
     }
   }
 
