@@ -147,6 +147,28 @@ describe.skipIf(!isRoot)('stop and start (root)', () => {
     expect(again.id).not.toBe(s.id);
   });
 
+  it('a session re-adopted after a restart, stopped and started again at once, runs on: the old init\'s exit is not the new one\'s', async () => {
+    // A quick start (no network to set up) and a daemon killed outright, as a fleet test found it.
+    const s = await d.create({ name: 'adopted', network: 'none', console: true });
+    // Three rounds: the race is a start finishing within 50 ms of the stop.
+    for (let round = 0; round < 3; round++) {
+      await d.stop('SIGKILL');
+      await d.start();
+      // A while after the re-adoption, as where a fleet test found it (a stop at once did not show it here).
+      await sleep(1000);
+      // Straight one after the other through the API (no CLI start between): the old init's exit
+      // watch answers up to 50 ms late for an adopted init, while the new init already runs.
+      expect((await d.api('POST', `/v1/sessions/${s.id}/stop`)).status).toBe(200);
+      const started = await d.api('POST', `/v1/sessions/${s.id}/start`);
+      expect(started.status, JSON.stringify(started.body)).toBe(200);
+      await sleep(300);
+      const now = await d.show(s.id);
+      expect(now, JSON.stringify(now)).toMatchObject({ state: 'running', last_error: null });
+      expect((await d.sh(s.id, 'echo alive')).stdout).toBe('alive\n');
+    }
+    await d.destroy(s.id);
+  });
+
   it('idle stop: not while a viewer is attached; then after its timeout, saying why', async () => {
     const s = await d.create({ name: 'idle', idle_timeout_s: 2 });
     expect(s.idle_timeout_s).toBe(2);
