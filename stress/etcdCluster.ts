@@ -1,4 +1,4 @@
-// A three-member etcd cluster on loopback (Debian's etcd-server), for the
+// A three-member etcd cluster on this machine (Debian's etcd-server), for the
 // fleet's tests and `npm run fleet`: each member's data and log under one
 // directory, ports below the ephemeral range with no socket on them, and a
 // stop that kills and reaps every member. Fsync is off: these clusters are
@@ -53,15 +53,17 @@ async function healthy(client: string, deadline: number): Promise<void> {
 /**
  * Start `size` members under `dir` (its own subdirectory each). `detach`:
  * the members outlive this process (npm run fleet up); else they are our
- * children and die with a stop().
+ * children and die with a stop(). `host`: the address clients use (default
+ * 127.0.0.1).
  */
-export async function startEtcdCluster(dir: string, o: { size?: number; salt?: number; detach?: boolean } = {}): Promise<EtcdCluster> {
+export async function startEtcdCluster(dir: string, o: { size?: number; salt?: number; detach?: boolean; host?: string } = {}): Promise<EtcdCluster> {
   if (!existsSync(ETCD)) throw new Error(`${ETCD} is missing: install Debian's etcd-server (.ci/setup does)`);
   const size = o.size ?? 3;
   const ports = freePorts(size * 2, o.salt ?? 0);
   const names = Array.from({ length: size }, (_, i) => `m${i}`);
   const peer = (i: number) => `http://127.0.0.1:${ports[size + i]}`;
-  const client = (i: number) => `http://127.0.0.1:${ports[i]}`;
+  // Clients on `host` (a fleet's bridge address: nodes in their own netns reach it there), members among themselves on loopback.
+  const client = (i: number) => `http://${o.host ?? '127.0.0.1'}:${ports[i]}`;
   const initial = names.map((n, i) => `${n}=${peer(i)}`).join(',');
   const token = `enclave-${process.pid}-${Date.now()}`;
   const procs: ChildProcess[] = [];

@@ -1,12 +1,13 @@
 // `npm run fleet -- up [--nodes N]` / `npm run fleet -- down`: a fleet on
 // this machine, for trying fleet mode (docs/fleet.md). up starts a
-// three-member etcd cluster on loopback and N daemons (default 3), each with
-// its own state dir, socket, bridge and subnet, nftables table, cgroup
-// parent and ID range, all under /var/tmp/enclave-fleet/RUN, and prints one
-// line per node: NAME SOCKET. down destroys their sessions, stops them,
-// removes their host objects and the etcd cluster, and sweeps what any
-// earlier run left (everything named with the fleet's prefixes). The nodes
-// share this host's network namespace (one per node is a later slice).
+// three-member etcd cluster and N daemons (default 3), each in a network
+// namespace of its own joined to the fleet's bridge (stress/nodeNet.ts; etcd
+// listens on the host's address there), each with its own state dir,
+// socket, session bridge and subnet, nftables table, cgroup parent and ID
+// range, all under /var/tmp/enclave-fleet/RUN, and prints one line per node:
+// NAME SOCKET. down destroys their sessions, stops them, removes their host
+// objects, namespaces and the etcd cluster, and sweeps what any earlier run
+// left (everything named with the fleet's prefixes).
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -16,6 +17,7 @@ import { call } from '../src/cli/client.js';
 import { detectCgroupLayout, killCgroup, removeCgroup, versionOf } from '../src/isolation/cgroups.js';
 import { repoRoot } from '../src/native/addon.js';
 import { alive, etcdUnder, startEtcdCluster } from './etcdCluster.js';
+import { makeFleetNet, sweepFleetNets } from './nodeNet.js';
 import { makeCa, makeNodeCert, peerSection } from './fleetCerts.js';
 import { killLxcfsUnder } from '../test/integration/harness.js';
 
@@ -24,15 +26,20 @@ const CLI = join(repoRoot, 'dist', 'bundle', 'main.js');
 const CGROUP_ROOT = '/sys/fs/cgroup';
 /** Every name this tool gives a host object starts with one of these: down sweeps them all. */
 const BRIDGE_PREFIX = 'efl';
+/** The nodes' namespaces: NETNS_PREFIX+TAG-I (the fleet's bridge is BRIDGE_PREFIX+TAG, node i's host end that and h+I). */
+const NETNS_PREFIX = 'enclave-fleet-';
 const TABLE_PREFIX = 'enclave_fl_';
 const CGROUP_PREFIX = 'enclave-fleet-';
 /** Past every test daemon's range (they end below 4.17e9) and a production daemon's. */
 const ID_BASE = 4_200_000_000;
 const ID_SLOTS = 16;
-/** Node i listens for the other nodes (mutual TLS) on 127.0.0.1:PEER_PORT+i. */
+/** Every node listens for the others (mutual TLS) on its own address, this port. */
 const PEER_PORT = 7440;
 
-const runSchema = z.object({ endpoints: z.array(z.string()), nodes: z.array(z.object({ name: z.string(), socket: z.string(), config: z.string(), pidFile: z.string() })) });
+const runSchema = z.object({
+  endpoints: z.array(z.string()),
+  nodes: z.array(z.object({ name: z.string(), socket: z.string(), config: z.string(), pidFile: z.string(), netns: z.string() })),
+});
 type Run = z.infer<typeof runSchema>;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -77,7 +84,8 @@ async function up(count: number): Promise<void> {
   const tag = randomBytes(2).toString('hex');
   const run = join(ROOT, `run-${tag}`);
   mkdirSync(run, { recursive: true, mode: 0o755 });
-  const etcd = await startEtcdCluster(join(run, 'etcd'), { detach: true });
+  const net = makeFleetNet({ link: `${BRIDGE_PREFIX}${tag}`, netns: `${NETNS_PREFIX}${tag}`, count });
+  const etcd = await startEtcdCluster(join(run, 'etcd'), { detach: true, host: net.host });
   const state: Run = { endpoints: etcd.endpoints, nodes: [] };
   // This run's CA and a certificate per node (their CN the node's name) for the mutual-TLS channel.
   const pki = join(run, 'pki');
@@ -87,15 +95,16 @@ async function up(count: number): Promise<void> {
     const dir = join(run, name);
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     const config = join(dir, 'config.toml');
-    const peer = peerSection(`127.0.0.1:${PEER_PORT + i}`, ca.ca, makeNodeCert(pki, ca, name));
+    const peer = peerSection(`${net.nodes[i]!.address}:${PEER_PORT}`, ca.ca, makeNodeCert(pki, ca, name));
     writeFileSync(config, nodeConfig({ dir, name, index: i, tag, endpoints: etcd.endpoints, peer }));
     const log = openSync(join(dir, 'daemon.log'), 'a');
-    const p = spawn(process.execPath, [CLI, 'daemon', '--config', config], { stdio: ['ignore', log, log], detached: true });
+    // Only the network namespace is entered: the daemon's mounts are the host's (its sessions' roots, lxcfs).
+    const p = spawn('nsenter', [`--net=${net.nodes[i]!.path}`, process.execPath, CLI, 'daemon', '--config', config], { stdio: ['ignore', log, log], detached: true });
     closeSync(log);
     p.unref();
     const pidFile = join(dir, 'daemon.pid');
     writeFileSync(pidFile, String(p.pid));
-    state.nodes.push({ name, socket: join(dir, 'enclave.sock'), config, pidFile });
+    state.nodes.push({ name, socket: join(dir, 'enclave.sock'), config, pidFile, netns: net.nodes[i]!.path });
     writeFileSync(join(run, 'fleet.json'), JSON.stringify(state));
   }
   for (const n of state.nodes) {
@@ -159,7 +168,7 @@ async function down(say = true): Promise<void> {
       const hier = join(CGROUP_ROOT, h);
       for (const e of existsSync(hier) ? readdirSync(hier).filter((x) => x.startsWith(CGROUP_PREFIX)) : []) await removeTree(join(hier, e));
     }
-    for (const n of state?.nodes ?? []) spawnSync(process.execPath, [CLI, 'daemon', '--cleanup', '--config', n.config], { stdio: 'ignore' });
+    for (const n of state?.nodes ?? []) if (existsSync(n.netns)) spawnSync('nsenter', [`--net=${n.netns}`, process.execPath, CLI, 'daemon', '--cleanup', '--config', n.config], { stdio: 'ignore' });
     // lxcfs of each node outlives its daemon by design, and --cleanup stops it; whatever is left goes here
     // (a node whose daemon was killed, as the fleet bench's failure figure does, can leave one serving).
     killLxcfsUnder(dir);
@@ -169,6 +178,8 @@ async function down(say = true): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
     if (say) process.stdout.write(`removed ${dir}\n`);
   }
+  // The namespaces (their session bridges and tables go with them) and the fleet's bridges; then what runs before nodes had namespaces left.
+  sweepFleetNets(NETNS_PREFIX, () => true, new RegExp(`^${BRIDGE_PREFIX}[0-9a-f]{4}(h\\d)?$`), () => true);
   for (const link of existsSync('/sys/class/net') ? readdirSync('/sys/class/net') : []) if (new RegExp(`^${BRIDGE_PREFIX}[0-9a-f]{4}\\d$`).test(link)) spawnSync('ip', ['link', 'del', link], { stdio: 'ignore' });
   const tables = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' }).stdout ?? '';
   for (const m of tables.matchAll(new RegExp(`^table inet (${TABLE_PREFIX}[0-9a-f]{4}\\d)$`, 'gm'))) spawnSync('nft', ['delete', 'table', 'inet', m[1]!], { stdio: 'ignore' });

@@ -1,6 +1,7 @@
 // Fleet mode, slice A (docs/fleet.md): a real three-member etcd cluster
-// (Debian's etcd-server) on loopback and three daemons as three nodes, each
-// with its own state dir, socket, bridge, cgroup parent and ID range. Every
+// (Debian's etcd-server) and three daemons as three nodes, each in a network
+// namespace of its own joined to the run's bridge (where etcd listens), with
+// its own state dir, socket, bridge, cgroup parent and ID range. Every
 // create goes through node A: placed on a node with room (a full node is
 // skipped), pending with its reason when none has room and placed once a
 // session ends, never on a cordoned node; a node whose daemon is SIGKILLed
@@ -12,7 +13,8 @@ import { existsSync } from 'node:fs';
 import { cliAs, isRoot, TestDaemon } from './harness.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
 import { startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
-import { endFleetRun, fleetRunDir } from './fleetRun.js';
+import { endFleetRun, fleetNetwork, fleetRunDir } from './fleetRun.js';
+import type { FleetNet } from '../../stress/nodeNet.js';
 
 const TTL_S = 2;
 const GID = 48216; // a group nobody on the machine has
@@ -43,6 +45,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 
 describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
   let dir: string;
   let etcd: EtcdCluster;
+  let net: FleetNet;
   const nodes: Record<'a' | 'b' | 'c', TestDaemon> = {} as never;
   const names = { a: '', b: '', c: '' };
 
@@ -61,13 +64,14 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
 
   beforeAll(async () => {
     dir = fleetRunDir('etcd');
-    etcd = await startEtcdCluster(dir, { salt: 3 });
+    net = fleetNetwork(3);
+    etcd = await startEtcdCluster(dir, { salt: 3, host: net.host });
     const cluster = (node: string) => `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${node}"\nlease_ttl_s = ${TTL_S}\n`;
     // Room for 3, 2 and 1 sessions.
     // Node A lets uid 65534 (with the socket group) act on its own sessions: nothing of node.*.
     const rules = `[[access.rules]]\nname = "nobody-own"\nuids = [${NOBODY}]\nactions = ["session.*"]\nscope = "self"\n`;
-    for (const [k, slots] of [['a', 3], ['b', 2], ['c', 1]] as const) {
-      const d = new TestDaemon({ extraConfig: `max_sessions = ${slots}\n` });
+    for (const [k, slots, i] of [['a', 3, 0], ['b', 2, 1], ['c', 1, 2]] as const) {
+      const d = new TestDaemon({ extraConfig: `max_sessions = ${slots}\n`, netns: net.nodes[i]!.path });
       names[k] = `n${k}-${d.tag}`;
       // Node C lets no non-root uid own a session there: the owning node's budget check.
       const budget = k === 'c' ? '[access]\nmax_sessions_per_uid = 0\n' : '';
@@ -82,7 +86,7 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
   }, 120_000);
 
   afterAll(async () => {
-    await endFleetRun(dir, etcd, Object.values(nodes));
+    await endFleetRun(dir, etcd, Object.values(nodes), net);
   }, 120_000);
 
   it('lists the nodes with their state, sessions and capacity', async () => {

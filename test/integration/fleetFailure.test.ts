@@ -1,7 +1,7 @@
-// Fleet failure (docs/fleet.md "Failure"): a real three-member etcd cluster on
-// loopback and three daemons as three nodes. Node B reaches etcd only through
-// TCP relays the test can cut (a network cut of B alone: its socket, its
-// sessions and the other nodes are untouched). In order:
+// Fleet failure (docs/fleet.md "Failure"): a real three-member etcd cluster
+// and three daemons as three nodes, each in a network namespace of its own
+// joined to the run's bridge by a link the test can cut (B's taken down: B
+// alone is cut off, its Unix socket and sessions untouched). In order:
 // - B's daemon SIGKILLed: its sessions keep running, B is unreachable, and
 //   back within the grace it carries on with them;
 // - B cut off from etcd past the grace: its sessions are declared lost (and
@@ -14,14 +14,14 @@
 // - etcd quorum lost: fleet operations fail at once with one line (503), the
 //   sessions keep running and exec into a node's own session works.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import { isRoot, TestDaemon } from './harness.js';
 import { Viewer } from './viewer.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
 import { startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
-import { endFleetRun, fleetRunDir } from './fleetRun.js';
+import { endFleetRun, fleetNetwork, fleetRunDir } from './fleetRun.js';
+import type { FleetNet } from '../../stress/nodeNet.js';
 
 const TTL_S = 2;
 /** Long enough for a daemon restart on a loaded machine, short enough for CI. */
@@ -57,56 +57,11 @@ function runs(pid: number): boolean {
   }
 }
 
-/** A TCP relay to one etcd member that the test can cut (every connection dropped, new ones refused) and heal. */
-interface Relay {
-  endpoint: string;
-  cut(): void;
-  heal(): void;
-  close(): Promise<void>;
-}
-
-async function relay(target: string): Promise<Relay> {
-  const t = new URL(target);
-  const open = new Set<Socket>();
-  let cut = false;
-  const server: Server = createServer((c) => {
-    if (cut) return void c.destroy();
-    const up = createConnection({ host: t.hostname, port: Number(t.port) });
-    open.add(c).add(up);
-    const drop = () => {
-      c.destroy();
-      up.destroy();
-      open.delete(c);
-      open.delete(up);
-    };
-    c.on('error', drop).on('close', drop);
-    up.on('error', drop).on('close', drop);
-    c.pipe(up).pipe(c);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as { port: number }).port;
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    cut: () => {
-      cut = true;
-      for (const s of open) s.destroy();
-      open.clear();
-    },
-    heal: () => {
-      cut = false;
-    },
-    close: () => {
-      for (const s of open) s.destroy();
-      return new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
-
 describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
   let dir: string;
   let etcd: EtcdCluster;
   let client: Etcd3;
-  const relays: Relay[] = [];
+  let net: FleetNet;
   const nodes: Record<'a' | 'b' | 'c', TestDaemon> = {} as never;
   const names = { a: '', b: '', c: '' };
 
@@ -140,14 +95,13 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
 
   beforeAll(async () => {
     dir = fleetRunDir('etcdf');
-    etcd = await startEtcdCluster(dir, { salt: 5 });
+    net = fleetNetwork(3);
+    etcd = await startEtcdCluster(dir, { salt: 5, host: net.host });
     client = new Etcd3({ hosts: etcd.endpoints, dialTimeout: 3000 });
-    for (const e of etcd.endpoints) relays.push(await relay(e));
-    for (const k of ['a', 'b', 'c'] as const) {
-      const d = new TestDaemon({ extraConfig: `max_sessions = ${SLOTS}\n` });
+    for (const [k, i] of [['a', 0], ['b', 1], ['c', 2]] as const) {
+      const d = new TestDaemon({ extraConfig: `max_sessions = ${SLOTS}\n`, netns: net.nodes[i]!.path });
       names[k] = `f${k}-${d.tag}`;
-      const endpoints = k === 'b' ? relays.map((r) => r.endpoint) : etcd.endpoints;
-      const cluster = `[cluster]\nendpoints = ${JSON.stringify(endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = ${TTL_S}\ngrace_s = ${GRACE_S}\n`;
+      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = ${TTL_S}\ngrace_s = ${GRACE_S}\n`;
       d.reconfigure({ extraConfig: `max_sessions = ${SLOTS}\n${cluster}` });
       nodes[k] = d;
       await d.start();
@@ -159,9 +113,8 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
   }, 120_000);
 
   afterAll(async () => {
-    await endFleetRun(dir, etcd, Object.values(nodes), async () => {
+    await endFleetRun(dir, etcd, Object.values(nodes), net, async () => {
       client?.close();
-      for (const r of relays) await r.close();
     });
   }, 120_000);
 
@@ -188,7 +141,7 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     const onB = await runningOn(nodes.b);
     expect(onB).toHaveLength(2);
     const inits = await Promise.all(onB.map(async (id) => (await nodes.b.show(id)).init_pid!));
-    for (const r of relays) r.cut();
+    net.cut(1); // B's link
     await until('B unreachable', async () => ((await nodeState(names.b)) === 'unreachable' ? true : undefined));
     // Cut off, B still serves its own sessions.
     const ex = await nodes.b.sh(onB[0]!, 'echo still-here');
@@ -203,7 +156,7 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     expect((await runningOn(nodes.b)).sort()).toEqual([...onB].sort());
     for (const d of [nodes.a, nodes.c]) for (const id of onB) expect((await local(d)).map((s) => s.id)).not.toContain(id);
 
-    for (const r of relays) r.heal();
+    net.heal(1);
     await until('B fenced them', async () => {
       const st = await Promise.all(onB.map(fleetStatus));
       return st.every((s) => s?.state === 'fenced') ? true : undefined;

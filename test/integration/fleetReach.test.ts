@@ -22,7 +22,8 @@ import { Viewer } from './viewer.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
 import type { AuditEvent } from '../../src/api/eventSchemas.js';
 import { startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
-import { endFleetRun, fleetRunDir } from './fleetRun.js';
+import { endFleetRun, fleetNetwork, fleetRunDir } from './fleetRun.js';
+import type { FleetNet } from '../../stress/nodeNet.js';
 import { makeCa, makeNodeCert, peerSection } from '../../stress/fleetCerts.js';
 
 const GID = 48217; // a group nobody on the machine has
@@ -42,10 +43,10 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 
   }
 }
 
-/** An HTTPS GET to a node's peer port with the given client material: the status, or the error's message. */
-function peerGet(port: number, tls: { ca: Buffer; cert?: Buffer; key?: Buffer }, servername: string, path = '/v1/sessions'): Promise<number | string> {
+/** An HTTPS GET to a node's peer endpoint with the given client material: the status, or the error's message. */
+function peerGet(host: string, port: number, tls: { ca: Buffer; cert?: Buffer; key?: Buffer }, servername: string, path = '/v1/sessions'): Promise<number | string> {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path, servername, ...tls, headers: { 'x-enclave-uid': '0', 'x-enclave-gids': '' }, checkServerIdentity: () => undefined }, (res) => {
+    const req = request({ host, port, path, servername, ...tls, headers: { 'x-enclave-uid': '0', 'x-enclave-gids': '' }, checkServerIdentity: () => undefined }, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
     });
@@ -57,9 +58,12 @@ function peerGet(port: number, tls: { ca: Buffer; cert?: Buffer; key?: Buffer },
 describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS', () => {
   let dir: string;
   let etcd: EtcdCluster;
+  let net: FleetNet;
   const nodes: Record<'a' | 'b' | 'c', TestDaemon> = {} as never;
   const names = { a: '', b: '', c: '' };
   const ports = { a: 0, b: 0, c: 0 };
+  /** Each node's address on the run's bridge (its peer listener's). */
+  const hosts = { a: '', b: '', c: '' };
   let caFile = '';
   let far: Session;
   let mine: Session;
@@ -98,16 +102,18 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
 
   beforeAll(async () => {
     dir = fleetRunDir('reach');
-    etcd = await startEtcdCluster(dir, { salt: 5 });
+    net = fleetNetwork(3);
+    etcd = await startEtcdCluster(dir, { salt: 5, host: net.host });
     const ca = makeCa(join(dir, 'pki'));
     caFile = ca.ca;
     const rules = `[[access.rules]]\nname = "nobody-own"\nuids = [${NOBODY}]\nactions = ["session.*", "events.list"]\nscope = "self"\n`;
-    for (const [k, salt] of [['a', 41], ['b', 42], ['c', 43]] as const) {
-      const d = new TestDaemon({ extraConfig: 'max_sessions = 4\n' });
+    for (const [k, salt, i] of [['a', 41, 0], ['b', 42, 1], ['c', 43, 2]] as const) {
+      const d = new TestDaemon({ extraConfig: 'max_sessions = 4\n', netns: net.nodes[i]!.path });
       names[k] = `r${k}-${d.tag}`;
       ports[k] = listenPort(salt);
+      hosts[k] = net.nodes[i]!.address;
       const cert = makeNodeCert(join(dir, 'pki'), ca, names[k]);
-      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\ngrace_s = ${GRACE_S}\n${peerSection(`127.0.0.1:${ports[k]}`, ca.ca, cert)}`;
+      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\ngrace_s = ${GRACE_S}\n${peerSection(`${hosts[k]}:${ports[k]}`, ca.ca, cert)}`;
       d.reconfigure({ extraConfig: `max_sessions = 4\n${k === 'a' ? rules : ''}${cluster}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
       nodes[k] = d;
       await d.start();
@@ -126,12 +132,12 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
   }, 180_000);
 
   afterAll(async () => {
-    await endFleetRun(dir, etcd, Object.values(nodes));
+    await endFleetRun(dir, etcd, Object.values(nodes), net);
   }, 120_000);
 
   it('advertises each node at its mutual-TLS endpoint, and lists and shows C\'s sessions from A and B with their node', async () => {
     const l = (await nodes.b.api('GET', '/v1/nodes')).body as { nodes: { name: string; endpoint: string }[] };
-    expect(l.nodes.find((n) => n.name === names.c)?.endpoint).toBe(`127.0.0.1:${ports.c}`);
+    expect(l.nodes.find((n) => n.name === names.c)?.endpoint).toBe(`${hosts.c}:${ports.c}`);
     for (const through of [nodes.a, nodes.b]) {
       const r = await through.api('GET', '/v1/sessions');
       expect(r.status).toBe(200);
@@ -204,18 +210,18 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
 
   it('refuses a peer without a certificate of the fleet CA, and one whose certificate names no node', async () => {
     const ca = readFileSync(caFile);
-    expect(await peerGet(ports.c, { ca }, names.c)).toMatch(/certificate|alert|socket hang up|ECONNRESET/i);
+    expect(await peerGet(hosts.c, ports.c, { ca }, names.c)).toMatch(/certificate|alert|socket hang up|ECONNRESET/i);
     const other = makeCa(join(dir, 'other'), 'not-the-fleet');
     const wrong = makeNodeCert(join(dir, 'other'), other, names.a);
-    expect(await peerGet(ports.c, { ca, cert: readFileSync(wrong.cert), key: readFileSync(wrong.key) }, names.c)).toMatch(/certificate|alert|socket hang up|ECONNRESET/i);
+    expect(await peerGet(hosts.c, ports.c, { ca, cert: readFileSync(wrong.cert), key: readFileSync(wrong.key) }, names.c)).toMatch(/certificate|alert|socket hang up|ECONNRESET/i);
     const stranger = makeNodeCert(join(dir, 'pki'), { ca: caFile, caKey: join(dir, 'pki', 'ca.key') }, 'intruder');
-    expect(await peerGet(ports.c, { ca, cert: readFileSync(stranger.cert), key: readFileSync(stranger.key) }, names.c)).toBe(403);
+    expect(await peerGet(hosts.c, ports.c, { ca, cert: readFileSync(stranger.cert), key: readFileSync(stranger.key) }, names.c)).toBe(403);
     const good = makeNodeCert(join(dir, 'pki'), { ca: caFile, caKey: join(dir, 'pki', 'ca.key') }, names.b);
-    expect(await peerGet(ports.c, { ca, cert: readFileSync(good.cert), key: readFileSync(good.key) }, names.c)).toBe(200);
+    expect(await peerGet(hosts.c, ports.c, { ca, cert: readFileSync(good.cert), key: readFileSync(good.key) }, names.c)).toBe(200);
     // Even a node gets only what the route table forwards: not the node list, not a reload.
-    expect(await peerGet(ports.c, { ca, cert: readFileSync(good.cert), key: readFileSync(good.key) }, names.c, '/v1/nodes')).toBe(403);
+    expect(await peerGet(hosts.c, ports.c, { ca, cert: readFileSync(good.cert), key: readFileSync(good.key) }, names.c, '/v1/nodes')).toBe(403);
     const plain = await new Promise<number | string>((resolve) => {
-      const req = plainRequest({ host: '127.0.0.1', port: ports.c, path: '/v1/sessions' }, (res) => resolve(res.statusCode ?? 0));
+      const req = plainRequest({ host: hosts.c, port: ports.c, path: '/v1/sessions' }, (res) => resolve(res.statusCode ?? 0));
       req.on('error', (e) => resolve(e.message));
       req.end();
     });
@@ -295,6 +301,10 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
 
     // A port is the owning node's host's: published there, through A.
     const web = await createdOnC({ memory_mb: 128, network: 'bridge' });
+    // Its veth's counters are read in C's netns (rtnetlink: /sys/class/net there is the host's), through A.
+    const stats = await nodes.a.api('GET', `/v1/sessions/${web.id}/stats`);
+    expect(stats.status, JSON.stringify(stats.body)).toBe(200);
+    expect((stats.body as { network: unknown }).network).toMatchObject({ rx_bytes: expect.any(Number), tx_bytes: expect.any(Number) });
     const port = listenPort(44);
     const pub = await nodes.a.api('POST', `/v1/sessions/${web.id}/ports`, { host_ip: '127.0.0.1', host_port: port, session_port: 8080 });
     expect(pub.status, JSON.stringify(pub.body)).toBe(201);

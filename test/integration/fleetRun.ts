@@ -1,18 +1,37 @@
-// What the fleet test files share: where their etcd clusters live, and the
-// end of a run (nodes, then what the test holds open, then the cluster),
-// checked to leave nothing of either behind.
+// What the fleet test files share: where their etcd clusters live, their
+// network (a namespace per node joined to a bridge of the run, stress/nodeNet.ts),
+// and the end of a run (nodes, then what the test holds open, then the
+// cluster, then the network), checked to leave nothing of any behind.
 import { expect } from 'vitest';
-import { existsSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import type { TestDaemon } from './harness.js';
-import { etcdRunDir, etcdUnder, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { alive, etcdRunDir, etcdUnder, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { makeFleetNet, netnsHolders, sweepFleetNets, type FleetNet } from '../../stress/nodeNet.js';
 
 const ROOT = '/var/tmp/enclave-fleet-test';
+/** A test run's namespaces: NETNS-PID-TAG-I; its bridge LINK+TAG, node i's host end LINK+TAG+h+I. */
+const NETNS = 'enclave-ft-';
+const LINK = 'eft';
 
 /** A run's own directory for its etcd cluster and certificates. */
 export const fleetRunDir = (label: string): string => etcdRunDir(ROOT, label);
 
-/** Stop the nodes, then whatever `between` closes (clients, relays), then the cluster; nothing of them may remain. */
-export async function endFleetRun(dir: string | undefined, etcd: EtcdCluster | undefined, nodes: readonly (TestDaemon | undefined)[], between?: () => Promise<void>): Promise<void> {
+/** The network of a run of `count` nodes, after sweeping what killed runs left. */
+export function fleetNetwork(count: number): FleetNet {
+  const live = () => (existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith(NETNS)) : []);
+  sweepFleetNets(
+    NETNS,
+    (n) => !alive(Number(/^enclave-ft-(\d+)-/.exec(n)?.[1] ?? 0)),
+    new RegExp(`^${LINK}[0-9a-f]{4}(h\\d)?$`),
+    (l) => !live().some((n) => n.includes(`-${l.slice(LINK.length, LINK.length + 4)}-`)),
+  );
+  const tag = randomBytes(2).toString('hex');
+  return makeFleetNet({ link: `${LINK}${tag}`, netns: `${NETNS}${process.pid}-${tag}`, count });
+}
+
+/** Stop the nodes, then whatever `between` closes (clients), then the cluster, then the network; nothing of them may remain. */
+export async function endFleetRun(dir: string | undefined, etcd: EtcdCluster | undefined, nodes: readonly (TestDaemon | undefined)[], net: FleetNet | undefined, between?: () => Promise<void>): Promise<void> {
   for (const d of nodes) await d?.cleanup();
   await between?.();
   await etcd?.stop();
@@ -23,11 +42,16 @@ export async function endFleetRun(dir: string | undefined, etcd: EtcdCluster | u
   } catch {
     /* another run's cluster is there */
   }
+  net?.remove();
   expect(left).toEqual([]);
   for (const d of nodes) {
     if (!d) continue;
-    expect(existsSync(`/sys/class/net/${d.bridge}`)).toBe(false);
     expect(d.cgroupDirs()).toEqual([]);
     expect(existsSync(d.dir)).toBe(false);
+  }
+  if (net) {
+    // Deleted, a namespace lives on in any process still in it (with the node's bridge and table).
+    for (const n of net.nodes) expect(existsSync(n.path) || netnsHolders(n.inode).length > 0, n.name).toBe(false);
+    expect(readdirSync('/sys/class/net').filter((l) => l.startsWith(net.bridge))).toEqual([]);
   }
 }

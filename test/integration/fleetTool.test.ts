@@ -1,22 +1,26 @@
 // `npm run fleet -- up|down` (stress/fleet.ts): up prints NAME SOCKET per
 // node of a working fleet (the nodes joined by mutual TLS: one lists the
-// other's sessions); down leaves nothing of it on the host (etcd,
-// daemons, sessions, bridges, nftables tables, cgroups, mounts, files).
+// other's sessions), each node in a network namespace of its own; down
+// leaves nothing of it on the host (etcd, daemons, sessions, namespaces and
+// anything still in them, bridges, nftables tables, cgroups, mounts, files).
 // Note: up and down sweep any fleet this tool started earlier on this host.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot } from './harness.js';
 import { repoRoot } from '../../src/native/addon.js';
 import { call } from '../../src/cli/client.js';
+import { netnsHolders } from '../../stress/nodeNet.js';
 
 const TOOL = join(repoRoot, 'dist', 'stress', 'fleet.js');
 const ROOT = '/var/tmp/enclave-fleet';
 const fleet = (...args: string[]) => spawnSync(process.execPath, [TOOL, ...args], { encoding: 'utf8', timeout: 180_000 });
 
-/** What of the tool's is on the host: etcd and daemon processes, bridges, tables, cgroups, mounts, its directory. */
-function leftovers(): string[] {
+const namespaces = () => (existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith('enclave-fleet-')) : []);
+
+/** What of the tool's is on the host: etcd and daemon processes, namespaces (and what runs in those of `inodes`), bridges, tables, cgroups, mounts, its directory. */
+function leftovers(inodes: number[]): string[] {
   const out: string[] = [];
   for (const e of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
     try {
@@ -26,7 +30,9 @@ function leftovers(): string[] {
       /* gone */
     }
   }
-  out.push(...readdirSync('/sys/class/net').filter((l) => /^efl[0-9a-f]{4}\d$/.test(l)).map((l) => `link ${l}`));
+  out.push(...namespaces().map((n) => `netns ${n}`));
+  for (const i of inodes) out.push(...netnsHolders(i).map((p) => `process ${p} in a deleted node namespace`));
+  out.push(...readdirSync('/sys/class/net').filter((l) => /^efl[0-9a-f]{4}(h?\d)?$/.test(l)).map((l) => `link ${l}`));
   const tables = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' }).stdout ?? '';
   out.push(...[...tables.matchAll(/^table inet (enclave_fl_\w+)$/gm)].map((m) => `table ${m[1]}`));
   for (const h of readdirSync('/sys/fs/cgroup')) {
@@ -52,6 +58,13 @@ describe.skipIf(!isRoot)('npm run fleet -- up | down', () => {
     expect(up.status, up.stderr).toBe(0);
     const lines = up.stdout.trim().split('\n').map((l) => l.split(' '));
     expect(lines.map((l) => l[0])).toEqual(['node-a', 'node-b']);
+    // Each node in its own network namespace: the daemon's, and not the host's.
+    const inodes = namespaces().map((n) => statSync(`/run/netns/${n}`).ino);
+    expect(inodes).toHaveLength(2);
+    const pids = lines.map(([, socket]) => Number(readFileSync(join(socket!, '..', 'daemon.pid'), 'utf8')));
+    const netOf = (pid: number | 'self') => statSync(`/proc/${pid}/ns/net`).ino;
+    expect(pids.map(netOf).sort()).toEqual([...inodes].sort());
+    expect(pids.map(netOf)).not.toContain(netOf('self'));
     const [, socketA] = lines[0]!;
     const [, socketB] = lines[1]!;
     const nodes = (await call(socketB!, 'GET', '/v1/nodes')).body as { nodes: { name: string; state: string }[] };
@@ -72,6 +85,6 @@ describe.skipIf(!isRoot)('npm run fleet -- up | down', () => {
 
     const down = fleet('down');
     expect(down.status, down.stderr).toBe(0);
-    expect(leftovers()).toEqual([]);
+    expect(leftovers(inodes)).toEqual([]);
   }, 300_000);
 });

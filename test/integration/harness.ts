@@ -190,10 +190,10 @@ interface DaemonProcess {
   kill(signal: NodeJS.Signals): void;
 }
 
-/** Output to a log file, no terminal. */
-function detached(args: string[], logPath: string): DaemonProcess {
+/** Output to a log file, no terminal; in the network namespace at `netns` if given (nsenter execs: the PID is the daemon's). */
+function detached(args: string[], logPath: string, netns?: string): DaemonProcess {
   const log = openSync(logPath, 'a');
-  const p: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', log, log] });
+  const p: ChildProcess = netns ? spawn('nsenter', [`--net=${netns}`, process.execPath, ...args], { stdio: ['ignore', log, log] }) : spawn(process.execPath, args, { stdio: ['ignore', log, log] });
   closeSync(log); // the daemon holds its own copy
   const d: DaemonProcess = {
     pid: p.pid ?? -1,
@@ -266,9 +266,13 @@ export class TestDaemon {
   /** Init PIDs of every session seen, to reap those re-parented to us. */
   private readonly inits = new Set<number>();
 
-  /** `subnet`: a CIDR instead of the run's own /24 (the scale bench's /16); `bundle`: another build's dist/bundle/main.js (a benchmark's baseline). */
-  constructor(private opts: { slots?: number; wideIds?: boolean; subnet?: string; extraConfig?: string; topConfig?: string; terminal?: boolean; logLevel?: string; bundle?: string } = {}) {
+  /**
+   * `subnet`: a CIDR instead of the run's own /24 (the scale bench's /16); `bundle`: another build's dist/bundle/main.js (a benchmark's baseline);
+   * `netns`: the path of a network namespace the daemon runs in (a fleet node's, stress/nodeNet.ts), its mount namespace the host's.
+   */
+  constructor(private opts: { slots?: number; wideIds?: boolean; subnet?: string; extraConfig?: string; topConfig?: string; terminal?: boolean; logLevel?: string; bundle?: string; netns?: string } = {}) {
     if ((opts.slots ?? 16) > (opts.wideIds ? 1024 : 64)) throw new RangeError(`at most ${opts.wideIds ? 1024 : 64} ID slots per test daemon`);
+    if (opts.terminal && opts.netns) throw new RangeError('a daemon on a terminal runs in the host network namespace');
     this.idBase = opts.wideIds ? 4_100_000_000 : 1_000_000_000 + ((process.pid * 7 + daemonsMade++) % 700) * 64 * 65536;
   }
 
@@ -289,7 +293,7 @@ export class TestDaemon {
       );
     }
     const args = [this.opts.bundle ?? CLI, 'daemon', '--config', this.configPath];
-    this.proc = this.opts.terminal ? onTerminal(args, this.logPath) : detached(args, this.logPath);
+    this.proc = this.opts.terminal ? onTerminal(args, this.logPath) : detached(args, this.logPath, this.opts.netns);
     writeFileSync(join(this.dir, 'daemon.pid'), String(this.pid));
     // Generous: on a 2-core machine at load 10-12 a daemon took 9.5 s to listen; a hang still fails well inside the 60 s hook.
     const deadline = Date.now() + 40_000;
