@@ -1,7 +1,7 @@
 // Host side of session networking, set up once at daemon start: the bridge
 // with the gateway address, IPv4 forwarding, and Enclave's nftables table
 // with what sessions hold now (leases, published ports).
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { addon } from '../native/addon.js';
 import { intToIp, parseSubnet, type Subnet } from './addressing.js';
 import { applyRuleset, removeRuleset, type PortForward } from './firewall.js';
@@ -47,13 +47,41 @@ export async function ensureHostNetwork(n: NetworkConfig, leased: readonly numbe
   return { bridge: n.bridge, subnet, mtu: bridge.mtu };
 }
 
-// Links are read through rtnetlink (the addon), never /sys/class/net: sysfs
-// shows the netns of whoever mounted it, and a daemon started in a netns of
-// its own (`nsenter --net`, as a fleet node is) keeps the host's mount.
+// Whether /sys/class/net shows the daemon's own links: sysfs shows the netns
+// of whoever mounted it (the host's, at boot), and a daemon entered into a
+// netns of its own (`nsenter --net`, as a fleet node is) keeps that mount.
+const sysfsIsOurs = ((): boolean => {
+  try {
+    return statSync('/proc/self/ns/net').ino === statSync('/proc/1/ns/net').ino;
+  } catch {
+    return false;
+  }
+})();
 
-/** Whether a link of this name exists in the daemon's network namespace. */
+/**
+ * Whether a link of this name exists in the daemon's network namespace, as
+ * long as its name cannot be taken again: its sysfs entry, which goes last
+ * (rtnetlink forgets the name first, and asking it waits on the kernel's
+ * RTNL lock, which a netns teardown holds for tens of ms). In a netns of its
+ * own, its IPv4 sysctl directory, per netns and gone a moment before.
+ */
 export function linkExists(name: string): boolean {
-  return addon().link(name) !== null;
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) return false;
+  return existsSync(sysfsIsOurs ? `/sys/class/net/${name}` : `/proc/sys/net/ipv4/conf/${name}`);
+}
+
+/** A link's traffic counters: from sysfs where it is ours, else through rtnetlink; null if there is no such link. */
+export function linkCounters(name: string): { rxBytes: number; txBytes: number } | null {
+  if (sysfsIsOurs) {
+    try {
+      const read = (c: string) => Number(readFileSync(`/sys/class/net/${name}/statistics/${c}`, 'utf8'));
+      return { rxBytes: read('rx_bytes'), txBytes: read('tx_bytes') };
+    } catch {
+      return null;
+    }
+  }
+  const l = addon().link(name);
+  return l && l.rxBytes !== null && l.txBytes !== null ? { rxBytes: l.rxBytes, txBytes: l.txBytes } : null;
 }
 
 /** Ports currently enslaved to the bridge (host ends of session veths). */

@@ -12,7 +12,7 @@ import { cgroupUsage } from '../isolation/cgroupCounters.js';
 import { ApiError } from '../vocab/errors.js';
 import { UPPER_KEEP_FD } from '../native/contract.gen.js';
 import { hostIfName } from '../network/addressing.js';
-import { addon } from '../native/addon.js';
+import { linkCounters } from '../network/hostNetwork.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import { imagePath } from '../volumes/volumeDisk.js';
 import type { Kit } from './kit.js';
@@ -34,8 +34,7 @@ function usedBytes(path: string): number | null {
 export function readUsage(kit: Kit, row: SessionRow): Usage {
   const c = cgroupUsage(sessionCgroupDirs(kit.layout, kit.config.cgroups.parent, row.id));
   const pid = row.init_pid;
-  // Through rtnetlink: /sys/class/net is the host's in a daemon with a netns of its own.
-  const link = row.network === 'bridge' ? addon().link(hostIfName(row.id)) : null;
+  const link = row.network === 'bridge' ? linkCounters(hostIfName(row.id)) : null;
   const hostRx = link?.rxBytes ?? null;
   const hostTx = link?.txBytes ?? null;
   const names = kit.store.volumesOf(row.id);

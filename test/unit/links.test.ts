@@ -6,13 +6,20 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { addon, nativeBuildDir } from '../../src/native/addon.js';
+import { linkCounters, linkExists } from '../../src/network/hostNetwork.js';
 
 const SYS = '/sys/class/net';
 const isRoot = process.getuid?.() === 0;
 
 describe('addon link reads', () => {
   it('list the links sysfs lists, with their MTU and bridge', () => {
-    const links = addon().links();
+    // Other runs on this host add and remove links: a reading between two equal sysfs listings.
+    let links = addon().links();
+    for (let i = 0; i < 20; i++) {
+      const before = readdirSync(SYS).sort().join();
+      links = addon().links();
+      if (readdirSync(SYS).sort().join() === before) break;
+    }
     expect(links.map((l) => l.name).sort()).toEqual(readdirSync(SYS).sort());
     const byIndex = new Map(links.map((l) => [l.index, l.name]));
     for (const l of links) {
@@ -32,6 +39,14 @@ describe('addon link reads', () => {
     expect(addon().link('enclave-none0')).toBeNull();
     expect(addon().link('')).toBeNull();
     expect(addon().link('x'.repeat(40))).toBeNull();
+  });
+
+  it('linkExists and linkCounters answer for the daemon\'s own links, and nothing for a name that is not one', () => {
+    expect(linkExists('lo')).toBe(true);
+    expect(linkExists('enclave-none0')).toBe(false);
+    expect(linkExists('../lo')).toBe(false);
+    expect(linkCounters('lo')?.rxBytes).toBeGreaterThanOrEqual(0);
+    expect(linkCounters('enclave-none0')).toBeNull();
   });
 
   it.skipIf(!isRoot)("answer for the caller's own netns, where sysfs still shows the host's", () => {
