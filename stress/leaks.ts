@@ -84,9 +84,26 @@ export async function sessionRows(d: TestDaemon): Promise<{ id: string; state: s
   return listReply.parse((await d.api('GET', '/v1/sessions')).body).sessions;
 }
 
+/**
+ * The daemon's fd count once steady: the connection of an API call just
+ * answered (this module's own list call among them) is closed on the
+ * daemon's side a moment after the client saw the answer.
+ */
+async function steadyFdCount(pid: number): Promise<number> {
+  let n = fdCount(pid);
+  for (let i = 0; i < 25; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    const again = fdCount(pid);
+    if (again === n) return n;
+    n = again;
+  }
+  return n;
+}
+
 export async function kernelState(d: TestDaemon, idSpan: number): Promise<KernelState> {
   const all = procs();
   const rows = await sessionRows(d);
+  const daemonFds = await steadyFdCount(d.pid);
   return {
     bridgePorts: bridgePorts(d.bridge),
     cgroups: cgroupsUnder(d),
@@ -94,7 +111,7 @@ export async function kernelState(d: TestDaemon, idSpan: number): Promise<Kernel
     nftElements: nftElements(d.nftTable),
     idRangeProcesses: all.filter((p) => p.uid >= d.idBase && p.uid < d.idBase + idSpan).map((p) => `${p.pid} (${p.comm}) uid ${p.uid} state ${p.state}`),
     daemonZombies: all.filter((p) => p.ppid === d.pid && p.state === 'Z').map((p) => p.pid),
-    daemonFds: fdCount(d.pid),
+    daemonFds,
     unfinishedRows: rows.filter((s) => !FINAL_STATES.has(s.state)).map((s) => `${s.id} ${s.state}`),
   };
 }
