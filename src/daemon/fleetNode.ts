@@ -4,11 +4,13 @@
 // after the node that took the create checked the caller's access; this
 // node checks its owner's budget against what the owner holds here.
 import { statfsSync } from 'node:fs';
+import type { Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { capacityFor, hostSize } from '../isolation/capacity.js';
 import { BudgetRefusal, type Budgets } from '../access/budgets.js';
 import type { FenceTarget, Fleet, LocalNode, MoveSource } from '../fleet/fleet.js';
+import { serverOptions } from '../fleet/peerTls.js';
 import { storedFile } from '../sessions/stored.js';
 import type { NodeCapacity } from '../fleet/keys.js';
 import type { SessionManager } from '../sessions/manager.js';
@@ -91,7 +93,9 @@ export async function listenPeer(parts: Parts, fleet: Fleet): Promise<ApiServer 
   const p = fleet.c.peer;
   const reach = fleet.reach;
   if (!p || !reach) return undefined;
-  const api = createApiServer({ ...parts, fleet }, { tls: reach.tls, admits: (cert) => reach.admits(cert) });
+  const api = createApiServer({ ...parts, fleet }, { tls: reach.credentials.tls, admits: (cert) => reach.admits(cert) });
+  // A rotated certificate (a reload read new files): new connections get it, open ones keep theirs.
+  reach.credentials.onChange((t) => (api.server as HttpsServer).setSecureContext(serverOptions(t)));
   const at = p.listen.lastIndexOf(':');
   await new Promise<void>((resolve, reject) => {
     api.server.once('error', (e) => reject(new Error(`cannot listen for other nodes on ${p.listen} (cluster.peer.listen): ${e.message}`)));

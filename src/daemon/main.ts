@@ -153,21 +153,25 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
     log,
   });
   const objects = new Objects(sessions, volumes);
+  // Session state changes and audit events, pushed to GET /v1/events/stream.
+  const feed = new EventFeed({ sessions, access, audit, consoles, log });
+  const fleet = await fleetFor(config, sessions, consoles, budgets, log);
   const reload = (): ReloadReply => {
     let next: Config;
+    let rotated: boolean | undefined;
     try {
       next = reread();
+      // The node-to-node certificate, read again from the running paths (rotation); checked before anything changes.
+      rotated = fleet?.reach?.credentials.reload();
     } catch (e) {
       throw new ApiError('invalid_request', `config not reloaded, nothing changed: ${(e as Error).message}`);
     }
     const plan = planReload(config, next);
     applyReload(config, next, plan);
-    log.info({ applied: plan.applied, restart_needed: plan.restartNeeded }, 'config reloaded');
-    return { applied: plan.applied, restart_needed: plan.restartNeeded };
+    const applied = rotated ? [...plan.applied, 'cluster.peer files (certificate rotated)'] : plan.applied;
+    log.info({ applied, restart_needed: plan.restartNeeded }, 'config reloaded');
+    return { applied, restart_needed: plan.restartNeeded };
   };
-  // Session state changes and audit events, pushed to GET /v1/events/stream.
-  const feed = new EventFeed({ sessions, access, audit, consoles, log });
-  const fleet = await fleetFor(config, sessions, consoles, budgets, log);
   const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects, feed, reload, ...(fleet ? { fleet } : {}) };
   const { server, closeClients } = createApiServer(parts);
   const sockDir = dirname(config.socket);

@@ -3,9 +3,10 @@
 // peer only if its certificate chains to that CA and names a node registered
 // in the fleet. A forwarded call carries its caller's identity in headers
 // that only such a peer is trusted to set (src/daemon/peerServer.ts).
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent, request, type RequestOptions } from 'node:https';
-import { connect, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { connect, createSecureContext, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { z } from 'zod';
 import type { ClusterConfig } from './etcd.js';
 
@@ -45,6 +46,65 @@ export function loadPeerTls(p: PeerConfig): PeerTls {
   return { ca: read('ca', p.ca), cert: read('cert', p.cert), key: read('key', p.key) };
 }
 
+/**
+ * Whether the material can serve as node `node`: the key is the
+ * certificate's, the certificate is signed by the CA and names the node
+ * (what every peer checks). One line saying what is wrong, or undefined.
+ */
+export function peerTlsProblem(t: PeerTls, node: string, now = Date.now()): string | undefined {
+  try {
+    createSecureContext(serverOptions(t));
+    const cert = new X509Certificate(t.cert);
+    // The CA file may hold several (an old and a new CA while a fleet moves to another): any one signing it will do.
+    const cas = (t.ca.toString().match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((pem) => new X509Certificate(pem));
+    if (!cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey))) return 'cluster.peer.cert is not signed by a CA of cluster.peer.ca';
+    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) return `cluster.peer.cert is valid from ${cert.validFrom} to ${cert.validTo}, not now`;
+    const cn = /^CN=(.*)$/m.exec(cert.subject)?.[1];
+    if (cn !== node) return `cluster.peer.cert names '${cn ?? ''}', not this node (${node})`;
+    return undefined;
+  } catch (e) {
+    return `cluster.peer: ${(e as Error).message}`;
+  }
+}
+
+/**
+ * The node's TLS material, read again on a reload (certificate rotation:
+ * new files at the same paths). New connections, both ways, use the new
+ * material; those open finish on the old.
+ */
+export class PeerCredentials {
+  private current: PeerTls;
+  private readonly listeners: Array<(t: PeerTls) => void> = [];
+
+  constructor(
+    private readonly files: PeerConfig,
+    private readonly node: string,
+  ) {
+    this.current = loadPeerTls(files);
+    const problem = peerTlsProblem(this.current, node);
+    if (problem) throw new Error(problem);
+  }
+
+  get tls(): PeerTls {
+    return this.current;
+  }
+
+  onChange(f: (t: PeerTls) => void): void {
+    this.listeners.push(f);
+  }
+
+  /** Read the files again: true if they changed (checked, and in use now), false if not; throws one line if they cannot be used (the running ones stay). */
+  reload(): boolean {
+    const next = loadPeerTls(this.files);
+    if (next.ca.equals(this.current.ca) && next.cert.equals(this.current.cert) && next.key.equals(this.current.key)) return false;
+    const problem = peerTlsProblem(next, this.node);
+    if (problem) throw new Error(`${problem}; the running certificate stays`);
+    this.current = next;
+    for (const f of this.listeners) f(next);
+    return true;
+  }
+}
+
 /** The node a verified peer certificate names (its CN), or undefined. */
 export function peerName(cert: PeerCertificate | undefined): string | undefined {
   const cn = cert?.subject?.CN;
@@ -79,7 +139,30 @@ function clientOptions(t: PeerTls, node: string) {
 export class PeerClient {
   private readonly agents = new Map<string, Agent>();
 
-  constructor(private readonly tls: PeerTls) {}
+  constructor(private readonly credentials: PeerCredentials) {
+    credentials.onChange(() => this.retire());
+  }
+
+  private get tls(): PeerTls {
+    return this.credentials.tls;
+  }
+
+  /** Agents of earlier material, until their last connection is done. */
+  private readonly retired = new Set<Agent>();
+
+  /**
+   * New material: new agents from now on. An old one keeps no connection
+   * alive any more (each busy one closes once its call is done, or serves
+   * the calls queued behind it first); its idle ones close now.
+   */
+  private retire(): void {
+    for (const a of this.agents.values()) {
+      (a as Agent & { keepAlive: boolean }).keepAlive = false;
+      for (const list of Object.values(a.freeSockets)) for (const socket of list ?? []) socket.destroy();
+      this.retired.add(a);
+    }
+    this.agents.clear();
+  }
 
   private agent(node: string): Agent {
     let a = this.agents.get(node);
@@ -109,7 +192,8 @@ export class PeerClient {
   }
 
   close(): void {
-    for (const a of this.agents.values()) a.destroy();
+    for (const a of [...this.agents.values(), ...this.retired]) a.destroy();
     this.agents.clear();
+    this.retired.clear();
   }
 }

@@ -15,7 +15,7 @@ import { ApiError } from '../vocab/errors.js';
 import { getPrefix, getWithRev } from './etcd.js';
 import { desiredSchema, downSchema, key, lostSchema, memberSchema, parseValue, prefix, PREFIX, statusSchema, type Desired, type Lost, type Status } from './keys.js';
 import { lostView, reportedOrPlaced, unreachableView } from './views.js';
-import { loadPeerTls, PeerClient, peerName, type PeerConfig, type PeerTls } from './peerTls.js';
+import { PeerClient, PeerCredentials, peerName, type PeerConfig } from './peerTls.js';
 import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
 
 export interface Located {
@@ -57,8 +57,8 @@ const ENDED_AT_ONCE = 4;
 
 export class Reach {
   readonly client: PeerClient;
-  /** This node's TLS material: the listener serves with it, the client presents it. */
-  readonly tls: PeerTls;
+  /** This node's TLS material (read again on a reload): the listener serves with it, the client presents it. */
+  readonly credentials: PeerCredentials;
   private members = new Set<string>();
   private endedInFlight = 0;
   private readonly endedQueue: Array<() => void> = [];
@@ -70,8 +70,8 @@ export class Reach {
     peer: PeerConfig,
     private readonly log: Logger,
   ) {
-    this.tls = loadPeerTls(peer);
-    this.client = new PeerClient(this.tls);
+    this.credentials = new PeerCredentials(peer, self);
+    this.client = new PeerClient(this.credentials);
   }
 
   /** Whether a verified peer certificate names a node registered in the fleet (re-read at most once a second). */

@@ -11,9 +11,10 @@
 // back; a session of C's declared lost (C away past the grace) is listed and
 // shown lost to its owner alone until the owner destroys it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import { request as plainRequest } from 'node:http';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -206,6 +207,59 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const stats = await nodes.a.api('GET', '/v1/sessions/far/stats');
     expect(stats.status, JSON.stringify(stats.body)).toBe(200);
     expect(stats.body).toMatchObject({ id: far.id, name: 'far' });
+  });
+
+  it('takes a rotated certificate on reload, and refuses one that does not fit, keeping the running one', async () => {
+    const pki = join(dir, 'pki');
+    const ca = { ca: caFile, caKey: join(pki, 'ca.key') };
+    const asB = makeNodeCert(mkdtempSync(join(pki, 'b-client-')), ca, names.b);
+    /** The fingerprint of the certificate C serves a new connection. */
+    const served = () =>
+      new Promise<string>((resolve, reject) => {
+        const s = tlsConnect({ host: hosts.c, port: ports.c, ca: readFileSync(caFile), cert: readFileSync(asB.cert), key: readFileSync(asB.key), servername: names.c }, () => {
+          resolve(s.getPeerCertificate().fingerprint256);
+          s.end();
+        });
+        s.on('error', reject);
+      });
+    /** Node k's configured files replaced by a new key and certificate (as a rotation does): the new certificate's fingerprint. */
+    const rotate = (k: 'a' | 'c', name: string, files: { cert?: boolean; key?: boolean } = { cert: true, key: true }) => {
+      const next = makeNodeCert(mkdtempSync(join(pki, 'next-')), ca, name);
+      if (files.key) copyFileSync(next.key, join(pki, `${names[k]}.key`));
+      if (files.cert) copyFileSync(next.cert, join(pki, `${names[k]}.crt`));
+      return new X509Certificate(readFileSync(next.cert)).fingerprint256;
+    };
+    const before = await served();
+    const fresh = rotate('c', names.c);
+    const r = await nodes.c.api('POST', '/v1/daemon/reload');
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect((r.body as { applied: string[] }).applied).toContain('cluster.peer files (certificate rotated)');
+    expect(await served()).toBe(fresh);
+    expect(fresh).not.toBe(before);
+    // A's side too: rotated, its calls to C still get through (that they present the new
+    // certificate is fleetPeer.test.ts's: here the old one is as good to C).
+    rotate('a', names.a);
+    expect((await nodes.a.api('POST', '/v1/daemon/reload')).status).toBe(200);
+    const through = await nodes.a.sh(far.id, 'echo across');
+    expect(through.stdout, through.stderr).toBe('across\n');
+    // A key that is not the certificate's, or a certificate of another node: refused, the running one stays.
+    const keyFile = join(pki, `${names.c}.key`);
+    const saved = readFileSync(keyFile);
+    rotate('c', names.c, { key: true });
+    const bad = await nodes.c.api('POST', '/v1/daemon/reload');
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toMatch(/not reloaded, nothing changed: cluster\.peer.*running certificate stays/);
+    writeFileSync(keyFile, saved);
+    const savedCert = readFileSync(join(pki, `${names.c}.crt`));
+    rotate('c', names.b);
+    const other = await nodes.c.api('POST', '/v1/daemon/reload');
+    expect(other.status).toBe(400);
+    expect(JSON.stringify(other.body)).toContain(`names '${names.b}', not this node (${names.c})`);
+    expect(await served()).toBe(fresh);
+    // Back to what C runs with: it reads these files again when it restarts, later in this file.
+    writeFileSync(keyFile, saved);
+    writeFileSync(join(pki, `${names.c}.crt`), savedCert);
+    expect((await nodes.c.api('POST', '/v1/daemon/reload')).status).toBe(200);
   });
 
   it('refuses a peer without a certificate of the fleet CA, and one whose certificate names no node', async () => {
