@@ -4,6 +4,8 @@
 // bounded, until the owning node reports it running; when no node fits it
 // is pending (its reason kept in etcd) and this node, which took it, places
 // it as soon as capacity appears, or refuses at once if asked not to wait.
+// A pending session whose entry node is unreachable is placed by any node
+// (the booking takes the pending entry in the same transaction: once).
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import type { CreateSessionRequest, Session } from '../api/schemas.js';
@@ -128,7 +130,13 @@ export class Fleet {
     return [...all].map(([k, v]) => parseValue(pendingSchema, k, v)).filter((p) => p.entry === this.c.node);
   }
 
-  /** Once a second: try to place every pending session this node took. */
+  /** The pending sessions this node places: those it took, and those of entry nodes without a lease (unreachable: theirs wait for no one otherwise). */
+  private async placeable(): Promise<Pending[]> {
+    const [all, alive] = await Promise.all([getPrefix(this.etcd, prefix.pending), getPrefix(this.etcd, prefix.alive)]);
+    return [...all].map(([k, v]) => parseValue(pendingSchema, k, v)).filter((p) => p.entry === this.c.node || !alive.has(key.alive(p.entry)));
+  }
+
+  /** Once a second: try to place every pending session this node took, or whose entry node is unreachable. */
   private pendingTick(): void {
     if (this.closed) return;
     this.timer = setTimeout(() => {
@@ -141,9 +149,9 @@ export class Fleet {
   private async placePending(): Promise<void> {
     // A drained node's moves run beside (one at a time; a tick that finds one under way leaves it).
     void this.mover?.tick();
-    for (const p of await this.pending()) {
+    for (const p of await this.placeable()) {
       const r = await place(this.etcd, { id: p.id, owner_uid: p.owner_uid, owner_gids: p.owner_gids, request: p.request, memory_mb: p.memory_mb, limits: p.limits, entry: p.entry }, this.c.candidates, key.pending(p.id));
-      if ('node' in r) this.log.info({ session: p.id, node: r.node }, 'pending session placed');
+      if ('node' in r) this.log.info({ session: p.id, node: r.node, entry: p.entry }, 'pending session placed');
       else if (r.reason !== p.reason && r.reason !== 'gone') {
         // Only while it is still there: a destroy in between is not undone.
         const k = key.pending(p.id);

@@ -10,7 +10,7 @@
 //   /enclave/status/ID      what the owning node made of it: running, or failed and why; lost when
 //                           its node stayed unreachable past the grace, fenced once that node removed it
 //   /enclave/down/NODE      since when the node has been seen unreachable (its lease gone); the node clears it
-//   /enclave/pending/ID     a session no node fits yet, with the reason; its entry node places it
+//   /enclave/pending/ID     a session no node fits yet, with the reason; its entry node places it (any node while that one is unreachable)
 //   /enclave/lost/ID        a session declared lost, as list and show tell its owner, until the owner destroys it
 //   /enclave/drain/NODE     present while the node is drained: it moves its stopped sessions elsewhere (move.ts)
 //   /enclave/move/ID        a move under way: from, to, and whether it is committed (move.ts finishes or undoes it)

@@ -6,7 +6,8 @@
 // skipped), pending with its reason when none has room and placed once a
 // session ends, never on a cordoned node; a node whose daemon is SIGKILLed
 // is unreachable once its lease lapses and ready again after its restart,
-// its sessions running throughout. Access is checked on the node reached,
+// its sessions running throughout; a pending session whose entry node died
+// is placed by another node once there is room. Access is checked on the node reached,
 // and the caller's uid is the session's owner on the node that runs it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
@@ -210,5 +211,32 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
     await until('C ready again', async () => ((await nodeList()).get(names.c)?.state === 'ready' ? true : undefined));
     expect(await runningOn(nodes.c)).toEqual(before);
     expect((await nodeList()).get(names.c)?.sessions).toBe(1);
+  });
+
+  it('places a pending session whose entry node is gone through another node, once', async () => {
+    const cordon = async (on: boolean, ...ks: Array<'a' | 'b' | 'c'>) => {
+      for (const k of ks) expect((await nodes.a.cli(['node', on ? 'cordon' : 'uncordon', names[k]])).code).toBe(0);
+    };
+    await cordon(true, 'a', 'b', 'c');
+    const r = await nodes.b.api('POST', '/v1/sessions', { ...SMALL, name: 'orphan' });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const p = sessionSchema.parse(r.body);
+    expect(p.state).toBe('pending');
+    // Its entry node dies, and only then does a node have room.
+    await nodes.b.stop('SIGKILL');
+    await until('B unreachable', async () => ((await nodeList()).get(names.b)?.state === 'unreachable' ? true : undefined));
+    for (const id of await runningOn(nodes.a)) await nodes.a.destroy(id);
+    await cordon(false, 'a');
+    await until('the orphan running on A', async () => ((await runningOn(nodes.a)).includes(p.id) ? true : undefined), 20_000);
+    expect((await nodes.a.show(p.id)).name).toBe('orphan');
+    await nodes.b.start();
+    // Back (still cordoned, as it was left).
+    await until('B back', async () => ((await nodeList()).get(names.b)?.state === 'cordoned' ? true : undefined));
+    await cordon(false, 'b', 'c');
+    // Placed once: back, B has nothing of it pending or running.
+    await new Promise((res) => setTimeout(res, 2000));
+    expect((await local(nodes.b)).map((s) => s.id)).not.toContain(p.id);
+    expect((await local(nodes.c)).map((s) => s.id)).not.toContain(p.id);
+    expect((await runningOn(nodes.a)).filter((id) => id === p.id)).toHaveLength(1);
   });
 });
