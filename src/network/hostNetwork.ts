@@ -1,7 +1,7 @@
 // Host side of session networking, set up once at daemon start: the bridge
 // with the gateway address, IPv4 forwarding, and Enclave's nftables table
 // with what sessions hold now (leases, published ports).
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { addon } from '../native/addon.js';
 import { intToIp, parseSubnet, type Subnet } from './addressing.js';
 import { applyRuleset, removeRuleset, type PortForward } from './firewall.js';
@@ -50,13 +50,27 @@ export async function ensureHostNetwork(n: NetworkConfig, leased: readonly numbe
 // Whether /sys/class/net shows the daemon's own links: sysfs shows the netns
 // of whoever mounted it (the host's, at boot), and a daemon entered into a
 // netns of its own (`nsenter --net`, as a fleet node is) keeps that mount.
-const sysfsIsOurs = ((): boolean => {
-  try {
-    return statSync('/proc/self/ns/net').ino === statSync('/proc/1/ns/net').ino;
-  } catch {
-    return false;
+// Told by comparing its links, names and indexes, with rtnetlink's (once;
+// again if a link came or went between the two readings). Not by the netns
+// of PID 1: a sandbox may not let even root look at it.
+let sysfsOurs: boolean | undefined;
+function sysfsIsOurs(): boolean {
+  for (let i = 0; sysfsOurs === undefined && i < 5; i++) {
+    try {
+      const mine = addon().links().map((l) => `${l.name}:${l.index}`).sort().join();
+      // Links only (bonding_masters is a file there when bonding is loaded).
+      const seen = readdirSync('/sys/class/net', { withFileTypes: true })
+        .filter((e) => !e.isFile())
+        .map((e) => `${e.name}:${readFileSync(`/sys/class/net/${e.name}/ifindex`, 'utf8').trim()}`)
+        .sort()
+        .join();
+      if (mine === seen) sysfsOurs = true;
+    } catch {
+      /* a link went between the readings */
+    }
   }
-})();
+  return (sysfsOurs ??= false);
+}
 
 /**
  * Whether a link of this name exists in the daemon's network namespace, as
@@ -67,12 +81,12 @@ const sysfsIsOurs = ((): boolean => {
  */
 export function linkExists(name: string): boolean {
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) return false;
-  return existsSync(sysfsIsOurs ? `/sys/class/net/${name}` : `/proc/sys/net/ipv4/conf/${name}`);
+  return existsSync(sysfsIsOurs() ? `/sys/class/net/${name}` : `/proc/sys/net/ipv4/conf/${name}`);
 }
 
 /** A link's traffic counters: from sysfs where it is ours, else through rtnetlink; null if there is no such link. */
 export function linkCounters(name: string): { rxBytes: number; txBytes: number } | null {
-  if (sysfsIsOurs) {
+  if (sysfsIsOurs()) {
     try {
       const read = (c: string) => Number(readFileSync(`/sys/class/net/${name}/statistics/${c}`, 'utf8'));
       return { rxBytes: read('rx_bytes'), txBytes: read('tx_bytes') };
