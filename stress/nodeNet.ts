@@ -66,14 +66,18 @@ export function makeFleetNet(o: { link: string; netns: string; count: number }):
     remove: () => removeFleetNet(o.link, nodes.map((n) => n.name)),
   };
   try {
+    // The namespaces first: a sweep by another run takes a bridge with no namespace of its tag for a killed run's.
+    for (let i = 0; i < o.count; i++) {
+      const name = `${o.netns}-${i}`;
+      ip(['netns', 'add', name]);
+      nodes.push({ name, path: `${NETNS_DIR}/${name}`, address: `${prefix}.${10 + i}`, inode: statSync(`${NETNS_DIR}/${name}`).ino });
+    }
     ip(['link', 'add', o.link, 'type', 'bridge']);
     ip(['addr', 'add', `${host}/24`, 'dev', o.link]);
     ip(['link', 'set', o.link, 'up']);
     for (let i = 0; i < o.count; i++) {
       const name = `${o.netns}-${i}`;
       const hostEnd = `${o.link}h${i}`;
-      ip(['netns', 'add', name]);
-      nodes.push({ name, path: `${NETNS_DIR}/${name}`, address: `${prefix}.${10 + i}`, inode: statSync(`${NETNS_DIR}/${name}`).ino });
       ip(['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name]);
       ip(['link', 'set', hostEnd, 'master', o.link, 'up']);
       ip(['-n', name, 'addr', 'add', `${prefix}.${10 + i}/24`, 'dev', 'eth0']);

@@ -212,14 +212,19 @@ static void parse_link(struct nlmsghdr *h, struct nl_link *l) {
 /* Read the answers to request `seq` until its end: an error, the one
  * RTM_NEWLINK of a get, or NLMSG_DONE of a dump. */
 static int read_links_into(int fd, char *reply, size_t size, unsigned seq, int dump, void (*each)(const struct nl_link *, void *), void *ctx) {
+  int intr = 0;
   for (;;) {
-    ssize_t n = recv(fd, reply, size, 0);
+    /* MSG_TRUNC: the datagram's real length, so a reply larger than the buffer is an error, not a wait. */
+    ssize_t n = recv(fd, reply, size, MSG_TRUNC);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return -errno;
+    if ((size_t)n > size) return -EMSGSIZE;
     for (struct nlmsghdr *h = (struct nlmsghdr *)reply; NLMSG_OK(h, (unsigned)n); h = NLMSG_NEXT(h, n)) {
       if (h->nlmsg_seq != seq) continue; /* a stale answer */
       if (h->nlmsg_type == NLMSG_ERROR) return ((struct nlmsgerr *)NLMSG_DATA(h))->error;
-      if (h->nlmsg_type == NLMSG_DONE) return 0;
+      /* A dump the kernel saw change under it may have missed a link: read to its end, then the caller asks again. */
+      if (h->nlmsg_flags & NLM_F_DUMP_INTR) intr = 1;
+      if (h->nlmsg_type == NLMSG_DONE) return intr ? -EAGAIN : 0;
       if (h->nlmsg_type != RTM_NEWLINK) continue;
       struct nl_link l;
       parse_link(h, &l);
@@ -262,6 +267,7 @@ int nl_link_each(int fd, void (*each)(const struct nl_link *link, void *ctx), vo
   if (sendto(fd, m.buf, m.h.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) return -errno;
   return read_links(fd, m.h.nlmsg_seq, 1, each, ctx);
 }
+
 
 int disable_ipv6(const char *ifname) {
   char path[128];

@@ -55,7 +55,8 @@ struct nl_link {
 /* One link by name: 0 with *out filled, -ENODEV if there is none. */
 int nl_link_get(int fd, const char *name, struct nl_link *out);
 
-/* Every link of our netns, each passed to each(); 0 or -errno. */
+/* Every link of our netns, each passed to each(); 0 or -errno. -EAGAIN:
+ * links changed during the dump (one may have been missed): ask again. */
 int nl_link_each(int fd, void (*each)(const struct nl_link *link, void *ctx), void *ctx);
 
 /* Write "1" to /proc/sys/net/ipv6/conf/<ifname>/disable_ipv6 (of our netns). */

@@ -129,10 +129,10 @@ export class Worker {
     const status = this.failedReports.get(id);
     if (!status) return;
     try {
-      if (this.local.stateOf(id) === undefined) {
-        await within(this.etcd.delete().key(key.desired(this.node, id)).exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
-        await within(this.release(id), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
-      }
+      const state = this.local.stateOf(id);
+      if (state === undefined) await within(this.etcd.delete().key(key.desired(this.node, id)).exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+      // Refused before it was admitted, or failed after (an ended row, whose placement settle() removes): its slot is free.
+      if (state === undefined || ENDED_STATES.includes(state)) await within(this.release(id), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       await within(this.etcd.put(key.status(id)).value(JSON.stringify(status)).exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       this.failedReports.delete(id);
     } catch (e) {

@@ -100,7 +100,7 @@ export class Session {
       this.exit = undefined;
       resolve(status);
       if (this.destroying) return; // expected
-      const unexpected = () => this.onUnexpectedExit(status, pid).catch((e: Error) => this.log.error({ err: e.message }, 'cannot release a session whose init exited'));
+      const unexpected = () => this.onUnexpectedExit(status, pid, startTime).catch((e: Error) => this.log.error({ err: e.message }, 'cannot release a session whose init exited'));
       // During a create, its own undo ends the session if it fails; if it succeeded, the exit is handled after.
       if (this.creating) this.creating.then(unexpected, () => undefined);
       else void unexpected();
@@ -362,13 +362,13 @@ export class Session {
 
   // ---- events from the kernel -------------------------------------------------
 
-  private async onUnexpectedExit(exit: ExitStatus | null, pid: number): Promise<void> {
+  private async onUnexpectedExit(exit: ExitStatus | null, pid: number, startTime: string): Promise<void> {
     // An adopted init's announcement may be dispatched just after its exit.
     if (exit === null && this.ending === undefined) await sleep(50);
     const status = exit ?? (this.ending === undefined ? null : { code: this.ending, signal: null });
     const row = this.kit.store.get(this.id);
     // Only while `pid` is still its init: a stop then a start within the wait above is no failure of the new one.
-    if (!row || row.state !== 'running' || row.init_pid !== pid) return;
+    if (!row || row.state !== 'running' || row.init_pid !== pid || row.init_start_time !== startTime) return;
     // The init ends with 128 + N when signal N from outside the daemon told it to stop the session.
     const told = status && status.code !== null && status.code > 128 && status.code <= 128 + 64 ? status.code - 128 : undefined;
     // Killed by the OOM killer: the kernel log names its PID.

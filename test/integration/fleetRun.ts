@@ -32,17 +32,22 @@ export function fleetNetwork(count: number): FleetNet {
 
 /** Stop the nodes, then whatever `between` closes (clients), then the cluster, then the network; nothing of them may remain. */
 export async function endFleetRun(dir: string | undefined, etcd: EtcdCluster | undefined, nodes: readonly (TestDaemon | undefined)[], net: FleetNet | undefined, between?: () => Promise<void>): Promise<void> {
-  for (const d of nodes) await d?.cleanup();
-  await between?.();
-  await etcd?.stop();
-  const left = dir ? etcdUnder(dir) : [];
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  let left: number[] = [];
   try {
-    rmdirSync(ROOT);
-  } catch {
-    /* another run's cluster is there */
+    for (const d of nodes) await d?.cleanup();
+    await between?.();
+  } finally {
+    // Whatever failed above, the cluster and the network go.
+    await etcd?.stop();
+    left = dir ? etcdUnder(dir) : [];
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    try {
+      rmdirSync(ROOT);
+    } catch {
+      /* another run's cluster is there */
+    }
+    net?.remove();
   }
-  net?.remove();
   expect(left).toEqual([]);
   for (const d of nodes) {
     if (!d) continue;
