@@ -24,6 +24,8 @@ interface Row {
   id: string;
   state: string;
   init_pid: number | null;
+  /** Set for a pool member (sessions made ahead). */
+  pool: string | null;
 }
 
 /** Sessions with processes: their cgroups and links are theirs; any other's are orphans. */
@@ -36,7 +38,9 @@ function readRows(path: string): { rows: Row[]; problem?: string; version?: numb
     const check = (db.pragma('quick_check', { simple: false }) as { quick_check: string }[]).map((r) => r.quick_check).filter((m) => m !== 'ok');
     if (check.length) return { rows: [], problem: check.slice(0, 3).join('; ') };
     const version = (db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number } | undefined)?.v;
-    return { rows: db.prepare('SELECT id, state, init_pid FROM sessions').all() as Row[], version };
+    // A database a daemon of before the pool has not migrated yet has no such column.
+    const pool = db.prepare("SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'pool'").get() === undefined ? 'NULL AS pool' : 'pool';
+    return { rows: db.prepare(`SELECT id, state, init_pid, ${pool} FROM sessions`).all() as Row[], version };
   } catch (e) {
     return { rows: [], problem: (e as Error).message };
   } finally {
@@ -70,7 +74,13 @@ export function stateChecks(config: Config): { checks: Check[]; orphans: Orphan[
   const { rows, problem, version } = existsSync(dbPath) ? readRows(dbPath) : { rows: [], problem: undefined, version: undefined };
   if (!existsSync(dbPath)) checks.push({ name: 'database', ok: true, required: false, detail: `${dbPath} does not exist yet (no daemon has run with this state dir)` });
   else if (problem) checks.push({ name: 'database', ok: false, required: false, detail: `${dbPath}: ${problem}` });
-  else checks.push({ name: 'database', ok: true, required: false, detail: `${dbPath}: integrity ok, schema ${version}, ${rows.filter((r) => LIVE.has(r.state)).length} running, ${rows.filter((r) => r.state === 'stopped').length} stopped of ${rows.length} sessions` });
+  else {
+    // Pool members (made ahead, nobody's yet) apart: how many there are at a moment depends on refills under way.
+    const users = rows.filter((r) => r.pool === null);
+    const ahead = rows.filter((r) => r.pool !== null && LIVE.has(r.state)).length;
+    const counts = `${users.filter((r) => LIVE.has(r.state)).length} running, ${users.filter((r) => r.state === 'stopped').length} stopped of ${users.length} sessions`;
+    checks.push({ name: 'database', ok: true, required: false, detail: `${dbPath}: integrity ok, schema ${version}, ${counts}${ahead ? `, ${ahead} made ahead (pool)` : ''}` });
+  }
 
   const byId = new Map(rows.map((r) => [r.id, r]));
   const orphans: Orphan[] = [];
