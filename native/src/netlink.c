@@ -224,7 +224,11 @@ static int read_links_into(int fd, char *reply, size_t size, unsigned seq, int d
       if (h->nlmsg_type == NLMSG_ERROR) return ((struct nlmsgerr *)NLMSG_DATA(h))->error;
       /* A dump the kernel saw change under it may have missed a link: read to its end, then the caller asks again. */
       if (h->nlmsg_flags & NLM_F_DUMP_INTR) intr = 1;
-      if (h->nlmsg_type == NLMSG_DONE) return intr ? -EAGAIN : 0;
+      if (h->nlmsg_type == NLMSG_DONE) {
+        /* A dump the kernel cut short says why in DONE's payload. */
+        int err = h->nlmsg_len >= NLMSG_LENGTH(sizeof(int)) ? *(int *)NLMSG_DATA(h) : 0;
+        return err < 0 ? err : intr ? -EAGAIN : 0;
+      }
       if (h->nlmsg_type != RTM_NEWLINK) continue;
       struct nl_link l;
       parse_link(h, &l);

@@ -49,7 +49,7 @@ export class Fleet {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   /** The pending sessions as last read: what a list shows while etcd does not answer. */
-  private lastPending = new Map<string, string>();
+  private lastPending: [pending: Map<string, string>, alive: Map<string, string>] = [new Map(), new Map()];
 
   constructor(
     readonly c: ClusterConfig,
@@ -120,19 +120,19 @@ export class Fleet {
     return s.session as Session;
   }
 
-  /** The pending sessions this node took, as the API shows them. */
+  /**
+   * The pending sessions this node answers for (lists, shows, destroys them,
+   * and places them): those it took, and those of entry nodes without a
+   * lease (unreachable: theirs would wait for no one otherwise). Only the
+   * node a caller reached lists pending ones, so none is listed twice.
+   */
   async pending(): Promise<Pending[]> {
     // Bounded: a list on this node answers with its own sessions (and the pending ones last read) even when etcd cannot.
-    const all = await within(getPrefix(this.etcd, prefix.pending), FLEET_READ_TIMEOUT_MS, "the fleet's etcd").then(
-      (m) => (this.lastPending = m),
+    const read = Promise.all([getPrefix(this.etcd, prefix.pending), getPrefix(this.etcd, prefix.alive)]);
+    const [all, alive] = await within(read, FLEET_READ_TIMEOUT_MS, "the fleet's etcd").then(
+      (r) => (this.lastPending = r),
       () => this.lastPending,
     );
-    return [...all].map(([k, v]) => parseValue(pendingSchema, k, v)).filter((p) => p.entry === this.c.node);
-  }
-
-  /** The pending sessions this node places: those it took, and those of entry nodes without a lease (unreachable: theirs wait for no one otherwise). */
-  private async placeable(): Promise<Pending[]> {
-    const [all, alive] = await Promise.all([getPrefix(this.etcd, prefix.pending), getPrefix(this.etcd, prefix.alive)]);
     return [...all].map(([k, v]) => parseValue(pendingSchema, k, v)).filter((p) => p.entry === this.c.node || !alive.has(key.alive(p.entry)));
   }
 
@@ -149,7 +149,7 @@ export class Fleet {
   private async placePending(): Promise<void> {
     // A drained node's moves run beside (one at a time; a tick that finds one under way leaves it).
     void this.mover?.tick();
-    for (const p of await this.placeable()) {
+    for (const p of await this.pending()) {
       const r = await place(this.etcd, { id: p.id, owner_uid: p.owner_uid, owner_gids: p.owner_gids, request: p.request, memory_mb: p.memory_mb, limits: p.limits, entry: p.entry }, this.c.candidates, key.pending(p.id));
       if ('node' in r) this.log.info({ session: p.id, node: r.node, entry: p.entry }, 'pending session placed');
       else if (r.reason !== p.reason && r.reason !== 'gone') {

@@ -54,17 +54,32 @@ export function loadPeerTls(p: PeerConfig): PeerTls {
 export function peerTlsProblem(t: PeerTls, node: string, now = Date.now()): string | undefined {
   try {
     createSecureContext(serverOptions(t));
-    const cert = new X509Certificate(t.cert);
-    // The CA file may hold several (an old and a new CA while a fleet moves to another): any one signing it will do.
-    const cas = (t.ca.toString().match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((pem) => new X509Certificate(pem));
-    if (!cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey))) return 'cluster.peer.cert is not signed by a CA of cluster.peer.ca';
-    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) return `cluster.peer.cert is valid from ${cert.validFrom} to ${cert.validTo}, not now`;
+    // The certificate file: the node's, then any intermediates; the CA file may hold several CAs
+    // (an old and a new one while a fleet moves to another): a chain to any of them will do.
+    const [cert, ...intermediates] = certsIn(t.cert);
+    const cas = certsIn(t.ca);
+    if (!cert) return 'cluster.peer.cert holds no certificate';
+    const signs = (by: X509Certificate, c: X509Certificate) => c.checkIssued(by) && c.verify(by.publicKey);
+    const expired = (c: X509Certificate) => now < Date.parse(c.validFrom) || now > Date.parse(c.validTo);
+    let at = cert;
+    for (let depth = 0; !cas.some((ca) => signs(ca, at) && !expired(ca)); depth++) {
+      if (expired(at)) return `cluster.peer.cert ${at === cert ? '' : `(an intermediate, ${at.subject.replace(/\n/g, ', ')}) `}is valid from ${at.validFrom} to ${at.validTo}, not now`;
+      const up = intermediates.find((i) => signs(i, at));
+      if (!up || depth > 4) return 'cluster.peer.cert is not signed by a CA of cluster.peer.ca (nor through an intermediate in its file)';
+      at = up;
+    }
+    if (expired(at)) return `cluster.peer.cert is valid from ${at.validFrom} to ${at.validTo}, not now`;
     const cn = /^CN=(.*)$/m.exec(cert.subject)?.[1];
     if (cn !== node) return `cluster.peer.cert names '${cn ?? ''}', not this node (${node})`;
     return undefined;
   } catch (e) {
     return `cluster.peer: ${(e as Error).message}`;
   }
+}
+
+/** Every certificate of a PEM file, in order. */
+function certsIn(pem: Buffer): X509Certificate[] {
+  return (pem.toString().match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((p) => new X509Certificate(p));
 }
 
 /**
@@ -156,6 +171,8 @@ export class PeerClient {
    * the calls queued behind it first); its idle ones close now.
    */
   private retire(): void {
+    // Those of an earlier rotation with nothing open any more are forgotten.
+    for (const r of this.retired) if (Object.keys(r.sockets).length === 0 && Object.keys(r.requests).length === 0) this.retired.delete(r);
     for (const a of this.agents.values()) {
       (a as Agent & { keepAlive: boolean }).keepAlive = false;
       for (const list of Object.values(a.freeSockets)) for (const socket of list ?? []) socket.destroy();

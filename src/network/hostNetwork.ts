@@ -44,32 +44,43 @@ export async function ensureHostNetwork(n: NetworkConfig, leased: readonly numbe
   await applyRuleset({ table: n.table, bridge: n.bridge, subnet, egress: n.egress }, leased, published);
   const bridge = addon().link(n.bridge);
   if (!bridge) throw new Error(`bridge ${n.bridge} vanished while it was set up`);
+  decideSysfs(n.bridge, bridge.index, intToIp(subnet.gateway));
   return { bridge: n.bridge, subnet, mtu: bridge.mtu };
 }
 
 // Whether /sys/class/net shows the daemon's own links: sysfs shows the netns
 // of whoever mounted it (the host's, at boot), and a daemon entered into a
 // netns of its own (`nsenter --net`, as a fleet node is) keeps that mount.
-// Told by comparing its links, names and indexes, with rtnetlink's (once;
-// again if a link came or went between the two readings). Not by the netns
-// of PID 1: a sandbox may not let even root look at it.
+// The daemon tells at start by its bridge (ensureHostNetwork): sysfs is its
+// netns's if it holds that bridge with rtnetlink's ifindex and the MAC the
+// daemon pinned. Not by PID 1's netns, which a sandbox may hide even from
+// root. A process that sets up no bridge (doctor, --cleanup) compares every
+// link instead, each time.
 let sysfsOurs: boolean | undefined;
-function sysfsIsOurs(): boolean {
-  for (let i = 0; sysfsOurs === undefined && i < 5; i++) {
-    try {
-      const mine = addon().links().map((l) => `${l.name}:${l.index}`).sort().join();
-      // Links only (bonding_masters is a file there when bonding is loaded).
-      const seen = readdirSync('/sys/class/net', { withFileTypes: true })
-        .filter((e) => !e.isFile())
-        .map((e) => `${e.name}:${readFileSync(`/sys/class/net/${e.name}/ifindex`, 'utf8').trim()}`)
-        .sort()
-        .join();
-      if (mine === seen) sysfsOurs = true;
-    } catch {
-      /* a link went between the readings */
-    }
+
+function decideSysfs(bridge: string, index: number, gateway: string): void {
+  const mac = ['02', '00', ...gateway.split('.').map((n) => Number(n).toString(16).padStart(2, '0'))].join(':');
+  try {
+    sysfsOurs = Number(readFileSync(`/sys/class/net/${bridge}/ifindex`, 'utf8')) === index && readFileSync(`/sys/class/net/${bridge}/address`, 'utf8').trim() === mac;
+  } catch {
+    sysfsOurs = false;
   }
-  return (sysfsOurs ??= false);
+}
+
+function sysfsIsOurs(): boolean {
+  if (sysfsOurs !== undefined) return sysfsOurs;
+  try {
+    const mine = addon().links().map((l) => `${l.name}:${l.index}`).sort().join();
+    // Links only (bonding_masters is a file there when bonding is loaded).
+    const seen = readdirSync('/sys/class/net', { withFileTypes: true })
+      .filter((e) => !e.isFile())
+      .map((e) => `${e.name}:${readFileSync(`/sys/class/net/${e.name}/ifindex`, 'utf8').trim()}`)
+      .sort()
+      .join();
+    return mine === seen;
+  } catch {
+    return false; // a link went between the readings: the per-netns answer, which is never another netns's
+  }
 }
 
 /**
@@ -80,7 +91,8 @@ function sysfsIsOurs(): boolean {
  * own, its IPv4 sysctl directory, per netns and gone a moment before.
  */
 export function linkExists(name: string): boolean {
-  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) return false;
+  // Never a name that is always there: '.', '..', and the sysctl tree's own 'all' and 'default'.
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name) || ['.', '..', 'all', 'default'].includes(name)) return false;
   return existsSync(sysfsIsOurs() ? `/sys/class/net/${name}` : `/proc/sys/net/ipv4/conf/${name}`);
 }
 

@@ -225,6 +225,9 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
     // Its entry node dies, and only then does a node have room.
     await nodes.b.stop('SIGKILL');
     await until('B unreachable', async () => ((await nodeList()).get(names.b)?.state === 'unreachable' ? true : undefined));
+    // Its entry node gone, another lists and shows it (and could destroy it).
+    expect((await nodes.a.show(p.id)).state).toBe('pending');
+    expect((await nodes.a.cli(['session', 'list'])).stdout).toMatch(new RegExp(`${p.id}.*pending`));
     for (const id of await runningOn(nodes.a)) await nodes.a.destroy(id);
     await cordon(false, 'a');
     await until('the orphan running on A', async () => ((await runningOn(nodes.a)).includes(p.id) ? true : undefined), 20_000);

@@ -32,22 +32,27 @@ export function fleetNetwork(count: number): FleetNet {
 
 /** Stop the nodes, then whatever `between` closes (clients), then the cluster, then the network; nothing of them may remain. */
 export async function endFleetRun(dir: string | undefined, etcd: EtcdCluster | undefined, nodes: readonly (TestDaemon | undefined)[], net: FleetNet | undefined, between?: () => Promise<void>): Promise<void> {
-  let left: number[] = [];
-  try {
-    for (const d of nodes) await d?.cleanup();
-    await between?.();
-  } finally {
-    // Whatever failed above, the cluster and the network go.
-    await etcd?.stop();
-    left = dir ? etcdUnder(dir) : [];
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  // Every step runs whatever failed before it (a node left running would keep its deleted namespace alive); the first failure is thrown after.
+  const failures: unknown[] = [];
+  const step = async (f: () => unknown) => {
     try {
-      rmdirSync(ROOT);
-    } catch {
-      /* another run's cluster is there */
+      await f();
+    } catch (e) {
+      failures.push(e);
     }
-    net?.remove();
+  };
+  for (const d of nodes) await step(() => d?.cleanup());
+  await step(() => between?.());
+  await step(() => etcd?.stop());
+  const left = dir ? etcdUnder(dir) : [];
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  try {
+    rmdirSync(ROOT);
+  } catch {
+    /* another run's cluster is there */
   }
+  net?.remove();
+  if (failures.length) throw failures[0];
   expect(left).toEqual([]);
   for (const d of nodes) {
     if (!d) continue;

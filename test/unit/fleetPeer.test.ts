@@ -34,7 +34,7 @@ describe('fleet peer channel inputs', () => {
     expect(() => parseConfig(base.replace('"/c"', '"c"') + 'listen = "h:1"\n', 'x.toml')).toThrow(/cluster\.peer\.ca.*absolute path/);
   });
 
-  it('checks its certificate at start and on each reload: used when the files changed and fit, refused (the running one kept) when not', () => {
+  it('checks its certificate at start and on each reload: used when the files changed and fit, refused (the running one kept) when not', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'enclave-peer-'));
     try {
       const ca = makeCa(join(dir, 'pki'));
@@ -54,6 +54,21 @@ describe('fleet peer channel inputs', () => {
       expect(peerTlsProblem(loadPeerTls(files), 'n1', Date.now() + 8 * 86_400_000)).toMatch(/cluster\.peer\.cert is valid from .* to .*, not now/);
       writeFileSync(join(dir, 'two.crt'), Buffer.concat([readFileSync(join(dir, 'other', 'ca.crt')), readFileSync(ca.ca)]));
       expect(peerTlsProblem(loadPeerTls({ ...files, ca: join(dir, 'two.crt') }), 'n1')).toBeUndefined();
+      // Signed by an intermediate of the CA: taken with the intermediate in the certificate file, not without.
+      const mid = join(dir, 'mid');
+      const { spawnSync } = await import('node:child_process');
+      writeFileSync(join(dir, 'mid.ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign\n');
+      for (const args of [
+        ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${mid}.key`, '-out', `${mid}.csr`, '-subj', '/CN=mid'],
+        ['x509', '-req', '-in', `${mid}.csr`, '-CA', ca.ca, '-CAkey', ca.caKey, '-CAcreateserial', '-out', `${mid}.crt`, '-days', '7', '-extfile', join(dir, 'mid.ext')],
+      ])
+        expect(spawnSync('openssl', args).status).toBe(0);
+      const leaf = made('n1', { ca: `${mid}.crt`, caKey: `${mid}.key` });
+      const chained = { ...files, cert: join(dir, 'chain.crt'), key: leaf.key };
+      writeFileSync(chained.cert, readFileSync(leaf.cert));
+      expect(peerTlsProblem(loadPeerTls(chained), 'n1')).toMatch(/not signed by a CA of cluster\.peer\.ca/);
+      writeFileSync(chained.cert, Buffer.concat([readFileSync(leaf.cert), readFileSync(`${mid}.crt`)]));
+      expect(peerTlsProblem(loadPeerTls(chained), 'n1')).toBeUndefined();
       const creds = new PeerCredentials(files, 'n1');
       const seen: string[] = [];
       creds.onChange((t) => seen.push(t.cert.toString()));

@@ -132,7 +132,8 @@ Napi::Value Links(const Napi::CallbackInfo& info) {
     rc = nl_link_each(fd, CollectLink, &c);
   }
   close(fd);
-  if (rc < 0) return ThrowErrno(env, "list links", -rc);
+  // Still changing after five: the last reading (its callers sweep again later).
+  if (rc < 0 && rc != -EAGAIN) return ThrowErrno(env, "list links", -rc);
   return c.out;
 }
 
