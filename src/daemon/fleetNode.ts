@@ -12,6 +12,7 @@ import { BudgetRefusal, type Budgets } from '../access/budgets.js';
 import type { FenceTarget, Fleet, LocalNode, MoveSource } from '../fleet/fleet.js';
 import { serverOptions } from '../fleet/peerTls.js';
 import { storedFile } from '../sessions/stored.js';
+import { ENDED_STATES } from '../vocab/states.js';
 import type { NodeCapacity } from '../fleet/keys.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { Consoles } from './attach.js';
@@ -82,7 +83,14 @@ export async function fleetFor(config: Config, sessions: SessionManager, console
   const c = config.cluster;
   if (!c) return undefined;
   const { Fleet } = await import('../fleet/fleet.js');
-  return new Fleet(c, c.endpoint ?? c.peer?.listen ?? config.socket, () => nodeCapacity(config), localNode(config, sessions, consoles, budgets), log.child({ fleet: c.node }));
+  const fleet = new Fleet(c, c.endpoint ?? c.peer?.listen ?? config.socket, () => nodeCapacity(config), localNode(config, sessions, consoles, budgets), log.child({ fleet: c.node }));
+  sessions.onKernelEvents({
+    changed: (id) => {
+      const state = sessions.find(id)?.state;
+      if (state !== undefined && ENDED_STATES.includes(state)) fleet.ended(id);
+    },
+  });
+  return fleet;
 }
 
 /**

@@ -160,6 +160,11 @@ export class Fleet {
     }
   }
 
+  /** A session of this node ended: its slot is free for the next placement at once. */
+  ended(id: string): void {
+    if (!this.closed) this.worker.ended(id);
+  }
+
   /** Destroy a pending session (it is placed nowhere yet): false if it is no longer pending. */
   async cancel(id: string): Promise<boolean> {
     const r = await fleetOp(() => this.etcd.delete().key(key.pending(id)).exec());

@@ -158,9 +158,12 @@ export class SessionManager {
     return this.toApi(this.kit.store.get(id)!);
   }
 
-  /** Who hears of what the kernel did in a session (the daemon: its audit trail), and of its state changes (the event stream). */
+  /** Who hears of what the kernel did in a session (the daemon: its audit trail), and of its state changes (the event stream, the fleet); each added to those before. */
   onKernelEvents(listeners: KernelListeners): void {
-    Object.assign(this.kit.listeners, listeners);
+    const l = this.kit.listeners;
+    const { oom, changed } = l;
+    if (listeners.oom) l.oom = oom ? (e) => (oom(e), listeners.oom!(e)) : listeners.oom;
+    if (listeners.changed) l.changed = changed ? (id) => (changed(id), listeners.changed!(id)) : listeners.changed;
   }
 
   async publish(id: string, p: PublishedPort): Promise<void> {

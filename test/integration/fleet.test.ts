@@ -242,4 +242,21 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
     expect((await local(nodes.c)).map((s) => s.id)).not.toContain(p.id);
     expect((await runningOn(nodes.a)).filter((id) => id === p.id)).toHaveLength(1);
   });
+
+  it('gives a destroyed session\'s slot back at once: a create right after it lands on that node', async () => {
+    const cordon = async (on: boolean, ...ks: Array<'a' | 'b'>) => {
+      for (const k of ks) expect((await nodes.a.cli(['node', on ? 'cordon' : 'uncordon', names[k]])).code).toBe(0);
+    };
+    // C has one slot, and it is taken.
+    const [onC] = await runningOn(nodes.c);
+    expect(onC).toBeDefined();
+    await cordon(true, 'a', 'b');
+    try {
+      await nodes.c.destroy(onC!);
+      const s = await create({ name: 'right-after' });
+      expect(s).toMatchObject({ state: 'running', node: names.c });
+    } finally {
+      await cordon(false, 'a', 'b');
+    }
+  });
 });
