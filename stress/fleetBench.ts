@@ -95,7 +95,9 @@ async function main(): Promise<void> {
     );
 
     // Echo and exec: a console on A, reached from A and through B.
-    const target = await ok(api(a, 'POST', '/v1/sessions', { ...SMALL, console: true }), 'console session');
+    const target = await ok<{ id: string; node: string | null }>(api(a, 'POST', '/v1/sessions', { ...SMALL, console: true }), 'console session');
+    // Its figures are direct on A and forwarded through B only if it runs on A (a pending one is placed anywhere later).
+    if (target.node !== a.name) throw new Error(`the console session is not running on ${a.name} but ${target.node === null ? 'pending' : `on ${target.node}`}`);
     for (const n of [b, c]) await ok(api(a, 'POST', '/v1/nodes/uncordon', { name: n.name }), 'uncordon');
     const url = (n: Node) => `ws+unix://${n.socket}:/v1/sessions/${target.id}/attach?cols=120&rows=40`;
     const attached = async (n: Node) => {
