@@ -17,7 +17,7 @@ import { call } from '../src/cli/client.js';
 import { detectCgroupLayout, killCgroup, removeCgroup, versionOf } from '../src/isolation/cgroups.js';
 import { repoRoot } from '../src/native/addon.js';
 import { alive, etcdUnder, startEtcdCluster } from './etcdCluster.js';
-import { makeFleetNet, sweepFleetNets } from './nodeNet.js';
+import { inNetns, makeFleetNet, sweepFleetNets } from './nodeNet.js';
 import { makeCa, makeNodeCert, peerSection } from './fleetCerts.js';
 import { killLxcfsUnder } from '../test/integration/harness.js';
 
@@ -99,7 +99,7 @@ async function up(count: number): Promise<void> {
     writeFileSync(config, nodeConfig({ dir, name, index: i, tag, endpoints: etcd.endpoints, peer }));
     const log = openSync(join(dir, 'daemon.log'), 'a');
     // Only the network namespace is entered: the daemon's mounts are the host's (its sessions' roots, lxcfs).
-    const p = spawn('nsenter', [`--net=${net.nodes[i]!.path}`, process.execPath, CLI, 'daemon', '--config', config], { stdio: ['ignore', log, log], detached: true });
+    const p = spawn(...inNetns(net.nodes[i]!.path, [process.execPath, CLI, 'daemon', '--config', config]), { stdio: ['ignore', log, log], detached: true });
     closeSync(log);
     p.unref();
     const pidFile = join(dir, 'daemon.pid');
@@ -168,7 +168,7 @@ async function down(say = true): Promise<void> {
       const hier = join(CGROUP_ROOT, h);
       for (const e of existsSync(hier) ? readdirSync(hier).filter((x) => x.startsWith(CGROUP_PREFIX)) : []) await removeTree(join(hier, e));
     }
-    for (const n of state?.nodes ?? []) if (existsSync(n.netns)) spawnSync('nsenter', [`--net=${n.netns}`, process.execPath, CLI, 'daemon', '--cleanup', '--config', n.config], { stdio: 'ignore' });
+    for (const n of state?.nodes ?? []) if (existsSync(n.netns)) spawnSync(...inNetns(n.netns, [process.execPath, CLI, 'daemon', '--cleanup', '--config', n.config]), { stdio: 'ignore' });
     // lxcfs of each node outlives its daemon by design, and --cleanup stops it; whatever is left goes here
     // (a node whose daemon was killed, as the fleet bench's failure figure does, can leave one serving).
     killLxcfsUnder(dir);
@@ -179,7 +179,7 @@ async function down(say = true): Promise<void> {
     if (say) process.stdout.write(`removed ${dir}\n`);
   }
   // The namespaces (their session bridges and tables go with them) and the fleet's bridges; then what runs before nodes had namespaces left.
-  sweepFleetNets(NETNS_PREFIX, () => true, new RegExp(`^${BRIDGE_PREFIX}[0-9a-f]{4}(h\\d)?$`), () => true);
+  sweepFleetNets(NETNS_PREFIX, () => true, new RegExp(`^${BRIDGE_PREFIX}([0-9a-f]{4})(h\\d)?$`));
   for (const link of existsSync('/sys/class/net') ? readdirSync('/sys/class/net') : []) if (new RegExp(`^${BRIDGE_PREFIX}[0-9a-f]{4}\\d$`).test(link)) spawnSync('ip', ['link', 'del', link], { stdio: 'ignore' });
   const tables = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' }).stdout ?? '';
   for (const m of tables.matchAll(new RegExp(`^table inet (${TABLE_PREFIX}[0-9a-f]{4}\\d)$`, 'gm'))) spawnSync('nft', ['delete', 'table', 'inet', m[1]!], { stdio: 'ignore' });

@@ -75,16 +75,15 @@ export function makeFleetNet(o: { link: string; netns: string; count: number }):
     ip(['link', 'add', o.link, 'type', 'bridge']);
     ip(['addr', 'add', `${host}/24`, 'dev', o.link]);
     ip(['link', 'set', o.link, 'up']);
-    for (let i = 0; i < o.count; i++) {
-      const name = `${o.netns}-${i}`;
+    nodes.forEach(({ name, address }, i) => {
       const hostEnd = `${o.link}h${i}`;
       ip(['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name]);
       ip(['link', 'set', hostEnd, 'master', o.link, 'up']);
-      ip(['-n', name, 'addr', 'add', `${prefix}.${10 + i}/24`, 'dev', 'eth0']);
+      ip(['-n', name, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
       ip(['-n', name, 'link', 'set', 'eth0', 'up']);
       // Published ports and the daemon's own loopback uses.
       ip(['-n', name, 'link', 'set', 'lo', 'up']);
-    }
+    });
   } catch (e) {
     net.remove();
     throw e;
@@ -116,13 +115,21 @@ function removeFleetNet(link: string, namespaces: readonly string[]): void {
   spawnSync('ip', ['link', 'del', link], { stdio: 'ignore' });
 }
 
+/** `argv` run in the network namespace at `netns` alone (nsenter execs: the PID is the command's). */
+export const inNetns = (netns: string, argv: readonly string[]): [string, string[]] => ['nsenter', [`--net=${netns}`, ...argv]];
+
 /**
- * Remove the namespaces named `${netnsPrefix}...` for which `stale(name)` says
- * so, and the host links matching `links` that no namespace of a live run
- * needs (a killed run's leftovers).
+ * Remove the namespaces named `${netnsPrefix}...` for which `stale(name)`
+ * says so (a killed run's), then the host links matching `links`, whose
+ * first group is the tag of their run, that no namespace left names (a
+ * run's names are `...-TAG-I`).
  */
-export function sweepFleetNets(netnsPrefix: string, stale: (name: string) => boolean, links: RegExp, linkStale: (link: string) => boolean): void {
-  const names = existsSync(NETNS_DIR) ? readdirSync(NETNS_DIR).filter((n) => n.startsWith(netnsPrefix) && stale(n)) : [];
-  for (const n of names) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
-  for (const l of existsSync('/sys/class/net') ? readdirSync('/sys/class/net') : []) if (links.test(l) && linkStale(l)) spawnSync('ip', ['link', 'del', l], { stdio: 'ignore' });
+export function sweepFleetNets(netnsPrefix: string, stale: (name: string) => boolean, links: RegExp): void {
+  const namespaces = () => (existsSync(NETNS_DIR) ? readdirSync(NETNS_DIR).filter((n) => n.startsWith(netnsPrefix)) : []);
+  for (const n of namespaces().filter(stale)) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+  const left = namespaces();
+  for (const l of existsSync('/sys/class/net') ? readdirSync('/sys/class/net') : []) {
+    const tag = links.exec(l)?.[1];
+    if (tag !== undefined && !left.some((n) => n.includes(`-${tag}-`))) spawnSync('ip', ['link', 'del', l], { stdio: 'ignore' });
+  }
 }

@@ -58,9 +58,14 @@ static void raw(struct msg *m, const void *data, size_t len) {
   m->h.nlmsg_len = NLMSG_ALIGN(m->h.nlmsg_len) + (unsigned)NLMSG_ALIGN(len);
 }
 
-static int talk(int fd, struct msg *m) {
+static int send_to_kernel(int fd, struct msg *m) {
   struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-  if (sendto(fd, m->buf, m->h.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) return -errno;
+  return sendto(fd, m->buf, m->h.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0 ? -errno : 0;
+}
+
+static int talk(int fd, struct msg *m) {
+  int rc = send_to_kernel(fd, m);
+  if (rc < 0) return rc;
   char reply[4096];
   for (;;) {
     ssize_t n = recv(fd, reply, sizeof reply, 0);
@@ -257,9 +262,8 @@ int nl_link_get(int fd, const char *name, struct nl_link *out) {
   start(&m, RTM_GETLINK, 0, &ifi, sizeof ifi);
   m.h.nlmsg_flags = NLM_F_REQUEST; /* the link is the answer, no ack */
   attr(&m, IFLA_IFNAME, name, len + 1);
-  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-  if (sendto(fd, m.buf, m.h.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) return -errno;
-  return read_links(fd, m.h.nlmsg_seq, 0, copy_one, out);
+  int rc = send_to_kernel(fd, &m);
+  return rc < 0 ? rc : read_links(fd, m.h.nlmsg_seq, 0, copy_one, out);
 }
 
 int nl_link_each(int fd, void (*each)(const struct nl_link *link, void *ctx), void *ctx) {
@@ -267,11 +271,9 @@ int nl_link_each(int fd, void (*each)(const struct nl_link *link, void *ctx), vo
   struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
   start(&m, RTM_GETLINK, 0, &ifi, sizeof ifi);
   m.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-  if (sendto(fd, m.buf, m.h.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) return -errno;
-  return read_links(fd, m.h.nlmsg_seq, 1, each, ctx);
+  int rc = send_to_kernel(fd, &m);
+  return rc < 0 ? rc : read_links(fd, m.h.nlmsg_seq, 1, each, ctx);
 }
-
 
 int disable_ipv6(const char *ifname) {
   char path[128];

@@ -61,14 +61,15 @@ export function peerTlsProblem(t: PeerTls, node: string, now = Date.now()): stri
     if (!cert) return 'cluster.peer.cert holds no certificate';
     const signs = (by: X509Certificate, c: X509Certificate) => c.checkIssued(by) && c.verify(by.publicKey);
     const expired = (c: X509Certificate) => now < Date.parse(c.validFrom) || now > Date.parse(c.validTo);
+    // Up the chain, each link in date, to a CA of the file.
     let at = cert;
-    for (let depth = 0; !cas.some((ca) => signs(ca, at) && !expired(ca)); depth++) {
+    for (let depth = 0; ; depth++) {
       if (expired(at)) return `cluster.peer.cert ${at === cert ? '' : `(an intermediate, ${at.subject.replace(/\n/g, ', ')}) `}is valid from ${at.validFrom} to ${at.validTo}, not now`;
+      if (cas.some((ca) => signs(ca, at) && !expired(ca))) break;
       const up = intermediates.find((i) => signs(i, at));
       if (!up || depth > 4) return 'cluster.peer.cert is not signed by a CA of cluster.peer.ca (nor through an intermediate in its file)';
       at = up;
     }
-    if (expired(at)) return `cluster.peer.cert is valid from ${at.validFrom} to ${at.validTo}, not now`;
     const cn = /^CN=(.*)$/m.exec(cert.subject)?.[1];
     if (cn !== node) return `cluster.peer.cert names '${cn ?? ''}', not this node (${node})`;
     return undefined;

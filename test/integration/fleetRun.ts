@@ -19,13 +19,7 @@ export const fleetRunDir = (label: string): string => etcdRunDir(ROOT, label);
 
 /** The network of a run of `count` nodes, after sweeping what killed runs left. */
 export function fleetNetwork(count: number): FleetNet {
-  const live = () => (existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith(NETNS)) : []);
-  sweepFleetNets(
-    NETNS,
-    (n) => !alive(Number(/^enclave-ft-(\d+)-/.exec(n)?.[1] ?? 0)),
-    new RegExp(`^${LINK}[0-9a-f]{4}(h\\d)?$`),
-    (l) => !live().some((n) => n.includes(`-${l.slice(LINK.length, LINK.length + 4)}-`)),
-  );
+  sweepFleetNets(NETNS, (n) => !alive(Number(/^enclave-ft-(\d+)-/.exec(n)?.[1] ?? 0)), new RegExp(`^${LINK}([0-9a-f]{4})(h\\d)?$`));
   const tag = randomBytes(2).toString('hex');
   return makeFleetNet({ link: `${LINK}${tag}`, netns: `${NETNS}${process.pid}-${tag}`, count });
 }

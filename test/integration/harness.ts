@@ -11,6 +11,7 @@ import { addon, repoRoot } from '../../src/native/addon.js';
 import { detectCgroupLayout, killCgroup, removeCgroup, versionOf } from '../../src/isolation/cgroups.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
 import { lockHeld } from '../../src/daemon/locks.js';
+import { inNetns } from '../../stress/nodeNet.js';
 
 export const isRoot = process.getuid?.() === 0;
 export const RUNS_DIR = '/var/tmp/enclave-it';
@@ -193,7 +194,7 @@ interface DaemonProcess {
 /** Output to a log file, no terminal; in the network namespace at `netns` if given (nsenter execs: the PID is the daemon's). */
 function detached(args: string[], logPath: string, netns?: string): DaemonProcess {
   const log = openSync(logPath, 'a');
-  const p: ChildProcess = netns ? spawn('nsenter', [`--net=${netns}`, process.execPath, ...args], { stdio: ['ignore', log, log] }) : spawn(process.execPath, args, { stdio: ['ignore', log, log] });
+  const p: ChildProcess = spawn(...(netns ? inNetns(netns, [process.execPath, ...args]) : ([process.execPath, args] as const)), { stdio: ['ignore', log, log] });
   closeSync(log); // the daemon holds its own copy
   const d: DaemonProcess = {
     pid: p.pid ?? -1,

@@ -125,9 +125,9 @@ Napi::Value Links(const Napi::CallbackInfo& info) {
   int fd = nl_open();
   if (fd < 0) return ThrowErrno(env, "netlink socket", -fd);
   Collected c{env, Napi::Array::New(env), 0};
-  int rc = -EAGAIN;
+  int rc = nl_link_each(fd, CollectLink, &c);
   // A dump interrupted by a link coming or going may have missed one: a few times more, from the start.
-  for (int i = 0; i < 5 && rc == -EAGAIN; i++) {
+  for (int i = 0; i < 4 && rc == -EAGAIN; i++) {
     c = Collected{env, Napi::Array::New(env), 0};
     rc = nl_link_each(fd, CollectLink, &c);
   }
