@@ -1,14 +1,36 @@
 // The fleet's etcd client (npm etcd3: leases, watches, transactions), made
 // from the [cluster] section. One per daemon.
 import { readFileSync } from 'node:fs';
-import { Etcd3 } from 'etcd3';
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError, retry } from 'cockatiel';
+import { Etcd3, isRecoverableError } from 'etcd3';
 import type { Config } from '../config/schema.js';
 
 export type ClusterConfig = NonNullable<Config['cluster']>;
 
+/**
+ * How the client rides out an etcd leader change. The client's defaults (a
+ * breaker per member opened by 3 failures in a row for 5 s, 3 retries at once)
+ * are made for a member that is down: during an election the live members
+ * refuse too, and a burst of calls opens every breaker within milliseconds;
+ * the calls then fail with "circuit breaker is open" although the cluster
+ * keeps its quorum (a 100-create burst over a leader kill lost creates so).
+ * Here a member's breaker tries again after 1 s, and a call whose members all
+ * refused, or whose breakers are all open, is tried again with backoff for
+ * about 8 s: past an election (2 election timeouts), under the 15 s that a
+ * fleet operation waits at most (FLEET_OP_TIMEOUT_MS). The client's default
+ * retry re-sends calls the same way; this only gives it longer.
+ */
+const faultHandling = {
+  host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+  global: retry(handleWhen((e) => isRecoverableError(e) || isBrokenCircuitError(e)), {
+    maxAttempts: 12,
+    backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }),
+  }),
+};
+
 export function etcdClient(c: ClusterConfig): Etcd3 {
   const credentials = c.tls ? { rootCertificate: readFileSync(c.tls.ca), certChain: readFileSync(c.tls.cert), privateKey: readFileSync(c.tls.key) } : undefined;
-  return new Etcd3({ hosts: c.endpoints, ...(credentials ? { credentials } : {}), dialTimeout: 3000 });
+  return new Etcd3({ hosts: c.endpoints, ...(credentials ? { credentials } : {}), dialTimeout: 3000, faultHandling });
 }
 
 /** A key's value and its modification revision (0: the key does not exist), for a compare-and-swap. */
