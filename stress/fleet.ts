@@ -1,17 +1,20 @@
-// `npm run fleet -- up [--nodes N]` / `npm run fleet -- down`: a fleet on
-// this machine, for trying fleet mode (docs/fleet.md). up starts a
-// three-member etcd cluster and N daemons (default 3), each in a network
+// `npm run fleet -- up [--nodes N] [--slots S] [--solo]` / `npm run fleet -- down`:
+// a fleet on this machine, for trying fleet mode (docs/fleet.md). up starts a
+// three-member etcd cluster and N daemons (default 3) of S sessions each
+// (default 16), each in a network
 // namespace of its own joined to the fleet's bridge (stress/nodeNet.ts; etcd
 // listens on the host's address there), each with its own state dir,
 // socket, session bridge and subnet, nftables table, cgroup parent and ID
 // range, all under /var/tmp/enclave-fleet/RUN, and prints one line per node:
-// NAME SOCKET. down destroys their sessions, stops them, removes their host
+// NAME SOCKET (with --solo, one more daemon in no fleet, last: `solo SOCKET`,
+// the fleet bench's single-node baseline). down destroys their sessions, stops them, removes their host
 // objects, namespaces and the etcd cluster, and sweeps what any earlier run
 // left (everything named with the fleet's prefixes).
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { call } from '../src/cli/client.js';
 import { detectCgroupLayout, killCgroup, removeCgroup, versionOf } from '../src/isolation/cgroups.js';
@@ -22,6 +25,7 @@ import { makeCa, makeNodeCert, peerSection } from './fleetCerts.js';
 import { killLxcfsUnder } from '../test/integration/harness.js';
 
 const ROOT = '/var/tmp/enclave-fleet';
+const USAGE = 'usage: npm run fleet -- up [--nodes N] [--slots S] [--solo] | down';
 const CLI = join(repoRoot, 'dist', 'bundle', 'main.js');
 const CGROUP_ROOT = '/sys/fs/cgroup';
 /** Every name this tool gives a host object starts with one of these: down sweeps them all. */
@@ -32,7 +36,10 @@ const TABLE_PREFIX = 'enclave_fl_';
 const CGROUP_PREFIX = 'enclave-fleet-';
 /** Past every test daemon's range (they end below 4.17e9) and a production daemon's. */
 const ID_BASE = 4_200_000_000;
-const ID_SLOTS = 16;
+/** IDs above ID_BASE the nodes may take: up to the last valid uid (2^32 - 2). */
+const ID_ROOM = 2 ** 32 - 1 - ID_BASE;
+/** Sessions a node holds unless told (`--slots`): each takes an ID slot of 65536 IDs. */
+const DEFAULT_SLOTS = 16;
 /** Every node listens for the others (mutual TLS) on its own address, this port. */
 const PEER_PORT = 7440;
 
@@ -44,15 +51,16 @@ type Run = z.infer<typeof runSchema>;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function nodeConfig(o: { dir: string; name: string; index: number; tag: string; endpoints: string[]; peer: string }): string {
+/** A node's config; without `cluster` (the bench's single daemon) it is a daemon of its own, in no fleet. */
+function nodeConfig(o: { dir: string; name: string; index: number; tag: string; slots: number; cluster?: { endpoints: string[]; peer: string } }): string {
   const socket = join(o.dir, 'enclave.sock');
   return [
     `state_dir = "${join(o.dir, 'state')}"`,
     `socket = "${socket}"`,
     'log_format = "json"',
     '[ids]',
-    `base = ${ID_BASE + o.index * ID_SLOTS * 65536}`,
-    `slots = ${ID_SLOTS}`,
+    `base = ${ID_BASE + o.index * o.slots * 65536}`,
+    `slots = ${o.slots}`,
     '[cgroups]',
     `parent = "${CGROUP_PREFIX}${o.tag}-${o.name}"`,
     '[network]',
@@ -60,13 +68,17 @@ function nodeConfig(o: { dir: string; name: string; index: number; tag: string; 
     `subnet = "172.29.${10 + o.index}.0/24"`,
     `table = "${TABLE_PREFIX}${o.tag}${o.index}"`,
     '[sessions]',
-    `max_sessions = ${ID_SLOTS}`,
-    '[cluster]',
-    `endpoints = ${JSON.stringify(o.endpoints)}`,
-    `node = "${o.name}"`,
-    'lease_ttl_s = 3',
-    // The node-to-node channel (mutual TLS): its listener is the node's advertised endpoint.
-    o.peer,
+    `max_sessions = ${o.slots}`,
+    ...(o.cluster
+      ? [
+          '[cluster]',
+          `endpoints = ${JSON.stringify(o.cluster.endpoints)}`,
+          `node = "${o.name}"`,
+          'lease_ttl_s = 3',
+          // The node-to-node channel (mutual TLS): its listener is the node's advertised endpoint.
+          o.cluster.peer,
+        ]
+      : []),
   ].join('\n');
 }
 
@@ -78,25 +90,34 @@ async function health(socket: string): Promise<boolean> {
   }
 }
 
-async function up(count: number): Promise<void> {
+/**
+ * Start etcd and `count` nodes of `slots` sessions each; with `solo`, one
+ * more daemon like them but in no fleet (printed last, named `solo`): the
+ * bench's single-node baseline.
+ */
+async function up(count: number, slots: number, solo: boolean): Promise<void> {
   if (!Number.isInteger(count) || count < 1 || count > 8) throw new Error('--nodes: 1 to 8');
+  const daemons = count + (solo ? 1 : 0);
+  const most = Math.floor(ID_ROOM / 65536 / daemons);
+  if (!Number.isInteger(slots) || slots < 1 || slots > most) throw new Error(`--slots: 1 to ${most} with ${daemons} daemons (each slot is 65536 IDs above ${ID_BASE})`);
   await down(false);
   const tag = randomBytes(2).toString('hex');
   const run = join(ROOT, `run-${tag}`);
   mkdirSync(run, { recursive: true, mode: 0o755 });
-  const net = makeFleetNet({ link: `${BRIDGE_PREFIX}${tag}`, netns: `${NETNS_PREFIX}${tag}`, count });
+  const net = makeFleetNet({ link: `${BRIDGE_PREFIX}${tag}`, netns: `${NETNS_PREFIX}${tag}`, count: daemons });
   const etcd = await startEtcdCluster(join(run, 'etcd'), { detach: true, host: net.host });
   const state: Run = { endpoints: etcd.endpoints, nodes: [] };
   // This run's CA and a certificate per node (their CN the node's name) for the mutual-TLS channel.
   const pki = join(run, 'pki');
   const ca = makeCa(pki);
-  for (let i = 0; i < count; i++) {
-    const name = `node-${String.fromCharCode(97 + i)}`;
+  for (let i = 0; i < daemons; i++) {
+    const inFleet = i < count;
+    const name = inFleet ? `node-${String.fromCharCode(97 + i)}` : 'solo';
     const dir = join(run, name);
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     const config = join(dir, 'config.toml');
-    const peer = peerSection(`${net.nodes[i]!.address}:${PEER_PORT}`, ca.ca, makeNodeCert(pki, ca, name));
-    writeFileSync(config, nodeConfig({ dir, name, index: i, tag, endpoints: etcd.endpoints, peer }));
+    const cluster = inFleet ? { endpoints: etcd.endpoints, peer: peerSection(`${net.nodes[i]!.address}:${PEER_PORT}`, ca.ca, makeNodeCert(pki, ca, name)) } : undefined;
+    writeFileSync(config, nodeConfig({ dir, name, index: i, tag, slots, ...(cluster ? { cluster } : {}) }));
     const log = openSync(join(dir, 'daemon.log'), 'a');
     // Only the network namespace is entered: the daemon's mounts are the host's (its sessions' roots, lxcfs).
     const p = spawn(...inNetns(net.nodes[i]!.path, [process.execPath, CLI, 'daemon', '--config', config]), { stdio: ['ignore', log, log], detached: true });
@@ -194,12 +215,10 @@ async function main(argv: string[]): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root: the nodes are daemons, which create namespaces, cgroups and ID mappings');
   const [verb, ...rest] = argv;
   if (verb === 'up') {
-    const i = rest.indexOf('--nodes');
-    const n = i >= 0 ? Number(rest[i + 1]) : 3;
-    if (rest.some((a, j) => a !== '--nodes' && j !== i + 1)) throw new Error(`usage: npm run fleet -- up [--nodes N]`);
-    await up(n);
+    const { values } = parseArgs({ args: rest, options: { nodes: { type: 'string', default: '3' }, slots: { type: 'string', default: String(DEFAULT_SLOTS) }, solo: { type: 'boolean', default: false } }, strict: true, allowPositionals: false });
+    await up(Number(values.nodes), Number(values.slots), values.solo);
   } else if (verb === 'down' && rest.length === 0) await down();
-  else throw new Error('usage: npm run fleet -- up [--nodes N] | down');
+  else throw new Error(USAGE);
 }
 
 main(process.argv.slice(2)).then(

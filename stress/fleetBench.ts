@@ -6,8 +6,10 @@
 //  - a keystroke's echo through a forwarding node (attach on B to A's
 //    console) against direct (attach on A);
 //  - exec `true` forwarded against direct;
-//  - a fleet list through A (every node's sessions) against a show through A,
-//    and a show through B (forwarded to A) against it;
+//  - a fleet list through A of every node's sessions (K a node, default 300:
+//    the issue's 900 over three nodes) against a list of K on a daemon in no
+//    fleet (\`fleet up --solo\`), and a show through B (forwarded to A)
+//    against a show through A;
 //  - failure detection once: a node's daemon SIGKILLed, until another node
 //    lists it unreachable, against the lease TTL (lease_ttl_s = 3) + 1 s.
 //   npm run bench:fleet [-- --seed S --rounds N --per-node K]
@@ -23,12 +25,16 @@ import { repoRoot } from '../src/native/addon.js';
 import { catMode, echoOnce, wsTerminal } from './attachBench.js';
 import { intOption, msSince, pool, rng, runShuffled, Samples } from './schedule.js';
 
-const { values } = parseArgs({ options: { seed: { type: 'string' }, rounds: { type: 'string', default: '20' }, 'per-node': { type: 'string', default: '12' } } });
+const { values } = parseArgs({ options: { seed: { type: 'string' }, rounds: { type: 'string', default: '20' }, 'per-node': { type: 'string', default: '300' } } });
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
 const rounds = intOption('bench:fleet', 'rounds', values.rounds, 3, 1000);
-const perNode = intOption('bench:fleet', 'per-node', values['per-node'], 1, 14);
+const perNode = intOption('bench:fleet', 'per-node', values['per-node'], 1, 400);
+/** The list's sessions, the console session, and one for the create rounds. */
+const SLOTS = perNode + 2;
 const FLEET = join(repoRoot, 'dist', 'stress', 'fleet.js');
 const SMALL = { memory_mb: 64, network: 'none' };
+/** The list's sessions: the smallest there are, so that 300 a node stay within root's memory budget. */
+const TINY = { memory_mb: 16, network: 'none' };
 const TTL_S = 3;
 
 interface Node {
@@ -64,14 +70,16 @@ function execTrue(socket: string, session: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const nodes: Node[] = fleet('up', '--nodes', '3')
+  const daemons: Node[] = fleet('up', '--nodes', '3', '--slots', String(SLOTS), '--solo')
     .trim()
     .split('\n')
     .map((l) => {
       const [name, socket] = l.split(' ');
       return { name: name!, socket: socket! };
     });
-  const [a, b, c] = nodes as [Node, Node, Node];
+  const [a, b, c, solo] = daemons as [Node, Node, Node, Node];
+  if (solo.name !== 'solo') throw new Error(`fleet up printed no single daemon last: ${solo.name}`);
+  const nodes = [a, b, c];
   const s = new Samples();
   const random = rng(seed);
   process.stdout.write(`bench:fleet seed ${seed}, ${rounds} rounds, load ${loadavg()[0]!.toFixed(1)}\n`);
@@ -126,18 +134,25 @@ async function main(): Promise<void> {
     direct.close();
     via.close();
 
-    // A fleet list of every node's sessions against a show, both through A.
-    const spread: string[] = [];
+    // A fleet list of every node's sessions (the console session one of them) against
+    // a single daemon's list of as many as one node holds; a show through B against one through A.
     await pool(
-      Array.from({ length: perNode * 3 - 1 }, (_, i) => nodes[i % 3]!),
+      [...Array.from({ length: perNode * 3 - 1 }, (_, i) => nodes[i % 3]!), ...Array.from({ length: perNode }, () => solo)],
       2,
-      async (n) => void spread.push((await ok(api(n, 'POST', '/v1/sessions', SMALL), 'list session')).id),
+      async (n) => void (await ok(api(n, 'POST', '/v1/sessions', TINY), 'list session')),
     );
+    const counted = (await ok<{ sessions: { node?: string | null }[] }>(api(a, 'GET', '/v1/sessions'), 'list')).sessions;
+    const perNodeSeen = nodes.map((n) => counted.filter((x) => x.node === n.name).length);
+    process.stdout.write(`list: ${counted.length} sessions over 3 nodes (${perNodeSeen.join(', ')}), ${perNode} on the single daemon\n`);
+    if (counted.length !== perNode * 3) throw new Error(`the fleet list has ${counted.length} sessions, not ${perNode * 3}`);
+    const fleetList = `list through A (${perNode * 3} over 3 nodes)`;
+    const soloList = `list on one daemon (${perNode})`;
     await runShuffled(
-      { [`list through A (${perNode * 3} over 3 nodes)`]: rounds, 'show through A': rounds, 'show through B (forwarded)': rounds },
+      { [fleetList]: rounds, [soloList]: rounds, 'show through A': rounds, 'show through B (forwarded)': rounds },
       async (step) => {
         const t0 = process.hrtime.bigint();
-        await ok(api(step.endsWith('(forwarded)') ? b : a, 'GET', step.startsWith('list') ? '/v1/sessions' : `/v1/sessions/${target.id}`), step);
+        if (step === soloList) await ok(api(solo, 'GET', '/v1/sessions'), step);
+        else await ok(api(step.endsWith('(forwarded)') ? b : a, 'GET', step === fleetList ? '/v1/sessions' : `/v1/sessions/${target.id}`), step);
         s.add(step, msSince(t0));
         return true;
       },
@@ -165,7 +180,7 @@ async function main(): Promise<void> {
   process.stdout.write(`${s.ratio('create via B, placed on A', 'create via owner (A)', 'create via B / via owner')}\n`);
   process.stdout.write(`${s.ratio('echo, attach through B', 'echo, attach on A', 'echo through B / direct')}\n`);
   process.stdout.write(`${s.ratio('exec true through B', 'exec true on A', 'exec true through B / direct')}\n`);
-  process.stdout.write(`${s.ratio(`list through A (${perNode * 3} over 3 nodes)`, 'show through A', 'fleet list / show')}\n`);
+  process.stdout.write(`${s.ratio(`list through A (${perNode * 3} over 3 nodes)`, `list on one daemon (${perNode})`, 'fleet list / single-daemon list (goal 3x)')}\n`);
   process.stdout.write(`${s.ratio('show through B (forwarded)', 'show through A', 'show through B / on the owner')}\n`);
   process.stdout.write(`${s.ratio('failure detected (C SIGKILLed -> unreachable on A)', 'lease TTL + 1 s', 'failure detection / (TTL + 1 s)')}\n`);
 }

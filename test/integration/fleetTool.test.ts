@@ -53,24 +53,31 @@ describe.skipIf(!isRoot)('npm run fleet -- up | down', () => {
     fleet('down');
   }, 180_000);
 
-  it('brings up two nodes that take sessions, and down leaves nothing behind', async () => {
-    const up = fleet('up', '--nodes', '2');
+  it('brings up two nodes that take sessions (and a daemon in no fleet beside), and down leaves nothing behind', async () => {
+    expect(fleet('up', '--slots', '0').stderr).toMatch(/--slots: 1 to \d+ with 3 daemons/);
+    const up = fleet('up', '--nodes', '2', '--slots', '3', '--solo');
     expect(up.status, up.stderr).toBe(0);
-    const lines = up.stdout.trim().split('\n').map((l) => l.split(' '));
-    expect(lines.map((l) => l[0])).toEqual(['node-a', 'node-b']);
-    // Each node in its own network namespace: the daemon's, and not the host's.
+    const all = up.stdout.trim().split('\n').map((l) => l.split(' '));
+    expect(all.map((l) => l[0])).toEqual(['node-a', 'node-b', 'solo']);
+    const lines = all.slice(0, 2);
+    // Each daemon in its own network namespace: the daemon's, and not the host's.
     const inodes = namespaces().map((n) => statSync(`/run/netns/${n}`).ino);
-    expect(inodes).toHaveLength(2);
-    const pids = lines.map(([, socket]) => Number(readFileSync(join(socket!, '..', 'daemon.pid'), 'utf8')));
+    expect(inodes).toHaveLength(3);
+    const solo = all[2]![1]!;
+    expect((await call(solo, 'GET', '/v1/nodes')).status).toBe(400);
+    const soloMade = await call(solo, 'POST', '/v1/sessions', { memory_mb: 128, network: 'none' });
+    expect(soloMade.status, JSON.stringify(soloMade.body)).toBe(201);
+    expect((soloMade.body as { node?: string }).node).toBeUndefined();
+    const pids = all.map(([, socket]) => Number(readFileSync(join(socket!, '..', 'daemon.pid'), 'utf8')));
     const netOf = (pid: number | 'self') => statSync(`/proc/${pid}/ns/net`).ino;
     expect(pids.map(netOf).sort()).toEqual([...inodes].sort());
     expect(pids.map(netOf)).not.toContain(netOf('self'));
     const [, socketA] = lines[0]!;
     const [, socketB] = lines[1]!;
-    const nodes = (await call(socketB!, 'GET', '/v1/nodes')).body as { nodes: { name: string; state: string }[] };
-    expect(nodes.nodes.map((n) => [n.name, n.state])).toEqual([
-      ['node-a', 'ready'],
-      ['node-b', 'ready'],
+    const nodes = (await call(socketB!, 'GET', '/v1/nodes')).body as { nodes: { name: string; state: string; capacity: { slots: number } }[] };
+    expect(nodes.nodes.map((n) => [n.name, n.state, n.capacity.slots])).toEqual([
+      ['node-a', 'ready', 3],
+      ['node-b', 'ready', 3],
     ]);
     const made = [];
     for (let i = 0; i < 2; i++) {
