@@ -1,6 +1,7 @@
 // The fleet's API shapes (fleet mode, docs/fleet.md): a create's no_wait,
 // the node list, cordon and uncordon.
 import { z } from 'zod';
+import { sessionSchema } from './schemas.js';
 
 /** ?no_wait=1 on a create (fleet mode): refuse at once when no node fits, instead of leaving it pending. */
 export const createQuery = z.object({ no_wait: z.enum(['1', '0', 'true', 'false']).transform((v) => v === '1' || v === 'true').optional() }).strict();
@@ -27,4 +28,16 @@ export const cordonRequest = z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9
 
 /** POST /v1/sessions/{id}/moved-in (nodes only): the body is the stored files, zstd or plain tar; `from` the drained node. */
 export const movedInQuery = z.object({ zstd: z.enum(['0', '1']), from: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name') }).strict();
+/**
+ * GET /v1/node/sessions (nodes only): a node's own sessions with only the
+ * columns of the list's table, what a text list through another node needs
+ * of it (a fifth of a whole session's JSON, and no per-session view to build).
+ */
+export const sessionRowsSchema = z.object({
+  sessions: z.array(
+    sessionSchema.pick({ id: true, name: true, owner_uid: true, state: true, hostname: true, init_pid: true, id_range: true, created_at: true }).extend({
+      network: sessionSchema.shape.network.pick({ mode: true, address: true }),
+    }),
+  ),
+});
 export const movedOutQuery = z.object({ to: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name') }).strict();

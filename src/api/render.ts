@@ -19,7 +19,7 @@ function age(iso: string): string {
 }
 
 /** What the list's table shows of a session: the daemon reads only these for `?format=text` (src/sessions/view.ts toListed). */
-export type SessionListed = Pick<Session, 'id' | 'name' | 'owner_uid' | 'state' | 'hostname' | 'init_pid' | 'id_range' | 'created_at'> & { network: Pick<Session['network'], 'mode' | 'address'> };
+export type SessionListed = Pick<Session, 'id' | 'name' | 'owner_uid' | 'state' | 'hostname' | 'init_pid' | 'id_range' | 'created_at'> & { network: Pick<Session['network'], 'mode' | 'address'> } & Pick<Session, 'node'>;
 
 /** Whose it is, when not the caller's own. */
 const owner = (s: Pick<Session, 'owner_uid'>) => (s.owner_uid === null ? 'uid 0' : `uid ${s.owner_uid}`);
@@ -27,13 +27,16 @@ const owner = (s: Pick<Session, 'owner_uid'>) => (s.owner_uid === null ? 'uid 0'
 export function sessionTable(sessions: readonly SessionListed[], me = process.getuid?.() ?? 0): string {
   // Another owner's session shows its owner, so two sessions called "web" are told apart.
   const others = sessions.some((s) => (s.owner_uid ?? 0) !== me);
+  // Fleet mode: which node runs each (a pending one none yet).
+  const fleet = sessions.some((s) => s.node !== undefined);
   return table(
-    ['ID', 'NAME', ...(others ? ['OWNER'] : []), 'STATE', 'HOSTNAME', 'ADDRESS', 'PID', 'HOST IDS', 'AGE'],
+    ['ID', 'NAME', ...(others ? ['OWNER'] : []), 'STATE', ...(fleet ? ['NODE'] : []), 'HOSTNAME', 'ADDRESS', 'PID', 'HOST IDS', 'AGE'],
     sessions.map((s) => [
       s.id,
       s.name ?? '-',
       ...(others ? [owner(s)] : []),
       s.state,
+      ...(fleet ? [s.node ?? '-'] : []),
       s.hostname,
       s.network.address ?? (s.network.mode === 'none' ? 'none' : '-'),
       s.init_pid === null ? '-' : String(s.init_pid),

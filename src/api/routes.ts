@@ -43,7 +43,7 @@ import {
 } from './schemas.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from './protocol.js';
 import { eventListSchema, eventsQuery, eventStreamQuery } from './eventSchemas.js';
-import { cordonRequest, createQuery, drainReplySchema, movedInQuery, movedOutQuery, nodeListSchema } from './fleetSchemas.js';
+import { cordonRequest, createQuery, drainReplySchema, movedInQuery, movedOutQuery, nodeListSchema, sessionRowsSchema } from './fleetSchemas.js';
 
 /**
  * Whose object a route acts on:
@@ -171,6 +171,8 @@ export const ROUTES = {
   sessionMovedIn: route({ method: 'POST', path: '/v1/sessions/{session}/moved-in', fleet: 'peer', owner: { kind: 'session' }, action: 'session.stop', query: movedInQuery, reply: json(sessionSchema) }),
   // An undone move's copy here, ended (the drained node destroyed it first): it lives on at `to`, and a later move here may make it again.
   sessionMovedOut: route({ method: 'POST', path: '/v1/sessions/{session}/moved-out', fleet: 'peer', owner: { kind: 'session' }, action: 'session.destroy', query: movedOutQuery, reply: EMPTY }),
+  // A text list through another node (nodes only): this node's own sessions, the table's columns alone.
+  nodeSessionRows: route({ method: 'GET', path: '/v1/node/sessions', fleet: 'peer', owner: { kind: 'caller' }, action: 'session.list', query: z.object({ all: flag.optional() }).strict(), reply: json(sessionRowsSchema) }),
 
   // The fleet's nodes (fleet mode; 400 on a single daemon). Nodes are nobody's: root only unless a rule grants node.*.
   nodeList: route({ method: 'GET', path: '/v1/nodes', fleet: 'local', owner: { kind: 'caller' }, action: 'node.list', reply: json(nodeListSchema) }),

@@ -18,6 +18,7 @@ import { awaitReport } from './report.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
 import { Reach } from './reach.js';
+import { WatchedFleet } from './watched.js';
 import { claimName } from './names.js';
 import { pendingView, type Limits } from './views.js';
 import { Failure, type FenceTarget } from './failure.js';
@@ -42,6 +43,8 @@ export class Fleet {
   readonly registry: Registry;
   private readonly worker: Worker;
   private readonly failure: Failure;
+  /** The fleet's keys as a watch keeps them: lists and forwarded calls read them here (as fresh as etcd). */
+  private readonly watched: WatchedFleet;
   /** The node-to-node channel ([cluster.peer]); absent: nothing is forwarded. */
   readonly reach: Reach | undefined;
   /** Moves this node's stopped sessions elsewhere while it is drained (needs the node-to-node channel). */
@@ -62,7 +65,8 @@ export class Fleet {
     this.registry = new Registry(this.etcd, c, endpoint, capacity, log);
     this.failure = new Failure(this.etcd, c, this.registry, local, log);
     this.worker = new Worker(this.etcd, c.node, local, log, () => this.failure.open());
-    this.reach = c.peer ? new Reach(this.etcd, c.node, c.peer, log) : undefined;
+    this.watched = new WatchedFleet(this.etcd, log);
+    this.reach = c.peer ? new Reach(this.etcd, this.watched, c.node, c.peer, log) : undefined;
     this.mover = this.reach ? new Mover(this.etcd, c.node, c, this.reach.client, local, log) : undefined;
   }
 
@@ -82,6 +86,7 @@ export class Fleet {
       // Before anything is made here: what the fleet declared lost while this node was away goes.
       await this.failure.start();
       await this.worker.start();
+      this.watched.start();
     } catch (e) {
       throw new Error(`cannot join the fleet through etcd at ${this.c.endpoints.join(', ')}: ${(e as Error).message}`);
     }
@@ -128,7 +133,7 @@ export class Fleet {
    */
   async pending(): Promise<Pending[]> {
     // Bounded: a list on this node answers with its own sessions (and the pending ones last read) even when etcd cannot.
-    const read = Promise.all([getPrefix(this.etcd, prefix.pending), getPrefix(this.etcd, prefix.alive)]);
+    const read = this.watched.keys(prefix.pending, prefix.alive).then(([pending, alive]) => [pending!, alive!] as [Map<string, string>, Map<string, string>]);
     const [all, alive] = await within(read, FLEET_READ_TIMEOUT_MS, "the fleet's etcd").then(
       (r) => (this.lastPending = r),
       () => this.lastPending,
@@ -197,6 +202,7 @@ export class Fleet {
     const leave = Promise.all([this.worker.close(), this.registry.close(true)]);
     await Promise.race([leave, new Promise((r) => setTimeout(r, 2000).unref())]);
     this.reach?.close();
+    this.watched.close();
     this.etcd.close();
   }
 }

@@ -10,12 +10,14 @@ import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { sessionSchema, type Session } from '../api/schemas.js';
+import { sessionRowsSchema } from '../api/fleetSchemas.js';
 import { eventListSchema, type AuditEvent } from '../api/eventSchemas.js';
 import { ApiError } from '../vocab/errors.js';
 import { getPrefix, getWithRev } from './etcd.js';
 import { desiredSchema, downSchema, key, lostSchema, memberSchema, parseValue, prefix, PREFIX, statusSchema, type Desired, type Lost, type Status } from './keys.js';
 import { lostView, reportedOrPlaced, unreachableView } from './views.js';
 import { PeerClient, PeerCredentials, peerName, type PeerConfig } from './peerTls.js';
+import type { WatchedFleet } from './watched.js';
 import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
 
 export interface Located {
@@ -32,16 +34,18 @@ export interface Located {
 export type SessionRef = { kind: 'id'; id: string } | { kind: 'name'; name: string; owner: number };
 
 type Endpoints = Map<string, { endpoint: string; alive: boolean }>;
+/** A session as a text list shows it (GET /v1/node/sessions). */
+type SessionRow = z.infer<typeof sessionRowsSchema>['sessions'][number];
 
 /** What Reach.view() read: a failed read fails each question that waits on it, and none that does not. */
 export class FleetReads {
   constructor(
     readonly placements: Promise<Array<{ node: string; d: Desired }>>,
     readonly endpoints: Promise<Endpoints>,
+    readonly lost: Promise<Array<{ rec: Lost; view: Session }>>,
   ) {
-    // Read at once, maybe never awaited (the call needed only the other): not an unhandled rejection.
-    placements.catch(() => undefined);
-    endpoints.catch(() => undefined);
+    // Read at once, maybe never awaited (the call needed only another): not an unhandled rejection.
+    for (const p of [placements, endpoints, lost]) p.catch(() => undefined);
   }
 }
 
@@ -66,6 +70,7 @@ export class Reach {
 
   constructor(
     private readonly etcd: Etcd3,
+    private readonly watched: WatchedFleet,
     private readonly self: string,
     peer: PeerConfig,
     private readonly log: Logger,
@@ -87,24 +92,27 @@ export class Reach {
     return name;
   }
 
-  private async placements(): Promise<Array<{ node: string; d: Desired }>> {
-    const all = await getPrefix(this.etcd, DESIRED);
+  private placements(all: Map<string, string>): Array<{ node: string; d: Desired }> {
     return [...all].map(([k, v]) => ({ node: k.slice(DESIRED.length).split('/')[0]!, d: parseValue(desiredSchema, k, v) }));
   }
 
-  /** Every member's endpoint and whether it holds its lease: two reads at once. */
-  private async endpoints(): Promise<Endpoints> {
-    const [members, alive] = await Promise.all([getPrefix(this.etcd, prefix.members), getPrefix(this.etcd, prefix.alive)]);
+  /** Every member's endpoint and whether it holds its lease. */
+  private endpoints(members: Map<string, string>, alive: Map<string, string>): Endpoints {
     return new Map([...members].map(([k, v]) => parseValue(memberSchema, k, v)).map((m) => [m.name, { endpoint: m.endpoint, alive: alive.has(key.alive(m.name)) }]));
   }
 
   /**
-   * One call's reads of the fleet, started at once and shared by every
-   * question the call asks (is it pending, on an unreachable node, lost,
-   * where): a forwarded call waits for one round of etcd reads, not one per question.
+   * One call's reads of the fleet (from the watched copy, as fresh as etcd),
+   * shared by every question the call asks (is it pending, on an
+   * unreachable node, lost, where).
    */
   view(): FleetReads {
-    return new FleetReads(this.placements(), this.endpoints());
+    const keys = this.watched.keys(DESIRED, prefix.members, prefix.alive, prefix.lost);
+    return new FleetReads(
+      keys.then(([desired]) => this.placements(desired!)),
+      keys.then(([, members, alive]) => this.endpoints(members!, alive!)),
+      keys.then(([, , , lost]) => this.lost(lost!)),
+    );
   }
 
   /** The session on another node that `ref` names, or undefined; a name two nodes hold is a conflict. */
@@ -153,23 +161,37 @@ export class Reach {
   }
 
   /** Every other node's sessions (all of them: the caller's node filters by its own policy), each with its node. */
-  async others(all: boolean): Promise<Session[]> {
-    // Bounded as the pending list is: without etcd a node lists its own sessions, at once.
-    const eps = await quick(this.endpoints(), new Map<string, { endpoint: string; alive: boolean }>(), (e) => this.log.warn({ err: e.message }, 'fleet list: this node alone'));
-    // Read only when a node does not answer: a list where every node does costs one etcd read.
+  others(all: boolean): Promise<Session[]> {
+    return this.gather((node, endpoint) => this.getJson(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000));
+  }
+
+  /** The same with only the list table's columns of each (a text list): each node answers with its rows alone. */
+  rows(all: boolean): Promise<Array<SessionRow | Session>> {
+    return this.gather((node, endpoint) => this.getJson(node, endpoint, all ? '/v1/node/sessions?all=1' : '/v1/node/sessions', sessionRowsSchema, 5000));
+  }
+
+  /** What `ask` gets of every other live node, each with its node; a node that does not answer, as etcd last knew it; and the lost sessions. */
+  private async gather<T extends SessionRow>(ask: (node: string, endpoint: string) => Promise<{ sessions: T[] } | undefined>): Promise<Array<T | Session>> {
+    // One read of the fleet (the watched copy), bounded as the pending list is: without etcd a node lists its own sessions, at once.
+    const none = [new Map<string, string>(), new Map<string, string>(), new Map<string, string>()];
+    const [members, alive, lostKeys] = await quick(this.watched.keys(prefix.members, prefix.alive, prefix.lost), none, (e) => this.log.warn({ err: e.message }, 'fleet list: this node alone'));
+    const eps = this.endpoints(members!, alive!);
+    // Read only when a node does not answer.
     let placed: Promise<Array<{ node: string; d: Desired }>> | undefined;
-    const lists = [...eps].filter(([n]) => n !== this.self).map(async ([node, ep]) => {
+    const lists = [...eps].filter(([n]) => n !== this.self).map(async ([node, ep]): Promise<Array<T | Session>> => {
       if (ep.alive) {
         try {
-          return (await this.listOf(node, ep.endpoint, all)).map((s) => ({ ...s, node }));
+          const r = await ask(node, ep.endpoint);
+          if (r === undefined) throw new Error(`node ${node} answered no list`);
+          return r.sessions.map((s) => ({ ...s, node }));
         } catch (e) {
           this.log.debug({ node, err: (e as Error).message }, 'fleet list: node did not answer');
         }
       }
-      placed ??= quick(this.placements(), []);
+      placed ??= quick(this.watched.keys(DESIRED).then(([d]) => this.placements(d!)), []);
       return quick(this.asKnown(node, (await placed).filter((p) => p.node === node).map((p) => p.d)), []);
     });
-    const lost = (await quick(this.lost(), [], (e) => this.log.warn({ err: e.message }, 'fleet list: without the lost sessions'))).map((l) => l.view);
+    const lost = this.lost(lostKeys!).map((l) => l.view);
     // A fenced one is also its node's (ended there): shown once, lost, until its owner destroys it.
     const lostIds = new Set(lost.map((s) => s.id));
     return [...(await Promise.all(lists)).flat().filter((s) => !lostIds.has(s.id)), ...lost];
@@ -181,7 +203,9 @@ export class Reach {
    * did not answer (unreachable, or not within 5 s).
    */
   async eventsOf(path: string): Promise<{ events: AuditEvent[]; unanswered: string[] }> {
-    const eps = await quick(this.endpoints(), new Map<string, { endpoint: string; alive: boolean }>(), (e) => this.log.warn({ err: e.message }, 'fleet events: this node alone'));
+    const none = [new Map<string, string>(), new Map<string, string>()];
+    const [members, alive] = await quick(this.watched.keys(prefix.members, prefix.alive), none, (e) => this.log.warn({ err: e.message }, 'fleet events: this node alone'));
+    const eps = this.endpoints(members!, alive!);
     const unanswered: string[] = [];
     const parts = [...eps]
       .filter(([n]) => n !== this.self)
@@ -220,8 +244,7 @@ export class Reach {
   }
 
   /** The sessions the fleet declared lost, as their owners see them until they destroy them. */
-  private async lost(): Promise<Array<{ rec: Lost; view: Session }>> {
-    const all = await getPrefix(this.etcd, prefix.lost);
+  private lost(all: Map<string, string>): Array<{ rec: Lost; view: Session }> {
     return [...all].flatMap(([k, v]) => {
       try {
         const rec = parseValue(lostSchema, k, v);
@@ -253,7 +276,7 @@ export class Reach {
         return view ? { view, lost: false } : undefined;
       }
       // A name two lost sessions had (a lost one holds none): the newest, as the name's latest meaning.
-      const lost = (await this.lost()).filter(({ rec }) => matches(rec.id, rec.name, rec.owner_uid)).sort((a, b) => (a.rec.since < b.rec.since ? 1 : -1));
+      const lost = (await reads.lost).filter(({ rec }) => matches(rec.id, rec.name, rec.owner_uid)).sort((a, b) => (a.rec.since < b.rec.since ? 1 : -1));
       if (!lost[0]) return undefined;
       const { rec, view } = lost[0];
       const ep = rec.fenced_at !== undefined && rec.node !== this.self ? (await reads.endpoints).get(rec.node) : undefined;
@@ -280,12 +303,6 @@ export class Reach {
       if (fenced) await this.etcd.if(key.status(id), 'Mod', '==', st.rev).then(drop, this.etcd.delete().key(key.status(id))).commit();
       else await drop.exec();
     });
-  }
-
-  private async listOf(node: string, endpoint: string, all: boolean): Promise<Session[]> {
-    const r = await this.getJson(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000);
-    if (r === undefined) throw new Error(`node ${node} answered no list`);
-    return r.sessions;
   }
 
   /**

@@ -148,9 +148,18 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const shown = await nodes.a.show('far');
     expect(shown).toMatchObject({ id: far.id, node: names.c, state: 'running' });
     expect((await nodes.b.show(far.id)).node).toBe(names.c);
-    const text = await nodes.a.cli(['session', 'list']);
-    expect(text.code, text.stderr).toBe(0);
-    expect(text.stdout).toMatch(new RegExp(`${far.id}.*far`));
+    // The text list (each node asked for its table's rows alone) says which node runs each.
+    for (const through of [nodes.a, nodes.b]) {
+      const text = await through.cli(['session', 'list']);
+      expect(text.code, text.stderr).toBe(0);
+      const [head, ...rows] = text.stdout.trim().split('\n');
+      expect(head).toMatch(/^ID\s+NAME\s+(OWNER\s+)?STATE\s+NODE\s+HOSTNAME/);
+      expect(rows.find((r) => r.startsWith(far.id))).toMatch(new RegExp(`^${far.id}\\s+far\\s+(uid \\d+\\s+)?running\\s+${names.c}\\s`));
+      const json = (await through.api('GET', '/v1/sessions')).body as { sessions: Session[] };
+      expect(rows.map((r) => r.split(/\s+/)[0]).sort()).toEqual(json.sessions.map((s) => s.id).sort());
+    }
+    // The rows are served to nodes alone.
+    expect((await nodes.c.api('GET', '/v1/node/sessions')).status).toBe(404);
   });
 
   it('execs through A into a session on C: a few MB of binary byte-exact, binary stdin, the exit code', async () => {

@@ -4,11 +4,11 @@
 // budget, the totals inside the transaction that records the session.
 import { BudgetRefusal } from '../../access/budgets.js';
 import type { Caller } from '../../access/guard.js';
-import type { CreateSessionRequest } from '../../api/schemas.js';
+import type { CreateSessionRequest, Session } from '../../api/schemas.js';
 import type { ResolvedVolume } from '../../sessions/manager.js';
 import { ApiError } from '../../vocab/errors.js';
 import { parseOwned, refText, VOLUME_NAME } from '../../vocab/names.js';
-import { sessionIds, sessionTable } from '../../api/render.js';
+import { sessionIds, sessionTable, type SessionListed } from '../../api/render.js';
 import { Printed, type Handlers } from '../dispatch.js';
 import { notFound } from '../objects.js';
 import type { Context } from '../route.js';
@@ -40,25 +40,35 @@ const movingNow = (id: string) => new ApiError('conflict', `session ${id} is bei
 /** Fleet mode: a session of this node, with the node it runs on. */
 const here = <T extends object>(ctx: Context, s: T): T => (ctx.fleet ? { ...s, node: ctx.fleet.node } : s);
 
-export const sessionHandlers: Pick<Handlers, 'sessionList' | 'sessionCreate' | 'sessionShow' | 'sessionStats' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
+export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' | 'sessionCreate' | 'sessionShow' | 'sessionStats' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
   sessionList: async (ctx, { caller, query }) => {
     // Fleet mode: this node's own (as the caller's node asked: all of them, filtered there), or
     // every node's (the route's aggregate), each with its node, filtered by this node's policy.
+    // The other nodes are asked first and this node's own are read while they answer (the fleet's
+    // reads and the peers' lists are waits here; this node's list is work).
     const peer = caller.via === 'peer';
     const fleet = ctx.fleet;
-    const pending = fleet && !peer ? (await fleet.pending()).map(pendingView) : [];
-    const others = fleet?.reach && !peer ? await fleet.reach.others(query.all ?? false) : [];
-    // A fenced session of this node is shown once: lost, from the fleet, until its owner destroys it.
-    const lostIds = new Set(others.filter((s) => s.state === 'lost').map((s) => s.id));
-    const shown = (s: { id: string; owner_uid: number | null; state: string }) => (peer || ctx.access.visible(caller, s)) && (s.state === 'lost' || !lostIds.has(s.id));
+    const all = query.all ?? false;
+    const reach = peer ? undefined : fleet?.reach;
+    const pendingP = fleet && !peer ? fleet.pending().then((ps) => ps.map(pendingView)) : Promise.resolve([]);
+    /** Every node's, this node's policy applied; a fenced session of this node shown once: lost, from the fleet, until its owner destroys it. */
+    const merged = async <T extends SessionListed>(mine: T[], othersP: Promise<T[]>): Promise<Array<T | Session>> => {
+      const [others, pending] = await Promise.all([othersP, pendingP]);
+      const lostIds = new Set(others.filter((s) => s.state === 'lost').map((s) => s.id));
+      return [...mine, ...others, ...pending].filter((s) => (peer || ctx.access.visible(caller, s)) && (s.state === 'lost' || !lostIds.has(s.id)));
+    };
     if (query.format === 'text' || query.format === 'ids') {
-      // Sized for what is printed: the table's columns of each session, not every field of it.
-      const rows = [...ctx.sessions.listTable(query.all ?? false).map((s) => here(ctx, s)), ...others, ...pending].filter(shown);
+      // Sized for what is printed: the table's columns of each session (the other nodes' too), not every field of it.
+      const othersP = reach ? reach.rows(all) : Promise.resolve([]);
+      const rows = await merged(ctx.sessions.listTable(all).map((s) => here(ctx, s)), othersP);
       return new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid));
     }
-    const all = ctx.sessions.list(query.all ?? false, consoleInfo(ctx)).map((s) => here(ctx, s));
-    return { sessions: [...all, ...others, ...pending].filter(shown) };
+    const othersP = reach ? reach.others(all) : Promise.resolve([]);
+    return { sessions: await merged(ctx.sessions.list(all, consoleInfo(ctx)).map((s) => here(ctx, s)), othersP) };
   },
+
+  // Served to the fleet's nodes alone (the route's 'peer'): the caller's node filters by its own policy.
+  nodeSessionRows: (ctx, { query }) => ({ sessions: ctx.sessions.listTable(query.all ?? false) }),
 
   sessionCreate: {
     detail: ({ body }) => body.name ?? null,

@@ -1,0 +1,152 @@
+// A copy of the fleet's keys (everything under /enclave/) kept current by
+// one etcd watch, as a Kubernetes informer keeps the API server's objects:
+// lists and forwarded calls read it instead of asking etcd for whole
+// prefixes (the placements alone are ~1 KiB a session). A read of the copy
+// is as fresh as a read of etcd: it waits until the copy has seen every
+// write etcd had committed when the read began (the revision of one small
+// linearizable read: Kubernetes' "consistent reads from cache"). Until the
+// copy is loaded, while its watch is down, or when it does not catch up in
+// time, keys() reads etcd itself.
+import type { Etcd3, IWatchResponse, Watcher } from 'etcd3';
+import type { Logger } from 'pino';
+import { getPrefix } from './etcd.js';
+import { PREFIX } from './keys.js';
+
+/** How long a read waits for the copy to catch up before it reads etcd instead, ms. */
+const CATCH_UP_MS = 200;
+/** After the watch was cancelled (etcd compacted past it): load again after this long, ms. */
+const RELOAD_MS = 1000;
+
+export class WatchedFleet {
+  /** Key to value, by the key's part of the fleet (`/enclave/desired/`, `/enclave/alive/`, ...). */
+  private readonly parts = new Map<string, Map<string, string>>();
+  /** The etcd revision the copy has seen every write up to. */
+  private rev = 0;
+  /** Loaded, and its watch connected (a reconnected watch resumes where it left off). */
+  private live = false;
+  private closed = false;
+  private watcher: Watcher | undefined;
+  private waiters: Array<{ rev: number; done: (ok: boolean) => void }> = [];
+  private timer: NodeJS.Timeout | undefined;
+  /** How keys() answered: from the copy, or from etcd (a copy not live or not caught up). */
+  readonly served = { copy: 0, etcd: 0 };
+
+  constructor(
+    private readonly etcd: Etcd3,
+    private readonly log: Logger,
+  ) {}
+
+  /** Load the copy and watch from the revision loaded; on failure, try again later (readers use etcd meanwhile). */
+  start(): void {
+    void this.load().catch((e: Error) => {
+      this.log.debug({ err: e.message }, 'fleet copy: not loaded; reads go to etcd');
+      this.again();
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.drop();
+    void this.watcher?.cancel().catch(() => undefined);
+  }
+
+  /**
+   * The keys under each of `prefixes` (each one part of the fleet, as
+   * `prefix.members`: key to value), as fresh as a read of etcd: from the
+   * copy once it holds every write committed before this call, else (not
+   * loaded, watch down, not caught up within CATCH_UP_MS) read from etcd.
+   * Each answer is a Map of its own. Fails as an etcd read fails.
+   */
+  async keys(...prefixes: string[]): Promise<Array<Map<string, string>>> {
+    if (this.live) {
+      // Any linearizable read answers with etcd's current revision; this key need not exist.
+      const now = Number((await this.etcd.get(`${PREFIX}revision`).exec()).header.revision);
+      if (await this.caughtUp(now)) {
+        this.served.copy++;
+        return prefixes.map((p) => new Map(this.parts.get(p)));
+      }
+    }
+    this.served.etcd++;
+    return Promise.all(prefixes.map((p) => getPrefix(this.etcd, p)));
+  }
+
+  /** The part of the fleet a key belongs to: `/enclave/PART/`. */
+  private partOf(k: string): Map<string, string> {
+    const p = k.slice(0, k.indexOf('/', PREFIX.length) + 1) || k;
+    let m = this.parts.get(p);
+    if (!m) this.parts.set(p, (m = new Map()));
+    return m;
+  }
+
+  private caughtUp(rev: number): Promise<boolean> {
+    if (!this.live) return Promise.resolve(false);
+    if (this.rev >= rev) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w = {
+        rev,
+        done: (ok: boolean) => {
+          clearTimeout(t);
+          resolve(ok);
+        },
+      };
+      // Writes outside /enclave/ (an etcd shared with others) move the revision without an event here.
+      const t = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        resolve(false);
+      }, CATCH_UP_MS);
+      this.waiters.push(w);
+    });
+  }
+
+  private async load(): Promise<void> {
+    const r = await this.etcd.getAll().prefix(PREFIX).exec();
+    if (this.closed) return;
+    this.parts.clear();
+    for (const kv of r.kvs) this.partOf(kv.key.toString()).set(kv.key.toString(), kv.value.toString());
+    this.rev = Number(r.header.revision);
+    const w = await this.etcd.watch().prefix(PREFIX).startRevision(String(this.rev + 1)).create();
+    if (this.closed) return void w.cancel().catch(() => undefined);
+    this.watcher = w;
+    w.on('data', (res: IWatchResponse) => this.apply(res));
+    w.on('connected', () => (this.live = true));
+    w.on('disconnected', () => this.drop());
+    // Cancelled by etcd (compacted past the copy's revision): the copy is no good; load it again.
+    w.on('error', (e: Error) => {
+      this.log.warn({ err: e.message }, 'fleet copy: watch cancelled; loading again');
+      this.drop();
+      this.watcher = undefined;
+      void w.cancel().catch(() => undefined);
+      this.again();
+    });
+    this.live = true;
+    this.log.debug({ keys: r.kvs.length, revision: this.rev }, 'fleet copy loaded');
+  }
+
+  private apply(res: IWatchResponse): void {
+    for (const ev of res.events) {
+      const k = ev.kv.key.toString();
+      // The type is the enum's name ('Put'/'PUT' as the loader spells it).
+      if (String(ev.type).toLowerCase() === 'delete') this.partOf(k).delete(k);
+      else this.partOf(k).set(k, ev.kv.value.toString());
+    }
+    this.rev = Math.max(this.rev, Number(res.header.revision));
+    const ready = this.waiters.filter((w) => w.rev <= this.rev);
+    this.waiters = this.waiters.filter((w) => w.rev > this.rev);
+    for (const w of ready) w.done(true);
+  }
+
+  /** The copy may be missing writes: readers go to etcd until the watch is back. */
+  private drop(): void {
+    this.live = false;
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) w.done(false);
+  }
+
+  private again(): void {
+    if (this.closed) return;
+    this.timer = setTimeout(() => this.start(), RELOAD_MS);
+    this.timer.unref();
+  }
+}
