@@ -145,14 +145,21 @@ async function main(): Promise<void> {
     const perNodeSeen = nodes.map((n) => counted.filter((x) => x.node === n.name).length);
     process.stdout.write(`list: ${counted.length} sessions over 3 nodes (${perNodeSeen.join(', ')}), ${perNode} on the single daemon\n`);
     if (counted.length !== perNode * 3) throw new Error(`the fleet list has ${counted.length} sessions, not ${perNode * 3}`);
-    const fleetList = `list through A (${perNode * 3} over 3 nodes)`;
-    const soloList = `list on one daemon (${perNode})`;
+    // JSON (the API) and text (what `enclave session list` prints).
+    const lists: Record<string, [Node, string]> = {
+      [`list through A (${perNode * 3} over 3 nodes)`]: [a, '/v1/sessions'],
+      [`list on one daemon (${perNode})`]: [solo, '/v1/sessions'],
+      [`text list through A (${perNode * 3} over 3 nodes)`]: [a, '/v1/sessions?format=text'],
+      [`text list on one daemon (${perNode})`]: [solo, '/v1/sessions?format=text'],
+      'show through A': [a, `/v1/sessions/${target.id}`],
+      'show through B (forwarded)': [b, `/v1/sessions/${target.id}`],
+    };
     await runShuffled(
-      { [fleetList]: rounds, [soloList]: rounds, 'show through A': rounds, 'show through B (forwarded)': rounds },
+      Object.fromEntries(Object.keys(lists).map((k) => [k, rounds])),
       async (step) => {
+        const [n, path] = lists[step]!;
         const t0 = process.hrtime.bigint();
-        if (step === soloList) await ok(api(solo, 'GET', '/v1/sessions'), step);
-        else await ok(api(step.endsWith('(forwarded)') ? b : a, 'GET', step === fleetList ? '/v1/sessions' : `/v1/sessions/${target.id}`), step);
+        await ok(api(n, 'GET', path), step);
         s.add(step, msSince(t0));
         return true;
       },
@@ -181,6 +188,7 @@ async function main(): Promise<void> {
   process.stdout.write(`${s.ratio('echo, attach through B', 'echo, attach on A', 'echo through B / direct')}\n`);
   process.stdout.write(`${s.ratio('exec true through B', 'exec true on A', 'exec true through B / direct')}\n`);
   process.stdout.write(`${s.ratio(`list through A (${perNode * 3} over 3 nodes)`, `list on one daemon (${perNode})`, 'fleet list / single-daemon list (goal 3x)')}\n`);
+  process.stdout.write(`${s.ratio(`text list through A (${perNode * 3} over 3 nodes)`, `text list on one daemon (${perNode})`, 'fleet text list / single-daemon text list')}\n`);
   process.stdout.write(`${s.ratio('show through B (forwarded)', 'show through A', 'show through B / on the owner')}\n`);
   process.stdout.write(`${s.ratio('failure detected (C SIGKILLed -> unreachable on A)', 'lease TTL + 1 s', 'failure detection / (TTL + 1 s)')}\n`);
 }
