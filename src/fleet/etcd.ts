@@ -1,9 +1,10 @@
 // The fleet's etcd client (npm etcd3: leases, watches, transactions), made
 // from the [cluster] section. One per daemon.
 import { readFileSync } from 'node:fs';
-import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError, retry } from 'cockatiel';
+import { ConsecutiveBreaker, ExponentialBackoff, TimeoutStrategy, circuitBreaker, handleWhen, isBrokenCircuitError, retry, timeout, wrap } from 'cockatiel';
 import { Etcd3, isRecoverableError } from 'etcd3';
 import type { Config } from '../config/schema.js';
+import { FLEET_OP_TIMEOUT_MS } from './deadline.js';
 
 export type ClusterConfig = NonNullable<Config['cluster']>;
 
@@ -17,15 +18,21 @@ export type ClusterConfig = NonNullable<Config['cluster']>;
  * Here a member's breaker tries again after 1 s, and a call whose members all
  * refused, or whose breakers are all open, is tried again with backoff for
  * about 8 s: past an election (2 election timeouts), under the 15 s that a
- * fleet operation waits at most (FLEET_OP_TIMEOUT_MS). The client's default
- * retry re-sends calls the same way; this only gives it longer.
+ * fleet operation waits at most (FLEET_OP_TIMEOUT_MS), and no retry starts
+ * after that bound (a caller told "did not answer" must not have its call
+ * land much later). A re-sent write whose first send applied but whose
+ * answer was lost fails its compare: each transaction then looks whether
+ * the write was its own (placement.ts, names.ts, move.ts).
  */
 const faultHandling = {
   host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
-  global: retry(handleWhen((e) => isRecoverableError(e) || isBrokenCircuitError(e)), {
-    maxAttempts: 12,
-    backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }),
-  }),
+  global: wrap(
+    timeout(FLEET_OP_TIMEOUT_MS, TimeoutStrategy.Cooperative),
+    retry(handleWhen((e) => isRecoverableError(e) || isBrokenCircuitError(e)), {
+      maxAttempts: 12,
+      backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }),
+    }),
+  ),
 };
 
 export function etcdClient(c: ClusterConfig): Etcd3 {

@@ -103,7 +103,8 @@ export class Mover {
     const rec: Move = { id: d.id, from: this.self, to, phase: 'copying' };
     // Only where none is: another node's record of it (a move of it still being finished) is not overwritten.
     const recorded = await this.etcd.if(key.move(d.id), 'Version', '==', 0).then(this.etcd.put(key.move(d.id)).value(JSON.stringify(rec))).commit();
-    if (!recorded.succeeded) {
+    // Refused with this very record there: a re-sent write (its answer lost to a leader change) whose first send applied.
+    if (!recorded.succeeded && (await this.etcd.get(key.move(d.id)).string()) !== JSON.stringify(rec)) {
       await this.etcd.delete().key(key.desired(to, d.id));
       throw new Error('a move of it is still being finished');
     }
@@ -116,7 +117,11 @@ export class Mover {
         .if(key.move(d.id), 'Value', '==', JSON.stringify(rec))
         .then(this.etcd.delete().key(key.desired(this.self, d.id)), this.etcd.put(key.move(d.id)).value(JSON.stringify({ ...rec, phase: 'committed' })))
         .commit();
-      if (!committed.succeeded) throw new Error('its move record changed under it');
+      if (!committed.succeeded) {
+        // Committed already by this move's own first send (re-sent after its answer was lost): done.
+        const now = await this.record(d.id);
+        if (now?.phase !== 'committed' || now.to !== to) throw new Error('its move record changed under it');
+      }
     } catch (e) {
       // Undone only while the record still says copying: a commit that applied but answered an error is kept.
       const now = await this.record(d.id).catch(() => undefined);

@@ -29,6 +29,8 @@ export async function claimName(etcd: Etcd3, owner: number, name: string, id: st
     const cur = await getWithRev(etcd, k);
     if (cur.value !== null) {
       const c = parseValue(claimSchema, k, cur.value);
+      // This create's own claim: a re-sent claim (its answer lost to a leader change) whose first send applied.
+      if (c.id === id) return;
       if (await held(etcd, c)) throw new ApiError('conflict', `a session named '${name}' already exists in the fleet (${c.id})`, 'name');
     }
     const r = await etcd.if(k, 'Mod', '==', cur.rev).then(etcd.put(k).value(JSON.stringify({ id, at: Date.now() }))).commit();

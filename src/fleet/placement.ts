@@ -77,6 +77,9 @@ export async function readFleet(etcd: Etcd3): Promise<NodeView[]> {
  * allocation is still the one read, add the session to it and write the
  * desired state the node watches (and drop `alsoDelete`, a pending entry).
  * False when another placement (or the node's own accounting) came first.
+ * True also when this very booking was there already: the etcd client
+ * re-sends a call whose answer a leader change lost, and then the first
+ * send, applied, makes the second fail its compare.
  */
 export async function book(etcd: Etcd3, n: NodeView, d: Desired, alsoDelete?: string): Promise<boolean> {
   const alloc: Alloc = { sessions: { ...n.alloc.sessions, [d.id]: { memory_mb: d.memory_mb } } };
@@ -87,8 +90,11 @@ export async function book(etcd: Etcd3, n: NodeView, d: Desired, alsoDelete?: st
     ops.push(etcd.delete().key(alsoDelete));
     txn.and(alsoDelete, 'Version', '>', 0);
   }
-  const r = await txn.then(...ops).commit();
-  return r.succeeded;
+  const r = await txn
+    .then(...ops)
+    .else(etcd.get(key.desired(n.member.name, d.id)))
+    .commit();
+  return r.succeeded || (r.responses[0]?.response_range?.kvs.length ?? 0) > 0;
 }
 
 /**

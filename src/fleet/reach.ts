@@ -37,7 +37,7 @@ type Endpoints = Map<string, { endpoint: string; alive: boolean }>;
 /** A session as a text list shows it (GET /v1/node/sessions). */
 type SessionRow = z.infer<typeof sessionRowsSchema>['sessions'][number];
 
-/** What Reach.view() read: a failed read fails each question that waits on it, and none that does not. */
+/** What Reach.view() read (one read of the watched copy, or of etcd): each question waits on the part it needs. */
 export class FleetReads {
   constructor(
     readonly placements: Promise<Array<{ node: string; d: Desired }>>,
@@ -167,7 +167,9 @@ export class Reach {
 
   /** The same with only the list table's columns of each (a text list): each node answers with its rows alone. */
   rows(all: boolean): Promise<Array<SessionRow | Session>> {
-    return this.gather((node, endpoint) => this.getJson(node, endpoint, all ? '/v1/node/sessions?all=1' : '/v1/node/sessions', sessionRowsSchema, 5000));
+    const q = all ? '?all=1' : '';
+    // A node of an older version has no rows to give (404): its whole list, then.
+    return this.gather(async (node, endpoint) => (await this.getJson(node, endpoint, `/v1/node/sessions${q}`, sessionRowsSchema, 5000)) ?? this.getJson(node, endpoint, `/v1/sessions${q}`, listReply, 5000));
   }
 
   /** What `ask` gets of every other live node, each with its node; a node that does not answer, as etcd last knew it; and the lost sessions. */

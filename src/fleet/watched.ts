@@ -105,22 +105,28 @@ export class WatchedFleet {
     this.parts.clear();
     for (const kv of r.kvs) this.partOf(kv.key.toString()).set(kv.key.toString(), kv.value.toString());
     this.rev = Number(r.header.revision);
-    const w = await this.etcd.watch().prefix(PREFIX).startRevision(String(this.rev + 1)).create();
-    if (this.closed) return void w.cancel().catch(() => undefined);
+    // watcher(), not create(): its listeners are on before it connects, so no answer of it goes unseen.
+    const w = this.etcd.watch().prefix(PREFIX).startRevision(String(this.rev + 1)).watcher();
     this.watcher = w;
     w.on('data', (res: IWatchResponse) => this.apply(res));
-    w.on('connected', () => (this.live = true));
-    w.on('disconnected', () => this.drop());
-    // Cancelled by etcd (compacted past the copy's revision): the copy is no good; load it again.
-    w.on('error', (e: Error) => {
-      this.log.warn({ err: e.message }, 'fleet copy: watch cancelled; loading again');
-      this.drop();
-      this.watcher = undefined;
-      void w.cancel().catch(() => undefined);
-      this.again();
+    w.once('connected', () => {
+      this.live = true;
+      this.log.debug({ keys: r.kvs.length, revision: this.rev }, 'fleet copy loaded');
     });
-    this.live = true;
-    this.log.debug({ keys: r.kvs.length, revision: this.rev }, 'fleet copy loaded');
+    // Not resumed in place: the client resumes a dropped watch from the revision of its last answer,
+    // which can be past events not yet delivered. A copy that may have missed writes is loaded again.
+    w.on('disconnected', (e: Error) => this.restart(w, `watch disconnected: ${e.message}`));
+    // Cancelled by etcd (compacted past the copy's revision).
+    w.on('error', (e: Error) => this.restart(w, `watch cancelled: ${e.message}`));
+  }
+
+  private restart(w: Watcher, why: string): void {
+    if (this.watcher !== w) return;
+    this.log.warn({ err: why }, 'fleet copy: loading it again; reads go to etcd meanwhile');
+    this.drop();
+    this.watcher = undefined;
+    void w.cancel().catch(() => undefined);
+    this.again();
   }
 
   private apply(res: IWatchResponse): void {
@@ -129,8 +135,10 @@ export class WatchedFleet {
       // The type is the enum's name ('Put'/'PUT' as the loader spells it).
       if (String(ev.type).toLowerCase() === 'delete') this.partOf(k).delete(k);
       else this.partOf(k).set(k, ev.kv.value.toString());
+      // The events' own revisions (a delete's is the delete's), not the answer's header: etcd stamps a
+      // batch of a watch catching up with its current revision, past the batch's last event.
+      this.rev = Math.max(this.rev, Number(ev.kv.mod_revision));
     }
-    this.rev = Math.max(this.rev, Number(res.header.revision));
     const ready = this.waiters.filter((w) => w.rev <= this.rev);
     this.waiters = this.waiters.filter((w) => w.rev > this.rev);
     for (const w of ready) w.done(true);

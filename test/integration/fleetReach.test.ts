@@ -271,6 +271,68 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect((await nodes.c.api('POST', '/v1/daemon/reload')).status).toBe(200);
   });
 
+  it('moves the fleet to a new CA node by node (both CAs trusted, new certificates, the old CA dropped), every node reaching every other after each step', async () => {
+    const pki = join(dir, 'pki');
+    const next = makeCa(mkdtempSync(join(dir, 'ca2-')), 'enclave-fleet-ca-2');
+    const all = ['a', 'b', 'c'] as const;
+    const reload = async (k: 'a' | 'b' | 'c', step: string) => {
+      const r = await nodes[k].api('POST', '/v1/daemon/reload');
+      expect(r.status, `${step}: ${JSON.stringify(r.body)}`).toBe(200);
+      expect((r.body as { applied: string[] }).applied, step).toContain('cluster.peer files (certificate rotated)');
+    };
+    // A session on each node (made through A with the other two cordoned), so that every node's calls to every other are seen.
+    const on: Record<'a' | 'b', Session> = {} as never;
+    for (const k of ['a', 'b'] as const) {
+      const others = all.filter((x) => x !== k);
+      for (const o of others) await cordon(names[o], true);
+      try {
+        const r = await nodes.a.api('POST', '/v1/sessions', SMALL);
+        expect(r.status, JSON.stringify(r.body)).toBe(201);
+        on[k] = sessionSchema.parse(r.body);
+        expect(on[k].node).toBe(names[k]);
+      } finally {
+        for (const o of others) await cordon(names[o], false);
+      }
+    }
+    const sessions = { a: on.a, b: on.b, c: far };
+    /** Each node shows the other two's sessions (forwarded over the channel) running. */
+    const mesh = async (step: string) => {
+      for (const from of all) {
+        for (const to of all.filter((x) => x !== from)) {
+          const r = await nodes[from].api('GET', `/v1/sessions/${sessions[to].id}`);
+          expect(r.status, `${step}: ${from} -> ${to}: ${JSON.stringify(r.body)}`).toBe(200);
+          expect((r.body as Session).state, `${step}: ${from} -> ${to}`).toBe('running');
+        }
+      }
+    };
+    // 1. Every node trusts both CAs (the old CA's certificate kept aside, to sign a certificate with it later).
+    copyFileSync(caFile, join(dir, 'ca1.crt'));
+    writeFileSync(caFile, Buffer.concat([readFileSync(caFile), readFileSync(next.ca)]));
+    for (const k of all) await reload(k, 'both CAs');
+    await mesh('both CAs');
+    // 2. Node by node, a certificate of the new CA.
+    for (const k of all) {
+      const cert = makeNodeCert(mkdtempSync(join(pki, 'ca2-')), next, names[k]);
+      copyFileSync(cert.key, join(pki, `${names[k]}.key`));
+      copyFileSync(cert.cert, join(pki, `${names[k]}.crt`));
+      await reload(k, `${k}'s new certificate`);
+      await mesh(`${k}'s new certificate`);
+    }
+    // 3. The old CA dropped: new connections everywhere (each reload retires its client's), and still every node reaches every other.
+    copyFileSync(next.ca, caFile);
+    for (const k of all) await reload(k, 'the new CA alone');
+    await mesh('the new CA alone');
+    // A certificate of the old CA no longer gets in; one of the new does.
+    const old = makeNodeCert(mkdtempSync(join(pki, 'old-')), { ca: join(dir, 'ca1.crt'), caKey: join(pki, 'ca.key') }, names.b);
+    expect(await peerGet(hosts.c, ports.c, { ca: readFileSync(caFile), cert: readFileSync(old.cert), key: readFileSync(old.key) }, names.c)).toMatch(/certificate|alert|socket hang up|ECONNRESET/i);
+    const good = makeNodeCert(mkdtempSync(join(pki, 'new-')), next, names.b);
+    expect(await peerGet(hosts.c, ports.c, { ca: readFileSync(caFile), cert: readFileSync(good.cert), key: readFileSync(good.key) }, names.c)).toBe(200);
+    // The fleet's CA is the new one from here on (later tests make certificates with pki/ca.key).
+    copyFileSync(next.caKey, join(pki, 'ca.key'));
+    await nodes.a.destroy(on.a.id);
+    await nodes.b.destroy(on.b.id);
+  });
+
   it('refuses a peer without a certificate of the fleet CA, and one whose certificate names no node', async () => {
     const ca = readFileSync(caFile);
     expect(await peerGet(hosts.c, ports.c, { ca }, names.c)).toMatch(/certificate|alert|socket hang up|ECONNRESET/i);

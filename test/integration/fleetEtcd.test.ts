@@ -1,0 +1,142 @@
+// The fleet's etcd layer against a real etcd. A write the client re-sends
+// (its answer lost to a leader change, src/fleet/etcd.ts) whose first send
+// applied is taken as done: a booking, a name claim. The watched copy of the
+// fleet's keys (src/fleet/watched.ts): a read answers from the copy and sees every write committed
+// before it (the revision barrier), and reads etcd itself when the copy
+// cannot catch up (a write outside /enclave/ moves etcd's revision without
+// an event the watch sees) or is not live; a dropped watch loads it again.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EventEmitter } from 'node:events';
+import { Etcd3 } from 'etcd3';
+import pino from 'pino';
+import { isRoot } from './harness.js';
+import { startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
+import { endFleetRun, fleetRunDir } from './fleetRun.js';
+import { WatchedFleet } from '../../src/fleet/watched.js';
+import { prefix, type Desired } from '../../src/fleet/keys.js';
+import { book, type NodeView } from '../../src/fleet/placement.js';
+import { claimName } from '../../src/fleet/names.js';
+
+describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
+  let dir: string;
+  let etcd: EtcdCluster;
+  let writer: Etcd3;
+  let reader: Etcd3;
+  let copy: WatchedFleet;
+
+  beforeAll(async () => {
+    dir = fleetRunDir('watch');
+    etcd = await startEtcdCluster(dir, { size: 1, salt: 9 });
+    writer = new Etcd3({ hosts: etcd.endpoints });
+    reader = new Etcd3({ hosts: etcd.endpoints });
+    await writer.put(`${prefix.members}before`).value('{"a":1}');
+    copy = new WatchedFleet(reader, pino({ level: 'silent' }));
+    copy.start();
+    const deadline = Date.now() + 10_000;
+    // Live once a read is answered from the copy.
+    while (copy.served.copy === 0) {
+      if (Date.now() > deadline) throw new Error('the copy never went live');
+      await copy.keys(prefix.members);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    await endFleetRun(dir, etcd, [], undefined, async () => {
+      copy?.close();
+      reader?.close();
+      writer?.close();
+    });
+  }, 60_000);
+
+  it('answers from the copy, which holds what was there before it started', async () => {
+    const before = copy.served.copy;
+    const [members] = await copy.keys(prefix.members);
+    expect(members!.get(`${prefix.members}before`)).toBe('{"a":1}');
+    expect(copy.served.copy).toBe(before + 1);
+  });
+
+  it('sees every write committed before a read, at once, from the copy', async () => {
+    const before = { ...copy.served };
+    for (let i = 0; i < 100; i++) {
+      const k = `${prefix.pending}s-${String(i).padStart(10, '0')}`;
+      await writer.put(k).value(String(i));
+      const [pending, alive] = await copy.keys(prefix.pending, prefix.alive);
+      expect(pending!.get(k)).toBe(String(i));
+      expect(alive!.size).toBe(0);
+      await writer.delete().key(k);
+      expect((await copy.keys(prefix.pending))[0]!.has(k)).toBe(false);
+    }
+    // Each read from the copy unless it lagged past its 200 ms (a loaded machine): nearly all.
+    expect(copy.served.copy - before.copy + (copy.served.etcd - before.etcd)).toBe(200);
+    expect(copy.served.copy - before.copy).toBeGreaterThanOrEqual(180);
+  });
+
+  it('loads itself again when its watch drops, missing no write made meanwhile', async () => {
+    // The etcd client resumes a dropped watch by itself, from a revision that may skip events: the copy does not let it.
+    const watcher = (copy as unknown as { watcher: EventEmitter }).watcher;
+    watcher.emit('disconnected', new Error('dropped by the test'));
+    await writer.put(`${prefix.members}while-down`).value('{"c":3}');
+    const atOnce = { ...copy.served };
+    expect((await copy.keys(prefix.members))[0]!.get(`${prefix.members}while-down`)).toBe('{"c":3}');
+    expect(copy.served.etcd).toBe(atOnce.etcd + 1);
+    // Back from the copy once it is loaded again (after 1 s), with the write made while it was down.
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const before = copy.served.copy;
+      const [members] = await copy.keys(prefix.members);
+      if (copy.served.copy === before + 1) {
+        expect(members!.get(`${prefix.members}while-down`)).toBe('{"c":3}');
+        break;
+      }
+      if (Date.now() > deadline) throw new Error('the copy was not loaded again');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((copy as unknown as { watcher: EventEmitter }).watcher).not.toBe(watcher);
+    await writer.delete().key(`${prefix.members}while-down`);
+  });
+
+  it('reads etcd itself when a write the watch cannot see moved the revision, and the copy again after the next write it sees', async () => {
+    await writer.put('/elsewhere/key').value('x');
+    const before = { ...copy.served };
+    const [members] = await copy.keys(prefix.members);
+    expect(members!.get(`${prefix.members}before`)).toBe('{"a":1}');
+    expect(copy.served.etcd).toBe(before.etcd + 1);
+    await writer.put(`${prefix.members}after`).value('{"b":2}');
+    const [again] = await copy.keys(prefix.members);
+    expect([...again!.keys()].sort()).toEqual([`${prefix.members}after`, `${prefix.members}before`]);
+    expect(copy.served.copy).toBe(before.copy + 1);
+  });
+
+  it('takes a booking already there as its own (the re-sent transaction), and refuses one another booking beat', async () => {
+    const at = new Date().toISOString();
+    const member = { name: 'nb', endpoint: '10.0.0.1:7440', capacity: { slots: 4, memory_mb: 4096, disk_mb: 4096 }, registered_at: at };
+    const view: NodeView = { member, alive: true, cordoned: false, alloc: { sessions: {} }, allocRev: '0' };
+    const d = (id: string): Desired => ({ id, owner_uid: 0, owner_gids: [], request: {}, memory_mb: 16, entry: 'nb', placed_at: at });
+    expect(await book(writer, view, d('s-aaaaaaaaaa'))).toBe(true);
+    // The same transaction again, with the allocation revision it was read at, as the client re-sends it.
+    expect(await book(writer, view, d('s-aaaaaaaaaa'))).toBe(true);
+    // Another session booked with that stale view: refused (the allocation changed under it).
+    expect(await book(writer, view, d('s-bbbbbbbbbb'))).toBe(false);
+    const alloc = JSON.parse((await writer.get(`${prefix.alloc}nb`).string())!) as { sessions: Record<string, unknown> };
+    expect(Object.keys(alloc.sessions)).toEqual(['s-aaaaaaaaaa']);
+    await writer.delete().prefix('/enclave/desired/nb/');
+    await writer.delete().key(`${prefix.alloc}nb`);
+  });
+
+  it('takes its own name claim as claimed, and refuses another create the name', async () => {
+    await claimName(writer, 0, 'web', 's-aaaaaaaaaa');
+    await expect(claimName(writer, 0, 'web', 's-aaaaaaaaaa')).resolves.toBeUndefined();
+    await expect(claimName(writer, 0, 'web', 's-bbbbbbbbbb')).rejects.toThrow(/a session named 'web' already exists in the fleet \(s-aaaaaaaaaa\)/);
+    await writer.delete().prefix('/enclave/names/');
+  });
+
+  it('reads etcd itself once closed', async () => {
+    copy.close();
+    const before = { ...copy.served };
+    await writer.put(`${prefix.members}closed`).value('{}');
+    const [members] = await copy.keys(prefix.members);
+    expect(members!.has(`${prefix.members}closed`)).toBe(true);
+    expect(copy.served).toEqual({ copy: before.copy, etcd: before.etcd + 1 });
+  });
+});
