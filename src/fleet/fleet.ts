@@ -115,7 +115,7 @@ export class Fleet {
 
   /** The session once its node reports it (bounded by cluster.create_timeout_ms). */
   private async awaitRunning(id: string, node: string): Promise<Session> {
-    const s = await awaitReport(this.etcd, id, () => true, this.c.create_timeout_ms);
+    const s = await awaitReport(this.etcd, id, () => true, this.c.create_timeout_ms, this.watched);
     if (!s) throw new ApiError('internal', `session ${id} was placed on node ${node}, which did not report it running within ${this.c.create_timeout_ms} ms (cluster.create_timeout_ms); it may still come up there`);
     if (s.state === 'lost' || s.state === 'fenced') throw new ApiError('exhausted', `session ${id} was placed on node ${node}, which became unreachable before it reported the session running; the fleet declared it ${s.state}`);
     if (s.state === 'failed') {

@@ -28,6 +28,8 @@ export class WatchedFleet {
   private watcher: Watcher | undefined;
   private waiters: Array<{ rev: number; done: (ok: boolean) => void }> = [];
   private timer: NodeJS.Timeout | undefined;
+  /** Called with each value written to a key (onPut): a create waiting for its session's report. */
+  private readonly putListeners = new Map<string, Set<(value: string) => void>>();
   /** How keys() answered: from the copy, or from etcd (a copy not live or not caught up). */
   readonly served = { copy: 0, etcd: 0 };
 
@@ -69,6 +71,22 @@ export class WatchedFleet {
     }
     this.served.etcd++;
     return Promise.all(prefixes.map((p) => getPrefix(this.etcd, p)));
+  }
+
+  /** Whether the copy follows etcd now (its watch connected): an onPut listener hears every write. */
+  get following(): boolean {
+    return this.live;
+  }
+
+  /** Call `f` with every value written to `k` from now on, while the copy follows etcd; the returned function stops it. */
+  onPut(k: string, f: (value: string) => void): () => void {
+    let set = this.putListeners.get(k);
+    if (!set) this.putListeners.set(k, (set = new Set()));
+    set.add(f);
+    return () => {
+      set.delete(f);
+      if (set.size === 0 && this.putListeners.get(k) === set) this.putListeners.delete(k);
+    };
   }
 
   /** The part of the fleet a key belongs to: `/enclave/PART/`. */
@@ -134,7 +152,11 @@ export class WatchedFleet {
       const k = ev.kv.key.toString();
       // The type is the enum's name ('Put'/'PUT' as the loader spells it).
       if (String(ev.type).toLowerCase() === 'delete') this.partOf(k).delete(k);
-      else this.partOf(k).set(k, ev.kv.value.toString());
+      else {
+        const v = ev.kv.value.toString();
+        this.partOf(k).set(k, v);
+        for (const f of this.putListeners.get(k) ?? []) f(v);
+      }
       // The events' own revisions (a delete's is the delete's), not the answer's header: etcd stamps a
       // batch of a watch catching up with its current revision, past the batch's last event.
       this.rev = Math.max(this.rev, Number(ev.kv.mod_revision));

@@ -16,6 +16,7 @@ import { WatchedFleet } from '../../src/fleet/watched.js';
 import { prefix, type Desired } from '../../src/fleet/keys.js';
 import { book, type NodeView } from '../../src/fleet/placement.js';
 import { claimName } from '../../src/fleet/names.js';
+import { awaitReport } from '../../src/fleet/report.js';
 
 describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
   let dir: string;
@@ -129,6 +130,27 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
     await expect(claimName(writer, 0, 'web', 's-aaaaaaaaaa')).resolves.toBeUndefined();
     await expect(claimName(writer, 0, 'web', 's-bbbbbbbbbb')).rejects.toThrow(/a session named 'web' already exists in the fleet \(s-aaaaaaaaaa\)/);
     await writer.delete().prefix('/enclave/names/');
+  });
+
+  it('wakes a create waiting for its session\'s report at the report\'s write, reading etcd only every 250 ms meanwhile', async () => {
+    let reads = 0;
+    // The reader, its gets counted (the copy's own reads go through the reader itself).
+    const counted = new Proxy(reader, {
+      get(t, p) {
+        if (p === 'get') return (k: string) => (reads++, t.get(k));
+        const v: unknown = Reflect.get(t, p);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    const id = 's-cccccccccc';
+    const waiting = awaitReport(counted, id, (s) => s.state === 'running', 10_000, copy);
+    await new Promise((r) => setTimeout(r, 1000));
+    await writer.put(`${prefix.status}${id}`).value(JSON.stringify({ id, node: 'nb', state: 'running' }));
+    expect(await waiting).toEqual({ id, node: 'nb', state: 'running' });
+    // About one read per 250 ms of the second waited (the poll without the copy: one per 5 ms at first).
+    expect(reads).toBeGreaterThanOrEqual(1);
+    expect(reads).toBeLessThanOrEqual(8);
+    await writer.delete().key(`${prefix.status}${id}`);
   });
 
   it('reads etcd itself once closed', async () => {
