@@ -35,9 +35,24 @@ const faultHandling = {
   ),
 };
 
+/**
+ * Each attempt of a call (not a stream: watches and lease keepalives live
+ * long) ends by this deadline, ms: above etcd's own request timeout (5 s + 2
+ * election timeouts, 9 s in the tests), so a write in flight over a leader
+ * change is answered; without it an attempt to a member that does not
+ * answer would hang, and with it the retry with it, past every bound.
+ */
+const ATTEMPT_MS = 10_000;
+
 export function etcdClient(c: ClusterConfig): Etcd3 {
   const credentials = c.tls ? { rootCertificate: readFileSync(c.tls.ca), certChain: readFileSync(c.tls.cert), privateKey: readFileSync(c.tls.key) } : undefined;
-  return new Etcd3({ hosts: c.endpoints, ...(credentials ? { credentials } : {}), dialTimeout: 3000, faultHandling });
+  return new Etcd3({
+    hosts: c.endpoints,
+    ...(credentials ? { credentials } : {}),
+    dialTimeout: 3000,
+    faultHandling,
+    defaultCallOptions: (call) => (call.isStream ? {} : { deadline: Date.now() + ATTEMPT_MS }),
+  });
 }
 
 /** A key's value and its modification revision (0: the key does not exist), for a compare-and-swap. */

@@ -97,14 +97,27 @@ export class Mover {
   private async moveLocked(d: Desired, stored: { path: string; zstd: boolean }, log: Logger): Promise<string> {
     const { placed_at: _, ...wanted } = d;
     if (await this.record(d.id)) throw new Error('a move of it is still being finished');
-    const r = await place(this.etcd, wanted, this.c.candidates);
+    const r = await place(this.etcd, wanted, this.c.candidates, undefined, this.self);
     if ('reason' in r) throw new Error(`no node takes it: ${r.reason}`);
     const to = r.node;
+    // Never to itself: its copy here would be the one an undo destroys.
+    if (to === this.self) throw new Error('placed on the node it leaves');
     const rec: Move = { id: d.id, from: this.self, to, phase: 'copying' };
     // Only where none is: another node's record of it (a move of it still being finished) is not overwritten.
-    const recorded = await this.etcd.if(key.move(d.id), 'Version', '==', 0).then(this.etcd.put(key.move(d.id)).value(JSON.stringify(rec))).commit();
-    // Refused with this very record there: a re-sent write (its answer lost to a leader change) whose first send applied.
-    if (!recorded.succeeded && (await this.etcd.get(key.move(d.id)).string()) !== JSON.stringify(rec)) {
+    // Refused with this very record there, or failed with it there: a re-sent write (its answer lost to a
+    // leader change) whose first send applied. Otherwise the placement made for it goes (no copy made for nothing).
+    const ours = async () => (await this.etcd.get(key.move(d.id)).string()) === JSON.stringify(rec);
+    let recorded: boolean;
+    try {
+      recorded = (await this.etcd.if(key.move(d.id), 'Version', '==', 0).then(this.etcd.put(key.move(d.id)).value(JSON.stringify(rec))).commit()).succeeded || (await ours());
+    } catch (e) {
+      if (!(await ours().catch(() => false))) {
+        await this.etcd.delete().key(key.desired(to, d.id)).catch(() => undefined);
+        throw e;
+      }
+      recorded = true;
+    }
+    if (!recorded) {
       await this.etcd.delete().key(key.desired(to, d.id));
       throw new Error('a move of it is still being finished');
     }

@@ -77,13 +77,15 @@ export async function readFleet(etcd: Etcd3): Promise<NodeView[]> {
  * allocation is still the one read, add the session to it and write the
  * desired state the node watches (and drop `alsoDelete`, a pending entry).
  * False when another placement (or the node's own accounting) came first.
- * True also when this very booking was there already: the etcd client
- * re-sends a call whose answer a leader change lost, and then the first
- * send, applied, makes the second fail its compare.
+ * True also when this very booking (the same value, `placed_at` and all:
+ * each attempt its own) was there already: the etcd client re-sends a call
+ * whose answer a leader change lost, and then the first send, applied, makes
+ * the second fail its compare.
  */
 export async function book(etcd: Etcd3, n: NodeView, d: Desired, alsoDelete?: string): Promise<boolean> {
   const alloc: Alloc = { sessions: { ...n.alloc.sessions, [d.id]: { memory_mb: d.memory_mb } } };
-  const ops: IOperation[] = [etcd.put(key.alloc(n.member.name)).value(JSON.stringify(alloc)), etcd.put(key.desired(n.member.name, d.id)).value(JSON.stringify(d))];
+  const value = JSON.stringify(d);
+  const ops: IOperation[] = [etcd.put(key.alloc(n.member.name)).value(JSON.stringify(alloc)), etcd.put(key.desired(n.member.name, d.id)).value(value)];
   const txn = etcd.if(key.alloc(n.member.name), 'Mod', '==', n.allocRev);
   // A pending entry is booked only while it exists: one its owner destroyed meanwhile is not made.
   if (alsoDelete) {
@@ -94,7 +96,7 @@ export async function book(etcd: Etcd3, n: NodeView, d: Desired, alsoDelete?: st
     .then(...ops)
     .else(etcd.get(key.desired(n.member.name, d.id)))
     .commit();
-  return r.succeeded || (r.responses[0]?.response_range?.kvs.length ?? 0) > 0;
+  return r.succeeded || r.responses[0]?.response_range?.kvs[0]?.value.toString() === value;
 }
 
 /**
@@ -106,10 +108,13 @@ const PLACE_RETRY_MS = 13_500;
 /** An error of a leader change (a request in flight may or may not have been applied). */
 const leaderLost = (e: unknown): boolean => /UNAVAILABLE|leader|request timed out/i.test(e instanceof Error ? e.message : String(e));
 
-/** The node `id` is placed on, if any. */
-async function placedAt(etcd: Etcd3, id: string): Promise<string | undefined> {
+/** The node `id` is placed on, if any (but `exclude`: a moved session's old node holds it too). */
+async function placedAt(etcd: Etcd3, id: string, exclude: string | undefined): Promise<string | undefined> {
   const desired = `${PREFIX}desired/`;
-  for (const k of (await getPrefix(etcd, desired)).keys()) if (k.endsWith(`/${id}`)) return k.slice(desired.length).split('/')[0];
+  for (const k of (await getPrefix(etcd, desired)).keys()) {
+    const node = k.slice(desired.length).split('/')[0];
+    if (k.endsWith(`/${id}`) && node !== exclude) return node;
+  }
   return undefined;
 }
 
@@ -119,20 +124,32 @@ async function placedAt(etcd: Etcd3, id: string): Promise<string | undefined> {
  * leader change in the middle is asked again, after checking whether the
  * booking was applied before its answer was lost (then it is placed: never
  * booked twice); one etcd member killed must fail no create (issue 28).
+ * `exclude`: a node it must not go to (a drain's move: the node it leaves).
  */
-export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: number, alsoDelete?: string): Promise<{ node: string } | { reason: string }> {
+export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: number, alsoDelete?: string, exclude?: string): Promise<{ node: string } | { reason: string }> {
   const deadline = Date.now() + PLACE_RETRY_MS;
   for (let attempt = 0; attempt < 50; ) {
+    // No booking starts past the bound: its caller was told the fleet did not answer.
+    if (Date.now() > deadline) throw new Error(`placement did not finish within ${PLACE_RETRY_MS} ms`);
     try {
-      const c = choose(await readFleet(etcd), d.memory_mb, k);
+      const c = choose((await readFleet(etcd)).filter((n) => n.member.name !== exclude), d.memory_mb, k);
       if ('reason' in c) return c;
       if (await book(etcd, c.node, { ...d, placed_at: new Date().toISOString() }, alsoDelete)) return { node: c.node.member.name };
       if (alsoDelete && (await etcd.get(alsoDelete).string()) === null) return { reason: 'gone' };
       attempt++;
     } catch (e) {
       if (!leaderLost(e) || Date.now() > deadline) throw e;
-      const at = await placedAt(etcd, d.id).catch(() => undefined);
-      if (at !== undefined) return { node: at };
+      // Whether a booking whose answer was lost was applied: asked until etcd answers (not knowing is not "no").
+      for (;;) {
+        try {
+          const at = await placedAt(etcd, d.id, exclude);
+          if (at !== undefined) return { node: at };
+          break;
+        } catch (again) {
+          if (Date.now() > deadline) throw again;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
       await new Promise((r) => setTimeout(r, 200));
     }
   }

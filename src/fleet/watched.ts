@@ -126,7 +126,7 @@ export class WatchedFleet {
     // watcher(), not create(): its listeners are on before it connects, so no answer of it goes unseen.
     const w = this.etcd.watch().prefix(PREFIX).startRevision(String(this.rev + 1)).watcher();
     this.watcher = w;
-    w.on('data', (res: IWatchResponse) => this.apply(res));
+    w.on('data', (res: IWatchResponse) => this.watcher === w && this.apply(res));
     w.once('connected', () => {
       this.live = true;
       this.log.debug({ keys: r.kvs.length, revision: this.rev }, 'fleet copy loaded');
