@@ -395,7 +395,7 @@ export class TestDaemon {
   }
 
   private run([file, argv]: [string, string[]], env: Record<string, string>, input?: string | Buffer): Promise<CliResult> {
-    return collected(spawn(file, argv, { env: { ...process.env, ...env, ENCLAVE_SOCKET: this.socket } }), input);
+    return collected(spawn(file, argv, { env: { ...process.env, ...env, ENCLAVE_SOCKET: this.socket } }), input, argv);
   }
 
   /** `enclave session exec [-i] S -- sh -c SCRIPT` (through the front end, see SH_VIA_NODE), asserting nothing. */
@@ -542,21 +542,36 @@ for s in ss: s.close()`;
 export function cliAs(socket: string, who: { uid: number; groups: number[] }, args: string[], input?: string | Buffer): Promise<CliResult> {
   const groups = who.groups.length ? [`--groups=${who.groups.join(',')}`] : ['--clear-groups'];
   const [file, argv] = enclaveCommand(['--socket', socket, ...args]);
-  return collected(spawn('setpriv', [`--reuid=${who.uid}`, `--regid=${who.uid}`, ...groups, file, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] }), input);
+  return collected(spawn('setpriv', [`--reuid=${who.uid}`, `--regid=${who.uid}`, ...groups, file, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] }), input, args);
 }
 
+/**
+ * A CLI that has not finished after this long is killed, and its result says
+ * so with its arguments: a hung command fails its test by name, not as a
+ * test timeout that names no step.
+ */
+const CLI_HANG_MS = 50_000;
+
 /** A spawned CLI given its input (and EOF): its exit code and output. */
-function collected(p: ChildProcessWithoutNullStreams, input?: string | Buffer): Promise<CliResult> {
+function collected(p: ChildProcessWithoutNullStreams, input: string | Buffer | undefined, args: readonly string[]): Promise<CliResult> {
   return new Promise((resolve) => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
+    let hung = false;
+    const timer = setTimeout(() => {
+      hung = true;
+      p.kill('SIGKILL');
+    }, CLI_HANG_MS);
+    timer.unref();
     p.stdout.on('data', (c: Buffer) => out.push(c));
     p.stderr.on('data', (c: Buffer) => err.push(c));
     p.stdin.on('error', () => undefined);
     p.stdin.end(input ?? '');
     p.on('close', (code) => {
+      clearTimeout(timer);
       const stdoutBytes = Buffer.concat(out);
-      resolve({ code, stdout: stdoutBytes.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes });
+      const stderr = Buffer.concat(err).toString() + (hung ? `[test harness: \`enclave ${args.join(' ')}\` did not finish within ${CLI_HANG_MS / 1000} s; killed]\n` : '');
+      resolve({ code, stdout: stdoutBytes.toString(), stderr, stdoutBytes });
     });
   });
 }
