@@ -100,26 +100,22 @@ export class Mover {
     const r = await place(this.etcd, wanted, this.c.candidates, undefined, this.self);
     if ('reason' in r) throw new Error(`no node takes it: ${r.reason}`);
     const to = r.node;
-    // Never to itself: its copy here would be the one an undo destroys.
-    if (to === this.self) throw new Error('placed on the node it leaves');
     const rec: Move = { id: d.id, from: this.self, to, phase: 'copying' };
     // Only where none is: another node's record of it (a move of it still being finished) is not overwritten.
     // Refused with this very record there, or failed with it there: a re-sent write (its answer lost to a
     // leader change) whose first send applied. Otherwise the placement made for it goes (no copy made for nothing).
     const ours = async () => (await this.etcd.get(key.move(d.id)).string()) === JSON.stringify(rec);
-    let recorded: boolean;
-    try {
-      recorded = (await this.etcd.if(key.move(d.id), 'Version', '==', 0).then(this.etcd.put(key.move(d.id)).value(JSON.stringify(rec))).commit()).succeeded || (await ours());
-    } catch (e) {
-      if (!(await ours().catch(() => false))) {
-        await this.etcd.delete().key(key.desired(to, d.id)).catch(() => undefined);
-        throw e;
-      }
-      recorded = true;
-    }
-    if (!recorded) {
-      await this.etcd.delete().key(key.desired(to, d.id));
-      throw new Error('a move of it is still being finished');
+    const failed = await this.etcd
+      .if(key.move(d.id), 'Version', '==', 0)
+      .then(this.etcd.put(key.move(d.id)).value(JSON.stringify(rec)))
+      .commit()
+      .then(
+        async (w) => (w.succeeded || (await ours()) ? undefined : new Error('a move of it is still being finished')),
+        async (e: Error) => ((await ours().catch(() => false)) ? undefined : e),
+      );
+    if (failed) {
+      await this.etcd.delete().key(key.desired(to, d.id)).catch(() => undefined);
+      throw failed;
     }
     try {
       await this.made(d.id, to);

@@ -108,14 +108,21 @@ const PLACE_RETRY_MS = 13_500;
 /** An error of a leader change (a request in flight may or may not have been applied). */
 const leaderLost = (e: unknown): boolean => /UNAVAILABLE|leader|request timed out/i.test(e instanceof Error ? e.message : String(e));
 
-/** The node `id` is placed on, if any (but `exclude`: a moved session's old node holds it too). */
-async function placedAt(etcd: Etcd3, id: string, exclude: string | undefined): Promise<string | undefined> {
+/**
+ * The node `id` is placed on, if any (but `exclude`: a moved session's old
+ * node holds it too), asked until etcd answers or `deadline`: not knowing is not "no".
+ */
+async function placedAt(etcd: Etcd3, id: string, exclude: string | undefined, deadline: number): Promise<string | undefined> {
   const desired = `${PREFIX}desired/`;
-  for (const k of (await getPrefix(etcd, desired)).keys()) {
-    const node = k.slice(desired.length).split('/')[0];
-    if (k.endsWith(`/${id}`) && node !== exclude) return node;
+  for (;;) {
+    try {
+      const nodes = [...(await getPrefix(etcd, desired)).keys()].filter((k) => k.endsWith(`/${id}`)).map((k) => k.slice(desired.length).split('/')[0]!);
+      return nodes.find((node) => node !== exclude);
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
-  return undefined;
 }
 
 /**
@@ -139,17 +146,9 @@ export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: numbe
       attempt++;
     } catch (e) {
       if (!leaderLost(e) || Date.now() > deadline) throw e;
-      // Whether a booking whose answer was lost was applied: asked until etcd answers (not knowing is not "no").
-      for (;;) {
-        try {
-          const at = await placedAt(etcd, d.id, exclude);
-          if (at !== undefined) return { node: at };
-          break;
-        } catch (again) {
-          if (Date.now() > deadline) throw again;
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
+      // Whether a booking whose answer was lost was applied.
+      const at = await placedAt(etcd, d.id, exclude, deadline);
+      if (at !== undefined) return { node: at };
       await new Promise((r) => setTimeout(r, 200));
     }
   }

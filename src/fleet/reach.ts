@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { sessionSchema, type Session } from '../api/schemas.js';
 import { sessionRowsSchema } from '../api/fleetSchemas.js';
+import type { SessionListed } from '../api/render.js';
 import { eventListSchema, type AuditEvent } from '../api/eventSchemas.js';
 import { ApiError } from '../vocab/errors.js';
 import { getPrefix, getWithRev } from './etcd.js';
@@ -34,8 +35,6 @@ export interface Located {
 export type SessionRef = { kind: 'id'; id: string } | { kind: 'name'; name: string; owner: number };
 
 type Endpoints = Map<string, { endpoint: string; alive: boolean }>;
-/** A session as a text list shows it (GET /v1/node/sessions). */
-type SessionRow = z.infer<typeof sessionRowsSchema>['sessions'][number];
 
 /** What Reach.view() read (one read of the watched copy, or of etcd): each question waits on the part it needs. */
 export class FleetReads {
@@ -166,14 +165,14 @@ export class Reach {
   }
 
   /** The same with only the list table's columns of each (a text list): each node answers with its rows alone. */
-  rows(all: boolean): Promise<Array<SessionRow | Session>> {
+  rows(all: boolean): Promise<SessionListed[]> {
     const q = all ? '?all=1' : '';
     // A node of an older version has no rows to give (404): its whole list, then.
     return this.gather(async (node, endpoint) => (await this.getJson(node, endpoint, `/v1/node/sessions${q}`, sessionRowsSchema, 5000)) ?? this.getJson(node, endpoint, `/v1/sessions${q}`, listReply, 5000));
   }
 
   /** What `ask` gets of every other live node, each with its node; a node that does not answer, as etcd last knew it; and the lost sessions. */
-  private async gather<T extends SessionRow>(ask: (node: string, endpoint: string) => Promise<{ sessions: T[] } | undefined>): Promise<Array<T | Session>> {
+  private async gather<T extends SessionListed>(ask: (node: string, endpoint: string) => Promise<{ sessions: T[] } | undefined>): Promise<Array<T | Session>> {
     // One read of the fleet (the watched copy), bounded as the pending list is: without etcd a node lists its own sessions, at once.
     const none = [new Map<string, string>(), new Map<string, string>(), new Map<string, string>()];
     const [members, alive, lostKeys] = await quick(this.watched.keys(prefix.members, prefix.alive, prefix.lost), none, (e) => this.log.warn({ err: e.message }, 'fleet list: this node alone'));
