@@ -9,7 +9,8 @@
 //  - a fleet list through A of every node's sessions (K a node, default 300:
 //    the issue's 900 over three nodes) against a list of K on a daemon in no
 //    fleet (\`fleet up --solo\`), and a show through B (forwarded to A)
-//    against a show through A;
+//    against a show through A; and both lists again, each right after a write
+//    on every node listed (a node's unchanged list is not sent again: 304);
 //  - failure detection once: a node's daemon SIGKILLed, until another node
 //    lists it unreachable, against the lease TTL (lease_ttl_s = 3) + 1 s.
 //   npm run bench:fleet [-- --seed S --rounds N --per-node K]
@@ -141,7 +142,7 @@ async function main(): Promise<void> {
       2,
       async (n) => void (await ok(api(n, 'POST', '/v1/sessions', TINY), 'list session')),
     );
-    const counted = (await ok<{ sessions: { node?: string | null }[] }>(api(a, 'GET', '/v1/sessions'), 'list')).sessions;
+    const counted = (await ok<{ sessions: { id: string; node?: string | null }[] }>(api(a, 'GET', '/v1/sessions'), 'list')).sessions;
     const perNodeSeen = nodes.map((n) => counted.filter((x) => x.node === n.name).length);
     process.stdout.write(`list: ${counted.length} sessions over 3 nodes (${perNodeSeen.join(', ')}), ${perNode} on the single daemon\n`);
     if (counted.length !== perNode * 3) throw new Error(`the fleet list has ${counted.length} sessions, not ${perNode * 3}`);
@@ -154,17 +155,52 @@ async function main(): Promise<void> {
       'show through A': [a, `/v1/sessions/${target.id}`],
       'show through B (forwarded)': [b, `/v1/sessions/${target.id}`],
     };
+    // The same lists, each right after a write on every node listed (no node's last answer is
+    // reused), in a schedule of their own: a write makes the next unchanged list a changed one.
+    const changedLists: Record<string, [Node, string]> = {
+      [`list through A, changed on each node`]: [a, '/v1/sessions'],
+      [`list on one daemon, changed`]: [solo, '/v1/sessions'],
+      [`text list through A, changed on each node`]: [a, '/v1/sessions?format=text'],
+      [`text list on one daemon, changed`]: [solo, '/v1/sessions?format=text'],
+    };
+    /**
+     * A write to `n`'s database that its list does not show (a secret set): the list's tag moves,
+     * so `n` makes and sends its list again and A parses and checks it again, as after any change.
+     */
+    let writes = 0;
+    const change = async (n: Node): Promise<void> => {
+      const value = Buffer.from(`bench ${writes++}`).toString('base64');
+      await ok(api(n, 'PUT', '/v1/auth/bench-change', { value_base64: value }), `change on ${n.name}`);
+    };
+    /** A's counts of B's and C's lists, by answer (its /metrics). */
+    const answers = async () => {
+      const text = String((await api(a, 'GET', '/metrics')).body);
+      const n = (x: string) => Number(new RegExp(`^enclave_fleet_peer_lists_total\\{answer="${x}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+      return { sent: n('sent'), unchanged: n('unchanged') };
+    };
+    const timed = async (step: string, [n, path]: [Node, string]) => {
+      const t0 = process.hrtime.bigint();
+      await ok(api(n, 'GET', path), step);
+      s.add(step, msSince(t0));
+      return true;
+    };
+    let before = await answers();
+    await runShuffled(Object.fromEntries(Object.keys(lists).map((k) => [k, rounds])), (step) => timed(step, lists[step]!), random);
+    let after = await answers();
+    process.stdout.write(`lists of B and C through A, unchanged: ${after.sent - before.sent} sent, ${after.unchanged - before.unchanged} answered 304\n`);
+    before = after;
     await runShuffled(
-      Object.fromEntries(Object.keys(lists).map((k) => [k, rounds])),
+      Object.fromEntries(Object.keys(changedLists).map((k) => [k, rounds])),
       async (step) => {
-        const [n, path] = lists[step]!;
-        const t0 = process.hrtime.bigint();
-        await ok(api(n, 'GET', path), step);
-        s.add(step, msSince(t0));
-        return true;
+        await Promise.all((step.endsWith('on each node') ? nodes : [solo]).map(change));
+        return timed(step, changedLists[step]!);
       },
       random,
     );
+    after = await answers();
+    const sent = after.sent - before.sent;
+    process.stdout.write(`lists of B and C through A, changed: ${sent} sent, ${after.unchanged - before.unchanged} answered 304\n`);
+    if (sent !== 4 * rounds) throw new Error(`the changed lists were not all sent again: ${sent} of ${4 * rounds}`);
 
     // Failure detection, once: C's daemon SIGKILLed, until A lists C unreachable.
     const pid = Number(readFileSync(join(c.socket, '..', 'daemon.pid'), 'utf8'));
@@ -189,6 +225,8 @@ async function main(): Promise<void> {
   process.stdout.write(`${s.ratio('exec true through B', 'exec true on A', 'exec true through B / direct')}\n`);
   process.stdout.write(`${s.ratio(`list through A (${perNode * 3} over 3 nodes)`, `list on one daemon (${perNode})`, 'fleet list / single-daemon list (goal 3x)')}\n`);
   process.stdout.write(`${s.ratio(`text list through A (${perNode * 3} over 3 nodes)`, `text list on one daemon (${perNode})`, 'fleet text list / single-daemon text list')}\n`);
+  process.stdout.write(`${s.ratio('list through A, changed on each node', 'list on one daemon, changed', 'the same, each node changed first')}\n`);
+  process.stdout.write(`${s.ratio('text list through A, changed on each node', 'text list on one daemon, changed', 'the text lists, each node changed first')}\n`);
   process.stdout.write(`${s.ratio('show through B (forwarded)', 'show through A', 'show through B / on the owner')}\n`);
   process.stdout.write(`${s.ratio('failure detected (C SIGKILLed -> unreachable on A)', 'lease TTL + 1 s', 'failure detection / (TTL + 1 s)')}\n`);
 }

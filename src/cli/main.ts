@@ -71,8 +71,16 @@ function main(argv: string[]): void {
       return;
     }
   }
-  void import('./commands.js').then(({ runCli }) => runCli(line), fail);
+  // A load that never settles (seen once in CI: one fs read of the chunk never
+  // completed, the process idle for good) ends in one line, not a hang.
+  const stuck = setTimeout(() => fail(new Error(`loading the command module did not finish within ${LOAD_MS / 1000} s; run the command again`)), LOAD_MS);
+  void import('./commands.js').then(({ runCli }) => {
+    clearTimeout(stuck);
+    return runCli(line);
+  }, fail);
 }
+
+const LOAD_MS = 20_000;
 
 // Whoever reads stdout went away (`enclave session exec web yes | head -1`):
 // end with 1, no stack trace; the daemon then ends the command (the front end does the same).

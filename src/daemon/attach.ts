@@ -1,5 +1,6 @@
 // Session consoles for the attach endpoint: created on first attach, one per
 // session, ended with the shell or the session.
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import type { AccessGuard, Caller } from '../access/guard.js';
@@ -181,6 +182,13 @@ export class Consoles {
   info(id: string): { running: boolean; viewers: number } {
     const c = this.consoles.get(id);
     return { running: c !== undefined, viewers: c?.viewers ?? 0 };
+  }
+
+  /** Each running console and its viewers, as one string: what info() says of every session changes only with it. */
+  viewersDigest(): string {
+    const h = createHash('sha256');
+    for (const [id, c] of this.consoles) h.update(`${id}:${c.viewers},`);
+    return h.digest('base64url').slice(0, 22);
   }
 
   /**

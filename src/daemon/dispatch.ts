@@ -62,12 +62,17 @@ export class Replied<T> {
   ) {}
 }
 
+/** 304: the caller (another node) holds this answer already, by its tag (src/daemon/listTag.ts). */
+export class Unchanged {
+  constructor(readonly etag: string) {}
+}
+
 /** A reply the handler already rendered as the CLI prints it (a ?format= listing sized for its table), sent as text/plain. */
 export class Printed {
   constructor(readonly text: string) {}
 }
 
-type Result<R extends RouteSpec> = R['reply'] extends { kind: 'json'; schema: infer S extends z.ZodType } ? z.input<S> | Replied<z.input<S>> | Printed : void;
+type Result<R extends RouteSpec> = R['reply'] extends { kind: 'json'; schema: infer S extends z.ZodType } ? z.input<S> | Replied<z.input<S>> | Printed | Unchanged : void;
 type Run<R extends RouteSpec> = R['reply'] extends { kind: 'websocket' }
   ? (ctx: Context, i: Input<R>, up: Upgrade) => Promise<void>
   : R['reply'] extends { kind: 'stream' | 'text' }
@@ -346,6 +351,7 @@ export class Dispatcher {
     if (reply.kind === 'empty') return void res.writeHead(204).end();
     if (reply.kind !== 'json') return;
     if (out instanceof Replied) return sendJson(res, out.status, out.body, out.headers);
+    if (out instanceof Unchanged) return void res.writeHead(304, { etag: out.etag }).end();
     if (out instanceof Printed) return sendText(res, 200, out.text);
     const status = typeof reply.status === 'number' ? reply.status : reply.status[0];
     const format = formatOf(input.query);

@@ -24,7 +24,13 @@ const PER_SESSION: [string, 'gauge' | 'counter', string, (u: Usage) => number | 
   ['enclave_session_oom_kills_total', 'counter', 'Processes of the session the kernel killed out of memory.', (u) => u.oom.kills],
 ];
 
-export function renderMetrics(sessions: SessionManager, visible: (row: SessionRow) => boolean): string {
+/** Fleet mode: the other nodes' lists this node asked for, by answer (src/fleet/lastAnswers.ts). */
+export interface PeerListCounts {
+  sent: number;
+  unchanged: number;
+}
+
+export function renderMetrics(sessions: SessionManager, visible: (row: SessionRow) => boolean, peerLists?: PeerListCounts): string {
   const byState = sessions.countByState();
   const counts = new Map<string, number>(sessionStates.map((s) => [s, byState.get(s) ?? 0]));
   const lines = ['# HELP enclave_sessions Sessions by state.', '# TYPE enclave_sessions gauge'];
@@ -41,6 +47,14 @@ export function renderMetrics(sessions: SessionManager, visible: (row: SessionRo
     '# TYPE enclave_session_destroys_total counter',
     `enclave_session_destroys_total ${c.destroys}`,
   );
+  if (peerLists) {
+    lines.push(
+      "# HELP enclave_fleet_peer_lists_total Other nodes' lists this node asked for, by answer: sent (it changed), or unchanged (304: the copy kept of it was used).",
+      '# TYPE enclave_fleet_peer_lists_total counter',
+      `enclave_fleet_peer_lists_total{answer="sent"} ${peerLists.sent}`,
+      `enclave_fleet_peer_lists_total{answer="unchanged"} ${peerLists.unchanged}`,
+    );
+  }
   const usage = sessions.reports.usageOfRunning(visible);
   for (const [name, type, help, value] of PER_SESSION) {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);

@@ -19,6 +19,7 @@ import { desiredSchema, downSchema, key, lostSchema, memberSchema, parseValue, p
 import { lostView, reportedOrPlaced, unreachableView } from './views.js';
 import { PeerClient, PeerCredentials, peerName, type PeerConfig } from './peerTls.js';
 import type { WatchedFleet } from './watched.js';
+import { LastAnswers } from './lastAnswers.js';
 import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
 
 export interface Located {
@@ -66,6 +67,8 @@ export class Reach {
   private endedInFlight = 0;
   private readonly endedQueue: Array<() => void> = [];
   private membersAt = 0;
+  /** Each node's last list, reused while the node answers that it is unchanged. */
+  readonly answers = new LastAnswers();
 
   constructor(
     private readonly etcd: Etcd3,
@@ -161,14 +164,14 @@ export class Reach {
 
   /** Every other node's sessions (all of them: the caller's node filters by its own policy), each with its node. */
   others(all: boolean): Promise<Session[]> {
-    return this.gather((node, endpoint) => this.getJson(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000));
+    return this.gather((node, endpoint) => this.getJson(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000, true));
   }
 
   /** The same with only the list table's columns of each (a text list): each node answers with its rows alone. */
   rows(all: boolean): Promise<SessionListed[]> {
     const q = all ? '?all=1' : '';
     // A node of an older version has no rows to give (404): its whole list, then.
-    return this.gather(async (node, endpoint) => (await this.getJson(node, endpoint, `/v1/node/sessions${q}`, sessionRowsSchema, 5000)) ?? this.getJson(node, endpoint, `/v1/sessions${q}`, listReply, 5000));
+    return this.gather(async (node, endpoint) => (await this.getJson(node, endpoint, `/v1/node/sessions${q}`, sessionRowsSchema, 5000, true)) ?? this.getJson(node, endpoint, `/v1/sessions${q}`, listReply, 5000, true));
   }
 
   /** What `ask` gets of every other live node, each with its node; a node that does not answer, as etcd last knew it; and the lost sessions. */
@@ -177,6 +180,7 @@ export class Reach {
     const none = [new Map<string, string>(), new Map<string, string>(), new Map<string, string>()];
     const [members, alive, lostKeys] = await quick(this.watched.keys(prefix.members, prefix.alive, prefix.lost), none, (e) => this.log.warn({ err: e.message }, 'fleet list: this node alone'));
     const eps = this.endpoints(members!, alive!);
+    this.answers.keep(new Set(eps.keys()));
     // Read only when a node does not answer.
     let placed: Promise<Array<{ node: string; d: Desired }>> | undefined;
     const lists = [...eps].filter(([n]) => n !== this.self).map(async ([node, ep]): Promise<Array<T | Session>> => {
@@ -313,9 +317,11 @@ export class Reach {
    * or a peer that trickles bytes, must not hold the caller; and a bound on
    * its size.
    */
-  private getJson<S extends z.ZodType>(node: string, endpoint: string, path: string, schema: S, ms: number): Promise<z.output<S> | undefined> {
+  private getJson<S extends z.ZodType>(node: string, endpoint: string, path: string, schema: S, ms: number, keep = false): Promise<z.output<S> | undefined> {
+    // A list: asked with the tag of the last answer kept, used again on a 304.
+    const kept = keep ? this.answers.kept(node, path, schema) : undefined;
     return new Promise((resolve, reject) => {
-      const req = this.client.request(node, endpoint, { method: 'GET', path }, { uid: 0, gids: [] });
+      const req = this.client.request(node, endpoint, { method: 'GET', path, headers: kept ? { 'if-none-match': kept.etag } : {} }, { uid: 0, gids: [] });
       const timer = setTimeout(() => req.destroy(new Error(`no whole answer within ${ms} ms`)), ms);
       timer.unref();
       req.on('error', (e) => {
@@ -334,9 +340,12 @@ export class Reach {
         res.on('end', () => {
           clearTimeout(timer);
           if (res.statusCode === 404) return resolve(undefined);
+          if (res.statusCode === 304 && kept) return resolve(this.answers.unchanged(kept));
           if (res.statusCode !== 200) return reject(new Error(`node ${node} answered ${res.statusCode}`));
           try {
-            resolve(schema.parse(JSON.parse(Buffer.concat(chunks).toString('utf8'))));
+            const value = schema.parse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+            if (keep) this.answers.sent(node, path, schema, res.headers.etag, value);
+            resolve(value);
           } catch (e) {
             reject(new Error(`node ${node}'s answer to ${path.split('?')[0]} does not parse: ${(e as Error).message.slice(0, 200)}`));
           }

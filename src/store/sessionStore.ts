@@ -10,6 +10,7 @@ import { AddressesExhaustedError, HELD_NAME, PortTakenError, rowSchema, secretNa
 import { VOLUME_NAME_AS_SEEN, volumeUse, VolumeUnavailableError, VOLUMES_OF } from './sessionRows.js';
 import { PoolStore } from './poolStore.js';
 import type { KernelObject, PublishedPort, SessionDetails, SessionRow, SessionSummary, TableRow, VolumeUseRow } from './sessionRows.js';
+import { writeVersion, type WriteVersion } from './writeVersion.js';
 
 export * from './sessionRows.js';
 export { LIVE_STATES };
@@ -20,7 +21,10 @@ export class SessionStore {
 
   constructor(private readonly db: Database.Database) {
     this.pool = new PoolStore(db, this);
+    this.version = writeVersion(db);
   }
+  /** Moves with every write to the database (writeVersion.ts): the lists' rows change only with it. */
+  readonly version: () => WriteVersion;
 
   /** Statements compiled once per SQL text (the texts are this file's constants, so the cache is bounded). */
   private readonly statements = new Map<string, Database.Statement>();
@@ -238,7 +242,6 @@ export class SessionStore {
   dropMovedAway(id: string): boolean {
     return deleteEnded(this.db, (sql) => this.q(sql), `SELECT id FROM sessions WHERE id = ? AND moved_to IS NOT NULL AND state IN ${ENDED_SQL} AND id NOT IN (SELECT session_id FROM ip_leases)`, id) === 1;
   }
-
 
   /** Store the plan before anything executes it. */
   setPlan(id: string, planJson: string): void {

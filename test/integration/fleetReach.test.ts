@@ -528,6 +528,41 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     for (const s of [reused.id, sessionSchema.parse(JSON.parse(theirs.stdout)).id]) expect((await nodes.a.api('DELETE', `/v1/sessions/${s}`)).status).toBe(204);
   });
 
+  it("uses its copy of a node's list while that node answers it unchanged (304), and never once it changed: a stop and a start on C and a viewer there show through A at once", async () => {
+    /** A's counts of the other nodes' lists, by answer (its /metrics). */
+    const answers = async () => {
+      const text = String((await nodes.a.rawRequest('GET', '/metrics', '')).body);
+      const n = (a: string) => Number(new RegExp(`^enclave_fleet_peer_lists_total\\{answer="${a}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+      return { sent: n('sent'), unchanged: n('unchanged') };
+    };
+    const onA = async (id: string) => ((await nodes.a.api('GET', '/v1/sessions')).body as { sessions: Session[] }).sessions.find((s) => s.id === id);
+    const rowOnA = async (id: string) => (await nodes.a.cli(['session', 'list'])).stdout.split('\n').find((r) => r.startsWith(id)) ?? '';
+    // Asked twice with nothing changed between: the second time B and C answer 304 (their lists are made of their
+    // databases and consoles alone). A show through B in between is recorded in B's and C's audit trails, which no list reads.
+    await onA(far.id);
+    const before = await answers();
+    expect((await nodes.b.show(far.id)).node).toBe(names.c);
+    expect(before.sent).toBeGreaterThan(0);
+    expect((await onA(far.id))?.state).toBe('running');
+    const after = await answers();
+    expect(after.unchanged - before.unchanged).toBe(2);
+    expect(after.sent).toBe(before.sent);
+    // Changed on C itself (A takes no part): the next list through A has it, JSON and text.
+    expect((await nodes.c.api('POST', `/v1/sessions/${mine.id}/stop`)).status).toBe(200);
+    expect((await onA(mine.id))?.state).toBe('stopped');
+    expect(await rowOnA(mine.id)).toMatch(new RegExp(`^${mine.id}\\s+mine\\s+uid ${NOBODY}\\s+stopped\\s`));
+    expect((await nodes.c.api('POST', `/v1/sessions/${mine.id}/start`)).status).toBe(200);
+    expect((await onA(mine.id))?.state).toBe('running');
+    expect(await rowOnA(mine.id)).toMatch(new RegExp(`^${mine.id}\\s+mine\\s+uid ${NOBODY}\\s+running\\s`));
+    // A viewer on C's console (nothing written to its database): counted in the list through A, and gone once it leaves.
+    const w = new Viewer(nodes.c, far.id);
+    await w.opened;
+    expect((await onA(far.id))?.console).toMatchObject({ running: true, viewers: 1 });
+    w.ws.close();
+    await w.closed;
+    await until('no viewer through A', async () => ((await onA(far.id))?.console.viewers === 0 ? true : undefined), 10_000);
+  });
+
   it('stops, starts and destroys a session on C through A', async () => {
     const stopped = await nodes.a.api('POST', `/v1/sessions/${far.id}/stop`);
     expect(stopped.status, JSON.stringify(stopped.body)).toBe(200);

@@ -13,6 +13,7 @@ import { Printed, type Handlers } from '../dispatch.js';
 import { notFound } from '../objects.js';
 import type { Context } from '../route.js';
 import { pendingView } from '../../fleet/views.js';
+import { listTag, tagged } from '../listTag.js';
 
 const consoleInfo = (ctx: Context) => (id: string) => ctx.consoles.info(id);
 
@@ -41,7 +42,7 @@ const movingNow = (id: string) => new ApiError('conflict', `session ${id} is bei
 const here = <T extends object>(ctx: Context, s: T): T => (ctx.fleet ? { ...s, node: ctx.fleet.node } : s);
 
 export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' | 'sessionCreate' | 'sessionShow' | 'sessionStats' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
-  sessionList: async (ctx, { caller, query }) => {
+  sessionList: async (ctx, { caller, query, req }) => {
     // Fleet mode: this node's own (as the caller's node asked: all of them, filtered there), or
     // every node's (the route's aggregate), each with its node, filtered by this node's policy.
     // The other nodes are asked first and this node's own are read while they answer (the fleet's
@@ -49,6 +50,8 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
     const peer = caller.via === 'peer';
     const fleet = ctx.fleet;
     const all = query.all ?? false;
+    // Another node asks: this node's own, all of them (it filters), tagged (listTag.ts).
+    if (peer && query.format === undefined) return tagged(req, listTag(ctx, 'list', all), () => ({ sessions: ctx.sessions.list(all, consoleInfo(ctx)).map((s) => here(ctx, s)) }));
     const reach = peer ? undefined : fleet?.reach;
     const pendingP = fleet && !peer ? fleet.pending().then((ps) => ps.map(pendingView)) : Promise.resolve([]);
     /** Every node's, this node's policy applied; a fenced session of this node shown once: lost, from the fleet, until its owner destroys it. */
@@ -68,7 +71,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
   },
 
   // Served to the fleet's nodes alone (the route's 'peer'): the caller's node filters by its own policy.
-  nodeSessionRows: (ctx, { query }) => ({ sessions: ctx.sessions.listTable(query.all ?? false) }),
+  nodeSessionRows: (ctx, { query, req }) => tagged(req, listTag(ctx, 'rows', query.all ?? false), () => ({ sessions: ctx.sessions.listTable(query.all ?? false) })),
 
   sessionCreate: {
     detail: ({ body }) => body.name ?? null,

@@ -1,0 +1,27 @@
+// A node's answer to another node's list, tagged. The tag names what the
+// answer is made of: the database's write version but for the audit trail's
+// writes (every call a node serves is recorded there, and no list reads it),
+// and the gateway (SessionManager.listVersion); each running console's
+// viewers (a full list); the route and `all`; and this daemon's start (a
+// restart begins its counts again). Equal tags, equal answers: a node that sends the tag it
+// holds (If-None-Match, src/fleet/lastAnswers.ts) is answered 304, and the
+// list is not made, sent, parsed or checked again. The tag is read before
+// the list is made, so a write in between leaves the list newer than its
+// tag, never older: the next ask fetches it again.
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { Replied, Unchanged } from './dispatch.js';
+import type { Context } from './route.js';
+
+const START = randomBytes(6).toString('base64url');
+
+export function listTag(ctx: Context, kind: 'list' | 'rows', all: boolean): string {
+  const consoles = kind === 'list' ? `.${ctx.consoles.viewersDigest()}` : '';
+  return `"${START}.${kind}${all ? '-all' : ''}.${ctx.sessions.listVersion(ctx.audit.changes)}${consoles}"`;
+}
+
+/** `make()` with its tag, or 304 when the asking node holds that tag. */
+export function tagged<T>(req: IncomingMessage, tag: string, make: () => T): Replied<T> | Unchanged {
+  if (req.headers['if-none-match'] === tag) return new Unchanged(tag);
+  return new Replied(200, make(), { etag: tag });
+}
