@@ -54,6 +54,11 @@ export class AuditLog {
     if (n >= PRUNE_EVERY) this.changes += this.prune.run(e.caller_uid, e.caller_uid, this.keep).changes;
   }
 
+  /** The id of the newest event in the trail (0: none): a stream's place at its start. */
+  latestId(): number {
+    return Number(this.db.prepare('SELECT COALESCE(MAX(id), 0) FROM events').pluck().get());
+  }
+
   /** A create's event names the session it made, once it exists. */
   setSession(eventId: number, session: string): void {
     this.changes += this.db.prepare('UPDATE events SET session_id = ? WHERE id = ? AND session_id IS NULL').run(session, eventId).changes;

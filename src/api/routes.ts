@@ -187,7 +187,7 @@ export const ROUTES = {
 
   eventList: route({ method: 'GET', path: '/v1/events', fleet: 'aggregate', owner: { kind: 'caller' }, action: 'events.list', query: eventsQuery, reply: json(eventListSchema) }),
   // The same events as they happen, and the caller's sessions as they change, filtered as the list is.
-  eventStream: route({ method: 'GET', path: '/v1/events/stream', fleet: 'local', owner: { kind: 'caller' }, action: 'events.list', query: eventStreamQuery, reply: { kind: 'stream', types: ['text/event-stream'] } }),
+  eventStream: route({ method: 'GET', path: '/v1/events/stream', fleet: 'aggregate', owner: { kind: 'caller' }, action: 'events.list', query: eventStreamQuery, reply: { kind: 'stream', types: ['text/event-stream'] } }),
 
   volumeList: route({ method: 'GET', path: '/v1/volumes', fleet: 'local', owner: { kind: 'caller' }, action: 'volume.list', reply: json(volumeListSchema) }),
   volumeCreate: route({ method: 'POST', path: '/v1/volumes', fleet: 'local', owner: { kind: 'caller' }, action: 'volume.create', body: createVolumeRequest, reply: json(volumeSchema, 201) }),

@@ -18,23 +18,45 @@ import type { AccessGuard, Caller } from '../access/guard.js';
 import type { SessionManager } from '../sessions/manager.js';
 import { ApiError } from '../vocab/errors.js';
 import type { Consoles } from './attach.js';
+import { SseOut } from './sse.js';
 
 /** Open streams: per uid and in all (each holds a socket). */
 const MAX_PER_UID = 32;
 const MAX_TOTAL = 256;
-/** Unsent bytes past which a subscriber is dropped (it reconnects and gets the list afresh). */
-const MAX_BACKLOG = 1024 * 1024;
 /** A comment now and then finds connections whose peer went without a word. */
 const HEARTBEAT_MS = 30_000;
 /** What a reconnecting subscriber is replayed at most. */
 const REPLAY_LIMIT = 1000;
+
+/**
+ * Where a subscriber's events go: an SSE reply (sse.ts), or this node's part
+ * of a fleet stream (src/fleet/fleetStream.ts), which tags each with the node.
+ */
+export interface FeedOut {
+  send(event: 'sessions' | 'session' | 'audit', data: unknown, id?: number): void;
+  keepAlive(): void;
+  readonly gone: boolean;
+  onClose(f: () => void): void;
+  end(): void;
+}
 
 interface Subscriber {
   caller: Caller;
   /** Self-scoped: only this uid's calls and calls on its objects. */
   of: number | undefined;
   reads: boolean;
-  res: ServerResponse;
+  out: FeedOut;
+}
+
+/** Whether a subscriber (self-scoped to `of`, with allowed reads or not) is shown an audit event. */
+export function auditPasses(e: AuditEvent, of: number | undefined, reads: boolean): boolean {
+  if (!reads && isAllowedRead(e)) return false;
+  return of === undefined || e.caller_uid === of || e.object_owner === of;
+}
+
+/** A self-scoped subscriber's own calls on others' objects: whose they were is not for it to learn (as in the list). */
+export function auditShown<E extends AuditEvent>(e: E, of: number | undefined): E {
+  return of !== undefined && e.object_owner !== null && e.object_owner !== of ? { ...e, object_owner: null } : e;
 }
 
 export interface FeedParts {
@@ -75,62 +97,55 @@ export class EventFeed {
     }
   }
 
-  private passes(e: AuditEvent, s: Subscriber): boolean {
-    if (!s.reads && isAllowedRead(e)) return false;
-    return s.of === undefined || e.caller_uid === s.of || e.object_owner === s.of;
-  }
-
-  /** A self-scoped subscriber's own calls on others' objects: whose they were is not for it to learn (as in the list). */
-  private shown(e: AuditEvent, s: Subscriber): AuditEvent {
-    return s.of !== undefined && e.object_owner !== null && e.object_owner !== s.of ? { ...e, object_owner: null } : e;
-  }
-
   private recorded(e: AuditEvent): void {
     let named: AuditEvent | undefined;
     for (const s of this.subs) {
-      if (!this.passes(e, s)) continue;
+      if (!auditPasses(e, s.of, s.reads)) continue;
       named ??= { ...e, session_name: e.session_id === null ? null : (this.parts.sessions.find(e.session_id)?.name ?? null) };
-      this.send(s, 'audit', this.shown(named, s), e.id);
+      s.out.send('audit', auditShown(named, s.of), e.id);
     }
   }
 
-  private send(s: Subscriber, event: string, data: unknown, id?: number): void {
-    if (s.res.destroyed || s.res.writableEnded) return; // gone; its 'close' is on its way
-    if (s.res.writableLength > MAX_BACKLOG) {
-      this.parts.log.debug({ uid: s.caller.uid }, 'event stream subscriber too far behind: closed');
-      s.res.destroy();
-      return;
-    }
-    s.res.write(`event: ${event}\n${id === undefined ? '' : `id: ${id}\n`}data: ${JSON.stringify(data)}\n\n`);
+  private send(s: Subscriber, event: 'sessions' | 'session' | 'audit', data: unknown, id?: number): void {
+    s.out.send(event, data, id);
+  }
+
+  /** Start a stream on `res` (subscribe()'s, as an SSE reply). */
+  subscribe(s: Omit<Subscriber, 'out'>, res: ServerResponse, after: number | undefined): void {
+    this.check(s.caller);
+    this.attach(s, new SseOut(res, this.parts.log), after);
+  }
+
+  /** Refused (429) when the caller, or another node, holds its share of the streams, or the daemon all of them. */
+  check(caller: Caller): void {
+    // Another node's streams are its callers' (each capped there, per uid): only the total bounds them here.
+    const mine = caller.via === 'peer' ? 0 : [...this.subs].filter((x) => x.caller.via !== 'peer' && x.caller.uid === caller.uid).length;
+    if (mine >= MAX_PER_UID) throw new ApiError('too_many', `uid ${caller.uid} already has ${mine} event streams open`);
+    if (this.subs.size >= MAX_TOTAL) throw new ApiError('too_many', `the daemon already serves ${this.subs.size} event streams`);
   }
 
   /**
-   * Start a stream on `res`: the sessions the caller may see, then the audit
-   * events after `after` (a reconnect), then what happens, until it goes.
-   * All at once, in one turn: nothing recorded in between is missed.
+   * Start a stream on `out` (check() first): the sessions the caller may
+   * see, then the audit events after `after` (a reconnect), then what
+   * happens, until it goes. All at once, in one turn: nothing recorded in
+   * between is missed.
    */
-  subscribe(s: Omit<Subscriber, 'res'>, res: ServerResponse, after: number | undefined): void {
-    const mine = [...this.subs].filter((x) => x.caller.uid === s.caller.uid).length;
-    if (mine >= MAX_PER_UID) throw new ApiError('too_many', `uid ${s.caller.uid} already has ${mine} event streams open`);
-    if (this.subs.size >= MAX_TOTAL) throw new ApiError('too_many', `the daemon already serves ${this.subs.size} event streams`);
-    const sub = { ...s, res };
-    // A write to a connection the peer reset fails here, not as an uncaught error.
-    res.on('error', (e) => this.parts.log.debug({ err: e.message }, 'event stream write failed'));
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
-    res.write('retry: 2000\n\n');
+  attach(s: Omit<Subscriber, 'out'>, out: FeedOut, after: number | undefined): void {
+    const sub = { ...s, out };
     const sessions = this.parts.sessions.list(false, this.consoleInfo).filter((v) => this.parts.access.visible(s.caller, v));
-    this.send(sub, 'sessions', { sessions });
+    // With the reader's place in the trail: a reader that reconnects before any audit event came misses none.
+    this.send(sub, 'sessions', { sessions }, after ?? this.parts.audit.latestId());
     if (after !== undefined) {
       const missed = this.parts.audit.list({ after, limit: REPLAY_LIMIT, of: s.of, reads: s.reads });
-      for (const e of missed) this.send(sub, 'audit', this.shown(e, sub), e.id);
+      for (const e of missed) this.send(sub, 'audit', auditShown(e, s.of), e.id);
     }
     this.subs.add(sub);
-    res.once('close', () => {
+    out.onClose(() => {
       this.subs.delete(sub);
       if (this.subs.size === 0) this.stopHeartbeat();
     });
     this.heartbeat ??= setInterval(() => {
-      for (const x of this.subs) if (!x.res.destroyed && !x.res.writableEnded) x.res.write(': keep-alive\n\n');
+      for (const x of this.subs) x.out.keepAlive();
     }, HEARTBEAT_MS).unref();
   }
 
@@ -141,7 +156,7 @@ export class EventFeed {
 
   /** Daemon shutdown: every stream ends (their clients reconnect to the next daemon). */
   close(): void {
-    for (const s of this.subs) s.res.end();
+    for (const s of this.subs) s.out.end();
     this.subs.clear();
     this.stopHeartbeat();
   }

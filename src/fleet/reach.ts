@@ -117,6 +117,12 @@ export class Reach {
     );
   }
 
+  /** Every other node that holds its lease, with its endpoint (the fleet's event stream asks each). */
+  async liveNodes(): Promise<Map<string, string>> {
+    const [members, alive] = await this.watched.keys(prefix.members, prefix.alive);
+    return new Map([...this.endpoints(members!, alive!)].filter(([n, ep]) => n !== this.self && ep.alive).map(([n, ep]) => [n, ep.endpoint]));
+  }
+
   /** The session on another node that `ref` names, or undefined; a name two nodes hold is a conflict. */
   /** `ended`: an id placed nowhere is also asked of every node (see ended()). */
   async locate(ref: SessionRef, ended = false, reads: FleetReads = this.view()): Promise<Located | undefined> {

@@ -15,7 +15,9 @@ import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
-import { request as plainRequest } from 'node:http';
+import { request as plainRequest, request as httpRequest } from 'node:http';
+import { spawn } from 'node:child_process';
+import { SseReader } from '../../src/fleet/sseReader.js';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { cliAs, isRoot, listenPort, TestDaemon } from './harness.js';
@@ -54,6 +56,86 @@ function peerGet(host: string, port: number, tls: { ca: Buffer; cert?: Buffer; k
     req.on('error', (e) => resolve(e.message));
     req.end();
   });
+}
+
+interface Raw {
+  name: string;
+  data: unknown;
+  id: string | undefined;
+}
+
+/**
+ * GET /v1/events/stream on a daemon's socket, read as it comes: as root, or
+ * as another user (a Python client under setpriv, so that nothing of this
+ * process's identity comes along), optionally resuming from a place.
+ */
+class EventsOn {
+  readonly seen: Raw[] = [];
+  private waiters: Array<() => void> = [];
+  private readonly stop: () => void;
+  private ended = '';
+
+  constructor(socket: string, who?: { uid: number; groups: number[] }, place?: string) {
+    const reader = new SseReader((name, data, id) => {
+      this.seen.push({ name, data: JSON.parse(data), id });
+      for (const w of this.waiters.splice(0)) w();
+    });
+    const end = (why: string) => {
+      this.ended = why;
+      for (const w of this.waiters.splice(0)) w();
+    };
+    if (who) {
+      const py = `import socket,sys
+s=socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"GET /v1/events/stream HTTP/1.0\\r\\nHost: enclave\\r\\n\\r\\n")
+while True:
+    c=s.recv(65536)
+    if not c: break
+    sys.stdout.buffer.write(c); sys.stdout.flush()`;
+      const p = spawn('setpriv', [`--reuid=${who.uid}`, `--regid=${who.uid}`, `--groups=${who.groups.join(',')}`, '/usr/bin/python3', '-c', py, socket], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let head = true;
+      p.stdout.setEncoding('utf8').on('data', (t: string) => {
+        // The head first (HTTP/1.0: the body as it is, no chunks).
+        if (head) {
+          const i = t.indexOf('\r\n\r\n');
+          if (i < 0) return;
+          head = false;
+          t = t.slice(i + 4);
+        }
+        reader.push(t);
+      });
+      p.on('exit', (code) => end(`the client exited ${code}`));
+      this.stop = () => p.kill('SIGKILL');
+    } else {
+      const req = httpRequest({ socketPath: socket, path: '/v1/events/stream', headers: place ? { 'last-event-id': place } : {} }, (res) => {
+        res.setEncoding('utf8').on('data', (t: string) => reader.push(t));
+        res.on('end', () => end('the stream ended'));
+      });
+      req.on('error', (e) => end(e.message));
+      req.end();
+      this.stop = () => req.destroy();
+    }
+  }
+
+  /** The first event from the start that matches, waiting for it (20 s at most). */
+  async next(match: (e: Raw) => boolean): Promise<Raw> {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const hit = this.seen.find(match);
+      if (hit) return hit;
+      if (this.ended) throw new Error(`${this.ended}; seen: ${this.seen.map((e) => e.name).join(' ')}`);
+      if (Date.now() > deadline) throw new Error(`no such event within 20 s; seen: ${this.seen.map((e) => `${e.name} ${e.id ?? ''} ${JSON.stringify(e.data).slice(0, 300)}`).join('\n')}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 500);
+        this.waiters.push(() => (clearTimeout(t), r()));
+      });
+    }
+  }
+
+  close(): void {
+    this.stop();
+  }
 }
 
 describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS', () => {
@@ -526,6 +608,62 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     });
     expect(reused.id).not.toBe(id);
     for (const s of [reused.id, sessionSchema.parse(JSON.parse(theirs.stdout)).id]) expect((await nodes.a.api('DELETE', `/v1/sessions/${s}`)).status).toBe(204);
+  });
+
+  it("streams every node's events through A, each with its node; a tenant its own alone; a reconnect resumes from its place in each node's trail", async () => {
+    const root = new EventsOn(nodes.a.socket);
+    const tenant = new EventsOn(nodes.a.socket, { uid: NOBODY, groups: [GID] });
+    try {
+      const first = await root.next((e) => e.name === 'sessions');
+      expect((first.data as { sessions: Session[] }).sessions).toContainEqual(expect.objectContaining({ id: far.id, node: names.c }));
+      const theirs = (await tenant.next((e) => e.name === 'sessions')).data as { sessions: Session[] };
+      expect(theirs.sessions.map((x) => x.id)).toContain(mine.id);
+      expect(theirs.sessions.map((x) => x.id)).not.toContain(far.id);
+      // Audited on C (calls on C's own socket): root's exec into its own session, then into the tenant's.
+      expect((await nodes.c.sh(far.id, 'true')).code).toBe(0);
+      expect((await nodes.c.sh(mine.id, 'true')).code).toBe(0);
+      const execOn = (id: string) => (e: Raw) => e.name === 'audit' && (e.data as AuditEvent).action === 'session.exec' && (e.data as AuditEvent).session_id === id && (e.data as AuditEvent).node === names.c;
+      await root.next(execOn(far.id));
+      await root.next(execOn(mine.id));
+      await tenant.next(execOn(mine.id));
+      // A state change on C, as a session event with its node, to both.
+      expect((await nodes.c.api('POST', `/v1/sessions/${mine.id}/stop`)).status).toBe(200);
+      const stopped = (e: Raw) => e.name === 'session' && (e.data as Session).id === mine.id && (e.data as Session).state === 'stopped';
+      expect((await root.next(stopped)).data).toMatchObject({ node: names.c });
+      expect((await tenant.next(stopped)).data).toMatchObject({ node: names.c });
+      expect((await nodes.c.api('POST', `/v1/sessions/${mine.id}/start`)).status).toBe(200);
+      const running = (e: Raw) => e.name === 'session' && (e.data as Session).id === mine.id && (e.data as Session).state === 'running';
+      await tenant.next(running);
+      await root.next(running);
+      // C's events come in C's order, so the tenant saw root's exec before its own had it leaked: it did not.
+      expect(tenant.seen.filter((e) => JSON.stringify(e.data).includes(far.id))).toEqual([]);
+      // Every audit event's id is the reader's place in each node's trail.
+      const place = root.seen.filter((e) => e.name === 'audit').at(-1)!.id!;
+      expect(place).toMatch(new RegExp(`(^|,)${names.c}:\\d+(,|$)`));
+      root.close();
+      const atC = Number(new RegExp(`${names.c}:(\\d+)`).exec(place)![1]);
+      // Missed while away: an exec audited on C, one on A.
+      expect((await nodes.c.sh(far.id, 'echo missed-on-c')).code).toBe(0);
+      expect((await nodes.a.sh(far.id, 'echo missed-via-a')).code).toBe(0);
+      const again = new EventsOn(nodes.a.socket, undefined, place);
+      try {
+        await again.next((e) => e.name === 'audit' && (e.data as AuditEvent).node === names.c && String((e.data as AuditEvent).detail).includes('missed-on-c'));
+        await again.next((e) => e.name === 'audit' && (e.data as AuditEvent).node === names.a && String((e.data as AuditEvent).detail).includes('missed-via-a'));
+        // Nothing of C's it had already.
+        const fromC = again.seen.filter((e) => e.name === 'audit' && (e.data as AuditEvent).node === names.c).map((e) => (e.data as AuditEvent).id);
+        expect(fromC.length).toBeGreaterThan(0);
+        expect(fromC.every((id) => id > atC)).toBe(true);
+      } finally {
+        again.close();
+      }
+      // Not a place: refused with one line.
+      const bad = await nodes.a.rawRequest('GET', '/v1/events/stream', '', { 'last-event-id': 'node-a:1;rm' });
+      expect(bad.status).toBe(400);
+      expect(JSON.stringify(bad.body)).toMatch(/Last-Event-ID .* is not an event id/);
+    } finally {
+      root.close();
+      tenant.close();
+    }
   });
 
   it("uses its copy of a node's list while that node answers it unchanged (304), and never once it changed: a stop and a start on C and a viewer there show through A at once", async () => {

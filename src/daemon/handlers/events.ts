@@ -10,6 +10,10 @@ import type { AuditEvent } from '../../api/eventSchemas.js';
 import type { Caller } from '../../access/guard.js';
 import type { Reach } from '../../fleet/reach.js';
 import { notFound } from '../objects.js';
+import { FleetStream, parseCursor, type Cursor } from '../fleetStream.js';
+import { SseOut } from '../sse.js';
+import { sessionsFor } from './sessions.js';
+import type { Session } from '../../api/schemas.js';
 
 /**
  * The id of the session a filter names, as the caller may name it: a name
@@ -66,14 +70,29 @@ export const eventHandlers: Pick<Handlers, 'eventList' | 'eventStream'> = {
     return { events, ...(unanswered.length ? { unanswered } : {}) };
   },
 
-  eventStream: (ctx, { caller, query, scope, req }, res) => {
+  eventStream: async (ctx, { caller, query, scope, req }, res) => {
     const header = req.headers['last-event-id'];
-    let after = query.after;
-    if (header !== undefined) {
-      const r = lastEventId.safeParse(header);
-      if (!r.success) throw new ApiError('invalid_request', `Last-Event-ID '${String(header).slice(0, 40)}' is not an event id (a whole number)`, 'Last-Event-ID');
-      after = r.data;
+    const sub = { caller, of: scope === 'self' ? caller.uid : undefined, reads: query.reads ?? false };
+    const reach = caller.via === 'peer' ? undefined : ctx.fleet?.reach;
+    if (!reach) {
+      let after = query.after;
+      if (header !== undefined) {
+        const r = lastEventId.safeParse(header);
+        if (!r.success) throw new ApiError('invalid_request', `Last-Event-ID '${String(header).slice(0, 40)}' is not an event id (a whole number)`, 'Last-Event-ID');
+        after = r.data;
+      }
+      return ctx.feed.subscribe(sub, res, after);
     }
-    ctx.feed.subscribe({ caller, of: scope === 'self' ? caller.uid : undefined, reads: query.reads ?? false }, res, after);
+    // Fleet mode: every node's events, each with its node; a place in each node's trail to resume from.
+    const self = ctx.fleet!.node;
+    let cursor: Cursor = query.after === undefined ? new Map() : new Map([[self, query.after]]);
+    if (header !== undefined) {
+      const c = typeof header === 'string' ? parseCursor(header, self) : undefined;
+      if (!c) throw new ApiError('invalid_request', `Last-Event-ID '${String(header).slice(0, 40)}' is not an event id (NODE:ID,... or a whole number)`, 'Last-Event-ID');
+      cursor = c;
+    }
+    ctx.feed.check(caller);
+    const deps = { self, reach, feed: ctx.feed, visible: (s: Session) => ctx.access.visible(caller, s), sessions: () => sessionsFor(ctx, caller, false), log: ctx.log };
+    await new FleetStream(deps, sub, new SseOut(res, ctx.log), cursor).start();
   },
 };

@@ -13,6 +13,7 @@ import { Printed, type Handlers } from '../dispatch.js';
 import { notFound } from '../objects.js';
 import type { Context } from '../route.js';
 import { pendingView } from '../../fleet/views.js';
+import type { Reach } from '../../fleet/reach.js';
 import { listTag, tagged } from '../listTag.js';
 
 const consoleInfo = (ctx: Context) => (id: string) => ctx.consoles.info(id);
@@ -41,33 +42,41 @@ const movingNow = (id: string) => new ApiError('conflict', `session ${id} is bei
 /** Fleet mode: a session of this node, with the node it runs on. */
 const here = <T extends object>(ctx: Context, s: T): T => (ctx.fleet ? { ...s, node: ctx.fleet.node } : s);
 
+/**
+ * What a list shows `caller`: this node's sessions (`mine`), and in fleet mode
+ * every other node's, each with its node, and the pending ones, this node's
+ * policy applied; a fenced session of this node shown once: lost, from the
+ * fleet, until its owner destroys it. The other nodes are asked first and
+ * this node's own are read while they answer (the fleet's reads and the
+ * peers' lists are waits here; this node's list is work).
+ */
+async function listed<T extends SessionListed>(ctx: Context, caller: Caller, others: (reach: Reach) => Promise<T[]>, mine: () => T[]): Promise<Array<T | Session>> {
+  const fleet = ctx.fleet;
+  const peer = caller.via === 'peer';
+  const reach = peer ? undefined : fleet?.reach;
+  const pendingP = fleet && !peer ? fleet.pending().then((ps) => ps.map(pendingView)) : Promise.resolve([]);
+  const othersP = reach ? others(reach) : Promise.resolve([]);
+  const own = mine().map((s) => here(ctx, s));
+  const [far, pending] = await Promise.all([othersP, pendingP]);
+  const lostIds = new Set(far.filter((s) => s.state === 'lost').map((s) => s.id));
+  return [...own, ...far, ...pending].filter((s) => (peer || ctx.access.visible(caller, s)) && (s.state === 'lost' || !lostIds.has(s.id)));
+}
+
+/** The sessions `caller` may see, as the list route gives them (fleet mode: every node's): the list, and a fleet event stream's first event. */
+export const sessionsFor = (ctx: Context, caller: Caller, all: boolean): Promise<Session[]> =>
+  listed(ctx, caller, (reach) => reach.others(all), () => ctx.sessions.list(all, consoleInfo(ctx)));
+
 export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' | 'sessionCreate' | 'sessionShow' | 'sessionStats' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
   sessionList: async (ctx, { caller, query, req }) => {
-    // Fleet mode: this node's own (as the caller's node asked: all of them, filtered there), or
-    // every node's (the route's aggregate), each with its node, filtered by this node's policy.
-    // The other nodes are asked first and this node's own are read while they answer (the fleet's
-    // reads and the peers' lists are waits here; this node's list is work).
-    const peer = caller.via === 'peer';
-    const fleet = ctx.fleet;
     const all = query.all ?? false;
     // Another node asks: this node's own, all of them (it filters), tagged (listTag.ts).
-    if (peer && query.format === undefined) return tagged(req, listTag(ctx, 'list', all), () => ({ sessions: ctx.sessions.list(all, consoleInfo(ctx)).map((s) => here(ctx, s)) }));
-    const reach = peer ? undefined : fleet?.reach;
-    const pendingP = fleet && !peer ? fleet.pending().then((ps) => ps.map(pendingView)) : Promise.resolve([]);
-    /** Every node's, this node's policy applied; a fenced session of this node shown once: lost, from the fleet, until its owner destroys it. */
-    const merged = async <T extends SessionListed>(mine: T[], othersP: Promise<T[]>): Promise<Array<T | Session>> => {
-      const [others, pending] = await Promise.all([othersP, pendingP]);
-      const lostIds = new Set(others.filter((s) => s.state === 'lost').map((s) => s.id));
-      return [...mine, ...others, ...pending].filter((s) => (peer || ctx.access.visible(caller, s)) && (s.state === 'lost' || !lostIds.has(s.id)));
-    };
+    if (caller.via === 'peer' && query.format === undefined) return tagged(req, listTag(ctx, 'list', all), () => ({ sessions: ctx.sessions.list(all, consoleInfo(ctx)).map((s) => here(ctx, s)) }));
     if (query.format === 'text' || query.format === 'ids') {
       // Sized for what is printed: the table's columns of each session (the other nodes' too), not every field of it.
-      const othersP = reach ? reach.rows(all) : Promise.resolve([]);
-      const rows = await merged(ctx.sessions.listTable(all).map((s) => here(ctx, s)), othersP);
+      const rows = await listed(ctx, caller, (reach) => reach.rows(all), () => ctx.sessions.listTable(all));
       return new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid));
     }
-    const othersP = reach ? reach.others(all) : Promise.resolve([]);
-    return { sessions: await merged(ctx.sessions.list(all, consoleInfo(ctx)).map((s) => here(ctx, s)), othersP) };
+    return { sessions: await sessionsFor(ctx, caller, all) };
   },
 
   // Served to the fleet's nodes alone (the route's 'peer'): the caller's node filters by its own policy.

@@ -1,0 +1,49 @@
+// One server-sent-events reply: its head, its events, its comments, and a
+// bound on what it may hold unsent. A reader too far behind is closed (it
+// reconnects and is given the current state afresh), so no subscriber holds
+// the daemon's memory however slowly it reads.
+import type { ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+
+/** Unsent bytes past which a reader is dropped. */
+const MAX_BACKLOG = 1024 * 1024;
+
+export class SseOut {
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly log: Logger,
+  ) {
+    // A write to a connection the peer reset fails here, not as an uncaught error.
+    res.on('error', (e) => log.debug({ err: e.message }, 'event stream write failed'));
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+    res.write('retry: 2000\n\n');
+  }
+
+  get gone(): boolean {
+    return this.res.destroyed || this.res.writableEnded;
+  }
+
+  /** One event; `id` is what the reader sends back as Last-Event-ID. */
+  send(event: string, data: unknown, id?: number | string): void {
+    if (this.gone) return; // its 'close' is on its way
+    if (this.res.writableLength > MAX_BACKLOG) {
+      this.log.debug('event stream reader too far behind: closed');
+      this.res.destroy();
+      return;
+    }
+    this.res.write(`event: ${event}\n${id === undefined ? '' : `id: ${id}\n`}data: ${JSON.stringify(data)}\n\n`);
+  }
+
+  /** A comment: finds connections whose reader went without a word. */
+  keepAlive(): void {
+    if (!this.gone) this.res.write(': keep-alive\n\n');
+  }
+
+  onClose(f: () => void): void {
+    this.res.once('close', f);
+  }
+
+  end(): void {
+    this.res.end();
+  }
+}
