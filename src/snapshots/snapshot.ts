@@ -23,6 +23,7 @@ import { UPPER_KEEP_FD } from '../native/contract.gen.js';
 import { MANIFEST_FRAME_END, MANIFEST_FRAME_MAGIC, MANIFEST_FRAME_TAG, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, volumeDir, type ArchivedVolume, type Manifest, type SnapshotSettings } from '../api/manifest.js';
 import { ArchiveError, runArchive, timedOut } from './archive.js';
 import { createSnapshotCgroups, removeSnapshotCgroups, type SnapshotCgroup } from './snapshotCgroups.js';
+import { OwnerIds, ownersUnder } from './ownerIds.js';
 
 /** Top-level names of the root layer that are mount points of other filesystems. */
 const MOUNT_POINTS = new Set(['usr', 'home', 'tmp', 'run', 'proc', 'sys', 'dev']);
@@ -72,7 +73,7 @@ const WALK_SLICE = 256;
  * directory, the lower layer's entries it hides. Bounded by `limit` entries;
  * it yields to the event loop every WALK_SLICE entries.
  */
-export async function walk(base: string, s: Section, out: { entries: string[]; deleted: string[] }, limit: number): Promise<void> {
+export async function walk(base: string, s: Section, out: { entries: string[]; deleted: string[] }, limit: number, ids?: OwnerIds): Promise<void> {
   const rel = (p: string) => (s.at ? `${s.at}/${p}` : p);
   let slice = 0;
   const visit = async (dir: string): Promise<void> => {
@@ -86,6 +87,10 @@ export async function walk(base: string, s: Section, out: { entries: string[]; d
         continue;
       }
       out.entries.push(p);
+      if (ids) {
+        const st = lstatSync(join(base, p));
+        ids.add(st.uid, st.gid);
+      }
       if (!e.isDirectory()) continue;
       if (addon().isOpaqueDir(join(base, p))) {
         const upperNames = new Set(readdirSync(join(base, p)));
@@ -104,12 +109,6 @@ export async function walk(base: string, s: Section, out: { entries: string[]; d
   await visit('');
 }
 
-/** GNU tar owner and group maps: host base + k -> k, for the session's range. */
-function idMap(hostBase: number, size: number): string {
-  const lines: string[] = [];
-  for (let k = 0; k < size; k++) lines.push(`+${hostBase + k} +${k}`);
-  return lines.join('\n') + '\n';
-}
 
 export interface SnapshotSource {
   id: string;
@@ -208,12 +207,13 @@ async function archiveArgs(src: SnapshotSource, sections: Section[], work: strin
   const layer = `/proc/${src.initPid}/fd/${UPPER_KEEP_FD}`;
   const lists: string[] = [];
   const found = { entries: [] as string[], deleted: [] as string[] };
+  const owners = new OwnerIds();
   // A volume's mount point (and what the mount hides under it) is not the layer's: a restore mounts volumes of its own there, maybe read-only.
   const targets = planView(src.plan).volumeTargets();
   const underMount = (p: string) => targets.some((t) => p === t || p.startsWith(`${t}/`));
   for (const [i, s] of sections.entries()) {
     const before = found.entries.length;
-    if (existsSync(join(layer, s.upper))) await walk(join(layer, s.upper), s, found, src.maxEntries);
+    if (existsSync(join(layer, s.upper))) await walk(join(layer, s.upper), s, found, src.maxEntries, owners);
     found.entries.splice(before, Infinity, ...found.entries.slice(before).filter((p) => !underMount(s.at ? `${s.at}/${p}` : p)));
     const mine = found.entries.slice(before).map((p) => (s.at ? `${s.upper}/${p}` : p));
     writeFileSync(join(work, `list${i}`), mine.map((p) => `${p}\0`).join(''));
@@ -233,7 +233,10 @@ async function archiveArgs(src: SnapshotSource, sections: Section[], work: strin
     ...(vols.length ? { volumes: vols.map((v) => v.archived) } : {}),
   };
   const meta = join(work, 'meta');
-  writeFileSync(join(work, 'ids'), idMap(src.hostBase, src.idSize));
+  // The layer's root directories and /home (tar reads it whole) have owners too.
+  for (const s of sections) if (existsSync(join(layer, s.upper))) owners.add(lstatSync(join(layer, s.upper)).uid, lstatSync(join(layer, s.upper)).gid);
+  await ownersUnder(`/proc/${src.initPid}/root/home`, src.maxEntries, owners, (n) => new SnapshotError(`/home has more than ${n} entries`));
+  writeFileSync(join(work, 'ids'), owners.map(src.hostBase, src.idSize));
   mkdirSync(join(meta, '.enclave'), { recursive: true, mode: 0o755 });
   writeFileSync(join(meta, '.enclave', 'manifest.json'), JSON.stringify(manifest) + '\n');
   writeFileSync(join(meta, '.enclave', 'deleted'), found.deleted.map((p) => `${p}\0`).join(''));
