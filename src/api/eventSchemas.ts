@@ -21,13 +21,22 @@ export const eventsQuery = z
   })
   .strict();
 
+const NODE = '[a-z0-9][a-z0-9-]{0,62}';
+/** A fleet stream's place in every node's trail: `node-a:120,node-b:44` (at most 256 nodes). */
+export const STREAM_PLACE = new RegExp(`^${NODE}:\\d{1,15}(,${NODE}:\\d{1,15}){0,255}$`);
+
 /** GET /v1/events/stream (server-sent events; docs/api.md, "Event stream"). */
 export const eventStreamQuery = z
   .object({
-    /** Replay the audit events after this id first; a browser's EventSource sends Last-Event-ID instead. */
-    after: z.coerce.number().int().min(0).optional(),
+    /**
+     * Replay the audit events after this id first; a browser's EventSource sends Last-Event-ID instead.
+     * In a fleet, an event's id is its place in every node's trail (NODE:ID,...), taken here too.
+     */
+    after: z.union([z.coerce.number().int().min(0).max(1e15), z.string().max(20_000).regex(STREAM_PLACE, 'must be an event id, or NODE:ID,... (a fleet stream\'s)')]).optional(),
     /** Include reads that were allowed, as in the list. */
     reads: flag.optional(),
+    /** Calls by this uid, and events on its objects (a self-scoped caller: its own uid alone). */
+    uid: z.coerce.number().int().min(0).max(4294967294).optional(),
   })
   .strict();
 

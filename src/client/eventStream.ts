@@ -8,14 +8,18 @@ import type { Session } from '../api/schemas.js';
 import { ProtocolError } from './errors.js';
 
 export type StreamEvent =
-  /** At (re)connection: the sessions the caller may see. */
-  | { type: 'sessions'; sessions: Session[] }
+  /** At (re)connection: the sessions the caller may see; `place`: where the reader is in the trail(s) now. */
+  | { type: 'sessions'; sessions: Session[]; place?: string }
   /** One of them changed state or ports. */
   | { type: 'session'; session: Session }
-  /** An audit event, filtered as events() filters them; `id` resumes a stream (`after`). */
-  | { type: 'audit'; event: AuditEvent };
+  /**
+   * An audit event, filtered as events() filters them. `place` resumes a
+   * stream (`after`): the event's id, or in a fleet the reader's place in
+   * every node's trail (NODE:ID,...).
+   */
+  | { type: 'audit'; event: AuditEvent; place?: string };
 
-function parse(name: string, data: string): StreamEvent | undefined {
+function parse(name: string, data: string, place: string | undefined): StreamEvent | undefined {
   if (!(name in streamEventSchemas)) return undefined;
   let json: unknown;
   try {
@@ -27,7 +31,7 @@ function parse(name: string, data: string): StreamEvent | undefined {
   if (name === 'sessions') {
     const r = streamEventSchemas.sessions.safeParse(json);
     if (!r.success) throw fail();
-    return { type: 'sessions', sessions: r.data.sessions };
+    return { type: 'sessions', sessions: r.data.sessions, ...(place === undefined ? {} : { place }) };
   }
   if (name === 'session') {
     const r = streamEventSchemas.session.safeParse(json);
@@ -36,17 +40,18 @@ function parse(name: string, data: string): StreamEvent | undefined {
   }
   const r = streamEventSchemas.audit.safeParse(json);
   if (!r.success) throw fail();
-  return { type: 'audit', event: r.data };
+  return { type: 'audit', event: r.data, ...(place === undefined ? {} : { place }) };
 }
 
 /** The events of a text/event-stream reply until it ends or the loop stops (which closes it). */
 export async function* streamEvents(res: IncomingMessage): AsyncGenerator<StreamEvent, void, undefined> {
   let name = 'message';
   let data: string[] = [];
+  let place: string | undefined;
   try {
     for await (const line of createInterface({ input: res, crlfDelay: Infinity })) {
       if (line === '') {
-        const e = data.length > 0 ? parse(name, data.join('\n')) : undefined;
+        const e = data.length > 0 ? parse(name, data.join('\n'), place) : undefined;
         name = 'message';
         data = [];
         if (e) yield e;
@@ -58,6 +63,7 @@ export async function* streamEvents(res: IncomingMessage): AsyncGenerator<Stream
       const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
       if (field === 'event') name = value;
       else if (field === 'data') data.push(value);
+      else if (field === 'id') place = value;
     }
   } finally {
     res.destroy();

@@ -93,8 +93,17 @@ export class EventFeed {
       const row = this.parts.sessions.find(id);
       if (!row) continue;
       const view = this.parts.sessions.toApi(row, this.consoleInfo);
-      for (const s of this.subs) if (this.parts.access.visible(s.caller, row)) this.send(s, 'session', view);
+      for (const s of this.subs) if (this.sees(s.caller, row)) this.send(s, 'session', view);
     }
+  }
+
+  /**
+   * Whether a subscriber is sent a session's events: as the policy lets it
+   * see the session; another node's stream (src/daemon/fleetStream.ts), all
+   * of them: that node applies its policy for its caller, as it does to a list.
+   */
+  private sees(caller: Caller, row: Parameters<AccessGuard['visible']>[1]): boolean {
+    return caller.via === 'peer' || this.parts.access.visible(caller, row);
   }
 
   private recorded(e: AuditEvent): void {
@@ -118,8 +127,8 @@ export class EventFeed {
 
   /** Refused (429) when the caller, or another node, holds its share of the streams, or the daemon all of them. */
   check(caller: Caller): void {
-    // Another node's streams are its callers' (each capped there, per uid): only the total bounds them here.
-    const mine = caller.via === 'peer' ? 0 : [...this.subs].filter((x) => x.caller.via !== 'peer' && x.caller.uid === caller.uid).length;
+    // Another node's streams are asked as their callers: they count against the caller's share here too.
+    const mine = [...this.subs].filter((x) => x.caller.uid === caller.uid).length;
     if (mine >= MAX_PER_UID) throw new ApiError('too_many', `uid ${caller.uid} already has ${mine} event streams open`);
     if (this.subs.size >= MAX_TOTAL) throw new ApiError('too_many', `the daemon already serves ${this.subs.size} event streams`);
   }
@@ -132,7 +141,7 @@ export class EventFeed {
    */
   attach(s: Omit<Subscriber, 'out'>, out: FeedOut, after: number | undefined): void {
     const sub = { ...s, out };
-    const sessions = this.parts.sessions.list(false, this.consoleInfo).filter((v) => this.parts.access.visible(s.caller, v));
+    const sessions = this.parts.sessions.list(false, this.consoleInfo).filter((v) => this.sees(s.caller, v));
     // With the reader's place in the trail: a reader that reconnects before any audit event came misses none.
     this.send(sub, 'sessions', { sessions }, after ?? this.parts.audit.latestId());
     if (after !== undefined) {

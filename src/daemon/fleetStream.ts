@@ -1,9 +1,10 @@
 // The fleet's event stream: GET /v1/events/stream on any node gives every
 // node's events, each with its node. The node the caller reached holds the
 // caller's stream; it reads this node's own feed and one stream of each
-// other live node (asked as root over the mutual-TLS channel, as its lists
-// are), and applies the caller's policy here, as the feed does: sessions the
-// caller may see, audit events of its scope.
+// other live node, asked over the mutual-TLS channel as the caller (so each
+// node applies the caller's scope to what it sends and replays, and counts
+// the stream against the caller's share there), and applies the caller's
+// policy here again, as the feed does.
 //
 // Order: each node's events in that node's order; none across nodes.
 // Resume: an audit event's id is the reader's place in every node's trail
@@ -11,14 +12,15 @@
 // what came after its part (up to the feed's replay limit).
 // First event: `sessions`, every node's as the list gives them, read once
 // every node's stream has started (so no change between is lost; one made
-// meanwhile may come twice). A node whose stream ends is asked again, with
-// its place, while it holds its lease; one that joins is asked within
-// NODES_MS; the sessions of a node asked again come as `session` events.
+// meanwhile may come twice). Once it is sent, a node whose stream starts
+// (again, or for the first time: it joined, or came back) may hold sessions
+// the reader does not know of, or no longer hold some it does: the reader's
+// stream ends, and it reconnects with its place and gets the list afresh.
 import type { ClientRequest } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AuditEvent } from '../api/eventSchemas.js';
-import { streamEventSchemas } from '../api/eventSchemas.js';
+import { STREAM_PLACE, streamEventSchemas } from '../api/eventSchemas.js';
 import type { Session } from '../api/schemas.js';
 import type { Caller } from '../access/guard.js';
 import { auditPasses, auditShown, type EventFeed, type FeedOut } from './feed.js';
@@ -26,16 +28,19 @@ import type { SseOut } from './sse.js';
 import type { Reach } from '../fleet/reach.js';
 import { SseReader } from '../fleet/sseReader.js';
 
-/** How often the stream looks for nodes that joined (or came back). */
+/** How often the stream looks for nodes that joined, came back, or left. */
 const NODES_MS = 10_000;
 /** The longest wait for a node's stream to start, and between asking a node again. */
 const START_MS = 5000;
 const RETRY_MAX_MS = 5000;
-/** Events held while the first one is made: past this, the reader is closed (it reconnects). */
+/** A node's stream silent this long is dead (a node's feed sends a comment every 30 s). */
+const SILENT_MS = 75_000;
+/** Events held while the first one is made, in number and in bytes: past either, the reader is closed (it reconnects). */
 const MAX_HELD = 10_000;
+const MAX_HELD_BYTES = 16 * 1024 * 1024;
+/** An event of this node's own feed, as held bytes (its size is not known here). */
+const OWN_EVENT_BYTES = 1024;
 
-const NODE = '[a-z0-9][a-z0-9-]{0,62}';
-const CURSOR = new RegExp(`^${NODE}:\\d{1,15}(,${NODE}:\\d{1,15}){0,63}$`);
 
 /** Each node's last audit event id the reader was given. */
 export type Cursor = Map<string, number>;
@@ -43,7 +48,7 @@ export type Cursor = Map<string, number>;
 /** A Last-Event-ID: `node:id,...` (a fleet stream's), or one number (a single node's: this node's place). */
 export function parseCursor(text: string, self: string): Cursor | undefined {
   if (/^\d{1,15}$/.test(text)) return new Map([[self, Number(text)]]);
-  if (text.length > 8192 || !CURSOR.test(text)) return undefined;
+  if (text.length > 20_000 || !STREAM_PLACE.test(text)) return undefined;
   return new Map(
     text.split(',').map((p) => {
       const i = p.lastIndexOf(':');
@@ -73,8 +78,8 @@ interface Peer {
   req?: ClientRequest;
   retry?: NodeJS.Timeout;
   failures: number;
-  /** Its stream started at least once: a later start's sessions come as `session` events. */
-  started: boolean;
+  /** The newest audit id received from it (held ones included): where it is asked again from. */
+  received?: number;
 }
 
 const parsers = {
@@ -84,10 +89,14 @@ const parsers = {
 } as const;
 
 export class FleetStream {
-  private held: Array<() => void> | undefined = [];
+  /** Before the list is read (a node's stream that starts now is in it), while it is read, then live. */
+  private phase: 'starting' | 'listing' | 'live' = 'starting';
+  private held: Array<() => void> = [];
+  private heldBytes = 0;
   private readonly peers = new Map<string, Peer>();
   private readonly closers: Array<() => void> = [];
   private nodesTimer: NodeJS.Timeout | undefined;
+  private scanning = false;
   private closed = false;
 
   constructor(
@@ -100,24 +109,32 @@ export class FleetStream {
   /** The stream, until the reader goes (check the caller's share of streams with the feed first). */
   async start(): Promise<void> {
     this.out.onClose(() => this.close());
+    if (this.out.gone) return this.close();
     this.d.feed.attach(this.sub, this.ownPart(), this.cursor.get(this.d.self));
+    this.nodesTimer = setInterval(() => void this.scan(), NODES_MS).unref();
     // Every node's stream started (or given up on) before the list is read: nothing between is lost.
-    const started = await this.findNodes().catch((e: Error) => (this.d.log.warn({ err: e.message }, 'fleet event stream: no other node'), []));
+    const started = await this.scan();
     await Promise.race([Promise.allSettled(started), new Promise((r) => setTimeout(r, START_MS).unref())]);
-    this.nodesTimer = setInterval(() => void this.findNodes().catch(() => undefined), NODES_MS).unref();
+    if (this.closed) return;
+    this.phase = 'listing';
     const sessions = await this.d.sessions();
     if (this.closed) return;
+    // A node the reader had a place in that is no longer in the fleet: its place goes.
+    for (const n of this.cursor.keys()) if (n !== this.d.self && !this.peers.has(n)) this.cursor.delete(n);
     this.out.send('sessions', { sessions }, cursorText(this.cursor));
-    const held = this.held ?? [];
-    this.held = undefined;
+    this.phase = 'live';
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
     for (const f of held) f();
   }
 
-  /** After the first event, at once; before it, held (in order). */
-  private emit(f: () => void): void {
+  /** Live: at once; before, held (in order), within bounds. */
+  private emit(f: () => void, bytes: number): void {
     if (this.closed) return;
-    if (this.held === undefined) return f();
-    if (this.held.length >= MAX_HELD) return this.out.end();
+    if (this.phase === 'live') return f();
+    this.heldBytes += bytes;
+    if (this.held.length >= MAX_HELD || this.heldBytes > MAX_HELD_BYTES) return this.out.end();
     this.held.push(f);
   }
 
@@ -142,8 +159,8 @@ export class FleetStream {
     return {
       send: (event, data, id) => {
         if (event === 'sessions') this.startsAt(self, id);
-        else if (event === 'session') this.emit(() => this.out.send('session', { ...(data as Session), node: self }));
-        else if (event === 'audit' && id !== undefined) this.emit(() => this.audit(self, { ...(data as AuditEvent), id }));
+        else if (event === 'session') this.emit(() => this.out.send('session', { ...(data as Session), node: self }), OWN_EVENT_BYTES);
+        else if (event === 'audit' && id !== undefined) this.emit(() => this.audit(self, { ...(data as AuditEvent), id }), OWN_EVENT_BYTES);
       },
       keepAlive: () => this.out.keepAlive(),
       get gone() {
@@ -154,39 +171,85 @@ export class FleetStream {
     };
   }
 
-  /** Asks every live node not asked yet; the promises of those asked now, settled once each stream started or failed. */
-  private async findNodes(): Promise<Array<Promise<void>>> {
-    const live = await this.d.reach.liveNodes();
-    if (this.closed) return [];
-    return [...live].filter(([n]) => !this.peers.has(n)).map(([n, endpoint]) => this.ask(n, endpoint, { failures: 0, started: false }));
+  /**
+   * Asks every live node not asked yet, and lets go of those no longer live;
+   * the promises of those asked now, each settled once its stream started or
+   * failed. One scan at a time; never throws (etcd may not answer).
+   */
+  private async scan(): Promise<Array<Promise<void>>> {
+    if (this.scanning || this.closed) return [];
+    this.scanning = true;
+    try {
+      const live = await this.d.reach.liveNodes();
+      if (this.closed) return [];
+      for (const [n, p] of this.peers) if (!live.has(n)) this.forget(n, p);
+      return [...live].filter(([n]) => !this.peers.has(n)).map(([n, endpoint]) => this.ask(n, endpoint, { failures: 0 }));
+    } catch (e) {
+      this.d.log.debug({ err: (e as Error).message }, 'fleet event stream: the other nodes not known this time');
+      return [];
+    } finally {
+      this.scanning = false;
+    }
   }
 
+  private forget(node: string, p: Peer): void {
+    clearTimeout(p.retry);
+    const req = p.req;
+    p.req = undefined;
+    req?.destroy();
+    this.peers.delete(node);
+  }
+
+  /** `node`'s stream, as the caller, from its place; settles once it started or failed (never rejects). */
   private ask(node: string, endpoint: string, peer: Peer): Promise<void> {
     this.peers.set(node, peer);
     return new Promise((settle) => {
-      const place = this.cursor.get(node);
-      const path = `/v1/events/stream${this.sub.reads ? '?reads=1' : ''}`;
-      const req = this.d.reach.client.request(node, endpoint, { method: 'GET', path, headers: place === undefined ? {} : { 'last-event-id': String(place) } }, { uid: 0, gids: [] }, true);
+      const place = peer.received ?? this.cursor.get(node);
+      // The caller's scope goes along (a node asked for another node's caller does not check it again).
+      const q = new URLSearchParams();
+      if (this.sub.reads) q.set('reads', '1');
+      if (this.sub.of !== undefined) q.set('uid', String(this.sub.of));
+      const path = `/v1/events/stream${q.size ? `?${q.toString()}` : ''}`;
+      const who = { uid: this.sub.caller.uid, gids: this.sub.caller.gids };
+      let req: ClientRequest;
+      try {
+        req = this.d.reach.client.request(node, endpoint, { method: 'GET', path, headers: place === undefined ? {} : { 'last-event-id': String(place) } }, who, true);
+      } catch (e) {
+        // No node-to-node endpoint (a node without [cluster.peer]): asked again at the next scan.
+        this.d.log.debug({ node, err: (e as Error).message }, 'fleet event stream: a node cannot be asked');
+        this.peers.delete(node);
+        return settle();
+      }
       peer.req = req;
       const slow = setTimeout(() => req.destroy(new Error(`no stream within ${START_MS} ms`)), START_MS);
-      const ended = (why: string) => {
+      req.setTimeout(SILENT_MS, () => req.destroy(new Error(`silent for ${SILENT_MS} ms`)));
+      let done = false;
+      const ended = (why: string, again = true) => {
         clearTimeout(slow);
         settle();
+        if (done) return;
+        done = true;
         if (peer.req !== req) return;
         peer.req = undefined;
-        this.again(node, peer, why);
+        // Not again: it stays known (no stream), so a scan does not ask it again either.
+        if (again) this.again(node, peer, why);
       };
       req.on('error', (e) => ended(e.message));
       req.on('response', (res) => {
         if (res.statusCode !== 200) {
           res.resume();
-          return req.destroy(new Error(`answered ${res.statusCode}`));
+          // A node of a version whose stream is its own (403), or that takes no uid= (400): not asked again by this stream.
+          const older = res.statusCode === 403 || res.statusCode === 404 || res.statusCode === 400;
+          if (older) this.d.log.warn({ node, status: res.statusCode }, 'fleet event stream: a node does not serve its stream to other nodes; its events are left out');
+          ended(`answered ${res.statusCode}`, !older);
+          return void req.destroy();
         }
         res.setEncoding('utf8');
         const reader = new SseReader((name, data, id) => {
           this.fromNode(node, peer, name, data);
           if (name === 'sessions') {
             this.startsAt(node, id !== undefined && /^\d{1,15}$/.test(id) ? Number(id) : undefined);
+            peer.received ??= this.cursor.get(node);
             clearTimeout(slow);
             settle();
           }
@@ -205,7 +268,7 @@ export class FleetStream {
     });
   }
 
-  /** One event of `node`'s stream, checked, and passed on as the caller may see it. */
+  /** One event of `node`'s stream, checked, and passed on as the caller may see it; throws on one that does not parse. */
   private fromNode(node: string, peer: Peer, name: string, data: string): void {
     if (!(name in parsers)) return; // a newer node's kind
     let json: unknown;
@@ -218,42 +281,48 @@ export class FleetStream {
     const r = parsers[kind].safeParse(json);
     if (!r.success) throw new Error(`node ${node} sent a ${name} event of the wrong shape: ${z.prettifyError(r.error).slice(0, 200)}`);
     peer.failures = 0;
-    if (kind === 'audit') return this.emit(() => this.audit(node, r.data as AuditEvent));
-    const sessions = kind === 'session' ? [r.data as Session] : peer.started ? (r.data as { sessions: Session[] }).sessions : [];
-    peer.started = true;
-    for (const s of sessions) if (this.d.visible(s)) this.emit(() => this.out.send('session', { ...s, node }));
+    if (kind === 'sessions') {
+      // Started once the list was being read: the reader's list may not have this node's as they are now.
+      if (this.phase !== 'starting') this.out.end();
+      return;
+    }
+    if (kind === 'audit') {
+      const e = r.data as AuditEvent;
+      // Replayed again by a stream that started over before the held ones were sent: once is enough.
+      if (peer.received !== undefined && e.id <= peer.received) return;
+      peer.received = e.id;
+      return this.emit(() => this.audit(node, e), data.length);
+    }
+    const s = r.data as Session;
+    if (this.d.visible(s)) this.emit(() => this.out.send('session', { ...s, node }), data.length);
   }
 
-  /** `node`'s stream ended: asked again, with its place, after a pause, while it holds its lease. */
+  /** `node`'s stream ended: asked again, from where it was, after a pause, while it holds its lease. */
   private again(node: string, peer: Peer, why: string): void {
     if (this.closed) return;
     this.d.log.debug({ node, why }, 'fleet event stream: a node stream ended');
     const ms = Math.min(RETRY_MAX_MS, 250 * 2 ** Math.min(peer.failures++, 5));
     peer.retry = setTimeout(() => {
       peer.retry = undefined;
-      void this.d.reach
-        .liveNodes()
-        .then((live) => {
+      this.d.reach.liveNodes().then(
+        (live) => {
           const endpoint = live.get(node);
-          if (this.closed) return;
-          // Gone from the fleet (or its lease lapsed): forgotten; asked again once it is back (findNodes).
+          if (this.closed || this.peers.get(node) !== peer) return;
+          // Gone from the fleet (or its lease lapsed): let go; asked again once it is back (scan).
           if (endpoint === undefined) return void this.peers.delete(node);
           void this.ask(node, endpoint, peer);
-        })
-        .catch(() => this.again(node, peer, "the fleet's etcd did not answer"));
+        },
+        () => this.again(node, peer, "the fleet's etcd did not answer"),
+      );
     }, ms);
   }
 
   private close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.held = undefined;
+    this.held = [];
     clearInterval(this.nodesTimer);
-    for (const p of this.peers.values()) {
-      clearTimeout(p.retry);
-      p.req?.destroy();
-    }
-    this.peers.clear();
+    for (const [n, p] of [...this.peers]) this.forget(n, p);
     for (const f of this.closers) f();
   }
 }

@@ -8,7 +8,9 @@
 export const MAX_EVENT_BYTES = 32 * 1024 * 1024;
 
 export class SseReader {
-  private partial = '';
+  /** The line not ended yet, in pieces (joined once it ends: each byte is looked at once). */
+  private partial: string[] = [];
+  private partialSize = 0;
   private name = 'message';
   private data: string[] = [];
   private size = 0;
@@ -18,10 +20,20 @@ export class SseReader {
 
   /** The next bytes of the stream (utf-8 text, split anywhere); throws when an event is too large. */
   push(text: string): void {
-    const lines = (this.partial + text).split('\n');
-    this.partial = lines.pop()!;
-    if (this.partial.length > MAX_EVENT_BYTES) throw new Error(`a line of more than ${MAX_EVENT_BYTES} bytes`);
-    for (const raw of lines) this.line(raw.endsWith('\r') ? raw.slice(0, -1) : raw);
+    let from = 0;
+    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', from)) {
+      this.partial.push(text.slice(from, nl));
+      const raw = this.partial.length === 1 ? this.partial[0]! : this.partial.join('');
+      this.partial = [];
+      this.partialSize = 0;
+      from = nl + 1;
+      this.line(raw.endsWith('\r') ? raw.slice(0, -1) : raw);
+    }
+    if (from < text.length) {
+      this.partialSize += text.length - from;
+      if (this.partialSize + this.size > MAX_EVENT_BYTES) throw new Error(`a line of more than ${MAX_EVENT_BYTES} bytes`);
+      this.partial.push(text.slice(from));
+    }
   }
 
   private line(line: string): void {

@@ -8,17 +8,26 @@ const KEEP = 100;
 export class Activity {
   constructor(root) {
     this.root = root;
-    this.lastId = 0;
+    /** The last event id seen of each node ('' on a single daemon): ids are per node. */
+    this.last = new Map();
   }
 
   clear() {
     this.root.replaceChildren();
-    this.lastId = 0;
+    this.last = new Map();
+  }
+
+  /** Where the stream resumes from: the last id (a single daemon), or each node's (NODE:ID,... in a fleet); '' before any. */
+  place() {
+    const nodes = [...this.last].filter(([n]) => n !== '').sort(([a], [b]) => (a < b ? -1 : 1));
+    if (nodes.length) return nodes.map(([n, id]) => `${n}:${id}`).join(',');
+    return this.last.has('') ? String(this.last.get('')) : '';
   }
 
   add(e) {
-    if (e.id <= this.lastId) return; // a replay of what we have
-    this.lastId = e.id;
+    const node = e.node || '';
+    if (e.id <= (this.last.get(node) ?? 0)) return; // a replay of what we have
+    this.last.set(node, e.id);
     const who = e.via === 'kernel' ? 'kernel' : e.via === 'daemon' ? 'daemon' : `uid ${e.caller_uid}`;
     const what = e.session_name || e.session_id || '';
     const line = el(

@@ -67,7 +67,7 @@ const live = new Live({
     $('live').textContent = text;
     $('live').classList.toggle('on', ok);
   },
-  lastId: () => activity.lastId,
+  place: () => activity.place(),
   /**
    * The stream was refused: signed out (the sign-in form shows), or the
    * policy does not let this uid read events (no live updates: the list as
@@ -112,7 +112,7 @@ async function showApp() {
   } catch {
     /* the policy may not let this uid see events: the list still works */
   }
-  live.open(activity.lastId);
+  live.open(activity.place());
   sessions.startStats();
 }
 

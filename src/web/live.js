@@ -5,7 +5,7 @@
 // (Last-Event-ID). Nothing is asked for again and again.
 
 export class Live {
-  /** @param {{ sessions(list): void, session(s): void, audit(e): void, state(text, ok): void, lastId(): number, lost(): Promise<boolean> }} on */
+  /** @param {{ sessions(list): void, session(s): void, audit(e): void, state(text, ok): void, place(): string, lost(): Promise<boolean> }} on */
   constructor(on) {
     this.on = on;
     this.es = null;
@@ -15,7 +15,7 @@ export class Live {
 
   open(after) {
     this.close();
-    const es = new EventSource(`/v1/events/stream${after ? `?after=${after}` : ''}`);
+    const es = new EventSource(`/v1/events/stream${after ? `?after=${encodeURIComponent(after)}` : ''}`);
     this.es = es;
     es.addEventListener('sessions', (m) => this.on.sessions(JSON.parse(m.data).sessions));
     es.addEventListener('session', (m) => this.on.session(JSON.parse(m.data)));
@@ -31,7 +31,7 @@ export class Live {
       this.on.state('offline', false);
       es.close();
       if (!(await this.on.lost())) return;
-      this.retry = setTimeout(() => this.open(this.on.lastId()), this.retryMs);
+      this.retry = setTimeout(() => this.open(this.on.place()), this.retryMs);
       this.retryMs = Math.min(this.retryMs * 2, 60_000);
     };
   }

@@ -5,7 +5,8 @@
 // with a tag it cannot send back or a node gone from the fleet.
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { repoRoot } from '../../src/native/addon.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -63,14 +64,17 @@ describe('the audit trail', () => {
     const dir = mkdtempSync(join(tmpdir(), 'enclave-wv-'));
     try {
       const db = openDatabase(dir);
-      // Kept small, so that its pruning runs too.
+      // Kept small, so that its pruning (every 1000 rows of a uid) runs too.
       const audit = new AuditLog(db, 5);
       const read = writeVersion(db);
       const unaudited = () => read().changes - audit.changes;
       const start = unaudited();
-      for (let i = 0; i < 300; i++) audit.record({ caller_uid: i % 2, caller_gid: 0, caller_pid: 1, via: 'socket', action: 'session.create', session_id: null, object_owner: null, decision: 'allow', rule: 'root', detail: null });
+      for (let i = 0; i < 2100; i++) audit.record({ caller_uid: i % 2, caller_gid: 0, caller_pid: 1, via: 'socket', action: 'session.create', session_id: null, object_owner: null, decision: 'allow', rule: 'root', detail: null });
       audit.setSession(audit.lastId, 's-0123456789');
-      expect(audit.changes).toBeGreaterThan(300);
+      const rows = Number(db.prepare('SELECT COUNT(*) FROM events').pluck().get());
+      expect(rows).toBeLessThan(2100 - 1000); // pruned
+      // Each insert, each pruned row and the update, and nothing else.
+      expect(audit.changes).toBe(2100 + (2100 - rows) + 1);
       expect(unaudited()).toBe(start);
       db.exec('CREATE TABLE t (x)');
       db.prepare('INSERT INTO t VALUES (1)').run();
@@ -79,6 +83,28 @@ describe('the audit trail', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('what the list tag leaves out', () => {
+  it('is the audit trail alone, which no list reads and nothing writes beside it: no trigger, no foreign key, no view on it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'enclave-wv-'));
+    try {
+      const db = openDatabase(dir);
+      const schema = db.prepare("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL").all() as { type: string; name: string; tbl_name: string; sql: string }[];
+      expect(schema.filter((o) => o.type === 'trigger')).toEqual([]);
+      expect(schema.filter((o) => o.type === 'view')).toEqual([]);
+      expect(db.prepare("SELECT * FROM pragma_foreign_key_list('events')").all()).toEqual([]);
+      // No other table refers to the trail.
+      const refs = schema.filter((o) => o.type === 'table' && o.name !== 'events' && /REFERENCES\s+events\b/i.test(o.sql));
+      expect(refs).toEqual([]);
+      db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // The session store (what the lists read) names no audit table.
+    const store = ['src/store/sessionStore.ts', 'src/store/sessionRows.ts', 'src/sessions/view.ts'].map((f) => readFileSync(join(repoRoot, f), 'utf8')).join('\n');
+    expect(store).not.toMatch(/\bFROM\s+events\b|\bJOIN\s+events\b/i);
   });
 });
 

@@ -71,11 +71,15 @@ export const eventHandlers: Pick<Handlers, 'eventList' | 'eventStream'> = {
   },
 
   eventStream: async (ctx, { caller, query, scope, req }, res) => {
+    // Gone while it was let in (a peer's identity may be looked up first): nothing is held for it.
+    if (res.destroyed || req.socket.destroyed) return;
+    if (scope === 'self' && query.uid !== undefined && query.uid !== caller.uid) throw new ApiError('forbidden', `uid=${query.uid}: a caller whose rule reaches only its own objects sees only its own events`, 'uid');
     const header = req.headers['last-event-id'];
-    const sub = { caller, of: scope === 'self' ? caller.uid : undefined, reads: query.reads ?? false };
+    const sub = { caller, of: scope === 'self' ? caller.uid : query.uid, reads: query.reads ?? false };
     const reach = caller.via === 'peer' ? undefined : ctx.fleet?.reach;
     if (!reach) {
       let after = query.after;
+      if (typeof after === 'string') throw new ApiError('invalid_request', `after=${after.slice(0, 40)}: a place in a fleet's trails; this node streams its own events alone (a number)`, 'after');
       if (header !== undefined) {
         const r = lastEventId.safeParse(header);
         if (!r.success) throw new ApiError('invalid_request', `Last-Event-ID '${String(header).slice(0, 40)}' is not an event id (a whole number)`, 'Last-Event-ID');
@@ -85,10 +89,11 @@ export const eventHandlers: Pick<Handlers, 'eventList' | 'eventStream'> = {
     }
     // Fleet mode: every node's events, each with its node; a place in each node's trail to resume from.
     const self = ctx.fleet!.node;
-    let cursor: Cursor = query.after === undefined ? new Map() : new Map([[self, query.after]]);
-    if (header !== undefined) {
-      const c = typeof header === 'string' ? parseCursor(header, self) : undefined;
-      if (!c) throw new ApiError('invalid_request', `Last-Event-ID '${String(header).slice(0, 40)}' is not an event id (NODE:ID,... or a whole number)`, 'Last-Event-ID');
+    const given = header ?? (query.after === undefined ? undefined : String(query.after));
+    let cursor: Cursor = new Map();
+    if (given !== undefined) {
+      const c = typeof given === 'string' ? parseCursor(given, self) : undefined;
+      if (!c) throw new ApiError('invalid_request', `Last-Event-ID '${String(given).slice(0, 40)}' is not an event id (NODE:ID,... or a whole number)`, 'Last-Event-ID');
       cursor = c;
     }
     ctx.feed.check(caller);
