@@ -18,6 +18,10 @@ import type { SessionManager } from '../sessions/manager.js';
 import type { Consoles } from './attach.js';
 import type { Parts } from './route.js';
 import { createApiServer, type ApiServer } from './server.js';
+import type { CreateSessionRequest } from '../api/schemas.js';
+import type { ResolvedVolume } from '../sessions/admission.js';
+import { ApiError } from '../vocab/errors.js';
+import { parseOwned, VOLUME_NAME } from '../vocab/names.js';
 
 const MIB = 1024 * 1024;
 
@@ -31,6 +35,20 @@ export function nodeCapacity(config: Config): NodeCapacity {
     // An unreadable state dir offers no disk; placement does not use it yet.
   }
   return { slots: config.sessions.max_sessions, memory_mb: capacityFor(config.capacity, hostSize()).memoryMb, disk_mb: disk };
+}
+
+/**
+ * The volumes a session placed here mounts, found by name for its owner. One
+ * that names volumes is placed only on the node that took its create (the
+ * fleet's placement.ts pinnedTo): this one, which checked volume.use then.
+ */
+function volumesHere(sessions: SessionManager, req: CreateSessionRequest, ownerUid: number): ResolvedVolume[] {
+  return (req.volumes ?? []).map((m) => {
+    const ref = parseOwned(m.name, VOLUME_NAME);
+    const v = ref && sessions.volumes.byName(ref.owner ?? ownerUid, ref.name);
+    if (!v || v.state !== 'ready') throw new ApiError('not_found', `no volume ${m.name.slice(0, 80)} on this node (volumes are per node)`, 'volumes');
+    return { id: v.id, name: v.name, target: m.target, readonly: m.readonly };
+  });
 }
 
 export function localNode(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets): LocalNode & FenceTarget & MoveSource {
@@ -58,6 +76,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
       const limits = sessions.limitsFor(req, req.profile ?? 'workspace');
       let s = await sessions.create(req, owner.uid, {
         id,
+        volumes: volumesHere(sessions, req, owner.uid),
         admit: (usage) => {
           const over = budgets.totalsProblem(who, limits, usage);
           if (over) throw over.error;

@@ -93,10 +93,8 @@ export class Fleet {
     this.pendingTick();
   }
 
-  /** Place a create; the session as its node reports it running, or as pending. */
+  /** Place a create (one that names volumes or stored secrets, on this node: placement.ts pinnedTo); the session as its node reports it running, or as pending. */
   async create(f: FleetCreate): Promise<Session> {
-    if (f.req.volumes?.length) throw new ApiError('invalid_request', 'volumes are per node and not placed with a session yet: create it without --volume in fleet mode', 'volumes');
-    if (f.req.auth?.length || f.req.env_tokens?.length) throw new ApiError('invalid_request', 'secrets are stored per node and not carried to another node yet: create it without --auth/--env-token in fleet mode', 'auth');
     const id = newSessionId();
     const d = { id, owner_uid: f.owner, owner_gids: f.gids, request: f.req, memory_mb: f.limits.memory_mb, limits: f.limits, entry: this.c.node };
     const name = f.req.name;

@@ -19,7 +19,7 @@ import type { SessionState } from '../vocab/states.js';
 import { getPrefix } from './etcd.js';
 import type { ClusterConfig } from './etcd.js';
 import { desiredSchema, key, moveSchema, parseValue, prefix, statusSchema, type Desired, type Move } from './keys.js';
-import { place, readFleet } from './placement.js';
+import { pinnedTo, place, readFleet } from './placement.js';
 import { awaitReport } from './report.js';
 import type { PeerClient } from './peerTls.js';
 
@@ -70,7 +70,8 @@ export class Mover {
     if ((await this.etcd.get(key.drain(this.self)).string()) === null) return;
     for (const [k, v] of await getPrefix(this.etcd, key.desiredOf(this.self))) {
       const d = parseValue(desiredSchema, k, v);
-      if (this.local.stateOf(d.id) !== 'stopped' || (this.retryAt.get(d.id) ?? 0) > Date.now()) continue;
+      // One with volumes or stored secrets stays: they are this node's (listed by the drain, as a running one is).
+      if (this.local.stateOf(d.id) !== 'stopped' || pinnedTo(d) !== undefined || (this.retryAt.get(d.id) ?? 0) > Date.now()) continue;
       const log = this.log.child({ session: d.id });
       try {
         const to = await this.move(d, log);

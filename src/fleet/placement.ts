@@ -126,7 +126,18 @@ async function placedAt(etcd: Etcd3, id: string, exclude: string | undefined, de
 }
 
 /**
- * Place `d` on a node that fits, retrying lost races; the node's name, or
+ * The node a session must run on, if any: one whose request names volumes or
+ * stored secrets runs where they are, on the node that took its create
+ * (they are per node: a volume is an image on its disk, a secret a row of its
+ * database), and a drain does not move it.
+ */
+export function pinnedTo(d: Pick<Desired, 'request' | 'entry'>): string | undefined {
+  const r = d.request;
+  return r.volumes?.length || r.auth?.length || r.env_tokens?.length ? d.entry : undefined;
+}
+
+/**
+ * Place `d` on a node that fits (its entry node alone when pinnedTo() says so), retrying lost races; the node's name, or
  * why none fits ('gone': the pending entry `alsoDelete` was removed). A
  * leader change in the middle is asked again, after checking whether the
  * booking was applied before its answer was lost (then it is placed: never
@@ -135,12 +146,13 @@ async function placedAt(etcd: Etcd3, id: string, exclude: string | undefined, de
  */
 export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: number, alsoDelete?: string, exclude?: string): Promise<{ node: string } | { reason: string }> {
   const deadline = Date.now() + PLACE_RETRY_MS;
+  const pin = pinnedTo(d);
   for (let attempt = 0; attempt < 50; ) {
     // No booking starts past the bound: its caller was told the fleet did not answer.
     if (Date.now() > deadline) throw new Error(`placement did not finish within ${PLACE_RETRY_MS} ms`);
     try {
-      const c = choose((await readFleet(etcd)).filter((n) => n.member.name !== exclude), d.memory_mb, k);
-      if ('reason' in c) return c;
+      const c = choose((await readFleet(etcd)).filter((n) => n.member.name !== exclude && (pin === undefined || n.member.name === pin)), d.memory_mb, k);
+      if ('reason' in c) return pin === undefined ? c : { reason: `its volumes and stored secrets are node ${pin}'s, which cannot take it: ${c.reason}` };
       if (await book(etcd, c.node, { ...d, placed_at: new Date().toISOString() }, alsoDelete)) return { node: c.node.member.name };
       if (alsoDelete && (await etcd.get(alsoDelete).string()) === null) return { reason: 'gone' };
       attempt++;

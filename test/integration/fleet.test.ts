@@ -101,6 +101,42 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
     expect(JSON.parse(json.stdout)).toMatchObject({ node: names.a, nodes: expect.arrayContaining([expect.objectContaining({ name: names.b, state: 'ready' })]) });
   });
 
+  it('places a create that names volumes or stored secrets on the node that took it, where they are, or says why not', async () => {
+    // On B: a secret and a volume of root's. A has the most room: a create through B without them could go there.
+    expect((await nodes.b.api('PUT', '/v1/auth/fleet-token', { value_base64: Buffer.from('s3cret').toString('base64') })).status).toBeLessThan(300);
+    expect((await nodes.b.api('POST', '/v1/volumes', { name: 'fleet-vol', size_mb: 64 })).status).toBe(201);
+    const made: string[] = [];
+    try {
+      for (const extra of [{ auth: ['fleet-token'] }, { volumes: [{ name: 'fleet-vol', target: '/data' }] }]) {
+        const r = await nodes.b.api('POST', '/v1/sessions', { ...SMALL, ...extra });
+        expect(r.status, JSON.stringify(r.body)).toBe(201);
+        const s = sessionSchema.parse(r.body);
+        made.push(s.id);
+        expect(s).toMatchObject({ node: names.b, state: 'running' });
+      }
+      // What they name is there: the secret's file, the volume mounted.
+      expect((await nodes.b.sh(made[0]!, 'cat /run/enclave/auth/fleet-token.token')).stdout).toBe('s3cret');
+      expect((await nodes.b.sh(made[1]!, 'echo kept > /data/f && cat /data/f')).stdout).toBe('kept\n');
+      // B cordoned: no other node will do.
+      expect((await nodes.a.cli(['node', 'cordon', names.b])).code).toBe(0);
+      try {
+        const r = await nodes.b.api('POST', '/v1/sessions?no_wait=1', { ...SMALL, auth: ['fleet-token'] });
+        expect(r.status, JSON.stringify(r.body)).toBe(503);
+        expect(JSON.stringify(r.body)).toContain(`node ${names.b}'s, which cannot take it: no node fits: ${names.b} cordoned`);
+      } finally {
+        expect((await nodes.a.cli(['node', 'uncordon', names.b])).code).toBe(0);
+      }
+      // Through A, the secret is not there: A says so.
+      const far = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, auth: ['fleet-token'] });
+      expect(far.status).toBeGreaterThanOrEqual(400);
+      expect(JSON.stringify(far.body)).toMatch(/fleet-token/);
+    } finally {
+      for (const id of made) await nodes.b.destroy(id);
+      await nodes.b.api('DELETE', '/v1/volumes/fleet-vol');
+      await nodes.b.api('DELETE', '/v1/auth/fleet-token');
+    }
+  });
+
   it('spreads 30 creates through node A over the nodes, skipping a full one, until all are full', async () => {
     const made: Session[] = [];
     for (let i = 0; i < 30; i++) made.push(await create({ name: `w${i}` }));

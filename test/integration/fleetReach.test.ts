@@ -764,11 +764,17 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
   it('drains C: its stopped session moves to A or B with its files and starts there, and back to C by a drain of that node; its running one stays', async () => {
     const moving = await createdOnC({ ...SMALL, name: 'mover' });
     const staying = await createdOnC(SMALL);
+    // Stopped too, but with a secret stored on C (through C: placed there): it stays.
+    expect((await nodes.c.api('PUT', '/v1/auth/pinned-token', { value_base64: Buffer.from('x').toString('base64') })).status).toBeLessThan(300);
+    const pinned = sessionSchema.parse((await nodes.c.api('POST', '/v1/sessions', { ...SMALL, auth: ['pinned-token'] })).body);
+    expect(pinned.node).toBe(names.c);
+    expect((await nodes.c.api('POST', `/v1/sessions/${pinned.id}/stop`)).status).toBe(200);
     expect((await nodes.a.sh('mover', 'echo moved-$((40+2)) > /home/mark')).code).toBe(0);
     const stopped = await nodes.a.api('POST', '/v1/sessions/mover/stop');
     expect(stopped.status, JSON.stringify(stopped.body)).toBe(200);
     const r = await nodes.b.cli(['node', 'drain', names.c]);
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(pinned.id);
     const moved = await until(
       'the stopped session moved off C',
       async () => {
@@ -793,6 +799,10 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const asCaller = await nodes.a.api('POST', `/v1/sessions/${moved.id}/moved-in?zstd=0&from=${names.c}`);
     expect(asCaller.status).toBe(404);
     expect((await nodes.c.show(staying.id)).state).toBe('running');
+    // Its volumes and stored secrets are C's: not moved, still listed as C's.
+    expect(await nodes.a.show(pinned.id)).toMatchObject({ state: 'stopped', node: names.c });
+    await nodes.c.destroy(pinned.id);
+    await nodes.c.api('DELETE', '/v1/auth/pinned-token');
     const started = await nodes.a.api('POST', '/v1/sessions/mover/start');
     expect(started.status, JSON.stringify(started.body)).toBe(200);
     expect(started.body).toMatchObject({ id: moving.id, state: 'running', node: moved.node });

@@ -4,7 +4,7 @@
 // never lets two placements at once book the same last slot.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
-import { book, choose, place, readFleet, unfit, type NodeView } from '../../src/fleet/placement.js';
+import { book, choose, pinnedTo, place, readFleet, unfit, type NodeView } from '../../src/fleet/placement.js';
 import { key, type Desired } from '../../src/fleet/keys.js';
 import { pino } from 'pino';
 import { Registry } from '../../src/fleet/registry.js';
@@ -106,6 +106,21 @@ describe('placement against etcd', () => {
       expect(placed).toEqual([key.desired((r as { node: string }).node, id)]);
     });
   }
+
+  it('places a session that names volumes or stored secrets on its entry node alone, or says why not', async () => {
+    await etcd.delete().prefix('/enclave/');
+    await member('a', 1);
+    await member('b', 4);
+    for (const request of [{ auth: ['gh'] }, { env_tokens: ['TOKEN'] }, { volumes: [{ name: 'v', target: '/data', readonly: false }] }]) {
+      expect(pinnedTo({ request, entry: 'a' })).toBe('a');
+    }
+    expect(pinnedTo({ request: {}, entry: 'a' })).toBeUndefined();
+    expect(pinnedTo({ request: { auth: [] }, entry: 'a' })).toBeUndefined();
+    // b has the most room; a is the entry, and takes it.
+    expect(await place(etcd, { ...desired('s-00000000b1'), request: { auth: ['gh'] } }, 3)).toEqual({ node: 'a' });
+    expect(await place(etcd, { ...desired('s-00000000b2'), request: { auth: ['gh'] } }, 3)).toEqual({ reason: "its volumes and stored secrets are node a's, which cannot take it: no node fits: a full (1/1 sessions)" });
+    expect(await place(etcd, desired('s-00000000b3'), 3)).toEqual({ node: 'b' });
+  });
 
   it('refuses a booking made on a stale read: the last slot is booked once', async () => {
     await etcd.delete().prefix('/enclave/');
