@@ -32,7 +32,7 @@ export const eventStreamQuery = z
      * Replay the audit events after this id first; a browser's EventSource sends Last-Event-ID instead.
      * In a fleet, an event's id is its place in every node's trail (NODE:ID,...), taken here too.
      */
-    after: z.union([z.coerce.number().int().min(0).max(1e15), z.string().max(20_000).regex(STREAM_PLACE, 'must be an event id, or NODE:ID,... (a fleet stream\'s)')]).optional(),
+    after: z.union([z.coerce.number().int().min(0).max(999_999_999_999_999), z.string().max(20_000).regex(STREAM_PLACE, 'must be an event id, or NODE:ID,... (a fleet stream\'s)')]).optional(),
     /** Include reads that were allowed, as in the list. */
     reads: flag.optional(),
     /** Calls by this uid, and events on its objects (a self-scoped caller: its own uid alone). */

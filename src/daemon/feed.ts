@@ -23,6 +23,8 @@ import { SseOut } from './sse.js';
 /** Open streams: per uid and in all (each holds a socket). */
 const MAX_PER_UID = 32;
 const MAX_TOTAL = 256;
+/** The streams other nodes hold here for their callers (one per caller's stream a node): in all. */
+const MAX_PEER_TOTAL = 1024;
 /** A comment now and then finds connections whose peer went without a word. */
 const HEARTBEAT_MS = 30_000;
 /** What a reconnecting subscriber is replayed at most. */
@@ -125,12 +127,19 @@ export class EventFeed {
     this.attach(s, new SseOut(res, this.parts.log), after);
   }
 
-  /** Refused (429) when the caller, or another node, holds its share of the streams, or the daemon all of them. */
+  /**
+   * Refused (429) when the caller holds its share of the streams, or the
+   * daemon all of them. Another node's streams (asked as their callers) count
+   * apart, per node and uid, within a total of their own: a tenant's streams
+   * on one node take none of the slots of the callers of this one.
+   */
   check(caller: Caller): void {
-    // Another node's streams are asked as their callers: they count against the caller's share here too.
-    const mine = [...this.subs].filter((x) => x.caller.uid === caller.uid).length;
-    if (mine >= MAX_PER_UID) throw new ApiError('too_many', `uid ${caller.uid} already has ${mine} event streams open`);
-    if (this.subs.size >= MAX_TOTAL) throw new ApiError('too_many', `the daemon already serves ${this.subs.size} event streams`);
+    const peer = caller.via === 'peer';
+    const alike = [...this.subs].filter((x) => (x.caller.via === 'peer') === peer);
+    const mine = alike.filter((x) => x.caller.uid === caller.uid && x.caller.peer === caller.peer).length;
+    if (mine >= MAX_PER_UID) throw new ApiError('too_many', `uid ${caller.uid} already has ${mine} event streams open${peer ? ` through node ${caller.peer ?? ''}` : ''}`);
+    const total = peer ? MAX_PEER_TOTAL : MAX_TOTAL;
+    if (alike.length >= total) throw new ApiError('too_many', `the daemon already serves ${alike.length} event streams${peer ? ' to other nodes' : ''}`);
   }
 
   /**
@@ -141,9 +150,11 @@ export class EventFeed {
    */
   attach(s: Omit<Subscriber, 'out'>, out: FeedOut, after: number | undefined): void {
     const sub = { ...s, out };
-    const sessions = this.parts.sessions.list(false, this.consoleInfo).filter((v) => this.sees(s.caller, v));
-    // With the reader's place in the trail: a reader that reconnects before any audit event came misses none.
-    this.send(sub, 'sessions', { sessions }, after ?? this.parts.audit.latestId());
+    // Another node's stream: that node reads the list itself (fleetStream.ts); its first event is only the place.
+    const sessions = s.caller.via === 'peer' ? [] : this.parts.sessions.list(false, this.consoleInfo).filter((v) => this.sees(s.caller, v));
+    // With the reader's place in the trail (no further than the trail goes): a reader that reconnects before any audit event came misses none.
+    const latest = this.parts.audit.latestId();
+    this.send(sub, 'sessions', { sessions }, after === undefined ? latest : Math.min(after, latest));
     if (after !== undefined) {
       const missed = this.parts.audit.list({ after, limit: REPLAY_LIMIT, of: s.of, reads: s.reads });
       for (const e of missed) this.send(sub, 'audit', auditShown(e, s.of), e.id);

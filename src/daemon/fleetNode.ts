@@ -106,7 +106,7 @@ export async function fleetFor(config: Config, sessions: SessionManager, console
   sessions.onKernelEvents({
     changed: (id) => {
       const state = sessions.find(id)?.state;
-      if (state !== undefined && ENDED_STATES.includes(state)) fleet.ended(id);
+      if (state !== undefined && ENDED_STATES.includes(state)) void fleet.ended(id);
     },
   });
   return fleet;

@@ -14,8 +14,10 @@
 // every node's stream has started (so no change between is lost; one made
 // meanwhile may come twice). Once it is sent, a node whose stream starts
 // (again, or for the first time: it joined, or came back) may hold sessions
-// the reader does not know of, or no longer hold some it does: the reader's
-// stream ends, and it reconnects with its place and gets the list afresh.
+// the reader does not know of, or no longer hold some it does, and one that
+// left (its lease lapsed) has its sessions unreachable: either way the
+// reader's stream ends, and it reconnects with its place and gets the list
+// afresh.
 import type { ClientRequest } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -30,14 +32,18 @@ import { SseReader } from '../fleet/sseReader.js';
 
 /** How often the stream looks for nodes that joined, came back, or left. */
 const NODES_MS = 10_000;
-/** The longest wait for a node's stream to start, and between asking a node again. */
+/** The longest the first event waits for a node's stream to start. */
 const START_MS = 5000;
+/** The longest pause before a node's stream is asked again. */
 const RETRY_MAX_MS = 5000;
+const OLDER_RETRY_MS = 60_000;
 /** A node's stream silent this long is dead (a node's feed sends a comment every 30 s). */
 const SILENT_MS = 75_000;
 /** Events held while the first one is made, in number and in bytes: past either, the reader is closed (it reconnects). */
 const MAX_HELD = 10_000;
 const MAX_HELD_BYTES = 16 * 1024 * 1024;
+/** Nodes whose places a reader's place keeps before it drops those of nodes not asked now. */
+const MAX_PLACES = 200;
 /** An event of this node's own feed, as held bytes (its size is not known here). */
 const OWN_EVENT_BYTES = 1024;
 
@@ -119,8 +125,9 @@ export class FleetStream {
     this.phase = 'listing';
     const sessions = await this.d.sessions();
     if (this.closed) return;
-    // A node the reader had a place in that is no longer in the fleet: its place goes.
-    for (const n of this.cursor.keys()) if (n !== this.d.self && !this.peers.has(n)) this.cursor.delete(n);
+    // Places of nodes long gone (renamed ones, in a fleet that comes and goes) are kept until they crowd
+    // the place (256 at most): then those of the nodes not asked now go.
+    if (this.cursor.size > MAX_PLACES) for (const n of this.cursor.keys()) if (n !== this.d.self && !this.peers.has(n)) this.cursor.delete(n);
     this.out.send('sessions', { sessions }, cursorText(this.cursor));
     this.phase = 'live';
     const held = this.held;
@@ -182,7 +189,7 @@ export class FleetStream {
     try {
       const live = await this.d.reach.liveNodes();
       if (this.closed) return [];
-      for (const [n, p] of this.peers) if (!live.has(n)) this.forget(n, p);
+      for (const [n, p] of this.peers) if (!live.has(n)) this.left(n, p);
       return [...live].filter(([n]) => !this.peers.has(n)).map(([n, endpoint]) => this.ask(n, endpoint, { failures: 0 }));
     } catch (e) {
       this.d.log.debug({ err: (e as Error).message }, 'fleet event stream: the other nodes not known this time');
@@ -190,6 +197,16 @@ export class FleetStream {
     } finally {
       this.scanning = false;
     }
+  }
+
+  /**
+   * `node` no longer holds its lease: let go, and once the reader has its
+   * list, its stream ends (it reconnects and gets the list afresh, that
+   * node's sessions unreachable as etcd last knew them).
+   */
+  private left(node: string, p: Peer): void {
+    this.forget(node, p);
+    if (this.phase !== 'starting') this.out.end();
   }
 
   private forget(node: string, p: Peer): void {
@@ -221,18 +238,16 @@ export class FleetStream {
         return settle();
       }
       peer.req = req;
-      const slow = setTimeout(() => req.destroy(new Error(`no stream within ${START_MS} ms`)), START_MS);
+      // The start waits START_MS at most for it (start()); the stream itself is given up only when silent.
       req.setTimeout(SILENT_MS, () => req.destroy(new Error(`silent for ${SILENT_MS} ms`)));
       let done = false;
-      const ended = (why: string, again = true) => {
-        clearTimeout(slow);
+      const ended = (why: string, older = false) => {
         settle();
         if (done) return;
         done = true;
         if (peer.req !== req) return;
         peer.req = undefined;
-        // Not again: it stays known (no stream), so a scan does not ask it again either.
-        if (again) this.again(node, peer, why);
+        this.again(node, peer, why, older);
       };
       req.on('error', (e) => ended(e.message));
       req.on('response', (res) => {
@@ -241,18 +256,13 @@ export class FleetStream {
           // A node of a version whose stream is its own (403), or that takes no uid= (400): not asked again by this stream.
           const older = res.statusCode === 403 || res.statusCode === 404 || res.statusCode === 400;
           if (older) this.d.log.warn({ node, status: res.statusCode }, 'fleet event stream: a node does not serve its stream to other nodes; its events are left out');
-          ended(`answered ${res.statusCode}`, !older);
+          ended(`answered ${res.statusCode}`, older);
           return void req.destroy();
         }
         res.setEncoding('utf8');
         const reader = new SseReader((name, data, id) => {
-          this.fromNode(node, peer, name, data);
-          if (name === 'sessions') {
-            this.startsAt(node, id !== undefined && /^\d{1,15}$/.test(id) ? Number(id) : undefined);
-            peer.received ??= this.cursor.get(node);
-            clearTimeout(slow);
-            settle();
-          }
+          this.fromNode(node, peer, name, data, id !== undefined && /^\d{1,15}$/.test(id) ? Number(id) : undefined);
+          if (name === 'sessions') settle();
         });
         res.on('data', (text: string) => {
           try {
@@ -268,20 +278,37 @@ export class FleetStream {
     });
   }
 
-  /** One event of `node`'s stream, checked, and passed on as the caller may see it; throws on one that does not parse. */
-  private fromNode(node: string, peer: Peer, name: string, data: string): void {
+  /**
+   * One event of `node`'s stream (`id`: its SSE id), checked, and passed on
+   * as the caller may see it. Its first (`sessions`) is its place in its
+   * trail; one that does not parse is left out, with a warning (a newer
+   * node's), and the stream goes on past it; a first that does not parse
+   * ends the stream (thrown).
+   */
+  private fromNode(node: string, peer: Peer, name: string, data: string, id: number | undefined): void {
     if (!(name in parsers)) return; // a newer node's kind
-    let json: unknown;
-    try {
-      json = JSON.parse(data);
-    } catch {
-      throw new Error(`node ${node} sent a ${name} event that is not JSON`);
-    }
     const kind = name as keyof typeof parsers;
-    const r = parsers[kind].safeParse(json);
-    if (!r.success) throw new Error(`node ${node} sent a ${name} event of the wrong shape: ${z.prettifyError(r.error).slice(0, 200)}`);
+    let r;
+    try {
+      r = parsers[kind].safeParse(JSON.parse(data));
+    } catch {
+      r = undefined;
+    }
+    if (!r?.success) {
+      if (kind === 'sessions') throw new Error(`node ${node} sent a first event that does not parse`);
+      this.d.log.warn({ node, event: name, err: r ? z.prettifyError(r.error).slice(0, 200) : 'not JSON' }, 'fleet event stream: an event of another node left out');
+      if (kind === 'audit' && id !== undefined) peer.received = Math.max(peer.received ?? 0, id);
+      return;
+    }
     peer.failures = 0;
     if (kind === 'sessions') {
+      // Where the node starts: the reader's place there, unless the reader is further on than the node's trail
+      // goes (a node made anew under its name, or a forged place): then from where the trail is.
+      if (id !== undefined) {
+        const was = this.cursor.get(node);
+        if (was === undefined || was > id) this.cursor.set(node, id);
+        peer.received = id;
+      }
       // Started once the list was being read: the reader's list may not have this node's as they are now.
       if (this.phase !== 'starting') this.out.end();
       return;
@@ -297,11 +324,15 @@ export class FleetStream {
     if (this.d.visible(s)) this.emit(() => this.out.send('session', { ...s, node }), data.length);
   }
 
-  /** `node`'s stream ended: asked again, from where it was, after a pause, while it holds its lease. */
-  private again(node: string, peer: Peer, why: string): void {
+  /**
+   * `node`'s stream ended: asked again, from where it was, after a pause, while
+   * it holds its lease; a node that does not serve its stream to other nodes
+   * (`older`: a version before it) after OLDER_RETRY_MS (it may be upgraded).
+   */
+  private again(node: string, peer: Peer, why: string, older = false): void {
     if (this.closed) return;
     this.d.log.debug({ node, why }, 'fleet event stream: a node stream ended');
-    const ms = Math.min(RETRY_MAX_MS, 250 * 2 ** Math.min(peer.failures++, 5));
+    const ms = older ? OLDER_RETRY_MS : Math.min(RETRY_MAX_MS, 250 * 2 ** Math.min(peer.failures++, 5));
     peer.retry = setTimeout(() => {
       peer.retry = undefined;
       this.d.reach.liveNodes().then(
@@ -309,7 +340,7 @@ export class FleetStream {
           const endpoint = live.get(node);
           if (this.closed || this.peers.get(node) !== peer) return;
           // Gone from the fleet (or its lease lapsed): let go; asked again once it is back (scan).
-          if (endpoint === undefined) return void this.peers.delete(node);
+          if (endpoint === undefined) return this.left(node, peer);
           void this.ask(node, endpoint, peer);
         },
         () => this.again(node, peer, "the fleet's etcd did not answer"),

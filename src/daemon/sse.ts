@@ -9,14 +9,19 @@ import type { Logger } from 'pino';
 const MAX_BACKLOG = 1024 * 1024;
 
 export class SseOut {
+  /** Unsent bytes of the first event (a whole list), which the backlog bound leaves out until they are sent. */
+  private floor = 0;
+
   constructor(
     private readonly res: ServerResponse,
     private readonly log: Logger,
   ) {
     // A write to a connection the peer reset fails here, not as an uncaught error.
     res.on('error', (e) => log.debug({ err: e.message }, 'event stream write failed'));
+    res.on('drain', () => (this.floor = 0));
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
-    res.write('retry: 2000\n\n');
+    // 2-4 s: readers whose streams end together (a node came back) do not all come back at once.
+    res.write(`retry: ${2000 + Math.floor(Math.random() * 2000)}\n\n`);
   }
 
   get gone(): boolean {
@@ -26,12 +31,14 @@ export class SseOut {
   /** One event; `id` is what the reader sends back as Last-Event-ID. */
   send(event: string, data: unknown, id?: number | string): void {
     if (this.gone) return; // its 'close' is on its way
-    if (this.res.writableLength > MAX_BACKLOG) {
+    if (this.res.writableLength - this.floor > MAX_BACKLOG) {
       this.log.debug('event stream reader too far behind: closed');
       this.res.destroy();
       return;
     }
     this.res.write(`event: ${event}\n${id === undefined ? '' : `id: ${id}\n`}data: ${JSON.stringify(data)}\n\n`);
+    // The list a stream starts with may be larger than the bound by itself: the events after it are bounded.
+    if (event === 'sessions') this.floor = this.res.writableLength;
   }
 
   /** A comment: finds connections whose reader went without a word. */

@@ -163,9 +163,9 @@ export class Fleet {
     }
   }
 
-  /** A session of this node ended: its slot is free for the next placement at once. */
-  ended(id: string): void {
-    if (!this.closed) this.worker.ended(id);
+  /** A session of this node ended: its slot is free for the next placement at once (`ms`: the longest the caller waits for etcd; never rejects). */
+  ended(id: string, ms?: number): Promise<void> {
+    return this.closed ? Promise.resolve() : this.worker.ended(id, ms);
   }
 
   /** Destroy a pending session (it is placed nowhere yet): false if it is no longer pending. */

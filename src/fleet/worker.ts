@@ -141,8 +141,8 @@ export class Worker {
   }
 
   /** A session here has ended (destroyed, failed): its slot goes back now, not at the next settle, a second later at most. */
-  ended(id: string): void {
-    void within(this.release(id), FLEET_OP_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => this.log.debug({ session: id, err: e.message }, 'slot not given back yet: the next settle does'));
+  ended(id: string, ms = FLEET_OP_TIMEOUT_MS): Promise<void> {
+    return within(this.release(id), ms, "the fleet's etcd").catch((e: Error) => this.log.debug({ session: id, err: e.message }, 'slot not given back yet: the next settle does'));
   }
 
   /** Drop `id` from this node's allocation, by compare-and-swap (read again on a lost race; settle() is the backstop). */

@@ -30,29 +30,50 @@ export class OwnerIds {
 }
 
 /**
- * Every owner under `root`, itself included, on its file system alone (as
- * tar --one-file-system reads it): at most `limit` entries, else thrown.
+ * Every owner under `root`, itself included, as tar --one-file-system reads
+ * it: an entry on another file system is archived (a directory's header, a
+ * bind-mounted file) but not entered; `skip` (relative to `root`) is left
+ * out whole, as tar's --exclude leaves it. At most `limit` entries, else
+ * `tooMany`; `stop` is checked between slices (the snapshot's deadline).
+ * A file system error ends the walk as `fail` says (the snapshot's error).
  */
-export async function ownersUnder(root: string, limit: number, ids: OwnerIds, tooMany: (limit: number) => Error): Promise<void> {
+export async function ownersUnder(root: string, o: { limit: number; ids: OwnerIds; skip: ReadonlySet<string>; stop: AbortSignal; tooMany: (limit: number) => Error; fail: (e: Error) => Error }): Promise<void> {
+  if (o.skip.has('')) return;
   let top;
   try {
     top = lstatSync(root);
-  } catch {
-    return; // nothing there: nothing archived
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // nothing there: nothing archived
+    throw o.fail(e as Error);
   }
-  ids.add(top.uid, top.gid);
+  o.ids.add(top.uid, top.gid);
   if (!top.isDirectory()) return;
   let seen = 0;
-  const visit = async (dir: string): Promise<void> => {
-    for (const name of readdirSync(dir)) {
-      if (++seen > limit) throw tooMany(limit);
-      if (seen % SLICE === 0) await new Promise((r) => setImmediate(r));
-      const p = join(dir, name);
-      const st = lstatSync(p);
-      if (st.dev !== top.dev) continue; // a mount (a volume under /home): not archived here
-      ids.add(st.uid, st.gid);
-      if (st.isDirectory()) await visit(p);
+  const visit = async (rel: string): Promise<void> => {
+    let names: string[];
+    try {
+      names = readdirSync(rel ? join(root, rel) : root);
+    } catch (e) {
+      throw o.fail(e as Error);
+    }
+    for (const name of names) {
+      if (++seen > o.limit) throw o.tooMany(o.limit);
+      if (seen % SLICE === 0) {
+        await new Promise((r) => setImmediate(r));
+        if (o.stop.aborted) throw o.fail(new Error('the deadline passed'));
+      }
+      const sub = rel ? `${rel}/${name}` : name;
+      if (o.skip.has(sub)) continue;
+      let st;
+      try {
+        st = lstatSync(join(root, sub));
+      } catch (e) {
+        throw o.fail(e as Error);
+      }
+      o.ids.add(st.uid, st.gid);
+      // Another file system (a mount in /home): its header is archived, its contents are not.
+      if (st.isDirectory() && st.dev === top.dev) await visit(sub);
     }
   };
-  await visit(root);
+  await visit('');
 }

@@ -161,7 +161,7 @@ export async function writeSnapshot(src: SnapshotSource, out: Writable, compress
     });
     // Inside the try: a freeze that does not complete is undone too.
     await setFrozen(src.cgroupV2, true);
-    const { args, manifest } = await archiveArgs(src, sections, work);
+    const { args, manifest } = await archiveArgs(src, sections, work, deadline.signal);
     if (deadline.signal.aborted) throw timedOut(src.timeoutMs);
     // Compressed, the manifest also ends the file as a skippable frame: a reader gets it without a decompressor.
     const suffix = compress ? manifestFrame(manifest) : undefined;
@@ -203,7 +203,7 @@ function renamed(path: string, to: string): string {
 }
 
 /** Walk the frozen layer, write the lists and the metadata: tar's arguments, and the manifest. */
-async function archiveArgs(src: SnapshotSource, sections: Section[], work: string): Promise<{ args: string[]; manifest: Manifest }> {
+async function archiveArgs(src: SnapshotSource, sections: Section[], work: string, signal: AbortSignal): Promise<{ args: string[]; manifest: Manifest }> {
   const layer = `/proc/${src.initPid}/fd/${UPPER_KEEP_FD}`;
   const lists: string[] = [];
   const found = { entries: [] as string[], deleted: [] as string[] };
@@ -235,7 +235,16 @@ async function archiveArgs(src: SnapshotSource, sections: Section[], work: strin
   const meta = join(work, 'meta');
   // The layer's root directories and /home (tar reads it whole) have owners too.
   for (const s of sections) if (existsSync(join(layer, s.upper))) owners.add(lstatSync(join(layer, s.upper)).uid, lstatSync(join(layer, s.upper)).gid);
-  await ownersUnder(`/proc/${src.initPid}/root/home`, src.maxEntries, owners, (n) => new SnapshotError(`/home has more than ${n} entries`));
+  // What tar leaves out of /home (volumes mounted there, or /home itself) is not walked either.
+  const homeSkip = new Set(targets.filter((t) => t === 'home' || t.startsWith('home/')).map((t) => t.slice('home/'.length)));
+  await ownersUnder(`/proc/${src.initPid}/root/home`, {
+    limit: src.maxEntries,
+    ids: owners,
+    skip: homeSkip,
+    stop: signal,
+    tooMany: (n) => new SnapshotError(`/home has more than ${n} entries`),
+    fail: (e) => new SnapshotError(`cannot read /home: ${e.message}`),
+  });
   writeFileSync(join(work, 'ids'), owners.map(src.hostBase, src.idSize));
   mkdirSync(join(meta, '.enclave'), { recursive: true, mode: 0o755 });
   writeFileSync(join(meta, '.enclave', 'manifest.json'), JSON.stringify(manifest) + '\n');

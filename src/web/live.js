@@ -11,15 +11,19 @@ export class Live {
     this.es = null;
     this.retry = null;
     this.retryMs = 3000;
+    /** The last event id the daemon gave ('' before any). */
+    this.place = '';
   }
 
   open(after) {
     this.close();
     const es = new EventSource(`/v1/events/stream${after ? `?after=${encodeURIComponent(after)}` : ''}`);
     this.es = es;
-    es.addEventListener('sessions', (m) => this.on.sessions(JSON.parse(m.data).sessions));
+    // The place the daemon gave last (an event id; in a fleet, each node's): where a reopen resumes.
+    const placed = (m) => m.lastEventId && (this.place = m.lastEventId);
+    es.addEventListener('sessions', (m) => (placed(m), this.on.sessions(JSON.parse(m.data).sessions)));
     es.addEventListener('session', (m) => this.on.session(JSON.parse(m.data)));
-    es.addEventListener('audit', (m) => this.on.audit(JSON.parse(m.data)));
+    es.addEventListener('audit', (m) => (placed(m), this.on.audit(JSON.parse(m.data))));
     es.onopen = () => {
       this.retryMs = 3000;
       this.on.state('live', true);
@@ -31,7 +35,7 @@ export class Live {
       this.on.state('offline', false);
       es.close();
       if (!(await this.on.lost())) return;
-      this.retry = setTimeout(() => this.open(this.on.place()), this.retryMs);
+      this.retry = setTimeout(() => this.open(this.place || this.on.place()), this.retryMs);
       this.retryMs = Math.min(this.retryMs * 2, 60_000);
     };
   }

@@ -347,6 +347,8 @@ describe.skipIf(!isRoot)('console attach (root)', () => {
     // A daemon restart keeps consoles (their inits keep their ptys, consoleSurvival.test.ts): the same one shell.
     expect(await d.stop('SIGTERM')).toBe(0);
     await d.start();
+    // Adopted after the start, while the API serves (attach.ts adoptAll): running once its init hands it over.
+    await until('the kept console adopted', async () => (await d.show('kept')).console.running);
     expect((await d.show('kept')).console).toEqual({ keep: true, running: true, viewers: 0 });
     expect((await d.show('plain')).console.running).toBe(false);
     await until('one shell after the restart', async () => (await shells('kept')) === 1);

@@ -579,6 +579,15 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const one = await nodes.a.api('GET', '/v1/sessions/far');
     expect(one.status, JSON.stringify(one.body)).toBe(200);
     expect(one.body).toMatchObject({ id: far.id, state: 'unreachable', node: names.c, hostname: far.hostname });
+    // The stream through A ended once C's lease lapsed; back with its place, the reader has C's sessions unreachable.
+    try {
+      expect(await watcher.ends(20_000)).toBe('the stream ended');
+    } finally {
+      watcher.close();
+    }
+    const during = new EventsOn(nodes.a.socket, undefined, watcher.seen.filter((e) => e.id !== undefined).at(-1)?.id ?? opened.id!);
+    const away = (await during.next((e) => e.name === 'sessions')).data as { sessions: Session[] };
+    expect(away.sessions.find((x) => x.id === far.id)).toMatchObject({ node: names.c, state: 'unreachable' });
     expect((await nodes.a.cli(['session', 'list'])).stdout).toMatch(new RegExp(`^${far.id}\\s+far\\s+uid 0\\s+unreachable\\s`, 'm'));
     const rm = await nodes.a.api('DELETE', '/v1/sessions/far');
     expect(rm.status).toBe(503);
@@ -600,13 +609,13 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       return e.code === 0 ? e : undefined;
     });
     expect(back.stdout).toBe('back\n');
-    // The stream ended, and the reader, back with its place, gets every node's sessions afresh.
+    // C's stream started again: the stream ended, and the reader, back with its place, gets every node's sessions afresh.
     try {
-      expect(await watcher.ends(30_000)).toBe('the stream ended');
+      expect(await during.ends(30_000)).toBe('the stream ended');
     } finally {
-      watcher.close();
+      during.close();
     }
-    const place = watcher.seen.filter((e) => e.id !== undefined).at(-1)?.id ?? opened.id!;
+    const place = during.seen.filter((e) => e.id !== undefined).at(-1)?.id ?? opened.id!;
     const again = new EventsOn(nodes.a.socket, undefined, place);
     try {
       const fresh = (await again.next((e) => e.name === 'sessions')).data as { sessions: Session[] };

@@ -83,7 +83,7 @@ describe.skipIf(!isRoot)('pool: sessions made ahead', () => {
     try {
       const stream = await root.eventStream();
       const first = await stream.next();
-      expect(first.value).toEqual({ type: 'sessions', sessions: [] });
+      expect(first.value).toEqual({ type: 'sessions', sessions: [], place: expect.stringMatching(/^\d+$/) });
       await stream.return();
     } finally {
       root.close();

@@ -5,7 +5,8 @@ import { describe, expect, it, vi } from 'vitest';
 import { pino } from 'pino';
 import { cursorText, FleetStream, parseCursor } from '../../src/daemon/fleetStream.js';
 import type { EventFeed } from '../../src/daemon/feed.js';
-import type { SseOut } from '../../src/daemon/sse.js';
+import { SseOut } from '../../src/daemon/sse.js';
+import type { ServerResponse } from 'node:http';
 import type { Reach } from '../../src/fleet/reach.js';
 import { SseReader } from '../../src/fleet/sseReader.js';
 
@@ -119,5 +120,23 @@ describe('a fleet stream and the nodes it asks', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe('an event stream reply', () => {
+  /** A reply that holds what is written (nothing is sent). */
+  const reply = () => {
+    const r = { writableLength: 0, destroyed: false, writableEnded: false, on: () => r, once: () => r, writeHead: () => r, write: (t: string) => ((r.writableLength += Buffer.byteLength(t)), true), destroy: () => void (r.destroyed = true), end: () => undefined };
+    return r;
+  };
+
+  it('takes a first list larger than the backlog bound, and bounds what comes after it', () => {
+    const r = reply();
+    const out = new SseOut(r as unknown as ServerResponse, pino({ level: 'silent' }));
+    out.send('sessions', { sessions: ['x'.repeat(2 * 1024 * 1024)] }, 7);
+    out.send('session', { id: 's-1' });
+    expect(r.destroyed).toBe(false);
+    for (let i = 0; i < 40 && !r.destroyed; i++) out.send('audit', { detail: 'y'.repeat(64 * 1024) }, i);
+    expect(r.destroyed).toBe(true);
   });
 });

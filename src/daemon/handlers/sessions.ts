@@ -136,6 +136,9 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
       const graceMs = query.force ? 0 : query.timeout === undefined ? undefined : query.timeout * 1000;
       log.info({ caller: caller.uid, grace_ms: graceMs, failure: query.failure }, 'destroy session');
       await ctx.sessions.destroy(target.id, query.failure, graceMs);
+      // Its slot is given back before the reply (1 s at most: without etcd a destroy still answers), so a create
+      // right after it finds the room it left.
+      await ctx.fleet?.ended(target.id, 1000);
       // One the fleet declared lost and this node then fenced: its owner has seen it end, so the fleet's record of it goes too.
       const reach = ctx.fleet?.reach;
       if (reach && target.state === 'failed') void reach.forget(target.id).catch((e: Error) => log.warn({ err: e.message }, 'the fleet keeps its lost record of this session: etcd did not answer'));
