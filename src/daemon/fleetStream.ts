@@ -134,6 +134,8 @@ export class FleetStream {
     this.held = [];
     this.heldBytes = 0;
     for (const f of held) f();
+    // What was held (bounded above) goes with the list: the backlog bound counts from here.
+    this.out.startsHere();
   }
 
   /** Live: at once; before, held (in order), within bounds. */
@@ -253,10 +255,11 @@ export class FleetStream {
       req.on('response', (res) => {
         if (res.statusCode !== 200) {
           res.resume();
-          // A node of a version whose stream is its own (403), or that takes no uid= (400): not asked again by this stream.
+          // A node of a version whose stream is its own (403), or that takes no uid= (400); or one that holds
+          // all the streams it takes for other nodes (429): asked again a minute later, not at once.
           const older = res.statusCode === 403 || res.statusCode === 404 || res.statusCode === 400;
           if (older) this.d.log.warn({ node, status: res.statusCode }, 'fleet event stream: a node does not serve its stream to other nodes; its events are left out');
-          ended(`answered ${res.statusCode}`, older);
+          ended(`answered ${res.statusCode}`, older || res.statusCode === 429);
           return void req.destroy();
         }
         res.setEncoding('utf8');
@@ -327,7 +330,7 @@ export class FleetStream {
   /**
    * `node`'s stream ended: asked again, from where it was, after a pause, while
    * it holds its lease; a node that does not serve its stream to other nodes
-   * (`older`: a version before it) after OLDER_RETRY_MS (it may be upgraded).
+   * (`older`: a version before it), or refused it (429), after OLDER_RETRY_MS.
    */
   private again(node: string, peer: Peer, why: string, older = false): void {
     if (this.closed) return;

@@ -38,7 +38,12 @@ export class SseOut {
     }
     this.res.write(`event: ${event}\n${id === undefined ? '' : `id: ${id}\n`}data: ${JSON.stringify(data)}\n\n`);
     // The list a stream starts with may be larger than the bound by itself: the events after it are bounded.
-    if (event === 'sessions') this.floor = this.res.writableLength;
+    if (event === 'sessions') this.startsHere();
+  }
+
+  /** What is unsent now is the stream's start (its list, and what came with it): the backlog bound counts from here. */
+  startsHere(): void {
+    this.floor = this.res.writableLength;
   }
 
   /** A comment: finds connections whose reader went without a word. */

@@ -13,7 +13,7 @@ import { newSessionId } from '../sessions/identity.js';
 import { ApiError, type ErrorCode } from '../vocab/errors.js';
 import { etcdClient, getPrefix, type ClusterConfig } from './etcd.js';
 import { key, parseValue, pendingSchema, prefix, type NodeCapacity, type Pending } from './keys.js';
-import { place } from './placement.js';
+import { pinnedTo, place } from './placement.js';
 import { awaitReport } from './report.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
@@ -102,6 +102,9 @@ export class Fleet {
     const placed = await fleetOp(() => place(this.etcd, d, this.c.candidates));
     if ('reason' in placed) {
       if (f.noWait) throw new ApiError('exhausted', `${placed.reason} (not waiting: --no-wait)`);
+      // Not left pending: what it names was checked now, for now (a grant or a volume may be gone by the
+      // time a slot frees), and a node of an older version would place it anywhere.
+      if (pinnedTo(d) !== undefined) throw new ApiError('exhausted', `${placed.reason} (a create that names volumes or stored secrets is not left pending)`);
       const p: Pending = { ...d, limits: f.limits, reason: placed.reason, since: new Date().toISOString() };
       await fleetOp(async () => void (await this.etcd.put(key.pending(id)).value(JSON.stringify(p))));
       this.log.info({ session: id, reason: placed.reason }, 'session pending: no node fits');

@@ -123,6 +123,10 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
         const r = await nodes.b.api('POST', '/v1/sessions?no_wait=1', { ...SMALL, auth: ['fleet-token'] });
         expect(r.status, JSON.stringify(r.body)).toBe(503);
         expect(JSON.stringify(r.body)).toContain(`node ${names.b}'s, which cannot take it: no node fits: ${names.b} cordoned`);
+        // Not left pending either (what it names is checked for now, and an older node would place it anywhere).
+        const waiting = await nodes.b.api('POST', '/v1/sessions', { ...SMALL, volumes: [{ name: 'fleet-vol', target: '/data' }] });
+        expect(waiting.status, JSON.stringify(waiting.body)).toBe(503);
+        expect(JSON.stringify(waiting.body)).toMatch(/is not left pending/);
       } finally {
         expect((await nodes.a.cli(['node', 'uncordon', names.b])).code).toBe(0);
       }

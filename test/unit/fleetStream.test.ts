@@ -75,7 +75,7 @@ describe('a fleet stream and the nodes it asks', () => {
   const setUp = (live: () => Promise<Map<string, string>>, request: () => never) => {
     const closers: Array<() => void> = [];
     const sent: Array<[string, unknown]> = [];
-    const out = { send: (e: string, d: unknown) => sent.push([e, d]), keepAlive: () => undefined, gone: false, onClose: (f: () => void) => closers.push(f), end: () => closers.forEach((f) => f()) };
+    const out = { send: (e: string, d: unknown) => sent.push([e, d]), keepAlive: () => undefined, startsHere: () => undefined, gone: false, onClose: (f: () => void) => closers.push(f), end: () => closers.forEach((f) => f()) };
     const liveNodes = vi.fn(live);
     const reach = { liveNodes, client: { request } } as unknown as Reach;
     const feed = { attach: vi.fn() } as unknown as EventFeed;
