@@ -2,9 +2,9 @@
 // docker's command lines parse as docker's do, a usage error shows the one
 // command's usage, and the completion scripts (bash, and zsh through its
 // bashcompinit) complete from the same table.
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseLine, UsageError } from '../../src/cli/argv.js';
@@ -103,8 +103,16 @@ describe('the command table and its parser', () => {
 });
 
 describe('env flags (docker exec -e, --env-file)', () => {
+  const dirs: string[] = [];
+  const tempDir = () => {
+    const d = mkdtempSync(join(tmpdir(), 'enclave-env-'));
+    dirs.push(d);
+    return d;
+  };
+  afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
   it('reads K=V verbatim, K from the environment (dropped when unset), files first, comments and blanks skipped', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'enclave-env-'));
+    const dir = tempDir();
     const file = join(dir, 'env');
     writeFileSync(file, '# a comment\n\n  SPACED=a b  \nQUOTED="kept"\nFROM_HERE\nUNSET_HERE_X\nA=file\n');
     process.env.FROM_HERE = 'here';
@@ -113,7 +121,7 @@ describe('env flags (docker exec -e, --env-file)', () => {
   });
 
   it('refuses a bad name, a secret-looking name, and a missing file, saying where', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'enclave-env-'));
+    const dir = tempDir();
     writeFileSync(join(dir, 'bad'), 'OK=1\nNOT OK=2\n');
     expect(() => envEntries([join(dir, 'bad')], [])).toThrow(/--env-file .*bad:2: 'NOT OK' is not a variable name/);
     expect(() => envEntries([], ['1X=1'])).toThrow(/--env: '1X' is not a variable name/);
@@ -144,6 +152,7 @@ const hasZsh = spawnSync('zsh', ['-c', 'true']).status === 0;
 describe('completion scripts made from the table', () => {
   const dir = mkdtempSync(join(tmpdir(), 'enclave-complete-'));
   mkdirSync(join(dir, 'somedir'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it.each(['bash', 'zsh'] as const)('%s completes commands, subcommands, aliases, flags and their values', { timeout: 60_000 }, (shell) => {
     // zsh is in .ci/setup's packages: missing, it fails rather than skips.
