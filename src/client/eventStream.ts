@@ -2,10 +2,10 @@
 // events parsed, each checked against its schema, one typed event at a time.
 // Events of names this library does not know are skipped (a newer daemon's).
 import type { IncomingMessage } from 'node:http';
-import { createInterface } from 'node:readline';
 import { streamEventSchemas, type AuditEvent } from '../api/eventSchemas.js';
 import type { Session } from '../api/schemas.js';
 import { ProtocolError } from './errors.js';
+import { SseReader } from './sseReader.js';
 
 export type StreamEvent =
   /** At (re)connection: the sessions the caller may see; `place`: where the reader is in the trail(s) now. */
@@ -45,25 +45,24 @@ function parse(name: string, data: string, place: string | undefined): StreamEve
 
 /** The events of a text/event-stream reply until it ends or the loop stops (which closes it). */
 export async function* streamEvents(res: IncomingMessage): AsyncGenerator<StreamEvent, void, undefined> {
-  let name = 'message';
-  let data: string[] = [];
-  let place: string | undefined;
+  const ready: StreamEvent[] = [];
+  const reader = new SseReader((name, data, place) => {
+    const e = parse(name, data, place);
+    if (e) ready.push(e);
+  });
+  res.setEncoding('utf8');
   try {
-    for await (const line of createInterface({ input: res, crlfDelay: Infinity })) {
-      if (line === '') {
-        const e = data.length > 0 ? parse(name, data.join('\n'), place) : undefined;
-        name = 'message';
-        data = [];
-        if (e) yield e;
-        continue;
+    for await (const text of res as AsyncIterable<string>) {
+      let failed: unknown;
+      try {
+        reader.push(text);
+      } catch (e) {
+        failed = e;
       }
-      if (line.startsWith(':')) continue; // a keep-alive comment
-      const colon = line.indexOf(':');
-      const field = colon < 0 ? line : line.slice(0, colon);
-      const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-      if (field === 'event') name = value;
-      else if (field === 'data') data.push(value);
-      else if (field === 'id') place = value;
+      // The events before a bad one come first, as they were sent.
+      yield* ready.splice(0);
+      // An event of the wrong shape (already a ProtocolError), or the reader's refusal of one past its bound.
+      if (failed !== undefined) throw failed instanceof ProtocolError ? failed : new ProtocolError(`the event stream sent ${(failed as Error).message}`, 200);
     }
   } finally {
     res.destroy();

@@ -95,7 +95,7 @@ export class EventFeed {
       const row = this.parts.sessions.find(id);
       if (!row) continue;
       const view = this.parts.sessions.toApi(row, this.consoleInfo);
-      for (const s of this.subs) if (this.sees(s.caller, row)) this.send(s, 'session', view);
+      for (const s of this.subs) if (this.sees(s.caller, row)) s.out.send('session', view);
     }
   }
 
@@ -115,10 +115,6 @@ export class EventFeed {
       named ??= { ...e, session_name: e.session_id === null ? null : (this.parts.sessions.find(e.session_id)?.name ?? null) };
       s.out.send('audit', auditShown(named, s.of), e.id);
     }
-  }
-
-  private send(s: Subscriber, event: 'sessions' | 'session' | 'audit', data: unknown, id?: number): void {
-    s.out.send(event, data, id);
   }
 
   /** Start a stream on `res` (subscribe()'s, as an SSE reply). */
@@ -154,10 +150,10 @@ export class EventFeed {
     const sessions = s.caller.via === 'peer' ? [] : this.parts.sessions.list(false, this.consoleInfo).filter((v) => this.sees(s.caller, v));
     // With the reader's place in the trail (no further than the trail goes): a reader that reconnects before any audit event came misses none.
     const latest = this.parts.audit.latestId();
-    this.send(sub, 'sessions', { sessions }, after === undefined ? latest : Math.min(after, latest));
+    out.send('sessions', { sessions }, after === undefined ? latest : Math.min(after, latest));
     if (after !== undefined) {
       const missed = this.parts.audit.list({ after, limit: REPLAY_LIMIT, of: s.of, reads: s.reads });
-      for (const e of missed) this.send(sub, 'audit', auditShown(e, s.of), e.id);
+      for (const e of missed) out.send('audit', auditShown(e, s.of), e.id);
     }
     this.subs.add(sub);
     out.onClose(() => {

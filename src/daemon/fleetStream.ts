@@ -28,7 +28,7 @@ import type { Caller } from '../access/guard.js';
 import { auditPasses, auditShown, type EventFeed, type FeedOut } from './feed.js';
 import type { SseOut } from './sse.js';
 import type { Reach } from '../fleet/reach.js';
-import { SseReader } from '../fleet/sseReader.js';
+import { SseReader } from '../client/sseReader.js';
 
 /** How often the stream looks for nodes that joined, came back, or left. */
 const NODES_MS = 10_000;
@@ -153,13 +153,17 @@ export class FleetStream {
   }
 
   /**
-   * A node's stream started at `id` of its trail (its first event's id): the
-   * reader's place there unless it came with one. Set at once, before the
-   * events held: those come after that place, so a reader gone before they
-   * were sent is replayed them.
+   * A node's stream started at `id` of its trail (its first event's id: the
+   * reader's place there, or the trail's end if that is nearer). The reader's
+   * place unless it came with one, or with one further on than the trail
+   * goes (a node made anew under its name, a forged place). Set at once,
+   * before the events held: those come after that place, so a reader gone
+   * before they were sent is replayed them.
    */
   private startsAt(node: string, id: number | undefined): void {
-    if (id !== undefined && !this.cursor.has(node)) this.cursor.set(node, id);
+    if (id === undefined) return;
+    const was = this.cursor.get(node);
+    if (was === undefined || was > id) this.cursor.set(node, id);
   }
 
   /** This node's feed, already filtered for the caller: its events with the node (its first `sessions` is the list's). */
@@ -305,13 +309,8 @@ export class FleetStream {
     }
     peer.failures = 0;
     if (kind === 'sessions') {
-      // Where the node starts: the reader's place there, unless the reader is further on than the node's trail
-      // goes (a node made anew under its name, or a forged place): then from where the trail is.
-      if (id !== undefined) {
-        const was = this.cursor.get(node);
-        if (was === undefined || was > id) this.cursor.set(node, id);
-        peer.received = id;
-      }
+      this.startsAt(node, id);
+      if (id !== undefined) peer.received = id;
       // Started once the list was being read: the reader's list may not have this node's as they are now.
       if (this.phase !== 'starting') this.out.end();
       return;

@@ -140,9 +140,20 @@ export class Worker {
     }
   }
 
-  /** A session here has ended (destroyed, failed): its slot goes back now, not at the next settle, a second later at most. */
+  /** Releases under way, by session: the kernel's event and the destroy that caused it wait on the same one. */
+  private readonly releasing = new Map<string, Promise<void>>();
+
+  /**
+   * A session here has ended (destroyed, failed): its slot goes back now, not
+   * at the next settle, a second later at most. Waits `ms` at most; never rejects.
+   */
   ended(id: string, ms = FLEET_OP_TIMEOUT_MS): Promise<void> {
-    return within(this.release(id), ms, "the fleet's etcd").catch((e: Error) => this.log.debug({ session: id, err: e.message }, 'slot not given back yet: the next settle does'));
+    let p = this.releasing.get(id);
+    if (!p) {
+      p = within(this.release(id), FLEET_OP_TIMEOUT_MS, "the fleet's etcd").finally(() => this.releasing.delete(id));
+      this.releasing.set(id, p);
+    }
+    return within(p, ms, "the fleet's etcd").catch((e: Error) => this.log.debug({ session: id, err: e.message }, 'slot not given back yet: the next settle does'));
   }
 
   /** Drop `id` from this node's allocation, by compare-and-swap (read again on a lost race; settle() is the backstop). */

@@ -233,8 +233,7 @@ async function archiveArgs(src: SnapshotSource, sections: Section[], work: strin
     ...(vols.length ? { volumes: vols.map((v) => v.archived) } : {}),
   };
   const meta = join(work, 'meta');
-  // The layer's root directories and /home (tar reads it whole) have owners too.
-  for (const s of sections) if (existsSync(join(layer, s.upper))) owners.add(lstatSync(join(layer, s.upper)).uid, lstatSync(join(layer, s.upper)).gid);
+  // /home, which tar reads whole (the layer's entries were walked above; its root directories are not archived).
   // What tar leaves out of /home (volumes mounted there, or /home itself) is not walked either.
   const homeSkip = new Set(targets.filter((t) => t === 'home' || t.startsWith('home/')).map((t) => t.slice('home/'.length)));
   await ownersUnder(`/proc/${src.initPid}/root/home`, {

@@ -17,7 +17,7 @@ import { request } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { request as plainRequest, request as httpRequest } from 'node:http';
 import { spawn } from 'node:child_process';
-import { SseReader } from '../../src/fleet/sseReader.js';
+import { SseReader } from '../../src/client/sseReader.js';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { cliAs, isRoot, listenPort, TestDaemon } from './harness.js';

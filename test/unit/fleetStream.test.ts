@@ -8,7 +8,7 @@ import type { EventFeed } from '../../src/daemon/feed.js';
 import { SseOut } from '../../src/daemon/sse.js';
 import type { ServerResponse } from 'node:http';
 import type { Reach } from '../../src/fleet/reach.js';
-import { SseReader } from '../../src/fleet/sseReader.js';
+import { SseReader } from '../../src/client/sseReader.js';
 
 describe("a reader's place in every node's trail", () => {
   it('reads NODE:ID,... and a plain number (this node), and writes it back sorted', () => {

@@ -59,11 +59,21 @@ describe('the database write version', () => {
   });
 });
 
+/** `f` on a daemon's database (migrated, as openDatabase makes it) in a temp state dir, removed after. */
+function withStateDb(f: (db: Database.Database) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), 'enclave-wv-'));
+  const db = openDatabase(dir);
+  try {
+    f(db);
+  } finally {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('the audit trail', () => {
   it('counts every row it writes, so that a version without them stands still while only it writes', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'enclave-wv-'));
-    try {
-      const db = openDatabase(dir);
+    withStateDb((db) => {
       // Kept small, so that its pruning (every 1000 rows of a uid) runs too.
       const audit = new AuditLog(db, 5);
       const read = writeVersion(db);
@@ -79,18 +89,13 @@ describe('the audit trail', () => {
       db.exec('CREATE TABLE t (x)');
       db.prepare('INSERT INTO t VALUES (1)').run();
       expect(unaudited()).toBe(start + 1);
-      db.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe('what the list tag leaves out', () => {
   it('is the audit trail alone, which no list reads and nothing writes beside it: no trigger, no foreign key, no view on it', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'enclave-wv-'));
-    try {
-      const db = openDatabase(dir);
+    withStateDb((db) => {
       const schema = db.prepare("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL").all() as { type: string; name: string; tbl_name: string; sql: string }[];
       expect(schema.filter((o) => o.type === 'trigger')).toEqual([]);
       expect(schema.filter((o) => o.type === 'view')).toEqual([]);
@@ -98,10 +103,7 @@ describe('what the list tag leaves out', () => {
       // No other table refers to the trail.
       const refs = schema.filter((o) => o.type === 'table' && o.name !== 'events' && /REFERENCES\s+events\b/i.test(o.sql));
       expect(refs).toEqual([]);
-      db.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
     // The session store (what the lists read) names no audit table.
     const store = ['src/store/sessionStore.ts', 'src/store/sessionRows.ts', 'src/sessions/view.ts'].map((f) => readFileSync(join(repoRoot, f), 'utf8')).join('\n');
     expect(store).not.toMatch(/\bFROM\s+events\b|\bJOIN\s+events\b/i);

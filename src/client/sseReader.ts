@@ -1,10 +1,11 @@
-// Server-sent events read from another node's event stream, bounded: a
-// line or an event's data past MAX_EVENT_BYTES ends the stream (the reader
-// connects again), so what a node sends costs this one bounded memory.
-// Comments and retry fields are skipped; an event comes with the last id
-// the stream set (SSE's last event id).
+// Server-sent events read as they come, bounded: a line or an event's data
+// past MAX_EVENT_BYTES ends the stream (the reader connects again), so what
+// a daemon sends costs its reader bounded memory. The client library's
+// event stream reads with it, and so does a node reading another node's
+// (src/daemon/fleetStream.ts). Comments and retry fields are skipped; an
+// event comes with the last id the stream set (SSE's last event id).
 
-/** The largest event taken: a node's first event lists its sessions (500 are ~1 MiB). */
+/** The largest event taken: a stream's first event lists its sessions (500 are ~1 MiB). */
 export const MAX_EVENT_BYTES = 32 * 1024 * 1024;
 
 export class SseReader {
