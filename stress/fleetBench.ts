@@ -9,8 +9,10 @@
 //  - a fleet list through A of every node's sessions (K a node, default 300:
 //    the issue's 900 over three nodes) against a list of K on a daemon in no
 //    fleet (\`fleet up --solo\`), and a show through B (forwarded to A)
-//    against a show through A; and both lists again, each right after a write
-//    on every node listed (a node's unchanged list is not sent again: 304);
+//    against a show through A; and both lists again, each right after a
+//    change on every node listed: a write no list shows (a secret set), then
+//    a session stopped or started (a node's unchanged list is not sent
+//    again, 304; a changed one is sent as the rows that changed, 226);
 //  - failure detection once: a node's daemon SIGKILLed, until another node
 //    lists it unreachable, against the lease TTL (lease_ttl_s = 3) + 1 s.
 //   npm run bench:fleet [-- --seed S --rounds N --per-node K]
@@ -155,28 +157,34 @@ async function main(): Promise<void> {
       'show through A': [a, `/v1/sessions/${target.id}`],
       'show through B (forwarded)': [b, `/v1/sessions/${target.id}`],
     };
-    // The same lists, each right after a write on every node listed (no node's last answer is
-    // reused), in a schedule of their own: a write makes the next unchanged list a changed one.
-    const changedLists: Record<string, [Node, string]> = {
-      [`list through A, changed on each node`]: [a, '/v1/sessions'],
-      [`list on one daemon, changed`]: [solo, '/v1/sessions'],
-      [`text list through A, changed on each node`]: [a, '/v1/sessions?format=text'],
-      [`text list on one daemon, changed`]: [solo, '/v1/sessions?format=text'],
+    // The same lists, each right after a change on every node listed (no node's last answer is reused),
+    // in schedules of their own, one per kind of change:
+    //  - a write that no list shows (a secret set): the list's tag moves, every other node makes its
+    //    list again and sends its ids (226: no row changed);
+    //  - a session stopped or started on every node: its row changed, and is sent.
+    const changes = {
+      write: async (n: Node): Promise<void> => {
+        const value = Buffer.from(`bench ${writes++}`).toString('base64');
+        await ok(api(n, 'PUT', '/v1/auth/bench-change', { value_base64: value }), `change on ${n.name}`);
+      },
+      session: async (n: Node): Promise<void> => {
+        const t = toggled.get(n)!;
+        await ok(api(n, 'POST', `/v1/sessions/${t.id}/${t.running ? 'stop' : 'start'}`), `${t.running ? 'stop' : 'start'} on ${n.name}`);
+        t.running = !t.running;
+      },
     };
-    /**
-     * A write to `n`'s database that its list does not show (a secret set): the list's tag moves,
-     * so `n` makes and sends its list again and A parses and checks it again, as after any change.
-     */
     let writes = 0;
-    const change = async (n: Node): Promise<void> => {
-      const value = Buffer.from(`bench ${writes++}`).toString('base64');
-      await ok(api(n, 'PUT', '/v1/auth/bench-change', { value_base64: value }), `change on ${n.name}`);
-    };
+    /** One listed session on each node and on the single daemon (not the console's), stopped and started in turn. */
+    const soloListed = (await ok<{ sessions: { id: string }[] }>(api(solo, 'GET', '/v1/sessions'), 'list')).sessions;
+    const toggled = new Map<Node, { id: string; running: boolean }>([
+      ...nodes.map((n): [Node, { id: string; running: boolean }] => [n, { id: counted.find((x) => x.node === n.name && x.id !== target.id)!.id, running: true }]),
+      [solo, { id: soloListed[0]!.id, running: true }],
+    ]);
     /** A's counts of B's and C's lists, by answer (its /metrics). */
     const answers = async () => {
       const text = String((await api(a, 'GET', '/metrics')).body);
       const n = (x: string) => Number(new RegExp(`^enclave_fleet_peer_lists_total\\{answer="${x}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
-      return { sent: n('sent'), unchanged: n('unchanged') };
+      return { sent: n('sent'), delta: n('delta'), unchanged: n('unchanged') };
     };
     const timed = async (step: string, [n, path]: [Node, string]) => {
       const t0 = process.hrtime.bigint();
@@ -184,23 +192,35 @@ async function main(): Promise<void> {
       s.add(step, msSince(t0));
       return true;
     };
+    const said = (what: string, d: { sent: number; delta: number; unchanged: number }) =>
+      process.stdout.write(`lists of B and C through A, ${what}: ${d.sent} sent whole, ${d.delta} as the rows changed, ${d.unchanged} answered 304\n`);
+    const since = (x: Awaited<ReturnType<typeof answers>>, y: typeof x) => ({ sent: y.sent - x.sent, delta: y.delta - x.delta, unchanged: y.unchanged - x.unchanged });
     let before = await answers();
     await runShuffled(Object.fromEntries(Object.keys(lists).map((k) => [k, rounds])), (step) => timed(step, lists[step]!), random);
     let after = await answers();
-    process.stdout.write(`lists of B and C through A, unchanged: ${after.sent - before.sent} sent, ${after.unchanged - before.unchanged} answered 304\n`);
-    before = after;
-    await runShuffled(
-      Object.fromEntries(Object.keys(changedLists).map((k) => [k, rounds])),
-      async (step) => {
-        await Promise.all((step.endsWith('on each node') ? nodes : [solo]).map(change));
-        return timed(step, changedLists[step]!);
-      },
-      random,
-    );
-    after = await answers();
-    const sent = after.sent - before.sent;
-    process.stdout.write(`lists of B and C through A, changed: ${sent} sent, ${after.unchanged - before.unchanged} answered 304\n`);
-    if (sent !== 4 * rounds) throw new Error(`the changed lists were not all sent again: ${sent} of ${4 * rounds}`);
+    said('unchanged', since(before, after));
+    for (const kind of ['write', 'session'] as const) {
+      const steps: Record<string, [Node, string]> = {
+        [`list through A, ${kind} on each node`]: [a, '/v1/sessions'],
+        [`list on one daemon, ${kind}`]: [solo, '/v1/sessions'],
+        [`text list through A, ${kind} on each node`]: [a, '/v1/sessions?format=text'],
+        [`text list on one daemon, ${kind}`]: [solo, '/v1/sessions?format=text'],
+      };
+      before = after;
+      await runShuffled(
+        Object.fromEntries(Object.keys(steps).map((k) => [k, rounds])),
+        async (step) => {
+          await Promise.all((step.endsWith('on each node') ? nodes : [solo]).map(changes[kind]));
+          return timed(step, steps[step]!);
+        },
+        random,
+      );
+      after = await answers();
+      const d = since(before, after);
+      said(`after a ${kind} on each node`, d);
+      // Every changed list was asked for again, none answered from the copy as it was.
+      if (d.sent + d.delta !== 4 * rounds || d.unchanged !== 0) throw new Error(`the changed lists were not all sent again: ${d.sent + d.delta} of ${4 * rounds}`);
+    }
 
     // Failure detection, once: C's daemon SIGKILLed, until A lists C unreachable.
     const pid = Number(readFileSync(join(c.socket, '..', 'daemon.pid'), 'utf8'));
@@ -225,8 +245,10 @@ async function main(): Promise<void> {
   process.stdout.write(`${s.ratio('exec true through B', 'exec true on A', 'exec true through B / direct')}\n`);
   process.stdout.write(`${s.ratio(`list through A (${perNode * 3} over 3 nodes)`, `list on one daemon (${perNode})`, 'fleet list / single-daemon list (goal 3x)')}\n`);
   process.stdout.write(`${s.ratio(`text list through A (${perNode * 3} over 3 nodes)`, `text list on one daemon (${perNode})`, 'fleet text list / single-daemon text list')}\n`);
-  process.stdout.write(`${s.ratio('list through A, changed on each node', 'list on one daemon, changed', 'the same, each node changed first')}\n`);
-  process.stdout.write(`${s.ratio('text list through A, changed on each node', 'text list on one daemon, changed', 'the text lists, each node changed first')}\n`);
+  for (const kind of ['write', 'session']) {
+    process.stdout.write(`${s.ratio(`list through A, ${kind} on each node`, `list on one daemon, ${kind}`, `the same, after a ${kind} on each node`)}\n`);
+    process.stdout.write(`${s.ratio(`text list through A, ${kind} on each node`, `text list on one daemon, ${kind}`, `the text lists, after a ${kind} on each node`)}\n`);
+  }
   process.stdout.write(`${s.ratio('show through B (forwarded)', 'show through A', 'show through B / on the owner')}\n`);
   process.stdout.write(`${s.ratio('failure detected (C SIGKILLed -> unreachable on A)', 'lease TTL + 1 s', 'failure detection / (TTL + 1 s)')}\n`);
 }

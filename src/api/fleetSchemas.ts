@@ -35,9 +35,19 @@ export const movedInQuery = z.object({ zstd: z.enum(['0', '1']), from: z.string(
  */
 export const sessionRowsSchema = z.object({
   sessions: z.array(
-    sessionSchema.pick({ id: true, name: true, owner_uid: true, state: true, hostname: true, init_pid: true, id_range: true, created_at: true }).extend({
+    sessionSchema.pick({ id: true, name: true, owner_uid: true, state: true, hostname: true, init_pid: true, id_range: true, created_at: true, node: true }).extend({
       network: sessionSchema.shape.network.pick({ mode: true, address: true }),
     }),
   ),
 });
 export const movedOutQuery = z.object({ to: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name') }).strict();
+
+/**
+ * A node's list as the rows that changed since the one the asking node
+ * holds (226 IM Used, instance manipulation ROWS_IM: src/daemon/madeLists.ts):
+ * every id in order, and the rows not held as they are now. The rows are
+ * checked with the list's own schema by the node that asked.
+ */
+export const ROWS_IM = 'rows';
+export const rowsDelta = z.object({ ids: z.array(z.string().max(64)), rows: z.array(z.unknown()) }).strict();
+export type RowsDelta = z.infer<typeof rowsDelta>;

@@ -15,7 +15,7 @@ import type { Caller, Target } from '../access/guard.js';
 import type { SessionRow } from '../store/sessionStore.js';
 import type { VolumeRow } from '../store/volumeStore.js';
 import { parseOwned, refText, secretRefOf, sessionRefOf, VOLUME_NAME, type Ref } from '../vocab/names.js';
-import { readJsonBody, sendJson } from './http.js';
+import { readJsonBody, sendJson, sendJsonText } from './http.js';
 import { notFound, type SecretTarget } from './objects.js';
 import { formatOf, sendPrinted, sendText } from './render.js';
 import type { Context, Upgrade } from './route.js';
@@ -62,6 +62,15 @@ export class Replied<T> {
   ) {}
 }
 
+/** An answer serialized already (src/daemon/madeLists.ts: each row once, kept for the next). */
+export class Serialized {
+  constructor(
+    readonly status: number,
+    readonly json: string,
+    readonly headers: Record<string, string> = {},
+  ) {}
+}
+
 /** 304: the caller (another node) holds this answer already, by its tag (src/daemon/listTag.ts). */
 export class Unchanged {
   constructor(readonly etag: string) {}
@@ -72,7 +81,7 @@ export class Printed {
   constructor(readonly text: string) {}
 }
 
-type Result<R extends RouteSpec> = R['reply'] extends { kind: 'json'; schema: infer S extends z.ZodType } ? z.input<S> | Replied<z.input<S>> | Printed | Unchanged : void;
+type Result<R extends RouteSpec> = R['reply'] extends { kind: 'json'; schema: infer S extends z.ZodType } ? z.input<S> | Replied<z.input<S>> | Printed | Unchanged | Serialized : void;
 type Run<R extends RouteSpec> = R['reply'] extends { kind: 'websocket' }
   ? (ctx: Context, i: Input<R>, up: Upgrade) => Promise<void>
   : R['reply'] extends { kind: 'stream' | 'text' }
@@ -352,6 +361,7 @@ export class Dispatcher {
     if (reply.kind !== 'json') return;
     if (out instanceof Replied) return sendJson(res, out.status, out.body, out.headers);
     if (out instanceof Unchanged) return void res.writeHead(304, { etag: out.etag }).end();
+    if (out instanceof Serialized) return sendJsonText(res, out.status, out.json, out.headers);
     if (out instanceof Printed) return sendText(res, 200, out.text);
     const status = typeof reply.status === 'number' ? reply.status : reply.status[0];
     const format = formatOf(input.query);

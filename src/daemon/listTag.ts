@@ -10,7 +10,7 @@
 // tag, never older: the next ask fetches it again.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { Replied, Unchanged } from './dispatch.js';
+import { Serialized, Unchanged } from './dispatch.js';
 import type { Context } from './route.js';
 
 const START = randomBytes(6).toString('base64url');
@@ -20,8 +20,13 @@ export function listTag(ctx: Context, kind: 'list' | 'rows', all: boolean): stri
   return `"${START}.${kind}${all ? '-all' : ''}.${ctx.sessions.listVersion(ctx.audit.changes)}${consoles}"`;
 }
 
-/** `make()` with its tag, or 304 when the asking node holds that tag. */
-export function tagged<T>(req: IncomingMessage, tag: string, make: () => T): Replied<T> | Unchanged {
-  if (req.headers['if-none-match'] === tag) return new Unchanged(tag);
-  return new Replied(200, make(), { etag: tag });
+/**
+ * Another node's ask for this node's `kind` list: 304 when it holds the list
+ * now made, the rows that changed since the one it holds, or the whole list
+ * (madeLists.ts).
+ */
+export function tagged(ctx: Context, req: IncomingMessage, kind: 'list' | 'rows', all: boolean, make: () => ReadonlyArray<{ id: string }>): Serialized | Unchanged {
+  const tag = listTag(ctx, kind, all);
+  if (!ctx.madeLists) return req.headers['if-none-match'] === tag ? new Unchanged(tag) : new Serialized(200, JSON.stringify({ sessions: make() }), { etag: tag });
+  return ctx.madeLists.answer(req, `${kind}${all ? '-all' : ''}`, tag, make);
 }

@@ -38,6 +38,7 @@ import { SecretStore } from '../secrets/store.js';
 import { SessionSecrets } from '../secrets/sessionSecrets.js';
 import { providerTable } from '../secrets/providers.js';
 import { fleetFor, listenPeer } from './fleetNode.js';
+import { MadeLists } from './madeLists.js';
 
 export class StartupError extends Error {}
 
@@ -172,7 +173,7 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
     log.info({ applied, restart_needed: plan.restartNeeded }, 'config reloaded');
     return { applied, restart_needed: plan.restartNeeded };
   };
-  const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects, feed, reload, ...(fleet ? { fleet } : {}) };
+  const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects, feed, reload, ...(fleet ? { fleet, madeLists: new MadeLists() } : {}) };
   const { server, closeClients } = createApiServer(parts);
   const sockDir = dirname(config.socket);
   // Created if missing, never re-moded: on /tmp a chmod would strip the sticky bit.

@@ -28,6 +28,7 @@ const PER_SESSION: [string, 'gauge' | 'counter', string, (u: Usage) => number | 
 export interface PeerListCounts {
   sent: number;
   unchanged: number;
+  delta: number;
 }
 
 export function renderMetrics(sessions: SessionManager, visible: (row: SessionRow) => boolean, peerLists?: PeerListCounts): string {
@@ -49,9 +50,10 @@ export function renderMetrics(sessions: SessionManager, visible: (row: SessionRo
   );
   if (peerLists) {
     lines.push(
-      "# HELP enclave_fleet_peer_lists_total Other nodes' lists this node asked for, by answer: sent (it changed), or unchanged (304: the copy kept of it was used).",
+      "# HELP enclave_fleet_peer_lists_total Other nodes' lists this node asked for, by answer: sent (whole), delta (226: the rows that changed since the copy kept), or unchanged (304: the copy kept was used).",
       '# TYPE enclave_fleet_peer_lists_total counter',
       `enclave_fleet_peer_lists_total{answer="sent"} ${peerLists.sent}`,
+      `enclave_fleet_peer_lists_total{answer="delta"} ${peerLists.delta}`,
       `enclave_fleet_peer_lists_total{answer="unchanged"} ${peerLists.unchanged}`,
     );
   }

@@ -12,6 +12,7 @@ import type { Objects } from './objects.js';
 import type { EventFeed } from './feed.js';
 import type { ReloadReply } from '../api/schemas.js';
 import type { Fleet } from '../fleet/fleet.js';
+import type { MadeLists } from './madeLists.js';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
@@ -47,6 +48,8 @@ export interface Parts {
   auth?: ListenAuth;
   /** Fleet mode ([cluster]): this node of the fleet; absent on a single daemon. */
   fleet?: Fleet;
+  /** Fleet mode: the lists this node made for the other nodes, by tag (madeLists.ts). */
+  madeLists?: MadeLists;
 }
 
 export interface Context extends Parts {

@@ -6,11 +6,12 @@
 // every live node for its own sessions at once and shows a node that does
 // not answer (or whose lease lapsed) with what etcd last knew of its sessions,
 // unreachable, and the sessions the fleet declared lost (views.ts).
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { sessionSchema, type Session } from '../api/schemas.js';
-import { sessionRowsSchema } from '../api/fleetSchemas.js';
+import { ROWS_IM, rowsDelta, sessionRowsSchema } from '../api/fleetSchemas.js';
 import type { SessionListed } from '../api/render.js';
 import { eventListSchema, type AuditEvent } from '../api/eventSchemas.js';
 import { ApiError } from '../vocab/errors.js';
@@ -19,7 +20,7 @@ import { desiredSchema, downSchema, key, lostSchema, memberSchema, parseValue, p
 import { lostView, reportedOrPlaced, unreachableView } from './views.js';
 import { PeerClient, PeerCredentials, peerName, type PeerConfig } from './peerTls.js';
 import type { WatchedFleet } from './watched.js';
-import { LastAnswers } from './lastAnswers.js';
+import { LastAnswers, type ListSchema } from './lastAnswers.js';
 import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
 
 export interface Located {
@@ -170,14 +171,14 @@ export class Reach {
 
   /** Every other node's sessions (all of them: the caller's node filters by its own policy), each with its node. */
   others(all: boolean): Promise<Session[]> {
-    return this.gather((node, endpoint) => this.getJson(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000, true));
+    return this.gather((node, endpoint) => this.getList(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000));
   }
 
   /** The same with only the list table's columns of each (a text list): each node answers with its rows alone. */
   rows(all: boolean): Promise<SessionListed[]> {
     const q = all ? '?all=1' : '';
     // A node of an older version has no rows to give (404): its whole list, then.
-    return this.gather(async (node, endpoint) => (await this.getJson(node, endpoint, `/v1/node/sessions${q}`, sessionRowsSchema, 5000, true)) ?? this.getJson(node, endpoint, `/v1/sessions${q}`, listReply, 5000, true));
+    return this.gather(async (node, endpoint) => (await this.getList(node, endpoint, `/v1/node/sessions${q}`, sessionRowsSchema, 5000)) ?? this.getList(node, endpoint, `/v1/sessions${q}`, listReply, 5000));
   }
 
   /** What `ask` gets of every other live node, each with its node; a node that does not answer, as etcd last knew it; and the lost sessions. */
@@ -194,7 +195,8 @@ export class Reach {
         try {
           const r = await ask(node, ep.endpoint);
           if (r === undefined) throw new Error(`node ${node} answered no list`);
-          return r.sessions.map((s) => ({ ...s, node }));
+          // Its rows name it already (kept as they are: the same frozen rows list after list, src/daemon/listJson.ts).
+          return r.sessions.map((s) => ('node' in s && s.node === node ? s : { ...s, node }));
         } catch (e) {
           this.log.debug({ node, err: (e as Error).message }, 'fleet list: node did not answer');
         }
@@ -318,16 +320,43 @@ export class Reach {
 
   /**
    * GET `path` from a node as root (the caller's node filters by its own
-   * policy), parsed: undefined on a 404. A deadline on the whole answer, not
-   * an idle timeout: a request queued behind busy connections to that node,
-   * or a peer that trickles bytes, must not hold the caller; and a bound on
-   * its size.
+   * policy), parsed: undefined on a 404.
    */
-  private getJson<S extends z.ZodType>(node: string, endpoint: string, path: string, schema: S, ms: number, keep = false): Promise<z.output<S> | undefined> {
-    // A list: asked with the tag of the last answer kept, used again on a 304.
-    const kept = keep ? this.answers.kept(node, path, schema) : undefined;
+  private async getJson<S extends z.ZodType>(node: string, endpoint: string, path: string, schema: S, ms: number): Promise<z.output<S> | undefined> {
+    const res = await this.get(node, endpoint, path, {}, ms);
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) throw new Error(`node ${node} answered ${res.status}`);
+    return parsed(node, path, () => schema.parse(JSON.parse(res.body)));
+  }
+
+  /**
+   * A node's list at `path`, asked with the tag of the last one kept
+   * (LastAnswers): unchanged (304), the rows that changed since (226,
+   * src/daemon/madeLists.ts), or the whole list; undefined on a 404.
+   */
+  private async getList<S extends ListSchema>(node: string, endpoint: string, path: string, schema: S, ms: number): Promise<z.output<S> | undefined> {
+    const kept = this.answers.kept(node, path, schema);
+    const res = await this.get(node, endpoint, path, kept ? { 'if-none-match': kept.etag, 'a-im': ROWS_IM } : {}, ms);
+    if (res.status === 404) return undefined;
+    if (res.status === 304 && kept) return this.answers.unchanged(kept);
+    if (res.status === 226 && kept && res.headers.im === ROWS_IM && res.headers['delta-base'] === kept.etag) {
+      return parsed(node, path, () => this.answers.patched(node, path, schema, kept, res.headers.etag, rowsDelta.parse(JSON.parse(res.body))));
+    }
+    if (res.status !== 200) throw new Error(`node ${node} answered ${res.status}`);
+    const value = parsed(node, path, () => schema.parse(JSON.parse(res.body)));
+    this.answers.sent(node, path, schema, res.headers.etag, value);
+    return value;
+  }
+
+  /**
+   * GET `path` from a node: its status, headers and body. A deadline on the
+   * whole answer, not an idle timeout: a request queued behind busy
+   * connections to that node, or a peer that trickles bytes, must not hold
+   * the caller; and a bound on its size.
+   */
+  private get(node: string, endpoint: string, path: string, headers: Record<string, string>, ms: number): Promise<{ status: number | undefined; headers: IncomingHttpHeaders; body: string }> {
     return new Promise((resolve, reject) => {
-      const req = this.client.request(node, endpoint, { method: 'GET', path, headers: kept ? { 'if-none-match': kept.etag } : {} }, { uid: 0, gids: [] });
+      const req = this.client.request(node, endpoint, { method: 'GET', path, headers }, { uid: 0, gids: [] });
       const timer = setTimeout(() => req.destroy(new Error(`no whole answer within ${ms} ms`)), ms);
       timer.unref();
       req.on('error', (e) => {
@@ -345,16 +374,7 @@ export class Reach {
         res.on('error', reject);
         res.on('end', () => {
           clearTimeout(timer);
-          if (res.statusCode === 404) return resolve(undefined);
-          if (res.statusCode === 304 && kept) return resolve(this.answers.unchanged(kept));
-          if (res.statusCode !== 200) return reject(new Error(`node ${node} answered ${res.statusCode}`));
-          try {
-            const value = schema.parse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-            if (keep) this.answers.sent(node, path, schema, res.headers.etag, value);
-            resolve(value);
-          } catch (e) {
-            reject(new Error(`node ${node}'s answer to ${path.split('?')[0]} does not parse: ${(e as Error).message.slice(0, 200)}`));
-          }
+          resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') });
         });
       });
       req.end();
@@ -363,5 +383,14 @@ export class Reach {
 
   close(): void {
     this.client.close();
+  }
+}
+
+/** `f()`, or an error that names the node and the path when its answer does not parse or check. */
+function parsed<T>(node: string, path: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new Error(`node ${node}'s answer to ${path.split('?')[0]} does not parse: ${(e as Error).message.slice(0, 200)}`);
   }
 }

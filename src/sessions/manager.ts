@@ -11,7 +11,7 @@ import { createKit, type Kit, type KernelListeners, type ManagerOptions } from '
 import { hostPathInRoot, limitsFor, type Profile } from './planning.js';
 import { Session } from './session.js';
 import { adoptAll, hostReady, lxcfsFor, poolFor, prepareHost, usrMasksFor, type Startup } from './startup.js';
-import { NO_CONSOLE, toApi, toListed, type ConsoleInfo, type SessionListed } from './view.js';
+import { ListViews, NO_CONSOLE, toApi, toListed, type ConsoleInfo, type SessionListed } from './view.js';
 
 export type { ManagerOptions };
 export type { ResolvedVolume } from './admission.js';
@@ -20,6 +20,7 @@ export class SessionManager {
   private readonly kit: Kit;
   /** Live sessions the daemon holds: created or re-adopted, until released. */
   private readonly live = new Map<string, Session>();
+  private readonly views = [new ListViews(), new ListViews()];
   private readonly ports: RunningPorts;
   private readonly startup: Startup = { capacity: undefined, usr: undefined, lxcfs: undefined };
   /** Sessions made ahead, handed out to the creates they fit (src/sessions/pool.ts). */
@@ -224,9 +225,9 @@ export class SessionManager {
     return this.kit.store.countByState();
   }
 
-  list(includeDestroyed: boolean, consoles: ConsoleInfo = NO_CONSOLE): SessionView[] {
-    const details = this.kit.store.detailsOfAll();
-    return this.kit.store.list(includeDestroyed).map((r) => toApi(r, details(r.id), this.viewDeps(), consoles));
+  /** Every session's view (with `node` in fleet mode), each made again only when what it shows changed (view.ts ListViews). */
+  list(includeDestroyed: boolean, consoles: ConsoleInfo = NO_CONSOLE, node?: string): SessionView[] {
+    return this.views[includeDestroyed ? 1 : 0]!.list(this.kit.store.list(includeDestroyed), this.kit.store.detailsOfAll(), this.viewDeps(), consoles, node);
   }
 
   /** The list's table only (?format=text): sized for it, no other table read but the leases. */

@@ -7,6 +7,7 @@ import { rangeForSlot, type IdPool } from '../isolation/idRange.js';
 import { intToIp } from '../network/addressing.js';
 import { ACTIVE_STATES, LIVE_STATES } from '../vocab/states.js';
 import type { SessionDetails, SessionSummary, TableRow } from '../store/sessionStore.js';
+import { deepFreeze } from '../vocab/frozen.js';
 
 /** Whether a session's console runs and who watches it (the console hub knows). */
 export type ConsoleInfo = (id: string) => { running: boolean; viewers: number };
@@ -74,4 +75,40 @@ export function toApi(row: SessionSummary, details: SessionDetails, deps: ViewDe
     ssh: row.ssh_key !== null,
     ...(row.moved_to !== null ? { moved_to: row.moved_to } : {}),
   };
+}
+
+// Each listed session's view, made again only when something it is made of
+// changed: its row (the same checked object while its columns are the same,
+// src/store/checkedRows.ts), its details (lease, ports, secrets, volumes),
+// its console's state, the deps (ID pool, gateway) and the node it is on.
+// toApi() is a pure function of those, so a view kept is the view that
+// would be made. Frozen: every list shares it, and its JSON is kept by its
+// identity (src/daemon/listJson.ts). Only the views of the last list are kept.
+interface Kept {
+  row: SessionSummary;
+  /** The details, the console's state, the deps and the node, as text. */
+  rest: string;
+  view: Readonly<Session>;
+}
+
+export class ListViews {
+  private views = new Map<string, Kept>();
+
+  list(rows: readonly SessionSummary[], details: (id: string) => SessionDetails, deps: ViewDeps, consoles: ConsoleInfo, node: string | undefined): Session[] {
+    const next = new Map<string, Kept>();
+    // Whole, not field by field: a field added to any of them is in the key too.
+    const depsKey = JSON.stringify([deps, node ?? null]);
+    const out = rows.map((row) => {
+      const d = details(row.id);
+      const c = consoles(row.id);
+      const rest = JSON.stringify([d, c, depsKey]);
+      const kept = this.views.get(row.id);
+      const hit = kept !== undefined && kept.row === row && kept.rest === rest;
+      const view = hit ? kept.view : deepFreeze(node === undefined ? toApi(row, d, deps, () => c) : { ...toApi(row, d, deps, () => c), node });
+      next.set(row.id, { row, rest, view });
+      return view;
+    });
+    this.views = next;
+    return out;
+  }
 }

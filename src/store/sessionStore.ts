@@ -7,9 +7,9 @@ import type { Init, Profile } from '../vocab/profiles.js';
 import { LIMITS, type Usage } from '../vocab/limits.js';
 // The row shapes and the columns each query reads are sessionRows.ts's.
 import { AddressesExhaustedError, HELD_NAME, PortTakenError, rowSchema, secretNames, SlotsExhaustedError, SUMMARY_COLUMNS, summariesSchema, TABLE_COLUMNS, tableRowsSchema } from './sessionRows.js';
-import { VOLUME_NAME_AS_SEEN, volumeUse, VolumeUnavailableError, VOLUMES_OF } from './sessionRows.js';
+import { VOLUME_NAME_AS_SEEN, volumeUse, VolumeUnavailableError, VOLUMES_OF, type KernelObject, type PublishedPort, type SessionDetails, type SessionRow, type SessionSummary, type TableRow, type VolumeUseRow } from './sessionRows.js';
 import { PoolStore } from './poolStore.js';
-import type { KernelObject, PublishedPort, SessionDetails, SessionRow, SessionSummary, TableRow, VolumeUseRow } from './sessionRows.js';
+import { CheckedRows } from './checkedRows.js';
 import { writeVersion, type WriteVersion } from './writeVersion.js';
 
 export * from './sessionRows.js';
@@ -69,11 +69,11 @@ export class SessionStore {
     return this.q(`SELECT count(*) AS sessions, ${sums} FROM sessions WHERE owner_uid = ? AND state IN ${LIVE_SQL}`).get(owner) as Usage;
   }
 
+  /** The listing's rows, each checked once while its columns stay the same (checkedRows.ts): one set for each listing. */
+  private readonly summaries = [0, 1].map(() => new CheckedRows(summariesSchema, SUMMARY_COLUMNS.split(', ')));
   list(includeDestroyed: boolean): SessionSummary[] {
-    const sql = includeDestroyed
-      ? `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE pool IS NULL ORDER BY created_at, rowid`
-      : `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE pool IS NULL AND state != 'destroyed' ORDER BY created_at, rowid`;
-    return summariesSchema.parse(this.q(sql).all());
+    const sql = `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE pool IS NULL${includeDestroyed ? '' : " AND state != 'destroyed'"} ORDER BY created_at, rowid`;
+    return this.summaries[includeDestroyed ? 1 : 0]!.check(this.q(sql).raw(true).all() as unknown[][]);
   }
 
   /** What `session list` shows of each (?format=text): its table's columns and lease, no JSON column parsed. */

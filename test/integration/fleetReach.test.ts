@@ -702,12 +702,12 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     }
   });
 
-  it("uses its copy of a node's list while that node answers it unchanged (304), and never once it changed: a stop and a start on C and a viewer there show through A at once", async () => {
+  it("uses its copy of a node's list while that node answers it unchanged (304), is sent only the rows that changed (226), and never misses a change: a stop and a start on C and a viewer there show through A at once", async () => {
     /** A's counts of the other nodes' lists, by answer (its /metrics). */
     const answers = async () => {
       const text = String((await nodes.a.rawRequest('GET', '/metrics', '')).body);
       const n = (a: string) => Number(new RegExp(`^enclave_fleet_peer_lists_total\\{answer="${a}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
-      return { sent: n('sent'), unchanged: n('unchanged') };
+      return { sent: n('sent'), delta: n('delta'), unchanged: n('unchanged') };
     };
     const onA = async (id: string) => ((await nodes.a.api('GET', '/v1/sessions')).body as { sessions: Session[] }).sessions.find((s) => s.id === id);
     const rowOnA = async (id: string) => (await nodes.a.cli(['session', 'list'])).stdout.split('\n').find((r) => r.startsWith(id)) ?? '';
@@ -724,6 +724,9 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     // Changed on C itself (A takes no part): the next list through A has it, JSON and text.
     expect((await nodes.c.api('POST', `/v1/sessions/${mine.id}/stop`)).status).toBe(200);
     expect((await onA(mine.id))?.state).toBe('stopped');
+    // C sent the rows that changed since the list A held (226), not its whole list; B answered 304.
+    const stopped = await answers();
+    expect([stopped.delta - after.delta, stopped.unchanged - after.unchanged, stopped.sent - after.sent]).toEqual([1, 1, 0]);
     expect(await rowOnA(mine.id)).toMatch(new RegExp(`^${mine.id}\\s+mine\\s+uid ${NOBODY}\\s+stopped\\s`));
     expect((await nodes.c.api('POST', `/v1/sessions/${mine.id}/start`)).status).toBe(200);
     expect((await onA(mine.id))?.state).toBe('running');

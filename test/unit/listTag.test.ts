@@ -12,6 +12,11 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { writeVersion } from '../../src/store/writeVersion.js';
 import { LastAnswers } from '../../src/fleet/lastAnswers.js';
+import { MadeLists } from '../../src/daemon/madeLists.js';
+import { Serialized, Unchanged } from '../../src/daemon/dispatch.js';
+import { rowsDelta } from '../../src/api/fleetSchemas.js';
+import { listJson } from '../../src/daemon/listJson.js';
+import type { IncomingMessage } from 'node:http';
 import { openDatabase } from '../../src/store/db.js';
 import { AuditLog } from '../../src/access/audit.js';
 
@@ -128,7 +133,7 @@ describe("each node's last list", () => {
       (kept!.value.sessions[0]!.network as { address: string | null }).address = null;
     }).toThrow(TypeError);
     expect(a.unchanged(kept!)).toBe(kept!.value);
-    expect(a.counts).toEqual({ sent: 1, unchanged: 1 });
+    expect(a.counts).toEqual({ sent: 1, unchanged: 1, delta: 0 });
   });
 
   it('is dropped when the node sends no tag or one it could not send back, and when the node leaves the fleet', () => {
@@ -143,5 +148,134 @@ describe("each node's last list", () => {
     a.keep(new Set(['node-a', 'node-c']));
     expect(a.kept('node-b', '/v1/sessions', schema)).toBeUndefined();
     expect(a.kept('node-c', '/v1/sessions', schema)?.etag).toBe('"c"');
+  });
+});
+
+describe('a list sent as the rows that changed (226)', () => {
+  const schema = z.object({ sessions: z.array(z.object({ id: z.string(), state: z.enum(['running', 'stopped']) })) });
+  type Row = z.infer<typeof schema>['sessions'][number];
+  /** A node's answer to an ask holding `held` (with A-IM `im`, or none when null), as its bytes and headers. */
+  const ask = (m: MadeLists, rows: Row[], tag: string, held?: string, im: string | readonly string[] | null = 'rows') => {
+    const headers: Record<string, string | string[]> = {};
+    if (held !== undefined) headers['if-none-match'] = held;
+    if (im !== null) headers['a-im'] = [...[im].flat()];
+    let made = 0;
+    const out = m.answer({ headers } as unknown as IncomingMessage, 'list', tag, () => (made++, rows));
+    return { out, made };
+  };
+  const r1: Row[] = [{ id: 's-1', state: 'running' }, { id: 's-2', state: 'running' }, { id: 's-3', state: 'running' }];
+  const r2: Row[] = [{ id: 's-1', state: 'running' }, { id: 's-2', state: 'stopped' }, { id: 's-4', state: 'running' }];
+
+  it('is answered by the asked node with every id in order and the rows that differ from the ones the asking node holds, made once per tag', () => {
+    const m = new MadeLists();
+    const first = ask(m, r1, '"t1"');
+    expect(first.out).toBeInstanceOf(Serialized);
+    expect(JSON.parse((first.out as Serialized).json)).toEqual({ sessions: r1 });
+    expect((first.out as Serialized).headers).toEqual({ etag: '"t1"' });
+    // Held and current: 304, nothing made.
+    const same = ask(m, r1, '"t1"', '"t1"');
+    expect(same.out).toBeInstanceOf(Unchanged);
+    expect(same.made).toBe(0);
+    const delta = ask(m, r2, '"t2"', '"t1"');
+    const d = delta.out as Serialized;
+    expect(d.status).toBe(226);
+    expect(d.headers).toEqual({ etag: '"t2"', im: 'rows', 'delta-base': '"t1"' });
+    expect(JSON.parse(d.json)).toEqual({ ids: ['s-1', 's-2', 's-4'], rows: [r2[1], r2[2]] });
+    // A second node asking from the same tag: the same answer, not made again.
+    const again = ask(m, r2, '"t2"', '"t1"');
+    expect(again.made).toBe(0);
+    expect((again.out as Serialized).json).toBe(d.json);
+    // A node that does not ask for rows (an older version), or holds a tag not kept, gets the whole list.
+    for (const [held, im] of [['"t1"', null], ['"t0"', 'rows'], ['"t1"', 'gzip'], ['"t1"', ['vcdiff', 'x;q=1']]] as const) {
+      const whole = ask(m, r2, '"t2"', held, im).out as Serialized;
+      expect([whole.status, JSON.parse(whole.json)], `${held} ${String(im)}`).toEqual([200, { sessions: r2 }]);
+    }
+    expect((ask(m, r2, '"t2"', '"t1"', ['gzip', 'rows;x=1']).out as Serialized).status).toBe(226);
+  });
+
+  it('keeps the last four lists of a kind: a node holding an older one gets the whole list', () => {
+    const m = new MadeLists();
+    for (let i = 1; i <= 5; i++) ask(m, r1, `"t${i}"`);
+    expect((ask(m, r1, '"t6"', '"t3"').out as Serialized).status).toBe(226);
+    expect((ask(m, r1, '"t6"', '"t2"').out as Serialized).status).toBe(200);
+  });
+
+  it('is put together by the asking node from the rows it holds and those sent, checking only those sent', () => {
+    const a = new LastAnswers();
+    a.sent('node-b', '/v1/sessions', schema, '"t1"', schema.parse({ sessions: r1 }));
+    const kept = a.kept('node-b', '/v1/sessions', schema)!;
+    const held = kept.value.sessions[0];
+    const value = a.patched('node-b', '/v1/sessions', schema, kept, '"t2"', { ids: ['s-1', 's-2', 's-4'], rows: [r2[1], r2[2]] });
+    expect(value).toEqual({ sessions: r2 });
+    // The held row is reused as it was (checked when sent), and the result kept frozen under the new tag.
+    expect(value.sessions[0]).toBe(held);
+    expect(a.kept('node-b', '/v1/sessions', schema)?.etag).toBe('"t2"');
+    expect(Object.isFrozen(value.sessions[2])).toBe(true);
+    expect(a.counts).toEqual({ sent: 1, unchanged: 0, delta: 1 });
+  });
+
+  it('is refused, and the copy dropped, when a row sent does not check, or an id is neither sent nor held, or is sent or listed twice', () => {
+    const bad: Array<[string, { ids: string[]; rows: unknown[] }]> = [
+      ['a row that does not check', { ids: ['s-1', 's-2'], rows: [{ id: 's-2', state: 'gone' }] }],
+      ['an id neither sent nor held', { ids: ['s-1', 's-9'], rows: [] }],
+      ['a row sent twice', { ids: ['s-1', 's-2'], rows: [r2[1], r2[1]] }],
+      ['an id listed twice', { ids: ['s-1', 's-1'], rows: [] }],
+      ['a row sent but not listed', { ids: ['s-1'], rows: [r2[2]] }],
+    ];
+    for (const [what, delta] of bad) {
+      const a = new LastAnswers();
+      a.sent('node-b', '/v1/sessions', schema, '"t1"', schema.parse({ sessions: r1 }));
+      const kept = a.kept('node-b', '/v1/sessions', schema)!;
+      expect(() => a.patched('node-b', '/v1/sessions', schema, kept, '"t2"', delta), what).toThrow();
+      expect(a.kept('node-b', '/v1/sessions', schema), what).toBeUndefined();
+    }
+  });
+
+  it('goes from one node to another and back as the whole list would: every change of rows in a random walk', () => {
+    const m = new MadeLists();
+    const a = new LastAnswers();
+    let rows: Row[] = [];
+    let n = 0;
+    const random = (() => {
+      let x = 7;
+      return () => ((x = (x * 1103515245 + 12345) % 2 ** 31), x / 2 ** 31);
+    })();
+    for (let step = 1; step <= 200; step++) {
+      // Add, remove, change or reorder rows.
+      const r = random();
+      if (r < 0.3 || rows.length === 0) rows = [...rows, { id: `s-${++n}`, state: 'running' }];
+      else if (r < 0.5) rows = rows.filter((_, i) => i !== Math.floor(random() * rows.length));
+      else if (r < 0.8) rows = rows.map((x, i) => (i === Math.floor(random() * rows.length) ? { ...x, state: x.state === 'running' ? 'stopped' : 'running' } : x));
+      else rows = [...rows].reverse();
+      const kept = a.kept('node-b', '/v1/sessions', schema);
+      const out = ask(m, rows, `"t${step}"`, kept?.etag).out as Serialized;
+      const body: unknown = JSON.parse(out.json);
+      const got = out.status === 226 ? a.patched('node-b', '/v1/sessions', schema, kept!, out.headers.etag, rowsDelta.parse(body)) : schema.parse(body);
+      if (out.status === 200) a.sent('node-b', '/v1/sessions', schema, out.headers.etag, got);
+      expect(got, `step ${step}`).toEqual({ sessions: rows });
+      expect(out.status, `step ${step}`).toBe(step === 1 ? 200 : 226);
+    }
+  });
+});
+
+describe("a list's JSON", () => {
+  it('is the rows as JSON.stringify gives them, a frozen row serialized once and its text kept with it', () => {
+    const kept = Object.freeze({ id: 's-1', node: 'node-b', network: Object.freeze({ address: '10.0.0.2' }) });
+    const own = { id: 's-2', node: 'node-a', state: 'running' };
+    expect(listJson([own, kept])).toBe(JSON.stringify({ sessions: [own, kept] }));
+    // A row not frozen may change between lists: serialized again each time.
+    own.state = 'stopped';
+    expect(listJson([own, kept])).toBe(JSON.stringify({ sessions: [own, kept] }));
+    // A frozen row's text is kept: a stringify that would now give another text is not called again.
+    const calls: unknown[] = [];
+    const stringify = JSON.stringify;
+    JSON.stringify = ((v: unknown, ...rest: []) => (calls.push(v), stringify(v, ...rest))) as typeof JSON.stringify;
+    try {
+      listJson([kept, own]);
+    } finally {
+      JSON.stringify = stringify;
+    }
+    expect(calls).toEqual([own]);
+    expect(listJson([])).toBe('{"sessions":[]}');
   });
 });

@@ -9,12 +9,13 @@ import type { ResolvedVolume } from '../../sessions/manager.js';
 import { ApiError } from '../../vocab/errors.js';
 import { parseOwned, refText, VOLUME_NAME } from '../../vocab/names.js';
 import { sessionIds, sessionTable, type SessionListed } from '../../api/render.js';
-import { Printed, type Handlers } from '../dispatch.js';
+import { Printed, Serialized, type Handlers } from '../dispatch.js';
 import { notFound } from '../objects.js';
 import type { Context } from '../route.js';
 import { pendingView } from '../../fleet/views.js';
 import type { Reach } from '../../fleet/reach.js';
-import { listTag, tagged } from '../listTag.js';
+import { tagged } from '../listTag.js';
+import { listJson } from '../listJson.js';
 
 const consoleInfo = (ctx: Context) => (id: string) => ctx.consoles.info(id);
 
@@ -40,7 +41,7 @@ function volumesFor(ctx: Context, caller: Caller, req: CreateSessionRequest): Re
 const movingNow = (id: string) => new ApiError('conflict', `session ${id} is being moved to another node (its node is drained); try again once the move is done`);
 
 /** Fleet mode: a session of this node, with the node it runs on. */
-const here = <T extends object>(ctx: Context, s: T): T => (ctx.fleet ? { ...s, node: ctx.fleet.node } : s);
+const here = <T extends object>(ctx: Context, s: T): T => (ctx.fleet && (s as { node?: unknown }).node !== ctx.fleet.node ? { ...s, node: ctx.fleet.node } : s);
 
 /**
  * What a list shows `caller`: this node's sessions (`mine`), and in fleet mode
@@ -64,23 +65,25 @@ async function listed<T extends SessionListed>(ctx: Context, caller: Caller, oth
 
 /** The sessions `caller` may see, as the list route gives them (fleet mode: every node's): the list, and a fleet event stream's first event. */
 export const sessionsFor = (ctx: Context, caller: Caller, all: boolean): Promise<Session[]> =>
-  listed(ctx, caller, (reach) => reach.others(all), () => ctx.sessions.list(all, consoleInfo(ctx)));
+  listed(ctx, caller, (reach) => reach.others(all), () => ctx.sessions.list(all, consoleInfo(ctx), ctx.fleet?.node));
 
 export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' | 'sessionCreate' | 'sessionShow' | 'sessionStats' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
   sessionList: async (ctx, { caller, query, req }) => {
     const all = query.all ?? false;
     // Another node asks: this node's own, all of them (it filters), tagged (listTag.ts).
-    if (caller.via === 'peer' && query.format === undefined) return tagged(req, listTag(ctx, 'list', all), () => ({ sessions: ctx.sessions.list(all, consoleInfo(ctx)).map((s) => here(ctx, s)) }));
+    if (caller.via === 'peer' && query.format === undefined) return tagged(ctx, req, 'list', all, () => ctx.sessions.list(all, consoleInfo(ctx), ctx.fleet?.node));
     if (query.format === 'text' || query.format === 'ids') {
       // Sized for what is printed: the table's columns of each session (the other nodes' too), not every field of it.
       const rows = await listed(ctx, caller, (reach) => reach.rows(all), () => ctx.sessions.listTable(all));
       return new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid));
     }
-    return { sessions: await sessionsFor(ctx, caller, all) };
+    const sessions = await sessionsFor(ctx, caller, all);
+    // The other nodes' rows kept (frozen) go out as serialized when first sent (listJson.ts); --json's pretty print as usual.
+    return query.format === undefined ? new Serialized(200, listJson(sessions)) : { sessions };
   },
 
   // Served to the fleet's nodes alone (the route's 'peer'): the caller's node filters by its own policy.
-  nodeSessionRows: (ctx, { query, req }) => tagged(req, listTag(ctx, 'rows', query.all ?? false), () => ({ sessions: ctx.sessions.listTable(query.all ?? false) })),
+  nodeSessionRows: (ctx, { query, req }) => tagged(ctx, req, 'rows', query.all ?? false, () => ctx.sessions.listTable(query.all ?? false).map((s) => here(ctx, s))),
 
   sessionCreate: {
     detail: ({ body }) => body.name ?? null,

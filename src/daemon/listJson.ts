@@ -1,0 +1,22 @@
+// A list's JSON, each frozen row serialized once. The rows of another
+// node's list that a node keeps (src/fleet/lastAnswers.ts: deep-frozen, the
+// same objects while that node answers 304 or sends only the rows that
+// changed) and this node's own views (src/sessions/view.ts ListViews: the same
+// objects while they show the same) go out list after list as they are: a
+// row is serialized the first time it is sent, and its text is kept with it
+// (a WeakMap: the text goes with the row). Kubernetes' watch cache keeps an
+// object's encoding with it for the same reason. A row not frozen (made for
+// this list: a pending or unreachable one) is serialized each time.
+const serialized = new WeakMap<object, string>();
+
+export function listJson(rows: ReadonlyArray<object>): string {
+  return `{"sessions":[${rows.map(rowJson).join(',')}]}`;
+}
+
+/** One row's JSON: kept with it when it is frozen (deep-frozen, as every shared row is: src/vocab/frozen.ts). */
+export function rowJson(r: object): string {
+  if (!Object.isFrozen(r)) return JSON.stringify(r);
+  let text = serialized.get(r);
+  if (text === undefined) serialized.set(r, (text = JSON.stringify(r)));
+  return text;
+}
