@@ -67,6 +67,8 @@ export interface FeedParts {
   audit: AuditLog;
   consoles: Consoles;
   log: Logger;
+  /** Fleet mode: this node's name, which its sessions' views carry (as the list gives them). */
+  node?: string;
 }
 
 export class EventFeed {
@@ -147,7 +149,7 @@ export class EventFeed {
   attach(s: Omit<Subscriber, 'out'>, out: FeedOut, after: number | undefined): void {
     const sub = { ...s, out };
     // Another node's stream: that node reads the list itself (fleetStream.ts); its first event is only the place.
-    const sessions = s.caller.via === 'peer' ? [] : this.parts.sessions.list(false, this.consoleInfo).filter((v) => this.sees(s.caller, v));
+    const sessions = s.caller.via === 'peer' ? [] : this.parts.sessions.list(false, this.consoleInfo, this.parts.node).filter((v) => this.sees(s.caller, v));
     // With the reader's place in the trail (no further than the trail goes): a reader that reconnects before any audit event came misses none.
     const latest = this.parts.audit.latestId();
     out.send('sessions', { sessions }, after === undefined ? latest : Math.min(after, latest));

@@ -62,7 +62,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     },
     dropMovedAway: (id) => sessions.dropMovedAway(id),
     discard: (id) => sessions.destroy(id, undefined, 0),
-    held: () => sessions.list(false).filter((s) => s.state !== 'destroyed' && s.state !== 'failed').map((s) => s.id),
+    held: () => sessions.listTable(false).filter((s) => s.state !== 'destroyed' && s.state !== 'failed').map((s) => s.id),
     // Ended with the reason kept (failed): its owner sees why it is gone from this node.
     remove: (id, why) => sessions.destroy(id, why, 0),
     stateOf: (id) => sessions.find(id)?.state,

@@ -38,11 +38,9 @@ export class MadeLists {
     const held = req.headers['if-none-match'];
     if (held === tag) return new Unchanged(tag);
     const kept = this.made.get(key) ?? [];
-    let now = kept.find((m) => m.tag === tag);
-    if (!now) {
-      now = { tag, rows: serialize(make(), kept[0]?.rows) };
-      this.made.set(key, [now, ...kept].slice(0, KEPT));
-    }
+    // A tag made before (a console's viewers back to what they were) is the newest again.
+    const now = kept.find((m) => m.tag === tag) ?? { tag, rows: serialize(make(), kept[0]?.rows) };
+    this.made.set(key, [now, ...kept.filter((m) => m !== now)].slice(0, KEPT));
     const base = held !== undefined && asksRows(req) ? kept.find((m) => m.tag === held && m !== now) : undefined;
     if (!base) return new Serialized(200, `{"sessions":[${[...now.rows.values()].join(',')}]}`, { etag: tag });
     const changed: string[] = [];

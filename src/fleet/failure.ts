@@ -14,15 +14,17 @@
 // out of reach past the TTL) fences before it creates anything: it puts its
 // alive key first, so no one declares more of its sessions lost, then stops
 // and removes every session it holds that the fleet declared lost and no
-// longer assigns to it, marks each fenced, and clears its down key. Only
-// then does its worker make what is placed on it (open()).
+// longer assigns to it, marks each fenced, ends its old copy of each that a
+// drain moved to another node (committed while it was away: the others
+// remove such a move's record past the grace), and clears its down key.
+// Only then does its worker make what is placed on it (open()).
 //
 // "Down since" is the clock of the node that saw it first: nodes' clocks are
 // assumed within a small part of the grace of each other.
 import type { Etcd3, IOperation } from 'etcd3';
 import type { Logger } from 'pino';
 import { getPrefix, getWithRev, type ClusterConfig } from './etcd.js';
-import { desiredSchema, downSchema, key, lostSchema, parseValue, prefix, statusSchema, type Desired, type Lost, type Status } from './keys.js';
+import { desiredSchema, downSchema, key, lostSchema, moveSchema, parseValue, prefix, PREFIX, statusSchema, type Desired, type Lost, type Move, type Status } from './keys.js';
 import { readFleet } from './placement.js';
 import { reportedOrPlaced } from './views.js';
 import type { Registry } from './registry.js';
@@ -33,8 +35,11 @@ export interface FenceTarget {
   held(): string[];
   /** Stop and remove a session here; `why` is kept as the reason it ended. */
   remove(id: string, why: string): Promise<void>;
+  /** End this node's old copy of a session that moved to node `to` (src/fleet/move.ts). */
+  forget(id: string, to: string): Promise<void>;
 }
 
+const DESIRED = `${PREFIX}desired/`;
 /** Sessions per transaction: 3 operations each (placement, status, lost record), under etcd's default of 128. */
 const CHUNK = 32;
 
@@ -79,7 +84,7 @@ export class Failure {
     const gen = this.registry.generation;
     if (!this.registry.live) return;
     const me = this.c.node;
-    const [statuses, desired] = await Promise.all([getPrefix(this.etcd, prefix.status), getPrefix(this.etcd, key.desiredOf(me))]);
+    const [statuses, placed] = await Promise.all([getPrefix(this.etcd, prefix.status), getPrefix(this.etcd, DESIRED)]);
     const lost = new Map<string, Status>();
     for (const [k, v] of statuses) {
       try {
@@ -89,13 +94,22 @@ export class Failure {
         this.log.warn({ err: (e as Error).message }, 'ignoring a session status that does not parse');
       }
     }
-    const assigned = new Set([...desired.keys()].map((k) => k.slice(key.desiredOf(me).length)));
+    // Where each session is placed (/enclave/desired/NODE/ID).
+    const where = new Map([...placed.keys()].map((k) => k.slice(DESIRED.length).split('/')).map(([node, id]) => [id!, node!]));
     for (const id of this.target.held()) {
+      const at = where.get(id);
+      if (at === me) continue;
       const s = lost.get(id);
-      if (!s || assigned.has(id)) continue;
-      this.log.warn({ session: id, lost_since: s.since }, 'fencing: the fleet declared this session lost while this node was away; removing it here');
-      await this.target.remove(id, `fenced: node ${me} was unreachable past the fleet's grace (cluster.grace_s = ${this.c.grace_s}) and the fleet declared the session lost`);
-      await this.markFenced(s);
+      if (s) {
+        this.log.warn({ session: id, lost_since: s.since }, 'fencing: the fleet declared this session lost while this node was away; removing it here');
+        await this.target.remove(id, `fenced: node ${me} was unreachable past the fleet's grace (cluster.grace_s = ${this.c.grace_s}) and the fleet declared the session lost`);
+        await this.markFenced(s);
+      } else if (at !== undefined) {
+        // Placed on another node and no longer here: a drain moved it there (the move was committed:
+        // until then its placement here stays) and this node went away before it ended its old copy.
+        this.log.warn({ session: id, node: at }, 'fencing: this session moved to another node while this node was away; ending the old copy here');
+        await this.target.forget(id, at);
+      }
     }
     await this.etcd.delete().key(key.down(me));
     if (this.registry.generation === gen) this.fencedFor = gen;
@@ -139,7 +153,31 @@ export class Failure {
         continue;
       }
       const d = parseValue(downSchema, dk, dv);
-      if (Date.now() - Date.parse(d.since) >= this.c.grace_s * 1000) await this.declareLost(name);
+      if (Date.now() - Date.parse(d.since) >= this.c.grace_s * 1000) {
+        await this.declareLost(name);
+        await this.finishMovesOf(name);
+      }
+    }
+  }
+
+  /**
+   * The committed moves of a node away past the grace: their records go.
+   * The session runs on the node it moved to; the old copy is the away
+   * node's to end, which it does when it is back (fence(): placed on
+   * another node). Left, a record would stop any later move of the
+   * session. Only while that node is still away, and the record unchanged.
+   */
+  private async finishMovesOf(node: string): Promise<void> {
+    for (const [k, v] of await getPrefix(this.etcd, prefix.move)) {
+      let rec: Move;
+      try {
+        rec = parseValue(moveSchema, k, v);
+      } catch {
+        continue;
+      }
+      if (rec.from !== node || rec.phase !== 'committed') continue;
+      const r = await this.etcd.if(key.alive(node), 'Version', '==', 0).and(k, 'Value', '==', v).then(this.etcd.delete().key(k)).commit();
+      if (r.succeeded) this.log.warn({ session: rec.id, from: node, to: rec.to }, "a committed move's record of a node away past the grace removed: its old copy ends there when it is back");
     }
   }
 

@@ -37,7 +37,8 @@ export class LastAnswers {
 
   /**
    * `node` sent the rows of `path` that changed since `kept` (its ids in
-   * order, and the rows it holds otherwise): the list now, kept with `etag`.
+   * order, and the rows it holds otherwise): the list now, kept with `etag`
+   * unless another list asked at the same time kept a newer one already.
    * Only the rows sent are checked (with `schema`, as a list of their own);
    * an id neither sent nor held, or sent twice, is an answer that does not
    * parse, and the copy is dropped.
@@ -45,24 +46,35 @@ export class LastAnswers {
   patched<S extends ListSchema>(node: string, path: string, schema: S, kept: { etag: string; value: z.output<S> }, etag: string | undefined, delta: RowsDelta): z.output<S> {
     const k = `${node} ${path}`;
     const e = this.entries.get(k);
-    this.entries.delete(k);
-    if (!e || e.etag !== kept.etag) throw new Error('the list it changed is no longer held');
-    const byId = (e.byId ??= new Map(e.value.sessions.map((r) => [r.id, r])));
-    const sent = new Map(schema.parse({ sessions: delta.rows }).sessions.map((r) => [r.id, r]));
-    if (sent.size !== delta.rows.length) throw new Error('a row was sent twice');
-    const ids = new Set(delta.ids);
-    if (ids.size !== delta.ids.length) throw new Error('an id was listed twice');
-    for (const id of sent.keys()) if (!ids.has(id)) throw new Error(`row ${id.slice(0, 64)} was sent but not listed`);
-    const sessions = delta.ids.map((id) => {
-      const row = sent.get(id) ?? byId.get(id);
-      if (!row) throw new Error(`row ${id.slice(0, 64)} was neither sent nor held`);
-      return row;
-    });
-    // The whole list's shape: the held rows passed its schema, the sent ones just did.
-    const value = { ...kept.value, sessions } as z.output<S>;
-    this.counts.delta++;
-    this.keepAs(k, schema, etag, value);
-    return value;
+    // Two lists at once may both hold `kept` and be sent the same rows: each is put together from what it held.
+    const current = e !== undefined && e.etag === kept.etag ? e : undefined;
+    try {
+      const byId = current ? (current.byId ??= byIdOf(kept.value.sessions)) : byIdOf(kept.value.sessions);
+      const sent = new Map(schema.parse({ sessions: delta.rows }).sessions.map((r) => [r.id, r]));
+      if (sent.size !== delta.rows.length) throw new Error('a row was sent twice');
+      const ids = new Set(delta.ids);
+      if (ids.size !== delta.ids.length) throw new Error('an id was listed twice');
+      for (const id of sent.keys()) if (!ids.has(id)) throw new Error(`row ${id.slice(0, 64)} was sent but not listed`);
+      const sessions = delta.ids.map((id) => {
+        const row = sent.get(id) ?? byId.get(id);
+        if (!row) throw new Error(`row ${id.slice(0, 64)} was neither sent nor held`);
+        return row;
+      });
+      // The whole list's shape: the held rows passed its schema, the sent ones just did.
+      const value = { ...kept.value, sessions } as z.output<S>;
+      this.counts.delta++;
+      if (e === undefined || current) this.keepAs(k, schema, etag, value);
+      return value;
+    } catch (err) {
+      this.drop(node, path, kept.etag);
+      throw err;
+    }
+  }
+
+  /** Forget the copy of `path` from `node` if it is still the one tagged `etag` (its node answered what does not fit it). */
+  drop(node: string, path: string, etag: string): void {
+    const k = `${node} ${path}`;
+    if (this.entries.get(k)?.etag === etag) this.entries.delete(k);
   }
 
   /**
@@ -90,3 +102,5 @@ export class LastAnswers {
     for (const k of this.entries.keys()) if (!nodes.has(k.slice(0, k.indexOf(' ')))) this.entries.delete(k);
   }
 }
+
+const byIdOf = <R extends { id: string }>(rows: readonly R[]): Map<string, R> => new Map(rows.map((r) => [r.id, r]));

@@ -6,7 +6,6 @@
 // every live node for its own sessions at once and shows a node that does
 // not answer (or whose lease lapsed) with what etcd last knew of its sessions,
 // unreachable, and the sessions the fleet declared lost (views.ts).
-import type { IncomingHttpHeaders } from 'node:http';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -21,6 +20,7 @@ import { lostView, reportedOrPlaced, unreachableView } from './views.js';
 import { PeerClient, PeerCredentials, peerName, type PeerConfig } from './peerTls.js';
 import type { WatchedFleet } from './watched.js';
 import { LastAnswers, type ListSchema } from './lastAnswers.js';
+import { parsed, peerGet } from './peerGet.js';
 import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
 
 export interface Located {
@@ -55,8 +55,6 @@ const listReply = z.object({ sessions: z.array(sessionSchema) });
 const quick = <T>(p: Promise<T>, fallback: T, onLate?: (e: Error) => void): Promise<T> =>
   within(p, FLEET_READ_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => (onLate?.(e), fallback));
 const DESIRED = `${PREFIX}desired/`;
-/** The most a node's answer to a list or a lookup may hold: 500 sessions are ~1 MiB. */
-const MAX_PEER_REPLY = 32 * 1024 * 1024;
 /** Lookups of an ended session (ended()) at once: 4 of the 16 kept-alive connections to each node at most. */
 const ENDED_AT_ONCE = 4;
 
@@ -323,7 +321,7 @@ export class Reach {
    * policy), parsed: undefined on a 404.
    */
   private async getJson<S extends z.ZodType>(node: string, endpoint: string, path: string, schema: S, ms: number): Promise<z.output<S> | undefined> {
-    const res = await this.get(node, endpoint, path, {}, ms);
+    const res = await peerGet(this.client, node, endpoint, path, {}, ms);
     if (res.status === 404) return undefined;
     if (res.status !== 200) throw new Error(`node ${node} answered ${res.status}`);
     return parsed(node, path, () => schema.parse(JSON.parse(res.body)));
@@ -334,12 +332,17 @@ export class Reach {
    * (LastAnswers): unchanged (304), the rows that changed since (226,
    * src/daemon/madeLists.ts), or the whole list; undefined on a 404.
    */
-  private async getList<S extends ListSchema>(node: string, endpoint: string, path: string, schema: S, ms: number): Promise<z.output<S> | undefined> {
-    const kept = this.answers.kept(node, path, schema);
-    const res = await this.get(node, endpoint, path, kept ? { 'if-none-match': kept.etag, 'a-im': ROWS_IM } : {}, ms);
+  private async getList<S extends ListSchema>(node: string, endpoint: string, path: string, schema: S, ms: number, whole = false): Promise<z.output<S> | undefined> {
+    const kept = whole ? undefined : this.answers.kept(node, path, schema);
+    const res = await peerGet(this.client, node, endpoint, path, kept ? { 'if-none-match': kept.etag, 'a-im': ROWS_IM } : {}, ms);
     if (res.status === 404) return undefined;
     if (res.status === 304 && kept) return this.answers.unchanged(kept);
-    if (res.status === 226 && kept && res.headers.im === ROWS_IM && res.headers['delta-base'] === kept.etag) {
+    if (res.status === 226 && kept) {
+      // Rows changed since a list this node does not hold: its copy goes, and the whole list is asked for once.
+      if (res.headers.im !== ROWS_IM || res.headers['delta-base'] !== kept.etag) {
+        this.answers.drop(node, path, kept.etag);
+        return this.getList(node, endpoint, path, schema, ms, true);
+      }
       return parsed(node, path, () => this.answers.patched(node, path, schema, kept, res.headers.etag, rowsDelta.parse(JSON.parse(res.body))));
     }
     if (res.status !== 200) throw new Error(`node ${node} answered ${res.status}`);
@@ -348,49 +351,7 @@ export class Reach {
     return value;
   }
 
-  /**
-   * GET `path` from a node: its status, headers and body. A deadline on the
-   * whole answer, not an idle timeout: a request queued behind busy
-   * connections to that node, or a peer that trickles bytes, must not hold
-   * the caller; and a bound on its size.
-   */
-  private get(node: string, endpoint: string, path: string, headers: Record<string, string>, ms: number): Promise<{ status: number | undefined; headers: IncomingHttpHeaders; body: string }> {
-    return new Promise((resolve, reject) => {
-      const req = this.client.request(node, endpoint, { method: 'GET', path, headers }, { uid: 0, gids: [] });
-      const timer = setTimeout(() => req.destroy(new Error(`no whole answer within ${ms} ms`)), ms);
-      timer.unref();
-      req.on('error', (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-      req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_PEER_REPLY) return req.destroy(new Error(`node ${node} answered more than ${MAX_PEER_REPLY} bytes`));
-          chunks.push(c);
-        });
-        res.on('error', reject);
-        res.on('end', () => {
-          clearTimeout(timer);
-          resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') });
-        });
-      });
-      req.end();
-    });
-  }
-
   close(): void {
     this.client.close();
-  }
-}
-
-/** `f()`, or an error that names the node and the path when its answer does not parse or check. */
-function parsed<T>(node: string, path: string, f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    throw new Error(`node ${node}'s answer to ${path.split('?')[0]} does not parse: ${(e as Error).message.slice(0, 200)}`);
   }
 }

@@ -233,6 +233,36 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     for (const s of onC) await nodes.c.destroy(s.id);
   }, 120_000);
 
+  it("finishes a move whose drained node went away after committing it: past the grace the record goes, and the node, back, ends its old copy", async () => {
+    const [moved] = await createOn('c', 1);
+    const id = moved!.id;
+    expect((await nodes.c.api('POST', `/v1/sessions/${id}/stop`)).status).toBe(200);
+    await nodes.c.stop('SIGKILL');
+    await until('C unreachable', async () => ((await nodeState(names.c)) === 'unreachable' ? true : undefined));
+    // What C's move of it to A leaves when C dies right after the commit (src/fleet/move.ts): the placement
+    // on A, none on C, the record committed, and C's stopped copy not yet ended.
+    const placement = await client.get(`/enclave/desired/${names.c}/${id}`).string();
+    expect(placement).not.toBeNull();
+    const record = JSON.stringify({ id, from: names.c, to: names.a, phase: 'committed' });
+    const done = await client
+      .if(`/enclave/desired/${names.c}/${id}`, 'Version', '>', 0)
+      .then(client.delete().key(`/enclave/desired/${names.c}/${id}`), client.put(`/enclave/desired/${names.a}/${id}`).value(placement!), client.put(`/enclave/move/${id}`).value(record))
+      .commit();
+    expect(done.succeeded).toBe(true);
+    await until('it runs on A', async () => ((await local(nodes.a)).find((s) => s.id === id)?.state === 'running' ? true : undefined));
+    // Past the grace, another node removes the record (left, it would stop any later move of the session).
+    await until('the move record removed', async () => ((await client.get(`/enclave/move/${id}`).string()) === null ? true : undefined), (GRACE_S + 30) * 1000);
+    expect(await fleetStatus(id)).toMatchObject({ state: 'running', node: names.a });
+    // Back, C ends its old copy before it takes work: it moved, and runs on A alone.
+    await nodes.c.start();
+    await until('C ready again', async () => ((await nodeState(names.c)) === 'ready' ? true : undefined));
+    const old = (await nodes.c.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] };
+    expect(old.sessions.find((s) => s.id === id && s.node === names.c)).toMatchObject({ state: 'destroyed', moved_to: names.a });
+    expect((await nodes.a.show(id)).state).toBe('running');
+    expect(await fleetStatus(id)).toMatchObject({ state: 'running', node: names.a });
+    await nodes.a.destroy(id);
+  }, 240_000);
+
   it('fails no create of a burst during which the etcd leader is killed', async () => {
     const status = async (endpoint: string) => {
       const r = await fetch(`${endpoint}/v3/maintenance/status`, { method: 'POST', body: '{}' });

@@ -200,6 +200,38 @@ describe('a list sent as the rows that changed (226)', () => {
     expect((ask(m, r1, '"t6"', '"t2"').out as Serialized).status).toBe(200);
   });
 
+  it('is made against the list the asking node holds, not the one made last: a node two writes behind gets every row changed since', () => {
+    const m = new MadeLists();
+    const t1: Row[] = [{ id: 's-1', state: 'running' }, { id: 's-2', state: 'running' }, { id: 's-3', state: 'running' }];
+    const t2: Row[] = [{ id: 's-1', state: 'running' }, { id: 's-2', state: 'stopped' }, { id: 's-3', state: 'running' }];
+    const t3: Row[] = [{ id: 's-1', state: 'running' }, { id: 's-2', state: 'stopped' }, { id: 's-3', state: 'stopped' }];
+    ask(m, t1, '"t1"');
+    expect(JSON.parse((ask(m, t2, '"t2"', '"t1"').out as Serialized).json).rows).toEqual([t2[1]]);
+    // Node C still holds t1 (it did not ask at t2): both rows, not only the one changed since t2.
+    const behind = ask(m, t3, '"t3"', '"t1"').out as Serialized;
+    expect(behind.headers['delta-base']).toBe('"t1"');
+    expect(JSON.parse(behind.json)).toEqual({ ids: ['s-1', 's-2', 's-3'], rows: [t3[1], t3[2]] });
+    expect(JSON.parse((ask(m, t3, '"t3"', '"t2"').out as Serialized).json).rows).toEqual([t3[2]]);
+  });
+
+  it('is put together by each of two lists asked at once from the same held list, the newer copy kept', () => {
+    const a = new LastAnswers();
+    a.sent('node-b', '/v1/sessions', schema, '"t1"', schema.parse({ sessions: r1 }));
+    const kept = a.kept('node-b', '/v1/sessions', schema)!;
+    const delta = { ids: ['s-1', 's-2', 's-4'], rows: [r2[1], r2[2]] };
+    expect(a.patched('node-b', '/v1/sessions', schema, kept, '"t2"', delta)).toEqual({ sessions: r2 });
+    // The second answer to the same ask: put together from what it held, and the copy now kept (t2) stays.
+    expect(a.patched('node-b', '/v1/sessions', schema, kept, '"t2"', delta)).toEqual({ sessions: r2 });
+    expect(a.kept('node-b', '/v1/sessions', schema)?.etag).toBe('"t2"');
+    // A bad answer to an older ask does not drop the newer copy either.
+    expect(() => a.patched('node-b', '/v1/sessions', schema, kept, '"t3"', { ids: ['s-9'], rows: [] })).toThrow();
+    expect(a.kept('node-b', '/v1/sessions', schema)?.etag).toBe('"t2"');
+    // Dropped by a node that left (keep()) while asked: the answer still makes the list, and is kept.
+    a.keep(new Set());
+    expect(a.patched('node-b', '/v1/sessions', schema, kept, '"t2"', delta)).toEqual({ sessions: r2 });
+    expect(a.kept('node-b', '/v1/sessions', schema)?.etag).toBe('"t2"');
+  });
+
   it('is put together by the asking node from the rows it holds and those sent, checking only those sent', () => {
     const a = new LastAnswers();
     a.sent('node-b', '/v1/sessions', schema, '"t1"', schema.parse({ sessions: r1 }));
