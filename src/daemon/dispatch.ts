@@ -21,6 +21,7 @@ import { formatOf, sendPrinted, sendText } from './render.js';
 import type { Context, Upgrade } from './route.js';
 import type { Session } from '../api/schemas.js';
 import { pendingView } from '../fleet/views.js';
+import { FORWARDED_HEADER } from '../fleet/peerTls.js';
 import type { FleetReads } from '../fleet/reach.js';
 import { FLEET_READ_TIMEOUT_MS, FleetTimeout, within } from '../fleet/deadline.js';
 import { Forward, forwardHttp, forwardUpgrade } from './forward.js';
@@ -303,7 +304,9 @@ export class Dispatcher {
     // A peer's call was checked and audited at the node its caller reached; here it is recorded as vouched for,
     // but for the reads a node fans out to every node for its own lists and lookups (made as root, for any
     // caller, and unlimited: recorded, any tenant's list would push root's history out of every other node's trail).
-    if (spec.action && caller.via === 'peer' && !FLEET_READS.has(spec.action)) ctx.access.vouched(caller, spec.action, audited, detailOf(input));
+    // A show forwarded for a caller says so (forward.ts), and is recorded.
+    const forwarded = req.headers[FORWARDED_HEADER] === '1';
+    if (spec.action && caller.via === 'peer' && (forwarded || !FLEET_READS.has(spec.action))) ctx.access.vouched(caller, spec.action, audited, detailOf(input));
     if (spec.action && caller.via !== 'peer') {
       const hidden = ref && ref.kind === 'name' ? { error: notFound(kind as 'session' | 'volume' | 'secret', ref), ref: refText(ref) } : undefined;
       input.scope = ctx.access.check(caller, spec.action, audited, detailOf(input), hidden);

@@ -7,7 +7,7 @@
 // exec's streams, attach's resize and resume and its acks cross unchanged.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Reach, Located } from '../fleet/reach.js';
-import { GIDS_HEADER, UID_HEADER } from '../fleet/peerTls.js';
+import { FORWARDED_HEADER, GIDS_HEADER, UID_HEADER } from '../fleet/peerTls.js';
 import { ApiError } from '../vocab/errors.js';
 import type { Caller } from '../access/guard.js';
 import { sendError } from './http.js';
@@ -31,7 +31,7 @@ function pathFor(f: Forward, url: URL): string {
 
 // Never forwarded: hop-by-hop headers, the identity (set here from the checked caller) and the
 // caller's credentials for this node (the listener's token, the page's cookie), which are no peer's business.
-const HOP = new Set(['host', 'connection', 'content-length', 'transfer-encoding', 'keep-alive', 'authorization', 'cookie', UID_HEADER, GIDS_HEADER]);
+const HOP = new Set(['host', 'connection', 'content-length', 'transfer-encoding', 'keep-alive', 'authorization', 'cookie', UID_HEADER, GIDS_HEADER, FORWARDED_HEADER]);
 /** The owner's reply headers a client may see: no cookie of another node's. */
 const replyHeaders = (h: IncomingMessage['headers']) => Object.fromEntries(Object.entries(h).filter(([k]) => k !== 'set-cookie'));
 const unreachable = (f: Forward, e: Error) => new ApiError('exhausted', `session ${f.to.id} is on node ${f.to.node}, which did not answer: ${e.message}`);
@@ -42,6 +42,8 @@ export function forwardHttp(reach: Reach, f: Forward, req: IncomingMessage, res:
   for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
   const body = f.body === undefined ? undefined : JSON.stringify(f.body);
   if (body !== undefined) Object.assign(headers, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) });
+  // A read the owner also serves the fleet itself (a show): recorded there for this caller all the same.
+  headers[FORWARDED_HEADER] = '1';
   return new Promise((resolve) => {
     const out = reach.client.request(f.to.node, f.to.endpoint, { method: req.method ?? 'GET', path: pathFor(f, url), headers }, caller, long);
     out.on('response', (r) => {

@@ -161,13 +161,19 @@ export class Failure {
   }
 
   /**
-   * The committed moves of a node away past the grace: their records go.
-   * The session runs on the node it moved to; the old copy is the away
-   * node's to end, which it does when it is back (fence(): placed on
-   * another node). Left, a record would stop any later move of the
-   * session. Only while that node is still away, and the record unchanged.
+   * The moves of a node away past the grace, which it can no longer finish.
+   * A committed one's record goes: the session runs on the node it moved
+   * to, and the old copy is the away node's to end, which it does when back
+   * (fence(): placed on another node); left, the record would stop any later
+   * move of the session. One to this node that was not committed: the
+   * session is lost with that node (its files are there: declareLost()),
+   * and the copy made here goes, its placement here and the record first,
+   * then the copy, marked moved back (a later move here may make it again).
+   * Each only while that node is still away and the record unchanged: back,
+   * it finishes its moves itself (src/fleet/move.ts).
    */
   private async finishMovesOf(node: string): Promise<void> {
+    const me = this.c.node;
     for (const [k, v] of await getPrefix(this.etcd, prefix.move)) {
       let rec: Move;
       try {
@@ -175,9 +181,17 @@ export class Failure {
       } catch {
         continue;
       }
-      if (rec.from !== node || rec.phase !== 'committed') continue;
-      const r = await this.etcd.if(key.alive(node), 'Version', '==', 0).and(k, 'Value', '==', v).then(this.etcd.delete().key(k)).commit();
-      if (r.succeeded) this.log.warn({ session: rec.id, from: node, to: rec.to }, "a committed move's record of a node away past the grace removed: its old copy ends there when it is back");
+      const committed = rec.phase === 'committed';
+      if (rec.from !== node || (!committed && rec.to !== me)) continue;
+      const ops = committed ? [this.etcd.delete().key(k)] : [this.etcd.delete().key(key.desired(me, rec.id)), this.etcd.delete().key(k)];
+      const r = await this.etcd.if(key.alive(node), 'Version', '==', 0).and(k, 'Value', '==', v).then(...ops).commit();
+      if (!r.succeeded) continue;
+      if (committed) {
+        this.log.warn({ session: rec.id, from: node, to: rec.to }, "a committed move's record of a node away past the grace removed: its old copy ends there when it is back");
+      } else {
+        this.log.warn({ session: rec.id, from: node }, 'a move here from a node away past the grace was never committed: the copy made here goes (the session is lost with that node)');
+        if (this.target.held().includes(rec.id)) await this.target.forget(rec.id, node);
+      }
     }
   }
 

@@ -15,6 +15,8 @@ export type PeerConfig = NonNullable<ClusterConfig['peer']>;
 /** The caller's identity on a forwarded call. */
 export const UID_HEADER = 'x-enclave-uid';
 export const GIDS_HEADER = 'x-enclave-gids';
+/** On a call forwarded for a caller (src/daemon/forward.ts), not one of the reads a node makes for its own lists and lookups. */
+export const FORWARDED_HEADER = 'x-enclave-forwarded';
 // Digits only: coercion would read an empty header as uid 0 (root).
 const id = z.string().regex(/^\d{1,10}$/, 'a decimal id').transform(Number).pipe(z.number().int().max(4_294_967_294));
 const identitySchema = z.object({ uid: id, gids: z.array(id).max(1024) });

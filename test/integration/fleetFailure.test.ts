@@ -13,7 +13,7 @@
 // - an etcd member (the leader) killed during a burst of creates: none fails;
 // - etcd quorum lost: fleet operations fail at once with one line (503), the
 //   sessions keep running and exec into a node's own session works.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import { isRoot, TestDaemon } from './harness.js';
@@ -114,6 +114,14 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
       return true;
     });
   }, 120_000);
+
+  /** C's daemon killed by a test that failed before it started it again: started for the tests after it. */
+  let cDown = false;
+  afterEach(async () => {
+    if (!cDown) return;
+    cDown = false;
+    await nodes.c.start();
+  }, 60_000);
 
   afterAll(async () => {
     await endFleetRun(dir, etcd, Object.values(nodes), net, async () => {
@@ -238,6 +246,7 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     const id = moved!.id;
     expect((await nodes.c.api('POST', `/v1/sessions/${id}/stop`)).status).toBe(200);
     await nodes.c.stop('SIGKILL');
+    cDown = true;
     await until('C unreachable', async () => ((await nodeState(names.c)) === 'unreachable' ? true : undefined));
     // What C's move of it to A leaves when C dies right after the commit (src/fleet/move.ts): the placement
     // on A, none on C, the record committed, and C's stopped copy not yet ended.
@@ -255,12 +264,48 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     expect(await fleetStatus(id)).toMatchObject({ state: 'running', node: names.a });
     // Back, C ends its old copy before it takes work: it moved, and runs on A alone.
     await nodes.c.start();
+    cDown = false;
     await until('C ready again', async () => ((await nodeState(names.c)) === 'ready' ? true : undefined));
     const old = (await nodes.c.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] };
     expect(old.sessions.find((s) => s.id === id && s.node === names.c)).toMatchObject({ state: 'destroyed', moved_to: names.a });
     expect((await nodes.a.show(id)).state).toBe('running');
     expect(await fleetStatus(id)).toMatchObject({ state: 'running', node: names.a });
     await nodes.a.destroy(id);
+  }, 240_000);
+
+  it('drops the copy a move was making when its drained node went away before committing it: past the grace the session is lost, not run on', async () => {
+    const [moving] = await createOn('c', 1);
+    const id = moving!.id;
+    expect((await nodes.c.api('POST', `/v1/sessions/${id}/stop`)).status).toBe(200);
+    await nodes.c.stop('SIGKILL');
+    cDown = true;
+    await until('C unreachable', async () => ((await nodeState(names.c)) === 'unreachable' ? true : undefined));
+    // What C's move of it to A leaves when C dies before the commit: placed on both, the record copying, A's copy made.
+    const placement = await client.get(`/enclave/desired/${names.c}/${id}`).string();
+    expect(placement).not.toBeNull();
+    await client.put(`/enclave/move/${id}`).value(JSON.stringify({ id, from: names.c, to: names.a, phase: 'copying' }));
+    await client.put(`/enclave/desired/${names.a}/${id}`).value(placement!);
+    const copy = await until('its copy runs on A', async () => {
+      const s = (await local(nodes.a)).find((x) => x.id === id && x.node === names.a);
+      return s?.state === 'running' ? s : undefined;
+    });
+    // Past the grace: lost with C (its files are there), and A's copy goes with its placement and the record.
+    await until('the move record removed', async () => ((await client.get(`/enclave/move/${id}`).string()) === null ? true : undefined), (GRACE_S + 30) * 1000);
+    await until('lost', async () => ((await fleetStatus(id))?.state === 'lost' ? true : undefined));
+    expect(await fleetStatus(id)).toMatchObject({ state: 'lost', node: names.c });
+    expect(await client.get(`/enclave/desired/${names.a}/${id}`).string()).toBeNull();
+    // A's copy ended, marked moved back; the session is its owner's lost one (this fleet has no peer channel:
+    // each node lists its own sessions, and the lost record is in etcd).
+    await until(`A's copy (init ${copy.init_pid}) gone`, async () => (runs(copy.init_pid!) ? undefined : true));
+    const onA = ((await nodes.a.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] }).sessions.filter((s) => s.id === id);
+    expect(onA).toEqual([expect.objectContaining({ node: names.a, state: 'destroyed', moved_to: names.c })]);
+    expect(JSON.parse((await client.get(`/enclave/lost/${id}`).string())!)).toMatchObject({ id, node: names.c });
+    // Back, C fences its copy.
+    await nodes.c.start();
+    cDown = false;
+    await until('C fenced it', async () => ((await fleetStatus(id))?.state === 'fenced' ? true : undefined));
+    await until('C ready again', async () => ((await nodeState(names.c)) === 'ready' ? true : undefined));
+    expect((await nodes.c.show(id)).state).toBe('failed');
   }, 240_000);
 
   it('fails no create of a burst during which the etcd leader is killed', async () => {

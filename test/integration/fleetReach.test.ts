@@ -397,30 +397,42 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
         }
       }
     };
-    // 1. Every node trusts both CAs (the old CA's certificate kept aside, to sign a certificate with it later).
-    copyFileSync(caFile, join(dir, 'ca1.crt'));
-    writeFileSync(caFile, Buffer.concat([readFileSync(caFile), readFileSync(next.ca)]));
-    for (const k of all) await reload(k, 'both CAs');
-    await mesh('both CAs');
-    // 2. Node by node, a certificate of the new CA.
-    for (const k of all) {
-      const cert = makeNodeCert(mkdtempSync(join(pki, 'ca2-')), next, names[k]);
-      copyFileSync(cert.key, join(pki, `${names[k]}.key`));
-      copyFileSync(cert.cert, join(pki, `${names[k]}.crt`));
-      await reload(k, `${k}'s new certificate`);
-      await mesh(`${k}'s new certificate`);
+    // Failed part-way, the files are put back and every node reloads them: the tests after it need the fleet's CA.
+    const files = [caFile, join(pki, 'ca.key'), ...all.flatMap((k) => [join(pki, `${names[k]}.key`), join(pki, `${names[k]}.crt`)])];
+    const saved = files.map((f) => readFileSync(f));
+    let moved = false;
+    try {
+      // 1. Every node trusts both CAs (the old CA's certificate kept aside, to sign a certificate with it later).
+      copyFileSync(caFile, join(dir, 'ca1.crt'));
+      writeFileSync(caFile, Buffer.concat([readFileSync(caFile), readFileSync(next.ca)]));
+      for (const k of all) await reload(k, 'both CAs');
+      await mesh('both CAs');
+      // 2. Node by node, a certificate of the new CA.
+      for (const k of all) {
+        const cert = makeNodeCert(mkdtempSync(join(pki, 'ca2-')), next, names[k]);
+        copyFileSync(cert.key, join(pki, `${names[k]}.key`));
+        copyFileSync(cert.cert, join(pki, `${names[k]}.crt`));
+        await reload(k, `${k}'s new certificate`);
+        await mesh(`${k}'s new certificate`);
+      }
+      // 3. The old CA dropped: new connections everywhere (each reload retires its client's), and still every node reaches every other.
+      copyFileSync(next.ca, caFile);
+      for (const k of all) await reload(k, 'the new CA alone');
+      await mesh('the new CA alone');
+      // A certificate of the old CA no longer gets in; one of the new does.
+      const old = makeNodeCert(mkdtempSync(join(pki, 'old-')), { ca: join(dir, 'ca1.crt'), caKey: join(pki, 'ca.key') }, names.b);
+      expect(await peerGet(hosts.c, ports.c, { ca: readFileSync(caFile), cert: readFileSync(old.cert), key: readFileSync(old.key) }, names.c)).toMatch(/certificate|alert|socket hang up|ECONNRESET/i);
+      const good = makeNodeCert(mkdtempSync(join(pki, 'new-')), next, names.b);
+      expect(await peerGet(hosts.c, ports.c, { ca: readFileSync(caFile), cert: readFileSync(good.cert), key: readFileSync(good.key) }, names.c)).toBe(200);
+      // The fleet's CA is the new one from here on (later tests make certificates with pki/ca.key).
+      copyFileSync(next.caKey, join(pki, 'ca.key'));
+      moved = true;
+    } finally {
+      if (!moved) {
+        files.forEach((f, i) => writeFileSync(f, saved[i]!));
+        for (const k of all) await nodes[k].api('POST', '/v1/daemon/reload').catch(() => undefined);
+      }
     }
-    // 3. The old CA dropped: new connections everywhere (each reload retires its client's), and still every node reaches every other.
-    copyFileSync(next.ca, caFile);
-    for (const k of all) await reload(k, 'the new CA alone');
-    await mesh('the new CA alone');
-    // A certificate of the old CA no longer gets in; one of the new does.
-    const old = makeNodeCert(mkdtempSync(join(pki, 'old-')), { ca: join(dir, 'ca1.crt'), caKey: join(pki, 'ca.key') }, names.b);
-    expect(await peerGet(hosts.c, ports.c, { ca: readFileSync(caFile), cert: readFileSync(old.cert), key: readFileSync(old.key) }, names.c)).toMatch(/certificate|alert|socket hang up|ECONNRESET/i);
-    const good = makeNodeCert(mkdtempSync(join(pki, 'new-')), next, names.b);
-    expect(await peerGet(hosts.c, ports.c, { ca: readFileSync(caFile), cert: readFileSync(good.cert), key: readFileSync(good.key) }, names.c)).toBe(200);
-    // The fleet's CA is the new one from here on (later tests make certificates with pki/ca.key).
-    copyFileSync(next.caKey, join(pki, 'ca.key'));
     await nodes.a.destroy(on.a.id);
     await nodes.b.destroy(on.b.id);
   });
@@ -741,6 +753,14 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
   });
 
   it('stops, starts and destroys a session on C through A', async () => {
+    const events = async (d: TestDaemon, action: string) => ((await d.api('GET', `/v1/events?action=${action}`)).body as { events: AuditEvent[] }).events.filter((e) => e.session_id === far.id);
+    // A show and a stats call through A are on C's trail too, vouched for by A (the fleet's own lookups and lists are not).
+    const shownOnC = async () => (await events(nodes.c, 'session.show&reads=1')).filter((e) => e.node === names.c && e.via === 'peer' && e.rule === `node ${names.a}`).length;
+    const shown = await shownOnC();
+    expect((await nodes.a.api('GET', `/v1/sessions/${far.id}`)).status).toBe(200);
+    expect((await nodes.a.api('GET', `/v1/sessions/${far.id}/stats`)).status).toBe(200);
+    expect((await nodes.a.api('GET', '/v1/sessions')).status).toBe(200);
+    expect(await shownOnC()).toBe(shown + 2);
     const stopped = await nodes.a.api('POST', `/v1/sessions/${far.id}/stop`);
     expect(stopped.status, JSON.stringify(stopped.body)).toBe(200);
     expect(stopped.body).toMatchObject({ id: far.id, state: 'stopped', node: names.c });
@@ -754,7 +774,6 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect((await nodes.c.show(far.id)).state).toBe('destroyed');
     // Checked once, at the node the caller reached (A's trail has the decision); C, which did it, records it
     // as vouched for by A (via peer, rule "node A"), so a node's own trail says what it did for a peer.
-    const events = async (d: TestDaemon, action: string) => ((await d.api('GET', `/v1/events?action=${action}`)).body as { events: AuditEvent[] }).events.filter((e) => e.session_id === far.id);
     for (const action of ['session.stop', 'session.start', 'session.destroy']) {
       for (const through of [nodes.a, nodes.c]) {
         const ev = await events(through, action);
