@@ -84,7 +84,8 @@ export class Failure {
     const gen = this.registry.generation;
     if (!this.registry.live) return;
     const me = this.c.node;
-    const [statuses, placed] = await Promise.all([getPrefix(this.etcd, prefix.status), getPrefix(this.etcd, DESIRED)]);
+    // Placements by their keys alone (every node's: a value holds a whole create request), and the moves under way.
+    const [statuses, placed, moves] = await Promise.all([getPrefix(this.etcd, prefix.status), this.etcd.getAll().prefix(DESIRED).keys(), getPrefix(this.etcd, prefix.move)]);
     const lost = new Map<string, Status>();
     for (const [k, v] of statuses) {
       try {
@@ -94,21 +95,28 @@ export class Failure {
         this.log.warn({ err: (e as Error).message }, 'ignoring a session status that does not parse');
       }
     }
-    // Where each session is placed (/enclave/desired/NODE/ID).
-    const where = new Map([...placed.keys()].map((k) => k.slice(DESIRED.length).split('/')).map(([node, id]) => [id!, node!]));
+    // Where each session is placed (/enclave/desired/NODE/ID): on two nodes while a move copies it.
+    const where = new Map<string, string[]>();
+    for (const k of placed) {
+      const [node, id] = k.slice(DESIRED.length).split('/') as [string, string];
+      where.set(id, [...(where.get(id) ?? []), node]);
+    }
+    const moving = new Set([...moves.keys()].map((k) => k.slice(prefix.move.length)));
     for (const id of this.target.held()) {
-      const at = where.get(id);
-      if (at === me) continue;
+      const at = where.get(id) ?? [];
+      if (at.includes(me)) continue;
       const s = lost.get(id);
       if (s) {
         this.log.warn({ session: id, lost_since: s.since }, 'fencing: the fleet declared this session lost while this node was away; removing it here');
         await this.target.remove(id, `fenced: node ${me} was unreachable past the fleet's grace (cluster.grace_s = ${this.c.grace_s}) and the fleet declared the session lost`);
         await this.markFenced(s);
-      } else if (at !== undefined) {
-        // Placed on another node and no longer here: a drain moved it there (the move was committed:
-        // until then its placement here stays) and this node went away before it ended its old copy.
-        this.log.warn({ session: id, node: at }, 'fencing: this session moved to another node while this node was away; ending the old copy here');
-        await this.target.forget(id, at);
+      } else if (at.length === 1 && !moving.has(id)) {
+        // Placed on one other node alone, not here, and no move of it recorded: a drain moved it there
+        // (committed: until then its placement here stays) and this node went away before it ended its old
+        // copy, its record since removed by the fleet (finishMovesOf). A move recorded is its own to finish.
+        this.log.warn({ session: id, node: at[0] }, 'fencing: this session moved to another node while this node was away; ending the old copy here');
+        // Not a reason to stay closed: the next fence (or the drained node's move record) tries again.
+        await this.target.forget(id, at[0]!).catch((e: Error) => this.log.error({ session: id, err: e.message }, 'fencing: cannot end the old copy of a moved session'));
       }
     }
     await this.etcd.delete().key(key.down(me));
@@ -190,7 +198,7 @@ export class Failure {
         this.log.warn({ session: rec.id, from: node, to: rec.to }, "a committed move's record of a node away past the grace removed: its old copy ends there when it is back");
       } else {
         this.log.warn({ session: rec.id, from: node }, 'a move here from a node away past the grace was never committed: the copy made here goes (the session is lost with that node)');
-        if (this.target.held().includes(rec.id)) await this.target.forget(rec.id, node);
+        if (this.target.held().includes(rec.id)) await this.target.forget(rec.id, node).catch((e: Error) => this.log.error({ session: rec.id, err: e.message }, 'cannot end the copy of a move never committed'));
       }
     }
   }

@@ -14,12 +14,16 @@ export class CheckedRows<T> {
   private rows = new Map<unknown, { columns: readonly unknown[]; row: T }>();
   private readonly id: number;
 
-  /** `columns`: the names of the columns as the query reads them, `id` among them. */
+  /**
+   * `columns`: the names of the columns as the query reads them, `id` among
+   * them: each row is checked as an object of those. Without, each is
+   * checked as the array it was read as, its id first.
+   */
   constructor(
     private readonly schema: z.ZodType<T[]>,
-    private readonly columns: readonly string[],
+    private readonly columns?: readonly string[],
   ) {
-    this.id = columns.indexOf('id');
+    this.id = columns ? columns.indexOf('id') : 0;
     if (this.id < 0) throw new Error('a checked row needs its id column');
   }
 
@@ -30,7 +34,8 @@ export class CheckedRows<T> {
     });
     const missed = out.flatMap((r, i) => (r === undefined ? [i] : []));
     if (missed.length > 0) {
-      const checked = this.schema.parse(missed.map((i) => Object.fromEntries(this.columns.map((c, j) => [c, raw[i]![j]]))));
+      const columns = this.columns;
+      const checked = this.schema.parse(missed.map((i) => (columns ? Object.fromEntries(columns.map((c, j) => [c, raw[i]![j]])) : raw[i])));
       missed.forEach((i, j) => (out[i] = deepFreeze(checked[j]!)));
     }
     const rows = out as T[];

@@ -69,16 +69,16 @@ export class SessionStore {
     return this.q(`SELECT count(*) AS sessions, ${sums} FROM sessions WHERE owner_uid = ? AND state IN ${LIVE_SQL}`).get(owner) as Usage;
   }
 
-  /** The listing's rows, each checked once while its columns stay the same (checkedRows.ts): one set for each listing. */
-  private readonly summaries = [0, 1].map(() => new CheckedRows(summariesSchema, SUMMARY_COLUMNS.split(', ')));
+  /** The listings' rows, each checked once while its columns stay the same (checkedRows.ts): one set for each listing. */
+  private readonly checked = { list: [0, 1].map(() => new CheckedRows(summariesSchema, SUMMARY_COLUMNS.split(', '))), table: [0, 1].map(() => new CheckedRows(tableRowsSchema)) };
   list(includeDestroyed: boolean): SessionSummary[] {
     const sql = `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE pool IS NULL${includeDestroyed ? '' : " AND state != 'destroyed'"} ORDER BY created_at, rowid`;
-    return this.summaries[includeDestroyed ? 1 : 0]!.check(this.q(sql).raw(true).all() as unknown[][]);
+    return this.checked.list[includeDestroyed ? 1 : 0]!.check(this.q(sql).raw(true).all() as unknown[][]);
   }
 
   /** What `session list` shows of each (?format=text): its table's columns and lease, no JSON column parsed. */
   listTable(includeDestroyed: boolean): TableRow[] {
-    return tableRowsSchema.parse(this.q(`SELECT ${TABLE_COLUMNS} FROM sessions s LEFT JOIN ip_leases l ON l.session_id = s.id WHERE s.pool IS NULL${includeDestroyed ? '' : " AND s.state != 'destroyed'"} ORDER BY s.created_at, s.rowid`).raw(true).all());
+    return this.checked.table[includeDestroyed ? 1 : 0]!.check(this.q(`SELECT ${TABLE_COLUMNS} FROM sessions s LEFT JOIN ip_leases l ON l.session_id = s.id WHERE s.pool IS NULL${includeDestroyed ? '' : " AND s.state != 'destroyed'"} ORDER BY s.created_at, s.rowid`).raw(true).all() as unknown[][]);
   }
 
   detailsOf(id: string): SessionDetails {

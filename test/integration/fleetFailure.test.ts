@@ -241,6 +241,26 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     for (const s of onC) await nodes.c.destroy(s.id);
   }, 120_000);
 
+  it('keeps the session of a move under way when its drained node restarts within the grace: placed on both nodes, it is no old copy', async () => {
+    // A drained node's move copying to C (C's name sorts after A's, as a placement read lists them), and A restarts.
+    const [moving] = await createOn('a', 1);
+    const id = moving!.id;
+    expect((await nodes.a.api('POST', `/v1/sessions/${id}/stop`)).status).toBe(200);
+    const placement = await client.get(`/enclave/desired/${names.a}/${id}`).string();
+    await client.put(`/enclave/move/${id}`).value(JSON.stringify({ id, from: names.a, to: names.c, phase: 'copying' }));
+    await client.put(`/enclave/desired/${names.c}/${id}`).value(placement!);
+    await until('its copy made on C', async () => ((await local(nodes.c)).find((s) => s.id === id && s.node === names.c)?.state === 'running' ? true : undefined));
+    expect(await nodes.a.stop('SIGTERM')).toBe(0);
+    await nodes.a.start();
+    await until('A ready again', async () => ((await nodeState(names.a, nodes.b)) === 'ready' ? true : undefined));
+    // Its fence is done a moment after it is ready: given 3 s, A's copy is still there, stopped, with its files.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect((await nodes.a.show(id)).state).toBe('stopped');
+    for (const k of [`/enclave/move/${id}`, `/enclave/desired/${names.c}/${id}`]) await client.delete().key(k);
+    await nodes.c.destroy(id);
+    await nodes.a.destroy(id);
+  }, 240_000);
+
   it("finishes a move whose drained node went away after committing it: past the grace the record goes, and the node, back, ends its old copy", async () => {
     const [moved] = await createOn('c', 1);
     const id = moved!.id;
@@ -266,8 +286,10 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     await nodes.c.start();
     cDown = false;
     await until('C ready again', async () => ((await nodeState(names.c)) === 'ready' ? true : undefined));
-    const old = (await nodes.c.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] };
-    expect(old.sessions.find((s) => s.id === id && s.node === names.c)).toMatchObject({ state: 'destroyed', moved_to: names.a });
+    // Ready (its alive key put) a moment before its fence is done: polled.
+    const oldCopy = async () => ((await nodes.c.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] }).sessions.find((s) => s.id === id && s.node === names.c);
+    await until('its old copy ended', async () => ((await oldCopy())?.state === 'destroyed' ? true : undefined));
+    expect(await oldCopy()).toMatchObject({ state: 'destroyed', moved_to: names.a });
     expect((await nodes.a.show(id)).state).toBe('running');
     expect(await fleetStatus(id)).toMatchObject({ state: 'running', node: names.a });
     await nodes.a.destroy(id);
@@ -305,7 +327,7 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     cDown = false;
     await until('C fenced it', async () => ((await fleetStatus(id))?.state === 'fenced' ? true : undefined));
     await until('C ready again', async () => ((await nodeState(names.c)) === 'ready' ? true : undefined));
-    expect((await nodes.c.show(id)).state).toBe('failed');
+    await until('its copy on C failed', async () => ((await nodes.c.show(id)).state === 'failed' ? true : undefined));
   }, 240_000);
 
   it('fails no create of a burst during which the etcd leader is killed', async () => {

@@ -46,6 +46,17 @@ describe('checked rows', () => {
     expect(() => rows.check([['a', '1', 'null']])).toThrow();
   });
 
+  it('are checked as the arrays they were read as when no column names are given, their id first', () => {
+    const tuples = z.array(z.tuple([z.string(), z.number()])).transform((rs) => rs.map(([id, n]) => ({ id, n })));
+    const rows = new CheckedRows(tuples);
+    const first = rows.check([['a', 1], ['b', 2]]);
+    expect(first).toEqual([{ id: 'a', n: 1 }, { id: 'b', n: 2 }]);
+    const second = rows.check([['a', 1], ['b', 3]]);
+    expect(second[0]).toBe(first[0]);
+    expect(second[1]).toEqual({ id: 'b', n: 3 });
+    expect(() => rows.check([['a', 'x']])).toThrow();
+  });
+
   it('refuse a row that does not check, and keep only the last listing', () => {
     const { rows, seen } = counting();
     expect(() => rows.check([['a', 'one', null]])).toThrow();
