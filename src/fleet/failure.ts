@@ -101,7 +101,20 @@ export class Failure {
       const [node, id] = k.slice(DESIRED.length).split('/') as [string, string];
       where.set(id, [...(where.get(id) ?? []), node]);
     }
-    const moving = new Set([...moves.keys()].map((k) => k.slice(prefix.move.length)));
+    // Moves from or to this node are its Mover's (or the fleet's, past the grace) to finish; another node's
+    // move of a session this node still holds says where it lives now (its `from`).
+    const mine = new Set<string>();
+    const elsewhere = new Map<string, string>();
+    for (const [k, v] of moves) {
+      const id = k.slice(prefix.move.length);
+      try {
+        const rec = parseValue(moveSchema, k, v);
+        if (rec.from === me || rec.to === me) mine.add(id);
+        else elsewhere.set(id, rec.from);
+      } catch {
+        mine.add(id);
+      }
+    }
     for (const id of this.target.held()) {
       const at = where.get(id) ?? [];
       if (at.includes(me)) continue;
@@ -110,13 +123,14 @@ export class Failure {
         this.log.warn({ session: id, lost_since: s.since }, 'fencing: the fleet declared this session lost while this node was away; removing it here');
         await this.target.remove(id, `fenced: node ${me} was unreachable past the fleet's grace (cluster.grace_s = ${this.c.grace_s}) and the fleet declared the session lost`);
         await this.markFenced(s);
-      } else if (at.length === 1 && !moving.has(id)) {
-        // Placed on one other node alone, not here, and no move of it recorded: a drain moved it there
+      } else if (at.length > 0 && !mine.has(id)) {
+        // Placed on other nodes alone, not here, and no move from or to here recorded: a drain moved it away
         // (committed: until then its placement here stays) and this node went away before it ended its old
-        // copy, its record since removed by the fleet (finishMovesOf). A move recorded is its own to finish.
-        this.log.warn({ session: id, node: at[0] }, 'fencing: this session moved to another node while this node was away; ending the old copy here');
-        // Not a reason to stay closed: the next fence (or the drained node's move record) tries again.
-        await this.target.forget(id, at[0]!).catch((e: Error) => this.log.error({ session: id, err: e.message }, 'fencing: cannot end the old copy of a moved session'));
+        // copy, its record since removed by the fleet (finishMovesOf). It may be moving on between two others.
+        const to = elsewhere.get(id) ?? at[0]!;
+        this.log.warn({ session: id, node: to }, 'fencing: this session moved to another node while this node was away; ending the old copy here');
+        // Not a reason to stay closed; left, it stays stopped and placed nowhere (docs/fleet.md, known gaps).
+        await this.target.forget(id, to).catch((e: Error) => this.log.error({ session: id, err: e.message }, 'fencing: cannot end the old copy of a moved session'));
       }
     }
     await this.etcd.delete().key(key.down(me));

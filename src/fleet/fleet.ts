@@ -153,8 +153,9 @@ export class Fleet {
   }
 
   private async placePending(): Promise<void> {
-    // A drained node's moves run beside (one at a time; a tick that finds one under way leaves it).
-    void this.mover?.tick();
+    // A drained node's moves run beside (one at a time; a tick that finds one under way leaves it), and only
+    // while this node is registered and fenced: back from away, its fence comes first.
+    if (this.failure.open()) void this.mover?.tick();
     for (const p of await this.pending()) {
       const r = await place(this.etcd, { id: p.id, owner_uid: p.owner_uid, owner_gids: p.owner_gids, request: p.request, memory_mb: p.memory_mb, limits: p.limits, entry: p.entry }, this.c.candidates, key.pending(p.id));
       if ('node' in r) this.log.info({ session: p.id, node: r.node, entry: p.entry }, 'pending session placed');

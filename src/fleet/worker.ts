@@ -110,12 +110,14 @@ export class Worker {
 
   /**
    * Made here, and placed here no more: a move undone meanwhile (its undo
-   * found nothing here to destroy yet). It goes, unless the fleet declared
-   * it lost: fencing ends that one and tells its owner.
+   * found nothing here to destroy yet, or its drained node went away past
+   * the grace). It goes, unless the fleet declared it lost here: fencing
+   * ends that one and tells its owner.
    */
   private async withdrawn(id: string, log: Logger): Promise<void> {
     const st = await this.etcd.get(key.status(id)).string();
-    if (st !== null && parseValue(statusSchema, key.status(id), st).state === 'lost') return;
+    const s = st === null ? undefined : parseValue(statusSchema, key.status(id), st);
+    if (s?.state === 'lost' && s.node === this.node) return;
     log.warn('placed here no more once made (an undone move): its copy here goes');
     await this.local.discard(id);
   }

@@ -115,12 +115,11 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     });
   }, 120_000);
 
-  /** C's daemon killed by a test that failed before it started it again: started for the tests after it. */
-  let cDown = false;
+  /** Daemons killed by a test that failed before it started them again: started for the tests after it. */
+  const down = new Set<'b' | 'c'>();
   afterEach(async () => {
-    if (!cDown) return;
-    cDown = false;
-    await nodes.c.start();
+    for (const k of down) await nodes[k].start();
+    down.clear();
   }, 60_000);
 
   afterAll(async () => {
@@ -261,12 +260,34 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     await nodes.a.destroy(id);
   }, 240_000);
 
+  it('ends, back, its old copy of a session that moved away and is moving on between two other nodes', async () => {
+    const [moved] = await createOn('b', 1);
+    const id = moved!.id;
+    expect((await nodes.b.api('POST', `/v1/sessions/${id}/stop`)).status).toBe(200);
+    await nodes.b.stop('SIGKILL');
+    down.add('b');
+    // B's move of it to A committed (its record since removed), then A's move of it to C under way; B is back.
+    const placement = await client.get(`/enclave/desired/${names.b}/${id}`).string();
+    await client.delete().key(`/enclave/desired/${names.b}/${id}`);
+    await client.put(`/enclave/move/${id}`).value(JSON.stringify({ id, from: names.a, to: names.c, phase: 'copying' }));
+    for (const n of [names.a, names.c]) await client.put(`/enclave/desired/${n}/${id}`).value(placement!);
+    for (const d of [nodes.a, nodes.c]) await until('made there', async () => ((await local(d)).find((s) => s.id === id && s.node !== names.b)?.state === 'running' ? true : undefined));
+    await nodes.b.start();
+    down.delete('b');
+    const onB = async () => ((await nodes.b.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] }).sessions.find((s) => s.id === id);
+    await until("B's old copy ended", async () => ((await onB())?.state === 'destroyed' ? true : undefined));
+    expect(await onB()).toMatchObject({ state: 'destroyed', moved_to: names.a });
+    for (const k of [`/enclave/move/${id}`, `/enclave/desired/${names.a}/${id}`, `/enclave/desired/${names.c}/${id}`]) await client.delete().key(k);
+    await nodes.a.destroy(id);
+    await nodes.c.destroy(id);
+  }, 240_000);
+
   it("finishes a move whose drained node went away after committing it: past the grace the record goes, and the node, back, ends its old copy", async () => {
     const [moved] = await createOn('c', 1);
     const id = moved!.id;
     expect((await nodes.c.api('POST', `/v1/sessions/${id}/stop`)).status).toBe(200);
     await nodes.c.stop('SIGKILL');
-    cDown = true;
+    down.add('c');
     await until('C unreachable', async () => ((await nodeState(names.c)) === 'unreachable' ? true : undefined));
     // What C's move of it to A leaves when C dies right after the commit (src/fleet/move.ts): the placement
     // on A, none on C, the record committed, and C's stopped copy not yet ended.
@@ -284,7 +305,7 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     expect(await fleetStatus(id)).toMatchObject({ state: 'running', node: names.a });
     // Back, C ends its old copy before it takes work: it moved, and runs on A alone.
     await nodes.c.start();
-    cDown = false;
+    down.delete('c');
     await until('C ready again', async () => ((await nodeState(names.c)) === 'ready' ? true : undefined));
     // Ready (its alive key put) a moment before its fence is done: polled.
     const oldCopy = async () => ((await nodes.c.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] }).sessions.find((s) => s.id === id && s.node === names.c);
@@ -300,7 +321,7 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     const id = moving!.id;
     expect((await nodes.c.api('POST', `/v1/sessions/${id}/stop`)).status).toBe(200);
     await nodes.c.stop('SIGKILL');
-    cDown = true;
+    down.add('c');
     await until('C unreachable', async () => ((await nodeState(names.c)) === 'unreachable' ? true : undefined));
     // What C's move of it to A leaves when C dies before the commit: placed on both, the record copying, A's copy made.
     const placement = await client.get(`/enclave/desired/${names.c}/${id}`).string();
@@ -324,7 +345,7 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     expect(JSON.parse((await client.get(`/enclave/lost/${id}`).string())!)).toMatchObject({ id, node: names.c });
     // Back, C fences its copy.
     await nodes.c.start();
-    cDown = false;
+    down.delete('c');
     await until('C fenced it', async () => ((await fleetStatus(id))?.state === 'fenced' ? true : undefined));
     await until('C ready again', async () => ((await nodeState(names.c)) === 'ready' ? true : undefined));
     await until('its copy on C failed', async () => ((await nodes.c.show(id)).state === 'failed' ? true : undefined));
