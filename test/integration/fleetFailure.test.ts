@@ -121,6 +121,18 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     for (const k of down) await nodes[k].start();
     down.clear();
   }, 60_000);
+  /** A stopped session on `k`, whose daemon is then SIGKILLed (`away`: until the fleet sees it unreachable): its id and placement. */
+  const stoppedOnKilled = async (k: 'b' | 'c', away: boolean): Promise<{ id: string; placement: string }> => {
+    const [s] = await createOn(k, 1);
+    const id = s!.id;
+    expect((await nodes[k].api('POST', `/v1/sessions/${id}/stop`)).status).toBe(200);
+    await nodes[k].stop('SIGKILL');
+    down.add(k);
+    if (away) await until(`${k} unreachable`, async () => ((await nodeState(names[k])) === 'unreachable' ? true : undefined));
+    const placement = await client.get(`/enclave/desired/${names[k]}/${id}`).string();
+    expect(placement).not.toBeNull();
+    return { id, placement: placement! };
+  };
 
   afterAll(async () => {
     await endFleetRun(dir, etcd, Object.values(nodes), net, async () => {
@@ -261,16 +273,11 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
   }, 240_000);
 
   it('ends, back, its old copy of a session that moved away and is moving on between two other nodes', async () => {
-    const [moved] = await createOn('b', 1);
-    const id = moved!.id;
-    expect((await nodes.b.api('POST', `/v1/sessions/${id}/stop`)).status).toBe(200);
-    await nodes.b.stop('SIGKILL');
-    down.add('b');
+    const { id, placement } = await stoppedOnKilled('b', false);
     // B's move of it to A committed (its record since removed), then A's move of it to C under way; B is back.
-    const placement = await client.get(`/enclave/desired/${names.b}/${id}`).string();
     await client.delete().key(`/enclave/desired/${names.b}/${id}`);
     await client.put(`/enclave/move/${id}`).value(JSON.stringify({ id, from: names.a, to: names.c, phase: 'copying' }));
-    for (const n of [names.a, names.c]) await client.put(`/enclave/desired/${n}/${id}`).value(placement!);
+    for (const n of [names.a, names.c]) await client.put(`/enclave/desired/${n}/${id}`).value(placement);
     for (const d of [nodes.a, nodes.c]) await until('made there', async () => ((await local(d)).find((s) => s.id === id && s.node !== names.b)?.state === 'running' ? true : undefined));
     await nodes.b.start();
     down.delete('b');
@@ -283,20 +290,13 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
   }, 240_000);
 
   it("finishes a move whose drained node went away after committing it: past the grace the record goes, and the node, back, ends its old copy", async () => {
-    const [moved] = await createOn('c', 1);
-    const id = moved!.id;
-    expect((await nodes.c.api('POST', `/v1/sessions/${id}/stop`)).status).toBe(200);
-    await nodes.c.stop('SIGKILL');
-    down.add('c');
-    await until('C unreachable', async () => ((await nodeState(names.c)) === 'unreachable' ? true : undefined));
+    const { id, placement } = await stoppedOnKilled('c', true);
     // What C's move of it to A leaves when C dies right after the commit (src/fleet/move.ts): the placement
     // on A, none on C, the record committed, and C's stopped copy not yet ended.
-    const placement = await client.get(`/enclave/desired/${names.c}/${id}`).string();
-    expect(placement).not.toBeNull();
     const record = JSON.stringify({ id, from: names.c, to: names.a, phase: 'committed' });
     const done = await client
       .if(`/enclave/desired/${names.c}/${id}`, 'Version', '>', 0)
-      .then(client.delete().key(`/enclave/desired/${names.c}/${id}`), client.put(`/enclave/desired/${names.a}/${id}`).value(placement!), client.put(`/enclave/move/${id}`).value(record))
+      .then(client.delete().key(`/enclave/desired/${names.c}/${id}`), client.put(`/enclave/desired/${names.a}/${id}`).value(placement), client.put(`/enclave/move/${id}`).value(record))
       .commit();
     expect(done.succeeded).toBe(true);
     await until('it runs on A', async () => ((await local(nodes.a)).find((s) => s.id === id)?.state === 'running' ? true : undefined));
@@ -317,17 +317,10 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
   }, 240_000);
 
   it('drops the copy a move was making when its drained node went away before committing it: past the grace the session is lost, not run on', async () => {
-    const [moving] = await createOn('c', 1);
-    const id = moving!.id;
-    expect((await nodes.c.api('POST', `/v1/sessions/${id}/stop`)).status).toBe(200);
-    await nodes.c.stop('SIGKILL');
-    down.add('c');
-    await until('C unreachable', async () => ((await nodeState(names.c)) === 'unreachable' ? true : undefined));
+    const { id, placement } = await stoppedOnKilled('c', true);
     // What C's move of it to A leaves when C dies before the commit: placed on both, the record copying, A's copy made.
-    const placement = await client.get(`/enclave/desired/${names.c}/${id}`).string();
-    expect(placement).not.toBeNull();
     await client.put(`/enclave/move/${id}`).value(JSON.stringify({ id, from: names.c, to: names.a, phase: 'copying' }));
-    await client.put(`/enclave/desired/${names.a}/${id}`).value(placement!);
+    await client.put(`/enclave/desired/${names.a}/${id}`).value(placement);
     const copy = await until('its copy runs on A', async () => {
       const s = (await local(nodes.a)).find((x) => x.id === id && x.node === names.a);
       return s?.state === 'running' ? s : undefined;
