@@ -252,6 +252,40 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     for (const s of onC) await nodes.c.destroy(s.id);
   }, 120_000);
 
+  it('fails no create of a burst during which the etcd leader is killed', async () => {
+    const status = async (endpoint: string) => {
+      const r = await fetch(`${endpoint}/v3/maintenance/status`, { method: 'POST', body: '{}' });
+      return (await r.json()) as { header: { member_id: string }; leader: string };
+    };
+    const leaderAt = await until('an etcd leader', async () => {
+      for (const [i, m] of etcd.members.entries()) {
+        const s = await status(m.client).catch(() => undefined);
+        if (s && s.header.member_id === s.leader) return i;
+      }
+      return undefined;
+    });
+    const entries = [nodes.a, nodes.b, nodes.c];
+    let first!: () => void;
+    const oneDone = new Promise<void>((r) => (first = r));
+    const burst = Array.from({ length: BURST }, (_, i) =>
+      entries[i % 3]!.api('POST', '/v1/sessions', SMALL).then((r) => {
+        first();
+        return r;
+      }),
+    );
+    await oneDone;
+    await etcd.members[leaderAt]!.kill();
+    const replies = await Promise.all(burst);
+    for (const r of replies) expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const made = replies.map((r) => sessionSchema.parse(r.body));
+    expect(made.every((s) => s.state === 'running')).toBe(true);
+    expect(new Set(made.map((s) => s.id)).size).toBe(BURST);
+    const held = new Map<string, number>();
+    for (const d of Object.values(nodes)) for (const id of await runningOn(d)) held.set(id, (held.get(id) ?? 0) + 1);
+    for (const s of made) expect(held.get(s.id), `${s.id} runs on exactly one node`).toBe(1);
+    for (const s of made) await (s.node === names.a ? nodes.a : s.node === names.b ? nodes.b : nodes.c).destroy(s.id);
+  }, 240_000);
+
   it('keeps the session of a move under way when its drained node restarts within the grace: placed on both nodes, it is no old copy', async () => {
     // A drained node's move copying to C (C's name sorts after A's, as a placement read lists them), and A restarts.
     const [moving] = await createOn('a', 1);
@@ -342,40 +376,6 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     await until('C fenced it', async () => ((await fleetStatus(id))?.state === 'fenced' ? true : undefined));
     await until('C ready again', async () => ((await nodeState(names.c)) === 'ready' ? true : undefined));
     await until('its copy on C failed', async () => ((await nodes.c.show(id)).state === 'failed' ? true : undefined));
-  }, 240_000);
-
-  it('fails no create of a burst during which the etcd leader is killed', async () => {
-    const status = async (endpoint: string) => {
-      const r = await fetch(`${endpoint}/v3/maintenance/status`, { method: 'POST', body: '{}' });
-      return (await r.json()) as { header: { member_id: string }; leader: string };
-    };
-    const leaderAt = await until('an etcd leader', async () => {
-      for (const [i, m] of etcd.members.entries()) {
-        const s = await status(m.client).catch(() => undefined);
-        if (s && s.header.member_id === s.leader) return i;
-      }
-      return undefined;
-    });
-    const entries = [nodes.a, nodes.b, nodes.c];
-    let first!: () => void;
-    const oneDone = new Promise<void>((r) => (first = r));
-    const burst = Array.from({ length: BURST }, (_, i) =>
-      entries[i % 3]!.api('POST', '/v1/sessions', SMALL).then((r) => {
-        first();
-        return r;
-      }),
-    );
-    await oneDone;
-    await etcd.members[leaderAt]!.kill();
-    const replies = await Promise.all(burst);
-    for (const r of replies) expect(r.status, JSON.stringify(r.body)).toBe(201);
-    const made = replies.map((r) => sessionSchema.parse(r.body));
-    expect(made.every((s) => s.state === 'running')).toBe(true);
-    expect(new Set(made.map((s) => s.id)).size).toBe(BURST);
-    const held = new Map<string, number>();
-    for (const d of Object.values(nodes)) for (const id of await runningOn(d)) held.set(id, (held.get(id) ?? 0) + 1);
-    for (const s of made) expect(held.get(s.id), `${s.id} runs on exactly one node`).toBe(1);
-    for (const s of made) await (s.node === names.a ? nodes.a : s.node === names.b ? nodes.b : nodes.c).destroy(s.id);
   }, 240_000);
 
   it('fails fleet operations with one line when etcd has lost quorum, while sessions run on and exec into a node\'s own session works', async () => {
