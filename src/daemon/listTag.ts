@@ -10,7 +10,7 @@
 // tag, never older: the next ask fetches it again.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { Serialized, Unchanged } from './dispatch.js';
+import type { Serialized, Unchanged } from './dispatch.js';
 import type { Context } from './route.js';
 
 const START = randomBytes(6).toString('base64url');
@@ -26,7 +26,5 @@ export function listTag(ctx: Context, kind: 'list' | 'rows', all: boolean): stri
  * (madeLists.ts).
  */
 export function tagged(ctx: Context, req: IncomingMessage, kind: 'list' | 'rows', all: boolean, make: () => ReadonlyArray<{ id: string }>): Serialized | Unchanged {
-  const tag = listTag(ctx, kind, all);
-  if (!ctx.madeLists) return req.headers['if-none-match'] === tag ? new Unchanged(tag) : new Serialized(200, JSON.stringify({ sessions: make() }), { etag: tag });
-  return ctx.madeLists.answer(req, `${kind}${all ? '-all' : ''}`, tag, make);
+  return ctx.madeLists.answer(req, `${kind}${all ? '-all' : ''}`, listTag(ctx, kind, all), make);
 }

@@ -173,7 +173,7 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
     log.info({ applied, restart_needed: plan.restartNeeded }, 'config reloaded');
     return { applied, restart_needed: plan.restartNeeded };
   };
-  const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects, feed, reload, ...(fleet ? { fleet, madeLists: new MadeLists() } : {}) };
+  const parts = { config, sessions, consoles, log, streams, access, audit, budgets, objects, feed, reload, madeLists: new MadeLists(), ...(fleet ? { fleet } : {}) };
   const { server, closeClients } = createApiServer(parts);
   const sockDir = dirname(config.socket);
   // Created if missing, never re-moded: on /tmp a chmod would strip the sticky bit.

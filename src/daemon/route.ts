@@ -48,8 +48,8 @@ export interface Parts {
   auth?: ListenAuth;
   /** Fleet mode ([cluster]): this node of the fleet; absent on a single daemon. */
   fleet?: Fleet;
-  /** Fleet mode: the lists this node made for the other nodes, by tag (madeLists.ts). */
-  madeLists?: MadeLists;
+  /** The lists this node made for the fleet's other nodes, by tag (madeLists.ts; empty on a single daemon). */
+  madeLists: MadeLists;
 }
 
 export interface Context extends Parts {
