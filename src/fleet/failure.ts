@@ -24,7 +24,7 @@
 import type { Etcd3, IOperation } from 'etcd3';
 import type { Logger } from 'pino';
 import { getPrefix, getWithRev, type ClusterConfig } from './etcd.js';
-import { desiredSchema, downSchema, key, lostSchema, moveSchema, parseValue, prefix, PREFIX, statusSchema, type Desired, type Lost, type Move, type Status } from './keys.js';
+import { desiredSchema, downSchema, key, lostSchema, moveSchema, parseValue, prefix, statusSchema, type Desired, type Lost, type Move, type Status } from './keys.js';
 import { readFleet } from './placement.js';
 import { reportedOrPlaced } from './views.js';
 import type { Registry } from './registry.js';
@@ -39,7 +39,6 @@ export interface FenceTarget {
   forget(id: string, to: string): Promise<void>;
 }
 
-const DESIRED = `${PREFIX}desired/`;
 /** Sessions per transaction: 3 operations each (placement, status, lost record), under etcd's default of 128. */
 const CHUNK = 32;
 
@@ -85,7 +84,7 @@ export class Failure {
     if (!this.registry.live) return;
     const me = this.c.node;
     // Placements by their keys alone (every node's: a value holds a whole create request), and the moves under way.
-    const [statuses, placed, moves] = await Promise.all([getPrefix(this.etcd, prefix.status), this.etcd.getAll().prefix(DESIRED).keys(), getPrefix(this.etcd, prefix.move)]);
+    const [statuses, placed, moves] = await Promise.all([getPrefix(this.etcd, prefix.status), this.etcd.getAll().prefix(prefix.desired).keys(), getPrefix(this.etcd, prefix.move)]);
     const lost = new Map<string, Status>();
     for (const [k, v] of statuses) {
       try {
@@ -98,7 +97,7 @@ export class Failure {
     // Where each session is placed (/enclave/desired/NODE/ID): on two nodes while a move copies it.
     const where = new Map<string, string[]>();
     for (const k of placed) {
-      const [node, id] = k.slice(DESIRED.length).split('/') as [string, string];
+      const [node, id] = k.slice(prefix.desired.length).split('/') as [string, string];
       where.set(id, [...(where.get(id) ?? []), node]);
     }
     // Moves from or to this node are its Mover's (or the fleet's, past the grace) to finish; another node's

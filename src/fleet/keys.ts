@@ -32,7 +32,7 @@ export const key = {
   drain: (node: string) => `${PREFIX}drain/${node}`,
   move: (id: string) => `${PREFIX}move/${id}`,
 } as const;
-export const prefix = { members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/`, status: `${PREFIX}status/`, down: `${PREFIX}down/`, lost: `${PREFIX}lost/`, move: `${PREFIX}move/` } as const;
+export const prefix = { desired: `${PREFIX}desired/`, members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/`, status: `${PREFIX}status/`, down: `${PREFIX}down/`, lost: `${PREFIX}lost/`, move: `${PREFIX}move/` } as const;
 
 const nodeName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/);
 const sessionId = z.string().regex(SESSION_ID);

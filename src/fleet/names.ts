@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { ApiError } from '../vocab/errors.js';
 import { FLEET_OP_TIMEOUT_MS } from './deadline.js';
 import { getWithRev } from './etcd.js';
-import { key, parseValue, PREFIX } from './keys.js';
+import { key, parseValue, prefix, PREFIX } from './keys.js';
 
 const claimSchema = z.object({ id: z.string(), at: z.number() }).strict();
 /**
@@ -41,7 +41,7 @@ export async function claimName(etcd: Etcd3, owner: number, name: string, id: st
 
 /** Whether the claim's session is still somewhere: placed on a node, pending, or just claimed (its placement under way). */
 async function held(etcd: Etcd3, c: z.infer<typeof claimSchema>): Promise<boolean> {
-  const placed = await etcd.getAll().prefix(`${PREFIX}desired/`).keys();
+  const placed = await etcd.getAll().prefix(prefix.desired).keys();
   if (placed.some((p) => p.endsWith(`/${c.id}`))) return true;
   if ((await etcd.get(key.pending(c.id)).string()) !== null) return true;
   return Date.now() - c.at < PLACING_MS;

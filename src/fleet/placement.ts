@@ -5,7 +5,7 @@
 // again and chooses again.
 import type { Etcd3, IOperation } from 'etcd3';
 import { getPrefix, getWithRev } from './etcd.js';
-import { allocSchema, key, memberSchema, parseValue, prefix, PREFIX, type Alloc, type Desired, type Member } from './keys.js';
+import { allocSchema, key, memberSchema, parseValue, prefix, type Alloc, type Desired, type Member } from './keys.js';
 
 export interface NodeView {
   member: Member;
@@ -113,10 +113,9 @@ const leaderLost = (e: unknown): boolean => /UNAVAILABLE|leader|request timed ou
  * node holds it too), asked until etcd answers or `deadline`: not knowing is not "no".
  */
 async function placedAt(etcd: Etcd3, id: string, exclude: string | undefined, deadline: number): Promise<string | undefined> {
-  const desired = `${PREFIX}desired/`;
   for (;;) {
     try {
-      const nodes = [...(await getPrefix(etcd, desired)).keys()].filter((k) => k.endsWith(`/${id}`)).map((k) => k.slice(desired.length).split('/')[0]!);
+      const nodes = [...(await getPrefix(etcd, prefix.desired)).keys()].filter((k) => k.endsWith(`/${id}`)).map((k) => k.slice(prefix.desired.length).split('/')[0]!);
       return nodes.find((node) => node !== exclude);
     } catch (e) {
       if (Date.now() > deadline) throw e;

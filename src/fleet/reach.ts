@@ -15,7 +15,7 @@ import type { SessionListed } from '../api/render.js';
 import { eventListSchema, type AuditEvent } from '../api/eventSchemas.js';
 import { ApiError } from '../vocab/errors.js';
 import { getPrefix, getWithRev } from './etcd.js';
-import { desiredSchema, downSchema, key, lostSchema, memberSchema, parseValue, prefix, PREFIX, statusSchema, type Desired, type Lost, type Status } from './keys.js';
+import { desiredSchema, downSchema, key, lostSchema, memberSchema, parseValue, prefix, statusSchema, type Desired, type Lost, type Status } from './keys.js';
 import { lostView, reportedOrPlaced, unreachableView } from './views.js';
 import { PeerClient, PeerCredentials, peerName, type PeerConfig } from './peerTls.js';
 import type { WatchedFleet } from './watched.js';
@@ -54,7 +54,6 @@ const listReply = z.object({ sessions: z.array(sessionSchema) });
 /** An etcd read a list waits on: its answer within the list's bound, else `fallback` (the list goes on without it). */
 const quick = <T>(p: Promise<T>, fallback: T, onLate?: (e: Error) => void): Promise<T> =>
   within(p, FLEET_READ_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => (onLate?.(e), fallback));
-const DESIRED = `${PREFIX}desired/`;
 /** Lookups of an ended session (ended()) at once: 4 of the 16 kept-alive connections to each node at most. */
 const ENDED_AT_ONCE = 4;
 
@@ -94,7 +93,7 @@ export class Reach {
   }
 
   private placements(all: Map<string, string>): Array<{ node: string; d: Desired }> {
-    return [...all].map(([k, v]) => ({ node: k.slice(DESIRED.length).split('/')[0]!, d: parseValue(desiredSchema, k, v) }));
+    return [...all].map(([k, v]) => ({ node: k.slice(prefix.desired.length).split('/')[0]!, d: parseValue(desiredSchema, k, v) }));
   }
 
   /** Every member's endpoint and whether it holds its lease. */
@@ -108,7 +107,7 @@ export class Reach {
    * unreachable node, lost, where).
    */
   view(): FleetReads {
-    const keys = this.watched.keys(DESIRED, prefix.members, prefix.alive, prefix.lost);
+    const keys = this.watched.keys(prefix.desired, prefix.members, prefix.alive, prefix.lost);
     return new FleetReads(
       keys.then(([desired]) => this.placements(desired!)),
       keys.then(([, members, alive]) => this.endpoints(members!, alive!)),
@@ -199,7 +198,7 @@ export class Reach {
           this.log.debug({ node, err: (e as Error).message }, 'fleet list: node did not answer');
         }
       }
-      placed ??= quick(this.watched.keys(DESIRED).then(([d]) => this.placements(d!)), []);
+      placed ??= quick(this.watched.keys(prefix.desired).then(([d]) => this.placements(d!)), []);
       return quick(this.asKnown(node, (await placed).filter((p) => p.node === node).map((p) => p.d)), []);
     });
     const lost = this.lost(lostKeys!).map((l) => l.view);
