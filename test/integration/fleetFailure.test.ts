@@ -252,7 +252,13 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     for (const s of onC) await nodes.c.destroy(s.id);
   }, 120_000);
 
-  it('fails no create of a burst during which the etcd leader is killed', async () => {
+  it('fails no create of a burst during which the etcd leader is killed, one entry node restarted just before', async () => {
+    // A daemon whose etcd client is new when the leader dies (a create once outlasted its bound so in CI).
+    await nodes.c.stop('SIGKILL');
+    down.add('c');
+    await nodes.c.start();
+    down.delete('c');
+    await until('C ready again', async () => ((await nodeState(names.c)) === 'ready' ? true : undefined));
     const status = async (endpoint: string) => {
       const r = await fetch(`${endpoint}/v3/maintenance/status`, { method: 'POST', body: '{}' });
       return (await r.json()) as { header: { member_id: string }; leader: string };
