@@ -33,9 +33,6 @@ export class AuditLog {
   /** The id of the event recorded last (read right after a decision, it is that decision's). */
   lastId = 0;
 
-  /** Rows this trail wrote (inserted, pruned, updated): writes that no session list shows (src/daemon/listTag.ts). */
-  changes = 0;
-
   /** Who hears of each event once it is recorded (the daemon's event stream); its session_name is left null. */
   private readonly listeners: ((e: AuditEvent) => void)[] = [];
 
@@ -47,11 +44,10 @@ export class AuditLog {
     const row = { ...e, time: new Date().toISOString(), detail: e.detail === null ? null : e.detail.slice(0, 1024) };
     const inserted = this.insert.run(row);
     this.lastId = Number(inserted.lastInsertRowid);
-    this.changes += inserted.changes;
     for (const l of this.listeners) l({ ...row, id: this.lastId, session_name: null });
     const n = (this.sincePrune.get(e.caller_uid) ?? 0) + 1;
     this.sincePrune.set(e.caller_uid, n < PRUNE_EVERY ? n : 0);
-    if (n >= PRUNE_EVERY) this.changes += this.prune.run(e.caller_uid, e.caller_uid, this.keep).changes;
+    if (n >= PRUNE_EVERY) this.prune.run(e.caller_uid, e.caller_uid, this.keep);
   }
 
   /** The id of the newest event in the trail (0: none): a stream's place at its start. */
@@ -61,7 +57,7 @@ export class AuditLog {
 
   /** A create's event names the session it made, once it exists. */
   setSession(eventId: number, session: string): void {
-    this.changes += this.db.prepare('UPDATE events SET session_id = ? WHERE id = ? AND session_id IS NULL').run(session, eventId).changes;
+    this.db.prepare('UPDATE events SET session_id = ? WHERE id = ? AND session_id IS NULL').run(session, eventId);
   }
 
   /**

@@ -1,7 +1,8 @@
 // A node's answer to another node's list, tagged. The tag names what the
-// answer is made of: the database's write version but for the audit trail's
-// writes (every call a node serves is recorded there, and no list reads it),
-// and the gateway (SessionManager.listVersion); each running console's
+// answer is made of: the version of the tables a list reads (a counter their
+// triggers move: src/store/listVersion.ts; a write no list reads, such as
+// the audit trail's record of every call or a secret set, leaves it), and
+// the gateway (SessionManager.listVersion); each running console's
 // viewers (a full list); the route and `all`; and this daemon's start (a
 // restart begins its counts again). Equal tags, equal answers: a node that sends the tag it
 // holds (If-None-Match, src/fleet/lastAnswers.ts) is answered 304, and the
@@ -17,7 +18,7 @@ const START = randomBytes(6).toString('base64url');
 
 export function listTag(ctx: Context, kind: 'list' | 'rows', all: boolean): string {
   const consoles = kind === 'list' ? `.${ctx.consoles.viewersDigest()}` : '';
-  return `"${START}.${kind}${all ? '-all' : ''}.${ctx.sessions.listVersion(ctx.audit.changes)}${consoles}"`;
+  return `"${START}.${kind}${all ? '-all' : ''}.${ctx.sessions.listVersion()}${consoles}"`;
 }
 
 /**

@@ -235,14 +235,9 @@ export class SessionManager {
     return this.kit.store.listTable(includeDestroyed).map((r) => toListed(r, this.viewDeps()));
   }
 
-  /**
-   * What list() (but for its consoles) and listTable() show changes only when
-   * this does: the database's rows, but for `unread` rows written that no
-   * list reads (the audit trail's), and the gateway.
-   */
-  listVersion(unread: number): string {
-    const v = this.kit.store.version();
-    return `${v.changes - unread}-${v.others}-${this.kit.host?.gateway ?? 'none'}`;
+  /** What list() (but for its consoles) and listTable() show changes only when this does: the tables they read, and the gateway. */
+  listVersion(): string {
+    return `${this.kit.store.listVersion()}-${this.kit.host?.gateway ?? 'none'}`;
   }
 
   toApi(row: SessionRow, consoles: ConsoleInfo = NO_CONSOLE): SessionView {

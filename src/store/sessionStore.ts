@@ -10,7 +10,7 @@ import { AddressesExhaustedError, HELD_NAME, PortTakenError, rowSchema, secretNa
 import { VOLUME_NAME_AS_SEEN, volumeUse, VolumeUnavailableError, VOLUMES_OF, type KernelObject, type PublishedPort, type SessionDetails, type SessionRow, type SessionSummary, type TableRow, type VolumeUseRow } from './sessionRows.js';
 import { PoolStore } from './poolStore.js';
 import { CheckedRows } from './checkedRows.js';
-import { writeVersion, type WriteVersion } from './writeVersion.js';
+import { listVersion } from './listVersion.js';
 
 export * from './sessionRows.js';
 export { LIVE_STATES };
@@ -21,10 +21,10 @@ export class SessionStore {
 
   constructor(private readonly db: Database.Database) {
     this.pool = new PoolStore(db, this);
-    this.version = writeVersion(db);
+    this.listVersion = listVersion(db);
   }
-  /** Moves with every write to the database (writeVersion.ts): the lists' rows change only with it. */
-  readonly version: () => WriteVersion;
+  /** Moves with every write to a table a list reads (listVersion.ts): list() and listTable() change only with it. */
+  readonly listVersion: () => number;
 
   /** Statements compiled once per SQL text (the texts are this file's constants, so the cache is bounded). */
   private readonly statements = new Map<string, Database.Statement>();

@@ -724,15 +724,18 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const onA = async (id: string) => ((await nodes.a.api('GET', '/v1/sessions')).body as { sessions: Session[] }).sessions.find((s) => s.id === id);
     const rowOnA = async (id: string) => (await nodes.a.cli(['session', 'list'])).stdout.split('\n').find((r) => r.startsWith(id)) ?? '';
     // Asked twice with nothing changed between: the second time B and C answer 304 (their lists are made of their
-    // databases and consoles alone). A show through B in between is recorded in B's audit trail, which no list reads.
+    // databases and consoles alone). A show through B in between is recorded in B's audit trail, and a secret set
+    // on B and on C is written to their databases: no list reads either.
     await onA(far.id);
     const before = await answers();
     expect((await nodes.b.show(far.id)).node).toBe(names.c);
+    for (const d of [nodes.b, nodes.c]) expect((await d.api('PUT', '/v1/auth/list-unread', { value_base64: Buffer.from('x').toString('base64') })).status).toBeLessThan(300);
     expect(before.sent).toBeGreaterThan(0);
     expect((await onA(far.id))?.state).toBe('running');
     const after = await answers();
     expect(after.unchanged - before.unchanged).toBe(2);
     expect(after.sent).toBe(before.sent);
+    for (const d of [nodes.b, nodes.c]) expect((await d.api('DELETE', '/v1/auth/list-unread')).status).toBeLessThan(300);
     // Changed on C itself (A takes no part): the next list through A has it, JSON and text.
     expect((await nodes.c.api('POST', `/v1/sessions/${mine.id}/stop`)).status).toBe(200);
     expect((await onA(mine.id))?.state).toBe('stopped');
