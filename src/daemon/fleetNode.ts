@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { capacityFor, hostSize } from '../isolation/capacity.js';
 import { BudgetRefusal, type Budgets } from '../access/budgets.js';
+import type { AuditLog } from '../access/audit.js';
 import type { FenceTarget, Fleet, LocalNode, MoveSource } from '../fleet/fleet.js';
 import { serverOptions } from '../fleet/peerTls.js';
 import { storedFile } from '../sessions/stored.js';
@@ -18,6 +19,7 @@ import type { SessionManager } from '../sessions/manager.js';
 import type { Consoles } from './attach.js';
 import type { Parts } from './route.js';
 import { createApiServer, type ApiServer } from './server.js';
+import { recordMovedAway } from './sessionEvents.js';
 import type { CreateSessionRequest } from '../api/schemas.js';
 import type { ResolvedVolume } from '../sessions/admission.js';
 import { ApiError } from '../vocab/errors.js';
@@ -51,14 +53,16 @@ function volumesHere(sessions: SessionManager, req: CreateSessionRequest, ownerU
   });
 }
 
-export function localNode(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets): LocalNode & FenceTarget & MoveSource {
+export function localNode(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets, movedAway: (id: string, to: string) => void): LocalNode & FenceTarget & MoveSource {
   return {
     stored: (id) => storedFile(config, id),
     // Destroyed, not failed: it lives on on the node it moved to, under the same id; the row says where (a move back drops it).
     forget: async (id, to) => {
       const state = sessions.find(id)?.state;
       if (state !== 'destroyed' && state !== 'failed') await sessions.destroy(id, undefined, 0);
+      if (sessions.find(id)?.moved_to === to) return; // ended so already (a tick that finished it again)
       sessions.markMovedAway(id, to);
+      movedAway(id, to);
     },
     dropMovedAway: (id) => sessions.dropMovedAway(id),
     discard: (id) => sessions.destroy(id, undefined, 0),
@@ -98,11 +102,11 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
  * The fleet this daemon joins ([cluster]), or undefined on a single daemon,
  * which never loads the etcd client (gRPC) at all.
  */
-export async function fleetFor(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets, log: Logger): Promise<Fleet | undefined> {
+export async function fleetFor(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets, audit: AuditLog, log: Logger): Promise<Fleet | undefined> {
   const c = config.cluster;
   if (!c) return undefined;
   const { Fleet } = await import('../fleet/fleet.js');
-  const fleet = new Fleet(c, c.endpoint ?? c.peer?.listen ?? config.socket, () => nodeCapacity(config), localNode(config, sessions, consoles, budgets), log.child({ fleet: c.node }));
+  const fleet = new Fleet(c, c.endpoint ?? c.peer?.listen ?? config.socket, () => nodeCapacity(config), localNode(config, sessions, consoles, budgets, (id, to) => recordMovedAway(audit, sessions, log, id, to)), log.child({ fleet: c.node }));
   sessions.onKernelEvents({
     changed: (id) => {
       const state = sessions.find(id)?.state;

@@ -156,7 +156,7 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
   const objects = new Objects(sessions, volumes);
   // Session state changes and audit events, pushed to GET /v1/events/stream.
   const feed = new EventFeed({ sessions, access, audit, consoles, log, ...(config.cluster ? { node: config.cluster.node } : {}) });
-  const fleet = await fleetFor(config, sessions, consoles, budgets, log);
+  const fleet = await fleetFor(config, sessions, consoles, budgets, audit, log);
   const reload = (): ReloadReply => {
     let next: Config;
     let rotated: boolean | undefined;

@@ -1,5 +1,6 @@
 // What the kernel or the daemon itself did to a session, in the audit trail:
-// an OOM kill (via "kernel") and an idle stop (via "daemon"). No caller
+// an OOM kill (via "kernel"), an idle stop and a drain's move away (via
+// "daemon"). No caller
 // process, decision "none", the setting that decided as the rule. Each is
 // the session owner's (caller_uid and object_owner), so a session that keeps
 // running out of memory prunes only its owner's rows (access.keep_events is
@@ -37,4 +38,13 @@ export function recordOom(audit: AuditLog, sessions: SessionManager, log: Logger
 /** The daemon stopped an idle session: its idle timeout decided; `because` says how long and what idle means. */
 export function recordIdleStop(audit: AuditLog, sessions: SessionManager, log: Logger, session: string, because: string): void {
   recordAct(audit, sessions, log, { session, via: 'daemon', action: 'session.stop', rule: 'idle_timeout_s', detail: `stopped: ${because}` });
+}
+
+/**
+ * A drain moved the session to node `to` (src/fleet/move.ts): its stored
+ * files are there, under the same id, and its copy here ended. The drain
+ * that asked for it is on the trail of the node its caller reached.
+ */
+export function recordMovedAway(audit: AuditLog, sessions: SessionManager, log: Logger, session: string, to: string): void {
+  recordAct(audit, sessions, log, { session, via: 'daemon', action: 'session.move', rule: 'node drain', detail: `moved to node ${to}: its stored files are there, under the same id; this copy ended` });
 }

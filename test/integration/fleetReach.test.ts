@@ -829,6 +829,10 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       return (all.body as { sessions: Session[] }).sessions.find((s) => s.id === moving.id && s.node === on);
     };
     expect(await oldCopy(nodes.c, names.c)).toMatchObject({ state: 'destroyed', moved_to: moved.node });
+    // The move is on the drained node's own trail, once, as the daemon's act (the drain's caller is on B's).
+    const movesOn = async (on: string) =>
+      ((await nodes.a.api('GET', '/v1/events?action=session.move')).body as { events: AuditEvent[] }).events.filter((e) => e.session_id === moving.id && e.node === on);
+    expect(await movesOn(names.c)).toEqual([expect.objectContaining({ via: 'daemon', decision: 'none', rule: 'node drain', caller_uid: 0, object_owner: 0, detail: expect.stringContaining(`moved to node ${moved.node}:`) })]);
     // The route a move uses is the nodes' alone: no caller reaches it.
     const asCaller = await nodes.a.api('POST', `/v1/sessions/${moved.id}/moved-in?zstd=0&from=${names.c}`);
     expect(asCaller.status).toBe(404);
@@ -863,6 +867,8 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     );
     await until('the move record gone', async () => ((await etcdGet(`/enclave/move/${moving.id}`)) === null ? true : undefined));
     expect(await oldCopy(nodes.b, names[there])).toMatchObject({ state: 'destroyed', moved_to: names.c });
+    expect((await movesOn(names[there])).map((e) => e.detail)).toEqual([expect.stringContaining(`moved to node ${names.c}:`)]);
+    expect(await movesOn(names.c)).toHaveLength(1);
     // By its id through the node it left (its old copy there), the live one is meant: a destroy there is not a no-op.
     expect(await nodes[there].show(moving.id)).toMatchObject({ state: 'stopped', node: names.c });
     expect((await nodes.a.api('POST', '/v1/sessions/mover/start')).status).toBe(200);
