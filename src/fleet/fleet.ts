@@ -79,6 +79,16 @@ export class Fleet {
     return this.mover?.moving.has(id) ?? false;
   }
 
+  /**
+   * Whether the fleet places `id` on this node, read from etcd itself
+   * (bounded: a 503 without quorum). A stopped session is placed while it
+   * lasts; a copy here placed nowhere is an old one (it moved, or the fleet
+   * declared it lost while this node was away), and must not run.
+   */
+  async placedHere(id: string): Promise<boolean> {
+    return (await fleetOp(() => this.etcd.get(key.desired(this.c.node, id)).string())) !== null;
+  }
+
   /** Register and start watching; throws (one line) when etcd cannot be reached. */
   async start(): Promise<void> {
     try {

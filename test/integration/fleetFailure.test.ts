@@ -292,6 +292,25 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     for (const s of made) await (s.node === names.a ? nodes.a : s.node === names.b ? nodes.b : nodes.c).destroy(s.id);
   }, 240_000);
 
+  it('refuses to start a copy the fleet places on no node (an old one), and starts it once placed there again', async () => {
+    const [s] = await createOn('b', 1);
+    expect((await nodes.b.api('POST', `/v1/sessions/${s!.id}/stop`)).status).toBe(200);
+    const k = `/enclave/desired/${names.b}/${s!.id}`;
+    const placement = await client.get(k).string();
+    expect(placement).not.toBeNull();
+    // As a committed move's record removed past the grace leaves it when the session then ended where it moved.
+    await client.delete().key(k);
+    const refused = await nodes.b.api('POST', `/v1/sessions/${s!.id}/start`);
+    expect(refused.status).toBe(409);
+    expect(JSON.stringify(refused.body)).toContain(`session ${s!.id} is placed on no node of the fleet: node ${names.b}'s copy is an old one`);
+    expect((await nodes.b.show(s!.id)).state).toBe('stopped');
+    await client.put(k).value(placement!);
+    const started = await nodes.b.api('POST', `/v1/sessions/${s!.id}/start`);
+    expect(started.status, JSON.stringify(started.body)).toBe(200);
+    expect(started.body).toMatchObject({ id: s!.id, state: 'running' });
+    await nodes.b.destroy(s!.id);
+  }, 120_000);
+
   it('keeps the session of a move under way when its drained node restarts within the grace: placed on both nodes, it is no old copy', async () => {
     // A drained node's move copying to C (C's name sorts after A's, as a placement read lists them), and A restarts.
     const [moving] = await createOn('a', 1);

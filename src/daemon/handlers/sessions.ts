@@ -38,6 +38,8 @@ function volumesFor(ctx: Context, caller: Caller, req: CreateSessionRequest): Re
 }
 
 /** A drain is moving the session to another node (src/fleet/move.ts): it is left alone until that ends. */
+const notPlacedHere = (id: string, node: string) =>
+  new ApiError('conflict', `session ${id} is placed on no node of the fleet: node ${node}'s copy is an old one (it moved away, or the fleet declared it lost while ${node} was away), and does not start; destroy it`);
 const movingNow = (id: string) => new ApiError('conflict', `session ${id} is being moved to another node (its node is drained); try again once the move is done`);
 
 /** Fleet mode: a session of this node, with the node it runs on. */
@@ -155,6 +157,8 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
 
   sessionStart: async (ctx, { caller, target, log }) => {
     if (ctx.fleet?.isMoving(target.id)) throw movingNow(target.id);
+    // Fail closed: this node's copy runs only while the fleet places it here (a call to one placed elsewhere was forwarded).
+    if (ctx.fleet && !(await ctx.fleet.placedHere(target.id))) throw notPlacedHere(target.id, ctx.fleet.node);
     // A grant taken away holds at the next start.
     ctx.access.checkProfile(caller, 'session.start', target.profile, { kind: 'session', id: target.id, owner_uid: target.owner_uid });
     log.info({ caller: caller.uid }, 'start session');
