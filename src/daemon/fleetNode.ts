@@ -57,12 +57,12 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
   return {
     stored: (id) => storedFile(config, id),
     // Destroyed, not failed: it lives on on the node it moved to, under the same id; the row says where (a move back drops it).
-    forget: async (id, to) => {
+    forget: async (id, to, moved = true) => {
       const state = sessions.find(id)?.state;
       if (state !== 'destroyed' && state !== 'failed') await sessions.destroy(id, undefined, 0);
       if (sessions.find(id)?.moved_to === to) return; // ended so already (a tick that finished it again)
       sessions.markMovedAway(id, to);
-      movedAway(id, to);
+      if (moved) movedAway(id, to);
     },
     dropMovedAway: (id) => sessions.dropMovedAway(id),
     discard: (id) => sessions.destroy(id, undefined, 0),
@@ -80,6 +80,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
       const limits = sessions.limitsFor(req, req.profile ?? 'workspace');
       let s = await sessions.create(req, owner.uid, {
         id,
+        placed: true,
         volumes: volumesHere(sessions, req, owner.uid),
         admit: (usage) => {
           const over = budgets.totalsProblem(who, limits, usage);

@@ -35,8 +35,12 @@ export interface FenceTarget {
   held(): string[];
   /** Stop and remove a session here; `why` is kept as the reason it ended. */
   remove(id: string, why: string): Promise<void>;
-  /** End this node's old copy of a session that moved to node `to` (src/fleet/move.ts). */
-  forget(id: string, to: string): Promise<void>;
+  /**
+   * End this node's old copy of a session that moved to node `to` (src/fleet/
+   * move.ts); `moved` false: a copy of a move here never committed (`to` is
+   * the node it came from), ended without a move on its trail.
+   */
+  forget(id: string, to: string, moved?: boolean): Promise<void>;
 }
 
 /** Sessions per transaction: 3 operations each (placement, status, lost record), under etcd's default of 128. */
@@ -211,7 +215,7 @@ export class Failure {
         this.log.warn({ session: rec.id, from: node, to: rec.to }, "a committed move's record of a node away past the grace removed: its old copy ends there when it is back");
       } else {
         this.log.warn({ session: rec.id, from: node }, 'a move here from a node away past the grace was never committed: the copy made here goes (the session is lost with that node)');
-        if (this.target.held().includes(rec.id)) await this.target.forget(rec.id, node).catch((e: Error) => this.log.error({ session: rec.id, err: e.message }, 'cannot end the copy of a move never committed'));
+        if (this.target.held().includes(rec.id)) await this.target.forget(rec.id, node, false).catch((e: Error) => this.log.error({ session: rec.id, err: e.message }, 'cannot end the copy of a move never committed'));
       }
     }
   }

@@ -80,13 +80,17 @@ export class Fleet {
   }
 
   /**
-   * Whether the fleet places `id` on this node, read from etcd itself
-   * (bounded: a 503 without quorum). A stopped session is placed while it
-   * lasts; a copy here placed nowhere is an old one (it moved, or the fleet
-   * declared it lost while this node was away), and must not run.
+   * The node the fleet places `id` on (this one first), or undefined: read
+   * from etcd itself, bounded (a 503 without quorum). A copy made here for
+   * a placement that is placed here no more is an old one (it moved away, or
+   * the fleet declared it lost while this node was away) and must not run.
    */
-  async placedHere(id: string): Promise<boolean> {
-    return (await fleetOp(() => this.etcd.get(key.desired(this.c.node, id)).string())) !== null;
+  async placedOn(id: string): Promise<string | undefined> {
+    return fleetOp(async () => {
+      if ((await this.etcd.get(key.desired(this.c.node, id)).string()) !== null) return this.c.node;
+      const at = [...(await getPrefix(this.etcd, prefix.desired)).keys()].find((k) => k.endsWith(`/${id}`));
+      return at?.slice(prefix.desired.length).split('/')[0];
+    });
   }
 
   /** Register and start watching; throws (one line) when etcd cannot be reached. */

@@ -28,8 +28,8 @@ export interface MoveSource {
   stateOf(id: string): SessionState | undefined;
   /** A stopped session's stored files. */
   stored(id: string): { path: string; zstd: boolean } | undefined;
-  /** End the session here for good: its files and its placement are on node `to` now. */
-  forget(id: string, to: string): Promise<void>;
+  /** End the session here for good: its files and its placement are on node `to` now (a `session.move` on this node's trail). */
+  forget(id: string, to: string, moved?: boolean): Promise<void>;
 }
 
 /** A move that failed is tried again after this long. */

@@ -36,6 +36,8 @@ export interface CreateExtra {
   admit?: (usage: Usage) => void;
   /** The id to make it with (fleet mode: the one its placement chose); new otherwise. */
   id?: string;
+  /** Made for a fleet's placement: it starts only while placed on this node (migration 022). */
+  placed?: boolean;
   /** A pool member of this shape (src/sessions/pool.ts): nobody's until handed out, no idle timeout until then. */
   pool?: string;
 }
@@ -97,6 +99,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
         init: req.init,
         volumes: volumes.map((v) => ({ ...v, unavailable: (state) => volumeUnavailable(state, v.name, () => kit.volumes.mountRefusal(v.id, v.name, v.readonly)) })),
         admit: extra.admit,
+        placed: extra.placed,
         idleTimeoutS: extra.pool === undefined ? (req.idle_timeout_s ?? c.sessions.idle_timeout_s) || undefined : undefined,
         env: req.env,
         sshKey: req.ssh_key,

@@ -61,6 +61,8 @@ export const rowSchema = z.object({
   init: z.enum(INITS).nullable(),
   /** Fleet: the node a drain moved it to; set on this node's ended old copy (src/fleet/move.ts). */
   moved_to: z.string().nullable(),
+  /** Fleet: made for a placement (migration 022), not before this daemon joined a fleet. */
+  placed: z.union([z.literal(0), z.literal(1)]).transform((v) => v === 1),
 });
 export type SessionRow = z.infer<typeof rowSchema>;
 

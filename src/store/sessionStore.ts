@@ -144,7 +144,7 @@ export class SessionStore {
     /** The owner's budget, checked against its live sessions in the same transaction (throws to refuse). */
     admit?: ((usage: Usage) => void) | undefined;
     idleTimeoutS?: number | undefined;
-    /** Its plain environment; root's authorized OpenSSH key (sshd runs inside). */ env?: string[] | undefined; sshKey?: string | undefined;
+    /** Its plain environment; root's authorized OpenSSH key (sshd runs inside); made for a fleet's placement. */ env?: string[] | undefined; sshKey?: string | undefined; placed?: boolean;
   }): SessionRow {
     const now = new Date().toISOString();
     this.db
@@ -153,10 +153,10 @@ export class SessionStore {
         args.admit?.(this.usageOf(args.ownerUid));
         if (!free) throw new SlotsExhaustedError(`all ${args.slots} ID-range slots are in use`);
         this.q(
-            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid, profile, idle_timeout_s, env, ssh_key, pool, init)
-             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            `INSERT INTO sessions (id, name, state, hostname, id_slot, limits, created_at, updated_at, network, keep_console, owner_uid, profile, idle_timeout_s, env, ssh_key, pool, init, placed)
+             VALUES (?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
-          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.pool === undefined ? args.ownerUid : null, args.profile, args.idleTimeoutS ?? null, args.env?.length ? JSON.stringify(args.env) : null, args.sshKey ?? null, args.pool ?? null, args.init ?? null);
+          .run(args.id, args.name, args.hostname, free.slot, JSON.stringify(args.limits), now, now, args.addresses ? 'bridge' : 'none', args.keepConsole ? 1 : 0, args.pool === undefined ? args.ownerUid : null, args.profile, args.idleTimeoutS ?? null, args.env?.length ? JSON.stringify(args.env) : null, args.sshKey ?? null, args.pool ?? null, args.init ?? null, args.placed ? 1 : 0);
         this.q('INSERT INTO id_slots (slot, session_id) VALUES (?, ?)').run(free.slot, args.id);
         if (args.addresses) {
           const { first, last } = args.addresses;

@@ -16,9 +16,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
 import { isRoot, TestDaemon } from './harness.js';
 import { Viewer } from './viewer.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
+import type { AuditEvent } from '../../src/api/eventSchemas.js';
 import { startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
 import { endFleetRun, fleetNetwork, fleetRunDir } from './fleetRun.js';
 import type { FleetNet } from '../../stress/nodeNet.js';
@@ -121,6 +124,8 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     for (const k of down) await nodes[k].start();
     down.clear();
   }, 60_000);
+  /** The drain moves of session `id` on `d`'s trail. */
+  const movesOn = async (d: TestDaemon, id: string) => ((await d.api('GET', '/v1/events?action=session.move')).body as { events: AuditEvent[] }).events.filter((e) => e.session_id === id);
   /** A stopped session on `k`, whose daemon is then SIGKILLed (`away`: until the fleet sees it unreachable): its id and placement. */
   const stoppedOnKilled = async (k: 'b' | 'c', away: boolean): Promise<{ id: string; placement: string }> => {
     const [s] = await createOn(k, 1);
@@ -292,7 +297,7 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     for (const s of made) await (s.node === names.a ? nodes.a : s.node === names.b ? nodes.b : nodes.c).destroy(s.id);
   }, 240_000);
 
-  it('refuses to start a copy the fleet places on no node (an old one), and starts it once placed there again', async () => {
+  it('refuses to start a copy made for a placement that the fleet places on no node (an old one), and starts it once placed there again; a session from before the fleet starts unplaced', async () => {
     const [s] = await createOn('b', 1);
     expect((await nodes.b.api('POST', `/v1/sessions/${s!.id}/stop`)).status).toBe(200);
     const k = `/enclave/desired/${names.b}/${s!.id}`;
@@ -308,6 +313,17 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     const started = await nodes.b.api('POST', `/v1/sessions/${s!.id}/start`);
     expect(started.status, JSON.stringify(started.body)).toBe(200);
     expect(started.body).toMatchObject({ id: s!.id, state: 'running' });
+    // As B's session would be had B made it before it joined the fleet (never placed): it starts placed nowhere.
+    expect((await nodes.b.api('POST', `/v1/sessions/${s!.id}/stop`)).status).toBe(200);
+    await client.delete().key(k);
+    const db = new Database(join(nodes.b.stateDir, 'enclave.db'), { fileMustExist: true });
+    try {
+      expect(db.prepare('UPDATE sessions SET placed = 0 WHERE id = ? AND placed = 1').run(s!.id).changes).toBe(1);
+    } finally {
+      db.close();
+    }
+    const unplaced = await nodes.b.api('POST', `/v1/sessions/${s!.id}/start`);
+    expect(unplaced.status, JSON.stringify(unplaced.body)).toBe(200);
     await nodes.b.destroy(s!.id);
   }, 120_000);
 
@@ -370,6 +386,8 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     const oldCopy = async () => ((await nodes.c.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] }).sessions.find((s) => s.id === id && s.node === names.c);
     await until('its old copy ended', async () => ((await oldCopy())?.state === 'destroyed' ? true : undefined));
     expect(await oldCopy()).toMatchObject({ state: 'destroyed', moved_to: names.a });
+    // On C's trail as its move (this fleet has no peer channel: each node's events are its own).
+    expect((await movesOn(nodes.c, id)).map((e) => e.detail)).toEqual([expect.stringContaining(`moved to node ${names.a}:`)]);
     expect((await nodes.a.show(id)).state).toBe('running');
     expect(await fleetStatus(id)).toMatchObject({ state: 'running', node: names.a });
     await nodes.a.destroy(id);
@@ -394,6 +412,8 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     await until(`A's copy (init ${copy.init_pid}) gone`, async () => (runs(copy.init_pid!) ? undefined : true));
     const onA = ((await nodes.a.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] }).sessions.filter((s) => s.id === id);
     expect(onA).toEqual([expect.objectContaining({ node: names.a, state: 'destroyed', moved_to: names.c })]);
+    // A moved nothing: no move on its trail.
+    expect(await movesOn(nodes.a, id)).toEqual([]);
     expect(JSON.parse((await client.get(`/enclave/lost/${id}`).string())!)).toMatchObject({ id, node: names.c });
     // Back, C fences its copy.
     await nodes.c.start();

@@ -37,9 +37,15 @@ function volumesFor(ctx: Context, caller: Caller, req: CreateSessionRequest): Re
   });
 }
 
+/** A start of this node's copy of a session the fleet places elsewhere or nowhere. */
+const oldCopy = (id: string, node: string, on: string | undefined) =>
+  new ApiError(
+    'conflict',
+    on === undefined
+      ? `session ${id} is placed on no node of the fleet: node ${node}'s copy is an old one (it moved away, or the fleet declared it lost while ${node} was away), and does not start`
+      : `session ${id} is placed on node ${on}, not ${node}: ${node}'s copy is an old one (it moved away), and does not start`,
+  );
 /** A drain is moving the session to another node (src/fleet/move.ts): it is left alone until that ends. */
-const notPlacedHere = (id: string, node: string) =>
-  new ApiError('conflict', `session ${id} is placed on no node of the fleet: node ${node}'s copy is an old one (it moved away, or the fleet declared it lost while ${node} was away), and does not start; destroy it`);
 const movingNow = (id: string) => new ApiError('conflict', `session ${id} is being moved to another node (its node is drained); try again once the move is done`);
 
 /** Fleet mode: a session of this node, with the node it runs on. */
@@ -157,8 +163,12 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
 
   sessionStart: async (ctx, { caller, target, log }) => {
     if (ctx.fleet?.isMoving(target.id)) throw movingNow(target.id);
-    // Fail closed: this node's copy runs only while the fleet places it here (a call to one placed elsewhere was forwarded).
-    if (ctx.fleet && !(await ctx.fleet.placedHere(target.id))) throw notPlacedHere(target.id, ctx.fleet.node);
+    // Fail closed: a stopped copy made for a placement runs only while the fleet still places it here.
+    if (ctx.fleet && target.placed && target.state === 'stopped') {
+      const on = await ctx.fleet.placedOn(target.id);
+      if (on !== ctx.fleet.node) throw oldCopy(target.id, ctx.fleet.node, on);
+      if (ctx.fleet.isMoving(target.id)) throw movingNow(target.id); // a drain's move began meanwhile
+    }
     // A grant taken away holds at the next start.
     ctx.access.checkProfile(caller, 'session.start', target.profile, { kind: 'session', id: target.id, owner_uid: target.owner_uid });
     log.info({ caller: caller.uid }, 'start session');
