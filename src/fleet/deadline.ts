@@ -5,10 +5,12 @@ import { ApiError } from '../vocab/errors.js';
 
 /**
  * The longest a fleet operation waits for etcd before it fails, ms. Above
- * what losing the etcd leader costs a write in flight: etcd answers it after
+ * what losing the etcd leader costs a call in flight: etcd answers it after
  * its request timeout (5 s + 2 election timeouts; 9 s with the tests' 2 s),
- * then the client retries with the new leader. Less, and a create during a
- * leader change would fail although the cluster kept its quorum.
+ * or the client cuts it at its attempt's deadline (3 s for a read or a
+ * transaction, 10 s for a plain put or delete: etcd.ts), then sends it to
+ * the new leader. Less, and a create during a leader change would fail
+ * although the cluster kept its quorum.
  */
 export const FLEET_OP_TIMEOUT_MS = 15_000;
 /** How long a list waits for the fleet's pending sessions before it answers with the last ones read. */

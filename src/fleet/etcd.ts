@@ -37,20 +37,23 @@ const faultHandling = {
 
 /**
  * Each attempt of a call (not a stream: watches and lease keepalives live
- * long) ends by this deadline, ms, and is sent again (DEADLINE_EXCEEDED is
- * recoverable). A call a member forwarded to a leader that then died is
- * answered only at etcd's request timeout (5 s + 2 election timeouts, 9 s in
- * the tests); waiting that out left a placement started at a leader's death
- * 11-13 s long, at the edge of its 13.5 s bound (placement.ts), and past it
- * once in CI. Cut at 3 s and sent again, it is placed within 5-7 s (the
- * burst in test/integration/fleetFailure.test.ts). Sending again is safe:
- * the same bytes, and each transaction checks whether a write that fails
- * its compare was its own (placement.ts, names.ts, move.ts); a write the
- * dead leader had replicated is committed when the next leader is elected,
- * before that leader serves the next send. With a quorum a call is answered
- * in milliseconds: 3 s is no load's latency.
+ * long) ends by a deadline and is sent again (DEADLINE_EXCEEDED is
+ * recoverable). A read or a transaction is cut at 3 s: one a member
+ * forwarded to a leader that then died is answered only at etcd's request
+ * timeout (5 s + 2 election timeouts, 9 s in the tests), and a create
+ * whose booking straddled a leader's death took 11-13 s of its placement's
+ * 13.5 s bound (placement.ts; past it once in CI); cut and sent again,
+ * 5.7-6.8 s. A read sent twice changes nothing; each transaction compares
+ * before it writes, and one whose compare fails looks whether the write
+ * was its own (placement.ts, names.ts, move.ts, failure.ts). A plain put
+ * or delete waits 10 s, past etcd's own timeout, so that it is answered
+ * rather than sent again while it may still apply: sent again after its
+ * first send applied and something else followed (a pending entry booked
+ * and removed), it would undo that.
  */
-const ATTEMPT_MS = 3_000;
+const COMPARED_ATTEMPT_MS = 3_000;
+const PLAIN_ATTEMPT_MS = 10_000;
+const compared = (c: { service: string; method: string }) => c.service === 'KV' && (c.method === 'range' || c.method === 'txn');
 
 export function etcdClient(c: ClusterConfig): Etcd3 {
   const credentials = c.tls ? { rootCertificate: readFileSync(c.tls.ca), certChain: readFileSync(c.tls.cert), privateKey: readFileSync(c.tls.key) } : undefined;
@@ -59,7 +62,7 @@ export function etcdClient(c: ClusterConfig): Etcd3 {
     ...(credentials ? { credentials } : {}),
     dialTimeout: 3000,
     faultHandling,
-    defaultCallOptions: (call) => (call.isStream ? {} : { deadline: Date.now() + ATTEMPT_MS }),
+    defaultCallOptions: (call) => (call.isStream ? {} : { deadline: Date.now() + (compared(call) ? COMPARED_ATTEMPT_MS : PLAIN_ATTEMPT_MS) }),
   });
 }
 

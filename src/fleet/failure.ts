@@ -210,7 +210,9 @@ export class Failure {
       if (rec.from !== node || (!committed && rec.to !== me)) continue;
       const ops = committed ? [this.etcd.delete().key(k)] : [this.etcd.delete().key(key.desired(me, rec.id)), this.etcd.delete().key(k)];
       const r = await this.etcd.if(key.alive(node), 'Version', '==', 0).and(k, 'Value', '==', v).then(...ops).commit();
-      if (!r.succeeded) continue;
+      // A compare that failed because this very transaction, sent again (etcd.ts), applied: the record and the placement here gone.
+      const applied = async () => !committed && (await this.etcd.get(k).string()) === null && (await this.etcd.get(key.desired(me, rec.id)).string()) === null;
+      if (!r.succeeded && !(await applied())) continue;
       if (committed) {
         this.log.warn({ session: rec.id, from: node, to: rec.to }, "a committed move's record of a node away past the grace removed: its old copy ends there when it is back");
       } else {
@@ -252,9 +254,13 @@ export class Failure {
         if (shown) ops.push(this.etcd.put(key.lost(id)).value(JSON.stringify(shown)));
         count++;
       }
-      // Only while it is still away: back in between, it keeps what is left.
-      const r = await this.etcd.if(key.alive(node), 'Version', '==', 0).then(...ops).commit();
-      if (!r.succeeded) return;
+      // Only while it is still away (back in between, it keeps what is left), and only placements still
+      // there: this chunk sent again (etcd.ts) after its first send applied must not bring back a lost
+      // record its owner removed meanwhile.
+      const txn = this.etcd.if(key.alive(node), 'Version', '==', 0);
+      for (const [k] of desired.slice(i, i + CHUNK)) txn.and(k, 'Version', '>', 0);
+      const r = await txn.then(...ops).commit();
+      if (!r.succeeded && (await this.etcd.get(key.alive(node)).string()) !== null) return;
     }
     // Nothing counts against it while it is away; it recounts what it holds when back.
     await this.etcd.if(key.alive(node), 'Version', '==', 0).then(this.etcd.put(key.alloc(node)).value(JSON.stringify({ sessions: {} }))).commit();

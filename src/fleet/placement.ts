@@ -105,8 +105,8 @@ export async function book(etcd: Etcd3, n: NodeView, d: Desired, alsoDelete?: st
  */
 const PLACE_RETRY_MS = 13_500;
 
-/** An error of a leader change (a request in flight may or may not have been applied). */
-const leaderLost = (e: unknown): boolean => /UNAVAILABLE|leader|request timed out/i.test(e instanceof Error ? e.message : String(e));
+/** An error of a leader change (a request in flight may or may not have been applied), or of an attempt cut by its deadline (etcd.ts). */
+const leaderLost = (e: unknown): boolean => /UNAVAILABLE|DEADLINE_EXCEEDED|leader|request timed out/i.test(e instanceof Error ? e.message : String(e));
 
 /**
  * The node `id` is placed on, if any (but `exclude`: a moved session's old

@@ -3,11 +3,6 @@
 // used only for its own node, path and schema, is frozen, and is dropped
 // with a tag it cannot send back or a node gone from the fleet.
 import { describe, expect, it } from 'vitest';
-import Database from 'better-sqlite3';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { repoRoot } from '../../src/native/addon.js';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { z } from 'zod';
 import { LastAnswers } from '../../src/fleet/lastAnswers.js';
 import { MadeLists } from '../../src/daemon/madeLists.js';

@@ -70,6 +70,24 @@ describe('the list version', () => {
     } finally {
       other.close();
     }
+    // Each table the list reads: an insert, an update and a delete each move it; a column of
+    // volumes that no list reads (its size) does not.
+    const run = (sql: string, ...args: unknown[]) => () => void db.prepare(sql).run(...args);
+    step('a port published', run("INSERT INTO published_ports (host_ip, host_port, session_id, session_port) VALUES ('0.0.0.0', 8080, ?, 80)", s), true);
+    step('a port changed', run('UPDATE published_ports SET session_port = 81'), true);
+    step('a port gone', run('DELETE FROM published_ports'), true);
+    step('a secret held', run("INSERT INTO session_secrets (session_id, name, kind, version, owner_uid) VALUES (?, 'tok', 'env', 1, 0)", s), true);
+    step('a held secret changed', run("UPDATE session_secrets SET kind = 'provider'"), true);
+    step('a held secret gone', run('DELETE FROM session_secrets'), true);
+    step('a volume made', run("INSERT INTO volumes (id, name, state, size_mb, owner_uid, created_at) VALUES ('v1', 'data', 'ready', 10, 0, 'now')"), true);
+    step('a volume mounted', run("INSERT INTO session_volumes (session_id, volume, target, readonly) VALUES (?, 'v1', '/data', 0)", s), true);
+    step('a mount changed', run('UPDATE session_volumes SET readonly = 1'), true);
+    step("a mounted volume's size (no list shows it)", run('UPDATE volumes SET size_mb = 20'), false);
+    step('a mounted volume renamed', run("UPDATE volumes SET name = 'data2'"), true);
+    step('a mount gone', run('DELETE FROM session_volumes'), true);
+    step('a volume gone', run('DELETE FROM volumes'), true);
+    step('a lease changed', run('UPDATE ip_leases SET address = address + 1'), true);
+    step('a lease gone', run('DELETE FROM ip_leases'), true);
     step('a session destroyed', () => store.settle(s, 'destroyed'), true);
   });
 
@@ -85,17 +103,33 @@ describe('the list version', () => {
     }
     fresh.detailsOfAll();
     db.prepare = prepare;
-    const reading = prepared.filter((sql) => /^\s*SELECT/i.test(sql));
+    const reading = prepared.filter((sql) => /^\s*(SELECT|WITH)\b/i.test(sql));
     expect(reading.length).toBeGreaterThanOrEqual(8);
     // Each table (or index of a table) the compiled programs open for reading, by its root page.
     const byRoot = new Map((db.prepare('SELECT rootpage, tbl_name FROM sqlite_master WHERE rootpage > 0').all() as { rootpage: number; tbl_name: string }[]).map((r) => [r.rootpage, r.tbl_name]));
+    // And each column they read, by cursor: a table's by its position, an index's by the index's.
+    const objects = new Map((db.prepare('SELECT rootpage, name, type FROM sqlite_master WHERE rootpage > 0').all() as { rootpage: number; name: string; type: string }[]).map((r) => [r.rootpage, r]));
+    const columnOf = (root: number, i: number): string | null => {
+      const o = objects.get(root)!;
+      const cols = o.type === 'table' ? (db.prepare('SELECT name FROM pragma_table_info(?) ORDER BY cid').pluck().all(o.name) as string[]) : (db.prepare('SELECT name FROM pragma_index_xinfo(?) ORDER BY seqno').pluck().all(o.name) as (string | null)[]);
+      return cols[i] ?? null;
+    };
     const read = new Set<string>();
+    const columns = new Map<string, Set<string>>();
     for (const sql of reading) {
-      for (const op of db.prepare(`EXPLAIN ${sql}`).all() as { opcode: string; p2: number }[]) {
-        if (op.opcode !== 'OpenRead') continue;
-        const t = byRoot.get(op.p2);
-        expect(t, `a root page ${op.p2} of no table, in ${sql}`).toBeDefined();
-        read.add(t!);
+      const cursors = new Map<number, number>();
+      for (const op of db.prepare(`EXPLAIN ${sql}`).all() as { opcode: string; p1: number; p2: number }[]) {
+        expect(['OpenWrite', 'VOpen', 'ReopenIdx'], sql).not.toContain(op.opcode);
+        if (op.opcode === 'OpenRead') {
+          const t = byRoot.get(op.p2);
+          expect(t, `a root page ${op.p2} of no table, in ${sql}`).toBeDefined();
+          read.add(t!);
+          cursors.set(op.p1, op.p2);
+        } else if (op.opcode === 'Column' && cursors.has(op.p1)) {
+          const root = cursors.get(op.p1)!;
+          const name = columnOf(root, op.p2);
+          if (name !== null) columns.set(byRoot.get(root)!, (columns.get(byRoot.get(root)!) ?? new Set()).add(name));
+        }
       }
     }
     // (The store's constructor compiles the version's own read, too.)
@@ -106,8 +140,14 @@ describe('the list version', () => {
     for (const t of LISTED_TABLES) {
       const on = triggers.filter((x) => x.tbl_name === t);
       expect(on.map((x) => /AFTER\s+(INSERT|UPDATE|DELETE)/i.exec(x.sql)?.[1]?.toUpperCase()).sort(), t).toEqual(['DELETE', 'INSERT', 'UPDATE']);
-      for (const x of on) expect(x.sql, x.name).toMatch(/UPDATE list_version SET n = n \+ 1/);
+      for (const x of on) expect(x.sql, x.name).toMatch(/BEGIN UPDATE list_version SET n = n \+ 1; END$/);
+      // Fires always: no WHEN; an update trigger that names its columns names every column a list reads of the table.
+      for (const x of on) expect(x.sql, x.name).not.toMatch(/\bWHEN\b/i);
+      const of = /AFTER UPDATE OF ([\w, ]+) ON/i.exec(on.find((x) => /AFTER\s+UPDATE/i.test(x.sql))!.sql)?.[1]?.split(',').map((c) => c.trim());
+      if (of) expect(of, t).toEqual(expect.arrayContaining([...(columns.get(t) ?? [])]));
     }
+    // The volumes trigger does name its columns, and the list reads some of volumes' columns through it.
+    expect([...(columns.get('volumes') ?? [])].sort()).toEqual(['name', 'owner_uid']);
     expect(triggers.filter((x) => !(LISTED_TABLES as readonly string[]).includes(x.tbl_name))).toEqual([]);
   });
 });
