@@ -180,17 +180,32 @@ export class Reach {
 
   /** What `ask` gets of every other live node, each with its node; a node that does not answer, as etcd last knew it; and the lost sessions. */
   private async gather<T extends SessionListed>(ask: (node: string, endpoint: string) => Promise<{ sessions: T[] } | undefined>): Promise<Array<T | Session>> {
+    // Each node the copy holds alive is asked at once, as the copy is now: its list is made while etcd
+    // answers the read below (members and endpoints rarely change). That read (as fresh as etcd) then
+    // says whose answers count; a node it adds is asked then. Every answer is asked after the caller's
+    // call arrived, so a write acknowledged before the call is in it.
+    const early = new Map<string, { endpoint: string; answer: Promise<{ ok: { sessions: T[] } | undefined } | { err: Error }> }>();
+    const seen = this.watched.peek(prefix.members, prefix.alive);
+    if (seen) {
+      for (const [node, ep] of this.endpoints(seen[0]!, seen[1]!)) {
+        if (node !== this.self && ep.alive) early.set(node, { endpoint: ep.endpoint, answer: ask(node, ep.endpoint).then((ok) => ({ ok }), (err: Error) => ({ err })) });
+      }
+    }
     // One read of the fleet (the watched copy), bounded as the pending list is: without etcd a node lists its own sessions, at once.
     const none = [new Map<string, string>(), new Map<string, string>(), new Map<string, string>()];
     const [members, alive, lostKeys] = await quick(this.watched.keys(prefix.members, prefix.alive, prefix.lost), none, (e) => this.log.warn({ err: e.message }, 'fleet list: this node alone'));
     const eps = this.endpoints(members!, alive!);
+    // (A node asked early that is no member now may still leave a copy; the next list drops it.)
     this.answers.keep(new Set(eps.keys()));
     // Read only when a node does not answer.
     let placed: Promise<Array<{ node: string; d: Desired }>> | undefined;
     const lists = [...eps].filter(([n]) => n !== this.self).map(async ([node, ep]): Promise<Array<T | Session>> => {
       if (ep.alive) {
         try {
-          const r = await ask(node, ep.endpoint);
+          const e = early.get(node);
+          const asked = e?.endpoint === ep.endpoint ? await e.answer : { ok: await ask(node, ep.endpoint) };
+          if ('err' in asked) throw asked.err;
+          const r = asked.ok;
           if (r === undefined) throw new Error(`node ${node} answered no list`);
           // Its rows name it already (kept as they are: the same frozen rows list after list, src/daemon/listJson.ts).
           return r.sessions.map((s) => ('node' in s && s.node === node ? s : { ...s, node }));

@@ -73,6 +73,15 @@ export class WatchedFleet {
     return Promise.all(prefixes.map((p) => getPrefix(this.etcd, p)));
   }
 
+  /**
+   * The keys under each of `prefixes` as the copy holds them now, not waiting
+   * for it to catch up with etcd (undefined while it does not follow etcd):
+   * a guess to start work on, which a read by keys() then confirms.
+   */
+  peek(...prefixes: string[]): Array<Map<string, string>> | undefined {
+    return this.live ? prefixes.map((p) => this.parts.get(p) ?? new Map<string, string>()) : undefined;
+  }
+
   /** Whether the copy follows etcd now (its watch connected): an onPut listener hears every write. */
   get following(): boolean {
     return this.live;

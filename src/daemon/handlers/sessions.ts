@@ -59,13 +59,26 @@ const here = <T extends object>(ctx: Context, s: T): T => (ctx.fleet && (s as { 
  * this node's own are read while they answer (the fleet's reads and the
  * peers' lists are waits here; this node's list is work).
  */
+const afterAsks = <T>(f: () => T): Promise<T> =>
+  new Promise((resolve, reject) =>
+    setImmediate(() => {
+      try {
+        resolve(f());
+      } catch (e) {
+        reject(e as Error);
+      }
+    }),
+  );
+
 async function listed<T extends SessionListed>(ctx: Context, caller: Caller, others: (reach: Reach) => Promise<T[]>, mine: () => T[]): Promise<Array<T | Session>> {
   const fleet = ctx.fleet;
   const peer = caller.via === 'peer';
   const reach = peer ? undefined : fleet?.reach;
   const pendingP = fleet && !peer ? fleet.pending().then((ps) => ps.map(pendingView)) : Promise.resolve([]);
   const othersP = reach ? others(reach) : Promise.resolve([]);
-  const own = mine().map((s) => here(ctx, s));
+  // With other nodes asked, this node's own is made once their asks are on the wire (setImmediate runs
+  // after the ticks that send them): their lists are made meanwhile, not after.
+  const own = (reach ? await afterAsks(mine) : mine()).map((s) => here(ctx, s));
   const [far, pending] = await Promise.all([othersP, pendingP]);
   const lostIds = new Set(far.filter((s) => s.state === 'lost').map((s) => s.id));
   return [...own, ...far, ...pending].filter((s) => (peer || ctx.access.visible(caller, s)) && (s.state === 'lost' || !lostIds.has(s.id)));
