@@ -65,6 +65,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
       if (moved) movedAway(id, to);
     },
     dropMovedAway: (id) => sessions.dropMovedAway(id),
+    markPlaced: (ids) => sessions.markPlaced(ids),
     discard: (id) => sessions.destroy(id, undefined, 0),
     held: () => sessions.listTable(false).filter((s) => s.state !== 'destroyed' && s.state !== 'failed').map((s) => s.id),
     // Ended with the reason kept (failed): its owner sees why it is gone from this node.

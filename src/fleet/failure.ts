@@ -153,7 +153,8 @@ export class Failure {
       const shown: Lost = { ...parseValue(lostSchema, k, r.value), fenced_at: at };
       const fenced: Status = { ...s, state: 'fenced', since: at };
       const done = await this.etcd.if(k, 'Mod', '==', r.rev).then(this.etcd.put(k).value(JSON.stringify(shown)), this.etcd.put(key.status(s.id)).value(JSON.stringify(fenced))).commit();
-      if (done.succeeded) return;
+      // Failed its compare because this very transaction, sent again (etcd.ts), applied: done.
+      if (done.succeeded || (await this.etcd.get(key.status(s.id)).string()) === JSON.stringify(fenced)) return;
     }
     await this.etcd.delete().key(key.status(s.id));
   }
@@ -260,7 +261,10 @@ export class Failure {
       const txn = this.etcd.if(key.alive(node), 'Version', '==', 0);
       for (const [k] of desired.slice(i, i + CHUNK)) txn.and(k, 'Version', '>', 0);
       const r = await txn.then(...ops).commit();
-      if (!r.succeeded && (await this.etcd.get(key.alive(node)).string()) !== null) return;
+      if (r.succeeded) continue;
+      if ((await this.etcd.get(key.alive(node)).string()) !== null) return;
+      // A placement of this chunk went meanwhile (or this chunk, sent again, applied): the next tick reads what is left.
+      count -= Math.min(CHUNK, desired.length - i);
     }
     // Nothing counts against it while it is away; it recounts what it holds when back.
     await this.etcd.if(key.alive(node), 'Version', '==', 0).then(this.etcd.put(key.alloc(node)).value(JSON.stringify({ sessions: {} }))).commit();

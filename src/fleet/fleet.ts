@@ -13,7 +13,7 @@ import { newSessionId } from '../sessions/identity.js';
 import { ApiError, type ErrorCode } from '../vocab/errors.js';
 import { etcdClient, getPrefix, type ClusterConfig } from './etcd.js';
 import { key, parseValue, pendingSchema, prefix, type NodeCapacity, type Pending } from './keys.js';
-import { pinnedTo, place } from './placement.js';
+import { pinnedTo, place, placedNodes } from './placement.js';
 import { awaitReport } from './report.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
@@ -58,7 +58,7 @@ export class Fleet {
     readonly c: ClusterConfig,
     endpoint: string,
     capacity: () => NodeCapacity,
-    local: LocalNode & FenceTarget & MoveSource,
+    private readonly local: LocalNode & FenceTarget & MoveSource,
     private readonly log: Logger,
   ) {
     this.etcd = etcdClient(c);
@@ -88,15 +88,24 @@ export class Fleet {
   async placedOn(id: string): Promise<string | undefined> {
     return fleetOp(async () => {
       if ((await this.etcd.get(key.desired(this.c.node, id)).string()) !== null) return this.c.node;
-      const at = [...(await getPrefix(this.etcd, prefix.desired)).keys()].find((k) => k.endsWith(`/${id}`));
-      return at?.slice(prefix.desired.length).split('/')[0];
+      return (await placedNodes(this.etcd, id))[0];
     });
+  }
+
+  /** Every session id the fleet's keys name: placements, statuses, lost records, moves (keys only). */
+  private async fleetIds(): Promise<Set<string>> {
+    const ids = new Set<string>();
+    for (const p of [prefix.desired, prefix.status, prefix.lost, prefix.move]) for (const k of await this.etcd.getAll().prefix(p).keys()) ids.add(k.slice(k.lastIndexOf('/') + 1));
+    return ids;
   }
 
   /** Register and start watching; throws (one line) when etcd cannot be reached. */
   async start(): Promise<void> {
     try {
       await this.registry.register();
+      // Rows an older daemon made for placements (before their mark): the start check covers them too.
+      const marked = this.local.markPlaced(await this.fleetIds());
+      if (marked > 0) this.log.info({ sessions: marked }, 'fleet: rows made for placements by an older version marked so');
       // Before anything is made here: what the fleet declared lost while this node was away goes.
       await this.failure.start();
       await this.worker.start();
@@ -171,6 +180,12 @@ export class Fleet {
     // while this node is registered and fenced: back from away, its fence comes first.
     if (this.failure.open()) void this.mover?.tick();
     for (const p of await this.pending()) {
+      // Placed already: a pending entry written again by a put sent again after it was booked (etcd.ts). It goes.
+      if ((await placedNodes(this.etcd, p.id)).length > 0) {
+        this.log.warn({ session: p.id }, 'a pending entry of a session placed already: removed');
+        await this.etcd.delete().key(key.pending(p.id));
+        continue;
+      }
       const r = await place(this.etcd, { id: p.id, owner_uid: p.owner_uid, owner_gids: p.owner_gids, request: p.request, memory_mb: p.memory_mb, limits: p.limits, entry: p.entry }, this.c.candidates, key.pending(p.id));
       if ('node' in r) this.log.info({ session: p.id, node: r.node, entry: p.entry }, 'pending session placed');
       else if (r.reason !== p.reason && r.reason !== 'gone') {

@@ -108,20 +108,10 @@ const PLACE_RETRY_MS = 13_500;
 /** An error of a leader change (a request in flight may or may not have been applied), or of an attempt cut by its deadline (etcd.ts). */
 const leaderLost = (e: unknown): boolean => /UNAVAILABLE|DEADLINE_EXCEEDED|leader|request timed out/i.test(e instanceof Error ? e.message : String(e));
 
-/**
- * The node `id` is placed on, if any (but `exclude`: a moved session's old
- * node holds it too), asked until etcd answers or `deadline`: not knowing is not "no".
- */
-async function placedAt(etcd: Etcd3, id: string, exclude: string | undefined, deadline: number): Promise<string | undefined> {
-  for (;;) {
-    try {
-      const nodes = [...(await getPrefix(etcd, prefix.desired)).keys()].filter((k) => k.endsWith(`/${id}`)).map((k) => k.slice(prefix.desired.length).split('/')[0]!);
-      return nodes.find((node) => node !== exclude);
-    } catch (e) {
-      if (Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+/** The nodes `id` is placed on (keys only, not the placements' values). */
+export async function placedNodes(etcd: Etcd3, id: string): Promise<string[]> {
+  const keys = await etcd.getAll().prefix(prefix.desired).keys();
+  return keys.filter((k) => k.endsWith(`/${id}`)).map((k) => k.slice(prefix.desired.length).split('/')[0]!);
 }
 
 /**
@@ -136,11 +126,32 @@ export function pinnedTo(d: Pick<Desired, 'request' | 'entry'>): string | undefi
 }
 
 /**
+ * `book()` of this very booking until etcd answers it, within `deadline`:
+ * after a leader change (or an attempt cut by its deadline, etcd.ts) the
+ * lost send may still commit. Sent again unchanged, it is the same
+ * transaction: whichever send commits first, the other fails its compare
+ * and its else branch finds the booking its own; and once the node's
+ * allocation moved on, the lost send can never commit (it compares the
+ * revision read before). Choosing again before that could book a second
+ * node while the first booking was still in flight.
+ */
+async function bookSurely(etcd: Etcd3, n: NodeView, d: Desired, alsoDelete: string | undefined, deadline: number): Promise<boolean> {
+  for (;;) {
+    try {
+      return await book(etcd, n, d, alsoDelete);
+    } catch (e) {
+      if (!leaderLost(e) || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+/**
  * Place `d` on a node that fits (its entry node alone when pinnedTo() says so), retrying lost races; the node's name, or
  * why none fits ('gone': the pending entry `alsoDelete` was removed). A
- * leader change in the middle is asked again, after checking whether the
- * booking was applied before its answer was lost (then it is placed: never
- * booked twice); one etcd member killed must fail no create (issue 28).
+ * booking whose answer a leader change lost is sent again as it was until
+ * etcd answers it (bookSurely), so it is never booked twice; one etcd
+ * member killed must fail no create (issue 28).
  * `exclude`: a node it must not go to (a drain's move: the node it leaves).
  */
 export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: number, alsoDelete?: string, exclude?: string): Promise<{ node: string } | { reason: string }> {
@@ -149,19 +160,19 @@ export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: numbe
   for (let attempt = 0; attempt < 50; ) {
     // No booking starts past the bound: its caller was told the fleet did not answer.
     if (Date.now() > deadline) throw new Error(`placement did not finish within ${PLACE_RETRY_MS} ms`);
+    let fleet: NodeView[];
     try {
-      const c = choose((await readFleet(etcd)).filter((n) => n.member.name !== exclude && (pin === undefined || n.member.name === pin)), d.memory_mb, k);
-      if ('reason' in c) return pin === undefined ? c : { reason: `its volumes and stored secrets are node ${pin}'s, which cannot take it: ${c.reason}` };
-      if (await book(etcd, c.node, { ...d, placed_at: new Date().toISOString() }, alsoDelete)) return { node: c.node.member.name };
-      if (alsoDelete && (await etcd.get(alsoDelete).string()) === null) return { reason: 'gone' };
-      attempt++;
+      fleet = await readFleet(etcd);
     } catch (e) {
       if (!leaderLost(e) || Date.now() > deadline) throw e;
-      // Whether a booking whose answer was lost was applied.
-      const at = await placedAt(etcd, d.id, exclude, deadline);
-      if (at !== undefined) return { node: at };
       await new Promise((r) => setTimeout(r, 200));
+      continue;
     }
+    const c = choose(fleet.filter((n) => n.member.name !== exclude && (pin === undefined || n.member.name === pin)), d.memory_mb, k);
+    if ('reason' in c) return pin === undefined ? c : { reason: `its volumes and stored secrets are node ${pin}'s, which cannot take it: ${c.reason}` };
+    if (await bookSurely(etcd, c.node, { ...d, placed_at: new Date().toISOString() }, alsoDelete, deadline)) return { node: c.node.member.name };
+    if (alsoDelete && (await etcd.get(alsoDelete).string()) === null) return { reason: 'gone' };
+    attempt++;
   }
   throw new Error('placement lost 50 races in a row for the same session; try again');
 }

@@ -186,10 +186,14 @@ export class Reach {
     // call arrived, so a write acknowledged before the call is in it.
     const early = new Map<string, { endpoint: string; answer: Promise<{ ok: { sessions: T[] } | undefined } | { err: Error }> }>();
     const seen = this.watched.peek(prefix.members, prefix.alive);
-    if (seen) {
-      for (const [node, ep] of this.endpoints(seen[0]!, seen[1]!)) {
-        if (node !== this.self && ep.alive) early.set(node, { endpoint: ep.endpoint, answer: ask(node, ep.endpoint).then((ok) => ({ ok }), (err: Error) => ({ err })) });
-      }
+    let guessed: Endpoints = new Map();
+    try {
+      if (seen) guessed = this.endpoints(seen[0]!, seen[1]!);
+    } catch {
+      // A member record this version cannot read: no early asks (the read below says so, as before).
+    }
+    for (const [node, ep] of guessed) {
+      if (node !== this.self && ep.alive) early.set(node, { endpoint: ep.endpoint, answer: ask(node, ep.endpoint).then((ok) => ({ ok }), (err: Error) => ({ err })) });
     }
     // One read of the fleet (the watched copy), bounded as the pending list is: without etcd a node lists its own sessions, at once.
     const none = [new Map<string, string>(), new Map<string, string>(), new Map<string, string>()];

@@ -18,6 +18,8 @@ import { allocSchema, desiredSchema, key, moveSchema, parseValue, statusSchema, 
 
 /** What the fleet needs of this node's own sessions (the daemon provides it over its session manager). */
 export interface LocalNode {
+  /** Mark this node's rows of `fleetIds` as made for a placement (those an older version made); how many. */
+  markPlaced(fleetIds: ReadonlySet<string>): number;
   /** A session's state here, or undefined if this node never had it. */
   stateOf(id: string): SessionState | undefined;
   /** Sessions with processes here, and the memory each was given (MiB). */

@@ -197,12 +197,17 @@ export class SessionManager {
 
   /** Fleet: this node's copy ended because a drain moved the session to `node` (src/fleet/move.ts). */
   markMovedAway(id: string, node: string): void {
-    this.kit.store.markMovedAway(id, node);
+    this.kit.store.fleet.markMovedAway(id, node);
   }
 
   /** Fleet: the ended old copy of a session that moved away, dropped so that a move back makes it here again under its id. */
   dropMovedAway(id: string): boolean {
-    return !this.live.has(id) && this.kit.store.dropMovedAway(id);
+    return !this.live.has(id) && this.kit.store.fleet.dropMovedAway(id);
+  }
+
+  /** Fleet: mark the rows an older daemon made for a placement, by the ids the fleet names (fleetRows.ts); how many. */
+  markPlaced(fleetIds: ReadonlySet<string>): number {
+    return this.kit.store.fleet.markPlaced(fleetIds);
   }
 
   /** A session by id; callers that hold a name resolve it through src/daemon/objects.ts. */

@@ -9,6 +9,7 @@ import { LIMITS, type Usage } from '../vocab/limits.js';
 import { AddressesExhaustedError, HELD_NAME, PortTakenError, rowSchema, secretNames, SlotsExhaustedError, SUMMARY_COLUMNS, summariesSchema, TABLE_COLUMNS, tableRowsSchema } from './sessionRows.js';
 import { VOLUME_NAME_AS_SEEN, volumeUse, VolumeUnavailableError, VOLUMES_OF, type KernelObject, type PublishedPort, type SessionDetails, type SessionRow, type SessionSummary, type TableRow, type VolumeUseRow } from './sessionRows.js';
 import { PoolStore } from './poolStore.js';
+import { FleetRows } from './fleetRows.js';
 import { CheckedRows } from './checkedRows.js';
 import { listVersion } from './listVersion.js';
 
@@ -18,9 +19,12 @@ export { LIVE_STATES };
 export class SessionStore {
   /** The pool's members (src/sessions/pool.ts). */
   readonly pool: PoolStore;
+  /** What a fleet node keeps on its rows (fleetRows.ts). */
+  readonly fleet: FleetRows;
 
   constructor(private readonly db: Database.Database) {
     this.pool = new PoolStore(db, this);
+    this.fleet = new FleetRows(db);
     this.listVersion = listVersion(db);
   }
   /** Moves with every write to a table a list reads (listVersion.ts): list() and listTable() change only with it. */
@@ -231,16 +235,6 @@ export class SessionStore {
   pruneHistory(keep: number): number {
     // A session whose link is still going keeps its row (its lease refers to it).
     return deleteEnded(this.db, (sql) => this.q(sql), `SELECT id FROM sessions WHERE state IN ${ENDED_SQL} AND id NOT IN (SELECT session_id FROM ip_leases) ORDER BY updated_at DESC, rowid DESC LIMIT -1 OFFSET ?`, keep);
-  }
-
-  /** Fleet: this ended row is the old copy of a session a drain moved to `node`. */
-  markMovedAway(id: string, node: string): void {
-    this.q(`UPDATE sessions SET moved_to = ? WHERE id = ? AND state IN ${ENDED_SQL}`).run(node, id);
-  }
-
-  /** Fleet: drop the ended old copy of a session that moved away (it is moving back, under its id); false if there is none. */
-  dropMovedAway(id: string): boolean {
-    return deleteEnded(this.db, (sql) => this.q(sql), `SELECT id FROM sessions WHERE id = ? AND moved_to IS NOT NULL AND state IN ${ENDED_SQL} AND id NOT IN (SELECT session_id FROM ip_leases)`, id) === 1;
   }
 
   /** Store the plan before anything executes it. */

@@ -28,6 +28,9 @@ class FakeNode implements LocalNode {
     /** Held until this settles: a create that takes its time. */
     private readonly gate: Promise<void> = Promise.resolve(),
   ) {}
+  markPlaced(): number {
+    return 0;
+  }
   stateOf(id: string): SessionState | undefined {
     return this.states.get(id);
   }

@@ -7,6 +7,7 @@ import type { Caller } from '../../access/guard.js';
 import type { CreateSessionRequest, Session } from '../../api/schemas.js';
 import type { ResolvedVolume } from '../../sessions/manager.js';
 import { ApiError } from '../../vocab/errors.js';
+import { ENDED_STATES } from '../../vocab/states.js';
 import { parseOwned, refText, VOLUME_NAME } from '../../vocab/names.js';
 import { sessionIds, sessionTable, type SessionListed } from '../../api/render.js';
 import { Printed, Serialized, type Handlers } from '../dispatch.js';
@@ -78,8 +79,11 @@ async function listed<T extends SessionListed>(ctx: Context, caller: Caller, oth
   const othersP = reach ? others(reach) : Promise.resolve([]);
   // With other nodes asked, this node's own is made once their asks are on the wire (setImmediate runs
   // after the ticks that send them): their lists are made meanwhile, not after.
+  // Handled before the wait below: a rejection meanwhile is the list's error, not the process's.
+  const farP = Promise.all([othersP, pendingP]);
+  farP.catch(() => undefined);
   const own = (reach ? await afterAsks(mine) : mine()).map((s) => here(ctx, s));
-  const [far, pending] = await Promise.all([othersP, pendingP]);
+  const [far, pending] = await farP;
   const lostIds = new Set(far.filter((s) => s.state === 'lost').map((s) => s.id));
   return [...own, ...far, ...pending].filter((s) => (peer || ctx.access.visible(caller, s)) && (s.state === 'lost' || !lostIds.has(s.id)));
 }
@@ -176,8 +180,9 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
 
   sessionStart: async (ctx, { caller, target, log }) => {
     if (ctx.fleet?.isMoving(target.id)) throw movingNow(target.id);
-    // Fail closed: a stopped copy made for a placement runs only while the fleet still places it here.
-    if (ctx.fleet && target.placed && target.state === 'stopped') {
+    // Fail closed: a copy made for a placement starts only while the fleet still places it here (checked in
+    // every state a start may end in running from: a start waits out a stop under way).
+    if (ctx.fleet && target.placed && target.state !== 'running' && !ENDED_STATES.includes(target.state)) {
       const on = await ctx.fleet.placedOn(target.id);
       if (on !== ctx.fleet.node) throw oldCopy(target.id, ctx.fleet.node, on);
       if (ctx.fleet.isMoving(target.id)) throw movingNow(target.id); // a drain's move began meanwhile

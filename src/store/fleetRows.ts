@@ -1,0 +1,40 @@
+// What a fleet node keeps on its own session rows about the fleet: the old
+// copy a drain moved away (moved_to, migration 019), and whether a row was
+// made for one of the fleet's placements (placed, migration 022).
+import type Database from 'better-sqlite3';
+import { ENDED_SQL } from '../vocab/states.js';
+import { deleteEnded } from './endedRows.js';
+
+export class FleetRows {
+  private readonly statements = new Map<string, Database.Statement>();
+
+  constructor(private readonly db: Database.Database) {}
+
+  private q(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
+  }
+
+  /** This ended row is the old copy of a session a drain moved to `node`. */
+  markMovedAway(id: string, node: string): void {
+    this.q(`UPDATE sessions SET moved_to = ? WHERE id = ? AND state IN ${ENDED_SQL}`).run(node, id);
+  }
+
+  /** Drop the ended old copy of a session that moved away (it is moving back, under its id); false if there is none. */
+  dropMovedAway(id: string): boolean {
+    return deleteEnded(this.db, (sql) => this.q(sql), `SELECT id FROM sessions WHERE id = ? AND moved_to IS NOT NULL AND state IN ${ENDED_SQL} AND id NOT IN (SELECT session_id FROM ip_leases)`, id) === 1;
+  }
+
+  /**
+   * Mark as made for a placement the rows of `fleetIds` (every id the fleet's
+   * keys name) not marked yet: those an older daemon made before migration
+   * 022 gave every row 0. A session made before this node joined a fleet is
+   * named by no key, and stays unmarked. How many were marked.
+   */
+  markPlaced(fleetIds: ReadonlySet<string>): number {
+    const unmarked = this.q('SELECT id FROM sessions WHERE placed = 0').pluck().all() as string[];
+    const mark = this.q('UPDATE sessions SET placed = 1 WHERE id = ?');
+    return this.db.transaction(() => unmarked.filter((id) => fleetIds.has(id)).reduce((n, id) => n + mark.run(id).changes, 0))();
+  }
+}
