@@ -231,6 +231,7 @@ export class Failure {
     let count = 0;
     for (let i = 0; i < desired.length; i += CHUNK) {
       const ops: IOperation[] = [];
+      let inChunk = 0;
       for (const [k, v] of desired.slice(i, i + CHUNK)) {
         ops.push(this.etcd.delete().key(k));
         let d: Desired;
@@ -253,7 +254,7 @@ export class Failure {
         const last = reportedOrPlaced(session, d, since);
         const shown: Lost | undefined = last && { id, node, owner_uid: d.owner_uid, name: d.request.name ?? null, since, session: last };
         if (shown) ops.push(this.etcd.put(key.lost(id)).value(JSON.stringify(shown)));
-        count++;
+        inChunk++;
       }
       // Only while it is still away (back in between, it keeps what is left), and only placements still
       // there: this chunk sent again (etcd.ts) after its first send applied must not bring back a lost
@@ -261,10 +262,12 @@ export class Failure {
       const txn = this.etcd.if(key.alive(node), 'Version', '==', 0);
       for (const [k] of desired.slice(i, i + CHUNK)) txn.and(k, 'Version', '>', 0);
       const r = await txn.then(...ops).commit();
-      if (r.succeeded) continue;
+      if (r.succeeded) {
+        count += inChunk;
+        continue;
+      }
       if ((await this.etcd.get(key.alive(node)).string()) !== null) return;
       // A placement of this chunk went meanwhile (or this chunk, sent again, applied): the next tick reads what is left.
-      count -= Math.min(CHUNK, desired.length - i);
     }
     // Nothing counts against it while it is away; it recounts what it holds when back.
     await this.etcd.if(key.alive(node), 'Version', '==', 0).then(this.etcd.put(key.alloc(node)).value(JSON.stringify({ sessions: {} }))).commit();

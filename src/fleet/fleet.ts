@@ -13,7 +13,7 @@ import { newSessionId } from '../sessions/identity.js';
 import { ApiError, type ErrorCode } from '../vocab/errors.js';
 import { etcdClient, getPrefix, type ClusterConfig } from './etcd.js';
 import { key, parseValue, pendingSchema, prefix, type NodeCapacity, type Pending } from './keys.js';
-import { pinnedTo, place, placedNodes } from './placement.js';
+import { pinnedTo, place, placedIds, placedNodes } from './placement.js';
 import { awaitReport } from './report.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
@@ -92,6 +92,12 @@ export class Fleet {
     });
   }
 
+  private marked = false;
+  /** Whether this node's rows made for placements are all marked so (start() marks those an older version made). */
+  get rowsMarked(): boolean {
+    return this.marked;
+  }
+
   /** Every session id the fleet's keys name: placements, statuses, lost records, moves (keys only). */
   private async fleetIds(): Promise<Set<string>> {
     const ids = new Set<string>();
@@ -105,6 +111,7 @@ export class Fleet {
       await this.registry.register();
       // Rows an older daemon made for placements (before their mark): the start check covers them too.
       const marked = this.local.markPlaced(await this.fleetIds());
+      this.marked = true;
       if (marked > 0) this.log.info({ sessions: marked }, 'fleet: rows made for placements by an older version marked so');
       // Before anything is made here: what the fleet declared lost while this node was away goes.
       await this.failure.start();
@@ -179,9 +186,13 @@ export class Fleet {
     // A drained node's moves run beside (one at a time; a tick that finds one under way leaves it), and only
     // while this node is registered and fenced: back from away, its fence comes first.
     if (this.failure.open()) void this.mover?.tick();
-    for (const p of await this.pending()) {
+    const pending = await this.pending();
+    if (pending.length === 0) return;
+    // One read of the placements' keys a tick, not one a pending entry.
+    const placed = new Set(await placedIds(this.etcd));
+    for (const p of pending) {
       // Placed already: a pending entry written again by a put sent again after it was booked (etcd.ts). It goes.
-      if ((await placedNodes(this.etcd, p.id)).length > 0) {
+      if (placed.has(p.id)) {
         this.log.warn({ session: p.id }, 'a pending entry of a session placed already: removed');
         await this.etcd.delete().key(key.pending(p.id));
         continue;

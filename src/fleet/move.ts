@@ -19,7 +19,7 @@ import type { SessionState } from '../vocab/states.js';
 import { getPrefix } from './etcd.js';
 import type { ClusterConfig } from './etcd.js';
 import { desiredSchema, key, moveSchema, parseValue, prefix, statusSchema, type Desired, type Move } from './keys.js';
-import { pinnedTo, place, readFleet } from './placement.js';
+import { pinnedTo, place, placedNodes, readFleet } from './placement.js';
 import { awaitReport } from './report.js';
 import type { PeerClient } from './peerTls.js';
 
@@ -98,6 +98,7 @@ export class Mover {
   private async moveLocked(d: Desired, stored: { path: string; zstd: boolean }, log: Logger): Promise<string> {
     const { placed_at: _, ...wanted } = d;
     if (await this.record(d.id)) throw new Error('a move of it is still being finished');
+    await this.undoStray(d.id, log);
     const r = await place(this.etcd, wanted, this.c.candidates, undefined, this.self);
     if ('reason' in r) throw new Error(`no node takes it: ${r.reason}`);
     const to = r.node;
@@ -143,6 +144,24 @@ export class Mover {
     await this.local.forget(d.id, to);
     await this.finishCommitted({ ...rec, phase: 'committed' }).catch((e: Error) => log.warn({ err: e.message }, 'drain: the move record stays; the next tick removes it'));
     return to;
+  }
+
+  /**
+   * A placement of this session on another node with no move recorded: the
+   * booking of an earlier try whose placement outlasted its bound (etcd
+   * without quorum) and committed after. Its copy there is undone as a move
+   * to that node would be (recorded first, so a tick finishes it if this
+   * one cannot), before another node is chosen: else it would run on two.
+   */
+  private async undoStray(id: string, log: Logger): Promise<void> {
+    for (const to of (await placedNodes(this.etcd, id)).filter((n) => n !== this.self)) {
+      const rec: Move = { id, from: this.self, to, phase: 'copying' };
+      const w = await this.etcd.if(key.move(id), 'Version', '==', 0).then(this.etcd.put(key.move(id)).value(JSON.stringify(rec))).commit();
+      if (!w.succeeded) throw new Error('a move of it is still being finished');
+      log.warn({ node: to }, 'drain: placed on another node too by an earlier try that committed late; undoing that first');
+      await this.undo(rec, log);
+    }
+    if ((await placedNodes(this.etcd, id)).some((n) => n !== this.self)) throw new Error('its placement on another node is not undone yet');
   }
 
   private async record(id: string): Promise<Move | undefined> {

@@ -114,6 +114,11 @@ export async function placedNodes(etcd: Etcd3, id: string): Promise<string[]> {
   return keys.filter((k) => k.endsWith(`/${id}`)).map((k) => k.slice(prefix.desired.length).split('/')[0]!);
 }
 
+/** Every placed session's id, once per node it is placed on (keys only). */
+export async function placedIds(etcd: Etcd3): Promise<string[]> {
+  return (await etcd.getAll().prefix(prefix.desired).keys()).map((k) => k.slice(k.lastIndexOf('/') + 1));
+}
+
 /**
  * The node a session must run on, if any: one whose request names volumes or
  * stored secrets runs where they are, on the node that took its create

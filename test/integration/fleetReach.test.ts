@@ -877,6 +877,41 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     for (const id of [moving.id, staying.id]) expect((await nodes.a.api('DELETE', `/v1/sessions/${id}`)).status).toBe(204);
   }, 240_000);
 
+  it('undoes, before a drain moves a session, its placement on another node that an earlier try left (committed past its bound)', async () => {
+    const s = await createdOnC({ ...SMALL, name: 'strayed' });
+    expect((await nodes.a.sh('strayed', 'echo kept > /home/mark')).code).toBe(0);
+    expect((await nodes.c.api('POST', `/v1/sessions/${s.id}/stop`)).status).toBe(200);
+    const placement = await etcdGet(`/enclave/desired/${names.c}/${s.id}`);
+    expect(placement).not.toBeNull();
+    // What a booking of an earlier try leaves when it commits after its placement gave up: placed on B
+    // too, no move recorded; B makes an empty copy of it.
+    const c = new Etcd3({ hosts: etcd.endpoints, dialTimeout: 3000 });
+    const placedOn = async () => (await Promise.all(['a', 'b', 'c'].map(async (k) => ((await c.get(`/enclave/desired/${names[k as 'a']}/${s.id}`).string()) === null ? [] : [k])))).flat();
+    const copyOn = async (k: 'a' | 'b' | 'c') => ((await nodes[k].api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] }).sessions.find((x) => x.id === s.id && x.node === names[k]);
+    try {
+      await c.put(`/enclave/desired/${names.b}/${s.id}`).value(placement!);
+      await until("B's stray copy runs", async () => ((await copyOn('b'))?.state === 'running' ? true : undefined));
+      expect((await nodes.a.cli(['node', 'drain', names.c])).code).toBe(0);
+      const to = await until(
+        'moved off C, placed on one node alone',
+        async () => {
+          const on = await placedOn();
+          return on.length === 1 && on[0] !== 'c' && (await c.get(`/enclave/move/${s.id}`).string()) === null ? (on[0] as 'a' | 'b') : undefined;
+        },
+        120_000,
+      );
+      expect((await copyOn(to))?.state).toBe('stopped');
+      // Nothing of it runs or waits anywhere else: B's stray copy was destroyed (or, moved to B, made again there).
+      for (const k of ['a', 'b', 'c'] as const) if (k !== to) expect(['destroyed', undefined]).toContain((await copyOn(k))?.state);
+      expect((await nodes.a.api('POST', '/v1/sessions/strayed/start')).status).toBe(200);
+      expect((await nodes.a.sh('strayed', 'cat /home/mark')).stdout).toBe('kept\n');
+    } finally {
+      await nodes.a.cli(['node', 'uncordon', names.c]);
+      await nodes.a.api('DELETE', `/v1/sessions/${s.id}`);
+      c.close();
+    }
+  }, 240_000);
+
   it('shows a session of a node away past the grace lost, to its owner alone, until the owner destroys it', async () => {
     const gone = await createdOnC({ ...SMALL, name: 'gone' });
     // A second one its owner destroys while C is away: C must still fence it when back.

@@ -182,6 +182,8 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
     if (ctx.fleet?.isMoving(target.id)) throw movingNow(target.id);
     // Fail closed: a copy made for a placement starts only while the fleet still places it here (checked in
     // every state a start may end in running from: a start waits out a stop under way).
+    // Until the node has joined, a row an older version made for a placement may not be marked yet.
+    if (ctx.fleet && !target.placed && !ctx.fleet.rowsMarked) throw new ApiError('exhausted', `node ${ctx.fleet.node} is joining the fleet; start session ${target.id} again in a moment`);
     if (ctx.fleet && target.placed && target.state !== 'running' && !ENDED_STATES.includes(target.state)) {
       const on = await ctx.fleet.placedOn(target.id);
       if (on !== ctx.fleet.node) throw oldCopy(target.id, ctx.fleet.node, on);
