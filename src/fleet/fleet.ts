@@ -188,11 +188,12 @@ export class Fleet {
     if (this.failure.open()) void this.mover?.tick();
     const pending = await this.pending();
     if (pending.length === 0) return;
-    // One read of the placements' keys a tick, not one a pending entry.
-    const placed = new Set(await placedIds(this.etcd));
+    // The placements' keys read once for many pending entries, again when a second old (a placement can take seconds).
+    let placed = { ids: new Set(await placedIds(this.etcd)), at: Date.now() };
     for (const p of pending) {
+      if (Date.now() - placed.at > 1000) placed = { ids: new Set(await placedIds(this.etcd)), at: Date.now() };
       // Placed already: a pending entry written again by a put sent again after it was booked (etcd.ts). It goes.
-      if (placed.has(p.id)) {
+      if (placed.ids.has(p.id)) {
         this.log.warn({ session: p.id }, 'a pending entry of a session placed already: removed');
         await this.etcd.delete().key(key.pending(p.id));
         continue;

@@ -98,7 +98,7 @@ export class Mover {
   private async moveLocked(d: Desired, stored: { path: string; zstd: boolean }, log: Logger): Promise<string> {
     const { placed_at: _, ...wanted } = d;
     if (await this.record(d.id)) throw new Error('a move of it is still being finished');
-    await this.undoStray(d.id, log);
+    await this.undoStray(d, log);
     const r = await place(this.etcd, wanted, this.c.candidates, undefined, this.self);
     if ('reason' in r) throw new Error(`no node takes it: ${r.reason}`);
     const to = r.node;
@@ -149,12 +149,21 @@ export class Mover {
   /**
    * A placement of this session on another node with no move recorded: the
    * booking of an earlier try whose placement outlasted its bound (etcd
-   * without quorum) and committed after. Its copy there is undone as a move
-   * to that node would be (recorded first, so a tick finishes it if this
-   * one cannot), before another node is chosen: else it would run on two.
+   * without quorum) and committed after. Such a booking is newer than this
+   * node's own placement (a booking's placed_at is its own); its copy there
+   * is undone as a move to that node would be (recorded first, so a tick
+   * finishes it if this one cannot), before another node is chosen: else it
+   * would run on two. One older than this node's own is the real one, and
+   * this node's copy the stray: nothing is moved or undone then.
    */
-  private async undoStray(id: string, log: Logger): Promise<void> {
+  private async undoStray(d: Desired, log: Logger): Promise<void> {
+    const id = d.id;
     for (const to of (await placedNodes(this.etcd, id)).filter((n) => n !== this.self)) {
+      const theirs = await this.etcd.get(key.desired(to, id)).string();
+      if (theirs === null) continue;
+      if (!(parseValue(desiredSchema, key.desired(to, id), theirs).placed_at > d.placed_at)) {
+        throw new Error(`it is placed on node ${to} too, since before its placement here: the copy here is not moved (nor the one there undone)`);
+      }
       const rec: Move = { id, from: this.self, to, phase: 'copying' };
       const w = await this.etcd.if(key.move(id), 'Version', '==', 0).then(this.etcd.put(key.move(id)).value(JSON.stringify(rec))).commit();
       if (!w.succeeded) throw new Error('a move of it is still being finished');

@@ -889,8 +889,18 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const placedOn = async () => (await Promise.all(['a', 'b', 'c'].map(async (k) => ((await c.get(`/enclave/desired/${names[k as 'a']}/${s.id}`).string()) === null ? [] : [k])))).flat();
     const copyOn = async (k: 'a' | 'b' | 'c') => ((await nodes[k].api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] }).sessions.find((x) => x.id === s.id && x.node === names[k]);
     try {
-      await c.put(`/enclave/desired/${names.b}/${s.id}`).value(placement!);
+      // Booked by a later try: its own placed_at.
+      await c.put(`/enclave/desired/${names.b}/${s.id}`).value(JSON.stringify({ ...(JSON.parse(placement!) as object), placed_at: new Date().toISOString() }));
       await until("B's stray copy runs", async () => ((await copyOn('b'))?.state === 'running' ? true : undefined));
+      // B drained, its stray copy stopped: its placement is the newer, so B moves nothing and undoes nothing
+      // (its mover looks every second; given 3 s, C's copy is still there with its files).
+      expect((await nodes.b.api('POST', `/v1/sessions/${s.id}/stop`)).status).toBe(200);
+      expect((await copyOn('b'))?.state).toBe('stopped');
+      expect((await nodes.a.cli(['node', 'drain', names.b])).code).toBe(0);
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(await placedOn()).toEqual(['b', 'c']);
+      expect((await copyOn('c'))?.state).toBe('stopped');
+      expect((await nodes.a.cli(['node', 'uncordon', names.b])).code).toBe(0);
       expect((await nodes.a.cli(['node', 'drain', names.c])).code).toBe(0);
       const to = await until(
         'moved off C, placed on one node alone',
@@ -906,7 +916,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       expect((await nodes.a.api('POST', '/v1/sessions/strayed/start')).status).toBe(200);
       expect((await nodes.a.sh('strayed', 'cat /home/mark')).stdout).toBe('kept\n');
     } finally {
-      await nodes.a.cli(['node', 'uncordon', names.c]);
+      for (const k of ['b', 'c'] as const) await nodes.a.cli(['node', 'uncordon', names[k]]);
       await nodes.a.api('DELETE', `/v1/sessions/${s.id}`);
       c.close();
     }
