@@ -1,13 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/store/db.js';
 import { AddressesExhaustedError, PortTakenError, SessionStore } from '../../src/store/sessionStore.js';
 import { hostIfName, intToIp, ipToInt, macFor, parseSubnet } from '../../src/network/addressing.js';
-
-const limits = { memory_mb: 64, pids: 64, cpu_percent: 100, tmp_mb: 8, home_mb: 8 };
+import { sessionDb, type SessionDb } from './fixtures/sessionDb.js';
 
 describe('addressing', () => {
   it('splits a subnet into gateway and leasable range', () => {
@@ -28,69 +23,55 @@ describe('addressing', () => {
 });
 
 describe('IPAM in SQLite', () => {
-  let dir: string;
-  let db: Database.Database;
-  let store: SessionStore;
+  const t = sessionDb('ipam');
+  const create = (extra: Parameters<SessionDb['create']>[0] = {}) => t.create({ addresses: range, ...extra });
   const range = { first: ipToInt('10.9.0.2'), last: ipToInt('10.9.0.5') }; // four addresses
-  let n = 0;
-  const create = (extra: Partial<Parameters<SessionStore['insertCreating']>[0]> = {}) =>
-    store.insertCreating({ id: `s-${(++n).toString(16).padStart(10, '0')}`, name: null, hostname: 'h', limits, slots: 100, objects: [], addresses: range, ownerUid: 0, profile: 'strict', ...extra });
-
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'enclave-ipam-'));
-    db = openDatabase(dir);
-    store = new SessionStore(db);
-  });
-  afterEach(() => {
-    db.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
 
   it('leases the lowest free address, one per session', () => {
     const a = create();
     const b = create();
-    expect(intToIp(store.leaseOf(a.id)!)).toBe('10.9.0.2');
-    expect(intToIp(store.leaseOf(b.id)!)).toBe('10.9.0.3');
+    expect(intToIp(t.store.leaseOf(a.id)!)).toBe('10.9.0.2');
+    expect(intToIp(t.store.leaseOf(b.id)!)).toBe('10.9.0.3');
     expect(a.network).toBe('bridge');
   });
 
   it('gives an address back on finish and reuses it', () => {
     const a = create();
     create();
-    store.settle(a.id, 'destroyed');
-    expect(store.leaseOf(a.id)).toBeUndefined();
+    t.store.settle(a.id, 'destroyed');
+    expect(t.store.leaseOf(a.id)).toBeUndefined();
     const c = create();
-    expect(intToIp(store.leaseOf(c.id)!)).toBe('10.9.0.2');
+    expect(intToIp(t.store.leaseOf(c.id)!)).toBe('10.9.0.2');
   });
 
   it('fails cleanly when the pool is exhausted, leaving nothing half-made', () => {
     for (let i = 0; i < 4; i++) create();
-    const before = store.list(true).length;
+    const before = t.store.list(true).length;
     expect(() => create()).toThrow(AddressesExhaustedError);
-    expect(store.list(true).length).toBe(before); // the transaction rolled back
+    expect(t.store.list(true).length).toBe(before); // the transaction rolled back
   });
 
   it('keeps leases across a reopen of the database', () => {
     const a = create();
-    db.close();
-    db = openDatabase(dir);
-    store = new SessionStore(db);
-    expect(intToIp(store.leaseOf(a.id)!)).toBe('10.9.0.2');
-    expect(intToIp(store.leaseOf(create().id)!)).toBe('10.9.0.3');
+    t.db.close();
+    t.db = openDatabase(t.dir);
+    t.store = new SessionStore(t.db);
+    expect(intToIp(t.store.leaseOf(a.id)!)).toBe('10.9.0.2');
+    expect(intToIp(t.store.leaseOf(create().id)!)).toBe('10.9.0.3');
   });
 
   it('leases nothing for a session without network', () => {
     const s = create({ addresses: undefined });
     expect(s.network).toBe('none');
-    expect(store.leaseOf(s.id)).toBeUndefined();
+    expect(t.store.leaseOf(s.id)).toBeUndefined();
   });
 
   it('refuses a host port another live session publishes, and frees it on finish', () => {
     const port = { host_ip: '127.0.0.1', host_port: 8080, session_port: 80 };
     const a = create({ publish: [port] });
     expect(() => create({ publish: [port] })).toThrow(PortTakenError);
-    store.settle(a.id, 'destroyed');
+    t.store.settle(a.id, 'destroyed');
     const b = create({ publish: [port] });
-    expect(store.portsOf(b.id)).toEqual([port]);
+    expect(t.store.portsOf(b.id)).toEqual([port]);
   });
 });

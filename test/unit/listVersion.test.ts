@@ -4,66 +4,48 @@
 // write; and every table the list's statements read (found from their
 // compiled programs, not from a list written by hand) has the triggers
 // that move it, so a list never keeps a tag its rows outgrew.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openDatabase } from '../../src/store/db.js';
 import { SessionStore } from '../../src/store/sessionStore.js';
 import { LISTED_TABLES } from '../../src/store/listVersion.js';
 import { AuditLog } from '../../src/access/audit.js';
-
-const limits = { memory_mb: 64, pids: 64, cpu_percent: 100, tmp_mb: 8, home_mb: 8 };
+import { sessionDb } from './fixtures/sessionDb.js';
 
 describe('the list version', () => {
-  let dir: string;
-  let db: Database.Database;
-  let store: SessionStore;
-  let n = 0;
-  const create = () =>
-    store.insertCreating({ id: `s-${(++n).toString(16).padStart(10, '0')}`, name: null, hostname: 'h', limits, slots: 100, objects: [], addresses: undefined, ownerUid: 0, profile: 'strict' });
-
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'enclave-lv-'));
-    db = openDatabase(dir);
-    store = new SessionStore(db);
-  });
-  afterEach(() => {
-    db.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const t = sessionDb('lv');
+  const { create } = t;
 
   it('moves with each write a list shows, by this connection or another, and with no write it does not read', () => {
     const step = (what: string, f: () => void, moves: boolean) => {
-      const before = store.listVersion();
-      const list = JSON.stringify(store.list(true));
+      const before = t.store.listVersion();
+      const list = JSON.stringify(t.store.list(true));
       f();
-      expect(store.listVersion() !== before, what).toBe(moves);
+      expect(t.store.listVersion() !== before, what).toBe(moves);
       // Equal versions, equal lists.
-      if (!moves) expect(JSON.stringify(store.list(true)), what).toBe(list);
+      if (!moves) expect(JSON.stringify(t.store.list(true)), what).toBe(list);
     };
     const s = create().id;
-    step('a session running', () => store.markRunning(s, 4242, '123'), true);
-    step('a list', () => store.list(false), false);
-    step('a lease given', () => db.prepare('INSERT INTO ip_leases (session_id, address) VALUES (?, ?)').run(s, 167772170), true);
-    const audit = new AuditLog(db, 5);
+    step('a session running', () => t.store.markRunning(s, 4242, '123'), true);
+    step('a list', () => t.store.list(false), false);
+    step('a lease given', () => t.db.prepare('INSERT INTO ip_leases (session_id, address) VALUES (?, ?)').run(s, 167772170), true);
+    const audit = new AuditLog(t.db, 5);
     step('the audit trail, 1200 calls (pruned too)', () => {
       for (let i = 0; i < 1200; i++) audit.record({ caller_uid: 0, caller_gid: 0, caller_pid: 1, via: 'socket', action: 'session.show', session_id: s, object_owner: 0, decision: 'allow', rule: 'root', detail: null });
       audit.setSession(audit.lastId, s);
     }, false);
-    step('an update of no row', () => store.markRunning('s-none', 1, '1'), false);
+    step('an update of no row', () => t.store.markRunning('s-none', 1, '1'), false);
     step('a rolled-back failure', () => {
       try {
-        db.transaction(() => {
-          store.settle(s, 'failed', 'undone');
+        t.db.transaction(() => {
+          t.store.settle(s, 'failed', 'undone');
           throw new Error('undo');
         })();
       } catch {
         /* rolled back: the version with it */
       }
     }, false);
-    const other = new Database(join(dir, 'enclave.db'), { fileMustExist: true });
+    const other = new Database(join(t.dir, 'enclave.db'), { fileMustExist: true });
     try {
       step("another connection's write", () => other.prepare("UPDATE sessions SET state = 'stopped' WHERE id = ?").run(s), true);
       step("another connection's read", () => other.prepare('SELECT * FROM sessions').all(), false);
@@ -72,7 +54,7 @@ describe('the list version', () => {
     }
     // Each table the list reads: an insert, an update and a delete each move it; a column of
     // volumes that no list reads (its size) does not.
-    const run = (sql: string, ...args: unknown[]) => () => void db.prepare(sql).run(...args);
+    const run = (sql: string, ...args: unknown[]) => () => void t.db.prepare(sql).run(...args);
     step('a port published', run("INSERT INTO published_ports (host_ip, host_port, session_id, session_port) VALUES ('0.0.0.0', 8080, ?, 80)", s), true);
     step('a port changed', run('UPDATE published_ports SET session_port = 81'), true);
     step('a port gone', run('DELETE FROM published_ports'), true);
@@ -88,63 +70,63 @@ describe('the list version', () => {
     step('a volume gone', run('DELETE FROM volumes'), true);
     step('a lease changed', run('UPDATE ip_leases SET address = address + 1'), true);
     step('a lease gone', run('DELETE FROM ip_leases'), true);
-    step('a session destroyed', () => store.settle(s, 'destroyed'), true);
+    step('a session destroyed', () => t.store.settle(s, 'destroyed'), true);
   });
 
   it("has triggers on every table the list's statements read, and on no other", () => {
-    // The statements list(), listTable() and detailsOfAll() run, as the store compiles them.
+    // The statements list(), listTable() and detailsOfAll() run, as the t.store compiles them.
     const prepared: string[] = [];
-    const prepare = db.prepare.bind(db);
-    db.prepare = ((sql: string) => (prepared.push(sql), prepare(sql))) as typeof db.prepare;
-    const fresh = new SessionStore(db);
+    const prepare = t.db.prepare.bind(t.db);
+    t.db.prepare = ((sql: string) => (prepared.push(sql), prepare(sql))) as typeof t.db.prepare;
+    const fresh = new SessionStore(t.db);
     for (const all of [false, true]) {
       fresh.list(all);
       fresh.listTable(all);
     }
     fresh.detailsOfAll();
-    db.prepare = prepare;
+    t.db.prepare = prepare;
     const reading = prepared.filter((sql) => /^\s*(SELECT|WITH)\b/i.test(sql));
     expect(reading.length).toBeGreaterThanOrEqual(8);
-    // Each table (or index of a table) the compiled programs open for reading, by its root page.
-    const byRoot = new Map((db.prepare('SELECT rootpage, tbl_name FROM sqlite_master WHERE rootpage > 0').all() as { rootpage: number; tbl_name: string }[]).map((r) => [r.rootpage, r.tbl_name]));
-    // And each column they read, by cursor: a table's by its position, an index's by the index's.
-    const objects = new Map((db.prepare('SELECT rootpage, name, type FROM sqlite_master WHERE rootpage > 0').all() as { rootpage: number; name: string; type: string }[]).map((r) => [r.rootpage, r]));
+    // Each table or index by its root page (an index's table is its tbl_name): what the compiled programs open,
+    // and each column they read, by cursor (a table's by its position, an index's by the index's).
+    const objects = new Map((t.db.prepare('SELECT rootpage, name, type, tbl_name FROM sqlite_master WHERE rootpage > 0').all() as { rootpage: number; name: string; type: string; tbl_name: string }[]).map((r) => [r.rootpage, r]));
+    const tableOf = (root: number) => objects.get(root)?.tbl_name;
     const columnOf = (root: number, i: number): string | null => {
       const o = objects.get(root)!;
-      const cols = o.type === 'table' ? (db.prepare('SELECT name FROM pragma_table_info(?) ORDER BY cid').pluck().all(o.name) as string[]) : (db.prepare('SELECT name FROM pragma_index_xinfo(?) ORDER BY seqno').pluck().all(o.name) as (string | null)[]);
+      const cols = o.type === 'table' ? (t.db.prepare('SELECT name FROM pragma_table_info(?) ORDER BY cid').pluck().all(o.name) as string[]) : (t.db.prepare('SELECT name FROM pragma_index_xinfo(?) ORDER BY seqno').pluck().all(o.name) as (string | null)[]);
       return cols[i] ?? null;
     };
     const read = new Set<string>();
     const columns = new Map<string, Set<string>>();
     for (const sql of reading) {
       const cursors = new Map<number, number>();
-      for (const op of db.prepare(`EXPLAIN ${sql}`).all() as { opcode: string; p1: number; p2: number }[]) {
+      for (const op of t.db.prepare(`EXPLAIN ${sql}`).all() as { opcode: string; p1: number; p2: number }[]) {
         expect(['OpenWrite', 'VOpen', 'ReopenIdx'], sql).not.toContain(op.opcode);
         if (op.opcode === 'OpenRead') {
-          const t = byRoot.get(op.p2);
-          expect(t, `a root page ${op.p2} of no table, in ${sql}`).toBeDefined();
-          read.add(t!);
+          const table = tableOf(op.p2);
+          expect(table, `a root page ${op.p2} of no table, in ${sql}`).toBeDefined();
+          read.add(table!);
           cursors.set(op.p1, op.p2);
         } else if (op.opcode === 'Column' && cursors.has(op.p1)) {
           const root = cursors.get(op.p1)!;
           const name = columnOf(root, op.p2);
-          if (name !== null) columns.set(byRoot.get(root)!, (columns.get(byRoot.get(root)!) ?? new Set()).add(name));
+          if (name !== null) columns.set(tableOf(root)!, (columns.get(tableOf(root)!) ?? new Set()).add(name));
         }
       }
     }
-    // (The store's constructor compiles the version's own read, too.)
+    // (The t.store's constructor compiles the version's own read, too.)
     read.delete('list_version');
     expect([...read].sort()).toEqual([...LISTED_TABLES].sort());
     // Three triggers on each (insert, update, delete), each moving the version; none elsewhere.
-    const triggers = db.prepare("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'").all() as { name: string; tbl_name: string; sql: string }[];
-    for (const t of LISTED_TABLES) {
-      const on = triggers.filter((x) => x.tbl_name === t);
-      expect(on.map((x) => /AFTER\s+(INSERT|UPDATE|DELETE)/i.exec(x.sql)?.[1]?.toUpperCase()).sort(), t).toEqual(['DELETE', 'INSERT', 'UPDATE']);
+    const triggers = t.db.prepare("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'").all() as { name: string; tbl_name: string; sql: string }[];
+    for (const table of LISTED_TABLES) {
+      const on = triggers.filter((x) => x.tbl_name === table);
+      expect(on.map((x) => /AFTER\s+(INSERT|UPDATE|DELETE)/i.exec(x.sql)?.[1]?.toUpperCase()).sort(), table).toEqual(['DELETE', 'INSERT', 'UPDATE']);
       for (const x of on) expect(x.sql, x.name).toMatch(/BEGIN UPDATE list_version SET n = n \+ 1; END$/);
       // Fires always: no WHEN; an update trigger that names its columns names every column a list reads of the table.
       for (const x of on) expect(x.sql, x.name).not.toMatch(/\bWHEN\b/i);
       const of = /AFTER UPDATE OF ([\w, ]+) ON/i.exec(on.find((x) => /AFTER\s+UPDATE/i.test(x.sql))!.sql)?.[1]?.split(',').map((c) => c.trim());
-      if (of) expect(of, t).toEqual(expect.arrayContaining([...(columns.get(t) ?? [])]));
+      if (of) expect(of, table).toEqual(expect.arrayContaining([...(columns.get(table) ?? [])]));
     }
     // The volumes trigger does name its columns, and the list reads some of volumes' columns through it.
     expect([...(columns.get('volumes') ?? [])].sort()).toEqual(['name', 'owner_uid']);

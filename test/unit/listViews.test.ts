@@ -2,18 +2,12 @@
 // src/sessions/view.ts ListViews, src/daemon/listJson.ts): a row or view
 // kept is the one that would be made, and one whose inputs changed is made
 // again. Each input changed here on its own must show in the next list.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { openDatabase } from '../../src/store/db.js';
-import { SessionStore, type SessionSummary } from '../../src/store/sessionStore.js';
+import type { SessionSummary } from '../../src/store/sessionStore.js';
 import { CheckedRows } from '../../src/store/checkedRows.js';
 import { ListViews, toApi, type ConsoleInfo, type ViewDeps } from '../../src/sessions/view.js';
-
-const limits = { memory_mb: 64, pids: 64, cpu_percent: 100, tmp_mb: 8, home_mb: 8 };
+import { sessionDb } from './fixtures/sessionDb.js';
 
 describe('checked rows', () => {
   const schema = z.array(z.object({ id: z.string(), n: z.number(), j: z.string().nullable() }));
@@ -70,36 +64,23 @@ describe('checked rows', () => {
 });
 
 describe("a session list's views", () => {
-  let dir: string;
-  let db: Database.Database;
-  let store: SessionStore;
-  let n = 0;
-  const create = () =>
-    store.insertCreating({ id: `s-${(++n).toString(16).padStart(10, '0')}`, name: `n${n}`, hostname: 'h', limits, slots: 100, objects: [], addresses: undefined, ownerUid: 0, profile: 'strict' });
+  const t = sessionDb('views');
+  let named = 0;
+  const create = () => t.create({ name: `n${++named}` });
   const deps: ViewDeps = { ids: { base: 100000, size: 65536, slots: 100 }, gateway: 0x0a000001 };
   let viewers = 0;
   const consoles: ConsoleInfo = () => ({ running: true, viewers });
 
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'enclave-views-'));
-    db = openDatabase(dir);
-    store = new SessionStore(db);
-  });
-  afterEach(() => {
-    db.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
   it('are kept while nothing they show changed, and each one made again, as toApi makes it, when any input changed', () => {
     const a = create();
     const b = create();
-    store.markRunning(a.id, 4242, '123');
-    store.markRunning(b.id, 4343, '124');
+    t.store.markRunning(a.id, 4242, '123');
+    t.store.markRunning(b.id, 4343, '124');
     const views = new ListViews();
     /** The list as the views kept give it, and as made afresh from the same inputs. */
     const list = (d: ViewDeps = deps, node?: string) => {
-      const rows: SessionSummary[] = store.list(false);
-      const details = store.detailsOfAll();
+      const rows: SessionSummary[] = t.store.list(false);
+      const details = t.store.detailsOfAll();
       const kept = views.list(rows, details, d, consoles, node);
       const made = rows.map((r) => (node === undefined ? toApi(r, details(r.id), d, consoles) : { ...toApi(r, details(r.id), d, consoles), node }));
       expect(kept).toEqual(made);
@@ -110,8 +91,8 @@ describe("a session list's views", () => {
     expect(list()).toEqual(first);
     expect(list()[1]).toBe(first[1]);
     const changes: Array<[string, () => void, ViewDeps?, string?]> = [
-      ['a column of its row', () => store.settleStopped(a.id, { linkPending: false })],
-      ['a published port', () => store.addPort(b.id, { host_ip: '127.0.0.1', host_port: 8080, session_port: 80 })],
+      ['a column of its row', () => t.store.settleStopped(a.id, { linkPending: false })],
+      ['a published port', () => t.store.addPort(b.id, { host_ip: '127.0.0.1', host_port: 8080, session_port: 80 })],
       ["its console's viewers", () => (viewers = 2)],
       ['the gateway', () => undefined, { ...deps, gateway: 0x0a000101 }],
       ['the node', () => undefined, deps, 'node-b'],
