@@ -24,7 +24,7 @@
 import type { Etcd3, IOperation } from 'etcd3';
 import type { Logger } from 'pino';
 import { getPrefix, getWithRev, type ClusterConfig } from './etcd.js';
-import { desiredSchema, downSchema, key, lostSchema, moveSchema, parseValue, prefix, statusSchema, type Desired, type Lost, type Move, type Status } from './keys.js';
+import { desiredSchema, downSchema, idOfKey, key, lostSchema, moveSchema, parseValue, placementOfKey, prefix, statusSchema, type Desired, type Lost, type Move, type Status } from './keys.js';
 import { readFleet } from './placement.js';
 import { reportedOrPlaced } from './views.js';
 import type { Registry } from './registry.js';
@@ -100,16 +100,13 @@ export class Failure {
     }
     // Where each session is placed (/enclave/desired/NODE/ID): on two nodes while a move copies it.
     const where = new Map<string, string[]>();
-    for (const k of placed) {
-      const [node, id] = k.slice(prefix.desired.length).split('/') as [string, string];
-      where.set(id, [...(where.get(id) ?? []), node]);
-    }
+    for (const { node, id } of placed.map(placementOfKey)) where.set(id, [...(where.get(id) ?? []), node]);
     // Moves from or to this node are its Mover's (or the fleet's, past the grace) to finish; another node's
     // move of a session this node still holds says where it lives now (its `from`).
     const mine = new Set<string>();
     const elsewhere = new Map<string, string>();
     for (const [k, v] of moves) {
-      const id = k.slice(prefix.move.length);
+      const id = idOfKey(k);
       try {
         const rec = parseValue(moveSchema, k, v);
         if (rec.from === me || rec.to === me) mine.add(id);

@@ -12,7 +12,7 @@ import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import { newSessionId } from '../sessions/identity.js';
 import { ApiError, type ErrorCode } from '../vocab/errors.js';
 import { etcdClient, getPrefix, type ClusterConfig } from './etcd.js';
-import { key, parseValue, pendingSchema, prefix, type NodeCapacity, type Pending } from './keys.js';
+import { idOfKey, key, parseValue, pendingSchema, prefix, type NodeCapacity, type Pending } from './keys.js';
 import { pinnedTo, place, placedIds, placedNodes } from './placement.js';
 import { awaitReport } from './report.js';
 import { Registry, type NodeRow } from './registry.js';
@@ -101,7 +101,7 @@ export class Fleet {
   /** Every session id the fleet's keys name: placements, statuses, lost records, moves (keys only). */
   private async fleetIds(): Promise<Set<string>> {
     const ids = new Set<string>();
-    for (const p of [prefix.desired, prefix.status, prefix.lost, prefix.move]) for (const k of await this.etcd.getAll().prefix(p).keys()) ids.add(k.slice(k.lastIndexOf('/') + 1));
+    for (const p of [prefix.desired, prefix.status, prefix.lost, prefix.move]) for (const k of await this.etcd.getAll().prefix(p).keys()) ids.add(idOfKey(k));
     return ids;
   }
 

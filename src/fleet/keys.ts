@@ -32,6 +32,10 @@ export const key = {
   drain: (node: string) => `${PREFIX}drain/${node}`,
   move: (id: string) => `${PREFIX}move/${id}`,
 } as const;
+/** The session id a key of one session names (/enclave/status/ID, /enclave/desired/NODE/ID, ...): its last part. */
+export const idOfKey = (k: string): string => k.slice(k.lastIndexOf('/') + 1);
+/** The node and session of a placement's key (key.desired's inverse). */
+export const placementOfKey = (k: string): { node: string; id: string } => ({ node: k.slice(prefix.desired.length, k.lastIndexOf('/')), id: idOfKey(k) });
 export const prefix = { desired: `${PREFIX}desired/`, members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/`, status: `${PREFIX}status/`, down: `${PREFIX}down/`, lost: `${PREFIX}lost/`, move: `${PREFIX}move/` } as const;
 
 const nodeName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/);

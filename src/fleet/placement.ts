@@ -5,7 +5,7 @@
 // again and chooses again.
 import type { Etcd3, IOperation } from 'etcd3';
 import { getPrefix, getWithRev } from './etcd.js';
-import { allocSchema, key, memberSchema, parseValue, prefix, type Alloc, type Desired, type Member } from './keys.js';
+import { allocSchema, idOfKey, key, memberSchema, parseValue, placementOfKey, prefix, type Alloc, type Desired, type Member } from './keys.js';
 
 export interface NodeView {
   member: Member;
@@ -110,13 +110,12 @@ const leaderLost = (e: unknown): boolean => /UNAVAILABLE|DEADLINE_EXCEEDED|leade
 
 /** The nodes `id` is placed on (keys only, not the placements' values). */
 export async function placedNodes(etcd: Etcd3, id: string): Promise<string[]> {
-  const keys = await etcd.getAll().prefix(prefix.desired).keys();
-  return keys.filter((k) => k.endsWith(`/${id}`)).map((k) => k.slice(prefix.desired.length).split('/')[0]!);
+  return (await etcd.getAll().prefix(prefix.desired).keys()).map(placementOfKey).filter((p) => p.id === id).map((p) => p.node);
 }
 
 /** Every placed session's id, once per node it is placed on (keys only). */
 export async function placedIds(etcd: Etcd3): Promise<string[]> {
-  return (await etcd.getAll().prefix(prefix.desired).keys()).map((k) => k.slice(k.lastIndexOf('/') + 1));
+  return (await etcd.getAll().prefix(prefix.desired).keys()).map(idOfKey);
 }
 
 /**
@@ -131,19 +130,19 @@ export function pinnedTo(d: Pick<Desired, 'request' | 'entry'>): string | undefi
 }
 
 /**
- * `book()` of this very booking until etcd answers it, within `deadline`:
- * after a leader change (or an attempt cut by its deadline, etcd.ts) the
- * lost send may still commit. Sent again unchanged, it is the same
- * transaction: whichever send commits first, the other fails its compare
- * and its else branch finds the booking its own; and once the node's
- * allocation moved on, the lost send can never commit (it compares the
- * revision read before). Choosing again before that could book a second
- * node while the first booking was still in flight.
+ * `f()` until etcd answers it, within `deadline`: after a leader change (or
+ * an attempt cut by its deadline, etcd.ts) it is sent again as it was. For a
+ * booking that matters: the lost send may still commit, and sent again
+ * unchanged it is the same transaction (whichever send commits first, the
+ * other fails its compare and its else branch finds the booking its own;
+ * once the node's allocation moved on, the lost send can never commit).
+ * Choosing again before that could book a second node while the first
+ * booking was still in flight.
  */
-async function bookSurely(etcd: Etcd3, n: NodeView, d: Desired, alsoDelete: string | undefined, deadline: number): Promise<boolean> {
+async function untilAnswered<T>(f: () => Promise<T>, deadline: number): Promise<T> {
   for (;;) {
     try {
-      return await book(etcd, n, d, alsoDelete);
+      return await f();
     } catch (e) {
       if (!leaderLost(e) || Date.now() > deadline) throw e;
       await new Promise((r) => setTimeout(r, 200));
@@ -155,7 +154,7 @@ async function bookSurely(etcd: Etcd3, n: NodeView, d: Desired, alsoDelete: stri
  * Place `d` on a node that fits (its entry node alone when pinnedTo() says so), retrying lost races; the node's name, or
  * why none fits ('gone': the pending entry `alsoDelete` was removed). A
  * booking whose answer a leader change lost is sent again as it was until
- * etcd answers it (bookSurely), so it is never booked twice; one etcd
+ * etcd answers it (untilAnswered), so it is never booked twice; one etcd
  * member killed must fail no create (issue 28).
  * `exclude`: a node it must not go to (a drain's move: the node it leaves).
  */
@@ -165,17 +164,11 @@ export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: numbe
   for (let attempt = 0; attempt < 50; ) {
     // No booking starts past the bound: its caller was told the fleet did not answer.
     if (Date.now() > deadline) throw new Error(`placement did not finish within ${PLACE_RETRY_MS} ms`);
-    let fleet: NodeView[];
-    try {
-      fleet = await readFleet(etcd);
-    } catch (e) {
-      if (!leaderLost(e) || Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 200));
-      continue;
-    }
+    const fleet = await untilAnswered(() => readFleet(etcd), deadline);
     const c = choose(fleet.filter((n) => n.member.name !== exclude && (pin === undefined || n.member.name === pin)), d.memory_mb, k);
     if ('reason' in c) return pin === undefined ? c : { reason: `its volumes and stored secrets are node ${pin}'s, which cannot take it: ${c.reason}` };
-    if (await bookSurely(etcd, c.node, { ...d, placed_at: new Date().toISOString() }, alsoDelete, deadline)) return { node: c.node.member.name };
+    const booking = { ...d, placed_at: new Date().toISOString() };
+    if (await untilAnswered(() => book(etcd, c.node, booking, alsoDelete), deadline)) return { node: c.node.member.name };
     if (alsoDelete && (await etcd.get(alsoDelete).string()) === null) return { reason: 'gone' };
     attempt++;
   }

@@ -15,7 +15,7 @@ import type { SessionListed } from '../api/render.js';
 import { eventListSchema, type AuditEvent } from '../api/eventSchemas.js';
 import { ApiError } from '../vocab/errors.js';
 import { getPrefix, getWithRev } from './etcd.js';
-import { desiredSchema, downSchema, key, lostSchema, memberSchema, parseValue, prefix, statusSchema, type Desired, type Lost, type Status } from './keys.js';
+import { desiredSchema, downSchema, key, lostSchema, memberSchema, parseValue, placementOfKey, prefix, statusSchema, type Desired, type Lost, type Status } from './keys.js';
 import { lostView, reportedOrPlaced, unreachableView } from './views.js';
 import { PeerClient, PeerCredentials, peerName, type PeerConfig } from './peerTls.js';
 import type { WatchedFleet } from './watched.js';
@@ -93,7 +93,7 @@ export class Reach {
   }
 
   private placements(all: Map<string, string>): Array<{ node: string; d: Desired }> {
-    return [...all].map(([k, v]) => ({ node: k.slice(prefix.desired.length).split('/')[0]!, d: parseValue(desiredSchema, k, v) }));
+    return [...all].map(([k, v]) => ({ node: placementOfKey(k).node, d: parseValue(desiredSchema, k, v) }));
   }
 
   /** Every member's endpoint and whether it holds its lease. */

@@ -6,15 +6,11 @@ import { ENDED_SQL } from '../vocab/states.js';
 import { deleteEnded } from './endedRows.js';
 
 export class FleetRows {
-  private readonly statements = new Map<string, Database.Statement>();
-
-  constructor(private readonly db: Database.Database) {}
-
-  private q(sql: string): Database.Statement {
-    let st = this.statements.get(sql);
-    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
-    return st;
-  }
+  /** `q`: the session store's statements, compiled once per SQL text. */
+  constructor(
+    private readonly db: Database.Database,
+    private readonly q: (sql: string) => Database.Statement,
+  ) {}
 
   /** This ended row is the old copy of a session a drain moved to `node`. */
   markMovedAway(id: string, node: string): void {
@@ -23,7 +19,7 @@ export class FleetRows {
 
   /** Drop the ended old copy of a session that moved away (it is moving back, under its id); false if there is none. */
   dropMovedAway(id: string): boolean {
-    return deleteEnded(this.db, (sql) => this.q(sql), `SELECT id FROM sessions WHERE id = ? AND moved_to IS NOT NULL AND state IN ${ENDED_SQL} AND id NOT IN (SELECT session_id FROM ip_leases)`, id) === 1;
+    return deleteEnded(this.db, this.q, `SELECT id FROM sessions WHERE id = ? AND moved_to IS NOT NULL AND state IN ${ENDED_SQL} AND id NOT IN (SELECT session_id FROM ip_leases)`, id) === 1;
   }
 
   /**

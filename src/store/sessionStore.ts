@@ -24,7 +24,7 @@ export class SessionStore {
 
   constructor(private readonly db: Database.Database) {
     this.pool = new PoolStore(db, this);
-    this.fleet = new FleetRows(db);
+    this.fleet = new FleetRows(db, (sql) => this.q(sql));
     this.listVersion = listVersion(db);
   }
   /** Moves with every write to a table a list reads (listVersion.ts): list() and listTable() change only with it. */
@@ -148,7 +148,9 @@ export class SessionStore {
     /** The owner's budget, checked against its live sessions in the same transaction (throws to refuse). */
     admit?: ((usage: Usage) => void) | undefined;
     idleTimeoutS?: number | undefined;
-    /** Its plain environment; root's authorized OpenSSH key (sshd runs inside); made for a fleet's placement. */ env?: string[] | undefined; sshKey?: string | undefined; placed?: boolean;
+    /** Its plain environment; root's authorized OpenSSH key (sshd runs inside). */ env?: string[] | undefined; sshKey?: string | undefined;
+    /** Made for a fleet's placement (migration 022). */
+    placed?: boolean | undefined;
   }): SessionRow {
     const now = new Date().toISOString();
     this.db

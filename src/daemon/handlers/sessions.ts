@@ -52,14 +52,7 @@ const movingNow = (id: string) => new ApiError('conflict', `session ${id} is bei
 /** Fleet mode: a session of this node, with the node it runs on. */
 const here = <T extends object>(ctx: Context, s: T): T => (ctx.fleet && (s as { node?: unknown }).node !== ctx.fleet.node ? { ...s, node: ctx.fleet.node } : s);
 
-/**
- * What a list shows `caller`: this node's sessions (`mine`), and in fleet mode
- * every other node's, each with its node, and the pending ones, this node's
- * policy applied; a fenced session of this node shown once: lost, from the
- * fleet, until its owner destroys it. The other nodes are asked first and
- * this node's own are read while they answer (the fleet's reads and the
- * peers' lists are waits here; this node's list is work).
- */
+/** `f()` once the requests sent in this tick are on the wire (setImmediate runs after the ticks that send them). */
 const afterAsks = <T>(f: () => T): Promise<T> =>
   new Promise((resolve, reject) =>
     setImmediate(() => {
@@ -71,15 +64,23 @@ const afterAsks = <T>(f: () => T): Promise<T> =>
     }),
   );
 
+/**
+ * What a list shows `caller`: this node's sessions (`mine`), and in fleet mode
+ * every other node's, each with its node, and the pending ones, this node's
+ * policy applied; a fenced session of this node shown once: lost, from the
+ * fleet, until its owner destroys it. The other nodes are asked first and
+ * this node's own are read while they answer (the fleet's reads and the
+ * peers' lists are waits here; this node's list is work).
+ */
 async function listed<T extends SessionListed>(ctx: Context, caller: Caller, others: (reach: Reach) => Promise<T[]>, mine: () => T[]): Promise<Array<T | Session>> {
   const fleet = ctx.fleet;
   const peer = caller.via === 'peer';
   const reach = peer ? undefined : fleet?.reach;
   const pendingP = fleet && !peer ? fleet.pending().then((ps) => ps.map(pendingView)) : Promise.resolve([]);
   const othersP = reach ? others(reach) : Promise.resolve([]);
-  // With other nodes asked, this node's own is made once their asks are on the wire (setImmediate runs
-  // after the ticks that send them): their lists are made meanwhile, not after.
-  // Handled before the wait below: a rejection meanwhile is the list's error, not the process's.
+  // With other nodes asked, this node's own is made once their asks are on the wire: their lists are made
+  // meanwhile, not after. Their answer is handled before that wait: a rejection meanwhile is the list's error,
+  // not the process's.
   const farP = Promise.all([othersP, pendingP]);
   farP.catch(() => undefined);
   const own = (reach ? await afterAsks(mine) : mine()).map((s) => here(ctx, s));
