@@ -20,6 +20,7 @@ import { Worker, type LocalNode } from './worker.js';
 import { Reach } from './reach.js';
 import { WatchedFleet } from './watched.js';
 import { claimName } from './names.js';
+import { cancelPending, putPending } from './pending.js';
 import { pendingView, type Limits } from './views.js';
 import { Failure, type FenceTarget } from './failure.js';
 import { placedOn, type PlacedSession } from './drain.js';
@@ -136,7 +137,10 @@ export class Fleet {
       // time a slot frees), and a node of an older version would place it anywhere.
       if (pinnedTo(d) !== undefined) throw new ApiError('exhausted', `${placed.reason} (a create that names volumes or stored secrets is not left pending)`);
       const p: Pending = { ...d, limits: f.limits, reason: placed.reason, since: new Date().toISOString() };
-      await fleetOp(async () => void (await this.etcd.put(key.pending(id)).value(JSON.stringify(p))));
+      const gone = await fleetOp(() => putPending(this.etcd, p));
+      // Its first send applied, the answer lost, and the entry went before the send again (pending.ts).
+      if (gone && 'placed_on' in gone) return this.awaitRunning(id, gone.placed_on);
+      if (gone) throw new ApiError('conflict', `session ${id} was destroyed while its create waited for etcd (it was listed pending meanwhile)`);
       this.log.info({ session: id, reason: placed.reason }, 'session pending: no node fits');
       return pendingView(p);
     }
@@ -192,13 +196,13 @@ export class Fleet {
     let placed = { ids: new Set(await placedIds(this.etcd)), at: Date.now() };
     for (const p of pending) {
       if (Date.now() - placed.at > 1000) placed = { ids: new Set(await placedIds(this.etcd)), at: Date.now() };
-      // Placed already: a pending entry written again by a put sent again after it was booked (etcd.ts). It goes.
+      // Placed already: a pending entry a node of an older version wrote again (a plain put sent again after it was booked). It goes.
       if (placed.ids.has(p.id)) {
         this.log.warn({ session: p.id }, 'a pending entry of a session placed already: removed');
         await this.etcd.delete().key(key.pending(p.id));
         continue;
       }
-      const r = await place(this.etcd, { id: p.id, owner_uid: p.owner_uid, owner_gids: p.owner_gids, request: p.request, memory_mb: p.memory_mb, limits: p.limits, entry: p.entry }, this.c.candidates, key.pending(p.id));
+      const r = await place(this.etcd, { id: p.id, owner_uid: p.owner_uid, owner_gids: p.owner_gids, request: p.request, memory_mb: p.memory_mb, limits: p.limits, entry: p.entry }, this.c.candidates, true);
       if ('node' in r) this.log.info({ session: p.id, node: r.node, entry: p.entry }, 'pending session placed');
       else if (r.reason !== p.reason && r.reason !== 'gone') {
         // Only while it is still there: a destroy in between is not undone.
@@ -215,8 +219,7 @@ export class Fleet {
 
   /** Destroy a pending session (it is placed nowhere yet): false if it is no longer pending. */
   async cancel(id: string): Promise<boolean> {
-    const r = await fleetOp(() => this.etcd.delete().key(key.pending(id)).exec());
-    return Number(r.deleted) > 0;
+    return fleetOp(() => cancelPending(this.etcd, id));
   }
 
   nodes(): Promise<NodeRow[]> {

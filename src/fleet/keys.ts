@@ -11,6 +11,7 @@
 //                           its node stayed unreachable past the grace, fenced once that node removed it
 //   /enclave/down/NODE      since when the node has been seen unreachable (its lease gone); the node clears it
 //   /enclave/pending/ID     a session no node fits yet, with the reason; its entry node places it (any node while that one is unreachable)
+//   /enclave/gone/ID        a pending entry that went (destroyed, or placed), for 60 s under a lease: no resent write brings it back (pending.ts)
 //   /enclave/lost/ID        a session declared lost, as list and show tell its owner, until the owner destroys it
 //   /enclave/drain/NODE     present while the node is drained: it moves its stopped sessions elsewhere (move.ts)
 //   /enclave/move/ID        a move under way: from, to, and whether it is committed (move.ts finishes or undoes it)
@@ -27,6 +28,7 @@ export const key = {
   desiredOf: (node: string) => `${PREFIX}desired/${node}/`,
   status: (id: string) => `${PREFIX}status/${id}`,
   pending: (id: string) => `${PREFIX}pending/${id}`,
+  gone: (id: string) => `${PREFIX}gone/${id}`,
   down: (node: string) => `${PREFIX}down/${node}`,
   lost: (id: string) => `${PREFIX}lost/${id}`,
   drain: (node: string) => `${PREFIX}drain/${node}`,
@@ -85,6 +87,10 @@ export const pendingSchema = z
   .object({ id: sessionId, owner_uid: z.number().int().min(0), owner_gids: z.array(z.number().int().min(0)).max(1024), request: createSessionRequest, memory_mb: z.number().int().min(0), limits: limitsSchema, entry: nodeName, reason: z.string(), since: z.string() })
   .strict();
 export type Pending = z.infer<typeof pendingSchema>;
+
+/** What became of a pending entry that went: its owner destroyed it, or a booking placed it on a node. */
+export const goneSchema = z.union([z.object({ destroyed_at: z.string() }).strict(), z.object({ placed_on: nodeName }).strict()]);
+export type Gone = z.infer<typeof goneSchema>;
 
 /**
  * A session the fleet declared lost: whose, which node had it, since when, the

@@ -99,7 +99,7 @@ export class Mover {
     const { placed_at: _, ...wanted } = d;
     if (await this.record(d.id)) throw new Error('a move of it is still being finished');
     await this.undoStray(d, log);
-    const r = await place(this.etcd, wanted, this.c.candidates, undefined, this.self);
+    const r = await place(this.etcd, wanted, this.c.candidates, false, this.self);
     if ('reason' in r) throw new Error(`no node takes it: ${r.reason}`);
     const to = r.node;
     const rec: Move = { id: d.id, from: this.self, to, phase: 'copying' };

@@ -5,7 +5,8 @@
 // again and chooses again.
 import type { Etcd3, IOperation } from 'etcd3';
 import { getPrefix, getWithRev } from './etcd.js';
-import { allocSchema, idOfKey, key, memberSchema, parseValue, placementOfKey, prefix, type Alloc, type Desired, type Member } from './keys.js';
+import { allocSchema, idOfKey, key, memberSchema, parseValue, placementOfKey, prefix, type Alloc, type Desired, type Gone, type Member } from './keys.js';
+import { goneLease } from './pending.js';
 
 export interface NodeView {
   member: Member;
@@ -75,22 +76,24 @@ export async function readFleet(etcd: Etcd3): Promise<NodeView[]> {
 /**
  * Book `d` on the node `n` was read with: in one transaction, if its
  * allocation is still the one read, add the session to it and write the
- * desired state the node watches (and drop `alsoDelete`, a pending entry).
+ * desired state the node watches. `pendingLease`: `d` is a pending entry's,
+ * booked only while the entry is there (one its owner destroyed meanwhile is
+ * not made), which goes, leaving its tombstone under that lease (pending.ts).
  * False when another placement (or the node's own accounting) came first.
  * True also when this very booking (the same value, `placed_at` and all:
  * each attempt its own) was there already: the etcd client re-sends a call
  * whose answer a leader change lost, and then the first send, applied, makes
  * the second fail its compare.
  */
-export async function book(etcd: Etcd3, n: NodeView, d: Desired, alsoDelete?: string): Promise<boolean> {
+export async function book(etcd: Etcd3, n: NodeView, d: Desired, pendingLease?: string): Promise<boolean> {
   const alloc: Alloc = { sessions: { ...n.alloc.sessions, [d.id]: { memory_mb: d.memory_mb } } };
   const value = JSON.stringify(d);
   const ops: IOperation[] = [etcd.put(key.alloc(n.member.name)).value(JSON.stringify(alloc)), etcd.put(key.desired(n.member.name, d.id)).value(value)];
   const txn = etcd.if(key.alloc(n.member.name), 'Mod', '==', n.allocRev);
-  // A pending entry is booked only while it exists: one its owner destroyed meanwhile is not made.
-  if (alsoDelete) {
-    ops.push(etcd.delete().key(alsoDelete));
-    txn.and(alsoDelete, 'Version', '>', 0);
+  if (pendingLease !== undefined) {
+    const gone: Gone = { placed_on: n.member.name };
+    ops.push(etcd.delete().key(key.pending(d.id)), etcd.put(key.gone(d.id)).value(JSON.stringify(gone)).lease(pendingLease));
+    txn.and(key.pending(d.id), 'Version', '>', 0);
   }
   const r = await txn
     .then(...ops)
@@ -152,24 +155,27 @@ async function untilAnswered<T>(f: () => Promise<T>, deadline: number): Promise<
 
 /**
  * Place `d` on a node that fits (its entry node alone when pinnedTo() says so), retrying lost races; the node's name, or
- * why none fits ('gone': the pending entry `alsoDelete` was removed). A
+ * why none fits ('gone': `fromPending`, its pending entry was removed). A
  * booking whose answer a leader change lost is sent again as it was until
  * etcd answers it (untilAnswered), so it is never booked twice; one etcd
  * member killed must fail no create (issue 28).
  * `exclude`: a node it must not go to (a drain's move: the node it leaves).
  */
-export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: number, alsoDelete?: string, exclude?: string): Promise<{ node: string } | { reason: string }> {
+export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: number, fromPending = false, exclude?: string): Promise<{ node: string } | { reason: string }> {
   const deadline = Date.now() + PLACE_RETRY_MS;
   const pin = pinnedTo(d);
+  // A pending entry's tombstone lease, granted once a node fits (a pending entry waits without one).
+  let lease: string | undefined;
   for (let attempt = 0; attempt < 50; ) {
     // No booking starts past the bound: its caller was told the fleet did not answer.
     if (Date.now() > deadline) throw new Error(`placement did not finish within ${PLACE_RETRY_MS} ms`);
     const fleet = await untilAnswered(() => readFleet(etcd), deadline);
     const c = choose(fleet.filter((n) => n.member.name !== exclude && (pin === undefined || n.member.name === pin)), d.memory_mb, k);
     if ('reason' in c) return pin === undefined ? c : { reason: `its volumes and stored secrets are node ${pin}'s, which cannot take it: ${c.reason}` };
+    if (fromPending) lease ??= await untilAnswered(() => goneLease(etcd), deadline);
     const booking = { ...d, placed_at: new Date().toISOString() };
-    if (await untilAnswered(() => book(etcd, c.node, booking, alsoDelete), deadline)) return { node: c.node.member.name };
-    if (alsoDelete && (await etcd.get(alsoDelete).string()) === null) return { reason: 'gone' };
+    if (await untilAnswered(() => book(etcd, c.node, booking, lease), deadline)) return { node: c.node.member.name };
+    if (fromPending && (await etcd.get(key.pending(d.id)).string()) === null) return { reason: 'gone' };
     attempt++;
   }
   throw new Error('placement lost 50 races in a row for the same session; try again');

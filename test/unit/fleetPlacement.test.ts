@@ -1,11 +1,13 @@
 // Placement of fleet sessions (src/fleet/placement.ts): which nodes fit, the
 // best of K by free capacity, and, against a real etcd (Debian's etcd-server,
 // one member started by this test), that the allocation's compare-and-swap
-// never lets two placements at once book the same last slot.
+// never lets two placements at once book the same last slot, and that a
+// pending entry's write sent again brings back no entry that went.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
 import { book, choose, pinnedTo, place, readFleet, unfit, type NodeView } from '../../src/fleet/placement.js';
-import { key, type Desired } from '../../src/fleet/keys.js';
+import { key, type Desired, type Pending } from '../../src/fleet/keys.js';
+import { cancelPending, putPending } from '../../src/fleet/pending.js';
 import { pino } from 'pino';
 import { Registry } from '../../src/fleet/registry.js';
 import { oneEtcd } from './fixtures/etcd.js';
@@ -94,6 +96,20 @@ describe('placement against etcd', () => {
     });
   };
 
+  /** The client, each transaction sent twice as it re-sends one whose answer a leader change lost: the second answer is the caller's. */
+  const sentTwice = (): Etcd3 =>
+    new Proxy(etcd, {
+      get(target, prop, receiver) {
+        if (prop !== 'if') return Reflect.get(target, prop, receiver);
+        return (...args: Parameters<Etcd3['if']>) => {
+          const c = target.if(...args);
+          const commit = c.commit.bind(c);
+          c.commit = async () => (await commit(), commit());
+          return c;
+        };
+      },
+    });
+
   for (const applied of [true, false]) {
     it(`places a session once through a leader change that cut its booking's answer (${applied ? 'applied' : 'not applied'})`, async () => {
       await etcd.delete().prefix('/enclave/');
@@ -137,12 +153,33 @@ describe('placement against etcd', () => {
     await member('a', 2);
     const pending = key.pending('s-00000000b1');
     await etcd.put(pending).value('{}');
-    expect(await place(etcd, desired('s-00000000b1'), 3, pending)).toEqual({ node: 'a' });
+    expect(await place(etcd, desired('s-00000000b1'), 3, true)).toEqual({ node: 'a' });
     expect(await etcd.get(pending).string()).toBeNull();
     // Its entry gone (destroyed while pending): nothing is booked.
-    expect(await place(etcd, desired('s-00000000b2'), 3, key.pending('s-00000000b2'))).toEqual({ reason: 'gone' });
+    expect(await place(etcd, desired('s-00000000b2'), 3, true)).toEqual({ reason: 'gone' });
     expect(await etcd.get(key.desired('a', 's-00000000b2')).string()).toBeNull();
     expect(Object.keys(JSON.parse((await etcd.get(key.alloc('a')).string())!).sessions)).toEqual(['s-00000000b1']);
+  });
+
+  it('brings back no pending entry that went, when its write is sent again: destroyed or placed, it stays gone', async () => {
+    await etcd.delete().prefix('/enclave/');
+    await member('a', 2);
+    const p = (id: string): Pending => ({ id, owner_uid: 1000, owner_gids: [], request: {}, memory_mb: 256, limits: { memory_mb: 256, pids: 1024, cpu_percent: 100, tmp_mb: 512, home_mb: 512 }, entry: 'a', reason: 'no node fits', since: 'now' });
+    // Written, its transaction sent twice (the first answer lost): written, once.
+    expect(await putPending(sentTwice(), p('s-00000000d1'))).toBeUndefined();
+    // Destroyed, sent twice: the second send finds its own tombstone. The create's write sent again after it brings nothing back.
+    expect(await cancelPending(sentTwice(), 's-00000000d1')).toBe(true);
+    expect(await putPending(etcd, p('s-00000000d1'))).toEqual({ destroyed_at: expect.any(String) });
+    expect(await etcd.get(key.pending('s-00000000d1')).string()).toBeNull();
+    // A destroy of an entry that was never there (or placed) is not its own.
+    expect(await cancelPending(etcd, 's-00000000d9')).toBe(false);
+    // Placed from pending; the create's write sent again finds where.
+    expect(await putPending(etcd, p('s-00000000d2'))).toBeUndefined();
+    expect(await place(etcd, desired('s-00000000d2'), 3, true)).toEqual({ node: 'a' });
+    expect(await putPending(etcd, p('s-00000000d2'))).toEqual({ placed_on: 'a' });
+    expect(await etcd.get(key.pending('s-00000000d2')).string()).toBeNull();
+    // The tombstones go by themselves: each under a lease (GONE_TTL_S).
+    for (const id of ['s-00000000d1', 's-00000000d2']) expect((await etcd.get(key.gone(id)).exec()).kvs[0]!.lease).not.toBe('0');
   });
 
   it('never overbooks when many place at once: 12 creates race for 5 slots', async () => {
