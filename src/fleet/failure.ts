@@ -28,11 +28,14 @@ import { desiredSchema, downSchema, idOfKey, key, lostSchema, moveSchema, parseV
 import { readFleet } from './placement.js';
 import { reportedOrPlaced } from './views.js';
 import type { Registry } from './registry.js';
+import type { SessionState } from '../api/schemas.js';
 
 /** What fencing needs of this node's own sessions. */
 export interface FenceTarget {
   /** Ids of the sessions this node holds that have not ended (running, stopped, any state between). */
   held(): string[];
+  /** A session's state here (undefined: none by this id). */
+  stateOf(id: string): SessionState | undefined;
   /** Stop and remove a session here; `why` is kept as the reason it ended. */
   remove(id: string, why: string): Promise<void>;
   /**
@@ -123,6 +126,7 @@ export class Failure {
         this.log.warn({ session: id, lost_since: s.since }, 'fencing: the fleet declared this session lost while this node was away; removing it here');
         await this.target.remove(id, `fenced: node ${me} was unreachable past the fleet's grace (cluster.grace_s = ${this.c.grace_s}) and the fleet declared the session lost`);
         await this.markFenced(s);
+        lost.delete(id);
       } else if (at.length > 0 && !mine.has(id)) {
         // Placed on other nodes alone, not here, and no move from or to here recorded: a drain moved it away
         // (committed: until then its placement here stays) and this node went away before it ended its old
@@ -132,6 +136,12 @@ export class Failure {
         // Not a reason to stay closed; left, it stays stopped and placed nowhere (docs/fleet.md, known gaps).
         await this.target.forget(id, to).catch((e: Error) => this.log.error({ session: id, err: e.message }, 'fencing: cannot end the old copy of a moved session'));
       }
+    }
+    // Ended here by an earlier fence whose mark etcd did not take: tried again, that fence no longer finds
+    // the session held, so it is marked here (else the fleet kept it lost, and its status, for good).
+    for (const [id, s] of lost) {
+      const state = where.get(id)?.includes(me) ? undefined : this.target.stateOf(id);
+      if (state === 'failed' || state === 'destroyed') await this.markFenced(s);
     }
     await this.etcd.delete().key(key.down(me));
     if (this.registry.generation === gen) this.fencedFor = gen;

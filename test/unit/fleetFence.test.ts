@@ -1,0 +1,84 @@
+// A node's fence (src/fleet/failure.ts) against a real etcd (one member of
+// Debian's etcd-server): a session the fleet declared lost while the node
+// was away is removed here and marked fenced, also when etcd did not take
+// the first mark (the fence is tried again once the session is no longer held).
+import { describe, expect, it } from 'vitest';
+import type { Etcd3 } from 'etcd3';
+import { pino } from 'pino';
+import { Failure, type FenceTarget } from '../../src/fleet/failure.js';
+import { key, type Lost, type Status } from '../../src/fleet/keys.js';
+import type { Registry } from '../../src/fleet/registry.js';
+import type { ClusterConfig } from '../../src/fleet/etcd.js';
+import type { SessionState } from '../../src/api/schemas.js';
+import { oneEtcd } from './fixtures/etcd.js';
+
+describe('fencing against etcd', () => {
+  const e = oneEtcd('fence', 8);
+  const c = { node: 'nb', grace_s: 5 } as ClusterConfig;
+  const registry = { live: true, generation: 1 } as Registry;
+
+  /** This node's sessions: a map of states; remove() ends one (failed, its reason kept). */
+  const target = (states: Map<string, SessionState>): FenceTarget => ({
+    held: () => [...states].filter(([, s]) => s !== 'failed' && s !== 'destroyed').map(([id]) => id),
+    stateOf: (id) => states.get(id),
+    remove: async (id) => void states.set(id, 'failed'),
+    forget: async () => undefined,
+  });
+
+  /** The client, failing the first transaction that writes a session's fenced status (etcd did not take it). */
+  const firstMarkFails = (etcd: Etcd3): Etcd3 => {
+    let failed = false;
+    return new Proxy(etcd, {
+      get(t, prop, receiver) {
+        if (prop !== 'if') return Reflect.get(t, prop, receiver);
+        return (...args: Parameters<Etcd3['if']>) => {
+          const txn = t.if(...args);
+          if (failed || !String(args[0]).startsWith('/enclave/lost/')) return txn;
+          txn.commit = async () => {
+            failed = true;
+            throw new Error('14 UNAVAILABLE: etcdserver: no leader');
+          };
+          return txn;
+        };
+      },
+    });
+  };
+
+  it('marks a session it removed fenced, on the next try when etcd did not take the first mark', async () => {
+    const etcd = e.client;
+    await etcd.delete().prefix('/enclave/');
+    const id = 's-00000000f1';
+    const since = '2026-12-06T00:00:00.000Z';
+    const lost: Lost = { id, node: 'nb', owner_uid: 1000, name: null, since };
+    const status: Status = { id, node: 'nb', state: 'lost', since };
+    await etcd.put(key.lost(id)).value(JSON.stringify(lost));
+    await etcd.put(key.status(id)).value(JSON.stringify(status));
+    const states = new Map<string, SessionState>([[id, 'stopped']]);
+    const f = new Failure(firstMarkFails(etcd), c, registry, target(states), pino({ level: 'silent' }));
+    await expect(f.fence()).rejects.toThrow(/no leader/);
+    // Removed here, still lost in etcd, and no longer held: the next fence marks it.
+    expect(states.get(id)).toBe('failed');
+    expect(f.open()).toBe(false);
+    await f.fence();
+    expect(f.open()).toBe(true);
+    expect(JSON.parse((await etcd.get(key.status(id)).string())!)).toMatchObject({ id, node: 'nb', state: 'fenced' });
+    expect(JSON.parse((await etcd.get(key.lost(id)).string())!)).toMatchObject({ id, fenced_at: expect.any(String) });
+    f.close();
+  });
+
+  it('leaves alone a lost session it has no copy of, and one placed on it again', async () => {
+    const etcd = e.client;
+    await etcd.delete().prefix('/enclave/');
+    const since = '2026-12-06T00:00:00.000Z';
+    for (const id of ['s-00000000f2', 's-00000000f3']) {
+      await etcd.put(key.lost(id)).value(JSON.stringify({ id, node: 'nb', owner_uid: 1000, name: null, since } satisfies Lost));
+      await etcd.put(key.status(id)).value(JSON.stringify({ id, node: 'nb', state: 'lost', since } satisfies Status));
+    }
+    // f3 is placed here again (made anew on this node): not this fence's to mark.
+    await etcd.put(key.desired('nb', 's-00000000f3')).value('{}');
+    const f = new Failure(etcd, c, registry, target(new Map([['s-00000000f3', 'failed']])), pino({ level: 'silent' }));
+    await f.fence();
+    for (const id of ['s-00000000f2', 's-00000000f3']) expect(JSON.parse((await etcd.get(key.status(id)).string())!)).toMatchObject({ state: 'lost' });
+    f.close();
+  });
+});
