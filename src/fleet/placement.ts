@@ -5,7 +5,7 @@
 // again and chooses again.
 import type { Etcd3, IOperation } from 'etcd3';
 import { getPrefix, getWithRev } from './etcd.js';
-import { allocSchema, idOfKey, key, memberSchema, parseValue, placementOfKey, prefix, type Alloc, type Desired, type Gone, type Member } from './keys.js';
+import { allocSchema, idOfKey, key, memberSchema, parseValue, placementOfKey, prefix, statusSchema, type Alloc, type Desired, type Gone, type Member } from './keys.js';
 import { goneLease } from './pending.js';
 
 export interface NodeView {
@@ -83,7 +83,9 @@ export async function readFleet(etcd: Etcd3): Promise<NodeView[]> {
  * True also when this very booking (the same value, `placed_at` and all:
  * each attempt its own) was there already: the etcd client re-sends a call
  * whose answer a leader change lost, and then the first send, applied, makes
- * the second fail its compare.
+ * the second fail its compare; or when its node reported the session (its
+ * create there done, or failed and its placement removed, before the
+ * second send).
  */
 export async function book(etcd: Etcd3, n: NodeView, d: Desired, pendingLease?: string): Promise<boolean> {
   const alloc: Alloc = { sessions: { ...n.alloc.sessions, [d.id]: { memory_mb: d.memory_mb } } };
@@ -97,10 +99,22 @@ export async function book(etcd: Etcd3, n: NodeView, d: Desired, pendingLease?: 
   }
   const r = await txn
     .then(...ops)
-    .else(etcd.get(key.desired(n.member.name, d.id)))
+    .else(etcd.get(key.desired(n.member.name, d.id)), etcd.get(key.status(d.id)))
     .commit();
-  return r.succeeded || r.responses[0]?.response_range?.kvs[0]?.value.toString() === value;
+  if (r.succeeded || r.responses[0]?.response_range?.kvs[0]?.value.toString() === value) return true;
+  // Its placement gone already: the node made it, or failed to and removed it, and reported so. The id is this
+  // create's own and no other attempt applied, so a report from that node means this booking did.
+  const reported = r.responses[1]?.response_range?.kvs[0]?.value.toString();
+  return reported !== undefined && statusSchema.safeParse(safeJson(reported)).data?.node === n.member.name;
 }
+
+const safeJson = (t: string): unknown => {
+  try {
+    return JSON.parse(t);
+  } catch {
+    return undefined;
+  }
+};
 
 /**
  * How long a placement asks again after etcd lost its leader: within the

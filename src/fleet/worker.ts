@@ -134,10 +134,14 @@ export class Worker {
     if (!status) return;
     try {
       const state = this.local.stateOf(id);
-      if (state === undefined) await within(this.etcd.delete().key(key.desired(this.node, id)).exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+      const report = this.etcd.put(key.status(id)).value(JSON.stringify(status));
+      // The report and the placement's removal in one transaction: a booking its entry node sends again
+      // (its answer lost) finds one or the other, and takes it as its own (placement.ts book).
+      const k = key.desired(this.node, id);
+      if (state === undefined) await within(this.etcd.if(k, 'Version', '>', 0).then(this.etcd.delete().key(k), report).else(report).commit(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       // Refused before it was admitted, or failed after (an ended row, whose placement settle() removes): its slot is free.
       if (state === undefined || ENDED_STATES.includes(state)) await within(this.release(id), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
-      await within(this.etcd.put(key.status(id)).value(JSON.stringify(status)).exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+      if (state !== undefined) await within(report.exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       this.failedReports.delete(id);
     } catch (e) {
       log.warn({ err: (e as Error).message }, 'cannot report the failed create to the fleet yet; trying again each second');

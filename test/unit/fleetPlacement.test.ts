@@ -75,8 +75,12 @@ describe('placement against etcd', () => {
     expect(Object.keys(JSON.parse((await etcd.get(key.alloc('b')).string())!).sessions)).toEqual(['s-0000000002']);
   });
 
-  /** The client, with its first transaction commit failing as one does when etcd loses its leader: applied first, or not at all. */
-  const leaderLostOnce = (applied: boolean): Etcd3 => {
+  /**
+   * The client, with its first transaction commit failing as one does when
+   * etcd loses its leader: applied first, or not at all; `between` runs after
+   * it applied and before the client sends it again.
+   */
+  const leaderLostOnce = (applied: boolean, between?: () => Promise<void>): Etcd3 => {
     let failed = false;
     return new Proxy(etcd, {
       get(target, prop, receiver) {
@@ -88,6 +92,7 @@ describe('placement against etcd', () => {
             if (failed) return commit();
             failed = true;
             if (applied) await commit();
+            await between?.();
             throw new Error('14 UNAVAILABLE: etcdserver: request timed out, possibly due to previous leader failure');
           };
           return c;
@@ -122,6 +127,33 @@ describe('placement against etcd', () => {
       expect(placed).toEqual([key.desired((r as { node: string }).node, id)]);
     });
   }
+
+  it('takes a booking whose answer was lost as booked when its node failed the create and removed its placement before the resend', async () => {
+    await etcd.delete().prefix('/enclave/');
+    await member('a', 4);
+    await member('b', 4);
+    const id = 's-00000000a3';
+    let on = '';
+    // The booked node's worker, at once: the create failed, its report and the placement's removal in one transaction.
+    const failedThere = async () => {
+      const [k] = (await etcd.getAll().prefix('/enclave/desired/').keys()).filter((x) => x.endsWith(`/${id}`));
+      on = k!.split('/')[3]!;
+      await etcd.delete().key(k!);
+      await etcd.put(key.status(id)).value(JSON.stringify({ id, node: on, state: 'failed', error: { code: 'confinement_failed', message: 'no' } }));
+    };
+    expect(await place(leaderLostOnce(true, failedThere), desired(id), 3)).toEqual({ node: on });
+    // Not chosen again: no other node has it.
+    expect((await etcd.getAll().prefix('/enclave/desired/').keys()).filter((k) => k.endsWith(`/${id}`))).toEqual([]);
+    // A report by another node than the one booked is not this booking's: it books again.
+    const other = async () => {
+      const [k] = (await etcd.getAll().prefix('/enclave/desired/').keys()).filter((x) => x.endsWith('/s-00000000a4'));
+      await etcd.delete().key(k!);
+      await etcd.put(key.status('s-00000000a4')).value(JSON.stringify({ id: 's-00000000a4', node: 'zz', state: 'failed' }));
+    };
+    const r = await place(leaderLostOnce(true, other), desired('s-00000000a4'), 3);
+    expect(r).toHaveProperty('node');
+    expect((await etcd.getAll().prefix('/enclave/desired/').keys()).filter((k) => k.endsWith('/s-00000000a4'))).toEqual([key.desired((r as { node: string }).node, 's-00000000a4')]);
+  });
 
   it('places a session that names volumes or stored secrets on its entry node alone, or says why not', async () => {
     await etcd.delete().prefix('/enclave/');
