@@ -37,6 +37,26 @@ const RETRY_MS = 30_000;
 /** The most a move's transfer may take (restore and stop there included). */
 const SEND_MS = 10 * 60_000;
 
+/**
+ * Commit a copying move: its placement on the node it leaves goes and the
+ * record says committed, in one transaction (never placed on neither node),
+ * and only while it is still placed there: a node the fleet declared lost
+ * (its placements removed) whose etcd connection came back before it
+ * registered again commits nothing; its move is undone, and it fences.
+ * True also when this very commit, sent again after its answer was lost, had
+ * applied.
+ */
+export async function commitMove(etcd: Etcd3, rec: Move): Promise<boolean> {
+  const done = JSON.stringify({ ...rec, phase: 'committed' } satisfies Move);
+  const r = await etcd
+    .if(key.move(rec.id), 'Value', '==', JSON.stringify(rec))
+    .and(key.desired(rec.from, rec.id), 'Version', '>', 0)
+    .then(etcd.delete().key(key.desired(rec.from, rec.id)), etcd.put(key.move(rec.id)).value(done))
+    .else(etcd.get(key.move(rec.id)))
+    .commit();
+  return r.succeeded || r.responses[0]?.response_range?.kvs[0]?.value.toString() === done;
+}
+
 export class Mover {
   private busy = false;
   private readonly retryAt = new Map<string, number>();
@@ -123,16 +143,7 @@ export class Mover {
       await this.made(d.id, to);
       await this.send(d, to, stored);
       if (this.local.stateOf(d.id) !== 'stopped') throw new Error(`it is ${this.local.stateOf(d.id) ?? 'gone'} here now`);
-      // Its placement here goes and the move is committed in one transaction: never placed on neither node.
-      const committed = await this.etcd
-        .if(key.move(d.id), 'Value', '==', JSON.stringify(rec))
-        .then(this.etcd.delete().key(key.desired(this.self, d.id)), this.etcd.put(key.move(d.id)).value(JSON.stringify({ ...rec, phase: 'committed' })))
-        .commit();
-      if (!committed.succeeded) {
-        // Committed already by this move's own first send (re-sent after its answer was lost): done.
-        const now = await this.record(d.id);
-        if (now?.phase !== 'committed' || now.to !== to) throw new Error('its move record changed under it');
-      }
+      if (!(await commitMove(this.etcd, rec))) throw new Error('its move record, or its placement here, changed under it (the fleet declared it lost?)');
     } catch (e) {
       // Undone only while the record still says copying: a commit that applied but answered an error is kept.
       const now = await this.record(d.id).catch(() => undefined);

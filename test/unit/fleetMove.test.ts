@@ -9,7 +9,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
-import { Mover, type MoveSource } from '../../src/fleet/move.js';
+import { commitMove, Mover, type MoveSource } from '../../src/fleet/move.js';
 import { key, PREFIX } from '../../src/fleet/keys.js';
 import type { PeerClient } from '../../src/fleet/peerTls.js';
 import type { SessionState } from '../../src/vocab/states.js';
@@ -115,6 +115,22 @@ describe('a drained node finishes the moves it left', () => {
     expect(await get(key.move(ID))).toBeNull();
     expect(await get(key.desired('b', ID))).toBe('{}');
     expect(JSON.parse((await get(key.status(ID)))!)).toMatchObject({ node: 'b', state: 'running' });
+  });
+
+  it('commits a move only while the session is still placed on the node it leaves: not once the fleet declared it lost there', async () => {
+    const rec = { id: ID, from: SELF, to: 'b', phase: 'copying' } as const;
+    await setUp(rec);
+    await etcd.put(key.desired(SELF, ID)).value('{}');
+    expect(await commitMove(etcd, rec)).toBe(true);
+    expect(await get(key.desired(SELF, ID))).toBeNull();
+    expect(JSON.parse((await get(key.move(ID)))!)).toEqual({ ...rec, phase: 'committed' });
+    // The same commit again (the client's resend of one whose answer was lost): its own, done.
+    expect(await commitMove(etcd, rec)).toBe(true);
+    // Declared lost on SELF meanwhile (its placement there removed): nothing is committed.
+    await setUp(rec);
+    expect(await commitMove(etcd, rec)).toBe(false);
+    expect(JSON.parse((await get(key.move(ID)))!)).toEqual(rec);
+    expect(await get(key.desired('b', ID))).toBe('{}');
   });
 
   it("leaves another node's move record alone", async () => {
