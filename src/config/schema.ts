@@ -227,6 +227,8 @@ export const configSchema = z
         candidates: z.number().int().min(1).max(64).default(3),
         /** How long a create placed on another node waits for it to run, ms. */
         create_timeout_ms: z.number().int().min(1000).max(600_000).default(120_000),
+        /** How often the fleet compacts etcd's history, seconds (one node a round, to the revision of the round before: src/fleet/compactor.ts); 0 leaves it to etcd's own --auto-compaction. */
+        compact_interval_s: z.number().int().min(0).max(86_400).default(300),
         /** TLS to etcd: its CA, and this node's client certificate and key (all three, or none). */
         tls: z.object({ ca: absolutePath, cert: absolutePath, key: absolutePath }).strict().optional(),
         /**

@@ -19,6 +19,7 @@ import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
 import { Reach } from './reach.js';
 import { WatchedFleet } from './watched.js';
+import { Compactor } from './compactor.js';
 import { claimName } from './names.js';
 import { cancelPending, putPending } from './pending.js';
 import { pendingView, type Limits } from './views.js';
@@ -50,6 +51,8 @@ export class Fleet {
   readonly reach: Reach | undefined;
   /** Moves this node's stopped sessions elsewhere while it is drained (needs the node-to-node channel). */
   private readonly mover: Mover | undefined;
+  /** Compacts etcd's history every cluster.compact_interval_s (one node a round). */
+  private readonly compactor: Compactor;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   /** The pending sessions as last read: what a list shows while etcd does not answer. */
@@ -69,6 +72,7 @@ export class Fleet {
     this.watched = new WatchedFleet(this.etcd, log);
     this.reach = c.peer ? new Reach(this.etcd, this.watched, c.node, c.peer, log) : undefined;
     this.mover = this.reach ? new Mover(this.etcd, c.node, c, this.reach.client, local, log) : undefined;
+    this.compactor = new Compactor(this.etcd, c.compact_interval_s * 1000, log);
   }
 
   get node(): string {
@@ -122,6 +126,7 @@ export class Fleet {
       throw new Error(`cannot join the fleet through etcd at ${this.c.endpoints.join(', ')}: ${(e as Error).message}`);
     }
     this.pendingTick();
+    this.compactor.start();
   }
 
   /** Place a create (one that names volumes or stored secrets, on this node: placement.ts pinnedTo); the session as its node reports it running, or as pending. */
@@ -243,6 +248,7 @@ export class Fleet {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    this.compactor.close();
     this.failure.close();
     // Bounded: with etcd gone the revoke would retry for long; the lease then lapses by itself.
     const leave = Promise.all([this.worker.close(), this.registry.close(true)]);

@@ -53,11 +53,22 @@ export class Worker {
   ) {}
 
   async start(): Promise<void> {
+    await this.watch();
+    await this.tick();
+  }
+
+  private async watch(): Promise<void> {
     const w = await this.etcd.watch().prefix(key.desiredOf(this.node)).create();
     w.on('put', (kv) => this.take(kv.key.toString(), kv.value.toString()));
-    w.on('error', (e: Error) => this.log.warn({ err: e.message }, 'fleet watch error (it reconnects)'));
-    this.watcher = w;
-    await this.tick();
+    // Cancelled by etcd (it resumed from a revision since compacted: compactor.ts). The next tick watches
+    // again, and makes what the watch missed meanwhile.
+    w.on('error', (e: Error) => {
+      this.log.warn({ err: e.message }, 'fleet: placement watch cancelled; watching again');
+      if (this.watcher === w) this.watcher = undefined;
+      void w.cancel().catch(() => undefined);
+    });
+    if (this.closed) void w.cancel().catch(() => undefined);
+    else this.watcher = w;
   }
 
   private take(k: string, v: string): void {
@@ -190,6 +201,7 @@ export class Worker {
   /** Once a second: placements the watch missed, and the allocation settled. */
   private async tick(): Promise<void> {
     try {
+      if (!this.watcher && !this.closed) await this.watch();
       await this.settle();
     } catch (e) {
       this.log.debug({ err: (e as Error).message }, 'fleet: allocation not settled this time');

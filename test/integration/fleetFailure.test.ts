@@ -107,7 +107,7 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     for (const [k, i] of [['a', 0], ['b', 1], ['c', 2]] as const) {
       const d = new TestDaemon({ slots: SLOTS, extraConfig: `max_sessions = ${SLOTS}\n`, netns: net.nodes[i]!.path });
       names[k] = `f${k}-${d.tag}`;
-      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = ${TTL_S}\ngrace_s = ${GRACE_S}\n`;
+      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = ${TTL_S}\ngrace_s = ${GRACE_S}\ncompact_interval_s = 1\n`;
       d.reconfigure({ extraConfig: `max_sessions = ${SLOTS}\n${cluster}` });
       nodes[k] = d;
       await d.start();

@@ -28,6 +28,7 @@ import { startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js'
 import { endFleetRun, fleetNetwork, fleetRunDir } from './fleetRun.js';
 import type { FleetNet } from '../../stress/nodeNet.js';
 import { makeCa, makeNodeCert, peerSection } from '../../stress/fleetCerts.js';
+import { COMPACTION_KEY } from '../../src/fleet/compactor.js';
 
 const GID = 48217; // a group nobody on the machine has
 const NOBODY = 65534;
@@ -206,7 +207,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       ports[k] = listenPort(salt);
       hosts[k] = net.nodes[i]!.address;
       const cert = makeNodeCert(join(dir, 'pki'), ca, names[k]);
-      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\ngrace_s = ${GRACE_S}\n${peerSection(`${hosts[k]}:${ports[k]}`, ca.ca, cert)}`;
+      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\ngrace_s = ${GRACE_S}\ncompact_interval_s = 1\n${peerSection(`${hosts[k]}:${ports[k]}`, ca.ca, cert)}`;
       d.reconfigure({ extraConfig: `max_sessions = 4\n${k === 'a' ? rules : ''}${cluster}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
       nodes[k] = d;
       await d.start();
@@ -996,6 +997,23 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     });
     await nodes.a.api('DELETE', `/v1/sessions/${again.id}`);
   }, 180_000);
+
+  it("compacts etcd's history while it runs (compact_interval_s = 1 here: every test above ran under it), one node a round", async () => {
+    const c = new Etcd3({ hosts: etcd.endpoints, dialTimeout: 3000 });
+    try {
+      const first = (await c.get(COMPACTION_KEY).exec()).kvs[0];
+      expect(Number(first?.version ?? 0)).toBeGreaterThan(2);
+      // Revision 2 (the first writes of the run) is long compacted away; what is there now reads.
+      await expect(c.get(COMPACTION_KEY).revision('2').string()).rejects.toThrow(/compacted/);
+      // About one round a second across the three nodes (each node tries once a second; one wins a round).
+      await new Promise((r) => setTimeout(r, 3000));
+      const grew = Number((await c.get(COMPACTION_KEY).exec()).kvs[0]!.version) - Number(first!.version);
+      expect(grew).toBeGreaterThanOrEqual(1);
+      expect(grew).toBeLessThanOrEqual(4);
+    } finally {
+      c.close();
+    }
+  });
 
   // Last: it takes etcd's quorum away. Reach reads etcd; without a bound a
   // list on every node, and any call naming a session it does not hold,

@@ -5,6 +5,7 @@
 // there left the node that took the create waiting out create_timeout_ms
 // for a session that ran (seen in CI when the burst test killed the leader).
 import { beforeEach, describe, expect, it } from 'vitest';
+import type { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import type { Session } from '../../src/api/schemas.js';
@@ -169,6 +170,35 @@ describe('the worker that makes what is placed on its node', () => {
     // Two more of the worker's seconds: the placement stays gone and nothing is made again.
     await new Promise((r) => setTimeout(r, 2200));
     expect(local.creates).toBe(1);
+    }, client);
+  });
+
+  it('watches its placements again when etcd cancels its watch (resumed from a compacted revision)', async () => {
+    const local = new FakeNode();
+    const watchers: EventEmitter[] = [];
+    const client = new Proxy(etcd, {
+      get(target, prop, receiver) {
+        if (prop !== 'watch') return Reflect.get(target, prop, receiver);
+        return () => {
+          const b = target.watch();
+          const create = b.create.bind(b);
+          b.create = async () => {
+            const w = await create();
+            watchers.push(w);
+            return w;
+          };
+          return b;
+        };
+      },
+    });
+    await withWorker(local, async () => {
+      expect(watchers).toHaveLength(1);
+      watchers[0]!.emit('error', new Error('Watcher canceled: mvcc: required revision has been compacted'));
+      await until('a new watch', async () => (watchers.length === 2 ? true : null), 5000);
+      const d = desired('s-00000000e9');
+      await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
+      expect(await until('the running report', () => statusOf(etcd, d.id))).toMatchObject({ state: 'running', node: NODE });
+      expect(local.creates).toBe(1);
     }, client);
   });
 
