@@ -19,6 +19,8 @@ export interface EtcdMember {
   client: string;
   /** Kill this member (SIGKILL): the others keep quorum. */
   kill(): Promise<void>;
+  /** Kill it and start it again on its data: its clients' streams break and resume. */
+  restart(): Promise<void>;
 }
 
 const ETCD = '/usr/bin/etcd';
@@ -68,9 +70,15 @@ export async function startEtcdCluster(dir: string, o: { size?: number; salt?: n
   const token = `enclave-${process.pid}-${Date.now()}`;
   const procs: ChildProcess[] = [];
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const argsOf: string[][] = [];
+  const launch = (i: number): ChildProcess => {
+    const log = openSync(join(dir, `${names[i]}.log`), 'a');
+    const p = spawn(ETCD, argsOf[i]!, { stdio: ['ignore', log, log], detached: o.detach ?? false });
+    closeSync(log);
+    return p;
+  };
   names.forEach((name, i) => {
-    const log = openSync(join(dir, `${name}.log`), 'a');
-    const args = [
+    argsOf.push([
       `--name=${name}`,
       `--data-dir=${join(dir, name)}`,
       `--listen-client-urls=${client(i)}`,
@@ -85,18 +93,23 @@ export async function startEtcdCluster(dir: string, o: { size?: number; salt?: n
       '--unsafe-no-fsync',
       '--logger=zap',
       '--log-level=warn',
-    ];
-    procs.push(spawn(ETCD, args, { stdio: ['ignore', log, log], detached: o.detach ?? false }));
-    closeSync(log);
+    ]);
+    procs.push(launch(i));
   });
   if (o.detach) for (const p of procs) p.unref();
+  const kill = async (i: number) => {
+    procs[i]!.kill('SIGKILL');
+    await exited(procs[i]!);
+  };
   const members: EtcdMember[] = procs.map((p, i) => ({
     name: names[i]!,
     pid: p.pid!,
     client: client(i),
-    kill: async () => {
-      p.kill('SIGKILL');
-      await exited(p);
+    kill: () => kill(i),
+    restart: async () => {
+      await kill(i);
+      procs[i] = launch(i);
+      await healthy(client(i), Date.now() + 30_000);
     },
   }));
   const stop = async () => {

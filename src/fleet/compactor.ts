@@ -5,14 +5,16 @@
 // every 5 minutes, to the revision they saw one interval earlier; the fleet
 // does the same. Each round, every node tries one compare-and-swap of
 // /enclave/compaction on the key's version it last saw: one node per round
-// wins it and compacts to the revision it read at its previous round, so at
-// least one interval of history stays for watches that resume (a watch
-// asked to resume from a compacted revision is cancelled: the watched copy
-// then loads itself again, the worker watches again). A node whose swap
-// failed takes the version it found, and tries the next round.
-// cluster.compact_interval_s = 0 leaves it to etcd (--auto-compaction-*).
-// Space freed is reused by etcd; giving it back to the file system
-// (etcdctl defrag) stays the operator's, as on Kubernetes.
+// wins it and compacts to the revision it read at its previous round. A node
+// whose swap failed takes the version it found, and tries the next round.
+// A watch resuming from a compacted revision (its stream broke, and it had
+// heard nothing newer: etcd 3.4 tells a quiet watch its revision only every
+// 10 minutes) is cancelled by etcd, and made again (watched.ts, worker.ts).
+// Compaction is etcd-wide: on an etcd shared with others it compacts their
+// history too; cluster.compact_interval_s = 0 leaves it to etcd's own
+// --auto-compaction-* (or to whoever runs that etcd). Space freed is reused
+// by etcd; giving it back to the file system (etcdctl defrag) stays the
+// operator's, as on Kubernetes.
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { PREFIX } from './keys.js';
@@ -25,6 +27,7 @@ export class Compactor {
   /** etcd's revision at this node's previous round: what the next won round compacts to. */
   private lastRev = 0;
   private timer: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(
     private readonly etcd: Etcd3,
@@ -33,7 +36,7 @@ export class Compactor {
   ) {}
 
   start(): void {
-    if (this.intervalMs <= 0) return;
+    if (this.intervalMs <= 0 || this.closed) return;
     this.timer = setTimeout(() => {
       void this.round()
         .catch((e: Error) => this.log.warn({ err: e.message }, 'fleet: etcd not compacted this round'))
@@ -43,6 +46,7 @@ export class Compactor {
   }
 
   close(): void {
+    this.closed = true;
     clearTimeout(this.timer);
     this.timer = undefined;
   }

@@ -142,17 +142,18 @@ export class WatchedFleet {
     });
     // Not resumed in place: the client resumes a dropped watch from the revision of its last answer,
     // which can be past events not yet delivered. A copy that may have missed writes is loaded again.
-    w.on('disconnected', (e: Error) => this.restart(w, `watch disconnected: ${e.message}`));
-    // Cancelled by etcd (compacted past the copy's revision).
-    w.on('error', (e: Error) => this.restart(w, `watch cancelled: ${e.message}`));
+    w.on('disconnected', (e: Error) => this.restart(w, `watch disconnected: ${e.message}`, true));
+    // Cancelled by etcd (compacted past the copy's revision: compactor.ts). Not cancelled again: the client
+    // has dropped it, and throws (uncaught, in its stream's callback) at etcd's answer to a second cancel.
+    w.on('error', (e: Error) => this.restart(w, `watch cancelled by etcd: ${e.message}`, false));
   }
 
-  private restart(w: Watcher, why: string): void {
+  private restart(w: Watcher, why: string, cancel: boolean): void {
     if (this.watcher !== w) return;
     this.log.warn({ err: why }, 'fleet copy: loading it again; reads go to etcd meanwhile');
     this.drop();
     this.watcher = undefined;
-    void w.cancel().catch(() => undefined);
+    if (cancel) void w.cancel().catch(() => undefined);
     this.again();
   }
 

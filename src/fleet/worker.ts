@@ -35,6 +35,8 @@ export interface LocalNode {
 
 export class Worker {
   private watcher: Watcher | undefined;
+  /** A watch being made (tick). */
+  private watching = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly making = new Set<string>();
   /** Running sessions whose report etcd holds (or held): not written again. */
@@ -61,11 +63,11 @@ export class Worker {
     const w = await this.etcd.watch().prefix(key.desiredOf(this.node)).create();
     w.on('put', (kv) => this.take(kv.key.toString(), kv.value.toString()));
     // Cancelled by etcd (it resumed from a revision since compacted: compactor.ts). The next tick watches
-    // again, and makes what the watch missed meanwhile.
+    // again, and makes what the watch missed meanwhile. Not cancelled here: the client has dropped it
+    // already, and throws (uncaught, in its stream's callback) at etcd's answer to a second cancel.
     w.on('error', (e: Error) => {
-      this.log.warn({ err: e.message }, 'fleet: placement watch cancelled; watching again');
+      this.log.warn({ err: e.message }, 'fleet: placement watch cancelled by etcd; watching again');
       if (this.watcher === w) this.watcher = undefined;
-      void w.cancel().catch(() => undefined);
     });
     if (this.closed) void w.cancel().catch(() => undefined);
     else this.watcher = w;
@@ -147,9 +149,11 @@ export class Worker {
       const state = this.local.stateOf(id);
       const report = this.etcd.put(key.status(id)).value(JSON.stringify(status));
       // The report and the placement's removal in one transaction: a booking its entry node sends again
-      // (its answer lost) finds one or the other, and takes it as its own (placement.ts book).
+      // (its answer lost) finds one or the other, and takes it as its own (placement.ts book). Only while
+      // it is placed here: else this transaction applied already (its report perhaps read and removed by
+      // the entry node since), or the placement was withdrawn (undone, declared lost): no report is wanted.
       const k = key.desired(this.node, id);
-      if (state === undefined) await within(this.etcd.if(k, 'Version', '>', 0).then(this.etcd.delete().key(k), report).else(report).commit(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+      if (state === undefined) await within(this.etcd.if(k, 'Version', '>', 0).then(this.etcd.delete().key(k), report).commit(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       // Refused before it was admitted, or failed after (an ended row, whose placement settle() removes): its slot is free.
       if (state === undefined || ENDED_STATES.includes(state)) await within(this.release(id), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       if (state !== undefined) await within(report.exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
@@ -201,7 +205,13 @@ export class Worker {
   /** Once a second: placements the watch missed, and the allocation settled. */
   private async tick(): Promise<void> {
     try {
-      if (!this.watcher && !this.closed) await this.watch();
+      // Not waited for: a watch etcd does not answer must not stop the settling below.
+      if (!this.watcher && !this.watching && !this.closed) {
+        this.watching = true;
+        void this.watch()
+          .catch((e: Error) => this.log.debug({ err: e.message }, 'fleet: placements not watched yet; the next tick tries again'))
+          .finally(() => (this.watching = false));
+      }
       await this.settle();
     } catch (e) {
       this.log.debug({ err: (e as Error).message }, 'fleet: allocation not settled this time');
