@@ -10,7 +10,7 @@ import { key, type Lost, type Status } from '../../src/fleet/keys.js';
 import type { Registry } from '../../src/fleet/registry.js';
 import type { ClusterConfig } from '../../src/fleet/etcd.js';
 import type { SessionState } from '../../src/api/schemas.js';
-import { oneEtcd } from './fixtures/etcd.js';
+import { commitsThrough, oneEtcd } from './fixtures/etcd.js';
 
 describe('fencing against etcd', () => {
   const e = oneEtcd('fence', 8);
@@ -28,19 +28,10 @@ describe('fencing against etcd', () => {
   /** The client, failing the first transaction that writes a session's fenced status (etcd did not take it). */
   const firstMarkFails = (etcd: Etcd3): Etcd3 => {
     let failed = false;
-    return new Proxy(etcd, {
-      get(t, prop, receiver) {
-        if (prop !== 'if') return Reflect.get(t, prop, receiver);
-        return (...args: Parameters<Etcd3['if']>) => {
-          const txn = t.if(...args);
-          if (failed || !String(args[0]).startsWith('/enclave/lost/')) return txn;
-          txn.commit = async () => {
-            failed = true;
-            throw new Error('14 UNAVAILABLE: etcdserver: no leader');
-          };
-          return txn;
-        };
-      },
+    return commitsThrough(etcd, (commit, [k]) => {
+      if (failed || !String(k).startsWith('/enclave/lost/')) return commit();
+      failed = true;
+      return Promise.reject(new Error('14 UNAVAILABLE: etcdserver: no leader'));
     });
   };
 

@@ -10,7 +10,7 @@ import { key, type Desired, type Pending } from '../../src/fleet/keys.js';
 import { cancelPending, putPending } from '../../src/fleet/pending.js';
 import { pino } from 'pino';
 import { Registry } from '../../src/fleet/registry.js';
-import { oneEtcd } from './fixtures/etcd.js';
+import { commitsThrough, oneEtcd } from './fixtures/etcd.js';
 
 const node = (name: string, o: { slots?: number; used?: number; memory?: number; usedMemory?: number; alive?: boolean; cordoned?: boolean } = {}): NodeView => ({
   member: { name, endpoint: `/run/${name}.sock`, capacity: { slots: o.slots ?? 4, memory_mb: o.memory ?? 4096, disk_mb: 1000 }, registered_at: '2026-01-01T00:00:00Z' },
@@ -82,38 +82,17 @@ describe('placement against etcd', () => {
    */
   const leaderLostOnce = (applied: boolean, between?: () => Promise<void>): Etcd3 => {
     let failed = false;
-    return new Proxy(etcd, {
-      get(target, prop, receiver) {
-        if (prop !== 'if') return Reflect.get(target, prop, receiver);
-        return (...args: Parameters<Etcd3['if']>) => {
-          const c = target.if(...args);
-          const commit = c.commit.bind(c);
-          c.commit = async () => {
-            if (failed) return commit();
-            failed = true;
-            if (applied) await commit();
-            await between?.();
-            throw new Error('14 UNAVAILABLE: etcdserver: request timed out, possibly due to previous leader failure');
-          };
-          return c;
-        };
-      },
+    return commitsThrough(etcd, async (commit) => {
+      if (failed) return commit();
+      failed = true;
+      if (applied) await commit();
+      await between?.();
+      throw new Error('14 UNAVAILABLE: etcdserver: request timed out, possibly due to previous leader failure');
     });
   };
 
   /** The client, each transaction sent twice as it re-sends one whose answer a leader change lost: the second answer is the caller's. */
-  const sentTwice = (): Etcd3 =>
-    new Proxy(etcd, {
-      get(target, prop, receiver) {
-        if (prop !== 'if') return Reflect.get(target, prop, receiver);
-        return (...args: Parameters<Etcd3['if']>) => {
-          const c = target.if(...args);
-          const commit = c.commit.bind(c);
-          c.commit = async () => (await commit(), commit());
-          return c;
-        };
-      },
-    });
+  const sentTwice = (): Etcd3 => commitsThrough(etcd, async (commit) => (await commit(), commit()));
 
   for (const applied of [true, false]) {
     it(`places a session once through a leader change that cut its booking's answer (${applied ? 'applied' : 'not applied'})`, async () => {

@@ -211,22 +211,6 @@ describe('the worker that makes what is placed on its node', () => {
     }
   }, 60_000);
 
-  it('reports nothing of a create that failed here after its placement was withdrawn (undone, declared lost)', async () => {
-    let release = () => {};
-    const local = new FakeNode(true, new Promise<void>((r) => (release = r)));
-    await withWorker(local, async () => {
-      const d = desired('s-00000000ea');
-      await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
-      await until('the create under way', async () => (local.creates === 1 ? true : null));
-      await etcd.delete().key(key.desired(NODE, d.id));
-      release();
-      // Two of the worker's seconds: its failed report would be written by now.
-      await new Promise((r) => setTimeout(r, 2200));
-      expect(await statusOf(etcd, d.id)).toBeNull();
-      expect(local.creates).toBe(1);
-    });
-  });
-
   it('never reports running a session the fleet declared lost while it was being made', async () => {
     let release!: () => void;
     const local = new FakeNode(false, new Promise<void>((r) => (release = r)));
@@ -260,19 +244,24 @@ describe('the worker that makes what is placed on its node', () => {
     });
   });
 
-  it('ends a session it made whose placement was withdrawn meanwhile (an undone move), and says nothing of it', async () => {
-    let release!: () => void;
-    const local = new FakeNode(false, new Promise<void>((r) => (release = r)));
-    await withWorker(local, async () => {
-    const d = desired('s-00000000e7');
-    await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
-    await until('the create under way', async () => (local.creates === 1 ? true : null));
-    await etcd.delete().key(key.desired(NODE, d.id));
-    release();
-    await until('its copy ended', async () => (local.states.get(d.id) === 'destroyed' ? true : null));
-    expect(await etcd.get(key.status(d.id)).string()).toBeNull();
+  for (const fails of [false, true]) {
+    it(`says nothing of a session whose placement was withdrawn while it was being made (an undone move, declared lost): ${fails ? 'its create failed' : 'made, it is ended'}`, async () => {
+      let release!: () => void;
+      const local = new FakeNode(fails, new Promise<void>((r) => (release = r)));
+      await withWorker(local, async () => {
+        const d = desired(fails ? 's-00000000ea' : 's-00000000e7');
+        await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
+        await until('the create under way', async () => (local.creates === 1 ? true : null));
+        await etcd.delete().key(key.desired(NODE, d.id));
+        release();
+        if (!fails) await until('its copy ended', async () => (local.states.get(d.id) === 'destroyed' ? true : null));
+        // Two of the worker's seconds: a failed create's report would be written by now.
+        else await new Promise((r) => setTimeout(r, 2200));
+        expect(await etcd.get(key.status(d.id)).string()).toBeNull();
+        expect(local.creates).toBe(1);
+      });
     });
-  });
+  }
 
   describe('a session a drain moves back to a node that held it before', () => {
     const id = 's-00000000e6';
