@@ -17,7 +17,9 @@
 // longer assigns to it, marks each fenced, ends its old copy of each that a
 // drain moved to another node (committed while it was away: the others
 // remove such a move's record past the grace), and clears its down key.
-// Only then does its worker make what is placed on it (open()).
+// Only then does its worker make what is placed on it (open()). Every 30 s
+// after, it ends again any old copy of a session placed elsewhere whose end
+// failed.
 //
 // "Down since" is the clock of the node that saw it first: nodes' clocks are
 // assumed within a small part of the grace of each other.
@@ -46,12 +48,27 @@ export interface FenceTarget {
   forget(id: string, to: string, moved?: boolean): Promise<void>;
 }
 
+/** Where sessions are placed, and the moves recorded (Failure.placements). */
+interface Placements {
+  /** Session id to the nodes it is placed on. */
+  where: Map<string, string[]>;
+  /** Sessions of a move from or to this node. */
+  mine: Set<string>;
+  /** Sessions of another node's move, to the node it moves from. */
+  elsewhere: Map<string, string>;
+}
+
+/** How often a node looks for old copies of its sessions to end again (endOldCopies). */
+const OLD_COPY_SWEEP_MS = 30_000;
+
 /** Sessions per transaction: 3 operations each (placement, status, lost record), under etcd's default of 128. */
 const CHUNK = 32;
 
 export class Failure {
   /** The registration (Registry.generation) this node fenced for. */
   private fencedFor = -1;
+  /** When old copies were last looked for (endOldCopies). */
+  private sweptAt = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -79,6 +96,10 @@ export class Failure {
       void (async () => {
         if (this.registry.live && this.fencedFor !== this.registry.generation) await this.fence();
         else await this.judge();
+        if (this.open() && Date.now() - this.sweptAt > OLD_COPY_SWEEP_MS) {
+          this.sweptAt = Date.now();
+          await this.endOldCopies();
+        }
       })()
         .catch((e: Error) => this.log.debug({ err: e.message }, 'fleet: failure check not done this time'))
         .finally(() => this.tick());
@@ -90,8 +111,7 @@ export class Failure {
     const gen = this.registry.generation;
     if (!this.registry.live) return;
     const me = this.c.node;
-    // Placements by their keys alone (every node's: a value holds a whole create request), and the moves under way.
-    const [statuses, placed, moves] = await Promise.all([getPrefix(this.etcd, prefix.status), this.etcd.getAll().prefix(prefix.desired).keys(), getPrefix(this.etcd, prefix.move)]);
+    const [statuses, { where, mine, elsewhere }] = await Promise.all([getPrefix(this.etcd, prefix.status), this.placements()]);
     const lost = new Map<string, Status>();
     for (const [k, v] of statuses) {
       try {
@@ -101,11 +121,39 @@ export class Failure {
         this.log.warn({ err: (e as Error).message }, 'ignoring a session status that does not parse');
       }
     }
-    // Where each session is placed (/enclave/desired/NODE/ID): on two nodes while a move copies it.
+    for (const id of this.target.held()) {
+      if (where.get(id)?.includes(me)) continue;
+      const s = lost.get(id);
+      if (s) {
+        this.log.warn({ session: id, lost_since: s.since }, 'fencing: the fleet declared this session lost while this node was away; removing it here');
+        await this.target.remove(id, `fenced: node ${me} was unreachable past the fleet's grace (cluster.grace_s = ${this.c.grace_s}) and the fleet declared the session lost`);
+        await this.markFenced(s);
+        lost.delete(id);
+      }
+    }
+    await this.endOldCopies({ where, mine, elsewhere });
+    // Ended here by an earlier fence whose mark etcd did not take: tried again, that fence no longer finds
+    // the session held, so it is marked here (else the fleet kept it lost, and its status, for good).
+    for (const [id, s] of lost) {
+      const state = where.get(id)?.includes(me) ? undefined : this.target.stateOf(id);
+      if (state === 'failed' || state === 'destroyed') await this.markFenced(s);
+    }
+    await this.etcd.delete().key(key.down(me));
+    if (this.registry.generation === gen) this.fencedFor = gen;
+  }
+
+  /**
+   * Where each session is placed (/enclave/desired/NODE/ID, keys alone: a
+   * value holds a whole create request; on two nodes while a move copies
+   * it), the moves from or to this node (its Mover's, or the fleet's past
+   * the grace, to finish), and where another node's move of a session says
+   * it lives now (its `from`).
+   */
+  private async placements(): Promise<Placements> {
+    const me = this.c.node;
+    const [placed, moves] = await Promise.all([this.etcd.getAll().prefix(prefix.desired).keys(), getPrefix(this.etcd, prefix.move)]);
     const where = new Map<string, string[]>();
     for (const { node, id } of placed.map(placementOfKey)) where.set(id, [...(where.get(id) ?? []), node]);
-    // Moves from or to this node are its Mover's (or the fleet's, past the grace) to finish; another node's
-    // move of a session this node still holds says where it lives now (its `from`).
     const mine = new Set<string>();
     const elsewhere = new Map<string, string>();
     for (const [k, v] of moves) {
@@ -118,33 +166,28 @@ export class Failure {
         mine.add(id);
       }
     }
+    return { where, mine, elsewhere };
+  }
+
+  /**
+   * End this node's old copy of each session it holds that is placed on
+   * other nodes alone, with no move from or to here recorded: a drain moved
+   * it away (committed: until then its placement here stays) and this node
+   * went away before it ended its old copy, its record since removed by the
+   * fleet (finishMovesOf); or an end of it that failed before. It may be
+   * moving on between two others. Run at the fence and every
+   * OLD_COPY_SWEEP_MS after: an end that fails is tried again.
+   */
+  async endOldCopies(p?: Placements): Promise<void> {
+    const { where, mine, elsewhere } = p ?? (await this.placements());
     for (const id of this.target.held()) {
       const at = where.get(id) ?? [];
-      if (at.includes(me)) continue;
-      const s = lost.get(id);
-      if (s) {
-        this.log.warn({ session: id, lost_since: s.since }, 'fencing: the fleet declared this session lost while this node was away; removing it here');
-        await this.target.remove(id, `fenced: node ${me} was unreachable past the fleet's grace (cluster.grace_s = ${this.c.grace_s}) and the fleet declared the session lost`);
-        await this.markFenced(s);
-        lost.delete(id);
-      } else if (at.length > 0 && !mine.has(id)) {
-        // Placed on other nodes alone, not here, and no move from or to here recorded: a drain moved it away
-        // (committed: until then its placement here stays) and this node went away before it ended its old
-        // copy, its record since removed by the fleet (finishMovesOf). It may be moving on between two others.
-        const to = elsewhere.get(id) ?? at[0]!;
-        this.log.warn({ session: id, node: to }, 'fencing: this session moved to another node while this node was away; ending the old copy here');
-        // Not a reason to stay closed; left, it stays stopped and placed nowhere (docs/fleet.md, known gaps).
-        await this.target.forget(id, to).catch((e: Error) => this.log.error({ session: id, err: e.message }, 'fencing: cannot end the old copy of a moved session'));
-      }
+      if (at.length === 0 || at.includes(this.c.node) || mine.has(id)) continue;
+      const to = elsewhere.get(id) ?? at[0]!;
+      this.log.warn({ session: id, node: to }, 'this session moved to another node; ending the old copy here');
+      // Not a reason to stay closed; left, it stays stopped (a start is refused: placed elsewhere) until the next try.
+      await this.target.forget(id, to).catch((e: Error) => this.log.error({ session: id, err: e.message }, 'cannot end the old copy of a moved session; trying again later'));
     }
-    // Ended here by an earlier fence whose mark etcd did not take: tried again, that fence no longer finds
-    // the session held, so it is marked here (else the fleet kept it lost, and its status, for good).
-    for (const [id, s] of lost) {
-      const state = where.get(id)?.includes(me) ? undefined : this.target.stateOf(id);
-      if (state === 'failed' || state === 'destroyed') await this.markFenced(s);
-    }
-    await this.etcd.delete().key(key.down(me));
-    if (this.registry.generation === gen) this.fencedFor = gen;
   }
 
   /**

@@ -17,12 +17,12 @@ describe('fencing against etcd', () => {
   const c = { node: 'nb', grace_s: 5 } as ClusterConfig;
   const registry = { live: true, generation: 1 } as Registry;
 
-  /** This node's sessions: a map of states; remove() ends one (failed, its reason kept). */
-  const target = (states: Map<string, SessionState>): FenceTarget => ({
+  /** This node's sessions: a map of states; remove() ends one (failed, its reason kept); forget() as `forget` says. */
+  const target = (states: Map<string, SessionState>, forget: (id: string, to: string) => Promise<void> = async () => undefined): FenceTarget => ({
     held: () => [...states].filter(([, s]) => s !== 'failed' && s !== 'destroyed').map(([id]) => id),
     stateOf: (id) => states.get(id),
     remove: async (id) => void states.set(id, 'failed'),
-    forget: async () => undefined,
+    forget,
   });
 
   /** The client, failing the first transaction that writes a session's fenced status (etcd did not take it). */
@@ -72,4 +72,34 @@ describe('fencing against etcd', () => {
     for (const id of ['s-00000000f2', 's-00000000f3']) expect(JSON.parse((await etcd.get(key.status(id)).string())!)).toMatchObject({ state: 'lost' });
     f.close();
   });
+
+  it('ends, and tries again to end, its old copy of a session placed on other nodes alone; not one placed here, nor one a move here or from here is about', async () => {
+    const etcd = e.client;
+    await etcd.delete().prefix('/enclave/');
+    const [moved, here, moving, before] = ['s-00000000f4', 's-00000000f5', 's-00000000f6', 's-00000000f7'];
+    await etcd.put(key.desired('nc', moved)).value('{}');
+    await etcd.put(key.desired('nb', here)).value('{}');
+    await etcd.put(key.desired('nc', moving)).value('{}');
+    await etcd.put(key.move(moving)).value(JSON.stringify({ id: moving, from: 'nb', to: 'nc', phase: 'committed' }));
+    // `before`: made before the node joined a fleet, placed nowhere: not the fleet's.
+    const states = new Map<string, SessionState>([moved, here, moving, before].map((id) => [id, 'stopped']));
+    const ended: string[] = [];
+    let fails = 1;
+    const forget = async (id: string, to: string) => {
+      ended.push(`${id} to ${to}`);
+      if (fails-- > 0) throw new Error('the kernel did not let go');
+      states.set(id, 'destroyed');
+    };
+    const f = new Failure(etcd, c, registry, target(states, forget), pino({ level: 'silent' }));
+    await f.fence();
+    // The first end failed: the fence opens all the same, and the old copy is still here.
+    expect(f.open()).toBe(true);
+    expect(ended).toEqual([`${moved} to nc`]);
+    expect(states.get(moved)).toBe('stopped');
+    await f.endOldCopies();
+    expect(ended).toEqual([`${moved} to nc`, `${moved} to nc`]);
+    expect([...states]).toEqual([[moved, 'destroyed'], [here, 'stopped'], [moving, 'stopped'], [before, 'stopped']]);
+    f.close();
+  });
 });
+
