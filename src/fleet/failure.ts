@@ -18,8 +18,8 @@
 // drain moved to another node (committed while it was away: the others
 // remove such a move's record past the grace), and clears its down key.
 // Only then does its worker make what is placed on it (open()). Every 30 s
-// after, it ends again any old copy of a session placed elsewhere whose end
-// failed.
+// after, it ends again any old copy of a stopped session placed elsewhere
+// whose end failed.
 //
 // "Down since" is the clock of the node that saw it first: nodes' clocks are
 // assumed within a small part of the grace of each other.
@@ -58,17 +58,13 @@ interface Placements {
   elsewhere: Map<string, string>;
 }
 
-/** How often a node looks for old copies of its sessions to end again (endOldCopies). */
-const OLD_COPY_SWEEP_MS = 30_000;
-
 /** Sessions per transaction: 3 operations each (placement, status, lost record), under etcd's default of 128. */
 const CHUNK = 32;
 
 export class Failure {
   /** The registration (Registry.generation) this node fenced for. */
   private fencedFor = -1;
-  /** When old copies were last looked for (endOldCopies). */
-  private sweptAt = Date.now();
+  private sweepTimer: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -78,6 +74,8 @@ export class Failure {
     private readonly registry: Registry,
     private readonly target: FenceTarget,
     private readonly log: Logger,
+    /** How often old copies are looked for again (endOldCopies). */
+    private readonly sweepMs = 30_000,
   ) {}
 
   /** Registered under a live lease and fenced since: only then does this node create, or judge others. */
@@ -88,6 +86,7 @@ export class Failure {
   async start(): Promise<void> {
     await this.fence();
     this.tick();
+    this.sweep();
   }
 
   private tick(): void {
@@ -96,10 +95,6 @@ export class Failure {
       void (async () => {
         if (this.registry.live && this.fencedFor !== this.registry.generation) await this.fence();
         else await this.judge();
-        if (this.open() && Date.now() - this.sweptAt > OLD_COPY_SWEEP_MS) {
-          this.sweptAt = Date.now();
-          await this.endOldCopies();
-        }
       })()
         .catch((e: Error) => this.log.debug({ err: e.message }, 'fleet: failure check not done this time'))
         .finally(() => this.tick());
@@ -151,7 +146,10 @@ export class Failure {
    */
   private async placements(): Promise<Placements> {
     const me = this.c.node;
-    const [placed, moves] = await Promise.all([this.etcd.getAll().prefix(prefix.desired).keys(), getPrefix(this.etcd, prefix.move)]);
+    // Both at one revision: read apart, a move could begin and end between them, and its copy here look old.
+    const m = await this.etcd.getAll().prefix(prefix.move).exec();
+    const moves = new Map(m.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]));
+    const placed = await this.etcd.getAll().prefix(prefix.desired).revision(m.header.revision).keys();
     const where = new Map<string, string[]>();
     for (const { node, id } of placed.map(placementOfKey)) where.set(id, [...(where.get(id) ?? []), node]);
     const mine = new Set<string>();
@@ -170,24 +168,40 @@ export class Failure {
   }
 
   /**
-   * End this node's old copy of each session it holds that is placed on
-   * other nodes alone, with no move from or to here recorded: a drain moved
-   * it away (committed: until then its placement here stays) and this node
-   * went away before it ended its old copy, its record since removed by the
-   * fleet (finishMovesOf); or an end of it that failed before. It may be
-   * moving on between two others. Run at the fence and every
-   * OLD_COPY_SWEEP_MS after: an end that fails is tried again.
+   * End this node's old copy of each stopped session it holds that is
+   * placed on other nodes alone, with no move from or to here recorded: a
+   * drain moved it away (committed: until then its placement here stays)
+   * and this node went away before it ended its old copy, its record since
+   * removed by the fleet (finishMovesOf); or an end of it that failed
+   * before. It may be moving on between two others. Run at the fence and
+   * every `sweepMs` after (its own timer: the judging goes on meanwhile).
+   * The sessions are taken before the fleet is read (`p`, at one revision:
+   * a copy made after the read began is not among them), and each is read
+   * again just before it ends: a move of it may have begun since.
    */
   async endOldCopies(p?: Placements): Promise<void> {
+    const me = this.c.node;
+    const held = this.target.held().filter((id) => this.target.stateOf(id) === 'stopped');
     const { where, mine, elsewhere } = p ?? (await this.placements());
-    for (const id of this.target.held()) {
+    for (const id of held) {
       const at = where.get(id) ?? [];
-      if (at.length === 0 || at.includes(this.c.node) || mine.has(id)) continue;
+      if (at.length === 0 || at.includes(me) || mine.has(id)) continue;
+      const [here, moving] = await Promise.all([this.etcd.get(key.desired(me, id)).string(), this.etcd.get(key.move(id)).string()]);
+      if (here !== null || moving !== null || this.target.stateOf(id) !== 'stopped') continue;
       const to = elsewhere.get(id) ?? at[0]!;
       this.log.warn({ session: id, node: to }, 'this session moved to another node; ending the old copy here');
       // Not a reason to stay closed; left, it stays stopped (a start is refused: placed elsewhere) until the next try.
       await this.target.forget(id, to).catch((e: Error) => this.log.error({ session: id, err: e.message }, 'cannot end the old copy of a moved session; trying again later'));
     }
+  }
+
+  private sweep(): void {
+    if (this.closed) return;
+    this.sweepTimer = setTimeout(() => {
+      void (this.open() ? this.endOldCopies() : Promise.resolve())
+        .catch((e: Error) => this.log.debug({ err: e.message }, 'fleet: old copies not looked for this time'))
+        .finally(() => this.sweep());
+    }, this.sweepMs);
   }
 
   /**
@@ -327,5 +341,6 @@ export class Failure {
   close(): void {
     this.closed = true;
     clearTimeout(this.timer);
+    clearTimeout(this.sweepTimer);
   }
 }

@@ -153,10 +153,11 @@ export class Worker {
       // it is placed here: else this transaction applied already (its report perhaps read and removed by
       // the entry node since), or the placement was withdrawn (undone, declared lost): no report is wanted.
       const k = key.desired(this.node, id);
-      if (state === undefined) await within(this.etcd.if(k, 'Version', '>', 0).then(this.etcd.delete().key(k), report).commit(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
-      // Refused before it was admitted, or failed after (an ended row, whose placement settle() removes): its slot is free.
-      if (state === undefined || ENDED_STATES.includes(state)) await within(this.release(id), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
-      if (state !== undefined) await within(report.exec(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+      // Refused before it was admitted, or failed after (an ended row: settle() leaves its placement to this): its slot is free.
+      const gone = state === undefined || ENDED_STATES.includes(state);
+      const ops = gone ? [this.etcd.delete().key(k), report] : [report];
+      await within(this.etcd.if(k, 'Version', '>', 0).then(...ops).commit(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+      if (gone) await within(this.release(id), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       this.failedReports.delete(id);
     } catch (e) {
       log.warn({ err: (e as Error).message }, 'cannot report the failed create to the fleet yet; trying again each second');
@@ -242,6 +243,8 @@ export class Worker {
         // The old copy of a session a drain moved away, moving back under its id: made here again.
         want.sessions[d.id] = { memory_mb: d.memory_mb };
         this.take(k, v);
+      } else if (ENDED_STATES.includes(state) && this.failedReports.has(d.id)) {
+        // A failed create whose report is not in etcd yet: the report takes its placement (reportFailed).
       } else if (ENDED_STATES.includes(state)) {
         // Ended here: its placement goes (its history stays in this node's database), and its
         // report once it had run. A failed create's report is the entry node's to read and remove:

@@ -90,15 +90,39 @@ describe('fencing against etcd', () => {
       if (fails-- > 0) throw new Error('the kernel did not let go');
       states.set(id, 'destroyed');
     };
-    const f = new Failure(etcd, c, registry, target(states, forget), pino({ level: 'silent' }));
-    await f.fence();
+    // Looked for again every 200 ms here (30 s by default), on a timer of its own.
+    const f = new Failure(etcd, c, registry, target(states, forget), pino({ level: 'silent' }), 200);
+    await f.start();
     // The first end failed: the fence opens all the same, and the old copy is still here.
     expect(f.open()).toBe(true);
     expect(ended).toEqual([`${moved} to nc`]);
     expect(states.get(moved)).toBe('stopped');
-    await f.endOldCopies();
+    const deadline = Date.now() + 5000;
+    while (states.get(moved) !== 'destroyed' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(ended).toEqual([`${moved} to nc`, `${moved} to nc`]);
     expect([...states]).toEqual([[moved, 'destroyed'], [here, 'stopped'], [moving, 'stopped'], [before, 'stopped']]);
+    f.close();
+  });
+
+  it('reads a session again just before it ends its copy: a move of it begun since the fleet was read keeps it', async () => {
+    const etcd = e.client;
+    await etcd.delete().prefix('/enclave/');
+    const id = 's-00000000f8';
+    const states = new Map<string, SessionState>([[id, 'stopped']]);
+    const ended: string[] = [];
+    const f = new Failure(etcd, c, registry, target(states, async (x) => void ended.push(x)), pino({ level: 'silent' }));
+    // The fleet as read a moment ago: placed on nc alone, no move. Since, placed here again; then a move of it recorded.
+    const stale = { where: new Map([[id, ['nc']]]), mine: new Set<string>(), elsewhere: new Map<string, string>() };
+    await etcd.put(key.desired('nb', id)).value('{}');
+    await f.endOldCopies(stale);
+    await etcd.delete().key(key.desired('nb', id));
+    await etcd.put(key.move(id)).value(JSON.stringify({ id, from: 'nb', to: 'nc', phase: 'copying' }));
+    await f.endOldCopies(stale);
+    expect(ended).toEqual([]);
+    // Neither any more: it is an old copy, and goes.
+    await etcd.delete().key(key.move(id));
+    await f.endOldCopies(stale);
+    expect(ended).toEqual([id]);
     f.close();
   });
 });

@@ -28,6 +28,8 @@ class FakeNode implements LocalNode {
     private readonly fail = false,
     /** Held until this settles: a create that takes its time. */
     private readonly gate: Promise<void> = Promise.resolve(),
+    /** A create that fails leaves its row, ended (failed after it was admitted). */
+    private readonly failedRow = false,
   ) {}
   markPlaced(): number {
     return 0;
@@ -41,6 +43,7 @@ class FakeNode implements LocalNode {
   async create(id: string): Promise<Session> {
     this.creates++;
     await this.gate;
+    if (this.fail && this.failedRow) this.states.set(id, 'failed');
     if (this.fail) throw new ApiError('exhausted', 'no room here');
     this.states.set(id, 'running');
     return this.view(id)!;
@@ -186,6 +189,11 @@ describe('the worker that makes what is placed on its node', () => {
     // The fleet's watched copy beside it, on the same client, as a node has them.
     const copy = new WatchedFleet(client, log);
     copy.start();
+    // What the client throws where no caller catches it (a daemon would die of it): nothing.
+    const uncaught: string[] = [];
+    const probe = (e: unknown) => void uncaught.push(String(e));
+    process.on('unhandledRejection', probe);
+    process.on('uncaughtException', probe);
     try {
       await withWorker(local, async () => {
         await until('the copy live', async () => ((await copy.keys(prefix.members), copy.served.copy > 0) ? true : null));
@@ -205,7 +213,10 @@ describe('the worker that makes what is placed on its node', () => {
         await etcd.put(`${PREFIX}members/after`).value('{}');
         await until('the copy following', async () => ((await copy.keys(prefix.members))[0]!.has(`${PREFIX}members/after`) ? true : null));
       }, counted);
+      expect(uncaught).toEqual([]);
     } finally {
+      process.off('unhandledRejection', probe);
+      process.off('uncaughtException', probe);
       copy.close();
       client.close();
     }
@@ -244,12 +255,12 @@ describe('the worker that makes what is placed on its node', () => {
     });
   });
 
-  for (const fails of [false, true]) {
-    it(`says nothing of a session whose placement was withdrawn while it was being made (an undone move, declared lost): ${fails ? 'its create failed' : 'made, it is ended'}`, async () => {
+  for (const [fails, row, id] of [[false, false, 's-00000000e7'], [true, false, 's-00000000ea'], [true, true, 's-00000000eb']] as const) {
+    it(`says nothing of a session whose placement was withdrawn while it was being made (an undone move, declared lost): ${fails ? `its create failed${row ? ' after it was admitted (its row ended)' : ''}` : 'made, it is ended'}`, async () => {
       let release!: () => void;
-      const local = new FakeNode(fails, new Promise<void>((r) => (release = r)));
+      const local = new FakeNode(fails, new Promise<void>((r) => (release = r)), row);
       await withWorker(local, async () => {
-        const d = desired(fails ? 's-00000000ea' : 's-00000000e7');
+        const d = desired(id);
         await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
         await until('the create under way', async () => (local.creates === 1 ? true : null));
         await etcd.delete().key(key.desired(NODE, d.id));
