@@ -27,7 +27,7 @@ import type { Etcd3, IOperation } from 'etcd3';
 import type { Logger } from 'pino';
 import { getPrefix, getWithRev, type ClusterConfig } from './etcd.js';
 import { desiredSchema, downSchema, idOfKey, key, lostSchema, moveSchema, parseValue, placementOfKey, prefix, statusSchema, type Desired, type Lost, type Move, type Status } from './keys.js';
-import { readFleet } from './placement.js';
+import { placedNodes, readFleet } from './placement.js';
 import { reportedOrPlaced } from './views.js';
 import type { Registry } from './registry.js';
 import type { SessionState } from '../api/schemas.js';
@@ -47,6 +47,9 @@ export interface FenceTarget {
    */
   forget(id: string, to: string, moved?: boolean): Promise<void>;
 }
+
+/** The end of the key range of every key under prefix `p` (its last byte, '/', plus one). */
+const prefixEnd = (p: string): Buffer => Buffer.from(p.slice(0, -1) + String.fromCharCode(p.charCodeAt(p.length - 1) + 1));
 
 /** Where sessions are placed, and the moves recorded (Failure.placements). */
 interface Placements {
@@ -106,7 +109,7 @@ export class Failure {
     const gen = this.registry.generation;
     if (!this.registry.live) return;
     const me = this.c.node;
-    const [statuses, { where, mine, elsewhere }] = await Promise.all([getPrefix(this.etcd, prefix.status), this.placements()]);
+    const [statuses, { where }] = await Promise.all([getPrefix(this.etcd, prefix.status), this.placements()]);
     const lost = new Map<string, Status>();
     for (const [k, v] of statuses) {
       try {
@@ -126,7 +129,7 @@ export class Failure {
         lost.delete(id);
       }
     }
-    await this.endOldCopies({ where, mine, elsewhere });
+    await this.endOldCopies();
     // Ended here by an earlier fence whose mark etcd did not take: tried again, that fence no longer finds
     // the session held, so it is marked here (else the fleet kept it lost, and its status, for good).
     for (const [id, s] of lost) {
@@ -146,10 +149,12 @@ export class Failure {
    */
   private async placements(): Promise<Placements> {
     const me = this.c.node;
-    // Both at one revision: read apart, a move could begin and end between them, and its copy here look old.
-    const m = await this.etcd.getAll().prefix(prefix.move).exec();
-    const moves = new Map(m.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]));
-    const placed = await this.etcd.getAll().prefix(prefix.desired).revision(m.header.revision).keys();
+    // Both in one transaction (one revision): read apart, a move could begin and end between them, and its
+    // copy here look old. Placements by their keys alone (a value holds a whole create request).
+    const range = (p: string, keysOnly: boolean) => ({ request_range: { key: Buffer.from(p), range_end: prefixEnd(p), keys_only: keysOnly } });
+    const r = await this.etcd.kv.txn({ success: [range(prefix.move, false), range(prefix.desired, true)] });
+    const moves = new Map((r.responses[0]?.response_range.kvs ?? []).map((kv) => [kv.key.toString(), kv.value.toString()]));
+    const placed = (r.responses[1]?.response_range.kvs ?? []).map((kv) => kv.key.toString());
     const where = new Map<string, string[]>();
     for (const { node, id } of placed.map(placementOfKey)) where.set(id, [...(where.get(id) ?? []), node]);
     const mine = new Set<string>();
@@ -175,20 +180,21 @@ export class Failure {
    * removed by the fleet (finishMovesOf); or an end of it that failed
    * before. It may be moving on between two others. Run at the fence and
    * every `sweepMs` after (its own timer: the judging goes on meanwhile).
-   * The sessions are taken before the fleet is read (`p`, at one revision:
-   * a copy made after the read began is not among them), and each is read
+   * The sessions are taken before the fleet is read (at one revision: a
+   * copy made after the read began is not among them), and each is read
    * again just before it ends: a move of it may have begun since.
    */
-  async endOldCopies(p?: Placements): Promise<void> {
+  async endOldCopies(): Promise<void> {
     const me = this.c.node;
     const held = this.target.held().filter((id) => this.target.stateOf(id) === 'stopped');
-    const { where, mine, elsewhere } = p ?? (await this.placements());
+    const { where, mine, elsewhere } = await this.placements();
     for (const id of held) {
       const at = where.get(id) ?? [];
       if (at.length === 0 || at.includes(me) || mine.has(id)) continue;
-      const [here, moving] = await Promise.all([this.etcd.get(key.desired(me, id)).string(), this.etcd.get(key.move(id)).string()]);
-      if (here !== null || moving !== null || this.target.stateOf(id) !== 'stopped') continue;
-      const to = elsewhere.get(id) ?? at[0]!;
+      // Read again: placed here again, moving, or moved on meanwhile (the node it lives on now is named).
+      const [now, moving] = await Promise.all([placedNodes(this.etcd, id), this.etcd.get(key.move(id)).string()]);
+      if (now.length === 0 || now.includes(me) || moving !== null || this.target.stateOf(id) !== 'stopped') continue;
+      const to = elsewhere.get(id) ?? now[0]!;
       this.log.warn({ session: id, node: to }, 'this session moved to another node; ending the old copy here');
       // Not a reason to stay closed; left, it stays stopped (a start is refused: placed elsewhere) until the next try.
       await this.target.forget(id, to).catch((e: Error) => this.log.error({ session: id, err: e.message }, 'cannot end the old copy of a moved session; trying again later'));

@@ -104,25 +104,57 @@ describe('fencing against etcd', () => {
     f.close();
   });
 
-  it('reads a session again just before it ends its copy: a move of it begun since the fleet was read keeps it', async () => {
+  /** The client, running `after` once etcd has answered the sweep's read of the fleet (a transaction of two ranges), before the sweep goes on. */
+  const afterRead = (etcd: Etcd3, after: () => Promise<void>): Etcd3 =>
+    new Proxy(etcd, {
+      get(t, prop, receiver) {
+        if (prop !== 'kv') return Reflect.get(t, prop, receiver);
+        const kv = t.kv;
+        return new Proxy(kv, {
+          get(k, p, r) {
+            if (p !== 'txn') return Reflect.get(k, p, r);
+            return async (...args: Parameters<typeof kv.txn>) => {
+              const res = await kv.txn(...args);
+              await after();
+              return res;
+            };
+          },
+        });
+      },
+    });
+
+  it('takes its sessions before it reads the fleet, ends stopped copies alone, and reads each again just before: a move of it begun since keeps it', async () => {
     const etcd = e.client;
     await etcd.delete().prefix('/enclave/');
-    const id = 's-00000000f8';
-    const states = new Map<string, SessionState>([[id, 'stopped']]);
+    const [old, late, running] = ['s-00000000f8', 's-00000000f9', 's-00000000fa'];
+    for (const id of [old, late, running]) await etcd.put(key.desired('nc', id)).value('{}');
+    const states = new Map<string, SessionState>([[old, 'stopped'], [running, 'running']]);
     const ended: string[] = [];
-    const f = new Failure(etcd, c, registry, target(states, async (x) => void ended.push(x)), pino({ level: 'silent' }));
-    // The fleet as read a moment ago: placed on nc alone, no move. Since, placed here again; then a move of it recorded.
-    const stale = { where: new Map([[id, ['nc']]]), mine: new Set<string>(), elsewhere: new Map<string, string>() };
-    await etcd.put(key.desired('nb', id)).value('{}');
-    await f.endOldCopies(stale);
-    await etcd.delete().key(key.desired('nb', id));
-    await etcd.put(key.move(id)).value(JSON.stringify({ id, from: 'nb', to: 'nc', phase: 'copying' }));
-    await f.endOldCopies(stale);
+    let after = async () => {};
+    const forget = async (x: string) => {
+      ended.push(x);
+      states.set(x, 'destroyed');
+    };
+    const f = new Failure(afterRead(etcd, () => after()), c, registry, target(states, forget), pino({ level: 'silent' }));
+    // Read: all three on nc alone. Since: `late` made here (after the sessions were taken), `old` placed here again.
+    after = async () => {
+      states.set(late, 'stopped');
+      await etcd.put(key.desired('nb', old)).value('{}');
+    };
+    await f.endOldCopies();
     expect(ended).toEqual([]);
-    // Neither any more: it is an old copy, and goes.
-    await etcd.delete().key(key.move(id));
-    await f.endOldCopies(stale);
-    expect(ended).toEqual([id]);
+    // Since the next read: a move of `old` recorded. `late`, among the sessions taken now, goes.
+    after = async () => {
+      await etcd.delete().key(key.desired('nb', old));
+      await etcd.put(key.move(old)).value(JSON.stringify({ id: old, from: 'nb', to: 'nc', phase: 'copying' }));
+    };
+    await f.endOldCopies();
+    expect(ended).toEqual([late]);
+    // Nothing since: `old` goes too; the running one stays.
+    await etcd.delete().key(key.move(old));
+    after = async () => {};
+    await f.endOldCopies();
+    expect(ended).toEqual([late, old]);
     f.close();
   });
 });
