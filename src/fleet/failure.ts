@@ -48,6 +48,15 @@ export interface FenceTarget {
   forget(id: string, to: string, moved?: boolean): Promise<void>;
 }
 
+/** A move record, or null when it does not parse (a move of it is then left alone, as one from or to here). */
+function moveOf(k: string, v: string): Move | null {
+  try {
+    return parseValue(moveSchema, k, v);
+  } catch {
+    return null;
+  }
+}
+
 /** The end of the key range of every key under prefix `p` (its last byte, '/', plus one). */
 const prefixEnd = (p: string): Buffer => Buffer.from(p.slice(0, -1) + String.fromCharCode(p.charCodeAt(p.length - 1) + 1));
 
@@ -161,13 +170,9 @@ export class Failure {
     const elsewhere = new Map<string, string>();
     for (const [k, v] of moves) {
       const id = idOfKey(k);
-      try {
-        const rec = parseValue(moveSchema, k, v);
-        if (rec.from === me || rec.to === me) mine.add(id);
-        else elsewhere.set(id, rec.from);
-      } catch {
-        mine.add(id);
-      }
+      const rec = moveOf(k, v);
+      if (rec === null || rec.from === me || rec.to === me) mine.add(id);
+      else elsewhere.set(id, rec.from);
     }
     return { where, mine, elsewhere };
   }
@@ -191,10 +196,11 @@ export class Failure {
     for (const id of held) {
       const at = where.get(id) ?? [];
       if (at.length === 0 || at.includes(me) || mine.has(id)) continue;
-      // Read again: placed here again, moving, or moved on meanwhile (the node it lives on now is named).
-      const [now, moving] = await Promise.all([placedNodes(this.etcd, id), this.etcd.get(key.move(id)).string()]);
-      if (now.length === 0 || now.includes(me) || moving !== null || this.target.stateOf(id) !== 'stopped') continue;
-      const to = elsewhere.get(id) ?? now[0]!;
+      // Read again: placed here again, moving from or to here, or moved on meanwhile (the node it lives on now is named).
+      const [now, rec] = await Promise.all([placedNodes(this.etcd, id), this.etcd.get(key.move(id)).string()]);
+      const move = rec === null ? undefined : moveOf(key.move(id), rec);
+      if (now.length === 0 || now.includes(me) || move === null || move?.from === me || move?.to === me || this.target.stateOf(id) !== 'stopped') continue;
+      const to = move?.from ?? elsewhere.get(id) ?? now[0]!;
       this.log.warn({ session: id, node: to }, 'this session moved to another node; ending the old copy here');
       // Not a reason to stay closed; left, it stays stopped (a start is refused: placed elsewhere) until the next try.
       await this.target.forget(id, to).catch((e: Error) => this.log.error({ session: id, err: e.message }, 'cannot end the old copy of a moved session; trying again later'));

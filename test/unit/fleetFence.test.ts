@@ -73,16 +73,19 @@ describe('fencing against etcd', () => {
     f.close();
   });
 
-  it('ends, and tries again to end, its old copy of a session placed on other nodes alone; not one placed here, nor one a move here or from here is about', async () => {
+  it('ends, and tries again to end, its old copy of a session placed on other nodes alone (moving on between two others too); not one placed here, nor one a move here or from here is about', async () => {
     const etcd = e.client;
     await etcd.delete().prefix('/enclave/');
-    const [moved, here, moving, before] = ['s-00000000f4', 's-00000000f5', 's-00000000f6', 's-00000000f7'];
+    const [moved, here, moving, before, between] = ['s-00000000f4', 's-00000000f5', 's-00000000f6', 's-00000000f7', 's-00000000fb'];
     await etcd.put(key.desired('nc', moved)).value('{}');
+    // `between`: moved away, and moving on from na to nc (another node's move): this copy is old all the same.
+    for (const n of ['na', 'nc']) await etcd.put(key.desired(n, between)).value('{}');
+    await etcd.put(key.move(between)).value(JSON.stringify({ id: between, from: 'na', to: 'nc', phase: 'copying' }));
     await etcd.put(key.desired('nb', here)).value('{}');
     await etcd.put(key.desired('nc', moving)).value('{}');
     await etcd.put(key.move(moving)).value(JSON.stringify({ id: moving, from: 'nb', to: 'nc', phase: 'committed' }));
     // `before`: made before the node joined a fleet, placed nowhere: not the fleet's.
-    const states = new Map<string, SessionState>([moved, here, moving, before].map((id) => [id, 'stopped']));
+    const states = new Map<string, SessionState>([moved, here, moving, before, between].map((id) => [id, 'stopped']));
     const ended: string[] = [];
     let fails = 1;
     const forget = async (id: string, to: string) => {
@@ -95,12 +98,12 @@ describe('fencing against etcd', () => {
     await f.start();
     // The first end failed: the fence opens all the same, and the old copy is still here.
     expect(f.open()).toBe(true);
-    expect(ended).toEqual([`${moved} to nc`]);
+    expect(ended).toEqual([`${moved} to nc`, `${between} to na`]);
     expect(states.get(moved)).toBe('stopped');
     const deadline = Date.now() + 5000;
     while (states.get(moved) !== 'destroyed' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    expect(ended).toEqual([`${moved} to nc`, `${moved} to nc`]);
-    expect([...states]).toEqual([[moved, 'destroyed'], [here, 'stopped'], [moving, 'stopped'], [before, 'stopped']]);
+    expect(ended).toEqual([`${moved} to nc`, `${between} to na`, `${moved} to nc`]);
+    expect([...states]).toEqual([[moved, 'destroyed'], [here, 'stopped'], [moving, 'stopped'], [before, 'stopped'], [between, 'destroyed']]);
     f.close();
   });
 
