@@ -226,6 +226,8 @@ export interface CliResult {
 }
 
 let daemonsMade = 0;
+/** The base of test ID slot `n` (of 700, 64 session ranges each, from 1e9). */
+const idSlot = (n: number): number => 1_000_000_000 + (n % 700) * 64 * 65536;
 
 /** Where sessions find the probe (a tmpfs of theirs that allows exec). */
 export const SESSION_PROBE = '/run/probe';
@@ -260,7 +262,10 @@ export class TestDaemon {
    * (`wideIds`), up to 1024 slots above every test daemon's range (4.1e9 on;
    * test ranges end below 4.07e9).
    */
-  readonly idBase: number;
+  get idBase(): number {
+    return this.base;
+  }
+  private base: number;
   readonly logPath = join(this.dir, 'daemon.log');
   private proc: DaemonProcess | undefined;
   private started = false;
@@ -274,10 +279,29 @@ export class TestDaemon {
   constructor(private opts: { slots?: number; wideIds?: boolean; subnet?: string; extraConfig?: string; topConfig?: string; terminal?: boolean; logLevel?: string; bundle?: string; netns?: string } = {}) {
     if ((opts.slots ?? 16) > (opts.wideIds ? 1024 : 64)) throw new RangeError(`at most ${opts.wideIds ? 1024 : 64} ID slots per test daemon`);
     if (opts.terminal && opts.netns) throw new RangeError('a daemon on a terminal runs in the host network namespace');
-    this.idBase = opts.wideIds ? 4_100_000_000 : 1_000_000_000 + ((process.pid * 7 + daemonsMade++) % 700) * 64 * 65536;
+    this.base = opts.wideIds ? 4_100_000_000 : idSlot(process.pid * 7 + daemonsMade++);
   }
 
+  /**
+   * Start the daemon. Its first start takes the next slot while the daemon
+   * refuses its ID range as another live daemon's: two test processes'
+   * slots (by PID) can meet, and the daemon's lock is what says so (seen in CI).
+   */
   async start(): Promise<void> {
+    const fresh = !existsSync(this.configPath);
+    for (let tries = 1; ; tries++) {
+      try {
+        return await this.startOnce();
+      } catch (e) {
+        if (!fresh || this.opts.wideIds || tries >= 20 || !/overlap IDs .* in use by/.test((e as Error).message)) throw e;
+        this.base = idSlot((this.base - 1_000_000_000) / (64 * 65536) + 1);
+        rmSync(this.configPath, { force: true });
+        rmSync(this.logPath, { force: true });
+      }
+    }
+  }
+
+  private async startOnce(): Promise<void> {
     if (!existsSync(this.configPath)) {
       if (!this.started) sweepEarlierRuns();
       this.started = true;
