@@ -18,6 +18,7 @@
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { PREFIX } from './keys.js';
+import { every, type Every } from './every.js';
 
 export const COMPACTION_KEY = `${PREFIX}compaction`;
 
@@ -26,8 +27,7 @@ export class Compactor {
   private seen = 0;
   /** etcd's revision at this node's previous round: what the next won round compacts to. */
   private lastRev = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private closed = false;
+  private loop: Every | undefined;
 
   constructor(
     private readonly etcd: Etcd3,
@@ -36,19 +36,12 @@ export class Compactor {
   ) {}
 
   start(): void {
-    if (this.intervalMs <= 0 || this.closed) return;
-    this.timer = setTimeout(() => {
-      void this.round()
-        .catch((e: Error) => this.log.warn({ err: e.message }, 'fleet: etcd not compacted this round'))
-        .finally(() => this.start());
-    }, this.intervalMs);
-    this.timer.unref();
+    if (this.intervalMs <= 0 || this.loop) return;
+    this.loop = every(this.intervalMs, () => this.round(), (e) => this.log.warn({ err: e.message }, 'fleet: etcd not compacted this round'), true);
   }
 
   close(): void {
-    this.closed = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.loop?.stop();
   }
 
   /** One round: the revision compacted to, if this node won the round and had a revision to compact to. */

@@ -30,6 +30,7 @@ import { desiredSchema, downSchema, idOfKey, key, lostSchema, moveSchema, parseV
 import { placedNodes, readFleet } from './placement.js';
 import { reportedOrPlaced } from './views.js';
 import type { Registry } from './registry.js';
+import { every, type Every } from './every.js';
 import type { SessionState } from '../api/schemas.js';
 
 /** What fencing needs of this node's own sessions. */
@@ -57,9 +58,6 @@ function moveOf(k: string, v: string): Move | null {
   }
 }
 
-/** The end of the key range of every key under prefix `p` (its last byte, '/', plus one). */
-const prefixEnd = (p: string): Buffer => Buffer.from(p.slice(0, -1) + String.fromCharCode(p.charCodeAt(p.length - 1) + 1));
-
 /** Where sessions are placed, and the moves recorded (Failure.placements). */
 interface Placements {
   /** Session id to the nodes it is placed on. */
@@ -76,8 +74,8 @@ const CHUNK = 32;
 export class Failure {
   /** The registration (Registry.generation) this node fenced for. */
   private fencedFor = -1;
-  private sweepTimer: NodeJS.Timeout | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  /** The failure checks, and the old copies' sweep. */
+  private readonly loops: Every[] = [];
   private closed = false;
 
   constructor(
@@ -97,28 +95,27 @@ export class Failure {
 
   async start(): Promise<void> {
     await this.fence();
-    this.tick();
-    this.sweep();
+    if (this.closed) return;
+    this.loops.push(
+      every(
+        1000,
+        () => (this.registry.live && this.fencedFor !== this.registry.generation ? this.fence() : this.judge()),
+        (e) => this.log.debug({ err: e.message }, 'fleet: failure check not done this time'),
+      ),
+      // Its own loop: the judging goes on while an old copy ends.
+      every(this.sweepMs, () => (this.open() ? this.endOldCopies() : Promise.resolve()), (e) => this.log.debug({ err: e.message }, 'fleet: old copies not looked for this time')),
+    );
   }
 
-  private tick(): void {
-    if (this.closed) return;
-    this.timer = setTimeout(() => {
-      void (async () => {
-        if (this.registry.live && this.fencedFor !== this.registry.generation) await this.fence();
-        else await this.judge();
-      })()
-        .catch((e: Error) => this.log.debug({ err: e.message }, 'fleet: failure check not done this time'))
-        .finally(() => this.tick());
-    }, 1000);
-  }
 
   /** Remove what the fleet declared lost while this node was away (see the top of this file). */
   async fence(): Promise<void> {
     const gen = this.registry.generation;
     if (!this.registry.live) return;
     const me = this.c.node;
-    const [statuses, { where }] = await Promise.all([getPrefix(this.etcd, prefix.status), this.placements()]);
+    // This node's placements, by their keys alone (a value holds a whole create request).
+    const [statuses, here] = await Promise.all([getPrefix(this.etcd, prefix.status), this.etcd.getAll().prefix(key.desiredOf(me)).keys()]);
+    const placedHere = new Set(here.map(idOfKey));
     const lost = new Map<string, Status>();
     for (const [k, v] of statuses) {
       try {
@@ -129,7 +126,7 @@ export class Failure {
       }
     }
     for (const id of this.target.held()) {
-      if (where.get(id)?.includes(me)) continue;
+      if (placedHere.has(id)) continue;
       const s = lost.get(id);
       if (s) {
         this.log.warn({ session: id, lost_since: s.since }, 'fencing: the fleet declared this session lost while this node was away; removing it here');
@@ -142,7 +139,7 @@ export class Failure {
     // Ended here by an earlier fence whose mark etcd did not take: tried again, that fence no longer finds
     // the session held, so it is marked here (else the fleet kept it lost, and its status, for good).
     for (const [id, s] of lost) {
-      const state = where.get(id)?.includes(me) ? undefined : this.target.stateOf(id);
+      const state = placedHere.has(id) ? undefined : this.target.stateOf(id);
       if (state === 'failed' || state === 'destroyed') await this.markFenced(s);
     }
     await this.etcd.delete().key(key.down(me));
@@ -160,8 +157,9 @@ export class Failure {
     const me = this.c.node;
     // Both in one transaction (one revision): read apart, a move could begin and end between them, and its
     // copy here look old. Placements by their keys alone (a value holds a whole create request).
-    const range = (p: string, keysOnly: boolean) => ({ request_range: { key: Buffer.from(p), range_end: prefixEnd(p), keys_only: keysOnly } });
-    const r = await this.etcd.kv.txn({ success: [range(prefix.move, false), range(prefix.desired, true)] });
+    const [moveRange, placedRange] = await Promise.all([this.etcd.getAll().prefix(prefix.move).op(), this.etcd.getAll().prefix(prefix.desired).op()]);
+    if (placedRange.request_range) placedRange.request_range.keys_only = true;
+    const r = await this.etcd.kv.txn({ success: [moveRange, placedRange] });
     const moves = new Map((r.responses[0]?.response_range.kvs ?? []).map((kv) => [kv.key.toString(), kv.value.toString()]));
     const placed = (r.responses[1]?.response_range.kvs ?? []).map((kv) => kv.key.toString());
     const where = new Map<string, string[]>();
@@ -184,7 +182,7 @@ export class Failure {
    * and this node went away before it ended its old copy, its record since
    * removed by the fleet (finishMovesOf); or an end of it that failed
    * before. It may be moving on between two others. Run at the fence and
-   * every `sweepMs` after (its own timer: the judging goes on meanwhile).
+   * every `sweepMs` after.
    * The sessions are taken before the fleet is read (at one revision: a
    * copy made after the read began is not among them), and each is read
    * again just before it ends: a move of it may have begun since.
@@ -205,15 +203,6 @@ export class Failure {
       // Not a reason to stay closed; left, it stays stopped (a start is refused: placed elsewhere) until the next try.
       await this.target.forget(id, to).catch((e: Error) => this.log.error({ session: id, err: e.message }, 'cannot end the old copy of a moved session; trying again later'));
     }
-  }
-
-  private sweep(): void {
-    if (this.closed) return;
-    this.sweepTimer = setTimeout(() => {
-      void (this.open() ? this.endOldCopies() : Promise.resolve())
-        .catch((e: Error) => this.log.debug({ err: e.message }, 'fleet: old copies not looked for this time'))
-        .finally(() => this.sweep());
-    }, this.sweepMs);
   }
 
   /**
@@ -352,7 +341,6 @@ export class Failure {
 
   close(): void {
     this.closed = true;
-    clearTimeout(this.timer);
-    clearTimeout(this.sweepTimer);
+    for (const l of this.loops) l.stop();
   }
 }

@@ -20,6 +20,7 @@ import { Worker, type LocalNode } from './worker.js';
 import { Reach } from './reach.js';
 import { WatchedFleet } from './watched.js';
 import { Compactor } from './compactor.js';
+import { every, type Every } from './every.js';
 import { claimName } from './names.js';
 import { cancelPending, putPending } from './pending.js';
 import { pendingView, type Limits } from './views.js';
@@ -53,7 +54,7 @@ export class Fleet {
   private readonly mover: Mover | undefined;
   /** Compacts etcd's history every cluster.compact_interval_s (one node a round). */
   private readonly compactor: Compactor;
-  private timer: NodeJS.Timeout | undefined;
+  private pendingLoop: Every | undefined;
   private closed = false;
   /** The pending sessions as last read: what a list shows while etcd does not answer. */
   private lastPending: [pending: Map<string, string>, alive: Map<string, string>] = [new Map(), new Map()];
@@ -125,7 +126,8 @@ export class Fleet {
     } catch (e) {
       throw new Error(`cannot join the fleet through etcd at ${this.c.endpoints.join(', ')}: ${(e as Error).message}`);
     }
-    this.pendingTick();
+    // Once a second: place every pending session this node took, or whose entry node is unreachable.
+    if (!this.closed) this.pendingLoop = every(1000, () => this.placePending(), (e) => this.log.debug({ err: e.message }, 'fleet: pending sessions not placed this time'));
     this.compactor.start();
   }
 
@@ -179,16 +181,6 @@ export class Fleet {
       () => this.lastPending,
     );
     return [...all].map(([k, v]) => parseValue(pendingSchema, k, v)).filter((p) => p.entry === this.c.node || !alive.has(key.alive(p.entry)));
-  }
-
-  /** Once a second: try to place every pending session this node took, or whose entry node is unreachable. */
-  private pendingTick(): void {
-    if (this.closed) return;
-    this.timer = setTimeout(() => {
-      void this.placePending()
-        .catch((e: Error) => this.log.debug({ err: e.message }, 'fleet: pending sessions not placed this time'))
-        .finally(() => this.pendingTick());
-    }, 1000);
   }
 
   private async placePending(): Promise<void> {
@@ -247,7 +239,7 @@ export class Fleet {
   /** Daemon stop: leave the fleet at once (its sessions keep running here). */
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.timer);
+    this.pendingLoop?.stop();
     this.compactor.close();
     this.failure.close();
     // Bounded: with etcd gone the revoke would retry for long; the lease then lapses by itself.

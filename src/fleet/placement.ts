@@ -105,16 +105,12 @@ export async function book(etcd: Etcd3, n: NodeView, d: Desired, pendingLease?: 
   // Its placement gone already: the node made it, or failed to and removed it, and reported so. The id is this
   // create's own and no other attempt applied, so a report from that node means this booking did.
   const reported = r.responses[1]?.response_range?.kvs[0]?.value.toString();
-  return reported !== undefined && statusSchema.safeParse(safeJson(reported)).data?.node === n.member.name;
-}
-
-const safeJson = (t: string): unknown => {
   try {
-    return JSON.parse(t);
+    return reported !== undefined && parseValue(statusSchema, key.status(d.id), reported).node === n.member.name;
   } catch {
-    return undefined;
+    return false; // a report that does not parse says nothing of this booking
   }
-};
+}
 
 /**
  * How long a placement asks again after etcd lost its leader: within the

@@ -243,9 +243,8 @@ export class Worker {
         // The old copy of a session a drain moved away, moving back under its id: made here again.
         want.sessions[d.id] = { memory_mb: d.memory_mb };
         this.take(k, v);
-      } else if (ENDED_STATES.includes(state) && this.failedReports.has(d.id)) {
-        // A failed create whose report is not in etcd yet: the report takes its placement (reportFailed).
-      } else if (ENDED_STATES.includes(state)) {
+      } else if (ENDED_STATES.includes(state) && !this.failedReports.has(d.id)) {
+        // (A failed create whose report is not in etcd yet keeps its placement: the report takes it, reportFailed.)
         // Ended here: its placement goes (its history stays in this node's database), and its
         // report once it had run. A failed create's report is the entry node's to read and remove:
         // gone before it read it, its caller would wait out create_timeout_ms for nothing.
