@@ -232,7 +232,8 @@ export class SessionManager {
 
   /** Every session's view (with `node` in fleet mode), each made again only when what it shows changed (view.ts ListViews). */
   list(includeDestroyed: boolean, consoles: ConsoleInfo = NO_CONSOLE, node?: string): SessionView[] {
-    return this.views[includeDestroyed ? 1 : 0]!.list(this.kit.store.list(includeDestroyed), this.kit.store.detailsOfAll(), this.viewDeps(), consoles, node);
+    const { rows, details } = this.kit.store.listing(includeDestroyed);
+    return this.views[includeDestroyed ? 1 : 0]!.list(rows, details, this.viewDeps(), consoles, node);
   }
 
   /** The list's table only (?format=text): sized for it, no other table read but the leases. */

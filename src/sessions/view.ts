@@ -78,37 +78,45 @@ export function toApi(row: SessionSummary, details: SessionDetails, deps: ViewDe
 }
 
 // Each listed session's view, made again only when something it is made of
-// changed: its row (the same checked object while its columns are the same,
-// src/store/checkedRows.ts), its details (lease, ports, secrets, volumes),
-// its console's state, the deps (ID pool, gateway) and the node it is on.
-// toApi() is a pure function of those, so a view kept is the view that
-// would be made. Frozen: every list shares it, and its JSON is kept by its
-// identity (src/daemon/listJson.ts). Only the views of the last list are kept.
+// changed: its row and its details (each the same object while unchanged:
+// src/store/checkedRows.ts, src/store/listings.ts), its console's state, the
+// deps (ID pool, gateway) and the node it is on. toApi() is a pure function
+// of those, so a view kept is the view that would be made. Frozen: every
+// list shares it, and its JSON is kept by its identity (src/daemon/
+// listJson.ts). Only the views of the last list are kept.
 interface Kept {
   row: SessionSummary;
-  /** The details, the console's state, the deps and the node, as text. */
-  rest: string;
+  details: SessionDetails;
+  console: ReturnType<ConsoleInfo>;
+  /** The deps and the node, as text. */
+  deps: string;
   view: Readonly<Session>;
 }
 
 export class ListViews {
   private views = new Map<string, Kept>();
 
+  /** `details`: the same object for a session while its details are the same (a new one, equal or not, makes its view again). */
   list(rows: readonly SessionSummary[], details: (id: string) => SessionDetails, deps: ViewDeps, consoles: ConsoleInfo, node: string | undefined): Session[] {
     const next = new Map<string, Kept>();
-    // Whole, not field by field: a field added to any of them is in the key too.
+    // Whole, not field by field: a field added to either is in the key too.
     const depsKey = JSON.stringify([deps, node ?? null]);
     const out = rows.map((row) => {
       const d = details(row.id);
       const c = consoles(row.id);
-      const rest = JSON.stringify([d, c, depsKey]);
       const kept = this.views.get(row.id);
-      const hit = kept !== undefined && kept.row === row && kept.rest === rest;
+      const hit = kept !== undefined && kept.row === row && kept.details === d && kept.deps === depsKey && sameFields(kept.console, c);
       const view = hit ? kept.view : deepFreeze(node === undefined ? toApi(row, d, deps, () => c) : { ...toApi(row, d, deps, () => c), node });
-      next.set(row.id, { row, rest, view });
+      next.set(row.id, { row, details: d, console: c, deps: depsKey, view });
       return view;
     });
     this.views = next;
     return out;
   }
+}
+
+/** The same keys with the same values (a console's state: flat). */
+function sameFields(a: object, b: object): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => (a as Record<string, unknown>)[k] === (b as Record<string, unknown>)[k]);
 }

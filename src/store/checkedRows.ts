@@ -6,7 +6,8 @@
 // read as arrays (better-sqlite3 builds no object per row) and compared
 // column by column with the row read last time; those that changed are
 // checked as one array (one parse of N rows costs about half of N parses of
-// one). Only the rows of the last listing are kept.
+// one). Only the rows of the last listing are kept; a listing brought up to
+// date from the rows that changed (listedRows.ts) updates those alone.
 import type { z } from 'zod';
 import { deepFreeze } from '../vocab/frozen.js';
 
@@ -27,7 +28,22 @@ export class CheckedRows<T> {
     if (this.id < 0) throw new Error('a checked row needs its id column');
   }
 
+  /** A whole listing's rows, in its order: those kept are every row kept. */
   check(raw: ReadonlyArray<readonly unknown[]>): T[] {
+    const rows = this.checked(raw);
+    this.rows = new Map(rows.map((row, i) => [raw[i]![this.id], { columns: raw[i]!, row }]));
+    return rows;
+  }
+
+  /** Some rows of the listing, read again (each kept in place of its old one), and the ids of rows gone from it. */
+  update(raw: ReadonlyArray<readonly unknown[]>, gone: Iterable<unknown>): T[] {
+    const rows = this.checked(raw);
+    for (const id of gone) this.rows.delete(id);
+    rows.forEach((row, i) => this.rows.set(raw[i]![this.id], { columns: raw[i]!, row }));
+    return rows;
+  }
+
+  private checked(raw: ReadonlyArray<readonly unknown[]>): T[] {
     const out: Array<T | undefined> = raw.map((r) => {
       const kept = this.rows.get(r[this.id]);
       return kept !== undefined && same(kept.columns, r) ? kept.row : undefined;
@@ -38,9 +54,7 @@ export class CheckedRows<T> {
       const checked = this.schema.parse(missed.map((i) => (columns ? Object.fromEntries(columns.map((c, j) => [c, raw[i]![j]])) : raw[i])));
       missed.forEach((i, j) => (out[i] = deepFreeze(checked[j]!)));
     }
-    const rows = out as T[];
-    this.rows = new Map(rows.map((row, i) => [raw[i]![this.id], { columns: raw[i]!, row }]));
-    return rows;
+    return out as T[];
   }
 }
 

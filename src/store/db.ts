@@ -37,6 +37,9 @@ export function openDatabase(stateDir: string): Database.Database {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
+    // An INSERT OR REPLACE's implied delete fires delete triggers only so: the list's change records
+    // (migrations/023) must hear of the row it replaced. No trigger here writes a table with triggers.
+    db.pragma('recursive_triggers = ON');
     db.pragma('busy_timeout = 5000');
     const check = db.pragma('quick_check', { simple: false }) as { quick_check: string }[];
     const problems = check.map((r) => r.quick_check).filter((m) => m !== 'ok');

@@ -6,11 +6,11 @@ import { deleteEnded } from './endedRows.js';
 import type { Init, Profile } from '../vocab/profiles.js';
 import { LIMITS, type Usage } from '../vocab/limits.js';
 // The row shapes and the columns each query reads are sessionRows.ts's.
-import { AddressesExhaustedError, HELD_NAME, PortTakenError, rowSchema, secretNames, SlotsExhaustedError, SUMMARY_COLUMNS, summariesSchema, TABLE_COLUMNS, tableRowsSchema } from './sessionRows.js';
+import { AddressesExhaustedError, HELD_NAME, PortTakenError, rowSchema, secretNames, SlotsExhaustedError } from './sessionRows.js';
 import { VOLUME_NAME_AS_SEEN, volumeUse, VolumeUnavailableError, VOLUMES_OF, type KernelObject, type PublishedPort, type SessionDetails, type SessionRow, type SessionSummary, type TableRow, type VolumeUseRow } from './sessionRows.js';
 import { PoolStore } from './poolStore.js';
 import { FleetRows } from './fleetRows.js';
-import { CheckedRows } from './checkedRows.js';
+import { Listings, type Listing } from './listings.js';
 import { listVersion } from './listVersion.js';
 
 export * from './sessionRows.js';
@@ -26,7 +26,9 @@ export class SessionStore {
     this.pool = new PoolStore(db, this);
     this.fleet = new FleetRows(db, (sql) => this.q(sql));
     this.listVersion = listVersion(db);
+    this.listings = new Listings(db, (sql) => this.q(sql), this);
   }
+  private readonly listings: Listings;
   /** Moves with every write to a table a list reads (listVersion.ts): list() and listTable() change only with it. */
   readonly listVersion: () => number;
 
@@ -73,16 +75,18 @@ export class SessionStore {
     return this.q(`SELECT count(*) AS sessions, ${sums} FROM sessions WHERE owner_uid = ? AND state IN ${LIVE_SQL}`).get(owner) as Usage;
   }
 
-  /** The listings' rows, each checked once while its columns stay the same (checkedRows.ts): one set for each listing. */
-  private readonly checked = { list: [0, 1].map(() => new CheckedRows(summariesSchema, SUMMARY_COLUMNS.split(', '))), table: [0, 1].map(() => new CheckedRows(tableRowsSchema)) };
-  list(includeDestroyed: boolean): SessionSummary[] {
-    const sql = `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE pool IS NULL${includeDestroyed ? '' : " AND state != 'destroyed'"} ORDER BY created_at, rowid`;
-    return this.checked.list[includeDestroyed ? 1 : 0]!.check(this.q(sql).raw(true).all() as unknown[][]);
+  /** The API's list: each listed session's row and details, kept between lists and read again where changed (listings.ts). */
+  listing(includeDestroyed: boolean): Listing {
+    return this.listings.listing(includeDestroyed);
+  }
+
+  list(includeDestroyed: boolean): readonly SessionSummary[] {
+    return this.listings.listing(includeDestroyed).rows;
   }
 
   /** What `session list` shows of each (?format=text): its table's columns and lease, no JSON column parsed. */
-  listTable(includeDestroyed: boolean): TableRow[] {
-    return this.checked.table[includeDestroyed ? 1 : 0]!.check(this.q(`SELECT ${TABLE_COLUMNS} FROM sessions s LEFT JOIN ip_leases l ON l.session_id = s.id WHERE s.pool IS NULL${includeDestroyed ? '' : " AND s.state != 'destroyed'"} ORDER BY s.created_at, s.rowid`).raw(true).all() as unknown[][]);
+  listTable(includeDestroyed: boolean): readonly TableRow[] {
+    return this.listings.table(includeDestroyed);
   }
 
   detailsOf(id: string): SessionDetails {

@@ -19,11 +19,13 @@ describe('the list version', () => {
   it('moves with each write a list shows, by this connection or another, and with no write it does not read', () => {
     const step = (what: string, f: () => void, moves: boolean) => {
       const before = t.store.listVersion();
-      const list = JSON.stringify(t.store.list(true));
+      // Read whole, by a store that kept nothing (t.store's list is kept by the version: src/store/listedRows.ts).
+      const whole = () => JSON.stringify(new SessionStore(t.db).list(true));
+      const list = whole();
       f();
       expect(t.store.listVersion() !== before, what).toBe(moves);
       // Equal versions, equal lists.
-      if (!moves) expect(JSON.stringify(t.store.list(true)), what).toBe(list);
+      if (!moves) expect(whole(), what).toBe(list);
     };
     const s = create().id;
     step('a session running', () => t.store.markRunning(s, 4242, '123'), true);
@@ -77,16 +79,38 @@ describe('the list version', () => {
     // The statements list(), listTable() and detailsOfAll() run, as the t.store compiles them.
     const prepared: string[] = [];
     const prepare = t.db.prepare.bind(t.db);
-    t.db.prepare = ((sql: string) => (prepared.push(sql), prepare(sql))) as typeof t.db.prepare;
+    let capturing = true;
+    t.db.prepare = ((sql: string) => (capturing && prepared.push(sql), prepare(sql))) as typeof t.db.prepare;
+    /** A write between the lists, its own statements not among theirs. */
+    const write = <T>(f: () => T): T => {
+      capturing = false;
+      try {
+        return f();
+      } finally {
+        capturing = true;
+      }
+    };
     const fresh = new SessionStore(t.db);
-    for (const all of [false, true]) {
-      fresh.list(all);
-      fresh.listTable(all);
-    }
+    const lists = () => {
+      for (const all of [false, true]) {
+        fresh.list(all);
+        fresh.listTable(all);
+      }
+    };
+    // Read whole, then (a session new to them) whole again, then brought up to date from its change
+    // alone (src/store/listedRows.ts): each of their statements compiled.
+    lists();
+    const s = write(() => create().id);
+    lists();
+    write(() => t.store.markRunning(s, 4242, '123'));
+    lists();
     fresh.detailsOfAll();
     t.db.prepare = prepare;
     const reading = prepared.filter((sql) => /^\s*(SELECT|WITH)\b/i.test(sql));
     expect(reading.length).toBeGreaterThanOrEqual(8);
+    // The patch's statements were run too (a session's row by id, and its details), not only the whole reads.
+    expect(reading.filter((sql) => /\bid = \?$/.test(sql)).length, 'the rows by id').toBe(4);
+    expect(reading.filter((sql) => /WHERE (h\.|v\.)?session_id = \?/.test(sql)).length, 'the details of one').toBeGreaterThanOrEqual(4);
     // Each table or index by its root page (an index's table is its tbl_name): what the compiled programs open,
     // and each column they read, by cursor (a table's by its position, an index's by the index's).
     const objects = new Map((t.db.prepare('SELECT rootpage, name, type, tbl_name FROM sqlite_master WHERE rootpage > 0').all() as { rootpage: number; name: string; type: string; tbl_name: string }[]).map((r) => [r.rootpage, r]));
@@ -100,7 +124,8 @@ describe('the list version', () => {
     const columns = new Map<string, Set<string>>();
     for (const sql of reading) {
       const cursors = new Map<number, number>();
-      for (const op of t.db.prepare(`EXPLAIN ${sql}`).all() as { opcode: string; p1: number; p2: number }[]) {
+      const params = Array.from(sql.matchAll(/\?/g), () => null);
+      for (const op of t.db.prepare(`EXPLAIN ${sql}`).all(...params) as { opcode: string; p1: number; p2: number }[]) {
         expect(['OpenWrite', 'VOpen', 'ReopenIdx'], sql).not.toContain(op.opcode);
         if (op.opcode === 'OpenRead') {
           const table = tableOf(op.p2);
@@ -116,13 +141,22 @@ describe('the list version', () => {
     }
     // (The t.store's constructor compiles the version's own read, too.)
     read.delete('list_version');
+    read.delete('list_changes');
     expect([...read].sort()).toEqual([...LISTED_TABLES].sort());
     // Three triggers on each (insert, update, delete), each moving the version; none elsewhere.
     const triggers = t.db.prepare("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'").all() as { name: string; tbl_name: string; sql: string }[];
     for (const table of LISTED_TABLES) {
       const on = triggers.filter((x) => x.tbl_name === table);
       expect(on.map((x) => /AFTER\s+(INSERT|UPDATE|DELETE)/i.exec(x.sql)?.[1]?.toUpperCase()).sort(), table).toEqual(['DELETE', 'INSERT', 'UPDATE']);
-      for (const x of on) expect(x.sql, x.name).toMatch(/BEGIN UPDATE list_version SET n = n \+ 1; END$/);
+      // Each moves the version and records the session its row is of (a volume's: any session, '*'):
+      // an insert its new row's, a delete its old row's, an update both (migrations/023).
+      const recorded = table === 'volumes' ? "'*'" : table === 'sessions' ? 'id' : 'session_id';
+      const record = (row: 'NEW' | 'OLD') => `INSERT INTO list_changes (session_id, n) SELECT ${recorded === "'*'" ? recorded : `${row}.${recorded}`}, n FROM list_version WHERE id = 1 ON CONFLICT (session_id) DO UPDATE SET n = excluded.n; `;
+      for (const x of on) {
+        const event = /AFTER\s+(INSERT|UPDATE|DELETE)/i.exec(x.sql)![1]!.toUpperCase();
+        const records = recorded === "'*'" ? [record('NEW')] : event === 'INSERT' ? [record('NEW')] : event === 'DELETE' ? [record('OLD')] : [record('OLD'), record('NEW')];
+        expect(x.sql, x.name).toMatch(new RegExp(`BEGIN UPDATE list_version SET n = n \\+ 1; ${records.map((r) => r.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('')}END$`));
+      }
       // Fires always: no WHEN; an update trigger that names its columns names every column a list reads of the table.
       for (const x of on) expect(x.sql, x.name).not.toMatch(/\bWHEN\b/i);
       const of = /AFTER UPDATE OF ([\w, ]+) ON/i.exec(on.find((x) => /AFTER\s+UPDATE/i.test(x.sql))!.sql)?.[1]?.split(',').map((c) => c.trim());

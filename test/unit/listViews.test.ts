@@ -4,7 +4,6 @@
 // again. Each input changed here on its own must show in the next list.
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import type { SessionSummary } from '../../src/store/sessionStore.js';
 import { CheckedRows } from '../../src/store/checkedRows.js';
 import { ListViews, toApi, type ConsoleInfo, type ViewDeps } from '../../src/sessions/view.js';
 import { sessionDb } from './fixtures/sessionDb.js';
@@ -79,8 +78,7 @@ describe("a session list's views", () => {
     const views = new ListViews();
     /** The list as the views kept give it, and as made afresh from the same inputs. */
     const list = (d: ViewDeps = deps, node?: string) => {
-      const rows: SessionSummary[] = t.store.list(false);
-      const details = t.store.detailsOfAll();
+      const { rows, details } = t.store.listing(false);
       const kept = views.list(rows, details, d, consoles, node);
       const made = rows.map((r) => (node === undefined ? toApi(r, details(r.id), d, consoles) : { ...toApi(r, details(r.id), d, consoles), node }));
       expect(kept).toEqual(made);
