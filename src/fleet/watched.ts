@@ -30,6 +30,8 @@ export class WatchedFleet {
   private timer: NodeJS.Timeout | undefined;
   /** Called with each value written to a key (onPut): a create waiting for its session's report. */
   private readonly putListeners = new Map<string, Set<(value: string) => void>>();
+  /** The revision read this turn of the event loop is sharing (revision()). */
+  private asking: Promise<number> | undefined;
   /** How keys() answered: from the copy, or from etcd (a copy not live or not caught up). */
   readonly served = { copy: 0, etcd: 0 };
 
@@ -62,8 +64,7 @@ export class WatchedFleet {
    */
   async keys(...prefixes: string[]): Promise<Array<Map<string, string>>> {
     if (this.live) {
-      // Any linearizable read answers with etcd's current revision; this key need not exist.
-      const now = Number((await this.etcd.get(`${PREFIX}revision`).exec()).header.revision);
+      const now = await this.revision();
       if (await this.caughtUp(now)) {
         this.served.copy++;
         return prefixes.map((p) => new Map(this.parts.get(p)));
@@ -71,6 +72,29 @@ export class WatchedFleet {
     }
     this.served.etcd++;
     return Promise.all(prefixes.map((p) => getPrefix(this.etcd, p)));
+  }
+
+  /**
+   * etcd's current revision: one linearizable read (this key need not exist)
+   * shared by the reads asked in the same turn of the event loop, as a list
+   * asks for the fleet's members and its pending sessions at once. Every
+   * call that shares it arrived before it is sent, so each still sees every
+   * write committed before its own call (the etcd3 client sends a read
+   * after awaits of its own, never within the call); a call in a later turn
+   * asks anew.
+   */
+  private revision(): Promise<number> {
+    if (this.asking === undefined) {
+      const p = this.etcd
+        .get(`${PREFIX}revision`)
+        .exec()
+        .then((r) => Number(r.header.revision));
+      this.asking = p;
+      queueMicrotask(() => {
+        if (this.asking === p) this.asking = undefined;
+      });
+    }
+    return this.asking;
   }
 
   /**

@@ -13,7 +13,7 @@ import { isRoot } from './harness.js';
 import { startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
 import { endFleetRun, fleetRunDir } from './fleetRun.js';
 import { WatchedFleet } from '../../src/fleet/watched.js';
-import { prefix, type Desired } from '../../src/fleet/keys.js';
+import { PREFIX, prefix, type Desired } from '../../src/fleet/keys.js';
 import { book, type NodeView } from '../../src/fleet/placement.js';
 import { claimName } from '../../src/fleet/names.js';
 import { awaitReport } from '../../src/fleet/report.js';
@@ -71,6 +71,28 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
     // Each read from the copy unless it lagged past its 200 ms (a loaded machine): nearly all.
     expect(copy.served.copy - before.copy + (copy.served.etcd - before.etcd)).toBe(200);
     expect(copy.served.copy - before.copy).toBeGreaterThanOrEqual(180);
+  });
+
+  it("asks etcd's revision once for the reads asked in one turn of the event loop, and anew in the next", async () => {
+    const get = reader.get.bind(reader);
+    let asked = 0;
+    reader.get = ((k: string) => (k === `${PREFIX}revision` && asked++, get(k))) as typeof reader.get;
+    try {
+      const k = `${prefix.pending}s-turn`;
+      await writer.put(k).value('1');
+      // A list's two reads (its members, its pending sessions): one revision read, and each sees the write before it.
+      const [a, b] = await Promise.all([copy.keys(prefix.pending), copy.keys(prefix.pending, prefix.alive)]);
+      expect(asked).toBe(1);
+      expect(a[0]!.get(k)).toBe('1');
+      expect(b[0]!.get(k)).toBe('1');
+      // A read in a later turn asks anew, and sees the write made after the first.
+      await writer.put(k).value('2');
+      expect((await copy.keys(prefix.pending))[0]!.get(k)).toBe('2');
+      expect(asked).toBe(2);
+      await writer.delete().key(k);
+    } finally {
+      reader.get = get;
+    }
   });
 
   it('loads itself again when its watch drops, missing no write made meanwhile', async () => {
