@@ -39,6 +39,8 @@ export function openDatabase(stateDir: string): Database.Database {
     db.pragma('foreign_keys = ON');
     // An INSERT OR REPLACE's implied delete fires delete triggers only so: the list's change records
     // (migrations/023) must hear of the row it replaced. No trigger here writes a table with triggers.
+    // Per connection: another writer (an operator's sqlite3 shell) that replaces a row of a listed table
+    // without it leaves the replaced row's session unrecorded; the daemon itself replaces none of them.
     db.pragma('recursive_triggers = ON');
     db.pragma('busy_timeout = 5000');
     const check = db.pragma('quick_check', { simple: false }) as { quick_check: string }[];

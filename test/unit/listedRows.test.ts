@@ -209,4 +209,68 @@ describe('a kept listing', () => {
     expect(pruned).toBeGreaterThan(0);
     expect(t.store.list(true).length).toBeGreaterThan(0);
   });
+  it('are, kept by several stores read at random over 1,500 writes, what a whole read gives: moved copies dropped and their ids made again, reads inside committed transactions, another connection writing', () => {
+    let seed = 12345;
+    const random = (n: number) => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+      return ((x ^ (x >>> 14)) >>> 0) % n;
+    };
+    const stores = Array.from({ length: 4 }, () => new SessionStore(t.db));
+    const other = new Database(join(t.dir, 'enclave.db'), { fileMustExist: true });
+    t.db.prepare("INSERT INTO volumes (id, name, state, size_mb, owner_uid, created_at) VALUES ('v1', 'data', 'ready', 10, 0, 'now')").run();
+    const ids: string[] = [];
+    const pick = () => ids[random(ids.length)]!;
+    const exists = (id: string) => t.store.stateOf(id) !== undefined;
+    const ended = (id: string) => ['failed', 'destroyed', 'stopped'].includes(t.store.stateOf(id) ?? '');
+    let port = 2000;
+    const stats = { pruned: 0, dropped: 0, reused: 0 };
+    const writes: Array<() => void> = [
+      () => ids.push(create()),
+      () => ids.length && exists(pick()) && t.store.markRunning(pick(), random(9999) + 1, '1'),
+      () => { const id = ids.length ? pick() : undefined; if (id && exists(id)) t.store.settle(id, random(2) ? 'destroyed' : 'failed', 'x'); },
+      () => { const id = ids.length ? pick() : undefined; if (id && exists(id) && !ended(id)) t.store.addPort(id, { host_ip: '127.0.0.1', host_port: port++, session_port: 80 }); },
+      () => { const id = ids.length ? pick() : undefined; if (id && exists(id)) other.prepare('UPDATE sessions SET name = ? WHERE id = ?').run(`n${random(1000)}`, id); },
+      () => { const id = ids.length ? pick() : undefined; if (id && exists(id)) other.prepare('INSERT OR IGNORE INTO ip_leases (session_id, address) VALUES (?, ?)').run(id, 5000 + random(50)); },
+      () => other.prepare('DELETE FROM ip_leases WHERE rowid IN (SELECT rowid FROM ip_leases ORDER BY random() LIMIT 1)').run(),
+      () => { const id = ids.length ? pick() : undefined; if (id && exists(id)) t.db.prepare("INSERT OR IGNORE INTO session_volumes (session_id, volume, target, readonly) VALUES (?, 'v1', ?, 0)").run(id, `/d${random(3)}`); },
+      () => { const id = ids.length ? pick() : undefined; if (id && exists(id)) t.db.prepare("INSERT OR IGNORE INTO session_secrets (session_id, name, kind, version, owner_uid) VALUES (?, ?, 'env', 1, 0)").run(id, `tok${random(3)}`); },
+      () => t.db.prepare('UPDATE volumes SET name = ?').run(`data${random(9)}`),
+      () => { stats.pruned += t.store.pruneHistory(random(6)); },
+      // a drain's old copy dropped and the session moved back under its id
+      () => {
+        const id = ids.length ? pick() : undefined;
+        if (!id || !exists(id)) return;
+        t.db.prepare('DELETE FROM ip_leases WHERE session_id = ?').run(id);
+        t.store.settle(id, 'failed', 'moved');
+        t.store.fleet.markMovedAway(id, 'B');
+        if (t.store.fleet.dropMovedAway(id)) stats.dropped++;
+        if (random(2)) { t.create({ slots: 1000, id }); stats.reused++; }
+      },
+      // a listing read inside a caller's transaction that commits
+      () => t.db.transaction(() => { t.store.markRunning(pick(), 7, '7'); stores[random(stores.length)]!.listing(random(2) === 1); })(),
+    ];
+    for (let step = 0; step < 1500; step++) {
+      const w = random(writes.length);
+      if (ids.length || w === 0) writes[w]!();
+      // read a random subset of the kept stores
+      for (const s of stores) {
+        if (random(4) !== 0) continue;
+        const fresh = new SessionStore(t.db);
+        for (const all of [false, true]) {
+          const kept = s.listing(all);
+          const made = fresh.listing(all);
+          expect(kept.rows, `step ${step} w${w} all=${all}`).toEqual(made.rows);
+          for (const r of made.rows) expect(kept.details(r.id), `step ${step} w${w}: details ${r.id}`).toEqual(made.details(r.id));
+          expect(s.listTable(all), `step ${step} w${w}: table`).toEqual(fresh.listTable(all));
+        }
+      }
+    }
+    other.close();
+    // The sequence did each of the rare writes.
+    expect(stats.pruned).toBeGreaterThan(0);
+    expect(stats.dropped).toBeGreaterThan(0);
+    expect(stats.reused).toBeGreaterThan(0);
+  });
 });
