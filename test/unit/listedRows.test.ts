@@ -12,6 +12,16 @@ import { FEW, ListChanges, ListedRows } from '../../src/store/listedRows.js';
 import { SUMMARY_COLUMNS, summariesSchema } from '../../src/store/sessionRows.js';
 import { sessionDb } from './fixtures/sessionDb.js';
 
+/** mulberry32: a seeded draw from 0 to n - 1. */
+function seeded(seed: number): (n: number) => number {
+  return (n) => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) % n;
+  };
+}
+
 describe('a kept listing', () => {
   const t = sessionDb('listed');
   const create = () => t.create({ slots: 1000 }).id;
@@ -157,14 +167,7 @@ describe('a kept listing', () => {
 
   it('is, after any sequence of writes, what a whole read gives: rows, details and table', () => {
     // A seeded sequence: each step one write (or none), then every listing compared with a store that reads whole.
-    let seed = 7;
-    /** mulberry32: a seeded draw from 0 to n - 1. */
-    const random = (n: number) => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-      return ((x ^ (x >>> 14)) >>> 0) % n;
-    };
+    const random = seeded(7);
     const live: string[] = [];
     t.db.prepare("INSERT INTO volumes (id, name, state, size_mb, owner_uid, created_at) VALUES ('v1', 'data', 'ready', 10, 0, 'now')").run();
     let port = 1000;
@@ -209,14 +212,9 @@ describe('a kept listing', () => {
     expect(pruned).toBeGreaterThan(0);
     expect(t.store.list(true).length).toBeGreaterThan(0);
   });
+
   it('are, kept by several stores read at random over 1,500 writes, what a whole read gives: moved copies dropped and their ids made again, reads inside committed transactions, another connection writing', () => {
-    let seed = 12345;
-    const random = (n: number) => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-      return ((x ^ (x >>> 14)) >>> 0) % n;
-    };
+    const random = seeded(12345);
     const stores = Array.from({ length: 4 }, () => new SessionStore(t.db));
     const other = new Database(join(t.dir, 'enclave.db'), { fileMustExist: true });
     t.db.prepare("INSERT INTO volumes (id, name, state, size_mb, owner_uid, created_at) VALUES ('v1', 'data', 'ready', 10, 0, 'now')").run();
