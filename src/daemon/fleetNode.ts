@@ -71,6 +71,12 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     // Ended with the reason kept (failed): its owner sees why it is gone from this node.
     remove: (id, why) => sessions.destroy(id, why, 0),
     stateOf: (id) => sessions.find(id)?.state,
+    // Made for a placement, failed, and never running (no init start recorded, no exit): a create that failed.
+    failedCreate: (id) => {
+      const row = sessions.find(id);
+      const failed = row?.state === 'failed' && row.placed && row.init_start_time === null && row.exit_code === null && row.exit_signal === null;
+      return failed ? (row.last_error ?? 'the session could not be created') : undefined;
+    },
     active: () => new Map(sessions.running().map((r) => [r.id, r.limits.memory_mb])),
     view: (id) => {
       const row = sessions.find(id);

@@ -31,6 +31,8 @@ export interface LocalNode {
   dropMovedAway(id: string): boolean;
   /** End a session made here whose placement was withdrawn while it was being made (an undone move). */
   discard(id: string): Promise<void>;
+  /** Why a create of a placement failed here before its session ever ran (its row failed); undefined for any other row. */
+  failedCreate(id: string): string | undefined;
 }
 
 export class Worker {
@@ -245,6 +247,9 @@ export class Worker {
         this.take(k, v);
       } else if (ENDED_STATES.includes(state) && !this.failedReports.has(d.id)) {
         // (A failed create whose report is not in etcd yet keeps its placement: the report takes it, reportFailed.)
+        // One that failed here before this daemon restarted, its report never written: reported now (its
+        // placement with it), or its caller would wait out create_timeout_ms for nothing.
+        if (await this.unreported(d.id)) continue;
         // Ended here: its placement goes (its history stays in this node's database), and its
         // report once it had run. A failed create's report is the entry node's to read and remove:
         // gone before it read it, its caller would wait out create_timeout_ms for nothing.
@@ -265,6 +270,20 @@ export class Worker {
     const have = alloc.value === null ? null : parseValue(allocSchema, key.alloc(this.node), alloc.value);
     if (have && sameAlloc(have, want)) return;
     await this.etcd.if(key.alloc(this.node), 'Mod', '==', alloc.rev).then(this.etcd.put(key.alloc(this.node)).value(JSON.stringify(want))).commit();
+  }
+
+  /**
+   * Whether `id` is a create that failed here whose report etcd never got
+   * (the failure outlived in this node's row only: the daemon restarted
+   * before reportFailed): if so, its report is under way. A row that ran
+   * was reported running when it was made, so its status is there.
+   */
+  private async unreported(id: string): Promise<boolean> {
+    const why = this.local.failedCreate(id);
+    if (why === undefined || (await this.etcd.get(key.status(id)).string()) !== null) return false;
+    this.failedReports.set(id, { id, node: this.node, state: 'failed', error: { code: 'internal', message: why } });
+    await this.reportFailed(id, this.log.child({ session: id }));
+    return true;
   }
 
   /**

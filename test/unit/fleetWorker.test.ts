@@ -23,6 +23,8 @@ class FakeNode implements LocalNode {
   readonly states = new Map<string, SessionState>();
   /** Ended rows that are the old copy of a session a drain moved away. */
   readonly movedAway = new Set<string>();
+  /** Rows of creates that failed here before they ever ran, with why (as the daemon's rows say). */
+  readonly failedCreates = new Map<string, string>();
   creates = 0;
   constructor(
     private readonly fail = false,
@@ -50,6 +52,9 @@ class FakeNode implements LocalNode {
   }
   async discard(id: string): Promise<void> {
     this.states.set(id, 'destroyed');
+  }
+  failedCreate(id: string): string | undefined {
+    return this.failedCreates.get(id);
   }
   dropMovedAway(id: string): boolean {
     if (!this.movedAway.delete(id)) return false;
@@ -277,6 +282,25 @@ describe('the worker that makes what is placed on its node', () => {
       });
     });
   }
+
+  it('reports, once back from a restart, a create that failed here before its report was written, and not a session that ran', async () => {
+    const local = new FakeNode();
+    const [failed, ran] = ['s-00000000f1', 's-00000000f2'];
+    // The daemon's rows after its restart: both failed; one never ran (its create failed), one ran and was reported.
+    local.states.set(failed, 'failed');
+    local.failedCreates.set(failed, 'no room for its root (before the restart)');
+    local.states.set(ran, 'failed');
+    for (const id of [failed, ran]) await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
+    await withWorker(local, async () => {
+      const st = await until('the failed report', () => statusOf(etcd, failed));
+      expect(st).toMatchObject({ state: 'failed', node: NODE, error: { message: 'no room for its root (before the restart)' } });
+      // Its placement went with the report (one transaction); the one that ran lost its placement, and no report was made of it.
+      expect(await etcd.get(key.desired(NODE, failed)).string()).toBeNull();
+      await until('the ended placement gone', async () => ((await etcd.get(key.desired(NODE, ran)).string()) === null ? true : null));
+      expect(await etcd.get(key.status(ran)).string()).toBeNull();
+      expect(local.creates).toBe(0);
+    });
+  });
 
   describe('a session a drain moves back to a node that held it before', () => {
     const id = 's-00000000e6';
