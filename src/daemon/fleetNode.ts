@@ -71,10 +71,11 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     // Ended with the reason kept (failed): its owner sees why it is gone from this node.
     remove: (id, why) => sessions.destroy(id, why, 0),
     stateOf: (id) => sessions.find(id)?.state,
-    // Made for a placement, failed, and never running (no init start recorded, no exit): a create that failed.
+    // Made for a placement, failed, and never running (no init start recorded, no exit, never stopped): a create
+    // that failed. (The worker also asks that its placement is younger than a caller's wait.)
     failedCreate: (id) => {
       const row = sessions.find(id);
-      const failed = row?.state === 'failed' && row.placed && row.init_start_time === null && row.exit_code === null && row.exit_signal === null;
+      const failed = row?.state === 'failed' && row.placed && row.init_start_time === null && row.exit_code === null && row.exit_signal === null && row.stopped_because === null;
       return failed ? (row.last_error ?? 'the session could not be created') : undefined;
     },
     active: () => new Map(sessions.running().map((r) => [r.id, r.limits.memory_mb])),

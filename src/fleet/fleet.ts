@@ -69,7 +69,7 @@ export class Fleet {
     this.etcd = etcdClient(c);
     this.registry = new Registry(this.etcd, c, endpoint, capacity, log);
     this.failure = new Failure(this.etcd, c, this.registry, local, log);
-    this.worker = new Worker(this.etcd, c.node, local, log, () => this.failure.open());
+    this.worker = new Worker(this.etcd, c.node, local, log, () => this.failure.open(), c.create_timeout_ms);
     this.watched = new WatchedFleet(this.etcd, log);
     this.reach = c.peer ? new Reach(this.etcd, this.watched, c.node, c.peer, log) : undefined;
     this.mover = this.reach ? new Mover(this.etcd, c.node, c, this.reach.client, local, log) : undefined;

@@ -54,6 +54,8 @@ export class Worker {
     private readonly log: Logger,
     /** Whether this node may create now: not before it has registered again and fenced (failure.ts). */
     private readonly mayCreate: () => boolean = () => true,
+    /** How long a create's caller waits for its report (cluster.create_timeout_ms): a failure found later is told to no one. */
+    private readonly callerWaitsMs = 120_000,
   ) {}
 
   async start(): Promise<void> {
@@ -144,7 +146,7 @@ export class Worker {
    * of it is left here to count, and a create its caller makes on hearing of
    * the failure finds the slot free (settle() would free it up to a second later).
    */
-  private async reportFailed(id: string, log: Logger): Promise<void> {
+  private async reportFailed(id: string, log: Logger, ifAbsent = false): Promise<void> {
     const status = this.failedReports.get(id);
     if (!status) return;
     try {
@@ -155,10 +157,15 @@ export class Worker {
       // it is placed here: else this transaction applied already (its report perhaps read and removed by
       // the entry node since), or the placement was withdrawn (undone, declared lost): no report is wanted.
       const k = key.desired(this.node, id);
-      // Refused before it was admitted, or failed after (an ended row: settle() leaves its placement to this): its slot is free.
-      const gone = state === undefined || ENDED_STATES.includes(state);
+      // Refused before it was admitted, or failed after (an ended row: settle() leaves its placement to this; one
+      // still creating, its end deferred to the settler by a full disk): its slot is free, and its placement goes
+      // with the report, so no later settle takes the row for a failure never reported (unreported()).
+      const gone = state === undefined || state === 'creating' || ENDED_STATES.includes(state);
       const ops = gone ? [this.etcd.delete().key(k), report] : [report];
-      await within(this.etcd.if(k, 'Version', '>', 0).then(...ops).commit(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
+      const placed = this.etcd.if(k, 'Version', '>', 0);
+      // Found after a restart: only while no report is there (one written meanwhile is not overwritten).
+      const txn = ifAbsent ? placed.and(key.status(id), 'Version', '==', 0) : placed;
+      await within(txn.then(...ops).commit(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       if (gone) await within(this.release(id), FLEET_OP_TIMEOUT_MS, "the fleet's etcd");
       this.failedReports.delete(id);
     } catch (e) {
@@ -249,7 +256,7 @@ export class Worker {
         // (A failed create whose report is not in etcd yet keeps its placement: the report takes it, reportFailed.)
         // One that failed here before this daemon restarted, its report never written: reported now (its
         // placement with it), or its caller would wait out create_timeout_ms for nothing.
-        if (await this.unreported(d.id)) continue;
+        if (await this.unreported(d)) continue;
         // Ended here: its placement goes (its history stays in this node's database), and its
         // report once it had run. A failed create's report is the entry node's to read and remove:
         // gone before it read it, its caller would wait out create_timeout_ms for nothing.
@@ -273,16 +280,21 @@ export class Worker {
   }
 
   /**
-   * Whether `id` is a create that failed here whose report etcd never got
+   * Whether `d` is a create that failed here whose report etcd never got
    * (the failure outlived in this node's row only: the daemon restarted
-   * before reportFailed): if so, its report is under way. A row that ran
-   * was reported running when it was made, so its status is there.
+   * before reportFailed), and whose caller may still wait for it: one that
+   * reached another node (a caller here went with the restart) within the
+   * caller's wait. If so, its report is under way, unless a report is
+   * there by then. A row that ran was reported running when it was made.
+   * A report no caller reads would stay in etcd for good: none is made.
    */
-  private async unreported(id: string): Promise<boolean> {
-    const why = this.local.failedCreate(id);
-    if (why === undefined || (await this.etcd.get(key.status(id)).string()) !== null) return false;
-    this.failedReports.set(id, { id, node: this.node, state: 'failed', error: { code: 'internal', message: why } });
-    await this.reportFailed(id, this.log.child({ session: id }));
+  private async unreported(d: Desired): Promise<boolean> {
+    const why = this.local.failedCreate(d.id);
+    const waited = Date.now() - Date.parse(d.placed_at);
+    if (why === undefined || d.entry === this.node || !(waited < this.callerWaitsMs)) return false;
+    if ((await this.etcd.get(key.status(d.id)).string()) !== null) return false;
+    this.failedReports.set(d.id, { id: d.id, node: this.node, state: 'failed', error: { code: 'internal', message: why } });
+    await this.reportFailed(d.id, this.log.child({ session: d.id }), true);
     return true;
   }
 

@@ -30,8 +30,8 @@ class FakeNode implements LocalNode {
     private readonly fail = false,
     /** Held until this settles: a create that takes its time. */
     private readonly gate: Promise<void> = Promise.resolve(),
-    /** A create that fails leaves its row, ended (failed after it was admitted). */
-    private readonly failedRow = false,
+    /** A create that fails leaves its row, ended (failed after it was admitted), or still creating (its end deferred by a full disk). */
+    private readonly failedRow: boolean | 'creating' = false,
   ) {}
   markPlaced(): number {
     return 0;
@@ -45,7 +45,7 @@ class FakeNode implements LocalNode {
   async create(id: string): Promise<Session> {
     this.creates++;
     await this.gate;
-    if (this.fail && this.failedRow) this.states.set(id, 'failed');
+    if (this.fail && this.failedRow) this.states.set(id, this.failedRow === 'creating' ? 'creating' : 'failed');
     if (this.fail) throw new ApiError('exhausted', 'no room here');
     this.states.set(id, 'running');
     return this.view(id)!;
@@ -283,21 +283,46 @@ describe('the worker that makes what is placed on its node', () => {
     });
   }
 
-  it('reports, once back from a restart, a create that failed here before its report was written, and not a session that ran', async () => {
+  it('reports a create that failed with its row still creating (its end deferred to the settler) and removes its placement with the report', async () => {
+    const local = new FakeNode(true, Promise.resolve(), 'creating');
+    await withWorker(local, async () => {
+      const d = desired('s-00000000f6');
+      await etcd.put(key.desired(NODE, d.id)).value(JSON.stringify(d));
+      expect(await until('the failed report', () => statusOf(etcd, d.id))).toMatchObject({ state: 'failed', node: NODE });
+      // Gone with the report: a settle after a restart, the row failed by then, finds no placement to report again.
+      expect(await etcd.get(key.desired(NODE, d.id)).string()).toBeNull();
+    });
+  });
+
+  it('reports, once back from a restart, a create that failed here before its report was written, to a caller that may still wait, and nothing else', async () => {
     const local = new FakeNode();
-    const [failed, ran] = ['s-00000000f1', 's-00000000f2'];
-    // The daemon's rows after its restart: both failed; one never ran (its create failed), one ran and was reported.
-    local.states.set(failed, 'failed');
-    local.failedCreates.set(failed, 'no room for its root (before the restart)');
-    local.states.set(ran, 'failed');
-    for (const id of [failed, ran]) await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
+    const now = new Date().toISOString();
+    const [failed, ran, here, late, told] = ['s-00000000f1', 's-00000000f2', 's-00000000f3', 's-00000000f4', 's-00000000f5'];
+    // The daemon's rows after its restart, all failed: one create that failed, placed through another node a moment ago;
+    // one that ran; one placed through this node (its caller went with the restart); one placed longer ago than a
+    // caller waits; one whose report is there already (another's, not overwritten).
+    const placed: Array<[string, Desired]> = [
+      [failed, { ...desired(failed), placed_at: now }],
+      [ran, { ...desired(ran), placed_at: now }],
+      [here, { ...desired(here), placed_at: now, entry: NODE }],
+      [late, desired(late)],
+      [told, { ...desired(told), placed_at: now }],
+    ];
+    for (const [id, d] of placed) {
+      local.states.set(id, 'failed');
+      if (id !== ran) local.failedCreates.set(id, `no room for ${id} (before the restart)`);
+      await etcd.put(key.desired(NODE, id)).value(JSON.stringify(d));
+    }
+    const theirs = JSON.stringify({ id: told, node: 'w2', state: 'running' });
+    await etcd.put(key.status(told)).value(theirs);
     await withWorker(local, async () => {
       const st = await until('the failed report', () => statusOf(etcd, failed));
-      expect(st).toMatchObject({ state: 'failed', node: NODE, error: { message: 'no room for its root (before the restart)' } });
-      // Its placement went with the report (one transaction); the one that ran lost its placement, and no report was made of it.
+      expect(st).toMatchObject({ state: 'failed', node: NODE, error: { message: `no room for ${failed} (before the restart)` } });
+      // Its placement went with the report (one transaction); the others lost theirs, and no report was made of them.
       expect(await etcd.get(key.desired(NODE, failed)).string()).toBeNull();
-      await until('the ended placement gone', async () => ((await etcd.get(key.desired(NODE, ran)).string()) === null ? true : null));
-      expect(await etcd.get(key.status(ran)).string()).toBeNull();
+      for (const id of [ran, here, late, told]) await until(`${id}'s placement gone`, async () => ((await etcd.get(key.desired(NODE, id)).string()) === null ? true : null));
+      for (const id of [ran, here, late]) expect(await etcd.get(key.status(id)).string(), id).toBeNull();
+      expect(await etcd.get(key.status(told)).string()).toBe(theirs);
       expect(local.creates).toBe(0);
     });
   });
