@@ -139,6 +139,25 @@ describe('migration runner', () => {
     ]);
   });
 
+  it('023 records which session each listed write touched, from the version it starts at, on a database that had sessions', () => {
+    const all = readMigrations(migrationsDir);
+    migrate(db, all.filter((x) => x.version <= 22));
+    const now = '2026-12-01T00:00:00Z';
+    db.exec(`INSERT INTO sessions (id, name, state, hostname, limits, created_at, updated_at, owner_uid) VALUES ('s-0000000001', 'web', 'running', 'web', '{}', '${now}', '${now}', 1000)`);
+    const before = (db.prepare('SELECT n FROM list_version').get() as { n: number }).n;
+    expect(migrate(db, all)).toEqual(all.filter((x) => x.version > 22).map((x) => x.version));
+    // Nothing recorded for what was there (a listing starts whole), the version and a floor of 0 kept.
+    expect(db.prepare('SELECT n, floor FROM list_version').get()).toEqual({ n: before, floor: 0 });
+    expect(db.prepare('SELECT count(*) AS c FROM list_changes').get()).toEqual({ c: 0 });
+    db.exec(`UPDATE sessions SET state = 'stopped' WHERE id = 's-0000000001'`);
+    db.exec(`INSERT INTO ip_leases (session_id, address) VALUES ('s-0000000001', 167772170)`);
+    db.exec(`INSERT INTO volumes (id, name, state, size_mb, owner_uid, created_at) VALUES ('v1', 'data', 'ready', 10, 0, '${now}')`);
+    expect(db.prepare('SELECT session_id, n FROM list_changes ORDER BY n').all()).toEqual([
+      { session_id: 's-0000000001', n: before + 2 },
+      { session_id: '*', n: before + 3 },
+    ]);
+  });
+
   it('opens the state dir 0700 and the database 0600 in WAL mode', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'enclave-db-')), 'state');
     const conn = openDatabase(dir);
