@@ -14,6 +14,7 @@ import type { FenceTarget, Fleet, LocalNode, MoveSource } from '../fleet/fleet.j
 import { serverOptions } from '../fleet/peerTls.js';
 import { storedFile } from '../sessions/stored.js';
 import { ENDED_STATES } from '../vocab/states.js';
+import { failedCreate } from '../store/fleetRows.js';
 import type { NodeCapacity } from '../fleet/keys.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { Consoles } from './attach.js';
@@ -71,13 +72,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     // Ended with the reason kept (failed): its owner sees why it is gone from this node.
     remove: (id, why) => sessions.destroy(id, why, 0),
     stateOf: (id) => sessions.find(id)?.state,
-    // Made for a placement, failed, and never running (no init start recorded, no exit, never stopped): a create
-    // that failed. (The worker also asks that its placement is younger than a caller's wait.)
-    failedCreate: (id) => {
-      const row = sessions.find(id);
-      const failed = row?.state === 'failed' && row.placed && row.init_start_time === null && row.exit_code === null && row.exit_signal === null && row.stopped_because === null;
-      return failed ? (row.last_error ?? 'the session could not be created') : undefined;
-    },
+    failedCreate: (id) => failedCreate(sessions.find(id)),
     active: () => new Map(sessions.running().map((r) => [r.id, r.limits.memory_mb])),
     view: (id) => {
       const row = sessions.find(id);

@@ -4,6 +4,19 @@
 import type Database from 'better-sqlite3';
 import { ENDED_SQL } from '../vocab/states.js';
 import { deleteEnded } from './endedRows.js';
+import type { SessionRow } from './sessionRows.js';
+
+/**
+ * Why a create made for a placement failed, when its row failed before the
+ * session ever ran: no init start recorded, no exit, never stopped (a stop
+ * clears the init start). Undefined for any other row. The fleet's worker
+ * reports such a failure after a restart (src/fleet/worker.ts unreported).
+ */
+export function failedCreate(row: SessionRow | undefined): string | undefined {
+  if (!row || row.state !== 'failed' || !row.placed) return undefined;
+  if (row.init_start_time !== null || row.exit_code !== null || row.exit_signal !== null || row.stopped_because !== null) return undefined;
+  return row.last_error ?? 'the session could not be created';
+}
 
 export class FleetRows {
   /** `q`: the session store's statements, compiled once per SQL text. */

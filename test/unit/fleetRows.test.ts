@@ -6,6 +6,7 @@
 // there; rows an older version made are marked by the ids the fleet names.
 import { describe, expect, it } from 'vitest';
 import { sessionDb } from './fixtures/sessionDb.js';
+import { failedCreate } from '../../src/store/fleetRows.js';
 
 describe('the old copy of a session a drain moved away', () => {
   const t = sessionDb('moved');
@@ -44,5 +45,43 @@ describe('the old copy of a session a drain moved away', () => {
     expect(t.store.fleet.markPlaced(new Set([older.id, fleetMade.id, 's-elsewhere']))).toBe(1);
     expect([fleetMade, older, preFleet].map((s) => t.store.get(s.id)?.placed)).toEqual([true, true, false]);
     expect(t.store.fleet.markPlaced(new Set([older.id]))).toBe(0);
+  });
+});
+
+describe('a create made for a placement that failed before its session ever ran', () => {
+  const t = sessionDb('failedcreate');
+  const row = (id: string) => t.store.get(id);
+
+  it('is told apart from every other failed or placed row by what the row recorded', () => {
+    // Failed while creating: the reason its row keeps.
+    const failed = t.create({ placed: true }).id;
+    t.store.settle(failed, 'failed', 'no room for its root');
+    expect(failedCreate(row(failed))).toBe('no room for its root');
+    // Not made for a placement (a session from before the fleet), or not failed (destroyed, still creating): none.
+    const local = t.create().id;
+    t.store.settle(local, 'failed', 'x');
+    const destroyed = t.create({ placed: true }).id;
+    t.store.settle(destroyed, 'destroyed');
+    const creating = t.create({ placed: true }).id;
+    // Ran, then failed (its init start recorded); ran and exited, then failed; stopped (the stop clears the init
+    // start, its reason stays), then failed.
+    const ran = t.create({ placed: true }).id;
+    t.store.markRunning(ran, 4242, '123');
+    t.store.settle(ran, 'failed', 'out of memory');
+    // Its init exited and it settled stopped with no stop asked (the init start cleared, no stop reason): its exit says it ran.
+    const exited = t.create({ placed: true }).id;
+    t.store.markRunning(exited, 4243, '124');
+    t.store.recordExit(exited, 1, null);
+    t.store.settleStopped(exited, { linkPending: false });
+    t.store.settle(exited, 'failed', 'exited');
+    expect(row(exited)).toMatchObject({ init_start_time: null, stopped_because: null, exit_code: 1 });
+    const stopped = t.create({ placed: true }).id;
+    t.store.markRunning(stopped, 4244, '125');
+    t.store.markStopping(stopped, 'caller');
+    t.store.settleStopped(stopped, { linkPending: false });
+    expect(row(stopped)?.init_start_time).toBeNull();
+    t.store.settle(stopped, 'failed', 'its owner destroyed it, failing');
+    for (const id of [local, destroyed, creating, ran, exited, stopped]) expect(failedCreate(row(id)), id).toBeUndefined();
+    expect(failedCreate(undefined)).toBeUndefined();
   });
 });
