@@ -33,7 +33,11 @@ export class Listings {
   private readonly readList: (all: boolean) => Listing;
   private readonly readTable: (all: boolean) => readonly TableRow[];
 
-  constructor(db: Database.Database, q: (sql: string) => Database.Statement, private readonly source: DetailsSource) {
+  constructor(
+    private readonly db: Database.Database,
+    q: (sql: string) => Database.Statement,
+    private readonly source: DetailsSource,
+  ) {
     this.changes = new ListChanges(db);
     const raw = (sql: string) => q(sql).raw(true);
     this.lists = [false, true].map((all) => {
@@ -44,32 +48,36 @@ export class Listings {
       const from = `SELECT ${TABLE_COLUMNS} FROM sessions s LEFT JOIN ip_leases l ON l.session_id = s.id WHERE ${listed(all, 's.')}`;
       return new ListedRows(new CheckedRows(tableRowsSchema), () => raw(`${from} ORDER BY s.created_at, s.rowid`).all() as unknown[][], (id) => raw(`${from} AND s.id = ?`).get(id) as unknown[] | undefined);
     });
-    const list = db.transaction((all: boolean) => this.list(all));
-    const table = db.transaction((all: boolean) => this.tables[all ? 1 : 0]!.read(this.changes).rows);
-    this.readList = (all) => this.kept(db, list, all, () => (this.lists[all ? 1 : 0]!.forget(), (this.details[all ? 1 : 0] = new Map())));
-    this.readTable = (all) => this.kept(db, table, all, () => this.tables[all ? 1 : 0]!.forget());
+    this.readList = db.transaction((all: boolean) => this.list(all));
+    this.readTable = db.transaction((all: boolean) => this.tables[all ? 1 : 0]!.read(this.changes).rows);
+  }
+
+  /** The version of what a list shows (migration 021's counter; listVersion.ts). */
+  version(): number {
+    return this.changes.version().n;
   }
 
   /** The API's list: every listed session's row and details, one snapshot. */
   listing(all: boolean): Listing {
-    return this.readList(all);
+    const i = all ? 1 : 0;
+    return this.kept(() => this.readList(all), () => (this.lists[i]!.forget(), (this.details[i] = new Map())));
   }
 
   /** What `session list` shows of each (?format=text): its table's columns and lease, no JSON column parsed. */
   table(all: boolean): readonly TableRow[] {
-    return this.readTable(all);
+    return this.kept(() => this.readTable(all), () => this.tables[all ? 1 : 0]!.forget());
   }
 
   /**
-   * `read(all)`, the listing kept only from a committed read: one that
+   * `read()`, the listing kept only from a committed read: one that
    * failed part way, or ran inside a caller's transaction (a savepoint that
    * may roll back, and whose version a later write can reach again), is
    * forgotten, and the next is read whole.
    */
-  private kept<T>(db: Database.Database, read: (all: boolean) => T, all: boolean, forget: () => void): T {
-    const nested = db.inTransaction;
+  private kept<T>(read: () => T, forget: () => void): T {
+    const nested = this.db.inTransaction;
     try {
-      return read(all);
+      return read();
     } catch (e) {
       forget();
       throw e;

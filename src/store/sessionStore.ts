@@ -11,7 +11,6 @@ import { VOLUME_NAME_AS_SEEN, volumeUse, VolumeUnavailableError, VOLUMES_OF, typ
 import { PoolStore } from './poolStore.js';
 import { FleetRows } from './fleetRows.js';
 import { Listings, type Listing } from './listings.js';
-import { listVersion } from './listVersion.js';
 
 export * from './sessionRows.js';
 export { LIVE_STATES };
@@ -25,12 +24,14 @@ export class SessionStore {
   constructor(private readonly db: Database.Database) {
     this.pool = new PoolStore(db, this);
     this.fleet = new FleetRows(db, (sql) => this.q(sql));
-    this.listVersion = listVersion(db);
     this.listings = new Listings(db, (sql) => this.q(sql), this);
   }
   private readonly listings: Listings;
+
   /** Moves with every write to a table a list reads (listVersion.ts): list() and listTable() change only with it. */
-  readonly listVersion: () => number;
+  listVersion(): number {
+    return this.listings.version();
+  }
 
   /** Statements compiled once per SQL text (the texts are this file's constants, so the cache is bounded). */
   private readonly statements = new Map<string, Database.Statement>();
