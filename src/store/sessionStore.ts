@@ -29,9 +29,7 @@ export class SessionStore {
   private readonly listings: Listings;
 
   /** Moves with every write to a table a list reads (listVersion.ts): list() and listTable() change only with it. */
-  listVersion(): number {
-    return this.listings.version();
-  }
+  readonly listVersion = (): number => this.listings.version();
 
   /** Statements compiled once per SQL text (the texts are this file's constants, so the cache is bounded). */
   private readonly statements = new Map<string, Database.Statement>();
