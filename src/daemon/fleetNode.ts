@@ -15,6 +15,7 @@ import { serverOptions } from '../fleet/peerTls.js';
 import { storedFile } from '../sessions/stored.js';
 import { ENDED_STATES } from '../vocab/states.js';
 import { failedCreate } from '../store/fleetRows.js';
+import { rowJson } from './listJson.js';
 import type { NodeCapacity } from '../fleet/keys.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { Consoles } from './attach.js';
@@ -55,6 +56,7 @@ function volumesHere(sessions: SessionManager, req: CreateSessionRequest, ownerU
 }
 
 export function localNode(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets, movedAway: (id: string, to: string) => void): LocalNode & FenceTarget & MoveSource {
+  const node = config.cluster?.node;
   return {
     stored: (id) => storedFile(config, id),
     // Destroyed, not failed: it lives on on the node it moved to, under the same id; the row says where (a move back drops it).
@@ -78,6 +80,9 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
       const row = sessions.find(id);
       return row ? sessions.toApi(row) : undefined;
     },
+    // As the list route makes it (src/daemon/listTag.ts: the tables' version and the consoles' viewers).
+    listTag: () => `${sessions.listVersion()}.${consoles.viewersDigest()}`,
+    listed: () => sessions.list(false, (i) => consoles.info(i), node).map((s) => ({ id: s.id, json: rowJson(s) })),
     create: async (id, req, owner) => {
       const who = { uid: owner.uid, gids: owner.gids, pid: null, via: 'socket' as const };
       const limits = sessions.limitsFor(req, req.profile ?? 'workspace');

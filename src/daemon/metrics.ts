@@ -29,6 +29,8 @@ export interface PeerListCounts {
   sent: number;
   unchanged: number;
   delta: number;
+  /** Read from what the node wrote to etcd (src/fleet/listPublisher.ts): the node was not asked. */
+  etcd: number;
 }
 
 export function renderMetrics(sessions: SessionManager, visible: (row: SessionRow) => boolean, peerLists?: PeerListCounts): string {
@@ -50,11 +52,12 @@ export function renderMetrics(sessions: SessionManager, visible: (row: SessionRo
   );
   if (peerLists) {
     lines.push(
-      "# HELP enclave_fleet_peer_lists_total Other nodes' lists this node asked for, by answer: sent (whole), delta (226: the rows that changed since the copy kept), or unchanged (304: the copy kept was used).",
+      "# HELP enclave_fleet_peer_lists_total Other nodes' lists this node read, by answer: etcd (the list the node wrote there, not asked), sent (asked: whole), delta (226: the rows that changed since the copy kept), or unchanged (304: the copy kept was used).",
       '# TYPE enclave_fleet_peer_lists_total counter',
       `enclave_fleet_peer_lists_total{answer="sent"} ${peerLists.sent}`,
       `enclave_fleet_peer_lists_total{answer="delta"} ${peerLists.delta}`,
       `enclave_fleet_peer_lists_total{answer="unchanged"} ${peerLists.unchanged}`,
+      `enclave_fleet_peer_lists_total{answer="etcd"} ${peerLists.etcd}`,
     );
   }
   const usage = sessions.reports.usageOfRunning(visible);

@@ -28,6 +28,7 @@ import { Failure, type FenceTarget } from './failure.js';
 import { placedOn, type PlacedSession } from './drain.js';
 import { Mover, type MoveSource } from './move.js';
 import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
+import { ListPublisher } from './listPublisher.js';
 
 export type { FenceTarget, LocalNode, MoveSource, NodeRow };
 
@@ -55,6 +56,8 @@ export class Fleet {
   /** Compacts etcd's history every cluster.compact_interval_s (one node a round). */
   private readonly compactor: Compactor;
   private pendingLoop: Every | undefined;
+  /** This node's list in etcd, where the other nodes' lists read it. */
+  readonly lists: ListPublisher;
   private closed = false;
   /** The pending sessions as last read: what a list shows while etcd does not answer. */
   private lastPending: [pending: Map<string, string>, alive: Map<string, string>] = [new Map(), new Map()];
@@ -63,11 +66,24 @@ export class Fleet {
     readonly c: ClusterConfig,
     endpoint: string,
     capacity: () => NodeCapacity,
-    private readonly local: LocalNode & FenceTarget & MoveSource,
+    local: LocalNode & FenceTarget & MoveSource,
     private readonly log: Logger,
   ) {
     this.etcd = etcdClient(c);
     this.registry = new Registry(this.etcd, c, endpoint, capacity, log);
+    this.lists = new ListPublisher(this.etcd, c.node, { tag: () => local.listTag(), sessions: () => local.listed(), registration: () => this.registry.registeredAt }, log);
+    // What the fleet does to this node's sessions (a session placed here made, a moved one ended, a fenced one
+    // removed) is in this node's list in etcd before it is reported or acknowledged, as a caller's own call is.
+    // A failure too: a create that failed leaves its row, failed, for its owner to see why.
+    const written = <A extends unknown[], R>(f: (...a: A) => Promise<R>) => async (...a: A): Promise<R> => {
+      try {
+        return await f(...a);
+      } finally {
+        await this.listWritten();
+      }
+    };
+    local = { ...local, create: written(local.create), forget: written(local.forget), remove: written(local.remove), discard: written(local.discard) };
+    this.local = local;
     this.failure = new Failure(this.etcd, c, this.registry, local, log);
     this.worker = new Worker(this.etcd, c.node, local, log, () => this.failure.open(), c.create_timeout_ms);
     this.watched = new WatchedFleet(this.etcd, log);
@@ -76,8 +92,21 @@ export class Fleet {
     this.compactor = new Compactor(this.etcd, c.compact_interval_s * 1000, log);
   }
 
+  private readonly local: LocalNode & FenceTarget & MoveSource;
+
   get node(): string {
     return this.c.node;
+  }
+
+  /**
+   * Once this node's list as it is now is in etcd (a call that changed it is
+   * answered after this): bounded, as a list's read of the fleet is. Without
+   * etcd a call on this node's own sessions still works; its change is
+   * written once etcd answers, and other nodes meanwhile list this node as
+   * they can (from what etcd holds, or not at all).
+   */
+  async listWritten(): Promise<void> {
+    await within(this.lists.settled(), FLEET_READ_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => this.log.warn({ err: e.message }, "fleet: answering before this node's list is in etcd"));
   }
 
   /** Whether a drain is moving this session off this node now: a start or destroy of it here waits (409). */
@@ -123,6 +152,7 @@ export class Fleet {
       await this.failure.start();
       await this.worker.start();
       this.watched.start();
+      this.lists.start();
     } catch (e) {
       throw new Error(`cannot join the fleet through etcd at ${this.c.endpoints.join(', ')}: ${(e as Error).message}`);
     }
@@ -240,6 +270,7 @@ export class Fleet {
   async close(): Promise<void> {
     this.closed = true;
     this.pendingLoop?.stop();
+    this.lists.close();
     this.compactor.close();
     this.failure.close();
     // Bounded: with etcd gone the revoke would retry for long; the lease then lapses by itself.

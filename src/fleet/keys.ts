@@ -15,6 +15,8 @@
 //   /enclave/lost/ID        a session declared lost, as list and show tell its owner, until the owner destroys it
 //   /enclave/drain/NODE     present while the node is drained: it moves its stopped sessions elsewhere (move.ts)
 //   /enclave/move/ID        a move under way: from, to, and whether it is committed (move.ts finishes or undoes it)
+//   /enclave/listed/NODE/ID a session as the node's list shows it, written by the node (listPublisher.ts)
+//   /enclave/listing/NODE   the registration whose whole list is under listed/NODE/: other nodes list it from there
 import { z } from 'zod';
 import { createSessionRequest, limitsSchema, SESSION_ID } from '../api/schemas.js';
 
@@ -33,12 +35,15 @@ export const key = {
   lost: (id: string) => `${PREFIX}lost/${id}`,
   drain: (node: string) => `${PREFIX}drain/${node}`,
   move: (id: string) => `${PREFIX}move/${id}`,
+  listed: (node: string, id: string) => `${PREFIX}listed/${node}/${id}`,
+  listedOf: (node: string) => `${PREFIX}listed/${node}/`,
+  listing: (node: string) => `${PREFIX}listing/${node}`,
 } as const;
 /** The session id a key of one session names (/enclave/status/ID, /enclave/desired/NODE/ID, ...): its last part. */
 export const idOfKey = (k: string): string => k.slice(k.lastIndexOf('/') + 1);
 /** The node and session of a placement's key (key.desired's inverse). */
 export const placementOfKey = (k: string): { node: string; id: string } => ({ node: k.slice(prefix.desired.length, k.lastIndexOf('/')), id: idOfKey(k) });
-export const prefix = { desired: `${PREFIX}desired/`, members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/`, status: `${PREFIX}status/`, down: `${PREFIX}down/`, lost: `${PREFIX}lost/`, move: `${PREFIX}move/` } as const;
+export const prefix = { desired: `${PREFIX}desired/`, members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/`, status: `${PREFIX}status/`, down: `${PREFIX}down/`, lost: `${PREFIX}lost/`, move: `${PREFIX}move/`, listed: `${PREFIX}listed/`, listing: `${PREFIX}listing/` } as const;
 
 const nodeName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/);
 const sessionId = z.string().regex(SESSION_ID);
@@ -87,6 +92,10 @@ export const pendingSchema = z
   .object({ id: sessionId, owner_uid: z.number().int().min(0), owner_gids: z.array(z.number().int().min(0)).max(1024), request: createSessionRequest, memory_mb: z.number().int().min(0), limits: limitsSchema, entry: nodeName, reason: z.string(), since: z.string() })
   .strict();
 export type Pending = z.infer<typeof pendingSchema>;
+
+/** A node's whole list is under listed/NODE/, written during the registration of its member record made at `registered_at`. */
+export const listingSchema = z.object({ registered_at: z.string() }).strict();
+export type Listing = z.infer<typeof listingSchema>;
 
 /** What became of a pending entry that went: its owner destroyed it, or a booking placed it on a node. */
 export const goneSchema = z.union([z.object({ destroyed_at: z.string() }).strict(), z.object({ placed_on: nodeName }).strict()]);

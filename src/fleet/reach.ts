@@ -20,6 +20,7 @@ import { lostView, reportedOrPlaced, unreachableView } from './views.js';
 import { PeerClient, PeerCredentials, peerName, type PeerConfig } from './peerTls.js';
 import type { WatchedFleet } from './watched.js';
 import { LastAnswers, type ListSchema } from './lastAnswers.js';
+import { PublishedLists } from './publishedLists.js';
 import { parsed, peerGet } from './peerGet.js';
 import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
 
@@ -36,7 +37,7 @@ export interface Located {
 
 export type SessionRef = { kind: 'id'; id: string } | { kind: 'name'; name: string; owner: number };
 
-type Endpoints = Map<string, { endpoint: string; alive: boolean }>;
+type Endpoints = Map<string, { endpoint: string; alive: boolean; registered_at: string }>;
 
 /** What Reach.view() read (one read of the watched copy, or of etcd): each question waits on the part it needs. */
 export class FleetReads {
@@ -67,6 +68,8 @@ export class Reach {
   private membersAt = 0;
   /** Each node's last list, reused while the node answers that it is unchanged. */
   readonly answers = new LastAnswers();
+  /** The lists other nodes write to etcd (listPublisher.ts), as this node last read them. */
+  readonly published: PublishedLists;
 
   constructor(
     private readonly etcd: Etcd3,
@@ -77,6 +80,7 @@ export class Reach {
   ) {
     this.credentials = new PeerCredentials(peer, self);
     this.client = new PeerClient(this.credentials);
+    this.published = new PublishedLists(log);
   }
 
   /** Whether a verified peer certificate names a node registered in the fleet (re-read at most once a second). */
@@ -97,8 +101,8 @@ export class Reach {
   }
 
   /** Every member's endpoint and whether it holds its lease. */
-  private endpoints(members: Map<string, string>, alive: Map<string, string>): Endpoints {
-    return new Map([...members].map(([k, v]) => parseValue(memberSchema, k, v)).map((m) => [m.name, { endpoint: m.endpoint, alive: alive.has(key.alive(m.name)) }]));
+  private endpoints(members: ReadonlyMap<string, string>, alive: ReadonlyMap<string, string>): Endpoints {
+    return new Map([...members].map(([k, v]) => parseValue(memberSchema, k, v)).map((m) => [m.name, { endpoint: m.endpoint, alive: alive.has(key.alive(m.name)), registered_at: m.registered_at }]));
   }
 
   /**
@@ -166,26 +170,37 @@ export class Reach {
     return (await Promise.all(asked)).find((x) => x !== undefined);
   }
 
-  /** Every other node's sessions (all of them: the caller's node filters by its own policy), each with its node. */
+  /**
+   * Every other node's sessions (all of them: the caller's node filters by
+   * its own policy), each with its node. Not ended ones: as each node wrote
+   * them to etcd, where it did (listPublisher.ts); `all` (ended ones too)
+   * asks each node.
+   */
   others(all: boolean): Promise<Session[]> {
-    return this.gather((node, endpoint) => this.getList(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000));
+    return this.gather((node, endpoint) => this.getList(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000), !all);
   }
 
-  /** The same with only the list table's columns of each (a text list): each node answers with its rows alone. */
+  /** The same with only the list table's columns of each (a text list): a node asked answers with its rows alone. */
   rows(all: boolean): Promise<SessionListed[]> {
     const q = all ? '?all=1' : '';
     // A node of an older version has no rows to give (404): its whole list, then.
-    return this.gather(async (node, endpoint) => (await this.getList(node, endpoint, `/v1/node/sessions${q}`, sessionRowsSchema, 5000)) ?? this.getList(node, endpoint, `/v1/sessions${q}`, listReply, 5000));
+    return this.gather(async (node, endpoint) => (await this.getList(node, endpoint, `/v1/node/sessions${q}`, sessionRowsSchema, 5000)) ?? this.getList(node, endpoint, `/v1/sessions${q}`, listReply, 5000), !all);
   }
 
-  /** What `ask` gets of every other live node, each with its node; a node that does not answer, as etcd last knew it; and the lost sessions. */
-  private async gather<T extends SessionListed>(ask: (node: string, endpoint: string) => Promise<{ sessions: T[] } | undefined>): Promise<Array<T | Session>> {
-    // Each node the copy holds alive is asked at once, as the copy is now: its list is made while etcd
-    // answers the read below (members and endpoints rarely change). That read (as fresh as etcd) then
-    // says whose answers count; a node it adds is asked then. Every answer is asked after the caller's
-    // call arrived, so a write acknowledged before the call is in it.
+  /**
+   * Every other live node's sessions, each with its node: from etcd when
+   * `published` may be used and the node's whole list is there for its
+   * registration now, else what `ask` gets of it; a node that does not
+   * answer, as etcd last knew it; and the lost sessions.
+   */
+  private async gather<T extends SessionListed>(ask: (node: string, endpoint: string) => Promise<{ sessions: T[] } | undefined>, published: boolean): Promise<Array<T | Session>> {
+    // Each node to be asked, as the copy is now, is asked at once: its list is made while etcd answers
+    // the read below (members and endpoints rarely change). That read (as fresh as etcd) then says whose
+    // answers count, and whose lists are read from etcd; a node it adds is asked then. Every answer is
+    // asked after the caller's call arrived, so a write acknowledged before the call is in it; a node
+    // writes its list to etcd before it acknowledges a write (listPublisher.ts), so the same holds there.
     const early = new Map<string, { endpoint: string; answer: Promise<{ ok: { sessions: T[] } | undefined } | { err: Error }> }>();
-    const seen = this.watched.peek(prefix.members, prefix.alive);
+    const seen = this.watched.peek(prefix.members, prefix.alive, prefix.listing);
     let guessed: Endpoints = new Map();
     try {
       if (seen) guessed = this.endpoints(seen[0]!, seen[1]!);
@@ -193,17 +208,24 @@ export class Reach {
       // A member record this version cannot read: no early asks (the read below says so, as before).
     }
     for (const [node, ep] of guessed) {
-      if (node !== this.self && ep.alive) early.set(node, { endpoint: ep.endpoint, answer: ask(node, ep.endpoint).then((ok) => ({ ok }), (err: Error) => ({ err })) });
+      if (node === this.self || !ep.alive || (published && this.published.current(seen![2]!, node, ep.registered_at))) continue;
+      early.set(node, { endpoint: ep.endpoint, answer: ask(node, ep.endpoint).then((ok) => ({ ok }), (err: Error) => ({ err })) });
     }
     // One read of the fleet (the watched copy), bounded as the pending list is: without etcd a node lists its own sessions, at once.
-    const none = [new Map<string, string>(), new Map<string, string>(), new Map<string, string>()];
-    const [members, alive, lostKeys] = await quick(this.watched.keys(prefix.members, prefix.alive, prefix.lost), none, (e) => this.log.warn({ err: e.message }, 'fleet list: this node alone'));
+    const none = [new Map<string, string>(), new Map<string, string>(), new Map<string, string>(), new Map<string, string>(), new Map<string, string>()];
+    const [members, alive, lostKeys, listing, listed] = await quick(this.watched.read(prefix.members, prefix.alive, prefix.lost, prefix.listing, prefix.listed), none, (e) => this.log.warn({ err: e.message }, 'fleet list: this node alone'));
     const eps = this.endpoints(members!, alive!);
     // (A node asked early that is no member now may still leave a copy; the next list drops it.)
     this.answers.keep(new Set(eps.keys()));
+    // The copy's maps change as the watch hears etcd: every read of them is made before the next wait.
+    const fromEtcd = new Set(published ? [...eps].filter(([n, ep]) => n !== this.self && ep.alive && this.published.current(listing!, n, ep.registered_at)).map(([n]) => n) : []);
+    const written = this.published.of(listed!, fromEtcd);
+    const lost = this.lost(lostKeys!).map((l) => l.view);
     // Read only when a node does not answer.
     let placed: Promise<Array<{ node: string; d: Desired }>> | undefined;
     const lists = [...eps].filter(([n]) => n !== this.self).map(async ([node, ep]): Promise<Array<T | Session>> => {
+      const rows = written.get(node);
+      if (rows) return rows as Session[];
       if (ep.alive) {
         try {
           const e = early.get(node);
@@ -220,7 +242,6 @@ export class Reach {
       placed ??= quick(this.watched.keys(prefix.desired).then(([d]) => this.placements(d!)), []);
       return quick(this.asKnown(node, (await placed).filter((p) => p.node === node).map((p) => p.d)), []);
     });
-    const lost = this.lost(lostKeys!).map((l) => l.view);
     // A fenced one is also its node's (ended there): shown once, lost, until its owner destroys it.
     const lostIds = new Set(lost.map((s) => s.id));
     return [...(await Promise.all(lists)).flat().filter((s) => !lostIds.has(s.id)), ...lost];
@@ -273,7 +294,7 @@ export class Reach {
   }
 
   /** The sessions the fleet declared lost, as their owners see them until they destroy them. */
-  private lost(all: Map<string, string>): Array<{ rec: Lost; view: Session }> {
+  private lost(all: ReadonlyMap<string, string>): Array<{ rec: Lost; view: Session }> {
     return [...all].flatMap(([k, v]) => {
       try {
         const rec = parseValue(lostSchema, k, v);

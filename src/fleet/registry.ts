@@ -27,6 +27,8 @@ export class Registry {
   registered = false;
   /** Counts registrations: a new one (after a lost lease) is fenced again (failure.ts). */
   generation = 0;
+  /** The registration held now (its member record's registered_at), undefined while the lease is lost: this node's list in etcd names it (listPublisher.ts). */
+  registeredAt: string | undefined;
 
   constructor(
     private readonly etcd: Etcd3,
@@ -45,10 +47,12 @@ export class Registry {
       if (this.closed || this.lease !== lease) return;
       this.log.warn({ err: e.message }, 'fleet lease lost: registering again');
       this.lease = undefined;
+      this.registeredAt = undefined;
       this.again();
     });
     await lease.put(key.alive(this.c.node)).value(JSON.stringify({ since: member.registered_at }));
     this.lease = lease;
+    this.registeredAt = member.registered_at;
     this.registered = true;
     this.generation++;
     this.log.info({ node: this.c.node, lease_ttl_s: this.c.lease_ttl_s, capacity: member.capacity }, 'registered in the fleet');
@@ -100,6 +104,7 @@ export class Registry {
     clearTimeout(this.retry);
     const l = this.lease;
     this.lease = undefined;
+    this.registeredAt = undefined;
     if (!l) return;
     if (revoke) await l.revoke().catch(() => undefined);
     else l.release();

@@ -14,6 +14,7 @@ import { PREFIX } from './keys.js';
 
 /** How long a read waits for the copy to catch up before it reads etcd instead, ms. */
 const CATCH_UP_MS = 200;
+const EMPTY: ReadonlyMap<string, string> = new Map();
 /** After the watch was cancelled (etcd compacted past it): load again after this long, ms. */
 const RELOAD_MS = 1000;
 
@@ -63,11 +64,20 @@ export class WatchedFleet {
    * Each answer is a Map of its own. Fails as an etcd read fails.
    */
   async keys(...prefixes: string[]): Promise<Array<Map<string, string>>> {
+    return (await this.read(...prefixes)).map((m) => new Map(m));
+  }
+
+  /**
+   * As keys(), but the copy's own maps, not copies of them (a list of every
+   * node's sessions reads a thousand keys and copies none): read them before
+   * the next await, as the watch changes them in place.
+   */
+  async read(...prefixes: string[]): Promise<Array<ReadonlyMap<string, string>>> {
     if (this.live) {
       const now = await this.revision();
       if (await this.caughtUp(now)) {
         this.served.copy++;
-        return prefixes.map((p) => new Map(this.parts.get(p)));
+        return prefixes.map((p) => this.parts.get(p) ?? EMPTY);
       }
     }
     this.served.etcd++;

@@ -33,6 +33,9 @@ export interface LocalNode {
   discard(id: string): Promise<void>;
   /** Why a create of a placement failed here before its session ever ran (its row failed); undefined for any other row. */
   failedCreate(id: string): string | undefined;
+  /** This node's list (not ended sessions, each with its node: each row's JSON) and the tag that moves whenever it may change (src/daemon/listTag.ts): other nodes read it from etcd. */
+  listTag(): string;
+  listed(): ReadonlyArray<{ id: string; json: string }>;
 }
 
 export class Worker {

@@ -5,6 +5,9 @@
 // before it (the revision barrier), and reads etcd itself when the copy
 // cannot catch up (a write outside /enclave/ moves etcd's revision without
 // an event the watch sees) or is not live; a dropped watch loads it again.
+// A node's list written to etcd (src/fleet/listPublisher.ts): only what
+// changed, in transactions etcd takes, the listing once every row is there;
+// read back after a restart; a call made during a write waits for the next.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EventEmitter } from 'node:events';
 import { Etcd3 } from 'etcd3';
@@ -17,6 +20,7 @@ import { PREFIX, prefix, type Desired } from '../../src/fleet/keys.js';
 import { book, type NodeView } from '../../src/fleet/placement.js';
 import { claimName } from '../../src/fleet/names.js';
 import { awaitReport } from '../../src/fleet/report.js';
+import { ListPublisher, type ListSource } from '../../src/fleet/listPublisher.js';
 
 describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
   let dir: string;
@@ -168,6 +172,155 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
     expect(reads).toBeGreaterThanOrEqual(1);
     expect(reads).toBeLessThanOrEqual(8);
     await writer.delete().key(`${prefix.status}${id}`);
+  });
+
+  /** A node's list as a publisher reads it: rows to change, a tag moved by hand, a registration. */
+  class Source implements ListSource {
+    rows = new Map<string, { id: string; state: string }>();
+    version = 0;
+    registered: string | undefined = 'r1';
+    constructor(n: number) {
+      for (let i = 0; i < n; i++) this.set(`s-${String(i).padStart(10, '0')}`, 'running');
+    }
+    set(id: string, state: string): void {
+      this.rows.set(id, { id, state });
+      this.version++;
+    }
+    tag(): string {
+      return String(this.version);
+    }
+    sessions(): Array<{ id: string; json: string }> {
+      return [...this.rows.values()].map((r) => ({ id: r.id, json: JSON.stringify(r) }));
+    }
+    registration(): string | undefined {
+      return this.registered;
+    }
+  }
+  const silent = pino({ level: 'silent' });
+  /** What etcd holds of `node`'s list: each row by id, and its listing. */
+  const heldOf = async (node: string) => {
+    const rows = await writer.getAll().prefix(`${PREFIX}listed/${node}/`).strings();
+    const listing = await writer.get(`${PREFIX}listing/${node}`).string();
+    return { rows: new Map(Object.entries(rows).map(([k, v]) => [k.slice(`${PREFIX}listed/${node}/`.length), JSON.parse(v) as { id: string; state: string }])), listing: listing === null ? null : (JSON.parse(listing) as unknown) };
+  };
+  const revision = async () => Number((await writer.get(`${PREFIX}revision`).exec()).header.revision);
+
+  it("writes a node's list: every row, in transactions etcd takes (250 rows), the listing once all are there; then only what changed, and nothing while the tag stands", async () => {
+    const src = new Source(250);
+    const p = new ListPublisher(writer, 'pub1', src, silent);
+    await p.settled();
+    expect(p.counts).toEqual({ rows: 250, deleted: 0, failed: 0 });
+    let held = await heldOf('pub1');
+    expect(held.rows.size).toBe(250);
+    expect(held.rows.get('s-0000000249')).toEqual({ id: 's-0000000249', state: 'running' });
+    expect(held.listing).toEqual({ registered_at: 'r1' });
+    // The tag stands: no etcd write at all.
+    const rev = await revision();
+    await p.settled();
+    expect(await revision()).toBe(rev);
+    // One row changed, one gone, one new: three operations; a tag moved with nothing changed: none.
+    src.set('s-0000000007', 'stopped');
+    src.rows.delete('s-0000000008');
+    src.set('s-new0000000', 'creating');
+    await p.settled();
+    expect(p.counts).toEqual({ rows: 252, deleted: 1, failed: 0 });
+    src.version++;
+    await p.settled();
+    expect(p.counts).toEqual({ rows: 252, deleted: 1, failed: 0 });
+    held = await heldOf('pub1');
+    expect(held.rows.size).toBe(250);
+    expect(held.rows.get('s-0000000007')?.state).toBe('stopped');
+    expect(held.rows.has('s-0000000008')).toBe(false);
+    expect(held.rows.get('s-new0000000')?.state).toBe('creating');
+    p.close();
+  });
+
+  it('reads back what an earlier daemon wrote: after a restart only what changed is written, and the listing names the new registration; without one nothing is written', async () => {
+    const src = new Source(120);
+    const first = new ListPublisher(writer, 'pub2', src, silent);
+    await first.settled();
+    first.close();
+    src.set('s-0000000003', 'stopped');
+    src.registered = 'r2';
+    const again = new ListPublisher(writer, 'pub2', src, silent);
+    await again.settled();
+    expect(again.counts).toEqual({ rows: 1, deleted: 0, failed: 0 });
+    const held = await heldOf('pub2');
+    expect(held.rows.size).toBe(120);
+    expect(held.rows.get('s-0000000003')?.state).toBe('stopped');
+    expect(held.listing).toEqual({ registered_at: 'r2' });
+    // Registered again (its lease was lost): the listing names the new registration, no row is written again.
+    src.registered = 'r3';
+    await again.settled();
+    expect(again.counts.rows).toBe(1);
+    expect((await heldOf('pub2')).listing).toEqual({ registered_at: 'r3' });
+    // Not registered: nothing written.
+    const none = new Source(3);
+    none.registered = undefined;
+    const idle = new ListPublisher(writer, 'pub3', none, silent);
+    await idle.settled();
+    expect(await heldOf('pub3')).toEqual({ rows: new Map(), listing: null });
+  });
+
+  it('answers a call made while a write is under way once the next write, which has its change, is done; calls meanwhile share it', async () => {
+    const src = new Source(5);
+    const p = new ListPublisher(writer, 'pub4', src, silent);
+    // A change made (and its call's wait asked for) just after the first write read the list: not in that write.
+    let next: Promise<void> | undefined;
+    let shared = false;
+    let reads = 0;
+    const read = src.sessions.bind(src);
+    src.sessions = () => {
+      const rows = read();
+      reads++;
+      if (!next) {
+        src.set('s-0000000001', 'stopped');
+        next = p.settled();
+        shared = p.settled() === next;
+      }
+      return rows;
+    };
+    const first = p.settled();
+    await first;
+    expect(next).toBeDefined();
+    expect(next).not.toBe(first);
+    expect(shared).toBe(true);
+    // Resolved only after a write that read the list again, with the change.
+    let readsWhenNext = 0;
+    await next!.then(() => (readsWhenNext = reads));
+    expect(readsWhenNext).toBe(2);
+    expect((await heldOf('pub4')).rows.get('s-0000000001')?.state).toBe('stopped');
+  });
+
+  it('resolves a call whose write failed (its answer lost after etcd applied it), and the next write leaves etcd holding the list', async () => {
+    const src = new Source(30);
+    let fail = true;
+    const flaky = Object.create(writer) as Etcd3;
+    flaky.if = ((...a: Parameters<Etcd3['if']>) => {
+      const txn = writer.if(...a);
+      const commit = txn.commit.bind(txn);
+      txn.commit = async () => {
+        const r = await commit();
+        if (fail) {
+          fail = false;
+          throw new Error('the answer was lost');
+        }
+        return r;
+      };
+      return txn;
+    }) as Etcd3['if'];
+    const p = new ListPublisher(flaky, 'pub5', src, silent);
+    await p.settled();
+    expect(p.counts.failed).toBe(1);
+    expect((await heldOf('pub5')).listing).toBeNull();
+    src.set('s-0000000002', 'stopped');
+    await p.settled();
+    const held = await heldOf('pub5');
+    expect(held.rows.size).toBe(30);
+    expect(held.rows.get('s-0000000002')?.state).toBe('stopped');
+    expect(held.listing).toEqual({ registered_at: 'r1' });
+    // Read back after the failure: the rows its lost answer had applied are not written again.
+    expect(p.counts.rows).toBe(1);
   });
 
   it('reads etcd itself once closed', async () => {

@@ -571,24 +571,25 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     }
   });
 
-  it('lists the sessions of a node that does not answer as etcd last knew them, and forwards again once it is back', async () => {
+  it('lists the sessions of a node whose lease lapsed as etcd last knew them, and forwards again once it is back', async () => {
     // A stream through A, open all along: once C's stream starts again, what the reader holds of C may be stale.
     const watcher = new EventsOn(nodes.a.socket);
     const opened = await watcher.next((e) => e.name === 'sessions');
     await nodes.c.stop('SIGKILL');
+    const exec = await nodes.a.sh('far', 'true');
+    expect(exec.code).not.toBe(0);
+    expect(exec.stderr).toMatch(new RegExp(`node ${names.c}`));
+    // Its lease lapsed (a list reads C's sessions from etcd, as C wrote them, until then): list and show answer as
+    // C last reported them; a destroy cannot reach it and says so.
+    await until('C unreachable', async () => {
+      const l = (await nodes.a.api('GET', '/v1/nodes')).body as { nodes: { name: string; state: string }[] };
+      return l.nodes.find((n) => n.name === names.c)?.state === 'unreachable' ? true : undefined;
+    });
     const r = await nodes.a.api('GET', '/v1/sessions');
     expect(r.status).toBe(200);
     const shown = (r.body as { sessions: Session[] }).sessions.filter((s) => s.id === far.id);
     expect(shown).toEqual([expect.objectContaining({ id: far.id, name: 'far', node: names.c, state: 'unreachable', owner_uid: 0 })]);
     expect(shown[0]!.last_error).toMatch(new RegExp(`node ${names.c} unreachable`));
-    const exec = await nodes.a.sh('far', 'true');
-    expect(exec.code).not.toBe(0);
-    expect(exec.stderr).toMatch(new RegExp(`node ${names.c}`));
-    // Its lease lapsed: show answers as C last reported it; a destroy cannot reach it and says so.
-    await until('C unreachable', async () => {
-      const l = (await nodes.a.api('GET', '/v1/nodes')).body as { nodes: { name: string; state: string }[] };
-      return l.nodes.find((n) => n.name === names.c)?.state === 'unreachable' ? true : undefined;
-    });
     const one = await nodes.a.api('GET', '/v1/sessions/far');
     expect(one.status, JSON.stringify(one.body)).toBe(200);
     expect(one.body).toMatchObject({ id: far.id, state: 'unreachable', node: names.c, hostname: far.hostname });
@@ -715,45 +716,91 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     }
   });
 
-  it("uses its copy of a node's list while that node answers it unchanged (304), is sent only the rows that changed (226), and never misses a change: a stop and a start on C and a viewer there show through A at once", async () => {
-    /** A's counts of the other nodes' lists, by answer (its /metrics). */
-    const answers = async () => {
-      const text = String((await nodes.a.rawRequest('GET', '/metrics', '')).body);
-      const n = (a: string) => Number(new RegExp(`^enclave_fleet_peer_lists_total\\{answer="${a}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
-      return { sent: n('sent'), delta: n('delta'), unchanged: n('unchanged') };
-    };
-    const onA = async (id: string) => ((await nodes.a.api('GET', '/v1/sessions')).body as { sessions: Session[] }).sessions.find((s) => s.id === id);
-    const rowOnA = async (id: string) => (await nodes.a.cli(['session', 'list'])).stdout.split('\n').find((r) => r.startsWith(id)) ?? '';
-    // Asked twice with nothing changed between: the second time B and C answer 304 (their lists are made of their
-    // databases and consoles alone). A show through B in between is recorded in B's audit trail, and a secret set
-    // on B and on C is written to their databases: no list reads either.
+  /** A's counts of the other nodes' lists, by answer (its /metrics): read from etcd, or asked (sent whole, delta, 304). */
+  const answers = async () => {
+    const text = String((await nodes.a.rawRequest('GET', '/metrics', '')).body);
+    const n = (a: string) => Number(new RegExp(`^enclave_fleet_peer_lists_total\\{answer="${a}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+    return { etcd: n('etcd'), sent: n('sent'), delta: n('delta'), unchanged: n('unchanged') };
+  };
+  const asked = (x: Awaited<ReturnType<typeof answers>>) => [x.sent, x.delta, x.unchanged];
+  const onA = async (id: string, all = false) => ((await nodes.a.api('GET', `/v1/sessions${all ? '?all=1' : ''}`)).body as { sessions: Session[] }).sessions.find((s) => s.id === id);
+  const rowOnA = async (id: string) => (await nodes.a.cli(['session', 'list'])).stdout.split('\n').find((r) => r.startsWith(id)) ?? '';
+  const etcdPut = async (k: string, v: string) => {
+    const c = new Etcd3({ hosts: etcd.endpoints, dialTimeout: 3000 });
+    try {
+      await c.put(k).value(v);
+    } finally {
+      c.close();
+    }
+  };
+
+  it("lists B's and C's sessions from what each wrote to etcd, asking neither: a stop and a start on C itself show through A at once (C answers them once its list is written), a viewer there within the publish interval", async () => {
     await onA(far.id);
     const before = await answers();
-    expect((await nodes.b.show(far.id)).node).toBe(names.c);
-    for (const d of [nodes.b, nodes.c]) expect((await d.api('PUT', '/v1/auth/list-unread', { value_base64: Buffer.from('x').toString('base64') })).status).toBeLessThan(300);
-    expect(before.sent).toBeGreaterThan(0);
     expect((await onA(far.id))?.state).toBe('running');
     const after = await answers();
-    expect(after.unchanged - before.unchanged).toBe(2);
-    expect(after.sent).toBe(before.sent);
-    for (const d of [nodes.b, nodes.c]) expect((await d.api('DELETE', '/v1/auth/list-unread')).status).toBeLessThan(300);
-    // Changed on C itself (A takes no part): the next list through A has it, JSON and text.
+    expect(after.etcd - before.etcd).toBe(2);
+    expect(asked(after)).toEqual(asked(before));
+    // What C wrote: each session as its list shows it, and the registration its whole list is there for.
+    expect(JSON.parse((await etcdGet(`/enclave/listed/${names.c}/${far.id}`))!)).toMatchObject({ id: far.id, node: names.c, state: 'running', name: 'far' });
+    expect(JSON.parse((await etcdGet(`/enclave/listing/${names.c}`))!)).toEqual({ registered_at: expect.any(String) });
+    // Changed on C itself (A takes no part): the next list through A has it, JSON and text, and C was not asked.
     expect((await nodes.c.api('POST', `/v1/sessions/${mine.id}/stop`)).status).toBe(200);
     expect((await onA(mine.id))?.state).toBe('stopped');
-    // C sent the rows that changed since the list A held (226), not its whole list; B answered 304.
-    const stopped = await answers();
-    expect([stopped.delta - after.delta, stopped.unchanged - after.unchanged, stopped.sent - after.sent]).toEqual([1, 1, 0]);
     expect(await rowOnA(mine.id)).toMatch(new RegExp(`^${mine.id}\\s+mine\\s+uid ${NOBODY}\\s+stopped\\s`));
     expect((await nodes.c.api('POST', `/v1/sessions/${mine.id}/start`)).status).toBe(200);
     expect((await onA(mine.id))?.state).toBe('running');
     expect(await rowOnA(mine.id)).toMatch(new RegExp(`^${mine.id}\\s+mine\\s+uid ${NOBODY}\\s+running\\s`));
-    // A viewer on C's console (nothing written to its database): counted in the list through A, and gone once it leaves.
+    // A session placed on C through A is in C's list in etcd before C reports it (and A answers the create);
+    // a destroy A forwards to C, gone from it before C answers.
+    const fresh = await createdOnC({ ...SMALL, name: 'fresh' });
+    expect((await onA(fresh.id))?.state).toBe('running');
+    expect((await nodes.a.api('DELETE', `/v1/sessions/${fresh.id}`)).status).toBe(204);
+    expect(await onA(fresh.id)).toBeUndefined();
+    expect(asked(await answers())).toEqual(asked(before));
+    // A viewer on C's console (no call changed anything): written by C within its publish interval (250 ms), and gone once it leaves.
     const w = new Viewer(nodes.c, far.id);
     await w.opened;
+    await until('the viewer through A', async () => ((await onA(far.id))?.console.viewers === 1 ? true : undefined), 5_000);
     expect((await onA(far.id))?.console).toMatchObject({ running: true, viewers: 1 });
     w.ws.close();
     await w.closed;
     await until('no viewer through A', async () => ((await onA(far.id))?.console.viewers === 0 ? true : undefined), 10_000);
+  });
+
+  it("asks a node whose list etcd holds for no registration of its, and for ended sessions too (--all): uses its copy while it answers unchanged (304), is sent only the rows that changed (226), never misses a change", async () => {
+    // C's listing naming a registration that is not C's (as a node of an older version would leave it): C is asked.
+    const listing = (await etcdGet(`/enclave/listing/${names.c}`))!;
+    await etcdPut(`/enclave/listing/${names.c}`, JSON.stringify({ registered_at: '2000-01-01T00:00:00.000Z' }));
+    try {
+      const before = await answers();
+      expect((await onA(far.id))?.state).toBe('running');
+      const after = await answers();
+      expect(after.etcd - before.etcd).toBe(1);
+      expect(after.sent + after.delta + after.unchanged - (before.sent + before.delta + before.unchanged)).toBe(1);
+    } finally {
+      await etcdPut(`/enclave/listing/${names.c}`, listing);
+    }
+    // --all (ended sessions too: not in etcd) asks every node. Asked twice with nothing changed between: the second
+    // time B and C answer 304 (their lists are made of their databases and consoles alone). A show through B in
+    // between is recorded in B's audit trail, and a secret set on B and on C is written to their databases: no list reads either.
+    await onA(far.id, true);
+    const before = await answers();
+    expect((await nodes.b.show(far.id)).node).toBe(names.c);
+    for (const d of [nodes.b, nodes.c]) expect((await d.api('PUT', '/v1/auth/list-unread', { value_base64: Buffer.from('x').toString('base64') })).status).toBeLessThan(300);
+    expect(before.sent).toBeGreaterThan(0);
+    expect((await onA(far.id, true))?.state).toBe('running');
+    const after = await answers();
+    expect(after.unchanged - before.unchanged).toBe(2);
+    expect(after.sent).toBe(before.sent);
+    for (const d of [nodes.b, nodes.c]) expect((await d.api('DELETE', '/v1/auth/list-unread')).status).toBeLessThan(300);
+    // Changed on C itself: C sent the rows that changed since the list A held (226), not its whole list; B answered 304.
+    expect((await nodes.c.api('POST', `/v1/sessions/${mine.id}/stop`)).status).toBe(200);
+    expect((await onA(mine.id, true))?.state).toBe('stopped');
+    const stopped = await answers();
+    expect([stopped.delta - after.delta, stopped.unchanged - after.unchanged, stopped.sent - after.sent]).toEqual([1, 1, 0]);
+    expect((await nodes.c.api('POST', `/v1/sessions/${mine.id}/start`)).status).toBe(200);
+    expect((await onA(mine.id, true))?.state).toBe('running');
   });
 
   it('stops, starts and destroys a session on C through A', async () => {
@@ -776,6 +823,8 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const gone = await nodes.a.cli(['session', 'rm', 'far']);
     expect(gone.code, gone.stderr).toBe(0);
     expect((await nodes.c.show(far.id)).state).toBe('destroyed');
+    // Ended: gone from C's list in etcd before C answered the destroy A forwarded.
+    expect(await etcdGet(`/enclave/listed/${names.c}/${far.id}`)).toBeNull();
     // Checked once, at the node the caller reached (A's trail has the decision); C, which did it, records it
     // as vouched for by A (via peer, rule "node A"), so a node's own trail says what it did for a peer.
     for (const action of ['session.stop', 'session.start', 'session.destroy']) {

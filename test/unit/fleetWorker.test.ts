@@ -36,6 +36,12 @@ class FakeNode implements LocalNode {
   markPlaced(): number {
     return 0;
   }
+  listTag(): string {
+    return '0';
+  }
+  listed(): Array<{ id: string; json: string }> {
+    return [];
+  }
   stateOf(id: string): SessionState | undefined {
     return this.states.get(id);
   }
