@@ -189,13 +189,22 @@ async function main(): Promise<void> {
       const n = (x: string) => Number(new RegExp(`^enclave_fleet_peer_lists_total\\{answer="${x}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
       return { etcd: n('etcd'), sent: n('sent'), delta: n('delta'), unchanged: n('unchanged') };
     };
+    /** The rows B and C wrote of their lists to etcd (their /metrics). */
+    const rowsWritten = async () => {
+      let total = 0;
+      for (const node of [b, c]) total += Number(/^enclave_fleet_list_writes_total\{what="rows"\} (\d+)$/m.exec(String((await api(node, 'GET', '/metrics')).body))?.[1] ?? NaN);
+      return total;
+    };
     const timed = async (step: string, [n, path]: [Node, string]) => {
       const t0 = process.hrtime.bigint();
       const got = await ok<unknown>(api(n, 'GET', path), step);
       s.add(step, msSince(t0));
       // After a session stopped or started on every node, A's list shows each as it is now (read after the timing).
-      if (step === 'list through A, session on each node') {
-        const listed = new Map((got as { sessions: Array<{ id: string; state: string }> }).sessions.map((x) => [x.id, x.state]));
+      if (step.endsWith('through A, session on each node')) {
+        // The JSON list's sessions, or the text table's rows (ID first, the state a column of its own).
+        const rows = typeof got === 'string' ? got.split('\n').map((l) => l.split(/\s+/)) : undefined;
+        const stateOf = (id: string) => rows?.find((r) => r[0] === id)?.find((c) => c === 'running' || c === 'stopped');
+        const listed = rows ? new Map([...toggled.values()].map((t) => [t.id, stateOf(t.id)])) : new Map((got as { sessions: Array<{ id: string; state: string }> }).sessions.map((x) => [x.id, x.state]));
         for (const node of nodes) {
           const t = toggled.get(node)!;
           if (listed.get(t.id) !== (t.running ? 'running' : 'stopped')) throw new Error(`A's list shows ${t.id} on ${node.name} ${listed.get(t.id) ?? 'not at all'}, not ${t.running ? 'running' : 'stopped'}`);
@@ -218,6 +227,7 @@ async function main(): Promise<void> {
         [`text list on one daemon, ${kind}`]: [solo, '/v1/sessions?format=text'],
       };
       before = after;
+      const rowsBefore = await rowsWritten();
       await runShuffled(
         Object.fromEntries(Object.keys(steps).map((k) => [k, rounds])),
         async (step) => {
@@ -229,8 +239,12 @@ async function main(): Promise<void> {
       after = await answers();
       const d = since(before, after);
       said(`after a ${kind} on each node`, d);
-      // Every list of B and C read from what they wrote to etcd, none asked of them.
+      // Every list of B and C read from what they wrote to etcd, none asked of them; a write no list reads
+      // wrote no row of theirs (the list's version stood), a session stopped or started at least its own.
       if (d.etcd !== 4 * rounds || d.sent + d.delta + d.unchanged !== 0) throw new Error(`not every list of B and C was read from etcd: ${d.etcd} of ${4 * rounds}`);
+      const rows = (await rowsWritten()) - rowsBefore;
+      process.stdout.write(`rows B and C wrote to etcd, ${kind} on each node: ${rows}\n`);
+      if (kind === 'write' ? rows !== 0 : rows < 4 * rounds) throw new Error(`B and C wrote ${rows} rows to etcd after a ${kind} on each node`);
     }
 
     // Failure detection, once: C's daemon SIGKILLed, until A lists C unreachable.

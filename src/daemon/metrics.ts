@@ -33,7 +33,7 @@ export interface PeerListCounts {
   etcd: number;
 }
 
-export function renderMetrics(sessions: SessionManager, visible: (row: SessionRow) => boolean, peerLists?: PeerListCounts): string {
+export function renderMetrics(sessions: SessionManager, visible: (row: SessionRow) => boolean, peerLists?: PeerListCounts, listWrites?: { rows: number; deleted: number; failed: number }): string {
   const byState = sessions.countByState();
   const counts = new Map<string, number>(sessionStates.map((s) => [s, byState.get(s) ?? 0]));
   const lines = ['# HELP enclave_sessions Sessions by state.', '# TYPE enclave_sessions gauge'];
@@ -58,6 +58,15 @@ export function renderMetrics(sessions: SessionManager, visible: (row: SessionRo
       `enclave_fleet_peer_lists_total{answer="delta"} ${peerLists.delta}`,
       `enclave_fleet_peer_lists_total{answer="unchanged"} ${peerLists.unchanged}`,
       `enclave_fleet_peer_lists_total{answer="etcd"} ${peerLists.etcd}`,
+    );
+  }
+  if (listWrites) {
+    lines.push(
+      "# HELP enclave_fleet_list_writes_total This node's list in etcd (src/fleet/listPublisher.ts): rows written, rows deleted, runs that failed.",
+      '# TYPE enclave_fleet_list_writes_total counter',
+      `enclave_fleet_list_writes_total{what="rows"} ${listWrites.rows}`,
+      `enclave_fleet_list_writes_total{what="deleted"} ${listWrites.deleted}`,
+      `enclave_fleet_list_writes_total{what="failed"} ${listWrites.failed}`,
     );
   }
   const usage = sessions.reports.usageOfRunning(visible);

@@ -27,7 +27,7 @@ import { pendingView, type Limits } from './views.js';
 import { Failure, type FenceTarget } from './failure.js';
 import { placedOn, type PlacedSession } from './drain.js';
 import { Mover, type MoveSource } from './move.js';
-import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
+import { FLEET_OP_TIMEOUT_MS, FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
 import { ListPublisher } from './listPublisher.js';
 
 export type { FenceTarget, LocalNode, MoveSource, NodeRow };
@@ -99,14 +99,15 @@ export class Fleet {
   }
 
   /**
-   * Once this node's list as it is now is in etcd (a call that changed it is
-   * answered after this): bounded, as a list's read of the fleet is. Without
-   * etcd a call on this node's own sessions still works; its change is
-   * written once etcd answers, and other nodes meanwhile list this node as
-   * they can (from what etcd holds, or not at all).
+   * Once this node's list as it is now is in etcd, or its listing is gone
+   * (other nodes then ask this node): a call that changed the list is
+   * answered after this; at once when it did not. Bounded as every fleet
+   * operation is: without etcd a call on this node's own sessions is still
+   * answered, after the bound, and other nodes meanwhile list this node as
+   * they can (asked, or unreachable once its lease lapses).
    */
   async listWritten(): Promise<void> {
-    await within(this.lists.settled(), FLEET_READ_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => this.log.warn({ err: e.message }, "fleet: answering before this node's list is in etcd"));
+    await within(this.lists.settled(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => this.log.warn({ err: e.message }, "fleet: answering before this node's list is in etcd"));
   }
 
   /** Whether a drain is moving this session off this node now: a start or destroy of it here waits (409). */

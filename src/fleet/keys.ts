@@ -17,6 +17,7 @@
 //   /enclave/move/ID        a move under way: from, to, and whether it is committed (move.ts finishes or undoes it)
 //   /enclave/listed/NODE/ID a session as the node's list shows it, written by the node (listPublisher.ts)
 //   /enclave/listing/NODE   the registration whose whole list is under listed/NODE/: other nodes list it from there
+//   /enclave/listseq/NODE   moved by each write of the node's list, which compares it first (a late write fails)
 import { z } from 'zod';
 import { createSessionRequest, limitsSchema, SESSION_ID } from '../api/schemas.js';
 
@@ -38,6 +39,7 @@ export const key = {
   listed: (node: string, id: string) => `${PREFIX}listed/${node}/${id}`,
   listedOf: (node: string) => `${PREFIX}listed/${node}/`,
   listing: (node: string) => `${PREFIX}listing/${node}`,
+  listSeq: (node: string) => `${PREFIX}listseq/${node}`,
 } as const;
 /** The session id a key of one session names (/enclave/status/ID, /enclave/desired/NODE/ID, ...): its last part. */
 export const idOfKey = (k: string): string => k.slice(k.lastIndexOf('/') + 1);

@@ -171,13 +171,13 @@ export class Reach {
   }
 
   /**
-   * Every other node's sessions (all of them: the caller's node filters by
-   * its own policy), each with its node. Not ended ones: as each node wrote
-   * them to etcd, where it did (listPublisher.ts); `all` (ended ones too)
-   * asks each node.
+   * Every other node's sessions (all of them: the caller's node filters by its own policy), each with its node:
+   * as each node wrote them to etcd (listPublisher.ts), where it did. `all` (ended ones too) asks each node, and
+   * so does `ask` (the fleet's event stream: its first list must have every change made before each node's
+   * stream began, and a change no caller waited for reaches etcd within 250 ms).
    */
-  others(all: boolean): Promise<Session[]> {
-    return this.gather((node, endpoint) => this.getList(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000), !all);
+  others(all: boolean, ask = false): Promise<Session[]> {
+    return this.gather((node, endpoint) => this.getList(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000), !all && !ask);
   }
 
   /** The same with only the list table's columns of each (a text list): a node asked answers with its rows alone. */
@@ -212,14 +212,16 @@ export class Reach {
       early.set(node, { endpoint: ep.endpoint, answer: ask(node, ep.endpoint).then((ok) => ({ ok }), (err: Error) => ({ err })) });
     }
     // One read of the fleet (the watched copy), bounded as the pending list is: without etcd a node lists its own sessions, at once.
-    const none = [new Map<string, string>(), new Map<string, string>(), new Map<string, string>(), new Map<string, string>(), new Map<string, string>()];
-    const [members, alive, lostKeys, listing, listed] = await quick(this.watched.read(prefix.members, prefix.alive, prefix.lost, prefix.listing, prefix.listed), none, (e) => this.log.warn({ err: e.message }, 'fleet list: this node alone'));
+    const none = { copy: false, maps: [new Map<string, string>(), new Map<string, string>(), new Map<string, string>(), new Map<string, string>(), new Map<string, string>()] };
+    const read = await quick(this.watched.read(prefix.members, prefix.alive, prefix.lost, prefix.listing, prefix.listed), none, (e) => this.log.warn({ err: e.message }, 'fleet list: this node alone'));
+    const [members, alive, lostKeys, listing, listed] = read.maps;
     const eps = this.endpoints(members!, alive!);
     // (A node asked early that is no member now may still leave a copy; the next list drops it.)
     this.answers.keep(new Set(eps.keys()));
-    // The copy's maps change as the watch hears etcd: every read of them is made before the next wait.
-    const fromEtcd = new Set(published ? [...eps].filter(([n, ep]) => n !== this.self && ep.alive && this.published.current(listing!, n, ep.registered_at)).map(([n]) => n) : []);
-    const written = this.published.of(listed!, fromEtcd);
+    // From the copy alone (one revision: read from etcd, a listing may be newer than the rows read beside it).
+    // Its maps change as the watch hears etcd: every read of them is made before the next wait.
+    const fromEtcd = new Set(published && read.copy ? [...eps].filter(([n, ep]) => n !== this.self && ep.alive && this.published.current(listing!, n, ep.registered_at)).map(([n]) => n) : []);
+    const written = fromEtcd.size > 0 ? this.published.of(listed!, fromEtcd) : new Map<string, readonly Session[]>();
     const lost = this.lost(lostKeys!).map((l) => l.view);
     // Read only when a node does not answer.
     let placed: Promise<Array<{ node: string; d: Desired }>> | undefined;

@@ -64,24 +64,26 @@ export class WatchedFleet {
    * Each answer is a Map of its own. Fails as an etcd read fails.
    */
   async keys(...prefixes: string[]): Promise<Array<Map<string, string>>> {
-    return (await this.read(...prefixes)).map((m) => new Map(m));
+    return (await this.read(...prefixes)).maps.map((m) => new Map(m));
   }
 
   /**
    * As keys(), but the copy's own maps, not copies of them (a list of every
    * node's sessions reads a thousand keys and copies none): read them before
-   * the next await, as the watch changes them in place.
+   * the next await, as the watch changes them in place. `copy`: whether they
+   * are the copy's, all at one revision; read from etcd instead, each prefix
+   * is a read of its own, at a revision of its own.
    */
-  async read(...prefixes: string[]): Promise<Array<ReadonlyMap<string, string>>> {
+  async read(...prefixes: string[]): Promise<{ copy: boolean; maps: Array<ReadonlyMap<string, string>> }> {
     if (this.live) {
       const now = await this.revision();
       if (await this.caughtUp(now)) {
         this.served.copy++;
-        return prefixes.map((p) => this.parts.get(p) ?? EMPTY);
+        return { copy: true, maps: prefixes.map((p) => this.parts.get(p) ?? EMPTY) };
       }
     }
     this.served.etcd++;
-    return Promise.all(prefixes.map((p) => getPrefix(this.etcd, p)));
+    return { copy: false, maps: await Promise.all(prefixes.map((p) => getPrefix(this.etcd, p))) };
   }
 
   /**

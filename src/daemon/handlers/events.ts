@@ -97,7 +97,7 @@ export const eventHandlers: Pick<Handlers, 'eventList' | 'eventStream'> = {
       cursor = c;
     }
     ctx.feed.check(caller);
-    const deps = { self, reach, feed: ctx.feed, visible: (s: Session) => ctx.access.visible(caller, s), sessions: () => sessionsFor(ctx, caller, false), log: ctx.log };
+    const deps = { self, reach, feed: ctx.feed, visible: (s: Session) => ctx.access.visible(caller, s), sessions: () => sessionsFor(ctx, caller, false, true), log: ctx.log };
     await new FleetStream(deps, sub, new SseOut(res, ctx.log), cursor).start();
   },
 };

@@ -89,9 +89,9 @@ async function listed<T extends SessionListed>(ctx: Context, caller: Caller, oth
   return [...own, ...far, ...pending].filter((s) => (peer || ctx.access.visible(caller, s)) && (s.state === 'lost' || !lostIds.has(s.id)));
 }
 
-/** The sessions `caller` may see, as the list route gives them (fleet mode: every node's): the list, and a fleet event stream's first event. */
-export const sessionsFor = (ctx: Context, caller: Caller, all: boolean): Promise<Session[]> =>
-  listed(ctx, caller, (reach) => reach.others(all), () => ctx.sessions.list(all, consoleInfo(ctx), ctx.fleet?.node));
+/** The sessions `caller` may see, as the list route gives them (fleet mode: every node's): the list, and a fleet event stream's first event (`ask`: every node asked, not read from etcd: Reach.others). */
+export const sessionsFor = (ctx: Context, caller: Caller, all: boolean, ask = false): Promise<Session[]> =>
+  listed(ctx, caller, (reach) => reach.others(all, ask), () => ctx.sessions.list(all, consoleInfo(ctx), ctx.fleet?.node));
 
 export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' | 'sessionCreate' | 'sessionShow' | 'sessionStats' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
   sessionList: async (ctx, { caller, query, req }) => {
