@@ -229,6 +229,8 @@ export const configSchema = z
         create_timeout_ms: z.number().int().min(1000).max(600_000).default(120_000),
         /** How often the fleet compacts etcd's history, seconds (one node a round, to the revision of the round before: src/fleet/compactor.ts); 0 leaves it to etcd's own --auto-compaction. */
         compact_interval_s: z.number().int().min(0).max(86_400).default(300),
+        /** How often this node looks for changes to its list that no caller waits for (a session exiting, a console's viewers) and writes them to etcd, ms (src/fleet/listPublisher.ts); a caller's own change is written before it is answered. */
+        list_interval_ms: z.number().int().min(50).max(60_000).default(250),
         /** TLS to etcd: its CA, and this node's client certificate and key (all three, or none). */
         tls: z.object({ ca: absolutePath, cert: absolutePath, key: absolutePath }).strict().optional(),
         /**

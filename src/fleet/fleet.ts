@@ -71,7 +71,7 @@ export class Fleet {
   ) {
     this.etcd = etcdClient(c);
     this.registry = new Registry(this.etcd, c, endpoint, capacity, log);
-    this.lists = new ListPublisher(this.etcd, c.node, { tag: () => local.listTag(), sessions: () => local.listed(), registration: () => this.registry.registeredAt }, log);
+    this.lists = new ListPublisher(this.etcd, c.node, { tag: () => local.listTag(), sessions: () => local.listed(), registration: () => this.registry.registeredAt }, log, c.list_interval_ms);
     // What the fleet does to this node's sessions (a session placed here made, a moved one ended, a fenced one
     // removed) is in this node's list in etcd before it is reported or acknowledged, as a caller's own call is.
     // A failure too: a create that failed leaves its row, failed, for its owner to see why.
@@ -271,7 +271,8 @@ export class Fleet {
   async close(): Promise<void> {
     this.closed = true;
     this.pendingLoop?.stop();
-    this.lists.close();
+    // Its listing first (deleted, or lapsed: bounded), so no node lists this one from etcd once it stops answering.
+    await Promise.race([this.lists.close(), new Promise((r) => setTimeout(r, 2000).unref())]);
     this.compactor.close();
     this.failure.close();
     // Bounded: with etcd gone the revoke would retry for long; the lease then lapses by itself.

@@ -8,28 +8,38 @@
 // only once the change is written (settled(), from the dispatcher), so a
 // write acknowledged before a list began is in that list, as when every
 // node was asked; a change no caller waits for (a session exiting, a
-// console's viewers) is written within PUBLISH_MS. Kubernetes' kubelet
-// writes a pod's status the same way, for every reader to read from the
-// API server's watch cache. Only what changed is written: each row's JSON
-// is compared with what etcd holds (read back at the first run, and after a
-// run that failed).
+// console's viewers) is written within `interval` ms (cluster.list_interval_ms) while etcd takes writes.
+// Kubernetes' kubelet writes a pod's status the same way, for every reader
+// to read from the API server's watch cache. Only what changed is written:
+// each row's JSON is compared with what etcd holds (read back, in one
+// transaction, at the first run and after a run that failed).
 //
-// A run that fails (etcd refused a write, or this node holds no
-// registration: starting, or its lease lost) deletes the listing before its
-// callers are answered, so the other nodes ask this node again until a run
-// writes the whole list anew. Every transaction compares the sequence key
+// The listing lives under a lease of its own (LISTING_TTL_S), renewed while
+// runs succeed. A run that fails (etcd refused a write or did not answer
+// within RUN_MS, or this node holds no registration: starting, its lease
+// lost, closing) answers its callers only once the listing is gone: deleted,
+// or its lease surely lapsed (LAPSE_MARGIN_MS past its TTL after etcd last
+// renewed it; an etcd leader change, which renews every lease, can stretch
+// that). Other nodes then ask this node, until a run writes the whole list
+// and a listing again. Every transaction compares the sequence key
 // (/enclave/listseq/NODE) with what the last one left and moves it: one
-// whose answer was lost and that applies late, after a newer run, fails its
-// compare instead of putting an older row back.
-import type { Etcd3, IOperation } from 'etcd3';
+// whose answer was lost and that applies late, after a newer run or the
+// failure's own fence, fails instead of putting an older row back.
+import { randomBytes } from 'node:crypto';
+import type { Etcd3, IOperation, Lease } from 'etcd3';
 import type { Logger } from 'pino';
-import { getPrefix, getWithRev } from './etcd.js';
+import { getWithRev } from './etcd.js';
+import { within } from './deadline.js';
 import { key } from './keys.js';
 
-/** How often a change no caller waits for is looked for, ms (a read of the list's version: no etcd call when it stands). */
-export const PUBLISH_MS = 250;
 /** After runs that failed, the next looked-for one waits up to this long (a caller's run is made at once), ms. */
 const BACKOFF_MAX_MS = 8000;
+/** The listing's lease, s: how long other nodes may read a list this node can no longer write. */
+export const LISTING_TTL_S = 3;
+/** The longest a run may take, ms: past it, it fails (a transaction of it that applies later fails its compare). */
+const RUN_MS = 2000;
+/** From etcd's last renewal of the listing's lease to surely deleted: its TTL, etcd's check for expired leases (every 500 ms) and the delete's commit, ms. */
+const LAPSE_MARGIN_MS = 1500;
 /** Operations a transaction, under etcd's default of 128 (--max-txn-ops), and its rows' bytes, well under its 1.5 MiB request limit. */
 const CHUNK_OPS = 100;
 const CHUNK_BYTES = 512 * 1024;
@@ -42,14 +52,22 @@ export interface ListSource {
   registration(): string | undefined;
 }
 
+/** A lease the listing is put under, and when etcd last granted or renewed it (this host's clock when the answer came, ms; 0 before the grant). */
+interface Held {
+  lease: Lease;
+  renewedAt: number;
+}
+
 export class ListPublisher {
   /** Each row's JSON as etcd holds it, by id; undefined until read back (and again after a run that failed). */
   private written: Map<string, string> | undefined;
   private writtenTag: string | undefined;
-  /** The registration the listing key names: undefined while it names none of this process's (not written, or deleted). */
+  /** The registration the listing key names: undefined while it names none of this process's (not written, or gone). */
   private listingFor: string | undefined;
-  /** Whether the listing may be there (an earlier process's, or not deleted since a failure): a failed run deletes it. */
-  private listingMaybe = true;
+  /** The listing's lease while runs succeed. */
+  private held: Held | undefined;
+  /** No listing is there: deleted by this process, or lapsed since (until a run puts one). */
+  private gone = false;
   /** The sequence key's mod revision as the last transaction left it (read back with the rows). */
   private seqRev = '0';
   /** The run under way, and the one queued behind it (callers whose change came after the running one read the list). */
@@ -66,22 +84,26 @@ export class ListPublisher {
     private readonly node: string,
     private readonly source: ListSource,
     private readonly log: Logger,
+    /** How often a change no caller waits for is looked for, ms (a read of the list's version: no etcd call when it stands). */
+    private readonly interval = 250,
   ) {}
 
-  /** Write the list now, then look for changes every PUBLISH_MS (longer after runs that failed). */
+  /** Write the list now, then look for changes every `interval` ms (longer after runs that failed). */
   start(): void {
     const tick = () => {
       if (this.closed) return;
-      const wait = Math.min(BACKOFF_MAX_MS, PUBLISH_MS * 2 ** Math.min(this.failures, 5));
+      const wait = Math.min(Math.max(BACKOFF_MAX_MS, this.interval), this.interval * 2 ** Math.min(this.failures, 5));
       this.timer = setTimeout(() => void this.settled().finally(tick), wait);
       this.timer.unref();
     };
     void this.settled().finally(tick);
   }
 
-  close(): void {
+  /** Stop, and take the listing away (its lease revoked, bounded): from now on other nodes ask this one. */
+  async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    await this.settled();
   }
 
   /**
@@ -97,7 +119,7 @@ export class ListPublisher {
     const after = this.running ?? Promise.resolve();
     const next = after.then(() => {
       this.queued = undefined;
-      const run = this.run().then(
+      const run = this.run(Date.now() + RUN_MS).then(
         () => void (this.failures = 0),
         (e: Error) => this.failed(e),
       );
@@ -113,23 +135,26 @@ export class ListPublisher {
   /** Whether etcd holds the list as it is now, for the registration held now (the tag is the one last written). */
   private current(): boolean {
     const registration = this.source.registration();
-    return registration !== undefined && this.written !== undefined && this.listingFor === registration && this.source.tag() === this.writtenTag;
+    return !this.closed && registration !== undefined && this.written !== undefined && this.listingFor === registration && this.held !== undefined && this.source.tag() === this.writtenTag;
   }
 
-  private async run(): Promise<void> {
-    if (this.closed) return;
+  private async run(deadline: number): Promise<void> {
+    if (this.closed) throw new Error('the daemon is stopping');
     const registration = this.source.registration();
     if (registration === undefined) throw new Error('this node holds no registration in the fleet (starting, or its lease lost)');
-    // The tag first: a change after it leaves the rows newer than the tag, never older (the next run writes it).
+    if (this.written && this.source.tag() === this.writtenTag && this.listingFor === registration && this.held) return;
+    const written = this.written ?? (await this.readBack(deadline));
+    // The tag, then the rows, with no wait between: a change after the tag leaves the rows newer than it, never older.
     const tag = this.source.tag();
-    if (this.written && tag === this.writtenTag && this.listingFor === registration) return;
-    const written = this.written ?? (await this.readBack());
     const now = new Map(this.source.sessions().map((s) => [s.id, s.json]));
     const ops: Array<{ id: string; json: string | undefined }> = [];
     for (const [id, json] of now) if (written.get(id) !== json) ops.push({ id, json });
     for (const id of written.keys()) if (!now.has(id)) ops.push({ id, json: undefined });
     for (const chunk of chunks(ops)) {
-      await this.commit(chunk.map(({ id, json }) => (json === undefined ? this.etcd.delete().key(key.listed(this.node, id)) : this.etcd.put(key.listed(this.node, id)).value(json))));
+      await this.commit(
+        chunk.map(({ id, json }) => (json === undefined ? this.etcd.delete().key(key.listed(this.node, id)) : this.etcd.put(key.listed(this.node, id)).value(json))),
+        deadline,
+      );
       for (const { id, json } of chunk) {
         if (json === undefined) {
           written.delete(id);
@@ -142,49 +167,103 @@ export class ListPublisher {
     }
     this.written = written;
     this.writtenTag = tag;
-    // Every row is there now: other nodes may list this node from etcd for as long as this registration lasts.
-    if (this.listingFor !== registration) {
-      this.listingMaybe = true;
-      await this.commit([this.etcd.put(key.listing(this.node)).value(JSON.stringify({ registered_at: registration }))]);
+    // Every row is there now: other nodes may list this node from etcd while this registration and the listing's lease last.
+    if (this.listingFor !== registration || !this.held) {
+      const held = this.held ?? this.lease();
+      const id = await within(held.lease.grant(), left(deadline), "the fleet's etcd");
+      this.gone = false;
+      await this.commit([this.etcd.put(key.listing(this.node)).value(JSON.stringify({ registered_at: registration })).lease(id)], deadline);
       this.listingFor = registration;
     }
   }
 
-  /** A run failed: what etcd holds is read back at the next, and the listing goes first, so no node lists this one from rows it may lack. */
+  /** A lease for the listing, renewed until released; when etcd last granted or renewed it is kept, released too. */
+  private lease(): Held {
+    const lease = this.etcd.lease(LISTING_TTL_S);
+    const held: Held = { lease, renewedAt: 0 };
+    void lease.grant().then(
+      () => void (held.renewedAt = Date.now()),
+      () => undefined,
+    );
+    lease.on('keepaliveSucceeded', () => void (held.renewedAt = Date.now()));
+    // Lost (not renewed within its TTL): the listing is gone or going; the next run writes one under a new lease.
+    lease.on('lost', () => {
+      if (this.held !== held) return;
+      this.held = undefined;
+      this.listingFor = undefined;
+    });
+    this.held = held;
+    return held;
+  }
+
+  /**
+   * A run failed: its callers are answered once no node can read the list
+   * it did not write: the listing deleted (with the sequence key moved, so
+   * no older transaction applies after), or its lease surely lapsed. What
+   * etcd holds is read back at the next run.
+   */
   private async failed(e: Error): Promise<void> {
     this.counts.failed++;
     this.failures++;
     this.written = undefined;
     this.listingFor = undefined;
+    const held = this.held;
+    this.held = undefined;
+    held?.lease.release();
     if (this.failures === 1 || this.failures % 20 === 0) this.log.warn({ err: e.message, failures: this.failures }, "fleet: this node's list not written to etcd; other nodes ask this node for it until it is");
-    if (!this.listingMaybe) return;
-    try {
-      await this.etcd.delete().key(key.listing(this.node));
-      this.listingMaybe = false;
-    } catch (d) {
-      this.log.warn({ err: (d as Error).message }, "fleet: this node's listing could not be deleted either");
-    }
-  }
-
-  /** What etcd holds of this node's list (written by an earlier run, or by this node's daemon before a restart), and the sequence key's revision. */
-  private async readBack(): Promise<Map<string, string>> {
-    const at = key.listedOf(this.node);
-    const [seq, kept] = await Promise.all([getWithRev(this.etcd, key.listSeq(this.node)), getPrefix(this.etcd, at)]);
-    this.seqRev = seq.rev;
-    return new Map([...kept].map(([k, v]) => [k.slice(at.length), v]));
-  }
-
-  /** `ops` in one transaction, only while the sequence key is as the last one left it; it moves the key. */
-  private async commit(ops: IOperation[]): Promise<void> {
+    // A listing put under a lease etcd never granted was never put; none there and none on its way: nothing to take away.
+    const leased = held && held.renewedAt > 0 ? held : undefined;
+    if (this.gone && !leased) return;
     const seq = key.listSeq(this.node);
-    const r = await this.etcd
-      .if(seq, 'Mod', '==', this.seqRev)
-      .then(...ops, this.etcd.put(seq).value(''))
-      .commit();
-    if (!r.succeeded) throw new Error("another write moved this node's list sequence (an earlier transaction applied late, or another writer): read back");
-    this.seqRev = r.header.revision;
+    const fence = this.etcd
+      .if(seq, 'Version', '>', -1)
+      .then(this.etcd.delete().key(key.listing(this.node)), this.etcd.put(seq).value(token()))
+      .commit()
+      .then(() => true);
+    // Without a lease of this process's, the listing is an earlier process's, renewed at the latest until now.
+    const since = Date.now();
+    const lapsed = async (): Promise<boolean> => {
+      for (;;) {
+        const wait = (leased?.renewedAt ?? since) + LISTING_TTL_S * 1000 + LAPSE_MARGIN_MS - Date.now();
+        if (wait <= 0) return false;
+        await new Promise((r) => setTimeout(r, wait).unref());
+      }
+    };
+    const deleted = await Promise.race([fence.catch(() => lapsed()), lapsed()]);
+    this.gone = true;
+    if (!deleted) fence.catch((d: Error) => this.log.debug({ err: d.message }, "fleet: this node's listing not deleted; its lease lapsed"));
+  }
+
+  /** What etcd holds of this node's list (written by an earlier run, or by this node's daemon before a restart), and its sequence key: one read, one revision. */
+  private async readBack(deadline: number): Promise<Map<string, string>> {
+    const at = key.listedOf(this.node);
+    const ops = await Promise.all([this.etcd.get(key.listSeq(this.node)).op(), this.etcd.getAll().prefix(at).op()]);
+    const r = await within(this.etcd.kv.txn({ success: ops }), left(deadline), "the fleet's etcd");
+    this.seqRev = String(r.responses[0]?.response_range.kvs[0]?.mod_revision ?? '0');
+    return new Map((r.responses[1]?.response_range.kvs ?? []).map((kv) => [kv.key.toString().slice(at.length), kv.value.toString()]));
+  }
+
+  /**
+   * `ops` in one transaction, only while the sequence key is as the last one
+   * left it; it moves the key to a value of its own, by which a resend whose
+   * first send applied (the client's, after a lost answer) knows itself.
+   */
+  private async commit(ops: IOperation[], deadline: number): Promise<void> {
+    const seq = key.listSeq(this.node);
+    const mine = token();
+    const r = await within(this.etcd.if(seq, 'Mod', '==', this.seqRev).then(...ops, this.etcd.put(seq).value(mine)).commit(), left(deadline), "the fleet's etcd");
+    if (r.succeeded) {
+      this.seqRev = r.header.revision;
+      return;
+    }
+    const now = await within(getWithRev(this.etcd, seq), left(deadline), "the fleet's etcd");
+    if (now.value !== mine) throw new Error("another write moved this node's list sequence (a transaction applied late, or another writer): read back");
+    this.seqRev = now.rev;
   }
 }
+
+const token = (): string => randomBytes(9).toString('base64url');
+const left = (deadline: number): number => Math.max(1, deadline - Date.now());
 
 /** The operations in transactions of at most CHUNK_OPS (the sequence key's put is one more) and about CHUNK_BYTES of rows. */
 function chunks(ops: Array<{ id: string; json: string | undefined }>): Array<typeof ops> {
@@ -192,7 +271,7 @@ function chunks(ops: Array<{ id: string; json: string | undefined }>): Array<typ
   let cur: typeof ops = [];
   let bytes = 0;
   for (const op of ops) {
-    const size = (op.json?.length ?? 0) + 64;
+    const size = (op.json === undefined ? 0 : Buffer.byteLength(op.json)) + 64;
     if (cur.length > 0 && (cur.length >= CHUNK_OPS || bytes + size > CHUNK_BYTES)) {
       out.push(cur);
       cur = [];

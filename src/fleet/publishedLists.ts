@@ -2,8 +2,8 @@
 // from the watched copy. Each row is parsed and checked once, when its
 // value changes, and kept frozen, so listJson.ts serializes it once; a
 // node's rows are sorted once, and the same array serves every list until
-// one of them changes. A row that does not check (another writer, a newer
-// version) is left out, logged once.
+// one of them changes. A node with a row that does not check (another
+// writer, a newer version) is not given (logged once a value): it is asked.
 import type { Logger } from 'pino';
 import { sessionSchema, type Session } from '../api/schemas.js';
 import { deepFreeze } from '../vocab/frozen.js';
@@ -38,11 +38,13 @@ export class PublishedLists {
   /**
    * Each node's sessions in `listed` (the copy's /enclave/listed/ keys, as
    * they are now), in the order the node lists them (created, then id):
-   * only `nodes` are made.
+   * only `nodes` are made, and a node with a row that does not check is left
+   * out (its caller asks it).
    */
   of(listed: ReadonlyMap<string, string>, nodes: ReadonlySet<string>): Map<string, readonly Session[]> {
     const byNode = new Map<string, { values: string[]; rows: Session[] }>();
     let seen = 0;
+    const bad = new Set<string>();
     for (const [k, value] of listed) {
       const slash = k.indexOf('/', prefix.listed.length);
       const node = k.slice(prefix.listed.length, slash);
@@ -51,12 +53,16 @@ export class PublishedLists {
       if (!got) byNode.set(node, (got = { values: [], rows: [] }));
       seen++;
       const row = this.row(k, value, node, k.slice(slash + 1));
-      if (!row) continue;
+      if (!row) {
+        bad.add(node);
+        continue;
+      }
       got.values.push(value);
       got.rows.push(row);
     }
     const out = new Map<string, readonly Session[]>();
     for (const node of nodes) {
+      if (bad.has(node)) continue;
       const got = byNode.get(node);
       const before = this.sorted.get(node);
       if (!got) {
@@ -73,7 +79,7 @@ export class PublishedLists {
       this.sorted.set(node, { values: got.values, sessions });
       out.set(node, sessions);
     }
-    this.counts.lists += nodes.size;
+    this.counts.lists += out.size;
     // Rows of keys gone from etcd (their sessions ended, their nodes no longer asked): forgotten.
     if (this.rows.size > seen) for (const k of this.rows.keys()) if (!listed.has(k) || !nodes.has(k.slice(prefix.listed.length, k.indexOf('/', prefix.listed.length)))) this.rows.delete(k);
     for (const n of this.sorted.keys()) if (!nodes.has(n)) this.sorted.delete(n);
@@ -89,7 +95,7 @@ export class PublishedLists {
       if (s.id !== id || s.node !== node) throw new Error(`it is session ${s.id.slice(0, 64)} of node ${String(s.node).slice(0, 64)}`);
       session = deepFreeze(s);
     } catch (e) {
-      this.log.warn({ key: k.slice(0, 200), err: (e as Error).message.slice(0, 300) }, 'fleet list: leaving out a listed row that does not check');
+      this.log.warn({ key: k.slice(0, 200), err: (e as Error).message.slice(0, 300) }, "fleet list: a listed row does not check; its node is asked for its list instead");
     }
     this.rows.set(k, { value, session });
     return session;

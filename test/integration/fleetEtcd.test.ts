@@ -232,17 +232,23 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
     expect(held.rows.get('s-0000000007')?.state).toBe('stopped');
     expect(held.rows.has('s-0000000008')).toBe(false);
     expect(held.rows.get('s-new0000000')?.state).toBe('creating');
-    p.close();
+    // Stopping: the listing goes (no node lists this one from etcd once it stops answering), the rows stay.
+    await p.close();
+    held = await heldOf('pub1');
+    expect(held.listing).toBeNull();
+    expect(held.rows.size).toBe(250);
   });
 
   it('reads back what an earlier daemon wrote: after a restart only what changed is written, and the listing names the new registration; without one nothing is written', async () => {
     const src = new Source(120);
     const first = new ListPublisher(writer, 'pub2', src, silent);
     await first.settled();
-    first.close();
+    await first.close();
     src.set('s-0000000003', 'stopped');
     src.registered = 'r2';
-    const again = new ListPublisher(writer, 'pub2', src, silent);
+    // Its own client, closed below as a daemon killed would leave it: its listing's lease not revoked.
+    const killed = new Etcd3({ hosts: etcd.endpoints });
+    const again = new ListPublisher(killed, 'pub2', src, silent);
     await again.settled();
     expect(again.counts).toEqual({ rows: 1, deleted: 0, failed: 0 });
     const held = await heldOf('pub2');
@@ -256,6 +262,7 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
     expect((await heldOf('pub2')).listing).toEqual({ registered_at: 'r3' });
     // Starting again, not registered yet (or its lease lost): nothing written, and the listing an earlier
     // process left goes before a call is answered, so the other nodes ask this one meanwhile.
+    killed.close();
     src.registered = undefined;
     const starting = new ListPublisher(writer, 'pub2', src, silent);
     src.set('s-0000000004', 'stopped');
@@ -268,6 +275,7 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
     await starting.settled();
     expect(starting.counts.rows).toBe(1);
     expect((await heldOf('pub2')).listing).toEqual({ registered_at: 'r4' });
+    await starting.close();
   });
 
   it('answers a call made while a write is under way once the next write, which has its change, is done; calls meanwhile share it', async () => {
@@ -298,6 +306,7 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
     await next!.then(() => (readsWhenNext = reads));
     expect(readsWhenNext).toBe(2);
     expect((await heldOf('pub4')).rows.get('s-0000000001')?.state).toBe('stopped');
+    await p.close();
   });
 
   it('answers a call whose write failed (its answer lost after etcd applied it) once the listing is gone; the next write reads back and writes the listing again', async () => {
@@ -336,7 +345,46 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
     expect(held.listing).toEqual({ registered_at: 'r1' });
     // Read back after the failure: the row its lost answer had applied is not written again.
     expect(p.counts.rows).toBe(30 + 1);
+    await p.close();
   });
+
+  it("answers a call whose write etcd refuses, and whose listing it will not delete either, once the listing's lease has lapsed: etcd has deleted it by then", async () => {
+    const src = new Source(4);
+    let refuse = false;
+    const refusing = Object.create(writer) as Etcd3;
+    refusing.if = ((...a: Parameters<Etcd3['if']>) => {
+      const txn = writer.if(...a);
+      const commit = txn.commit.bind(txn);
+      txn.commit = async () => {
+        if (refuse) throw new Error('etcdserver: mvcc: database space exceeded');
+        return commit();
+      };
+      return txn;
+    }) as Etcd3['if'];
+    const p = new ListPublisher(refusing, 'pub7', src, silent);
+    await p.settled();
+    expect((await heldOf('pub7')).listing).toEqual({ registered_at: 'r1' });
+    refuse = true;
+    src.set('s-0000000001', 'stopped');
+    const t0 = Date.now();
+    await p.settled();
+    // Answered after the listing's TTL (3 s, from its last renewal, at most 1 s before the failure), and by then gone.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2000);
+    expect(p.counts.failed).toBe(1);
+    expect((await heldOf('pub7')).listing).toBeNull();
+    // Refused again with the listing known gone: answered at once.
+    src.set('s-0000000002', 'stopped');
+    const t1 = Date.now();
+    await p.settled();
+    expect(p.counts.failed).toBe(2);
+    expect(Date.now() - t1).toBeLessThan(1500);
+    refuse = false;
+    await p.settled();
+    const held = await heldOf('pub7');
+    expect(held.rows.get('s-0000000002')?.state).toBe('stopped');
+    expect(held.listing).toEqual({ registered_at: 'r1' });
+    await p.close();
+  }, 30_000);
 
   it("refuses a write after another moved the node's list sequence (a transaction applied late): the listing goes, and the next write reads back what is there", async () => {
     const src = new Source(10);
@@ -357,6 +405,7 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
     expect(held.rows.get('s-0000000005')?.state).toBe('running');
     expect(held.rows.get('s-0000000006')?.state).toBe('stopped');
     expect(held.listing).toEqual({ registered_at: 'r1' });
+    await p.close();
   });
 
   it('reads etcd itself once closed', async () => {

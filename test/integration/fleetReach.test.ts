@@ -33,6 +33,11 @@ import { COMPACTION_KEY } from '../../src/fleet/compactor.js';
 const GID = 48217; // a group nobody on the machine has
 const NOBODY = 65534;
 const SMALL = { memory_mb: 128, network: 'none' };
+/**
+ * Changes no caller waits for reach etcd this often (default 250 ms): long enough that a change shown at once
+ * through another node was written before its call was answered, not by a look that happened to follow it.
+ */
+const LIST_INTERVAL = 'list_interval_ms = 2000\n';
 /** Long enough for a daemon restart on a loaded machine (C must be back within it), short enough for CI. */
 const GRACE_S = 20;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -207,7 +212,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       ports[k] = listenPort(salt);
       hosts[k] = net.nodes[i]!.address;
       const cert = makeNodeCert(join(dir, 'pki'), ca, names[k]);
-      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\ngrace_s = ${GRACE_S}\ncompact_interval_s = 1\n${peerSection(`${hosts[k]}:${ports[k]}`, ca.ca, cert)}`;
+      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\ngrace_s = ${GRACE_S}\ncompact_interval_s = 1\n${LIST_INTERVAL}${peerSection(`${hosts[k]}:${ports[k]}`, ca.ca, cert)}`;
       d.reconfigure({ extraConfig: `max_sessions = 4\n${k === 'a' ? rules : ''}${cluster}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
       nodes[k] = d;
       await d.start();
@@ -758,7 +763,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect((await nodes.a.api('DELETE', `/v1/sessions/${fresh.id}`)).status).toBe(204);
     expect(await onA(fresh.id)).toBeUndefined();
     expect(asked(await answers())).toEqual(asked(before));
-    // A viewer on C's console (no call changed anything): written by C within its publish interval (250 ms), and gone once it leaves.
+    // A viewer on C's console (no call changed anything): written by C within its list interval (2 s here), and gone once it leaves.
     const w = new Viewer(nodes.c, far.id);
     await w.opened;
     await until('the viewer through A', async () => ((await onA(far.id))?.console.viewers === 1 ? true : undefined), 5_000);

@@ -54,7 +54,7 @@ class Local implements MoveSource {
 describe('a drained node finishes the moves it left', () => {
   const e = oneEtcd('move', 13);
   let etcd: Etcd3;
-  const c = (endpoints: string[]) => ({ endpoints, node: SELF, lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 1000, compact_interval_s: 0 });
+  const c = (endpoints: string[]) => ({ endpoints, node: SELF, lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 1000, compact_interval_s: 0, list_interval_ms: 250 });
   const get = (k: string) => etcd.get(k).string();
   const setUp = async (rec: { from: string; to: string; phase: 'copying' | 'committed' }) => {
     await etcd.put(key.member('b')).value(JSON.stringify({ name: 'b', endpoint: '127.0.0.1:1', capacity: { slots: 4, memory_mb: 1024, disk_mb: 100 }, registered_at: '2026-01-01T00:00:00Z' }));

@@ -213,7 +213,7 @@ describe('placement against etcd', () => {
 
   it('registers a node under a lease, and again when the lease is lost', async () => {
     await etcd.delete().prefix('/enclave/');
-    const c = { endpoints: e.endpoints, node: 'n1', lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 1000, compact_interval_s: 0 };
+    const c = { endpoints: e.endpoints, node: 'n1', lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 1000, compact_interval_s: 0, list_interval_ms: 250 };
     const own = new Etcd3({ hosts: e.endpoints });
     const r = new Registry(own, c, '/run/n1.sock', () => ({ slots: 4, memory_mb: 2048, disk_mb: 100 }), pino({ level: 'silent' }));
     try {

@@ -1,8 +1,8 @@
 // The other nodes' lists as they wrote them to etcd, read from the watched
 // copy (src/fleet/publishedLists.ts): in each node's order, each row parsed
-// once and the same array served while nothing of that node changed; rows
-// that do not check (not JSON, not a session, another id or node than their
-// key names) left out and logged; a node's listing current only for the
+// once and the same array served while nothing of that node changed; a
+// node with a row that does not check (not JSON, not a session, another id
+// or node than its key names) not given, logged; a node's listing current only for the
 // registration its member record names.
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
@@ -53,17 +53,25 @@ describe('PublishedLists', () => {
     expect(lists.counts.lists).toBe(3 + 2 + 1);
   });
 
-  it('leaves out a row that does not check, logged once for as long as its value stands', () => {
+  it('gives no node with a row that does not check (its caller asks it), logged once for as long as its value stands', () => {
     const { lists, warned } = withWarnings();
     const m = new Map<string, string>();
     const good = session('s-aaaaaaaaaa', 'n2', '2026-01-01T00:00:00.000Z');
     put(m, good);
+    put(m, session('s-0123456789', 'n3', '2026-01-01T00:00:00.000Z'));
     m.set(k('n2', 's-bbbbbbbbbb'), '{not json');
     m.set(k('n2', 's-cccccccccc'), JSON.stringify({ ...good, id: 's-cccccccccc', state: 'sleeping' }));
     m.set(k('n2', 's-dddddddddd'), JSON.stringify({ ...good, id: 's-eeeeeeeeee' }));
     m.set(k('n2', 's-ffffffffff'), JSON.stringify({ ...good, id: 's-ffffffffff', node: 'n3' }));
-    for (let i = 0; i < 2; i++) expect(lists.of(m, new Set(['n2'])).get('n2')!.map((s) => s.id)).toEqual([good.id]);
+    for (let i = 0; i < 2; i++) {
+      const got = lists.of(m, new Set(['n2', 'n3']));
+      expect(got.has('n2')).toBe(false);
+      expect(got.get('n3')!.map((s) => s.id)).toEqual(['s-0123456789']);
+    }
     expect(warned.sort()).toEqual(['s-bbbbbbbbbb', 's-cccccccccc', 's-dddddddddd', 's-ffffffffff'].map((id) => k('n2', id)));
+    // Its bad rows gone (written again right): given again.
+    for (const id of ['s-bbbbbbbbbb', 's-cccccccccc', 's-dddddddddd', 's-ffffffffff']) m.delete(k('n2', id));
+    expect(lists.of(m, new Set(['n2'])).get('n2')!.map((s) => s.id)).toEqual([good.id]);
   });
 
   it('forgets rows whose keys went (a row written again is parsed again)', () => {
