@@ -51,23 +51,12 @@ export function renderMetrics(sessions: SessionManager, visible: (row: SessionRo
     `enclave_session_destroys_total ${c.destroys}`,
   );
   if (peerLists) {
-    lines.push(
-      "# HELP enclave_fleet_peer_lists_total Other nodes' lists this node read, by answer: etcd (the list the node wrote there, not asked), sent (asked: whole), delta (226: the rows that changed since the copy kept), or unchanged (304: the copy kept was used).",
-      '# TYPE enclave_fleet_peer_lists_total counter',
-      `enclave_fleet_peer_lists_total{answer="sent"} ${peerLists.sent}`,
-      `enclave_fleet_peer_lists_total{answer="delta"} ${peerLists.delta}`,
-      `enclave_fleet_peer_lists_total{answer="unchanged"} ${peerLists.unchanged}`,
-      `enclave_fleet_peer_lists_total{answer="etcd"} ${peerLists.etcd}`,
-    );
+    const help = "Other nodes' lists this node read, by answer: etcd (the list the node wrote there, not asked), sent (asked: whole), delta (226: the rows that changed since the copy kept), or unchanged (304: the copy kept was used).";
+    lines.push(...labelled('enclave_fleet_peer_lists_total', help, 'answer', { sent: peerLists.sent, delta: peerLists.delta, unchanged: peerLists.unchanged, etcd: peerLists.etcd }));
   }
   if (listWrites) {
-    lines.push(
-      "# HELP enclave_fleet_list_writes_total This node's list in etcd (src/fleet/listPublisher.ts): rows written, rows deleted, runs that failed.",
-      '# TYPE enclave_fleet_list_writes_total counter',
-      `enclave_fleet_list_writes_total{what="rows"} ${listWrites.rows}`,
-      `enclave_fleet_list_writes_total{what="deleted"} ${listWrites.deleted}`,
-      `enclave_fleet_list_writes_total{what="failed"} ${listWrites.failed}`,
-    );
+    const help = "This node's list in etcd (src/fleet/listPublisher.ts): rows written, rows deleted, runs that failed.";
+    lines.push(...labelled('enclave_fleet_list_writes_total', help, 'what', listWrites));
   }
   const usage = sessions.reports.usageOfRunning(visible);
   for (const [name, type, help, value] of PER_SESSION) {
@@ -78,4 +67,9 @@ export function renderMetrics(sessions: SessionManager, visible: (row: SessionRo
     }
   }
   return lines.join('\n') + '\n';
+}
+
+/** A counter with one label: its help, its type, and a line a value. */
+function labelled(name: string, help: string, label: string, values: Record<string, number>): string[] {
+  return [`# HELP ${name} ${help}`, `# TYPE ${name} counter`, ...Object.entries(values).map(([k, v]) => `${name}{${label}="${k}"} ${v}`)];
 }

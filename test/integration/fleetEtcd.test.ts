@@ -204,6 +204,18 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
     return { rows: new Map(Object.entries(rows).map(([k, v]) => [k.slice(`${PREFIX}listed/${node}/`.length), JSON.parse(v) as { id: string; state: string }])), listing: listing === null ? null : (JSON.parse(listing) as unknown) };
   };
   const revision = async () => Number((await writer.get(`${PREFIX}revision`).exec()).header.revision);
+  type Commit = ReturnType<ReturnType<Etcd3['if']>['commit']>;
+  /** The writer, but each transaction's commit goes through `around` (an answer lost after it applied, a refusal). */
+  const withCommits = (around: (commit: () => Commit) => Commit): Etcd3 => {
+    const c = Object.create(writer) as Etcd3;
+    c.if = ((...a: Parameters<Etcd3['if']>) => {
+      const txn = writer.if(...a);
+      const commit = txn.commit.bind(txn);
+      txn.commit = () => around(commit);
+      return txn;
+    }) as Etcd3['if'];
+    return c;
+  };
 
   it("writes a node's list: every row, in transactions etcd takes (250 rows), the listing once all are there; then only what changed, and nothing while the tag stands", async () => {
     const src = new Source(250);
@@ -312,20 +324,14 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
   it('answers a call whose write failed (its answer lost after etcd applied it) once the listing is gone; the next write reads back and writes the listing again', async () => {
     const src = new Source(30);
     let fail = false;
-    const flaky = Object.create(writer) as Etcd3;
-    flaky.if = ((...a: Parameters<Etcd3['if']>) => {
-      const txn = writer.if(...a);
-      const commit = txn.commit.bind(txn);
-      txn.commit = async () => {
-        const r = await commit();
-        if (fail) {
-          fail = false;
-          throw new Error('the answer was lost');
-        }
-        return r;
-      };
-      return txn;
-    }) as Etcd3['if'];
+    const flaky = withCommits(async (commit) => {
+      const r = await commit();
+      if (fail) {
+        fail = false;
+        throw new Error('the answer was lost');
+      }
+      return r;
+    });
     const p = new ListPublisher(flaky, 'pub5', src, silent);
     await p.settled();
     expect((await heldOf('pub5')).listing).toEqual({ registered_at: 'r1' });
@@ -351,16 +357,7 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
   it("answers a call whose write etcd refuses, and whose listing it will not delete either, once the listing's lease has lapsed: etcd has deleted it by then", async () => {
     const src = new Source(4);
     let refuse = false;
-    const refusing = Object.create(writer) as Etcd3;
-    refusing.if = ((...a: Parameters<Etcd3['if']>) => {
-      const txn = writer.if(...a);
-      const commit = txn.commit.bind(txn);
-      txn.commit = async () => {
-        if (refuse) throw new Error('etcdserver: mvcc: database space exceeded');
-        return commit();
-      };
-      return txn;
-    }) as Etcd3['if'];
+    const refusing = withCommits((commit) => (refuse ? Promise.reject(new Error('etcdserver: mvcc: database space exceeded')) : commit()));
     const p = new ListPublisher(refusing, 'pub7', src, silent);
     await p.settled();
     expect((await heldOf('pub7')).listing).toEqual({ registered_at: 'r1' });
