@@ -14,17 +14,20 @@
 // each row's JSON is compared with what etcd holds (read back, in one
 // transaction, at the first run and after a run that failed).
 //
-// The listing lives under a lease of its own (LISTING_TTL_S), renewed while
-// runs succeed. A run that fails (etcd refused a write or did not answer
-// within RUN_MS, or this node holds no registration: starting, its lease
-// lost, closing) answers its callers only once the listing is gone: deleted,
-// or its lease surely lapsed (LAPSE_MARGIN_MS past its TTL after etcd last
-// renewed it; an etcd leader change, which renews every lease, can stretch
-// that). Other nodes then ask this node, until a run writes the whole list
-// and a listing again. Every transaction compares the sequence key
-// (/enclave/listseq/NODE) with what the last one left and moves it: one
-// whose answer was lost and that applies late, after a newer run or the
-// failure's own fence, fails instead of putting an older row back.
+// A run that fails (etcd refused a write or did not answer within RUN_MS,
+// or this node holds no registration: starting, its lease lost, stopping)
+// answers its callers only once the listing is deleted, in a transaction
+// that also moves the sequence key (below), so no listing put of this node's
+// still on its way can land after it. Other nodes then ask this node, until
+// a run writes the whole list and a listing again. While etcd cannot be
+// reached that waits, up to the fleet's bound on its callers (fleet.ts);
+// the listing also lives under a lease of its own (LISTING_TTL_S), renewed
+// while runs succeed, so a node cut off from etcd drops out of the other
+// nodes' reads within seconds whatever its own lease's TTL. Every
+// transaction compares the sequence key (/enclave/listseq/NODE) with what
+// the last one left and moves it: one whose answer was lost and that
+// applies late, after a newer run or the failure's delete, fails instead
+// of putting an older row back.
 import { randomBytes } from 'node:crypto';
 import type { Etcd3, IOperation, Lease } from 'etcd3';
 import type { Logger } from 'pino';
@@ -34,12 +37,10 @@ import { key } from './keys.js';
 
 /** After runs that failed, the next looked-for one waits up to this long (a caller's run is made at once), ms. */
 const BACKOFF_MAX_MS = 8000;
-/** The listing's lease, s: how long other nodes may read a list this node can no longer write. */
+/** The listing's lease, s (etcd may grant more: at least 1.5 election timeouts). */
 export const LISTING_TTL_S = 3;
 /** The longest a run may take, ms: past it, it fails (a transaction of it that applies later fails its compare). */
 const RUN_MS = 2000;
-/** From etcd's last renewal of the listing's lease to surely deleted: its TTL, etcd's check for expired leases (every 500 ms) and the delete's commit, ms. */
-const LAPSE_MARGIN_MS = 1500;
 /** Operations a transaction, under etcd's default of 128 (--max-txn-ops), and its rows' bytes, well under its 1.5 MiB request limit. */
 const CHUNK_OPS = 100;
 const CHUNK_BYTES = 512 * 1024;
@@ -52,10 +53,10 @@ export interface ListSource {
   registration(): string | undefined;
 }
 
-/** A lease the listing is put under, and when etcd last granted or renewed it (this host's clock when the answer came, ms; 0 before the grant). */
+/** A lease the listing is put under, and whether a put of the listing under it was sent. */
 interface Held {
   lease: Lease;
-  renewedAt: number;
+  put: boolean;
 }
 
 export class ListPublisher {
@@ -66,8 +67,10 @@ export class ListPublisher {
   private listingFor: string | undefined;
   /** The listing's lease while runs succeed. */
   private held: Held | undefined;
-  /** No listing is there: deleted by this process, or lapsed since (until a run puts one). */
+  /** No listing is there: deleted by this process, and none put since (a run that puts one clears it). */
   private gone = false;
+  /** The listing's delete under way (failed()): one at a time, and a run waits for it before it reads back. */
+  private fencing: Promise<void> | undefined;
   /** The sequence key's mod revision as the last transaction left it (read back with the rows). */
   private seqRev = '0';
   /** The run under way, and the one queued behind it (callers whose change came after the running one read the list). */
@@ -93,13 +96,13 @@ export class ListPublisher {
     const tick = () => {
       if (this.closed) return;
       const wait = Math.min(Math.max(BACKOFF_MAX_MS, this.interval), this.interval * 2 ** Math.min(this.failures, 5));
-      this.timer = setTimeout(() => void this.settled().finally(tick), wait);
+      this.timer = setTimeout(() => void this.settled(true).finally(tick), wait);
       this.timer.unref();
     };
-    void this.settled().finally(tick);
+    void this.settled(true).finally(tick);
   }
 
-  /** Stop, and take the listing away (its lease revoked, bounded): from now on other nodes ask this one. */
+  /** Stop, and take the listing away: from now on other nodes ask this one (the fleet bounds the wait). */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
@@ -111,10 +114,14 @@ export class ListPublisher {
    * this call has ended), or once that run failed and the listing is gone
    * (logged; the next run tries again). Never rejects. At once when the list
    * is what the last run wrote; calls while a run is under way share the
-   * one queued behind it.
+   * one queued behind it. `write`: a run even while no listing is there
+   * (the ticks, which write it again).
    */
-  settled(): Promise<void> {
+  settled(write = false): Promise<void> {
     if (this.current()) return Promise.resolve();
+    // No listing there, and none on its way (no run under way or queued, none put since the delete): no node
+    // lists this one from etcd, so nothing a caller changed can be missing there. The next tick writes it again.
+    if (!write && this.gone && !this.held && !this.running && !this.queued && !this.fencing) return Promise.resolve();
     if (this.queued) return this.queued;
     const after = this.running ?? Promise.resolve();
     const next = after.then(() => {
@@ -143,6 +150,7 @@ export class ListPublisher {
     const registration = this.source.registration();
     if (registration === undefined) throw new Error('this node holds no registration in the fleet (starting, or its lease lost)');
     if (this.written && this.source.tag() === this.writtenTag && this.listingFor === registration && this.held) return;
+    if (this.fencing) await within(this.fencing, left(deadline), "the fleet's etcd");
     const written = this.written ?? (await this.readBack(deadline));
     // The tag, then the rows, with no wait between: a change after the tag leaves the rows newer than it, never older.
     const tag = this.source.tag();
@@ -172,20 +180,17 @@ export class ListPublisher {
       const held = this.held ?? this.lease();
       const id = await within(held.lease.grant(), left(deadline), "the fleet's etcd");
       this.gone = false;
+      held.put = true;
       await this.commit([this.etcd.put(key.listing(this.node)).value(JSON.stringify({ registered_at: registration })).lease(id)], deadline);
       this.listingFor = registration;
     }
   }
 
-  /** A lease for the listing, renewed until released; when etcd last granted or renewed it is kept, released too. */
+  /** A lease for the listing, renewed until released (a failed run) or lost. */
   private lease(): Held {
     const lease = this.etcd.lease(LISTING_TTL_S);
-    const held: Held = { lease, renewedAt: 0 };
-    void lease.grant().then(
-      () => void (held.renewedAt = Date.now()),
-      () => undefined,
-    );
-    lease.on('keepaliveSucceeded', () => void (held.renewedAt = Date.now()));
+    const held: Held = { lease, put: false };
+    lease.grant().catch(() => undefined); // a run that waits on it hears its failure
     // Lost (not renewed within its TTL): the listing is gone or going; the next run writes one under a new lease.
     lease.on('lost', () => {
       if (this.held !== held) return;
@@ -198,40 +203,57 @@ export class ListPublisher {
 
   /**
    * A run failed: its callers are answered once no node can read the list
-   * it did not write: the listing deleted (with the sequence key moved, so
-   * no older transaction applies after), or its lease surely lapsed. What
-   * etcd holds is read back at the next run.
+   * it did not write, the listing deleted (fence()). What etcd holds is read
+   * back at the next run.
    */
   private async failed(e: Error): Promise<void> {
-    this.counts.failed++;
-    this.failures++;
+    if (!this.closed) {
+      this.counts.failed++;
+      this.failures++;
+      if (this.failures === 1 || this.failures % 20 === 0) this.log.warn({ err: e.message, failures: this.failures }, "fleet: this node's list not written to etcd; other nodes ask this node for it until it is");
+    }
     this.written = undefined;
     this.listingFor = undefined;
     const held = this.held;
     this.held = undefined;
     held?.lease.release();
-    if (this.failures === 1 || this.failures % 20 === 0) this.log.warn({ err: e.message, failures: this.failures }, "fleet: this node's list not written to etcd; other nodes ask this node for it until it is");
-    // A listing put under a lease etcd never granted was never put; none there and none on its way: nothing to take away.
-    const leased = held && held.renewedAt > 0 ? held : undefined;
-    if (this.gone && !leased) return;
-    const seq = key.listSeq(this.node);
-    const fence = this.etcd
-      .if(seq, 'Version', '>', -1)
-      .then(this.etcd.delete().key(key.listing(this.node)), this.etcd.put(seq).value(token()))
-      .commit()
-      .then(() => true);
-    // Without a lease of this process's, the listing is an earlier process's, renewed at the latest until now.
-    const since = Date.now();
-    const lapsed = async (): Promise<boolean> => {
-      for (;;) {
-        const wait = (leased?.renewedAt ?? since) + LISTING_TTL_S * 1000 + LAPSE_MARGIN_MS - Date.now();
-        if (wait <= 0) return false;
-        await new Promise((r) => setTimeout(r, wait).unref());
+    // None there (deleted, none put since) and none on its way: nothing to take away.
+    if (this.gone && !held?.put) return;
+    this.gone = false;
+    await this.fence();
+  }
+
+  /**
+   * Delete the listing, moving the sequence key in the same transaction (a
+   * listing put sent before, and resent or delayed, then fails its compare);
+   * tried again until etcd takes it (the fleet bounds its callers' wait), or
+   * once when stopping. etcd out of space takes no transaction with a put:
+   * then a delete alone (while it refuses puts, none of this node's lands).
+   */
+  private fence(): Promise<void> {
+    this.fencing ??= (async () => {
+      const seq = key.listSeq(this.node);
+      for (let wait = 100; ; wait = Math.min(wait * 2, 2000)) {
+        try {
+          await this.etcd.if(seq, 'Version', '>', -1).then(this.etcd.delete().key(key.listing(this.node)), this.etcd.put(seq).value(token())).commit();
+          this.gone = true;
+          return;
+        } catch (e) {
+          if (/space exceeded/i.test((e as Error).message)) {
+            await this.etcd
+              .delete()
+              .key(key.listing(this.node))
+              .then(() => void (this.gone = true))
+              .catch(() => undefined);
+            if (this.gone) return;
+          }
+          if (this.closed) return;
+          this.log.debug({ err: (e as Error).message }, "fleet: this node's listing not deleted yet; trying again");
+          await new Promise((r) => setTimeout(r, wait).unref());
+        }
       }
-    };
-    const deleted = await Promise.race([fence.catch(() => lapsed()), lapsed()]);
-    this.gone = true;
-    if (!deleted) fence.catch((d: Error) => this.log.debug({ err: d.message }, "fleet: this node's listing not deleted; its lease lapsed"));
+    })().finally(() => (this.fencing = undefined));
+    return this.fencing;
   }
 
   /** What etcd holds of this node's list (written by an earlier run, or by this node's daemon before a restart), and its sequence key: one read, one revision. */
