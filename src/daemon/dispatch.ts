@@ -359,12 +359,11 @@ export class Dispatcher {
     const run = (typeof handler === 'function' ? handler : handler.run) as (ctx: Context, i: Input<RouteSpec>, res?: ServerResponse) => unknown;
     const reply = c.spec.reply;
     if (reply.kind === 'stream' || reply.kind === 'text') return void (await run(ctx, input, res));
-    // A call that may change what a list shows (any but a GET) is answered once this node's list is in etcd, its
-    // failure too (src/fleet/listPublisher.ts): a list through another node begun after the answer has it.
+    // A call that changed what a list shows (its tag moved) is answered once this node's list is in etcd, a failed one
+    // too (src/fleet/listPublisher.ts): a list through another node begun after the answer has it.
     const changes = ctx.fleet && req.method !== 'GET' && req.method !== 'HEAD' ? ctx.fleet : undefined;
-    const out = await Promise.resolve()
-      .then(() => run(ctx, input))
-      .finally(() => changes?.listWritten());
+    const before = changes?.listTag();
+    const out = await Promise.resolve().then(() => run(ctx, input)).finally(() => changes?.listWritten(before));
     if (reply.kind === 'empty') return void res.writeHead(204).end();
     if (reply.kind !== 'json') return;
     if (out instanceof Replied) return sendJson(res, out.status, out.body, out.headers);

@@ -101,13 +101,19 @@ export class Fleet {
   /**
    * Once this node's list as it is now is in etcd, or its listing is gone
    * (other nodes then ask this node): a call that changed the list is
-   * answered after this; at once when it did not. Bounded as every fleet
-   * operation is: without etcd a call on this node's own sessions is still
-   * answered, after the bound, and other nodes meanwhile list this node as
-   * they can (asked, or unreachable once its lease lapses).
+   * answered after this. `before`: the list's tag when the call began; a
+   * call that left it as it was changed nothing a list shows, and waits for
+   * nothing. Bounded as every fleet operation is: without etcd a call that
+   * changed this node's sessions is still answered, after the bound.
    */
-  async listWritten(): Promise<void> {
+  async listWritten(before?: string): Promise<void> {
+    if (before !== undefined && this.lists.tag() === before) return;
     await within(this.lists.settled(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => this.log.warn({ err: e.message }, "fleet: answering before this node's list is in etcd"));
+  }
+
+  /** The tag of this node's list now (it moves whenever the list may have changed). */
+  listTag(): string {
+    return this.lists.tag();
   }
 
   /** Whether a drain is moving this session off this node now: a start or destroy of it here waits (409). */

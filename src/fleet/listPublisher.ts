@@ -139,6 +139,11 @@ export class ListPublisher {
     return next;
   }
 
+  /** The list's tag now. */
+  tag(): string {
+    return this.source.tag();
+  }
+
   /** Whether etcd holds the list as it is now, for the registration held now (the tag is the one last written). */
   private current(): boolean {
     const registration = this.source.registration();
