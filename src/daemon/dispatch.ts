@@ -362,7 +362,7 @@ export class Dispatcher {
     // A call that changed what a list shows (its tag moved) is answered once this node's list is in etcd, a failed one
     // too (src/fleet/listPublisher.ts): a list through another node begun after the answer has it.
     const changes = ctx.fleet && req.method !== 'GET' && req.method !== 'HEAD' ? ctx.fleet : undefined;
-    const before = changes?.listTag();
+    const before = changes?.lists.tag();
     const out = await Promise.resolve().then(() => run(ctx, input)).finally(() => changes?.listWritten(before));
     if (reply.kind === 'empty') return void res.writeHead(204).end();
     if (reply.kind !== 'json') return;

@@ -16,6 +16,7 @@ import { storedFile } from '../sessions/stored.js';
 import { ENDED_STATES } from '../vocab/states.js';
 import { failedCreate } from '../store/fleetRows.js';
 import { rowJson } from './listJson.js';
+import { listState } from './listTag.js';
 import type { NodeCapacity } from '../fleet/keys.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { Consoles } from './attach.js';
@@ -80,8 +81,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
       const row = sessions.find(id);
       return row ? sessions.toApi(row) : undefined;
     },
-    // As the list route makes it (src/daemon/listTag.ts: the tables' version and the consoles' viewers).
-    listTag: () => `${sessions.listVersion()}.${consoles.viewersDigest()}`,
+    listTag: () => listState(sessions, consoles),
     listed: () => sessions.list(false, (i) => consoles.info(i), node).map((s) => ({ id: s.id, json: rowJson(s) })),
     create: async (id, req, owner) => {
       const who = { uid: owner.uid, gids: owner.gids, pid: null, via: 'socket' as const };

@@ -17,8 +17,13 @@ import type { Context } from './route.js';
 const START = randomBytes(6).toString('base64url');
 
 export function listTag(ctx: Context, kind: 'list' | 'rows', all: boolean): string {
-  const consoles = kind === 'list' ? `.${ctx.consoles.viewersDigest()}` : '';
-  return `"${START}.${kind}${all ? '-all' : ''}.${ctx.sessions.listVersion()}${consoles}"`;
+  const made = kind === 'list' ? listState(ctx.sessions, ctx.consoles) : ctx.sessions.listVersion();
+  return `"${START}.${kind}${all ? '-all' : ''}.${made}"`;
+}
+
+/** What a full list is made of: the tables' version and the consoles' viewers (the fleet's list in etcd moves with it too). */
+export function listState(sessions: Pick<Context['sessions'], 'listVersion'>, consoles: Pick<Context['consoles'], 'viewersDigest'>): string {
+  return `${sessions.listVersion()}.${consoles.viewersDigest()}`;
 }
 
 /**

@@ -58,6 +58,8 @@ export class Fleet {
   private pendingLoop: Every | undefined;
   /** This node's list in etcd, where the other nodes' lists read it. */
   readonly lists: ListPublisher;
+  /** This node's sessions as the fleet acts on them, each change written to its list in etcd before it is reported. */
+  private readonly local: LocalNode & FenceTarget & MoveSource;
   private closed = false;
   /** The pending sessions as last read: what a list shows while etcd does not answer. */
   private lastPending: [pending: Map<string, string>, alive: Map<string, string>] = [new Map(), new Map()];
@@ -82,17 +84,14 @@ export class Fleet {
         await this.listWritten();
       }
     };
-    local = { ...local, create: written(local.create), forget: written(local.forget), remove: written(local.remove), discard: written(local.discard) };
-    this.local = local;
-    this.failure = new Failure(this.etcd, c, this.registry, local, log);
-    this.worker = new Worker(this.etcd, c.node, local, log, () => this.failure.open(), c.create_timeout_ms);
+    this.local = { ...local, create: written(local.create), forget: written(local.forget), remove: written(local.remove), discard: written(local.discard) };
+    this.failure = new Failure(this.etcd, c, this.registry, this.local, log);
+    this.worker = new Worker(this.etcd, c.node, this.local, log, () => this.failure.open(), c.create_timeout_ms);
     this.watched = new WatchedFleet(this.etcd, log);
     this.reach = c.peer ? new Reach(this.etcd, this.watched, c.node, c.peer, log) : undefined;
-    this.mover = this.reach ? new Mover(this.etcd, c.node, c, this.reach.client, local, log) : undefined;
+    this.mover = this.reach ? new Mover(this.etcd, c.node, c, this.reach.client, this.local, log) : undefined;
     this.compactor = new Compactor(this.etcd, c.compact_interval_s * 1000, log);
   }
-
-  private readonly local: LocalNode & FenceTarget & MoveSource;
 
   get node(): string {
     return this.c.node;
@@ -109,11 +108,6 @@ export class Fleet {
   async listWritten(before?: string): Promise<void> {
     if (before !== undefined && this.lists.tag() === before) return;
     await within(this.lists.settled(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => this.log.warn({ err: e.message }, "fleet: answering before this node's list is in etcd"));
-  }
-
-  /** The tag of this node's list now (it moves whenever the list may have changed). */
-  listTag(): string {
-    return this.lists.tag();
   }
 
   /** Whether a drain is moving this session off this node now: a start or destroy of it here waits (409). */

@@ -154,7 +154,7 @@ export class ListPublisher {
     if (this.closed) throw new Error('the daemon is stopping');
     const registration = this.source.registration();
     if (registration === undefined) throw new Error('this node holds no registration in the fleet (starting, or its lease lost)');
-    if (this.written && this.source.tag() === this.writtenTag && this.listingFor === registration && this.held) return;
+    if (this.current()) return;
     if (this.fencing) await within(this.fencing, left(deadline), "the fleet's etcd");
     const written = this.written ?? (await this.readBack(deadline));
     // The tag, then the rows, with no wait between: a change after the tag leaves the rows newer than it, never older.

@@ -174,7 +174,7 @@ export class Reach {
    * Every other node's sessions (all of them: the caller's node filters by its own policy), each with its node:
    * as each node wrote them to etcd (listPublisher.ts), where it did. `all` (ended ones too) asks each node, and
    * so does `ask` (the fleet's event stream: its first list must have every change made before each node's
-   * stream began, and a change no caller waited for reaches etcd within 250 ms).
+   * stream began, and a change no caller waited for reaches etcd within cluster.list_interval_ms).
    */
   others(all: boolean, ask = false): Promise<Session[]> {
     return this.gather((node, endpoint) => this.getList(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000), !all && !ask);
