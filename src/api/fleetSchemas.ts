@@ -1,7 +1,8 @@
 // The fleet's API shapes (fleet mode, docs/fleet.md): a create's no_wait,
 // the node list, cordon and uncordon.
 import { z } from 'zod';
-import { sessionSchema } from './schemas.js';
+import { sessionSchema, volumeSizeMb } from './schemas.js';
+import { MAX_SECRET_BYTES, secretName, VOLUME_ID, volumeName } from '../vocab/names.js';
 
 /** ?no_wait=1 on a create (fleet mode): refuse at once when no node fits, instead of leaving it pending. */
 export const createQuery = z.object({ no_wait: z.enum(['1', '0', 'true', 'false']).transform((v) => v === '1' || v === 'true').optional() }).strict();
@@ -40,7 +41,15 @@ export const sessionRowsSchema = z.object({
     }),
   ),
 });
-export const movedOutQuery = z.object({ to: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name') }).strict();
+/** `volumes`: those the undone move made here (its kit's, src/fleet/moveKit.ts), removed unless a live session mounts them. */
+export const movedOutQuery = z
+  .object({
+    to: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name'),
+    volumes: z.string().regex(/^v-[0-9a-f]{10}(,v-[0-9a-f]{10}){0,63}$/, 'must be volume ids (v-xxxxxxxxxx), comma-separated').optional(),
+  })
+  .strict();
+/** POST /v1/sessions/{id}/moved-in-volume (nodes only): the body is a volume's export, zstd or plain tar. */
+export const movedInVolumeQuery = z.object({ volume: z.string().regex(/^v-[0-9a-f]{10}$/, 'must be a volume id'), zstd: z.enum(['0', '1']) }).strict();
 
 /**
  * A node's list as the rows that changed since the one the asking node
@@ -51,3 +60,25 @@ export const movedOutQuery = z.object({ to: z.string().regex(/^[a-z0-9][a-z0-9-]
 export const ROWS_IM = 'rows';
 export const rowsDelta = z.object({ ids: z.array(z.string().max(64)), rows: z.array(z.unknown()) }).strict();
 export type RowsDelta = z.infer<typeof rowsDelta>;
+
+/** Bounds on a kit: a session declares few secrets and mounts few volumes. */
+const MAX_KIT_ITEMS = 64;
+
+/** GET /v1/sessions/{id}/move-kit (nodes only): what follows a session a drain moves (src/fleet/moveKit.ts). */
+export const moveKitSchema = z
+  .object({
+    secrets: z
+      .array(
+        z
+          .object({
+            name: secretName,
+            value_base64: z.string().max(Math.ceil(MAX_SECRET_BYTES / 3) * 4 + 4).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64'),
+            shared: z.boolean(),
+          })
+          .strict(),
+      )
+      .max(MAX_KIT_ITEMS),
+    volumes: z.array(z.object({ id: z.string().regex(VOLUME_ID), name: volumeName, size_mb: volumeSizeMb }).strict()).max(MAX_KIT_ITEMS),
+  })
+  .strict();
+export type MoveKit = z.infer<typeof moveKitSchema>;

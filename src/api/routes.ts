@@ -43,7 +43,7 @@ import {
 } from './schemas.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from './protocol.js';
 import { eventListSchema, eventsQuery, eventStreamQuery } from './eventSchemas.js';
-import { cordonRequest, createQuery, drainReplySchema, movedInQuery, movedOutQuery, nodeListSchema, sessionRowsSchema } from './fleetSchemas.js';
+import { cordonRequest, createQuery, drainReplySchema, moveKitSchema, movedInQuery, movedInVolumeQuery, movedOutQuery, nodeListSchema, sessionRowsSchema } from './fleetSchemas.js';
 
 /**
  * Whose object a route acts on:
@@ -169,6 +169,10 @@ export const ROUTES = {
   // A drain's move (fleet mode, nodes only): the drained node sends a stopped session's stored files to
   // the node that now holds it, running and empty; that node restores them into it and stops it.
   sessionMovedIn: route({ method: 'POST', path: '/v1/sessions/{session}/moved-in', fleet: 'peer', owner: { kind: 'session' }, action: 'session.stop', query: movedInQuery, reply: json(sessionSchema) }),
+  // What follows the session (nodes only; answered while that very move runs): its owner's secrets and the volumes it alone mounts.
+  sessionMoveKit: route({ method: 'GET', path: '/v1/sessions/{session}/move-kit', fleet: 'peer', owner: { kind: 'session' }, action: 'session.stop', reply: json(moveKitSchema) }),
+  // A volume's contents, for the session made here for a move (before its files): unpacked inside it, at the target it mounts the volume on.
+  sessionMovedInVolume: route({ method: 'POST', path: '/v1/sessions/{session}/moved-in-volume', fleet: 'peer', owner: { kind: 'session' }, action: 'session.stop', query: movedInVolumeQuery, reply: EMPTY }),
   // An undone move's copy here, ended (the drained node destroyed it first): it lives on at `to`, and a later move here may make it again.
   sessionMovedOut: route({ method: 'POST', path: '/v1/sessions/{session}/moved-out', fleet: 'peer', owner: { kind: 'session' }, action: 'session.destroy', query: movedOutQuery, reply: EMPTY }),
   // A text list through another node (nodes only): this node's own sessions, the table's columns alone.

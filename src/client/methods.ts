@@ -51,4 +51,6 @@ export const CLIENT_METHODS: Partial<Record<RouteName, ClientMethod>> = {
   nodeUncordon: 'nodes.uncordon',
   nodeDrain: 'nodes.drain',
   sessionMovedIn: { omitted: "between a fleet's nodes only (a drain's move of a stopped session): no caller may call it" },
+  sessionMoveKit: { omitted: "between a fleet's nodes only (a drain's move of a stopped session): no caller may call it" },
+  sessionMovedInVolume: { omitted: "between a fleet's nodes only (a drain's move of a stopped session): no caller may call it" },
 };

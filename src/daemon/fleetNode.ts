@@ -23,6 +23,7 @@ import type { Consoles } from './attach.js';
 import type { Parts } from './route.js';
 import { createApiServer, type ApiServer } from './server.js';
 import { recordMovedAway } from './sessionEvents.js';
+import { adoptKit, dropMovedVolumes, kitHere, volumeFile } from './moveKitHere.js';
 import type { CreateSessionRequest } from '../api/schemas.js';
 import type { ResolvedVolume } from '../sessions/admission.js';
 import { ApiError } from '../vocab/errors.js';
@@ -56,14 +57,19 @@ function volumesHere(sessions: SessionManager, req: CreateSessionRequest, ownerU
   });
 }
 
-export function localNode(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets, movedAway: (id: string, to: string) => void): LocalNode & FenceTarget & MoveSource {
+export function localNode(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets, movedAway: (id: string, to: string) => void, log: Logger): LocalNode & FenceTarget & MoveSource {
   const node = config.cluster?.node;
   return {
     stored: (id) => storedFile(config, id),
     // Destroyed, not failed: it lives on on the node it moved to, under the same id; the row says where (a move back drops it).
+    kit: (id) => kitHere(sessions, id),
+    volumeFile: (volumeId) => volumeFile(sessions, config, volumeId, log),
     forget: async (id, to, moved = true) => {
       const state = sessions.find(id)?.state;
+      // The volumes it took along (it mounted them alone): they leave with it.
+      const volumes = sessions.volumes.mountsOf(id).flatMap((m) => (m.volume ? [m.volume.id] : []));
       if (state !== 'destroyed' && state !== 'failed') await sessions.destroy(id, undefined, 0);
+      await dropMovedVolumes(sessions, volumes, log);
       if (sessions.find(id)?.moved_to === to) return; // ended so already (a tick that finished it again)
       sessions.markMovedAway(id, to);
       if (moved) movedAway(id, to);
@@ -83,7 +89,8 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     },
     listTag: () => listState(sessions, consoles),
     listed: () => sessions.list(false, (i) => consoles.info(i), node).map((s) => ({ id: s.id, json: rowJson(s) })),
-    create: async (id, req, owner) => {
+    create: async (id, req, owner, kit) => {
+      if (kit) await adoptKit(sessions, kit, owner.uid, node ?? 'this', log.child({ session: id }));
       const who = { uid: owner.uid, gids: owner.gids, pid: null, via: 'socket' as const };
       const limits = sessions.limitsFor(req, req.profile ?? 'workspace');
       let s = await sessions.create(req, owner.uid, {
@@ -115,7 +122,7 @@ export async function fleetFor(config: Config, sessions: SessionManager, console
   const c = config.cluster;
   if (!c) return undefined;
   const { Fleet } = await import('../fleet/fleet.js');
-  const fleet = new Fleet(c, c.endpoint ?? c.peer?.listen ?? config.socket, () => nodeCapacity(config), localNode(config, sessions, consoles, budgets, (id, to) => recordMovedAway(audit, sessions, log, id, to)), log.child({ fleet: c.node }));
+  const fleet = new Fleet(c, c.endpoint ?? c.peer?.listen ?? config.socket, () => nodeCapacity(config), localNode(config, sessions, consoles, budgets, (id, to) => recordMovedAway(audit, sessions, log, id, to), log), log.child({ fleet: c.node }));
   sessions.onKernelEvents({
     changed: (id) => {
       const state = sessions.find(id)?.state;

@@ -14,6 +14,7 @@ import { ApiError, type ErrorCode } from '../vocab/errors.js';
 import { etcdClient, getPrefix, type ClusterConfig } from './etcd.js';
 import { idOfKey, key, parseValue, pendingSchema, prefix, type NodeCapacity, type Pending } from './keys.js';
 import { pinnedTo, place, placedIds, placedNodes } from './placement.js';
+import { fetchKit } from './moveKit.js';
 import { awaitReport } from './report.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
@@ -86,9 +87,11 @@ export class Fleet {
     };
     this.local = { ...local, create: written(local.create), forget: written(local.forget), remove: written(local.remove), discard: written(local.discard) };
     this.failure = new Failure(this.etcd, c, this.registry, this.local, log);
-    this.worker = new Worker(this.etcd, c.node, this.local, log, () => this.failure.open(), c.create_timeout_ms);
     this.watched = new WatchedFleet(this.etcd, log);
     this.reach = c.peer ? new Reach(this.etcd, this.watched, c.node, c.peer, log) : undefined;
+    const peers = this.reach?.client;
+    const kitFrom = peers && ((from: string, id: string) => fetchKit(this.etcd, peers, from, id));
+    this.worker = new Worker(this.etcd, c.node, this.local, log, () => this.failure.open(), c.create_timeout_ms, kitFrom);
     this.mover = this.reach ? new Mover(this.etcd, c.node, c, this.reach.client, this.local, log) : undefined;
     this.compactor = new Compactor(this.etcd, c.compact_interval_s * 1000, log);
   }

@@ -4,7 +4,10 @@
 // placement's transaction, as any create), made there by that node's
 // worker, running and empty; then this node sends the stored files over the
 // mutual-TLS channel and that node restores them into it and stops it
-// (src/daemon/handlers/moves.ts). Only then does its placement here go and
+// (src/daemon/handlers/moves.ts). Its owner's secrets and the volumes it
+// alone mounts go with it (moveKit.ts: that node asks for them before it
+// makes it; the volumes' contents are sent before its files), and
+// the volumes leave this node with its copy. Only then does its placement here go and
 // its copy here end (destroyed). Each move is recorded first
 // (/enclave/move/ID: from, to, copying or committed), and the record is
 // what every tick, drained or not, finishes: a copying move this daemon is
@@ -19,16 +22,22 @@ import type { SessionState } from '../vocab/states.js';
 import { getPrefix } from './etcd.js';
 import type { ClusterConfig } from './etcd.js';
 import { desiredSchema, key, moveSchema, parseValue, prefix, statusSchema, type Desired, type Move } from './keys.js';
-import { pinnedTo, place, placedNodes, readFleet } from './placement.js';
+import { place, placedNodes, readFleet } from './placement.js';
 import { awaitReport } from './report.js';
 import type { PeerClient } from './peerTls.js';
+import type { KitPlan } from './moveKit.js';
+import { rmSync } from 'node:fs';
 
 /** What a move needs of this node's own sessions (the daemon provides it). */
 export interface MoveSource {
   stateOf(id: string): SessionState | undefined;
   /** A stopped session's stored files. */
   stored(id: string): { path: string; zstd: boolean } | undefined;
-  /** End the session here for good: its files and its placement are on node `to` now (a `session.move` on this node's trail). */
+  /** What follows it to another node (its secrets, the volumes it alone mounts), or why it stays; undefined: not here. */
+  kit(id: string): KitPlan | { stays: string } | undefined;
+  /** A volume's contents as a file (the caller removes it). */
+  volumeFile(volumeId: string): Promise<{ path: string; zstd: boolean }>;
+  /** End the session here for good (the volumes that moved with it too): its files and its placement are on node `to` now (a `session.move` on this node's trail). */
   forget(id: string, to: string, moved?: boolean): Promise<void>;
 }
 
@@ -60,6 +69,8 @@ export async function commitMove(etcd: Etcd3, rec: Move): Promise<boolean> {
 export class Mover {
   private busy = false;
   private readonly retryAt = new Map<string, number>();
+  /** Why each session that stays does (logged once per reason). */
+  private readonly stays = new Map<string, string>();
   /** Sessions being moved now: locked here (start and destroy refused) until the move ends. */
   readonly moving = new Set<string>();
 
@@ -88,13 +99,21 @@ export class Mover {
   private async moveAll(): Promise<void> {
     await this.finishRecorded();
     if ((await this.etcd.get(key.drain(this.self)).string()) === null) return;
-    for (const [k, v] of await getPrefix(this.etcd, key.desiredOf(this.self))) {
-      const d = parseValue(desiredSchema, k, v);
-      // One with volumes or stored secrets stays: they are this node's (listed by the drain, as a running one is).
-      if (this.local.stateOf(d.id) !== 'stopped' || pinnedTo(d) !== undefined || (this.retryAt.get(d.id) ?? 0) > Date.now()) continue;
+    const placed = [...(await getPrefix(this.etcd, key.desiredOf(this.self)))].map(([k, v]) => parseValue(desiredSchema, k, v));
+    for (const id of this.stays.keys()) if (!placed.some((d) => d.id === id)) this.stays.delete(id);
+    for (const d of placed) {
+      if (this.local.stateOf(d.id) !== 'stopped' || (this.retryAt.get(d.id) ?? 0) > Date.now()) continue;
       const log = this.log.child({ session: d.id });
+      // One whose volumes or secrets cannot follow it stays (listed by the drain, as a running one is).
+      const plan = this.local.kit(d.id);
+      if (!plan || 'stays' in plan) {
+        if (plan && this.stays.get(d.id) !== plan.stays) log.info({ why: plan.stays }, 'drain: session stays on this node');
+        if (plan) this.stays.set(d.id, plan.stays);
+        continue;
+      }
+      this.stays.delete(d.id);
       try {
-        const to = await this.move(d, log);
+        const to = await this.move(d, plan, log);
         this.retryAt.delete(d.id);
         log.info({ to }, 'drain: session moved');
       } catch (e) {
@@ -104,22 +123,25 @@ export class Mover {
     }
   }
 
-  private async move(d: Desired, log: Logger): Promise<string> {
+  private async move(d: Desired, plan: KitPlan, log: Logger): Promise<string> {
     const stored = this.local.stored(d.id);
     if (!stored) throw new Error('its stored files are missing here');
     this.moving.add(d.id);
     try {
-      return await this.moveLocked(d, stored, log);
+      return await this.moveLocked(d, plan, stored, log);
     } finally {
       this.moving.delete(d.id);
     }
   }
 
-  private async moveLocked(d: Desired, stored: { path: string; zstd: boolean }, log: Logger): Promise<string> {
-    const { placed_at: _, ...wanted } = d;
+  private async moveLocked(d: Desired, plan: KitPlan, stored: { path: string; zstd: boolean }, log: Logger): Promise<string> {
+    // Placed by this node, pinned nowhere: a node it is made on that finds volumes or secrets in its
+    // request asks this node, its entry now, for them (moveKit.ts; answered while this move runs).
+    const { placed_at: _, ...rest } = d;
+    const wanted = { ...rest, entry: this.self };
     if (await this.record(d.id)) throw new Error('a move of it is still being finished');
     await this.undoStray(d, log);
-    const r = await place(this.etcd, wanted, this.c.candidates, false, this.self);
+    const r = await place(this.etcd, wanted, this.c.candidates, false, this.self, null);
     if ('reason' in r) throw new Error(`no node takes it: ${r.reason}`);
     const to = r.node;
     const rec: Move = { id: d.id, from: this.self, to, phase: 'copying' };
@@ -141,7 +163,16 @@ export class Mover {
     }
     try {
       await this.made(d.id, to);
-      await this.send(d, to, stored);
+      // Its volumes' contents first, unpacked inside it while it runs there; then its files, which stop it.
+      for (const v of plan.volumes) {
+        const file = await this.local.volumeFile(v.id);
+        try {
+          await this.send(d, to, file, `/v1/sessions/${d.id}/moved-in-volume?volume=${v.id}&zstd=${file.zstd ? 1 : 0}`);
+        } finally {
+          rmSync(file.path, { force: true });
+        }
+      }
+      await this.send(d, to, stored, `/v1/sessions/${d.id}/moved-in?zstd=${stored.zstd ? 1 : 0}&from=${this.self}`);
       if (this.local.stateOf(d.id) !== 'stopped') throw new Error(`it is ${this.local.stateOf(d.id) ?? 'gone'} here now`);
       if (!(await commitMove(this.etcd, rec))) throw new Error('its move record, or its placement here, changed under it (the fleet declared it lost?)');
     } catch (e) {
@@ -220,12 +251,11 @@ export class Mover {
     if (s.state !== 'running') throw new Error(`node ${node} could not make it: ${s.error?.message ?? s.state}`);
   }
 
-  /** The stored files to `node`, which restores them into its copy and stops it. */
-  private async send(d: Desired, node: string, stored: { path: string; zstd: boolean }): Promise<void> {
+  /** A file to `node` (POST `path`): the stored files, which it restores into its copy and stops it, or a volume's contents. */
+  private async send(d: Desired, node: string, stored: { path: string }, path: string): Promise<void> {
     const m = (await readFleet(this.etcd)).find((n) => n.member.name === node);
     if (!m) throw new Error(`node ${node} left the fleet`);
     const size = statSync(stored.path).size;
-    const path = `/v1/sessions/${d.id}/moved-in?zstd=${stored.zstd ? 1 : 0}&from=${this.self}`;
     await new Promise<void>((resolve, reject) => {
       const req = this.peers.request(node, m.member.endpoint, { method: 'POST', path, headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) } }, { uid: d.owner_uid, gids: d.owner_gids }, true);
       const timer = setTimeout(() => req.destroy(new Error(`not done within ${SEND_MS} ms`)), SEND_MS);
@@ -237,7 +267,7 @@ export class Mover {
         res.on('data', (c: Buffer) => void ((n += c.length) <= 64 * 1024 && chunks.push(c)));
         res.on('end', () => {
           clearTimeout(timer);
-          if (res.statusCode === 200) return resolve();
+          if (res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300) return resolve();
           reject(new Error(`node ${node} answered ${res.statusCode}: ${Buffer.concat(chunks).toString('utf8').slice(0, 300)}`));
         });
         res.on('error', reject);
@@ -268,7 +298,10 @@ export class Mover {
       return;
     }
     const m = nodes.find((n) => n.member.name === rec.to);
-    const gone = m ? (await this.askThere(rec.to, m.member.endpoint, 'DELETE', `/v1/sessions/${rec.id}?force=1`)) && (await this.askThere(rec.to, m.member.endpoint, 'POST', `/v1/sessions/${rec.id}/moved-out?to=${this.self}`)) : true;
+    // The volumes its kit made there go with its copy (those no live session there mounts).
+    const plan = this.local.kit(rec.id);
+    const volumes = plan && 'volumes' in plan && plan.volumes.length > 0 ? `&volumes=${plan.volumes.map((v) => v.id).join(',')}` : '';
+    const gone = m ? (await this.askThere(rec.to, m.member.endpoint, 'DELETE', `/v1/sessions/${rec.id}?force=1`)) && (await this.askThere(rec.to, m.member.endpoint, 'POST', `/v1/sessions/${rec.id}/moved-out?to=${this.self}${volumes}`)) : true;
     if (!gone) {
       log.warn({ node: rec.to }, 'drain: the copy there is not confirmed destroyed and marked moved; trying again');
       return;

@@ -135,7 +135,9 @@ export async function placedIds(etcd: Etcd3): Promise<string[]> {
  * The node a session must run on, if any: one whose request names volumes or
  * stored secrets runs where they are, on the node that took its create
  * (they are per node: a volume is an image on its disk, a secret a row of its
- * database), and a drain does not move it.
+ * database). A drain's move places it with no pin (they follow it,
+ * moveKit.ts) and names the drained node its entry: the node it is made on
+ * asks that node for them.
  */
 export function pinnedTo(d: Pick<Desired, 'request' | 'entry'>): string | undefined {
   const r = d.request;
@@ -170,18 +172,18 @@ async function untilAnswered<T>(f: () => Promise<T>, deadline: number): Promise<
  * etcd answers it (untilAnswered), so it is never booked twice; one etcd
  * member killed must fail no create (issue 28).
  * `exclude`: a node it must not go to (a drain's move: the node it leaves).
+ * `pin`: the one node it may go to (a drain's move: none, its volumes and secrets follow it, moveKit.ts).
  */
-export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: number, fromPending = false, exclude?: string): Promise<{ node: string } | { reason: string }> {
+export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: number, fromPending = false, exclude?: string, pin: string | null = pinnedTo(d) ?? null): Promise<{ node: string } | { reason: string }> {
   const deadline = Date.now() + PLACE_RETRY_MS;
-  const pin = pinnedTo(d);
   // A pending entry's tombstone lease, granted once a node fits (a pending entry waits without one).
   let lease: string | undefined;
   for (let attempt = 0; attempt < 50; ) {
     // No booking starts past the bound: its caller was told the fleet did not answer.
     if (Date.now() > deadline) throw new Error(`placement did not finish within ${PLACE_RETRY_MS} ms`);
     const fleet = await untilAnswered(() => readFleet(etcd), deadline);
-    const c = choose(fleet.filter((n) => n.member.name !== exclude && (pin === undefined || n.member.name === pin)), d.memory_mb, k);
-    if ('reason' in c) return pin === undefined ? c : { reason: `its volumes and stored secrets are node ${pin}'s, which cannot take it: ${c.reason}` };
+    const c = choose(fleet.filter((n) => n.member.name !== exclude && (pin === null || n.member.name === pin)), d.memory_mb, k);
+    if ('reason' in c) return pin === null ? c : { reason: `its volumes and stored secrets are node ${pin}'s, which cannot take it: ${c.reason}` };
     if (fromPending) lease ??= await untilAnswered(() => goneLease(etcd), deadline);
     const booking = { ...d, placed_at: new Date().toISOString() };
     if (await untilAnswered(() => book(etcd, c.node, booking, lease), deadline)) return { node: c.node.member.name };

@@ -15,6 +15,8 @@ import { ACTIVE_STATES, ENDED_STATES, type SessionState } from '../vocab/states.
 import { FLEET_OP_TIMEOUT_MS, within } from './deadline.js';
 import { getPrefix, getWithRev } from './etcd.js';
 import { allocSchema, desiredSchema, key, moveSchema, parseValue, statusSchema, type Alloc, type Desired, type Status } from './keys.js';
+import type { MoveKit } from './moveKit.js';
+import { pinnedTo } from './placement.js';
 
 /** What the fleet needs of this node's own sessions (the daemon provides it over its session manager). */
 export interface LocalNode {
@@ -24,8 +26,8 @@ export interface LocalNode {
   stateOf(id: string): SessionState | undefined;
   /** Sessions with processes here, and the memory each was given (MiB). */
   active(): Map<string, number>;
-  /** Make the session with this id, as its owner; resolves once it runs. */
-  create(id: string, req: CreateSessionRequest, owner: { uid: number; gids: number[] }): Promise<Session>;
+  /** Make the session with this id, as its owner (what `kit` brings first: a drain's move); resolves once it runs. */
+  create(id: string, req: CreateSessionRequest, owner: { uid: number; gids: number[] }, kit?: MoveKit): Promise<Session>;
   view(id: string): Session | undefined;
   /** Drop this node's ended old copy of a session a drain moved away (it is moving back); false if there is none. */
   dropMovedAway(id: string): boolean;
@@ -59,6 +61,8 @@ export class Worker {
     private readonly mayCreate: () => boolean = () => true,
     /** How long a create's caller waits for its report (cluster.create_timeout_ms): a failure found later is told to no one. */
     private readonly callerWaitsMs = 120_000,
+    /** A drain's kit from the node that moves a session here (moveKit.ts); none without the node-to-node channel. */
+    private readonly kitFrom?: (node: string, id: string) => Promise<MoveKit>,
   ) {}
 
   async start(): Promise<void> {
@@ -98,7 +102,14 @@ export class Worker {
     const log = this.log.child({ session: d.id });
     log.info({ entry: d.entry, owner: d.owner_uid }, 'creating a session placed here');
     try {
-      const s = await this.local.create(d.id, d.request, { uid: d.owner_uid, gids: d.owner_gids });
+      // Naming volumes or secrets and placed by another node: a drain's move, whose node has them.
+      const from = pinnedTo(d);
+      let kit: MoveKit | undefined;
+      if (from !== undefined && from !== this.node) {
+        if (!this.kitFrom) throw new ApiError('conflict', `its volumes and secrets are node ${from}'s, and this node has no channel to it ([cluster.peer])`);
+        kit = await this.kitFrom(from, d.id);
+      }
+      const s = await this.local.create(d.id, d.request, { uid: d.owner_uid, gids: d.owner_gids }, kit);
       if ((await this.report({ id: d.id, node: this.node, state: 'running', session: { ...s, node: this.node } }, log)) === false) {
         // Its own failure is not the create's (whose failed report would overwrite the shared status).
         await this.withdrawn(d.id, log).catch((e: Error) => log.error({ err: e.message }, 'cannot end a copy placed here no more'));

@@ -94,7 +94,17 @@ const TAIL = 2000;
  * runs as its root, under its confinement and in its cgroups, fed through a
  * pipe (the session sees no host file). Throws with tar's last words.
  */
-export async function restoreFiles(agent: SessionAgent, hostname: string, stored: { path: string; zstd: boolean }, timeoutMs: number): Promise<void> {
+/** A volume's export (volumeExport.ts: ./PATH entries, numeric owners) unpacked at its mount target ($2), inside the session. */
+export const VOLUME_RESTORE_SCRIPT = `set -eu
+cd -- "$2"
+if [ "$1" = zstd ]; then zstd -dcq; else cat; fi | tar -x -f - -p --numeric-owner --same-owner`;
+
+/**
+ * `stored` unpacked inside the session, by its root, under its confinement:
+ * its own files (RESTORE_SCRIPT), or with `into` a volume's contents at the
+ * target it mounts that volume on (a drain's move).
+ */
+export async function restoreFiles(agent: SessionAgent, hostname: string, stored: { path: string; zstd: boolean }, timeoutMs: number, into?: string): Promise<void> {
   const a = addon();
   const stdin = a.pipe();
   const stdout = a.pipe();
@@ -102,10 +112,10 @@ export async function restoreFiles(agent: SessionAgent, hostname: string, stored
   const theirs = [stdin[0], stdout[1], stderr[1]];
   let started;
   try {
-    started = await agent.start({ tty: false, argv: ['sh', '-c', RESTORE_SCRIPT, 'restore', stored.zstd ? 'zstd' : 'none'], env: commandEnv(hostname, { env: [], tty: false }), cwd: '/', cols: 0, rows: 0, fds: theirs, stdin: true });
+    started = await agent.start({ tty: false, argv: into === undefined ? ['sh', '-c', RESTORE_SCRIPT, 'restore', stored.zstd ? 'zstd' : 'none'] : ['sh', '-c', VOLUME_RESTORE_SCRIPT, 'restore', stored.zstd ? 'zstd' : 'none', into], env: commandEnv(hostname, { env: [], tty: false }), cwd: '/', cols: 0, rows: 0, fds: theirs, stdin: true });
   } catch (e) {
     for (const fd of [stdin[1], stdout[0], stderr[0]]) a.closeFd(fd);
-    throw e instanceof StartFailure ? agentError(e, 'restore its files') : e;
+    throw e instanceof StartFailure ? agentError(e, into === undefined ? 'restore its files' : `restore the volume at ${into}`) : e;
   } finally {
     for (const fd of theirs) a.closeFd(fd);
   }
@@ -125,7 +135,7 @@ export async function restoreFiles(agent: SessionAgent, hostname: string, stored
     if (exit === null) throw new Error('the session ended while its files were restored');
     if (exit.code !== 0) {
       const how = exit.code === null ? `was killed by signal ${exit.signal}${exit.signal === 9 ? ' (out of memory, or past sessions.snapshot_timeout_ms)' : ''}` : `exited with ${exit.code}`;
-      throw new Error(`restoring its files ${how}: ${said.trim().split('\n').slice(-3).join(' ')}`);
+      throw new Error(`restoring ${into === undefined ? 'its files' : `the volume at ${into}`} ${how}: ${said.trim().split('\n').slice(-3).join(' ')}`);
     }
   } finally {
     clearTimeout(timer);

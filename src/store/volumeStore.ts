@@ -115,6 +115,14 @@ export class VolumeStore {
       .immediate();
   }
 
+  /** The volumes a session mounts, as recorded at its create. */
+  usesOf(sessionId: string): { volume: string; target: string; readonly: boolean }[] {
+    return this.db
+      .prepare('SELECT volume, target, readonly FROM session_volumes WHERE session_id = ? ORDER BY rowid')
+      .all(sessionId)
+      .map((r) => ({ ...(r as { volume: string; target: string }), readonly: (r as { readonly: number }).readonly === 1 }));
+  }
+
   /** Live sessions that mount it (stopped ones too: a volume they mount is not removed). */
   usersOf(id: string): VolumeUse[] {
     return this.db

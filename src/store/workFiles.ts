@@ -1,6 +1,6 @@
 // The state dir's tmp/: work under way of the daemon that holds the state
 // dir, a snapshot's scratch directory or a drain's upload of a moved
-// session's files. A daemon that died mid-way leaves it behind; the next one,
+// session's files or volumes. A daemon that died mid-way leaves it behind; the next one,
 // holding the state dir's lock (so no other daemon's work is under way), removes
 // it at start. Anything else found there is left alone.
 import { lstatSync, readdirSync, rmSync } from 'node:fs';
@@ -9,9 +9,9 @@ import type { Logger } from 'pino';
 
 export const workDir = (stateDir: string): string => join(stateDir, 'tmp');
 
-/** What a daemon's own work there is named: `snapshot-XXXXXX` (a directory of plain files), `moved-in-ID.HEX` (a file). */
+/** What a daemon's own work there is named: `snapshot-XXXXXX` (a directory of plain files), `moved-in-ID.HEX` (a file: a session's files, or a volume's, sent or received). */
 const SNAPSHOT = /^snapshot-[A-Za-z0-9]{6}$/;
-const UPLOAD = /^moved-in-s-[0-9a-f]{10}\.[0-9a-f]{16}$/;
+const UPLOAD = /^moved-in-[sv]-[0-9a-f]{10}\.[0-9a-f]{16}$/;
 
 export function sweepWork(stateDir: string, log: Logger): void {
   let names: string[];

@@ -91,6 +91,16 @@ export class Volumes {
     };
   }
 
+  /** The volumes a session mounts (its create's record), each with how many other live sessions mount it too. */
+  mountsOf(sessionId: string): { volume: VolumeRow | undefined; target: string; readonly: boolean; others: number }[] {
+    return this.store.usesOf(sessionId).map((u) => ({
+      volume: this.store.get(u.volume),
+      target: u.target,
+      readonly: u.readonly,
+      others: this.store.usersOf(u.volume).filter((o) => o.session_id !== sessionId).length,
+    }));
+  }
+
   list(): VolumeRow[] {
     return this.store.list().filter((v) => v.state === 'ready');
   }
@@ -128,10 +138,13 @@ export class Volumes {
     }
   }
 
-  /** `admit` sees the MiB the owner's volumes hold, in the transaction that records the new one. */
-  async create(name: string, sizeMb: number | undefined, ownerUid: number, admit?: (usedMb: number, sizeMb: number) => void): Promise<Volume> {
+  /**
+   * `admit` sees the MiB the owner's volumes hold, in the transaction that
+   * records the new one. `id`: a drain's move makes the volume it brings
+   * under the id it had on its node (src/fleet/moveKit.ts).
+   */
+  async create(name: string, sizeMb: number | undefined, ownerUid: number, admit?: (usedMb: number, sizeMb: number) => void, id = `v-${randomBytes(5).toString('hex')}`): Promise<Volume> {
     const size = sizeMb ?? this.config.default_size_mb;
-    const id = `v-${randomBytes(5).toString('hex')}`;
     try {
       this.store.insertCreating(id, name, size, ownerUid, (used) => {
         admit?.(used, size);

@@ -850,29 +850,41 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     await nodes.a.api('DELETE', `/v1/sessions/${mine.id}`);
   });
 
-  it('drains C: its stopped session moves to A or B with its files and starts there, and back to C by a drain of that node; its running one stays', async () => {
+  it('drains C: its stopped sessions move to A or B with their files, secrets and volumes and start there, and back to C by a drain of that node; its running one, and one sharing its volume, stay', async () => {
     const moving = await createdOnC({ ...SMALL, name: 'mover' });
-    const staying = await createdOnC(SMALL);
-    // Stopped too, but with a secret stored on C (through C: placed there): it stays.
-    expect((await nodes.c.api('PUT', '/v1/auth/pinned-token', { value_base64: Buffer.from('x').toString('base64') })).status).toBeLessThan(300);
-    const pinned = sessionSchema.parse((await nodes.c.api('POST', '/v1/sessions', { ...SMALL, auth: ['pinned-token'] })).body);
-    expect(pinned.node).toBe(names.c);
-    expect((await nodes.c.api('POST', `/v1/sessions/${pinned.id}/stop`)).status).toBe(200);
+    const made = async (body: Record<string, unknown>) => {
+      const r = await nodes.c.api('POST', '/v1/sessions', { ...SMALL, ...body });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      return sessionSchema.parse(r.body);
+    };
+    // Running, through C (its volume is C's: placed there), with a volume that a stopped one mounts too: both stay.
+    for (const v of ['shared-vol', 'kit-vol']) expect((await nodes.c.api('POST', '/v1/volumes', { name: v, size_mb: 64 })).status).toBe(201);
+    const staying = await made({ volumes: [{ name: 'shared-vol', target: '/shared' }] });
+    const pinned = await made({ volumes: [{ name: 'shared-vol', target: '/shared' }] });
+    // Stopped, with a secret and a volume of its owner's on C that it alone mounts: they go with it.
+    expect((await nodes.c.api('PUT', '/v1/auth/kit-token', { value_base64: Buffer.from('k1t').toString('base64') })).status).toBeLessThan(300);
+    const kitted = await made({ name: 'kitted', auth: ['kit-token'], volumes: [{ name: 'kit-vol', target: '/data' }] });
+    for (const s of [staying, pinned, kitted]) expect(s.node).toBe(names.c);
+    expect((await nodes.c.sh(kitted.id, 'echo vol-$((6*7)) > /data/f && mkdir /data/d && echo deep > /data/d/g && chown 1000:1000 /data/d/g')).code).toBe(0);
+    for (const s of [pinned, kitted]) expect((await nodes.c.api('POST', `/v1/sessions/${s.id}/stop`)).status).toBe(200);
     expect((await nodes.a.sh('mover', 'echo moved-$((40+2)) > /home/mark')).code).toBe(0);
     const stopped = await nodes.a.api('POST', '/v1/sessions/mover/stop');
     expect(stopped.status, JSON.stringify(stopped.body)).toBe(200);
     const r = await nodes.b.cli(['node', 'drain', names.c]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(pinned.id);
-    const moved = await until(
-      'the stopped session moved off C',
-      async () => {
-        const s = await nodes.a.api('GET', '/v1/sessions/mover');
-        const v = s.status === 200 ? sessionSchema.parse(s.body) : undefined;
-        return v && v.node !== names.c && v.state === 'stopped' ? v : undefined;
-      },
-      120_000,
-    );
+    const movedOff = (ref: string) =>
+      until(
+        `${ref} moved off C`,
+        async () => {
+          const s = await nodes.a.api('GET', `/v1/sessions/${ref}`);
+          const v = s.status === 200 ? sessionSchema.parse(s.body) : undefined;
+          return v && v.node !== names.c && v.state === 'stopped' ? v : undefined;
+        },
+        120_000,
+      );
+    const moved = await movedOff('mover');
+    const kitMoved = await movedOff('kitted');
     expect([names.a, names.b]).toContain(moved.node);
     expect(moved).toMatchObject({ id: moving.id, name: 'mover', owner_uid: 0 });
     expect(await etcdGet(`/enclave/desired/${names.c}/${moving.id}`)).toBeNull();
@@ -891,11 +903,21 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     // The route a move uses is the nodes' alone: no caller reaches it.
     const asCaller = await nodes.a.api('POST', `/v1/sessions/${moved.id}/moved-in?zstd=0&from=${names.c}`);
     expect(asCaller.status).toBe(404);
+    expect((await nodes.a.api('GET', `/v1/sessions/${kitted.id}/move-kit`)).status).toBe(404);
     expect((await nodes.c.show(staying.id)).state).toBe('running');
-    // Its volumes and stored secrets are C's: not moved, still listed as C's.
+    // The one mounting a volume another session mounts too: not moved, still listed as C's.
     expect(await nodes.a.show(pinned.id)).toMatchObject({ state: 'stopped', node: names.c });
-    await nodes.c.destroy(pinned.id);
-    await nodes.c.api('DELETE', '/v1/auth/pinned-token');
+    // The moved one's volume left C with it; its secret is on its new node too (C keeps its own).
+    const volumesOn = async (d: TestDaemon) => ((await d.api('GET', '/v1/volumes')).body as { volumes: { name: string; id: string }[] }).volumes.map((v) => v.name).sort();
+    expect(await volumesOn(nodes.c)).toEqual(['shared-vol']);
+    const there1 = kitMoved.node === names.a ? nodes.a : nodes.b;
+    expect(await volumesOn(there1)).toEqual(['kit-vol']);
+    const kitStarted = await nodes.a.api('POST', '/v1/sessions/kitted/start');
+    expect(kitStarted.status, JSON.stringify(kitStarted.body)).toBe(200);
+    expect((await nodes.a.sh('kitted', 'cat /data/f /data/d/g /run/enclave/auth/kit-token.token; stat -c %u:%g /data/d/g')).stdout).toBe('vol-42\ndeep\nk1t1000:1000\n');
+    for (const s of [kitted, pinned, staying]) expect((await nodes.a.api('DELETE', `/v1/sessions/${s.id}`)).status).toBe(204);
+    for (const [d, v] of [[there1, 'kit-vol'], [nodes.c, 'shared-vol']] as const) expect((await d.api('DELETE', `/v1/volumes/${v}`)).status).toBe(204);
+    for (const d of [there1, nodes.c]) expect((await d.api('DELETE', '/v1/auth/kit-token')).status).toBeLessThan(300);
     const started = await nodes.a.api('POST', '/v1/sessions/mover/start');
     expect(started.status, JSON.stringify(started.body)).toBe(200);
     expect(started.body).toMatchObject({ id: moving.id, state: 'running', node: moved.node });
@@ -929,8 +951,8 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect((await nodes.a.api('POST', '/v1/sessions/mover/start')).status).toBe(200);
     expect((await nodes.a.sh('mover', 'cat /home/mark')).stdout).toBe('moved-42\n');
     for (const k of [there, third] as const) expect((await nodes.a.cli(['node', 'uncordon', names[k]])).code).toBe(0);
-    for (const id of [moving.id, staying.id]) expect((await nodes.a.api('DELETE', `/v1/sessions/${id}`)).status).toBe(204);
-  }, 240_000);
+    expect((await nodes.a.api('DELETE', `/v1/sessions/${moving.id}`)).status).toBe(204);
+  }, 300_000);
 
   it('undoes, before a drain moves a session, its placement on another node that an earlier try left (committed past its bound)', async () => {
     const s = await createdOnC({ ...SMALL, name: 'strayed' });

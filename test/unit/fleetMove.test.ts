@@ -11,6 +11,7 @@ import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import { commitMove, Mover, type MoveSource } from '../../src/fleet/move.js';
 import { key, PREFIX } from '../../src/fleet/keys.js';
+import type { KitPlan } from '../../src/fleet/moveKit.js';
 import type { PeerClient } from '../../src/fleet/peerTls.js';
 import type { SessionState } from '../../src/vocab/states.js';
 import { oneEtcd } from './fixtures/etcd.js';
@@ -45,6 +46,14 @@ class Local implements MoveSource {
   stored(): undefined {
     return undefined;
   }
+  /** The volumes its kit takes along (moveKit.ts). */
+  kitVolumes: { id: string; name: string; size_mb: number }[] = [];
+  kit(id: string): KitPlan | undefined {
+    return this.states.has(id) ? { secrets: [], volumes: this.kitVolumes } : undefined;
+  }
+  async volumeFile(): Promise<never> {
+    throw new Error('not in these tests');
+  }
   async forget(id: string): Promise<void> {
     this.forgotten.push(id);
     this.states.set(id, 'destroyed');
@@ -74,6 +83,8 @@ describe('a drained node finishes the moves it left', () => {
     peers.status = 500;
     const local = new Local();
     local.states.set(ID, 'stopped');
+    // Its kit made a volume there: it goes with the copy there.
+    local.kitVolumes = [{ id: 'v-00000000aa', name: 'data', size_mb: 64 }];
     const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
     await m.tick();
     expect(peers.asked).toEqual([{ node: 'b', method: 'DELETE', path: `/v1/sessions/${ID}?force=1` }]);
@@ -85,7 +96,7 @@ describe('a drained node finishes the moves it left', () => {
     // Destroyed there, then marked as moved back here: a later move there may make it again.
     expect(peers.asked.slice(1)).toEqual([
       { node: 'b', method: 'DELETE', path: `/v1/sessions/${ID}?force=1` },
-      { node: 'b', method: 'POST', path: `/v1/sessions/${ID}/moved-out?to=${SELF}` },
+      { node: 'b', method: 'POST', path: `/v1/sessions/${ID}/moved-out?to=${SELF}&volumes=v-00000000aa` },
     ]);
     expect(await get(key.move(ID))).toBeNull();
     expect(await get(key.desired('b', ID))).toBeNull();

@@ -13,41 +13,74 @@ import { workDir } from '../../store/workFiles.js';
 import { ApiError } from '../../vocab/errors.js';
 import { ENDED_STATES } from '../../vocab/states.js';
 import type { Handlers } from '../dispatch.js';
+import type { Context } from '../route.js';
+import type { IncomingMessage } from 'node:http';
+import { dropMovedVolumes, kitValues } from '../moveKitHere.js';
 
-export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut'> = {
-  sessionMovedOut: async (ctx, { target: row, query }) => {
+/** A move's upload into this node's work dir: exactly the bytes announced, refused unless `times` copies fit; the caller removes the file. */
+async function upload(ctx: Context, req: IncomingMessage, id: string, what: string, times: number): Promise<string> {
+  const size = Number(req.headers['content-length']);
+  if (!Number.isSafeInteger(size) || size < 0) throw new ApiError('invalid_request', 'a move sends its files with a content-length');
+  const s = statfsSync(ctx.config.state_dir);
+  if (size * times > s.bavail * s.bsize) throw new ApiError('insufficient_storage', `${what}'s ${size} bytes do not fit in this node's state dir ${times} times over`);
+  const dir = workDir(ctx.config.state_dir);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, `moved-in-${id}.${randomBytes(8).toString('hex')}`);
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  let open = true;
+  try {
+    // Exactly what it announced: more is cut off, less fails.
+    let got = 0;
+    const counted = req.on('data', (c: Buffer) => {
+      got += c.length;
+      if (got > size) req.destroy(new Error(`more than the ${size} bytes announced`));
+    });
+    await pipeline(counted, createWriteStream('', { fd, autoClose: false }));
+    if (got !== size) throw new ApiError('invalid_request', `the move sent ${got} of the ${size} bytes announced`);
+    closeSync(fd);
+    open = false;
+    return path;
+  } catch (e) {
+    if (open) closeSync(fd);
+    rmSync(path, { force: true });
+    throw e;
+  }
+}
+
+export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut' | 'sessionMoveKit' | 'sessionMovedInVolume'> = {
+  sessionMovedOut: async (ctx, { target: row, query, log }) => {
     if (!ENDED_STATES.includes(row.state)) throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only an ended copy is marked moved`);
     ctx.sessions.markMovedAway(row.id, query.to);
+    await dropMovedVolumes(ctx.sessions, query.volumes?.split(',') ?? [], log);
+  },
+  sessionMoveKit: (ctx, { target: row }) => {
+    // Only while this node moves it: a kit holds secret values, never handed out otherwise.
+    if (!ctx.fleet?.isMoving(row.id)) throw new ApiError('conflict', `session ${row.id} is not being moved off this node`);
+    return kitValues(ctx.sessions, row.id, row.owner_uid ?? 0);
+  },
+  sessionMovedInVolume: async (ctx, { target: row, query, req, log }) => {
+    if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only a session made for the move takes its volumes`);
+    const mount = ctx.sessions.volumes.mountsOf(row.id).find((m) => m.volume?.id === query.volume);
+    if (!mount || mount.readonly) throw new ApiError('invalid_request', `session ${row.id} does not mount volume ${query.volume} read-write here`, 'volume');
+    // The upload and the volume's files beside it (they are on the same disk).
+    const path = await upload(ctx, req, query.volume, `volume ${query.volume}`, 2);
+    try {
+      await restoreFiles(ctx.sessions.agentFor(row), row.hostname, { path, zstd: query.zstd === '1' }, ctx.config.sessions.snapshot_timeout_ms, mount.target);
+      log.info({ volume: query.volume }, "a moving session's volume unpacked here");
+    } finally {
+      rmSync(path, { force: true });
+    }
   },
   sessionMovedIn: async (ctx, { target: row, query, req, log }) => {
     if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only a session made for the move takes its files`);
     // Its files land three times at the peak (this upload, the restored root, the stop's stored copy): refused unless they fit.
-    const size = Number(req.headers['content-length']);
-    if (!Number.isSafeInteger(size) || size < 0) throw new ApiError('invalid_request', 'a move sends its files with a content-length');
-    const s = statfsSync(ctx.config.state_dir);
-    if (size * 3 > s.bavail * s.bsize) throw new ApiError('insufficient_storage', `session ${row.id}'s ${size} bytes of files do not fit in this node's state dir three times over`);
-    const dir = workDir(ctx.config.state_dir);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const path = join(dir, `moved-in-${row.id}.${randomBytes(8).toString('hex')}`);
-    const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    let open = true;
+    const path = await upload(ctx, req, row.id, `session ${row.id}`, 3);
     try {
-      // Exactly what it announced: more is cut off, less fails.
-      let got = 0;
-      const counted = req.on('data', (c: Buffer) => {
-        got += c.length;
-        if (got > size) req.destroy(new Error(`more than the ${size} bytes announced`));
-      });
-      await pipeline(counted, createWriteStream('', { fd, autoClose: false }));
-      if (got !== size) throw new ApiError('invalid_request', `the move sent ${got} of the ${size} bytes announced`);
-      closeSync(fd);
-      open = false;
       await restoreFiles(ctx.sessions.agentFor(row), row.hostname, { path, zstd: query.zstd === '1' }, ctx.config.sessions.snapshot_timeout_ms);
       const s = await ctx.sessions.stopSession(row.id, `moved here from node ${query.from} (a drain)`);
       log.info({ from: query.from }, 'session moved here: its files restored, stopped');
       return ctx.fleet ? { ...s, node: ctx.fleet.node } : s;
     } finally {
-      if (open) closeSync(fd);
       rmSync(path, { force: true });
     }
   },

@@ -1,0 +1,107 @@
+// A drain's move kit (src/fleet/moveKit.ts) on this node: what follows a
+// session off it (its owner's secrets, values included, and the volumes it
+// alone mounts read-write), what a node receiving one makes of it before it
+// makes the session, and the volumes' contents on either side.
+import { mkdirSync, rmSync, createWriteStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { kitPlan, type KitPlan, type MoveKit } from '../fleet/moveKit.js';
+import type { SessionManager } from '../sessions/manager.js';
+import { exportVolume } from '../snapshots/volumeExport.js';
+import { hasZstd } from '../snapshots/snapshot.js';
+import { workDir } from '../store/workFiles.js';
+import { ApiError } from '../vocab/errors.js';
+
+/** What follows session `id` off this node, or why it stays (undefined: no such session). */
+export function kitHere(sessions: SessionManager, id: string): KitPlan | { stays: string } | undefined {
+  const row = sessions.find(id);
+  if (!row) return undefined;
+  if (row.owner_uid === null) return { stays: 'it has no owner recorded (made before owners were)' };
+  const store = sessions.secrets.store;
+  return kitPlan({
+    owner: row.owner_uid,
+    held: store.heldBy(id),
+    mounts: sessions.volumes.mountsOf(id),
+    stored: (owner, name) => store.get(owner, name) !== undefined,
+  });
+}
+
+/** The kit with its secrets' values, for the node the session moves to; a 409 when it stays. */
+export function kitValues(sessions: SessionManager, id: string, owner: number): MoveKit {
+  const plan = kitHere(sessions, id);
+  if (!plan || 'stays' in plan) throw new ApiError('conflict', `session ${id} cannot move with its volumes and secrets: ${plan?.stays ?? 'it is not here'}`);
+  const secrets = plan.secrets.map((name) => {
+    const v = sessions.secrets.store.get(owner, name);
+    if (!v) throw new ApiError('conflict', `session ${id}'s secret ${name} is no longer stored`);
+    return { name, value_base64: v.value.toString('base64'), shared: v.shared };
+  });
+  return { secrets, volumes: plan.volumes };
+}
+
+/**
+ * Before a moved session is made here: its owner's secrets stored (one
+ * already here must hold the same value: another value is the owner's own
+ * here, not to be replaced), its volumes made empty under the ids they have
+ * on the drained node (one made by an earlier try of this move is taken as
+ * it is; the owner's other volume of that name here refuses the move).
+ */
+export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: number, node: string, log: Logger): Promise<void> {
+  const store = sessions.secrets.store;
+  for (const s of kit.secrets) {
+    const value = Buffer.from(s.value_base64, 'base64');
+    const here = store.get(owner, s.name);
+    if (here && !here.value.equals(value)) throw new ApiError('conflict', `node ${node} holds another value of uid ${owner}'s secret ${s.name}: the session cannot move there with its own`, 'auth');
+  }
+  for (const v of kit.volumes) {
+    const same = sessions.volumes.get(v.id);
+    if (same && (same.owner_uid !== owner || same.name !== v.name || same.state !== 'ready')) throw new ApiError('conflict', `node ${node} holds a volume ${v.id} that is not this move's`, 'volumes');
+    if (!same && sessions.volumes.byName(owner, v.name)) throw new ApiError('conflict', `uid ${owner} has another volume named ${v.name} on node ${node}: the session cannot move there with its own`, 'volumes');
+  }
+  for (const s of kit.secrets) if (!store.get(owner, s.name)) store.set(owner, s.name, Buffer.from(s.value_base64, 'base64'), s.shared);
+  for (const v of kit.volumes) {
+    if (sessions.volumes.get(v.id)) continue;
+    await sessions.volumes.create(v.name, v.size_mb, owner, undefined, v.id);
+    log.info({ volume: v.id, name: v.name }, 'volume made for a session moving here');
+  }
+}
+
+/** A volume's contents as a file in this node's work dir (the caller removes it), for the node a session moves to. */
+export async function volumeFile(sessions: SessionManager, config: Config, volumeId: string, log: Logger): Promise<{ path: string; zstd: boolean }> {
+  const v = sessions.volumes.get(volumeId);
+  if (!v) throw new Error(`volume ${volumeId} is gone`);
+  const dir = workDir(config.state_dir);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const zstd = hasZstd();
+  const path = join(dir, `moved-in-${volumeId}.${randomBytes(8).toString('hex')}`);
+  try {
+    const out = createWriteStream(path, { flags: 'wx', mode: 0o600 });
+    const finished = new Promise<void>((resolve, reject) => out.once('finish', resolve).once('error', reject));
+    try {
+      await exportVolume(sessions.volumes, v, out, { compress: zstd, timeoutMs: config.sessions.snapshot_timeout_ms, seen: () => true, log });
+    } finally {
+      out.end();
+    }
+    await finished;
+    return { path, zstd };
+  } catch (e) {
+    rmSync(path, { force: true });
+    throw e;
+  }
+}
+
+/** The volumes a move made or left here that no live session mounts any more: removed (an undone move's, or a moved session's on the node it left). */
+export async function dropMovedVolumes(sessions: SessionManager, ids: readonly string[], log: Logger): Promise<void> {
+  for (const id of ids) {
+    const v = sessions.volumes.get(id);
+    if (!v) continue;
+    try {
+      await sessions.volumes.remove(v);
+      log.info({ volume: id, name: v.name }, 'volume removed: it moved with its session');
+    } catch (e) {
+      // Mounted by a live session here (refused: 409): it stays.
+      if (!(e instanceof ApiError && e.code === 'conflict')) throw e;
+    }
+  }
+}

@@ -1,0 +1,74 @@
+// What follows a session that a drain moves, beside its stored files: the
+// stored secrets of its owner that it declares, and the volumes it alone
+// mounts read-write. The receiving node asks the drained node for the kit
+// (GET /v1/sessions/ID/move-kit, nodes only, answered only while that very
+// move runs), adds the secrets to its store and makes the volumes, empty and
+// under the same ids, before it makes the session; the volumes' contents
+// follow the stored files, unpacked inside the session (moved-in-volume).
+// A session whose secrets or volumes cannot follow stays where it is.
+import type { Etcd3 } from 'etcd3';
+import { ApiError } from '../vocab/errors.js';
+import { parsed, peerGet } from './peerGet.js';
+import type { PeerClient } from './peerTls.js';
+import { readFleet } from './placement.js';
+import { moveKitSchema, type MoveKit } from '../api/fleetSchemas.js';
+
+export { moveKitSchema, type MoveKit };
+
+/** What the drained node knows of a session, for kitPlan. */
+export interface KitFacts {
+  owner: number;
+  /** The secrets it declares (whose, which). */
+  held: ReadonlyArray<{ owner_uid: number; name: string }>;
+  /** The volumes it mounts: the row (undefined: gone), and how many other live sessions here mount it. */
+  mounts: ReadonlyArray<{ volume: { id: string; name: string; size_mb: number; owner_uid: number; state: string } | undefined; readonly: boolean; others: number }>;
+  /** Whether the owner's store still holds a secret. */
+  stored(owner: number, name: string): boolean;
+}
+
+export interface KitPlan {
+  secrets: string[];
+  volumes: { id: string; name: string; size_mb: number }[];
+}
+
+/**
+ * Pure: what follows the session, or why it stays. Only its owner's own:
+ * another owner's shared secret or volume is theirs to place, and a volume
+ * another session here mounts too, or that it mounts read-only (its
+ * contents are unpacked through the session itself), cannot go with it.
+ */
+export function kitPlan(f: KitFacts): KitPlan | { stays: string } {
+  const secrets: string[] = [];
+  for (const h of f.held) {
+    if (h.owner_uid !== f.owner) return { stays: `it declares uid ${h.owner_uid}'s shared secret ${h.name}, which is not its owner's to move` };
+    if (!f.stored(h.owner_uid, h.name)) return { stays: `its secret ${h.name} is no longer stored (it could not start here either)` };
+    secrets.push(h.name);
+  }
+  const volumes: KitPlan['volumes'] = [];
+  for (const m of f.mounts) {
+    const v = m.volume;
+    if (!v || v.state !== 'ready') return { stays: 'a volume it mounts is gone or being removed' };
+    if (v.owner_uid !== f.owner) return { stays: `it mounts uid ${v.owner_uid}'s volume ${v.name}, which is not its owner's to move` };
+    if (m.readonly) return { stays: `it mounts volume ${v.name} read-only` };
+    if (m.others > 0) return { stays: `volume ${v.name} is mounted by ${m.others} other session${m.others > 1 ? 's' : ''} here too` };
+    volumes.push({ id: v.id, name: v.name, size_mb: v.size_mb });
+  }
+  return { secrets, volumes };
+}
+
+/** The most a kit's answer may take: a few secrets and volume names. */
+const KIT_MS = 30_000;
+
+/**
+ * The kit of session `id` from the drained node `from` that moves it here,
+ * asked before its copy here is made: an error (its create fails, and the
+ * move is undone) when that node is gone, does not give it, or it does not check.
+ */
+export async function fetchKit(etcd: Etcd3, peers: PeerClient, from: string, id: string): Promise<MoveKit> {
+  const m = (await readFleet(etcd)).find((n) => n.member.name === from);
+  if (!m) throw new ApiError('conflict', `node ${from}, which moves it here, left the fleet`);
+  const path = `/v1/sessions/${id}/move-kit`;
+  const a = await peerGet(peers, from, m.member.endpoint, path, {}, KIT_MS);
+  if (a.status !== 200) throw new ApiError('conflict', `node ${from} gives none of its volumes and secrets (${a.status}): ${a.body.slice(0, 300)}`);
+  return parsed(from, path, () => moveKitSchema.parse(JSON.parse(a.body)));
+}

@@ -1,0 +1,54 @@
+// What follows a session a drain moves (src/fleet/moveKit.ts kitPlan), and
+// what the receiving node accepts of a kit (moveKitSchema).
+import { describe, expect, it } from 'vitest';
+import { kitPlan, moveKitSchema, type KitFacts } from '../../src/fleet/moveKit.js';
+
+const vol = (id: string, name: string, owner = 1000, state = 'ready') => ({ id, name, size_mb: 64, owner_uid: owner, state });
+const facts = (over: Partial<KitFacts> = {}): KitFacts => ({
+  owner: 1000,
+  held: [{ owner_uid: 1000, name: 'github' }, { owner_uid: 1000, name: 'OPENAI_API_KEY' }],
+  mounts: [{ volume: vol('v-00000000aa', 'code'), readonly: false, others: 0 }],
+  stored: () => true,
+  ...over,
+});
+
+describe('kitPlan', () => {
+  it("takes the owner's secrets and the volumes the session alone mounts read-write", () => {
+    expect(kitPlan(facts())).toEqual({ secrets: ['github', 'OPENAI_API_KEY'], volumes: [{ id: 'v-00000000aa', name: 'code', size_mb: 64 }] });
+    expect(kitPlan(facts({ held: [], mounts: [] }))).toEqual({ secrets: [], volumes: [] });
+  });
+
+  it('keeps the session where it is, saying why, when any of them cannot follow', () => {
+    const stays = (f: KitFacts) => {
+      const p = kitPlan(f);
+      return 'stays' in p ? p.stays : undefined;
+    };
+    expect(stays(facts({ held: [{ owner_uid: 0, name: 'npm' }] }))).toMatch(/uid 0's shared secret npm/);
+    expect(stays(facts({ stored: (_o, n) => n !== 'github' }))).toMatch(/secret github is no longer stored/);
+    expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code'), readonly: true, others: 0 }] }))).toMatch(/mounts volume code read-only/);
+    expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code'), readonly: false, others: 2 }] }))).toMatch(/mounted by 2 other sessions/);
+    expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code', 0), readonly: false, others: 0 }] }))).toMatch(/uid 0's volume code/);
+    expect(stays(facts({ mounts: [{ volume: undefined, readonly: false, others: 0 }] }))).toMatch(/gone/);
+    expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code', 1000, 'removing'), readonly: false, others: 0 }] }))).toMatch(/being removed/);
+  });
+});
+
+describe('moveKitSchema', () => {
+  const kit = { secrets: [{ name: 'github', value_base64: 'c2VjcmV0', shared: false }], volumes: [{ id: 'v-00000000aa', name: 'code', size_mb: 64 }] };
+  it('accepts a kit as a node sends it', () => {
+    expect(moveKitSchema.parse(kit)).toEqual(kit);
+  });
+  it('refuses names and ids a node could not have sent, and anything more', () => {
+    for (const bad of [
+      { ...kit, secrets: [{ ...kit.secrets[0], name: '../etc' }] },
+      { ...kit, secrets: [{ ...kit.secrets[0], value_base64: 'not base64!' }] },
+      { ...kit, volumes: [{ ...kit.volumes[0], id: 'v-../../x' }] },
+      { ...kit, volumes: [{ ...kit.volumes[0], name: '/abs' }] },
+      { ...kit, volumes: [{ ...kit.volumes[0], size_mb: 1 }] },
+      { ...kit, extra: 1 },
+      { ...kit, volumes: Array.from({ length: 65 }, () => kit.volumes[0]) },
+    ]) {
+      expect(moveKitSchema.safeParse(bad).success, JSON.stringify(bad).slice(0, 80)).toBe(false);
+    }
+  });
+});
