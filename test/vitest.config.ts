@@ -2,6 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
+    // The run's cache of session base layers its test daemons share (test/integration/baseSeed.ts).
+    globalSetup: ['test/globalSetup.ts'],
     projects: [
       {
         test: {

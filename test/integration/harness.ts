@@ -14,7 +14,10 @@ import { lockHeld } from '../../src/daemon/locks.js';
 import { inNetns } from '../../stress/nodeNet.js';
 
 export const isRoot = process.getuid?.() === 0;
-export const RUNS_DIR = '/var/tmp/enclave-it';
+import { RUNS_DIR } from './runsDir.js';
+import { BASE_CACHE, baseCache, keepBaseLayers, seedBaseLayers } from './baseSeed.js';
+
+export { RUNS_DIR };
 /** Shared by every test daemon, so overlapping ones see each other's locks. */
 export const LOCKS_DIR = join(RUNS_DIR, 'locks');
 /** The shipped CLI: the bundle (npm run bundle), what `enclave` runs. */
@@ -147,6 +150,9 @@ export function sweepEarlierRuns(): void {
   if (!existsSync(RUNS_DIR)) return;
   sweepStaleLocks();
   for (const e of readdirSync(RUNS_DIR)) {
+    // A killed vitest run's cache of base layers (baseSeed.ts).
+    const cache = BASE_CACHE.exec(e);
+    if (cache && !alive(Number(cache[1]))) rmSync(join(RUNS_DIR, e), { recursive: true, force: true });
     if (!/^\d+x[0-9a-f]+$/.test(e) || alive(runOwner(e))) continue;
     // Its daemon first, and gone: a live one restarts the lxcfs killed below and mounts it again.
     const pidFile = join(RUNS_DIR, e, 'daemon.pid');
@@ -308,6 +314,8 @@ export class TestDaemon {
       // Sessions that outlive a daemon re-parent to us: we reap them.
       addon().setChildSubreaper();
       mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+      const cache = baseCache(RUNS_DIR);
+      if (cache) seedBaseLayers(cache, join(this.stateDir, 'rootfs'));
       writeFileSync(
         this.configPath,
         `state_dir = "${this.stateDir}"\nsocket = "${this.socket}"\nlocks_dir = "${LOCKS_DIR}"\nlog_level = "${this.opts.logLevel ?? 'debug'}"\n${this.opts.topConfig ?? ''}` +
@@ -326,7 +334,11 @@ export class TestDaemon {
       if (this.proc.exitCode !== undefined) throw new Error(`daemon exited ${this.proc.exitCode}: ${this.log().slice(-2000)}`);
       try {
         const r = await this.api('GET', '/v1/health');
-        if (r.status === 200) return;
+        if (r.status === 200) {
+          const cache = baseCache(RUNS_DIR);
+          if (cache) keepBaseLayers(cache, join(this.stateDir, 'rootfs'));
+          return;
+        }
       } catch {
         /* not up yet */
       }
