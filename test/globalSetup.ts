@@ -8,7 +8,9 @@ import { RUNS_DIR } from './integration/runsDir.js';
 export function setup(): () => void {
   if (process.getuid?.() !== 0) return () => undefined;
   const dir = join(RUNS_DIR, `base-${process.pid}`);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // The runs' directory as the harness makes it (others reach their test daemons' sockets through it); the cache root's alone.
+  mkdirSync(RUNS_DIR, { recursive: true, mode: 0o755 });
+  mkdirSync(dir, { mode: 0o700 });
   return () => {
     rmSync(dir, { recursive: true, force: true });
     try {

@@ -41,13 +41,7 @@ export const sessionRowsSchema = z.object({
     }),
   ),
 });
-/** `volumes`: those the undone move made here (its kit's, src/fleet/moveKit.ts), removed unless a live session mounts them. */
-export const movedOutQuery = z
-  .object({
-    to: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name'),
-    volumes: z.string().regex(/^v-[0-9a-f]{10}(,v-[0-9a-f]{10}){0,63}$/, 'must be volume ids (v-xxxxxxxxxx), comma-separated').optional(),
-  })
-  .strict();
+export const movedOutQuery = z.object({ to: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name') }).strict();
 /** POST /v1/sessions/{id}/moved-in-volume (nodes only): the body is a volume's export, zstd or plain tar. */
 export const movedInVolumeQuery = z.object({ volume: z.string().regex(/^v-[0-9a-f]{10}$/, 'must be a volume id'), zstd: z.enum(['0', '1']) }).strict();
 
@@ -62,7 +56,7 @@ export const rowsDelta = z.object({ ids: z.array(z.string().max(64)), rows: z.ar
 export type RowsDelta = z.infer<typeof rowsDelta>;
 
 /** Bounds on a kit: a session declares few secrets and mounts few volumes. */
-const MAX_KIT_ITEMS = 64;
+const MAX_KIT_ITEMS = 128;
 
 /** GET /v1/sessions/{id}/move-kit (nodes only): what follows a session a drain moves (src/fleet/moveKit.ts). */
 export const moveKitSchema = z

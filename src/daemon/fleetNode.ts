@@ -23,8 +23,8 @@ import type { Consoles } from './attach.js';
 import type { Parts } from './route.js';
 import { createApiServer, type ApiServer } from './server.js';
 import { recordMovedAway } from './sessionEvents.js';
-import { adoptKit, dropMovedVolumes, kitHere, volumeFile } from './moveKitHere.js';
-import type { CreateSessionRequest } from '../api/schemas.js';
+import { adoptKit, dropVolumes, kitHere, volumeFile } from './moveKitHere.js';
+import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import type { ResolvedVolume } from '../sessions/admission.js';
 import { ApiError } from '../vocab/errors.js';
 import { parseOwned, VOLUME_NAME } from '../vocab/names.js';
@@ -59,24 +59,51 @@ function volumesHere(sessions: SessionManager, req: CreateSessionRequest, ownerU
 
 export function localNode(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets, movedAway: (id: string, to: string) => void, log: Logger): LocalNode & FenceTarget & MoveSource {
   const node = config.cluster?.node;
+  /** The session placed here, made as a create on the socket makes it; its owner's budget checked here. */
+  async function createHere(id: string, req: CreateSessionRequest, owner: { uid: number; gids: number[] }): Promise<Session> {
+    const who = { uid: owner.uid, gids: owner.gids, pid: null, via: 'socket' as const };
+    const limits = sessions.limitsFor(req, req.profile ?? 'workspace');
+    let s = await sessions.create(req, owner.uid, {
+      id,
+      placed: true,
+      volumes: volumesHere(sessions, req, owner.uid),
+      admit: (usage) => {
+        const over = budgets.totalsProblem(who, limits, usage);
+        if (over) throw over.error;
+      },
+    }).catch((e: unknown) => {
+      throw e instanceof BudgetRefusal ? e.error : e;
+    });
+    if (req.console) {
+      const row = sessions.find(id)!;
+      await consoles.ensure(row);
+      s = sessions.toApi(row, (i) => consoles.info(i));
+    }
+    return s;
+  }
+
   return {
     stored: (id) => storedFile(config, id),
-    // Destroyed, not failed: it lives on on the node it moved to, under the same id; the row says where (a move back drops it).
     kit: (id) => kitHere(sessions, id),
     volumeFile: (volumeId) => volumeFile(sessions, config, volumeId, log),
+    // Destroyed, not failed: it lives on on the node it moved to, under the same id; the row says where (a move back drops it).
     forget: async (id, to, moved = true) => {
       const state = sessions.find(id)?.state;
-      // The volumes it took along (it mounted them alone): they leave with it.
-      const volumes = sessions.volumes.mountsOf(id).flatMap((m) => (m.volume ? [m.volume.id] : []));
       if (state !== 'destroyed' && state !== 'failed') await sessions.destroy(id, undefined, 0);
-      await dropMovedVolumes(sessions, volumes, log);
-      if (sessions.find(id)?.moved_to === to) return; // ended so already (a tick that finished it again)
-      sessions.markMovedAway(id, to);
-      if (moved) movedAway(id, to);
+      if (sessions.find(id)?.moved_to !== to) {
+        sessions.markMovedAway(id, to);
+        if (moved) movedAway(id, to);
+      }
+      // The volumes it took along (it mounted them alone), once it is marked gone: best effort, logged.
+      await dropVolumes(sessions, sessions.volumes.mountsOf(id).flatMap((m) => (m.volume ? [m.volume.id] : [])), log.child({ session: id }));
     },
     dropMovedAway: (id) => sessions.dropMovedAway(id),
     markPlaced: (ids) => sessions.markPlaced(ids),
-    discard: (id) => sessions.destroy(id, undefined, 0),
+    // With the volumes a move's kit made for it here (an undone move's copy).
+    discard: async (id) => {
+      await sessions.destroy(id, undefined, 0);
+      await dropVolumes(sessions, sessions.volumes.movedFor(id), log.child({ session: id }));
+    },
     held: () => sessions.listTable(false).filter((s) => s.state !== 'destroyed' && s.state !== 'failed').map((s) => s.id),
     // Ended with the reason kept (failed): its owner sees why it is gone from this node.
     remove: (id, why) => sessions.destroy(id, why, 0),
@@ -90,26 +117,17 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     listTag: () => listState(sessions, consoles),
     listed: () => sessions.list(false, (i) => consoles.info(i), node).map((s) => ({ id: s.id, json: rowJson(s) })),
     create: async (id, req, owner, kit) => {
-      if (kit) await adoptKit(sessions, kit, owner.uid, node ?? 'this', log.child({ session: id }));
-      const who = { uid: owner.uid, gids: owner.gids, pid: null, via: 'socket' as const };
-      const limits = sessions.limitsFor(req, req.profile ?? 'workspace');
-      let s = await sessions.create(req, owner.uid, {
-        id,
-        placed: true,
-        volumes: volumesHere(sessions, req, owner.uid),
-        admit: (usage) => {
-          const over = budgets.totalsProblem(who, limits, usage);
-          if (over) throw over.error;
-        },
-      }).catch((e: unknown) => {
-        throw e instanceof BudgetRefusal ? e.error : e;
-      });
-      if (req.console) {
-        const row = sessions.find(id)!;
-        await consoles.ensure(row);
-        s = sessions.toApi(row, (i) => consoles.info(i));
+      if (kit) {
+        try {
+          await adoptKit(sessions, kit, owner.uid, id, node ?? 'this', log.child({ session: id }));
+          return await createHere(id, req, owner);
+        } catch (e) {
+          // A create that failed leaves nothing of the move here but its secrets (the owner's).
+          await dropVolumes(sessions, sessions.volumes.movedFor(id), log.child({ session: id }));
+          throw e;
+        }
       }
-      return s;
+      return createHere(id, req, owner);
     },
   };
 }

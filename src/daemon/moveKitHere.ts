@@ -2,9 +2,10 @@
 // session off it (its owner's secrets, values included, and the volumes it
 // alone mounts read-write), what a node receiving one makes of it before it
 // makes the session, and the volumes' contents on either side.
-import { mkdirSync, rmSync, createWriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { kitPlan, type KitPlan, type MoveKit } from '../fleet/moveKit.js';
@@ -24,7 +25,7 @@ export function kitHere(sessions: SessionManager, id: string): KitPlan | { stays
     owner: row.owner_uid,
     held: store.heldBy(id),
     mounts: sessions.volumes.mountsOf(id),
-    stored: (owner, name) => store.get(owner, name) !== undefined,
+    stored: (owner, name) => store.info(owner, name) !== undefined,
   });
 }
 
@@ -41,67 +42,75 @@ export function kitValues(sessions: SessionManager, id: string, owner: number): 
 }
 
 /**
- * Before a moved session is made here: its owner's secrets stored (one
+ * Before session `id`, moving here, is made: its owner's secrets stored (one
  * already here must hold the same value: another value is the owner's own
- * here, not to be replaced), its volumes made empty under the ids they have
- * on the drained node (one made by an earlier try of this move is taken as
- * it is; the owner's other volume of that name here refuses the move).
+ * here, not to be replaced; shared only as root's own, as a root `auth set`
+ * makes one), its volumes made empty under the ids they have on the drained
+ * node, marked as made for this move (an earlier try's, mounted by no live
+ * session, is made again empty: no stale file comes back). The owner's
+ * other volume of that name here refuses the move.
  */
-export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: number, node: string, log: Logger): Promise<void> {
+export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: number, id: string, node: string, log: Logger): Promise<void> {
   const store = sessions.secrets.store;
   for (const s of kit.secrets) {
-    const value = Buffer.from(s.value_base64, 'base64');
     const here = store.get(owner, s.name);
-    if (here && !here.value.equals(value)) throw new ApiError('conflict', `node ${node} holds another value of uid ${owner}'s secret ${s.name}: the session cannot move there with its own`, 'auth');
+    if (here && !here.value.equals(Buffer.from(s.value_base64, 'base64'))) throw new ApiError('conflict', `node ${node} holds another value of uid ${owner}'s secret ${s.name}: the session cannot move there with its own`, 'auth');
   }
   for (const v of kit.volumes) {
     const same = sessions.volumes.get(v.id);
-    if (same && (same.owner_uid !== owner || same.name !== v.name || same.state !== 'ready')) throw new ApiError('conflict', `node ${node} holds a volume ${v.id} that is not this move's`, 'volumes');
+    if (same && (same.moved_for !== id || same.owner_uid !== owner || same.name !== v.name)) throw new ApiError('conflict', `node ${node} holds a volume ${v.id} that this move did not make`, 'volumes');
     if (!same && sessions.volumes.byName(owner, v.name)) throw new ApiError('conflict', `uid ${owner} has another volume named ${v.name} on node ${node}: the session cannot move there with its own`, 'volumes');
   }
-  for (const s of kit.secrets) if (!store.get(owner, s.name)) store.set(owner, s.name, Buffer.from(s.value_base64, 'base64'), s.shared);
+  for (const s of kit.secrets) if (!store.info(owner, s.name)) store.set(owner, s.name, Buffer.from(s.value_base64, 'base64'), owner === 0 && s.shared);
   for (const v of kit.volumes) {
-    if (sessions.volumes.get(v.id)) continue;
-    await sessions.volumes.create(v.name, v.size_mb, owner, undefined, v.id);
+    const earlier = sessions.volumes.get(v.id);
+    if (earlier) await sessions.volumes.remove(earlier); // refused (409) while a live session mounts it
+    await sessions.volumes.create(v.name, v.size_mb, owner, undefined, { id: v.id, session: id });
     log.info({ volume: v.id, name: v.name }, 'volume made for a session moving here');
   }
 }
 
-/** A volume's contents as a file in this node's work dir (the caller removes it), for the node a session moves to. */
+/** A volume's contents as a file in this node's work dir (the caller removes it), for the node a session moves to; refused unless it fits beside the disk's reserve. */
 export async function volumeFile(sessions: SessionManager, config: Config, volumeId: string, log: Logger): Promise<{ path: string; zstd: boolean }> {
   const v = sessions.volumes.get(volumeId);
   if (!v) throw new Error(`volume ${volumeId} is gone`);
+  sessions.volumes.assertCopyFits(v);
   const dir = workDir(config.state_dir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const zstd = hasZstd();
   const path = join(dir, `moved-in-${volumeId}.${randomBytes(8).toString('hex')}`);
+  const out = createWriteStream(path, { flags: 'wx', mode: 0o600 });
+  // Awaited on every path: a write error (a full disk) must reject here, never unhandled.
+  const written = finished(out);
   try {
-    const out = createWriteStream(path, { flags: 'wx', mode: 0o600 });
-    const finished = new Promise<void>((resolve, reject) => out.once('finish', resolve).once('error', reject));
     try {
       await exportVolume(sessions.volumes, v, out, { compress: zstd, timeoutMs: config.sessions.snapshot_timeout_ms, seen: () => true, log });
     } finally {
       out.end();
     }
-    await finished;
+    await written;
     return { path, zstd };
   } catch (e) {
+    await written.catch(() => undefined);
     rmSync(path, { force: true });
     throw e;
   }
 }
 
-/** The volumes a move made or left here that no live session mounts any more: removed (an undone move's, or a moved session's on the node it left). */
-export async function dropMovedVolumes(sessions: SessionManager, ids: readonly string[], log: Logger): Promise<void> {
+/**
+ * Volumes removed where no live session mounts them (a move's: those it
+ * made here for an undone move or a failed create, or those a moved session
+ * took off this node). Never throws: what cannot go stays, logged.
+ */
+export async function dropVolumes(sessions: SessionManager, ids: readonly string[], log: Logger): Promise<void> {
   for (const id of ids) {
     const v = sessions.volumes.get(id);
     if (!v) continue;
     try {
       await sessions.volumes.remove(v);
-      log.info({ volume: id, name: v.name }, 'volume removed: it moved with its session');
+      log.info({ volume: id, name: v.name }, 'volume removed: it went with a moving session');
     } catch (e) {
-      // Mounted by a live session here (refused: 409): it stays.
-      if (!(e instanceof ApiError && e.code === 'conflict')) throw e;
+      log.warn({ volume: id, name: v.name, err: (e as Error).message }, 'a volume a move left here stays');
     }
   }
 }

@@ -14,7 +14,7 @@ import { ApiError, type ErrorCode } from '../vocab/errors.js';
 import { etcdClient, getPrefix, type ClusterConfig } from './etcd.js';
 import { idOfKey, key, parseValue, pendingSchema, prefix, type NodeCapacity, type Pending } from './keys.js';
 import { pinnedTo, place, placedIds, placedNodes } from './placement.js';
-import { fetchKit } from './moveKit.js';
+import { fetchKit, placementOn } from './moveKit.js';
 import { awaitReport } from './report.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
@@ -111,6 +111,16 @@ export class Fleet {
   async listWritten(before?: string): Promise<void> {
     if (before !== undefined && this.lists.tag() === before) return;
     await within(this.lists.settled(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => this.log.warn({ err: e.message }, "fleet: answering before this node's list is in etcd"));
+  }
+
+  /** Whether node `node` has a placement of session `id` (read from etcd itself, bounded): a move kit goes only there. */
+  async isPlacedOn(node: string, id: string): Promise<boolean> {
+    return (await fleetOp(() => placementOn(this.etcd, node, id))) !== undefined;
+  }
+
+  /** The node that placed session `id` on this node (its entry: a drain's move names the drained node), if it is placed here. */
+  async placedHereBy(id: string): Promise<string | undefined> {
+    return (await fleetOp(() => placementOn(this.etcd, this.c.node, id)))?.entry;
   }
 
   /** Whether a drain is moving this session off this node now: a start or destroy of it here waits (409). */
@@ -233,7 +243,7 @@ export class Fleet {
         await this.etcd.delete().key(key.pending(p.id));
         continue;
       }
-      const r = await place(this.etcd, { id: p.id, owner_uid: p.owner_uid, owner_gids: p.owner_gids, request: p.request, memory_mb: p.memory_mb, limits: p.limits, entry: p.entry }, this.c.candidates, true);
+      const r = await place(this.etcd, { id: p.id, owner_uid: p.owner_uid, owner_gids: p.owner_gids, request: p.request, memory_mb: p.memory_mb, limits: p.limits, entry: p.entry }, this.c.candidates, { fromPending: true });
       if ('node' in r) this.log.info({ session: p.id, node: r.node, entry: p.entry }, 'pending session placed');
       else if (r.reason !== p.reason && r.reason !== 'gone') {
         // Only while it is still there: a destroy in between is not undone.

@@ -18,6 +18,7 @@
 //   /enclave/listed/NODE/ID a session as the node's list shows it, written by the node (listPublisher.ts)
 //   /enclave/listing/NODE   the registration whose whole list is under listed/NODE/: other nodes list it from there
 //   /enclave/listseq/NODE   moved by each write of the node's list, which compares it first (a late write fails)
+//   /enclave/features/NODE  what the node's version takes that older ones do not (["move-kit"]), written as it registers
 import { z } from 'zod';
 import { createSessionRequest, limitsSchema, SESSION_ID } from '../api/schemas.js';
 
@@ -40,12 +41,13 @@ export const key = {
   listedOf: (node: string) => `${PREFIX}listed/${node}/`,
   listing: (node: string) => `${PREFIX}listing/${node}`,
   listSeq: (node: string) => `${PREFIX}listseq/${node}`,
+  features: (node: string) => `${PREFIX}features/${node}`,
 } as const;
 /** The session id a key of one session names (/enclave/status/ID, /enclave/desired/NODE/ID, ...): its last part. */
 export const idOfKey = (k: string): string => k.slice(k.lastIndexOf('/') + 1);
 /** The node and session of a placement's key (key.desired's inverse). */
 export const placementOfKey = (k: string): { node: string; id: string } => ({ node: k.slice(prefix.desired.length, k.lastIndexOf('/')), id: idOfKey(k) });
-export const prefix = { desired: `${PREFIX}desired/`, members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/`, status: `${PREFIX}status/`, down: `${PREFIX}down/`, lost: `${PREFIX}lost/`, move: `${PREFIX}move/`, listed: `${PREFIX}listed/`, listing: `${PREFIX}listing/` } as const;
+export const prefix = { desired: `${PREFIX}desired/`, members: `${PREFIX}members/`, alive: `${PREFIX}alive/`, cordon: `${PREFIX}cordon/`, alloc: `${PREFIX}alloc/`, pending: `${PREFIX}pending/`, status: `${PREFIX}status/`, down: `${PREFIX}down/`, lost: `${PREFIX}lost/`, move: `${PREFIX}move/`, listed: `${PREFIX}listed/`, listing: `${PREFIX}listing/`, features: `${PREFIX}features/` } as const;
 
 const nodeName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/);
 const sessionId = z.string().regex(SESSION_ID);
@@ -53,6 +55,10 @@ const sessionId = z.string().regex(SESSION_ID);
 /** What a node offers: session slots, memory for sessions (MiB), free disk of its state dir (MiB). */
 export const capacitySchema = z.object({ slots: z.number().int().min(0), memory_mb: z.number().int().min(0), disk_mb: z.number().int().min(0) }).strict();
 export type NodeCapacity = z.infer<typeof capacitySchema>;
+
+/** What this version takes that older ones do not: a drain's move kit (moveKit.ts: it asks for one, and serves its routes). */
+export const NODE_FEATURES = ['move-kit'] as const;
+export const featuresSchema = z.array(z.string().max(64)).max(64);
 
 export const memberSchema = z.object({ name: nodeName, endpoint: z.string().max(256), capacity: capacitySchema, registered_at: z.string() }).strict();
 export type Member = z.infer<typeof memberSchema>;

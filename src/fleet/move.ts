@@ -25,7 +25,7 @@ import { desiredSchema, key, moveSchema, parseValue, prefix, statusSchema, type 
 import { place, placedNodes, readFleet } from './placement.js';
 import { awaitReport } from './report.js';
 import type { PeerClient } from './peerTls.js';
-import type { KitPlan } from './moveKit.js';
+import { nodesTakingKits, type KitPlan } from './moveKit.js';
 import { rmSync } from 'node:fs';
 
 /** What a move needs of this node's own sessions (the daemon provides it). */
@@ -41,8 +41,9 @@ export interface MoveSource {
   forget(id: string, to: string, moved?: boolean): Promise<void>;
 }
 
-/** A move that failed is tried again after this long. */
+/** A move that failed is tried again after this long, doubled after each failure up to MAX_RETRY_MS. */
 const RETRY_MS = 30_000;
+const MAX_RETRY_MS = 30 * 60_000;
 /** The most a move's transfer may take (restore and stop there included). */
 const SEND_MS = 10 * 60_000;
 
@@ -69,6 +70,7 @@ export async function commitMove(etcd: Etcd3, rec: Move): Promise<boolean> {
 export class Mover {
   private busy = false;
   private readonly retryAt = new Map<string, number>();
+  private readonly failures = new Map<string, number>();
   /** Why each session that stays does (logged once per reason). */
   private readonly stays = new Map<string, string>();
   /** Sessions being moved now: locked here (start and destroy refused) until the move ends. */
@@ -100,7 +102,7 @@ export class Mover {
     await this.finishRecorded();
     if ((await this.etcd.get(key.drain(this.self)).string()) === null) return;
     const placed = [...(await getPrefix(this.etcd, key.desiredOf(this.self)))].map(([k, v]) => parseValue(desiredSchema, k, v));
-    for (const id of this.stays.keys()) if (!placed.some((d) => d.id === id)) this.stays.delete(id);
+    for (const m of [this.stays, this.failures, this.retryAt]) for (const id of m.keys()) if (!placed.some((d) => d.id === id)) m.delete(id);
     for (const d of placed) {
       if (this.local.stateOf(d.id) !== 'stopped' || (this.retryAt.get(d.id) ?? 0) > Date.now()) continue;
       const log = this.log.child({ session: d.id });
@@ -115,10 +117,15 @@ export class Mover {
       try {
         const to = await this.move(d, plan, log);
         this.retryAt.delete(d.id);
+        this.failures.delete(d.id);
         log.info({ to }, 'drain: session moved');
       } catch (e) {
-        this.retryAt.set(d.id, Date.now() + RETRY_MS);
-        log.warn({ err: (e as Error).message }, 'drain: session not moved; trying again later');
+        // Backing off: a move that cannot succeed (its volume too large to send in time) costs both nodes a copy each try.
+        const n = (this.failures.get(d.id) ?? 0) + 1;
+        this.failures.set(d.id, n);
+        const wait = Math.min(RETRY_MS * 2 ** (n - 1), MAX_RETRY_MS);
+        this.retryAt.set(d.id, Date.now() + wait);
+        log.warn({ err: (e as Error).message, retry_in_ms: wait }, 'drain: session not moved; trying again later');
       }
     }
   }
@@ -141,7 +148,10 @@ export class Mover {
     const wanted = { ...rest, entry: this.self };
     if (await this.record(d.id)) throw new Error('a move of it is still being finished');
     await this.undoStray(d, log);
-    const r = await place(this.etcd, wanted, this.c.candidates, false, this.self, null);
+    // With a kit, only nodes whose version asks for one (an older one would make it with its own secrets, or not at all).
+    const takers = plan.secrets.length + plan.volumes.length > 0 ? await nodesTakingKits(this.etcd) : undefined;
+    if (takers && ![...takers].some((n) => n !== this.self)) throw new Error('no other node is of a version that takes its volumes and secrets along');
+    const r = await place(this.etcd, wanted, this.c.candidates, { exclude: this.self, pin: null, ...(takers ? { eligible: (n: string) => takers.has(n) } : {}) });
     if ('reason' in r) throw new Error(`no node takes it: ${r.reason}`);
     const to = r.node;
     const rec: Move = { id: d.id, from: this.self, to, phase: 'copying' };
@@ -298,10 +308,8 @@ export class Mover {
       return;
     }
     const m = nodes.find((n) => n.member.name === rec.to);
-    // The volumes its kit made there go with its copy (those no live session there mounts).
-    const plan = this.local.kit(rec.id);
-    const volumes = plan && 'volumes' in plan && plan.volumes.length > 0 ? `&volumes=${plan.volumes.map((v) => v.id).join(',')}` : '';
-    const gone = m ? (await this.askThere(rec.to, m.member.endpoint, 'DELETE', `/v1/sessions/${rec.id}?force=1`)) && (await this.askThere(rec.to, m.member.endpoint, 'POST', `/v1/sessions/${rec.id}/moved-out?to=${this.self}${volumes}`)) : true;
+    // That node removes the volumes its kit made with its copy (by its own record of them).
+    const gone = m ? (await this.askThere(rec.to, m.member.endpoint, 'DELETE', `/v1/sessions/${rec.id}?force=1`)) && (await this.askThere(rec.to, m.member.endpoint, 'POST', `/v1/sessions/${rec.id}/moved-out?to=${this.self}`)) : true;
     if (!gone) {
       log.warn({ node: rec.to }, 'drain: the copy there is not confirmed destroyed and marked moved; trying again');
       return;

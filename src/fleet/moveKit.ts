@@ -11,6 +11,8 @@ import { ApiError } from '../vocab/errors.js';
 import { parsed, peerGet } from './peerGet.js';
 import type { PeerClient } from './peerTls.js';
 import { readFleet } from './placement.js';
+import { getPrefix } from './etcd.js';
+import { desiredSchema, featuresSchema, key, parseValue, prefix, type Desired } from './keys.js';
 import { moveKitSchema, type MoveKit } from '../api/fleetSchemas.js';
 
 export { moveKitSchema, type MoveKit };
@@ -71,4 +73,20 @@ export async function fetchKit(etcd: Etcd3, peers: PeerClient, from: string, id:
   const a = await peerGet(peers, from, m.member.endpoint, path, {}, KIT_MS);
   if (a.status !== 200) throw new ApiError('conflict', `node ${from} gives none of its volumes and secrets (${a.status}): ${a.body.slice(0, 300)}`);
   return parsed(from, path, () => moveKitSchema.parse(JSON.parse(a.body)));
+}
+
+/** Session `id`'s placement on `node`, as etcd holds it now. */
+export async function placementOn(etcd: Etcd3, node: string, id: string): Promise<Desired | undefined> {
+  const v = await etcd.get(key.desired(node, id)).string();
+  return v === null ? undefined : parseValue(desiredSchema, key.desired(node, id), v);
+}
+
+/** The nodes whose version takes a move kit (they wrote so as they registered: keys.ts NODE_FEATURES). */
+export async function nodesTakingKits(etcd: Etcd3): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const [k, v] of await getPrefix(etcd, prefix.features)) {
+    const r = featuresSchema.safeParse(JSON.parse(v));
+    if (r.success && r.data.includes('move-kit')) out.add(k.slice(prefix.features.length));
+  }
+  return out;
 }

@@ -171,10 +171,21 @@ async function untilAnswered<T>(f: () => Promise<T>, deadline: number): Promise<
  * booking whose answer a leader change lost is sent again as it was until
  * etcd answers it (untilAnswered), so it is never booked twice; one etcd
  * member killed must fail no create (issue 28).
- * `exclude`: a node it must not go to (a drain's move: the node it leaves).
- * `pin`: the one node it may go to (a drain's move: none, its volumes and secrets follow it, moveKit.ts).
  */
-export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: number, fromPending = false, exclude?: string, pin: string | null = pinnedTo(d) ?? null): Promise<{ node: string } | { reason: string }> {
+export interface PlaceOptions {
+  /** A pending entry placed once a node fits (its tombstone lease: pending.ts). */
+  fromPending?: boolean;
+  /** A node it must not go to (a drain's move: the node it leaves). */
+  exclude?: string;
+  /** The one node it may go to; null: any (a drain's move, whose volumes and secrets follow it: moveKit.ts). Default: pinnedTo(). */
+  pin?: string | null;
+  /** Only nodes this says yes to (a drain's move with a kit: nodes that take one). */
+  eligible?: (node: string) => boolean;
+}
+
+export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: number, o: PlaceOptions = {}): Promise<{ node: string } | { reason: string }> {
+  const { fromPending = false, exclude, eligible } = o;
+  const pin = o.pin === undefined ? (pinnedTo(d) ?? null) : o.pin;
   const deadline = Date.now() + PLACE_RETRY_MS;
   // A pending entry's tombstone lease, granted once a node fits (a pending entry waits without one).
   let lease: string | undefined;
@@ -182,7 +193,7 @@ export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: numbe
     // No booking starts past the bound: its caller was told the fleet did not answer.
     if (Date.now() > deadline) throw new Error(`placement did not finish within ${PLACE_RETRY_MS} ms`);
     const fleet = await untilAnswered(() => readFleet(etcd), deadline);
-    const c = choose(fleet.filter((n) => n.member.name !== exclude && (pin === null || n.member.name === pin)), d.memory_mb, k);
+    const c = choose(fleet.filter((n) => n.member.name !== exclude && (pin === null || n.member.name === pin) && (eligible?.(n.member.name) ?? true)), d.memory_mb, k);
     if ('reason' in c) return pin === null ? c : { reason: `its volumes and stored secrets are node ${pin}'s, which cannot take it: ${c.reason}` };
     if (fromPending) lease ??= await untilAnswered(() => goneLease(etcd), deadline);
     const booking = { ...d, placed_at: new Date().toISOString() };

@@ -5,7 +5,7 @@
 import type { Etcd3, Lease } from 'etcd3';
 import type { Logger } from 'pino';
 import type { ClusterConfig } from './etcd.js';
-import { key, type NodeCapacity } from './keys.js';
+import { key, NODE_FEATURES, type NodeCapacity } from './keys.js';
 import { readFleet, usedMemory, usedSlots } from './placement.js';
 
 export interface NodeRow {
@@ -42,6 +42,7 @@ export class Registry {
   async register(): Promise<void> {
     const member = { name: this.c.node, endpoint: this.endpoint, capacity: this.capacity(), registered_at: new Date().toISOString() };
     await this.etcd.put(key.member(this.c.node)).value(JSON.stringify(member));
+    await this.etcd.put(key.features(this.c.node)).value(JSON.stringify(NODE_FEATURES));
     const lease = this.etcd.lease(this.c.lease_ttl_s);
     lease.on('lost', (e: Error) => {
       if (this.closed || this.lease !== lease) return;

@@ -89,20 +89,17 @@ export function sweepStored(config: Config, stateOf: (id: string) => SessionStat
 /** The last bytes a restore wrote to stderr: what its failure says. */
 const TAIL = 2000;
 
-/**
- * Replay the stored files inside the (starting) session: the restore script
- * runs as its root, under its confinement and in its cgroups, fed through a
- * pipe (the session sees no host file). Throws with tar's last words.
- */
 /** A volume's export (volumeExport.ts: ./PATH entries, numeric owners) unpacked at its mount target ($2), inside the session. */
 export const VOLUME_RESTORE_SCRIPT = `set -eu
 cd -- "$2"
 if [ "$1" = zstd ]; then zstd -dcq; else cat; fi | tar -x -f - -p --numeric-owner --same-owner`;
 
 /**
- * `stored` unpacked inside the session, by its root, under its confinement:
- * its own files (RESTORE_SCRIPT), or with `into` a volume's contents at the
- * target it mounts that volume on (a drain's move).
+ * Replay the stored files inside the (starting) session (RESTORE_SCRIPT), or
+ * with `into` a volume's contents at the target it mounts that volume on (a
+ * drain's move): the script runs as its root, under its confinement and in
+ * its cgroups, fed through a pipe (the session sees no host file). Throws
+ * with tar's last words.
  */
 export async function restoreFiles(agent: SessionAgent, hostname: string, stored: { path: string; zstd: boolean }, timeoutMs: number, into?: string): Promise<void> {
   const a = addon();

@@ -11,6 +11,8 @@ const volumeRow = z.object({
   size_mb: z.number().int(),
   owner_uid: z.number().int(),
   created_at: z.string(),
+  /** Made here by a drain's move of this session (migration 024). */
+  moved_for: z.string().nullable(),
 });
 export type VolumeRow = z.infer<typeof volumeRow>;
 
@@ -54,13 +56,13 @@ export class VolumeStore {
    * owner's volumes hold now (every state: a half-made one takes disk too)
    * and throws to refuse, in the same transaction as the insert.
    */
-  insertCreating(id: string, name: string, sizeMb: number, ownerUid: number, admit?: (usedMb: number) => void): void {
+  insertCreating(id: string, name: string, sizeMb: number, ownerUid: number, admit?: (usedMb: number) => void, movedFor: string | null = null): void {
     this.db
       .transaction(() => {
         if (this.byName(ownerUid, name)) throw new VolumeExistsError(`you already have a volume named ${name}`);
         const used = (this.db.prepare('SELECT coalesce(sum(size_mb), 0) AS mb FROM volumes WHERE owner_uid = ?').get(ownerUid) as { mb: number }).mb;
         admit?.(used);
-        this.db.prepare(`INSERT INTO volumes (id, name, state, size_mb, owner_uid, created_at) VALUES (?, ?, 'creating', ?, ?, ?)`).run(id, name, sizeMb, ownerUid, new Date().toISOString());
+        this.db.prepare(`INSERT INTO volumes (id, name, state, size_mb, owner_uid, created_at, moved_for) VALUES (?, ?, 'creating', ?, ?, ?, ?)`).run(id, name, sizeMb, ownerUid, new Date().toISOString(), movedFor);
       })
       .immediate();
   }
@@ -113,6 +115,14 @@ export class VolumeStore {
         this.db.prepare('DELETE FROM volumes WHERE id = ?').run(id);
       })
       .immediate();
+  }
+
+  /** The volumes a drain's move of this session made here (its kit's). */
+  movedFor(sessionId: string): string[] {
+    return this.db
+      .prepare('SELECT id FROM volumes WHERE moved_for = ? ORDER BY id')
+      .all(sessionId)
+      .map((r) => (r as { id: string }).id);
   }
 
   /** The volumes a session mounts, as recorded at its create. */

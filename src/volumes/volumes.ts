@@ -91,6 +91,11 @@ export class Volumes {
     };
   }
 
+  /** The volumes a drain's move of this session made here. */
+  movedFor(sessionId: string): string[] {
+    return this.store.movedFor(sessionId);
+  }
+
   /** The volumes a session mounts (its create's record), each with how many other live sessions mount it too. */
   mountsOf(sessionId: string): { volume: VolumeRow | undefined; target: string; readonly: boolean; others: number }[] {
     return this.store.usesOf(sessionId).map((u) => ({
@@ -116,7 +121,7 @@ export class Volumes {
    * volumes.reserve_mb to spare, beside what every existing volume may still
    * grow by: images are sparse, so free space alone overstates what is left.
    */
-  private checkSpace(sizeMb: number, what = `a volume of ${sizeMb} MiB`): void {
+  assertRoom(sizeMb: number, what = `a volume of ${sizeMb} MiB`): void {
     const st = statfsSync(volumesDir(this.stateDir));
     const freeMb = Math.floor((st.bavail * st.bsize) / MIB);
     let promisedMb = 0;
@@ -138,18 +143,33 @@ export class Volumes {
     }
   }
 
+  /** A copy of the volume's files (a drain's move writes one) must fit as a new volume would: beside the reserve and what volumes may still grow by. */
+  assertCopyFits(v: VolumeRow): void {
+    const usedMb = Math.ceil((usedBytes(this.stateDir, v.id, hostMounts()) ?? v.size_mb * MIB) / MIB);
+    this.assertRoom(usedMb, `a copy of volume ${v.name}'s ${usedMb} MiB of files`);
+  }
+
   /**
    * `admit` sees the MiB the owner's volumes hold, in the transaction that
-   * records the new one. `id`: a drain's move makes the volume it brings
-   * under the id it had on its node (src/fleet/moveKit.ts).
+   * records the new one. `moved`: a drain's move makes the volume it brings
+   * under the id it had on its node, marked as made for that session
+   * (src/daemon/moveKitHere.ts).
    */
-  async create(name: string, sizeMb: number | undefined, ownerUid: number, admit?: (usedMb: number, sizeMb: number) => void, id = `v-${randomBytes(5).toString('hex')}`): Promise<Volume> {
+  async create(name: string, sizeMb: number | undefined, ownerUid: number, admit?: (usedMb: number, sizeMb: number) => void, moved?: { id: string; session: string }): Promise<Volume> {
     const size = sizeMb ?? this.config.default_size_mb;
+    const id = moved?.id ?? `v-${randomBytes(5).toString('hex')}`;
     try {
-      this.store.insertCreating(id, name, size, ownerUid, (used) => {
-        admit?.(used, size);
-        this.checkSpace(size);
-      });
+      this.store.insertCreating(
+        id,
+        name,
+        size,
+        ownerUid,
+        (used) => {
+          admit?.(used, size);
+          this.assertRoom(size);
+        },
+        moved?.session ?? null,
+      );
     } catch (e) {
       if (e instanceof VolumeExistsError) throw new ApiError('conflict', e.message, 'name');
       throw e;
@@ -217,7 +237,7 @@ export class Volumes {
     // Sessions that are stopped do not make it online: none of theirs mounts it now, and a start waits (mountRefusal).
     const users = this.store.usersOf(v.id).filter(active);
     const online = users.length > 0;
-    this.checkSpace(sizeMb - v.size_mb, `volume ${v.name} to grow by ${sizeMb - v.size_mb} MiB`); // again with the budget, in the transaction below
+    this.assertRoom(sizeMb - v.size_mb, `volume ${v.name} to grow by ${sizeMb - v.size_mb} MiB`); // again with the budget, in the transaction below
     if (online && !canGrowOnline()) {
       throw new ApiError(
         'conflict',
@@ -230,7 +250,7 @@ export class Volumes {
       try {
         this.store.recordSize(v.id, v.size_mb, sizeMb, v.owner_uid, (used) => {
           admit?.(used);
-          this.checkSpace(more, `volume ${v.name} to grow by ${more} MiB`);
+          this.assertRoom(more, `volume ${v.name} to grow by ${more} MiB`);
         });
       } catch (e) {
         if (e instanceof VolumeBusyError) throw new ApiError('conflict', e.message);

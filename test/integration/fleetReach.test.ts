@@ -207,13 +207,13 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     caFile = ca.ca;
     const rules = `[[access.rules]]\nname = "nobody-own"\nuids = [${NOBODY}]\nactions = ["session.*", "events.list"]\nscope = "self"\n`;
     for (const [k, salt, i] of [['a', 41, 0], ['b', 42, 1], ['c', 43, 2]] as const) {
-      const d = new TestDaemon({ extraConfig: 'max_sessions = 4\n', netns: net.nodes[i]!.path });
+      const d = new TestDaemon({ extraConfig: 'max_sessions = 5\n', netns: net.nodes[i]!.path });
       names[k] = `r${k}-${d.tag}`;
       ports[k] = listenPort(salt);
       hosts[k] = net.nodes[i]!.address;
       const cert = makeNodeCert(join(dir, 'pki'), ca, names[k]);
       const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\ngrace_s = ${GRACE_S}\ncompact_interval_s = 1\n${LIST_INTERVAL}${peerSection(`${hosts[k]}:${ports[k]}`, ca.ca, cert)}`;
-      d.reconfigure({ extraConfig: `max_sessions = 4\n${k === 'a' ? rules : ''}${cluster}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
+      d.reconfigure({ extraConfig: `max_sessions = 5\n${k === 'a' ? rules : ''}${cluster}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
       nodes[k] = d;
       await d.start();
     }
@@ -864,9 +864,14 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     // Stopped, with a secret and a volume of its owner's on C that it alone mounts: they go with it.
     expect((await nodes.c.api('PUT', '/v1/auth/kit-token', { value_base64: Buffer.from('k1t').toString('base64') })).status).toBeLessThan(300);
     const kitted = await made({ name: 'kitted', auth: ['kit-token'], volumes: [{ name: 'kit-vol', target: '/data' }] });
-    for (const s of [staying, pinned, kitted]) expect(s.node).toBe(names.c);
+    // Stopped, with a secret whose name A and B hold with another value: refused there, it stays (the owner's value there is not replaced).
+    const put = (d: TestDaemon, v: string) => d.api('PUT', '/v1/auth/clash-token', { value_base64: Buffer.from(v).toString('base64') });
+    expect((await put(nodes.c, 'mine')).status).toBeLessThan(300);
+    for (const d of [nodes.a, nodes.b]) expect((await put(d, 'theirs')).status).toBeLessThan(300);
+    const clashing = await made({ auth: ['clash-token'] });
+    for (const s of [staying, pinned, kitted, clashing]) expect(s.node).toBe(names.c);
     expect((await nodes.c.sh(kitted.id, 'echo vol-$((6*7)) > /data/f && mkdir /data/d && echo deep > /data/d/g && chown 1000:1000 /data/d/g')).code).toBe(0);
-    for (const s of [pinned, kitted]) expect((await nodes.c.api('POST', `/v1/sessions/${s.id}/stop`)).status).toBe(200);
+    for (const s of [pinned, kitted, clashing]) expect((await nodes.c.api('POST', `/v1/sessions/${s.id}/stop`)).status).toBe(200);
     expect((await nodes.a.sh('mover', 'echo moved-$((40+2)) > /home/mark')).code).toBe(0);
     const stopped = await nodes.a.api('POST', '/v1/sessions/mover/stop');
     expect(stopped.status, JSON.stringify(stopped.body)).toBe(200);
@@ -904,6 +909,12 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const asCaller = await nodes.a.api('POST', `/v1/sessions/${moved.id}/moved-in?zstd=0&from=${names.c}`);
     expect(asCaller.status).toBe(404);
     expect((await nodes.a.api('GET', `/v1/sessions/${kitted.id}/move-kit`)).status).toBe(404);
+    // Even a node is handed no kit of a session not being moved (secret values go only to the node a move places it on).
+    const asB = makeNodeCert(join(dir, 'pki'), { ca: caFile, caKey: join(dir, 'pki', 'ca.key') }, names.b);
+    expect(await peerGet(hosts.c, ports.c, { ca: readFileSync(caFile), cert: readFileSync(asB.cert), key: readFileSync(asB.key) }, names.c, `/v1/sessions/${pinned.id}/move-kit`)).toBe(409);
+    await until('the clashing secret refused where the drain tried to move it', async () => (/holds another value of uid 0's secret clash-token/.test(nodes.c.log()) ? true : undefined));
+    expect(await nodes.a.show(clashing.id)).toMatchObject({ state: 'stopped', node: names.c });
+    for (const d of [nodes.a, nodes.b]) expect(((await d.api('GET', '/v1/auth')).body as { secrets: { name: string; version: number }[] }).secrets.find((x) => x.name === 'clash-token')?.version).toBe(1);
     expect((await nodes.c.show(staying.id)).state).toBe('running');
     // The one mounting a volume another session mounts too: not moved, still listed as C's.
     expect(await nodes.a.show(pinned.id)).toMatchObject({ state: 'stopped', node: names.c });
@@ -915,7 +926,8 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const kitStarted = await nodes.a.api('POST', '/v1/sessions/kitted/start');
     expect(kitStarted.status, JSON.stringify(kitStarted.body)).toBe(200);
     expect((await nodes.a.sh('kitted', 'cat /data/f /data/d/g /run/enclave/auth/kit-token.token; stat -c %u:%g /data/d/g')).stdout).toBe('vol-42\ndeep\nk1t1000:1000\n');
-    for (const s of [kitted, pinned, staying]) expect((await nodes.a.api('DELETE', `/v1/sessions/${s.id}`)).status).toBe(204);
+    for (const s of [kitted, pinned, staying, clashing]) expect((await nodes.a.api('DELETE', `/v1/sessions/${s.id}`)).status).toBe(204);
+    for (const d of [nodes.a, nodes.b, nodes.c]) expect((await d.api('DELETE', '/v1/auth/clash-token')).status).toBeLessThan(300);
     for (const [d, v] of [[there1, 'kit-vol'], [nodes.c, 'shared-vol']] as const) expect((await d.api('DELETE', `/v1/volumes/${v}`)).status).toBe(204);
     for (const d of [there1, nodes.c]) expect((await d.api('DELETE', '/v1/auth/kit-token')).status).toBeLessThan(300);
     const started = await nodes.a.api('POST', '/v1/sessions/mover/start');

@@ -83,8 +83,6 @@ describe('a drained node finishes the moves it left', () => {
     peers.status = 500;
     const local = new Local();
     local.states.set(ID, 'stopped');
-    // Its kit made a volume there: it goes with the copy there.
-    local.kitVolumes = [{ id: 'v-00000000aa', name: 'data', size_mb: 64 }];
     const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
     await m.tick();
     expect(peers.asked).toEqual([{ node: 'b', method: 'DELETE', path: `/v1/sessions/${ID}?force=1` }]);
@@ -96,7 +94,7 @@ describe('a drained node finishes the moves it left', () => {
     // Destroyed there, then marked as moved back here: a later move there may make it again.
     expect(peers.asked.slice(1)).toEqual([
       { node: 'b', method: 'DELETE', path: `/v1/sessions/${ID}?force=1` },
-      { node: 'b', method: 'POST', path: `/v1/sessions/${ID}/moved-out?to=${SELF}&volumes=v-00000000aa` },
+      { node: 'b', method: 'POST', path: `/v1/sessions/${ID}/moved-out?to=${SELF}` },
     ]);
     expect(await get(key.move(ID))).toBeNull();
     expect(await get(key.desired('b', ID))).toBeNull();

@@ -6,6 +6,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
 import { book, choose, pinnedTo, place, readFleet, unfit, type NodeView } from '../../src/fleet/placement.js';
+import { nodesTakingKits } from '../../src/fleet/moveKit.js';
 import { key, type Desired, type Pending } from '../../src/fleet/keys.js';
 import { cancelPending, putPending } from '../../src/fleet/pending.js';
 import { pino } from 'pino';
@@ -159,15 +160,27 @@ describe('placement against etcd', () => {
     expect((await etcd.getAll().prefix(key.desiredOf('a')).keys()).length).toBe(1);
   });
 
+  it("places a drain's move only on a node it may go to: not the one it leaves, and with a kit only on one that takes kits", async () => {
+    await etcd.delete().prefix('/enclave/');
+    for (const n of ['a', 'b', 'c']) await member(n, 2);
+    await etcd.put(key.features('b')).value(JSON.stringify(['move-kit']));
+    // a has the most room, but is left out; c writes no features (an older version).
+    const takers = await nodesTakingKits(etcd);
+    expect([...takers]).toEqual(['b']);
+    expect(await place(etcd, desired('s-00000000c1'), 3, { exclude: 'a', pin: null, eligible: (n) => takers.has(n) })).toEqual({ node: 'b' });
+    expect(await place(etcd, desired('s-00000000c2'), 3, { exclude: 'b', pin: null, eligible: (n) => n === 'b' })).toHaveProperty('reason');
+    expect(await etcd.get(key.desired('b', 's-00000000c2')).string()).toBeNull();
+  });
+
   it('books a pending session only while its entry exists: one destroyed meanwhile is never made', async () => {
     await etcd.delete().prefix('/enclave/');
     await member('a', 2);
     const pending = key.pending('s-00000000b1');
     await etcd.put(pending).value('{}');
-    expect(await place(etcd, desired('s-00000000b1'), 3, true)).toEqual({ node: 'a' });
+    expect(await place(etcd, desired('s-00000000b1'), 3, { fromPending: true })).toEqual({ node: 'a' });
     expect(await etcd.get(pending).string()).toBeNull();
     // Its entry gone (destroyed while pending): nothing is booked.
-    expect(await place(etcd, desired('s-00000000b2'), 3, true)).toEqual({ reason: 'gone' });
+    expect(await place(etcd, desired('s-00000000b2'), 3, { fromPending: true })).toEqual({ reason: 'gone' });
     expect(await etcd.get(key.desired('a', 's-00000000b2')).string()).toBeNull();
     expect(Object.keys(JSON.parse((await etcd.get(key.alloc('a')).string())!).sessions)).toEqual(['s-00000000b1']);
   });
@@ -186,7 +199,7 @@ describe('placement against etcd', () => {
     expect(await cancelPending(etcd, 's-00000000d9')).toBe(false);
     // Placed from pending; the create's write sent again finds where.
     expect(await putPending(etcd, p('s-00000000d2'))).toBeUndefined();
-    expect(await place(etcd, desired('s-00000000d2'), 3, true)).toEqual({ node: 'a' });
+    expect(await place(etcd, desired('s-00000000d2'), 3, { fromPending: true })).toEqual({ node: 'a' });
     expect(await putPending(etcd, p('s-00000000d2'))).toEqual({ placed_on: 'a' });
     expect(await etcd.get(key.pending('s-00000000d2')).string()).toBeNull();
     // The tombstones go by themselves: each under a lease (GONE_TTL_S).

@@ -46,7 +46,7 @@ describe('moveKitSchema', () => {
       { ...kit, volumes: [{ ...kit.volumes[0], name: '/abs' }] },
       { ...kit, volumes: [{ ...kit.volumes[0], size_mb: 1 }] },
       { ...kit, extra: 1 },
-      { ...kit, volumes: Array.from({ length: 65 }, () => kit.volumes[0]) },
+      { ...kit, volumes: Array.from({ length: 129 }, () => kit.volumes[0]) },
     ]) {
       expect(moveKitSchema.safeParse(bad).success, JSON.stringify(bad).slice(0, 80)).toBe(false);
     }

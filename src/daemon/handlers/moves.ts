@@ -1,9 +1,12 @@
-// A drain's move, the receiving end (fleet mode; nodes only, see the route):
-// the drained node placed the session here, where the worker made it by its
-// id, running and empty; the drained node now sends its stored files (the
-// stop's snapshot). They are restored into it as a start restores its own,
-// and it is stopped here: it ends as it was, stopped, with its files, on
-// this node.
+// A drain's move, both ends (fleet mode; nodes only, see the routes): the
+// drained node hands the kit of a session it moves (its owner's secrets, the
+// volumes it alone mounts: src/fleet/moveKit.ts) to the node it is placed
+// on, which made it there by its id, running and empty; the drained node
+// then sends each volume's contents, unpacked inside it at their targets,
+// and its stored files (the stop's snapshot), restored into it as a start
+// restores its own, and it is stopped here: it ends as it was, stopped, with
+// its files and volumes, on this node. An undone move's copy is marked moved
+// out, with the volumes its kit made.
 import { closeSync, constants, createWriteStream, mkdirSync, openSync, rmSync, statfsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -15,7 +18,8 @@ import { ENDED_STATES } from '../../vocab/states.js';
 import type { Handlers } from '../dispatch.js';
 import type { Context } from '../route.js';
 import type { IncomingMessage } from 'node:http';
-import { dropMovedVolumes, kitValues } from '../moveKitHere.js';
+import { dropVolumes, kitValues } from '../moveKitHere.js';
+import { spawnSync } from 'node:child_process';
 
 /** A move's upload into this node's work dir: exactly the bytes announced, refused unless `times` copies fit; the caller removes the file. */
 async function upload(ctx: Context, req: IncomingMessage, id: string, what: string, times: number): Promise<string> {
@@ -51,21 +55,31 @@ export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut' |
   sessionMovedOut: async (ctx, { target: row, query, log }) => {
     if (!ENDED_STATES.includes(row.state)) throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only an ended copy is marked moved`);
     ctx.sessions.markMovedAway(row.id, query.to);
-    await dropMovedVolumes(ctx.sessions, query.volumes?.split(',') ?? [], log);
+    // With the volumes the undone move's kit made here (this node's own record of them).
+    await dropVolumes(ctx.sessions, ctx.sessions.volumes.movedFor(row.id), log);
   },
-  sessionMoveKit: (ctx, { target: row }) => {
-    // Only while this node moves it: a kit holds secret values, never handed out otherwise.
-    if (!ctx.fleet?.isMoving(row.id)) throw new ApiError('conflict', `session ${row.id} is not being moved off this node`);
+  sessionMoveKit: async (ctx, { target: row, caller }) => {
+    // Only while this node moves it, and only to the node it is placed on: a kit holds secret values.
+    const fleet = ctx.fleet;
+    if (!fleet?.isMoving(row.id)) throw new ApiError('conflict', `session ${row.id} is not being moved off this node`);
+    if (!caller.peer || !(await fleet.isPlacedOn(caller.peer, row.id))) throw new ApiError('conflict', `session ${row.id} is not placed on node ${caller.peer ?? '(none)'}`);
     return kitValues(ctx.sessions, row.id, row.owner_uid ?? 0);
   },
-  sessionMovedInVolume: async (ctx, { target: row, query, req, log }) => {
+  sessionMovedInVolume: async (ctx, { target: row, query, req, caller, log }) => {
     if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only a session made for the move takes its volumes`);
-    const mount = ctx.sessions.volumes.mountsOf(row.id).find((m) => m.volume?.id === query.volume);
-    if (!mount || mount.readonly) throw new ApiError('invalid_request', `session ${row.id} does not mount volume ${query.volume} read-write here`, 'volume');
-    // The upload and the volume's files beside it (they are on the same disk).
-    const path = await upload(ctx, req, query.volume, `volume ${query.volume}`, 2);
+    // Only from the node that placed it here (the drained node, its entry), and only into a volume its kit made.
+    const by = await ctx.fleet?.placedHereBy(row.id);
+    if (!caller.peer || by !== caller.peer) throw new ApiError('conflict', `session ${row.id} was not placed here by node ${caller.peer ?? '(none)'}`);
+    const mount = ctx.sessions.volumes.mountsOf(row.id).find((m) => m.volume?.id === query.volume && m.volume.moved_for === row.id);
+    if (!mount || mount.readonly) throw new ApiError('invalid_request', `session ${row.id} does not mount volume ${query.volume}, made here for its move, read-write`, 'volume');
+    // The upload beside the reserve and what volumes may still grow by (the volume's own files are promised already).
+    ctx.sessions.volumes.assertRoom(Math.ceil(Number(req.headers['content-length'] ?? 0) / (1024 * 1024)), `volume ${query.volume}'s upload`);
+    const path = await upload(ctx, req, query.volume, `volume ${query.volume}`, 1);
     try {
       await restoreFiles(ctx.sessions.agentFor(row), row.hostname, { path, zstd: query.zstd === '1' }, ctx.config.sessions.snapshot_timeout_ms, mount.target);
+      // On disk before the drained node, told so, removes its copy.
+      const synced = spawnSync('sync', ['-f', await ctx.sessions.volumes.hostMount(query.volume)], { stdio: 'ignore' });
+      if (synced.status !== 0) throw new ApiError('internal', `cannot sync volume ${query.volume}'s filesystem`);
       log.info({ volume: query.volume }, "a moving session's volume unpacked here");
     } finally {
       rmSync(path, { force: true });
