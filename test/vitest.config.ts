@@ -9,11 +9,15 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
+          // Both cores (vitest's default on two is one worker); the projects below run after, one file at a time.
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
         },
       },
       {
         test: {
           name: 'integration',
+          sequence: { groupOrder: 1 },
           include: ['test/integration/**/*.test.ts'],
           // One daemon per file, files one after another: they share the host.
           fileParallelism: false,
@@ -28,6 +32,7 @@ export default defineConfig({
         // same as the Node CLI, and what it hands on must reach it unchanged.
         test: {
           name: 'integration-front',
+          sequence: { groupOrder: 2 },
           include: ['test/integration/cliHabits.test.ts', 'test/integration/exec.test.ts', 'test/integration/badInput.test.ts', 'test/integration/attach.test.ts'],
           env: { ENCLAVE_TEST_CLI: 'front' },
           fileParallelism: false,
@@ -45,6 +50,7 @@ export default defineConfig({
         // event stream is pool.test.ts's.
         test: {
           name: 'integration-pool',
+          sequence: { groupOrder: 3 },
           include: [
             'test/integration/secrets.test.ts',
             'test/integration/isolation.test.ts',
@@ -62,6 +68,7 @@ export default defineConfig({
       {
         test: {
           name: 'e2e',
+          sequence: { groupOrder: 4 },
           include: ['test/e2e/**/*.test.ts'],
           fileParallelism: false,
           testTimeout: 60_000,
