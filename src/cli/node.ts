@@ -22,8 +22,8 @@ export async function nodeCommand(sub: string | undefined, args: string[], o: { 
     const r = await callRoute(o.socket, ROUTES.nodeDrain, { body: { name } });
     if (o.json) process.stdout.write(json(r));
     else {
-      // Its stopped sessions move to other nodes (but those with volumes or stored secrets, which are its own); the rest are listed.
-      process.stdout.write(`${name} drained: no new sessions go to it, and its stopped ones move to other nodes (not those with its volumes or stored secrets); ${r.sessions.length} placed there now${r.sessions.length ? ':' : ''}\n`);
+      // Its stopped sessions move to other nodes, with what follows them (src/fleet/moveKit.ts); the rest are listed.
+      process.stdout.write(`${name} drained: no new sessions go to it, and its stopped ones move to other nodes with their secrets and the volumes each alone mounts (one sharing a volume stays); ${r.sessions.length} placed there now${r.sessions.length ? ':' : ''}\n`);
       if (r.sessions.length) process.stdout.write(table(['ID', 'NAME', 'OWNER', 'PLACED'], r.sessions.map((s) => [s.id, s.name ?? '-', String(s.owner_uid), s.placed_at])));
     }
     return 0;
