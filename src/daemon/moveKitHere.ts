@@ -14,6 +14,7 @@ import { exportVolume } from '../snapshots/volumeExport.js';
 import { hasZstd } from '../snapshots/snapshot.js';
 import { workDir } from '../store/workFiles.js';
 import { ApiError } from '../vocab/errors.js';
+import { ENDED_STATES } from '../vocab/states.js';
 
 /** What follows session `id` off this node, or why it stays (undefined: no such session). */
 export function kitHere(sessions: SessionManager, id: string): KitPlan | { stays: string } | undefined {
@@ -46,9 +47,9 @@ export function kitValues(sessions: SessionManager, id: string, owner: number): 
  * already here must hold the same value: another value is the owner's own
  * here, not to be replaced; shared only as root's own, as a root `auth set`
  * makes one), its volumes made empty under the ids they have on the drained
- * node, marked as made for this move (an earlier try's, mounted by no live
- * session, is made again empty: no stale file comes back). The owner's
- * other volume of that name here refuses the move.
+ * node, marked as made for this move (an older copy under that id, mounted
+ * by no live session, is made again empty: no stale file comes back). The
+ * owner's other volume of that name here refuses the move.
  */
 export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: number, id: string, node: string, log: Logger): Promise<void> {
   const store = sessions.secrets.store;
@@ -57,8 +58,10 @@ export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: nu
     if (here && !here.value.equals(Buffer.from(s.value_base64, 'base64'))) throw new ApiError('conflict', `node ${node} holds another value of uid ${owner}'s secret ${s.name}: the session cannot move there with its own`, 'auth');
   }
   for (const v of kit.volumes) {
+    // Ids are the volume's own wherever it went: one here is this very volume's older copy (an earlier try's,
+    // or the one a move away from here could not remove), taken over once no live session mounts it.
     const same = sessions.volumes.get(v.id);
-    if (same && (same.moved_for !== id || same.owner_uid !== owner || same.name !== v.name)) throw new ApiError('conflict', `node ${node} holds a volume ${v.id} that this move did not make`, 'volumes');
+    if (same && (same.owner_uid !== owner || same.name !== v.name)) throw new ApiError('conflict', `node ${node} holds a volume ${v.id} of another owner or name`, 'volumes');
     if (!same && sessions.volumes.byName(owner, v.name)) throw new ApiError('conflict', `uid ${owner} has another volume named ${v.name} on node ${node}: the session cannot move there with its own`, 'volumes');
   }
   for (const s of kit.secrets) if (!store.info(owner, s.name)) store.set(owner, s.name, Buffer.from(s.value_base64, 'base64'), owner === 0 && s.shared);
@@ -113,4 +116,23 @@ export async function dropVolumes(sessions: SessionManager, ids: readonly string
       log.warn({ volume: id, name: v.name, err: (e as Error).message }, 'a volume a move left here stays');
     }
   }
+}
+
+/** How long a volume a move made here may wait for its session's row before a sweep takes it for a leftover. */
+const MADE_GRACE_MS = 10 * 60_000;
+
+/**
+ * The volumes a move made here for a session that has no live row here (a
+ * create that never ran: the daemon died after the kit, or its undo found
+ * nothing to mark), made longer than MADE_GRACE_MS ago, by session.
+ */
+export function movedLeftovers(sessions: SessionManager, now = Date.now()): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const v of sessions.volumes.list()) {
+    if (v.moved_for === null || now - Date.parse(v.created_at) < MADE_GRACE_MS) continue;
+    const row = sessions.find(v.moved_for);
+    if (row && !ENDED_STATES.includes(row.state)) continue;
+    out.set(v.moved_for, [...(out.get(v.moved_for) ?? []), v.id]);
+  }
+  return out;
 }

@@ -12,9 +12,9 @@ import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import { newSessionId } from '../sessions/identity.js';
 import { ApiError, type ErrorCode } from '../vocab/errors.js';
 import { etcdClient, getPrefix, type ClusterConfig } from './etcd.js';
-import { idOfKey, key, parseValue, pendingSchema, prefix, type NodeCapacity, type Pending } from './keys.js';
+import { idOfKey, key, parseValue, pendingSchema, prefix, type Move, type NodeCapacity, type Pending } from './keys.js';
 import { pinnedTo, place, placedIds, placedNodes } from './placement.js';
-import { fetchKit, placementOn } from './moveKit.js';
+import { fetchKit, moveRecordOf, placementOn } from './moveKit.js';
 import { awaitReport } from './report.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
@@ -113,14 +113,24 @@ export class Fleet {
     await within(this.lists.settled(), FLEET_OP_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => this.log.warn({ err: e.message }, "fleet: answering before this node's list is in etcd"));
   }
 
-  /** Whether node `node` has a placement of session `id` (read from etcd itself, bounded): a move kit goes only there. */
+  /**
+   * Whether session `id` is placed on node `node` and, once its move is
+   * recorded, moving there (read from etcd itself, bounded): a move kit goes
+   * only there (asked as soon as it is placed, maybe before the record).
+   */
   async isPlacedOn(node: string, id: string): Promise<boolean> {
-    return (await fleetOp(() => placementOn(this.etcd, node, id))) !== undefined;
+    const [placed, rec] = await fleetOp(() => Promise.all([placementOn(this.etcd, node, id), moveRecordOf(this.etcd, id)]));
+    return placed !== undefined && (rec === undefined || (rec.to === node && rec.from === this.c.node && rec.phase === 'copying'));
   }
 
-  /** The node that placed session `id` on this node (its entry: a drain's move names the drained node), if it is placed here. */
-  async placedHereBy(id: string): Promise<string | undefined> {
-    return (await fleetOp(() => placementOn(this.etcd, this.c.node, id)))?.entry;
+  /**
+   * Whether `peer` is moving session `id` to this node now (its move record,
+   * read from etcd itself, bounded: from `peer`, to this node, in `phase`):
+   * a move's steps here are taken from that node alone, and only then.
+   */
+  async movingHere(peer: string | undefined, id: string, phase: Move['phase']): Promise<boolean> {
+    const rec = await fleetOp(() => moveRecordOf(this.etcd, id));
+    return peer !== undefined && rec?.from === peer && rec.to === this.c.node && rec.phase === phase;
   }
 
   /** Whether a drain is moving this session off this node now: a start or destroy of it here waits (409). */

@@ -18,7 +18,7 @@
 //   /enclave/listed/NODE/ID a session as the node's list shows it, written by the node (listPublisher.ts)
 //   /enclave/listing/NODE   the registration whose whole list is under listed/NODE/: other nodes list it from there
 //   /enclave/listseq/NODE   moved by each write of the node's list, which compares it first (a late write fails)
-//   /enclave/features/NODE  what the node's version takes that older ones do not (["move-kit"]), written as it registers
+//   /enclave/features/NODE  what the node's version takes that older ones do not (["move-kit"]), under its registration's lease
 import { z } from 'zod';
 import { createSessionRequest, limitsSchema, SESSION_ID } from '../api/schemas.js';
 

@@ -37,6 +37,10 @@ export interface MoveSource {
   kit(id: string): KitPlan | { stays: string } | undefined;
   /** A volume's contents as a file (the caller removes it). */
   volumeFile(volumeId: string): Promise<{ path: string; zstd: boolean }>;
+  /** Volumes a move made here for a session that never came to be here, by session (moveKitHere.ts movedLeftovers). */
+  movedLeftovers(): Map<string, string[]>;
+  /** Remove volumes no live session mounts (logged, never throws). */
+  dropVolumes(ids: readonly string[]): Promise<void>;
   /** End the session here for good (the volumes that moved with it too): its files and its placement are on node `to` now (a `session.move` on this node's trail). */
   forget(id: string, to: string, moved?: boolean): Promise<void>;
 }
@@ -66,6 +70,9 @@ export async function commitMove(etcd: Etcd3, rec: Move): Promise<boolean> {
     .commit();
   return r.succeeded || r.responses[0]?.response_range?.kvs[0]?.value.toString() === done;
 }
+
+/** A move that found no node to go to: nothing was sent, so nothing backs off. */
+class Unplaced extends Error {}
 
 export class Mover {
   private busy = false;
@@ -100,6 +107,7 @@ export class Mover {
 
   private async moveAll(): Promise<void> {
     await this.finishRecorded();
+    await this.sweepMadeHere();
     if ((await this.etcd.get(key.drain(this.self)).string()) === null) return;
     const placed = [...(await getPrefix(this.etcd, key.desiredOf(this.self)))].map(([k, v]) => parseValue(desiredSchema, k, v));
     for (const m of [this.stays, this.failures, this.retryAt]) for (const id of m.keys()) if (!placed.some((d) => d.id === id)) m.delete(id);
@@ -120,8 +128,9 @@ export class Mover {
         this.failures.delete(d.id);
         log.info({ to }, 'drain: session moved');
       } catch (e) {
-        // Backing off: a move that cannot succeed (its volume too large to send in time) costs both nodes a copy each try.
-        const n = (this.failures.get(d.id) ?? 0) + 1;
+        // Backing off once it was placed: a move that cannot succeed (its volume too large to send in time) costs
+        // both nodes a copy each try; one refused before (no node fits, none takes kits yet) is tried again as before.
+        const n = e instanceof Unplaced ? 1 : (this.failures.get(d.id) ?? 0) + 1;
         this.failures.set(d.id, n);
         const wait = Math.min(RETRY_MS * 2 ** (n - 1), MAX_RETRY_MS);
         this.retryAt.set(d.id, Date.now() + wait);
@@ -150,9 +159,9 @@ export class Mover {
     await this.undoStray(d, log);
     // With a kit, only nodes whose version asks for one (an older one would make it with its own secrets, or not at all).
     const takers = plan.secrets.length + plan.volumes.length > 0 ? await nodesTakingKits(this.etcd) : undefined;
-    if (takers && ![...takers].some((n) => n !== this.self)) throw new Error('no other node is of a version that takes its volumes and secrets along');
+    if (takers && ![...takers].some((n) => n !== this.self)) throw new Unplaced('no other node is of a version that takes its volumes and secrets along');
     const r = await place(this.etcd, wanted, this.c.candidates, { exclude: this.self, pin: null, ...(takers ? { eligible: (n: string) => takers.has(n) } : {}) });
-    if ('reason' in r) throw new Error(`no node takes it: ${r.reason}`);
+    if ('reason' in r) throw new Unplaced(`no node takes it: ${r.reason}`);
     const to = r.node;
     const rec: Move = { id: d.id, from: this.self, to, phase: 'copying' };
     // Only where none is: another node's record of it (a move of it still being finished) is not overwritten.
@@ -223,6 +232,16 @@ export class Mover {
       await this.undo(rec, log);
     }
     if ((await placedNodes(this.etcd, id)).some((n) => n !== this.self)) throw new Error('its placement on another node is not undone yet');
+  }
+
+  /** Volumes a move to this node made for a session that never came to be here, and no move brings now: removed. */
+  private async sweepMadeHere(): Promise<void> {
+    for (const [id, volumes] of this.local.movedLeftovers()) {
+      const rec = await this.record(id);
+      if (rec?.to === this.self && rec.phase !== 'committed') continue; // its move (or undo) is under way
+      this.log.warn({ session: id, volumes }, 'drain: removing volumes a move made here for a session that never came');
+      await this.local.dropVolumes(volumes);
+    }
   }
 
   private async record(id: string): Promise<Move | undefined> {

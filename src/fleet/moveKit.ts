@@ -12,7 +12,7 @@ import { parsed, peerGet } from './peerGet.js';
 import type { PeerClient } from './peerTls.js';
 import { readFleet } from './placement.js';
 import { getPrefix } from './etcd.js';
-import { desiredSchema, featuresSchema, key, parseValue, prefix, type Desired } from './keys.js';
+import { desiredSchema, featuresSchema, key, moveSchema, parseValue, prefix, type Desired, type Move } from './keys.js';
 import { moveKitSchema, type MoveKit } from '../api/fleetSchemas.js';
 
 export { moveKitSchema, type MoveKit };
@@ -81,12 +81,24 @@ export async function placementOn(etcd: Etcd3, node: string, id: string): Promis
   return v === null ? undefined : parseValue(desiredSchema, key.desired(node, id), v);
 }
 
-/** The nodes whose version takes a move kit (they wrote so as they registered: keys.ts NODE_FEATURES). */
+/** The nodes whose version takes a move kit (they wrote so under their registration's lease: keys.ts NODE_FEATURES). */
 export async function nodesTakingKits(etcd: Etcd3): Promise<Set<string>> {
   const out = new Set<string>();
   for (const [k, v] of await getPrefix(etcd, prefix.features)) {
-    const r = featuresSchema.safeParse(JSON.parse(v));
+    let raw: unknown;
+    try {
+      raw = JSON.parse(v);
+    } catch {
+      continue; // not written by a node: it takes none
+    }
+    const r = featuresSchema.safeParse(raw);
     if (r.success && r.data.includes('move-kit')) out.add(k.slice(prefix.features.length));
   }
   return out;
+}
+
+/** Session `id`'s move record (move.ts), as etcd holds it now. */
+export async function moveRecordOf(etcd: Etcd3, id: string): Promise<Move | undefined> {
+  const v = await etcd.get(key.move(id)).string();
+  return v === null ? undefined : parseValue(moveSchema, key.move(id), v);
 }

@@ -42,7 +42,6 @@ export class Registry {
   async register(): Promise<void> {
     const member = { name: this.c.node, endpoint: this.endpoint, capacity: this.capacity(), registered_at: new Date().toISOString() };
     await this.etcd.put(key.member(this.c.node)).value(JSON.stringify(member));
-    await this.etcd.put(key.features(this.c.node)).value(JSON.stringify(NODE_FEATURES));
     const lease = this.etcd.lease(this.c.lease_ttl_s);
     lease.on('lost', (e: Error) => {
       if (this.closed || this.lease !== lease) return;
@@ -52,6 +51,9 @@ export class Registry {
       this.again();
     });
     await lease.put(key.alive(this.c.node)).value(JSON.stringify({ since: member.registered_at }));
+    // Under the lease: whatever version registers next (an older one too) writes its own, or none.
+    // A move kit needs the node-to-node channel ([cluster.peer]): without it the node asks for none.
+    if (this.c.peer) await lease.put(key.features(this.c.node)).value(JSON.stringify(NODE_FEATURES));
     this.lease = lease;
     this.registeredAt = member.registered_at;
     this.registered = true;

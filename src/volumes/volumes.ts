@@ -91,9 +91,13 @@ export class Volumes {
     };
   }
 
-  /** The volumes a drain's move of this session made here. */
+  /** The volumes a drain's move of this session made here (until its files are in: clearMovedFor). */
   movedFor(sessionId: string): string[] {
     return this.store.movedFor(sessionId);
+  }
+
+  clearMovedFor(sessionId: string): void {
+    this.store.clearMovedFor(sessionId);
   }
 
   /** The volumes a session mounts (its create's record), each with how many other live sessions mount it too. */

@@ -54,6 +54,15 @@ class Local implements MoveSource {
   async volumeFile(): Promise<never> {
     throw new Error('not in these tests');
   }
+  /** Volumes a move made here for sessions that never came (moveKitHere.ts movedLeftovers), and those removed. */
+  leftovers = new Map<string, string[]>();
+  readonly dropped: string[] = [];
+  movedLeftovers(): Map<string, string[]> {
+    return this.leftovers;
+  }
+  async dropVolumes(ids: readonly string[]): Promise<void> {
+    this.dropped.push(...ids);
+  }
   async forget(id: string): Promise<void> {
     this.forgotten.push(id);
     this.states.set(id, 'destroyed');
@@ -101,6 +110,25 @@ describe('a drained node finishes the moves it left', () => {
     expect(await get(key.status(ID))).toBeNull();
     // Its copy here is untouched: it is still this node's, stopped.
     expect(local.forgotten).toEqual([]);
+  });
+
+  it('removes the volumes a move made here for a session that never came, unless a move brings it here now', async () => {
+    const peers = new Peers();
+    const local = new Local();
+    local.leftovers = new Map([
+      [ID, ['v-00000000a1']],
+      ['s-00000000b2', ['v-00000000b2', 'v-00000000b3']],
+    ]);
+    // ID is being moved here (its record: to this node, copying): its volume stays; the other has no move at all.
+    await etcd.put(key.move(ID)).value(JSON.stringify({ id: ID, from: 'b', to: SELF, phase: 'copying' }));
+    const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
+    await m.tick();
+    expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3']);
+    // Its move committed (the session should be here: it never came): its volume goes too.
+    await etcd.put(key.move(ID)).value(JSON.stringify({ id: ID, from: 'b', to: SELF, phase: 'committed' }));
+    local.leftovers.delete('s-00000000b2');
+    await m.tick();
+    expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'v-00000000a1']);
   });
 
   it('takes a 404 as confirmed: the node never made it', async () => {

@@ -17,9 +17,13 @@ import { ApiError } from '../../vocab/errors.js';
 import { ENDED_STATES } from '../../vocab/states.js';
 import type { Handlers } from '../dispatch.js';
 import type { Context } from '../route.js';
+import type { Caller } from '../../access/guard.js';
 import type { IncomingMessage } from 'node:http';
 import { dropVolumes, kitValues } from '../moveKitHere.js';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
 
 /** A move's upload into this node's work dir: exactly the bytes announced, refused unless `times` copies fit; the caller removes the file. */
 async function upload(ctx: Context, req: IncomingMessage, id: string, what: string, times: number): Promise<string> {
@@ -51,9 +55,15 @@ async function upload(ctx: Context, req: IncomingMessage, id: string, what: stri
   }
 }
 
+/** A move's step here is taken only from the node moving the session here, in that phase of its move (its record in etcd). */
+async function fromMover(ctx: Context, caller: Caller, id: string, phase: 'copying' | 'undoing'): Promise<void> {
+  if (!(await ctx.fleet?.movingHere(caller.peer, id, phase))) throw new ApiError('conflict', `node ${caller.peer ?? '(none)'} is not moving session ${id} to this node (${phase})`);
+}
+
 export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut' | 'sessionMoveKit' | 'sessionMovedInVolume'> = {
-  sessionMovedOut: async (ctx, { target: row, query, log }) => {
+  sessionMovedOut: async (ctx, { target: row, query, caller, log }) => {
     if (!ENDED_STATES.includes(row.state)) throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only an ended copy is marked moved`);
+    await fromMover(ctx, caller, row.id, 'undoing');
     ctx.sessions.markMovedAway(row.id, query.to);
     // With the volumes the undone move's kit made here (this node's own record of them).
     await dropVolumes(ctx.sessions, ctx.sessions.volumes.movedFor(row.id), log);
@@ -63,13 +73,13 @@ export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut' |
     const fleet = ctx.fleet;
     if (!fleet?.isMoving(row.id)) throw new ApiError('conflict', `session ${row.id} is not being moved off this node`);
     if (!caller.peer || !(await fleet.isPlacedOn(caller.peer, row.id))) throw new ApiError('conflict', `session ${row.id} is not placed on node ${caller.peer ?? '(none)'}`);
-    return kitValues(ctx.sessions, row.id, row.owner_uid ?? 0);
+    if (row.owner_uid === null) throw new ApiError('conflict', `session ${row.id} has no owner recorded`);
+    return kitValues(ctx.sessions, row.id, row.owner_uid);
   },
   sessionMovedInVolume: async (ctx, { target: row, query, req, caller, log }) => {
     if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only a session made for the move takes its volumes`);
-    // Only from the node that placed it here (the drained node, its entry), and only into a volume its kit made.
-    const by = await ctx.fleet?.placedHereBy(row.id);
-    if (!caller.peer || by !== caller.peer) throw new ApiError('conflict', `session ${row.id} was not placed here by node ${caller.peer ?? '(none)'}`);
+    // Only from the node moving it here, while it does, and only into a volume its kit made.
+    await fromMover(ctx, caller, row.id, 'copying');
     const mount = ctx.sessions.volumes.mountsOf(row.id).find((m) => m.volume?.id === query.volume && m.volume.moved_for === row.id);
     if (!mount || mount.readonly) throw new ApiError('invalid_request', `session ${row.id} does not mount volume ${query.volume}, made here for its move, read-write`, 'volume');
     // The upload beside the reserve and what volumes may still grow by (the volume's own files are promised already).
@@ -77,21 +87,25 @@ export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut' |
     const path = await upload(ctx, req, query.volume, `volume ${query.volume}`, 1);
     try {
       await restoreFiles(ctx.sessions.agentFor(row), row.hostname, { path, zstd: query.zstd === '1' }, ctx.config.sessions.snapshot_timeout_ms, mount.target);
-      // On disk before the drained node, told so, removes its copy.
-      const synced = spawnSync('sync', ['-f', await ctx.sessions.volumes.hostMount(query.volume)], { stdio: 'ignore' });
-      if (synced.status !== 0) throw new ApiError('internal', `cannot sync volume ${query.volume}'s filesystem`);
+      // On disk before the drained node, told so, removes its copy (off the event loop: it can take a while).
+      await run('sync', ['-f', await ctx.sessions.volumes.hostMount(query.volume)], { timeout: ctx.config.sessions.snapshot_timeout_ms }).catch((e: Error) => {
+        throw new ApiError('internal', `cannot sync volume ${query.volume}'s filesystem: ${e.message}`);
+      });
       log.info({ volume: query.volume }, "a moving session's volume unpacked here");
     } finally {
       rmSync(path, { force: true });
     }
   },
-  sessionMovedIn: async (ctx, { target: row, query, req, log }) => {
+  sessionMovedIn: async (ctx, { target: row, query, req, caller, log }) => {
     if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only a session made for the move takes its files`);
+    await fromMover(ctx, caller, row.id, 'copying');
     // Its files land three times at the peak (this upload, the restored root, the stop's stored copy): refused unless they fit.
     const path = await upload(ctx, req, row.id, `session ${row.id}`, 3);
     try {
       await restoreFiles(ctx.sessions.agentFor(row), row.hostname, { path, zstd: query.zstd === '1' }, ctx.config.sessions.snapshot_timeout_ms);
       const s = await ctx.sessions.stopSession(row.id, `moved here from node ${query.from} (a drain)`);
+      // Whole here now: its volumes are no longer the move's to drop (an undo from now on leaves them, as a leftover of the owner's).
+      ctx.sessions.volumes.clearMovedFor(row.id);
       log.info({ from: query.from }, 'session moved here: its files restored, stopped');
       return ctx.fleet ? { ...s, node: ctx.fleet.node } : s;
     } finally {
