@@ -97,7 +97,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
         pool: extra.pool,
         profile,
         init: req.init,
-        volumes: volumes.map((v) => ({ ...v, unavailable: (state) => volumeUnavailable(state, v.name, () => kit.volumes.mountRefusal(v.id, v.name, v.readonly)) })),
+        volumes: volumes.map((v) => ({ ...v, unavailable: (state) => volumeUnavailable(state, v.name, () => kit.volumes.mountRefusal(v.id, v.name, v.readonly, id)) })),
         admit: extra.admit,
         placed: extra.placed,
         idleTimeoutS: extra.pool === undefined ? (req.idle_timeout_s ?? c.sessions.idle_timeout_s) || undefined : undefined,

@@ -211,8 +211,11 @@ export class Volumes {
     if (b) throw new ApiError('conflict', `volume ${v.name} is being ${b === 'reading' ? 'read (an export, or a snapshot with volumes)' : 'resized'}: try again when that is done`);
   }
 
-  /** Why a session may not mount this volume now (in the transaction that records the mount), or undefined. */
-  mountRefusal(id: string, name: string, readonly: boolean): string | undefined {
+  /** Why `session` may not mount this volume now (in the transaction that records the mount), or undefined. */
+  mountRefusal(id: string, name: string, readonly: boolean, session: string): string | undefined {
+    // Made here for a drain's move: the moving session's alone until its files are in (its move may yet be undone).
+    const movedFor = this.store.get(id)?.moved_for;
+    if (movedFor && movedFor !== session) return `volume ${name} is being moved here with session ${movedFor}: it can be mounted once that move is done`;
     const b = this.busy.get(id);
     if (b === 'resizing-offline') return `volume ${name} is being resized (unmounted): try again when that is done`;
     if (!readonly && b === 'reading') return `volume ${name} is being read (an export, or a snapshot with volumes): it can be mounted read-only until that is done`;
@@ -302,8 +305,8 @@ export class Volumes {
   }
 
   /** hostMount for a session's plan (a create or a start): refused (409) while work on the volume excludes that mount. */
-  async mountFor(id: string, readonly: boolean): Promise<string> {
-    const why = this.mountRefusal(id, this.store.get(id)?.name ?? id, readonly);
+  async mountFor(id: string, readonly: boolean, session: string): Promise<string> {
+    const why = this.mountRefusal(id, this.store.get(id)?.name ?? id, readonly, session);
     if (why) throw new ApiError('conflict', why);
     return this.hostMount(id);
   }
