@@ -23,7 +23,7 @@ import type { Consoles } from './attach.js';
 import type { Parts } from './route.js';
 import { createApiServer, type ApiServer } from './server.js';
 import { recordMovedAway } from './sessionEvents.js';
-import { adoptKit, dropVolumes, kitHere, movedLeftovers, volumeFile } from './moveKitHere.js';
+import { adoptKit, dropVolumes, kitHere, madeForMoves, moveDone, volumeFile } from './moveKitHere.js';
 import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import type { ResolvedVolume } from '../sessions/admission.js';
 import { ApiError } from '../vocab/errors.js';
@@ -86,7 +86,8 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     stored: (id) => storedFile(config, id),
     kit: (id) => kitHere(sessions, id),
     volumeFile: (volumeId) => volumeFile(sessions, config, volumeId, log),
-    movedLeftovers: () => movedLeftovers(sessions),
+    madeForMoves: () => madeForMoves(sessions),
+    moveDone: (id) => moveDone(sessions, id),
     dropVolumes: (ids) => dropVolumes(sessions, ids, log),
     // Destroyed, not failed: it lives on on the node it moved to, under the same id; the row says where (a move back drops it).
     forget: async (id, to, moved = true) => {

@@ -8,13 +8,12 @@ import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { kitPlan, type KitPlan, type MoveKit } from '../fleet/moveKit.js';
+import { kitPlan, type KitPlan, type MadeForMove, type MoveKit } from '../fleet/moveKit.js';
 import type { SessionManager } from '../sessions/manager.js';
 import { exportVolume } from '../snapshots/volumeExport.js';
 import { hasZstd } from '../snapshots/snapshot.js';
 import { workDir } from '../store/workFiles.js';
 import { ApiError } from '../vocab/errors.js';
-import { ENDED_STATES } from '../vocab/states.js';
 
 /** What follows session `id` off this node, or why it stays (undefined: no such session). */
 export function kitHere(sessions: SessionManager, id: string): KitPlan | { stays: string } | undefined {
@@ -47,9 +46,10 @@ export function kitValues(sessions: SessionManager, id: string, owner: number): 
  * already here must hold the same value: another value is the owner's own
  * here, not to be replaced; shared only as root's own, as a root `auth set`
  * makes one), its volumes made empty under the ids they have on the drained
- * node, marked as made for this move (an older copy under that id, mounted
- * by no live session, is made again empty: no stale file comes back). The
- * owner's other volume of that name here refuses the move.
+ * node, marked as made for this move until the move is done here (an
+ * earlier try's, still so marked, is made again empty: no stale file comes
+ * back). Any other volume under that id, or of the owner's under that name,
+ * refuses the move: it is someone's data.
  */
 export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: number, id: string, node: string, log: Logger): Promise<void> {
   const store = sessions.secrets.store;
@@ -58,16 +58,17 @@ export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: nu
     if (here && !here.value.equals(Buffer.from(s.value_base64, 'base64'))) throw new ApiError('conflict', `node ${node} holds another value of uid ${owner}'s secret ${s.name}: the session cannot move there with its own`, 'auth');
   }
   for (const v of kit.volumes) {
-    // Ids are the volume's own wherever it went: one here is this very volume's older copy (an earlier try's,
-    // or the one a move away from here could not remove), taken over once no live session mounts it.
+    // Only an earlier try of this very move (its files never in: still marked for it) is made again; any other
+    // volume under that id or name is someone's data, never replaced.
     const same = sessions.volumes.get(v.id);
-    if (same && (same.owner_uid !== owner || same.name !== v.name)) throw new ApiError('conflict', `node ${node} holds a volume ${v.id} of another owner or name`, 'volumes');
+    if (same && same.moved_for !== id) throw new ApiError('conflict', `node ${node} holds a volume ${v.id} (${same.name}) that this move did not make: remove it there first`, 'volumes');
+    if (same && sessions.volumes.liveUsers(v.id) > 0) throw new ApiError('conflict', `volume ${v.id}, made on node ${node} by an earlier try of this move, is mounted there`, 'volumes');
     if (!same && sessions.volumes.byName(owner, v.name)) throw new ApiError('conflict', `uid ${owner} has another volume named ${v.name} on node ${node}: the session cannot move there with its own`, 'volumes');
   }
   for (const s of kit.secrets) if (!store.info(owner, s.name)) store.set(owner, s.name, Buffer.from(s.value_base64, 'base64'), owner === 0 && s.shared);
   for (const v of kit.volumes) {
     const earlier = sessions.volumes.get(v.id);
-    if (earlier) await sessions.volumes.remove(earlier); // refused (409) while a live session mounts it
+    if (earlier) await sessions.volumes.remove(earlier);
     await sessions.volumes.create(v.name, v.size_mb, owner, undefined, { id: v.id, session: id });
     log.info({ volume: v.id, name: v.name }, 'volume made for a session moving here');
   }
@@ -103,9 +104,10 @@ export async function volumeFile(sessions: SessionManager, config: Config, volum
 /**
  * Volumes removed where no live session mounts them (a move's: those it
  * made here for an undone move or a failed create, or those a moved session
- * took off this node). Never throws: what cannot go stays, logged.
+ * took off this node). Never throws: what cannot go stays, logged, and is returned.
  */
-export async function dropVolumes(sessions: SessionManager, ids: readonly string[], log: Logger): Promise<void> {
+export async function dropVolumes(sessions: SessionManager, ids: readonly string[], log: Logger): Promise<string[]> {
+  const kept: string[] = [];
   for (const id of ids) {
     const v = sessions.volumes.get(id);
     if (!v) continue;
@@ -113,26 +115,34 @@ export async function dropVolumes(sessions: SessionManager, ids: readonly string
       await sessions.volumes.remove(v);
       log.info({ volume: id, name: v.name }, 'volume removed: it went with a moving session');
     } catch (e) {
+      kept.push(id);
       log.warn({ volume: id, name: v.name, err: (e as Error).message }, 'a volume a move left here stays');
     }
   }
+  return kept;
 }
 
 /** How long a volume a move made here may wait for its session's row before a sweep takes it for a leftover. */
 const MADE_GRACE_MS = 10 * 60_000;
+/** How long after it was made a volume stays the move's even when no record says a move runs (the record may be on its way). */
+const RECORD_GRACE_MS = 60_000;
 
-/**
- * The volumes a move made here for a session that has no live row here (a
- * create that never ran: the daemon died after the kit, or its undo found
- * nothing to mark), made longer than MADE_GRACE_MS ago, by session.
- */
-export function movedLeftovers(sessions: SessionManager, now = Date.now()): Map<string, string[]> {
-  const out = new Map<string, string[]>();
+/** The volumes made here for moves, by session, with whether it has a row here and how old they are. */
+export function madeForMoves(sessions: SessionManager, now = Date.now()): Map<string, MadeForMove> {
+  const out = new Map<string, MadeForMove>();
   for (const v of sessions.volumes.list()) {
-    if (v.moved_for === null || now - Date.parse(v.created_at) < MADE_GRACE_MS) continue;
-    const row = sessions.find(v.moved_for);
-    if (row && !ENDED_STATES.includes(row.state)) continue;
-    out.set(v.moved_for, [...(out.get(v.moved_for) ?? []), v.id]);
+    if (v.moved_for === null) continue;
+    const age = now - Date.parse(v.created_at);
+    const m = out.get(v.moved_for) ?? { volumes: [], row: sessions.find(v.moved_for) !== undefined, settled: true, stale: true };
+    m.volumes.push(v.id);
+    m.settled &&= age > RECORD_GRACE_MS;
+    m.stale &&= age > MADE_GRACE_MS;
+    out.set(v.moved_for, m);
   }
   return out;
+}
+
+/** The move of session `id` is over here (committed, or undone with what it could drop dropped): its volumes are its owner's like any other. */
+export function moveDone(sessions: SessionManager, id: string): void {
+  sessions.volumes.clearMovedFor(id);
 }

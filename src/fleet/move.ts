@@ -25,7 +25,7 @@ import { desiredSchema, key, moveSchema, parseValue, prefix, statusSchema, type 
 import { place, placedNodes, readFleet } from './placement.js';
 import { awaitReport } from './report.js';
 import type { PeerClient } from './peerTls.js';
-import { nodesTakingKits, type KitPlan } from './moveKit.js';
+import { nodesTakingKits, type KitPlan, type MadeForMove } from './moveKit.js';
 import { rmSync } from 'node:fs';
 
 /** What a move needs of this node's own sessions (the daemon provides it). */
@@ -37,10 +37,12 @@ export interface MoveSource {
   kit(id: string): KitPlan | { stays: string } | undefined;
   /** A volume's contents as a file (the caller removes it). */
   volumeFile(volumeId: string): Promise<{ path: string; zstd: boolean }>;
-  /** Volumes a move made here for a session that never came to be here, by session (moveKitHere.ts movedLeftovers). */
-  movedLeftovers(): Map<string, string[]>;
-  /** Remove volumes no live session mounts (logged, never throws). */
-  dropVolumes(ids: readonly string[]): Promise<void>;
+  /** The volumes made here for moves, by session (moveKitHere.ts madeForMoves). */
+  madeForMoves(): Map<string, MadeForMove>;
+  /** A move to here is over: the volumes made for it are its owner's like any other. */
+  moveDone(id: string): void;
+  /** Remove volumes no live session mounts (logged, never throws): those that could not be removed. */
+  dropVolumes(ids: readonly string[]): Promise<string[]>;
   /** End the session here for good (the volumes that moved with it too): its files and its placement are on node `to` now (a `session.move` on this node's trail). */
   forget(id: string, to: string, moved?: boolean): Promise<void>;
 }
@@ -54,9 +56,10 @@ const SEND_MS = 10 * 60_000;
 /**
  * Commit a copying move: its placement on the node it leaves goes and the
  * record says committed, in one transaction (never placed on neither node),
- * and only while it is still placed there: a node the fleet declared lost
+ * and only while it is still placed on both: a node the fleet declared lost
  * (its placements removed) whose etcd connection came back before it
- * registered again commits nothing; its move is undone, and it fences.
+ * registered again commits nothing, nor one whose receiving node the fleet
+ * declared lost meanwhile; its move is undone, and it fences.
  * True also when this very commit, sent again after its answer was lost, had
  * applied.
  */
@@ -65,6 +68,7 @@ export async function commitMove(etcd: Etcd3, rec: Move): Promise<boolean> {
   const r = await etcd
     .if(key.move(rec.id), 'Value', '==', JSON.stringify(rec))
     .and(key.desired(rec.from, rec.id), 'Version', '>', 0)
+    .and(key.desired(rec.to, rec.id), 'Version', '>', 0)
     .then(etcd.delete().key(key.desired(rec.from, rec.id)), etcd.put(key.move(rec.id)).value(done))
     .else(etcd.get(key.move(rec.id)))
     .commit();
@@ -78,6 +82,8 @@ export class Mover {
   private busy = false;
   private readonly retryAt = new Map<string, number>();
   private readonly failures = new Map<string, number>();
+  /** Leftover volumes that could not be removed: not tried again before this. */
+  private readonly keptUntil = new Map<string, number>();
   /** Why each session that stays does (logged once per reason). */
   private readonly stays = new Map<string, string>();
   /** Sessions being moved now: locked here (start and destroy refused) until the move ends. */
@@ -130,9 +136,9 @@ export class Mover {
       } catch (e) {
         // Backing off once it was placed: a move that cannot succeed (its volume too large to send in time) costs
         // both nodes a copy each try; one refused before (no node fits, none takes kits yet) is tried again as before.
-        const n = e instanceof Unplaced ? 1 : (this.failures.get(d.id) ?? 0) + 1;
+        const n = (this.failures.get(d.id) ?? 0) + (e instanceof Unplaced ? 0 : 1);
         this.failures.set(d.id, n);
-        const wait = Math.min(RETRY_MS * 2 ** (n - 1), MAX_RETRY_MS);
+        const wait = e instanceof Unplaced ? RETRY_MS : Math.min(RETRY_MS * 2 ** (n - 1), MAX_RETRY_MS);
         this.retryAt.set(d.id, Date.now() + wait);
         log.warn({ err: (e as Error).message, retry_in_ms: wait }, 'drain: session not moved; trying again later');
       }
@@ -155,7 +161,7 @@ export class Mover {
     // request asks this node, its entry now, for them (moveKit.ts; answered while this move runs).
     const { placed_at: _, ...rest } = d;
     const wanted = { ...rest, entry: this.self };
-    if (await this.record(d.id)) throw new Error('a move of it is still being finished');
+    if (await this.record(d.id)) throw new Unplaced('a move of it is still being finished');
     await this.undoStray(d, log);
     // With a kit, only nodes whose version asks for one (an older one would make it with its own secrets, or not at all).
     const takers = plan.secrets.length + plan.volumes.length > 0 ? await nodesTakingKits(this.etcd) : undefined;
@@ -225,7 +231,8 @@ export class Mover {
       if (!(parseValue(desiredSchema, key.desired(to, id), theirs).placed_at > d.placed_at)) {
         throw new Error(`it is placed on node ${to} too, since before its placement here: the copy here is not moved (nor the one there undone)`);
       }
-      const rec: Move = { id, from: this.self, to, phase: 'copying' };
+      // Recorded as being undone from the start: the stray node is never the one a record names as moving it there (no kit).
+      const rec: Move = { id, from: this.self, to, phase: 'undoing' };
       const w = await this.etcd.if(key.move(id), 'Version', '==', 0).then(this.etcd.put(key.move(id)).value(JSON.stringify(rec))).commit();
       if (!w.succeeded) throw new Error('a move of it is still being finished');
       log.warn({ node: to }, 'drain: placed on another node too by an earlier try that committed late; undoing that first');
@@ -234,13 +241,26 @@ export class Mover {
     if ((await placedNodes(this.etcd, id)).some((n) => n !== this.self)) throw new Error('its placement on another node is not undone yet');
   }
 
-  /** Volumes a move to this node made for a session that never came to be here, and no move brings now: removed. */
+  /**
+   * The volumes moves made here, once no move of their session to here runs
+   * (its record gone, committed, or another's): the owner's like any other
+   * when the session was made here (a committed move; an undone one dropped
+   * what it could), removed when it never was (the daemon died between the
+   * kit and the create) and they are older than the create could take. A
+   * volume that cannot be removed is tried again 10 min later.
+   */
   private async sweepMadeHere(): Promise<void> {
-    for (const [id, volumes] of this.local.movedLeftovers()) {
+    for (const [id, m] of this.local.madeForMoves()) {
+      if (!m.settled) continue; // its record may be on its way
       const rec = await this.record(id);
       if (rec?.to === this.self && rec.phase !== 'committed') continue; // its move (or undo) is under way
-      this.log.warn({ session: id, volumes }, 'drain: removing volumes a move made here for a session that never came');
-      await this.local.dropVolumes(volumes);
+      if (m.row) {
+        this.local.moveDone(id);
+        continue;
+      }
+      if (!m.stale || m.volumes.every((v) => (this.keptUntil.get(v) ?? 0) > Date.now())) continue;
+      this.log.warn({ session: id, volumes: m.volumes }, 'drain: removing volumes a move made here for a session that never came');
+      for (const v of await this.local.dropVolumes(m.volumes)) this.keptUntil.set(v, Date.now() + 10 * 60_000);
     }
   }
 

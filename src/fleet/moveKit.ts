@@ -102,3 +102,14 @@ export async function moveRecordOf(etcd: Etcd3, id: string): Promise<Move | unde
   const v = await etcd.get(key.move(id)).string();
   return v === null ? undefined : parseValue(moveSchema, key.move(id), v);
 }
+
+/** The volumes made on a node for a move of one session (moveKitHere.ts madeForMoves), as its tick sweeps them (move.ts). */
+export interface MadeForMove {
+  volumes: string[];
+  /** The session has a row on that node (made, whatever became of it). */
+  row: boolean;
+  /** All made long enough ago that the move's record, if any, is written. */
+  settled: boolean;
+  /** All made longer ago than any create of them could take: leftovers when the session has no row. */
+  stale: boolean;
+}

@@ -50,10 +50,17 @@ export class Registry {
       this.registeredAt = undefined;
       this.again();
     });
-    await lease.put(key.alive(this.c.node)).value(JSON.stringify({ since: member.registered_at }));
-    // Under the lease: whatever version registers next (an older one too) writes its own, or none.
-    // A move kit needs the node-to-node channel ([cluster.peer]): without it the node asks for none.
-    if (this.c.peer) await lease.put(key.features(this.c.node)).value(JSON.stringify(NODE_FEATURES));
+    try {
+      await lease.put(key.alive(this.c.node)).value(JSON.stringify({ since: member.registered_at }));
+      // Under the lease: whatever version registers next (an older one too) writes its own, or none.
+      // A move kit needs the node-to-node channel ([cluster.peer]): without it the node claims none.
+      if (this.c.peer) await lease.put(key.features(this.c.node)).value(JSON.stringify(NODE_FEATURES));
+      else await this.etcd.delete().key(key.features(this.c.node));
+    } catch (e) {
+      // Not kept alive for nothing: the next try takes a lease of its own.
+      await lease.revoke().catch(() => undefined);
+      throw e;
+    }
     this.lease = lease;
     this.registeredAt = member.registered_at;
     this.registered = true;

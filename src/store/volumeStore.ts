@@ -125,7 +125,7 @@ export class VolumeStore {
       .map((r) => (r as { id: string }).id);
   }
 
-  /** Its move done here (its files in): the volumes made for it are its owner's like any other from now on. */
+  /** Its move over here (committed, or undone): the volumes made for it are its owner's like any other from now on. */
   clearMovedFor(sessionId: string): void {
     this.db.prepare('UPDATE volumes SET moved_for = NULL WHERE moved_for = ?').run(sessionId);
   }

@@ -91,13 +91,18 @@ export class Volumes {
     };
   }
 
-  /** The volumes a drain's move of this session made here (until its files are in: clearMovedFor). */
+  /** The volumes a drain's move of this session made here (until this node sees the move over: clearMovedFor). */
   movedFor(sessionId: string): string[] {
     return this.store.movedFor(sessionId);
   }
 
   clearMovedFor(sessionId: string): void {
     this.store.clearMovedFor(sessionId);
+  }
+
+  /** How many live sessions (stopped ones too) mount it. */
+  liveUsers(id: string): number {
+    return this.store.usersOf(id).length;
   }
 
   /** The volumes a session mounts (its create's record), each with how many other live sessions mount it too. */
@@ -213,7 +218,7 @@ export class Volumes {
 
   /** Why `session` may not mount this volume now (in the transaction that records the mount), or undefined. */
   mountRefusal(id: string, name: string, readonly: boolean, session: string): string | undefined {
-    // Made here for a drain's move: the moving session's alone until its files are in (its move may yet be undone).
+    // Made here for a drain's move: the moving session's alone until this node sees the move over (it may yet be undone).
     const movedFor = this.store.get(id)?.moved_for;
     if (movedFor && movedFor !== session) return `volume ${name} is being moved here with session ${movedFor}: it can be mounted once that move is done`;
     const b = this.busy.get(id);

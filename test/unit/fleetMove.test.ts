@@ -11,7 +11,7 @@ import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import { commitMove, Mover, type MoveSource } from '../../src/fleet/move.js';
 import { key, PREFIX } from '../../src/fleet/keys.js';
-import type { KitPlan } from '../../src/fleet/moveKit.js';
+import type { KitPlan, MadeForMove } from '../../src/fleet/moveKit.js';
 import type { PeerClient } from '../../src/fleet/peerTls.js';
 import type { SessionState } from '../../src/vocab/states.js';
 import { oneEtcd } from './fixtures/etcd.js';
@@ -54,14 +54,20 @@ class Local implements MoveSource {
   async volumeFile(): Promise<never> {
     throw new Error('not in these tests');
   }
-  /** Volumes a move made here for sessions that never came (moveKitHere.ts movedLeftovers), and those removed. */
-  leftovers = new Map<string, string[]>();
+  /** Volumes made here for moves (moveKitHere.ts madeForMoves), those removed, and the moves seen over. */
+  made = new Map<string, MadeForMove>();
   readonly dropped: string[] = [];
-  movedLeftovers(): Map<string, string[]> {
-    return this.leftovers;
+  readonly done: string[] = [];
+  madeForMoves(): Map<string, MadeForMove> {
+    return this.made;
   }
-  async dropVolumes(ids: readonly string[]): Promise<void> {
+  moveDone(id: string): void {
+    this.done.push(id);
+    this.made.delete(id);
+  }
+  async dropVolumes(ids: readonly string[]): Promise<string[]> {
     this.dropped.push(...ids);
+    return [];
   }
   async forget(id: string): Promise<void> {
     this.forgotten.push(id);
@@ -112,23 +118,30 @@ describe('a drained node finishes the moves it left', () => {
     expect(local.forgotten).toEqual([]);
   });
 
-  it('removes the volumes a move made here for a session that never came, unless a move brings it here now', async () => {
+  it('sweeps the volumes moves made here once no move to here runs: the owner\'s when the session came, removed when it never did', async () => {
     const peers = new Peers();
     const local = new Local();
-    local.leftovers = new Map([
-      [ID, ['v-00000000a1']],
-      ['s-00000000b2', ['v-00000000b2', 'v-00000000b3']],
+    const made = (volumes: string[], o: Partial<MadeForMove> = {}): MadeForMove => ({ volumes, row: false, settled: true, stale: true, ...o });
+    local.made = new Map([
+      [ID, made(['v-00000000a1'])],
+      ['s-00000000b2', made(['v-00000000b2', 'v-00000000b3'])],
+      ['s-00000000b4', made(['v-00000000b4'], { row: true })],
+      ['s-00000000b5', made(['v-00000000b5'], { stale: false })],
+      ['s-00000000b6', made(['v-00000000b6'], { row: true, settled: false, stale: false })],
     ]);
-    // ID is being moved here (its record: to this node, copying): its volume stays; the other has no move at all.
+    // ID is being moved here (its record: to this node, copying): its volume stays the move's.
     await etcd.put(key.move(ID)).value(JSON.stringify({ id: ID, from: 'b', to: SELF, phase: 'copying' }));
     const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
     await m.tick();
+    // b2: never came, stale: removed. b4: came: the owner's. b5: not stale yet, b6: its record may be on its way: left.
     expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3']);
-    // Its move committed (the session should be here: it never came): its volume goes too.
+    expect(local.done).toEqual(['s-00000000b4']);
+    // Its move committed and it never came: its volume goes too.
     await etcd.put(key.move(ID)).value(JSON.stringify({ id: ID, from: 'b', to: SELF, phase: 'committed' }));
-    local.leftovers.delete('s-00000000b2');
+    local.made.delete('s-00000000b2');
     await m.tick();
     expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'v-00000000a1']);
+    expect([...local.made.keys()].sort()).toEqual(['s-00000000b5', 's-00000000b6', ID]);
   });
 
   it('takes a 404 as confirmed: the node never made it', async () => {

@@ -104,8 +104,6 @@ export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut' |
     try {
       await restoreFiles(ctx.sessions.agentFor(row), row.hostname, { path, zstd: query.zstd === '1' }, ctx.config.sessions.snapshot_timeout_ms);
       const s = await ctx.sessions.stopSession(row.id, `moved here from node ${query.from} (a drain)`);
-      // Whole here now: its volumes are no longer the move's to drop (an undo from now on leaves them, as a leftover of the owner's).
-      ctx.sessions.volumes.clearMovedFor(row.id);
       log.info({ from: query.from }, 'session moved here: its files restored, stopped');
       return ctx.fleet ? { ...s, node: ctx.fleet.node } : s;
     } finally {
