@@ -64,6 +64,19 @@ function peerGet(host: string, port: number, tls: { ca: Buffer; cert?: Buffer; k
   });
 }
 
+/** A call over the node-to-node channel as a node would make it: its status and body. */
+function peerCall(host: string, port: number, tls: { ca: Buffer; cert: Buffer; key: Buffer }, servername: string, method: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host, port, path, method, servername, ...tls, headers: { 'x-enclave-uid': '0', 'x-enclave-gids': '', 'content-length': '0' }, checkServerIdentity: () => undefined }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 interface Raw {
   name: string;
   data: unknown;
@@ -925,6 +938,18 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect(await volumesOn(there1)).toEqual(['kit-vol']);
     const kitStarted = await nodes.a.api('POST', '/v1/sessions/kitted/start');
     expect(kitStarted.status, JSON.stringify(kitStarted.body)).toBe(200);
+    // Its move is over: a node (even the one it came from) sending it files or a volume now is refused, nothing unpacked.
+    const there1Name = kitMoved.node!;
+    const there1Index = there1Name === names.a ? 'a' : 'b';
+    const asC = makeNodeCert(join(dir, 'pki'), { ca: caFile, caKey: join(dir, 'pki', 'ca.key') }, names.c);
+    const tlsC = { ca: readFileSync(caFile), cert: readFileSync(asC.cert), key: readFileSync(asC.key) };
+    const kitVolId = ((await there1.api('GET', '/v1/volumes/kit-vol')).body as { id: string }).id;
+    for (const path of [`/v1/sessions/${kitted.id}/moved-in-volume?volume=${kitVolId}&zstd=0`, `/v1/sessions/${kitted.id}/moved-in?zstd=0&from=${names.c}`]) {
+      const stray = await peerCall(hosts[there1Index], ports[there1Index], tlsC, there1Name, 'POST', path);
+      expect(stray.status, stray.body).toBe(409);
+      expect(stray.body).toContain(`is not moving session ${kitted.id} to this node`);
+    }
+    expect((await there1.show(kitted.id)).state).toBe('running');
     expect((await nodes.a.sh('kitted', 'cat /data/f /data/d/g /run/enclave/auth/kit-token.token; stat -c %u:%g /data/d/g')).stdout).toBe('vol-42\ndeep\nk1t1000:1000\n');
     for (const s of [kitted, pinned, staying, clashing]) expect((await nodes.a.api('DELETE', `/v1/sessions/${s.id}`)).status).toBe(204);
     for (const d of [nodes.a, nodes.b, nodes.c]) expect((await d.api('DELETE', '/v1/auth/clash-token')).status).toBeLessThan(300);
