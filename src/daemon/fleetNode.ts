@@ -23,7 +23,7 @@ import type { Consoles } from './attach.js';
 import type { Parts } from './route.js';
 import { createApiServer, type ApiServer } from './server.js';
 import { recordMovedAway } from './sessionEvents.js';
-import { adoptKit, dropVolumes, kitHere, madeForMoves, moveDone, volumeFile } from './moveKitHere.js';
+import { adoptKit, dropVolumes, kitHere, madeForMoves, volumeFile } from './moveKitHere.js';
 import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import type { ResolvedVolume } from '../sessions/admission.js';
 import { ApiError } from '../vocab/errors.js';
@@ -87,7 +87,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     kit: (id) => kitHere(sessions, id),
     volumeFile: (volumeId) => volumeFile(sessions, config, volumeId, log),
     madeForMoves: () => madeForMoves(sessions),
-    moveDone: (id) => moveDone(sessions, id),
+    moveDone: (id) => sessions.volumes.clearMovedFor(id),
     dropVolumes: (ids) => dropVolumes(sessions, ids, log),
     // Destroyed, not failed: it lives on on the node it moved to, under the same id; the row says where (a move back drops it).
     forget: async (id, to, moved = true) => {
@@ -98,7 +98,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
         if (moved) movedAway(id, to);
       }
       // The volumes it took along (it mounted them alone), once it is marked gone: best effort, logged.
-      await dropVolumes(sessions, sessions.volumes.mountsOf(id).flatMap((m) => (m.volume ? [m.volume.id] : [])), log.child({ session: id }));
+      await dropVolumes(sessions, sessions.volumeMountsOf(id).map((m) => m.id), log.child({ session: id }));
     },
     dropMovedAway: (id) => sessions.dropMovedAway(id),
     markPlaced: (ids) => sessions.markPlaced(ids),

@@ -2,9 +2,7 @@
 // session off it (its owner's secrets, values included, and the volumes it
 // alone mounts read-write), what a node receiving one makes of it before it
 // makes the session, and the volumes' contents on either side.
-import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { createWriteStream, rmSync } from 'node:fs';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
@@ -12,8 +10,12 @@ import { kitPlan, type KitPlan, type MadeForMove, type MoveKit } from '../fleet/
 import type { SessionManager } from '../sessions/manager.js';
 import { exportVolume } from '../snapshots/volumeExport.js';
 import { hasZstd } from '../snapshots/snapshot.js';
-import { workDir } from '../store/workFiles.js';
+import { moveFile } from '../store/workFiles.js';
 import { ApiError } from '../vocab/errors.js';
+
+/** The volumes a session mounts, each with how many other live sessions mount it too. */
+export const mountsOf = (sessions: SessionManager, id: string) =>
+  sessions.volumeMountsOf(id).map((m) => ({ volume: sessions.volumes.get(m.id), target: m.target, readonly: m.readonly, others: sessions.volumes.mountedBy(m.id, id) }));
 
 /** What follows session `id` off this node, or why it stays (undefined: no such session). */
 export function kitHere(sessions: SessionManager, id: string): KitPlan | { stays: string } | undefined {
@@ -24,7 +26,7 @@ export function kitHere(sessions: SessionManager, id: string): KitPlan | { stays
   return kitPlan({
     owner: row.owner_uid,
     held: store.heldBy(id),
-    mounts: sessions.volumes.mountsOf(id),
+    mounts: mountsOf(sessions, id),
     stored: (owner, name) => store.info(owner, name) !== undefined,
   });
 }
@@ -62,7 +64,7 @@ export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: nu
     // volume under that id or name is someone's data, never replaced.
     const same = sessions.volumes.get(v.id);
     if (same && same.moved_for !== id) throw new ApiError('conflict', `node ${node} holds a volume ${v.id} (${same.name}) that this move did not make: remove it there first`, 'volumes');
-    if (same && sessions.volumes.liveUsers(v.id) > 0) throw new ApiError('conflict', `volume ${v.id}, made on node ${node} by an earlier try of this move, is mounted there`, 'volumes');
+    if (same && sessions.volumes.mountedBy(v.id) > 0) throw new ApiError('conflict', `volume ${v.id}, made on node ${node} by an earlier try of this move, is mounted there`, 'volumes');
     if (!same && sessions.volumes.byName(owner, v.name)) throw new ApiError('conflict', `uid ${owner} has another volume named ${v.name} on node ${node}: the session cannot move there with its own`, 'volumes');
   }
   for (const s of kit.secrets) if (!store.info(owner, s.name)) store.set(owner, s.name, Buffer.from(s.value_base64, 'base64'), owner === 0 && s.shared);
@@ -79,10 +81,8 @@ export async function volumeFile(sessions: SessionManager, config: Config, volum
   const v = sessions.volumes.get(volumeId);
   if (!v) throw new Error(`volume ${volumeId} is gone`);
   sessions.volumes.assertCopyFits(v);
-  const dir = workDir(config.state_dir);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const zstd = hasZstd();
-  const path = join(dir, `moved-in-${volumeId}.${randomBytes(8).toString('hex')}`);
+  const path = moveFile(config.state_dir, volumeId);
   const out = createWriteStream(path, { flags: 'wx', mode: 0o600 });
   // Awaited on every path: a write error (a full disk) must reject here, never unhandled.
   const written = finished(out);
@@ -130,7 +130,7 @@ const RECORD_GRACE_MS = 60_000;
 /** The volumes made here for moves, by session, with whether it has a row here and how old they are. */
 export function madeForMoves(sessions: SessionManager, now = Date.now()): Map<string, MadeForMove> {
   const out = new Map<string, MadeForMove>();
-  for (const v of sessions.volumes.list()) {
+  for (const v of sessions.volumes.madeForMoves()) {
     if (v.moved_for === null) continue;
     const age = now - Date.parse(v.created_at);
     const m = out.get(v.moved_for) ?? { volumes: [], row: sessions.find(v.moved_for) !== undefined, settled: true, stale: true };
@@ -140,9 +140,4 @@ export function madeForMoves(sessions: SessionManager, now = Date.now()): Map<st
     out.set(v.moved_for, m);
   }
   return out;
-}
-
-/** The move of session `id` is over here (committed, or undone with what it could drop dropped): its volumes are its owner's like any other. */
-export function moveDone(sessions: SessionManager, id: string): void {
-  sessions.volumes.clearMovedFor(id);
 }

@@ -201,6 +201,11 @@ export class SessionManager {
   }
 
   /** Fleet: the ended old copy of a session that moved away, dropped so that a move back makes it here again under its id. */
+  /** The volumes a session mounts, as its create recorded them. */
+  volumeMountsOf(id: string): { id: string; target: string; readonly: boolean }[] {
+    return this.kit.store.volumeIdsOf(id);
+  }
+
   dropMovedAway(id: string): boolean {
     return !this.live.has(id) && this.kit.store.fleet.dropMovedAway(id);
   }

@@ -125,18 +125,19 @@ export class VolumeStore {
       .map((r) => (r as { id: string }).id);
   }
 
+  /** The ready volumes made here for drains' moves whose moves this node has not yet seen over. */
+  madeForMoves(): VolumeRow[] {
+    return this.db
+      .prepare("SELECT * FROM volumes WHERE moved_for IS NOT NULL AND state = 'ready' ORDER BY id")
+      .all()
+      .map((r) => volumeRow.parse(r));
+  }
+
   /** Its move over here (committed, or undone): the volumes made for it are its owner's like any other from now on. */
   clearMovedFor(sessionId: string): void {
     this.db.prepare('UPDATE volumes SET moved_for = NULL WHERE moved_for = ?').run(sessionId);
   }
 
-  /** The volumes a session mounts, as recorded at its create. */
-  usesOf(sessionId: string): { volume: string; target: string; readonly: boolean }[] {
-    return this.db
-      .prepare('SELECT volume, target, readonly FROM session_volumes WHERE session_id = ? ORDER BY rowid')
-      .all(sessionId)
-      .map((r) => ({ ...(r as { volume: string; target: string }), readonly: (r as { readonly: number }).readonly === 1 }));
-  }
 
   /** Live sessions that mount it (stopped ones too: a volume they mount is not removed). */
   usersOf(id: string): VolumeUse[] {

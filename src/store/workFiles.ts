@@ -3,11 +3,18 @@
 // session's files or volumes. A daemon that died mid-way leaves it behind; the next one,
 // holding the state dir's lock (so no other daemon's work is under way), removes
 // it at start. Anything else found there is left alone.
-import { lstatSync, readdirSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 
 export const workDir = (stateDir: string): string => join(stateDir, 'tmp');
+
+/** A new name in the work dir (made if missing) for a move's file of session or volume `id` (UPLOAD below sweeps it). */
+export function moveFile(stateDir: string, id: string): string {
+  mkdirSync(workDir(stateDir), { recursive: true, mode: 0o700 });
+  return join(workDir(stateDir), `moved-in-${id}.${randomBytes(8).toString('hex')}`);
+}
 
 /** What a daemon's own work there is named: `snapshot-XXXXXX` (a directory of plain files), `moved-in-ID.HEX` (a file: a session's files, or a volume's, sent or received). */
 const SNAPSHOT = /^snapshot-[A-Za-z0-9]{6}$/;

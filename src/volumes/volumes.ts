@@ -100,19 +100,14 @@ export class Volumes {
     this.store.clearMovedFor(sessionId);
   }
 
-  /** How many live sessions (stopped ones too) mount it. */
-  liveUsers(id: string): number {
-    return this.store.usersOf(id).length;
+  /** How many live sessions (stopped ones too) mount it, but `except`. */
+  mountedBy(id: string, except?: string): number {
+    return this.store.usersOf(id).filter((u) => u.session_id !== except).length;
   }
 
-  /** The volumes a session mounts (its create's record), each with how many other live sessions mount it too. */
-  mountsOf(sessionId: string): { volume: VolumeRow | undefined; target: string; readonly: boolean; others: number }[] {
-    return this.store.usesOf(sessionId).map((u) => ({
-      volume: this.store.get(u.volume),
-      target: u.target,
-      readonly: u.readonly,
-      others: this.store.usersOf(u.volume).filter((o) => o.session_id !== sessionId).length,
-    }));
+  /** The ready volumes made here for drains' moves that this node has not yet seen over. */
+  madeForMoves(): VolumeRow[] {
+    return this.store.madeForMoves();
   }
 
   list(): VolumeRow[] {

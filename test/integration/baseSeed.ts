@@ -22,30 +22,29 @@ export function baseCache(runsDir: string): string | undefined {
   return existsSync(dir) ? dir : undefined;
 }
 
-/** Hard-linked copies of the cached layers into a fresh state dir's rootfs/, each whole or not at all (copied beside, then renamed). */
+/** A hard-linked copy of layer `from` at `to`, whole or not at all (copied beside as `tmp`, then renamed). */
+function linkCopy(from: string, to: string, tmp: string): void {
+  if (spawnSync('cp', ['-a', '-l', from, tmp], { stdio: 'ignore' }).status === 0) {
+    try {
+      return renameSync(tmp, to);
+    } catch {
+      /* another test file made it first */
+    }
+  }
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+/** Hard-linked copies of the cached layers into a fresh state dir's rootfs/ (one that fails: the daemon builds it). */
 export function seedBaseLayers(cache: string, rootfs: string): void {
   mkdirSync(rootfs, { recursive: true, mode: 0o700 });
   for (const name of readdirSync(cache).filter((n) => LAYER.test(n))) {
-    if (existsSync(join(rootfs, name))) continue; // a daemon of this state dir has it already
-    const tmp = join(rootfs, `.seed-${name}-${process.pid}`);
-    if (spawnSync('cp', ['-a', '-l', join(cache, name), tmp], { stdio: 'ignore' }).status === 0) renameSync(tmp, join(rootfs, name));
-    else rmSync(tmp, { recursive: true, force: true }); // the daemon builds it
+    if (!existsSync(join(rootfs, name))) linkCopy(join(cache, name), join(rootfs, name), join(rootfs, `.seed-${name}-${process.pid}`));
   }
 }
 
-/** A layer a daemon built that the cache lacks: hard-linked into it, whole or not at all. */
+/** A layer a daemon built that the cache lacks: hard-linked into it. */
 export function keepBaseLayers(cache: string, rootfs: string): void {
   for (const name of existsSync(rootfs) ? readdirSync(rootfs).filter((n) => LAYER.test(n)) : []) {
-    if (existsSync(join(cache, name))) continue;
-    const tmp = join(cache, `.keep-${name}-${process.pid}`);
-    if (spawnSync('cp', ['-a', '-l', join(rootfs, name), tmp], { stdio: 'ignore' }).status !== 0) {
-      rmSync(tmp, { recursive: true, force: true });
-      continue;
-    }
-    try {
-      renameSync(tmp, join(cache, name));
-    } catch {
-      rmSync(tmp, { recursive: true, force: true }); // another test file kept it first
-    }
+    if (!existsSync(join(cache, name))) linkCopy(join(rootfs, name), join(cache, name), join(cache, `.keep-${name}-${process.pid}`));
   }
 }

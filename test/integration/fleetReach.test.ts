@@ -54,23 +54,20 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 
 
 /** An HTTPS GET to a node's peer endpoint with the given client material: the status, or the error's message. */
 function peerGet(host: string, port: number, tls: { ca: Buffer; cert?: Buffer; key?: Buffer }, servername: string, path = '/v1/sessions'): Promise<number | string> {
-  return new Promise((resolve) => {
-    const req = request({ host, port, path, servername, ...tls, headers: { 'x-enclave-uid': '0', 'x-enclave-gids': '' }, checkServerIdentity: () => undefined }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.on('error', (e) => resolve(e.message));
-    req.end();
-  });
+  return peerCall(host, port, tls, servername, 'GET', path).then(
+    (r) => r.status,
+    (e: Error) => e.message,
+  );
 }
 
-/** A call over the node-to-node channel as a node would make it: its status and body. */
-function peerCall(host: string, port: number, tls: { ca: Buffer; cert: Buffer; key: Buffer }, servername: string, method: string, path: string): Promise<{ status: number; body: string }> {
+/** A call over the node-to-node channel as a node would make it (as root): its status and body. */
+function peerCall(host: string, port: number, tls: { ca: Buffer; cert?: Buffer; key?: Buffer }, servername: string, method: string, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request({ host, port, path, method, servername, ...tls, headers: { 'x-enclave-uid': '0', 'x-enclave-gids': '', 'content-length': '0' }, checkServerIdentity: () => undefined }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
     });
     req.on('error', reject);
     req.end();

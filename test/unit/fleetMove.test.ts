@@ -46,10 +46,8 @@ class Local implements MoveSource {
   stored(): undefined {
     return undefined;
   }
-  /** The volumes its kit takes along (moveKit.ts). */
-  kitVolumes: { id: string; name: string; size_mb: number }[] = [];
   kit(id: string): KitPlan | undefined {
-    return this.states.has(id) ? { secrets: [], volumes: this.kitVolumes } : undefined;
+    return this.states.has(id) ? { secrets: [], volumes: [] } : undefined;
   }
   async volumeFile(): Promise<never> {
     throw new Error('not in these tests');

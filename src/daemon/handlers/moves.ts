@@ -7,19 +7,17 @@
 // restores its own, and it is stopped here: it ends as it was, stopped, with
 // its files and volumes, on this node. An undone move's copy is marked moved
 // out, with the volumes its kit made.
-import { closeSync, constants, createWriteStream, mkdirSync, openSync, rmSync, statfsSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { closeSync, constants, createWriteStream, openSync, rmSync, statfsSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { restoreFiles } from '../../sessions/stored.js';
-import { workDir } from '../../store/workFiles.js';
+import { moveFile } from '../../store/workFiles.js';
 import { ApiError } from '../../vocab/errors.js';
 import { ENDED_STATES } from '../../vocab/states.js';
 import type { Handlers } from '../dispatch.js';
 import type { Context } from '../route.js';
 import type { Caller } from '../../access/guard.js';
 import type { IncomingMessage } from 'node:http';
-import { dropVolumes, kitValues } from '../moveKitHere.js';
+import { dropVolumes, kitValues, mountsOf } from '../moveKitHere.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -31,9 +29,7 @@ async function upload(ctx: Context, req: IncomingMessage, id: string, what: stri
   if (!Number.isSafeInteger(size) || size < 0) throw new ApiError('invalid_request', 'a move sends its files with a content-length');
   const s = statfsSync(ctx.config.state_dir);
   if (size * times > s.bavail * s.bsize) throw new ApiError('insufficient_storage', `${what}'s ${size} bytes do not fit in this node's state dir ${times} times over`);
-  const dir = workDir(ctx.config.state_dir);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const path = join(dir, `moved-in-${id}.${randomBytes(8).toString('hex')}`);
+  const path = moveFile(ctx.config.state_dir, id);
   const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   let open = true;
   try {
@@ -80,7 +76,7 @@ export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut' |
     if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only a session made for the move takes its volumes`);
     // Only from the node moving it here, while it does, and only into a volume its kit made.
     await fromMover(ctx, caller, row.id, 'copying');
-    const mount = ctx.sessions.volumes.mountsOf(row.id).find((m) => m.volume?.id === query.volume && m.volume.moved_for === row.id);
+    const mount = mountsOf(ctx.sessions, row.id).find((m) => m.volume?.id === query.volume && m.volume.moved_for === row.id);
     if (!mount || mount.readonly) throw new ApiError('invalid_request', `session ${row.id} does not mount volume ${query.volume}, made here for its move, read-write`, 'volume');
     // The upload beside the reserve and what volumes may still grow by (the volume's own files are promised already).
     ctx.sessions.volumes.assertRoom(Math.ceil(Number(req.headers['content-length'] ?? 0) / (1024 * 1024)), `volume ${query.volume}'s upload`);
