@@ -22,7 +22,7 @@ import type { Context, Upgrade } from './route.js';
 import type { Session } from '../api/schemas.js';
 import { pendingView } from '../fleet/views.js';
 import { FORWARDED_HEADER } from '../fleet/peerTls.js';
-import type { FleetReads } from '../fleet/reach.js';
+import type { FleetReads } from '../fleet/fleetReads.js';
 import { FLEET_READ_TIMEOUT_MS, FleetTimeout, within } from '../fleet/deadline.js';
 import { Forward, forwardHttp, forwardUpgrade } from './forward.js';
 import { ENDED_STATES } from '../vocab/states.js';
@@ -67,7 +67,8 @@ export class Replied<T> {
 export class Serialized {
   constructor(
     readonly status: number,
-    readonly json: string,
+    /** JSON text, or the bytes of it (a list: listJson.ts). */
+    readonly json: string | Buffer,
     readonly headers: Record<string, string> = {},
   ) {}
 }
@@ -275,10 +276,10 @@ export class Dispatcher {
       const row = target as SessionRow | undefined;
       if (row && ref && (ref.kind === 'name' || row.moved_to !== null) && kind === 'session' && ctx.fleet?.reach && caller.via !== 'peer' && ENDED_STATES.includes(row.state)) {
         const detail = () => detailOf({ caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>);
-        if (spec.action !== 'session.show') await forwardCall(ctx, spec, ref, caller, body, detail, ctx.fleet.reach.view());
+        if (spec.action !== 'session.show') await forwardCall(ctx, spec, ref, caller, body, detail, ctx.fleet.reach.keys.view());
         else {
           let late = false;
-          const asked = forwardCall(ctx, spec, ref, caller, body, detail, ctx.fleet.reach.view(), () => !late);
+          const asked = forwardCall(ctx, spec, ref, caller, body, detail, ctx.fleet.reach.keys.view(), () => !late);
           asked.catch(() => undefined); // too late: the ended one here was shown
           try {
             await within(asked, FLEET_READ_TIMEOUT_MS, "the fleet's etcd");
@@ -291,7 +292,7 @@ export class Dispatcher {
     } catch (e) {
       // Not found here: what the fleet knows of it, read once for the questions below.
       const asks = (spec.fleet === 'forward' && spec.action) || c.name === 'sessionShow' || c.name === 'sessionDestroy';
-      const reads = asks && kind === 'session' && ref && e instanceof ApiError && e.code === 'not_found' && caller.via !== 'peer' ? ctx.fleet?.reach?.view() : undefined;
+      const reads = asks && kind === 'session' && ref && e instanceof ApiError && e.code === 'not_found' && caller.via !== 'peer' ? ctx.fleet?.reach?.keys.view() : undefined;
       if ((c.name === 'sessionShow' || c.name === 'sessionDestroy') && ref && e instanceof ApiError && e.code === 'not_found') await fleetViewCall(ctx, c.name, ref, caller, query, reads);
       const partial = { caller, target: undefined, scope: 'all', query, body, port, req, url, log: log0 } as Input<RouteSpec>;
       if (kind === 'session' && ref && e instanceof ApiError && e.code === 'not_found') await forwardCall(ctx, spec, ref, caller, body, () => detailOf(partial), reads);

@@ -94,14 +94,14 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
       const state = sessions.find(id)?.state;
       if (state !== 'destroyed' && state !== 'failed') await sessions.destroy(id, undefined, 0);
       if (sessions.find(id)?.moved_to !== to) {
-        sessions.markMovedAway(id, to);
+        sessions.fleetRows.markMovedAway(id, to);
         if (moved) movedAway(id, to);
       }
       // The volumes it took along (it mounted them alone), once it is marked gone: best effort, logged.
       await dropVolumes(sessions, sessions.volumeMountsOf(id).map((m) => m.id), log.child({ session: id }));
     },
     dropMovedAway: (id) => sessions.dropMovedAway(id),
-    markPlaced: (ids) => sessions.markPlaced(ids),
+    markPlaced: (ids) => sessions.fleetRows.markPlaced(ids),
     // With the volumes a move's kit made for it here (an undone move's copy).
     discard: async (id) => {
       await sessions.destroy(id, undefined, 0);
@@ -112,7 +112,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     remove: (id, why) => sessions.destroy(id, why, 0),
     stateOf: (id) => sessions.find(id)?.state,
     failedCreate: (id) => failedCreate(sessions.find(id)),
-    active: () => new Map(sessions.running().map((r) => [r.id, r.limits.memory_mb])),
+    sessionStates: () => sessions.fleetRows.statesAndMemory(),
     view: (id) => {
       const row = sessions.find(id);
       return row ? sessions.toApi(row) : undefined;

@@ -9,8 +9,8 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 }
 
 /** JSON serialized already (src/daemon/madeLists.ts). */
-export function sendJsonText(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-content-type-options': 'nosniff' });
+export function sendJsonText(res: ServerResponse, status: number, text: string | Buffer, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': typeof text === 'string' ? Buffer.byteLength(text) : text.length, 'x-content-type-options': 'nosniff' });
   res.end(text);
 }
 

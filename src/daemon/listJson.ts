@@ -9,8 +9,32 @@
 // this list: a pending or unreachable one) is serialized each time.
 const serialized = new WeakMap<object, string>();
 
-export function listJson(rows: ReadonlyArray<object>): string {
-  return `{"sessions":[${rows.map(rowJson).join(',')}]}`;
+const encoded = new WeakMap<object, Buffer>();
+const OPEN = Buffer.from('{"sessions":[');
+const COMMA = Buffer.from(',');
+const CLOSE = Buffer.from(']}');
+
+/**
+ * The list's JSON as the bytes sent: the rows' kept encodings copied into one
+ * buffer (a 900-row list is 600 KiB: as one string it was joined, then
+ * measured and encoded again to be sent, each a pass over all of it).
+ */
+export function listJson(rows: ReadonlyArray<object>): Buffer {
+  const parts: Buffer[] = [OPEN];
+  for (let i = 0; i < rows.length; i++) {
+    if (i > 0) parts.push(COMMA);
+    parts.push(rowBytes(rows[i]!));
+  }
+  parts.push(CLOSE);
+  return Buffer.concat(parts);
+}
+
+/** One row's JSON encoded, kept with it when it is frozen (as its text is). */
+function rowBytes(r: object): Buffer {
+  if (!Object.isFrozen(r)) return Buffer.from(JSON.stringify(r));
+  let bytes = encoded.get(r);
+  if (bytes === undefined) encoded.set(r, (bytes = Buffer.from(rowJson(r))));
+  return bytes;
 }
 
 /** One row's JSON: kept with it when it is frozen (deep-frozen, as every shared row is: src/vocab/frozen.ts). */

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import { newSessionId } from '../sessions/identity.js';
 import { ApiError, type ErrorCode } from '../vocab/errors.js';
-import { etcdClient, getPrefix, type ClusterConfig } from './etcd.js';
+import { etcdClient, type ClusterConfig } from './etcd.js';
 import { idOfKey, key, parseValue, pendingSchema, prefix, type Move, type NodeCapacity, type Pending } from './keys.js';
 import { pinnedTo, place, placedIds, placedNodes } from './placement.js';
 import { fetchKit, moveRecordOf, placementOn } from './moveKit.js';
@@ -24,6 +24,7 @@ import { Compactor } from './compactor.js';
 import { every, type Every } from './every.js';
 import { claimName } from './names.js';
 import { cancelPending, putPending } from './pending.js';
+import { ParsedValues } from './parsedValues.js';
 import { pendingView, type Limits } from './views.js';
 import { Failure, type FenceTarget } from './failure.js';
 import { placedOn, type PlacedSession } from './drain.js';
@@ -64,6 +65,8 @@ export class Fleet {
   private closed = false;
   /** The pending sessions as last read: what a list shows while etcd does not answer. */
   private lastPending: [pending: Map<string, string>, alive: Map<string, string>] = [new Map(), new Map()];
+  /** The pending entries as parsed last. */
+  private readonly pendingValues = new ParsedValues(pendingSchema);
 
   constructor(
     readonly c: ClusterConfig,
@@ -91,7 +94,7 @@ export class Fleet {
     this.reach = c.peer ? new Reach(this.etcd, this.watched, c.node, c.peer, log) : undefined;
     const peers = this.reach?.client;
     const kitFrom = peers && ((from: string, id: string) => fetchKit(this.etcd, peers, from, id));
-    this.worker = new Worker(this.etcd, c.node, this.local, log, () => this.failure.open(), c.create_timeout_ms, kitFrom);
+    this.worker = new Worker(this.etcd, c.node, this.local, log, () => this.failure.open(), c.create_timeout_ms, kitFrom, this.watched);
     this.mover = this.reach ? new Mover(this.etcd, c.node, c, this.reach.client, this.local, log) : undefined;
     this.compactor = new Compactor(this.etcd, c.compact_interval_s * 1000, log);
   }
@@ -234,7 +237,36 @@ export class Fleet {
       (r) => (this.lastPending = r),
       () => this.lastPending,
     );
-    return [...all].map(([k, v]) => parseValue(pendingSchema, k, v)).filter((p) => p.entry === this.c.node || !alive.has(key.alive(p.entry)));
+    return this.pendingIn(all, alive);
+  }
+
+  /** The pending entries of `all` shown here: this node's, and those of nodes gone (no lease). */
+  private pendingIn(all: ReadonlyMap<string, string>, alive: ReadonlyMap<string, string>): Pending[] {
+    this.pendingValues.keepOnly(all);
+    return [...all].map(([k, v]) => this.pendingValues.get(k, v)).filter((p) => p.entry === this.c.node || !alive.has(key.alive(p.entry)));
+  }
+
+  /**
+   * What a list needs of the fleet, made into `f`'s answer while etcd
+   * confirms that the watched copy is current (WatchedFleet.ahead): every
+   * other node's sessions as it wrote them to etcd, and the pending ones.
+   * Undefined when a node must be asked (Reach.publishedNow) or the copy is
+   * not confirmed in time: the caller lists the usual way.
+   */
+  async listedAhead<T>(f: (far: Session[], pending: Pending[]) => T): Promise<T | undefined> {
+    const reach = this.reach;
+    if (!reach) return undefined;
+    let read = 0;
+    const made = await this.watched.ahead(() => {
+      const now = reach.publishedNow();
+      const [pending, alive] = this.watched.peek(prefix.pending, prefix.alive) ?? [];
+      if (now === undefined || !pending || !alive) return undefined;
+      read = now.read;
+      return f(now.far, this.pendingIn(pending, alive));
+    });
+    // The lists read from etcd that went out (ahead() may make its answer twice, once for nothing).
+    if (made !== undefined) reach.published.counts.lists += read;
+    return made;
   }
 
   private async placePending(): Promise<void> {

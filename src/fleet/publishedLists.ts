@@ -7,7 +7,8 @@
 import type { Logger } from 'pino';
 import { sessionSchema, type Session } from '../api/schemas.js';
 import { deepFreeze } from '../vocab/frozen.js';
-import { listingSchema, parseValue, prefix } from './keys.js';
+import { listingSchema, prefix } from './keys.js';
+import { ParsedValues } from './parsedValues.js';
 
 interface Row {
   value: string;
@@ -19,17 +20,22 @@ export class PublishedLists {
   private readonly rows = new Map<string, Row>();
   /** Each node's rows as the last list sorted them, and the values they were made of. */
   private readonly sorted = new Map<string, { values: string[]; sessions: readonly Session[] }>();
-  /** Lists of other nodes read here (the daemon's /metrics). */
+  /** Each node's listing record as parsed last. */
+  private readonly listings = new ParsedValues(listingSchema);
+  /** The last answer of of(), and the version of the copy's listed part and the nodes it was made for. */
+  private last: { version: number; asked: string; out: Map<string, readonly Session[]> } | undefined;
+  /** Lists of other nodes read here and answered with (the daemon's /metrics): counted by the list that used them. */
   readonly counts = { lists: 0 };
 
   constructor(private readonly log: Logger) {}
 
   /** Whether etcd holds `node`'s whole list for the registration its member record names (`registeredAt`). */
   current(listing: ReadonlyMap<string, string>, node: string, registeredAt: string): boolean {
+    this.listings.keepOnly(listing);
     const v = listing.get(`${prefix.listing}${node}`);
     if (v === undefined) return false;
     try {
-      return parseValue(listingSchema, `${prefix.listing}${node}`, v).registered_at === registeredAt;
+      return this.listings.get(`${prefix.listing}${node}`, v).registered_at === registeredAt;
     } catch {
       return false;
     }
@@ -41,7 +47,16 @@ export class PublishedLists {
    * only `nodes` are made, and a node with a row that does not check is left
    * out (its caller asks it).
    */
-  of(listed: ReadonlyMap<string, string>, nodes: ReadonlySet<string>): Map<string, readonly Session[]> {
+  of(listed: ReadonlyMap<string, string>, nodes: ReadonlySet<string>, version?: number): Map<string, readonly Session[]> {
+    // The copy's listed part as it was at the last list (its version: watched.ts), for the same nodes: the same answer.
+    const asked = [...nodes].sort().join(' ');
+    if (version !== undefined && this.last?.version === version && this.last.asked === asked) return this.last.out;
+    const out = this.made(listed, nodes);
+    this.last = version === undefined ? undefined : { version, asked, out };
+    return out;
+  }
+
+  private made(listed: ReadonlyMap<string, string>, nodes: ReadonlySet<string>): Map<string, readonly Session[]> {
     const byNode = new Map<string, { values: string[]; rows: Session[] }>();
     let seen = 0;
     const bad = new Set<string>();
@@ -79,7 +94,6 @@ export class PublishedLists {
       this.sorted.set(node, { values: got.values, sessions });
       out.set(node, sessions);
     }
-    this.counts.lists += out.size;
     // Rows of keys gone from etcd (their sessions ended, their nodes no longer asked): forgotten.
     if (this.rows.size > seen) for (const k of this.rows.keys()) if (!listed.has(k) || !nodes.has(k.slice(prefix.listed.length, k.indexOf('/', prefix.listed.length)))) this.rows.delete(k);
     for (const n of this.sorted.keys()) if (!nodes.has(n)) this.sorted.delete(n);

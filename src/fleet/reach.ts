@@ -15,12 +15,13 @@ import type { SessionListed } from '../api/render.js';
 import { eventListSchema, type AuditEvent } from '../api/eventSchemas.js';
 import { ApiError } from '../vocab/errors.js';
 import { getPrefix, getWithRev } from './etcd.js';
-import { desiredSchema, downSchema, key, lostSchema, memberSchema, parseValue, placementOfKey, prefix, statusSchema, type Desired, type Lost, type Status } from './keys.js';
-import { lostView, reportedOrPlaced, unreachableView } from './views.js';
+import { downSchema, key, parseValue, prefix, statusSchema, type Desired, type Status } from './keys.js';
+import { reportedOrPlaced, unreachableView } from './views.js';
 import { PeerClient, PeerCredentials, peerName, type PeerConfig } from './peerTls.js';
 import type { WatchedFleet } from './watched.js';
 import { LastAnswers, type ListSchema } from './lastAnswers.js';
 import { PublishedLists } from './publishedLists.js';
+import { FleetKeys, type Endpoints, type FleetReads } from './fleetReads.js';
 import { parsed, peerGet } from './peerGet.js';
 import { FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
 
@@ -37,19 +38,6 @@ export interface Located {
 
 export type SessionRef = { kind: 'id'; id: string } | { kind: 'name'; name: string; owner: number };
 
-type Endpoints = Map<string, { endpoint: string; alive: boolean; registered_at: string }>;
-
-/** What Reach.view() read (one read of the watched copy, or of etcd): each question waits on the part it needs. */
-export class FleetReads {
-  constructor(
-    readonly placements: Promise<Array<{ node: string; d: Desired }>>,
-    readonly endpoints: Promise<Endpoints>,
-    readonly lost: Promise<Array<{ rec: Lost; view: Session }>>,
-  ) {
-    // Read at once, maybe never awaited (the call needed only another): not an unhandled rejection.
-    for (const p of [placements, endpoints, lost]) p.catch(() => undefined);
-  }
-}
 
 const listReply = z.object({ sessions: z.array(sessionSchema) });
 /** An etcd read a list waits on: its answer within the list's bound, else `fallback` (the list goes on without it). */
@@ -70,6 +58,8 @@ export class Reach {
   readonly answers = new LastAnswers();
   /** The lists other nodes write to etcd (listPublisher.ts), as this node last read them. */
   readonly published: PublishedLists;
+  /** The fleet's keys as one call reads them (placements, members, lost sessions), each value parsed once. */
+  readonly keys: FleetKeys;
 
   constructor(
     private readonly etcd: Etcd3,
@@ -81,6 +71,7 @@ export class Reach {
     this.credentials = new PeerCredentials(peer, self);
     this.client = new PeerClient(this.credentials);
     this.published = new PublishedLists(log);
+    this.keys = new FleetKeys(watched, log);
   }
 
   /** Whether a verified peer certificate names a node registered in the fleet (re-read at most once a second). */
@@ -96,38 +87,15 @@ export class Reach {
     return name;
   }
 
-  private placements(all: Map<string, string>): Array<{ node: string; d: Desired }> {
-    return [...all].map(([k, v]) => ({ node: placementOfKey(k).node, d: parseValue(desiredSchema, k, v) }));
-  }
-
-  /** Every member's endpoint and whether it holds its lease. */
-  private endpoints(members: ReadonlyMap<string, string>, alive: ReadonlyMap<string, string>): Endpoints {
-    return new Map([...members].map(([k, v]) => parseValue(memberSchema, k, v)).map((m) => [m.name, { endpoint: m.endpoint, alive: alive.has(key.alive(m.name)), registered_at: m.registered_at }]));
-  }
-
-  /**
-   * One call's reads of the fleet (from the watched copy, as fresh as etcd),
-   * shared by every question the call asks (is it pending, on an
-   * unreachable node, lost, where).
-   */
-  view(): FleetReads {
-    const keys = this.watched.keys(prefix.desired, prefix.members, prefix.alive, prefix.lost);
-    return new FleetReads(
-      keys.then(([desired]) => this.placements(desired!)),
-      keys.then(([, members, alive]) => this.endpoints(members!, alive!)),
-      keys.then(([, , , lost]) => this.lost(lost!)),
-    );
-  }
-
   /** Every other node that holds its lease, with its endpoint (the fleet's event stream asks each). */
   async liveNodes(): Promise<Map<string, string>> {
     const [members, alive] = await this.watched.keys(prefix.members, prefix.alive);
-    return new Map([...this.endpoints(members!, alive!)].filter(([n, ep]) => n !== this.self && ep.alive).map(([n, ep]) => [n, ep.endpoint]));
+    return new Map([...this.keys.endpoints(members!, alive!)].filter(([n, ep]) => n !== this.self && ep.alive).map(([n, ep]) => [n, ep.endpoint]));
   }
 
   /** The session on another node that `ref` names, or undefined; a name two nodes hold is a conflict. */
   /** `ended`: an id placed nowhere is also asked of every node (see ended()). */
-  async locate(ref: SessionRef, ended = false, reads: FleetReads = this.view()): Promise<Located | undefined> {
+  async locate(ref: SessionRef, ended = false, reads: FleetReads = this.keys.view()): Promise<Located | undefined> {
     return fleetOp(() => this.locateIn(ref, ended, reads));
   }
 
@@ -188,6 +156,27 @@ export class Reach {
   }
 
   /**
+   * Every other node's sessions and the lost ones, as others(false) gives
+   * them, from the watched copy as it is now (for WatchedFleet.ahead, which
+   * confirms it is current): only when every other node holds its lease and
+   * etcd holds its whole list for its registration; else undefined (a node
+   * is to be asked, or shown as etcd last knew it: others() does). `read`:
+   * how many nodes' lists it read from etcd (the caller counts those it uses).
+   */
+  publishedNow(): { far: Session[]; read: number } | undefined {
+    const seen = this.watched.peek(prefix.members, prefix.alive, prefix.lost, prefix.listing, prefix.listed);
+    if (!seen) return undefined;
+    const [members, alive, lostKeys, listing, listed] = seen as [Map<string, string>, Map<string, string>, Map<string, string>, Map<string, string>, Map<string, string>];
+    const others = [...this.keys.endpoints(members, alive)].filter(([n]) => n !== this.self);
+    if (others.some(([n, ep]) => !ep.alive || !this.published.current(listing, n, ep.registered_at))) return undefined;
+    const written = this.published.of(listed, new Set(others.map(([n]) => n)), this.watched.version(prefix.listed));
+    if (others.some(([n]) => !written.has(n))) return undefined; // a row that does not check: its node is asked
+    const lost = this.keys.lost(lostKeys).map((l) => l.view);
+    const lostIds = new Set(lost.map((s) => s.id));
+    return { far: [...others.flatMap(([n]) => written.get(n)!).filter((s) => !lostIds.has(s.id)), ...lost], read: written.size };
+  }
+
+  /**
    * Every other live node's sessions, each with its node: from etcd when
    * `published` may be used and the node's whole list is there for its
    * registration now, else what `ask` gets of it; a node that does not
@@ -203,7 +192,7 @@ export class Reach {
     const seen = this.watched.peek(prefix.members, prefix.alive, prefix.listing);
     let guessed: Endpoints = new Map();
     try {
-      if (seen) guessed = this.endpoints(seen[0]!, seen[1]!);
+      if (seen) guessed = this.keys.endpoints(seen[0]!, seen[1]!);
     } catch {
       // A member record this version cannot read: no early asks (the read below says so, as before).
     }
@@ -215,14 +204,15 @@ export class Reach {
     const none = { copy: false, maps: [new Map<string, string>(), new Map<string, string>(), new Map<string, string>(), new Map<string, string>(), new Map<string, string>()] };
     const read = await quick(this.watched.read(prefix.members, prefix.alive, prefix.lost, prefix.listing, prefix.listed), none, (e) => this.log.warn({ err: e.message }, 'fleet list: this node alone'));
     const [members, alive, lostKeys, listing, listed] = read.maps;
-    const eps = this.endpoints(members!, alive!);
+    const eps = this.keys.endpoints(members!, alive!);
     // (A node asked early that is no member now may still leave a copy; the next list drops it.)
     this.answers.keep(new Set(eps.keys()));
     // From the copy alone (one revision: read from etcd, a listing may be newer than the rows read beside it).
     // Its maps change as the watch hears etcd: every read of them is made before the next wait.
     const fromEtcd = new Set(published && read.copy ? [...eps].filter(([n, ep]) => n !== this.self && ep.alive && this.published.current(listing!, n, ep.registered_at)).map(([n]) => n) : []);
-    const written = fromEtcd.size > 0 ? this.published.of(listed!, fromEtcd) : new Map<string, readonly Session[]>();
-    const lost = this.lost(lostKeys!).map((l) => l.view);
+    const written = fromEtcd.size > 0 ? this.published.of(listed!, fromEtcd, this.watched.version(prefix.listed)) : new Map<string, readonly Session[]>();
+    this.published.counts.lists += written.size;
+    const lost = this.keys.lost(lostKeys!).map((l) => l.view);
     // Read only when a node does not answer.
     let placed: Promise<Array<{ node: string; d: Desired }>> | undefined;
     const lists = [...eps].filter(([n]) => n !== this.self).map(async ([node, ep]): Promise<Array<T | Session>> => {
@@ -241,7 +231,7 @@ export class Reach {
           this.log.debug({ node, err: (e as Error).message }, 'fleet list: node did not answer');
         }
       }
-      placed ??= quick(this.watched.keys(prefix.desired).then(([d]) => this.placements(d!)), []);
+      placed ??= quick(this.watched.keys(prefix.desired).then(([d]) => this.keys.placements(d!)), []);
       return quick(this.asKnown(node, (await placed).filter((p) => p.node === node).map((p) => p.d)), []);
     });
     // A fenced one is also its node's (ended there): shown once, lost, until its owner destroys it.
@@ -257,7 +247,7 @@ export class Reach {
   async eventsOf(path: string): Promise<{ events: AuditEvent[]; unanswered: string[] }> {
     const none = [new Map<string, string>(), new Map<string, string>()];
     const [members, alive] = await quick(this.watched.keys(prefix.members, prefix.alive), none, (e) => this.log.warn({ err: e.message }, 'fleet events: this node alone'));
-    const eps = this.endpoints(members!, alive!);
+    const eps = this.keys.endpoints(members!, alive!);
     const unanswered: string[] = [];
     const parts = [...eps]
       .filter(([n]) => n !== this.self)
@@ -295,20 +285,6 @@ export class Reach {
     return known.flat();
   }
 
-  /** The sessions the fleet declared lost, as their owners see them until they destroy them. */
-  private lost(all: ReadonlyMap<string, string>): Array<{ rec: Lost; view: Session }> {
-    return [...all].flatMap(([k, v]) => {
-      try {
-        const rec = parseValue(lostSchema, k, v);
-        const view = lostView(rec);
-        return view ? [{ rec, view }] : [];
-      } catch (e) {
-        this.log.warn({ err: (e as Error).message }, 'ignoring a lost-session record that does not parse');
-        return [];
-      }
-    });
-  }
-
   /**
    * A session `ref` names that no node answers for: one on an unreachable
    * node (as last reported), or one declared lost. Undefined when it is on a
@@ -316,7 +292,7 @@ export class Reach {
    * `fencedOn`: a lost one whose node came back, removed it and answers
    * again: that node still holds its record (ended), for a destroy to release.
    */
-  async known(ref: SessionRef, reads: FleetReads = this.view()): Promise<{ view: Session; lost: boolean; fencedOn?: Located } | undefined> {
+  async known(ref: SessionRef, reads: FleetReads = this.keys.view()): Promise<{ view: Session; lost: boolean; fencedOn?: Located } | undefined> {
     return fleetOp(async () => {
       const matches = (id: string, name: string | null | undefined, owner: number) => (ref.kind === 'id' ? id === ref.id : name === ref.name && owner === ref.owner);
       const placed = (await reads.placements).filter(({ node, d }) => node !== this.self && matches(d.id, d.request.name, d.owner_uid));

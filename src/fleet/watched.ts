@@ -15,6 +15,8 @@ import { PREFIX } from './keys.js';
 /** How long a read waits for the copy to catch up before it reads etcd instead, ms. */
 const CATCH_UP_MS = 200;
 const EMPTY: ReadonlyMap<string, string> = new Map();
+/** How long ahead() waits for etcd's revision before the caller reads the usual way (bounded as it is), ms. */
+const AHEAD_MS = 250;
 /** After the watch was cancelled (etcd compacted past it): load again after this long, ms. */
 const RELOAD_MS = 1000;
 
@@ -31,6 +33,10 @@ export class WatchedFleet {
   private timer: NodeJS.Timeout | undefined;
   /** Called with each value written to a key (onPut): a create waiting for its session's report. */
   private readonly putListeners = new Map<string, Set<(value: string) => void>>();
+  /** Each part's version (version()): the count of changes when it last changed; a load changes every part. */
+  private readonly versions = new Map<string, number>();
+  private changes = 0;
+  private loadedAt = 0;
   /** The revision read this turn of the event loop is sharing (revision()). */
   private asking: Promise<number> | undefined;
   /** How keys() answered: from the copy, or from etcd (a copy not live or not caught up). */
@@ -87,6 +93,33 @@ export class WatchedFleet {
   }
 
   /**
+   * `f` of the copy as it is now, made while etcd is asked its revision (the
+   * read keys() waits on), and kept if the copy had seen that revision's
+   * writes when `f` ran: as fresh as keys(), with the work done while etcd
+   * answers rather than after. Else `f` again once the copy has caught up.
+   * Undefined when `f` gives undefined, or the copy does not follow etcd, or
+   * etcd does not answer within AHEAD_MS, or the copy does not catch up: the
+   * caller then reads the usual way. `f` reads the copy (peek()) and must not
+   * wait: its maps change as the watch hears etcd.
+   */
+  async ahead<T>(f: () => T | undefined): Promise<T | undefined> {
+    if (!this.live) return undefined;
+    const asked = this.revision();
+    // The read on its way before the work (the client sends it after awaits of its own).
+    await new Promise<void>((r) => setImmediate(r));
+    if (!this.live) return undefined;
+    const seen = this.rev;
+    const v = f();
+    if (v === undefined) return undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const now = await Promise.race([asked.catch(() => undefined), new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), AHEAD_MS)))]);
+    clearTimeout(timer);
+    if (now === undefined) return undefined;
+    if (seen >= now) return v;
+    return (await this.caughtUp(now)) ? f() : undefined;
+  }
+
+  /**
    * etcd's current revision: one linearizable read (this key need not exist)
    * shared by the reads asked in the same turn of the event loop, as a list
    * asks for the fleet's members and its pending sessions at once. Every
@@ -118,6 +151,15 @@ export class WatchedFleet {
     return this.live ? prefixes.map((p) => this.parts.get(p) ?? new Map<string, string>()) : undefined;
   }
 
+  /**
+   * A number that moves whenever the copy's part `p` (a prefix of keys()) changes
+   * (a key written or deleted, the copy loaded again): the same number, the same
+   * keys and values. What a reader made of a part can be kept until it moves.
+   */
+  version(p: string): number {
+    return Math.max(this.versions.get(p) ?? 0, this.loadedAt);
+  }
+
   /** Whether the copy follows etcd now (its watch connected): an onPut listener hears every write. */
   get following(): boolean {
     return this.live;
@@ -136,10 +178,14 @@ export class WatchedFleet {
 
   /** The part of the fleet a key belongs to: `/enclave/PART/`. */
   private partOf(k: string): Map<string, string> {
-    const p = k.slice(0, k.indexOf('/', PREFIX.length) + 1) || k;
+    const p = this.partPrefix(k);
     let m = this.parts.get(p);
     if (!m) this.parts.set(p, (m = new Map()));
     return m;
+  }
+
+  private partPrefix(k: string): string {
+    return k.slice(0, k.indexOf('/', PREFIX.length) + 1) || k;
   }
 
   private caughtUp(rev: number): Promise<boolean> {
@@ -167,6 +213,7 @@ export class WatchedFleet {
     if (this.closed) return;
     this.parts.clear();
     for (const kv of r.kvs) this.partOf(kv.key.toString()).set(kv.key.toString(), kv.value.toString());
+    this.loadedAt = ++this.changes;
     this.rev = Number(r.header.revision);
     // watcher(), not create(): its listeners are on before it connects, so no answer of it goes unseen.
     const w = this.etcd.watch().prefix(PREFIX).startRevision(String(this.rev + 1)).watcher();
@@ -196,6 +243,7 @@ export class WatchedFleet {
   private apply(res: IWatchResponse): void {
     for (const ev of res.events) {
       const k = ev.kv.key.toString();
+      this.versions.set(this.partPrefix(k), ++this.changes);
       // The type is the enum's name ('Put'/'PUT' as the loader spells it).
       if (String(ev.type).toLowerCase() === 'delete') this.partOf(k).delete(k);
       else {

@@ -14,9 +14,11 @@ import { ApiError } from '../vocab/errors.js';
 import { ACTIVE_STATES, ENDED_STATES, type SessionState } from '../vocab/states.js';
 import { FLEET_OP_TIMEOUT_MS, within } from './deadline.js';
 import { getPrefix, getWithRev } from './etcd.js';
-import { allocSchema, desiredSchema, key, moveSchema, parseValue, statusSchema, type Alloc, type Desired, type Status } from './keys.js';
+import { allocSchema, desiredSchema, key, moveSchema, parseValue, prefix, statusSchema, type Alloc, type Desired, type Status } from './keys.js';
 import type { MoveKit } from './moveKit.js';
+import { ParsedValues } from './parsedValues.js';
 import { pinnedTo } from './placement.js';
+import type { WatchedFleet } from './watched.js';
 
 /** What the fleet needs of this node's own sessions (the daemon provides it over its session manager). */
 export interface LocalNode {
@@ -24,8 +26,8 @@ export interface LocalNode {
   markPlaced(fleetIds: ReadonlySet<string>): number;
   /** A session's state here, or undefined if this node never had it. */
   stateOf(id: string): SessionState | undefined;
-  /** Sessions with processes here, and the memory each was given (MiB). */
-  active(): Map<string, number>;
+  /** Every session this node has a row of, with its state and the memory it was given (MiB): settle()'s one read of them a second. */
+  sessionStates(): ReadonlyMap<string, { state: SessionState; memory_mb: number }>;
   /** Make the session with this id, as its owner (what `kit` brings first: a drain's move); resolves once it runs. */
   create(id: string, req: CreateSessionRequest, owner: { uid: number; gids: number[] }, kit?: MoveKit): Promise<Session>;
   view(id: string): Session | undefined;
@@ -50,6 +52,8 @@ export class Worker {
   private readonly reported = new Set<string>();
   /** Creates that failed here and whose report etcd has not taken yet; never made again. */
   private readonly failedReports = new Map<string, Status>();
+  /** This node's placements as settle() parsed them: a value parsed again only when it changed. */
+  private readonly parsed = new ParsedValues(desiredSchema);
   private closed = false;
 
   constructor(
@@ -63,6 +67,8 @@ export class Worker {
     private readonly callerWaitsMs = 120_000,
     /** A drain's kit from the node that moves a session here (moveKit.ts); none without the node-to-node channel. */
     private readonly kitFrom?: (node: string, id: string) => Promise<MoveKit>,
+    /** The fleet's watched copy (watched.ts): settle() reads this node's placements from it, not from etcd. */
+    private readonly watched?: WatchedFleet,
   ) {}
 
   async start(): Promise<void> {
@@ -253,12 +259,16 @@ export class Worker {
     // At once, not one after another: each may wait out the bound while etcd changes leader.
     await Promise.all([...this.failedReports.keys()].map((id) => this.reportFailed(id, this.log.child({ session: id }))));
     const alloc = await getWithRev(this.etcd, key.alloc(this.node));
-    const desired = await getPrefix(this.etcd, key.desiredOf(this.node));
+    const desired = await this.placedHere();
+    // This node's rows read once (three columns each), not once a placement: a session that ends meanwhile is
+    // seen at the next tick; one made meanwhile, take() asks after again.
+    const here = this.local.sessionStates();
     const want: Alloc = { sessions: {} };
-    for (const [id, mem] of this.local.active()) want.sessions[id] = { memory_mb: mem };
+    for (const [id, s] of here) if (s.state === 'running') want.sessions[id] = { memory_mb: s.memory_mb };
+    this.parsed.keepOnly(desired);
     for (const [k, v] of desired) {
-      const d = parseValue(desiredSchema, k, v);
-      const state = this.local.stateOf(d.id);
+      const d = this.parsed.get(k, v);
+      const state = here.get(d.id)?.state;
       if (state === undefined) {
         want.sessions[d.id] = { memory_mb: d.memory_mb };
         this.take(k, v);
@@ -291,6 +301,22 @@ export class Worker {
     const have = alloc.value === null ? null : parseValue(allocSchema, key.alloc(this.node), alloc.value);
     if (have && sameAlloc(have, want)) return;
     await this.etcd.if(key.alloc(this.node), 'Mod', '==', alloc.rev).then(this.etcd.put(key.alloc(this.node)).value(JSON.stringify(want))).commit();
+  }
+
+  /**
+   * This node's placements, as fresh as a read of etcd: from the fleet's
+   * watched copy (its consistent read), which spares etcd sending every
+   * placement here (about 1 KiB a session) each second; from etcd itself
+   * while the copy does not follow it.
+   */
+  private async placedHere(): Promise<Map<string, string>> {
+    const mine = key.desiredOf(this.node);
+    if (!this.watched?.following) return getPrefix(this.etcd, mine);
+    const [all] = (await this.watched.read(prefix.desired)).maps;
+    // Read before the next await: the copy's own map, changed in place by its watch.
+    const out = new Map<string, string>();
+    for (const [k, v] of all!) if (k.startsWith(mine)) out.set(k, v);
+    return out;
   }
 
   /**

@@ -4,7 +4,7 @@
 import type { Writable } from 'node:stream';
 import type { CreateSessionRequest, Session as SessionView } from '../api/schemas.js';
 import { RunningPorts } from '../network/ports.js';
-import type { PublishedPort, SessionRow } from '../store/sessionStore.js';
+import type { PublishedPort, SessionRow, SessionStore } from '../store/sessionStore.js';
 import { ApiError } from '../vocab/errors.js';
 import { admit, build, type CreateExtra } from './admission.js';
 import { createKit, type Kit, type KernelListeners, type ManagerOptions } from './kit.js';
@@ -195,24 +195,19 @@ export class SessionManager {
     return this.kit.store.listInStates(['running']).filter((r) => r.pool === null);
   }
 
-  /** Fleet: this node's copy ended because a drain moved the session to `node` (src/fleet/move.ts). */
-  markMovedAway(id: string, node: string): void {
-    this.kit.store.fleet.markMovedAway(id, node);
-  }
-
-  /** Fleet: the ended old copy of a session that moved away, dropped so that a move back makes it here again under its id. */
   /** The volumes a session mounts, as its create recorded them. */
   volumeMountsOf(id: string): { id: string; target: string; readonly: boolean }[] {
     return this.kit.store.volumeIdsOf(id);
   }
 
-  dropMovedAway(id: string): boolean {
-    return !this.live.has(id) && this.kit.store.fleet.dropMovedAway(id);
+  /** Fleet: what a node keeps on its rows about the fleet (moved away, made for a placement; each session's state for settle). */
+  get fleetRows(): SessionStore['fleet'] {
+    return this.kit.store.fleet;
   }
 
-  /** Fleet: mark the rows an older daemon made for a placement, by the ids the fleet names (fleetRows.ts); how many. */
-  markPlaced(fleetIds: ReadonlySet<string>): number {
-    return this.kit.store.fleet.markPlaced(fleetIds);
+  /** Fleet: the ended old copy of a session that moved away, dropped so that a move back makes it here again under its id. */
+  dropMovedAway(id: string): boolean {
+    return !this.live.has(id) && this.kit.store.fleet.dropMovedAway(id);
   }
 
   /** A session by id; callers that hold a name resolve it through src/daemon/objects.ts. */

@@ -48,6 +48,24 @@ describe('the old copy of a session a drain moved away', () => {
   });
 });
 
+describe("each session's state and memory, as a node's settle reads them once a second", () => {
+  const t = sessionDb('states');
+
+  it('are every tenant row (ended ones too) with its memory, and no pool member', () => {
+    const running = t.create({ limits: { ...t.create().limits, memory_mb: 96 } });
+    t.store.markRunning(running.id, 4242, '1');
+    const ended = t.create();
+    t.store.settle(ended.id, 'destroyed');
+    const member = t.create({ pool: 'warm' });
+    const got = t.store.fleet.statesAndMemory();
+    expect(got.get(running.id)).toEqual({ state: 'running', memory_mb: 96 });
+    expect(got.get(ended.id)?.state).toBe('destroyed');
+    expect(got.has(member.id)).toBe(false);
+    // As the rows say, each one: the same as reading them one by one.
+    for (const [id, s] of got) expect(s).toEqual({ state: t.store.get(id)!.state, memory_mb: t.store.get(id)!.limits.memory_mb });
+  });
+});
+
 describe('a create made for a placement that failed before its session ever ran', () => {
   const t = sessionDb('failedcreate');
   const row = (id: string) => t.store.get(id);

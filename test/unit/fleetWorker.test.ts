@@ -45,8 +45,8 @@ class FakeNode implements LocalNode {
   stateOf(id: string): SessionState | undefined {
     return this.states.get(id);
   }
-  active(): Map<string, number> {
-    return new Map([...this.states].filter(([, s]) => s === 'running').map(([id]) => [id, 256]));
+  sessionStates(): Map<string, { state: SessionState; memory_mb: number }> {
+    return new Map([...this.states].map(([id, state]) => [id, { state, memory_mb: 256 }]));
   }
   async create(id: string): Promise<Session> {
     this.creates++;
@@ -254,6 +254,87 @@ describe('the worker that makes what is placed on its node', () => {
     await new Promise((r) => setTimeout(r, 2200));
     expect(await etcd.get(key.status(d.id)).string()).toBe(lost);
     });
+  });
+
+  it("the watched copy's version of a part moves with every write or delete there, and with nothing elsewhere", async () => {
+    const watched = new WatchedFleet(etcd, log);
+    watched.start();
+    try {
+      await until('the copy following etcd', async () => (watched.following ? true : null));
+      const seen = async (k: string, present: boolean) => until(`the copy ${present ? 'holding' : 'without'} ${k}`, async () => ((await watched.keys(prefix.listed))[0]!.has(k) === present ? true : null));
+      const v0 = watched.version(prefix.listed);
+      await etcd.put(`${prefix.listed}n2/s-0000000001`).value('{}');
+      await seen(`${prefix.listed}n2/s-0000000001`, true);
+      const v1 = watched.version(prefix.listed);
+      expect(v1).not.toBe(v0);
+      await etcd.put(key.desired(NODE, 's-0000000009')).value('{}');
+      await until('the placement in the copy', async () => ((await watched.keys(prefix.desired))[0]!.size === 1 ? true : null));
+      expect(watched.version(prefix.listed)).toBe(v1);
+      await etcd.delete().key(`${prefix.listed}n2/s-0000000001`);
+      await seen(`${prefix.listed}n2/s-0000000001`, false);
+      expect(watched.version(prefix.listed)).not.toBe(v1);
+    } finally {
+      watched.close();
+    }
+  });
+
+  it("the watched copy's ahead() answers from the copy only once it holds every write made before the call: 200 writes, each read at once", async () => {
+    const watched = new WatchedFleet(etcd, log);
+    watched.start();
+    const writer = new Etcd3({ hosts: e.endpoints });
+    try {
+      await until('the copy following etcd', async () => (watched.following ? true : null));
+      let made = 0;
+      for (let i = 0; i < 200; i++) {
+        const k = `${prefix.listed}n9/s-${String(i).padStart(10, '0')}`;
+        await writer.put(k).value('{}');
+        // Asked right after the write's answer, before the copy's watch may have heard it.
+        const got = await watched.ahead(() => {
+          made++;
+          return watched.peek(prefix.listed)![0]!.has(k);
+        });
+        expect(got, `write ${i}`).toBe(true);
+      }
+      // Made once a call when the copy had it already, twice when it caught up after: never more.
+      expect(made).toBeGreaterThanOrEqual(200);
+      expect(made).toBeLessThanOrEqual(400);
+      // f giving undefined (a node to be asked): undefined, at once.
+      expect(await watched.ahead(() => undefined)).toBeUndefined();
+    } finally {
+      writer.close();
+      watched.close();
+    }
+  });
+
+  it("settles its allocation from the fleet's watched copy, not from a read of every placement in etcd: what it runs and what is placed on it, not a node whose name starts with its own", async () => {
+    const watched = new WatchedFleet(etcd, log);
+    watched.start();
+    try {
+      await until('the copy following etcd', async () => (watched.following ? true : null));
+      // The worker's client refuses prefix reads: its settle must come from the copy (or it writes no allocation).
+      const client = new Proxy(etcd, { get: (t, p) => (p === 'getAll' ? () => ({ prefix: () => ({ strings: () => Promise.reject(new Error('read from etcd')) }) }) : Reflect.get(t, p, t)) });
+      const local = new FakeNode();
+      local.states.set('s-00000000f1', 'running'); // made before the fleet: it holds memory here all the same
+      local.states.set('s-00000000f3', 'destroyed'); // ended here: its placement goes
+      for (const id of ['s-00000000f2', 's-00000000f3']) await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
+      await etcd.put(key.desired(`${NODE}0`, 's-00000000f4')).value(JSON.stringify(desired('s-00000000f4')));
+      const w = new Worker(client, NODE, local, log, undefined, undefined, undefined, watched);
+      try {
+        await w.start();
+        const alloc = await until('the allocation', async () => {
+          const a = await etcd.get(key.alloc(NODE)).string();
+          return a !== null && Object.keys(JSON.parse(a).sessions).length === 2 ? (JSON.parse(a) as { sessions: object }) : null;
+        });
+        expect(alloc.sessions).toEqual({ 's-00000000f1': { memory_mb: 256 }, 's-00000000f2': { memory_mb: 256 } });
+        expect(await until('the ended placement gone', async () => ((await etcd.get(key.desired(NODE, 's-00000000f3')).string()) === null ? true : null))).toBe(true);
+        expect(await etcd.get(key.desired(`${NODE}0`, 's-00000000f4')).string()).not.toBeNull();
+        expect(local.states.get('s-00000000f4')).toBeUndefined();
+      } finally {
+        await w.close();
+      }
+    } finally {
+      watched.close();
+    }
   });
 
   it('after a restart, reports a session it runs that has no report, and leaves one that has', async () => {

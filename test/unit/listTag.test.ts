@@ -66,7 +66,7 @@ describe('a list sent as the rows that changed (226)', () => {
     const m = new MadeLists();
     const first = ask(m, r1, '"t1"');
     expect(first.out).toBeInstanceOf(Serialized);
-    expect(JSON.parse((first.out as Serialized).json)).toEqual({ sessions: r1 });
+    expect(JSON.parse((first.out as Serialized).json.toString())).toEqual({ sessions: r1 });
     expect((first.out as Serialized).headers).toEqual({ etag: '"t1"' });
     // Held and current: 304, nothing made.
     const same = ask(m, r1, '"t1"', '"t1"');
@@ -76,7 +76,7 @@ describe('a list sent as the rows that changed (226)', () => {
     const d = delta.out as Serialized;
     expect(d.status).toBe(226);
     expect(d.headers).toEqual({ etag: '"t2"', im: 'rows', 'delta-base': '"t1"' });
-    expect(JSON.parse(d.json)).toEqual({ ids: ['s-1', 's-2', 's-4'], rows: [r2[1], r2[2]] });
+    expect(JSON.parse(d.json.toString())).toEqual({ ids: ['s-1', 's-2', 's-4'], rows: [r2[1], r2[2]] });
     // A second node asking from the same tag: the same answer, not made again.
     const again = ask(m, r2, '"t2"', '"t1"');
     expect(again.made).toBe(0);
@@ -84,7 +84,7 @@ describe('a list sent as the rows that changed (226)', () => {
     // A node that does not ask for rows (an older version), or holds a tag not kept, gets the whole list.
     for (const [held, im] of [['"t1"', null], ['"t0"', 'rows'], ['"t1"', 'gzip'], ['"t1"', ['vcdiff', 'x;q=1']]] as const) {
       const whole = ask(m, r2, '"t2"', held, im).out as Serialized;
-      expect([whole.status, JSON.parse(whole.json)], `${held} ${String(im)}`).toEqual([200, { sessions: r2 }]);
+      expect([whole.status, JSON.parse(whole.json.toString())], `${held} ${String(im)}`).toEqual([200, { sessions: r2 }]);
     }
     expect((ask(m, r2, '"t2"', '"t1"', ['gzip', 'rows;x=1']).out as Serialized).status).toBe(226);
   });
@@ -102,12 +102,12 @@ describe('a list sent as the rows that changed (226)', () => {
     const t2: Row[] = [{ id: 's-1', state: 'running' }, { id: 's-2', state: 'stopped' }, { id: 's-3', state: 'running' }];
     const t3: Row[] = [{ id: 's-1', state: 'running' }, { id: 's-2', state: 'stopped' }, { id: 's-3', state: 'stopped' }];
     ask(m, t1, '"t1"');
-    expect(JSON.parse((ask(m, t2, '"t2"', '"t1"').out as Serialized).json).rows).toEqual([t2[1]]);
+    expect(JSON.parse((ask(m, t2, '"t2"', '"t1"').out as Serialized).json.toString()).rows).toEqual([t2[1]]);
     // Node C still holds t1 (it did not ask at t2): both rows, not only the one changed since t2.
     const behind = ask(m, t3, '"t3"', '"t1"').out as Serialized;
     expect(behind.headers['delta-base']).toBe('"t1"');
-    expect(JSON.parse(behind.json)).toEqual({ ids: ['s-1', 's-2', 's-3'], rows: [t3[1], t3[2]] });
-    expect(JSON.parse((ask(m, t3, '"t3"', '"t2"').out as Serialized).json).rows).toEqual([t3[2]]);
+    expect(JSON.parse(behind.json.toString())).toEqual({ ids: ['s-1', 's-2', 's-3'], rows: [t3[1], t3[2]] });
+    expect(JSON.parse((ask(m, t3, '"t3"', '"t2"').out as Serialized).json.toString()).rows).toEqual([t3[2]]);
   });
 
   it('is put together by each of two lists asked at once from the same held list, the newer copy kept', () => {
@@ -177,7 +177,7 @@ describe('a list sent as the rows that changed (226)', () => {
       else rows = [...rows].reverse();
       const kept = a.kept('node-b', '/v1/sessions', schema);
       const out = ask(m, rows, `"t${step}"`, kept?.etag).out as Serialized;
-      const body: unknown = JSON.parse(out.json);
+      const body: unknown = JSON.parse(out.json.toString());
       const got = out.status === 226 ? a.patched('node-b', '/v1/sessions', schema, kept!, out.headers.etag, rowsDelta.parse(body)) : schema.parse(body);
       if (out.status === 200) a.sent('node-b', '/v1/sessions', schema, out.headers.etag, got);
       expect(got, `step ${step}`).toEqual({ sessions: rows });
@@ -190,10 +190,10 @@ describe("a list's JSON", () => {
   it('is the rows as JSON.stringify gives them, a frozen row serialized once and its text kept with it', () => {
     const kept = Object.freeze({ id: 's-1', node: 'node-b', network: Object.freeze({ address: '10.0.0.2' }) });
     const own = { id: 's-2', node: 'node-a', state: 'running' };
-    expect(listJson([own, kept])).toBe(JSON.stringify({ sessions: [own, kept] }));
+    expect(listJson([own, kept]).toString()).toBe(JSON.stringify({ sessions: [own, kept] }));
     // A row not frozen may change between lists: serialized again each time.
     own.state = 'stopped';
-    expect(listJson([own, kept])).toBe(JSON.stringify({ sessions: [own, kept] }));
+    expect(listJson([own, kept]).toString()).toBe(JSON.stringify({ sessions: [own, kept] }));
     // A frozen row's text is kept: a stringify that would now give another text is not called again.
     const calls: unknown[] = [];
     const stringify = JSON.stringify;
@@ -204,6 +204,6 @@ describe("a list's JSON", () => {
       JSON.stringify = stringify;
     }
     expect(calls).toEqual([own]);
-    expect(listJson([])).toBe('{"sessions":[]}');
+    expect(listJson([]).toString()).toBe('{"sessions":[]}');
   });
 });

@@ -60,7 +60,7 @@ export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut' |
   sessionMovedOut: async (ctx, { target: row, query, caller, log }) => {
     if (!ENDED_STATES.includes(row.state)) throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only an ended copy is marked moved`);
     await fromMover(ctx, caller, row.id, 'undoing');
-    ctx.sessions.markMovedAway(row.id, query.to);
+    ctx.sessions.fleetRows.markMovedAway(row.id, query.to);
     // With the volumes the undone move's kit made here (this node's own record of them).
     await dropVolumes(ctx.sessions, ctx.sessions.volumes.movedFor(row.id), log);
   },

@@ -64,6 +64,13 @@ const afterAsks = <T>(f: () => T): Promise<T> =>
     }),
   );
 
+/** The list's rows as `caller` may see them: this node's own, every other node's and the lost ones (`far`), the pending ones; a session the fleet declared lost shown once, lost. */
+function merged<T extends SessionListed>(ctx: Context, caller: Caller, own: T[], far: Array<T | Session>, pending: Session[]): Array<T | Session> {
+  const peer = caller.via === 'peer';
+  const lostIds = new Set(far.filter((s) => s.state === 'lost').map((s) => s.id));
+  return [...own, ...far, ...pending].filter((s) => (peer || ctx.access.visible(caller, s)) && (s.state === 'lost' || !lostIds.has(s.id)));
+}
+
 /**
  * What a list shows `caller`: this node's sessions (`mine`), and in fleet mode
  * every other node's, each with its node, and the pending ones, this node's
@@ -85,8 +92,21 @@ async function listed<T extends SessionListed>(ctx: Context, caller: Caller, oth
   farP.catch(() => undefined);
   const own = (reach ? await afterAsks(mine) : mine()).map((s) => here(ctx, s));
   const [far, pending] = await farP;
-  const lostIds = new Set(far.filter((s) => s.state === 'lost').map((s) => s.id));
-  return [...own, ...far, ...pending].filter((s) => (peer || ctx.access.visible(caller, s)) && (s.state === 'lost' || !lostIds.has(s.id)));
+  return merged(ctx, caller, own, far, pending);
+}
+
+/**
+ * A list's answer, `out` of its rows. In fleet mode, ended sessions left out,
+ * first made whole (rows and their serializing) from the fleet's watched copy
+ * while etcd confirms that copy is current (Fleet.listedAhead): the work is
+ * done while etcd answers, not after. Else, or when it cannot be, as listed().
+ */
+async function answer<T extends SessionListed, R>(ctx: Context, caller: Caller, all: boolean, others: (reach: Reach) => Promise<T[]>, mine: () => T[], out: (rows: Array<T | Session>) => R): Promise<R> {
+  if (ctx.fleet?.reach && caller.via !== 'peer' && !all) {
+    const made = await ctx.fleet.listedAhead((far, pending) => out(merged(ctx, caller, mine().map((s) => here(ctx, s)), far, pending.map(pendingView))));
+    if (made !== undefined) return made;
+  }
+  return out(await listed(ctx, caller, others, mine));
 }
 
 /** The sessions `caller` may see, as the list route gives them (fleet mode: every node's): the list, and a fleet event stream's first event (`ask`: every node asked, not read from etcd: Reach.others). */
@@ -96,16 +116,14 @@ export const sessionsFor = (ctx: Context, caller: Caller, all: boolean, ask = fa
 export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' | 'sessionCreate' | 'sessionShow' | 'sessionStats' | 'sessionDestroy' | 'sessionStop' | 'sessionStart' | 'refreshAuth'> = {
   sessionList: async (ctx, { caller, query, req }) => {
     const all = query.all ?? false;
+    const own = () => ctx.sessions.list(all, consoleInfo(ctx), ctx.fleet?.node);
     // Another node asks: this node's own, all of them (it filters), tagged (listTag.ts).
-    if (caller.via === 'peer' && query.format === undefined) return tagged(ctx, req, 'list', all, () => ctx.sessions.list(all, consoleInfo(ctx), ctx.fleet?.node));
-    if (query.format === 'text' || query.format === 'ids') {
-      // Sized for what is printed: the table's columns of each session (the other nodes' too), not every field of it.
-      const rows = await listed(ctx, caller, (reach) => reach.rows(all), () => ctx.sessions.listTable(all));
-      return new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid));
-    }
-    const sessions = await sessionsFor(ctx, caller, all);
+    if (caller.via === 'peer' && query.format === undefined) return tagged(ctx, req, 'list', all, own);
+    // Sized for what is printed: the table's columns of each session (the other nodes' too), not every field of it.
+    if (query.format === 'text' || query.format === 'ids')
+      return answer(ctx, caller, all, (reach) => reach.rows(all), () => ctx.sessions.listTable(all), (rows) => new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid)));
     // The other nodes' rows kept (frozen) go out as serialized when first sent (listJson.ts); --json's pretty print as usual.
-    return query.format === undefined ? new Serialized(200, listJson(sessions)) : { sessions };
+    return answer(ctx, caller, all, (reach) => reach.others(all), own, (sessions) => (query.format === undefined ? new Serialized(200, listJson(sessions)) : { sessions }));
   },
 
   // Served to the fleet's nodes alone (the route's 'peer'): the caller's node filters by its own policy.
