@@ -949,6 +949,12 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect((await there1.show(kitted.id)).state).toBe('running');
     expect((await nodes.a.sh('kitted', 'cat /data/f /data/d/g /run/enclave/auth/kit-token.token; stat -c %u:%g /data/d/g')).stdout).toBe('vol-42\ndeep\nk1t1000:1000\n');
     for (const s of [kitted, pinned, staying, clashing]) expect((await nodes.a.api('DELETE', `/v1/sessions/${s.id}`)).status).toBe(204);
+    // Ended there now, and no move to undo: a node telling it its copy moved out is refused, and its row left as it is.
+    const strayOut = await peerCall(hosts[there1Index], ports[there1Index], tlsC, there1Name, 'POST', `/v1/sessions/${kitted.id}/moved-out?to=${names.c}`);
+    expect(strayOut.status, strayOut.body).toBe(409);
+    expect(strayOut.body).toContain(`is not moving session ${kitted.id} to this node`);
+    expect(await there1.show(kitted.id)).toMatchObject({ state: 'destroyed' });
+    expect((await there1.show(kitted.id)).moved_to).toBeUndefined();
     for (const d of [nodes.a, nodes.b, nodes.c]) expect((await d.api('DELETE', '/v1/auth/clash-token')).status).toBeLessThan(300);
     for (const [d, v] of [[there1, 'kit-vol'], [nodes.c, 'shared-vol']] as const) expect((await d.api('DELETE', `/v1/volumes/${v}`)).status).toBe(204);
     for (const d of [there1, nodes.c]) expect((await d.api('DELETE', '/v1/auth/kit-token')).status).toBeLessThan(300);
