@@ -112,7 +112,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     remove: (id, why) => sessions.destroy(id, why, 0),
     stateOf: (id) => sessions.find(id)?.state,
     failedCreate: (id) => failedCreate(sessions.find(id)),
-    sessionStates: () => sessions.fleetRows.statesAndMemory(),
+    sessionStates: () => sessions.fleetRows.liveStatesAndMemory(),
     view: (id) => {
       const row = sessions.find(id);
       return row ? sessions.toApi(row) : undefined;

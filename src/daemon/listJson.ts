@@ -33,7 +33,14 @@ export function listJson(rows: ReadonlyArray<object>): Buffer {
 function rowBytes(r: object): Buffer {
   if (!Object.isFrozen(r)) return Buffer.from(JSON.stringify(r));
   let bytes = encoded.get(r);
-  if (bytes === undefined) encoded.set(r, (bytes = Buffer.from(rowJson(r))));
+  if (bytes === undefined) encoded.set(r, (bytes = ownBytes(rowJson(r))));
+  return bytes;
+}
+
+/** `text` encoded in a buffer of its own: a small Buffer.from() is a slice of a shared 8 KiB pool, which a kept row would hold whole. */
+function ownBytes(text: string): Buffer {
+  const bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(text));
+  bytes.write(text);
   return bytes;
 }
 

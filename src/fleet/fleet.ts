@@ -19,7 +19,7 @@ import { awaitReport } from './report.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
 import { Reach } from './reach.js';
-import { WatchedFleet } from './watched.js';
+import { WatchedFleet, type Asked } from './watched.js';
 import { Compactor } from './compactor.js';
 import { every, type Every } from './every.js';
 import { claimName } from './names.js';
@@ -230,9 +230,9 @@ export class Fleet {
    * lease (unreachable: theirs would wait for no one otherwise). Only the
    * node a caller reached lists pending ones, so none is listed twice.
    */
-  async pending(): Promise<Pending[]> {
+  async pending(asked?: Asked): Promise<Pending[]> {
     // Bounded: a list on this node answers with its own sessions (and the pending ones last read) even when etcd cannot.
-    const read = this.watched.keys(prefix.pending, prefix.alive).then(([pending, alive]) => [pending!, alive!] as [Map<string, string>, Map<string, string>]);
+    const read = this.watched.keysWith(asked, prefix.pending, prefix.alive).then(([pending, alive]) => [pending!, alive!] as [Map<string, string>, Map<string, string>]);
     const [all, alive] = await within(read, FLEET_READ_TIMEOUT_MS, "the fleet's etcd").then(
       (r) => (this.lastPending = r),
       () => this.lastPending,
@@ -250,23 +250,26 @@ export class Fleet {
    * What a list needs of the fleet, made into `f`'s answer while etcd
    * confirms that the watched copy is current (WatchedFleet.ahead): every
    * other node's sessions as it wrote them to etcd, and the pending ones.
-   * Undefined when a node must be asked (Reach.publishedNow) or the copy is
-   * not confirmed in time: the caller lists the usual way.
+   * Not made when a node is to be asked (Reach.publishedNow) or the copy is
+   * not confirmed in time: the caller lists the usual way, on `asked`.
    */
-  async listedAhead<T>(f: (far: Session[], pending: Pending[]) => T): Promise<T | undefined> {
+  async listedAhead<T>(f: (far: Session[], pending: Pending[]) => T): Promise<{ made: T } | { asked?: Asked }> {
     const reach = this.reach;
-    if (!reach) return undefined;
+    if (!reach) return {};
     let read = 0;
-    const made = await this.watched.ahead(() => {
-      const now = reach.publishedNow();
-      const [pending, alive] = this.watched.peek(prefix.pending, prefix.alive) ?? [];
-      if (now === undefined || !pending || !alive) return undefined;
-      read = now.read;
-      return f(now.far, this.pendingIn(pending, alive));
-    });
+    const r = await this.watched.ahead(
+      () => reach.publishedReady(),
+      () => {
+        const now = reach.publishedNow();
+        const [pending, alive] = this.watched.peek(prefix.pending, prefix.alive) ?? [];
+        if (now === undefined || !pending || !alive) return undefined;
+        read = now.read;
+        return f(now.far, this.pendingIn(pending, alive));
+      },
+    );
     // The lists read from etcd that went out (ahead() may make its answer twice, once for nothing).
-    if (made !== undefined) reach.published.counts.lists += read;
-    return made;
+    if ('made' in r) reach.published.counts.lists += read;
+    return r;
   }
 
   private async placePending(): Promise<void> {

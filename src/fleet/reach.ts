@@ -18,7 +18,7 @@ import { getPrefix, getWithRev } from './etcd.js';
 import { downSchema, key, parseValue, prefix, statusSchema, type Desired, type Status } from './keys.js';
 import { reportedOrPlaced, unreachableView } from './views.js';
 import { PeerClient, PeerCredentials, peerName, type PeerConfig } from './peerTls.js';
-import type { WatchedFleet } from './watched.js';
+import type { Asked, WatchedFleet } from './watched.js';
 import { LastAnswers, type ListSchema } from './lastAnswers.js';
 import { PublishedLists } from './publishedLists.js';
 import { FleetKeys, type Endpoints, type FleetReads } from './fleetReads.js';
@@ -144,15 +144,27 @@ export class Reach {
    * so does `ask` (the fleet's event stream: its first list must have every change made before each node's
    * stream began, and a change no caller waited for reaches etcd within cluster.list_interval_ms).
    */
-  others(all: boolean, ask = false): Promise<Session[]> {
-    return this.gather((node, endpoint) => this.getList(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000), !all && !ask);
+  others(all: boolean, ask = false, asked?: Asked): Promise<Session[]> {
+    return this.gather((node, endpoint) => this.getList(node, endpoint, all ? '/v1/sessions?all=1' : '/v1/sessions', listReply, 5000), !all && !ask, asked);
   }
 
   /** The same with only the list table's columns of each (a text list): a node asked answers with its rows alone. */
-  rows(all: boolean): Promise<SessionListed[]> {
+  rows(all: boolean, asked?: Asked): Promise<SessionListed[]> {
     const q = all ? '?all=1' : '';
     // A node of an older version has no rows to give (404): its whole list, then.
-    return this.gather(async (node, endpoint) => (await this.getList(node, endpoint, `/v1/node/sessions${q}`, sessionRowsSchema, 5000)) ?? this.getList(node, endpoint, `/v1/sessions${q}`, listReply, 5000), !all);
+    return this.gather(async (node, endpoint) => (await this.getList(node, endpoint, `/v1/node/sessions${q}`, sessionRowsSchema, 5000)) ?? this.getList(node, endpoint, `/v1/sessions${q}`, listReply, 5000), !all, asked);
+  }
+
+  /** Whether publishedNow() can be made from the copy as it is now (checked before etcd is asked anything). */
+  publishedReady(): boolean {
+    try {
+      const seen = this.watched.peek(prefix.members, prefix.alive, prefix.listing);
+      if (!seen) return false;
+      const [members, alive, listing] = seen as [Map<string, string>, Map<string, string>, Map<string, string>];
+      return [...this.keys.endpoints(members, alive)].every(([n, ep]) => n === this.self || (ep.alive && this.published.current(listing, n, ep.registered_at)));
+    } catch {
+      return false; // a member record this version cannot read: the usual way says so
+    }
   }
 
   /**
@@ -167,7 +179,9 @@ export class Reach {
     const seen = this.watched.peek(prefix.members, prefix.alive, prefix.lost, prefix.listing, prefix.listed);
     if (!seen) return undefined;
     const [members, alive, lostKeys, listing, listed] = seen as [Map<string, string>, Map<string, string>, Map<string, string>, Map<string, string>, Map<string, string>];
-    const others = [...this.keys.endpoints(members, alive)].filter(([n]) => n !== this.self);
+    const eps = this.keys.endpoints(members, alive);
+    this.answers.keep(new Set(eps.keys()));
+    const others = [...eps].filter(([n]) => n !== this.self);
     if (others.some(([n, ep]) => !ep.alive || !this.published.current(listing, n, ep.registered_at))) return undefined;
     const written = this.published.of(listed, new Set(others.map(([n]) => n)), this.watched.version(prefix.listed));
     if (others.some(([n]) => !written.has(n))) return undefined; // a row that does not check: its node is asked
@@ -182,7 +196,7 @@ export class Reach {
    * registration now, else what `ask` gets of it; a node that does not
    * answer, as etcd last knew it; and the lost sessions.
    */
-  private async gather<T extends SessionListed>(ask: (node: string, endpoint: string) => Promise<{ sessions: T[] } | undefined>, published: boolean): Promise<Array<T | Session>> {
+  private async gather<T extends SessionListed>(ask: (node: string, endpoint: string) => Promise<{ sessions: T[] } | undefined>, published: boolean, asked?: Asked): Promise<Array<T | Session>> {
     // Each node to be asked, as the copy is now, is asked at once: its list is made while etcd answers
     // the read below (members and endpoints rarely change). That read (as fresh as etcd) then says whose
     // answers count, and whose lists are read from etcd; a node it adds is asked then. Every answer is
@@ -202,7 +216,7 @@ export class Reach {
     }
     // One read of the fleet (the watched copy), bounded as the pending list is: without etcd a node lists its own sessions, at once.
     const none = { copy: false, maps: [new Map<string, string>(), new Map<string, string>(), new Map<string, string>(), new Map<string, string>(), new Map<string, string>()] };
-    const read = await quick(this.watched.read(prefix.members, prefix.alive, prefix.lost, prefix.listing, prefix.listed), none, (e) => this.log.warn({ err: e.message }, 'fleet list: this node alone'));
+    const read = await quick(this.watched.readWith(asked, prefix.members, prefix.alive, prefix.lost, prefix.listing, prefix.listed), none, (e) => this.log.warn({ err: e.message }, 'fleet list: this node alone'));
     const [members, alive, lostKeys, listing, listed] = read.maps;
     const eps = this.keys.endpoints(members!, alive!);
     // (A node asked early that is no member now may still leave a copy; the next list drops it.)

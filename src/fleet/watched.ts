@@ -15,8 +15,19 @@ import { PREFIX } from './keys.js';
 /** How long a read waits for the copy to catch up before it reads etcd instead, ms. */
 const CATCH_UP_MS = 200;
 const EMPTY: ReadonlyMap<string, string> = new Map();
-/** How long ahead() waits for etcd's revision before the caller reads the usual way (bounded as it is), ms. */
+/** How long ahead() waits for etcd's revision before its caller reads the usual way, on the same read, ms. */
 const AHEAD_MS = 250;
+
+/**
+ * The revision read a call started in ahead(), handed to the reads it then
+ * makes the usual way: they wait on it (sent after the call arrived) rather
+ * than send one of their own; `waited`: the copy's catch-up to it was waited
+ * for already, and is not again.
+ */
+export interface Asked {
+  rev: Promise<number>;
+  waited: boolean;
+}
 /** After the watch was cancelled (etcd compacted past it): load again after this long, ms. */
 const RELOAD_MS = 1000;
 
@@ -70,7 +81,12 @@ export class WatchedFleet {
    * Each answer is a Map of its own. Fails as an etcd read fails.
    */
   async keys(...prefixes: string[]): Promise<Array<Map<string, string>>> {
-    return (await this.read(...prefixes)).maps.map((m) => new Map(m));
+    return this.keysWith(undefined, ...prefixes);
+  }
+
+  /** keys(), on the revision read `asked` started if there is one (ahead()). */
+  async keysWith(asked: Asked | undefined, ...prefixes: string[]): Promise<Array<Map<string, string>>> {
+    return (await this.readWith(asked, ...prefixes)).maps.map((m) => new Map(m));
   }
 
   /**
@@ -81,15 +97,24 @@ export class WatchedFleet {
    * is a read of its own, at a revision of its own.
    */
   async read(...prefixes: string[]): Promise<{ copy: boolean; maps: Array<ReadonlyMap<string, string>> }> {
-    if (this.live) {
-      const now = await this.revision();
-      if (await this.caughtUp(now)) {
-        this.served.copy++;
-        return { copy: true, maps: prefixes.map((p) => this.parts.get(p) ?? EMPTY) };
-      }
-    }
+    return this.readWith(undefined, ...prefixes);
+  }
+
+  /** read(), on the revision read `asked` started if there is one (ahead()). */
+  async readWith(asked: Asked | undefined, ...prefixes: string[]): Promise<{ copy: boolean; maps: Array<ReadonlyMap<string, string>> }> {
+    const maps = await this.fromCopy(asked, prefixes);
+    if (maps) return { copy: true, maps };
     this.served.etcd++;
     return { copy: false, maps: await Promise.all(prefixes.map((p) => getPrefix(this.etcd, p))) };
+  }
+
+  /** read()'s maps from the copy, or undefined where read() reads etcd itself (its caller may read less of it). */
+  async fromCopy(asked: Asked | undefined, prefixes: string[]): Promise<Array<ReadonlyMap<string, string>> | undefined> {
+    if (!this.live) return undefined;
+    const now = await (asked?.rev ?? this.revision());
+    if (!(asked?.waited ? this.live && this.rev >= now : await this.caughtUp(now))) return undefined;
+    this.served.copy++;
+    return prefixes.map((p) => this.parts.get(p) ?? EMPTY);
   }
 
   /**
@@ -97,26 +122,33 @@ export class WatchedFleet {
    * read keys() waits on), and kept if the copy had seen that revision's
    * writes when `f` ran: as fresh as keys(), with the work done while etcd
    * answers rather than after. Else `f` again once the copy has caught up.
-   * Undefined when `f` gives undefined, or the copy does not follow etcd, or
-   * etcd does not answer within AHEAD_MS, or the copy does not catch up: the
-   * caller then reads the usual way. `f` reads the copy (peek()) and must not
-   * wait: its maps change as the watch hears etcd.
+   * `ready`: whether `f` can be made from the copy at all (checked before
+   * etcd is asked). When it is not made, `asked` is the revision read it
+   * started (none when it did not ask), for the caller's reads the usual way
+   * (readWith()): `f` gave undefined, the copy stopped following etcd, etcd
+   * did not answer within AHEAD_MS, or the copy did not catch up. `f` reads
+   * the copy (peek()) and must not wait: its maps change as the watch hears
+   * etcd.
    */
-  async ahead<T>(f: () => T | undefined): Promise<T | undefined> {
-    if (!this.live) return undefined;
-    const asked = this.revision();
+  async ahead<T>(ready: () => boolean, f: () => T | undefined): Promise<{ made: T } | { asked?: Asked }> {
+    if (!this.live || !ready()) return {};
+    const rev = this.revision();
     // The read on its way before the work (the client sends it after awaits of its own).
     await new Promise<void>((r) => setImmediate(r));
-    if (!this.live) return undefined;
+    if (!this.live) return { asked: { rev, waited: false } };
     const seen = this.rev;
     const v = f();
-    if (v === undefined) return undefined;
+    if (v === undefined) return { asked: { rev, waited: false } };
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const now = await Promise.race([asked.catch(() => undefined), new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), AHEAD_MS)))]);
+    const now = await Promise.race([rev.catch(() => undefined), new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), AHEAD_MS)))]);
     clearTimeout(timer);
-    if (now === undefined) return undefined;
-    if (seen >= now) return v;
-    return (await this.caughtUp(now)) ? f() : undefined;
+    if (now === undefined) return { asked: { rev, waited: false } };
+    if (seen >= now) return { made: v };
+    if (await this.caughtUp(now)) {
+      const again = f();
+      if (again !== undefined) return { made: again };
+    }
+    return { asked: { rev, waited: true } };
   }
 
   /**
@@ -134,6 +166,8 @@ export class WatchedFleet {
         .get(`${PREFIX}revision`)
         .exec()
         .then((r) => Number(r.header.revision));
+      // A caller may leave before it fails (ahead()): not an unhandled rejection; each caller still sees it.
+      p.catch(() => undefined);
       this.asking = p;
       queueMicrotask(() => {
         if (this.asking === p) this.asking = undefined;

@@ -26,7 +26,7 @@ export interface LocalNode {
   markPlaced(fleetIds: ReadonlySet<string>): number;
   /** A session's state here, or undefined if this node never had it. */
   stateOf(id: string): SessionState | undefined;
-  /** Every session this node has a row of, with its state and the memory it was given (MiB): settle()'s one read of them a second. */
+  /** Every session this node has a row of that has not ended, with its state and the memory it was given (MiB): settle()'s one read of them a second. */
   sessionStates(): ReadonlyMap<string, { state: SessionState; memory_mb: number }>;
   /** Make the session with this id, as its owner (what `kit` brings first: a drain's move); resolves once it runs. */
   create(id: string, req: CreateSessionRequest, owner: { uid: number; gids: number[] }, kit?: MoveKit): Promise<Session>;
@@ -268,7 +268,8 @@ export class Worker {
     this.parsed.keepOnly(desired);
     for (const [k, v] of desired) {
       const d = this.parsed.get(k, v);
-      const state = here.get(d.id)?.state;
+      // Not among the rows not ended: ended here, or never here (one read of its state).
+      const state = here.get(d.id)?.state ?? this.local.stateOf(d.id);
       if (state === undefined) {
         want.sessions[d.id] = { memory_mb: d.memory_mb };
         this.take(k, v);
@@ -311,11 +312,12 @@ export class Worker {
    */
   private async placedHere(): Promise<Map<string, string>> {
     const mine = key.desiredOf(this.node);
-    if (!this.watched?.following) return getPrefix(this.etcd, mine);
-    const [all] = (await this.watched.read(prefix.desired)).maps;
+    // Else (not following, not caught up) this node's alone from etcd, not every node's.
+    const [all] = (await this.watched?.fromCopy(undefined, [prefix.desired])) ?? [];
+    if (!all) return getPrefix(this.etcd, mine);
     // Read before the next await: the copy's own map, changed in place by its watch.
     const out = new Map<string, string>();
-    for (const [k, v] of all!) if (k.startsWith(mine)) out.set(k, v);
+    for (const [k, v] of all) if (k.startsWith(mine)) out.set(k, v);
     return out;
   }
 

@@ -7,7 +7,7 @@ import { ENDED_SQL } from '../vocab/states.js';
 import { deleteEnded } from './endedRows.js';
 import { rowSchema, type SessionRow } from './sessionRows.js';
 
-const stateRowsSchema = z.array(z.object({ id: z.string(), state: rowSchema.shape.state, memory_mb: z.number().int().positive() }));
+const stateRowSchema = z.object({ id: z.string(), state: rowSchema.shape.state, memory_mb: z.number().int().positive() });
 
 /**
  * Why a create made for a placement failed, when its row failed before the
@@ -29,14 +29,20 @@ export class FleetRows {
   ) {}
 
   /**
-   * Every tenant session's state and memory, MiB (pool members are nobody's),
-   * in one read of three columns: a node's settle asks this once a second of
-   * every session placed on it (src/fleet/worker.ts; a full row parse each was
-   * most of its cost).
+   * Every tenant session not ended, with its state and memory, MiB (pool
+   * members are nobody's), in one read of three columns: a node's settle asks
+   * this once a second of every session placed on it (src/fleet/worker.ts; a
+   * full row parse each was most of its cost). Ended rows (history, up to
+   * sessions.keep_history) are not read; a row that does not check is left
+   * out (its caller reads its state alone).
    */
-  statesAndMemory(): Map<string, { state: SessionRow['state']; memory_mb: number }> {
-    const rows = this.q("SELECT id, state, json_extract(limits, '$.memory_mb') AS memory_mb FROM sessions WHERE pool IS NULL").all();
-    return new Map(stateRowsSchema.parse(rows).map((r) => [r.id, { state: r.state, memory_mb: r.memory_mb }]));
+  liveStatesAndMemory(): Map<string, { state: SessionRow['state']; memory_mb: number }> {
+    const out = new Map<string, { state: SessionRow['state']; memory_mb: number }>();
+    for (const row of this.q(`SELECT id, state, json_extract(limits, '$.memory_mb') AS memory_mb FROM sessions WHERE pool IS NULL AND state NOT IN ${ENDED_SQL}`).all()) {
+      const r = stateRowSchema.safeParse(row);
+      if (r.success) out.set(r.data.id, { state: r.data.state, memory_mb: r.data.memory_mb });
+    }
+    return out;
   }
 
   /** This ended row is the old copy of a session a drain moved to `node`. */

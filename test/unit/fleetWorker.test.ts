@@ -45,8 +45,9 @@ class FakeNode implements LocalNode {
   stateOf(id: string): SessionState | undefined {
     return this.states.get(id);
   }
+  /** As the daemon's: rows not ended only (an ended one's state is read alone, by stateOf). */
   sessionStates(): Map<string, { state: SessionState; memory_mb: number }> {
-    return new Map([...this.states].map(([id, state]) => [id, { state, memory_mb: 256 }]));
+    return new Map([...this.states].filter(([, state]) => state !== 'destroyed' && state !== 'failed').map(([id, state]) => [id, { state, memory_mb: 256 }]));
   }
   async create(id: string): Promise<Session> {
     this.creates++;
@@ -289,19 +290,48 @@ describe('the worker that makes what is placed on its node', () => {
         const k = `${prefix.listed}n9/s-${String(i).padStart(10, '0')}`;
         await writer.put(k).value('{}');
         // Asked right after the write's answer, before the copy's watch may have heard it.
-        const got = await watched.ahead(() => {
-          made++;
-          return watched.peek(prefix.listed)![0]!.has(k);
-        });
-        expect(got, `write ${i}`).toBe(true);
+        const got = await watched.ahead(
+          () => true,
+          () => {
+            made++;
+            return watched.peek(prefix.listed)![0]!.has(k);
+          },
+        );
+        expect(got, `write ${i}`).toEqual({ made: true });
       }
       // Made once a call when the copy had it already, twice when it caught up after: never more.
       expect(made).toBeGreaterThanOrEqual(200);
       expect(made).toBeLessThanOrEqual(400);
-      // f giving undefined (a node to be asked): undefined, at once.
-      expect(await watched.ahead(() => undefined)).toBeUndefined();
+      // Not ready (a node to be asked): etcd is not asked. f giving undefined: the read it asked is handed back.
+      expect(await watched.ahead(() => false, () => true)).toEqual({});
+      const back = await watched.ahead(() => true, () => undefined);
+      expect('asked' in back && typeof (await back.asked!.rev)).toBe('number');
     } finally {
       writer.close();
+      watched.close();
+    }
+  });
+
+  it("the watched copy's ahead() hands back a revision read that fails, and the daemon lives on (no unhandled rejection)", async () => {
+    const refusing = new Proxy(etcd, { get: (t, p) => (p === 'get' ? () => ({ exec: () => new Promise((_, reject) => setTimeout(() => reject(new Error('etcd down')), 20)) }) : Reflect.get(t, p, t)) });
+    const watched = new WatchedFleet(refusing, log);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => void unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    watched.start();
+    try {
+      await until('the copy following etcd', async () => (watched.following ? true : null));
+      // f gives nothing (a node to be asked), and the caller leaves: the read fails later, handled.
+      const left = await watched.ahead(() => true, () => undefined);
+      expect('asked' in left).toBe(true);
+      // f made, and the read fails: not made; the caller's own read fails as the revision read did.
+      const failed = await watched.ahead(() => true, () => 'made');
+      expect('asked' in failed && failed.asked!.waited).toBe(false);
+      await expect(watched.readWith('asked' in failed ? failed.asked : undefined, prefix.listed)).rejects.toThrow('etcd down');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
       watched.close();
     }
   });

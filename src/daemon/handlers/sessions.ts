@@ -15,6 +15,7 @@ import { notFound } from '../objects.js';
 import type { Context } from '../route.js';
 import { pendingView } from '../../fleet/views.js';
 import type { Reach } from '../../fleet/reach.js';
+import type { Asked } from '../../fleet/watched.js';
 import { tagged } from '../listTag.js';
 import { listJson } from '../listJson.js';
 
@@ -79,11 +80,11 @@ function merged<T extends SessionListed>(ctx: Context, caller: Caller, own: T[],
  * this node's own are read while they answer (the fleet's reads and the
  * peers' lists are waits here; this node's list is work).
  */
-async function listed<T extends SessionListed>(ctx: Context, caller: Caller, others: (reach: Reach) => Promise<T[]>, mine: () => T[]): Promise<Array<T | Session>> {
+async function listed<T extends SessionListed>(ctx: Context, caller: Caller, others: (reach: Reach) => Promise<T[]>, mine: () => T[], asked?: Asked): Promise<Array<T | Session>> {
   const fleet = ctx.fleet;
   const peer = caller.via === 'peer';
   const reach = peer ? undefined : fleet?.reach;
-  const pendingP = fleet && !peer ? fleet.pending().then((ps) => ps.map(pendingView)) : Promise.resolve([]);
+  const pendingP = fleet && !peer ? fleet.pending(asked).then((ps) => ps.map(pendingView)) : Promise.resolve([]);
   const othersP = reach ? others(reach) : Promise.resolve([]);
   // With other nodes asked, this node's own is made once their asks are on the wire: their lists are made
   // meanwhile, not after. Their answer is handled before that wait: a rejection meanwhile is the list's error,
@@ -99,14 +100,17 @@ async function listed<T extends SessionListed>(ctx: Context, caller: Caller, oth
  * A list's answer, `out` of its rows. In fleet mode, ended sessions left out,
  * first made whole (rows and their serializing) from the fleet's watched copy
  * while etcd confirms that copy is current (Fleet.listedAhead): the work is
- * done while etcd answers, not after. Else, or when it cannot be, as listed().
+ * done while etcd answers, not after. Else, or when it cannot be, as listed(),
+ * on the revision read already asked, if any.
  */
-async function answer<T extends SessionListed, R>(ctx: Context, caller: Caller, all: boolean, others: (reach: Reach) => Promise<T[]>, mine: () => T[], out: (rows: Array<T | Session>) => R): Promise<R> {
+async function answer<T extends SessionListed, R>(ctx: Context, caller: Caller, all: boolean, others: (reach: Reach, asked?: Asked) => Promise<T[]>, mine: () => T[], out: (rows: Array<T | Session>) => R): Promise<R> {
+  let asked: Asked | undefined;
   if (ctx.fleet?.reach && caller.via !== 'peer' && !all) {
-    const made = await ctx.fleet.listedAhead((far, pending) => out(merged(ctx, caller, mine().map((s) => here(ctx, s)), far, pending.map(pendingView))));
-    if (made !== undefined) return made;
+    const r = await ctx.fleet.listedAhead((far, pending) => out(merged(ctx, caller, mine().map((s) => here(ctx, s)), far, pending.map(pendingView))));
+    if ('made' in r) return r.made;
+    asked = r.asked;
   }
-  return out(await listed(ctx, caller, others, mine));
+  return out(await listed(ctx, caller, (reach) => others(reach, asked), mine, asked));
 }
 
 /** The sessions `caller` may see, as the list route gives them (fleet mode: every node's): the list, and a fleet event stream's first event (`ask`: every node asked, not read from etcd: Reach.others). */
@@ -121,9 +125,9 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
     if (caller.via === 'peer' && query.format === undefined) return tagged(ctx, req, 'list', all, own);
     // Sized for what is printed: the table's columns of each session (the other nodes' too), not every field of it.
     if (query.format === 'text' || query.format === 'ids')
-      return answer(ctx, caller, all, (reach) => reach.rows(all), () => ctx.sessions.listTable(all), (rows) => new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid)));
+      return answer(ctx, caller, all, (reach, asked) => reach.rows(all, asked), () => ctx.sessions.listTable(all), (rows) => new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid)));
     // The other nodes' rows kept (frozen) go out as serialized when first sent (listJson.ts); --json's pretty print as usual.
-    return answer(ctx, caller, all, (reach) => reach.others(all), own, (sessions) => (query.format === undefined ? new Serialized(200, listJson(sessions)) : { sessions }));
+    return answer(ctx, caller, all, (reach, asked) => reach.others(all, false, asked), own, (sessions) => (query.format === undefined ? new Serialized(200, listJson(sessions)) : { sessions }));
   },
 
   // Served to the fleet's nodes alone (the route's 'peer'): the caller's node filters by its own policy.
