@@ -59,6 +59,8 @@ function volumesHere(sessions: SessionManager, req: CreateSessionRequest, ownerU
 
 export function localNode(config: Config, sessions: SessionManager, consoles: Consoles, budgets: Budgets, movedAway: (id: string, to: string) => void, log: Logger): LocalNode & FenceTarget & MoveSource {
   const node = config.cluster?.node;
+  /** Rows whose memory did not read, said once each. */
+  const badRows = new Set<string>();
   /** The session placed here, made as a create on the socket makes it; its owner's budget checked here. */
   async function createHere(id: string, req: CreateSessionRequest, owner: { uid: number; gids: number[] }): Promise<Session> {
     const who = { uid: owner.uid, gids: owner.gids, pid: null, via: 'socket' as const };
@@ -110,9 +112,10 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     held: () => sessions.listTable(false).filter((s) => s.state !== 'destroyed' && s.state !== 'failed').map((s) => s.id),
     // Ended with the reason kept (failed): its owner sees why it is gone from this node.
     remove: (id, why) => sessions.destroy(id, why, 0),
-    stateOf: (id) => sessions.find(id)?.state,
+    stateOf: (id) => sessions.fleetRows.stateOf(id),
     failedCreate: (id) => failedCreate(sessions.find(id)),
-    sessionStates: () => sessions.fleetRows.liveStatesAndMemory(),
+    // A row whose memory does not read is left out of the node's allocation: said once.
+    sessionStates: () => sessions.fleetRows.liveStatesAndMemory((id, why) => badRows.has(id) || (badRows.add(id), log.warn({ session: id, err: why }, 'fleet: a session row whose memory does not read is left out of this node\'s allocation'))),
     view: (id) => {
       const row = sessions.find(id);
       return row ? sessions.toApi(row) : undefined;

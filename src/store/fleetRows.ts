@@ -3,10 +3,12 @@
 // made for one of the fleet's placements (placed, migration 022).
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
-import { ENDED_SQL } from '../vocab/states.js';
+import { ENDED_SQL, LIVE_SQL } from '../vocab/states.js';
 import { deleteEnded } from './endedRows.js';
 import { rowSchema, type SessionRow } from './sessionRows.js';
 
+/** settle()'s read of every live row (exported for the test of its query plan: through the state index). */
+export const LIVE_STATES_SQL = `SELECT id, state, json_extract(limits, '$.memory_mb') AS memory_mb FROM sessions WHERE state IN ${LIVE_SQL} AND pool IS NULL`;
 const stateRowSchema = z.object({ id: z.string(), state: rowSchema.shape.state, memory_mb: z.number().int().positive() });
 
 /**
@@ -30,19 +32,27 @@ export class FleetRows {
 
   /**
    * Every tenant session not ended, with its state and memory, MiB (pool
-   * members are nobody's), in one read of three columns: a node's settle asks
-   * this once a second of every session placed on it (src/fleet/worker.ts; a
-   * full row parse each was most of its cost). Ended rows (history, up to
-   * sessions.keep_history) are not read; a row that does not check is left
-   * out (its caller reads its state alone).
+   * members are nobody's), in one read of three columns through the state
+   * index: a node's settle asks this once a second of every session placed
+   * on it (src/fleet/worker.ts; a full row parse each was most of its cost).
+   * Ended rows (history, up to sessions.keep_history) are not read. A row
+   * that does not check is left out and told to `bad` (its caller reads its
+   * state alone, stateOf()).
    */
-  liveStatesAndMemory(): Map<string, { state: SessionRow['state']; memory_mb: number }> {
+  liveStatesAndMemory(bad: (id: string, why: string) => void = () => undefined): Map<string, { state: SessionRow['state']; memory_mb: number }> {
     const out = new Map<string, { state: SessionRow['state']; memory_mb: number }>();
-    for (const row of this.q(`SELECT id, state, json_extract(limits, '$.memory_mb') AS memory_mb FROM sessions WHERE pool IS NULL AND state NOT IN ${ENDED_SQL}`).all()) {
+    for (const row of this.q(LIVE_STATES_SQL).all()) {
       const r = stateRowSchema.safeParse(row);
       if (r.success) out.set(r.data.id, { state: r.data.state, memory_mb: r.data.memory_mb });
+      else bad(String((row as { id?: unknown }).id), r.error.issues[0]?.message ?? 'invalid');
     }
     return out;
+  }
+
+  /** A tenant session's state (its state column alone), or undefined when this node has no such row. */
+  stateOf(id: string): SessionRow['state'] | undefined {
+    const r = this.q('SELECT state FROM sessions WHERE id = ? AND pool IS NULL').get(id) as { state: string } | undefined;
+    return r === undefined ? undefined : rowSchema.shape.state.parse(r.state);
   }
 
   /** This ended row is the old copy of a session a drain moved to `node`. */

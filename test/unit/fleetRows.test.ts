@@ -6,7 +6,7 @@
 // there; rows an older version made are marked by the ids the fleet names.
 import { describe, expect, it } from 'vitest';
 import { sessionDb } from './fixtures/sessionDb.js';
-import { failedCreate } from '../../src/store/fleetRows.js';
+import { failedCreate, LIVE_STATES_SQL } from '../../src/store/fleetRows.js';
 
 describe('the old copy of a session a drain moved away', () => {
   const t = sessionDb('moved');
@@ -59,9 +59,16 @@ describe("each session's state and memory, as a node's settle reads them once a 
     const member = t.create({ pool: 'warm' });
     const broken = t.create();
     t.db.prepare("UPDATE sessions SET limits = json_set(limits, '$.memory_mb', 'lots') WHERE id = ?").run(broken.id);
-    const got = t.store.fleet.liveStatesAndMemory();
+    const bad: string[] = [];
+    const got = t.store.fleet.liveStatesAndMemory((id) => void bad.push(id));
     expect(got.get(running.id)).toEqual({ state: 'running', memory_mb: 96 });
     for (const id of [ended.id, member.id, broken.id]) expect(got.has(id), id).toBe(false);
+    expect(bad).toEqual([broken.id]);
+    // Its state alone still reads (settle asks it of a placement not among these); a pool member's does not.
+    expect([t.store.fleet.stateOf(broken.id), t.store.fleet.stateOf(ended.id), t.store.fleet.stateOf(member.id)]).toEqual(['creating', 'destroyed', undefined]);
+    // Through the state index: the history (ended rows, up to keep_history) is not scanned once a second.
+    const plan = t.db.prepare(`EXPLAIN QUERY PLAN ${LIVE_STATES_SQL}`).all() as { detail: string }[];
+    expect(plan.map((p) => p.detail).join('; ')).toMatch(/USING INDEX sessions_state/);
     // As the rows say, each one: the same as reading them one by one.
     for (const [id, s] of got) expect(s).toEqual({ state: t.store.get(id)!.state, memory_mb: t.store.get(id)!.limits.memory_mb });
   });

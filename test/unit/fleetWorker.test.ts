@@ -4,7 +4,7 @@
 // first write (as it does while a new leader is elected). A report lost
 // there left the node that took the create waiting out create_timeout_ms
 // for a session that ran (seen in CI when the burst test killed the leader).
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import type { Session } from '../../src/api/schemas.js';
@@ -326,12 +326,41 @@ describe('the worker that makes what is placed on its node', () => {
       expect('asked' in left).toBe(true);
       // f made, and the read fails: not made; the caller's own read fails as the revision read did.
       const failed = await watched.ahead(() => true, () => 'made');
-      expect('asked' in failed && failed.asked!.waited).toBe(false);
+      expect('asked' in failed && failed.asked !== undefined && !failed.asked.waited).toBe(true);
       await expect(watched.readWith('asked' in failed ? failed.asked : undefined, prefix.listed)).rejects.toThrow('etcd down');
       await new Promise((r) => setTimeout(r, 100));
       expect(unhandled).toEqual([]);
     } finally {
       process.off('unhandledRejection', onUnhandled);
+      watched.close();
+    }
+  });
+
+  it("the watched copy's ahead() asks etcd nothing when not ready, and the usual path after it waits on its one revision read, and on no second catch-up", async () => {
+    let gets = 0;
+    const counting = new Proxy(etcd, { get: (t, p) => (p === 'get' ? (k: string) => (gets++, t.get(k)) : Reflect.get(t, p, t)) });
+    const watched = new WatchedFleet(counting, log);
+    watched.start();
+    try {
+      await until('the copy following etcd', async () => (watched.following ? true : null));
+      gets = 0;
+      expect(await watched.ahead(() => false, () => true)).toEqual({});
+      expect(gets).toBe(0);
+      // f gives nothing: the read it asked is handed back, and the usual read waits on it (one get in all).
+      const back = await watched.ahead(() => true, () => undefined);
+      expect('asked' in back && back.asked !== undefined && !back.asked.waited).toBe(true);
+      const r = await watched.readWith('asked' in back ? back.asked : undefined, prefix.listed);
+      expect([r.copy, gets]).toEqual([true, 1]);
+      // A read handed a revision the copy was waited for already (and is behind of): etcd at once, no second wait.
+      const behind = { rev: Promise.resolve(Number.MAX_SAFE_INTEGER), waited: true };
+      const waits = vi.spyOn(watched as unknown as { caughtUp(rev: number): Promise<boolean> }, 'caughtUp');
+      const direct = await watched.readWith(behind, prefix.listed);
+      expect([direct.copy, waits.mock.calls.length, gets]).toEqual([false, 0, 1]);
+      // Not waited for yet: it is.
+      await watched.readWith({ rev: Promise.resolve(Number.MAX_SAFE_INTEGER), waited: false }, prefix.listed);
+      expect(waits.mock.calls.length).toBe(1);
+      waits.mockRestore();
+    } finally {
       watched.close();
     }
   });
