@@ -12,7 +12,7 @@ import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import { newSessionId } from '../sessions/identity.js';
 import { ApiError, type ErrorCode } from '../vocab/errors.js';
 import { etcdClient, type ClusterConfig } from './etcd.js';
-import { idOfKey, key, parseValue, pendingSchema, prefix, type Move, type NodeCapacity, type Pending } from './keys.js';
+import { idOfKey, key, pendingSchema, prefix, type Move, type NodeCapacity, type Pending } from './keys.js';
 import { pinnedTo, place, placedIds, placedNodes } from './placement.js';
 import { fetchKit, moveRecordOf, placementOn } from './moveKit.js';
 import { awaitReport } from './report.js';

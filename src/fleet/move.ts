@@ -25,7 +25,7 @@ import { desiredSchema, key, moveSchema, parseValue, prefix, statusSchema, type 
 import { place, placedNodes, readFleet } from './placement.js';
 import { awaitReport } from './report.js';
 import type { PeerClient } from './peerTls.js';
-import { nodesTakingKits, type KitPlan, type MadeForMove } from './moveKit.js';
+import { moveRecordOf, nodesTakingKits, type KitPlan, type MadeForMove } from './moveKit.js';
 import { rmSync } from 'node:fs';
 
 /** What a move needs of this node's own sessions (the daemon provides it). */
@@ -161,7 +161,7 @@ export class Mover {
     // request asks this node, its entry now, for them (moveKit.ts; answered while this move runs).
     const { placed_at: _, ...rest } = d;
     const wanted = { ...rest, entry: this.self };
-    if (await this.record(d.id)) throw new Unplaced('a move of it is still being finished');
+    if (await moveRecordOf(this.etcd, d.id)) throw new Unplaced('a move of it is still being finished');
     await this.undoStray(d, log);
     // With a kit, only nodes whose version asks for one (an older one would make it with its own secrets, or not at all).
     const takers = plan.secrets.length + plan.volumes.length > 0 ? await nodesTakingKits(this.etcd) : undefined;
@@ -202,7 +202,7 @@ export class Mover {
       if (!(await commitMove(this.etcd, rec))) throw new Error('its move record, or its placement here, changed under it (the fleet declared it lost?)');
     } catch (e) {
       // Undone only while the record still says copying: a commit that applied but answered an error is kept.
-      const now = await this.record(d.id).catch(() => undefined);
+      const now = await moveRecordOf(this.etcd, d.id).catch(() => undefined);
       if (now?.phase !== 'committed') await this.undo(rec, log);
       throw e;
     }
@@ -252,7 +252,7 @@ export class Mover {
   private async sweepMadeHere(): Promise<void> {
     for (const [id, m] of this.local.madeForMoves()) {
       if (!m.settled) continue; // its record may be on its way
-      const rec = await this.record(id);
+      const rec = await moveRecordOf(this.etcd, id);
       if (rec?.to === this.self && rec.phase !== 'committed') continue; // its move (or undo) is under way
       if (m.row) {
         this.local.moveDone(id);
@@ -262,11 +262,6 @@ export class Mover {
       this.log.warn({ session: id, volumes: m.volumes }, 'drain: removing volumes a move made here for a session that never came');
       for (const v of await this.local.dropVolumes(m.volumes)) this.keptUntil.set(v, Date.now() + 10 * 60_000);
     }
-  }
-
-  private async record(id: string): Promise<Move | undefined> {
-    const v = await this.etcd.get(key.move(id)).string();
-    return v === null ? undefined : parseValue(moveSchema, key.move(id), v);
   }
 
   /** The move records of this node that no move here is running: a committed one's old copy ended, a copying one undone. */

@@ -38,11 +38,15 @@ export interface Located {
 
 export type SessionRef = { kind: 'id'; id: string } | { kind: 'name'; name: string; owner: number };
 
-
 const listReply = z.object({ sessions: z.array(sessionSchema) });
 /** An etcd read a list waits on: its answer within the list's bound, else `fallback` (the list goes on without it). */
 const quick = <T>(p: Promise<T>, fallback: T, onLate?: (e: Error) => void): Promise<T> =>
   within(p, FLEET_READ_TIMEOUT_MS, "the fleet's etcd").catch((e: Error) => (onLate?.(e), fallback));
+/** Every node's rows and the lost sessions: a fenced one is also its node's (ended there), shown once, lost, until its owner destroys it. */
+function withLost<T extends SessionListed>(rows: ReadonlyArray<T | Session>, lost: Session[]): Array<T | Session> {
+  const lostIds = new Set(lost.map((s) => s.id));
+  return [...rows.filter((s) => !lostIds.has(s.id)), ...lost];
+}
 /** Lookups of an ended session (ended()) at once: 4 of the 16 kept-alive connections to each node at most. */
 const ENDED_AT_ONCE = 4;
 
@@ -161,7 +165,7 @@ export class Reach {
       const seen = this.watched.peek(prefix.members, prefix.alive, prefix.listing);
       if (!seen) return false;
       const [members, alive, listing] = seen as [Map<string, string>, Map<string, string>, Map<string, string>];
-      return [...this.keys.endpoints(members, alive)].every(([n, ep]) => n === this.self || (ep.alive && this.published.current(listing, n, ep.registered_at)));
+      return this.allWritten(this.keys.endpoints(members, alive), listing) !== undefined;
     } catch {
       return false; // a member record this version cannot read: the usual way says so
     }
@@ -181,13 +185,11 @@ export class Reach {
     const [members, alive, lostKeys, listing, listed] = seen as [Map<string, string>, Map<string, string>, Map<string, string>, Map<string, string>, Map<string, string>];
     const eps = this.keys.endpoints(members, alive);
     this.answers.keep(new Set(eps.keys()));
-    const others = [...eps].filter(([n]) => n !== this.self);
-    if (others.some(([n, ep]) => !ep.alive || !this.published.current(listing, n, ep.registered_at))) return undefined;
-    const written = this.published.of(listed, new Set(others.map(([n]) => n)), this.watched.version(prefix.listed));
-    if (others.some(([n]) => !written.has(n))) return undefined; // a row that does not check: its node is asked
-    const lost = this.keys.lost(lostKeys).map((l) => l.view);
-    const lostIds = new Set(lost.map((s) => s.id));
-    return { far: [...others.flatMap(([n]) => written.get(n)!).filter((s) => !lostIds.has(s.id)), ...lost], read: written.size };
+    const others = this.allWritten(eps, listing);
+    if (!others) return undefined;
+    const written = this.published.of(listed, new Set(others), this.watched.version(prefix.listed));
+    if (others.some((n) => !written.has(n))) return undefined; // a row that does not check: its node is asked
+    return { far: withLost(others.flatMap((n) => written.get(n)!), this.keys.lost(lostKeys).map((l) => l.view)), read: written.size };
   }
 
   /**
@@ -211,7 +213,7 @@ export class Reach {
       // A member record this version cannot read: no early asks (the read below says so, as before).
     }
     for (const [node, ep] of guessed) {
-      if (node === this.self || !ep.alive || (published && this.published.current(seen![2]!, node, ep.registered_at))) continue;
+      if (node === this.self || !ep.alive || (published && this.written(seen![2]!, node, ep))) continue;
       early.set(node, { endpoint: ep.endpoint, answer: ask(node, ep.endpoint).then((ok) => ({ ok }), (err: Error) => ({ err })) });
     }
     // One read of the fleet (the watched copy), bounded as the pending list is: without etcd a node lists its own sessions, at once.
@@ -223,7 +225,7 @@ export class Reach {
     this.answers.keep(new Set(eps.keys()));
     // From the copy alone (one revision: read from etcd, a listing may be newer than the rows read beside it).
     // Its maps change as the watch hears etcd: every read of them is made before the next wait.
-    const fromEtcd = new Set(published && read.copy ? [...eps].filter(([n, ep]) => n !== this.self && ep.alive && this.published.current(listing!, n, ep.registered_at)).map(([n]) => n) : []);
+    const fromEtcd = new Set(published && read.copy ? [...eps].filter(([n, ep]) => n !== this.self && this.written(listing!, n, ep)).map(([n]) => n) : []);
     const written = fromEtcd.size > 0 ? this.published.of(listed!, fromEtcd, this.watched.version(prefix.listed)) : new Map<string, readonly Session[]>();
     this.published.counts.lists += written.size;
     const lost = this.keys.lost(lostKeys!).map((l) => l.view);
@@ -248,9 +250,18 @@ export class Reach {
       placed ??= quick(this.watched.keys(prefix.desired).then(([d]) => this.keys.placements(d!)), []);
       return quick(this.asKnown(node, (await placed).filter((p) => p.node === node).map((p) => p.d)), []);
     });
-    // A fenced one is also its node's (ended there): shown once, lost, until its owner destroys it.
-    const lostIds = new Set(lost.map((s) => s.id));
-    return [...(await Promise.all(lists)).flat().filter((s) => !lostIds.has(s.id)), ...lost];
+    return withLost((await Promise.all(lists)).flat(), lost);
+  }
+
+  /** Whether node `n` holds its lease and etcd holds its whole list for its registration: its list is read there, not asked. */
+  private written(listing: ReadonlyMap<string, string>, n: string, ep: { alive: boolean; registered_at: string }): boolean {
+    return ep.alive && this.published.current(listing, n, ep.registered_at);
+  }
+
+  /** The other nodes of `eps`, when every one's list is written (written()); else undefined. */
+  private allWritten(eps: Endpoints, listing: ReadonlyMap<string, string>): string[] | undefined {
+    const others = [...eps].filter(([n]) => n !== this.self);
+    return others.every(([n, ep]) => this.written(listing, n, ep)) ? others.map(([n]) => n) : undefined;
   }
 
   /**
