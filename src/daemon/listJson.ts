@@ -10,23 +10,57 @@
 const serialized = new WeakMap<object, string>();
 
 const encoded = new WeakMap<object, Buffer>();
+/** A run's rows encoded as one block, comma-separated, kept with the (frozen) array. */
+const blocks = new WeakMap<ReadonlyArray<object>, Buffer>();
 const OPEN = Buffer.from('{"sessions":[');
 const COMMA = Buffer.from(',');
 const CLOSE = Buffer.from(']}');
+/** Shorter runs go row by row: a block saves a copy a row, not worth a block kept for a few. */
+const MIN_RUN = 16;
 
 /**
  * The list's JSON as the bytes sent: the rows' kept encodings copied into one
  * buffer (a 900-row list is 600 KiB: as one string it was joined, then
  * measured and encoded again to be sent, each a pass over all of it).
+ * `runs`: frozen arrays of rows that may stand whole, in order, in `rows`
+ * (another node's list as this node keeps it: the same array while its rows
+ * are the same); where one does, its rows go out as one block encoded once
+ * for the array (a copy, not one a row).
  */
-export function listJson(rows: ReadonlyArray<object>): Buffer {
+export function listJson(rows: ReadonlyArray<object>, runs: ReadonlyArray<ReadonlyArray<object>> = []): Buffer {
+  const starts = new Map<object, ReadonlyArray<object>>();
+  for (const r of runs) if (r.length >= MIN_RUN && Object.isFrozen(r)) starts.set(r[0]!, r);
   const parts: Buffer[] = [OPEN];
-  for (let i = 0; i < rows.length; i++) {
+  for (let i = 0; i < rows.length; ) {
     if (i > 0) parts.push(COMMA);
-    parts.push(rowBytes(rows[i]!));
+    const run = starts.get(rows[i]!);
+    if (run !== undefined && standsAt(rows, i, run)) {
+      parts.push(blockBytes(run));
+      i += run.length;
+    } else parts.push(rowBytes(rows[i++]!));
   }
   parts.push(CLOSE);
   return Buffer.concat(parts);
+}
+
+/** Whether `run` stands whole at `at` in `rows` (the same rows, by identity: a row filtered out or added breaks it). */
+function standsAt(rows: ReadonlyArray<object>, at: number, run: ReadonlyArray<object>): boolean {
+  if (at + run.length > rows.length) return false;
+  for (let j = 0; j < run.length; j++) if (rows[at + j] !== run[j]) return false;
+  return true;
+}
+
+function blockBytes(run: ReadonlyArray<object>): Buffer {
+  let bytes = blocks.get(run);
+  if (bytes === undefined) {
+    const parts: Buffer[] = [];
+    for (let j = 0; j < run.length; j++) {
+      if (j > 0) parts.push(COMMA);
+      parts.push(rowBytes(run[j]!));
+    }
+    blocks.set(run, (bytes = Buffer.concat(parts)));
+  }
+  return bytes;
 }
 
 /** One row's JSON encoded, kept with it when it is frozen (as its text is). */

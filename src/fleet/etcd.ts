@@ -27,7 +27,9 @@ export type ClusterConfig = NonNullable<Config['cluster']>;
 const faultHandling = {
   host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
   global: wrap(
-    timeout(FLEET_OP_TIMEOUT_MS, TimeoutStrategy.Cooperative),
+    // Not aborted on return (cockatiel's default): the call is over by then (the retries run within it), and
+    // each abort makes a DOMException, a stack captured: about 0.1 ms of CPU on every etcd call.
+    timeout(FLEET_OP_TIMEOUT_MS, { strategy: TimeoutStrategy.Cooperative, abortOnReturn: false }),
     retry(handleWhen((e) => isRecoverableError(e) || isBrokenCircuitError(e)), {
       maxAttempts: 12,
       backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }),

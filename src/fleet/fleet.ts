@@ -253,7 +253,7 @@ export class Fleet {
    * Not made when a node is to be asked (Reach.publishedNow) or the copy is
    * not confirmed in time: the caller lists the usual way, on `asked`.
    */
-  async listedAhead<T>(f: (far: Session[], pending: Pending[]) => T): Promise<{ made: T } | { asked?: Asked }> {
+  async listedAhead<T>(f: (far: Session[], pending: Pending[], runs: ReadonlyArray<readonly Session[]>) => T): Promise<{ made: T } | { asked?: Asked }> {
     const reach = this.reach;
     if (!reach) return {};
     let read = 0;
@@ -264,7 +264,7 @@ export class Fleet {
         const [pending, alive] = this.watched.peek(prefix.pending, prefix.alive) ?? [];
         if (now === undefined || !pending || !alive) return undefined;
         read = now.read;
-        return f(now.far, this.pendingIn(pending, alive));
+        return f(now.far, this.pendingIn(pending, alive), now.runs);
       },
     );
     // The lists read from etcd that went out (ahead() may make its answer twice, once for nothing).

@@ -172,14 +172,13 @@ export class Reach {
   }
 
   /**
-   * Every other node's sessions and the lost ones, as others(false) gives
-   * them, from the watched copy as it is now (for WatchedFleet.ahead, which
-   * confirms it is current): only when every other node holds its lease and
-   * etcd holds its whole list for its registration; else undefined (a node
-   * is to be asked, or shown as etcd last knew it: others() does). `read`:
-   * how many nodes' lists it read from etcd (the caller counts those it uses).
+   * Every other node's sessions and the lost ones, as others(false) gives them, from the watched copy as it is
+   * now (for WatchedFleet.ahead, which confirms it is current): only when every other node holds its lease and
+   * etcd holds its whole list for its registration; else undefined (a node is to be asked, or shown as etcd last
+   * knew it: others() does). `runs`: each node's rows as kept (listJson.ts sends one that stands whole as a
+   * block); `read`: how many nodes' lists it read from etcd (the caller counts those it uses).
    */
-  publishedNow(): { far: Session[]; read: number } | undefined {
+  publishedNow(): { far: Session[]; runs: ReadonlyArray<readonly Session[]>; read: number } | undefined {
     const seen = this.watched.peek(prefix.members, prefix.alive, prefix.lost, prefix.listing, prefix.listed);
     if (!seen) return undefined;
     const [members, alive, lostKeys, listing, listed] = seen as [Map<string, string>, Map<string, string>, Map<string, string>, Map<string, string>, Map<string, string>];
@@ -188,8 +187,9 @@ export class Reach {
     const others = this.allWritten(eps, listing);
     if (!others) return undefined;
     const written = this.published.of(listed, new Set(others), this.watched.version(prefix.listed));
-    if (others.some((n) => !written.has(n))) return undefined; // a row that does not check: its node is asked
-    return { far: withLost(others.flatMap((n) => written.get(n)!), this.keys.lost(lostKeys).map((l) => l.view)), read: written.size };
+    const runs = others.map((n) => written.get(n));
+    if (!runs.every((r) => r !== undefined)) return undefined; // a row that does not check: its node is asked
+    return { far: withLost(runs.flat(), this.keys.lost(lostKeys).map((l) => l.view)), runs, read: written.size };
   }
 
   /**

@@ -206,4 +206,32 @@ describe("a list's JSON", () => {
     expect(calls).toEqual([own]);
     expect(listJson([]).toString()).toBe('{"sessions":[]}');
   });
+
+  it("sends another node's list standing whole as one block, and row by row where a row of it is left out", () => {
+    const run = Object.freeze(Array.from({ length: 20 }, (_, i) => Object.freeze({ id: `s-${i}`, node: 'node-b' })));
+    const own = Object.freeze({ id: 's-own', node: 'node-a' });
+    const lost = { id: 's-lost', state: 'lost' };
+    // The parts each Buffer.concat is given: one a row and a comma between, or a block for the run.
+    const sizes: number[] = [];
+    const concat = Buffer.concat;
+    Buffer.concat = ((list: readonly Uint8Array[], n?: number) => (sizes.push(list.length), concat(list, n))) as typeof Buffer.concat;
+    try {
+      const whole = [own, ...run, lost];
+      expect(listJson(whole, [run]).toString()).toBe(JSON.stringify({ sessions: whole }));
+      // Open, own, comma, the block, comma, lost, close: 7 parts (row by row it would be 45); the block made once (21 parts).
+      expect(sizes).toEqual([39, 7]);
+      sizes.length = 0;
+      expect(listJson(whole, [run]).toString()).toBe(JSON.stringify({ sessions: whole }));
+      expect(sizes).toEqual([7]);
+      // A row of it filtered out (a session the fleet declared lost, a caller's policy): row by row, still exact.
+      sizes.length = 0;
+      const broken = [own, ...run.slice(0, 5), ...run.slice(6), lost];
+      expect(listJson(broken, [run]).toString()).toBe(JSON.stringify({ sessions: broken }));
+      expect(sizes).toEqual([2 * broken.length + 1]);
+      // At the end with a row short, and at the start: each exact.
+      for (const rows of [[own, ...run.slice(0, 19)], [...run, own]]) expect(listJson(rows, [run]).toString()).toBe(JSON.stringify({ sessions: rows }));
+    } finally {
+      Buffer.concat = concat;
+    }
+  });
 });

@@ -103,10 +103,17 @@ async function listed<T extends SessionListed>(ctx: Context, caller: Caller, oth
  * done while etcd answers, not after. Else, or when it cannot be, as listed(),
  * on the revision read already asked, if any.
  */
-async function answer<T extends SessionListed, R>(ctx: Context, caller: Caller, all: boolean, others: (reach: Reach, asked?: Asked) => Promise<T[]>, mine: () => T[], out: (rows: Array<T | Session>) => R): Promise<R> {
+async function answer<T extends SessionListed, R>(
+  ctx: Context,
+  caller: Caller,
+  all: boolean,
+  others: (reach: Reach, asked?: Asked) => Promise<T[]>,
+  mine: () => T[],
+  out: (rows: Array<T | Session>, runs?: ReadonlyArray<readonly Session[]>) => R,
+): Promise<R> {
   let asked: Asked | undefined;
   if (ctx.fleet?.reach && caller.via !== 'peer' && !all) {
-    const r = await ctx.fleet.listedAhead((far, pending) => out(merged(ctx, caller, mine().map((s) => here(ctx, s)), far, pending.map(pendingView))));
+    const r = await ctx.fleet.listedAhead((far, pending, runs) => out(merged(ctx, caller, mine().map((s) => here(ctx, s)), far, pending.map(pendingView)), runs));
     if ('made' in r) return r.made;
     asked = r.asked;
   }
@@ -126,8 +133,9 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
     // Sized for what is printed: the table's columns of each session (the other nodes' too), not every field of it.
     if (query.format === 'text' || query.format === 'ids')
       return answer(ctx, caller, all, (reach, asked) => reach.rows(all, asked), () => ctx.sessions.listTable(all), (rows) => new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid)));
-    // The other nodes' rows kept (frozen) go out as serialized when first sent (listJson.ts); --json's pretty print as usual.
-    return answer(ctx, caller, all, (reach, asked) => reach.others(all, false, asked), own, (sessions) => (query.format === undefined ? new Serialized(200, listJson(sessions)) : { sessions }));
+    // The other nodes' rows kept (frozen) go out as serialized when first sent, each node's whole list as one block
+    // while it stands (listJson.ts); --json's pretty print as usual.
+    return answer(ctx, caller, all, (reach, asked) => reach.others(all, false, asked), own, (sessions, runs) => (query.format === undefined ? new Serialized(200, listJson(sessions, runs)) : { sessions }));
   },
 
   // Served to the fleet's nodes alone (the route's 'peer'): the caller's node filters by its own policy.
