@@ -16,7 +16,7 @@
 //    what B and C wrote there, must show it, and is checked to);
 //  - failure detection once: a node's daemon SIGKILLed, until another node
 //    lists it unreachable, against the lease TTL (lease_ttl_s = 3) + 1 s.
-//   npm run bench:fleet [-- --seed S --rounds N --per-node K]
+//   npm run bench:fleet [-- --seed S --rounds N --list-rounds L (default 3N) --per-node K]
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,9 +29,14 @@ import { repoRoot } from '../src/native/addon.js';
 import { catMode, echoOnce, wsTerminal } from './attachBench.js';
 import { intOption, msSince, pool, rng, runShuffled, Samples } from './schedule.js';
 
-const { values } = parseArgs({ options: { seed: { type: 'string' }, rounds: { type: 'string', default: '20' }, 'per-node': { type: 'string', default: '300' } } });
+const { values } = parseArgs({
+  options: { seed: { type: 'string' }, rounds: { type: 'string', default: '20' }, 'list-rounds': { type: 'string' }, 'per-node': { type: 'string', default: '300' } },
+});
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
 const rounds = intOption('bench:fleet', 'rounds', values.rounds, 3, 1000);
+// A list takes milliseconds where a create takes tens: three times the rounds (unless told) for a p50 that
+// the machine's noise moves less (a list's p50 of 20 moved by a third between runs here).
+const listRounds = intOption('bench:fleet', 'list-rounds', values['list-rounds'] ?? String(rounds * 3), 3, 3000);
 const perNode = intOption('bench:fleet', 'per-node', values['per-node'], 1, 400);
 /** The list's sessions, the console session, and one for the create rounds. */
 const SLOTS = perNode + 2;
@@ -86,7 +91,7 @@ async function main(): Promise<void> {
   const nodes = [a, b, c];
   const s = new Samples();
   const random = rng(seed);
-  process.stdout.write(`bench:fleet seed ${seed}, ${rounds} rounds, load ${loadavg()[0]!.toFixed(1)}\n`);
+  process.stdout.write(`bench:fleet seed ${seed}, ${rounds} rounds (lists ${listRounds}), load ${loadavg()[0]!.toFixed(1)}\n`);
   try {
     // Creates: only A takes sessions, so both land on A; through A it is the owner's create, through B a placement hop.
     for (const n of [b, c]) await ok(api(a, 'POST', '/v1/nodes/cordon', { name: n.name }), 'cordon');
@@ -216,7 +221,7 @@ async function main(): Promise<void> {
       process.stdout.write(`lists of B and C through A, ${what}: ${d.etcd} read from etcd; asked: ${d.sent} sent whole, ${d.delta} as the rows changed, ${d.unchanged} answered 304\n`);
     const since = (x: Awaited<ReturnType<typeof answers>>, y: typeof x) => ({ etcd: y.etcd - x.etcd, sent: y.sent - x.sent, delta: y.delta - x.delta, unchanged: y.unchanged - x.unchanged });
     let before = await answers();
-    await runShuffled(Object.fromEntries(Object.keys(lists).map((k) => [k, rounds])), (step) => timed(step, lists[step]!), random);
+    await runShuffled(Object.fromEntries(Object.keys(lists).map((k) => [k, listRounds])), (step) => timed(step, lists[step]!), random);
     let after = await answers();
     said('unchanged', since(before, after));
     for (const kind of ['write', 'session'] as const) {
@@ -229,7 +234,7 @@ async function main(): Promise<void> {
       before = after;
       const rowsBefore = await rowsWritten();
       await runShuffled(
-        Object.fromEntries(Object.keys(steps).map((k) => [k, rounds])),
+        Object.fromEntries(Object.keys(steps).map((k) => [k, listRounds])),
         async (step) => {
           await Promise.all((step.endsWith('on each node') ? nodes : [solo]).map(changes[kind]));
           return timed(step, steps[step]!);
@@ -241,10 +246,10 @@ async function main(): Promise<void> {
       said(`after a ${kind} on each node`, d);
       // Every list of B and C read from what they wrote to etcd, none asked of them; a write no list reads
       // wrote no row of theirs (the list's version stood), a session stopped or started at least its own.
-      if (d.etcd !== 4 * rounds || d.sent + d.delta + d.unchanged !== 0) throw new Error(`not every list of B and C was read from etcd: ${d.etcd} of ${4 * rounds}`);
+      if (d.etcd !== 4 * listRounds || d.sent + d.delta + d.unchanged !== 0) throw new Error(`not every list of B and C was read from etcd: ${d.etcd} of ${4 * listRounds}`);
       const rows = (await rowsWritten()) - rowsBefore;
       process.stdout.write(`rows B and C wrote to etcd, ${kind} on each node: ${rows}\n`);
-      if (kind === 'write' ? rows !== 0 : rows < 4 * rounds) throw new Error(`B and C wrote ${rows} rows to etcd after a ${kind} on each node`);
+      if (kind === 'write' ? rows !== 0 : rows < 4 * listRounds) throw new Error(`B and C wrote ${rows} rows to etcd after a ${kind} on each node`);
     }
 
     // Failure detection, once: C's daemon SIGKILLed, until A lists C unreachable.
