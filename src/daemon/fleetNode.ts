@@ -105,8 +105,9 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     dropMovedAway: (id) => sessions.dropMovedAway(id),
     markPlaced: (ids) => sessions.fleetRows.markPlaced(ids),
     // With the volumes a move's kit made for it here (an undone move's copy).
-    discard: async (id) => {
+    discard: async (id, livesOn) => {
       await sessions.destroy(id, undefined, 0);
+      if (livesOn !== undefined) sessions.fleetRows.markMovedAway(id, livesOn);
       await dropVolumes(sessions, sessions.volumes.movedFor(id), log.child({ session: id }));
     },
     held: () => sessions.listTable(false).filter((s) => s.state !== 'destroyed' && s.state !== 'failed').map((s) => s.id),

@@ -12,12 +12,14 @@ import type { Logger } from 'pino';
 import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import { ApiError } from '../vocab/errors.js';
 import { ACTIVE_STATES, ENDED_STATES, type SessionState } from '../vocab/states.js';
+import type { LiveRow } from '../store/fleetRows.js';
 import { FLEET_OP_TIMEOUT_MS, within } from './deadline.js';
 import { getPrefix, getWithRev } from './etcd.js';
 import { allocSchema, desiredSchema, key, moveSchema, parseValue, prefix, statusSchema, type Alloc, type Desired, type Status } from './keys.js';
 import type { MoveKit } from './moveKit.js';
 import { ParsedValues } from './parsedValues.js';
-import { pinnedTo } from './placement.js';
+import { pinnedTo, placedNodes } from './placement.js';
+import { UnplacedCopies } from './unplacedCopies.js';
 import type { WatchedFleet } from './watched.js';
 
 /** What the fleet needs of this node's own sessions (the daemon provides it over its session manager). */
@@ -27,14 +29,17 @@ export interface LocalNode {
   /** A session's state here, or undefined if this node never had it. */
   stateOf(id: string): SessionState | undefined;
   /** Every session this node has a row of that has not ended, with its state and the memory it was given (MiB): settle()'s one read of them a second. */
-  sessionStates(): ReadonlyMap<string, { state: SessionState; memory_mb: number }>;
+  sessionStates(): ReadonlyMap<string, LiveRow>;
   /** Make the session with this id, as its owner (what `kit` brings first: a drain's move); resolves once it runs. */
   create(id: string, req: CreateSessionRequest, owner: { uid: number; gids: number[] }, kit?: MoveKit): Promise<Session>;
   view(id: string): Session | undefined;
   /** Drop this node's ended old copy of a session a drain moved away (it is moving back); false if there is none. */
   dropMovedAway(id: string): boolean;
-  /** End a session made here whose placement was withdrawn while it was being made (an undone move). */
-  discard(id: string): Promise<void>;
+  /**
+   * End a session made here that is placed here no more (an undone move); `livesOn`: the node the fleet has
+   * it on, which this ended copy is then marked as moved to (as an undo marks it: a later move here makes it again).
+   */
+  discard(id: string, livesOn?: string): Promise<void>;
   /** Why a create of a placement failed here before its session ever ran (its row failed); undefined for any other row. */
   failedCreate(id: string): string | undefined;
   /** This node's list (not ended sessions, each with its node: each row's JSON) and the tag that moves whenever it may change (src/daemon/listTag.ts): other nodes read it from etcd. */
@@ -55,6 +60,8 @@ export class Worker {
   /** This node's placements as settle() parsed them: a value parsed again only when it changed. */
   private readonly parsed = new ParsedValues(desiredSchema);
   private closed = false;
+  /** Running copies made here that the fleet places here no more (an undone move's, its report never taken). */
+  private readonly unplaced: UnplacedCopies;
 
   constructor(
     private readonly etcd: Etcd3,
@@ -69,7 +76,9 @@ export class Worker {
     private readonly kitFrom?: (node: string, id: string) => Promise<MoveKit>,
     /** The fleet's watched copy (watched.ts): settle() reads this node's placements from it, not from etcd. */
     private readonly watched?: WatchedFleet,
-  ) {}
+  ) {
+    this.unplaced = new UnplacedCopies(etcd, node, log, { mayCreate, making: (id) => this.making.has(id), withdrawn: (id, l, on) => this.withdrawn(id, l, on) });
+  }
 
   async start(): Promise<void> {
     await this.watch();
@@ -151,15 +160,21 @@ export class Worker {
    * Made here, and placed here no more: a move undone meanwhile (its undo
    * found nothing here to destroy yet, or its drained node went away past
    * the grace). It goes, unless the fleet declared it lost here: fencing
-   * ends that one and tells its owner.
+   * ends that one and tells its owner. `livesOn`: the node the fleet places
+   * it on, when the caller read it. Whether it was ended.
    */
-  private async withdrawn(id: string, log: Logger): Promise<void> {
+  private async withdrawn(id: string, log: Logger, livesOn?: string): Promise<boolean> {
     const st = await this.etcd.get(key.status(id)).string();
     const s = st === null ? undefined : parseValue(statusSchema, key.status(id), st);
-    if (s?.state === 'lost' && s.node === this.node) return;
-    log.warn('placed here no more once made (an undone move): its copy here goes');
-    await this.local.discard(id);
+    if (s?.state === 'lost' && s.node === this.node) return false;
+    // Marked as the copy of the node the fleet places it on (keys alone; a rare path), as an undo marks it.
+    const on = livesOn ?? (await placedNodes(this.etcd, id)).find((n) => n !== this.node);
+    log.warn({ lives_on: on ?? null }, 'placed here no more once made (an undone move): its copy here goes');
+    await this.local.discard(id, on);
+    return true;
   }
+
+
 
   /**
    * A failed create's report, its placement and its slot gone first: nothing
@@ -263,6 +278,16 @@ export class Worker {
     // This node's rows read once (three columns each), not once a placement: a session that ends meanwhile is
     // seen at the next tick; one made meanwhile, take() asks after again.
     const here = this.local.sessionStates();
+    const placedIds = new Set([...desired.keys()].map((k) => k.slice(key.desiredOf(this.node).length)));
+    try {
+      await this.settleWith(alloc, desired, here, placedIds);
+    } finally {
+      // Whatever became of the rest (a report etcd refused): its own tries, each on its own.
+      await this.unplaced.sweep(here, placedIds);
+    }
+  }
+
+  private async settleWith(alloc: { value: string | null; rev: string }, desired: ReadonlyMap<string, string>, here: ReadonlyMap<string, LiveRow>, placedIds: ReadonlySet<string>): Promise<void> {
     const want: Alloc = { sessions: {} };
     for (const [id, s] of here) if (s.state === 'running') want.sessions[id] = { memory_mb: s.memory_mb };
     this.parsed.keepOnly(desired);
@@ -297,7 +322,6 @@ export class Worker {
       }
     }
     // Reported sessions no longer placed here (ended, or declared lost) need no memory of it.
-    const placedIds = new Set([...desired.keys()].map((k) => k.slice(key.desiredOf(this.node).length)));
     for (const id of this.reported) if (!placedIds.has(id)) this.reported.delete(id);
     const have = alloc.value === null ? null : parseValue(allocSchema, key.alloc(this.node), alloc.value);
     if (have && sameAlloc(have, want)) return;

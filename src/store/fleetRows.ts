@@ -8,8 +8,14 @@ import { deleteEnded } from './endedRows.js';
 import { rowSchema, type SessionRow } from './sessionRows.js';
 
 /** settle()'s read of every live row (exported for the test of its query plan: through the state index). */
-export const LIVE_STATES_SQL = `SELECT id, state, json_extract(limits, '$.memory_mb') AS memory_mb FROM sessions WHERE state IN ${LIVE_SQL} AND pool IS NULL`;
-const stateRowSchema = z.object({ id: z.string(), state: rowSchema.shape.state, memory_mb: z.number().int().positive() });
+export const LIVE_STATES_SQL = `SELECT id, state, json_extract(limits, '$.memory_mb') AS memory_mb, placed FROM sessions WHERE state IN ${LIVE_SQL} AND pool IS NULL`;
+const stateRowSchema = z.object({ id: z.string(), state: rowSchema.shape.state, memory_mb: z.number().int().positive(), placed: z.union([z.literal(0), z.literal(1)]) });
+/** A live row as settle() reads it: `placed`, made for one of the fleet's placements (not from before the node joined). */
+export interface LiveRow {
+  state: SessionRow['state'];
+  memory_mb: number;
+  placed: boolean;
+}
 
 /**
  * Why a create made for a placement failed, when its row failed before the
@@ -31,19 +37,19 @@ export class FleetRows {
   ) {}
 
   /**
-   * Every tenant session not ended, with its state and memory, MiB (pool
-   * members are nobody's), in one read of three columns through the state
+   * Every tenant session not ended, with its state, memory, MiB (pool
+   * members are nobody's), and whether it was made for a placement, in one read of four columns through the state
    * index: a node's settle asks this once a second of every session placed
    * on it (src/fleet/worker.ts; a full row parse each was most of its cost).
    * Ended rows (history, up to sessions.keep_history) are not read. A row
    * that does not check is left out and told to `bad` (its caller reads its
    * state alone, stateOf()).
    */
-  liveStatesAndMemory(bad: (id: string, why: string) => void = () => undefined): Map<string, { state: SessionRow['state']; memory_mb: number }> {
-    const out = new Map<string, { state: SessionRow['state']; memory_mb: number }>();
+  liveStatesAndMemory(bad: (id: string, why: string) => void = () => undefined): Map<string, LiveRow> {
+    const out = new Map<string, LiveRow>();
     for (const row of this.q(LIVE_STATES_SQL).all()) {
       const r = stateRowSchema.safeParse(row);
-      if (r.success) out.set(r.data.id, { state: r.data.state, memory_mb: r.data.memory_mb });
+      if (r.success) out.set(r.data.id, { state: r.data.state, memory_mb: r.data.memory_mb, placed: r.data.placed === 1 });
       else bad(String((row as { id?: unknown }).id), r.error.issues[0]?.message ?? 'invalid');
     }
     return out;

@@ -61,7 +61,7 @@ describe("each session's state and memory, as a node's settle reads them once a 
     t.db.prepare("UPDATE sessions SET limits = json_set(limits, '$.memory_mb', 'lots') WHERE id = ?").run(broken.id);
     const bad: string[] = [];
     const got = t.store.fleet.liveStatesAndMemory((id) => void bad.push(id));
-    expect(got.get(running.id)).toEqual({ state: 'running', memory_mb: 96 });
+    expect(got.get(running.id)).toEqual({ state: 'running', memory_mb: 96, placed: false });
     for (const id of [ended.id, member.id, broken.id]) expect(got.has(id), id).toBe(false);
     expect(bad).toEqual([broken.id]);
     // Its state alone still reads (settle asks it of a placement not among these); a pool member's does not.
@@ -70,7 +70,10 @@ describe("each session's state and memory, as a node's settle reads them once a 
     const plan = t.db.prepare(`EXPLAIN QUERY PLAN ${LIVE_STATES_SQL}`).all() as { detail: string }[];
     expect(plan.map((p) => p.detail).join('; ')).toMatch(/USING INDEX sessions_state/);
     // As the rows say, each one: the same as reading them one by one.
-    for (const [id, s] of got) expect(s).toEqual({ state: t.store.get(id)!.state, memory_mb: t.store.get(id)!.limits.memory_mb });
+    for (const [id, s] of got) expect(s).toEqual({ state: t.store.get(id)!.state, memory_mb: t.store.get(id)!.limits.memory_mb, placed: t.store.get(id)!.placed });
+    // Made for a placement: said so (settle ends such a copy once it is placed here no more).
+    t.store.fleet.markPlaced(new Set([running.id]));
+    expect(t.store.fleet.liveStatesAndMemory().get(running.id)).toEqual({ state: 'running', memory_mb: 96, placed: true });
   });
 });
 

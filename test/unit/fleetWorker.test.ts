@@ -23,6 +23,10 @@ class FakeNode implements LocalNode {
   readonly states = new Map<string, SessionState>();
   /** Ended rows that are the old copy of a session a drain moved away. */
   readonly movedAway = new Set<string>();
+  /** Rows from before this node joined a fleet (made for no placement). */
+  readonly preFleet = new Set<string>();
+  /** Each copy discarded, and the node it was marked as living on. */
+  readonly discarded = new Map<string, string | undefined>();
   /** Rows of creates that failed here before they ever ran, with why (as the daemon's rows say). */
   readonly failedCreates = new Map<string, string>();
   creates = 0;
@@ -46,8 +50,8 @@ class FakeNode implements LocalNode {
     return this.states.get(id);
   }
   /** As the daemon's: rows not ended only (an ended one's state is read alone, by stateOf). */
-  sessionStates(): Map<string, { state: SessionState; memory_mb: number }> {
-    return new Map([...this.states].filter(([, state]) => state !== 'destroyed' && state !== 'failed').map(([id, state]) => [id, { state, memory_mb: 256 }]));
+  sessionStates(): Map<string, { state: SessionState; memory_mb: number; placed: boolean }> {
+    return new Map([...this.states].filter(([, state]) => state !== 'destroyed' && state !== 'failed').map(([id, state]) => [id, { state, memory_mb: 256, placed: !this.preFleet.has(id) }]));
   }
   async create(id: string): Promise<Session> {
     this.creates++;
@@ -57,8 +61,10 @@ class FakeNode implements LocalNode {
     this.states.set(id, 'running');
     return this.view(id)!;
   }
-  async discard(id: string): Promise<void> {
+  async discard(id: string, livesOn?: string): Promise<void> {
     this.states.set(id, 'destroyed');
+    this.discarded.set(id, livesOn);
+    if (livesOn !== undefined) this.movedAway.add(id);
   }
   failedCreate(id: string): string | undefined {
     return this.failedCreates.get(id);
@@ -79,7 +85,7 @@ class FakeNode implements LocalNode {
  * refused as etcd refuses them without a leader: a put of one, or a
  * transaction that puts one (its commit).
  */
-function refusingStatusWrites(etcd: Etcd3, n: number): { client: Etcd3; refused: () => number } {
+function refusingStatusWrites(etcd: Etcd3, n: number, only?: string): { client: Etcd3; refused: () => number } {
   let refused = 0;
   let statusPut = false;
   const refuse = () => {
@@ -93,7 +99,7 @@ function refusingStatusWrites(etcd: Etcd3, n: number): { client: Etcd3; refused:
       if (prop === 'put') {
         return (k: string) => {
           const b = target.put(k);
-          if (!k.startsWith(`${PREFIX}status/`)) return b;
+          if (!k.startsWith(only === undefined ? `${PREFIX}status/` : key.status(only))) return b;
           statusPut = true;
           const exec = b.exec.bind(b);
           b.exec = () => (refuse() ? Promise.reject(new Error('etcdserver: leader changed')) : exec());
@@ -472,6 +478,69 @@ describe('the worker that makes what is placed on its node', () => {
       expect(local.creates).toBe(0);
     });
   });
+
+  it('ends a running copy made here that is placed here no more, its report never taken (a move here undone meanwhile), marked as the copy of the node it lives on; a later move here makes it again', async () => {
+    const local = new FakeNode();
+    const id = 's-00000000f1';
+    // Its reports refused, all of them: its placement is then withdrawn with nothing in etcd to tell this node.
+    const { client } = refusingStatusWrites(etcd, 1_000, id);
+    // Kept, each running and made for a placement but the one from before the fleet: one placed here; one placed
+    // nowhere (etcd restored from an older snapshot: nothing says it runs elsewhere); one whose move is on record;
+    // one the fleet declared lost here (the fence's to end); one from before the fleet.
+    const [kept, nowhere, moving, lostHere, preFleet] = ['s-00000000f2', 's-00000000f5', 's-00000000f4', 's-00000000f6', 's-00000000f3'];
+    for (const k of [kept, nowhere, moving, lostHere, preFleet]) local.states.set(k, 'running');
+    local.preFleet.add(preFleet);
+    await etcd.put(key.desired(NODE, kept)).value(JSON.stringify(desired(kept)));
+    await etcd.put(key.status(kept)).value(JSON.stringify({ id: kept, node: NODE, state: 'running' }));
+    await etcd.put(key.move(moving)).value(JSON.stringify({ id: moving, from: NODE, to: 'w2', phase: 'copying' }));
+    await etcd.put(key.desired('w2', moving)).value(JSON.stringify(desired(moving)));
+    await etcd.put(key.desired('w2', lostHere)).value(JSON.stringify(desired(lostHere)));
+    await etcd.put(key.status(lostHere)).value(JSON.stringify({ id: lostHere, node: NODE, state: 'lost' }));
+    await etcd.put(key.desired('w2', preFleet)).value(JSON.stringify(desired(preFleet)));
+    await withWorker(
+      local,
+      async () => {
+        await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
+        await until('the copy made', async () => (local.states.get(id) === 'running' ? true : null));
+        // Settles meanwhile keep it: it is placed here.
+        await new Promise((r) => setTimeout(r, 1200));
+        expect(local.states.get(id)).toBe('running');
+        // The undo: its placement here gone, the session placed where it was (w2).
+        await etcd.delete().key(key.desired(NODE, id));
+        await etcd.put(key.desired('w2', id)).value(JSON.stringify(desired(id)));
+        await until('the copy ended', async () => (local.states.get(id) === 'destroyed' ? true : null));
+        expect(local.discarded.get(id)).toBe('w2');
+        // Moved here again (a later drain of w2): made again under its id, its ended copy dropped first.
+        await etcd.put(key.move(id)).value(JSON.stringify({ id, from: 'w2', to: NODE, phase: 'copying' }));
+        await etcd.put(key.desired(NODE, id)).value(JSON.stringify(desired(id)));
+        await until('made again', async () => (local.creates === 2 && local.states.get(id) === 'running' ? true : null));
+        // Two more seconds: the others still run, none discarded.
+        await new Promise((r) => setTimeout(r, 2200));
+        for (const k of [kept, nowhere, moving, lostHere, preFleet]) expect(local.states.get(k), k).toBe('running');
+        expect([...local.discarded.keys()]).toEqual([id]);
+      },
+      client,
+    );
+  }, 30_000);
+
+  it('ends no running copy placed here no more while it is back and not yet fenced (the fence decides those)', async () => {
+    const local = new FakeNode();
+    const id = 's-00000000f7';
+    local.states.set(id, 'running');
+    await etcd.put(key.desired('w2', id)).value(JSON.stringify(desired(id)));
+    let fenced = false;
+    const w = new Worker(etcd, NODE, local, log, () => fenced);
+    try {
+      await w.start();
+      await new Promise((r) => setTimeout(r, 2200));
+      expect(local.states.get(id)).toBe('running');
+      fenced = true;
+      await until('the copy ended once fenced', async () => (local.states.get(id) === 'destroyed' ? true : null));
+      expect(local.discarded.get(id)).toBe('w2');
+    } finally {
+      await w.close();
+    }
+  }, 20_000);
 
   describe('a session a drain moves back to a node that held it before', () => {
     const id = 's-00000000e6';
