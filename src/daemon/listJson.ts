@@ -10,8 +10,8 @@
 const serialized = new WeakMap<object, string>();
 
 const encoded = new WeakMap<object, Buffer>();
-/** A run's rows encoded as one block, comma-separated, kept with the (frozen) array. */
-const blocks = new WeakMap<ReadonlyArray<object>, Buffer>();
+/** A run's rows encoded as one block, comma-separated, kept with the (frozen) array; 'seen': sent once, row by row. */
+const blocks = new WeakMap<ReadonlyArray<object>, Buffer | 'seen'>();
 const OPEN = Buffer.from('{"sessions":[');
 const COMMA = Buffer.from(',');
 const CLOSE = Buffer.from(']}');
@@ -25,7 +25,9 @@ const MIN_RUN = 16;
  * `runs`: frozen arrays of rows that may stand whole, in order, in `rows`
  * (another node's list as this node keeps it: the same array while its rows
  * are the same); where one does, its rows go out as one block encoded once
- * for the array (a copy, not one a row).
+ * for the array (a copy, not one a row), from the second list that sends
+ * it: a list that changes at every call (a node whose sessions keep
+ * changing) would make a block each time and send it once.
  */
 export function listJson(rows: ReadonlyArray<object>, runs: ReadonlyArray<ReadonlyArray<object>> = []): Buffer {
   const starts = new Map<object, ReadonlyArray<object>>();
@@ -34,9 +36,10 @@ export function listJson(rows: ReadonlyArray<object>, runs: ReadonlyArray<Readon
   for (let i = 0; i < rows.length; ) {
     if (i > 0) parts.push(COMMA);
     const run = starts.get(rows[i]!);
-    if (run !== undefined && standsAt(rows, i, run)) {
-      parts.push(blockBytes(run));
-      i += run.length;
+    const block = run !== undefined && standsAt(rows, i, run) ? blockBytes(run) : undefined;
+    if (block !== undefined) {
+      parts.push(block);
+      i += run!.length;
     } else parts.push(rowBytes(rows[i++]!));
   }
   parts.push(CLOSE);
@@ -50,9 +53,11 @@ function standsAt(rows: ReadonlyArray<object>, at: number, run: ReadonlyArray<ob
   return true;
 }
 
-function blockBytes(run: ReadonlyArray<object>): Buffer {
+/** The run's block; undefined the first time it is sent (then row by row). */
+function blockBytes(run: ReadonlyArray<object>): Buffer | undefined {
   let bytes = blocks.get(run);
-  if (bytes === undefined) {
+  if (bytes === undefined) blocks.set(run, 'seen');
+  else if (bytes === 'seen') {
     const parts: Buffer[] = [];
     for (let j = 0; j < run.length; j++) {
       if (j > 0) parts.push(COMMA);
