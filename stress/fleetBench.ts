@@ -192,7 +192,9 @@ async function main(): Promise<void> {
     const answers = async () => {
       const text = String((await api(a, 'GET', '/metrics')).body);
       const n = (x: string) => Number(new RegExp(`^enclave_fleet_peer_lists_total\\{answer="${x}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
-      return { etcd: n('etcd'), sent: n('sent'), delta: n('delta'), unchanged: n('unchanged') };
+      // How A made its lists from its watched copy (src/fleet/watched.ts ahead()).
+      const ahead = (x: string) => Number(new RegExp(`^enclave_fleet_list_ahead_total\\{answer="${x}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+      return { etcd: n('etcd'), sent: n('sent'), delta: n('delta'), unchanged: n('unchanged'), ahead: { current: ahead('current'), kept: ahead('unchanged'), again: ahead('again'), usual: ahead('usual') } };
     };
     /** The rows B and C wrote of their lists to etcd (their /metrics). */
     const rowsWritten = async () => {
@@ -218,8 +220,17 @@ async function main(): Promise<void> {
       return true;
     };
     const said = (what: string, d: Awaited<ReturnType<typeof answers>>) =>
-      process.stdout.write(`lists of B and C through A, ${what}: ${d.etcd} read from etcd; asked: ${d.sent} sent whole, ${d.delta} as the rows changed, ${d.unchanged} answered 304\n`);
-    const since = (x: Awaited<ReturnType<typeof answers>>, y: typeof x) => ({ etcd: y.etcd - x.etcd, sent: y.sent - x.sent, delta: y.delta - x.delta, unchanged: y.unchanged - x.unchanged });
+      process.stdout.write(
+        `lists of B and C through A, ${what}: ${d.etcd} read from etcd; asked: ${d.sent} sent whole, ${d.delta} as the rows changed, ${d.unchanged} answered 304; ` +
+          `A's lists from its copy: ${d.ahead.current} current, ${d.ahead.kept} kept once it caught up, ${d.ahead.again} made again, ${d.ahead.usual} the usual way\n`,
+      );
+    const since = (x: Awaited<ReturnType<typeof answers>>, y: typeof x) => ({
+      etcd: y.etcd - x.etcd,
+      sent: y.sent - x.sent,
+      delta: y.delta - x.delta,
+      unchanged: y.unchanged - x.unchanged,
+      ahead: { current: y.ahead.current - x.ahead.current, kept: y.ahead.kept - x.ahead.kept, again: y.ahead.again - x.ahead.again, usual: y.ahead.usual - x.ahead.usual },
+    });
     let before = await answers();
     await runShuffled(Object.fromEntries(Object.keys(lists).map((k) => [k, listRounds])), (step) => timed(step, lists[step]!), random);
     let after = await answers();

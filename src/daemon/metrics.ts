@@ -33,7 +33,13 @@ export interface PeerListCounts {
   etcd: number;
 }
 
-export function renderMetrics(sessions: SessionManager, visible: (row: SessionRow) => boolean, peerLists?: PeerListCounts, listWrites?: { rows: number; deleted: number; failed: number }): string {
+export function renderMetrics(
+  sessions: SessionManager,
+  visible: (row: SessionRow) => boolean,
+  peerLists?: PeerListCounts,
+  listWrites?: { rows: number; deleted: number; failed: number },
+  ahead?: { current: number; unchanged: number; again: number; usual: number },
+): string {
   const byState = sessions.countByState();
   const counts = new Map<string, number>(sessionStates.map((s) => [s, byState.get(s) ?? 0]));
   const lines = ['# HELP enclave_sessions Sessions by state.', '# TYPE enclave_sessions gauge'];
@@ -57,6 +63,10 @@ export function renderMetrics(sessions: SessionManager, visible: (row: SessionRo
   if (listWrites) {
     const help = "This node's list in etcd (src/fleet/listPublisher.ts): rows written, rows deleted, runs that failed.";
     lines.push(...labelled('enclave_fleet_list_writes_total', help, 'what', listWrites));
+  }
+  if (ahead) {
+    const help = "Lists made from the fleet's watched copy while etcd confirmed it current (src/fleet/watched.ts ahead()), by how: current (the copy had every write already), unchanged (it caught up after; nothing the list read had changed), again (made again once it caught up), usual (not made so: read the usual way).";
+    lines.push(...labelled('enclave_fleet_list_ahead_total', help, 'answer', ahead));
   }
   const usage = sessions.reports.usageOfRunning(visible);
   for (const [name, type, help, value] of PER_SESSION) {

@@ -253,6 +253,11 @@ export class Fleet {
    * Not made when a node is to be asked (Reach.publishedNow) or the copy is
    * not confirmed in time: the caller lists the usual way, on `asked`.
    */
+  /** How lists were made ahead (WatchedFleet.aheads: the daemon's /metrics). */
+  get aheadCounts(): Readonly<WatchedFleet['aheads']> {
+    return this.watched.aheads;
+  }
+
   async listedAhead<T>(f: (far: Session[], pending: Pending[], runs: ReadonlyArray<readonly Session[]>) => T): Promise<{ made: T } | { asked?: Asked }> {
     const reach = this.reach;
     if (!reach) return {};

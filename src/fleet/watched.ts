@@ -52,6 +52,13 @@ export class WatchedFleet {
   private asking: Promise<number> | undefined;
   /** How keys() answered: from the copy, or from etcd (a copy not live or not caught up). */
   readonly served = { copy: 0, etcd: 0 };
+  /**
+   * How ahead() answered: made from a copy current already, made before the copy caught up and kept (the parts
+   * it read unchanged meanwhile), made again once it caught up, or not made (its caller reads the usual way).
+   */
+  readonly aheads = { current: 0, unchanged: 0, again: 0, usual: 0 };
+  /** The parts peek() gave while ahead() made its answer (synchronously: what the answer was made of). */
+  private peeked: Set<string> | undefined;
 
   constructor(
     private readonly etcd: Etcd3,
@@ -121,7 +128,9 @@ export class WatchedFleet {
    * `f` of the copy as it is now, made while etcd is asked its revision (the
    * read keys() waits on), and kept if the copy had seen that revision's
    * writes when `f` ran: as fresh as keys(), with the work done while etcd
-   * answers rather than after. Else `f` again once the copy has caught up.
+   * answers rather than after. Else, once the copy has caught up, kept if
+   * no part `f` read (peek()) changed meanwhile (writes elsewhere moved the
+   * revision: an allocation settled, a report), else `f` again.
    * `ready`: whether `f` can be made from the copy at all (checked before
    * etcd is asked). When it is not made, `asked` is the revision read it
    * started (none when it did not ask), for the caller's reads the usual way
@@ -131,24 +140,41 @@ export class WatchedFleet {
    * etcd.
    */
   async ahead<T>(ready: () => boolean, f: () => T | undefined): Promise<{ made: T } | { asked?: Asked }> {
+    const r = await this.madeAhead(ready, f);
+    if (!('made' in r)) this.aheads.usual++;
+    return r;
+  }
+
+  private async madeAhead<T>(ready: () => boolean, f: () => T | undefined): Promise<{ made: T } | { asked?: Asked }> {
     if (!this.live || !ready()) return {};
     const rev = this.revision();
     // The read on its way before the work (the client sends it after awaits of its own).
     await new Promise<void>((r) => setImmediate(r));
     if (!this.live) return { asked: { rev, waited: false } };
     const seen = this.rev;
-    const v = f();
-    if (v === undefined) return { asked: { rev, waited: false } };
+    const made = this.reading(f);
+    if (made.v === undefined) return { asked: { rev, waited: false } };
     let timer: ReturnType<typeof setTimeout> | undefined;
     const now = await Promise.race([rev.catch(() => undefined), new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), AHEAD_MS)))]);
     clearTimeout(timer);
     if (now === undefined) return { asked: { rev, waited: false } };
-    if (seen >= now) return { made: v };
+    if (seen >= now) return (this.aheads.current++, { made: made.v });
     if (await this.caughtUp(now)) {
+      if (made.read.every(([p, version]) => this.version(p) === version)) return (this.aheads.unchanged++, { made: made.v });
       const again = f();
-      if (again !== undefined) return { made: again };
+      if (again !== undefined) return (this.aheads.again++, { made: again });
     }
     return { asked: { rev, waited: true } };
+  }
+
+  /** `f()`, and the parts it read (peek()) with their versions then: nothing changes them while it runs (it does not wait). */
+  private reading<T>(f: () => T): { v: T; read: Array<[string, number]> } {
+    const peeked = (this.peeked = new Set());
+    try {
+      return { v: f(), read: [...peeked].map((p) => [p, this.version(p)]) };
+    } finally {
+      this.peeked = undefined;
+    }
   }
 
   /**
@@ -182,6 +208,7 @@ export class WatchedFleet {
    * a guess to start work on, which a read by keys() then confirms.
    */
   peek(...prefixes: string[]): Array<Map<string, string>> | undefined {
+    if (this.peeked) for (const p of prefixes) this.peeked.add(p);
     return this.live ? prefixes.map((p) => this.parts.get(p) ?? new Map<string, string>()) : undefined;
   }
 

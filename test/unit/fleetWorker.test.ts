@@ -318,6 +318,42 @@ describe('the worker that makes what is placed on its node', () => {
     }
   });
 
+  it("the watched copy's ahead() keeps an answer made before the copy caught up when no part it read changed meanwhile (a write elsewhere moved the revision), and makes it again when one did", async () => {
+    const watched = new WatchedFleet(etcd, log);
+    watched.start();
+    const writer = new Etcd3({ hosts: e.endpoints });
+    try {
+      await until('the copy following etcd', async () => (watched.following ? true : null));
+      let made = 0;
+      let wrote = 0;
+      for (let i = 0; i < 200; i++) {
+        // Most writes elsewhere (a node's allocation); every tenth to the part the answer reads.
+        const mine = i % 10 === 9;
+        const k = mine ? `${prefix.listed}n9/s-${String(i).padStart(10, '0')}` : key.alloc(`n${i}`);
+        await writer.put(k).value('{}');
+        if (mine) wrote++;
+        const got = await watched.ahead(
+          () => true,
+          () => {
+            made++;
+            return watched.peek(prefix.listed)![0]!.size;
+          },
+        );
+        expect(got, `write ${i}`).toEqual({ made: wrote });
+      }
+      // Made again only after a write to the part it read (20 of them), never after one elsewhere.
+      expect(made).toBeLessThanOrEqual(220);
+      const a = watched.aheads;
+      expect(a.current + a.unchanged + a.again).toBe(200);
+      expect(a.again).toBeLessThanOrEqual(20);
+      // Asked right after the write's answer: the copy had not heard it yet, at least once.
+      expect(a.unchanged).toBeGreaterThan(0);
+    } finally {
+      writer.close();
+      watched.close();
+    }
+  });
+
   it("the watched copy's ahead() hands back a revision read that fails, and the daemon lives on (no unhandled rejection)", async () => {
     const refusing = new Proxy(etcd, { get: (t, p) => (p === 'get' ? () => ({ exec: () => new Promise((_, reject) => setTimeout(() => reject(new Error('etcd down')), 20)) }) : Reflect.get(t, p, t)) });
     const watched = new WatchedFleet(refusing, log);

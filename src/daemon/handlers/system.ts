@@ -12,7 +12,7 @@ export const systemHandlers: Pick<Handlers, 'health' | 'whoami' | 'metrics' | 't
   metrics: (ctx, { caller }, res) => {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
     // Per-session series only of the sessions the caller may look at: session ids are not for everyone on the socket.
-    res.end(renderMetrics(ctx.sessions, (row) => ctx.access.visible(caller, row, 'session.show'), ctx.fleet?.reach && { ...ctx.fleet.reach.answers.counts, etcd: ctx.fleet.reach.published.counts.lists }, ctx.fleet?.lists.counts));
+    res.end(renderMetrics(ctx.sessions, (row) => ctx.access.visible(caller, row, 'session.show'), ctx.fleet?.reach && { ...ctx.fleet.reach.answers.counts, etcd: ctx.fleet.reach.published.counts.lists }, ctx.fleet?.lists.counts, ctx.fleet?.aheadCounts));
   },
   daemonReload: (ctx) => ctx.reload(),
   tickets: (ctx) => {
