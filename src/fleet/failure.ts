@@ -26,8 +26,8 @@
 import type { Etcd3, IOperation } from 'etcd3';
 import type { Logger } from 'pino';
 import { getPrefix, getWithRev, type ClusterConfig } from './etcd.js';
-import { desiredSchema, downSchema, idOfKey, key, lostSchema, moveSchema, parseValue, placementOfKey, prefix, statusSchema, type Desired, type Lost, type Move, type Status } from './keys.js';
-import { placedNodes, readFleet } from './placement.js';
+import { desiredSchema, downSchema, idOfKey, key, lostSchema, moveSchema, parseValue, prefix, statusSchema, type Desired, type Lost, type Move, type Status } from './keys.js';
+import { placedNodes, placementsAndMoves, readFleet } from './placement.js';
 import { reportedOrPlaced } from './views.js';
 import type { Registry } from './registry.js';
 import { every, type Every } from './every.js';
@@ -155,15 +155,8 @@ export class Failure {
    */
   private async placements(): Promise<Placements> {
     const me = this.c.node;
-    // Both in one transaction (one revision): read apart, a move could begin and end between them, and its
-    // copy here look old. Placements by their keys alone (a value holds a whole create request).
-    const [moveRange, placedRange] = await Promise.all([this.etcd.getAll().prefix(prefix.move).op(), this.etcd.getAll().prefix(prefix.desired).op()]);
-    if (placedRange.request_range) placedRange.request_range.keys_only = true;
-    const r = await this.etcd.kv.txn({ success: [moveRange, placedRange] });
-    const moves = new Map((r.responses[0]?.response_range.kvs ?? []).map((kv) => [kv.key.toString(), kv.value.toString()]));
-    const placed = (r.responses[1]?.response_range.kvs ?? []).map((kv) => kv.key.toString());
-    const where = new Map<string, string[]>();
-    for (const { node, id } of placed.map(placementOfKey)) where.set(id, [...(where.get(id) ?? []), node]);
+    // At one revision: read apart, a move could begin and end between them, and its copy here look old.
+    const { where, moves } = await placementsAndMoves(this.etcd);
     const mine = new Set<string>();
     const elsewhere = new Map<string, string>();
     for (const [k, v] of moves) {

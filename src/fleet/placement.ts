@@ -126,6 +126,25 @@ export async function placedNodes(etcd: Etcd3, id: string): Promise<string[]> {
   return (await etcd.getAll().prefix(prefix.desired).keys()).map(placementOfKey).filter((p) => p.id === id).map((p) => p.node);
 }
 
+/**
+ * Where each session is placed (/enclave/desired/NODE/ID, keys alone: a
+ * value holds a whole create request; on two nodes while a move copies it)
+ * and every move record, by key, in one transaction (one revision: read
+ * apart, a move could begin and end between them).
+ */
+export async function placementsAndMoves(etcd: Etcd3): Promise<{ where: Map<string, string[]>; moves: Map<string, string> }> {
+  const [moveRange, placedRange] = await Promise.all([etcd.getAll().prefix(prefix.move).op(), etcd.getAll().prefix(prefix.desired).op()]);
+  if (placedRange.request_range) placedRange.request_range.keys_only = true;
+  const r = await etcd.kv.txn({ success: [moveRange, placedRange] });
+  const moves = new Map((r.responses[0]?.response_range.kvs ?? []).map((kv) => [kv.key.toString(), kv.value.toString()]));
+  const where = new Map<string, string[]>();
+  for (const kv of r.responses[1]?.response_range.kvs ?? []) {
+    const { node, id } = placementOfKey(kv.key.toString());
+    where.set(id, [...(where.get(id) ?? []), node]);
+  }
+  return { where, moves };
+}
+
 /** Every placed session's id, once per node it is placed on (keys only). */
 export async function placedIds(etcd: Etcd3): Promise<string[]> {
   return (await etcd.getAll().prefix(prefix.desired).keys()).map(idOfKey);

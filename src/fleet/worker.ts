@@ -77,7 +77,12 @@ export class Worker {
     /** The fleet's watched copy (watched.ts): settle() reads this node's placements from it, not from etcd. */
     private readonly watched?: WatchedFleet,
   ) {
-    this.unplaced = new UnplacedCopies(etcd, node, log, { mayCreate, making: (id) => this.making.has(id), withdrawn: (id, l, on) => this.withdrawn(id, l, on) });
+    this.unplaced = new UnplacedCopies(etcd, node, log, {
+      mayCreate,
+      making: (id) => this.making.has(id),
+      stateOf: (id) => local.stateOf(id),
+      withdrawn: (id, l, on) => this.withdrawn(id, l, on),
+    });
   }
 
   async start(): Promise<void> {

@@ -326,7 +326,10 @@ describe('the worker that makes what is placed on its node', () => {
       await until('the copy following etcd', async () => (watched.following ? true : null));
       let made = 0;
       let wrote = 0;
-      for (let i = 0; i < 200; i++) {
+      let i = 0;
+      // 200 calls, and on until one was asked before the copy had heard its write (racing the watch: a few in 200
+      // here), within 2000.
+      for (; i < 200 || (watched.aheads.unchanged === 0 && i < 2000); i++) {
         // Most writes elsewhere (a node's allocation); every tenth to the part the answer reads.
         const mine = i % 10 === 9;
         const k = mine ? `${prefix.listed}n9/s-${String(i).padStart(10, '0')}` : key.alloc(`n${i}`);
@@ -341,11 +344,11 @@ describe('the worker that makes what is placed on its node', () => {
         );
         expect(got, `write ${i}`).toEqual({ made: wrote });
       }
-      // Made again only after a write to the part it read (20 of them), never after one elsewhere.
-      expect(made).toBeLessThanOrEqual(220);
+      // Made again only after a write to the part it read (one call in ten), never after one elsewhere.
+      expect(made).toBeLessThanOrEqual(i + wrote);
       const a = watched.aheads;
-      expect(a.current + a.unchanged + a.again).toBe(200);
-      expect(a.again).toBeLessThanOrEqual(20);
+      expect(a.current + a.unchanged + a.again).toBe(i);
+      expect(a.again).toBeLessThanOrEqual(wrote);
       // Asked right after the write's answer: the copy had not heard it yet, at least once.
       expect(a.unchanged).toBeGreaterThan(0);
     } finally {
@@ -541,9 +544,9 @@ describe('the worker that makes what is placed on its node', () => {
         // Settles meanwhile keep it: it is placed here.
         await new Promise((r) => setTimeout(r, 1200));
         expect(local.states.get(id)).toBe('running');
-        // The undo: its placement here gone, the session placed where it was (w2).
-        await etcd.delete().key(key.desired(NODE, id));
+        // The undo: the session placed where it was (w2: a move places it on both), then its placement here gone.
         await etcd.put(key.desired('w2', id)).value(JSON.stringify(desired(id)));
+        await etcd.delete().key(key.desired(NODE, id));
         await until('the copy ended', async () => (local.states.get(id) === 'destroyed' ? true : null));
         expect(local.discarded.get(id)).toBe('w2');
         // Moved here again (a later drain of w2): made again under its id, its ended copy dropped first.
