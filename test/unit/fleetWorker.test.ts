@@ -146,6 +146,20 @@ describe('the worker that makes what is placed on its node', () => {
     await etcd.delete().prefix(PREFIX);
   });
 
+  /** A watched copy following etcd and a second client writing, for the length of `body`. */
+  const withCopyAndWriter = async (body: (watched: WatchedFleet, writer: Etcd3) => Promise<void>) => {
+    const watched = new WatchedFleet(etcd, log);
+    watched.start();
+    const writer = new Etcd3({ hosts: e.endpoints });
+    try {
+      await until('the copy following etcd', async () => (watched.following ? true : null));
+      await body(watched, writer);
+    } finally {
+      writer.close();
+      watched.close();
+    }
+  };
+
   /** A worker on `local`, started, for the length of `body`. */
   const withWorker = async (local: LocalNode, body: () => Promise<void>, client: Etcd3 = etcd) => {
     const w = new Worker(client, NODE, local, log);
@@ -286,75 +300,61 @@ describe('the worker that makes what is placed on its node', () => {
   });
 
   it("the watched copy's ahead() answers from the copy only once it holds every write made before the call: 200 writes, each read at once", async () => {
-    const watched = new WatchedFleet(etcd, log);
-    watched.start();
-    const writer = new Etcd3({ hosts: e.endpoints });
-    try {
-      await until('the copy following etcd', async () => (watched.following ? true : null));
-      let made = 0;
-      for (let i = 0; i < 200; i++) {
-        const k = `${prefix.listed}n9/s-${String(i).padStart(10, '0')}`;
-        await writer.put(k).value('{}');
-        // Asked right after the write's answer, before the copy's watch may have heard it.
-        const got = await watched.ahead(
-          () => true,
-          () => {
-            made++;
-            return watched.peek(prefix.listed)![0]!.has(k);
-          },
-        );
-        expect(got, `write ${i}`).toEqual({ made: true });
-      }
-      // Made once a call when the copy had it already, twice when it caught up after: never more.
-      expect(made).toBeGreaterThanOrEqual(200);
-      expect(made).toBeLessThanOrEqual(400);
-      // Not ready (a node to be asked): etcd is not asked. f giving undefined: the read it asked is handed back.
-      expect(await watched.ahead(() => false, () => true)).toEqual({});
-      const back = await watched.ahead(() => true, () => undefined);
-      expect('asked' in back && typeof (await back.asked!.rev)).toBe('number');
-    } finally {
-      writer.close();
-      watched.close();
+    await withCopyAndWriter(async (watched, writer) => {
+    let made = 0;
+    for (let i = 0; i < 200; i++) {
+      const k = `${prefix.listed}n9/s-${String(i).padStart(10, '0')}`;
+      await writer.put(k).value('{}');
+      // Asked right after the write's answer, before the copy's watch may have heard it.
+      const got = await watched.ahead(
+        () => true,
+        () => {
+          made++;
+          return watched.peek(prefix.listed)![0]!.has(k);
+        },
+      );
+      expect(got, `write ${i}`).toEqual({ made: true });
     }
+    // Made once a call when the copy had it already, twice when it caught up after: never more.
+    expect(made).toBeGreaterThanOrEqual(200);
+    expect(made).toBeLessThanOrEqual(400);
+    // Not ready (a node to be asked): etcd is not asked. f giving undefined: the read it asked is handed back.
+    expect(await watched.ahead(() => false, () => true)).toEqual({});
+    const back = await watched.ahead(() => true, () => undefined);
+    expect('asked' in back && typeof (await back.asked!.rev)).toBe('number');
+    });
   });
 
   it("the watched copy's ahead() keeps an answer made before the copy caught up when no part it read changed meanwhile (a write elsewhere moved the revision), and makes it again when one did", async () => {
-    const watched = new WatchedFleet(etcd, log);
-    watched.start();
-    const writer = new Etcd3({ hosts: e.endpoints });
-    try {
-      await until('the copy following etcd', async () => (watched.following ? true : null));
-      let made = 0;
-      let wrote = 0;
-      let i = 0;
-      // 200 calls, and on until one was asked before the copy had heard its write (racing the watch: a few in 200
-      // here), within 2000.
-      for (; i < 200 || (watched.aheads.unchanged === 0 && i < 2000); i++) {
-        // Most writes elsewhere (a node's allocation); every tenth to the part the answer reads.
-        const mine = i % 10 === 9;
-        const k = mine ? `${prefix.listed}n9/s-${String(i).padStart(10, '0')}` : key.alloc(`n${i}`);
-        await writer.put(k).value('{}');
-        if (mine) wrote++;
-        const got = await watched.ahead(
-          () => true,
-          () => {
-            made++;
-            return watched.peek(prefix.listed)![0]!.size;
-          },
-        );
-        expect(got, `write ${i}`).toEqual({ made: wrote });
-      }
-      // Made again only after a write to the part it read (one call in ten), never after one elsewhere.
-      expect(made).toBeLessThanOrEqual(i + wrote);
-      const a = watched.aheads;
-      expect(a.current + a.unchanged + a.again).toBe(i);
-      expect(a.again).toBeLessThanOrEqual(wrote);
-      // Asked right after the write's answer: the copy had not heard it yet, at least once.
-      expect(a.unchanged).toBeGreaterThan(0);
-    } finally {
-      writer.close();
-      watched.close();
+    await withCopyAndWriter(async (watched, writer) => {
+    let made = 0;
+    let wrote = 0;
+    let i = 0;
+    // 200 calls, and on until one was asked before the copy had heard its write (racing the watch: a few in 200
+    // here), within 2000.
+    for (; i < 200 || (watched.aheads.unchanged === 0 && i < 2000); i++) {
+      // Most writes elsewhere (a node's allocation); every tenth to the part the answer reads.
+      const mine = i % 10 === 9;
+      const k = mine ? `${prefix.listed}n9/s-${String(i).padStart(10, '0')}` : key.alloc(`n${i}`);
+      await writer.put(k).value('{}');
+      if (mine) wrote++;
+      const got = await watched.ahead(
+        () => true,
+        () => {
+          made++;
+          return watched.peek(prefix.listed)![0]!.size;
+        },
+      );
+      expect(got, `write ${i}`).toEqual({ made: wrote });
     }
+    // Made again only after a write to the part it read (one call in ten), never after one elsewhere.
+    expect(made).toBeLessThanOrEqual(i + wrote);
+    const a = watched.aheads;
+    expect(a.current + a.unchanged + a.again).toBe(i);
+    expect(a.again).toBeLessThanOrEqual(wrote);
+    // Asked right after the write's answer: the copy had not heard it yet, at least once.
+    expect(a.unchanged).toBeGreaterThan(0);
+    });
   });
 
   it("the watched copy's ahead() hands back a revision read that fails, and the daemon lives on (no unhandled rejection)", async () => {
