@@ -7,6 +7,7 @@ import { sessionStates } from '../api/schemas.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { Usage } from '../sessions/stats.js';
 import type { SessionRow } from '../store/sessionStore.js';
+import type { AheadCounts } from '../fleet/watched.js';
 
 /** Per-session series: name, type, help, and the value of one session's usage (null: not measured, no sample). */
 const PER_SESSION: [string, 'gauge' | 'counter', string, (u: Usage) => number | null][] = [
@@ -38,7 +39,7 @@ export function renderMetrics(
   visible: (row: SessionRow) => boolean,
   peerLists?: PeerListCounts,
   listWrites?: { rows: number; deleted: number; failed: number },
-  ahead?: { current: number; unchanged: number; again: number; usual: number },
+  ahead?: Readonly<AheadCounts>,
 ): string {
   const byState = sessions.countByState();
   const counts = new Map<string, number>(sessionStates.map((s) => [s, byState.get(s) ?? 0]));

@@ -107,7 +107,6 @@ export class Failure {
     );
   }
 
-
   /** Remove what the fleet declared lost while this node was away (see the top of this file). */
   async fence(): Promise<void> {
     const gen = this.registry.generation;

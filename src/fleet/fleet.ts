@@ -19,7 +19,7 @@ import { awaitReport } from './report.js';
 import { Registry, type NodeRow } from './registry.js';
 import { Worker, type LocalNode } from './worker.js';
 import { Reach } from './reach.js';
-import { WatchedFleet, type Asked } from './watched.js';
+import { WatchedFleet, type AheadCounts, type Asked } from './watched.js';
 import { Compactor } from './compactor.js';
 import { every, type Every } from './every.js';
 import { claimName } from './names.js';
@@ -246,18 +246,19 @@ export class Fleet {
     return [...all].map(([k, v]) => this.pendingValues.get(k, v)).filter((p) => p.entry === this.c.node || !alive.has(key.alive(p.entry)));
   }
 
-  /**
-   * What a list needs of the fleet, made into `f`'s answer while etcd
-   * confirms that the watched copy is current (WatchedFleet.ahead): every
-   * other node's sessions as it wrote them to etcd, and the pending ones.
-   * Not made when a node is to be asked (Reach.publishedNow) or the copy is
-   * not confirmed in time: the caller lists the usual way, on `asked`.
-   */
   /** How lists were made ahead (WatchedFleet.aheads: the daemon's /metrics). */
-  get aheadCounts(): Readonly<WatchedFleet['aheads']> {
+  get aheadCounts(): Readonly<AheadCounts> {
     return this.watched.aheads;
   }
 
+  /**
+   * What a list needs of the fleet, made into `f`'s answer while etcd
+   * confirms that the watched copy is current (WatchedFleet.ahead): every
+   * other node's sessions as it wrote them to etcd, and the pending ones;
+   * `runs`, each other node's rows as kept (listJson.ts sends one that
+   * stands whole as a block). Not made when a node is to be asked (Reach.publishedNow) or the copy is
+   * not confirmed in time: the caller lists the usual way, on `asked`.
+   */
   async listedAhead<T>(f: (far: Session[], pending: Pending[], runs: ReadonlyArray<readonly Session[]>) => T): Promise<{ made: T } | { asked?: Asked }> {
     const reach = this.reach;
     if (!reach) return {};

@@ -62,12 +62,13 @@ export class UnplacedCopies {
     for (const id of due) {
       const log = this.log.child({ session: id });
       const on = fleet.where.get(id) ?? [];
+      const placedHere = on.includes(this.node);
       const livesOn = on.find((n) => n !== this.node);
       // Kept while etcd itself still places it here (the copy was behind: a create that landed between
       // settle's reads), records a move of it (its mover ends or keeps it), or places it nowhere (etcd's keys
       // lost, or restored from an older snapshot: nothing says it should not run here).
-      if (on.includes(this.node) || fleet.moves.has(key.move(id)) || livesOn === undefined) {
-        if (livesOn === undefined && !on.includes(this.node) && !this.kept.has(id)) log.warn('a running copy made for a placement is placed on no node of the fleet: kept (nothing says it runs elsewhere)');
+      if (placedHere || fleet.moves.has(key.move(id)) || livesOn === undefined) {
+        if (!placedHere && livesOn === undefined && !this.kept.has(id)) log.warn('a running copy made for a placement is placed on no node of the fleet: kept (nothing says it runs elsewhere)');
         this.kept.set(id, Date.now() + AGAIN_MS);
         continue;
       }

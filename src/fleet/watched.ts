@@ -15,6 +15,9 @@ import { PREFIX } from './keys.js';
 /** How long a read waits for the copy to catch up before it reads etcd instead, ms. */
 const CATCH_UP_MS = 200;
 const EMPTY: ReadonlyMap<string, string> = new Map();
+/** How ahead() answered, by way (WatchedFleet.aheads; the daemon's /metrics). */
+export type AheadCounts = { current: number; unchanged: number; again: number; usual: number };
+
 /** How long ahead() waits for etcd's revision before its caller reads the usual way, on the same read, ms. */
 const AHEAD_MS = 250;
 
@@ -56,7 +59,7 @@ export class WatchedFleet {
    * How ahead() answered: made from a copy current already, made before the copy caught up and kept (the parts
    * it read unchanged meanwhile), made again once it caught up, or not made (its caller reads the usual way).
    */
-  readonly aheads = { current: 0, unchanged: 0, again: 0, usual: 0 };
+  readonly aheads: AheadCounts = { current: 0, unchanged: 0, again: 0, usual: 0 };
   /** The parts peek() gave while ahead() made its answer (synchronously: what the answer was made of). */
   private peeked: Set<string> | undefined;
 

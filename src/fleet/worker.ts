@@ -179,8 +179,6 @@ export class Worker {
     return true;
   }
 
-
-
   /**
    * A failed create's report, its placement and its slot gone first: nothing
    * of it is left here to count, and a create its caller makes on hearing of
@@ -280,7 +278,7 @@ export class Worker {
     await Promise.all([...this.failedReports.keys()].map((id) => this.reportFailed(id, this.log.child({ session: id }))));
     const alloc = await getWithRev(this.etcd, key.alloc(this.node));
     const desired = await this.placedHere();
-    // This node's rows read once (three columns each), not once a placement: a session that ends meanwhile is
+    // This node's rows read once (four columns each), not once a placement: a session that ends meanwhile is
     // seen at the next tick; one made meanwhile, take() asks after again.
     const here = this.local.sessionStates();
     const placedIds = new Set([...desired.keys()].map((k) => k.slice(key.desiredOf(this.node).length)));

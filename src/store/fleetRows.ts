@@ -37,8 +37,9 @@ export class FleetRows {
   ) {}
 
   /**
-   * Every tenant session not ended, with its state, memory, MiB (pool
-   * members are nobody's), and whether it was made for a placement, in one read of four columns through the state
+   * Every tenant session not ended, with its state, its memory, MiB, and
+   * whether it was made for a placement (pool members are nobody's), in one
+   * read of four columns through the state
    * index: a node's settle asks this once a second of every session placed
    * on it (src/fleet/worker.ts; a full row parse each was most of its cost).
    * Ended rows (history, up to sessions.keep_history) are not read. A row
