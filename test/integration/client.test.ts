@@ -201,7 +201,7 @@ describe.skipIf(!isRoot)('client library (root)', () => {
   });
 
   it('publishes and unpublishes a port', async () => {
-    const hostPort = port + 1;
+    const hostPort = listenPort(57);
     const on = await c.publish('lib', { host_ip: '127.0.0.1', host_port: hostPort, session_port: 80 });
     expect(on.network.published).toEqual([{ host_ip: '127.0.0.1', host_port: hostPort, session_port: 80 }]);
     await c.unpublish('lib', '127.0.0.1', hostPort);

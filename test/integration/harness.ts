@@ -111,7 +111,6 @@ export function killLxcfsUnder(dir: string): void {
   }
 }
 
-/** Remove leftovers of earlier runs whose test process is gone. */
 /**
  * A TCP port on 127.0.0.1 for a test's listener: below the kernel's ephemeral
  * range (32768+, where any outgoing connection may hold it: a fresh-clone run
@@ -127,6 +126,7 @@ export function listenPort(salt: number): number {
   throw new Error('no free TCP port in 22000-31999 for a test listener');
 }
 
+/** Remove leftovers of earlier runs whose test process is gone. */
 export function sweepEarlierRuns(): void {
   const runOwner = (runId: string) => Number(runId.split('x')[0]);
   // Network objects carry the run's tag (the hex part of the run id).

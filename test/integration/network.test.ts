@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Session } from '../../src/api/schemas.js';
 import { OutsideHost } from './outside.js';
-import { isRoot, TestDaemon, SESSION_PROBE } from './harness.js';
+import { isRoot, listenPort, TestDaemon, SESSION_PROBE } from './harness.js';
 
 /** Node one-liners run inside sessions (the rootfs is the host's, node included). */
 const serve = (port: number, reply: string) =>
@@ -165,7 +165,7 @@ describe.skipIf(!isRoot)('session networking (root)', () => {
   });
 
   it('publishes a session port on the host loopback while the session runs', async () => {
-    const port = 20000 + (parseInt(d.tag.slice(2, 5), 16) % 20000);
+    const port = listenPort(56);
     const s = await d.create({ name: 'pub', publish: [{ host_ip: '127.0.0.1', host_port: port, session_port: 4000 }] });
     expect(s.network.published).toEqual([{ host_ip: '127.0.0.1', host_port: port, session_port: 4000 }]);
     await d.sh('pub', serve(4000, 'published'));

@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { spawn as spawnPty } from 'node-pty';
-import { CLI, isRoot, TestDaemon } from './harness.js';
+import { CLI, isRoot, listenPort, TestDaemon } from './harness.js';
 
 const MIB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -51,7 +51,7 @@ const used = (path: string) => {
 
 describe.skipIf(!isRoot)('session stats and logs (root)', () => {
   const d = new TestDaemon();
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = listenPort(50);
   beforeAll(async () => {
     await d.start();
   });

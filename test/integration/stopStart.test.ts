@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { isRoot, TestDaemon } from './harness.js';
+import { isRoot, listenPort, TestDaemon } from './harness.js';
 import { Viewer } from './viewer.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -39,7 +39,8 @@ function processesInRange(base: number, size: number): number[] {
 
 describe.skipIf(!isRoot)('stop and start (root)', () => {
   const d = new TestDaemon();
-  const port = 21000 + Math.floor(Math.random() * 20000);
+  const port = listenPort(51);
+  const laterPort = listenPort(52);
   const stored = (id: string) => (existsSync(join(d.stateDir, 'stopped')) ? readdirSync(join(d.stateDir, 'stopped')).filter((f) => f.startsWith(id)) : []);
 
   beforeAll(async () => {
@@ -129,14 +130,14 @@ describe.skipIf(!isRoot)('stop and start (root)', () => {
   });
 
   it('a stopped session survives a daemon restart; destroy then removes its files and frees its name and address', async () => {
-    const s = await d.create({ name: 'later', publish: [{ host_ip: '127.0.0.1', host_port: port + 1, session_port: 80 }] });
+    const s = await d.create({ name: 'later', publish: [{ host_ip: '127.0.0.1', host_port: laterPort, session_port: 80 }] });
     await d.sh('later', 'echo still > /home/still');
     expect((await d.cli(['session', 'stop', 'later'])).code).toBe(0);
     await d.stop('SIGKILL');
     await d.start();
     expect((await d.show('later')).state).toBe('stopped');
     // Its port is not forwarded to an address nothing answers on (that would hang a client): refused.
-    expect(await tryConnect(port + 1)).toBe('ECONNREFUSED');
+    expect(await tryConnect(laterPort)).toBe('ECONNREFUSED');
     expect((await d.cli(['session', 'start', 'later'])).code).toBe(0);
     expect((await d.sh('later', 'cat /home/still')).stdout).toBe('still\n');
     expect((await d.cli(['session', 'stop', 'later'])).code).toBe(0);

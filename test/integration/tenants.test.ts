@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliAs, concurrentUpgradesAs, isRoot, requestsAs, TestDaemon, type CliResult } from './harness.js';
+import { cliAs, concurrentUpgradesAs, isRoot, listenPort, requestsAs, TestDaemon, type CliResult } from './harness.js';
 
 const GID = 48215; // a group nobody on the machine has
 const A = { uid: 48301, groups: [GID] };
@@ -236,9 +236,9 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
     const [pub] = requestsAs(d.socket, A, [{ method: 'POST', path: '/v1/sessions/prod/ports', body: { host_ip: '127.0.0.1', host_port: 22, session_port: 22 } }]);
     expect(pub![0]).toBe(403);
     expect(pub![1]).toContain('access.budget.publish');
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = listenPort(58);
     ok(await as(A, ['session', 'publish', 'prod', `127.0.0.1:${port}:80`]), 'A publish high port');
-    const rootPort = 20000 + Math.floor(Math.random() * 20000);
+    const rootPort = listenPort(59);
     ok(await d.cli(['session', 'publish', 'prod', `127.0.0.2:${rootPort}:80`]), 'root publish');
   });
 
@@ -260,7 +260,7 @@ describe.skipIf(!isRoot)('tenants: every object has an owner (root, two real non
   });
 
   it('a port another user publishes is refused without naming that user\'s session', async () => {
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = listenPort(60);
     const root = await d.show('root-events');
     ok(await d.cli(['session', 'publish', 'root-events', `127.0.0.1:${port}:80`]), 'root publish');
     const r = await as(B, ['session', 'publish', 'b-events', `127.0.0.1:${port}:80`]);

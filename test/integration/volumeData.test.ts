@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { volumeSchema, type Volume } from '../../src/api/schemas.js';
-import { cliAs, isRoot, requestsAs, TestDaemon, type CliResult } from './harness.js';
+import { cliAs, isRoot, listenPort, requestsAs, TestDaemon, type CliResult } from './harness.js';
 
 const MIB = 1024 * 1024;
 
@@ -29,7 +29,7 @@ const TREE = (root: string) =>
 
 describe.skipIf(!isRoot)('volume data: used bytes, resize, export and import, snapshots with settings and volumes (root)', () => {
   const d = new TestDaemon();
-  const port = 20000 + (process.pid % 20000);
+  const port = listenPort(55);
   const file = (n: string) => join(d.dir, n);
 
   beforeAll(async () => {

@@ -9,7 +9,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync,
 import { connect, createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
-import { isRoot, TestDaemon } from './harness.js';
+import { isRoot, listenPort, TestDaemon } from './harness.js';
 
 const hash = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 
@@ -60,7 +60,7 @@ function readableNeighbour(hidden: string, all: string[]): string | undefined {
 
 describe.skipIf(!isRoot)('workspace sessions and the minimal root (root)', () => {
   const d = new TestDaemon();
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = listenPort(53);
   const sentinels: string[] = [];
   const servers: Server[] = [];
   let debPath: string;
@@ -188,7 +188,7 @@ describe.skipIf(!isRoot)('workspace sessions and the minimal root (root)', () =>
   });
 
   it('publishes and unpublishes a port while the session runs, with the conflict rules of create', async () => {
-    const more = port + 1;
+    const more = listenPort(54);
     const fetchBody = () => fetch(`http://127.0.0.1:${more}/`, { signal: AbortSignal.timeout(3000) }).then((r) => r.text(), () => '');
     expect(await fetchBody()).toBe('');
     const pub = await d.cli(['session', 'publish', 'ws', `${more}:80`]);
