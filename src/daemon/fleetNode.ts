@@ -23,7 +23,7 @@ import type { Consoles } from './attach.js';
 import type { Parts } from './route.js';
 import { createApiServer, type ApiServer } from './server.js';
 import { recordMovedAway } from './sessionEvents.js';
-import { adoptKit, dropVolumes, kitHere, madeForMoves, volumeFile } from './moveKitHere.js';
+import { adoptKit, dropMadeFor, dropVolumes, kitHere, madeForMoveDone, madeForMoves, volumeFile } from './moveKitHere.js';
 import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import type { ResolvedVolume } from '../sessions/admission.js';
 import { ApiError } from '../vocab/errors.js';
@@ -89,8 +89,8 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     kit: (id) => kitHere(sessions, id),
     volumeFile: (volumeId) => volumeFile(sessions, config, volumeId, log),
     madeForMoves: () => madeForMoves(sessions),
-    moveDone: (id) => sessions.volumes.clearMovedFor(id),
-    dropVolumes: (ids) => dropVolumes(sessions, ids, log),
+    moveDone: (id) => madeForMoveDone(sessions, id),
+    dropMadeFor: (id) => dropMadeFor(sessions, id, log.child({ session: id })),
     // Destroyed, not failed: it lives on on the node it moved to, under the same id; the row says where (a move back drops it).
     forget: async (id, to, moved = true) => {
       const state = sessions.find(id)?.state;
@@ -104,11 +104,11 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     },
     dropMovedAway: (id) => sessions.dropMovedAway(id),
     markPlaced: (ids) => sessions.fleetRows.markPlaced(ids),
-    // With the volumes a move's kit made for it here (an undone move's copy).
+    // With the volumes and secrets a move's kit made for it here (an undone move's copy).
     discard: async (id, livesOn) => {
       await sessions.destroy(id, undefined, 0);
       if (livesOn !== undefined) sessions.fleetRows.markMovedAway(id, livesOn);
-      await dropVolumes(sessions, sessions.volumes.movedFor(id), log.child({ session: id }));
+      await dropMadeFor(sessions, id, log.child({ session: id }));
     },
     held: () => sessions.listTable(false).filter((s) => s.state !== 'destroyed' && s.state !== 'failed').map((s) => s.id),
     // Ended with the reason kept (failed): its owner sees why it is gone from this node.
@@ -129,8 +129,8 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
           await adoptKit(sessions, kit, owner.uid, id, node ?? 'this', log.child({ session: id }));
           return await createHere(id, req, owner);
         } catch (e) {
-          // A create that failed leaves nothing of the move here but its secrets (the owner's).
-          await dropVolumes(sessions, sessions.volumes.movedFor(id), log.child({ session: id }));
+          // A create that failed leaves nothing of the move here: what its kit made goes.
+          await dropMadeFor(sessions, id, log.child({ session: id }));
           throw e;
         }
       }

@@ -50,7 +50,7 @@ export function kitValues(sessions: SessionManager, id: string, owner: number): 
  * makes one), its volumes made empty under the ids they have on the drained
  * node, marked as made for this move until the move is done here (an
  * earlier try's, still so marked, is made again empty: no stale file comes
- * back). Any other volume under that id, or of the owner's under that name,
+ * back). A secret stored here for it is marked too, until the move is over. Any other volume under that id, or of the owner's under that name,
  * refuses the move: it is someone's data.
  */
 export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: number, id: string, node: string, log: Logger): Promise<void> {
@@ -67,7 +67,8 @@ export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: nu
     if (same && sessions.volumes.mountedBy(v.id) > 0) throw new ApiError('conflict', `volume ${v.id}, made on node ${node} by an earlier try of this move, is mounted there`, 'volumes');
     if (!same && sessions.volumes.byName(owner, v.name)) throw new ApiError('conflict', `uid ${owner} has another volume named ${v.name} on node ${node}: the session cannot move there with its own`, 'volumes');
   }
-  for (const s of kit.secrets) if (!store.info(owner, s.name)) store.set(owner, s.name, Buffer.from(s.value_base64, 'base64'), owner === 0 && s.shared);
+  // Only one the owner has none of here is marked: an undone move removes what it stored, never the owner's own.
+  for (const s of kit.secrets) if (!store.info(owner, s.name)) store.set(owner, s.name, Buffer.from(s.value_base64, 'base64'), owner === 0 && s.shared, id);
   for (const v of kit.volumes) {
     const earlier = sessions.volumes.get(v.id);
     if (earlier) await sessions.volumes.remove(earlier);
@@ -122,22 +123,45 @@ export async function dropVolumes(sessions: SessionManager, ids: readonly string
   return kept;
 }
 
+/**
+ * What a move of session `id` made here, removed (the move undone, or the
+ * session's create here failed): its volumes no live session mounts, its
+ * secrets no other live session declares. Never throws: the volumes that
+ * could not go are returned.
+ */
+export async function dropMadeFor(sessions: SessionManager, id: string, log: Logger): Promise<string[]> {
+  try {
+    const gone = sessions.secrets.store.dropMovedFor(id);
+    if (gone.length > 0) log.info({ secrets: gone }, 'secrets removed: a move stored them here for a session that did not stay');
+  } catch (e) {
+    log.warn({ err: (e as Error).message }, 'secrets a move stored here stay');
+  }
+  return dropVolumes(sessions, sessions.volumes.movedFor(id), log);
+}
+
+/** A move to here is over: what it made here (volumes, secrets) is the owner's like any other. */
+export function madeForMoveDone(sessions: SessionManager, id: string): void {
+  sessions.volumes.clearMovedFor(id);
+  sessions.secrets.store.clearMovedFor(id);
+}
+
 /** How long a volume a move made here may wait for its session's row before a sweep takes it for a leftover. */
 const MADE_GRACE_MS = 10 * 60_000;
 /** How long after it was made a volume stays the move's even when no record says a move runs (the record may be on its way). */
 const RECORD_GRACE_MS = 60_000;
 
-/** The volumes made here for moves, by session, with whether it has a row here and how old they are. */
+/** The volumes and secrets made here for moves, by session, with whether it has a row here and how old they are. */
 export function madeForMoves(sessions: SessionManager, now = Date.now()): Map<string, MadeForMove> {
   const out = new Map<string, MadeForMove>();
-  for (const v of sessions.volumes.madeForMoves()) {
-    if (v.moved_for === null) continue;
-    const age = now - Date.parse(v.created_at);
-    const m = out.get(v.moved_for) ?? { volumes: [], row: sessions.find(v.moved_for) !== undefined, settled: true, stale: true };
-    m.volumes.push(v.id);
+  const add = (session: string, createdAt: string, put: (m: MadeForMove) => void) => {
+    const age = now - Date.parse(createdAt);
+    const m = out.get(session) ?? { volumes: [], secrets: [], row: sessions.find(session) !== undefined, settled: true, stale: true };
+    put(m);
     m.settled &&= age > RECORD_GRACE_MS;
     m.stale &&= age > MADE_GRACE_MS;
-    out.set(v.moved_for, m);
-  }
+    out.set(session, m);
+  };
+  for (const v of sessions.volumes.madeForMoves()) if (v.moved_for !== null) add(v.moved_for, v.created_at, (m) => m.volumes.push(v.id));
+  for (const s of sessions.secrets.store.madeForMoves()) add(s.moved_for, s.created_at, (m) => m.secrets.push(s.name));
   return out;
 }

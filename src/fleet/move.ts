@@ -37,12 +37,12 @@ export interface MoveSource {
   kit(id: string): KitPlan | { stays: string } | undefined;
   /** A volume's contents as a file (the caller removes it). */
   volumeFile(volumeId: string): Promise<{ path: string; zstd: boolean }>;
-  /** The volumes made here for moves, by session (moveKitHere.ts madeForMoves). */
+  /** The volumes and secrets made here for moves, by session (moveKitHere.ts madeForMoves). */
   madeForMoves(): Map<string, MadeForMove>;
-  /** A move to here is over: the volumes made for it are its owner's like any other. */
+  /** A move to here is over: the volumes and secrets made for it are its owner's like any other. */
   moveDone(id: string): void;
-  /** Remove volumes no live session mounts (logged, never throws): those that could not be removed. */
-  dropVolumes(ids: readonly string[]): Promise<string[]>;
+  /** Remove what a move of session `id` made here: its volumes no live session mounts, its secrets no other declares (logged, never throws): the volumes that could not be removed. */
+  dropMadeFor(id: string): Promise<string[]>;
   /** End the session here for good (the volumes that moved with it too): its files and its placement are on node `to` now (a `session.move` on this node's trail). */
   forget(id: string, to: string, moved?: boolean): Promise<void>;
 }
@@ -242,7 +242,7 @@ export class Mover {
   }
 
   /**
-   * The volumes moves made here, once no move of their session to here runs
+   * The volumes and secrets moves made here, once no move of their session to here runs
    * (its record gone, committed, or another's): the owner's like any other
    * when the session was made here (a committed move; an undone one dropped
    * what it could), removed when it never was (the daemon died between the
@@ -258,9 +258,9 @@ export class Mover {
         this.local.moveDone(id);
         continue;
       }
-      if (!m.stale || m.volumes.every((v) => (this.keptUntil.get(v) ?? 0) > Date.now())) continue;
-      this.log.warn({ session: id, volumes: m.volumes }, 'drain: removing volumes a move made here for a session that never came');
-      for (const v of await this.local.dropVolumes(m.volumes)) this.keptUntil.set(v, Date.now() + 10 * 60_000);
+      if (!m.stale || (m.secrets.length === 0 && m.volumes.every((v) => (this.keptUntil.get(v) ?? 0) > Date.now()))) continue;
+      this.log.warn({ session: id, volumes: m.volumes, secrets: m.secrets }, 'drain: removing volumes and secrets a move made here for a session that never came');
+      for (const v of await this.local.dropMadeFor(id)) this.keptUntil.set(v, Date.now() + 10 * 60_000);
     }
   }
 

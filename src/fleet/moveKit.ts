@@ -103,9 +103,11 @@ export async function moveRecordOf(etcd: Etcd3, id: string): Promise<Move | unde
   return v === null ? undefined : parseValue(moveSchema, key.move(id), v);
 }
 
-/** The volumes made on a node for a move of one session (moveKitHere.ts madeForMoves), as its tick sweeps them (move.ts). */
+/** The volumes and secrets made on a node for a move of one session (moveKitHere.ts madeForMoves), as its tick sweeps them (move.ts). */
 export interface MadeForMove {
   volumes: string[];
+  /** The names of the secrets stored for it (its owner had none of them there). */
+  secrets: string[];
   /** The session has a row on that node (made, whatever became of it). */
   row: boolean;
   /** All made long enough ago that the move's record, if any, is written. */

@@ -162,8 +162,12 @@ export class SecretStore {
     }
   }
 
-  /** Store a value (new, or a rotation: its version goes up); `shared` is root's to set (undefined: as it was, else not shared). */
-  set(owner: number, name: string, value: Buffer, shared: boolean | undefined): SecretInfo {
+  /**
+   * Store a value (new, or a rotation: its version goes up); `shared` is root's to set (undefined: as it was, else
+   * not shared). `movedFor`: a new one stored by a drain's move of that session (migration 025); any other set
+   * makes it the owner's own.
+   */
+  set(owner: number, name: string, value: Buffer, shared: boolean | undefined, movedFor?: string): SecretInfo {
     const kind = kindOf(name)!;
     const path = this.file(owner, name);
     const tmp = join(this.ownerDir(owner), `.${name}.new`);
@@ -185,10 +189,10 @@ export class SecretStore {
     const now = new Date().toISOString();
     this.db
       .prepare(
-        `INSERT INTO secrets (owner_uid, name, kind, version, shared, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?)
-         ON CONFLICT (owner_uid, name) DO UPDATE SET version = version + 1, shared = coalesce(?, shared), updated_at = excluded.updated_at`,
+        `INSERT INTO secrets (owner_uid, name, kind, version, shared, created_at, updated_at, moved_for) VALUES (?, ?, ?, 1, ?, ?, ?, ?)
+         ON CONFLICT (owner_uid, name) DO UPDATE SET version = version + 1, shared = coalesce(?, shared), updated_at = excluded.updated_at, moved_for = NULL`,
       )
-      .run(owner, name, kind, shared ? 1 : 0, now, now, shared === undefined ? null : shared ? 1 : 0);
+      .run(owner, name, kind, shared ? 1 : 0, now, now, movedFor ?? null, shared === undefined ? null : shared ? 1 : 0);
     return this.info(owner, name)!;
   }
 
@@ -219,6 +223,35 @@ export class SecretStore {
          WHERE h.owner_uid = ? AND h.name = ? AND h.version < k.version AND s.state IN ${ACTIVE_SQL} ORDER BY s.created_at`,
       )
       .all(owner, name) as SessionRef[];
+  }
+
+  /** The secrets drains' moves stored here whose moves this node has not yet seen over (migration 025). */
+  madeForMoves(): Array<{ owner_uid: number; name: string; moved_for: string; created_at: string }> {
+    return this.db.prepare('SELECT owner_uid, name, moved_for, created_at FROM secrets WHERE moved_for IS NOT NULL ORDER BY moved_for, owner_uid, name').all() as Array<{ owner_uid: number; name: string; moved_for: string; created_at: string }>;
+  }
+
+  /** A move to here is over (committed, or undone): the secrets it stored are their owner's like any other. */
+  clearMovedFor(sessionId: string): void {
+    this.db.prepare('UPDATE secrets SET moved_for = NULL WHERE moved_for = ?').run(sessionId);
+  }
+
+  /**
+   * The secrets a move of session `sessionId` stored here, removed (its move
+   * undone, or its create here failed): each unless another live session
+   * declares it, which makes it its owner's. The names removed.
+   */
+  dropMovedFor(sessionId: string): string[] {
+    const rows = this.db.prepare('SELECT owner_uid, name FROM secrets WHERE moved_for = ?').all(sessionId) as Array<{ owner_uid: number; name: string }>;
+    const removed: string[] = [];
+    for (const r of rows) {
+      if (this.liveHolders(r.owner_uid, r.name).some((h) => h.id !== sessionId)) {
+        this.db.prepare('UPDATE secrets SET moved_for = NULL WHERE owner_uid = ? AND name = ?').run(r.owner_uid, r.name);
+        continue;
+      }
+      this.remove(r.owner_uid, r.name);
+      removed.push(r.name);
+    }
+    return removed;
   }
 
   /** Live sessions (stopped ones too) that declared the owner's `name`. */

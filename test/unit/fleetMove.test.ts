@@ -52,9 +52,11 @@ class Local implements MoveSource {
   async volumeFile(): Promise<never> {
     throw new Error('not in these tests');
   }
-  /** Volumes made here for moves (moveKitHere.ts madeForMoves), those removed, and the moves seen over. */
+  /** Volumes and secrets made here for moves (moveKitHere.ts madeForMoves), those removed, and the moves seen over. */
   made = new Map<string, MadeForMove>();
   readonly dropped: string[] = [];
+  /** Volumes whose removal fails (kept: returned by dropMadeFor). */
+  readonly stuck = new Set<string>();
   readonly done: string[] = [];
   madeForMoves(): Map<string, MadeForMove> {
     return this.made;
@@ -63,9 +65,14 @@ class Local implements MoveSource {
     this.done.push(id);
     this.made.delete(id);
   }
-  async dropVolumes(ids: readonly string[]): Promise<string[]> {
-    this.dropped.push(...ids);
-    return [];
+  async dropMadeFor(id: string): Promise<string[]> {
+    const m = this.made.get(id);
+    if (!m) return [];
+    this.dropped.push(...m.secrets, ...m.volumes.filter((v) => !this.stuck.has(v)));
+    m.secrets = [];
+    m.volumes = m.volumes.filter((v) => this.stuck.has(v));
+    if (m.volumes.length === 0) this.made.delete(id);
+    return m.volumes;
   }
   async forget(id: string): Promise<void> {
     this.forgotten.push(id);
@@ -116,30 +123,37 @@ describe('a drained node finishes the moves it left', () => {
     expect(local.forgotten).toEqual([]);
   });
 
-  it('sweeps the volumes moves made here once no move to here runs: the owner\'s when the session came, removed when it never did', async () => {
+  it('sweeps the volumes and secrets moves made here once no move to here runs: the owner\'s when the session came, removed when it never did', async () => {
     const peers = new Peers();
     const local = new Local();
-    const made = (volumes: string[], o: Partial<MadeForMove> = {}): MadeForMove => ({ volumes, row: false, settled: true, stale: true, ...o });
+    const made = (volumes: string[], o: Partial<MadeForMove> = {}): MadeForMove => ({ volumes, secrets: [], row: false, settled: true, stale: true, ...o });
     local.made = new Map([
       [ID, made(['v-00000000a1'])],
       ['s-00000000b2', made(['v-00000000b2', 'v-00000000b3'])],
       ['s-00000000b4', made(['v-00000000b4'], { row: true })],
       ['s-00000000b5', made(['v-00000000b5'], { stale: false })],
       ['s-00000000b6', made(['v-00000000b6'], { row: true, settled: false, stale: false })],
+      // Secrets only: they go too. b8: its volume cannot be removed, its secret can.
+      ['s-00000000b7', made([], { secrets: ['github'] })],
+      ['s-00000000b8', made(['v-00000000b8'], { secrets: ['API_TOKEN'] })],
     ]);
+    local.stuck.add('v-00000000b8');
     // ID is being moved here (its record: to this node, copying): its volume stays the move's.
     await etcd.put(key.move(ID)).value(JSON.stringify({ id: ID, from: 'b', to: SELF, phase: 'copying' }));
     const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
     await m.tick();
     // b2: never came, stale: removed. b4: came: the owner's. b5: not stale yet, b6: its record may be on its way: left.
-    expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3']);
+    expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'github', 'API_TOKEN']);
     expect(local.done).toEqual(['s-00000000b4']);
+    // The volume that could not go is tried again 10 min later, not each tick (its secret went already).
+    await m.tick();
+    expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'github', 'API_TOKEN']);
     // Its move committed and it never came: its volume goes too.
     await etcd.put(key.move(ID)).value(JSON.stringify({ id: ID, from: 'b', to: SELF, phase: 'committed' }));
     local.made.delete('s-00000000b2');
     await m.tick();
-    expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'v-00000000a1']);
-    expect([...local.made.keys()].sort()).toEqual(['s-00000000b5', 's-00000000b6', ID]);
+    expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'github', 'API_TOKEN', 'v-00000000a1']);
+    expect([...local.made.keys()].sort()).toEqual(['s-00000000b5', 's-00000000b6', 's-00000000b8']);
   });
 
   it('takes a 404 as confirmed: the node never made it', async () => {

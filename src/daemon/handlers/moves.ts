@@ -17,7 +17,7 @@ import type { Handlers } from '../dispatch.js';
 import type { Context } from '../route.js';
 import type { Caller } from '../../access/guard.js';
 import type { IncomingMessage } from 'node:http';
-import { dropVolumes, kitValues, mountsOf } from '../moveKitHere.js';
+import { dropMadeFor, kitValues, mountsOf } from '../moveKitHere.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -61,8 +61,8 @@ export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut' |
     if (!ENDED_STATES.includes(row.state)) throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only an ended copy is marked moved`);
     await fromMover(ctx, caller, row.id, 'undoing');
     ctx.sessions.fleetRows.markMovedAway(row.id, query.to);
-    // With the volumes the undone move's kit made here (this node's own record of them).
-    await dropVolumes(ctx.sessions, ctx.sessions.volumes.movedFor(row.id), log);
+    // With the volumes and secrets the undone move's kit made here (this node's own record of them).
+    await dropMadeFor(ctx.sessions, row.id, log);
   },
   sessionMoveKit: async (ctx, { target: row, caller }) => {
     // Only while this node moves it, and only to the node it is placed on: a kit holds secret values.
