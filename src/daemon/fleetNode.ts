@@ -90,11 +90,13 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     volumeFile: (volumeId) => volumeFile(sessions, config, volumeId, log),
     madeForMoves: () => madeForMoves(sessions),
     moveDone: (id) => madeForMoveDone(sessions, id),
-    dropMadeFor: (id) => dropMadeFor(sessions, id, log.child({ session: id })),
+    dropMadeFor: (id, volumes) => dropMadeFor(sessions, id, log.child({ session: id }), volumes),
     // Destroyed, not failed: it lives on on the node it moved to, under the same id; the row says where (a move back drops it).
     forget: async (id, to, moved = true) => {
       const state = sessions.find(id)?.state;
       if (state !== 'destroyed' && state !== 'failed') await sessions.destroy(id, undefined, 0);
+      // What a move to here made for it, if that move is not yet seen over here: its owner's (that move committed).
+      madeForMoveDone(sessions, id);
       if (sessions.find(id)?.moved_to !== to) {
         sessions.fleetRows.markMovedAway(id, to);
         if (moved) movedAway(id, to);

@@ -12,6 +12,7 @@ import { exportVolume } from '../snapshots/volumeExport.js';
 import { hasZstd } from '../snapshots/snapshot.js';
 import { moveFile } from '../store/workFiles.js';
 import { ApiError } from '../vocab/errors.js';
+import { LIVE_STATES } from '../vocab/states.js';
 
 /** The volumes a session mounts, each with how many other live sessions mount it too. */
 export const mountsOf = (sessions: SessionManager, id: string) =>
@@ -57,7 +58,7 @@ export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: nu
   const store = sessions.secrets.store;
   for (const s of kit.secrets) {
     const here = store.get(owner, s.name);
-    if (here && !here.value.equals(Buffer.from(s.value_base64, 'base64'))) throw new ApiError('conflict', `node ${node} holds another value of uid ${owner}'s secret ${s.name}: the session cannot move there with its own`, 'auth');
+    if (here && store.markedFor(owner, s.name) !== id && !here.value.equals(Buffer.from(s.value_base64, 'base64'))) throw new ApiError('conflict', `node ${node} holds another value of uid ${owner}'s secret ${s.name}: the session cannot move there with its own`, 'auth');
   }
   for (const v of kit.volumes) {
     // Only an earlier try of this very move (its files never in: still marked for it) is made again; any other
@@ -68,7 +69,11 @@ export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: nu
     if (!same && sessions.volumes.byName(owner, v.name)) throw new ApiError('conflict', `uid ${owner} has another volume named ${v.name} on node ${node}: the session cannot move there with its own`, 'volumes');
   }
   // Only one the owner has none of here is marked: an undone move removes what it stored, never the owner's own.
-  for (const s of kit.secrets) if (!store.info(owner, s.name)) store.set(owner, s.name, Buffer.from(s.value_base64, 'base64'), owner === 0 && s.shared, id);
+  // One an earlier try of this very move stored is stored again: its value as the drained node has it now, and
+  // its age (the sweep's grace) from this try.
+  for (const s of kit.secrets) {
+    if (!store.info(owner, s.name) || store.markedFor(owner, s.name) === id) store.set(owner, s.name, Buffer.from(s.value_base64, 'base64'), owner === 0 && s.shared, id);
+  }
   for (const v of kit.volumes) {
     const earlier = sessions.volumes.get(v.id);
     if (earlier) await sessions.volumes.remove(earlier);
@@ -125,18 +130,19 @@ export async function dropVolumes(sessions: SessionManager, ids: readonly string
 
 /**
  * What a move of session `id` made here, removed (the move undone, or the
- * session's create here failed): its volumes no live session mounts, its
- * secrets no other live session declares. Never throws: the volumes that
- * could not go are returned.
+ * session's create here failed): its volumes no live session mounts (by
+ * default all it made; the sweep names those not held back), its secrets no
+ * live session declares (its own copy, when live, keeps them). Never throws:
+ * the volumes that could not go are returned.
  */
-export async function dropMadeFor(sessions: SessionManager, id: string, log: Logger): Promise<string[]> {
+export async function dropMadeFor(sessions: SessionManager, id: string, log: Logger, volumes: readonly string[] = sessions.volumes.movedFor(id)): Promise<string[]> {
   try {
     const gone = sessions.secrets.store.dropMovedFor(id);
     if (gone.length > 0) log.info({ secrets: gone }, 'secrets removed: a move stored them here for a session that did not stay');
   } catch (e) {
     log.warn({ err: (e as Error).message }, 'secrets a move stored here stay');
   }
-  return dropVolumes(sessions, sessions.volumes.movedFor(id), log);
+  return dropVolumes(sessions, volumes, log);
 }
 
 /** A move to here is over: what it made here (volumes, secrets) is the owner's like any other. */
@@ -153,15 +159,23 @@ const RECORD_GRACE_MS = 60_000;
 /** The volumes and secrets made here for moves, by session, with whether it has a row here and how old they are. */
 export function madeForMoves(sessions: SessionManager, now = Date.now()): Map<string, MadeForMove> {
   const out = new Map<string, MadeForMove>();
-  const add = (session: string, createdAt: string, put: (m: MadeForMove) => void) => {
-    const age = now - Date.parse(createdAt);
-    const m = out.get(session) ?? { volumes: [], secrets: [], row: sessions.find(session) !== undefined, settled: true, stale: true };
+  const add = (session: string, madeAt: string, put: (m: MadeForMove) => void) => {
+    const age = now - Date.parse(madeAt);
+    const m = out.get(session) ?? { volumes: [], secrets: [], row: rowOf(sessions, session), settled: true, stale: true };
     put(m);
     m.settled &&= age > RECORD_GRACE_MS;
     m.stale &&= age > MADE_GRACE_MS;
     out.set(session, m);
   };
   for (const v of sessions.volumes.madeForMoves()) if (v.moved_for !== null) add(v.moved_for, v.created_at, (m) => m.volumes.push(v.id));
-  for (const s of sessions.secrets.store.madeForMoves()) add(s.moved_for, s.created_at, (m) => m.secrets.push(s.name));
+  // A secret's last store (updated_at): another try of the move stores it again.
+  for (const s of sessions.secrets.store.madeForMoves()) add(s.moved_for, s.updated_at, (m) => m.secrets.push(s.name));
   return out;
+}
+
+function rowOf(sessions: SessionManager, id: string): MadeForMove['row'] {
+  const row = sessions.find(id);
+  if (!row) return 'none';
+  if (LIVE_STATES.includes(row.state)) return 'live';
+  return row.moved_to === null ? 'ended' : 'movedAway';
 }

@@ -41,8 +41,8 @@ export interface MoveSource {
   madeForMoves(): Map<string, MadeForMove>;
   /** A move to here is over: the volumes and secrets made for it are its owner's like any other. */
   moveDone(id: string): void;
-  /** Remove what a move of session `id` made here: its volumes no live session mounts, its secrets no other declares (logged, never throws): the volumes that could not be removed. */
-  dropMadeFor(id: string): Promise<string[]>;
+  /** Remove what a move of session `id` made here: `volumes` of its where no live session mounts them, its secrets no live session declares (logged, never throws): the volumes that could not be removed. */
+  dropMadeFor(id: string, volumes: readonly string[]): Promise<string[]>;
   /** End the session here for good (the volumes that moved with it too): its files and its placement are on node `to` now (a `session.move` on this node's trail). */
   forget(id: string, to: string, moved?: boolean): Promise<void>;
 }
@@ -242,25 +242,30 @@ export class Mover {
   }
 
   /**
-   * The volumes and secrets moves made here, once no move of their session to here runs
-   * (its record gone, committed, or another's): the owner's like any other
-   * when the session was made here (a committed move; an undone one dropped
-   * what it could), removed when it never was (the daemon died between the
-   * kit and the create) and they are older than the create could take. A
-   * volume that cannot be removed is tried again 10 min later.
+   * The volumes and secrets moves made here, once no move of their session
+   * to here runs (its record gone, committed, or another's): the owner's
+   * like any other when the session is placed here (a committed move) or
+   * ended here since; removed when its copy here was undone (marked moved
+   * away: what the undo could not drop) or never made (the daemon died
+   * between the kit and the create) and they are older than the create
+   * could take. A live copy placed elsewhere is left to settle (worker.ts),
+   * which ends it and drops them. A volume that cannot be removed is tried
+   * again 10 min later.
    */
   private async sweepMadeHere(): Promise<void> {
     for (const [id, m] of this.local.madeForMoves()) {
       if (!m.settled) continue; // its record may be on its way
       const rec = await moveRecordOf(this.etcd, id);
       if (rec?.to === this.self && rec.phase !== 'committed') continue; // its move (or undo) is under way
-      if (m.row) {
+      if (m.row === 'ended' || (m.row === 'live' && (await this.etcd.get(key.desired(this.self, id)).string()) !== null)) {
         this.local.moveDone(id);
         continue;
       }
-      if (!m.stale || (m.secrets.length === 0 && m.volumes.every((v) => (this.keptUntil.get(v) ?? 0) > Date.now()))) continue;
-      this.log.warn({ session: id, volumes: m.volumes, secrets: m.secrets }, 'drain: removing volumes and secrets a move made here for a session that never came');
-      for (const v of await this.local.dropMadeFor(id)) this.keptUntil.set(v, Date.now() + 10 * 60_000);
+      if (m.row === 'live' || (m.row === 'none' && !m.stale)) continue;
+      const volumes = m.volumes.filter((v) => (this.keptUntil.get(v) ?? 0) <= Date.now());
+      if (m.secrets.length === 0 && volumes.length === 0) continue;
+      this.log.warn({ session: id, volumes, secrets: m.secrets }, m.row === 'none' ? 'drain: removing volumes and secrets a move made here for a session that never came' : 'drain: removing volumes and secrets an undone move left here');
+      for (const v of await this.local.dropMadeFor(id, volumes)) this.keptUntil.set(v, Date.now() + 10 * 60_000);
     }
   }
 

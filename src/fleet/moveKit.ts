@@ -108,8 +108,12 @@ export interface MadeForMove {
   volumes: string[];
   /** The names of the secrets stored for it (its owner had none of them there). */
   secrets: string[];
-  /** The session has a row on that node (made, whatever became of it). */
-  row: boolean;
+  /**
+   * The session's row on that node: none (never made), live, ended and
+   * marked moved away (an undone move's copy, or one a later move took off),
+   * or ended otherwise (a committed move's session ended there since).
+   */
+  row: 'none' | 'live' | 'movedAway' | 'ended';
   /** All made long enough ago that the move's record, if any, is written. */
   settled: boolean;
   /** All made longer ago than any create of them could take: leftovers when the session has no row. */

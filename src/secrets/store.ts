@@ -164,8 +164,8 @@ export class SecretStore {
 
   /**
    * Store a value (new, or a rotation: its version goes up); `shared` is root's to set (undefined: as it was, else
-   * not shared). `movedFor`: a new one stored by a drain's move of that session (migration 025); any other set
-   * makes it the owner's own.
+   * not shared). `movedFor`: stored by a drain's move of that session (migration 025); any other set makes it
+   * the owner's own.
    */
   set(owner: number, name: string, value: Buffer, shared: boolean | undefined, movedFor?: string): SecretInfo {
     const kind = kindOf(name)!;
@@ -190,7 +190,7 @@ export class SecretStore {
     this.db
       .prepare(
         `INSERT INTO secrets (owner_uid, name, kind, version, shared, created_at, updated_at, moved_for) VALUES (?, ?, ?, 1, ?, ?, ?, ?)
-         ON CONFLICT (owner_uid, name) DO UPDATE SET version = version + 1, shared = coalesce(?, shared), updated_at = excluded.updated_at, moved_for = NULL`,
+         ON CONFLICT (owner_uid, name) DO UPDATE SET version = version + 1, shared = coalesce(?, shared), updated_at = excluded.updated_at, moved_for = excluded.moved_for`,
       )
       .run(owner, name, kind, shared ? 1 : 0, now, now, movedFor ?? null, shared === undefined ? null : shared ? 1 : 0);
     return this.info(owner, name)!;
@@ -226,8 +226,13 @@ export class SecretStore {
   }
 
   /** The secrets drains' moves stored here whose moves this node has not yet seen over (migration 025). */
-  madeForMoves(): Array<{ owner_uid: number; name: string; moved_for: string; created_at: string }> {
-    return this.db.prepare('SELECT owner_uid, name, moved_for, created_at FROM secrets WHERE moved_for IS NOT NULL ORDER BY moved_for, owner_uid, name').all() as Array<{ owner_uid: number; name: string; moved_for: string; created_at: string }>;
+  madeForMoves(): Array<{ owner_uid: number; name: string; moved_for: string; updated_at: string }> {
+    return this.db.prepare('SELECT owner_uid, name, moved_for, updated_at FROM secrets WHERE moved_for IS NOT NULL ORDER BY moved_for, owner_uid, name').all() as Array<{ owner_uid: number; name: string; moved_for: string; updated_at: string }>;
+  }
+
+  /** The session whose move stored the owner's `name` here, if one did and the move is not over here. */
+  markedFor(owner: number, name: string): string | undefined {
+    return (this.db.prepare('SELECT moved_for FROM secrets WHERE owner_uid = ? AND name = ?').get(owner, name) as { moved_for: string | null } | undefined)?.moved_for ?? undefined;
   }
 
   /** A move to here is over (committed, or undone): the secrets it stored are their owner's like any other. */
@@ -237,14 +242,15 @@ export class SecretStore {
 
   /**
    * The secrets a move of session `sessionId` stored here, removed (its move
-   * undone, or its create here failed): each unless another live session
-   * declares it, which makes it its owner's. The names removed.
+   * undone, or its create here failed): each unless a live session declares
+   * it, which makes it its owner's (the moving session's own copy too: one
+   * running after all keeps what it holds). The names removed.
    */
   dropMovedFor(sessionId: string): string[] {
     const rows = this.db.prepare('SELECT owner_uid, name FROM secrets WHERE moved_for = ?').all(sessionId) as Array<{ owner_uid: number; name: string }>;
     const removed: string[] = [];
     for (const r of rows) {
-      if (this.liveHolders(r.owner_uid, r.name).some((h) => h.id !== sessionId)) {
+      if (this.liveHolders(r.owner_uid, r.name).length > 0) {
         this.db.prepare('UPDATE secrets SET moved_for = NULL WHERE owner_uid = ? AND name = ?').run(r.owner_uid, r.name);
         continue;
       }

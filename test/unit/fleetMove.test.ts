@@ -65,14 +65,14 @@ class Local implements MoveSource {
     this.done.push(id);
     this.made.delete(id);
   }
-  async dropMadeFor(id: string): Promise<string[]> {
+  async dropMadeFor(id: string, volumes: readonly string[]): Promise<string[]> {
     const m = this.made.get(id);
     if (!m) return [];
-    this.dropped.push(...m.secrets, ...m.volumes.filter((v) => !this.stuck.has(v)));
+    this.dropped.push(...m.secrets, ...volumes.filter((v) => !this.stuck.has(v)));
     m.secrets = [];
-    m.volumes = m.volumes.filter((v) => this.stuck.has(v));
+    m.volumes = m.volumes.filter((v) => !volumes.includes(v) || this.stuck.has(v));
     if (m.volumes.length === 0) this.made.delete(id);
-    return m.volumes;
+    return volumes.filter((v) => this.stuck.has(v));
   }
   async forget(id: string): Promise<void> {
     this.forgotten.push(id);
@@ -123,37 +123,44 @@ describe('a drained node finishes the moves it left', () => {
     expect(local.forgotten).toEqual([]);
   });
 
-  it('sweeps the volumes and secrets moves made here once no move to here runs: the owner\'s when the session came, removed when it never did', async () => {
+  it('sweeps the volumes and secrets moves made here once no move to here runs: the owner\'s when the session came, removed when it never did or its copy was undone', async () => {
     const peers = new Peers();
     const local = new Local();
-    const made = (volumes: string[], o: Partial<MadeForMove> = {}): MadeForMove => ({ volumes, secrets: [], row: false, settled: true, stale: true, ...o });
+    const made = (volumes: string[], o: Partial<MadeForMove> = {}): MadeForMove => ({ volumes, secrets: [], row: 'none', settled: true, stale: true, ...o });
     local.made = new Map([
       [ID, made(['v-00000000a1'])],
       ['s-00000000b2', made(['v-00000000b2', 'v-00000000b3'])],
-      ['s-00000000b4', made(['v-00000000b4'], { row: true })],
+      ['s-00000000b4', made(['v-00000000b4'], { row: 'live' })],
       ['s-00000000b5', made(['v-00000000b5'], { stale: false })],
-      ['s-00000000b6', made(['v-00000000b6'], { row: true, settled: false, stale: false })],
+      ['s-00000000b6', made(['v-00000000b6'], { row: 'live', settled: false, stale: false })],
       // Secrets only: they go too. b8: its volume cannot be removed, its secret can.
       ['s-00000000b7', made([], { secrets: ['github'] })],
       ['s-00000000b8', made(['v-00000000b8'], { secrets: ['API_TOKEN'] })],
+      // Live here but placed elsewhere (an undo that could not reach this node): left to settle, which drops them.
+      ['s-00000000b9', made(['v-00000000b9'], { row: 'live', secrets: ['npm'] })],
+      // Its copy undone here (marked moved away), fresh or not: what the undo could not drop goes now.
+      ['s-00000000c1', made(['v-00000000c1'], { row: 'movedAway', stale: false })],
+      // Ended here after a committed move: the owner's.
+      ['s-00000000c2', made(['v-00000000c2'], { row: 'ended', secrets: ['pypi'] })],
     ]);
     local.stuck.add('v-00000000b8');
+    await etcd.put(key.desired(SELF, 's-00000000b4')).value('{}');
     // ID is being moved here (its record: to this node, copying): its volume stays the move's.
     await etcd.put(key.move(ID)).value(JSON.stringify({ id: ID, from: 'b', to: SELF, phase: 'copying' }));
     const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
     await m.tick();
     // b2: never came, stale: removed. b4: came: the owner's. b5: not stale yet, b6: its record may be on its way: left.
-    expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'github', 'API_TOKEN']);
-    expect(local.done).toEqual(['s-00000000b4']);
+    expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'github', 'API_TOKEN', 'v-00000000c1']);
+    expect(local.done).toEqual(['s-00000000b4', 's-00000000c2']);
     // The volume that could not go is tried again 10 min later, not each tick (its secret went already).
     await m.tick();
-    expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'github', 'API_TOKEN']);
+    expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'github', 'API_TOKEN', 'v-00000000c1']);
     // Its move committed and it never came: its volume goes too.
     await etcd.put(key.move(ID)).value(JSON.stringify({ id: ID, from: 'b', to: SELF, phase: 'committed' }));
     local.made.delete('s-00000000b2');
     await m.tick();
-    expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'github', 'API_TOKEN', 'v-00000000a1']);
-    expect([...local.made.keys()].sort()).toEqual(['s-00000000b5', 's-00000000b6', 's-00000000b8']);
+    expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'github', 'API_TOKEN', 'v-00000000c1', 'v-00000000a1']);
+    expect([...local.made.keys()].sort()).toEqual(['s-00000000b5', 's-00000000b6', 's-00000000b8', 's-00000000b9']);
   });
 
   it('takes a 404 as confirmed: the node never made it', async () => {

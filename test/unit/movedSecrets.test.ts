@@ -6,7 +6,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
+import { localNode } from '../../src/daemon/fleetNode.js';
 import { adoptKit, dropMadeFor, madeForMoveDone, madeForMoves } from '../../src/daemon/moveKitHere.js';
+import type { Config } from '../../src/config/schema.js';
+import type { Budgets } from '../../src/access/budgets.js';
+import type { Consoles } from '../../src/daemon/attach.js';
+import { ApiError } from '../../src/vocab/errors.js';
 import { SecretStore } from '../../src/secrets/store.js';
 import type { SessionManager } from '../../src/sessions/manager.js';
 import { sessionDb } from './fixtures/sessionDb.js';
@@ -22,7 +27,13 @@ describe('a secret stored for a move', () => {
     store.set(1000, 'npm', value, false);
     store.recordHeld(moving.id, [{ owner: 1000, name: 'github', version: 1 }, { owner: 1000, name: 'npm', version: 1 }]);
     expect(store.madeForMoves()).toEqual([expect.objectContaining({ owner_uid: 1000, name: 'github', moved_for: moving.id })]);
-    // The moving session's own copy declares it: not another holder.
+    // Its copy here still live (it runs after all: a create that failed after it started): it keeps what it holds.
+    expect(store.dropMovedFor(moving.id)).toEqual([]);
+    expect(store.markedFor(1000, 'github')).toBeUndefined();
+    store.set(1000, 'github', value, false, moving.id);
+    expect(store.markedFor(1000, 'github')).toBe(moving.id);
+    // Ended (the undo destroyed it): what its move stored goes.
+    t.store.settle(moving.id, 'destroyed');
     expect(store.dropMovedFor(moving.id)).toEqual(['github']);
     expect(store.info(1000, 'github')).toBeUndefined();
     expect(existsSync(join(store.dir, '1000', 'github'))).toBe(false);
@@ -70,8 +81,19 @@ describe('a secret stored for a move', () => {
     store.set(1000, 'npm', value, false);
     const kit = { secrets: ['github', 'npm'].map((name) => ({ name, value_base64: value.toString('base64'), shared: false })), volumes: [] };
     await adoptKit(sessions, kit, 1000, 's-00000000a1', 'b', log);
-    expect([...madeForMoves(sessions).entries()]).toEqual([['s-00000000a1', expect.objectContaining({ secrets: ['github'], volumes: [], row: false })]]);
-    expect(await dropMadeFor(sessions, 's-00000000a1', log)).toEqual([]);
+    expect([...madeForMoves(sessions).entries()]).toEqual([['s-00000000a1', expect.objectContaining({ secrets: ['github'], volumes: [], row: 'none', settled: false })]]);
+    // Another try of the same move, the value rotated on the drained node meanwhile: stored again, not refused.
+    const rotated = { ...kit, secrets: kit.secrets.map((x) => (x.name === 'github' ? { ...x, value_base64: Buffer.from('new').toString('base64') } : x)) };
+    await adoptKit(sessions, rotated, 1000, 's-00000000a1', 'b', log);
+    expect(store.get(1000, 'github')?.value.toString()).toBe('new');
+    expect(store.markedFor(1000, 'github')).toBe('s-00000000a1');
+    // Another move's kit with another value of it is refused (that value is this move's, not to be replaced by another's).
+    await expect(adoptKit(sessions, kit, 1000, 's-00000000a2', 'b', log)).rejects.toThrow(/holds another value of uid 1000's secret github/);
+    // Aged by the last store: settled a minute after it, stale ten minutes after it.
+    const later = Date.parse(store.info(1000, 'github')!.updated_at);
+    expect(madeForMoves(sessions, later + 61_000).get('s-00000000a1')).toMatchObject({ settled: true, stale: false });
+    expect(madeForMoves(sessions, later + 601_000).get('s-00000000a1')).toMatchObject({ settled: true, stale: true });
+    await dropMadeFor(sessions, 's-00000000a1', log);
     expect(store.listOf(1000).map((x) => x.name)).toEqual(['npm']);
 
     await adoptKit(sessions, kit, 1000, 's-00000000a1', 'b', log);
@@ -79,5 +101,37 @@ describe('a secret stored for a move', () => {
     expect(madeForMoves(sessions).size).toBe(0);
     await dropMadeFor(sessions, 's-00000000a1', log);
     expect(store.listOf(1000).map((x) => x.name)).toEqual(['github', 'npm']);
+  });
+
+  it("the node's steps: a create of the moving session that fails, and a copy dropped, take the move's secrets along; a copy that moved on leaves them the owner's", async () => {
+    const store = SecretStore.open(t.db, t.dir);
+    const ended = new Set<string>();
+    // The node's sessions as these steps use them: a create that fails after the kit is taken, a destroy that ends the row.
+    const sessions = {
+      secrets: { store },
+      volumes: { get: () => undefined, byName: () => undefined, mountedBy: () => 0, movedFor: () => [], madeForMoves: () => [], clearMovedFor: () => undefined },
+      find: () => undefined,
+      limitsFor: () => ({}),
+      create: async () => {
+        throw new ApiError('conflict', 'no room');
+      },
+      destroy: async (id: string) => void ended.add(id),
+      fleetRows: { markMovedAway: () => undefined },
+      volumeMountsOf: () => [],
+    } as unknown as SessionManager;
+    const node = localNode({ cluster: { node: 'a' } } as Config, sessions, {} as Consoles, {} as Budgets, () => undefined, pino({ level: 'silent' }));
+    const kit = { secrets: [{ name: 'github', value_base64: value.toString('base64'), shared: false }], volumes: [] };
+    await expect(node.create('s-00000000a1', { profile: 'workspace' } as never, { uid: 1000, gids: [] }, kit)).rejects.toThrow(/no room/);
+    expect(store.info(1000, 'github')).toBeUndefined();
+
+    store.set(1000, 'npm', value, false, 's-00000000a2');
+    await node.discard('s-00000000a2', 'b');
+    expect(ended.has('s-00000000a2')).toBe(true);
+    expect(store.info(1000, 'npm')).toBeUndefined();
+
+    store.set(1000, 'pypi', value, false, 's-00000000a3');
+    await node.forget('s-00000000a3', 'b');
+    expect(store.info(1000, 'pypi')).toBeDefined();
+    expect(store.markedFor(1000, 'pypi')).toBeUndefined();
   });
 });
