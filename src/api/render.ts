@@ -10,8 +10,8 @@ export function table(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
 }
 
-function age(iso: string): string {
-  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+/** A session's age, `s` seconds, as the list prints it. */
+function ageOf(s: number): string {
   if (s < 120) return `${s}s`;
   if (s < 7200) return `${Math.round(s / 60)}m`;
   if (s < 172800) return `${Math.round(s / 3600)}h`;
@@ -29,21 +29,68 @@ export function sessionTable(sessions: readonly SessionListed[], me = process.ge
   const others = sessions.some((s) => (s.owner_uid ?? 0) !== me);
   // Fleet mode: which node runs each (a pending one none yet).
   const fleet = sessions.some((s) => s.node !== undefined);
-  return table(
-    ['ID', 'NAME', ...(others ? ['OWNER'] : []), 'STATE', ...(fleet ? ['NODE'] : []), 'HOSTNAME', 'ADDRESS', 'PID', 'HOST IDS', 'AGE'],
-    sessions.map((s) => [
-      s.id,
-      s.name ?? '-',
-      ...(others ? [owner(s)] : []),
-      s.state,
-      ...(fleet ? [s.node ?? '-'] : []),
-      s.hostname,
-      s.network.address ?? (s.network.mode === 'none' ? 'none' : '-'),
-      s.init_pid === null ? '-' : String(s.init_pid),
-      s.id_range ? `${s.id_range.host_base}+${s.id_range.size}` : '-',
-      age(s.created_at),
-    ]),
-  );
+  const headers = ['ID', 'NAME', ...(others ? ['OWNER'] : []), 'STATE', ...(fleet ? ['NODE'] : []), 'HOSTNAME', 'ADDRESS', 'PID', 'HOST IDS', 'AGE'];
+  const shown = COLUMNS.filter((c) => (c !== OWNER || others) && (c !== NODE || fleet));
+  const rows = sessions.map(cellsOf);
+  // The last column (AGE) is not padded: its width is not needed.
+  const widths = headers.slice(0, -1).map((h) => h.length);
+  for (const r of rows) for (let i = 0; i < shown.length; i++) if (r.cells[shown[i]!]!.length > widths[i]!) widths[i] = r.cells[shown[i]!]!.length;
+  const key = `${shown.join(',')} ${widths.join(',')}`;
+  const now = Date.now();
+  let out = `${headers.slice(0, -1).map((h, i) => `${h.padEnd(widths[i]!)}  `).join('')}AGE\n`;
+  for (const r of rows) {
+    // A kept row's padded cells are kept too while the columns and their widths stand (they do, list after list).
+    let head = r.head?.key === key ? r.head.text : undefined;
+    if (head === undefined) {
+      head = shown.map((c, i) => `${r.cells[c]!.padEnd(widths[i]!)}  `).join('');
+      if (r.kept) r.head = { key, text: head };
+    }
+    out += `${head}${ageOf(Math.max(0, Math.round((now - r.created) / 1000)))}\n`;
+  }
+  return out;
+}
+
+/** The table's columns but AGE, as cellsOf() gives them. */
+const COLUMNS = [0, 1, 2, 3, 4, 5, 6, 7, 8] as const;
+const OWNER = 2;
+const NODE = 4;
+
+/** A row's cells but its age, its creation time, and (kept rows) its padded cells as last printed. */
+interface Cells {
+  cells: readonly string[];
+  created: number;
+  kept: boolean;
+  head?: { key: string; text: string };
+}
+
+/**
+ * A deep-frozen row's cells are made once and kept with it (a WeakMap: they
+ * go with the row): another node's rows are the same objects list after list
+ * (src/fleet/publishedLists.ts). Any other row's are made for this table.
+ */
+const cellCache = new WeakMap<object, Cells>();
+function cellsOf(s: SessionListed): Cells {
+  const kept = Object.isFrozen(s);
+  let c = kept ? cellCache.get(s) : undefined;
+  if (c === undefined) {
+    c = {
+      cells: [
+        s.id,
+        s.name ?? '-',
+        owner(s),
+        s.state,
+        s.node ?? '-',
+        s.hostname,
+        s.network.address ?? (s.network.mode === 'none' ? 'none' : '-'),
+        s.init_pid === null ? '-' : String(s.init_pid),
+        s.id_range ? `${s.id_range.host_base}+${s.id_range.size}` : '-',
+      ],
+      created: Date.parse(s.created_at),
+      kept,
+    };
+    if (kept) cellCache.set(s, c);
+  }
+  return c;
 }
 
 /** `session list -q`: the ids, one per line. */

@@ -237,8 +237,10 @@ export class SessionManager {
   }
 
   /** The list's table only (?format=text): sized for it, no other table read but the leases. */
-  listTable(includeDestroyed: boolean): SessionListed[] {
-    return this.kit.store.listTable(includeDestroyed).map((r) => toListed(r, this.viewDeps()));
+  /** The list's table rows; `node`: the fleet node they are on (each row says so, as list()'s do). */
+  listTable(includeDestroyed: boolean, node?: string): SessionListed[] {
+    const deps = this.viewDeps();
+    return this.kit.store.listTable(includeDestroyed).map((r) => toListed(r, deps, node));
   }
 
   /** What list() (but for its consoles) and listTable() show changes only when this does: the tables they read, and the gateway. */

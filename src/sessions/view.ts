@@ -35,10 +35,12 @@ function placement(row: Placed, lease: number | undefined | null, deps: ViewDeps
   };
 }
 
-/** What `session list` shows of a session: its table's columns (src/api/render.ts sessionTable). */
-export function toListed(row: TableRow, deps: ViewDeps): SessionListed {
+/** What `session list` shows of a session: its table's columns (src/api/render.ts sessionTable); `node`: the fleet node it is on. */
+export function toListed(row: TableRow, deps: ViewDeps, node?: string): SessionListed {
   const p = placement(row, row.lease, deps);
-  return { id: row.id, name: row.name, owner_uid: row.owner_uid, state: row.state, hostname: row.hostname, init_pid: p.init_pid, id_range: p.id_range, created_at: row.created_at, network: { mode: row.network, address: p.address } };
+  const listed: SessionListed = { id: row.id, name: row.name, owner_uid: row.owner_uid, state: row.state, hostname: row.hostname, init_pid: p.init_pid, id_range: p.id_range, created_at: row.created_at, network: { mode: row.network, address: p.address } };
+  if (node !== undefined) listed.node = node;
+  return listed;
 }
 
 export function toApi(row: SessionSummary, details: SessionDetails, deps: ViewDeps, consoles: ConsoleInfo = NO_CONSOLE): Session {

@@ -132,14 +132,14 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
     if (caller.via === 'peer' && query.format === undefined) return tagged(ctx, req, 'list', all, own);
     // Sized for what is printed: the table's columns of each session (the other nodes' too), not every field of it.
     if (query.format === 'text' || query.format === 'ids')
-      return answer(ctx, caller, all, (reach, asked) => reach.rows(all, asked), () => ctx.sessions.listTable(all), (rows) => new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid)));
+      return answer(ctx, caller, all, (reach, asked) => reach.rows(all, asked), () => ctx.sessions.listTable(all, ctx.fleet?.node), (rows) => new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid)));
     // The other nodes' rows kept (frozen) go out as serialized when first sent, each node's whole list as one block
     // while it stands (listJson.ts); --json's pretty print as usual.
     return answer(ctx, caller, all, (reach, asked) => reach.others(all, false, asked), own, (sessions, runs) => (query.format === undefined ? new Serialized(200, listJson(sessions, runs)) : { sessions }));
   },
 
   // Served to the fleet's nodes alone (the route's 'peer'): the caller's node filters by its own policy.
-  nodeSessionRows: (ctx, { query, req }) => tagged(ctx, req, 'rows', query.all ?? false, () => ctx.sessions.listTable(query.all ?? false).map((s) => here(ctx, s))),
+  nodeSessionRows: (ctx, { query, req }) => tagged(ctx, req, 'rows', query.all ?? false, () => ctx.sessions.listTable(query.all ?? false, ctx.fleet?.node)),
 
   sessionCreate: {
     detail: ({ body }) => body.name ?? null,
