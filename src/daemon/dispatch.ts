@@ -67,8 +67,8 @@ export class Replied<T> {
 export class Serialized {
   constructor(
     readonly status: number,
-    /** JSON text, or the bytes of it (a list: listJson.ts). */
-    readonly json: string | Buffer,
+    /** JSON text, or the bytes of it (a list: listJson.ts, in a few buffers). */
+    readonly json: string | Buffer | readonly Buffer[],
     readonly headers: Record<string, string> = {},
   ) {}
 }

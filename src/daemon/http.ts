@@ -9,9 +9,18 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 }
 
 /** JSON serialized already (src/daemon/madeLists.ts). */
-export function sendJsonText(res: ServerResponse, status: number, text: string | Buffer, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': typeof text === 'string' ? Buffer.byteLength(text) : text.length, 'x-content-type-options': 'nosniff' });
-  res.end(text);
+/** `text`: JSON, or its bytes, or its bytes in a few buffers (written corked: one writev, not copied into one). */
+export function sendJsonText(res: ServerResponse, status: number, text: string | Buffer | readonly Buffer[], headers: Record<string, string> = {}): void {
+  const length = typeof text === 'string' ? Buffer.byteLength(text) : Buffer.isBuffer(text) ? text.length : text.reduce((n, b) => n + b.length, 0);
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': length, 'x-content-type-options': 'nosniff' });
+  if (typeof text === 'string' || Buffer.isBuffer(text)) {
+    res.end(text);
+    return;
+  }
+  res.cork();
+  for (const b of text) res.write(b);
+  res.end();
+  res.uncork();
 }
 
 export function sendError(res: ServerResponse, err: ApiError): void {

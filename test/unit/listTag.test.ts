@@ -8,7 +8,7 @@ import { LastAnswers } from '../../src/fleet/lastAnswers.js';
 import { MadeLists } from '../../src/daemon/madeLists.js';
 import { Serialized, Unchanged } from '../../src/daemon/dispatch.js';
 import { rowsDelta } from '../../src/api/fleetSchemas.js';
-import { listJson } from '../../src/daemon/listJson.js';
+import { listJson, listParts } from '../../src/daemon/listJson.js';
 import type { IncomingMessage } from 'node:http';
 
 describe("each node's last list", () => {
@@ -217,23 +217,32 @@ describe("a list's JSON", () => {
     Buffer.concat = ((list: readonly Uint8Array[], n?: number) => (sizes.push(list.length), concat(list, n))) as typeof Buffer.concat;
     try {
       const whole = [own, ...run, lost];
-      // Sent once: row by row (45 parts), no block made for a list that may not be sent again.
-      expect(listJson(whole, [run]).toString()).toBe(JSON.stringify({ sessions: whole }));
+      const sent = (rows: object[]) => {
+        const parts = listParts(rows, [run]);
+        expect(parts.map((b) => b.toString()).join('')).toBe(JSON.stringify({ sessions: rows }));
+        return parts;
+      };
+      // Sent once: row by row (45 parts, one buffer), no block made for a list that may not be sent again.
+      expect(sent(whole)).toHaveLength(1);
       expect(sizes).toEqual([45]);
       sizes.length = 0;
-      // Open, own, comma, the block, comma, lost, close: 7 parts; the block made once, the second time (39 parts).
-      expect(listJson(whole, [run]).toString()).toBe(JSON.stringify({ sessions: whole }));
-      expect(sizes).toEqual([39, 7]);
+      // The block made once, the second time (39 parts); then open, own, comma (3), the block as kept, comma, lost, close (3).
+      const second = sent(whole);
+      expect(second).toHaveLength(3);
+      expect(sizes).toEqual([39, 3, 3]);
       sizes.length = 0;
-      expect(listJson(whole, [run]).toString()).toBe(JSON.stringify({ sessions: whole }));
-      expect(sizes).toEqual([7]);
+      // The third: the same block, not copied again (it is written as it is, beside the other two: one writev).
+      const third = sent(whole);
+      expect(sizes).toEqual([3, 3]);
+      expect(third[1]).toBe(second[1]);
       // A row of it filtered out (a session the fleet declared lost, a caller's policy): row by row, still exact.
       sizes.length = 0;
       const broken = [own, ...run.slice(0, 5), ...run.slice(6), lost];
-      expect(listJson(broken, [run]).toString()).toBe(JSON.stringify({ sessions: broken }));
+      expect(sent(broken)).toHaveLength(1);
       expect(sizes).toEqual([2 * broken.length + 1]);
-      // At the end with a row short, and at the start: each exact.
-      for (const rows of [[own, ...run.slice(0, 19)], [...run, own]]) expect(listJson(rows, [run]).toString()).toBe(JSON.stringify({ sessions: rows }));
+      // At the end with a row short, and at the start: each exact; listJson is the same bytes in one buffer.
+      for (const rows of [[own, ...run.slice(0, 19)], [...run, own]]) sent(rows);
+      expect(listJson(whole, [run]).toString()).toBe(JSON.stringify({ sessions: whole }));
     } finally {
       Buffer.concat = concat;
     }

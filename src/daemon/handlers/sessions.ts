@@ -17,7 +17,7 @@ import { pendingView } from '../../fleet/views.js';
 import type { Reach } from '../../fleet/reach.js';
 import type { Asked } from '../../fleet/watched.js';
 import { tagged } from '../listTag.js';
-import { listJson } from '../listJson.js';
+import { listParts } from '../listJson.js';
 
 const consoleInfo = (ctx: Context) => (id: string) => ctx.consoles.info(id);
 
@@ -135,7 +135,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
       return answer(ctx, caller, all, (reach, asked) => reach.rows(all, asked), () => ctx.sessions.listTable(all, ctx.fleet?.node), (rows) => new Printed(query.format === 'ids' ? sessionIds(rows) : sessionTable(rows, caller.uid)));
     // The other nodes' rows kept (frozen) go out as serialized when first sent, each node's whole list as one block
     // while it stands (listJson.ts); --json's pretty print as usual.
-    return answer(ctx, caller, all, (reach, asked) => reach.others(all, false, asked), own, (sessions, runs) => (query.format === undefined ? new Serialized(200, listJson(sessions, runs)) : { sessions }));
+    return answer(ctx, caller, all, (reach, asked) => reach.others(all, false, asked), own, (sessions, runs) => (query.format === undefined ? new Serialized(200, listParts(sessions, runs)) : { sessions }));
   },
 
   // Served to the fleet's nodes alone (the route's 'peer'): the caller's node filters by its own policy.
