@@ -8,8 +8,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   sendJsonText(res, status, JSON.stringify(body), headers);
 }
 
-/** JSON serialized already (src/daemon/madeLists.ts). */
-/** `text`: JSON, or its bytes, or its bytes in a few buffers (written corked: one writev, not copied into one). */
+/** JSON serialized already (src/daemon/madeLists.ts): its text, its bytes, or its bytes in a few buffers (a list: written corked, one writev, not copied into one). */
 export function sendJsonText(res: ServerResponse, status: number, text: string | Buffer | readonly Buffer[], headers: Record<string, string> = {}): void {
   const length = typeof text === 'string' ? Buffer.byteLength(text) : Buffer.isBuffer(text) ? text.length : text.reduce((n, b) => n + b.length, 0);
   res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': length, 'x-content-type-options': 'nosniff' });

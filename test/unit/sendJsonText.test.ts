@@ -11,20 +11,21 @@ function served(text: Parameters<typeof sendJsonText>[2]): Promise<{ length: str
   const dir = mkdtempSync(join(tmpdir(), 'send-json-'));
   const socketPath = join(dir, 's');
   const server = createServer((_req, res) => sendJsonText(res, 200, text));
-  return new Promise((resolve, reject) => {
+  const answer = new Promise<{ length: string | undefined; body: string }>((resolve, reject) => {
     server.listen(socketPath, () => {
       const req = request({ socketPath, path: '/' }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          server.close();
-          rmSync(dir, { recursive: true, force: true });
-          resolve({ length: res.headers['content-length'], body: Buffer.concat(chunks).toString() });
-        });
+        res.on('end', () => resolve({ length: res.headers['content-length'], body: Buffer.concat(chunks).toString() }));
+        res.on('error', reject);
       });
       req.on('error', reject);
       req.end();
     });
+  });
+  return answer.finally(() => {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 }
 
