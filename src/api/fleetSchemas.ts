@@ -68,8 +68,6 @@ export const moveKitSchema = z
             name: secretName,
             value_base64: z.string().max(Math.ceil(MAX_SECRET_BYTES / 3) * 4 + 4).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64'),
             shared: z.boolean(),
-            /** Whose it is when not the session's owner's: root's, shared (absent: the owner's). */
-            owner_uid: z.literal(0).optional(),
           })
           .strict(),
       )

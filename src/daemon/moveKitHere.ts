@@ -29,7 +29,6 @@ export function kitHere(sessions: SessionManager, id: string): KitPlan | { stays
     held: store.heldBy(id),
     mounts: mountsOf(sessions, id),
     stored: (owner, name) => store.info(owner, name) !== undefined,
-    sharedByRoot: (name) => store.info(0, name)?.shared === true,
   });
 }
 
@@ -37,37 +36,29 @@ export function kitHere(sessions: SessionManager, id: string): KitPlan | { stays
 export function kitValues(sessions: SessionManager, id: string, owner: number): MoveKit {
   const plan = kitHere(sessions, id);
   if (!plan || 'stays' in plan) throw new ApiError('conflict', `session ${id} cannot move with its volumes and secrets: ${plan?.stays ?? 'it is not here'}`);
-  const secrets = plan.secrets.map((s) => {
-    const v = sessions.secrets.store.get(s.owner_uid, s.name);
-    if (!v) throw new ApiError('conflict', `session ${id}'s secret ${s.name} is no longer stored`);
-    if (s.owner_uid !== owner && (s.owner_uid !== 0 || !v.shared)) throw new ApiError('conflict', `session ${id} declares uid ${s.owner_uid}'s secret ${s.name}, which is not shared`);
-    return { name: s.name, value_base64: v.value.toString('base64'), shared: v.shared, ...(s.owner_uid !== owner ? { owner_uid: 0 as const } : {}) };
+  const secrets = plan.secrets.map((name) => {
+    const v = sessions.secrets.store.get(owner, name);
+    if (!v) throw new ApiError('conflict', `session ${id}'s secret ${name} is no longer stored`);
+    return { name, value_base64: v.value.toString('base64'), shared: v.shared };
   });
   return { secrets, volumes: plan.volumes };
 }
 
 /**
- * Before session `id`, moving here, is made: its owner's secrets, and root's
- * shared ones it declares, stored (one already here must hold the same
- * value: another value is its owner's own here, not to be replaced; root's
- * must be shared here too; shared only as root's own, as a root `auth set`
+ * Before session `id`, moving here, is made: its owner's secrets stored (one
+ * already here must hold the same value: another value is the owner's own
+ * here, not to be replaced; shared only as root's own, as a root `auth set`
  * makes one), its volumes made empty under the ids they have on the drained
  * node, marked as made for this move until the move is done here (an
  * earlier try's, still so marked, is made again empty: no stale file comes
- * back). A secret stored here for it is marked too, until the move is over.
- * Any other volume under that id, or of the owner's under that name,
+ * back). A secret stored here for it is marked too, until the move is over. Any other volume under that id, or of the owner's under that name,
  * refuses the move: it is someone's data.
  */
 export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: number, id: string, node: string, log: Logger): Promise<void> {
   const store = sessions.secrets.store;
-  const whose = (s: MoveKit['secrets'][number]) => s.owner_uid ?? owner;
   for (const s of kit.secrets) {
-    // Another owner's only as root's shared one (the schema allows no other owner).
-    if (whose(s) !== owner && !s.shared) throw new ApiError('invalid_request', `the kit holds root's secret ${s.name} not shared`, 'auth');
-    const here = store.get(whose(s), s.name);
-    const ours = store.markedFor(whose(s), s.name) === id;
-    if (here && !ours && !here.value.equals(Buffer.from(s.value_base64, 'base64'))) throw new ApiError('conflict', `node ${node} holds another value of uid ${whose(s)}'s secret ${s.name}: the session cannot move there with its own`, 'auth');
-    if (here && !ours && whose(s) !== owner && !here.shared) throw new ApiError('conflict', `root's secret ${s.name} is not shared on node ${node}: the session cannot move there`, 'auth');
+    const here = store.get(owner, s.name);
+    if (here && store.markedFor(owner, s.name) !== id && !here.value.equals(Buffer.from(s.value_base64, 'base64'))) throw new ApiError('conflict', `node ${node} holds another value of uid ${owner}'s secret ${s.name}: the session cannot move there with its own`, 'auth');
   }
   for (const v of kit.volumes) {
     // Only an earlier try of this very move (its files never in: still marked for it) is made again; any other
@@ -81,8 +72,7 @@ export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: nu
   // One an earlier try of this very move stored is stored again: its value as the drained node has it now, and
   // its age (the sweep's grace) from this try.
   for (const s of kit.secrets) {
-    const uid = whose(s);
-    if (!store.info(uid, s.name) || store.markedFor(uid, s.name) === id) store.set(uid, s.name, Buffer.from(s.value_base64, 'base64'), uid === 0 && s.shared, id);
+    if (!store.info(owner, s.name) || store.markedFor(owner, s.name) === id) store.set(owner, s.name, Buffer.from(s.value_base64, 'base64'), owner === 0 && s.shared, id);
   }
   for (const v of kit.volumes) {
     const earlier = sessions.volumes.get(v.id);

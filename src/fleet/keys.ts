@@ -18,7 +18,7 @@
 //   /enclave/listed/NODE/ID a session as the node's list shows it, written by the node (listPublisher.ts)
 //   /enclave/listing/NODE   the registration whose whole list is under listed/NODE/: other nodes list it from there
 //   /enclave/listseq/NODE   moved by each write of the node's list, which compares it first (a late write fails)
-//   /enclave/features/NODE  what the node's version takes that older ones do not (["move-kit", "move-kit-shared"]), under its registration's lease
+//   /enclave/features/NODE  what the node's version takes that older ones do not (["move-kit"]), under its registration's lease
 import { z } from 'zod';
 import { createSessionRequest, limitsSchema, SESSION_ID } from '../api/schemas.js';
 
@@ -57,7 +57,7 @@ export const capacitySchema = z.object({ slots: z.number().int().min(0), memory_
 export type NodeCapacity = z.infer<typeof capacitySchema>;
 
 /** What this version takes that older ones do not: a drain's move kit (moveKit.ts: it asks for one, and serves its routes). */
-export const NODE_FEATURES = ['move-kit', 'move-kit-shared'] as const;
+export const NODE_FEATURES = ['move-kit'] as const;
 export const featuresSchema = z.array(z.string().max(64)).max(64);
 
 export const memberSchema = z.object({ name: nodeName, endpoint: z.string().max(256), capacity: capacitySchema, registered_at: z.string() }).strict();

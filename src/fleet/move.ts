@@ -164,7 +164,7 @@ export class Mover {
     if (await moveRecordOf(this.etcd, d.id)) throw new Unplaced('a move of it is still being finished');
     await this.undoStray(d, log);
     // With a kit, only nodes whose version asks for one (an older one would make it with its own secrets, or not at all).
-    const takers = plan.secrets.length + plan.volumes.length > 0 ? await nodesTakingKits(this.etcd, plan.secrets.some((s) => s.owner_uid !== d.owner_uid) ? 'move-kit-shared' : 'move-kit') : undefined;
+    const takers = plan.secrets.length + plan.volumes.length > 0 ? await nodesTakingKits(this.etcd) : undefined;
     if (takers && ![...takers].some((n) => n !== this.self)) throw new Unplaced('no other node is of a version that takes its volumes and secrets along');
     const r = await place(this.etcd, wanted, this.c.candidates, { exclude: this.self, pin: null, ...(takers ? { eligible: (n: string) => takers.has(n) } : {}) });
     if ('reason' in r) throw new Unplaced(`no node takes it: ${r.reason}`);

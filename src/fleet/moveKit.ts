@@ -26,33 +26,25 @@ export interface KitFacts {
   mounts: ReadonlyArray<{ volume: { id: string; name: string; size_mb: number; owner_uid: number; state: string } | undefined; readonly: boolean; others: number }>;
   /** Whether the owner's store still holds a secret. */
   stored(owner: number, name: string): boolean;
-  /** Whether root's secret `name` is shared (others' sessions may declare it). */
-  sharedByRoot(name: string): boolean;
 }
 
 export interface KitPlan {
-  /** Its owner's, and root's shared ones it declares (owner_uid 0). */
-  secrets: Array<{ owner_uid: number; name: string }>;
+  secrets: string[];
   volumes: { id: string; name: string; size_mb: number }[];
 }
 
 /**
- * Pure: what follows the session, or why it stays. Its owner's own secrets,
- * and root's shared ones it declares: root shared them with every user, and
- * a drain is root's (only root's secrets are ever shared; one root no longer
- * shares keeps the session here). Another owner's volume is theirs to
- * place, and a volume another session here mounts too, or that it mounts
- * read-only (its contents are unpacked through the session itself), cannot
- * go with it.
+ * Pure: what follows the session, or why it stays. Only its owner's own:
+ * another owner's shared secret or volume is theirs to place, and a volume
+ * another session here mounts too, or that it mounts read-only (its
+ * contents are unpacked through the session itself), cannot go with it.
  */
 export function kitPlan(f: KitFacts): KitPlan | { stays: string } {
-  const secrets: KitPlan['secrets'] = [];
+  const secrets: string[] = [];
   for (const h of f.held) {
-    const rootShared = h.owner_uid === 0 && f.owner !== 0;
-    if (h.owner_uid !== f.owner && !rootShared) return { stays: `it declares uid ${h.owner_uid}'s secret ${h.name}, which is not its owner's to move` };
-    if (!f.stored(h.owner_uid, h.name)) return { stays: `its secret ${h.owner_uid === f.owner ? '' : `uid ${h.owner_uid}:`}${h.name} is no longer stored (it could not start here either)` };
-    if (rootShared && !f.sharedByRoot(h.name)) return { stays: `it declares root's secret ${h.name}, which root no longer shares` };
-    secrets.push({ owner_uid: h.owner_uid, name: h.name });
+    if (h.owner_uid !== f.owner) return { stays: `it declares uid ${h.owner_uid}'s shared secret ${h.name}, which is not its owner's to move` };
+    if (!f.stored(h.owner_uid, h.name)) return { stays: `its secret ${h.name} is no longer stored (it could not start here either)` };
+    secrets.push(h.name);
   }
   const volumes: KitPlan['volumes'] = [];
   for (const m of f.mounts) {
@@ -89,13 +81,8 @@ export async function placementOn(etcd: Etcd3, node: string, id: string): Promis
   return v === null ? undefined : parseValue(desiredSchema, key.desired(node, id), v);
 }
 
-/**
- * The nodes whose version takes a move kit (they wrote so under their
- * registration's lease: keys.ts NODE_FEATURES); `feature` 'move-kit-shared':
- * one with root's shared secrets (an older node would store them as the
- * session owner's).
- */
-export async function nodesTakingKits(etcd: Etcd3, feature: 'move-kit' | 'move-kit-shared' = 'move-kit'): Promise<Set<string>> {
+/** The nodes whose version takes a move kit (they wrote so under their registration's lease: keys.ts NODE_FEATURES). */
+export async function nodesTakingKits(etcd: Etcd3): Promise<Set<string>> {
   const out = new Set<string>();
   for (const [k, v] of await getPrefix(etcd, prefix.features)) {
     let raw: unknown;
@@ -105,7 +92,7 @@ export async function nodesTakingKits(etcd: Etcd3, feature: 'move-kit' | 'move-k
       continue; // not written by a node: it takes none
     }
     const r = featuresSchema.safeParse(raw);
-    if (r.success && r.data.includes(feature)) out.add(k.slice(prefix.features.length));
+    if (r.success && r.data.includes('move-kit')) out.add(k.slice(prefix.features.length));
   }
   return out;
 }

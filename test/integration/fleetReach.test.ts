@@ -215,7 +215,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     etcd = await startEtcdCluster(dir, { salt: 5, host: net.host });
     const ca = makeCa(join(dir, 'pki'));
     caFile = ca.ca;
-    const rules = `[[access.rules]]\nname = "nobody-own"\nuids = [${NOBODY}]\nactions = ["session.*", "events.list", "auth.use"]\nscope = "self"\n`;
+    const rules = `[[access.rules]]\nname = "nobody-own"\nuids = [${NOBODY}]\nactions = ["session.*", "events.list"]\nscope = "self"\n`;
     for (const [k, salt, i] of [['a', 41, 0], ['b', 42, 1], ['c', 43, 2]] as const) {
       const d = new TestDaemon({ extraConfig: 'max_sessions = 5\n', netns: net.nodes[i]!.path });
       names[k] = `r${k}-${d.tag}`;
@@ -223,9 +223,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       hosts[k] = net.nodes[i]!.address;
       const cert = makeNodeCert(join(dir, 'pki'), ca, names[k]);
       const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\ngrace_s = ${GRACE_S}\ncompact_interval_s = 1\n${LIST_INTERVAL}${peerSection(`${hosts[k]}:${ports[k]}`, ca.ca, cert)}`;
-      // The same access rules on every node, as a fleet shares its config: a start is checked against the profile
-      // grants where the session runs (a grant taken away holds at the next start). Only A's socket lets NOBODY in.
-      d.reconfigure({ extraConfig: `max_sessions = 5\n${rules}${cluster}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
+      d.reconfigure({ extraConfig: `max_sessions = 5\n${k === 'a' ? rules : ''}${cluster}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
       nodes[k] = d;
       await d.start();
     }
@@ -995,44 +993,6 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     for (const k of [there, third] as const) expect((await nodes.a.cli(['node', 'uncordon', names[k]])).code).toBe(0);
     expect((await nodes.a.api('DELETE', `/v1/sessions/${moving.id}`)).status).toBe(204);
   }, 300_000);
-
-  it("drains A: another user's stopped session moves with root's shared secret it declares, stored there as root's, shared; marked for the move until it is over", async () => {
-    const value = Buffer.from('sh4red').toString('base64');
-    expect((await nodes.a.api('PUT', '/v1/auth/kit-shared', { value_base64: value, shared: true })).status).toBeLessThan(300);
-    const as = (args: string[]) => cliAs(nodes.a.socket, { uid: NOBODY, groups: [GID] }, args);
-    // Naming a secret, the create is placed on the node it reached (A), where the secret is.
-    const made = await as(['session', 'create', '--name', 'nob-kit', '--memory', '128', '--network', 'none', '--auth', '0:kit-shared', '--json']);
-    expect(made.code, made.stderr).toBe(0);
-    const s = sessionSchema.parse(JSON.parse(made.stdout));
-    expect(s.node).toBe(names.a);
-    expect((await as(['session', 'stop', s.id])).code).toBe(0);
-    const drained = await nodes.b.cli(['node', 'drain', names.a]);
-    expect(drained.code, drained.stderr).toBe(0);
-    try {
-      const moved = await until(
-        'the other user\'s session moved off A',
-        async () => {
-          const v = sessionSchema.parse((await nodes.b.api('GET', `/v1/sessions/${s.id}`)).body);
-          return v.node !== names.a && v.state === 'stopped' ? v : undefined;
-        },
-        120_000,
-      );
-      const there = moved.node === names.b ? nodes.b : nodes.c;
-      const rootsThere = async () => ((await there.api('GET', '/v1/auth')).body as { secrets: { name: string; owner_uid: number; shared: boolean }[] }).secrets.filter((x) => x.name === 'kit-shared');
-      expect(await rootsThere()).toEqual([expect.objectContaining({ owner_uid: 0, shared: true })]);
-      expect(moved.secrets.auth).toEqual(['0:kit-shared']);
-      const started = await as(['session', 'start', s.id]);
-      expect(started.code, started.stderr).toBe(0);
-      expect((await nodes.b.sh(s.id, 'cat /run/enclave/auth/kit-shared.token')).stdout).toBe('sh4red');
-      expect((await as(['session', 'destroy', '--force', s.id])).code).toBe(0);
-      // The move is over there: root's secret stays root's (destroying the session does not take it away).
-      await until('the move record gone', async () => ((await etcdGet(`/enclave/move/${s.id}`)) === null ? true : undefined));
-      expect(await rootsThere()).toHaveLength(1);
-      for (const d of [there, nodes.a]) expect((await d.api('DELETE', '/v1/auth/kit-shared')).status).toBeLessThan(300);
-    } finally {
-      expect((await nodes.a.cli(['node', 'uncordon', names.a])).code).toBe(0);
-    }
-  }, 240_000);
 
   it('undoes, before a drain moves a session, its placement on another node that an earlier try left (committed past its bound)', async () => {
     const s = await createdOnC({ ...SMALL, name: 'strayed' });

@@ -9,15 +9,12 @@ const facts = (over: Partial<KitFacts> = {}): KitFacts => ({
   held: [{ owner_uid: 1000, name: 'github' }, { owner_uid: 1000, name: 'OPENAI_API_KEY' }],
   mounts: [{ volume: vol('v-00000000aa', 'code'), readonly: false, others: 0 }],
   stored: () => true,
-  sharedByRoot: () => true,
   ...over,
 });
 
 describe('kitPlan', () => {
   it("takes the owner's secrets and the volumes the session alone mounts read-write", () => {
-    expect(kitPlan(facts())).toEqual({ secrets: [{ owner_uid: 1000, name: 'github' }, { owner_uid: 1000, name: 'OPENAI_API_KEY' }], volumes: [{ id: 'v-00000000aa', name: 'code', size_mb: 64 }] });
-    // Root's shared secret it declares follows too (root shared it with every user; a drain is root's).
-    expect(kitPlan(facts({ held: [{ owner_uid: 0, name: 'npm' }], mounts: [] }))).toEqual({ secrets: [{ owner_uid: 0, name: 'npm' }], volumes: [] });
+    expect(kitPlan(facts())).toEqual({ secrets: ['github', 'OPENAI_API_KEY'], volumes: [{ id: 'v-00000000aa', name: 'code', size_mb: 64 }] });
     expect(kitPlan(facts({ held: [], mounts: [] }))).toEqual({ secrets: [], volumes: [] });
   });
 
@@ -26,9 +23,7 @@ describe('kitPlan', () => {
       const p = kitPlan(f);
       return 'stays' in p ? p.stays : undefined;
     };
-    expect(stays(facts({ held: [{ owner_uid: 0, name: 'npm' }], sharedByRoot: () => false }))).toMatch(/root's secret npm, which root no longer shares/);
-    expect(stays(facts({ held: [{ owner_uid: 0, name: 'npm' }], stored: (o) => o !== 0 }))).toMatch(/secret uid 0:npm is no longer stored/);
-    expect(stays(facts({ held: [{ owner_uid: 7, name: 'npm' }] }))).toMatch(/uid 7's secret npm, which is not its owner's to move/);
+    expect(stays(facts({ held: [{ owner_uid: 0, name: 'npm' }] }))).toMatch(/uid 0's shared secret npm/);
     expect(stays(facts({ stored: (_o, n) => n !== 'github' }))).toMatch(/secret github is no longer stored/);
     expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code'), readonly: true, others: 0 }] }))).toMatch(/mounts volume code read-only/);
     expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code'), readonly: false, others: 2 }] }))).toMatch(/mounted by 2 other sessions/);
@@ -42,15 +37,11 @@ describe('moveKitSchema', () => {
   const kit = { secrets: [{ name: 'github', value_base64: 'c2VjcmV0', shared: false }], volumes: [{ id: 'v-00000000aa', name: 'code', size_mb: 64 }] };
   it('accepts a kit as a node sends it', () => {
     expect(moveKitSchema.parse(kit)).toEqual(kit);
-    const rootShared = { ...kit, secrets: [...kit.secrets, { name: 'npm', value_base64: 'c2VjcmV0', shared: true, owner_uid: 0 }] };
-    expect(moveKitSchema.parse(rootShared)).toEqual(rootShared);
   });
   it('refuses names and ids a node could not have sent, and anything more', () => {
     for (const bad of [
       { ...kit, secrets: [{ ...kit.secrets[0], name: '../etc' }] },
       { ...kit, secrets: [{ ...kit.secrets[0], value_base64: 'not base64!' }] },
-      // Another owner's only as root's: no other uid's secret is ever shared.
-      { ...kit, secrets: [{ ...kit.secrets[0], owner_uid: 1000 }] },
       { ...kit, volumes: [{ ...kit.volumes[0], id: 'v-../../x' }] },
       { ...kit, volumes: [{ ...kit.volumes[0], name: '/abs' }] },
       { ...kit, volumes: [{ ...kit.volumes[0], size_mb: 1 }] },

@@ -134,31 +134,4 @@ describe('a secret stored for a move', () => {
     expect(store.info(1000, 'pypi')).toBeDefined();
     expect(store.markedFor(1000, 'pypi')).toBeUndefined();
   });
-
-  it("root's shared secret a moving session declares: stored as root's, shared, marked for the move; refused where root holds it unshared or with another value", async () => {
-    const store = SecretStore.open(t.db, t.dir);
-    const sessions = { secrets: { store }, volumes: { get: () => undefined, byName: () => undefined, mountedBy: () => 0, movedFor: () => [], madeForMoves: () => [], clearMovedFor: () => undefined }, find: () => undefined } as unknown as SessionManager;
-    const log = pino({ level: 'silent' });
-    const kit = { secrets: [{ name: 'npm', value_base64: value.toString('base64'), shared: true, owner_uid: 0 as const }], volumes: [] };
-    await adoptKit(sessions, kit, 1000, 's-00000000a1', 'b', log);
-    expect(store.info(1000, 'npm')).toBeUndefined();
-    expect(store.info(0, 'npm')).toMatchObject({ shared: true });
-    expect(store.markedFor(0, 'npm')).toBe('s-00000000a1');
-    // Undone: gone again (no live session here declares it).
-    await dropMadeFor(sessions, 's-00000000a1', log);
-    expect(store.info(0, 'npm')).toBeUndefined();
-    // A kit may not call root's secret shared when it is not.
-    await expect(adoptKit(sessions, { ...kit, secrets: [{ ...kit.secrets[0]!, shared: false }] }, 1000, 's-00000000a1', 'b', log)).rejects.toThrow(/not shared/);
-    // Root's own here, not shared: not made shared by a move.
-    store.set(0, 'npm', value, false);
-    await expect(adoptKit(sessions, kit, 1000, 's-00000000a1', 'b', log)).rejects.toThrow(/root's secret npm is not shared on node b/);
-    expect(store.info(0, 'npm')).toMatchObject({ shared: false, version: 1 });
-    // Root's own here, shared, with another value: not replaced.
-    store.set(0, 'npm', Buffer.from('other'), true);
-    await expect(adoptKit(sessions, kit, 1000, 's-00000000a1', 'b', log)).rejects.toThrow(/another value of uid 0's secret npm/);
-    // The same value, shared: taken as it is, not marked (root's own).
-    store.set(0, 'npm', value, true);
-    await adoptKit(sessions, kit, 1000, 's-00000000a1', 'b', log);
-    expect(store.markedFor(0, 'npm')).toBeUndefined();
-  });
 });
