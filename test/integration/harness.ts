@@ -118,12 +118,17 @@ export function killLxcfsUnder(dir: string): void {
  * no socket on it now.
  */
 export function listenPort(salt: number): number {
+  return listenPorts(salt, 1);
+}
+
+/** `n` consecutive TCP ports as listenPort() gives one (each with no socket on it now): the first. */
+export function listenPorts(salt: number, n: number): number {
   for (let i = 0; i < 200; i++) {
-    const port = 22000 + ((process.pid * 7 + salt + i * 13) % 10000);
-    const r = spawnSync('ss', ['-Htan', `sport = :${port}`], { encoding: 'utf8' });
-    if (r.status === 0 && r.stdout.trim() === '') return port;
+    const first = 22000 + ((process.pid * 7 + salt + i * 13) % (10000 - n));
+    const r = spawnSync('ss', ['-Htan', `( sport >= :${first} and sport <= :${first + n - 1} )`], { encoding: 'utf8' });
+    if (r.status === 0 && r.stdout.trim() === '') return first;
   }
-  throw new Error('no free TCP port in 22000-31999 for a test listener');
+  throw new Error(`no ${n} free TCP ports in a row in 22000-31999 for a test's listeners`);
 }
 
 /** Remove leftovers of earlier runs whose test process is gone. */

@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import type { Session } from '../../src/api/schemas.js';
-import { isRoot, TestDaemon } from './harness.js';
+import { isRoot, listenPorts, TestDaemon } from './harness.js';
 
 /** Node one-liners run inside sessions (the rootfs is the host's, node included). */
 const serve = (port: number, reply: string) => `node -e 'require("net").createServer(s=>s.end("${reply}")).listen(${port},"0.0.0.0")' >/dev/null 2>&1 &`;
@@ -93,8 +93,8 @@ const listenersOn = (port: number) => spawnSync('ss', ['-Hltn', `sport = :${port
 
 describe.skipIf(!isRoot)('published ports: kernel NAT in the daemon table (root)', () => {
   const d = new TestDaemon();
-  // Below the ephemeral range (32768-): no client connection of this host holds one of them.
-  const base = 20000 + (parseInt(d.tag, 16) % 1200) * 10;
+  // Below the ephemeral range (32768-), and free now: ten in a row.
+  const base = listenPorts(parseInt(d.tag, 16) % 1000, 10);
   const ports = { up: base, echo: base + 1, none: base + 2, gone: base + 3, busy: base + 4, fds: base + 5, stale: base + 6, held: base + 7 };
   let up: Session;
 
