@@ -29,15 +29,14 @@ export function sessionTable(sessions: readonly SessionListed[], me = process.ge
   const others = sessions.some((s) => (s.owner_uid ?? 0) !== me);
   // Fleet mode: which node runs each (a pending one none yet).
   const fleet = sessions.some((s) => s.node !== undefined);
-  const headers = ['ID', 'NAME', ...(others ? ['OWNER'] : []), 'STATE', ...(fleet ? ['NODE'] : []), 'HOSTNAME', 'ADDRESS', 'PID', 'HOST IDS', 'AGE'];
-  const shown = COLUMNS.filter((c) => (c !== OWNER || others) && (c !== NODE || fleet));
+  // AGE, last, is not padded (nor kept: it moves with the clock).
+  const shown = COLUMNS.flatMap((c, i) => ((c === 'OWNER' && !others) || (c === 'NODE' && !fleet) ? [] : [i]));
   const rows = sessions.map(cellsOf);
-  // The last column (AGE) is not padded: its width is not needed.
-  const widths = headers.slice(0, -1).map((h) => h.length);
+  const widths = shown.map((c) => COLUMNS[c]!.length);
   for (const r of rows) for (let i = 0; i < shown.length; i++) if (r.cells[shown[i]!]!.length > widths[i]!) widths[i] = r.cells[shown[i]!]!.length;
   const key = `${shown.join(',')} ${widths.join(',')}`;
   const now = Date.now();
-  let out = `${headers.slice(0, -1).map((h, i) => `${h.padEnd(widths[i]!)}  `).join('')}AGE\n`;
+  let out = `${shown.map((c, i) => `${COLUMNS[c]!.padEnd(widths[i]!)}  `).join('')}AGE\n`;
   for (const r of rows) {
     // A kept row's padded cells are kept too while the columns and their widths stand (they do, list after list).
     let head = r.head?.key === key ? r.head.text : undefined;
@@ -50,10 +49,8 @@ export function sessionTable(sessions: readonly SessionListed[], me = process.ge
   return out;
 }
 
-/** The table's columns but AGE, as cellsOf() gives them. */
-const COLUMNS = [0, 1, 2, 3, 4, 5, 6, 7, 8] as const;
-const OWNER = 2;
-const NODE = 4;
+/** The table's columns but AGE, in the order cellsOf() gives their cells. */
+const COLUMNS = ['ID', 'NAME', 'OWNER', 'STATE', 'NODE', 'HOSTNAME', 'ADDRESS', 'PID', 'HOST IDS'] as const;
 
 /** A row's cells but its age, its creation time, and (kept rows) its padded cells as last printed. */
 interface Cells {

@@ -16,10 +16,10 @@ export function sendJsonText(res: ServerResponse, status: number, text: string |
     res.end(text);
     return;
   }
+  // Corked: one writev for all of them (end() uncorks).
   res.cork();
   for (const b of text) res.write(b);
   res.end();
-  res.uncork();
 }
 
 export function sendError(res: ServerResponse, err: ApiError): void {
