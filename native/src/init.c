@@ -308,7 +308,10 @@ static void op_layer(const struct plan_op *op, int userns) {
  * keeps, nosuid,nodev,noexec on the host) idmapped like a layer, so the
  * same on-disk owners show in every session whatever its host range; exec
  * is allowed in the copy, suid and devices never; "ro" holds even for the
- * session's root, which cannot remount (seccomp denies every mount call). */
+ * session's root, which cannot remount (seccomp denies every mount call).
+ * The flag is not locked (the mount is moved in, not copied from a more
+ * privileged namespace): a system session, which may mount, takes no "ro"
+ * volume (readOnlyVolumeRefusal, src/isolation/profiles.ts). */
 static void op_volume(const struct plan_op *op, int userns) {
   if (nvolumes == MAX_VOLUMES) FAIL(op, E2BIG, "more than %d volumes", MAX_VOLUMES);
   int ro = strstr(ARG(op, 1), "ro") != NULL;

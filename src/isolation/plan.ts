@@ -13,6 +13,7 @@ import type { MountFlag } from '../native/contractKinds.js';
 import type { BootPlan } from './bootPlan.js';
 import type { CgroupView } from './cgroups.js';
 import type { IdRange } from './idRange.js';
+import { readOnlyVolumeRefusal } from './profiles.js';
 
 export { PHASES, type Phase, type PlanOp };
 
@@ -215,6 +216,8 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   if (root.kind === 'layers') for (const l of root.layers) add(op.layer(l.source));
   const volumes = [...(p.volumes ?? [])].sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0));
   if (new Set(volumes.map((v) => v.target)).size !== volumes.length) throw new PlanError('two volumes on the same target');
+  // Refused at create; a session an older daemon stored so does not start so either.
+  if (p.system && volumes.some((v) => v.readonly)) throw new PlanError(readOnlyVolumeRefusal('system')!);
   for (const v of volumes) add(op.volume(v.source, v.readonly ? ['ro'] : []));
 
   add(op.loopback());

@@ -129,3 +129,17 @@ export function switchesUsers(profile: Profile): boolean {
   const keeps = (name: string) => WORKSPACE_CAPS.some((c) => c.name === name && (mask & (1n << BigInt(c.bit))) !== 0n);
   return keeps('SETUID') && keeps('SETGID') && setgroupsFor(profile) === 'allow';
 }
+
+/**
+ * Why a profile's sessions may not mount a volume read-only, or undefined
+ * where they may. A system session's root mounts and remounts in its own
+ * mount namespace (seccomp lets it, for Docker and systemd), and the kernel
+ * locks the flags only of mounts copied into that namespace from a more
+ * privileged one. A volume's mount is moved in after, so a bind of it
+ * remounted read-write would write to the volume: refused rather than
+ * mounted read-only in name only.
+ */
+export function readOnlyVolumeRefusal(profile: Profile): string | undefined {
+  if (profile !== 'system') return undefined;
+  return 'a system session cannot mount a volume read-only: its root may remount its own mounts, and the kernel does not lock the read-only flag of a volume mounted into it, so it could write to the volume anyway; mount it read-write, or use the workspace or strict profile';
+}

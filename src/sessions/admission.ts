@@ -11,7 +11,7 @@ import type { CreateSessionRequest } from '../api/schemas.js';
 import type { Capacity } from '../isolation/capacity.js';
 import { bootRefusal } from '../isolation/bootPlan.js';
 import { sessionCgroupDirs } from '../isolation/cgroups.js';
-import { writableRoot } from '../isolation/profiles.js';
+import { readOnlyVolumeRefusal, writableRoot } from '../isolation/profiles.js';
 import { hostIfName } from '../network/addressing.js';
 import { HostPortInUseError } from '../network/publish.js';
 import { AddressesExhaustedError, PortTakenError, SlotsExhaustedError, volumeUnavailable, VolumeUnavailableError } from '../store/sessionStore.js';
@@ -71,6 +71,8 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
   const topGid = Math.max(-1, ...secrets.delivery.groups.map((g) => g.gid));
   if (topGid >= c.ids.size) throw new ApiError('invalid_request', `secret_users needs gid ${topGid} inside the session, past its ${c.ids.size} IDs (ids.size)`, 'secret_users');
   const volumes = extra.volumes ?? [];
+  const roRefused = volumes.some((v) => v.readonly) ? readOnlyVolumeRefusal(profile) : undefined;
+  if (roRefused) throw new ApiError('invalid_request', roRefused, 'volumes');
   const rootfs = c.sessions.rootfs === 'minimal' ? kit.host!.baseLayer! : c.sessions.rootfs;
   checkVolumeTargets(volumes, limits, (target) => {
     try {

@@ -403,6 +403,14 @@ describe('a system root', () => {
     expect(check(more).out).toMatch(/^error\tplan\t22\t/);
   });
 
+  it('mounts volumes read-write only: a read-only one is refused (its root could remount a bind of it read-write)', () => {
+    const rw = buildPlan({ ...system, volumes: [{ source: '/var/lib/enclave/volumes/mnt/v-1', target: '/srv', readonly: false }] });
+    expect(find(rw, 'volume')).toEqual([['/var/lib/enclave/volumes/mnt/v-1', '-']]);
+    expect(() => buildPlan({ ...system, volumes: [{ source: '/var/lib/enclave/volumes/mnt/v-1', target: '/srv', readonly: true }] })).toThrow(/^a system session cannot mount a volume read-only/);
+    // Under workspace, whose seccomp refuses every mount call, it holds.
+    expect(find(buildPlan({ ...inputs, volumes: [{ source: '/var/lib/enclave/volumes/mnt/v-1', target: '/srv', readonly: true }] }), 'volume')).toEqual([['/var/lib/enclave/volumes/mnt/v-1', 'ro']]);
+  });
+
   it('mounts its cgroup view writable (delegated), the tmpfs holding it read-only; the helper takes the new ops', () => {
     const cgroupView = [{ at: 'memory', version: 1 as const, controllers: 'memory' }, { at: 'unified', version: 2 as const }];
     const delegated = buildPlan({ ...system, cgroupView });
