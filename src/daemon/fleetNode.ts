@@ -62,13 +62,14 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
   /** Rows whose memory did not read, said once each. */
   const badRows = new Set<string>();
   /** The session placed here, made as a create on the socket makes it; its owner's budget checked here. */
-  async function createHere(id: string, req: CreateSessionRequest, owner: { uid: number; gids: number[] }): Promise<Session> {
+  async function createHere(id: string, req: CreateSessionRequest, owner: { uid: number; gids: number[] }, writable?: ReadonlySet<string>): Promise<Session> {
     const who = { uid: owner.uid, gids: owner.gids, pid: null, via: 'socket' as const };
     const limits = sessions.limitsFor(req, req.profile ?? 'workspace');
     let s = await sessions.create(req, owner.uid, {
       id,
       placed: true,
       volumes: volumesHere(sessions, req, owner.uid),
+      ...(writable ? { writable } : {}),
       admit: (usage) => {
         const over = budgets.totalsProblem(who, limits, usage);
         if (over) throw over.error;
@@ -129,7 +130,8 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
       if (kit) {
         try {
           await adoptKit(sessions, kit, owner.uid, id, node ?? 'this', log.child({ session: id }));
-          return await createHere(id, req, owner);
+          // Its volumes read-write in this first run, so their contents can be unpacked through it.
+          return await createHere(id, req, owner, new Set(kit.volumes.map((v) => v.id)));
         } catch (e) {
           // A create that failed leaves nothing of the move here: what its kit made goes.
           await dropMadeFor(sessions, id, log.child({ session: id }));

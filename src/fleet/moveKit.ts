@@ -1,10 +1,12 @@
 // What follows a session that a drain moves, beside its stored files: the
 // stored secrets of its owner that it declares, and the volumes it alone
-// mounts read-write. The receiving node asks the drained node for the kit
+// mounts. The receiving node asks the drained node for the kit
 // (GET /v1/sessions/ID/move-kit, nodes only, answered only while that very
 // move runs), adds the secrets to its store and makes the volumes, empty and
 // under the same ids, before it makes the session; the volumes' contents
-// follow the stored files, unpacked inside the session (moved-in-volume).
+// are unpacked inside the session before its stored files (moved-in-volume),
+// through mounts its first run there holds read-write even where it
+// declares one read-only (its next start mounts it as declared).
 // A session whose secrets or volumes cannot follow stays where it is.
 import type { Etcd3 } from 'etcd3';
 import { ApiError } from '../vocab/errors.js';
@@ -23,7 +25,7 @@ export interface KitFacts {
   /** The secrets it declares (whose, which). */
   held: ReadonlyArray<{ owner_uid: number; name: string }>;
   /** The volumes it mounts: the row (undefined: gone), and how many other live sessions here mount it. */
-  mounts: ReadonlyArray<{ volume: { id: string; name: string; size_mb: number; owner_uid: number; state: string } | undefined; readonly: boolean; others: number }>;
+  mounts: ReadonlyArray<{ volume: { id: string; name: string; size_mb: number; owner_uid: number; state: string } | undefined; others: number }>;
   /** Whether the owner's store still holds a secret. */
   stored(owner: number, name: string): boolean;
 }
@@ -36,8 +38,8 @@ export interface KitPlan {
 /**
  * Pure: what follows the session, or why it stays. Only its owner's own:
  * another owner's shared secret or volume is theirs to place, and a volume
- * another session here mounts too, or that it mounts read-only (its
- * contents are unpacked through the session itself), cannot go with it.
+ * another session here mounts too cannot be in two places. One it mounts
+ * read-only goes too (the copy there takes its contents read-write once).
  */
 export function kitPlan(f: KitFacts): KitPlan | { stays: string } {
   const secrets: string[] = [];
@@ -51,7 +53,6 @@ export function kitPlan(f: KitFacts): KitPlan | { stays: string } {
     const v = m.volume;
     if (!v || v.state !== 'ready') return { stays: 'a volume it mounts is gone or being removed' };
     if (v.owner_uid !== f.owner) return { stays: `it mounts uid ${v.owner_uid}'s volume ${v.name}, which is not its owner's to move` };
-    if (m.readonly) return { stays: `it mounts volume ${v.name} read-only` };
     if (m.others > 0) return { stays: `volume ${v.name} is mounted by ${m.others} other session${m.others > 1 ? 's' : ''} here too` };
     volumes.push({ id: v.id, name: v.name, size_mb: v.size_mb });
   }

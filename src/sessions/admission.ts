@@ -40,6 +40,8 @@ export interface CreateExtra {
   placed?: boolean;
   /** A pool member of this shape (src/sessions/pool.ts): nobody's until handed out, no idle timeout until then. */
   pool?: string;
+  /** Volumes this first run mounts read-write, whatever the session declares: a drain's copy takes their contents through them (moved-in-volume). */
+  writable?: ReadonlySet<string>;
 }
 
 /** A create's id and what its steps start from, or the 4xx that says why not. */
@@ -99,7 +101,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
         pool: extra.pool,
         profile,
         init: req.init,
-        volumes: volumes.map((v) => ({ ...v, unavailable: (state) => volumeUnavailable(state, v.name, () => kit.volumes.mountRefusal(v.id, v.name, v.readonly, id)) })),
+        volumes: volumes.map((v) => ({ ...v, unavailable: (state) => volumeUnavailable(state, v.name, () => kit.volumes.mountRefusal(v.id, v.name, v.readonly && !extra.writable?.has(v.id), id)) })),
         admit: extra.admit,
         placed: extra.placed,
         idleTimeoutS: extra.pool === undefined ? (req.idle_timeout_s ?? c.sessions.idle_timeout_s) || undefined : undefined,
@@ -110,7 +112,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
       throw reserveError(kit, e, name, owner);
     }
   };
-  return { id, init: { reserve, secrets, dirs, limits, end: { state: 'failed' } } };
+  return { id, init: { reserve, secrets, dirs, limits, end: { state: 'failed' }, ...(extra.writable ? { writable: extra.writable } : {}) } };
 }
 
 /** What a failed reservation tells the caller. */

@@ -58,6 +58,8 @@ export interface Bring {
   restoreFrom?: { path: string; zstd: boolean };
   /** Re-adoption after a restart: the ports' elements are in the table already; a host port that cannot be held again is logged, not fatal. */
   adopting?: boolean;
+  /** Volumes mounted read-write in this run whatever the session declares (CreateExtra.writable: a drain's copy). */
+  writable?: ReadonlySet<string>;
 }
 
 const row = (c: Bring): SessionRow => {
@@ -174,7 +176,10 @@ const plan: Step<Bring> = {
     const delivery = c.secrets!.delivery;
     const injected = { files: delivery.files.map((f) => ({ path: f.path, mode: f.mode, gid: f.gid })), env: delivery.env, envFiles: delivery.envFiles, shared: delivery.groups.length > 0 };
     const volumes = [];
-    for (const v of kit.store.volumeIdsOf(r.id)) volumes.push({ source: await kit.volumes.mountFor(v.id, v.readonly, r.id), target: v.target, readonly: v.readonly });
+    for (const v of kit.store.volumeIdsOf(r.id)) {
+      const readonly = v.readonly && !c.writable?.has(v.id);
+      volumes.push({ source: await kit.volumes.mountFor(v.id, readonly, r.id), target: v.target, readonly });
+    }
     const cgroups = c.dirs.map((d) => d.path);
     c.plan = planFor(r, c.limits, kit.config, kit.host!, { cgroups, cgroupView: sessionCgroupView(kit.layout, c.dirs), lease, files: c.files!, injected, profile: r.profile, volumes, boot: r.init === 'systemd' ? bootPlanFor(r.id) : undefined });
     // Stored before anything executes it: what the session is made of, for good.

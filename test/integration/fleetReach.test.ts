@@ -860,7 +860,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     await nodes.a.api('DELETE', `/v1/sessions/${mine.id}`);
   });
 
-  it('drains C: its stopped sessions move to A or B with their files, secrets and volumes and start there, and back to C by a drain of that node; its running one, and one sharing its volume, stay', async () => {
+  it('drains C: its stopped sessions move to A or B with their files, secrets and volumes (a read-only one too) and start there, and back to C by a drain of that node; its running one, and one sharing its volume, stay', async () => {
     const moving = await createdOnC({ ...SMALL, name: 'mover' });
     const made = async (body: Record<string, unknown>) => {
       const r = await nodes.c.api('POST', '/v1/sessions', { ...SMALL, ...body });
@@ -868,12 +868,16 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       return sessionSchema.parse(r.body);
     };
     // Running, through C (its volume is C's: placed there), with a volume that a stopped one mounts too: both stay.
-    for (const v of ['shared-vol', 'kit-vol']) expect((await nodes.c.api('POST', '/v1/volumes', { name: v, size_mb: 64 })).status).toBe(201);
+    for (const v of ['shared-vol', 'kit-vol', 'kit-ro']) expect((await nodes.c.api('POST', '/v1/volumes', { name: v, size_mb: 64 })).status).toBe(201);
+    // A volume the moving one mounts read-only, filled by a session gone since (first: C has five slots).
+    const filler = await made({ volumes: [{ name: 'kit-ro', target: '/ref' }] });
+    expect((await nodes.c.sh(filler.id, 'echo ref-$((7*6)) > /ref/r')).code).toBe(0);
+    expect((await nodes.c.api('DELETE', `/v1/sessions/${filler.id}`)).status).toBe(204);
     const staying = await made({ volumes: [{ name: 'shared-vol', target: '/shared' }] });
     const pinned = await made({ volumes: [{ name: 'shared-vol', target: '/shared' }] });
     // Stopped, with a secret and a volume of its owner's on C that it alone mounts: they go with it.
     expect((await nodes.c.api('PUT', '/v1/auth/kit-token', { value_base64: Buffer.from('k1t').toString('base64') })).status).toBeLessThan(300);
-    const kitted = await made({ name: 'kitted', auth: ['kit-token'], volumes: [{ name: 'kit-vol', target: '/data' }] });
+    const kitted = await made({ name: 'kitted', auth: ['kit-token'], volumes: [{ name: 'kit-vol', target: '/data' }, { name: 'kit-ro', target: '/ref', readonly: true }] });
     // Stopped, with a secret whose name A and B hold with another value: refused there, it stays (the owner's value there is not replaced).
     const put = (d: TestDaemon, v: string) => d.api('PUT', '/v1/auth/clash-token', { value_base64: Buffer.from(v).toString('base64') });
     expect((await put(nodes.c, 'mine')).status).toBeLessThan(300);
@@ -932,7 +936,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const volumesOn = async (d: TestDaemon) => ((await d.api('GET', '/v1/volumes')).body as { volumes: { name: string; id: string }[] }).volumes.map((v) => v.name).sort();
     expect(await volumesOn(nodes.c)).toEqual(['shared-vol']);
     const there1 = kitMoved.node === names.a ? nodes.a : nodes.b;
-    expect(await volumesOn(there1)).toEqual(['kit-vol']);
+    expect(await volumesOn(there1)).toEqual(['kit-ro', 'kit-vol']);
     const kitStarted = await nodes.a.api('POST', '/v1/sessions/kitted/start');
     expect(kitStarted.status, JSON.stringify(kitStarted.body)).toBe(200);
     // Its move is over: a node (even the one it came from) sending it files or a volume now is refused, nothing unpacked.
@@ -948,6 +952,9 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     }
     expect((await there1.show(kitted.id)).state).toBe('running');
     expect((await nodes.a.sh('kitted', 'cat /data/f /data/d/g /run/enclave/auth/kit-token.token; stat -c %u:%g /data/d/g')).stdout).toBe('vol-42\ndeep\nk1t1000:1000\n');
+    // The read-only one came with its contents, and is mounted read-only again.
+    expect((await nodes.a.sh('kitted', 'cat /ref/r; { touch /ref/x; } 2>&1; grep " /ref " /proc/self/mountinfo | cut -d" " -f6')).stdout).toMatch(/^ref-42\n.*Read-only file system\nro,/);
+    expect((await nodes.a.show('kitted')).volumes).toEqual([{ name: 'kit-vol', target: '/data', readonly: false }, { name: 'kit-ro', target: '/ref', readonly: true }]);
     for (const s of [kitted, pinned, staying, clashing]) expect((await nodes.a.api('DELETE', `/v1/sessions/${s.id}`)).status).toBe(204);
     // Ended there now, and no move to undo: a node telling it its copy moved out is refused, and its row left as it is.
     const strayOut = await peerCall(hosts[there1Index], ports[there1Index], tlsC, there1Name, 'POST', `/v1/sessions/${kitted.id}/moved-out?to=${names.c}`);
@@ -956,7 +963,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect(await there1.show(kitted.id)).toMatchObject({ state: 'destroyed' });
     expect((await there1.show(kitted.id)).moved_to).toBeUndefined();
     for (const d of [nodes.a, nodes.b, nodes.c]) expect((await d.api('DELETE', '/v1/auth/clash-token')).status).toBeLessThan(300);
-    for (const [d, v] of [[there1, 'kit-vol'], [nodes.c, 'shared-vol']] as const) expect((await d.api('DELETE', `/v1/volumes/${v}`)).status).toBe(204);
+    for (const [d, v] of [[there1, 'kit-vol'], [there1, 'kit-ro'], [nodes.c, 'shared-vol']] as const) expect((await d.api('DELETE', `/v1/volumes/${v}`)).status).toBe(204);
     for (const d of [there1, nodes.c]) expect((await d.api('DELETE', '/v1/auth/kit-token')).status).toBeLessThan(300);
     const started = await nodes.a.api('POST', '/v1/sessions/mover/start');
     expect(started.status, JSON.stringify(started.body)).toBe(200);

@@ -7,13 +7,13 @@ const vol = (id: string, name: string, owner = 1000, state = 'ready') => ({ id, 
 const facts = (over: Partial<KitFacts> = {}): KitFacts => ({
   owner: 1000,
   held: [{ owner_uid: 1000, name: 'github' }, { owner_uid: 1000, name: 'OPENAI_API_KEY' }],
-  mounts: [{ volume: vol('v-00000000aa', 'code'), readonly: false, others: 0 }],
+  mounts: [{ volume: vol('v-00000000aa', 'code'), others: 0 }],
   stored: () => true,
   ...over,
 });
 
 describe('kitPlan', () => {
-  it("takes the owner's secrets and the volumes the session alone mounts read-write", () => {
+  it("takes the owner's secrets and the volumes the session alone mounts (read-only ones too: its copy takes their contents read-write once)", () => {
     expect(kitPlan(facts())).toEqual({ secrets: ['github', 'OPENAI_API_KEY'], volumes: [{ id: 'v-00000000aa', name: 'code', size_mb: 64 }] });
     expect(kitPlan(facts({ held: [], mounts: [] }))).toEqual({ secrets: [], volumes: [] });
   });
@@ -25,11 +25,10 @@ describe('kitPlan', () => {
     };
     expect(stays(facts({ held: [{ owner_uid: 0, name: 'npm' }] }))).toMatch(/uid 0's shared secret npm/);
     expect(stays(facts({ stored: (_o, n) => n !== 'github' }))).toMatch(/secret github is no longer stored/);
-    expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code'), readonly: true, others: 0 }] }))).toMatch(/mounts volume code read-only/);
-    expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code'), readonly: false, others: 2 }] }))).toMatch(/mounted by 2 other sessions/);
-    expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code', 0), readonly: false, others: 0 }] }))).toMatch(/uid 0's volume code/);
-    expect(stays(facts({ mounts: [{ volume: undefined, readonly: false, others: 0 }] }))).toMatch(/gone/);
-    expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code', 1000, 'removing'), readonly: false, others: 0 }] }))).toMatch(/being removed/);
+    expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code'), others: 2 }] }))).toMatch(/mounted by 2 other sessions/);
+    expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code', 0), others: 0 }] }))).toMatch(/uid 0's volume code/);
+    expect(stays(facts({ mounts: [{ volume: undefined, others: 0 }] }))).toMatch(/gone/);
+    expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code', 1000, 'removing'), others: 0 }] }))).toMatch(/being removed/);
   });
 });
 

@@ -74,10 +74,12 @@ export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut' |
   },
   sessionMovedInVolume: async (ctx, { target: row, query, req, caller, log }) => {
     if (row.state !== 'running') throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only a session made for the move takes its volumes`);
-    // Only from the node moving it here, while it does, and only into a volume its kit made.
+    // Only from the node moving it here, while it does, and only into a volume its kit made: the
+    // copy's first run mounts it read-write even if declared read-only (a copy started again since mounts
+    // it as declared, and the unpack fails there: the move is undone).
     await fromMover(ctx, caller, row.id, 'copying');
     const mount = mountsOf(ctx.sessions, row.id).find((m) => m.volume?.id === query.volume && m.volume.moved_for === row.id);
-    if (!mount || mount.readonly) throw new ApiError('invalid_request', `session ${row.id} does not mount volume ${query.volume}, made here for its move, read-write`, 'volume');
+    if (!mount) throw new ApiError('invalid_request', `session ${row.id} does not mount volume ${query.volume}, made here for its move`, 'volume');
     // The upload beside the reserve and what volumes may still grow by (the volume's own files are promised already).
     ctx.sessions.volumes.assertRoom(Math.ceil(Number(req.headers['content-length'] ?? 0) / (1024 * 1024)), `volume ${query.volume}'s upload`);
     const path = await upload(ctx, req, query.volume, `volume ${query.volume}`, 1);
