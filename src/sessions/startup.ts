@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { prepareBaseLayer, sweepBaseLayers } from '../isolation/baseLayer.js';
 import { applyCapacity, capacityFor, hostSize, type Capacity } from '../isolation/capacity.js';
 import { ensureParents } from '../isolation/cgroups.js';
+import { readOnlyVolumeRefusal } from '../isolation/profiles.js';
 import { seccompPrograms, thermalThrottleMasks } from '../isolation/hardening.js';
 import { prepareDeviceNodes } from '../isolation/deviceNodes.js';
 import { scanForMasks, UsrMasks } from '../isolation/usrMasks.js';
@@ -95,6 +96,11 @@ export async function adoptAll(kit: Kit, session: (id: string) => Session): Prom
           return s.log.warn({ init_pid: row.init_pid }, 'session init exited while the daemon was not running');
         }
         s.log.info({ init_pid: row.init_pid }, 're-adopted running session');
+        const ro = readOnlyVolumeRefusal(row.profile) === undefined ? [] : kit.store.volumeIdsOf(row.id).filter((v) => v.readonly);
+        if (ro.length > 0) {
+          // An older daemon's: it runs on as it is, counted as a writer of those volumes (volumeStore usersOf).
+          s.log.warn({ volumes: ro.map((v) => v.target) }, 'this system session mounts volumes read-only, which its root can remount read-write (an older daemon allowed it): they count as written by it, and it will not start again so once stopped');
+        }
         adopted.push(row);
         await recoverFromSnapshot(kit.layout, kit.config.cgroups.parent, row.id, s.log);
       })(),

@@ -11,6 +11,7 @@ import { ApiError } from '../vocab/errors.js';
 import type { Usage } from '../vocab/limitTable.js';
 import { sessionCgroupDirs } from '../isolation/cgroups.js';
 import { parseStoredPlan } from '../isolation/plan.js';
+import { readOnlyVolumeRefusal } from '../isolation/profiles.js';
 import { hostIfName } from '../network/addressing.js';
 import { unsnapshottable } from '../snapshots/snapshot.js';
 import { SlotsExhaustedError, type SessionRow } from '../store/sessionStore.js';
@@ -78,6 +79,11 @@ export function startBring(kit: Kit, row: SessionRow, admit: ((usage: Usage) => 
   if (kit.store.countActive() >= c.sessions.max_sessions) throw new ApiError('exhausted', `the daemon already runs ${c.sessions.max_sessions} sessions (sessions.max_sessions)`);
   const stored = storedFile(c, row.id);
   if (!stored) throw new ApiError('conflict', `session ${row.id} cannot start: its stored files are gone from ${c.state_dir}/stopped; destroy it`);
+  const ro = readOnlyVolumeRefusal(row.profile) === undefined ? undefined : kit.store.volumeIdsOf(row.id).find((v) => v.readonly);
+  if (ro) {
+    // Made by an older daemon (a create now refuses it): said before anything is reserved.
+    throw new ApiError('conflict', `session ${row.id} cannot start: it mounts volume ${kit.volumes.get(ro.id)?.name ?? ro.id} read-only at ${ro.target}, and ${readOnlyVolumeRefusal(row.profile)!.replace(/; mount it read-write.*$/, '')}. A stopped session's mounts cannot be changed: destroy it (its volumes stay) and create it again`, 'volumes');
+  }
   const secrets = kit.secrets.forStart(row.id, row.owner_uid ?? 0, row.env);
   const dirs = sessionCgroupDirs(kit.layout, c.cgroups.parent, row.id, row.init !== null);
   const objects = [...dirs.map((d) => ({ kind: 'cgroup' as const, ref: d.path })), ...(row.network === 'bridge' ? [{ kind: 'veth' as const, ref: hostIfName(row.id) }] : [])];

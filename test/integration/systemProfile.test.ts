@@ -78,26 +78,32 @@ describe.skipIf(!isRoot)('system profile (root)', () => {
 
   it('refuses a read-only volume (its root could remount it read-write), at create and at a start; mounts one read-write', async () => {
     await d.cli(['volume', 'create', 'shared', '--size', '16']);
-    const refused = await d.api('POST', '/v1/sessions', { name: 'sys-ro', profile: 'system', volumes: [{ name: 'shared', target: '/srv', readonly: true }] });
-    expect(refused.status).toBe(400);
-    expect(refused.body).toMatchObject({ error: { code: 'invalid_request', field: 'volumes', message: expect.stringMatching(/^a system session cannot mount a volume read-only: .*mount it read-write, or use the workspace or strict profile$/) } });
-    expect((await d.cli(['session', 'list', '--all'])).stdout).not.toMatch(/sys-ro/);
-    // Read-write it mounts, as any profile does.
-    await d.create({ name: 'sys-rw', profile: 'system', volumes: [{ name: 'shared', target: '/srv' }] });
-    expect(await d.script('sys-rw', ['echo kept > /srv/f && cat /srv/f'])).toBe('kept\n');
-    // A session stored read-only by a daemon before this one (its row changed by hand here) does not start so.
-    expect((await d.cli(['session', 'stop', 'sys-rw'])).code).toBe(0);
-    const db = new Database(join(d.stateDir, 'enclave.db'));
     try {
-      expect(db.prepare("UPDATE session_volumes SET readonly = 1 WHERE session_id = (SELECT id FROM sessions WHERE name = 'sys-rw')").run().changes).toBe(1);
+      const refused = await d.api('POST', '/v1/sessions', { name: 'sys-ro', profile: 'system', volumes: [{ name: 'shared', target: '/srv', readonly: true }] });
+      expect(refused.status).toBe(400);
+      expect(refused.body).toMatchObject({ error: { code: 'invalid_request', field: 'volumes', message: expect.stringMatching(/^volume shared at \/srv: a system session cannot mount a volume read-only: .*mount it read-write, or use the workspace or strict profile$/) } });
+      expect((await d.cli(['session', 'list', '--all'])).stdout).not.toMatch(/sys-ro/);
+      // Read-write it mounts, as any profile does.
+      await d.create({ name: 'sys-rw', profile: 'system', volumes: [{ name: 'shared', target: '/srv' }] });
+      expect(await d.script('sys-rw', ['echo kept > /srv/f && cat /srv/f'])).toBe('kept\n');
+      // A session stored read-only by a daemon before this one (its row changed by hand here) does not start so.
+      expect((await d.cli(['session', 'stop', 'sys-rw'])).code).toBe(0);
+      const db = new Database(join(d.stateDir, 'enclave.db'));
+      try {
+        expect(db.prepare("UPDATE session_volumes SET readonly = 1 WHERE session_id = (SELECT id FROM sessions WHERE name = 'sys-rw')").run().changes).toBe(1);
     } finally {
       db.close();
     }
-    const start = await d.cli(['session', 'start', 'sys-rw']);
-    expect(start.code).not.toBe(0);
-    expect(start.stderr).toMatch(/a system session cannot mount a volume read-only/);
+    const start = await d.api('POST', '/v1/sessions/sys-rw/start');
+    expect(start.status).toBe(409);
+    expect(start.body).toMatchObject({ error: { field: 'volumes', message: expect.stringMatching(/cannot start: it mounts volume shared read-only at \/srv, and a system session cannot mount a volume read-only: .*destroy it \(its volumes stay\) and create it again$/) } });
     expect((await d.show('sys-rw')).state).toBe('stopped');
-    await d.cli(['session', 'destroy', 'sys-rw']);
+    // Such a mount counts as a writer of the volume: what it says of its users is what the mount is.
+    expect((await d.api('GET', '/v1/volumes/shared')).body).toMatchObject({ used_by: [{ name: 'sys-rw', target: '/srv', readonly: false }] });
+    } finally {
+      await d.cli(['session', 'destroy', 'sys-rw']);
+      await d.cli(['volume', 'remove', 'shared']);
+    }
   });
 
   it('creates a TUN device, a bridge and nft rules in its own network namespace; the host\'s stay as they were', async () => {
