@@ -207,6 +207,18 @@ int plan_parse(char *buf, size_t len, struct plan *out, char *err, size_t errlen
     else if (count[OP_ROOT] && !root_seen && op_defs[o->id].phase == PHASE_MOUNT && o->id != OP_UPPER)
       return failf(err, errlen, "op %d (%s): before the root is built", i + 1, op_defs[o->id].name);
   }
+  /* Every capability (system): its root may mount and remount, and the kernel
+   * locks only flags of mounts copied or propagated in, not of those moved in.
+   * So no read-only volume (its bind could be remounted read-write), and a
+   * layered root has a writable layer (else the root would be an idmapped
+   * host layer, remountable too). The daemon refuses both before (plan.ts). */
+  const struct plan_op *caps = plan_find(out, OP_CAPS);
+  if (caps && strtoull(caps->arg[0], NULL, 16) == CAPS_SYSTEM) {
+    for (int i = 0; i < out->nops; i++)
+      if (out->op[i].id == OP_VOLUME && strstr(out->op[i].arg[1], "ro"))
+        return failf(err, errlen, "op %d (volume): a plan keeping every capability mounts no volume read-only", i + 1);
+    if (count[OP_ROOT] && !count[OP_UPPER]) return failf(err, errlen, "a layered root keeping every capability needs a writable layer");
+  }
   return 0;
 }
 

@@ -407,6 +407,10 @@ describe('a system root', () => {
     const rw = buildPlan({ ...system, volumes: [{ source: '/var/lib/enclave/volumes/mnt/v-1', target: '/srv', readonly: false }] });
     expect(find(rw, 'volume')).toEqual([['/var/lib/enclave/volumes/mnt/v-1', '-']]);
     expect(() => buildPlan({ ...system, volumes: [{ source: '/var/lib/enclave/volumes/mnt/v-1', target: '/srv', readonly: true }] })).toThrow(/^a system session cannot mount a volume read-only/);
+    // The helper refuses one too, in a plan keeping every capability.
+    const text = serializePlan(rw).toString('latin1');
+    expect(check(text)).toEqual({ ok: true, out: 'ok\n' });
+    expect(check(text.replace(/(\nparent\tvolume\t[^\t\n]+\t)-\n/, '$1ro\n')).out).toMatch(/^error\tplan\t22\t.*a plan keeping every capability mounts no volume read-only/);
     // Under workspace, whose seccomp refuses every mount call, it holds.
     expect(find(buildPlan({ ...inputs, volumes: [{ source: '/var/lib/enclave/volumes/mnt/v-1', target: '/srv', readonly: true }] }), 'volume')).toEqual([['/var/lib/enclave/volumes/mnt/v-1', 'ro']]);
   });
@@ -445,7 +449,8 @@ describe('a system root', () => {
     expect(() => buildPlan({ ...system, root: { ...(system.root as LayeredRoot), upper: undefined } })).toThrow(/whiteouts need a writable root/);
     expect(() => buildPlan({ ...system, root: { ...(system.root as LayeredRoot), hideBy: 'mount' } })).toThrow(/whiteouts/);
     const noUpper = serializePlan(plan).toString().replace(/^mount\tupper\t.*\n/m, '');
-    expect(check(noUpper).ok).toBe(true); // valid alone: the helper itself refuses it when it builds the root
+    // Refused by the helper's check too (it also refuses it when it builds the root: whiteouts need an upper).
+    expect(check(noUpper).out).toMatch(/^error\tplan\t22\t.*a layered root keeping every capability needs a writable layer/);
   });
 
   it('adds /dev/net/tun and /dev/fuse from the daemon\'s nodes, and no other device', () => {
