@@ -71,6 +71,7 @@ static int layer_fd[MAX_LAYERS];   /* idmapped read-only layers, from the parent
 static int nlayers;
 static int volume_fd[MAX_VOLUMES]; /* idmapped volumes, from the parent */
 static int nvolumes;
+static int volumes_staged;         /* they come by propagation (stage_volumes) */
 static int upper_fd = -1;          /* the session's writable layer (a tmpfs), if any */
 static int bind_fd[PLAN_MAX_OPS];  /* bind-file sources, opened by the host phase */
 static unsigned long long keep_caps; /* capabilities kept (a profile that keeps some) */
@@ -191,6 +192,28 @@ static void cover(const struct plan_op *op, const char *rel, enum cover how, con
 
 /* ---- host phase: helper parent, host root ----------------------------- */
 
+/* Volumes come to a layered root's child by propagation, not as fds: the
+ * kernel locks the flags (read-only, nosuid, nodev) of a mount propagated
+ * into a namespace of a less privileged user namespace, and a bind keeps
+ * them, so not even a root that may mount (system) can remount a read-only
+ * volume writable. A tmpfs over the new root (a layered root does not read
+ * what is there), shared before the clone, so the child's copy is its
+ * slave; the parent phase attaches each idmapped volume at vN in it, and
+ * the child clones vN from its copy before it builds the root over it. */
+static void stage_volumes(const struct plan_op *op) {
+  const char *newroot = ARG(plan_find(&plan, OP_ROOTFS), 0);
+  if (mount("enclave-volumes", newroot, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=16k,nr_inodes=64,mode=0711") < 0) FAIL(op, errno, "the volumes' staging tmpfs");
+  if (mount(NULL, newroot, NULL, MS_SHARED, NULL) < 0) FAIL(op, errno, "make the volumes' staging tmpfs shared");
+  int n = 0;
+  for (int i = 0; i < plan.nops; i++) {
+    if (plan.op[i].id != OP_VOLUME) continue;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/v%d", newroot, n++);
+    if (mkdir(dir, 0700) < 0) FAIL(op, errno, "mkdir %s", dir);
+  }
+  volumes_staged = 1;
+}
+
 static void op_rootfs(const struct plan_op *op) {
   const char *newroot = ARG(op, 0), *rootfs = ARG(op, 1);
   if (unshare(CLONE_NEWNS) < 0) fail_step(1, STEP_UNSHARE_MNT, errno, "unshare(CLONE_NEWNS)");
@@ -271,6 +294,7 @@ static void run_host_phase(void) {
     switch (op->id) {
       case OP_ROOTFS: op_rootfs(op); break;
       case OP_HIDE: cover(op, ARG(op, 0), COVER_EMPTY, ARG(op, 1)); break;
+      case OP_STAGE_VOLUMES: stage_volumes(op); break;
       case OP_BIND_FILE: bind_fd[i] = open_bind_source(op); break;
       case OP_LXCFS_FILE: bind_fd[i] = open_lxcfs_source(op); break;
       case OP_DEV_NODE: bind_fd[i] = open_dev_node(op); break;
@@ -375,6 +399,14 @@ static void run_parent_phase(pid_t pid) {
         if (op->id == OP_LAYER) op_layer(op, userns);
         else op_volume(op, userns);
         close(userns);
+        if (op->id == OP_VOLUME && volumes_staged) {
+          /* Propagates, locked, into the child's copy of the staging tmpfs. */
+          char at[PATH_MAX];
+          snprintf(at, sizeof at, "%s/v%d", ARG(plan_find(&plan, OP_ROOTFS), 0), nvolumes - 1);
+          if (move_mount(volume_fd[nvolumes - 1], "", AT_FDCWD, at, MOVE_MOUNT_F_EMPTY_PATH) < 0) FAIL(op, errno, "stage volume at %s", at);
+          close(volume_fd[nvolumes - 1]);
+          volume_fd[nvolumes - 1] = -1;
+        }
         break;
       }
       default: break;
@@ -800,6 +832,16 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
    * state dir holding it. A recursive copy of that tree, attached on top of
    * it, is a mount of our own for pivot_root, which refuses a locked one;
    * what the host phase hid comes along, locked. */
+  if (volumes_staged) {
+    /* Our copies of the staged volumes, locked as they propagated in: a clone keeps that. */
+    for (int i = 0; i < plan.nops; i++) {
+      if (plan.op[i].id != OP_VOLUME) continue;
+      char at[16];
+      snprintf(at, sizeof at, "v%d", nvolumes);
+      if ((volume_fd[nvolumes] = open_tree(AT_FDCWD, at, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0) fail_step(status_fd, STEP_VOLUME, errno, "clone staged volume %s", at);
+      nvolumes++;
+    }
+  }
   if (plan_find(&plan, OP_ROOT)) {
     build_root();
   } else {
@@ -903,7 +945,8 @@ static int send_go(int fd) {
     struct cmsghdr align;
   } u;
   struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1};
-  size_t k = (size_t)(nlayers + nvolumes);
+  int sent_volumes = volumes_staged ? 0 : nvolumes;
+  size_t k = (size_t)(nlayers + sent_volumes);
   if (k > 0) {
     memset(&u, 0, sizeof u);
     m.msg_control = u.buf;
@@ -913,7 +956,7 @@ static int send_go(int fd) {
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int) * k);
     memcpy(CMSG_DATA(c), layer_fd, sizeof(int) * (size_t)nlayers);
-    memcpy(CMSG_DATA(c) + sizeof(int) * (size_t)nlayers, volume_fd, sizeof(int) * (size_t)nvolumes);
+    memcpy(CMSG_DATA(c) + sizeof(int) * (size_t)nlayers, volume_fd, sizeof(int) * (size_t)sent_volumes);
   }
   ssize_t n;
   do n = sendmsg(fd, &m, MSG_NOSIGNAL);
@@ -931,7 +974,7 @@ static ssize_t recv_go(int fd, char *go) {
   int want_layers = 0, want_volumes = 0;
   for (int i = 0; i < plan.nops; i++) {
     want_layers += plan.op[i].id == OP_LAYER;
-    want_volumes += plan.op[i].id == OP_VOLUME;
+    want_volumes += plan.op[i].id == OP_VOLUME && !volumes_staged;
   }
   struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
   ssize_t n;

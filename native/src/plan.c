@@ -192,6 +192,8 @@ int plan_parse(char *buf, size_t len, struct plan *out, char *err, size_t errlen
   if (count[OP_VOLUME] > MAX_VOLUMES) return failf(err, errlen, "more than %d volumes", MAX_VOLUMES);
   if ((count[OP_OVERLAY] || count[OP_UPPER]) && !count[OP_ROOT]) return failf(err, errlen, "overlay and upper need a root op");
   if (count[OP_ROOT] && count[OP_HIDE]) return failf(err, errlen, "a layered root has nothing of the host to hide");
+  /* Staged over the new root, which only a layered root does not read. */
+  if (count[OP_STAGE_VOLUMES] && (!count[OP_ROOT] || !count[OP_VOLUME])) return failf(err, errlen, "stage-volumes needs a layered root and a volume");
   int root_seen = 0;
   for (int i = 0; i < out->nops; i++) {
     const struct plan_op *o = &out->op[i];
@@ -209,14 +211,15 @@ int plan_parse(char *buf, size_t len, struct plan *out, char *err, size_t errlen
   }
   /* Every capability (system): its root may mount and remount, and the kernel
    * locks only flags of mounts copied or propagated in, not of those moved in.
-   * So no read-only volume (its bind could be remounted read-write), and a
+   * So no read-only volume but a staged one (propagated in: a bind of one
+   * moved in could be remounted read-write), and a
    * layered root has a writable layer (else the root would be an idmapped
    * host layer, remountable too). The daemon refuses both before (plan.ts). */
   const struct plan_op *caps = plan_find(out, OP_CAPS);
   if (caps && strtoull(caps->arg[0], NULL, 16) == CAPS_SYSTEM) {
     for (int i = 0; i < out->nops; i++)
-      if (out->op[i].id == OP_VOLUME && strstr(out->op[i].arg[1], "ro"))
-        return failf(err, errlen, "op %d (volume): a plan keeping every capability mounts no volume read-only", i + 1);
+      if (out->op[i].id == OP_VOLUME && strstr(out->op[i].arg[1], "ro") && !count[OP_STAGE_VOLUMES])
+        return failf(err, errlen, "op %d (volume): a plan keeping every capability mounts a volume read-only only staged (stage-volumes)", i + 1);
     if (count[OP_ROOT] && !count[OP_UPPER]) return failf(err, errlen, "a layered root keeping every capability needs a writable layer");
   }
   return 0;

@@ -204,6 +204,8 @@ export function buildPlan(p: PlanInputs): SessionPlan {
     if (root.layers[0]?.at !== '/') throw new PlanError('the first layer of a layered root must be "/"');
     // Bound only as the child's starting directory: the root is the layers.
     add(op.rootfs(p.newroot, root.layers[0].source));
+    // Volumes come by propagation, their flags locked (native/src/init.c stage_volumes).
+    if (p.volumes?.length) add(op.stageVolumes());
   }
   add(op.control(p.control));
 
@@ -217,7 +219,8 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   const volumes = [...(p.volumes ?? [])].sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0));
   if (new Set(volumes.map((v) => v.target)).size !== volumes.length) throw new PlanError('two volumes on the same target');
   // Refused at create; a session an older daemon stored so does not start so either.
-  if (p.system && volumes.some((v) => v.readonly)) throw new PlanError(readOnlyVolumeRefusal('system')!);
+  const roRefused = volumes.some((v) => v.readonly) ? readOnlyVolumeRefusal(p.system ? 'system' : 'workspace', root.kind === 'host') : undefined;
+  if (roRefused) throw new PlanError(roRefused);
   for (const v of volumes) add(op.volume(v.source, v.readonly ? ['ro'] : []));
 
   add(op.loopback());

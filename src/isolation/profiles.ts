@@ -131,15 +131,16 @@ export function switchesUsers(profile: Profile): boolean {
 }
 
 /**
- * Why a profile's sessions may not mount a volume read-only, or undefined
- * where they may. A system session's root mounts and remounts in its own
- * mount namespace (seccomp lets it, for Docker and systemd), and the kernel
- * locks the flags only of mounts copied into that namespace from a more
- * privileged one. A volume's mount is moved in after, so a bind of it
- * remounted read-write would write to the volume: refused rather than
- * mounted read-only in name only.
+ * Why a session may not mount a volume read-only, or undefined where it may.
+ * A system session's root mounts and remounts in its own mount namespace
+ * (seccomp lets it, for Docker and systemd), and the kernel locks the flags
+ * only of mounts copied or propagated into that namespace from a more
+ * privileged one. A layered root's volumes propagate in (stage-volumes), so
+ * theirs hold; on the host's root (sessions.rootfs "/") they are moved in,
+ * unlocked, and a bind of one remounted read-write would write to the
+ * volume: refused there rather than mounted read-only in name only.
  */
-export function readOnlyVolumeRefusal(profile: Profile): string | undefined {
-  if (profile !== 'system') return undefined;
-  return 'a system session cannot mount a volume read-only: its root may remount its own mounts, and the kernel does not lock the read-only flag of a volume mounted into it, so it could write to the volume anyway; mount it read-write, or use the workspace or strict profile';
+export function readOnlyVolumeRefusal(profile: Profile, hostRoot: boolean): string | undefined {
+  if (profile !== 'system' || !hostRoot) return undefined;
+  return 'a system session on the host\'s root (sessions.rootfs "/") cannot mount a volume read-only: its root may remount its own mounts, and the kernel does not lock the read-only flag of a volume moved into it there, so it could write to the volume anyway; mount it read-write, use the workspace or strict profile, or a layered root (sessions.rootfs "minimal" or a directory)';
 }

@@ -111,6 +111,7 @@ export const OPS = {
   rootfs: { args: 'AA', names: ['newroot', 'source'], phase: 'host', step: 'rootfs', flags: ['once', 'required', 'first'] },
   hide: { args: 'RD', names: ['path', 'data'], phase: 'host', step: 'hide', flags: ['allow-notexist'] },
   'bind-file': { args: 'AR', names: ['source', 'target'], phase: 'mount', step: 'bind-file', flags: ['allow-notexist'] },
+  'stage-volumes': { args: '', names: [], phase: 'host', step: 'volume', flags: ['once'] },
   control: { args: 'A', names: ['path'], phase: 'host', step: 'control', flags: ['once', 'required'] },
   cgroup: { args: 'A', names: ['dir'], phase: 'parent', step: 'cgroup', flags: [] },
   'uid-map': { args: 'NNN', names: ['inside', 'host', 'count'], phase: 'parent', step: 'uid-map', flags: ['once', 'required'] },
@@ -165,6 +166,7 @@ export interface OpArgs {
   rootfs: { newroot: Arg['A']; source: Arg['A'] };
   hide: { path: Arg['R']; data: Arg['D'] };
   'bind-file': { source: Arg['A']; target: Arg['R'] };
+  'stage-volumes': Record<string, never>;
   control: { path: Arg['A'] };
   cgroup: { dir: Arg['A'] };
   'uid-map': { inside: Arg['N']; host: Arg['N']; count: Arg['N'] };
@@ -211,6 +213,7 @@ export const op = {
   rootfs: (newroot: Arg['A'], source: Arg['A']): PlanOp => ({ phase: 'host', op: 'rootfs', args: [kindCodecs.A.encode(newroot), kindCodecs.A.encode(source)] }),
   hide: (path: Arg['R'], data: Arg['D']): PlanOp => ({ phase: 'host', op: 'hide', args: [kindCodecs.R.encode(path), kindCodecs.D.encode(data)] }),
   bindFile: (source: Arg['A'], target: Arg['R']): PlanOp => ({ phase: 'mount', op: 'bind-file', args: [kindCodecs.A.encode(source), kindCodecs.R.encode(target)] }),
+  stageVolumes: (): PlanOp => ({ phase: 'host', op: 'stage-volumes', args: [] }),
   control: (path: Arg['A']): PlanOp => ({ phase: 'host', op: 'control', args: [kindCodecs.A.encode(path)] }),
   cgroup: (dir: Arg['A']): PlanOp => ({ phase: 'parent', op: 'cgroup', args: [kindCodecs.A.encode(dir)] }),
   uidMap: (inside: Arg['N'], host: Arg['N'], count: Arg['N']): PlanOp => ({ phase: 'parent', op: 'uid-map', args: [kindCodecs.N.encode(inside), kindCodecs.N.encode(host), kindCodecs.N.encode(count)] }),

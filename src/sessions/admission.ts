@@ -74,7 +74,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
   if (topGid >= c.ids.size) throw new ApiError('invalid_request', `secret_users needs gid ${topGid} inside the session, past its ${c.ids.size} IDs (ids.size)`, 'secret_users');
   const volumes = extra.volumes ?? [];
   const ro = volumes.find((v) => v.readonly);
-  const roRefused = ro && readOnlyVolumeRefusal(profile);
+  const roRefused = ro && readOnlyVolumeRefusal(profile, c.sessions.rootfs === '/');
   if (roRefused) throw new ApiError('invalid_request', `volume ${ro.name} at ${ro.target}: ${roRefused}`, 'volumes');
   const rootfs = c.sessions.rootfs === 'minimal' ? kit.host!.baseLayer! : c.sessions.rootfs;
   checkVolumeTargets(volumes, limits, (target) => {

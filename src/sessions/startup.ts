@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { prepareBaseLayer, sweepBaseLayers } from '../isolation/baseLayer.js';
 import { applyCapacity, capacityFor, hostSize, type Capacity } from '../isolation/capacity.js';
 import { ensureParents } from '../isolation/cgroups.js';
-import { readOnlyVolumeRefusal } from '../isolation/profiles.js';
+import { parseStoredPlan } from '../isolation/plan.js';
 import { seccompPrograms, thermalThrottleMasks } from '../isolation/hardening.js';
 import { prepareDeviceNodes } from '../isolation/deviceNodes.js';
 import { scanForMasks, UsrMasks } from '../isolation/usrMasks.js';
@@ -96,10 +96,9 @@ export async function adoptAll(kit: Kit, session: (id: string) => Session): Prom
           return s.log.warn({ init_pid: row.init_pid }, 'session init exited while the daemon was not running');
         }
         s.log.info({ init_pid: row.init_pid }, 're-adopted running session');
-        const ro = readOnlyVolumeRefusal(row.profile) === undefined ? [] : kit.store.volumeIdsOf(row.id).filter((v) => v.readonly);
-        if (ro.length > 0) {
-          // An older daemon's: it runs on as it is, counted as a writer of those volumes (volumeStore usersOf).
-          s.log.warn({ volumes: ro.map((v) => v.target) }, 'this system session mounts volumes read-only, which its root can remount read-write (an older daemon allowed it): they count as written by it, and it will not start again so once stopped');
+        if (row.profile === 'system' && unlockedReadOnlyVolumes(row.plan)) {
+          // Started by an older daemon: it runs on as it is; its next start stages them (or is refused on the host's root).
+          s.log.warn('this system session mounts a volume read-only that an older daemon moved in unlocked: its root can remount it read-write until the session is stopped and started again (exports and snapshots take the mount as read-only meanwhile)');
         }
         adopted.push(row);
         await recoverFromSnapshot(kit.layout, kit.config.cgroups.parent, row.id, s.log);
@@ -212,4 +211,15 @@ export async function lxcfsReady(kit: Kit, lxcfs: Lxcfs | undefined): Promise<vo
 export async function hostReady(kit: Kit, startup: Startup): Promise<void> {
   await usrMasksReady(kit, startup.usr);
   await lxcfsReady(kit, startup.lxcfs);
+}
+
+/** Whether a stored plan mounts a volume read-only without staging it (an older daemon's: its flag is not locked). */
+function unlockedReadOnlyVolumes(stored: string | null): boolean {
+  if (stored === null) return false;
+  try {
+    const ops = parseStoredPlan(stored, 'stored plan').ops;
+    return ops.some((o) => o.op === 'volume' && o.args[1] === 'ro') && !ops.some((o) => o.op === 'stage-volumes');
+  } catch {
+    return false; // a plan that does not read is reported where it is used
+  }
 }

@@ -141,16 +141,14 @@ export class VolumeStore {
 
   /**
    * Live sessions that mount it (stopped ones too: a volume they mount is not
-   * removed), each read-only only where its mount holds so: a system session
-   * an older daemon made with a read-only volume could remount it (docs/security.md,
-   * "No read-only volumes"), and a drain's copy mounts the volumes made for its
-   * move read-write (CreateExtra.writable). Either may write.
+   * removed), each read-only only where its mount is: a drain's copy mounts
+   * the volumes made for its move read-write (CreateExtra.writable).
    */
   usersOf(id: string): VolumeUse[] {
     return this.db
       .prepare(
         `SELECT v.session_id, s.name AS session_name, s.owner_uid AS session_owner, s.state AS session_state, v.volume, v.target,
-           (v.readonly = 1 AND s.profile IS NOT 'system' AND vol.moved_for IS NOT s.id) AS readonly
+           (v.readonly = 1 AND vol.moved_for IS NOT s.id) AS readonly
          FROM session_volumes v JOIN sessions s ON s.id = v.session_id JOIN volumes vol ON vol.id = v.volume
          WHERE v.volume = ? AND s.state IN ${LIVE} ORDER BY s.created_at`,
       )

@@ -76,33 +76,56 @@ describe.skipIf(!isRoot)('system profile (root)', () => {
     expect(out).toBe('x\nlow\nup\nproc\nlo\n');
   });
 
-  it('refuses a read-only volume (its root could remount it read-write), at create and at a start; mounts one read-write', async () => {
+  it('keeps a read-only volume read-only: it came in locked, so no remount of it or of a bind of it makes it writable', async () => {
     await d.cli(['volume', 'create', 'shared', '--size', '16']);
     try {
-      const refused = await d.api('POST', '/v1/sessions', { name: 'sys-ro', profile: 'system', volumes: [{ name: 'shared', target: '/srv', readonly: true }] });
-      expect(refused.status).toBe(400);
-      expect(refused.body).toMatchObject({ error: { code: 'invalid_request', field: 'volumes', message: expect.stringMatching(/^volume shared at \/srv: a system session cannot mount a volume read-only: .*mount it read-write, or use the workspace or strict profile$/) } });
-      expect((await d.cli(['session', 'list', '--all'])).stdout).not.toMatch(/sys-ro/);
-      // Read-write it mounts, as any profile does.
+      await d.create({ name: 'sys-w', volumes: [{ name: 'shared', target: '/data' }] });
+      await d.sh('sys-w', 'echo kept > /data/f');
+      await d.create({ name: 'sys-ro', profile: 'system', volumes: [{ name: 'shared', target: '/srv', readonly: true }] });
+      // Each way a root owning its mount namespace could make the volume's mount writable, then a write through it.
+      const tries = [
+        'mount -o remount,bind,rw /srv',
+        'mkdir -p /mnt/b && mount --bind /srv /mnt/b && mount -o remount,bind,rw /mnt/b',
+        'unshare -m sh -c "mount -o remount,bind,rw /srv && echo x >> /srv/f"',
+        'unshare -Urm sh -c "mount -o remount,bind,rw /srv && echo x >> /srv/f"',
+        // mount_setattr(AT_FDCWD, "/srv", 0, {attr_clr: MOUNT_ATTR_RDONLY}, 32).
+        'python3 -c "import ctypes,os,struct; b=ctypes.create_string_buffer(struct.pack(\'QQQQ\',0,1,0,0)); l=ctypes.CDLL(None,use_errno=True); r=l.syscall(442,-100,b\'/srv\',0,b,32); print(\'setattr\',r,os.strerror(ctypes.get_errno()))"',
+      ];
+      const r = await d.script('sys-ro', [...tries.map((t) => `${t} 2>/dev/null; echo rc=$?`), '{ echo x >> /srv/f; } 2>/dev/null || echo ro', '{ echo x >> /mnt/b/f; } 2>/dev/null || echo ro', 'cat /srv/f']);
+      expect(r).toBe('rc=32\nrc=32\nrc=32\nrc=32\nsetattr -1 Operation not permitted\nrc=0\nro\nro\nkept\n');
+      expect((await d.sh('sys-w', 'cat /data/f')).stdout).toBe('kept\n');
+      // Its own mounts it may still remount either way (runc does, for its read-only paths and its binds).
+      expect(await d.script('sys-ro', ['mkdir -p /tmp/own && mount -t tmpfs none /tmp/own', 'mount -o remount,bind,ro /tmp/own && echo made-ro', '{ touch /tmp/own/f; } 2>/dev/null || echo refused', 'mount -o remount,bind,rw /tmp/own && touch /tmp/own/f && echo rw-again', 'umount /tmp/own'])).toBe('made-ro\nrefused\nrw-again\n');
+      // A read-write one it may write, and a session stored with it read-only (its row changed by hand) starts with it locked.
       await d.create({ name: 'sys-rw', profile: 'system', volumes: [{ name: 'shared', target: '/srv' }] });
-      expect(await d.script('sys-rw', ['echo kept > /srv/f && cat /srv/f'])).toBe('kept\n');
-      // A session stored read-only by a daemon before this one (its row changed by hand here) does not start so.
+      expect(await d.script('sys-rw', ['echo more >> /srv/f && cat /srv/f'])).toBe('kept\nmore\n');
       expect((await d.cli(['session', 'stop', 'sys-rw'])).code).toBe(0);
       const db = new Database(join(d.stateDir, 'enclave.db'));
       try {
         expect(db.prepare("UPDATE session_volumes SET readonly = 1 WHERE session_id = (SELECT id FROM sessions WHERE name = 'sys-rw')").run().changes).toBe(1);
+      } finally {
+        db.close();
+      }
+      expect((await d.cli(['session', 'start', 'sys-rw'])).code).toBe(0);
+      expect(await d.script('sys-rw', ['mkdir -p /mnt/c && mount --bind /srv /mnt/c && mount -o remount,bind,rw /mnt/c 2>/dev/null || echo locked', '{ echo x >> /srv/f; } 2>/dev/null || echo ro'])).toBe('locked\nro\n');
     } finally {
-      db.close();
-    }
-    const start = await d.api('POST', '/v1/sessions/sys-rw/start');
-    expect(start.status).toBe(409);
-    expect(start.body).toMatchObject({ error: { field: 'volumes', message: expect.stringMatching(/cannot start: it mounts volume shared read-only at \/srv, and a system session cannot mount a volume read-only: .*destroy it \(its volumes stay\) and create it again$/) } });
-    expect((await d.show('sys-rw')).state).toBe('stopped');
-    // Such a mount counts as a writer of the volume: what it says of its users is what the mount is.
-    expect((await d.api('GET', '/v1/volumes/shared')).body).toMatchObject({ used_by: [{ name: 'sys-rw', target: '/srv', readonly: false }] });
-    } finally {
-      await d.cli(['session', 'destroy', 'sys-rw']);
+      for (const n of ['sys-ro', 'sys-w', 'sys-rw']) await d.cli(['session', 'destroy', n]);
       await d.cli(['volume', 'remove', 'shared']);
+    }
+  });
+
+  it('refuses a read-only volume on the host\'s root (sessions.rootfs "/"), where it would come in unlocked', async () => {
+    const h = new TestDaemon();
+    h.sessionsConfig = 'rootfs = "/"\n';
+    try {
+      await h.start();
+      expect((await h.cli(['volume', 'create', 'plain', '--size', '16'])).code).toBe(0);
+      const refused = await h.api('POST', '/v1/sessions', { name: 'sys-ro', profile: 'system', volumes: [{ name: 'plain', target: '/srv', readonly: true }] });
+      expect(refused.status).toBe(400);
+      expect(refused.body).toMatchObject({ error: { code: 'invalid_request', field: 'volumes', message: expect.stringMatching(/^volume plain at \/srv: a system session on the host's root \(sessions.rootfs "\/"\) cannot mount a volume read-only: .*or a layered root/) } });
+      expect((await h.cli(['session', 'list', '--all'])).stdout).not.toMatch(/sys-ro/);
+    } finally {
+      await h.cleanup();
     }
   });
 

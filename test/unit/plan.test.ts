@@ -403,16 +403,25 @@ describe('a system root', () => {
     expect(check(more).out).toMatch(/^error\tplan\t22\t/);
   });
 
-  it('mounts volumes read-write only: a read-only one is refused (its root could remount a bind of it read-write)', () => {
-    const rw = buildPlan({ ...system, volumes: [{ source: '/var/lib/enclave/volumes/mnt/v-1', target: '/srv', readonly: false }] });
-    expect(find(rw, 'volume')).toEqual([['/var/lib/enclave/volumes/mnt/v-1', '-']]);
-    expect(() => buildPlan({ ...system, volumes: [{ source: '/var/lib/enclave/volumes/mnt/v-1', target: '/srv', readonly: true }] })).toThrow(/^a system session cannot mount a volume read-only/);
-    // The helper refuses one too, in a plan keeping every capability.
-    const text = serializePlan(rw).toString('latin1');
+  it('stages its volumes, so they propagate in locked; read-only ones only so (the helper refuses them unstaged)', () => {
+    const vol = (readonly: boolean) => [{ source: '/var/lib/enclave/volumes/mnt/v-1', target: '/srv', readonly }];
+    const ro = buildPlan({ ...system, volumes: vol(true) });
+    expect(find(ro, 'volume')).toEqual([['/var/lib/enclave/volumes/mnt/v-1', 'ro']]);
+    // Host phase, right after the root is bound: before the clone copies the namespace.
+    expect(ro.ops.slice(0, 3).map((o) => o.op)).toEqual(['rootfs', 'stage-volumes', 'control']);
+    const text = serializePlan(ro).toString('latin1');
     expect(check(text)).toEqual({ ok: true, out: 'ok\n' });
-    expect(check(text.replace(/(\nparent\tvolume\t[^\t\n]+\t)-\n/, '$1ro\n')).out).toMatch(/^error\tplan\t22\t.*a plan keeping every capability mounts no volume read-only/);
-    // Under workspace, whose seccomp refuses every mount call, it holds.
-    expect(find(buildPlan({ ...inputs, volumes: [{ source: '/var/lib/enclave/volumes/mnt/v-1', target: '/srv', readonly: true }] }), 'volume')).toEqual([['/var/lib/enclave/volumes/mnt/v-1', 'ro']]);
+    expect(check(text.replace('host\tstage-volumes\n', '')).out).toMatch(/^error\tplan\t22\t.*a plan keeping every capability mounts a volume read-only only staged/);
+    // No volume, nothing staged; and staging needs a layered root with a volume.
+    expect(find(plan, 'stage-volumes')).toEqual([]);
+    expect(check(serializePlan(plan).toString('latin1').replace('host\tcontrol\t', 'host\tstage-volumes\nhost\tcontrol\t')).out).toMatch(/stage-volumes needs a layered root and a volume/);
+    // On the host's root (not layered) a system session's read-only volume would come in unlocked: refused.
+    const hostRoot = { ...system, root: { kind: 'host' as const, rootfs: '/', masks: [] } };
+    expect(() => buildPlan({ ...hostRoot, volumes: vol(true) })).toThrow(/^a system session on the host's root \(sessions.rootfs "\/"\) cannot mount a volume read-only/);
+    expect(find(buildPlan({ ...hostRoot, volumes: vol(false) }), 'stage-volumes')).toEqual([]);
+    // Under workspace a layered root stages them too; on the host's root they come as before (seccomp refuses it every mount call).
+    expect(find(buildPlan({ ...inputs, root: { ...(system.root as LayeredRoot), hideBy: 'mount' }, volumes: vol(true) }), 'stage-volumes')).toEqual([[]]);
+    expect(find(buildPlan({ ...inputs, root: { kind: 'host', rootfs: '/', masks: [] }, volumes: vol(true) }), 'volume')).toEqual([['/var/lib/enclave/volumes/mnt/v-1', 'ro']]);
   });
 
   it('mounts its cgroup view writable (delegated), the tmpfs holding it read-only; the helper takes the new ops', () => {
