@@ -332,10 +332,10 @@ static void op_layer(const struct plan_op *op, int userns) {
  * keeps, nosuid,nodev,noexec on the host) idmapped like a layer, so the
  * same on-disk owners show in every session whatever its host range; exec
  * is allowed in the copy, suid and devices never; "ro" holds even for the
- * session's root, which cannot remount (seccomp denies every mount call).
- * The flag is not locked (the mount is moved in, not copied from a more
- * privileged namespace): a system session, which may mount, takes no "ro"
- * volume (readOnlyVolumeRefusal, src/isolation/profiles.ts). */
+ * session's root: staged (a layered root), the copy propagates in with its
+ * flags locked, so even a root that may mount (system) cannot remount it;
+ * else it comes as an fd, unlocked, where seccomp denies every mount call
+ * (a system session on the host's root takes no "ro" volume). */
 static void op_volume(const struct plan_op *op, int userns) {
   if (nvolumes == MAX_VOLUMES) FAIL(op, E2BIG, "more than %d volumes", MAX_VOLUMES);
   int ro = strstr(ARG(op, 1), "ro") != NULL;
