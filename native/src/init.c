@@ -71,7 +71,10 @@ static int layer_fd[MAX_LAYERS];   /* idmapped read-only layers, from the parent
 static int nlayers;
 static int volume_fd[MAX_VOLUMES]; /* idmapped volumes, from the parent */
 static int nvolumes;
-static int volumes_staged;         /* they come by propagation (stage_volumes) */
+static int volumes_staged;         /* the read-only ones come by propagation (stage_volumes) */
+
+/* Volume op `op` is attached at vN in the staging tmpfs, not passed as an fd. */
+static int staged(const struct plan_op *op) { return volumes_staged && op->id == OP_VOLUME && strstr(op->arg[1], "ro") != NULL; }
 static int upper_fd = -1;          /* the session's writable layer (a tmpfs), if any */
 static int bind_fd[PLAN_MAX_OPS];  /* bind-file sources, opened by the host phase */
 static unsigned long long keep_caps; /* capabilities kept (a profile that keeps some) */
@@ -192,26 +195,29 @@ static void cover(const struct plan_op *op, const char *rel, enum cover how, con
 
 /* ---- host phase: helper parent, host root ----------------------------- */
 
-/* Volumes come to a layered root's child by propagation, not as fds: the
- * kernel locks the flags (read-only, nosuid, nodev) of a mount propagated
- * into a namespace of a less privileged user namespace, and a bind keeps
- * them, so not even a root that may mount (system) can remount a read-only
- * volume writable. A tmpfs over the new root (a layered root does not read
+/* Read-only volumes come to a layered root's child by propagation, not as
+ * fds: the kernel locks the flags (read-only, nosuid, nodev) of a mount
+ * propagated into a namespace of a less privileged user namespace, and a
+ * clone keeps them, so not even a root that may mount (system) can remount
+ * one writable. A tmpfs over the new root (a layered root does not read
  * what is there), shared before the clone, so the child's copy is its
- * slave; the parent phase attaches each idmapped volume at vN in it, and
- * the child clones vN from its copy before it builds the root over it. */
+ * slave; the parent phase attaches each such idmapped volume at vN in it
+ * (N: its index among the volumes), and the child clones vN from its copy
+ * before it builds the root over it. Read-write volumes still come as fds,
+ * unlocked, as before: a runtime inside may remount their binds with flags
+ * of its own (runc adds nodev or nosuid without restating the others). */
 static void stage_volumes(const struct plan_op *op) {
   const char *newroot = ARG(plan_find(&plan, OP_ROOTFS), 0);
   if (mount("enclave-volumes", newroot, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=16k,nr_inodes=64,mode=0711") < 0) FAIL(op, errno, "the volumes' staging tmpfs");
   if (mount(NULL, newroot, NULL, MS_SHARED, NULL) < 0) FAIL(op, errno, "make the volumes' staging tmpfs shared");
+  volumes_staged = 1;
   int n = 0;
   for (int i = 0; i < plan.nops; i++) {
     if (plan.op[i].id != OP_VOLUME) continue;
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/v%d", newroot, n++);
-    if (mkdir(dir, 0700) < 0) FAIL(op, errno, "mkdir %s", dir);
+    if (staged(&plan.op[i]) && mkdir(dir, 0700) < 0) FAIL(op, errno, "mkdir %s", dir);
   }
-  volumes_staged = 1;
 }
 
 static void op_rootfs(const struct plan_op *op) {
@@ -399,7 +405,7 @@ static void run_parent_phase(pid_t pid) {
         if (op->id == OP_LAYER) op_layer(op, userns);
         else op_volume(op, userns);
         close(userns);
-        if (op->id == OP_VOLUME && volumes_staged) {
+        if (staged(op)) {
           /* Propagates, locked, into the child's copy of the staging tmpfs. */
           char at[PATH_MAX];
           snprintf(at, sizeof at, "%s/v%d", ARG(plan_find(&plan, OP_ROOTFS), 0), nvolumes - 1);
@@ -832,15 +838,19 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
    * state dir holding it. A recursive copy of that tree, attached on top of
    * it, is a mount of our own for pivot_root, which refuses a locked one;
    * what the host phase hid comes along, locked. */
-  if (volumes_staged) {
-    /* Our copies of the staged volumes, locked as they propagated in: a clone keeps that. */
-    for (int i = 0; i < plan.nops; i++) {
-      if (plan.op[i].id != OP_VOLUME) continue;
-      char at[16];
-      snprintf(at, sizeof at, "v%d", nvolumes);
-      if ((volume_fd[nvolumes] = open_tree(AT_FDCWD, at, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0) fail_step(status_fd, STEP_VOLUME, errno, "clone staged volume %s", at);
-      nvolumes++;
-    }
+  /* Our copies of the staged volumes, locked as they propagated in: a clone keeps that. */
+  for (int i = 0, n = 0; i < plan.nops; i++) {
+    if (plan.op[i].id != OP_VOLUME) continue;
+    int k = n++;
+    if (!staged(&plan.op[i])) continue;
+    char at[16];
+    snprintf(at, sizeof at, "v%d", k);
+    if ((volume_fd[k] = open_tree(AT_FDCWD, at, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0) fail_step(status_fd, STEP_VOLUME, errno, "clone staged volume %s", at);
+    /* Fail closed: a propagation that did not arrive would clone the bare staging directory. */
+    struct statx sx;
+    struct statfs sf;
+    if (statx(volume_fd[k], "", AT_EMPTY_PATH, STATX_TYPE, &sx) < 0 || fstatfs(volume_fd[k], &sf) < 0) fail_step(status_fd, STEP_VOLUME, errno, "stat staged volume %s", at);
+    if (!(sx.stx_attributes_mask & sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) || sf.f_type == TMPFS_MAGIC) fail_step(status_fd, STEP_VOLUME, ENOENT, "staged volume %s did not arrive", at);
   }
   if (plan_find(&plan, OP_ROOT)) {
     build_root();
@@ -945,7 +955,10 @@ static int send_go(int fd) {
     struct cmsghdr align;
   } u;
   struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1};
-  int sent_volumes = volumes_staged ? 0 : nvolumes;
+  /* The read-write volumes, in order: the staged ones came by propagation. */
+  int passed[MAX_VOLUMES], sent_volumes = 0;
+  for (int i = 0; i < nvolumes; i++)
+    if (volume_fd[i] >= 0) passed[sent_volumes++] = volume_fd[i];
   size_t k = (size_t)(nlayers + sent_volumes);
   if (k > 0) {
     memset(&u, 0, sizeof u);
@@ -956,7 +969,7 @@ static int send_go(int fd) {
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int) * k);
     memcpy(CMSG_DATA(c), layer_fd, sizeof(int) * (size_t)nlayers);
-    memcpy(CMSG_DATA(c) + sizeof(int) * (size_t)nlayers, volume_fd, sizeof(int) * (size_t)sent_volumes);
+    memcpy(CMSG_DATA(c) + sizeof(int) * (size_t)nlayers, passed, sizeof(int) * (size_t)sent_volumes);
   }
   ssize_t n;
   do n = sendmsg(fd, &m, MSG_NOSIGNAL);
@@ -971,11 +984,13 @@ static ssize_t recv_go(int fd, char *go) {
     char buf[CMSG_SPACE(sizeof(int) * (MAX_LAYERS + MAX_VOLUMES))];
     struct cmsghdr align;
   } u;
-  int want_layers = 0, want_volumes = 0;
+  int want_layers = 0, want_volumes = 0, all_volumes = 0;
   for (int i = 0; i < plan.nops; i++) {
     want_layers += plan.op[i].id == OP_LAYER;
-    want_volumes += plan.op[i].id == OP_VOLUME && !volumes_staged;
+    want_volumes += plan.op[i].id == OP_VOLUME && !staged(&plan.op[i]);
+    all_volumes += plan.op[i].id == OP_VOLUME;
   }
+  int passed[MAX_VOLUMES];
   struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
   ssize_t n;
   do n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
@@ -986,11 +1001,15 @@ static ssize_t recv_go(int fd, char *go) {
     size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     if (k != (size_t)(want_layers + want_volumes)) return 0;
     memcpy(layer_fd, CMSG_DATA(c), (size_t)want_layers * sizeof(int));
-    memcpy(volume_fd, CMSG_DATA(c) + (size_t)want_layers * sizeof(int), (size_t)want_volumes * sizeof(int));
+    memcpy(passed, CMSG_DATA(c) + (size_t)want_layers * sizeof(int), (size_t)want_volumes * sizeof(int));
     nlayers = want_layers;
     nvolumes = want_volumes;
   }
   if (nlayers != want_layers || nvolumes != want_volumes) return 0;
+  /* By their index among the volumes: a staged one is cloned from its copy later (-1 until then). */
+  for (int i = 0, j = 0, v = 0; i < plan.nops; i++)
+    if (plan.op[i].id == OP_VOLUME) volume_fd[v++] = staged(&plan.op[i]) ? -1 : passed[j++];
+  nvolumes = all_volumes;
   return n;
 }
 

@@ -65,7 +65,7 @@ enum phase { ENCLAVE_PHASES(ENCLAVE_PHASE_ENUM) PHASE_COUNT };
   X(ROOTFS,      "rootfs",       "AA",     "newroot source",                      PHASE_HOST,   STEP_ROOTFS,    OP_ONCE | OP_REQUIRED | OP_FIRST) \
   X(HIDE,        "hide",         "RD",     "path data",                           PHASE_HOST,   STEP_HIDE,      OP_ALLOW_NOTEXIST) /* D: a directory's empty tmpfs */ \
   X(BIND_FILE,   "bind-file",    "AR",     "source target",                       PHASE_MOUNT,  STEP_BIND_FILE, OP_ALLOW_NOTEXIST) /* source opened by the host phase */ \
-  X(STAGE_VOLUMES, "stage-volumes", "",    "",                                    PHASE_HOST,   STEP_VOLUME,    OP_ONCE) /* a layered root's volumes come by propagation, locked */ \
+  X(STAGE_VOLUMES, "stage-volumes", "",    "",                                    PHASE_HOST,   STEP_VOLUME,    OP_ONCE) /* a layered root's read-only volumes come by propagation, locked */ \
   X(CONTROL,     "control",      "A",      "path",                                PHASE_HOST,   STEP_CONTROL,   OP_ONCE | OP_REQUIRED) \
   X(CGROUP,      "cgroup",       "A",      "dir",                                 PHASE_PARENT, STEP_CGROUP,    0)                     \
   X(UID_MAP,     "uid-map",      "NNN",    "inside host count",                   PHASE_PARENT, STEP_UID_MAP,   OP_ONCE | OP_REQUIRED) \

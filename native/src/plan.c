@@ -192,8 +192,10 @@ int plan_parse(char *buf, size_t len, struct plan *out, char *err, size_t errlen
   if (count[OP_VOLUME] > MAX_VOLUMES) return failf(err, errlen, "more than %d volumes", MAX_VOLUMES);
   if ((count[OP_OVERLAY] || count[OP_UPPER]) && !count[OP_ROOT]) return failf(err, errlen, "overlay and upper need a root op");
   if (count[OP_ROOT] && count[OP_HIDE]) return failf(err, errlen, "a layered root has nothing of the host to hide");
-  /* Staged over the new root, which only a layered root does not read. */
-  if (count[OP_STAGE_VOLUMES] && (!count[OP_ROOT] || !count[OP_VOLUME])) return failf(err, errlen, "stage-volumes needs a layered root and a volume");
+  /* Staged over the new root, which only a layered root does not read; only read-only volumes are. */
+  int ro_volumes = 0;
+  for (int i = 0; i < out->nops; i++) ro_volumes += out->op[i].id == OP_VOLUME && strstr(out->op[i].arg[1], "ro") != NULL;
+  if (count[OP_STAGE_VOLUMES] && (!count[OP_ROOT] || !ro_volumes)) return failf(err, errlen, "stage-volumes needs a layered root and a read-only volume");
   int root_seen = 0;
   for (int i = 0; i < out->nops; i++) {
     const struct plan_op *o = &out->op[i];

@@ -204,8 +204,8 @@ export function buildPlan(p: PlanInputs): SessionPlan {
     if (root.layers[0]?.at !== '/') throw new PlanError('the first layer of a layered root must be "/"');
     // Bound only as the child's starting directory: the root is the layers.
     add(op.rootfs(p.newroot, root.layers[0].source));
-    // Volumes come by propagation, their flags locked (native/src/init.c stage_volumes).
-    if (p.volumes?.length) add(op.stageVolumes());
+    // Read-only volumes come by propagation, their flags locked (native/src/init.c stage_volumes).
+    if (p.volumes?.some((v) => v.readonly)) add(op.stageVolumes());
   }
   add(op.control(p.control));
 

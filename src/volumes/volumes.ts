@@ -218,7 +218,7 @@ export class Volumes {
     if (movedFor && movedFor !== session) return `volume ${name} is being moved here with session ${movedFor}: it can be mounted once that move is done`;
     const b = this.busy.get(id);
     if (b === 'resizing-offline') return `volume ${name} is being resized (unmounted): try again when that is done`;
-    if (!readonly && b === 'reading') return `volume ${name} is being read (an export, or a snapshot with volumes): try again when that is done, or mount it read-only (not in a system session)`;
+    if (!readonly && b === 'reading') return `volume ${name} is being read (an export, or a snapshot with volumes): try again when that is done, or mount it read-only`;
     return undefined;
   }
 

@@ -412,9 +412,12 @@ describe('a system root', () => {
     const text = serializePlan(ro).toString('latin1');
     expect(check(text)).toEqual({ ok: true, out: 'ok\n' });
     expect(check(text.replace('host\tstage-volumes\n', '')).out).toMatch(/^error\tplan\t22\t.*a plan keeping every capability mounts a volume read-only only staged/);
-    // No volume, nothing staged; and staging needs a layered root with a volume.
+    // No read-only volume, nothing staged (read-write ones come as fds, unlocked: runtimes inside remount their binds);
+    // and staging needs a layered root with a read-only volume.
     expect(find(plan, 'stage-volumes')).toEqual([]);
-    expect(check(serializePlan(plan).toString('latin1').replace('host\tcontrol\t', 'host\tstage-volumes\nhost\tcontrol\t')).out).toMatch(/stage-volumes needs a layered root and a volume/);
+    const rw = buildPlan({ ...system, volumes: vol(false) });
+    expect(find(rw, 'stage-volumes')).toEqual([]);
+    expect(check(serializePlan(rw).toString('latin1').replace('host\tcontrol\t', 'host\tstage-volumes\nhost\tcontrol\t')).out).toMatch(/stage-volumes needs a layered root and a read-only volume/);
     // On the host's root (not layered) a system session's read-only volume would come in unlocked: refused.
     const hostRoot = { ...system, root: { kind: 'host' as const, rootfs: '/', masks: [] } };
     expect(() => buildPlan({ ...hostRoot, volumes: vol(true) })).toThrow(/^a system session on the host's root \(sessions.rootfs "\/"\) cannot mount a volume read-only/);
