@@ -17,7 +17,7 @@ import { ENDED_STATES } from '../vocab/states.js';
 import { failedCreate } from '../store/fleetRows.js';
 import { rowJson } from './listJson.js';
 import { listState } from './listTag.js';
-import type { NodeCapacity } from '../fleet/keys.js';
+import { STAGED_RO_VOLUMES, type NodeCapacity } from '../fleet/keys.js';
 import type { SessionManager } from '../sessions/manager.js';
 import type { Consoles } from './attach.js';
 import type { Parts } from './route.js';
@@ -88,6 +88,8 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
   return {
     stored: (id) => storedFile(config, id),
     kit: (id) => kitHere(sessions, id),
+    // A layered root stages read-only volumes, locked (plan.ts stage-volumes); the host's root does not.
+    features: config.sessions.rootfs === '/' ? [] : [STAGED_RO_VOLUMES],
     volumeFile: (volumeId) => volumeFile(sessions, config, volumeId, log),
     madeForMoves: () => madeForMoves(sessions),
     moveDone: (id) => madeForMoveDone(sessions, id),

@@ -76,7 +76,7 @@ export class Fleet {
     private readonly log: Logger,
   ) {
     this.etcd = etcdClient(c);
-    this.registry = new Registry(this.etcd, c, endpoint, capacity, log);
+    this.registry = new Registry(this.etcd, c, endpoint, capacity, log, local.features);
     this.lists = new ListPublisher(this.etcd, c.node, { tag: () => local.listTag(), sessions: () => local.listed(), registration: () => this.registry.registeredAt }, log, c.list_interval_ms);
     // What the fleet does to this node's sessions (a session placed here made, a moved one ended, a fenced one
     // removed) is in this node's list in etcd before it is reported or acknowledged, as a caller's own call is.

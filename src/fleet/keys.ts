@@ -58,6 +58,12 @@ export type NodeCapacity = z.infer<typeof capacitySchema>;
 
 /** What this version takes that older ones do not: a drain's move kit (moveKit.ts: it asks for one, and serves its routes). */
 export const NODE_FEATURES = ['move-kit'] as const;
+/**
+ * A node that stages read-only volumes, their flags locked (a layered root:
+ * docs/security.md, "Read-only volumes stay read-only"): only such a node
+ * takes a moved session that may remount (system) with one. LocalNode.features.
+ */
+export const STAGED_RO_VOLUMES = 'staged-ro-volumes';
 export const featuresSchema = z.array(z.string().max(64)).max(64);
 
 export const memberSchema = z.object({ name: nodeName, endpoint: z.string().max(256), capacity: capacitySchema, registered_at: z.string() }).strict();

@@ -25,7 +25,7 @@ import { desiredSchema, key, moveSchema, parseValue, prefix, statusSchema, type 
 import { place, placedNodes, readFleet } from './placement.js';
 import { awaitReport } from './report.js';
 import type { PeerClient } from './peerTls.js';
-import { moveRecordOf, nodesTakingKits, type KitPlan, type MadeForMove } from './moveKit.js';
+import { featuresNeeded, moveRecordOf, nodesTakingKits, type KitPlan, type MadeForMove } from './moveKit.js';
 import { rmSync } from 'node:fs';
 
 /** What a move needs of this node's own sessions (the daemon provides it). */
@@ -164,8 +164,11 @@ export class Mover {
     if (await moveRecordOf(this.etcd, d.id)) throw new Unplaced('a move of it is still being finished');
     await this.undoStray(d, log);
     // With a kit, only nodes whose version asks for one (an older one would make it with its own secrets, or not at all).
-    const takers = plan.secrets.length + plan.volumes.length > 0 ? await nodesTakingKits(this.etcd) : undefined;
-    if (takers && ![...takers].some((n) => n !== this.self)) throw new Unplaced('no other node is of a version that takes its volumes and secrets along');
+    const needs = featuresNeeded(d.request);
+    const takers = plan.secrets.length + plan.volumes.length > 0 ? await nodesTakingKits(this.etcd, needs) : undefined;
+    if (takers && ![...takers].some((n) => n !== this.self)) {
+      throw new Unplaced(`no other node is of a version that takes its volumes and secrets along${needs.length ? ', and stages a read-only volume of a system session (a layered root)' : ''}`);
+    }
     const r = await place(this.etcd, wanted, this.c.candidates, { exclude: this.self, pin: null, ...(takers ? { eligible: (n: string) => takers.has(n) } : {}) });
     if ('reason' in r) throw new Unplaced(`no node takes it: ${r.reason}`);
     const to = r.node;

@@ -14,7 +14,7 @@ import { parsed, peerGet } from './peerGet.js';
 import type { PeerClient } from './peerTls.js';
 import { readFleet } from './placement.js';
 import { getPrefix } from './etcd.js';
-import { desiredSchema, featuresSchema, key, moveSchema, parseValue, prefix, type Desired, type Move } from './keys.js';
+import { desiredSchema, featuresSchema, key, moveSchema, parseValue, prefix, STAGED_RO_VOLUMES, type Desired, type Move } from './keys.js';
 import { moveKitSchema, type MoveKit } from '../api/fleetSchemas.js';
 
 export { moveKitSchema, type MoveKit };
@@ -82,8 +82,18 @@ export async function placementOn(etcd: Etcd3, node: string, id: string): Promis
   return v === null ? undefined : parseValue(desiredSchema, key.desired(node, id), v);
 }
 
-/** The nodes whose version takes a move kit (they wrote so under their registration's lease: keys.ts NODE_FEATURES). */
-export async function nodesTakingKits(etcd: Etcd3): Promise<Set<string>> {
+/**
+ * What a node must offer (beyond a move kit) to take this session: a
+ * read-only volume of one that may remount (system, or no profile named: the
+ * receiving node's default decides) goes only where it is staged, locked.
+ */
+export function featuresNeeded(request: Pick<Desired['request'], 'profile' | 'volumes'>): string[] {
+  const mayRemount = request.profile !== 'workspace' && request.profile !== 'strict';
+  return mayRemount && request.volumes?.some((v) => v.readonly) ? [STAGED_RO_VOLUMES] : [];
+}
+
+/** The nodes whose version takes a move kit, and offers each of `also` (they wrote so under their registration's lease: keys.ts NODE_FEATURES). */
+export async function nodesTakingKits(etcd: Etcd3, also: readonly string[] = []): Promise<Set<string>> {
   const out = new Set<string>();
   for (const [k, v] of await getPrefix(etcd, prefix.features)) {
     let raw: unknown;
@@ -93,7 +103,7 @@ export async function nodesTakingKits(etcd: Etcd3): Promise<Set<string>> {
       continue; // not written by a node: it takes none
     }
     const r = featuresSchema.safeParse(raw);
-    if (r.success && r.data.includes('move-kit')) out.add(k.slice(prefix.features.length));
+    if (r.success && ['move-kit', ...also].every((f) => r.data.includes(f))) out.add(k.slice(prefix.features.length));
   }
   return out;
 }

@@ -36,6 +36,8 @@ export class Registry {
     private readonly endpoint: string,
     private readonly capacity: () => NodeCapacity,
     private readonly log: Logger,
+    /** What this node offers beyond its version's NODE_FEATURES (LocalNode.features). */
+    private readonly features: readonly string[] = [],
   ) {}
 
   /** Write the member record and the alive key under a fresh lease. Throws if etcd does not answer. */
@@ -54,7 +56,7 @@ export class Registry {
       await lease.put(key.alive(this.c.node)).value(JSON.stringify({ since: member.registered_at }));
       // Under the lease: whatever version registers next (an older one too) writes its own, or none.
       // A move kit needs the node-to-node channel ([cluster.peer]): without it the node claims none.
-      if (this.c.peer) await lease.put(key.features(this.c.node)).value(JSON.stringify(NODE_FEATURES));
+      if (this.c.peer) await lease.put(key.features(this.c.node)).value(JSON.stringify([...NODE_FEATURES, ...this.features]));
       else await this.etcd.delete().key(key.features(this.c.node));
     } catch (e) {
       // Not kept alive for nothing: the next try takes a lease of its own.

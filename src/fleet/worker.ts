@@ -24,6 +24,8 @@ import type { WatchedFleet } from './watched.js';
 
 /** What the fleet needs of this node's own sessions (the daemon provides it over its session manager). */
 export interface LocalNode {
+  /** What this node's sessions offer that a move may need (keys.ts STAGED_RO_VOLUMES), written with its features. */
+  features?: readonly string[];
   /** Mark this node's rows of `fleetIds` as made for a placement (those an older version made); how many. */
   markPlaced(fleetIds: ReadonlySet<string>): number;
   /** A session's state here, or undefined if this node never had it. */

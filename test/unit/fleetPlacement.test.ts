@@ -7,7 +7,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
 import { book, choose, pinnedTo, place, readFleet, unfit, type NodeView } from '../../src/fleet/placement.js';
 import { nodesTakingKits } from '../../src/fleet/moveKit.js';
-import { key, type Desired, type Pending } from '../../src/fleet/keys.js';
+import { key, STAGED_RO_VOLUMES, type Desired, type Pending } from '../../src/fleet/keys.js';
 import { cancelPending, putPending } from '../../src/fleet/pending.js';
 import { pino } from 'pino';
 import { Registry } from '../../src/fleet/registry.js';
@@ -167,6 +167,11 @@ describe('placement against etcd', () => {
     // a has the most room, but is left out; c writes no features (an older version).
     const takers = await nodesTakingKits(etcd);
     expect([...takers]).toEqual(['b']);
+    // A system session's read-only volume: only a node that stages them (locked) takes it.
+    expect([...(await nodesTakingKits(etcd, [STAGED_RO_VOLUMES]))]).toEqual([]);
+    await etcd.put(key.features('c')).value(JSON.stringify(['move-kit', STAGED_RO_VOLUMES]));
+    expect([...(await nodesTakingKits(etcd, [STAGED_RO_VOLUMES]))]).toEqual(['c']);
+    await etcd.delete().key(key.features('c'));
     expect(await place(etcd, desired('s-00000000c1'), 3, { exclude: 'a', pin: null, eligible: (n) => takers.has(n) })).toEqual({ node: 'b' });
     expect(await place(etcd, desired('s-00000000c2'), 3, { exclude: 'b', pin: null, eligible: (n) => n === 'b' })).toHaveProperty('reason');
     expect(await etcd.get(key.desired('b', 's-00000000c2')).string()).toBeNull();

@@ -1,7 +1,7 @@
 // What follows a session a drain moves (src/fleet/moveKit.ts kitPlan), and
 // what the receiving node accepts of a kit (moveKitSchema).
 import { describe, expect, it } from 'vitest';
-import { kitPlan, moveKitSchema, type KitFacts } from '../../src/fleet/moveKit.js';
+import { featuresNeeded, kitPlan, moveKitSchema, type KitFacts } from '../../src/fleet/moveKit.js';
 
 const vol = (id: string, name: string, owner = 1000, state = 'ready') => ({ id, name, size_mb: 64, owner_uid: owner, state });
 const facts = (over: Partial<KitFacts> = {}): KitFacts => ({
@@ -29,6 +29,17 @@ describe('kitPlan', () => {
     expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code', 0), others: 0 }] }))).toMatch(/uid 0's volume code/);
     expect(stays(facts({ mounts: [{ volume: undefined, others: 0 }] }))).toMatch(/gone/);
     expect(stays(facts({ mounts: [{ volume: vol('v-00000000aa', 'code', 1000, 'removing'), others: 0 }] }))).toMatch(/being removed/);
+  });
+});
+
+describe('featuresNeeded', () => {
+  it('sends a read-only volume of a session that may remount only to a node that stages it', () => {
+    const ro = [{ name: 'code', target: '/srv', readonly: true }];
+    expect(featuresNeeded({ profile: 'system', volumes: ro })).toEqual(['staged-ro-volumes']);
+    expect(featuresNeeded({ volumes: ro })).toEqual(['staged-ro-volumes']); // the receiving node's default profile decides
+    for (const profile of ['workspace', 'strict'] as const) expect(featuresNeeded({ profile, volumes: ro })).toEqual([]);
+    expect(featuresNeeded({ profile: 'system', volumes: [{ name: 'code', target: '/srv', readonly: false }] })).toEqual([]);
+    expect(featuresNeeded({ profile: 'system' })).toEqual([]);
   });
 });
 

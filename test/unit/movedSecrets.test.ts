@@ -119,7 +119,7 @@ describe('a secret stored for a move', () => {
       fleetRows: { markMovedAway: () => undefined },
       volumeMountsOf: () => [],
     } as unknown as SessionManager;
-    const node = localNode({ cluster: { node: 'a' } } as Config, sessions, {} as Consoles, {} as Budgets, () => undefined, pino({ level: 'silent' }));
+    const node = localNode({ cluster: { node: 'a' }, sessions: { rootfs: 'minimal' } } as Config, sessions, {} as Consoles, {} as Budgets, () => undefined, pino({ level: 'silent' }));
     const kit = { secrets: [{ name: 'github', value_base64: value.toString('base64'), shared: false }], volumes: [] };
     await expect(node.create('s-00000000a1', { profile: 'workspace' } as never, { uid: 1000, gids: [] }, kit)).rejects.toThrow(/no room/);
     expect(store.info(1000, 'github')).toBeUndefined();
