@@ -54,6 +54,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
@@ -846,11 +847,15 @@ static __attribute__((noreturn)) void child_main(int go_fd, int report_fd) {
     char at[16];
     snprintf(at, sizeof at, "v%d", k);
     if ((volume_fd[k] = open_tree(AT_FDCWD, at, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0) fail_step(status_fd, STEP_VOLUME, errno, "clone staged volume %s", at);
-    /* Fail closed: a propagation that did not arrive would clone the bare staging directory. */
-    struct statx sx;
+    /* Fail closed: the volume (ext4, not the bare staging directory a propagation that did
+     * not arrive would leave), read-only, and locked so: clearing the flag on our clone is
+     * refused (were it not, the clone is dropped with us). */
     struct statfs sf;
-    if (statx(volume_fd[k], "", AT_EMPTY_PATH, STATX_TYPE, &sx) < 0 || fstatfs(volume_fd[k], &sf) < 0) fail_step(status_fd, STEP_VOLUME, errno, "stat staged volume %s", at);
-    if (!(sx.stx_attributes_mask & sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) || sf.f_type == TMPFS_MAGIC) fail_step(status_fd, STEP_VOLUME, ENOENT, "staged volume %s did not arrive", at);
+    if (fstatfs(volume_fd[k], &sf) < 0) fail_step(status_fd, STEP_VOLUME, errno, "statfs staged volume %s", at);
+    if (sf.f_type != EXT4_SUPER_MAGIC || !(sf.f_flags & ST_RDONLY)) fail_step(status_fd, STEP_VOLUME, ENOENT, "staged volume %s did not arrive read-only", at);
+    struct mount_attr probe = {.attr_clr = MOUNT_ATTR_RDONLY};
+    if (syscall(SYS_mount_setattr, volume_fd[k], "", AT_EMPTY_PATH, &probe, sizeof probe) == 0 || errno != EPERM)
+      fail_step(status_fd, STEP_VOLUME, EPERM, "staged volume %s is not locked read-only", at);
   }
   if (plan_find(&plan, OP_ROOT)) {
     build_root();

@@ -167,7 +167,7 @@ export class Mover {
     const needs = featuresNeeded(d.request);
     const takers = plan.secrets.length + plan.volumes.length > 0 ? await nodesTakingKits(this.etcd, needs) : undefined;
     if (takers && ![...takers].some((n) => n !== this.self)) {
-      throw new Unplaced(`no other node is of a version that takes its volumes and secrets along${needs.length ? ', and stages a read-only volume of a system session (a layered root)' : ''}`);
+      throw new Unplaced(`no other node is of a version that takes its volumes and secrets along${needs.length ? ', and stages a read-only volume of a session that may remount (a layered root)' : ''}`);
     }
     const r = await place(this.etcd, wanted, this.c.candidates, { exclude: this.self, pin: null, ...(takers ? { eligible: (n: string) => takers.has(n) } : {}) });
     if ('reason' in r) throw new Unplaced(`no node takes it: ${r.reason}`);

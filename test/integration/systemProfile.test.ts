@@ -77,13 +77,21 @@ describe.skipIf(!isRoot)('system profile (root)', () => {
   });
 
   it('keeps a read-only volume read-only: it came in locked, so no remount of it or of a bind of it makes it writable', async () => {
-    for (const v of ['shared', 'scratch']) await d.cli(['volume', 'create', v, '--size', '16']);
+    for (const v of ['shared', 'scratch', 'ref']) await d.cli(['volume', 'create', v, '--size', '16']);
     try {
       await d.create({ name: 'sys-w', volumes: [{ name: 'shared', target: '/data' }] });
       await d.sh('sys-w', 'echo kept > /data/f');
-      // Beside a read-write one, which comes as before (first in target order: the helper keeps both kinds in step).
-      await d.create({ name: 'sys-ro', profile: 'system', volumes: [{ name: 'shared', target: '/srv', readonly: true }, { name: 'scratch', target: '/a' }] });
-      expect(await d.script('sys-ro', ['echo mine > /a/f && cat /a/f', 'grep -c " /srv " /proc/self/mountinfo'])).toBe('mine\n1\n');
+      // Read-only, read-write, read-only in target order: staged ones come by propagation, the read-write one as an fd
+      // (unlocked, as before: a runtime inside may remount its bind with nosuid and nodev alone), each at its own target.
+      await d.create({ name: 'sys-ro', profile: 'system', volumes: [{ name: 'shared', target: '/srv', readonly: true }, { name: 'scratch', target: '/c' }, { name: 'ref', target: '/b', readonly: true }] });
+      expect(
+        await d.script('sys-ro', [
+          'echo mine > /c/f && cat /c/f',
+          'for t in /b /c /srv; do grep " $t " /proc/self/mountinfo | cut -d" " -f6 | cut -d, -f1; done',
+          'test -e /srv/f && ! test -e /b/f && echo apart',
+          'mkdir -p /mnt/x && mount --bind /c /mnt/x && mount -o remount,bind,nosuid,nodev /mnt/x && echo runc-like && umount /mnt/x',
+        ]),
+      ).toBe('mine\nro\nrw\nro\napart\nrunc-like\n');
       // Each way a root owning its mount namespace could make the volume's mount writable, then a write through it.
       const tries = [
         'mount -o remount,bind,rw /srv',
@@ -111,7 +119,7 @@ describe.skipIf(!isRoot)('system profile (root)', () => {
       expect(await d.script('sys-rw', ['mkdir -p /mnt/c && mount --bind /srv /mnt/c && mount -o remount,bind,rw /mnt/c 2>/dev/null || echo locked', '{ echo x >> /srv/f; } 2>/dev/null || echo ro'])).toBe('locked\nro\n');
     } finally {
       for (const n of ['sys-ro', 'sys-w', 'sys-rw']) await d.cli(['session', 'destroy', n]);
-      for (const v of ['shared', 'scratch']) await d.cli(['volume', 'remove', v]);
+      for (const v of ['shared', 'scratch', 'ref']) await d.cli(['volume', 'remove', v]);
     }
   });
 
