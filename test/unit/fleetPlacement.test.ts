@@ -229,6 +229,26 @@ describe('placement against etcd', () => {
     }
   });
 
+  it('writes its features under its lease, with the node-to-node channel: its version\'s, then what its sessions offer', async () => {
+    await etcd.delete().prefix('/enclave/');
+    const base = { endpoints: e.endpoints, lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 1000, compact_interval_s: 0, list_interval_ms: 250 };
+    const own = new Etcd3({ hosts: e.endpoints });
+    const capacity = () => ({ slots: 1, memory_mb: 1, disk_mb: 1 });
+    const staging = new Registry(own, { ...base, node: 'n2', peer: {} } as never, '/run/n2.sock', capacity, pino({ level: 'silent' }), [STAGED_RO_VOLUMES]);
+    const hostRoot = new Registry(own, { ...base, node: 'n3', peer: {} } as never, '/run/n3.sock', capacity, pino({ level: 'silent' }));
+    const noPeer = new Registry(own, { ...base, node: 'n4' } as never, '/run/n4.sock', capacity, pino({ level: 'silent' }), [STAGED_RO_VOLUMES]);
+    try {
+      for (const r of [staging, hostRoot, noPeer]) await r.register();
+      expect(JSON.parse((await etcd.get(key.features('n2')).string())!)).toEqual(['move-kit', STAGED_RO_VOLUMES]);
+      expect(JSON.parse((await etcd.get(key.features('n3')).string())!)).toEqual(['move-kit']);
+      expect(await etcd.get(key.features('n4')).string()).toBeNull();
+      expect([...(await nodesTakingKits(etcd, [STAGED_RO_VOLUMES]))]).toEqual(['n2']);
+    } finally {
+      for (const r of [staging, hostRoot, noPeer]) await r.close(true);
+      own.close();
+    }
+  });
+
   it('registers a node under a lease, and again when the lease is lost', async () => {
     await etcd.delete().prefix('/enclave/');
     const c = { endpoints: e.endpoints, node: 'n1', lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 1000, compact_interval_s: 0, list_interval_ms: 250 };

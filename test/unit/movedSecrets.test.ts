@@ -120,6 +120,9 @@ describe('a secret stored for a move', () => {
       volumeMountsOf: () => [],
     } as unknown as SessionManager;
     const node = localNode({ cluster: { node: 'a' }, sessions: { rootfs: 'minimal' } } as Config, sessions, {} as Consoles, {} as Budgets, () => undefined, pino({ level: 'silent' }));
+    // A layered root stages read-only volumes (locked), the host's root does not: what a drain may send it (moveKit.ts featuresNeeded).
+    expect(node.features).toEqual(['staged-ro-volumes']);
+    expect(localNode({ cluster: { node: 'a' }, sessions: { rootfs: '/' } } as Config, sessions, {} as Consoles, {} as Budgets, () => undefined, pino({ level: 'silent' })).features).toEqual([]);
     const kit = { secrets: [{ name: 'github', value_base64: value.toString('base64'), shared: false }], volumes: [] };
     await expect(node.create('s-00000000a1', { profile: 'workspace' } as never, { uid: 1000, gids: [] }, kit)).rejects.toThrow(/no room/);
     expect(store.info(1000, 'github')).toBeUndefined();
