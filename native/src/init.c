@@ -75,7 +75,7 @@ static int nvolumes;
 static int volumes_staged;         /* the read-only ones come by propagation (stage_volumes) */
 
 /* Volume op `op` is attached at vN in the staging tmpfs, not passed as an fd. */
-static int staged(const struct plan_op *op) { return volumes_staged && op->id == OP_VOLUME && strstr(op->arg[1], "ro") != NULL; }
+static int staged(const struct plan_op *op) { return volumes_staged && plan_volume_ro(op); }
 static int upper_fd = -1;          /* the session's writable layer (a tmpfs), if any */
 static int bind_fd[PLAN_MAX_OPS];  /* bind-file sources, opened by the host phase */
 static unsigned long long keep_caps; /* capabilities kept (a profile that keeps some) */
@@ -345,7 +345,7 @@ static void op_layer(const struct plan_op *op, int userns) {
  * (a system session on the host's root takes no "ro" volume). */
 static void op_volume(const struct plan_op *op, int userns) {
   if (nvolumes == MAX_VOLUMES) FAIL(op, E2BIG, "more than %d volumes", MAX_VOLUMES);
-  int ro = strstr(ARG(op, 1), "ro") != NULL;
+  int ro = plan_volume_ro(op);
   volume_fd[nvolumes++] = idmapped_copy(op, userns, ro ? MOUNT_ATTR_RDONLY : 0, MOUNT_ATTR_NOEXEC | (ro ? 0 : MOUNT_ATTR_RDONLY));
 }
 

@@ -194,7 +194,7 @@ int plan_parse(char *buf, size_t len, struct plan *out, char *err, size_t errlen
   if (count[OP_ROOT] && count[OP_HIDE]) return failf(err, errlen, "a layered root has nothing of the host to hide");
   /* Staged over the new root, which only a layered root does not read; only read-only volumes are. */
   int ro_volumes = 0;
-  for (int i = 0; i < out->nops; i++) ro_volumes += out->op[i].id == OP_VOLUME && strstr(out->op[i].arg[1], "ro") != NULL;
+  for (int i = 0; i < out->nops; i++) ro_volumes += plan_volume_ro(&out->op[i]);
   if (count[OP_STAGE_VOLUMES] && (!count[OP_ROOT] || !ro_volumes)) return failf(err, errlen, "stage-volumes needs a layered root and a read-only volume");
   int root_seen = 0;
   for (int i = 0; i < out->nops; i++) {
@@ -219,13 +219,13 @@ int plan_parse(char *buf, size_t len, struct plan *out, char *err, size_t errlen
    * host layer, remountable too). The daemon refuses both before (plan.ts). */
   const struct plan_op *caps = plan_find(out, OP_CAPS);
   if (caps && strtoull(caps->arg[0], NULL, 16) == CAPS_SYSTEM) {
-    for (int i = 0; i < out->nops; i++)
-      if (out->op[i].id == OP_VOLUME && strstr(out->op[i].arg[1], "ro") && !count[OP_STAGE_VOLUMES])
-        return failf(err, errlen, "op %d (volume): a plan keeping every capability mounts a volume read-only only staged (stage-volumes)", i + 1);
+    if (ro_volumes && !count[OP_STAGE_VOLUMES]) return failf(err, errlen, "a plan keeping every capability mounts a volume read-only only staged (stage-volumes)");
     if (count[OP_ROOT] && !count[OP_UPPER]) return failf(err, errlen, "a layered root keeping every capability needs a writable layer");
   }
   return 0;
 }
+
+int plan_volume_ro(const struct plan_op *op) { return op->id == OP_VOLUME && strstr(op->arg[1], "ro") != NULL; }
 
 const struct plan_op *plan_find(const struct plan *p, enum op_id id) {
   for (int i = 0; i < p->nops; i++)

@@ -41,6 +41,9 @@ int plan_parse(char *buf, size_t len, struct plan *out, char *err, size_t errlen
 /* The first op with this id, or NULL. */
 const struct plan_op *plan_find(const struct plan *p, enum op_id id);
 
+/* A volume op that mounts its volume read-only (its F argument holds "ro"). */
+int plan_volume_ro(const struct plan_op *op);
+
 /* Decode a validated X argument into bytes; returns the length. */
 size_t plan_hex_decode(const char *hex, unsigned char *out, size_t cap);
 

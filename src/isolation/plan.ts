@@ -218,8 +218,8 @@ export function buildPlan(p: PlanInputs): SessionPlan {
   if (root.kind === 'layers') for (const l of root.layers) add(op.layer(l.source));
   const volumes = [...(p.volumes ?? [])].sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0));
   if (new Set(volumes.map((v) => v.target)).size !== volumes.length) throw new PlanError('two volumes on the same target');
-  // Refused at create; a session an older daemon stored so does not start so either.
-  const roRefused = volumes.some((v) => v.readonly) ? readOnlyVolumeRefusal(p.system ? 'system' : 'workspace', root.kind === 'host') : undefined;
+  // Refused at create and at a start; here too, so no path builds such a plan.
+  const roRefused = p.system && volumes.some((v) => v.readonly) ? readOnlyVolumeRefusal('system', root.kind === 'host') : undefined;
   if (roRefused) throw new PlanError(roRefused);
   for (const v of volumes) add(op.volume(v.source, v.readonly ? ['ro'] : []));
 

@@ -142,5 +142,8 @@ export function switchesUsers(profile: Profile): boolean {
  */
 export function readOnlyVolumeRefusal(profile: Profile, hostRoot: boolean): string | undefined {
   if (profile !== 'system' || !hostRoot) return undefined;
-  return 'a system session on the host\'s root (sessions.rootfs "/") cannot mount a volume read-only: its root may remount its own mounts, and the kernel does not lock the read-only flag of a volume moved into it there, so it could write to the volume anyway; mount it read-write, use the workspace or strict profile, or a layered root (sessions.rootfs "minimal" or a directory)';
+  return 'a system session on the host\'s root (sessions.rootfs "/") cannot mount a volume read-only: its root may remount its own mounts, and the kernel does not lock the read-only flag of a volume moved into it there, so it could write to the volume anyway';
 }
+
+/** What a create refused so may do instead. */
+export const READ_ONLY_VOLUME_REMEDY = 'mount it read-write, use the workspace or strict profile, or a layered root (sessions.rootfs "minimal" or a directory)';

@@ -11,7 +11,7 @@ import type { CreateSessionRequest } from '../api/schemas.js';
 import type { Capacity } from '../isolation/capacity.js';
 import { bootRefusal } from '../isolation/bootPlan.js';
 import { sessionCgroupDirs } from '../isolation/cgroups.js';
-import { readOnlyVolumeRefusal, writableRoot } from '../isolation/profiles.js';
+import { READ_ONLY_VOLUME_REMEDY, readOnlyVolumeRefusal, writableRoot } from '../isolation/profiles.js';
 import { hostIfName } from '../network/addressing.js';
 import { HostPortInUseError } from '../network/publish.js';
 import { AddressesExhaustedError, PortTakenError, SlotsExhaustedError, volumeUnavailable, VolumeUnavailableError } from '../store/sessionStore.js';
@@ -75,7 +75,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
   const volumes = extra.volumes ?? [];
   const ro = volumes.find((v) => v.readonly);
   const roRefused = ro && readOnlyVolumeRefusal(profile, c.sessions.rootfs === '/');
-  if (roRefused) throw new ApiError('invalid_request', `volume ${ro.name} at ${ro.target}: ${roRefused}`, 'volumes');
+  if (roRefused) throw new ApiError('invalid_request', `volume ${ro.name} at ${ro.target}: ${roRefused}; ${READ_ONLY_VOLUME_REMEDY}`, 'volumes');
   const rootfs = c.sessions.rootfs === 'minimal' ? kit.host!.baseLayer! : c.sessions.rootfs;
   checkVolumeTargets(volumes, limits, (target) => {
     try {

@@ -83,7 +83,7 @@ export function startBring(kit: Kit, row: SessionRow, admit: ((usage: Usage) => 
   const ro = refusal === undefined ? undefined : kit.store.volumeIdsOf(row.id).find((v) => v.readonly);
   if (refusal && ro) {
     // Made by an older daemon (a create now refuses it): said before anything is reserved.
-    throw new ApiError('conflict', `session ${row.id} cannot start: it mounts volume ${kit.volumes.get(ro.id)?.name ?? ro.id} read-only at ${ro.target}, and ${refusal.replace(/; mount it read-write.*$/, '')}. A stopped session's mounts cannot be changed: destroy it (its volumes stay) and create it again`, 'volumes');
+    throw new ApiError('conflict', `session ${row.id} cannot start: it mounts volume ${kit.volumes.get(ro.id)?.name ?? ro.id} read-only at ${ro.target}, and ${refusal}. A stopped session's mounts cannot be changed: destroy it (its volumes stay) and create it again`, 'volumes');
   }
   const secrets = kit.secrets.forStart(row.id, row.owner_uid ?? 0, row.env);
   const dirs = sessionCgroupDirs(kit.layout, c.cgroups.parent, row.id, row.init !== null);
