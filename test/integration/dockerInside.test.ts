@@ -7,7 +7,7 @@
 // Destroying the session ends dockerd and leaves nothing behind.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot, TestDaemon } from './harness.js';
 
@@ -33,7 +33,13 @@ describe.skipIf(!isRoot)('Docker inside a system session (root)', () => {
     expect(installed, `${DOCKERD}, /usr/bin/docker and ${BUSYBOX} must be installed (apt-get install docker.io busybox-static)`).toBe(true);
     await d.start();
     before = hostDocker();
-    id = (await d.create({ name: 'dock', profile: 'system', memory_mb: 512, root_mb: 512 })).id;
+    // A read-only volume with a file in it (imported from a tar): it comes in with its flags locked.
+    const src = join(d.dir, 'ref-tree');
+    mkdirSync(src, { recursive: true });
+    writeFileSync(join(src, 'hello'), 'from the volume\n');
+    host('tar', ['-C', src, '-cf', join(d.dir, 'ref.tar'), '.']);
+    expect((await d.cli(['volume', 'import', 'ref', join(d.dir, 'ref.tar'), '--size', '16'])).code).toBe(0);
+    id = (await d.create({ name: 'dock', profile: 'system', memory_mb: 512, root_mb: 512, volumes: [{ name: 'ref', target: '/ref', readonly: true }] })).id;
   });
   afterAll(async () => {
     await d.cleanup();
@@ -62,6 +68,16 @@ describe.skipIf(!isRoot)('Docker inside a system session (root)', () => {
       'docker run --rm enclave-bb echo hi',
     ]);
     expect(out).toBe('hi\n');
+  });
+
+  it('binds the session\'s read-only volume into a container (docker run -v): runc\'s remount keeps the locked flags, the bind stays read-only', async () => {
+    // runc remounts a bind with the flags its options name (ro) where the kernel locked nosuid and nodev too
+    // (the volume was staged: docs/security.md). Both mounts are read-only, with or without :ro.
+    const out = await d.script('dock', [
+      'docker run --rm -v /ref:/x:ro enclave-bb sh -c "cat /x/hello; grep \\" /x \\" /proc/self/mountinfo | cut -d\\" \\" -f5,6"',
+      'docker run --rm -v /ref:/x enclave-bb sh -c "echo z >> /x/hello" 2>&1; echo "rc=$?"',
+    ]);
+    expect(out).toBe('from the volume\n/x ro,nosuid,nodev,relatime,idmapped\nsh: can\'t create /x/hello: Read-only file system\nrc=1\n');
   });
 
   it('publishes a container\'s port on the session\'s 127.0.0.1 (docker run -d -p 8080:80), its cgroups below the session\'s', async () => {
@@ -97,7 +113,9 @@ describe.skipIf(!isRoot)('Docker inside a system session (root)', () => {
     await d.destroy('dock');
     expect(d.cgroupDirs(id)).toEqual([]);
     for (const pid of pids) expect(existsSync(`/proc/${pid}`), `PID ${pid}`).toBe(false);
-    // Nothing of the session is mounted on the host (dockerd's mounts were in its mount namespace); the daemon's own lxcfs mount stays.
+    // Nothing of the session is mounted on the host (dockerd's mounts were in its mount namespace) once its volume,
+    // which no session uses now, is removed; the daemon's own lxcfs mount stays.
+    expect((await d.cli(['volume', 'remove', 'ref'])).code).toBe(0);
     const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(d.stateDir));
     expect(mounts.filter((l) => !l.includes(` ${join(d.stateDir, 'lxcfs', 'mnt')} `))).toEqual([]);
     expect(hostDocker()).toEqual(before);

@@ -10,7 +10,7 @@
 // imported from a busybox tar made in the test: no registry.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot, TestDaemon } from './harness.js';
 
@@ -43,7 +43,13 @@ describe.skipIf(!isRoot)('Podman inside a system session (root)', () => {
     expect(missing, 'install podman crun fuse-overlayfs uidmap slirp4netns busybox-static (npm run setup)').toEqual([]);
     await d.start();
     before = hostPodman();
-    const s = await d.create({ name: 'pod', profile: 'system', memory_mb: 512, root_mb: 512 });
+    // A read-only volume with a file in it (imported from a tar): it comes in with its flags locked.
+    const src = join(d.dir, 'ref-tree');
+    mkdirSync(src, { recursive: true });
+    writeFileSync(join(src, 'hello'), 'from the volume\n');
+    host('tar', ['-C', src, '-cf', join(d.dir, 'ref.tar'), '.']);
+    expect((await d.cli(['volume', 'import', 'ref', join(d.dir, 'ref.tar'), '--size', '16'])).code).toBe(0);
+    const s = await d.create({ name: 'pod', profile: 'system', memory_mb: 512, root_mb: 512, volumes: [{ name: 'ref', target: '/ref', readonly: true }] });
     id = s.id;
     hostBase = s.id_range!.host_base;
     const r = await d.sh('pod', MAKE_TAR);
@@ -75,6 +81,14 @@ describe.skipIf(!isRoot)('Podman inside a system session (root)', () => {
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain('fuse-overlayfs');
     expect((await d.sh('pod', 'podman rm -f -t 0 napper > /dev/null && echo removed')).stdout).toBe('removed\n');
     expect(hostPodman()).toEqual(before);
+  });
+
+  it('rootful: binds the session\'s read-only volume into a container (podman run -v): crun\'s remount keeps the locked flags, the bind stays read-only', async () => {
+    // conmon's warning that it cannot make a blkio cgroup (podman's first test) goes to stderr: stdout is what is checked.
+    const ro = await d.sh('pod', 'podman run --rm -v /ref:/x:ro localhost/bb sh -c "cat /x/hello; cat /proc/self/mountinfo" | grep -E "^from| /x "');
+    expect(ro.stdout).toMatch(/^from the volume\n\d+ \d+ \d+:\d+ \/ \/x ro,nosuid,nodev,relatime,idmapped /);
+    const rw = await d.sh('pod', 'podman run --rm -v /ref:/x localhost/bb sh -c "echo z >> /x/hello" 2>&1; echo "rc=$?"');
+    expect(rw.stdout).toMatch(/sh: can't create \/x\/hello: Read-only file system\nrc=1\n$/);
   });
 
   it('rootless: a user of the session runs podman in a nested user namespace mapped from /etc/subuid inside the session\'s range', async () => {
@@ -121,6 +135,8 @@ describe.skipIf(!isRoot)('Podman inside a system session (root)', () => {
     await d.destroy('pod');
     expect(d.cgroupDirs(id)).toEqual([]);
     for (const pid of pids) expect(existsSync(`/proc/${pid}`), `PID ${pid}`).toBe(false);
+    // Its volume, which no session uses now, removed: nothing of the session is left mounted; the daemon's lxcfs stays.
+    expect((await d.cli(['volume', 'remove', 'ref'])).code).toBe(0);
     const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(d.stateDir));
     expect(mounts.filter((l) => !l.includes(` ${join(d.stateDir, 'lxcfs', 'mnt')} `))).toEqual([]);
     expect(hostPodman()).toEqual(before);
