@@ -123,6 +123,39 @@ describe.skipIf(!isRoot)('system profile (root)', () => {
     }
   });
 
+  it('logs, at adoption, a running system session whose stored plan has a read-only volume unstaged (an older daemon\'s), and no other', async () => {
+    await d.cli(['volume', 'create', 'legacy', '--size', '16']);
+    try {
+      const old = await d.create({ name: 'sys-legacy', profile: 'system', volumes: [{ name: 'legacy', target: '/srv', readonly: true }] });
+      const now = await d.create({ name: 'sys-staged', profile: 'system', volumes: [{ name: 'legacy', target: '/srv', readonly: true }] });
+      await d.stop('SIGKILL');
+      // What an older daemon stored: the same plan without its stage-volumes op.
+      const db = new Database(join(d.stateDir, 'enclave.db'));
+      try {
+        const row = db.prepare('SELECT plan FROM session_plans WHERE session_id = ?').get(old.id) as { plan: string };
+        const plan = JSON.parse(row.plan) as { ops: { op: string }[] };
+        expect(plan.ops.filter((o) => o.op === 'stage-volumes')).toHaveLength(1);
+        plan.ops = plan.ops.filter((o) => o.op !== 'stage-volumes');
+        expect(db.prepare('UPDATE session_plans SET plan = ? WHERE session_id = ?').run(JSON.stringify(plan), old.id).changes).toBe(1);
+      } finally {
+        db.close();
+      }
+      await d.start();
+      const warned = d
+        .log()
+        .split('\n')
+        .filter((l) => l.includes('an older daemon moved in unlocked'))
+        .map((l) => (JSON.parse(l) as { session?: string }).session);
+      expect(warned).toEqual([old.id]);
+      expect(warned).not.toContain(now.id);
+      expect((await d.show('sys-legacy')).state).toBe('running');
+    } finally {
+      if (d.pid < 0 || !(await d.api('GET', '/v1/health').then(() => true, () => false))) await d.start();
+      for (const n of ['sys-legacy', 'sys-staged']) await d.cli(['session', 'destroy', n]);
+      await d.cli(['volume', 'remove', 'legacy']);
+    }
+  });
+
   it('refuses a read-only volume on the host\'s root (sessions.rootfs "/"), where it would come in unlocked', async () => {
     const h = new TestDaemon();
     h.sessionsConfig = 'rootfs = "/"\n';
@@ -133,6 +166,21 @@ describe.skipIf(!isRoot)('system profile (root)', () => {
       expect(refused.status).toBe(400);
       expect(refused.body).toMatchObject({ error: { code: 'invalid_request', field: 'volumes', message: expect.stringMatching(/^volume plain at \/srv: a system session on the host's root \(sessions.rootfs "\/"\) cannot mount a volume read-only: .*or a layered root/) } });
       expect((await h.cli(['session', 'list', '--all'])).stdout).not.toMatch(/sys-ro/);
+      // One stopped while the daemon had a layered root, which stages it, is refused at its start once the daemon
+      // runs on the host's root (its mounts cannot change), before anything is reserved.
+      await h.stop();
+      h.reconfigure({ extraConfig: '' });
+      await h.start();
+      const old = await h.create({ name: 'sys-old', profile: 'system', volumes: [{ name: 'plain', target: '/srv', readonly: true }] });
+      expect((await h.cli(['session', 'stop', 'sys-old'])).code).toBe(0);
+      await h.stop();
+      h.reconfigure({ extraConfig: 'rootfs = "/"\n' });
+      await h.start();
+      const start = await h.api('POST', '/v1/sessions/sys-old/start');
+      expect(start.status).toBe(409);
+      expect(start.body).toMatchObject({ error: { code: 'conflict', field: 'volumes', message: expect.stringMatching(/^session \S+ cannot start: it mounts volume plain read-only at \/srv, and a system session on the host's root .* destroy it \(its volumes stay\) and create it again$/) } });
+      expect(await h.show('sys-old')).toMatchObject({ state: 'stopped' });
+      expect(h.cgroupDirs(old.id)).toEqual([]);
     } finally {
       await h.cleanup();
     }
