@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import { commitMove, Mover, type MoveSource } from '../../src/fleet/move.js';
-import { key, PREFIX } from '../../src/fleet/keys.js';
+import { key, PREFIX, STAGED_RO_VOLUMES } from '../../src/fleet/keys.js';
 import type { KitPlan, MadeForMove } from '../../src/fleet/moveKit.js';
 import type { PeerClient } from '../../src/fleet/peerTls.js';
 import type { SessionState } from '../../src/vocab/states.js';
@@ -43,11 +43,14 @@ class Local implements MoveSource {
   stateOf(id: string): SessionState | undefined {
     return this.states.get(id);
   }
-  stored(): undefined {
-    return undefined;
+  stored(): { path: string; zstd: boolean } | undefined {
+    return this.storedFile;
   }
+  /** What follows a session (none unless set), and its stored files (none unless set). */
+  readonly kits = new Map<string, KitPlan>();
+  storedFile: { path: string; zstd: boolean } | undefined;
   kit(id: string): KitPlan | undefined {
-    return this.states.has(id) ? { secrets: [], volumes: [] } : undefined;
+    return this.states.has(id) ? (this.kits.get(id) ?? { secrets: [], volumes: [] }) : undefined;
   }
   async volumeFile(): Promise<never> {
     throw new Error('not in these tests');
@@ -210,5 +213,64 @@ describe('a drained node finishes the moves it left', () => {
     expect(peers.asked).toEqual([]);
     expect(await get(key.move(ID))).not.toBeNull();
     expect(await get(key.desired('b', ID))).toBe('{}');
+  });
+});
+
+describe("a drain's move of a session that may remount with a read-only volume", () => {
+  const e = oneEtcd('move-ro', 17);
+  let etcd: Etcd3;
+  const c = (endpoints: string[]) => ({ endpoints, node: SELF, lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 300, compact_interval_s: 0, list_interval_ms: 250 });
+  const member = async (name: string, features: string[]) => {
+    await etcd.put(key.member(name)).value(JSON.stringify({ name, endpoint: '127.0.0.1:1', capacity: { slots: 4, memory_mb: 4096, disk_mb: 100 }, registered_at: '2026-01-01T00:00:00Z' }));
+    await etcd.put(key.alive(name)).value('{}');
+    await etcd.put(key.features(name)).value(JSON.stringify(features));
+  };
+  /** Node c drained, with stopped session ID placed on it: a system session mounting volume ref read-only. */
+  const drained = async (local: Local) => {
+    await etcd.put(key.drain(SELF)).value('{}');
+    const request = { profile: 'system', volumes: [{ name: 'ref', target: '/srv', readonly: true }] };
+    await etcd.put(key.desired(SELF, ID)).value(JSON.stringify({ id: ID, owner_uid: 1000, owner_gids: [], request, memory_mb: 256, entry: SELF, placed_at: '2026-01-01T00:00:00Z' }));
+    local.states.set(ID, 'stopped');
+    local.kits.set(ID, { secrets: [], volumes: [{ id: 'v-00000000aa', name: 'ref', size_mb: 16 }] });
+    local.storedFile = { path: '/dev/null', zstd: false };
+  };
+  const logged = () => {
+    const lines: Array<{ msg: string; err?: string }> = [];
+    return { lines, log: pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string; err?: string }) }) };
+  };
+
+  beforeEach(async () => {
+    etcd = e.client;
+    await etcd.delete().prefix(PREFIX);
+  });
+
+  it('stays while the only other node takes kits but mounts volumes unlocked (no staged-ro-volumes): placed nowhere, the reason logged', async () => {
+    await member('a', ['move-kit']);
+    const local = new Local();
+    await drained(local);
+    const peers = new Peers();
+    const { lines, log } = logged();
+    await new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, log).tick();
+    expect(peers.asked).toEqual([]);
+    expect(await etcd.get(key.desired('a', ID)).string()).toBeNull();
+    expect(await etcd.get(key.move(ID)).string()).toBeNull();
+    expect(lines.find((l) => l.msg === 'drain: session not moved; trying again later')?.err).toMatch(/stages a read-only volume of a session that may remount/);
+  });
+
+  it('goes to the node that stages read-only volumes, though the other has more room', async () => {
+    await member('a', ['move-kit']);
+    await member('b', ['move-kit', STAGED_RO_VOLUMES]);
+    await etcd.put(key.member('a')).value(JSON.stringify({ name: 'a', endpoint: '127.0.0.1:1', capacity: { slots: 64, memory_mb: 65536, disk_mb: 100 }, registered_at: '2026-01-01T00:00:00Z' }));
+    const local = new Local();
+    await drained(local);
+    const peers = new Peers();
+    peers.status = 204;
+    const { lines, log } = logged();
+    // b never reports it made (no daemon here): the move is undone there after create_timeout_ms.
+    await new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, log).tick();
+    expect(lines.find((l) => l.msg === 'drain: session not moved; trying again later')?.err).toMatch(/^node b did not make it within 300 ms/);
+    expect(peers.asked.map((a) => a.node)).toEqual(['b', 'b']);
+    expect(await etcd.get(key.desired('a', ID)).string()).toBeNull();
+    expect(await etcd.get(key.desired('b', ID)).string()).toBeNull();
   });
 });
