@@ -8,7 +8,9 @@
 // it has been down for cluster.grace_s, a node declares its sessions lost:
 // in transactions that hold only while the node is still not alive, each
 // placement under /enclave/desired/NODE/ goes and /enclave/status/ID says
-// lost. A node that comes back within the grace carries on.
+// lost. A session a drain was copying to it is not lost (its files are on
+// the node it was leaving): only its copy's placement goes, the move left to
+// undo. A node that comes back within the grace carries on.
 //
 // A node that comes back (a new lease: after a restart, or after etcd was
 // out of reach past the TTL) fences before it creates anything: it puts its
@@ -237,6 +239,7 @@ export class Failure {
       }
       const d = parseValue(downSchema, dk, dv);
       if (Date.now() - Date.parse(d.since) >= this.c.grace_s * 1000) {
+        await this.releaseMovesTo(name);
         await this.declareLost(name);
         await this.finishMovesOf(name);
       }
@@ -280,8 +283,41 @@ export class Failure {
     }
   }
 
+  /**
+   * The moves to a node away past the grace that were not committed
+   * (copying, or being undone): the session's files are still on the node
+   * it was leaving, where it stays placed. The away node's placement and
+   * report of its copy go, and the record says undoing, before that node's
+   * sessions are declared lost (else this one would be, while it is there,
+   * stopped); the node it was leaving destroys the copy once the away node
+   * answers again, then removes the record (move.ts undo). Only while that
+   * node is still away and the record and report unchanged.
+   */
+  private async releaseMovesTo(node: string): Promise<void> {
+    for (const [k, v] of await getPrefix(this.etcd, prefix.move)) {
+      const rec = moveOf(k, v);
+      if (rec === null || rec.to !== node || rec.phase === 'committed') continue;
+      const [placed, st] = await Promise.all([this.etcd.get(key.desired(node, rec.id)).string(), this.etcd.get(key.status(rec.id)).string()]);
+      const theirs = st !== null && statusNode(key.status(rec.id), st) === node;
+      if (placed === null && !theirs && rec.phase === 'undoing') continue; // done already
+      const txn = this.etcd.if(key.alive(node), 'Version', '==', 0).and(k, 'Value', '==', v);
+      if (theirs) txn.and(key.status(rec.id), 'Value', '==', st);
+      const ops: IOperation[] = [this.etcd.delete().key(key.desired(node, rec.id)), ...(theirs ? [this.etcd.delete().key(key.status(rec.id))] : [])];
+      if (rec.phase === 'copying') ops.push(this.etcd.put(k).value(JSON.stringify({ ...rec, phase: 'undoing' })));
+      if ((await txn.then(...ops).commit()).succeeded) {
+        this.log.warn({ session: rec.id, from: rec.from, to: node }, 'a move to a node away past the grace was not committed: the session stays on the node it was leaving (not lost); its copy there is destroyed once that node answers');
+      }
+    }
+  }
+
   private async declareLost(node: string): Promise<void> {
-    const desired = [...(await getPrefix(this.etcd, key.desiredOf(node)))];
+    // A session a move to that node was copying is not lost: its files are where it came from (releaseMovesTo).
+    const moving = new Set<string>();
+    for (const [k, v] of await getPrefix(this.etcd, prefix.move)) {
+      const rec = moveOf(k, v);
+      if (rec !== null && rec.to === node && rec.phase !== 'committed') moving.add(rec.id);
+    }
+    const desired = [...(await getPrefix(this.etcd, key.desiredOf(node)))].filter(([k]) => !moving.has(idOfKey(k)));
     if (desired.length === 0) return;
     const statuses = await getPrefix(this.etcd, prefix.status);
     const since = new Date().toISOString();
@@ -334,5 +370,14 @@ export class Failure {
   close(): void {
     this.closed = true;
     for (const l of this.loops) l.stop();
+  }
+}
+
+/** The node a session's report names, or undefined when it does not parse. */
+function statusNode(k: string, v: string): string | undefined {
+  try {
+    return parseValue(statusSchema, k, v).node;
+  } catch {
+    return undefined;
   }
 }

@@ -160,5 +160,37 @@ describe('fencing against etcd', () => {
     expect(ended).toEqual([late, old]);
     f.close();
   });
-});
 
+  it('keeps a session on the node a drain was moving it from when the node it was moving to stays away past the grace: not lost, its copy there undone when that node is back', async () => {
+    const etcd = e.client;
+    await etcd.delete().prefix('/enclave/');
+    const [moving, only] = ['s-00000000e1', 's-00000000e2'];
+    const member = (name: string) => JSON.stringify({ name, endpoint: '127.0.0.1:1', capacity: { slots: 4, memory_mb: 1024, disk_mb: 100 }, registered_at: '2026-12-06T00:00:00.000Z' });
+    for (const n of ['nb', 'nc', 'nx']) await etcd.put(key.member(n)).value(member(n));
+    for (const n of ['nb', 'nc']) await etcd.put(key.alive(n)).value('{}');
+    // nx went away a minute ago (past the 5 s grace) while nc's drain was copying `moving` to it.
+    await etcd.put(key.down('nx')).value(JSON.stringify({ since: new Date(Date.now() - 60_000).toISOString(), seen_by: 'nb' }));
+    const placed = (id: string) => JSON.stringify({ id, owner_uid: 1000, owner_gids: [], request: { name: id === 's-00000000e1' ? 'moving' : 'only' }, memory_mb: 256, entry: 'nc', placed_at: '2026-12-06T00:00:00.000Z' });
+    await etcd.put(key.desired('nc', moving)).value(placed(moving));
+    await etcd.put(key.desired('nx', moving)).value(placed(moving));
+    await etcd.put(key.status(moving)).value(JSON.stringify({ id: moving, node: 'nx', state: 'running', session: { id: moving } } satisfies Status));
+    await etcd.put(key.move(moving)).value(JSON.stringify({ id: moving, from: 'nc', to: 'nx', phase: 'copying' }));
+    // `only` lived on nx alone: lost with it (what shows the judge ran).
+    await etcd.put(key.desired('nx', only)).value(placed(only));
+    const f = new Failure(etcd, c, registry, target(new Map()), pino({ level: 'silent' }));
+    await f.start();
+    const deadline = Date.now() + 8000;
+    while ((await etcd.get(key.lost(only)).string()) === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    // A judge's round more: one declaring lost and its moves' follow-up are one round.
+    await new Promise((r) => setTimeout(r, 1500));
+    f.close();
+    expect(JSON.parse((await etcd.get(key.status(only)).string())!)).toMatchObject({ id: only, node: 'nx', state: 'lost' });
+    // Its files are on nc, where it stays placed: not lost, nx's placement and report of its copy gone, the move
+    // record kept as being undone (nc's drain destroys the copy on nx once that node answers, then removes it).
+    expect(await etcd.get(key.lost(moving)).string()).toBeNull();
+    expect(await etcd.get(key.status(moving)).string()).toBeNull();
+    expect(await etcd.get(key.desired('nx', moving)).string()).toBeNull();
+    expect(await etcd.get(key.desired('nc', moving)).string()).toBe(placed(moving));
+    expect(JSON.parse((await etcd.get(key.move(moving)).string())!)).toEqual({ id: moving, from: 'nc', to: 'nx', phase: 'undoing' });
+  }, 15_000);
+});
