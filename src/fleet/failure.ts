@@ -9,14 +9,16 @@
 // in transactions that hold only while the node is still not alive, each
 // placement under /enclave/desired/NODE/ goes and /enclave/status/ID says
 // lost. A session a drain was copying to it is not lost (its files are on
-// the node it was leaving): only its copy's placement goes, the move left to
-// undo. A node that comes back within the grace carries on.
+// the node it was leaving): only what etcd holds of its copy there goes
+// (placement, report), the move left for that node to undo. A node that
+// comes back within the grace carries on.
 //
 // A node that comes back (a new lease: after a restart, or after etcd was
 // out of reach past the TTL) fences before it creates anything: it puts its
 // alive key first, so no one declares more of its sessions lost, then stops
 // and removes every session it holds that the fleet declared lost and no
-// longer assigns to it, marks each fenced, ends its old copy of each that a
+// longer assigns to it, marks each fenced, ends its copies of moves here the
+// fleet released while it was away, ends its old copy of each that a
 // drain moved to another node (committed while it was away: the others
 // remove such a move's record past the grace), and clears its down key.
 // Only then does its worker make what is placed on it (open()). Every 30 s
@@ -28,11 +30,12 @@
 import type { Etcd3, IOperation } from 'etcd3';
 import type { Logger } from 'pino';
 import { getPrefix, getWithRev, type ClusterConfig } from './etcd.js';
-import { desiredSchema, downSchema, idOfKey, key, lostSchema, moveSchema, parseValue, prefix, statusSchema, type Desired, type Lost, type Move, type Status } from './keys.js';
+import { desiredSchema, downSchema, idOfKey, key, lostSchema, parseValue, prefix, statusSchema, type Desired, type Lost, type Status } from './keys.js';
 import { placedNodes, placementsAndMoves, readFleet } from './placement.js';
 import { reportedOrPlaced } from './views.js';
 import type { Registry } from './registry.js';
 import { every, type Every } from './every.js';
+import { AwayMoves, moveOf } from './awayMoves.js';
 import type { SessionState } from '../api/schemas.js';
 
 /** What fencing needs of this node's own sessions. */
@@ -49,15 +52,6 @@ export interface FenceTarget {
    * the node it came from), ended without a move on its trail.
    */
   forget(id: string, to: string, moved?: boolean): Promise<void>;
-}
-
-/** A move record, or null when it does not parse (a move of it is then left alone, as one from or to here). */
-function moveOf(k: string, v: string): Move | null {
-  try {
-    return parseValue(moveSchema, k, v);
-  } catch {
-    return null;
-  }
 }
 
 /** Where sessions are placed, and the moves recorded (Failure.placements). */
@@ -79,6 +73,8 @@ export class Failure {
   /** The failure checks, and the old copies' sweep. */
   private readonly loops: Every[] = [];
   private closed = false;
+  /** The drain's moves of nodes away past the grace (awayMoves.ts). */
+  private readonly away: AwayMoves;
 
   constructor(
     private readonly etcd: Etcd3,
@@ -88,7 +84,9 @@ export class Failure {
     private readonly log: Logger,
     /** How often old copies are looked for again (endOldCopies). */
     private readonly sweepMs = 30_000,
-  ) {}
+  ) {
+    this.away = new AwayMoves(etcd, c.node, target, log);
+  }
 
   /** Registered under a live lease and fenced since: only then does this node create, or judge others. */
   open(): boolean {
@@ -136,6 +134,7 @@ export class Failure {
         lost.delete(id);
       }
     }
+    await this.away.endReleased(placedHere);
     await this.endOldCopies();
     // Ended here by an earlier fence whose mark etcd did not take: tried again, that fence no longer finds
     // the session held, so it is marked here (else the fleet kept it lost, and its status, for good).
@@ -174,7 +173,7 @@ export class Failure {
    * placed on other nodes alone, with no move from or to here recorded: a
    * drain moved it away (committed: until then its placement here stays)
    * and this node went away before it ended its old copy, its record since
-   * removed by the fleet (finishMovesOf); or an end of it that failed
+   * removed by the fleet (AwayMoves.finishFrom); or an end of it that failed
    * before. It may be moving on between two others. Run at the fence and
    * every `sweepMs` after.
    * The sessions are taken before the fleet is read (at one revision: a
@@ -239,81 +238,24 @@ export class Failure {
       }
       const d = parseValue(downSchema, dk, dv);
       if (Date.now() - Date.parse(d.since) >= this.c.grace_s * 1000) {
-        await this.releaseMovesTo(name);
-        await this.declareLost(name);
-        await this.finishMovesOf(name);
+        // One read of the moves for the three (a record that changes after it is read fails their compares).
+        const moves = await getPrefix(this.etcd, prefix.move);
+        if ((await this.away.releaseTo(name, moves)) > 0) await this.emptyAlloc(name);
+        await this.declareLost(name, moves);
+        await this.away.finishFrom(name, moves);
       }
     }
   }
 
-  /**
-   * The moves of a node away past the grace, which it can no longer finish.
-   * A committed one's record goes: the session runs on the node it moved
-   * to, and the old copy is the away node's to end, which it does when back
-   * (fence(): placed on another node); left, the record would stop any later
-   * move of the session. One to this node that was not committed: the
-   * session is lost with that node (its files are there: declareLost()),
-   * and the copy made here goes, its placement here and the record first,
-   * then the copy, marked moved back (a later move here may make it again).
-   * Each only while that node is still away and the record unchanged: back,
-   * it finishes its moves itself (src/fleet/move.ts).
-   */
-  private async finishMovesOf(node: string): Promise<void> {
-    const me = this.c.node;
-    for (const [k, v] of await getPrefix(this.etcd, prefix.move)) {
-      let rec: Move;
-      try {
-        rec = parseValue(moveSchema, k, v);
-      } catch {
-        continue;
-      }
-      const committed = rec.phase === 'committed';
-      if (rec.from !== node || (!committed && rec.to !== me)) continue;
-      const ops = committed ? [this.etcd.delete().key(k)] : [this.etcd.delete().key(key.desired(me, rec.id)), this.etcd.delete().key(k)];
-      const r = await this.etcd.if(key.alive(node), 'Version', '==', 0).and(k, 'Value', '==', v).then(...ops).commit();
-      // A compare that failed because this very transaction, sent again (etcd.ts), applied: the record and the placement here gone.
-      const applied = async () => !committed && (await this.etcd.get(k).string()) === null && (await this.etcd.get(key.desired(me, rec.id)).string()) === null;
-      if (!r.succeeded && !(await applied())) continue;
-      if (committed) {
-        this.log.warn({ session: rec.id, from: node, to: rec.to }, "a committed move's record of a node away past the grace removed: its old copy ends there when it is back");
-      } else {
-        this.log.warn({ session: rec.id, from: node }, 'a move here from a node away past the grace was never committed: the copy made here goes (the session is lost with that node)');
-        if (this.target.held().includes(rec.id)) await this.target.forget(rec.id, node, false).catch((e: Error) => this.log.error({ session: rec.id, err: e.message }, 'cannot end the copy of a move never committed'));
-      }
-    }
+  /** Nothing counts against a node while it is away past the grace; it recounts what it holds when back. */
+  private async emptyAlloc(node: string): Promise<void> {
+    await this.etcd.if(key.alive(node), 'Version', '==', 0).then(this.etcd.put(key.alloc(node)).value(JSON.stringify({ sessions: {} }))).commit();
   }
 
-  /**
-   * The moves to a node away past the grace that were not committed
-   * (copying, or being undone): the session's files are still on the node
-   * it was leaving, where it stays placed. The away node's placement and
-   * report of its copy go, and the record says undoing, before that node's
-   * sessions are declared lost (else this one would be, while it is there,
-   * stopped); the node it was leaving destroys the copy once the away node
-   * answers again, then removes the record (move.ts undo). Only while that
-   * node is still away and the record and report unchanged.
-   */
-  private async releaseMovesTo(node: string): Promise<void> {
-    for (const [k, v] of await getPrefix(this.etcd, prefix.move)) {
-      const rec = moveOf(k, v);
-      if (rec === null || rec.to !== node || rec.phase === 'committed') continue;
-      const [placed, st] = await Promise.all([this.etcd.get(key.desired(node, rec.id)).string(), this.etcd.get(key.status(rec.id)).string()]);
-      const theirs = st !== null && statusNode(key.status(rec.id), st) === node;
-      if (placed === null && !theirs && rec.phase === 'undoing') continue; // done already
-      const txn = this.etcd.if(key.alive(node), 'Version', '==', 0).and(k, 'Value', '==', v);
-      if (theirs) txn.and(key.status(rec.id), 'Value', '==', st);
-      const ops: IOperation[] = [this.etcd.delete().key(key.desired(node, rec.id)), ...(theirs ? [this.etcd.delete().key(key.status(rec.id))] : [])];
-      if (rec.phase === 'copying') ops.push(this.etcd.put(k).value(JSON.stringify({ ...rec, phase: 'undoing' })));
-      if ((await txn.then(...ops).commit()).succeeded) {
-        this.log.warn({ session: rec.id, from: rec.from, to: node }, 'a move to a node away past the grace was not committed: the session stays on the node it was leaving (not lost); its copy there is destroyed once that node answers');
-      }
-    }
-  }
-
-  private async declareLost(node: string): Promise<void> {
-    // A session a move to that node was copying is not lost: its files are where it came from (releaseMovesTo).
+  private async declareLost(node: string, moves: ReadonlyMap<string, string>): Promise<void> {
+    // A session a move to that node was copying is not lost: its files are where it came from (AwayMoves.releaseTo).
     const moving = new Set<string>();
-    for (const [k, v] of await getPrefix(this.etcd, prefix.move)) {
+    for (const [k, v] of moves) {
       const rec = moveOf(k, v);
       if (rec !== null && rec.to === node && rec.phase !== 'committed') moving.add(rec.id);
     }
@@ -362,22 +304,12 @@ export class Failure {
       if ((await this.etcd.get(key.alive(node)).string()) !== null) return;
       // A placement of this chunk went meanwhile (or this chunk, sent again, applied): the next tick reads what is left.
     }
-    // Nothing counts against it while it is away; it recounts what it holds when back.
-    await this.etcd.if(key.alive(node), 'Version', '==', 0).then(this.etcd.put(key.alloc(node)).value(JSON.stringify({ sessions: {} }))).commit();
+    await this.emptyAlloc(node);
     this.log.warn({ node, sessions: count, grace_s: this.c.grace_s }, 'node unreachable past the grace: its sessions are lost');
   }
 
   close(): void {
     this.closed = true;
     for (const l of this.loops) l.stop();
-  }
-}
-
-/** The node a session's report names, or undefined when it does not parse. */
-function statusNode(k: string, v: string): string | undefined {
-  try {
-    return parseValue(statusSchema, k, v).node;
-  } catch {
-    return undefined;
   }
 }

@@ -18,7 +18,7 @@ describe('fencing against etcd', () => {
   const registry = { live: true, generation: 1 } as Registry;
 
   /** This node's sessions: a map of states; remove() ends one (failed, its reason kept); forget() as `forget` says. */
-  const target = (states: Map<string, SessionState>, forget: (id: string, to: string) => Promise<void> = async () => undefined): FenceTarget => ({
+  const target = (states: Map<string, SessionState>, forget: (id: string, to: string, moved?: boolean) => Promise<void> = async () => undefined): FenceTarget => ({
     held: () => [...states].filter(([, s]) => s !== 'failed' && s !== 'destroyed').map(([id]) => id),
     stateOf: (id) => states.get(id),
     remove: async (id) => void states.set(id, 'failed'),
@@ -161,36 +161,91 @@ describe('fencing against etcd', () => {
     f.close();
   });
 
-  it('keeps a session on the node a drain was moving it from when the node it was moving to stays away past the grace: not lost, its copy there undone when that node is back', async () => {
-    const etcd = e.client;
-    await etcd.delete().prefix('/enclave/');
-    const [moving, only] = ['s-00000000e1', 's-00000000e2'];
+  describe('a move to a node away past the grace that never committed', () => {
+    const [moving, declared, only] = ['s-00000000e1', 's-00000000e3', 's-00000000e2'];
+    const names: Record<string, string> = { [moving]: 'moving', [declared]: 'declared', [only]: 'only' };
     const member = (name: string) => JSON.stringify({ name, endpoint: '127.0.0.1:1', capacity: { slots: 4, memory_mb: 1024, disk_mb: 100 }, registered_at: '2026-12-06T00:00:00.000Z' });
-    for (const n of ['nb', 'nc', 'nx']) await etcd.put(key.member(n)).value(member(n));
-    for (const n of ['nb', 'nc']) await etcd.put(key.alive(n)).value('{}');
-    // nx went away a minute ago (past the 5 s grace) while nc's drain was copying `moving` to it.
-    await etcd.put(key.down('nx')).value(JSON.stringify({ since: new Date(Date.now() - 60_000).toISOString(), seen_by: 'nb' }));
-    const placed = (id: string) => JSON.stringify({ id, owner_uid: 1000, owner_gids: [], request: { name: id === 's-00000000e1' ? 'moving' : 'only' }, memory_mb: 256, entry: 'nc', placed_at: '2026-12-06T00:00:00.000Z' });
-    await etcd.put(key.desired('nc', moving)).value(placed(moving));
-    await etcd.put(key.desired('nx', moving)).value(placed(moving));
-    await etcd.put(key.status(moving)).value(JSON.stringify({ id: moving, node: 'nx', state: 'running', session: { id: moving } } satisfies Status));
-    await etcd.put(key.move(moving)).value(JSON.stringify({ id: moving, from: 'nc', to: 'nx', phase: 'copying' }));
-    // `only` lived on nx alone: lost with it (what shows the judge ran).
-    await etcd.put(key.desired('nx', only)).value(placed(only));
-    const f = new Failure(etcd, c, registry, target(new Map()), pino({ level: 'silent' }));
-    await f.start();
-    const deadline = Date.now() + 8000;
-    while ((await etcd.get(key.lost(only)).string()) === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    // A judge's round more: one declaring lost and its moves' follow-up are one round.
-    await new Promise((r) => setTimeout(r, 1500));
-    f.close();
-    expect(JSON.parse((await etcd.get(key.status(only)).string())!)).toMatchObject({ id: only, node: 'nx', state: 'lost' });
-    // Its files are on nc, where it stays placed: not lost, nx's placement and report of its copy gone, the move
-    // record kept as being undone (nc's drain destroys the copy on nx once that node answers, then removes it).
-    expect(await etcd.get(key.lost(moving)).string()).toBeNull();
-    expect(await etcd.get(key.status(moving)).string()).toBeNull();
-    expect(await etcd.get(key.desired('nx', moving)).string()).toBeNull();
-    expect(await etcd.get(key.desired('nc', moving)).string()).toBe(placed(moving));
-    expect(JSON.parse((await etcd.get(key.move(moving)).string())!)).toEqual({ id: moving, from: 'nc', to: 'nx', phase: 'undoing' });
-  }, 15_000);
+    const placed = (id: string) => JSON.stringify({ id, owner_uid: 1000, owner_gids: [], request: { name: names[id] }, memory_mb: 256, entry: 'nc', placed_at: '2026-12-06T00:00:00.000Z' });
+    const copying = (id: string) => JSON.stringify({ id, from: 'nc', to: 'nx', phase: 'copying' });
+    const since = '2026-12-06T00:00:00.000Z';
+
+    /** nb judges; nc was draining `moving` and `declared` to nx, away a minute now (past the 5 s grace). */
+    const fleet = async (etcd: Etcd3, withOnly: boolean) => {
+      await etcd.delete().prefix('/enclave/');
+      for (const n of ['nb', 'nc', 'nx']) await etcd.put(key.member(n)).value(member(n));
+      for (const n of ['nb', 'nc']) await etcd.put(key.alive(n)).value('{}');
+      await etcd.put(key.down('nx')).value(JSON.stringify({ since: new Date(Date.now() - 60_000).toISOString(), seen_by: 'nb' }));
+      await etcd.put(key.alloc('nx')).value(JSON.stringify({ sessions: { [moving]: { memory_mb: 256 }, ...(withOnly ? { [only]: { memory_mb: 256 } } : {}) } }));
+      // `moving`: placed on both while copying, nx's report of its copy in.
+      await etcd.put(key.desired('nc', moving)).value(placed(moving));
+      await etcd.put(key.desired('nx', moving)).value(placed(moving));
+      await etcd.put(key.status(moving)).value(JSON.stringify({ id: moving, node: 'nx', state: 'running', session: { id: moving } } satisfies Status));
+      await etcd.put(key.move(moving)).value(copying(moving));
+      // `declared`: a node of the version before this one declared it lost with nx already (placement gone, lost record).
+      await etcd.put(key.desired('nc', declared)).value(placed(declared));
+      await etcd.put(key.status(declared)).value(JSON.stringify({ id: declared, node: 'nx', state: 'lost', since } satisfies Status));
+      await etcd.put(key.lost(declared)).value(JSON.stringify({ id: declared, node: 'nx', owner_uid: 1000, name: 'declared', since } satisfies Lost));
+      await etcd.put(key.move(declared)).value(copying(declared));
+      // `only` lived on nx alone: lost with it.
+      if (withOnly) await etcd.put(key.desired('nx', only)).value(placed(only));
+    };
+
+    it('keeps the session where it came from: not lost, nx\'s placement, report and a lost declaration of the copy gone, nx\'s allocation emptied', async () => {
+      const etcd = e.client;
+      // Nothing else on nx: its allocation is emptied by the release itself (no declaration of others does it).
+      await fleet(etcd, false);
+      const f = new Failure(etcd, c, registry, target(new Map()), pino({ level: 'silent' }));
+      await f.start();
+      const deadline = Date.now() + 8000;
+      while ((await etcd.get(key.desired('nx', moving)).string()) !== null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      // A judge's round more: the release, the declaration and the moves' follow-up are one round.
+      await new Promise((r) => setTimeout(r, 1500));
+      f.close();
+      for (const id of [moving, declared]) {
+        // Its files are on nc, where it stays placed; the record stays for nc's drain to undo (it cannot commit now).
+        expect(await etcd.get(key.lost(id)).string(), id).toBeNull();
+        expect(await etcd.get(key.status(id)).string(), id).toBeNull();
+        expect(await etcd.get(key.desired('nx', id)).string(), id).toBeNull();
+        expect(await etcd.get(key.desired('nc', id)).string(), id).toBe(placed(id));
+        expect(await etcd.get(key.move(id)).string(), id).toBe(copying(id));
+      }
+      expect(JSON.parse((await etcd.get(key.alloc('nx')).string())!)).toEqual({ sessions: {} });
+    }, 15_000);
+
+    it('is not declared lost by a judge whose release did not apply (the record or report changed meanwhile)', async () => {
+      const etcd = e.client;
+      await fleet(etcd, true);
+      const f = new Failure(etcd, c, registry, target(new Map()), pino({ level: 'silent' }));
+      const moves = new Map([[key.move(moving), copying(moving)]]);
+      await (f as unknown as { declareLost(node: string, moves: ReadonlyMap<string, string>): Promise<void> }).declareLost('nx', moves);
+      expect(await etcd.get(key.lost(moving)).string()).toBeNull();
+      expect(await etcd.get(key.desired('nx', moving)).string()).toBe(placed(moving));
+      expect(JSON.parse((await etcd.get(key.status(only)).string())!)).toMatchObject({ state: 'lost' });
+      f.close();
+    });
+
+    it('is ended by nx at its fence, back: its copy of a released move (placed there no more); not one of a move still placed there', async () => {
+      const etcd = e.client;
+      await etcd.delete().prefix('/enclave/');
+      const nx = { ...c, node: 'nx' } as ClusterConfig;
+      const kept = 's-00000000e4';
+      // Released while nx was away (no placement there), and one nx came back to within the grace (placed there).
+      await etcd.put(key.desired('nc', moving)).value(placed(moving));
+      await etcd.put(key.move(moving)).value(copying(moving));
+      for (const n of ['nc', 'nx']) await etcd.put(key.desired(n, kept)).value(placed(kept));
+      await etcd.put(key.move(kept)).value(copying(kept));
+      const states = new Map<string, SessionState>([[moving, 'running'], [kept, 'running']]);
+      const ended: string[] = [];
+      const forget = async (id: string, to: string, moved?: boolean) => void (ended.push(`${id} from ${to}, moved ${moved}`), states.set(id, 'destroyed'));
+      const f = new Failure(etcd, nx, registry, target(states, forget), pino({ level: 'silent' }));
+      await f.fence();
+      expect(f.open()).toBe(true);
+      // Ended as a copy of a move here that never committed: no move on its trail.
+      expect(ended).toEqual([`${moving} from nc, moved false`]);
+      expect(states.get(kept)).toBe('running');
+      // The records stay: nc's drain undoes both moves (nx confirms the ended one at once).
+      expect(await etcd.get(key.move(moving)).string()).toBe(copying(moving));
+      f.close();
+    });
+  });
 });

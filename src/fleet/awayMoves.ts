@@ -1,0 +1,131 @@
+// A drain's moves (move.ts) whose node on one end stays away past the
+// grace (failure.ts judges it so): what the fleet finishes for it, and what
+// the node that was away does with its copy when it is back.
+//
+// From an away node: a committed move's record goes (the session lives where
+// it moved; the away node ends its old copy when back); one never committed
+// is lost with that node, and the receiving node ends the copy it made.
+// To an away node: never committed, the session's files are still on the
+// node it was leaving, where it stays placed: only what etcd holds of the
+// away node's copy goes, before that node's sessions are declared lost.
+import type { Etcd3, IOperation } from 'etcd3';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { getPrefix } from './etcd.js';
+import { key, lostSchema, moveSchema, parseValue, prefix, statusSchema, type Move } from './keys.js';
+import type { FenceTarget } from './failure.js';
+
+/** A move record, or null when it does not parse (a move of it is then left alone, as one from or to here). */
+export function moveOf(k: string, v: string): Move | null {
+  try {
+    return parseValue(moveSchema, k, v);
+  } catch {
+    return null;
+  }
+}
+
+/** The node a session's report or lost declaration names, or undefined when it does not parse. */
+function nodeOf(schema: z.ZodType<{ node: string }>, k: string, v: string): string | undefined {
+  try {
+    return parseValue(schema, k, v).node;
+  } catch {
+    return undefined;
+  }
+}
+
+export class AwayMoves {
+  constructor(
+    private readonly etcd: Etcd3,
+    /** This node's name. */
+    private readonly me: string,
+    private readonly target: FenceTarget,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * The moves to a node away past the grace that were not committed: the
+   * session's files are still on the node it was leaving, where it stays
+   * placed. What etcd holds of the away node's copy goes (its placement,
+   * its report, and a lost declaration an older node made of it) before
+   * that node's sessions are declared lost, else this one would be, while
+   * it is there, stopped; with no placement there the move cannot commit
+   * (commitMove), and its record stays for the node it was leaving to undo
+   * (move.ts undo, once the away node answers; that node ends its copy
+   * itself when it fences: endReleased). Only while that node is still
+   * away and the record, report and declaration unchanged. Returns how many
+   * it released.
+   */
+  async releaseTo(node: string, moves: ReadonlyMap<string, string>): Promise<number> {
+    let released = 0;
+    for (const [k, v] of moves) {
+      const rec = moveOf(k, v);
+      if (rec === null || rec.to !== node || rec.phase === 'committed') continue;
+      const [sk, lk] = [key.status(rec.id), key.lost(rec.id)];
+      const [placed, st, lo] = await Promise.all([this.etcd.get(key.desired(node, rec.id)).string(), this.etcd.get(sk).string(), this.etcd.get(lk).string()]);
+      const theirs = st !== null && nodeOf(statusSchema, sk, st) === node;
+      const declared = lo !== null && nodeOf(lostSchema, lk, lo) === node;
+      if (placed === null && !theirs && !declared) continue; // nothing of that copy left in etcd
+      const txn = this.etcd.if(key.alive(node), 'Version', '==', 0).and(k, 'Value', '==', v);
+      const ops: IOperation[] = [this.etcd.delete().key(key.desired(node, rec.id))];
+      if (theirs) txn.and(sk, 'Value', '==', st), ops.push(this.etcd.delete().key(sk));
+      if (declared) txn.and(lk, 'Value', '==', lo), ops.push(this.etcd.delete().key(lk));
+      if (!(await txn.then(...ops).commit()).succeeded) continue; // changed meanwhile: the next round reads it again
+      released++;
+      this.log.warn({ session: rec.id, from: rec.from, to: node }, 'a move to a node away past the grace never committed: the session stays on the node it was leaving (not lost); the copy there ends');
+    }
+    return released;
+  }
+
+  /**
+   * The moves of a node away past the grace, which it can no longer finish.
+   * A committed one's record goes: the session runs on the node it moved
+   * to, and the old copy is the away node's to end, which it does when back
+   * (fence(): placed on another node); left, the record would stop any later
+   * move of the session. One to this node that was not committed: the
+   * session is lost with that node (its files are there: declareLost()),
+   * and the copy made here goes, its placement here and the record first,
+   * then the copy, marked moved back (a later move here may make it again).
+   * Each only while that node is still away and the record unchanged: back,
+   * it finishes its moves itself (src/fleet/move.ts).
+   */
+  async finishFrom(node: string, moves: ReadonlyMap<string, string>): Promise<void> {
+    const me = this.me;
+    for (const [k, v] of moves) {
+      const rec = moveOf(k, v);
+      if (rec === null) continue;
+      const committed = rec.phase === 'committed';
+      if (rec.from !== node || (!committed && rec.to !== me)) continue;
+      const ops = committed ? [this.etcd.delete().key(k)] : [this.etcd.delete().key(key.desired(me, rec.id)), this.etcd.delete().key(k)];
+      const r = await this.etcd.if(key.alive(node), 'Version', '==', 0).and(k, 'Value', '==', v).then(...ops).commit();
+      // A compare that failed because this very transaction, sent again (etcd.ts), applied: the record and the placement here gone.
+      const applied = async () => !committed && (await this.etcd.get(k).string()) === null && (await this.etcd.get(key.desired(me, rec.id)).string()) === null;
+      if (!r.succeeded && !(await applied())) continue;
+      if (committed) {
+        this.log.warn({ session: rec.id, from: node, to: rec.to }, "a committed move's record of a node away past the grace removed: its old copy ends there when it is back");
+      } else {
+        this.log.warn({ session: rec.id, from: node }, 'a move here from a node away past the grace was never committed: the copy made here goes (the session is lost with that node)');
+        if (this.target.held().includes(rec.id)) await this.target.forget(rec.id, node, false).catch((e: Error) => this.log.error({ session: rec.id, err: e.message }, 'cannot end the copy of a move never committed'));
+      }
+    }
+  }
+
+  /**
+   * This node's copies of sessions a drain was moving here that the fleet
+   * released while this node was away (releaseTo: the move never committed,
+   * and is no longer placed here): ended at the fence, before this node
+   * opens, as a lost one is; the node they came from still undoes the move
+   * (this node confirms: the copy is gone). Left running, an empty copy
+   * would run here beside the session started where it is.
+   */
+  async endReleased(placedHere: ReadonlySet<string>): Promise<void> {
+    const held = new Set(this.target.held());
+    for (const [k, v] of await getPrefix(this.etcd, prefix.move)) {
+      const rec = moveOf(k, v);
+      if (rec === null || rec.to !== this.me || rec.phase === 'committed' || placedHere.has(rec.id) || !held.has(rec.id)) continue;
+      if ((await this.etcd.get(key.desired(this.me, rec.id)).string()) !== null) continue; // placed here after all
+      this.log.warn({ session: rec.id, from: rec.from }, "fencing: the fleet released this node's copy of a drain's move here while it was away (never committed); ending it (the session is on the node it was leaving)");
+      // Not a reason to stay closed: the node it came from undoes the move, which ends it too.
+      await this.target.forget(rec.id, rec.from, false).catch((e: Error) => this.log.error({ session: rec.id, err: e.message }, 'cannot end a released copy of a move here; its undo ends it'));
+    }
+  }
+}
