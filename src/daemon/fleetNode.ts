@@ -95,14 +95,14 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     moveDone: (id) => madeForMoveDone(sessions, id),
     dropMadeFor: (id, volumes) => dropMadeFor(sessions, id, log.child({ session: id }), volumes),
     // Destroyed, not failed: it lives on on the node it moved to, under the same id; the row says where (a move back drops it).
-    forget: async (id, to, moved = true) => {
+    forget: async (id, to) => {
       const state = sessions.find(id)?.state;
       if (state !== 'destroyed' && state !== 'failed') await sessions.destroy(id, undefined, 0);
       // What a move to here made for it, if that move is not yet seen over here: its owner's (that move committed).
       madeForMoveDone(sessions, id);
       if (sessions.find(id)?.moved_to !== to) {
         sessions.fleetRows.markMovedAway(id, to);
-        if (moved) movedAway(id, to);
+        movedAway(id, to);
       }
       // The volumes it took along (it mounted them alone), once it is marked gone: best effort, logged.
       await dropVolumes(sessions, sessions.volumeMountsOf(id).map((m) => m.id), log.child({ session: id }));

@@ -25,7 +25,7 @@ export function moveOf(k: string, v: string): Move | null {
 }
 
 /** The node a session's report or lost declaration names, or undefined when it does not parse. */
-function nodeOf(schema: z.ZodType<{ node: string }>, k: string, v: string): string | undefined {
+export function nodeOf(schema: z.ZodType<{ node: string }>, k: string, v: string): string | undefined {
   try {
     return parseValue(schema, k, v).node;
   } catch {
@@ -52,11 +52,9 @@ export class AwayMoves {
    * (commitMove), and its record stays for the node it was leaving to undo
    * (move.ts undo, once the away node answers; that node ends its copy
    * itself when it fences: endReleased). Only while that node is still
-   * away and the record, report and declaration unchanged. Returns how many
-   * it released.
+   * away and the record, report and declaration unchanged.
    */
-  async releaseTo(node: string, moves: ReadonlyMap<string, string>): Promise<number> {
-    let released = 0;
+  async releaseTo(node: string, moves: ReadonlyMap<string, string>): Promise<void> {
     for (const [k, v] of moves) {
       const rec = moveOf(k, v);
       if (rec === null || rec.to !== node || rec.phase === 'committed') continue;
@@ -70,10 +68,8 @@ export class AwayMoves {
       if (theirs) txn.and(sk, 'Value', '==', st), ops.push(this.etcd.delete().key(sk));
       if (declared) txn.and(lk, 'Value', '==', lo), ops.push(this.etcd.delete().key(lk));
       if (!(await txn.then(...ops).commit()).succeeded) continue; // changed meanwhile: the next round reads it again
-      released++;
       this.log.warn({ session: rec.id, from: rec.from, to: node }, 'a move to a node away past the grace never committed: the session stays on the node it was leaving (not lost); the copy there ends');
     }
-    return released;
   }
 
   /**
@@ -84,7 +80,8 @@ export class AwayMoves {
    * move of the session. One to this node that was not committed: the
    * session is lost with that node (its files are there: declareLost()),
    * and the copy made here goes, its placement here and the record first,
-   * then the copy, marked moved back (a later move here may make it again).
+   * then the copy with what its kit made here, marked moved back (a later
+   * move here may make it again).
    * Each only while that node is still away and the record unchanged: back,
    * it finishes its moves itself (src/fleet/move.ts).
    */
@@ -104,7 +101,7 @@ export class AwayMoves {
         this.log.warn({ session: rec.id, from: node, to: rec.to }, "a committed move's record of a node away past the grace removed: its old copy ends there when it is back");
       } else {
         this.log.warn({ session: rec.id, from: node }, 'a move here from a node away past the grace was never committed: the copy made here goes (the session is lost with that node)');
-        if (this.target.held().includes(rec.id)) await this.target.forget(rec.id, node, false).catch((e: Error) => this.log.error({ session: rec.id, err: e.message }, 'cannot end the copy of a move never committed'));
+        if (this.target.held().includes(rec.id)) await this.target.discard(rec.id, node).catch((e: Error) => this.log.error({ session: rec.id, err: e.message }, 'cannot end the copy of a move never committed'));
       }
     }
   }
@@ -125,7 +122,7 @@ export class AwayMoves {
       if ((await this.etcd.get(key.desired(this.me, rec.id)).string()) !== null) continue; // placed here after all
       this.log.warn({ session: rec.id, from: rec.from }, "fencing: the fleet released this node's copy of a drain's move here while it was away (never committed); ending it (the session is on the node it was leaving)");
       // Not a reason to stay closed: the node it came from undoes the move, which ends it too.
-      await this.target.forget(rec.id, rec.from, false).catch((e: Error) => this.log.error({ session: rec.id, err: e.message }, 'cannot end a released copy of a move here; its undo ends it'));
+      await this.target.discard(rec.id, rec.from).catch((e: Error) => this.log.error({ session: rec.id, err: e.message }, 'cannot end a released copy of a move here; its undo ends it'));
     }
   }
 }

@@ -46,12 +46,14 @@ export interface FenceTarget {
   stateOf(id: string): SessionState | undefined;
   /** Stop and remove a session here; `why` is kept as the reason it ended. */
   remove(id: string, why: string): Promise<void>;
+  /** End this node's old copy of a session that moved to node `to` (src/fleet/move.ts), a move on its trail. */
+  forget(id: string, to: string): Promise<void>;
   /**
-   * End this node's old copy of a session that moved to node `to` (src/fleet/
-   * move.ts); `moved` false: a copy of a move here never committed (`to` is
-   * the node it came from), ended without a move on its trail.
+   * End this node's copy of a move here that never committed, with what the
+   * move's kit made for it here (as an undo ends it: worker.ts discard),
+   * marked as the copy of `livesOn` (a later move here makes it again).
    */
-  forget(id: string, to: string, moved?: boolean): Promise<void>;
+  discard(id: string, livesOn: string): Promise<void>;
 }
 
 /** Where sessions are placed, and the moves recorded (Failure.placements). */
@@ -240,16 +242,23 @@ export class Failure {
       if (Date.now() - Date.parse(d.since) >= this.c.grace_s * 1000) {
         // One read of the moves for the three (a record that changes after it is read fails their compares).
         const moves = await getPrefix(this.etcd, prefix.move);
-        if ((await this.away.releaseTo(name, moves)) > 0) await this.emptyAlloc(name);
+        await this.away.releaseTo(name, moves);
         await this.declareLost(name, moves);
+        await this.emptyAlloc(name);
         await this.away.finishFrom(name, moves);
       }
     }
   }
 
-  /** Nothing counts against a node while it is away past the grace; it recounts what it holds when back. */
+  /**
+   * Nothing counts against a node while it is away past the grace; it
+   * recounts what it holds when back. Written only when it is not empty
+   * yet (each round: a write whose answer was lost, or a release that took
+   * its last placement, leaves no sign of its own).
+   */
   private async emptyAlloc(node: string): Promise<void> {
-    await this.etcd.if(key.alive(node), 'Version', '==', 0).then(this.etcd.put(key.alloc(node)).value(JSON.stringify({ sessions: {} }))).commit();
+    const empty = JSON.stringify({ sessions: {} });
+    await this.etcd.if(key.alive(node), 'Version', '==', 0).and(key.alloc(node), 'Value', '!=', empty).then(this.etcd.put(key.alloc(node)).value(empty)).commit();
   }
 
   private async declareLost(node: string, moves: ReadonlyMap<string, string>): Promise<void> {
@@ -304,7 +313,6 @@ export class Failure {
       if ((await this.etcd.get(key.alive(node)).string()) !== null) return;
       // A placement of this chunk went meanwhile (or this chunk, sent again, applied): the next tick reads what is left.
     }
-    await this.emptyAlloc(node);
     this.log.warn({ node, sessions: count, grace_s: this.c.grace_s }, 'node unreachable past the grace: its sessions are lost');
   }
 

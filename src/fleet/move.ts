@@ -21,7 +21,8 @@ import type { Logger } from 'pino';
 import type { SessionState } from '../vocab/states.js';
 import { getPrefix } from './etcd.js';
 import type { ClusterConfig } from './etcd.js';
-import { desiredSchema, key, moveSchema, parseValue, prefix, statusSchema, type Desired, type Move } from './keys.js';
+import { nodeOf } from './awayMoves.js';
+import { desiredSchema, key, lostSchema, moveSchema, parseValue, prefix, statusSchema, type Desired, type Move } from './keys.js';
 import { place, placedNodes, readFleet } from './placement.js';
 import { awaitReport } from './report.js';
 import type { PeerClient } from './peerTls.js';
@@ -356,10 +357,14 @@ export class Mover {
       log.warn({ node: rec.to }, 'drain: the copy there is not confirmed destroyed and marked moved; trying again');
       return;
     }
-    const st = await this.etcd.get(key.status(rec.id)).string();
-    const theirs = st !== null && parseValue(statusSchema, key.status(rec.id), st).node === rec.to;
+    const [st, lo] = await Promise.all([this.etcd.get(key.status(rec.id)).string(), this.etcd.get(key.lost(rec.id)).string()]);
+    const theirs = st !== null && nodeOf(statusSchema, key.status(rec.id), st) === rec.to;
+    // Declared lost with that node by a node of an older version while it was away (its copy there fenced
+    // since): not lost, its files are here. Left, the list would show it lost in place of this copy.
+    const declared = lo !== null && nodeOf(lostSchema, key.lost(rec.id), lo) === rec.to;
     await this.etcd.delete().key(key.desired(rec.to, rec.id));
     if (theirs) await this.etcd.delete().key(key.status(rec.id));
+    if (declared) await this.etcd.if(key.lost(rec.id), 'Value', '==', lo).then(this.etcd.delete().key(key.lost(rec.id))).commit();
     await this.etcd.delete().key(key.move(rec.id));
   }
 

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import { Failure, type FenceTarget } from '../../src/fleet/failure.js';
+import { AwayMoves } from '../../src/fleet/awayMoves.js';
 import { key, type Lost, type Status } from '../../src/fleet/keys.js';
 import type { Registry } from '../../src/fleet/registry.js';
 import type { ClusterConfig } from '../../src/fleet/etcd.js';
@@ -18,11 +19,12 @@ describe('fencing against etcd', () => {
   const registry = { live: true, generation: 1 } as Registry;
 
   /** This node's sessions: a map of states; remove() ends one (failed, its reason kept); forget() as `forget` says. */
-  const target = (states: Map<string, SessionState>, forget: (id: string, to: string, moved?: boolean) => Promise<void> = async () => undefined): FenceTarget => ({
+  const target = (states: Map<string, SessionState>, forget: (id: string, to: string) => Promise<void> = async () => undefined, discarded: string[] = []): FenceTarget => ({
     held: () => [...states].filter(([, s]) => s !== 'failed' && s !== 'destroyed').map(([id]) => id),
     stateOf: (id) => states.get(id),
     remove: async (id) => void states.set(id, 'failed'),
     forget,
+    discard: async (id, livesOn) => void (discarded.push(`${id} lives on ${livesOn}`), states.set(id, 'destroyed')),
   });
 
   /** The client, failing the first transaction that writes a session's fenced status (etcd did not take it). */
@@ -167,6 +169,8 @@ describe('fencing against etcd', () => {
     const member = (name: string) => JSON.stringify({ name, endpoint: '127.0.0.1:1', capacity: { slots: 4, memory_mb: 1024, disk_mb: 100 }, registered_at: '2026-12-06T00:00:00.000Z' });
     const placed = (id: string) => JSON.stringify({ id, owner_uid: 1000, owner_gids: [], request: { name: names[id] }, memory_mb: 256, entry: 'nc', placed_at: '2026-12-06T00:00:00.000Z' });
     const copying = (id: string) => JSON.stringify({ id, from: 'nc', to: 'nx', phase: 'copying' });
+    // As nc's drain leaves it once its move failed and its undo cannot reach nx.
+    const undoing = (id: string) => JSON.stringify({ id, from: 'nc', to: 'nx', phase: 'undoing' });
     const since = '2026-12-06T00:00:00.000Z';
 
     /** nb judges; nc was draining `moving` and `declared` to nx, away a minute now (past the 5 s grace). */
@@ -185,7 +189,7 @@ describe('fencing against etcd', () => {
       await etcd.put(key.desired('nc', declared)).value(placed(declared));
       await etcd.put(key.status(declared)).value(JSON.stringify({ id: declared, node: 'nx', state: 'lost', since } satisfies Status));
       await etcd.put(key.lost(declared)).value(JSON.stringify({ id: declared, node: 'nx', owner_uid: 1000, name: 'declared', since } satisfies Lost));
-      await etcd.put(key.move(declared)).value(copying(declared));
+      await etcd.put(key.move(declared)).value(undoing(declared));
       // `only` lived on nx alone: lost with it.
       if (withOnly) await etcd.put(key.desired('nx', only)).value(placed(only));
     };
@@ -207,8 +211,9 @@ describe('fencing against etcd', () => {
         expect(await etcd.get(key.status(id)).string(), id).toBeNull();
         expect(await etcd.get(key.desired('nx', id)).string(), id).toBeNull();
         expect(await etcd.get(key.desired('nc', id)).string(), id).toBe(placed(id));
-        expect(await etcd.get(key.move(id)).string(), id).toBe(copying(id));
       }
+      expect(await etcd.get(key.move(moving)).string()).toBe(copying(moving));
+      expect(await etcd.get(key.move(declared)).string()).toBe(undoing(declared));
       expect(JSON.parse((await etcd.get(key.alloc('nx')).string())!)).toEqual({ sessions: {} });
     }, 15_000);
 
@@ -224,6 +229,27 @@ describe('fencing against etcd', () => {
       f.close();
     });
 
+    it('releases nothing while nx is back, or once the record changed since it was read', async () => {
+      const etcd = e.client;
+      await fleet(etcd, false);
+      const away = new AwayMoves(etcd, 'nb', target(new Map()), pino({ level: 'silent' }));
+      const before = async () => Promise.all([key.desired('nx', moving), key.status(moving)].map((k) => etcd.get(k).string()));
+      const kept = await before();
+      // Read before nc's drain marked it undoing: the record compare fails.
+      await etcd.put(key.move(moving)).value(undoing(moving));
+      await away.releaseTo('nx', new Map([[key.move(moving), copying(moving)]]));
+      expect(await before()).toEqual(kept);
+      // nx back (its alive key): nothing of its copy goes.
+      await etcd.put(key.alive('nx')).value('{}');
+      await away.releaseTo('nx', new Map([[key.move(moving), undoing(moving)]]));
+      expect(await before()).toEqual(kept);
+      expect(kept.every((v) => v !== null)).toBe(true);
+      // Away again: released.
+      await etcd.delete().key(key.alive('nx'));
+      await away.releaseTo('nx', new Map([[key.move(moving), undoing(moving)]]));
+      expect(await before()).toEqual([null, null]);
+    });
+
     it('is ended by nx at its fence, back: its copy of a released move (placed there no more); not one of a move still placed there', async () => {
       const etcd = e.client;
       await etcd.delete().prefix('/enclave/');
@@ -235,13 +261,14 @@ describe('fencing against etcd', () => {
       for (const n of ['nc', 'nx']) await etcd.put(key.desired(n, kept)).value(placed(kept));
       await etcd.put(key.move(kept)).value(copying(kept));
       const states = new Map<string, SessionState>([[moving, 'running'], [kept, 'running']]);
-      const ended: string[] = [];
-      const forget = async (id: string, to: string, moved?: boolean) => void (ended.push(`${id} from ${to}, moved ${moved}`), states.set(id, 'destroyed'));
-      const f = new Failure(etcd, nx, registry, target(states, forget), pino({ level: 'silent' }));
+      const forgotten: string[] = [];
+      const discarded: string[] = [];
+      const f = new Failure(etcd, nx, registry, target(states, async (id) => void forgotten.push(id), discarded), pino({ level: 'silent' }));
       await f.fence();
       expect(f.open()).toBe(true);
-      // Ended as a copy of a move here that never committed: no move on its trail.
-      expect(ended).toEqual([`${moving} from nc, moved false`]);
+      // Ended as an undo ends a copy (with what the move's kit made here), marked the copy of nc's: no move on its trail.
+      expect(discarded).toEqual([`${moving} lives on nc`]);
+      expect(forgotten).toEqual([]);
       expect(states.get(kept)).toBe('running');
       // The records stay: nc's drain undoes both moves (nx confirms the ended one at once).
       expect(await etcd.get(key.move(moving)).string()).toBe(copying(moving));

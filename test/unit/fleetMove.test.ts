@@ -102,6 +102,8 @@ describe('a drained node finishes the moves it left', () => {
 
   it('undoes a copying move once the node it was going to confirms the destroy, and not before', async () => {
     await setUp({ from: SELF, to: 'b', phase: 'copying' });
+    // A node of an older version declared it lost with b while b was away: not lost (its files are here).
+    await etcd.put(key.lost(ID)).value(JSON.stringify({ id: ID, node: 'b', owner_uid: 1000, name: null, since: '2026-01-01T00:00:00Z' }));
     const peers = new Peers();
     peers.status = 500;
     const local = new Local();
@@ -122,6 +124,7 @@ describe('a drained node finishes the moves it left', () => {
     expect(await get(key.move(ID))).toBeNull();
     expect(await get(key.desired('b', ID))).toBeNull();
     expect(await get(key.status(ID))).toBeNull();
+    expect(await get(key.lost(ID))).toBeNull();
     // Its copy here is untouched: it is still this node's, stopped.
     expect(local.forgotten).toEqual([]);
   });
