@@ -12,7 +12,7 @@ import type { Etcd3, IOperation } from 'etcd3';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { getPrefix } from './etcd.js';
-import { key, lostSchema, moveSchema, parseValue, prefix, statusSchema, type Move } from './keys.js';
+import { key, lostSchema, moveSchema, oldCopySchema, parseValue, prefix, statusSchema, type Move } from './keys.js';
 import type { FenceTarget } from './failure.js';
 
 /** A move record, or null when it does not parse (a move of it is then left alone, as one from or to here). */
@@ -92,7 +92,11 @@ export class AwayMoves {
       if (rec === null) continue;
       const committed = rec.phase === 'committed';
       if (rec.from !== node || (!committed && rec.to !== me)) continue;
-      const ops = committed ? [this.etcd.delete().key(k)] : [this.etcd.delete().key(key.desired(me, rec.id)), this.etcd.delete().key(k)];
+      // A committed one leaves the away node word of its old copy there, which it ends when back whatever
+      // became of the session meanwhile (destroyed or lost where it moved, it is placed nowhere: endMarked).
+      const ops = committed
+        ? [this.etcd.delete().key(k), this.etcd.put(key.oldCopy(node, rec.id)).value(JSON.stringify({ id: rec.id, to: rec.to }))]
+        : [this.etcd.delete().key(key.desired(me, rec.id)), this.etcd.delete().key(k)];
       const r = await this.etcd.if(key.alive(node), 'Version', '==', 0).and(k, 'Value', '==', v).then(...ops).commit();
       // A compare that failed because this very transaction, sent again (etcd.ts), applied: the record and the placement here gone.
       const applied = async () => !committed && (await this.etcd.get(k).string()) === null && (await this.etcd.get(key.desired(me, rec.id)).string()) === null;
@@ -123,6 +127,43 @@ export class AwayMoves {
       this.log.warn({ session: rec.id, from: rec.from }, "fencing: the fleet released this node's copy of a drain's move here while it was away (never committed); ending it (the session is on the node it was leaving)");
       // Not a reason to stay closed: the node it came from undoes the move, which ends it too.
       await this.target.discard(rec.id, rec.from).catch((e: Error) => this.log.error({ session: rec.id, err: e.message }, 'cannot end a released copy of a move here; its undo ends it'));
+    }
+  }
+
+  /**
+   * The old copies of committed moves the fleet left this node word of
+   * while it was away (finishFrom): each ended, stopped, with the move on
+   * its trail, then its word removed; at the fence and with each sweep of
+   * old copies after (failure.ts endOldCopies), until it is ended. Not a
+   * copy placed here again (the word is stale: removed), nor one a move
+   * from or to here is about now (kept for later).
+   */
+  async endMarked(): Promise<void> {
+    for (const [k, v] of await getPrefix(this.etcd, key.oldCopiesOf(this.me))) {
+      let word: { id: string; to: string };
+      try {
+        word = parseValue(oldCopySchema, k, v);
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'ignoring word of an old copy that does not parse');
+        continue;
+      }
+      const log = this.log.child({ session: word.id });
+      const [here, rec] = await Promise.all([this.etcd.get(key.desired(this.me, word.id)).string(), this.etcd.get(key.move(word.id)).string()]);
+      const move = rec === null ? undefined : moveOf(key.move(word.id), rec);
+      if (move === null || move?.from === this.me || move?.to === this.me) continue;
+      const state = this.target.stateOf(word.id);
+      if (here === null && state === 'stopped') {
+        log.warn({ node: word.to }, 'this session moved to another node while this node was away; ending the old copy here');
+        try {
+          await this.target.forget(word.id, word.to);
+        } catch (e) {
+          log.error({ err: (e as Error).message }, 'cannot end the old copy of a moved session; trying again later');
+          continue;
+        }
+      } else if (here === null && state !== undefined && state !== 'destroyed' && state !== 'failed') {
+        continue; // not stopped now (between states): the next sweep
+      }
+      await this.etcd.if(k, 'Value', '==', v).then(this.etcd.delete().key(k)).commit();
     }
   }
 }

@@ -183,6 +183,7 @@ export class Failure {
    * again just before it ends: a move of it may have begun since.
    */
   async endOldCopies(): Promise<void> {
+    await this.away.endMarked();
     const me = this.c.node;
     const held = this.target.held().filter((id) => this.target.stateOf(id) === 'stopped');
     const { where, mine, elsewhere } = await this.placements();

@@ -15,6 +15,7 @@
 //   /enclave/lost/ID        a session declared lost, as list and show tell its owner, until the owner destroys it
 //   /enclave/drain/NODE     present while the node is drained: it moves its stopped sessions elsewhere (move.ts)
 //   /enclave/move/ID        a move under way: from, to, and whether it is committed (move.ts finishes or undoes it)
+//   /enclave/oldcopy/NODE/ID a committed move's old copy on NODE, which was away past the grace when its record went: NODE ends it when back (awayMoves.ts)
 //   /enclave/listed/NODE/ID a session as the node's list shows it, written by the node (listPublisher.ts)
 //   /enclave/listing/NODE   the registration whose whole list is under listed/NODE/: other nodes list it from there
 //   /enclave/listseq/NODE   moved by each write of the node's list, which compares it first (a late write fails)
@@ -42,6 +43,8 @@ export const key = {
   listing: (node: string) => `${PREFIX}listing/${node}`,
   listSeq: (node: string) => `${PREFIX}listseq/${node}`,
   features: (node: string) => `${PREFIX}features/${node}`,
+  oldCopy: (node: string, id: string) => `${PREFIX}oldcopy/${node}/${id}`,
+  oldCopiesOf: (node: string) => `${PREFIX}oldcopy/${node}/`,
 } as const;
 /** The session id a key of one session names (/enclave/status/ID, /enclave/desired/NODE/ID, ...): its last part. */
 export const idOfKey = (k: string): string => k.slice(k.lastIndexOf('/') + 1);
@@ -128,6 +131,9 @@ export type Lost = z.infer<typeof lostSchema>;
 /** A drain's move of one stopped session: copying (undone if cut short: undoing) until committed (then only its old copy is left to end). */
 export const moveSchema = z.object({ id: sessionId, from: nodeName, to: nodeName, phase: z.enum(['copying', 'committed', 'undoing']) }).strict();
 export type Move = z.infer<typeof moveSchema>;
+
+/** An old copy a node is to end when back: the node the session moved to (its trail names it). */
+export const oldCopySchema = z.object({ id: sessionId, to: nodeName }).strict();
 
 /** Since when a node has been seen unreachable, by the clock of the node that saw it first. */
 export const downSchema = z.object({ since: z.string(), seen_by: nodeName }).strict();

@@ -275,4 +275,43 @@ describe('fencing against etcd', () => {
       f.close();
     });
   });
+
+  it("leaves a node away past the grace word of a committed move's old copy there, which it ends when back though the session is placed nowhere now", async () => {
+    const etcd = e.client;
+    await etcd.delete().prefix('/enclave/');
+    const [gone, again, moving] = ['s-00000000d1', 's-00000000d2', 's-00000000d3'];
+    // nc (away) committed the move of `gone` to na, then went; na's copy was destroyed meanwhile (placed nowhere).
+    const rec = JSON.stringify({ id: gone, from: 'nc', to: 'na', phase: 'committed' });
+    await etcd.put(key.move(gone)).value(rec);
+    await new AwayMoves(etcd, 'nb', target(new Map()), pino({ level: 'silent' })).finishFrom('nc', new Map([[key.move(gone), rec]]));
+    expect(await etcd.get(key.move(gone)).string()).toBeNull();
+    expect(JSON.parse((await etcd.get(key.oldCopy('nc', gone)).string())!)).toEqual({ id: gone, to: 'na' });
+    // Word of two more: `again` placed on nc again since (the word is stale), `moving` being moved to nc now.
+    await etcd.put(key.oldCopy('nc', again)).value(JSON.stringify({ id: again, to: 'na' }));
+    await etcd.put(key.desired('nc', again)).value('{}');
+    await etcd.put(key.oldCopy('nc', moving)).value(JSON.stringify({ id: moving, to: 'na' }));
+    await etcd.put(key.move(moving)).value(JSON.stringify({ id: moving, from: 'na', to: 'nc', phase: 'copying' }));
+    for (const n of ['na', 'nc']) await etcd.put(key.desired(n, moving)).value('{}');
+    // nc back: its fence ends the old copy of `gone` (the first try fails: the sweep tries again), the others stay.
+    const states = new Map<string, SessionState>([gone, again, moving].map((id) => [id, 'stopped']));
+    const ended: string[] = [];
+    let fails = 1;
+    const forget = async (id: string, to: string) => {
+      ended.push(`${id} to ${to}`);
+      if (fails-- > 0) throw new Error('the kernel did not let go');
+      states.set(id, 'destroyed');
+    };
+    const f = new Failure(etcd, { ...c, node: 'nc' } as ClusterConfig, registry, target(states, forget), pino({ level: 'silent' }), 200);
+    await f.start();
+    expect(f.open()).toBe(true);
+    expect(await etcd.get(key.oldCopy('nc', gone)).string()).not.toBeNull();
+    const deadline = Date.now() + 5000;
+    while ((await etcd.get(key.oldCopy('nc', gone)).string()) !== null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    f.close();
+    expect(ended).toEqual([`${gone} to na`, `${gone} to na`]);
+    expect([...states]).toEqual([[gone, 'destroyed'], [again, 'stopped'], [moving, 'stopped']]);
+    expect(await etcd.get(key.oldCopy('nc', gone)).string()).toBeNull();
+    expect(await etcd.get(key.oldCopy('nc', again)).string()).toBeNull();
+    expect(await etcd.get(key.oldCopy('nc', moving)).string()).not.toBeNull();
+  });
 });
