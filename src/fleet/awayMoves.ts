@@ -12,6 +12,7 @@ import type { Etcd3, IOperation } from 'etcd3';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { getPrefix } from './etcd.js';
+import { placementsAndMoves } from './placement.js';
 import { key, lostSchema, moveSchema, oldCopySchema, parseValue, prefix, statusSchema, type Move } from './keys.js';
 import type { FenceTarget } from './failure.js';
 
@@ -133,37 +134,55 @@ export class AwayMoves {
   /**
    * The old copies of committed moves the fleet left this node word of
    * while it was away (finishFrom): each ended, stopped, with the move on
-   * its trail, then its word removed; at the fence and with each sweep of
-   * old copies after (failure.ts endOldCopies), until it is ended. Not a
-   * copy placed here again (the word is stale: removed), nor one a move
-   * from or to here is about now (kept for later).
+   * its trail (naming the node the session is placed on now, else the one
+   * it moved to), then its word removed; at the fence and with each sweep
+   * of old copies after (failure.ts endOldCopies), until it is ended. The
+   * word waits while a move from or to here runs, while the session is
+   * placed here and elsewhere (a move here being booked), and while the
+   * fleet shows it lost where it moved (this copy is then the last of its
+   * files, as they were when it moved: kept until its owner destroys the
+   * lost one). It is stale, and goes, once the session is placed here alone.
    */
   async endMarked(): Promise<void> {
-    for (const [k, v] of await getPrefix(this.etcd, key.oldCopiesOf(this.me))) {
+    const me = this.me;
+    const words = await getPrefix(this.etcd, key.oldCopiesOf(me));
+    if (words.size === 0) return;
+    // At one revision: read apart, a move could begin and end between them.
+    const { where, moves } = await placementsAndMoves(this.etcd);
+    const drop = (k: string, v: string) => this.etcd.if(k, 'Value', '==', v).then(this.etcd.delete().key(k)).commit();
+    for (const [k, v] of words) {
       let word: { id: string; to: string };
       try {
         word = parseValue(oldCopySchema, k, v);
       } catch (e) {
-        this.log.warn({ err: (e as Error).message }, 'ignoring word of an old copy that does not parse');
+        this.log.warn({ err: (e as Error).message }, 'removing word of an old copy that does not parse');
+        await drop(k, v);
         continue;
       }
       const log = this.log.child({ session: word.id });
-      const [here, rec] = await Promise.all([this.etcd.get(key.desired(this.me, word.id)).string(), this.etcd.get(key.move(word.id)).string()]);
-      const move = rec === null ? undefined : moveOf(key.move(word.id), rec);
-      if (move === null || move?.from === this.me || move?.to === this.me) continue;
+      const at = where.get(word.id) ?? [];
+      const rv = moves.get(key.move(word.id));
+      const move = rv === undefined ? undefined : moveOf(key.move(word.id), rv);
+      if (move === null || move?.from === me || move?.to === me) continue;
+      if (at.includes(me)) {
+        if (at.length === 1) await drop(k, v);
+        continue;
+      }
       const state = this.target.stateOf(word.id);
-      if (here === null && state === 'stopped') {
-        log.warn({ node: word.to }, 'this session moved to another node while this node was away; ending the old copy here');
+      if (state === 'stopped') {
+        if ((await this.etcd.get(key.lost(word.id)).string()) !== null) continue;
+        const to = at[0] ?? word.to;
+        log.warn({ node: to }, 'this session moved to another node while this node was away; ending the old copy here');
         try {
-          await this.target.forget(word.id, word.to);
+          await this.target.forget(word.id, to);
         } catch (e) {
           log.error({ err: (e as Error).message }, 'cannot end the old copy of a moved session; trying again later');
           continue;
         }
-      } else if (here === null && state !== undefined && state !== 'destroyed' && state !== 'failed') {
-        continue; // not stopped now (between states): the next sweep
+      } else if (state !== undefined && state !== 'destroyed' && state !== 'failed') {
+        continue; // between states now: the next sweep
       }
-      await this.etcd.if(k, 'Value', '==', v).then(this.etcd.delete().key(k)).commit();
+      await drop(k, v);
     }
   }
 }
