@@ -139,6 +139,36 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     return { id, placement: placement! };
   };
 
+  /**
+   * A stopped session on C, and what C's move of it to A leaves when C dies right after the commit
+   * (src/fleet/move.ts): the placement on A, none on C, the record committed, and C's stopped copy not yet
+   * ended; once it runs on A. Its id.
+   */
+  const committedToA = async (): Promise<string> => {
+    const { id, placement } = await stoppedOnKilled('c', true);
+    const record = JSON.stringify({ id, from: names.c, to: names.a, phase: 'committed' });
+    const done = await client
+      .if(`/enclave/desired/${names.c}/${id}`, 'Version', '>', 0)
+      .then(client.delete().key(`/enclave/desired/${names.c}/${id}`), client.put(`/enclave/desired/${names.a}/${id}`).value(placement), client.put(`/enclave/move/${id}`).value(record))
+      .commit();
+    expect(done.succeeded).toBe(true);
+    await until('it runs on A', async () => ((await local(nodes.a)).find((s) => s.id === id)?.state === 'running' ? true : undefined));
+    return id;
+  };
+
+  /** C started again: its old copy of `id` ends, marked moved to A, the move on C's trail. */
+  const cBackEndsOldCopy = async (id: string) => {
+    await nodes.c.start();
+    down.delete('c');
+    await until('C ready again', async () => ((await nodeState(names.c)) === 'ready' ? true : undefined));
+    // Ready (its alive key put) a moment before its fence is done: polled.
+    const oldCopy = async () => ((await nodes.c.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] }).sessions.find((s) => s.id === id && s.node === names.c);
+    await until('its old copy ended', async () => ((await oldCopy())?.state === 'destroyed' ? true : undefined));
+    expect(await oldCopy()).toMatchObject({ state: 'destroyed', moved_to: names.a });
+    // On C's trail as its move (this fleet has no peer channel: each node's events are its own).
+    expect((await movesOn(nodes.c, id)).map((e) => e.detail)).toEqual([expect.stringContaining(`moved to node ${names.a}:`)]);
+  };
+
   afterAll(async () => {
     await endFleetRun(dir, etcd, Object.values(nodes), net, async () => {
       client?.close();
@@ -365,56 +395,26 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
   }, 240_000);
 
   it("finishes a move whose drained node went away after committing it: past the grace the record goes, and the node, back, ends its old copy", async () => {
-    const { id, placement } = await stoppedOnKilled('c', true);
-    // What C's move of it to A leaves when C dies right after the commit (src/fleet/move.ts): the placement
-    // on A, none on C, the record committed, and C's stopped copy not yet ended.
-    const record = JSON.stringify({ id, from: names.c, to: names.a, phase: 'committed' });
-    const done = await client
-      .if(`/enclave/desired/${names.c}/${id}`, 'Version', '>', 0)
-      .then(client.delete().key(`/enclave/desired/${names.c}/${id}`), client.put(`/enclave/desired/${names.a}/${id}`).value(placement), client.put(`/enclave/move/${id}`).value(record))
-      .commit();
-    expect(done.succeeded).toBe(true);
-    await until('it runs on A', async () => ((await local(nodes.a)).find((s) => s.id === id)?.state === 'running' ? true : undefined));
+    const id = await committedToA();
     // Past the grace, another node removes the record (left, it would stop any later move of the session).
     await until('the move record removed', async () => ((await client.get(`/enclave/move/${id}`).string()) === null ? true : undefined), (GRACE_S + 30) * 1000);
     expect(await fleetStatus(id)).toMatchObject({ state: 'running', node: names.a });
     // Back, C ends its old copy before it takes work: it moved, and runs on A alone.
-    await nodes.c.start();
-    down.delete('c');
-    await until('C ready again', async () => ((await nodeState(names.c)) === 'ready' ? true : undefined));
-    // Ready (its alive key put) a moment before its fence is done: polled.
-    const oldCopy = async () => ((await nodes.c.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] }).sessions.find((s) => s.id === id && s.node === names.c);
-    await until('its old copy ended', async () => ((await oldCopy())?.state === 'destroyed' ? true : undefined));
-    expect(await oldCopy()).toMatchObject({ state: 'destroyed', moved_to: names.a });
-    // On C's trail as its move (this fleet has no peer channel: each node's events are its own).
-    expect((await movesOn(nodes.c, id)).map((e) => e.detail)).toEqual([expect.stringContaining(`moved to node ${names.a}:`)]);
+    await cBackEndsOldCopy(id);
     expect((await nodes.a.show(id)).state).toBe('running');
     expect(await fleetStatus(id)).toMatchObject({ state: 'running', node: names.a });
     await nodes.a.destroy(id);
   }, 240_000);
 
   it("ends, back, the old copy of a committed move though the session was destroyed where it moved while the node was away past the grace", async () => {
-    const { id, placement } = await stoppedOnKilled('c', true);
-    const record = JSON.stringify({ id, from: names.c, to: names.a, phase: 'committed' });
-    const done = await client
-      .if(`/enclave/desired/${names.c}/${id}`, 'Version', '>', 0)
-      .then(client.delete().key(`/enclave/desired/${names.c}/${id}`), client.put(`/enclave/desired/${names.a}/${id}`).value(placement), client.put(`/enclave/move/${id}`).value(record))
-      .commit();
-    expect(done.succeeded).toBe(true);
-    await until('it runs on A', async () => ((await local(nodes.a)).find((s) => s.id === id)?.state === 'running' ? true : undefined));
+    const id = await committedToA();
     // Past the grace the record goes, and C is left word of its old copy; then the session is destroyed on A:
     // placed nowhere, nothing of the fleet's placements says C's copy is old.
     await until('the move record removed', async () => ((await client.get(`/enclave/move/${id}`).string()) === null ? true : undefined), (GRACE_S + 30) * 1000);
     expect(JSON.parse((await client.get(`/enclave/oldcopy/${names.c}/${id}`).string())!)).toEqual({ id, to: names.a });
     await nodes.a.destroy(id);
     await until('placed nowhere', async () => ((await client.getAll().prefix('/enclave/desired/').keys()).some((k) => k.endsWith(`/${id}`)) ? undefined : true));
-    await nodes.c.start();
-    down.delete('c');
-    await until('C ready again', async () => ((await nodeState(names.c)) === 'ready' ? true : undefined));
-    const oldCopy = async () => ((await nodes.c.api('GET', '/v1/sessions?all=1')).body as { sessions: Session[] }).sessions.find((s) => s.id === id && s.node === names.c);
-    await until('its old copy ended', async () => ((await oldCopy())?.state === 'destroyed' ? true : undefined));
-    expect(await oldCopy()).toMatchObject({ state: 'destroyed', moved_to: names.a });
-    expect((await movesOn(nodes.c, id)).map((e) => e.detail)).toEqual([expect.stringContaining(`moved to node ${names.a}:`)]);
+    await cBackEndsOldCopy(id);
     await until('the word removed', async () => ((await client.get(`/enclave/oldcopy/${names.c}/${id}`).string()) === null ? true : undefined));
   }, 240_000);
 
