@@ -10,28 +10,24 @@
 // away node's copy goes, before that node's sessions are declared lost.
 import type { Etcd3, IOperation } from 'etcd3';
 import type { Logger } from 'pino';
-import type { z } from 'zod';
 import { getPrefix } from './etcd.js';
 import { placementsAndMoves } from './placement.js';
-import { key, lostSchema, moveSchema, oldCopySchema, parseValue, prefix, statusSchema, type Move } from './keys.js';
+import { key, lostSchema, moveSchema, oldCopySchema, parsedOrNone, prefix, statusSchema, type Move } from './keys.js';
 import type { FenceTarget } from './failure.js';
 
 /** A move record, or null when it does not parse (a move of it is then left alone, as one from or to here). */
 export function moveOf(k: string, v: string): Move | null {
-  try {
-    return parseValue(moveSchema, k, v);
-  } catch {
-    return null;
-  }
+  return parsedOrNone(moveSchema, k, v) ?? null;
 }
 
-/** The node a session's report or lost declaration names, or undefined when it does not parse. */
-export function nodeOf(schema: z.ZodType<{ node: string }>, k: string, v: string): string | undefined {
-  try {
-    return parseValue(schema, k, v).node;
-  } catch {
-    return undefined;
+/** The moves to `node` not committed (copying, or being undone), from one read of the moves: key, value, record. */
+export function uncommittedTo(node: string, moves: ReadonlyMap<string, string>): Array<[string, string, Move]> {
+  const out: Array<[string, string, Move]> = [];
+  for (const [k, v] of moves) {
+    const rec = moveOf(k, v);
+    if (rec !== null && rec.to === node && rec.phase !== 'committed') out.push([k, v, rec]);
   }
+  return out;
 }
 
 export class AwayMoves {
@@ -56,13 +52,11 @@ export class AwayMoves {
    * away and the record, report and declaration unchanged.
    */
   async releaseTo(node: string, moves: ReadonlyMap<string, string>): Promise<void> {
-    for (const [k, v] of moves) {
-      const rec = moveOf(k, v);
-      if (rec === null || rec.to !== node || rec.phase === 'committed') continue;
+    for (const [k, v, rec] of uncommittedTo(node, moves)) {
       const [sk, lk] = [key.status(rec.id), key.lost(rec.id)];
       const [placed, st, lo] = await Promise.all([this.etcd.get(key.desired(node, rec.id)).string(), this.etcd.get(sk).string(), this.etcd.get(lk).string()]);
-      const theirs = st !== null && nodeOf(statusSchema, sk, st) === node;
-      const declared = lo !== null && nodeOf(lostSchema, lk, lo) === node;
+      const theirs = st !== null && parsedOrNone(statusSchema, sk, st)?.node === node;
+      const declared = lo !== null && parsedOrNone(lostSchema, lk, lo)?.node === node;
       if (placed === null && !theirs && !declared) continue; // nothing of that copy left in etcd
       const txn = this.etcd.if(key.alive(node), 'Version', '==', 0).and(k, 'Value', '==', v);
       const ops: IOperation[] = [this.etcd.delete().key(key.desired(node, rec.id))];
@@ -151,11 +145,9 @@ export class AwayMoves {
     const { where, moves } = await placementsAndMoves(this.etcd);
     const drop = (k: string, v: string) => this.etcd.if(k, 'Value', '==', v).then(this.etcd.delete().key(k)).commit();
     for (const [k, v] of words) {
-      let word: { id: string; to: string };
-      try {
-        word = parseValue(oldCopySchema, k, v);
-      } catch (e) {
-        this.log.warn({ err: (e as Error).message }, 'removing word of an old copy that does not parse');
+      const word = parsedOrNone(oldCopySchema, k, v);
+      if (word === undefined) {
+        this.log.warn({ key: k }, 'removing word of an old copy that does not parse');
         await drop(k, v);
         continue;
       }

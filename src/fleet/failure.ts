@@ -35,7 +35,7 @@ import { placedNodes, placementsAndMoves, readFleet } from './placement.js';
 import { reportedOrPlaced } from './views.js';
 import type { Registry } from './registry.js';
 import { every, type Every } from './every.js';
-import { AwayMoves, moveOf } from './awayMoves.js';
+import { AwayMoves, moveOf, uncommittedTo } from './awayMoves.js';
 import type { SessionState } from '../api/schemas.js';
 
 /** What fencing needs of this node's own sessions. */
@@ -264,11 +264,7 @@ export class Failure {
 
   private async declareLost(node: string, moves: ReadonlyMap<string, string>): Promise<void> {
     // A session a move to that node was copying is not lost: its files are where it came from (AwayMoves.releaseTo).
-    const moving = new Set<string>();
-    for (const [k, v] of moves) {
-      const rec = moveOf(k, v);
-      if (rec !== null && rec.to === node && rec.phase !== 'committed') moving.add(rec.id);
-    }
+    const moving = new Set(uncommittedTo(node, moves).map(([, , rec]) => rec.id));
     const desired = [...(await getPrefix(this.etcd, key.desiredOf(node)))].filter(([k]) => !moving.has(idOfKey(k)));
     if (desired.length === 0) return;
     const statuses = await getPrefix(this.etcd, prefix.status);

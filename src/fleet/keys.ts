@@ -151,3 +151,12 @@ export function parseValue<S extends z.ZodType>(schema: S, k: string, text: stri
   if (!r.success) throw new Error(`etcd key ${k}: ${r.error.issues[0]?.path.join('.') || 'value'}: ${r.error.issues[0]?.message ?? 'invalid'}`);
   return r.data;
 }
+
+/** A value read from etcd, parsed, or undefined when it does not parse (the caller leaves that key alone). */
+export function parsedOrNone<S extends z.ZodType>(schema: S, k: string, text: string): z.output<S> | undefined {
+  try {
+    return parseValue(schema, k, text);
+  } catch {
+    return undefined;
+  }
+}

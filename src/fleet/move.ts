@@ -21,8 +21,7 @@ import type { Logger } from 'pino';
 import type { SessionState } from '../vocab/states.js';
 import { getPrefix } from './etcd.js';
 import type { ClusterConfig } from './etcd.js';
-import { nodeOf } from './awayMoves.js';
-import { desiredSchema, key, lostSchema, moveSchema, parseValue, prefix, statusSchema, type Desired, type Move } from './keys.js';
+import { desiredSchema, key, lostSchema, moveSchema, parsedOrNone, parseValue, prefix, statusSchema, type Desired, type Move } from './keys.js';
 import { place, placedNodes, readFleet } from './placement.js';
 import { awaitReport } from './report.js';
 import type { PeerClient } from './peerTls.js';
@@ -358,10 +357,10 @@ export class Mover {
       return;
     }
     const [st, lo] = await Promise.all([this.etcd.get(key.status(rec.id)).string(), this.etcd.get(key.lost(rec.id)).string()]);
-    const theirs = st !== null && nodeOf(statusSchema, key.status(rec.id), st) === rec.to;
+    const theirs = st !== null && parsedOrNone(statusSchema, key.status(rec.id), st)?.node === rec.to;
     // Declared lost with that node by a node of an older version while it was away (its copy there fenced
     // since): not lost, its files are here. Left, the list would show it lost in place of this copy.
-    const declared = lo !== null && nodeOf(lostSchema, key.lost(rec.id), lo) === rec.to;
+    const declared = lo !== null && parsedOrNone(lostSchema, key.lost(rec.id), lo)?.node === rec.to;
     await this.etcd.delete().key(key.desired(rec.to, rec.id));
     if (theirs) await this.etcd.delete().key(key.status(rec.id));
     if (declared) await this.etcd.if(key.lost(rec.id), 'Value', '==', lo).then(this.etcd.delete().key(key.lost(rec.id))).commit();
