@@ -188,10 +188,14 @@ static const struct ft_flag ft_cmd_flags_28[] = {
 static const struct ft_flag ft_cmd_flags_29[] = {
   {NULL, 0, 0, 0, NULL},
 };
+static const char *const ft_cmd_alias_30[] = {"rm", NULL};
 static const struct ft_flag ft_cmd_flags_30[] = {
   {"json", 0, 0, 0, NULL},
 };
 static const struct ft_flag ft_cmd_flags_31[] = {
+  {"json", 0, 0, 0, NULL},
+};
+static const struct ft_flag ft_cmd_flags_32[] = {
   {"session", 0, 1, 0, NULL},
   {"since", 0, 1, 0, NULL},
   {"limit", 0, 1, 0, NULL},
@@ -200,25 +204,25 @@ static const struct ft_flag ft_cmd_flags_31[] = {
   {"reads", 0, 0, 0, NULL},
   {"json", 0, 0, 0, NULL},
 };
-static const struct ft_flag ft_cmd_flags_32[] = {
+static const struct ft_flag ft_cmd_flags_33[] = {
   {"config", 0, 1, 0, NULL},
   {"state-dir", 0, 1, 0, NULL},
   {"repair", 0, 0, 0, NULL},
   {"json", 0, 0, 0, NULL},
 };
-static const struct ft_flag ft_cmd_flags_33[] = {
-  {NULL, 0, 0, 0, NULL},
-};
 static const struct ft_flag ft_cmd_flags_34[] = {
   {NULL, 0, 0, 0, NULL},
 };
 static const struct ft_flag ft_cmd_flags_35[] = {
-  {"json", 0, 0, 0, NULL},
-};
-static const struct ft_flag ft_cmd_flags_36[] = {
   {NULL, 0, 0, 0, NULL},
 };
+static const struct ft_flag ft_cmd_flags_36[] = {
+  {"json", 0, 0, 0, NULL},
+};
 static const struct ft_flag ft_cmd_flags_37[] = {
+  {NULL, 0, 0, 0, NULL},
+};
+static const struct ft_flag ft_cmd_flags_38[] = {
   {NULL, 0, 0, 0, NULL},
 };
 
@@ -253,16 +257,17 @@ static const struct ft_command ft_commands[] = {
   {"node list", {"node", "list", NULL}, 2, ft_cmd_alias_27, ft_cmd_flags_27, 1, 0, 0, 0, 0, FT_COLD},
   {"node cordon", {"node", "cordon", NULL}, 2, NULL, ft_cmd_flags_28, 0, 1, 1, 0, 0, FT_COLD},
   {"node uncordon", {"node", "uncordon", NULL}, 2, NULL, ft_cmd_flags_29, 0, 1, 1, 0, 0, FT_COLD},
-  {"node drain", {"node", "drain", NULL}, 2, NULL, ft_cmd_flags_30, 1, 1, 1, 0, 0, FT_COLD},
-  {"events", {"events", NULL}, 1, NULL, ft_cmd_flags_31, 7, 0, 0, 0, 0, FT_COLD},
-  {"doctor", {"doctor", NULL}, 1, NULL, ft_cmd_flags_32, 4, 0, 0, 0, 0, FT_COLD},
-  {"help", {"help", NULL}, 1, NULL, ft_cmd_flags_33, 0, 1, 0, 1, 0, FT_COLD},
-  {"completion", {"completion", NULL}, 1, NULL, ft_cmd_flags_34, 0, 1, 1, 0, 0, FT_COLD},
-  {"whoami", {"whoami", NULL}, 1, NULL, ft_cmd_flags_35, 1, 0, 0, 0, 0, FT_COLD},
-  {"version", {"version", NULL}, 1, NULL, ft_cmd_flags_36, 0, 0, 0, 0, 0, FT_COLD},
-  {"__complete", {"__complete", NULL}, 1, NULL, ft_cmd_flags_37, 0, 1, 1, 0, 0, FT_COLD},
+  {"node remove", {"node", "remove", NULL}, 2, ft_cmd_alias_30, ft_cmd_flags_30, 1, 1, 1, 0, 0, FT_COLD},
+  {"node drain", {"node", "drain", NULL}, 2, NULL, ft_cmd_flags_31, 1, 1, 1, 0, 0, FT_COLD},
+  {"events", {"events", NULL}, 1, NULL, ft_cmd_flags_32, 7, 0, 0, 0, 0, FT_COLD},
+  {"doctor", {"doctor", NULL}, 1, NULL, ft_cmd_flags_33, 4, 0, 0, 0, 0, FT_COLD},
+  {"help", {"help", NULL}, 1, NULL, ft_cmd_flags_34, 0, 1, 0, 1, 0, FT_COLD},
+  {"completion", {"completion", NULL}, 1, NULL, ft_cmd_flags_35, 0, 1, 1, 0, 0, FT_COLD},
+  {"whoami", {"whoami", NULL}, 1, NULL, ft_cmd_flags_36, 1, 0, 0, 0, 0, FT_COLD},
+  {"version", {"version", NULL}, 1, NULL, ft_cmd_flags_37, 0, 0, 0, 0, 0, FT_COLD},
+  {"__complete", {"__complete", NULL}, 1, NULL, ft_cmd_flags_38, 0, 1, 1, 0, 0, FT_COLD},
 };
-#define FT_NCOMMANDS 38
+#define FT_NCOMMANDS 39
 
 /* The socket without --socket or ENCLAVE_SOCKET (src/client/transport.ts). */
 #define FT_DEFAULT_SOCKET "/run/enclave/enclave.sock"

@@ -24,7 +24,9 @@ export const drainReplySchema = z.object({
   node: z.string(),
   sessions: z.array(z.object({ id: z.string(), name: z.string().nullable(), owner_uid: z.number().int(), placed_at: z.string() })),
 });
-/** POST /v1/nodes/cordon, /uncordon and /drain. */
+/** POST /v1/nodes/remove: the node that left the fleet, and how many of its sessions stay listed lost for their owners. */
+export const removeReplySchema = z.object({ node: z.string(), lost: z.number().int() });
+/** POST /v1/nodes/cordon, /uncordon, /drain and /remove. */
 export const cordonRequest = z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a node name of [a-z0-9-]') }).strict();
 
 /** POST /v1/sessions/{id}/moved-in (nodes only): the body is the stored files, zstd or plain tar; `from` the drained node. */

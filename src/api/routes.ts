@@ -43,7 +43,7 @@ import {
 } from './schemas.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from './protocol.js';
 import { eventListSchema, eventsQuery, eventStreamQuery } from './eventSchemas.js';
-import { cordonRequest, createQuery, drainReplySchema, moveKitSchema, movedInQuery, movedInVolumeQuery, movedOutQuery, nodeListSchema, sessionRowsSchema } from './fleetSchemas.js';
+import { cordonRequest, createQuery, drainReplySchema, moveKitSchema, movedInQuery, movedInVolumeQuery, movedOutQuery, nodeListSchema, removeReplySchema, sessionRowsSchema } from './fleetSchemas.js';
 
 /**
  * Whose object a route acts on:
@@ -184,6 +184,8 @@ export const ROUTES = {
   nodeUncordon: route({ method: 'POST', path: '/v1/nodes/uncordon', fleet: 'local', owner: { kind: 'caller' }, action: 'node.cordon', body: cordonRequest, reply: json(nodeListSchema) }),
   // A drain is a cordon that also lists what is still there: the same action.
   nodeDrain: route({ method: 'POST', path: '/v1/nodes/drain', fleet: 'local', owner: { kind: 'caller' }, action: 'node.cordon', body: cordonRequest, reply: json(drainReplySchema) }),
+  // A node gone for good leaves the fleet (refused, 409, while it is registered or anything is placed on it).
+  nodeRemove: route({ method: 'POST', path: '/v1/nodes/remove', fleet: 'local', owner: { kind: 'caller' }, action: 'node.remove', body: cordonRequest, reply: json(removeReplySchema) }),
 
   authList: route({ method: 'GET', path: '/v1/auth', fleet: 'local', owner: { kind: 'caller' }, action: 'auth.list', query: listQuery, reply: json(secretListSchema) }),
   authSet: route({ method: 'PUT', path: '/v1/auth/{secret}', fleet: 'local', owner: { kind: 'secret' }, action: 'auth.set', body: putSecretRequest, reply: json(putSecretReply, [201, 200]) }),

@@ -193,6 +193,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   { words: ['node', 'list'], aliases: ['ls'], summary: "the fleet's nodes: state (ready, cordoned, unreachable), sessions, capacity", args: [], flags: [{ long: 'json', help: 'the API reply: {"node": ..., "nodes": [...]}' }] },
   { words: ['node', 'cordon'], summary: 'place no new sessions on a node (those it runs stay)', args: [{ name: 'NODE' }], flags: [] },
   { words: ['node', 'uncordon'], summary: 'place new sessions on a node again', args: [{ name: 'NODE' }], flags: [] },
+  { words: ['node', 'remove'], aliases: ['rm'], summary: 'remove a node that is gone for good from the fleet (not registered, nothing placed on it)', args: [{ name: 'NODE' }], flags: [{ long: 'json', help: 'the API reply: {"node": ..., "lost": N}' }] },
   { words: ['node', 'drain'], summary: 'cordon a node, move its stopped sessions to other nodes, and list the sessions still on it', args: [{ name: 'NODE' }], flags: [{ long: 'json', help: 'the API reply: {"node": ..., "sessions": [...]}' }] },
   {
     words: ['events'],

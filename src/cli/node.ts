@@ -1,4 +1,4 @@
-// `enclave node list|cordon|uncordon|drain`: the fleet's nodes (fleet mode).
+// `enclave node list|cordon|uncordon|drain|remove`: the fleet's nodes (fleet mode).
 import { ROUTES } from '../api/routes.js';
 import type { FleetNode } from '../api/fleetSchemas.js';
 import { json, table } from '../api/render.js';
@@ -26,6 +26,12 @@ export async function nodeCommand(sub: string | undefined, args: string[], o: { 
       process.stdout.write(`${name} drained: no new sessions go to it, and its stopped ones move to other nodes with their secrets and the volumes each alone mounts (one sharing a volume stays); ${r.sessions.length} placed there now${r.sessions.length ? ':' : ''}\n`);
       if (r.sessions.length) process.stdout.write(table(['ID', 'NAME', 'OWNER', 'PLACED'], r.sessions.map((s) => [s.id, s.name ?? '-', String(s.owner_uid), s.placed_at])));
     }
+    return 0;
+  }
+  if (sub === 'remove') {
+    const r = await callRoute(o.socket, ROUTES.nodeRemove, { body: { name } });
+    if (o.json) process.stdout.write(json(r));
+    else process.stdout.write(`${name} removed from the fleet${r.lost ? `; ${r.lost} of its sessions stay listed lost until their owners destroy them` : ''}\n`);
     return 0;
   }
   await callRoute(o.socket, sub === 'cordon' ? ROUTES.nodeCordon : ROUTES.nodeUncordon, { body: { name } });

@@ -303,6 +303,8 @@ export class Enclave {
     uncordon: async (name: string): Promise<void> => void (await callRoute(this.connection, ROUTES.nodeUncordon, { body: { name } })),
     /** Cordon, move its stopped sessions elsewhere (the node does, in the background), and the sessions still placed there. */
     drain: async (name: string) => (await callRoute(this.connection, ROUTES.nodeDrain, { body: { name } })).sessions,
+    /** A node gone for good leaves the fleet (ConflictError while it is registered or sessions are placed on it). */
+    remove: (name: string) => callRoute(this.connection, ROUTES.nodeRemove, { body: { name } }),
   };
 
   readonly volumes = {

@@ -50,6 +50,7 @@ export const CLIENT_METHODS: Partial<Record<RouteName, ClientMethod>> = {
   nodeCordon: 'nodes.cordon',
   nodeUncordon: 'nodes.uncordon',
   nodeDrain: 'nodes.drain',
+  nodeRemove: 'nodes.remove',
   sessionMovedIn: { omitted: "between a fleet's nodes only (a drain's move of a stopped session): no caller may call it" },
   sessionMoveKit: { omitted: "between a fleet's nodes only (a drain's move of a stopped session): no caller may call it" },
   sessionMovedInVolume: { omitted: "between a fleet's nodes only (a drain's move of a stopped session): no caller may call it" },

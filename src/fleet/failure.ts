@@ -235,7 +235,8 @@ export class Failure {
       }
       if (dv === undefined) {
         const since = new Date().toISOString();
-        const r = await this.etcd.if(key.alive(name), 'Version', '==', 0).and(dk, 'Version', '==', 0).then(this.etcd.put(dk).value(JSON.stringify({ since, seen_by: this.c.node }))).commit();
+        // Only while it is a member: one removed since it was read (nodeRemoval.ts) is not marked down again.
+        const r = await this.etcd.if(key.alive(name), 'Version', '==', 0).and(dk, 'Version', '==', 0).and(key.member(name), 'Version', '>', 0).then(this.etcd.put(dk).value(JSON.stringify({ since, seen_by: this.c.node }))).commit();
         if (r.succeeded) this.log.warn({ node: name, grace_s: this.c.grace_s }, 'node unreachable (its lease lapsed): its sessions are lost if it is not back within the grace');
         continue;
       }

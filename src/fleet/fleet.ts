@@ -28,6 +28,7 @@ import { ParsedValues } from './parsedValues.js';
 import { pendingView, type Limits } from './views.js';
 import { Failure, type FenceTarget } from './failure.js';
 import { placedOn, type PlacedSession } from './drain.js';
+import { removeNode, type Removal } from './nodeRemoval.js';
 import { Mover, type MoveSource } from './move.js';
 import { FLEET_OP_TIMEOUT_MS, FLEET_READ_TIMEOUT_MS, fleetOp, within } from './deadline.js';
 import { ListPublisher } from './listPublisher.js';
@@ -323,6 +324,11 @@ export class Fleet {
     await this.cordon(node, true);
     await fleetOp(async () => void (await this.etcd.put(key.drain(node)).value(new Date().toISOString())));
     return fleetOp(() => placedOn(this.etcd, node));
+  }
+
+  /** A node gone for good leaves the fleet (nodeRemoval.ts). */
+  remove(node: string): Promise<Removal> {
+    return fleetOp(() => removeNode(this.etcd, node, this.c.node, this.c.grace_s));
   }
 
   /** Uncordoning a node also ends its drain. */

@@ -38,5 +38,7 @@ export const ACTIONS = [
   'node.list',
   /** Cordoning and uncordoning a node: whether new sessions are placed on it. */
   'node.cordon',
+  /** Removing a node that is gone for good from the fleet (enclave node remove). */
+  'node.remove',
 ] as const;
 export type Action = (typeof ACTIONS)[number];

@@ -237,6 +237,13 @@ describe.skipIf(!isRoot)('fleet: placement across nodes through etcd', () => {
     const cordon = await cliAsNobody(nodes.a.socket, ['node', 'cordon', names.b]);
     expect(cordon.code).toBe(1);
     expect(cordon.stderr).toMatch(/may not node\.cordon/);
+    const remove = await cliAsNobody(nodes.a.socket, ['node', 'remove', names.b]);
+    expect(remove.code).toBe(1);
+    expect(remove.stderr).toMatch(/may not node\.remove/);
+    // Root may, but only a node that is gone: B is registered, and A is the node reached.
+    expect((await nodes.a.api('POST', '/v1/nodes/remove', { name: names.b })).body).toMatchObject({ error: { code: 'conflict', message: expect.stringMatching(/is registered \(its lease is live\)/) } });
+    expect((await nodes.a.api('POST', '/v1/nodes/remove', { name: names.a })).status).toBe(409);
+    expect((await nodes.a.api('POST', '/v1/nodes/remove', { name: 'no-such-node' })).status).toBe(404);
     expect((await nodeList()).get(names.b)?.state).toBe('ready');
     expect((await nodes.a.cli(['node', 'uncordon', names.c])).code).toBe(0);
     expect((await create({ name: 'on-c' })).node).toBe(names.c);

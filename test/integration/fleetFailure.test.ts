@@ -5,8 +5,9 @@
 // - B's daemon SIGKILLed: its sessions keep running, B is unreachable, and
 //   back within the grace it carries on with them;
 // - B cut off from etcd past the grace: its sessions are declared lost (and
-//   run nowhere else); healed, B fences them (stops and removes them) before
-//   it takes anything new;
+//   run nowhere else); `node remove` refuses B until then, and then removes
+//   it from the list; healed, B registers anew and fences them (stops and
+//   removes them) before it takes anything new;
 // - a rolling restart of all three daemons with live sessions and an
 //   attached console: nothing lost, the console shows its screen again;
 // - a drain: the node takes nothing new, its sessions are listed;
@@ -204,15 +205,26 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     const ex = await nodes.b.sh(onB[0]!, 'echo still-here');
     expect(ex.code, ex.stderr).toBe(0);
     expect(ex.stdout).toBe('still-here\n');
+    // Within the grace it cannot be removed: its sessions are still placed on it.
+    const early = await nodes.a.cli(['node', 'remove', names.b]);
+    expect(early.code).not.toBe(0);
+    expect(early.stderr).toMatch(new RegExp(`node ${names.b} still has 2 sessions placed on it: the fleet declares them lost once it has been unreachable for ${GRACE_S} s`));
     await until('its sessions lost', async () => {
       const st = await Promise.all(onB.map(fleetStatus));
       return st.every((s) => s?.state === 'lost' && s.node === names.b) ? true : undefined;
     });
+    // Gone for good, as far as the fleet knows: removed, it is no longer listed; its lost sessions stay for their owners.
+    const removed = await nodes.a.cli(['node', 'remove', names.b]);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stdout).toBe(`${names.b} removed from the fleet; 2 of its sessions stay listed lost until their owners destroy them\n`);
+    expect(await nodeState(names.b)).toBeUndefined();
+    for (const id of onB) expect(await fleetStatus(id)).toMatchObject({ state: 'lost', node: names.b });
     expect(await client.getAll().prefix(`/enclave/desired/${names.b}/`).keys()).toEqual([]);
     // They run on B (it cannot know yet) and nowhere else.
     expect((await runningOn(nodes.b)).sort()).toEqual([...onB].sort());
     for (const d of [nodes.a, nodes.c]) for (const id of onB) expect((await local(d)).map((s) => s.id)).not.toContain(id);
 
+    // Back after all: it registers anew (listed again below) and fences as any node back past the grace.
     net.heal(1);
     await until('B fenced them', async () => {
       const st = await Promise.all(onB.map(fleetStatus));

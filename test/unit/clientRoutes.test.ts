@@ -48,6 +48,7 @@ const CALLS: Record<string, (c: Enclave) => Promise<unknown>> = {
   'nodes.cordon': (c) => c.nodes.cordon('node-b'),
   'nodes.uncordon': (c) => c.nodes.uncordon('node-b'),
   'nodes.drain': (c) => c.nodes.drain('node-b'),
+  'nodes.remove': (c) => c.nodes.remove('node-b'),
 };
 
 /** Routes Enclave.call reaches: those that answer once. */

@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import { commitMove, Mover, type MoveSource } from '../../src/fleet/move.js';
+import { removeNode } from '../../src/fleet/nodeRemoval.js';
 import { key, PREFIX, STAGED_RO_VOLUMES } from '../../src/fleet/keys.js';
 import type { KitPlan, MadeForMove } from '../../src/fleet/moveKit.js';
 import type { PeerClient } from '../../src/fleet/peerTls.js';
@@ -206,6 +207,28 @@ describe('a drained node finishes the moves it left', () => {
     expect(await commitMove(etcd, rec)).toBe(false);
     expect(JSON.parse((await get(key.move(ID)))!)).toEqual(rec);
     expect(await get(key.desired('b', ID))).toBe('{}');
+  });
+
+  it('undoes a move to a node that never came back once it is removed from the fleet (node remove), asking it nothing more', async () => {
+    await setUp({ from: SELF, to: 'b', phase: 'copying' });
+    // b away past the grace: the fleet released its copy (awayMoves.ts releaseTo); it does not answer.
+    await etcd.delete().key(key.desired('b', ID));
+    await etcd.delete().key(key.status(ID));
+    const peers = new Peers();
+    peers.status = 500;
+    const local = new Local();
+    local.states.set(ID, 'stopped');
+    const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
+    await m.tick();
+    expect(peers.asked).toHaveLength(1);
+    expect(JSON.parse((await get(key.move(ID)))!)).toMatchObject({ phase: 'undoing' }); // held: b must confirm
+    expect(await removeNode(etcd, 'b', SELF, 5)).toEqual({ node: 'b', lost: 0 });
+    await m.tick();
+    expect(peers.asked).toHaveLength(1);
+    expect(await get(key.move(ID))).toBeNull();
+    // Its copy here is untouched: stopped, this node's, free to move elsewhere.
+    expect(local.forgotten).toEqual([]);
+    expect(local.states.get(ID)).toBe('stopped');
   });
 
   it("leaves another node's move record alone", async () => {

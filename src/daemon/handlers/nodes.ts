@@ -1,5 +1,5 @@
-// The fleet's nodes: list, cordon, uncordon, drain (fleet mode only). Nodes belong
-// to nobody: root may, others only where a rule grants node.list or node.cordon.
+// The fleet's nodes: list, cordon, uncordon, drain, remove (fleet mode only). Nodes belong
+// to nobody: root may, others only where a rule grants node.list, node.cordon or node.remove.
 import { ApiError } from '../../vocab/errors.js';
 import type { Fleet } from '../../fleet/fleet.js';
 import type { Handlers } from '../dispatch.js';
@@ -12,7 +12,7 @@ function fleetOf(ctx: Context): Fleet {
 
 const listed = async (f: Fleet) => ({ node: f.node, nodes: await f.nodes() });
 
-export const nodeHandlers: Pick<Handlers, 'nodeList' | 'nodeCordon' | 'nodeUncordon' | 'nodeDrain'> = {
+export const nodeHandlers: Pick<Handlers, 'nodeList' | 'nodeCordon' | 'nodeUncordon' | 'nodeDrain' | 'nodeRemove'> = {
   nodeList: (ctx) => listed(fleetOf(ctx)),
   nodeCordon: {
     detail: ({ body }) => body.name,
@@ -38,6 +38,14 @@ export const nodeHandlers: Pick<Handlers, 'nodeList' | 'nodeCordon' | 'nodeUncor
       const sessions = await fleetOf(ctx).drain(body.name);
       log.info({ node: body.name, still_there: sessions.length }, 'node drained: cordoned, its sessions listed');
       return { node: body.name, sessions };
+    },
+  },
+  nodeRemove: {
+    detail: ({ body }) => body.name,
+    run: async (ctx, { body, log }) => {
+      const r = await fleetOf(ctx).remove(body.name);
+      log.warn({ node: r.node, lost_sessions: r.lost }, 'node removed from the fleet');
+      return r;
     },
   },
 };
