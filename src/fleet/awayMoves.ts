@@ -136,6 +136,9 @@ export class AwayMoves {
    * fleet shows it lost where it moved (this copy is then the last of its
    * files, as they were when it moved: kept until its owner destroys the
    * lost one). It is stale, and goes, once the session is placed here alone.
+   * A word of a move undone while this node was removed from the fleet
+   * (`undone`: move.ts undo) ends its copy in any state, with what the
+   * move's kit made here, as the undo would have (discard).
    */
   async endMarked(): Promise<void> {
     const me = this.me;
@@ -161,17 +164,24 @@ export class AwayMoves {
         continue;
       }
       const state = this.target.stateOf(word.id);
-      if (state === 'stopped') {
+      const live = state !== undefined && state !== 'destroyed' && state !== 'failed';
+      // A copy of a move undone without this node (removed from the fleet) ends in any state, as an undo ends it.
+      if (word.undone ? live : state === 'stopped') {
         if ((await this.etcd.get(key.lost(word.id)).string()) !== null) continue;
         const to = at[0] ?? word.to;
-        log.warn({ node: to }, 'this session moved to another node while this node was away; ending the old copy here');
         try {
-          await this.target.forget(word.id, to);
+          if (word.undone) {
+            log.warn({ node: to }, "a drain's move here was undone while this node was out of the fleet (never committed); ending its copy here");
+            await this.target.discard(word.id, to);
+          } else {
+            log.warn({ node: to }, 'this session moved to another node while this node was away; ending the old copy here');
+            await this.target.forget(word.id, to);
+          }
         } catch (e) {
           log.error({ err: (e as Error).message }, 'cannot end the old copy of a moved session; trying again later');
           continue;
         }
-      } else if (state !== undefined && state !== 'destroyed' && state !== 'failed') {
+      } else if (live) {
         continue; // between states now: the next sweep
       }
       await drop(k, v);

@@ -322,7 +322,9 @@ export class Fleet {
   /** Cordon `node`, mark it drained (it moves its stopped sessions elsewhere: move.ts), and say which sessions are still placed there. */
   async drain(node: string): Promise<PlacedSession[]> {
     await this.cordon(node, true);
-    await fleetOp(async () => void (await this.etcd.put(key.drain(node)).value(new Date().toISOString())));
+    // Only while it is a member: a removal in between leaves no drain mark behind (nodeRemoval.ts).
+    const marked = await fleetOp(() => this.etcd.if(key.member(node), 'Version', '>', 0).then(this.etcd.put(key.drain(node)).value(new Date().toISOString())).commit());
+    if (!marked.succeeded) throw new ApiError('not_found', `no node ${node} in the fleet`, 'name');
     return fleetOp(() => placedOn(this.etcd, node));
   }
 

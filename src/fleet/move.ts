@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import type { SessionState } from '../vocab/states.js';
 import { getPrefix } from './etcd.js';
 import type { ClusterConfig } from './etcd.js';
-import { desiredSchema, key, lostSchema, moveSchema, parsedOrNone, parseValue, prefix, statusSchema, type Desired, type Move } from './keys.js';
+import { desiredSchema, key, lostSchema, moveSchema, parsedOrNone, parseValue, prefix, statusSchema, type Desired, type Move, type OldCopy } from './keys.js';
 import { place, placedNodes, readFleet } from './placement.js';
 import { awaitReport } from './report.js';
 import type { PeerClient } from './peerTls.js';
@@ -350,7 +350,10 @@ export class Mover {
       return;
     }
     const m = nodes.find((n) => n.member.name === rec.to);
-    // That node removes the volumes its kit made with its copy (by its own record of them).
+    // That node removes the volumes its kit made with its copy (by its own record of them). One removed from
+    // the fleet (nodeRemoval.ts) is asked nothing: it is left word to end its copy so, should it come back.
+    const word: OldCopy = { id: rec.id, to: this.self, undone: true };
+    if (!m) await this.etcd.put(key.oldCopy(rec.to, rec.id)).value(JSON.stringify(word));
     const gone = m ? (await this.askThere(rec.to, m.member.endpoint, 'DELETE', `/v1/sessions/${rec.id}?force=1`)) && (await this.askThere(rec.to, m.member.endpoint, 'POST', `/v1/sessions/${rec.id}/moved-out?to=${this.self}`)) : true;
     if (!gone) {
       log.warn({ node: rec.to }, 'drain: the copy there is not confirmed destroyed and marked moved; trying again');

@@ -5,19 +5,22 @@
 //
 // Only a node that is gone: not registered (no live lease), with nothing
 // placed on it any more (past the grace its sessions were declared lost and
-// its copies of moves released: failure.ts), and no move from it left for
-// the fleet to finish (awayMoves.ts finishFrom runs only for members). What
-// goes is what etcd holds of the node itself: its member record, cordon,
-// drain, allocation, down mark, list and its old-copy words, in one
-// transaction that holds only while it is still unregistered and its
-// allocation unchanged. Its sessions' lost records stay: they are their
-// owners' to remove. A move to it is undone by the node it was leaving once
-// that node reads it gone (the undo has no one to ask). Should the node
-// come back, it registers anew and fences as any node back past the grace.
-import type { Etcd3 } from 'etcd3';
+// its copies of moves released: failure.ts), and no move from it left that
+// another node finishes (awayMoves.ts finishFrom). What goes is what etcd
+// holds of the node as a member: its member record, cordon, drain,
+// allocation, down mark and list, in one transaction that holds only while
+// it is still unregistered (a registration writes its member record and
+// alive key together: registry.ts) and its allocation unchanged. Its
+// sessions' lost statuses and its old-copy words stay: they are what the
+// node, should it come back after all, fences and ends by (it registers
+// anew, as any node back past the grace); the lost records are their
+// owners' to remove. A move to it is undone by the node it was leaving
+// once that node reads it gone, which leaves it word of its copy (move.ts).
+// A move from it to a node gone too, whose copy there was released, no node
+// would finish: the removal takes it over, leaving that node the same word.
+import type { Etcd3, IOperation } from 'etcd3';
 import { ApiError } from '../vocab/errors.js';
-import { getPrefix, getWithRev } from './etcd.js';
-import { downSchema, key, lostSchema, moveSchema, parsedOrNone, prefix } from './keys.js';
+import { downSchema, key, moveSchema, parsedOrNone, placementOfKey, prefix, type Move, type OldCopy } from './keys.js';
 
 export interface Removal {
   /** The node removed. */
@@ -26,54 +29,111 @@ export interface Removal {
   lost: number;
 }
 
+/** Tries when what was read changed before the removal applied (a round of the judges writing its allocation). */
+const TRIES = 3;
+
+/** What a removal reads of the fleet, at one revision. */
+interface Read {
+  member: { value: string; rev: string } | undefined;
+  alive: boolean;
+  alloc: { rev: string } | undefined;
+  down: string | undefined;
+  /** Every placement: node and session. */
+  placed: Array<{ node: string; id: string }>;
+  moves: Map<string, string>;
+  alives: Set<string>;
+  /** How many lost records name the node. */
+  lost: number;
+}
+
+async function read(etcd: Etcd3, node: string): Promise<Read> {
+  const one = (k: string) => etcd.get(k).op();
+  const all = (p: string, keysOnly = false) =>
+    etcd
+      .getAll()
+      .prefix(p)
+      .op()
+      .then((o) => (o.request_range && keysOnly ? ((o.request_range.keys_only = true), o) : o));
+  const ops = await Promise.all([one(key.member(node)), one(key.alive(node)), one(key.alloc(node)), one(key.down(node)), all(prefix.desired, true), all(prefix.move), all(prefix.alive, true), all(prefix.lost)]);
+  const r = await etcd.kv.txn({ success: ops });
+  const kvs = (i: number) => r.responses[i]?.response_range.kvs ?? [];
+  const first = (i: number) => kvs(i)[0];
+  const m = first(0);
+  const a = first(2);
+  const lostHere = kvs(7).filter((kv) => {
+    try {
+      return (JSON.parse(kv.value.toString()) as { node?: unknown }).node === node;
+    } catch {
+      return false;
+    }
+  });
+  return {
+    member: m && { value: m.value.toString(), rev: m.mod_revision },
+    alive: first(1) !== undefined,
+    alloc: a && { rev: a.mod_revision },
+    down: first(3)?.value.toString(),
+    placed: kvs(4).map((kv) => placementOfKey(kv.key.toString())),
+    moves: new Map(kvs(5).map((kv) => [kv.key.toString(), kv.value.toString()])),
+    alives: new Set(kvs(6).map((kv) => kv.key.toString().slice(prefix.alive.length))),
+    lost: lostHere.length,
+  };
+}
+
 /** Remove node `node` from the fleet, asked on node `self` (ApiError: what stops it, and what to do). */
 export async function removeNode(etcd: Etcd3, node: string, self: string, graceS: number): Promise<Removal> {
   if (node === self) throw new ApiError('conflict', `node ${node} is this node: stop its daemon, then remove it through another node`, 'name');
-  const [member, alive, alloc, placed, moves, down] = await Promise.all([
-    getWithRev(etcd, key.member(node)),
-    etcd.get(key.alive(node)).string(),
-    getWithRev(etcd, key.alloc(node)),
-    etcd.getAll().prefix(key.desiredOf(node)).keys(),
-    getPrefix(etcd, prefix.move),
-    etcd.get(key.down(node)).string(),
-  ]);
-  if (member.value === null) throw new ApiError('not_found', `no node ${node} in the fleet`, 'name');
-  if (alive !== null) throw new ApiError('conflict', `node ${node} is registered (its lease is live): only a node that is gone can be removed; drain it and stop its daemon first`, 'name');
-  if (placed.length > 0) {
-    const since = down === null ? undefined : parsedOrNone(downSchema, key.down(node), down)?.since;
-    throw new ApiError(
-      'conflict',
-      `node ${node} still has ${placed.length} session${placed.length > 1 ? 's' : ''} placed on it: the fleet declares them lost once it has been unreachable for ${graceS} s (cluster.grace_s${since ? `; unreachable since ${since}` : ''}); remove it after`,
-      'name',
-    );
+  for (let t = 0; t < TRIES; t++) {
+    const f = await read(etcd, node);
+    if (f.member === undefined) {
+      // This very removal, sent again after its answer was lost (etcd.ts), applied: the member is gone.
+      if (t > 0) return { node, lost: f.lost };
+      throw new ApiError('not_found', `no node ${node} in the fleet`, 'name');
+    }
+    if (f.alive) throw new ApiError('conflict', `node ${node} is registered (its lease is live): only a node that is gone can be removed; drain it and stop its daemon first`, 'name');
+    const here = f.placed.filter((p) => p.node === node).length;
+    if (here > 0) throw new ApiError('conflict', `node ${node} still has ${here} session${here > 1 ? 's' : ''} placed on it: ${whenLost(node, f.down, graceS)}`, 'name');
+    const taken = takenOver(node, f, graceS);
+    const txn = etcd.if(key.alive(node), 'Version', '==', 0).and(key.member(node), 'Mod', '==', f.member.rev);
+    if (f.alloc === undefined) txn.and(key.alloc(node), 'Version', '==', 0);
+    else txn.and(key.alloc(node), 'Mod', '==', f.alloc.rev);
+    const ops: IOperation[] = [key.member, key.cordon, key.drain, key.alloc, key.down, key.listing, key.listSeq, key.features].map((k) => etcd.delete().key(k(node)));
+    ops.push(etcd.delete().prefix(key.listedOf(node)));
+    for (const [k, v, rec] of taken) {
+      // Still the record read, and the node it went to still away and holding no placement of it.
+      txn.and(k, 'Value', '==', v).and(key.alive(rec.to), 'Version', '==', 0).and(key.desired(rec.to, rec.id), 'Version', '==', 0);
+      const word: OldCopy = { id: rec.id, to: node, undone: true };
+      ops.push(etcd.delete().key(k), etcd.put(key.oldCopy(rec.to, rec.id)).value(JSON.stringify(word)));
+    }
+    if ((await txn.then(...ops).commit()).succeeded) return { node, lost: f.lost };
   }
-  for (const [k, v] of moves) {
-    const rec = parsedOrNone(moveSchema, k, v);
-    if (rec?.from === node) throw new ApiError('conflict', `a move of session ${rec.id} from node ${node} to node ${rec.to} is not finished yet (node ${rec.to} finishes it once ${node} has been away for ${graceS} s): try again then`, 'name');
-  }
-  // Only while it is still the node read: unregistered (back, it keeps all of it), the same member record,
-  // and no placement booked on it since (a booking changes its allocation).
-  const txn = etcd.if(key.alive(node), 'Version', '==', 0).and(key.member(node), 'Mod', '==', member.rev);
-  if (alloc.value === null) txn.and(key.alloc(node), 'Version', '==', 0);
-  else txn.and(key.alloc(node), 'Mod', '==', alloc.rev);
-  const r = await txn
-    .then(
-      ...[key.member, key.cordon, key.drain, key.alloc, key.down, key.listing, key.listSeq, key.features].map((k) => etcd.delete().key(k(node))),
-      etcd.delete().prefix(key.listedOf(node)),
-      etcd.delete().prefix(key.oldCopiesOf(node)),
-    )
-    .commit();
-  if (!r.succeeded) {
-    // This very removal, sent again after its answer was lost (etcd.ts), applied: the member is gone.
-    if ((await etcd.get(key.member(node)).string()) === null) return { node, lost: await lostOn(etcd, node) };
-    throw new ApiError('conflict', `node ${node} changed while it was being removed (registered again, or a session placed on it): look at node list, and try again`, 'name');
-  }
-  return { node, lost: await lostOn(etcd, node) };
+  throw new ApiError('conflict', `node ${node} kept changing while it was being removed (registered again, or a session placed on it): look at node list, and try again`, 'name');
 }
 
-/** How many lost records name `node`. */
-async function lostOn(etcd: Etcd3, node: string): Promise<number> {
-  let n = 0;
-  for (const [k, v] of await getPrefix(etcd, prefix.lost)) if (parsedOrNone(lostSchema, k, v)?.node === node) n++;
-  return n;
+/** When the sessions placed on a node away are declared lost, as the refusal says it. */
+function whenLost(node: string, down: string | undefined, graceS: number): string {
+  const since = down === undefined ? undefined : parsedOrNone(downSchema, key.down(node), down)?.since;
+  const at = since === undefined ? undefined : new Date(Date.parse(since) + graceS * 1000).toISOString();
+  if (at === undefined) return `the fleet declares them lost once it has been unreachable for ${graceS} s (cluster.grace_s); remove it after`;
+  return `the fleet declares them lost once it has been unreachable for ${graceS} s (cluster.grace_s; unreachable since ${since}): remove it after ${at}`;
+}
+
+/**
+ * The moves from `node` the removal finishes itself: never committed, to a
+ * node away whose copy was released (no placement there). Any other move
+ * from it refuses the removal: another node finishes it past the grace.
+ */
+function takenOver(node: string, f: Read, graceS: number): Array<[string, string, Move]> {
+  const out: Array<[string, string, Move]> = [];
+  for (const [k, v] of f.moves) {
+    const rec = parsedOrNone(moveSchema, k, v);
+    if (rec === undefined || rec.from !== node) continue;
+    const past = `once ${node} has been away for ${graceS} s (cluster.grace_s): try again then`;
+    if (rec.phase === 'committed') throw new ApiError('conflict', `the move of session ${rec.id} from node ${node} to node ${rec.to} is committed, and its record not removed yet: the fleet removes it ${past}`, 'name');
+    if (f.alives.has(rec.to)) throw new ApiError('conflict', `a move of session ${rec.id} from node ${node} to node ${rec.to} is not finished yet: node ${rec.to} finishes it ${past}`, 'name');
+    if (f.placed.some((p) => p.node === rec.to && p.id === rec.id)) {
+      throw new ApiError('conflict', `a move of session ${rec.id} from node ${node} to node ${rec.to}, which is away too, is not finished yet: its copy there is released once ${rec.to} has been away for ${graceS} s (cluster.grace_s); try again then`, 'name');
+    }
+    out.push([k, v, rec]);
+  }
+  return out;
 }

@@ -91,7 +91,8 @@ export async function book(etcd: Etcd3, n: NodeView, d: Desired, pendingLease?: 
   const alloc: Alloc = { sessions: { ...n.alloc.sessions, [d.id]: { memory_mb: d.memory_mb } } };
   const value = JSON.stringify(d);
   const ops: IOperation[] = [etcd.put(key.alloc(n.member.name)).value(JSON.stringify(alloc)), etcd.put(key.desired(n.member.name, d.id)).value(value)];
-  const txn = etcd.if(key.alloc(n.member.name), 'Mod', '==', n.allocRev);
+  // Only on a member: one removed since it was read (nodeRemoval.ts, its allocation deleted) takes nothing.
+  const txn = etcd.if(key.alloc(n.member.name), 'Mod', '==', n.allocRev).and(key.member(n.member.name), 'Version', '>', 0);
   if (pendingLease !== undefined) {
     const gone: Gone = { placed_on: n.member.name };
     ops.push(etcd.delete().key(key.pending(d.id)), etcd.put(key.gone(d.id)).value(JSON.stringify(gone)).lease(pendingLease));
@@ -213,7 +214,11 @@ export async function place(etcd: Etcd3, d: Omit<Desired, 'placed_at'>, k: numbe
     if (Date.now() > deadline) throw new Error(`placement did not finish within ${PLACE_RETRY_MS} ms`);
     const fleet = await untilAnswered(() => readFleet(etcd), deadline);
     const c = choose(fleet.filter((n) => n.member.name !== exclude && (pin === null || n.member.name === pin) && (eligible?.(n.member.name) ?? true)), d.memory_mb, k);
-    if ('reason' in c) return pin === null ? c : { reason: `its volumes and stored secrets are node ${pin}'s, which cannot take it: ${c.reason}` };
+    if ('reason' in c) {
+      if (pin === null) return c;
+      const why = fleet.some((n) => n.member.name === pin) ? c.reason : 'it is not in the fleet (removed: node remove)';
+      return { reason: `its volumes and stored secrets are node ${pin}'s, which cannot take it: ${why}` };
+    }
     if (fromPending) lease ??= await untilAnswered(() => goneLease(etcd), deadline);
     const booking = { ...d, placed_at: new Date().toISOString() };
     if (await untilAnswered(() => book(etcd, c.node, booking, lease), deadline)) return { node: c.node.member.name };

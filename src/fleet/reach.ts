@@ -14,10 +14,11 @@ import { ROWS_IM, rowsDelta, sessionRowsSchema } from '../api/fleetSchemas.js';
 import type { SessionListed } from '../api/render.js';
 import { eventListSchema, type AuditEvent } from '../api/eventSchemas.js';
 import { ApiError } from '../vocab/errors.js';
-import { getPrefix, getWithRev } from './etcd.js';
+import { getWithRev } from './etcd.js';
 import { downSchema, key, parseValue, prefix, statusSchema, type Desired, type Status } from './keys.js';
 import { reportedOrPlaced, unreachableView } from './views.js';
 import { PeerClient, PeerCredentials, peerName, type PeerConfig } from './peerTls.js';
+import { Members } from './members.js';
 import type { Asked, WatchedFleet } from './watched.js';
 import { LastAnswers, type ListSchema } from './lastAnswers.js';
 import { PublishedLists } from './publishedLists.js';
@@ -54,10 +55,9 @@ export class Reach {
   readonly client: PeerClient;
   /** This node's TLS material (read again on a reload): the listener serves with it, the client presents it. */
   readonly credentials: PeerCredentials;
-  private members = new Set<string>();
+  private readonly members: Members;
   private endedInFlight = 0;
   private readonly endedQueue: Array<() => void> = [];
-  private membersAt = 0;
   /** Each node's last list, reused while the node answers that it is unchanged. */
   readonly answers = new LastAnswers();
   /** The lists other nodes write to etcd (listPublisher.ts), as this node last read them. */
@@ -76,18 +76,14 @@ export class Reach {
     this.client = new PeerClient(this.credentials);
     this.published = new PublishedLists(log);
     this.keys = new FleetKeys(watched, log);
+    this.members = new Members(etcd);
   }
 
-  /** Whether a verified peer certificate names a node registered in the fleet (re-read at most once a second). */
+  /** Whether a verified peer certificate names a member of the fleet (members.ts: as etcd said within a second). */
   async admits(cert: Parameters<typeof peerName>[0]): Promise<string> {
     const name = peerName(cert);
     if (name === undefined) throw new ApiError('forbidden', 'the peer certificate has no common name');
-    if (!this.members.has(name) && Date.now() - this.membersAt > 1000) {
-      const m = await getPrefix(this.etcd, prefix.members);
-      this.members = new Set([...m.keys()].map((k) => k.slice(prefix.members.length)));
-      this.membersAt = Date.now();
-    }
-    if (!this.members.has(name) || name === this.self) throw new ApiError('forbidden', `peer '${name.slice(0, 64)}' is not a node of this fleet`);
+    if (!(await this.members.has(name)) || name === this.self) throw new ApiError('forbidden', `peer '${name.slice(0, 64)}' is not a node of this fleet`);
     return name;
   }
 

@@ -40,10 +40,14 @@ export class Registry {
     private readonly features: readonly string[] = [],
   ) {}
 
-  /** Write the member record and the alive key under a fresh lease. Throws if etcd does not answer. */
+  /**
+   * Write the member record and the alive key under a fresh lease, in one
+   * transaction: never a member record written again without its alive key,
+   * which a removal of the node (nodeRemoval.ts) could take for a node gone
+   * and remove, leaving this one registered as no member. Throws if etcd does not answer.
+   */
   async register(): Promise<void> {
     const member = { name: this.c.node, endpoint: this.endpoint, capacity: this.capacity(), registered_at: new Date().toISOString() };
-    await this.etcd.put(key.member(this.c.node)).value(JSON.stringify(member));
     const lease = this.etcd.lease(this.c.lease_ttl_s);
     lease.on('lost', (e: Error) => {
       if (this.closed || this.lease !== lease) return;
@@ -53,11 +57,13 @@ export class Registry {
       this.again();
     });
     try {
-      await lease.put(key.alive(this.c.node)).value(JSON.stringify({ since: member.registered_at }));
-      // Under the lease: whatever version registers next (an older one too) writes its own, or none.
+      const id = await lease.grant();
+      const me = this.c.node;
+      // Features under the lease: whatever version registers next (an older one too) writes its own, or none.
       // A move kit needs the node-to-node channel ([cluster.peer]): without it the node claims none.
-      if (this.c.peer) await lease.put(key.features(this.c.node)).value(JSON.stringify([...NODE_FEATURES, ...this.features]));
-      else await this.etcd.delete().key(key.features(this.c.node));
+      const features = this.c.peer ? this.etcd.put(key.features(me)).value(JSON.stringify([...NODE_FEATURES, ...this.features])).lease(id) : this.etcd.delete().key(key.features(me));
+      const ops = await Promise.all([this.etcd.put(key.member(me)).value(JSON.stringify(member)), this.etcd.put(key.alive(me)).value(JSON.stringify({ since: member.registered_at })).lease(id), features].map((o) => o.op()));
+      await this.etcd.kv.txn({ success: ops });
     } catch (e) {
       // Not kept alive for nothing: the next try takes a lease of its own.
       await lease.revoke().catch(() => undefined);
@@ -98,13 +104,10 @@ export class Registry {
     }));
   }
 
-  /** Cordon (no new sessions) or uncordon a member; false if no such node. */
+  /** Cordon (no new sessions) or uncordon a member; false if no such node (a cordon is written only while it is one: nodeRemoval.ts). */
   async cordon(node: string, on: boolean): Promise<boolean> {
-    const m = await this.etcd.get(key.member(node)).string();
-    if (m === null) return false;
-    if (on) await this.etcd.put(key.cordon(node)).value(new Date().toISOString());
-    else await this.etcd.delete().key(key.cordon(node));
-    return true;
+    const member = this.etcd.if(key.member(node), 'Version', '>', 0);
+    return (await (on ? member.then(this.etcd.put(key.cordon(node)).value(new Date().toISOString())) : member.then(this.etcd.delete().key(key.cordon(node)))).commit()).succeeded;
   }
 
   /**

@@ -208,7 +208,7 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     // Within the grace it cannot be removed: its sessions are still placed on it.
     const early = await nodes.a.cli(['node', 'remove', names.b]);
     expect(early.code).not.toBe(0);
-    expect(early.stderr).toMatch(new RegExp(`node ${names.b} still has 2 sessions placed on it: the fleet declares them lost once it has been unreachable for ${GRACE_S} s`));
+    expect(early.stderr).toMatch(new RegExp(`node ${names.b} still has 2 sessions placed on it: the fleet declares them lost once it has been unreachable for ${GRACE_S} s \\(cluster.grace_s; unreachable since [^)]*\\): remove it after `));
     await until('its sessions lost', async () => {
       const st = await Promise.all(onB.map(fleetStatus));
       return st.every((s) => s?.state === 'lost' && s.node === names.b) ? true : undefined;

@@ -7,9 +7,11 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import { removeNode } from '../../src/fleet/nodeRemoval.js';
+import { book, readFleet } from '../../src/fleet/placement.js';
+import { Members } from '../../src/fleet/members.js';
 import { Failure, type FenceTarget } from '../../src/fleet/failure.js';
-import { key, PREFIX, type Lost, type Member, type Status } from '../../src/fleet/keys.js';
-import type { Registry } from '../../src/fleet/registry.js';
+import { key, PREFIX, type Desired, type Lost, type Member, type Status } from '../../src/fleet/keys.js';
+import { Registry } from '../../src/fleet/registry.js';
 import type { ClusterConfig } from '../../src/fleet/etcd.js';
 import { ApiError } from '../../src/vocab/errors.js';
 import { commitsThrough, oneEtcd } from './fixtures/etcd.js';
@@ -68,13 +70,39 @@ describe('removing a node from the fleet', () => {
     const before = await keys();
     expect(await removeNode(etcd, 'nb', 'na', GRACE_S)).toEqual({ node: 'nb', lost: 1 });
     const gone = ['member', 'cordon', 'drain', 'alloc', 'down', 'listing', 'listSeq', 'features'] as const;
-    const removed = [...gone.map((k) => key[k]('nb')), key.listed('nb', S3), key.oldCopy('nb', S3)].sort();
+    const removed = [...gone.map((k) => key[k]('nb')), key.listed('nb', S3)].sort();
     expect(before.filter((k) => !removed.includes(k))).toEqual(await keys());
     for (const k of removed) expect(before).toContain(k); // each was there to remove
-    // The lost record and status stay (its owner removes them), and so does the move to it (its drained node undoes it).
+    // The lost record and status stay (its owner removes them; back, the node fences by the status), its
+    // old-copy words too (back, it ends those copies by them), and the move to it (its drained node undoes it).
     expect(await etcd.get(key.lost(S1)).string()).not.toBeNull();
+    expect(await etcd.get(key.status(S1)).string()).not.toBeNull();
+    expect(await etcd.get(key.oldCopy('nb', S3)).string()).not.toBeNull();
     expect(await etcd.get(key.move(S2)).string()).not.toBeNull();
     expect(await etcd.get(key.member('nb-2')).string()).not.toBeNull();
+  });
+
+  it('takes over a move from it to a node away too whose copy was released, leaving that node word to end its copy; refuses one another node finishes', async () => {
+    await goneNode();
+    // S3 moved from nb to nc (away past its grace too: its placement there released): no node would finish it.
+    await put(key.member('nc'), member('nc'));
+    const rec = { id: S3, from: 'nb', to: 'nc', phase: 'copying' } as const;
+    await put(key.move(S3), rec);
+    // nc still holds its placement (not past its grace yet): refused, saying so.
+    await put(key.desired('nc', S3), '{}');
+    expect(await refusal(removeNode(etcd, 'nb', 'na', GRACE_S))).toMatchObject({ code: 'conflict', message: expect.stringMatching(/to node nc, which is away too, is not finished yet: its copy there is released once nc has been away for 5 s/) });
+    // To a node alive (it finishes it), or committed (the fleet removes its record): refused too.
+    await put(key.alive('nc'), '1');
+    expect(await refusal(removeNode(etcd, 'nb', 'na', GRACE_S))).toMatchObject({ message: expect.stringMatching(/node nc finishes it once nb has been away for 5 s/) });
+    await put(key.move(S3), { ...rec, phase: 'committed' });
+    expect(await refusal(removeNode(etcd, 'nb', 'na', GRACE_S))).toMatchObject({ message: expect.stringMatching(/is committed, and its record not removed yet: the fleet removes it once nb has been away/) });
+    await put(key.move(S3), rec);
+    await etcd.delete().key(key.alive('nc'));
+    await etcd.delete().key(key.desired('nc', S3));
+    expect(await removeNode(etcd, 'nb', 'na', GRACE_S)).toEqual({ node: 'nb', lost: 1 });
+    expect(await etcd.get(key.move(S3)).string()).toBeNull();
+    expect(JSON.parse((await etcd.get(key.oldCopy('nc', S3)).string())!)).toEqual({ id: S3, to: 'nb', undone: true });
+    expect(await etcd.get(key.member('nb')).string()).toBeNull();
   });
 
   it('refuses, saying why, this node itself, an unknown node, a registered one, one with sessions placed on it, and one a move is still from', async () => {
@@ -85,7 +113,7 @@ describe('removing a node from the fleet', () => {
     await put(key.desired('nb', S3), '{}');
     expect(await refusal(removeNode(etcd, 'nb', 'na', GRACE_S))).toMatchObject({
       code: 'conflict',
-      message: 'node nb still has 1 session placed on it: the fleet declares them lost once it has been unreachable for 5 s (cluster.grace_s; unreachable since 2026-12-07T00:00:00.000Z); remove it after',
+      message: 'node nb still has 1 session placed on it: the fleet declares them lost once it has been unreachable for 5 s (cluster.grace_s; unreachable since 2026-12-07T00:00:00.000Z): remove it after 2026-12-07T00:00:05.000Z',
     });
     await etcd.delete().key(key.desired('nb', S3));
     await put(key.move(S3), { id: S3, from: 'nb', to: 'na', phase: 'copying' });
@@ -95,23 +123,60 @@ describe('removing a node from the fleet', () => {
     expect(await etcd.get(key.alloc('nb')).string()).not.toBeNull();
   });
 
-  it('removes nothing when the node registers again, or a session is booked on it, between the read and the removal', async () => {
-    for (const [what, meanwhile] of [
-      ['registered again', (c: Etcd3) => c.put(key.alive('nb')).value('1')],
-      ['a session booked', (c: Etcd3) => c.put(key.alloc('nb')).value(JSON.stringify({ sessions: { [S3]: { memory_mb: 64 } } }))],
-      ['its member record written again', (c: Etcd3) => c.put(key.member('nb')).value(JSON.stringify(member('nb')))],
+  it('removes nothing when the node registers again, or a session is booked on it, between the read and the removal; tries again after a write that changes neither', async () => {
+    const booked = async (c: Etcd3) => {
+      await c.put(key.alloc('nb')).value(JSON.stringify({ sessions: { [S3]: { memory_mb: 64 } } }));
+      await c.put(key.desired('nb', S3)).value('{}');
+    };
+    const emptied = (c: Etcd3) => c.put(key.alloc('nb')).value(JSON.stringify({ sessions: {} }));
+    for (const [what, meanwhile, why] of [
+      ['registered again', (c: Etcd3) => c.put(key.alive('nb')).value('1'), /registered \(its lease is live\)/],
+      ['a session booked', booked, /still has 1 session placed on it/],
+      ['a session booked (no allocation before)', booked, /still has 1 session placed on it/],
+      ['its allocation written by a judge before every try', emptied, /kept changing while it was being removed/],
     ] as const) {
       await etcd.delete().prefix(PREFIX);
       await goneNode();
-      if (what === 'a session booked') await etcd.delete().key(key.alloc('nb')); // none yet: the compare is on its absence
+      if (what === 'a session booked (no allocation before)') await etcd.delete().key(key.alloc('nb')); // the compare is on its absence
       const before = await keys();
       const racing = commitsThrough(etcd, async (commit) => {
         await meanwhile(etcd);
         return commit();
       });
-      expect(await refusal(removeNode(racing, 'nb', 'na', GRACE_S)), what).toMatchObject({ code: 'conflict', message: expect.stringMatching(/changed while it was being removed/) });
+      expect(await refusal(removeNode(racing, 'nb', 'na', GRACE_S)), what).toMatchObject({ code: 'conflict', message: expect.stringMatching(why) });
       for (const k of before) expect(await etcd.get(k).string(), `${what}: ${k}`).not.toBeNull();
     }
+    // A judge's write of its allocation before the first try only: the next try removes it.
+    await etcd.delete().prefix(PREFIX);
+    await goneNode();
+    let once = true;
+    const judged = commitsThrough(etcd, async (commit) => {
+      if (once) (once = false), await emptied(etcd);
+      return commit();
+    });
+    expect(await removeNode(judged, 'nb', 'na', GRACE_S)).toEqual({ node: 'nb', lost: 1 });
+    expect(await etcd.get(key.member('nb')).string()).toBeNull();
+  });
+
+  it('books nothing on a node removed since the fleet was read', async () => {
+    await goneNode();
+    const view = (await readFleet(etcd)).find((n) => n.member.name === 'nb')!;
+    await removeNode(etcd, 'nb', 'na', GRACE_S);
+    const d: Desired = { id: S3, owner_uid: 1000, owner_gids: [1000], request: {}, memory_mb: 64, entry: 'na', placed_at: '2026-12-07T00:00:00.000Z' };
+    expect(await book(etcd, { ...view, allocRev: '0' }, d)).toBe(false);
+    expect(await etcd.get(key.desired('nb', S3)).string()).toBeNull();
+    expect(await etcd.get(key.alloc('nb')).string()).toBeNull();
+  });
+
+  it("refuses a removed node's peer certificate within a second (the member names are read again once older)", async () => {
+    await goneNode();
+    const members = new Members(etcd);
+    expect(await members.has('nb')).toBe(true);
+    await removeNode(etcd, 'nb', 'na', GRACE_S);
+    const deadline = Date.now() + 3000;
+    while ((await members.has('nb')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await members.has('nb')).toBe(false);
+    expect(await members.has('na')).toBe(true);
   });
 
   it('takes its own removal, sent again after its answer was lost, as done', async () => {
@@ -136,10 +201,23 @@ describe('removing a node from the fleet', () => {
     const target: FenceTarget = { held: () => [], stateOf: () => undefined, remove: async () => undefined, forget: async () => undefined, discard: async () => undefined };
     const f = new Failure(removing, { node: 'na', grace_s: GRACE_S } as ClusterConfig, { live: true, generation: 1 } as Registry, target, pino({ level: 'silent' }), 60_000);
     await f.start();
-    const deadline = Date.now() + 1500;
-    while (Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    // Its judge runs a second after the start: the member goes in it, then one more round.
+    const deadline = Date.now() + 10_000;
+    while ((await etcd.get(key.member('nb')).string()) !== null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 1500));
     f.close();
     expect(await etcd.get(key.member('nb')).string()).toBeNull();
     expect(await etcd.get(key.down('nb')).string()).toBeNull();
+  });
+
+  it('registers a node with its member record and alive key in one transaction (never a member record written again alone, which a removal would take for a node gone)', async () => {
+    const r = new Registry(etcd, { node: 'nb', lease_ttl_s: 5, peer: undefined } as unknown as ClusterConfig, '127.0.0.1:1', () => member('nb').capacity, pino({ level: 'silent' }));
+    await r.register();
+    const [m, a] = await Promise.all([etcd.get(key.member('nb')).exec(), etcd.get(key.alive('nb')).exec()]);
+    expect(m.kvs[0]?.mod_revision).toBeDefined();
+    expect(a.kvs[0]?.mod_revision).toBe(m.kvs[0]?.mod_revision);
+    expect(a.kvs[0]?.lease).not.toBe('0');
+    await r.close(true);
+    expect(await etcd.get(key.alive('nb')).string()).toBeNull();
   });
 });
