@@ -137,18 +137,20 @@ export class AwayMoves {
    * files, as they were when it moved: kept until its owner destroys the
    * lost one). It is stale, and goes, once the session is placed here alone.
    * A word of a move undone while this node was removed from the fleet
-   * (`undone`: move.ts undo) ends its copy in any state, with what the
+   * (under undone/: move.ts undo) ends its copy in any state, with what the
    * move's kit made here, as the undo would have (discard).
    */
   async endMarked(): Promise<void> {
     const me = this.me;
-    const words = await getPrefix(this.etcd, key.oldCopiesOf(me));
+    const [old, undone] = await Promise.all([getPrefix(this.etcd, key.oldCopiesOf(me)), getPrefix(this.etcd, key.undoneOf(me))]);
+    const words = new Map([...old, ...undone]);
     if (words.size === 0) return;
     // At one revision: read apart, a move could begin and end between them.
     const { where, moves } = await placementsAndMoves(this.etcd);
     const drop = (k: string, v: string) => this.etcd.if(k, 'Value', '==', v).then(this.etcd.delete().key(k)).commit();
     for (const [k, v] of words) {
-      const word = parsedOrNone(oldCopySchema, k, v);
+      const parsedWord = parsedOrNone(oldCopySchema, k, v);
+      const word = parsedWord && { ...parsedWord, undone: undone.has(k) };
       if (word === undefined) {
         this.log.warn({ key: k }, 'removing word of an old copy that does not parse');
         await drop(k, v);

@@ -15,8 +15,8 @@
 //   /enclave/lost/ID        a session declared lost, as list and show tell its owner, until the owner destroys it
 //   /enclave/drain/NODE     present while the node is drained: it moves its stopped sessions elsewhere (move.ts)
 //   /enclave/move/ID        a move under way: from, to, and whether it is committed (move.ts finishes or undoes it)
-//   /enclave/oldcopy/NODE/ID a committed move's old copy on NODE, which was away past the grace when its record went, or the copy of
-//                           an undone move the undo could not ask NODE to end (NODE removed): NODE ends it when back (awayMoves.ts)
+//   /enclave/oldcopy/NODE/ID a committed move's old copy on NODE, which was away past the grace when its record went: NODE ends it when back (awayMoves.ts)
+//   /enclave/undone/NODE/ID the copy on NODE of an undone move the undo could not ask NODE to end (NODE removed): NODE ends it if back
 //   /enclave/listed/NODE/ID a session as the node's list shows it, written by the node (listPublisher.ts)
 //   /enclave/listing/NODE   the registration whose whole list is under listed/NODE/: other nodes list it from there
 //   /enclave/listseq/NODE   moved by each write of the node's list, which compares it first (a late write fails)
@@ -46,6 +46,8 @@ export const key = {
   features: (node: string) => `${PREFIX}features/${node}`,
   oldCopy: (node: string, id: string) => `${PREFIX}oldcopy/${node}/${id}`,
   oldCopiesOf: (node: string) => `${PREFIX}oldcopy/${node}/`,
+  undone: (node: string, id: string) => `${PREFIX}undone/${node}/${id}`,
+  undoneOf: (node: string) => `${PREFIX}undone/${node}/`,
 } as const;
 /** The session id a key of one session names (/enclave/status/ID, /enclave/desired/NODE/ID, ...): its last part. */
 export const idOfKey = (k: string): string => k.slice(k.lastIndexOf('/') + 1);
@@ -134,13 +136,15 @@ export const moveSchema = z.object({ id: sessionId, from: nodeName, to: nodeName
 export type Move = z.infer<typeof moveSchema>;
 
 /**
- * A copy a node is to end when back: a committed move's old copy, `to` the
- * node the session moved to (its trail names it); or, `undone`, the copy of
- * a move never committed whose undo could not ask that node (removed from
- * the fleet meanwhile: nodeRemoval.ts), `to` the node the session lives on,
- * ended with what the move's kit made there (as an undo ends it).
+ * A copy a node is to end when back: under oldcopy/, a committed move's old
+ * copy, `to` the node the session moved to (its trail names it); under
+ * undone/, the copy of a move never committed whose undo could not ask that
+ * node (removed from the fleet meanwhile: nodeRemoval.ts), `to` the node the
+ * session lives on, ended with what the move's kit made there (as an undo
+ * ends it). A prefix of its own: a node of an older version, which reads
+ * oldcopy/ alone, leaves these for when it runs this one.
  */
-export const oldCopySchema = z.object({ id: sessionId, to: nodeName, undone: z.literal(true).optional() }).strict();
+export const oldCopySchema = z.object({ id: sessionId, to: nodeName }).strict();
 export type OldCopy = z.infer<typeof oldCopySchema>;
 
 /** Since when a node has been seen unreachable, by the clock of the node that saw it first. */

@@ -31,6 +31,8 @@ export interface Removal {
 
 /** Tries when what was read changed before the removal applied (a round of the judges writing its allocation). */
 const TRIES = 3;
+/** No try starts past this, ms: under the fleet operation's bound (deadline.ts), so none applies after its caller was answered. */
+const TRY_WITHIN_MS = 10_000;
 
 /** What a removal reads of the fleet, at one revision. */
 interface Read {
@@ -82,10 +84,11 @@ async function read(etcd: Etcd3, node: string): Promise<Read> {
 /** Remove node `node` from the fleet, asked on node `self` (ApiError: what stops it, and what to do). */
 export async function removeNode(etcd: Etcd3, node: string, self: string, graceS: number): Promise<Removal> {
   if (node === self) throw new ApiError('conflict', `node ${node} is this node: stop its daemon, then remove it through another node`, 'name');
-  for (let t = 0; t < TRIES; t++) {
+  const deadline = Date.now() + TRY_WITHIN_MS;
+  for (let t = 0; t < TRIES && (t === 0 || Date.now() < deadline); t++) {
     const f = await read(etcd, node);
     if (f.member === undefined) {
-      // This very removal, sent again after its answer was lost (etcd.ts), applied: the member is gone.
+      // This very removal, sent again after its answer was lost (etcd.ts), applied, or another caller's: the member is gone.
       if (t > 0) return { node, lost: f.lost };
       throw new ApiError('not_found', `no node ${node} in the fleet`, 'name');
     }
@@ -101,8 +104,8 @@ export async function removeNode(etcd: Etcd3, node: string, self: string, graceS
     for (const [k, v, rec] of taken) {
       // Still the record read, and the node it went to still away and holding no placement of it.
       txn.and(k, 'Value', '==', v).and(key.alive(rec.to), 'Version', '==', 0).and(key.desired(rec.to, rec.id), 'Version', '==', 0);
-      const word: OldCopy = { id: rec.id, to: node, undone: true };
-      ops.push(etcd.delete().key(k), etcd.put(key.oldCopy(rec.to, rec.id)).value(JSON.stringify(word)));
+      const word: OldCopy = { id: rec.id, to: node };
+      ops.push(etcd.delete().key(k), etcd.put(key.undone(rec.to, rec.id)).value(JSON.stringify(word)));
     }
     if ((await txn.then(...ops).commit()).succeeded) return { node, lost: f.lost };
   }
@@ -112,9 +115,10 @@ export async function removeNode(etcd: Etcd3, node: string, self: string, graceS
 /** When the sessions placed on a node away are declared lost, as the refusal says it. */
 function whenLost(node: string, down: string | undefined, graceS: number): string {
   const since = down === undefined ? undefined : parsedOrNone(downSchema, key.down(node), down)?.since;
-  const at = since === undefined ? undefined : new Date(Date.parse(since) + graceS * 1000).toISOString();
-  if (at === undefined) return `the fleet declares them lost once it has been unreachable for ${graceS} s (cluster.grace_s); remove it after`;
-  return `the fleet declares them lost once it has been unreachable for ${graceS} s (cluster.grace_s; unreachable since ${since}): remove it after ${at}`;
+  const ms = since === undefined ? NaN : Date.parse(since) + graceS * 1000;
+  const base = `the fleet declares them lost once it has been unreachable for ${graceS} s (cluster.grace_s`;
+  if (!Number.isFinite(ms)) return `${base}); remove it after`;
+  return `${base}; unreachable since ${since}): ${ms > Date.now() ? `remove it after ${new Date(ms).toISOString()}` : 'any moment now; try again in a few seconds'}`;
 }
 
 /**

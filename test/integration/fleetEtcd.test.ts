@@ -16,7 +16,7 @@ import { isRoot } from './harness.js';
 import { startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
 import { endFleetRun, fleetRunDir } from './fleetRun.js';
 import { WatchedFleet } from '../../src/fleet/watched.js';
-import { PREFIX, prefix, type Desired } from '../../src/fleet/keys.js';
+import { key, PREFIX, prefix, type Desired } from '../../src/fleet/keys.js';
 import { book, type NodeView } from '../../src/fleet/placement.js';
 import { claimName } from '../../src/fleet/names.js';
 import { awaitReport } from '../../src/fleet/report.js';
@@ -140,6 +140,8 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
     const member = { name: 'nb', endpoint: '10.0.0.1:7440', capacity: { slots: 4, memory_mb: 4096, disk_mb: 4096 }, registered_at: at };
     const view: NodeView = { member, alive: true, cordoned: false, alloc: { sessions: {} }, allocRev: '0' };
     const d = (id: string): Desired => ({ id, owner_uid: 0, owner_gids: [], request: {}, memory_mb: 16, entry: 'nb', placed_at: at });
+    // A member (a booking compares its record: none is placed on a node removed since it was read).
+    await writer.put(key.member('nb')).value(JSON.stringify(member));
     expect(await book(writer, view, d('s-aaaaaaaaaa'))).toBe(true);
     // The same transaction again, with the allocation revision it was read at, as the client re-sends it.
     expect(await book(writer, view, d('s-aaaaaaaaaa'))).toBe(true);
@@ -150,6 +152,7 @@ describe.skipIf(!isRoot)('fleet: its etcd layer', () => {
     expect(Object.keys(alloc.sessions)).toEqual(['s-aaaaaaaaaa']);
     await writer.delete().prefix('/enclave/desired/nb/');
     await writer.delete().key(`${prefix.alloc}nb`);
+    await writer.delete().key(key.member('nb'));
   });
 
   it('takes its own name claim as claimed, and refuses another create the name', async () => {

@@ -319,11 +319,11 @@ describe('fencing against etcd', () => {
     expect(words).toEqual([moving, booked, lost].sort());
   });
 
-  it('ends, back after it was removed from the fleet, its copies of moves undone without it (word undone) in any state, as an undo ends them: not one lost where it lives, nor one placed here', async () => {
+  it('ends, back after it was removed from the fleet, its copies of moves undone without it (words under undone/) in any state, as an undo ends them: not one lost where it lives, nor one placed here', async () => {
     const etcd = e.client;
     await etcd.delete().prefix('/enclave/');
     const [running, stopped, lost, placedHere, gone] = ['s-00000000c1', 's-00000000c2', 's-00000000c3', 's-00000000c4', 's-00000000c5'];
-    for (const id of [running, stopped, lost, placedHere, gone]) await etcd.put(key.oldCopy('nb', id)).value(JSON.stringify({ id, to: 'na', undone: true }));
+    for (const id of [running, stopped, lost, placedHere, gone]) await etcd.put(key.undone('nb', id)).value(JSON.stringify({ id, to: 'na' }));
     for (const id of [running, stopped, lost]) await etcd.put(key.desired('na', id)).value('{}');
     await etcd.put(key.desired('nb', placedHere)).value('{}');
     await etcd.put(key.lost(lost)).value(JSON.stringify({ id: lost, node: 'na', owner_uid: 1000, name: null, since: '2026-12-06T00:00:00.000Z' } satisfies Lost));
@@ -339,7 +339,7 @@ describe('fencing against etcd', () => {
     await new AwayMoves(etcd, 'nb', t, pino({ level: 'silent' })).endMarked();
     expect(discarded.sort()).toEqual([`${running} lives on na`, `${stopped} lives on na`].sort());
     expect(forgotten).toEqual([]);
-    const words = (await etcd.getAll().prefix(key.oldCopiesOf('nb')).keys()).map((k) => k.slice(key.oldCopiesOf('nb').length)).sort();
+    const words = (await etcd.getAll().prefix(key.undoneOf('nb')).keys()).map((k) => k.slice(key.undoneOf('nb').length)).sort();
     // Ended (and the one with no copy here) go; the lost one waits; the one placed here alone is stale and goes.
     expect(words).toEqual([lost]);
     expect(states.get(placedHere)).toBe('running');

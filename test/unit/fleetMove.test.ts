@@ -227,7 +227,7 @@ describe('a drained node finishes the moves it left', () => {
     expect(peers.asked).toHaveLength(1);
     expect(await get(key.move(ID))).toBeNull();
     // b is left word to end its copy, as the undo would have, should it come back (awayMoves.ts endMarked).
-    expect(JSON.parse((await get(key.oldCopy('b', ID)))!)).toEqual({ id: ID, to: SELF, undone: true });
+    expect(JSON.parse((await get(key.undone('b', ID)))!)).toEqual({ id: ID, to: SELF });
     // Its copy here is untouched: stopped, this node's, free to move elsewhere.
     expect(local.forgotten).toEqual([]);
     expect(local.states.get(ID)).toBe('stopped');

@@ -101,7 +101,7 @@ describe('removing a node from the fleet', () => {
     await etcd.delete().key(key.desired('nc', S3));
     expect(await removeNode(etcd, 'nb', 'na', GRACE_S)).toEqual({ node: 'nb', lost: 1 });
     expect(await etcd.get(key.move(S3)).string()).toBeNull();
-    expect(JSON.parse((await etcd.get(key.oldCopy('nc', S3)).string())!)).toEqual({ id: S3, to: 'nb', undone: true });
+    expect(JSON.parse((await etcd.get(key.undone('nc', S3)).string())!)).toEqual({ id: S3, to: 'nb' });
     expect(await etcd.get(key.member('nb')).string()).toBeNull();
   });
 
@@ -113,8 +113,16 @@ describe('removing a node from the fleet', () => {
     await put(key.desired('nb', S3), '{}');
     expect(await refusal(removeNode(etcd, 'nb', 'na', GRACE_S))).toMatchObject({
       code: 'conflict',
-      message: 'node nb still has 1 session placed on it: the fleet declares them lost once it has been unreachable for 5 s (cluster.grace_s; unreachable since 2026-12-07T00:00:00.000Z): remove it after 2026-12-07T00:00:05.000Z',
+      message: 'node nb still has 1 session placed on it: the fleet declares them lost once it has been unreachable for 5 s (cluster.grace_s; unreachable since 2026-12-07T00:00:00.000Z): any moment now; try again in a few seconds',
     });
+    // Within the grace the message says when; with a down mark whose time does not read, that it is after the grace.
+    const since = new Date().toISOString();
+    await put(key.down('nb'), { since, seen_by: 'na' });
+    expect((await refusal(removeNode(etcd, 'nb', 'na', GRACE_S))).message).toBe(
+      `node nb still has 1 session placed on it: the fleet declares them lost once it has been unreachable for 5 s (cluster.grace_s; unreachable since ${since}): remove it after ${new Date(Date.parse(since) + 5000).toISOString()}`,
+    );
+    await put(key.down('nb'), { since: 'yesterday', seen_by: 'na' });
+    expect((await refusal(removeNode(etcd, 'nb', 'na', GRACE_S))).message).toMatch(/for 5 s \(cluster.grace_s\); remove it after$/);
     await etcd.delete().key(key.desired('nb', S3));
     await put(key.move(S3), { id: S3, from: 'nb', to: 'na', phase: 'copying' });
     expect(await refusal(removeNode(etcd, 'nb', 'na', GRACE_S))).toMatchObject({ code: 'conflict', message: expect.stringMatching(/a move of session s-00000000e3 from node nb to node na is not finished yet/) });
@@ -170,13 +178,25 @@ describe('removing a node from the fleet', () => {
 
   it("refuses a removed node's peer certificate within a second (the member names are read again once older)", async () => {
     await goneNode();
-    const members = new Members(etcd);
+    const members = new Members(etcd, pino({ level: 'silent' }));
     expect(await members.has('nb')).toBe(true);
     await removeNode(etcd, 'nb', 'na', GRACE_S);
     const deadline = Date.now() + 3000;
     while ((await members.has('nb')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     expect(await members.has('nb')).toBe(false);
     expect(await members.has('na')).toBe(true);
+    // etcd not answering: a name known is still admitted at once (a forwarded call does not wait on etcd).
+    let reads = 0;
+    const down = new Proxy(etcd, { get: (t, p, r) => (p === 'getAll' ? () => (reads++, { prefix: () => ({ keys: () => Promise.reject(new Error('14 UNAVAILABLE')) }) }) : Reflect.get(t, p, r)) });
+    const cut = new Members(down, pino({ level: 'silent' }));
+    await expect(cut.has('na')).rejects.toThrow(/UNAVAILABLE/); // never read: nothing to go by
+    const known = new Members(etcd, pino({ level: 'silent' }));
+    expect(await known.has('na')).toBe(true);
+    Object.assign(known, { etcd: down, at: 0 });
+    expect(await known.has('na')).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await known.has('na')).toBe(true);
+    expect(reads).toBeGreaterThan(1);
   });
 
   it('takes its own removal, sent again after its answer was lost, as done', async () => {
