@@ -205,7 +205,8 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     const ex = await nodes.b.sh(onB[0]!, 'echo still-here');
     expect(ex.code, ex.stderr).toBe(0);
     expect(ex.stdout).toBe('still-here\n');
-    // Within the grace it cannot be removed: its sessions are still placed on it.
+    // Within the grace it cannot be removed: its sessions are still placed on it (the message says until when, from the down mark).
+    await until('B seen down by the fleet', async () => ((await client.get(`/enclave/down/${names.b}`).string()) !== null ? true : undefined));
     const early = await nodes.a.cli(['node', 'remove', names.b]);
     expect(early.code).not.toBe(0);
     expect(early.stderr).toMatch(new RegExp(`node ${names.b} still has 2 sessions placed on it: the fleet declares them lost once it has been unreachable for ${GRACE_S} s \\(cluster.grace_s; unreachable since [^)]*\\): remove it after `));
