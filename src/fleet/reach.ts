@@ -76,7 +76,7 @@ export class Reach {
     this.client = new PeerClient(this.credentials);
     this.published = new PublishedLists(log);
     this.keys = new FleetKeys(watched, log);
-    this.members = new Members(etcd, log);
+    this.members = new Members(etcd, log, () => watched.peek(prefix.members)?.[0]);
   }
 
   /** Whether a verified peer certificate names a member of the fleet (members.ts: as etcd said within a second). */

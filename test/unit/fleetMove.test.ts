@@ -101,16 +101,22 @@ describe('a drained node finishes the moves it left', () => {
     await etcd.delete().prefix(PREFIX);
   });
 
-  it('undoes a copying move once the node it was going to confirms the destroy, and not before', async () => {
-    await setUp({ from: SELF, to: 'b', phase: 'copying' });
-    // A node of an older version declared it lost with b while b was away: not lost (its files are here).
-    await etcd.put(key.lost(ID)).value(JSON.stringify({ id: ID, node: 'b', owner_uid: 1000, name: null, since: '2026-01-01T00:00:00Z' }));
+  /** This node's Mover, the session stopped here, after one tick while b does not answer (500). */
+  const tickUnanswered = async () => {
     const peers = new Peers();
     peers.status = 500;
     const local = new Local();
     local.states.set(ID, 'stopped');
     const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
     await m.tick();
+    return { peers, local, m };
+  };
+
+  it('undoes a copying move once the node it was going to confirms the destroy, and not before', async () => {
+    await setUp({ from: SELF, to: 'b', phase: 'copying' });
+    // A node of an older version declared it lost with b while b was away: not lost (its files are here).
+    await etcd.put(key.lost(ID)).value(JSON.stringify({ id: ID, node: 'b', owner_uid: 1000, name: null, since: '2026-01-01T00:00:00Z' }));
+    const { peers, local, m } = await tickUnanswered();
     expect(peers.asked).toEqual([{ node: 'b', method: 'DELETE', path: `/v1/sessions/${ID}?force=1` }]);
     // Not confirmed: everything stays, to try again; the record says it is being undone (b makes nothing more of it).
     expect(JSON.parse((await get(key.move(ID)))!)).toMatchObject({ phase: 'undoing' });
@@ -214,12 +220,7 @@ describe('a drained node finishes the moves it left', () => {
     // b away past the grace: the fleet released its copy (awayMoves.ts releaseTo); it does not answer.
     await etcd.delete().key(key.desired('b', ID));
     await etcd.delete().key(key.status(ID));
-    const peers = new Peers();
-    peers.status = 500;
-    const local = new Local();
-    local.states.set(ID, 'stopped');
-    const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
-    await m.tick();
+    const { peers, local, m } = await tickUnanswered();
     expect(peers.asked).toHaveLength(1);
     expect(JSON.parse((await get(key.move(ID)))!)).toMatchObject({ phase: 'undoing' }); // held: b must confirm
     expect(await removeNode(etcd, 'b', SELF, 5)).toEqual({ node: 'b', lost: 0 });

@@ -9,8 +9,9 @@ import { pino } from 'pino';
 import { removeNode } from '../../src/fleet/nodeRemoval.js';
 import { book, readFleet } from '../../src/fleet/placement.js';
 import { Members } from '../../src/fleet/members.js';
+import { WatchedFleet } from '../../src/fleet/watched.js';
 import { Failure, type FenceTarget } from '../../src/fleet/failure.js';
-import { key, PREFIX, type Desired, type Lost, type Member, type Status } from '../../src/fleet/keys.js';
+import { key, PREFIX, prefix, type Desired, type Lost, type Member, type Status } from '../../src/fleet/keys.js';
 import { Registry } from '../../src/fleet/registry.js';
 import type { ClusterConfig } from '../../src/fleet/etcd.js';
 import { ApiError } from '../../src/vocab/errors.js';
@@ -176,7 +177,25 @@ describe('removing a node from the fleet', () => {
     expect(await etcd.get(key.alloc('nb')).string()).toBeNull();
   });
 
-  it("refuses a removed node's peer certificate within a second (the member names are read again once older)", async () => {
+  it("refuses a removed node's peer certificate once the watched copy has its removal, reading nothing", async () => {
+    await goneNode();
+    const watched = new WatchedFleet(etcd, pino({ level: 'silent' }));
+    watched.start();
+    let reads = 0;
+    const counted = new Proxy(etcd, { get: (t, p, r) => (p === 'getAll' ? (reads++, Reflect.get(t, p, r)) : Reflect.get(t, p, r)) });
+    const members = new Members(counted, pino({ level: 'silent' }), () => watched.peek(prefix.members)?.[0]);
+    const deadline = Date.now() + 5000;
+    while (!watched.following && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(await members.has('nb')).toBe(true);
+    await removeNode(etcd, 'nb', 'na', GRACE_S);
+    while ((await members.has('nb')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(await members.has('nb')).toBe(false);
+    expect(await members.has('na')).toBe(true);
+    expect(reads).toBe(0);
+    watched.close();
+  });
+
+  it("refuses a removed node's peer certificate within a second without the copy (the member names are read again once older)", async () => {
     await goneNode();
     const members = new Members(etcd, pino({ level: 'silent' }));
     expect(await members.has('nb')).toBe(true);
