@@ -64,6 +64,8 @@ export class Registry {
       const features = this.c.peer ? this.etcd.put(key.features(me)).value(JSON.stringify([...NODE_FEATURES, ...this.features])).lease(id) : this.etcd.delete().key(key.features(me));
       const ops = await Promise.all([this.etcd.put(key.member(me)).value(JSON.stringify(member)), this.etcd.put(key.alive(me)).value(JSON.stringify({ since: member.registered_at })).lease(id), features].map((o) => o.op()));
       await this.etcd.kv.txn({ success: ops });
+      // Lost meanwhile (its 'lost' went unheard: not this node's lease yet): registered under it, the node would think itself live.
+      if (lease.revoked()) throw new Error('the fleet lease was lost while registering');
     } catch (e) {
       // Not kept alive for nothing: the next try takes a lease of its own.
       await lease.revoke().catch(() => undefined);

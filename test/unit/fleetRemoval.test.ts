@@ -4,7 +4,7 @@
 // sessions' owners', in one transaction guarded against the node coming
 // back or a session being placed on it meanwhile.
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { Etcd3 } from 'etcd3';
+import type { Etcd3, Lease } from 'etcd3';
 import { pino } from 'pino';
 import { removeNode } from '../../src/fleet/nodeRemoval.js';
 import { book, readFleet } from '../../src/fleet/placement.js';
@@ -258,5 +258,20 @@ describe('removing a node from the fleet', () => {
     expect(a.kvs[0]?.lease).not.toBe('0');
     await r.close(true);
     expect(await etcd.get(key.alive('nb')).string()).toBeNull();
+  });
+
+  it('does not take a lease lost while it registered for a registration (it registers again)', async () => {
+    let lease: Lease | undefined;
+    const losing = new Proxy(etcd, {
+      get: (t, p, rcv) => {
+        if (p === 'lease') return (ttl: number) => (lease = t.lease(ttl));
+        if (p === 'kv') return { txn: async (req: unknown) => ((lease as unknown as { emitLoss(e: Error): void }).emitLoss(new Error('lease expired')), t.kv.txn(req as Parameters<typeof t.kv.txn>[0])) };
+        return Reflect.get(t, p, rcv);
+      },
+    });
+    const r = new Registry(losing, { node: 'nb', lease_ttl_s: 5, peer: undefined } as unknown as ClusterConfig, '127.0.0.1:1', () => member('nb').capacity, pino({ level: 'silent' }));
+    await expect(r.register()).rejects.toThrow(/lost while registering/);
+    expect(r.live).toBe(false);
+    await r.close(false);
   });
 });
