@@ -2,7 +2,7 @@
 // from the [cluster] section. One per daemon.
 import { readFileSync } from 'node:fs';
 import { ConsecutiveBreaker, ExponentialBackoff, TimeoutStrategy, circuitBreaker, handleWhen, isBrokenCircuitError, retry, timeout, wrap } from 'cockatiel';
-import { Etcd3, isRecoverableError } from 'etcd3';
+import { Etcd3, isRecoverableError, type IKeyValue } from 'etcd3';
 import type { Config } from '../config/schema.js';
 import { FLEET_OP_TIMEOUT_MS } from './deadline.js';
 
@@ -79,4 +79,21 @@ export async function getWithRev(etcd: Etcd3, k: string): Promise<{ value: strin
 export async function getPrefix(etcd: Etcd3, p: string): Promise<Map<string, string>> {
   const r = await etcd.getAll().prefix(p).strings();
   return new Map(Object.entries(r));
+}
+
+/** A range to read: one key, or every key under a prefix (`keysOnly`: without their values). */
+export type Range = { key: string } | { prefix: string; keysOnly?: boolean };
+
+/** `ranges` read in one transaction, so at one revision: each one's key-values, in order. */
+export async function atOneRevision(etcd: Etcd3, ranges: readonly Range[]): Promise<IKeyValue[][]> {
+  const ops = await Promise.all(
+    ranges.map(async (r) => {
+      if ('key' in r) return etcd.get(r.key).op();
+      const op = await etcd.getAll().prefix(r.prefix).op();
+      if (r.keysOnly && op.request_range) op.request_range.keys_only = true;
+      return op;
+    }),
+  );
+  const t = await etcd.kv.txn({ success: ops });
+  return ranges.map((_, i) => t.responses[i]?.response_range.kvs ?? []);
 }

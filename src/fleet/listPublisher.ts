@@ -31,7 +31,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Etcd3, IOperation, Lease } from 'etcd3';
 import type { Logger } from 'pino';
-import { getWithRev } from './etcd.js';
+import { atOneRevision, getWithRev } from './etcd.js';
 import { within } from './deadline.js';
 import { key } from './keys.js';
 
@@ -264,10 +264,9 @@ export class ListPublisher {
   /** What etcd holds of this node's list (written by an earlier run, or by this node's daemon before a restart), and its sequence key: one read, one revision. */
   private async readBack(deadline: number): Promise<Map<string, string>> {
     const at = key.listedOf(this.node);
-    const ops = await Promise.all([this.etcd.get(key.listSeq(this.node)).op(), this.etcd.getAll().prefix(at).op()]);
-    const r = await within(this.etcd.kv.txn({ success: ops }), left(deadline), "the fleet's etcd");
-    this.seqRev = String(r.responses[0]?.response_range.kvs[0]?.mod_revision ?? '0');
-    return new Map((r.responses[1]?.response_range.kvs ?? []).map((kv) => [kv.key.toString().slice(at.length), kv.value.toString()]));
+    const [seq, rows] = await within(atOneRevision(this.etcd, [{ key: key.listSeq(this.node) }, { prefix: at }]), left(deadline), "the fleet's etcd");
+    this.seqRev = String(seq![0]?.mod_revision ?? '0');
+    return new Map(rows!.map((kv) => [kv.key.toString().slice(at.length), kv.value.toString()]));
   }
 
   /**

@@ -352,8 +352,7 @@ export class Mover {
     const m = nodes.find((n) => n.member.name === rec.to);
     // That node removes the volumes its kit made with its copy (by its own record of them). One removed from
     // the fleet (nodeRemoval.ts) is asked nothing: it is left word to end its copy so, should it come back.
-    const word: OldCopy = { id: rec.id, to: this.self };
-    if (!m) await this.etcd.put(key.undone(rec.to, rec.id)).value(JSON.stringify(word));
+    if (!m) await this.etcd.put(key.undone(rec.to, rec.id)).value(JSON.stringify({ id: rec.id, to: this.self } satisfies OldCopy));
     const gone = m ? (await this.askThere(rec.to, m.member.endpoint, 'DELETE', `/v1/sessions/${rec.id}?force=1`)) && (await this.askThere(rec.to, m.member.endpoint, 'POST', `/v1/sessions/${rec.id}/moved-out?to=${this.self}`)) : true;
     if (!gone) {
       log.warn({ node: rec.to }, 'drain: the copy there is not confirmed destroyed and marked moved; trying again');

@@ -20,7 +20,8 @@
 // would finish: the removal takes it over, leaving that node the same word.
 import type { Etcd3, IOperation } from 'etcd3';
 import { ApiError } from '../vocab/errors.js';
-import { downSchema, key, moveSchema, parsedOrNone, placementOfKey, prefix, type Move, type OldCopy } from './keys.js';
+import { atOneRevision } from './etcd.js';
+import { downSchema, key, lostSchema, moveSchema, parsedOrNone, placementOfKey, prefix, type Move, type OldCopy } from './keys.js';
 
 export interface Removal {
   /** The node removed. */
@@ -36,7 +37,7 @@ const TRY_WITHIN_MS = 10_000;
 
 /** What a removal reads of the fleet, at one revision. */
 interface Read {
-  member: { value: string; rev: string } | undefined;
+  member: { rev: string } | undefined;
   alive: boolean;
   alloc: { rev: string } | undefined;
   down: string | undefined;
@@ -49,35 +50,27 @@ interface Read {
 }
 
 async function read(etcd: Etcd3, node: string): Promise<Read> {
-  const one = (k: string) => etcd.get(k).op();
-  const all = (p: string, keysOnly = false) =>
-    etcd
-      .getAll()
-      .prefix(p)
-      .op()
-      .then((o) => (o.request_range && keysOnly ? ((o.request_range.keys_only = true), o) : o));
-  const ops = await Promise.all([one(key.member(node)), one(key.alive(node)), one(key.alloc(node)), one(key.down(node)), all(prefix.desired, true), all(prefix.move), all(prefix.alive, true), all(prefix.lost)]);
-  const r = await etcd.kv.txn({ success: ops });
-  const kvs = (i: number) => r.responses[i]?.response_range.kvs ?? [];
-  const first = (i: number) => kvs(i)[0];
-  const m = first(0);
-  const a = first(2);
-  const lostHere = kvs(7).filter((kv) => {
-    try {
-      return (JSON.parse(kv.value.toString()) as { node?: unknown }).node === node;
-    } catch {
-      return false;
-    }
-  });
+  const [member, alive, alloc, down, placed, moves, alives, lost] = await atOneRevision(etcd, [
+    { key: key.member(node) },
+    { key: key.alive(node) },
+    { key: key.alloc(node) },
+    { key: key.down(node) },
+    { prefix: prefix.desired, keysOnly: true },
+    { prefix: prefix.move },
+    { prefix: prefix.alive, keysOnly: true },
+    { prefix: prefix.lost },
+  ]);
+  const m = member![0];
+  const a = alloc![0];
   return {
-    member: m && { value: m.value.toString(), rev: m.mod_revision },
-    alive: first(1) !== undefined,
+    member: m && { rev: m.mod_revision },
+    alive: alive!.length > 0,
     alloc: a && { rev: a.mod_revision },
-    down: first(3)?.value.toString(),
-    placed: kvs(4).map((kv) => placementOfKey(kv.key.toString())),
-    moves: new Map(kvs(5).map((kv) => [kv.key.toString(), kv.value.toString()])),
-    alives: new Set(kvs(6).map((kv) => kv.key.toString().slice(prefix.alive.length))),
-    lost: lostHere.length,
+    down: down![0]?.value.toString(),
+    placed: placed!.map((kv) => placementOfKey(kv.key.toString())),
+    moves: new Map(moves!.map((kv) => [kv.key.toString(), kv.value.toString()])),
+    alives: new Set(alives!.map((kv) => kv.key.toString().slice(prefix.alive.length))),
+    lost: lost!.filter((kv) => parsedOrNone(lostSchema, kv.key.toString(), kv.value.toString())?.node === node).length,
   };
 }
 

@@ -4,7 +4,7 @@
 // nodes placing at once cannot both book its last slot; the loser reads
 // again and chooses again.
 import type { Etcd3, IOperation } from 'etcd3';
-import { getPrefix, getWithRev } from './etcd.js';
+import { atOneRevision, getPrefix, getWithRev } from './etcd.js';
 import { allocSchema, idOfKey, key, memberSchema, parseValue, placementOfKey, prefix, statusSchema, type Alloc, type Desired, type Gone, type Member } from './keys.js';
 import { goneLease } from './pending.js';
 
@@ -134,12 +134,10 @@ export async function placedNodes(etcd: Etcd3, id: string): Promise<string[]> {
  * apart, a move could begin and end between them).
  */
 export async function placementsAndMoves(etcd: Etcd3): Promise<{ where: Map<string, string[]>; moves: Map<string, string> }> {
-  const [moveRange, placedRange] = await Promise.all([etcd.getAll().prefix(prefix.move).op(), etcd.getAll().prefix(prefix.desired).op()]);
-  if (placedRange.request_range) placedRange.request_range.keys_only = true;
-  const r = await etcd.kv.txn({ success: [moveRange, placedRange] });
-  const moves = new Map((r.responses[0]?.response_range.kvs ?? []).map((kv) => [kv.key.toString(), kv.value.toString()]));
+  const [moveKvs, placedKvs] = await atOneRevision(etcd, [{ prefix: prefix.move }, { prefix: prefix.desired, keysOnly: true }]);
+  const moves = new Map(moveKvs!.map((kv) => [kv.key.toString(), kv.value.toString()]));
   const where = new Map<string, string[]>();
-  for (const kv of r.responses[1]?.response_range.kvs ?? []) {
+  for (const kv of placedKvs!) {
     const { node, id } = placementOfKey(kv.key.toString());
     where.set(id, [...(where.get(id) ?? []), node]);
   }
