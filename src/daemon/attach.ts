@@ -173,6 +173,33 @@ export class Consoles {
     return starting;
   }
 
+  /**
+   * The kept console of a session just made or started with it. One that
+   * cannot start undoes the create (the session ends failed, saying why) or
+   * the start (stopped again): the caller hears it failed, so nothing it was
+   * told failed runs on (before, the session ran on, console-less).
+   */
+  async keep(row: SessionRow, undo: 'create' | 'start'): Promise<void> {
+    try {
+      await this.ensure(row);
+    } catch (e) {
+      const why = `its console could not start: ${(e as Error).message}`;
+      const log = this.log.child({ session: row.id });
+      log.warn({ err: (e as Error).message }, `the ${undo} is undone: its console could not start`);
+      const undone = undo === 'create' ? this.sessions.destroy(row.id, why, 0) : this.sessions.stopSession(row.id, why);
+      const ended = await undone.then(
+        () => (undo === 'create' ? 'it was ended (failed)' : 'it was stopped again'),
+        (u: Error) => {
+          log.error({ err: u.message }, `cannot undo the ${undo}`);
+          return `it could not be ${undo === 'create' ? 'ended' : 'stopped'} (${u.message}): destroy it`;
+        },
+      );
+      // A shell that does not start is the session root's fault, not the request's (whose field it would name).
+      const code = e instanceof ApiError && e.code !== 'invalid_request' ? e.code : 'internal';
+      throw new ApiError(code, `session ${row.id}: ${why}; ${ended}`);
+    }
+  }
+
   /** The session's console if it runs (never started for this): `session logs` reads its ring. */
   running(id: string): SessionConsole | undefined {
     return this.consoles.get(id);

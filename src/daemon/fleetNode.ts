@@ -79,7 +79,8 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     });
     if (req.console) {
       const row = sessions.find(id)!;
-      await consoles.ensure(row);
+      // Undone if it cannot start: ended here, failed, its placement removed with the failed report (worker.ts).
+      await consoles.keep(row, 'create');
       s = sessions.toApi(row, (i) => consoles.info(i));
     }
     return s;

@@ -105,3 +105,30 @@ describe.skipIf(!isRoot)('fail closed: no minimal root without the scan of /usr 
     expect(r.stdout).toBe(`0\n${readFileSync('/usr/lib/os-release', 'utf8').slice(0, 10)}`);
   });
 });
+
+// A session made or started with a kept console whose shell cannot start:
+// the caller is told it failed, and nothing it was told failed runs on.
+describe.skipIf(!isRoot)('a kept console that cannot start (root)', () => {
+  // A root with the directories a session mounts on, and no shell at all.
+  const d = new TestDaemon();
+  beforeAll(async () => {
+    d.sessionsConfig = `rootfs = "${join(d.dir, 'rootfs')}"\n`;
+    for (const dir of ['home', 'tmp', 'run', 'proc', 'dev', 'sys', 'etc', 'root']) mkdirSync(join(d.dir, 'rootfs', dir), { recursive: true });
+    await d.start();
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  it('ends a create with --console failed, saying why, with nothing left running', async () => {
+    const r = await d.api('POST', '/v1/sessions', { name: 'noshell', console: true });
+    expect(r.status).toBe(500);
+    const error = (r.body as { error: { code: string; message: string } }).error;
+    expect(error.code).toBe('internal');
+    expect(error.message).toMatch(/^session s-[0-9a-f]+: its console could not start: .*\/bin\/sh.*; it was ended \(failed\)$/);
+    const list = (await d.api('GET', '/v1/sessions?all=1')).body as { sessions: { name: string; state: string; last_error: string }[] };
+    expect(list.sessions.map((s) => [s.name, s.state])).toEqual([['noshell', 'failed']]);
+    expect(list.sessions[0]!.last_error).toMatch(/its console could not start/);
+    expect(d.cgroupDirs().flatMap((c) => c.split('/').filter((p) => p.startsWith('s-')))).toEqual([]);
+  });
+});

@@ -176,7 +176,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
       if (auditId !== undefined) ctx.audit.setSession(auditId, session.id);
       if (req.console) {
         const row = ctx.sessions.find(session.id)!;
-        await ctx.consoles.ensure(row);
+        await ctx.consoles.keep(row, 'create');
         session = ctx.sessions.toApi(row, consoleInfo(ctx));
       }
       return session;
@@ -236,7 +236,7 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
     }
     if (target.keep_console) {
       const row = ctx.sessions.find(target.id)!;
-      await ctx.consoles.ensure(row);
+      await ctx.consoles.keep(row, 'start');
       session = ctx.sessions.toApi(row, consoleInfo(ctx));
     }
     return here(ctx, session);
