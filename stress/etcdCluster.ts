@@ -25,6 +25,18 @@ export interface EtcdMember {
 
 const ETCD = '/usr/bin/etcd';
 
+/**
+ * Clients over TLS, each with a certificate of the CA (--client-cert-auth),
+ * refused if `crl` revokes it: etcd reads that file at each new connection.
+ */
+export interface EtcdTls {
+  ca: string;
+  /** The members' certificate (its names must include the client URLs' host) and key. */
+  cert: string;
+  key: string;
+  crl?: string;
+}
+
 function freePorts(n: number, salt: number): number[] {
   const out: number[] = [];
   for (let i = 0; out.length < n && i < 2000; i++) {
@@ -58,14 +70,20 @@ async function healthy(client: string, deadline: number): Promise<void> {
  * children and die with a stop(). `host`: the address clients use (default
  * 127.0.0.1).
  */
-export async function startEtcdCluster(dir: string, o: { size?: number; salt?: number; detach?: boolean; host?: string } = {}): Promise<EtcdCluster> {
+export async function startEtcdCluster(dir: string, o: { size?: number; salt?: number; detach?: boolean; host?: string; tls?: EtcdTls } = {}): Promise<EtcdCluster> {
   if (!existsSync(ETCD)) throw new Error(`${ETCD} is missing: install Debian's etcd-server (.ci/setup does)`);
   const size = o.size ?? 3;
-  const ports = freePorts(size * 2, o.salt ?? 0);
+  const ports = freePorts(size * 3, o.salt ?? 0);
   const names = Array.from({ length: size }, (_, i) => `m${i}`);
   const peer = (i: number) => `http://127.0.0.1:${ports[size + i]}`;
   // Clients on `host` (a fleet's bridge address: nodes in their own netns reach it there), members among themselves on loopback.
-  const client = (i: number) => `http://${o.host ?? '127.0.0.1'}:${ports[i]}`;
+  const client = (i: number) => `${o.tls ? 'https' : 'http'}://${o.host ?? '127.0.0.1'}:${ports[i]}`;
+  // With TLS every client call needs a certificate: health is read where etcd serves it in plain HTTP, on loopback.
+  const health = (i: number) => (o.tls ? `http://127.0.0.1:${ports[2 * size + i]}` : client(i));
+  const tlsArgs = (i: number) =>
+    o.tls
+      ? [`--cert-file=${o.tls.cert}`, `--key-file=${o.tls.key}`, '--client-cert-auth', `--trusted-ca-file=${o.tls.ca}`, ...(o.tls.crl ? [`--client-crl-file=${o.tls.crl}`] : []), `--listen-metrics-urls=${health(i)}`]
+      : [];
   const initial = names.map((n, i) => `${n}=${peer(i)}`).join(',');
   const token = `enclave-${process.pid}-${Date.now()}`;
   const procs: ChildProcess[] = [];
@@ -93,6 +111,7 @@ export async function startEtcdCluster(dir: string, o: { size?: number; salt?: n
       '--unsafe-no-fsync',
       '--logger=zap',
       '--log-level=warn',
+      ...tlsArgs(i),
     ]);
     procs.push(launch(i));
   });
@@ -109,7 +128,7 @@ export async function startEtcdCluster(dir: string, o: { size?: number; salt?: n
     restart: async () => {
       await kill(i);
       procs[i] = launch(i);
-      await healthy(client(i), Date.now() + 30_000);
+      await healthy(health(i), Date.now() + 30_000);
     },
   }));
   const stop = async () => {
@@ -118,7 +137,7 @@ export async function startEtcdCluster(dir: string, o: { size?: number; salt?: n
   };
   try {
     const deadline = Date.now() + 30_000;
-    await Promise.all(names.map((_, i) => healthy(client(i), deadline)));
+    await Promise.all(names.map((_, i) => healthy(health(i), deadline)));
   } catch (e) {
     await stop();
     throw new Error(`${(e as Error).message}: ${names.map((n) => `${n}.log: ${readFileSync(join(dir, `${n}.log`), 'utf8').slice(-500)}`).join('\n')}`);

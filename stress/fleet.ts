@@ -1,4 +1,5 @@
-// `npm run fleet -- up [--nodes N] [--slots S] [--solo]` / `npm run fleet -- down`:
+// `npm run fleet -- up [--nodes N] [--slots S] [--solo]` / `npm run fleet -- down`
+// / `npm run fleet -- revoke [NAME...]`:
 // a fleet on this machine, for trying fleet mode (docs/fleet.md). up starts a
 // three-member etcd cluster and N daemons (default 3) of S sessions each
 // (default 16), each in a network
@@ -9,7 +10,9 @@
 // NAME SOCKET (with --solo, one more daemon in no fleet, last: `solo SOCKET`,
 // the fleet bench's single-node baseline). down destroys their sessions, stops them, removes their host
 // objects, namespaces and the etcd cluster, and sweeps what any earlier run
-// left (everything named with the fleet's prefixes).
+// left (everything named with the fleet's prefixes). revoke makes the run CA's
+// CRL revoke exactly the named nodes' certificates (none: every node good
+// again) and has every node reload it (docs/fleet.md, "Revoking a node").
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -21,11 +24,11 @@ import { detectCgroupLayout, killCgroup, removeCgroup, versionOf } from '../src/
 import { repoRoot } from '../src/native/addon.js';
 import { alive, etcdUnder, startEtcdCluster } from './etcdCluster.js';
 import { inNetns, makeFleetNet, sweepFleetNets } from './nodeNet.js';
-import { makeCa, makeNodeCert, peerSection } from './fleetCerts.js';
+import { makeCa, makeCrl, makeNodeCert, peerSection } from './fleetCerts.js';
 import { killLxcfsUnder } from '../test/integration/harness.js';
 
 const ROOT = '/var/tmp/enclave-fleet';
-const USAGE = 'usage: npm run fleet -- up [--nodes N] [--slots S] [--solo] | down';
+const USAGE = 'usage: npm run fleet -- up [--nodes N] [--slots S] [--solo] | down | revoke [NAME...]';
 const CLI = join(repoRoot, 'dist', 'bundle', 'main.js');
 const CGROUP_ROOT = '/sys/fs/cgroup';
 /** Every name this tool gives a host object starts with one of these: down sweeps them all. */
@@ -110,13 +113,16 @@ async function up(count: number, slots: number, solo: boolean): Promise<void> {
   // This run's CA and a certificate per node (their CN the node's name) for the mutual-TLS channel.
   const pki = join(run, 'pki');
   const ca = makeCa(pki);
+  // Its revocation list, revoking nobody yet (`revoke` makes another): every node checks the others' certificates against it.
+  const crl = join(pki, 'crl.pem');
+  makeCrl(ca, [], crl);
   for (let i = 0; i < daemons; i++) {
     const inFleet = i < count;
     const name = inFleet ? `node-${String.fromCharCode(97 + i)}` : 'solo';
     const dir = join(run, name);
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     const config = join(dir, 'config.toml');
-    const cluster = inFleet ? { endpoints: etcd.endpoints, peer: peerSection(`${net.nodes[i]!.address}:${PEER_PORT}`, ca.ca, makeNodeCert(pki, ca, name)) } : undefined;
+    const cluster = inFleet ? { endpoints: etcd.endpoints, peer: peerSection(`${net.nodes[i]!.address}:${PEER_PORT}`, ca.ca, makeNodeCert(pki, ca, name), crl) } : undefined;
     writeFileSync(config, nodeConfig({ dir, name, index: i, tag, slots, ...(cluster ? { cluster } : {}) }));
     const log = openSync(join(dir, 'daemon.log'), 'a');
     // Only the network namespace is entered: the daemon's mounts are the host's (its sessions' roots, lxcfs).
@@ -211,6 +217,23 @@ async function down(say = true): Promise<void> {
   }
 }
 
+/** The CRL revokes exactly these nodes' certificates; then every node of the run reloads it, one line each. */
+async function revoke(names: string[]): Promise<void> {
+  const runs = existsSync(ROOT) ? readdirSync(ROOT).filter((e) => e.startsWith('run-')) : [];
+  if (runs.length !== 1) throw new Error(`no fleet to revoke in: ${runs.length === 0 ? 'start one with up' : `${runs.length} runs under ${ROOT}`}`);
+  const dir = join(ROOT, runs[0]!);
+  const state = runSchema.parse(JSON.parse(readFileSync(join(dir, 'fleet.json'), 'utf8')));
+  const nodes = state.nodes.filter((n) => n.name !== 'solo');
+  for (const name of names) if (!nodes.some((n) => n.name === name)) throw new Error(`no node ${name} in this fleet (${nodes.map((n) => n.name).join(', ')})`);
+  const pki = join(dir, 'pki');
+  makeCrl({ ca: join(pki, 'ca.crt'), caKey: join(pki, 'ca.key') }, names.map((n) => join(pki, `${n}.crt`)), join(pki, 'crl.pem'));
+  for (const n of nodes) {
+    const r = await call(n.socket, 'POST', '/v1/daemon/reload').catch((e: Error) => ({ status: 0, body: { error: { message: e.message } } }));
+    const said = r.status === 200 ? 'reloaded the CRL' : `not reloaded: ${(r.body as { error?: { message?: string } }).error?.message ?? `HTTP ${r.status}`}`;
+    process.stdout.write(`${n.name} ${said}\n`);
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root: the nodes are daemons, which create namespaces, cgroups and ID mappings');
   const [verb, ...rest] = argv;
@@ -218,6 +241,7 @@ async function main(argv: string[]): Promise<void> {
     const { values } = parseArgs({ args: rest, options: { nodes: { type: 'string', default: '3' }, slots: { type: 'string', default: String(DEFAULT_SLOTS) }, solo: { type: 'boolean', default: false } }, strict: true, allowPositionals: false });
     await up(Number(values.nodes), Number(values.slots), values.solo);
   } else if (verb === 'down' && rest.length === 0) await down();
+  else if (verb === 'revoke' && rest.every((n) => /^[a-z0-9-]{1,63}$/.test(n))) await revoke(rest);
   else throw new Error(USAGE);
 }
 

@@ -38,11 +38,7 @@ async function daemon(p: Parsed): Promise<number> {
   }
   const d = await startDaemon(config, () => loadConfig(values.config, overrides));
   process.on('SIGHUP', () => {
-    try {
-      d.reload();
-    } catch (e) {
-      d.log.error({ err: (e as Error).message }, 'SIGHUP: config not reloaded');
-    }
+    d.reload().catch((e: Error) => d.log.error({ err: e.message }, 'SIGHUP: config not reloaded'));
   });
   await new Promise<void>((resolve) => {
     const onSignal = (sig: NodeJS.Signals) => {

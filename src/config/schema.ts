@@ -245,6 +245,8 @@ export const configSchema = z
             ca: absolutePath,
             cert: absolutePath,
             key: absolutePath,
+            /** The fleet CAs' revocation lists (PEM, one per CA): a node whose certificate they revoke is refused both ways; read again on a reload. */
+            crl: absolutePath.optional(),
           })
           .strict()
           .optional(),

@@ -11,7 +11,7 @@ import { capacityFor, hostSize } from '../isolation/capacity.js';
 import { BudgetRefusal, type Budgets } from '../access/budgets.js';
 import type { AuditLog } from '../access/audit.js';
 import type { FenceTarget, Fleet, LocalNode, MoveSource } from '../fleet/fleet.js';
-import { serverOptions } from '../fleet/peerTls.js';
+import { serveWith } from '../fleet/peerTls.js';
 import { storedFile } from '../sessions/stored.js';
 import { ENDED_STATES } from '../vocab/states.js';
 import { failedCreate } from '../store/fleetRows.js';
@@ -172,9 +172,11 @@ export async function listenPeer(parts: Parts, fleet: Fleet): Promise<ApiServer 
   const p = fleet.c.peer;
   const reach = fleet.reach;
   if (!p || !reach) return undefined;
+  // Revoked, or CRLs every peer would refuse it by: said now, not as every call failing.
+  await reach.credentials.check();
   const api = createApiServer({ ...parts, fleet }, { tls: reach.credentials.tls, admits: (cert) => reach.admits(cert) });
-  // A rotated certificate (a reload read new files): new connections get it, open ones keep theirs.
-  reach.credentials.onChange((t) => (api.server as HttpsServer).setSecureContext(serverOptions(t)));
+  // A rotated certificate or new CRLs (a reload read new files): new connections get them (peerTls.ts).
+  serveWith(api.server as HttpsServer, reach.credentials);
   const at = p.listen.lastIndexOf(':');
   await new Promise<void>((resolve, reject) => {
     api.server.once('error', (e) => reject(new Error(`cannot listen for other nodes on ${p.listen} (cluster.peer.listen): ${e.message}`)));

@@ -56,7 +56,7 @@ function socketInUse(path: string): Promise<boolean> {
 export interface RunningDaemon {
   stop(): Promise<void>;
   /** Read the config again and apply its live keys (SIGHUP, POST /v1/daemon/reload). */
-  reload(): ReloadReply;
+  reload(): Promise<ReloadReply>;
   log: Logger;
 }
 
@@ -157,19 +157,20 @@ export async function startDaemon(config: Config, reread: () => Config = () => c
   // Session state changes and audit events, pushed to GET /v1/events/stream.
   const feed = new EventFeed({ sessions, access, audit, consoles, log, ...(config.cluster ? { node: config.cluster.node } : {}) });
   const fleet = await fleetFor(config, sessions, consoles, budgets, audit, log);
-  const reload = (): ReloadReply => {
+  const reload = async (): Promise<ReloadReply> => {
     let next: Config;
     let rotated: boolean | undefined;
     try {
       next = reread();
-      // The node-to-node certificate, read again from the running paths (rotation); checked before anything changes.
-      rotated = fleet?.reach?.credentials.reload();
+      // The node-to-node certificate and CRLs, read again from the running paths (rotation, a node revoked);
+      // checked before anything changes.
+      rotated = await fleet?.reach?.credentials.reload();
     } catch (e) {
       throw new ApiError('invalid_request', `config not reloaded, nothing changed: ${(e as Error).message}`);
     }
     const plan = planReload(config, next);
     applyReload(config, next, plan);
-    const applied = rotated ? [...plan.applied, 'cluster.peer files (certificate rotated)'] : plan.applied;
+    const applied = rotated ? [...plan.applied, 'cluster.peer files (certificate or CRL changed)'] : plan.applied;
     log.info({ applied, restart_needed: plan.restartNeeded }, 'config reloaded');
     return { applied, restart_needed: plan.restartNeeded };
   };

@@ -43,7 +43,7 @@ export interface Parts {
   /** The event stream's subscribers (GET /v1/events/stream). */
   feed: EventFeed;
   /** Read the config file again; apply what can change live (src/config/reload.ts). */
-  reload: () => ReloadReply;
+  reload: () => Promise<ReloadReply>;
   /** Present on the TCP listener only. */
   auth?: ListenAuth;
   /** Fleet mode ([cluster]): this node of the fleet; absent on a single daemon. */

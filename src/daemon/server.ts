@@ -151,7 +151,8 @@ export function createApiServer(parts: Parts, peer?: PeerSide): ApiServer {
   };
   // Between nodes no whole-request timeout: a drain's move uploads a session's files, which may take longer than Node's 300 s.
   const server: Server = peer ? createTlsServer({ ...serverOptions(peer.tls), requestTimeout: 0 }, onRequest) : createServer(onRequest);
-  if (peer) server.on('tlsClientError', (e: Error) => log.info({ err: e.message }, 'node-to-node connection refused'));
+  // Why the peer's certificate was refused (CERT_REVOKED, ...) is on the socket: the error only says it hung up.
+  if (peer) server.on('tlsClientError', (e: Error, s: TLSSocket) => log.info({ err: e.message, certificate: s.authorizationError }, 'node-to-node connection refused'));
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // A reset while the command is being started must not be an uncaught error either.
     socket.on('error', (e) => ctx.log.debug({ err: e.message }, 'upgrade socket error'));

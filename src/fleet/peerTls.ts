@@ -3,10 +3,12 @@
 // peer only if its certificate chains to that CA and names a node registered
 // in the fleet. A forwarded call carries its caller's identity in headers
 // that only such a peer is trusted to set (src/daemon/peerServer.ts).
-import { X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Agent, request, type RequestOptions } from 'node:https';
-import { connect, createSecureContext, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { Agent, request, type RequestOptions, type Server as HttpsServer } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { connect, createSecureContext, createServer, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { z } from 'zod';
 import type { ClusterConfig } from './etcd.js';
 
@@ -34,9 +36,11 @@ export interface PeerTls {
   ca: Buffer;
   cert: Buffer;
   key: Buffer;
+  /** The CAs' revocation lists ([cluster.peer] crl), if the fleet keeps them. */
+  crl?: Buffer;
 }
 
-/** Read the CA, certificate and key; one line naming the file if one cannot be read. */
+/** Read the CA, certificate and key (and the CRLs); one line naming the file if one cannot be read. */
 export function loadPeerTls(p: PeerConfig): PeerTls {
   const read = (what: string, f: string) => {
     try {
@@ -45,7 +49,7 @@ export function loadPeerTls(p: PeerConfig): PeerTls {
       throw new Error(`cluster.peer.${what} ${f}: ${(e as Error).message}`);
     }
   };
-  return { ca: read('ca', p.ca), cert: read('cert', p.cert), key: read('key', p.key) };
+  return { ca: read('ca', p.ca), cert: read('cert', p.cert), key: read('key', p.key), ...(p.crl ? { crl: read('crl', p.crl) } : {}) };
 }
 
 /**
@@ -74,9 +78,52 @@ export function peerTlsProblem(t: PeerTls, node: string, now = Date.now()): stri
     }
     const cn = /^CN=(.*)$/m.exec(cert.subject)?.[1];
     if (cn !== node) return `cluster.peer.cert names '${cn ?? ''}', not this node (${node})`;
+    if (t.crl && crlsIn(t.crl).length === 0) return 'cluster.peer.crl holds no CRL (PEM, -----BEGIN X509 CRL-----)';
     return undefined;
   } catch (e) {
     return `cluster.peer: ${(e as Error).message}`;
+  }
+}
+
+/** Every CRL of a PEM file: OpenSSL takes one per call, so they are handed over one by one. */
+function crlsIn(pem: Buffer): string[] {
+  return pem.toString().match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g) ?? [];
+}
+
+/** What OpenSSL's verdict on our own certificate means for this node, by its code. */
+const REVOCATION_PROBLEMS: Record<string, string> = {
+  CERT_REVOKED: 'cluster.peer.cert is revoked by cluster.peer.crl: every node refuses this node',
+  UNABLE_TO_GET_CRL: 'cluster.peer.crl holds no CRL of the CA that signed cluster.peer.cert (with a CRL file, every CA needs its own, an empty one if it revoked nothing)',
+  CRL_HAS_EXPIRED: 'cluster.peer.crl is past its next update: make a new one (openssl ca -gencrl), or every node is refused',
+  CRL_NOT_YET_VALID: 'cluster.peer.crl is not valid yet (its last update is in the future)',
+  CRL_SIGNATURE_FAILURE: 'cluster.peer.crl has a CRL whose signature does not verify against its CA',
+};
+
+/**
+ * With a CRL: whether peers would take this node's certificate, checked as
+ * they check it (a handshake with ourselves, through an abstract socket of
+ * this network namespace): revoked, or a CRL missing or out of date, refuse
+ * every call. One line saying what is wrong, or undefined.
+ */
+export async function revocationProblem(t: PeerTls, node: string): Promise<string | undefined> {
+  if (!t.crl) return undefined;
+  const path = `\0enclave-peer-check-${process.pid}-${randomBytes(6).toString('hex')}`;
+  const server = createServer(serverOptions(t), (s) => s.end());
+  server.on('tlsClientError', () => undefined); // the client side reports the same verdict
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve());
+    });
+    return await new Promise<string | undefined>((resolve) => {
+      const socket = connect({ path, ...clientOptions(t, node) });
+      const timer = setTimeout(() => (socket.destroy(), resolve('cluster.peer: the check of the certificate against cluster.peer.crl did not finish within 5 s')), 5000);
+      const done = (problem: string | undefined) => (clearTimeout(timer), socket.destroy(), resolve(problem));
+      socket.once('secureConnect', () => done(undefined));
+      socket.once('error', (e: Error & { code?: string }) => done(REVOCATION_PROBLEMS[e.code ?? ''] ?? `cluster.peer.crl: ${e.message}`));
+    });
+  } finally {
+    server.close();
   }
 }
 
@@ -94,12 +141,21 @@ export class PeerCredentials {
   private current: PeerTls;
   private readonly listeners: Array<(t: PeerTls) => void> = [];
 
+  /** Reloads one after the other: each compares with what the one before put in use. */
+  private reloading: Promise<unknown> = Promise.resolve();
+
   constructor(
     private readonly files: PeerConfig,
     private readonly node: string,
   ) {
     this.current = loadPeerTls(files);
     const problem = peerTlsProblem(this.current, node);
+    if (problem) throw new Error(problem);
+  }
+
+  /** At start, before the node listens or calls: throws one line if peers would refuse its certificate (revoked, CRLs unfit). */
+  async check(): Promise<void> {
+    const problem = await revocationProblem(this.current, this.node);
     if (problem) throw new Error(problem);
   }
 
@@ -111,16 +167,63 @@ export class PeerCredentials {
     this.listeners.push(f);
   }
 
-  /** Read the files again: true if they changed (checked, and in use now), false if not; throws one line if they cannot be used (the running ones stay). */
-  reload(): boolean {
+  /**
+   * Read the files again (a new certificate, or new CRLs: a node revoked):
+   * true if they changed (checked, and in use now), false if not; throws one
+   * line if they cannot be used (the running ones stay).
+   */
+  reload(): Promise<boolean> {
+    const r = this.reloading.then(() => this.reloadNow());
+    this.reloading = r.catch(() => undefined);
+    return r;
+  }
+
+  private async reloadNow(): Promise<boolean> {
     const next = loadPeerTls(this.files);
-    if (next.ca.equals(this.current.ca) && next.cert.equals(this.current.cert) && next.key.equals(this.current.key)) return false;
-    const problem = peerTlsProblem(next, this.node);
+    const same = (a: Buffer | undefined, b: Buffer | undefined) => (a && b ? a.equals(b) : a === b);
+    if (same(next.ca, this.current.ca) && same(next.cert, this.current.cert) && same(next.key, this.current.key) && same(next.crl, this.current.crl)) return false;
+    const problem = peerTlsProblem(next, this.node) ?? (await revocationProblem(next, this.node));
     if (problem) throw new Error(`${problem}; the running certificate stays`);
     this.current = next;
     for (const f of this.listeners) f(next);
     return true;
   }
+}
+
+/**
+ * The listener serves with the node's material as it is reloaded: new
+ * connections get the new certificate and CRLs. New CRLs (a node revoked)
+ * hold on open connections too: each closes once idle (an idle one now, a
+ * busy one once its call is answered), so its node's next call shakes hands
+ * again, checked against them. An upgraded stream (an attach through) runs
+ * until it ends, as on a rotation. Calls on an open connection of a node
+ * removed from the fleet are refused already (admission by member names).
+ */
+export function serveWith(server: HttpsServer, credentials: PeerCredentials): void {
+  let epoch = 0;
+  const since = new WeakMap<Socket, number>();
+  const stale = (s: Socket) => (since.get(s) ?? -1) < epoch;
+  const answering = new Set<ServerResponse>();
+  server.on('secureConnection', (s: Socket) => since.set(s, epoch));
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const s = req.socket;
+    // Said in the answer (Connection: close), so the calling node does not send its next call on it meanwhile.
+    if (stale(s)) res.shouldKeepAlive = false;
+    answering.add(res);
+    res.once('close', () => {
+      answering.delete(res);
+      if (stale(s)) s.end(); // one whose answer had begun before the CRLs came
+    });
+  });
+  let crl = credentials.tls.crl;
+  credentials.onChange((t) => {
+    server.setSecureContext(serverOptions(t));
+    if (t.crl === crl || (t.crl && crl?.equals(t.crl))) return;
+    crl = t.crl;
+    epoch++;
+    for (const res of answering) if (!res.headersSent) res.shouldKeepAlive = false;
+    server.closeIdleConnections();
+  });
 }
 
 /** The node a verified peer certificate names (its CN), or undefined. */
@@ -131,7 +234,12 @@ export function peerName(cert: PeerCertificate | undefined): string | undefined 
 
 /** Server options: a client certificate is required and must chain to the fleet CA. */
 export function serverOptions(t: PeerTls) {
-  return { ca: t.ca, cert: t.cert, key: t.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' as const };
+  return { ca: t.ca, cert: t.cert, key: t.key, ...revoked(t), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' as const };
+}
+
+/** The CRLs, if any: a certificate they revoke is refused both ways (OpenSSL then wants a CRL of each CA in a chain). */
+function revoked(t: PeerTls): { crl?: string[] } {
+  return t.crl ? { crl: crlsIn(t.crl) } : {};
 }
 
 /** HOST:PORT split, or an error saying the node's endpoint is not one. */
@@ -147,6 +255,7 @@ function clientOptions(t: PeerTls, node: string) {
     ca: t.ca,
     cert: t.cert,
     key: t.key,
+    ...revoked(t),
     minVersion: 'TLSv1.3' as const,
     servername: node,
     checkServerIdentity: (_host: string, cert: PeerCertificate) => (peerName(cert) === node ? undefined : new Error(`the peer's certificate names '${peerName(cert) ?? ''}', not node ${node}`)),

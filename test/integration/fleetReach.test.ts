@@ -27,7 +27,7 @@ import type { AuditEvent } from '../../src/api/eventSchemas.js';
 import { startEtcdCluster, type EtcdCluster } from '../../stress/etcdCluster.js';
 import { endFleetRun, fleetNetwork, fleetRunDir } from './fleetRun.js';
 import type { FleetNet } from '../../stress/nodeNet.js';
-import { makeCa, makeNodeCert, peerSection } from '../../stress/fleetCerts.js';
+import { makeCa, makeCrl, makeNodeCert, peerSection } from '../../stress/fleetCerts.js';
 import { COMPACTION_KEY } from '../../src/fleet/compactor.js';
 
 const GID = 48217; // a group nobody on the machine has
@@ -174,6 +174,8 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
   /** Each node's address on the run's bridge (its peer listener's). */
   const hosts = { a: '', b: '', c: '' };
   let caFile = '';
+  /** The fleet CA's revocation list every node checks peers against ([cluster.peer] crl). */
+  let crlFile = '';
   let far: Session;
   let mine: Session;
 
@@ -215,6 +217,8 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     etcd = await startEtcdCluster(dir, { salt: 5, host: net.host });
     const ca = makeCa(join(dir, 'pki'));
     caFile = ca.ca;
+    crlFile = join(dir, 'pki', 'crl.pem');
+    makeCrl(ca, [], crlFile);
     const rules = `[[access.rules]]\nname = "nobody-own"\nuids = [${NOBODY}]\nactions = ["session.*", "events.list"]\nscope = "self"\n`;
     for (const [k, salt, i] of [['a', 41, 0], ['b', 42, 1], ['c', 43, 2]] as const) {
       const d = new TestDaemon({ extraConfig: 'max_sessions = 5\n', netns: net.nodes[i]!.path });
@@ -222,7 +226,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       ports[k] = listenPort(salt);
       hosts[k] = net.nodes[i]!.address;
       const cert = makeNodeCert(join(dir, 'pki'), ca, names[k]);
-      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\ngrace_s = ${GRACE_S}\ncompact_interval_s = 1\n${LIST_INTERVAL}${peerSection(`${hosts[k]}:${ports[k]}`, ca.ca, cert)}`;
+      const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\ngrace_s = ${GRACE_S}\ncompact_interval_s = 1\n${LIST_INTERVAL}${peerSection(`${hosts[k]}:${ports[k]}`, ca.ca, cert, crlFile)}`;
       d.reconfigure({ extraConfig: `max_sessions = 5\n${k === 'a' ? rules : ''}${cluster}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
       nodes[k] = d;
       await d.start();
@@ -350,7 +354,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const fresh = rotate('c', names.c);
     const r = await nodes.c.api('POST', '/v1/daemon/reload');
     expect(r.status, JSON.stringify(r.body)).toBe(200);
-    expect((r.body as { applied: string[] }).applied).toContain('cluster.peer files (certificate rotated)');
+    expect((r.body as { applied: string[] }).applied).toContain('cluster.peer files (certificate or CRL changed)');
     expect(await served()).toBe(fresh);
     expect(fresh).not.toBe(before);
     // A's side too: rotated, its calls to C still get through (that they present the new
@@ -379,6 +383,52 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect((await nodes.c.api('POST', '/v1/daemon/reload')).status).toBe(200);
   });
 
+  it('refuses a revoked node both ways once the others reload the CRL, while the node itself refuses to take it; taken back, it is reached again', async () => {
+    const pki = join(dir, 'pki');
+    const ca = { ca: caFile, caKey: join(pki, 'ca.key') };
+    // A session on B: made through A with A and C cordoned.
+    await cordon(names.a, true);
+    await cordon(names.c, true);
+    let onB: Session;
+    try {
+      const r = await nodes.a.api('POST', '/v1/sessions', SMALL);
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      onB = sessionSchema.parse(r.body);
+      expect(onB.node).toBe(names.b);
+    } finally {
+      await cordon(names.a, false);
+      await cordon(names.c, false);
+    }
+    const shows = async () => ({
+      bToC: (await nodes.b.api('GET', `/v1/sessions/${far.id}`)).status,
+      aToB: (await nodes.a.api('GET', `/v1/sessions/${onB.id}`)).status,
+      aToC: (await nodes.a.api('GET', `/v1/sessions/${far.id}`)).status,
+    });
+    expect(await shows()).toEqual({ bToC: 200, aToB: 200, aToC: 200 });
+    try {
+      makeCrl(ca, [join(pki, `${names.b}.crt`)], crlFile);
+      for (const k of ['a', 'c'] as const) {
+        const r = await nodes[k].api('POST', '/v1/daemon/reload');
+        expect(r.status, JSON.stringify(r.body)).toBe(200);
+        expect((r.body as { applied: string[] }).applied).toContain('cluster.peer files (certificate or CRL changed)');
+      }
+      // C refuses B's certificate, A refuses the certificate B serves; A and C go on.
+      const refused = await shows();
+      expect(refused.aToC).toBe(200);
+      expect(refused.bToC).not.toBe(200);
+      expect(refused.aToB).not.toBe(200);
+      // B, told to reload the CRL that revokes it, says so and keeps what it runs with.
+      const own = await nodes.b.api('POST', '/v1/daemon/reload');
+      expect(own.status).toBe(400);
+      expect(JSON.stringify(own.body)).toMatch(/cluster\.peer\.cert is revoked by cluster\.peer\.crl: every node refuses this node; the running certificate stays/);
+    } finally {
+      makeCrl(ca, [], crlFile);
+      for (const k of ['a', 'b', 'c'] as const) await nodes[k].api('POST', '/v1/daemon/reload').catch(() => undefined);
+    }
+    expect(await shows()).toEqual({ bToC: 200, aToB: 200, aToC: 200 });
+    await nodes.a.destroy(onB.id);
+  });
+
   it('moves the fleet to a new CA node by node (both CAs trusted, new certificates, the old CA dropped), every node reaching every other after each step', async () => {
     const pki = join(dir, 'pki');
     const next = makeCa(mkdtempSync(join(dir, 'ca2-')), 'enclave-fleet-ca-2');
@@ -386,7 +436,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     const reload = async (k: 'a' | 'b' | 'c', step: string) => {
       const r = await nodes[k].api('POST', '/v1/daemon/reload');
       expect(r.status, `${step}: ${JSON.stringify(r.body)}`).toBe(200);
-      expect((r.body as { applied: string[] }).applied, step).toContain('cluster.peer files (certificate rotated)');
+      expect((r.body as { applied: string[] }).applied, step).toContain('cluster.peer files (certificate or CRL changed)');
     };
     // A session on each node (made through A with the other two cordoned), so that every node's calls to every other are seen.
     const on: Record<'a' | 'b', Session> = {} as never;
@@ -414,13 +464,17 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       }
     };
     // Failed part-way, the files are put back and every node reloads them: the tests after it need the fleet's CA.
-    const files = [caFile, join(pki, 'ca.key'), ...all.flatMap((k) => [join(pki, `${names[k]}.key`), join(pki, `${names[k]}.crt`)])];
+    const files = [caFile, crlFile, join(pki, 'ca.key'), ...all.flatMap((k) => [join(pki, `${names[k]}.key`), join(pki, `${names[k]}.crt`)])];
     const saved = files.map((f) => readFileSync(f));
     let moved = false;
     try {
       // 1. Every node trusts both CAs (the old CA's certificate kept aside, to sign a certificate with it later).
       copyFileSync(caFile, join(dir, 'ca1.crt'));
       writeFileSync(caFile, Buffer.concat([readFileSync(caFile), readFileSync(next.ca)]));
+      // With a CRL file, each CA needs its own CRL in it (an empty one: it revoked nothing).
+      const nextCrl = join(dir, 'ca2.crl');
+      makeCrl(next, [], nextCrl);
+      writeFileSync(crlFile, Buffer.concat([readFileSync(crlFile), readFileSync(nextCrl)]));
       for (const k of all) await reload(k, 'both CAs');
       await mesh('both CAs');
       // 2. Node by node, a certificate of the new CA.

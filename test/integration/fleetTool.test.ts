@@ -1,6 +1,7 @@
-// `npm run fleet -- up|down` (stress/fleet.ts): up prints NAME SOCKET per
+// `npm run fleet -- up|down|revoke` (stress/fleet.ts): up prints NAME SOCKET per
 // node of a working fleet (the nodes joined by mutual TLS: one lists the
-// other's sessions), each node in a network namespace of its own; down
+// other's sessions), each node in a network namespace of its own; revoke
+// has the run CA's CRL revoke a node, which the others then refuse; down
 // leaves nothing of it on the host (etcd, daemons, sessions, namespaces and
 // anything still in them, bridges, nftables tables, cgroups, mounts, files).
 // Note: up and down sweep any fleet this tool started earlier on this host.
@@ -79,16 +80,30 @@ describe.skipIf(!isRoot)('npm run fleet -- up | down', () => {
       ['node-a', 'ready', 3],
       ['node-b', 'ready', 3],
     ]);
-    const made = [];
+    const made: { id: string; node: string }[] = [];
     for (let i = 0; i < 2; i++) {
       const r = await call(socketA!, 'POST', '/v1/sessions', { memory_mb: 128 });
       expect(r.status, JSON.stringify(r.body)).toBe(201);
-      made.push((r.body as { node: string }).node);
+      made.push(r.body as { id: string; node: string });
     }
-    expect(made.sort()).toEqual(['node-a', 'node-b']);
+    expect(made.map((m) => m.node).sort()).toEqual(['node-a', 'node-b']);
     // The nodes reach each other over mutual TLS: A lists B's session too, with its node.
     const listed = (await call(socketA!, 'GET', '/v1/sessions')).body as { sessions: { node: string }[] };
     expect(listed.sessions.map((s) => s.node).sort()).toEqual(['node-a', 'node-b']);
+
+    // revoke: the run CA's CRL revokes node-b; node-a reloads it and no longer reaches B, node-b refuses it (its
+    // own certificate); with none revoked both reload it and A reaches B again.
+    const onB = made.find((m) => m.node === 'node-b')!.id;
+    const showOnB = async () => (await call(socketA!, 'GET', `/v1/sessions/${onB}`)).status;
+    expect(await showOnB()).toBe(200);
+    expect(fleet('revoke', 'node-z').stderr).toBe('fleet: no node node-z in this fleet (node-a, node-b)\n');
+    const revoked = fleet('revoke', 'node-b');
+    expect(revoked.status, revoked.stderr).toBe(0);
+    expect(revoked.stdout).toMatch(/^node-a reloaded the CRL\nnode-b not reloaded: .*cluster\.peer\.cert is revoked by cluster\.peer\.crl.*\n$/);
+    expect(await showOnB()).not.toBe(200);
+    const back = fleet('revoke');
+    expect(back.stdout, back.stderr).toBe('node-a reloaded the CRL\nnode-b reloaded the CRL\n');
+    expect(await showOnB()).toBe(200);
 
     const down = fleet('down');
     expect(down.status, down.stderr).toBe(0);

@@ -5,13 +5,13 @@ import { describe, expect, it } from 'vitest';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hostPort, identityOf, loadPeerTls, PeerClient, PeerCredentials, peerTlsProblem, serverOptions } from '../../src/fleet/peerTls.js';
+import { hostPort, identityOf, loadPeerTls, PeerClient, PeerCredentials, peerTlsProblem, serveWith, serverOptions } from '../../src/fleet/peerTls.js';
 import { X509Certificate } from 'node:crypto';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { parseConfig } from '../../src/config/load.js';
-import { makeCa, makeNodeCert } from '../../stress/fleetCerts.js';
+import { makeCa, makeCrl, makeNodeCert } from '../../stress/fleetCerts.js';
 
 describe('fleet peer channel inputs', () => {
   it('takes a uid and gids from the headers, and refuses anything else', () => {
@@ -32,6 +32,8 @@ describe('fleet peer channel inputs', () => {
     expect(parseConfig(`${base}listen = "127.0.0.1:7443"\n`, 'x.toml').cluster?.peer?.listen).toBe('127.0.0.1:7443');
     expect(() => parseConfig(`${base}listen = "7443"\n`, 'x.toml')).toThrow(/cluster\.peer\.listen.*HOST:PORT/);
     expect(() => parseConfig(base.replace('"/c"', '"c"') + 'listen = "h:1"\n', 'x.toml')).toThrow(/cluster\.peer\.ca.*absolute path/);
+    expect(parseConfig(`${base}listen = "h:1"\ncrl = "/crl.pem"\n`, 'x.toml').cluster?.peer?.crl).toBe('/crl.pem');
+    expect(() => parseConfig(`${base}listen = "h:1"\ncrl = "crl.pem"\n`, 'x.toml')).toThrow(/cluster\.peer\.crl.*absolute path/);
   });
 
   it('checks its certificate at start and on each reload: used when the files changed and fit, refused (the running one kept) when not', async () => {
@@ -72,17 +74,17 @@ describe('fleet peer channel inputs', () => {
       const creds = new PeerCredentials(files, 'n1');
       const seen: string[] = [];
       creds.onChange((t) => seen.push(t.cert.toString()));
-      expect(creds.reload()).toBe(false);
+      expect(await creds.reload()).toBe(false);
       const next = made('n1');
       put(next);
-      expect(creds.reload()).toBe(true);
+      expect(await creds.reload()).toBe(true);
       expect(seen).toHaveLength(1);
       expect(creds.tls.cert.equals(Buffer.from(seen[0]!))).toBe(true);
       put(made('n1'), { key: true });
-      expect(() => creds.reload()).toThrow(/cluster\.peer: .*; the running certificate stays/);
+      await expect(creds.reload()).rejects.toThrow(/cluster\.peer: .*; the running certificate stays/);
       expect(seen).toHaveLength(1);
       put(next);
-      expect(creds.reload()).toBe(false);
+      expect(await creds.reload()).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -122,13 +124,110 @@ describe('fleet peer channel inputs', () => {
       await new Promise((r) => setTimeout(r, 20));
       const next = makeNodeCert(mkdtempSync(join(dir, 'c-')), ca, 'n1');
       put(next);
-      expect(creds.reload()).toBe(true);
+      expect(await creds.reload()).toBe(true);
       expect(await Promise.all(calls)).toEqual(calls.map(() => 200));
       expect(await get()).toBe(200);
       expect(seen.at(-1)).toBe(new X509Certificate(readFileSync(next.cert)).fingerprint256);
     } finally {
       peer?.close();
       server?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a revoked node both ways once the CRLs are reloaded, closing its open connections once idle, and says so at its own start', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'enclave-peer-'));
+    const servers: HttpsServer[] = [];
+    const clients: PeerClient[] = [];
+    try {
+      const ca = makeCa(join(dir, 'pki'));
+      const crl = join(dir, 'crl.pem');
+      makeCrl(ca, [], crl);
+      const n1 = makeNodeCert(mkdtempSync(join(dir, 'c-')), ca, 'n1');
+      const n2 = makeNodeCert(mkdtempSync(join(dir, 'c-')), ca, 'n2');
+      const files = (c: { cert: string; key: string }, crlFile = crl) => ({ listen: '127.0.0.1:1', ca: ca.ca, ...c, crl: crlFile });
+      /**
+       * A node's listener as listenPeer makes it (served with its credentials as they are reloaded); /slow is
+       * answered after 300 ms, /stream begins its answer at once and ends it after 300 ms.
+       */
+      const listener = async (creds: PeerCredentials) => {
+        const srv = createHttpsServer(serverOptions(creds.tls), (req, res) => {
+          if (req.url === '/stream') res.write('begun');
+          setTimeout(() => res.end('ok'), req.url === '/' ? 0 : 300);
+        });
+        serveWith(srv, creds);
+        // What the daemon logs of a refused peer (server.ts): the error only says it hung up; the socket says why.
+        srv.on('tlsClientError', (e: Error, sock: TLSSocket) => refused.push(`${e.message}: ${String(sock.authorizationError)}`));
+        servers.push(srv);
+        await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+        return `127.0.0.1:${(srv.address() as AddressInfo).port}`;
+      };
+      const call = (from: PeerClient, to: string, endpoint: string, path = '/') =>
+        new Promise<number>((resolve, reject) => {
+          const req = from.request(to, endpoint, { method: 'GET', path }, { uid: 0, gids: [] });
+          req.on('response', (res) => (res.resume(), res.on('end', () => resolve(res.statusCode ?? 0))));
+          req.on('error', reject);
+          req.end();
+        });
+      const refused: string[] = [];
+      const n2Creds = new PeerCredentials(files(n2), 'n2');
+      await n2Creds.check();
+      const atN2 = await listener(n2Creds);
+      const fromN1 = new PeerClient(new PeerCredentials(files(n1), 'n1'));
+      clients.push(fromN1);
+      expect(await call(fromN1, 'n2', atN2)).toBe(200);
+
+      // A node revoked while a call of it is in flight (its answer begun, or not yet): that call is answered, then
+      // its connection closes and the node is refused at its next call's handshake.
+      const n3 = makeNodeCert(mkdtempSync(join(dir, 'c-')), ca, 'n3');
+      const fromN3 = new PeerClient(new PeerCredentials(files(n3), 'n3'));
+      clients.push(fromN3);
+      for (const [from, path, revoked] of [
+        [fromN3, '/stream', [n3.cert]],
+        [fromN1, '/slow', [n3.cert, n1.cert]],
+      ] as const) {
+        // Two connections: one left idle, one for the call in flight.
+        expect(await Promise.all([call(from, 'n2', atN2), call(from, 'n2', atN2)])).toEqual([200, 200]);
+        const inFlight = call(from, 'n2', atN2, path);
+        await new Promise((r) => setTimeout(r, 100));
+        makeCrl(ca, [...revoked], crl);
+        expect(await n2Creds.reload()).toBe(true);
+        expect(await inFlight).toBe(200);
+        // An answer not yet begun says Connection: close. One begun before cannot: its connection's close, once it
+        // ended, reaches the caller before its next call, unless that call left in the same instant (then it fails, as
+        // one does at a keep-alive timeout).
+        if (path === '/stream') await new Promise((r) => setTimeout(r, 50));
+        // TLS 1.3: the client's side of the handshake is done before the server checks its certificate, so both hear a hang-up.
+        const before = refused.length;
+        await expect(call(from, 'n2', atN2), path).rejects.toThrow(/socket hang up/);
+        expect(refused.slice(before), path).toEqual(['socket hang up: CERT_REVOKED']);
+      }
+      // A node that read the CRLs does not call a revoked one either.
+      const atN1 = await listener(new PeerCredentials({ listen: '127.0.0.1:1', ca: ca.ca, ...n1 }, 'n1'));
+      const fromN2 = new PeerClient(n2Creds);
+      clients.push(fromN2);
+      await expect(call(fromN2, 'n1', atN1)).rejects.toThrow(/certificate revoked/);
+      // n1 itself, started or reloaded under these CRLs, says why (the running material stays on a reload).
+      await expect(new PeerCredentials(files(n1), 'n1').check()).rejects.toThrow(/^cluster\.peer\.cert is revoked by cluster\.peer\.crl: every node refuses this node$/);
+
+      // CRLs every peer would refuse this node by: said at start, or the reload refused.
+      const other = makeCa(join(dir, 'other'), 'another-ca');
+      const foreign = join(dir, 'foreign.pem');
+      makeCrl(other, [], foreign);
+      await expect(new PeerCredentials(files(n2, foreign), 'n2').check()).rejects.toThrow(/^cluster\.peer\.crl holds no CRL of the CA that signed cluster\.peer\.cert/);
+      const expiring = join(dir, 'expiring.pem');
+      makeCrl(ca, [], expiring, 1);
+      await new Promise((r) => setTimeout(r, 1500));
+      await expect(new PeerCredentials(files(n2, expiring), 'n2').check()).rejects.toThrow(/^cluster\.peer\.crl is past its next update/);
+      writeFileSync(join(dir, 'empty.pem'), 'nothing here\n');
+      expect(() => new PeerCredentials(files(n2, join(dir, 'empty.pem')), 'n2')).toThrow(/^cluster\.peer\.crl holds no CRL \(PEM/);
+      const running = n2Creds.tls;
+      copyFileSync(expiring, crl);
+      await expect(n2Creds.reload()).rejects.toThrow(/past its next update.*; the running certificate stays$/);
+      expect(n2Creds.tls).toBe(running);
+    } finally {
+      for (const c of clients) c.close();
+      for (const s of servers) s.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
