@@ -176,7 +176,8 @@ export async function listenPeer(parts: Parts, fleet: Fleet): Promise<ApiServer 
   await reach.credentials.check();
   const api = createApiServer({ ...parts, fleet }, { tls: reach.credentials.tls, admits: (cert) => reach.admits(cert) });
   // A rotated certificate or new CRLs (a reload read new files): new connections get them (peerTls.ts).
-  serveWith(api.server as HttpsServer, reach.credentials);
+  serveWith(api.server as HttpsServer, reach.credentials, parts.log);
+  reach.credentials.watchExpiry(parts.log);
   const at = p.listen.lastIndexOf(':');
   await new Promise<void>((resolve, reject) => {
     api.server.once('error', (e) => reject(new Error(`cannot listen for other nodes on ${p.listen} (cluster.peer.listen): ${e.message}`)));

@@ -3,14 +3,14 @@
 // peer only if its certificate chains to that CA and names a node registered
 // in the fleet. A forwarded call carries its caller's identity in headers
 // that only such a peer is trusted to set (src/daemon/peerServer.ts).
-import { randomBytes, X509Certificate } from 'node:crypto';
+import { randomBytes, type X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent, request, type RequestOptions, type Server as HttpsServer } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
 import { connect, createSecureContext, createServer, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { z } from 'zod';
 import type { ClusterConfig } from './etcd.js';
+import { certsIn, crlBlocks, Revocations } from './peerCrl.js';
 
 export type PeerConfig = NonNullable<ClusterConfig['peer']>;
 
@@ -36,8 +36,9 @@ export interface PeerTls {
   ca: Buffer;
   cert: Buffer;
   key: Buffer;
-  /** The CAs' revocation lists ([cluster.peer] crl), if the fleet keeps them. */
+  /** The CAs' revocation lists ([cluster.peer] crl), if the fleet keeps them, and what they say. */
   crl?: Buffer;
+  revocations?: Revocations;
 }
 
 /** Read the CA, certificate and key (and the CRLs); one line naming the file if one cannot be read. */
@@ -49,7 +50,10 @@ export function loadPeerTls(p: PeerConfig): PeerTls {
       throw new Error(`cluster.peer.${what} ${f}: ${(e as Error).message}`);
     }
   };
-  return { ca: read('ca', p.ca), cert: read('cert', p.cert), key: read('key', p.key), ...(p.crl ? { crl: read('crl', p.crl) } : {}) };
+  const t: PeerTls = { ca: read('ca', p.ca), cert: read('cert', p.cert), key: read('key', p.key) };
+  if (!p.crl) return t;
+  const crl = read('crl', p.crl);
+  return { ...t, crl, revocations: Revocations.read(crl, t.ca) };
 }
 
 /**
@@ -78,22 +82,17 @@ export function peerTlsProblem(t: PeerTls, node: string, now = Date.now()): stri
     }
     const cn = /^CN=(.*)$/m.exec(cert.subject)?.[1];
     if (cn !== node) return `cluster.peer.cert names '${cn ?? ''}', not this node (${node})`;
-    if (t.crl && crlsIn(t.crl).length === 0) return 'cluster.peer.crl holds no CRL (PEM, -----BEGIN X509 CRL-----)';
-    return undefined;
+    if (t.crl && crlBlocks(t.crl).length === 0) return 'cluster.peer.crl holds no CRL (PEM, -----BEGIN X509 CRL-----)';
+    return t.revocations?.problem(now);
   } catch (e) {
     return `cluster.peer: ${(e as Error).message}`;
   }
 }
 
-/** Every CRL of a PEM file: OpenSSL takes one per call, so they are handed over one by one. */
-function crlsIn(pem: Buffer): string[] {
-  return pem.toString().match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g) ?? [];
-}
-
 /** What OpenSSL's verdict on our own certificate means for this node, by its code. */
 const REVOCATION_PROBLEMS: Record<string, string> = {
-  CERT_REVOKED: 'cluster.peer.cert is revoked by cluster.peer.crl: every node refuses this node',
-  UNABLE_TO_GET_CRL: 'cluster.peer.crl holds no CRL of the CA that signed cluster.peer.cert (with a CRL file, every CA needs its own, an empty one if it revoked nothing)',
+  CERT_REVOKED: 'cluster.peer.cert (or a CA above it) is revoked by cluster.peer.crl: every node refuses this node',
+  UNABLE_TO_GET_CRL: 'cluster.peer.crl holds no CRL of a CA of cluster.peer.cert\'s chain, intermediates too (with a CRL file, every CA needs its own, an empty one if it revoked nothing)',
   CRL_HAS_EXPIRED: 'cluster.peer.crl is past its next update: make a new one (openssl ca -gencrl), or every node is refused',
   CRL_NOT_YET_VALID: 'cluster.peer.crl is not valid yet (its last update is in the future)',
   CRL_SIGNATURE_FAILURE: 'cluster.peer.crl has a CRL whose signature does not verify against its CA',
@@ -112,7 +111,7 @@ export async function revocationProblem(t: PeerTls, node: string): Promise<strin
   server.on('tlsClientError', () => undefined); // the client side reports the same verdict
   try {
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (e) => reject(new Error(`cluster.peer: cannot check the certificate against cluster.peer.crl: ${e.message}`)));
       server.listen(path, () => resolve());
     });
     return await new Promise<string | undefined>((resolve) => {
@@ -120,22 +119,18 @@ export async function revocationProblem(t: PeerTls, node: string): Promise<strin
       const timer = setTimeout(() => (socket.destroy(), resolve('cluster.peer: the check of the certificate against cluster.peer.crl did not finish within 5 s')), 5000);
       const done = (problem: string | undefined) => (clearTimeout(timer), socket.destroy(), resolve(problem));
       socket.once('secureConnect', () => done(undefined));
-      socket.once('error', (e: Error & { code?: string }) => done(REVOCATION_PROBLEMS[e.code ?? ''] ?? `cluster.peer.crl: ${e.message}`));
+      socket.once('error', (e: Error & { code?: string }) => done(REVOCATION_PROBLEMS[e.code ?? ''] ?? `cluster.peer: its certificate, checked against cluster.peer.crl: ${e.message}`));
     });
   } finally {
     server.close();
   }
 }
 
-/** Every certificate of a PEM file, in order. */
-function certsIn(pem: Buffer): X509Certificate[] {
-  return (pem.toString().match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((p) => new X509Certificate(p));
-}
-
 /**
- * The node's TLS material, read again on a reload (certificate rotation:
- * new files at the same paths). New connections, both ways, use the new
- * material; those open finish on the old.
+ * The node's TLS material, read again on a reload (certificate rotation,
+ * new CRLs: new files at the same paths). New connections, both ways, use
+ * the new material; those open finish on the old, but for those of a
+ * certificate the new CRLs revoke, which are cut (serveWith, PeerClient).
  */
 export class PeerCredentials {
   private current: PeerTls;
@@ -157,6 +152,32 @@ export class PeerCredentials {
   async check(): Promise<void> {
     const problem = await revocationProblem(this.current, this.node);
     if (problem) throw new Error(problem);
+  }
+
+  /** Whether the CRLs in use revoke the certificate the other end of `s` presented (or a CA above it). */
+  revokes(s: TLSSocket): boolean {
+    const r = this.current.revocations;
+    if (!r?.any) return false;
+    const c = s.getPeerX509Certificate();
+    return c !== undefined && r.revokes(c);
+  }
+
+  /**
+   * An expired list makes every node refuse every other: said in the log
+   * each hour from three days before its next update, and once it is past.
+   */
+  watchExpiry(log: Logger, now = () => Date.now()): NodeJS.Timeout {
+    const look = () => {
+      const next = this.current.revocations?.nextUpdate;
+      if (!next) return;
+      const left = next.getTime() - now();
+      if (left < 0) log.error({ next_update: next.toISOString() }, 'cluster.peer.crl is past its next update: every node refuses this one; make a new one and reload');
+      else if (left < 3 * 86_400_000) log.warn({ next_update: next.toISOString() }, 'cluster.peer.crl must be made again before its next update, or every node refuses the others');
+    };
+    look();
+    const t = setInterval(look, 3_600_000);
+    t.unref();
+    return t;
   }
 
   get tls(): PeerTls {
@@ -192,39 +213,30 @@ export class PeerCredentials {
 
 /**
  * The listener serves with the node's material as it is reloaded: new
- * connections get the new certificate and CRLs. New CRLs (a node revoked)
- * hold on open connections too: each closes once idle (an idle one now, a
- * busy one once its call is answered), so its node's next call shakes hands
- * again, checked against them. An upgraded stream (an attach through) runs
- * until it ends, as on a rotation. Calls on an open connection of a node
- * removed from the fleet are refused already (admission by member names).
+ * connections get the new certificate and CRLs, which OpenSSL checks at
+ * their handshake. What it does not check again is cut here: a connection
+ * open when new CRLs come (a call in flight, an event stream, an attach
+ * through), and one whose handshake began under the CRLs before, if the
+ * new ones revoke its certificate. Other nodes' connections are left alone.
  */
-export function serveWith(server: HttpsServer, credentials: PeerCredentials): void {
-  let epoch = 0;
-  const since = new WeakMap<Socket, number>();
-  const stale = (s: Socket) => (since.get(s) ?? -1) < epoch;
-  const answering = new Set<ServerResponse>();
-  server.on('secureConnection', (s: Socket) => since.set(s, epoch));
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    const s = req.socket;
-    // Said in the answer (Connection: close), so the calling node does not send its next call on it meanwhile.
-    if (stale(s)) res.shouldKeepAlive = false;
-    answering.add(res);
-    res.once('close', () => {
-      answering.delete(res);
-      if (stale(s)) s.end(); // one whose answer had begun before the CRLs came
-    });
+export function serveWith(server: HttpsServer, credentials: PeerCredentials, log: Logger): void {
+  const open = new Set<TLSSocket>();
+  const cut = (s: TLSSocket) => {
+    log.warn({ node: peerName(s.getPeerCertificate()) }, 'closed a node-to-node connection: cluster.peer.crl revokes its certificate');
+    s.destroy();
+  };
+  server.on('secureConnection', (s: TLSSocket) => {
+    if (credentials.revokes(s)) return cut(s);
+    open.add(s);
+    s.once('close', () => open.delete(s));
   });
-  let crl = credentials.tls.crl;
   credentials.onChange((t) => {
     server.setSecureContext(serverOptions(t));
-    if (t.crl === crl || (t.crl && crl?.equals(t.crl))) return;
-    crl = t.crl;
-    epoch++;
-    for (const res of answering) if (!res.headersSent) res.shouldKeepAlive = false;
-    server.closeIdleConnections();
+    for (const s of open) if (credentials.revokes(s)) cut(s);
   });
 }
+
+const revokedPeer = () => new Error("the node's certificate is revoked by cluster.peer.crl");
 
 /** The node a verified peer certificate names (its CN), or undefined. */
 export function peerName(cert: PeerCertificate | undefined): string | undefined {
@@ -239,7 +251,7 @@ export function serverOptions(t: PeerTls) {
 
 /** The CRLs, if any: a certificate they revoke is refused both ways (OpenSSL then wants a CRL of each CA in a chain). */
 function revoked(t: PeerTls): { crl?: string[] } {
-  return t.crl ? { crl: crlsIn(t.crl) } : {};
+  return t.crl ? { crl: crlBlocks(t.crl) } : {};
 }
 
 /** HOST:PORT split, or an error saying the node's endpoint is not one. */
@@ -266,8 +278,32 @@ function clientOptions(t: PeerTls, node: string) {
 export class PeerClient {
   private readonly agents = new Map<string, Agent>();
 
+  /** Connections to other nodes whose handshake is done, and every one seen (each watched once). */
+  private readonly open = new Set<TLSSocket>();
+  private readonly seen = new WeakSet<TLSSocket>();
+
   constructor(private readonly credentials: PeerCredentials) {
-    credentials.onChange(() => this.retire());
+    credentials.onChange(() => {
+      this.retire();
+      // A node the new CRLs revoke is reached no more: its connections open now are cut, busy ones too.
+      for (const s of this.open) if (credentials.revokes(s)) s.destroy(revokedPeer());
+    });
+  }
+
+  /**
+   * A connection to another node, checked once its handshake is done against
+   * the CRLs in use then: a retired agent (the CRLs before) may still open one
+   * for the calls queued on it, and may resume a session, which skips the
+   * server's certificate.
+   */
+  private watch(s: TLSSocket): void {
+    if (this.seen.has(s)) return;
+    this.seen.add(s);
+    s.once('secureConnect', () => {
+      if (this.credentials.revokes(s)) return s.destroy(revokedPeer());
+      this.open.add(s);
+      s.once('close', () => this.open.delete(s));
+    });
   }
 
   private get tls(): PeerTls {
@@ -311,13 +347,17 @@ export class PeerClient {
   request(node: string, endpoint: string, o: Pick<RequestOptions, 'method' | 'path' | 'headers'>, who: { uid: number; gids: number[] }, long = false) {
     const { host, port } = hostPort(node, endpoint);
     const via = long ? { agent: false as const, ...clientOptions(this.tls, node) } : { agent: this.agent(node) };
-    return request({ host, port, ...via, ...o, headers: { ...o.headers, [UID_HEADER]: String(who.uid), [GIDS_HEADER]: who.gids.join(',') } });
+    const req = request({ host, port, ...via, ...o, headers: { ...o.headers, [UID_HEADER]: String(who.uid), [GIDS_HEADER]: who.gids.join(',') } });
+    req.on('socket', (s) => this.watch(s as TLSSocket));
+    return req;
   }
 
   /** A raw TLS connection to `node` (a WebSocket upgrade is piped through it byte for byte). */
   connect(node: string, endpoint: string): TLSSocket {
     const { host, port } = hostPort(node, endpoint);
-    return connect({ host, port, ...clientOptions(this.tls, node) });
+    const s = connect({ host, port, ...clientOptions(this.tls, node) });
+    this.watch(s);
+    return s;
   }
 
   close(): void {

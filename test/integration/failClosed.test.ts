@@ -44,6 +44,27 @@ describe.skipIf(!isRoot)('fail closed (root)', () => {
   });
 
 
+  it('leaves a running session with a kept console running when a start of it cannot start that console again', async () => {
+    const s = await good.create({ name: 'kept', console: true });
+    const consoleRuns = async () => ((await good.api('GET', `/v1/sessions/${s.id}`)).body as { console: { running: boolean } }).console.running;
+    expect(await consoleRuns()).toBe(true);
+    // Its console's shell ends, and the session may start no process more.
+    await good.sh('kept', 'pkill -KILL -x bash; true'); // an interactive shell ignores SIGTERM
+    for (let i = 0; i < 100 && (await consoleRuns()); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await consoleRuns()).toBe(false);
+    const pids = good.cgroupDirs(s.id).find((d) => existsSync(join(d, 'pids.max')))!;
+    writeFileSync(join(pids, 'pids.max'), readFileSync(join(pids, 'pids.current'), 'utf8').trim());
+    try {
+      const r = await good.api('POST', `/v1/sessions/${s.id}/start`);
+      // The console's own error: this call did not start the session, so it tries no undo (no stop) and it runs on.
+      expect([r.status, (r.body as { error: { message: string } }).error.message]).toEqual([503, expect.stringMatching(/^the session cannot start a command: step fork failed: EAGAIN/)]);
+      expect((await good.show(s.id)).state).toBe('running');
+    } finally {
+      writeFileSync(join(pids, 'pids.max'), 'max');
+    }
+    await good.destroy(s.id);
+  });
+
   // The filter used to be a file in the state dir that enclave-enter re-read
   // on every exec (a tamper point). Now it is part of the stored plan, loaded
   // once by the session init, and every command inherits it from there.

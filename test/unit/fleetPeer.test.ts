@@ -11,6 +11,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { parseConfig } from '../../src/config/load.js';
+import { pino } from 'pino';
 import { makeCa, makeCrl, makeNodeCert } from '../../stress/fleetCerts.js';
 
 describe('fleet peer channel inputs', () => {
@@ -135,7 +136,7 @@ describe('fleet peer channel inputs', () => {
     }
   });
 
-  it('refuses a revoked node both ways once the CRLs are reloaded, closing its open connections once idle, and says so at its own start', async () => {
+  it("cuts a revoked node's connections both ways once the CRLs are reloaded, leaves every other node's alone, and refuses its next handshake", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'enclave-peer-'));
     const servers: HttpsServer[] = [];
     const clients: PeerClient[] = [];
@@ -143,91 +144,124 @@ describe('fleet peer channel inputs', () => {
       const ca = makeCa(join(dir, 'pki'));
       const crl = join(dir, 'crl.pem');
       makeCrl(ca, [], crl);
-      const n1 = makeNodeCert(mkdtempSync(join(dir, 'c-')), ca, 'n1');
-      const n2 = makeNodeCert(mkdtempSync(join(dir, 'c-')), ca, 'n2');
+      const cert = (name: string) => makeNodeCert(mkdtempSync(join(dir, 'c-')), ca, name);
+      const [n1, n2, n4] = [cert('n1'), cert('n2'), cert('n4')];
       const files = (c: { cert: string; key: string }, crlFile = crl) => ({ listen: '127.0.0.1:1', ca: ca.ca, ...c, crl: crlFile });
-      /**
-       * A node's listener as listenPeer makes it (served with its credentials as they are reloaded); /slow is
-       * answered after 300 ms, /stream begins its answer at once and ends it after 300 ms.
-       */
-      const listener = async (creds: PeerCredentials) => {
-        const srv = createHttpsServer(serverOptions(creds.tls), (req, res) => {
+      // What each listener saw: a handshake done (by node), a handshake refused (as the daemon logs it: server.ts).
+      const handshakes: string[] = [];
+      const refused: string[] = [];
+      /** A node's listener as listenPeer makes it; /slow is answered after 300 ms, /stream begins at once and ends after 300 ms. */
+      const listener = async (creds: PeerCredentials, tls = creds.tls) => {
+        const srv = createHttpsServer(serverOptions(tls), (req, res) => {
           if (req.url === '/stream') res.write('begun');
           setTimeout(() => res.end('ok'), req.url === '/' ? 0 : 300);
         });
-        serveWith(srv, creds);
-        // What the daemon logs of a refused peer (server.ts): the error only says it hung up; the socket says why.
+        serveWith(srv, creds, pino({ level: 'silent' }));
+        srv.on('secureConnection', (sock: TLSSocket) => handshakes.push(String(sock.getPeerCertificate().subject?.CN)));
         srv.on('tlsClientError', (e: Error, sock: TLSSocket) => refused.push(`${e.message}: ${String(sock.authorizationError)}`));
         servers.push(srv);
         await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
         return `127.0.0.1:${(srv.address() as AddressInfo).port}`;
       };
-      const call = (from: PeerClient, to: string, endpoint: string, path = '/') =>
+      /** A call's status once its answer ended; rejected if it was cut. */
+      const call = (from: PeerClient, to: string, endpoint: string, path = '/', long = false) =>
         new Promise<number>((resolve, reject) => {
-          const req = from.request(to, endpoint, { method: 'GET', path }, { uid: 0, gids: [] });
-          req.on('response', (res) => (res.resume(), res.on('end', () => resolve(res.statusCode ?? 0))));
+          const req = from.request(to, endpoint, { method: 'GET', path }, { uid: 0, gids: [] }, long);
+          req.on('response', (res) => (res.resume(), res.on('end', () => resolve(res.statusCode ?? 0)), res.on('error', reject), res.on('aborted', () => reject(new Error('aborted')))));
           req.on('error', reject);
           req.end();
         });
-      const refused: string[] = [];
+      const client = (c: { cert: string; key: string }, name: string) => {
+        const p = new PeerClient(new PeerCredentials(files(c), name));
+        clients.push(p);
+        return p;
+      };
       const n2Creds = new PeerCredentials(files(n2), 'n2');
       await n2Creds.check();
       const atN2 = await listener(n2Creds);
-      const fromN1 = new PeerClient(new PeerCredentials(files(n1), 'n1'));
-      clients.push(fromN1);
-      expect(await call(fromN1, 'n2', atN2)).toBe(200);
-
-      // A node revoked while a call of it is in flight (its answer begun, or not yet): that call is answered, then
-      // its connection closes and the node is refused at its next call's handshake.
-      const n3 = makeNodeCert(mkdtempSync(join(dir, 'c-')), ca, 'n3');
-      const fromN3 = new PeerClient(new PeerCredentials(files(n3), 'n3'));
-      clients.push(fromN3);
-      for (const [from, path, revoked] of [
-        [fromN3, '/stream', [n3.cert]],
-        [fromN1, '/slow', [n3.cert, n1.cert]],
-      ] as const) {
-        // Two connections: one left idle, one for the call in flight.
-        expect(await Promise.all([call(from, 'n2', atN2), call(from, 'n2', atN2)])).toEqual([200, 200]);
-        const inFlight = call(from, 'n2', atN2, path);
-        await new Promise((r) => setTimeout(r, 100));
-        makeCrl(ca, [...revoked], crl);
-        expect(await n2Creds.reload()).toBe(true);
-        expect(await inFlight).toBe(200);
-        // An answer not yet begun says Connection: close. One begun before cannot: its connection's close, once it
-        // ended, reaches the caller before its next call, unless that call left in the same instant (then it fails, as
-        // one does at a keep-alive timeout).
-        if (path === '/stream') await new Promise((r) => setTimeout(r, 50));
-        // TLS 1.3: the client's side of the handshake is done before the server checks its certificate, so both hear a hang-up.
-        const before = refused.length;
-        await expect(call(from, 'n2', atN2), path).rejects.toThrow(/socket hang up/);
-        expect(refused.slice(before), path).toEqual(['socket hang up: CERT_REVOKED']);
-      }
-      // A node that read the CRLs does not call a revoked one either.
       const atN1 = await listener(new PeerCredentials({ listen: '127.0.0.1:1', ca: ca.ca, ...n1 }, 'n1'));
+      const [fromN1, fromN4] = [client(n1, 'n1'), client(n4, 'n4')];
       const fromN2 = new PeerClient(n2Creds);
       clients.push(fromN2);
-      await expect(call(fromN2, 'n1', atN1)).rejects.toThrow(/certificate revoked/);
-      // n1 itself, started or reloaded under these CRLs, says why (the running material stays on a reload).
-      await expect(new PeerCredentials(files(n1), 'n1').check()).rejects.toThrow(/^cluster\.peer\.cert is revoked by cluster\.peer\.crl: every node refuses this node$/);
+      // Kept-alive connections of n1 and n4 to n2 (one idle, one busy each), and a long call of n2 to n1.
+      for (const from of [fromN1, fromN4]) expect(await Promise.all([call(from, 'n2', atN2), call(from, 'n2', atN2)])).toEqual([200, 200]);
+      const n1Stream = call(fromN1, 'n2', atN2, '/stream');
+      const n4Slow = call(fromN4, 'n2', atN2, '/slow');
+      const n2Long = call(fromN2, 'n1', atN1, '/stream', true);
+      await new Promise((r) => setTimeout(r, 100));
+      const n4Handshakes = handshakes.filter((h) => h === 'n4').length;
 
-      // CRLs every peer would refuse this node by: said at start, or the reload refused.
-      const other = makeCa(join(dir, 'other'), 'another-ca');
-      const foreign = join(dir, 'foreign.pem');
-      makeCrl(other, [], foreign);
-      await expect(new PeerCredentials(files(n2, foreign), 'n2').check()).rejects.toThrow(/^cluster\.peer\.crl holds no CRL of the CA that signed cluster\.peer\.cert/);
-      const expiring = join(dir, 'expiring.pem');
-      makeCrl(ca, [], expiring, 1);
-      await new Promise((r) => setTimeout(r, 1500));
-      await expect(new PeerCredentials(files(n2, expiring), 'n2').check()).rejects.toThrow(/^cluster\.peer\.crl is past its next update/);
-      writeFileSync(join(dir, 'empty.pem'), 'nothing here\n');
-      expect(() => new PeerCredentials(files(n2, join(dir, 'empty.pem')), 'n2')).toThrow(/^cluster\.peer\.crl holds no CRL \(PEM/);
-      const running = n2Creds.tls;
-      copyFileSync(expiring, crl);
-      await expect(n2Creds.reload()).rejects.toThrow(/past its next update.*; the running certificate stays$/);
-      expect(n2Creds.tls).toBe(running);
+      makeCrl(ca, [n1.cert], crl);
+      expect(await n2Creds.reload()).toBe(true);
+      // n1's answer under way is cut on n2's side, and n2's long call to n1 on n2's side.
+      await expect(n1Stream).rejects.toThrow();
+      await expect(n2Long).rejects.toThrow();
+      // n4's call in flight is answered, and its next call goes on the same connection: no new handshake.
+      expect(await n4Slow).toBe(200);
+      expect(await call(fromN4, 'n2', atN2)).toBe(200);
+      expect(handshakes.filter((h) => h === 'n4').length).toBe(n4Handshakes);
+      // n1 is refused at its next handshake (TLS 1.3: its side was done before n2 checked its certificate: a hang-up)...
+      await expect(call(fromN1, 'n2', atN2)).rejects.toThrow(/socket hang up|ECONNRESET/);
+      expect(refused).toContain('socket hang up: CERT_REVOKED');
+      // ...and n2 does not call n1 either.
+      await expect(call(fromN2, 'n1', atN1)).rejects.toThrow(/certificate revoked/);
+
+      // A handshake begun under the CRLs before (here: the listener's context is the old one) is cut once done.
+      const old = join(dir, 'old.pem');
+      makeCrl(ca, [], old);
+      const stale = await listener(n2Creds, loadPeerTls(files(n2, old)));
+      await expect(call(client(n1, 'n1'), 'n2', stale)).rejects.toThrow(/socket hang up|ECONNRESET/);
+      expect(await call(client(n4, 'n4'), 'n2', stale)).toBe(200);
+
+      // n1 itself, started or reloaded under these CRLs, says why.
+      await expect(new PeerCredentials(files(n1), 'n1').check()).rejects.toThrow(/^cluster\.peer\.cert \(or a CA above it\) is revoked by cluster\.peer\.crl: every node refuses this node$/);
     } finally {
       for (const c of clients) c.close();
       for (const s of servers) s.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses CRLs every peer would refuse the fleet by, at start and on a reload (the running ones kept), and warns before they run out', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'enclave-peer-'));
+    try {
+      const ca = makeCa(join(dir, 'pki'));
+      const n2 = makeNodeCert(mkdtempSync(join(dir, 'c-')), ca, 'n2');
+      const crl = join(dir, 'crl.pem');
+      makeCrl(ca, [], crl);
+      const files = (crlFile = crl, caFile = ca.ca) => ({ listen: '127.0.0.1:1', ca: caFile, ...n2, crl: crlFile });
+      // A CRL of another CA only; a CA file of two CAs with the CRL of one.
+      const other = makeCa(join(dir, 'other'), 'another-ca');
+      const foreign = join(dir, 'foreign.pem');
+      makeCrl(other, [], foreign);
+      expect(() => new PeerCredentials(files(foreign), 'n2')).toThrow(/^cluster\.peer\.crl holds no CRL of the CA 'CN=enclave-fleet-ca' of cluster\.peer\.ca/);
+      const two = join(dir, 'two.crt');
+      writeFileSync(two, Buffer.concat([readFileSync(ca.ca), readFileSync(other.ca)]));
+      expect(() => new PeerCredentials(files(crl, two), 'n2')).toThrow(/^cluster\.peer\.crl holds no CRL of the CA 'CN=another-ca'/);
+      writeFileSync(join(dir, 'both.pem'), Buffer.concat([readFileSync(crl), readFileSync(foreign)]));
+      await new PeerCredentials(files(join(dir, 'both.pem'), two), 'n2').check();
+      // Past its next update; no CRL at all; not a CRL.
+      const expiring = join(dir, 'expiring.pem');
+      makeCrl(ca, [], expiring, 1);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(() => new PeerCredentials(files(expiring), 'n2')).toThrow(/^cluster\.peer\.crl: the CRL of 'CN=enclave-fleet-ca' is past its next update/);
+      writeFileSync(join(dir, 'empty.pem'), 'nothing here\n');
+      expect(() => new PeerCredentials(files(join(dir, 'empty.pem')), 'n2')).toThrow(/^cluster\.peer\.crl holds no CRL \(PEM/);
+      writeFileSync(join(dir, 'bad.pem'), '-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n');
+      expect(() => new PeerCredentials(files(join(dir, 'bad.pem')), 'n2')).toThrow(/^cluster\.peer\.crl: its CRL number 1 does not parse/);
+      // On a reload: refused, the running material kept.
+      const creds = new PeerCredentials(files(), 'n2');
+      const running = creds.tls;
+      copyFileSync(expiring, crl);
+      await expect(creds.reload()).rejects.toThrow(/past its next update.*; the running certificate stays$/);
+      expect(creds.tls).toBe(running);
+      // Three days before its next update the log says so each hour; past it, louder.
+      const said: string[] = [];
+      const log = { warn: (_: unknown, m: string) => said.push(`warn ${m}`), error: (_: unknown, m: string) => said.push(`error ${m}`) } as unknown as Parameters<PeerCredentials['watchExpiry']>[0];
+      const next = running.revocations!.nextUpdate!.getTime();
+      for (const at of [next - 4 * 86_400_000, next - 86_400_000, next + 1000]) clearInterval(creds.watchExpiry(log, () => at));
+      expect(said).toEqual([expect.stringMatching(/^warn cluster\.peer\.crl must be made again/), expect.stringMatching(/^error cluster\.peer\.crl is past its next update/)]);
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });

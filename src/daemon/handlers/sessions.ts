@@ -236,7 +236,8 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
     }
     if (target.keep_console) {
       const row = ctx.sessions.find(target.id)!;
-      await ctx.consoles.keep(row, 'start');
+      // Undone only if this call started it: a start of one running already leaves it running, whatever its console does.
+      await (target.state === 'running' ? ctx.consoles.ensure(row) : ctx.consoles.keep(row, 'start'));
       session = ctx.sessions.toApi(row, consoleInfo(ctx));
     }
     return here(ctx, session);
