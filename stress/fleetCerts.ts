@@ -58,7 +58,8 @@ export function makeCrl(ca: { ca: string; caKey: string }, certs: string[], out:
   try {
     const cnf = join(db, 'ca.cnf');
     writeFileSync(join(db, 'index.txt'), '');
-    writeFileSync(cnf, `[ca]\ndefault_ca = fleet\n[fleet]\ndatabase = ${join(db, 'index.txt')}\ncertificate = ${ca.ca}\nprivate_key = ${ca.caKey}\ndefault_md = sha256\n`);
+    // The CA's key identifier in the list, so OpenSSL tells apart the lists of two CAs of one name (a CA rekeyed).
+    writeFileSync(cnf, `[ca]\ndefault_ca = fleet\n[fleet]\ndatabase = ${join(db, 'index.txt')}\ncertificate = ${ca.ca}\nprivate_key = ${ca.caKey}\ndefault_md = sha256\ncrl_extensions = crl_ext\n[crl_ext]\nauthorityKeyIdentifier = keyid:always\n`);
     for (const c of certs) openssl(['ca', '-config', cnf, '-revoke', c]);
     openssl(['ca', '-config', cnf, '-gencrl', '-crlsec', String(seconds), '-out', out]);
   } finally {

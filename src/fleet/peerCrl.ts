@@ -5,7 +5,7 @@
 // does not look at again: connections already open when the lists change,
 // and a handshake begun under the lists before. The lists are parsed with
 // @peculiar/asn1-x509; their signatures are OpenSSL's to check.
-import { X509Certificate } from 'node:crypto';
+import { verify, X509Certificate } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate, CertificateList } from '@peculiar/asn1-x509';
 
@@ -19,8 +19,35 @@ export function certsIn(pem: Buffer): X509Certificate[] {
   return (pem.toString().match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((p) => new X509Certificate(p));
 }
 
-/** A serial number as hex digits, upper case, without leading zeros (Node's and the CRL's alike). */
-const serial = (hex: string) => hex.toUpperCase().replace(/^0+(?=.)/, '');
+/** A serial number as Node gives it (hex, a '-' if negative: OpenSSL's BN_bn2hex), as a number. */
+const nodeSerial = (hex: string) => (hex.startsWith('-') ? -BigInt(`0x${hex.slice(1)}`) : BigInt(`0x${hex}`));
+/** A serial number as a CRL holds it (DER INTEGER content: two's complement), as a number. */
+function derSerial(b: Buffer): bigint {
+  const v = BigInt(`0x${b.toString('hex') || '0'}`);
+  return b.length > 0 && b[0]! >= 0x80 ? v - (1n << BigInt(8 * b.length)) : v;
+}
+
+/** The hash a CRL's signature algorithm names, for crypto.verify (null: the algorithm has its own, Ed25519). */
+const SIGNATURE_HASHES: Record<string, string | null> = {
+  '1.2.840.10045.4.3.2': 'sha256',
+  '1.2.840.10045.4.3.3': 'sha384',
+  '1.2.840.10045.4.3.4': 'sha512',
+  '1.2.840.113549.1.1.11': 'sha256',
+  '1.2.840.113549.1.1.12': 'sha384',
+  '1.2.840.113549.1.1.13': 'sha512',
+  '1.3.101.112': null,
+};
+
+/** Whether `ca` signed this CRL (a CA of the same name that did not, during a move to a new CA key, is another's). */
+function signedBy(list: CertificateList, ca: X509Certificate): boolean {
+  const hash = SIGNATURE_HASHES[list.signatureAlgorithm.algorithm];
+  if (hash === undefined || !list.tbsCertListRaw) return false;
+  try {
+    return verify(hash, Buffer.from(list.tbsCertListRaw), ca.publicKey, Buffer.from(list.signature));
+  } catch {
+    return false;
+  }
+}
 
 const subjectDer = (c: X509Certificate) => Buffer.from(AsnConvert.serialize(AsnConvert.parse(c.raw, Certificate).tbsCertificate.subject));
 const issuerDer = (c: X509Certificate) => Buffer.from(AsnConvert.serialize(AsnConvert.parse(c.raw, Certificate).tbsCertificate.issuer));
@@ -29,7 +56,7 @@ interface List {
   /** The issuer's name (DER) and, if it is one of the CA file's, that CA. */
   issuer: Buffer;
   ca: X509Certificate | undefined;
-  serials: Set<string>;
+  serials: Set<bigint>;
   nextUpdate: Date | undefined;
 }
 
@@ -51,10 +78,13 @@ export class Revocations {
       }
       const tbs = parsed.tbsCertList;
       const issuer = Buffer.from(AsnConvert.serialize(tbs.issuer));
+      const named = cas.filter((c) => c.subject.equals(issuer));
+      const ca = named.find((c) => signedBy(parsed, c.c))?.c;
+      if (named.length > 0 && !ca) throw new Error(`cluster.peer.crl: its CRL number ${i + 1} names the CA '${name(named[0]!.c)}' of cluster.peer.ca as its issuer, and that CA did not sign it`);
       return {
         issuer,
-        ca: cas.find((c) => c.subject.equals(issuer))?.c,
-        serials: new Set((tbs.revokedCertificates ?? []).map((r) => serial(Buffer.from(r.userCertificate).toString('hex')))),
+        ca,
+        serials: new Set((tbs.revokedCertificates ?? []).map((r) => derSerial(Buffer.from(r.userCertificate)))),
         nextUpdate: tbs.nextUpdate?.getTime(),
       };
     });
@@ -67,20 +97,17 @@ export class Revocations {
   }
 
   /**
-   * Whether a list revokes this certificate or a CA certificate above it in
-   * the chain the peer sent (by its issuer's list and its serial number).
+   * Whether a list revokes a certificate of this chain (the peer's, then the
+   * CA certificates above it that it sent), each by its issuer's list and
+   * its serial number.
    */
-  revokes(cert: X509Certificate): boolean {
+  revokes(chain: readonly X509Certificate[]): boolean {
     if (!this.any) return false;
-    // A peer's certificate points to its issuer's when the peer sent the chain (its root: to itself).
-    for (let c: X509Certificate | undefined = cert, depth = 0; c && depth < 6; c = c.issuerCertificate?.fingerprint256 === c.fingerprint256 ? undefined : c.issuerCertificate, depth++) {
-      const at = c;
-      const s = serial(at.serialNumber);
-      const hit = this.lists.filter((l) => l.serials.has(s));
-      // Its issuer: a CA of the file that issued it (OpenSSL compares), else by name (a list of an intermediate: rare, parsed).
-      if (hit.some((l) => (l.ca ? at.checkIssued(l.ca) : l.issuer.equals(issuerDer(at))))) return true;
+    try {
+      return chain.some((c) => this.lists.some((l) => l.serials.has(nodeSerial(c.serialNumber)) && (l.ca ? c.checkIssued(l.ca) : l.issuer.equals(issuerDer(c)))));
+    } catch {
+      return true; // a certificate the peer sent that does not parse, named by a list (an intermediate's): refused, as unknown
     }
-    return false;
   }
 
   /** What every node would refuse the fleet for: a CA of the file with no list, or a list past its next update. One line, or undefined. */
@@ -93,9 +120,9 @@ export class Revocations {
     return undefined;
   }
 
-  /** The first time a list of a CA of the file must be made again by, if any says. */
+  /** The first time a list must be made again by, if any says (an intermediate's too: OpenSSL needs it as well). */
   get nextUpdate(): Date | undefined {
-    const times = this.lists.filter((l) => l.ca && l.nextUpdate).map((l) => l.nextUpdate!.getTime());
+    const times = this.lists.filter((l) => l.nextUpdate).map((l) => l.nextUpdate!.getTime());
     return times.length ? new Date(Math.min(...times)) : undefined;
   }
 }

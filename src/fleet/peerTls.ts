@@ -3,11 +3,11 @@
 // peer only if its certificate chains to that CA and names a node registered
 // in the fleet. A forwarded call carries its caller's identity in headers
 // that only such a peer is trusted to set (src/daemon/peerServer.ts).
-import { randomBytes, type X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent, request, type RequestOptions, type Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { connect, createSecureContext, createServer, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { connect, createSecureContext, createServer, type DetailedPeerCertificate, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { z } from 'zod';
 import type { ClusterConfig } from './etcd.js';
 import { certsIn, crlBlocks, Revocations } from './peerCrl.js';
@@ -156,11 +156,32 @@ export class PeerCredentials {
 
   /** Whether the CRLs in use revoke the certificate the other end of `s` presented (or a CA above it). */
   revokes(s: TLSSocket): boolean {
+    // Read once, at its handshake (Node hands a client socket's peer chain over only once), and kept.
+    let chain = this.peerChains.get(s);
+    if (chain === undefined) {
+      const chainOf = (c: X509Certificate | undefined, depth = 0): X509Certificate[] =>
+        // Each certificate points to its issuer's, as the peer sent them; a root to itself.
+        c === undefined || depth > 5 ? [] : [c, ...(c.issuerCertificate && c.issuerCertificate.fingerprint256 !== c.fingerprint256 ? chainOf(c.issuerCertificate, depth + 1) : [])];
+      chain = chainOf(s.getPeerX509Certificate());
+      this.peerChains.set(s, chain);
+    }
     const r = this.current.revocations;
     if (!r?.any) return false;
-    const c = s.getPeerX509Certificate();
-    return c !== undefined && r.revokes(c);
+    // None to look at (a resumed session may carry none): refused while anything is revoked.
+    return chain.length === 0 || r.revokes(chain);
   }
+
+  /** Whether the CRLs in use revoke a certificate a node presents as it is being reached (its chain, as the client sees it). */
+  revokesPresented(c: DetailedPeerCertificate): boolean {
+    const r = this.current.revocations;
+    if (!r?.any) return false;
+    const chain: X509Certificate[] = [];
+    for (let at: DetailedPeerCertificate | undefined = c, depth = 0; at?.raw && depth < 6; at = at.issuerCertificate === at ? undefined : at.issuerCertificate, depth++) chain.push(new X509Certificate(at.raw));
+    return chain.length === 0 || r.revokes(chain);
+  }
+
+  /** Each connection's peer certificate chain, as read at its handshake. */
+  private readonly peerChains = new WeakMap<TLSSocket, X509Certificate[]>();
 
   /**
    * An expired list makes every node refuse every other: said in the log
@@ -238,6 +259,12 @@ export function serveWith(server: HttpsServer, credentials: PeerCredentials, log
 
 const revokedPeer = () => new Error("the node's certificate is revoked by cluster.peer.crl");
 
+/** Cut a connection to a revoked node: its call, if one is on it, hears why; an idle one has no listener to (and must not crash the daemon). */
+function cutRevoked(s: TLSSocket): void {
+  s.once('error', () => undefined);
+  s.destroy(revokedPeer());
+}
+
 /** The node a verified peer certificate names (its CN), or undefined. */
 export function peerName(cert: PeerCertificate | undefined): string | undefined {
   const cn = cert?.subject?.CN;
@@ -246,11 +273,11 @@ export function peerName(cert: PeerCertificate | undefined): string | undefined 
 
 /** Server options: a client certificate is required and must chain to the fleet CA. */
 export function serverOptions(t: PeerTls) {
-  return { ca: t.ca, cert: t.cert, key: t.key, ...revoked(t), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' as const };
+  return { ca: t.ca, cert: t.cert, key: t.key, ...crlOption(t), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' as const };
 }
 
 /** The CRLs, if any: a certificate they revoke is refused both ways (OpenSSL then wants a CRL of each CA in a chain). */
-function revoked(t: PeerTls): { crl?: string[] } {
+function crlOption(t: PeerTls): { crl?: string[] } {
   return t.crl ? { crl: crlBlocks(t.crl) } : {};
 }
 
@@ -262,15 +289,24 @@ export function hostPort(node: string, endpoint: string): { host: string; port: 
 }
 
 /** Client options to reach `node`: its certificate must chain to the CA and name that node. */
-function clientOptions(t: PeerTls, node: string) {
+/**
+ * Client options to reach `node`: its certificate must chain to the CA, name
+ * that node, and not be revoked by the CRLs in use when it is reached
+ * (`revoked`, read then: an agent made before new CRLs came, whose OpenSSL
+ * context has the old ones, checks against the new ones too, before any byte
+ * of a call is sent).
+ */
+function clientOptions(t: PeerTls, node: string, revoked?: (c: DetailedPeerCertificate) => boolean) {
   return {
     ca: t.ca,
     cert: t.cert,
     key: t.key,
-    ...revoked(t),
+    ...crlOption(t),
     minVersion: 'TLSv1.3' as const,
     servername: node,
-    checkServerIdentity: (_host: string, cert: PeerCertificate) => (peerName(cert) === node ? undefined : new Error(`the peer's certificate names '${peerName(cert) ?? ''}', not node ${node}`)),
+    // Node passes the detailed certificate (getPeerCertificate(true): with its chain), typed as the plain one.
+    checkServerIdentity: (_host: string, cert: PeerCertificate) =>
+      peerName(cert) !== node ? new Error(`the peer's certificate names '${peerName(cert) ?? ''}', not node ${node}`) : revoked?.(cert as DetailedPeerCertificate) ? revokedPeer() : undefined,
   };
 }
 
@@ -283,31 +319,40 @@ export class PeerClient {
   private readonly seen = new WeakSet<TLSSocket>();
 
   constructor(private readonly credentials: PeerCredentials) {
-    credentials.onChange(() => {
-      this.retire();
+    let presented = credentials.tls;
+    credentials.onChange((t) => {
+      // A new certificate (or CA) is presented on new connections; new CRLs alone leave other nodes' connections be.
+      if (!(t.ca.equals(presented.ca) && t.cert.equals(presented.cert) && t.key.equals(presented.key))) this.retire();
+      presented = t;
       // A node the new CRLs revoke is reached no more: its connections open now are cut, busy ones too.
-      for (const s of this.open) if (credentials.revokes(s)) s.destroy(revokedPeer());
+      for (const s of this.open) if (credentials.revokes(s)) cutRevoked(s);
     });
   }
 
   /**
-   * A connection to another node, checked once its handshake is done against
-   * the CRLs in use then: a retired agent (the CRLs before) may still open one
-   * for the calls queued on it, and may resume a session, which skips the
-   * server's certificate.
+   * A connection to another node, kept in view once its handshake is done
+   * (its certificate read then), so that new CRLs that revoke that node cut
+   * it. The handshake itself checked it (checkServerIdentity).
    */
   private watch(s: TLSSocket): void {
     if (this.seen.has(s)) return;
     this.seen.add(s);
-    s.once('secureConnect', () => {
-      if (this.credentials.revokes(s)) return s.destroy(revokedPeer());
+    const check = () => {
+      if (this.credentials.revokes(s)) return cutRevoked(s);
       this.open.add(s);
       s.once('close', () => this.open.delete(s));
-    });
+    };
+    // One the agent pooled before its request saw it (that request gone first) has shaken hands already.
+    if (s.getFinished() !== undefined) check();
+    else s.once('secureConnect', check);
   }
 
   private get tls(): PeerTls {
     return this.credentials.tls;
+  }
+
+  private options(node: string) {
+    return clientOptions(this.tls, node, (c) => this.credentials.revokesPresented(c));
   }
 
   /** Agents of earlier material, until their last connection is done. */
@@ -332,7 +377,9 @@ export class PeerClient {
   private agent(node: string): Agent {
     let a = this.agents.get(node);
     if (!a) {
-      a = new Agent({ keepAlive: true, maxSockets: 16, ...clientOptions(this.tls, node) });
+      // No session resumption: a resumed session shows no certificate to check against new CRLs (a full handshake per
+      // connection; they are kept alive).
+      a = new Agent({ keepAlive: true, maxSockets: 16, maxCachedSessions: 0, ...this.options(node) });
       this.agents.set(node, a);
     }
     return a;
@@ -346,7 +393,7 @@ export class PeerClient {
    */
   request(node: string, endpoint: string, o: Pick<RequestOptions, 'method' | 'path' | 'headers'>, who: { uid: number; gids: number[] }, long = false) {
     const { host, port } = hostPort(node, endpoint);
-    const via = long ? { agent: false as const, ...clientOptions(this.tls, node) } : { agent: this.agent(node) };
+    const via = long ? { agent: false as const, ...this.options(node) } : { agent: this.agent(node) };
     const req = request({ host, port, ...via, ...o, headers: { ...o.headers, [UID_HEADER]: String(who.uid), [GIDS_HEADER]: who.gids.join(',') } });
     req.on('socket', (s) => this.watch(s as TLSSocket));
     return req;
@@ -355,7 +402,7 @@ export class PeerClient {
   /** A raw TLS connection to `node` (a WebSocket upgrade is piped through it byte for byte). */
   connect(node: string, endpoint: string): TLSSocket {
     const { host, port } = hostPort(node, endpoint);
-    const s = connect({ host, port, ...clientOptions(this.tls, node) });
+    const s = connect({ host, port, ...this.options(node) });
     this.watch(s);
     return s;
   }

@@ -103,7 +103,7 @@ describe.skipIf(!isRoot)('npm run fleet -- up | down', () => {
     const revoked = fleet('revoke', 'node-b');
     expect(revoked.status, revoked.stderr).toBe(0);
     expect(revoked.stdout).toMatch(/^node-a reloaded the CRL\nnode-b not reloaded: .*cluster\.peer\.cert \(or a CA above it\) is revoked by cluster\.peer\.crl.*\n$/);
-    expect(await showOnB()).toMatch(/^503 .*is on node node-b, which did not answer: certificate revoked/);
+    expect(await showOnB()).toMatch(/^503 .*is on node node-b, which did not answer: the node's certificate is revoked by cluster\.peer\.crl/);
     const back = fleet('revoke');
     expect(back.stdout, back.stderr).toBe('node-a reloaded the CRL\nnode-b reloaded the CRL\n');
     expect(await showOnB()).toBe(200);

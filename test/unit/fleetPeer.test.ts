@@ -147,17 +147,20 @@ describe('fleet peer channel inputs', () => {
       const cert = (name: string) => makeNodeCert(mkdtempSync(join(dir, 'c-')), ca, name);
       const [n1, n2, n4] = [cert('n1'), cert('n2'), cert('n4')];
       const files = (c: { cert: string; key: string }, crlFile = crl) => ({ listen: '127.0.0.1:1', ca: ca.ca, ...c, crl: crlFile });
-      // What each listener saw: a handshake done (by node), a handshake refused (as the daemon logs it: server.ts).
+      // What the listeners saw: a handshake done (LISTENER<-NODE), a handshake refused (as the daemon logs it: server.ts).
       const handshakes: string[] = [];
       const refused: string[] = [];
+      const requests: string[] = [];
       /** A node's listener as listenPeer makes it; /slow is answered after 300 ms, /stream begins at once and ends after 300 ms. */
-      const listener = async (creds: PeerCredentials, tls = creds.tls) => {
+      const listener = async (creds: PeerCredentials, tls = creds.tls, me = 'n2') => {
         const srv = createHttpsServer(serverOptions(tls), (req, res) => {
+          requests.push(`${me}<-${String((req.socket as TLSSocket).getPeerCertificate()?.subject?.CN)} ${req.url ?? ''}`);
           if (req.url === '/stream') res.write('begun');
           setTimeout(() => res.end('ok'), req.url === '/' ? 0 : 300);
         });
         serveWith(srv, creds, pino({ level: 'silent' }));
-        srv.on('secureConnection', (sock: TLSSocket) => handshakes.push(String(sock.getPeerCertificate().subject?.CN)));
+        // Listening after serveWith: a connection it cut is gone (no certificate) by then.
+        srv.on('secureConnection', (sock: TLSSocket) => handshakes.push(`${me}<-${String(sock.getPeerCertificate()?.subject?.CN)}`));
         srv.on('tlsClientError', (e: Error, sock: TLSSocket) => refused.push(`${e.message}: ${String(sock.authorizationError)}`));
         servers.push(srv);
         await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
@@ -179,30 +182,47 @@ describe('fleet peer channel inputs', () => {
       const n2Creds = new PeerCredentials(files(n2), 'n2');
       await n2Creds.check();
       const atN2 = await listener(n2Creds);
-      const atN1 = await listener(new PeerCredentials({ listen: '127.0.0.1:1', ca: ca.ca, ...n1 }, 'n1'));
+      const atN1 = await listener(new PeerCredentials({ listen: '127.0.0.1:1', ca: ca.ca, ...n1 }, 'n1'), undefined, 'n1');
+      const atN4 = await listener(new PeerCredentials({ listen: '127.0.0.1:1', ca: ca.ca, ...n4 }, 'n4'), undefined, 'n4');
       const [fromN1, fromN4] = [client(n1, 'n1'), client(n4, 'n4')];
       const fromN2 = new PeerClient(n2Creds);
       clients.push(fromN2);
       // Kept-alive connections of n1 and n4 to n2 (one idle, one busy each), and a long call of n2 to n1.
       for (const from of [fromN1, fromN4]) expect(await Promise.all([call(from, 'n2', atN2), call(from, 'n2', atN2)])).toEqual([200, 200]);
-      const n1Stream = call(fromN1, 'n2', atN2, '/stream');
-      const n4Slow = call(fromN4, 'n2', atN2, '/slow');
-      const n2Long = call(fromN2, 'n1', atN1, '/stream', true);
+      // How each call in flight ends, caught as it ends (it may be cut before the test looks).
+      const ended = (p: Promise<number>) => p.then(String, (e: Error) => `cut: ${e.message}`);
+      const n1Stream = ended(call(fromN1, 'n2', atN2, '/stream'));
+      const n4Slow = ended(call(fromN4, 'n2', atN2, '/slow'));
+      const n2Long = ended(call(fromN2, 'n1', atN1, '/stream', true));
+      // And n2's own kept-alive connection to n4, which it must keep through its reload.
+      expect(await call(fromN2, 'n4', atN4)).toBe(200);
       await new Promise((r) => setTimeout(r, 100));
-      const n4Handshakes = handshakes.filter((h) => h === 'n4').length;
+      const before = [...handshakes];
 
       makeCrl(ca, [n1.cert], crl);
       expect(await n2Creds.reload()).toBe(true);
       // n1's answer under way is cut on n2's side, and n2's long call to n1 on n2's side.
-      await expect(n1Stream).rejects.toThrow();
-      await expect(n2Long).rejects.toThrow();
-      // n4's call in flight is answered, and its next call goes on the same connection: no new handshake.
-      expect(await n4Slow).toBe(200);
+      expect(await n1Stream).toMatch(/^cut: /);
+      expect(await n2Long).toBe("cut: the node's certificate is revoked by cluster.peer.crl");
+      // n4's call in flight is answered, and its next call goes on the same connection, as does n2's to n4: no new handshake.
+      expect(await n4Slow).toBe('200');
       expect(await call(fromN4, 'n2', atN2)).toBe(200);
-      expect(handshakes.filter((h) => h === 'n4').length).toBe(n4Handshakes);
+      expect(await call(fromN2, 'n4', atN4)).toBe(200);
+      expect(handshakes).toEqual(before);
       // n1 is refused at its next handshake (TLS 1.3: its side was done before n2 checked its certificate: a hang-up)...
       await expect(call(fromN1, 'n2', atN2)).rejects.toThrow(/socket hang up|ECONNRESET/);
       expect(refused).toContain('socket hang up: CERT_REVOKED');
+      // A second change of the lists still knows each open connection's certificate (read at its handshake): n1's
+      // and n4's are cut once both are revoked.
+      makeCrl(ca, [n1.cert, n4.cert], crl);
+      expect(await n2Creds.reload()).toBe(true);
+      // Its agent to n4 was made under the lists before (OpenSSL's context has those): refused all the same, by the
+      // lists in use, at the handshake, before any byte of the call is sent.
+      const asked = requests.filter((r) => r.startsWith('n4<-n2')).length;
+      await expect(call(fromN2, 'n4', atN4)).rejects.toThrow(/^the node's certificate is revoked by cluster\.peer\.crl$/);
+      expect(requests.filter((r) => r.startsWith('n4<-n2')).length).toBe(asked);
+      makeCrl(ca, [n1.cert], crl);
+      expect(await n2Creds.reload()).toBe(true);
       // ...and n2 does not call n1 either.
       await expect(call(fromN2, 'n1', atN1)).rejects.toThrow(/certificate revoked/);
 
@@ -240,6 +260,16 @@ describe('fleet peer channel inputs', () => {
       expect(() => new PeerCredentials(files(crl, two), 'n2')).toThrow(/^cluster\.peer\.crl holds no CRL of the CA 'CN=another-ca'/);
       writeFileSync(join(dir, 'both.pem'), Buffer.concat([readFileSync(crl), readFileSync(foreign)]));
       await new PeerCredentials(files(join(dir, 'both.pem'), two), 'n2').check();
+      // A new key for the CA under the same name (a CA move keeping it): each list goes with the CA that signed it.
+      const rekeyed = makeCa(join(dir, 'rekeyed'));
+      const rekeyedCrl = join(dir, 'rekeyed.pem');
+      makeCrl(rekeyed, [], rekeyedCrl);
+      writeFileSync(two, Buffer.concat([readFileSync(ca.ca), readFileSync(rekeyed.ca)]));
+      writeFileSync(join(dir, 'both.pem'), Buffer.concat([readFileSync(crl), readFileSync(rekeyedCrl)]));
+      await new PeerCredentials(files(join(dir, 'both.pem'), two), 'n2').check();
+      expect(() => new PeerCredentials(files(crl, two), 'n2')).toThrow(/^cluster\.peer\.crl holds no CRL of the CA 'CN=enclave-fleet-ca'/);
+      // A list naming the fleet's CA that another key signed.
+      expect(() => new PeerCredentials(files(rekeyedCrl), 'n2')).toThrow(/^cluster\.peer\.crl: its CRL number 1 names the CA 'CN=enclave-fleet-ca' of cluster\.peer\.ca as its issuer, and that CA did not sign it$/);
       // Past its next update; no CRL at all; not a CRL.
       const expiring = join(dir, 'expiring.pem');
       makeCrl(ca, [], expiring, 1);
