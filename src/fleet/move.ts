@@ -24,7 +24,7 @@ import type { ClusterConfig } from './etcd.js';
 import { desiredSchema, key, lostSchema, moveSchema, parsedOrNone, parseValue, prefix, statusSchema, type Desired, type Move, type OldCopy } from './keys.js';
 import { place, placedNodes, readFleet } from './placement.js';
 import { awaitReport } from './report.js';
-import type { PeerClient } from './peerTls.js';
+import type { PeerClient } from './peerClient.js';
 import { featuresNeeded, moveRecordOf, nodesTakingKits, type KitPlan, type MadeForMove } from './moveKit.js';
 import { rmSync } from 'node:fs';
 

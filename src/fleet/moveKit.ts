@@ -11,7 +11,7 @@
 import type { Etcd3 } from 'etcd3';
 import { ApiError } from '../vocab/errors.js';
 import { parsed, peerGet } from './peerGet.js';
-import type { PeerClient } from './peerTls.js';
+import type { PeerClient } from './peerClient.js';
 import { readFleet } from './placement.js';
 import { getPrefix } from './etcd.js';
 import { desiredSchema, featuresSchema, key, moveSchema, parseValue, prefix, STAGED_RO_VOLUMES, type Desired, type Move } from './keys.js';

@@ -1,7 +1,7 @@
 // A GET of another node over the mutual-TLS channel (peerTls.ts), as root
 // (the caller's node filters by its own policy): a list, a lookup.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { PeerClient } from './peerTls.js';
+import type { PeerClient } from './peerClient.js';
 
 /** The most a node's answer to a list or a lookup may hold: 500 sessions are ~1 MiB. */
 const MAX_PEER_REPLY = 32 * 1024 * 1024;

@@ -5,7 +5,7 @@
 // that only such a peer is trusted to set (src/daemon/peerServer.ts).
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Agent, request, type RequestOptions, type Server as HttpsServer } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import { connect, createSecureContext, createServer, type DetailedPeerCertificate, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { z } from 'zod';
@@ -257,13 +257,8 @@ export function serveWith(server: HttpsServer, credentials: PeerCredentials, log
   });
 }
 
-const revokedPeer = () => new Error("the node's certificate is revoked by cluster.peer.crl");
+export const revokedPeer = () => new Error("the node's certificate is revoked by cluster.peer.crl");
 
-/** Cut a connection to a revoked node: its call, if one is on it, hears why; an idle one has no listener to (and must not crash the daemon). */
-function cutRevoked(s: TLSSocket): void {
-  s.once('error', () => undefined);
-  s.destroy(revokedPeer());
-}
 
 /** The node a verified peer certificate names (its CN), or undefined. */
 export function peerName(cert: PeerCertificate | undefined): string | undefined {
@@ -296,7 +291,7 @@ export function hostPort(node: string, endpoint: string): { host: string; port: 
  * context has the old ones, checks against the new ones too, before any byte
  * of a call is sent).
  */
-function clientOptions(t: PeerTls, node: string, revoked?: (c: DetailedPeerCertificate) => boolean) {
+export function clientOptions(t: PeerTls, node: string, revoked?: (c: DetailedPeerCertificate) => boolean) {
   return {
     ca: t.ca,
     cert: t.cert,
@@ -308,108 +303,4 @@ function clientOptions(t: PeerTls, node: string, revoked?: (c: DetailedPeerCerti
     checkServerIdentity: (_host: string, cert: PeerCertificate) =>
       peerName(cert) !== node ? new Error(`the peer's certificate names '${peerName(cert) ?? ''}', not node ${node}`) : revoked?.(cert as DetailedPeerCertificate) ? revokedPeer() : undefined,
   };
-}
-
-/** Connections to other nodes, kept alive per node (a list asks every node). */
-export class PeerClient {
-  private readonly agents = new Map<string, Agent>();
-
-  /** Connections to other nodes whose handshake is done, and every one seen (each watched once). */
-  private readonly open = new Set<TLSSocket>();
-  private readonly seen = new WeakSet<TLSSocket>();
-
-  constructor(private readonly credentials: PeerCredentials) {
-    let presented = credentials.tls;
-    credentials.onChange((t) => {
-      // A new certificate (or CA) is presented on new connections; new CRLs alone leave other nodes' connections be.
-      if (!(t.ca.equals(presented.ca) && t.cert.equals(presented.cert) && t.key.equals(presented.key))) this.retire();
-      presented = t;
-      // A node the new CRLs revoke is reached no more: its connections open now are cut, busy ones too.
-      for (const s of this.open) if (credentials.revokes(s)) cutRevoked(s);
-    });
-  }
-
-  /**
-   * A connection to another node, kept in view once its handshake is done
-   * (its certificate read then), so that new CRLs that revoke that node cut
-   * it. The handshake itself checked it (checkServerIdentity).
-   */
-  private watch(s: TLSSocket): void {
-    if (this.seen.has(s)) return;
-    this.seen.add(s);
-    const check = () => {
-      if (this.credentials.revokes(s)) return cutRevoked(s);
-      this.open.add(s);
-      s.once('close', () => this.open.delete(s));
-    };
-    // One the agent pooled before its request saw it (that request gone first) has shaken hands already.
-    if (s.getFinished() !== undefined) check();
-    else s.once('secureConnect', check);
-  }
-
-  private get tls(): PeerTls {
-    return this.credentials.tls;
-  }
-
-  private options(node: string) {
-    return clientOptions(this.tls, node, (c) => this.credentials.revokesPresented(c));
-  }
-
-  /** Agents of earlier material, until their last connection is done. */
-  private readonly retired = new Set<Agent>();
-
-  /**
-   * New material: new agents from now on. An old one keeps no connection
-   * alive any more (each busy one closes once its call is done, or serves
-   * the calls queued behind it first); its idle ones close now.
-   */
-  private retire(): void {
-    // Those of an earlier rotation with nothing open any more are forgotten.
-    for (const r of this.retired) if (Object.keys(r.sockets).length === 0 && Object.keys(r.requests).length === 0) this.retired.delete(r);
-    for (const a of this.agents.values()) {
-      (a as Agent & { keepAlive: boolean }).keepAlive = false;
-      for (const list of Object.values(a.freeSockets)) for (const socket of list ?? []) socket.destroy();
-      this.retired.add(a);
-    }
-    this.agents.clear();
-  }
-
-  private agent(node: string): Agent {
-    let a = this.agents.get(node);
-    if (!a) {
-      // No session resumption: a resumed session shows no certificate to check against new CRLs (a full handshake per
-      // connection; they are kept alive).
-      a = new Agent({ keepAlive: true, maxSockets: 16, maxCachedSessions: 0, ...this.options(node) });
-      this.agents.set(node, a);
-    }
-    return a;
-  }
-
-  /**
-   * An HTTPS request to `node` at `endpoint`, with the caller's identity.
-   * `long`: a reply that may last (logs --follow) gets a connection of its
-   * own, so no caller can hold the kept-alive ones every other call and
-   * every list's fan-out to that node need.
-   */
-  request(node: string, endpoint: string, o: Pick<RequestOptions, 'method' | 'path' | 'headers'>, who: { uid: number; gids: number[] }, long = false) {
-    const { host, port } = hostPort(node, endpoint);
-    const via = long ? { agent: false as const, ...this.options(node) } : { agent: this.agent(node) };
-    const req = request({ host, port, ...via, ...o, headers: { ...o.headers, [UID_HEADER]: String(who.uid), [GIDS_HEADER]: who.gids.join(',') } });
-    req.on('socket', (s) => this.watch(s as TLSSocket));
-    return req;
-  }
-
-  /** A raw TLS connection to `node` (a WebSocket upgrade is piped through it byte for byte). */
-  connect(node: string, endpoint: string): TLSSocket {
-    const { host, port } = hostPort(node, endpoint);
-    const s = connect({ host, port, ...this.options(node) });
-    this.watch(s);
-    return s;
-  }
-
-  close(): void {
-    for (const a of [...this.agents.values(), ...this.retired]) a.destroy();
-    this.agents.clear();
-    this.retired.clear();
-  }
 }

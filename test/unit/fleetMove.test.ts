@@ -13,7 +13,7 @@ import { commitMove, Mover, type MoveSource } from '../../src/fleet/move.js';
 import { removeNode } from '../../src/fleet/nodeRemoval.js';
 import { key, PREFIX, STAGED_RO_VOLUMES } from '../../src/fleet/keys.js';
 import type { KitPlan, MadeForMove } from '../../src/fleet/moveKit.js';
-import type { PeerClient } from '../../src/fleet/peerTls.js';
+import type { PeerClient } from '../../src/fleet/peerClient.js';
 import type { SessionState } from '../../src/vocab/states.js';
 import { oneEtcd } from './fixtures/etcd.js';
 
