@@ -24,14 +24,11 @@ function consolesWith(sessions: { destroy?: () => Promise<void>; stopSession?: (
   return { consoles, undo: { destroy, stop } };
 }
 
+/** What `p` was rejected with, which must be an ApiError. */
 async function thrown(p: Promise<unknown>): Promise<ApiError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ApiError) return e;
-    throw e;
-  }
-  throw new Error('not thrown');
+  const e: unknown = await p.then(() => new Error('not thrown'), (x: unknown) => x);
+  expect(e).toBeInstanceOf(ApiError);
+  return e as ApiError;
 }
 
 describe('a kept console that cannot start', () => {
