@@ -61,6 +61,7 @@ async function doctor(p: Parsed): Promise<number> {
   // --socket, else the socket of the --config given, else ENCLAVE_SOCKET, else the default.
   const checks = await runDoctor(socketPath(values.socket ?? (values.config ? config.socket : undefined)));
   checks.push(...rootChecks(config), ...viewChecks(config));
+  if (config.cluster?.peer) checks.push(...(await (await import('./doctorFleet.js')).fleetChecks(config)));
   const state = stateChecks(config);
   checks.push(...state.checks);
   const ok = confinable(checks);
