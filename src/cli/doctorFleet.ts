@@ -4,11 +4,8 @@
 // those lists be made again (past that, every node refuses every other)?
 // Warnings: a fleet node's channel is not what confines its sessions.
 import type { Config } from '../config/schema.js';
-import { loadPeerTls, peerTlsProblem, revocationProblem, type PeerTls } from '../fleet/peerTls.js';
+import { loadPeerTls, peerMaterialProblem, type PeerTls } from '../fleet/peerTls.js';
 import type { Check } from './doctor.js';
-
-/** The daemon warns this long before the lists' next update too (peerTls.ts watchExpiry). */
-const SOON_MS = 3 * 86_400_000;
 
 export async function fleetChecks(config: Config, now = Date.now()): Promise<Check[]> {
   const c = config.cluster;
@@ -17,19 +14,18 @@ export async function fleetChecks(config: Config, now = Date.now()): Promise<Che
   let problem: string | undefined;
   try {
     tls = loadPeerTls(c.peer);
-    problem = peerTlsProblem(tls, c.node, now) ?? (await revocationProblem(tls, c.node));
+    problem = await peerMaterialProblem(tls, c.node, now);
   } catch (e) {
     problem = (e as Error).message;
   }
   const checks: Check[] = [
     { name: 'node certificate', ok: problem === undefined, required: false, detail: problem ?? `${c.peer.cert} names node ${c.node}, signed by a CA of ${c.peer.ca}${c.peer.crl ? `, not revoked by ${c.peer.crl}` : ''}` },
   ];
-  const next = tls?.revocations?.nextUpdate;
-  if (next) {
-    const at = next.toISOString();
-    const left = next.getTime() - now;
-    const detail = left < 0 ? `past their next update (${at}): every node refuses every other; make new ones (openssl ca -gencrl) and reload every node` : left < SOON_MS ? `to be made again before ${at}, within 3 days, or every node refuses every other` : `good until ${at}`;
-    checks.push({ name: 'revocation lists', ok: left >= SOON_MS, required: false, detail });
+  const due = tls?.revocations?.due(now);
+  if (due) {
+    const at = due.next.toISOString();
+    const detail = { past: `past their next update (${at}): every node refuses every other; make new ones (openssl ca -gencrl) and reload every node`, soon: `to be made again before ${at}, within 3 days, or every node refuses every other`, good: `good until ${at}` }[due.state];
+    checks.push({ name: 'revocation lists', ok: due.state === 'good', required: false, detail });
   }
   return checks;
 }

@@ -186,12 +186,12 @@ export class Consoles {
       const why = `its console could not start: ${(e as Error).message}`;
       const log = this.log.child({ session: row.id });
       log.warn({ err: (e as Error).message }, `the ${undo} is undone: its console could not start`);
-      const undone = undo === 'create' ? this.sessions.destroy(row.id, why, 0) : this.sessions.stopSession(row.id, why);
+      const [undone, done, verb] = undo === 'create' ? [this.sessions.destroy(row.id, why, 0), 'it was ended (failed)', 'ended'] : [this.sessions.stopSession(row.id, why), 'it was stopped again', 'stopped'];
       const ended = await undone.then(
-        () => (undo === 'create' ? 'it was ended (failed)' : 'it was stopped again'),
+        () => done,
         (u: Error) => {
           log.error({ err: u.message }, `cannot undo the ${undo}`);
-          return `it could not be ${undo === 'create' ? 'ended' : 'stopped'} (${u.message}): destroy it`;
+          return `it could not be ${verb} (${u.message}): destroy it`;
         },
       );
       // A shell that does not start is the session root's fault, not the request's (whose field it would name).

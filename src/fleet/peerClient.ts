@@ -16,8 +16,7 @@ function cutRevoked(s: TLSSocket): void {
 export class PeerClient {
   private readonly agents = new Map<string, Agent>();
 
-  /** Connections to other nodes whose handshake is done, and every one seen (each watched once). */
-  private readonly open = new Set<TLSSocket>();
+  /** Every connection seen (each watched once). */
   private readonly seen = new WeakSet<TLSSocket>();
 
   constructor(private readonly credentials: PeerCredentials) {
@@ -26,24 +25,18 @@ export class PeerClient {
       // A new certificate (or CA) is presented on new connections; new CRLs alone leave other nodes' connections be.
       if (!(t.ca.equals(presented.ca) && t.cert.equals(presented.cert) && t.key.equals(presented.key))) this.retire();
       presented = t;
-      // A node the new CRLs revoke is reached no more: its connections open now are cut, busy ones too.
-      for (const s of this.open) if (credentials.revokes(s)) cutRevoked(s);
     });
   }
 
   /**
-   * A connection to another node, kept in view once its handshake is done
-   * (its certificate read then), so that new CRLs that revoke that node cut
-   * it. The handshake itself checked it (checkServerIdentity).
+   * A connection to another node, held once its handshake is done
+   * (PeerCredentials.hold), so that new CRLs that revoke that node cut it.
+   * The handshake itself checked it (checkServerIdentity).
    */
   private watch(s: TLSSocket): void {
     if (this.seen.has(s)) return;
     this.seen.add(s);
-    const check = () => {
-      if (this.credentials.revokes(s)) return cutRevoked(s);
-      this.open.add(s);
-      s.once('close', () => this.open.delete(s));
-    };
+    const check = () => this.credentials.hold(s, cutRevoked);
     // One the agent pooled before its request saw it (that request gone first) has shaken hands already.
     if (s.getFinished() !== undefined) check();
     else s.once('secureConnect', check);

@@ -125,6 +125,14 @@ export class Revocations {
     const times = this.lists.filter((l) => l.nextUpdate).map((l) => l.nextUpdate!.getTime());
     return times.length ? new Date(Math.min(...times)) : undefined;
   }
+
+  /** Whether the lists are to be made again soon (within three days: said then, by the daemon's log and doctor), or past it. */
+  due(now: number): { next: Date; state: 'good' | 'soon' | 'past' } | undefined {
+    const next = this.nextUpdate;
+    if (!next) return undefined;
+    const left = next.getTime() - now;
+    return { next, state: left < 0 ? 'past' : left < 3 * 86_400_000 ? 'soon' : 'good' };
+  }
 }
 
 /** A certificate's subject on one line. */

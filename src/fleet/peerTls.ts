@@ -89,6 +89,11 @@ export function peerTlsProblem(t: PeerTls, node: string, now = Date.now()): stri
   }
 }
 
+/** Whether every peer would take this material as node `node`: what a start checks, and a reload, and `enclave doctor`. */
+export async function peerMaterialProblem(t: PeerTls, node: string, now = Date.now()): Promise<string | undefined> {
+  return peerTlsProblem(t, node, now) ?? (await revocationProblem(t, node));
+}
+
 /** What OpenSSL's verdict on our own certificate means for this node, by its code. */
 const REVOCATION_PROBLEMS: Record<string, string> = {
   CERT_REVOKED: 'cluster.peer.cert (or a CA above it) is revoked by cluster.peer.crl: every node refuses this node',
@@ -154,34 +159,42 @@ export class PeerCredentials {
     if (problem) throw new Error(problem);
   }
 
-  /** Whether the CRLs in use revoke the certificate the other end of `s` presented (or a CA above it). */
-  revokes(s: TLSSocket): boolean {
-    // Read once, at its handshake (Node hands a client socket's peer chain over only once), and kept.
-    let chain = this.peerChains.get(s);
-    if (chain === undefined) {
-      const chainOf = (c: X509Certificate | undefined, depth = 0): X509Certificate[] =>
-        // Each certificate points to its issuer's, as the peer sent them; a root to itself.
-        c === undefined || depth > 5 ? [] : [c, ...(c.issuerCertificate && c.issuerCertificate.fingerprint256 !== c.fingerprint256 ? chainOf(c.issuerCertificate, depth + 1) : [])];
-      chain = chainOf(s.getPeerX509Certificate());
-      this.peerChains.set(s, chain);
-    }
+  /**
+   * A connection whose handshake is done (either side): cut at once if the
+   * CRLs in use revoke its peer (a handshake begun under the lists before,
+   * a connection pool's made before), else kept in view until it closes, so
+   * that a reload whose CRLs revoke it cuts it (a call in flight, an event
+   * stream, an attach through).
+   */
+  hold(s: TLSSocket, cut: (s: TLSSocket) => void): void {
+    if (this.revokes(s)) return cut(s);
+    this.open.set(s, cut);
+    s.once('close', () => this.open.delete(s));
+  }
+
+  /** Connections held, each with how its side cuts it. */
+  private readonly open = new Map<TLSSocket, (s: TLSSocket) => void>();
+
+  /**
+   * Whether the CRLs in use revoke the certificate the other end of `s`
+   * presented (or a CA above it). Read with the legacy call: Node's
+   * getPeerX509Certificate hands a client socket's chain over only once.
+   */
+  private revokes(s: TLSSocket): boolean {
+    return this.revokesChain(chainOf(s.getPeerCertificate(true)));
+  }
+
+  /** Whether the CRLs in use revoke a certificate a node presents as it is being reached (its chain, as the client sees it). */
+  revokesPresented(c: DetailedPeerCertificate): boolean {
+    return this.revokesChain(chainOf(c));
+  }
+
+  private revokesChain(chain: X509Certificate[]): boolean {
     const r = this.current.revocations;
     if (!r?.any) return false;
     // None to look at (a resumed session may carry none): refused while anything is revoked.
     return chain.length === 0 || r.revokes(chain);
   }
-
-  /** Whether the CRLs in use revoke a certificate a node presents as it is being reached (its chain, as the client sees it). */
-  revokesPresented(c: DetailedPeerCertificate): boolean {
-    const r = this.current.revocations;
-    if (!r?.any) return false;
-    const chain: X509Certificate[] = [];
-    for (let at: DetailedPeerCertificate | undefined = c, depth = 0; at?.raw && depth < 6; at = at.issuerCertificate === at ? undefined : at.issuerCertificate, depth++) chain.push(new X509Certificate(at.raw));
-    return chain.length === 0 || r.revokes(chain);
-  }
-
-  /** Each connection's peer certificate chain, as read at its handshake. */
-  private readonly peerChains = new WeakMap<TLSSocket, X509Certificate[]>();
 
   /**
    * An expired list makes every node refuse every other: said in the log
@@ -189,11 +202,9 @@ export class PeerCredentials {
    */
   watchExpiry(log: Logger, now = () => Date.now()): NodeJS.Timeout {
     const look = () => {
-      const next = this.current.revocations?.nextUpdate;
-      if (!next) return;
-      const left = next.getTime() - now();
-      if (left < 0) log.error({ next_update: next.toISOString() }, 'cluster.peer.crl is past its next update: every node refuses this one; make a new one and reload');
-      else if (left < 3 * 86_400_000) log.warn({ next_update: next.toISOString() }, 'cluster.peer.crl must be made again before its next update, or every node refuses the others');
+      const due = this.current.revocations?.due(now());
+      if (due?.state === 'past') log.error({ next_update: due.next.toISOString() }, 'cluster.peer.crl is past its next update: every node refuses this one; make a new one and reload');
+      else if (due?.state === 'soon') log.warn({ next_update: due.next.toISOString() }, 'cluster.peer.crl must be made again before its next update, or every node refuses the others');
     };
     look();
     const t = setInterval(look, 3_600_000);
@@ -224,10 +235,12 @@ export class PeerCredentials {
     const next = loadPeerTls(this.files);
     const same = (a: Buffer | undefined, b: Buffer | undefined) => (a && b ? a.equals(b) : a === b);
     if (same(next.ca, this.current.ca) && same(next.cert, this.current.cert) && same(next.key, this.current.key) && same(next.crl, this.current.crl)) return false;
-    const problem = peerTlsProblem(next, this.node) ?? (await revocationProblem(next, this.node));
+    const problem = await peerMaterialProblem(next, this.node);
     if (problem) throw new Error(`${problem}; the running certificate stays`);
     this.current = next;
     for (const f of this.listeners) f(next);
+    // What the new CRLs revoke of the connections open now is cut, both ways.
+    for (const [s, cut] of this.open) if (this.revokes(s)) cut(s);
     return true;
   }
 }
@@ -241,20 +254,19 @@ export class PeerCredentials {
  * new ones revoke its certificate. Other nodes' connections are left alone.
  */
 export function serveWith(server: HttpsServer, credentials: PeerCredentials, log: Logger): void {
-  const open = new Set<TLSSocket>();
   const cut = (s: TLSSocket) => {
     log.warn({ node: peerName(s.getPeerCertificate()) }, 'closed a node-to-node connection: cluster.peer.crl revokes its certificate');
     s.destroy();
   };
-  server.on('secureConnection', (s: TLSSocket) => {
-    if (credentials.revokes(s)) return cut(s);
-    open.add(s);
-    s.once('close', () => open.delete(s));
-  });
-  credentials.onChange((t) => {
-    server.setSecureContext(serverOptions(t));
-    for (const s of open) if (credentials.revokes(s)) cut(s);
-  });
+  server.on('secureConnection', (s: TLSSocket) => credentials.hold(s, cut));
+  credentials.onChange((t) => server.setSecureContext(serverOptions(t)));
+}
+
+/** A peer's certificate chain as it sent it, each pointing to its issuer's (a root to itself); none if it showed none. */
+function chainOf(c: DetailedPeerCertificate | null | undefined): X509Certificate[] {
+  const chain: X509Certificate[] = [];
+  for (let at = c, depth = 0; at?.raw && depth < 6; at = at.issuerCertificate === at ? undefined : at.issuerCertificate, depth++) chain.push(new X509Certificate(at.raw));
+  return chain;
 }
 
 export const revokedPeer = () => new Error("the node's certificate is revoked by cluster.peer.crl");

@@ -213,7 +213,7 @@ describe('fleet peer channel inputs', () => {
       // n1 is refused at its next handshake (TLS 1.3: its side was done before n2 checked its certificate: a hang-up)...
       await expect(call(fromN1, 'n2', atN2)).rejects.toThrow(/socket hang up|ECONNRESET/);
       expect(refused).toContain('socket hang up: CERT_REVOKED');
-      // A second change of the lists still knows each open connection's certificate (read at its handshake): n1's
+      // A second change of the lists still finds each open connection's certificate (Node hands a client's over once): n1's
       // and n4's are cut once both are revoked.
       makeCrl(ca, [n1.cert, n4.cert], crl);
       expect(await n2Creds.reload()).toBe(true);
