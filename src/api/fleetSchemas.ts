@@ -2,7 +2,7 @@
 // the node list, cordon and uncordon.
 import { z } from 'zod';
 import { sessionSchema, volumeSizeMb } from './schemas.js';
-import { MAX_SECRET_BYTES, secretName, VOLUME_ID, volumeName } from '../vocab/names.js';
+import { MAX_SECRET_BYTES, secretName, secretRefOf, VOLUME_ID, volumeName } from '../vocab/names.js';
 
 /** ?no_wait=1 on a create (fleet mode): refuse at once when no node fits, instead of leaving it pending. */
 export const createQuery = z.object({ no_wait: z.enum(['1', '0', 'true', 'false']).transform((v) => v === '1' || v === 'true').optional() }).strict();
@@ -78,3 +78,27 @@ export const moveKitSchema = z
   })
   .strict();
 export type MoveKit = z.infer<typeof moveKitSchema>;
+
+/**
+ * GET /v1/node/shared-secrets (nodes only): which of another owner's shared
+ * secrets (UID:NAME, comma-separated) this node holds shared, each with an
+ * HMAC of the nonce keyed by its value: the asking node compares it with its
+ * own value's without either value crossing (a drain's move of a session
+ * that declares root's shared secrets: src/fleet/sharedHolders.ts).
+ */
+export const sharedSecretsQuery = z
+  .object({
+    refs: z
+      .string()
+      .max(MAX_KIT_ITEMS * 140)
+      .refine((t) => {
+        const refs = t.split(',');
+        return refs.length <= MAX_KIT_ITEMS && refs.every((r) => secretRefOf(r)?.owner !== undefined);
+      }, `must be UID:NAME secret references, comma-separated, at most ${MAX_KIT_ITEMS}`),
+    nonce: z.string().regex(/^[0-9a-f]{32,128}$/, 'must be 32 to 128 lowercase hex digits'),
+  })
+  .strict();
+export const sharedSecretsSchema = z
+  .object({ secrets: z.array(z.object({ ref: z.string().max(140), mac: z.string().regex(/^[0-9a-f]{64}$/) }).strict()).max(MAX_KIT_ITEMS) })
+  .strict();
+export type SharedSecrets = z.infer<typeof sharedSecretsSchema>;

@@ -43,7 +43,7 @@ import {
 } from './schemas.js';
 import { ATTACH_PROTOCOL, K8S_V5_PROTOCOL } from './protocol.js';
 import { eventListSchema, eventsQuery, eventStreamQuery } from './eventSchemas.js';
-import { cordonRequest, createQuery, drainReplySchema, moveKitSchema, movedInQuery, movedInVolumeQuery, movedOutQuery, nodeListSchema, removeReplySchema, sessionRowsSchema } from './fleetSchemas.js';
+import { cordonRequest, createQuery, drainReplySchema, moveKitSchema, movedInQuery, movedInVolumeQuery, movedOutQuery, nodeListSchema, removeReplySchema, sessionRowsSchema, sharedSecretsQuery, sharedSecretsSchema } from './fleetSchemas.js';
 
 /**
  * Whose object a route acts on:
@@ -175,6 +175,9 @@ export const ROUTES = {
   sessionMovedInVolume: route({ method: 'POST', path: '/v1/sessions/{session}/moved-in-volume', fleet: 'peer', owner: { kind: 'session' }, action: 'session.stop', query: movedInVolumeQuery, reply: EMPTY }),
   // An undone move's copy here, ended (the drained node destroyed it first): it lives on at `to`, and a later move here may make it again.
   sessionMovedOut: route({ method: 'POST', path: '/v1/sessions/{session}/moved-out', fleet: 'peer', owner: { kind: 'session' }, action: 'session.destroy', query: movedOutQuery, reply: EMPTY }),
+  // Which of another owner's shared secrets this node holds shared, each as an HMAC of the nonce keyed by its value
+  // (nodes only): a drain moves a session that declares root's shared secrets only to a node that holds the same.
+  nodeSharedSecrets: route({ method: 'GET', path: '/v1/node/shared-secrets', fleet: 'peer', owner: { kind: 'caller' }, action: 'auth.list', query: sharedSecretsQuery, reply: json(sharedSecretsSchema) }),
   // A text list through another node (nodes only): this node's own sessions, the table's columns alone.
   nodeSessionRows: route({ method: 'GET', path: '/v1/node/sessions', fleet: 'peer', owner: { kind: 'caller' }, action: 'session.list', query: z.object({ all: flag.optional() }).strict(), reply: json(sessionRowsSchema) }),
 

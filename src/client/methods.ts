@@ -53,5 +53,6 @@ export const CLIENT_METHODS: Partial<Record<RouteName, ClientMethod>> = {
   nodeRemove: 'nodes.remove',
   sessionMovedIn: { omitted: "between a fleet's nodes only (a drain's move of a stopped session): no caller may call it" },
   sessionMoveKit: { omitted: "between a fleet's nodes only (a drain's move of a stopped session): no caller may call it" },
+  nodeSharedSecrets: { omitted: "between a fleet's nodes only (a drain's move of a session that declares root's shared secrets): no caller may call it" },
   sessionMovedInVolume: { omitted: "between a fleet's nodes only (a drain's move of a stopped session): no caller may call it" },
 };

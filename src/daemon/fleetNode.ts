@@ -23,7 +23,7 @@ import type { Consoles } from './attach.js';
 import type { Parts } from './route.js';
 import { createApiServer, type ApiServer } from './server.js';
 import { recordMovedAway } from './sessionEvents.js';
-import { adoptKit, dropMadeFor, dropVolumes, kitHere, madeForMoveDone, madeForMoves, volumeFile } from './moveKitHere.js';
+import { adoptKit, dropMadeFor, dropVolumes, kitHere, madeForMoveDone, madeForMoves, sharedMacs, volumeFile } from './moveKitHere.js';
 import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import type { ResolvedVolume } from '../sessions/admission.js';
 import { ApiError } from '../vocab/errors.js';
@@ -91,6 +91,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     kit: (id) => kitHere(sessions, id),
     // A layered root stages read-only volumes, locked (plan.ts stage-volumes); the host's root does not.
     features: config.sessions.rootfs === '/' ? [] : [STAGED_RO_VOLUMES],
+    sharedMacs: (refs, nonce) => sharedMacs(sessions, refs, nonce),
     volumeFile: (volumeId) => volumeFile(sessions, config, volumeId, log),
     madeForMoves: () => madeForMoves(sessions),
     moveDone: (id) => madeForMoveDone(sessions, id),

@@ -2,11 +2,12 @@
 // session off it (its owner's secrets, values included, and the volumes it
 // alone mounts read-write), what a node receiving one makes of it before it
 // makes the session, and the volumes' contents on either side.
+import { createHmac } from 'node:crypto';
 import { createWriteStream, rmSync } from 'node:fs';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { kitPlan, type KitPlan, type MadeForMove, type MoveKit } from '../fleet/moveKit.js';
+import { kitPlan, type KitPlan, type MadeForMove, type MoveKit, type SharedRef } from '../fleet/moveKit.js';
 import type { SessionManager } from '../sessions/manager.js';
 import { exportVolume } from '../snapshots/volumeExport.js';
 import { hasZstd } from '../snapshots/snapshot.js';
@@ -29,7 +30,22 @@ export function kitHere(sessions: SessionManager, id: string): KitPlan | { stays
     held: store.heldBy(id),
     mounts: mountsOf(sessions, id),
     stored: (owner, name) => store.info(owner, name) !== undefined,
+    sharedHere: (owner, name) => store.info(owner, name)?.shared === true,
   });
+}
+
+/**
+ * Of `refs` (another owner's secrets), those this node holds shared, each as
+ * `UID:NAME` and an HMAC-SHA256 of `nonce` keyed by its value: two nodes
+ * learn whether their values agree, and nothing else of them.
+ */
+export function sharedMacs(sessions: SessionManager, refs: readonly SharedRef[], nonce: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const r of refs) {
+    const v = sessions.secrets.store.get(r.owner_uid, r.name);
+    if (v?.shared) out.set(`${r.owner_uid}:${r.name}`, createHmac('sha256', v.value).update(nonce).digest('hex'));
+  }
+  return out;
 }
 
 /** The kit with its secrets' values, for the node the session moves to; a 409 when it stays. */

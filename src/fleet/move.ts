@@ -6,7 +6,9 @@
 // mutual-TLS channel and that node restores them into it and stops it
 // (src/daemon/handlers/moves.ts). Its owner's secrets and the volumes it
 // alone mounts go with it (moveKit.ts: that node asks for them before it
-// makes it; the volumes' contents are sent before its files), and
+// makes it; the volumes' contents are sent before its files; another owner's
+// shared secrets it declares are not carried: it goes only where they are shared
+// with the same value, sharedHolders.ts), and
 // the volumes leave this node with its copy. Only then does its placement here go and
 // its copy here end (destroyed). Each move is recorded first
 // (/enclave/move/ID: from, to, copying or committed), and the record is
@@ -25,7 +27,7 @@ import { desiredSchema, key, lostSchema, moveSchema, parsedOrNone, parseValue, p
 import { place, placedNodes, readFleet } from './placement.js';
 import { awaitReport } from './report.js';
 import type { PeerClient } from './peerClient.js';
-import { featuresNeeded, moveRecordOf, nodesTakingKits, type KitPlan, type MadeForMove } from './moveKit.js';
+import { kitTakers, moveRecordOf, type KitPlan, type MadeForMove, type SharedRef } from './moveKit.js';
 import { rmSync } from 'node:fs';
 
 /** What a move needs of this node's own sessions (the daemon provides it). */
@@ -35,6 +37,8 @@ export interface MoveSource {
   stored(id: string): { path: string; zstd: boolean } | undefined;
   /** What follows it to another node (its secrets, the volumes it alone mounts), or why it stays; undefined: not here. */
   kit(id: string): KitPlan | { stays: string } | undefined;
+  /** Of another owner's secrets, those shared here, each by `UID:NAME` as an HMAC of `nonce` keyed by its value (moveKitHere.ts sharedMacs). */
+  sharedMacs(refs: readonly SharedRef[], nonce: string): ReadonlyMap<string, string>;
   /** A volume's contents as a file (the caller removes it). */
   volumeFile(volumeId: string): Promise<{ path: string; zstd: boolean }>;
   /** The volumes and secrets made here for moves, by session (moveKitHere.ts madeForMoves). */
@@ -163,12 +167,8 @@ export class Mover {
     const wanted = { ...rest, entry: this.self };
     if (await moveRecordOf(this.etcd, d.id)) throw new Unplaced('a move of it is still being finished');
     await this.undoStray(d, log);
-    // With a kit, only nodes whose version asks for one (an older one would make it with its own secrets, or not at all).
-    const needs = featuresNeeded(d.request);
-    const takers = plan.secrets.length + plan.volumes.length > 0 ? await nodesTakingKits(this.etcd, needs) : undefined;
-    if (takers && ![...takers].some((n) => n !== this.self)) {
-      throw new Unplaced(`no other node is of a version that takes its volumes and secrets along${needs.length ? ', and stages a read-only volume of a session that may remount (a layered root)' : ''}`);
-    }
+    const takers = await kitTakers(this.etcd, this.peers, this.self, plan, d.request, (refs, nonce) => this.local.sharedMacs(refs, nonce));
+    if (takers && 'none' in takers) throw new Unplaced(takers.none);
     const r = await place(this.etcd, wanted, this.c.candidates, { exclude: this.self, pin: null, ...(takers ? { eligible: (n: string) => takers.has(n) } : {}) });
     if ('reason' in r) throw new Unplaced(`no node takes it: ${r.reason}`);
     const to = r.node;

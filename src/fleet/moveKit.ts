@@ -16,6 +16,7 @@ import { readFleet } from './placement.js';
 import { getPrefix } from './etcd.js';
 import { desiredSchema, featuresSchema, key, moveSchema, parseValue, prefix, STAGED_RO_VOLUMES, type Desired, type Move } from './keys.js';
 import { moveKitSchema, type MoveKit } from '../api/fleetSchemas.js';
+import { nodesSharing, refText } from './sharedHolders.js';
 
 export { moveKitSchema, type MoveKit };
 
@@ -28,23 +29,40 @@ export interface KitFacts {
   mounts: ReadonlyArray<{ volume: { id: string; name: string; size_mb: number; owner_uid: number; state: string } | undefined; others: number }>;
   /** Whether the owner's store still holds a secret. */
   stored(owner: number, name: string): boolean;
+  /** Whether another owner's secret is still shared here. */
+  sharedHere(owner: number, name: string): boolean;
+}
+
+/** Another owner's secret, shared (root's: `auth set --shared`). */
+export interface SharedRef {
+  owner_uid: number;
+  name: string;
 }
 
 export interface KitPlan {
   secrets: string[];
   volumes: { id: string; name: string; size_mb: number }[];
+  /** Another owner's shared secrets it declares: not carried (theirs), it goes only where that owner shares each with the same value. */
+  shared: SharedRef[];
 }
 
 /**
- * Pure: what follows the session, or why it stays. Only its owner's own:
- * another owner's shared secret or volume is theirs to place, and a volume
+ * Pure: what follows the session, or why it stays. Only its owner's own
+ * secrets and volumes are carried: another owner's shared secret is theirs
+ * (the session goes only where they share it too, with the same value:
+ * kitTakers), another owner's volume is theirs to place, and a volume
  * another session here mounts too cannot be in two places. One it mounts
  * read-only goes too (the copy there takes its contents read-write once).
  */
 export function kitPlan(f: KitFacts): KitPlan | { stays: string } {
   const secrets: string[] = [];
+  const shared: SharedRef[] = [];
   for (const h of f.held) {
-    if (h.owner_uid !== f.owner) return { stays: `it declares uid ${h.owner_uid}'s shared secret ${h.name}, which is not its owner's to move` };
+    if (h.owner_uid !== f.owner) {
+      if (!f.sharedHere(h.owner_uid, h.name)) return { stays: `uid ${h.owner_uid}'s secret ${h.name}, which it declares, is no longer shared (it could not start here either)` };
+      shared.push({ owner_uid: h.owner_uid, name: h.name });
+      continue;
+    }
     if (!f.stored(h.owner_uid, h.name)) return { stays: `its secret ${h.name} is no longer stored (it could not start here either)` };
     secrets.push(h.name);
   }
@@ -56,7 +74,7 @@ export function kitPlan(f: KitFacts): KitPlan | { stays: string } {
     if (m.others > 0) return { stays: `volume ${v.name} is mounted by ${m.others} other session${m.others > 1 ? 's' : ''} here too` };
     volumes.push({ id: v.id, name: v.name, size_mb: v.size_mb });
   }
-  return { secrets, volumes };
+  return { secrets, volumes, shared };
 }
 
 /** The most a kit's answer may take: a few secrets and volume names. */
@@ -106,6 +124,31 @@ export async function nodesTakingKits(etcd: Etcd3, also: readonly string[] = [])
     if (r.success && ['move-kit', ...also].every((f) => r.data.includes(f))) out.add(k.slice(prefix.features.length));
   }
   return out;
+}
+
+/**
+ * The nodes a session with this kit may move to (undefined: any node), or
+ * why none may: with anything of a kit, only those whose version takes one
+ * (an older one would make it with its own secrets, or not at all) and offers
+ * what its request needs; with another owner's shared secrets, only those
+ * that share each with the value this node holds.
+ */
+export async function kitTakers(
+  etcd: Etcd3,
+  peers: PeerClient,
+  self: string,
+  plan: KitPlan,
+  request: Pick<Desired['request'], 'profile' | 'volumes'>,
+  macs: (refs: readonly SharedRef[], nonce: string) => ReadonlyMap<string, string>,
+): Promise<Set<string> | undefined | { none: string }> {
+  if (plan.secrets.length + plan.volumes.length + plan.shared.length === 0) return undefined;
+  const needs = featuresNeeded(request);
+  const takers = await nodesTakingKits(etcd, needs);
+  takers.delete(self);
+  if (takers.size === 0) return { none: `no other node is of a version that takes its volumes and secrets along${needs.length ? ', and stages a read-only volume of a session that may remount (a layered root)' : ''}` };
+  if (plan.shared.length === 0) return takers;
+  const s = await nodesSharing(etcd, peers, self, takers, plan.shared, macs);
+  return s.nodes.size > 0 ? s.nodes : { none: `no other node shares ${plan.shared.map(refText).join(', ')} with the value this node holds (its owner shares it there with \`enclave auth set --shared\`)${s.why.length ? `: ${s.why.join('; ')}` : ''}` };
 }
 
 /** Session `id`'s move record (move.ts), as etcd holds it now. */

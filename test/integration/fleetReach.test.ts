@@ -219,7 +219,7 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     caFile = ca.ca;
     crlFile = join(dir, 'pki', 'crl.pem');
     makeCrl(ca, [], crlFile);
-    const rules = `[[access.rules]]\nname = "nobody-own"\nuids = [${NOBODY}]\nactions = ["session.*", "events.list"]\nscope = "self"\n`;
+    const rules = `[[access.rules]]\nname = "nobody-own"\nuids = [${NOBODY}]\nactions = ["session.*", "events.list", "auth.use"]\nscope = "self"\n`;
     for (const [k, salt, i] of [['a', 41, 0], ['b', 42, 1], ['c', 43, 2]] as const) {
       const d = new TestDaemon({ extraConfig: 'max_sessions = 5\n', netns: net.nodes[i]!.path });
       names[k] = `r${k}-${d.tag}`;
@@ -227,7 +227,8 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       hosts[k] = net.nodes[i]!.address;
       const cert = makeNodeCert(join(dir, 'pki'), ca, names[k]);
       const cluster = `[cluster]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nnode = "${names[k]}"\nlease_ttl_s = 2\ngrace_s = ${GRACE_S}\ncompact_interval_s = 1\n${LIST_INTERVAL}${peerSection(`${hosts[k]}:${ports[k]}`, ca.ca, cert, crlFile)}`;
-      d.reconfigure({ extraConfig: `max_sessions = 5\n${k === 'a' ? rules : ''}${cluster}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
+      // Every node has the fleet's access rules (docs/fleet.md: the node a session runs on checks its profile grant at a start).
+      d.reconfigure({ extraConfig: `max_sessions = 5\n${rules}${cluster}`, topConfig: k === 'a' ? `socket_gid = ${GID}\n` : '' });
       nodes[k] = d;
       await d.start();
     }
@@ -1056,6 +1057,57 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     for (const k of [there, third] as const) expect((await nodes.a.cli(['node', 'uncordon', names[k]])).code).toBe(0);
     expect((await nodes.a.api('DELETE', `/v1/sessions/${moving.id}`)).status).toBe(204);
   }, 300_000);
+
+  it("drains A: a tenant's session declaring root's shared secret moves only to a node where root shares it with the same value, and reads it there; one whose secret no other node shares stays", async () => {
+    const as = (args: string[]) => cliAs(nodes.a.socket, { uid: NOBODY, groups: [GID] }, args);
+    const share = (d: TestDaemon, name: string, v: string) => d.api('PUT', `/v1/auth/${name}`, { value_base64: Buffer.from(v).toString('base64'), shared: true });
+    // Root shares fleet-npm on A and B with one value, on C with another (rotated there, say); only-a on A alone.
+    for (const [d, v] of [[nodes.a, 'npm-1'], [nodes.b, 'npm-1'], [nodes.c, 'npm-2']] as const) expect((await share(d, 'fleet-npm', v)).status).toBeLessThan(300);
+    expect((await share(nodes.a, 'only-a', 'a-1')).status).toBeLessThan(300);
+    // Made through A, they are A's (what they name is A's: placed there).
+    const create = async (name: string, auth: string) => {
+      const r = await as(['session', 'create', '--name', name, '--auth', auth, '--memory', '128', '--network', 'none', '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      return sessionSchema.parse(JSON.parse(r.stdout));
+    };
+    const sharer = await create('sharer', '0:fleet-npm');
+    const lonely = await create('lonely', '0:only-a');
+    for (const s of [sharer, lonely]) expect(s).toMatchObject({ node: names.a, owner_uid: NOBODY });
+    expect((await as(['session', 'exec', 'sharer', '--', 'sh', '-c', 'cat /run/enclave/auth/fleet-npm.token; echo mark-$((6*7)) > ~/mark'])).stdout).toBe('npm-1');
+    for (const s of ['sharer', 'lonely']) expect((await as(['session', 'stop', s])).code).toBe(0);
+    const r = await nodes.b.cli(['node', 'drain', names.a]);
+    expect(r.code, r.stderr).toBe(0);
+    try {
+      const moved = await until(
+        'sharer moved off A',
+        async () => {
+          const v = (await as(['session', 'show', 'sharer', '--json'])).stdout;
+          const s = v ? sessionSchema.parse(JSON.parse(v)) : undefined;
+          return s && s.node !== names.a && s.state === 'stopped' ? s : undefined;
+        },
+        120_000,
+      );
+      // Only B shares it with the value it had: C, sharing another value, is not asked to make it.
+      expect(moved).toMatchObject({ id: sharer.id, node: names.b, owner_uid: NOBODY });
+      expect(nodes.c.log()).not.toContain(`"session":"${sharer.id}"`);
+      // Not carried: B's store is as root left it (no copy of the value, no secret of the tenant's).
+      const onB = ((await nodes.b.api('GET', '/v1/auth?all=1')).body as { secrets: { name: string; owner_uid: number; version: number; shared: boolean }[] }).secrets;
+      expect(onB.filter((x) => x.name === 'fleet-npm')).toEqual([expect.objectContaining({ owner_uid: 0, version: 1, shared: true })]);
+      expect(onB.filter((x) => x.owner_uid === NOBODY)).toEqual([]);
+      const started = await as(['session', 'start', 'sharer']);
+      expect(started.code, started.stderr).toBe(0);
+      expect((await as(['session', 'exec', 'sharer', '--', 'sh', '-c', 'cat /run/enclave/auth/fleet-npm.token ~/mark'])).stdout).toBe('npm-1mark-42\n');
+      // The other stays, stopped on A, the reason in A's log naming each node.
+      await until('the reason lonely stays', async () => (/no other node shares 0:only-a with the value this node holds/.test(nodes.a.log()) ? true : undefined));
+      expect(nodes.a.log()).toMatch(new RegExp(`node ${names.b} does not share 0:only-a`));
+      expect(await nodes.a.show(lonely.id)).toMatchObject({ state: 'stopped', node: names.a });
+    } finally {
+      expect((await nodes.a.cli(['node', 'uncordon', names.a])).code).toBe(0);
+      for (const s of [sharer, lonely]) await nodes.a.api('DELETE', `/v1/sessions/${s.id}`);
+      for (const d of [nodes.a, nodes.b, nodes.c]) await d.api('DELETE', '/v1/auth/fleet-npm');
+      await nodes.a.api('DELETE', '/v1/auth/only-a');
+    }
+  }, 240_000);
 
   it('undoes, before a drain moves a session, its placement on another node that an earlier try left (committed past its bound)', async () => {
     const s = await createdOnC({ ...SMALL, name: 'strayed' });

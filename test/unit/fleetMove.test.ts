@@ -12,26 +12,39 @@ import { pino } from 'pino';
 import { commitMove, Mover, type MoveSource } from '../../src/fleet/move.js';
 import { removeNode } from '../../src/fleet/nodeRemoval.js';
 import { key, PREFIX, STAGED_RO_VOLUMES } from '../../src/fleet/keys.js';
-import type { KitPlan, MadeForMove } from '../../src/fleet/moveKit.js';
+import type { KitPlan, MadeForMove, SharedRef } from '../../src/fleet/moveKit.js';
+import { createHmac } from 'node:crypto';
 import type { PeerClient } from '../../src/fleet/peerClient.js';
 import type { SessionState } from '../../src/vocab/states.js';
 import { oneEtcd } from './fixtures/etcd.js';
 
 const SELF = 'c';
+
+/** What a node holding `values` (UID:NAME to value) shared answers: each of `refs` it holds, as an HMAC of `nonce` keyed by its value. */
+const macsOf = (values: ReadonlyMap<string, string>, refs: readonly SharedRef[], nonce: string) =>
+  new Map(refs.flatMap((r) => {
+    const v = values.get(`${r.owner_uid}:${r.name}`);
+    return v === undefined ? [] : [[`${r.owner_uid}:${r.name}`, createHmac('sha256', v).update(nonce).digest('hex')] as const];
+  }));
 const ID = 's-00000000d1';
 
-/** The channel to other nodes: records each request, answers with `status`. */
+/** The channel to other nodes: records each request, answers with `status` (or what `answer` gives for it). */
 class Peers {
   status = 404;
+  answer: ((node: string, path: string) => { status: number; body: string } | undefined) | undefined;
   readonly asked: Array<{ node: string; method: string; path: string }> = [];
   request(node: string, _endpoint: string, o: { method: string; path: string }) {
     this.asked.push({ node, method: o.method, path: o.path });
     const req = new EventEmitter() as EventEmitter & { end(): void; destroy(e?: Error): void };
     req.end = () =>
       setImmediate(() => {
-        const res = Object.assign(new EventEmitter(), { statusCode: this.status, resume: () => undefined });
+        const a = this.answer?.(node, o.path);
+        const res = Object.assign(new EventEmitter(), { statusCode: a?.status ?? this.status, headers: {}, resume: () => undefined });
         req.emit('response', res);
-        setImmediate(() => res.emit('end'));
+        setImmediate(() => {
+          if (a?.body) res.emit('data', Buffer.from(a.body));
+          res.emit('end');
+        });
       });
     req.destroy = (e?: Error) => void req.emit('error', e ?? new Error('destroyed'));
     return req;
@@ -51,7 +64,12 @@ class Local implements MoveSource {
   readonly kits = new Map<string, KitPlan>();
   storedFile: { path: string; zstd: boolean } | undefined;
   kit(id: string): KitPlan | undefined {
-    return this.states.has(id) ? (this.kits.get(id) ?? { secrets: [], volumes: [] }) : undefined;
+    return this.states.has(id) ? (this.kits.get(id) ?? { secrets: [], volumes: [], shared: [] }) : undefined;
+  }
+  /** Another owner's secrets shared here, by UID:NAME, with their values. */
+  readonly shared = new Map<string, string>();
+  sharedMacs(refs: readonly SharedRef[], nonce: string): Map<string, string> {
+    return macsOf(this.shared, refs, nonce);
   }
   async volumeFile(): Promise<never> {
     throw new Error('not in these tests');
@@ -260,7 +278,7 @@ describe("a drain's move of a session that may remount with a read-only volume",
     const request = { profile: 'system', volumes: [{ name: 'ref', target: '/srv', readonly: true }] };
     await etcd.put(key.desired(SELF, ID)).value(JSON.stringify({ id: ID, owner_uid: 1000, owner_gids: [], request, memory_mb: 256, entry: SELF, placed_at: '2026-01-01T00:00:00Z' }));
     local.states.set(ID, 'stopped');
-    local.kits.set(ID, { secrets: [], volumes: [{ id: 'v-00000000aa', name: 'ref', size_mb: 16 }] });
+    local.kits.set(ID, { secrets: [], volumes: [{ id: 'v-00000000aa', name: 'ref', size_mb: 16 }], shared: [] });
     local.storedFile = { path: '/dev/null', zstd: false };
   };
   const logged = () => {
@@ -301,5 +319,88 @@ describe("a drain's move of a session that may remount with a read-only volume",
     expect(peers.asked.map((a) => a.node)).toEqual(['b', 'b']);
     expect(await etcd.get(key.desired('a', ID)).string()).toBeNull();
     expect(await etcd.get(key.desired('b', ID)).string()).toBeNull();
+  });
+});
+
+describe("a drain's move of a session that declares root's shared secrets", () => {
+  const e = oneEtcd('move-shared', 19);
+  let etcd: Etcd3;
+  const c = (endpoints: string[]) => ({ endpoints, node: SELF, lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 300, compact_interval_s: 0, list_interval_ms: 250 });
+  const member = async (name: string, slots: number) => {
+    await etcd.put(key.member(name)).value(JSON.stringify({ name, endpoint: '127.0.0.1:1', capacity: { slots, memory_mb: 65536, disk_mb: 100 }, registered_at: '2026-01-01T00:00:00Z' }));
+    await etcd.put(key.alive(name)).value('{}');
+    await etcd.put(key.features(name)).value(JSON.stringify(['move-kit']));
+  };
+  /** Node c drained, with stopped session ID (uid 1000's) placed on it, declaring root's shared npm and GH_TOKEN. */
+  const drained = async (local: Local) => {
+    await etcd.put(key.drain(SELF)).value('{}');
+    const request = { auth: ['0:npm'], env_tokens: ['0:GH_TOKEN'] };
+    await etcd.put(key.desired(SELF, ID)).value(JSON.stringify({ id: ID, owner_uid: 1000, owner_gids: [], request, memory_mb: 256, entry: SELF, placed_at: '2026-01-01T00:00:00Z' }));
+    local.states.set(ID, 'stopped');
+    local.kits.set(ID, { secrets: [], volumes: [], shared: [{ owner_uid: 0, name: 'npm' }, { owner_uid: 0, name: 'GH_TOKEN' }] });
+    local.storedFile = { path: '/dev/null', zstd: false };
+    local.shared.set('0:npm', 'npm-value').set('0:GH_TOKEN', 'gh-value');
+  };
+  /** The channel, where each node holds `held[node]` shared (none: it answers 404, as a node of an older version). */
+  const peersHolding = (held: Record<string, Record<string, string> | undefined>) => {
+    const peers = new Peers();
+    peers.status = 204;
+    peers.answer = (node, path) => {
+      if (!path.startsWith('/v1/node/shared-secrets?')) return undefined;
+      const q = new URL(path, 'http://x').searchParams;
+      const values = held[node];
+      if (!values) return { status: 404, body: '{}' };
+      const refs = q.get('refs')!.split(',').map((t) => ({ owner_uid: Number(t.split(':')[0]), name: t.split(':')[1]! }));
+      return { status: 200, body: JSON.stringify({ secrets: [...macsOf(new Map(Object.entries(values)), refs, q.get('nonce')!)].map(([ref, mac]) => ({ ref, mac })) }) };
+    };
+    return peers;
+  };
+  const logged = () => {
+    const lines: Array<{ msg: string; err?: string }> = [];
+    return { lines, log: pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string; err?: string }) }) };
+  };
+
+  beforeEach(async () => {
+    etcd = e.client;
+    await etcd.delete().prefix(PREFIX);
+  });
+
+  it('goes only to the node that shares each with the same value, though another has more room', async () => {
+    await member('a', 64);
+    await member('b', 4);
+    const local = new Local();
+    await drained(local);
+    // a shares npm with another value (root rotated it there, or never set it the same).
+    const peers = peersHolding({ a: { '0:npm': 'other', '0:GH_TOKEN': 'gh-value' }, b: { '0:npm': 'npm-value', '0:GH_TOKEN': 'gh-value', '0:extra': 'x' } });
+    const { lines, log } = logged();
+    // b never reports it made (no daemon here): the move is undone there after create_timeout_ms.
+    await new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, log).tick();
+    expect(lines.find((l) => l.msg === 'drain: session not moved; trying again later')?.err).toMatch(/^node b did not make it within 300 ms/);
+    const asks = peers.asked.filter((a) => a.path.startsWith('/v1/node/shared-secrets'));
+    expect(asks.map((a) => a.node).sort()).toEqual(['a', 'b']);
+    // A fresh nonce, and only the refs it declares.
+    expect(new URL(asks[0]!.path, 'http://x').searchParams.get('refs')).toBe('0:npm,0:GH_TOKEN');
+    expect(new URL(asks[0]!.path, 'http://x').searchParams.get('nonce')).toMatch(/^[0-9a-f]{32}$/);
+    expect(peers.asked.filter((a) => !a.path.startsWith('/v1/node/shared-secrets')).map((a) => a.node)).toEqual(['b', 'b']);
+    expect(await etcd.get(key.desired('a', ID)).string()).toBeNull();
+  });
+
+  it('stays, placed nowhere, while no other node shares them all with the same value: each node\'s lack logged', async () => {
+    await member('a', 8);
+    await member('b', 8);
+    await member('d', 8);
+    const local = new Local();
+    await drained(local);
+    const peers = peersHolding({ a: { '0:npm': 'npm-value' }, b: { '0:npm': 'npm-value', '0:GH_TOKEN': 'rotated' }, d: undefined });
+    const { lines, log } = logged();
+    await new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, log).tick();
+    const err = lines.find((l) => l.msg === 'drain: session not moved; trying again later')?.err;
+    expect(err).toMatch(/^no other node shares 0:npm, 0:GH_TOKEN with the value this node holds/);
+    expect(err).toContain('node a does not share 0:GH_TOKEN');
+    expect(err).toContain('node b shares 0:GH_TOKEN with another value');
+    expect(err).toContain('node d answers 404');
+    expect(peers.asked.every((a) => a.path.startsWith('/v1/node/shared-secrets'))).toBe(true);
+    for (const n of ['a', 'b', 'd']) expect(await etcd.get(key.desired(n, ID)).string()).toBeNull();
+    expect(await etcd.get(key.move(ID)).string()).toBeNull();
   });
 });

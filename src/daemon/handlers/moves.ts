@@ -17,7 +17,8 @@ import type { Handlers } from '../dispatch.js';
 import type { Context } from '../route.js';
 import type { Caller } from '../../access/guard.js';
 import type { IncomingMessage } from 'node:http';
-import { dropMadeFor, kitValues, mountsOf } from '../moveKitHere.js';
+import { dropMadeFor, kitValues, mountsOf, sharedMacs } from '../moveKitHere.js';
+import { secretRefOf } from '../../vocab/names.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -56,7 +57,14 @@ async function fromMover(ctx: Context, caller: Caller, id: string, phase: 'copyi
   if (!(await ctx.fleet?.movingHere(caller.peer, id, phase))) throw new ApiError('conflict', `node ${caller.peer ?? '(none)'} is not moving session ${id} to this node (${phase})`);
 }
 
-export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut' | 'sessionMoveKit' | 'sessionMovedInVolume'> = {
+export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut' | 'sessionMoveKit' | 'sessionMovedInVolume' | 'nodeSharedSecrets'> = {
+  // A drain elsewhere asks, before it places a session declaring another owner's shared secrets, whether this node
+  // holds each shared with the same value (an HMAC of its nonce: no value crosses).
+  nodeSharedSecrets: (ctx, { query }) => {
+    const refs = query.refs.split(',').map((t) => secretRefOf(t)!);
+    const macs = sharedMacs(ctx.sessions, refs.map((r) => ({ owner_uid: r.owner!, name: r.name })), query.nonce);
+    return { secrets: [...macs].map(([ref, mac]) => ({ ref, mac })) };
+  },
   sessionMovedOut: async (ctx, { target: row, query, caller, log }) => {
     if (!ENDED_STATES.includes(row.state)) throw new ApiError('conflict', `session ${row.id} is ${row.state} here: only an ended copy is marked moved`);
     await fromMover(ctx, caller, row.id, 'undoing');
