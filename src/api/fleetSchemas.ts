@@ -2,7 +2,7 @@
 // the node list, cordon and uncordon.
 import { z } from 'zod';
 import { sessionSchema, volumeSizeMb } from './schemas.js';
-import { MAX_SECRET_BYTES, secretName, secretRefOf, VOLUME_ID, volumeName } from '../vocab/names.js';
+import { MAX_SECRET_BYTES, secretName, secretRefOf, SESSION_ID, VOLUME_ID, volumeName } from '../vocab/names.js';
 
 /** ?no_wait=1 on a create (fleet mode): refuse at once when no node fits, instead of leaving it pending. */
 export const createQuery = z.object({ no_wait: z.enum(['1', '0', 'true', 'false']).transform((v) => v === '1' || v === 'true').optional() }).strict();
@@ -74,7 +74,8 @@ export const moveKitSchema = z
           .strict(),
       )
       .max(MAX_KIT_ITEMS),
-    volumes: z.array(z.object({ id: z.string().regex(VOLUME_ID), name: volumeName, size_mb: volumeSizeMb }).strict()).max(MAX_KIT_ITEMS),
+    // `with`: made there by that session's kit, moved in the same group (it shares the volume): not made again.
+    volumes: z.array(z.object({ id: z.string().regex(VOLUME_ID), name: volumeName, size_mb: volumeSizeMb, with: z.string().regex(SESSION_ID).optional() }).strict()).max(MAX_KIT_ITEMS),
   })
   .strict();
 export type MoveKit = z.infer<typeof moveKitSchema>;

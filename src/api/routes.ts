@@ -169,7 +169,7 @@ export const ROUTES = {
   // A drain's move (fleet mode, nodes only): the drained node sends a stopped session's stored files to
   // the node that now holds it, running and empty; that node restores them into it and stops it.
   sessionMovedIn: route({ method: 'POST', path: '/v1/sessions/{session}/moved-in', fleet: 'peer', owner: { kind: 'session' }, action: 'session.stop', query: movedInQuery, reply: json(sessionSchema) }),
-  // What follows the session (nodes only; answered while that very move runs): its owner's secrets and the volumes it alone mounts.
+  // What follows the session (nodes only; answered while that very move runs): its owner's secrets and its volumes (one another session of its group makes there named `with` it).
   sessionMoveKit: route({ method: 'GET', path: '/v1/sessions/{session}/move-kit', fleet: 'peer', owner: { kind: 'session' }, action: 'session.stop', reply: json(moveKitSchema) }),
   // A volume's contents, for the session made here for a move (before its files): unpacked inside it, at the target it mounts the volume on.
   sessionMovedInVolume: route({ method: 'POST', path: '/v1/sessions/{session}/moved-in-volume', fleet: 'peer', owner: { kind: 'session' }, action: 'session.stop', query: movedInVolumeQuery, reply: EMPTY }),

@@ -23,7 +23,7 @@ export async function nodeCommand(sub: string | undefined, args: string[], o: { 
     if (o.json) process.stdout.write(json(r));
     else {
       // Its stopped sessions move to other nodes, with what follows them (src/fleet/moveKit.ts); the rest are listed.
-      process.stdout.write(`${name} drained: no new sessions go to it, and its stopped ones move to other nodes with their secrets and the volumes each alone mounts (one sharing a volume stays); ${r.sessions.length} placed there now${r.sessions.length ? ':' : ''}\n`);
+      process.stdout.write(`${name} drained: no new sessions go to it, and its stopped ones move to other nodes with their secrets and volumes (those sharing a volume together; root's shared secrets only where root shares the same value); ${r.sessions.length} placed there now${r.sessions.length ? ':' : ''}\n`);
       if (r.sessions.length) process.stdout.write(table(['ID', 'NAME', 'OWNER', 'PLACED'], r.sessions.map((s) => [s.id, s.name ?? '-', String(s.owner_uid), s.placed_at])));
     }
     return 0;

@@ -223,8 +223,8 @@ async function forwardCall(ctx: Context, spec: RouteSpec, ref: Ref, caller: Call
   throw new Forward(to, body);
 }
 
-/** What a node asks of every other node for its own lists and lookups: the entry node's to record. */
-const FLEET_READS: ReadonlySet<string> = new Set(['session.list', 'session.show', 'events.list']);
+/** What a node asks of every other node for its lists and lookups, and a drain's check of root's shared secrets (auth.list, nodeSharedSecrets alone): not recorded there. */
+const FLEET_READS: ReadonlySet<string> = new Set(['session.list', 'session.show', 'events.list', 'auth.list']);
 
 const label = (name: RouteName) => name.replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`);
 

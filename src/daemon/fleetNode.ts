@@ -23,7 +23,8 @@ import type { Consoles } from './attach.js';
 import type { Parts } from './route.js';
 import { createApiServer, type ApiServer } from './server.js';
 import { recordMovedAway } from './sessionEvents.js';
-import { adoptKit, dropMadeFor, dropVolumes, kitHere, madeForMoveDone, madeForMoves, sharedMacs, volumeFile } from './moveKitHere.js';
+import { sharedMacs } from '../fleet/sharedHolders.js';
+import { adoptKit, dropMadeFor, dropVolumes, kitHere, madeForMoveDone, madeForMoves, volumeFile } from './moveKitHere.js';
 import type { CreateSessionRequest, Session } from '../api/schemas.js';
 import type { ResolvedVolume } from '../sessions/admission.js';
 import { ApiError } from '../vocab/errors.js';
@@ -62,7 +63,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
   /** Rows whose memory did not read, said once each. */
   const badRows = new Set<string>();
   /** The session placed here, made as a create on the socket makes it; its owner's budget checked here. */
-  async function createHere(id: string, req: CreateSessionRequest, owner: { uid: number; gids: number[] }, writable?: ReadonlySet<string>): Promise<Session> {
+  async function createHere(id: string, req: CreateSessionRequest, owner: { uid: number; gids: number[] }, writable?: ReadonlySet<string>, joins?: ReadonlyMap<string, string>): Promise<Session> {
     const who = { uid: owner.uid, gids: owner.gids, pid: null, via: 'socket' as const };
     const limits = sessions.limitsFor(req, req.profile ?? 'workspace');
     let s = await sessions.create(req, owner.uid, {
@@ -70,6 +71,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
       placed: true,
       volumes: volumesHere(sessions, req, owner.uid),
       ...(writable ? { writable } : {}),
+      ...(joins?.size ? { joins } : {}),
       admit: (usage) => {
         const over = budgets.totalsProblem(who, limits, usage);
         if (over) throw over.error;
@@ -91,7 +93,7 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
     kit: (id) => kitHere(sessions, id),
     // A layered root stages read-only volumes, locked (plan.ts stage-volumes); the host's root does not.
     features: config.sessions.rootfs === '/' ? [] : [STAGED_RO_VOLUMES],
-    sharedMacs: (refs, nonce) => sharedMacs(sessions, refs, nonce),
+    sharedMacs: (refs, nonce, responder) => sharedMacs((o, n) => sessions.secrets.store.get(o, n), refs, nonce, node ?? '', responder),
     volumeFile: (volumeId) => volumeFile(sessions, config, volumeId, log),
     madeForMoves: () => madeForMoves(sessions),
     moveDone: (id) => madeForMoveDone(sessions, id),
@@ -106,8 +108,10 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
         sessions.fleetRows.markMovedAway(id, to);
         movedAway(id, to);
       }
-      // The volumes it took along (it mounted them alone), once it is marked gone: best effort, logged.
-      await dropVolumes(sessions, sessions.volumeMountsOf(id).map((m) => m.id), log.child({ session: id }));
+      // The volumes it took along, once it is marked gone: best effort, logged. One another session moved with it
+      // still mounts here goes with that one's copy, the last of its group to end.
+      const took = sessions.volumeMountsOf(id).filter((m) => sessions.volumes.mountedBy(m.id, id) === 0);
+      await dropVolumes(sessions, took.map((m) => m.id), log.child({ session: id }));
     },
     dropMovedAway: (id) => sessions.dropMovedAway(id),
     markPlaced: (ids) => sessions.fleetRows.markPlaced(ids),
@@ -134,8 +138,11 @@ export function localNode(config: Config, sessions: SessionManager, consoles: Co
       if (kit) {
         try {
           await adoptKit(sessions, kit, owner.uid, id, node ?? 'this', log.child({ session: id }));
-          // Its volumes read-write in this first run, so their contents can be unpacked through it.
-          return await createHere(id, req, owner, new Set(kit.volumes.map((v) => v.id)));
+          // Its volumes read-write in this first run, so their contents can be unpacked through it; those another
+          // session of its group made here (`with`) as they are declared, that session's until the move is over.
+          const made = kit.volumes.filter((v) => v.with === undefined);
+          const joins = new Map(kit.volumes.flatMap((v) => (v.with === undefined ? [] : [[v.id, v.with] as const])));
+          return await createHere(id, req, owner, new Set(made.map((v) => v.id)), joins);
         } catch (e) {
           // A create that failed leaves nothing of the move here: what its kit made goes.
           await dropMadeFor(sessions, id, log.child({ session: id }));

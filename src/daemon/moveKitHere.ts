@@ -1,13 +1,13 @@
 // A drain's move kit (src/fleet/moveKit.ts) on this node: what follows a
-// session off it (its owner's secrets, values included, and the volumes it
-// alone mounts read-write), what a node receiving one makes of it before it
-// makes the session, and the volumes' contents on either side.
-import { createHmac } from 'node:crypto';
+// session off it (its owner's secrets, values included, and its volumes,
+// with the sessions here that share them: moved together), what a node
+// receiving one makes of it before it makes the session, and the volumes'
+// contents on either side.
 import { createWriteStream, rmSync } from 'node:fs';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { kitPlan, type KitPlan, type MadeForMove, type MoveKit, type SharedRef } from '../fleet/moveKit.js';
+import { groupPlan, kitPlan, type GroupPlan, type KitPlan, type MadeForMove, type MoveKit } from '../fleet/moveKit.js';
 import type { SessionManager } from '../sessions/manager.js';
 import { exportVolume } from '../snapshots/volumeExport.js';
 import { hasZstd } from '../snapshots/snapshot.js';
@@ -15,12 +15,21 @@ import { moveFile } from '../store/workFiles.js';
 import { ApiError } from '../vocab/errors.js';
 import { LIVE_STATES } from '../vocab/states.js';
 
-/** The volumes a session mounts, each with how many other live sessions mount it too. */
+/** The volumes a session mounts, each with the other live sessions that mount it too. */
 export const mountsOf = (sessions: SessionManager, id: string) =>
-  sessions.volumeMountsOf(id).map((m) => ({ volume: sessions.volumes.get(m.id), target: m.target, readonly: m.readonly, others: sessions.volumes.mountedBy(m.id, id) }));
+  sessions.volumeMountsOf(id).map((m) => ({ volume: sessions.volumes.get(m.id), target: m.target, readonly: m.readonly, others: sessions.volumes.mountersBesides(m.id, id) }));
 
-/** What follows session `id` off this node, or why it stays (undefined: no such session). */
-export function kitHere(sessions: SessionManager, id: string): KitPlan | { stays: string } | undefined {
+/**
+ * What follows session `id` off this node, with every session here that
+ * shares a volume with it (they move together, to one node), or why they
+ * stay (undefined: no such session).
+ */
+export function kitHere(sessions: SessionManager, id: string): GroupPlan | { stays: string } | undefined {
+  return sessions.find(id) ? groupPlan(id, (m) => planHere(sessions, m)) : undefined;
+}
+
+/** What follows one session (its own secrets and volumes, the sessions it shares volumes with), or why it stays. */
+function planHere(sessions: SessionManager, id: string): KitPlan | { stays: string } | undefined {
   const row = sessions.find(id);
   if (!row) return undefined;
   if (row.owner_uid === null) return { stays: 'it has no owner recorded (made before owners were)' };
@@ -35,40 +44,35 @@ export function kitHere(sessions: SessionManager, id: string): KitPlan | { stays
 }
 
 /**
- * Of `refs` (another owner's secrets), those this node holds shared, each as
- * `UID:NAME` and an HMAC-SHA256 of `nonce` keyed by its value: two nodes
- * learn whether their values agree, and nothing else of them.
+ * The kit with its secrets' values, for the node the session moves to; a
+ * 409 when it stays. A volume another session of its group makes there
+ * (its maker, made first) is named `with` that session: not made again.
  */
-export function sharedMacs(sessions: SessionManager, refs: readonly SharedRef[], nonce: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const r of refs) {
-    const v = sessions.secrets.store.get(r.owner_uid, r.name);
-    if (v?.shared) out.set(`${r.owner_uid}:${r.name}`, createHmac('sha256', v.value).update(nonce).digest('hex'));
-  }
-  return out;
-}
-
-/** The kit with its secrets' values, for the node the session moves to; a 409 when it stays. */
 export function kitValues(sessions: SessionManager, id: string, owner: number): MoveKit {
-  const plan = kitHere(sessions, id);
-  if (!plan || 'stays' in plan) throw new ApiError('conflict', `session ${id} cannot move with its volumes and secrets: ${plan?.stays ?? 'it is not here'}`);
+  const group = kitHere(sessions, id);
+  const plan = group && !('stays' in group) ? group.members.find((m) => m.id === id)?.plan : undefined;
+  if (!group || 'stays' in group || !plan) throw new ApiError('conflict', `session ${id} cannot move with its volumes and secrets: ${group && 'stays' in group ? group.stays : 'it is not here'}`);
   const secrets = plan.secrets.map((name) => {
     const v = sessions.secrets.store.get(owner, name);
     if (!v) throw new ApiError('conflict', `session ${id}'s secret ${name} is no longer stored`);
     return { name, value_base64: v.value.toString('base64'), shared: v.shared };
   });
-  return { secrets, volumes: plan.volumes };
+  const volumes = plan.volumes.map((v) => {
+    const maker = group.makers.get(v.id);
+    return maker === undefined || maker === id ? v : { ...v, with: maker };
+  });
+  return { secrets, volumes };
 }
 
 /**
  * Before session `id`, moving here, is made: its owner's secrets stored (one
  * already here must hold the same value: another value is the owner's own
- * here, not to be replaced; shared only as root's own, as a root `auth set`
- * makes one), its volumes made empty under the ids they have on the drained
+ * here, not to be replaced; never shared), its volumes made empty under the ids they have on the drained
  * node, marked as made for this move until the move is done here (an
  * earlier try's, still so marked, is made again empty: no stale file comes
  * back). A secret stored here for it is marked too, until the move is over. Any other volume under that id, or of the owner's under that name,
- * refuses the move: it is someone's data.
+ * refuses the move: it is someone's data. A volume the kit names `with`
+ * another session of the same move must be here as that one's kit made it.
  */
 export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: number, id: string, node: string, log: Logger): Promise<void> {
   const store = sessions.secrets.store;
@@ -77,9 +81,14 @@ export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: nu
     if (here && store.markedFor(owner, s.name) !== id && !here.value.equals(Buffer.from(s.value_base64, 'base64'))) throw new ApiError('conflict', `node ${node} holds another value of uid ${owner}'s secret ${s.name}: the session cannot move there with its own`, 'auth');
   }
   for (const v of kit.volumes) {
+    const same = sessions.volumes.get(v.id);
+    // Made by the kit of another session of its group (made here first): it mounts that one, as the owner's.
+    if (v.with !== undefined) {
+      if (!same || same.moved_for !== v.with || same.owner_uid !== owner) throw new ApiError('conflict', `volume ${v.name} is not on node ${node} as made for session ${v.with}, which moves with this one`, 'volumes');
+      continue;
+    }
     // Only an earlier try of this very move (its files never in: still marked for it) is made again; any other
     // volume under that id or name is someone's data, never replaced.
-    const same = sessions.volumes.get(v.id);
     if (same && same.moved_for !== id) throw new ApiError('conflict', `node ${node} holds a volume ${v.id} (${same.name}) that this move did not make: remove it there first`, 'volumes');
     if (same && sessions.volumes.mountedBy(v.id) > 0) throw new ApiError('conflict', `volume ${v.id}, made on node ${node} by an earlier try of this move, is mounted there`, 'volumes');
     if (!same && sessions.volumes.byName(owner, v.name)) throw new ApiError('conflict', `uid ${owner} has another volume named ${v.name} on node ${node}: the session cannot move there with its own`, 'volumes');
@@ -88,9 +97,12 @@ export async function adoptKit(sessions: SessionManager, kit: MoveKit, owner: nu
   // One an earlier try of this very move stored is stored again: its value as the drained node has it now, and
   // its age (the sweep's grace) from this try.
   for (const s of kit.secrets) {
-    if (!store.info(owner, s.name) || store.markedFor(owner, s.name) === id) store.set(owner, s.name, Buffer.from(s.value_base64, 'base64'), owner === 0 && s.shared, id);
+    // Never shared here: root's shared secrets are not carried (a drain of this version sends none: kitPlan), and
+    // a kit of an older one that says shared is not root's word for this node.
+    if (!store.info(owner, s.name) || store.markedFor(owner, s.name) === id) store.set(owner, s.name, Buffer.from(s.value_base64, 'base64'), false, id);
   }
   for (const v of kit.volumes) {
+    if (v.with !== undefined) continue;
     const earlier = sessions.volumes.get(v.id);
     if (earlier) await sessions.volumes.remove(earlier);
     await sessions.volumes.create(v.name, v.size_mb, owner, undefined, { id: v.id, session: id });

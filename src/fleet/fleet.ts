@@ -94,7 +94,7 @@ export class Fleet {
     this.watched = new WatchedFleet(this.etcd, log);
     this.reach = c.peer ? new Reach(this.etcd, this.watched, c.node, c.peer, log) : undefined;
     const peers = this.reach?.client;
-    const kitFrom = peers && ((from: string, id: string) => fetchKit(this.etcd, peers, from, id));
+    const kitFrom = peers && ((from: string, id: string) => fetchKit(this.etcd, peers, c.node, from, id));
     this.worker = new Worker(this.etcd, c.node, this.local, log, () => this.failure.open(), c.create_timeout_ms, kitFrom, this.watched);
     this.mover = this.reach ? new Mover(this.etcd, c.node, c, this.reach.client, this.local, log) : undefined;
     this.compactor = new Compactor(this.etcd, c.compact_interval_s * 1000, log);

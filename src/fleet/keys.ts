@@ -62,8 +62,14 @@ const sessionId = z.string().regex(SESSION_ID);
 export const capacitySchema = z.object({ slots: z.number().int().min(0), memory_mb: z.number().int().min(0), disk_mb: z.number().int().min(0) }).strict();
 export type NodeCapacity = z.infer<typeof capacitySchema>;
 
-/** What this version takes that older ones do not: a drain's move kit (moveKit.ts: it asks for one, and serves its routes). */
-export const NODE_FEATURES = ['move-kit'] as const;
+/**
+ * What this version takes that older ones do not: a drain's move kit
+ * (moveKit.ts: it asks for one, and serves its routes), and a kit's volume
+ * made there by another session of the same move (MOVE_GROUPS).
+ */
+export const NODE_FEATURES = ['move-kit', 'move-group'] as const;
+/** A node that takes sessions moved together, sharing volumes (moveKit.ts groupPlan). */
+export const MOVE_GROUPS = 'move-group';
 /**
  * A node that stages read-only volumes, their flags locked (a layered root:
  * docs/security.md, "Read-only volumes stay read-only"): only such a node

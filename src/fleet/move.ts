@@ -1,33 +1,36 @@
 // Drain and move: a drained node (/enclave/drain/NODE, with its cordon)
-// moves its stopped sessions to other nodes, one at a time, itself: it
-// holds their stored files. For each: placed elsewhere by the same id (the
+// moves its stopped sessions to other nodes, one at a time (those sharing a
+// volume together, to one node), itself: it holds their stored files. For
+// each: placed elsewhere by the same id (the
 // placement's transaction, as any create), made there by that node's
 // worker, running and empty; then this node sends the stored files over the
 // mutual-TLS channel and that node restores them into it and stops it
-// (src/daemon/handlers/moves.ts). Its owner's secrets and the volumes it
-// alone mounts go with it (moveKit.ts: that node asks for them before it
-// makes it; the volumes' contents are sent before its files; another owner's
-// shared secrets it declares are not carried: it goes only where they are shared
-// with the same value, sharedHolders.ts), and
-// the volumes leave this node with its copy. Only then does its placement here go and
-// its copy here end (destroyed). Each move is recorded first
+// (src/daemon/handlers/moves.ts). Its owner's secrets and its volumes go
+// with it (moveKit.ts: that node asks for them before it makes it; the
+// volumes' contents are sent before its files; root's shared secrets it
+// declares are not carried: it goes only where they are shared with the
+// same value, sharedHolders.ts), and the volumes leave this node with the
+// last copy here that mounts them. Only then (for all of a group at once,
+// movePeers.ts commitMoves) does its placement here go and its copy here
+// end (destroyed). Each move is recorded first
 // (/enclave/move/ID: from, to, copying or committed), and the record is
 // what every tick, drained or not, finishes: a copying move this daemon is
 // not running (it died mid-way) is undone there (destroyed first, then its
 // placement removed; kept to retry when that node does not confirm), a
 // committed one has its old copy here ended. The session is locked here for
 // the move: a start or destroy of it is refused (409) until it ends.
-import { createReadStream, statSync } from 'node:fs';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import type { SessionState } from '../vocab/states.js';
 import { getPrefix } from './etcd.js';
 import type { ClusterConfig } from './etcd.js';
 import { desiredSchema, key, lostSchema, moveSchema, parsedOrNone, parseValue, prefix, statusSchema, type Desired, type Move, type OldCopy } from './keys.js';
-import { place, placedNodes, readFleet } from './placement.js';
+import { place, placedNodes, readFleet, usedMemory, usedSlots } from './placement.js';
 import { awaitReport } from './report.js';
 import type { PeerClient } from './peerClient.js';
-import { kitTakers, moveRecordOf, type KitPlan, type MadeForMove, type SharedRef } from './moveKit.js';
+import { kitTakers, moveRecordOf, type GroupPlan, type MadeForMove, type SharedRef } from './moveKit.js';
+import { askThere, commitMoves, sendFile } from './movePeers.js';
+import { SharedChecks } from './sharedHolders.js';
 import { rmSync } from 'node:fs';
 
 /** What a move needs of this node's own sessions (the daemon provides it). */
@@ -35,10 +38,10 @@ export interface MoveSource {
   stateOf(id: string): SessionState | undefined;
   /** A stopped session's stored files. */
   stored(id: string): { path: string; zstd: boolean } | undefined;
-  /** What follows it to another node (its secrets, the volumes it alone mounts), or why it stays; undefined: not here. */
-  kit(id: string): KitPlan | { stays: string } | undefined;
-  /** Of another owner's secrets, those shared here, each by `UID:NAME` as an HMAC of `nonce` keyed by its value (moveKitHere.ts sharedMacs). */
-  sharedMacs(refs: readonly SharedRef[], nonce: string): ReadonlyMap<string, string>;
+  /** What follows it to another node (its secrets, its volumes), with the sessions here it shares volumes with, or why they stay; undefined: not here. */
+  kit(id: string): GroupPlan | { stays: string } | undefined;
+  /** Of root's secrets, those shared here, each by `UID:NAME` with its MAC for a check of node `responder` (sharedHolders.ts sharedMacs). */
+  sharedMacs(refs: readonly SharedRef[], nonce: string, responder: string): ReadonlyMap<string, string>;
   /** A volume's contents as a file (the caller removes it). */
   volumeFile(volumeId: string): Promise<{ path: string; zstd: boolean }>;
   /** The volumes and secrets made here for moves, by session (moveKitHere.ts madeForMoves). */
@@ -54,30 +57,8 @@ export interface MoveSource {
 /** A move that failed is tried again after this long, doubled after each failure up to MAX_RETRY_MS. */
 const RETRY_MS = 30_000;
 const MAX_RETRY_MS = 30 * 60_000;
-/** The most a move's transfer may take (restore and stop there included). */
-const SEND_MS = 10 * 60_000;
-
-/**
- * Commit a copying move: its placement on the node it leaves goes and the
- * record says committed, in one transaction (never placed on neither node),
- * and only while it is still placed on both: a node the fleet declared lost
- * (its placements removed) whose etcd connection came back before it
- * registered again commits nothing, nor one whose receiving node the fleet
- * declared lost meanwhile; its move is undone, and it fences.
- * True also when this very commit, sent again after its answer was lost, had
- * applied.
- */
-export async function commitMove(etcd: Etcd3, rec: Move): Promise<boolean> {
-  const done = JSON.stringify({ ...rec, phase: 'committed' } satisfies Move);
-  const r = await etcd
-    .if(key.move(rec.id), 'Value', '==', JSON.stringify(rec))
-    .and(key.desired(rec.from, rec.id), 'Version', '>', 0)
-    .and(key.desired(rec.to, rec.id), 'Version', '>', 0)
-    .then(etcd.delete().key(key.desired(rec.from, rec.id)), etcd.put(key.move(rec.id)).value(done))
-    .else(etcd.get(key.move(rec.id)))
-    .commit();
-  return r.succeeded || r.responses[0]?.response_range?.kvs[0]?.value.toString() === done;
-}
+/** Commit one copying move (movePeers.ts commitMoves). */
+export const commitMove = (etcd: Etcd3, rec: Move): Promise<boolean> => commitMoves(etcd, [rec]);
 
 /** A move that found no node to go to: nothing was sent, so nothing backs off. */
 class Unplaced extends Error {}
@@ -90,6 +71,8 @@ export class Mover {
   private readonly keptUntil = new Map<string, number>();
   /** Why each session that stays does (logged once per reason). */
   private readonly stays = new Map<string, string>();
+  /** Checks of which nodes share root's secrets as this one does, a refusal kept a while. */
+  private readonly sharedChecks = new SharedChecks();
   /** Sessions being moved now: locked here (start and destroy refused) until the move ends. */
   readonly moving = new Set<string>();
 
@@ -121,99 +104,133 @@ export class Mover {
     if ((await this.etcd.get(key.drain(this.self)).string()) === null) return;
     const placed = [...(await getPrefix(this.etcd, key.desiredOf(this.self)))].map(([k, v]) => parseValue(desiredSchema, k, v));
     for (const m of [this.stays, this.failures, this.retryAt]) for (const id of m.keys()) if (!placed.some((d) => d.id === id)) m.delete(id);
+    const byId = new Map(placed.map((d) => [d.id, d]));
     for (const d of placed) {
       if (this.local.stateOf(d.id) !== 'stopped' || (this.retryAt.get(d.id) ?? 0) > Date.now()) continue;
       const log = this.log.child({ session: d.id });
-      // One whose volumes or secrets cannot follow it stays (listed by the drain, as a running one is).
-      const plan = this.local.kit(d.id);
-      if (!plan || 'stays' in plan) {
-        if (plan && this.stays.get(d.id) !== plan.stays) log.info({ why: plan.stays }, 'drain: session stays on this node');
-        if (plan) this.stays.set(d.id, plan.stays);
+      // One whose volumes or secrets cannot follow it stays (listed by the drain, as a running one is); so do the
+      // sessions it shares volumes with, which move with it or not at all.
+      let group = this.local.kit(d.id);
+      const stray = group && !('stays' in group) ? group.members.find((m) => !byId.has(m.id)) : undefined;
+      if (stray) group = { stays: `it shares a volume with session ${stray.id}, which is not placed on this node` };
+      if (!group || 'stays' in group) {
+        if (group && this.stays.get(d.id) !== group.stays) log.info({ why: group.stays }, 'drain: session stays on this node');
+        if (group) this.stays.set(d.id, group.stays);
         continue;
       }
-      this.stays.delete(d.id);
+      const ids = group.members.map((m) => m.id);
+      for (const id of ids) this.stays.delete(id);
       try {
-        const to = await this.move(d, plan, log);
-        this.retryAt.delete(d.id);
-        this.failures.delete(d.id);
-        log.info({ to }, 'drain: session moved');
+        const to = await this.move(group, ids.map((id) => byId.get(id)!), log);
+        for (const id of ids) this.retryAt.delete(id), this.failures.delete(id);
+        log.info({ to, ...(ids.length > 1 ? { with: ids.filter((id) => id !== d.id) } : {}) }, 'drain: session moved');
       } catch (e) {
         // Backing off once it was placed: a move that cannot succeed (its volume too large to send in time) costs
         // both nodes a copy each try; one refused before (no node fits, none takes kits yet) is tried again as before.
         const n = (this.failures.get(d.id) ?? 0) + (e instanceof Unplaced ? 0 : 1);
-        this.failures.set(d.id, n);
         const wait = e instanceof Unplaced ? RETRY_MS : Math.min(RETRY_MS * 2 ** (n - 1), MAX_RETRY_MS);
-        this.retryAt.set(d.id, Date.now() + wait);
-        log.warn({ err: (e as Error).message, retry_in_ms: wait }, 'drain: session not moved; trying again later');
+        for (const id of ids) this.failures.set(id, n), this.retryAt.set(id, Date.now() + wait);
+        log.warn({ err: (e as Error).message, retry_in_ms: wait, ...(ids.length > 1 ? { with: ids.filter((id) => id !== d.id) } : {}) }, 'drain: session not moved; trying again later');
       }
     }
   }
 
-  private async move(d: Desired, plan: KitPlan, log: Logger): Promise<string> {
-    const stored = this.local.stored(d.id);
-    if (!stored) throw new Error('its stored files are missing here');
-    this.moving.add(d.id);
+  /** Sessions sharing volumes (one alone, mostly), moved together to one node: locked here meanwhile. */
+  private async move(group: GroupPlan, ds: Desired[], log: Logger): Promise<string> {
+    const stored = ds.map((d) => this.local.stored(d.id));
+    const missing = ds.find((_, i) => !stored[i]);
+    if (missing) throw new Error(`the stored files of session ${missing.id} are missing here`);
+    for (const d of ds) this.moving.add(d.id);
     try {
-      return await this.moveLocked(d, plan, stored, log);
+      return await this.moveLocked(group, ds, stored as Array<{ path: string; zstd: boolean }>, log);
     } finally {
-      this.moving.delete(d.id);
+      for (const d of ds) this.moving.delete(d.id);
     }
   }
 
-  private async moveLocked(d: Desired, plan: KitPlan, stored: { path: string; zstd: boolean }, log: Logger): Promise<string> {
-    // Placed by this node, pinned nowhere: a node it is made on that finds volumes or secrets in its
-    // request asks this node, its entry now, for them (moveKit.ts; answered while this move runs).
-    const { placed_at: _, ...rest } = d;
-    const wanted = { ...rest, entry: this.self };
-    if (await moveRecordOf(this.etcd, d.id)) throw new Unplaced('a move of it is still being finished');
-    await this.undoStray(d, log);
-    const takers = await kitTakers(this.etcd, this.peers, this.self, plan, d.request, (refs, nonce) => this.local.sharedMacs(refs, nonce));
+  /**
+   * Each member placed on the node chosen for the first (pinned there), its
+   * move recorded, and made there, one after the other: a volume's maker
+   * (the first that mounts it) is made before those that mount what its kit
+   * made. Then each volume's contents through its maker, then each one's
+   * files; the moves commit together (commitMoves), or all are undone.
+   */
+  private async moveLocked(group: GroupPlan, ds: Desired[], stored: Array<{ path: string; zstd: boolean }>, log: Logger): Promise<string> {
+    for (const d of ds) {
+      if (await moveRecordOf(this.etcd, d.id)) throw new Unplaced(`a move of session ${d.id} is still being finished`);
+      await this.undoStray(d, log);
+    }
+    const members = group.members.map((m, i) => ({ plan: m.plan, request: ds[i]!.request }));
+    const takers = await kitTakers(this.etcd, this.peers, this.self, members, this.sharedChecks, (refs, nonce, responder) => this.local.sharedMacs(refs, nonce, responder));
     if (takers && 'none' in takers) throw new Unplaced(takers.none);
-    const r = await place(this.etcd, wanted, this.c.candidates, { exclude: this.self, pin: null, ...(takers ? { eligible: (n: string) => takers.has(n) } : {}) });
-    if ('reason' in r) throw new Unplaced(`no node takes it: ${r.reason}`);
-    const to = r.node;
-    const rec: Move = { id: d.id, from: this.self, to, phase: 'copying' };
-    // Only where none is: another node's record of it (a move of it still being finished) is not overwritten.
-    // Refused with this very record there, or failed with it there: a re-sent write (its answer lost to a
-    // leader change) whose first send applied. Otherwise the placement made for it goes (no copy made for nothing).
-    const ours = async () => (await this.etcd.get(key.move(d.id)).string()) === JSON.stringify(rec);
+    const room = ds.length > 1 ? await roomFor(this.etcd, ds) : undefined;
+    const eligible = takers || room ? (n: string) => (takers?.has(n) ?? true) && (room?.has(n) ?? true) : undefined;
+    const recs: Move[] = [];
+    let to: string | undefined;
+    try {
+      for (const d of ds) {
+        // Placed by this node (its entry now): a node it is made on that finds volumes or secrets in its request
+        // asks this node for them (moveKit.ts; answered while this move runs).
+        const { placed_at: _, ...rest } = d;
+        const r = await place(this.etcd, { ...rest, entry: this.self }, this.c.candidates, { exclude: this.self, pin: to ?? null, ...(eligible ? { eligible } : {}) });
+        if ('reason' in r) {
+          if (to === undefined) throw new Unplaced(`no node takes it${ds.length > 1 ? ` with the ${ds.length - 1} sessions it shares volumes with` : ''}: ${r.reason}`);
+          throw new Error(`node ${to} has no room for session ${d.id}, which moves with the others: ${r.reason}`);
+        }
+        to = r.node;
+        const rec: Move = { id: d.id, from: this.self, to, phase: 'copying' };
+        await this.record(rec);
+        recs.push(rec);
+        await this.made(d.id, to);
+      }
+      const there = to!;
+      // The volumes' contents first, each unpacked inside its maker while it runs there; then each one's files, which stop it.
+      for (const [volume, maker] of group.makers) {
+        const d = ds.find((x) => x.id === maker)!;
+        const file = await this.local.volumeFile(volume);
+        try {
+          await sendFile(this.etcd, this.peers, d, there, file, `/v1/sessions/${d.id}/moved-in-volume?volume=${volume}&zstd=${file.zstd ? 1 : 0}`);
+        } finally {
+          rmSync(file.path, { force: true });
+        }
+      }
+      for (const [i, d] of ds.entries()) await sendFile(this.etcd, this.peers, d, there, stored[i]!, `/v1/sessions/${d.id}/moved-in?zstd=${stored[i]!.zstd ? 1 : 0}&from=${this.self}`);
+      for (const d of ds) if (this.local.stateOf(d.id) !== 'stopped') throw new Error(`session ${d.id} is ${this.local.stateOf(d.id) ?? 'gone'} here now`);
+      if (!(await commitMoves(this.etcd, recs))) throw new Error('a move record, or a placement here, changed under it (the fleet declared it lost?)');
+    } catch (e) {
+      // Undone only while the records still say copying: a commit that applied but answered an error is kept.
+      const now = recs.length ? await moveRecordOf(this.etcd, recs[0]!.id).catch(() => undefined) : undefined;
+      if (now?.phase !== 'committed') for (const rec of [...recs].reverse()) await this.undo(rec, log);
+      throw e;
+    }
+    // Their copies here end while they are still locked, before any other etcd call can fail: released stopped
+    // and placed nowhere here, a start could run one here while it is placed there. The shared volumes go with the last.
+    for (const rec of recs) await this.local.forget(rec.id, rec.to);
+    for (const rec of recs) await this.finishCommitted({ ...rec, phase: 'committed' }).catch((e: Error) => log.warn({ err: e.message }, 'drain: the move record stays; the next tick removes it'));
+    return to!;
+  }
+
+  /**
+   * A move's record, written only where none is: another node's record of
+   * it (a move of it still being finished) is not overwritten. Refused with
+   * this very record there, or failed with it there: a re-sent write (its
+   * answer lost to a leader change) whose first send applied. Otherwise the
+   * placement made for it goes (no copy made for nothing), and it throws.
+   */
+  private async record(rec: Move): Promise<void> {
+    const ours = async () => (await this.etcd.get(key.move(rec.id)).string()) === JSON.stringify(rec);
     const failed = await this.etcd
-      .if(key.move(d.id), 'Version', '==', 0)
-      .then(this.etcd.put(key.move(d.id)).value(JSON.stringify(rec)))
+      .if(key.move(rec.id), 'Version', '==', 0)
+      .then(this.etcd.put(key.move(rec.id)).value(JSON.stringify(rec)))
       .commit()
       .then(
         async (w) => (w.succeeded || (await ours()) ? undefined : new Error('a move of it is still being finished')),
         async (e: Error) => ((await ours().catch(() => false)) ? undefined : e),
       );
     if (failed) {
-      await this.etcd.delete().key(key.desired(to, d.id)).catch(() => undefined);
+      await this.etcd.delete().key(key.desired(rec.to, rec.id)).catch(() => undefined);
       throw failed;
     }
-    try {
-      await this.made(d.id, to);
-      // Its volumes' contents first, unpacked inside it while it runs there; then its files, which stop it.
-      for (const v of plan.volumes) {
-        const file = await this.local.volumeFile(v.id);
-        try {
-          await this.send(d, to, file, `/v1/sessions/${d.id}/moved-in-volume?volume=${v.id}&zstd=${file.zstd ? 1 : 0}`);
-        } finally {
-          rmSync(file.path, { force: true });
-        }
-      }
-      await this.send(d, to, stored, `/v1/sessions/${d.id}/moved-in?zstd=${stored.zstd ? 1 : 0}&from=${this.self}`);
-      if (this.local.stateOf(d.id) !== 'stopped') throw new Error(`it is ${this.local.stateOf(d.id) ?? 'gone'} here now`);
-      if (!(await commitMove(this.etcd, rec))) throw new Error('its move record, or its placement here, changed under it (the fleet declared it lost?)');
-    } catch (e) {
-      // Undone only while the record still says copying: a commit that applied but answered an error is kept.
-      const now = await moveRecordOf(this.etcd, d.id).catch(() => undefined);
-      if (now?.phase !== 'committed') await this.undo(rec, log);
-      throw e;
-    }
-    // Its copy here ends while it is still locked, before any other etcd call can fail: released stopped
-    // and placed nowhere here, a start could run it here while it is placed there.
-    await this.local.forget(d.id, to);
-    await this.finishCommitted({ ...rec, phase: 'committed' }).catch((e: Error) => log.warn({ err: e.message }, 'drain: the move record stays; the next tick removes it'));
-    return to;
   }
 
   /**
@@ -257,9 +274,11 @@ export class Mover {
    */
   private async sweepMadeHere(): Promise<void> {
     for (const [id, m] of this.local.madeForMoves()) {
-      if (!m.settled) continue; // its record may be on its way
       const rec = await moveRecordOf(this.etcd, id);
       if (rec?.to === this.self && rec.phase !== 'committed') continue; // its move (or undo) is under way
+      // Its record may be on its way (the placement here comes first), unless the move is over: committed here, or
+      // the session placed here alone (a move under way places it on both). A session moved with it waits on that to start.
+      if (!m.settled && !(m.row === 'live' && (rec ? rec.to === this.self : (await placedNodes(this.etcd, id)).join() === this.self))) continue;
       if (m.row === 'ended' || (m.row === 'live' && (await this.etcd.get(key.desired(this.self, id)).string()) !== null)) {
         this.local.moveDone(id);
         continue;
@@ -303,31 +322,6 @@ export class Mover {
     if (s.state !== 'running') throw new Error(`node ${node} could not make it: ${s.error?.message ?? s.state}`);
   }
 
-  /** A file to `node` (POST `path`): the stored files, which it restores into its copy and stops it, or a volume's contents. */
-  private async send(d: Desired, node: string, stored: { path: string }, path: string): Promise<void> {
-    const m = (await readFleet(this.etcd)).find((n) => n.member.name === node);
-    if (!m) throw new Error(`node ${node} left the fleet`);
-    const size = statSync(stored.path).size;
-    await new Promise<void>((resolve, reject) => {
-      const req = this.peers.request(node, m.member.endpoint, { method: 'POST', path, headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) } }, { uid: d.owner_uid, gids: d.owner_gids }, true);
-      const timer = setTimeout(() => req.destroy(new Error(`not done within ${SEND_MS} ms`)), SEND_MS);
-      timer.unref();
-      req.on('error', (e) => (clearTimeout(timer), reject(e)));
-      req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        let n = 0;
-        res.on('data', (c: Buffer) => void ((n += c.length) <= 64 * 1024 && chunks.push(c)));
-        res.on('end', () => {
-          clearTimeout(timer);
-          if (res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300) return resolve();
-          reject(new Error(`node ${node} answered ${res.statusCode}: ${Buffer.concat(chunks).toString('utf8').slice(0, 300)}`));
-        });
-        res.on('error', reject);
-      });
-      createReadStream(stored.path).on('error', (e) => req.destroy(e)).pipe(req);
-    });
-  }
-
   /**
    * A copying move undone: the record says so first (undoing: the receiving
    * node then makes nothing more of it), its copy there is destroyed (that
@@ -353,7 +347,7 @@ export class Mover {
     // That node removes the volumes its kit made with its copy (by its own record of them). One removed from
     // the fleet (nodeRemoval.ts) is asked nothing: it is left word to end its copy so, should it come back.
     if (!m) await this.etcd.put(key.undone(rec.to, rec.id)).value(JSON.stringify({ id: rec.id, to: this.self } satisfies OldCopy));
-    const gone = m ? (await this.askThere(rec.to, m.member.endpoint, 'DELETE', `/v1/sessions/${rec.id}?force=1`)) && (await this.askThere(rec.to, m.member.endpoint, 'POST', `/v1/sessions/${rec.id}/moved-out?to=${this.self}`)) : true;
+    const gone = m ? (await askThere(this.peers, rec.to, m.member.endpoint, 'DELETE', `/v1/sessions/${rec.id}?force=1`)) && (await askThere(this.peers, rec.to, m.member.endpoint, 'POST', `/v1/sessions/${rec.id}/moved-out?to=${this.self}`)) : true;
     if (!gone) {
       log.warn({ node: rec.to }, 'drain: the copy there is not confirmed destroyed and marked moved; trying again');
       return;
@@ -368,25 +362,12 @@ export class Mover {
     if (declared) await this.etcd.if(key.lost(rec.id), 'Value', '==', lo).then(this.etcd.delete().key(key.lost(rec.id))).commit();
     await this.etcd.delete().key(key.move(rec.id));
   }
+}
 
-  /** A call on that node: whether it confirmed (2xx, or 404: it never made the session). */
-  private askThere(node: string, endpoint: string, method: 'DELETE' | 'POST', path: string): Promise<boolean> {
-    return new Promise((resolve) => {
-      let req;
-      try {
-        req = this.peers.request(node, endpoint, { method, path }, { uid: 0, gids: [] });
-      } catch {
-        return resolve(false);
-      }
-      const timer = setTimeout(() => req.destroy(new Error('no answer within 30 s')), 30_000);
-      timer.unref();
-      req.on('response', (res) => {
-        res.resume();
-        res.on('end', () => (clearTimeout(timer), resolve((res.statusCode ?? 500) < 300 || res.statusCode === 404)));
-        res.on('error', () => (clearTimeout(timer), resolve(false)));
-      });
-      req.on('error', () => (clearTimeout(timer), resolve(false)));
-      req.end();
-    });
-  }
+/** The nodes with room for all of `ds` at once (slots and memory): sessions moved together go to one node. */
+async function roomFor(etcd: Etcd3, ds: readonly Desired[]): Promise<Set<string>> {
+  const memory = ds.reduce((a, d) => a + d.memory_mb, 0);
+  return new Set(
+    (await readFleet(etcd)).filter((n) => n.member.capacity.slots - usedSlots(n) >= ds.length && n.member.capacity.memory_mb - usedMemory(n) >= memory).map((n) => n.member.name),
+  );
 }

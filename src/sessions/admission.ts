@@ -42,6 +42,8 @@ export interface CreateExtra {
   pool?: string;
   /** Volumes this first run mounts read-write, whatever the session declares: a drain's copy takes their contents through them (moved-in-volume). */
   writable?: ReadonlySet<string>;
+  /** Volumes made here by the kit of another session moved with this one (volume id to that session): mounted as declared, though still marked as made for it. */
+  joins?: ReadonlyMap<string, string>;
 }
 
 /** A create's id and what its steps start from, or the 4xx that says why not. */
@@ -102,7 +104,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
         pool: extra.pool,
         profile,
         init: req.init,
-        volumes: volumes.map((v) => ({ ...v, unavailable: (state) => volumeUnavailable(state, v.name, () => kit.volumes.mountRefusal(v.id, v.name, v.readonly && !extra.writable?.has(v.id), id)) })),
+        volumes: volumes.map((v) => ({ ...v, unavailable: (state) => volumeUnavailable(state, v.name, () => kit.volumes.mountRefusal(v.id, v.name, v.readonly && !extra.writable?.has(v.id), id, extra.joins?.get(v.id))) })),
         admit: extra.admit,
         placed: extra.placed,
         idleTimeoutS: extra.pool === undefined ? (req.idle_timeout_s ?? c.sessions.idle_timeout_s) || undefined : undefined,
@@ -113,7 +115,7 @@ export function admit(kit: Kit, capacity: Capacity | undefined, req: CreateSessi
       throw reserveError(kit, e, name, owner);
     }
   };
-  return { id, init: { reserve, secrets, dirs, limits, end: { state: 'failed' }, ...(extra.writable ? { writable: extra.writable } : {}) } };
+  return { id, init: { reserve, secrets, dirs, limits, end: { state: 'failed' }, ...(extra.writable ? { writable: extra.writable } : {}), ...(extra.joins ? { joins: extra.joins } : {}) } };
 }
 
 /** What a failed reservation tells the caller. */

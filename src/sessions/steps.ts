@@ -60,6 +60,8 @@ export interface Bring {
   adopting?: boolean;
   /** Volumes mounted read-write in this run whatever the session declares (CreateExtra.writable: a drain's copy). */
   writable?: ReadonlySet<string>;
+  /** Volumes made here by another session moved with this one, still marked as its (CreateExtra.joins): volume id to that session. */
+  joins?: ReadonlyMap<string, string>;
 }
 
 const row = (c: Bring): SessionRow => {
@@ -178,7 +180,7 @@ const plan: Step<Bring> = {
     const volumes = [];
     for (const v of kit.store.volumeIdsOf(r.id)) {
       const readonly = v.readonly && !c.writable?.has(v.id);
-      volumes.push({ source: await kit.volumes.mountFor(v.id, readonly, r.id), target: v.target, readonly });
+      volumes.push({ source: await kit.volumes.mountFor(v.id, readonly, r.id, c.joins?.get(v.id)), target: v.target, readonly });
     }
     const cgroups = c.dirs.map((d) => d.path);
     c.plan = planFor(r, c.limits, kit.config, kit.host!, { cgroups, cgroupView: sessionCgroupView(kit.layout, c.dirs), lease, files: c.files!, injected, profile: r.profile, volumes, boot: r.init === 'systemd' ? bootPlanFor(r.id) : undefined });

@@ -105,6 +105,14 @@ export class Volumes {
     return this.store.usersOf(id).filter((u) => u.session_id !== except).length;
   }
 
+  /** The live sessions other than `except` that mount it, with their states. */
+  mountersBesides(id: string, except: string): Array<{ id: string; state: string }> {
+    return this.store
+      .usersOf(id)
+      .filter((u) => u.session_id !== except)
+      .map((u) => ({ id: u.session_id, state: u.session_state }));
+  }
+
   /** The ready volumes made here for drains' moves that this node has not yet seen over. */
   madeForMoves(): VolumeRow[] {
     return this.store.madeForMoves();
@@ -211,11 +219,15 @@ export class Volumes {
     if (b) throw new ApiError('conflict', `volume ${v.name} is being ${b === 'reading' ? 'read (an export, or a snapshot with volumes)' : 'resized'}: try again when that is done`);
   }
 
-  /** Why `session` may not mount this volume now (in the transaction that records the mount), or undefined. */
-  mountRefusal(id: string, name: string, readonly: boolean, session: string): string | undefined {
-    // Made here for a drain's move: the moving session's alone until this node sees the move over (it may yet be undone).
+  /**
+   * Why `session` may not mount this volume now (in the transaction that
+   * records the mount), or undefined. `joins`: the session of the same move
+   * whose kit made it here (a drain moving sessions that share it together).
+   */
+  mountRefusal(id: string, name: string, readonly: boolean, session: string, joins?: string): string | undefined {
+    // Made here for a drain's move: the moving session's alone (and those moved with it) until this node sees the move over (it may yet be undone).
     const movedFor = this.store.get(id)?.moved_for;
-    if (movedFor && movedFor !== session) return `volume ${name} is being moved here with session ${movedFor}: it can be mounted once that move is done`;
+    if (movedFor && movedFor !== session && movedFor !== joins) return `volume ${name} is being moved here with session ${movedFor}: it can be mounted once that move is done`;
     const b = this.busy.get(id);
     if (b === 'resizing-offline') return `volume ${name} is being resized (unmounted): try again when that is done`;
     if (!readonly && b === 'reading') return `volume ${name} is being read (an export, or a snapshot with volumes): try again when that is done, or mount it read-only`;
@@ -305,8 +317,8 @@ export class Volumes {
   }
 
   /** hostMount for a session's plan (a create or a start): refused (409) while work on the volume excludes that mount. */
-  async mountFor(id: string, readonly: boolean, session: string): Promise<string> {
-    const why = this.mountRefusal(id, this.store.get(id)?.name ?? id, readonly, session);
+  async mountFor(id: string, readonly: boolean, session: string, joins?: string): Promise<string> {
+    const why = this.mountRefusal(id, this.store.get(id)?.name ?? id, readonly, session, joins);
     if (why) throw new ApiError('conflict', why);
     return this.hostMount(id);
   }

@@ -20,7 +20,7 @@ import { spawn } from 'node:child_process';
 import { SseReader } from '../../src/client/sseReader.js';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
-import { cliAs, isRoot, listenPort, TestDaemon } from './harness.js';
+import { cliAs, isRoot, listenPort, requestsAs, TestDaemon } from './harness.js';
 import { Viewer } from './viewer.js';
 import { sessionSchema, type Session } from '../../src/api/schemas.js';
 import type { AuditEvent } from '../../src/api/eventSchemas.js';
@@ -1058,12 +1058,14 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     expect((await nodes.a.api('DELETE', `/v1/sessions/${moving.id}`)).status).toBe(204);
   }, 300_000);
 
-  it("drains A: a tenant's session declaring root's shared secret moves only to a node where root shares it with the same value, and reads it there; one whose secret no other node shares stays", async () => {
+  it("drains A: sessions declaring root's shared secret move only to a node where root shares it with the same value (not carried), two sharing a volume move together with it; one whose secret no other node shares stays", async () => {
     const as = (args: string[]) => cliAs(nodes.a.socket, { uid: NOBODY, groups: [GID] }, args);
     const share = (d: TestDaemon, name: string, v: string) => d.api('PUT', `/v1/auth/${name}`, { value_base64: Buffer.from(v).toString('base64'), shared: true });
     // Root shares fleet-npm on A and B with one value, on C with another (rotated there, say); only-a on A alone.
     for (const [d, v] of [[nodes.a, 'npm-1'], [nodes.b, 'npm-1'], [nodes.c, 'npm-2']] as const) expect((await share(d, 'fleet-npm', v)).status).toBeLessThan(300);
     expect((await share(nodes.a, 'only-a', 'a-1')).status).toBeLessThan(300);
+    // The nodes' check is theirs alone: a tenant asking it is answered as for no such endpoint.
+    expect(requestsAs(nodes.a.socket, { uid: NOBODY, groups: [GID] }, [{ method: 'GET', path: `/v1/node/shared-secrets?refs=0:fleet-npm&nonce=${'ab'.repeat(16)}` }])[0]![0]).toBe(404);
     // Made through A, they are A's (what they name is A's: placed there).
     const create = async (name: string, auth: string) => {
       const r = await as(['session', 'create', '--name', name, '--auth', auth, '--memory', '128', '--network', 'none', '--json']);
@@ -1072,24 +1074,45 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     };
     const sharer = await create('sharer', '0:fleet-npm');
     const lonely = await create('lonely', '0:only-a');
+    // Root's two sessions sharing a volume, one of them declaring root's shared fleet-npm (its own: still not carried).
+    expect((await nodes.a.api('POST', '/v1/volumes', { name: 'pair-vol', size_mb: 64 })).status).toBe(201);
+    const pairMade = async (name: string, extra: Record<string, unknown>) => {
+      const r = await nodes.a.api('POST', '/v1/sessions', { ...SMALL, name, ...extra });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      return sessionSchema.parse(r.body);
+    };
+    const pair1 = await pairMade('pair1', { auth: ['fleet-npm'], volumes: [{ name: 'pair-vol', target: '/pair' }] });
+    const pair2 = await pairMade('pair2', { volumes: [{ name: 'pair-vol', target: '/pair', readonly: true }] });
     for (const s of [sharer, lonely]) expect(s).toMatchObject({ node: names.a, owner_uid: NOBODY });
+    for (const s of [pair1, pair2]) expect(s).toMatchObject({ node: names.a, owner_uid: 0 });
     expect((await as(['session', 'exec', 'sharer', '--', 'sh', '-c', 'cat /run/enclave/auth/fleet-npm.token; echo mark-$((6*7)) > ~/mark'])).stdout).toBe('npm-1');
+    expect((await nodes.a.sh('pair1', 'echo pair-$((6*7)) > /pair/f; echo one > ~/who')).code).toBe(0);
     for (const s of ['sharer', 'lonely']) expect((await as(['session', 'stop', s])).code).toBe(0);
+    for (const s of ['pair1', 'pair2']) expect((await nodes.a.api('POST', `/v1/sessions/${s}/stop`)).status).toBe(200);
     const r = await nodes.b.cli(['node', 'drain', names.a]);
     expect(r.code, r.stderr).toBe(0);
-    try {
-      const moved = await until(
-        'sharer moved off A',
+    const movedOff = (show: () => Promise<Session | undefined>) =>
+      until(
+        'moved off A',
         async () => {
-          const v = (await as(['session', 'show', 'sharer', '--json'])).stdout;
-          const s = v ? sessionSchema.parse(JSON.parse(v)) : undefined;
-          return s && s.node !== names.a && s.state === 'stopped' ? s : undefined;
+          const v = await show();
+          return v && v.node !== names.a && v.state === 'stopped' ? v : undefined;
         },
         120_000,
       );
-      // Only B shares it with the value it had: C, sharing another value, is not asked to make it.
+    const byRoot = async (ref: string) => {
+      const x = await nodes.a.api('GET', `/v1/sessions/${ref}`);
+      return x.status === 200 ? sessionSchema.parse(x.body) : undefined;
+    };
+    try {
+      const moved = await movedOff(async () => {
+        const v = (await as(['session', 'show', 'sharer', '--json'])).stdout;
+        return v ? sessionSchema.parse(JSON.parse(v)) : undefined;
+      });
+      // Only B shares it with the value it had (C shares another).
       expect(moved).toMatchObject({ id: sharer.id, node: names.b, owner_uid: NOBODY });
-      expect(nodes.c.log()).not.toContain(`"session":"${sharer.id}"`);
+      const [p1, p2] = [await movedOff(() => byRoot('pair1')), await movedOff(() => byRoot('pair2'))];
+      expect([p1.node, p2.node]).toEqual([names.b, names.b]);
       // Not carried: B's store is as root left it (no copy of the value, no secret of the tenant's).
       const onB = ((await nodes.b.api('GET', '/v1/auth?all=1')).body as { secrets: { name: string; owner_uid: number; version: number; shared: boolean }[] }).secrets;
       expect(onB.filter((x) => x.name === 'fleet-npm')).toEqual([expect.objectContaining({ owner_uid: 0, version: 1, shared: true })]);
@@ -1097,17 +1120,34 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
       const started = await as(['session', 'start', 'sharer']);
       expect(started.code, started.stderr).toBe(0);
       expect((await as(['session', 'exec', 'sharer', '--', 'sh', '-c', 'cat /run/enclave/auth/fleet-npm.token ~/mark'])).stdout).toBe('npm-1mark-42\n');
+      // The shared volume went with both, once: on B, gone from A; each reads it there (pair2 read-only, as declared).
+      const volumesOn = async (d: TestDaemon) => ((await d.api('GET', '/v1/volumes')).body as { volumes: { name: string }[] }).volumes.map((v) => v.name);
+      expect(await volumesOn(nodes.a)).not.toContain('pair-vol');
+      expect((await volumesOn(nodes.b)).filter((v) => v === 'pair-vol')).toEqual(['pair-vol']);
+      // The one of them that mounts what the other's kit made there (by id, the later) is refused (409) only until B
+      // sees that move over (its next tick).
+      for (const name of ['pair1', 'pair2']) {
+        await until(`${name} started on B`, async () => {
+          const x = await nodes.a.api('POST', `/v1/sessions/${name}/start`);
+          if (x.status === 409 && /being moved here with session/.test(JSON.stringify(x.body))) return undefined;
+          expect(x.status, JSON.stringify(x.body)).toBe(200);
+          return true;
+        });
+      }
+      expect((await nodes.a.sh('pair1', 'cat /pair/f ~/who /run/enclave/auth/fleet-npm.token')).stdout).toBe('pair-42\none\nnpm-1');
+      expect((await nodes.a.sh('pair2', 'cat /pair/f; { touch /pair/x; } 2>&1')).stdout).toMatch(/^pair-42\n.*Read-only file system/);
       // The other stays, stopped on A, the reason in A's log naming each node.
       await until('the reason lonely stays', async () => (/no other node shares 0:only-a with the value this node holds/.test(nodes.a.log()) ? true : undefined));
       expect(nodes.a.log()).toMatch(new RegExp(`node ${names.b} does not share 0:only-a`));
       expect(await nodes.a.show(lonely.id)).toMatchObject({ state: 'stopped', node: names.a });
     } finally {
       expect((await nodes.a.cli(['node', 'uncordon', names.a])).code).toBe(0);
-      for (const s of [sharer, lonely]) await nodes.a.api('DELETE', `/v1/sessions/${s.id}`);
+      for (const s of [sharer, lonely, pair1, pair2]) await nodes.a.api('DELETE', `/v1/sessions/${s.id}`);
+      for (const d of [nodes.a, nodes.b]) await d.api('DELETE', '/v1/volumes/pair-vol');
       for (const d of [nodes.a, nodes.b, nodes.c]) await d.api('DELETE', '/v1/auth/fleet-npm');
       await nodes.a.api('DELETE', '/v1/auth/only-a');
     }
-  }, 240_000);
+  }, 300_000);
 
   it('undoes, before a drain moves a session, its placement on another node that an earlier try left (committed past its bound)', async () => {
     const s = await createdOnC({ ...SMALL, name: 'strayed' });

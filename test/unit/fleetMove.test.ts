@@ -10,22 +10,20 @@ import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import { commitMove, Mover, type MoveSource } from '../../src/fleet/move.js';
+import { commitMoves } from '../../src/fleet/movePeers.js';
 import { removeNode } from '../../src/fleet/nodeRemoval.js';
 import { key, PREFIX, STAGED_RO_VOLUMES } from '../../src/fleet/keys.js';
-import type { KitPlan, MadeForMove, SharedRef } from '../../src/fleet/moveKit.js';
-import { createHmac } from 'node:crypto';
+import { groupPlan, type GroupPlan, type KitPlan, type MadeForMove, type SharedRef } from '../../src/fleet/moveKit.js';
+import { sharedMacs } from '../../src/fleet/sharedHolders.js';
 import type { PeerClient } from '../../src/fleet/peerClient.js';
 import type { SessionState } from '../../src/vocab/states.js';
 import { oneEtcd } from './fixtures/etcd.js';
 
 const SELF = 'c';
 
-/** What a node holding `values` (UID:NAME to value) shared answers: each of `refs` it holds, as an HMAC of `nonce` keyed by its value. */
-const macsOf = (values: ReadonlyMap<string, string>, refs: readonly SharedRef[], nonce: string) =>
-  new Map(refs.flatMap((r) => {
-    const v = values.get(`${r.owner_uid}:${r.name}`);
-    return v === undefined ? [] : [[`${r.owner_uid}:${r.name}`, createHmac('sha256', v).update(nonce).digest('hex')] as const];
-  }));
+/** What node `responder` holding `values` (UID:NAME to value) shared answers node `asker` (sharedHolders.ts sharedMacs). */
+const macsOf = (values: ReadonlyMap<string, string>, refs: readonly SharedRef[], nonce: string, asker: string, responder: string) =>
+  sharedMacs((o, n) => (values.has(`${o}:${n}`) ? { value: Buffer.from(values.get(`${o}:${n}`)!), shared: true } : undefined), refs, nonce, asker, responder);
 const ID = 's-00000000d1';
 
 /** The channel to other nodes: records each request, answers with `status` (or what `answer` gives for it). */
@@ -63,13 +61,13 @@ class Local implements MoveSource {
   /** What follows a session (none unless set), and its stored files (none unless set). */
   readonly kits = new Map<string, KitPlan>();
   storedFile: { path: string; zstd: boolean } | undefined;
-  kit(id: string): KitPlan | undefined {
-    return this.states.has(id) ? (this.kits.get(id) ?? { secrets: [], volumes: [], shared: [] }) : undefined;
+  kit(id: string): GroupPlan | { stays: string } | undefined {
+    return this.states.has(id) ? groupPlan(id, (m) => this.kits.get(m) ?? { secrets: [], volumes: [], shared: [], with: [] }) : undefined;
   }
   /** Another owner's secrets shared here, by UID:NAME, with their values. */
   readonly shared = new Map<string, string>();
-  sharedMacs(refs: readonly SharedRef[], nonce: string): Map<string, string> {
-    return macsOf(this.shared, refs, nonce);
+  sharedMacs(refs: readonly SharedRef[], nonce: string, responder: string): Map<string, string> {
+    return macsOf(this.shared, refs, nonce, SELF, responder);
   }
   async volumeFile(): Promise<never> {
     throw new Error('not in these tests');
@@ -173,7 +171,15 @@ describe('a drained node finishes the moves it left', () => {
       ['s-00000000c1', made(['v-00000000c1'], { row: 'movedAway', stale: false })],
       // Ended here after a committed move: the owner's.
       ['s-00000000c2', made(['v-00000000c2'], { row: 'ended', secrets: ['pypi'] })],
+      // Made a moment ago, its move over already (committed here; or its record gone, placed here alone): the owner's
+      // at once (a session moved with it mounts it). c5: placed on its drained node too (its record on its way): left.
+      ['s-00000000c3', made(['v-00000000c3'], { row: 'live', settled: false, stale: false })],
+      ['s-00000000c4', made(['v-00000000c4'], { row: 'live', settled: false, stale: false })],
+      ['s-00000000c5', made(['v-00000000c5'], { row: 'live', settled: false, stale: false })],
     ]);
+    for (const id of ['s-00000000c3', 's-00000000c4', 's-00000000c5']) await etcd.put(key.desired(SELF, id)).value('{}');
+    await etcd.put(key.desired('b', 's-00000000c5')).value('{}');
+    await etcd.put(key.move('s-00000000c3')).value(JSON.stringify({ id: 's-00000000c3', from: 'b', to: SELF, phase: 'committed' }));
     local.stuck.add('v-00000000b8');
     await etcd.put(key.desired(SELF, 's-00000000b4')).value('{}');
     // ID is being moved here (its record: to this node, copying): its volume stays the move's.
@@ -182,7 +188,7 @@ describe('a drained node finishes the moves it left', () => {
     await m.tick();
     // b2: never came, stale: removed. b4: came: the owner's. b5: not stale yet, b6: its record may be on its way: left.
     expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'github', 'API_TOKEN', 'v-00000000c1']);
-    expect(local.done).toEqual(['s-00000000b4', 's-00000000c2']);
+    expect(local.done).toEqual(['s-00000000b4', 's-00000000c2', 's-00000000c3', 's-00000000c4']);
     // The volume that could not go is tried again 10 min later, not each tick (its secret went already).
     await m.tick();
     expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'github', 'API_TOKEN', 'v-00000000c1']);
@@ -191,7 +197,7 @@ describe('a drained node finishes the moves it left', () => {
     local.made.delete('s-00000000b2');
     await m.tick();
     expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'github', 'API_TOKEN', 'v-00000000c1', 'v-00000000a1']);
-    expect([...local.made.keys()].sort()).toEqual(['s-00000000b5', 's-00000000b6', 's-00000000b8', 's-00000000b9']);
+    expect([...local.made.keys()].sort()).toEqual(['s-00000000b5', 's-00000000b6', 's-00000000b8', 's-00000000b9', 's-00000000c5']);
   });
 
   it('takes a 404 as confirmed: the node never made it', async () => {
@@ -231,6 +237,31 @@ describe('a drained node finishes the moves it left', () => {
     expect(await commitMove(etcd, rec)).toBe(false);
     expect(JSON.parse((await get(key.move(ID)))!)).toEqual(rec);
     expect(await get(key.desired('b', ID))).toBe('{}');
+  });
+
+  it('commits sessions moved together all or none: one whose placement there went keeps every record copying and every placement here', async () => {
+    const ID2 = 's-00000000d2';
+    const recs = [ID, ID2].map((id) => ({ id, from: SELF, to: 'b', phase: 'copying' }) as const);
+    for (const r of recs) {
+      await etcd.put(key.move(r.id)).value(JSON.stringify(r));
+      await etcd.put(key.desired(SELF, r.id)).value('{}');
+    }
+    await etcd.put(key.desired('b', ID)).value('{}');
+    // ID2's placement on b is gone (released, or never booked): neither commits.
+    expect(await commitMoves(etcd, recs)).toBe(false);
+    for (const r of recs) {
+      expect(JSON.parse((await get(key.move(r.id)))!)).toEqual(r);
+      expect(await get(key.desired(SELF, r.id))).toBe('{}');
+    }
+    await etcd.put(key.desired('b', ID2)).value('{}');
+    expect(await commitMoves(etcd, recs)).toBe(true);
+    for (const r of recs) {
+      expect(JSON.parse((await get(key.move(r.id)))!)).toEqual({ ...r, phase: 'committed' });
+      expect(await get(key.desired(SELF, r.id))).toBeNull();
+      expect(await get(key.desired('b', r.id))).toBe('{}');
+    }
+    // Sent again (its answer lost): its own, done.
+    expect(await commitMoves(etcd, recs)).toBe(true);
   });
 
   it('undoes a move to a node that never came back once it is removed from the fleet (node remove), asking it nothing more', async () => {
@@ -278,7 +309,7 @@ describe("a drain's move of a session that may remount with a read-only volume",
     const request = { profile: 'system', volumes: [{ name: 'ref', target: '/srv', readonly: true }] };
     await etcd.put(key.desired(SELF, ID)).value(JSON.stringify({ id: ID, owner_uid: 1000, owner_gids: [], request, memory_mb: 256, entry: SELF, placed_at: '2026-01-01T00:00:00Z' }));
     local.states.set(ID, 'stopped');
-    local.kits.set(ID, { secrets: [], volumes: [{ id: 'v-00000000aa', name: 'ref', size_mb: 16 }], shared: [] });
+    local.kits.set(ID, { secrets: [], volumes: [{ id: 'v-00000000aa', name: 'ref', size_mb: 16 }], shared: [], with: [] });
     local.storedFile = { path: '/dev/null', zstd: false };
   };
   const logged = () => {
@@ -337,7 +368,7 @@ describe("a drain's move of a session that declares root's shared secrets", () =
     const request = { auth: ['0:npm'], env_tokens: ['0:GH_TOKEN'] };
     await etcd.put(key.desired(SELF, ID)).value(JSON.stringify({ id: ID, owner_uid: 1000, owner_gids: [], request, memory_mb: 256, entry: SELF, placed_at: '2026-01-01T00:00:00Z' }));
     local.states.set(ID, 'stopped');
-    local.kits.set(ID, { secrets: [], volumes: [], shared: [{ owner_uid: 0, name: 'npm' }, { owner_uid: 0, name: 'GH_TOKEN' }] });
+    local.kits.set(ID, { secrets: [], volumes: [], shared: [{ owner_uid: 0, name: 'npm' }, { owner_uid: 0, name: 'GH_TOKEN' }], with: [] });
     local.storedFile = { path: '/dev/null', zstd: false };
     local.shared.set('0:npm', 'npm-value').set('0:GH_TOKEN', 'gh-value');
   };
@@ -351,7 +382,7 @@ describe("a drain's move of a session that declares root's shared secrets", () =
       const values = held[node];
       if (!values) return { status: 404, body: '{}' };
       const refs = q.get('refs')!.split(',').map((t) => ({ owner_uid: Number(t.split(':')[0]), name: t.split(':')[1]! }));
-      return { status: 200, body: JSON.stringify({ secrets: [...macsOf(new Map(Object.entries(values)), refs, q.get('nonce')!)].map(([ref, mac]) => ({ ref, mac })) }) };
+      return { status: 200, body: JSON.stringify({ secrets: [...macsOf(new Map(Object.entries(values)), refs, q.get('nonce')!, SELF, node)].map(([ref, mac]) => ({ ref, mac })) }) };
     };
     return peers;
   };
@@ -389,18 +420,41 @@ describe("a drain's move of a session that declares root's shared secrets", () =
     await member('a', 8);
     await member('b', 8);
     await member('d', 8);
+    await member('e', 8);
+    await etcd.delete().key(key.alive('e'));
     const local = new Local();
     await drained(local);
+    // A second session that stays for the same secrets: the other nodes are asked once between them.
+    const ID2 = 's-00000000d2';
+    const d2 = JSON.parse((await etcd.get(key.desired(SELF, ID)).string())!) as Record<string, unknown>;
+    await etcd.put(key.desired(SELF, ID2)).value(JSON.stringify({ ...d2, id: ID2 }));
+    local.states.set(ID2, 'stopped');
+    local.kits.set(ID2, local.kits.get(ID)!);
     const peers = peersHolding({ a: { '0:npm': 'npm-value' }, b: { '0:npm': 'npm-value', '0:GH_TOKEN': 'rotated' }, d: undefined });
     const { lines, log } = logged();
     await new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, log).tick();
+    expect(peers.asked.map((a) => a.node).sort()).toEqual(['a', 'b', 'd']);
+    expect(lines.filter((l) => l.msg === 'drain: session not moved; trying again later')).toHaveLength(2);
     const err = lines.find((l) => l.msg === 'drain: session not moved; trying again later')?.err;
     expect(err).toMatch(/^no other node shares 0:npm, 0:GH_TOKEN with the value this node holds/);
     expect(err).toContain('node a does not share 0:GH_TOKEN');
     expect(err).toContain('node b shares 0:GH_TOKEN with another value');
     expect(err).toContain('node d answers 404');
+    expect(err).toContain('node e is unreachable');
     expect(peers.asked.every((a) => a.path.startsWith('/v1/node/shared-secrets'))).toBe(true);
     for (const n of ['a', 'b', 'd']) expect(await etcd.get(key.desired(n, ID)).string()).toBeNull();
     expect(await etcd.get(key.move(ID)).string()).toBeNull();
+  });
+
+  it('asks no node while this node itself no longer shares one of them, and says so', async () => {
+    await member('a', 8);
+    const local = new Local();
+    await drained(local);
+    local.shared.delete('0:GH_TOKEN');
+    const peers = peersHolding({ a: { '0:npm': 'npm-value', '0:GH_TOKEN': 'gh-value' } });
+    const { lines, log } = logged();
+    await new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, log).tick();
+    expect(peers.asked).toEqual([]);
+    expect(lines.find((l) => l.msg === 'drain: session not moved; trying again later')?.err).toMatch(/: this node no longer shares 0:GH_TOKEN$/);
   });
 });

@@ -239,8 +239,8 @@ describe('placement against etcd', () => {
     const noPeer = new Registry(own, { ...base, node: 'n4' } as never, '/run/n4.sock', capacity, pino({ level: 'silent' }), [STAGED_RO_VOLUMES]);
     try {
       for (const r of [staging, hostRoot, noPeer]) await r.register();
-      expect(JSON.parse((await etcd.get(key.features('n2')).string())!)).toEqual(['move-kit', STAGED_RO_VOLUMES]);
-      expect(JSON.parse((await etcd.get(key.features('n3')).string())!)).toEqual(['move-kit']);
+      expect(JSON.parse((await etcd.get(key.features('n2')).string())!)).toEqual(['move-kit', 'move-group', STAGED_RO_VOLUMES]);
+      expect(JSON.parse((await etcd.get(key.features('n3')).string())!)).toEqual(['move-kit', 'move-group']);
       expect(await etcd.get(key.features('n4')).string()).toBeNull();
       expect([...(await nodesTakingKits(etcd, [STAGED_RO_VOLUMES]))]).toEqual(['n2']);
     } finally {

@@ -17,7 +17,8 @@ import type { Handlers } from '../dispatch.js';
 import type { Context } from '../route.js';
 import type { Caller } from '../../access/guard.js';
 import type { IncomingMessage } from 'node:http';
-import { dropMadeFor, kitValues, mountsOf, sharedMacs } from '../moveKitHere.js';
+import { dropMadeFor, kitValues, mountsOf } from '../moveKitHere.js';
+import { sharedMacs } from '../../fleet/sharedHolders.js';
 import { secretRefOf } from '../../vocab/names.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -60,9 +61,11 @@ async function fromMover(ctx: Context, caller: Caller, id: string, phase: 'copyi
 export const moveHandlers: Pick<Handlers, 'sessionMovedIn' | 'sessionMovedOut' | 'sessionMoveKit' | 'sessionMovedInVolume' | 'nodeSharedSecrets'> = {
   // A drain elsewhere asks, before it places a session declaring another owner's shared secrets, whether this node
   // holds each shared with the same value (an HMAC of its nonce: no value crosses).
-  nodeSharedSecrets: (ctx, { query }) => {
+  nodeSharedSecrets: (ctx, { query, caller }) => {
+    if (!ctx.fleet || !caller.peer) throw new ApiError('conflict', 'only a node of the fleet asks this');
     const refs = query.refs.split(',').map((t) => secretRefOf(t)!);
-    const macs = sharedMacs(ctx.sessions, refs.map((r) => ({ owner_uid: r.owner!, name: r.name })), query.nonce);
+    const store = ctx.sessions.secrets.store;
+    const macs = sharedMacs((o, n) => store.get(o, n), refs.map((r) => ({ owner_uid: r.owner!, name: r.name })), query.nonce, caller.peer, ctx.fleet.node);
     return { secrets: [...macs].map(([ref, mac]) => ({ ref, mac })) };
   },
   sessionMovedOut: async (ctx, { target: row, query, caller, log }) => {
