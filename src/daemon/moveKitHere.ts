@@ -189,7 +189,7 @@ export function madeForMoves(sessions: SessionManager, now = Date.now()): Map<st
   const out = new Map<string, MadeForMove>();
   const add = (session: string, madeAt: string, put: (m: MadeForMove) => void) => {
     const age = now - Date.parse(madeAt);
-    const m = out.get(session) ?? { volumes: [], secrets: [], row: rowOf(sessions, session), settled: true, stale: true };
+    const m = out.get(session) ?? { volumes: [], secrets: [], row: rowOf(sessions, session), stopped: sessions.find(session)?.state === 'stopped', settled: true, stale: true };
     put(m);
     m.settled &&= age > RECORD_GRACE_MS;
     m.stale &&= age > MADE_GRACE_MS;

@@ -137,6 +137,17 @@ export class Fleet {
     return peer !== undefined && rec?.from === peer && rec.to === this.c.node && rec.phase === phase;
   }
 
+  /**
+   * Whether a drain is moving this session here now (its record: to this
+   * node, not committed), from a node other than `peer` (the moving node's
+   * own calls pass: an undo destroys the copy). Its copy here is the move's
+   * until it commits: a start or destroy of it waits (409).
+   */
+  async movingIn(id: string, peer?: string): Promise<boolean> {
+    const rec = await fleetOp(() => moveRecordOf(this.etcd, id));
+    return rec !== undefined && rec.to === this.c.node && rec.phase !== 'committed' && rec.from !== peer;
+  }
+
   /** Whether a drain is moving this session off this node now: a start or destroy of it here waits (409). */
   isMoving(id: string): boolean {
     return this.mover?.moving.has(id) ?? false;

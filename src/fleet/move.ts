@@ -119,6 +119,7 @@ export class Mover {
         continue;
       }
       const ids = group.members.map((m) => m.id);
+      if (ids.some((id) => (this.retryAt.get(id) ?? 0) > Date.now())) continue; // a member backing off holds the group
       for (const id of ids) this.stays.delete(id);
       try {
         const to = await this.move(group, ids.map((id) => byId.get(id)!), log);
@@ -127,7 +128,7 @@ export class Mover {
       } catch (e) {
         // Backing off once it was placed: a move that cannot succeed (its volume too large to send in time) costs
         // both nodes a copy each try; one refused before (no node fits, none takes kits yet) is tried again as before.
-        const n = (this.failures.get(d.id) ?? 0) + (e instanceof Unplaced ? 0 : 1);
+        const n = Math.max(...ids.map((id) => this.failures.get(id) ?? 0)) + (e instanceof Unplaced ? 0 : 1);
         const wait = e instanceof Unplaced ? RETRY_MS : Math.min(RETRY_MS * 2 ** (n - 1), MAX_RETRY_MS);
         for (const id of ids) this.failures.set(id, n), this.retryAt.set(id, Date.now() + wait);
         log.warn({ err: (e as Error).message, retry_in_ms: wait, ...(ids.length > 1 ? { with: ids.filter((id) => id !== d.id) } : {}) }, 'drain: session not moved; trying again later');
@@ -196,11 +197,17 @@ export class Mover {
       }
       for (const [i, d] of ds.entries()) await sendFile(this.etcd, this.peers, d, there, stored[i]!, `/v1/sessions/${d.id}/moved-in?zstd=${stored[i]!.zstd ? 1 : 0}&from=${this.self}`);
       for (const d of ds) if (this.local.stateOf(d.id) !== 'stopped') throw new Error(`session ${d.id} is ${this.local.stateOf(d.id) ?? 'gone'} here now`);
+      // Still the same sessions sharing those volumes (none made here mounting one meanwhile: it would keep a copy here).
+      const again = this.local.kit(ds[0]!.id);
+      if (!again || 'stays' in again || again.members.map((m) => m.id).join() !== ds.map((d) => d.id).join()) throw new Error('the sessions sharing its volumes here changed during the move');
       if (!(await commitMoves(this.etcd, recs))) throw new Error('a move record, or a placement here, changed under it (the fleet declared it lost?)');
     } catch (e) {
       // Undone only while the records still say copying: a commit that applied but answered an error is kept.
+      // Each tried (the last made first: a shared volume goes with its maker's copy there); one that fails is left to the next tick.
       const now = recs.length ? await moveRecordOf(this.etcd, recs[0]!.id).catch(() => undefined) : undefined;
-      if (now?.phase !== 'committed') for (const rec of [...recs].reverse()) await this.undo(rec, log);
+      if (now?.phase !== 'committed') {
+        for (const rec of [...recs].reverse()) await this.undo(rec, log).catch((u: Error) => log.warn({ session: rec.id, err: u.message }, 'drain: the undo of a move stays for the next tick'));
+      }
       throw e;
     }
     // Their copies here end while they are still locked, before any other etcd call can fail: released stopped
@@ -276,9 +283,11 @@ export class Mover {
     for (const [id, m] of this.local.madeForMoves()) {
       const rec = await moveRecordOf(this.etcd, id);
       if (rec?.to === this.self && rec.phase !== 'committed') continue; // its move (or undo) is under way
-      // Its record may be on its way (the placement here comes first), unless the move is over: committed here, or
-      // the session placed here alone (a move under way places it on both). A session moved with it waits on that to start.
-      if (!m.settled && !(m.row === 'live' && (rec ? rec.to === this.self : (await placedNodes(this.etcd, id)).join() === this.self))) continue;
+      // Its record may be on its way (the placement here comes first), unless the move is over: committed here, or its
+      // copy stopped (its files in) and placed here alone (a move under way places it on both; one the fleet declared lost
+      // there left it running, empty). A session moved with it waits on that to start.
+      const over = rec ? rec.to === this.self : m.stopped && (await placedNodes(this.etcd, id)).join() === this.self;
+      if (!m.settled && !(m.row === 'live' && over)) continue;
       if (m.row === 'ended' || (m.row === 'live' && (await this.etcd.get(key.desired(this.self, id)).string()) !== null)) {
         this.local.moveDone(id);
         continue;
@@ -293,7 +302,8 @@ export class Mover {
 
   /** The move records of this node that no move here is running: a committed one's old copy ended, a copying one undone. */
   private async finishRecorded(): Promise<void> {
-    for (const [k, v] of await getPrefix(this.etcd, prefix.move)) {
+    // The last of a group first (by id): an undo drops a shared volume there with its maker's copy, once the others' went.
+    for (const [k, v] of [...(await getPrefix(this.etcd, prefix.move))].reverse()) {
       const rec = parseValue(moveSchema, k, v);
       if (rec.from !== this.self || this.moving.has(rec.id)) continue;
       const log = this.log.child({ session: rec.id });

@@ -218,6 +218,8 @@ export interface MadeForMove {
    * or ended otherwise (a committed move's session ended there since).
    */
   row: 'none' | 'live' | 'movedAway' | 'ended';
+  /** Its row here is stopped (a moved copy is, once its files are in). */
+  stopped: boolean;
   /** All made long enough ago that the move's record, if any, is written. */
   settled: boolean;
   /** All made longer ago than any create of them could take: leftovers when the session has no row. */

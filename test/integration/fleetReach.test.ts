@@ -1149,6 +1149,29 @@ describe.skipIf(!isRoot)('fleet: reach a session from any node over mutual TLS',
     }
   }, 300_000);
 
+  it('refuses a start, and a destroy but from the node moving it, of a copy a drain is moving to its node until the move is over', async () => {
+    const inbound = await createdOnC({ ...SMALL, name: 'inbound' });
+    expect((await nodes.a.api('POST', `/v1/sessions/${inbound.id}/stop`)).status).toBe(200);
+    // As a drain leaves it between its files and its group's commit: a record of a move to C, copying (from a node no
+    // daemon here is, so that none of them finishes it meanwhile).
+    const c = new Etcd3({ hosts: etcd.endpoints, dialTimeout: 3000 });
+    const rec = JSON.stringify({ id: inbound.id, from: 'gone-node', to: names.c, phase: 'copying' });
+    try {
+      await c.put(`/enclave/move/${inbound.id}`).value(rec);
+      const start = await nodes.b.api('POST', `/v1/sessions/${inbound.id}/start`);
+      expect(start.status, JSON.stringify(start.body)).toBe(409);
+      expect(JSON.stringify(start.body)).toContain('is being moved to this node');
+      const destroy = await nodes.b.api('DELETE', `/v1/sessions/${inbound.id}`);
+      expect(destroy.status, JSON.stringify(destroy.body)).toBe(409);
+      expect((await nodes.a.show(inbound.id)).state).toBe('stopped');
+    } finally {
+      await c.delete().key(`/enclave/move/${inbound.id}`);
+      c.close();
+    }
+    expect((await nodes.b.api('POST', `/v1/sessions/${inbound.id}/start`)).status).toBe(200);
+    expect((await nodes.b.api('DELETE', `/v1/sessions/${inbound.id}`)).status).toBe(204);
+  });
+
   it('undoes, before a drain moves a session, its placement on another node that an earlier try left (committed past its bound)', async () => {
     const s = await createdOnC({ ...SMALL, name: 'strayed' });
     expect((await nodes.a.sh('strayed', 'echo kept > /home/mark')).code).toBe(0);

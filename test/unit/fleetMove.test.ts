@@ -7,6 +7,9 @@
 // stand-in that answers the DELETE with a chosen status.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { EventEmitter } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import { commitMove, Mover, type MoveSource } from '../../src/fleet/move.js';
@@ -18,8 +21,15 @@ import { sharedMacs } from '../../src/fleet/sharedHolders.js';
 import type { PeerClient } from '../../src/fleet/peerClient.js';
 import type { SessionState } from '../../src/vocab/states.js';
 import { oneEtcd } from './fixtures/etcd.js';
+import { getPrefix } from '../../src/fleet/etcd.js';
 
 const SELF = 'c';
+
+/** A logger whose lines the test reads. */
+const logged = () => {
+  const lines: Array<{ msg: string; err?: string }> = [];
+  return { lines, log: pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string; err?: string }) }) };
+};
 
 /** What node `responder` holding `values` (UID:NAME to value) shared answers node `asker` (sharedHolders.ts sharedMacs). */
 const macsOf = (values: ReadonlyMap<string, string>, refs: readonly SharedRef[], nonce: string, asker: string, responder: string) =>
@@ -33,7 +43,8 @@ class Peers {
   readonly asked: Array<{ node: string; method: string; path: string }> = [];
   request(node: string, _endpoint: string, o: { method: string; path: string }) {
     this.asked.push({ node, method: o.method, path: o.path });
-    const req = new EventEmitter() as EventEmitter & { end(): void; destroy(e?: Error): void };
+    const req = new EventEmitter() as EventEmitter & { end(): void; destroy(e?: Error): void; write(): boolean };
+    req.write = () => true; // a file piped to it (a move's upload)
     req.end = () =>
       setImmediate(() => {
         const a = this.answer?.(node, o.path);
@@ -69,8 +80,13 @@ class Local implements MoveSource {
   sharedMacs(refs: readonly SharedRef[], nonce: string, responder: string): Map<string, string> {
     return macsOf(this.shared, refs, nonce, SELF, responder);
   }
-  async volumeFile(): Promise<never> {
-    throw new Error('not in these tests');
+  /** A volume's contents as a file (an empty one in the work dir), each export recorded. */
+  readonly exported: string[] = [];
+  async volumeFile(volumeId: string): Promise<{ path: string; zstd: boolean }> {
+    this.exported.push(volumeId);
+    const path = join(mkdtempSync(join(tmpdir(), 'enclave-move-')), 'v');
+    writeFileSync(path, '');
+    return { path, zstd: false };
   }
   /** Volumes and secrets made here for moves (moveKitHere.ts madeForMoves), those removed, and the moves seen over. */
   made = new Map<string, MadeForMove>();
@@ -155,7 +171,7 @@ describe('a drained node finishes the moves it left', () => {
   it('sweeps the volumes and secrets moves made here once no move to here runs: the owner\'s when the session came, removed when it never did or its copy was undone', async () => {
     const peers = new Peers();
     const local = new Local();
-    const made = (volumes: string[], o: Partial<MadeForMove> = {}): MadeForMove => ({ volumes, secrets: [], row: 'none', settled: true, stale: true, ...o });
+    const made = (volumes: string[], o: Partial<MadeForMove> = {}): MadeForMove => ({ volumes, secrets: [], row: 'none', stopped: false, settled: true, stale: true, ...o });
     local.made = new Map([
       [ID, made(['v-00000000a1'])],
       ['s-00000000b2', made(['v-00000000b2', 'v-00000000b3'])],
@@ -171,13 +187,15 @@ describe('a drained node finishes the moves it left', () => {
       ['s-00000000c1', made(['v-00000000c1'], { row: 'movedAway', stale: false })],
       // Ended here after a committed move: the owner's.
       ['s-00000000c2', made(['v-00000000c2'], { row: 'ended', secrets: ['pypi'] })],
-      // Made a moment ago, its move over already (committed here; or its record gone, placed here alone): the owner's
-      // at once (a session moved with it mounts it). c5: placed on its drained node too (its record on its way): left.
+      // Made a moment ago, its move over already (committed here; or its record gone, stopped and placed here alone): the
+      // owner's at once (a session moved with it mounts it). c5: placed on its drained node too (its record on its way),
+      // c6: placed here alone but running (empty: the fleet declared its drained node lost mid-move): left.
       ['s-00000000c3', made(['v-00000000c3'], { row: 'live', settled: false, stale: false })],
-      ['s-00000000c4', made(['v-00000000c4'], { row: 'live', settled: false, stale: false })],
-      ['s-00000000c5', made(['v-00000000c5'], { row: 'live', settled: false, stale: false })],
+      ['s-00000000c4', made(['v-00000000c4'], { row: 'live', stopped: true, settled: false, stale: false })],
+      ['s-00000000c5', made(['v-00000000c5'], { row: 'live', stopped: true, settled: false, stale: false })],
+      ['s-00000000c6', made(['v-00000000c6'], { row: 'live', settled: false, stale: false })],
     ]);
-    for (const id of ['s-00000000c3', 's-00000000c4', 's-00000000c5']) await etcd.put(key.desired(SELF, id)).value('{}');
+    for (const id of ['s-00000000c3', 's-00000000c4', 's-00000000c5', 's-00000000c6']) await etcd.put(key.desired(SELF, id)).value('{}');
     await etcd.put(key.desired('b', 's-00000000c5')).value('{}');
     await etcd.put(key.move('s-00000000c3')).value(JSON.stringify({ id: 's-00000000c3', from: 'b', to: SELF, phase: 'committed' }));
     local.stuck.add('v-00000000b8');
@@ -197,7 +215,7 @@ describe('a drained node finishes the moves it left', () => {
     local.made.delete('s-00000000b2');
     await m.tick();
     expect(local.dropped).toEqual(['v-00000000b2', 'v-00000000b3', 'github', 'API_TOKEN', 'v-00000000c1', 'v-00000000a1']);
-    expect([...local.made.keys()].sort()).toEqual(['s-00000000b5', 's-00000000b6', 's-00000000b8', 's-00000000b9', 's-00000000c5']);
+    expect([...local.made.keys()].sort()).toEqual(['s-00000000b5', 's-00000000b6', 's-00000000b8', 's-00000000b9', 's-00000000c5', 's-00000000c6']);
   });
 
   it('takes a 404 as confirmed: the node never made it', async () => {
@@ -312,10 +330,6 @@ describe("a drain's move of a session that may remount with a read-only volume",
     local.kits.set(ID, { secrets: [], volumes: [{ id: 'v-00000000aa', name: 'ref', size_mb: 16 }], shared: [], with: [] });
     local.storedFile = { path: '/dev/null', zstd: false };
   };
-  const logged = () => {
-    const lines: Array<{ msg: string; err?: string }> = [];
-    return { lines, log: pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string; err?: string }) }) };
-  };
 
   beforeEach(async () => {
     etcd = e.client;
@@ -386,10 +400,6 @@ describe("a drain's move of a session that declares root's shared secrets", () =
     };
     return peers;
   };
-  const logged = () => {
-    const lines: Array<{ msg: string; err?: string }> = [];
-    return { lines, log: pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string; err?: string }) }) };
-  };
 
   beforeEach(async () => {
     etcd = e.client;
@@ -456,5 +466,104 @@ describe("a drain's move of a session that declares root's shared secrets", () =
     await new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, log).tick();
     expect(peers.asked).toEqual([]);
     expect(lines.find((l) => l.msg === 'drain: session not moved; trying again later')?.err).toMatch(/: this node no longer shares 0:GH_TOKEN$/);
+  });
+});
+
+describe("a drain's move of sessions that share a volume", () => {
+  const e = oneEtcd('move-group', 23);
+  let etcd: Etcd3;
+  const c = (endpoints: string[]) => ({ endpoints, node: SELF, lease_ttl_s: 1, grace_s: 0, candidates: 3, create_timeout_ms: 3000, compact_interval_s: 0, list_interval_ms: 250 });
+  const ID2 = 's-00000000d2';
+  const VOL = 'v-00000000aa';
+  /** Node c drained, its stopped sessions ID and ID2 (uid 1000's) both mounting volume pair; node b takes groups. */
+  const drained = async () => {
+    await etcd.put(key.member('b')).value(JSON.stringify({ name: 'b', endpoint: '127.0.0.1:1', capacity: { slots: 8, memory_mb: 65536, disk_mb: 100 }, registered_at: '2026-01-01T00:00:00Z' }));
+    await etcd.put(key.alive('b')).value('{}');
+    await etcd.put(key.features('b')).value(JSON.stringify(['move-kit', 'move-group']));
+    await etcd.put(key.drain(SELF)).value('{}');
+    const local = new Local();
+    for (const [id, other] of [[ID2, ID], [ID, ID2]] as const) {
+      const request = { volumes: [{ name: 'pair', target: '/p' }] };
+      await etcd.put(key.desired(SELF, id)).value(JSON.stringify({ id, owner_uid: 1000, owner_gids: [], request, memory_mb: 256, entry: SELF, placed_at: '2026-01-01T00:00:00Z' }));
+      local.states.set(id, 'stopped');
+      local.kits.set(id, { secrets: [], volumes: [{ id: VOL, name: 'pair', size_mb: 64 }], shared: [], with: [other] });
+    }
+    local.storedFile = { path: '/dev/null', zstd: false };
+    return local;
+  };
+  /** Node b's worker, standing in: each placement on it reported made, in the order seen (one listed in `fail`: failed). */
+  const workerOfB = (fail?: string) => {
+    const made: string[] = [];
+    const t = setInterval(() => {
+      void getPrefix(etcd, key.desiredOf('b')).then(async (kvs) => {
+        for (const [k] of kvs) {
+          const id = k.slice(k.lastIndexOf('/') + 1);
+          if (made.includes(id)) continue;
+          made.push(id);
+          await etcd.put(key.status(id)).value(JSON.stringify({ id, node: 'b', state: id === fail ? 'failed' : 'running', ...(id === fail ? { error: { code: 'conflict', message: 'no room for it' } } : {}) }));
+        }
+      });
+    }, 20);
+    return { made, stop: () => clearInterval(t) };
+  };
+
+  beforeEach(async () => {
+    etcd = e.client;
+    await etcd.delete().prefix(PREFIX);
+  });
+
+  it('makes them there one after the other, unpacks the volume once through its maker, sends each one\'s files, and commits them together', async () => {
+    const local = await drained();
+    const peers = new Peers();
+    peers.status = 200;
+    const b = workerOfB();
+    try {
+      await new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' })).tick();
+    } finally {
+      b.stop();
+    }
+    // In id order: the maker (the first that mounts it) first; the other pinned to the same node.
+    expect(b.made).toEqual([ID, ID2]);
+    expect(local.exported).toEqual([VOL]);
+    expect(peers.asked.map((a) => `${a.method} ${a.path.split('&')[0]}`)).toEqual([
+      `POST /v1/sessions/${ID}/moved-in-volume?volume=${VOL}`,
+      `POST /v1/sessions/${ID}/moved-in?zstd=0`,
+      `POST /v1/sessions/${ID2}/moved-in?zstd=0`,
+    ]);
+    for (const id of [ID, ID2]) {
+      expect(await etcd.get(key.desired(SELF, id)).string()).toBeNull();
+      expect(await etcd.get(key.desired('b', id)).string()).not.toBeNull();
+      expect(await etcd.get(key.move(id)).string()).toBeNull(); // committed, then finished
+    }
+    expect([...new Set(local.forgotten)]).toEqual([ID, ID2]);
+  });
+
+  it('undoes both, the last made first, when one cannot be made there, and backs off both', async () => {
+    const local = await drained();
+    const peers = new Peers();
+    peers.status = 204;
+    const b = workerOfB(ID2);
+    const m = new Mover(etcd, SELF, c(e.endpoints), peers as unknown as PeerClient, local, pino({ level: 'silent' }));
+    try {
+      await m.tick();
+    } finally {
+      b.stop();
+    }
+    expect(peers.asked.map((a) => `${a.method} ${a.path}`)).toEqual([
+      `DELETE /v1/sessions/${ID2}?force=1`,
+      `POST /v1/sessions/${ID2}/moved-out?to=${SELF}`,
+      `DELETE /v1/sessions/${ID}?force=1`,
+      `POST /v1/sessions/${ID}/moved-out?to=${SELF}`,
+    ]);
+    for (const id of [ID, ID2]) {
+      expect(await etcd.get(key.desired(SELF, id)).string()).not.toBeNull();
+      expect(await etcd.get(key.desired('b', id)).string()).toBeNull();
+      expect(await etcd.get(key.move(id)).string()).toBeNull();
+    }
+    expect(local.forgotten).toEqual([]);
+    expect(local.exported).toEqual([]);
+    // Neither is tried again at once (each backs off, so the other does not start the group).
+    await m.tick();
+    expect(peers.asked).toHaveLength(4);
   });
 });

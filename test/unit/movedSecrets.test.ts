@@ -103,6 +103,29 @@ describe('a secret stored for a move', () => {
     expect(store.listOf(1000).map((x) => x.name)).toEqual(['github', 'npm']);
   });
 
+  it("takes a kit's volume named `with` another session of the move only as that one's kit made it here, and makes nothing of it; stores a carried secret unshared, root's too", async () => {
+    const store = SecretStore.open(t.db, t.dir);
+    const row = { id: 'v-00000000aa', name: 'pair', owner_uid: 1000, moved_for: 's-00000000a1' };
+    let here: typeof row | undefined = row;
+    const created: string[] = [];
+    const sessions = {
+      secrets: { store },
+      volumes: { get: () => here, byName: () => undefined, mountedBy: () => 1, create: async (name: string) => void created.push(name), remove: async () => undefined },
+      find: () => undefined,
+    } as unknown as SessionManager;
+    const log = pino({ level: 'silent' });
+    const kit = (w: string) => ({ secrets: [], volumes: [{ id: 'v-00000000aa', name: 'pair', size_mb: 64, with: w }] });
+    await adoptKit(sessions, kit('s-00000000a1'), 1000, 's-00000000a2', 'b', log);
+    expect(created).toEqual([]);
+    await expect(adoptKit(sessions, kit('s-00000000a3'), 1000, 's-00000000a2', 'b', log)).rejects.toThrow(/volume pair is not on node b as made for session s-00000000a3/);
+    await expect(adoptKit(sessions, kit('s-00000000a1'), 1001, 's-00000000a2', 'b', log)).rejects.toThrow(/not on node b as made for session s-00000000a1/);
+    here = undefined;
+    await expect(adoptKit(sessions, kit('s-00000000a1'), 1000, 's-00000000a2', 'b', log)).rejects.toThrow(/not on node b/);
+    // A kit that says shared (an older node's) is not root's word for this node.
+    await adoptKit(sessions, { secrets: [{ name: 'npm', value_base64: value.toString('base64'), shared: true }], volumes: [] }, 0, 's-00000000a4', 'b', log);
+    expect(store.info(0, 'npm')?.shared).toBe(false);
+  });
+
   it("the node's steps: a create of the moving session that fails, and a copy dropped, take the move's secrets along; a copy that moved on leaves them the owner's", async () => {
     const store = SecretStore.open(t.db, t.dir);
     const ended = new Set<string>();

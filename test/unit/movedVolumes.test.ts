@@ -38,6 +38,9 @@ describe('a volume made for a move', () => {
     expect(volumes.mountRefusal('v-00000000b1', 'code', true, 's-00000000a2')).toMatch(/being moved here/);
     expect(volumes.mountRefusal('v-00000000b1', 'code', false, MOVING)).toBeUndefined();
     expect(volumes.mountRefusal('v-00000000b2', 'other', false, 's-00000000a2')).toBeUndefined();
+    // A session moved with it (its kit names the volume `with` MOVING: CreateExtra.joins) mounts it; naming another, it does not.
+    expect(volumes.mountRefusal('v-00000000b1', 'code', false, 's-00000000a2', MOVING)).toBeUndefined();
+    expect(volumes.mountRefusal('v-00000000b1', 'code', false, 's-00000000a2', 's-00000000a3')).toMatch(/being moved here with session s-00000000a1/);
     volumes.clearMovedFor(MOVING);
     expect(volumes.movedFor(MOVING)).toEqual([]);
     expect(volumes.get('v-00000000b1')?.moved_for).toBeNull();

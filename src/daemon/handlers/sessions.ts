@@ -49,6 +49,7 @@ const oldCopy = (id: string, node: string, on: string | undefined) =>
   );
 /** A drain is moving the session to another node (src/fleet/move.ts): it is left alone until that ends. */
 const movingNow = (id: string) => new ApiError('conflict', `session ${id} is being moved to another node (its node is drained); try again once the move is done`);
+const movingIn = (id: string) => new ApiError('conflict', `session ${id} is being moved to this node (a drain of the node it was on); try again once the move is done`);
 
 /** Fleet mode: a session of this node, with the node it runs on. */
 const here = <T extends object>(ctx: Context, s: T): T => (ctx.fleet && (s as { node?: unknown }).node !== ctx.fleet.node ? { ...s, node: ctx.fleet.node } : s);
@@ -192,6 +193,8 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
     detail: ({ query }) => [query.force ? 'force' : undefined, query.timeout !== undefined ? `timeout ${query.timeout}s` : undefined, query.failure !== undefined ? `failure: ${query.failure}` : undefined].filter(Boolean).join(', ') || null,
     run: async (ctx, { caller, target, query, log }) => {
       if (ctx.fleet?.isMoving(target.id)) throw movingNow(target.id);
+      // A copy a drain is making here: the move's until it commits (its undo destroys it). Without etcd a destroy still goes on.
+      if (ctx.fleet && target.placed && (await ctx.fleet.movingIn(target.id, caller.via === 'peer' ? caller.peer : undefined).catch(() => false))) throw movingIn(target.id);
       const graceMs = query.force ? 0 : query.timeout === undefined ? undefined : query.timeout * 1000;
       log.info({ caller: caller.uid, grace_ms: graceMs, failure: query.failure }, 'destroy session');
       await ctx.sessions.destroy(target.id, query.failure, graceMs);
@@ -219,6 +222,8 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
       const on = await ctx.fleet.placedOn(target.id);
       if (on !== ctx.fleet.node) throw oldCopy(target.id, ctx.fleet.node, on);
       if (ctx.fleet.isMoving(target.id)) throw movingNow(target.id); // a drain's move began meanwhile
+      // A copy a drain is making here (its files in, stopped, before its group commits): run now, an undo would end it.
+      if (await ctx.fleet.movingIn(target.id)) throw movingIn(target.id);
     }
     // A grant taken away holds at the next start.
     ctx.access.checkProfile(caller, 'session.start', target.profile, { kind: 'session', id: target.id, owner_uid: target.owner_uid });
