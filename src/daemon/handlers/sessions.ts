@@ -219,11 +219,11 @@ export const sessionHandlers: Pick<Handlers, 'sessionList' | 'nodeSessionRows' |
     // Until the node has joined, a row an older version made for a placement may not be marked yet.
     if (ctx.fleet && !target.placed && !ctx.fleet.rowsMarked) throw new ApiError('exhausted', `node ${ctx.fleet.node} is joining the fleet; start session ${target.id} again in a moment`);
     if (ctx.fleet && target.placed && target.state !== 'running' && !ENDED_STATES.includes(target.state)) {
-      const on = await ctx.fleet.placedOn(target.id);
+      // Both read at once. A copy a drain is making here (its files in, stopped, before its group commits): run now, an undo would end it.
+      const [on, inbound] = await Promise.all([ctx.fleet.placedOn(target.id), ctx.fleet.movingIn(target.id)]);
       if (on !== ctx.fleet.node) throw oldCopy(target.id, ctx.fleet.node, on);
       if (ctx.fleet.isMoving(target.id)) throw movingNow(target.id); // a drain's move began meanwhile
-      // A copy a drain is making here (its files in, stopped, before its group commits): run now, an undo would end it.
-      if (await ctx.fleet.movingIn(target.id)) throw movingIn(target.id);
+      if (inbound) throw movingIn(target.id);
     }
     // A grant taken away holds at the next start.
     ctx.access.checkProfile(caller, 'session.start', target.profile, { kind: 'session', id: target.id, owner_uid: target.owner_uid });
