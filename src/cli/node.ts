@@ -31,7 +31,11 @@ export async function nodeCommand(sub: string | undefined, args: string[], o: { 
   if (sub === 'remove') {
     const r = await callRoute(o.socket, ROUTES.nodeRemove, { body: { name } });
     if (o.json) process.stdout.write(json(r));
-    else process.stdout.write(`${name} removed from the fleet${r.lost ? `; ${r.lost} of its sessions stay listed lost until their owners destroy them` : ''}\n`);
+    else {
+      process.stdout.write(`${name} removed from the fleet${r.lost ? `; ${r.lost} of its sessions stay listed lost until their owners destroy them` : ''}\n`);
+      // The removal is etcd's record alone: the node's certificate still opens every other node until the CA's list revokes it.
+      process.stderr.write(`its certificate (with [cluster.peer]) still admits it to the other nodes until it expires: revoke it in [cluster.peer] crl and reload every node (docs/fleet.md, "Revoking a node")\n`);
+    }
     return 0;
   }
   await callRoute(o.socket, sub === 'cordon' ? ROUTES.nodeCordon : ROUTES.nodeUncordon, { body: { name } });

@@ -218,6 +218,7 @@ describe.skipIf(!isRoot)('fleet: failure, fencing and quorum', () => {
     const removed = await nodes.a.cli(['node', 'remove', names.b]);
     expect(removed.code, removed.stderr).toBe(0);
     expect(removed.stdout).toBe(`${names.b} removed from the fleet; 2 of its sessions stay listed lost until their owners destroy them\n`);
+    expect(removed.stderr).toMatch(/^its certificate \(with \[cluster\.peer\]\) still admits it to the other nodes until it expires: revoke it in \[cluster\.peer\] crl/);
     expect(await nodeState(names.b)).toBeUndefined();
     for (const id of onB) expect(await fleetStatus(id)).toMatchObject({ state: 'lost', node: names.b });
     expect(await client.getAll().prefix(`/enclave/desired/${names.b}/`).keys()).toEqual([]);
