@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { call } from '../src/cli/client.js';
+import { nodeListSchema } from '../src/api/fleetSchemas.js';
 import { detectCgroupLayout, killCgroup, removeCgroup, versionOf } from '../src/isolation/cgroups.js';
 import { repoRoot } from '../src/native/addon.js';
 import { alive, etcdUnder, startEtcdCluster } from './etcdCluster.js';
@@ -142,6 +143,18 @@ async function up(count: number, slots: number, solo: boolean): Promise<void> {
       }
       await sleep(100);
     }
+  }
+  // Answering is not registered yet: a node's member record reaches etcd after its socket opens, and a caller's first
+  // cordon or placement needs every one (the bench's cordon of node-b once found none).
+  const members = state.nodes.filter((n) => n.name !== 'solo');
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const r = await call(members[0]!.socket, 'GET', '/v1/nodes').catch(() => undefined);
+    const listed = nodeListSchema.safeParse(r?.body);
+    const nodes = listed.success ? listed.data.nodes : [];
+    if (members.every((m) => nodes.some((x) => x.name === m.name && x.state === 'ready'))) break;
+    if (Date.now() > deadline) throw new Error(`the fleet's nodes did not all register within 30 s: ${JSON.stringify(nodes.map((x) => [x.name, x.state]))}`);
+    await sleep(100);
   }
   for (const n of state.nodes) process.stdout.write(`${n.name} ${n.socket}\n`);
 }
