@@ -1,6 +1,8 @@
 // What follows a session that a drain moves, beside its stored files: the
-// stored secrets of its owner that it declares, and the volumes it alone
-// mounts. The receiving node asks the drained node for the kit
+// stored secrets of its owner that it declares, and its volumes, with the
+// sessions that share them (moved together, groupPlan); root's shared
+// secrets are not carried (kitTakers: only where root shares the same
+// value, sharedHolders.ts). The receiving node asks the drained node for the kit
 // (GET /v1/sessions/ID/move-kit, nodes only, answered only while that very
 // move runs), adds the secrets to its store and makes the volumes, empty and
 // under the same ids, before it makes the session; the volumes' contents
@@ -16,7 +18,9 @@ import { readFleet } from './placement.js';
 import { getPrefix } from './etcd.js';
 import { desiredSchema, featuresSchema, key, MOVE_GROUPS, moveSchema, parseValue, prefix, STAGED_RO_VOLUMES, type Desired, type Move } from './keys.js';
 import { moveKitSchema, type MoveKit } from '../api/fleetSchemas.js';
-import { refText, type OwnMacs, type SharedChecks } from './sharedHolders.js';
+import { refText, type OwnMacs, type SharedChecks, type SharedRef } from './sharedHolders.js';
+
+export type { SharedRef };
 
 export { moveKitSchema, type MoveKit };
 
@@ -33,11 +37,6 @@ export interface KitFacts {
   sharedHere(owner: number, name: string): boolean;
 }
 
-/** A secret its owner shares (root's: `auth set --shared`), declared by a session of any owner, root's too. */
-export interface SharedRef {
-  owner_uid: number;
-  name: string;
-}
 
 export interface KitPlan {
   secrets: string[];

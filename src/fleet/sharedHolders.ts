@@ -14,7 +14,12 @@ import { sharedSecretsSchema } from '../api/fleetSchemas.js';
 import type { PeerClient } from './peerClient.js';
 import { parsed, peerGet } from './peerGet.js';
 import { readFleet } from './placement.js';
-import type { SharedRef } from './moveKit.js';
+
+/** A secret its owner shares (root's: `auth set --shared`), declared by a session of any owner, root's too. */
+export interface SharedRef {
+  owner_uid: number;
+  name: string;
+}
 
 /** A node's answer may take this long: it reads a few rows of its store. */
 const ASK_MS = 5_000;
