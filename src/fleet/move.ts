@@ -28,9 +28,9 @@ import { desiredSchema, key, lostSchema, moveSchema, parsedOrNone, parseValue, p
 import { place, placedNodes, readFleet, usedMemory, usedSlots } from './placement.js';
 import { awaitReport } from './report.js';
 import type { PeerClient } from './peerClient.js';
-import { kitTakers, moveRecordOf, type GroupPlan, type MadeForMove, type SharedRef } from './moveKit.js';
+import { kitTakers, moveRecordOf, type GroupPlan, type MadeForMove } from './moveKit.js';
 import { askThere, commitMoves, sendFile } from './movePeers.js';
-import { SharedChecks } from './sharedHolders.js';
+import { SharedChecks, type SharedRef } from './sharedHolders.js';
 import { rmSync } from 'node:fs';
 
 /** What a move needs of this node's own sessions (the daemon provides it). */

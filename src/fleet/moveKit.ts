@@ -20,8 +20,6 @@ import { desiredSchema, featuresSchema, key, MOVE_GROUPS, moveSchema, parseValue
 import { moveKitSchema, type MoveKit } from '../api/fleetSchemas.js';
 import { refText, type OwnMacs, type SharedChecks, type SharedRef } from './sharedHolders.js';
 
-export type { SharedRef };
-
 export { moveKitSchema, type MoveKit };
 
 /** What the drained node knows of a session, for kitPlan. */

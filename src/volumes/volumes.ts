@@ -102,11 +102,11 @@ export class Volumes {
 
   /** How many live sessions (stopped ones too) mount it, but `except`. */
   mountedBy(id: string, except?: string): number {
-    return this.store.usersOf(id).filter((u) => u.session_id !== except).length;
+    return this.mountersBesides(id, except).length;
   }
 
   /** The live sessions other than `except` that mount it, with their states. */
-  mountersBesides(id: string, except: string): Array<{ id: string; state: string }> {
+  mountersBesides(id: string, except?: string): Array<{ id: string; state: string }> {
     return this.store
       .usersOf(id)
       .filter((u) => u.session_id !== except)
